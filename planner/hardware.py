@@ -1,0 +1,107 @@
+"""Hardware specs: a chip, the network that joins chips, and the calibration knobs.
+
+Two topologies:
+- `Torus` (TPU): named physical axes; each chip has 2 links per axis (+ and -); slices of given
+  shapes, with or without wraparound links.
+- `Switched` (GPU): levels such as an NVLink island of 8 GPUs joined by InfiniBand; each level
+  has a per-GPU bandwidth per direction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+
+class WeightFormat(Enum):
+    """How weights are stored; carries bytes per element. int8 weights are dequantised and the
+    matmuls run at the bf16 rate, as in the paper."""
+
+    BF16 = ("bf16", 2)
+    INT8 = ("int8", 1)
+
+    def __init__(self, label: str, bytes_per_element: int) -> None:
+        self.label = label
+        self.bytes_per_element = bytes_per_element
+
+    @classmethod
+    def parse(cls, label: str) -> "WeightFormat":
+        for fmt in cls:
+            if fmt.label == label:
+                return fmt
+        raise ValueError(label)
+
+
+ACTIVATION_BYTES = 2  # activations, KV cache and their collectives move in bf16
+
+
+@dataclass(frozen=True, kw_only=True)
+class Chip:
+    name: str
+    peak_flop_per_s: dict[str, float]  # per compute format; "bf16" is required (MFU's peak)
+    hbm_bytes: float
+    hbm_bytes_per_s: float
+
+    @property
+    def peak_bf16_flop_per_s(self) -> float:
+        return self.peak_flop_per_s["bf16"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Slice:
+    chips: int
+    shape: tuple[int, ...]  # one size per torus axis
+    wraparound: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class Torus:
+    axes: tuple[str, ...]
+    link_bytes_per_s: float  # per link, one direction
+    links_per_axis: int = 2
+    slices: tuple[Slice, ...] = ()
+
+    @property
+    def chip_counts(self) -> tuple[int, ...]:
+        return tuple(sorted({s.chips for s in self.slices}))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Level:
+    name: str
+    size: int | None  # GPUs per group at this level; None for the outermost (any count)
+    bytes_per_s: float  # per GPU, per direction
+
+
+@dataclass(frozen=True, kw_only=True)
+class Switched:
+    levels: tuple[Level, ...]
+    chip_counts_: tuple[int, ...] = ()
+
+    @property
+    def chip_counts(self) -> tuple[int, ...]:
+        return self.chip_counts_
+
+
+@dataclass(frozen=True, kw_only=True)
+class Calibration:
+    """Constants shared by every model and layout on one cluster; ideal until fitted."""
+
+    matmul_efficiency: float = 1.0   # achieved / peak FLOP/s
+    hbm_efficiency: float = 1.0      # achieved / peak HBM bytes/s
+    network_efficiency: float = 1.0  # achieved / peak link bytes/s
+    collective_latency_s: float = 0.0  # fixed cost of each collective
+    layer_overhead_s: float = 0.0      # fixed cost per layer per step
+    overlap: float = 0.0  # share of the non-dominant times hidden under the dominant one (0: sum, 1: max)
+
+
+FIELDS_OF_CALIBRATION = tuple(Calibration.__dataclass_fields__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Cluster:
+    name: str
+    chip: Chip
+    topology: Torus | Switched
+    calibration: Calibration = field(default_factory=Calibration)
+    source: str = ""

@@ -1,0 +1,81 @@
+"""Model shapes.
+
+Letters used in formulas and their fields (the one place this map lives):
+
+    B batch            L tokens in this step     S context (KV length)
+    E d_model          F d_ff                    N n_heads
+    K n_kv_heads       H d_head                  V vocab
+    n chips            x, y, z mesh axes (X, Y, Z their sizes)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+class FfnKind(Enum):
+    """Feedforward variant; carries how many E x F input matrices it has."""
+
+    GELU = ("gelu", 1)      # W_in[E, F], W_out[F, E]
+    SWIGLU = ("swiglu", 2)  # W_gate[E, F], W_in[E, F], W_out[F, E]
+
+    def __init__(self, label: str, n_input_matrices: int) -> None:
+        self.label = label
+        self.n_input_matrices = n_input_matrices
+
+    @property
+    def n_matrices(self) -> int:
+        return self.n_input_matrices + 1
+
+
+class Block(Enum):
+    """Parallel (attention and FFN read the same normalised input) or serial Transformer block."""
+
+    PARALLEL = "parallel"
+    SERIAL = "serial"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Model:
+    name: str
+    n_layers: int
+    d_model: int
+    d_ff: int
+    n_heads: int
+    n_kv_heads: int
+    d_head: int
+    vocab: int
+    ffn: FfnKind
+    block: Block
+    n_params_nominal: float | None = None  # the MFU convention's parameter count; None: computed
+    source: str = ""
+
+    @property
+    def ffn_params_per_layer(self) -> int:
+        return self.ffn.n_matrices * self.d_model * self.d_ff
+
+    @property
+    def attention_params_per_layer(self) -> int:
+        """W_Q[E, N*H] + W_O[N*H, E] + W_K, W_V[E, K*H] (no biases)."""
+        q_and_o = 2 * self.d_model * self.n_heads * self.d_head
+        k_and_v = 2 * self.d_model * self.n_kv_heads * self.d_head
+        return q_and_o + k_and_v
+
+    @property
+    def embedding_params(self) -> int:
+        """One E x V matrix shared by the input embedding and the output projection."""
+        return self.d_model * self.vocab
+
+    @property
+    def n_params(self) -> int:
+        per_layer = self.ffn_params_per_layer + self.attention_params_per_layer
+        return self.n_layers * per_layer + self.embedding_params
+
+    @property
+    def params_for_mfu(self) -> float:
+        return self.n_params_nominal if self.n_params_nominal is not None else float(self.n_params)
+
+    def kv_bytes_per_token(self, kv_bytes_per_element: int = 2) -> int:
+        """K and V cache bytes for one token of one sequence, all layers, unsharded."""
+        return self.n_layers * 2 * self.n_kv_heads * self.d_head * kv_bytes_per_element

@@ -1,0 +1,60 @@
+"""What to plan: a model on a cluster, a workload, and the search space."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from planner.hardware import Cluster, WeightFormat
+from planner.model import Model
+
+
+class Phase(Enum):
+    PREFILL = "prefill"  # one forward pass over input_tokens per sequence
+    DECODE = "decode"    # output_tokens steps of one token per sequence
+
+
+@dataclass(frozen=True, kw_only=True)
+class Workload:
+    input_tokens: int   # prefill: tokens per sequence processed in one pass
+    output_tokens: int  # decode: tokens generated per sequence
+    context: int        # decode: KV-cache length each decode step attends to (and must hold)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SearchSpace:
+    phases: tuple[Phase, ...]
+    chips: tuple[int, ...]
+    batches: tuple[int, ...]
+    weights: tuple[WeightFormat, ...]
+    ffn: tuple[str, ...]
+    attention: tuple[str, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Constraints:
+    max_latency_s: float | None = None
+    min_mfu: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Pin:
+    """A deployed layout for one phase (for `compare --deployment`)."""
+
+    phase: Phase
+    chips: int
+    batch: int
+    ffn: str
+    attention: str
+    weights: WeightFormat
+
+
+@dataclass(frozen=True, kw_only=True)
+class Plan:
+    model: Model
+    cluster: Cluster
+    workload: Workload
+    space: SearchSpace
+    constraints: Constraints = Constraints()
+    deployment: tuple[Pin, ...] = ()
+    source: str = ""

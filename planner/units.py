@@ -1,0 +1,74 @@
+"""Human units in configs (`32 GiB`, `1.2 TB/s`, `275 TFLOP/s`) to SI base units, and back for
+display. This is the only module that knows unit factors; formulas never see them."""
+
+from __future__ import annotations
+
+import math
+import re
+
+_PREFIX = {
+    "": 1.0, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15,
+    "Ki": 2.0**10, "Mi": 2.0**20, "Gi": 2.0**30, "Ti": 2.0**40, "Pi": 2.0**50,
+}
+# unit kind -> accepted base spellings (after the prefix)
+_BASES = {
+    "bytes": ("B", "bytes", "byte"),
+    "bytes_per_s": ("B/s", "Bps", "bytes/s"),
+    "flop_per_s": ("FLOP/s", "FLOPS", "flop/s", "flops"),
+    "seconds": ("s",),
+}
+_SECONDS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
+_NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
+_QUANTITY = re.compile(rf"^\s*({_NUMBER})\s*([A-Za-zµ/]*)\s*$")
+
+EXAMPLES = {
+    "bytes": "a size such as 34359738368, '32 GiB' or '80 GB'",
+    "bytes_per_s": "a bandwidth such as 1.2e+12, '1.2 TB/s' or '45 GB/s'",
+    "flop_per_s": "a rate such as 2.75e+14 or '275 TFLOP/s'",
+    "seconds": "a time such as 0.001, '1 ms' or '5 us'",
+}
+
+
+def parse_quantity(text: str, kind: str) -> float:
+    """Parse '1.2 TB/s' (kind 'bytes_per_s') to 1.2e12. Raises ValueError with the reason."""
+    match = _QUANTITY.match(text)
+    if not match:
+        raise ValueError(f"cannot read {text!r} as a number with a unit")
+    number, unit = float(match.group(1)), match.group(2)
+    if unit == "":
+        return number
+    if kind == "seconds":
+        if unit in _SECONDS:
+            return number * _SECONDS[unit]
+        raise ValueError(f"unknown time unit {unit!r} (use s, ms, us or ns)")
+    for prefix in sorted(_PREFIX, key=len, reverse=True):
+        if unit.startswith(prefix) and unit[len(prefix):] in _BASES[kind]:
+            return number * _PREFIX[prefix]
+    raise ValueError(f"unknown unit {unit!r} for {kind.replace('_per_', '/')}")
+
+
+def fmt_seconds(value: float) -> str:
+    if not math.isfinite(value):
+        return str(value)
+    for factor, unit in ((1.0, "s"), (1e-3, "ms"), (1e-6, "us"), (1e-9, "ns")):
+        if abs(value) >= factor or unit == "ns":
+            return f"{value / factor:.3g} {unit}" if abs(value) < 1000 * factor else f"{value:.0f} s"
+    return f"{value} s"
+
+
+def fmt_bytes(value: float) -> str:
+    for factor, unit in ((2.0**40, "TiB"), (2.0**30, "GiB"), (2.0**20, "MiB"), (2.0**10, "KiB")):
+        if abs(value) >= factor:
+            return f"{value / factor:.1f} {unit}"
+    return f"{value:.0f} B"
+
+
+def fmt_rate(value: float, unit: str) -> str:
+    for factor, prefix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= factor:
+            return f"{value / factor:.3g} {prefix}{unit}"
+    return f"{value:.3g} {unit}"
+
+
+def fmt_percent(fraction: float) -> str:
+    return f"{100.0 * fraction:.1f} %"
