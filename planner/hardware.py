@@ -60,6 +60,7 @@ class Torus:
     link_bytes_per_s: float  # per link, one direction
     links_per_axis: int = 2
     slices: tuple[Slice, ...] = ()
+    bandwidth_model: str = "chip"  # "chip": every collective gets all links; "axes": only its axes'
 
     @property
     def chip_counts(self) -> tuple[int, ...]:

@@ -1,0 +1,477 @@
+"""Load and validate YAML configs: models, clusters and plans.
+
+A model or cluster is named by a preset (`configs/<kind>/<name>.yaml`) or by a path to a YAML
+file. Every mistake in a file raises `ConfigError` naming the file, line, column and key path;
+every mistake in a flag (a `load_plan` override) raises `UsageError` naming the flag.
+Schemas are tables of typed fields read by `planner.yamlio`; see the presets for examples.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import planner
+from planner import layouts
+from planner.errors import UsageError, did_you_mean
+from planner.hardware import (
+    Calibration, Chip, Cluster, Level, Slice, Switched, Torus, WeightFormat,
+)
+from planner.model import Block, FfnKind, Model
+from planner.plan import Constraints, Phase, Pin, Plan, SearchSpace, Workload
+from planner.yamlio import (
+    MAX_COUNT, MAX_MAGNITUDE, At, Field, Fields, boolean, choice, count, fields, list_of,
+    load_document, names, number, passthrough, text,
+)
+
+KINDS = ("models", "clusters", "plans")
+COMPUTE_FORMATS = ("bf16", "fp16", "fp8", "int8", "int4", "fp4", "tf32", "fp32")
+
+
+@dataclass(frozen=True)
+class PlanDefaults:
+    """What a plan searches when neither its file nor a flag says otherwise."""
+
+    phases: tuple[str, ...] = ("prefill", "decode")
+    chips: tuple[int, ...] | None = None      # None: every chip count the cluster offers
+    batches: tuple[int, ...] = tuple(2**i for i in range(11))  # 1, 2, 4, ..., 1024
+    weights: tuple[str, ...] = ("bf16", "int8")
+    ffn: tuple[str, ...] | None = None        # None: every registered FFN layout
+    attention: tuple[str, ...] | None = None  # None: every registered attention layout
+    input_tokens: int = 2048
+    output_tokens: int = 64
+    context: int = 2048
+
+
+PLAN_DEFAULTS = PlanDefaults()
+
+# `load_plan` keyword -> the command-line flag named in UsageError messages.
+FLAGS = {
+    "model": "--model", "cluster": "--cluster", "phases": "--phases", "chips": "--chips",
+    "batches": "--batches", "weights": "--weights", "ffn": "--ffn", "attention": "--attention",
+    "input_tokens": "--input-tokens", "output_tokens": "--output-tokens", "context": "--context",
+    "max_latency_s": "--max-latency-s", "min_mfu": "--min-mfu",
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Presets
+
+
+def presets_dir() -> Path:
+    """The bundled configs: planner/configs when installed, the repository's configs/ otherwise."""
+    package = Path(planner.__file__).resolve().parent
+    installed = package / "configs"
+    return installed if installed.is_dir() else package.parent / "configs"
+
+
+def list_presets(kind: str) -> list[str]:
+    if kind not in KINDS:
+        raise ValueError(f"unknown preset kind {kind!r}; expected one of {', '.join(KINDS)}")
+    return sorted(path.stem for path in (presets_dir() / kind).glob("*.yaml"))
+
+
+def _locate(kind: str, ref: str, base: Path | None = None, at: At | None = None) -> Path:
+    """The file a preset name or a path refers to (relative paths resolve against `base`).
+    Errors point at `at` (the plan entry naming it); otherwise a missing file is a ConfigError
+    on that file and an unknown name is the user's flag mistake (UsageError)."""
+    presets = list_presets(kind)
+    singular = kind[:-1]
+    path = Path(ref)
+    if base is not None and not path.is_absolute():
+        path = base / path
+    exists = _exists(path)
+    if ref in presets and not (exists and path.is_file()):
+        return presets_dir() / kind / f"{ref}.yaml"
+    if ref.strip() and (exists or _looks_like_path(ref)):
+        if exists or at is None:
+            return path  # load_document reports a missing file or a directory
+        message, hint = f"no {singular} file {str(path)!r}", None
+    else:
+        message, hint = f"unknown {singular} {ref!r}", did_you_mean(ref, presets)
+    hint = (hint + " " if hint else "") + (f"presets: {', '.join(presets) or '(none)'}; "
+                                           "or give a path to a YAML file")
+    if at is not None:
+        raise at.error(message, hint=hint)
+    raise UsageError(f"{message}\n  hint: {hint}")
+
+
+def _looks_like_path(ref: str) -> bool:
+    return "/" in ref or "\\" in ref or ref.endswith((".yaml", ".yml")) or ref.startswith(".")
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except (OSError, ValueError):  # a name too long for the file system, a NUL byte, ...
+        return False
+
+
+# ---------------------------------------------------------------------------------------------
+# Models
+
+MODEL_FIELDS = {
+    "name": Field(text),
+    "layers": Field(count),
+    "d_model": Field(count),
+    "d_ff": Field(count),
+    "heads": Field(count),
+    "kv_heads": Field(count),
+    "d_head": Field(count),
+    "vocab": Field(count),
+    "ffn": Field(choice({kind.label: kind for kind in FfnKind}, "FFN kind")),
+    "block": Field(choice({block.value: block for block in Block}, "block kind")),
+    "params": Field(number(), required=False),
+    "source": Field(text, required=False),
+}
+
+
+def load_model(name_or_path: str, *, base: Path | None = None, at: At | None = None) -> Model:
+    return _read_model(load_document(_locate("models", name_or_path, base, at)))
+
+
+def _read_model(root: At) -> Model:
+    f = fields(root, MODEL_FIELDS, "a model")
+    heads, kv_heads = f["heads"], f["kv_heads"]
+    if kv_heads > heads or heads % kv_heads:
+        raise f.where["kv_heads"].error(
+            f"heads ({heads}) must be a multiple of kv_heads ({kv_heads})",
+            hint="kv_heads = heads for multihead, 1 for multiquery, a divisor for grouped-query")
+    return Model(
+        name=f["name"], n_layers=f["layers"], d_model=f["d_model"], d_ff=f["d_ff"],
+        n_heads=heads, n_kv_heads=kv_heads, d_head=f["d_head"], vocab=f["vocab"],
+        ffn=f["ffn"], block=f["block"], n_params_nominal=f.get("params"),
+        source=f.get("source", ""),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Clusters
+
+EFFICIENCY = number(maximum=1.0)
+LATENCY = number("seconds", inclusive=True)
+CALIBRATION_FIELDS = {
+    "matmul_efficiency": Field(EFFICIENCY, required=False),
+    "hbm_efficiency": Field(EFFICIENCY, required=False),
+    "network_efficiency": Field(EFFICIENCY, required=False),
+    "collective_latency_s": Field(LATENCY, required=False),
+    "layer_overhead_s": Field(LATENCY, required=False),
+    "overlap": Field(number(inclusive=True, maximum=1.0), required=False),
+}
+
+PEAK_FIELDS = {fmt: Field(number("flop_per_s"), required=fmt == "bf16") for fmt in COMPUTE_FORMATS}
+CHIP_FIELDS = {
+    "name": Field(text),
+    "peak_flop_per_s": Field(lambda at: fields(at, PEAK_FIELDS, "peak rates per format").values),
+    "hbm": Field(number("bytes")),
+    "hbm_bandwidth": Field(number("bytes_per_s")),
+}
+SLICE_FIELDS = {"chips": Field(count), "shape": Field(list_of(count, unique=False)),
+                "wraparound": Field(boolean)}
+TORUS_FIELDS = {
+    "axes": Field(list_of(text)),
+    "link_bandwidth": Field(number("bytes_per_s")),
+    "links_per_axis": Field(count),
+    "slices": Field(list_of(passthrough, unique=False)),
+}
+LEVEL_FIELDS = {"name": Field(text), "size": Field(count, required=False),
+                "bandwidth": Field(number("bytes_per_s"))}
+SWITCHED_FIELDS = {"levels": Field(list_of(passthrough, unique=False)),
+                   "chips": Field(list_of(count))}
+TOPOLOGY_FIELDS = {"torus": Field(passthrough, required=False),
+                   "switched": Field(passthrough, required=False)}
+CLUSTER_FIELDS = {
+    "name": Field(text),
+    "chip": Field(lambda at: _read_chip(fields(at, CHIP_FIELDS, "a chip"))),
+    "topology": Field(lambda at: _read_topology(fields(at, TOPOLOGY_FIELDS, "a topology"))),
+    "calibration": Field(lambda at: Calibration(**fields(at, CALIBRATION_FIELDS,
+                                                         "calibration").values),
+                         required=False),  # the keys are Calibration's fields (tested)
+    "source": Field(text, required=False),
+}
+
+
+def load_cluster(name_or_path: str, *, base: Path | None = None, at: At | None = None) -> Cluster:
+    return _read_cluster(load_document(_locate("clusters", name_or_path, base, at)))
+
+
+def _read_cluster(root: At) -> Cluster:
+    f = fields(root, CLUSTER_FIELDS, "a cluster")
+    return Cluster(name=f["name"], chip=f["chip"], topology=f["topology"],
+                   calibration=f.get("calibration", Calibration()), source=f.get("source", ""))
+
+
+def _read_chip(f: Fields) -> Chip:
+    return Chip(name=f["name"], peak_flop_per_s=f["peak_flop_per_s"], hbm_bytes=f["hbm"],
+                hbm_bytes_per_s=f["hbm_bandwidth"])
+
+
+def _read_topology(f: Fields) -> Torus | Switched:
+    if len(f.values) != 1:
+        raise f.at.error("expected exactly one of 'torus' or 'switched'",
+                         hint="torus for TPU slices, switched for GPU nodes joined by a network")
+    if "torus" in f.values:
+        return _read_torus(fields(f["torus"], TORUS_FIELDS, "a torus"))
+    return _read_switched(fields(f["switched"], SWITCHED_FIELDS, "a switched network"))
+
+
+def _read_torus(f: Fields) -> Torus:
+    axes = f["axes"]
+    slices: list[Slice] = []
+    for slice_at in f["slices"]:
+        s = fields(slice_at, SLICE_FIELDS, "a slice")
+        shape, where = s["shape"], s.where["shape"]
+        if len(shape) != len(axes):
+            raise where.error(f"shape has {len(shape)} sizes but the torus has {len(axes)} axes "
+                              f"({', '.join(axes)})")
+        if math.prod(shape) != s["chips"]:
+            raise where.error(f"shape {'x'.join(map(str, shape))} holds {math.prod(shape)} chips, "
+                              f"not {s['chips']}")
+        if any(s["chips"] == other.chips for other in slices):
+            raise s.where["chips"].error(f"a slice of {s['chips']} chips is already listed")
+        slices.append(Slice(chips=s["chips"], shape=shape, wraparound=s["wraparound"]))
+    return Torus(axes=axes, link_bytes_per_s=f["link_bandwidth"],
+                 links_per_axis=f["links_per_axis"], slices=tuple(slices))
+
+
+def _read_switched(f: Fields) -> Switched:
+    level_ats = f["levels"]
+    levels: list[Level] = []
+    for i, level_at in enumerate(level_ats):
+        v = fields(level_at, LEVEL_FIELDS, "a network level")
+        outermost = i == len(level_ats) - 1
+        if outermost and "size" in v.values:
+            raise v.where["size"].error("the outermost level has no size (it joins any number of "
+                                        "groups)", hint="remove 'size' or add an outer level")
+        if not outermost and "size" not in v.values:
+            raise level_at.child(level_at.node, "size").error(
+                "missing key 'size' (every level but the outermost has one)")
+        inner = levels[-1].size if levels else None
+        if inner and "size" in v.values and (v["size"] <= inner or v["size"] % inner):
+            raise v.where["size"].error(f"size {v['size']} is not a larger multiple of the inner "
+                                        f"level's size {inner}")
+        levels.append(Level(name=v["name"], size=v.get("size"), bytes_per_s=v["bandwidth"]))
+    for i, n in enumerate(f["chips"]):
+        for level in levels[:-1]:
+            if n > level.size and n % level.size:
+                raise f.where["chips"].item(i).error(
+                    f"{n} chips do not fill whole {level.name} groups of {level.size}",
+                    hint=f"use at most {level.size} chips or a multiple of {level.size}")
+    return Switched(levels=tuple(levels), chip_counts_=tuple(sorted(f["chips"])))
+
+
+# ---------------------------------------------------------------------------------------------
+# Plans
+
+
+def _named_options() -> dict[str, tuple[Mapping[str, Any], str]]:
+    """Search axes chosen by name: key -> (name -> value, what the name is)."""
+    return {
+        "phases": ({phase.value: phase for phase in Phase}, "phase"),
+        "weights": ({fmt.label: fmt for fmt in WeightFormat}, "weight format"),
+        "ffn": (names(layouts.FFN_LAYOUTS), "FFN layout"),
+        "attention": (names(layouts.ATTENTION_LAYOUTS), "attention layout"),
+    }
+
+
+def _choice(key: str) -> Field:
+    return Field(choice(*_named_options()[key]))
+
+
+# search axis (a SearchSpace field and a load_plan keyword) -> its key in a plan file
+SEARCH_KEYS = {"phases": "phases", "chips": "chips", "batches": "batch", "weights": "weights",
+               "ffn": "ffn", "attention": "attention"}
+WORKLOAD_KEYS = ("input_tokens", "output_tokens", "context")
+CONSTRAINT_FIELDS = {"max_latency_s": Field(number("seconds"), required=False),
+                     "min_mfu": Field(number(maximum=1.0), required=False)}
+
+
+def _plan_fields(flags: Mapping[str, Any]) -> dict[str, Field]:
+    """The plan schema; what a flag gives, the file may omit."""
+    options = _named_options()
+    search = {key: Field(list_of(choice(*options[axis]) if axis in options else count),
+                         required=False) for axis, key in SEARCH_KEYS.items()}
+    workload = {key: Field(count, required=key not in flags) for key in WORKLOAD_KEYS}
+    return {
+        "model": Field(text, required="model" not in flags),
+        "cluster": Field(text, required="cluster" not in flags),
+        "workload": Field(lambda at: fields(at, workload, "the workload"),
+                          required=not all(key in flags for key in WORKLOAD_KEYS)),
+        "search": Field(lambda at: fields(at, search, "the search space"), required=False),
+        "constraints": Field(lambda at: fields(at, CONSTRAINT_FIELDS, "constraints"),
+                             required=False),
+        "deployment": Field(passthrough, required=False),  # read once the cluster is known
+    }
+
+
+def load_plan(
+    path: str | None = None, *,
+    model: str | None = None, cluster: str | None = None,
+    phases: tuple[str, ...] | None = None, chips: tuple[int, ...] | None = None,
+    batches: tuple[int, ...] | None = None, weights: tuple[str, ...] | None = None,
+    ffn: tuple[str, ...] | None = None, attention: tuple[str, ...] | None = None,
+    input_tokens: int | None = None, output_tokens: int | None = None, context: int | None = None,
+    max_latency_s: float | None = None, min_mfu: float | None = None,
+) -> Plan:
+    """A plan from a file (a preset name or a path) and/or flags; a flag overrides the file.
+    Without a file, model and cluster are required and the rest is `PLAN_DEFAULTS`."""
+    flags = _read_flags(dict(
+        model=model, cluster=cluster, phases=phases, chips=chips, batches=batches, weights=weights,
+        ffn=ffn, attention=attention, input_tokens=input_tokens, output_tokens=output_tokens,
+        context=context, max_latency_s=max_latency_s, min_mfu=min_mfu))
+    if path is None:
+        for required in ("model", "cluster"):
+            if required not in flags:
+                raise UsageError(f"{FLAGS[required]} is required when no plan file is given "
+                                 f"(presets: {', '.join(list_presets(required + 's'))})")
+        return _assemble(load_model(model), load_cluster(cluster), None, flags)
+    root = load_document(_locate("plans", path))
+    plan = fields(root, _plan_fields(flags), "a plan")
+    base = Path(root.file).parent
+
+    def named(load: Callable[..., Any], flag: str | None, key: str) -> Any:
+        """The flag's preset or path if given, else the file's (resolved against the file)."""
+        return load(flag) if flag else load(plan[key], base=base, at=plan.where[key])
+
+    return _assemble(named(load_model, model, "model"), named(load_cluster, cluster, "cluster"),
+                     plan, flags)
+
+
+def _assemble(model: Model, cluster: Cluster, plan: Fields | None, flags: dict[str, Any]) -> Plan:
+    def section(name: str) -> Fields | None:
+        return plan.get(name) if plan is not None else None
+
+    def merge(keys: Iterable[str], part: Fields | None) -> dict[str, Any]:
+        """Each key from its flag, else from the file, else from PLAN_DEFAULTS (or None)."""
+        given = part.values if part is not None else {}
+        return {key: flags[key] if key in flags
+                else given.get(key, getattr(PLAN_DEFAULTS, key, None)) for key in keys}
+
+    return Plan(
+        model=model, cluster=cluster,
+        workload=Workload(**merge(WORKLOAD_KEYS, section("workload"))),
+        space=_search_space(cluster, section("search"), flags),
+        constraints=Constraints(**merge(CONSTRAINT_FIELDS, section("constraints"))),
+        deployment=_read_deployment(section("deployment"), cluster),
+        source=plan.at.file if plan is not None else "",
+    )
+
+
+def _search_space(cluster: Cluster, search: Fields | None, flags: dict[str, Any]) -> SearchSpace:
+    offered = cluster.topology.chip_counts
+    axes: dict[str, tuple] = {}
+    for axis, key in SEARCH_KEYS.items():
+        if axis in flags:
+            axes[axis] = flags[axis]
+        elif search is not None and key in search.values:
+            axes[axis] = search[key]
+        else:
+            axes[axis] = _default(axis, cluster)
+    for i, n in enumerate(axes["chips"]):
+        if n in offered:
+            continue
+        if "chips" in flags:
+            raise UsageError(f"{FLAGS['chips']}: {cluster.name} cannot form {n} chips (it offers "
+                             f"{', '.join(map(str, offered))})")
+        _check_chip_count(n, search.where["chips"].item(i), cluster)
+    return SearchSpace(**axes)
+
+
+def _default(axis: str, cluster: Cluster) -> tuple:
+    """PLAN_DEFAULTS for one search axis; None there means every value on offer."""
+    default = getattr(PLAN_DEFAULTS, axis)
+    if axis == "chips":
+        return default or cluster.topology.chip_counts
+    options = _named_options()
+    if axis in options:
+        choices = options[axis][0]
+        return tuple(choices[name] for name in (default or choices))
+    return default
+
+
+def _read_deployment(at: At | None, cluster: Cluster) -> tuple[Pin, ...]:
+    if at is None:
+        return ()
+    phases = _named_options()["phases"][0]
+    pin_fields = {"chips": Field(count), "batch": Field(count), "ffn": _choice("ffn"),
+                  "attention": _choice("attention"), "weights": _choice("weights")}
+    entries = fields(at, {name: Field(passthrough, required=False) for name in phases},
+                     "the deployment (one entry per phase)")
+    pins = []
+    for name, pin_at in entries.values.items():
+        pin = fields(pin_at, pin_fields, f"the {name} deployment")
+        _check_chip_count(pin["chips"], pin.where["chips"], cluster)
+        pins.append(Pin(phase=phases[name], chips=pin["chips"], batch=pin["batch"], ffn=pin["ffn"],
+                        attention=pin["attention"], weights=pin["weights"]))
+    return tuple(pins)
+
+
+def _check_chip_count(n: int, at: At, cluster: Cluster) -> None:
+    offered = cluster.topology.chip_counts
+    if n not in offered:
+        raise at.error(f"{cluster.name} cannot form {n} chips",
+                       hint=f"it offers {', '.join(map(str, offered))}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Flags (load_plan overrides)
+
+
+def _read_flags(given: dict[str, Any]) -> dict[str, Any]:
+    """The flags that were given, checked, with names turned into their values."""
+    return {key: _read_flag(key, value) for key, value in given.items() if value is not None}
+
+
+def _read_flag(key: str, value: Any) -> Any:
+    flag = FLAGS[key]
+    options = _named_options()
+    if key in options:
+        choices, what = options[key]
+        values = _several(key, (value,) if isinstance(value, str) else value)
+        for name in values:
+            if not isinstance(name, str) or name not in choices:
+                hint = did_you_mean(str(name), choices)
+                raise UsageError(f"{flag}: unknown {what} {name!r}; expected one of "
+                                 f"{', '.join(choices)}" + (f" ({hint})" if hint else ""))
+        return tuple(choices[name] for name in values)
+    if key in ("chips", "batches"):
+        values = (value,) if isinstance(value, int) else tuple(value)
+        return _several(key, _checked(key, values, _is_count, "a positive whole number"))
+    if key in WORKLOAD_KEYS:
+        return _checked(key, (value,), _is_count, "a positive whole number")[0]
+    if key == "max_latency_s":
+        return float(_checked(key, (value,), lambda v: _is_real(v) and 0 < v <= MAX_MAGNITUDE,
+                              "a positive time in seconds")[0])
+    if key == "min_mfu":
+        return float(_checked(key, (value,), lambda v: _is_real(v) and 0 < v <= 1,
+                              "a fraction in (0, 1]")[0])
+    if not isinstance(value, str) or not value.strip():  # model, cluster
+        raise UsageError(f"{flag}: expected a preset name or a path, found {value!r}")
+    return value
+
+
+def _several(key: str, values: Iterable[Any]) -> tuple:
+    values = tuple(values)
+    if not values:
+        raise UsageError(f"{FLAGS[key]}: give at least one value (the search space would be empty)")
+    if len(set(values)) != len(values):
+        raise UsageError(f"{FLAGS[key]}: a value is given twice in {', '.join(map(str, values))}")
+    return values
+
+
+def _checked(key: str, values: tuple, ok: Callable[[Any], bool], expected: str) -> tuple:
+    for value in values:
+        if not ok(value):
+            raise UsageError(f"{FLAGS[key]}: expected {expected}, found {value!r}")
+    return values
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_COUNT
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

@@ -1,0 +1,184 @@
+"""The cost model: a layout's per-chip FLOPs, HBM bytes and collectives to seconds, MFU, cost and
+memory use, vectorised over the batch axis.
+
+Per step (prefill: one forward pass; decode: one token per sequence):
+
+    compute_s = sum(FLOPs) / (peak_bf16 * matmul_efficiency)
+    memory_s  = sum(HBM bytes read) / (hbm_bytes_per_s * hbm_efficiency)
+                (weights each chip reads, gathered or stationary, and in decode the whole KV cache)
+    comm_s    = sum of collective times (planner.network)
+    step_s    = combine(compute_s, memory_s, comm_s) + n_layers * layer_overhead_s
+
+`combine` is the overlap policy, one calibration knob `overlap` = f in [0, 1]:
+    step = max(c, m, k) + (1 - f) * (c + m + k - max(c, m, k))
+f = 0 is no overlap (the sum), f = 1 full overlap (the max). Ideal clusters use f = 0; the
+calibrated TPU v4 preset carries the fitted f.
+
+Each layer's terms repeat n_layers times; the output projection (logits, W_emb[E, V_xyz]) runs
+once per step for one token per sequence. Metrics follow the reference file's conventions:
+    MFU  = 2 * n_params_nominal * tokens / (chips * peak_bf16 * latency_s)
+    cost = chips * latency_s / tokens  (chip-seconds per token)
+with tokens = batch * input_tokens (prefill) or batch * output_tokens (decode).
+
+Memory per chip = stored weights + KV cache + working set (one layer's gathered weights for
+weight-gathered layouts, and the residual stream in and out of a layer). F-sized intermediates
+are assumed processed in chunks and are not counted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from planner.hardware import ACTIVATION_BYTES, Cluster, WeightFormat
+from planner.layouts import AttentionLayout, Collective, CollectiveKind, FfnLayout, LayerCost, Term
+from planner.layouts.base import StepShape
+from planner.mesh import Mesh
+from planner.model import Model
+from planner.network import collective_seconds
+from planner.plan import Phase, Workload
+
+BOUNDS = ("compute", "memory", "comm")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Candidate:
+    """One discrete choice of the search; the batch axis is swept alongside it."""
+
+    phase: Phase
+    mesh: Mesh
+    ffn: FfnLayout
+    attention: AttentionLayout
+    weights: WeightFormat
+
+
+@dataclass(frozen=True, kw_only=True)
+class Row:
+    """One line of `explain`: a dataflow term with its per-step totals (already x repeat)."""
+
+    name: str
+    notation: str
+    repeat: int  # n_layers for per-layer rows, 1 for the output projection
+    flops: np.ndarray
+    hbm_bytes: np.ndarray
+    comm_bytes: np.ndarray
+    collective: str  # e.g. "all-gather(yz)" or ""
+    compute_s: np.ndarray
+    memory_s: np.ndarray
+    comm_s: np.ndarray
+
+
+@dataclass(frozen=True, kw_only=True)
+class Evaluation:
+    """Costs of one candidate, each an array over `batch`."""
+
+    candidate: Candidate
+    batch: np.ndarray
+    tokens: np.ndarray
+    compute_s: np.ndarray
+    memory_s: np.ndarray
+    comm_s: np.ndarray
+    overhead_s: float
+    step_s: np.ndarray
+    latency_s: np.ndarray
+    mfu: np.ndarray
+    cost_chip_s_per_token: np.ndarray
+    tokens_per_s: np.ndarray
+    weight_bytes: float
+    kv_bytes: np.ndarray
+    activation_bytes: np.ndarray
+    hbm_bytes: np.ndarray
+    hbm_fraction: np.ndarray
+    bound: np.ndarray  # index into BOUNDS
+    rows: tuple[Row, ...]
+
+
+def step_shape(phase: Phase, workload: Workload, batch: np.ndarray) -> StepShape:
+    if phase is Phase.PREFILL:
+        L = workload.input_tokens
+        return StepShape(batch=batch, tokens=L, attended=(L + 1) / 2, cached=L, reads_cache=False)
+    return StepShape(batch=batch, tokens=1, attended=workload.context, cached=workload.context,
+                     reads_cache=True)
+
+
+def combine(compute_s, memory_s, comm_s, overlap: float):
+    """The overlap policy (see module docstring)."""
+    dominant = np.maximum(np.maximum(compute_s, memory_s), comm_s)
+    return dominant + (1.0 - overlap) * (compute_s + memory_s + comm_s - dominant)
+
+
+def evaluate(model: Model, cluster: Cluster, workload: Workload, candidate: Candidate,
+             batch: np.ndarray) -> Evaluation:
+    c = candidate
+    batch = np.asarray(batch, dtype=np.int64)
+    shape = step_shape(c.phase, workload, batch)
+    sizes = c.mesh.sizes
+    wbytes = c.weights.bytes_per_element
+    ffn = c.ffn.cost(model, sizes, shape, wbytes)
+    attention = c.attention.cost(model, c.ffn, sizes, shape, wbytes)
+    head = _output_projection(model, c.mesh.chips, batch, wbytes)
+    rows = tuple(
+        _row(cluster, c.mesh, term, repeat)
+        for layer_cost, repeat in ((attention, model.n_layers), (ffn, model.n_layers), (head, 1))
+        for term in layer_cost.terms
+    )
+    zero = np.zeros(batch.shape)
+    compute_s = sum((r.compute_s for r in rows), zero)
+    memory_s = sum((r.memory_s for r in rows), zero)
+    comm_s = sum((r.comm_s for r in rows), zero)
+    cal = cluster.calibration
+    overhead_s = model.n_layers * cal.layer_overhead_s
+    step_s = combine(compute_s, memory_s, comm_s, cal.overlap) + overhead_s
+
+    if c.phase is Phase.PREFILL:
+        tokens, latency_s = batch * workload.input_tokens, step_s
+    else:
+        tokens, latency_s = batch * workload.output_tokens, step_s * workload.output_tokens
+    peak = cluster.chip.peak_bf16_flop_per_s
+    mfu = 2.0 * model.params_for_mfu * tokens / (c.mesh.chips * peak * latency_s)
+
+    weight_bytes = model.n_layers * (ffn.weight_bytes_stored + attention.weight_bytes_stored) + \
+        head.weight_bytes_stored
+    kv_bytes = model.n_layers * attention.kv_bytes_stored + zero
+    residual = 2.0 * batch * shape.tokens * model.d_model * ACTIVATION_BYTES / c.mesh.chips
+    activation_bytes = residual + ffn.working_bytes + attention.working_bytes
+    hbm_bytes = weight_bytes + kv_bytes + activation_bytes
+    return Evaluation(
+        candidate=c, batch=batch, tokens=tokens, compute_s=compute_s, memory_s=memory_s,
+        comm_s=comm_s, overhead_s=overhead_s, step_s=step_s, latency_s=latency_s, mfu=mfu,
+        cost_chip_s_per_token=c.mesh.chips * latency_s / tokens, tokens_per_s=tokens / latency_s,
+        weight_bytes=weight_bytes, kv_bytes=kv_bytes, activation_bytes=activation_bytes,
+        hbm_bytes=hbm_bytes, hbm_fraction=hbm_bytes / cluster.chip.hbm_bytes,
+        bound=np.argmax(np.stack([compute_s, memory_s, comm_s]), axis=0), rows=rows,
+    )
+
+
+def _output_projection(model: Model, chips: int, batch: np.ndarray, weight_bytes: int) -> LayerCost:
+    """Logits for one token per sequence: W_emb[E, V_xyz], after gathering the final hidden states."""
+    E, V = model.d_model, model.vocab
+    gather = Term(name="gather final hidden states", notation="all-gather(xyz) B E",
+                  collective=Collective(kind=CollectiveKind.ALL_GATHER, axes="xyz",
+                                        bytes_per_chip=batch * E * ACTIVATION_BYTES))
+    logits = Term(name="einsum logits", notation="W_emb[E, V_xyz] -> B V_xyz",
+                  flops=2.0 * batch * E * V / chips, hbm_bytes=E * V * weight_bytes / chips)
+    return LayerCost(terms=(gather, logits), weight_bytes_stored=E * V * weight_bytes / chips)
+
+
+def _row(cluster: Cluster, mesh: Mesh, term: Term, repeat: int) -> Row:
+    cal, chip = cluster.calibration, cluster.chip
+    flops = repeat * np.asarray(term.flops, dtype=float)
+    hbm = repeat * np.asarray(term.hbm_bytes, dtype=float)
+    if term.collective is not None:
+        comm_bytes = repeat * np.asarray(term.collective.bytes_per_chip, dtype=float)
+        comm_s = repeat * collective_seconds(cluster, mesh, term.collective)
+        label = f"{term.collective.kind.value}({term.collective.axes})"
+    else:
+        comm_bytes, comm_s, label = 0.0 * flops, 0.0 * flops, ""
+    return Row(
+        name=term.name, notation=term.notation, repeat=repeat, flops=flops, hbm_bytes=hbm,
+        comm_bytes=comm_bytes, collective=label,
+        compute_s=flops / (chip.peak_bf16_flop_per_s * cal.matmul_efficiency),
+        memory_s=hbm / (chip.hbm_bytes_per_s * cal.hbm_efficiency),
+        comm_s=comm_s,
+    )

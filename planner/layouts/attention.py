@@ -1,0 +1,142 @@
+"""Attention layouts (paper Figure 5), crossed with every FFN layout.
+
+Projections follow the FFN's layout with heads in place of d_ff: W_Q[E_e, N_f H] etc.; with the
+parallel block their input all-gather and output reduce-scatter are shared with the FFN's.
+The attention core (QK, softmax, AV and the KV cache) is then sharded one of two ways:
+
+- `heads`: heads over every axis the FFN does not shard batch over; batch over the FFN's batch
+  axes. A multiquery KV cache is replicated on every head shard.
+- `batch`: batch over every axis except those kv heads can be split over (none for multiquery,
+  some for grouped-query), reached by an all-to-all of Q and back; the KV cache shrinks by the
+  number of batch shards. With fewer sequences than batch shards, shards are padded.
+
+Head counts that do not divide their shards are padded (as the paper pads PaLM 540B's 48 heads
+to 64 on 64 chips), and the extra parameters are charged in weights, FLOPs and bytes; kv heads
+fewer than their shards are replicated.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from itertools import combinations
+
+from planner.hardware import ACTIVATION_BYTES
+from planner.layouts.base import (
+    ALL_AXES, Collective, CollectiveKind, LayerCost, StepShape, Term, ceil_div, complement, size,
+)
+from planner.layouts.ffn import FfnLayout, _collective
+from planner.model import Block, Model
+
+AG, RS = CollectiveKind.ALL_GATHER, CollectiveKind.REDUCE_SCATTER
+AR, A2A = CollectiveKind.ALL_REDUCE, CollectiveKind.ALL_TO_ALL
+
+
+@dataclass(frozen=True, kw_only=True)
+class AttentionLayout:
+    name: str
+    notation: str
+    shards_batch: bool  # True: batch-sharded core; False: head-sharded core
+
+    def core_axes(self, model: Model, ffn: FfnLayout, sizes: dict[str, int]) -> tuple[str, str]:
+        """(axes sharding the batch, axes sharding the heads) of the attention core."""
+        free = complement(ffn.batch_axes)
+        if not self.shards_batch:
+            return ffn.batch_axes, free
+        kv_axes = _kv_axes(model.n_kv_heads, free, ffn.f_axes, sizes)
+        return complement(kv_axes), kv_axes
+
+    def applies(self, model: Model, ffn: FfnLayout, sizes: dict[str, int]) -> bool:
+        """False when this layout would coincide with the other one on this mesh."""
+        head_sharded = size(sizes, complement(ffn.batch_axes)) > 1
+        if not self.shards_batch:
+            return head_sharded
+        batch_axes, _ = self.core_axes(model, ffn, sizes)
+        return size(sizes, batch_axes) > size(sizes, ffn.batch_axes) or not head_sharded
+
+    def padded_heads(self, model: Model, ffn: FfnLayout, sizes: dict[str, int]) -> int:
+        shards = size(sizes, ffn.f_axes)
+        if not self.shards_batch:
+            shards = math.lcm(shards, size(sizes, complement(ffn.batch_axes)))
+        return -(-model.n_heads // shards) * shards
+
+    def cost(self, model: Model, ffn: FfnLayout, sizes: dict[str, int], shape: StepShape,
+             weight_bytes: int) -> LayerCost:
+        n = size(sizes, ALL_AXES)
+        E, H, K = model.d_model, model.d_head, model.n_kv_heads
+        e, f = size(sizes, ffn.e_axes), size(sizes, ffn.f_axes)
+        heads = self.padded_heads(model, ffn, sizes)
+        kv_proj = -(-K // f) * f  # kv heads replicated up to the head shards of the projections
+        batch_axes, head_axes = self.core_axes(model, ffn, sizes)
+        core_batch = ceil_div(shape.batch, size(sizes, batch_axes))
+        core_heads = heads / size(sizes, head_axes)
+        kv_heads_per_chip = -(-K // size(sizes, head_axes))
+        tokens = ffn.tokens_per_chip(sizes, shape)
+        act = ACTIVATION_BYTES
+
+        qo_params = 2 * E * heads * H / (e * f)
+        kv_params = 2 * E * kv_proj * H / (e * f)
+        q_bytes = tokens * (heads / f) * H * act
+        kv_new_bytes = tokens * (kv_proj / f) * H * 2 * act
+        kv_cache = core_batch * shape.cached * 2 * kv_heads_per_chip * H * act
+        kv_cache = core_batch * shape.cached * 2 * kv_heads_per_chip * H * act
+        b, fx, ex = ffn.batch_axes, ffn.f_axes, ffn.e_axes
+        terms = [
+            Term(name="einsum W_Q, W_K, W_V, W_O", notation=f"W_Q[E_{ex}, N_{fx} H], W_KV[E_{ex}, K H]",
+                 flops=2.0 * tokens * (qo_params + kv_params),
+                 hbm_bytes=(qo_params + kv_params) * weight_bytes),
+            _collective("reduce-scatter Q", f"B_{b}LN_{fx}H{{U_{ex}}}", RS, ex, q_bytes),
+            _collective("all-reduce new K, V" if not self.shards_batch else "reduce-scatter new K, V",
+                        f"B_{b}LKH{{U_{ex}}}", RS if self.shards_batch else AR, ex, kv_new_bytes),
+        ]
+        to_batch = "".join(a for a in batch_axes if a not in b)
+        if self.shards_batch:
+            terms.append(_collective("all-to-all Q to batch shards", f"-> B_{batch_axes}LN_{head_axes}H",
+                                     A2A, to_batch, q_bytes / e))
+        terms.append(Term(name="einsum QK, AV", notation=f"B_{batch_axes}LS N_{head_axes}H",
+                          flops=4.0 * core_batch * shape.tokens * shape.attended * core_heads * H))
+        if shape.reads_cache:
+            terms.append(Term(name="read KV cache", notation=f"KV[B_{batch_axes}, S, K_{head_axes}, H]",
+                              hbm_bytes=kv_cache))
+        if self.shards_batch:
+            terms.append(_collective("all-to-all output to head shards", f"-> B_{b}LN_{fx}{ex}H",
+                                     A2A, to_batch, q_bytes / e))
+        terms.append(_collective("gather attention output", f"-> B_{b}LN_{fx}H", AG, ex, q_bytes))
+        used_weight_bytes = (qo_params + kv_params) * weight_bytes
+        terms.append(_collective("gather attention weights", f"W_QKVO -> [E_{ex}, N_{fx} H]",
+                                 AG, ffn.gather_axes, used_weight_bytes))
+        if model.block is Block.SERIAL:
+            terms.extend(ffn.boundary_collectives(sizes, shape, model))
+        stored = 2 * E * (heads + kv_proj) * H * weight_bytes / n
+        return LayerCost(
+            terms=tuple(t for t in terms if t is not None),
+            weight_bytes_stored=stored,
+            kv_bytes_stored=kv_cache,
+            working_bytes=used_weight_bytes if ffn.gather_axes else 0.0,
+        )
+
+
+def _kv_axes(n_kv_heads: int, free: str, f_axes: str, sizes: dict[str, int]) -> str:
+    """The largest group of `free` axes whose chip count divides the kv heads (ties: prefer axes
+    the projections already shard heads over, then the last axes)."""
+    best, best_key = "", (1, 0, "")
+    for r in range(1, len(free) + 1):
+        for axes in combinations(free, r):
+            group = "".join(axes)
+            k = size(sizes, group)
+            if k > 1 and n_kv_heads % k == 0:
+                key = (k, sum(a in f_axes for a in group), group)
+                if key > best_key:
+                    best, best_key = group, key
+    return best
+
+
+ATTENTION_LAYOUTS = {
+    layout.name: layout
+    for layout in (
+        AttentionLayout(name="heads", notation="Q, KV: B_b L N_(not b) H; multiquery KV replicated",
+                        shards_batch=False),
+        AttentionLayout(name="batch", notation="all-to-all -> B_(all but kv) L N H; KV B_xyz L K H",
+                        shards_batch=True),
+    )
+}

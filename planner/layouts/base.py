@@ -1,0 +1,84 @@
+"""What a layout reports: terms (einsums, HBM reads) and collectives, per chip, per layer.
+
+Quantities are numpy arrays over the batch axis (or plain floats when they do not depend on it).
+Logical mesh axes are written as strings of letters: "x", "yz", "xyz"; "" is no axis.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+import numpy as np
+
+Quantity = np.ndarray | float
+
+
+class CollectiveKind(Enum):
+    """A collective and how its `bytes_per_chip` is measured (the paper's Figure 3 convention:
+    the per-chip size of the larger side, without the (K-1)/K factor)."""
+
+    ALL_GATHER = "all-gather"          # bytes: per-chip output
+    REDUCE_SCATTER = "reduce-scatter"  # bytes: per-chip input
+    ALL_REDUCE = "all-reduce"          # bytes: per-chip input (= reduce-scatter + all-gather)
+    ALL_TO_ALL = "all-to-all"          # bytes: per-chip shard sent and received
+
+
+@dataclass(frozen=True, kw_only=True)
+class Collective:
+    kind: CollectiveKind
+    axes: str  # logical mesh axes it runs over, e.g. "yz"
+    bytes_per_chip: Quantity
+
+
+@dataclass(frozen=True, kw_only=True)
+class Term:
+    """One row of a layer's dataflow: an einsum (FLOPs, weight bytes read), an HBM read, or a
+    collective. `notation` is the book's sharding syntax, printed by `explain`."""
+
+    name: str
+    notation: str
+    flops: Quantity = 0.0
+    hbm_bytes: Quantity = 0.0
+    collective: Collective | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class LayerCost:
+    """Per chip, per layer: dataflow rows plus what must be resident in HBM."""
+
+    terms: tuple[Term, ...]
+    weight_bytes_stored: float  # resident weights per chip for this layer (capacity)
+    kv_bytes_stored: Quantity = 0.0  # resident KV cache per chip for this layer (capacity)
+    working_bytes: Quantity = 0.0  # transient buffers (gathered weights) per chip
+
+
+def size(sizes: dict[str, int], axes: str) -> int:
+    """Number of chips spanned by logical axes `axes` on a mesh with logical sizes `sizes`."""
+    out = 1
+    for axis in axes:
+        out *= sizes[axis]
+    return out
+
+
+def ceil_div(a: Quantity, b: int) -> Quantity:
+    """ceil(a / b) for arrays of non-negative integers (padding a batch to whole shards)."""
+    return -(-np.asarray(a) // b) if isinstance(a, np.ndarray) else float(-(-int(a) // b))
+
+
+@dataclass(frozen=True, kw_only=True)
+class StepShape:
+    """The shape of one step of one phase; `batch` is the swept numpy axis."""
+
+    batch: np.ndarray  # B, int64
+    tokens: int        # L: tokens per sequence in this step (prefill: input tokens; decode: 1)
+    attended: float    # mean KV length a query attends to (prefill: causal (L+1)/2; decode: S)
+    cached: int        # S: KV-cache length held per sequence
+    reads_cache: bool  # decode reads the whole KV cache every step; prefill writes it
+
+
+ALL_AXES = "xyz"
+
+
+def complement(axes: str) -> str:
+    return "".join(a for a in ALL_AXES if a not in axes)

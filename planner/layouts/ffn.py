@@ -1,0 +1,114 @@
+"""FFN layouts (paper Figure 2). Each is a sharding spec run through one generic dataflow.
+
+Weights are stored 2D weight-stationary, E over x and F over yz (`W_in[E_x, F_yz]`), so prefill
+(weight-gathered) and decode (weight-stationary) share one copy. A layout says over which axes
+tokens (batch) are sharded, F is sharded, E is sharded (partial sums), and weights are gathered:
+
+    activations B_b L E_(f,e) -all-gather(f)-> B_b L E_e
+    einsum W_in[E_e, F_f]      -> B_b L F_f {U_e}    -reduce-scatter(e)-> ... -all-gather(e)->
+    einsum W_out[F_f, E_e]     -> B_b L E_e {U_f}    -reduce-scatter(f)-> B_b L E_(f,e)
+    weights (stored E_x F_yz)  -all-gather(g)-> W[E_e, F_f]
+
+For ws2d this is exactly the paper's dataflow; for ws1d, e is empty; for weight-gathered
+layouts, b = g and e is empty. Communication per chip (two-matrix FFN, bf16, T = B*L tokens) is
+the paper's Figure 3: ws2d 2T(E/X + F/YZ)*2 bytes; wg-x (2EF X/n + 2TE/X)*2; wg-xyz 2EF*2.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from planner.hardware import ACTIVATION_BYTES
+from planner.layouts.base import (
+    Collective, CollectiveKind, LayerCost, StepShape, Term, ceil_div, size,
+)
+from planner.model import Model
+
+AG, RS = CollectiveKind.ALL_GATHER, CollectiveKind.REDUCE_SCATTER
+
+
+@dataclass(frozen=True, kw_only=True)
+class FfnLayout:
+    name: str
+    notation: str
+    batch_axes: str   # b: tokens (batch) sharded over these axes
+    f_axes: str       # f: d_ff (and heads, for attention projections) sharded over these
+    e_axes: str       # e: d_model sharded over these inside the matmuls (partial sums)
+    gather_axes: str  # g: weights all-gathered over these before use
+    groups: tuple[str, ...]  # axis groups that must each span > 1 chip for the layout to be distinct
+
+    def applies(self, sizes: dict[str, int]) -> bool:
+        return all(size(sizes, group) > 1 for group in self.groups)
+
+    def tokens_per_chip(self, sizes: dict[str, int], shape: StepShape):
+        """B_b * L: each chip works on its batch shard (padded to whole shards)."""
+        return ceil_div(shape.batch, size(sizes, self.batch_axes)) * shape.tokens
+
+    def cost(self, model: Model, sizes: dict[str, int], shape: StepShape, weight_bytes: int) -> LayerCost:
+        n = size(sizes, "xyz")
+        E, F = model.d_model, model.d_ff
+        e, f = size(sizes, self.e_axes), size(sizes, self.f_axes)
+        n_in = model.ffn.n_input_matrices
+        tokens = self.tokens_per_chip(sizes, shape)
+        act = ACTIVATION_BYTES
+        used_weight_bytes = model.ffn.n_matrices * (E / e) * (F / f) * weight_bytes
+        terms = [
+            _collective("gather FFN input", f"B_{self.batch_axes}LE -> B_{self.batch_axes}LE_{self.e_axes}",
+                        AG, self.f_axes, tokens * (E / e) * act),
+            Term(name="einsum W_in", notation=f"W_in[E_{self.e_axes}, F_{self.f_axes}]",
+                 flops=2.0 * tokens * (E / e) * (F / f) * n_in,
+                 hbm_bytes=n_in * (E / e) * (F / f) * weight_bytes),
+            _collective("reduce-scatter hidden", f"B_{self.batch_axes}LF_{self.f_axes}{{U_{self.e_axes}}}",
+                        RS, self.e_axes, n_in * tokens * (F / f) * act),
+            _collective("gather hidden", f"-> B_{self.batch_axes}LF_{self.f_axes}",
+                        AG, self.e_axes, tokens * (F / f) * act),
+            Term(name="einsum W_out", notation=f"W_out[F_{self.f_axes}, E_{self.e_axes}]",
+                 flops=2.0 * tokens * (F / f) * (E / e),
+                 hbm_bytes=(E / e) * (F / f) * weight_bytes),
+            _collective("reduce-scatter output", f"B_{self.batch_axes}LE_{self.e_axes}{{U_{self.f_axes}}}",
+                        RS, self.f_axes, tokens * (E / e) * act),
+            _collective("gather FFN weights", f"W[E_x, F_yz] -> W[E_{self.e_axes}, F_{self.f_axes}]",
+                        AG, self.gather_axes, used_weight_bytes),
+        ]
+        return LayerCost(
+            terms=tuple(t for t in terms if t is not None),
+            weight_bytes_stored=model.ffn_params_per_layer * weight_bytes / n,
+            working_bytes=used_weight_bytes if self.gather_axes else 0.0,
+        )
+
+    def boundary_collectives(self, sizes: dict[str, int], shape: StepShape, model: Model) -> tuple[Term, ...]:
+        """The block's input all-gather and output reduce-scatter: a serial block pays them again
+        for attention; the parallel block shares them with the FFN."""
+        tokens = self.tokens_per_chip(sizes, shape)
+        d = tokens * (model.d_model / size(sizes, self.e_axes)) * ACTIVATION_BYTES
+        terms = (
+            _collective("gather attention input", f"B_{self.batch_axes}LE_{self.e_axes}", AG, self.f_axes, d),
+            _collective("reduce-scatter attention output", f"{{U_{self.f_axes}}}", RS, self.f_axes, d),
+        )
+        return tuple(t for t in terms if t is not None)
+
+
+def _collective(name: str, notation: str, kind: CollectiveKind, axes: str, bytes_per_chip) -> Term | None:
+    """A collective row, or None when it runs over no axis."""
+    if not axes:
+        return None
+    return Term(name=name, notation=f"{kind.value}({axes}) {notation}",
+                collective=Collective(kind=kind, axes=axes, bytes_per_chip=bytes_per_chip))
+
+
+def _register(*layouts: FfnLayout) -> dict[str, FfnLayout]:
+    return {layout.name: layout for layout in layouts}
+
+
+FFN_LAYOUTS = _register(
+    FfnLayout(name="ws1d", notation="W_in[E, F_xyz], W_out[F_xyz, E]; BLE_xyz",
+              batch_axes="", f_axes="xyz", e_axes="", gather_axes="", groups=()),
+    FfnLayout(name="ws2d", notation="W_in[E_x, F_yz], W_out[F_yz, E_x]; BLE_xyz",
+              batch_axes="", f_axes="yz", e_axes="x", gather_axes="", groups=("x", "yz")),
+    FfnLayout(name="wg-x", notation="W[E_x, F_yz] -all-gather(x)-> W[E, F_yz]; B_x L E_yz",
+              batch_axes="x", f_axes="yz", e_axes="", gather_axes="x", groups=("x", "yz")),
+    FfnLayout(name="wg-xy", notation="W[E_x, F_yz] -all-gather(xy)-> W[E, F_z]; B_xy L E_z",
+              batch_axes="xy", f_axes="z", e_axes="", gather_axes="xy", groups=("x", "y", "z")),
+    FfnLayout(name="wg-xyz", notation="W[E_x, F_yz] -all-gather(xyz)-> W[E, F]; B_xyz L E",
+              batch_axes="xyz", f_axes="", e_axes="", gather_axes="xyz", groups=("xyz",)),
+)

@@ -1,0 +1,95 @@
+"""Meshes: how a slice's physical axes (torus) or network levels (switched) form the logical
+mesh axes x, y, z that layouts shard over.
+
+- Torus: every assignment of whole physical axes to x, y, z (an axis is a ring; it is not split).
+- Switched levels: each level's GPU count is factorised into three ordered factors, one per
+  logical axis, so x may span, say, 2 GPUs of an NVLink island times 4 nodes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import product
+
+from planner.hardware import Cluster, Switched, Torus
+
+Piece = tuple[str, int]  # (physical axis or network level, chips along it)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Mesh:
+    chips: int
+    physical: tuple[Piece, ...]  # the slice: torus axes or levels, with sizes
+    logical: tuple[tuple[Piece, ...], tuple[Piece, ...], tuple[Piece, ...]]  # pieces of x, y, z
+    torus: bool  # torus axes (names print bare) or switched levels (names print with a size)
+    wraparound: bool = True
+
+    @property
+    def sizes(self) -> dict[str, int]:
+        return {axis: _product(pieces) for axis, pieces in zip("xyz", self.logical)}
+
+    def pieces(self, axes: str) -> tuple[Piece, ...]:
+        """The physical pieces spanned by logical axes `axes`, in a canonical order."""
+        return tuple(sorted(p for axis, pieces in zip("xyz", self.logical) if axis in axes for p in pieces))
+
+    def names(self, axes: str) -> list[str]:
+        return [name if self.torus else f"{name}:{n}" for name, n in self.pieces(axes)]
+
+
+def meshes(cluster: Cluster, chips: int) -> list[Mesh]:
+    """Every logical mesh the cluster offers on `chips` chips (empty if it cannot form them)."""
+    topology = cluster.topology
+    if isinstance(topology, Torus):
+        return [m for s in topology.slices if s.chips == chips for m in _torus_meshes(topology, s)]
+    return _switched_meshes(topology, chips)
+
+
+def _torus_meshes(torus: Torus, slice_) -> list[Mesh]:
+    physical = tuple(zip(torus.axes, slice_.shape))
+    out = []
+    for assignment in product(range(3), repeat=len(physical)):
+        logical = tuple(tuple(p for p, a in zip(physical, assignment) if a == i) for i in range(3))
+        out.append(Mesh(chips=slice_.chips, physical=physical, logical=logical, torus=True,
+                        wraparound=slice_.wraparound))
+    return out
+
+
+def _switched_meshes(switched: Switched, chips: int) -> list[Mesh]:
+    physical = level_sizes(switched, chips)
+    if physical is None:
+        return []
+    per_level = [[tuple((name, f) for f in factors) for factors in _triples(n)] for name, n in physical]
+    out = []
+    for choice in product(*per_level):
+        logical = tuple(tuple(level[i] for level in choice if level[i][1] > 1) for i in range(3))
+        out.append(Mesh(chips=chips, physical=physical, logical=logical, torus=False))
+    return out
+
+
+def level_sizes(switched: Switched, chips: int) -> tuple[Piece, ...] | None:
+    """GPUs spanned at each level (inner first) for `chips` GPUs, or None if not formable."""
+    out, remaining = [], chips
+    for level in switched.levels:
+        if level.size is None or remaining <= level.size:
+            out.append((level.name, remaining))
+            remaining = 1
+            break
+        if remaining % level.size:
+            return None
+        out.append((level.name, level.size))
+        remaining //= level.size
+    if remaining != 1:
+        return None
+    return tuple(p for p in out if p[1] > 1) or ((switched.levels[0].name, 1),)
+
+
+def _triples(n: int) -> list[tuple[int, int, int]]:
+    divisors = [d for d in range(1, n + 1) if n % d == 0]
+    return [(a, b, n // (a * b)) for a in divisors for b in divisors if (n // a) % b == 0]
+
+
+def _product(pieces) -> int:
+    out = 1
+    for _, n in pieces:
+        out *= n
+    return out

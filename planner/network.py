@@ -1,0 +1,88 @@
+"""Collective time on a topology: bytes to seconds. The only place links are modelled.
+
+Let D be a collective's `bytes_per_chip` (Figure 3's convention) and K the chips it spans.
+
+Torus: rings along torus axes use both directions (2 links per axis); a slice without
+wraparound links runs lines instead of rings, which halves the bandwidth. The bandwidth W a
+collective gets is set by the cluster's `bandwidth_model`:
+- `chip` (the paper's model; its closed forms use one per-chip bandwidth): every collective moves
+  data at the chip's full interconnect bandwidth, links per axis x link bandwidth x axes of the
+  slice (270 GB/s on a TPU v4 3D torus), as if collectives over different axes were pipelined
+  so that every link stays busy;
+- `axes`: only the links of the axes the collective spans (90 GB/s for one TPU v4 axis).
+
+    all-gather, reduce-scatter:  D (K-1)/K / W
+    all-reduce:                  2 D (K-1)/K / W
+    all-to-all:                  D (K-1)/K * h / W, with h = max(1, sum over axes of k_i/4),
+                                 the mean ring distance a shard travels
+
+Switched levels (GPU): each level has a per-GPU bandwidth W_l; a collective spanning k_l GPUs at
+each level runs hierarchically, slowest level first for an all-gather (smallest data), so level l
+moves D (k_l - 1) P_l / K bytes, where P_l is the product of the k of the levels done before it.
+An all-to-all sends D (k_l - 1)/k_l through each level it spans.
+
+Every collective that spans more than one chip also pays `collective_latency_s`, and all
+bandwidths are scaled by `network_efficiency`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from planner.hardware import Cluster, Switched, Torus
+from planner.layouts.base import Collective, CollectiveKind
+from planner.mesh import Mesh
+
+_PASSES = {
+    CollectiveKind.ALL_GATHER: 1.0, CollectiveKind.REDUCE_SCATTER: 1.0,
+    CollectiveKind.ALL_REDUCE: 2.0, CollectiveKind.ALL_TO_ALL: 1.0,
+}
+
+
+def collective_seconds(cluster: Cluster, mesh: Mesh, collective: Collective):
+    pieces = mesh.pieces(collective.axes)
+    chips = 1
+    for _, k in pieces:
+        chips *= k
+    if chips == 1:
+        return 0.0 * np.asarray(collective.bytes_per_chip)
+    topology, cal = cluster.topology, cluster.calibration
+    if isinstance(topology, Torus):
+        seconds = _torus_seconds(topology, mesh, collective, pieces, chips)
+    else:
+        seconds = _switched_seconds(topology, collective, pieces, chips)
+    return seconds / cal.network_efficiency + cal.collective_latency_s
+
+
+def torus_bandwidth(torus: Torus, mesh: Mesh, pieces) -> float:
+    """Bytes/s a collective over `pieces` gets: the links of every axis of the slice
+    (`bandwidth_model: chip`, the paper's) or only of the axes it spans (`axes`)."""
+    spanned = mesh.physical if torus.bandwidth_model == "chip" else pieces
+    axes = sum(1 for _, n in spanned if n > 1)
+    per_axis = torus.links_per_axis * torus.link_bytes_per_s * (1.0 if mesh.wraparound else 0.5)
+    return per_axis * max(axes, 1)
+
+
+def _torus_seconds(torus: Torus, mesh: Mesh, collective: Collective, pieces, chips: int):
+    moved = np.asarray(collective.bytes_per_chip) * (chips - 1) / chips * _PASSES[collective.kind]
+    if collective.kind is CollectiveKind.ALL_TO_ALL:
+        moved = moved * max(1.0, sum(k / 4.0 for _, k in pieces))
+    return moved / torus_bandwidth(torus, mesh, pieces)
+
+
+def _switched_seconds(switched: Switched, collective: Collective, pieces, chips: int):
+    spans: dict[str, int] = {}
+    for name, k in pieces:
+        spans[name] = spans.get(name, 1) * k
+    data = np.asarray(collective.bytes_per_chip, dtype=float)
+    seconds, done = 0.0, 1
+    for level in reversed(switched.levels):  # outermost (slowest) first
+        k = spans.get(level.name, 1)
+        if k == 1:
+            continue
+        if collective.kind is CollectiveKind.ALL_TO_ALL:
+            seconds = seconds + data * (k - 1) / k / level.bytes_per_s
+        else:
+            seconds = seconds + data * (k - 1) * done / chips / level.bytes_per_s * _PASSES[collective.kind]
+        done *= k
+    return seconds
