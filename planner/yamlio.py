@@ -187,6 +187,8 @@ def _found(node: yaml.Node) -> str:
         return "a mapping"
     if isinstance(node, yaml.SequenceNode):
         return "a list"
+    if node.tag == _TAG + "null":
+        return "no value"
     return repr(node.value)
 
 

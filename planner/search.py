@@ -1,0 +1,220 @@
+"""Exhaustive search: every chip count, mesh grouping, FFN layout, attention layout and weight
+format, with the batch axis swept as a numpy array; infeasible points are dropped with a named
+reason; the Pareto frontier of latency against MFU is kept per phase."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from planner.costmodel import BOUNDS, Candidate, Evaluation, evaluate
+from planner.errors import InfeasibleError
+from planner.layouts import ATTENTION_LAYOUTS, FFN_LAYOUTS
+from planner.mesh import meshes
+from planner.plan import Phase, Plan
+from planner.units import fmt_bytes
+
+DOES_NOT_FIT = "does not fit in HBM"
+TOO_SLOW = "latency above max_latency_s"
+LOW_MFU = "MFU below min_mfu"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Point:
+    """One evaluated layout at one batch size (what the frontier and `explain` report)."""
+
+    phase: Phase
+    chips: int
+    mesh: tuple[tuple[str, int], ...]
+    partition: tuple[tuple[str, tuple[str, ...]], ...]  # ("x", axes), ("yz", axes), ("gather", axes)
+    batch: int
+    ffn: str
+    attention: str
+    weights: str
+    latency_s: float
+    step_latency_s: float
+    mfu: float
+    cost_chip_s_per_token: float
+    tokens_per_s: float
+    hbm_bytes_per_chip: float
+    hbm_fraction: float
+    bound: str
+    compute_s: float
+    memory_s: float
+    comm_s: float
+    overhead_s: float
+
+    @property
+    def key(self) -> tuple:
+        """What identifies a point across two runs (compare matches on this)."""
+        return (self.phase.value, self.chips, self.batch, self.ffn, self.attention, self.weights)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PhaseResult:
+    phase: Phase
+    evaluated: int
+    feasible: int
+    dropped: tuple[tuple[str, int], ...]
+    frontier: tuple[Point, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class SearchResult:
+    plan: Plan
+    phases: tuple[PhaseResult, ...]
+
+    @property
+    def evaluated(self) -> int:
+        return sum(p.evaluated for p in self.phases)
+
+    @property
+    def feasible(self) -> int:
+        return sum(p.feasible for p in self.phases)
+
+    @property
+    def dropped(self) -> tuple[tuple[str, int], ...]:
+        totals: dict[str, int] = {}
+        for phase in self.phases:
+            for reason, count in phase.dropped:
+                totals[reason] = totals.get(reason, 0) + count
+        return tuple(sorted(totals.items()))
+
+
+def candidates(plan: Plan, phase: Phase, chips: tuple[int, ...] | None = None) -> list[Candidate]:
+    """Every distinct discrete choice for `phase` (mesh groupings that cost the same are merged)."""
+    space, model = plan.space, plan.model
+    out, seen = [], set()
+    for n in chips or space.chips:
+        for mesh in meshes(plan.cluster, n):
+            sizes = mesh.sizes
+            for ffn in (FFN_LAYOUTS[name] for name in space.ffn):
+                if not ffn.applies(sizes):
+                    continue
+                for attention in (ATTENTION_LAYOUTS[name] for name in space.attention):
+                    if not attention.applies(model, ffn, sizes):
+                        continue
+                    core = attention.core_axes(model, ffn, sizes)
+                    key = (n, ffn.name, attention.name) + tuple(
+                        mesh.pieces(axes) for axes in
+                        (ffn.batch_axes, ffn.f_axes, ffn.e_axes, ffn.gather_axes) + core)
+                    if key in seen:
+                        continue
+                    seen.add(key)
+                    out.extend(Candidate(phase=phase, mesh=mesh, ffn=ffn, attention=attention, weights=w)
+                               for w in space.weights)
+    return out
+
+
+def search(plan: Plan) -> SearchResult:
+    return SearchResult(plan=plan, phases=tuple(_search_phase(plan, phase) for phase in plan.space.phases))
+
+
+def _search_phase(plan: Plan, phase: Phase) -> PhaseResult:
+    batch = np.array(plan.space.batches, dtype=np.int64)
+    dropped = {DOES_NOT_FIT: 0, TOO_SLOW: 0, LOW_MFU: 0}
+    kept: list[tuple[Evaluation, np.ndarray]] = []
+    evaluated = 0
+    for candidate in candidates(plan, phase):
+        ev = evaluate(plan.model, plan.cluster, plan.workload, candidate, batch)
+        evaluated += batch.size
+        ok = _feasible(plan, ev, dropped)
+        if ok.any():
+            kept.append((ev, ok))
+    feasible = sum(int(ok.sum()) for _, ok in kept)
+    if feasible == 0:
+        raise InfeasibleError(_nothing_feasible(plan, phase, evaluated, dropped))
+    return PhaseResult(phase=phase, evaluated=evaluated, feasible=feasible,
+                       dropped=tuple((r, c) for r, c in sorted(dropped.items()) if c),
+                       frontier=tuple(frontier(kept)))
+
+
+def _feasible(plan: Plan, ev: Evaluation, dropped: dict[str, int]) -> np.ndarray:
+    """Boolean mask over the batch axis; each dropped point is counted under its first reason."""
+    limits = plan.constraints
+    ok = ev.hbm_bytes <= plan.cluster.chip.hbm_bytes
+    dropped[DOES_NOT_FIT] += int((~ok).sum())
+    for reason, passes in ((TOO_SLOW, None if limits.max_latency_s is None else ev.latency_s <= limits.max_latency_s),
+                           (LOW_MFU, None if limits.min_mfu is None else ev.mfu >= limits.min_mfu)):
+        if passes is not None:
+            dropped[reason] += int((ok & ~passes).sum())
+            ok = ok & passes
+    return ok
+
+
+def order_key(ev: Evaluation, i: int) -> tuple:
+    """Lowest latency first; ties go to higher MFU, then less traffic, then registry order."""
+    c = ev.candidate
+    return (float(ev.latency_s[i]), -float(ev.mfu[i]), float(ev.comm_s[i]), float(ev.memory_s[i]),
+            list(FFN_LAYOUTS).index(c.ffn.name), list(ATTENTION_LAYOUTS).index(c.attention.name),
+            c.mesh.chips, int(ev.batch[i]), c.weights.value)
+
+
+def frontier(kept: list[tuple[Evaluation, np.ndarray]]) -> list[Point]:
+    """Pareto frontier (minimise latency, maximise MFU): sort by latency, keep running-best MFU."""
+    latency = np.concatenate([ev.latency_s[ok] for ev, ok in kept])
+    mfu = np.concatenate([ev.mfu[ok] for ev, ok in kept])
+    owner = np.concatenate([np.full(int(ok.sum()), k) for k, (_, ok) in enumerate(kept)])
+    index = np.concatenate([np.flatnonzero(ok) for _, ok in kept])
+    order = np.lexsort((-mfu, latency))
+    best_before = np.maximum.accumulate(np.concatenate([[-np.inf], mfu[order][:-1]]))
+    on_front = order[mfu[order] > best_before]
+    points = [(kept[owner[j]][0], int(index[j])) for j in on_front]
+    points.sort(key=lambda p: order_key(*p))
+    return [point(ev, i) for ev, i in points]
+
+
+def point(ev: Evaluation, i: int) -> Point:
+    c, mesh = ev.candidate, ev.candidate.mesh
+    return Point(
+        phase=c.phase, chips=mesh.chips, mesh=mesh.physical,
+        partition=(("x", tuple(mesh.names("x"))), ("yz", tuple(mesh.names("yz"))),
+                   ("gather", tuple(mesh.names(c.ffn.gather_axes)))),
+        batch=int(ev.batch[i]), ffn=c.ffn.name, attention=c.attention.name, weights=c.weights.label,
+        latency_s=float(ev.latency_s[i]), step_latency_s=float(ev.step_s[i]), mfu=float(ev.mfu[i]),
+        cost_chip_s_per_token=float(ev.cost_chip_s_per_token[i]),
+        tokens_per_s=float(ev.tokens_per_s[i]), hbm_bytes_per_chip=float(ev.hbm_bytes[i]),
+        hbm_fraction=float(ev.hbm_fraction[i]), bound=BOUNDS[int(ev.bound[i])],
+        compute_s=float(ev.compute_s[i]), memory_s=float(ev.memory_s[i]),
+        comm_s=float(ev.comm_s[i]), overhead_s=float(ev.overhead_s),
+    )
+
+
+def best(plan: Plan, phase: Phase, chips: int, batch: int, weights=None, ffn=None, attention=None) -> Evaluation | None:
+    """The lowest-latency feasible evaluation at one chip count and batch (optionally with a
+    weight format or layout fixed), as a one-element Evaluation; None if nothing fits."""
+    found = None
+    for c in candidates(plan, phase, chips=(chips,)):
+        if (weights and c.weights is not weights) or (ffn and c.ffn.name != ffn) or \
+                (attention and c.attention.name != attention):
+            continue
+        ev = evaluate(plan.model, plan.cluster, plan.workload, c, np.array([batch]))
+        if ev.hbm_bytes[0] > plan.cluster.chip.hbm_bytes:
+            continue
+        if found is None or order_key(ev, 0) < order_key(found, 0):
+            found = ev
+    return found
+
+
+def _nothing_feasible(plan: Plan, phase: Phase, evaluated: int, dropped: dict[str, int]) -> str:
+    reasons = ", ".join(f"{count} {reason}" for reason, count in sorted(dropped.items()) if count)
+    text = f"{phase.value}: nothing feasible among {evaluated} candidates ({reasons})."
+    if dropped[DOES_NOT_FIT]:
+        text += "\n  hint: " + weights_hint(plan)
+    if dropped[TOO_SLOW] or dropped[LOW_MFU]:
+        text += "\n  hint: relax the constraints (--max-latency, --min-mfu) or allow more chips."
+    return text
+
+
+def weights_hint(plan: Plan) -> str:
+    """How many chips the smallest weight format needs, and the smallest slice that fits."""
+    model, chip = plan.model, plan.cluster.chip
+    smallest = min(plan.space.weights, key=lambda w: w.bytes_per_element)
+    need = model.n_params * smallest.bytes_per_element
+    at_least = int(np.ceil(need / chip.hbm_bytes))
+    fits = [n for n in plan.cluster.topology.chip_counts if n >= at_least]
+    text = (f"{smallest.label} weights need {fmt_bytes(need)}: at least {at_least} chips of "
+            f"{fmt_bytes(chip.hbm_bytes)}")
+    text += f"; smallest slice that fits: {fits[0]}" if fits else "; no slice of this cluster is that large"
+    return text + " (plus room for the KV cache)."
