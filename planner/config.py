@@ -50,10 +50,10 @@ PLAN_DEFAULTS = PlanDefaults()
 
 # `load_plan` keyword -> the command-line flag named in UsageError messages.
 FLAGS = {
-    "model": "--model", "cluster": "--cluster", "phases": "--phases", "chips": "--chips",
-    "batches": "--batches", "weights": "--weights", "ffn": "--ffn", "attention": "--attention",
+    "model": "--model", "cluster": "--cluster", "phases": "--phase", "chips": "--chips",
+    "batches": "--batch", "weights": "--weights", "ffn": "--ffn", "attention": "--attention",
     "input_tokens": "--input-tokens", "output_tokens": "--output-tokens", "context": "--context",
-    "max_latency_s": "--max-latency-s", "min_mfu": "--min-mfu",
+    "max_latency_s": "--max-latency", "min_mfu": "--min-mfu",
 }
 
 
@@ -176,6 +176,7 @@ TORUS_FIELDS = {
     "link_bandwidth": Field(number("bytes_per_s")),
     "links_per_axis": Field(count),
     "slices": Field(list_of(passthrough, unique=False)),
+    "bandwidth_model": Field(choice({"chip": "chip", "axes": "axes"}, "bandwidth model"), required=False),
 }
 LEVEL_FIELDS = {"name": Field(text), "size": Field(count, required=False),
                 "bandwidth": Field(number("bytes_per_s"))}
@@ -234,7 +235,8 @@ def _read_torus(f: Fields) -> Torus:
             raise s.where["chips"].error(f"a slice of {s['chips']} chips is already listed")
         slices.append(Slice(chips=s["chips"], shape=shape, wraparound=s["wraparound"]))
     return Torus(axes=axes, link_bytes_per_s=f["link_bandwidth"],
-                 links_per_axis=f["links_per_axis"], slices=tuple(slices))
+                 links_per_axis=f["links_per_axis"], slices=tuple(slices),
+                 bandwidth_model=f.get("bandwidth_model", "chip"))
 
 
 def _read_switched(f: Fields) -> Switched:

@@ -119,7 +119,7 @@ def evaluate(model: Model, cluster: Cluster, workload: Workload, candidate: Cand
     attention = c.attention.cost(model, c.ffn, sizes, shape, wbytes)
     head = _output_projection(model, c.mesh.chips, batch, wbytes)
     rows = tuple(
-        _row(cluster, c.mesh, term, repeat)
+        _row(cluster, c.mesh, term, repeat, batch.shape)
         for layer_cost, repeat in ((attention, model.n_layers), (ffn, model.n_layers), (head, 1))
         for term in layer_cost.terms
     )
@@ -165,13 +165,13 @@ def _output_projection(model: Model, chips: int, batch: np.ndarray, weight_bytes
     return LayerCost(terms=(gather, logits), weight_bytes_stored=E * V * weight_bytes / chips)
 
 
-def _row(cluster: Cluster, mesh: Mesh, term: Term, repeat: int) -> Row:
+def _row(cluster: Cluster, mesh: Mesh, term: Term, repeat: int, shape: tuple[int, ...]) -> Row:
     cal, chip = cluster.calibration, cluster.chip
-    flops = repeat * np.asarray(term.flops, dtype=float)
-    hbm = repeat * np.asarray(term.hbm_bytes, dtype=float)
+    flops = np.broadcast_to(repeat * np.asarray(term.flops, dtype=float), shape)
+    hbm = np.broadcast_to(repeat * np.asarray(term.hbm_bytes, dtype=float), shape)
     if term.collective is not None:
-        comm_bytes = repeat * np.asarray(term.collective.bytes_per_chip, dtype=float)
-        comm_s = repeat * collective_seconds(cluster, mesh, term.collective)
+        comm_bytes = np.broadcast_to(repeat * np.asarray(term.collective.bytes_per_chip, dtype=float), shape)
+        comm_s = np.broadcast_to(repeat * collective_seconds(cluster, mesh, term.collective), shape)
         label = f"{term.collective.kind.value}({term.collective.axes})"
     else:
         comm_bytes, comm_s, label = 0.0 * flops, 0.0 * flops, ""

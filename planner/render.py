@@ -133,7 +133,7 @@ def plan_table(result: SearchResult, console) -> None:
     from rich.table import Table
     from rich import box
 
-    console.print(_summary(result), highlight=False)
+    console.print(_summary(result), highlight=False, markup=False)
     for ph in result.phases:
         table = Table(title=f"{ph.phase.value}: latency vs MFU frontier", box=box.SIMPLE_HEAD,
                       title_justify="left", pad_edge=False)
@@ -152,9 +152,9 @@ def explain_table(ev: Evaluation, console) -> None:
     d = point(ev, 0)
     c = ev.candidate
     console.print(f"{d.phase.value}: {d.chips} chips (mesh {'x'.join(str(n) for _, n in d.mesh)}), "
-                  f"batch {d.batch}, {d.ffn}+{d.attention}, {d.weights} weights", highlight=False)
-    console.print(f"  FFN:       {c.ffn.notation}\n  attention: {c.attention.notation}", highlight=False)
-    console.print("  partition: " + ", ".join(f"{g}=[{' '.join(a)}]" for g, a in d.partition), highlight=False)
+                  f"batch {d.batch}, {d.ffn}+{d.attention}, {d.weights} weights", highlight=False, markup=False)
+    console.print(f"  FFN:       {c.ffn.notation}\n  attention: {c.attention.notation}", highlight=False, markup=False)
+    console.print("  partition: " + ", ".join(f"{g}=[{' '.join(a)}]" for g, a in d.partition), highlight=False, markup=False)
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     for col in ("row", "x", "FLOP", "HBM", "comm", "compute", "memory", "network"):
         table.add_column(col, justify="left" if col == "row" else "right")
@@ -169,11 +169,11 @@ def explain_table(ev: Evaluation, console) -> None:
     console.print(
         f"step {fmt_seconds(d.step_latency_s)} (overhead {fmt_seconds(d.overhead_s)}), latency "
         f"{fmt_seconds(d.latency_s)}, MFU {fmt_percent(d.mfu)}, cost {fmt_seconds(d.cost_chip_s_per_token)} "
-        f"chip-s/token, {d.tokens_per_s:.4g} tokens/s, {d.bound}-bound", highlight=False)
+        f"chip-s/token, {d.tokens_per_s:.4g} tokens/s, {d.bound}-bound", highlight=False, markup=False)
     console.print(
         f"memory per chip: weights {fmt_bytes(ev.weight_bytes)} + KV cache {fmt_bytes(float(ev.kv_bytes[0]))} "
         f"+ activations {fmt_bytes(float(ev.activation_bytes[0]))} = {fmt_bytes(d.hbm_bytes_per_chip)} "
-        f"({fmt_percent(d.hbm_fraction)} of HBM)", highlight=False)
+        f"({fmt_percent(d.hbm_fraction)} of HBM)", highlight=False, markup=False)
 
 
 def explain_markdown(ev: Evaluation) -> str:

@@ -342,15 +342,15 @@ def test_flags_fill_in_what_the_file_lacks(tmp_path):
     ({"model": "palm-8b", "cluster": "tpu-v4", "attention": ("head",)}, "did you mean 'heads'"),
     ({"model": "palm-8b", "cluster": "tpu-v4", "phases": ("prefil",)}, "did you mean 'prefill'"),
     ({"model": "palm-8b", "cluster": "tpu-v4", "weights": ("fp8",)}, "--weights"),
-    ({"model": "palm-8b", "cluster": "tpu-v4", "batches": ()}, "--batches.*at least one"),
+    ({"model": "palm-8b", "cluster": "tpu-v4", "batches": ()}, "--batch.*at least one"),
     ({"model": "palm-8b", "cluster": "tpu-v4", "ffn": ()}, "--ffn.*at least one"),
     ({"model": "palm-8b", "cluster": "tpu-v4", "batches": (0,)}, "positive"),
     ({"model": "palm-8b", "cluster": "tpu-v4", "batches": (1, 1)}, "twice"),
     ({"model": "palm-8b", "cluster": "tpu-v4", "batches": (True,)}, "positive"),
     ({"model": "palm-8b", "cluster": "tpu-v4", "context": -1}, "--context"),
     ({"model": "palm-8b", "cluster": "tpu-v4", "input_tokens": 2.5}, "--input-tokens"),
-    ({"model": "palm-8b", "cluster": "tpu-v4", "max_latency_s": 0.0}, "--max-latency-s"),
-    ({"model": "palm-8b", "cluster": "tpu-v4", "max_latency_s": float("nan")}, "--max-latency-s"),
+    ({"model": "palm-8b", "cluster": "tpu-v4", "max_latency_s": 0.0}, "--max-latency"),
+    ({"model": "palm-8b", "cluster": "tpu-v4", "max_latency_s": float("nan")}, "--max-latency"),
     ({"model": "palm-8b", "cluster": "tpu-v4", "min_mfu": 1.5}, "--min-mfu"),
 ])
 def test_bad_flags(overrides, match):

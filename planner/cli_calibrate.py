@@ -1,0 +1,3 @@
+"""`planner calibrate`: fit a cluster's calibration constants (see planner.calibrate)."""
+
+from planner.cli import app  # noqa: F401

@@ -1,0 +1,3 @@
+"""`planner compare`: compare layouts and gate regressions (see planner.compare)."""
+
+from planner.cli import app  # noqa: F401
