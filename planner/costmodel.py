@@ -85,13 +85,17 @@ class Evaluation:
     mfu: np.ndarray
     cost_chip_s_per_token: np.ndarray
     tokens_per_s: np.ndarray
-    weight_bytes: float
+    weight_bytes: np.ndarray | float
     kv_bytes: np.ndarray
     activation_bytes: np.ndarray
     hbm_bytes: np.ndarray
     hbm_fraction: np.ndarray
     bound: np.ndarray  # index into BOUNDS
-    rows: tuple[Row, ...]
+    rows: tuple[Row, ...]  # explain rows (only with evaluate(detail=True))
+    formats: tuple[WeightFormat, ...]  # weight format of point i: formats[i * len(formats) // len(batch)]
+
+    def weights_at(self, i: int) -> WeightFormat:
+        return self.formats[i * len(self.formats) // self.batch.size]
 
 
 def step_shape(phase: Phase, workload: Workload, batch: np.ndarray) -> StepShape:
@@ -109,25 +113,37 @@ def combine(compute_s, memory_s, comm_s, overlap: float):
 
 
 def evaluate(model: Model, cluster: Cluster, workload: Workload, candidate: Candidate,
-             batch: np.ndarray) -> Evaluation:
+             batch: np.ndarray, detail: bool = False,
+             formats: tuple[WeightFormat, ...] | None = None) -> Evaluation:
+    """Costs of `candidate` over the batch sizes `batch`; `detail` also keeps the explain rows.
+    With `formats`, every weight format is swept too (point i has batch[i % len(batch)] and
+    formats[i // len(batch)]), and the candidate's own `weights` is ignored."""
     c = candidate
     batch = np.asarray(batch, dtype=np.int64)
+    if formats is None or len(formats) == 1:
+        formats = (c.weights,) if formats is None else formats
+        wbytes = formats[0].bytes_per_element
+    else:
+        wbytes = np.repeat([f.bytes_per_element for f in formats], batch.size)
+        batch = np.tile(batch, len(formats))
     shape = step_shape(c.phase, workload, batch)
     sizes = c.mesh.sizes
-    wbytes = c.weights.bytes_per_element
     ffn = c.ffn.cost(model, sizes, shape, wbytes)
     attention = c.attention.cost(model, c.ffn, sizes, shape, wbytes)
     head = _output_projection(model, c.mesh.chips, batch, wbytes)
-    rows = tuple(
-        _row(cluster, c.mesh, term, repeat, batch.shape)
-        for layer_cost, repeat in ((attention, model.n_layers), (ffn, model.n_layers), (head, 1))
-        for term in layer_cost.terms
-    )
+    terms = [(term, repeat) for layer_cost, repeat in ((attention, model.n_layers), (ffn, model.n_layers), (head, 1))
+             for term in layer_cost.terms]
+    cal, chip = cluster.calibration, cluster.chip
     zero = np.zeros(batch.shape)
-    compute_s = sum((r.compute_s for r in rows), zero)
-    memory_s = sum((r.memory_s for r in rows), zero)
-    comm_s = sum((r.comm_s for r in rows), zero)
-    cal = cluster.calibration
+    flops, hbm, comm_s = zero, zero, zero
+    for term, repeat in terms:
+        flops = flops + repeat * term.flops
+        hbm = hbm + repeat * term.hbm_bytes
+        if term.collective is not None:
+            comm_s = comm_s + repeat * collective_seconds(cluster, c.mesh, term.collective)
+    compute_s = flops / (chip.peak_bf16_flop_per_s * cal.matmul_efficiency)
+    memory_s = hbm / (chip.hbm_bytes_per_s * cal.hbm_efficiency)
+    rows = tuple(_row(cluster, c.mesh, term, repeat, batch.shape) for term, repeat in terms) if detail else ()
     overhead_s = model.n_layers * cal.layer_overhead_s
     step_s = combine(compute_s, memory_s, comm_s, cal.overlap) + overhead_s
 
@@ -150,7 +166,7 @@ def evaluate(model: Model, cluster: Cluster, workload: Workload, candidate: Cand
         cost_chip_s_per_token=c.mesh.chips * latency_s / tokens, tokens_per_s=tokens / latency_s,
         weight_bytes=weight_bytes, kv_bytes=kv_bytes, activation_bytes=activation_bytes,
         hbm_bytes=hbm_bytes, hbm_fraction=hbm_bytes / cluster.chip.hbm_bytes,
-        bound=np.argmax(np.stack([compute_s, memory_s, comm_s]), axis=0), rows=rows,
+        bound=np.argmax(np.stack([compute_s, memory_s, comm_s]), axis=0), rows=rows, formats=formats,
     )
 
 

@@ -9,6 +9,7 @@ mesh axes x, y, z that layouts shard over.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from itertools import product
 
 from planner.hardware import Cluster, Switched, Torus
@@ -30,10 +31,15 @@ class Mesh:
 
     def pieces(self, axes: str) -> tuple[Piece, ...]:
         """The physical pieces spanned by logical axes `axes`, in a canonical order."""
-        return tuple(sorted(p for axis, pieces in zip("xyz", self.logical) if axis in axes for p in pieces))
+        return _pieces(self.logical, axes)
 
     def names(self, axes: str) -> list[str]:
         return [name if self.torus else f"{name}:{n}" for name, n in self.pieces(axes)]
+
+
+@lru_cache(maxsize=4096)
+def _pieces(logical, axes: str) -> tuple[Piece, ...]:
+    return tuple(sorted(p for axis, pieces in zip("xyz", logical) if axis in axes for p in pieces))
 
 
 def meshes(cluster: Cluster, chips: int) -> list[Mesh]:

@@ -116,9 +116,10 @@ def _search_phase(plan: Plan, phase: Phase) -> PhaseResult:
     dropped = {DOES_NOT_FIT: 0, TOO_SLOW: 0, LOW_MFU: 0}
     kept: list[tuple[Evaluation, np.ndarray]] = []
     evaluated = 0
-    for candidate in candidates(plan, phase):
-        ev = evaluate(plan.model, plan.cluster, plan.workload, candidate, batch)
-        evaluated += batch.size
+    formats = plan.space.weights
+    for candidate in candidates(plan, phase)[::len(formats)]:  # one call sweeps every format
+        ev = evaluate(plan.model, plan.cluster, plan.workload, candidate, batch, formats=formats)
+        evaluated += ev.batch.size
         ok = _feasible(plan, ev, dropped)
         if ok.any():
             kept.append((ev, ok))
@@ -148,7 +149,7 @@ def order_key(ev: Evaluation, i: int) -> tuple:
     c = ev.candidate
     return (float(ev.latency_s[i]), -float(ev.mfu[i]), float(ev.comm_s[i]), float(ev.memory_s[i]),
             list(FFN_LAYOUTS).index(c.ffn.name), list(ATTENTION_LAYOUTS).index(c.attention.name),
-            c.mesh.chips, int(ev.batch[i]), c.weights.value)
+            c.mesh.chips, int(ev.batch[i]), ev.weights_at(i).bytes_per_element)
 
 
 def frontier(kept: list[tuple[Evaluation, np.ndarray]]) -> list[Point]:
@@ -171,7 +172,7 @@ def point(ev: Evaluation, i: int) -> Point:
         phase=c.phase, chips=mesh.chips, mesh=mesh.physical,
         partition=(("x", tuple(mesh.names("x"))), ("yz", tuple(mesh.names("yz"))),
                    ("gather", tuple(mesh.names(c.ffn.gather_axes)))),
-        batch=int(ev.batch[i]), ffn=c.ffn.name, attention=c.attention.name, weights=c.weights.label,
+        batch=int(ev.batch[i]), ffn=c.ffn.name, attention=c.attention.name, weights=ev.weights_at(i).label,
         latency_s=float(ev.latency_s[i]), step_latency_s=float(ev.step_s[i]), mfu=float(ev.mfu[i]),
         cost_chip_s_per_token=float(ev.cost_chip_s_per_token[i]),
         tokens_per_s=float(ev.tokens_per_s[i]), hbm_bytes_per_chip=float(ev.hbm_bytes[i]),
@@ -194,7 +195,9 @@ def best(plan: Plan, phase: Phase, chips: int, batch: int, weights=None, ffn=Non
             continue
         if found is None or order_key(ev, 0) < order_key(found, 0):
             found = ev
-    return found
+    if found is None:
+        return None
+    return evaluate(plan.model, plan.cluster, plan.workload, found.candidate, found.batch, detail=True)
 
 
 def _nothing_feasible(plan: Plan, phase: Phase, evaluated: int, dropped: dict[str, int]) -> str:

@@ -53,7 +53,7 @@ def test_layout_invariants(model_name, cluster_name, chips):
     model, cluster = load_model(model_name), load_cluster(cluster_name)
     seen = set()
     for c in _every_candidate(model, cluster, chips):
-        ev = evaluate(model, cluster, WORKLOAD, c, BATCH)
+        ev = evaluate(model, cluster, WORKLOAD, c, BATCH, detail=True)
         seen.add((c.ffn.name, c.attention.name))
         weights = model.n_params * c.weights.bytes_per_element
         assert ev.weight_bytes * chips >= weights * (1 - 1e-9), (c.ffn.name, c.attention.name)
