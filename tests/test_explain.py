@@ -1,0 +1,39 @@
+"""`explain` adds up: its rows sum to the reported times and its memory rows to the HBM use."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from planner.config import load_plan
+from planner.hardware import WeightFormat
+from planner.plan import Phase
+from planner.render import explain_dict
+from planner.search import best
+
+
+@pytest.mark.parametrize("phase,batch,ffn,attention,weights", [
+    ("decode", 64, "ws2d", "batch", "int8"), ("prefill", 512, "wg-xyz", "batch", "bf16"),
+    ("prefill", 1, "ws1d", "heads", "bf16"), ("decode", 512, "ws2d", "batch", "bf16"),
+])
+def test_explain_rows_add_up(phase, batch, ffn, attention, weights):
+    plan = load_plan(None, model="palm-540b", cluster="tpu-v4")
+    ev = best(plan, Phase(phase), 64, batch, WeightFormat.parse(weights), ffn, attention)
+    d = explain_dict(ev)
+    for part in ("compute", "memory", "comm"):
+        total = sum(row["seconds"][part] for row in d["layers"])
+        assert total == pytest.approx(d["time_s"][part], rel=1e-5)
+    assert sum(d["memory"].values()) == pytest.approx(d["hbm_bytes_per_chip"], rel=1e-5)
+    assert d["ffn"] == ffn and d["attention"] == attention and d["weights"] == weights
+
+
+def test_explain_json_from_the_command_line():
+    out = subprocess.run(
+        [sys.executable, "-m", "planner.cli", "explain", "--model", "palm-540b", "--cluster", "tpu-v4",
+         "--chips", "64", "--phase", "decode", "--batch", "64", "--ffn", "ws2d", "--attention", "batch",
+         "--weights", "int8", "--context", "2048", "--output-tokens", "64", "--format", "json"],
+        capture_output=True, text=True, check=True)
+    d = json.loads(out.stdout)
+    assert d["latency_s"] == pytest.approx(64 * d["step_latency_s"])
+    assert {"layers", "memory", "time_s", "partition", "mesh"} <= set(d)
