@@ -16,7 +16,7 @@ from typing import Any
 
 import planner
 from planner import layouts
-from planner.errors import UsageError, did_you_mean
+from planner.errors import ConfigError, UsageError, did_you_mean
 from planner.hardware import (
     Calibration, Chip, Cluster, Level, Slice, Switched, Torus, WeightFormat,
 )
@@ -331,7 +331,11 @@ def load_plan(
                                  f"(presets: {', '.join(list_presets(required + 's'))})")
         return _assemble(load_model(model), load_cluster(cluster), None, flags)
     root = load_document(_locate("plans", path))
-    plan = fields(root, _plan_fields(flags), "a plan")
+    try:
+        plan = fields(root, _plan_fields(flags), "a plan")
+    except ConfigError as err:
+        err.hint = _other_kind_hint(root) or err.hint
+        raise
     base = Path(root.file).parent
 
     def named(load: Callable[..., Any], flag: str | None, key: str) -> Any:
@@ -340,6 +344,18 @@ def load_plan(
 
     return _assemble(named(load_model, model, "model"), named(load_cluster, cluster, "cluster"),
                      plan, flags)
+
+
+def _other_kind_hint(root: At) -> str | None:
+    """A model or cluster file given where a plan is expected: say which flag takes it."""
+    if getattr(root.node, "id", None) != "mapping":
+        return None
+    keys = {getattr(key, "value", None) for key, _ in root.node.value}
+    for kind, marks in (("model", {"layers", "d_model", "d_ff"}), ("cluster", {"chip", "topology"})):
+        if keys & marks and not keys & {"model", "cluster", "workload"}:
+            return (f"this looks like a {kind} file, not a plan: pass it as --{kind} {root.file} "
+                    f"(with --{'cluster' if kind == 'model' else 'model'} NAME)")
+    return None
 
 
 def _assemble(model: Model, cluster: Cluster, plan: Fields | None, flags: dict[str, Any]) -> Plan:

@@ -9,10 +9,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+import textwrap
+from dataclasses import dataclass
 
 from planner.costmodel import Evaluation
+from planner.plan import Phase
 from planner.search import Point, SearchResult, point
-from planner.units import fmt_bytes, fmt_percent, fmt_seconds
+from planner.units import fmt_bytes, fmt_percent, fmt_rate, fmt_seconds
 
 FORMATS = ("table", "json", "csv", "markdown")
 
@@ -129,51 +132,204 @@ def _summary(result: SearchResult) -> str:
             f"dropped: {dropped}.")
 
 
-def plan_table(result: SearchResult, console) -> None:
-    from rich.table import Table
-    from rich import box
-
-    console.print(_summary(result), highlight=False, markup=False)
+def plan_table(result: SearchResult, console, *, ascii_only: bool = False) -> None:
+    """Per phase, the frontier as a table that fits `console.width` (80 when not a terminal)."""
+    _print_wrapped(console, _summary(result), hang=0)
+    legend = ["cost/tok in chip-seconds per token", "HBM: share of each chip's memory in use"]
     for ph in result.phases:
-        table = Table(title=f"{ph.phase.value}: latency vs MFU frontier", box=box.SIMPLE_HEAD,
-                      title_justify="left", pad_edge=False)
-        for i, col in enumerate(COLUMNS):
-            table.add_column(col, justify="left" if col in ("layout", "wts", "bound") else "right",
-                             no_wrap=col in ("layout", "latency", "step"))
-        for p in ph.frontier:
-            table.add_row(*_cells(p))
-        console.print(table)
+        # A prefill request is one step, so its step column would repeat the latency.
+        keep = [i for i, col in enumerate(COLUMNS) if not (col == "step" and ph.phase is Phase.PREFILL)]
+        columns = [Column(COLUMNS[i], right=COLUMNS[i] not in ("layout", "wts", "bound"),
+                          wrap=COLUMNS[i] == "layout") for i in keep]
+        rows = [tuple(_cells(p)[i] for i in keep) for p in ph.frontier]
+        console.print()
+        title = f"{ph.phase.value} frontier: latency vs MFU, {len(ph.frontier)} points"
+        if ph.phase is Phase.DECODE:
+            title += f" ({result.plan.workload.output_tokens} output tokens)"
+            legend.insert(0, "step: one decode step")
+        print_grid(console, columns, rows, title=title, ascii_only=ascii_only)
+    console.print()
+    _print_wrapped(console, "; ".join(legend) + ".", style="dim")
 
 
-def explain_table(ev: Evaluation, console) -> None:
-    from rich.table import Table
-    from rich import box
+@dataclass(frozen=True)
+class Column:
+    header: str
+    right: bool = True   # numbers align right
+    wrap: bool = False   # may wrap onto several lines when the table is too wide
 
+
+@dataclass(frozen=True)
+class Note:
+    """A full-width line under the previous row (e.g. a sharding in the book's notation)."""
+
+    text: str
+
+
+def print_grid(console, columns, rows, *, title: str | None = None, ascii_only: bool = False,
+               total: tuple[str, ...] | None = None) -> None:
+    """A plain table: bold header, one rule, rows, an optional total under a second rule.
+
+    Columns are two spaces apart, or one when that is what it takes to fit `console.width`;
+    past that, the `wrap` columns wrap. Only ASCII when `ascii_only`."""
+    from rich.text import Text
+
+    width = max(console.width, 20)
+    cells = [r for r in rows if not isinstance(r, Note)] + ([total] if total else [])
+    widths = [max([len(c.header)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    gap = 2 if sum(widths) + 2 * (len(widths) - 1) <= width else 1
+    excess = sum(widths) + gap * (len(widths) - 1) - width
+    for i, c in enumerate(columns):
+        if excess > 0 and c.wrap:
+            shrink = max(0, min(excess, widths[i] - max(len(c.header), 8)))
+            widths[i] -= shrink
+            excess -= shrink
+    line_width = sum(widths) + gap * (len(widths) - 1)
+    rule = ("-" if ascii_only else "\u2500") * line_width
+
+    def lines_of(row) -> list[str]:
+        parts = [textwrap.wrap(cell, widths[i], break_on_hyphens=False) or [""]
+                 if columns[i].wrap and len(cell) > widths[i] else [cell]
+                 for i, cell in enumerate(row)]
+        out = []
+        for k in range(max(len(p) for p in parts)):
+            texts = [(p[k] if k < len(p) else "") for p in parts]
+            out.append((" " * gap).join(t.rjust(w) if c.right else t.ljust(w)
+                                         for t, w, c in zip(texts, widths, columns)).rstrip())
+        return out
+
+    if title:
+        _print_wrapped(console, title, style="bold")
+    console.print(Text(lines_of(tuple(c.header for c in columns))[0], style="bold"), soft_wrap=True)
+    console.print(Text(rule), soft_wrap=True)
+    for row in rows:
+        if isinstance(row, Note):
+            _print_wrapped(console, row.text, style="dim", indent="  ")
+            continue
+        for line in lines_of(row):
+            console.print(Text(line), soft_wrap=True)
+    if total:
+        console.print(Text(rule), soft_wrap=True)
+        for line in lines_of(total):
+            console.print(Text(line, style="bold"), soft_wrap=True)
+
+
+def _print_wrapped(console, text: str, *, style: str = "", indent: str = "", hang: int = 2) -> None:
+    """Wrap at the console width (continuation lines indented `hang` more) and print the text
+    as literal characters (no markup, no highlighting)."""
+    from rich.text import Text
+
+    width = max(console.width, 20)
+    for paragraph in text.split("\n"):
+        for line in textwrap.wrap(paragraph, width, initial_indent=indent,
+                                  subsequent_indent=indent + " " * hang,
+                                  break_on_hyphens=False, break_long_words=True) or [""]:
+            console.print(Text(line, style=style), soft_wrap=True)
+
+
+def _blank_zero(text: str, value: float) -> str:
+    return "-" if value == 0 else text
+
+
+def explain_table(ev: Evaluation, console, *, ascii_only: bool = False) -> None:
+    """Every einsum and collective of one layout, in dataflow order, with its sharding notation
+    on its own line; the rows add up to the step's compute, memory and network times."""
     d = point(ev, 0)
     c = ev.candidate
+    plain = dict(highlight=False, markup=False)
     console.print(f"{d.phase.value}: {d.chips} chips (mesh {'x'.join(str(n) for _, n in d.mesh)}), "
-                  f"batch {d.batch}, {d.ffn}+{d.attention}, {d.weights} weights", highlight=False, markup=False)
-    console.print(f"  FFN:       {c.ffn.notation}\n  attention: {c.attention.notation}", highlight=False, markup=False)
-    console.print("  partition: " + ", ".join(f"{g}=[{' '.join(a)}]" for g, a in d.partition), highlight=False, markup=False)
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-    for col in ("row", "x", "FLOP", "HBM", "comm", "compute", "memory", "network"):
-        table.add_column(col, justify="left" if col == "row" else "right")
+                  f"batch {d.batch}, {d.ffn}+{d.attention}, {d.weights} weights", **plain)
+    _print_wrapped(console, f"FFN        {c.ffn.notation}", indent="  ", hang=11)
+    _print_wrapped(console, f"attention  {c.attention.notation}", indent="  ", hang=11)
+    _print_wrapped(console, "partition  " + ", ".join(f"{g}=[{' '.join(a)}]" for g, a in d.partition),
+                   indent="  ", hang=11)
+    console.print()
+    columns = [Column("per step", right=False, wrap=True), Column("FLOP"), Column("HBM"), Column("net"),
+               Column("compute"), Column("memory"), Column("network")]
+    rows: list = []
+    repeat_width = len(f"x{max(r.repeat for r in ev.rows)}")
     for r in ev.rows:
-        table.add_row(f"{r.name} {r.collective}".strip(), str(r.repeat), f"{float(r.flops[0]):.3g}",
-                      fmt_bytes(float(r.hbm_bytes[0])), fmt_bytes(float(r.comm_bytes[0])),
-                      fmt_seconds(float(r.compute_s[0])), fmt_seconds(float(r.memory_s[0])),
-                      fmt_seconds(float(r.comm_s[0])))
-    table.add_row("total per step", "", "", "", "", fmt_seconds(d.compute_s), fmt_seconds(d.memory_s),
-                  fmt_seconds(d.comm_s))
-    console.print(table)
-    console.print(
-        f"step {fmt_seconds(d.step_latency_s)} (overhead {fmt_seconds(d.overhead_s)}), latency "
-        f"{fmt_seconds(d.latency_s)}, MFU {fmt_percent(d.mfu)}, cost {fmt_seconds(d.cost_chip_s_per_token)} "
-        f"chip-s/token, {d.tokens_per_s:.4g} tokens/s, {d.bound}-bound", highlight=False, markup=False)
-    console.print(
-        f"memory per chip: weights {fmt_bytes(ev.weight_bytes)} + KV cache {fmt_bytes(float(ev.kv_bytes[0]))} "
+        flops, hbm, comm = float(r.flops[0]), float(r.hbm_bytes[0]), float(r.comm_bytes[0])
+        times = (float(r.compute_s[0]), float(r.memory_s[0]), float(r.comm_s[0]))
+        rows.append((r.name, _blank_zero(fmt_rate(flops, ""), flops), _blank_zero(fmt_bytes(hbm), hbm),
+                     _blank_zero(fmt_bytes(comm), comm), *(_blank_zero(fmt_seconds(t), t) for t in times)))
+        rows.append(Note(f"{f'x{r.repeat}':<{repeat_width}}  {r.notation}".rstrip()))
+    flops = sum(float(r.flops[0]) for r in ev.rows)
+    hbm = sum(float(r.hbm_bytes[0]) for r in ev.rows)
+    comm = sum(float(r.comm_bytes[0]) for r in ev.rows)
+    total = ("total", fmt_rate(flops, ""), fmt_bytes(hbm), fmt_bytes(comm), fmt_seconds(d.compute_s),
+             fmt_seconds(d.memory_s), fmt_seconds(d.comm_s))
+    print_grid(console, columns, rows, total=total, ascii_only=ascii_only)
+    console.print()
+    tokens = ev.candidate.phase is Phase.DECODE
+    latency = f"latency {fmt_seconds(d.latency_s)}"
+    if tokens:
+        latency += " for all output tokens"
+    for line in (
+        f"step     {fmt_seconds(d.step_latency_s)} (overhead {fmt_seconds(d.overhead_s)}), {latency}, "
+        f"{d.bound}-bound",
+        f"MFU      {fmt_percent(d.mfu)}; cost {fmt_seconds(d.cost_chip_s_per_token)} of chip time per "
+        f"token; {d.tokens_per_s:.4g} tokens/s",
+        f"memory   weights {fmt_bytes(ev.weight_bytes)} + KV cache {fmt_bytes(float(ev.kv_bytes[0]))} "
         f"+ activations {fmt_bytes(float(ev.activation_bytes[0]))} = {fmt_bytes(d.hbm_bytes_per_chip)} "
-        f"({fmt_percent(d.hbm_fraction)} of HBM)", highlight=False, markup=False)
+        f"per chip ({fmt_percent(d.hbm_fraction)} of HBM)",
+    ):
+        _print_wrapped(console, line, hang=9)
+    layers = max(r.repeat for r in ev.rows)
+    _print_wrapped(console, f"Rows are per step and per chip, already multiplied by their repeat "
+                   f"(x{layers}: once per layer; x1: once per step); net: bytes each chip sends.",
+                   style="dim")
+
+
+def presets_table(console, *, ascii_only: bool = False) -> None:
+    """The bundled models, clusters and plans with their key figures."""
+    from planner.config import list_presets, load_cluster, load_model, load_plan
+
+    models = [load_model(name) for name in list_presets("models")]
+    print_grid(console, [Column("model", right=False), Column("params"), Column("layers"), Column("E"),
+                         Column("F"), Column("heads"), Column("kv"), Column("H"),
+                         Column("ffn", right=False), Column("block", right=False)],
+               [(name, f"{m.n_params / 1e9:.1f} B", str(m.n_layers), str(m.d_model), str(m.d_ff),
+                 str(m.n_heads), str(m.n_kv_heads), str(m.d_head), m.ffn.label, m.block.value)
+                for name, m in zip(list_presets("models"), models)],
+               ascii_only=ascii_only)
+    console.print()
+    rows = []
+    for name in list_presets("clusters"):
+        c = load_cluster(name)
+        rows.append((name, fmt_rate(c.chip.peak_bf16_flop_per_s, "FLOP/s"), fmt_bytes(c.chip.hbm_bytes),
+                     fmt_rate(c.chip.hbm_bytes_per_s, "B/s"), _topology(c.topology),
+                     _counts(c.topology.chip_counts)))
+    print_grid(console, [Column("cluster", right=False), Column("bf16 peak"), Column("HBM"),
+                         Column("HBM bw"), Column("network", right=False),
+                         Column("chips", right=False, wrap=True)], rows, ascii_only=ascii_only)
+    console.print()
+    rows = []
+    for name in list_presets("plans"):
+        p = load_plan(name)
+        rows.append((name, p.model.name, p.cluster.name,
+                     ",".join(ph.value for ph in p.space.phases)))
+    print_grid(console, [Column("plan", right=False), Column("model", right=False),
+                         Column("cluster", right=False), Column("phases", right=False)], rows,
+               ascii_only=ascii_only)
+    console.print()
+    _print_wrapped(console, "E d_model, F d_ff, H d_head; params counted from the shapes. Use a name "
+                   "wherever a file is expected: --model palm-540b, planner plan palm-540b-tpu-v4.",
+                   style="dim")
+
+
+def _counts(counts: tuple[int, ...]) -> str:
+    """'8, 16, ..., 512' for a doubling sequence, else the list."""
+    doubling = len(counts) > 3 and all(b == 2 * a for a, b in zip(counts, counts[1:]))
+    shown = (counts[0], counts[1], "...", counts[-1]) if doubling else counts
+    return ", ".join(map(str, shown))
+
+
+def _topology(topology) -> str:
+    axes = getattr(topology, "axes", None)
+    if axes is not None:
+        return f"{len(axes)}D torus"
+    return " + ".join(level.name for level in topology.levels)
 
 
 def explain_markdown(ev: Evaluation) -> str:

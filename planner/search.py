@@ -4,6 +4,7 @@ reason; the Pareto frontier of latency against MFU is kept per phase."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -107,18 +108,29 @@ def candidates(plan: Plan, phase: Phase, chips: tuple[int, ...] | None = None) -
     return out
 
 
-def search(plan: Plan) -> SearchResult:
-    return SearchResult(plan=plan, phases=tuple(_search_phase(plan, phase) for phase in plan.space.phases))
+def search(plan: Plan, progress: Callable[[int, int], None] | None = None) -> SearchResult:
+    """Search every phase; `progress(done, total)` is called after each evaluation, if given."""
+    formats = plan.space.weights
+    # one evaluation sweeps every batch size and weight format of a layout on a mesh
+    work = [(phase, candidates(plan, phase)[::len(formats)]) for phase in plan.space.phases]
+    total, done = sum(len(c) for _, c in work), [0]
+
+    def step() -> None:
+        done[0] += 1
+        if progress is not None:
+            progress(done[0], total)
+
+    return SearchResult(plan=plan, phases=tuple(_search_phase(plan, phase, c, step) for phase, c in work))
 
 
-def _search_phase(plan: Plan, phase: Phase) -> PhaseResult:
+def _search_phase(plan: Plan, phase: Phase, layouts: list[Candidate], step: Callable[[], None]) -> PhaseResult:
     batch = np.array(plan.space.batches, dtype=np.int64)
     dropped = {DOES_NOT_FIT: 0, TOO_SLOW: 0, LOW_MFU: 0}
     kept: list[tuple[Evaluation, np.ndarray]] = []
     evaluated = 0
-    formats = plan.space.weights
-    for candidate in candidates(plan, phase)[::len(formats)]:  # one call sweeps every format
-        ev = evaluate(plan.model, plan.cluster, plan.workload, candidate, batch, formats=formats)
+    for candidate in layouts:
+        ev = evaluate(plan.model, plan.cluster, plan.workload, candidate, batch, formats=plan.space.weights)
+        step()
         evaluated += ev.batch.size
         ok = _feasible(plan, ev, dropped)
         if ok.any():
@@ -217,7 +229,24 @@ def weights_hint(plan: Plan) -> str:
     need = model.n_params * smallest.bytes_per_element
     at_least = int(np.ceil(need / chip.hbm_bytes))
     fits = [n for n in plan.cluster.topology.chip_counts if n >= at_least]
-    text = (f"{smallest.label} weights need {fmt_bytes(need)}: at least {at_least} chips of "
+    text = (f"{smallest.label} weights need {fmt_bytes(need)}: at least {at_least} "
+            f"chip{'s' if at_least != 1 else ''} of "
             f"{fmt_bytes(chip.hbm_bytes)}")
     text += f"; smallest slice that fits: {fits[0]}" if fits else "; no slice of this cluster is that large"
     return text + " (plus room for the KV cache)."
+
+
+def explain_infeasible(plan: Plan, phase: Phase, chips: int, batch: int, weights, ffn: str,
+                       attention: str) -> str:
+    """Why one layout cannot be explained: it does not apply on this mesh, or does not fit."""
+    evs = [evaluate(plan.model, plan.cluster, plan.workload, c, np.array([batch]))
+           for c in candidates(plan, phase, chips=(chips,))
+           if c.ffn.name == ffn and c.attention.name == attention and c.weights is weights]
+    if not evs:
+        return (f"{ffn}+{attention} does not apply on {chips} chips of {plan.cluster.name} "
+                "(its axis groups would be trivial, or it coincides with the other attention layout); "
+                "try another layout or chip count.")
+    need = min(float(ev.hbm_bytes[0]) for ev in evs)
+    return (f"{ffn}+{attention} at batch {batch} on {chips} chips does not fit in HBM: needs "
+            f"{fmt_bytes(need)} per chip, has {fmt_bytes(plan.cluster.chip.hbm_bytes)}.\n  hint: "
+            + weights_hint(plan) + " Or use a smaller batch or the batch attention layout.")

@@ -57,9 +57,11 @@ def fmt_seconds(value: float) -> str:
 
 
 def fmt_bytes(value: float) -> str:
+    """Three significant figures in binary units: '236 MiB', '17.2 GiB', '1.01 TiB'."""
     for factor, unit in ((2.0**40, "TiB"), (2.0**30, "GiB"), (2.0**20, "MiB"), (2.0**10, "KiB")):
-        if abs(value) >= factor:
-            return f"{value / factor:.1f} {unit}"
+        if abs(value) >= 0.9995 * factor:
+            scaled = value / factor
+            return f"{scaled:.0f} {unit}" if abs(scaled) >= 99.95 else f"{scaled:.3g} {unit}"
     return f"{value:.0f} B"
 
 

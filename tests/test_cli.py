@@ -1,0 +1,331 @@
+"""The command line as a person uses it: real commands on the bundled configs, exit codes,
+stdout for results, stderr for the rest; help texts; -o atomicity; an 80-column pseudo-terminal.
+
+Most tests call `planner.cli.main` in-process (sys.argv patched, SystemExit caught): the same
+code path as the console script, at a fraction of a subprocess' cost. A few run the installed
+command in a real pseudo-terminal.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from planner import cli
+
+ROOT = Path(__file__).resolve().parent.parent
+PALM_PLAN = str(ROOT / "configs" / "plans" / "palm-540b-tpu-v4.yaml")
+SMALL = ["--model", "palm-8b", "--cluster", "tpu-v4", "--chips", "8,16", "--batch", "1,16,256"]
+EXPLAIN = ["explain", "--model", "palm-540b", "--cluster", "tpu-v4", "--chips", "64", "--phase", "decode",
+           "--batch", "64", "--ffn", "ws2d", "--attention", "batch", "--weights", "int8"]
+ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+@dataclass
+class Run:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def planner(monkeypatch, capsys):
+    """planner(*args) -> Run, through the console script's entry point, in-process."""
+    def run(*args: str) -> Run:
+        monkeypatch.setattr(sys, "argv", ["planner", *args])
+        with pytest.raises(SystemExit) as exit_:
+            cli.main()
+        out, err = capsys.readouterr()
+        assert "Traceback" not in err
+        return Run(exit_.value.code, out, err)
+    return run
+
+
+def test_plan_table_fits_80_columns_when_piped(planner):
+    r = planner("plan", PALM_PLAN)
+    assert r.code == 0 and r.err == ""
+    assert "prefill frontier" in r.out and "decode frontier" in r.out
+    assert max(len(line) for line in r.out.splitlines()) <= 80
+    assert not ESCAPE.search(r.out)
+    assert not any(line != line.rstrip() for line in r.out.splitlines())
+    # human units, right-aligned numbers
+    rows = [line for line in r.out.splitlines() if re.match(r"\s*\d+\s+\d+\s+w", line)]
+    assert len(rows) >= 20
+    assert all(re.search(r"\d+(\.\d+)? (ms|s|us) ", row) for row in rows)
+    assert all("%" in row for row in rows)
+
+
+def test_plan_formats(planner, tmp_path):
+    r = planner("plan", *SMALL, "--format", "json")
+    data = json.loads(r.out)
+    assert set(data) == {"model", "cluster", "workload", "search", "frontier"}
+    assert set(data["frontier"]) == {"prefill", "decode"}
+    csv = planner("plan", *SMALL, "--format", "csv").out.splitlines()
+    assert csv[0].startswith("phase,chips,batch,ffn") and len(csv) > 2
+    md = planner("plan", *SMALL, "--format", "markdown").out
+    assert "| chips |" in md and "### decode frontier" in md
+
+
+def test_flags_accept_units(planner):
+    free = json.loads(planner("plan", *SMALL, "--phase", "decode", "--format", "json").out)["frontier"]["decode"]
+    middle = free[len(free) // 2]  # a constraint that keeps some points and drops others
+    limit_ms, floor_pct = middle["latency_s"] * 1e3 * 1.01, middle["mfu"] * 100 * 0.99
+    r = planner("plan", *SMALL, "--phase", "decode", "--max-latency", f"{limit_ms:.3f} ms",
+                "--min-mfu", f"{floor_pct:.3f}%", "--format", "json")
+    assert r.code == 0, r.err
+    points = json.loads(r.out)["frontier"]["decode"]
+    assert 0 < len(points) < len(free)
+    assert all(p["latency_s"] <= limit_ms / 1e3 and p["mfu"] >= floor_pct / 100 for p in points)
+
+
+def test_explain_table_reads_at_80_columns(planner):
+    from planner.units import fmt_bytes, fmt_percent, fmt_rate, fmt_seconds
+
+    r = planner(*EXPLAIN)
+    assert r.code == 0
+    data = json.loads(planner(*EXPLAIN, "--format", "json").out)
+    lines = r.out.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    # every row: its name and six numbers on one line, its sharding on the next
+    w_in = next(layer for layer in data["layers"] if layer["name"] == "einsum W_in")
+    row = next(i for i, line in enumerate(lines) if line.startswith("einsum W_in "))
+    expected = [fmt_rate(w_in["flops"], ""), fmt_bytes(w_in["hbm_bytes"]), "-",
+                fmt_seconds(w_in["seconds"]["compute"]), fmt_seconds(w_in["seconds"]["memory"]), "-"]
+    assert lines[row].split()[2:] == " ".join(expected).split()
+    assert lines[row + 1].strip() == f"x{w_in['repeat']}  {w_in['notation']}"
+    assert any(line.startswith("total") for line in lines)
+    assert f"MFU      {fmt_percent(data['mfu'])}" in r.out
+
+
+def test_explain_formats(planner):
+    data = json.loads(planner(*EXPLAIN, "--format", "json").out)
+    assert {"layers", "memory", "notation"} <= set(data)
+    assert planner(*EXPLAIN, "--format", "csv").out.startswith("row,notation,collective")
+    assert planner(*EXPLAIN, "--format", "markdown").out.startswith("| row | collective |")
+
+
+def test_presets_lists_key_figures(planner):
+    r = planner("presets")
+    assert r.code == 0
+    for word in ("palm-540b", "540.4 B", "tpu-v4", "275 TFLOP/s", "32.0 GiB", "1.2 TB/s",
+                 "palm-540b-tpu-v4", "nvlink + infiniband"):
+        assert word in r.out
+    assert max(len(line) for line in r.out.splitlines()) <= 80
+
+
+def test_ascii_output_is_ascii(planner):
+    for args in (("plan", *SMALL, "--ascii"), ("plan", *SMALL, "--ascii", "--plot"), (*EXPLAIN, "--ascii"),
+                 ("presets", "--ascii")):
+        r = planner(*args)
+        assert r.code == 0
+        r.out.encode("ascii")
+
+
+@pytest.mark.parametrize("command", [(), ("plan",), ("explain",), ("presets",), ("compare",)])
+def test_help_has_purpose_units_and_example(planner, command):
+    r = planner(*command, "--help")
+    assert r.code == 0 and r.err == ""
+    assert r.out.startswith("Usage: planner")
+    purpose = r.out.split("\n\n")[1].strip()
+    assert purpose and purpose[0].isupper()
+    if command in ((), ("plan",), ("explain",)):
+        assert "Example" in r.out and "planner " in r.out.split("Example")[1]
+    if command in (("plan",), ("explain",)):
+        for unit in ("[chips", "[sequences", "[tokens"):
+            assert unit in r.out
+
+
+def test_plan_help_names_every_unit(planner):
+    text = planner("plan", "--help").out.split("Options:")[1]
+    for flag, unit in (("--max-latency", "[s"), ("--min-mfu", "fraction"), ("--input-tokens", "tokens"),
+                       ("--output-tokens", "tokens"), ("--context", "tokens"), ("--batch", "sequences"),
+                       ("--chips", "chips")):
+        block = text.split(flag, 1)[1].split("\n  -")[0]
+        assert unit in block, flag
+
+
+def test_no_arguments_shows_help(planner):
+    r = planner()
+    assert r.code == 0 and "Commands:" in r.out
+
+
+def test_version_and_completion(planner):
+    assert planner("--version").out.startswith("planner ")
+    r = planner("--help")
+    assert "--install-completion" in r.out and "--show-completion" in r.out
+
+
+# --- -o/--output ---------------------------------------------------------------------------------
+
+
+def test_output_file_is_plain_text(planner, tmp_path, monkeypatch):
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    target = tmp_path / "plan.txt"
+    r = planner("plan", *SMALL, "-o", str(target))
+    assert r.code == 0 and r.out == ""
+    text = target.read_text()
+    assert "decode frontier" in text and not ESCAPE.search(text)
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert [p.name for p in tmp_path.iterdir()] == ["plan.txt"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask  # like any new file, not mkstemp's 0600
+
+
+def test_output_interrupted_leaves_old_file(planner, tmp_path, monkeypatch):
+    target = tmp_path / "plan.json"
+    target.write_text("old\n")
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(os, "replace", interrupted)
+    r = planner("plan", *SMALL, "--format", "json", "-o", str(target))
+    assert r.code == 130 and "interrupted" in r.err
+    assert target.read_text() == "old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["plan.json"]  # no temporary left behind
+
+
+def test_output_error_leaves_no_file(planner, tmp_path):
+    target = tmp_path / "plan.csv"
+    r = planner("plan", "--model", "palm-540b", "--cluster", "tpu-v4", "--chips", "8", "--weights", "bf16",
+                "--format", "csv", "-o", str(target))
+    assert r.code == 1 and r.out == ""
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_output_dash_is_stdout(planner):
+    assert planner("plan", *SMALL, "--format", "csv", "-o", "-").out.startswith("phase,")
+
+
+# --- a real pseudo-terminal, 80 columns ----------------------------------------------------------
+
+
+def run_in_pty(args, env=None, stdout_pipe=False, cols=80, rows=24):
+    """Run a command with its stderr (and stdout unless `stdout_pipe`) on a pseudo-terminal of
+    `cols` x `rows`; return (exit code, terminal bytes, stdout bytes)."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+    base = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "FORCE_COLOR", "COLUMNS", "LINES")}
+    env = {**base, "TERM": "xterm-256color", **(env or {})}
+    proc = subprocess.Popen(args, stdin=slave, stdout=subprocess.PIPE if stdout_pipe else slave, stderr=slave,
+                            env=env, close_fds=True)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO once the child has closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    out = proc.stdout.read() if stdout_pipe else b""
+    code = proc.wait()
+    os.close(master)
+    return code, b"".join(chunks), out
+
+
+PLANNER = shutil.which("planner")
+needs_pty = pytest.mark.skipif(sys.platform == "win32" or PLANNER is None,
+                               reason="needs a POSIX pseudo-terminal and the installed command")
+
+
+@needs_pty
+def test_pty_80_columns_renders_without_broken_lines():
+    code, screen, _ = run_in_pty([PLANNER, "plan", PALM_PLAN])
+    assert code == 0
+    text = ESCAPE.sub("", screen.decode()).replace("\r\n", "\n")
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    rows = [line for line in lines if re.match(r"\s*\d+\s+\d+\s+w", line)]
+    from planner.config import load_plan
+    from planner.search import search
+    points = sum(len(ph.frontier) for ph in search(load_plan(PALM_PLAN)).phases)
+    assert len(rows) == points  # every frontier point on exactly one line
+    assert all(re.search(r"(compute|memory|comm)$", row) for row in rows)
+    assert b"\x1b[1m" in screen  # a terminal gets bold headers...
+
+
+@needs_pty
+def test_pty_no_color_has_no_escape_codes():
+    code, screen, _ = run_in_pty([PLANNER, "plan", PALM_PLAN], env={"NO_COLOR": "1"})
+    assert code == 0 and b"decode frontier" in screen
+    assert b"\x1b" not in screen
+
+
+@needs_pty
+def test_pty_json_has_no_progress_or_colour_bytes():
+    # A search of about two seconds: the progress line shows on the terminal (stderr) only.
+    code, screen, out = run_in_pty([PLANNER, "plan", "--model", "llama-3-405b", "--cluster", "h100-sxm",
+                                    "--format", "json"], stdout_pipe=True)
+    assert code == 0
+    assert b"\x1b" not in out and b"\r" not in out and b"searching" not in out
+    json.loads(out)
+    assert b"searching layouts" in screen
+
+
+@needs_pty
+def test_pty_plot_fits_80x24():
+    code, screen, _ = run_in_pty([PLANNER, "plan", PALM_PLAN, "--plot"])
+    assert code == 0
+    lines = ESCAPE.sub("", screen.decode()).replace("\r\n", "\n").splitlines()
+    assert len(lines) <= 24 and max(len(line) for line in lines) <= 80
+    assert sum("frontier" in line for line in lines) == 2
+
+
+def test_completion_offers_presets_and_files(monkeypatch, capsys, tmp_path):
+    (tmp_path / "mine.yaml").write_text("x: 1\n")
+    monkeypatch.chdir(tmp_path)
+    for words, cword, expected in (("planner pl", "1", {"plan"}),
+                                   ("planner plan --model palm-5", "3", {"palm-540b"}),
+                                   ("planner plan --cluster mi", "3", {"mine.yaml"})):
+        monkeypatch.setenv("_PLANNER_COMPLETE", "complete_bash")
+        monkeypatch.setenv("COMP_WORDS", words)
+        monkeypatch.setenv("COMP_CWORD", cword)
+        monkeypatch.setattr(sys, "argv", ["planner"])
+        with pytest.raises(SystemExit):
+            cli.main()
+        assert set(capsys.readouterr().out.split()) == expected
+
+
+# --- the progress line ---------------------------------------------------------------------------
+
+
+def test_progress_shows_only_for_slow_work_and_erases_itself():
+    import io
+    import time
+
+    from planner.progress import Activity
+
+    fast = io.StringIO()
+    with Activity("searching", enabled=True, delay_s=0.3, ascii_only=True, file=fast):
+        pass
+    assert fast.getvalue() == ""
+
+    slow = io.StringIO()
+    with Activity("searching", enabled=True, delay_s=0.05, ascii_only=True, file=slow) as activity:
+        time.sleep(0.15)
+        activity.update(3, 4)
+        time.sleep(0.15)
+    text = slow.getvalue()
+    assert activity.shown and "searching" in text and " 75 %" in text
+    assert "\x1b" not in text  # plain mode: carriage returns only
+    assert text.endswith("\r") and text.rsplit("\r", 2)[1].strip() == ""  # erased at the end
+
+    off = io.StringIO()
+    with Activity("searching", enabled=False, delay_s=0.0, file=off):
+        time.sleep(0.05)
+    assert off.getvalue() == ""

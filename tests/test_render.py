@@ -1,0 +1,158 @@
+"""Renderers: tables that fit the width they are given, right-aligned numbers, ASCII on request,
+no escape codes without colour, and the JSON shape scripts rely on."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+
+import pytest
+from rich.console import Console
+
+from planner import render
+from planner.config import load_plan
+from planner.render import Column, Note, print_grid
+from planner.search import best, point, search
+from planner.units import fmt_seconds
+
+ESCAPE = re.compile(r"\x1b\[")
+
+
+@pytest.fixture(scope="module")
+def result():
+    spec = load_plan(None, model="palm-540b", cluster="tpu-v4", chips=(64, 128, 256),
+                     batches=(1, 4, 16, 64, 256, 1024))
+    return search(spec)
+
+
+@pytest.fixture(scope="module")
+def evaluation():
+    spec = load_plan(None, model="palm-540b", cluster="tpu-v4", chips=(64,), phases=("decode",), batches=(64,),
+                     weights=("int8",), ffn=("ws2d",), attention=("batch",))
+    return best(spec, spec.space.phases[0], 64, 64, spec.space.weights[0], "ws2d", "batch")
+
+
+def console(width: int = 80, colour: bool = False) -> Console:
+    return Console(file=io.StringIO(), width=width, color_system="truecolor" if colour else None,
+                   force_terminal=colour, highlight=False)
+
+
+def text_of(c: Console) -> str:
+    return c.file.getvalue()
+
+
+COLUMNS = [Column("name", right=False, wrap=True), Column("count"), Column("time")]
+ROWS = [("short", "1", "2.5 ms"), ("a much longer name than the others", "12345", "3 s")]
+
+
+def test_grid_aligns_numbers_right_and_text_left():
+    c = console()
+    print_grid(c, COLUMNS, ROWS)
+    lines = text_of(c).splitlines()
+    assert lines[0].split() == ["name", "count", "time"]
+    assert set(lines[1]) == {"\u2500"}
+    assert lines[2].startswith("short ") and lines[2].endswith("2.5 ms")
+    assert lines[2].index("1") + 1 == lines[3].index("12345") + 5  # right edges line up
+    assert "  " in lines[3].split("others")[1][:2]  # two spaces between columns when they fit
+
+
+def test_grid_tightens_then_wraps_when_narrow():
+    c = console(width=30)
+    print_grid(c, COLUMNS, ROWS)
+    lines = text_of(c).splitlines()
+    assert max(len(line) for line in lines) <= 30
+    assert any(line.startswith("others") or "others" in line for line in lines[3:])
+    assert lines[3].endswith("3 s")  # numbers stay on the first line of a wrapped row
+
+
+def test_grid_ascii_title_total_and_notes():
+    c = console()
+    print_grid(c, COLUMNS, [ROWS[0], Note("W_in[E_x, F_yz]"), ROWS[1]], title="a title",
+               total=("total", "12346", "3 s"), ascii_only=True)
+    text = text_of(c)
+    text.encode("ascii")
+    lines = text.splitlines()
+    assert lines[0] == "a title"
+    assert lines[2].startswith("-----")
+    assert lines[4] == "  W_in[E_x, F_yz]"
+    assert lines[-2].startswith("-----") and lines[-1].startswith("total")
+
+
+def test_grid_colour_only_when_asked():
+    plain, coloured = console(), console(colour=True)
+    print_grid(plain, COLUMNS, ROWS)
+    print_grid(coloured, COLUMNS, ROWS)
+    assert not ESCAPE.search(text_of(plain))
+    assert "\x1b[1m" in text_of(coloured)  # bold header
+
+
+@pytest.mark.parametrize("width", [80, 100])
+def test_plan_table_fits(result, width):
+    c = console(width)
+    render.plan_table(result, c)
+    lines = text_of(c).splitlines()
+    assert max(len(line) for line in lines) <= width
+    assert not ESCAPE.search(text_of(c))
+    header = next(line for line in lines if line.startswith("chips"))
+    assert "step" not in header  # prefill: one step, the latency already says it
+    decode_header = [line for line in lines if line.startswith("chips")][1]
+    assert "step" in decode_header
+
+
+def test_plan_table_narrow_terminal_does_not_break(result):
+    c = console(60)
+    render.plan_table(result, c, ascii_only=True)
+    text_of(c).encode("ascii")
+
+
+def test_explain_table(evaluation):
+    c = console()
+    render.explain_table(evaluation, c)
+    text = text_of(c)
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert "FFN        W_in[E_x, F_yz], W_out[F_yz, E_x]; BLE_xyz" in text
+    names = [r.name for r in evaluation.rows]
+    for name in names:  # every row's name starts a line (long ones may wrap at 80 columns)
+        assert any(line.startswith(name[:20]) for line in lines), name
+    assert sum(line.startswith("  x") for line in lines) == len(names)  # one notation line per row
+    total = next(line for line in lines if line.startswith("total"))
+    d = point(evaluation, 0)
+    assert total.split()[-6:] == " ".join(fmt_seconds(t) for t in (d.compute_s, d.memory_s, d.comm_s)).split()
+
+
+def test_explain_table_wide_has_no_wrapped_names(evaluation):
+    c = console(100)
+    render.explain_table(evaluation, c)
+    lines = text_of(c).splitlines()
+    for r in evaluation.rows:
+        assert any(line.startswith(r.name + " ") for line in lines), r.name
+
+
+def test_presets_table():
+    c = console()
+    render.presets_table(c, ascii_only=True)
+    text = text_of(c)
+    text.encode("ascii")
+    assert "palm-540b" in text and "8, 16, ..., 512" in text
+    assert max(len(line) for line in text.splitlines()) <= 80
+
+
+def test_json_keys_are_a_contract(result, evaluation):
+    data = json.loads(render.to_json(render.plan_dict(result)))
+    assert sorted(data) == ["cluster", "frontier", "model", "search", "workload"]
+    point = data["frontier"]["decode"][0]
+    assert sorted(point) == sorted([
+        "phase", "chips", "mesh", "partition", "batch", "ffn", "attention", "weights", "latency_s",
+        "step_latency_s", "mfu", "cost_chip_s_per_token", "tokens_per_s", "hbm_bytes_per_chip",
+        "hbm_fraction", "bound", "time_s"])
+    explain = render.explain_dict(evaluation)
+    assert {"layers", "memory", "notation"} <= set(explain)
+    assert sorted(explain["layers"][0]) == ["collective", "comm_bytes", "flops", "hbm_bytes", "name",
+                                            "notation", "repeat", "seconds"]
+
+
+def test_markdown_table_right_aligns():
+    text = render.markdown_table(("a", "b"), [("x|y", 1)], right=[1])
+    assert text.splitlines() == ["| a | b |", "|:---|---:|", "| x\\|y | 1 |"]
