@@ -1,3 +1,446 @@
-"""`planner calibrate`: fit a cluster's calibration constants (see planner.calibrate)."""
+"""`planner calibrate`: fit a cluster's calibration constants (see planner.calibrate), print the
+residuals, write a calibrated cluster YAML (-o) and the accuracy page (--report).
 
-from planner.cli import app  # noqa: F401
+The renderers of this command live here: a residual table (text, Markdown, CSV, JSON), the
+cluster YAML with its `calibration:` block replaced, and the accuracy page.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+import typer
+import yaml
+
+from planner.cli import ClusterOpt, FormatOpt, _emit, _words, app
+from planner.errors import UsageError
+from planner.units import fmt_seconds
+
+BANDWIDTH_MODELS = ("chip", "axes")
+LIMIT = 0.15  # the accuracy target: predicted within 15% of measured
+
+
+@app.command()
+def calibrate(
+    measurements: str = typer.Argument(..., help="Measurements YAML (e.g. configs/measurements/pope2022-tpu-v4.yaml)."),
+    cluster: Optional[str] = ClusterOpt,
+    bandwidth_model: Optional[str] = typer.Option(None, "--bandwidth-model", help="Torus bandwidth model to fit with: chip or axes (default: the cluster's)."),
+    fmt: str = FormatOpt,
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write the calibrated cluster YAML to FILE (atomically)."),
+    report: Optional[Path] = typer.Option(None, "--report", help="Write the accuracy page (Markdown, both bandwidth models) to FILE."),
+    other_models: Optional[str] = typer.Option(None, "--other-models", help="With --report: models to predict with the fitted constants (not fitted), comma list."),
+) -> None:
+    """Fit a cluster's calibration constants to measured latencies and print the residuals.
+
+    Example: planner calibrate configs/measurements/pope2022-tpu-v4.yaml --cluster tpu-v4 -o my-tpu-v4.yaml
+    """
+    from planner import calibrate as cal
+    from planner.config import load_model
+
+    if fmt not in ("table", "json", "csv", "markdown"):
+        raise UsageError(f"--format: expected one of table, json, csv, markdown, got {fmt!r}")
+    if bandwidth_model is not None and bandwidth_model not in BANDWIDTH_MODELS:
+        raise UsageError(f"--bandwidth-model: expected chip or axes, got {bandwidth_model!r}")
+    if other_models is not None and report is None:
+        raise UsageError("--other-models is used by --report only")
+    data = cal.load_measurements(measurements)
+    base, cluster_file, cluster_arg = _cluster(cluster, data)
+    command = f"planner calibrate {measurements}" + (f" --cluster {cluster_arg}" if cluster else "")
+    if bandwidth_model is not None:
+        if cal.bandwidth_model(base) is None:
+            raise UsageError(f"--bandwidth-model: {base.name} is not a torus (it has no bandwidth model)")
+        base = cal.with_bandwidth_model(base, bandwidth_model)
+        command += f" --bandwidth-model {bandwidth_model}"
+    if report is not None:
+        models = tuple(load_model(name) for name in _words(other_models) or ())
+        assessments = _both(base, data, cal)
+        shipped = cal.bandwidth_model(base)
+        assessment = assessments.get(shipped) or cal.assess(base, data)
+        page_command = f"planner calibrate {measurements}" + (f" --cluster {cluster_arg}" if cluster else "") + \
+            f" --report {report}" + (f" --other-models {other_models}" if other_models else "")
+        _emit(accuracy_page(data, base, assessments, cal.elsewhere(assessment.fit.cluster, data, models),
+                            page_command), report)
+    else:
+        assessment = cal.assess(base, data)
+    if output is not None:
+        _emit(_checked_yaml(cluster_yaml(cluster_file.read_text(encoding="utf-8"), assessment, data,
+                                         command), assessment), output)
+    render = {"table": residual_text, "markdown": residual_markdown, "csv": residual_csv,
+              "json": residual_json}[fmt]
+    typer.echo(render(data, assessment), nl=False)
+
+
+def _cluster(flag: Optional[str], data):
+    """(cluster, its file, how it was named): from --cluster, else the measurements file's."""
+    from planner.config import _locate, load_cluster
+
+    if flag is not None:
+        return load_cluster(flag), _locate("clusters", flag), flag
+    if data.cluster is None:
+        raise UsageError("--cluster is required: the measurements file names no cluster")
+    at = data.at.child(next(v for k, v in data.at.node.value if k.value == "cluster"), "cluster")
+    folder = Path(data.file).parent
+    return (load_cluster(data.cluster, base=folder, at=at), _locate("clusters", data.cluster, folder, at),
+            data.cluster)
+
+
+def _both(base, data, cal) -> dict:
+    if cal.bandwidth_model(base) is None:
+        return {None: cal.assess(base, data)}
+    return {model: cal.assess(cal.with_bandwidth_model(base, model), data) for model in BANDWIDTH_MODELS}
+
+
+# ---------------------------------------------------------------------------------------------
+# Residual tables
+
+
+def _pct(x: float | None) -> str:
+    return "" if x is None else f"{100.0 * x:+.1f}%"
+
+
+def _mfu(x: float | None) -> str:
+    return "" if x is None else f"{x:.3f}"
+
+
+def _rows(assessment):
+    for r in assessment.fit.residuals:
+        m = r.measurement
+        yield (m.name, m.layout, r.layout, fmt_seconds(m.latency_s), fmt_seconds(r.predicted_s),
+               _pct(r.error), _mfu(m.mfu), _mfu(r.predicted_mfu if m.mfu is not None else None),
+               _pct(r.mfu_error))
+
+
+HEADER = ("point", "measured layout", "predicted as", "measured", "predicted", "error", "MFU",
+          "pred. MFU", "MFU error")
+
+
+def _summary(assessment) -> list[str]:
+    fit = assessment.fit
+    worst = fit.worst
+    within = sum(abs(r.error) <= LIMIT and (r.mfu_error is None or abs(r.mfu_error) <= LIMIT)
+                 for r in fit.residuals)
+    lines = [f"median |error| {100 * fit.median_error:.1f}%; worst {_pct(worst.error)} "
+             f"({worst.measurement.name}); {within} of {len(fit.residuals)} points within "
+             f"{100 * LIMIT:.0f}% (latency and MFU)"]
+    held = sum(o.holds for o in assessment.orderings)
+    lines.append(f"orderings (same setting; the measured faster layout predicted faster): "
+                 f"{held} of {len(assessment.orderings)} hold")
+    for o in assessment.orderings:
+        if not o.holds:
+            lines.append(f"  fails: {o.faster.measurement.name} faster than {o.slower.measurement.name}: "
+                         f"measured {o.measured_ratio:.2f}x, predicted {o.predicted_ratio:.2f}x")
+    picked = sum(c.holds for c in assessment.choices)
+    lines.append(f"chosen layouts (the planner's fastest at the setting): {picked} of "
+                 f"{len(assessment.choices)} picked")
+    for c in assessment.choices:
+        if not c.holds:
+            lines.append(f"  fails: {c.measurement.name}: {c.measurement.ffn}+{c.measurement.attention}, "
+                         f"the planner picks {c.picked}")
+    return lines
+
+
+def _constants(assessment) -> list[tuple[str, str]]:
+    cal = assessment.fit.cluster.calibration
+    from planner.calibrate import CONSTANTS
+    return [(name, f"{getattr(cal, name):g}" + ("  (at its bound)" if name in assessment.fit.at_bound else ""))
+            for name, _ in CONSTANTS]
+
+
+def _title(data, assessment) -> str:
+    from planner.calibrate import bandwidth_model
+    cluster = assessment.fit.cluster
+    model = bandwidth_model(cluster)
+    return (f"{cluster.name} calibrated from {data.file}: {len(data.points)} points"
+            + (f", bandwidth model {model}" if model else ""))
+
+
+def residual_text(data, assessment) -> str:
+    lines = [_title(data, assessment)]
+    lines += [f"  {name:<22} {value}" for name, value in _constants(assessment)]
+    rows = [HEADER] + list(_rows(assessment))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(HEADER))]
+    right = {3, 4, 5, 6, 7, 8}
+    for row in rows:
+        cells = [cell.rjust(w) if i in right else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines + _summary(assessment)) + "\n"
+
+
+def _table(header, rows) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return out + ["| " + " | ".join(row) + " |" for row in rows]
+
+
+def residual_markdown(data, assessment) -> str:
+    lines = [f"**{_title(data, assessment)}**", ""]
+    lines += _table(("constant", "value"), [(f"`{n}`", v) for n, v in _constants(assessment)]) + [""]
+    lines += _table(HEADER, list(_rows(assessment))) + [""]
+    return "\n".join(lines + [line if line.startswith("  ") else f"- {line}" for line in _summary(assessment)]) + "\n"
+
+
+def residual_csv(data, assessment) -> str:
+    import csv
+    import io
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(("point", "line", "measured_layout", "predicted_as", "measured_s", "predicted_s",
+                     "error", "mfu", "predicted_mfu", "mfu_error"))
+    for r in assessment.fit.residuals:
+        m = r.measurement
+        writer.writerow((m.name, m.line, m.layout, r.layout, f"{m.latency_s:.6g}", f"{r.predicted_s:.6g}",
+                         f"{r.error:.6g}", "" if m.mfu is None else f"{m.mfu:.6g}",
+                         f"{r.predicted_mfu:.6g}", "" if r.mfu_error is None else f"{r.mfu_error:.6g}"))
+    return out.getvalue()
+
+
+def residual_json(data, assessment) -> str:
+    from planner.calibrate import CONSTANTS, bandwidth_model
+    fit = assessment.fit
+
+    def num(x):
+        return None if x is None else float(f"{x:.6g}")
+
+    doc = {
+        "measurements": data.file, "cluster": fit.cluster.name,
+        "bandwidth_model": bandwidth_model(fit.cluster),
+        "constants": {name: getattr(fit.cluster.calibration, name) for name, _ in CONSTANTS},
+        "at_bound": list(fit.at_bound), "cost": num(fit.cost),
+        "median_abs_error": num(fit.median_error), "worst_error": num(fit.worst.error),
+        "points": [{"name": r.measurement.name, "line": r.measurement.line,
+                    "measured_layout": r.measurement.layout, "predicted_as": r.layout,
+                    "measured_s": num(r.measurement.latency_s), "predicted_s": num(r.predicted_s),
+                    "error": num(r.error), "mfu": num(r.measurement.mfu),
+                    "predicted_mfu": num(r.predicted_mfu), "mfu_error": num(r.mfu_error)}
+                   for r in fit.residuals],
+        "orderings": [{"faster": o.faster.measurement.name, "slower": o.slower.measurement.name,
+                       "measured_ratio": num(o.measured_ratio), "predicted_ratio": num(o.predicted_ratio),
+                       "holds": o.holds} for o in assessment.orderings],
+        "chosen": [{"name": c.measurement.name, "layout": f"{c.measurement.ffn}+{c.measurement.attention}",
+                    "picked": c.picked, "holds": c.holds} for c in assessment.choices],
+    }
+    return json.dumps(doc, indent=2, sort_keys=True) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# The calibrated cluster YAML
+
+
+def _record(data, assessment, command: str, prefix: str) -> list[str]:
+    """Comment lines recording the fit: command, data, residuals."""
+    from planner.calibrate import bandwidth_model
+    fit = assessment.fit
+    model = bandwidth_model(fit.cluster)
+    lines = [f"Fitted by `{command}`",
+             f"(least squares on log latency over {len(data.points)} measured points"
+             f"{f', bandwidth_model {model}' if model else ''}).",
+             "Regenerate with that command; do not edit by hand.",
+             f"Data: {data.source or data.file}."]
+    lines += _summary(assessment)
+    lines.append(f"{'measured':>10}  {'predicted':>10}  {'error':>7}  point (line of {Path(data.file).name})")
+    for r in fit.residuals:
+        m = r.measurement
+        lines.append(f"{fmt_seconds(m.latency_s):>10}  {fmt_seconds(r.predicted_s):>10}  "
+                     f"{_pct(r.error):>7}  {m.name} ({m.line})")
+    return [f"{prefix}# {line}".rstrip() + "\n" for line in lines]
+
+
+def cluster_yaml(text: str, assessment, data, command: str) -> str:
+    """`text` (a cluster YAML) with the bandwidth model and `calibration:` block of the fit; the
+    rest of the file (comments included) is kept."""
+    from planner.calibrate import CONSTANTS, bandwidth_model
+    fit = assessment.fit
+    model = bandwidth_model(fit.cluster)
+    lines = text.splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines[-1] += "\n"
+    root = yaml.compose("".join(lines), Loader=yaml.SafeLoader)
+    if model is not None:
+        torus = _value(_value(root, "topology"), "torus")
+        node = _value(torus, "bandwidth_model")
+        if node is not None:
+            start, end = node.start_mark, node.end_mark
+            line = lines[start.line]
+            lines[start.line] = line[:start.column] + model + line[end.column:]
+        elif model != "chip":
+            first = torus.value[0][0].start_mark
+            if torus.flow_style:
+                raise UsageError("cannot add 'bandwidth_model' to a torus written in flow style "
+                                 "({...}); write it as a block or add the key by hand")
+            lines.insert(first.line, " " * first.column + f"bandwidth_model: {model}\n")
+        root = yaml.compose("".join(lines), Loader=yaml.SafeLoader)
+    block = ["calibration:\n"] + _record(data, assessment, command, "  ") + [
+        f"  {name}: {getattr(fit.cluster.calibration, name):g}\n" for name, _ in CONSTANTS]
+    key = next((k for k, _ in root.value if k.value == "calibration"), None)
+    if key is not None:
+        last = _value(root, "calibration")
+        end = last.end_mark if not isinstance(last, yaml.MappingNode) or not last.value else last.value[-1][1].end_mark
+        stop = end.line + (1 if end.column > 0 else 0)
+        lines[key.start_mark.line:stop] = block
+    else:
+        source = next((k for k, _ in root.value if k.value == "source"), None)
+        at = source.start_mark.line if source is not None else len(lines)
+        lines[at:at] = block
+    return "".join(lines)
+
+
+def _value(mapping, key: str):
+    if not isinstance(mapping, yaml.MappingNode):
+        return None
+    return next((v for k, v in mapping.value if k.value == key), None)
+
+
+def _checked_yaml(text: str, assessment) -> str:
+    """The written file must load back to the fitted cluster (a bug otherwise)."""
+    from planner.config import load_cluster
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "cluster.yaml"
+        path.write_text(text, encoding="utf-8")
+        loaded = load_cluster(str(path))
+    fitted = assessment.fit.cluster
+    if loaded.calibration != fitted.calibration or loaded.topology != fitted.topology:
+        raise RuntimeError("the calibrated cluster YAML does not load back to the fitted cluster")
+    return text
+
+
+# ---------------------------------------------------------------------------------------------
+# The accuracy page
+
+
+ASSUMPTIONS = """\
+- **One set of constants per cluster.** `matmul_efficiency`, `hbm_efficiency` and
+  `network_efficiency` scale the chip's peak FLOP/s, HBM bandwidth and link bandwidth;
+  `collective_latency_s` is paid by every collective that spans more than one chip;
+  `layer_overhead_s` by every layer of every step; `overlap` is the share of the non-dominant
+  times hidden under the dominant one (`step = max(c, m, k) + (1 - overlap)(c + m + k - max)`).
+  They are shared by every model, layout, batch and phase: no per-model, per-layout or per-point
+  factors.
+- **The fit** minimises the sum of squared log errors (a 2x miss costs the same whether it is too
+  fast or too slow) by Levenberg-Marquardt over the logit of each efficiency and the overlap and
+  the log of each latency, from 16 fixed starting points; deterministic, about half a second.
+  The constants are rounded to 4 significant digits, and every number on this page is computed
+  with the rounded constants by the cost model itself.
+- **Layouts.** A measurement whose layout is given is predicted with that layout (the fastest mesh
+  grouping of it); `weight-gathered` means the fastest of wg-x, wg-xy and wg-xyz, and `best` the
+  fastest layout, where the source does not say. Heads that do not divide their shards are padded
+  and charged.
+- **MFU** follows the reference convention (nominal parameters, attention FLOPs not counted), so an
+  MFU error is the latency error inverted: `1 / (1 + error) - 1`.
+- **Bandwidth model.** `chip`: every collective runs at the chip's full interconnect bandwidth
+  (the paper's closed forms; 270 GB/s on TPU v4). `axes`: a collective gets only the links of the
+  torus axes it spans (90 GB/s per axis on TPU v4)."""
+
+NOT_MODELLED = """\
+- **Latency that grows with the size of a collective.** `collective_latency_s` is one fixed cost
+  per collective, whether it spans 4 chips or 256; a ring pays a hop latency per step. This is
+  the likely reason why measured decode stops speeding up from 128 to 256 chips (Figure 6) while
+  the model keeps scaling, and why a large fixed latency makes 1D weight-stationary (fewer,
+  larger collectives) look better than it is at small batch.
+- **Matmul efficiency that depends on shapes.** One `matmul_efficiency` for a decode step of 64
+  tokens per chip and a prefill of a million: small or oddly shaped matmuls, padding to the
+  matrix units and dequantising int8 weights are not modelled.
+- **How communication overlaps with compute, per layout.** One `overlap` for all layouts; the
+  paper's looped collective matmuls overlap some collectives (weight-stationary) better than
+  others (a weight all-gather must finish before its matmul).
+- **Weight-gathered layouts at small batch.** Measured weight-gathered prefill carries a nearly
+  batch-independent cost (28.2 s at batch 64, 29.5 s at batch 128 in Figure 7) several times the
+  modelled all-gather time of the weights; the model predicts the best weight-gathered layout
+  faster than 2D weight-stationary already at 131,072 tokens.
+- **Everything outside the layers' matmuls, collectives and HBM reads**: embedding lookup,
+  layer norms, softmax and sampling time, host overheads, pipelining between steps, KV-cache
+  writes in prefill, and memory fragmentation (capacity is weights + KV cache + working set)."""
+
+
+def accuracy_page(data, base, assessments: dict, others, command: str) -> str:
+    from planner.calibrate import CONSTANTS, bandwidth_model
+    shipped = bandwidth_model(base)
+    models = list(assessments)
+    name = lambda model: f"`{model}`" + (" (shipped)" if model == shipped else "") if model else "fit"
+    out = [
+        "# Accuracy of the calibrated cluster",
+        "",
+        f"<!-- Generated by `{command}`. Do not edit: rerun the command. -->",
+        "",
+        f"How close are the planner's predictions to measured latencies? This page fits the "
+        f"calibration constants of `{base.name}` to the {len(data.points)} points of "
+        f"`{data.file}` ({data.source or 'no source given'}) with each torus bandwidth model "
+        f"and shows every residual. The cluster preset carries the `{shipped}` fit."
+        if shipped else
+        f"This page fits the calibration constants of `{base.name}` to the {len(data.points)} "
+        f"points of `{data.file}` and shows every residual.",
+        "",
+        "## Summary",
+        "",
+    ]
+    rows = []
+    for model, a in assessments.items():
+        fit = a.fit
+        within = sum(abs(r.error) <= LIMIT and (r.mfu_error is None or abs(r.mfu_error) <= LIMIT)
+                     for r in fit.residuals)
+        rows.append((name(model), f"{100 * fit.median_error:.1f}%",
+                     f"{_pct(fit.worst.error)} ({fit.worst.measurement.name})",
+                     f"{within} of {len(fit.residuals)}",
+                     f"{sum(o.holds for o in a.orderings)} of {len(a.orderings)}",
+                     f"{sum(c.holds for c in a.choices)} of {len(a.choices)}"))
+    out += _table(("bandwidth model", "median abs. error", "worst error",
+                   f"within {100 * LIMIT:.0f}% (latency and MFU)", "orderings held",
+                   "chosen layouts picked"), rows)
+    out += ["", "## Fitted constants", ""]
+    out += _table(["constant"] + [name(m) for m in models],
+                  [[f"`{c}`"] + [dict(_constants(assessments[m]))[c] for m in models] for c, _ in CONSTANTS])
+    out += ["", "## Residuals", "",
+            "Error = predicted / measured - 1 (latency; MFU alike). *Predicted as* is the layout "
+            "and mesh (x, y, z sizes) the prediction used.", ""]
+    header = ["point", "layout", "measured"]
+    for model in models:
+        header += [f"{model or 'fit'}: predicted as", "predicted", "error", "MFU error"]
+    rows = []
+    for i, m in enumerate(data.points):
+        row = [m.name, m.layout, fmt_seconds(m.latency_s)]
+        for model in models:
+            r = assessments[model].fit.residuals[i]
+            flag = " **!**" if abs(r.error) > LIMIT or (r.mfu_error is not None and abs(r.mfu_error) > LIMIT) else ""
+            row += [r.layout, fmt_seconds(r.predicted_s), _pct(r.error) + flag, _pct(r.mfu_error)]
+        rows.append(row)
+    out += _table(header, rows)
+    out += ["", f"**!**: outside {100 * LIMIT:.0f}%.", "", "## Layout rankings", "",
+            "Points of one setting measured with different layouts: is the measured faster one "
+            "predicted faster? And where the source chose a layout (`chosen`), does the planner "
+            "pick it as the fastest at that setting and weight format?", ""]
+    first = assessments[models[0]]
+    header = ["faster (measured)", "slower", "measured ratio"] + [f"{m or 'fit'}: predicted ratio" for m in models]
+    rows = []
+    for j, o in enumerate(first.orderings):
+        row = [o.faster.measurement.name, o.slower.measurement.name, f"{o.measured_ratio:.2f}"]
+        for model in models:
+            p = assessments[model].orderings[j]
+            row.append(f"{p.predicted_ratio:.2f}" + ("" if p.holds else " **fails**"))
+        rows.append(row)
+    out += _table(header, rows) + [""]
+    header = ["chosen", "layout"] + [f"{m or 'fit'}: planner picks" for m in models]
+    rows = []
+    for j, c in enumerate(first.choices):
+        row = [c.measurement.name, c.measurement.layout]
+        for model in models:
+            p = assessments[model].choices[j]
+            row.append(p.picked + ("" if p.holds else " **fails**"))
+        rows.append(row)
+    out += _table(header, rows)
+    if others:
+        out += ["", f"## Other models with the shipped constants (not fitted)", "",
+                "The same constants, unchanged, at every setting of the data with the planner's "
+                "fastest layout: this is how generalisation is judged.", ""]
+        rows = []
+        for e in others:
+            m, r = e.measurement, e.residual
+            rows.append((m.model.name, f"{m.setting.split(' ', 1)[1]} {m.weights.label}",
+                         *(("does not fit", "", "") if r is None else
+                           (r.layout, fmt_seconds(r.predicted_s), f"{r.predicted_mfu:.3f}"))))
+        out += _table(("model", "setting", "fastest layout", "latency", "MFU"), rows)
+    if data.notes:
+        out += ["", "## Notes on the data", "", data.notes.strip()]
+    out += ["", "## Modelling assumptions", "", ASSUMPTIONS, "", "## Known not to be modelled", "",
+            NOT_MODELLED, ""]
+    return "\n".join(out)

@@ -21,7 +21,8 @@ each level runs hierarchically, slowest level first for an all-gather (smallest 
 moves D (k_l - 1) P_l / K bytes, where P_l is the product of the k of the levels done before it.
 An all-to-all sends D (k_l - 1)/k_l through each level it spans.
 
-Every collective that spans more than one chip also pays `collective_latency_s`, and all
+Every collective also pays `collective_latency_s` per ring step (hop): sum over the axes or levels
+it spans of (k_i - 1), since a ring collective is k - 1 dependent transfers; and all
 bandwidths are scaled by `network_efficiency`.
 """
 
@@ -51,7 +52,8 @@ def collective_seconds(cluster: Cluster, mesh: Mesh, collective: Collective):
         seconds = _torus_seconds(topology, mesh, collective, pieces, chips)
     else:
         seconds = _switched_seconds(topology, collective, pieces, chips)
-    return seconds / cal.network_efficiency + cal.collective_latency_s
+    hops = sum(k - 1 for _, k in pieces)  # ring steps, one per extra chip along each axis or level
+    return seconds / cal.network_efficiency + cal.collective_latency_s * hops
 
 
 def torus_bandwidth(torus: Torus, mesh: Mesh, pieces) -> float:

@@ -123,7 +123,7 @@ def test_nothing_feasible_counts_reasons_and_hints(planner):
                              "--weights", "bf16")
     assert code == 1 and out == ""
     assert re.search(r"nothing feasible among (\d+) candidates \(\1 does not fit in HBM\)", err), err
-    assert "at least 32 chips of 32.0 GiB" in err
+    assert "at least 32 chips of 32 GiB" in err
     assert "smallest slice that fits: 32" in err
 
 

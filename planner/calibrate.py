@@ -1,0 +1,545 @@
+"""Fit a cluster's calibration constants to measured latencies (`planner calibrate`).
+
+The six constants of `planner.hardware.Calibration` (matmul, HBM and network efficiency, a
+latency per collective, a fixed time per layer and step, the overlap fraction) are shared by
+every model and layout on one cluster: there are no per-model, per-layout or per-point factors.
+
+The fit minimises the sum of squared log errors over the measured points,
+
+    cost = sum_i (log predicted_i - log measured_i)^2,
+
+by Levenberg-Marquardt with a forward-difference Jacobian over unconstrained parameters (the logit
+of each efficiency and of the overlap, the log of each latency, so every iterate is physical),
+from a fixed grid of starting points; the lowest cost wins. There is no randomness: the same file
+gives the same constants. MFU is not fitted separately: with the reference convention it is
+inversely proportional to latency, so its relative error follows from the latency's.
+
+It is fast because the cost model is linear in each 1/efficiency and each latency:
+
+    step = combine(C / e_matmul, M / e_hbm, K / e_network + n_collectives * t_collective, f)
+           + n_layers * t_layer
+
+so each candidate layout of each point is evaluated twice by `planner.costmodel.evaluate` (ideal
+constants, then unit latencies) and the fit works on the arrays C, M, K, n_collectives, n_layers.
+The final constants are checked against `evaluate` itself.
+
+A point whose layout is not fully given (`ffn: weight-gathered` or `best`, `attention: best`, and
+always the mesh grouping) is predicted by the fastest candidate that fits in HBM among those
+allowed, re-chosen at every step of the fit.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from planner.config import load_model
+from planner.costmodel import Evaluation, combine, evaluate
+from planner.errors import ConfigError
+from planner.hardware import Calibration, Cluster, Torus, WeightFormat
+from planner.layouts import ATTENTION_LAYOUTS, FFN_LAYOUTS
+from planner.model import Model
+from planner.plan import Phase, Plan, SearchSpace, Workload
+from planner.search import best, candidates
+from planner.yamlio import (
+    At, Field, boolean, choice, count, fields, list_of, load_document, number, passthrough, text,
+)
+
+WEIGHT_GATHERED = "weight-gathered"  # the fastest of the wg-* layouts
+BEST = "best"                        # the fastest layout
+FFN_CHOICES = {**{name: (name,) for name in FFN_LAYOUTS},
+               WEIGHT_GATHERED: tuple(n for n, layout in FFN_LAYOUTS.items() if layout.gather_axes),
+               BEST: tuple(FFN_LAYOUTS)}
+ATTENTION_CHOICES = {**{name: (name,) for name in ATTENTION_LAYOUTS}, BEST: tuple(ATTENTION_LAYOUTS)}
+
+
+# ---------------------------------------------------------------------------------------------
+# The measurements file
+
+
+@dataclass(frozen=True, kw_only=True)
+class Measurement:
+    """One measured point. `latency_s` covers the whole request: the prefill pass, or every
+    decode step (`step_latency_s` x output_tokens)."""
+
+    name: str
+    row: At  # where it is in the file (errors found later point here)
+    model: Model
+    phase: Phase
+    chips: int
+    batch: int
+    workload: Workload
+    ffn: str        # a layout, `weight-gathered` or `best`
+    attention: str  # a layout or `best`
+    weights: WeightFormat
+    latency_s: float
+    mfu: float | None
+    chosen: bool    # the layout the authors chose here; the checks ask the planner to pick it too
+
+    @property
+    def line(self) -> int:
+        return self.row.node.start_mark.line + 1
+
+    @property
+    def layout(self) -> str:
+        return f"{self.ffn}+{self.attention} {self.weights.label}"
+
+    @property
+    def setting(self) -> str:
+        """Everything but the layout: points with the same setting are compared with each other."""
+        w = self.workload
+        tokens = f"in {w.input_tokens}" if self.phase is Phase.PREFILL else \
+            f"ctx {w.context} out {w.output_tokens}"
+        return f"{self.model.name} {self.phase.value} {self.chips} chips batch {self.batch} {tokens}"
+
+    def error(self, key: str, message: str, hint: str | None = None) -> ConfigError:
+        for key_node, value_node in self.row.node.value:
+            if key_node.value == key:
+                return self.row.child(value_node, key).error(message, hint)
+        return self.row.error(message, hint)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Measurements:
+    file: str
+    cluster: str | None  # the hardware measured (preset or path, resolved against the file)
+    source: str
+    notes: str  # what the authors of the file know about the data (the accuracy page prints it)
+    points: tuple[Measurement, ...]
+    at: At
+
+
+_SECONDS = number("seconds")
+ROW_FIELDS = {
+    "name": Field(text, required=False),
+    "model": Field(text),
+    "phase": Field(choice({p.value: p for p in Phase}, "phase")),
+    "chips": Field(count),
+    "batch": Field(count),
+    "input_tokens": Field(count, required=False),
+    "output_tokens": Field(count, required=False),
+    "context": Field(count, required=False),
+    "ffn": Field(choice({n: n for n in FFN_CHOICES}, "FFN layout")),
+    "attention": Field(choice({n: n for n in ATTENTION_CHOICES}, "attention layout")),
+    "weights": Field(choice({w.label: w for w in WeightFormat}, "weight format")),
+    "latency_s": Field(_SECONDS, required=False),
+    "step_latency_s": Field(_SECONDS, required=False),
+    "mfu": Field(number(maximum=1.0), required=False),
+    "chosen": Field(boolean, required=False),
+}
+FILE_FIELDS = {
+    "cluster": Field(text, required=False),
+    "source": Field(text, required=False),
+    "notes": Field(text, required=False),
+    "measurements": Field(list_of(passthrough, unique=False)),
+}
+PHASE_KEYS = {Phase.PREFILL: ("input_tokens",), Phase.DECODE: ("context", "output_tokens")}
+
+
+def load_measurements(path: str) -> Measurements:
+    """Read and check a measurements file; every mistake names the file, line and field."""
+    root = load_document(Path(path), shown=path)
+    f = fields(root, FILE_FIELDS, "a measurements file")
+    base = Path(path).parent
+    models: dict[str, Model] = {}
+    points = []
+    for i, row in enumerate(f["measurements"]):
+        v = fields(row, ROW_FIELDS, "a measurement")
+        name = v.get("name", f"row {i + 1}")
+        if v["model"] not in models:
+            models[v["model"]] = load_model(v["model"], base=base, at=v.where["model"])
+        phase = v["phase"]
+        for key in (k for other, keys in PHASE_KEYS.items() if other is not phase for k in keys):
+            if key in v.values:
+                raise v.where[key].error(f"{key!r} is not used by a {phase.value} measurement",
+                                         hint=f"a {phase.value} measurement gives "
+                                              f"{' and '.join(PHASE_KEYS[phase])}")
+        for key in PHASE_KEYS[phase]:
+            if key not in v.values:
+                raise row.child(row.node, key).error(f"missing key {key!r} in a {phase.value} measurement")
+        workload = Workload(input_tokens=v.get("input_tokens", 1), context=v.get("context", 1),
+                            output_tokens=v.get("output_tokens", 1))
+        given = [key for key in ("latency_s", "step_latency_s") if key in v.values]
+        if len(given) != 1:
+            where = v.where[given[1]] if given else row.child(row.node, "latency_s")
+            raise where.error("give exactly one of 'latency_s' (the whole request) and "
+                              "'step_latency_s' (one step)" if given else
+                              "missing key 'latency_s' (or 'step_latency_s') in a measurement")
+        steps = workload.output_tokens if phase is Phase.DECODE else 1
+        latency = v["latency_s"] if "latency_s" in v.values else v["step_latency_s"] * steps
+        points.append(Measurement(
+            name=name, row=row, model=models[v["model"]], phase=phase, chips=v["chips"],
+            batch=v["batch"], workload=workload, ffn=v["ffn"], attention=v["attention"],
+            weights=v["weights"], latency_s=latency, mfu=v.get("mfu"), chosen=v.get("chosen", False),
+        ))
+    return Measurements(file=path, cluster=f.get("cluster"), source=f.get("source", ""),
+                        notes=f.get("notes", ""), points=tuple(points), at=root)
+
+
+# ---------------------------------------------------------------------------------------------
+# Predictions
+
+
+def _plan(cluster: Cluster, m: Measurement, ffn: tuple[str, ...], attention: tuple[str, ...]) -> Plan:
+    return Plan(model=m.model, cluster=cluster, workload=m.workload,
+                space=SearchSpace(phases=(m.phase,), chips=(m.chips,), batches=(m.batch,),
+                                  weights=(m.weights,), ffn=ffn, attention=attention))
+
+
+def allowed(cluster: Cluster, m: Measurement) -> list[Evaluation]:
+    """The cost model's evaluation of every candidate a measurement may have used that fits in
+    HBM (an error naming the row if there is none)."""
+    offered = cluster.topology.chip_counts
+    if m.chips not in offered:
+        raise m.error("chips", f"{cluster.name} cannot form {m.chips} chips",
+                      hint=f"it offers {', '.join(map(str, offered))}")
+    plan = _plan(cluster, m, FFN_CHOICES[m.ffn], ATTENTION_CHOICES[m.attention])
+    found = candidates(plan, m.phase, chips=(m.chips,))
+    if not found:
+        raise m.error("ffn", f"{m.ffn}+{m.attention} does not apply on {m.chips} chips of "
+                             f"{cluster.name} (its axis groups would be trivial)")
+    evs = [evaluate(m.model, cluster, m.workload, c, np.array([m.batch])) for c in found]
+    fits = [ev for ev in evs if ev.hbm_bytes[0] <= cluster.chip.hbm_bytes]
+    if not fits:
+        raise m.error("batch", f"{m.layout} at batch {m.batch} does not fit in HBM on {m.chips} "
+                               f"chips of {cluster.name}")
+    return fits
+
+
+@dataclass(frozen=True, kw_only=True)
+class Residual:
+    """A measured point and the cost model's prediction for it."""
+
+    measurement: Measurement
+    predicted_s: float
+    predicted_mfu: float
+    layout: str  # the candidate predicted: "ffn+attention" and the mesh sizes
+
+    @property
+    def error(self) -> float:
+        """predicted / measured - 1"""
+        return self.predicted_s / self.measurement.latency_s - 1.0
+
+    @property
+    def mfu_error(self) -> float | None:
+        m = self.measurement.mfu
+        return None if m is None else self.predicted_mfu / m - 1.0
+
+
+def predict(cluster: Cluster, points: tuple[Measurement, ...]) -> tuple[Residual, ...]:
+    """Each point predicted by the cost model itself (the fastest allowed candidate)."""
+    out = []
+    for m in points:
+        ev = min(allowed(cluster, m), key=lambda e: float(e.latency_s[0]))
+        c = ev.candidate
+        sizes = "x".join(str(n) for n in c.mesh.sizes.values())
+        out.append(Residual(measurement=m, predicted_s=float(ev.latency_s[0]),
+                            predicted_mfu=float(ev.mfu[0]),
+                            layout=f"{c.ffn.name}+{c.attention.name} {sizes}"))
+    return tuple(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# The fit
+
+# (Calibration field, kind): efficiencies in (0, 1] and the overlap in [0, 1] go through a
+# logit, latencies (>= 0) through a log around LATENCY_SCALE_S.
+CONSTANTS = (("matmul_efficiency", "fraction"), ("hbm_efficiency", "fraction"),
+             ("network_efficiency", "fraction"), ("collective_latency_s", "latency"),
+             ("layer_overhead_s", "latency"), ("overlap", "fraction"))
+LATENCY_SCALE_S = 1e-6
+_BOUNDS = {"fraction": (-12.0, 12.0), "latency": (-16.0, 12.0)}  # latency 1e-13 s .. 0.16 s
+# Starting points: matmul efficiency x network efficiency x overlap x both latencies.
+STARTS = tuple((mm, 0.8, net, lat, lat, f) for mm in (0.5, 0.9) for net in (0.15, 0.6)
+               for f in (0.1, 0.9) for lat in (1e-6, 3e-5))
+SIGNIFICANT = 4  # digits kept in the fitted constants (the preset records these)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Fit:
+    cluster: Cluster  # the input cluster with the fitted (rounded) calibration
+    residuals: tuple[Residual, ...]  # with the rounded constants, from the cost model itself
+    cost: float       # sum of squared log errors
+    at_bound: tuple[str, ...]  # constants the fit pushed to a bound of their physical range
+    starts: int
+
+    @property
+    def errors(self) -> np.ndarray:
+        return np.array([r.error for r in self.residuals])
+
+    @property
+    def median_error(self) -> float:
+        """Median of |predicted / measured - 1|."""
+        return float(np.median(np.abs(self.errors)))
+
+    @property
+    def worst(self) -> Residual:
+        return max(self.residuals, key=lambda r: abs(r.error))
+
+
+def bandwidth_model(cluster: Cluster) -> str | None:
+    return cluster.topology.bandwidth_model if isinstance(cluster.topology, Torus) else None
+
+
+def with_bandwidth_model(cluster: Cluster, model: str) -> Cluster:
+    return replace(cluster, topology=replace(cluster.topology, bandwidth_model=model))
+
+
+def fit(cluster: Cluster, data: Measurements) -> Fit:
+    """Fit the six constants of `cluster` to `data` (see the module docstring)."""
+    points = data.points
+    terms = _Terms.build(cluster, points)  # first: a bad row is reported as such
+    if len(points) < len(CONSTANTS):
+        listed = next(v for k, v in data.at.node.value if k.value == "measurements")
+        raise data.at.child(listed, "measurements").error(
+            f"{len(points)} measured point{'s' * (len(points) != 1)} cannot determine "
+            f"{len(CONSTANTS)} calibration constants; give at least {len(CONSTANTS)}")
+    measured = np.log([m.latency_s for m in points])
+    lower = np.array([_BOUNDS[kind][0] for _, kind in CONSTANTS])
+    upper = np.array([_BOUNDS[kind][1] for _, kind in CONSTANTS])
+
+    def residual(u: np.ndarray) -> np.ndarray:
+        return np.log(terms.latency(_constants(u))) - measured
+
+    found = [_levenberg_marquardt(residual, np.clip(_unconstrained(s), lower, upper), lower, upper)
+             for s in STARTS]
+    u = min(found, key=lambda pair: pair[1])[0]
+    constants = _rounded(_constants(u))
+    calibration = Calibration(**dict(zip((name for name, _ in CONSTANTS), constants)))
+    fitted = replace(cluster, calibration=calibration)
+    residuals = predict(fitted, points)
+    surrogate = terms.latency(np.array(constants))
+    exact = np.array([r.predicted_s for r in residuals])
+    if not np.allclose(surrogate, exact, rtol=1e-9, atol=0.0):  # a bug, not a user mistake
+        raise RuntimeError("the fit's linearised cost model disagrees with planner.costmodel")
+    cost = float(np.sum(np.log(exact / np.exp(measured)) ** 2))
+    return Fit(cluster=fitted, residuals=residuals, cost=cost, at_bound=_at_bound(constants),
+               starts=len(STARTS))
+
+
+@dataclass(frozen=True)
+class _Terms:
+    """Every allowed candidate of every point, as the cost model's parts at ideal constants;
+    `start[i]` is where point i's candidates begin."""
+
+    compute_s: np.ndarray
+    memory_s: np.ndarray
+    comm_s: np.ndarray
+    collectives: np.ndarray  # collectives per step that pay collective_latency_s
+    layers: np.ndarray       # layers per step that pay layer_overhead_s
+    steps: np.ndarray        # latency_s / step_s
+    start: np.ndarray
+
+    @staticmethod
+    def build(cluster: Cluster, points: tuple[Measurement, ...]) -> _Terms:
+        ideal = replace(cluster, calibration=Calibration())
+        unit = replace(cluster, calibration=Calibration(collective_latency_s=1.0, layer_overhead_s=1.0))
+        rows, start = [], []
+        for m in points:
+            start.append(len(rows))
+            here = []
+            for e0 in allowed(ideal, m):
+                e1 = evaluate(m.model, unit, m.workload, e0.candidate, e0.batch)
+                here.append((e0.compute_s[0], e0.memory_s[0], e0.comm_s[0],
+                             e1.comm_s[0] - e0.comm_s[0], e1.overhead_s,
+                             e0.latency_s[0] / e0.step_s[0]))
+            rows.extend(_undominated(np.array(here, dtype=float)))
+        a = np.array(rows, dtype=float)
+        return _Terms(*a.T, start=np.array(start))
+
+    def latency(self, constants: np.ndarray) -> np.ndarray:
+        """Each point's predicted latency [s] under `constants` (ordered as CONSTANTS)."""
+        matmul, hbm, network, t_collective, t_layer, overlap = constants
+        step = combine(self.compute_s / matmul, self.memory_s / hbm,
+                       self.comm_s / network + self.collectives * t_collective, overlap)
+        return np.minimum.reduceat((step + self.layers * t_layer) * self.steps, self.start)
+
+
+def _undominated(rows: np.ndarray) -> np.ndarray:
+    """Drop candidates that no constants can make the fastest: `combine` grows with each of its
+    parts, so a candidate no better than another in every part never wins (ties keep the first)."""
+    keep = []
+    for i, row in enumerate(rows):
+        beaten = any(np.all(other <= row) and (np.any(other < row) or j < i)
+                     for j, other in enumerate(rows) if j != i)
+        if not beaten:
+            keep.append(row)
+    return np.array(keep)
+
+
+_FRACTION = np.array([kind == "fraction" for _, kind in CONSTANTS])
+
+
+def _constants(u: np.ndarray) -> np.ndarray:
+    return np.where(_FRACTION, 1.0 / (1.0 + np.exp(-u)), LATENCY_SCALE_S * np.exp(u))
+
+
+def _unconstrained(constants) -> np.ndarray:
+    return np.array([math.log(c / (1.0 - c)) if kind == "fraction" else math.log(c / LATENCY_SCALE_S)
+                     for c, (_, kind) in zip(constants, CONSTANTS)])
+
+
+def _rounded(constants: np.ndarray) -> tuple[float, ...]:
+    """SIGNIFICANT digits; within a hair of the edge of its range, a constant is put on it
+    (an efficiency of 1, an overlap of 0 or 1, a latency below 0.1 ns is 0)."""
+    out = []
+    for value, (name, kind) in zip(constants, CONSTANTS):
+        if kind == "latency":
+            out.append(0.0 if value < 1e-10 else float(f"{value:.{SIGNIFICANT}g}"))
+        elif value > 1.0 - 5e-5 or (name == "overlap" and value < 5e-5):
+            out.append(round(value))
+        else:
+            out.append(float(f"{value:.{SIGNIFICANT}g}"))
+    return tuple(out)
+
+
+def _at_bound(constants: tuple[float, ...]) -> tuple[str, ...]:
+    """The constants the fit pushed to the edge of their physical range."""
+    return tuple(name for value, (name, kind) in zip(constants, CONSTANTS)
+                 if value == 0.0 or (kind == "fraction" and value == 1.0))
+
+
+def _levenberg_marquardt(residual, u: np.ndarray, lower: np.ndarray, upper: np.ndarray,
+                         max_iterations: int = 200) -> tuple[np.ndarray, float]:
+    """Minimise |residual(u)|^2 within the box [lower, upper]; returns (u, cost). A parameter
+    on a bound that the gradient pushes outwards is held there (projected steps)."""
+    r = residual(u)
+    cost = float(r @ r)
+    damping = 1e-3
+    for _ in range(max_iterations):
+        jacobian = np.empty((r.size, u.size))
+        for j in range(u.size):
+            h = 1e-6 * (1.0 + abs(u[j])) * (-1.0 if u[j] >= upper[j] else 1.0)
+            probe = u.copy()
+            probe[j] += h
+            jacobian[:, j] = (residual(probe) - r) / h
+        gradient = jacobian.T @ r
+        free = ~(((u <= lower) & (gradient > 0)) | ((u >= upper) & (gradient < 0)))
+        J, g = jacobian[:, free], gradient[free]
+        normal = J.T @ J
+        while True:
+            step = np.zeros_like(u)
+            step[free] = np.linalg.solve(normal + damping * np.diag(np.diag(normal) + 1e-12), -g)
+            trial = np.clip(u + step, lower, upper)
+            r_trial = residual(trial)
+            cost_trial = float(r_trial @ r_trial)
+            if cost_trial < cost:
+                break
+            damping *= 4.0
+            if damping > 1e10:
+                return u, cost
+        gain = cost - cost_trial
+        u, r, cost = trial, r_trial, cost_trial
+        damping = max(damping / 3.0, 1e-12)
+        if gain <= 1e-9 * cost:
+            break
+    return u, cost
+
+
+# ---------------------------------------------------------------------------------------------
+# Checks beyond the residuals: does the calibrated planner rank layouts as the measurements do?
+
+
+@dataclass(frozen=True, kw_only=True)
+class Ordering:
+    """Two points of one setting with different layouts: is the measured faster one predicted
+    faster too?"""
+
+    faster: Residual  # measured faster
+    slower: Residual
+
+    @property
+    def measured_ratio(self) -> float:
+        return self.slower.measurement.latency_s / self.faster.measurement.latency_s
+
+    @property
+    def predicted_ratio(self) -> float:
+        return self.slower.predicted_s / self.faster.predicted_s
+
+    @property
+    def holds(self) -> bool:
+        return self.predicted_ratio > 1.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class Choice:
+    """A point marked `chosen`: the planner's fastest layout at that setting and weight format."""
+
+    measurement: Measurement
+    picked: str  # "ffn+attention"
+
+    @property
+    def holds(self) -> bool:
+        ffn, _, attention = self.picked.partition("+")
+        m = self.measurement
+        return ffn in FFN_CHOICES[m.ffn] and attention in ATTENTION_CHOICES[m.attention]
+
+
+def orderings(residuals: tuple[Residual, ...]) -> tuple[Ordering, ...]:
+    out = []
+    for i, a in enumerate(residuals):
+        for b in residuals[i + 1:]:
+            ma, mb = a.measurement, b.measurement
+            same = (ma.setting, ma.weights) == (mb.setting, mb.weights)
+            disjoint = not set(FFN_CHOICES[ma.ffn]) & set(FFN_CHOICES[mb.ffn]) or \
+                not set(ATTENTION_CHOICES[ma.attention]) & set(ATTENTION_CHOICES[mb.attention])
+            if same and disjoint and ma.latency_s != mb.latency_s:
+                out.append(Ordering(faster=a, slower=b) if ma.latency_s < mb.latency_s else
+                           Ordering(faster=b, slower=a))
+    return tuple(out)
+
+
+def choices(cluster: Cluster, points: tuple[Measurement, ...]) -> tuple[Choice, ...]:
+    out = []
+    for m in points:
+        if not m.chosen:
+            continue
+        plan = _plan(cluster, m, tuple(FFN_LAYOUTS), tuple(ATTENTION_LAYOUTS))
+        ev = best(plan, m.phase, m.chips, m.batch, m.weights)
+        picked = "none fits" if ev is None else f"{ev.candidate.ffn.name}+{ev.candidate.attention.name}"
+        out.append(Choice(measurement=m, picked=picked))
+    return tuple(out)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Assessment:
+    """A fit and how the calibrated planner ranks layouts against the measurements."""
+
+    fit: Fit
+    orderings: tuple[Ordering, ...]
+    choices: tuple[Choice, ...]
+
+
+def assess(cluster: Cluster, data: Measurements) -> Assessment:
+    result = fit(cluster, data)
+    return Assessment(fit=result, orderings=orderings(result.residuals),
+                      choices=choices(result.cluster, data.points))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Elsewhere:
+    """A model that was not fitted, at one setting of the data, with its fastest layout."""
+
+    measurement: Measurement  # the setting, with the other model and layout `best`
+    residual: Residual | None  # None: nothing fits in HBM
+
+
+def elsewhere(cluster: Cluster, data: Measurements, models: tuple[Model, ...]) -> tuple[Elsewhere, ...]:
+    """Predictions for other models at every distinct setting of the data (not fitted: this is
+    how generalisation is judged)."""
+    settings: dict[tuple, Measurement] = {}
+    for m in data.points:
+        settings.setdefault((m.setting, m.weights), m)
+    out = []
+    for model in models:
+        for m in settings.values():
+            other = replace(m, model=model, ffn=BEST, attention=BEST)
+            try:
+                residual = predict(cluster, (other,))[0]
+            except ConfigError:  # does not fit in HBM
+                residual = None
+            out.append(Elsewhere(measurement=other, residual=residual))
+    return tuple(out)
