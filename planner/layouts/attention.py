@@ -23,7 +23,7 @@ from itertools import combinations
 
 from planner.hardware import ACTIVATION_BYTES
 from planner.layouts.base import (
-    ALL_AXES, Collective, CollectiveKind, LayerCost, StepShape, Term, ceil_div, complement, size,
+    ALL_AXES, CollectiveKind, LayerCost, StepShape, Term, ceil_div, complement, size,
 )
 from planner.layouts.ffn import FfnLayout, _collective
 from planner.model import Block, Model
