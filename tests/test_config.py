@@ -6,7 +6,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-import yaml
 
 from planner import layouts
 from planner.config import (
@@ -18,14 +17,7 @@ from planner.hardware import FIELDS_OF_CALIBRATION, Calibration, Switched, Torus
 from planner.model import Block, FfnKind
 from planner.plan import Phase
 
-REFERENCE_FILE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "pope2022.yaml"
-
-
-@pytest.fixture(scope="module")
-def reference() -> dict:
-    if not REFERENCE_FILE.is_file():
-        pytest.skip(f"reference file not found at {REFERENCE_FILE}")
-    return yaml.safe_load(REFERENCE_FILE.read_text())
+# `reference` (the paper's figures) is the fixture in conftest.py.
 
 
 def write(folder: Path, name: str, body: str) -> str:

@@ -1,6 +1,7 @@
 """Cited reference numbers: the paper's Figure 3, Table 1, Table 2, closed forms and claims."""
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +14,14 @@ from planner.mesh import Mesh
 from planner.model import Block, FfnKind, Model
 from planner.plan import Phase
 from planner.search import best
+
+def test_the_ci_copy_of_the_reference_file_is_current():
+    """CI has no ../shared, so tests/reference keeps a copy; it must match the original."""
+    from conftest import REFERENCE_PATH
+    copy = Path(__file__).parent / "reference" / "pope2022.yaml"
+    if REFERENCE_PATH.exists():
+        assert copy.read_bytes() == REFERENCE_PATH.read_bytes(), "refresh tests/reference/pope2022.yaml"
+
 
 CUBE = Mesh(chips=64, physical=(("x", 4), ("y", 4), ("z", 4)),
             logical=((("x", 4),), (("y", 4),), (("z", 4),)), torus=True)
