@@ -32,8 +32,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from planner.hardware import ACTIVATION_BYTES, Cluster, WeightFormat
-from planner.layouts import AttentionLayout, Collective, CollectiveKind, FfnLayout, LayerCost, Term
-from planner.layouts.base import StepShape
+from planner.layouts import AttentionLayout, CollectiveKind, FfnLayout, LayerCost, Term
+from planner.layouts.base import StepShape, collective_term
 from planner.mesh import Mesh
 from planner.model import Model
 from planner.network import collective_seconds
@@ -173,9 +173,8 @@ def evaluate(model: Model, cluster: Cluster, workload: Workload, candidate: Cand
 def _output_projection(model: Model, chips: int, batch: np.ndarray, weight_bytes: int) -> LayerCost:
     """Logits for one token per sequence: W_emb[E, V_xyz], after gathering the final hidden states."""
     E, V = model.d_model, model.vocab
-    gather = Term(name="gather final hidden states", notation="all-gather(xyz) B E",
-                  collective=Collective(kind=CollectiveKind.ALL_GATHER, axes="xyz",
-                                        bytes_per_chip=batch * E * ACTIVATION_BYTES))
+    gather = collective_term("gather final hidden states", "B E", CollectiveKind.ALL_GATHER, "xyz",
+                             batch * E * ACTIVATION_BYTES)
     logits = Term(name="einsum logits", notation="W_emb[E, V_xyz] -> B V_xyz",
                   flops=2.0 * batch * E * V / chips, hbm_bytes=E * V * weight_bytes / chips)
     return LayerCost(terms=(gather, logits), weight_bytes_stored=E * V * weight_bytes / chips)

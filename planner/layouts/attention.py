@@ -23,9 +23,9 @@ from itertools import combinations
 
 from planner.hardware import ACTIVATION_BYTES
 from planner.layouts.base import (
-    ALL_AXES, CollectiveKind, LayerCost, StepShape, Term, ceil_div, complement, size,
+    ALL_AXES, CollectiveKind, LayerCost, StepShape, Term, ceil_div, collective_term, complement, size,
 )
-from planner.layouts.ffn import FfnLayout, _collective
+from planner.layouts.ffn import FfnLayout
 from planner.model import Block, Model
 
 AG, RS = CollectiveKind.ALL_GATHER, CollectiveKind.REDUCE_SCATTER
@@ -85,13 +85,13 @@ class AttentionLayout:
             Term(name="einsum W_Q, W_K, W_V, W_O", notation=f"W_Q[E_{ex}, N_{fx} H], W_KV[E_{ex}, K H]",
                  flops=2.0 * tokens * (qo_params + kv_params),
                  hbm_bytes=(qo_params + kv_params) * weight_bytes),
-            _collective("reduce-scatter Q", f"B_{b}LN_{fx}H{{U_{ex}}}", RS, ex, q_bytes),
-            _collective("all-reduce new K, V" if not self.shards_batch else "reduce-scatter new K, V",
+            collective_term("reduce-scatter Q", f"B_{b}LN_{fx}H{{U_{ex}}}", RS, ex, q_bytes),
+            collective_term("all-reduce new K, V" if not self.shards_batch else "reduce-scatter new K, V",
                         f"B_{b}LKH{{U_{ex}}}", RS if self.shards_batch else AR, ex, kv_new_bytes),
         ]
         to_batch = "".join(a for a in batch_axes if a not in b)
         if self.shards_batch:
-            terms.append(_collective("all-to-all Q to batch shards", f"-> B_{batch_axes}LN_{head_axes}H",
+            terms.append(collective_term("all-to-all Q to batch shards", f"-> B_{batch_axes}LN_{head_axes}H",
                                      A2A, to_batch, q_bytes / e))
         terms.append(Term(name="einsum QK, AV", notation=f"B_{batch_axes}LS N_{head_axes}H",
                           flops=4.0 * core_batch * shape.tokens * shape.attended * core_heads * H))
@@ -99,11 +99,11 @@ class AttentionLayout:
             terms.append(Term(name="read KV cache", notation=f"KV[B_{batch_axes}, S, K_{head_axes}, H]",
                               hbm_bytes=kv_cache))
         if self.shards_batch:
-            terms.append(_collective("all-to-all output to head shards", f"-> B_{b}LN_{fx}{ex}H",
+            terms.append(collective_term("all-to-all output to head shards", f"-> B_{b}LN_{fx}{ex}H",
                                      A2A, to_batch, q_bytes / e))
-        terms.append(_collective("gather attention output", f"-> B_{b}LN_{fx}H", AG, ex, q_bytes))
+        terms.append(collective_term("gather attention output", f"-> B_{b}LN_{fx}H", AG, ex, q_bytes))
         used_weight_bytes = (qo_params + kv_params) * weight_bytes
-        terms.append(_collective("gather attention weights", f"W_QKVO -> [E_{ex}, N_{fx} H]",
+        terms.append(collective_term("gather attention weights", f"W_QKVO -> [E_{ex}, N_{fx} H]",
                                  AG, ffn.gather_axes, used_weight_bytes))
         if model.block is Block.SERIAL:
             terms.extend(ffn.boundary_collectives(sizes, shape, model))

@@ -53,6 +53,14 @@ class LayerCost:
     working_bytes: Quantity = 0.0  # transient buffers (gathered weights) per chip
 
 
+def collective_term(name: str, notation: str, kind: CollectiveKind, axes: str, bytes_per_chip) -> Term | None:
+    """A dataflow row for a collective, or None when it runs over no axis."""
+    if not axes:
+        return None
+    return Term(name=name, notation=f"{kind.value}({axes}) {notation}",
+                collective=Collective(kind=kind, axes=axes, bytes_per_chip=bytes_per_chip))
+
+
 def size(sizes: dict[str, int], axes: str) -> int:
     """Number of chips spanned by logical axes `axes` on a mesh with logical sizes `sizes`."""
     out = 1

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from planner.hardware import ACTIVATION_BYTES
 from planner.layouts.base import (
-    Collective, CollectiveKind, LayerCost, StepShape, Term, ceil_div, size,
+    CollectiveKind, LayerCost, StepShape, Term, ceil_div, collective_term, size,
 )
 from planner.model import Model
 
@@ -53,21 +53,21 @@ class FfnLayout:
         act = ACTIVATION_BYTES
         used_weight_bytes = model.ffn.n_matrices * (E / e) * (F / f) * weight_bytes
         terms = [
-            _collective("gather FFN input", f"B_{self.batch_axes}LE -> B_{self.batch_axes}LE_{self.e_axes}",
+            collective_term("gather FFN input", f"B_{self.batch_axes}LE -> B_{self.batch_axes}LE_{self.e_axes}",
                         AG, self.f_axes, tokens * (E / e) * act),
             Term(name="einsum W_in", notation=f"W_in[E_{self.e_axes}, F_{self.f_axes}]",
                  flops=2.0 * tokens * (E / e) * (F / f) * n_in,
                  hbm_bytes=n_in * (E / e) * (F / f) * weight_bytes),
-            _collective("reduce-scatter hidden", f"B_{self.batch_axes}LF_{self.f_axes}{{U_{self.e_axes}}}",
+            collective_term("reduce-scatter hidden", f"B_{self.batch_axes}LF_{self.f_axes}{{U_{self.e_axes}}}",
                         RS, self.e_axes, n_in * tokens * (F / f) * act),
-            _collective("gather hidden", f"-> B_{self.batch_axes}LF_{self.f_axes}",
+            collective_term("gather hidden", f"-> B_{self.batch_axes}LF_{self.f_axes}",
                         AG, self.e_axes, tokens * (F / f) * act),
             Term(name="einsum W_out", notation=f"W_out[F_{self.f_axes}, E_{self.e_axes}]",
                  flops=2.0 * tokens * (F / f) * (E / e),
                  hbm_bytes=(E / e) * (F / f) * weight_bytes),
-            _collective("reduce-scatter output", f"B_{self.batch_axes}LE_{self.e_axes}{{U_{self.f_axes}}}",
+            collective_term("reduce-scatter output", f"B_{self.batch_axes}LE_{self.e_axes}{{U_{self.f_axes}}}",
                         RS, self.f_axes, tokens * (E / e) * act),
-            _collective("gather FFN weights", f"W[E_x, F_yz] -> W[E_{self.e_axes}, F_{self.f_axes}]",
+            collective_term("gather FFN weights", f"W[E_x, F_yz] -> W[E_{self.e_axes}, F_{self.f_axes}]",
                         AG, self.gather_axes, used_weight_bytes),
         ]
         return LayerCost(
@@ -82,18 +82,10 @@ class FfnLayout:
         tokens = self.tokens_per_chip(sizes, shape)
         d = tokens * (model.d_model / size(sizes, self.e_axes)) * ACTIVATION_BYTES
         terms = (
-            _collective("gather attention input", f"B_{self.batch_axes}LE_{self.e_axes}", AG, self.f_axes, d),
-            _collective("reduce-scatter attention output", f"{{U_{self.f_axes}}}", RS, self.f_axes, d),
+            collective_term("gather attention input", f"B_{self.batch_axes}LE_{self.e_axes}", AG, self.f_axes, d),
+            collective_term("reduce-scatter attention output", f"{{U_{self.f_axes}}}", RS, self.f_axes, d),
         )
         return tuple(t for t in terms if t is not None)
-
-
-def _collective(name: str, notation: str, kind: CollectiveKind, axes: str, bytes_per_chip) -> Term | None:
-    """A collective row, or None when it runs over no axis."""
-    if not axes:
-        return None
-    return Term(name=name, notation=f"{kind.value}({axes}) {notation}",
-                collective=Collective(kind=kind, axes=axes, bytes_per_chip=bytes_per_chip))
 
 
 def _register(*layouts: FfnLayout) -> dict[str, FfnLayout]:
