@@ -16,11 +16,13 @@ inversely proportional to latency, so its relative error follows from the latenc
 
 It is fast because the cost model is linear in each 1/efficiency and each latency:
 
-    step = combine(C / e_matmul, M / e_hbm, K / e_network + n_collectives * t_collective, f)
+    step = combine(C / e_matmul, M / e_hbm, K / e_network + n_steps * t_collective, f)
            + n_layers * t_layer
 
-so each candidate layout of each point is evaluated twice by `planner.costmodel.evaluate` (ideal
-constants, then unit latencies) and the fit works on the arrays C, M, K, n_collectives, n_layers.
+(K and n_steps, the collectives' bytes-time and ring steps, kept apart for the activation
+collectives and the prefetched weight all-gathers), so each candidate layout of each point is
+evaluated twice by `planner.costmodel.evaluate` (ideal constants, then unit latencies) and the
+fit works on those arrays.
 The final constants are checked against `evaluate` itself.
 
 A point whose layout is not fully given (`ffn: weight-gathered` or `best`, `attention: best`, and
@@ -323,14 +325,17 @@ def fit(cluster: Cluster, data: Measurements) -> Fit:
 @dataclass(frozen=True)
 class _Terms:
     """Every allowed candidate of every point, as the cost model's parts at ideal constants;
-    `start[i]` is where point i's candidates begin."""
+    `start[i]` is where point i's candidates begin. Collectives are split into the activation
+    ones and the prefetched weight all-gathers, which `combine` treats differently."""
 
     compute_s: np.ndarray
     memory_s: np.ndarray
-    comm_s: np.ndarray
-    collectives: np.ndarray  # collectives per step that pay collective_latency_s
-    layers: np.ndarray       # layers per step that pay layer_overhead_s
-    steps: np.ndarray        # latency_s / step_s
+    comm_s: np.ndarray        # activation collectives
+    collectives: np.ndarray   # their ring steps per step, which pay collective_latency_s
+    prefetch_s: np.ndarray    # prefetched weight all-gathers
+    prefetches: np.ndarray    # their ring steps
+    layers: np.ndarray        # layers per step that pay layer_overhead_s
+    steps: np.ndarray         # latency_s / step_s
     start: np.ndarray
 
     @staticmethod
@@ -343,9 +348,10 @@ class _Terms:
             here = []
             for e0 in allowed(ideal, m):
                 e1 = evaluate(m.model, unit, m.workload, e0.candidate, e0.batch)
-                here.append((e0.compute_s[0], e0.memory_s[0], e0.comm_s[0],
-                             e1.comm_s[0] - e0.comm_s[0], e1.overhead_s,
-                             e0.latency_s[0] / e0.step_s[0]))
+                active0, active1 = e0.comm_s[0] - e0.prefetched_s[0], e1.comm_s[0] - e1.prefetched_s[0]
+                here.append((e0.compute_s[0], e0.memory_s[0], active0, active1 - active0,
+                             e0.prefetched_s[0], e1.prefetched_s[0] - e0.prefetched_s[0],
+                             e1.overhead_s, e0.latency_s[0] / e0.step_s[0]))
             rows.extend(_undominated(np.array(here, dtype=float)))
         a = np.array(rows, dtype=float)
         return _Terms(*a.T, start=np.array(start))
@@ -353,8 +359,10 @@ class _Terms:
     def latency(self, constants: np.ndarray) -> np.ndarray:
         """Each point's predicted latency [s] under `constants` (ordered as CONSTANTS)."""
         matmul, hbm, network, t_collective, t_layer, overlap = constants
-        step = combine(self.compute_s / matmul, self.memory_s / hbm,
-                       self.comm_s / network + self.collectives * t_collective, overlap)
+        active = self.comm_s / network + self.collectives * t_collective
+        prefetched = self.prefetch_s / network + self.prefetches * t_collective
+        step = combine(self.compute_s / matmul, self.memory_s / hbm, active + prefetched, overlap,
+                       prefetched)
         return np.minimum.reduceat((step + self.layers * t_layer) * self.steps, self.start)
 
 

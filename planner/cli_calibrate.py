@@ -312,9 +312,12 @@ def _checked_yaml(text: str, assessment) -> str:
 ASSUMPTIONS = """\
 - **One set of constants per cluster.** `matmul_efficiency`, `hbm_efficiency` and
   `network_efficiency` scale the chip's peak FLOP/s, HBM bandwidth and link bandwidth;
-  `collective_latency_s` is paid by every collective that spans more than one chip;
-  `layer_overhead_s` by every layer of every step; `overlap` is the share of the non-dominant
-  times hidden under the dominant one (`step = max(c, m, k) + (1 - overlap)(c + m + k - max)`).
+  `collective_latency_s` is paid per ring step (hop) of every collective, k - 1 for each axis or
+  level of k chips it spans; `layer_overhead_s` by every layer of every step; `overlap` is the
+  share of the non-dominant times hidden under the dominant one on the critical path,
+  `critical = max(c, m, k_a) + (1 - overlap)(c + m + k_a - max)`, where `k_a` is the activation
+  collectives. Weight all-gathers (`k_w`, weight-gathered layouts) do not depend on the step's
+  data and are prefetched under it: `step = max(critical, k_a + k_w)`.
   They are shared by every model, layout, batch and phase: no per-model, per-layout or per-point
   factors.
 - **The fit** minimises the sum of squared log errors (a 2x miss costs the same whether it is too
@@ -333,21 +336,23 @@ ASSUMPTIONS = """\
   torus axes it spans (90 GB/s per axis on TPU v4)."""
 
 NOT_MODELLED = """\
-- **Latency that grows with the size of a collective.** `collective_latency_s` is one fixed cost
-  per collective, whether it spans 4 chips or 256; a ring pays a hop latency per step. This is
-  the likely reason why measured decode stops speeding up from 128 to 256 chips (Figure 6) while
-  the model keeps scaling, and why a large fixed latency makes 1D weight-stationary (fewer,
-  larger collectives) look better than it is at small batch.
+- **Collective costs beyond bytes and ring hops.** A collective costs its bytes at the link rate
+  plus `collective_latency_s` per ring step; synchronisation or launch costs that grow in other
+  ways are not modelled. Measured decode stops speeding up from 128 to 256 chips (Figure 6)
+  while the model keeps scaling.
 - **Matmul efficiency that depends on shapes.** One `matmul_efficiency` for a decode step of 64
   tokens per chip and a prefill of a million: small or oddly shaped matmuls, padding to the
   matrix units and dequantising int8 weights are not modelled.
-- **How communication overlaps with compute, per layout.** One `overlap` for all layouts; the
-  paper's looped collective matmuls overlap some collectives (weight-stationary) better than
-  others (a weight all-gather must finish before its matmul).
+- **How communication overlaps with compute, per layout.** One `overlap` for every activation
+  collective, and weight all-gathers fully prefetched; the paper's looped collective matmuls may
+  hide some collectives better than others.
 - **Weight-gathered layouts at small batch.** Measured weight-gathered prefill carries a nearly
-  batch-independent cost (28.2 s at batch 64, 29.5 s at batch 128 in Figure 7) several times the
-  modelled all-gather time of the weights; the model predicts the best weight-gathered layout
-  faster than 2D weight-stationary already at 131,072 tokens.
+  batch-independent cost (28.2 s at batch 64, 29.5 s at batch 128 in Figure 7), about 0.24 s per
+  layer, several times the modelled all-gather time of the weights. The model predicts the best
+  weight-gathered layout faster than 2D weight-stationary already at 131,072 tokens, and so does
+  the paper's own Figure 3: at that token count wg-x moves about half of ws2d's bytes per chip, on
+  the same axes. The measured series behaves like wg-xyz at every batch (its weight all-gather
+  is the only batch-independent cost), not like the best variant.
 - **Everything outside the layers' matmuls, collectives and HBM reads**: embedding lookup,
   layer norms, softmax and sampling time, host overheads, pipelining between steps, KV-cache
   writes in prefill, and memory fragmentation (capacity is weights + KV cache + working set)."""

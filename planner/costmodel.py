@@ -6,13 +6,20 @@ Per step (prefill: one forward pass; decode: one token per sequence):
     compute_s = sum(FLOPs) / (peak_bf16 * matmul_efficiency)
     memory_s  = sum(HBM bytes read) / (hbm_bytes_per_s * hbm_efficiency)
                 (weights each chip reads, gathered or stationary, and in decode the whole KV cache)
-    comm_s    = sum of collective times (planner.network)
+    comm_s    = sum of collective times (planner.network) = k_a + k_w, where
+                k_w: the weight all-gathers of weight-gathered layouts, and k_a: the rest
     step_s    = combine(compute_s, memory_s, comm_s) + n_layers * layer_overhead_s
 
 `combine` is the overlap policy, one calibration knob `overlap` = f in [0, 1]:
-    step = max(c, m, k) + (1 - f) * (c + m + k - max(c, m, k))
-f = 0 is no overlap (the sum), f = 1 full overlap (the max). Ideal clusters use f = 0; the
-calibrated TPU v4 preset carries the fitted f.
+    critical = max(c, m, k_a) + (1 - f) * (c + m + k_a - max(c, m, k_a))
+    step     = max(critical, k_a + k_w)
+f = 0 is no overlap (the sum), f = 1 full overlap (the max). Activation collectives (k_a) depend
+on the step's own data, so only a share f of them hides under the einsums (the paper's looped
+collective einsums). Weight all-gathers (k_w) do not: weights are known ahead, so they stream
+in chunks, each gathered while the previous one multiplies (the next layer's first chunk during
+this layer), and cost time only when the links, which carry both kinds, are busier than the
+critical path. The working set is one layer's gathered weights (see Memory below). Ideal
+clusters use f = 0; the calibrated TPU v4 preset carries the fitted f.
 
 Each layer's terms repeat n_layers times; the output projection (logits, W_emb[E, V_xyz]) runs
 once per step for one token per sequence. Metrics follow the reference file's conventions:
@@ -79,6 +86,9 @@ class Evaluation:
     compute_s: np.ndarray
     memory_s: np.ndarray
     comm_s: np.ndarray
+    prefetched_s: np.ndarray  # the part of comm_s that is prefetched weight all-gathers
+    critical_s: np.ndarray  # compute, memory and activation collectives combined (before overhead)
+    overlap: float  # the cluster's overlap fraction used to combine them
     overhead_s: float
     step_s: np.ndarray
     latency_s: np.ndarray
@@ -106,10 +116,15 @@ def step_shape(phase: Phase, workload: Workload, batch: np.ndarray) -> StepShape
                      reads_cache=True)
 
 
-def combine(compute_s, memory_s, comm_s, overlap: float):
-    """The overlap policy (see module docstring)."""
-    dominant = np.maximum(np.maximum(compute_s, memory_s), comm_s)
-    return dominant + (1.0 - overlap) * (compute_s + memory_s + comm_s - dominant)
+def critical_path(compute_s, memory_s, active_comm_s, overlap: float):
+    """max(c, m, k_a) + (1 - f) * (c + m + k_a - max(c, m, k_a)) (see module docstring)."""
+    dominant = np.maximum(np.maximum(compute_s, memory_s), active_comm_s)
+    return dominant + (1.0 - overlap) * (compute_s + memory_s + active_comm_s - dominant)
+
+
+def combine(compute_s, memory_s, comm_s, overlap: float, prefetched_s=0.0):
+    """The overlap policy (see module docstring); `comm_s` includes `prefetched_s`."""
+    return np.maximum(critical_path(compute_s, memory_s, comm_s - prefetched_s, overlap), comm_s)
 
 
 def evaluate(model: Model, cluster: Cluster, workload: Workload, candidate: Candidate,
@@ -135,17 +150,21 @@ def evaluate(model: Model, cluster: Cluster, workload: Workload, candidate: Cand
              for term in layer_cost.terms]
     cal, chip = cluster.calibration, cluster.chip
     zero = np.zeros(batch.shape)
-    flops, hbm, comm_s = zero, zero, zero
+    flops, hbm, comm_s, prefetched_s = zero, zero, zero, zero
     for term, repeat in terms:
         flops = flops + repeat * term.flops
         hbm = hbm + repeat * term.hbm_bytes
         if term.collective is not None:
-            comm_s = comm_s + repeat * collective_seconds(cluster, c.mesh, term.collective)
+            seconds = repeat * collective_seconds(cluster, c.mesh, term.collective)
+            comm_s = comm_s + seconds
+            if term.collective.prefetched:
+                prefetched_s = prefetched_s + seconds
     compute_s = flops / (chip.peak_bf16_flop_per_s * cal.matmul_efficiency)
     memory_s = hbm / (chip.hbm_bytes_per_s * cal.hbm_efficiency)
     rows = tuple(_row(cluster, c.mesh, term, repeat, batch.shape) for term, repeat in terms) if detail else ()
     overhead_s = model.n_layers * cal.layer_overhead_s
-    step_s = combine(compute_s, memory_s, comm_s, cal.overlap) + overhead_s
+    critical_s = critical_path(compute_s, memory_s, comm_s - prefetched_s, cal.overlap)
+    step_s = np.maximum(critical_s, comm_s) + overhead_s  # = combine(...) + overhead
 
     if c.phase is Phase.PREFILL:
         tokens, latency_s = batch * workload.input_tokens, step_s
@@ -162,7 +181,7 @@ def evaluate(model: Model, cluster: Cluster, workload: Workload, candidate: Cand
     hbm_bytes = weight_bytes + kv_bytes + activation_bytes
     return Evaluation(
         candidate=c, batch=batch, tokens=tokens, compute_s=compute_s, memory_s=memory_s,
-        comm_s=comm_s, overhead_s=overhead_s, step_s=step_s, latency_s=latency_s, mfu=mfu,
+        comm_s=comm_s, prefetched_s=prefetched_s, critical_s=critical_s, overlap=cal.overlap, overhead_s=overhead_s, step_s=step_s, latency_s=latency_s, mfu=mfu,
         cost_chip_s_per_token=c.mesh.chips * latency_s / tokens, tokens_per_s=tokens / latency_s,
         weight_bytes=weight_bytes, kv_bytes=kv_bytes, activation_bytes=activation_bytes,
         hbm_bytes=hbm_bytes, hbm_fraction=hbm_bytes / cluster.chip.hbm_bytes,

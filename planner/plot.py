@@ -121,7 +121,7 @@ def _panel(ph: PhaseResult, *, width: int, rows: int, glyphs: Glyphs) -> list:
     for col, text in ticks:
         axis[col] = glyphs.tick
         start = max(0, min(col - len(text) // 2, columns + 1 - len(text)))
-        if start > end + 1:  # leave a space between labels; skip one that would touch
+        if start > end:  # leave a space between labels (end is exclusive); skip one that would touch
             labels[start:start + len(text)] = text
             end = start + len(text)
     out.append(Text(" " * LABEL_WIDTH + glyphs.corner + "".join(axis)))

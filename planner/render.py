@@ -66,7 +66,26 @@ def explain_dict(ev: Evaluation) -> dict:
     ]
     out["memory"] = {"weights": _num(float(ev.weight_bytes)), "kv_cache": _num(float(ev.kv_bytes[0])),
                      "activations": _num(float(ev.activation_bytes[0]))}
+    out["combine"] = {"overlap": _num(ev.overlap), "critical_path_s": _num(float(ev.critical_s[0])),
+                      "prefetched_comm_s": _num(float(ev.prefetched_s[0]))}
     return out
+
+
+def combine_lines(ev: Evaluation) -> list[str]:
+    """How the step time follows from the compute, memory and network columns (the overlap
+    policy of planner.costmodel), in words and numbers."""
+    f = ev.overlap
+    critical, prefetched = float(ev.critical_s[0]), float(ev.prefetched_s[0])
+    active = float(ev.comm_s[0]) - prefetched
+    parts = (f"compute {fmt_seconds(float(ev.compute_s[0]))}, memory {fmt_seconds(float(ev.memory_s[0]))}, "
+             f"activation collectives {fmt_seconds(active)}")
+    lines = [f"overlap  {parts}: the largest + {1 - f:.4g} x the others = {fmt_seconds(critical)}"]
+    if prefetched > 0:
+        links = float(ev.comm_s[0])
+        verdict = "hidden under it" if links <= critical else "the links are the bottleneck"
+        lines.append(f"prefetch weight all-gathers {fmt_seconds(prefetched)} run ahead; links busy "
+                     f"{fmt_seconds(links)} in all: {verdict}")
+    return lines
 
 
 def to_json(data: dict) -> str:
@@ -266,6 +285,7 @@ def explain_table(ev: Evaluation, console, *, ascii_only: bool = False) -> None:
     if tokens:
         latency += " for all output tokens"
     for line in (
+        *combine_lines(ev),
         f"step     {fmt_seconds(d.step_latency_s)} (overhead {fmt_seconds(d.overhead_s)}), {latency}, "
         f"{d.bound}-bound",
         f"MFU      {fmt_percent(d.mfu)}; cost {fmt_seconds(d.cost_chip_s_per_token)} of chip time per "

@@ -302,7 +302,9 @@ def test_disappeared_points_regress_only_when_the_frontier_no_longer_covers_them
 
 
 def test_changes_are_listed_regressions_first_largest_first(decode_run):
-    scale = {2: 1.02, 7: 1.3, 9: 0.8, 11: 1.1}
+    n = len(decode_run.points)
+    assert n >= 4
+    scale = dict(zip((0, n // 3, 2 * n // 3, n - 1), (1.02, 1.3, 0.8, 1.1)))
     current = replace(decode_run, points=tuple(_scaled(p, scale.get(i, 1.0)) for i, p in enumerate(decode_run.points)))
     changes = compare_runs(decode_run, current).changes
     assert [round(c.latency_change, 6) for c in changes] == [0.3, 0.1, 0.02, -0.2]

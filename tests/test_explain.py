@@ -26,6 +26,26 @@ def test_explain_rows_add_up(phase, batch, ffn, attention, weights):
         assert total == pytest.approx(d["time_s"][part], rel=1e-5)
     assert sum(d["memory"].values()) == pytest.approx(d["hbm_bytes_per_chip"], rel=1e-5)
     assert d["ffn"] == ffn and d["attention"] == attention and d["weights"] == weights
+    # the step follows from the columns by the overlap policy that `combine` reports
+    t, k = d["time_s"], d["combine"]
+    prefetched = sum(row["seconds"]["comm"] for row in d["layers"] if row["name"].startswith("gather") and
+                     row["name"].endswith("weights"))
+    assert k["prefetched_comm_s"] == pytest.approx(prefetched, rel=1e-5)
+    assert (prefetched > 0) == ffn.startswith("wg")
+    active = t["comm"] - k["prefetched_comm_s"]
+    parts = sorted((t["compute"], t["memory"], active))
+    assert k["critical_path_s"] == pytest.approx(parts[2] + (1 - k["overlap"]) * (parts[0] + parts[1]), rel=1e-5)
+    assert d["step_latency_s"] == pytest.approx(max(k["critical_path_s"], t["comm"]) + t["overhead"], rel=1e-5)
+
+
+def test_weight_gathers_are_prefetched_and_activation_collectives_are_not():
+    """Weight all-gathers cost time only when the links are busier than the critical path;
+    activation collectives sit on it (a share `overlap` of them hidden)."""
+    from planner.costmodel import combine
+    assert combine(10.0, 1.0, 4.0, 0.5, prefetched_s=4.0) == 10.5  # gathers hidden under compute
+    assert combine(10.0, 1.0, 14.0, 0.5, prefetched_s=12.0) == 14.0  # links busiest: 2 + 12
+    assert combine(10.0, 1.0, 4.0, 0.5) == 12.5  # the same 4 s as activation collectives
+    assert combine(10.0, 1.0, 4.0, 0.0) == 15.0 and combine(10.0, 1.0, 4.0, 1.0) == 10.0
 
 
 def test_explain_json_from_the_command_line():

@@ -79,7 +79,6 @@ class AttentionLayout:
         q_bytes = tokens * (heads / f) * H * act
         kv_new_bytes = tokens * (kv_proj / f) * H * 2 * act
         kv_cache = core_batch * shape.cached * 2 * kv_heads_per_chip * H * act
-        kv_cache = core_batch * shape.cached * 2 * kv_heads_per_chip * H * act
         b, fx, ex = ffn.batch_axes, ffn.f_axes, ffn.e_axes
         terms = [
             Term(name="einsum W_Q, W_K, W_V, W_O", notation=f"W_Q[E_{ex}, N_{fx} H], W_KV[E_{ex}, K H]",
@@ -104,7 +103,7 @@ class AttentionLayout:
         terms.append(collective_term("gather attention output", f"-> B_{b}LN_{fx}H", AG, ex, q_bytes))
         used_weight_bytes = (qo_params + kv_params) * weight_bytes
         terms.append(collective_term("gather attention weights", f"W_QKVO -> [E_{ex}, N_{fx} H]",
-                                 AG, ffn.gather_axes, used_weight_bytes))
+                                 AG, ffn.gather_axes, used_weight_bytes, prefetched=True))
         if model.block is Block.SERIAL:
             terms.extend(ffn.boundary_collectives(sizes, shape, model))
         stored = 2 * E * (heads + kv_proj) * H * weight_bytes / n

@@ -29,6 +29,9 @@ class Collective:
     kind: CollectiveKind
     axes: str  # logical mesh axes it runs over, e.g. "yz"
     bytes_per_chip: Quantity
+    # Prefetched: it moves weights, which do not depend on the step's activations, so it streams
+    # ahead of the einsums that use them and runs under compute; activation collectives cannot.
+    prefetched: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,12 +56,14 @@ class LayerCost:
     working_bytes: Quantity = 0.0  # transient buffers (gathered weights) per chip
 
 
-def collective_term(name: str, notation: str, kind: CollectiveKind, axes: str, bytes_per_chip) -> Term | None:
+def collective_term(name: str, notation: str, kind: CollectiveKind, axes: str, bytes_per_chip,
+                    prefetched: bool = False) -> Term | None:
     """A dataflow row for a collective, or None when it runs over no axis."""
     if not axes:
         return None
     return Term(name=name, notation=f"{kind.value}({axes}) {notation}",
-                collective=Collective(kind=kind, axes=axes, bytes_per_chip=bytes_per_chip))
+                collective=Collective(kind=kind, axes=axes, bytes_per_chip=bytes_per_chip,
+                                      prefetched=prefetched))
 
 
 def size(sizes: dict[str, int], axes: str) -> int:

@@ -68,7 +68,7 @@ class FfnLayout:
             collective_term("reduce-scatter output", f"B_{self.batch_axes}LE_{self.e_axes}{{U_{self.f_axes}}}",
                         RS, self.f_axes, tokens * (E / e) * act),
             collective_term("gather FFN weights", f"W[E_x, F_yz] -> W[E_{self.e_axes}, F_{self.f_axes}]",
-                        AG, self.gather_axes, used_weight_bytes),
+                        AG, self.gather_axes, used_weight_bytes, prefetched=True),
         ]
         return LayerCost(
             terms=tuple(t for t in terms if t is not None),
