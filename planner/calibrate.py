@@ -4,11 +4,15 @@ The six constants of `planner.hardware.Calibration` (matmul, HBM and network eff
 latency per collective, a fixed time per layer and step, the overlap fraction) are shared by
 every model and layout on one cluster: there are no per-model, per-layout or per-point factors.
 
-The fit minimises the sum of squared log errors over the measured points,
+The fit minimises a robust (Cauchy) loss of the log errors over the measured points,
 
-    cost = sum_i (log predicted_i - log measured_i)^2,
+    r_i  = log predicted_i - log measured_i
+    cost = sum_i s^2 log(1 + (r_i / s)^2),   s = log(1.15), the accuracy target,
 
-by Levenberg-Marquardt with a forward-difference Jacobian over unconstrained parameters (the logit
+which is least squares for errors well inside 15% and grows only logarithmically beyond: a
+point the cost model cannot represent (see the notes of a measurements file) is reported with
+its large error instead of dragging the constants every other prediction shares. The fit runs
+by Levenberg-Marquardt on the residuals sign(r_i) sqrt(loss(r_i)), with a forward-difference Jacobian over unconstrained parameters (the logit
 of each efficiency and of the overlap, the log of each latency, so every iterate is physical),
 from a fixed grid of starting points; the lowest cost wins. There is no randomness: the same file
 gives the same constants. MFU is not fitted separately: with the reference convention it is
@@ -258,13 +262,19 @@ _BOUNDS = {"fraction": (-12.0, 12.0), "latency": (-16.0, 12.0)}  # latency 1e-13
 STARTS = tuple((mm, 0.8, net, lat, lat, f) for mm in (0.5, 0.9) for net in (0.15, 0.6)
                for f in (0.1, 0.9) for lat in (1e-6, 3e-5))
 SIGNIFICANT = 4  # digits kept in the fitted constants (the preset records these)
+LOSS_SCALE = math.log(1.15)  # s of the Cauchy loss: the 15% accuracy target, in log latency
+
+
+def robust_loss(r: np.ndarray) -> np.ndarray:
+    """s^2 log(1 + (r/s)^2): r^2 for small log errors r, logarithmic for large ones."""
+    return LOSS_SCALE ** 2 * np.log1p((r / LOSS_SCALE) ** 2)
 
 
 @dataclass(frozen=True, kw_only=True)
 class Fit:
     cluster: Cluster  # the input cluster with the fitted (rounded) calibration
     residuals: tuple[Residual, ...]  # with the rounded constants, from the cost model itself
-    cost: float       # sum of squared log errors
+    cost: float       # the robust loss (see the module docstring)
     at_bound: tuple[str, ...]  # constants the fit pushed to a bound of their physical range
     starts: int
 
@@ -304,7 +314,8 @@ def fit(cluster: Cluster, data: Measurements) -> Fit:
     upper = np.array([_BOUNDS[kind][1] for _, kind in CONSTANTS])
 
     def residual(u: np.ndarray) -> np.ndarray:
-        return np.log(terms.latency(_constants(u))) - measured
+        r = np.log(terms.latency(_constants(u))) - measured
+        return np.sign(r) * np.sqrt(robust_loss(r))
 
     found = [_levenberg_marquardt(residual, np.clip(_unconstrained(s), lower, upper), lower, upper)
              for s in STARTS]
@@ -317,7 +328,7 @@ def fit(cluster: Cluster, data: Measurements) -> Fit:
     exact = np.array([r.predicted_s for r in residuals])
     if not np.allclose(surrogate, exact, rtol=1e-9, atol=0.0):  # a bug, not a user mistake
         raise RuntimeError("the fit's linearised cost model disagrees with planner.costmodel")
-    cost = float(np.sum(np.log(exact / np.exp(measured)) ** 2))
+    cost = float(np.sum(robust_loss(np.log(exact) - measured)))
     return Fit(cluster=fitted, residuals=residuals, cost=cost, at_bound=_at_bound(constants),
                starts=len(STARTS))
 

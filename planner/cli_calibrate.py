@@ -234,7 +234,7 @@ def _record(data, assessment, command: str, prefix: str) -> list[str]:
     fit = assessment.fit
     model = bandwidth_model(fit.cluster)
     lines = [f"Fitted by `{command}`",
-             f"(least squares on log latency over {len(data.points)} measured points"
+             f"(robust least squares on log latency over {len(data.points)} measured points"
              f"{f', bandwidth_model {model}' if model else ''}).",
              "Regenerate with that command; do not edit by hand.",
              f"Data: {data.source or data.file}."]
@@ -320,8 +320,10 @@ ASSUMPTIONS = """\
   data and are prefetched under it: `step = max(critical, k_a + k_w)`.
   They are shared by every model, layout, batch and phase: no per-model, per-layout or per-point
   factors.
-- **The fit** minimises the sum of squared log errors (a 2x miss costs the same whether it is too
-  fast or too slow) by Levenberg-Marquardt over the logit of each efficiency and the overlap and
+- **The fit** minimises a robust (Cauchy) loss of the log errors, `s^2 log(1 + (r/s)^2)` with
+  `s = log 1.15`: least squares within the 15% target (a 2x miss costs the same whether it is too
+  fast or too slow), growing only logarithmically beyond it, so a point the model cannot
+  represent does not drag the constants every other prediction shares. Levenberg-Marquardt over the logit of each efficiency and the overlap and
   the log of each latency, from 16 fixed starting points; deterministic, about half a second.
   The constants are rounded to 4 significant digits, and every number on this page is computed
   with the rounded constants by the cost model itself.
