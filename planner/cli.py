@@ -343,7 +343,7 @@ def explain(
     elif fmt == "markdown":
         _emit(render.explain_markdown(ev), output)
     else:
-        _render_table(lambda console: render.explain_table(ev, console, ascii_only=ascii_only), output)
+        _render_table(lambda console: render.explain_table(ev, spec.cluster, console, ascii_only=ascii_only), output)
 
 
 @app.command()

@@ -124,6 +124,7 @@ MODEL_FIELDS = {
     "vocab": Field(count),
     "ffn": Field(choice({kind.label: kind for kind in FfnKind}, "FFN kind")),
     "block": Field(choice({block.value: block for block in Block}, "block kind")),
+    "tied_embeddings": Field(boolean, required=False),
     "params": Field(number(), required=False),
     "source": Field(text, required=False),
 }
@@ -143,7 +144,8 @@ def _read_model(root: At) -> Model:
     return Model(
         name=f["name"], n_layers=f["layers"], d_model=f["d_model"], d_ff=f["d_ff"],
         n_heads=heads, n_kv_heads=kv_heads, d_head=f["d_head"], vocab=f["vocab"],
-        ffn=f["ffn"], block=f["block"], n_params_nominal=f.get("params"),
+        ffn=f["ffn"], block=f["block"], tied_embeddings=f.get("tied_embeddings", True),
+        n_params_nominal=f.get("params"),
         source=f.get("source", ""),
     )
 

@@ -196,7 +196,8 @@ def _output_projection(model: Model, chips: int, batch: np.ndarray, weight_bytes
                              batch * E * ACTIVATION_BYTES)
     logits = Term(name="einsum logits", notation="W_emb[E, V_xyz] -> B V_xyz",
                   flops=2.0 * batch * E * V / chips, hbm_bytes=E * V * weight_bytes / chips)
-    return LayerCost(terms=(gather, logits), weight_bytes_stored=E * V * weight_bytes / chips)
+    # stored: the output projection, and the input embedding table if it is a separate one
+    return LayerCost(terms=(gather, logits), weight_bytes_stored=model.embedding_params * weight_bytes / chips)
 
 
 def _row(cluster: Cluster, mesh: Mesh, term: Term, repeat: int, shape: tuple[int, ...]) -> Row:

@@ -48,6 +48,7 @@ class Model:
     vocab: int
     ffn: FfnKind
     block: Block
+    tied_embeddings: bool = True  # one E x V matrix for the input embedding and the output projection
     n_params_nominal: float | None = None  # the MFU convention's parameter count; None: computed
     source: str = ""
 
@@ -64,8 +65,8 @@ class Model:
 
     @property
     def embedding_params(self) -> int:
-        """One E x V matrix shared by the input embedding and the output projection."""
-        return self.d_model * self.vocab
+        """E x V, shared by the input embedding and the output projection, or one each (untied)."""
+        return self.d_model * self.vocab * (1 if self.tied_embeddings else 2)
 
     @property
     def n_params(self) -> int:
@@ -74,7 +75,12 @@ class Model:
 
     @property
     def params_for_mfu(self) -> float:
-        return self.n_params_nominal if self.n_params_nominal is not None else float(self.n_params)
+        """The nominal count if given; else the parameters that do matmuls: all of them but an
+        untied input embedding, which is a table lookup (counting it would overstate MFU)."""
+        if self.n_params_nominal is not None:
+            return self.n_params_nominal
+        lookup = 0 if self.tied_embeddings else self.d_model * self.vocab
+        return float(self.n_params - lookup)
 
     def kv_bytes_per_token(self, kv_bytes_per_element: int = 2) -> int:
         """K and V cache bytes for one token of one sequence, all layers, unsharded."""

@@ -151,9 +151,22 @@ def _summary(result: SearchResult) -> str:
             f"dropped: {dropped}.")
 
 
+def calibration_note(cluster) -> str | None:
+    """A warning for a cluster whose calibration constants were never fitted."""
+    from planner.hardware import Calibration
+
+    if cluster.calibration != Calibration():
+        return None
+    return (f"{cluster.name} has ideal calibration constants (never fitted to measurements): times "
+            f"are lower bounds and MFU upper bounds. Fit them with `planner calibrate`.")
+
+
 def plan_table(result: SearchResult, console, *, ascii_only: bool = False) -> None:
     """Per phase, the frontier as a table that fits `console.width` (80 when not a terminal)."""
     _print_wrapped(console, _summary(result), hang=0)
+    note = calibration_note(result.plan.cluster)
+    if note:
+        _print_wrapped(console, note, hang=0, style="yellow")
     legend = ["cost/tok in chip-seconds per token", "HBM: share of each chip's memory in use"]
     for ph in result.phases:
         # A prefill request is one step, so its step column would repeat the latency.
@@ -250,7 +263,7 @@ def _blank_zero(text: str, value: float) -> str:
     return "-" if value == 0 else text
 
 
-def explain_table(ev: Evaluation, console, *, ascii_only: bool = False) -> None:
+def explain_table(ev: Evaluation, cluster, console, *, ascii_only: bool = False) -> None:
     """Every einsum and collective of one layout, in dataflow order, with its sharding notation
     on its own line; the rows add up to the step's compute, memory and network times."""
     d = point(ev, 0)
@@ -299,6 +312,9 @@ def explain_table(ev: Evaluation, console, *, ascii_only: bool = False) -> None:
     _print_wrapped(console, f"Rows are per step and per chip, already multiplied by their repeat "
                    f"(x{layers}: once per layer; x1: once per step); net: bytes each chip sends.",
                    style="dim")
+    note = calibration_note(cluster)
+    if note:
+        _print_wrapped(console, note, style="yellow")
 
 
 def presets_table(console, *, ascii_only: bool = False) -> None:

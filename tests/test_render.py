@@ -3,6 +3,7 @@ no escape codes without colour, and the JSON shape scripts rely on."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import re
@@ -11,7 +12,7 @@ import pytest
 from rich.console import Console
 
 from planner import render
-from planner.config import load_plan
+from planner.config import load_cluster, load_plan
 from planner.render import Column, Note, print_grid
 from planner.search import best, point, search
 from planner.units import fmt_seconds
@@ -108,7 +109,7 @@ def test_plan_table_narrow_terminal_does_not_break(result):
 
 def test_explain_table(evaluation):
     c = console()
-    render.explain_table(evaluation, c)
+    render.explain_table(evaluation, load_cluster("tpu-v4"), c)
     text = text_of(c)
     lines = text.splitlines()
     assert max(len(line) for line in lines) <= 80
@@ -124,7 +125,7 @@ def test_explain_table(evaluation):
 
 def test_explain_table_wide_has_no_wrapped_names(evaluation):
     c = console(100)
-    render.explain_table(evaluation, c)
+    render.explain_table(evaluation, load_cluster("tpu-v4"), c)
     lines = text_of(c).splitlines()
     for r in evaluation.rows:
         assert any(line.startswith(r.name + " ") for line in lines), r.name
@@ -156,3 +157,14 @@ def test_json_keys_are_a_contract(result, evaluation):
 def test_markdown_table_right_aligns():
     text = render.markdown_table(("a", "b"), [("x|y", 1)], right=[1])
     assert text.splitlines() == ["| a | b |", "|:---|---:|", "| x\\|y | 1 |"]
+
+
+def test_an_uncalibrated_cluster_is_flagged_in_tables_only(evaluation):
+    from planner.hardware import Calibration
+    ideal = dataclasses.replace(load_cluster("tpu-v4"), calibration=Calibration())
+    assert render.calibration_note(load_cluster("tpu-v4")) is None  # the shipped preset is fitted
+    c = console()
+    render.explain_table(evaluation, ideal, c)
+    assert "ideal calibration constants" in text_of(c) and "planner calibrate" in text_of(c)
+    for name in ("a100-80gb", "h100-sxm"):  # GPU presets carry no measurements yet
+        assert "lower bounds" in render.calibration_note(load_cluster(name))
