@@ -313,20 +313,19 @@ ASSUMPTIONS = """\
 - **One set of constants per cluster.** `matmul_efficiency`, `hbm_efficiency` and
   `network_efficiency` scale the chip's peak FLOP/s, HBM bandwidth and link bandwidth;
   `collective_latency_s` is paid per ring step (hop) of every collective, k - 1 for each axis or
-  level of k chips it spans; `layer_overhead_s` by every layer of every step; `overlap` is the
-  share of the non-dominant times hidden under the dominant one on the critical path,
-  `critical = max(c, m, k_a) + (1 - overlap)(c + m + k_a - max)`, where `k_a` is the activation
-  collectives. Weight all-gathers (`k_w`, weight-gathered layouts) do not depend on the step's
-  data and are prefetched under it: `step = max(critical, k_a + k_w)`.
-  They are shared by every model, layout, batch and phase: no per-model, per-layout or per-point
-  factors.
-- **The fit** minimises a robust (Cauchy) loss of the log errors, `s^2 log(1 + (r/s)^2)` with
-  `s = log 1.15`: least squares within the 15% target (a 2x miss costs the same whether it is too
-  fast or too slow), growing only logarithmically beyond it, so a point the model cannot
-  represent does not drag the constants every other prediction shares. Levenberg-Marquardt over the logit of each efficiency and the overlap and
-  the log of each latency, from 16 fixed starting points; deterministic, about half a second.
-  The constants are rounded to 4 significant digits, and every number on this page is computed
-  with the rounded constants by the cost model itself.
+  level of k chips it spans; `layer_overhead_s` by every layer of every step. Compute and HBM time
+  overlap as a roofline (`local = max(c, m)`); `overlap` is the share of the shorter of local time
+  and the activation collectives `k_a` hidden under the other, `critical = local + k_a - overlap *
+  min(local, k_a)`. Weight all-gathers (`k_w`, weight-gathered layouts) do not depend on the
+  step's data and are prefetched under it: `step = max(critical, k_a + k_w)`. The constants are
+  shared by every model, layout, batch and phase: no per-model, per-layout or per-point factors.
+- **The fit** minimises a robust (Cauchy) loss of the log errors, `s^2 log(1 + (r/s)^2)` with `s =
+  log 1.15`: least squares within the 15% target (a 2x miss costs the same whether it is too fast
+  or too slow), growing only logarithmically beyond it, so a point the model cannot represent does
+  not drag the constants every other prediction shares. Levenberg-Marquardt over the logit of each
+  efficiency and the overlap and the log of each latency, from 16 fixed starting points;
+  deterministic, about half a second. The constants are rounded to 4 significant digits, and every
+  number on this page is computed with the rounded constants by the cost model itself.
 - **Layouts.** A measurement whose layout is given is predicted with that layout (the fastest mesh
   grouping of it); `weight-gathered` means the fastest of wg-x, wg-xy and wg-xyz, and `best` the
   fastest layout, where the source does not say. Heads that do not divide their shards are padded

@@ -93,7 +93,7 @@ class Calibration:
     network_efficiency: float = 1.0  # achieved / peak link bytes/s
     collective_latency_s: float = 0.0  # fixed cost of each collective
     layer_overhead_s: float = 0.0      # fixed cost per layer per step
-    overlap: float = 0.0  # share of the non-dominant times hidden under the dominant one (0: sum, 1: max)
+    overlap: float = 0.0  # share of min(max(compute, memory), activation comm) hidden (0: sum, 1: max)
 
 
 FIELDS_OF_CALIBRATION = tuple(Calibration.__dataclass_fields__)

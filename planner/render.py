@@ -77,9 +77,9 @@ def combine_lines(ev: Evaluation) -> list[str]:
     f = ev.overlap
     critical, prefetched = float(ev.critical_s[0]), float(ev.prefetched_s[0])
     active = float(ev.comm_s[0]) - prefetched
-    parts = (f"compute {fmt_seconds(float(ev.compute_s[0]))}, memory {fmt_seconds(float(ev.memory_s[0]))}, "
-             f"activation collectives {fmt_seconds(active)}")
-    lines = [f"overlap  {parts}: the largest + {1 - f:.4g} x the others = {fmt_seconds(critical)}"]
+    lines = [f"overlap  max(compute {fmt_seconds(float(ev.compute_s[0]))}, memory "
+             f"{fmt_seconds(float(ev.memory_s[0]))}) + activation collectives {fmt_seconds(active)} - "
+             f"{f:.4g} x the smaller of the two = {fmt_seconds(critical)}"]
     if prefetched > 0:
         links = float(ev.comm_s[0])
         verdict = "hidden under it" if links <= critical else "the links are the bottleneck"

@@ -245,7 +245,8 @@ def test_side_by_side_table_fits_80_columns(planner):
     assert (code, err) == (0, "")
     assert max(len(line) for line in out.splitlines()) <= 80
     rows = [line for line in out.splitlines() if re.match(r"\s*512\s+ws", line)]
-    assert len(rows) == 8 and [r.endswith(" best") for r in rows].count(True) == 1
+    best_rows = [r for r in rows if r.endswith(" best")]  # ties (int8 = bf16 when compute-bound) share it
+    assert len(rows) == 8 and best_rows and len({r.split()[3] for r in best_rows}) == 1
     assert any(r.endswith(" no fit") for r in rows)
 
 
