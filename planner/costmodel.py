@@ -47,7 +47,7 @@ from planner.layouts import AttentionLayout, CollectiveKind, FfnLayout, LayerCos
 from planner.layouts.base import StepShape, collective_term
 from planner.mesh import Mesh
 from planner.model import Model
-from planner.network import collective_seconds
+from planner.network import collective_seconds, ring_steps
 from planner.plan import Phase, Workload
 
 BOUNDS = ("compute", "memory", "comm")
@@ -93,6 +93,8 @@ class Evaluation:
     prefetched_s: np.ndarray  # the part of comm_s that is prefetched weight all-gathers
     critical_s: np.ndarray  # compute, memory and activation collectives combined (before overhead)
     overlap: float  # the cluster's overlap fraction used to combine them
+    ring_steps: int  # ring steps of all collectives per step; each pays collective_latency_s
+    collective_latency_s: float  # the cluster's, for explain
     overhead_s: float
     step_s: np.ndarray
     latency_s: np.ndarray
@@ -154,13 +156,14 @@ def evaluate(model: Model, cluster: Cluster, workload: Workload, candidate: Cand
              for term in layer_cost.terms]
     cal, chip = cluster.calibration, cluster.chip
     zero = np.zeros(batch.shape)
-    flops, hbm, comm_s, prefetched_s = zero, zero, zero, zero
+    flops, hbm, comm_s, prefetched_s, steps = zero, zero, zero, zero, 0
     for term, repeat in terms:
         flops = flops + repeat * term.flops
         hbm = hbm + repeat * term.hbm_bytes
         if term.collective is not None:
             seconds = repeat * collective_seconds(cluster, c.mesh, term.collective)
             comm_s = comm_s + seconds
+            steps += repeat * ring_steps(c.mesh, term.collective)
             if term.collective.prefetched:
                 prefetched_s = prefetched_s + seconds
     compute_s = flops / (chip.peak_bf16_flop_per_s * cal.matmul_efficiency)
@@ -185,7 +188,7 @@ def evaluate(model: Model, cluster: Cluster, workload: Workload, candidate: Cand
     hbm_bytes = weight_bytes + kv_bytes + activation_bytes
     return Evaluation(
         candidate=c, batch=batch, tokens=tokens, compute_s=compute_s, memory_s=memory_s,
-        comm_s=comm_s, prefetched_s=prefetched_s, critical_s=critical_s, overlap=cal.overlap, overhead_s=overhead_s, step_s=step_s, latency_s=latency_s, mfu=mfu,
+        comm_s=comm_s, prefetched_s=prefetched_s, critical_s=critical_s, overlap=cal.overlap, ring_steps=steps, collective_latency_s=cal.collective_latency_s, overhead_s=overhead_s, step_s=step_s, latency_s=latency_s, mfu=mfu,
         cost_chip_s_per_token=c.mesh.chips * latency_s / tokens, tokens_per_s=tokens / latency_s,
         weight_bytes=weight_bytes, kv_bytes=kv_bytes, activation_bytes=activation_bytes,
         hbm_bytes=hbm_bytes, hbm_fraction=hbm_bytes / cluster.chip.hbm_bytes,

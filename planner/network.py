@@ -40,6 +40,11 @@ _PASSES = {
 }
 
 
+def ring_steps(mesh: Mesh, collective: Collective) -> int:
+    """Ring steps (hops) of a collective: one per extra chip along each axis or level it spans."""
+    return sum(k - 1 for _, k in mesh.pieces(collective.axes))
+
+
 def collective_seconds(cluster: Cluster, mesh: Mesh, collective: Collective):
     pieces = mesh.pieces(collective.axes)
     chips = 1
@@ -52,8 +57,7 @@ def collective_seconds(cluster: Cluster, mesh: Mesh, collective: Collective):
         seconds = _torus_seconds(topology, mesh, collective, pieces, chips)
     else:
         seconds = _switched_seconds(topology, collective, pieces, chips)
-    hops = sum(k - 1 for _, k in pieces)  # ring steps, one per extra chip along each axis or level
-    return seconds / cal.network_efficiency + cal.collective_latency_s * hops
+    return seconds / cal.network_efficiency + cal.collective_latency_s * ring_steps(mesh, collective)
 
 
 def torus_bandwidth(torus: Torus, mesh: Mesh, pieces) -> float:

@@ -58,3 +58,16 @@ def test_explain_json_from_the_command_line():
     d = json.loads(out.stdout)
     assert d["latency_s"] == pytest.approx(64 * d["step_latency_s"], rel=1e-5)
     assert {"layers", "memory", "time_s", "partition", "mesh"} <= set(d)
+
+
+def test_explain_counts_ring_steps_and_their_latency():
+    """ws2d+batch decode on a 4x4x4 torus (x: one axis of 4, yz: two): per layer five x collectives
+    (3 steps each), two yz (3 + 3 each) and two all-to-alls over xyz (9 each) = 45; plus the
+    final all-gather over xyz (9)."""
+    plan = load_plan(None, model="palm-540b", cluster="tpu-v4")
+    ev = best(plan, Phase.DECODE, 64, 64, WeightFormat.INT8, "ws2d", "batch")
+    assert [n for _, n in ev.candidate.mesh.sizes.items()] == [4, 16, 1]
+    k = explain_dict(ev)["combine"]
+    assert k["ring_steps"] == 118 * 45 + 9
+    assert k["comm_latency_s"] == pytest.approx(k["ring_steps"] * plan.cluster.calibration.collective_latency_s, rel=1e-5)
+    assert k["comm_latency_s"] < explain_dict(ev)["time_s"]["comm"]
