@@ -11,10 +11,10 @@ it is whatever `planner calibrate` fits (test_preset_is_the_fit).
 from __future__ import annotations
 
 import dataclasses
+import re
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
@@ -161,14 +161,10 @@ def test_accuracy_page_is_up_to_date(preset):
     assert text == page.read_text(), "regenerate with: " + command
 
 
-def test_fit_is_deterministic_and_fast(preset):
-    times, fits = [], []
-    for _ in range(2):
-        start = time.perf_counter()
-        fits.append(cal.fit(preset, DATA))
-        times.append(time.perf_counter() - start)
+def test_fit_is_deterministic(preset):
+    """(Its speed is measured by benchmarks/bench_calibrate.py, not asserted here.)"""
+    fits = [cal.fit(preset, DATA) for _ in range(2)]
     assert fits[0].cluster.calibration == fits[1].cluster.calibration
-    assert min(times) < 1.0, times
 
 
 def test_fit_recovers_constants_that_generated_the_data(preset):
@@ -327,3 +323,16 @@ def test_cli_needs_a_cluster(tmp_path):
         """)
     done = run("calibrate", path)
     assert done.returncode == 2 and "--cluster is required" in done.stderr
+
+
+def test_readme_accuracy_summary_matches_the_fit(residuals):
+    readme = ROOT / "README.md"
+    if not readme.is_file():
+        pytest.skip("README.md is not in this installation")
+    text = " ".join(readme.read_text().split())
+    found = re.search(r"median error (\d+\.\d)%, (\d+) of (\d+) points within 15%", text)
+    assert found, "README's accuracy summary is missing"
+    errors = [abs(r.error) for r in residuals.values()]
+    within = sum(abs(r.error) <= LIMIT and (r.mfu_error is None or abs(r.mfu_error) <= LIMIT)
+                 for r in residuals.values())
+    assert found.groups() == (f"{100 * np.median(errors):.1f}", str(within), str(len(errors)))
