@@ -9,14 +9,15 @@ The fit minimises a robust (Cauchy) loss of the log errors over the measured poi
     r_i  = log predicted_i - log measured_i
     cost = sum_i s^2 log(1 + (r_i / s)^2),   s = log(1.15), the accuracy target,
 
-which is least squares for errors well inside 15% and grows only logarithmically beyond: a
-point the cost model cannot represent (see the notes of a measurements file) is reported with
-its large error instead of dragging the constants every other prediction shares. The fit runs
-by Levenberg-Marquardt on the residuals sign(r_i) sqrt(loss(r_i)), with a forward-difference Jacobian over unconstrained parameters (the logit
-of each efficiency and of the overlap, the log of each latency, so every iterate is physical),
-from a fixed grid of starting points; the lowest cost wins. There is no randomness: the same file
-gives the same constants. MFU is not fitted separately: with the reference convention it is
-inversely proportional to latency, so its relative error follows from the latency's.
+which is least squares for errors well inside 15% and grows only logarithmically beyond: a point
+the cost model cannot represent (see the notes of a measurements file) is reported with its large
+error instead of dragging the constants every other prediction shares. The fit runs by
+Levenberg-Marquardt on the residuals sign(r_i) sqrt(loss(r_i)), with a forward-difference Jacobian over
+unconstrained parameters (the logit of each efficiency and of the overlap, the log of each
+latency, so every iterate is physical), from a fixed grid of starting points; the lowest cost
+wins. There is no randomness: the same file gives the same constants. MFU is not fitted
+separately: with the reference convention it is inversely proportional to latency, so its relative
+error follows from the latency's.
 
 It is fast because the cost model is linear in each 1/efficiency and each latency:
 

@@ -94,7 +94,7 @@ class Evaluation:
     critical_s: np.ndarray  # compute, memory and activation collectives combined (before overhead)
     overlap: float  # the cluster's overlap fraction used to combine them
     ring_steps: int  # ring steps of all collectives per step; each pays collective_latency_s
-    collective_latency_s: float  # the cluster's, for explain
+    comm_latency_s: float  # ring_steps * collective_latency_s: the part of comm_s that is latency
     overhead_s: float
     step_s: np.ndarray
     latency_s: np.ndarray
@@ -171,7 +171,7 @@ def evaluate(model: Model, cluster: Cluster, workload: Workload, candidate: Cand
     rows = tuple(_row(cluster, c.mesh, term, repeat, batch.shape) for term, repeat in terms) if detail else ()
     overhead_s = model.n_layers * cal.layer_overhead_s
     critical_s = critical_path(compute_s, memory_s, comm_s - prefetched_s, cal.overlap)
-    step_s = np.maximum(critical_s, comm_s) + overhead_s  # = combine(...) + overhead
+    step_s = combine(compute_s, memory_s, comm_s, cal.overlap, prefetched_s) + overhead_s
 
     if c.phase is Phase.PREFILL:
         tokens, latency_s = batch * workload.input_tokens, step_s
@@ -188,7 +188,7 @@ def evaluate(model: Model, cluster: Cluster, workload: Workload, candidate: Cand
     hbm_bytes = weight_bytes + kv_bytes + activation_bytes
     return Evaluation(
         candidate=c, batch=batch, tokens=tokens, compute_s=compute_s, memory_s=memory_s,
-        comm_s=comm_s, prefetched_s=prefetched_s, critical_s=critical_s, overlap=cal.overlap, ring_steps=steps, collective_latency_s=cal.collective_latency_s, overhead_s=overhead_s, step_s=step_s, latency_s=latency_s, mfu=mfu,
+        comm_s=comm_s, prefetched_s=prefetched_s, critical_s=critical_s, overlap=cal.overlap, ring_steps=steps, comm_latency_s=steps * cal.collective_latency_s, overhead_s=overhead_s, step_s=step_s, latency_s=latency_s, mfu=mfu,
         cost_chip_s_per_token=c.mesh.chips * latency_s / tokens, tokens_per_s=tokens / latency_s,
         weight_bytes=weight_bytes, kv_bytes=kv_bytes, activation_bytes=activation_bytes,
         hbm_bytes=hbm_bytes, hbm_fraction=hbm_bytes / cluster.chip.hbm_bytes,

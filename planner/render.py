@@ -68,7 +68,7 @@ def explain_dict(ev: Evaluation) -> dict:
                      "activations": _num(float(ev.activation_bytes[0]))}
     out["combine"] = {"overlap": _num(ev.overlap), "critical_path_s": _num(float(ev.critical_s[0])),
                       "prefetched_comm_s": _num(float(ev.prefetched_s[0])), "ring_steps": ev.ring_steps,
-                      "comm_latency_s": _num(ev.ring_steps * ev.collective_latency_s)}
+                      "comm_latency_s": _num(ev.comm_latency_s)}
     return out
 
 
@@ -80,10 +80,10 @@ def combine_lines(ev: Evaluation) -> list[str]:
     active = float(ev.comm_s[0]) - prefetched
     lines = []
     if ev.ring_steps:
-        latency = ev.ring_steps * ev.collective_latency_s
+        latency = ev.comm_latency_s
         lines.append(f"network  {fmt_seconds(float(ev.comm_s[0]))} = {fmt_seconds(float(ev.comm_s[0]) - latency)} "
                      f"moving bytes + {fmt_seconds(latency)} latency ({ev.ring_steps} ring steps x "
-                     f"{fmt_seconds(ev.collective_latency_s)})")
+                     f"{fmt_seconds(latency / ev.ring_steps)})")
     lines += [f"overlap  max(compute {fmt_seconds(float(ev.compute_s[0]))}, memory "
              f"{fmt_seconds(float(ev.memory_s[0]))}) + activation collectives {fmt_seconds(active)} - "
              f"{f:.4g} x the smaller of the two = {fmt_seconds(critical)}"]
