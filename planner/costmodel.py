@@ -28,6 +28,7 @@ measurements show no hiding of activation collectives beyond the roofline).
 Each layer's terms repeat n_layers times; the output projection (logits, W_emb[E, V_xyz]) runs
 once per step for one token per sequence. Metrics follow the reference file's conventions:
     MFU  = 2 * n_params_nominal * tokens / (chips * peak_bf16 * latency_s)
+           (without a nominal count: Model.mfu_flops, the model's matmul FLOPs, in its place)
     cost = chips * latency_s / tokens  (chip-seconds per token)
 with tokens = batch * input_tokens (prefill) or batch * output_tokens (decode).
 
@@ -178,7 +179,8 @@ def evaluate(model: Model, cluster: Cluster, workload: Workload, candidate: Cand
     else:
         tokens, latency_s = batch * workload.output_tokens, step_s * workload.output_tokens
     peak = cluster.chip.peak_bf16_flop_per_s
-    mfu = 2.0 * model.params_for_mfu * tokens / (c.mesh.chips * peak * latency_s)
+    logit_tokens = batch * (1 if c.phase is Phase.PREFILL else workload.output_tokens)
+    mfu = model.mfu_flops(tokens, logit_tokens) / (c.mesh.chips * peak * latency_s)
 
     weight_bytes = model.n_layers * (ffn.weight_bytes_stored + attention.weight_bytes_stored) + \
         head.weight_bytes_stored
@@ -192,8 +194,16 @@ def evaluate(model: Model, cluster: Cluster, workload: Workload, candidate: Cand
         cost_chip_s_per_token=c.mesh.chips * latency_s / tokens, tokens_per_s=tokens / latency_s,
         weight_bytes=weight_bytes, kv_bytes=kv_bytes, activation_bytes=activation_bytes,
         hbm_bytes=hbm_bytes, hbm_fraction=hbm_bytes / cluster.chip.hbm_bytes,
-        bound=np.argmax(np.stack([compute_s, memory_s, comm_s]), axis=0), rows=rows, formats=formats,
+        bound=_bound(compute_s, memory_s, comm_s - prefetched_s, critical_s, comm_s), rows=rows, formats=formats,
     )
+
+
+def _bound(compute_s, memory_s, active_s, critical_s, comm_s):
+    """What sets the step (index into BOUNDS): the links when all their traffic outlasts the
+    critical path or the activation collectives outlast the local time; else compute or HBM."""
+    local = np.where(compute_s >= memory_s, 0, 1)
+    comm = (comm_s > critical_s) | (active_s > np.maximum(compute_s, memory_s))
+    return np.where(comm, 2, local)
 
 
 def _output_projection(model: Model, chips: int, batch: np.ndarray, weight_bytes: int) -> LayerCost:

@@ -73,14 +73,16 @@ class Model:
         per_layer = self.ffn_params_per_layer + self.attention_params_per_layer
         return self.n_layers * per_layer + self.embedding_params
 
-    @property
-    def params_for_mfu(self) -> float:
-        """The nominal count if given; else the parameters that do matmuls: all of them but an
-        untied input embedding, which is a table lookup (counting it would overstate MFU)."""
+    def mfu_flops(self, tokens, logit_tokens):
+        """FLOPs the MFU numerator credits for `tokens` processed, of which `logit_tokens` produce
+        logits. With a nominal parameter count: the reference convention, 2 * params * tokens.
+        Otherwise the model's matmul FLOPs: 2 * layer parameters per token, plus the output
+        projection for the tokens that produce logits (prefill: the last of each sequence; an
+        untied input embedding is a lookup and counts nothing). Attention FLOPs are not counted."""
         if self.n_params_nominal is not None:
-            return self.n_params_nominal
-        lookup = 0 if self.tied_embeddings else self.d_model * self.vocab
-        return float(self.n_params - lookup)
+            return 2.0 * self.n_params_nominal * tokens
+        layers = self.n_params - self.embedding_params
+        return 2.0 * layers * tokens + 2.0 * self.d_model * self.vocab * logit_tokens
 
     def kv_bytes_per_token(self, kv_bytes_per_element: int = 2) -> int:
         """K and V cache bytes for one token of one sequence, all layers, unsharded."""

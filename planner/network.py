@@ -22,7 +22,8 @@ moves D (k_l - 1) P_l / K bytes, where P_l is the product of the k of the levels
 An all-to-all sends D (k_l - 1)/k_l through each level it spans.
 
 Every collective also pays `collective_latency_s` per ring step (hop): sum over the axes or levels
-it spans of (k_i - 1), since a ring collective is k - 1 dependent transfers; and all
+it spans of (k_i - 1), since a ring collective is k - 1 dependent transfers (twice that for an
+all-reduce); and all
 bandwidths are scaled by `network_efficiency`.
 """
 
@@ -41,8 +42,9 @@ _PASSES = {
 
 
 def ring_steps(mesh: Mesh, collective: Collective) -> int:
-    """Ring steps (hops) of a collective: one per extra chip along each axis or level it spans."""
-    return sum(k - 1 for _, k in mesh.pieces(collective.axes))
+    """Ring steps (hops) of a collective: one per extra chip along each axis or level it spans,
+    twice for an all-reduce (a reduce-scatter then an all-gather)."""
+    return int(_PASSES[collective.kind]) * sum(k - 1 for _, k in mesh.pieces(collective.axes))
 
 
 def collective_seconds(cluster: Cluster, mesh: Mesh, collective: Collective):

@@ -100,7 +100,7 @@ def _panel(ph: PhaseResult, *, width: int, rows: int, glyphs: Glyphs) -> list:
         if grid[row][col] is None:
             grid[row][col] = table[p.ffn]
 
-    title = f"{ph.phase.value} frontier: MFU against latency (log scale), {len(points)} points"
+    title = f"{ph.phase.value} frontier: MFU against latency (log scale), {len(points)} point{'s' * (len(points) != 1)}"
     out = [Text(title[:width], style="bold")]
     labelled = {0: top, rows // 2: top / 2, rows - 1: 0.0}
     for r in range(rows):

@@ -115,7 +115,7 @@ def _cells(p: Point) -> tuple[str, ...]:
 def plan_markdown(result: SearchResult) -> str:
     lines = [_summary(result), ""]
     for ph in result.phases:
-        lines += [f"### {ph.phase.value} frontier ({len(ph.frontier)} points)", "",
+        lines += [f"### {ph.phase.value} frontier ({len(ph.frontier)} point{'s' * (len(ph.frontier) != 1)})", "",
                   markdown_table(COLUMNS, [_cells(p) for p in ph.frontier]), ""]
     return "\n".join(lines)
 
@@ -182,7 +182,7 @@ def plan_table(result: SearchResult, console, *, ascii_only: bool = False) -> No
                           wrap=COLUMNS[i] == "layout") for i in keep]
         rows = [tuple(_cells(p)[i] for i in keep) for p in ph.frontier]
         console.print()
-        title = f"{ph.phase.value} frontier: latency vs MFU, {len(ph.frontier)} points"
+        title = f"{ph.phase.value} frontier: latency vs MFU, {len(ph.frontier)} point{'s' * (len(ph.frontier) != 1)}"
         if ph.phase is Phase.DECODE:
             title += f" ({result.plan.workload.output_tokens} output tokens)"
             legend.insert(0, "step: one decode step")
@@ -317,7 +317,7 @@ def explain_table(ev: Evaluation, cluster, console, *, ascii_only: bool = False)
         _print_wrapped(console, line, hang=9)
     layers = max(r.repeat for r in ev.rows)
     _print_wrapped(console, f"Rows are per step and per chip, already multiplied by their repeat "
-                   f"(x{layers}: once per layer; x1: once per step); net: bytes each chip sends.",
+                   f"(x{layers}: once per layer; x1: once per step); net: the collective's size per chip (the paper's Figure 3 convention: without the (K-1)/K factor).",
                    style="dim")
     note = calibration_note(cluster)
     if note:

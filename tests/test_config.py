@@ -161,7 +161,8 @@ def test_other_models():
         assert llama.n_kv_heads == 8 and llama.vocab == 128256 and llama.block is Block.SERIAL
         # the shapes give the published count (two E x V matrices); MFU leaves the input lookup out
         assert llama.n_params == pytest.approx(params, rel=0.002)
-        assert llama.params_for_mfu == llama.n_params - llama.d_model * llama.vocab
+        layers = llama.n_params - 2 * llama.d_model * llama.vocab  # MFU: no input lookup
+        assert llama.mfu_flops(10, 1) == 2 * layers * 10 + 2 * llama.d_model * llama.vocab
 
 
 def test_paper_plan():
