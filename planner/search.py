@@ -164,15 +164,24 @@ def order_key(ev: Evaluation, i: int) -> tuple:
             c.mesh.chips, int(ev.batch[i]), ev.weights_at(i).bytes_per_element)
 
 
+RESOLUTION = 1e-3  # relative differences below 0.1% are not resolved by the cost model
+
+
 def frontier(kept: list[tuple[Evaluation, np.ndarray]]) -> list[Point]:
-    """Pareto frontier (minimise latency, maximise MFU): sort by latency, keep running-best MFU."""
+    """Pareto frontier (minimise latency, maximise MFU): sort by latency, keep running-best MFU.
+    Differences below RESOLUTION count as ties: a point must beat every faster point's MFU by
+    more than that, and a point is dropped when a slower one within that latency has more MFU
+    (twice the chips for 0.03% less latency is not a trade-off)."""
     latency = np.concatenate([ev.latency_s[ok] for ev, ok in kept])
     mfu = np.concatenate([ev.mfu[ok] for ev, ok in kept])
     owner = np.concatenate([np.full(int(ok.sum()), k) for k, (_, ok) in enumerate(kept)])
     index = np.concatenate([np.flatnonzero(ok) for _, ok in kept])
     order = np.lexsort((-mfu, latency))
     best_before = np.maximum.accumulate(np.concatenate([[-np.inf], mfu[order][:-1]]))
-    on_front = order[mfu[order] > best_before]
+    on_front = list(order[mfu[order] > best_before * (1 + RESOLUTION)])
+    for k in range(len(on_front) - 2, -1, -1):  # slower neighbour within resolution: it wins
+        if latency[on_front[k + 1]] <= latency[on_front[k]] * (1 + RESOLUTION):
+            del on_front[k]
     points = [(kept[owner[j]][0], int(index[j])) for j in on_front]
     points.sort(key=lambda p: order_key(*p))
     return [point(ev, i) for ev, i in points]
