@@ -459,9 +459,9 @@ def _read_flag(key: str, value: Any) -> Any:
         return tuple(choices[name] for name in values)
     if key in ("chips", "batches"):
         values = (value,) if isinstance(value, int) else tuple(value)
-        return _several(key, _checked(key, values, _is_count, "a positive whole number"))
+        return _several(key, _checked(key, values, _is_count, f"a positive whole number up to {MAX_COUNT:g}"))
     if key in WORKLOAD_KEYS:
-        return _checked(key, (value,), _is_count, "a positive whole number")[0]
+        return _checked(key, (value,), _is_count, f"a positive whole number up to {MAX_COUNT:g}")[0]
     if key == "max_latency_s":
         return float(_checked(key, (value,), lambda v: _is_real(v) and 0 < v <= MAX_MAGNITUDE,
                               "a positive time in seconds")[0])

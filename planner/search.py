@@ -241,6 +241,11 @@ def weights_hint(plan: Plan) -> str:
     text = (f"{smallest.label} weights need {fmt_bytes(need)}: at least {at_least} "
             f"chip{'s' if at_least != 1 else ''} of "
             f"{fmt_bytes(chip.hbm_bytes)}")
+    searched = max(plan.space.chips) if plan.space.chips else max(plan.cluster.topology.chip_counts)
+    if searched >= at_least:  # the weights fit: the KV cache and activations are what overflow
+        other = "" if "batch" in plan.space.attention else ", or the batch attention layout"
+        return (text + f", which {searched} chips have; the KV cache (batch x context) and activations "
+                f"are what overflow: use a smaller batch or context{other}.")
     text += f"; smallest slice that fits: {fits[0]}" if fits else "; no slice of this cluster is that large"
     return text + " (plus room for the KV cache)."
 
@@ -258,4 +263,9 @@ def explain_infeasible(plan: Plan, phase: Phase, chips: int, batch: int, weights
     need = min(float(ev.hbm_bytes[0]) for ev in evs)
     return (f"{ffn}+{attention} at batch {batch} on {chips} chips does not fit in HBM: needs "
             f"{fmt_bytes(need)} per chip, has {fmt_bytes(plan.cluster.chip.hbm_bytes)}.\n  hint: "
-            + weights_hint(plan) + " Or use a smaller batch or the batch attention layout.")
+            + weights_hint(plan) + _other_remedies(batch, attention))
+
+
+def _other_remedies(batch: int, attention: str) -> str:
+    remedies = (["a smaller batch"] if batch > 1 else []) + (["the batch attention layout"] if attention != "batch" else [])
+    return f" Or use {' or '.join(remedies)}." if remedies else ""
