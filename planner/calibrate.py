@@ -235,6 +235,12 @@ class Residual:
         m = self.measurement.mfu
         return None if m is None else self.predicted_mfu / m - 1.0
 
+    @property
+    def within_target(self) -> bool:
+        """Latency, and MFU where measured, within ACCURACY_TARGET."""
+        return abs(self.error) <= ACCURACY_TARGET and (
+            self.mfu_error is None or abs(self.mfu_error) <= ACCURACY_TARGET)
+
 
 def predict(cluster: Cluster, points: tuple[Measurement, ...]) -> tuple[Residual, ...]:
     """Each point predicted by the cost model itself (the fastest allowed candidate)."""
@@ -263,7 +269,8 @@ _BOUNDS = {"fraction": (-12.0, 12.0), "latency": (-16.0, 12.0)}  # latency 1e-13
 STARTS = tuple((mm, 0.8, net, lat, lat, f) for mm in (0.5, 0.9) for net in (0.15, 0.6)
                for f in (0.1, 0.9) for lat in (1e-6, 3e-5))
 SIGNIFICANT = 4  # digits kept in the fitted constants (the preset records these)
-LOSS_SCALE = math.log(1.15)  # s of the Cauchy loss: the 15% accuracy target, in log latency
+ACCURACY_TARGET = 0.15  # predicted within 15% of measured (latency, and MFU where measured)
+LOSS_SCALE = math.log1p(ACCURACY_TARGET)  # s of the Cauchy loss: the target, in log latency
 
 
 def robust_loss(r: np.ndarray) -> np.ndarray:

@@ -20,7 +20,6 @@ from planner.errors import UsageError
 from planner.units import fmt_seconds
 
 BANDWIDTH_MODELS = ("chip", "axes")
-LIMIT = 0.15  # the accuracy target: predicted within 15% of measured
 
 
 @app.command()
@@ -118,10 +117,10 @@ HEADER = ("point", "measured layout", "predicted as", "measured", "predicted", "
 
 
 def _summary(assessment) -> list[str]:
+    from planner.calibrate import ACCURACY_TARGET as LIMIT
     fit = assessment.fit
     worst = fit.worst
-    within = sum(abs(r.error) <= LIMIT and (r.mfu_error is None or abs(r.mfu_error) <= LIMIT)
-                 for r in fit.residuals)
+    within = sum(r.within_target for r in fit.residuals)
     lines = [f"median |error| {100 * fit.median_error:.1f}%; worst {_pct(worst.error)} "
              f"({worst.measurement.name}); {within} of {len(fit.residuals)} points within "
              f"{100 * LIMIT:.0f}% (latency and MFU)"]
@@ -360,7 +359,7 @@ NOT_MODELLED = """\
 
 
 def accuracy_page(data, base, assessments: dict, others, command: str) -> str:
-    from planner.calibrate import CONSTANTS, bandwidth_model
+    from planner.calibrate import ACCURACY_TARGET as LIMIT, CONSTANTS, bandwidth_model
     shipped = bandwidth_model(base)
     models = list(assessments)
     name = lambda model: f"`{model}`" + (" (shipped)" if model == shipped else "") if model else "fit"
@@ -383,8 +382,7 @@ def accuracy_page(data, base, assessments: dict, others, command: str) -> str:
     rows = []
     for model, a in assessments.items():
         fit = a.fit
-        within = sum(abs(r.error) <= LIMIT and (r.mfu_error is None or abs(r.mfu_error) <= LIMIT)
-                     for r in fit.residuals)
+        within = sum(r.within_target for r in fit.residuals)
         rows.append((name(model), f"{100 * fit.median_error:.1f}%",
                      f"{_pct(fit.worst.error)} ({fit.worst.measurement.name})",
                      f"{within} of {len(fit.residuals)}",
@@ -407,7 +405,7 @@ def accuracy_page(data, base, assessments: dict, others, command: str) -> str:
         row = [m.name, m.layout, fmt_seconds(m.latency_s)]
         for model in models:
             r = assessments[model].fit.residuals[i]
-            flag = " **!**" if abs(r.error) > LIMIT or (r.mfu_error is not None and abs(r.mfu_error) > LIMIT) else ""
+            flag = "" if r.within_target else " **!**"
             row += [r.layout, fmt_seconds(r.predicted_s), _pct(r.error) + flag, _pct(r.mfu_error)]
         rows.append(row)
     out += _table(header, rows)
@@ -435,7 +433,7 @@ def accuracy_page(data, base, assessments: dict, others, command: str) -> str:
         rows.append(row)
     out += _table(header, rows)
     if others:
-        out += ["", f"## Other models with the shipped constants (not fitted)", "",
+        out += ["", "## Other models with the shipped constants (not fitted)", "",
                 "The same constants, unchanged, at every setting of the data with the planner's "
                 "fastest layout: this is how generalisation is judged.", ""]
         rows = []

@@ -333,6 +333,5 @@ def test_readme_accuracy_summary_matches_the_fit(residuals):
     found = re.search(r"median error (\d+\.\d)%, (\d+) of (\d+) points within 15%", text)
     assert found, "README's accuracy summary is missing"
     errors = [abs(r.error) for r in residuals.values()]
-    within = sum(abs(r.error) <= LIMIT and (r.mfu_error is None or abs(r.mfu_error) <= LIMIT)
-                 for r in residuals.values())
+    within = sum(r.within_target for r in residuals.values())
     assert found.groups() == (f"{100 * np.median(errors):.1f}", str(within), str(len(errors)))
