@@ -8,7 +8,9 @@ The attention core (QK, softmax, AV and the KV cache) is then sharded one of two
   axes. A multiquery KV cache is replicated on every head shard.
 - `batch`: batch over every axis except those kv heads can be split over (none for multiquery,
   some for grouped-query), reached by an all-to-all of Q and back; the KV cache shrinks by the
-  number of batch shards. With fewer sequences than batch shards, shards are padded.
+  number of batch shards. With fewer sequences than batch shards, shards are padded. When
+  every chip holds all kv heads' projection weights (multiquery), it projects K and V only for
+  the sequences it attends to (times its e group, whose partial sums it helps reduce).
 
 Head counts that do not divide their shards are padded (as the paper pads PaLM 540B's 48 heads
 to 64 on 64 chips), and the extra parameters are charged in weights, FLOPs and bytes; kv heads
@@ -20,6 +22,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from itertools import combinations
+
+import numpy as np
 
 from planner.hardware import ACTIVATION_BYTES
 from planner.layouts.base import (
@@ -73,16 +77,23 @@ class AttentionLayout:
         kv_heads_per_chip = -(-K // size(sizes, head_axes))
         tokens = ffn.tokens_per_chip(sizes, shape)
         act = ACTIVATION_BYTES
+        b, fx, ex = ffn.batch_axes, ffn.f_axes, ffn.e_axes
 
         qo_params = 2 * E * heads * H / (e * f)
         kv_params = 2 * E * kv_proj * H / (e * f)
         q_bytes = tokens * (heads / f) * H * act
-        kv_new_bytes = tokens * (kv_proj / f) * H * 2 * act
+        kv_tokens, kv_rows = tokens, ""
+        if self.shards_batch and not head_axes and kv_proj // f == K:
+            # Every chip holds all kv heads' projection weights and attends only to its batch
+            # shard, so it projects K, V for those sequences alone: its own shard and, for the
+            # partial sums over e, those of the other chips in its e group.
+            kv_tokens = np.minimum(tokens, core_batch * e * shape.tokens)
+            kv_rows = " (K, V for own batch shard)"
+        kv_new_bytes = kv_tokens * (kv_proj / f) * H * 2 * act
         kv_cache = core_batch * shape.cached * 2 * kv_heads_per_chip * H * act
-        b, fx, ex = ffn.batch_axes, ffn.f_axes, ffn.e_axes
         terms = [
-            Term(name="einsum W_Q, W_K, W_V, W_O", notation=f"W_Q[E_{ex}, N_{fx} H], W_KV[E_{ex}, K H]",
-                 flops=2.0 * tokens * (qo_params + kv_params),
+            Term(name="einsum W_Q, W_K, W_V, W_O", notation=f"W_Q[E_{ex}, N_{fx} H], W_KV[E_{ex}, K H]{kv_rows}",
+                 flops=2.0 * (tokens * qo_params + kv_tokens * kv_params),
                  hbm_bytes=(qo_params + kv_params) * weight_bytes),
             collective_term("reduce-scatter Q", f"B_{b}LN_{fx}H{{U_{ex}}}", RS, ex, q_bytes),
             collective_term("all-reduce new K, V" if not self.shards_batch else "reduce-scatter new K, V",
