@@ -71,3 +71,24 @@ def test_explain_counts_ring_steps_and_their_latency():
     assert k["ring_steps"] == 118 * 45 + 9
     assert k["comm_latency_s"] == pytest.approx(k["ring_steps"] * plan.cluster.calibration.collective_latency_s, rel=1e-5)
     assert k["comm_latency_s"] < explain_dict(ev)["time_s"]["comm"]
+
+
+@pytest.mark.parametrize("model,cluster", [("palm-540b", "tpu-v4"), ("llama-3-70b", "h100-sxm")])
+def test_notation_has_no_empty_subscripts(model, cluster):
+    """Unsharded dimensions print bare (`BLE`, `W_in[E, F_xyz]`), never `E_` or `{U_}`; and the
+    sharded ones name only mesh axes."""
+    import re
+
+    import numpy as np
+
+    from planner.costmodel import evaluate
+    from planner.search import candidates
+    plan = load_plan(None, model=model, cluster=cluster)
+    seen = set()
+    for phase in (Phase.PREFILL, Phase.DECODE):
+        for c in candidates(plan, phase, chips=(8, 64)):
+            ev = evaluate(plan.model, plan.cluster, plan.workload, c, np.array([8]), detail=True)
+            seen.update(row.notation for row in ev.rows)
+    assert len(seen) > 20
+    for notation in seen:
+        assert not re.search(r"_(?![xyz])|\{U_\}", notation.replace("W_", "").replace("V_xyz", "")), notation

@@ -27,7 +27,8 @@ import numpy as np
 
 from planner.hardware import ACTIVATION_BYTES
 from planner.layouts.base import (
-    ALL_AXES, CollectiveKind, LayerCost, StepShape, Term, ceil_div, collective_term, complement, size,
+    ALL_AXES, CollectiveKind, LayerCost, StepShape, Term, ceil_div, collective_term, complement,
+    partial_sum, sharded, size, tensor, union,
 )
 from planner.layouts.ffn import FfnLayout
 from planner.model import Block, Model
@@ -92,28 +93,28 @@ class AttentionLayout:
         kv_new_bytes = kv_tokens * (kv_proj / f) * H * 2 * act
         kv_cache = core_batch * shape.cached * 2 * kv_heads_per_chip * H * act
         terms = [
-            Term(name="einsum W_Q, W_K, W_V, W_O", notation=f"W_Q[E_{ex}, N_{fx} H], W_KV[E_{ex}, K H]{kv_rows}",
+            Term(name="einsum W_Q, W_K, W_V, W_O", notation=f"W_Q[{sharded('E', ex)}, {sharded('N', fx)} H], W_KV[{sharded('E', ex)}, K H]{kv_rows}",
                  flops=2.0 * (tokens * qo_params + kv_tokens * kv_params),
                  hbm_bytes=(qo_params + kv_params) * weight_bytes),
-            collective_term("reduce-scatter Q", f"B_{b}LN_{fx}H{{U_{ex}}}", RS, ex, q_bytes),
+            collective_term("reduce-scatter Q", tensor(("B", b), ("L", ""), ("N", fx), ("H", "")) + partial_sum(ex), RS, ex, q_bytes),
             collective_term("all-reduce new K, V" if not self.shards_batch else "reduce-scatter new K, V",
-                        f"B_{b}LKH{{U_{ex}}}", RS if self.shards_batch else AR, ex, kv_new_bytes),
+                        tensor(("B", b), ("L", ""), ("K", ""), ("H", "")) + partial_sum(ex), RS if self.shards_batch else AR, ex, kv_new_bytes),
         ]
         to_batch = "".join(a for a in batch_axes if a not in b)
         if self.shards_batch:
-            terms.append(collective_term("all-to-all Q to batch shards", f"-> B_{batch_axes}LN_{head_axes}H",
+            terms.append(collective_term("all-to-all Q to batch shards", "-> " + tensor(("B", batch_axes), ("L", ""), ("N", head_axes), ("H", "")),
                                      A2A, to_batch, q_bytes / e))
-        terms.append(Term(name="einsum QK, AV", notation=f"B_{batch_axes}LS N_{head_axes}H",
+        terms.append(Term(name="einsum QK, AV", notation=tensor(("B", batch_axes), ("L", ""), ("S", ""), ("N", head_axes), ("H", "")),
                           flops=4.0 * core_batch * shape.tokens * shape.attended * core_heads * H))
         if shape.reads_cache:
-            terms.append(Term(name="read KV cache", notation=f"KV[B_{batch_axes}, S, K_{head_axes}, H]",
+            terms.append(Term(name="read KV cache", notation=f"KV[{sharded('B', batch_axes)}, S, {sharded('K', head_axes)}, H]",
                               hbm_bytes=kv_cache))
         if self.shards_batch:
-            terms.append(collective_term("all-to-all output to head shards", f"-> B_{b}LN_{fx}{ex}H",
+            terms.append(collective_term("all-to-all output to head shards", "-> " + tensor(("B", b), ("L", ""), ("N", union(fx, ex)), ("H", "")),
                                      A2A, to_batch, q_bytes / e))
-        terms.append(collective_term("gather attention output", f"-> B_{b}LN_{fx}H", AG, ex, q_bytes))
+        terms.append(collective_term("gather attention output", "-> " + tensor(("B", b), ("L", ""), ("N", fx), ("H", "")), AG, ex, q_bytes))
         used_weight_bytes = (qo_params + kv_params) * weight_bytes
-        terms.append(collective_term("gather attention weights", f"W_QKVO -> [E_{ex}, N_{fx} H]",
+        terms.append(collective_term("gather attention weights", f"W_QKVO -> [{sharded('E', ex)}, {sharded('N', fx)} H]",
                                  AG, ffn.gather_axes, used_weight_bytes, prefetched=True))
         if model.block is Block.SERIAL:
             terms.extend(ffn.boundary_collectives(sizes, shape, model))
@@ -144,9 +145,9 @@ def _kv_axes(n_kv_heads: int, free: str, f_axes: str, sizes: dict[str, int]) -> 
 ATTENTION_LAYOUTS = {
     layout.name: layout
     for layout in (
-        AttentionLayout(name="heads", notation="Q, KV: B_b L N_(not b) H; multiquery KV replicated",
+        AttentionLayout(name="heads", notation="B_b L N_rest H; KV heads split like N (replicated if fewer)",
                         shards_batch=False),
-        AttentionLayout(name="batch", notation="all-to-all -> B_(all but kv) L N H; KV B_xyz L K H",
+        AttentionLayout(name="batch", notation="all-to-all Q -> B_rest L N_kv H; KV cache B_rest L K_kv H",
                         shards_batch=True),
     )
 }

@@ -93,5 +93,27 @@ class StepShape:
 ALL_AXES = "xyz"
 
 
+def sharded(dim: str, axes: str) -> str:
+    """A dimension with the axes it is split over, the book's way: `E_x`; bare `E` if none."""
+    return f"{dim}_{axes}" if axes else dim
+
+
+def tensor(*dims: tuple[str, str]) -> str:
+    """An activation's sharding from (dimension, axes) pairs: `BLE_xyz`, or spaced when a
+    subscript is not last, `B_x L E_yz`."""
+    spaced = any(axes for _, axes in dims[:-1])
+    return (" " if spaced else "").join(sharded(dim, axes) for dim, axes in dims)
+
+
+def partial_sum(axes: str) -> str:
+    """`{U_x}`: a partial sum still to be reduced over x (empty if over no axis)."""
+    return f"{{U_{axes}}}" if axes else ""
+
+
+def union(*groups: str) -> str:
+    """The axes of several groups, in mesh order."""
+    return "".join(a for a in ALL_AXES if any(a in g for g in groups))
+
+
 def complement(axes: str) -> str:
     return "".join(a for a in ALL_AXES if a not in axes)

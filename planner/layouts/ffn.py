@@ -20,7 +20,8 @@ from dataclasses import dataclass
 
 from planner.hardware import ACTIVATION_BYTES
 from planner.layouts.base import (
-    CollectiveKind, LayerCost, StepShape, Term, ceil_div, collective_term, size,
+    CollectiveKind, LayerCost, StepShape, Term, ceil_div, collective_term, partial_sum, sharded, size,
+    tensor, union,
 )
 from planner.model import Model
 
@@ -51,23 +52,24 @@ class FfnLayout:
         n_in = model.ffn.n_input_matrices
         tokens = self.tokens_per_chip(sizes, shape)
         act = ACTIVATION_BYTES
+        b, fx, ex = self.batch_axes, self.f_axes, self.e_axes
         used_weight_bytes = model.ffn.n_matrices * (E / e) * (F / f) * weight_bytes
         terms = [
-            collective_term("gather FFN input", f"B_{self.batch_axes}LE -> B_{self.batch_axes}LE_{self.e_axes}",
+            collective_term("gather FFN input", f"{tensor(('B', b), ('L', ''), ('E', union(fx, ex)))} -> {tensor(('B', b), ('L', ''), ('E', ex))}",
                         AG, self.f_axes, tokens * (E / e) * act),
-            Term(name="einsum W_in", notation=f"W_in[E_{self.e_axes}, F_{self.f_axes}]",
+            Term(name="einsum W_in", notation=f"W_in[{sharded('E', ex)}, {sharded('F', fx)}]",
                  flops=2.0 * tokens * (E / e) * (F / f) * n_in,
                  hbm_bytes=n_in * (E / e) * (F / f) * weight_bytes),
-            collective_term("reduce-scatter hidden", f"B_{self.batch_axes}LF_{self.f_axes}{{U_{self.e_axes}}}",
+            collective_term("reduce-scatter hidden", tensor(("B", b), ("L", ""), ("F", fx)) + partial_sum(ex),
                         RS, self.e_axes, n_in * tokens * (F / f) * act),
-            collective_term("gather hidden", f"-> B_{self.batch_axes}LF_{self.f_axes}",
+            collective_term("gather hidden", "-> " + tensor(("B", b), ("L", ""), ("F", fx)),
                         AG, self.e_axes, tokens * (F / f) * act),
-            Term(name="einsum W_out", notation=f"W_out[F_{self.f_axes}, E_{self.e_axes}]",
+            Term(name="einsum W_out", notation=f"W_out[{sharded('F', fx)}, {sharded('E', ex)}]",
                  flops=2.0 * tokens * (F / f) * (E / e),
                  hbm_bytes=(E / e) * (F / f) * weight_bytes),
-            collective_term("reduce-scatter output", f"B_{self.batch_axes}LE_{self.e_axes}{{U_{self.f_axes}}}",
+            collective_term("reduce-scatter output", tensor(("B", b), ("L", ""), ("E", ex)) + partial_sum(fx),
                         RS, self.f_axes, tokens * (E / e) * act),
-            collective_term("gather FFN weights", f"W[E_x, F_yz] -> W[E_{self.e_axes}, F_{self.f_axes}]",
+            collective_term("gather FFN weights", f"W[E_x, F_yz] -> W[{sharded('E', ex)}, {sharded('F', fx)}]",
                         AG, self.gather_axes, used_weight_bytes, prefetched=True),
         ]
         return LayerCost(
@@ -82,8 +84,8 @@ class FfnLayout:
         tokens = self.tokens_per_chip(sizes, shape)
         d = tokens * (model.d_model / size(sizes, self.e_axes)) * ACTIVATION_BYTES
         terms = (
-            collective_term("gather attention input", f"B_{self.batch_axes}LE_{self.e_axes}", AG, self.f_axes, d),
-            collective_term("reduce-scatter attention output", f"{{U_{self.f_axes}}}", RS, self.f_axes, d),
+            collective_term("gather attention input", tensor(("B", self.batch_axes), ("L", ""), ("E", self.e_axes)), AG, self.f_axes, d),
+            collective_term("reduce-scatter attention output", partial_sum(self.f_axes), RS, self.f_axes, d),
         )
         return tuple(t for t in terms if t is not None)
 
