@@ -417,5 +417,5 @@ def main() -> None:
 if __name__ == "__main__":
     # `python -m planner.cli`: run the imported module's app, on which the other command modules
     # registered themselves (this file, run as __main__, is a second copy of the module).
-    from planner.cli import main as _main
-    _main()
+    from planner.cli import main as _installed_main
+    _installed_main()

@@ -35,7 +35,6 @@ import numpy as np
 
 from planner.costmodel import evaluate
 from planner.errors import ConfigError, InfeasibleError, UsageError
-from planner.hardware import WeightFormat
 from planner.plan import Phase, Pin, Plan, Workload
 from planner.render import plan_dict, to_json
 from planner.search import DOES_NOT_FIT, Point, SearchResult, best, candidates, order_key, point, search
@@ -402,15 +401,10 @@ def _notes(baseline: Run, current: Run) -> tuple[str, ...]:
 
 
 @dataclass(frozen=True, kw_only=True)
-class LayoutRow:
-    """One layout (best mesh grouping) at one phase, chip count, batch and weight format."""
+class LayoutRow(Pin):
+    """One layout (best mesh grouping) at one phase, chip count, batch and weight format: the
+    layout as a pin would name it, with its point or the reason there is none."""
 
-    phase: Phase
-    chips: int
-    batch: int
-    ffn: str
-    attention: str
-    weights: WeightFormat
     point: Point | None   # None when the layout does not apply or does not fit
     reason: str = ""      # why there is no point
     need_bytes: float | None = None  # HBM per chip the best grouping needs, when it does not fit

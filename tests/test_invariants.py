@@ -10,7 +10,6 @@ from planner.config import load_cluster, load_model, load_plan
 from planner.costmodel import Candidate, evaluate
 from planner.hardware import WeightFormat
 from planner.layouts import ATTENTION_LAYOUTS, FFN_LAYOUTS
-from planner.layouts.base import StepShape
 from planner.mesh import Mesh, meshes
 from planner.model import Block, FfnKind, Model
 from planner.plan import Phase, Workload
