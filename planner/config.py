@@ -43,7 +43,7 @@ class PlanDefaults:
     attention: tuple[str, ...] | None = None  # None: every registered attention layout
     input_tokens: int = 2048
     output_tokens: int = 64
-    context: int = 2048
+    context: int | None = None  # None: the input tokens (decode attends to the prompt)
 
 
 PLAN_DEFAULTS = PlanDefaults()
@@ -370,9 +370,12 @@ def _assemble(model: Model, cluster: Cluster, plan: Fields | None, flags: dict[s
         return {key: flags[key] if key in flags
                 else given.get(key, getattr(PLAN_DEFAULTS, key, None)) for key in keys}
 
+    workload = merge(WORKLOAD_KEYS, section("workload"))
+    if workload["context"] is None:
+        workload["context"] = workload["input_tokens"]
     return Plan(
         model=model, cluster=cluster,
-        workload=Workload(**merge(WORKLOAD_KEYS, section("workload"))),
+        workload=Workload(**workload),
         space=_search_space(cluster, section("search"), flags),
         constraints=Constraints(**merge(CONSTRAINT_FIELDS, section("constraints"))),
         deployment=_read_deployment(section("deployment"), cluster),

@@ -367,3 +367,13 @@ def test_unknown_preset_lists_the_presets():
     with pytest.raises(UsageError) as caught:
         load_cluster("h100")
     assert "h100-sxm" in str(caught.value) and "tpu-v4" in str(caught.value)
+
+
+def test_decode_context_defaults_to_the_prompt_when_planning_from_flags():
+    """Decode attends to the prompt prefill wrote: without --context (and no plan file), the
+    context follows --input-tokens instead of staying at a fixed 2048."""
+    from planner.config import load_plan
+    assert load_plan(None, model="palm-8b", cluster="tpu-v4", input_tokens=8192).workload.context == 8192
+    assert load_plan(None, model="palm-8b", cluster="tpu-v4").workload.context == 2048
+    assert load_plan(None, model="palm-8b", cluster="tpu-v4", input_tokens=8192,
+                     context=1024).workload.context == 1024
