@@ -26,8 +26,8 @@ It is fast because the cost model is linear in each 1/efficiency and each latenc
 
 (K and n_steps, the collectives' bytes-time and ring steps, kept apart for the activation
 collectives and the prefetched weight all-gathers), so each candidate layout of each point is
-evaluated twice by `planner.costmodel.evaluate` (ideal constants, then unit latencies) and the
-fit works on those arrays.
+evaluated once by `planner.costmodel.evaluate` (at ideal constants, with its ring steps) and the
+fit works on those arrays, for many sets of constants at once (a Jacobian is one call).
 The final constants are checked against `evaluate` itself.
 
 A point whose layout is not fully given (`ffn: weight-gathered` or `best`, `attention: best`, and
@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from planner.config import load_model
-from planner.costmodel import Evaluation, combine, evaluate
+from planner.costmodel import Candidate, Evaluation, combine, evaluate
 from planner.errors import ConfigError
 from planner.hardware import Calibration, Cluster, Torus, WeightFormat
 from planner.layouts import ATTENTION_LAYOUTS, FFN_LAYOUTS
@@ -244,15 +244,14 @@ class Residual:
 
 def predict(cluster: Cluster, points: tuple[Measurement, ...]) -> tuple[Residual, ...]:
     """Each point predicted by the cost model itself (the fastest allowed candidate)."""
-    out = []
-    for m in points:
-        ev = min(allowed(cluster, m), key=lambda e: float(e.latency_s[0]))
-        c = ev.candidate
-        sizes = "x".join(str(n) for n in c.mesh.sizes.values())
-        out.append(Residual(measurement=m, predicted_s=float(ev.latency_s[0]),
-                            predicted_mfu=float(ev.mfu[0]),
-                            layout=f"{c.ffn.name}+{c.attention.name} {sizes}"))
-    return tuple(out)
+    return tuple(_residual(m, min(allowed(cluster, m), key=lambda e: float(e.latency_s[0]))) for m in points)
+
+
+def _residual(m: Measurement, ev: Evaluation) -> Residual:
+    c = ev.candidate
+    sizes = "x".join(str(n) for n in c.mesh.sizes.values())
+    return Residual(measurement=m, predicted_s=float(ev.latency_s[0]), predicted_mfu=float(ev.mfu[0]),
+                    layout=f"{c.ffn.name}+{c.attention.name} {sizes}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -322,7 +321,8 @@ def fit(cluster: Cluster, data: Measurements) -> Fit:
     upper = np.array([_BOUNDS[kind][1] for _, kind in CONSTANTS])
 
     def residual(u: np.ndarray) -> np.ndarray:
-        r = np.log(terms.latency(_constants(u))) - measured
+        """The signed square roots of the robust loss: (points,), or (points, k) for u (6, k)."""
+        r = np.log(terms.latency(_constants(u))) - (measured if u.ndim == 1 else measured[:, None])
         return np.sign(r) * np.sqrt(robust_loss(r))
 
     found = [_levenberg_marquardt(residual, np.clip(_unconstrained(s), lower, upper), lower, upper)
@@ -331,8 +331,11 @@ def fit(cluster: Cluster, data: Measurements) -> Fit:
     constants = _rounded(_constants(u))
     calibration = Calibration(**dict(zip((name for name, _ in CONSTANTS), constants)))
     fitted = replace(cluster, calibration=calibration)
-    residuals = predict(fitted, points)
+    # Each point's fastest candidate under the fitted constants, evaluated by the cost model itself
     surrogate = terms.latency(np.array(constants))
+    chosen = terms.fastest(np.array(constants))
+    residuals = tuple(_residual(m, evaluate(m.model, fitted, m.workload, terms.row_candidates[i], np.array([m.batch])))
+                      for m, i in zip(points, chosen))
     exact = np.array([r.predicted_s for r in residuals])
     if not np.allclose(surrogate, exact, rtol=1e-9, atol=0.0):  # a bug, not a user mistake
         raise RuntimeError("the fit's linearised cost model disagrees with planner.costmodel")
@@ -356,52 +359,61 @@ class _Terms:
     layers: np.ndarray        # layers per step that pay layer_overhead_s
     steps: np.ndarray         # latency_s / step_s
     start: np.ndarray
+    row_candidates: tuple[Candidate, ...]  # the candidate of each row
 
     @staticmethod
     def build(cluster: Cluster, points: tuple[Measurement, ...]) -> _Terms:
         ideal = replace(cluster, calibration=Calibration())
-        unit = replace(cluster, calibration=Calibration(collective_latency_s=1.0, layer_overhead_s=1.0))
-        rows, start = [], []
+        rows, start, kept = [], [], []
         for m in points:
             start.append(len(rows))
-            here = []
-            for e0 in allowed(ideal, m):
-                e1 = evaluate(m.model, unit, m.workload, e0.candidate, e0.batch)
-                active0, active1 = e0.comm_s[0] - e0.prefetched_s[0], e1.comm_s[0] - e1.prefetched_s[0]
-                here.append((e0.compute_s[0], e0.memory_s[0], active0, active1 - active0,
-                             e0.prefetched_s[0], e1.prefetched_s[0] - e0.prefetched_s[0],
-                             e1.overhead_s, e0.latency_s[0] / e0.step_s[0]))
-            rows.extend(_undominated(np.array(here, dtype=float)))
+            evs = allowed(ideal, m)
+            here = np.array([(e.compute_s[0], e.memory_s[0], e.comm_s[0] - e.prefetched_s[0],
+                              e.ring_steps - e.prefetched_ring_steps, e.prefetched_s[0],
+                              e.prefetched_ring_steps, m.model.n_layers, e.latency_s[0] / e.step_s[0])
+                             for e in evs], dtype=float)
+            keep = _undominated(here)
+            rows.extend(here[keep])
+            kept.extend(evs[i].candidate for i in keep)
         a = np.array(rows, dtype=float)
-        return _Terms(*a.T, start=np.array(start))
+        return _Terms(*a.T, start=np.array(start), row_candidates=tuple(kept))
 
-    def latency(self, constants: np.ndarray) -> np.ndarray:
-        """Each point's predicted latency [s] under `constants` (ordered as CONSTANTS)."""
-        matmul, hbm, network, t_collective, t_layer, overlap = constants
+    def _rows(self, constants: np.ndarray) -> np.ndarray:
+        """Each row's latency [s]: (rows,) for one set of constants, (k, rows) for a (6, k) array."""
+        matmul, hbm, network, t_collective, t_layer, overlap = (np.asarray(c)[..., None] for c in constants)
         active = self.comm_s / network + self.collectives * t_collective
         prefetched = self.prefetch_s / network + self.prefetches * t_collective
         step = combine(self.compute_s / matmul, self.memory_s / hbm, active + prefetched, overlap,
                        prefetched)
-        return np.minimum.reduceat((step + self.layers * t_layer) * self.steps, self.start)
+        return (step + self.layers * t_layer) * self.steps
+
+    def latency(self, constants: np.ndarray) -> np.ndarray:
+        """Each point's predicted latency [s] under `constants` (ordered as CONSTANTS): shape
+        (points,) for one set, (points, k) for k sets given as a (6, k) array."""
+        return np.minimum.reduceat(self._rows(constants), self.start, axis=-1).T
+
+    def fastest(self, constants: np.ndarray) -> list[int]:
+        """Each point's fastest row under one set of constants (ties: the first)."""
+        rows = self._rows(constants)
+        ends = list(self.start[1:]) + [rows.size]
+        return [int(a + np.argmin(rows[a:b])) for a, b in zip(self.start, ends)]
 
 
-def _undominated(rows: np.ndarray) -> np.ndarray:
-    """Drop candidates that no constants can make the fastest: `combine` grows with each of its
+def _undominated(rows: np.ndarray) -> list[int]:
+    """The candidates some constants may make the fastest: `combine` grows with each of its
     parts, so a candidate no better than another in every part never wins (ties keep the first)."""
-    keep = []
-    for i, row in enumerate(rows):
-        beaten = any(np.all(other <= row) and (np.any(other < row) or j < i)
-                     for j, other in enumerate(rows) if j != i)
-        if not beaten:
-            keep.append(row)
-    return np.array(keep)
+    return [i for i, row in enumerate(rows)
+            if not any(np.all(other <= row) and (np.any(other < row) or j < i)
+                       for j, other in enumerate(rows) if j != i)]
 
 
 _FRACTION = np.array([kind == "fraction" for _, kind in CONSTANTS])
 
 
 def _constants(u: np.ndarray) -> np.ndarray:
-    return np.where(_FRACTION, 1.0 / (1.0 + np.exp(-u)), LATENCY_SCALE_S * np.exp(u))
+    """Constants from unconstrained parameters u: (6,), or (6, k) for k sets."""
+    fraction = _FRACTION if u.ndim == 1 else _FRACTION[:, None]
+    return np.where(fraction, 1.0 / (1.0 + np.exp(-u)), LATENCY_SCALE_S * np.exp(u))
 
 
 def _unconstrained(constants) -> np.ndarray:
@@ -437,12 +449,9 @@ def _levenberg_marquardt(residual, u: np.ndarray, lower: np.ndarray, upper: np.n
     cost = float(r @ r)
     damping = 1e-3
     for _ in range(max_iterations):
-        jacobian = np.empty((r.size, u.size))
-        for j in range(u.size):
-            h = 1e-6 * (1.0 + abs(u[j])) * (-1.0 if u[j] >= upper[j] else 1.0)
-            probe = u.copy()
-            probe[j] += h
-            jacobian[:, j] = (residual(probe) - r) / h
+        h = 1e-6 * (1.0 + np.abs(u)) * np.where(u >= upper, -1.0, 1.0)
+        probes = u[:, None] + np.diag(h)  # column j: u with u[j] moved by h[j]
+        jacobian = (residual(probes) - r[:, None]) / h
         gradient = jacobian.T @ r
         free = ~(((u <= lower) & (gradient > 0)) | ((u >= upper) & (gradient < 0)))
         J, g = jacobian[:, free], gradient[free]

@@ -323,8 +323,9 @@ ASSUMPTIONS = """\
   or too slow), growing only logarithmically beyond it, so a point the model cannot represent does
   not drag the constants every other prediction shares. Levenberg-Marquardt over the logit of each
   efficiency and the overlap and the log of each latency, from 16 fixed starting points;
-  deterministic, about half a second. The constants are rounded to 4 significant digits, and every
-  number on this page is computed with the rounded constants by the cost model itself.
+  deterministic, about 0.3 s for these 20 points (`benchmarks/bench_calibrate.py`). The constants
+  are rounded to 4 significant digits, and every number on this page is computed with the
+  rounded constants by the cost model itself.
 - **Layouts.** A measurement whose layout is given is predicted with that layout (the fastest mesh
   grouping of it); `weight-gathered` means the fastest of wg-x, wg-xy and wg-xyz, and `best` the
   fastest layout, where the source does not say. Heads that do not divide their shards are padded

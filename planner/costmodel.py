@@ -95,6 +95,7 @@ class Evaluation:
     critical_s: np.ndarray  # compute, memory and activation collectives combined (before overhead)
     overlap: float  # the cluster's overlap fraction used to combine them
     ring_steps: int  # ring steps of all collectives per step; each pays collective_latency_s
+    prefetched_ring_steps: int  # those of the prefetched weight all-gathers
     comm_latency_s: float  # ring_steps * collective_latency_s: the part of comm_s that is latency
     overhead_s: float
     step_s: np.ndarray
@@ -157,16 +158,16 @@ def evaluate(model: Model, cluster: Cluster, workload: Workload, candidate: Cand
              for term in layer_cost.terms]
     cal, chip = cluster.calibration, cluster.chip
     zero = np.zeros(batch.shape)
-    flops, hbm, comm_s, prefetched_s, steps = zero, zero, zero, zero, 0
+    flops, hbm, comm_s, prefetched_s, steps, prefetched_steps = zero, zero, zero, zero, 0, 0
     for term, repeat in terms:
         flops = flops + repeat * term.flops
         hbm = hbm + repeat * term.hbm_bytes
         if term.collective is not None:
             seconds = repeat * collective_seconds(cluster, c.mesh, term.collective)
-            comm_s = comm_s + seconds
-            steps += repeat * ring_steps(c.mesh, term.collective)
+            hops = repeat * ring_steps(c.mesh, term.collective)
+            comm_s, steps = comm_s + seconds, steps + hops
             if term.collective.prefetched:
-                prefetched_s = prefetched_s + seconds
+                prefetched_s, prefetched_steps = prefetched_s + seconds, prefetched_steps + hops
     compute_s = flops / (chip.peak_bf16_flop_per_s * cal.matmul_efficiency)
     memory_s = hbm / (chip.hbm_bytes_per_s * cal.hbm_efficiency)
     rows = tuple(_row(cluster, c.mesh, term, repeat, batch.shape) for term, repeat in terms) if detail else ()
@@ -190,7 +191,9 @@ def evaluate(model: Model, cluster: Cluster, workload: Workload, candidate: Cand
     hbm_bytes = weight_bytes + kv_bytes + activation_bytes
     return Evaluation(
         candidate=c, batch=batch, tokens=tokens, compute_s=compute_s, memory_s=memory_s,
-        comm_s=comm_s, prefetched_s=prefetched_s, critical_s=critical_s, overlap=cal.overlap, ring_steps=steps, comm_latency_s=steps * cal.collective_latency_s, overhead_s=overhead_s, step_s=step_s, latency_s=latency_s, mfu=mfu,
+        comm_s=comm_s, prefetched_s=prefetched_s, critical_s=critical_s, overlap=cal.overlap,
+        ring_steps=steps, prefetched_ring_steps=prefetched_steps, comm_latency_s=steps * cal.collective_latency_s,
+        overhead_s=overhead_s, step_s=step_s, latency_s=latency_s, mfu=mfu,
         cost_chip_s_per_token=c.mesh.chips * latency_s / tokens, tokens_per_s=tokens / latency_s,
         weight_bytes=weight_bytes, kv_bytes=kv_bytes, activation_bytes=activation_bytes,
         hbm_bytes=hbm_bytes, hbm_fraction=hbm_bytes / cluster.chip.hbm_bytes,
