@@ -28,7 +28,7 @@ import numpy as np
 from planner.hardware import ACTIVATION_BYTES
 from planner.layouts.base import (
     ALL_AXES, CollectiveKind, LayerCost, StepShape, Term, ceil_div, collective_term, complement,
-    partial_sum, sharded, size, tensor, union,
+    activation, partial_sum, sharded, size, union,
 )
 from planner.layouts.ffn import FfnLayout
 from planner.model import Block, Model
@@ -93,28 +93,34 @@ class AttentionLayout:
         kv_new_bytes = kv_tokens * (kv_proj / f) * H * 2 * act
         kv_cache = core_batch * shape.cached * 2 * kv_heads_per_chip * H * act
         terms = [
-            Term(name="einsum W_Q, W_K, W_V, W_O", notation=f"W_Q[{sharded('E', ex)}, {sharded('N', fx)} H], W_KV[{sharded('E', ex)}, K H]{kv_rows}",
+            Term(name="einsum W_Q, W_K, W_V, W_O",
+                 notation=f"W_Q[{sharded('E', ex)}, {sharded('N', fx)} H], "
+                          f"W_KV[{sharded('E', ex)}, K H]{kv_rows}",
                  flops=2.0 * (tokens * qo_params + kv_tokens * kv_params),
                  hbm_bytes=(qo_params + kv_params) * weight_bytes),
-            collective_term("reduce-scatter Q", tensor(("B", b), ("L", ""), ("N", fx), ("H", "")) + partial_sum(ex), RS, ex, q_bytes),
+            collective_term("reduce-scatter Q", _q(b, fx) + partial_sum(ex), RS, ex, q_bytes),
             collective_term("all-reduce new K, V" if not self.shards_batch else "reduce-scatter new K, V",
-                        tensor(("B", b), ("L", ""), ("K", ""), ("H", "")) + partial_sum(ex), RS if self.shards_batch else AR, ex, kv_new_bytes),
+                            activation(b, ("K", ""), ("H", "")) + partial_sum(ex),
+                            RS if self.shards_batch else AR, ex, kv_new_bytes),
         ]
         to_batch = "".join(a for a in batch_axes if a not in b)
         if self.shards_batch:
-            terms.append(collective_term("all-to-all Q to batch shards", "-> " + tensor(("B", batch_axes), ("L", ""), ("N", head_axes), ("H", "")),
+            terms.append(collective_term("all-to-all Q to batch shards", "-> " + _q(batch_axes, head_axes),
                                      A2A, to_batch, q_bytes / e))
-        terms.append(Term(name="einsum QK, AV", notation=tensor(("B", batch_axes), ("L", ""), ("S", ""), ("N", head_axes), ("H", "")),
+        terms.append(Term(name="einsum QK, AV",
+                          notation=activation(batch_axes, ("S", ""), ("N", head_axes), ("H", "")),
                           flops=4.0 * core_batch * shape.tokens * shape.attended * core_heads * H))
         if shape.reads_cache:
-            terms.append(Term(name="read KV cache", notation=f"KV[{sharded('B', batch_axes)}, S, {sharded('K', head_axes)}, H]",
+            terms.append(Term(name="read KV cache",
+                              notation=f"KV[{sharded('B', batch_axes)}, S, {sharded('K', head_axes)}, H]",
                               hbm_bytes=kv_cache))
         if self.shards_batch:
-            terms.append(collective_term("all-to-all output to head shards", "-> " + tensor(("B", b), ("L", ""), ("N", union(fx, ex)), ("H", "")),
+            terms.append(collective_term("all-to-all output to head shards", "-> " + _q(b, union(fx, ex)),
                                      A2A, to_batch, q_bytes / e))
-        terms.append(collective_term("gather attention output", "-> " + tensor(("B", b), ("L", ""), ("N", fx), ("H", "")), AG, ex, q_bytes))
+        terms.append(collective_term("gather attention output", "-> " + _q(b, fx), AG, ex, q_bytes))
         used_weight_bytes = (qo_params + kv_params) * weight_bytes
-        terms.append(collective_term("gather attention weights", f"W_QKVO -> [{sharded('E', ex)}, {sharded('N', fx)} H]",
+        terms.append(collective_term("gather attention weights",
+                                     f"W_QKVO -> [{sharded('E', ex)}, {sharded('N', fx)} H]",
                                  AG, ffn.gather_axes, used_weight_bytes, prefetched=True))
         if model.block is Block.SERIAL:
             terms.extend(ffn.boundary_collectives(sizes, shape, model))
@@ -125,6 +131,11 @@ class AttentionLayout:
             kv_bytes_stored=kv_cache,
             working_bytes=used_weight_bytes if ffn.gather_axes else 0.0,
         )
+
+
+def _q(batch_axes: str, head_axes: str) -> str:
+    """Q (or the attention output) sharded over batch and heads: `B_x L N_yz H`."""
+    return activation(batch_axes, ("N", head_axes), ("H", ""))
 
 
 def _kv_axes(n_kv_heads: int, free: str, f_axes: str, sizes: dict[str, int]) -> str:

@@ -105,6 +105,11 @@ def tensor(*dims: tuple[str, str]) -> str:
     return (" " if spaced else "").join(sharded(dim, axes) for dim, axes in dims)
 
 
+def activation(batch_axes: str, *dims: tuple[str, str]) -> str:
+    """Tokens `B_b L` followed by `dims`: activation("x", ("E", "yz")) is `B_x L E_yz`."""
+    return tensor(("B", batch_axes), ("L", ""), *dims)
+
+
 def partial_sum(axes: str) -> str:
     """`{U_x}`: a partial sum still to be reduced over x (empty if over no axis)."""
     return f"{{U_{axes}}}" if axes else ""

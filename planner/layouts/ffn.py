@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 from planner.hardware import ACTIVATION_BYTES
 from planner.layouts.base import (
-    CollectiveKind, LayerCost, StepShape, Term, ceil_div, collective_term, partial_sum, sharded, size,
-    tensor, union,
+    CollectiveKind, LayerCost, StepShape, Term, activation, ceil_div, collective_term, partial_sum, sharded,
+    size, union,
 )
 from planner.model import Model
 
@@ -55,22 +55,24 @@ class FfnLayout:
         b, fx, ex = self.batch_axes, self.f_axes, self.e_axes
         used_weight_bytes = model.ffn.n_matrices * (E / e) * (F / f) * weight_bytes
         terms = [
-            collective_term("gather FFN input", f"{tensor(('B', b), ('L', ''), ('E', union(fx, ex)))} -> {tensor(('B', b), ('L', ''), ('E', ex))}",
-                        AG, self.f_axes, tokens * (E / e) * act),
+            collective_term("gather FFN input",
+                            f"{activation(b, ('E', union(fx, ex)))} -> {activation(b, ('E', ex))}",
+                            AG, self.f_axes, tokens * (E / e) * act),
             Term(name="einsum W_in", notation=f"W_in[{sharded('E', ex)}, {sharded('F', fx)}]",
                  flops=2.0 * tokens * (E / e) * (F / f) * n_in,
                  hbm_bytes=n_in * (E / e) * (F / f) * weight_bytes),
-            collective_term("reduce-scatter hidden", tensor(("B", b), ("L", ""), ("F", fx)) + partial_sum(ex),
+            collective_term("reduce-scatter hidden", activation(b, ("F", fx)) + partial_sum(ex),
                         RS, self.e_axes, n_in * tokens * (F / f) * act),
-            collective_term("gather hidden", "-> " + tensor(("B", b), ("L", ""), ("F", fx)),
+            collective_term("gather hidden", "-> " + activation(b, ("F", fx)),
                         AG, self.e_axes, tokens * (F / f) * act),
             Term(name="einsum W_out", notation=f"W_out[{sharded('F', fx)}, {sharded('E', ex)}]",
                  flops=2.0 * tokens * (F / f) * (E / e),
                  hbm_bytes=(E / e) * (F / f) * weight_bytes),
-            collective_term("reduce-scatter output", tensor(("B", b), ("L", ""), ("E", ex)) + partial_sum(fx),
+            collective_term("reduce-scatter output", activation(b, ("E", ex)) + partial_sum(fx),
                         RS, self.f_axes, tokens * (E / e) * act),
-            collective_term("gather FFN weights", f"W[E_x, F_yz] -> W[{sharded('E', ex)}, {sharded('F', fx)}]",
-                        AG, self.gather_axes, used_weight_bytes, prefetched=True),
+            collective_term("gather FFN weights",
+                            f"W[E_x, F_yz] -> W[{sharded('E', ex)}, {sharded('F', fx)}]",
+                            AG, self.gather_axes, used_weight_bytes, prefetched=True),
         ]
         return LayerCost(
             terms=tuple(t for t in terms if t is not None),
@@ -84,7 +86,8 @@ class FfnLayout:
         tokens = self.tokens_per_chip(sizes, shape)
         d = tokens * (model.d_model / size(sizes, self.e_axes)) * ACTIVATION_BYTES
         terms = (
-            collective_term("gather attention input", tensor(("B", self.batch_axes), ("L", ""), ("E", self.e_axes)), AG, self.f_axes, d),
+            collective_term("gather attention input", activation(self.batch_axes, ("E", self.e_axes)),
+                            AG, self.f_axes, d),
             collective_term("reduce-scatter attention output", partial_sum(self.f_axes), RS, self.f_axes, d),
         )
         return tuple(t for t in terms if t is not None)
