@@ -92,3 +92,37 @@ def test_notation_has_no_empty_subscripts(model, cluster):
     assert len(seen) > 20
     for notation in seen:
         assert not re.search(r"_(?![xyz])|\{U_\}", notation.replace("W_", "").replace("V_xyz", "")), notation
+
+
+def _rows(model, cluster, chips, phase, ffn, attention, mesh=None):
+    import numpy as np
+
+    from planner.costmodel import evaluate
+    from planner.search import candidates
+    plan = load_plan(None, model=model, cluster=cluster)
+    for c in candidates(plan, Phase(phase), chips=(chips,)):
+        if (c.ffn.name, c.attention.name, c.weights.label) == (ffn, attention, "bf16") and \
+                (mesh is None or c.mesh.sizes == mesh):
+            return {r.name: r for r in evaluate(plan.model, plan.cluster, plan.workload, c,
+                                                 np.array([64]), detail=True).rows}
+    raise AssertionError("no such candidate")
+
+
+def test_new_kv_reaches_the_cache_sharding():
+    """Grouped-query attention (Llama 3 70B: 8 kv heads): where a chip projects other kv heads
+    or sequences than its cache holds, new K and V move there by an all-to-all; where the chips
+    of an e group cache different heads, a reduce-scatter (not an all-reduce) suffices; a
+    multiquery head every chip caches needs the all-reduce."""
+    rows = _rows("llama-3-70b", "h100-sxm", 16, "decode", "ws1d", "batch", mesh={"x": 1, "y": 2, "z": 8})
+    proj = rows["einsum W_Q, W_K, W_V, W_O"]
+    move = rows["all-to-all new K, V to the cache"]
+    # ws1d on 16 GPUs: each projects 1 of the 8 kv heads (16 / 8 = 2 copies) for all 64 sequences
+    assert move.comm_bytes[0] == pytest.approx(64 * 1 * 128 * 2 * 2 * 80)
+    assert "K_xyz" in proj.notation
+    heads = _rows("llama-3-70b", "h100-sxm", 8, "decode", "ws2d", "heads")
+    assert "reduce-scatter new K, V" in heads and "all-reduce new K, V" not in heads
+    assert "all-to-all new K, V to the cache" not in heads
+    palm = _rows("palm-540b", "tpu-v4", 64, "decode", "ws2d", "heads")
+    assert "all-reduce new K, V" in palm
+    palm_batch = _rows("palm-540b", "tpu-v4", 64, "decode", "ws2d", "batch")
+    assert "all-to-all new K, V to the cache" not in palm_batch  # projected for its own sequences

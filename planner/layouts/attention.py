@@ -92,18 +92,35 @@ class AttentionLayout:
             kv_rows = " (K, V for own batch shard)"
         kv_new_bytes = kv_tokens * (kv_proj / f) * H * 2 * act
         kv_cache = core_batch * shape.cached * 2 * kv_heads_per_chip * H * act
+        to_batch = "".join(a for a in batch_axes if a not in b)
+        # New K, V (partial sums over e) reach the cache's sharding. Head-sharded: a
+        # reduce-scatter when the chips of an e group need different kv heads of the ones they
+        # projected, else an all-reduce (a head every chip of the group needs). Batch-sharded: a
+        # reduce-scatter along batch, then, unless the chip already projected exactly its kv
+        # heads for its sequences, an all-to-all over the axes the attention re-shards.
+        projected = kv_proj // f  # kv heads each chip projects
+        if self.shards_batch:
+            reduce_kv = RS
+            aligned = projected == kv_heads_per_chip and _spanned(head_axes, sizes) == _spanned(fx, sizes) \
+                and set(to_batch) <= set(ex)
+            kv_reshard = "" if kv_rows or aligned else union(to_batch, head_axes)
+        else:
+            reduce_kv = RS if kv_heads_per_chip * e <= projected else AR
+            kv_reshard = ""
+        replicas = size(sizes, head_axes) // K if K < size(sizes, head_axes) else 1
+        copies = f" (each kv head on {replicas} chips)" if replicas > 1 else ""
         terms = [
             Term(name="einsum W_Q, W_K, W_V, W_O",
                  notation=f"W_Q[{sharded('E', ex)}, {sharded('N', fx)} H], "
-                          f"W_KV[{sharded('E', ex)}, K H]{kv_rows}",
+                          f"W_KV[{sharded('E', ex)}, {sharded('K', fx)} H]{kv_rows}",
                  flops=2.0 * (tokens * qo_params + kv_tokens * kv_params),
                  hbm_bytes=(qo_params + kv_params) * weight_bytes),
             collective_term("reduce-scatter Q", _q(b, fx) + partial_sum(ex), RS, ex, q_bytes),
-            collective_term("all-reduce new K, V" if not self.shards_batch else "reduce-scatter new K, V",
-                            activation(b, ("K", ""), ("H", "")) + partial_sum(ex),
-                            RS if self.shards_batch else AR, ex, kv_new_bytes),
+            collective_term(f"{reduce_kv.value} new K, V", _kv(b, fx) + partial_sum(ex),
+                            reduce_kv, ex, kv_new_bytes),
+            collective_term("all-to-all new K, V to the cache", "-> " + _kv(batch_axes, head_axes),
+                            A2A, kv_reshard, kv_new_bytes / e),
         ]
-        to_batch = "".join(a for a in batch_axes if a not in b)
         if self.shards_batch:
             terms.append(collective_term("all-to-all Q to batch shards", "-> " + _q(batch_axes, head_axes),
                                      A2A, to_batch, q_bytes / e))
@@ -111,9 +128,8 @@ class AttentionLayout:
                           notation=activation(batch_axes, ("S", ""), ("N", head_axes), ("H", "")),
                           flops=4.0 * core_batch * shape.tokens * shape.attended * core_heads * H))
         if shape.reads_cache:
-            terms.append(Term(name="read KV cache",
-                              notation=f"KV[{sharded('B', batch_axes)}, S, {sharded('K', head_axes)}, H]",
-                              hbm_bytes=kv_cache))
+            cache = f"KV[{sharded('B', batch_axes)}, S, {sharded('K', head_axes)}, H]{copies}"
+            terms.append(Term(name="read KV cache", notation=cache, hbm_bytes=kv_cache))
         if self.shards_batch:
             terms.append(collective_term("all-to-all output to head shards", "-> " + _q(b, union(fx, ex)),
                                      A2A, to_batch, q_bytes / e))
@@ -133,9 +149,19 @@ class AttentionLayout:
         )
 
 
+def _spanned(axes: str, sizes: dict[str, int]) -> set[str]:
+    """The axes of `axes` that span more than one chip."""
+    return {a for a in axes if sizes[a] > 1}
+
+
 def _q(batch_axes: str, head_axes: str) -> str:
     """Q (or the attention output) sharded over batch and heads: `B_x L N_yz H`."""
     return activation(batch_axes, ("N", head_axes), ("H", ""))
+
+
+def _kv(batch_axes: str, head_axes: str) -> str:
+    """New K (or V) sharded over batch and kv heads: `B_x L K_yz H`."""
+    return activation(batch_axes, ("K", head_axes), ("H", ""))
 
 
 def _kv_axes(n_kv_heads: int, free: str, f_axes: str, sizes: dict[str, int]) -> str:

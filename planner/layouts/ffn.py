@@ -88,7 +88,9 @@ class FfnLayout:
         terms = (
             collective_term("gather attention input", activation(self.batch_axes, ("E", self.e_axes)),
                             AG, self.f_axes, d),
-            collective_term("reduce-scatter attention output", partial_sum(self.f_axes), RS, self.f_axes, d),
+            collective_term("reduce-scatter attention output",
+                            activation(self.batch_axes, ("E", self.e_axes)) + partial_sum(self.f_axes),
+                            RS, self.f_axes, d),
         )
         return tuple(t for t in terms if t is not None)
 
