@@ -164,8 +164,10 @@ def calibration_note(cluster) -> str | None:
 
     if cluster.calibration != Calibration():
         return None
-    return (f"{cluster.name} has ideal calibration constants (never fitted to measurements): times "
-            f"are lower bounds and MFU upper bounds. Fit them with `planner calibrate`.")
+    return (f"{cluster.name} has ideal calibration constants (never fitted to measurements): peak "
+            f"FLOP/s and bandwidths with no latency per collective (optimistic: small batches over "
+            f"many chips look better than they are), and no overlap of activation collectives with "
+            f"compute (pessimistic). Fit them with `planner calibrate`.")
 
 
 def plan_table(result: SearchResult, console, *, ascii_only: bool = False) -> None:
