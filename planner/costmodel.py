@@ -86,6 +86,7 @@ class Evaluation:
     """Costs of one candidate, each an array over `batch`."""
 
     candidate: Candidate
+    workload: Workload
     batch: np.ndarray
     tokens: np.ndarray
     compute_s: np.ndarray
@@ -190,7 +191,7 @@ def evaluate(model: Model, cluster: Cluster, workload: Workload, candidate: Cand
     activation_bytes = residual + ffn.working_bytes + attention.working_bytes
     hbm_bytes = weight_bytes + kv_bytes + activation_bytes
     return Evaluation(
-        candidate=c, batch=batch, tokens=tokens, compute_s=compute_s, memory_s=memory_s,
+        candidate=c, workload=workload, batch=batch, tokens=tokens, compute_s=compute_s, memory_s=memory_s,
         comm_s=comm_s, prefetched_s=prefetched_s, critical_s=critical_s, overlap=cal.overlap,
         ring_steps=steps, prefetched_ring_steps=prefetched_steps, comm_latency_s=steps * cal.collective_latency_s,
         overhead_s=overhead_s, step_s=step_s, latency_s=latency_s, mfu=mfu,

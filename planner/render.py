@@ -55,6 +55,10 @@ def plan_dict(result: SearchResult) -> dict:
 def explain_dict(ev: Evaluation) -> dict:
     out = point_dict(point(ev, 0))
     c = ev.candidate
+    w = ev.workload
+    out["workload"] = ({"input_tokens": w.input_tokens} if c.phase is Phase.PREFILL
+                       else {"context": w.context, "output_tokens": w.output_tokens})
+    out["axes"] = {axis: c.mesh.names(axis) for axis in "xyz"}
     out["notation"] = {"ffn": c.ffn.notation, "attention": c.attention.notation}
     out["layers"] = [
         {"name": r.name, "notation": r.notation, "repeat": r.repeat, "collective": r.collective,
@@ -278,12 +282,15 @@ def explain_table(ev: Evaluation, cluster, console, *, ascii_only: bool = False)
     d = point(ev, 0)
     c = ev.candidate
     plain = dict(highlight=False, markup=False)
+    w = ev.workload
     console.print(f"{d.phase.value}: {d.chips} chips (mesh {'x'.join(str(n) for _, n in d.mesh)}), "
                   f"batch {d.batch}, {d.ffn}+{d.attention}, {d.weights} weights", **plain)
-    _print_wrapped(console, f"FFN        {c.ffn.notation}", indent="  ", hang=11)
-    _print_wrapped(console, f"attention  {c.attention.notation}", indent="  ", hang=11)
-    _print_wrapped(console, "partition  " + ", ".join(f"{g}=[{' '.join(a)}]" for g, a in d.partition),
-                   indent="  ", hang=11)
+    tokens = (f"{w.input_tokens} input tokens per sequence" if c.phase is Phase.PREFILL
+              else f"{w.output_tokens} output tokens per sequence, each step attending to {w.context} cached")
+    axes = ", ".join(f"{axis}=[{' '.join(c.mesh.names(axis))}]" for axis in "xyz")
+    for label, text in (("tokens", tokens), ("FFN", c.ffn.notation), ("attention", c.attention.notation),
+                        ("axes", axes)):
+        _print_wrapped(console, f"{label:<11}{text}", indent="  ", hang=11)
     console.print()
     columns = [Column("per step", right=False, wrap=True), Column("FLOP"), Column("HBM"), Column("net"),
                Column("compute"), Column("memory"), Column("network")]

@@ -58,6 +58,8 @@ def test_explain_json_from_the_command_line():
     d = json.loads(out.stdout)
     assert d["latency_s"] == pytest.approx(64 * d["step_latency_s"], rel=1e-5)
     assert {"layers", "memory", "time_s", "partition", "mesh"} <= set(d)
+    assert d["workload"] == {"context": 2048, "output_tokens": 64}
+    assert d["axes"] == {"x": ["x"], "y": ["y", "z"], "z": []}
 
 
 def test_explain_counts_ring_steps_and_their_latency():

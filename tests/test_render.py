@@ -114,6 +114,10 @@ def test_explain_table(evaluation):
     lines = text.splitlines()
     assert max(len(line) for line in lines) <= 80
     assert "FFN        W_in[E_x, F_yz], W_out[F_yz, E_x]; BLE_xyz" in text
+    w = evaluation.workload  # the header says which tokens the step processes and which axes are which
+    assert f"tokens     {w.output_tokens} output tokens per sequence, each step attending to {w.context}" in text \
+        or f"tokens     {w.input_tokens} input tokens per sequence" in text
+    assert "axes       x=[x], y=[y z], z=[]" in text
     names = [r.name for r in evaluation.rows]
     for name in names:  # every row's name starts a line (long ones may wrap at 80 columns)
         assert any(line.startswith(name[:20]) for line in lines), name
