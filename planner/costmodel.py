@@ -187,7 +187,7 @@ def evaluate(model: Model, cluster: Cluster, workload: Workload, candidate: Cand
     weight_bytes = model.n_layers * (ffn.weight_bytes_stored + attention.weight_bytes_stored) + \
         head.weight_bytes_stored
     kv_bytes = model.n_layers * attention.kv_bytes_stored + zero
-    residual = 2.0 * batch * shape.tokens * model.d_model * ACTIVATION_BYTES / c.mesh.chips
+    residual = c.ffn.residual_bytes(model, sizes, shape)
     activation_bytes = residual + ffn.working_bytes + attention.working_bytes
     hbm_bytes = weight_bytes + kv_bytes + activation_bytes
     return Evaluation(

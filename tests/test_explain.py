@@ -128,3 +128,11 @@ def test_new_kv_reaches_the_cache_sharding():
     assert "all-reduce new K, V" in palm
     palm_batch = _rows("palm-540b", "tpu-v4", 64, "decode", "ws2d", "batch")
     assert "all-to-all new K, V to the cache" not in palm_batch  # projected for its own sequences
+
+
+def test_residual_stream_counts_padded_batch_shards():
+    """wg-xyz with fewer sequences than chips pads each chip to a whole sequence: it holds
+    L x E of the residual stream, not B L E / n (found by a review: 4 MiB shown for 64 MiB)."""
+    plan = load_plan(None, model="llama-3-70b", cluster="h100-sxm")
+    ev = best(plan, Phase("prefill"), 16, 1, WeightFormat.parse("bf16"), "wg-xyz", "batch")
+    assert float(ev.activation_bytes[0]) >= 2 * 2048 * 8192 * 2

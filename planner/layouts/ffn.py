@@ -45,6 +45,12 @@ class FfnLayout:
         """B_b * L: each chip works on its batch shard (padded to whole shards)."""
         return ceil_div(shape.batch, size(sizes, self.batch_axes)) * shape.tokens
 
+    def residual_bytes(self, model: Model, sizes: dict[str, int], shape: StepShape):
+        """The residual stream a chip holds between layers, B_b L E_(f,e) (its batch shard padded
+        to whole shards), twice: the block's input and its output."""
+        e_shards = size(sizes, union(self.f_axes, self.e_axes))
+        return 2.0 * self.tokens_per_chip(sizes, shape) * model.d_model / e_shards * ACTIVATION_BYTES
+
     def cost(self, model: Model, sizes: dict[str, int], shape: StepShape, weight_bytes: int) -> LayerCost:
         n = size(sizes, "xyz")
         E, F = model.d_model, model.d_ff
