@@ -45,7 +45,7 @@ import numpy as np
 
 from planner.hardware import ACTIVATION_BYTES, Cluster, WeightFormat
 from planner.layouts import AttentionLayout, CollectiveKind, FfnLayout, LayerCost, Term
-from planner.layouts.base import StepShape, collective_term
+from planner.layouts.base import StepShape, collective_term, size
 from planner.mesh import Mesh
 from planner.model import Model
 from planner.network import collective_seconds, ring_steps
@@ -86,6 +86,7 @@ class Evaluation:
     """Costs of one candidate, each an array over `batch`."""
 
     candidate: Candidate
+    model: Model
     workload: Workload
     batch: np.ndarray
     tokens: np.ndarray
@@ -191,7 +192,7 @@ def evaluate(model: Model, cluster: Cluster, workload: Workload, candidate: Cand
     activation_bytes = residual + ffn.working_bytes + attention.working_bytes
     hbm_bytes = weight_bytes + kv_bytes + activation_bytes
     return Evaluation(
-        candidate=c, workload=workload, batch=batch, tokens=tokens, compute_s=compute_s, memory_s=memory_s,
+        candidate=c, model=model, workload=workload, batch=batch, tokens=tokens, compute_s=compute_s, memory_s=memory_s,
         comm_s=comm_s, prefetched_s=prefetched_s, critical_s=critical_s, overlap=cal.overlap,
         ring_steps=steps, prefetched_ring_steps=prefetched_steps, comm_latency_s=steps * cal.collective_latency_s,
         overhead_s=overhead_s, step_s=step_s, latency_s=latency_s, mfu=mfu,
@@ -200,6 +201,19 @@ def evaluate(model: Model, cluster: Cluster, workload: Workload, candidate: Cand
         hbm_bytes=hbm_bytes, hbm_fraction=hbm_bytes / cluster.chip.hbm_bytes,
         bound=_bound(compute_s, memory_s, comm_s - prefetched_s, critical_s, comm_s), rows=rows, formats=formats,
     )
+
+
+def batch_padding(candidate: Candidate, model: Model, batch: int) -> tuple[tuple[str, int], ...]:
+    """(part, batch shards) for each part of the layout (FFN, attention core) whose batch shards
+    `batch` sequences do not fill evenly: each chip computes ceil(batch / shards) sequences."""
+    sizes = candidate.mesh.sizes
+    out = []
+    for part, axes in (("FFN", candidate.ffn.batch_axes),
+                       ("attention", candidate.attention.core_axes(model, candidate.ffn, sizes)[0])):
+        shards = size(sizes, axes)
+        if batch % shards:
+            out.append((part, shards))
+    return tuple(out)
 
 
 def _bound(compute_s, memory_s, active_s, critical_s, comm_s):

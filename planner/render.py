@@ -12,7 +12,7 @@ import json
 import textwrap
 from dataclasses import dataclass
 
-from planner.costmodel import Evaluation
+from planner.costmodel import Evaluation, batch_padding
 from planner.plan import Phase
 from planner.search import Point, SearchResult, point
 from planner.units import fmt_bytes, fmt_percent, fmt_rate, fmt_seconds
@@ -60,6 +60,8 @@ def explain_dict(ev: Evaluation) -> dict:
                        else {"context": w.context, "output_tokens": w.output_tokens})
     out["axes"] = {axis: c.mesh.names(axis) for axis in "xyz"}
     out["notation"] = {"ffn": c.ffn.notation, "attention": c.attention.notation}
+    out["padding"] = [{"part": part, "batch_shards": shards}
+                      for part, shards in batch_padding(c, ev.model, int(ev.batch[0]))]
     out["layers"] = [
         {"name": r.name, "notation": r.notation, "repeat": r.repeat, "collective": r.collective,
          "flops": _num(float(r.flops[0])), "hbm_bytes": _num(float(r.hbm_bytes[0])),
@@ -324,6 +326,15 @@ def explain_table(ev: Evaluation, cluster, console, *, ascii_only: bool = False)
         f"per chip ({fmt_percent(d.hbm_fraction)} of HBM)",
     ):
         _print_wrapped(console, line, hang=9)
+    padded: dict[int, list[str]] = {}
+    for part, shards in batch_padding(c, ev.model, d.batch):
+        padded.setdefault(shards, []).append(part)
+    for shards, parts in padded.items():
+        per_chip = -(-d.batch // shards)
+        _print_wrapped(console, f"padding  {' and '.join(parts)}: batch {d.batch} over {shards} batch shards, so "
+                                f"every chip computes {per_chip} sequence{'s' * (per_chip != 1)}; "
+                                f"{fmt_percent(1 - d.batch / (per_chip * shards))} of that work is padding",
+                       hang=9)
     layers = max(r.repeat for r in ev.rows)
     _print_wrapped(console, f"Rows are per step and per chip, already multiplied by their repeat "
                    f"(x{layers}: once per layer; x1: once per step); net: the collective's size per chip (the paper's Figure 3 convention: without the (K-1)/K factor).",

@@ -1,6 +1,7 @@
 """`explain` adds up: its rows sum to the reported times and its memory rows to the HBM use."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -136,3 +137,14 @@ def test_residual_stream_counts_padded_batch_shards():
     plan = load_plan(None, model="llama-3-70b", cluster="h100-sxm")
     ev = best(plan, Phase("prefill"), 16, 1, WeightFormat.parse("bf16"), "wg-xyz", "batch")
     assert float(ev.activation_bytes[0]) >= 2 * 2048 * 8192 * 2
+
+
+def test_explain_says_when_a_batch_is_padded():
+    out = subprocess.run(
+        [sys.executable, "-m", "planner.cli", "explain", "--model", "llama-3-70b", "--cluster", "h100-sxm",
+         "--chips", "16", "--phase", "prefill", "--batch", "1", "--ffn", "wg-xyz", "--attention", "batch",
+         "--weights", "bf16"], capture_output=True, text=True, check=True, env={**os.environ, "COLUMNS": "200"})
+    assert "padding  FFN and attention: batch 1 over 16 batch shards" in out.stdout
+    ev = best(load_plan(None, model="palm-540b", cluster="tpu-v4"), Phase("decode"), 64, 64,
+              WeightFormat.parse("int8"), "ws2d", "batch")
+    assert explain_dict(ev)["padding"] == []  # 64 sequences fill 64 batch shards
