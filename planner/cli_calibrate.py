@@ -126,14 +126,16 @@ def _summary(assessment) -> list[str]:
              f"{100 * LIMIT:.0f}% (latency and MFU)"]
     held = sum(o.holds for o in assessment.orderings)
     lines.append(f"orderings (same setting; the measured faster layout predicted faster): "
-                 f"{held} of {len(assessment.orderings)} hold")
+                 + (f"{held} of {len(assessment.orderings)} hold" if assessment.orderings
+                    else "none (no two points measure different layouts at one setting)"))
     for o in assessment.orderings:
         if not o.holds:
             lines.append(f"  fails: {o.faster.measurement.name} faster than {o.slower.measurement.name}: "
                          f"measured {o.measured_ratio:.2f}x, predicted {o.predicted_ratio:.2f}x")
     picked = sum(c.holds for c in assessment.choices)
-    lines.append(f"chosen layouts (the planner's fastest at the setting): {picked} of "
-                 f"{len(assessment.choices)} picked")
+    lines.append(f"chosen layouts (the planner's fastest at the setting): "
+                 + (f"{picked} of {len(assessment.choices)} picked" if assessment.choices
+                    else "none (no point is marked `chosen: true`)"))
     for c in assessment.choices:
         if not c.holds:
             lines.append(f"  fails: {c.measurement.name}: {c.measurement.ffn}+{c.measurement.attention}, "
@@ -387,8 +389,8 @@ def accuracy_page(data, base, assessments: dict, others, command: str) -> str:
         rows.append((name(model), f"{100 * fit.median_error:.1f}%",
                      f"{_pct(fit.worst.error)} ({fit.worst.measurement.name})",
                      f"{within} of {len(fit.residuals)}",
-                     f"{sum(o.holds for o in a.orderings)} of {len(a.orderings)}",
-                     f"{sum(c.holds for c in a.choices)} of {len(a.choices)}"))
+                     _of(sum(o.holds for o in a.orderings), len(a.orderings)),
+                     _of(sum(c.holds for c in a.choices), len(a.choices))))
     out += _table(("bandwidth model", "median abs. error", "worst error",
                    f"within {100 * LIMIT:.0f}% (latency and MFU)", "orderings held",
                    "chosen layouts picked"), rows)
@@ -449,3 +451,7 @@ def accuracy_page(data, base, assessments: dict, others, command: str) -> str:
     out += ["", "## Modelling assumptions", "", ASSUMPTIONS, "", "## Known not to be modelled", "",
             NOT_MODELLED, ""]
     return "\n".join(out)
+
+
+def _of(held: int, total: int) -> str:
+    return f"{held} of {total}" if total else "none in the data"

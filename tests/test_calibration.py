@@ -336,3 +336,35 @@ def test_readme_accuracy_summary_matches_the_fit(residuals):
     errors = [abs(r.error) for r in residuals.values()]
     within = sum(r.within_target for r in residuals.values())
     assert found.groups() == (f"{100 * np.median(errors):.1f}", str(within), str(len(errors)))
+
+
+def test_cli_calibrates_a_gpu_cluster_from_a_users_file(tmp_path):
+    """A user's own measurements on a switched (NVLink + InfiniBand) cluster: latencies made by
+    known constants are fitted back, and the page says there are no orderings to check."""
+    truth = Calibration(matmul_efficiency=0.55, hbm_efficiency=0.85, network_efficiency=0.5,
+                        collective_latency_s=4e-6, layer_overhead_s=2e-5, overlap=0.3)
+    h100 = dataclasses.replace(load_cluster("h100-sxm"), calibration=truth)
+    rows = []
+    for model in ("llama-3-8b", "llama-3-70b"):
+        for chips in (8, 16):
+            for phase, batch in (("prefill", 1), ("prefill", 16), ("decode", 8), ("decode", 128)):
+                tokens = ("input_tokens: 2048" if phase == "prefill" else
+                          "context: 2048, output_tokens: 64")
+                rows.append(f"{{name: '{model} {phase} {chips}x b{batch}', model: {model}, phase: {phase}, "
+                            f"chips: {chips}, batch: {batch}, {tokens}, ffn: best, attention: best, "
+                            f"weights: bf16, latency_s: 1}}")  # replaced below
+    path = Path(write(tmp_path, "gpu.yaml", "cluster: h100-sxm\nmeasurements:\n" +
+                      "\n".join(f"  - {row}" for row in rows) + "\n"))
+    data = cal.load_measurements(str(path))
+    predicted = [r.predicted_s for r in cal.predict(h100, data.points)]
+    text = path.read_text()
+    for seconds in predicted:
+        text = text.replace("latency_s: 1}", f"latency_s: {seconds:.6g}}}", 1)
+    path.write_text(text)
+    out = tmp_path / "my-h100.yaml"
+    done = run("calibrate", str(path), "--cluster", "h100-sxm", "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    assert "none (no two points measure different layouts at one setting)" in done.stdout
+    got = load_cluster(str(out)).calibration
+    for name, _ in cal.CONSTANTS:
+        assert getattr(got, name) == pytest.approx(getattr(truth, name), rel=0.02), name
