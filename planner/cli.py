@@ -273,13 +273,18 @@ def plan(
         _render_table(lambda console: _draw_plot(result, console, ascii_only), output)
     else:
         _render_table(lambda console: render.plan_table(result, console, ascii_only=ascii_only), output)
+    failed = [ph.infeasible for ph in result.phases if ph.infeasible]
+    if failed:  # the other phases are printed; this one's reason goes to stderr, exit 1
+        from planner.errors import InfeasibleError
+        raise InfeasibleError("\n".join(failed))
 
 
 def _search(search, spec, activity):
-    """Run the search, feeding the progress line when the search reports progress."""
+    """Run the search, feeding the progress line when the search reports progress; a phase with
+    nothing feasible comes back empty while another phase has a frontier."""
     import inspect
     if "progress" in inspect.signature(search).parameters:
-        return search(spec, progress=activity.update)
+        return search(spec, progress=activity.update, partial=True)
     return search(spec)
 
 

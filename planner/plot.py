@@ -57,6 +57,9 @@ def frontier_plot(result: SearchResult, *, width: int = 80, height: int = 24, as
     rows -= 1 - rows % 2  # odd, so that the middle row sits at exactly half the top MFU
     lines: list[Text] = []
     for ph in result.phases:
+        if ph.infeasible:
+            lines += [Text(f"{ph.phase.value}: nothing feasible (see below)")] + [Text("")] * blank
+            continue
         lines += _panel(ph, width=width, rows=rows, glyphs=glyphs) + [Text("")] * blank
     lines += legend
     return lines[:height]

@@ -49,6 +49,8 @@ def plan_dict(result: SearchResult) -> dict:
         "search": {"evaluated": result.evaluated, "feasible": result.feasible,
                    "dropped": dict(result.dropped)},
         "frontier": {ph.phase.value: [point_dict(p) for p in ph.frontier] for ph in result.phases},
+        **({"infeasible": {ph.phase.value: ph.infeasible for ph in result.phases if ph.infeasible}}
+           if any(ph.infeasible for ph in result.phases) else {}),
     }
 
 
@@ -121,6 +123,9 @@ def _cells(p: Point) -> tuple[str, ...]:
 def plan_markdown(result: SearchResult) -> str:
     lines = [_summary(result), ""]
     for ph in result.phases:
+        if ph.infeasible:
+            lines += [f"### {ph.phase.value}: nothing feasible", "", "```", ph.infeasible, "```", ""]
+            continue
         lines += [f"### {ph.phase.value} frontier ({len(ph.frontier)} point{'s' * (len(ph.frontier) != 1)})", "",
                   markdown_table(COLUMNS, [_cells(p) for p in ph.frontier]), ""]
     return "\n".join(lines)
@@ -190,6 +195,9 @@ def plan_table(result: SearchResult, console, *, ascii_only: bool = False) -> No
                           wrap=COLUMNS[i] == "layout") for i in keep]
         rows = [tuple(_cells(p)[i] for i in keep) for p in ph.frontier]
         console.print()
+        if ph.infeasible:
+            _print_wrapped(console, f"{ph.phase.value}: nothing feasible (the reason is on stderr).", hang=0)
+            continue
         title = f"{ph.phase.value} frontier: latency vs MFU, {len(ph.frontier)} point{'s' * (len(ph.frontier) != 1)}"
         if ph.phase is Phase.DECODE:
             title += f" ({result.plan.workload.output_tokens} output tokens)"

@@ -14,7 +14,7 @@ from planner.errors import InfeasibleError
 from planner.layouts import ATTENTION_LAYOUTS, FFN_LAYOUTS
 from planner.mesh import meshes
 from planner.plan import Phase, Plan
-from planner.units import fmt_bytes
+from planner.units import fmt_bytes, fmt_percent, fmt_seconds
 
 DOES_NOT_FIT = "does not fit in HBM"
 TOO_SLOW = "latency above max_latency_s"
@@ -59,6 +59,7 @@ class PhaseResult:
     feasible: int
     dropped: tuple[tuple[str, int], ...]
     frontier: tuple[Point, ...]
+    infeasible: str = ""  # why nothing is feasible (then the frontier is empty)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -108,8 +109,11 @@ def candidates(plan: Plan, phase: Phase, chips: tuple[int, ...] | None = None) -
     return out
 
 
-def search(plan: Plan, progress: Callable[[int, int], None] | None = None) -> SearchResult:
-    """Search every phase; `progress(done, total)` is called after each evaluation, if given."""
+def search(plan: Plan, progress: Callable[[int, int], None] | None = None,
+           partial: bool = False) -> SearchResult:
+    """Search every phase; `progress(done, total)` is called after each evaluation, if given.
+    A phase with nothing feasible raises InfeasibleError, unless `partial` and another phase has
+    a frontier: then that phase comes back empty, with the reason in `infeasible`."""
     formats = plan.space.weights
     # one evaluation sweeps every batch size and weight format of a layout on a mesh
     work = [(phase, candidates(plan, phase)[::len(formats)]) for phase in plan.space.phases]
@@ -120,7 +124,11 @@ def search(plan: Plan, progress: Callable[[int, int], None] | None = None) -> Se
         if progress is not None:
             progress(done[0], total)
 
-    return SearchResult(plan=plan, phases=tuple(_search_phase(plan, phase, c, step) for phase, c in work))
+    phases = tuple(_search_phase(plan, phase, c, step) for phase, c in work)
+    failed = [ph.infeasible for ph in phases if ph.infeasible]
+    if failed and (not partial or len(failed) == len(phases)):
+        raise InfeasibleError("\n".join(failed))
+    return SearchResult(plan=plan, phases=phases)
 
 
 def _search_phase(plan: Plan, phase: Phase, layouts: list[Candidate], step: Callable[[], None]) -> PhaseResult:
@@ -128,26 +136,45 @@ def _search_phase(plan: Plan, phase: Phase, layouts: list[Candidate], step: Call
     dropped = {DOES_NOT_FIT: 0, TOO_SLOW: 0, LOW_MFU: 0}
     kept: list[tuple[Evaluation, np.ndarray]] = []
     evaluated = 0
+    reach = _Reach()
     for candidate in layouts:
         ev = evaluate(plan.model, plan.cluster, plan.workload, candidate, batch, formats=plan.space.weights)
         step()
         evaluated += ev.batch.size
-        ok = _feasible(plan, ev, dropped)
+        ok = _feasible(plan, ev, dropped, reach)
         if ok.any():
             kept.append((ev, ok))
     feasible = sum(int(ok.sum()) for _, ok in kept)
+    dropped_items = tuple((r, c) for r, c in sorted(dropped.items()) if c)
     if feasible == 0:
-        raise InfeasibleError(_nothing_feasible(plan, phase, evaluated, dropped))
-    return PhaseResult(phase=phase, evaluated=evaluated, feasible=feasible,
-                       dropped=tuple((r, c) for r, c in sorted(dropped.items()) if c),
+        return PhaseResult(phase=phase, evaluated=evaluated, feasible=0, dropped=dropped_items, frontier=(),
+                           infeasible=_nothing_feasible(plan, phase, evaluated, dropped, reach))
+    return PhaseResult(phase=phase, evaluated=evaluated, feasible=feasible, dropped=dropped_items,
                        frontier=tuple(frontier(kept)))
 
 
-def _feasible(plan: Plan, ev: Evaluation, dropped: dict[str, int]) -> np.ndarray:
+@dataclass
+class _Reach:
+    """The best a phase reaches among points that fit in HBM: the lowest latency (with its step),
+    and the highest MFU among those within the latency limit."""
+
+    latency_s: float = np.inf
+    step_s: float = np.inf
+    mfu: float = 0.0
+
+
+def _feasible(plan: Plan, ev: Evaluation, dropped: dict[str, int], reach: _Reach) -> np.ndarray:
     """Boolean mask over the batch axis; each dropped point is counted under its first reason."""
     limits = plan.constraints
     ok = ev.hbm_bytes <= plan.cluster.chip.hbm_bytes
     dropped[DOES_NOT_FIT] += int((~ok).sum())
+    if ok.any():
+        i = int(np.argmin(np.where(ok, ev.latency_s, np.inf)))
+        if ev.latency_s[i] < reach.latency_s:
+            reach.latency_s, reach.step_s = float(ev.latency_s[i]), float(ev.step_s[i])
+        fast = ok if limits.max_latency_s is None else ok & (ev.latency_s <= limits.max_latency_s)
+        if fast.any():
+            reach.mfu = max(reach.mfu, float(ev.mfu[fast].max()))
     for reason, passes in ((TOO_SLOW, None if limits.max_latency_s is None else ev.latency_s <= limits.max_latency_s),
                            (LOW_MFU, None if limits.min_mfu is None else ev.mfu >= limits.min_mfu)):
         if passes is not None:
@@ -221,14 +248,22 @@ def best(plan: Plan, phase: Phase, chips: int, batch: int, weights=None, ffn=Non
     return evaluate(plan.model, plan.cluster, plan.workload, found.candidate, found.batch, detail=True)
 
 
-def _nothing_feasible(plan: Plan, phase: Phase, evaluated: int, dropped: dict[str, int]) -> str:
+def _nothing_feasible(plan: Plan, phase: Phase, evaluated: int, dropped: dict[str, int], reach: _Reach) -> str:
     reasons = ", ".join(f"{count} {reason}" for reason, count in sorted(dropped.items()) if count)
     text = f"{phase.value}: nothing feasible among {evaluated} candidates ({reasons})."
-    if dropped[DOES_NOT_FIT]:
-        text += "\n  hint: " + weights_hint(plan)
-    if dropped[TOO_SLOW] or dropped[LOW_MFU]:
-        text += "\n  hint: relax the constraints (--max-latency, --min-mfu) or allow more chips."
-    return text
+    if not np.isfinite(reach.latency_s):  # nothing fits in HBM at all
+        return text + "\n  hint: " + weights_hint(plan)
+    limits = plan.constraints
+    if dropped[TOO_SLOW]:
+        steps = (f" ({fmt_seconds(reach.step_s)} per step for {plan.workload.output_tokens} output tokens: "
+                 f"--max-latency covers the whole request)" if phase is Phase.DECODE else "")
+        text += (f"\n  hint: the fastest {phase.value} that fits takes {fmt_seconds(reach.latency_s)}{steps}; "
+                 f"--max-latency is {fmt_seconds(limits.max_latency_s)}.")
+    if dropped[LOW_MFU] and reach.mfu > 0:
+        within = " within --max-latency" if limits.max_latency_s is not None else ""
+        text += (f"\n  hint: the highest MFU that fits{within} is {fmt_percent(reach.mfu)}; "
+                 f"--min-mfu is {fmt_percent(limits.min_mfu)}.")
+    return text + "\n  hint: relax the constraints (--max-latency, --min-mfu) or allow more chips."
 
 
 def weights_hint(plan: Plan) -> str:

@@ -329,3 +329,18 @@ def test_progress_shows_only_for_slow_work_and_erases_itself():
     with Activity("searching", enabled=False, delay_s=0.0, file=off):
         time.sleep(0.05)
     assert off.getvalue() == ""
+
+
+def test_plan_prints_the_feasible_phase_when_another_has_nothing(planner):
+    """--max-latency below every decode request: prefill's frontier is still printed, decode's
+    reason (with the fastest decode that fits) goes to stderr, and the exit code is 1."""
+    done = planner("plan", PALM_PLAN, "--max-latency", "200ms")
+    assert done.code == 1
+    assert "prefill frontier" in done.out and "decode: nothing feasible" in done.out
+    assert "the fastest decode that fits takes" in done.err and "per step" in done.err
+    assert "does not fit in HBM" not in done.err.split("hint:")[1]  # the hint names the limit, not HBM
+    as_json = planner("plan", PALM_PLAN, "--min-mfu", "60%", "--format", "json")
+    assert as_json.code == 1
+    d = json.loads(as_json.out)
+    assert d["frontier"]["prefill"] and d["frontier"]["decode"] == []
+    assert "highest MFU that fits" in d["infeasible"]["decode"]
