@@ -76,14 +76,22 @@ def _cluster(flag: Optional[str], data):
     """(cluster, its file, how it was named): from --cluster, else the measurements file's."""
     from planner.config import _locate, load_cluster
 
-    if flag is not None:
-        return load_cluster(flag), _locate("clusters", flag), flag
-    if data.cluster is None:
+    if flag is None and data.cluster is None:
         raise UsageError("--cluster is required: the measurements file names no cluster")
-    at = data.at.child(next(v for k, v in data.at.node.value if k.value == "cluster"), "cluster")
-    folder = Path(data.file).parent
-    return (load_cluster(data.cluster, base=folder, at=at), _locate("clusters", data.cluster, folder, at),
-            data.cluster)
+    named = None
+    if data.cluster is not None:
+        at = data.at.child(next(v for k, v in data.at.node.value if k.value == "cluster"), "cluster")
+        folder = Path(data.file).parent
+        named = load_cluster(data.cluster, base=folder, at=at)
+        if flag is None:
+            return named, _locate("clusters", data.cluster, folder, at), data.cluster
+    given = load_cluster(flag)
+    if named is not None and (given.chip != named.chip or type(given.topology) is not type(named.topology)):
+        raise at.error(f"the measurements were taken on {named.name} ({named.chip.name}), but --cluster "
+                       f"{flag} is other hardware ({given.chip.name})",
+                       hint=f"pass --cluster {data.cluster}, or a cluster file of that hardware (e.g. one it "
+                            f"wrote with -o)")
+    return given, _locate("clusters", flag), flag
 
 
 def _both(base, data, cal) -> dict:

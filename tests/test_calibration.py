@@ -368,3 +368,10 @@ def test_cli_calibrates_a_gpu_cluster_from_a_users_file(tmp_path):
     got = load_cluster(str(out)).calibration
     for name, _ in cal.CONSTANTS:
         assert getattr(got, name) == pytest.approx(getattr(truth, name), rel=0.02), name
+
+
+def test_cli_refuses_measurements_of_other_hardware():
+    done = run("calibrate", MEASUREMENTS, "--cluster", "a100-80gb")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "pope2022-tpu-v4.yaml:" in done.stderr and "cluster: the measurements were taken on tpu-v4" in done.stderr
+    assert "hint: pass --cluster tpu-v4" in done.stderr
