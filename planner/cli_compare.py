@@ -96,7 +96,7 @@ def compare(
                              f"planner compare {first} PLAN.yaml")
         _only(gate_flags, "a regression gate (two runs)")
         spec = _plan(first, pairs_ok=True, **plan_flags)
-        rows = core.side_by_side(spec, _pairs(layouts, spec))
+        rows = core.side_by_side(spec, _pairs(layouts, spec, attention_flag=plan_flags["attention"]))
         if fmt == "table":
             _render_table(lambda console: _layouts_table(rows, spec, console, _ascii(ascii_only)), output)
         else:
@@ -157,7 +157,7 @@ def _plan(ref: str, *, pairs_ok: bool, model, cluster, phase, chips, batch, weig
                      attention=_words(attention))
 
 
-def _pairs(layouts: Optional[str], spec) -> tuple[tuple[str, str], ...]:
+def _pairs(layouts: Optional[str], spec, attention_flag: Optional[str] = None) -> tuple[tuple[str, str], ...]:
     """The (ffn, attention) layouts to show: each ffn+attention item as given, each plain ffn item
     crossed with every attention layout of the plan (after --attention)."""
     from planner.errors import did_you_mean
@@ -166,6 +166,10 @@ def _pairs(layouts: Optional[str], spec) -> tuple[tuple[str, str], ...]:
     pairs = []
     for item in _words(layouts) if layouts is not None else spec.space.ffn:
         ffn, plus, attention = item.partition("+")
+        if plus and attention_flag is not None and attention not in spec.space.attention and \
+                attention in ATTENTION_LAYOUTS:
+            raise UsageError(f"--layouts: {item!r} names attention {attention!r}, but --attention allows only "
+                             f"{', '.join(spec.space.attention)}; drop one of the two")
         if plus and attention not in ATTENTION_LAYOUTS:
             hint = did_you_mean(attention, ATTENTION_LAYOUTS)
             raise UsageError(f"--layouts: unknown attention layout {attention!r} in {item!r}; expected one of "

@@ -388,6 +388,7 @@ def test_a_different_model_needs_allow_different_model(planner, tmp_path):
     (["compare", "a.json", "b.json", "--latency-tolerance", "-1"], "--latency-tolerance: expected a percentage"),
     (["compare", "--deployment", PALM, "--gap-to", "nearest"], "--gap-to: expected one of layout, frontier"),
     (["compare", PALM, "--layouts", "ws2d+head"], "did you mean 'heads'"),
+    (["compare", PALM, "--layouts", "ws2d+batch", "--attention", "heads"], "drop one of the two"),
 ])
 def test_usage_errors(planner, args, message):
     code, out, err = planner(*args)
