@@ -38,7 +38,7 @@ from planner.errors import ConfigError, InfeasibleError, UsageError
 from planner.plan import Phase, Pin, Plan, Workload
 from planner.render import plan_dict, to_json
 from planner.search import DOES_NOT_FIT, Point, SearchResult, best, candidates, order_key, point, search
-from planner.units import fmt_bytes, fmt_seconds
+from planner.units import fmt_bytes, fmt_percent, fmt_seconds
 
 SAVED_RUN_HINT = "a saved run is what `planner plan PLAN --format json -o FILE` writes"
 
@@ -48,8 +48,7 @@ def name(p: Point) -> str:
     return f"{p.phase.value} {p.chips} chips batch {p.batch} {p.ffn}+{p.attention} {p.weights}"
 
 
-def percent(fraction: float) -> str:
-    return f"{100.0 * fraction:.1f}%"
+percent = fmt_percent
 
 
 def signed_percent(fraction: float) -> str:

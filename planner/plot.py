@@ -154,5 +154,5 @@ def _ticks(lo: float, hi: float, columns: int) -> list[tuple[int, str]]:
             value = math.log10(step) + decade
             if lo <= value <= hi:
                 col = round((value - lo) / (hi - lo) * (columns - 1))
-                out.append((col, fmt_seconds(10 ** value)))
+                out.append((col, fmt_seconds(10 ** value, pad=False)))
     return out

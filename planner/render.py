@@ -295,8 +295,9 @@ def explain_table(ev: Evaluation, cluster, console, *, ascii_only: bool = False)
     w = ev.workload
     console.print(f"{d.phase.value}: {d.chips} chips (mesh {'x'.join(str(n) for _, n in d.mesh)}), "
                   f"batch {d.batch}, {d.ffn}+{d.attention}, {d.weights} weights", **plain)
-    tokens = (f"{w.input_tokens} input tokens per sequence" if c.phase is Phase.PREFILL
-              else f"{w.output_tokens} output tokens per sequence, each step attending to {w.context} cached")
+    tokens = (f"{w.input_tokens} input token{'s' * (w.input_tokens != 1)} per sequence" if c.phase is Phase.PREFILL
+              else f"{w.output_tokens} output token{'s' * (w.output_tokens != 1)} per sequence, each step attending "
+                   f"to {w.context} cached tokens")
     axes = ", ".join(f"{axis}=[{' '.join(c.mesh.names(axis))}]" for axis in "xyz")
     for label, text in (("tokens", tokens), ("FFN", c.ffn.notation), ("attention", c.attention.notation),
                         ("axes", axes)):
@@ -328,7 +329,7 @@ def explain_table(ev: Evaluation, cluster, console, *, ascii_only: bool = False)
         f"step     {fmt_seconds(d.step_latency_s)} (overhead {fmt_seconds(d.overhead_s)}), {latency}, "
         f"{d.bound}-bound",
         f"MFU      {fmt_percent(d.mfu)}; cost {fmt_seconds(d.cost_chip_s_per_token)} of chip time per "
-        f"token; {d.tokens_per_s:.4g} tokens/s",
+        f"token; {d.tokens_per_s:,.0f} tokens/s",
         f"memory   weights {fmt_bytes(ev.weight_bytes)} + KV cache {fmt_bytes(float(ev.kv_bytes[0]))} "
         f"+ activations {fmt_bytes(float(ev.activation_bytes[0]))} = {fmt_bytes(d.hbm_bytes_per_chip)} "
         f"per chip ({fmt_percent(d.hbm_fraction)} of HBM)",

@@ -47,13 +47,26 @@ def parse_quantity(text: str, kind: str) -> float:
     raise ValueError(f"unknown unit {unit!r} for {kind.replace('_per_', '/')}")
 
 
-def fmt_seconds(value: float) -> str:
+def fmt_seconds(value: float, *, pad: bool = True) -> str:
+    """Three significant figures, trailing zeros kept ('1.00 s', '15.7 ms', '389 us') unless not
+    `pad` (axis labels: '1 s', '10 ms'); whole seconds from 1000 s; '0 s'."""
     if not math.isfinite(value):
         return str(value)
+    if value == 0:
+        return "0 s"
+    if abs(value) >= 999.5:
+        return f"{value:.0f} s"
+    value = float(f"{value:.3g}")  # round first, so that 999.96 ms becomes 1.00 s
     for factor, unit in ((1.0, "s"), (1e-3, "ms"), (1e-6, "us"), (1e-9, "ns")):
         if abs(value) >= factor or unit == "ns":
-            return f"{value / factor:.3g} {unit}" if abs(value) < 1000 * factor else f"{value:.0f} s"
+            scaled = value / factor
+            return f"{_three_figures(scaled) if pad else f'{scaled:g}'} {unit}"
     return f"{value} s"
+
+
+def _three_figures(x: float) -> str:
+    digits = 0 if abs(x) >= 100 else 1 if abs(x) >= 10 else 2
+    return f"{x:.{digits}f}"
 
 
 def fmt_bytes(value: float) -> str:
@@ -73,4 +86,4 @@ def fmt_rate(value: float, unit: str) -> str:
 
 
 def fmt_percent(fraction: float) -> str:
-    return f"{100.0 * fraction:.1f} %"
+    return f"{100.0 * fraction:.1f}%"

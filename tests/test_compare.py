@@ -190,6 +190,8 @@ def test_pinned_ws1d_is_behind_ws2d_and_fails_beyond_max_gap(planner, tmp_path):
     code, out, err = planner("compare", "--deployment", plan)
     assert code == 1 and err == ""
     assert f"decode: {100 * gap:.1f}% slower than ws2d+batch bf16" in out
+    readme = " ".join((Path(__file__).resolve().parent.parent / "README.md").read_text().split())
+    assert f"Example: `decode: {100 * gap:.1f}% slower than ws2d+batch bf16 on the same chips" in readme
     code, out, _ = planner("compare", "--deployment", plan, "--max-gap", f"{100 * gap + 1:.1f}")
     assert code == 0 and out.startswith("ok")
     code, out, _ = planner("compare", "--deployment", plan, "--format", "markdown")
