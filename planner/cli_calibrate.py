@@ -15,7 +15,7 @@ from typing import Optional
 import typer
 import yaml
 
-from planner.cli import ClusterOpt, FormatOpt, _emit, _words, app
+from planner.cli import AsciiOpt, ClusterOpt, FormatOpt, _ascii, _emit, _render_table, _words, app
 from planner.errors import UsageError
 from planner.units import fmt_seconds
 
@@ -31,6 +31,7 @@ def calibrate(
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write the calibrated cluster YAML to FILE (atomically)."),
     report: Optional[Path] = typer.Option(None, "--report", help="Write the accuracy page (Markdown, both bandwidth models) to FILE."),
     other_models: Optional[str] = typer.Option(None, "--other-models", help="With --report: models to predict with the fitted constants (not fitted), comma list."),
+    ascii_only: bool = AsciiOpt,
 ) -> None:
     """Fit a cluster's calibration constants to measured latencies and print the residuals.
 
@@ -67,8 +68,10 @@ def calibrate(
     if output is not None:
         _emit(_checked_yaml(cluster_yaml(cluster_file.read_text(encoding="utf-8"), assessment, data,
                                          command), assessment), output)
-    render = {"table": residual_text, "markdown": residual_markdown, "csv": residual_csv,
-              "json": residual_json}[fmt]
+    if fmt == "table":
+        _render_table(lambda console: residual_table(data, assessment, console, _ascii(ascii_only)), None)
+        return
+    render = {"markdown": residual_markdown, "csv": residual_csv, "json": residual_json}[fmt]
     typer.echo(render(data, assessment), nl=False)
 
 
@@ -166,16 +169,24 @@ def _title(data, assessment) -> str:
             + (f", bandwidth model {model}" if model else ""))
 
 
-def residual_text(data, assessment) -> str:
-    lines = [_title(data, assessment)]
-    lines += [f"  {name:<22} {value}" for name, value in _constants(assessment)]
-    rows = [HEADER] + list(_rows(assessment))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(HEADER))]
-    right = {3, 4, 5, 6, 7, 8}
-    for row in rows:
-        cells = [cell.rjust(w) if i in right else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))]
-        lines.append("  ".join(cells).rstrip())
-    return "\n".join(lines + _summary(assessment)) + "\n"
+def residual_table(data, assessment, console, ascii_only: bool = False) -> None:
+    """The fit as a table that fits `console.width`: one row per point with its numbers, and
+    under it the layout measured and the candidate predicted."""
+    from planner.render import Column, Note, _print_wrapped, print_grid
+
+    _print_wrapped(console, _title(data, assessment), hang=2)
+    for name, value in _constants(assessment):
+        console.print(f"  {name:<22} {value}", highlight=False, markup=False)
+    console.print()
+    columns = [Column("point", right=False, wrap=True)] + [Column(h) for h in HEADER[3:]]
+    rows: list = []
+    for row in _rows(assessment):
+        rows.append((row[0], *row[3:]))
+        rows.append(Note(f"{row[1]} -> predicted as {row[2]}"))
+    print_grid(console, columns, rows, ascii_only=ascii_only)
+    console.print()
+    for line in _summary(assessment):
+        _print_wrapped(console, line.strip(), indent="  " if line.startswith("  ") else "", hang=2)
 
 
 def _table(header, rows) -> list[str]:

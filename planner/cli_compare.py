@@ -296,14 +296,16 @@ def _gate_text(report, fmt: str) -> str:
                                           [(c.status, name(c.point), c.describe()) for c in report.changes],
                                           right=()), ""]
         return "\n".join(out)
-    out = [report.verdict(), sources] + [f"note: {note}" for note in report.notes]
+    out = wrapped(report.verdict(), 2) + wrapped(sources, 2)
+    out += [line for note in report.notes for line in wrapped(f"note: {note}", 6)]
     for p in report.phases:
         cells = _phase_cells(p)
-        out.append(f"{cells[0]}: best latency {cells[1]} ({cells[2]}), best MFU {cells[3]} ({cells[4]})")
+        out += wrapped(f"{cells[0]}: best latency {cells[1]} ({cells[2]}), best MFU {cells[3]} ({cells[4]})", 2)
     if report.changes:
         out.append("changes, largest first:")
         width = max(len(c.status) for c in report.changes)
-        out += [f"  {c.status:<{width}}  {name(c.point)}: {c.describe()}" for c in report.changes]
+        out += [line for c in report.changes
+                for line in wrapped(f"  {c.status:<{width}}  {name(c.point)}: {c.describe()}", width + 4)]
     return "\n".join(out) + "\n"
 
 
@@ -380,10 +382,17 @@ def _deployment_text(report, fmt: str) -> str:
                                      "latency - 1."), "",
                           render.markdown_table(("phase", "pinned", "latency", "MFU", f"{report.gap_to} reference",
                                                  "latency", "MFU", "gap"), rows, right=(2, 3, 5, 6, 7)), ""])
-    return "\n".join([report.verdict()] + [report.describe(g) for g in report.gaps]) + "\n"
+    return "\n".join(wrapped(report.verdict(), 2) +
+                     [line for g in report.gaps for line in wrapped(report.describe(g), 2)]) + "\n"
 
 
 # --- helpers ------------------------------------------------------------------------------------
+
+
+def wrapped(text: str, hang: int) -> list[str]:
+    """`text` as plain-text lines 80 columns wide, continuation lines indented `hang`."""
+    import textwrap
+    return textwrap.wrap(text, 80, subsequent_indent=" " * hang, break_on_hyphens=False) or [""]
 
 
 def _num(x: float) -> float:

@@ -152,6 +152,14 @@ def test_half_hbm_bandwidth_fails_the_gate_naming_slower_decode_points(planner, 
     report = compare_runs(decode_run, run_from_result(search(slower), "plan.yaml"))
     moved = [c for c in report.changes if c.kind is Kind.MOVED and c.latency_change > 0.01]
     assert moved, "halving HBM bandwidth must slow some decode frontier point"
+    lines = []  # the report wraps at 80 columns: continuation lines are indented 6 or more
+    for line in out.splitlines():
+        if line.startswith(" " * 6) and lines:
+            lines[-1] += " " + line.strip()
+        else:
+            lines.append(line)
+    assert max(len(line) for line in out.splitlines()) <= 80
+    out = "\n".join(lines)
     for c in moved:
         line = next(line for line in out.splitlines() if f"{name(c.point)}: latency" in line)
         assert line.split()[0] == "regressed"
