@@ -136,7 +136,7 @@ def _summary(assessment) -> list[str]:
              f"({worst.measurement.name}); {within} of {len(fit.residuals)} points within "
              f"{100 * LIMIT:.0f}% (latency and MFU)"]
     held = sum(o.holds for o in assessment.orderings)
-    lines.append(f"orderings (same setting; the measured faster layout predicted faster): "
+    lines.append("orderings (same setting; the measured faster layout predicted faster): "
                  + (f"{held} of {len(assessment.orderings)} hold" if assessment.orderings
                     else "none (no two points measure different layouts at one setting)"))
     for o in assessment.orderings:
@@ -144,7 +144,7 @@ def _summary(assessment) -> list[str]:
             lines.append(f"  fails: {o.faster.measurement.name} faster than {o.slower.measurement.name}: "
                          f"measured {o.measured_ratio:.2f}x, predicted {o.predicted_ratio:.2f}x")
     picked = sum(c.holds for c in assessment.choices)
-    lines.append(f"chosen layouts (the planner's fastest at the setting): "
+    lines.append("chosen layouts (the planner's fastest at the setting): "
                  + (f"{picked} of {len(assessment.choices)} picked" if assessment.choices
                     else "none (no point is marked `chosen: true`)"))
     for c in assessment.choices:
