@@ -23,7 +23,7 @@ from planner.hardware import (
 from planner.model import Block, FfnKind, Model
 from planner.plan import Constraints, Phase, Pin, Plan, SearchSpace, Workload
 from planner.yamlio import (
-    MAX_COUNT, MAX_MAGNITUDE, At, Field, Fields, boolean, choice, count, fields, list_of,
+    MAX_COUNT, MAX_MAGNITUDE, At, Field, Fields, boolean, choice, count, fields, fraction, list_of,
     load_document, names, number, passthrough, text,
 )
 
@@ -290,7 +290,7 @@ SEARCH_KEYS = {"phases": "phases", "chips": "chips", "batches": "batch", "weight
                "ffn": "ffn", "attention": "attention"}
 WORKLOAD_KEYS = ("input_tokens", "output_tokens", "context")
 CONSTRAINT_FIELDS = {"max_latency_s": Field(number("seconds"), required=False),
-                     "min_mfu": Field(number(maximum=1.0), required=False)}
+                     "min_mfu": Field(fraction, required=False)}
 
 
 def _plan_fields(flags: Mapping[str, Any]) -> dict[str, Field]:
@@ -469,6 +469,8 @@ def _read_flag(key: str, value: Any) -> Any:
         return float(_checked(key, (value,), lambda v: _is_real(v) and 0 < v <= MAX_MAGNITUDE,
                               "a positive time in seconds")[0])
     if key == "min_mfu":
+        if _is_real(value) and 1 < value <= 100:
+            raise UsageError(f"{flag}: expected a fraction in (0, 1], found {value:g} (did you mean {value:g}%?)")
         return float(_checked(key, (value,), lambda v: _is_real(v) and 0 < v <= 1,
                               "a fraction in (0, 1]")[0])
     if not isinstance(value, str) or not value.strip():  # model, cluster

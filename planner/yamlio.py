@@ -236,6 +236,21 @@ def _number(at: At, expected: str, kind: str | None) -> float:
     return value
 
 
+def fraction(at: At) -> float:
+    """A fraction in (0, 1], as a number (0.4) or a percentage ('40%')."""
+    expected = "a fraction such as 0.4 or 40%"
+    raw = scalar(at, expected).strip()
+    percent = raw.endswith("%")
+    body = raw[:-1].strip() if percent else raw
+    if not _DECIMAL.fullmatch(body):
+        raise at.error(f"expected {expected}, found {raw!r}")
+    value = float(body) / (100.0 if percent else 1.0)
+    if not 0 < value <= 1:
+        hint = f"did you mean {body}%?" if not percent and 1 < value <= 100 else None
+        raise at.error(f"expected a fraction in (0, 1], found {raw!r}", hint=hint)
+    return value
+
+
 def count(at: At) -> int:
     """A positive whole number (layers, chips, batch, tokens, ...); 1e+3 is fine, 2.5 is not."""
     expected = "a positive whole number"

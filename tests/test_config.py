@@ -377,3 +377,11 @@ def test_decode_context_defaults_to_the_prompt_when_planning_from_flags():
     assert load_plan(None, model="palm-8b", cluster="tpu-v4").workload.context == 2048
     assert load_plan(None, model="palm-8b", cluster="tpu-v4", input_tokens=8192,
                      context=1024).workload.context == 1024
+
+
+def test_min_mfu_reads_a_percentage_in_a_plan_file_as_the_flag_does(tmp_path):
+    from planner.config import load_plan
+    path = tmp_path / "p.yaml"
+    path.write_text("model: palm-8b\ncluster: tpu-v4\nworkload: {input_tokens: 2048, output_tokens: 64, "
+                    "context: 2048}\nconstraints: {min_mfu: 40%}\n")
+    assert load_plan(str(path)).constraints.min_mfu == pytest.approx(0.4)
