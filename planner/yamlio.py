@@ -147,7 +147,19 @@ def _parse_error(err: yaml.YAMLError, shown: str, text: str) -> ConfigError:
     problem = getattr(err, "problem", None) or str(err)
     context = getattr(err, "context", None)
     detail = f"{problem} ({context})" if context else problem
-    return ConfigError(f"not valid YAML: {detail}", file=shown, line=line, column=column)
+    return ConfigError(f"not valid YAML: {detail}", file=shown, line=line, column=column,
+                       hint=_yaml_hint(problem))
+
+
+def _yaml_hint(problem: str) -> str | None:
+    """Plain words for the YAML mistakes people make most."""
+    if "'\\t'" in problem:  # PyYAML shows the tab escaped
+        return "YAML does not allow tabs for indentation: use spaces"
+    if "expected <block end>" in problem or "mapping values are not allowed" in problem \
+            or "could not find expected ':'" in problem:
+        return "check the indentation (keys of one mapping start in the same column, indented with spaces)" \
+            " and that every key is followed by ': '"
+    return None
 
 
 def _show_tag(tag: str) -> str:
