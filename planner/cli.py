@@ -300,7 +300,7 @@ def explain(
         None, metavar="PLAN", help="Plan: preset name or YAML file (optional; flags override it)."),
     model: Optional[str] = ModelOpt,
     cluster: Optional[str] = ClusterOpt,
-    chips: Optional[int] = typer.Option(None, "--chips", metavar="N", help="Chip count [chips]."),
+    chips: Optional[int] = typer.Option(None, "--chips", metavar="N", help="Chip count [chips; required]."),
     phase: str = typer.Option(..., "--phase", metavar="PHASE", help="prefill or decode."),
     batch: int = typer.Option(..., "--batch", metavar="B", help="Batch size [sequences]."),
     ffn: str = typer.Option(..., "--ffn", metavar="NAME",
@@ -404,7 +404,10 @@ def run(args: Optional[list[str]] = None) -> int:
         print(error.ctx.get_help())
         return 0
     except click.ClickException as error:  # unknown command or option, bad flag value
-        error.show(file=sys.stderr)
+        print(f"error: {error.format_message()}", file=sys.stderr)
+        ctx = getattr(error, "ctx", None)
+        if ctx is not None:
+            print(f"  hint: see '{ctx.command_path} --help'", file=sys.stderr)
         return 2
 
 
