@@ -343,7 +343,7 @@ def explain(
                                                  spec.space.weights[0], ffn, attention))
     ascii_only = _ascii(ascii_only)
     if fmt == "json":
-        _emit(render.to_json(render.explain_dict(ev)), output)
+        _emit(render.to_json(render.explain_dict(ev, spec.cluster)), output)
     elif fmt == "csv":
         _emit(render.explain_csv(ev), output)
     elif fmt == "markdown":

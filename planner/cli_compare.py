@@ -100,7 +100,7 @@ def compare(
         if fmt == "table":
             _render_table(lambda console: _layouts_table(rows, spec, console, _ascii(ascii_only)), output)
         else:
-            _emit(_layouts_text(rows, spec, fmt), output)
+            _emit(_layouts_text(rows, spec, fmt, first), output)
         return
     if not _is_run(first):
         raise UsageError(f"{first}: the baseline must be a saved run (.json), as written by "
@@ -209,12 +209,12 @@ def _layouts_summary(spec) -> str:
             "the latency relative to the fastest row of the same phase, chips and batch.")
 
 
-def _layouts_text(rows, spec, fmt: str) -> str:
+def _layouts_text(rows, spec, fmt: str, plan_arg: str) -> str:
     from planner import render
 
-    if fmt == "json":
+    if fmt == "json":  # the plan as named on the command line: an installed preset's path varies
         return render.to_json({
-            "model": spec.model.name, "cluster": spec.cluster.name, "plan": spec.source,
+            "model": spec.model.name, "cluster": spec.cluster.name, "plan": str(plan_arg),
             "rows": [{"phase": r.phase.value, "chips": r.chips, "batch": r.batch, "ffn": r.ffn,
                       "attention": r.attention, "weights": r.weights.label,
                       "point": render.point_dict(r.point) if r.point else None,
@@ -226,7 +226,9 @@ def _layouts_text(rows, spec, fmt: str) -> str:
                      + ((_num(r.point.latency_s), _num(r.point.mfu),
                          _num(r.point.cost_chip_s_per_token), r.point.bound,
                          _num(r.point.hbm_fraction), _num(r.point.hbm_bytes_per_chip),
-                         _num(r.gap)) if r.point else ("",) * 7) + (r.reason,) for r in rows])
+                         _num(r.gap)) if r.point else
+                        ("", "", "", "", _num(r.need_bytes / spec.cluster.chip.hbm_bytes) if r.need_bytes else "",
+                         _num(r.need_bytes) if r.need_bytes else "", "")) + (r.reason,) for r in rows])
     return (_layouts_summary(spec) + "\n\n"
             + render.markdown_table(LAYOUT_COLUMNS, [_layout_cells(r) for r in rows], right=(1, 2, 5, 6, 7, 9, 10)) + "\n")
 

@@ -54,8 +54,11 @@ def plan_dict(result: SearchResult) -> dict:
     }
 
 
-def explain_dict(ev: Evaluation) -> dict:
+def explain_dict(ev: Evaluation, cluster=None) -> dict:
     out = point_dict(point(ev, 0))
+    out["model"] = ev.model.name
+    if cluster is not None:
+        out["cluster"] = cluster.name
     c = ev.candidate
     w = ev.workload
     out["workload"] = ({"input_tokens": w.input_tokens} if c.phase is Phase.PREFILL

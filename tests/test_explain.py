@@ -60,6 +60,7 @@ def test_explain_json_from_the_command_line():
     assert d["latency_s"] == pytest.approx(64 * d["step_latency_s"], rel=1e-5)
     assert {"layers", "memory", "time_s", "partition", "mesh"} <= set(d)
     assert d["workload"] == {"context": 2048, "output_tokens": 64}
+    assert (d["model"], d["cluster"]) == ("palm-540b", "tpu-v4")
     assert d["axes"] == {"x": ["x"], "y": ["y", "z"], "z": []}
 
 
