@@ -24,13 +24,13 @@ BANDWIDTH_MODELS = ("chip", "axes")
 
 @app.command()
 def calibrate(
-    measurements: str = typer.Argument(..., help="Measurements YAML (e.g. configs/measurements/pope2022-tpu-v4.yaml)."),
+    measurements: str = typer.Argument(..., metavar="MEASUREMENTS", help="Measurements YAML (e.g. configs/measurements/pope2022-tpu-v4.yaml)."),
     cluster: Optional[str] = ClusterOpt,
-    bandwidth_model: Optional[str] = typer.Option(None, "--bandwidth-model", help="Torus bandwidth model to fit with: chip or axes (default: the cluster's)."),
+    bandwidth_model: Optional[str] = typer.Option(None, "--bandwidth-model", metavar="MODEL", help="Torus bandwidth model to fit with: chip or axes (default: the cluster's)."),
     fmt: str = FormatOpt,
-    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write the calibrated cluster YAML to FILE (atomically)."),
-    report: Optional[Path] = typer.Option(None, "--report", help="Write the accuracy page (Markdown, both bandwidth models) to FILE."),
-    other_models: Optional[str] = typer.Option(None, "--other-models", help="With --report: models to predict with the fitted constants (not fitted), comma list."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", metavar="FILE", help="Write the calibrated cluster YAML to FILE (atomically); the residual report still goes to stdout in --format."),
+    report: Optional[Path] = typer.Option(None, "--report", metavar="FILE", help="Write the accuracy page (Markdown, both bandwidth models) to FILE."),
+    other_models: Optional[str] = typer.Option(None, "--other-models", metavar="NAME[,NAME...]", help="With --report: models to predict with the fitted constants (not fitted), comma list."),
     ascii_only: bool = AsciiOpt,
 ) -> None:
     """Fit a cluster's calibration constants to measured latencies and print the residuals.

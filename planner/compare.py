@@ -260,9 +260,11 @@ class Change:
                 parts.append(f"bound {b.bound} -> {a.bound}")
             if a.hbm_fraction != b.hbm_fraction:
                 parts.append(f"HBM {percent(b.hbm_fraction)} -> {percent(a.hbm_fraction)}")
-            others = [f for f in ("mesh", "partition", "step_latency_s", "cost_chip_s_per_token",
-                                  "tokens_per_s", "hbm_bytes_per_chip", "compute_s", "memory_s",
-                                  "comm_s", "overhead_s") if getattr(a, f) != getattr(b, f)]
+            others = [words for f, words in (
+                ("mesh", "mesh"), ("partition", "axis groups"), ("step_latency_s", "step time"),
+                ("cost_chip_s_per_token", "cost per token"), ("tokens_per_s", "tokens/s"),
+                ("hbm_bytes_per_chip", "HBM bytes"), ("compute_s", "compute time"), ("memory_s", "memory time"),
+                ("comm_s", "network time"), ("overhead_s", "overhead")) if getattr(a, f) != getattr(b, f)]
             if others and not parts:
                 parts.append("changed: " + ", ".join(others))
             return "; ".join(parts)
