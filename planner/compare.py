@@ -77,6 +77,7 @@ class Run:
     cluster: str
     workload: Workload
     points: tuple[Point, ...]  # every phase's frontier, in file order
+    calibration: tuple[tuple[str, float], ...] | None = None  # the cluster's constants (None: older runs)
 
     @property
     def phases(self) -> tuple[Phase, ...]:
@@ -130,8 +131,13 @@ def run_from_dict(data: object, source: str) -> Run:
                 raise get.error(f"frontier.{phase_name}[{i}]", f"a second point for {name(p)}")
             seen.add(p.key)
             points.append(p)
+    calibration = None
+    if "calibration" in data:
+        constants = get(data, "calibration", dict, "an object of calibration constants")
+        calibration = tuple((key, get(constants, key, float, "a number", "calibration"))
+                            for key in sorted(constants))
     return Run(source=source, model=get(data, "model", str, "a model name"),
-               cluster=get(data, "cluster", str, "a cluster name"),
+               cluster=get(data, "cluster", str, "a cluster name"), calibration=calibration,
                workload=Workload(**{k: get(workload, k, int, "a whole number", "workload")
                                     for k in ("input_tokens", "output_tokens", "context")}),
                points=tuple(points))
@@ -385,6 +391,11 @@ def _notes(baseline: Run, current: Run) -> tuple[str, ...]:
         b, a = getattr(baseline, what), getattr(current, what)
         if b != a:
             notes.append(f"{what} {b} -> {a}")
+    if baseline.calibration is not None and current.calibration is not None:
+        before, after = dict(baseline.calibration), dict(current.calibration)
+        for key in sorted(set(before) | set(after)):
+            if before.get(key) != after.get(key):
+                notes.append(f"calibration {key} {before.get(key, 'absent')} -> {after.get(key, 'absent')}")
     for key, b in vars(baseline.workload).items():
         a = getattr(current.workload, key)
         if a != b:

@@ -91,7 +91,7 @@ class Calibration:
     matmul_efficiency: float = 1.0   # achieved / peak FLOP/s
     hbm_efficiency: float = 1.0      # achieved / peak HBM bytes/s
     network_efficiency: float = 1.0  # achieved / peak link bytes/s
-    collective_latency_s: float = 0.0  # fixed cost of each collective
+    collective_latency_s: float = 0.0  # fixed cost of each ring step (hop) of a collective
     layer_overhead_s: float = 0.0      # fixed cost per layer per step
     overlap: float = 0.0  # share of min(max(compute, memory), activation comm) hidden (0: sum, 1: max)
 

@@ -13,6 +13,7 @@ import textwrap
 from dataclasses import dataclass
 
 from planner.costmodel import Evaluation, batch_padding
+from planner.hardware import FIELDS_OF_CALIBRATION
 from planner.plan import Phase
 from planner.search import Point, SearchResult, point
 from planner.units import fmt_bytes, fmt_percent, fmt_rate, fmt_seconds
@@ -45,6 +46,7 @@ def plan_dict(result: SearchResult) -> dict:
     w = plan.workload
     return {
         "model": plan.model.name, "cluster": plan.cluster.name,
+        "calibration": {name: getattr(plan.cluster.calibration, name) for name in FIELDS_OF_CALIBRATION},
         "workload": {"input_tokens": w.input_tokens, "output_tokens": w.output_tokens, "context": w.context},
         "search": {"evaluated": result.evaluated, "feasible": result.feasible,
                    "dropped": dict(result.dropped)},

@@ -13,6 +13,7 @@ from rich.console import Console
 
 from planner import render
 from planner.config import load_cluster, load_plan
+from planner.hardware import FIELDS_OF_CALIBRATION
 from planner.render import Column, Note, print_grid
 from planner.search import best, point, search
 from planner.units import fmt_seconds
@@ -146,7 +147,8 @@ def test_presets_table():
 
 def test_json_keys_are_a_contract(result, evaluation):
     data = json.loads(render.to_json(render.plan_dict(result)))
-    assert sorted(data) == ["cluster", "frontier", "model", "search", "workload"]
+    assert sorted(data) == ["calibration", "cluster", "frontier", "model", "search", "workload"]
+    assert sorted(data["calibration"]) == sorted(FIELDS_OF_CALIBRATION)
     point = data["frontier"]["decode"][0]
     assert sorted(point) == sorted([
         "phase", "chips", "mesh", "partition", "batch", "ffn", "attention", "weights", "latency_s",
