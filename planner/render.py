@@ -294,42 +294,66 @@ def _blank_zero(text: str, value: float) -> str:
 def explain_table(ev: Evaluation, cluster, console, *, ascii_only: bool = False) -> None:
     """Every einsum and collective of one layout, in dataflow order, with its sharding notation
     on its own line; the rows add up to the step's compute, memory and network times."""
-    d = point(ev, 0)
-    c = ev.candidate
-    plain = dict(highlight=False, markup=False)
-    w = ev.workload
-    console.print(f"{d.phase.value}: {d.chips} chips (mesh {'x'.join(str(n) for _, n in d.mesh)}), "
-                  f"batch {d.batch}, {d.ffn}+{d.attention}, {d.weights} weights", **plain)
+    title, header = _explain_header(ev)
+    console.print(title, highlight=False, markup=False)
+    for label, text in header:
+        _print_wrapped(console, f"{label:<11}{text}", indent="  ", hang=11)
+    console.print()
+    columns = [Column(EXPLAIN_COLUMNS[0], right=False, wrap=True)] + [Column(h) for h in EXPLAIN_COLUMNS[1:]]
+    rows: list = []
+    repeat_width = len(f"x{max(r.repeat for r in ev.rows)}")
+    for r in ev.rows:
+        rows.append(_explain_cells(r))
+        rows.append(Note(f"{f'x{r.repeat}':<{repeat_width}}  {r.notation}".rstrip()))
+    print_grid(console, columns, rows, total=_explain_total(ev), ascii_only=ascii_only)
+    console.print()
+    for line in _explain_summary(ev):
+        _print_wrapped(console, line, hang=9)
+    _print_wrapped(console, _explain_footnote(ev), style="dim")
+    note = calibration_note(cluster)
+    if note:
+        _print_wrapped(console, note, style="yellow")
+
+
+EXPLAIN_COLUMNS = ("per step", "FLOP", "HBM", "net", "compute", "memory", "network")
+
+
+def _explain_header(ev: Evaluation) -> tuple[str, list[tuple[str, str]]]:
+    """The title line and the (label, text) lines under it."""
+    d, c, w = point(ev, 0), ev.candidate, ev.workload
+    title = (f"{d.phase.value}: {d.chips} chips (mesh {'x'.join(str(n) for _, n in d.mesh)}), "
+             f"batch {d.batch}, {d.ffn}+{d.attention}, {d.weights} weights")
     tokens = (f"{w.input_tokens} input token{'s' * (w.input_tokens != 1)} per sequence" if c.phase is Phase.PREFILL
               else f"{w.output_tokens} output token{'s' * (w.output_tokens != 1)} per sequence, each step attending "
                    f"to {w.context} cached tokens")
     axes = ", ".join(f"{axis}=[{' '.join(c.mesh.names(axis))}]" for axis in "xyz")
-    for label, text in (("tokens", tokens), ("FFN", c.ffn.notation), ("attention", c.attention.notation),
-                        ("axes", axes)):
-        _print_wrapped(console, f"{label:<11}{text}", indent="  ", hang=11)
-    console.print()
-    columns = [Column("per step", right=False, wrap=True), Column("FLOP"), Column("HBM"), Column("net"),
-               Column("compute"), Column("memory"), Column("network")]
-    rows: list = []
-    repeat_width = len(f"x{max(r.repeat for r in ev.rows)}")
-    for r in ev.rows:
-        flops, hbm, comm = float(r.flops[0]), float(r.hbm_bytes[0]), float(r.comm_bytes[0])
-        times = (float(r.compute_s[0]), float(r.memory_s[0]), float(r.comm_s[0]))
-        rows.append((r.name, _blank_zero(fmt_rate(flops, ""), flops), _blank_zero(fmt_bytes(hbm), hbm),
-                     _blank_zero(fmt_bytes(comm), comm), *(_blank_zero(fmt_seconds(t), t) for t in times)))
-        rows.append(Note(f"{f'x{r.repeat}':<{repeat_width}}  {r.notation}".rstrip()))
+    return title, [("tokens", tokens), ("FFN", c.ffn.notation), ("attention", c.attention.notation),
+                   ("axes", axes)]
+
+
+def _explain_cells(r) -> tuple[str, ...]:
+    flops, hbm, comm = float(r.flops[0]), float(r.hbm_bytes[0]), float(r.comm_bytes[0])
+    times = (float(r.compute_s[0]), float(r.memory_s[0]), float(r.comm_s[0]))
+    return (r.name, _blank_zero(fmt_rate(flops, ""), flops), _blank_zero(fmt_bytes(hbm), hbm),
+            _blank_zero(fmt_bytes(comm), comm), *(_blank_zero(fmt_seconds(t), t) for t in times))
+
+
+def _explain_total(ev: Evaluation) -> tuple[str, ...]:
+    d = point(ev, 0)
     flops = sum(float(r.flops[0]) for r in ev.rows)
     hbm = sum(float(r.hbm_bytes[0]) for r in ev.rows)
     comm = sum(float(r.comm_bytes[0]) for r in ev.rows)
-    total = ("total", fmt_rate(flops, ""), fmt_bytes(hbm), fmt_bytes(comm), fmt_seconds(d.compute_s),
-             fmt_seconds(d.memory_s), fmt_seconds(d.comm_s))
-    print_grid(console, columns, rows, total=total, ascii_only=ascii_only)
-    console.print()
-    tokens = ev.candidate.phase is Phase.DECODE
+    return ("total", fmt_rate(flops, ""), fmt_bytes(hbm), fmt_bytes(comm), fmt_seconds(d.compute_s),
+            fmt_seconds(d.memory_s), fmt_seconds(d.comm_s))
+
+
+def _explain_summary(ev: Evaluation) -> list[str]:
+    """How the step follows from the columns, the metrics, the memory and any padding."""
+    d, c = point(ev, 0), ev.candidate
     latency = f"latency {fmt_seconds(d.latency_s)}"
-    if tokens:
+    if c.phase is Phase.DECODE:
         latency += " for all output tokens"
-    for line in (
+    lines = [
         *combine_lines(ev),
         f"step     {fmt_seconds(d.step_latency_s)} (overhead {fmt_seconds(d.overhead_s)}), {latency}, "
         f"{d.bound}-bound",
@@ -338,24 +362,23 @@ def explain_table(ev: Evaluation, cluster, console, *, ascii_only: bool = False)
         f"memory   weights {fmt_bytes(ev.weight_bytes)} + KV cache {fmt_bytes(float(ev.kv_bytes[0]))} "
         f"+ activations {fmt_bytes(float(ev.activation_bytes[0]))} = {fmt_bytes(d.hbm_bytes_per_chip)} "
         f"per chip ({fmt_percent(d.hbm_fraction)} of HBM)",
-    ):
-        _print_wrapped(console, line, hang=9)
+    ]
     padded: dict[int, list[str]] = {}
     for part, shards in batch_padding(c, ev.model, d.batch):
         padded.setdefault(shards, []).append(part)
     for shards, parts in padded.items():
         per_chip = -(-d.batch // shards)
-        _print_wrapped(console, f"padding  {' and '.join(parts)}: batch {d.batch} over {shards} batch shards, so "
-                                f"every chip computes {per_chip} sequence{'s' * (per_chip != 1)}; "
-                                f"{fmt_percent(1 - d.batch / (per_chip * shards))} of that work is padding",
-                       hang=9)
+        lines.append(f"padding  {' and '.join(parts)}: batch {d.batch} over {shards} batch shards, so every chip "
+                     f"computes {per_chip} sequence{'s' * (per_chip != 1)}; "
+                     f"{fmt_percent(1 - d.batch / (per_chip * shards))} of that work is padding")
+    return lines
+
+
+def _explain_footnote(ev: Evaluation) -> str:
     layers = max(r.repeat for r in ev.rows)
-    _print_wrapped(console, f"Rows are per step and per chip, already multiplied by their repeat "
-                   f"(x{layers}: once per layer; x1: once per step); net: the collective's size per chip (the paper's Figure 3 convention: without the (K-1)/K factor).",
-                   style="dim")
-    note = calibration_note(cluster)
-    if note:
-        _print_wrapped(console, note, style="yellow")
+    return (f"Rows are per step and per chip, already multiplied by their repeat (x{layers}: once per layer; "
+            f"x1: once per step); net: the collective's size per chip (the paper's Figure 3 convention: "
+            f"without the (K-1)/K factor).")
 
 
 def presets_table(console, *, ascii_only: bool = False) -> None:
@@ -410,11 +433,18 @@ def _topology(topology) -> str:
 
 
 def explain_markdown(ev: Evaluation) -> str:
-    d = explain_dict(ev)
-    rows = [(r["name"], r["collective"], r["repeat"], r["flops"], r["hbm_bytes"], r["comm_bytes"],
-             r["seconds"]["compute"], r["seconds"]["memory"], r["seconds"]["comm"]) for r in d["layers"]]
-    header = ("row", "collective", "repeat", "flops", "hbm_bytes", "comm_bytes", "compute_s", "memory_s", "comm_s")
-    return markdown_table(header, rows, right=range(2, 9)) + "\n"
+    """For a pull-request comment: the table's header, rows (with their notation), total and
+    summary in human units; `--format csv` or `json` has the raw numbers."""
+    title, header = _explain_header(ev)
+    lines = [f"**{title}**", ""] + [f"- {label}: `{text}`" if label != "tokens" else f"- {label}: {text}"
+                                    for label, text in header] + [""]
+    rows = [(cells[0], f"`{r.notation}` x{r.repeat}", *cells[1:])
+            for r, cells in ((r, _explain_cells(r)) for r in ev.rows)]
+    total = _explain_total(ev)
+    rows.append((f"**{total[0]}**", "", *total[1:]))
+    lines += [markdown_table((EXPLAIN_COLUMNS[0], "sharding", *EXPLAIN_COLUMNS[1:]), rows, right=range(2, 8)), ""]
+    lines += [f"- {line}" for line in _explain_summary(ev)] + ["", _explain_footnote(ev)]
+    return "\n".join(lines) + "\n"
 
 
 def explain_csv(ev: Evaluation) -> str:

@@ -109,7 +109,10 @@ def test_explain_formats(planner):
     data = json.loads(planner(*EXPLAIN, "--format", "json").out)
     assert {"layers", "memory", "notation"} <= set(data)
     assert planner(*EXPLAIN, "--format", "csv").out.startswith("row,notation,collective")
-    assert planner(*EXPLAIN, "--format", "markdown").out.startswith("| row | collective |")
+    md = planner(*EXPLAIN, "--format", "markdown").out
+    assert md.startswith("**decode: 64 chips (mesh 4x4x4), batch 64, ws2d+batch, int8 weights**")
+    assert "| per step | sharding | FLOP | HBM | net | compute | memory | network |" in md
+    assert f"- MFU      {fmt_percent(data['mfu'])}" in md and "| **total** |" in md
 
 
 def test_presets_lists_key_figures(planner):
