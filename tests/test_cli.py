@@ -106,6 +106,7 @@ def test_explain_table_reads_at_80_columns(planner):
 
 
 def test_explain_formats(planner):
+    from planner.units import fmt_percent
     data = json.loads(planner(*EXPLAIN, "--format", "json").out)
     assert {"layers", "memory", "notation"} <= set(data)
     assert planner(*EXPLAIN, "--format", "csv").out.startswith("row,notation,collective")
