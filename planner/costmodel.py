@@ -203,16 +203,31 @@ def evaluate(model: Model, cluster: Cluster, workload: Workload, candidate: Cand
     )
 
 
-def batch_padding(candidate: Candidate, model: Model, batch: int) -> tuple[tuple[str, int], ...]:
-    """(part, batch shards) for each part of the layout (FFN, attention core) whose batch shards
-    `batch` sequences do not fill evenly: each chip computes ceil(batch / shards) sequences."""
+@dataclass(frozen=True, kw_only=True)
+class Padding:
+    """Parts of a layout whose batch shards a batch does not fill evenly."""
+
+    parts: tuple[str, ...]  # "FFN", "attention"
+    shards: int             # batch shards
+    per_chip: int           # sequences each chip computes: ceil(batch / shards)
+    wasted: float           # share of that work that is padding: 1 - batch / (per_chip * shards)
+
+
+def batch_padding(candidate: Candidate, model: Model, batch: int) -> tuple[Padding, ...]:
+    """The padding of the FFN's batch shards and the attention core's (one entry when both
+    have the same shards), for `batch` sequences."""
     sizes = candidate.mesh.sizes
-    out = []
+    by_shards: dict[int, list[str]] = {}
     for part, axes in (("FFN", candidate.ffn.batch_axes),
                        ("attention", candidate.attention.core_axes(model, candidate.ffn, sizes)[0])):
         shards = size(sizes, axes)
         if batch % shards:
-            out.append((part, shards))
+            by_shards.setdefault(shards, []).append(part)
+    out = []
+    for shards, parts in by_shards.items():
+        per_chip = -(-batch // shards)
+        out.append(Padding(parts=tuple(parts), shards=shards, per_chip=per_chip,
+                           wasted=1.0 - batch / (per_chip * shards)))
     return tuple(out)
 
 

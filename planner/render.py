@@ -67,8 +67,8 @@ def explain_dict(ev: Evaluation, cluster=None) -> dict:
                        else {"context": w.context, "output_tokens": w.output_tokens})
     out["axes"] = {axis: c.mesh.names(axis) for axis in "xyz"}
     out["notation"] = {"ffn": c.ffn.notation, "attention": c.attention.notation}
-    out["padding"] = [{"part": part, "batch_shards": shards}
-                      for part, shards in batch_padding(c, ev.model, int(ev.batch[0]))]
+    out["padding"] = [{"parts": list(p.parts), "batch_shards": p.shards, "sequences_per_chip": p.per_chip,
+                       "wasted": _num(p.wasted)} for p in batch_padding(c, ev.model, int(ev.batch[0]))]
     out["layers"] = [
         {"name": r.name, "notation": r.notation, "repeat": r.repeat, "collective": r.collective,
          "flops": _num(float(r.flops[0])), "hbm_bytes": _num(float(r.hbm_bytes[0])),
@@ -363,14 +363,10 @@ def _explain_summary(ev: Evaluation) -> list[str]:
         f"+ activations {fmt_bytes(float(ev.activation_bytes[0]))} = {fmt_bytes(d.hbm_bytes_per_chip)} "
         f"per chip ({fmt_percent(d.hbm_fraction)} of HBM)",
     ]
-    padded: dict[int, list[str]] = {}
-    for part, shards in batch_padding(c, ev.model, d.batch):
-        padded.setdefault(shards, []).append(part)
-    for shards, parts in padded.items():
-        per_chip = -(-d.batch // shards)
-        lines.append(f"padding  {' and '.join(parts)}: batch {d.batch} over {shards} batch shards, so every chip "
-                     f"computes {per_chip} sequence{'s' * (per_chip != 1)}; "
-                     f"{fmt_percent(1 - d.batch / (per_chip * shards))} of that work is padding")
+    for p in batch_padding(c, ev.model, d.batch):
+        lines.append(f"padding  {' and '.join(p.parts)}: batch {d.batch} over {p.shards} batch shards, so every "
+                     f"chip computes {p.per_chip} sequence{'s' * (p.per_chip != 1)}; {fmt_percent(p.wasted)} of "
+                     f"that work is padding")
     return lines
 
 
