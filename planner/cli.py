@@ -53,7 +53,7 @@ def _complete(kind: str):
     return complete
 
 
-FormatOpt = typer.Option("table", "--format", metavar="FORMAT",
+FormatOpt = typer.Option("table", "--format", metavar="FORMAT", callback=lambda v: v.lower() if v else v,
                          help="Output format: table, json, csv or markdown.")
 OutputOpt = typer.Option(None, "-o", "--output", metavar="FILE",
                          help="Write to FILE instead of stdout (atomically: a complete file or none).")
