@@ -224,7 +224,11 @@ def plan(
     context: Optional[int] = ContextOpt,
     max_latency: Optional[str] = typer.Option(
         None, "--max-latency", metavar="TIME",
-        help="Drop points slower than this [s, or with a unit: '200 ms']."),
+        help="Drop points slower than this [s, or with a unit: '200 ms']: a prefill pass, or all of "
+             "decode's output tokens."),
+    max_step_latency: Optional[str] = typer.Option(
+        None, "--max-step-latency", metavar="TIME",
+        help="Drop decode points whose step (time per output token) is slower than this [s, or '50 ms']."),
     min_mfu: Optional[str] = typer.Option(None, "--min-mfu", metavar="FRACTION",
                                           help="Drop points below this MFU [fraction 0-1, or '40%']."),
     fmt: str = FormatOpt,
@@ -259,6 +263,7 @@ def plan(
                      ffn=_words(ffn), attention=_words(attention), input_tokens=input_tokens,
                      output_tokens=output_tokens, context=context,
                      max_latency_s=_seconds(max_latency, "--max-latency"),
+                     max_step_latency_s=_seconds(max_step_latency, "--max-step-latency"),
                      min_mfu=_fraction(min_mfu, "--min-mfu"))
     ascii_only = _ascii(ascii_only)
     with _searching(ascii_only) as activity:

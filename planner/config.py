@@ -53,7 +53,7 @@ FLAGS = {
     "model": "--model", "cluster": "--cluster", "phases": "--phase", "chips": "--chips",
     "batches": "--batch", "weights": "--weights", "ffn": "--ffn", "attention": "--attention",
     "input_tokens": "--input-tokens", "output_tokens": "--output-tokens", "context": "--context",
-    "max_latency_s": "--max-latency", "min_mfu": "--min-mfu",
+    "max_latency_s": "--max-latency", "max_step_latency_s": "--max-step-latency", "min_mfu": "--min-mfu",
 }
 
 
@@ -290,6 +290,7 @@ SEARCH_KEYS = {"phases": "phases", "chips": "chips", "batches": "batch", "weight
                "ffn": "ffn", "attention": "attention"}
 WORKLOAD_KEYS = ("input_tokens", "output_tokens", "context")
 CONSTRAINT_FIELDS = {"max_latency_s": Field(number("seconds"), required=False),
+                     "max_step_latency_s": Field(number("seconds"), required=False),
                      "min_mfu": Field(fraction, required=False)}
 
 
@@ -318,14 +319,14 @@ def load_plan(
     batches: tuple[int, ...] | None = None, weights: tuple[str, ...] | None = None,
     ffn: tuple[str, ...] | None = None, attention: tuple[str, ...] | None = None,
     input_tokens: int | None = None, output_tokens: int | None = None, context: int | None = None,
-    max_latency_s: float | None = None, min_mfu: float | None = None,
+    max_latency_s: float | None = None, max_step_latency_s: float | None = None, min_mfu: float | None = None,
 ) -> Plan:
     """A plan from a file (a preset name or a path) and/or flags; a flag overrides the file.
     Without a file, model and cluster are required and the rest is `PLAN_DEFAULTS`."""
     flags = _read_flags(dict(
         model=model, cluster=cluster, phases=phases, chips=chips, batches=batches, weights=weights,
         ffn=ffn, attention=attention, input_tokens=input_tokens, output_tokens=output_tokens,
-        context=context, max_latency_s=max_latency_s, min_mfu=min_mfu))
+        context=context, max_latency_s=max_latency_s, max_step_latency_s=max_step_latency_s, min_mfu=min_mfu))
     if path is None:
         for required in ("model", "cluster"):
             if required not in flags:
@@ -465,7 +466,7 @@ def _read_flag(key: str, value: Any) -> Any:
         return _several(key, _checked(key, values, _is_count, f"a positive whole number up to {MAX_COUNT:g}"))
     if key in WORKLOAD_KEYS:
         return _checked(key, (value,), _is_count, f"a positive whole number up to {MAX_COUNT:g}")[0]
-    if key == "max_latency_s":
+    if key in ("max_latency_s", "max_step_latency_s"):
         return float(_checked(key, (value,), lambda v: _is_real(v) and 0 < v <= MAX_MAGNITUDE,
                               "a positive time in seconds")[0])
     if key == "min_mfu":

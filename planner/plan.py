@@ -33,7 +33,8 @@ class SearchSpace:
 
 @dataclass(frozen=True, kw_only=True)
 class Constraints:
-    max_latency_s: float | None = None
+    max_latency_s: float | None = None       # per request: prefill pass, or all decode steps
+    max_step_latency_s: float | None = None  # per decode step (time per output token)
     min_mfu: float | None = None
 
 

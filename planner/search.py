@@ -18,6 +18,7 @@ from planner.units import fmt_bytes, fmt_percent, fmt_seconds
 
 DOES_NOT_FIT = "does not fit in HBM"
 TOO_SLOW = "latency above max_latency_s"
+STEP_TOO_SLOW = "decode step above max_step_latency_s"
 LOW_MFU = "MFU below min_mfu"
 
 
@@ -133,7 +134,7 @@ def search(plan: Plan, progress: Callable[[int, int], None] | None = None,
 
 def _search_phase(plan: Plan, phase: Phase, layouts: list[Candidate], step: Callable[[], None]) -> PhaseResult:
     batch = np.array(plan.space.batches, dtype=np.int64)
-    dropped = {DOES_NOT_FIT: 0, TOO_SLOW: 0, LOW_MFU: 0}
+    dropped = {DOES_NOT_FIT: 0, TOO_SLOW: 0, STEP_TOO_SLOW: 0, LOW_MFU: 0}
     kept: list[tuple[Evaluation, np.ndarray]] = []
     evaluated = 0
     reach = _Reach()
@@ -168,14 +169,17 @@ def _feasible(plan: Plan, ev: Evaluation, dropped: dict[str, int], reach: _Reach
     limits = plan.constraints
     ok = ev.hbm_bytes <= plan.cluster.chip.hbm_bytes
     dropped[DOES_NOT_FIT] += int((~ok).sum())
+    step_limit = limits.max_step_latency_s if ev.candidate.phase is Phase.DECODE else None
     if ok.any():
         i = int(np.argmin(np.where(ok, ev.latency_s, np.inf)))
         if ev.latency_s[i] < reach.latency_s:
             reach.latency_s, reach.step_s = float(ev.latency_s[i]), float(ev.step_s[i])
         fast = ok if limits.max_latency_s is None else ok & (ev.latency_s <= limits.max_latency_s)
+        fast = fast if step_limit is None else fast & (ev.step_s <= step_limit)
         if fast.any():
             reach.mfu = max(reach.mfu, float(ev.mfu[fast].max()))
     for reason, passes in ((TOO_SLOW, None if limits.max_latency_s is None else ev.latency_s <= limits.max_latency_s),
+                           (STEP_TOO_SLOW, None if step_limit is None else ev.step_s <= step_limit),
                            (LOW_MFU, None if limits.min_mfu is None else ev.mfu >= limits.min_mfu)):
         if passes is not None:
             dropped[reason] += int((ok & ~passes).sum())
@@ -259,11 +263,14 @@ def _nothing_feasible(plan: Plan, phase: Phase, evaluated: int, dropped: dict[st
                  f"--max-latency covers the whole request)" if phase is Phase.DECODE else "")
         text += (f"\n  hint: the fastest {phase.value} that fits takes {fmt_seconds(reach.latency_s)}{steps}; "
                  f"--max-latency is {fmt_seconds(limits.max_latency_s)}.")
+    if dropped[STEP_TOO_SLOW]:
+        text += (f"\n  hint: the fastest decode step that fits takes {fmt_seconds(reach.step_s)}; "
+                 f"--max-step-latency is {fmt_seconds(limits.max_step_latency_s)}.")
     if dropped[LOW_MFU] and reach.mfu > 0:
-        within = " within --max-latency" if limits.max_latency_s is not None else ""
+        within = " within the latency limits" if limits.max_latency_s or limits.max_step_latency_s else ""
         text += (f"\n  hint: the highest MFU that fits{within} is {fmt_percent(reach.mfu)}; "
                  f"--min-mfu is {fmt_percent(limits.min_mfu)}.")
-    return text + "\n  hint: relax the constraints (--max-latency, --min-mfu) or allow more chips."
+    return text + "\n  hint: relax the constraints (--max-latency, --max-step-latency, --min-mfu) or allow more chips."
 
 
 def weights_hint(plan: Plan) -> str:

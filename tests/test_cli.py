@@ -348,3 +348,16 @@ def test_plan_prints_the_feasible_phase_when_another_has_nothing(planner):
     d = json.loads(as_json.out)
     assert d["frontier"]["prefill"] and d["frontier"]["decode"] == []
     assert "highest MFU that fits" in d["infeasible"]["decode"]
+
+
+def test_max_step_latency_limits_time_per_output_token(planner):
+    """--max-step-latency bounds each decode step (time per output token), not the request;
+    prefill is not limited by it; nothing under it names the fastest step that fits."""
+    r = planner("plan", PALM_PLAN, "--max-step-latency", "20ms", "--format", "json")
+    assert r.code == 0
+    d = json.loads(r.out)
+    assert d["frontier"]["decode"] and all(p["step_latency_s"] <= 0.020 for p in d["frontier"]["decode"])
+    assert any(p["latency_s"] > 0.5 for p in d["frontier"]["decode"])  # the request may take longer
+    assert d["frontier"]["prefill"] == json.loads(planner("plan", PALM_PLAN, "--format", "json").out)["frontier"]["prefill"]
+    r = planner("plan", PALM_PLAN, "--max-step-latency", "5ms", "--phase", "decode")
+    assert r.code == 1 and "the fastest decode step that fits takes" in r.err and "--max-step-latency is 5.00 ms" in r.err

@@ -385,3 +385,11 @@ def test_min_mfu_reads_a_percentage_in_a_plan_file_as_the_flag_does(tmp_path):
     path.write_text("model: palm-8b\ncluster: tpu-v4\nworkload: {input_tokens: 2048, output_tokens: 64, "
                     "context: 2048}\nconstraints: {min_mfu: 40%}\n")
     assert load_plan(str(path)).constraints.min_mfu == pytest.approx(0.4)
+
+
+def test_plan_file_limits_the_decode_step(tmp_path):
+    from planner.config import load_plan
+    path = tmp_path / "p.yaml"
+    path.write_text("model: palm-8b\ncluster: tpu-v4\nworkload: {input_tokens: 2048, output_tokens: 64, "
+                    "context: 2048}\nconstraints: {max_step_latency_s: 30 ms}\n")
+    assert load_plan(str(path)).constraints.max_step_latency_s == pytest.approx(0.030)
