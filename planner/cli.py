@@ -102,10 +102,11 @@ def _seconds(text: Optional[str], flag: str) -> Optional[float]:
 
 def _fraction(text: Optional[str], flag: str) -> Optional[float]:
     """'0.5' or '50%' -> 0.5; the range is checked by the loader."""
+    from planner.units import parse_fraction
     if text is None:
         return None
     try:
-        return float(text[:-1]) / 100 if text.strip().endswith("%") else float(text)
+        return parse_fraction(text)
     except ValueError:
         raise UsageError(f"{flag}: expected a fraction such as 0.5 or 50%, got {text!r}") from None
 

@@ -108,7 +108,8 @@ def _both(base, data, cal) -> dict:
 
 
 def _pct(x: float | None) -> str:
-    return "" if x is None else f"{100.0 * x:+.1f}%"
+    from planner.compare import signed_percent
+    return "" if x is None else signed_percent(x)
 
 
 def _mfu(x: float | None) -> str:

@@ -47,6 +47,14 @@ def parse_quantity(text: str, kind: str) -> float:
     raise ValueError(f"unknown unit {unit!r} for {kind.replace('_per_', '/')}")
 
 
+def parse_fraction(text: str) -> float:
+    """'0.4' or '40%' -> 0.4 (the range is the caller's to check); ValueError otherwise."""
+    raw = text.strip()
+    percent = raw.endswith("%")
+    value = float(raw[:-1].strip() if percent else raw)
+    return value / 100.0 if percent else value
+
+
 def fmt_seconds(value: float, *, pad: bool = True) -> str:
     """Three significant figures, trailing zeros kept ('1.00 s', '15.7 ms', '389 us') unless not
     `pad` (axis labels: '1 s', '10 ms'); whole seconds from 1000 s; '0 s'."""

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import yaml
 
 from planner.errors import ConfigError, did_you_mean
-from planner.units import EXAMPLES, parse_quantity
+from planner.units import EXAMPLES, parse_fraction, parse_quantity
 
 T = TypeVar("T")
 
@@ -252,13 +252,11 @@ def fraction(at: At) -> float:
     """A fraction in (0, 1], as a number (0.4) or a percentage ('40%')."""
     expected = "a fraction such as 0.4 or 40%"
     raw = scalar(at, expected).strip()
-    percent = raw.endswith("%")
-    body = raw[:-1].strip() if percent else raw
-    if not _DECIMAL.fullmatch(body):
+    if not _DECIMAL.fullmatch(raw.removesuffix("%").strip()):
         raise at.error(f"expected {expected}, found {raw!r}")
-    value = float(body) / (100.0 if percent else 1.0)
+    value = parse_fraction(raw)
     if not 0 < value <= 1:
-        hint = f"did you mean {body}%?" if not percent and 1 < value <= 100 else None
+        hint = f"did you mean {raw}%?" if not raw.endswith("%") and 1 < value <= 100 else None
         raise at.error(f"expected a fraction in (0, 1], found {raw!r}", hint=hint)
     return value
 
