@@ -13,8 +13,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from planner import calibrate  # noqa: E402
-from planner.config import load_cluster  # noqa: E402
+from planner.commands import calibrate  # noqa: E402
+from planner.config.plans import load_cluster  # noqa: E402
 
 DATA = ROOT / "configs" / "measurements" / "pope2022-tpu-v4.yaml"
 
@@ -30,7 +30,7 @@ def main() -> None:
     print(f"fit: {len(data.points)} points, {len(calibrate.CONSTANTS)} constants, {result.starts} starts: "
           f"best {min(times):.3f} s, median {sorted(times)[2]:.3f} s (target: well under 1 s)")
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "planner.cli", "calibrate", str(DATA), "--cluster", "tpu-v4"],
+    subprocess.run([sys.executable, "-m", "planner.cli.main", "calibrate", str(DATA), "--cluster", "tpu-v4"],
                    check=True, capture_output=True, cwd=ROOT)
     print(f"end to end: planner calibrate {DATA.name} --cluster tpu-v4: "
           f"{time.perf_counter() - start:.3f} s, interpreter start included")

@@ -14,10 +14,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from planner.config import load_plan  # noqa: E402
-from planner.costmodel import evaluate  # noqa: E402
-from planner.plan import Phase  # noqa: E402
-from planner.search import candidates, search  # noqa: E402
+from planner.config.plans import load_plan  # noqa: E402
+from planner.cost.costmodel import evaluate  # noqa: E402
+from planner.specs.plan import Phase  # noqa: E402
+from planner.search.search import candidates, search  # noqa: E402
 
 PLAN = ROOT / "configs" / "plans" / "palm-540b-tpu-v4.yaml"
 
@@ -45,7 +45,7 @@ def main() -> None:
     print(f"search of the bundled plan (in process): {result.evaluated} candidates in {seconds:.3f} s "
           f"= {result.evaluated / seconds / 1e6:.3f} M candidates/s")
     seconds = best_of(5, lambda: subprocess.run(
-        [sys.executable, "-m", "planner.cli", "plan", str(PLAN), "--format", "json"],
+        [sys.executable, "-m", "planner.cli.main", "plan", str(PLAN), "--format", "json"],
         check=True, capture_output=True, cwd=ROOT))
     print(f"end to end: planner plan {PLAN.name} --format json: {seconds:.3f} s (target < 1 s), "
           "interpreter start included")

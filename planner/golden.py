@@ -14,11 +14,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from planner.compare import compare_runs, load_run, run_from_result
+from planner.commands.compare import compare_runs, load_run, run_from_result
 from planner.config import list_presets, load_plan
 from planner.errors import PlannerError
-from planner.render import plan_dict, to_json
-from planner.search import search
+from planner.render.tables import plan_dict, to_json
+from planner.search.search import search
 
 GOLDEN_DIR = Path("tests") / "golden"
 

@@ -20,13 +20,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from planner import calibrate as cal
-from planner.cli_calibrate import accuracy_page, cluster_yaml
+from planner.commands import calibrate as cal
+from planner.cli.calibrate import accuracy_page, cluster_yaml
 from planner.config import load_cluster, load_model, load_plan, presets_dir
 from planner.errors import ConfigError
-from planner.hardware import Calibration, WeightFormat
-from planner.plan import Phase
-from planner.search import best
+from planner.specs.hardware import Calibration, WeightFormat
+from planner.specs.plan import Phase
+from planner.search.search import best
 
 ROOT = Path(__file__).resolve().parent.parent
 MEASUREMENTS = str(presets_dir() / "measurements" / "pope2022-tpu-v4.yaml")
@@ -71,8 +71,8 @@ def write(folder: Path, name: str, body: str) -> str:
 
 def run(*args: str) -> subprocess.CompletedProcess:
     """The `planner` command, as a user runs it (commands in their own modules register on
-    planner.cli.app, which `python -m planner.cli` does not see: it runs a second copy as __main__)."""
-    return subprocess.run([sys.executable, "-c", "from planner.cli import main; main()", *args],
+    planner.cli.main.app, which `python -m planner.cli.main` does not see: it runs a second copy as __main__)."""
+    return subprocess.run([sys.executable, "-c", "from planner.cli.main import main; main()", *args],
                           capture_output=True, text=True, cwd=ROOT)
 
 

@@ -1,7 +1,7 @@
 """The command line as a person uses it: real commands on the bundled configs, exit codes,
 stdout for results, stderr for the rest; help texts; -o atomicity; an 80-column pseudo-terminal.
 
-Most tests call `planner.cli.main` in-process (sys.argv patched, SystemExit caught): the same
+Most tests call `planner.cli.main.main` in-process (sys.argv patched, SystemExit caught): the same
 code path as the console script, at a fraction of a subprocess' cost. A few run the installed
 command in a real pseudo-terminal.
 """
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from planner import cli
+from planner.cli import main as cli
 
 ROOT = Path(__file__).resolve().parent.parent
 PALM_PLAN = str(ROOT / "configs" / "plans" / "palm-540b-tpu-v4.yaml")
@@ -256,7 +256,7 @@ def test_pty_80_columns_renders_without_broken_lines():
     assert max(len(line) for line in lines) <= 80
     rows = [line for line in lines if re.match(r"\s*\d+\s+\d+\s+w", line)]
     from planner.config import load_plan
-    from planner.search import search
+    from planner.search.search import search
     points = sum(len(ph.frontier) for ph in search(load_plan(PALM_PLAN)).phases)
     assert len(rows) == points  # every frontier point on exactly one line
     assert all(re.search(r"(compute|memory|comm)$", row) for row in rows)
@@ -312,7 +312,7 @@ def test_progress_shows_only_for_slow_work_and_erases_itself():
     import io
     import time
 
-    from planner.progress import Activity
+    from planner.render.progress import Activity
 
     fast = io.StringIO()
     with Activity("searching", enabled=True, delay_s=0.3, ascii_only=True, file=fast):

@@ -3,7 +3,7 @@
 
 Each must exit non-zero (2 for invalid input, 1 for nothing feasible) with the file, line or
 flag named on stderr, nothing on stdout and no traceback. The corpus runs in-process through
-`planner.cli.main`; a handful of cases also run the installed command in a subprocess.
+`planner.cli.main.main`; a handful of cases also run the installed command in a subprocess.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from planner import cli
+from planner.cli import main as cli
 from test_bad_inputs import BAD_INPUTS, CASES
 
 

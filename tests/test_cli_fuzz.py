@@ -2,7 +2,7 @@
 stderr; it never raises (a bug would surface here as an exception with its traceback).
 
 The loader itself is fuzzed in test_config_fuzz.py; this file drives the whole command
-(`planner.cli.run`, in-process) with random YAML files, mutated presets and random flag values.
+(`planner.cli.main.run`, in-process) with random YAML files, mutated presets and random flag values.
 Search spaces are kept small so that the valid inputs the fuzzer finds stay quick to plan.
 """
 
@@ -17,7 +17,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from planner import cli
+from planner.cli import main as cli
 from test_config_fuzz import NASTY, TREES, encode, mutated_preset
 
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

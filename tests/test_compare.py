@@ -4,7 +4,7 @@ The issue's done-when checks, each as a real command: plan twice then compare ("
 cluster copy with half the HBM bandwidth fails the gate naming the slower decode points; a pinned
 ws1d deployment on 64 TPU v4 chips is reported behind ws2d; Markdown output is a valid GitHub
 table; the README's GitHub Actions job runs as written. Most commands go through
-`planner.cli.main` in-process (the console script's code path); the README job runs in bash.
+`planner.cli.main.main` in-process (the console script's code path); the README job runs in bash.
 """
 
 from __future__ import annotations
@@ -19,18 +19,18 @@ from pathlib import Path
 import pytest
 import yaml
 
-from planner import cli
-from planner.compare import (
+from planner.cli import main as cli
+from planner.commands.compare import (
     Kind, Tolerance, check_deployment, compare_runs, load_run, name, run_from_dict, run_from_result,
     side_by_side,
 )
 from planner.config import list_presets, load_plan
 from planner.errors import ConfigError, InfeasibleError, UsageError
 from planner.golden import GOLDEN_DIR
-from planner.hardware import WeightFormat
-from planner.plan import Phase
-from planner.render import plan_dict, to_json
-from planner.search import best, point, search
+from planner.specs.hardware import WeightFormat
+from planner.specs.plan import Phase
+from planner.render.tables import plan_dict, to_json
+from planner.search.search import best, point, search
 from planner.units import parse_quantity
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -432,7 +432,7 @@ def run_job_steps(job: dict, cwd: Path, tmp_path: Path) -> tuple[int, str, str]:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
     shim = bin_dir / "planner"
-    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -c "from planner.cli import main; main()" "$@"\n')
+    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -c "from planner.cli.main import main; main()" "$@"\n')
     shim.chmod(0o755)
     summary = tmp_path / "summary.md"
     summary.write_text("")

@@ -7,15 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from planner import layouts
-from planner.config import (
-    CALIBRATION_FIELDS, PLAN_DEFAULTS, list_presets, load_cluster, load_model, load_plan,
-    presets_dir,
-)
+from planner.cost import layouts
+from planner.config import list_presets, load_cluster, load_model, load_plan, presets_dir
+from planner.config.clusters import CALIBRATION_FIELDS
+from planner.config.plans import PLAN_DEFAULTS
 from planner.errors import ConfigError, UsageError
-from planner.hardware import FIELDS_OF_CALIBRATION, Calibration, Switched, Torus, WeightFormat
-from planner.model import Block, FfnKind
-from planner.plan import Phase
+from planner.specs.hardware import FIELDS_OF_CALIBRATION, Calibration, Switched, Torus, WeightFormat
+from planner.specs.model import Block, FfnKind
+from planner.specs.plan import Phase
 
 # `reference` (the paper's figures) is the fixture in conftest.py.
 

@@ -8,10 +8,10 @@ import sys
 import pytest
 
 from planner.config import load_plan
-from planner.hardware import WeightFormat
-from planner.plan import Phase
-from planner.render import explain_dict
-from planner.search import best
+from planner.specs.hardware import WeightFormat
+from planner.specs.plan import Phase
+from planner.render.tables import explain_dict
+from planner.search.search import best
 
 
 @pytest.mark.parametrize("phase,batch,ffn,attention,weights", [
@@ -42,7 +42,7 @@ def test_explain_rows_add_up(phase, batch, ffn, attention, weights):
 def test_weight_gathers_are_prefetched_and_activation_collectives_are_not():
     """Weight all-gathers cost time only when the links are busier than the critical path;
     activation collectives sit on it (a share `overlap` of them hidden)."""
-    from planner.costmodel import combine
+    from planner.cost.costmodel import combine
     assert combine(10.0, 1.0, 4.0, 0.5, prefetched_s=4.0) == 10.0  # gathers hidden under compute
     assert combine(10.0, 1.0, 14.0, 0.5, prefetched_s=12.0) == 14.0  # links busiest: 2 + 12
     assert combine(10.0, 1.0, 4.0, 0.5) == 12.0  # the same 4 s as activation collectives
@@ -52,7 +52,7 @@ def test_weight_gathers_are_prefetched_and_activation_collectives_are_not():
 
 def test_explain_json_from_the_command_line():
     out = subprocess.run(
-        [sys.executable, "-m", "planner.cli", "explain", "--model", "palm-540b", "--cluster", "tpu-v4",
+        [sys.executable, "-m", "planner.cli.main", "explain", "--model", "palm-540b", "--cluster", "tpu-v4",
          "--chips", "64", "--phase", "decode", "--batch", "64", "--ffn", "ws2d", "--attention", "batch",
          "--weights", "int8", "--context", "2048", "--output-tokens", "64", "--format", "json"],
         capture_output=True, text=True, check=True)
@@ -85,8 +85,8 @@ def test_notation_has_no_empty_subscripts(model, cluster):
 
     import numpy as np
 
-    from planner.costmodel import evaluate
-    from planner.search import candidates
+    from planner.cost.costmodel import evaluate
+    from planner.search.search import candidates
     plan = load_plan(None, model=model, cluster=cluster)
     seen = set()
     for phase in (Phase.PREFILL, Phase.DECODE):
@@ -101,8 +101,8 @@ def test_notation_has_no_empty_subscripts(model, cluster):
 def _rows(model, cluster, chips, phase, ffn, attention, mesh=None):
     import numpy as np
 
-    from planner.costmodel import evaluate
-    from planner.search import candidates
+    from planner.cost.costmodel import evaluate
+    from planner.search.search import candidates
     plan = load_plan(None, model=model, cluster=cluster)
     for c in candidates(plan, Phase(phase), chips=(chips,)):
         if (c.ffn.name, c.attention.name, c.weights.label) == (ffn, attention, "bf16") and \
@@ -142,7 +142,7 @@ def test_residual_stream_counts_padded_batch_shards():
 
 def test_explain_says_when_a_batch_is_padded():
     out = subprocess.run(
-        [sys.executable, "-m", "planner.cli", "explain", "--model", "llama-3-70b", "--cluster", "h100-sxm",
+        [sys.executable, "-m", "planner.cli.main", "explain", "--model", "llama-3-70b", "--cluster", "h100-sxm",
          "--chips", "16", "--phase", "prefill", "--batch", "1", "--ffn", "wg-xyz", "--attention", "batch",
          "--weights", "bf16"], capture_output=True, text=True, check=True, env={**os.environ, "COLUMNS": "200"})
     assert "padding  FFN and attention: batch 1 over 16 batch shards" in out.stdout

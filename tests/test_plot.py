@@ -8,9 +8,9 @@ import re
 
 import pytest
 
-from planner import plot
+from planner.render import plot
 from planner.config import load_plan
-from planner.search import search
+from planner.search.search import search
 from planner.units import parse_quantity
 
 

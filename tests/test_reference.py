@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 
 from planner.config import load_cluster, load_model, load_plan
-from planner.hardware import WeightFormat
-from planner.layouts import ATTENTION_LAYOUTS, FFN_LAYOUTS
-from planner.layouts.base import StepShape
-from planner.mesh import Mesh
-from planner.model import Block, FfnKind, Model
-from planner.plan import Phase
-from planner.search import best
+from planner.specs.hardware import WeightFormat
+from planner.cost.layouts import ATTENTION_LAYOUTS, FFN_LAYOUTS
+from planner.cost.layouts.base import StepShape
+from planner.cost.mesh import Mesh
+from planner.specs.model import Block, FfnKind, Model
+from planner.specs.plan import Phase
+from planner.search.search import best
 
 def test_the_ci_copy_of_the_reference_file_is_current():
     """CI has no ../shared, so tests/reference keeps a copy; it must match the original."""
@@ -80,7 +80,7 @@ def test_table2_best_layouts(reference, palm_plan, name):
 def test_closed_form_ws1d_and_ws2d_times():
     """Paper: ws1d FFN comm = 2BLE/bandwidth, constant in chips; ws2d = 2BL(E/X + F/YZ)/bandwidth
     (elements of 2 bytes; bandwidth 270 GB/s on TPU v4; collectives carry (K-1)/K)."""
-    from planner.network import collective_seconds
+    from planner.cost.network import collective_seconds
     cluster = load_cluster("tpu-v4")
     cluster = dataclasses.replace(cluster, calibration=type(cluster.calibration)())
     tokens, E, F = 4096, FIG3_MODEL.d_model, FIG3_MODEL.d_ff

@@ -11,11 +11,11 @@ import re
 import pytest
 from rich.console import Console
 
-from planner import render
+from planner.render import tables as render
 from planner.config import load_cluster, load_plan
-from planner.hardware import FIELDS_OF_CALIBRATION
-from planner.render import Column, Note, print_grid
-from planner.search import best, point, search
+from planner.specs.hardware import FIELDS_OF_CALIBRATION
+from planner.render.tables import Column, Note, print_grid
+from planner.search.search import best, point, search
 from planner.units import fmt_seconds
 
 ESCAPE = re.compile(r"\x1b\[")
@@ -166,7 +166,7 @@ def test_markdown_table_right_aligns():
 
 
 def test_an_uncalibrated_cluster_is_flagged_in_tables_only(evaluation):
-    from planner.hardware import Calibration
+    from planner.specs.hardware import Calibration
     ideal = dataclasses.replace(load_cluster("tpu-v4"), calibration=Calibration())
     assert render.calibration_note(load_cluster("tpu-v4")) is None  # the shipped preset is fitted
     c = console()

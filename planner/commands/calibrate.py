@@ -1,6 +1,6 @@
 """Fit a cluster's calibration constants to measured latencies (`planner calibrate`).
 
-The six constants of `planner.hardware.Calibration` (matmul, HBM and network efficiency, a
+The six constants of `planner.specs.hardware.Calibration` (matmul, HBM and network efficiency, a
 latency per collective, a fixed time per layer and step, the overlap fraction) are shared by
 every model and layout on one cluster: there are no per-model, per-layout or per-point factors.
 
@@ -26,7 +26,7 @@ It is fast because the cost model is linear in each 1/efficiency and each latenc
 
 (K and n_steps, the collectives' bytes-time and ring steps, kept apart for the activation
 collectives and the prefetched weight all-gathers), so each candidate layout of each point is
-evaluated once by `planner.costmodel.evaluate` (at ideal constants, with its ring steps) and the
+evaluated once by `planner.cost.costmodel.evaluate` (at ideal constants, with its ring steps) and the
 fit works on those arrays, for many sets of constants at once (a Jacobian is one call).
 The final constants are checked against `evaluate` itself.
 
@@ -44,14 +44,14 @@ from pathlib import Path
 import numpy as np
 
 from planner.config import load_model
-from planner.costmodel import Candidate, Evaluation, combine, evaluate
+from planner.cost.costmodel import Candidate, Evaluation, combine, evaluate
 from planner.errors import ConfigError
-from planner.hardware import Calibration, Cluster, Torus, WeightFormat
-from planner.layouts import ATTENTION_LAYOUTS, FFN_LAYOUTS
-from planner.model import Model
-from planner.plan import Phase, Plan, SearchSpace, Workload
-from planner.search import best, candidates
-from planner.yamlio import (
+from planner.specs.hardware import Calibration, Cluster, Torus, WeightFormat
+from planner.cost.layouts import ATTENTION_LAYOUTS, FFN_LAYOUTS
+from planner.specs.model import Model
+from planner.specs.plan import Phase, Plan, SearchSpace, Workload
+from planner.search.search import best, candidates
+from planner.config.yamlio import (
     At, Field, boolean, choice, count, fields, list_of, load_document, number, passthrough, text,
 )
 
@@ -338,7 +338,7 @@ def fit(cluster: Cluster, data: Measurements) -> Fit:
                       for m, i in zip(points, chosen))
     exact = np.array([r.predicted_s for r in residuals])
     if not np.allclose(surrogate, exact, rtol=1e-9, atol=0.0):  # a bug, not a user mistake
-        raise RuntimeError("the fit's linearised cost model disagrees with planner.costmodel")
+        raise RuntimeError("the fit's linearised cost model disagrees with planner.cost.costmodel")
     cost = float(np.sum(robust_loss(np.log(exact) - measured)))
     return Fit(cluster=fitted, residuals=residuals, cost=cost, at_bound=_at_bound(constants),
                starts=len(STARTS))

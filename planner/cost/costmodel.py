@@ -6,7 +6,7 @@ Per step (prefill: one forward pass; decode: one token per sequence):
     compute_s = sum(FLOPs) / (peak_bf16 * matmul_efficiency)
     memory_s  = sum(HBM bytes read) / (hbm_bytes_per_s * hbm_efficiency)
                 (weights each chip reads, gathered or stationary, and in decode the whole KV cache)
-    comm_s    = sum of collective times (planner.network) = k_a + k_w, where
+    comm_s    = sum of collective times (planner.cost.network) = k_a + k_w, where
                 k_w: the weight all-gathers of weight-gathered layouts, and k_a: the rest
     step_s    = combine(compute_s, memory_s, comm_s) + n_layers * layer_overhead_s
 
@@ -43,13 +43,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from planner.hardware import ACTIVATION_BYTES, Cluster, WeightFormat
-from planner.layouts import AttentionLayout, CollectiveKind, FfnLayout, LayerCost, Term
-from planner.layouts.base import StepShape, collective_term, size
-from planner.mesh import Mesh
-from planner.model import Model
-from planner.network import collective_seconds, ring_steps
-from planner.plan import Phase, Workload
+from planner.specs.hardware import ACTIVATION_BYTES, Cluster, WeightFormat
+from planner.cost.layouts import AttentionLayout, CollectiveKind, FfnLayout, LayerCost, Term
+from planner.cost.layouts.base import StepShape, collective_term, size
+from planner.cost.mesh import Mesh
+from planner.specs.model import Model
+from planner.cost.network import collective_seconds, ring_steps
+from planner.specs.plan import Phase, Workload
 
 BOUNDS = ("compute", "memory", "comm")
 

@@ -25,13 +25,13 @@ from itertools import combinations
 
 import numpy as np
 
-from planner.hardware import ACTIVATION_BYTES
-from planner.layouts.base import (
+from planner.specs.hardware import ACTIVATION_BYTES
+from planner.cost.layouts.base import (
     ALL_AXES, CollectiveKind, LayerCost, StepShape, Term, ceil_div, collective_term, complement,
     activation, partial_sum, sharded, size, union,
 )
-from planner.layouts.ffn import FfnLayout
-from planner.model import Block, Model
+from planner.cost.layouts.ffn import FfnLayout
+from planner.specs.model import Block, Model
 
 AG, RS = CollectiveKind.ALL_GATHER, CollectiveKind.REDUCE_SCATTER
 AR, A2A = CollectiveKind.ALL_REDUCE, CollectiveKind.ALL_TO_ALL

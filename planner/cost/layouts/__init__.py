@@ -2,15 +2,15 @@
 
 A layout states only *what is sharded and what is communicated*: per-chip FLOPs, HBM bytes and a
 tuple of collectives with their bytes and logical mesh axes. It never turns bytes into seconds;
-`planner.costmodel` does that.
+`planner.cost.costmodel` does that.
 
 Adding an FFN layout is one registration line in `ffn.py` (a sharding spec); the generic
 dataflow and the invariant tests pick it up. Attention layouts live in `attention.py`.
 """
 
-from planner.layouts.base import Collective, CollectiveKind, LayerCost, Term
-from planner.layouts.ffn import FFN_LAYOUTS, FfnLayout
-from planner.layouts.attention import ATTENTION_LAYOUTS, AttentionLayout
+from planner.cost.layouts.base import Collective, CollectiveKind, LayerCost, Term
+from planner.cost.layouts.ffn import FFN_LAYOUTS, FfnLayout
+from planner.cost.layouts.attention import ATTENTION_LAYOUTS, AttentionLayout
 
 __all__ = [
     "ATTENTION_LAYOUTS", "AttentionLayout", "Collective", "CollectiveKind", "FFN_LAYOUTS",

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from itertools import product
 
-from planner.hardware import Cluster, Switched, Torus
+from planner.specs.hardware import Cluster, Switched, Torus
 
 Piece = tuple[str, int]  # (physical axis or network level, chips along it)
 

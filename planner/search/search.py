@@ -9,11 +9,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from planner.costmodel import BOUNDS, Candidate, Evaluation, evaluate
+from planner.cost.costmodel import BOUNDS, Candidate, Evaluation, evaluate
 from planner.errors import InfeasibleError
-from planner.layouts import ATTENTION_LAYOUTS, FFN_LAYOUTS
-from planner.mesh import meshes
-from planner.plan import Phase, Plan
+from planner.cost.layouts import ATTENTION_LAYOUTS, FFN_LAYOUTS
+from planner.cost.mesh import meshes
+from planner.specs.plan import Phase, Plan
 from planner.units import fmt_bytes, fmt_percent, fmt_seconds
 
 DOES_NOT_FIT = "does not fit in HBM"

@@ -33,11 +33,11 @@ from pathlib import Path
 
 import numpy as np
 
-from planner.costmodel import evaluate
+from planner.cost.costmodel import evaluate
 from planner.errors import ConfigError, InfeasibleError, UsageError
-from planner.plan import Phase, Pin, Plan, Workload
-from planner.render import plan_dict, to_json
-from planner.search import DOES_NOT_FIT, Point, SearchResult, best, candidates, order_key, point, search
+from planner.specs.plan import Phase, Pin, Plan, Workload
+from planner.render.tables import plan_dict, to_json
+from planner.search.search import DOES_NOT_FIT, Point, SearchResult, best, candidates, order_key, point, search
 from planner.units import fmt_bytes, fmt_percent, fmt_seconds
 
 SAVED_RUN_HINT = "a saved run is what `planner plan PLAN --format json -o FILE` writes"

@@ -12,10 +12,10 @@ import json
 import textwrap
 from dataclasses import dataclass
 
-from planner.costmodel import Evaluation, batch_padding
-from planner.hardware import FIELDS_OF_CALIBRATION
-from planner.plan import Phase
-from planner.search import Point, SearchResult, point
+from planner.cost.costmodel import Evaluation, batch_padding
+from planner.specs.hardware import FIELDS_OF_CALIBRATION
+from planner.specs.plan import Phase
+from planner.search.search import Point, SearchResult, point
 from planner.units import fmt_bytes, fmt_percent, fmt_rate, fmt_seconds
 
 FORMATS = ("table", "json", "csv", "markdown")
@@ -87,7 +87,7 @@ def explain_dict(ev: Evaluation, cluster=None) -> dict:
 
 def combine_lines(ev: Evaluation) -> list[str]:
     """How the step time follows from the compute, memory and network columns (the overlap
-    policy of planner.costmodel), in words and numbers."""
+    policy of planner.cost.costmodel), in words and numbers."""
     f = ev.overlap
     critical, prefetched = float(ev.critical_s[0]), float(ev.prefetched_s[0])
     active = float(ev.comm_s[0]) - prefetched
@@ -176,7 +176,7 @@ def _summary(result: SearchResult) -> str:
 
 def calibration_note(cluster) -> str | None:
     """A warning for a cluster whose calibration constants were never fitted."""
-    from planner.hardware import Calibration
+    from planner.specs.hardware import Calibration
 
     if cluster.calibration != Calibration():
         return None

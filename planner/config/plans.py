@@ -1,9 +1,9 @@
-"""Load and validate YAML configs: models, clusters and plans.
+"""The plan schema and `load_plan`: a plan file and command-line overrides to a `Plan`.
 
 A model or cluster is named by a preset (`configs/<kind>/<name>.yaml`) or by a path to a YAML
 file. Every mistake in a file raises `ConfigError` naming the file, line, column and key path;
 every mistake in a flag (a `load_plan` override) raises `UsageError` naming the flag.
-Schemas are tables of typed fields read by `planner.yamlio`; see the presets for examples.
+Schemas are tables of typed fields read by `planner.config.yamlio`; see the presets for examples.
 """
 
 from __future__ import annotations
@@ -14,21 +14,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import planner
-from planner import layouts
+from planner.config.clusters import load_cluster
+from planner.config.models import load_model
+from planner.config.presets import list_presets, locate
+from planner.config.yamlio import (
+    text,
+    MAX_COUNT, MAX_MAGNITUDE, At, Field, Fields, choice, count, fields, fraction, list_of, load_document, names,
+    number, passthrough,
+)
+from planner.cost import layouts
 from planner.errors import ConfigError, UsageError, did_you_mean
-from planner.hardware import (
-    Calibration, Chip, Cluster, Level, Slice, Switched, Torus, WeightFormat,
-)
-from planner.model import Block, FfnKind, Model
-from planner.plan import Constraints, Phase, Pin, Plan, SearchSpace, Workload
-from planner.yamlio import (
-    MAX_COUNT, MAX_MAGNITUDE, At, Field, Fields, boolean, choice, count, fields, fraction, list_of,
-    load_document, names, number, passthrough, text,
-)
+from planner.specs.hardware import Cluster, WeightFormat
+from planner.specs.model import Model
+from planner.specs.plan import Constraints, Phase, Pin, Plan, SearchSpace, Workload
 
-KINDS = ("models", "clusters", "plans")
-COMPUTE_FORMATS = ("bf16", "fp16", "fp8", "int8", "int4", "fp4", "tf32", "fp32")
 
 
 @dataclass(frozen=True)
@@ -55,216 +54,6 @@ FLAGS = {
     "input_tokens": "--input-tokens", "output_tokens": "--output-tokens", "context": "--context",
     "max_latency_s": "--max-latency", "max_step_latency_s": "--max-step-latency", "min_mfu": "--min-mfu",
 }
-
-
-# ---------------------------------------------------------------------------------------------
-# Presets
-
-
-def presets_dir() -> Path:
-    """The bundled configs: planner/configs when installed, the repository's configs/ otherwise."""
-    package = Path(planner.__file__).resolve().parent
-    installed = package / "configs"
-    return installed if installed.is_dir() else package.parent / "configs"
-
-
-def list_presets(kind: str) -> list[str]:
-    if kind not in KINDS:
-        raise ValueError(f"unknown preset kind {kind!r}; expected one of {', '.join(KINDS)}")
-    return sorted(path.stem for path in (presets_dir() / kind).glob("*.yaml"))
-
-
-def _locate(kind: str, ref: str, base: Path | None = None, at: At | None = None) -> Path:
-    """The file a preset name or a path refers to (relative paths resolve against `base`).
-    Errors point at `at` (the plan entry naming it); otherwise a missing file is a ConfigError
-    on that file and an unknown name is the user's flag mistake (UsageError)."""
-    presets = list_presets(kind)
-    singular = kind[:-1]
-    path = Path(ref)
-    if base is not None and not path.is_absolute():
-        path = base / path
-    exists = _exists(path)
-    if ref in presets and not (exists and path.is_file()):
-        return presets_dir() / kind / f"{ref}.yaml"
-    if ref.strip() and (exists or _looks_like_path(ref)):
-        if exists or at is None:
-            return path  # load_document reports a missing file or a directory
-        message, hint = f"no {singular} file {str(path)!r}", None
-    else:
-        message, hint = f"unknown {singular} {ref!r}", did_you_mean(ref, presets)
-    hint = (hint + " " if hint else "") + (f"presets: {', '.join(presets) or '(none)'}; "
-                                           "or give a path to a YAML file")
-    if at is not None:
-        raise at.error(message, hint=hint)
-    raise UsageError(f"{message}\n  hint: {hint}")
-
-
-def _looks_like_path(ref: str) -> bool:
-    return "/" in ref or "\\" in ref or ref.endswith((".yaml", ".yml")) or ref.startswith(".")
-
-
-def _exists(path: Path) -> bool:
-    try:
-        return path.exists()
-    except (OSError, ValueError):  # a name too long for the file system, a NUL byte, ...
-        return False
-
-
-# ---------------------------------------------------------------------------------------------
-# Models
-
-MODEL_FIELDS = {
-    "name": Field(text),
-    "layers": Field(count),
-    "d_model": Field(count),
-    "d_ff": Field(count),
-    "heads": Field(count),
-    "kv_heads": Field(count),
-    "d_head": Field(count),
-    "vocab": Field(count),
-    "ffn": Field(choice({kind.label: kind for kind in FfnKind}, "FFN kind")),
-    "block": Field(choice({block.value: block for block in Block}, "block kind")),
-    "tied_embeddings": Field(boolean, required=False),
-    "params": Field(number(), required=False),
-    "source": Field(text, required=False),
-}
-
-
-def load_model(name_or_path: str, *, base: Path | None = None, at: At | None = None) -> Model:
-    return _read_model(load_document(_locate("models", name_or_path, base, at)))
-
-
-def _read_model(root: At) -> Model:
-    f = fields(root, MODEL_FIELDS, "a model")
-    heads, kv_heads = f["heads"], f["kv_heads"]
-    if kv_heads > heads or heads % kv_heads:
-        raise f.where["kv_heads"].error(
-            f"heads ({heads}) must be a multiple of kv_heads ({kv_heads})",
-            hint="kv_heads = heads for multihead, 1 for multiquery, a divisor for grouped-query")
-    return Model(
-        name=f["name"], n_layers=f["layers"], d_model=f["d_model"], d_ff=f["d_ff"],
-        n_heads=heads, n_kv_heads=kv_heads, d_head=f["d_head"], vocab=f["vocab"],
-        ffn=f["ffn"], block=f["block"], tied_embeddings=f.get("tied_embeddings", True),
-        n_params_nominal=f.get("params"),
-        source=f.get("source", ""),
-    )
-
-
-# ---------------------------------------------------------------------------------------------
-# Clusters
-
-EFFICIENCY = number(maximum=1.0)
-LATENCY = number("seconds", inclusive=True)
-CALIBRATION_FIELDS = {
-    "matmul_efficiency": Field(EFFICIENCY, required=False),
-    "hbm_efficiency": Field(EFFICIENCY, required=False),
-    "network_efficiency": Field(EFFICIENCY, required=False),
-    "collective_latency_s": Field(LATENCY, required=False),
-    "layer_overhead_s": Field(LATENCY, required=False),
-    "overlap": Field(number(inclusive=True, maximum=1.0), required=False),
-}
-
-PEAK_FIELDS = {fmt: Field(number("flop_per_s"), required=fmt == "bf16") for fmt in COMPUTE_FORMATS}
-CHIP_FIELDS = {
-    "name": Field(text),
-    "peak_flop_per_s": Field(lambda at: fields(at, PEAK_FIELDS, "peak rates per format").values),
-    "hbm": Field(number("bytes")),
-    "hbm_bandwidth": Field(number("bytes_per_s")),
-}
-SLICE_FIELDS = {"chips": Field(count), "shape": Field(list_of(count, unique=False)),
-                "wraparound": Field(boolean)}
-TORUS_FIELDS = {
-    "axes": Field(list_of(text)),
-    "link_bandwidth": Field(number("bytes_per_s")),
-    "links_per_axis": Field(count),
-    "slices": Field(list_of(passthrough, unique=False)),
-    "bandwidth_model": Field(choice({"chip": "chip", "axes": "axes"}, "bandwidth model"), required=False),
-}
-LEVEL_FIELDS = {"name": Field(text), "size": Field(count, required=False),
-                "bandwidth": Field(number("bytes_per_s"))}
-SWITCHED_FIELDS = {"levels": Field(list_of(passthrough, unique=False)),
-                   "chips": Field(list_of(count))}
-TOPOLOGY_FIELDS = {"torus": Field(passthrough, required=False),
-                   "switched": Field(passthrough, required=False)}
-CLUSTER_FIELDS = {
-    "name": Field(text),
-    "chip": Field(lambda at: _read_chip(fields(at, CHIP_FIELDS, "a chip"))),
-    "topology": Field(lambda at: _read_topology(fields(at, TOPOLOGY_FIELDS, "a topology"))),
-    "calibration": Field(lambda at: Calibration(**fields(at, CALIBRATION_FIELDS,
-                                                         "calibration").values),
-                         required=False),  # the keys are Calibration's fields (tested)
-    "source": Field(text, required=False),
-}
-
-
-def load_cluster(name_or_path: str, *, base: Path | None = None, at: At | None = None) -> Cluster:
-    return _read_cluster(load_document(_locate("clusters", name_or_path, base, at)))
-
-
-def _read_cluster(root: At) -> Cluster:
-    f = fields(root, CLUSTER_FIELDS, "a cluster")
-    return Cluster(name=f["name"], chip=f["chip"], topology=f["topology"],
-                   calibration=f.get("calibration", Calibration()), source=f.get("source", ""))
-
-
-def _read_chip(f: Fields) -> Chip:
-    return Chip(name=f["name"], peak_flop_per_s=f["peak_flop_per_s"], hbm_bytes=f["hbm"],
-                hbm_bytes_per_s=f["hbm_bandwidth"])
-
-
-def _read_topology(f: Fields) -> Torus | Switched:
-    if len(f.values) != 1:
-        raise f.at.error("expected exactly one of 'torus' or 'switched'",
-                         hint="torus for TPU slices, switched for GPU nodes joined by a network")
-    if "torus" in f.values:
-        return _read_torus(fields(f["torus"], TORUS_FIELDS, "a torus"))
-    return _read_switched(fields(f["switched"], SWITCHED_FIELDS, "a switched network"))
-
-
-def _read_torus(f: Fields) -> Torus:
-    axes = f["axes"]
-    slices: list[Slice] = []
-    for slice_at in f["slices"]:
-        s = fields(slice_at, SLICE_FIELDS, "a slice")
-        shape, where = s["shape"], s.where["shape"]
-        if len(shape) != len(axes):
-            raise where.error(f"shape has {len(shape)} sizes but the torus has {len(axes)} axes "
-                              f"({', '.join(axes)})")
-        if math.prod(shape) != s["chips"]:
-            raise where.error(f"shape {'x'.join(map(str, shape))} holds {math.prod(shape)} chips, "
-                              f"not {s['chips']}")
-        if any(s["chips"] == other.chips for other in slices):
-            raise s.where["chips"].error(f"a slice of {s['chips']} chips is already listed")
-        slices.append(Slice(chips=s["chips"], shape=shape, wraparound=s["wraparound"]))
-    return Torus(axes=axes, link_bytes_per_s=f["link_bandwidth"],
-                 links_per_axis=f["links_per_axis"], slices=tuple(slices),
-                 bandwidth_model=f.get("bandwidth_model", "chip"))
-
-
-def _read_switched(f: Fields) -> Switched:
-    level_ats = f["levels"]
-    levels: list[Level] = []
-    for i, level_at in enumerate(level_ats):
-        v = fields(level_at, LEVEL_FIELDS, "a network level")
-        outermost = i == len(level_ats) - 1
-        if outermost and "size" in v.values:
-            raise v.where["size"].error("the outermost level has no size (it joins any number of "
-                                        "groups)", hint="remove 'size' or add an outer level")
-        if not outermost and "size" not in v.values:
-            raise level_at.child(level_at.node, "size").error(
-                "missing key 'size' (every level but the outermost has one)")
-        inner = levels[-1].size if levels else None
-        if inner and "size" in v.values and (v["size"] <= inner or v["size"] % inner):
-            raise v.where["size"].error(f"size {v['size']} is not a larger multiple of the inner "
-                                        f"level's size {inner}")
-        levels.append(Level(name=v["name"], size=v.get("size"), bytes_per_s=v["bandwidth"]))
-    for i, n in enumerate(f["chips"]):
-        for level in levels[:-1]:
-            if n > level.size and n % level.size:
-                raise f.where["chips"].item(i).error(
-                    f"{n} chips do not fill whole {level.name} groups of {level.size}",
-                    hint=f"use at most {level.size} chips or a multiple of {level.size}")
-    return Switched(levels=tuple(levels), chip_counts_=tuple(sorted(f["chips"])))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -333,7 +122,7 @@ def load_plan(
                 raise UsageError(f"{FLAGS[required]} is required when no plan file is given "
                                  f"(presets: {', '.join(list_presets(required + 's'))})")
         return _assemble(load_model(model), load_cluster(cluster), None, flags)
-    root = load_document(_locate("plans", path))
+    root = load_document(locate("plans", path))
     try:
         plan = fields(root, _plan_fields(flags), "a plan")
     except ConfigError as err:

@@ -1,106 +1,18 @@
-"""`planner calibrate`: fit a cluster's calibration constants (see planner.calibrate), print the
-residuals, write a calibrated cluster YAML (-o) and the accuracy page (--report).
-
-The renderers of this command live here: a residual table (text, Markdown, CSV, JSON), the
-cluster YAML with its `calibration:` block replaced, and the accuracy page.
-"""
+"""Renderers of `planner calibrate`: a residual table (text, Markdown, CSV, JSON), the cluster
+YAML with its `calibration:` block replaced, and the accuracy page."""
 
 from __future__ import annotations
 
 import json
 import tempfile
 from pathlib import Path
-from typing import Optional
 
-import typer
 import yaml
 
-from planner.cli import AsciiOpt, ClusterOpt, FormatOpt, _ascii, _emit, _render_table, _words, app
 from planner.errors import UsageError
 from planner.units import fmt_seconds
 
 BANDWIDTH_MODELS = ("chip", "axes")
-
-
-@app.command()
-def calibrate(
-    measurements: str = typer.Argument(..., metavar="MEASUREMENTS", help="Measurements YAML (e.g. configs/measurements/pope2022-tpu-v4.yaml)."),
-    cluster: Optional[str] = ClusterOpt,
-    bandwidth_model: Optional[str] = typer.Option(None, "--bandwidth-model", metavar="MODEL", help="Torus bandwidth model to fit with: chip or axes (default: the cluster's)."),
-    fmt: str = FormatOpt,
-    output: Optional[Path] = typer.Option(None, "-o", "--output", metavar="FILE", help="Write the calibrated cluster YAML to FILE (atomically); the residual report still goes to stdout in --format."),
-    report: Optional[Path] = typer.Option(None, "--report", metavar="FILE", help="Write the accuracy page (Markdown, both bandwidth models) to FILE."),
-    other_models: Optional[str] = typer.Option(None, "--other-models", metavar="NAME[,NAME...]", help="With --report: models to predict with the fitted constants (not fitted), comma list."),
-    ascii_only: bool = AsciiOpt,
-) -> None:
-    """Fit a cluster's calibration constants to measured latencies and print the residuals.
-
-    Example: planner calibrate configs/measurements/pope2022-tpu-v4.yaml --cluster tpu-v4 -o my-tpu-v4.yaml
-    """
-    from planner import calibrate as cal
-    from planner.config import load_model
-
-    if fmt not in ("table", "json", "csv", "markdown"):
-        raise UsageError(f"--format: expected one of table, json, csv, markdown, got {fmt!r}")
-    if bandwidth_model is not None and bandwidth_model not in BANDWIDTH_MODELS:
-        raise UsageError(f"--bandwidth-model: expected chip or axes, got {bandwidth_model!r}")
-    if other_models is not None and report is None:
-        raise UsageError("--other-models is used by --report only")
-    data = cal.load_measurements(measurements)
-    base, cluster_file, cluster_arg = _cluster(cluster, data)
-    command = f"planner calibrate {measurements}" + (f" --cluster {cluster_arg}" if cluster else "")
-    if bandwidth_model is not None:
-        if cal.bandwidth_model(base) is None:
-            raise UsageError(f"--bandwidth-model: {base.name} is not a torus (it has no bandwidth model)")
-        base = cal.with_bandwidth_model(base, bandwidth_model)
-        command += f" --bandwidth-model {bandwidth_model}"
-    if report is not None:
-        models = tuple(load_model(name) for name in _words(other_models) or ())
-        assessments = _both(base, data, cal)
-        shipped = cal.bandwidth_model(base)
-        assessment = assessments.get(shipped) or cal.assess(base, data)
-        page_command = f"planner calibrate {measurements}" + (f" --cluster {cluster_arg}" if cluster else "") + \
-            f" --report {report}" + (f" --other-models {other_models}" if other_models else "")
-        _emit(accuracy_page(data, base, assessments, cal.elsewhere(assessment.fit.cluster, data, models),
-                            page_command), report)
-    else:
-        assessment = cal.assess(base, data)
-    if output is not None:
-        _emit(_checked_yaml(cluster_yaml(cluster_file.read_text(encoding="utf-8"), assessment, data,
-                                         command), assessment), output)
-    if fmt == "table":
-        _render_table(lambda console: residual_table(data, assessment, console, _ascii(ascii_only)), None)
-        return
-    render = {"markdown": residual_markdown, "csv": residual_csv, "json": residual_json}[fmt]
-    typer.echo(render(data, assessment), nl=False)
-
-
-def _cluster(flag: Optional[str], data):
-    """(cluster, its file, how it was named): from --cluster, else the measurements file's."""
-    from planner.config import _locate, load_cluster
-
-    if flag is None and data.cluster is None:
-        raise UsageError("--cluster is required: the measurements file names no cluster")
-    named = None
-    if data.cluster is not None:
-        at = data.at.child(next(v for k, v in data.at.node.value if k.value == "cluster"), "cluster")
-        folder = Path(data.file).parent
-        named = load_cluster(data.cluster, base=folder, at=at)
-        if flag is None:
-            return named, _locate("clusters", data.cluster, folder, at), data.cluster
-    given = load_cluster(flag)
-    if named is not None and (given.chip != named.chip or type(given.topology) is not type(named.topology)):
-        raise at.error(f"the measurements were taken on {named.name} ({named.chip.name}), but --cluster "
-                       f"{flag} is other hardware ({given.chip.name})",
-                       hint=f"pass --cluster {data.cluster}, or a cluster file of that hardware (e.g. one it "
-                            f"wrote with -o)")
-    return given, _locate("clusters", flag), flag
-
-
-def _both(base, data, cal) -> dict:
-    if cal.bandwidth_model(base) is None:
-        return {None: cal.assess(base, data)}
-    return {model: cal.assess(cal.with_bandwidth_model(base, model), data) for model in BANDWIDTH_MODELS}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -108,7 +20,7 @@ def _both(base, data, cal) -> dict:
 
 
 def _pct(x: float | None) -> str:
-    from planner.compare import signed_percent
+    from planner.commands.compare import signed_percent
     return "" if x is None else signed_percent(x)
 
 
@@ -129,7 +41,7 @@ HEADER = ("point", "measured layout", "predicted as", "measured", "predicted", "
 
 
 def _summary(assessment) -> list[str]:
-    from planner.calibrate import ACCURACY_TARGET as LIMIT
+    from planner.commands.calibrate import ACCURACY_TARGET as LIMIT
     fit = assessment.fit
     worst = fit.worst
     within = sum(r.within_target for r in fit.residuals)
@@ -157,13 +69,13 @@ def _summary(assessment) -> list[str]:
 
 def _constants(assessment) -> list[tuple[str, str]]:
     cal = assessment.fit.cluster.calibration
-    from planner.calibrate import CONSTANTS
+    from planner.commands.calibrate import CONSTANTS
     return [(name, f"{getattr(cal, name):g}" + ("  (at its bound)" if name in assessment.fit.at_bound else ""))
             for name, _ in CONSTANTS]
 
 
 def _title(data, assessment) -> str:
-    from planner.calibrate import bandwidth_model
+    from planner.commands.calibrate import bandwidth_model
     cluster = assessment.fit.cluster
     model = bandwidth_model(cluster)
     return (f"{cluster.name} calibrated from {data.file}: {len(data.points)} points"
@@ -173,7 +85,7 @@ def _title(data, assessment) -> str:
 def residual_table(data, assessment, console, ascii_only: bool = False) -> None:
     """The fit as a table that fits `console.width`: one row per point with its numbers, and
     under it the layout measured and the candidate predicted."""
-    from planner.render import Column, Note, _print_wrapped, print_grid
+    from planner.render.tables import Column, Note, _print_wrapped, print_grid
 
     _print_wrapped(console, _title(data, assessment), hang=2)
     for name, value in _constants(assessment):
@@ -218,7 +130,7 @@ def residual_csv(data, assessment) -> str:
 
 
 def residual_json(data, assessment) -> str:
-    from planner.calibrate import CONSTANTS, bandwidth_model
+    from planner.commands.calibrate import CONSTANTS, bandwidth_model
     fit = assessment.fit
 
     def num(x):
@@ -251,7 +163,7 @@ def residual_json(data, assessment) -> str:
 
 def _record(data, assessment, command: str, prefix: str) -> list[str]:
     """Comment lines recording the fit: command, data, residuals."""
-    from planner.calibrate import bandwidth_model
+    from planner.commands.calibrate import bandwidth_model
     fit = assessment.fit
     model = bandwidth_model(fit.cluster)
     lines = [f"Fitted by `{command}`",
@@ -271,7 +183,7 @@ def _record(data, assessment, command: str, prefix: str) -> list[str]:
 def cluster_yaml(text: str, assessment, data, command: str) -> str:
     """`text` (a cluster YAML) with the bandwidth model and `calibration:` block of the fit; the
     rest of the file (comments included) is kept."""
-    from planner.calibrate import CONSTANTS, bandwidth_model
+    from planner.commands.calibrate import CONSTANTS, bandwidth_model
     fit = assessment.fit
     model = bandwidth_model(fit.cluster)
     lines = text.splitlines(keepends=True)
@@ -382,7 +294,7 @@ NOT_MODELLED = """\
 
 
 def accuracy_page(data, base, assessments: dict, others, command: str) -> str:
-    from planner.calibrate import ACCURACY_TARGET as LIMIT, CONSTANTS, bandwidth_model
+    from planner.commands.calibrate import ACCURACY_TARGET as LIMIT, CONSTANTS, bandwidth_model
     shipped = bandwidth_model(base)
     models = list(assessments)
     name = lambda model: f"`{model}`" + (" (shipped)" if model == shipped else "") if model else "fit"

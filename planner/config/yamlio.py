@@ -4,7 +4,7 @@
 aliases, anchors, foreign tags, duplicate keys and several documents are refused) and returns an
 `At`: a node together with its file and dotted key path, so that every error can name the file,
 line, column and key. The readers below take an `At` and return a checked Python value; the three
-schemas in `planner.config` are assembled from them.
+schemas in `planner.config.plans` are assembled from them.
 """
 
 from __future__ import annotations

@@ -15,8 +15,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from planner.layouts import FFN_LAYOUTS
-from planner.search import PhaseResult, SearchResult
+from planner.cost.layouts import FFN_LAYOUTS
+from planner.search.search import PhaseResult, SearchResult
 from planner.units import fmt_seconds
 
 MARKS = "o*x+#@%&"

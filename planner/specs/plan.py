@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from planner.hardware import Cluster, WeightFormat
-from planner.model import Model
+from planner.specs.hardware import Cluster, WeightFormat
+from planner.specs.model import Model
 
 
 class Phase(Enum):

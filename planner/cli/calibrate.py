@@ -1,0 +1,98 @@
+"""`planner calibrate`: fit a cluster's calibration constants (see planner.commands.calibrate), print the
+residuals, write a calibrated cluster YAML (-o) and the accuracy page (--report). Its renderers
+are in planner.render.calibrate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from planner.cli.common import AsciiOpt, ClusterOpt, FormatOpt, use_ascii, emit, render_table, word_list
+from planner.errors import UsageError
+from planner.render.calibrate import (
+    BANDWIDTH_MODELS, _checked_yaml, accuracy_page, cluster_yaml, residual_csv, residual_json, residual_markdown,
+    residual_table,
+)
+
+
+def calibrate(
+    measurements: str = typer.Argument(..., metavar="MEASUREMENTS", help="Measurements YAML (e.g. configs/measurements/pope2022-tpu-v4.yaml)."),
+    cluster: Optional[str] = ClusterOpt,
+    bandwidth_model: Optional[str] = typer.Option(None, "--bandwidth-model", metavar="MODEL", help="Torus bandwidth model to fit with: chip or axes (default: the cluster's)."),
+    fmt: str = FormatOpt,
+    output: Optional[Path] = typer.Option(None, "-o", "--output", metavar="FILE", help="Write the calibrated cluster YAML to FILE (atomically); the residual report still goes to stdout in --format."),
+    report: Optional[Path] = typer.Option(None, "--report", metavar="FILE", help="Write the accuracy page (Markdown, both bandwidth models) to FILE."),
+    other_models: Optional[str] = typer.Option(None, "--other-models", metavar="NAME[,NAME...]", help="With --report: models to predict with the fitted constants (not fitted), comma list."),
+    ascii_only: bool = AsciiOpt,
+) -> None:
+    """Fit a cluster's calibration constants to measured latencies and print the residuals.
+
+    Example: planner calibrate configs/measurements/pope2022-tpu-v4.yaml --cluster tpu-v4 -o my-tpu-v4.yaml
+    """
+    from planner.commands import calibrate as cal
+    from planner.config import load_model
+
+    if fmt not in ("table", "json", "csv", "markdown"):
+        raise UsageError(f"--format: expected one of table, json, csv, markdown, got {fmt!r}")
+    if bandwidth_model is not None and bandwidth_model not in BANDWIDTH_MODELS:
+        raise UsageError(f"--bandwidth-model: expected chip or axes, got {bandwidth_model!r}")
+    if other_models is not None and report is None:
+        raise UsageError("--other-models is used by --report only")
+    data = cal.load_measurements(measurements)
+    base, cluster_file, cluster_arg = _cluster(cluster, data)
+    command = f"planner calibrate {measurements}" + (f" --cluster {cluster_arg}" if cluster else "")
+    if bandwidth_model is not None:
+        if cal.bandwidth_model(base) is None:
+            raise UsageError(f"--bandwidth-model: {base.name} is not a torus (it has no bandwidth model)")
+        base = cal.with_bandwidth_model(base, bandwidth_model)
+        command += f" --bandwidth-model {bandwidth_model}"
+    if report is not None:
+        models = tuple(load_model(name) for name in word_list(other_models) or ())
+        assessments = _both(base, data, cal)
+        shipped = cal.bandwidth_model(base)
+        assessment = assessments.get(shipped) or cal.assess(base, data)
+        page_command = f"planner calibrate {measurements}" + (f" --cluster {cluster_arg}" if cluster else "") + \
+            f" --report {report}" + (f" --other-models {other_models}" if other_models else "")
+        emit(accuracy_page(data, base, assessments, cal.elsewhere(assessment.fit.cluster, data, models),
+                            page_command), report)
+    else:
+        assessment = cal.assess(base, data)
+    if output is not None:
+        emit(_checked_yaml(cluster_yaml(cluster_file.read_text(encoding="utf-8"), assessment, data,
+                                         command), assessment), output)
+    if fmt == "table":
+        render_table(lambda console: residual_table(data, assessment, console, use_ascii(ascii_only)), None)
+        return
+    render = {"markdown": residual_markdown, "csv": residual_csv, "json": residual_json}[fmt]
+    typer.echo(render(data, assessment), nl=False)
+
+
+def _cluster(flag: Optional[str], data):
+    """(cluster, its file, how it was named): from --cluster, else the measurements file's."""
+    from planner.config import load_cluster
+    from planner.config.presets import locate as _locate
+
+    if flag is None and data.cluster is None:
+        raise UsageError("--cluster is required: the measurements file names no cluster")
+    named = None
+    if data.cluster is not None:
+        at = data.at.child(next(v for k, v in data.at.node.value if k.value == "cluster"), "cluster")
+        folder = Path(data.file).parent
+        named = load_cluster(data.cluster, base=folder, at=at)
+        if flag is None:
+            return named, _locate("clusters", data.cluster, folder, at), data.cluster
+    given = load_cluster(flag)
+    if named is not None and (given.chip != named.chip or type(given.topology) is not type(named.topology)):
+        raise at.error(f"the measurements were taken on {named.name} ({named.chip.name}), but --cluster "
+                       f"{flag} is other hardware ({given.chip.name})",
+                       hint=f"pass --cluster {data.cluster}, or a cluster file of that hardware (e.g. one it "
+                            f"wrote with -o)")
+    return given, _locate("clusters", flag), flag
+
+
+def _both(base, data, cal) -> dict:
+    if cal.bandwidth_model(base) is None:
+        return {None: cal.assess(base, data)}
+    return {model: cal.assess(cal.with_bandwidth_model(base, model), data) for model in BANDWIDTH_MODELS}

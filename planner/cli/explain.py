@@ -1,0 +1,71 @@
+"""`planner explain`: the cost breakdown of one layout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from planner.cli.common import (
+    AsciiOpt, ClusterOpt, ContextOpt, FormatOpt, InputOpt, ModelOpt, OutputOpt, OutputTokOpt, check_format, emit,
+    render_table, use_ascii,
+)
+from planner.errors import UsageError
+
+
+def explain(
+    plan_file: Optional[str] = typer.Argument(
+        None, metavar="PLAN", help="Plan: preset name or YAML file (optional; flags override it)."),
+    model: Optional[str] = ModelOpt,
+    cluster: Optional[str] = ClusterOpt,
+    chips: Optional[int] = typer.Option(None, "--chips", metavar="N", help="Chip count [chips; required]."),
+    phase: str = typer.Option(..., "--phase", metavar="PHASE", help="prefill or decode."),
+    batch: int = typer.Option(..., "--batch", metavar="B", help="Batch size [sequences]."),
+    ffn: str = typer.Option(..., "--ffn", metavar="NAME",
+                            help="FFN layout: ws1d, ws2d, wg-x, wg-xy or wg-xyz."),
+    attention: str = typer.Option(..., "--attention", metavar="NAME",
+                                  help="Attention layout: heads or batch."),
+    weights: str = typer.Option(..., "--weights", metavar="FMT", help="Weight format: bf16 or int8."),
+    input_tokens: Optional[int] = InputOpt,
+    output_tokens: Optional[int] = OutputTokOpt,
+    context: Optional[int] = ContextOpt,
+    fmt: str = FormatOpt,
+    output: Optional[Path] = OutputOpt,
+    ascii_only: bool = AsciiOpt,
+) -> None:
+    """Print the cost breakdown of one layout: every einsum and collective, per step.
+
+    Each row gives FLOPs, HBM bytes and network bytes per chip, and the compute, memory and
+    network seconds they cost, with the sharding in the book's notation (W_in[E_x, F_yz]);
+    the rows add up to the step time and the memory lines to the HBM in use.
+
+    \b
+    Example:
+      planner explain --model palm-540b --cluster tpu-v4 --chips 64 --phase decode \\
+          --batch 64 --ffn ws2d --attention batch --weights int8
+    """
+    from planner.render import tables as render
+    from planner.config import load_plan
+    from planner.errors import InfeasibleError
+    from planner.search.search import best, explain_infeasible
+
+    check_format(fmt)
+    if chips is None:
+        raise UsageError("--chips is required for explain")
+    spec = load_plan(plan_file, model=model, cluster=cluster, chips=(chips,), phases=(phase,),
+                     batches=(batch,), weights=(weights,), ffn=(ffn,), attention=(attention,),
+                     input_tokens=input_tokens, output_tokens=output_tokens, context=context)
+    ev = best(spec, spec.space.phases[0], chips, batch, spec.space.weights[0], ffn, attention)
+    if ev is None:
+        raise InfeasibleError(explain_infeasible(spec, spec.space.phases[0], chips, batch,
+                                                 spec.space.weights[0], ffn, attention))
+    ascii_only = use_ascii(ascii_only)
+    if fmt == "json":
+        emit(render.to_json(render.explain_dict(ev, spec.cluster)), output)
+    elif fmt == "csv":
+        emit(render.explain_csv(ev), output)
+    elif fmt == "markdown":
+        emit(render.explain_markdown(ev), output)
+    else:
+        render_table(lambda console: render.explain_table(ev, spec.cluster, console, ascii_only=ascii_only), output)

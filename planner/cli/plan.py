@@ -1,0 +1,116 @@
+"""`planner plan`: search every layout and print the frontier of each phase."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from planner.cli.common import (
+    AsciiOpt, ClusterOpt, ContextOpt, FormatOpt, InputOpt, ModelOpt, OutputOpt, OutputTokOpt, use_ascii,
+    check_format, complete, emit, fraction_flag, int_list, phase_list, render_table, searching, seconds_flag, word_list,
+)
+from planner.errors import UsageError
+
+
+def plan(
+    plan_file: Optional[str] = typer.Argument(
+        None, metavar="PLAN", autocompletion=complete("plans"),
+        help="Plan: preset name or YAML file. Optional when --model and "
+                                     "--cluster are given; flags override its fields."),
+    model: Optional[str] = ModelOpt,
+    cluster: Optional[str] = ClusterOpt,
+    chips: Optional[str] = typer.Option(
+        None, "--chips", metavar="N[,N...]",
+        help="Chip counts to search [chips; default: every slice the cluster offers]."),
+    phase: Optional[str] = typer.Option(None, "--phase", metavar="PHASE",
+                                        help="prefill, decode or both [default: both]."),
+    batch: Optional[str] = typer.Option(
+        None, "--batch", metavar="B[,B...]",
+        help="Batch sizes to search [sequences; default 1,2,4,...,1024]."),
+    weights: Optional[str] = typer.Option(None, "--weights", metavar="FMT[,FMT...]",
+                                          help="Weight formats: bf16, int8 [default: both]."),
+    ffn: Optional[str] = typer.Option(
+        None, "--ffn", metavar="NAME[,NAME...]",
+        help="FFN layouts: ws1d, ws2d, wg-x, wg-xy, wg-xyz [default: all]."),
+    attention: Optional[str] = typer.Option(None, "--attention", metavar="NAME[,NAME...]",
+                                            help="Attention layouts: heads, batch [default: both]."),
+    input_tokens: Optional[int] = InputOpt,
+    output_tokens: Optional[int] = OutputTokOpt,
+    context: Optional[int] = ContextOpt,
+    max_latency: Optional[str] = typer.Option(
+        None, "--max-latency", metavar="TIME",
+        help="Drop points slower than this [s, or with a unit: '200 ms']: a prefill pass, or all of "
+             "decode's output tokens."),
+    max_step_latency: Optional[str] = typer.Option(
+        None, "--max-step-latency", metavar="TIME",
+        help="Drop decode points whose step (time per output token) is slower than this [s, or '50 ms']."),
+    min_mfu: Optional[str] = typer.Option(None, "--min-mfu", metavar="FRACTION",
+                                          help="Drop points below this MFU [fraction 0-1, or '40%']."),
+    fmt: str = FormatOpt,
+    output: Optional[Path] = OutputOpt,
+    plot: bool = typer.Option(
+        False, "--plot", help="Draw each phase's frontier (MFU against latency on a log axis, one mark "
+                              "per FFN layout) instead of the tables."),
+    ascii_only: bool = AsciiOpt,
+) -> None:
+    """Search every layout and print the latency/MFU Pareto frontier of each phase.
+
+    Every chip count, mesh, FFN and attention layout, weight format and batch size is
+    evaluated; points that do not fit in HBM or break a constraint are dropped and counted.
+    Latency is per request (decode: all output tokens), MFU a fraction of the bf16 peak.
+
+    \b
+    Examples:
+      planner plan configs/plans/palm-540b-tpu-v4.yaml
+      planner plan palm-540b-tpu-v4 --phase decode --plot
+      planner plan --model palm-540b --cluster tpu-v4 --chips 64 --phase decode \\
+          --batch 64 --weights int8 --format json -o frontier.json
+    """
+    from planner.render import tables as render
+    from planner.config import load_plan
+    from planner.search.search import search
+
+    check_format(fmt)
+    if plot and fmt != "table":
+        raise UsageError(f"--plot draws in the terminal; it cannot be combined with --format {fmt}")
+    spec = load_plan(plan_file, model=model, cluster=cluster, chips=int_list(chips, "--chips"),
+                     phases=phase_list(phase), batches=int_list(batch, "--batch"), weights=word_list(weights),
+                     ffn=word_list(ffn), attention=word_list(attention), input_tokens=input_tokens,
+                     output_tokens=output_tokens, context=context,
+                     max_latency_s=seconds_flag(max_latency, "--max-latency"),
+                     max_step_latency_s=seconds_flag(max_step_latency, "--max-step-latency"),
+                     min_mfu=fraction_flag(min_mfu, "--min-mfu"))
+    ascii_only = use_ascii(ascii_only)
+    with searching(ascii_only) as activity:
+        result = _search(search, spec, activity)
+    if fmt == "json":
+        emit(render.to_json(render.plan_dict(result)), output)
+    elif fmt == "csv":
+        emit(render.plan_csv(result), output)
+    elif fmt == "markdown":
+        emit(render.plan_markdown(result), output)
+    elif plot:
+        render_table(lambda console: _draw_plot(result, console, ascii_only), output)
+    else:
+        render_table(lambda console: render.plan_table(result, console, ascii_only=ascii_only), output)
+    failed = [ph.infeasible for ph in result.phases if ph.infeasible]
+    if failed:  # the other phases are printed; this one's reason goes to stderr, exit 1
+        from planner.errors import InfeasibleError
+        raise InfeasibleError("\n".join(failed))
+
+
+def _search(search, spec, activity):
+    """Run the search, feeding the progress line when the search reports progress; a phase with
+    nothing feasible comes back empty while another phase has a frontier."""
+    import inspect
+    if "progress" in inspect.signature(search).parameters:
+        return search(spec, progress=activity.update, partial=True)
+    return search(spec)
+
+
+def _draw_plot(result, console, ascii_only: bool) -> None:
+    from planner.render.plot import frontier_plot
+    for line in frontier_plot(result, width=min(console.width, 120), height=24, ascii_only=ascii_only):
+        console.print(line, soft_wrap=True)

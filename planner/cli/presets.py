@@ -1,0 +1,17 @@
+"""`planner presets`: the bundled models, clusters and plans."""
+
+from __future__ import annotations
+
+from planner.cli.common import AsciiOpt, render_table, use_ascii
+
+
+def presets(ascii_only: bool = AsciiOpt) -> None:
+    """List the bundled models, clusters and plans with their key figures.
+
+    Any of these names works where a file is expected (--model palm-540b, --cluster tpu-v4,
+    planner plan palm-540b-tpu-v4).
+    """
+    from planner.render import tables as render
+
+    ascii_only = use_ascii(ascii_only)
+    render_table(lambda console: render.presets_table(console, ascii_only=ascii_only), None)

@@ -1,0 +1,128 @@
+"""The cluster schema: a cluster YAML file (chip, torus or switched network, calibration) to a
+`Cluster`."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from planner.config.presets import locate
+from planner.config.yamlio import (
+    At, Field, Fields, boolean, choice, count, fields, list_of, load_document, number, passthrough, text,
+)
+from planner.specs.hardware import Calibration, Chip, Cluster, Level, Slice, Switched, Torus
+
+COMPUTE_FORMATS = ("bf16", "fp16", "fp8", "int8", "int4", "fp4", "tf32", "fp32")
+
+EFFICIENCY = number(maximum=1.0)
+LATENCY = number("seconds", inclusive=True)
+CALIBRATION_FIELDS = {
+    "matmul_efficiency": Field(EFFICIENCY, required=False),
+    "hbm_efficiency": Field(EFFICIENCY, required=False),
+    "network_efficiency": Field(EFFICIENCY, required=False),
+    "collective_latency_s": Field(LATENCY, required=False),
+    "layer_overhead_s": Field(LATENCY, required=False),
+    "overlap": Field(number(inclusive=True, maximum=1.0), required=False),
+}
+
+PEAK_FIELDS = {fmt: Field(number("flop_per_s"), required=fmt == "bf16") for fmt in COMPUTE_FORMATS}
+CHIP_FIELDS = {
+    "name": Field(text),
+    "peak_flop_per_s": Field(lambda at: fields(at, PEAK_FIELDS, "peak rates per format").values),
+    "hbm": Field(number("bytes")),
+    "hbm_bandwidth": Field(number("bytes_per_s")),
+}
+SLICE_FIELDS = {"chips": Field(count), "shape": Field(list_of(count, unique=False)),
+                "wraparound": Field(boolean)}
+TORUS_FIELDS = {
+    "axes": Field(list_of(text)),
+    "link_bandwidth": Field(number("bytes_per_s")),
+    "links_per_axis": Field(count),
+    "slices": Field(list_of(passthrough, unique=False)),
+    "bandwidth_model": Field(choice({"chip": "chip", "axes": "axes"}, "bandwidth model"), required=False),
+}
+LEVEL_FIELDS = {"name": Field(text), "size": Field(count, required=False),
+                "bandwidth": Field(number("bytes_per_s"))}
+SWITCHED_FIELDS = {"levels": Field(list_of(passthrough, unique=False)),
+                   "chips": Field(list_of(count))}
+TOPOLOGY_FIELDS = {"torus": Field(passthrough, required=False),
+                   "switched": Field(passthrough, required=False)}
+CLUSTER_FIELDS = {
+    "name": Field(text),
+    "chip": Field(lambda at: _read_chip(fields(at, CHIP_FIELDS, "a chip"))),
+    "topology": Field(lambda at: _read_topology(fields(at, TOPOLOGY_FIELDS, "a topology"))),
+    "calibration": Field(lambda at: Calibration(**fields(at, CALIBRATION_FIELDS,
+                                                         "calibration").values),
+                         required=False),  # the keys are Calibration's fields (tested)
+    "source": Field(text, required=False),
+}
+
+
+def load_cluster(name_or_path: str, *, base: Path | None = None, at: At | None = None) -> Cluster:
+    return _read_cluster(load_document(locate("clusters", name_or_path, base, at)))
+
+
+def _read_cluster(root: At) -> Cluster:
+    f = fields(root, CLUSTER_FIELDS, "a cluster")
+    return Cluster(name=f["name"], chip=f["chip"], topology=f["topology"],
+                   calibration=f.get("calibration", Calibration()), source=f.get("source", ""))
+
+
+def _read_chip(f: Fields) -> Chip:
+    return Chip(name=f["name"], peak_flop_per_s=f["peak_flop_per_s"], hbm_bytes=f["hbm"],
+                hbm_bytes_per_s=f["hbm_bandwidth"])
+
+
+def _read_topology(f: Fields) -> Torus | Switched:
+    if len(f.values) != 1:
+        raise f.at.error("expected exactly one of 'torus' or 'switched'",
+                         hint="torus for TPU slices, switched for GPU nodes joined by a network")
+    if "torus" in f.values:
+        return _read_torus(fields(f["torus"], TORUS_FIELDS, "a torus"))
+    return _read_switched(fields(f["switched"], SWITCHED_FIELDS, "a switched network"))
+
+
+def _read_torus(f: Fields) -> Torus:
+    axes = f["axes"]
+    slices: list[Slice] = []
+    for slice_at in f["slices"]:
+        s = fields(slice_at, SLICE_FIELDS, "a slice")
+        shape, where = s["shape"], s.where["shape"]
+        if len(shape) != len(axes):
+            raise where.error(f"shape has {len(shape)} sizes but the torus has {len(axes)} axes "
+                              f"({', '.join(axes)})")
+        if math.prod(shape) != s["chips"]:
+            raise where.error(f"shape {'x'.join(map(str, shape))} holds {math.prod(shape)} chips, "
+                              f"not {s['chips']}")
+        if any(s["chips"] == other.chips for other in slices):
+            raise s.where["chips"].error(f"a slice of {s['chips']} chips is already listed")
+        slices.append(Slice(chips=s["chips"], shape=shape, wraparound=s["wraparound"]))
+    return Torus(axes=axes, link_bytes_per_s=f["link_bandwidth"],
+                 links_per_axis=f["links_per_axis"], slices=tuple(slices),
+                 bandwidth_model=f.get("bandwidth_model", "chip"))
+
+
+def _read_switched(f: Fields) -> Switched:
+    level_ats = f["levels"]
+    levels: list[Level] = []
+    for i, level_at in enumerate(level_ats):
+        v = fields(level_at, LEVEL_FIELDS, "a network level")
+        outermost = i == len(level_ats) - 1
+        if outermost and "size" in v.values:
+            raise v.where["size"].error("the outermost level has no size (it joins any number of "
+                                        "groups)", hint="remove 'size' or add an outer level")
+        if not outermost and "size" not in v.values:
+            raise level_at.child(level_at.node, "size").error(
+                "missing key 'size' (every level but the outermost has one)")
+        inner = levels[-1].size if levels else None
+        if inner and "size" in v.values and (v["size"] <= inner or v["size"] % inner):
+            raise v.where["size"].error(f"size {v['size']} is not a larger multiple of the inner "
+                                        f"level's size {inner}")
+        levels.append(Level(name=v["name"], size=v.get("size"), bytes_per_s=v["bandwidth"]))
+    for i, n in enumerate(f["chips"]):
+        for level in levels[:-1]:
+            if n > level.size and n % level.size:
+                raise f.where["chips"].item(i).error(
+                    f"{n} chips do not fill whole {level.name} groups of {level.size}",
+                    hint=f"use at most {level.size} chips or a multiple of {level.size}")
+    return Switched(levels=tuple(levels), chip_counts_=tuple(sorted(f["chips"])))
