@@ -14,7 +14,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from planner.commands.compare import compare_runs, load_run, run_from_result
+from planner.commands.compare import compare_runs
+from planner.commands.runs import load_run, run_from_result
 from planner.config import list_presets, load_plan
 from planner.errors import PlannerError
 from planner.render.tables import plan_dict, to_json

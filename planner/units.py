@@ -95,3 +95,11 @@ def fmt_rate(value: float, unit: str) -> str:
 
 def fmt_percent(fraction: float) -> str:
     return f"{100.0 * fraction:.1f}%"
+
+
+def signed_percent(fraction: float) -> str:
+    return "inf" if math.isinf(fraction) else f"{100.0 * fraction:+.1f}%"
+
+
+def points_change(fraction: float) -> str:
+    return f"{100.0 * fraction:+.1f} pp"

@@ -20,10 +20,9 @@ import pytest
 import yaml
 
 from planner.cli import main as cli
-from planner.commands.compare import (
-    Kind, Tolerance, check_deployment, compare_runs, load_run, name, run_from_dict, run_from_result,
-    side_by_side,
-)
+from planner.commands.compare import Kind, Tolerance, compare_runs
+from planner.commands.deployment import check_deployment, side_by_side
+from planner.commands.runs import load_run, name, run_from_dict, run_from_result
 from planner.config import list_presets, load_plan
 from planner.errors import ConfigError, InfeasibleError, UsageError
 from planner.golden import GOLDEN_DIR

@@ -66,7 +66,7 @@ def compare(
     output: Optional[Path] = OutputOpt,
     ascii_only: bool = AsciiOpt,
 ) -> None:
-    from planner.commands import compare as core
+    from planner.commands import compare as gate, deployment as layouts_and_pins, runs
 
     check_format(fmt)
     given = lambda **flags: [flag for flag, value in flags.items() if value not in (None, False)]
@@ -80,7 +80,7 @@ def compare(
         if first is None or second is not None or _is_run(first):
             raise UsageError("--deployment takes exactly one plan (a preset name or YAML path)")
         _only(gate_flags, "a regression gate (two runs)")
-        report = core.check_deployment(_plan(first, pairs_ok=False, **plan_flags),
+        report = layouts_and_pins.check_deployment(_plan(first, pairs_ok=False, **plan_flags),
                                        max_gap=_percent_flag(max_gap, 5.0, "--max-gap"), gap_to=gap_to or "layout")
         _emit_report(deployment_text(report, fmt), report.regressed, report.verdict(), output)
         return
@@ -94,7 +94,7 @@ def compare(
                              f"planner compare {first} PLAN.yaml")
         _only(gate_flags, "a regression gate (two runs)")
         spec = _plan(first, pairs_ok=True, **plan_flags)
-        rows = core.side_by_side(spec, _pairs(layouts, spec, attention_flag=plan_flags["attention"]))
+        rows = layouts_and_pins.side_by_side(spec, _pairs(layouts, spec, attention_flag=plan_flags["attention"]))
         if fmt == "table":
             render_table(lambda console: layouts_table(rows, spec, console, use_ascii(ascii_only)), output)
         else:
@@ -103,18 +103,18 @@ def compare(
     if not _is_run(first):
         raise UsageError(f"{first}: the baseline must be a saved run (.json), as written by "
                          f"planner plan PLAN --format json -o FILE")
-    tolerance = core.Tolerance(latency=_percent_flag(latency_tolerance, 1.0, "--latency-tolerance"),
+    tolerance = gate.Tolerance(latency=_percent_flag(latency_tolerance, 1.0, "--latency-tolerance"),
                                mfu=_percent_flag(mfu_tolerance, 0.5, "--mfu-tolerance"))
-    baseline = core.load_run(first)
+    baseline = runs.load_run(first)
     if _is_run(second):
         if given(**plan_flags):
             raise UsageError(f"{', '.join('--' + f for f in given(**plan_flags))}: only for a plan, not for "
                              f"the saved run {second}")
-        current = core.load_run(second)
+        current = runs.load_run(second)
     else:
         from planner.search.search import search
-        current = core.run_from_result(search(_plan(second, pairs_ok=False, **plan_flags)), second)
-    report = core.compare_runs(baseline, current, tolerance, allow_different_model)
+        current = runs.run_from_result(search(_plan(second, pairs_ok=False, **plan_flags)), second)
+    report = gate.compare_runs(baseline, current, tolerance, allow_different_model)
     _emit_report(gate_text(report, fmt), report.regressed, report.verdict(), output)
 
 

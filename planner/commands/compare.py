@@ -1,6 +1,7 @@
-"""Compare plan results: layouts side by side, two runs (the regression gate), and a pinned
-deployment against the best alternatives. Pure functions over search results; `planner
-cli_compare` parses the command line and renders what these return.
+"""Compare plan results: two runs (the regression gate, here), layouts side by side and a pinned
+deployment against the best alternatives (`planner.commands.deployment`). Pure functions over
+search results; `planner.cli.compare` parses the command line and `planner.render.compare`
+renders what these return.
 
 Definitions (the README's `planner compare` section repeats them):
 
@@ -25,172 +26,26 @@ Definitions (the README's `planner compare` section repeats them):
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import Enum
-from pathlib import Path
-
-import numpy as np
-
-from planner.cost.costmodel import evaluate
-from planner.errors import ConfigError, InfeasibleError, UsageError
-from planner.specs.plan import Phase, Pin, Plan, Workload
-from planner.render.tables import plan_dict, to_json
-from planner.search.search import DOES_NOT_FIT, Point, SearchResult, best, candidates, order_key, point, search
-from planner.units import fmt_bytes, fmt_percent, fmt_seconds
-
-SAVED_RUN_HINT = "a saved run is what `planner plan PLAN --format json -o FILE` writes"
 
 
-def name(p: Point) -> str:
-    """A point in words: 'decode 64 chips batch 512 ws2d+batch bf16'."""
-    return f"{p.phase.value} {p.chips} chips batch {p.batch} {p.ffn}+{p.attention} {p.weights}"
+from planner.errors import UsageError
+from planner.specs.plan import Phase
+from planner.search.search import Point
+from planner.units import fmt_percent, fmt_seconds, points_change, signed_percent
+
+from planner.commands.runs import Run, name
 
 
 percent = fmt_percent
-
-
-def signed_percent(fraction: float) -> str:
-    return "inf" if math.isinf(fraction) else f"{100.0 * fraction:+.1f}%"
-
-
-def points_change(fraction: float) -> str:
-    return f"{100.0 * fraction:+.1f} pp"
 
 
 def _fastest(points, min_mfu: float) -> Point | None:
     """The fastest point with MFU >= min_mfu (ties: higher MFU, then key), or None."""
     able = [p for p in points if p.mfu >= min_mfu]
     return min(able, key=lambda p: (p.latency_s, -p.mfu, p.key)) if able else None
-
-
-# --- saved runs ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, kw_only=True)
-class Run:
-    """The frontiers of one planner run, read back from (or passed through) its JSON."""
-
-    source: str  # the file or plan it came from
-    model: str
-    cluster: str
-    workload: Workload
-    points: tuple[Point, ...]  # every phase's frontier, in file order
-    calibration: tuple[tuple[str, float], ...] | None = None  # the cluster's constants (None: older runs)
-
-    @property
-    def phases(self) -> tuple[Phase, ...]:
-        return tuple(dict.fromkeys(p.phase for p in self.points))
-
-    def frontier(self, phase: Phase) -> tuple[Point, ...]:
-        return tuple(p for p in self.points if p.phase is phase)
-
-
-def run_from_result(result: SearchResult, source: str) -> Run:
-    """A fresh search as a Run, rounded exactly as its saved JSON would be."""
-    return run_from_dict(json.loads(to_json(plan_dict(result))), source)
-
-
-def load_run(path: str) -> Run:
-    """Read a saved run; any problem is a ConfigError naming the file (and line or key)."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError("no such file", file=path, hint=SAVED_RUN_HINT) from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(f"cannot read: {error}", file=path) from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise ConfigError(f"not valid JSON: {error.msg}", file=path, line=error.lineno,
-                          column=error.colno, hint=SAVED_RUN_HINT) from None
-    return run_from_dict(data, path)
-
-
-def run_from_dict(data: object, source: str) -> Run:
-    if not isinstance(data, dict):
-        raise ConfigError("expected a JSON object", file=source, hint=SAVED_RUN_HINT)
-    get = _Reader(source)
-    workload = get(data, "workload", dict, "an object")
-    frontier = get(data, "frontier", dict, "an object with one list of points per phase")
-    points: list[Point] = []
-    for phase_name, entries in frontier.items():
-        if phase_name not in {ph.value for ph in Phase}:
-            raise get.error(f"frontier.{phase_name}", f"unknown phase; expected one of "
-                                                      f"{', '.join(ph.value for ph in Phase)}")
-        if not isinstance(entries, list):
-            raise get.error(f"frontier.{phase_name}", "expected a list of points")
-        seen = set()
-        for i, entry in enumerate(entries):
-            p = _point(get, entry, f"frontier.{phase_name}[{i}]")
-            if p.phase.value != phase_name:
-                raise get.error(f"frontier.{phase_name}[{i}].phase", f"{p.phase.value!r} point "
-                                f"listed under {phase_name!r}")
-            if p.key in seen:
-                raise get.error(f"frontier.{phase_name}[{i}]", f"a second point for {name(p)}")
-            seen.add(p.key)
-            points.append(p)
-    calibration = None
-    if "calibration" in data:
-        constants = get(data, "calibration", dict, "an object of calibration constants")
-        calibration = tuple((key, get(constants, key, float, "a number", "calibration"))
-                            for key in sorted(constants))
-    return Run(source=source, model=get(data, "model", str, "a model name"),
-               cluster=get(data, "cluster", str, "a cluster name"), calibration=calibration,
-               workload=Workload(**{k: get(workload, k, int, "a whole number", "workload")
-                                    for k in ("input_tokens", "output_tokens", "context")}),
-               points=tuple(points))
-
-
-class _Reader:
-    """Takes typed values out of parsed JSON; a wrong or missing one names the file and key."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-
-    def error(self, key: str, message: str) -> ConfigError:
-        return ConfigError(message, file=self.source, key=key, hint=SAVED_RUN_HINT)
-
-    def __call__(self, obj: dict, key: str, kind, expected: str, path: str = ""):
-        where = f"{path}.{key}" if path else key
-        if key not in obj:
-            raise self.error(where, f"missing (expected {expected})")
-        value = obj[key]
-        ok = isinstance(value, kind) and not isinstance(value, bool)
-        if kind is float:
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-        if not ok:
-            raise self.error(where, f"expected {expected}, found {json.dumps(value)[:60]}")
-        return float(value) if kind is float else value
-
-
-def _point(get: _Reader, d: object, path: str) -> Point:
-    if not isinstance(d, dict):
-        raise get.error(path, "expected an object (a frontier point)")
-    phases = {ph.value: ph for ph in Phase}
-    phase = get(d, "phase", str, "prefill or decode", path)
-    if phase not in phases:
-        raise get.error(f"{path}.phase", f"unknown phase {phase!r}")
-    number = lambda key, sub=None: get(get(d, sub, dict, "an object", path) if sub else d, key,
-                                       float, "a number", f"{path}.{sub}" if sub else path)
-    mesh = get(d, "mesh", dict, "an object of axis sizes", path)
-    partition = get(d, "partition", dict, "an object of axis groups", path)
-    return Point(
-        phase=phases[phase], chips=get(d, "chips", int, "a whole number", path),
-        mesh=tuple((axis, get(mesh, axis, int, "a whole number", f"{path}.mesh")) for axis in mesh),
-        partition=tuple((group, tuple(get(partition, group, list, "a list of axes", f"{path}.partition")))
-                        for group in partition),
-        batch=get(d, "batch", int, "a whole number", path), ffn=get(d, "ffn", str, "a layout name", path),
-        attention=get(d, "attention", str, "a layout name", path),
-        weights=get(d, "weights", str, "a weight format", path), latency_s=number("latency_s"),
-        step_latency_s=number("step_latency_s"), mfu=number("mfu"),
-        cost_chip_s_per_token=number("cost_chip_s_per_token"), tokens_per_s=number("tokens_per_s"),
-        hbm_bytes_per_chip=number("hbm_bytes_per_chip"), hbm_fraction=number("hbm_fraction"),
-        bound=get(d, "bound", str, "compute, memory or comm", path),
-        compute_s=number("compute", "time_s"), memory_s=number("memory", "time_s"),
-        comm_s=number("comm", "time_s"), overhead_s=number("overhead", "time_s"),
-    )
 
 
 # --- the regression gate ------------------------------------------------------------------------
@@ -409,153 +264,3 @@ def _notes(baseline: Run, current: Run) -> tuple[str, ...]:
     return tuple(notes)
 
 
-# --- layouts side by side -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True, kw_only=True)
-class LayoutRow(Pin):
-    """One layout (best mesh grouping) at one phase, chip count, batch and weight format: the
-    layout as a pin would name it, with its point or the reason there is none."""
-
-    point: Point | None   # None when the layout does not apply or does not fit
-    reason: str = ""      # why there is no point
-    need_bytes: float | None = None  # HBM per chip the best grouping needs, when it does not fit
-    gap: float | None = None  # latency / fastest row's latency at the same phase, chips, batch - 1
-
-
-def side_by_side(plan: Plan, layouts: tuple[tuple[str, str], ...]) -> tuple[LayoutRow, ...]:
-    """Each (ffn, attention) layout in every weight format of the plan, at every phase, chip count
-    and batch of its search space (the rows of one phase, chips and batch are consecutive)."""
-    plan = _widened(plan, ffn=[f for f, _ in layouts], attention=[a for _, a in layouts])
-    space, hbm = plan.space, plan.cluster.chip.hbm_bytes
-    batch = np.array(space.batches, dtype=np.int64)
-    rows: list[LayoutRow] = []
-    for phase in space.phases:
-        for chips in space.chips:
-            evs = [evaluate(plan.model, plan.cluster, plan.workload, c, batch)
-                   for c in candidates(plan, phase, chips=(chips,)) if (c.ffn.name, c.attention.name) in layouts]
-            for i, b in enumerate(space.batches):
-                group = [_layout_row(evs, i, hbm, LayoutRow(phase=phase, chips=chips, batch=b, ffn=ffn,
-                                                            attention=attention, weights=weights, point=None))
-                         for ffn, attention in layouts for weights in space.weights]
-                fastest = min((r.point.latency_s for r in group if r.point), default=None)
-                rows += [replace(r, gap=r.point.latency_s / fastest - 1) if r.point else r for r in group]
-    return tuple(rows)
-
-
-def _layout_row(evs, i: int, hbm_bytes: float, row: LayoutRow) -> LayoutRow:
-    """`row` with its point: the fastest of its layout's evaluations (mesh groupings) that fits
-    at batch index i; or with the reason there is none."""
-    mine = [ev for ev in evs if (ev.candidate.ffn.name, ev.candidate.attention.name, ev.candidate.weights)
-            == (row.ffn, row.attention, row.weights)]
-    fits = [ev for ev in mine if ev.hbm_bytes[i] <= hbm_bytes]
-    if fits:
-        return replace(row, point=point(min(fits, key=lambda ev: order_key(ev, i)), i))
-    if mine:
-        need = min(float(ev.hbm_bytes[i]) for ev in mine)
-        return replace(row, need_bytes=need,
-                       reason=f"{DOES_NOT_FIT}: needs {fmt_bytes(need)} per chip, has {fmt_bytes(hbm_bytes)}")
-    return replace(row, reason=f"does not apply on {row.chips} chips")
-
-
-# --- a pinned deployment ------------------------------------------------------------------------
-
-GAP_REFERENCES = ("layout", "frontier")
-
-
-@dataclass(frozen=True, kw_only=True)
-class PinGap:
-    pin: Pin
-    point: Point              # the pinned layout (its best mesh grouping)
-    best: Point               # fastest layout at the pin's phase, chips, batch and weights
-    layout_gap: float         # point.latency / best.latency - 1
-    frontier: Point           # fastest of the phase's frontier (and the pin) with MFU >= the pin's
-    frontier_gap: float       # point.latency / frontier.latency - 1
-
-
-@dataclass(frozen=True, kw_only=True)
-class Deployment:
-    source: str
-    gaps: tuple[PinGap, ...]
-    max_gap: float
-    gap_to: str  # one of GAP_REFERENCES
-
-    def gap(self, g: PinGap) -> float:
-        return g.layout_gap if self.gap_to == "layout" else g.frontier_gap
-
-    def reference(self, g: PinGap) -> Point:
-        return g.best if self.gap_to == "layout" else g.frontier
-
-    @property
-    def regressed(self) -> bool:
-        return any(self.gap(g) > self.max_gap for g in self.gaps)
-
-    def describe(self, g: PinGap) -> str:
-        ref, gap, pinned = self.reference(g), self.gap(g), g.point
-        at = lambda p: f"{fmt_seconds(p.latency_s)} at {percent(p.mfu)} MFU"
-        if gap <= 0:
-            where = ("the fastest layout on its chips, batch and weights" if self.gap_to == "layout"
-                     else "on the frontier")
-            return f"{g.pin.phase.value}: the pinned {_pin_name(g.pin)} is {where} ({at(pinned)})"
-        where = ("on the same chips, batch and weights" if self.gap_to == "layout"
-                 else f"on {ref.chips} chips at batch {ref.batch}, at no lower MFU")
-        return (f"{g.pin.phase.value}: {percent(gap)} slower than {ref.ffn}+{ref.attention} {ref.weights} "
-                f"{where} (pinned {_pin_name(g.pin)}: {at(pinned)}; {ref.ffn}+{ref.attention}: {at(ref)})")
-
-    def verdict(self) -> str:
-        worst = max(self.gaps, key=self.gap)
-        limit = f"--max-gap {percent(self.max_gap)}"
-        if self.regressed:
-            return f"BEHIND: {worst.pin.phase.value} is {percent(self.gap(worst))} behind, beyond {limit}"
-        return f"ok: every pinned layout within {limit} of the {self.gap_to} reference"
-
-
-def _pin_name(pin: Pin) -> str:
-    return f"{pin.ffn}+{pin.attention} {pin.weights.label} on {pin.chips} chips at batch {pin.batch}"
-
-
-def check_deployment(plan: Plan, max_gap: float = 0.05, gap_to: str = "layout") -> Deployment:
-    """How far each pinned layout is from its reference (see the module docstring)."""
-    if gap_to not in GAP_REFERENCES:
-        raise UsageError(f"--gap-to: expected one of {', '.join(GAP_REFERENCES)}, got {gap_to!r}")
-    pins = plan.deployment
-    if not pins:
-        raise UsageError(f"{plan.source or 'the plan'}: no 'deployment:' section to check\n  hint: pin a "
-                         "layout per phase, e.g. deployment: {decode: {chips: 64, batch: 512, ffn: ws2d, "
-                         "attention: batch, weights: bf16}}")
-    plan = _widened(plan, phases=tuple(dict.fromkeys(p.phase for p in pins)), ffn=[p.ffn for p in pins],
-                    attention=[p.attention for p in pins], weights=[p.weights for p in pins])
-    frontiers = {ph.phase: ph.frontier for ph in search(plan).phases}
-    gaps = []
-    for pin in pins:
-        ev = best(plan, pin.phase, pin.chips, pin.batch, pin.weights, pin.ffn, pin.attention)
-        if ev is None:
-            raise InfeasibleError(_pin_infeasible(plan, pin))
-        pinned = point(ev, 0)
-        fastest = point(best(plan, pin.phase, pin.chips, pin.batch, pin.weights), 0)
-        ref = _fastest(frontiers[pin.phase] + (pinned,), pinned.mfu)
-        gaps.append(PinGap(pin=pin, point=pinned, best=fastest,
-                           layout_gap=pinned.latency_s / fastest.latency_s - 1,
-                           frontier=ref, frontier_gap=pinned.latency_s / ref.latency_s - 1))
-    return Deployment(source=plan.source, gaps=tuple(gaps), max_gap=max_gap, gap_to=gap_to)
-
-
-def _widened(plan: Plan, phases: tuple[Phase, ...] | None = None, **extra) -> Plan:
-    """`plan` whose search space also holds the `extra` names per axis (ffn, attention, weights)."""
-    space = plan.space
-    axes = {axis: getattr(space, axis) + tuple(v for v in dict.fromkeys(values) if v not in getattr(space, axis))
-            for axis, values in extra.items()}
-    return replace(plan, space=replace(space, phases=phases or space.phases, **axes))
-
-
-def _pin_infeasible(plan: Plan, pin: Pin) -> str:
-    mine = [c for c in candidates(plan, pin.phase, chips=(pin.chips,))
-            if (c.ffn.name, c.attention.name, c.weights) == (pin.ffn, pin.attention, pin.weights)]
-    where = f"{plan.source or 'the plan'}: deployment.{pin.phase.value}: {_pin_name(pin)}"
-    if not mine:
-        return f"{where} does not apply (its mesh axis groups would be trivial on {pin.chips} chips)"
-    need = min(float(evaluate(plan.model, plan.cluster, plan.workload, c, np.array([pin.batch])).hbm_bytes[0])
-               for c in mine)
-    return (f"{where} {DOES_NOT_FIT}: needs {fmt_bytes(need)} per chip, has "
-            f"{fmt_bytes(plan.cluster.chip.hbm_bytes)}\n  hint: pin a smaller batch, int8 weights, "
-            "more chips or the batch attention layout")

@@ -20,7 +20,7 @@ BANDWIDTH_MODELS = ("chip", "axes")
 
 
 def _pct(x: float | None) -> str:
-    from planner.commands.compare import signed_percent
+    from planner.units import signed_percent
     return "" if x is None else signed_percent(x)
 
 

@@ -13,7 +13,7 @@ LAYOUT_COLUMNS = ("phase", "chips", "batch", "layout", "wts", "latency", "MFU", 
 
 
 def _layout_cells(r) -> tuple[str, ...]:
-    from planner.commands.compare import percent, signed_percent
+    from planner.units import fmt_percent as percent, signed_percent
     from planner.units import fmt_seconds
 
     head = (r.phase.value, str(r.chips), str(r.batch), f"{r.ffn}+{r.attention}", r.weights.label)
@@ -57,7 +57,7 @@ def layouts_table(rows, spec, console, ascii_only: bool) -> None:
     """Per phase and chip count, one row per layout and weight format, batches apart by a blank
     line; a row that does not fit shows the HBM it would need, one that does not apply is n/a."""
     from planner.render import tables as render
-    from planner.commands.compare import percent
+    from planner.units import fmt_percent as percent
 
     console.print(_layouts_summary(spec), highlight=False, markup=False)
     columns = [render.Column(col, right=col not in ("layout", "wts", "bound"))
@@ -89,7 +89,7 @@ def layouts_table(rows, spec, console, ascii_only: bool) -> None:
 
 def gate_text(report, fmt: str) -> str:
     from planner.render import tables as render
-    from planner.commands.compare import name
+    from planner.commands.runs import name
 
     if fmt == "json":
         return render.to_json(_gate_dict(report))
@@ -132,7 +132,7 @@ def gate_text(report, fmt: str) -> str:
 
 
 def _phase_cells(p) -> tuple[str, ...]:
-    from planner.commands.compare import percent, points_change, signed_percent
+    from planner.units import fmt_percent as percent, points_change, signed_percent
     from planner.units import fmt_seconds
 
     def pair(before, after, show, change):
@@ -176,7 +176,8 @@ def _gate_dict(report) -> dict:
 
 def deployment_text(report, fmt: str) -> str:
     from planner.render import tables as render
-    from planner.commands.compare import name, percent
+    from planner.commands.runs import name
+    from planner.units import fmt_percent as percent
 
     if fmt in ("json", "csv"):
         pins = [{"phase": g.pin.phase.value, "gap": _num(report.gap(g)),

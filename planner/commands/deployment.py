@@ -1,0 +1,168 @@
+"""Layouts side by side, and a pinned deployment's gap to the best alternatives (definitions in
+`planner.commands.compare`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from planner.cost.costmodel import evaluate
+from planner.errors import InfeasibleError, UsageError
+from planner.specs.plan import Phase, Pin, Plan
+from planner.search.search import DOES_NOT_FIT, Point, best, candidates, order_key, point, search
+from planner.units import fmt_bytes, fmt_seconds
+
+from planner.commands.compare import _fastest, percent
+
+
+# --- layouts side by side -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class LayoutRow(Pin):
+    """One layout (best mesh grouping) at one phase, chip count, batch and weight format: the
+    layout as a pin would name it, with its point or the reason there is none."""
+
+    point: Point | None   # None when the layout does not apply or does not fit
+    reason: str = ""      # why there is no point
+    need_bytes: float | None = None  # HBM per chip the best grouping needs, when it does not fit
+    gap: float | None = None  # latency / fastest row's latency at the same phase, chips, batch - 1
+
+
+def side_by_side(plan: Plan, layouts: tuple[tuple[str, str], ...]) -> tuple[LayoutRow, ...]:
+    """Each (ffn, attention) layout in every weight format of the plan, at every phase, chip count
+    and batch of its search space (the rows of one phase, chips and batch are consecutive)."""
+    plan = _widened(plan, ffn=[f for f, _ in layouts], attention=[a for _, a in layouts])
+    space, hbm = plan.space, plan.cluster.chip.hbm_bytes
+    batch = np.array(space.batches, dtype=np.int64)
+    rows: list[LayoutRow] = []
+    for phase in space.phases:
+        for chips in space.chips:
+            evs = [evaluate(plan.model, plan.cluster, plan.workload, c, batch)
+                   for c in candidates(plan, phase, chips=(chips,)) if (c.ffn.name, c.attention.name) in layouts]
+            for i, b in enumerate(space.batches):
+                group = [_layout_row(evs, i, hbm, LayoutRow(phase=phase, chips=chips, batch=b, ffn=ffn,
+                                                            attention=attention, weights=weights, point=None))
+                         for ffn, attention in layouts for weights in space.weights]
+                fastest = min((r.point.latency_s for r in group if r.point), default=None)
+                rows += [replace(r, gap=r.point.latency_s / fastest - 1) if r.point else r for r in group]
+    return tuple(rows)
+
+
+def _layout_row(evs, i: int, hbm_bytes: float, row: LayoutRow) -> LayoutRow:
+    """`row` with its point: the fastest of its layout's evaluations (mesh groupings) that fits
+    at batch index i; or with the reason there is none."""
+    mine = [ev for ev in evs if (ev.candidate.ffn.name, ev.candidate.attention.name, ev.candidate.weights)
+            == (row.ffn, row.attention, row.weights)]
+    fits = [ev for ev in mine if ev.hbm_bytes[i] <= hbm_bytes]
+    if fits:
+        return replace(row, point=point(min(fits, key=lambda ev: order_key(ev, i)), i))
+    if mine:
+        need = min(float(ev.hbm_bytes[i]) for ev in mine)
+        return replace(row, need_bytes=need,
+                       reason=f"{DOES_NOT_FIT}: needs {fmt_bytes(need)} per chip, has {fmt_bytes(hbm_bytes)}")
+    return replace(row, reason=f"does not apply on {row.chips} chips")
+
+
+# --- a pinned deployment ------------------------------------------------------------------------
+
+GAP_REFERENCES = ("layout", "frontier")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PinGap:
+    pin: Pin
+    point: Point              # the pinned layout (its best mesh grouping)
+    best: Point               # fastest layout at the pin's phase, chips, batch and weights
+    layout_gap: float         # point.latency / best.latency - 1
+    frontier: Point           # fastest of the phase's frontier (and the pin) with MFU >= the pin's
+    frontier_gap: float       # point.latency / frontier.latency - 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class Deployment:
+    source: str
+    gaps: tuple[PinGap, ...]
+    max_gap: float
+    gap_to: str  # one of GAP_REFERENCES
+
+    def gap(self, g: PinGap) -> float:
+        return g.layout_gap if self.gap_to == "layout" else g.frontier_gap
+
+    def reference(self, g: PinGap) -> Point:
+        return g.best if self.gap_to == "layout" else g.frontier
+
+    @property
+    def regressed(self) -> bool:
+        return any(self.gap(g) > self.max_gap for g in self.gaps)
+
+    def describe(self, g: PinGap) -> str:
+        ref, gap, pinned = self.reference(g), self.gap(g), g.point
+        at = lambda p: f"{fmt_seconds(p.latency_s)} at {percent(p.mfu)} MFU"
+        if gap <= 0:
+            where = ("the fastest layout on its chips, batch and weights" if self.gap_to == "layout"
+                     else "on the frontier")
+            return f"{g.pin.phase.value}: the pinned {_pin_name(g.pin)} is {where} ({at(pinned)})"
+        where = ("on the same chips, batch and weights" if self.gap_to == "layout"
+                 else f"on {ref.chips} chips at batch {ref.batch}, at no lower MFU")
+        return (f"{g.pin.phase.value}: {percent(gap)} slower than {ref.ffn}+{ref.attention} {ref.weights} "
+                f"{where} (pinned {_pin_name(g.pin)}: {at(pinned)}; {ref.ffn}+{ref.attention}: {at(ref)})")
+
+    def verdict(self) -> str:
+        worst = max(self.gaps, key=self.gap)
+        limit = f"--max-gap {percent(self.max_gap)}"
+        if self.regressed:
+            return f"BEHIND: {worst.pin.phase.value} is {percent(self.gap(worst))} behind, beyond {limit}"
+        return f"ok: every pinned layout within {limit} of the {self.gap_to} reference"
+
+
+def _pin_name(pin: Pin) -> str:
+    return f"{pin.ffn}+{pin.attention} {pin.weights.label} on {pin.chips} chips at batch {pin.batch}"
+
+
+def check_deployment(plan: Plan, max_gap: float = 0.05, gap_to: str = "layout") -> Deployment:
+    """How far each pinned layout is from its reference (see the module docstring)."""
+    if gap_to not in GAP_REFERENCES:
+        raise UsageError(f"--gap-to: expected one of {', '.join(GAP_REFERENCES)}, got {gap_to!r}")
+    pins = plan.deployment
+    if not pins:
+        raise UsageError(f"{plan.source or 'the plan'}: no 'deployment:' section to check\n  hint: pin a "
+                         "layout per phase, e.g. deployment: {decode: {chips: 64, batch: 512, ffn: ws2d, "
+                         "attention: batch, weights: bf16}}")
+    plan = _widened(plan, phases=tuple(dict.fromkeys(p.phase for p in pins)), ffn=[p.ffn for p in pins],
+                    attention=[p.attention for p in pins], weights=[p.weights for p in pins])
+    frontiers = {ph.phase: ph.frontier for ph in search(plan).phases}
+    gaps = []
+    for pin in pins:
+        ev = best(plan, pin.phase, pin.chips, pin.batch, pin.weights, pin.ffn, pin.attention)
+        if ev is None:
+            raise InfeasibleError(_pin_infeasible(plan, pin))
+        pinned = point(ev, 0)
+        fastest = point(best(plan, pin.phase, pin.chips, pin.batch, pin.weights), 0)
+        ref = _fastest(frontiers[pin.phase] + (pinned,), pinned.mfu)
+        gaps.append(PinGap(pin=pin, point=pinned, best=fastest,
+                           layout_gap=pinned.latency_s / fastest.latency_s - 1,
+                           frontier=ref, frontier_gap=pinned.latency_s / ref.latency_s - 1))
+    return Deployment(source=plan.source, gaps=tuple(gaps), max_gap=max_gap, gap_to=gap_to)
+
+
+def _widened(plan: Plan, phases: tuple[Phase, ...] | None = None, **extra) -> Plan:
+    """`plan` whose search space also holds the `extra` names per axis (ffn, attention, weights)."""
+    space = plan.space
+    axes = {axis: getattr(space, axis) + tuple(v for v in dict.fromkeys(values) if v not in getattr(space, axis))
+            for axis, values in extra.items()}
+    return replace(plan, space=replace(space, phases=phases or space.phases, **axes))
+
+
+def _pin_infeasible(plan: Plan, pin: Pin) -> str:
+    mine = [c for c in candidates(plan, pin.phase, chips=(pin.chips,))
+            if (c.ffn.name, c.attention.name, c.weights) == (pin.ffn, pin.attention, pin.weights)]
+    where = f"{plan.source or 'the plan'}: deployment.{pin.phase.value}: {_pin_name(pin)}"
+    if not mine:
+        return f"{where} does not apply (its mesh axis groups would be trivial on {pin.chips} chips)"
+    need = min(float(evaluate(plan.model, plan.cluster, plan.workload, c, np.array([pin.batch])).hbm_bytes[0])
+               for c in mine)
+    return (f"{where} {DOES_NOT_FIT}: needs {fmt_bytes(need)} per chip, has "
+            f"{fmt_bytes(plan.cluster.chip.hbm_bytes)}\n  hint: pin a smaller batch, int8 weights, "
+            "more chips or the batch attention layout")

@@ -1,0 +1,152 @@
+"""Saved runs: a plan's frontiers as `planner plan --format json` writes them, read back with
+every problem named by file and key (the regression gate compares two of these)."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+
+from planner.errors import ConfigError
+from planner.specs.plan import Phase, Workload
+from planner.render.tables import plan_dict, to_json
+from planner.search.search import Point, SearchResult
+
+SAVED_RUN_HINT = "a saved run is what `planner plan PLAN --format json -o FILE` writes"
+
+
+def name(p: Point) -> str:
+    """A point in words: 'decode 64 chips batch 512 ws2d+batch bf16'."""
+    return f"{p.phase.value} {p.chips} chips batch {p.batch} {p.ffn}+{p.attention} {p.weights}"
+
+
+# --- saved runs ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class Run:
+    """The frontiers of one planner run, read back from (or passed through) its JSON."""
+
+    source: str  # the file or plan it came from
+    model: str
+    cluster: str
+    workload: Workload
+    points: tuple[Point, ...]  # every phase's frontier, in file order
+    calibration: tuple[tuple[str, float], ...] | None = None  # the cluster's constants (None: older runs)
+
+    @property
+    def phases(self) -> tuple[Phase, ...]:
+        return tuple(dict.fromkeys(p.phase for p in self.points))
+
+    def frontier(self, phase: Phase) -> tuple[Point, ...]:
+        return tuple(p for p in self.points if p.phase is phase)
+
+
+def run_from_result(result: SearchResult, source: str) -> Run:
+    """A fresh search as a Run, rounded exactly as its saved JSON would be."""
+    return run_from_dict(json.loads(to_json(plan_dict(result))), source)
+
+
+def load_run(path: str) -> Run:
+    """Read a saved run; any problem is a ConfigError naming the file (and line or key)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("no such file", file=path, hint=SAVED_RUN_HINT) from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"cannot read: {error}", file=path) from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"not valid JSON: {error.msg}", file=path, line=error.lineno,
+                          column=error.colno, hint=SAVED_RUN_HINT) from None
+    return run_from_dict(data, path)
+
+
+def run_from_dict(data: object, source: str) -> Run:
+    if not isinstance(data, dict):
+        raise ConfigError("expected a JSON object", file=source, hint=SAVED_RUN_HINT)
+    get = _Reader(source)
+    workload = get(data, "workload", dict, "an object")
+    frontier = get(data, "frontier", dict, "an object with one list of points per phase")
+    points: list[Point] = []
+    for phase_name, entries in frontier.items():
+        if phase_name not in {ph.value for ph in Phase}:
+            raise get.error(f"frontier.{phase_name}", f"unknown phase; expected one of "
+                                                      f"{', '.join(ph.value for ph in Phase)}")
+        if not isinstance(entries, list):
+            raise get.error(f"frontier.{phase_name}", "expected a list of points")
+        seen = set()
+        for i, entry in enumerate(entries):
+            p = _point(get, entry, f"frontier.{phase_name}[{i}]")
+            if p.phase.value != phase_name:
+                raise get.error(f"frontier.{phase_name}[{i}].phase", f"{p.phase.value!r} point "
+                                f"listed under {phase_name!r}")
+            if p.key in seen:
+                raise get.error(f"frontier.{phase_name}[{i}]", f"a second point for {name(p)}")
+            seen.add(p.key)
+            points.append(p)
+    calibration = None
+    if "calibration" in data:
+        constants = get(data, "calibration", dict, "an object of calibration constants")
+        calibration = tuple((key, get(constants, key, float, "a number", "calibration"))
+                            for key in sorted(constants))
+    return Run(source=source, model=get(data, "model", str, "a model name"),
+               cluster=get(data, "cluster", str, "a cluster name"), calibration=calibration,
+               workload=Workload(**{k: get(workload, k, int, "a whole number", "workload")
+                                    for k in ("input_tokens", "output_tokens", "context")}),
+               points=tuple(points))
+
+
+class _Reader:
+    """Takes typed values out of parsed JSON; a wrong or missing one names the file and key."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def error(self, key: str, message: str) -> ConfigError:
+        return ConfigError(message, file=self.source, key=key, hint=SAVED_RUN_HINT)
+
+    def __call__(self, obj: dict, key: str, kind, expected: str, path: str = ""):
+        where = f"{path}.{key}" if path else key
+        if key not in obj:
+            raise self.error(where, f"missing (expected {expected})")
+        value = obj[key]
+        ok = isinstance(value, kind) and not isinstance(value, bool)
+        if kind is float:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if not ok:
+            raise self.error(where, f"expected {expected}, found {json.dumps(value)[:60]}")
+        return float(value) if kind is float else value
+
+
+def _point(get: _Reader, d: object, path: str) -> Point:
+    if not isinstance(d, dict):
+        raise get.error(path, "expected an object (a frontier point)")
+    phases = {ph.value: ph for ph in Phase}
+    phase = get(d, "phase", str, "prefill or decode", path)
+    if phase not in phases:
+        raise get.error(f"{path}.phase", f"unknown phase {phase!r}")
+    number = lambda key, sub=None: get(get(d, sub, dict, "an object", path) if sub else d, key,
+                                       float, "a number", f"{path}.{sub}" if sub else path)
+    mesh = get(d, "mesh", dict, "an object of axis sizes", path)
+    partition = get(d, "partition", dict, "an object of axis groups", path)
+    return Point(
+        phase=phases[phase], chips=get(d, "chips", int, "a whole number", path),
+        mesh=tuple((axis, get(mesh, axis, int, "a whole number", f"{path}.mesh")) for axis in mesh),
+        partition=tuple((group, tuple(get(partition, group, list, "a list of axes", f"{path}.partition")))
+                        for group in partition),
+        batch=get(d, "batch", int, "a whole number", path), ffn=get(d, "ffn", str, "a layout name", path),
+        attention=get(d, "attention", str, "a layout name", path),
+        weights=get(d, "weights", str, "a weight format", path), latency_s=number("latency_s"),
+        step_latency_s=number("step_latency_s"), mfu=number("mfu"),
+        cost_chip_s_per_token=number("cost_chip_s_per_token"), tokens_per_s=number("tokens_per_s"),
+        hbm_bytes_per_chip=number("hbm_bytes_per_chip"), hbm_fraction=number("hbm_fraction"),
+        bound=get(d, "bound", str, "compute, memory or comm", path),
+        compute_s=number("compute", "time_s"), memory_s=number("memory", "time_s"),
+        comm_s=number("comm", "time_s"), overhead_s=number("overhead", "time_s"),
+    )
+
+
