@@ -14,13 +14,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from planner.commands import calibrate  # noqa: E402
-from planner.config.plans import load_cluster  # noqa: E402
+from planner.commands.measurements import load_measurements  # noqa: E402
+from planner.config import load_cluster  # noqa: E402
 
 DATA = ROOT / "configs" / "measurements" / "pope2022-tpu-v4.yaml"
 
 
 def main() -> None:
-    data = calibrate.load_measurements(str(DATA))
+    data = load_measurements(str(DATA))
     cluster = load_cluster("tpu-v4")
     times = []
     for _ in range(5):

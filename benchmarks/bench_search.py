@@ -14,7 +14,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from planner.config.plans import load_plan  # noqa: E402
+from planner.config import load_plan  # noqa: E402
 from planner.cost.costmodel import evaluate  # noqa: E402
 from planner.specs.plan import Phase  # noqa: E402
 from planner.search.search import candidates, search  # noqa: E402

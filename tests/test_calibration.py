@@ -21,7 +21,9 @@ import numpy as np
 import pytest
 
 from planner.commands import calibrate as cal
-from planner.cli.calibrate import accuracy_page, cluster_yaml
+from planner.commands.assess import assess, elsewhere
+from planner.commands.measurements import WEIGHT_GATHERED, load_measurements
+from planner.render.calibrate import accuracy_page, cluster_yaml
 from planner.config import load_cluster, load_model, load_plan, presets_dir
 from planner.errors import ConfigError
 from planner.specs.hardware import Calibration, WeightFormat
@@ -31,7 +33,7 @@ from planner.search.search import best
 ROOT = Path(__file__).resolve().parent.parent
 MEASUREMENTS = str(presets_dir() / "measurements" / "pope2022-tpu-v4.yaml")
 LIMIT = 0.15
-DATA = cal.load_measurements(MEASUREMENTS)
+DATA = load_measurements(MEASUREMENTS)
 
 # Points the cost model misses by more than 15% with any physical constants it has (see the notes
 # in the measurements file, printed in docs/accuracy.md).
@@ -130,7 +132,7 @@ def test_figure7_weight_gathered_better_from_262144_tokens(palm_plan, batch):
 
 def test_preset_is_the_fit(preset):
     """The bundled tpu-v4 file is exactly what `planner calibrate` writes for the bundled data."""
-    assessment = cal.assess(preset, DATA)
+    assessment = assess(preset, DATA)
     assert assessment.fit.cluster.calibration == preset.calibration
     path = presets_dir() / "clusters" / "tpu-v4.yaml"
     command = "planner calibrate configs/measurements/pope2022-tpu-v4.yaml --cluster tpu-v4"
@@ -153,12 +155,12 @@ def test_accuracy_page_is_up_to_date(preset):
     page = ROOT / "docs" / "accuracy.md"
     if not page.is_file():
         pytest.skip("docs/accuracy.md is not in this installation")
-    assessments = {m: cal.assess(cal.with_bandwidth_model(preset, m), DATA) for m in ("chip", "axes")}
+    assessments = {m: assess(cal.with_bandwidth_model(preset, m), DATA) for m in ("chip", "axes")}
     models = (load_model("palm-8b"), load_model("palm-62b"))
     command = ("planner calibrate configs/measurements/pope2022-tpu-v4.yaml --cluster tpu-v4 "
                "--report docs/accuracy.md --other-models palm-8b,palm-62b")
     data = dataclasses.replace(DATA, file="configs/measurements/pope2022-tpu-v4.yaml")
-    text = accuracy_page(data, preset, assessments, cal.elsewhere(preset, data, models), command)
+    text = accuracy_page(data, preset, assessments, elsewhere(preset, data, models), command)
     assert text == page.read_text(), "regenerate with: " + command
 
 
@@ -216,7 +218,7 @@ def test_measurements_are_the_reference_calibration_set(reference):
             assert m.latency_s == pytest.approx(row[ffn] * 64)
     peak, params = 275e12, float(reference["conventions"]["n_params_nominal"]["palm-540b"])  # 540.0e9 reads as text
     for row in reference["figure7_prefill_mfu"]:
-        for key, ffn in (("ws2d", "ws2d"), ("weight_gathered", cal.WEIGHT_GATHERED)):
+        for key, ffn in (("ws2d", "ws2d"), ("weight_gathered", WEIGHT_GATHERED)):
             m = points[f"Fig 7 {ffn} batch {row['batch']}"]
             assert (m.ffn, m.batch * m.workload.input_tokens) == (ffn, row["tokens"])
             assert m.mfu == row[key]
@@ -230,7 +232,7 @@ def test_measurements_are_the_reference_calibration_set(reference):
 def test_other_palm_sizes_get_sensible_predictions(preset):
     models = tuple(load_model(name) for name in ("palm-8b", "palm-62b", "palm-540b"))
     found = {}
-    for e in cal.elsewhere(preset, DATA, models):
+    for e in elsewhere(preset, DATA, models):
         assert e.residual is not None, e.measurement.setting
         m, r = e.measurement, e.residual
         found[(m.model.name, m.setting.split(" ", 1)[1], m.weights)] = r
@@ -355,7 +357,7 @@ def test_cli_calibrates_a_gpu_cluster_from_a_users_file(tmp_path):
                             f"weights: bf16, latency_s: 1}}")  # replaced below
     path = Path(write(tmp_path, "gpu.yaml", "cluster: h100-sxm\nmeasurements:\n" +
                       "\n".join(f"  - {row}" for row in rows) + "\n"))
-    data = cal.load_measurements(str(path))
+    data = load_measurements(str(path))
     predicted = [r.predicted_s for r in cal.predict(h100, data.points)]
     text = path.read_text()
     for seconds in predicted:

@@ -31,7 +31,8 @@ def calibrate(
 
     Example: planner calibrate configs/measurements/pope2022-tpu-v4.yaml --cluster tpu-v4 -o my-tpu-v4.yaml
     """
-    from planner.commands import calibrate as cal
+    from planner.commands import assess as checks, calibrate as cal
+    from planner.commands.measurements import load_measurements
     from planner.config import load_model
 
     if fmt not in ("table", "json", "csv", "markdown"):
@@ -40,7 +41,7 @@ def calibrate(
         raise UsageError(f"--bandwidth-model: expected chip or axes, got {bandwidth_model!r}")
     if other_models is not None and report is None:
         raise UsageError("--other-models is used by --report only")
-    data = cal.load_measurements(measurements)
+    data = load_measurements(measurements)
     base, cluster_file, cluster_arg = _cluster(cluster, data)
     command = f"planner calibrate {measurements}" + (f" --cluster {cluster_arg}" if cluster else "")
     if bandwidth_model is not None:
@@ -52,13 +53,13 @@ def calibrate(
         models = tuple(load_model(name) for name in word_list(other_models) or ())
         assessments = _both(base, data, cal)
         shipped = cal.bandwidth_model(base)
-        assessment = assessments.get(shipped) or cal.assess(base, data)
+        assessment = assessments.get(shipped) or checks.assess(base, data)
         page_command = f"planner calibrate {measurements}" + (f" --cluster {cluster_arg}" if cluster else "") + \
             f" --report {report}" + (f" --other-models {other_models}" if other_models else "")
-        emit(accuracy_page(data, base, assessments, cal.elsewhere(assessment.fit.cluster, data, models),
+        emit(accuracy_page(data, base, assessments, checks.elsewhere(assessment.fit.cluster, data, models),
                             page_command), report)
     else:
-        assessment = cal.assess(base, data)
+        assessment = checks.assess(base, data)
     if output is not None:
         emit(_checked_yaml(cluster_yaml(cluster_file.read_text(encoding="utf-8"), assessment, data,
                                          command), assessment), output)
@@ -93,6 +94,8 @@ def _cluster(flag: Optional[str], data):
 
 
 def _both(base, data, cal) -> dict:
+    from planner.commands import assess as checks
+
     if cal.bandwidth_model(base) is None:
-        return {None: cal.assess(base, data)}
-    return {model: cal.assess(cal.with_bandwidth_model(base, model), data) for model in BANDWIDTH_MODELS}
+        return {None: checks.assess(base, data)}
+    return {model: checks.assess(cal.with_bandwidth_model(base, model), data) for model in BANDWIDTH_MODELS}
