@@ -16,8 +16,8 @@ sys.path.insert(0, str(ROOT))
 
 from planner.config import load_plan  # noqa: E402
 from planner.cost.costmodel import evaluate  # noqa: E402
-from planner.specs.plan import Phase  # noqa: E402
 from planner.search.search import candidates, search  # noqa: E402
+from planner.specs.plan import Phase  # noqa: E402
 
 PLAN = ROOT / "configs" / "plans" / "palm-540b-tpu-v4.yaml"
 

@@ -15,11 +15,11 @@ import sys
 from pathlib import Path
 
 from planner.commands.compare import compare_runs
-from planner.commands.runs import load_run, run_from_result
+from planner.commands.runs import load_run, plan_dict, run_from_result
 from planner.config import list_presets, load_plan
 from planner.errors import PlannerError
-from planner.render.tables import plan_dict, to_json
 from planner.search.search import search
+from planner.units import to_json
 
 GOLDEN_DIR = Path("tests") / "golden"
 

@@ -3,6 +3,7 @@ display. This is the only module that knows unit factors; formulas never see the
 
 from __future__ import annotations
 
+import json
 import math
 import re
 
@@ -103,3 +104,17 @@ def signed_percent(fraction: float) -> str:
 
 def points_change(fraction: float) -> str:
     return f"{100.0 * fraction:+.1f} pp"
+
+
+# --- machine output: 6 significant digits, sorted keys, so the same input gives the same bytes
+
+
+def num(x: float) -> float | int:
+    """A figure as the JSON, CSV and saved runs store it: 6 significant digits (ints as they are)."""
+    if isinstance(x, int):
+        return x
+    return float(f"{x:.6g}")
+
+
+def to_json(data: dict) -> str:
+    return json.dumps(data, indent=2, sort_keys=True) + "\n"

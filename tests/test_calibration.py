@@ -23,12 +23,12 @@ import pytest
 from planner.commands import calibrate as cal
 from planner.commands.assess import assess, elsewhere
 from planner.commands.measurements import WEIGHT_GATHERED, load_measurements
-from planner.render.calibrate import accuracy_page, cluster_yaml
 from planner.config import load_cluster, load_model, load_plan, presets_dir
 from planner.errors import ConfigError
+from planner.render.calibrate import accuracy_page, cluster_yaml
+from planner.search.search import best
 from planner.specs.hardware import Calibration, WeightFormat
 from planner.specs.plan import Phase
-from planner.search.search import best
 
 ROOT = Path(__file__).resolve().parent.parent
 MEASUREMENTS = str(presets_dir() / "measurements" / "pope2022-tpu-v4.yaml")

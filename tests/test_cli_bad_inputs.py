@@ -14,9 +14,9 @@ import subprocess
 import sys
 
 import pytest
+from test_bad_inputs import BAD_INPUTS, CASES
 
 from planner.cli import main as cli
-from test_bad_inputs import BAD_INPUTS, CASES
 
 
 def command_for(kind: str, path: str) -> list[str]:

@@ -16,9 +16,9 @@ from pathlib import Path
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_config_fuzz import NASTY, TREES, encode, mutated_preset
 
 from planner.cli import main as cli
-from test_config_fuzz import NASTY, TREES, encode, mutated_preset
 
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SMALL = ["--phase", "decode", "--batch", "1,64", "--ffn", "ws2d,wg-xyz", "--weights", "int8"]

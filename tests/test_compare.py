@@ -22,15 +22,14 @@ import yaml
 from planner.cli import main as cli
 from planner.commands.compare import Kind, Tolerance, compare_runs
 from planner.commands.deployment import check_deployment, side_by_side
-from planner.commands.runs import load_run, name, run_from_dict, run_from_result
+from planner.commands.runs import load_run, name, plan_dict, run_from_dict, run_from_result
 from planner.config import list_presets, load_plan
 from planner.errors import ConfigError, InfeasibleError, UsageError
 from planner.golden import GOLDEN_DIR
+from planner.search.search import best, point, search
 from planner.specs.hardware import WeightFormat
 from planner.specs.plan import Phase
-from planner.render.tables import plan_dict, to_json
-from planner.search.search import best, point, search
-from planner.units import parse_quantity
+from planner.units import parse_quantity, to_json
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = ROOT / GOLDEN_DIR

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from planner.cost import layouts
 from planner.config import list_presets, load_cluster, load_model, load_plan, presets_dir
 from planner.config.clusters import CALIBRATION_FIELDS
 from planner.config.plans import PLAN_DEFAULTS
+from planner.cost import layouts
 from planner.errors import ConfigError, UsageError
 from planner.specs.hardware import FIELDS_OF_CALIBRATION, Calibration, Switched, Torus, WeightFormat
 from planner.specs.model import Block, FfnKind

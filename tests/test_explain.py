@@ -8,10 +8,10 @@ import sys
 import pytest
 
 from planner.config import load_plan
+from planner.render.explain import explain_dict
+from planner.search.search import best
 from planner.specs.hardware import WeightFormat
 from planner.specs.plan import Phase
-from planner.render.tables import explain_dict
-from planner.search.search import best
 
 
 @pytest.mark.parametrize("phase,batch,ffn,attention,weights", [

@@ -4,16 +4,17 @@ import itertools
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from planner.config import load_cluster, load_model, load_plan
 from planner.cost.costmodel import Candidate, evaluate
-from planner.specs.hardware import WeightFormat
 from planner.cost.layouts import ATTENTION_LAYOUTS, FFN_LAYOUTS
 from planner.cost.mesh import Mesh, meshes
+from planner.search.search import search
+from planner.specs.hardware import WeightFormat
 from planner.specs.model import Block, FfnKind, Model
 from planner.specs.plan import Phase, Workload
-from planner.search.search import search
 
 PAIRS = list(itertools.product(FFN_LAYOUTS.values(), ATTENTION_LAYOUTS.values()))
 IDS = [f"{f.name}+{a.name}" for f, a in PAIRS]

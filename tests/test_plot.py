@@ -8,8 +8,8 @@ import re
 
 import pytest
 
-from planner.render import plot
 from planner.config import load_plan
+from planner.render import plot
 from planner.search.search import search
 from planner.units import parse_quantity
 

@@ -7,13 +7,14 @@ import numpy as np
 import pytest
 
 from planner.config import load_cluster, load_model, load_plan
-from planner.specs.hardware import WeightFormat
 from planner.cost.layouts import ATTENTION_LAYOUTS, FFN_LAYOUTS
 from planner.cost.layouts.base import StepShape
 from planner.cost.mesh import Mesh
+from planner.search.search import best
+from planner.specs.hardware import WeightFormat
 from planner.specs.model import Block, FfnKind, Model
 from planner.specs.plan import Phase
-from planner.search.search import best
+
 
 def test_the_ci_copy_of_the_reference_file_is_current():
     """CI has no ../shared, so tests/reference keeps a copy; it must match the original."""

@@ -11,12 +11,16 @@ import re
 import pytest
 from rich.console import Console
 
-from planner.render import tables as render
+from planner.commands.runs import plan_dict
 from planner.config import load_cluster, load_plan
-from planner.specs.hardware import FIELDS_OF_CALIBRATION
-from planner.render.tables import Column, Note, print_grid
+from planner.render import common as render_common
+from planner.render import explain as render_explain
+from planner.render import plan as render_plan
+from planner.render import presets as render_presets
+from planner.render.common import Column, Note, print_grid
 from planner.search.search import best, point, search
-from planner.units import fmt_seconds
+from planner.specs.hardware import FIELDS_OF_CALIBRATION
+from planner.units import fmt_seconds, to_json
 
 ESCAPE = re.compile(r"\x1b\[")
 
@@ -92,7 +96,7 @@ def test_grid_colour_only_when_asked():
 @pytest.mark.parametrize("width", [80, 100])
 def test_plan_table_fits(result, width):
     c = console(width)
-    render.plan_table(result, c)
+    render_plan.plan_table(result, c)
     lines = text_of(c).splitlines()
     assert max(len(line) for line in lines) <= width
     assert not ESCAPE.search(text_of(c))
@@ -104,13 +108,13 @@ def test_plan_table_fits(result, width):
 
 def test_plan_table_narrow_terminal_does_not_break(result):
     c = console(60)
-    render.plan_table(result, c, ascii_only=True)
+    render_plan.plan_table(result, c, ascii_only=True)
     text_of(c).encode("ascii")
 
 
 def test_explain_table(evaluation):
     c = console()
-    render.explain_table(evaluation, load_cluster("tpu-v4"), c)
+    render_explain.explain_table(evaluation, load_cluster("tpu-v4"), c)
     text = text_of(c)
     lines = text.splitlines()
     assert max(len(line) for line in lines) <= 80
@@ -130,7 +134,7 @@ def test_explain_table(evaluation):
 
 def test_explain_table_wide_has_no_wrapped_names(evaluation):
     c = console(100)
-    render.explain_table(evaluation, load_cluster("tpu-v4"), c)
+    render_explain.explain_table(evaluation, load_cluster("tpu-v4"), c)
     lines = text_of(c).splitlines()
     for r in evaluation.rows:
         assert any(line.startswith(r.name + " ") for line in lines), r.name
@@ -138,7 +142,7 @@ def test_explain_table_wide_has_no_wrapped_names(evaluation):
 
 def test_presets_table():
     c = console()
-    render.presets_table(c, ascii_only=True)
+    render_presets.presets_table(c, ascii_only=True)
     text = text_of(c)
     text.encode("ascii")
     assert "palm-540b" in text and "8, 16, ..., 512" in text
@@ -146,7 +150,7 @@ def test_presets_table():
 
 
 def test_json_keys_are_a_contract(result, evaluation):
-    data = json.loads(render.to_json(render.plan_dict(result)))
+    data = json.loads(to_json(plan_dict(result)))
     assert sorted(data) == ["calibration", "cluster", "frontier", "model", "search", "workload"]
     assert sorted(data["calibration"]) == sorted(FIELDS_OF_CALIBRATION)
     point = data["frontier"]["decode"][0]
@@ -154,25 +158,25 @@ def test_json_keys_are_a_contract(result, evaluation):
         "phase", "chips", "mesh", "partition", "batch", "ffn", "attention", "weights", "latency_s",
         "step_latency_s", "mfu", "cost_chip_s_per_token", "tokens_per_s", "hbm_bytes_per_chip",
         "hbm_fraction", "bound", "time_s"])
-    explain = render.explain_dict(evaluation)
+    explain = render_explain.explain_dict(evaluation)
     assert {"layers", "memory", "notation"} <= set(explain)
     assert sorted(explain["layers"][0]) == ["collective", "comm_bytes", "flops", "hbm_bytes", "name",
                                             "notation", "repeat", "seconds"]
 
 
 def test_markdown_table_right_aligns():
-    text = render.markdown_table(("a", "b"), [("x|y", 1)], right=[1])
+    text = render_common.markdown_table(("a", "b"), [("x|y", 1)], right=[1])
     assert text.splitlines() == ["| a | b |", "|:---|---:|", "| x\\|y | 1 |"]
 
 
 def test_an_uncalibrated_cluster_is_flagged_in_tables_only(evaluation):
     from planner.specs.hardware import Calibration
     ideal = dataclasses.replace(load_cluster("tpu-v4"), calibration=Calibration())
-    assert render.calibration_note(load_cluster("tpu-v4")) is None  # the shipped preset is fitted
+    assert render_common.calibration_note(load_cluster("tpu-v4")) is None  # the shipped preset is fitted
     c = console()
-    render.explain_table(evaluation, ideal, c)
+    render_explain.explain_table(evaluation, ideal, c)
     text = " ".join(text_of(c).split())
     assert "ideal calibration constants" in text and "planner calibrate" in text
     for name in ("a100-80gb", "h100-sxm"):  # GPU presets carry no measurements yet
-        assert "optimistic" in render.calibration_note(load_cluster(name)) and "pessimistic" in \
-            render.calibration_note(load_cluster(name))
+        assert "optimistic" in render_common.calibration_note(load_cluster(name)) and "pessimistic" in \
+            render_common.calibration_note(load_cluster(name))

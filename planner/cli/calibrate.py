@@ -9,10 +9,16 @@ from typing import Optional
 
 import typer
 
-from planner.cli.common import AsciiOpt, ClusterOpt, FormatOpt, use_ascii, emit, render_table, word_list
+from planner.cli.common import AsciiOpt, ClusterOpt, FormatOpt, emit, render_table, use_ascii, word_list
 from planner.errors import UsageError
 from planner.render.calibrate import (
-    BANDWIDTH_MODELS, _checked_yaml, accuracy_page, cluster_yaml, residual_csv, residual_json, residual_markdown,
+    BANDWIDTH_MODELS,
+    _checked_yaml,
+    accuracy_page,
+    cluster_yaml,
+    residual_csv,
+    residual_json,
+    residual_markdown,
     residual_table,
 )
 
@@ -31,7 +37,8 @@ def calibrate(
 
     Example: planner calibrate configs/measurements/pope2022-tpu-v4.yaml --cluster tpu-v4 -o my-tpu-v4.yaml
     """
-    from planner.commands import assess as checks, calibrate as cal
+    from planner.commands import assess as checks
+    from planner.commands import calibrate as cal
     from planner.commands.measurements import load_measurements
     from planner.config import load_model
 

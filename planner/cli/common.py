@@ -22,6 +22,7 @@ def complete(kind: str):
     """Shell completion for --model/--cluster/PLAN: preset names, then YAML files and folders."""
     def complete(incomplete: str) -> list[str]:
         import glob
+
         from planner.config import list_presets
         names = [n for n in list_presets(kind) if n.startswith(incomplete)]
         paths = [p + "/" if os.path.isdir(p) else p for p in sorted(glob.glob(glob.escape(incomplete) + "*"))]
@@ -130,7 +131,7 @@ def mode_for(output: Path) -> int:
 
 
 def check_format(fmt: str) -> None:
-    from planner.render.tables import FORMATS
+    from planner.render.common import FORMATS
     if fmt not in FORMATS:
         raise UsageError(f"--format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
 

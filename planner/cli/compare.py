@@ -13,8 +13,18 @@ from typing import Optional
 import typer
 
 from planner.cli.common import (
-    AsciiOpt, ClusterOpt, FormatOpt, ModelOpt, OutputOpt, use_ascii, check_format, emit, int_list, phase_list,
-    render_table, word_list,
+    AsciiOpt,
+    ClusterOpt,
+    FormatOpt,
+    ModelOpt,
+    OutputOpt,
+    check_format,
+    emit,
+    int_list,
+    phase_list,
+    render_table,
+    use_ascii,
+    word_list,
 )
 from planner.errors import UsageError
 from planner.render.compare import deployment_text, gate_text, layouts_table, layouts_text
@@ -66,7 +76,9 @@ def compare(
     output: Optional[Path] = OutputOpt,
     ascii_only: bool = AsciiOpt,
 ) -> None:
-    from planner.commands import compare as gate, deployment as layouts_and_pins, runs
+    from planner.commands import compare as gate
+    from planner.commands import deployment as layouts_and_pins
+    from planner.commands import runs
 
     check_format(fmt)
     given = lambda **flags: [flag for flag, value in flags.items() if value not in (None, False)]
@@ -158,8 +170,8 @@ def _plan(ref: str, *, pairs_ok: bool, model, cluster, phase, chips, batch, weig
 def _pairs(layouts: Optional[str], spec, attention_flag: Optional[str] = None) -> tuple[tuple[str, str], ...]:
     """The (ffn, attention) layouts to show: each ffn+attention item as given, each plain ffn item
     crossed with every attention layout of the plan (after --attention)."""
-    from planner.errors import did_you_mean
     from planner.cost.layouts import ATTENTION_LAYOUTS
+    from planner.errors import did_you_mean
 
     pairs = []
     for item in word_list(layouts) if layouts is not None else spec.space.ffn:

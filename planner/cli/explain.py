@@ -8,8 +8,18 @@ from typing import Optional
 import typer
 
 from planner.cli.common import (
-    AsciiOpt, ClusterOpt, ContextOpt, FormatOpt, InputOpt, ModelOpt, OutputOpt, OutputTokOpt, check_format, emit,
-    render_table, use_ascii,
+    AsciiOpt,
+    ClusterOpt,
+    ContextOpt,
+    FormatOpt,
+    InputOpt,
+    ModelOpt,
+    OutputOpt,
+    OutputTokOpt,
+    check_format,
+    emit,
+    render_table,
+    use_ascii,
 )
 from planner.errors import UsageError
 
@@ -45,10 +55,11 @@ def explain(
       planner explain --model palm-540b --cluster tpu-v4 --chips 64 --phase decode \\
           --batch 64 --ffn ws2d --attention batch --weights int8
     """
-    from planner.render import tables as render
     from planner.config import load_plan
     from planner.errors import InfeasibleError
+    from planner.render import explain as render_explain
     from planner.search.search import best, explain_infeasible
+    from planner.units import to_json
 
     check_format(fmt)
     if chips is None:
@@ -62,10 +73,10 @@ def explain(
                                                  spec.space.weights[0], ffn, attention))
     ascii_only = use_ascii(ascii_only)
     if fmt == "json":
-        emit(render.to_json(render.explain_dict(ev, spec.cluster)), output)
+        emit(to_json(render_explain.explain_dict(ev, spec.cluster)), output)
     elif fmt == "csv":
-        emit(render.explain_csv(ev), output)
+        emit(render_explain.explain_csv(ev), output)
     elif fmt == "markdown":
-        emit(render.explain_markdown(ev), output)
+        emit(render_explain.explain_markdown(ev), output)
     else:
-        render_table(lambda console: render.explain_table(ev, spec.cluster, console, ascii_only=ascii_only), output)
+        render_table(lambda console: render_explain.explain_table(ev, spec.cluster, console, ascii_only=ascii_only), output)

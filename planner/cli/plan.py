@@ -8,8 +8,25 @@ from typing import Optional
 import typer
 
 from planner.cli.common import (
-    AsciiOpt, ClusterOpt, ContextOpt, FormatOpt, InputOpt, ModelOpt, OutputOpt, OutputTokOpt, use_ascii,
-    check_format, complete, emit, fraction_flag, int_list, phase_list, render_table, searching, seconds_flag, word_list,
+    AsciiOpt,
+    ClusterOpt,
+    ContextOpt,
+    FormatOpt,
+    InputOpt,
+    ModelOpt,
+    OutputOpt,
+    OutputTokOpt,
+    check_format,
+    complete,
+    emit,
+    fraction_flag,
+    int_list,
+    phase_list,
+    render_table,
+    searching,
+    seconds_flag,
+    use_ascii,
+    word_list,
 )
 from planner.errors import UsageError
 
@@ -68,9 +85,11 @@ def plan(
       planner plan --model palm-540b --cluster tpu-v4 --chips 64 --phase decode \\
           --batch 64 --weights int8 --format json -o frontier.json
     """
-    from planner.render import tables as render
+    from planner.commands.runs import plan_dict
     from planner.config import load_plan
+    from planner.render import plan as render_plan
     from planner.search.search import search
+    from planner.units import to_json
 
     check_format(fmt)
     if plot and fmt != "table":
@@ -86,15 +105,15 @@ def plan(
     with searching(ascii_only) as activity:
         result = _search(search, spec, activity)
     if fmt == "json":
-        emit(render.to_json(render.plan_dict(result)), output)
+        emit(to_json(plan_dict(result)), output)
     elif fmt == "csv":
-        emit(render.plan_csv(result), output)
+        emit(render_plan.plan_csv(result), output)
     elif fmt == "markdown":
-        emit(render.plan_markdown(result), output)
+        emit(render_plan.plan_markdown(result), output)
     elif plot:
         render_table(lambda console: _draw_plot(result, console, ascii_only), output)
     else:
-        render_table(lambda console: render.plan_table(result, console, ascii_only=ascii_only), output)
+        render_table(lambda console: render_plan.plan_table(result, console, ascii_only=ascii_only), output)
     failed = [ph.infeasible for ph in result.phases if ph.infeasible]
     if failed:  # the other phases are printed; this one's reason goes to stderr, exit 1
         from planner.errors import InfeasibleError

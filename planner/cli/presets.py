@@ -11,7 +11,7 @@ def presets(ascii_only: bool = AsciiOpt) -> None:
     Any of these names works where a file is expected (--model palm-540b, --cluster tpu-v4,
     planner plan palm-540b-tpu-v4).
     """
-    from planner.render import tables as render
+    from planner.render import presets as render_presets
 
     ascii_only = use_ascii(ascii_only)
-    render_table(lambda console: render.presets_table(console, ascii_only=ascii_only), None)
+    render_table(lambda console: render_presets.presets_table(console, ascii_only=ascii_only), None)

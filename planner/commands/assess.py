@@ -5,16 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-
-from planner.errors import ConfigError
-from planner.specs.hardware import Cluster
-from planner.cost.layouts import ATTENTION_LAYOUTS, FFN_LAYOUTS
-from planner.specs.model import Model
-from planner.search.search import best
-
 from planner.commands.calibrate import Fit, Residual, _plan, fit, predict
 from planner.commands.measurements import ATTENTION_CHOICES, BEST, FFN_CHOICES, Measurement, Measurements
-
+from planner.cost.layouts import ATTENTION_LAYOUTS, FFN_LAYOUTS
+from planner.errors import ConfigError
+from planner.search.search import best
+from planner.specs.hardware import Cluster
+from planner.specs.model import Model
 
 # ---------------------------------------------------------------------------------------------
 # Checks beyond the residuals: does the calibrated planner rank layouts as the measurements do?

@@ -42,15 +42,16 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from planner.commands.measurements import (
+    ATTENTION_CHOICES,
+    FFN_CHOICES,
+    Measurement,
+    Measurements,
+)
 from planner.cost.costmodel import Candidate, Evaluation, combine, evaluate
+from planner.search.search import candidates
 from planner.specs.hardware import Calibration, Cluster, Torus
 from planner.specs.plan import Plan, SearchSpace
-from planner.search.search import candidates
-
-from planner.commands.measurements import (
-    ATTENTION_CHOICES, FFN_CHOICES, Measurement, Measurements,
-)
-
 
 # ---------------------------------------------------------------------------------------------
 # Predictions

@@ -30,14 +30,11 @@ import math
 from dataclasses import dataclass
 from enum import Enum
 
-
-from planner.errors import UsageError
-from planner.specs.plan import Phase
-from planner.search.search import Point
-from planner.units import fmt_percent, fmt_seconds, points_change, signed_percent
-
 from planner.commands.runs import Run, name
-
+from planner.errors import UsageError
+from planner.search.search import Point
+from planner.specs.plan import Phase
+from planner.units import fmt_percent, fmt_seconds, points_change, signed_percent
 
 percent = fmt_percent
 

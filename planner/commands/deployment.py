@@ -7,14 +7,12 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from planner.commands.compare import _fastest, percent
 from planner.cost.costmodel import evaluate
 from planner.errors import InfeasibleError, UsageError
-from planner.specs.plan import Phase, Pin, Plan
 from planner.search.search import DOES_NOT_FIT, Point, best, candidates, order_key, point, search
+from planner.specs.plan import Phase, Pin, Plan
 from planner.units import fmt_bytes, fmt_seconds
-
-from planner.commands.compare import _fastest, percent
-
 
 # --- layouts side by side -----------------------------------------------------------------------
 

@@ -6,16 +6,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-
 from planner.config import load_model
+from planner.config.yamlio import (
+    At,
+    Field,
+    boolean,
+    choice,
+    count,
+    fields,
+    list_of,
+    load_document,
+    number,
+    passthrough,
+    text,
+)
+from planner.cost.layouts import ATTENTION_LAYOUTS, FFN_LAYOUTS
 from planner.errors import ConfigError
 from planner.specs.hardware import WeightFormat
-from planner.cost.layouts import ATTENTION_LAYOUTS, FFN_LAYOUTS
 from planner.specs.model import Model
 from planner.specs.plan import Phase, Workload
-from planner.config.yamlio import (
-    At, Field, boolean, choice, count, fields, list_of, load_document, number, passthrough, text,
-)
 
 WEIGHT_GATHERED = "weight-gathered"  # the fastest of the wg-* layouts
 BEST = "best"                        # the fastest layout

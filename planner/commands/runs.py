@@ -1,5 +1,6 @@
-"""Saved runs: a plan's frontiers as `planner plan --format json` writes them, read back with
-every problem named by file and key (the regression gate compares two of these)."""
+"""Saved runs: a plan's frontiers as `planner plan --format json` writes them (the JSON contract:
+`plan_dict`, `point_dict`), and read back with every problem named by file and key (the
+regression gate compares two of these)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,11 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-
 from planner.errors import ConfigError
-from planner.specs.plan import Phase, Workload
-from planner.render.tables import plan_dict, to_json
 from planner.search.search import Point, SearchResult
+from planner.specs.hardware import FIELDS_OF_CALIBRATION
+from planner.specs.plan import Phase, Workload
+from planner.units import num, to_json
 
 SAVED_RUN_HINT = "a saved run is what `planner plan PLAN --format json -o FILE` writes"
 
@@ -23,6 +24,41 @@ def name(p: Point) -> str:
 
 
 # --- saved runs ---------------------------------------------------------------------------------
+
+
+# --- writing: the JSON contract (add keys, never rename them) ------------------------------------
+
+
+def point_dict(p: Point) -> dict:
+    return {
+        "phase": p.phase.value, "chips": p.chips, "mesh": {name: n for name, n in p.mesh},
+        "partition": {group: list(axes) for group, axes in p.partition},
+        "batch": p.batch, "ffn": p.ffn, "attention": p.attention, "weights": p.weights,
+        "latency_s": num(p.latency_s), "step_latency_s": num(p.step_latency_s), "mfu": num(p.mfu),
+        "cost_chip_s_per_token": num(p.cost_chip_s_per_token), "tokens_per_s": num(p.tokens_per_s),
+        "hbm_bytes_per_chip": num(p.hbm_bytes_per_chip), "hbm_fraction": num(p.hbm_fraction),
+        "bound": p.bound,
+        "time_s": {"compute": num(p.compute_s), "memory": num(p.memory_s), "comm": num(p.comm_s),
+                   "overhead": num(p.overhead_s)},
+    }
+
+
+def plan_dict(result: SearchResult) -> dict:
+    plan = result.plan
+    w = plan.workload
+    return {
+        "model": plan.model.name, "cluster": plan.cluster.name,
+        "calibration": {name: getattr(plan.cluster.calibration, name) for name in FIELDS_OF_CALIBRATION},
+        "workload": {"input_tokens": w.input_tokens, "output_tokens": w.output_tokens, "context": w.context},
+        "search": {"evaluated": result.evaluated, "feasible": result.feasible,
+                   "dropped": dict(result.dropped)},
+        "frontier": {ph.phase.value: [point_dict(p) for p in ph.frontier] for ph in result.phases},
+        **({"infeasible": {ph.phase.value: ph.infeasible for ph in result.phases if ph.infeasible}}
+           if any(ph.infeasible for ph in result.phases) else {}),
+    }
+
+
+# --- reading back -------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, kw_only=True)

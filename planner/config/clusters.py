@@ -8,7 +8,18 @@ from pathlib import Path
 
 from planner.config.presets import locate
 from planner.config.yamlio import (
-    At, Field, Fields, boolean, choice, count, fields, list_of, load_document, number, passthrough, text,
+    At,
+    Field,
+    Fields,
+    boolean,
+    choice,
+    count,
+    fields,
+    list_of,
+    load_document,
+    number,
+    passthrough,
+    text,
 )
 from planner.specs.hardware import Calibration, Chip, Cluster, Level, Slice, Switched, Torus
 

@@ -18,16 +18,27 @@ from planner.config.clusters import load_cluster
 from planner.config.models import load_model
 from planner.config.presets import list_presets, locate
 from planner.config.yamlio import (
+    MAX_COUNT,
+    MAX_MAGNITUDE,
+    At,
+    Field,
+    Fields,
+    choice,
+    count,
+    fields,
+    fraction,
+    list_of,
+    load_document,
+    names,
+    number,
+    passthrough,
     text,
-    MAX_COUNT, MAX_MAGNITUDE, At, Field, Fields, choice, count, fields, fraction, list_of, load_document, names,
-    number, passthrough,
 )
 from planner.cost import layouts
 from planner.errors import ConfigError, UsageError, did_you_mean
 from planner.specs.hardware import Cluster, WeightFormat
 from planner.specs.model import Model
 from planner.specs.plan import Constraints, Phase, Pin, Plan, SearchSpace, Workload
-
 
 
 @dataclass(frozen=True)

@@ -43,12 +43,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from planner.specs.hardware import ACTIVATION_BYTES, Cluster, WeightFormat
 from planner.cost.layouts import AttentionLayout, CollectiveKind, FfnLayout, LayerCost, Term
 from planner.cost.layouts.base import StepShape, collective_term, size
 from planner.cost.mesh import Mesh
-from planner.specs.model import Model
 from planner.cost.network import collective_seconds, ring_steps
+from planner.specs.hardware import ACTIVATION_BYTES, Cluster, WeightFormat
+from planner.specs.model import Model
 from planner.specs.plan import Phase, Workload
 
 BOUNDS = ("compute", "memory", "comm")

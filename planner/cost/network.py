@@ -31,9 +31,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from planner.specs.hardware import Cluster, Switched, Torus
 from planner.cost.layouts.base import Collective, CollectiveKind
 from planner.cost.mesh import Mesh
+from planner.specs.hardware import Cluster, Switched, Torus
 
 _PASSES = {
     CollectiveKind.ALL_GATHER: 1.0, CollectiveKind.REDUCE_SCATTER: 1.0,

@@ -85,7 +85,8 @@ def _title(data, assessment) -> str:
 def residual_table(data, assessment, console, ascii_only: bool = False) -> None:
     """The fit as a table that fits `console.width`: one row per point with its numbers, and
     under it the layout measured and the candidate predicted."""
-    from planner.render.tables import Column, Note, _print_wrapped, print_grid
+    from planner.render.common import Column, Note, print_grid
+    from planner.render.common import print_wrapped as _print_wrapped
 
     _print_wrapped(console, _title(data, assessment), hang=2)
     for name, value in _constants(assessment):
@@ -294,7 +295,8 @@ NOT_MODELLED = """\
 
 
 def accuracy_page(data, base, assessments: dict, others, command: str) -> str:
-    from planner.commands.calibrate import ACCURACY_TARGET as LIMIT, CONSTANTS, bandwidth_model
+    from planner.commands.calibrate import ACCURACY_TARGET as LIMIT
+    from planner.commands.calibrate import CONSTANTS, bandwidth_model
     shipped = bandwidth_model(base)
     models = list(assessments)
     name = lambda model: f"`{model}`" + (" (shipped)" if model == shipped else "") if model else "fit"

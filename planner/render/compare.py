@@ -6,6 +6,10 @@ from __future__ import annotations
 import csv
 import io
 
+from planner.commands.runs import point_dict
+from planner.render import common as render_common
+from planner.units import to_json
+
 # --- rendering: layouts side by side -----------------------------------------------------------
 
 LAYOUT_COLUMNS = ("phase", "chips", "batch", "layout", "wts", "latency", "MFU", "cost/tok", "bound", "HBM",
@@ -13,8 +17,8 @@ LAYOUT_COLUMNS = ("phase", "chips", "batch", "layout", "wts", "latency", "MFU", 
 
 
 def _layout_cells(r) -> tuple[str, ...]:
-    from planner.units import fmt_percent as percent, signed_percent
-    from planner.units import fmt_seconds
+    from planner.units import fmt_percent as percent
+    from planner.units import fmt_seconds, signed_percent
 
     head = (r.phase.value, str(r.chips), str(r.batch), f"{r.ffn}+{r.attention}", r.weights.label)
     p = r.point
@@ -30,14 +34,13 @@ def _layouts_summary(spec) -> str:
 
 
 def layouts_text(rows, spec, fmt: str, plan_arg: str) -> str:
-    from planner.render import tables as render
 
     if fmt == "json":  # the plan as named on the command line: an installed preset's path varies
-        return render.to_json({
+        return to_json({
             "model": spec.model.name, "cluster": spec.cluster.name, "plan": str(plan_arg),
             "rows": [{"phase": r.phase.value, "chips": r.chips, "batch": r.batch, "ffn": r.ffn,
                       "attention": r.attention, "weights": r.weights.label,
-                      "point": render.point_dict(r.point) if r.point else None,
+                      "point": point_dict(r.point) if r.point else None,
                       "gap": None if r.gap is None else _num(r.gap), "reason": r.reason} for r in rows]})
     if fmt == "csv":
         return _csv(("phase", "chips", "batch", "ffn", "attention", "weights", "latency_s", "mfu",
@@ -50,17 +53,16 @@ def layouts_text(rows, spec, fmt: str, plan_arg: str) -> str:
                         ("", "", "", "", _num(r.need_bytes / spec.cluster.chip.hbm_bytes) if r.need_bytes else "",
                          _num(r.need_bytes) if r.need_bytes else "", "")) + (r.reason,) for r in rows])
     return (_layouts_summary(spec) + "\n\n"
-            + render.markdown_table(LAYOUT_COLUMNS, [_layout_cells(r) for r in rows], right=(1, 2, 5, 6, 7, 9, 10)) + "\n")
+            + render_common.markdown_table(LAYOUT_COLUMNS, [_layout_cells(r) for r in rows], right=(1, 2, 5, 6, 7, 9, 10)) + "\n")
 
 
 def layouts_table(rows, spec, console, ascii_only: bool) -> None:
     """Per phase and chip count, one row per layout and weight format, batches apart by a blank
     line; a row that does not fit shows the HBM it would need, one that does not apply is n/a."""
-    from planner.render import tables as render
     from planner.units import fmt_percent as percent
 
     console.print(_layouts_summary(spec), highlight=False, markup=False)
-    columns = [render.Column(col, right=col not in ("layout", "wts", "bound"))
+    columns = [render_common.Column(col, right=col not in ("layout", "wts", "bound"))
                for col in LAYOUT_COLUMNS[2:-1]]
     groups: dict[tuple, list] = {}
     for r in rows:
@@ -77,7 +79,7 @@ def layouts_table(rows, spec, console, ascii_only: bool) -> None:
                 row = row[:-1] + ("n/a",)
             cells.append(row)
         console.print()
-        render.print_grid(console, columns, cells, title=f"{phase}, {chips} chips", ascii_only=ascii_only)
+        render_common.print_grid(console, columns, cells, title=f"{phase}, {chips} chips", ascii_only=ascii_only)
     console.print()
     console.print("vs best: latency relative to the fastest row at the same batch. no fit: needs more HBM "
                   "than the chip has (HBM shows how much); n/a: the layout does not apply on this mesh.",
@@ -88,11 +90,10 @@ def layouts_table(rows, spec, console, ascii_only: bool) -> None:
 
 
 def gate_text(report, fmt: str) -> str:
-    from planner.render import tables as render
     from planner.commands.runs import name
 
     if fmt == "json":
-        return render.to_json(_gate_dict(report))
+        return to_json(_gate_dict(report))
     if fmt == "csv":
         rows = []
         for c in report.changes:
@@ -110,11 +111,11 @@ def gate_text(report, fmt: str) -> str:
     if fmt == "markdown":
         out = [f"**planner compare: {report.verdict()}**", "", _md_escape(sources) + ".", ""]
         out += [f"- {_md_escape(note)}" for note in report.notes] + ([""] if report.notes else [])
-        out += [render.markdown_table(("phase", "best latency", "change", "best MFU", "change"),
+        out += [render_common.markdown_table(("phase", "best latency", "change", "best MFU", "change"),
                                       [_phase_cells(p) for p in report.phases], right=range(1, 5)), ""]
         if report.changes:
             out += ["Changes, largest first:", "",
-                    render.markdown_table(("status", "point", "change"),
+                    render_common.markdown_table(("status", "point", "change"),
                                           [(c.status, name(c.point), c.describe()) for c in report.changes],
                                           right=()), ""]
         return "\n".join(out)
@@ -132,8 +133,8 @@ def gate_text(report, fmt: str) -> str:
 
 
 def _phase_cells(p) -> tuple[str, ...]:
-    from planner.units import fmt_percent as percent, points_change, signed_percent
-    from planner.units import fmt_seconds
+    from planner.units import fmt_percent as percent
+    from planner.units import fmt_seconds, points_change, signed_percent
 
     def pair(before, after, show, change):
         if before is None or after is None:
@@ -148,7 +149,6 @@ def _phase_cells(p) -> tuple[str, ...]:
 
 
 def _gate_dict(report) -> dict:
-    from planner.render import tables as render
 
     inf = float("inf")
     return {
@@ -162,9 +162,9 @@ def _gate_dict(report) -> dict:
                    for p in report.phases],
         "changes": [{"status": c.status, "kind": c.kind.value, "regressed": c.regressed,
                      "point": dict(zip(("phase", "chips", "batch", "ffn", "attention", "weights"), c.point.key)),
-                     "before": render.point_dict(c.before) if c.before else None,
-                     "after": render.point_dict(c.after) if c.after else None,
-                     "reference": render.point_dict(c.reference) if c.reference else None,
+                     "before": point_dict(c.before) if c.before else None,
+                     "after": point_dict(c.after) if c.after else None,
+                     "reference": point_dict(c.reference) if c.reference else None,
                      "latency_change": None if abs(c.latency_change) == inf else _num(c.latency_change),
                      "mfu_change": _num(c.mfu_change), "description": c.describe()}
                     for c in report.changes],
@@ -175,18 +175,17 @@ def _gate_dict(report) -> dict:
 
 
 def deployment_text(report, fmt: str) -> str:
-    from planner.render import tables as render
     from planner.commands.runs import name
     from planner.units import fmt_percent as percent
 
     if fmt in ("json", "csv"):
         pins = [{"phase": g.pin.phase.value, "gap": _num(report.gap(g)),
                  "layout_gap": _num(g.layout_gap), "frontier_gap": _num(g.frontier_gap),
-                 "pinned": render.point_dict(g.point), "best_layout": render.point_dict(g.best),
-                 "frontier_reference": render.point_dict(g.frontier), "description": report.describe(g)}
+                 "pinned": point_dict(g.point), "best_layout": point_dict(g.best),
+                 "frontier_reference": point_dict(g.frontier), "description": report.describe(g)}
                 for g in report.gaps]
         if fmt == "json":
-            return render.to_json({"verdict": report.verdict(), "regressed": report.regressed,
+            return to_json({"verdict": report.verdict(), "regressed": report.regressed,
                                    "plan": report.source, "max_gap": report.max_gap, "gap_to": report.gap_to,
                                    "pins": pins})
         return _csv(("phase", "pinned", "latency_s", "mfu", "reference", "reference_latency_s", "gap",
@@ -203,7 +202,7 @@ def deployment_text(report, fmt: str) -> str:
         return "\n".join([f"**planner compare --deployment: {report.verdict()}**", "",
                           _md_escape(f"Plan {report.source}; gap = pinned latency / {report.gap_to} reference "
                                      "latency - 1."), "",
-                          render.markdown_table(("phase", "pinned", "latency", "MFU", f"{report.gap_to} reference",
+                          render_common.markdown_table(("phase", "pinned", "latency", "MFU", f"{report.gap_to} reference",
                                                  "latency", "MFU", "gap"), rows, right=(2, 3, 5, 6, 7)), ""])
     return "\n".join(wrapped(report.verdict(), 2) +
                      [line for g in report.gaps for line in wrapped(report.describe(g), 2)]) + "\n"

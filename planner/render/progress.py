@@ -80,8 +80,14 @@ class Activity:
 
     def _rich_progress(self):
         from rich.console import Console
-        from rich.progress import (BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn,
-                                   TimeElapsedColumn)
+        from rich.progress import (
+            BarColumn,
+            Progress,
+            SpinnerColumn,
+            TaskProgressColumn,
+            TextColumn,
+            TimeElapsedColumn,
+        )
 
         console = Console(file=self.file, highlight=False)
         progress = Progress(SpinnerColumn("dots"), TextColumn(self.label, markup=False),

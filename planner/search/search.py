@@ -10,9 +10,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from planner.cost.costmodel import BOUNDS, Candidate, Evaluation, evaluate
-from planner.errors import InfeasibleError
 from planner.cost.layouts import ATTENTION_LAYOUTS, FFN_LAYOUTS
 from planner.cost.mesh import meshes
+from planner.errors import InfeasibleError
 from planner.specs.plan import Phase, Plan
 from planner.units import fmt_bytes, fmt_percent, fmt_seconds
 

@@ -8,9 +8,9 @@ Adding an FFN layout is one registration line in `ffn.py` (a sharding spec); the
 dataflow and the invariant tests pick it up. Attention layouts live in `attention.py`.
 """
 
+from planner.cost.layouts.attention import ATTENTION_LAYOUTS, AttentionLayout
 from planner.cost.layouts.base import Collective, CollectiveKind, LayerCost, Term
 from planner.cost.layouts.ffn import FFN_LAYOUTS, FfnLayout
-from planner.cost.layouts.attention import ATTENTION_LAYOUTS, AttentionLayout
 
 __all__ = [
     "ATTENTION_LAYOUTS", "AttentionLayout", "Collective", "CollectiveKind", "FFN_LAYOUTS",

@@ -25,12 +25,23 @@ from itertools import combinations
 
 import numpy as np
 
-from planner.specs.hardware import ACTIVATION_BYTES
 from planner.cost.layouts.base import (
-    ALL_AXES, CollectiveKind, LayerCost, StepShape, Term, ceil_div, collective_term, complement,
-    activation, partial_sum, sharded, size, union,
+    ALL_AXES,
+    CollectiveKind,
+    LayerCost,
+    StepShape,
+    Term,
+    activation,
+    ceil_div,
+    collective_term,
+    complement,
+    partial_sum,
+    sharded,
+    size,
+    union,
 )
 from planner.cost.layouts.ffn import FfnLayout
+from planner.specs.hardware import ACTIVATION_BYTES
 from planner.specs.model import Block, Model
 
 AG, RS = CollectiveKind.ALL_GATHER, CollectiveKind.REDUCE_SCATTER

@@ -18,11 +18,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from planner.specs.hardware import ACTIVATION_BYTES
 from planner.cost.layouts.base import (
-    CollectiveKind, LayerCost, StepShape, Term, activation, ceil_div, collective_term, partial_sum, sharded,
-    size, union,
+    CollectiveKind,
+    LayerCost,
+    StepShape,
+    Term,
+    activation,
+    ceil_div,
+    collective_term,
+    partial_sum,
+    sharded,
+    size,
+    union,
 )
+from planner.specs.hardware import ACTIVATION_BYTES
 from planner.specs.model import Model
 
 AG, RS = CollectiveKind.ALL_GATHER, CollectiveKind.REDUCE_SCATTER

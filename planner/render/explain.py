@@ -1,0 +1,190 @@
+"""Renderers of `planner explain`: one layout's rows, totals and summary as a table, JSON, CSV
+or Markdown."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from planner.commands.runs import point_dict
+from planner.cost.costmodel import Evaluation, batch_padding
+from planner.render.common import (
+    Column,
+    Note,
+    calibration_note,
+    markdown_table,
+    print_grid,
+    print_wrapped,
+)
+from planner.search.search import point
+from planner.specs.plan import Phase
+from planner.units import fmt_bytes, fmt_percent, fmt_rate, fmt_seconds, num
+
+
+def explain_dict(ev: Evaluation, cluster=None) -> dict:
+    out = point_dict(point(ev, 0))
+    out["model"] = ev.model.name
+    if cluster is not None:
+        out["cluster"] = cluster.name
+    c = ev.candidate
+    w = ev.workload
+    out["workload"] = ({"input_tokens": w.input_tokens} if c.phase is Phase.PREFILL
+                       else {"context": w.context, "output_tokens": w.output_tokens})
+    out["axes"] = {axis: c.mesh.names(axis) for axis in "xyz"}
+    out["notation"] = {"ffn": c.ffn.notation, "attention": c.attention.notation}
+    out["padding"] = [{"parts": list(p.parts), "batch_shards": p.shards, "sequences_per_chip": p.per_chip,
+                       "wasted": num(p.wasted)} for p in batch_padding(c, ev.model, int(ev.batch[0]))]
+    out["layers"] = [
+        {"name": r.name, "notation": r.notation, "repeat": r.repeat, "collective": r.collective,
+         "flops": num(float(r.flops[0])), "hbm_bytes": num(float(r.hbm_bytes[0])),
+         "comm_bytes": num(float(r.comm_bytes[0])),
+         "seconds": {"compute": num(float(r.compute_s[0])), "memory": num(float(r.memory_s[0])),
+                     "comm": num(float(r.comm_s[0]))}}
+        for r in ev.rows
+    ]
+    out["memory"] = {"weights": num(float(ev.weight_bytes)), "kv_cache": num(float(ev.kv_bytes[0])),
+                     "activations": num(float(ev.activation_bytes[0]))}
+    out["combine"] = {"overlap": num(ev.overlap), "critical_path_s": num(float(ev.critical_s[0])),
+                      "prefetched_comm_s": num(float(ev.prefetched_s[0])), "ring_steps": ev.ring_steps,
+                      "comm_latency_s": num(ev.comm_latency_s)}
+    return out
+
+
+def combine_lines(ev: Evaluation) -> list[str]:
+    """How the step time follows from the compute, memory and network columns (the overlap
+    policy of planner.cost.costmodel), in words and numbers."""
+    f = ev.overlap
+    critical, prefetched = float(ev.critical_s[0]), float(ev.prefetched_s[0])
+    active = float(ev.comm_s[0]) - prefetched
+    lines = []
+    if ev.ring_steps:
+        latency = ev.comm_latency_s
+        lines.append(f"network  {fmt_seconds(float(ev.comm_s[0]))} = {fmt_seconds(float(ev.comm_s[0]) - latency)} "
+                     f"moving bytes + {fmt_seconds(latency)} latency ({ev.ring_steps} ring steps x "
+                     f"{fmt_seconds(latency / ev.ring_steps)})")
+    lines += [f"overlap  max(compute {fmt_seconds(float(ev.compute_s[0]))}, memory "
+             f"{fmt_seconds(float(ev.memory_s[0]))}) + activation collectives {fmt_seconds(active)} - "
+             f"{f:.4g} x the smaller of the two = {fmt_seconds(critical)}"]
+    if prefetched > 0:
+        links = float(ev.comm_s[0])
+        verdict = "hidden under it" if links <= critical else "the links are the bottleneck"
+        lines.append(f"prefetch weight all-gathers {fmt_seconds(prefetched)} run ahead; links busy "
+                     f"{fmt_seconds(links)} in all: {verdict}")
+    return lines
+
+
+def _blank_zero(text: str, value: float) -> str:
+    return "-" if value == 0 else text
+
+
+def explain_table(ev: Evaluation, cluster, console, *, ascii_only: bool = False) -> None:
+    """Every einsum and collective of one layout, in dataflow order, with its sharding notation
+    on its own line; the rows add up to the step's compute, memory and network times."""
+    title, header = _explain_header(ev)
+    console.print(title, highlight=False, markup=False)
+    for label, text in header:
+        print_wrapped(console, f"{label:<11}{text}", indent="  ", hang=11)
+    console.print()
+    columns = [Column(EXPLAIN_COLUMNS[0], right=False, wrap=True)] + [Column(h) for h in EXPLAIN_COLUMNS[1:]]
+    rows: list = []
+    repeat_width = len(f"x{max(r.repeat for r in ev.rows)}")
+    for r in ev.rows:
+        rows.append(_explain_cells(r))
+        rows.append(Note(f"{f'x{r.repeat}':<{repeat_width}}  {r.notation}".rstrip()))
+    print_grid(console, columns, rows, total=_explain_total(ev), ascii_only=ascii_only)
+    console.print()
+    for line in _explain_summary(ev):
+        print_wrapped(console, line, hang=9)
+    print_wrapped(console, _explain_footnote(ev), style="dim")
+    note = calibration_note(cluster)
+    if note:
+        print_wrapped(console, note, style="yellow")
+
+
+EXPLAIN_COLUMNS = ("per step", "FLOP", "HBM", "net", "compute", "memory", "network")
+
+
+def _explain_header(ev: Evaluation) -> tuple[str, list[tuple[str, str]]]:
+    """The title line and the (label, text) lines under it."""
+    d, c, w = point(ev, 0), ev.candidate, ev.workload
+    title = (f"{d.phase.value}: {d.chips} chips (mesh {'x'.join(str(n) for _, n in d.mesh)}), "
+             f"batch {d.batch}, {d.ffn}+{d.attention}, {d.weights} weights")
+    tokens = (f"{w.input_tokens} input token{'s' * (w.input_tokens != 1)} per sequence" if c.phase is Phase.PREFILL
+              else f"{w.output_tokens} output token{'s' * (w.output_tokens != 1)} per sequence, each step attending "
+                   f"to {w.context} cached tokens")
+    axes = ", ".join(f"{axis}=[{' '.join(c.mesh.names(axis))}]" for axis in "xyz")
+    return title, [("tokens", tokens), ("FFN", c.ffn.notation), ("attention", c.attention.notation),
+                   ("axes", axes)]
+
+
+def _explain_cells(r) -> tuple[str, ...]:
+    flops, hbm, comm = float(r.flops[0]), float(r.hbm_bytes[0]), float(r.comm_bytes[0])
+    times = (float(r.compute_s[0]), float(r.memory_s[0]), float(r.comm_s[0]))
+    return (r.name, _blank_zero(fmt_rate(flops, ""), flops), _blank_zero(fmt_bytes(hbm), hbm),
+            _blank_zero(fmt_bytes(comm), comm), *(_blank_zero(fmt_seconds(t), t) for t in times))
+
+
+def _explain_total(ev: Evaluation) -> tuple[str, ...]:
+    d = point(ev, 0)
+    flops = sum(float(r.flops[0]) for r in ev.rows)
+    hbm = sum(float(r.hbm_bytes[0]) for r in ev.rows)
+    comm = sum(float(r.comm_bytes[0]) for r in ev.rows)
+    return ("total", fmt_rate(flops, ""), fmt_bytes(hbm), fmt_bytes(comm), fmt_seconds(d.compute_s),
+            fmt_seconds(d.memory_s), fmt_seconds(d.comm_s))
+
+
+def _explain_summary(ev: Evaluation) -> list[str]:
+    """How the step follows from the columns, the metrics, the memory and any padding."""
+    d, c = point(ev, 0), ev.candidate
+    latency = f"latency {fmt_seconds(d.latency_s)}"
+    if c.phase is Phase.DECODE:
+        latency += " for all output tokens"
+    lines = [
+        *combine_lines(ev),
+        f"step     {fmt_seconds(d.step_latency_s)} (overhead {fmt_seconds(d.overhead_s)}), {latency}, "
+        f"{d.bound}-bound",
+        f"MFU      {fmt_percent(d.mfu)}; cost {fmt_seconds(d.cost_chip_s_per_token)} of chip time per "
+        f"token; {d.tokens_per_s:,.0f} tokens/s",
+        f"memory   weights {fmt_bytes(ev.weight_bytes)} + KV cache {fmt_bytes(float(ev.kv_bytes[0]))} "
+        f"+ activations {fmt_bytes(float(ev.activation_bytes[0]))} = {fmt_bytes(d.hbm_bytes_per_chip)} "
+        f"per chip ({fmt_percent(d.hbm_fraction)} of HBM)",
+    ]
+    for p in batch_padding(c, ev.model, d.batch):
+        lines.append(f"padding  {' and '.join(p.parts)}: batch {d.batch} over {p.shards} batch shards, so every "
+                     f"chip computes {p.per_chip} sequence{'s' * (p.per_chip != 1)}; {fmt_percent(p.wasted)} of "
+                     f"that work is padding")
+    return lines
+
+
+def _explain_footnote(ev: Evaluation) -> str:
+    layers = max(r.repeat for r in ev.rows)
+    return (f"Rows are per step and per chip, already multiplied by their repeat (x{layers}: once per layer; "
+            f"x1: once per step); net: the collective's size per chip (the paper's Figure 3 convention: "
+            f"without the (K-1)/K factor).")
+
+
+def explain_markdown(ev: Evaluation) -> str:
+    """For a pull-request comment: the table's header, rows (with their notation), total and
+    summary in human units; `--format csv` or `json` has the raw numbers."""
+    title, header = _explain_header(ev)
+    lines = [f"**{title}**", ""] + [f"- {label}: `{text}`" if label != "tokens" else f"- {label}: {text}"
+                                    for label, text in header] + [""]
+    rows = [(cells[0], f"`{r.notation}` x{r.repeat}", *cells[1:])
+            for r, cells in ((r, _explain_cells(r)) for r in ev.rows)]
+    total = _explain_total(ev)
+    rows.append((f"**{total[0]}**", "", *total[1:]))
+    lines += [markdown_table((EXPLAIN_COLUMNS[0], "sharding", *EXPLAIN_COLUMNS[1:]), rows, right=range(2, 8)), ""]
+    lines += [f"- {line}" for line in _explain_summary(ev)] + ["", _explain_footnote(ev)]
+    return "\n".join(lines) + "\n"
+
+
+def explain_csv(ev: Evaluation) -> str:
+    d = explain_dict(ev)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(("row", "notation", "collective", "repeat", "flops", "hbm_bytes", "comm_bytes",
+                     "compute_s", "memory_s", "comm_s"))
+    for r in d["layers"]:
+        writer.writerow((r["name"], r["notation"], r["collective"], r["repeat"], r["flops"], r["hbm_bytes"],
+                         r["comm_bytes"], r["seconds"]["compute"], r["seconds"]["memory"], r["seconds"]["comm"]))
+    return buf.getvalue()

@@ -1,0 +1,87 @@
+"""Renderers of `planner plan`: the frontier of each phase as a table, JSON, CSV or Markdown."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from planner.commands.runs import point_dict
+from planner.render.common import Column, calibration_note, markdown_table, print_grid, print_wrapped
+from planner.search.search import Point, SearchResult
+from planner.specs.plan import Phase
+from planner.units import fmt_percent, fmt_seconds
+
+COLUMNS = ("chips", "batch", "layout", "wts", "latency", "step", "MFU", "cost/tok", "HBM", "bound")
+
+
+def _cells(p: Point) -> tuple[str, ...]:
+    return (
+        str(p.chips), str(p.batch), f"{p.ffn}+{p.attention}", p.weights, fmt_seconds(p.latency_s),
+        fmt_seconds(p.step_latency_s), fmt_percent(p.mfu), fmt_seconds(p.cost_chip_s_per_token),
+        fmt_percent(p.hbm_fraction), p.bound,
+    )
+
+
+def plan_markdown(result: SearchResult) -> str:
+    lines = [_summary(result), ""]
+    for ph in result.phases:
+        if ph.infeasible:
+            lines += [f"### {ph.phase.value}: nothing feasible", "", "```", ph.infeasible, "```", ""]
+            continue
+        lines += [f"### {ph.phase.value} frontier ({len(ph.frontier)} point{'s' * (len(ph.frontier) != 1)})", "",
+                  markdown_table(COLUMNS, [_cells(p) for p in ph.frontier]), ""]
+    return "\n".join(lines)
+
+
+def plan_csv(result: SearchResult) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    fields = ("phase", "chips", "batch", "ffn", "attention", "weights", "latency_s", "step_latency_s",
+              "mfu", "cost_chip_s_per_token", "tokens_per_s", "hbm_bytes_per_chip", "hbm_fraction",
+              "bound", "compute_s", "memory_s", "comm_s", "overhead_s", "mesh", "partition_x",
+              "partition_yz", "partition_gather")
+    writer.writerow(fields)
+    for ph in result.phases:
+        for p in ph.frontier:
+            d = point_dict(p)
+            writer.writerow([d["phase"], p.chips, p.batch, p.ffn, p.attention, p.weights, d["latency_s"],
+                             d["step_latency_s"], d["mfu"], d["cost_chip_s_per_token"], d["tokens_per_s"],
+                             d["hbm_bytes_per_chip"], d["hbm_fraction"], p.bound, d["time_s"]["compute"],
+                             d["time_s"]["memory"], d["time_s"]["comm"], d["time_s"]["overhead"],
+                             "x".join(str(n) for _, n in p.mesh), *(" ".join(a) for _, a in p.partition)])
+    return buf.getvalue()
+
+
+def _summary(result: SearchResult) -> str:
+    plan = result.plan
+    dropped = ", ".join(f"{c} {r}" for r, c in result.dropped) or "none"
+    w = plan.workload
+    return (f"{plan.model.name} on {plan.cluster.name}: input {w.input_tokens}, output {w.output_tokens}, "
+            f"context {w.context} tokens. Evaluated {result.evaluated}, feasible {result.feasible}, "
+            f"dropped: {dropped}.")
+
+
+def plan_table(result: SearchResult, console, *, ascii_only: bool = False) -> None:
+    """Per phase, the frontier as a table that fits `console.width` (80 when not a terminal)."""
+    print_wrapped(console, _summary(result), hang=0)
+    note = calibration_note(result.plan.cluster)
+    if note:
+        print_wrapped(console, note, hang=0, style="yellow")
+    legend = ["cost/tok in chip-seconds per token", "HBM: share of each chip's memory in use"]
+    for ph in result.phases:
+        # A prefill request is one step, so its step column would repeat the latency.
+        keep = [i for i, col in enumerate(COLUMNS) if not (col == "step" and ph.phase is Phase.PREFILL)]
+        columns = [Column(COLUMNS[i], right=COLUMNS[i] not in ("layout", "wts", "bound"),
+                          wrap=COLUMNS[i] == "layout") for i in keep]
+        rows = [tuple(_cells(p)[i] for i in keep) for p in ph.frontier]
+        console.print()
+        if ph.infeasible:
+            print_wrapped(console, f"{ph.phase.value}: nothing feasible (the reason is on stderr).", hang=0)
+            continue
+        title = f"{ph.phase.value} frontier: latency vs MFU, {len(ph.frontier)} point{'s' * (len(ph.frontier) != 1)}"
+        if ph.phase is Phase.DECODE:
+            title += f" ({result.plan.workload.output_tokens} output tokens)"
+            legend.insert(0, "step: one decode step")
+        print_grid(console, columns, rows, title=title, ascii_only=ascii_only)
+    console.print()
+    print_wrapped(console, "; ".join(legend) + ".", style="dim")

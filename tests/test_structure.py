@@ -1,0 +1,154 @@
+"""The package's shape: no import cycles, only the CLI imports typer, modules a reader can take in
+one sitting. Imports are read with `ast` (top-level and function-level alike: a lazy import is
+still a dependency)."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+import planner
+
+ROOT = Path(planner.__file__).resolve().parent
+MAX_LINES = 400
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for path in sorted(ROOT.rglob("*.py")):
+        parts = path.relative_to(ROOT.parent).with_suffix("").parts
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        out[".".join(parts)] = path
+    return out
+
+
+MODULES = _modules()
+
+
+def _imports(name: str, path: Path) -> set[str]:
+    """The planner modules `name` imports: `import a.b`, `from a import b` (b a module or a
+    name in a), relative imports resolved."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")
+                anchor = anchor[:len(anchor) - node.level + 1]
+                base = ".".join(anchor + ([base] if base else []))
+            targets = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in MODULES else base
+                       for alias in node.names]
+        else:
+            continue
+        found.update(t for t in targets if t in MODULES and t != name)
+    return found
+
+
+GRAPH = {name: _imports(name, path) for name, path in MODULES.items()}
+
+
+def _cycle() -> list[str] | None:
+    """One import cycle as a list of modules (first == last), or None."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(GRAPH[node]):
+            if state.get(nxt) == 1:
+                return stack[stack.index(nxt):] + [nxt]
+            if nxt not in state:
+                found = visit(nxt)
+                if found:
+                    return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for start in sorted(GRAPH):
+        if start not in state:
+            found = visit(start)
+            if found:
+                return found
+    return None
+
+
+def test_no_import_cycle():
+    cycle = _cycle()
+    assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+def test_the_cycle_check_finds_a_cycle():
+    GRAPH["planner.units"].add("planner.errors")
+    GRAPH["planner.errors"].add("planner.units")
+    try:
+        assert _cycle() is not None
+    finally:
+        GRAPH["planner.units"].discard("planner.errors")
+        GRAPH["planner.errors"].discard("planner.units")
+
+
+def _third_party(path: Path) -> set[str]:
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            out.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            out.add(node.module.split(".")[0])
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_only_the_cli_imports_typer_and_only_cli_and_renderers_import_rich(name):
+    imported = _third_party(MODULES[name])
+    if not name.startswith("planner.cli"):
+        assert "typer" not in imported and "click" not in imported
+    if not name.startswith(("planner.cli", "planner.render")):
+        assert "rich" not in imported
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_modules_stay_readable_in_one_sitting(name):
+    lines = MODULES[name].read_text(encoding="utf-8").count("\n")
+    assert lines <= MAX_LINES, f"{name} has {lines} lines (more than {MAX_LINES}); split it by concern"
+
+
+def test_the_layers_point_one_way():
+    """specs < cost < config < search < commands < render < cli: a module imports only its own
+    layer or those before it (errors and units are shared by all)."""
+    order = ["specs", "cost", "config", "search", "commands", "render", "cli"]
+    rank = {layer: i for i, layer in enumerate(order)}
+
+    def layer(module: str) -> int | None:
+        parts = module.split(".")
+        return rank.get(parts[1]) if len(parts) > 1 else None
+
+    wrong = [(a, b) for a, targets in GRAPH.items() for b in targets
+             if layer(a) is not None and layer(b) is not None and layer(b) > layer(a)]
+    assert not wrong, wrong
+
+
+def test_the_readme_module_map_matches_the_tree():
+    """Every package folder is in the README's 'Where things are' table, and every module the
+    table names exists."""
+    import re
+    readme = (ROOT.parent / "README.md")
+    if not readme.exists():  # installed without the repository
+        pytest.skip("no README beside the package")
+    text = readme.read_text(encoding="utf-8")
+    section = text.split("## Where things are", 1)[1].split("\n## ", 1)[0]
+    folders = set(re.findall(r"^\| `planner/(\w+)/`", section, re.M))
+    packages = {p.parent.name for p in ROOT.glob("*/__init__.py")}
+    assert folders == packages
+    for row in section.splitlines():
+        m = re.match(r"^\| `planner/(\w+)/` \| (.*?) \|", row)
+        if not m:
+            continue
+        for name in re.findall(r"`(\w+)/?`", m.group(2)):
+            assert (ROOT / m.group(1) / f"{name}.py").exists() or (ROOT / m.group(1) / name).is_dir(), \
+                f"README names planner/{m.group(1)}/{name}, which does not exist"
