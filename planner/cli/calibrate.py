@@ -11,16 +11,6 @@ import typer
 
 from planner.cli.common import AsciiOpt, ClusterOpt, FormatOpt, emit, render_table, use_ascii, word_list
 from planner.errors import UsageError
-from planner.render.calibrate import (
-    BANDWIDTH_MODELS,
-    _checked_yaml,
-    accuracy_page,
-    cluster_yaml,
-    residual_csv,
-    residual_json,
-    residual_markdown,
-    residual_table,
-)
 
 
 def calibrate(
@@ -41,6 +31,16 @@ def calibrate(
     from planner.commands import calibrate as cal
     from planner.commands.measurements import load_measurements
     from planner.config import load_model
+    from planner.render.calibrate import (
+        BANDWIDTH_MODELS,
+        checked_yaml,
+        accuracy_page,
+        cluster_yaml,
+        residual_csv,
+        residual_json,
+        residual_markdown,
+        residual_table,
+    )
 
     if fmt not in ("table", "json", "csv", "markdown"):
         raise UsageError(f"--format: expected one of table, json, csv, markdown, got {fmt!r}")
@@ -68,7 +68,7 @@ def calibrate(
     else:
         assessment = checks.assess(base, data)
     if output is not None:
-        emit(_checked_yaml(cluster_yaml(cluster_file.read_text(encoding="utf-8"), assessment, data,
+        emit(checked_yaml(cluster_yaml(cluster_file.read_text(encoding="utf-8"), assessment, data,
                                          command), assessment), output)
     if fmt == "table":
         render_table(lambda console: residual_table(data, assessment, console, use_ascii(ascii_only)), None)
@@ -102,6 +102,7 @@ def _cluster(flag: Optional[str], data):
 
 def _both(base, data, cal) -> dict:
     from planner.commands import assess as checks
+    from planner.render.calibrate import BANDWIDTH_MODELS
 
     if cal.bandwidth_model(base) is None:
         return {None: checks.assess(base, data)}

@@ -27,7 +27,6 @@ from planner.cli.common import (
     word_list,
 )
 from planner.errors import UsageError
-from planner.render.compare import deployment_text, gate_text, layouts_table, layouts_text
 
 HELP = """Compare layouts side by side, gate regressions between two runs, or check a
 pinned deployment. The arguments choose which:
@@ -79,6 +78,7 @@ def compare(
     from planner.commands import compare as gate
     from planner.commands import deployment as layouts_and_pins
     from planner.commands import runs
+    from planner.render.compare import deployment_text, gate_text, layouts_table, layouts_text
 
     check_format(fmt)
     given = lambda **flags: [flag for flag, value in flags.items() if value not in (None, False)]

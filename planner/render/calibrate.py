@@ -226,7 +226,7 @@ def _value(mapping, key: str):
     return next((v for k, v in mapping.value if k.value == key), None)
 
 
-def _checked_yaml(text: str, assessment) -> str:
+def checked_yaml(text: str, assessment) -> str:
     """The written file must load back to the fitted cluster (a bug otherwise)."""
     from planner.config import load_cluster
     with tempfile.TemporaryDirectory() as folder:
