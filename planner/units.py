@@ -48,6 +48,23 @@ def parse_quantity(text: str, kind: str) -> float:
     raise ValueError(f"unknown unit {unit!r} for {kind.replace('_per_', '/')}")
 
 
+SECONDS_PER_HOUR = 3600.0
+PER_MILLION = 1e6  # cost per token -> per million tokens (display)
+
+
+def parse_price(text: str) -> float:
+    """'2.50/h', '$2.50/h', '2.5 USD/h' or '2.5' (per chip-hour) -> USD per chip-second."""
+    raw = text.strip().removeprefix("$").replace("USD", "").replace(" ", "")
+    for suffix in ("/chip-hour", "/chip-h", "/hour", "/hr", "/h"):
+        if raw.endswith(suffix):
+            raw = raw[:-len(suffix)]
+            break
+    value = float(raw)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"a price must be positive, got {text!r}")
+    return value / SECONDS_PER_HOUR
+
+
 def parse_fraction(text: str) -> float:
     """'0.4' or '40%' -> 0.4 (the range is the caller's to check); ValueError otherwise."""
     raw = text.strip()

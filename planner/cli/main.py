@@ -13,7 +13,7 @@ from typing import Optional
 
 import typer
 
-from planner.cli import calibrate, compare, explain, plan, presets
+from planner.cli import calibrate, compare, explain, plan, presets, serve
 from planner.errors import PlannerError
 
 try:  # typer >= 0.20 ships its own copy of click; its exceptions are the ones raised
@@ -45,6 +45,7 @@ app.command()(explain.explain)
 app.command(help=compare.HELP)(compare.compare)
 app.command()(calibrate.calibrate)
 app.command()(presets.presets)
+app.command()(serve.serve)
 
 
 def _version(value: bool) -> None:

@@ -66,6 +66,7 @@ CLUSTER_FIELDS = {
                                                          "calibration").values),
                          required=False),  # the keys are Calibration's fields (tested)
     "source": Field(text, required=False),
+    "price_usd_per_chip_hour": Field(number(), required=False),  # cite its source in a comment
 }
 
 
@@ -76,7 +77,8 @@ def load_cluster(name_or_path: str, *, base: Path | None = None, at: At | None =
 def _read_cluster(root: At) -> Cluster:
     f = fields(root, CLUSTER_FIELDS, "a cluster")
     return Cluster(name=f["name"], chip=f["chip"], topology=f["topology"],
-                   calibration=f.get("calibration", Calibration()), source=f.get("source", ""))
+                   calibration=f.get("calibration", Calibration()), source=f.get("source", ""),
+                   price_usd_per_chip_hour=f.get("price_usd_per_chip_hour"))
 
 
 def _read_chip(f: Fields) -> Chip:

@@ -25,6 +25,12 @@ Every collective also pays `collective_latency_s` per ring step (hop): sum over 
 it spans of (k_i - 1), since a ring collective is k - 1 dependent transfers (twice that for an
 all-reduce); and all
 bandwidths are scaled by `network_efficiency`.
+
+Between two pools of chips (disaggregated serving: a prefill pool hands each request's KV cache
+to a decode pool), D bytes cross the scale-out network: the outermost switched level (e.g.
+InfiniBand), or on a torus the links of one axis (the face two slices of a pod share; a torus
+file has no data-centre network). Each chip sends its shard over its own link, so
+min(senders, receivers) links carry it in parallel:  D / (min(n_send, n_recv) * W_out).
 """
 
 from __future__ import annotations
@@ -94,3 +100,17 @@ def _switched_seconds(switched: Switched, collective: Collective, pieces, chips:
             seconds = seconds + data * (k - 1) * done / chips / level.bytes_per_s * _PASSES[collective.kind]
         done *= k
     return seconds
+
+
+def scale_out_bytes_per_s(cluster: Cluster) -> float:
+    """Per-chip, per-direction bandwidth between two pools of chips (see the module docstring)."""
+    topology = cluster.topology
+    if isinstance(topology, Torus):
+        return topology.links_per_axis * topology.link_bytes_per_s
+    return topology.levels[-1].bytes_per_s
+
+
+def transfer_seconds(cluster: Cluster, bytes_, senders, receivers):
+    """Time to move `bytes_` from a pool of `senders` chips to one of `receivers` chips."""
+    links = np.minimum(senders, receivers)
+    return bytes_ / (links * scale_out_bytes_per_s(cluster) * cluster.calibration.network_efficiency)

@@ -106,3 +106,4 @@ class Cluster:
     topology: Torus | Switched
     calibration: Calibration = field(default_factory=Calibration)
     source: str = ""
+    price_usd_per_chip_hour: float | None = None

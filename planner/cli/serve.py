@@ -1,0 +1,179 @@
+"""`planner serve`: whole requests (TTFT, TPOT, tokens/s per user and per chip, $/Mtok) per
+serving mode, with SLO targets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from planner.cli.common import (
+    AsciiOpt,
+    ClusterOpt,
+    FormatOpt,
+    InputOpt,
+    ModelOpt,
+    OutputOpt,
+    OutputTokOpt,
+    check_format,
+    complete,
+    emit,
+    int_list,
+    render_table,
+    searching,
+    seconds_flag,
+    use_ascii,
+    word_list,
+)
+from planner.errors import UsageError
+
+
+def serve(
+    plan_file: Optional[str] = typer.Argument(
+        None, metavar="PLAN", autocompletion=complete("plans"),
+        help="Plan: preset name or YAML file (its model, cluster, workload and search space; both "
+             "phases are always planned). Optional when --model and --cluster are given."),
+    model: Optional[str] = ModelOpt,
+    cluster: Optional[str] = ClusterOpt,
+    chips: Optional[str] = typer.Option(None, "--chips", metavar="N[,N...]",
+                                        help="Chip counts per pool [chips; default: the plan's]."),
+    batch: Optional[str] = typer.Option(None, "--batch", metavar="B[,B...]",
+                                        help="Batch sizes [sequences; default 1,2,4,...,1024]."),
+    weights: Optional[str] = typer.Option(None, "--weights", metavar="FMT[,FMT...]",
+                                          help="Weight formats: bf16, int8 [default: both]."),
+    ffn: Optional[str] = typer.Option(None, "--ffn", metavar="NAME[,NAME...]", help="FFN layouts [default: all]."),
+    attention: Optional[str] = typer.Option(None, "--attention", metavar="NAME[,NAME...]",
+                                            help="Attention layouts: heads, batch [default: both]."),
+    input_tokens: Optional[int] = InputOpt,
+    output_tokens: Optional[int] = OutputTokOpt,
+    mode: Optional[str] = typer.Option(
+        None, "--mode", metavar="MODE[,MODE...]",
+        help="static, colocated, disaggregated [default: all three]."),
+    ttft: Optional[str] = typer.Option(None, "--ttft", metavar="TIME",
+                                       help="Target time to first token [s, or '500ms']."),
+    tpot: Optional[str] = typer.Option(None, "--tpot", metavar="TIME",
+                                       help="Target time per output token [s, or '30ms']."),
+    e2e: Optional[str] = typer.Option(None, "--e2e", metavar="TIME",
+                                      help="Target end-to-end request latency [s, or '10s']."),
+    price: Optional[str] = typer.Option(
+        None, "--price", metavar="USD/h",
+        help="Price per chip-hour, e.g. 2.50/h [USD; default: the cluster file's "
+             "price_usd_per_chip_hour, else no cost columns]."),
+    everything: bool = typer.Option(False, "--all", help="Every deployment meeting the targets, not "
+                                                         "only the frontier."),
+    row: Optional[int] = typer.Option(None, "--row", metavar="N",
+                                      help="Explain row N (the # column): its prefill and decode layouts."),
+    plot: Optional[Path] = typer.Option(None, "--plot", metavar="FILE.svg|FILE.png",
+                                        help="Also draw the frontiers to a picture file (needs the "
+                                             "'plot' extra: pip install 'planner[plot]')."),
+    fmt: str = FormatOpt,
+    output: Optional[Path] = OutputOpt,
+    ascii_only: bool = AsciiOpt,
+) -> None:
+    """Plan a serving deployment for whole requests: TTFT, TPOT, tokens/s per user and per chip,
+    and cost per million tokens, per mode (static batch, colocated running batch, disaggregated
+    prefill and decode pools).
+
+    Targets (--ttft, --tpot, --e2e) drop deployments before the frontier of output tokens/s per
+    chip against tokens/s per user; when nothing meets them, the binding target and the best
+    reachable value go to stderr (exit 1).
+
+    \b
+    Examples:
+      planner serve configs/plans/llama-3-70b-h100.yaml --ttft 500ms --tpot 30ms --price 2.50/h
+      planner serve --model palm-540b --cluster tpu-v4 --chips 64 --input-tokens 60 \\
+          --output-tokens 20 --mode static --all
+      planner serve llama-3-70b-h100 --row 3
+    """
+    from planner.commands.serve import ServeRequest, explain_row, serve_dict
+    from planner.commands.serve import serve as run_serve
+    from planner.commands.serve_modes import Mode, Targets
+    from planner.config import load_plan
+    from planner.errors import InfeasibleError
+    from planner.render import serve as render_serve
+    from planner.units import SECONDS_PER_HOUR, parse_price, to_json
+
+    check_format(fmt)
+    modes = _modes(word_list(mode), Mode)
+    if plot is not None and plot.suffix.lower() not in (".svg", ".png"):
+        raise UsageError(f"--plot: expected a file name ending in .svg or .png, got {str(plot)!r}")
+    spec = load_plan(plan_file, model=model, cluster=cluster, chips=int_list(chips, "--chips"),
+                     phases=("prefill", "decode"), batches=int_list(batch, "--batch"), weights=word_list(weights),
+                     ffn=word_list(ffn), attention=word_list(attention), input_tokens=input_tokens,
+                     output_tokens=output_tokens)
+    targets = Targets(ttft_s=_positive(ttft, "--ttft", seconds_flag), tpot_s=_positive(tpot, "--tpot", seconds_flag),
+                      e2e_s=_positive(e2e, "--e2e", seconds_flag))
+    price_s, source = None, ""
+    if price is not None:
+        try:
+            price_s, source = parse_price(price), "--price"
+        except ValueError:
+            raise UsageError(f"--price: expected USD per chip-hour such as 2.50/h, got {price!r}") from None
+    elif spec.cluster.price_usd_per_chip_hour is not None:
+        price_s, source = spec.cluster.price_usd_per_chip_hour / SECONDS_PER_HOUR, f"cluster {spec.cluster.name}"
+    request = ServeRequest(plan=spec, modes=modes, targets=targets, price_usd_per_chip_s=price_s,
+                           price_source=source, everything=everything)
+    ascii_only = use_ascii(ascii_only)
+    with searching(ascii_only):
+        result = run_serve(request, partial=True)
+    if plot is not None:
+        from planner.render.serve_plot import draw
+        draw(result, plot)
+    if row is not None:
+        _explain(result, row, explain_row, fmt, output, ascii_only)
+    elif fmt == "json":
+        emit(to_json(serve_dict(result)), output)
+    elif fmt == "csv":
+        emit(render_serve.serve_csv(result), output)
+    elif fmt == "markdown":
+        emit(render_serve.serve_markdown(result), output)
+    else:
+        render_table(lambda console: render_serve.serve_table(result, console, ascii_only=ascii_only), output)
+    failed = [m.infeasible for m in result.modes if m.infeasible]
+    if failed:
+        raise InfeasibleError("\n".join(failed))
+
+
+def _modes(names, Mode) -> tuple:
+    if names is None:
+        return tuple(Mode)
+    by_label = {m.label: m for m in Mode}
+    for name in names:
+        if name not in by_label:
+            raise UsageError(f"--mode: unknown mode {name!r}; expected one of {', '.join(by_label)}")
+    if len(set(names)) != len(names):
+        raise UsageError(f"--mode: a mode is given twice in {', '.join(names)}")
+    return tuple(m for m in Mode if m.label in names)
+
+
+def _positive(text, flag, parse):
+    value = parse(text, flag)
+    if value is not None and not value > 0:
+        raise UsageError(f"{flag}: expected a positive time such as 0.5 or '500 ms', got {text!r}")
+    return value
+
+
+def _explain(result, row, explain_row, fmt, output, ascii_only) -> None:
+    from planner.render import explain as render_explain
+    from planner.units import to_json
+
+    deployment, (prefill, decode) = explain_row(result, row)
+    cluster = result.request.plan.cluster
+    head = f"row {row}: {deployment.mode.label}"
+    if fmt == "json":
+        emit(to_json({"row": row, "mode": deployment.mode.label,
+                      "prefill": render_explain.explain_dict(prefill, cluster),
+                      "decode": render_explain.explain_dict(decode, cluster)}), output)
+    elif fmt == "csv":
+        emit(render_explain.explain_csv(prefill) + render_explain.explain_csv(decode), output)
+    elif fmt == "markdown":
+        emit(f"## {head}\n\n" + render_explain.explain_markdown(prefill) + "\n"
+             + render_explain.explain_markdown(decode), output)
+    else:
+        def draw(console):
+            console.print(head, highlight=False, markup=False)
+            for ev in (prefill, decode):
+                console.print()
+                render_explain.explain_table(ev, cluster, console, ascii_only=ascii_only)
+        render_table(draw, output)

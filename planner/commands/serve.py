@@ -1,0 +1,159 @@
+"""`planner serve`: the serving view of a plan. Whole requests (a prefill of the prompt, then one
+decode step per output token), their TTFT, TPOT and end-to-end latency, tokens/s per user and per
+chip, and cost per million tokens, per mode (static batch, colocated running batch,
+disaggregated pools); SLO targets filter before the frontier. The arithmetic is in
+`serve_modes`, the pools (fastest layout per chips, weights and batch) in `serve_pools`.
+
+The JSON (`serve_dict`) is a contract: add keys, never rename or remove them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from planner import __version__
+from planner.commands.serve_modes import Deployment, Mode, ModeResult, Targets, deployments, mode_result
+from planner.commands.serve_pools import Stage, pools
+from planner.cost.network import scale_out_bytes_per_s
+from planner.errors import InfeasibleError
+from planner.search.search import weights_hint
+from planner.specs.hardware import FIELDS_OF_CALIBRATION
+from planner.specs.plan import Plan
+from planner.units import PER_MILLION, SECONDS_PER_HOUR, num
+
+# The names serving engineers use for the plan's layouts (a legend beside the layout names).
+SERVING_NAMES = {
+    "ws1d": "Megatron tensor parallelism over all chips",
+    "ws2d": "2D tensor parallelism (d_model over x, d_ff over yz)",
+    "wg-x": "data parallel over x with weights gathered (FSDP-style), tensor parallel over yz",
+    "wg-xy": "data parallel over xy with weights gathered (FSDP-style), tensor parallel over z",
+    "wg-xyz": "fully sharded data parallel (ZeRO-3 / FSDP: all weights gathered every layer)",
+    "heads": "head-parallel attention (tensor parallel attention)",
+    "batch": "data parallel attention (batch-sharded attention, KV cache split by sequence)",
+}
+NOT_MODELLED = "expert parallelism and pipeline stages are not layouts of this planner"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServeRequest:
+    plan: Plan
+    modes: tuple[Mode, ...] = tuple(Mode)
+    targets: Targets = Targets()
+    price_usd_per_chip_s: float | None = None  # None: cost columns say "no price"
+    price_source: str = ""  # "--price" or the cluster file
+    everything: bool = False  # every deployment meeting the targets, not only the frontier
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServeResult:
+    request: ServeRequest
+    modes: tuple[ModeResult, ...]
+
+    def rows(self) -> list[Deployment]:
+        """Every printed deployment in order; row N (1-based) of the tables is rows()[N - 1]."""
+        return [d for m in self.modes for d in m.frontier]
+
+
+def serve(request: ServeRequest, partial: bool = False) -> ServeResult:
+    """Every mode's frontier. A mode with nothing feasible raises InfeasibleError, unless
+    `partial` and another mode has a frontier (then its reason is in `infeasible`)."""
+    plan = request.plan
+    prefill, static, running = pools(plan)
+    if not prefill.stages or not (static.stages or running.stages):
+        raise InfeasibleError("nothing fits in HBM for a whole request "
+                              f"(prefill {prefill.fits} of {prefill.evaluated}, decode {static.fits} of "
+                              f"{static.evaluated} points fit at context "
+                              f"{plan.workload.input_tokens + plan.workload.output_tokens}).\n  hint: "
+                              + weights_hint(plan))
+    results = []
+    for mode in request.modes:
+        figures, stages = deployments(mode, plan, prefill, static, running, request.price_usd_per_chip_s)
+        results.append(mode_result(mode, figures, stages, request.targets, request.everything))
+    failed = [m.infeasible for m in results if m.infeasible]
+    if failed and (not partial or len(failed) == len(results)):
+        raise InfeasibleError("\n".join(failed))
+    return ServeResult(request=request, modes=tuple(results))
+
+
+def serving_names(d: Deployment) -> str:
+    """'prefill: <ffn>, <attention>; decode: ...' in the serving engineers' words (short form)."""
+    short = lambda s: f"{SERVING_NAMES[s.ffn].split(' (')[0]} + {SERVING_NAMES[s.attention].split(' (')[0]}"
+    return f"prefill: {short(d.prefill)}; decode: {short(d.decode)}"
+
+
+# --- the JSON contract (add keys, never rename them) ---------------------------------------------
+
+
+def stage_dict(s: Stage) -> dict:
+    return {"phase": s.phase.value, "chips": s.chips, "batch": s.batch, "ffn": s.ffn,
+            "attention": s.attention, "weights": s.weights, "latency_s": num(s.latency_s),
+            "step_latency_s": num(s.step_latency_s), "mfu": num(s.mfu), "hbm_fraction": num(s.hbm_fraction),
+            "bound": s.bound, "context": num(s.context)}
+
+
+def deployment_dict(d: Deployment, index: int) -> dict:
+    per_m = lambda v: None if v is None else num(v * PER_MILLION)
+    return {
+        "row": index, "mode": d.mode.label, "chips": num(d.chips),
+        "prefill_pools_per_decode_pool": None if d.prefill_pools_per_decode_pool is None
+        else num(d.prefill_pools_per_decode_pool),
+        "ttft_s": num(d.ttft_s), "tpot_s": num(d.tpot_s), "e2e_s": num(d.e2e_s),
+        "tokens_per_s_per_user": num(d.tokens_per_s_per_user),
+        "output_tokens_per_s_per_chip": num(d.output_tokens_per_s_per_chip),
+        "usd_per_million_input_tokens": per_m(d.usd_per_input_token),
+        "usd_per_million_output_tokens": per_m(d.usd_per_output_token),
+        "kv_transfer_bytes": num(d.kv_transfer_bytes), "kv_transfer_s": num(d.kv_transfer_s),
+        "prefill": stage_dict(d.prefill), "decode": stage_dict(d.decode), "serving_names": serving_names(d),
+    }
+
+
+def serve_dict(result: ServeResult) -> dict:
+    """A saved run of `planner serve`: figures, and what they depend on (hardware figures, model
+    shape, planner version), so that a comparison can say why something moved."""
+    req = result.request
+    plan, m, chip = req.plan, req.plan.model, req.plan.cluster.chip
+    w, t = plan.workload, req.targets
+    out, index = {}, 1
+    for mr in result.modes:
+        out[mr.mode.label] = {"evaluated": mr.evaluated, "dropped": dict(mr.dropped),
+                              "frontier": [deployment_dict(d, index + k) for k, d in enumerate(mr.frontier)],
+                              **({"infeasible": mr.infeasible} if mr.infeasible else {})}
+        index += len(mr.frontier)
+    price = req.price_usd_per_chip_s
+    return {
+        "kind": "serve", "planner_version": __version__, "model": m.name, "cluster": plan.cluster.name,
+        "calibration": {name: getattr(plan.cluster.calibration, name) for name in FIELDS_OF_CALIBRATION},
+        "hardware": {"chip": chip.name, "peak_bf16_flop_per_s": num(chip.peak_bf16_flop_per_s),
+                     "hbm_bytes": num(chip.hbm_bytes), "hbm_bytes_per_s": num(chip.hbm_bytes_per_s),
+                     "scale_out_bytes_per_s": num(scale_out_bytes_per_s(plan.cluster))},
+        "model_shape": {"n_layers": m.n_layers, "d_model": m.d_model, "d_ff": m.d_ff, "n_heads": m.n_heads,
+                        "n_kv_heads": m.n_kv_heads, "d_head": m.d_head, "vocab": m.vocab,
+                        "n_params": m.n_params},
+        "workload": {"input_tokens": w.input_tokens, "output_tokens": w.output_tokens},
+        "search": {"chips": list(plan.space.chips), "batch": list(plan.space.batches),
+                   "weights": [f.label for f in plan.space.weights], "ffn": list(plan.space.ffn),
+                   "attention": list(plan.space.attention)},
+        "targets": {"ttft_s": t.ttft_s, "tpot_s": t.tpot_s, "e2e_s": t.e2e_s},
+        "price_usd_per_chip_hour": None if price is None else num(price * SECONDS_PER_HOUR),
+        "modes": out,
+    }
+
+
+def explain_row(result: ServeResult, row: int) -> tuple[Deployment, tuple]:
+    """Row `row` (1-based, as printed) and the cost breakdown of its prefill and decode stages
+    (decode at the context its figures are for: the largest for a static batch, the mean for a
+    running one)."""
+    import numpy as np
+
+    from planner.cost.costmodel import evaluate
+    from planner.errors import UsageError
+    from planner.specs.plan import Workload
+
+    rows = result.rows()
+    if not 1 <= row <= len(rows):
+        raise UsageError(f"--row: expected a row number from 1 to {len(rows)} (the # column), got {row}")
+    d, w = rows[row - 1], result.request.plan.workload
+    evs = tuple(evaluate(result.request.plan.model, result.request.plan.cluster,
+                         Workload(input_tokens=w.input_tokens, output_tokens=w.output_tokens, context=s.context),
+                         s.candidate, np.array([s.batch]), detail=True) for s in (d.prefill, d.decode))
+    return d, evs

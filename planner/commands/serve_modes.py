@@ -1,0 +1,214 @@
+"""Whole requests on the pools (`serve_pools`): the figures of every deployment per mode, the SLO
+filters, and the frontier of output tokens/s per chip against tokens/s per user.
+
+A request: one prefill of I = input_tokens, then O = output_tokens decode steps. Per deployment
+(n chips, P = prefill pass at batch b_p, D = sum of a static batch's O decode steps, d = one step
+of a running batch of B sequences at the mean context, k = KV transfer time):
+
+- static batch (B requests start together; b_p = B; the paper's and FasterTransformer's setting):
+  TTFT = P, TPOT = D / O, end-to-end = P + D, output tokens/s per chip = B O / (n (P + D));
+  chip time: n P for B I input tokens, n D for B O output tokens.
+- colocated running batch (continuous batching, prefill *alternating* with decode steps on the
+  same chips, in passes of b_p <= B prompts): a step makes B tokens and B / O requests finish,
+  so B / O prompts are prefilled per step: TPOT = d + (B / O) P / b_p (prefill stretches every
+  step), TTFT = P, end-to-end = TTFT + O TPOT, output tokens/s per chip = B / (n TPOT);
+  chip time: n P / b_p per request's I input tokens, n d per B output tokens.
+- disaggregated: a prefill pool (n_p chips, batch b_p) and a decode pool (n_d chips, batch B),
+  each with its own layout and weight format, in the ratio that balances their request rates:
+  r = (B / (O d)) / (b_p / P) prefill pools per decode pool; TTFT = P + k (the prompt's KV cache
+  crosses the scale-out network, `planner.cost.network.transfer_seconds`), TPOT = d,
+  output tokens/s per chip = (B / d) / (n_d + r n_p); chip time as colocated, per pool.
+
+Tokens/s per user = 1 / TPOT. Cost per token = price per chip-second x chip time / tokens.
+Queueing (waiting for a batch to fill or a step to end) is not modelled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+import numpy as np
+
+from planner.commands.serve_pools import Pool, Stage
+from planner.cost.network import transfer_seconds
+from planner.specs.hardware import ACTIVATION_BYTES
+from planner.specs.plan import Plan
+from planner.units import fmt_seconds
+
+RESOLUTION = 1e-3  # as the plan's frontier: relative differences below 0.1% are ties
+
+
+class Mode(Enum):
+    """How requests share chips; carries its name and a one-line description."""
+
+    STATIC = ("static", "static batch: a batch of requests starts and ends together")
+    COLOCATED = ("colocated", "running batch, prefill alternating with decode steps on the same chips")
+    DISAGGREGATED = ("disaggregated", "prefill pool and decode pool, KV cache sent between them")
+
+    def __init__(self, label: str, description: str) -> None:
+        self.label = label
+        self.description = description
+
+
+@dataclass(frozen=True, kw_only=True)
+class Targets:
+    ttft_s: float | None = None
+    tpot_s: float | None = None
+    e2e_s: float | None = None
+
+
+TARGETS = (("ttft_s", "TTFT", "--ttft"), ("tpot_s", "TPOT", "--tpot"), ("e2e_s", "end-to-end", "--e2e"))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Deployment:
+    mode: Mode
+    prefill: Stage
+    decode: Stage
+    chips: float  # chips per decode pool, with its share of prefill pools (disaggregated)
+    prefill_pools_per_decode_pool: float | None  # disaggregated only
+    ttft_s: float
+    tpot_s: float
+    e2e_s: float
+    tokens_per_s_per_user: float
+    output_tokens_per_s_per_chip: float
+    usd_per_input_token: float | None  # None: no price given
+    usd_per_output_token: float | None
+    kv_transfer_bytes: float  # per request (disaggregated; 0 otherwise)
+    kv_transfer_s: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModeResult:
+    mode: Mode
+    evaluated: int  # deployments whose stages fit in HBM
+    dropped: tuple[tuple[str, int], ...]  # by the first target missed
+    frontier: tuple[Deployment, ...]
+    infeasible: str = ""
+
+
+def deployments(mode: Mode, plan: Plan, prefill: Pool, static: Pool, running: Pool,
+                price_usd_per_chip_s: float | None) -> tuple[dict, list[tuple[Stage, Stage]]]:
+    """Every deployment of `mode` whose stages fit: its figures (name -> array) and stages."""
+    I, O = plan.workload.input_tokens, plan.workload.output_tokens
+    batches = np.array(prefill.batches, dtype=float)
+    chips = np.array(prefill.chips, dtype=float)
+    pairs: list[tuple[tuple, tuple]] = []
+    if mode is Mode.STATIC:
+        pairs = [(key, key) for key in static.stages if key in prefill.stages]
+        decode = static
+    else:
+        decode = running
+        for dkey in running.stages:
+            pkeys = [k for k in prefill.stages if (k[0], k[1]) == dkey[:2] and batches[k[2]] <= batches[dkey[2]]] \
+                if mode is Mode.COLOCATED else list(prefill.stages)
+            pairs += [(pkey, dkey) for pkey in pkeys]
+    p_idx = tuple(np.array([p[i] for p, _ in pairs], dtype=int) for i in range(3))
+    d_idx = tuple(np.array([d[i] for _, d in pairs], dtype=int) for i in range(3))
+    P, D = prefill.seconds[p_idx], decode.seconds[d_idx]
+    n_p, n_d, b_p, B = chips[p_idx[0]], chips[d_idx[0]], batches[p_idx[2]], batches[d_idx[2]]
+    kv_bytes = np.zeros(len(pairs))
+    kv_s = np.zeros(len(pairs))
+    ratio = np.zeros(len(pairs))
+    if mode is Mode.STATIC:
+        ttft, tpot, e2e = P, D / O, P + D
+        per_chip = B * O / (n_d * e2e)
+        chip_s_in, chip_s_out = n_p * P / (B * I), n_d * D / (B * O)
+        total_chips = n_d
+    else:
+        if mode is Mode.COLOCATED:
+            tpot = D + (B / O) * P / b_p
+            ttft, total_chips = P, n_d
+        else:
+            kv_bytes = kv_bytes + plan.model.kv_bytes_per_token(ACTIVATION_BYTES) * I
+            kv_s = transfer_seconds(plan.cluster, kv_bytes, n_p, n_d)
+            ratio = (B / (O * D)) / (b_p / P)
+            tpot, ttft, total_chips = D, P + kv_s, n_d + ratio * n_p
+        e2e = ttft + O * tpot
+        per_chip = B / (tpot * total_chips)
+        chip_s_in, chip_s_out = n_p * P / (b_p * I), n_d * D / B
+    figures = {"ttft_s": ttft, "tpot_s": tpot, "e2e_s": e2e, "tokens_per_s_per_user": 1.0 / tpot,
+               "output_tokens_per_s_per_chip": per_chip, "chips": total_chips, "ratio": ratio,
+               "kv_bytes": kv_bytes, "kv_s": kv_s,
+               "usd_in": None if price_usd_per_chip_s is None else price_usd_per_chip_s * chip_s_in,
+               "usd_out": None if price_usd_per_chip_s is None else price_usd_per_chip_s * chip_s_out}
+    stages = [(prefill.stages[p], decode.stages[d]) for p, d in pairs]
+    return figures, stages
+
+
+def mode_result(mode: Mode, figures: dict, stages: list, targets: Targets, everything: bool = False) -> ModeResult:
+    """Apply the targets (each dropped deployment counted under the first it misses), then keep
+    the frontier (or, with `everything`, every deployment that meets them)."""
+    n = len(stages)
+    ok = np.ones(n, dtype=bool)
+    dropped = []
+    for key, label, _ in TARGETS:
+        limit = getattr(targets, key)
+        if limit is None:
+            continue
+        passes = figures[key] <= limit
+        count = int((ok & ~passes).sum())
+        if count:
+            dropped.append((f"{label} above target", count))
+        ok &= passes
+    if n == 0:
+        return ModeResult(mode=mode, evaluated=0, dropped=(), frontier=(),
+                          infeasible=f"{mode.label}: no deployment fits in HBM.")
+    if not ok.any():
+        return ModeResult(mode=mode, evaluated=n, dropped=tuple(dropped), frontier=(),
+                          infeasible=binding_message(mode, figures, targets, n, dropped))
+    keep = np.flatnonzero(ok) if everything else frontier(figures, ok)
+    order = sorted(keep, key=lambda j: (-figures["tokens_per_s_per_user"][j],
+                                        -figures["output_tokens_per_s_per_chip"][j], j))
+    return ModeResult(mode=mode, evaluated=n, dropped=tuple(dropped),
+                      frontier=tuple(_deployment(mode, figures, stages, j) for j in order))
+
+
+def frontier(figures: dict, ok: np.ndarray) -> np.ndarray:
+    """Pareto frontier (maximise tokens/s per user and per chip): sort by per-user speed, keep
+    a running best per chip; a point must beat every faster point by more than RESOLUTION."""
+    idx = np.flatnonzero(ok)
+    user, chip = figures["tokens_per_s_per_user"][idx], figures["output_tokens_per_s_per_chip"][idx]
+    order = np.lexsort((-chip, -user))
+    best_before = np.maximum.accumulate(np.concatenate([[-np.inf], chip[order][:-1]]))
+    on = list(order[chip[order] > best_before * (1 + RESOLUTION)])
+    for k in range(len(on) - 2, -1, -1):  # a slower neighbour within resolution wins
+        if user[on[k + 1]] * (1 + RESOLUTION) >= user[on[k]]:
+            del on[k]
+    return idx[np.array(on, dtype=int)]
+
+
+def binding_message(mode: Mode, figures: dict, targets: Targets, n: int, dropped: list) -> str:
+    """Which target binds, and the best value reachable while meeting the others."""
+    counts = ", ".join(f"{c} {r}" for r, c in dropped)
+    lines = [f"{mode.label}: no deployment meets the targets among {n} that fit ({counts})."]
+    given = [(key, label, flag) for key, label, flag in TARGETS if getattr(targets, key) is not None]
+    for key, label, flag in given:
+        others = np.ones(n, dtype=bool)
+        for other, _, _ in given:
+            if other != key:
+                others &= figures[other] <= getattr(targets, other)
+        limit = getattr(targets, key)
+        alone = float(figures[key].min())
+        if alone > limit:
+            lines.append(f"  {label} binds: the best reachable is {fmt_seconds(alone)}; {flag} is "
+                         f"{fmt_seconds(limit)}.")
+        elif others.any() and float(figures[key][others].min()) > limit:
+            lines.append(f"  {label} binds: the best {label} among deployments that meet the other targets "
+                         f"is {fmt_seconds(float(figures[key][others].min()))}; {flag} is {fmt_seconds(limit)}.")
+    return "\n".join(lines + ["  hint: relax the binding target or allow more chips or smaller batches."])
+
+
+def _deployment(mode: Mode, f: dict, stages: list, j: int) -> Deployment:
+    prefill, decode = stages[j]
+    cost = lambda key: None if f[key] is None else float(f[key][j])
+    return Deployment(
+        mode=mode, prefill=prefill, decode=decode, chips=float(f["chips"][j]),
+        prefill_pools_per_decode_pool=float(f["ratio"][j]) if mode is Mode.DISAGGREGATED else None,
+        ttft_s=float(f["ttft_s"][j]), tpot_s=float(f["tpot_s"][j]), e2e_s=float(f["e2e_s"][j]),
+        tokens_per_s_per_user=float(f["tokens_per_s_per_user"][j]),
+        output_tokens_per_s_per_chip=float(f["output_tokens_per_s_per_chip"][j]),
+        usd_per_input_token=cost("usd_in"), usd_per_output_token=cost("usd_out"),
+        kv_transfer_bytes=float(f["kv_bytes"][j]), kv_transfer_s=float(f["kv_s"][j]),
+    )

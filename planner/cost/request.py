@@ -1,0 +1,85 @@
+"""A whole request's decode: `output_tokens` steps whose context grows with every token.
+
+Decode step t (t = 1 .. O, O = output_tokens) feeds generated token t and attends to the prompt
+and the tokens generated so far: S_t = input_tokens + t positions (prefill's logits give the
+first token; the O steps are the `plan` convention, one step per output token). The KV cache is
+held at the largest context, S_O = input_tokens + output_tokens (capacity).
+
+At a fixed layout and batch, every term of a step is affine in S: attention FLOPs and KV-cache
+bytes grow linearly with it and nothing else depends on it (tests/test_serve.py checks this
+against `evaluate` at every context). So the compute, memory and network seconds of step t are
+exact linear interpolations between the first and the last step, two evaluations. The step time
+itself is *not* affine (the roofline takes a max; the bound can change within a request), so the
+steps are combined one by one with the cost model's own `combine` and summed exactly:
+
+    decode_s = sum_t combine(c_t, m_t, k_t) + overhead     (static batch: all sequences in step)
+
+A running batch (continuous batching) holds sequences at every stage: its one step attends to
+contexts S_1 .. S_O in equal shares, and since each term is affine in S, the step's totals are
+exactly those of every sequence at the mean context S_mean = input_tokens + (O + 1) / 2.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from planner.cost.costmodel import Candidate, Evaluation, combine, evaluate
+from planner.specs.hardware import Cluster, WeightFormat
+from planner.specs.model import Model
+from planner.specs.plan import Workload
+
+
+@dataclass(frozen=True, kw_only=True)
+class DecodeRequest:
+    """One decode candidate over a whole request, each figure an array over the batch axis
+    (and weight formats, as `evaluate` sweeps them)."""
+
+    last: Evaluation        # the step at the largest context (capacity: HBM use)
+    decode_s: np.ndarray    # sum of the O steps (static batch)
+    mfu: np.ndarray         # MFU of those O steps
+    running_step_s: np.ndarray  # one step of a running batch (mean context)
+    running_mfu: np.ndarray     # its MFU
+
+
+def contexts(input_tokens: int, output_tokens: int) -> np.ndarray:
+    """S_t for t = 1 .. O."""
+    return input_tokens + np.arange(1, output_tokens + 1, dtype=float)
+
+
+def decode_request(model: Model, cluster: Cluster, input_tokens: int, output_tokens: int,
+                   candidate: Candidate, batch: np.ndarray,
+                   formats: tuple[WeightFormat, ...] | None = None) -> DecodeRequest:
+    S = contexts(input_tokens, output_tokens)
+
+    def at(context: float) -> Evaluation:
+        w = Workload(input_tokens=input_tokens, output_tokens=output_tokens, context=context)
+        return evaluate(model, cluster, w, candidate, batch, formats=formats)
+
+    last = at(float(S[-1]))
+    first = last if output_tokens == 1 else at(float(S[0]))
+    # share of the way from the first step to the last: (S_t - S_1) / (S_O - S_1), shape (O, 1)
+    share = ((S - S[0]) / max(S[-1] - S[0], 1.0))[:, None]
+    mean_share = 0.5  # S_mean is halfway between S_1 and S_O
+
+    def parts(s) -> tuple:
+        lerp = lambda name: getattr(first, name) + s * (getattr(last, name) - getattr(first, name))
+        return tuple(lerp(name) for name in ("compute_s", "memory_s", "comm_s", "prefetched_s"))
+
+    def step(s):
+        c, m, k, p = parts(s)
+        return combine(c, m, k, last.overlap, p) + last.overhead_s
+
+    decode_s = step(share).sum(axis=0)
+    running_step_s = step(mean_share)
+    # MFU is inversely proportional to the time taken for the same tokens on the same chips
+    mfu = last.mfu * last.latency_s / decode_s
+    running_mfu = last.mfu * last.step_s / running_step_s
+    return DecodeRequest(last=last, decode_s=decode_s, mfu=mfu, running_step_s=running_step_s,
+                         running_mfu=running_mfu)
+
+
+def at_context(workload: Workload, context: float) -> Workload:
+    """The workload with decode attending to (and holding) `context` tokens."""
+    return replace(workload, context=context)
