@@ -21,7 +21,7 @@ exactly those of every sequence at the mean context S_mean = input_tokens + (O +
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -79,7 +79,3 @@ def decode_request(model: Model, cluster: Cluster, input_tokens: int, output_tok
     return DecodeRequest(last=last, decode_s=decode_s, mfu=mfu, running_step_s=running_step_s,
                          running_mfu=running_mfu)
 
-
-def at_context(workload: Workload, context: float) -> Workload:
-    """The workload with decode attending to (and holding) `context` tokens."""
-    return replace(workload, context=context)
