@@ -1,11 +1,13 @@
 """`planner calibrate` and the calibrated TPU v4 preset.
 
-Accuracy targets (issue 3): every calibration point within 15% of its measured latency and MFU;
-the planner keeps the paper's layout choices (Table 2), Figure 6's ordering and Figure 7's
-crossover. Where the cost model cannot meet a target with physical constants, the test is a
-strict xfail naming the reason (docs/accuracy.md, "Notes on the data"): it fails loudly the day
-the model gets it right, so that the list is kept honest. Never tune the preset to pass these:
-it is whatever `planner calibrate` fits (test_preset_is_the_fit).
+Accuracy targets (issues 3 and 17): every calibration point (PaLM 540B and 62B) within 15% of its
+measured latency and MFU; the planner keeps the paper's layout choices (Table 2; Table 3 or a
+layout within 5%, or 1D where the paper's closed form favours it), Figure 6's ordering and
+Figure 7's crossover. Where a target is out of reach because two measurements contradict each
+other, the test is a strict xfail naming the contradiction with its numbers (docs/accuracy.md,
+"Notes on the data"): it fails loudly the day the model gets it right, so that the list is kept
+honest. Never tune the preset to pass these: it is whatever `planner calibrate` fits
+(test_preset_is_the_fit).
 """
 
 from __future__ import annotations
@@ -21,11 +23,13 @@ import numpy as np
 import pytest
 
 from planner.commands import calibrate as cal
-from planner.commands.assess import assess, elsewhere
+from planner.commands.assess import assess, choices, elsewhere
 from planner.commands.measurements import WEIGHT_GATHERED, load_measurements
 from planner.config import load_cluster, load_model, load_plan, presets_dir
+from planner.cost.costmodel import evaluate
 from planner.errors import ConfigError
-from planner.render.calibrate import accuracy_page, cluster_yaml
+from planner.render.accuracy import accuracy_page
+from planner.render.calibrate import cluster_yaml
 from planner.search.search import best
 from planner.specs.hardware import Calibration, WeightFormat
 from planner.specs.plan import Phase
@@ -35,14 +39,23 @@ MEASUREMENTS = str(presets_dir() / "measurements" / "pope2022-tpu-v4.yaml")
 LIMIT = 0.15
 DATA = load_measurements(MEASUREMENTS)
 
-# Points the cost model misses by more than 15% with any physical constants it has (see the notes
-# in the measurements file, printed in docs/accuracy.md).
+# Points the cost model misses by more than 15% because the measurements contradict each other
+# (see the notes in the measurements file, printed in docs/accuracy.md; the Fig 6 contradiction
+# is recomputed by test_figure6_64_and_128_chip_gaps_contradict).
+FIG7 = ("Fig 7 weight-gathered is flat from batch 64 to 128 (28.2 s, 29.5 s): a batch-independent "
+        "27 s, the weight all-gather of wg-xyz (4.3 GB per chip per FFN layer, Figure 3); the best "
+        "variant gathers at most half of that (wg-xy, Figure 3) for the same matmuls, which batch 256 "
+        "(43.5 s) bounds at 10.9 s for 131,072 tokens: <= 24 s at batch 64 even unoverlapped, and "
+        "max(21.7 s, 13.5 s) at batch 128 with the overlap batch 512 shows (64.3 s of matmuls at peak "
+        "+ 27 s > 83.6 s measured)")
 MISSES = {
-    "Fig 6 ws1d 64 chips": "chip bandwidth model charges 1D's collectives about 1.4x 2D's time; "
-                           "measured 1D is 4% slower",
-    "Fig 7 weight-gathered batch 64": "measured weight-gathered prefill has a batch-independent cost "
-                                      "the model does not have (and the best variant beats ws2d here)",
-    "Fig 7 weight-gathered batch 128": "as Fig 7 weight-gathered batch 64",
+    "Fig 6 ws1d 64 chips": "Fig 6's 1D-2D gap grows from 4.1 ms (64 chips) to 20.9 ms (128 chips) per "
+                           "step while 1D's extra bytes grow 1.4x and its ring steps stay 1062 fewer: with "
+                           "matmuls at >= 0.77 of peak (the best measured MFU) that needs links <= 0.18 of "
+                           "270 GB/s, and then the 64-chip gap needs >= 34 us per ring step, i.e. >= 0.24 s "
+                           "of collectives for ws2d on 64 chips against its 92 ms step",
+    "Fig 7 weight-gathered batch 64": FIG7,
+    "Fig 7 weight-gathered batch 128": FIG7,
 }
 def _xfail(reasons: dict[str, str], key: str):
     return pytest.mark.xfail(strict=True, reason=reasons[key]) if key in reasons else ()
@@ -100,6 +113,18 @@ def test_misses_are_the_only_misses_and_the_median_is_small(residuals):
 # Table 2 layout picks are tested in test_reference.py (with the shipped, calibrated preset).
 
 
+@pytest.mark.parametrize("name", [m.name for m in DATA.points if m.name.startswith("Table 3")])
+def test_table3_picks_the_papers_layout_or_a_near_tie_or_1d_where_the_closed_form_says(preset, name):
+    """The planner's pick at each Table 3 setting: the paper's layout, one the paper's is predicted
+    within 5% of, or 1D where the paper's closed form puts 2D ahead only above n = 4F/E chips
+    (reference `closed_forms.ws2d_beats_ws1d`; 16 chips for PaLM 62B)."""
+    m = next(p for p in DATA.points if p.name == name)
+    choice = next(c for c in choices(preset, (m,)))
+    closed_form = choice.picked.startswith("ws1d+") and m.ffn == "ws2d" and \
+        m.chips <= 4 * m.model.d_ff / m.model.d_model
+    assert choice.holds or closed_form, (choice.picked, choice.slower)
+
+
 def test_figure6_ws2d_beats_ws1d_by_a_growing_margin(palm_plan):
     margins = []
     for chips in (64, 128, 256):
@@ -109,6 +134,33 @@ def test_figure6_ws2d_beats_ws1d_by_a_growing_margin(palm_plan):
     assert margins[0] > 1.0 and margins[1] > margins[0] and margins[2] > margins[1], margins
 
 
+def test_figure6_64_and_128_chip_gaps_contradict(preset):
+    """The reason of the Fig 6 ws1d 64-chip miss, recomputed: the layouts' parts at ideal constants
+    (compute, collective bytes-time, ring steps per step) and the four measured steps admit no
+    physical constants (overlap 0, as fitted; collectives then outlast the matmuls)."""
+    ideal = dataclasses.replace(preset, calibration=Calibration())
+    points = {m.name: m for m in DATA.points}
+    part, step = {}, {}
+    for chips in (64, 128):
+        for ffn in ("ws1d", "ws2d"):
+            m = points[f"Fig 6 {ffn} {chips} chips"]
+            chosen = min(cal.allowed(preset, m), key=lambda e: float(e.latency_s[0])).candidate
+            ev = cal.evaluate(m.model, ideal, m.workload, chosen, np.array([m.batch]))
+            assert ev.compute_s[0] > ev.memory_s[0]  # compute-bound: local time is the matmuls'
+            part[ffn, chips] = (float(ev.compute_s[0]), float(ev.comm_s[0]), ev.ring_steps)
+            step[ffn, chips] = m.latency_s / m.workload.output_tokens
+    extra = {n: [a - b for a, b in zip(part["ws1d", n], part["ws2d", n])] for n in (64, 128)}
+    gap = {n: step["ws1d", n] - step["ws2d", n] for n in (64, 128)}
+    assert extra[64][2] == extra[128][2] < 0  # 1D: the same number of ring steps fewer at both
+    e_min = max(m.mfu for m in DATA.points if m.mfu is not None)  # matmul efficiency >= any MFU
+    growth = gap[128] - gap[64]  # = extra compute / e + extra bytes-time / w: ring steps cancel
+    w_max = (extra[128][1] - extra[64][1]) / (growth - (extra[128][0] - extra[64][0]) / e_min)
+    t_min = (extra[64][1] / w_max - gap[64]) / -extra[64][2]  # s per ring step
+    ws2d_comm_min = part["ws2d", 64][1] / w_max + part["ws2d", 64][2] * t_min
+    assert (round(w_max, 2), round(t_min * 1e6), round(ws2d_comm_min, 2)) == (0.18, 34, 0.24)
+    assert ws2d_comm_min > 2 * step["ws2d", 64]
+
+
 def _ws2d_over_weight_gathered(plan, batch):
     ws2d = best(plan, Phase.PREFILL, 64, batch, WeightFormat.BF16, "ws2d").latency_s[0]
     gathered = min(best(plan, Phase.PREFILL, 64, batch, WeightFormat.BF16, ffn).latency_s[0]
@@ -116,7 +168,7 @@ def _ws2d_over_weight_gathered(plan, batch):
     return ws2d / gathered
 
 
-@pytest.mark.xfail(strict=True, reason=MISSES["Fig 7 weight-gathered batch 64"])
+@pytest.mark.xfail(strict=True, reason=FIG7)
 def test_figure7_ws2d_better_at_131072_tokens(palm_plan):
     assert _ws2d_over_weight_gathered(palm_plan, 64) < 1.0
 
@@ -141,9 +193,10 @@ def test_preset_is_the_fit(preset):
 
 def test_preset_constants_are_physical(preset):
     c = preset.calibration
-    for name in ("matmul_efficiency", "hbm_efficiency", "network_efficiency"):
+    for name in ("matmul_efficiency", "hbm_efficiency", "network_efficiency", "weight_gather_efficiency"):
         assert 0.0 < getattr(c, name) <= 1.0
     assert c.collective_latency_s >= 0.0 and c.layer_overhead_s >= 0.0 and 0.0 <= c.overlap <= 1.0
+    assert c.matmul_half_rows >= 0.0
     assert c != Calibration()
 
 
@@ -156,9 +209,9 @@ def test_accuracy_page_is_up_to_date(preset):
     if not page.is_file():
         pytest.skip("docs/accuracy.md is not in this installation")
     assessments = {m: assess(cal.with_bandwidth_model(preset, m), DATA) for m in ("chip", "axes")}
-    models = (load_model("palm-8b"), load_model("palm-62b"))
+    models = (load_model("palm-8b"),)
     command = ("planner calibrate configs/measurements/pope2022-tpu-v4.yaml --cluster tpu-v4 "
-               "--report docs/accuracy.md --other-models palm-8b,palm-62b")
+               "--report docs/accuracy.md --other-models palm-8b")
     data = dataclasses.replace(DATA, file="configs/measurements/pope2022-tpu-v4.yaml")
     text = accuracy_page(data, preset, assessments, elsewhere(preset, data, models), command)
     assert text == page.read_text(), "regenerate with: " + command
@@ -172,7 +225,11 @@ def test_fit_is_deterministic(preset):
 
 def test_fit_recovers_constants_that_generated_the_data(preset):
     truth = Calibration(matmul_efficiency=0.6, hbm_efficiency=0.8, network_efficiency=0.4,
-                        collective_latency_s=5e-6, layer_overhead_s=5e-5, overlap=0.5)
+                        collective_latency_s=5e-6, layer_overhead_s=5e-5, overlap=0.5,
+                        weight_gather_efficiency=0.025, matmul_half_rows=100.0)
+    # The weight all-gathers cost time only where they outlast the matmuls; the data can tell
+    # their efficiency only where the layout is fixed to wg-xyz (Tables 2 and 3, high-throughput
+    # prefill), which happens below about 0.037: above, every value that keeps them hidden fits.
     cluster = dataclasses.replace(preset, calibration=truth)
     synthetic = tuple(dataclasses.replace(r.measurement, latency_s=r.predicted_s)
                       for r in cal.predict(cluster, DATA.points))
@@ -184,7 +241,8 @@ def test_fit_recovers_constants_that_generated_the_data(preset):
 def test_linearised_model_matches_the_cost_model(preset):
     terms = cal._Terms.build(preset, DATA.points)
     c = Calibration(matmul_efficiency=0.7, hbm_efficiency=0.9, network_efficiency=0.3,
-                    collective_latency_s=2e-5, layer_overhead_s=1e-4, overlap=0.4)
+                    collective_latency_s=2e-5, layer_overhead_s=1e-4, overlap=0.4,
+                    weight_gather_efficiency=0.15, matmul_half_rows=100.0)
     exact = [r.predicted_s for r in cal.predict(dataclasses.replace(preset, calibration=c), DATA.points)]
     fast = terms.latency(np.array([getattr(c, name) for name, _ in cal.CONSTANTS]))
     assert fast == pytest.approx(exact, rel=1e-12)
@@ -192,8 +250,52 @@ def test_linearised_model_matches_the_cost_model(preset):
 
 def test_refuses_fewer_points_than_constants(preset):
     few = dataclasses.replace(DATA, points=DATA.points[:3])
-    with pytest.raises(ConfigError, match="3 measured points cannot determine 6"):
+    with pytest.raises(ConfigError, match="3 measured points cannot determine 8"):
         cal.fit(preset, few)
+
+
+def test_a_constant_no_point_depends_on_is_reported_and_kept_at_its_default(preset):
+    """Without weight-gathered points, the weight all-gathers' efficiency is not identified: it
+    follows network_efficiency, the report says so and the YAML leaves it out."""
+    stationary = tuple(m for m in DATA.points if m.ffn in ("ws1d", "ws2d"))
+    data = dataclasses.replace(DATA, points=stationary)
+    assessment = assess(preset, data)
+    got = assessment.fit.cluster.calibration
+    assert assessment.fit.unidentified == ("weight_gather_efficiency",)
+    assert got.weight_gather_efficiency == got.network_efficiency
+    text = cluster_yaml((presets_dir() / "clusters" / "tpu-v4.yaml").read_text(), assessment, data, "cmd")
+    assert "weight_gather_efficiency:" not in text and "not identified by the data" in text
+
+
+def test_weight_gathers_have_their_own_efficiency_defaulting_to_the_network_one(preset):
+    assert Calibration(network_efficiency=0.3).weight_gather_efficiency == 0.3
+    m = next(p for p in DATA.points if p.name == "Table 2 high-throughput prefill")
+    plan = load_plan(None, model="palm-540b", cluster="tpu-v4", input_tokens=2048, output_tokens=64,
+                     context=2048)
+    slow = dataclasses.replace(preset, calibration=dataclasses.replace(
+        preset.calibration, weight_gather_efficiency=preset.calibration.weight_gather_efficiency / 2))
+    before = best(dataclasses.replace(plan, cluster=preset), Phase.PREFILL, 64, m.batch, m.weights, "wg-xyz")
+    after = best(dataclasses.replace(plan, cluster=slow), Phase.PREFILL, 64, m.batch, m.weights, "wg-xyz")
+    assert after.prefetched_s[0] == pytest.approx(2 * before.prefetched_s[0] - before.prefetched_ring_steps
+                                                  * preset.calibration.collective_latency_s, rel=1e-12)
+    assert after.comm_s[0] - after.prefetched_s[0] == pytest.approx(before.comm_s[0] - before.prefetched_s[0])
+
+
+def test_matmul_efficiency_falls_with_rows_per_chip_and_ideal_stays_ideal(preset):
+    """eff(m) = matmul_efficiency * m / (m + matmul_half_rows): an einsum of m rows per chip costs
+    (1 + m_half / m) times its large-matmul time; m_half 0 (the default) changes nothing."""
+    plan = load_plan(None, model="palm-62b", cluster="tpu-v4", input_tokens=2048, output_tokens=64,
+                     context=2048)
+    half = dataclasses.replace(preset, calibration=dataclasses.replace(preset.calibration, matmul_half_rows=64.0))
+    zero = dataclasses.replace(preset, calibration=dataclasses.replace(preset.calibration, matmul_half_rows=0.0))
+    for phase, batch, rows, attention in ((Phase.DECODE, 32, 32, "batch"), (Phase.PREFILL, 1, 2048, "heads")):
+        a = best(dataclasses.replace(plan, cluster=zero), phase, 16, batch, WeightFormat.INT8, "ws2d", attention)
+        b = evaluate(plan.model, half, plan.workload, a.candidate, a.batch, detail=True)
+        for ra, rb in zip(a.rows, b.rows):
+            if ra.name.startswith("einsum W_"):
+                assert rb.compute_s[0] == pytest.approx(ra.compute_s[0] * (1 + 64.0 / rows), rel=1e-12)
+        assert b.compute_s[0] == pytest.approx(sum(r.compute_s[0] for r in b.rows), rel=1e-12)
+    assert Calibration().matmul_half_rows == 0.0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -202,12 +304,16 @@ def test_refuses_fewer_points_than_constants(preset):
 
 def test_measurements_are_the_reference_calibration_set(reference):
     points = {m.name: m for m in DATA.points}
-    assert len(points) == 4 + 2 + 6 + 8
-    for row in reference["table2_palm540b"]:
-        m = points[f"Table 2 {row['name']}"]
-        assert (m.phase.value, m.chips, m.batch, m.ffn, m.attention, m.weights.label) == \
-            (row["phase"], row["chips"], row["batch"], row["ffn"], row["attention"], row["weights"])
-        assert (m.latency_s, m.mfu) == (row["latency_s"], row["mfu"])
+    assert len(points) == 4 + 4 + 2 + 6 + 8
+    for table, model in (("table2_palm540b", "palm-540b"), ("table3_palm62b", "palm-62b")):
+        for row in reference[table]:
+            m = points[f"Table {table[5]} {row['name']}"]
+            assert (m.model.name, m.phase.value, m.chips, m.batch, m.ffn, m.attention, m.weights.label) == \
+                (model, row["phase"], row["chips"], row["batch"], row["ffn"], row["attention"], row["weights"])
+            assert (m.latency_s, m.mfu, m.chosen) == (row["latency_s"], row["mfu"], True)
+            tokens = {"input_tokens": m.workload.input_tokens} if m.phase is Phase.PREFILL else \
+                {"context": m.workload.context, "output_tokens": m.workload.output_tokens}
+            assert tokens == {key: row[key] for key in tokens}
     for row in reference["decode_per_token_palm540b_b64"]:
         m = points[f"Sec 4.4 decode per token {row['weights']}"]
         assert m.latency_s == pytest.approx(row["latency_per_token_s"] * 64)
@@ -231,10 +337,13 @@ def test_measurements_are_the_reference_calibration_set(reference):
 
 def test_other_palm_sizes_get_sensible_predictions(preset):
     models = tuple(load_model(name) for name in ("palm-8b", "palm-62b", "palm-540b"))
+    measured = {(m.setting.split(" ", 1)[1], m.weights): m.model.n_params for m in DATA.points}
     found = {}
     for e in elsewhere(preset, DATA, models):
-        assert e.residual is not None, e.measurement.setting
         m, r = e.measurement, e.residual
+        if r is None:  # only a model larger than the one measured at that setting may not fit
+            assert m.model.n_params > measured[(m.setting.split(" ", 1)[1], m.weights)], m.setting
+            continue
         found[(m.model.name, m.setting.split(" ", 1)[1], m.weights)] = r
         assert 0.005 < r.predicted_mfu <= 0.8, (m.setting, r.predicted_mfu)
         steps = m.workload.output_tokens if m.phase is Phase.DECODE else 1
@@ -245,7 +354,8 @@ def test_other_palm_sizes_get_sensible_predictions(preset):
         if model == "palm-540b":
             continue
         bigger = {"palm-8b": "palm-62b", "palm-62b": "palm-540b"}[model]
-        assert r.predicted_s < found[(bigger, setting, weights)].predicted_s, (model, setting)
+        if (bigger, setting, weights) in found:
+            assert r.predicted_s < found[(bigger, setting, weights)].predicted_s, (model, setting)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -315,7 +425,7 @@ def test_cli_refuses_too_few_points(tmp_path):
           - {GOOD_ROW}
         """)
     done = run("calibrate", path)
-    assert done.returncode == 2 and "cannot determine 6 calibration constants" in done.stderr
+    assert done.returncode == 2 and "cannot determine 8 calibration constants" in done.stderr
     assert f"{path}:3:" in done.stderr and "measurements" in done.stderr
 
 
@@ -344,7 +454,8 @@ def test_cli_calibrates_a_gpu_cluster_from_a_users_file(tmp_path):
     """A user's own measurements on a switched (NVLink + InfiniBand) cluster: latencies made by
     known constants are fitted back, and the page says there are no orderings to check."""
     truth = Calibration(matmul_efficiency=0.55, hbm_efficiency=0.85, network_efficiency=0.5,
-                        collective_latency_s=4e-6, layer_overhead_s=2e-5, overlap=0.3)
+                        collective_latency_s=4e-6, layer_overhead_s=2e-5, overlap=0.3,
+                        weight_gather_efficiency=0.35, matmul_half_rows=24.0)
     h100 = dataclasses.replace(load_cluster("h100-sxm"), calibration=truth)
     rows = []
     for model in ("llama-3-8b", "llama-3-70b"):

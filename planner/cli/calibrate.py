@@ -31,10 +31,10 @@ def calibrate(
     from planner.commands import calibrate as cal
     from planner.commands.measurements import load_measurements
     from planner.config import load_model
+    from planner.render.accuracy import accuracy_page
     from planner.render.calibrate import (
         BANDWIDTH_MODELS,
         checked_yaml,
-        accuracy_page,
         cluster_yaml,
         residual_csv,
         residual_json,

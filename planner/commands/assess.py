@@ -38,18 +38,28 @@ class Ordering:
         return self.predicted_ratio > 1.0
 
 
+CHOICE_TOLERANCE = 0.05  # a pick other than the source's holds if the source's layout is this close
+
+
 @dataclass(frozen=True, kw_only=True)
 class Choice:
-    """A point marked `chosen`: the planner's fastest layout at that setting and weight format."""
+    """A point marked `chosen`: the planner's fastest layout at that setting and weight format,
+    and how much slower the planner predicts the source's layout (at its best mesh grouping)."""
 
     measurement: Measurement
     picked: str  # "ffn+attention"
+    slower: float | None = None  # the source's layout's predicted latency / the pick's - 1
 
     @property
-    def holds(self) -> bool:
+    def same(self) -> bool:
         ffn, _, attention = self.picked.partition("+")
         m = self.measurement
         return ffn in FFN_CHOICES[m.ffn] and attention in ATTENTION_CHOICES[m.attention]
+
+    @property
+    def holds(self) -> bool:
+        """The planner picks the source's layout, or one the source's is within 5% of."""
+        return self.same or (self.slower is not None and self.slower <= CHOICE_TOLERANCE)
 
 
 def orderings(residuals: tuple[Residual, ...]) -> tuple[Ordering, ...]:
@@ -74,7 +84,10 @@ def choices(cluster: Cluster, points: tuple[Measurement, ...]) -> tuple[Choice, 
         plan = _plan(cluster, m, tuple(FFN_LAYOUTS), tuple(ATTENTION_LAYOUTS))
         ev = best(plan, m.phase, m.chips, m.batch, m.weights)
         picked = "none fits" if ev is None else f"{ev.candidate.ffn.name}+{ev.candidate.attention.name}"
-        out.append(Choice(measurement=m, picked=picked))
+        source = _plan(cluster, m, FFN_CHOICES[m.ffn], ATTENTION_CHOICES[m.attention])
+        theirs = best(source, m.phase, m.chips, m.batch, m.weights)
+        slower = None if ev is None or theirs is None else float(theirs.latency_s[0] / ev.latency_s[0] - 1.0)
+        out.append(Choice(measurement=m, picked=picked, slower=slower))
     return tuple(out)
 
 

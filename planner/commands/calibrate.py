@@ -1,8 +1,9 @@
 """Fit a cluster's calibration constants to measured latencies (`planner calibrate`).
 
-The six constants of `planner.specs.hardware.Calibration` (matmul, HBM and network efficiency, a
-latency per collective, a fixed time per layer and step, the overlap fraction) are shared by
-every model and layout on one cluster: there are no per-model, per-layout or per-point factors.
+The eight constants of `planner.specs.hardware.Calibration` (matmul, HBM and network efficiency, a
+latency per collective, a fixed time per layer and step, the overlap fraction, the network
+efficiency of prefetched weight all-gathers, and the matmul size at half efficiency) are shared
+by every model and layout on one cluster: there are no per-model, per-layout or per-point factors.
 
 The fit minimises a robust (Cauchy) loss of the log errors over the measured points,
 
@@ -14,20 +15,27 @@ the cost model cannot represent (see the notes of a measurements file) is report
 error instead of dragging the constants every other prediction shares. The fit runs by
 Levenberg-Marquardt on the residuals sign(r_i) sqrt(loss(r_i)), with a forward-difference Jacobian over
 unconstrained parameters (the logit of each efficiency and of the overlap, the log of each
-latency, so every iterate is physical), from a fixed grid of starting points; the lowest cost
-wins. There is no randomness: the same file gives the same constants. MFU is not fitted
+latency and of the half-efficiency rows, so every iterate is physical), from a fixed grid of
+starting points; the lowest cost wins. There is no randomness: the same file gives the same
+constants. A constant no prediction depends on (set to either end of its range, every point's
+latency is unchanged: e.g. `weight_gather_efficiency` when no point gathers weights) is not
+identified by the data: it keeps its default (`Calibration`'s; `weight_gather_efficiency` then
+follows `network_efficiency`), the YAML omits it and the report says so. MFU is not fitted
 separately: with the reference convention it is inversely proportional to latency, so its relative
 error follows from the latency's.
 
-It is fast because the cost model is linear in each 1/efficiency and each latency:
+It is fast because the cost model is linear in each 1/efficiency, each latency and the
+half-efficiency rows m_half:
 
-    step = combine(C / e_matmul, M / e_hbm, K / e_network + n_steps * t_collective, f)
+    step = combine((C + m_half * C_row) / e_matmul, M / e_hbm,
+                   K_a / e_network + n_a * t_collective, f, K_w / e_weights + n_w * t_collective)
            + n_layers * t_layer
 
-(K and n_steps, the collectives' bytes-time and ring steps, kept apart for the activation
-collectives and the prefetched weight all-gathers), so each candidate layout of each point is
-evaluated once by `planner.cost.costmodel.evaluate` (at ideal constants, with its ring steps) and the
-fit works on those arrays, for many sets of constants at once (a Jacobian is one call).
+(K and n, the collectives' bytes-time and ring steps, for the activation collectives (a) and the
+prefetched weight all-gathers (w); C_row, the compute time of one more row of every einsum), so
+each candidate layout of each point is evaluated twice by `planner.cost.costmodel.evaluate`
+(at ideal constants, and with m_half = 1 for C_row) and the fit works on those arrays, for many
+sets of constants at once (a Jacobian is one call).
 The final constants are checked against `evaluate` itself.
 
 A point whose layout is not fully given (`ffn: weight-gathered` or `best`, `attention: best`, and
@@ -125,15 +133,18 @@ def _residual(m: Measurement, ev: Evaluation) -> Residual:
 # The fit
 
 # (Calibration field, kind): efficiencies in (0, 1] and the overlap in [0, 1] go through a
-# logit, latencies (>= 0) through a log around LATENCY_SCALE_S.
+# logit, latencies (>= 0) through a log around LATENCY_SCALE_S, rows (>= 0) through a log.
 CONSTANTS = (("matmul_efficiency", "fraction"), ("hbm_efficiency", "fraction"),
              ("network_efficiency", "fraction"), ("collective_latency_s", "latency"),
-             ("layer_overhead_s", "latency"), ("overlap", "fraction"))
+             ("layer_overhead_s", "latency"), ("overlap", "fraction"),
+             ("weight_gather_efficiency", "fraction"), ("matmul_half_rows", "rows"))
 LATENCY_SCALE_S = 1e-6
-_BOUNDS = {"fraction": (-12.0, 12.0), "latency": (-16.0, 12.0)}  # latency 1e-13 s .. 0.16 s
-# Starting points: matmul efficiency x network efficiency x overlap x both latencies.
-STARTS = tuple((mm, 0.8, net, lat, lat, f) for mm in (0.5, 0.9) for net in (0.15, 0.6)
-               for f in (0.1, 0.9) for lat in (1e-6, 3e-5))
+# latency 1e-13 s .. 0.16 s; rows 1e-7 .. 1.6e5
+_BOUNDS = {"fraction": (-12.0, 12.0), "latency": (-16.0, 12.0), "rows": (-16.0, 12.0)}
+# Starting points: matmul efficiency x network efficiencies (activations, weights) x overlap x
+# both latencies x rows at half matmul efficiency.
+STARTS = tuple((mm, 0.8, net, lat, lat, f, net, rows) for mm in (0.5, 0.9) for net in (0.15, 0.6)
+               for f in (0.1, 0.9) for lat in (1e-6, 3e-5) for rows in (4.0, 256.0))
 SIGNIFICANT = 4  # digits kept in the fitted constants (the preset records these)
 ACCURACY_TARGET = 0.15  # predicted within 15% of measured (latency, and MFU where measured)
 LOSS_SCALE = math.log1p(ACCURACY_TARGET)  # s of the Cauchy loss: the target, in log latency
@@ -151,6 +162,7 @@ class Fit:
     cost: float       # the robust loss (see the module docstring)
     at_bound: tuple[str, ...]  # constants the fit pushed to a bound of their physical range
     starts: int
+    unidentified: tuple[str, ...] = ()  # constants no point depends on: kept at their default
 
     @property
     def errors(self) -> np.ndarray:
@@ -175,7 +187,7 @@ def with_bandwidth_model(cluster: Cluster, model: str) -> Cluster:
 
 
 def fit(cluster: Cluster, data: Measurements) -> Fit:
-    """Fit the six constants of `cluster` to `data` (see the module docstring)."""
+    """Fit the constants of `cluster` (CONSTANTS) to `data` (see the module docstring)."""
     points = data.points
     terms = _Terms.build(cluster, points)  # first: a bad row is reported as such
     if len(points) < len(CONSTANTS):
@@ -188,14 +200,18 @@ def fit(cluster: Cluster, data: Measurements) -> Fit:
     upper = np.array([_BOUNDS[kind][1] for _, kind in CONSTANTS])
 
     def residual(u: np.ndarray) -> np.ndarray:
-        """The signed square roots of the robust loss: (points,), or (points, k) for u (6, k)."""
+        """The signed square roots of the robust loss: (points,), or (points, k) for u (8, k)."""
         r = np.log(terms.latency(_constants(u))) - (measured if u.ndim == 1 else measured[:, None])
         return np.sign(r) * np.sqrt(robust_loss(r))
 
     found = [_levenberg_marquardt(residual, np.clip(_unconstrained(s), lower, upper), lower, upper)
              for s in STARTS]
     u = min(found, key=lambda pair: pair[1])[0]
+    unidentified = _unidentified(terms, _constants(u))
     constants = _rounded(_constants(u))
+    defaults = Calibration(network_efficiency=constants[2])
+    constants = tuple(getattr(defaults, name) if name in unidentified else value
+                      for value, (name, _) in zip(constants, CONSTANTS))
     calibration = Calibration(**dict(zip((name for name, _ in CONSTANTS), constants)))
     fitted = replace(cluster, calibration=calibration)
     # Each point's fastest candidate under the fitted constants, evaluated by the cost model itself
@@ -207,8 +223,24 @@ def fit(cluster: Cluster, data: Measurements) -> Fit:
     if not np.allclose(surrogate, exact, rtol=1e-9, atol=0.0):  # a bug, not a user mistake
         raise RuntimeError("the fit's linearised cost model disagrees with planner.cost.costmodel")
     cost = float(np.sum(robust_loss(np.log(exact) - measured)))
-    return Fit(cluster=fitted, residuals=residuals, cost=cost, at_bound=_at_bound(constants),
-               starts=len(STARTS))
+    at_bound = tuple(name for name in _at_bound(constants) if name not in unidentified)
+    return Fit(cluster=fitted, residuals=residuals, cost=cost, at_bound=at_bound,
+               starts=len(STARTS), unidentified=unidentified)
+
+
+def _unidentified(terms: _Terms, constants: np.ndarray) -> tuple[str, ...]:
+    """The constants no point's predicted latency depends on: moved to either end of its range
+    (the others as fitted), every prediction stays the same."""
+    lowest = _constants(np.array([_BOUNDS[kind][0] for _, kind in CONSTANTS]))
+    highest = _constants(np.array([_BOUNDS[kind][1] for _, kind in CONSTANTS]))
+    out = []
+    for j, (name, _) in enumerate(CONSTANTS):
+        ends = np.repeat(constants[:, None], 2, axis=1)
+        ends[j] = (lowest[j], highest[j])
+        low, high = terms.latency(ends).T
+        if np.allclose(low, high, rtol=1e-9, atol=0.0):
+            out.append(name)
+    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -218,6 +250,7 @@ class _Terms:
     ones and the prefetched weight all-gathers, which `combine` treats differently."""
 
     compute_s: np.ndarray
+    row_s: np.ndarray         # compute time of one more row of every einsum (x m_half)
     memory_s: np.ndarray
     comm_s: np.ndarray        # activation collectives
     collectives: np.ndarray   # their ring steps per step, which pay collective_latency_s
@@ -231,14 +264,17 @@ class _Terms:
     @staticmethod
     def build(cluster: Cluster, points: tuple[Measurement, ...]) -> _Terms:
         ideal = replace(cluster, calibration=Calibration())
+        one_row = replace(cluster, calibration=Calibration(matmul_half_rows=1.0))
         rows, start, kept = [], [], []
         for m in points:
             start.append(len(rows))
             evs = allowed(ideal, m)
-            here = np.array([(e.compute_s[0], e.memory_s[0], e.comm_s[0] - e.prefetched_s[0],
+            padded = [evaluate(m.model, one_row, m.workload, e.candidate, np.array([m.batch])).compute_s[0]
+                      for e in evs]
+            here = np.array([(e.compute_s[0], p - e.compute_s[0], e.memory_s[0], e.comm_s[0] - e.prefetched_s[0],
                               e.ring_steps - e.prefetched_ring_steps, e.prefetched_s[0],
                               e.prefetched_ring_steps, m.model.n_layers, e.latency_s[0] / e.step_s[0])
-                             for e in evs], dtype=float)
+                             for e, p in zip(evs, padded)], dtype=float)
             keep = _undominated(here)
             rows.extend(here[keep])
             kept.extend(evs[i].candidate for i in keep)
@@ -246,17 +282,18 @@ class _Terms:
         return _Terms(*a.T, start=np.array(start), row_candidates=tuple(kept))
 
     def _rows(self, constants: np.ndarray) -> np.ndarray:
-        """Each row's latency [s]: (rows,) for one set of constants, (k, rows) for a (6, k) array."""
-        matmul, hbm, network, t_collective, t_layer, overlap = (np.asarray(c)[..., None] for c in constants)
+        """Each row's latency [s]: (rows,) for one set of constants, (k, rows) for a (8, k) array."""
+        matmul, hbm, network, t_collective, t_layer, overlap, weights, half_rows = \
+            (np.asarray(c)[..., None] for c in constants)
         active = self.comm_s / network + self.collectives * t_collective
-        prefetched = self.prefetch_s / network + self.prefetches * t_collective
-        step = combine(self.compute_s / matmul, self.memory_s / hbm, active + prefetched, overlap,
-                       prefetched)
+        prefetched = self.prefetch_s / weights + self.prefetches * t_collective
+        step = combine((self.compute_s + half_rows * self.row_s) / matmul, self.memory_s / hbm,
+                       active + prefetched, overlap, prefetched)
         return (step + self.layers * t_layer) * self.steps
 
     def latency(self, constants: np.ndarray) -> np.ndarray:
         """Each point's predicted latency [s] under `constants` (ordered as CONSTANTS): shape
-        (points,) for one set, (points, k) for k sets given as a (6, k) array."""
+        (points,) for one set, (points, k) for k sets given as a (8, k) array."""
         return np.minimum.reduceat(self._rows(constants), self.start, axis=-1).T
 
     def fastest(self, constants: np.ndarray) -> list[int]:
@@ -277,24 +314,29 @@ def _undominated(rows: np.ndarray) -> list[int]:
 _FRACTION = np.array([kind == "fraction" for _, kind in CONSTANTS])
 
 
+_SCALE = np.array([LATENCY_SCALE_S if kind == "latency" else 1.0 for _, kind in CONSTANTS])
+
+
 def _constants(u: np.ndarray) -> np.ndarray:
-    """Constants from unconstrained parameters u: (6,), or (6, k) for k sets."""
+    """Constants from unconstrained parameters u: (8,), or (8, k) for k sets."""
     fraction = _FRACTION if u.ndim == 1 else _FRACTION[:, None]
-    return np.where(fraction, 1.0 / (1.0 + np.exp(-u)), LATENCY_SCALE_S * np.exp(u))
+    scale = _SCALE if u.ndim == 1 else _SCALE[:, None]
+    return np.where(fraction, 1.0 / (1.0 + np.exp(-u)), scale * np.exp(u))
 
 
 def _unconstrained(constants) -> np.ndarray:
-    return np.array([math.log(c / (1.0 - c)) if kind == "fraction" else math.log(c / LATENCY_SCALE_S)
-                     for c, (_, kind) in zip(constants, CONSTANTS)])
+    return np.array([math.log(c / (1.0 - c)) if kind == "fraction" else math.log(c / scale)
+                     for c, (_, kind), scale in zip(constants, CONSTANTS, _SCALE)])
 
 
 def _rounded(constants: np.ndarray) -> tuple[float, ...]:
     """SIGNIFICANT digits; within a hair of the edge of its range, a constant is put on it
-    (an efficiency of 1, an overlap of 0 or 1, a latency below 0.1 ns is 0)."""
+    (an efficiency of 1, an overlap of 0 or 1, a latency below 0.1 ns or rows below 0.001 are 0)."""
     out = []
     for value, (name, kind) in zip(constants, CONSTANTS):
-        if kind == "latency":
-            out.append(0.0 if value < 1e-10 else float(f"{value:.{SIGNIFICANT}g}"))
+        if kind != "fraction":
+            small = 1e-10 if kind == "latency" else 1e-3
+            out.append(0.0 if value < small else float(f"{value:.{SIGNIFICANT}g}"))
         elif value > 1.0 - 5e-5 or (name == "overlap" and value < 5e-5):
             out.append(round(value))
         else:

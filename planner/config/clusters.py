@@ -34,6 +34,8 @@ CALIBRATION_FIELDS = {
     "collective_latency_s": Field(LATENCY, required=False),
     "layer_overhead_s": Field(LATENCY, required=False),
     "overlap": Field(number(inclusive=True, maximum=1.0), required=False),
+    "weight_gather_efficiency": Field(EFFICIENCY, required=False),  # absent: network_efficiency
+    "matmul_half_rows": Field(number(inclusive=True), required=False),
 }
 
 PEAK_FIELDS = {fmt: Field(number("flop_per_s"), required=fmt == "bf16") for fmt in COMPUTE_FORMATS}

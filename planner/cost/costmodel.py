@@ -3,7 +3,9 @@ memory use, vectorised over the batch axis.
 
 Per step (prefill: one forward pass; decode: one token per sequence):
 
-    compute_s = sum(FLOPs) / (peak_bf16 * matmul_efficiency)
+    compute_s = sum over einsums of FLOPs * (1 + matmul_half_rows / m) / (peak_bf16 * matmul_efficiency)
+                (m: the einsum's per-chip rows; a matmul of m rows runs at
+                 matmul_efficiency * m / (m + matmul_half_rows), as if it had matmul_half_rows more)
     memory_s  = sum(HBM bytes read) / (hbm_bytes_per_s * hbm_efficiency)
                 (weights each chip reads, gathered or stationary, and in decode the whole KV cache)
     comm_s    = sum of collective times (planner.cost.network) = k_a + k_w, where
@@ -162,7 +164,7 @@ def evaluate(model: Model, cluster: Cluster, workload: Workload, candidate: Cand
     zero = np.zeros(batch.shape)
     flops, hbm, comm_s, prefetched_s, steps, prefetched_steps = zero, zero, zero, zero, 0, 0
     for term, repeat in terms:
-        flops = flops + repeat * term.flops
+        flops = flops + repeat * matmul_flops(cal, term)
         hbm = hbm + repeat * term.hbm_bytes
         if term.collective is not None:
             seconds = repeat * collective_seconds(cluster, c.mesh, term.collective)
@@ -170,7 +172,7 @@ def evaluate(model: Model, cluster: Cluster, workload: Workload, candidate: Cand
             comm_s, steps = comm_s + seconds, steps + hops
             if term.collective.prefetched:
                 prefetched_s, prefetched_steps = prefetched_s + seconds, prefetched_steps + hops
-    compute_s = flops / (chip.peak_bf16_flop_per_s * cal.matmul_efficiency)
+    compute_s = flops / (chip.peak_bf16_flop_per_s * cal.matmul_efficiency)  # flops: padded (matmul_flops)
     memory_s = hbm / (chip.hbm_bytes_per_s * cal.hbm_efficiency)
     rows = tuple(_row(cluster, c.mesh, term, repeat, batch.shape) for term, repeat in terms) if detail else ()
     overhead_s = model.n_layers * cal.layer_overhead_s
@@ -231,6 +233,15 @@ def batch_padding(candidate: Candidate, model: Model, batch: int) -> tuple[Paddi
     return tuple(out)
 
 
+def matmul_flops(cal, term: Term):
+    """A term's FLOPs as its matmuls cost them: FLOPs * (1 + matmul_half_rows / rows), the
+    efficiency curve eff(m) = matmul_efficiency * m / (m + matmul_half_rows) in the per-chip rows
+    m (see the module docstring; exact FLOPs for terms that are no matmul or ideal constants)."""
+    if term.rows is None or not cal.matmul_half_rows:
+        return term.flops
+    return term.flops * (1.0 + cal.matmul_half_rows / np.maximum(term.rows, 1e-300))
+
+
 def _bound(compute_s, memory_s, active_s, critical_s, comm_s):
     """What sets the step (index into BOUNDS): the links when all their traffic outlasts the
     critical path or the activation collectives outlast the local time; else compute or HBM."""
@@ -245,7 +256,7 @@ def _output_projection(model: Model, chips: int, batch: np.ndarray, weight_bytes
     gather = collective_term("gather final hidden states", "B E", CollectiveKind.ALL_GATHER, "xyz",
                              batch * E * ACTIVATION_BYTES)
     logits = Term(name="einsum logits", notation="W_emb[E, V_xyz] -> B V_xyz",
-                  flops=2.0 * batch * E * V / chips, hbm_bytes=E * V * weight_bytes / chips)
+                  flops=2.0 * batch * E * V / chips, hbm_bytes=E * V * weight_bytes / chips, rows=batch)
     # stored: the output projection, and the input embedding table if it is a separate one
     return LayerCost(terms=(gather, logits), weight_bytes_stored=model.embedding_params * weight_bytes / chips)
 
@@ -263,7 +274,8 @@ def _row(cluster: Cluster, mesh: Mesh, term: Term, repeat: int, shape: tuple[int
     return Row(
         name=term.name, notation=term.notation, repeat=repeat, flops=flops, hbm_bytes=hbm,
         comm_bytes=comm_bytes, collective=label,
-        compute_s=flops / (chip.peak_bf16_flop_per_s * cal.matmul_efficiency),
+        compute_s=np.broadcast_to(repeat * np.asarray(matmul_flops(cal, term), dtype=float), shape)
+        / (chip.peak_bf16_flop_per_s * cal.matmul_efficiency),
         memory_s=hbm / (chip.hbm_bytes_per_s * cal.hbm_efficiency),
         comm_s=comm_s,
     )

@@ -24,7 +24,8 @@ An all-to-all sends D (k_l - 1)/k_l through each level it spans.
 Every collective also pays `collective_latency_s` per ring step (hop): sum over the axes or levels
 it spans of (k_i - 1), since a ring collective is k - 1 dependent transfers (twice that for an
 all-reduce); and all
-bandwidths are scaled by `network_efficiency`.
+bandwidths are scaled by `network_efficiency`, except those of prefetched weight all-gathers
+(`Collective.prefetched`), scaled by `weight_gather_efficiency` (by default the same).
 
 Between two pools of chips (disaggregated serving: a prefill pool hands each request's KV cache
 to a decode pool), D bytes cross the scale-out network: the outermost switched level (e.g.
@@ -65,7 +66,8 @@ def collective_seconds(cluster: Cluster, mesh: Mesh, collective: Collective):
         seconds = _torus_seconds(topology, mesh, collective, pieces, chips)
     else:
         seconds = _switched_seconds(topology, collective, pieces, chips)
-    return seconds / cal.network_efficiency + cal.collective_latency_s * ring_steps(mesh, collective)
+    efficiency = cal.weight_gather_efficiency if collective.prefetched else cal.network_efficiency
+    return seconds / efficiency + cal.collective_latency_s * ring_steps(mesh, collective)
 
 
 def torus_bandwidth(torus: Torus, mesh: Mesh, pieces) -> float:

@@ -86,14 +86,33 @@ class Switched:
 
 @dataclass(frozen=True, kw_only=True)
 class Calibration:
-    """Constants shared by every model and layout on one cluster; ideal until fitted."""
+    """Constants shared by every model and layout on one cluster; ideal until fitted.
 
-    matmul_efficiency: float = 1.0   # achieved / peak FLOP/s
+    `weight_gather_efficiency` is the network efficiency of the prefetched weight all-gathers
+    (weight-gathered layouts), a different kind of transfer from the activation collectives
+    that `network_efficiency` scales (huge, streamed ahead under the einsums, competing with
+    them for HBM). Its default, None, means "the same as `network_efficiency`": it is resolved
+    when the Calibration is built, so the field always holds a number afterwards (with
+    `dataclasses.replace`, give it again if `network_efficiency` changes).
+
+    `matmul_half_rows` makes matmul efficiency depend on the matmul's size: an einsum whose
+    per-chip activation operand has m rows (tokens) runs at
+        matmul_efficiency * m / (m + matmul_half_rows),
+    i.e. it costs as if it had `matmul_half_rows` more rows. 0 (ideal) is size-independent.
+    """
+
+    matmul_efficiency: float = 1.0   # achieved / peak FLOP/s of a large matmul
     hbm_efficiency: float = 1.0      # achieved / peak HBM bytes/s
-    network_efficiency: float = 1.0  # achieved / peak link bytes/s
+    network_efficiency: float = 1.0  # achieved / peak link bytes/s (activation collectives)
     collective_latency_s: float = 0.0  # fixed cost of each ring step (hop) of a collective
     layer_overhead_s: float = 0.0      # fixed cost per layer per step
     overlap: float = 0.0  # share of min(max(compute, memory), activation comm) hidden (0: sum, 1: max)
+    weight_gather_efficiency: float | None = None  # achieved / peak link bytes/s of prefetched weight all-gathers
+    matmul_half_rows: float = 0.0  # per-chip rows at which a matmul reaches half of matmul_efficiency
+
+    def __post_init__(self) -> None:
+        if self.weight_gather_efficiency is None:
+            object.__setattr__(self, "weight_gather_efficiency", self.network_efficiency)
 
 
 FIELDS_OF_CALIBRATION = tuple(Calibration.__dataclass_fields__)

@@ -125,7 +125,7 @@ class AttentionLayout:
                  notation=f"W_Q[{sharded('E', ex)}, {sharded('N', fx)} H], "
                           f"W_KV[{sharded('E', ex)}, {sharded('K', fx)} H]{kv_rows}",
                  flops=2.0 * (tokens * qo_params + kv_tokens * kv_params),
-                 hbm_bytes=(qo_params + kv_params) * weight_bytes),
+                 hbm_bytes=(qo_params + kv_params) * weight_bytes, rows=tokens),
             collective_term("reduce-scatter Q", _q(b, fx) + partial_sum(ex), RS, ex, q_bytes),
             collective_term(f"{reduce_kv.value} new K, V", _kv(b, fx) + partial_sum(ex),
                             reduce_kv, ex, kv_new_bytes),
@@ -137,7 +137,8 @@ class AttentionLayout:
                                      A2A, to_batch, q_bytes / e))
         terms.append(Term(name="einsum QK, AV",
                           notation=activation(batch_axes, ("S", ""), ("N", head_axes), ("H", "")),
-                          flops=4.0 * core_batch * shape.tokens * shape.attended * core_heads * H))
+                          flops=4.0 * core_batch * shape.tokens * shape.attended * core_heads * H,
+                          rows=shape.tokens * core_heads / kv_heads_per_chip))  # queries sharing a K, V head
         if shape.reads_cache:
             cache = f"KV[{sharded('B', batch_axes)}, S, {sharded('K', head_axes)}, H]{copies}"
             terms.append(Term(name="read KV cache", notation=cache, hbm_bytes=kv_cache))

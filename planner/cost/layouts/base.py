@@ -44,6 +44,9 @@ class Term:
     flops: Quantity = 0.0
     hbm_bytes: Quantity = 0.0
     collective: Collective | None = None
+    # An einsum's matmul size: rows (tokens) of its per-chip activation operand, the m of an
+    # (m, k) x (k, n) matmul; sets its efficiency (Calibration.matmul_half_rows). None: no matmul.
+    rows: Quantity | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
