@@ -67,6 +67,9 @@ def calibrate(
                             page_command), report)
     else:
         assessment = checks.assess(base, data)
+    for name in assessment.fit.unidentified:
+        typer.echo(f"warning: the data cannot identify {name} (no prediction depends on it); "
+                   f"it keeps its default", err=True)
     if output is not None:
         emit(checked_yaml(cluster_yaml(cluster_file.read_text(encoding="utf-8"), assessment, data,
                                          command), assessment), output)
