@@ -58,12 +58,11 @@ NOT_MODELLED = """\
   collective, and weight all-gathers fully prefetched; the paper's looped collective matmuls may
   hide some collectives better than others.
 - **Weight-gathered layouts at small batch.** Measured weight-gathered prefill carries a nearly
-  batch-independent cost (28.2 s at batch 64, 29.5 s at batch 128 in Figure 7), about 0.24 s per
-  layer, several times the modelled all-gather time of the weights. The model predicts the best
-  weight-gathered layout faster than 2D weight-stationary already at 131,072 tokens, and so does
-  the paper's own Figure 3: at that token count wg-x moves about half of ws2d's bytes per chip, on
-  the same axes. The measured series behaves like wg-xyz at every batch (its weight all-gather
-  is the only batch-independent cost), not like the best variant.
+  batch-independent cost (28.2 s at batch 64, 29.5 s at batch 128 in Figure 7), the weight
+  all-gather of wg-xyz; the model takes the best variant, as the reference says the figure does,
+  and by the paper's own Figure 3 the best variant gathers at most half those bytes for the same
+  matmuls (see the notes on the data). Weight all-gathers are modelled as fully prefetched under
+  the einsums, at their own link efficiency.
 - **Everything outside the layers' matmuls, collectives and HBM reads**: embedding lookup,
   layer norms, softmax and sampling time, host overheads, pipelining between steps, KV-cache
   writes in prefill, and memory fragmentation (capacity is weights + KV cache + working set)."""
