@@ -6,12 +6,15 @@ Letters used in formulas and their fields (the one place this map lives):
     E d_model          F d_ff                    N n_heads
     K n_kv_heads       H d_head                  V vocab
     n chips            x, y, z mesh axes (X, Y, Z their sizes)
+    M n_experts, k top_k, F_e d_ff_expert: mixture-of-experts letters (planner.specs.moe)
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+
+from planner.specs.moe import Experts, LatentAttention
 
 
 class FfnKind(Enum):
@@ -51,6 +54,8 @@ class Model:
     tied_embeddings: bool = True  # one E x V matrix for the input embedding and the output projection
     n_params_nominal: float | None = None  # the MFU convention's parameter count; None: computed
     source: str = ""
+    experts: Experts | None = None  # MoE layers (None: a dense model)
+    latent: LatentAttention | None = None  # multi-head latent attention (None: K/V heads of H)
 
     @property
     def ffn_params_per_layer(self) -> int:
@@ -58,7 +63,10 @@ class Model:
 
     @property
     def attention_params_per_layer(self) -> int:
-        """W_Q[E, N*H] + W_O[N*H, E] + W_K, W_V[E, K*H] (no biases)."""
+        """W_Q[E, N*H] + W_O[N*H, E] + W_K, W_V[E, K*H] (no biases); MLA: see LatentAttention."""
+        if self.latent is not None:
+            return self.n_heads * self.latent.per_head_params(self.d_model) + \
+                self.latent.shared_params(self.d_model)
         q_and_o = 2 * self.d_model * self.n_heads * self.d_head
         k_and_v = 2 * self.d_model * self.n_kv_heads * self.d_head
         return q_and_o + k_and_v
@@ -70,20 +78,46 @@ class Model:
 
     @property
     def n_params(self) -> int:
+        if self.experts is not None:
+            return self._moe_params(self.experts.n_experts)
         per_layer = self.ffn_params_per_layer + self.attention_params_per_layer
         return self.n_layers * per_layer + self.embedding_params
+
+    @property
+    def n_active_params(self) -> int:
+        """Parameters one token uses: with experts, only its top-k routed experts (and the shared
+        ones and the router); the input and output embeddings are both counted."""
+        if self.experts is None:
+            return self.n_params
+        return self._moe_params(self.experts.top_k)
+
+    def moe_layer_params(self, routed: int) -> int:
+        """One MoE layer's FFN parameters with `routed` routed experts, shared experts and router."""
+        x = self.experts
+        return routed * x.params_per_expert(self.ffn.n_input_matrices, self.d_model) + \
+            x.router_params(self.d_model) + self.ffn.n_matrices * self.d_model * x.shared_d_ff()
+
+    def _moe_params(self, routed: int) -> int:
+        moe = self.experts.n_moe_layers(self.n_layers)
+        return self.n_layers * self.attention_params_per_layer + \
+            (self.n_layers - moe) * self.ffn_params_per_layer + moe * self.moe_layer_params(routed) + \
+            self.embedding_params
 
     def mfu_flops(self, tokens, logit_tokens):
         """FLOPs the MFU numerator credits for `tokens` processed, of which `logit_tokens` produce
         logits. With a nominal parameter count: the reference convention, 2 * params * tokens.
         Otherwise the model's matmul FLOPs: 2 * layer parameters per token, plus the output
         projection for the tokens that produce logits (prefill: the last of each sequence; an
-        untied input embedding is a lookup and counts nothing). Attention FLOPs are not counted."""
+        untied input embedding is a lookup and counts nothing). Attention FLOPs are not counted.
+        With experts, the active parameters (n_active_params) are counted, not the total."""
         if self.n_params_nominal is not None:
             return 2.0 * self.n_params_nominal * tokens
-        layers = self.n_params - self.embedding_params
+        layers = self.n_active_params - self.embedding_params
         return 2.0 * layers * tokens + 2.0 * self.d_model * self.vocab * logit_tokens
 
     def kv_bytes_per_token(self, kv_bytes_per_element: int = 2) -> int:
-        """K and V cache bytes for one token of one sequence, all layers, unsharded."""
+        """K and V cache bytes for one token of one sequence, all layers, unsharded (MLA: the
+        latent)."""
+        if self.latent is not None:
+            return self.n_layers * self.latent.cache_elements * kv_bytes_per_element
         return self.n_layers * 2 * self.n_kv_heads * self.d_head * kv_bytes_per_element
