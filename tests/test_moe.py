@@ -3,10 +3,12 @@ the reference file, the schema, routing statistics, expert layouts and their inv
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
 from planner.config import load_model
+from planner.cost.moe import expected_distinct_experts
 
 REFERENCE = yaml.safe_load((Path(__file__).parent / "reference" / "moe-models.yaml").read_text())["shapes"]
 
@@ -59,3 +61,36 @@ def test_maverick_alternates_dense_and_moe_layers():
     model = load_model("llama-4-maverick")
     assert [model.experts.is_moe(i) for i in range(4)] == [False, True, False, True]
     assert model.experts.n_moe_layers(model.n_layers) == 24
+
+
+# --- routing statistics -----------------------------------------------------------------------
+
+
+def _monte_carlo_distinct(n_experts, top_k, tokens, trials, rng):
+    """Each token picks top_k distinct experts uniformly at random; count distinct experts per step."""
+    counts = np.empty(trials)
+    for t in range(trials):
+        picks = np.argsort(rng.random((tokens, n_experts)), axis=1)[:, :top_k]
+        counts[t] = np.unique(picks).size
+    return counts
+
+
+@pytest.mark.parametrize("n_experts,top_k,tokens", [
+    (256, 8, 1), (256, 8, 8), (256, 8, 32), (256, 8, 128), (128, 4, 16), (8, 2, 3), (128, 1, 64), (16, 16, 2),
+])
+def test_expected_distinct_experts_matches_a_monte_carlo_count(n_experts, top_k, tokens):
+    rng = np.random.default_rng(20260214)
+    counts = _monte_carlo_distinct(n_experts, top_k, tokens, 4000, rng)
+    expected = expected_distinct_experts(n_experts, top_k, tokens)
+    stderr = counts.std(ddof=1) / np.sqrt(counts.size)
+    assert abs(counts.mean() - expected) <= 4 * stderr + 1e-9, (counts.mean(), expected)
+
+
+def test_expected_distinct_experts_worked_example_and_limits():
+    # moe-notes section 3: DeepSeek-V3 at T = 1, 8, 32, 128, 512
+    got = expected_distinct_experts(256, 8, np.array([1, 8, 32, 128, 512]))
+    np.testing.assert_allclose(got, [8.0, 57.4, 163.3, 251.6, 256.0], atol=0.05)
+    assert expected_distinct_experts(256, 8, 0) == 0
+    assert expected_distinct_experts(8, 8, 1) == 8  # every expert on one token
+    # one chip holding 32 of the 256 experts touches an eighth of them on average
+    assert expected_distinct_experts(256, 8, 32, held=32) == pytest.approx(163.3 / 8, abs=0.01)
