@@ -94,3 +94,162 @@ def test_expected_distinct_experts_worked_example_and_limits():
     assert expected_distinct_experts(8, 8, 1) == 8  # every expert on one token
     # one chip holding 32 of the 256 experts touches an eighth of them on average
     assert expected_distinct_experts(256, 8, 32, held=32) == pytest.approx(163.3 / 8, abs=0.01)
+
+
+# --- expert layouts: invariants and the dense limit ----------------------------------------------
+
+import dataclasses  # noqa: E402
+import itertools  # noqa: E402
+
+from planner.config import load_cluster, load_plan  # noqa: E402
+from planner.cost.costmodel import Candidate, evaluate  # noqa: E402
+from planner.cost.layouts import ATTENTION_LAYOUTS, EXPERT_LAYOUTS, FFN_LAYOUTS  # noqa: E402
+from planner.cost.mesh import Mesh, meshes  # noqa: E402
+from planner.specs.hardware import WeightFormat  # noqa: E402
+from planner.specs.moe import Experts, Routing  # noqa: E402
+from planner.specs.plan import Phase, Workload  # noqa: E402
+
+WORKLOAD = Workload(input_tokens=512, output_tokens=16, context=1024)
+BATCH = np.array([1, 2, 4, 8, 16, 64, 256, 1024])
+ONE_CHIP = Mesh(chips=1, physical=(("x", 1),), logical=((), (), ()), torus=True)
+
+
+def _candidates(model, cluster, chips):
+    for mesh in meshes(cluster, chips):
+        sizes = mesh.sizes
+        for ffn, attention, experts in itertools.product(FFN_LAYOUTS.values(), ATTENTION_LAYOUTS.values(),
+                                                          EXPERT_LAYOUTS.values()):
+            if ffn.applies(sizes) and attention.applies(model, ffn, sizes) and experts.applies(model, sizes):
+                for phase in Phase:
+                    yield Candidate(phase=phase, mesh=mesh, ffn=ffn, attention=attention,
+                                    weights=WeightFormat.INT8, experts=experts)
+
+
+@pytest.mark.parametrize("experts", EXPERT_LAYOUTS.values(), ids=list(EXPERT_LAYOUTS))
+@pytest.mark.parametrize("phase", list(Phase))
+def test_one_chip_has_no_communication(experts, phase):
+    model, cluster = load_model("qwen3-30b-a3b"), load_cluster("h100-sxm")
+    for ffn, attention in itertools.product(FFN_LAYOUTS.values(), ATTENTION_LAYOUTS.values()):
+        ev = evaluate(model, cluster, WORKLOAD, Candidate(phase=phase, mesh=ONE_CHIP, ffn=ffn, attention=attention,
+                                                          weights=WeightFormat.BF16, experts=experts), BATCH)
+        assert np.all(ev.comm_s == 0)
+
+
+@pytest.mark.parametrize("model_name,chips", [("deepseek-v3", 32), ("mixtral-8x7b", 8), ("llama-4-maverick", 16)])
+def test_expert_layout_invariants(model_name, chips):
+    model, cluster = load_model(model_name), load_cluster("h100-sxm")
+    seen = set()
+    for c in _candidates(model, cluster, chips):
+        ev = evaluate(model, cluster, WORKLOAD, c, BATCH, detail=True)
+        what = (c.ffn.name, c.attention.name, c.experts.name, c.phase)
+        seen.add(c.experts.name)
+        assert ev.weight_bytes * chips >= model.n_params * c.weights.bytes_per_element * (1 - 1e-9), what
+        assert np.all(ev.mfu > 0) and np.all(ev.mfu <= 1), what
+        assert np.all(np.diff(ev.latency_s) >= -1e-12 * ev.latency_s[1:]), what
+        for total, part in ((ev.compute_s, "compute_s"), (ev.memory_s, "memory_s"), (ev.comm_s, "comm_s")):
+            np.testing.assert_allclose(sum(getattr(r, part) for r in ev.rows), total, rtol=1e-12)
+        names = {r.name for r in ev.rows}
+        if c.experts.expert_axes and c.mesh.sizes and any(c.mesh.sizes[a] > 1 for a in c.experts.expert_axes):
+            assert {"dispatch all-to-all", "combine all-to-all"} <= names, what
+    assert seen == set(EXPERT_LAYOUTS) - ({"ep"} if model.experts.n_experts % chips else set())
+
+
+def _one_expert(dense):
+    return dataclasses.replace(dense, experts=Experts(n_experts=1, top_k=1, d_ff_expert=dense.d_ff))
+
+
+@pytest.mark.parametrize("ffn,experts", [("ws1d", "tp"), ("wg-xyz", "wg")])
+@pytest.mark.parametrize("phase", list(Phase))
+def test_one_expert_with_top_1_costs_the_same_as_the_dense_model(ffn, experts, phase):
+    dense, cluster = load_model("llama-3-8b"), load_cluster("h100-sxm")
+    moe = _one_expert(dense)
+    assert moe.n_params == dense.n_params and moe.n_active_params == dense.n_params
+    for mesh in meshes(cluster, 8):
+        for attention in ATTENTION_LAYOUTS.values():
+            if not (FFN_LAYOUTS[ffn].applies(mesh.sizes) and attention.applies(dense, FFN_LAYOUTS[ffn], mesh.sizes)):
+                continue
+            c = Candidate(phase=phase, mesh=mesh, ffn=FFN_LAYOUTS[ffn], attention=attention, weights=WeightFormat.BF16)
+            a = evaluate(dense, cluster, WORKLOAD, c, BATCH)
+            b = evaluate(moe, cluster, WORKLOAD, dataclasses.replace(c, experts=EXPERT_LAYOUTS[experts]), BATCH)
+            for field in ("compute_s", "memory_s", "comm_s", "step_s", "mfu", "hbm_bytes"):
+                np.testing.assert_allclose(getattr(b, field), getattr(a, field), rtol=1e-12, err_msg=field)
+
+
+def test_load_imbalance_scales_the_expert_einsums_only():
+    model, cluster = load_model("mixtral-8x7b"), load_cluster("h100-sxm")
+    mesh = meshes(cluster, 8)[0]
+    c = Candidate(phase=Phase.PREFILL, mesh=mesh, ffn=FFN_LAYOUTS["ws1d"], attention=ATTENTION_LAYOUTS["batch"],
+                  weights=WeightFormat.BF16, experts=EXPERT_LAYOUTS["tp"])
+    skewed = dataclasses.replace(WORKLOAD, routing=Routing(load_imbalance=1.5))
+    a = evaluate(model, cluster, WORKLOAD, c, BATCH, detail=True)
+    b = evaluate(model, cluster, skewed, c, BATCH, detail=True)
+    for ra, rb in zip(a.rows, b.rows):
+        factor = 1.5 if ra.name == "einsum experts W_in, W_out" else 1.0
+        np.testing.assert_allclose(rb.flops, factor * ra.flops)
+        np.testing.assert_allclose(rb.hbm_bytes, ra.hbm_bytes)
+
+
+def test_decode_reads_only_the_experts_the_batch_touches():
+    model, cluster = load_model("deepseek-v3"), load_cluster("h100-sxm")
+    mesh = next(m for m in meshes(cluster, 32) if m.sizes["x"] == 32)
+    c = Candidate(phase=Phase.DECODE, mesh=mesh, ffn=FFN_LAYOUTS["ws1d"], attention=ATTENTION_LAYOUTS["batch"],
+                  weights=WeightFormat.INT8, experts=EXPERT_LAYOUTS["ep"])
+    ev = evaluate(model, cluster, WORKLOAD, c, np.array([1, 8, 1024]), detail=True)
+    row = next(r for r in ev.rows if r.name == "einsum experts W_in, W_out")
+    per_expert = model.experts.params_per_expert(2, model.d_model)  # int8: 1 byte per weight
+    held = 256 / 32
+    touched = row.hbm_bytes / (58 * per_expert)
+    np.testing.assert_allclose(touched, expected_distinct_experts(256, 8, np.array([1, 8, 1024]), held=held))
+    assert touched[0] < 0.3 and touched[-1] == pytest.approx(held)
+
+
+def test_redundant_experts_take_memory():
+    model, cluster = load_model("deepseek-v3"), load_cluster("h100-sxm")
+    mesh = meshes(cluster, 32)[0]
+    c = Candidate(phase=Phase.DECODE, mesh=mesh, ffn=FFN_LAYOUTS["ws1d"], attention=ATTENTION_LAYOUTS["batch"],
+                  weights=WeightFormat.INT8, experts=EXPERT_LAYOUTS["ep"])
+    extra = dataclasses.replace(WORKLOAD, routing=Routing(redundant_experts=32))
+    a, b = evaluate(model, cluster, WORKLOAD, c, BATCH), evaluate(model, cluster, extra, c, BATCH)
+    per_expert = model.experts.params_per_expert(2, model.d_model)
+    assert b.weight_bytes - a.weight_bytes == pytest.approx(58 * 1 * per_expert)  # one more expert per chip
+    np.testing.assert_allclose(b.step_s, a.step_s)
+
+
+# --- latent attention ----------------------------------------------------------------------------
+
+
+def test_mla_cache_is_replicated_on_head_shards_and_split_by_sequences():
+    model, cluster = load_model("deepseek-v3"), load_cluster("h100-sxm")
+    mesh = next(m for m in meshes(cluster, 8) if m.sizes["x"] == 8)
+    batch = np.array([64])
+    evs = {a: evaluate(model, cluster, WORKLOAD,
+                       Candidate(phase=Phase.DECODE, mesh=mesh, ffn=FFN_LAYOUTS["ws1d"], attention=ATTENTION_LAYOUTS[a],
+                                 weights=WeightFormat.INT8, experts=EXPERT_LAYOUTS["ep"]), batch)
+           for a in ("heads", "batch")}
+    per_sequence = 61 * 576 * 2 * WORKLOAD.context
+    assert float(evs["heads"].kv_bytes[0]) == pytest.approx(64 * per_sequence)      # every head shard: all
+    assert float(evs["batch"].kv_bytes[0]) == pytest.approx(64 * per_sequence / 8)  # its sequences only
+
+
+def test_mla_attention_flops_absorbed_in_decode_expanded_in_prefill():
+    model, cluster = load_model("deepseek-v3"), load_cluster("h100-sxm")
+    mesh = meshes(cluster, 1)[0]
+    for phase, per_token in ((Phase.DECODE, 2 * 576 + 2 * 512), (Phase.PREFILL, 2 * 192 + 2 * 128)):
+        c = Candidate(phase=phase, mesh=mesh, ffn=FFN_LAYOUTS["ws1d"], attention=ATTENTION_LAYOUTS["batch"],
+                      weights=WeightFormat.INT8, experts=EXPERT_LAYOUTS["tp"])
+        ev = evaluate(model, cluster, WORKLOAD, c, np.array([2]), detail=True)
+        row = next(r for r in ev.rows if r.name == "einsum QK, AV")
+        tokens, attended = (1, WORKLOAD.context) if phase is Phase.DECODE else (512, 513 / 2)
+        assert float(row.flops[0]) == pytest.approx(61 * 2 * tokens * attended * 128 * per_token)
+
+
+# --- plans --------------------------------------------------------------------------------------
+
+
+def test_mixtral_plans_on_one_to_eight_h100s():
+    for chips in (1, 2, 4, 8):
+        plan = load_plan(None, model="mixtral-8x7b", cluster="h100-sxm", chips=(chips,), batches=(1, 16, 128))
+        from planner.search.search import search
+        result = search(plan)
+        assert all(ph.frontier for ph in result.phases)
+        assert all(p.experts in EXPERT_LAYOUTS for ph in result.phases for p in ph.frontier)

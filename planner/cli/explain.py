@@ -37,6 +37,12 @@ def explain(
     attention: str = typer.Option(..., "--attention", metavar="NAME",
                                   help="Attention layout: heads or batch."),
     weights: str = typer.Option(..., "--weights", metavar="FMT", help="Weight format: bf16 or int8."),
+    experts: Optional[str] = typer.Option(
+        None, "--experts", metavar="NAME",
+        help="MoE models: expert layout (ep, ep-xy+tp-z, ep-x+tp-yz, ep-yz, tp, wg) [default: the fastest]."),
+    load_imbalance: Optional[float] = typer.Option(
+        None, "--load-imbalance", metavar="RHO",
+        help="MoE models: the busiest chip's expert work over the mean chip's [>= 1; default 1]."),
     input_tokens: Optional[int] = InputOpt,
     output_tokens: Optional[int] = OutputTokOpt,
     context: Optional[int] = ContextOpt,
@@ -66,8 +72,9 @@ def explain(
         raise UsageError("--chips is required for explain")
     spec = load_plan(plan_file, model=model, cluster=cluster, chips=(chips,), phases=(phase,),
                      batches=(batch,), weights=(weights,), ffn=(ffn,), attention=(attention,),
-                     input_tokens=input_tokens, output_tokens=output_tokens, context=context)
-    ev = best(spec, spec.space.phases[0], chips, batch, spec.space.weights[0], ffn, attention)
+                     input_tokens=input_tokens, output_tokens=output_tokens, context=context,
+                     experts=(experts,) if experts else None, load_imbalance=load_imbalance)
+    ev = best(spec, spec.space.phases[0], chips, batch, spec.space.weights[0], ffn, attention, experts)
     if ev is None:
         raise InfeasibleError(explain_infeasible(spec, spec.space.phases[0], chips, batch,
                                                  spec.space.weights[0], ffn, attention))

@@ -53,6 +53,12 @@ def plan(
         help="FFN layouts: ws1d, ws2d, wg-x, wg-xy, wg-xyz [default: all]."),
     attention: Optional[str] = typer.Option(None, "--attention", metavar="NAME[,NAME...]",
                                             help="Attention layouts: heads, batch [default: both]."),
+    experts: Optional[str] = typer.Option(
+        None, "--experts", metavar="NAME[,NAME...]",
+        help="Expert layouts of MoE models: ep, ep-xy+tp-z, ep-x+tp-yz, ep-yz, tp, wg [default: all]."),
+    load_imbalance: Optional[float] = typer.Option(
+        None, "--load-imbalance", metavar="RHO",
+        help="MoE models: the busiest chip's expert work over the mean chip's [>= 1; default 1]."),
     input_tokens: Optional[int] = InputOpt,
     output_tokens: Optional[int] = OutputTokOpt,
     context: Optional[int] = ContextOpt,
@@ -96,7 +102,8 @@ def plan(
         raise UsageError(f"--plot draws in the terminal; it cannot be combined with --format {fmt}")
     spec = load_plan(plan_file, model=model, cluster=cluster, chips=int_list(chips, "--chips"),
                      phases=phase_list(phase), batches=int_list(batch, "--batch"), weights=word_list(weights),
-                     ffn=word_list(ffn), attention=word_list(attention), input_tokens=input_tokens,
+                     ffn=word_list(ffn), attention=word_list(attention), experts=word_list(experts),
+                     load_imbalance=load_imbalance, input_tokens=input_tokens,
                      output_tokens=output_tokens, context=context,
                      max_latency_s=seconds_flag(max_latency, "--max-latency"),
                      max_step_latency_s=seconds_flag(max_step_latency, "--max-step-latency"),

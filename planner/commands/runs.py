@@ -20,7 +20,8 @@ SAVED_RUN_HINT = "a saved run is what `planner plan PLAN --format json -o FILE` 
 
 def name(p: Point) -> str:
     """A point in words: 'decode 64 chips batch 512 ws2d+batch bf16'."""
-    return f"{p.phase.value} {p.chips} chips batch {p.batch} {p.ffn}+{p.attention} {p.weights}"
+    layouts = f"{p.ffn}+{p.attention}" + (f"+{p.experts}" if p.experts else "")
+    return f"{p.phase.value} {p.chips} chips batch {p.batch} {layouts} {p.weights}"
 
 
 # --- saved runs ---------------------------------------------------------------------------------
@@ -40,6 +41,7 @@ def point_dict(p: Point) -> dict:
         "bound": p.bound,
         "time_s": {"compute": num(p.compute_s), "memory": num(p.memory_s), "comm": num(p.comm_s),
                    "overhead": num(p.overhead_s)},
+        **({"experts": p.experts} if p.experts else {}),
     }
 
 
@@ -55,7 +57,15 @@ def plan_dict(result: SearchResult) -> dict:
         "frontier": {ph.phase.value: [point_dict(p) for p in ph.frontier] for ph in result.phases},
         **({"infeasible": {ph.phase.value: ph.infeasible for ph in result.phases if ph.infeasible}}
            if any(ph.infeasible for ph in result.phases) else {}),
+        **({"experts": _experts_dict(plan)} if plan.model.experts is not None else {}),
     }
+
+
+def _experts_dict(plan) -> dict:
+    """A mixture of experts: MFU counts the active parameters; the routing settings planned with."""
+    m, r = plan.model, plan.workload.routing
+    return {"params_total": m.n_params, "params_active": m.n_active_params, "mfu_counts": "active parameters",
+            "load_imbalance": r.load_imbalance, "redundant_experts": r.redundant_experts}
 
 
 # --- reading back -------------------------------------------------------------------------------
@@ -183,6 +193,7 @@ def _point(get: _Reader, d: object, path: str) -> Point:
         bound=get(d, "bound", str, "compute, memory or comm", path),
         compute_s=number("compute", "time_s"), memory_s=number("memory", "time_s"),
         comm_s=number("comm", "time_s"), overhead_s=number("overhead", "time_s"),
+        experts=get(d, "experts", str, "an expert layout name", path) if "experts" in d else "",
     )
 
 

@@ -38,6 +38,7 @@ from planner.cost import layouts
 from planner.errors import ConfigError, UsageError, did_you_mean
 from planner.specs.hardware import Cluster, WeightFormat
 from planner.specs.model import Model
+from planner.specs.moe import Routing
 from planner.specs.plan import Constraints, Phase, Pin, Plan, SearchSpace, Workload
 
 
@@ -51,6 +52,7 @@ class PlanDefaults:
     weights: tuple[str, ...] = ("bf16", "int8")
     ffn: tuple[str, ...] | None = None        # None: every registered FFN layout
     attention: tuple[str, ...] | None = None  # None: every registered attention layout
+    experts: tuple[str, ...] | None = None    # None: every registered expert layout (MoE models)
     input_tokens: int = 2048
     output_tokens: int = 64
     context: int | None = None  # None: the input tokens (decode attends to the prompt)
@@ -64,6 +66,7 @@ FLAGS = {
     "batches": "--batch", "weights": "--weights", "ffn": "--ffn", "attention": "--attention",
     "input_tokens": "--input-tokens", "output_tokens": "--output-tokens", "context": "--context",
     "max_latency_s": "--max-latency", "max_step_latency_s": "--max-step-latency", "min_mfu": "--min-mfu",
+    "experts": "--experts", "load_imbalance": "--load-imbalance",
 }
 
 
@@ -78,6 +81,7 @@ def _named_options() -> dict[str, tuple[Mapping[str, Any], str]]:
         "weights": ({fmt.label: fmt for fmt in WeightFormat}, "weight format"),
         "ffn": (names(layouts.FFN_LAYOUTS), "FFN layout"),
         "attention": (names(layouts.ATTENTION_LAYOUTS), "attention layout"),
+        "experts": (names(layouts.EXPERT_LAYOUTS), "expert layout"),
     }
 
 
@@ -87,11 +91,14 @@ def _choice(key: str) -> Field:
 
 # search axis (a SearchSpace field and a load_plan keyword) -> its key in a plan file
 SEARCH_KEYS = {"phases": "phases", "chips": "chips", "batches": "batch", "weights": "weights",
-               "ffn": "ffn", "attention": "attention"}
+               "ffn": "ffn", "attention": "attention", "experts": "experts"}
 WORKLOAD_KEYS = ("input_tokens", "output_tokens", "context")
 CONSTRAINT_FIELDS = {"max_latency_s": Field(number("seconds"), required=False),
                      "max_step_latency_s": Field(number("seconds"), required=False),
                      "min_mfu": Field(fraction, required=False)}
+# MoE models (planner.specs.moe.Routing); ignored for dense models
+ROUTING_FIELDS = {"load_imbalance": Field(number(minimum=1.0, inclusive=True), required=False),
+                  "redundant_experts": Field(count, required=False)}
 
 
 def _plan_fields(flags: Mapping[str, Any]) -> dict[str, Field]:
@@ -109,6 +116,7 @@ def _plan_fields(flags: Mapping[str, Any]) -> dict[str, Field]:
         "constraints": Field(lambda at: fields(at, CONSTRAINT_FIELDS, "constraints"),
                              required=False),
         "deployment": Field(passthrough, required=False),  # read once the cluster is known
+        "routing": Field(lambda at: fields(at, ROUTING_FIELDS, "the routing"), required=False),
     }
 
 
@@ -120,13 +128,15 @@ def load_plan(
     ffn: tuple[str, ...] | None = None, attention: tuple[str, ...] | None = None,
     input_tokens: int | None = None, output_tokens: int | None = None, context: int | None = None,
     max_latency_s: float | None = None, max_step_latency_s: float | None = None, min_mfu: float | None = None,
+    experts: tuple[str, ...] | None = None, load_imbalance: float | None = None,
 ) -> Plan:
     """A plan from a file (a preset name or a path) and/or flags; a flag overrides the file.
     Without a file, model and cluster are required and the rest is `PLAN_DEFAULTS`."""
     flags = _read_flags(dict(
         model=model, cluster=cluster, phases=phases, chips=chips, batches=batches, weights=weights,
         ffn=ffn, attention=attention, input_tokens=input_tokens, output_tokens=output_tokens,
-        context=context, max_latency_s=max_latency_s, max_step_latency_s=max_step_latency_s, min_mfu=min_mfu))
+        context=context, max_latency_s=max_latency_s, max_step_latency_s=max_step_latency_s, min_mfu=min_mfu,
+        experts=experts, load_imbalance=load_imbalance))
     if path is None:
         for required in ("model", "cluster"):
             if required not in flags:
@@ -174,9 +184,13 @@ def _assemble(model: Model, cluster: Cluster, plan: Fields | None, flags: dict[s
     workload = merge(WORKLOAD_KEYS, section("workload"))
     if workload["context"] is None:
         workload["context"] = workload["input_tokens"]
+    routing = section("routing")
+    routing = routing.values if routing is not None else {}
+    routing = Routing(load_imbalance=flags.get("load_imbalance", routing.get("load_imbalance", 1.0)),
+                      redundant_experts=routing.get("redundant_experts", 0))
     return Plan(
         model=model, cluster=cluster,
-        workload=Workload(**workload),
+        workload=Workload(**workload, routing=routing),
         space=_search_space(cluster, section("search"), flags),
         constraints=Constraints(**merge(CONSTRAINT_FIELDS, section("constraints"))),
         deployment=_read_deployment(section("deployment"), cluster),
@@ -269,6 +283,9 @@ def _read_flag(key: str, value: Any) -> Any:
     if key in ("max_latency_s", "max_step_latency_s"):
         return float(_checked(key, (value,), lambda v: _is_real(v) and 0 < v <= MAX_MAGNITUDE,
                               "a positive time in seconds")[0])
+    if key == "load_imbalance":
+        return float(_checked(key, (value,), lambda v: _is_real(v) and 1 <= v <= MAX_MAGNITUDE,
+                              "a factor >= 1 (the busiest chip's expert work over the mean's)")[0])
     if key == "min_mfu":
         if _is_real(value) and 1 < value <= 100:
             raise UsageError(f"{flag}: expected a fraction in (0, 1], found {value:g} (did you mean {value:g}%?)")

@@ -30,7 +30,8 @@ measurements show no hiding of activation collectives beyond the roofline).
 Each layer's terms repeat n_layers times; the output projection (logits, W_emb[E, V_xyz]) runs
 once per step for one token per sequence. Metrics follow the reference file's conventions:
     MFU  = 2 * n_params_nominal * tokens / (chips * peak_bf16 * latency_s)
-           (without a nominal count: Model.mfu_flops, the model's matmul FLOPs, in its place)
+           (without a nominal count: Model.mfu_flops, the model's matmul FLOPs, in its place;
+           for a mixture of experts, the active parameters: those one token uses)
     cost = chips * latency_s / tokens  (chip-seconds per token)
 with tokens = batch * input_tokens (prefill) or batch * output_tokens (decode).
 
@@ -45,7 +46,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from planner.cost.layouts import AttentionLayout, CollectiveKind, FfnLayout, LayerCost, Term
+from planner.cost.layouts import AttentionLayout, CollectiveKind, ExpertLayout, FfnLayout, LayerCost, Term
+from planner.cost.layouts.experts import moe_layers
 from planner.cost.layouts.base import StepShape, collective_term, size
 from planner.cost.mesh import Mesh
 from planner.cost.network import collective_seconds, ring_steps
@@ -65,6 +67,7 @@ class Candidate:
     ffn: FfnLayout
     attention: AttentionLayout
     weights: WeightFormat
+    experts: ExpertLayout | None = None  # MoE models: the routed experts' layout
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -158,8 +161,11 @@ def evaluate(model: Model, cluster: Cluster, workload: Workload, candidate: Cand
     ffn = c.ffn.cost(model, sizes, shape, wbytes)
     attention = c.attention.cost(model, c.ffn, sizes, shape, wbytes)
     head = _output_projection(model, c.mesh.chips, batch, wbytes)
-    terms = [(term, repeat) for layer_cost, repeat in ((attention, model.n_layers), (ffn, model.n_layers), (head, 1))
-             for term in layer_cost.terms]
+    ffn_repeat, moe = model.n_layers, ()  # MoE: dense layers take the FFN layout, MoE layers these parts
+    if model.experts is not None:
+        ffn_repeat, moe = moe_layers(model, c.ffn, c.experts, sizes, shape, wbytes, workload.routing)
+    terms = [(term, repeat) for layer_cost, repeat in ((attention, model.n_layers), (ffn, ffn_repeat), *moe, (head, 1))
+             if repeat for term in layer_cost.terms]
     cal, chip = cluster.calibration, cluster.chip
     zero = np.zeros(batch.shape)
     flops, hbm, comm_s, prefetched_s, steps, prefetched_steps = zero, zero, zero, zero, 0, 0
@@ -189,9 +195,15 @@ def evaluate(model: Model, cluster: Cluster, workload: Workload, candidate: Cand
 
     weight_bytes = model.n_layers * (ffn.weight_bytes_stored + attention.weight_bytes_stored) + \
         head.weight_bytes_stored
+    if moe:
+        weight_bytes = model.n_layers * attention.weight_bytes_stored + ffn_repeat * ffn.weight_bytes_stored + \
+            sum(repeat * part.weight_bytes_stored for part, repeat in moe) + head.weight_bytes_stored
     kv_bytes = model.n_layers * attention.kv_bytes_stored + zero
     residual = c.ffn.residual_bytes(model, sizes, shape)
-    activation_bytes = residual + ffn.working_bytes + attention.working_bytes
+    ffn_working = ffn.working_bytes
+    if moe:  # one layer's gathered weights at a time: a dense layer's or an MoE layer's
+        ffn_working = np.maximum(ffn_working if ffn_repeat else 0.0, sum(part.working_bytes for part, _ in moe))
+    activation_bytes = residual + ffn_working + attention.working_bytes
     hbm_bytes = weight_bytes + kv_bytes + activation_bytes
     return Evaluation(
         candidate=c, model=model, workload=workload, batch=batch, tokens=tokens, compute_s=compute_s, memory_s=memory_s,

@@ -31,7 +31,16 @@ def explain_dict(ev: Evaluation, cluster=None) -> dict:
     out["workload"] = ({"input_tokens": w.input_tokens} if c.phase is Phase.PREFILL
                        else {"context": w.context, "output_tokens": w.output_tokens})
     out["axes"] = {axis: c.mesh.names(axis) for axis in "xyz"}
-    out["notation"] = {"ffn": c.ffn.notation, "attention": c.attention.notation}
+    out["notation"] = {"ffn": c.ffn.notation, "attention": c.attention.notation,
+                       **({"experts": c.experts.notation} if c.experts is not None else {})}
+    if ev.model.experts is not None:
+        x = ev.model.experts
+        out["moe"] = {"moe_layers": x.n_moe_layers(ev.model.n_layers), "routed_experts": x.n_experts,
+                      "top_k": x.top_k, "shared_experts": x.n_shared, "params_total": ev.model.n_params,
+                      "params_active": ev.model.n_active_params, "mfu_counts": "active parameters",
+                      "load_imbalance": w.routing.load_imbalance, "redundant_experts": w.routing.redundant_experts}
+    if ev.model.latent is not None:
+        out["latent_attention"] = {"cache_elements_per_token_per_layer": ev.model.latent.cache_elements}
     out["padding"] = [{"parts": list(p.parts), "batch_shards": p.shards, "sequences_per_chip": p.per_chip,
                        "wasted": num(p.wasted)} for p in batch_padding(c, ev.model, int(ev.batch[0]))]
     out["layers"] = [
@@ -108,13 +117,14 @@ def _explain_header(ev: Evaluation) -> tuple[str, list[tuple[str, str]]]:
     """The title line and the (label, text) lines under it."""
     d, c, w = point(ev, 0), ev.candidate, ev.workload
     title = (f"{d.phase.value}: {d.chips} chips (mesh {'x'.join(str(n) for _, n in d.mesh)}), "
-             f"batch {d.batch}, {d.ffn}+{d.attention}, {d.weights} weights")
+             f"batch {d.batch}, {d.ffn}+{d.attention}{'+' + d.experts if d.experts else ''}, {d.weights} weights")
     tokens = (f"{w.input_tokens} input token{'s' * (w.input_tokens != 1)} per sequence" if c.phase is Phase.PREFILL
               else f"{w.output_tokens} output token{'s' * (w.output_tokens != 1)} per sequence, each step attending "
                    f"to {w.context} cached tokens")
     axes = ", ".join(f"{axis}=[{' '.join(c.mesh.names(axis))}]" for axis in "xyz")
+    experts = [("experts", c.experts.notation)] if c.experts is not None else []
     return title, [("tokens", tokens), ("FFN", c.ffn.notation), ("attention", c.attention.notation),
-                   ("axes", axes)]
+                   *experts, ("axes", axes)]
 
 
 def _explain_cells(r) -> tuple[str, ...]:
@@ -149,10 +159,32 @@ def _explain_summary(ev: Evaluation) -> list[str]:
         f"+ activations {fmt_bytes(float(ev.activation_bytes[0]))} = {fmt_bytes(d.hbm_bytes_per_chip)} "
         f"per chip ({fmt_percent(d.hbm_fraction)} of HBM)",
     ]
+    lines += _moe_lines(ev)
     for p in batch_padding(c, ev.model, d.batch):
         lines.append(f"padding  {' and '.join(p.parts)}: batch {d.batch} over {p.shards} batch shards, so every "
                      f"chip computes {p.per_chip} sequence{'s' * (p.per_chip != 1)}; {fmt_percent(p.wasted)} of "
                      f"that work is padding")
+    return lines
+
+
+def _moe_lines(ev: Evaluation) -> list[str]:
+    """Mixture of experts and latent attention: layers, what MFU counts, routing, the MLA cache."""
+    m, lines = ev.model, []
+    if m.experts is not None:
+        x, r = m.experts, ev.workload.routing
+        moe = x.n_moe_layers(m.n_layers)
+        shared = f", {x.n_shared} shared" if x.n_shared else ""
+        lines.append(f"experts  {moe} MoE layers ({x.n_experts} routed experts, top {x.top_k}{shared}) and "
+                     f"{m.n_layers - moe} dense; MFU counts the {m.n_active_params / 1e9:.2f}B active parameters "
+                     f"(of {m.n_params / 1e9:.2f}B); load imbalance {r.load_imbalance:g} on the busiest chip's "
+                     f"expert einsums" + (f"; {r.redundant_experts} redundant experts held" if r.redundant_experts
+                                          else ""))
+    if m.latent is not None:
+        _, head_axes = ev.candidate.attention.core_axes(m, ev.candidate.ffn, ev.candidate.mesh.sizes)
+        where = ("replicated on every head shard" if any(ev.candidate.mesh.sizes[a] > 1 for a in head_axes)
+                 else "split by sequences")
+        lines.append(f"MLA      KV cache: one latent of {m.latent.cache_elements} elements per token per layer, "
+                     f"shared by all {m.n_heads} heads, {where}; decode attention in the absorbed form")
     return lines
 
 

@@ -16,7 +16,7 @@ COLUMNS = ("chips", "batch", "layout", "wts", "latency", "step", "MFU", "cost/to
 
 def _cells(p: Point) -> tuple[str, ...]:
     return (
-        str(p.chips), str(p.batch), f"{p.ffn}+{p.attention}", p.weights, fmt_seconds(p.latency_s),
+        str(p.chips), str(p.batch), f"{p.ffn}+{p.attention}" + (f"+{p.experts}" if p.experts else ""), p.weights, fmt_seconds(p.latency_s),
         fmt_seconds(p.step_latency_s), fmt_percent(p.mfu), fmt_seconds(p.cost_chip_s_per_token),
         fmt_percent(p.hbm_fraction), p.bound,
     )
@@ -58,7 +58,18 @@ def _summary(result: SearchResult) -> str:
     w = plan.workload
     return (f"{plan.model.name} on {plan.cluster.name}: input {w.input_tokens}, output {w.output_tokens}, "
             f"context {w.context} tokens. Evaluated {result.evaluated}, feasible {result.feasible}, "
-            f"dropped: {dropped}.")
+            f"dropped: {dropped}." + moe_note(plan.model, w))
+
+
+def moe_note(model, workload) -> str:
+    """For a mixture of experts: what MFU counts and the routing settings (empty for dense models)."""
+    if model.experts is None:
+        return ""
+    r = workload.routing
+    return (f" Mixture of experts: MFU counts the {model.n_active_params / 1e9:.2f}B active parameters "
+            f"(of {model.n_params / 1e9:.2f}B); layouts are FFN+attention+experts; expert load imbalance "
+            f"{r.load_imbalance:g}" + (f", {r.redundant_experts} redundant experts" if r.redundant_experts else "")
+            + ".")
 
 
 def plan_table(result: SearchResult, console, *, ascii_only: bool = False) -> None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from planner.cost.costmodel import BOUNDS, Candidate, Evaluation, evaluate
-from planner.cost.layouts import ATTENTION_LAYOUTS, FFN_LAYOUTS
+from planner.cost.layouts import ATTENTION_LAYOUTS, EXPERT_LAYOUTS, FFN_LAYOUTS
 from planner.cost.mesh import meshes
 from planner.errors import InfeasibleError
 from planner.specs.plan import Phase, Plan
@@ -46,11 +46,13 @@ class Point:
     memory_s: float
     comm_s: float
     overhead_s: float
+    experts: str = ""  # MoE models: the expert layout ("" for a dense model)
 
     @property
     def key(self) -> tuple:
         """What identifies a point across two runs (compare matches on this)."""
-        return (self.phase.value, self.chips, self.batch, self.ffn, self.attention, self.weights)
+        return (self.phase.value, self.chips, self.batch, self.ffn, self.attention, self.weights) + \
+            ((self.experts,) if self.experts else ())
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -99,15 +101,26 @@ def candidates(plan: Plan, phase: Phase, chips: tuple[int, ...] | None = None) -
                     if not attention.applies(model, ffn, sizes):
                         continue
                     core = attention.core_axes(model, ffn, sizes)
-                    key = (n, ffn.name, attention.name) + tuple(
-                        mesh.pieces(axes) for axes in
-                        (ffn.batch_axes, ffn.f_axes, ffn.e_axes, ffn.gather_axes) + core)
-                    if key in seen:
-                        continue
-                    seen.add(key)
-                    out.extend(Candidate(phase=phase, mesh=mesh, ffn=ffn, attention=attention, weights=w)
-                               for w in space.weights)
+                    for experts in _expert_layouts(plan, sizes):
+                        routed = () if experts is None else (experts.name,) + tuple(
+                            mesh.pieces(axes) for axes in (experts.expert_axes, experts.f_axes, experts.gather_axes))
+                        key = (n, ffn.name, attention.name) + tuple(
+                            mesh.pieces(axes) for axes in
+                            (ffn.batch_axes, ffn.f_axes, ffn.e_axes, ffn.gather_axes) + core) + routed
+                        if key in seen:
+                            continue
+                        seen.add(key)
+                        out.extend(Candidate(phase=phase, mesh=mesh, ffn=ffn, attention=attention, weights=w,
+                                             experts=experts) for w in space.weights)
     return out
+
+
+def _expert_layouts(plan: Plan, sizes: dict[str, int]) -> list:
+    """The expert layouts that apply on this mesh (MoE models), or [None] for a dense model."""
+    if plan.model.experts is None:
+        return [None]
+    names = plan.space.experts or tuple(EXPERT_LAYOUTS)
+    return [layout for layout in (EXPERT_LAYOUTS[name] for name in names) if layout.applies(plan.model, sizes)]
 
 
 def search(plan: Plan, progress: Callable[[int, int], None] | None = None,
@@ -192,7 +205,8 @@ def order_key(ev: Evaluation, i: int) -> tuple:
     c = ev.candidate
     return (float(ev.latency_s[i]), -float(ev.mfu[i]), float(ev.comm_s[i]), float(ev.memory_s[i]),
             list(FFN_LAYOUTS).index(c.ffn.name), list(ATTENTION_LAYOUTS).index(c.attention.name),
-            c.mesh.chips, int(ev.batch[i]), ev.weights_at(i).bytes_per_element)
+            c.mesh.chips, int(ev.batch[i]), ev.weights_at(i).bytes_per_element) + \
+        ((list(EXPERT_LAYOUTS).index(c.experts.name),) if c.experts is not None else ())
 
 
 RESOLUTION = 1e-3  # relative differences below 0.1% are not resolved by the cost model
@@ -231,16 +245,19 @@ def point(ev: Evaluation, i: int) -> Point:
         hbm_fraction=float(ev.hbm_fraction[i]), bound=BOUNDS[int(ev.bound[i])],
         compute_s=float(ev.compute_s[i]), memory_s=float(ev.memory_s[i]),
         comm_s=float(ev.comm_s[i]), overhead_s=float(ev.overhead_s),
+        experts=c.experts.name if c.experts is not None else "",
     )
 
 
-def best(plan: Plan, phase: Phase, chips: int, batch: int, weights=None, ffn=None, attention=None) -> Evaluation | None:
+def best(plan: Plan, phase: Phase, chips: int, batch: int, weights=None, ffn=None, attention=None,
+         experts=None) -> Evaluation | None:
     """The lowest-latency feasible evaluation at one chip count and batch (optionally with a
     weight format or layout fixed), as a one-element Evaluation; None if nothing fits."""
     found = None
     for c in candidates(plan, phase, chips=(chips,)):
         if (weights and c.weights is not weights) or (ffn and c.ffn.name != ffn) or \
-                (attention and c.attention.name != attention):
+                (attention and c.attention.name != attention) or \
+                (experts and (c.experts is None or c.experts.name != experts)):
             continue
         ev = evaluate(plan.model, plan.cluster, plan.workload, c, np.array([batch]))
         if ev.hbm_bytes[0] > plan.cluster.chip.hbm_bytes:

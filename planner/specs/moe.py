@@ -40,7 +40,8 @@ class Experts:
         return layer >= self.first_dense and (layer + 1) % self.every == 0
 
     def n_moe_layers(self, n_layers: int) -> int:
-        return sum(self.is_moe(i) for i in range(n_layers))
+        """Layers i < n_layers with i >= first_dense and (i + 1) % every == 0."""
+        return max(0, n_layers // self.every - self.first_dense // self.every)
 
     def params_per_expert(self, n_input_matrices: int, d_model: int) -> int:
         """(n_in + 1) E F_e, plus biases n_in F_e + E when the experts have them."""
@@ -50,7 +51,9 @@ class Experts:
         return params
 
     def router_params(self, d_model: int) -> int:
-        """W_router[E, M] (+ M biases)."""
+        """W_router[E, M] (+ M biases); a single expert needs no router."""
+        if self.n_experts == 1:
+            return 0
         return self.n_experts * d_model + (self.n_experts if self.router_bias else 0)
 
     def shared_d_ff(self) -> int:

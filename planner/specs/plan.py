@@ -7,6 +7,7 @@ from enum import Enum
 
 from planner.specs.hardware import Cluster, WeightFormat
 from planner.specs.model import Model
+from planner.specs.moe import Routing
 
 
 class Phase(Enum):
@@ -19,6 +20,7 @@ class Workload:
     input_tokens: int   # prefill: tokens per sequence processed in one pass
     output_tokens: int  # decode: tokens generated per sequence
     context: int        # decode: KV-cache length each decode step attends to (and must hold)
+    routing: Routing = Routing()  # MoE models: load imbalance and redundant experts
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -29,6 +31,7 @@ class SearchSpace:
     weights: tuple[WeightFormat, ...]
     ffn: tuple[str, ...]
     attention: tuple[str, ...]
+    experts: tuple[str, ...] = ()  # expert layouts (MoE models; empty: every registered one)
 
 
 @dataclass(frozen=True, kw_only=True)

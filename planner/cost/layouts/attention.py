@@ -41,6 +41,7 @@ from planner.cost.layouts.base import (
     union,
 )
 from planner.cost.layouts.ffn import FfnLayout
+from planner.cost.layouts.latent import latent_cost
 from planner.specs.hardware import ACTIVATION_BYTES
 from planner.specs.model import Block, Model
 
@@ -103,6 +104,15 @@ class AttentionLayout:
             kv_rows = " (K, V for own batch shard)"
         kv_new_bytes = kv_tokens * (kv_proj / f) * H * 2 * act
         kv_cache = core_batch * shape.cached * 2 * kv_heads_per_chip * H * act
+        core_flops = 4.0 * core_batch * shape.tokens * shape.attended * core_heads * H
+        stored = 2 * E * (heads + kv_proj) * H * weight_bytes / n
+        if model.latent is not None:  # multi-head latent attention (planner.cost.layouts.latent)
+            mla = latent_cost(model, heads=heads, kv_proj=kv_proj, e=e, f=f, tokens=tokens, kv_tokens=kv_tokens,
+                              core_batch=core_batch, core_heads=core_heads,
+                              kv_heads_per_chip=kv_heads_per_chip, shape=shape)
+            qo_params, kv_params, q_bytes = mla.qo_params, mla.kv_params, mla.q_bytes
+            kv_new_bytes, kv_cache, core_flops = mla.kv_new_bytes, mla.kv_cache, mla.core_flops
+            stored = mla.stored_params * weight_bytes / n
         to_batch = "".join(a for a in batch_axes if a not in b)
         # New K, V (partial sums over e) reach the cache's sharding. Head-sharded: a
         # reduce-scatter when the chips of an e group need different kv heads of the ones they
@@ -137,7 +147,7 @@ class AttentionLayout:
                                      A2A, to_batch, q_bytes / e))
         terms.append(Term(name="einsum QK, AV",
                           notation=activation(batch_axes, ("S", ""), ("N", head_axes), ("H", "")),
-                          flops=4.0 * core_batch * shape.tokens * shape.attended * core_heads * H,
+                          flops=core_flops,
                           rows=shape.tokens * core_heads / kv_heads_per_chip))  # queries sharing a K, V head
         if shape.reads_cache:
             cache = f"KV[{sharded('B', batch_axes)}, S, {sharded('K', head_axes)}, H]{copies}"
@@ -152,7 +162,6 @@ class AttentionLayout:
                                  AG, ffn.gather_axes, used_weight_bytes, prefetched=True))
         if model.block is Block.SERIAL:
             terms.extend(ffn.boundary_collectives(sizes, shape, model))
-        stored = 2 * E * (heads + kv_proj) * H * weight_bytes / n
         return LayerCost(
             terms=tuple(t for t in terms if t is not None),
             weight_bytes_stored=stored,
