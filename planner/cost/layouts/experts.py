@@ -98,7 +98,7 @@ class ExpertLayout:
         terms = []
         if M > 1:
             terms.append(Term(name="einsum router", notation=f"W_r[E, M] -> {activation(b, ('M', ''))}",
-                              flops=2.0 * local * E * M, hbm_bytes=x.router_params(E) * weight_bytes))
+                              flops=2.0 * local * E * M, hbm_bytes=x.router_params(E) * weight_bytes, rows=local))
         if self.gather_axes:
             terms.append(collective_term("all-to-all tokens to sequence shards",
                                          f"{activation(b, ('E', fe))} -> {activation(union(b, fe), ('E', ''))}",
@@ -114,7 +114,10 @@ class ExpertLayout:
                           f"{_touched_text(touched, held)}"
                           f"{'' if routing.load_imbalance == 1 else f'; load imbalance x{routing.load_imbalance:g}'}",
                  flops=2.0 * model.ffn.n_matrices * E * (F / tp) * k * routed * routing.load_imbalance,
-                 hbm_bytes=read_bytes),
+                 hbm_bytes=read_bytes,
+                 # each expert's matmul multiplies the token slots routed to it: this chip's slots
+                 # spread over the experts it touches
+                 rows=routed * k / np.maximum(touched, 1.0)),
             collective_term("combine all-to-all", "B L k E back to the tokens' chips" + partial_sum(f_x),
                             A2A, ep_x, routed * k * E * act),
             collective_term("reduce-scatter expert output", activation(b, ("E", "")) + partial_sum(f_x),
