@@ -53,6 +53,7 @@ class PlanDefaults:
     ffn: tuple[str, ...] | None = None        # None: every registered FFN layout
     attention: tuple[str, ...] | None = None  # None: every registered attention layout
     experts: tuple[str, ...] | None = None    # None: every registered expert layout (MoE models)
+    stages: tuple[int, ...] = (1,)  # pipeline stage counts; 1 alone: no pipeline
     input_tokens: int = 2048
     output_tokens: int = 64
     context: int | None = None  # None: the input tokens (decode attends to the prompt)
@@ -67,6 +68,7 @@ FLAGS = {
     "input_tokens": "--input-tokens", "output_tokens": "--output-tokens", "context": "--context",
     "max_latency_s": "--max-latency", "max_step_latency_s": "--max-step-latency", "min_mfu": "--min-mfu",
     "experts": "--experts", "load_imbalance": "--load-imbalance",
+    "stages": "--stages",
 }
 
 
@@ -91,7 +93,7 @@ def _choice(key: str) -> Field:
 
 # search axis (a SearchSpace field and a load_plan keyword) -> its key in a plan file
 SEARCH_KEYS = {"phases": "phases", "chips": "chips", "batches": "batch", "weights": "weights",
-               "ffn": "ffn", "attention": "attention", "experts": "experts"}
+               "ffn": "ffn", "attention": "attention", "experts": "experts", "stages": "stages"}
 WORKLOAD_KEYS = ("input_tokens", "output_tokens", "context")
 CONSTRAINT_FIELDS = {"max_latency_s": Field(number("seconds"), required=False),
                      "max_step_latency_s": Field(number("seconds"), required=False),
@@ -129,6 +131,7 @@ def load_plan(
     input_tokens: int | None = None, output_tokens: int | None = None, context: int | None = None,
     max_latency_s: float | None = None, max_step_latency_s: float | None = None, min_mfu: float | None = None,
     experts: tuple[str, ...] | None = None, load_imbalance: float | None = None,
+    stages: tuple[int, ...] | None = None,
 ) -> Plan:
     """A plan from a file (a preset name or a path) and/or flags; a flag overrides the file.
     Without a file, model and cluster are required and the rest is `PLAN_DEFAULTS`."""
@@ -136,7 +139,7 @@ def load_plan(
         model=model, cluster=cluster, phases=phases, chips=chips, batches=batches, weights=weights,
         ffn=ffn, attention=attention, input_tokens=input_tokens, output_tokens=output_tokens,
         context=context, max_latency_s=max_latency_s, max_step_latency_s=max_step_latency_s, min_mfu=min_mfu,
-        experts=experts, load_imbalance=load_imbalance))
+        experts=experts, load_imbalance=load_imbalance, stages=stages))
     if path is None:
         for required in ("model", "cluster"):
             if required not in flags:
@@ -275,7 +278,7 @@ def _read_flag(key: str, value: Any) -> Any:
                 raise UsageError(f"{flag}: unknown {what} {name!r}; expected one of "
                                  f"{', '.join(choices)}" + (f" ({hint})" if hint else ""))
         return tuple(choices[name] for name in values)
-    if key in ("chips", "batches"):
+    if key in ("chips", "batches", "stages"):
         values = (value,) if isinstance(value, int) else tuple(value)
         return _several(key, _checked(key, values, _is_count, f"a positive whole number up to {MAX_COUNT:g}"))
     if key in WORKLOAD_KEYS:

@@ -68,6 +68,7 @@ class Candidate:
     attention: AttentionLayout
     weights: WeightFormat
     experts: ExpertLayout | None = None  # MoE models: the routed experts' layout
+    stages: int = 1  # pipeline stages (planner.cost.pipeline); `mesh` is then one stage's mesh
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -144,10 +145,13 @@ def combine(compute_s, memory_s, comm_s, overlap: float, prefetched_s=0.0):
 
 def evaluate(model: Model, cluster: Cluster, workload: Workload, candidate: Candidate,
              batch: np.ndarray, detail: bool = False,
-             formats: tuple[WeightFormat, ...] | None = None) -> Evaluation:
+             formats: tuple[WeightFormat, ...] | None = None, *, first: bool = True,
+             last: bool = True) -> Evaluation:
     """Costs of `candidate` over the batch sizes `batch`; `detail` also keeps the explain rows.
     With `formats`, every weight format is swept too (point i has batch[i % len(batch)] and
-    formats[i // len(batch)]), and the candidate's own `weights` is ignored."""
+    formats[i // len(batch)]), and the candidate's own `weights` is ignored. A pipeline stage
+    (planner.cost.pipeline) is `model` with its layers only, holding the input embedding if
+    `first` and the output projection if `last`; a whole model is both."""
     c = candidate
     batch = np.asarray(batch, dtype=np.int64)
     if formats is None or len(formats) == 1:
@@ -160,7 +164,7 @@ def evaluate(model: Model, cluster: Cluster, workload: Workload, candidate: Cand
     sizes = c.mesh.sizes
     ffn = c.ffn.cost(model, sizes, shape, wbytes)
     attention = c.attention.cost(model, c.ffn, sizes, shape, wbytes)
-    head = _output_projection(model, c.mesh.chips, batch, wbytes)
+    head = _output_projection(model, c.mesh.chips, batch, wbytes, first, last)
     ffn_repeat, moe = model.n_layers, ()  # MoE: dense layers take the FFN layout, MoE layers these parts
     if model.experts is not None:
         ffn_repeat, moe = moe_layers(model, c.ffn, c.experts, sizes, shape, wbytes, workload.routing)
@@ -262,15 +266,19 @@ def _bound(compute_s, memory_s, active_s, critical_s, comm_s):
     return np.where(comm, 2, local)
 
 
-def _output_projection(model: Model, chips: int, batch: np.ndarray, weight_bytes: int) -> LayerCost:
-    """Logits for one token per sequence: W_emb[E, V_xyz], after gathering the final hidden states."""
+def _output_projection(model: Model, chips: int, batch: np.ndarray, weight_bytes: int, first: bool = True,
+                       last: bool = True) -> LayerCost:
+    """Logits for one token per sequence: W_emb[E, V_xyz], after gathering the final hidden states.
+    A pipeline's first stage stores the input embedding (a copy of a tied one) and its last the
+    output projection, each one E x V table; a whole model stores `embedding_params`."""
     E, V = model.d_model, model.vocab
     gather = collective_term("gather final hidden states", "B E", CollectiveKind.ALL_GATHER, "xyz",
                              batch * E * ACTIVATION_BYTES)
     logits = Term(name="einsum logits", notation="W_emb[E, V_xyz] -> B V_xyz",
                   flops=2.0 * batch * E * V / chips, hbm_bytes=E * V * weight_bytes / chips, rows=batch)
     # stored: the output projection, and the input embedding table if it is a separate one
-    return LayerCost(terms=(gather, logits), weight_bytes_stored=model.embedding_params * weight_bytes / chips)
+    tables = model.embedding_params if first and last else E * V * (int(first) + int(last))
+    return LayerCost(terms=(gather, logits) if last else (), weight_bytes_stored=tables * weight_bytes / chips)
 
 
 def _row(cluster: Cluster, mesh: Mesh, term: Term, repeat: int, shape: tuple[int, ...]) -> Row:

@@ -50,6 +50,25 @@ def meshes(cluster: Cluster, chips: int) -> list[Mesh]:
     return _switched_meshes(topology, chips)
 
 
+def stage_meshes(cluster: Cluster, chips: int, stages: int) -> list[Mesh]:
+    """The meshes of one pipeline stage when `chips` chips form `stages` stages over the outermost
+    level (empty if they cannot): on switched levels, each stage is whole groups of the outermost
+    level (whole nodes); on a torus, each stage is a slice the cluster offers, of chips / stages
+    chips with its own shape and wraparound (slices joined face to face, as TPU v4 slices are
+    cubes joined by optical switches; cutting one axis of a slice instead would leave that axis
+    without its ring)."""
+    if stages == 1:
+        return meshes(cluster, chips)
+    if chips % stages:
+        return []
+    per_stage, topology = chips // stages, cluster.topology
+    if isinstance(topology, Switched):
+        inner = _product((level.name, level.size or 1) for level in topology.levels[:-1])
+        if per_stage % inner:
+            return []
+    return meshes(cluster, per_stage)
+
+
 def _torus_meshes(torus: Torus, slice_) -> list[Mesh]:
     physical = tuple(zip(torus.axes, slice_.shape))
     out = []

@@ -21,6 +21,18 @@ each level runs hierarchically, slowest level first for an all-gather (smallest 
 moves D (k_l - 1) P_l / K bytes, where P_l is the product of the k of the levels done before it.
 An all-to-all sends D (k_l - 1)/k_l through each level it spans.
 
+Point-to-point send between neighbouring pipeline stages (planner.cost.pipeline): every chip
+of a stage sends its shard, D bytes, to its counterpart in the next stage at once, so the send
+moves D * n_s bytes (n_s the stage's chips) across the boundary between the two stages:
+
+    send: D * n_s / W_b + collective_latency_s (one hop)
+
+with W_b the boundary's bandwidth, one direction: the pool-to-pool transfer below between the
+chips that carry it, each at the scale-out bandwidth W_out. On switched levels that is all n_s
+chips (stages are whole groups of the outermost level, e.g. nodes over InfiniBand, one NIC per
+GPU); on a torus, stages are slices joined face to face along their shortest axis, so only the
+n_s / (shortest extent) chips of the face carry it.
+
 Every collective also pays `collective_latency_s` per ring step (hop): sum over the axes or levels
 it spans of (k_i - 1), since a ring collective is k - 1 dependent transfers (twice that for an
 all-reduce); and all
@@ -116,3 +128,24 @@ def transfer_seconds(cluster: Cluster, bytes_, senders, receivers):
     """Time to move `bytes_` from a pool of `senders` chips to one of `receivers` chips."""
     links = np.minimum(senders, receivers)
     return bytes_ / (links * scale_out_bytes_per_s(cluster) * cluster.calibration.network_efficiency)
+
+
+def boundary_chips(cluster: Cluster, mesh: Mesh) -> int:
+    """Chips of a stage with a link into the next stage: all of them on switched levels (one NIC
+    each); on a torus the face two slices share (the stage's chips / its shortest extent)."""
+    if isinstance(cluster.topology, Torus):
+        return mesh.chips // min(n for _, n in mesh.physical)
+    return mesh.chips
+
+
+def boundary_bytes_per_s(cluster: Cluster, mesh: Mesh) -> float:
+    """Bytes/s across the boundary between two neighbouring stages of `mesh`'s shape, one direction."""
+    return boundary_chips(cluster, mesh) * scale_out_bytes_per_s(cluster)
+
+
+def send_seconds(cluster: Cluster, mesh: Mesh, bytes_per_chip):
+    """A point-to-point send of `bytes_per_chip` from every chip of a stage to the next stage: the
+    pool-to-pool transfer over the boundary's chips, plus one hop of `collective_latency_s`."""
+    moved = np.asarray(bytes_per_chip, dtype=float) * mesh.chips
+    carriers = boundary_chips(cluster, mesh)
+    return transfer_seconds(cluster, moved, carriers, carriers) + cluster.calibration.collective_latency_s

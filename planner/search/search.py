@@ -1,5 +1,5 @@
-"""Exhaustive search: every chip count, mesh grouping, FFN layout, attention layout and weight
-format, with the batch axis swept as a numpy array; infeasible points are dropped with a named
+"""Exhaustive search: every chip count, pipeline stage count, mesh grouping, FFN layout, attention
+layout and weight format, with the batch axis swept as a numpy array; infeasible points are dropped with a named
 reason; the Pareto frontier of latency against MFU is kept per phase."""
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import numpy as np
 
 from planner.cost.costmodel import BOUNDS, Candidate, Evaluation, evaluate
 from planner.cost.layouts import ATTENTION_LAYOUTS, EXPERT_LAYOUTS, FFN_LAYOUTS
-from planner.cost.mesh import meshes
+from planner.cost.mesh import stage_meshes
+from planner.cost.pipeline import evaluate_pipeline
 from planner.errors import InfeasibleError
 from planner.specs.plan import Phase, Plan
 from planner.units import fmt_bytes, fmt_percent, fmt_seconds
@@ -47,12 +48,14 @@ class Point:
     comm_s: float
     overhead_s: float
     experts: str = ""  # MoE models: the expert layout ("" for a dense model)
+    stages: int = 1  # pipeline stages (chips and mesh: all stages; partition: one stage's)
+    micro_batches: int = 1
 
     @property
     def key(self) -> tuple:
         """What identifies a point across two runs (compare matches on this)."""
         return (self.phase.value, self.chips, self.batch, self.ffn, self.attention, self.weights) + \
-            ((self.experts,) if self.experts else ())
+            ((self.experts,) if self.experts else ()) + ((self.stages,) if self.stages > 1 else ())
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -91,8 +94,9 @@ def candidates(plan: Plan, phase: Phase, chips: tuple[int, ...] | None = None) -
     """Every distinct discrete choice for `phase` (mesh groupings that cost the same are merged)."""
     space, model = plan.space, plan.model
     out, seen = [], set()
-    for n in chips or space.chips:
-        for mesh in meshes(plan.cluster, n):
+    for n, p in ((n, p) for n in chips or space.chips for p in space.stages
+                 if p <= model.n_layers and (p == 1 or model.experts is None)):
+        for mesh in stage_meshes(plan.cluster, n, p):
             sizes = mesh.sizes
             for ffn in (FFN_LAYOUTS[name] for name in space.ffn):
                 if not ffn.applies(sizes):
@@ -104,14 +108,14 @@ def candidates(plan: Plan, phase: Phase, chips: tuple[int, ...] | None = None) -
                     for experts in _expert_layouts(plan, sizes):
                         routed = () if experts is None else (experts.name,) + tuple(
                             mesh.pieces(axes) for axes in (experts.expert_axes, experts.f_axes, experts.gather_axes))
-                        key = (n, ffn.name, attention.name) + tuple(
+                        key = (n, p, ffn.name, attention.name) + tuple(
                             mesh.pieces(axes) for axes in
                             (ffn.batch_axes, ffn.f_axes, ffn.e_axes, ffn.gather_axes) + core) + routed
                         if key in seen:
                             continue
                         seen.add(key)
                         out.extend(Candidate(phase=phase, mesh=mesh, ffn=ffn, attention=attention, weights=w,
-                                             experts=experts) for w in space.weights)
+                                             experts=experts, stages=p) for w in space.weights)
     return out
 
 
@@ -152,7 +156,7 @@ def _search_phase(plan: Plan, phase: Phase, layouts: list[Candidate], step: Call
     evaluated = 0
     reach = _Reach()
     for candidate in layouts:
-        ev = evaluate(plan.model, plan.cluster, plan.workload, candidate, batch, formats=plan.space.weights)
+        ev = cost(plan, candidate, batch, formats=plan.space.weights)
         step()
         evaluated += ev.batch.size
         ok = _feasible(plan, ev, dropped, reach)
@@ -205,7 +209,7 @@ def order_key(ev: Evaluation, i: int) -> tuple:
     c = ev.candidate
     return (float(ev.latency_s[i]), -float(ev.mfu[i]), float(ev.comm_s[i]), float(ev.memory_s[i]),
             list(FFN_LAYOUTS).index(c.ffn.name), list(ATTENTION_LAYOUTS).index(c.attention.name),
-            c.mesh.chips, int(ev.batch[i]), ev.weights_at(i).bytes_per_element) + \
+            c.mesh.chips * c.stages, int(ev.batch[i]), ev.weights_at(i).bytes_per_element, c.stages) + \
         ((list(EXPERT_LAYOUTS).index(c.experts.name),) if c.experts is not None else ())
 
 
@@ -235,7 +239,7 @@ def frontier(kept: list[tuple[Evaluation, np.ndarray]]) -> list[Point]:
 def point(ev: Evaluation, i: int) -> Point:
     c, mesh = ev.candidate, ev.candidate.mesh
     return Point(
-        phase=c.phase, chips=mesh.chips, mesh=mesh.physical,
+        phase=c.phase, chips=mesh.chips * c.stages, mesh=_stacked(mesh.physical, c.stages),
         partition=(("x", tuple(mesh.names("x"))), ("yz", tuple(mesh.names("yz"))),
                    ("gather", tuple(mesh.names(c.ffn.gather_axes)))),
         batch=int(ev.batch[i]), ffn=c.ffn.name, attention=c.attention.name, weights=ev.weights_at(i).label,
@@ -244,9 +248,21 @@ def point(ev: Evaluation, i: int) -> Point:
         tokens_per_s=float(ev.tokens_per_s[i]), hbm_bytes_per_chip=float(ev.hbm_bytes[i]),
         hbm_fraction=float(ev.hbm_fraction[i]), bound=BOUNDS[int(ev.bound[i])],
         compute_s=float(ev.compute_s[i]), memory_s=float(ev.memory_s[i]),
-        comm_s=float(ev.comm_s[i]), overhead_s=float(ev.overhead_s),
+        comm_s=float(ev.comm_s[i]), overhead_s=float(ev.overhead_s), stages=c.stages,
+        micro_batches=int(ev.micro_batches[i]) if c.stages > 1 else 1,
         experts=c.experts.name if c.experts is not None else "",
     )
+
+
+def _stacked(physical: tuple[tuple[str, int], ...], stages: int) -> tuple[tuple[str, int], ...]:
+    """All stages' chips: a stage's mesh with a `stages` axis in front (p = 1: the mesh itself)."""
+    return physical if stages == 1 else (("stages", stages),) + physical
+
+
+def cost(plan: Plan, candidate: Candidate, batch: np.ndarray, detail: bool = False, formats=None) -> Evaluation:
+    """costmodel.evaluate, or pipeline.evaluate_pipeline for a candidate with stages."""
+    run = evaluate if candidate.stages == 1 else evaluate_pipeline
+    return run(plan.model, plan.cluster, plan.workload, candidate, batch, detail=detail, formats=formats)
 
 
 def best(plan: Plan, phase: Phase, chips: int, batch: int, weights=None, ffn=None, attention=None,
@@ -259,14 +275,14 @@ def best(plan: Plan, phase: Phase, chips: int, batch: int, weights=None, ffn=Non
                 (attention and c.attention.name != attention) or \
                 (experts and (c.experts is None or c.experts.name != experts)):
             continue
-        ev = evaluate(plan.model, plan.cluster, plan.workload, c, np.array([batch]))
+        ev = cost(plan, c, np.array([batch]))
         if ev.hbm_bytes[0] > plan.cluster.chip.hbm_bytes:
             continue
         if found is None or order_key(ev, 0) < order_key(found, 0):
             found = ev
     if found is None:
         return None
-    return evaluate(plan.model, plan.cluster, plan.workload, found.candidate, found.batch, detail=True)
+    return cost(plan, found.candidate, found.batch, detail=True)
 
 
 def _nothing_feasible(plan: Plan, phase: Phase, evaluated: int, dropped: dict[str, int], reach: _Reach) -> str:
@@ -312,7 +328,7 @@ def weights_hint(plan: Plan) -> str:
 def explain_infeasible(plan: Plan, phase: Phase, chips: int, batch: int, weights, ffn: str,
                        attention: str) -> str:
     """Why one layout cannot be explained: it does not apply on this mesh, or does not fit."""
-    evs = [evaluate(plan.model, plan.cluster, plan.workload, c, np.array([batch]))
+    evs = [cost(plan, c, np.array([batch]))
            for c in candidates(plan, phase, chips=(chips,))
            if c.ffn.name == ffn and c.attention.name == attention and c.weights is weights]
     if not evs:

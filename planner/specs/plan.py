@@ -32,6 +32,7 @@ class SearchSpace:
     ffn: tuple[str, ...]
     attention: tuple[str, ...]
     experts: tuple[str, ...] = ()  # expert layouts (MoE models; empty: every registered one)
+    stages: tuple[int, ...] = (1,)  # pipeline stage counts (planner.cost.pipeline); 1: no pipeline
 
 
 @dataclass(frozen=True, kw_only=True)
