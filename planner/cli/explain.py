@@ -43,6 +43,8 @@ def explain(
     load_imbalance: Optional[float] = typer.Option(
         None, "--load-imbalance", metavar="RHO",
         help="MoE models: the busiest chip's expert work over the mean chip's [>= 1; default 1]."),
+    stages: int = typer.Option(1, "--stages", metavar="P",
+                               help="Pipeline stages over the outermost level (nodes; torus slices) [default 1]."),
     input_tokens: Optional[int] = InputOpt,
     output_tokens: Optional[int] = OutputTokOpt,
     context: Optional[int] = ContextOpt,
@@ -73,17 +75,25 @@ def explain(
     spec = load_plan(plan_file, model=model, cluster=cluster, chips=(chips,), phases=(phase,),
                      batches=(batch,), weights=(weights,), ffn=(ffn,), attention=(attention,),
                      input_tokens=input_tokens, output_tokens=output_tokens, context=context,
-                     experts=(experts,) if experts else None, load_imbalance=load_imbalance)
+                     experts=(experts,) if experts else None, load_imbalance=load_imbalance,
+                     stages=(stages,))
     ev = best(spec, spec.space.phases[0], chips, batch, spec.space.weights[0], ffn, attention, experts)
     if ev is None:
         raise InfeasibleError(explain_infeasible(spec, spec.space.phases[0], chips, batch,
                                                  spec.space.weights[0], ffn, attention))
     ascii_only = use_ascii(ascii_only)
-    if fmt == "json":
-        emit(to_json(render_explain.explain_dict(ev, spec.cluster)), output)
-    elif fmt == "csv":
-        emit(render_explain.explain_csv(ev), output)
-    elif fmt == "markdown":
-        emit(render_explain.explain_markdown(ev), output)
+    if stages > 1:  # a row per stage and per send between stages
+        from planner.render import pipeline as render_pipeline
+        to_dict, to_csv, to_markdown, to_table = (render_pipeline.pipeline_dict, render_pipeline.pipeline_csv,
+                                                  render_pipeline.pipeline_markdown, render_pipeline.pipeline_table)
     else:
-        render_table(lambda console: render_explain.explain_table(ev, spec.cluster, console, ascii_only=ascii_only), output)
+        to_dict, to_csv, to_markdown, to_table = (render_explain.explain_dict, render_explain.explain_csv,
+                                                  render_explain.explain_markdown, render_explain.explain_table)
+    if fmt == "json":
+        emit(to_json(to_dict(ev, spec.cluster)), output)
+    elif fmt == "csv":
+        emit(to_csv(ev), output)
+    elif fmt == "markdown":
+        emit(to_markdown(ev), output)
+    else:
+        render_table(lambda console: to_table(ev, spec.cluster, console, ascii_only=ascii_only), output)

@@ -59,6 +59,10 @@ def plan(
     load_imbalance: Optional[float] = typer.Option(
         None, "--load-imbalance", metavar="RHO",
         help="MoE models: the busiest chip's expert work over the mean chip's [>= 1; default 1]."),
+    stages: Optional[str] = typer.Option(
+        None, "--stages", metavar="P[,P...]",
+        help="Pipeline stage counts to search, over the outermost level (whole nodes; torus slices) "
+             "[default 1: no pipeline]."),
     input_tokens: Optional[int] = InputOpt,
     output_tokens: Optional[int] = OutputTokOpt,
     context: Optional[int] = ContextOpt,
@@ -107,7 +111,7 @@ def plan(
                      output_tokens=output_tokens, context=context,
                      max_latency_s=seconds_flag(max_latency, "--max-latency"),
                      max_step_latency_s=seconds_flag(max_step_latency, "--max-step-latency"),
-                     min_mfu=fraction_flag(min_mfu, "--min-mfu"))
+                     min_mfu=fraction_flag(min_mfu, "--min-mfu"), stages=int_list(stages, "--stages"))
     ascii_only = use_ascii(ascii_only)
     with searching(ascii_only) as activity:
         result = _search(search, spec, activity)

@@ -20,8 +20,9 @@ SAVED_RUN_HINT = "a saved run is what `planner plan PLAN --format json -o FILE` 
 
 def name(p: Point) -> str:
     """A point in words: 'decode 64 chips batch 512 ws2d+batch bf16'."""
+    stages = f"PP{p.stages} " if p.stages > 1 else ""
     layouts = f"{p.ffn}+{p.attention}" + (f"+{p.experts}" if p.experts else "")
-    return f"{p.phase.value} {p.chips} chips batch {p.batch} {layouts} {p.weights}"
+    return f"{p.phase.value} {p.chips} chips batch {p.batch} {stages}{layouts} {p.weights}"
 
 
 # --- saved runs ---------------------------------------------------------------------------------
@@ -30,7 +31,9 @@ def name(p: Point) -> str:
 # --- writing: the JSON contract (add keys, never rename them) ------------------------------------
 
 
-def point_dict(p: Point) -> dict:
+def point_dict(p: Point, stages: bool = False) -> dict:
+    """A point's JSON; `stages` (or a pipelined point) adds its pipeline stages and micro-batches
+    (a plan that searches only stages = 1 writes exactly the keys it wrote before stages existed)."""
     return {
         "phase": p.phase.value, "chips": p.chips, "mesh": {name: n for name, n in p.mesh},
         "partition": {group: list(axes) for group, axes in p.partition},
@@ -42,6 +45,7 @@ def point_dict(p: Point) -> dict:
         "time_s": {"compute": num(p.compute_s), "memory": num(p.memory_s), "comm": num(p.comm_s),
                    "overhead": num(p.overhead_s)},
         **({"experts": p.experts} if p.experts else {}),
+        **({"stages": p.stages, "micro_batches": p.micro_batches} if stages or p.stages > 1 else {}),
     }
 
 
@@ -54,7 +58,8 @@ def plan_dict(result: SearchResult) -> dict:
         "workload": {"input_tokens": w.input_tokens, "output_tokens": w.output_tokens, "context": w.context},
         "search": {"evaluated": result.evaluated, "feasible": result.feasible,
                    "dropped": dict(result.dropped)},
-        "frontier": {ph.phase.value: [point_dict(p) for p in ph.frontier] for ph in result.phases},
+        "frontier": {ph.phase.value: [point_dict(p, stages=max(plan.space.stages) > 1) for p in ph.frontier]
+                     for ph in result.phases},
         **({"infeasible": {ph.phase.value: ph.infeasible for ph in result.phases if ph.infeasible}}
            if any(ph.infeasible for ph in result.phases) else {}),
         **({"experts": _experts_dict(plan)} if plan.model.experts is not None else {}),
@@ -194,6 +199,7 @@ def _point(get: _Reader, d: object, path: str) -> Point:
         compute_s=number("compute", "time_s"), memory_s=number("memory", "time_s"),
         comm_s=number("comm", "time_s"), overhead_s=number("overhead", "time_s"),
         experts=get(d, "experts", str, "an expert layout name", path) if "experts" in d else "",
+        **{key: get(d, key, int, "a whole number", path) for key in ("stages", "micro_batches") if key in d},
     )
 
 

@@ -180,3 +180,46 @@ def _send_bytes_per_chip(model: Model, candidate: Candidate, shape: StepShape) -
     ffn, sizes = candidate.ffn, candidate.mesh.sizes
     e_shards = size(sizes, union(ffn.f_axes, ffn.e_axes))
     return ffn.tokens_per_chip(sizes, shape) * model.d_model / e_shards * ACTIVATION_BYTES
+
+
+@dataclass(frozen=True, kw_only=True)
+class StageView:
+    """One stage of one pipelined point, as `explain` shows it: its own Evaluation at the point's
+    micro-batch (rows too, if evaluated with detail) and its memory with the whole batch's KV cache."""
+
+    index: int             # 0-based
+    first_layer: int       # 1-based
+    n_layers: int
+    holds: tuple[str, ...]  # "input embedding", "output projection"
+    evaluation: Evaluation  # one point: the stage at its micro-batch
+    weight_bytes: float
+    kv_bytes: float        # the KV cache of all the batch's sequences for this stage's layers
+    activation_bytes: float
+    hbm_bytes: float
+
+
+def stage_views(pev: PipelineEvaluation, point: int = 0) -> tuple[StageView, ...]:
+    """Every stage of point `point` of `pev`."""
+    out, first_layer = [], 1
+    at, at_batch = int(pev.at[point]), int(pev.at_batch[point])
+    p = len(pev.layers)
+    for i, (k, ev) in enumerate(zip(pev.layers, pev.stage_evaluations)):
+        holds = (("input embedding",) if i == 0 else ()) + (("output projection",) if i == p - 1 else ())
+        weights = float(_values(ev, "weight_bytes")[at])
+        kv, act = float(ev.kv_bytes[at_batch]), float(ev.activation_bytes[at])
+        out.append(StageView(index=i, first_layer=first_layer, n_layers=k, holds=holds,
+                             evaluation=_one_point(ev, at), weight_bytes=weights, kv_bytes=kv,
+                             activation_bytes=act, hbm_bytes=weights + kv + act))
+        first_layer += k
+    return tuple(out)
+
+
+def _one_point(ev: Evaluation, j: int) -> Evaluation:
+    """`ev` cut down to its point j (a one-element Evaluation, rows included)."""
+    n = ev.batch.shape
+    cut = lambda a: a[j:j + 1] if isinstance(a, np.ndarray) and a.shape == n else a  # noqa: E731
+    rows = tuple(replace(r, **{f: cut(np.broadcast_to(getattr(r, f), n)) for f in
+                              ("flops", "hbm_bytes", "comm_bytes", "compute_s", "memory_s", "comm_s")})
+                 for r in ev.rows)
+    fields = {f: cut(getattr(ev, f)) for f in ev.__dataclass_fields__ if f not in ("rows", "formats")}
+    return replace(ev, **fields, rows=rows, formats=(ev.weights_at(j),))

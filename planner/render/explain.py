@@ -43,7 +43,18 @@ def explain_dict(ev: Evaluation, cluster=None) -> dict:
         out["latent_attention"] = {"cache_elements_per_token_per_layer": ev.model.latent.cache_elements}
     out["padding"] = [{"parts": list(p.parts), "batch_shards": p.shards, "sequences_per_chip": p.per_chip,
                        "wasted": num(p.wasted)} for p in batch_padding(c, ev.model, int(ev.batch[0]))]
-    out["layers"] = [
+    out["layers"] = layer_rows(ev)
+    out["memory"] = {"weights": num(float(ev.weight_bytes)), "kv_cache": num(float(ev.kv_bytes[0])),
+                     "activations": num(float(ev.activation_bytes[0]))}
+    out["combine"] = {"overlap": num(ev.overlap), "critical_path_s": num(float(ev.critical_s[0])),
+                      "prefetched_comm_s": num(float(ev.prefetched_s[0])), "ring_steps": ev.ring_steps,
+                      "comm_latency_s": num(ev.comm_latency_s)}
+    return out
+
+
+def layer_rows(ev: Evaluation) -> list[dict]:
+    """The explain rows of a one-point Evaluation, as JSON."""
+    return [
         {"name": r.name, "notation": r.notation, "repeat": r.repeat, "collective": r.collective,
          "flops": num(float(r.flops[0])), "hbm_bytes": num(float(r.hbm_bytes[0])),
          "comm_bytes": num(float(r.comm_bytes[0])),
@@ -51,12 +62,6 @@ def explain_dict(ev: Evaluation, cluster=None) -> dict:
                      "comm": num(float(r.comm_s[0]))}}
         for r in ev.rows
     ]
-    out["memory"] = {"weights": num(float(ev.weight_bytes)), "kv_cache": num(float(ev.kv_bytes[0])),
-                     "activations": num(float(ev.activation_bytes[0]))}
-    out["combine"] = {"overlap": num(ev.overlap), "critical_path_s": num(float(ev.critical_s[0])),
-                      "prefetched_comm_s": num(float(ev.prefetched_s[0])), "ring_steps": ev.ring_steps,
-                      "comm_latency_s": num(ev.comm_latency_s)}
-    return out
 
 
 def combine_lines(ev: Evaluation) -> list[str]:

@@ -16,10 +16,17 @@ COLUMNS = ("chips", "batch", "layout", "wts", "latency", "step", "MFU", "cost/to
 
 def _cells(p: Point) -> tuple[str, ...]:
     return (
-        str(p.chips), str(p.batch), f"{p.ffn}+{p.attention}" + (f"+{p.experts}" if p.experts else ""), p.weights, fmt_seconds(p.latency_s),
+        str(p.chips), str(p.batch), layout_name(p), p.weights, fmt_seconds(p.latency_s),
         fmt_seconds(p.step_latency_s), fmt_percent(p.mfu), fmt_seconds(p.cost_chip_s_per_token),
         fmt_percent(p.hbm_fraction), p.bound,
     )
+
+
+def layout_name(p: Point) -> str:
+    """`ws2d+heads`; with pipeline stages `PP2 ws2d+heads` (the inner layout runs on each stage); MoE
+    models add the expert layout, `ws2d+batch+ep`."""
+    return (f"PP{p.stages} " if p.stages > 1 else "") + f"{p.ffn}+{p.attention}" + \
+        (f"+{p.experts}" if p.experts else "")
 
 
 def plan_markdown(result: SearchResult) -> str:
@@ -40,7 +47,8 @@ def plan_csv(result: SearchResult) -> str:
               "mfu", "cost_chip_s_per_token", "tokens_per_s", "hbm_bytes_per_chip", "hbm_fraction",
               "bound", "compute_s", "memory_s", "comm_s", "overhead_s", "mesh", "partition_x",
               "partition_yz", "partition_gather")
-    writer.writerow(fields)
+    staged = max(result.plan.space.stages) > 1  # the pipeline's columns only when it searches stages
+    writer.writerow(fields + (("stages", "micro_batches") if staged else ()))
     for ph in result.phases:
         for p in ph.frontier:
             d = point_dict(p)
@@ -48,7 +56,8 @@ def plan_csv(result: SearchResult) -> str:
                              d["step_latency_s"], d["mfu"], d["cost_chip_s_per_token"], d["tokens_per_s"],
                              d["hbm_bytes_per_chip"], d["hbm_fraction"], p.bound, d["time_s"]["compute"],
                              d["time_s"]["memory"], d["time_s"]["comm"], d["time_s"]["overhead"],
-                             "x".join(str(n) for _, n in p.mesh), *(" ".join(a) for _, a in p.partition)])
+                             "x".join(str(n) for _, n in p.mesh), *(" ".join(a) for _, a in p.partition),
+                             *((p.stages, p.micro_batches) if staged else ())])
     return buf.getvalue()
 
 
