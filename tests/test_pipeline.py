@@ -1,0 +1,248 @@
+"""Pipeline stages (planner.cost.pipeline): hand arithmetic from the one-stage costs, invariants
+extended to stages, stage meshes and sends, and the CLI."""
+
+import csv
+import io
+import json
+import sys
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from planner.cli import main as cli
+from planner.commands.runs import plan_dict, run_from_dict
+from planner.config import load_cluster, load_model, load_plan
+from planner.cost.costmodel import Candidate, evaluate
+from planner.cost.layouts import ATTENTION_LAYOUTS, FFN_LAYOUTS
+from planner.cost.mesh import meshes, stage_meshes
+from planner.cost.network import boundary_bytes_per_s, send_seconds
+from planner.cost.pipeline import evaluate_pipeline, split_layers, stage_views
+from planner.search.search import best, candidates, cost, search
+from planner.specs.hardware import WeightFormat
+from planner.specs.plan import Phase, Workload
+from planner.units import to_json
+
+BF16 = WeightFormat.BF16
+WORKLOAD = Workload(input_tokens=2048, output_tokens=64, context=2048)
+
+
+@pytest.fixture(scope="module")
+def llama():
+    return load_model("llama-3-405b")
+
+
+@pytest.fixture(scope="module")
+def h100():
+    return load_cluster("h100-sxm")
+
+
+def _tp8(model, cluster, phase, ffn="ws1d", attention="heads"):
+    """PP2 x TP8 on 16 H100s: each stage one node, its 8 GPUs over NVLink."""
+    (mesh,) = [m for m in stage_meshes(cluster, 16, 2) if m.sizes == {"x": 1, "y": 1, "z": 8}]
+    return Candidate(phase=phase, mesh=mesh, ffn=FFN_LAYOUTS[ffn], attention=ATTENTION_LAYOUTS[attention],
+                     weights=BF16, stages=2)
+
+
+def _stage(model, cluster, c, layers, batch, first, last):
+    """The existing one-stage cost model on one stage's layers (a pipeline stage is that)."""
+    return evaluate(replace(model, n_layers=layers), cluster, WORKLOAD, replace(c, stages=1),
+                    np.array([batch]), first=first, last=last)
+
+
+def test_split_layers_is_contiguous_and_charges_the_slowest():
+    assert split_layers(126, 2) == (63, 63)
+    assert split_layers(126, 4) == (32, 32, 31, 31)  # the last stage (output projection) is never longer
+    for n in (1, 7, 80, 126):
+        for p in range(1, min(n, 8) + 1):
+            parts = split_layers(n, p)
+            assert sum(parts) == n and max(parts) - min(parts) <= 1
+
+
+def test_stage_meshes_are_whole_nodes_and_offered_slices(h100):
+    assert stage_meshes(h100, 8, 2) == []  # half a node is not a stage over InfiniBand
+    assert {m.chips for m in stage_meshes(h100, 16, 2)} == {8}
+    assert all(name == "nvlink" for m in stage_meshes(h100, 16, 2) for name, _ in m.physical)
+    assert {m.chips for m in stage_meshes(h100, 64, 2)} == {32}
+    assert stage_meshes(h100, 16, 1) == meshes(h100, 16)
+    tpu = load_cluster("tpu-v4")
+    stage = stage_meshes(tpu, 128, 2)
+    assert stage and {m.physical for m in stage} == {(("x", 4), ("y", 4), ("z", 4))}
+    assert all(m.wraparound for m in stage)  # the 64-chip slice keeps its own wraparound
+    assert stage_meshes(tpu, 128, 3) == []
+
+
+def test_send_crosses_the_outer_level(h100):
+    mesh = stage_meshes(h100, 16, 2)[0]
+    assert boundary_bytes_per_s(h100, mesh) == 8 * 50e9  # one 400 Gb/s NIC per GPU
+    assert send_seconds(h100, mesh, 1e6) == pytest.approx(1e6 / 50e9)
+    tpu = load_cluster("tpu-v4")
+    cube = stage_meshes(tpu, 128, 2)[0]
+    assert boundary_bytes_per_s(tpu, cube) == 16 * 45e9  # a 4x4 face, one 45 GB/s link per chip
+    cal = tpu.calibration
+    assert send_seconds(tpu, cube, 1e6) == pytest.approx(
+        64e6 / (16 * 45e9) / cal.network_efficiency + cal.collective_latency_s)
+
+
+def test_prefill_pp2_tp8_step_is_hand_arithmetic(llama, h100):
+    """Llama 405B bf16 on 16 H100s, PP2 x TP8, prefill batch 8: (m + p - 1) x slowest + sends,
+    with the micro-batch count the fastest of 1, 2, 4, 8."""
+    c = _tp8(llama, h100, Phase.PREFILL)
+    ev = evaluate_pipeline(llama, h100, WORKLOAD, c, np.array([8]))
+    send = 2048 * 16384 * 2 / 8 / 50e9  # one sequence's residual stream, an eighth per GPU, one NIC each
+    by_m = {}
+    for m in (1, 2, 4, 8):
+        b = 8 // m
+        t1 = _stage(llama, h100, c, 63, b, True, False).step_s[0]
+        t2 = _stage(llama, h100, c, 63, b, False, True).step_s[0]
+        by_m[m] = (m + 2 - 1) * max(t1, t2, b * send) + (2 - 1) * b * send
+    m = min(by_m, key=by_m.get)
+    assert int(ev.micro_batches[0]) == m
+    assert ev.latency_s[0] == pytest.approx(by_m[m], rel=1e-12)
+    assert ev.send_s[0] == pytest.approx(8 // m * send, rel=1e-12)
+    t = max(_stage(llama, h100, c, 63, 8 // m, i == 0, i == 1).step_s[0] for i in range(2))
+    assert ev.bubble[0] == pytest.approx(1 - m * t / by_m[m])
+    chips_peak = 16 * h100.chip.peak_bf16_flop_per_s
+    assert ev.mfu[0] == pytest.approx(llama.mfu_flops(8 * 2048, 8) / (chips_peak * by_m[m]))
+
+
+def test_decode_pp2_tp8_step_is_hand_arithmetic(llama, h100):
+    """Decode batch 64: two micro-batches of 32 in flight; a token passes both stages and the send."""
+    c = _tp8(llama, h100, Phase.DECODE)
+    ev = evaluate_pipeline(llama, h100, WORKLOAD, c, np.array([64]))
+    first = _stage(llama, h100, c, 63, 32, True, False)
+    last = _stage(llama, h100, c, 63, 32, False, True)
+    send = 32 * 16384 * 2 / 8 / 50e9
+    step = max(first.step_s[0] + last.step_s[0] + send, 2 * max(first.step_s[0], last.step_s[0]))
+    assert int(ev.micro_batches[0]) == 2 and int(ev.micro_batch[0]) == 32
+    assert ev.step_s[0] == pytest.approx(step, rel=1e-12)
+    assert ev.latency_s[0] == pytest.approx(64 * step, rel=1e-12)
+    assert ev.tokens_per_s[0] == pytest.approx(64 / step)
+    # memory: a stage's weights, the KV cache of all 64 sequences, one micro-batch's activations
+    whole = [_stage(llama, h100, c, 63, 64, i == 0, i == 1) for i in range(2)]
+    micro = (first, last)
+    need = [float(w.weight_bytes + w.kv_bytes[0] + m.activation_bytes[0]) for w, m in zip(whole, micro)]
+    assert ev.hbm_bytes[0] == pytest.approx(max(need), rel=1e-12)
+    assert [s.hbm_bytes for s in stage_views(ev)] == pytest.approx(need, rel=1e-12)
+
+
+def test_pp2_tp8_is_searched_and_explained(llama, h100):
+    plan = load_plan(None, model="llama-3-405b", cluster="h100-sxm", chips=(16,), weights=("bf16",),
+                     stages=(1, 2), batches=(8, 64))
+    found = [c for c in candidates(plan, Phase.DECODE) if c.stages == 2]
+    assert found and all(c.mesh.chips == 8 and c.mesh.physical == (("nvlink", 8),) for c in found)
+    ev = best(plan, Phase.DECODE, 16, 64, BF16, "ws1d", "heads")
+    assert ev.candidate.stages in (1, 2)
+    plan2 = replace(plan, space=replace(plan.space, stages=(2,)))
+    ev = best(plan2, Phase.DECODE, 16, 64, BF16, "ws1d", "heads")
+    views = stage_views(ev)
+    assert [(v.first_layer, v.n_layers, v.holds) for v in views] == [
+        (1, 63, ("input embedding",)), (64, 63, ("output projection",))]
+    assert all(v.evaluation.rows for v in views)
+
+
+PIPELINES = [("llama-3-405b", "h100-sxm", 16, 2), ("llama-3-405b", "h100-sxm", 64, 4),
+             ("llama-3-70b", "h100-sxm", 64, 8), ("palm-62b", "tpu-v4", 128, 2), ("mt-nlg-530b", "a100-80gb", 32, 2)]
+
+
+@pytest.mark.parametrize("model_name,cluster_name,chips,stages", PIPELINES)
+def test_pipeline_invariants(model_name, cluster_name, chips, stages):
+    """Weights per chip x chips >= the model; a point fits only when every stage does; latency
+    never falls as the batch grows at a fixed layout; MFU positive."""
+    model, cluster = load_model(model_name), load_cluster(cluster_name)
+    plan = load_plan(None, model=model_name, cluster=cluster_name, chips=(chips,), stages=(stages,))
+    batch = np.array([1, 2, 3, 4, 8, 16, 64, 256])
+    checked = 0
+    for phase in Phase:
+        for c in candidates(plan, phase)[::2]:
+            ev = cost(plan, c, batch, formats=plan.space.weights)
+            assert c.stages == stages and c.mesh.chips * stages == chips
+            for f, fmt in enumerate(plan.space.weights):
+                part = slice(f * batch.size, (f + 1) * batch.size)
+                need = model.n_params * fmt.bytes_per_element
+                stored = sum(float(np.broadcast_to(s.weight_bytes, s.batch.shape)[ev.at[part][0]]) * c.mesh.chips
+                             for s in ev.stage_evaluations)
+                assert stored >= need * (1 - 1e-9)
+                assert np.all(ev.weight_bytes[part] * chips >= need * (1 - 1e-9))
+                latency = ev.latency_s[part]
+                assert np.all(np.diff(latency) >= -1e-12 * latency[1:]), (c.ffn.name, c.attention.name, phase)
+            assert np.all(ev.mfu > 0) and np.all(np.isfinite(ev.latency_s))
+            assert np.allclose(ev.hbm_bytes, ev.stage_hbm_bytes.max(axis=0), rtol=1e-12)
+            assert np.all(ev.hbm_bytes == ev.weight_bytes + ev.kv_bytes + ev.activation_bytes)
+            checked += 1
+    assert checked
+
+
+def test_stage_memory_decides_feasibility():
+    plan = load_plan(None, model="llama-3-405b", cluster="h100-sxm", chips=(16,), stages=(2,), weights=("bf16",),
+                     phases=("decode",), batches=(1, 1024))
+    for phase in search(plan, partial=True).phases:
+        for p in phase.frontier:
+            assert p.hbm_bytes_per_chip <= plan.cluster.chip.hbm_bytes
+            ev = cost(plan, best_candidate(plan, p), np.array([p.batch]))
+            assert float(ev.stage_hbm_bytes.max()) == pytest.approx(p.hbm_bytes_per_chip, rel=1e-12)
+
+
+def best_candidate(plan, p):
+    return next(c for c in candidates(plan, p.phase) if c.ffn.name == p.ffn and c.attention.name == p.attention
+                and c.stages == p.stages and tuple(c.mesh.names("x")) == p.partition[0][1]
+                and tuple(c.mesh.names("yz")) == p.partition[1][1])
+
+
+def test_one_stage_plans_write_what_they_wrote_before():
+    plan = load_plan(None, model="palm-62b", cluster="tpu-v4", chips=(16,), batches=(1, 8))
+    assert "stages" not in to_json(plan_dict(search(plan)))
+    staged = replace(plan, space=replace(plan.space, stages=(1, 2)))
+    data = json.loads(to_json(plan_dict(search(staged))))
+    points = [p for ph in data["frontier"].values() for p in ph]
+    assert all("stages" in p and "micro_batches" in p for p in points)
+    run = run_from_dict(data, "test")
+    assert {p.stages for p in run.points} <= {1, 2}
+    # a one-stage point's figures are the same whether or not the plan also searches stages
+    before = {(p["phase"], p["batch"], p["ffn"], p["attention"]): p
+              for ph in json.loads(to_json(plan_dict(search(plan))))["frontier"].values() for p in ph}
+    for p in points:
+        key = (p["phase"], p["batch"], p["ffn"], p["attention"])
+        if p["stages"] == 1 and key in before:
+            assert {k: v for k, v in p.items() if k not in ("stages", "micro_batches")} == before[key]
+
+
+@pytest.fixture
+def planner(monkeypatch, capsys):
+    """planner(*args) -> (exit code, stdout, stderr), through the console script's entry point."""
+    def run(*args: str):
+        monkeypatch.setattr(sys, "argv", ["planner", *args])
+        with pytest.raises(SystemExit) as exit_:
+            cli.main()
+        out, err = capsys.readouterr()
+        assert "Traceback" not in err
+        return exit_.value.code, out, err
+    return run
+
+
+def test_cli_explain_shows_two_stages_and_the_send(planner):
+    args = ["explain", "--model", "llama-3-405b", "--cluster", "h100-sxm", "--chips", "16", "--stages", "2",
+            "--phase", "decode", "--batch", "64", "--ffn", "ws1d", "--attention", "heads", "--weights", "bf16"]
+    code, out, err = planner(*args)
+    assert code == 0, err
+    assert "stage 1: layers 1-63" in out and "stage 2: layers 64-126" in out
+    assert "send 1 -> 2" in out and "PP2 ws1d+heads" in out
+    data = json.loads(planner(*args, "--format", "json")[1])
+    assert data["stages"] == 2 and len(data["pipeline"]["stages"]) == 2
+    assert data["pipeline"]["send"]["count"] == 1
+    assert data["pipeline"]["send"]["bytes_per_chip"] == 32 * 16384 * 2 / 8
+    csv_rows = list(csv.reader(io.StringIO(planner(*args, "--format", "csv")[1])))
+    assert [r[0] for r in csv_rows[1:]] == [
+        "stage 1: layers 1-63, input embedding", "send 1 -> 2", "stage 2: layers 64-126, output projection"]
+    assert "| send 1 -> 2 |" in planner(*args, "--format", "markdown")[1]
+
+
+def test_cli_plan_searches_stages(planner):
+    args = ["plan", "--model", "llama-3-405b", "--cluster", "h100-sxm", "--chips", "16", "--weights", "bf16",
+            "--batch", "8,512", "--phase", "decode"]
+    code, out, err = planner(*args, "--stages", "1,2", "--format", "csv")
+    assert code == 0, err
+    assert out.splitlines()[0].endswith(",stages,micro_batches")
+    assert "stages" not in planner(*args, "--format", "csv")[1]
+    code, out, err = planner(*args, "--stages", "0")
+    assert code == 2 and "--stages" in err and out == ""
