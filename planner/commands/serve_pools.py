@@ -53,7 +53,9 @@ class Pool:
 
 
 def pools(plan: Plan) -> tuple[Pool, Pool, Pool]:
-    """(prefill, static decode, running decode) over the plan's chips, weights and batches."""
+    """(prefill, static decode, running decode) over the plan's chips, weights and batches.
+    Pipeline stages are not served here: a plan's `stages` are searched as 1."""
+    plan = replace(plan, space=replace(plan.space, stages=(1,)))
     formats, w = plan.space.weights, plan.workload
     batch = np.array(plan.space.batches, dtype=np.int64)
     shape = (len(plan.space.chips), len(formats), batch.size)
