@@ -150,7 +150,7 @@ PIPELINES = [("llama-3-405b", "h100-sxm", 16, 2), ("llama-3-405b", "h100-sxm", 6
 def test_pipeline_invariants(model_name, cluster_name, chips, stages):
     """Weights per chip x chips >= the model; a point fits only when every stage does; latency
     never falls as the batch grows at a fixed layout; MFU positive."""
-    model, cluster = load_model(model_name), load_cluster(cluster_name)
+    model = load_model(model_name)
     plan = load_plan(None, model=model_name, cluster=cluster_name, chips=(chips,), stages=(stages,))
     batch = np.array([1, 2, 3, 4, 8, 16, 64, 256])
     checked = 0
