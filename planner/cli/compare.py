@@ -37,7 +37,9 @@ planner compare PLAN [--phase --chips --batch --layouts --attention --weights]
     latency relative to the fastest layout at that batch
 planner compare BASELINE.json PLAN|CURRENT.json [--latency-tolerance ...]
     match the frontier points of two runs; exit 1 if any got slower or less
-    efficient beyond the tolerances
+    efficient beyond the tolerances. A baseline saved by `planner serve
+    --format json` is matched by deployment (TTFT, TPOT, tokens/s per chip,
+    $/Mtok); a plan is then served again with the flags the baseline records
 planner compare --deployment PLAN [--max-gap --gap-to]
     how far each pinned layout (the plan's deployment: section) is behind the
     fastest alternative; exit 1 beyond --max-gap
@@ -68,6 +70,7 @@ def compare(
     attention: Optional[str] = typer.Option(None, "--attention", metavar="LIST", help="Attention layouts, comma list: heads, batch (default: the plan's)."),
     latency_tolerance: Optional[float] = typer.Option(None, "--latency-tolerance", metavar="PERCENT", help="Gate: allowed latency rise [%] (default 1)."),
     mfu_tolerance: Optional[float] = typer.Option(None, "--mfu-tolerance", metavar="POINTS", help="Gate: allowed MFU fall [percentage points] (default 0.5)."),
+    throughput_tolerance: Optional[float] = typer.Option(None, "--throughput-tolerance", metavar="PERCENT", help="Gate of serve runs: allowed fall of tokens/s per chip, or rise of $/Mtok [%] (default 1); TTFT and TPOT take --latency-tolerance."),
     allow_different_model: bool = typer.Option(False, "--allow-different-model", help="Gate: compare runs of different models."),
     max_gap: Optional[float] = typer.Option(None, "--max-gap", metavar="PERCENT", help="Deployment: allowed gap [%] (default 5)."),
     gap_to: Optional[str] = typer.Option(None, "--gap-to", metavar="REFERENCE", help="Deployment: 'layout' (fastest layout on the pin's chips, batch and weights; default) or 'frontier' (fastest frontier point with at least the pin's MFU)."),
@@ -77,7 +80,7 @@ def compare(
 ) -> None:
     from planner.commands import compare as gate
     from planner.commands import deployment as layouts_and_pins
-    from planner.commands import runs
+    from planner.commands import runs, serve_runs
     from planner.render.compare import deployment_text, gate_text, layouts_table, layouts_text
 
     check_format(fmt)
@@ -85,6 +88,7 @@ def compare(
     plan_flags = dict(model=model, cluster=cluster, phase=phase, chips=chips, batch=batch, weights=weights,
                       layouts=layouts, attention=attention)
     gate_flags = given(**{"--latency-tolerance": latency_tolerance, "--mfu-tolerance": mfu_tolerance,
+                          "--throughput-tolerance": throughput_tolerance,
                           "--allow-different-model": allow_different_model})
     deployment_flags = given(**{"--max-gap": max_gap, "--gap-to": gap_to})
 
@@ -116,18 +120,51 @@ def compare(
         raise UsageError(f"{first}: the baseline must be a saved run (.json), as written by "
                          f"planner plan PLAN --format json -o FILE")
     tolerance = gate.Tolerance(latency=_percent_flag(latency_tolerance, 1.0, "--latency-tolerance"),
-                               mfu=_percent_flag(mfu_tolerance, 0.5, "--mfu-tolerance"))
-    baseline = runs.load_run(first)
+                               mfu=_percent_flag(mfu_tolerance, 0.5, "--mfu-tolerance"),
+                               throughput=_percent_flag(throughput_tolerance, 1.0, "--throughput-tolerance"))
+    baseline, current = serve_runs.load_saved(first), None  # current None: a plan to run now
     if _is_run(second):
         if given(**plan_flags):
             raise UsageError(f"{', '.join('--' + f for f in given(**plan_flags))}: only for a plan, not for "
                              f"the saved run {second}")
-        current = runs.load_run(second)
-    else:
+        current = serve_runs.load_saved(second)
+        if type(current) is not type(baseline):
+            kinds = {serve_runs.ServeRun: "planner serve", runs.Run: "planner plan"}
+            raise UsageError(f"{second}: a saved {kinds[type(current)]} run cannot be compared with "
+                             f"{first}, a saved {kinds[type(baseline)]} run")
+    if isinstance(baseline, serve_runs.ServeRun):
+        _serve_gate(baseline, current or second, tolerance, allow_different_model, fmt, output, plan_flags)
+        return
+    if throughput_tolerance is not None:
+        raise UsageError(f"--throughput-tolerance: only for saved serve runs; {first} is a planner plan run")
+    if current is None:
         from planner.search.search import search
         current = runs.run_from_result(search(_plan(second, pairs_ok=False, **plan_flags)), second)
     report = gate.compare_runs(baseline, current, tolerance, allow_different_model)
     _emit_report(gate_text(report, fmt), report.regressed, report.verdict(), output)
+
+
+def _serve_gate(baseline, current, tolerance, allow_different_model: bool, fmt: str, output, plan_flags) -> None:
+    """The gate for request-level results; `current` is a saved serve run or a plan to serve again
+    with the flags recorded in the baseline (plan flags given here replace recorded ones)."""
+    from planner.commands.compare_serve import compare_serve_runs
+    from planner.commands.serve_runs import serve_again
+    from planner.render.compare_serve import serve_gate_text
+
+    if isinstance(current, str):
+        if plan_flags["phase"] is not None:
+            raise UsageError("--phase: a serve run always plans both phases; drop --phase")
+        layouts = word_list(plan_flags["layouts"])
+        if layouts and any("+" in item for item in layouts):
+            raise UsageError("--layouts: ffn+attention pairs are only for layouts side by side; use "
+                             "--layouts FFN,... --attention ATTENTION,...")
+        current = serve_again(baseline, current, model=plan_flags["model"], cluster=plan_flags["cluster"],
+                              chips=int_list(plan_flags["chips"], "--chips"),
+                              batches=int_list(plan_flags["batch"], "--batch"),
+                              weights=word_list(plan_flags["weights"]), ffn=layouts,
+                              attention=word_list(plan_flags["attention"]))
+    report = compare_serve_runs(baseline, current, tolerance, allow_different_model)
+    _emit_report(serve_gate_text(report, fmt), report.regressed, report.verdict(), output)
 
 
 # --- parsing ------------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ from planner.commands.runs import Run, name
 from planner.errors import UsageError
 from planner.search.search import Point
 from planner.specs.plan import Phase
-from planner.units import fmt_percent, fmt_seconds, points_change, signed_percent
+from planner.units import fmt_percent, fmt_rate, fmt_seconds, points_change, signed_percent
 
 percent = fmt_percent
 
@@ -50,8 +50,9 @@ def _fastest(points, min_mfu: float) -> Point | None:
 
 @dataclass(frozen=True, kw_only=True)
 class Tolerance:
-    latency: float = 0.01  # relative rise of latency that still passes
+    latency: float = 0.01  # relative rise of latency (serve: TTFT, TPOT) that still passes
     mfu: float = 0.005     # absolute fall of MFU that still passes (0.005 = 0.5 percentage points)
+    throughput: float = 0.01  # serve: relative fall of tokens/s per chip (rise of $/Mtok) that passes
 
 
 class Kind(Enum):
@@ -172,20 +173,33 @@ class Comparison:
 
     @property
     def identical(self) -> bool:
-        return not self.changes and not self.notes and self.baseline.phases == self.current.phases
+        return (not self.changes and not material(self.notes)
+                and self.baseline.phases == self.current.phases)
 
     def verdict(self) -> str:
-        if self.identical:
-            return "no change"
         limits = (f"latency {signed_percent(self.tolerance.latency)}, "
                   f"MFU {points_change(-self.tolerance.mfu)}")
-        if self.regressed:
-            phases = [p.phase.value for p in self.phases if p.regressed]
-            what = f"{len(self.regressions)} of {len(self.changes)} changed frontier points"
-            if phases:
-                what += f" and the best of {', '.join(phases)}"
-            return f"REGRESSION: {what} beyond tolerance ({limits})"
-        return f"ok: {len(self.changes)} changed frontier points, none beyond tolerance ({limits})"
+        return verdict(self, [p.phase.value for p in self.phases if p.regressed], "frontier points", limits)
+
+
+def verdict(report, regressed_groups: list[str], what: str, limits: str) -> str:
+    """The first line of a gate's report (plan or serve): 'no change', 'ok: ...' or 'REGRESSION: ...'."""
+    if report.identical:
+        return "no change"
+    if report.regressed:
+        text = f"{len(report.regressions)} of {len(report.changes)} changed {what}"
+        if regressed_groups:
+            text += f" and the best of {', '.join(regressed_groups)}"
+        return f"REGRESSION: {text} beyond tolerance ({limits})"
+    return f"ok: {len(report.changes)} changed {what}, none beyond tolerance ({limits})"
+
+
+def match(before: dict, after: dict, *, moved, disappeared, appeared) -> list:
+    """The changes between two runs' keyed items (both gates match this way): `moved(b, a)` for a
+    key in both whose item differs, `disappeared(b)` and `appeared(a)` for a key in one run only."""
+    changes = [disappeared(b) if key not in after else moved(b, after[key])
+               for key, b in before.items() if after.get(key) != b]
+    return changes + [appeared(a) for key, a in after.items() if key not in before]
 
 
 def compare_runs(baseline: Run, current: Run, tolerance: Tolerance = Tolerance(),
@@ -196,22 +210,23 @@ def compare_runs(baseline: Run, current: Run, tolerance: Tolerance = Tolerance()
                          f"{current.model!r}\n  hint: pass --allow-different-model to compare anyway")
     # A phase only one run has is a note and a phase verdict, not a list of its every point.
     shared = set(baseline.phases) & set(current.phases)
-    before = {p.key: p for p in baseline.points if p.phase in shared}
-    after = {p.key: p for p in current.points if p.phase in shared}
-    changes = []
-    for key, b in before.items():
-        if key not in after:
-            cover = _fastest(current.frontier(b.phase), b.mfu - tolerance.mfu)
-            lost = cover is None or cover.latency_s > b.latency_s * (1 + tolerance.latency)
-            changes.append(Change(kind=Kind.DISAPPEARED, before=b, after=None, reference=cover, regressed=lost))
-        elif after[key] != b:
-            a = after[key]
-            worse = a.latency_s > b.latency_s * (1 + tolerance.latency) or a.mfu < b.mfu - tolerance.mfu
-            changes.append(Change(kind=Kind.MOVED, before=b, after=a, regressed=worse))
-    for key, a in after.items():
-        if key not in before:
-            ref = _fastest(baseline.frontier(a.phase), a.mfu)
-            changes.append(Change(kind=Kind.APPEARED, before=None, after=a, reference=ref, regressed=False))
+
+    def disappeared(b: Point) -> Change:
+        cover = _fastest(current.frontier(b.phase), b.mfu - tolerance.mfu)
+        lost = cover is None or cover.latency_s > b.latency_s * (1 + tolerance.latency)
+        return Change(kind=Kind.DISAPPEARED, before=b, after=None, reference=cover, regressed=lost)
+
+    def moved(b: Point, a: Point) -> Change:
+        worse = a.latency_s > b.latency_s * (1 + tolerance.latency) or a.mfu < b.mfu - tolerance.mfu
+        return Change(kind=Kind.MOVED, before=b, after=a, regressed=worse)
+
+    def appeared(a: Point) -> Change:
+        ref = _fastest(baseline.frontier(a.phase), a.mfu)
+        return Change(kind=Kind.APPEARED, before=None, after=a, reference=ref, regressed=False)
+
+    changes = match({p.key: p for p in baseline.points if p.phase in shared},
+                    {p.key: p for p in current.points if p.phase in shared},
+                    moved=moved, disappeared=disappeared, appeared=appeared)
     changes.sort(key=lambda c: (not c.regressed, tuple(-s for s in c.size), c.point.key))
     return Comparison(baseline=baseline, current=current, tolerance=tolerance, changes=tuple(changes),
                       phases=tuple(_phase_best(baseline, current, ph, tolerance)
@@ -237,17 +252,48 @@ def _phase_best(baseline: Run, current: Run, phase: Phase, tol: Tolerance) -> Ph
                      regressed=regressed)
 
 
-def _notes(baseline: Run, current: Run) -> tuple[str, ...]:
-    notes = []
-    for what in ("model", "cluster"):
+VERSION_NOTE = "planner version"  # a note that alone does not make two runs differ
+
+
+def material(notes) -> list[str]:
+    """The notes that say the two runs' inputs differ (a new planner version alone does not)."""
+    return [n for n in notes if not n.startswith(VERSION_NOTE)]
+
+
+def _figure(key: str, value) -> str:
+    """A recorded hardware figure in human units."""
+    if isinstance(value, str) or value is None:
+        return str(value)
+    for suffix, unit in (("flop_per_s", "FLOP/s"), ("bytes_per_s", "B/s"), ("bytes", "B")):
+        if key.endswith(suffix):
+            return fmt_rate(value, unit)
+    return f"{value:g}"
+
+
+def provenance_notes(baseline, current) -> list[str]:
+    """Why figures may have moved, from what both saved runs record (`runs.provenance_dict`):
+    model, cluster, calibration constants, chip figures, model shape, planner version. A run that
+    lacks a record (older runs) says nothing about it."""
+    notes = [f"{what} {getattr(baseline, what)} -> {getattr(current, what)}" for what in ("model", "cluster")
+             if getattr(baseline, what) != getattr(current, what)]
+    for what, show in (("calibration", lambda k, v: str(v)), ("hardware", _figure),
+                       ("model_shape", lambda k, v: str(v))):
         b, a = getattr(baseline, what), getattr(current, what)
-        if b != a:
-            notes.append(f"{what} {b} -> {a}")
-    if baseline.calibration is not None and current.calibration is not None:
-        before, after = dict(baseline.calibration), dict(current.calibration)
+        if b is None or a is None:
+            continue
+        before, after = dict(b), dict(a)
         for key in sorted(set(before) | set(after)):
             if before.get(key) != after.get(key):
-                notes.append(f"calibration {key} {before.get(key, 'absent')} -> {after.get(key, 'absent')}")
+                old, new = (show(key, d[key]) if key in d else "absent" for d in (before, after))
+                notes.append(f"{what.replace('_', ' ')} {key} {old} -> {new}")
+    b, a = baseline.planner_version, current.planner_version
+    if b is not None and a is not None and b != a:
+        notes.append(f"{VERSION_NOTE} {b} -> {a}")
+    return notes
+
+
+def _notes(baseline: Run, current: Run) -> tuple[str, ...]:
+    notes = provenance_notes(baseline, current)
     for key, b in vars(baseline.workload).items():
         a = getattr(current.workload, key)
         if a != b:

@@ -9,10 +9,12 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from planner import __version__
+from planner.cost.network import scale_out_bytes_per_s
 from planner.errors import ConfigError
 from planner.search.search import Point, SearchResult
 from planner.specs.hardware import FIELDS_OF_CALIBRATION
-from planner.specs.plan import Phase, Workload
+from planner.specs.plan import Phase, Plan, Workload
 from planner.units import num, to_json
 
 SAVED_RUN_HINT = "a saved run is what `planner plan PLAN --format json -o FILE` writes"
@@ -49,17 +51,41 @@ def point_dict(p: Point, stages: bool = False) -> dict:
     }
 
 
+def provenance_dict(plan: Plan) -> dict:
+    """What a saved run's figures depend on besides the search (`planner plan` and `planner serve`
+    write it): the planner version, the cluster's calibration constants, the chip's figures and the
+    model's shape, so that the regression gate can say why something moved."""
+    m, chip = plan.model, plan.cluster.chip
+    return {
+        "planner_version": __version__, "model": m.name, "cluster": plan.cluster.name,
+        "calibration": {name: getattr(plan.cluster.calibration, name) for name in FIELDS_OF_CALIBRATION},
+        "hardware": {"chip": chip.name, "peak_bf16_flop_per_s": num(chip.peak_bf16_flop_per_s),
+                     "hbm_bytes": num(chip.hbm_bytes), "hbm_bytes_per_s": num(chip.hbm_bytes_per_s),
+                     "scale_out_bytes_per_s": num(scale_out_bytes_per_s(plan.cluster))},
+        "model_shape": {"n_layers": m.n_layers, "d_model": m.d_model, "d_ff": m.d_ff, "n_heads": m.n_heads,
+                        "n_kv_heads": m.n_kv_heads, "d_head": m.d_head, "vocab": m.vocab,
+                        "n_params": m.n_params},
+    }
+
+
+def numbered(result: SearchResult) -> list[tuple[int, Point]]:
+    """Every printed frontier point with its row number (1-based, phases in order), as the `#`
+    column of `planner plan` shows it and `planner explain --row N` takes it."""
+    points = [p for ph in result.phases for p in ph.frontier]
+    return list(enumerate(points, start=1))
+
+
 def plan_dict(result: SearchResult) -> dict:
     plan = result.plan
     w = plan.workload
+    rows = iter(row for row, _ in numbered(result))
     return {
-        "model": plan.model.name, "cluster": plan.cluster.name,
-        "calibration": {name: getattr(plan.cluster.calibration, name) for name in FIELDS_OF_CALIBRATION},
+        **provenance_dict(plan),
         "workload": {"input_tokens": w.input_tokens, "output_tokens": w.output_tokens, "context": w.context},
         "search": {"evaluated": result.evaluated, "feasible": result.feasible,
                    "dropped": dict(result.dropped)},
-        "frontier": {ph.phase.value: [point_dict(p, stages=max(plan.space.stages) > 1) for p in ph.frontier]
-                     for ph in result.phases},
+        "frontier": {ph.phase.value: [{**point_dict(p, stages=max(plan.space.stages) > 1), "row": next(rows)}
+                                      for p in ph.frontier] for ph in result.phases},
         **({"infeasible": {ph.phase.value: ph.infeasible for ph in result.phases if ph.infeasible}}
            if any(ph.infeasible for ph in result.phases) else {}),
         **({"experts": _experts_dict(plan)} if plan.model.experts is not None else {}),
@@ -86,6 +112,9 @@ class Run:
     workload: Workload
     points: tuple[Point, ...]  # every phase's frontier, in file order
     calibration: tuple[tuple[str, float], ...] | None = None  # the cluster's constants (None: older runs)
+    planner_version: str | None = None  # None: older runs, and so are the two below
+    hardware: tuple[tuple[str, float | str], ...] | None = None  # the chip's figures
+    model_shape: tuple[tuple[str, int], ...] | None = None
 
     @property
     def phases(self) -> tuple[Phase, ...]:
@@ -102,6 +131,11 @@ def run_from_result(result: SearchResult, source: str) -> Run:
 
 def load_run(path: str) -> Run:
     """Read a saved run; any problem is a ConfigError naming the file (and line or key)."""
+    return run_from_dict(read_json(path), path)
+
+
+def read_json(path: str) -> object:
+    """A saved run's parsed JSON; a missing, unreadable or invalid file is a ConfigError."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -113,13 +147,13 @@ def load_run(path: str) -> Run:
     except json.JSONDecodeError as error:
         raise ConfigError(f"not valid JSON: {error.msg}", file=path, line=error.lineno,
                           column=error.colno, hint=SAVED_RUN_HINT) from None
-    return run_from_dict(data, path)
+    return data
 
 
 def run_from_dict(data: object, source: str) -> Run:
     if not isinstance(data, dict):
         raise ConfigError("expected a JSON object", file=source, hint=SAVED_RUN_HINT)
-    get = _Reader(source)
+    get = Reader(source)
     workload = get(data, "workload", dict, "an object")
     frontier = get(data, "frontier", dict, "an object with one list of points per phase")
     points: list[Point] = []
@@ -139,26 +173,37 @@ def run_from_dict(data: object, source: str) -> Run:
                 raise get.error(f"frontier.{phase_name}[{i}]", f"a second point for {name(p)}")
             seen.add(p.key)
             points.append(p)
-    calibration = None
-    if "calibration" in data:
-        constants = get(data, "calibration", dict, "an object of calibration constants")
-        calibration = tuple((key, get(constants, key, float, "a number", "calibration"))
-                            for key in sorted(constants))
     return Run(source=source, model=get(data, "model", str, "a model name"),
-               cluster=get(data, "cluster", str, "a cluster name"), calibration=calibration,
+               cluster=get(data, "cluster", str, "a cluster name"), **provenance(get, data),
                workload=Workload(**{k: get(workload, k, int, "a whole number", "workload")
                                     for k in ("input_tokens", "output_tokens", "context")}),
                points=tuple(points))
 
 
-class _Reader:
+def provenance(get: "Reader", data: dict) -> dict:
+    """The optional provenance keys of a saved run (`provenance_dict`; older runs lack them) as
+    keyword arguments of Run and ServeRun: calibration, planner_version, hardware, model_shape."""
+    def pairs(key: str, kind, expected: str):
+        if key not in data:
+            return None
+        obj = get(data, key, dict, "an object")
+        return tuple((k, get(obj, k, str if k == "chip" else kind, expected, key))
+                     for k in sorted(obj))
+    return {"calibration": pairs("calibration", float, "a number"),
+            "planner_version": get(data, "planner_version", str, "a version") if "planner_version" in data else None,
+            "hardware": pairs("hardware", float, "a number (chip: a name)"),
+            "model_shape": pairs("model_shape", int, "a whole number")}
+
+
+class Reader:
     """Takes typed values out of parsed JSON; a wrong or missing one names the file and key."""
 
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, hint: str = SAVED_RUN_HINT) -> None:
         self.source = source
+        self.hint = hint
 
     def error(self, key: str, message: str) -> ConfigError:
-        return ConfigError(message, file=self.source, key=key, hint=SAVED_RUN_HINT)
+        return ConfigError(message, file=self.source, key=key, hint=self.hint)
 
     def __call__(self, obj: dict, key: str, kind, expected: str, path: str = ""):
         where = f"{path}.{key}" if path else key
@@ -173,7 +218,7 @@ class _Reader:
         return float(value) if kind is float else value
 
 
-def _point(get: _Reader, d: object, path: str) -> Point:
+def _point(get: Reader, d: object, path: str) -> Point:
     if not isinstance(d, dict):
         raise get.error(path, "expected an object (a frontier point)")
     phases = {ph.value: ph for ph in Phase}

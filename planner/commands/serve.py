@@ -11,13 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from planner import __version__
+from planner.commands.runs import provenance_dict
 from planner.commands.serve_modes import Deployment, Mode, ModeResult, Targets, deployments, mode_result
 from planner.commands.serve_pools import Stage, pools
-from planner.cost.network import scale_out_bytes_per_s
 from planner.errors import InfeasibleError
 from planner.search.search import weights_hint
-from planner.specs.hardware import FIELDS_OF_CALIBRATION
 from planner.specs.plan import Plan
 from planner.units import PER_MILLION, SECONDS_PER_HOUR, num
 
@@ -111,7 +109,7 @@ def serve_dict(result: ServeResult) -> dict:
     """A saved run of `planner serve`: figures, and what they depend on (hardware figures, model
     shape, planner version), so that a comparison can say why something moved."""
     req = result.request
-    plan, m, chip = req.plan, req.plan.model, req.plan.cluster.chip
+    plan = req.plan
     w, t = plan.workload, req.targets
     out, index = {}, 1
     for mr in result.modes:
@@ -121,14 +119,7 @@ def serve_dict(result: ServeResult) -> dict:
         index += len(mr.frontier)
     price = req.price_usd_per_chip_s
     return {
-        "kind": "serve", "planner_version": __version__, "model": m.name, "cluster": plan.cluster.name,
-        "calibration": {name: getattr(plan.cluster.calibration, name) for name in FIELDS_OF_CALIBRATION},
-        "hardware": {"chip": chip.name, "peak_bf16_flop_per_s": num(chip.peak_bf16_flop_per_s),
-                     "hbm_bytes": num(chip.hbm_bytes), "hbm_bytes_per_s": num(chip.hbm_bytes_per_s),
-                     "scale_out_bytes_per_s": num(scale_out_bytes_per_s(plan.cluster))},
-        "model_shape": {"n_layers": m.n_layers, "d_model": m.d_model, "d_ff": m.d_ff, "n_heads": m.n_heads,
-                        "n_kv_heads": m.n_kv_heads, "d_head": m.d_head, "vocab": m.vocab,
-                        "n_params": m.n_params},
+        "kind": "serve", **provenance_dict(plan), "all": req.everything,
         "workload": {"input_tokens": w.input_tokens, "output_tokens": w.output_tokens},
         "search": {"chips": list(plan.space.chips), "batch": list(plan.space.batches),
                    "weights": [f.label for f in plan.space.weights], "ffn": list(plan.space.ffn),

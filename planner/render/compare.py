@@ -106,13 +106,20 @@ def gate_text(report, fmt: str) -> str:
         return _csv(("status", "kind", "phase", "chips", "batch", "ffn", "attention", "weights", "latency_before_s",
                      "latency_after_s", "latency_change", "mfu_before", "mfu_after", "mfu_change", "description"),
                     rows)
+    return report_text(report, fmt, ("phase", "best latency", "change", "best MFU", "change"),
+                       [_phase_cells(p) for p in report.phases], name)
+
+
+def report_text(report, fmt: str, best_columns: tuple[str, ...], best_rows: list[tuple[str, ...]],
+                name) -> str:
+    """A gate's report as text or Markdown (both gates): verdict, the runs, notes, the best figures
+    per phase or mode (`best_rows`: name, best, change, best, change), then every change in words."""
     sources = (f"baseline {report.baseline.source}, current {report.current.source} "
                f"({report.current.model} on {report.current.cluster})")
     if fmt == "markdown":
         out = [f"**planner compare: {report.verdict()}**", "", _md_escape(sources) + ".", ""]
         out += [f"- {_md_escape(note)}" for note in report.notes] + ([""] if report.notes else [])
-        out += [render_common.markdown_table(("phase", "best latency", "change", "best MFU", "change"),
-                                      [_phase_cells(p) for p in report.phases], right=range(1, 5)), ""]
+        out += [render_common.markdown_table(best_columns, best_rows, right=range(1, 5)), ""]
         if report.changes:
             out += ["Changes, largest first:", "",
                     render_common.markdown_table(("status", "point", "change"),
@@ -121,9 +128,9 @@ def gate_text(report, fmt: str) -> str:
         return "\n".join(out)
     out = wrapped(report.verdict(), 2) + wrapped(sources, 2)
     out += [line for note in report.notes for line in wrapped(f"note: {note}", 6)]
-    for p in report.phases:
-        cells = _phase_cells(p)
-        out += wrapped(f"{cells[0]}: best latency {cells[1]} ({cells[2]}), best MFU {cells[3]} ({cells[4]})", 2)
+    for cells in best_rows:
+        out += wrapped(f"{cells[0]}: {best_columns[1]} {cells[1]} ({cells[2]}), "
+                       f"{best_columns[3]} {cells[3]} ({cells[4]})", 2)
     if report.changes:
         out.append("changes, largest first:")
         width = max(len(c.status) for c in report.changes)
@@ -132,16 +139,18 @@ def gate_text(report, fmt: str) -> str:
     return "\n".join(out) + "\n"
 
 
+def pair(before, after, show, change) -> tuple[str, str]:
+    """A best figure of two runs and its change, as two cells ('absent', 'new: ...' when missing)."""
+    if before is None or after is None:
+        return (f"{show(before)} -> absent" if after is None else f"new: {show(after)}"), "-"
+    if before == after:
+        return show(after), "no change"
+    return f"{show(before)} -> {show(after)}", change(before, after)
+
+
 def _phase_cells(p) -> tuple[str, ...]:
     from planner.units import fmt_percent as percent
     from planner.units import fmt_seconds, points_change, signed_percent
-
-    def pair(before, after, show, change):
-        if before is None or after is None:
-            return (f"{show(before)} -> absent" if after is None else f"new: {show(after)}"), "-"
-        if before == after:
-            return show(after), "no change"
-        return f"{show(before)} -> {show(after)}", change(before, after)
 
     latency = pair(p.latency_before_s, p.latency_after_s, fmt_seconds, lambda b, a: signed_percent(a / b - 1))
     mfu = pair(p.mfu_before, p.mfu_after, percent, lambda b, a: points_change(a - b))
