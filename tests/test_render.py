@@ -151,13 +151,14 @@ def test_presets_table():
 
 def test_json_keys_are_a_contract(result, evaluation):
     data = json.loads(to_json(plan_dict(result)))
-    assert sorted(data) == ["calibration", "cluster", "frontier", "model", "search", "workload"]
+    assert sorted(data) == ["calibration", "cluster", "frontier", "hardware", "model", "model_shape",
+                            "planner_version", "search", "workload"]
     assert sorted(data["calibration"]) == sorted(FIELDS_OF_CALIBRATION)
     point = data["frontier"]["decode"][0]
     assert sorted(point) == sorted([
         "phase", "chips", "mesh", "partition", "batch", "ffn", "attention", "weights", "latency_s",
         "step_latency_s", "mfu", "cost_chip_s_per_token", "tokens_per_s", "hbm_bytes_per_chip",
-        "hbm_fraction", "bound", "time_s"])
+        "hbm_fraction", "bound", "time_s", "row"])
     explain = render_explain.explain_dict(evaluation)
     assert {"layers", "memory", "notation"} <= set(explain)
     assert sorted(explain["layers"][0]) == ["collective", "comm_bytes", "flops", "hbm_bytes", "name",
