@@ -57,7 +57,7 @@ def test_plan_table_fits_80_columns_when_piped(planner):
     assert not ESCAPE.search(r.out)
     assert not any(line != line.rstrip() for line in r.out.splitlines())
     # human units, right-aligned numbers
-    rows = [line for line in r.out.splitlines() if re.match(r"\s*\d+\s+\d+\s+w", line)]
+    rows = [line for line in r.out.splitlines() if re.match(r"\s*\d+\s+\d+\s+\d+\s+w", line)]
     assert len(rows) >= 20
     assert all(re.search(r"\d+(\.\d+)? (ms|s|us) ", row) for row in rows)
     assert all("%" in row for row in rows)
@@ -255,7 +255,7 @@ def test_pty_80_columns_renders_without_broken_lines():
     text = ESCAPE.sub("", screen.decode()).replace("\r\n", "\n")
     lines = text.splitlines()
     assert max(len(line) for line in lines) <= 80
-    rows = [line for line in lines if re.match(r"\s*\d+\s+\d+\s+w", line)]
+    rows = [line for line in lines if re.match(r"\s*\d+\s+\d+\s+\d+\s+w", line)]
     from planner.config import load_plan
     from planner.search.search import search
     points = sum(len(ph.frontier) for ph in search(load_plan(PALM_PLAN)).phases)

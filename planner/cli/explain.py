@@ -18,8 +18,14 @@ from planner.cli.common import (
     OutputTokOpt,
     check_format,
     emit,
+    fraction_flag,
+    int_list,
+    phase_list,
     render_table,
+    searching,
+    seconds_flag,
     use_ascii,
+    word_list,
 )
 from planner.errors import UsageError
 
@@ -29,25 +35,38 @@ def explain(
         None, metavar="PLAN", help="Plan: preset name or YAML file (optional; flags override it)."),
     model: Optional[str] = ModelOpt,
     cluster: Optional[str] = ClusterOpt,
-    chips: Optional[int] = typer.Option(None, "--chips", metavar="N", help="Chip count [chips; required]."),
-    phase: str = typer.Option(..., "--phase", metavar="PHASE", help="prefill or decode."),
-    batch: int = typer.Option(..., "--batch", metavar="B", help="Batch size [sequences]."),
-    ffn: str = typer.Option(..., "--ffn", metavar="NAME",
-                            help="FFN layout: ws1d, ws2d, wg-x, wg-xy or wg-xyz."),
-    attention: str = typer.Option(..., "--attention", metavar="NAME",
-                                  help="Attention layout: heads or batch."),
-    weights: str = typer.Option(..., "--weights", metavar="FMT", help="Weight format: bf16 or int8."),
+    row: Optional[int] = typer.Option(
+        None, "--row", metavar="N",
+        help="Explain row N (the # column) of `planner plan` run with the same plan and flags; then "
+             "--chips, --phase, --batch, --ffn, --attention, --weights, --experts, --stages and the "
+             "constraints take lists and limits as in `planner plan`."),
+    chips: Optional[str] = typer.Option(None, "--chips", metavar="N",
+                                        help="Chip count [chips; required without --row]."),
+    phase: Optional[str] = typer.Option(None, "--phase", metavar="PHASE", help="prefill or decode."),
+    batch: Optional[str] = typer.Option(None, "--batch", metavar="B", help="Batch size [sequences]."),
+    ffn: Optional[str] = typer.Option(None, "--ffn", metavar="NAME",
+                                      help="FFN layout: ws1d, ws2d, wg-x, wg-xy or wg-xyz."),
+    attention: Optional[str] = typer.Option(None, "--attention", metavar="NAME",
+                                            help="Attention layout: heads or batch."),
+    weights: Optional[str] = typer.Option(None, "--weights", metavar="FMT", help="Weight format: bf16 or int8."),
     experts: Optional[str] = typer.Option(
         None, "--experts", metavar="NAME",
         help="MoE models: expert layout (ep, ep-xy+tp-z, ep-x+tp-yz, ep-yz, tp, wg) [default: the fastest]."),
     load_imbalance: Optional[float] = typer.Option(
         None, "--load-imbalance", metavar="RHO",
         help="MoE models: the busiest chip's expert work over the mean chip's [>= 1; default 1]."),
-    stages: int = typer.Option(1, "--stages", metavar="P",
-                               help="Pipeline stages over the outermost level (nodes; torus slices) [default 1]."),
+    stages: Optional[str] = typer.Option(None, "--stages", metavar="P",
+                                         help="Pipeline stages over the outermost level (nodes; torus slices) "
+                                              "[default 1]."),
     input_tokens: Optional[int] = InputOpt,
     output_tokens: Optional[int] = OutputTokOpt,
     context: Optional[int] = ContextOpt,
+    max_latency: Optional[str] = typer.Option(None, "--max-latency", metavar="TIME",
+                                              help="With --row: as in `planner plan` [s]."),
+    max_step_latency: Optional[str] = typer.Option(None, "--max-step-latency", metavar="TIME",
+                                                   help="With --row: as in `planner plan` [s]."),
+    min_mfu: Optional[str] = typer.Option(None, "--min-mfu", metavar="FRACTION",
+                                          help="With --row: as in `planner plan` [fraction]."),
     fmt: str = FormatOpt,
     output: Optional[Path] = OutputOpt,
     ascii_only: bool = AsciiOpt,
@@ -62,6 +81,7 @@ def explain(
     Example:
       planner explain --model palm-540b --cluster tpu-v4 --chips 64 --phase decode \\
           --batch 64 --ffn ws2d --attention batch --weights int8
+      planner explain configs/plans/palm-540b-tpu-v4.yaml --row 3    # row 3 of planner plan's output
     """
     from planner.config import load_plan
     from planner.errors import InfeasibleError
@@ -70,19 +90,51 @@ def explain(
     from planner.units import to_json
 
     check_format(fmt)
-    if chips is None:
-        raise UsageError("--chips is required for explain")
-    spec = load_plan(plan_file, model=model, cluster=cluster, chips=(chips,), phases=(phase,),
-                     batches=(batch,), weights=(weights,), ffn=(ffn,), attention=(attention,),
-                     input_tokens=input_tokens, output_tokens=output_tokens, context=context,
-                     experts=(experts,) if experts else None, load_imbalance=load_imbalance,
-                     stages=(stages,))
-    ev = best(spec, spec.space.phases[0], chips, batch, spec.space.weights[0], ffn, attention, experts)
-    if ev is None:
-        raise InfeasibleError(explain_infeasible(spec, spec.space.phases[0], chips, batch,
-                                                 spec.space.weights[0], ffn, attention))
+    head = None
+    if row is not None:  # the plan's flags, as `planner plan` takes them
+        from planner.commands.explain_row import explain_point, plan_row
+        from planner.commands.runs import name
+        from planner.search.search import search
+
+        spec = load_plan(plan_file, model=model, cluster=cluster, chips=int_list(chips, "--chips"),
+                         phases=phase_list(phase), batches=int_list(batch, "--batch"), weights=word_list(weights),
+                         ffn=word_list(ffn), attention=word_list(attention), experts=word_list(experts),
+                         load_imbalance=load_imbalance, input_tokens=input_tokens,
+                         output_tokens=output_tokens, context=context,
+                         max_latency_s=seconds_flag(max_latency, "--max-latency"),
+                         max_step_latency_s=seconds_flag(max_step_latency, "--max-step-latency"),
+                         min_mfu=fraction_flag(min_mfu, "--min-mfu"), stages=int_list(stages, "--stages"))
+        with searching(use_ascii(ascii_only)):
+            result = search(spec, partial=True)
+        p = plan_row(result, row)
+        ev, head, pipelined = explain_point(result, p), f"row {row}: {name(p)}", p.stages > 1
+    else:
+        missing = [flag for flag, value in (("--phase", phase), ("--batch", batch), ("--ffn", ffn),
+                                            ("--attention", attention), ("--weights", weights)) if value is None]
+        if missing:
+            raise UsageError(f"Missing option '{missing[0]}' (or give --row N: a row of `planner plan`'s # column)")
+        if chips is None:
+            raise UsageError("--chips is required for explain (or give --row N: a row of `planner plan`'s # column)")
+        limits = [flag for flag, value in (("--max-latency", max_latency), ("--max-step-latency", max_step_latency),
+                                           ("--min-mfu", min_mfu)) if value is not None]
+        if limits:
+            raise UsageError(f"{limits[0]}: only with --row (it decides which points the plan's frontier holds)")
+        spec = load_plan(plan_file, model=model, cluster=cluster, chips=_one(int_list(chips, "--chips"), "--chips"),
+                         phases=(phase,), batches=_one(int_list(batch, "--batch"), "--batch"),
+                         weights=_one(word_list(weights), "--weights"), ffn=_one(word_list(ffn), "--ffn"),
+                         attention=_one(word_list(attention), "--attention"),
+                         input_tokens=input_tokens, output_tokens=output_tokens, context=context,
+                         experts=_one(word_list(experts), "--experts"), load_imbalance=load_imbalance,
+                         stages=_one(int_list(stages, "--stages"), "--stages") or (1,))
+        space = spec.space
+        ev = best(spec, space.phases[0], space.chips[0], space.batches[0], space.weights[0], space.ffn[0],
+                  space.attention[0], experts)
+        if ev is None:
+            raise InfeasibleError(explain_infeasible(spec, space.phases[0], space.chips[0], space.batches[0],
+                                                     space.weights[0], space.ffn[0], space.attention[0]))
+        pipelined = space.stages[0] > 1
     ascii_only = use_ascii(ascii_only)
-    if stages > 1:  # a row per stage and per send between stages
+    if pipelined:  # a row per stage and per send between stages
         from planner.render import pipeline as render_pipeline
         to_dict, to_csv, to_markdown, to_table = (render_pipeline.pipeline_dict, render_pipeline.pipeline_csv,
                                                   render_pipeline.pipeline_markdown, render_pipeline.pipeline_table)
@@ -90,10 +142,21 @@ def explain(
         to_dict, to_csv, to_markdown, to_table = (render_explain.explain_dict, render_explain.explain_csv,
                                                   render_explain.explain_markdown, render_explain.explain_table)
     if fmt == "json":
-        emit(to_json(to_dict(ev, spec.cluster)), output)
+        emit(to_json({**to_dict(ev, spec.cluster), **({"row": row} if head else {})}), output)
     elif fmt == "csv":
         emit(to_csv(ev), output)
     elif fmt == "markdown":
-        emit(to_markdown(ev), output)
+        emit((f"## {head}\n\n" if head else "") + to_markdown(ev), output)
     else:
-        render_table(lambda console: to_table(ev, spec.cluster, console, ascii_only=ascii_only), output)
+        def draw(console):
+            if head:
+                console.print(head, highlight=False, markup=False)
+            to_table(ev, spec.cluster, console, ascii_only=ascii_only)
+        render_table(draw, output)
+
+
+def _one(values, flag: str):
+    """A flag that names one value without --row (comma lists are for --row's plan flags)."""
+    if values is not None and len(values) != 1:
+        raise UsageError(f"{flag}: one value without --row, got {len(values)} ({', '.join(map(str, values))})")
+    return values

@@ -5,18 +5,20 @@ from __future__ import annotations
 import csv
 import io
 
-from planner.commands.runs import point_dict
+from planner.commands.runs import numbered, point_dict
 from planner.render.common import Column, calibration_note, markdown_table, print_grid, print_wrapped
 from planner.search.search import Point, SearchResult
 from planner.specs.plan import Phase
 from planner.units import fmt_percent, fmt_seconds
 
-COLUMNS = ("chips", "batch", "layout", "wts", "latency", "step", "MFU", "cost/tok", "HBM", "bound")
+EXPLAIN_HINT = "#: explain a row with planner explain PLAN --row N (and this command's flags)."
+COLUMNS = ("#", "chips", "batch", "layout", "wts", "latency", "step", "MFU", "cost/tok", "HBM", "bound")
 
 
-def _cells(p: Point) -> tuple[str, ...]:
+def _cells(p: Point, row: int) -> tuple[str, ...]:
+    """A point's cells; `row` is its number (the `#` column, which `planner explain --row` takes)."""
     return (
-        str(p.chips), str(p.batch), layout_name(p), p.weights, fmt_seconds(p.latency_s),
+        str(row), str(p.chips), str(p.batch), layout_name(p), p.weights, fmt_seconds(p.latency_s),
         fmt_seconds(p.step_latency_s), fmt_percent(p.mfu), fmt_seconds(p.cost_chip_s_per_token),
         fmt_percent(p.hbm_fraction), p.bound,
     )
@@ -31,13 +33,14 @@ def layout_name(p: Point) -> str:
 
 def plan_markdown(result: SearchResult) -> str:
     lines = [_summary(result), ""]
+    rows = {p.key: row for row, p in numbered(result)}
     for ph in result.phases:
         if ph.infeasible:
             lines += [f"### {ph.phase.value}: nothing feasible", "", "```", ph.infeasible, "```", ""]
             continue
         lines += [f"### {ph.phase.value} frontier ({len(ph.frontier)} point{'s' * (len(ph.frontier) != 1)})", "",
-                  markdown_table(COLUMNS, [_cells(p) for p in ph.frontier]), ""]
-    return "\n".join(lines)
+                  markdown_table(COLUMNS, [_cells(p, rows[p.key]) for p in ph.frontier]), ""]
+    return "\n".join(lines + [EXPLAIN_HINT, ""])
 
 
 def plan_csv(result: SearchResult) -> str:
@@ -48,16 +51,15 @@ def plan_csv(result: SearchResult) -> str:
               "bound", "compute_s", "memory_s", "comm_s", "overhead_s", "mesh", "partition_x",
               "partition_yz", "partition_gather")
     staged = max(result.plan.space.stages) > 1  # the pipeline's columns only when it searches stages
-    writer.writerow(fields + (("stages", "micro_batches") if staged else ()))
-    for ph in result.phases:
-        for p in ph.frontier:
-            d = point_dict(p)
-            writer.writerow([d["phase"], p.chips, p.batch, p.ffn, p.attention, p.weights, d["latency_s"],
-                             d["step_latency_s"], d["mfu"], d["cost_chip_s_per_token"], d["tokens_per_s"],
-                             d["hbm_bytes_per_chip"], d["hbm_fraction"], p.bound, d["time_s"]["compute"],
-                             d["time_s"]["memory"], d["time_s"]["comm"], d["time_s"]["overhead"],
-                             "x".join(str(n) for _, n in p.mesh), *(" ".join(a) for _, a in p.partition),
-                             *((p.stages, p.micro_batches) if staged else ())])
+    writer.writerow(fields + (("stages", "micro_batches") if staged else ()) + ("row",))
+    for row, p in numbered(result):
+        d = point_dict(p)
+        writer.writerow([d["phase"], p.chips, p.batch, p.ffn, p.attention, p.weights, d["latency_s"],
+                         d["step_latency_s"], d["mfu"], d["cost_chip_s_per_token"], d["tokens_per_s"],
+                         d["hbm_bytes_per_chip"], d["hbm_fraction"], p.bound, d["time_s"]["compute"],
+                         d["time_s"]["memory"], d["time_s"]["comm"], d["time_s"]["overhead"],
+                         "x".join(str(n) for _, n in p.mesh), *(" ".join(a) for _, a in p.partition),
+                         *((p.stages, p.micro_batches) if staged else ()), row])
     return buf.getvalue()
 
 
@@ -87,13 +89,14 @@ def plan_table(result: SearchResult, console, *, ascii_only: bool = False) -> No
     note = calibration_note(result.plan.cluster)
     if note:
         print_wrapped(console, note, hang=0, style="yellow")
-    legend = ["cost/tok in chip-seconds per token", "HBM: share of each chip's memory in use"]
+    legend = ["cost/tok in chip-seconds per token", "HBM: share of each chip's memory in use", EXPLAIN_HINT[:-1]]
+    rows = {p.key: row for row, p in numbered(result)}
     for ph in result.phases:
         # A prefill request is one step, so its step column would repeat the latency.
         keep = [i for i, col in enumerate(COLUMNS) if not (col == "step" and ph.phase is Phase.PREFILL)]
         columns = [Column(COLUMNS[i], right=COLUMNS[i] not in ("layout", "wts", "bound"),
                           wrap=COLUMNS[i] == "layout") for i in keep]
-        rows = [tuple(_cells(p)[i] for i in keep) for p in ph.frontier]
+        cells = [tuple(_cells(p, rows[p.key])[i] for i in keep) for p in ph.frontier]
         console.print()
         if ph.infeasible:
             print_wrapped(console, f"{ph.phase.value}: nothing feasible (the reason is on stderr).", hang=0)
@@ -102,6 +105,6 @@ def plan_table(result: SearchResult, console, *, ascii_only: bool = False) -> No
         if ph.phase is Phase.DECODE:
             title += f" ({result.plan.workload.output_tokens} output tokens)"
             legend.insert(0, "step: one decode step")
-        print_grid(console, columns, rows, title=title, ascii_only=ascii_only)
+        print_grid(console, columns, cells, title=title, ascii_only=ascii_only)
     console.print()
     print_wrapped(console, "; ".join(legend) + ".", style="dim")
