@@ -149,3 +149,71 @@ def test_explain_says_when_a_batch_is_padded():
     ev = best(load_plan(None, model="palm-540b", cluster="tpu-v4"), Phase("decode"), 64, 64,
               WeightFormat.parse("int8"), "ws2d", "batch")
     assert explain_dict(ev)["padding"] == []  # 64 sequences fill 64 batch shards
+
+
+# --- explain --row N: any printed row of `planner plan`, without retyping it --------------------
+
+
+SMALL = ["--model", "palm-8b", "--cluster", "tpu-v4", "--chips", "8,16", "--batch", "1,16,256"]
+
+
+def _cli(*args):
+    from planner.cli.main import run
+    import contextlib
+    import io
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = run(list(args))
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_row_explains_the_printed_point_of_plan():
+    code, out, _ = _cli("plan", *SMALL, "--format", "json")
+    assert code == 0
+    data = json.loads(out)
+    points = sorted((p for phase in data["frontier"].values() for p in phase), key=lambda p: p["row"])
+    assert [p["row"] for p in points] == list(range(1, len(points) + 1))
+    assert [p["phase"] for p in points] == sorted((p["phase"] for p in points), key=["prefill", "decode"].index)
+    for p in (points[0], points[len(points) // 2], points[-1]):
+        code, out, err = _cli("explain", *SMALL, "--row", str(p["row"]), "--format", "json")
+        assert (code, err) == (0, "")
+        d = json.loads(out)
+        assert d["row"] == p["row"]
+        for key in ("phase", "chips", "batch", "ffn", "attention", "weights", "mesh", "partition"):
+            assert d[key] == p[key], key
+        assert d["latency_s"] == p["latency_s"] and d["mfu"] == p["mfu"]
+        # the same breakdown as explain with the point's values typed out
+        typed = ["--model", "palm-8b", "--cluster", "tpu-v4", "--chips", str(p["chips"]), "--phase", p["phase"],
+                 "--batch", str(p["batch"]), "--ffn", p["ffn"], "--attention", p["attention"], "--weights", p["weights"]]
+        code, out, _ = _cli("explain", *typed, "--format", "json")
+        assert {**json.loads(out), "row": p["row"]} == d
+    code, out, _ = _cli("explain", *SMALL, "--row", "2")
+    assert code == 0 and out.startswith(f"row 2: {points[1]['phase']} {points[1]['chips']} chips batch ")
+
+
+def test_plan_prints_the_row_numbers_in_every_format():
+    code, out, _ = _cli("plan", *SMALL, "--format", "csv")
+    lines = out.splitlines()
+    assert lines[0].endswith(",row") and [int(line.rsplit(",", 1)[1]) for line in lines[1:]] == \
+        list(range(1, len(lines)))
+    code, out, _ = _cli("plan", *SMALL, "--format", "markdown")
+    assert "| # | chips | batch |" in out and "| 1 | " in out and "--row N" in out
+    code, out, _ = _cli("plan", *SMALL)
+    assert "--row N" in out
+    first = next(line for line in out.splitlines() if line.lstrip().startswith("1 "))
+    assert first.split()[:2] == ["1", "8"] or first.split()[:2] == ["1", "16"]
+
+
+def test_row_respects_the_plans_constraints_and_bad_rows_are_usage_errors():
+    code, out, _ = _cli("plan", *SMALL, "--phase", "decode", "--min-mfu", "10%", "--format", "json")
+    first = json.loads(out)["frontier"]["decode"][0]
+    code, out, _ = _cli("explain", *SMALL, "--phase", "decode", "--min-mfu", "10%", "--row", "1", "--format", "json")
+    assert code == 0 and (json.loads(out)["batch"], json.loads(out)["ffn"]) == (first["batch"], first["ffn"])
+    for args, message in ((["--row", "999"], "--row: expected a row number from 1 to"),
+                          (["--row", "0"], "--row: expected a row number"),
+                          (["--phase", "decode", "--batch", "16", "--ffn", "ws2d", "--attention", "batch",
+                            "--weights", "int8"], "--chips: one value without --row"),
+                          (["--phase", "decode", "--batch", "16", "--ffn", "ws2d", "--attention", "batch",
+                            "--weights", "int8", "--min-mfu", "10%"], "--min-mfu: only with --row")):
+        code, out, err = _cli("explain", *SMALL, *args)
+        assert code == 2 and out == "" and message in err, (args, err)
