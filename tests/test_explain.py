@@ -217,3 +217,25 @@ def test_row_respects_the_plans_constraints_and_bad_rows_are_usage_errors():
                             "--weights", "int8", "--min-mfu", "10%"], "--min-mfu: only with --row")):
         code, out, err = _cli("explain", *SMALL, *args)
         assert code == 2 and out == "" and message in err, (args, err)
+
+
+@pytest.mark.parametrize("model,cluster,chips,stages", [("llama-3-405b", "h100-sxm", 32, (2,)),
+                                                        ("deepseek-v3", "h100-sxm", 32, (1,))])
+def test_row_finds_the_exact_candidate_of_pipelined_and_moe_points(model, cluster, chips, stages):
+    """--row re-evaluates a point on the candidate it came from: stages, expert layout and mesh
+    grouping included (every candidate of these plans is checked, frontier or not)."""
+    import numpy as np
+
+    from planner.commands.explain_row import explain_point
+    from planner.search.search import SearchResult, candidates, cost, point
+
+    plan = load_plan(None, model=model, cluster=cluster, chips=(chips,), batches=(8,), weights=("bf16",),
+                     phases=("decode",), stages=stages)
+    result = SearchResult(plan=plan, phases=())
+    checked = 0
+    for c in candidates(plan, Phase.DECODE):
+        p = point(cost(plan, c, np.array([8])), 0)
+        ev = explain_point(result, p)
+        assert point(ev, 0) == p
+        checked += 1
+    assert checked >= 4

@@ -51,7 +51,7 @@ def plan_csv(result: SearchResult) -> str:
               "bound", "compute_s", "memory_s", "comm_s", "overhead_s", "mesh", "partition_x",
               "partition_yz", "partition_gather")
     staged = max(result.plan.space.stages) > 1  # the pipeline's columns only when it searches stages
-    writer.writerow(fields + (("stages", "micro_batches") if staged else ()) + ("row",))
+    writer.writerow(fields + ("row",) + (("stages", "micro_batches") if staged else ()))
     for row, p in numbered(result):
         d = point_dict(p)
         writer.writerow([d["phase"], p.chips, p.batch, p.ffn, p.attention, p.weights, d["latency_s"],
@@ -59,7 +59,7 @@ def plan_csv(result: SearchResult) -> str:
                          d["hbm_bytes_per_chip"], d["hbm_fraction"], p.bound, d["time_s"]["compute"],
                          d["time_s"]["memory"], d["time_s"]["comm"], d["time_s"]["overhead"],
                          "x".join(str(n) for _, n in p.mesh), *(" ".join(a) for _, a in p.partition),
-                         *((p.stages, p.micro_batches) if staged else ()), row])
+                         row, *((p.stages, p.micro_batches) if staged else ())])
     return buf.getvalue()
 
 
