@@ -207,3 +207,20 @@ def test_a_plan_run_records_what_its_figures_depend_on(planner, world):
     assert data["planner_version"]
     code, out, _ = planner("compare", world / "plan-run.json", world / "plan.yaml", "--cluster", world / "slow-box.yaml")
     assert code == 1 and "note: hardware hbm_bytes_per_s 1 GB/s -> 500 MB/s" in out
+
+
+def test_readme_example_is_what_the_gate_prints(planner, tmp_path):
+    """The README's serve-gate example: PaLM 540B on 64 TPU v4 chips, HBM bandwidth halved."""
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent
+    readme = " ".join((root / "README.md").read_text().split())
+    note, line = re.search(r"`(note: hardware hbm_bytes_per_s [^`]+)` and, among (\d+) regressions, `(regressed [^`]+)`",
+                           readme).group(1, 3)
+    cluster = (root / "configs" / "clusters" / "tpu-v4.yaml").read_text()
+    (tmp_path / "slow.yaml").write_text(re.sub(r"(?m)^(\s*hbm_bandwidth:\s*)\S+.*$", r"\g<1>0.6 TB/s", cluster))
+    code, _, _ = planner("serve", "palm-540b-tpu-v4", "--chips", "64", "--format", "json", "-o", tmp_path / "b.json")
+    code, out, _ = planner("compare", tmp_path / "b.json", "palm-540b-tpu-v4", "--cluster", tmp_path / "slow.yaml")
+    joined = " ".join(out.split())
+    assert code == 1 and note in joined and " ".join(line.split()) in joined
+    count = re.search(r"among (\d+) regressions", readme).group(1)
+    assert joined.startswith(f"REGRESSION: {count} of ")
