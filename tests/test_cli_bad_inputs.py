@@ -96,7 +96,7 @@ BAD_FLAGS = [
     (["plan", str(BAD_INPUTS.parent.parent / "configs" / "models" / "palm-8b.yaml")],
      ["palm-8b.yaml:", "looks like a model file", "--model"]),
     (["plan", str(BAD_INPUTS)], ["is a directory"]),
-    (["plan", "--model", str(BAD_INPUTS), "--cluster", "tpu-v4"], ["is a directory"]),
+    (["plan", "--model", str(BAD_INPUTS), "--cluster", "tpu-v4"], ["holds no config.json"]),  # a model folder
     (EXPLAIN[:-2], ["Missing option '--weights'"]),
     ([a for a in EXPLAIN if a not in ("--chips", "8")], ["--chips is required"]),
     (EXPLAIN + ["--batch", "x"], ["--batch"]),

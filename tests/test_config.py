@@ -375,7 +375,9 @@ def test_decode_context_defaults_to_the_prompt_when_planning_from_flags():
     assert load_plan(None, model="palm-8b", cluster="tpu-v4", input_tokens=8192).workload.context == 8192
     assert load_plan(None, model="palm-8b", cluster="tpu-v4").workload.context == 2048
     assert load_plan(None, model="palm-8b", cluster="tpu-v4", input_tokens=8192,
-                     context=1024).workload.context == 1024
+                     context=1024, allow_short_context=True).workload.context == 1024
+    with pytest.raises(UsageError, match="--context: the decode context .1024 tokens. is shorter than the prompt"):
+        load_plan(None, model="palm-8b", cluster="tpu-v4", input_tokens=8192, context=1024)
 
 
 def test_min_mfu_reads_a_percentage_in_a_plan_file_as_the_flag_does(tmp_path):

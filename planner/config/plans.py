@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from planner.config.clusters import load_cluster
+from planner.config.context import check_context
 from planner.config.models import load_model
 from planner.config.presets import list_presets, locate
 from planner.config.yamlio import (
@@ -23,6 +24,7 @@ from planner.config.yamlio import (
     At,
     Field,
     Fields,
+    boolean,
     choice,
     count,
     fields,
@@ -69,6 +71,7 @@ FLAGS = {
     "max_latency_s": "--max-latency", "max_step_latency_s": "--max-step-latency", "min_mfu": "--min-mfu",
     "experts": "--experts", "load_imbalance": "--load-imbalance",
     "stages": "--stages",
+    "allow_short_context": "--allow-short-context",
 }
 
 
@@ -108,7 +111,9 @@ def _plan_fields(flags: Mapping[str, Any]) -> dict[str, Field]:
     options = _named_options()
     search = {key: Field(list_of(choice(*options[axis]) if axis in options else count),
                          required=False) for axis, key in SEARCH_KEYS.items()}
+    search["phases"] = Field(_phases, required=False)
     workload = {key: Field(count, required=key not in flags) for key in WORKLOAD_KEYS}
+    workload["allow_short_context"] = Field(boolean, required=False)
     return {
         "model": Field(text, required="model" not in flags),
         "cluster": Field(text, required="cluster" not in flags),
@@ -122,6 +127,13 @@ def _plan_fields(flags: Mapping[str, Any]) -> dict[str, Field]:
     }
 
 
+def _phases(at: At) -> tuple[Phase, ...]:
+    """A list of phases, or `both` (as on the command line)."""
+    if getattr(at.node, "value", None) == "both":
+        return (Phase.PREFILL, Phase.DECODE)
+    return list_of(choice(*_named_options()["phases"]))(at)
+
+
 def load_plan(
     path: str | None = None, *,
     model: str | None = None, cluster: str | None = None,
@@ -131,7 +143,7 @@ def load_plan(
     input_tokens: int | None = None, output_tokens: int | None = None, context: int | None = None,
     max_latency_s: float | None = None, max_step_latency_s: float | None = None, min_mfu: float | None = None,
     experts: tuple[str, ...] | None = None, load_imbalance: float | None = None,
-    stages: tuple[int, ...] | None = None,
+    stages: tuple[int, ...] | None = None, allow_short_context: bool = False,
 ) -> Plan:
     """A plan from a file (a preset name or a path) and/or flags; a flag overrides the file.
     Without a file, model and cluster are required and the rest is `PLAN_DEFAULTS`."""
@@ -139,7 +151,8 @@ def load_plan(
         model=model, cluster=cluster, phases=phases, chips=chips, batches=batches, weights=weights,
         ffn=ffn, attention=attention, input_tokens=input_tokens, output_tokens=output_tokens,
         context=context, max_latency_s=max_latency_s, max_step_latency_s=max_step_latency_s, min_mfu=min_mfu,
-        experts=experts, load_imbalance=load_imbalance, stages=stages))
+        experts=experts, load_imbalance=load_imbalance, stages=stages,
+        allow_short_context=allow_short_context or None))
     if path is None:
         for required in ("model", "cluster"):
             if required not in flags:
@@ -191,10 +204,12 @@ def _assemble(model: Model, cluster: Cluster, plan: Fields | None, flags: dict[s
     routing = routing.values if routing is not None else {}
     routing = Routing(load_imbalance=flags.get("load_imbalance", routing.get("load_imbalance", 1.0)),
                       redundant_experts=routing.get("redundant_experts", 0))
+    space = _search_space(cluster, section("search"), flags)
+    check_context(model, workload, space.phases, section("workload"), flags)
     return Plan(
         model=model, cluster=cluster,
         workload=Workload(**workload, routing=routing),
-        space=_search_space(cluster, section("search"), flags),
+        space=space,
         constraints=Constraints(**merge(CONSTRAINT_FIELDS, section("constraints"))),
         deployment=_read_deployment(section("deployment"), cluster),
         source=plan.at.file if plan is not None else "",
@@ -281,6 +296,8 @@ def _read_flag(key: str, value: Any) -> Any:
     if key in ("chips", "batches", "stages"):
         values = (value,) if isinstance(value, int) else tuple(value)
         return _several(key, _checked(key, values, _is_count, f"a positive whole number up to {MAX_COUNT:g}"))
+    if key == "allow_short_context":
+        return bool(value)
     if key in WORKLOAD_KEYS:
         return _checked(key, (value,), _is_count, f"a positive whole number up to {MAX_COUNT:g}")[0]
     if key in ("max_latency_s", "max_step_latency_s"):
