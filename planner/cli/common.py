@@ -26,7 +26,7 @@ def complete(kind: str):
         from planner.config import list_presets
         names = [n for n in list_presets(kind) if n.startswith(incomplete)]
         paths = [p + "/" if os.path.isdir(p) else p for p in sorted(glob.glob(glob.escape(incomplete) + "*"))]
-        return names + [p for p in paths if p.endswith((".yaml", ".yml", "/"))]
+        return names + [p for p in paths if p.endswith((".yaml", ".yml", ".json", "/"))]
     return complete
 
 
@@ -35,7 +35,8 @@ FormatOpt = typer.Option("table", "--format", metavar="FORMAT", callback=lambda 
 OutputOpt = typer.Option(None, "-o", "--output", metavar="FILE",
                          help="Write to FILE instead of stdout (atomically: a complete file or none).")
 ModelOpt = typer.Option(None, "--model", metavar="NAME|FILE", autocompletion=complete("models"),
-                        help="Model: preset name (see 'planner presets') or YAML file.")
+                        help="Model: preset name (see 'planner presets'), YAML file, or a Hugging Face "
+                             "config.json (or the folder holding it).")
 ClusterOpt = typer.Option(None, "--cluster", metavar="NAME|FILE", autocompletion=complete("clusters"),
                           help="Cluster: preset name (see 'planner presets') or YAML file.")
 InputOpt = typer.Option(None, "--input-tokens", metavar="TOKENS",
@@ -45,6 +46,9 @@ OutputTokOpt = typer.Option(None, "--output-tokens", metavar="TOKENS",
 ContextOpt = typer.Option(None, "--context", metavar="TOKENS",
                           help="KV-cache length a decode step attends to [tokens; default: the input "
                                "tokens].")
+AllowShortOpt = typer.Option(
+    False, "--allow-short-context",
+    help="Allow a decode context shorter than the prompt (a KV cache that intentionally drops tokens).")
 AsciiOpt = typer.Option(False, "--ascii", help="Draw tables and plots with ASCII characters only.")
 
 

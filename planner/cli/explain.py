@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from planner.cli.common import (
+    AllowShortOpt,
     AsciiOpt,
     ClusterOpt,
     ContextOpt,
@@ -48,6 +49,7 @@ def explain(
     input_tokens: Optional[int] = InputOpt,
     output_tokens: Optional[int] = OutputTokOpt,
     context: Optional[int] = ContextOpt,
+    allow_short_context: bool = AllowShortOpt,
     fmt: str = FormatOpt,
     output: Optional[Path] = OutputOpt,
     ascii_only: bool = AsciiOpt,
@@ -76,7 +78,7 @@ def explain(
                      batches=(batch,), weights=(weights,), ffn=(ffn,), attention=(attention,),
                      input_tokens=input_tokens, output_tokens=output_tokens, context=context,
                      experts=(experts,) if experts else None, load_imbalance=load_imbalance,
-                     stages=(stages,))
+                     stages=(stages,), allow_short_context=allow_short_context)
     ev = best(spec, spec.space.phases[0], chips, batch, spec.space.weights[0], ffn, attention, experts)
     if ev is None:
         raise InfeasibleError(explain_infeasible(spec, spec.space.phases[0], chips, batch,

@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from planner.cli.common import (
+    AllowShortOpt,
     AsciiOpt,
     ClusterOpt,
     ContextOpt,
@@ -66,6 +67,7 @@ def plan(
     input_tokens: Optional[int] = InputOpt,
     output_tokens: Optional[int] = OutputTokOpt,
     context: Optional[int] = ContextOpt,
+    allow_short_context: bool = AllowShortOpt,
     max_latency: Optional[str] = typer.Option(
         None, "--max-latency", metavar="TIME",
         help="Drop points slower than this [s, or with a unit: '200 ms']: a prefill pass, or all of "
@@ -108,7 +110,7 @@ def plan(
                      phases=phase_list(phase), batches=int_list(batch, "--batch"), weights=word_list(weights),
                      ffn=word_list(ffn), attention=word_list(attention), experts=word_list(experts),
                      load_imbalance=load_imbalance, input_tokens=input_tokens,
-                     output_tokens=output_tokens, context=context,
+                     output_tokens=output_tokens, context=context, allow_short_context=allow_short_context,
                      max_latency_s=seconds_flag(max_latency, "--max-latency"),
                      max_step_latency_s=seconds_flag(max_step_latency, "--max-step-latency"),
                      min_mfu=fraction_flag(min_mfu, "--min-mfu"), stages=int_list(stages, "--stages"))

@@ -23,6 +23,7 @@ from planner.config.yamlio import (
     scalar,
     text,
 )
+from planner.errors import ConfigError
 from planner.specs.model import Block, FfnKind, Model
 from planner.specs.moe import Experts, LatentAttention
 
@@ -106,6 +107,22 @@ def load_model(name_or_path: str, *, base: Path | None = None, at: At | None = N
     if is_hf_config(path):
         return read_hf_config(path).model
     return _read_model(load_document(path))
+
+
+def import_hf_yaml(path: Path) -> str:
+    """The model YAML equivalent to a Hugging Face config.json (or its folder), headed by what
+    was derived, defaulted or mapped, for a person to review before committing it."""
+    if not is_hf_config(path):
+        raise ConfigError("expected a Hugging Face config.json or a folder holding one", file=str(path),
+                          hint="planner model YAML files are used as they are (--model FILE)")
+    imported = read_hf_config(path)
+    comment = "\n".join([
+        f"Imported by `planner models import` from {path}.",
+        "Review before committing; derived, defaulted or mapped values:",
+        *(f"  - {note}" for note in imported.notes),
+        "Not modelled: biases, norms and rotary embeddings (no matmuls worth counting).",
+    ])
+    return model_yaml(imported.model, comment)
 
 
 def _read_model(root: At) -> Model:

@@ -30,6 +30,10 @@ def explain_dict(ev: Evaluation, cluster=None) -> dict:
     w = ev.workload
     out["workload"] = ({"input_tokens": w.input_tokens} if c.phase is Phase.PREFILL
                        else {"context": w.context, "output_tokens": w.output_tokens})
+    if ev.model.max_context is not None:
+        out["max_context"] = ev.model.max_context
+    if ev.model.n_local_layers:
+        out["local_attention"] = {"layers": ev.model.n_local_layers, "window_tokens": ev.model.window_tokens}
     out["axes"] = {axis: c.mesh.names(axis) for axis in "xyz"}
     out["notation"] = {"ffn": c.ffn.notation, "attention": c.attention.notation,
                        **({"experts": c.experts.notation} if c.experts is not None else {})}
@@ -128,7 +132,11 @@ def _explain_header(ev: Evaluation) -> tuple[str, list[tuple[str, str]]]:
                    f"to {w.context} cached tokens")
     axes = ", ".join(f"{axis}=[{' '.join(c.mesh.names(axis))}]" for axis in "xyz")
     experts = [("experts", c.experts.notation)] if c.experts is not None else []
-    return title, [("tokens", tokens), ("FFN", c.ffn.notation), ("attention", c.attention.notation),
+    m = ev.model
+    local = [("local", f"{m.n_local_layers} of {m.n_layers} layers attend to the last {m.window_tokens} tokens "
+                       f"(sliding window): their KV cache holds at most {m.window_tokens} tokens per sequence")
+             ] if m.n_local_layers else []
+    return title, [("tokens", tokens), *local, ("FFN", c.ffn.notation), ("attention", c.attention.notation),
                    *experts, ("axes", axes)]
 
 
