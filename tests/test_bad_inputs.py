@@ -116,13 +116,33 @@ CASES: list[tuple[str, str, list[str]]] = [
     ('plan-model-mapping.yaml', 'plan', [':2:', 'model', 'found a mapping']),
     ('plan-top-typo.yaml', 'plan', [':12:', 'constraint', "did you mean 'constraints'"]),
     ('plan-list-root.yaml', 'plan', [':2:', 'expected a plan', 'found a list']),
+    ('plan-context-beyond-model.yaml', 'plan', [':4:', 'workload.context', 'maximum context of 40960 tokens']),
+    ('plan-short-context.yaml', 'plan', [':7:', 'workload.context', 'shorter than the prompt',
+                                         '--allow-short-context']),
+    ('model-window-alone.yaml', 'model', [':12:', 'sliding_window', "needs 'local_layers'"]),
+    ('model-local-layer-range.yaml', 'model', [':13:', 'local_layers[2]', 'layer 4 does not exist']),
+    ('model-local-pattern.yaml', 'model', [':13:', 'local_layers', "found 'LLLX'"]),
+    # Hugging Face config.json files (JSON has no comments: the names say what is wrong)
+    ('hf-unsupported-type.json', 'model', [':4:', 'model_type', "unsupported model_type 'mixtral'",
+                                           'supported model types: falcon, gemma2, gemma3']),
+    ('hf-missing-key.json', 'model', [':1:', 'intermediate_size', "missing key 'intermediate_size'", 'llama']),
+    ('hf-no-model-type.json', 'model', [':1:', "missing key 'model_type'", 'supported model types']),
+    ('hf-not-json.json', 'model', [':5:', 'not valid JSON']),
+    ('hf-count-text.json', 'model', [':8:', 'num_hidden_layers', 'positive whole number', '"32"']),
+    ('hf-duplicate-key.json', 'model', [':5:', 'hidden_size', 'duplicate key']),
+    ('hf-kv-not-divisor.json', 'model', [':9:', 'num_key_value_heads', 'multiple']),
+    ('hf-gemma3-no-text-config.json', 'model', [':1:', 'text_config', "expected the object 'text_config'"]),
+    ('hf-gemma3-missing-head-dim.json', 'model', [':3:', 'text_config.head_dim', "missing key 'head_dim'"]),
+    ('hf-layer-types.json', 'model', [':6:', 'layer_types', "unsupported layer type 'chunked_attention'"]),
+    ('hf-activation.json', 'model', [':2:', 'hidden_act', "unsupported activation 'relu'"]),
+    ('hf-list-root.json', 'model', [':1', 'expected a JSON object']),
 ]
 
 
 def test_table_covers_the_corpus():
     listed = [name for name, _, _ in CASES]
     assert len(listed) == len(set(listed))
-    assert sorted(listed) == sorted(path.name for path in BAD_INPUTS.glob("*.yaml"))
+    assert sorted(listed) == sorted(path.name for path in BAD_INPUTS.glob("*.*"))
     assert len(listed) >= 45
 
 
@@ -132,7 +152,7 @@ def test_bad_input_is_reported(name: str, kind: str, expected: list[str]):
     with pytest.raises(ConfigError) as caught:
         LOADERS[kind](str(path))
     message = str(caught.value)
-    names_another_file = any(re.match(r"[\w.-]+\.yaml:\d+:", s) for s in expected)
+    names_another_file = any(re.match(r"[\w.-]+\.(yaml|json):\d+:", s) for s in expected)
     if not names_another_file:  # e.g. a plan whose model file is wrong: that file is named
         assert name in message
     assert caught.value.line is not None

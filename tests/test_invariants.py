@@ -1,6 +1,7 @@
 """Invariants over every registered layout (picked up automatically when a layout is added)."""
 
 import itertools
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -91,12 +92,15 @@ def test_frontier_points_are_not_dominated():
     heads=st.sampled_from([4, 8, 12, 16, 48]), kv_div=st.sampled_from([1, 2, 4]),
     ffn_kind=st.sampled_from(list(FfnKind)), block=st.sampled_from(list(Block)),
     chips=st.sampled_from([8, 16, 64]), phase=st.sampled_from(list(Phase)),
+    window=st.one_of(st.none(), st.sampled_from([1, 100, 600, 5000])), local_every=st.integers(1, 3),
 )
 def test_cost_model_invariants_on_random_models(layers, d_model, ff_mult, heads, kv_div, ffn_kind, block,
-                                                chips, phase):
+                                                chips, phase, window, local_every):
     kv = heads // kv_div if heads % kv_div == 0 else heads
+    local = tuple(range(0, layers, local_every)) if window else ()  # sliding-window layers, if any
     model = Model(name="random", n_layers=layers, d_model=d_model, d_ff=d_model * ff_mult, n_heads=heads,
-                  n_kv_heads=kv, d_head=64, vocab=1000, ffn=ffn_kind, block=block)
+                  n_kv_heads=kv, d_head=64, vocab=1000, ffn=ffn_kind, block=block, window_tokens=window,
+                  local_layers=local)
     cluster = load_cluster("tpu-v4")
     for c in _every_candidate(model, cluster, chips):
         if c.phase is not phase:
@@ -105,3 +109,8 @@ def test_cost_model_invariants_on_random_models(layers, d_model, ff_mult, heads,
         assert np.all(np.isfinite(ev.latency_s)) and np.all(ev.latency_s > 0)
         assert np.all(np.diff(ev.latency_s) >= -1e-12 * ev.latency_s[1:])
         assert ev.weight_bytes * chips >= model.n_params * c.weights.bytes_per_element * (1 - 1e-9)
+        if local:  # a window bounds the KV cache and the attention FLOPs, never adds to them
+            full = evaluate(replace(model, window_tokens=None, local_layers=()), cluster, WORKLOAD, c, BATCH)
+            assert np.all(ev.kv_bytes <= full.kv_bytes * (1 + 1e-12))
+            assert np.all(ev.compute_s <= full.compute_s * (1 + 1e-12))
+            assert np.all(ev.step_s <= full.step_s * (1 + 1e-12))
