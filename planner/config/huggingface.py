@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from planner.config.yamlio import MAX_COUNT, MAX_FILE_BYTES
+from planner.config.yamlio import MAX_COUNT, MAX_FILE_BYTES, MAX_LOCAL_LAYERS
 from planner.errors import ConfigError
 from planner.specs.model import Block, FfnKind, Model
 
@@ -168,6 +168,8 @@ def _window(get: _Getter, fam: Family, n: int) -> tuple[int | None, tuple[int, .
     cfg = get.cfg
     if fam.window == "none":
         return None, ()
+    if n > MAX_LOCAL_LAYERS:
+        raise cfg.error("num_hidden_layers", f"a model with local attention may have at most {MAX_LOCAL_LAYERS} layers")
     if cfg.has("layer_types") and fam.window != "all":
         types = cfg.value("layer_types")
         if not isinstance(types, list) or len(types) != n:

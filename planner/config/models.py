@@ -11,6 +11,7 @@ from planner.config.huggingface import is_hf_config, read_hf_config
 from planner.config.presets import locate
 from planner.config.yamlio import (
     MAX_COUNT,
+    MAX_LOCAL_LAYERS,
     At,
     Field,
     boolean,
@@ -183,6 +184,8 @@ def _window(f) -> dict:
                                       hint="sliding_window: the tokens a local layer attends to; "
                                            f"local_layers: {LOCAL_LAYERS}")
     n, spec, at = f["layers"], f["local_layers"], f.where["local_layers"]
+    if n > MAX_LOCAL_LAYERS:
+        raise f.where["layers"].error(f"a model with local attention may have at most {MAX_LOCAL_LAYERS} layers")
     if spec == "all":
         local = tuple(range(n))
     elif isinstance(spec, str):
