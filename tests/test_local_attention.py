@@ -164,3 +164,25 @@ def test_explain_rows_add_up_with_local_layers(phase):
     repeats = {row["name"]: row["repeat"] for row in d["layers"]}
     assert repeats["einsum QK, AV (global layers)"] == 10
     assert repeats["einsum QK, AV (local layers, window 1024)"] == 52
+
+
+def test_a_request_crossing_the_window_equals_evaluate_at_every_context():
+    """`planner serve`'s growing context: the step terms bend at the window, so a request that
+    crosses it is interpolated piecewise (decode_request against evaluate at every context)."""
+    from dataclasses import replace
+
+    from planner.cost.costmodel import combine, evaluate
+    from planner.cost.request import contexts, decode_request
+    from planner.search.search import candidates
+    plan = load_plan(None, model="mistral-7b", cluster="h100-sxm", chips=(8,), batches=(1, 8, 64),
+                     input_tokens=4090, output_tokens=12, phases=("decode",))
+    batch = np.array(plan.space.batches)
+    for c in candidates(plan, Phase.DECODE)[:12]:
+        req = decode_request(plan.model, plan.cluster, 4090, 12, c, batch)
+        steps = [evaluate(plan.model, plan.cluster, replace(plan.workload, context=int(s)), c, batch)
+                 for s in contexts(4090, 12)]
+        np.testing.assert_allclose(req.decode_s, sum(e.step_s for e in steps), rtol=1e-12)
+        mean = [np.mean([getattr(e, n) for e in steps], axis=0) for n in ("compute_s", "memory_s", "comm_s",
+                                                                          "prefetched_s")]
+        running = combine(*mean[:3], steps[0].overlap, mean[3]) + steps[0].overhead_s
+        np.testing.assert_allclose(req.running_step_s, running, rtol=1e-12)
