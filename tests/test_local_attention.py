@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from planner.config import load_model, load_plan
+from planner.config import load_cluster, load_model, load_plan
 from planner.cost.layouts.base import StepShape, windowed
 from planner.errors import ConfigError, UsageError
 from planner.search.search import best
@@ -186,3 +186,27 @@ def test_a_request_crossing_the_window_equals_evaluate_at_every_context():
                                                                           "prefetched_s")]
         running = combine(*mean[:3], steps[0].overlap, mean[3]) + steps[0].overhead_s
         np.testing.assert_allclose(req.running_step_s, running, rtol=1e-12)
+
+
+def test_pipeline_stages_hold_their_own_local_layers():
+    """Gemma 3 27B in two stages: layers 0-30 and 31-61, each with 5 global layers (5, 11, ..., 29
+    and 35, ..., 59) and 26 local ones; a stage's KV cache per chip is its layers' by hand."""
+    from planner.cost.costmodel import Candidate
+    from planner.cost.layouts import ATTENTION_LAYOUTS, FFN_LAYOUTS
+    from planner.cost.mesh import stage_meshes
+    from planner.cost.pipeline import evaluate_pipeline
+    from planner.specs.plan import Workload
+    gemma = load_model("gemma-3-27b")
+    assert [(s.n_global_layers, s.n_local_layers) for s in (gemma.layer_range(0, 31), gemma.layer_range(31, 31))] \
+        == [(5, 26), (5, 26)]
+    cluster = load_cluster("h100-sxm")
+    (mesh,) = [m for m in stage_meshes(cluster, 16, 2) if m.sizes == {"x": 1, "y": 1, "z": 8}]
+    c = Candidate(phase=Phase.DECODE, mesh=mesh, ffn=FFN_LAYOUTS["ws1d"], attention=ATTENTION_LAYOUTS["heads"],
+                  weights=WeightFormat.BF16, stages=2)
+    context, batch = 32768, 8
+    ev = evaluate_pipeline(gemma, cluster, Workload(input_tokens=context, output_tokens=8, context=context), c,
+                           np.array([batch]))
+    per_token_per_layer = batch * 2 * (16 // 8) * 128 * BF16
+    for stage in ev.stage_evaluations:
+        kv = float(stage.kv_bytes[list(ev.sizes).index(batch)])
+        assert kv == pytest.approx(per_token_per_layer * (5 * context + 26 * 1024), rel=1e-12)

@@ -87,10 +87,11 @@ def evaluate_pipeline(model: Model, cluster: Cluster, workload: Workload, candid
     cache: dict[tuple[int, bool, bool], Evaluation] = {}
     stages = []
     for i, k in enumerate(layers):
-        key = (k, i == 0, i == p - 1)
+        stage_model = model.layer_range(sum(layers[:i]), k)  # its own local (sliding-window) layers
+        key = (k, stage_model.local_layers, i == 0, i == p - 1)
         if key not in cache:
-            cache[key] = evaluate(replace(model, n_layers=k), cluster, workload, c, sizes, detail=detail,
-                                  formats=formats, first=key[1], last=key[2])
+            cache[key] = evaluate(stage_model, cluster, workload, c, sizes, detail=detail,
+                                  formats=formats, first=key[2], last=key[3])
         stages.append(cache[key])
     n_batch, n_sizes = batch.size, sizes.size
     offset = np.repeat(np.arange(len(formats)) * n_sizes, n_batch)  # per point: its format's block

@@ -11,7 +11,7 @@ Letters used in formulas and their fields (the one place this map lives):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 
 from planner.specs.moe import Experts, LatentAttention
@@ -70,6 +70,12 @@ class Model:
     @property
     def n_global_layers(self) -> int:
         return self.n_layers - self.n_local_layers
+
+    def layer_range(self, first: int, n_layers: int) -> Model:
+        """The model of layers first .. first + n_layers - 1 only (a pipeline stage), its local
+        layers renumbered from 0."""
+        local = tuple(i - first for i in self.local_layers if first <= i < first + n_layers)
+        return replace(self, n_layers=n_layers, local_layers=local)
 
     @property
     def ffn_params_per_layer(self) -> int:
