@@ -90,7 +90,7 @@ CASES: list[tuple[str, str, list[str]]] = [
     ('cluster-level-bandwidth.yaml', 'cluster', [':12:', 'topology.switched.levels[1].bandwidth', 'expected a bandwidth']),
     ('cluster-chip-missing.yaml', 'cluster', [':2:', 'chip', "missing key 'chip'"]),
     ('plan-unknown-model.yaml', 'plan', [':2:', 'model', "did you mean 'palm-540b'", 'llama-3-70b']),
-    ('plan-unknown-cluster.yaml', 'plan', [':3:', 'cluster', "did you mean 'tpu-v4'"]),
+    ('plan-unknown-cluster.yaml', 'plan', [':3:', 'cluster', "did you mean 'tpu-v5p'"]),
     ('plan-missing-model-file.yaml', 'plan', [':2:', 'model', 'no-such-model.yaml']),
     ('plan-bad-model-file.yaml', 'plan', ['model-float-layers.yaml:3:', 'layers']),
     ('plan-chips-cluster.yaml', 'plan', [':7:', 'search.chips[1]', 'cannot form 12 chips', '8, 16, 32']),
@@ -136,6 +136,14 @@ CASES: list[tuple[str, str, list[str]]] = [
     ('hf-layer-types.json', 'model', [':6:', 'layer_types', "unsupported layer type 'chunked_attention'"]),
     ('hf-activation.json', 'model', [':2:', 'hidden_act', "unsupported activation 'relu'"]),
     ('hf-list-root.json', 'model', [':1', 'expected a JSON object']),
+    ('cluster-hbm-bare.yaml', 'cluster', [':6:', 'chip.hbm', 'needs a unit', "'80 GB'"]),
+    ('cluster-reserve-bare.yaml', 'cluster', [':8:', 'chip.memory_reserve', "'10%'", 'needs a unit']),
+    ('cluster-wraparound-axes.yaml', 'cluster', [':16:', 'slices[2].wraparound', 'has 2 values', '3 axes']),
+    ('cluster-sparse-without-dense.yaml', 'cluster', [':6:', 'sparse_peak_flop_per_s.fp8', 'without a dense']),
+    ('cluster-connected-bandwidth.yaml', 'cluster', [':11:', 'levels[0].bandwidth', 'fully connected']),
+    ('plan-weights-no-peak.yaml', 'plan', [':9:', 'search.weights[1]', 'TPU v4 (tpu-v4)',
+                                           'its formats: bf16, int8, int4']),
+    ('plan-tokens-suffix.yaml', 'plan', [':4:', 'workload.input_tokens', "'2m'"]),
 ]
 
 

@@ -90,7 +90,7 @@ BAD_FLAGS = [
     (BASE + ["--chip", "8"], ["No such option: --chip", "--chips"]),
     (["plan", "--model", "palm-8b"], ["--cluster is required", "tpu-v4"]),
     (["plan", "--model", "palm-8bb", "--cluster", "tpu-v4"], ["palm-8bb", "did you mean 'palm-8b'"]),
-    (["plan", "--model", "palm-8b", "--cluster", "tpu-v5"], ["tpu-v5", "did you mean 'tpu-v4'"]),
+    (["plan", "--model", "palm-8b", "--cluster", "tpu-v5"], ["tpu-v5", "did you mean 'tpu-v5p'"]),
     (["plan", "--model", "./missing.yaml", "--cluster", "tpu-v4"], ["missing.yaml"]),
     (["plan", "no-such-plan.yaml"], ["no-such-plan.yaml"]),
     (["plan", str(BAD_INPUTS.parent.parent / "configs" / "models" / "palm-8b.yaml")],

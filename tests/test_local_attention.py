@@ -134,8 +134,13 @@ def test_a_short_context_must_be_intended(tmp_path):
     assert load_plan(str(path), allow_short_context=True).workload.context == 1024
     path.write_text(path.read_text().replace("context: 1024}", "context: 1024, allow_short_context: true}"))
     assert load_plan(str(path)).workload.context == 1024
-    # prefill alone does not read the context
-    assert load_plan(None, model="palm-8b", cluster="tpu-v4", phases=("prefill",), input_tokens=2048, context=16)
+    # prefill alone does not read the context: a file's short context is no error there (as a
+    # flag, --context with prefill alone is refused: it would change nothing)
+    path.write_text("model: palm-8b\ncluster: tpu-v4\nsearch: {phases: [prefill]}\n"
+                    "workload: {input_tokens: 2048, output_tokens: 64, context: 16}\n")
+    assert load_plan(str(path)).workload.context == 16
+    with pytest.raises(UsageError, match="applies to decode only"):
+        load_plan(None, model="palm-8b", cluster="tpu-v4", phases=("prefill",), input_tokens=2048, context=16)
 
 
 def test_context_errors_through_the_cli(capsys):

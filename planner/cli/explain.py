@@ -17,9 +17,11 @@ from planner.cli.common import (
     ModelOpt,
     OutputOpt,
     OutputTokOpt,
+    SparsityOpt,
     check_format,
     emit,
     render_table,
+    tokens_flag,
     use_ascii,
 )
 from planner.errors import UsageError
@@ -37,7 +39,11 @@ def explain(
                             help="FFN layout: ws1d, ws2d, wg-x, wg-xy or wg-xyz."),
     attention: str = typer.Option(..., "--attention", metavar="NAME",
                                   help="Attention layout: heads or batch."),
-    weights: str = typer.Option(..., "--weights", metavar="FMT", help="Weight format: bf16 or int8."),
+    weights: str = typer.Option(..., "--weights", metavar="FMT",
+                                help="Weight format: bf16, int8, fp8, int8-w8a8, int4 or fp4."),
+    kv_cache: Optional[str] = typer.Option(None, "--kv-cache", metavar="FMT",
+                                           help="KV-cache format: bf16, fp8 or int8 [default: bf16]."),
+    sparsity: Optional[str] = SparsityOpt,
     experts: Optional[str] = typer.Option(
         None, "--experts", metavar="NAME",
         help="MoE models: expert layout (ep, ep-xy+tp-z, ep-x+tp-yz, ep-yz, tp, wg) [default: the fastest]."),
@@ -46,9 +52,9 @@ def explain(
         help="MoE models: the busiest chip's expert work over the mean chip's [>= 1; default 1]."),
     stages: int = typer.Option(1, "--stages", metavar="P",
                                help="Pipeline stages over the outermost level (nodes; torus slices) [default 1]."),
-    input_tokens: Optional[int] = InputOpt,
-    output_tokens: Optional[int] = OutputTokOpt,
-    context: Optional[int] = ContextOpt,
+    input_tokens: Optional[str] = InputOpt,
+    output_tokens: Optional[str] = OutputTokOpt,
+    context: Optional[str] = ContextOpt,
     allow_short_context: bool = AllowShortOpt,
     fmt: str = FormatOpt,
     output: Optional[Path] = OutputOpt,
@@ -76,13 +82,17 @@ def explain(
         raise UsageError("--chips is required for explain")
     spec = load_plan(plan_file, model=model, cluster=cluster, chips=(chips,), phases=(phase,),
                      batches=(batch,), weights=(weights,), ffn=(ffn,), attention=(attention,),
-                     input_tokens=input_tokens, output_tokens=output_tokens, context=context,
+                     input_tokens=tokens_flag(input_tokens, "--input-tokens"),
+                     output_tokens=tokens_flag(output_tokens, "--output-tokens"),
+                     context=tokens_flag(context, "--context"),
+                     kv_cache=None if kv_cache is None else (kv_cache,), sparsity=sparsity,
                      experts=(experts,) if experts else None, load_imbalance=load_imbalance,
                      stages=(stages,), allow_short_context=allow_short_context)
-    ev = best(spec, spec.space.phases[0], chips, batch, spec.space.weights[0], ffn, attention, experts)
+    kv = spec.space.kv_cache[0]
+    ev = best(spec, spec.space.phases[0], chips, batch, spec.space.weights[0], ffn, attention, experts, kv_cache=kv)
     if ev is None:
         raise InfeasibleError(explain_infeasible(spec, spec.space.phases[0], chips, batch,
-                                                 spec.space.weights[0], ffn, attention))
+                                                 spec.space.weights[0], ffn, attention, kv_cache=kv))
     ascii_only = use_ascii(ascii_only)
     if stages > 1:  # a row per stage and per send between stages
         from planner.render import pipeline as render_pipeline
@@ -94,8 +104,8 @@ def explain(
     if fmt == "json":
         emit(to_json(to_dict(ev, spec.cluster)), output)
     elif fmt == "csv":
-        emit(to_csv(ev), output)
+        emit(to_csv(ev, spec.cluster), output)
     elif fmt == "markdown":
-        emit(to_markdown(ev), output)
+        emit(to_markdown(ev, spec.cluster), output)
     else:
         render_table(lambda console: to_table(ev, spec.cluster, console, ascii_only=ascii_only), output)

@@ -83,7 +83,8 @@ class AttentionLayout:
         return -(-model.n_heads // shards) * shards
 
     def cost(self, model: Model, ffn: FfnLayout, sizes: dict[str, int], shape: StepShape,
-             weight_bytes: int) -> LayerCost:
+             weight_bytes, kv_bytes=ACTIVATION_BYTES) -> LayerCost:
+        """`kv_bytes`: stored bytes per KV-cache element (the cache's format; new K, V move in bf16)."""
         n = size(sizes, ALL_AXES)
         E, H, K = model.d_model, model.d_head, model.n_kv_heads
         e, f = size(sizes, ffn.e_axes), size(sizes, ffn.f_axes)
@@ -108,7 +109,7 @@ class AttentionLayout:
             kv_tokens = np.minimum(tokens, core_batch * e * shape.tokens)
             kv_rows = " (K, V for own batch shard)"
         kv_new_bytes = kv_tokens * (kv_proj / f) * H * 2 * act
-        kv_cache = core_batch * shape.cached * 2 * kv_heads_per_chip * H * act
+        kv_cache = core_batch * shape.cached * 2 * kv_heads_per_chip * H * kv_bytes
         core_flops = 4.0 * core_batch * shape.tokens * shape.attended * core_heads * H
         stored = 2 * E * (heads + kv_proj) * H * weight_bytes / n
 
@@ -120,7 +121,7 @@ class AttentionLayout:
         if model.latent is not None:  # multi-head latent attention (planner.cost.layouts.latent)
             mla = latent_at(shape)
             qo_params, kv_params, q_bytes = mla.qo_params, mla.kv_params, mla.q_bytes
-            kv_new_bytes, kv_cache, core_flops = mla.kv_new_bytes, mla.kv_cache, mla.core_flops
+            kv_new_bytes, kv_cache, core_flops = mla.kv_new_bytes, mla.kv_cache * kv_bytes / act, mla.core_flops
             stored = mla.stored_params * weight_bytes / n
 
         def core(s: StepShape) -> tuple:
@@ -172,7 +173,8 @@ class AttentionLayout:
             terms.append(Term(name="einsum QK, AV" + which, layers=layers,
                               notation=activation(batch_axes, ("S", ""), ("N", head_axes), ("H", "")),
                               flops=flops,
-                              rows=shape.tokens * core_heads / kv_heads_per_chip))  # queries sharing a K, V head
+                              rows=shape.tokens * core_heads / kv_heads_per_chip,  # queries sharing a K, V head
+                              activation_matmul=True))
         if shape.reads_cache:
             for (layers, _, which), (_, kv) in zip(groups, cores):
                 cache = f"KV[{sharded('B', batch_axes)}, S, {sharded('K', head_axes)}, H]{copies}"

@@ -48,6 +48,9 @@ class Term:
     # (m, k) x (k, n) matmul; sets its efficiency (Calibration.matmul_half_rows). None: no matmul.
     rows: Quantity | None = None
     layers: int | None = None  # the layers this row runs on, when not all (local or global attention)
+    # An einsum of activations only (QK, AV): it runs at the bf16 peak whatever the weights'
+    # format; every other einsum multiplies weights at the weight format's peak.
+    activation_matmul: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
