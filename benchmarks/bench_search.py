@@ -82,6 +82,12 @@ def main() -> None:
             check=False, capture_output=True, cwd=ROOT))
         print(f"end to end: planner plan {name} --format json: {seconds:.3f} s = {seconds / bare:.2f}x "
               f"the bare interpreter with the runtime imports ({bare:.3f} s, same run; target < 1.5x)")
+        formats = ("--weights", "all", "--kv-cache", "bf16,fp8,int8")  # the number-format axes (issue 11)
+        seconds = median_time(cli_runs, lambda: subprocess.run(
+            [sys.executable, "-m", "planner.cli.main", "plan", str(path), "--format", "json", *formats],
+            check=False, capture_output=True, cwd=ROOT))
+        print(f"end to end: planner plan {name} {' '.join(formats)} --format json: {seconds:.3f} s = "
+              f"{seconds / bare:.2f}x the bare interpreter with the runtime imports")
 
     big = synthetic("llama-3-70b-h100", 384 if args.quick else 1536)
     report_search("synthetic large search (llama-3-70b-h100, chips 1..%d)" % max(big.space.chips), big,

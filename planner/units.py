@@ -18,13 +18,16 @@ _BASES = {
     "flop_per_s": ("FLOP/s", "FLOPS", "flop/s", "flops"),
     "seconds": ("s",),
 }
+# bits per second (network links are sold in them: '400 Gb/s' = 50 GB/s)
+_BITS_PER_S = ("b/s", "bps", "bit/s", "bits/s")
+_MIN_BARE_RATE = 1e6  # a bare bandwidth or FLOP rate below this forgot its unit ('3.35' for TB/s)
 _SECONDS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
 _NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
 _QUANTITY = re.compile(rf"^\s*({_NUMBER})\s*([A-Za-zµ/]*)\s*$")
 
 EXAMPLES = {
-    "bytes": "a size such as 34359738368, '32 GiB' or '80 GB'",
-    "bytes_per_s": "a bandwidth such as 1.2e+12, '1.2 TB/s' or '45 GB/s'",
+    "bytes": "a size with a unit such as '32 GiB', '80 GB' or '34359738368 B'",
+    "bytes_per_s": "a bandwidth such as 1.2e+12, '1.2 TB/s', '45 GB/s' or '400 Gb/s'",
     "flop_per_s": "a rate such as 2.75e+14 or '275 TFLOP/s'",
     "seconds": "a time such as 0.001, '1 ms' or '5 us'",
 }
@@ -37,6 +40,13 @@ def parse_quantity(text: str, kind: str) -> float:
         raise ValueError(f"cannot read {text!r} as a number with a unit")
     number, unit = float(match.group(1)), match.group(2)
     if unit == "":
+        if kind == "bytes":
+            raise ValueError("a size needs a unit: a bare number is ambiguous (write '80 GB', "
+                             "'80 GiB' or, for bytes, '85045477376 B')")
+        if kind in ("bytes_per_s", "flop_per_s") and abs(number) < _MIN_BARE_RATE:
+            example = "'3.35 TB/s'" if kind == "bytes_per_s" else "'989 TFLOP/s'"
+            raise ValueError(f"a bare number below {_MIN_BARE_RATE:g} is not a plausible rate: "
+                             f"give a unit, e.g. {example}")
         return number
     if kind == "seconds":
         if unit in _SECONDS:
@@ -45,6 +55,8 @@ def parse_quantity(text: str, kind: str) -> float:
     for prefix in sorted(_PREFIX, key=len, reverse=True):
         if unit.startswith(prefix) and unit[len(prefix):] in _BASES[kind]:
             return number * _PREFIX[prefix]
+        if kind == "bytes_per_s" and unit.startswith(prefix) and unit[len(prefix):] in _BITS_PER_S:
+            return number * _PREFIX[prefix] / 8
     raise ValueError(f"unknown unit {unit!r} for {kind.replace('_per_', '/')}")
 
 
@@ -63,6 +75,20 @@ def parse_price(text: str) -> float:
     if not math.isfinite(value) or value <= 0:
         raise ValueError(f"a price must be positive, got {text!r}")
     return value / SECONDS_PER_HOUR
+
+
+TOKEN_SUFFIX = {"k": 1024, "K": 1024}  # token counts: '2k' = 2048, '128k' = 131072 (as contexts are quoted)
+
+
+def parse_tokens(text: str) -> int:
+    """'2048', '2k' or '128k' -> a whole number of tokens (k = 1024); ValueError otherwise."""
+    raw = str(text).strip()
+    factor = TOKEN_SUFFIX.get(raw[-1:], 1) if raw else 1
+    digits = raw[:-1].strip() if factor != 1 else raw
+    value = float(digits) * factor if re.fullmatch(r"\d+(?:\.\d+)?", digits) else None
+    if value is None or value != int(value):
+        raise ValueError(f"expected a positive whole number of tokens (or with k = 1024: '2k'), found {text!r}")
+    return int(value)
 
 
 def parse_fraction(text: str) -> float:

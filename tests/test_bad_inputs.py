@@ -90,7 +90,7 @@ CASES: list[tuple[str, str, list[str]]] = [
     ('cluster-level-bandwidth.yaml', 'cluster', [':12:', 'topology.switched.levels[1].bandwidth', 'expected a bandwidth']),
     ('cluster-chip-missing.yaml', 'cluster', [':2:', 'chip', "missing key 'chip'"]),
     ('plan-unknown-model.yaml', 'plan', [':2:', 'model', "did you mean 'palm-540b'", 'llama-3-70b']),
-    ('plan-unknown-cluster.yaml', 'plan', [':3:', 'cluster', "did you mean 'tpu-v4'"]),
+    ('plan-unknown-cluster.yaml', 'plan', [':3:', 'cluster', "did you mean 'tpu-v5p'"]),
     ('plan-missing-model-file.yaml', 'plan', [':2:', 'model', 'no-such-model.yaml']),
     ('plan-bad-model-file.yaml', 'plan', ['model-float-layers.yaml:3:', 'layers']),
     ('plan-chips-cluster.yaml', 'plan', [':7:', 'search.chips[1]', 'cannot form 12 chips', '8, 16, 32']),
@@ -116,13 +116,41 @@ CASES: list[tuple[str, str, list[str]]] = [
     ('plan-model-mapping.yaml', 'plan', [':2:', 'model', 'found a mapping']),
     ('plan-top-typo.yaml', 'plan', [':12:', 'constraint', "did you mean 'constraints'"]),
     ('plan-list-root.yaml', 'plan', [':2:', 'expected a plan', 'found a list']),
+    ('plan-context-beyond-model.yaml', 'plan', [':4:', 'workload.context', 'maximum context of 40960 tokens']),
+    ('plan-short-context.yaml', 'plan', [':7:', 'workload.context', 'shorter than the prompt',
+                                         '--allow-short-context']),
+    ('model-window-alone.yaml', 'model', [':12:', 'sliding_window', "needs 'local_layers'"]),
+    ('model-local-layer-range.yaml', 'model', [':13:', 'local_layers[2]', 'layer 4 does not exist']),
+    ('model-local-pattern.yaml', 'model', [':13:', 'local_layers', "found 'LLLX'"]),
+    # Hugging Face config.json files (JSON has no comments: the names say what is wrong)
+    ('hf-unsupported-type.json', 'model', [':4:', 'model_type', "unsupported model_type 'mixtral'",
+                                           'supported model types: falcon, gemma2, gemma3']),
+    ('hf-missing-key.json', 'model', [':1:', 'intermediate_size', "missing key 'intermediate_size'", 'llama']),
+    ('hf-no-model-type.json', 'model', [':1:', "missing key 'model_type'", 'supported model types']),
+    ('hf-not-json.json', 'model', [':5:', 'not valid JSON']),
+    ('hf-count-text.json', 'model', [':8:', 'num_hidden_layers', 'positive whole number', '"32"']),
+    ('hf-duplicate-key.json', 'model', [':5:', 'hidden_size', 'duplicate key']),
+    ('hf-kv-not-divisor.json', 'model', [':9:', 'num_key_value_heads', 'multiple']),
+    ('hf-gemma3-no-text-config.json', 'model', [':1:', 'text_config', "expected the object 'text_config'"]),
+    ('hf-gemma3-missing-head-dim.json', 'model', [':3:', 'text_config.head_dim', "missing key 'head_dim'"]),
+    ('hf-layer-types.json', 'model', [':6:', 'layer_types', "unsupported layer type 'chunked_attention'"]),
+    ('hf-activation.json', 'model', [':2:', 'hidden_act', "unsupported activation 'relu'"]),
+    ('hf-list-root.json', 'model', [':1', 'expected a JSON object']),
+    ('cluster-hbm-bare.yaml', 'cluster', [':6:', 'chip.hbm', 'needs a unit', "'80 GB'"]),
+    ('cluster-reserve-bare.yaml', 'cluster', [':8:', 'chip.memory_reserve', "'10%'", 'needs a unit']),
+    ('cluster-wraparound-axes.yaml', 'cluster', [':16:', 'slices[2].wraparound', 'has 2 values', '3 axes']),
+    ('cluster-sparse-without-dense.yaml', 'cluster', [':6:', 'sparse_peak_flop_per_s.fp8', 'without a dense']),
+    ('cluster-connected-bandwidth.yaml', 'cluster', [':11:', 'levels[0].bandwidth', 'fully connected']),
+    ('plan-weights-no-peak.yaml', 'plan', [':9:', 'search.weights[1]', 'TPU v4 (tpu-v4)',
+                                           'its formats: bf16, int8, int4']),
+    ('plan-tokens-suffix.yaml', 'plan', [':4:', 'workload.input_tokens', "'2m'"]),
 ]
 
 
 def test_table_covers_the_corpus():
     listed = [name for name, _, _ in CASES]
     assert len(listed) == len(set(listed))
-    assert sorted(listed) == sorted(path.name for path in BAD_INPUTS.glob("*.yaml"))
+    assert sorted(listed) == sorted(path.name for path in BAD_INPUTS.glob("*.*"))
     assert len(listed) >= 45
 
 
@@ -132,7 +160,7 @@ def test_bad_input_is_reported(name: str, kind: str, expected: list[str]):
     with pytest.raises(ConfigError) as caught:
         LOADERS[kind](str(path))
     message = str(caught.value)
-    names_another_file = any(re.match(r"[\w.-]+\.yaml:\d+:", s) for s in expected)
+    names_another_file = any(re.match(r"[\w.-]+\.(yaml|json):\d+:", s) for s in expected)
     if not names_another_file:  # e.g. a plan whose model file is wrong: that file is named
         assert name in message
     assert caught.value.line is not None

@@ -66,7 +66,7 @@ def test_plan_table_fits_80_columns_when_piped(planner):
 def test_plan_formats(planner, tmp_path):
     r = planner("plan", *SMALL, "--format", "json")
     data = json.loads(r.out)
-    assert set(data) == {"model", "cluster", "calibration", "workload", "search", "frontier",
+    assert set(data) == {"model", "cluster", "calibration", "calibrated", "workload", "search", "frontier",
                          "planner_version", "hardware", "model_shape"}
     assert set(data["frontier"]) == {"prefill", "decode"}
     csv = planner("plan", *SMALL, "--format", "csv").out.splitlines()
@@ -101,7 +101,9 @@ def test_explain_table_reads_at_80_columns(planner):
     expected = [fmt_rate(w_in["flops"], ""), fmt_bytes(w_in["hbm_bytes"]), "-",
                 fmt_seconds(w_in["seconds"]["compute"]), fmt_seconds(w_in["seconds"]["memory"]), "-"]
     assert lines[row].split()[2:] == " ".join(expected).split()
-    assert lines[row + 1].strip() == f"x{w_in['repeat']}  {w_in['notation']}"
+    # ... with the format and peak the einsum runs at
+    peak = fmt_rate(w_in["peak_flop_per_s"], "FLOP/s")
+    assert lines[row + 1].strip() == f"x{w_in['repeat']}  {w_in['notation']}  [{w_in['compute_format']} at {peak}]"
     assert any(line.startswith("total") for line in lines)
     assert f"MFU      {fmt_percent(data['mfu'])}" in r.out
 
@@ -296,7 +298,7 @@ def test_completion_offers_presets_and_files(monkeypatch, capsys, tmp_path):
     monkeypatch.chdir(tmp_path)
     for words, cword, expected in (("planner pl", "1", {"plan"}),
                                    ("planner plan --model palm-5", "3", {"palm-540b"}),
-                                   ("planner plan --cluster mi", "3", {"mine.yaml"})):
+                                   ("planner plan --cluster mine", "3", {"mine.yaml"})):
         monkeypatch.setenv("_PLANNER_COMPLETE", "complete_bash")
         monkeypatch.setenv("COMP_WORDS", words)
         monkeypatch.setenv("COMP_CWORD", cword)

@@ -129,7 +129,7 @@ def test_tpu_v4_matches_the_reference(reference):
     for chips, shape in hw["slices"].items():
         if chips >= 8:
             assert slices[chips].shape == tuple(shape)
-            assert slices[chips].wraparound == (chips >= 64)
+            assert slices[chips].wraparound == (chips >= 64,) * 3
     assert tpu.calibration != Calibration()  # fitted by `planner calibrate` (tests/test_calibration.py)
     assert all(0 < getattr(tpu.calibration, k) <= 1 for k in ("matmul_efficiency", "hbm_efficiency",
                                                              "network_efficiency"))
@@ -138,9 +138,13 @@ def test_tpu_v4_matches_the_reference(reference):
 def test_gpu_presets():
     a100, h100 = load_cluster("a100-80gb"), load_cluster("h100-sxm")
     assert a100.chip.peak_flop_per_s == {"bf16": 312e12, "int8": 624e12}
-    assert a100.chip.hbm_bytes == 80 * 2**30 and a100.chip.hbm_bytes_per_s == 2.0e12
+    # what CUDA's totalGlobalMem reports (docs/hardware.md), not the marketed 80 GB
+    assert a100.chip.hbm_bytes == 85100068864 and a100.chip.hbm_bytes_per_s == pytest.approx(2.039e12)
     assert h100.chip.peak_flop_per_s == {"bf16": 989e12, "fp8": 1979e12, "int8": 1979e12}
-    assert h100.chip.hbm_bytes == 80e9 and h100.chip.hbm_bytes_per_s == 3.35e12
+    assert h100.chip.hbm_bytes == 85045477376 and h100.chip.hbm_bytes_per_s == 3.35e12
+    assert 79.1 < h100.chip.hbm_bytes / 2**30 < 79.7  # the device exposes ~79.2-79.6 GiB
+    for gpu in (a100, h100):  # the runtime keeps 10% (vLLM's gpu_memory_utilization 0.9)
+        assert gpu.chip.usable_hbm_bytes == pytest.approx(0.9 * gpu.chip.hbm_bytes)
     for cluster, nvlink, ib in ((a100, 300e9, 25e9), (h100, 450e9, 50e9)):
         assert isinstance(cluster.topology, Switched)
         inner, outer = cluster.topology.levels
@@ -192,8 +196,8 @@ def test_llama_plan():
 
 
 @pytest.mark.parametrize(("text", "expected"), [
-    ("32 GiB", 34359738368), ("34359738368", 34359738368), ("32GiB", 2**35), ("80 GB", 80e9),
-    ("3.2e+10", 3.2e10), ("3.2e10", 3.2e10), ("'32 GiB'", 2**35),
+    ("32 GiB", 34359738368), ("34359738368 B", 34359738368), ("32GiB", 2**35), ("80 GB", 80e9),
+    ("3.2e+10 B", 3.2e10), ("3.2e10 bytes", 3.2e10), ("'32 GiB'", 2**35),
 ])
 def test_sizes(tmp_path, text, expected):
     body = CLUSTER.replace("hbm: 32 GiB", f"hbm: {text}")
@@ -375,7 +379,9 @@ def test_decode_context_defaults_to_the_prompt_when_planning_from_flags():
     assert load_plan(None, model="palm-8b", cluster="tpu-v4", input_tokens=8192).workload.context == 8192
     assert load_plan(None, model="palm-8b", cluster="tpu-v4").workload.context == 2048
     assert load_plan(None, model="palm-8b", cluster="tpu-v4", input_tokens=8192,
-                     context=1024).workload.context == 1024
+                     context=1024, allow_short_context=True).workload.context == 1024
+    with pytest.raises(UsageError, match="--context: the decode context .1024 tokens. is shorter than the prompt"):
+        load_plan(None, model="palm-8b", cluster="tpu-v4", input_tokens=8192, context=1024)
 
 
 def test_min_mfu_reads_a_percentage_in_a_plan_file_as_the_flag_does(tmp_path):

@@ -151,18 +151,18 @@ def test_presets_table():
 
 def test_json_keys_are_a_contract(result, evaluation):
     data = json.loads(to_json(plan_dict(result)))
-    assert sorted(data) == ["calibration", "cluster", "frontier", "hardware", "model", "model_shape",
+    assert sorted(data) == ["calibrated", "calibration", "cluster", "frontier", "hardware", "model", "model_shape",
                             "planner_version", "search", "workload"]
     assert sorted(data["calibration"]) == sorted(FIELDS_OF_CALIBRATION)
     point = data["frontier"]["decode"][0]
     assert sorted(point) == sorted([
         "phase", "chips", "mesh", "partition", "batch", "ffn", "attention", "weights", "latency_s",
         "step_latency_s", "mfu", "cost_chip_s_per_token", "tokens_per_s", "hbm_bytes_per_chip",
-        "hbm_fraction", "bound", "time_s", "row"])
+        "hbm_fraction", "bound", "time_s", "kv_cache", "row"])
     explain = render_explain.explain_dict(evaluation)
-    assert {"layers", "memory", "notation"} <= set(explain)
-    assert sorted(explain["layers"][0]) == ["collective", "comm_bytes", "flops", "hbm_bytes", "name",
-                                            "notation", "repeat", "seconds"]
+    assert {"layers", "memory", "notation", "formats"} <= set(explain)
+    assert sorted(explain["layers"][0]) == ["collective", "comm_bytes", "compute_format", "flops", "hbm_bytes",
+                                            "name", "notation", "peak_flop_per_s", "repeat", "seconds"]
 
 
 def test_markdown_table_right_aligns():
@@ -170,7 +170,7 @@ def test_markdown_table_right_aligns():
     assert text.splitlines() == ["| a | b |", "|:---|---:|", "| x\\|y | 1 |"]
 
 
-def test_an_uncalibrated_cluster_is_flagged_in_tables_only(evaluation):
+def test_an_uncalibrated_cluster_is_flagged_in_the_table(evaluation):
     from planner.specs.hardware import Calibration
     ideal = dataclasses.replace(load_cluster("tpu-v4"), calibration=Calibration())
     assert render_common.calibration_note(load_cluster("tpu-v4")) is None  # the shipped preset is fitted

@@ -32,7 +32,7 @@ block: parallel
 # Slow HBM (1 GB/s), so that every step of the tiny model is bound by reading its weights and
 # KV cache: step = bytes / 1e9, which is easy to do by hand.
 BOX = """name: box
-chip: {name: toy, peak_flop_per_s: {bf16: 1e+11}, hbm: 1e+9, hbm_bandwidth: 1e+9}
+chip: {name: toy, peak_flop_per_s: {bf16: 1e+11}, hbm: 1e+9 B, hbm_bandwidth: 1e+9}
 topology:
   switched:
     levels:

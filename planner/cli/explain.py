@@ -8,6 +8,8 @@ from typing import Optional
 import typer
 
 from planner.cli.common import (
+    AllowShortOpt,
+    SparsityOpt,
     AsciiOpt,
     ClusterOpt,
     ContextOpt,
@@ -24,6 +26,7 @@ from planner.cli.common import (
     render_table,
     searching,
     seconds_flag,
+    tokens_flag,
     use_ascii,
     word_list,
 )
@@ -48,7 +51,11 @@ def explain(
                                       help="FFN layout: ws1d, ws2d, wg-x, wg-xy or wg-xyz."),
     attention: Optional[str] = typer.Option(None, "--attention", metavar="NAME",
                                             help="Attention layout: heads or batch."),
-    weights: Optional[str] = typer.Option(None, "--weights", metavar="FMT", help="Weight format: bf16 or int8."),
+    weights: Optional[str] = typer.Option(None, "--weights", metavar="FMT",
+                                          help="Weight format: bf16, int8, fp8, int8-w8a8, int4 or fp4."),
+    kv_cache: Optional[str] = typer.Option(None, "--kv-cache", metavar="FMT",
+                                           help="KV-cache format: bf16, fp8 or int8 [default: bf16]."),
+    sparsity: Optional[str] = SparsityOpt,
     experts: Optional[str] = typer.Option(
         None, "--experts", metavar="NAME",
         help="MoE models: expert layout (ep, ep-xy+tp-z, ep-x+tp-yz, ep-yz, tp, wg) [default: the fastest]."),
@@ -58,9 +65,10 @@ def explain(
     stages: Optional[str] = typer.Option(None, "--stages", metavar="P",
                                          help="Pipeline stages over the outermost level (nodes; torus slices) "
                                               "[default 1]."),
-    input_tokens: Optional[int] = InputOpt,
-    output_tokens: Optional[int] = OutputTokOpt,
-    context: Optional[int] = ContextOpt,
+    input_tokens: Optional[str] = InputOpt,
+    output_tokens: Optional[str] = OutputTokOpt,
+    context: Optional[str] = ContextOpt,
+    allow_short_context: bool = AllowShortOpt,
     max_latency: Optional[str] = typer.Option(None, "--max-latency", metavar="TIME",
                                               help="With --row: as in `planner plan` [s]."),
     max_step_latency: Optional[str] = typer.Option(None, "--max-step-latency", metavar="TIME",
@@ -99,8 +107,10 @@ def explain(
         spec = load_plan(plan_file, model=model, cluster=cluster, chips=int_list(chips, "--chips"),
                          phases=phase_list(phase), batches=int_list(batch, "--batch"), weights=word_list(weights),
                          ffn=word_list(ffn), attention=word_list(attention), experts=word_list(experts),
-                         load_imbalance=load_imbalance, input_tokens=input_tokens,
-                         output_tokens=output_tokens, context=context,
+                         load_imbalance=load_imbalance, kv_cache=word_list(kv_cache), sparsity=sparsity,
+                         input_tokens=tokens_flag(input_tokens, "--input-tokens"),
+                         output_tokens=tokens_flag(output_tokens, "--output-tokens"),
+                         context=tokens_flag(context, "--context"), allow_short_context=allow_short_context,
                          max_latency_s=seconds_flag(max_latency, "--max-latency"),
                          max_step_latency_s=seconds_flag(max_step_latency, "--max-step-latency"),
                          min_mfu=fraction_flag(min_mfu, "--min-mfu"), stages=int_list(stages, "--stages"))
@@ -123,15 +133,21 @@ def explain(
                          phases=(phase,), batches=_one(int_list(batch, "--batch"), "--batch"),
                          weights=_one(word_list(weights), "--weights"), ffn=_one(word_list(ffn), "--ffn"),
                          attention=_one(word_list(attention), "--attention"),
-                         input_tokens=input_tokens, output_tokens=output_tokens, context=context,
+                         input_tokens=tokens_flag(input_tokens, "--input-tokens"),
+                         output_tokens=tokens_flag(output_tokens, "--output-tokens"),
+                         context=tokens_flag(context, "--context"),
+                         kv_cache=_one(word_list(kv_cache), "--kv-cache"), sparsity=sparsity,
                          experts=_one(word_list(experts), "--experts"), load_imbalance=load_imbalance,
-                         stages=_one(int_list(stages, "--stages"), "--stages") or (1,))
+                         stages=_one(int_list(stages, "--stages"), "--stages") or (1,),
+                         allow_short_context=allow_short_context)
         space = spec.space
+        kv = space.kv_cache[0]
         ev = best(spec, space.phases[0], space.chips[0], space.batches[0], space.weights[0], space.ffn[0],
-                  space.attention[0], experts)
+                  space.attention[0], experts, kv_cache=kv)
         if ev is None:
             raise InfeasibleError(explain_infeasible(spec, space.phases[0], space.chips[0], space.batches[0],
-                                                     space.weights[0], space.ffn[0], space.attention[0]))
+                                                     space.weights[0], space.ffn[0], space.attention[0],
+                                                     kv_cache=kv))
         pipelined = space.stages[0] > 1
     ascii_only = use_ascii(ascii_only)
     if pipelined:  # a row per stage and per send between stages
@@ -144,9 +160,9 @@ def explain(
     if fmt == "json":
         emit(to_json({**to_dict(ev, spec.cluster), **({"row": row} if head else {})}), output)
     elif fmt == "csv":
-        emit(to_csv(ev), output)
+        emit(to_csv(ev, spec.cluster), output)
     elif fmt == "markdown":
-        emit((f"## {head}\n\n" if head else "") + to_markdown(ev), output)
+        emit((f"## {head}\n\n" if head else "") + to_markdown(ev, spec.cluster), output)
     else:
         def draw(console):
             if head:

@@ -13,7 +13,7 @@ from typing import Optional
 
 import typer
 
-from planner.cli import calibrate, compare, explain, plan, presets, serve
+from planner.cli import calibrate, compare, explain, models, plan, presets, serve
 from planner.errors import PlannerError
 
 try:  # typer >= 0.20 ships its own copy of click; its exceptions are the ones raised
@@ -46,6 +46,7 @@ app.command(help=compare.HELP)(compare.compare)
 app.command()(calibrate.calibrate)
 app.command()(presets.presets)
 app.command()(serve.serve)
+app.add_typer(models.app, name="models")
 
 
 def _version(value: bool) -> None:

@@ -8,14 +8,18 @@ from typing import Optional
 import typer
 
 from planner.cli.common import (
+    AllowShortOpt,
     AsciiOpt,
     ClusterOpt,
     ContextOpt,
     FormatOpt,
     InputOpt,
+    KvCacheOpt,
     ModelOpt,
     OutputOpt,
     OutputTokOpt,
+    SparsityOpt,
+    WEIGHTS_HELP,
     check_format,
     complete,
     emit,
@@ -25,6 +29,7 @@ from planner.cli.common import (
     render_table,
     searching,
     seconds_flag,
+    tokens_flag,
     use_ascii,
     word_list,
 )
@@ -46,13 +51,14 @@ def plan(
     batch: Optional[str] = typer.Option(
         None, "--batch", metavar="B[,B...]",
         help="Batch sizes to search [sequences; default 1,2,4,...,1024]."),
-    weights: Optional[str] = typer.Option(None, "--weights", metavar="FMT[,FMT...]",
-                                          help="Weight formats: bf16, int8 [default: both]."),
+    weights: Optional[str] = typer.Option(None, "--weights", metavar="FMT[,FMT...]", help=WEIGHTS_HELP),
     ffn: Optional[str] = typer.Option(
         None, "--ffn", metavar="NAME[,NAME...]",
         help="FFN layouts: ws1d, ws2d, wg-x, wg-xy, wg-xyz [default: all]."),
     attention: Optional[str] = typer.Option(None, "--attention", metavar="NAME[,NAME...]",
                                             help="Attention layouts: heads, batch [default: both]."),
+    kv_cache: Optional[str] = KvCacheOpt,
+    sparsity: Optional[str] = SparsityOpt,
     experts: Optional[str] = typer.Option(
         None, "--experts", metavar="NAME[,NAME...]",
         help="Expert layouts of MoE models: ep, ep-xy+tp-z, ep-x+tp-yz, ep-yz, tp, wg [default: all]."),
@@ -63,9 +69,10 @@ def plan(
         None, "--stages", metavar="P[,P...]",
         help="Pipeline stage counts to search, over the outermost level (whole nodes; torus slices) "
              "[default 1: no pipeline]."),
-    input_tokens: Optional[int] = InputOpt,
-    output_tokens: Optional[int] = OutputTokOpt,
-    context: Optional[int] = ContextOpt,
+    input_tokens: Optional[str] = InputOpt,
+    output_tokens: Optional[str] = OutputTokOpt,
+    context: Optional[str] = ContextOpt,
+    allow_short_context: bool = AllowShortOpt,
     max_latency: Optional[str] = typer.Option(
         None, "--max-latency", metavar="TIME",
         help="Drop points slower than this [s, or with a unit: '200 ms']: a prefill pass, or all of "
@@ -107,8 +114,11 @@ def plan(
     spec = load_plan(plan_file, model=model, cluster=cluster, chips=int_list(chips, "--chips"),
                      phases=phase_list(phase), batches=int_list(batch, "--batch"), weights=word_list(weights),
                      ffn=word_list(ffn), attention=word_list(attention), experts=word_list(experts),
-                     load_imbalance=load_imbalance, input_tokens=input_tokens,
-                     output_tokens=output_tokens, context=context,
+                     load_imbalance=load_imbalance, kv_cache=word_list(kv_cache),
+                     sparsity=sparsity, input_tokens=tokens_flag(input_tokens, "--input-tokens"),
+                     output_tokens=tokens_flag(output_tokens, "--output-tokens"),
+                     context=tokens_flag(context, "--context"),
+                     allow_short_context=allow_short_context,
                      max_latency_s=seconds_flag(max_latency, "--max-latency"),
                      max_step_latency_s=seconds_flag(max_step_latency, "--max-step-latency"),
                      min_mfu=fraction_flag(min_mfu, "--min-mfu"), stages=int_list(stages, "--stages"))

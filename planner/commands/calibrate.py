@@ -84,7 +84,7 @@ def allowed(cluster: Cluster, m: Measurement) -> list[Evaluation]:
         raise m.error("ffn", f"{m.ffn}+{m.attention} does not apply on {m.chips} chips of "
                              f"{cluster.name} (its axis groups would be trivial)")
     evs = [evaluate(m.model, cluster, m.workload, c, np.array([m.batch])) for c in found]
-    fits = [ev for ev in evs if ev.hbm_bytes[0] <= cluster.chip.hbm_bytes]
+    fits = [ev for ev in evs if ev.hbm_bytes[0] <= cluster.chip.usable_hbm_bytes]
     if not fits:
         raise m.error("batch", f"{m.layout} at batch {m.batch} does not fit in HBM on {m.chips} "
                                f"chips of {cluster.name}")

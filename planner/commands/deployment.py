@@ -32,7 +32,7 @@ def side_by_side(plan: Plan, layouts: tuple[tuple[str, str], ...]) -> tuple[Layo
     """Each (ffn, attention) layout in every weight format of the plan, at every phase, chip count
     and batch of its search space (the rows of one phase, chips and batch are consecutive)."""
     plan = _widened(plan, ffn=[f for f, _ in layouts], attention=[a for _, a in layouts])
-    space, hbm = plan.space, plan.cluster.chip.hbm_bytes
+    space, hbm = plan.space, plan.cluster.chip.usable_hbm_bytes
     batch = np.array(space.batches, dtype=np.int64)
     rows: list[LayoutRow] = []
     for phase in space.phases:
@@ -162,5 +162,5 @@ def _pin_infeasible(plan: Plan, pin: Pin) -> str:
     need = min(float(evaluate(plan.model, plan.cluster, plan.workload, c, np.array([pin.batch])).hbm_bytes[0])
                for c in mine)
     return (f"{where} {DOES_NOT_FIT}: needs {fmt_bytes(need)} per chip, has "
-            f"{fmt_bytes(plan.cluster.chip.hbm_bytes)}\n  hint: pin a smaller batch, int8 weights, "
+            f"{fmt_bytes(plan.cluster.chip.usable_hbm_bytes)}\n  hint: pin a smaller batch, int8 weights, "
             "more chips or the batch attention layout")

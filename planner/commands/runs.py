@@ -24,7 +24,8 @@ def name(p: Point) -> str:
     """A point in words: 'decode 64 chips batch 512 ws2d+batch bf16'."""
     stages = f"PP{p.stages} " if p.stages > 1 else ""
     layouts = f"{p.ffn}+{p.attention}" + (f"+{p.experts}" if p.experts else "")
-    return f"{p.phase.value} {p.chips} chips batch {p.batch} {stages}{layouts} {p.weights}"
+    kv = f" kv {p.kv_cache}" if p.kv_cache != "bf16" else ""
+    return f"{p.phase.value} {p.chips} chips batch {p.batch} {stages}{layouts} {p.weights}{kv}"
 
 
 # --- saved runs ---------------------------------------------------------------------------------
@@ -39,7 +40,7 @@ def point_dict(p: Point, stages: bool = False) -> dict:
     return {
         "phase": p.phase.value, "chips": p.chips, "mesh": {name: n for name, n in p.mesh},
         "partition": {group: list(axes) for group, axes in p.partition},
-        "batch": p.batch, "ffn": p.ffn, "attention": p.attention, "weights": p.weights,
+        "batch": p.batch, "ffn": p.ffn, "attention": p.attention, "weights": p.weights, "kv_cache": p.kv_cache,
         "latency_s": num(p.latency_s), "step_latency_s": num(p.step_latency_s), "mfu": num(p.mfu),
         "cost_chip_s_per_token": num(p.cost_chip_s_per_token), "tokens_per_s": num(p.tokens_per_s),
         "hbm_bytes_per_chip": num(p.hbm_bytes_per_chip), "hbm_fraction": num(p.hbm_fraction),
@@ -81,9 +82,10 @@ def plan_dict(result: SearchResult) -> dict:
     rows = iter(row for row, _ in numbered(result))
     return {
         **provenance_dict(plan),
+        "calibrated": plan.cluster.calibrated,  # false: ideal constants, never fitted to measurements
         "workload": {"input_tokens": w.input_tokens, "output_tokens": w.output_tokens, "context": w.context},
         "search": {"evaluated": result.evaluated, "feasible": result.feasible,
-                   "dropped": dict(result.dropped)},
+                   "dropped": dict(result.dropped), "sparsity": plan.space.sparsity.label},
         "frontier": {ph.phase.value: [{**point_dict(p, stages=max(plan.space.stages) > 1), "row": next(rows)}
                                       for p in ph.frontier] for ph in result.phases},
         **({"infeasible": {ph.phase.value: ph.infeasible for ph in result.phases if ph.infeasible}}
@@ -236,7 +238,9 @@ def _point(get: Reader, d: object, path: str) -> Point:
                         for group in partition),
         batch=get(d, "batch", int, "a whole number", path), ffn=get(d, "ffn", str, "a layout name", path),
         attention=get(d, "attention", str, "a layout name", path),
-        weights=get(d, "weights", str, "a weight format", path), latency_s=number("latency_s"),
+        weights=get(d, "weights", str, "a weight format", path),
+        kv_cache=get(d, "kv_cache", str, "a KV-cache format", path) if "kv_cache" in d else "bf16",
+        latency_s=number("latency_s"),
         step_latency_s=number("step_latency_s"), mfu=number("mfu"),
         cost_chip_s_per_token=number("cost_chip_s_per_token"), tokens_per_s=number("tokens_per_s"),
         hbm_bytes_per_chip=number("hbm_bytes_per_chip"), hbm_fraction=number("hbm_fraction"),

@@ -56,13 +56,13 @@ def pools(plan: Plan) -> tuple[Pool, Pool, Pool]:
     """(prefill, static decode, running decode) over the plan's chips, weights and batches.
     Pipeline stages are not served here: a plan's `stages` are searched as 1."""
     plan = replace(plan, space=replace(plan.space, stages=(1,)))
-    formats, w = plan.space.weights, plan.workload
+    formats, w = plan.space.formats(plan.cluster.chip), plan.workload
     batch = np.array(plan.space.batches, dtype=np.int64)
     shape = (len(plan.space.chips), len(formats), batch.size)
     chip_index = {n: i for i, n in enumerate(plan.space.chips)}
     best = {kind: (np.full(shape, np.inf), np.full(shape, -1), []) for kind in (PREFILL, STATIC_DECODE, RUNNING_DECODE)}
     counts = {PREFILL: [0, 0], STATIC_DECODE: [0, 0]}
-    hbm = plan.cluster.chip.hbm_bytes
+    hbm = plan.cluster.chip.usable_hbm_bytes  # HBM less the runtime's reserve
 
     def offer(kind: str, candidate: Candidate, seconds: np.ndarray, fits: np.ndarray, make) -> None:
         table, owner, made = best[kind]
@@ -97,7 +97,8 @@ def pools(plan: Plan) -> tuple[Pool, Pool, Pool]:
         for ci, wi, bi in zip(*np.nonzero(np.isfinite(table))):
             stages[(int(ci), int(wi), int(bi))] = made[owner[ci, wi, bi]](wi * batch.size + bi)
         evaluated, fits = counts[PREFILL if kind == PREFILL else STATIC_DECODE]
-        out.append(Pool(kind=kind, chips=plan.space.chips, weights=formats, batches=plan.space.batches,
+        out.append(Pool(kind=kind, chips=plan.space.chips, weights=tuple(f.weights for f in formats),
+                        batches=plan.space.batches,
                         seconds=table, stages=stages, evaluated=evaluated, fits=fits))
     return tuple(out)
 

@@ -15,6 +15,7 @@ from planner.config.yamlio import (
     choice,
     count,
     fields,
+    fraction,
     list_of,
     load_document,
     number,
@@ -22,6 +23,7 @@ from planner.config.yamlio import (
     text,
 )
 from planner.specs.hardware import Calibration, Chip, Cluster, Level, Slice, Switched, Torus
+from planner.units import parse_quantity
 
 COMPUTE_FORMATS = ("bf16", "fp16", "fp8", "int8", "int4", "fp4", "tf32", "fp32")
 
@@ -39,14 +41,19 @@ CALIBRATION_FIELDS = {
 }
 
 PEAK_FIELDS = {fmt: Field(number("flop_per_s"), required=fmt == "bf16") for fmt in COMPUTE_FORMATS}
+SPARSE_PEAK_FIELDS = {fmt: Field(number("flop_per_s"), required=False) for fmt in COMPUTE_FORMATS}
 CHIP_FIELDS = {
     "name": Field(text),
     "peak_flop_per_s": Field(lambda at: fields(at, PEAK_FIELDS, "peak rates per format").values),
+    # 2:4 structured-sparsity peaks, as vendors print them (used only by --sparsity 2:4)
+    "sparse_peak_flop_per_s": Field(lambda at: fields(at, SPARSE_PEAK_FIELDS, "sparse peak rates per format"),
+                                    required=False),
     "hbm": Field(number("bytes")),
     "hbm_bandwidth": Field(number("bytes_per_s")),
+    "memory_reserve": Field(passthrough, required=False),  # '10%' of hbm or a size: read with hbm
 }
 SLICE_FIELDS = {"chips": Field(count), "shape": Field(list_of(count, unique=False)),
-                "wraparound": Field(boolean)}
+                "wraparound": Field(passthrough)}  # true/false (every axis) or one per axis
 TORUS_FIELDS = {
     "axes": Field(list_of(text)),
     "link_bandwidth": Field(number("bytes_per_s")),
@@ -55,7 +62,11 @@ TORUS_FIELDS = {
     "bandwidth_model": Field(choice({"chip": "chip", "axes": "axes"}, "bandwidth model"), required=False),
 }
 LEVEL_FIELDS = {"name": Field(text), "size": Field(count, required=False),
-                "bandwidth": Field(number("bytes_per_s"))}
+                "bandwidth": Field(number("bytes_per_s"), required=False),
+                # a level without a switch: each GPU has links_per_peer links to every peer
+                "fully_connected": Field(boolean, required=False),
+                "link_bandwidth": Field(number("bytes_per_s"), required=False),
+                "links_per_peer": Field(count, required=False)}
 SWITCHED_FIELDS = {"levels": Field(list_of(passthrough, unique=False)),
                    "chips": Field(list_of(count))}
 TOPOLOGY_FIELDS = {"torus": Field(passthrough, required=False),
@@ -84,8 +95,46 @@ def _read_cluster(root: At) -> Cluster:
 
 
 def _read_chip(f: Fields) -> Chip:
+    sparse = f.get("sparse_peak_flop_per_s")
+    if sparse is not None:
+        for fmt, where in sparse.where.items():
+            if fmt not in f["peak_flop_per_s"]:
+                raise where.error(f"a sparse {fmt} peak without a dense one",
+                                  hint=f"add {fmt} to peak_flop_per_s (dense) or remove it here")
+    reserve = _memory_reserve(f.where["memory_reserve"], f["hbm"]) if "memory_reserve" in f.values else 0.0
     return Chip(name=f["name"], peak_flop_per_s=f["peak_flop_per_s"], hbm_bytes=f["hbm"],
-                hbm_bytes_per_s=f["hbm_bandwidth"])
+                hbm_bytes_per_s=f["hbm_bandwidth"],
+                sparse_peak_flop_per_s=sparse.values if sparse is not None else {},
+                memory_reserve_bytes=reserve)
+
+
+def _memory_reserve(at: At, hbm_bytes: float) -> float:
+    """'10%' of HBM or a size ('1 GiB'); a bare number is ambiguous and refused."""
+    raw = text(at).strip()
+    if raw.endswith("%"):
+        share = fraction(at)
+        if share >= 1:
+            raise at.error("a reserve of all of HBM leaves nothing for the model")
+        return share * hbm_bytes
+    try:
+        reserve = parse_quantity(raw, "bytes")
+    except ValueError as err:
+        raise at.error(f"expected a share of HBM such as '10%' or a size such as '1 GiB', found {raw!r} ({err})") \
+            from None
+    if not 0 <= reserve < hbm_bytes:
+        raise at.error(f"the reserve {raw!r} must be at least 0 and less than hbm")
+    return reserve
+
+
+def _wraparound(at: At, axes: tuple[str, ...]) -> tuple[bool, ...]:
+    """`true`/`false` for every axis, or a list of one boolean per axis."""
+    if not isinstance(at.node.value, list):
+        return (boolean(at),) * len(axes)
+    wraps = list_of(boolean, unique=False)(at)
+    if len(wraps) != len(axes):
+        raise at.error(f"wraparound has {len(wraps)} values but the torus has {len(axes)} axes "
+                       f"({', '.join(axes)})", hint="one true/false per axis, or one for all")
+    return wraps
 
 
 def _read_topology(f: Fields) -> Torus | Switched:
@@ -111,10 +160,35 @@ def _read_torus(f: Fields) -> Torus:
                               f"not {s['chips']}")
         if any(s["chips"] == other.chips for other in slices):
             raise s.where["chips"].error(f"a slice of {s['chips']} chips is already listed")
-        slices.append(Slice(chips=s["chips"], shape=shape, wraparound=s["wraparound"]))
+        slices.append(Slice(chips=s["chips"], shape=shape, wraparound=_wraparound(s["wraparound"], axes)))
     return Torus(axes=axes, link_bytes_per_s=f["link_bandwidth"],
                  links_per_axis=f["links_per_axis"], slices=tuple(slices),
                  bandwidth_model=f.get("bandwidth_model", "chip"))
+
+
+def _level(v: Fields, outermost: bool) -> Level:
+    """A switched level (`bandwidth` per GPU), or a fully connected one (`link_bandwidth` per
+    link to each peer, `links_per_peer`): its bandwidth depends on the peers a group spans."""
+    connected = v.get("fully_connected", False)
+    need, refuse = (("link_bandwidth", "links_per_peer"), ("bandwidth",)) if connected else \
+        (("bandwidth",), ("link_bandwidth", "links_per_peer"))
+    for key in refuse:
+        if key in v.values:
+            raise v.where[key].error(f"{key!r} does not apply to a {'fully connected' if connected else 'switched'} "
+                                     "level", hint="a fully connected level gives link_bandwidth and links_per_peer; "
+                                     "a switched one gives bandwidth")
+    for key in need:
+        if key not in v.values:
+            raise v.at.child(v.at.node, key).error(f"missing key {key!r} in a "
+                                                   f"{'fully connected' if connected else 'switched'} level")
+    if connected and outermost:
+        raise v.where["fully_connected"].error("the outermost level joins any number of groups; it cannot "
+                                               "be fully connected", hint="add an outer level")
+    if not connected:
+        return Level(name=v["name"], size=v.get("size"), bytes_per_s=v["bandwidth"])
+    link, per_peer = v["link_bandwidth"], v["links_per_peer"]
+    return Level(name=v["name"], size=v["size"], bytes_per_s=per_peer * (v["size"] - 1) * link,
+                 fully_connected=True, link_bytes_per_s=link, links_per_peer=per_peer)
 
 
 def _read_switched(f: Fields) -> Switched:
@@ -133,7 +207,7 @@ def _read_switched(f: Fields) -> Switched:
         if inner and "size" in v.values and (v["size"] <= inner or v["size"] % inner):
             raise v.where["size"].error(f"size {v['size']} is not a larger multiple of the inner "
                                         f"level's size {inner}")
-        levels.append(Level(name=v["name"], size=v.get("size"), bytes_per_s=v["bandwidth"]))
+        levels.append(_level(v, outermost))
     for i, n in enumerate(f["chips"]):
         for level in levels[:-1]:
             if n > level.size and n % level.size:

@@ -1,11 +1,30 @@
-"""The model schema: a model YAML file to a `Model`."""
+"""The model schema: a model YAML file (or a Hugging Face `config.json`) to a `Model`, and the
+YAML text of a `Model` (`model_yaml`, what `planner models import` writes)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import yaml
+
+from planner.config.huggingface import is_hf_config, read_hf_config
 from planner.config.presets import locate
-from planner.config.yamlio import At, Field, boolean, choice, count, fields, load_document, number, text
+from planner.config.yamlio import (
+    MAX_COUNT,
+    MAX_LOCAL_LAYERS,
+    At,
+    Field,
+    boolean,
+    choice,
+    count,
+    fields,
+    list_of,
+    load_document,
+    number,
+    scalar,
+    text,
+)
+from planner.errors import ConfigError
 from planner.specs.model import Block, FfnKind, Model
 from planner.specs.moe import Experts, LatentAttention
 
@@ -39,6 +58,26 @@ LATENT_FIELDS = {
     "v_head_dim": Field(count),     # v_head_dim
 }
 
+LOCAL_LAYERS = "all, a pattern of L (local) and G (global) layers such as LLLLLG, or a list of layer indices"
+
+
+def _layer_index(at: At) -> int:
+    value = number(minimum=0, inclusive=True, maximum=MAX_COUNT)(at)
+    if value != int(value):
+        raise at.error(f"expected a layer index (0, 1, ...), found {at.node.value!r} (not whole)")
+    return int(value)
+
+
+def _local_layers(at: At) -> str | tuple[int, ...]:
+    """`all`, an L/G pattern repeated over the layers, or the 0-based indices of the local layers."""
+    if isinstance(at.node, yaml.SequenceNode):
+        return list_of(_layer_index)(at)
+    raw = scalar(at, LOCAL_LAYERS).strip()
+    if raw != "all" and not (raw and set(raw) <= {"L", "G"}):
+        raise at.error(f"expected {LOCAL_LAYERS}, found {raw!r}")
+    return raw
+
+
 MODEL_FIELDS = {
     "name": Field(text),
     "layers": Field(count),
@@ -52,6 +91,9 @@ MODEL_FIELDS = {
     "block": Field(choice({block.value: block for block in Block}, "block kind")),
     "tied_embeddings": Field(boolean, required=False),
     "params": Field(number(), required=False),
+    "max_context": Field(count, required=False),
+    "sliding_window": Field(count, required=False),
+    "local_layers": Field(_local_layers, required=False),
     "source": Field(text, required=False),
     "experts": Field(lambda at: fields(at, EXPERT_FIELDS, "the experts"), required=False),
     "latent_attention": Field(lambda at: fields(at, LATENT_FIELDS, "the latent attention"),
@@ -60,7 +102,28 @@ MODEL_FIELDS = {
 
 
 def load_model(name_or_path: str, *, base: Path | None = None, at: At | None = None) -> Model:
-    return _read_model(load_document(locate("models", name_or_path, base, at)))
+    """A model from a preset name, a model YAML file, or a Hugging Face config.json (or a folder
+    holding one)."""
+    path = locate("models", name_or_path, base, at)
+    if is_hf_config(path):
+        return read_hf_config(path).model
+    return _read_model(load_document(path))
+
+
+def import_hf_yaml(path: Path) -> str:
+    """The model YAML equivalent to a Hugging Face config.json (or its folder), headed by what
+    was derived, defaulted or mapped, for a person to review before committing it."""
+    if not is_hf_config(path):
+        raise ConfigError("expected a Hugging Face config.json or a folder holding one", file=str(path),
+                          hint="planner model YAML files are used as they are (--model FILE)")
+    imported = read_hf_config(path)
+    comment = "\n".join([
+        f"Imported by `planner models import` from {path}.",
+        "Review before committing; derived, defaulted or mapped values:",
+        *(f"  - {note}" for note in imported.notes),
+        "Not modelled: biases, norms and rotary embeddings (no matmuls worth counting).",
+    ])
+    return model_yaml(imported.model, comment)
 
 
 def _read_model(root: At) -> Model:
@@ -78,6 +141,8 @@ def _read_model(root: At) -> Model:
         source=f.get("source", ""),
         experts=_read_experts(f["experts"], f["layers"]) if "experts" in f.values else None,
         latent=_read_latent(f["latent_attention"], kv_heads, f.where) if "latent_attention" in f.values else None,
+        max_context=f.get("max_context"),
+        **_window(f),
     )
 
 
@@ -106,3 +171,69 @@ def _read_latent(a, kv_heads: int, where) -> LatentAttention:
                                       f"kv_heads {kv_heads}", hint="set kv_heads: 1 with latent_attention")
     return LatentAttention(q_rank=a["q_rank"], kv_rank=a["kv_rank"], qk_nope_dim=a["qk_nope_dim"],
                            qk_rope_dim=a["qk_rope_dim"], v_head_dim=a["v_head_dim"])
+
+
+def _window(f) -> dict:
+    """window_tokens and local_layers from `sliding_window` and `local_layers` (both or neither)."""
+    given = [key for key in ("sliding_window", "local_layers") if key in f.values]
+    if not given:
+        return {}
+    if len(given) == 1:
+        other = "local_layers" if given[0] == "sliding_window" else "sliding_window"
+        raise f.where[given[0]].error(f"{given[0]} needs {other!r} too",
+                                      hint="sliding_window: the tokens a local layer attends to; "
+                                           f"local_layers: {LOCAL_LAYERS}")
+    n, spec, at = f["layers"], f["local_layers"], f.where["local_layers"]
+    if n > MAX_LOCAL_LAYERS:
+        raise f.where["layers"].error(f"a model with local attention may have at most {MAX_LOCAL_LAYERS} layers")
+    if spec == "all":
+        local = tuple(range(n))
+    elif isinstance(spec, str):
+        local = tuple(i for i in range(n) if spec[i % len(spec)] == "L")
+    else:
+        for i, index in enumerate(spec):
+            if index >= n:
+                raise at.item(i).error(f"layer {index} does not exist (the model has {n} layers, 0 to {n - 1})")
+        local = tuple(sorted(spec))
+    if not local:
+        raise at.error("no layer is local", hint="remove sliding_window and local_layers for a model "
+                                                  "with global attention only")
+    return {"window_tokens": f["sliding_window"], "local_layers": local}
+
+
+def model_yaml(model: Model, comment: str = "") -> str:
+    """The model YAML file of `model`: loading it gives the same Model (`comment` heads it)."""
+    lines = [f"# {line}".rstrip() for line in comment.splitlines()]
+    lines += [
+        f"name: {_quoted(model.name)}", f"layers: {model.n_layers}", f"d_model: {model.d_model}",
+        f"d_ff: {model.d_ff}", f"heads: {model.n_heads}", f"kv_heads: {model.n_kv_heads}",
+        f"d_head: {model.d_head}", f"vocab: {model.vocab}", f"ffn: {model.ffn.label}",
+        f"block: {model.block.value}", f"tied_embeddings: {str(model.tied_embeddings).lower()}",
+    ]
+    if model.n_params_nominal is not None:
+        lines.append(f"params: {model.n_params_nominal!r}")
+    if model.max_context is not None:
+        lines.append(f"max_context: {model.max_context}")
+    if model.n_local_layers:
+        lines += [f"sliding_window: {model.window_tokens}",
+                  f"local_layers: {_local_layers_text(model.local_layers, model.n_layers)}"]
+    if model.source:
+        lines.append(f"source: {_quoted(model.source)}")
+    return "\n".join(lines) + "\n"
+
+
+def _local_layers_text(local: tuple[int, ...], n_layers: int) -> str:
+    """`all`, the shortest L/G pattern that repeats to exactly these layers, or the list."""
+    if len(local) == n_layers:
+        return "all"
+    marks = "".join("L" if i in set(local) else "G" for i in range(n_layers))
+    for period in range(1, min(16, n_layers) + 1):
+        if all(marks[i] == marks[i % period] for i in range(n_layers)):
+            return marks[:period]
+    return "[" + ", ".join(map(str, local)) + "]"
+
+
+def _quoted(value: str) -> str:
+    """A YAML double-quoted string (JSON escapes are valid YAML)."""
+    import json
+    return json.dumps(value, ensure_ascii=False)

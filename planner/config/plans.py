@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from planner.config.clusters import load_cluster
+from planner.config.context import check_context
 from planner.config.models import load_model
 from planner.config.presets import list_presets, locate
 from planner.config.yamlio import (
@@ -23,6 +24,7 @@ from planner.config.yamlio import (
     At,
     Field,
     Fields,
+    boolean,
     choice,
     count,
     fields,
@@ -36,10 +38,12 @@ from planner.config.yamlio import (
 )
 from planner.cost import layouts
 from planner.errors import ConfigError, UsageError, did_you_mean
+from planner.specs.formats import KvFormat, Sparsity
 from planner.specs.hardware import Cluster, WeightFormat
 from planner.specs.model import Model
 from planner.specs.moe import Routing
 from planner.specs.plan import Constraints, Phase, Pin, Plan, SearchSpace, Workload
+from planner.config.formats import check_weight_formats, tokens
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,8 @@ class PlanDefaults:
     chips: tuple[int, ...] | None = None      # None: every chip count the cluster offers
     batches: tuple[int, ...] = tuple(2**i for i in range(11))  # 1, 2, 4, ..., 1024
     weights: tuple[str, ...] = ("bf16", "int8")
+    kv_cache: tuple[str, ...] = ("bf16",)
+    sparsity: str = "dense"
     ffn: tuple[str, ...] | None = None        # None: every registered FFN layout
     attention: tuple[str, ...] | None = None  # None: every registered attention layout
     experts: tuple[str, ...] | None = None    # None: every registered expert layout (MoE models)
@@ -65,10 +71,12 @@ PLAN_DEFAULTS = PlanDefaults()
 FLAGS = {
     "model": "--model", "cluster": "--cluster", "phases": "--phase", "chips": "--chips",
     "batches": "--batch", "weights": "--weights", "ffn": "--ffn", "attention": "--attention",
+    "kv_cache": "--kv-cache", "sparsity": "--sparsity",
     "input_tokens": "--input-tokens", "output_tokens": "--output-tokens", "context": "--context",
     "max_latency_s": "--max-latency", "max_step_latency_s": "--max-step-latency", "min_mfu": "--min-mfu",
     "experts": "--experts", "load_imbalance": "--load-imbalance",
     "stages": "--stages",
+    "allow_short_context": "--allow-short-context",
 }
 
 
@@ -81,6 +89,7 @@ def _named_options() -> dict[str, tuple[Mapping[str, Any], str]]:
     return {
         "phases": ({phase.value: phase for phase in Phase}, "phase"),
         "weights": ({fmt.label: fmt for fmt in WeightFormat}, "weight format"),
+        "kv_cache": ({fmt.label: fmt for fmt in KvFormat}, "KV-cache format"),
         "ffn": (names(layouts.FFN_LAYOUTS), "FFN layout"),
         "attention": (names(layouts.ATTENTION_LAYOUTS), "attention layout"),
         "experts": (names(layouts.EXPERT_LAYOUTS), "expert layout"),
@@ -93,7 +102,9 @@ def _choice(key: str) -> Field:
 
 # search axis (a SearchSpace field and a load_plan keyword) -> its key in a plan file
 SEARCH_KEYS = {"phases": "phases", "chips": "chips", "batches": "batch", "weights": "weights",
-               "ffn": "ffn", "attention": "attention", "experts": "experts", "stages": "stages"}
+               "ffn": "ffn", "attention": "attention", "experts": "experts", "stages": "stages",
+               "kv_cache": "kv_cache"}
+SPARSITY = {s.label: s for s in Sparsity}
 WORKLOAD_KEYS = ("input_tokens", "output_tokens", "context")
 CONSTRAINT_FIELDS = {"max_latency_s": Field(number("seconds"), required=False),
                      "max_step_latency_s": Field(number("seconds"), required=False),
@@ -108,7 +119,10 @@ def _plan_fields(flags: Mapping[str, Any]) -> dict[str, Field]:
     options = _named_options()
     search = {key: Field(list_of(choice(*options[axis]) if axis in options else count),
                          required=False) for axis, key in SEARCH_KEYS.items()}
-    workload = {key: Field(count, required=key not in flags) for key in WORKLOAD_KEYS}
+    search["phases"] = Field(_phases, required=False)
+    search["sparsity"] = Field(choice(SPARSITY, "sparsity"), required=False)
+    workload = {key: Field(tokens, required=key not in flags) for key in WORKLOAD_KEYS}
+    workload["allow_short_context"] = Field(boolean, required=False)
     return {
         "model": Field(text, required="model" not in flags),
         "cluster": Field(text, required="cluster" not in flags),
@@ -122,24 +136,35 @@ def _plan_fields(flags: Mapping[str, Any]) -> dict[str, Field]:
     }
 
 
+def _phases(at: At) -> tuple[Phase, ...]:
+    """A list of phases, or `both` (as on the command line)."""
+    if getattr(at.node, "value", None) == "both":
+        return (Phase.PREFILL, Phase.DECODE)
+    return list_of(choice(*_named_options()["phases"]))(at)
+
+
 def load_plan(
     path: str | None = None, *,
     model: str | None = None, cluster: str | None = None,
     phases: tuple[str, ...] | None = None, chips: tuple[int, ...] | None = None,
     batches: tuple[int, ...] | None = None, weights: tuple[str, ...] | None = None,
     ffn: tuple[str, ...] | None = None, attention: tuple[str, ...] | None = None,
+    kv_cache: tuple[str, ...] | None = None, sparsity: str | None = None,
     input_tokens: int | None = None, output_tokens: int | None = None, context: int | None = None,
     max_latency_s: float | None = None, max_step_latency_s: float | None = None, min_mfu: float | None = None,
     experts: tuple[str, ...] | None = None, load_imbalance: float | None = None,
-    stages: tuple[int, ...] | None = None,
+    stages: tuple[int, ...] | None = None, allow_short_context: bool = False,
 ) -> Plan:
     """A plan from a file (a preset name or a path) and/or flags; a flag overrides the file.
-    Without a file, model and cluster are required and the rest is `PLAN_DEFAULTS`."""
+    Without a file, model and cluster are required and the rest is `PLAN_DEFAULTS`.
+    `weights=("all",)` searches every weight format the chip has a peak for."""
     flags = _read_flags(dict(
         model=model, cluster=cluster, phases=phases, chips=chips, batches=batches, weights=weights,
-        ffn=ffn, attention=attention, input_tokens=input_tokens, output_tokens=output_tokens,
+        ffn=ffn, attention=attention, kv_cache=kv_cache, sparsity=sparsity,
+        input_tokens=input_tokens, output_tokens=output_tokens,
         context=context, max_latency_s=max_latency_s, max_step_latency_s=max_step_latency_s, min_mfu=min_mfu,
-        experts=experts, load_imbalance=load_imbalance, stages=stages))
+        experts=experts, load_imbalance=load_imbalance, stages=stages,
+        allow_short_context=allow_short_context or None))
     if path is None:
         for required in ("model", "cluster"):
             if required not in flags:
@@ -191,19 +216,32 @@ def _assemble(model: Model, cluster: Cluster, plan: Fields | None, flags: dict[s
     routing = routing.values if routing is not None else {}
     routing = Routing(load_imbalance=flags.get("load_imbalance", routing.get("load_imbalance", 1.0)),
                       redundant_experts=routing.get("redundant_experts", 0))
+    space = _search_space(cluster, section("search"), flags)
+    check_context(model, workload, space.phases, section("workload"), flags)
+    _check_flags_apply(space.phases, flags)
     return Plan(
         model=model, cluster=cluster,
         workload=Workload(**workload, routing=routing),
-        space=_search_space(cluster, section("search"), flags),
+        space=space,
         constraints=Constraints(**merge(CONSTRAINT_FIELDS, section("constraints"))),
         deployment=_read_deployment(section("deployment"), cluster),
         source=plan.at.file if plan is not None else "",
     )
 
 
+def _check_flags_apply(phases: tuple[Phase, ...], flags: dict[str, Any]) -> None:
+    """A flag that changes nothing in the phases planned is a mistake: say so."""
+    asked = " and ".join(ph.value for ph in phases)
+    if Phase.DECODE not in phases:
+        for key in ("output_tokens", "context", "max_step_latency_s"):
+            if key in flags:
+                raise UsageError(f"{FLAGS[key]} applies to decode only, and this plans {asked}\n"
+                                 "  hint: drop it, or add --phase decode (or both)")
+
+
 def _search_space(cluster: Cluster, search: Fields | None, flags: dict[str, Any]) -> SearchSpace:
     offered = cluster.topology.chip_counts
-    axes: dict[str, tuple] = {}
+    axes: dict[str, Any] = {}
     for axis, key in SEARCH_KEYS.items():
         if axis in flags:
             axes[axis] = flags[axis]
@@ -211,6 +249,14 @@ def _search_space(cluster: Cluster, search: Fields | None, flags: dict[str, Any]
             axes[axis] = search[key]
         else:
             axes[axis] = _default(axis, cluster)
+    if "sparsity" in flags:
+        axes["sparsity"] = flags["sparsity"]
+    else:
+        axes["sparsity"] = search.get("sparsity", Sparsity.DENSE) if search is not None else Sparsity.DENSE
+    sparse = axes["sparsity"] is Sparsity.TWO_FOUR
+    if axes["weights"] == "all":
+        axes["weights"] = cluster.chip.weight_formats(sparse)
+    check_weight_formats(cluster, axes["weights"], sparse, search, flags, FLAGS)
     for i, n in enumerate(axes["chips"]):
         if n in offered:
             continue
@@ -269,6 +315,12 @@ def _read_flags(given: dict[str, Any]) -> dict[str, Any]:
 def _read_flag(key: str, value: Any) -> Any:
     flag = FLAGS[key]
     options = _named_options()
+    if key == "weights" and tuple(value) == ("all",):
+        return "all"
+    if key == "sparsity":
+        if value not in SPARSITY:
+            raise UsageError(f"{flag}: expected one of {', '.join(SPARSITY)}, found {value!r}")
+        return SPARSITY[value]
     if key in options:
         choices, what = options[key]
         values = _several(key, (value,) if isinstance(value, str) else value)
@@ -281,6 +333,8 @@ def _read_flag(key: str, value: Any) -> Any:
     if key in ("chips", "batches", "stages"):
         values = (value,) if isinstance(value, int) else tuple(value)
         return _several(key, _checked(key, values, _is_count, f"a positive whole number up to {MAX_COUNT:g}"))
+    if key == "allow_short_context":
+        return bool(value)
     if key in WORKLOAD_KEYS:
         return _checked(key, (value,), _is_count, f"a positive whole number up to {MAX_COUNT:g}")[0]
     if key in ("max_latency_s", "max_step_latency_s"):

@@ -50,7 +50,7 @@ def locate(kind: str, ref: str, base: Path | None = None, at: At | None = None) 
 
 
 def _looks_like_path(ref: str) -> bool:
-    return "/" in ref or "\\" in ref or ref.endswith((".yaml", ".yml")) or ref.startswith(".")
+    return "/" in ref or "\\" in ref or ref.endswith((".yaml", ".yml", ".json")) or ref.startswith(".")
 
 
 def _exists(path: Path) -> bool:

@@ -27,6 +27,7 @@ MAX_FILE_BYTES = 1 << 20  # a config is a page of text; anything larger is a mis
 MAX_DEPTH = 16            # nesting of lists and mappings
 MAX_COUNT = 10**9         # largest plausible count (layers, chips, batch, tokens, ...)
 MAX_MAGNITUDE = 1e30      # largest plausible quantity in SI units (FLOP/s, bytes, ...)
+MAX_LOCAL_LAYERS = 10**5  # layers of a model with local attention (each local layer is listed)
 
 _TAG = "tag:yaml.org,2002:"
 _PLAIN_TAGS = {_TAG + t for t in ("str", "int", "float", "bool", "null", "timestamp", "map", "seq")}

@@ -3,9 +3,11 @@ memory use, vectorised over the batch axis.
 
 Per step (prefill: one forward pass; decode: one token per sequence):
 
-    compute_s = sum over einsums of FLOPs * (1 + matmul_half_rows / m) / (peak_bf16 * matmul_efficiency)
+    compute_s = sum over einsums of FLOPs * (1 + matmul_half_rows / m) / (peak of its format * matmul_efficiency)
                 (m: the einsum's per-chip rows; a matmul of m rows runs at
-                 matmul_efficiency * m / (m + matmul_half_rows), as if it had matmul_half_rows more)
+                 matmul_efficiency * m / (m + matmul_half_rows), as if it had matmul_half_rows more;
+                 einsums against weights at the weight format's peak - bf16, fp8, int8 or fp4,
+                 the sparse peak with --sparsity 2:4 - and QK, AV at the bf16 peak)
     memory_s  = sum(HBM bytes read) / (hbm_bytes_per_s * hbm_efficiency)
                 (weights each chip reads, gathered or stationary, and in decode the whole KV cache)
     comm_s    = sum of collective times (planner.cost.network) = k_a + k_w, where
@@ -29,7 +31,7 @@ measurements show no hiding of activation collectives beyond the roofline).
 
 Each layer's terms repeat n_layers times; the output projection (logits, W_emb[E, V_xyz]) runs
 once per step for one token per sequence. Metrics follow the reference file's conventions:
-    MFU  = 2 * n_params_nominal * tokens / (chips * peak_bf16 * latency_s)
+    MFU  = 2 * n_params_nominal * tokens / (chips * peak_bf16 * latency_s)  (bf16 peak in every format)
            (without a nominal count: Model.mfu_flops, the model's matmul FLOPs, in its place;
            for a mixture of experts, the active parameters: those one token uses)
     cost = chips * latency_s / tokens  (chip-seconds per token)
@@ -37,7 +39,9 @@ with tokens = batch * input_tokens (prefill) or batch * output_tokens (decode).
 
 Memory per chip = stored weights + KV cache + working set (one layer's gathered weights for
 weight-gathered layouts, and the residual stream in and out of a layer). F-sized intermediates
-are assumed processed in chunks and are not counted.
+are assumed processed in chunks and are not counted. It must fit in the chip's HBM less the
+runtime's `memory_reserve`. Weights and KV cache are stored in their formats (scales included,
+`planner.specs.formats`); activations and collectives stay bf16.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ from planner.cost.layouts.experts import moe_layers
 from planner.cost.layouts.base import StepShape, collective_term, size
 from planner.cost.mesh import Mesh
 from planner.cost.network import collective_seconds, ring_steps
+from planner.specs.formats import Formats, KvFormat, Sparsity
 from planner.specs.hardware import ACTIVATION_BYTES, Cluster, WeightFormat
 from planner.specs.model import Model
 from planner.specs.plan import Phase, Workload
@@ -69,6 +74,12 @@ class Candidate:
     weights: WeightFormat
     experts: ExpertLayout | None = None  # MoE models: the routed experts' layout
     stages: int = 1  # pipeline stages (planner.cost.pipeline); `mesh` is then one stage's mesh
+    kv_cache: KvFormat = KvFormat.BF16
+    sparsity: Sparsity = Sparsity.DENSE
+
+    @property
+    def formats(self) -> Formats:
+        return Formats(weights=self.weights, kv_cache=self.kv_cache, sparsity=self.sparsity)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -82,6 +93,8 @@ class Row:
     hbm_bytes: np.ndarray
     comm_bytes: np.ndarray
     collective: str  # e.g. "all-gather(yz)" or ""
+    compute_format: str  # the peak an einsum runs at ("bf16", "fp8", ...; "" for other rows)
+    peak_flop_per_s: float  # that peak (0 for rows without FLOPs)
     compute_s: np.ndarray
     memory_s: np.ndarray
     comm_s: np.ndarray
@@ -118,10 +131,13 @@ class Evaluation:
     hbm_fraction: np.ndarray
     bound: np.ndarray  # index into BOUNDS
     rows: tuple[Row, ...]  # explain rows (only with evaluate(detail=True))
-    formats: tuple[WeightFormat, ...]  # weight format of point i: formats[i * len(formats) // len(batch)]
+    formats: tuple[Formats, ...]  # formats of point i: formats[i * len(formats) // len(batch)]
+
+    def formats_at(self, i: int) -> Formats:
+        return self.formats[i * len(self.formats) // self.batch.size]
 
     def weights_at(self, i: int) -> WeightFormat:
-        return self.formats[i * len(self.formats) // self.batch.size]
+        return self.formats_at(i).weights
 
 
 def step_shape(phase: Phase, workload: Workload, batch: np.ndarray) -> StepShape:
@@ -143,38 +159,52 @@ def combine(compute_s, memory_s, comm_s, overlap: float, prefetched_s=0.0):
     return np.maximum(critical_path(compute_s, memory_s, comm_s - prefetched_s, overlap), comm_s)
 
 
+def _per_point(values: list[float], n: int):
+    """One value per format, as a scalar when all agree (the common case) or repeated per point."""
+    return values[0] if len(set(values)) == 1 else np.repeat(values, n)
+
+
 def evaluate(model: Model, cluster: Cluster, workload: Workload, candidate: Candidate,
              batch: np.ndarray, detail: bool = False,
-             formats: tuple[WeightFormat, ...] | None = None, *, first: bool = True,
+             formats: tuple[Formats, ...] | None = None, *, first: bool = True,
              last: bool = True) -> Evaluation:
     """Costs of `candidate` over the batch sizes `batch`; `detail` also keeps the explain rows.
-    With `formats`, every weight format is swept too (point i has batch[i % len(batch)] and
-    formats[i // len(batch)]), and the candidate's own `weights` is ignored. A pipeline stage
+    With `formats`, every combination of number formats is swept too (point i has
+    batch[i % len(batch)] and formats[i // len(batch)]), and the candidate's own are ignored.
+    Every format must have a peak on the chip (`Chip.supports`). A pipeline stage
     (planner.cost.pipeline) is `model` with its layers only, holding the input embedding if
     `first` and the output projection if `last`; a whole model is both."""
     c = candidate
     batch = np.asarray(batch, dtype=np.int64)
-    if formats is None or len(formats) == 1:
-        formats = (c.weights,) if formats is None else formats
-        wbytes = formats[0].bytes_per_element
-    else:
-        wbytes = np.repeat([f.bytes_per_element for f in formats], batch.size)
+    formats = (c.formats,) if formats is None else \
+        tuple(f if isinstance(f, Formats) else Formats(weights=f) for f in formats)  # WeightFormat: bf16 KV
+    n = batch.size
+    if len(formats) > 1:
         batch = np.tile(batch, len(formats))
+    wbytes = _per_point([f.weight_bytes for f in formats], n)
+    kvbytes = _per_point([f.kv_cache.bytes_per_element(model.d_head) for f in formats], n)
+    chip = cluster.chip
+    weight_peak = _per_point([f.weight_peak_flop_per_s(chip) for f in formats], n)
     shape = step_shape(c.phase, workload, batch)
     sizes = c.mesh.sizes
     ffn = c.ffn.cost(model, sizes, shape, wbytes)
-    attention = c.attention.cost(model, c.ffn, sizes, shape, wbytes)
+    attention = c.attention.cost(model, c.ffn, sizes, shape, wbytes, kv_bytes=kvbytes)
     head = _output_projection(model, c.mesh.chips, batch, wbytes, first, last)
     ffn_repeat, moe = model.n_layers, ()  # MoE: dense layers take the FFN layout, MoE layers these parts
     if model.experts is not None:
         ffn_repeat, moe = moe_layers(model, c.ffn, c.experts, sizes, shape, wbytes, workload.routing)
-    terms = [(term, repeat) for layer_cost, repeat in ((attention, model.n_layers), (ffn, ffn_repeat), *moe, (head, 1))
+    terms = [(term, repeat if term.layers is None else term.layers)
+             for layer_cost, repeat in ((attention, model.n_layers), (ffn, ffn_repeat), *moe, (head, 1))
              if repeat for term in layer_cost.terms]
-    cal, chip = cluster.calibration, cluster.chip
+    cal = cluster.calibration
     zero = np.zeros(batch.shape)
     flops, hbm, comm_s, prefetched_s, steps, prefetched_steps = zero, zero, zero, zero, 0, 0
+    activation_flops = zero
     for term, repeat in terms:
-        flops = flops + repeat * matmul_flops(cal, term)
+        if term.activation_matmul:
+            activation_flops = activation_flops + repeat * matmul_flops(cal, term)
+        else:
+            flops = flops + repeat * matmul_flops(cal, term)
         hbm = hbm + repeat * term.hbm_bytes
         if term.collective is not None:
             seconds = repeat * collective_seconds(cluster, c.mesh, term.collective)
@@ -182,9 +212,15 @@ def evaluate(model: Model, cluster: Cluster, workload: Workload, candidate: Cand
             comm_s, steps = comm_s + seconds, steps + hops
             if term.collective.prefetched:
                 prefetched_s, prefetched_steps = prefetched_s + seconds, prefetched_steps + hops
-    compute_s = flops / (chip.peak_bf16_flop_per_s * cal.matmul_efficiency)  # flops: padded (matmul_flops)
+    # flops: padded (matmul_flops)
+    if not isinstance(weight_peak, np.ndarray) and weight_peak == chip.peak_bf16_flop_per_s:
+        compute_s = (flops + activation_flops) / (chip.peak_bf16_flop_per_s * cal.matmul_efficiency)
+    else:
+        compute_s = (flops / (weight_peak * cal.matmul_efficiency)
+                     + activation_flops / (chip.peak_bf16_flop_per_s * cal.matmul_efficiency))
     memory_s = hbm / (chip.hbm_bytes_per_s * cal.hbm_efficiency)
-    rows = tuple(_row(cluster, c.mesh, term, repeat, batch.shape) for term, repeat in terms) if detail else ()
+    rows = tuple(_row(cluster, c.mesh, term, repeat, batch.shape, formats[0]) for term, repeat in terms) \
+        if detail else ()
     overhead_s = model.n_layers * cal.layer_overhead_s
     critical_s = critical_path(compute_s, memory_s, comm_s - prefetched_s, cal.overlap)
     step_s = combine(compute_s, memory_s, comm_s, cal.overlap, prefetched_s) + overhead_s
@@ -281,8 +317,17 @@ def _output_projection(model: Model, chips: int, batch: np.ndarray, weight_bytes
     return LayerCost(terms=(gather, logits) if last else (), weight_bytes_stored=tables * weight_bytes / chips)
 
 
-def _row(cluster: Cluster, mesh: Mesh, term: Term, repeat: int, shape: tuple[int, ...]) -> Row:
+def _row(cluster: Cluster, mesh: Mesh, term: Term, repeat: int, shape: tuple[int, ...],
+         formats: Formats) -> Row:
     cal, chip = cluster.calibration, cluster.chip
+    if term.activation_matmul:
+        compute_format, peak = "bf16", chip.peak_bf16_flop_per_s
+    else:
+        compute_format, peak = formats.weights.compute.label, formats.weight_peak_flop_per_s(chip)
+        if formats.sparsity is Sparsity.TWO_FOUR:
+            compute_format += " 2:4"
+    if not np.any(term.flops):
+        compute_format, peak = "", 0.0
     flops = np.broadcast_to(repeat * np.asarray(term.flops, dtype=float), shape)
     hbm = np.broadcast_to(repeat * np.asarray(term.hbm_bytes, dtype=float), shape)
     if term.collective is not None:
@@ -293,9 +338,9 @@ def _row(cluster: Cluster, mesh: Mesh, term: Term, repeat: int, shape: tuple[int
         comm_bytes, comm_s, label = 0.0 * flops, 0.0 * flops, ""
     return Row(
         name=term.name, notation=term.notation, repeat=repeat, flops=flops, hbm_bytes=hbm,
-        comm_bytes=comm_bytes, collective=label,
+        comm_bytes=comm_bytes, collective=label, compute_format=compute_format, peak_flop_per_s=peak,
         compute_s=np.broadcast_to(repeat * np.asarray(matmul_flops(cal, term), dtype=float), shape)
-        / (chip.peak_bf16_flop_per_s * cal.matmul_efficiency),
+        / (peak * cal.matmul_efficiency) if peak else 0.0 * flops,
         memory_s=hbm / (chip.hbm_bytes_per_s * cal.hbm_efficiency),
         comm_s=comm_s,
     )

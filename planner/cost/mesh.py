@@ -23,7 +23,14 @@ class Mesh:
     physical: tuple[Piece, ...]  # the slice: torus axes or levels, with sizes
     logical: tuple[tuple[Piece, ...], tuple[Piece, ...], tuple[Piece, ...]]  # pieces of x, y, z
     torus: bool  # torus axes (names print bare) or switched levels (names print with a size)
-    wraparound: bool = True
+    wraparound: tuple[bool, ...] = ()  # per physical torus axis (empty: every ring closes)
+
+    def wraps(self, axis: str) -> bool:
+        """Whether physical axis `axis` closes into a ring (its wraparound link exists)."""
+        for (name, _), wrap in zip(self.physical, self.wraparound):
+            if name == axis:
+                return wrap
+        return True
 
     @property
     def sizes(self) -> dict[str, int]:

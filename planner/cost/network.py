@@ -2,13 +2,15 @@
 
 Let D be a collective's `bytes_per_chip` (Figure 3's convention) and K the chips it spans.
 
-Torus: rings along torus axes use both directions (2 links per axis); a slice without
-wraparound links runs lines instead of rings, which halves the bandwidth. The bandwidth W a
-collective gets is set by the cluster's `bandwidth_model`:
+Torus: rings along torus axes use both directions (2 links per axis); an axis without its
+wraparound link (per axis: a TPU v5e 8x16 slice closes only its 16 axis) runs a line instead
+of a ring, which halves that axis's bandwidth. The bandwidth W a collective gets is set by the
+cluster's `bandwidth_model`, summed over axes of links per axis x link bandwidth (x 1/2 on an
+axis that does not wrap):
 - `chip` (the paper's model; its closed forms use one per-chip bandwidth): every collective moves
-  data at the chip's full interconnect bandwidth, links per axis x link bandwidth x axes of the
-  slice (270 GB/s on a TPU v4 3D torus), as if collectives over different axes were pipelined
-  so that every link stays busy;
+  data at the chip's full interconnect bandwidth, over every axis of the slice (270 GB/s on a
+  TPU v4 3D torus), as if collectives over different axes were pipelined so that every link
+  stays busy;
 - `axes`: only the links of the axes the collective spans (90 GB/s for one TPU v4 axis).
 
     all-gather, reduce-scatter:  D (K-1)/K / W
@@ -16,7 +18,10 @@ collective gets is set by the cluster's `bandwidth_model`:
     all-to-all:                  D (K-1)/K * h / W, with h = max(1, sum over axes of k_i/4),
                                  the mean ring distance a shard travels
 
-Switched levels (GPU): each level has a per-GPU bandwidth W_l; a collective spanning k_l GPUs at
+Switched levels (GPU): each level has a per-GPU bandwidth W_l; on a fully connected level (no
+switch: MI300X's Infinity Fabric, one link to each of the 7 peers) a group of k_l GPUs uses only
+the links to its k_l - 1 peers, W_l(k_l) = links per peer x (k_l - 1) x link bandwidth, so a
+2-GPU all-gather gets one link and an 8-GPU one all seven. A collective spanning k_l GPUs at
 each level runs hierarchically, slowest level first for an all-gather (smallest data), so level l
 moves D (k_l - 1) P_l / K bytes, where P_l is the product of the k of the levels done before it.
 An all-to-all sends D (k_l - 1)/k_l through each level it spans.
@@ -86,9 +91,9 @@ def torus_bandwidth(torus: Torus, mesh: Mesh, pieces) -> float:
     """Bytes/s a collective over `pieces` gets: the links of every axis of the slice
     (`bandwidth_model: chip`, the paper's) or only of the axes it spans (`axes`)."""
     spanned = mesh.physical if torus.bandwidth_model == "chip" else pieces
-    axes = sum(1 for _, n in spanned if n > 1)
-    per_axis = torus.links_per_axis * torus.link_bytes_per_s * (1.0 if mesh.wraparound else 0.5)
-    return per_axis * max(axes, 1)
+    per_axis = torus.links_per_axis * torus.link_bytes_per_s
+    shares = [1.0 if mesh.wraps(name) else 0.5 for name, n in spanned if n > 1]
+    return per_axis * (sum(shares) if shares else 1.0)
 
 
 def _torus_seconds(torus: Torus, mesh: Mesh, collective: Collective, pieces, chips: int):
@@ -109,9 +114,9 @@ def _switched_seconds(switched: Switched, collective: Collective, pieces, chips:
         if k == 1:
             continue
         if collective.kind is CollectiveKind.ALL_TO_ALL:
-            seconds = seconds + data * (k - 1) / k / level.bytes_per_s
+            seconds = seconds + data * (k - 1) / k / level.bandwidth(k)
         else:
-            seconds = seconds + data * (k - 1) * done / chips / level.bytes_per_s * _PASSES[collective.kind]
+            seconds = seconds + data * (k - 1) * done / chips / level.bandwidth(k) * _PASSES[collective.kind]
         done *= k
     return seconds
 

@@ -79,7 +79,7 @@ def evaluate_pipeline(model: Model, cluster: Cluster, workload: Workload, candid
     """Costs of a pipelined `candidate` (its mesh is one stage's) over `batch` (x `formats`, as in
     costmodel.evaluate: point i has batch[i % len(batch)] and formats[i // len(batch)])."""
     c, p = candidate, candidate.stages
-    formats = (c.weights,) if formats is None else formats
+    formats = (c.formats,) if formats is None else formats
     batch = np.asarray(batch, dtype=np.int64)
     m, b = _micro_batches(c.phase, batch, p)  # (points, options) each
     sizes = np.unique(np.concatenate([batch, b[b > 0]]))
@@ -87,10 +87,11 @@ def evaluate_pipeline(model: Model, cluster: Cluster, workload: Workload, candid
     cache: dict[tuple[int, bool, bool], Evaluation] = {}
     stages = []
     for i, k in enumerate(layers):
-        key = (k, i == 0, i == p - 1)
+        stage_model = model.layer_range(sum(layers[:i]), k)  # its own local (sliding-window) layers
+        key = (k, stage_model.local_layers, i == 0, i == p - 1)
         if key not in cache:
-            cache[key] = evaluate(replace(model, n_layers=k), cluster, workload, c, sizes, detail=detail,
-                                  formats=formats, first=key[1], last=key[2])
+            cache[key] = evaluate(stage_model, cluster, workload, c, sizes, detail=detail,
+                                  formats=formats, first=key[2], last=key[3])
         stages.append(cache[key])
     n_batch, n_sizes = batch.size, sizes.size
     offset = np.repeat(np.arange(len(formats)) * n_sizes, n_batch)  # per point: its format's block
@@ -222,4 +223,4 @@ def _one_point(ev: Evaluation, j: int) -> Evaluation:
                               ("flops", "hbm_bytes", "comm_bytes", "compute_s", "memory_s", "comm_s")})
                  for r in ev.rows)
     fields = {f: cut(getattr(ev, f)) for f in ev.__dataclass_fields__ if f not in ("rows", "formats")}
-    return replace(ev, **fields, rows=rows, formats=(ev.weights_at(j),))
+    return replace(ev, **fields, rows=rows, formats=(ev.formats_at(j),))

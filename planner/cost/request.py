@@ -17,6 +17,8 @@ steps are combined one by one with the cost model's own `combine` and summed exa
 A running batch (continuous batching) holds sequences at every stage: its one step attends to
 contexts S_1 .. S_O in equal shares, and since each term is affine in S, the step's totals are
 exactly those of every sequence at the mean context S_mean = input_tokens + (O + 1) / 2.
+Local (sliding-window) layers make the terms affine on each side of S = window instead: a
+request that crosses its window is interpolated piecewise, with a third evaluation there.
 """
 
 from __future__ import annotations
@@ -71,8 +73,23 @@ def decode_request(model: Model, cluster: Cluster, input_tokens: int, output_tok
         c, m, k, p = parts(s)
         return combine(c, m, k, last.overlap, p) + last.overhead_s
 
-    decode_s = step(share).sum(axis=0)
-    running_step_s = step(mean_share)
+    if model.n_local_layers and S[0] < model.window_tokens < S[-1]:
+        # Local layers stop growing at their window: the terms are affine on each side of
+        # S = window, so each side interpolates between its own two evaluations, and a running
+        # batch's step is the mean of the steps' terms (no longer those at the mean context).
+        kink = at(float(model.window_tokens))
+        names = ("compute_s", "memory_s", "comm_s", "prefetched_s")
+        below = (S <= model.window_tokens)[:, None]
+        lo = ((S - S[0]) / (model.window_tokens - S[0]))[:, None]
+        hi = ((S - model.window_tokens) / (S[-1] - model.window_tokens))[:, None]
+        terms = [np.where(below, getattr(first, n) + lo * (getattr(kink, n) - getattr(first, n)),
+                          getattr(kink, n) + hi * (getattr(last, n) - getattr(kink, n))) for n in names]
+        decode_s = (combine(*terms[:3], last.overlap, terms[3]) + last.overhead_s).sum(axis=0)
+        c, m, k, p = (t.mean(axis=0) for t in terms)
+        running_step_s = combine(c, m, k, last.overlap, p) + last.overhead_s
+    else:
+        decode_s = step(share).sum(axis=0)
+        running_step_s = step(mean_share)
     # MFU is inversely proportional to the time taken for the same tokens on the same chips
     mfu = last.mfu * last.latency_s / decode_s
     running_mfu = last.mfu * last.step_s / running_step_s

@@ -17,13 +17,21 @@ FORMATS = ("table", "json", "csv", "markdown")
 
 
 def markdown_table(header, rows, right=None) -> str:
-    """A GitHub table; columns listed in `right` (default: all but text ones) align right."""
-    right = set(range(len(header))) if right is None else set(right)
+    """A GitHub table; columns listed in `right` align right (default: the columns whose cells
+    all read as figures, '28.4 ms', '76.1%', '-'; text columns align left)."""
+    right = {i for i in range(len(header)) if all(_figure(str(row[i])) for row in rows)} if right is None \
+        else set(right)
     esc = lambda s: str(s).replace("|", "\\|")
     out = ["| " + " | ".join(esc(h) for h in header) + " |",
            "|" + "|".join("---:" if i in right else ":---" for i in range(len(header))) + "|"]
     out += ["| " + " | ".join(esc(c) for c in row) + " |" for row in rows]
     return "\n".join(out)
+
+
+def _figure(cell: str) -> bool:
+    """A number with an optional unit ('28.4 ms', '1.2e+12', '76.1%', '-'), not a name ('bf16')."""
+    cell = cell.strip().lstrip("+-")
+    return cell == "" or cell[0].isdigit() or cell[0] == "."
 
 
 @dataclass(frozen=True)
@@ -101,13 +109,19 @@ def print_wrapped(console, text: str, *, style: str = "", indent: str = "", hang
             console.print(Text(line, style=style), soft_wrap=True)
 
 
+UNCALIBRATED = "uncalibrated"
+
+
+def calibration_label(cluster) -> str:
+    """'uncalibrated' (ideal constants) or 'calibrated', for CSV columns and one-line notes."""
+    return "calibrated" if cluster.calibrated else UNCALIBRATED
+
+
 def calibration_note(cluster) -> str | None:
     """A warning for a cluster whose calibration constants were never fitted."""
-    from planner.specs.hardware import Calibration
-
-    if cluster.calibration != Calibration():
+    if cluster.calibrated:
         return None
-    return (f"{cluster.name} has ideal calibration constants (never fitted to measurements): peak "
+    return (f"{cluster.name} is {UNCALIBRATED}: ideal calibration constants (never fitted to measurements): peak "
             f"FLOP/s and bandwidths with no latency per collective (optimistic: small batches over "
             f"many chips look better than they are), and no overlap of activation collectives with "
             f"compute (pessimistic). Fit them with `planner calibrate`.")

@@ -11,12 +11,14 @@ from planner.cost.costmodel import Evaluation, batch_padding
 from planner.render.common import (
     Column,
     Note,
+    calibration_label,
     calibration_note,
     markdown_table,
     print_grid,
     print_wrapped,
 )
-from planner.search.search import point
+from planner.search.search import capacity, point
+from planner.specs.formats import Sparsity
 from planner.specs.plan import Phase
 from planner.units import fmt_bytes, fmt_percent, fmt_rate, fmt_seconds, num
 
@@ -24,12 +26,22 @@ from planner.units import fmt_bytes, fmt_percent, fmt_rate, fmt_seconds, num
 def explain_dict(ev: Evaluation, cluster=None) -> dict:
     out = point_dict(point(ev, 0))
     out["model"] = ev.model.name
+    f = ev.formats_at(0)
+    out["formats"] = {"weights": f.weights.label, "weight_bytes_per_weight": num(f.weight_bytes),
+                      "compute": f.weights.compute.label, "kv_cache": f.kv_cache.label,
+                      "kv_cache_bytes_per_element": num(f.kv_cache.bytes_per_element(ev.model.d_head)),
+                      "sparsity": f.sparsity.label, "quality_modelled": False, "mfu_peak": "bf16"}
     if cluster is not None:
         out["cluster"] = cluster.name
+        out["calibrated"] = cluster.calibrated
     c = ev.candidate
     w = ev.workload
     out["workload"] = ({"input_tokens": w.input_tokens} if c.phase is Phase.PREFILL
                        else {"context": w.context, "output_tokens": w.output_tokens})
+    if ev.model.max_context is not None:
+        out["max_context"] = ev.model.max_context
+    if ev.model.n_local_layers:
+        out["local_attention"] = {"layers": ev.model.n_local_layers, "window_tokens": ev.model.window_tokens}
     out["axes"] = {axis: c.mesh.names(axis) for axis in "xyz"}
     out["notation"] = {"ffn": c.ffn.notation, "attention": c.attention.notation,
                        **({"experts": c.experts.notation} if c.experts is not None else {})}
@@ -46,6 +58,9 @@ def explain_dict(ev: Evaluation, cluster=None) -> dict:
     out["layers"] = layer_rows(ev)
     out["memory"] = {"weights": num(float(ev.weight_bytes)), "kv_cache": num(float(ev.kv_bytes[0])),
                      "activations": num(float(ev.activation_bytes[0]))}
+    if cluster is not None:
+        out["memory"].update(hbm=num(cluster.chip.hbm_bytes), reserve=num(cluster.chip.memory_reserve_bytes),
+                             usable=num(cluster.chip.usable_hbm_bytes))
     out["combine"] = {"overlap": num(ev.overlap), "critical_path_s": num(float(ev.critical_s[0])),
                       "prefetched_comm_s": num(float(ev.prefetched_s[0])), "ring_steps": ev.ring_steps,
                       "comm_latency_s": num(ev.comm_latency_s)}
@@ -56,6 +71,7 @@ def layer_rows(ev: Evaluation) -> list[dict]:
     """The explain rows of a one-point Evaluation, as JSON."""
     return [
         {"name": r.name, "notation": r.notation, "repeat": r.repeat, "collective": r.collective,
+         "compute_format": r.compute_format, "peak_flop_per_s": num(r.peak_flop_per_s),
          "flops": num(float(r.flops[0])), "hbm_bytes": num(float(r.hbm_bytes[0])),
          "comm_bytes": num(float(r.comm_bytes[0])),
          "seconds": {"compute": num(float(r.compute_s[0])), "memory": num(float(r.memory_s[0])),
@@ -104,10 +120,10 @@ def explain_table(ev: Evaluation, cluster, console, *, ascii_only: bool = False)
     repeat_width = len(f"x{max(r.repeat for r in ev.rows)}")
     for r in ev.rows:
         rows.append(_explain_cells(r))
-        rows.append(Note(f"{f'x{r.repeat}':<{repeat_width}}  {r.notation}".rstrip()))
+        rows.append(Note(f"{f'x{r.repeat}':<{repeat_width}}  {r.notation}{_peak(r)}".rstrip()))
     print_grid(console, columns, rows, total=_explain_total(ev), ascii_only=ascii_only)
     console.print()
-    for line in _explain_summary(ev):
+    for line in _explain_summary(ev, cluster):
         print_wrapped(console, line, hang=9)
     print_wrapped(console, _explain_footnote(ev), style="dim")
     note = calibration_note(cluster)
@@ -116,6 +132,22 @@ def explain_table(ev: Evaluation, cluster, console, *, ascii_only: bool = False)
 
 
 EXPLAIN_COLUMNS = ("per step", "FLOP", "HBM", "net", "compute", "memory", "network")
+
+
+def _peak(r) -> str:
+    """'  [fp8 at 1.98 PFLOP/s]': the format and peak an einsum runs at ('' for other rows)."""
+    return f"  [{r.compute_format} at {fmt_rate(r.peak_flop_per_s, 'FLOP/s')}]" if r.compute_format else ""
+
+
+def _formats_line(ev: Evaluation) -> str:
+    f, d_head = ev.formats_at(0), ev.model.d_head
+    text = (f"{f.weights.label} weights ({f.weight_bytes:.4g} B per weight: {f.weights.description}), "
+            f"{f.kv_cache.label} KV cache ({f.kv_cache.bytes_per_element(d_head):.4g} B per element); "
+            "activations and collectives bf16")
+    if f.sparsity is Sparsity.TWO_FOUR:
+        text += ("; 2:4 sparsity what-if: weight matmuls at the chip's sparse peak, weights at half plus "
+                 "2-bit indices; quality is not modelled")
+    return text
 
 
 def _explain_header(ev: Evaluation) -> tuple[str, list[tuple[str, str]]]:
@@ -128,8 +160,12 @@ def _explain_header(ev: Evaluation) -> tuple[str, list[tuple[str, str]]]:
                    f"to {w.context} cached tokens")
     axes = ", ".join(f"{axis}=[{' '.join(c.mesh.names(axis))}]" for axis in "xyz")
     experts = [("experts", c.experts.notation)] if c.experts is not None else []
-    return title, [("tokens", tokens), ("FFN", c.ffn.notation), ("attention", c.attention.notation),
-                   *experts, ("axes", axes)]
+    m = ev.model
+    local = [("local", f"{m.n_local_layers} of {m.n_layers} layers attend to the last {m.window_tokens} tokens "
+                       f"(sliding window): their KV cache holds at most {m.window_tokens} tokens per sequence")
+             ] if m.n_local_layers else []
+    return title, [("tokens", tokens), *local, ("formats", _formats_line(ev)), ("FFN", c.ffn.notation),
+                   ("attention", c.attention.notation), *experts, ("axes", axes)]
 
 
 def _explain_cells(r) -> tuple[str, ...]:
@@ -148,7 +184,7 @@ def _explain_total(ev: Evaluation) -> tuple[str, ...]:
             fmt_seconds(d.memory_s), fmt_seconds(d.comm_s))
 
 
-def _explain_summary(ev: Evaluation) -> list[str]:
+def _explain_summary(ev: Evaluation, cluster=None) -> list[str]:
     """How the step follows from the columns, the metrics, the memory and any padding."""
     d, c = point(ev, 0), ev.candidate
     latency = f"latency {fmt_seconds(d.latency_s)}"
@@ -158,13 +194,16 @@ def _explain_summary(ev: Evaluation) -> list[str]:
         *combine_lines(ev),
         f"step     {fmt_seconds(d.step_latency_s)} (overhead {fmt_seconds(d.overhead_s)}), {latency}, "
         f"{d.bound}-bound",
-        f"MFU      {fmt_percent(d.mfu)}; cost {fmt_seconds(d.cost_chip_s_per_token)} of chip time per "
-        f"token; {d.tokens_per_s:,.0f} tokens/s",
+        f"MFU      {fmt_percent(d.mfu)} (against the bf16 peak in every format, the paper's convention); "
+        f"cost {fmt_seconds(d.cost_chip_s_per_token)} of chip time per token; {d.tokens_per_s:,.0f} tokens/s",
         f"memory   weights {fmt_bytes(ev.weight_bytes)} + KV cache {fmt_bytes(float(ev.kv_bytes[0]))} "
         f"+ activations {fmt_bytes(float(ev.activation_bytes[0]))} = {fmt_bytes(d.hbm_bytes_per_chip)} "
-        f"per chip ({fmt_percent(d.hbm_fraction)} of HBM)",
+        f"per chip ({fmt_percent(d.hbm_fraction)} of HBM)"
+        + (f"; it must fit in {capacity(cluster.chip)}" if cluster is not None else ""),
     ]
     lines += _moe_lines(ev)
+    if ev.formats_at(0).sparsity is Sparsity.TWO_FOUR:
+        lines.append("quality  2:4 sparsity is a what-if: its effect on model quality is not modelled")
     for p in batch_padding(c, ev.model, d.batch):
         lines.append(f"padding  {' and '.join(p.parts)}: batch {d.batch} over {p.shards} batch shards, so every "
                      f"chip computes {p.per_chip} sequence{'s' * (p.per_chip != 1)}; {fmt_percent(p.wasted)} of "
@@ -200,28 +239,33 @@ def _explain_footnote(ev: Evaluation) -> str:
             f"without the (K-1)/K factor).")
 
 
-def explain_markdown(ev: Evaluation) -> str:
+def explain_markdown(ev: Evaluation, cluster=None) -> str:
     """For a pull-request comment: the table's header, rows (with their notation), total and
     summary in human units; `--format csv` or `json` has the raw numbers."""
     title, header = _explain_header(ev)
     lines = [f"**{title}**", ""] + [f"- {label}: `{text}`" if label != "tokens" else f"- {label}: {text}"
                                     for label, text in header] + [""]
-    rows = [(cells[0], f"`{r.notation}` x{r.repeat}", *cells[1:])
+    rows = [(cells[0], f"`{r.notation}` x{r.repeat}{_peak(r)}", *cells[1:])
             for r, cells in ((r, _explain_cells(r)) for r in ev.rows)]
     total = _explain_total(ev)
     rows.append((f"**{total[0]}**", "", *total[1:]))
     lines += [markdown_table((EXPLAIN_COLUMNS[0], "sharding", *EXPLAIN_COLUMNS[1:]), rows, right=range(2, 8)), ""]
-    lines += [f"- {line}" for line in _explain_summary(ev)] + ["", _explain_footnote(ev)]
+    lines += [f"- {line}" for line in _explain_summary(ev, cluster)] + ["", _explain_footnote(ev)]
+    note = calibration_note(cluster) if cluster is not None else None
+    if note:
+        lines += ["", f"**{note}**"]
     return "\n".join(lines) + "\n"
 
 
-def explain_csv(ev: Evaluation) -> str:
+def explain_csv(ev: Evaluation, cluster=None) -> str:
     d = explain_dict(ev)
+    calibration = calibration_label(cluster) if cluster is not None else ""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(("row", "notation", "collective", "repeat", "flops", "hbm_bytes", "comm_bytes",
-                     "compute_s", "memory_s", "comm_s"))
+                     "compute_s", "memory_s", "comm_s", "compute_format", "peak_flop_per_s", "calibration"))
     for r in d["layers"]:
         writer.writerow((r["name"], r["notation"], r["collective"], r["repeat"], r["flops"], r["hbm_bytes"],
-                         r["comm_bytes"], r["seconds"]["compute"], r["seconds"]["memory"], r["seconds"]["comm"]))
+                         r["comm_bytes"], r["seconds"]["compute"], r["seconds"]["memory"], r["seconds"]["comm"],
+                         r["compute_format"], r["peak_flop_per_s"], calibration))
     return buf.getvalue()

@@ -120,11 +120,13 @@ def pipeline_table(ev: PipelineEvaluation, cluster, console, *, ascii_only: bool
         print_wrapped(console, note, style="yellow")
 
 
-def pipeline_markdown(ev: PipelineEvaluation) -> str:
+def pipeline_markdown(ev: PipelineEvaluation, cluster=None) -> str:
     title, header = _header(ev)
     lines = [f"**{title}**", ""] + [f"- {label}: {text}" for label, text in header] + [""]
     lines += [markdown_table(COLUMNS, [cells for _, cells, _ in _rows(ev)], right=range(1, 8)), ""]
-    return "\n".join(lines + [f"- {line}" for line in _summary(ev)] + ["", FOOTNOTE]) + "\n"
+    note = calibration_note(cluster) if cluster is not None else None
+    return "\n".join(lines + [f"- {line}" for line in _summary(ev)] + ["", FOOTNOTE]
+                     + (["", f"**{note}**"] if note else [])) + "\n"
 
 
 def pipeline_dict(ev: PipelineEvaluation, cluster=None) -> dict:
@@ -155,7 +157,7 @@ def pipeline_dict(ev: PipelineEvaluation, cluster=None) -> dict:
     return out
 
 
-def pipeline_csv(ev: PipelineEvaluation) -> str:
+def pipeline_csv(ev: PipelineEvaluation, cluster=None) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(("row", "chips", "flops", "hbm_bytes", "comm_bytes", "compute_s", "memory_s", "comm_s", "step_s"))

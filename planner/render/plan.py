@@ -6,19 +6,28 @@ import csv
 import io
 
 from planner.commands.runs import numbered, point_dict
-from planner.render.common import Column, calibration_note, markdown_table, print_grid, print_wrapped
+from planner.render.common import (
+    Column,
+    calibration_label,
+    calibration_note,
+    markdown_table,
+    print_grid,
+    print_wrapped,
+)
 from planner.search.search import Point, SearchResult
 from planner.specs.plan import Phase
 from planner.units import fmt_percent, fmt_seconds
 
 EXPLAIN_HINT = "#: explain a row with planner explain PLAN --row N (and this command's flags)."
-COLUMNS = ("#", "chips", "batch", "layout", "wts", "latency", "step", "MFU", "cost/tok", "HBM", "bound")
+COLUMNS = ("#", "chips", "batch", "layout", "wts", "kv", "latency", "step", "MFU", "cost/tok", "HBM", "bound")
+TEXT_COLUMNS = ("layout", "wts", "kv", "bound")
+MFU_NOTE = "MFU is against the bf16 peak in every format (the paper's convention)"
 
 
 def _cells(p: Point, row: int) -> tuple[str, ...]:
     """A point's cells; `row` is its number (the `#` column, which `planner explain --row` takes)."""
     return (
-        str(row), str(p.chips), str(p.batch), layout_name(p), p.weights, fmt_seconds(p.latency_s),
+        str(row), str(p.chips), str(p.batch), layout_name(p), p.weights, p.kv_cache, fmt_seconds(p.latency_s),
         fmt_seconds(p.step_latency_s), fmt_percent(p.mfu), fmt_seconds(p.cost_chip_s_per_token),
         fmt_percent(p.hbm_fraction), p.bound,
     )
@@ -31,16 +40,29 @@ def layout_name(p: Point) -> str:
         (f"+{p.experts}" if p.experts else "")
 
 
+def _shown(result: SearchResult, phase: Phase) -> list[int]:
+    """Columns to show: no step for prefill (one step), no kv when only a bf16 cache is searched."""
+    bf16_cache = [kv.label for kv in result.plan.space.kv_cache] == ["bf16"]
+    return [i for i, col in enumerate(COLUMNS)
+            if not (col == "step" and phase is Phase.PREFILL) and not (col == "kv" and bf16_cache)]
+
+
 def plan_markdown(result: SearchResult) -> str:
     lines = [_summary(result), ""]
+    note = calibration_note(result.plan.cluster)
+    if note:
+        lines += [f"**{note}**", ""]
     rows = {p.key: row for row, p in numbered(result)}
     for ph in result.phases:
         if ph.infeasible:
             lines += [f"### {ph.phase.value}: nothing feasible", "", "```", ph.infeasible, "```", ""]
             continue
+        keep = _shown(result, ph.phase)
         lines += [f"### {ph.phase.value} frontier ({len(ph.frontier)} point{'s' * (len(ph.frontier) != 1)})", "",
-                  markdown_table(COLUMNS, [_cells(p, rows[p.key]) for p in ph.frontier]), ""]
-    return "\n".join(lines + [EXPLAIN_HINT, ""])
+                  markdown_table([COLUMNS[i] for i in keep], [tuple(_cells(p, rows[p.key])[i] for i in keep) for p in ph.frontier],
+                                 right=[k for k, i in enumerate(keep) if COLUMNS[i] not in TEXT_COLUMNS]), ""]
+    lines += [f"{MFU_NOTE}.", "", EXPLAIN_HINT, ""]
+    return "\n".join(lines)
 
 
 def plan_csv(result: SearchResult) -> str:
@@ -49,9 +71,10 @@ def plan_csv(result: SearchResult) -> str:
     fields = ("phase", "chips", "batch", "ffn", "attention", "weights", "latency_s", "step_latency_s",
               "mfu", "cost_chip_s_per_token", "tokens_per_s", "hbm_bytes_per_chip", "hbm_fraction",
               "bound", "compute_s", "memory_s", "comm_s", "overhead_s", "mesh", "partition_x",
-              "partition_yz", "partition_gather")
+              "partition_yz", "partition_gather", "kv_cache", "calibration")
     staged = max(result.plan.space.stages) > 1  # the pipeline's columns only when it searches stages
     writer.writerow(fields + ("row",) + (("stages", "micro_batches") if staged else ()))
+    calibration = calibration_label(result.plan.cluster)
     for row, p in numbered(result):
         d = point_dict(p)
         writer.writerow([d["phase"], p.chips, p.batch, p.ffn, p.attention, p.weights, d["latency_s"],
@@ -59,7 +82,7 @@ def plan_csv(result: SearchResult) -> str:
                          d["hbm_bytes_per_chip"], d["hbm_fraction"], p.bound, d["time_s"]["compute"],
                          d["time_s"]["memory"], d["time_s"]["comm"], d["time_s"]["overhead"],
                          "x".join(str(n) for _, n in p.mesh), *(" ".join(a) for _, a in p.partition),
-                         row, *((p.stages, p.micro_batches) if staged else ())])
+                         p.kv_cache, calibration, row, *((p.stages, p.micro_batches) if staged else ())])
     return buf.getvalue()
 
 
@@ -89,14 +112,15 @@ def plan_table(result: SearchResult, console, *, ascii_only: bool = False) -> No
     note = calibration_note(result.plan.cluster)
     if note:
         print_wrapped(console, note, hang=0, style="yellow")
-    legend = ["cost/tok in chip-seconds per token", "HBM: share of each chip's memory in use", EXPLAIN_HINT[:-1]]
-    rows = {p.key: row for row, p in numbered(result)}
+    legend = ["cost/tok in chip-seconds per token", "HBM: share of each chip's memory in use", MFU_NOTE,
+              EXPLAIN_HINT[:-1]]
+    numbers = {p.key: row for row, p in numbered(result)}
     for ph in result.phases:
         # A prefill request is one step, so its step column would repeat the latency.
-        keep = [i for i, col in enumerate(COLUMNS) if not (col == "step" and ph.phase is Phase.PREFILL)]
-        columns = [Column(COLUMNS[i], right=COLUMNS[i] not in ("layout", "wts", "bound"),
+        keep = _shown(result, ph.phase)
+        columns = [Column(COLUMNS[i], right=COLUMNS[i] not in TEXT_COLUMNS,
                           wrap=COLUMNS[i] == "layout") for i in keep]
-        cells = [tuple(_cells(p, rows[p.key])[i] for i in keep) for p in ph.frontier]
+        rows = [tuple(_cells(p, numbers[p.key])[i] for i in keep) for p in ph.frontier]
         console.print()
         if ph.infeasible:
             print_wrapped(console, f"{ph.phase.value}: nothing feasible (the reason is on stderr).", hang=0)
@@ -105,6 +129,6 @@ def plan_table(result: SearchResult, console, *, ascii_only: bool = False) -> No
         if ph.phase is Phase.DECODE:
             title += f" ({result.plan.workload.output_tokens} output tokens)"
             legend.insert(0, "step: one decode step")
-        print_grid(console, columns, cells, title=title, ascii_only=ascii_only)
+        print_grid(console, columns, rows, title=title, ascii_only=ascii_only)
     console.print()
     print_wrapped(console, "; ".join(legend) + ".", style="dim")

@@ -71,6 +71,8 @@ def _legend(result: SearchResult, width: int) -> list:
     names = list(result.plan.space.ffn)
     table = marks(names)
     lines, line = [], Text("FFN layout: ")
+    if not result.plan.cluster.calibrated:  # say so in the plot too, not only in the tables
+        lines.append(Text(f"{result.plan.cluster.name}: uncalibrated (ideal constants)", style="yellow"))
     for name in names:
         mark, colour = table[name]
         if len(line.plain) + len(name) + 2 > width and line.plain.strip():

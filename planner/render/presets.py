@@ -19,15 +19,23 @@ def presets_table(console, *, ascii_only: bool = False) -> None:
                 for name, m in zip(list_presets("models"), models)],
                ascii_only=ascii_only)
     console.print()
-    rows = []
-    for name in list_presets("clusters"):
-        c = load_cluster(name)
-        rows.append((name, fmt_rate(c.chip.peak_bf16_flop_per_s, "FLOP/s"), fmt_bytes(c.chip.hbm_bytes),
-                     fmt_rate(c.chip.hbm_bytes_per_s, "B/s"), _topology(c.topology),
-                     _counts(c.topology.chip_counts)))
+    rows, clusters = [], [(name, load_cluster(name)) for name in list_presets("clusters")]
+    for name, c in clusters:
+        rows.append((name + ("" if c.calibrated else "*"), fmt_rate(c.chip.peak_bf16_flop_per_s, "FLOP/s"),
+                     fmt_bytes(c.chip.hbm_bytes),
+                     fmt_rate(c.chip.hbm_bytes_per_s, "B/s"), _topology(c.topology), _counts(c.topology.chip_counts)))
     print_grid(console, [Column("cluster", right=False), Column("bf16 peak"), Column("HBM"),
-                         Column("HBM bw"), Column("network", right=False),
+                         Column("HBM bw"), Column("network", right=False, wrap=True),
                          Column("chips", right=False, wrap=True)], rows, ascii_only=ascii_only)
+    print_wrapped(console, "* uncalibrated: ideal constants, never fitted to measurements.", style="dim")
+    console.print()
+    console.print("Sources", style="bold", highlight=False)
+    for name, c in clusters:
+        reserve = f" (runtime reserve {fmt_bytes(c.chip.memory_reserve_bytes)} of HBM)" \
+            if c.chip.memory_reserve_bytes else ""
+        print_wrapped(console, f"{name}{reserve}: {c.source or 'not given'}", hang=4)
+    for name, m in zip(list_presets("models"), models):
+        print_wrapped(console, f"{name}: {m.source or 'not given'}", hang=4)
     console.print()
     rows = []
     for name in list_presets("plans"):
@@ -44,9 +52,8 @@ def presets_table(console, *, ascii_only: bool = False) -> None:
 
 
 def _counts(counts: tuple[int, ...]) -> str:
-    """'8, 16, ..., 512' for a doubling sequence, else the list."""
-    doubling = len(counts) > 3 and all(b == 2 * a for a, b in zip(counts, counts[1:]))
-    shown = (counts[0], counts[1], "...", counts[-1]) if doubling else counts
+    """'8, 16, ..., 512' for a long list, else the list."""
+    shown = (counts[0], counts[1], "...", counts[-1]) if len(counts) > 4 else counts
     return ", ".join(map(str, shown))
 
 

@@ -50,11 +50,12 @@ class Point:
     experts: str = ""  # MoE models: the expert layout ("" for a dense model)
     stages: int = 1  # pipeline stages (chips and mesh: all stages; partition: one stage's)
     micro_batches: int = 1
+    kv_cache: str = "bf16"  # KV-cache format (saved runs from before it existed: bf16)
 
     @property
     def key(self) -> tuple:
         """What identifies a point across two runs (compare matches on this)."""
-        return (self.phase.value, self.chips, self.batch, self.ffn, self.attention, self.weights) + \
+        return (self.phase.value, self.chips, self.batch, self.ffn, self.attention, self.weights, self.kv_cache) + \
             ((self.experts,) if self.experts else ()) + ((self.stages,) if self.stages > 1 else ())
 
 
@@ -114,8 +115,9 @@ def candidates(plan: Plan, phase: Phase, chips: tuple[int, ...] | None = None) -
                         if key in seen:
                             continue
                         seen.add(key)
-                        out.extend(Candidate(phase=phase, mesh=mesh, ffn=ffn, attention=attention, weights=w,
-                                             experts=experts, stages=p) for w in space.weights)
+                        out.extend(Candidate(phase=phase, mesh=mesh, ffn=ffn, attention=attention, weights=f.weights,
+                                             kv_cache=f.kv_cache, sparsity=f.sparsity, experts=experts, stages=p)
+                                   for f in space.formats(plan.cluster.chip))
     return out
 
 
@@ -132,8 +134,8 @@ def search(plan: Plan, progress: Callable[[int, int], None] | None = None,
     """Search every phase; `progress(done, total)` is called after each evaluation, if given.
     A phase with nothing feasible raises InfeasibleError, unless `partial` and another phase has
     a frontier: then that phase comes back empty, with the reason in `infeasible`."""
-    formats = plan.space.weights
-    # one evaluation sweeps every batch size and weight format of a layout on a mesh
+    formats = plan.space.formats(plan.cluster.chip)
+    # one evaluation sweeps every batch size and format combination of a layout on a mesh
     work = [(phase, candidates(plan, phase)[::len(formats)]) for phase in plan.space.phases]
     total, done = sum(len(c) for _, c in work), [0]
 
@@ -156,7 +158,7 @@ def _search_phase(plan: Plan, phase: Phase, layouts: list[Candidate], step: Call
     evaluated = 0
     reach = _Reach()
     for candidate in layouts:
-        ev = cost(plan, candidate, batch, formats=plan.space.weights)
+        ev = cost(plan, candidate, batch, formats=plan.space.formats(plan.cluster.chip))
         step()
         evaluated += ev.batch.size
         ok = _feasible(plan, ev, dropped, reach)
@@ -184,7 +186,7 @@ class _Reach:
 def _feasible(plan: Plan, ev: Evaluation, dropped: dict[str, int], reach: _Reach) -> np.ndarray:
     """Boolean mask over the batch axis; each dropped point is counted under its first reason."""
     limits = plan.constraints
-    ok = ev.hbm_bytes <= plan.cluster.chip.hbm_bytes
+    ok = ev.hbm_bytes <= plan.cluster.chip.usable_hbm_bytes
     dropped[DOES_NOT_FIT] += int((~ok).sum())
     step_limit = limits.max_step_latency_s if ev.candidate.phase is Phase.DECODE else None
     if ok.any():
@@ -209,7 +211,8 @@ def order_key(ev: Evaluation, i: int) -> tuple:
     c = ev.candidate
     return (float(ev.latency_s[i]), -float(ev.mfu[i]), float(ev.comm_s[i]), float(ev.memory_s[i]),
             list(FFN_LAYOUTS).index(c.ffn.name), list(ATTENTION_LAYOUTS).index(c.attention.name),
-            c.mesh.chips * c.stages, int(ev.batch[i]), ev.weights_at(i).bytes_per_element, c.stages) + \
+            c.mesh.chips * c.stages, int(ev.batch[i]), ev.formats_at(i).weight_bytes,
+            ev.formats_at(i).kv_cache.bytes_per_element(ev.model.d_head), c.stages) + \
         ((list(EXPERT_LAYOUTS).index(c.experts.name),) if c.experts is not None else ())
 
 
@@ -243,6 +246,7 @@ def point(ev: Evaluation, i: int) -> Point:
         partition=(("x", tuple(mesh.names("x"))), ("yz", tuple(mesh.names("yz"))),
                    ("gather", tuple(mesh.names(c.ffn.gather_axes)))),
         batch=int(ev.batch[i]), ffn=c.ffn.name, attention=c.attention.name, weights=ev.weights_at(i).label,
+        kv_cache=ev.formats_at(i).kv_cache.label,
         latency_s=float(ev.latency_s[i]), step_latency_s=float(ev.step_s[i]), mfu=float(ev.mfu[i]),
         cost_chip_s_per_token=float(ev.cost_chip_s_per_token[i]),
         tokens_per_s=float(ev.tokens_per_s[i]), hbm_bytes_per_chip=float(ev.hbm_bytes[i]),
@@ -266,17 +270,17 @@ def cost(plan: Plan, candidate: Candidate, batch: np.ndarray, detail: bool = Fal
 
 
 def best(plan: Plan, phase: Phase, chips: int, batch: int, weights=None, ffn=None, attention=None,
-         experts=None) -> Evaluation | None:
+         experts=None, kv_cache=None) -> Evaluation | None:
     """The lowest-latency feasible evaluation at one chip count and batch (optionally with a
-    weight format or layout fixed), as a one-element Evaluation; None if nothing fits."""
+    weight or KV-cache format or layout fixed), as a one-element Evaluation; None if nothing fits."""
     found = None
     for c in candidates(plan, phase, chips=(chips,)):
         if (weights and c.weights is not weights) or (ffn and c.ffn.name != ffn) or \
-                (attention and c.attention.name != attention) or \
+                (attention and c.attention.name != attention) or (kv_cache and c.kv_cache is not kv_cache) or \
                 (experts and (c.experts is None or c.experts.name != experts)):
             continue
         ev = cost(plan, c, np.array([batch]))
-        if ev.hbm_bytes[0] > plan.cluster.chip.hbm_bytes:
+        if ev.hbm_bytes[0] > plan.cluster.chip.usable_hbm_bytes:
             continue
         if found is None or order_key(ev, 0) < order_key(found, 0):
             found = ev
@@ -306,16 +310,24 @@ def _nothing_feasible(plan: Plan, phase: Phase, evaluated: int, dropped: dict[st
     return text + "\n  hint: relax the constraints (--max-latency, --max-step-latency, --min-mfu) or allow more chips."
 
 
+def capacity(chip) -> str:
+    """What a chip offers the model: '71.3 GiB (79.2 GiB HBM less 7.92 GiB runtime reserve)'."""
+    if not chip.memory_reserve_bytes:
+        return fmt_bytes(chip.hbm_bytes)
+    return (f"{fmt_bytes(chip.usable_hbm_bytes)} ({fmt_bytes(chip.hbm_bytes)} HBM less "
+            f"{fmt_bytes(chip.memory_reserve_bytes)} runtime reserve)")
+
+
 def weights_hint(plan: Plan) -> str:
     """How many chips the smallest weight format needs, and the smallest slice that fits."""
     model, chip = plan.model, plan.cluster.chip
-    smallest = min(plan.space.weights, key=lambda w: w.bytes_per_element)
-    need = model.n_params * smallest.bytes_per_element
-    at_least = int(np.ceil(need / chip.hbm_bytes))
+    smallest = min(plan.space.formats(chip), key=lambda f: f.weight_bytes)
+    need = model.n_params * smallest.weight_bytes
+    at_least = int(np.ceil(need / chip.usable_hbm_bytes))
     fits = [n for n in plan.cluster.topology.chip_counts if n >= at_least]
-    text = (f"{smallest.label} weights need {fmt_bytes(need)}: at least {at_least} "
+    text = (f"{smallest.weights.label} weights need {fmt_bytes(need)}: at least {at_least} "
             f"chip{'s' if at_least != 1 else ''} of "
-            f"{fmt_bytes(chip.hbm_bytes)}")
+            f"{capacity(chip)}")
     searched = max(plan.space.chips) if plan.space.chips else max(plan.cluster.topology.chip_counts)
     if searched >= at_least:  # the weights fit: the KV cache and activations are what overflow
         other = "" if "batch" in plan.space.attention else ", or the batch attention layout"
@@ -326,18 +338,19 @@ def weights_hint(plan: Plan) -> str:
 
 
 def explain_infeasible(plan: Plan, phase: Phase, chips: int, batch: int, weights, ffn: str,
-                       attention: str) -> str:
+                       attention: str, kv_cache=None) -> str:
     """Why one layout cannot be explained: it does not apply on this mesh, or does not fit."""
     evs = [cost(plan, c, np.array([batch]))
            for c in candidates(plan, phase, chips=(chips,))
-           if c.ffn.name == ffn and c.attention.name == attention and c.weights is weights]
+           if c.ffn.name == ffn and c.attention.name == attention and c.weights is weights
+           and (kv_cache is None or c.kv_cache is kv_cache)]
     if not evs:
         return (f"{ffn}+{attention} does not apply on {chips} chips of {plan.cluster.name} "
                 "(its axis groups would be trivial, or it coincides with the other attention layout); "
                 "try another layout or chip count.")
     need = min(float(ev.hbm_bytes[0]) for ev in evs)
     return (f"{ffn}+{attention} at batch {batch} on {chips} chips does not fit in HBM: needs "
-            f"{fmt_bytes(need)} per chip, has {fmt_bytes(plan.cluster.chip.hbm_bytes)}.\n  hint: "
+            f"{fmt_bytes(need)} per chip, has {capacity(plan.cluster.chip)}.\n  hint: "
             + weights_hint(plan) + _other_remedies(batch, attention))
 
 

@@ -2,56 +2,53 @@
 
 Two topologies:
 - `Torus` (TPU): named physical axes; each chip has 2 links per axis (+ and -); slices of given
-  shapes, with or without wraparound links.
+  shapes, each axis with or without its wraparound link.
 - `Switched` (GPU): levels such as an NVLink island of 8 GPUs joined by InfiniBand; each level
-  has a per-GPU bandwidth per direction.
+  has a per-GPU bandwidth per direction, or (a fully connected level, no switch: MI300X
+  Infinity Fabric) a link to every peer, so a group gets the links to the peers it spans.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
 
+from planner.specs.formats import ACTIVATION_BYTES, Formats, WeightFormat
 
-class WeightFormat(Enum):
-    """How weights are stored; carries bytes per element. int8 weights are dequantised and the
-    matmuls run at the bf16 rate, as in the paper."""
-
-    BF16 = ("bf16", 2)
-    INT8 = ("int8", 1)
-
-    def __init__(self, label: str, bytes_per_element: int) -> None:
-        self.label = label
-        self.bytes_per_element = bytes_per_element
-
-    @classmethod
-    def parse(cls, label: str) -> "WeightFormat":
-        for fmt in cls:
-            if fmt.label == label:
-                return fmt
-        raise ValueError(label)
-
-
-ACTIVATION_BYTES = 2  # activations, KV cache and their collectives move in bf16
+__all__ = ["ACTIVATION_BYTES", "WeightFormat"]  # formats live in planner.specs.formats
 
 
 @dataclass(frozen=True, kw_only=True)
 class Chip:
     name: str
-    peak_flop_per_s: dict[str, float]  # per compute format; "bf16" is required (MFU's peak)
-    hbm_bytes: float
+    peak_flop_per_s: dict[str, float]  # dense, per compute format; "bf16" is required (MFU's peak)
+    hbm_bytes: float  # the device total the runtime sees
     hbm_bytes_per_s: float
+    sparse_peak_flop_per_s: dict[str, float] = field(default_factory=dict)  # 2:4, per format
+    memory_reserve_bytes: float = 0.0  # kept by the runtime (context, workspaces): not for the model
 
     @property
     def peak_bf16_flop_per_s(self) -> float:
         return self.peak_flop_per_s["bf16"]
+
+    @property
+    def usable_hbm_bytes(self) -> float:
+        """What weights, KV cache and activations may use: HBM less the runtime's reserve."""
+        return self.hbm_bytes - self.memory_reserve_bytes
+
+    def supports(self, formats: Formats) -> bool:
+        return formats.weight_peak_flop_per_s(self) is not None
+
+    def weight_formats(self, sparse: bool = False) -> tuple[WeightFormat, ...]:
+        """The weight formats this chip has a peak for (dense, or 2:4 sparse)."""
+        peaks = self.sparse_peak_flop_per_s if sparse else self.peak_flop_per_s
+        return tuple(w for w in WeightFormat if w.compute.label in peaks)
 
 
 @dataclass(frozen=True, kw_only=True)
 class Slice:
     chips: int
     shape: tuple[int, ...]  # one size per torus axis
-    wraparound: bool
+    wraparound: tuple[bool, ...]  # per torus axis: whether it closes into a ring
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -71,7 +68,17 @@ class Torus:
 class Level:
     name: str
     size: int | None  # GPUs per group at this level; None for the outermost (any count)
-    bytes_per_s: float  # per GPU, per direction
+    bytes_per_s: float  # per GPU, per direction (fully connected: with every peer of the level)
+    fully_connected: bool = False  # no switch: one set of links from each GPU to each peer
+    link_bytes_per_s: float = 0.0  # fully connected: one link, per direction
+    links_per_peer: int = 1        # fully connected: links between each pair of GPUs
+
+    def bandwidth(self, peers: int) -> float:
+        """Per-GPU bytes/s per direction for a group spanning `peers` GPUs of this level: the
+        switched bandwidth, or, fully connected, the links to the other peers - 1."""
+        if self.fully_connected:
+            return self.links_per_peer * (peers - 1) * self.link_bytes_per_s
+        return self.bytes_per_s
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -126,3 +133,8 @@ class Cluster:
     calibration: Calibration = field(default_factory=Calibration)
     source: str = ""
     price_usd_per_chip_hour: float | None = None
+
+    @property
+    def calibrated(self) -> bool:
+        """False for ideal constants, never fitted to measurements ("uncalibrated" in every output)."""
+        return self.calibration != Calibration()

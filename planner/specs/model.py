@@ -11,7 +11,7 @@ Letters used in formulas and their fields (the one place this map lives):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 
 from planner.specs.moe import Experts, LatentAttention
@@ -22,6 +22,7 @@ class FfnKind(Enum):
 
     GELU = ("gelu", 1)      # W_in[E, F], W_out[F, E]
     SWIGLU = ("swiglu", 2)  # W_gate[E, F], W_in[E, F], W_out[F, E]
+    GEGLU = ("geglu", 2)    # gated GELU (Gemma): the same matrices as swiglu, another nonlinearity
 
     def __init__(self, label: str, n_input_matrices: int) -> None:
         self.label = label
@@ -56,6 +57,25 @@ class Model:
     source: str = ""
     experts: Experts | None = None  # MoE layers (None: a dense model)
     latent: LatentAttention | None = None  # multi-head latent attention (None: K/V heads of H)
+    max_context: int | None = None  # longest sequence (prompt + generated) the model supports; None: unstated
+    # Local (sliding-window) attention: the layers (0-based) whose queries see only the last
+    # `window_tokens` tokens; their KV cache holds at most that many tokens per sequence.
+    window_tokens: int | None = None
+    local_layers: tuple[int, ...] = ()
+
+    @property
+    def n_local_layers(self) -> int:
+        return len(self.local_layers) if self.window_tokens is not None else 0
+
+    @property
+    def n_global_layers(self) -> int:
+        return self.n_layers - self.n_local_layers
+
+    def layer_range(self, first: int, n_layers: int) -> Model:
+        """The model of layers first .. first + n_layers - 1 only (a pipeline stage), its local
+        layers renumbered from 0."""
+        local = tuple(i - first for i in self.local_layers if first <= i < first + n_layers)
+        return replace(self, n_layers=n_layers, local_layers=local)
 
     @property
     def ffn_params_per_layer(self) -> int:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from itertools import product
 
-from planner.specs.hardware import Cluster, WeightFormat
+from planner.specs.formats import Formats, KvFormat, Sparsity
+from planner.specs.hardware import Chip, Cluster, WeightFormat
 from planner.specs.model import Model
 from planner.specs.moe import Routing
 
@@ -33,6 +35,15 @@ class SearchSpace:
     attention: tuple[str, ...]
     experts: tuple[str, ...] = ()  # expert layouts (MoE models; empty: every registered one)
     stages: tuple[int, ...] = (1,)  # pipeline stage counts (planner.cost.pipeline); 1: no pipeline
+    kv_cache: tuple[KvFormat, ...] = (KvFormat.BF16,)
+    sparsity: Sparsity = Sparsity.DENSE
+
+    def formats(self, chip: Chip) -> tuple[Formats, ...]:
+        """Every combination of weight and KV-cache format, weights first, that `chip` has a
+        peak for (a format without one is not searched on it)."""
+        combos = (Formats(weights=w, kv_cache=kv, sparsity=self.sparsity)
+                  for w, kv in product(self.weights, self.kv_cache))
+        return tuple(f for f in combos if chip.supports(f))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -52,6 +63,7 @@ class Pin:
     ffn: str
     attention: str
     weights: WeightFormat
+    kv_cache: KvFormat = KvFormat.BF16
 
 
 @dataclass(frozen=True, kw_only=True)

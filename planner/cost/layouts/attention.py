@@ -15,6 +15,10 @@ The attention core (QK, softmax, AV and the KV cache) is then sharded one of two
 Head counts that do not divide their shards are padded (as the paper pads PaLM 540B's 48 heads
 to 64 on 64 chips), and the extra parameters are charged in weights, FLOPs and bytes; kv heads
 fewer than their shards are replicated.
+
+Local (sliding-window) layers attend to at most their window and hold at most that many tokens
+of KV cache per sequence: with local layers the core's rows split into global and local layers
+(each row says how many layers it runs on), and the KV cache per layer is their mean.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from planner.cost.layouts.base import (
     sharded,
     size,
     union,
+    windowed,
 )
 from planner.cost.layouts.ffn import FfnLayout
 from planner.cost.layouts.latent import latent_cost
@@ -78,7 +83,8 @@ class AttentionLayout:
         return -(-model.n_heads // shards) * shards
 
     def cost(self, model: Model, ffn: FfnLayout, sizes: dict[str, int], shape: StepShape,
-             weight_bytes: int) -> LayerCost:
+             weight_bytes, kv_bytes=ACTIVATION_BYTES) -> LayerCost:
+        """`kv_bytes`: stored bytes per KV-cache element (the cache's format; new K, V move in bf16)."""
         n = size(sizes, ALL_AXES)
         E, H, K = model.d_model, model.d_head, model.n_kv_heads
         e, f = size(sizes, ffn.e_axes), size(sizes, ffn.f_axes)
@@ -103,16 +109,34 @@ class AttentionLayout:
             kv_tokens = np.minimum(tokens, core_batch * e * shape.tokens)
             kv_rows = " (K, V for own batch shard)"
         kv_new_bytes = kv_tokens * (kv_proj / f) * H * 2 * act
-        kv_cache = core_batch * shape.cached * 2 * kv_heads_per_chip * H * act
+        kv_cache = core_batch * shape.cached * 2 * kv_heads_per_chip * H * kv_bytes
         core_flops = 4.0 * core_batch * shape.tokens * shape.attended * core_heads * H
         stored = 2 * E * (heads + kv_proj) * H * weight_bytes / n
+
+        def latent_at(s: StepShape):
+            return latent_cost(model, heads=heads, kv_proj=kv_proj, e=e, f=f, tokens=tokens, kv_tokens=kv_tokens,
+                               core_batch=core_batch, core_heads=core_heads,
+                               kv_heads_per_chip=kv_heads_per_chip, shape=s)
+
         if model.latent is not None:  # multi-head latent attention (planner.cost.layouts.latent)
-            mla = latent_cost(model, heads=heads, kv_proj=kv_proj, e=e, f=f, tokens=tokens, kv_tokens=kv_tokens,
-                              core_batch=core_batch, core_heads=core_heads,
-                              kv_heads_per_chip=kv_heads_per_chip, shape=shape)
+            mla = latent_at(shape)
             qo_params, kv_params, q_bytes = mla.qo_params, mla.kv_params, mla.q_bytes
-            kv_new_bytes, kv_cache, core_flops = mla.kv_new_bytes, mla.kv_cache, mla.core_flops
+            kv_new_bytes, kv_cache, core_flops = mla.kv_new_bytes, mla.kv_cache * kv_bytes / act, mla.core_flops
             stored = mla.stored_params * weight_bytes / n
+
+        def core(s: StepShape) -> tuple:
+            """(QK/AV FLOPs, KV cache bytes) of the attention core at step shape `s`."""
+            if s is shape:
+                return core_flops, kv_cache
+            if model.latent is not None:
+                return latent_at(s).core_flops, latent_at(s).kv_cache
+            return (4.0 * core_batch * s.tokens * s.attended * core_heads * H,
+                    core_batch * s.cached * 2 * kv_heads_per_chip * H * act)
+
+        groups = _layer_groups(model, shape)
+        cores = [core(s) for _, s, _ in groups]
+        if groups[0][0] is not None:  # local layers: the KV cache per layer is the mean over layers
+            kv_cache = sum(layers * kv for (layers, _, _), (_, kv) in zip(groups, cores)) / model.n_layers
         to_batch = "".join(a for a in batch_axes if a not in b)
         # New K, V (partial sums over e) reach the cache's sharding. Head-sharded: a
         # reduce-scatter when the chips of an e group need different kv heads of the ones they
@@ -145,13 +169,16 @@ class AttentionLayout:
         if self.shards_batch:
             terms.append(collective_term("all-to-all Q to batch shards", "-> " + _q(batch_axes, head_axes),
                                      A2A, to_batch, q_bytes / e))
-        terms.append(Term(name="einsum QK, AV",
-                          notation=activation(batch_axes, ("S", ""), ("N", head_axes), ("H", "")),
-                          flops=core_flops,
-                          rows=shape.tokens * core_heads / kv_heads_per_chip))  # queries sharing a K, V head
+        for (layers, _, which), (flops, _) in zip(groups, cores):
+            terms.append(Term(name="einsum QK, AV" + which, layers=layers,
+                              notation=activation(batch_axes, ("S", ""), ("N", head_axes), ("H", "")),
+                              flops=flops,
+                              rows=shape.tokens * core_heads / kv_heads_per_chip,  # queries sharing a K, V head
+                              activation_matmul=True))
         if shape.reads_cache:
-            cache = f"KV[{sharded('B', batch_axes)}, S, {sharded('K', head_axes)}, H]{copies}"
-            terms.append(Term(name="read KV cache", notation=cache, hbm_bytes=kv_cache))
+            for (layers, _, which), (_, kv) in zip(groups, cores):
+                cache = f"KV[{sharded('B', batch_axes)}, S, {sharded('K', head_axes)}, H]{copies}"
+                terms.append(Term(name="read KV cache" + which, notation=cache, hbm_bytes=kv, layers=layers))
         if self.shards_batch:
             terms.append(collective_term("all-to-all output to head shards", "-> " + _q(b, union(fx, ex)),
                                      A2A, to_batch, q_bytes / e))
@@ -168,6 +195,18 @@ class AttentionLayout:
             kv_bytes_stored=kv_cache,
             working_bytes=used_weight_bytes if ffn.gather_axes else 0.0,
         )
+
+
+def _layer_groups(model: Model, shape: StepShape) -> list[tuple[int | None, StepShape, str]]:
+    """(layers, step shape, row suffix) of the attention core: one group for all layers (None),
+    or, with local attention, the global layers and the local ones with the step as their
+    window bounds it (each group left out when it has no layers)."""
+    if not model.n_local_layers:
+        return [(None, shape, "")]
+    local = windowed(shape, model.window_tokens)
+    groups = [(model.n_global_layers, shape, " (global layers)"),
+              (model.n_local_layers, local, f" (local layers, window {model.window_tokens})")]
+    return [group for group in groups if group[0]]
 
 
 def _spanned(axes: str, sizes: dict[str, int]) -> set[str]:

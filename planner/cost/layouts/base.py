@@ -47,6 +47,10 @@ class Term:
     # An einsum's matmul size: rows (tokens) of its per-chip activation operand, the m of an
     # (m, k) x (k, n) matmul; sets its efficiency (Calibration.matmul_half_rows). None: no matmul.
     rows: Quantity | None = None
+    layers: int | None = None  # the layers this row runs on, when not all (local or global attention)
+    # An einsum of activations only (QK, AV): it runs at the bf16 peak whatever the weights'
+    # format; every other einsum multiplies weights at the weight format's peak.
+    activation_matmul: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -91,6 +95,20 @@ class StepShape:
     attended: float    # mean KV length a query attends to (prefill: causal (L+1)/2; decode: S)
     cached: int        # S: KV-cache length held per sequence
     reads_cache: bool  # decode reads the whole KV cache every step; prefill writes it
+
+
+def windowed(shape: StepShape, window: int) -> StepShape:
+    """The step as a local-attention layer with a `window`-token sliding window sees it: query i
+    (1-based) of the step's L sits at position p = S - L + i and attends to min(p, window) tokens;
+    the cache holds at most `window` tokens per sequence."""
+    if window >= shape.cached:
+        return shape
+    L, before = shape.tokens, shape.cached - shape.tokens  # tokens cached before this step
+    top = min(before + L, window)
+    below = (top * (top + 1) - before * (before + 1)) / 2 if top > before else 0.0
+    capped = max(0, before + L - max(before, window))  # queries that see a full window
+    return StepShape(batch=shape.batch, tokens=L, attended=(below + window * capped) / L, cached=window,
+                     reads_cache=shape.reads_cache)
 
 
 ALL_AXES = "xyz"

@@ -1,0 +1,38 @@
+"""`planner models import`: a Hugging Face config.json to the equivalent planner model YAML."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from planner.cli.common import OutputOpt, emit
+
+app = typer.Typer(
+    no_args_is_help=True, rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 88},
+    help="Models: bring a Hugging Face config.json into the planner's model YAML.",
+)
+
+
+@app.command("import")
+def import_config(
+    config: str = typer.Argument(..., metavar="CONFIG",
+                                 help="A Hugging Face config.json, or the model folder holding it."),
+    output: Optional[Path] = OutputOpt,
+) -> None:
+    """Write the planner model YAML equivalent to a Hugging Face config.json, for review.
+
+    Read offline. The YAML starts with a comment listing every value that was derived (head
+    size), taken from the configuration class's defaults or mapped (activation to ffn kind,
+    layer types to local layers); loading it gives the same model as planning with the
+    config.json itself (--model CONFIG).
+
+    \b
+    Example:
+      planner models import ./Llama-3.1-70B/config.json -o configs/models/my-llama.yaml
+    """
+    from planner.config.models import import_hf_yaml
+
+    emit(import_hf_yaml(Path(config)), output)

@@ -1,0 +1,58 @@
+"""Plan-file readers for the number-format axes and token counts (issue 11): a token count with
+k = 1024, and the check that every weight format asked for has a peak on the chip."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from planner.config.yamlio import MAX_COUNT, At, Fields, count, scalar
+from planner.errors import UsageError
+from planner.specs.hardware import Chip, Cluster, WeightFormat
+from planner.units import parse_tokens
+
+
+def tokens(at: At) -> int:
+    """A token count in a plan file: a positive whole number, or with k = 1024 ('2k' = 2048, '128k' = 131072)."""
+    raw = scalar(at, "a token count such as 2048 or '2k'").strip()
+    if raw[-1:] not in ("k", "K"):
+        return count(at)
+    try:
+        value = parse_tokens(raw)
+    except ValueError as err:
+        raise at.error(str(err)) from None
+    if not 1 <= value <= MAX_COUNT:
+        raise at.error(f"{raw!r} is out of range (a token count from 1 to {MAX_COUNT:g})")
+    return value
+
+
+
+def format_names(chip: Chip, sparse: bool = False) -> str:
+    """'bf16, int8, int8-w8a8, int4 (peaks: bf16, int8)': the weight formats a chip runs."""
+    peaks = chip.sparse_peak_flop_per_s if sparse else chip.peak_flop_per_s
+    kind = "2:4 sparse peaks" if sparse else "peaks"
+    return (f"{', '.join(w.label for w in chip.weight_formats(sparse)) or 'none'} "
+            f"({kind}: {', '.join(peaks) or 'none declared'})")
+
+
+def check_weight_formats(cluster: Cluster, weights: tuple[WeightFormat, ...], sparse: bool,
+                          search: Fields | None, flags: dict[str, Any], names: dict[str, str]) -> None:
+    """A weight format asked for explicitly must have a peak on the chip (with 2:4, a sparse one);
+    from the defaults, one without is just not searched - unless none is left."""
+    chip = cluster.chip
+    supported = chip.weight_formats(sparse)
+    in_file = "weights" not in flags and search is not None and "weights" in search.values
+    explicit = "weights" in flags or in_file
+    missing = [(i, w) for i, w in enumerate(weights) if w not in supported]
+    if missing and (explicit or len(missing) == len(weights)):
+        i, w = missing[0]
+        peak = f"a sparse {w.compute.label} peak (sparse_peak_flop_per_s)" if sparse else \
+            f"the chip's {w.compute.label} peak"
+        message = (f"{w.label} weights need {peak}, which {chip.name} ({cluster.name}) does not have; its "
+                   f"formats: {format_names(chip, sparse)}")
+        hint = "choose one of its formats, or --weights all for every one it has"
+        if in_file:
+            raise search.where["weights"].item(i).error(message, hint=hint)
+        if "weights" in flags:
+            raise UsageError(f"{names['weights']}: {message}\n  hint: {hint}")
+        raise UsageError(f"{names['sparsity']}: {message}\n  hint: drop --sparsity, or use a cluster that "
+                         "declares sparse peaks")
