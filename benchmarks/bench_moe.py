@@ -1,5 +1,5 @@
 """Speed of the bundled mixture-of-experts plan (DeepSeek-V3): its search in process and
-`planner plan deepseek-v3-h100 --format json` end to end, interpreter start included (target < 1 s).
+`planner plan deepseek-v3-h200 --format json` end to end, interpreter start included (target < 1 s).
 Prints; never asserts.
 
     python benchmarks/bench_moe.py
@@ -16,7 +16,7 @@ sys.path.insert(0, str(ROOT))
 from planner.config import load_plan  # noqa: E402
 from planner.search.search import search  # noqa: E402
 
-PLAN = ROOT / "configs" / "plans" / "deepseek-v3-h100.yaml"
+PLAN = ROOT / "configs" / "plans" / "deepseek-v3-h200.yaml"
 
 
 def best_of(runs, fn):

@@ -253,3 +253,25 @@ def test_mixtral_plans_on_one_to_eight_h100s():
         result = search(plan)
         assert all(ph.frontier for ph in result.phases)
         assert all(p.experts in EXPERT_LAYOUTS for ph in result.phases for p in ph.frontier)
+
+
+def test_deepseek_v3_on_256_h200s_decodes_with_wide_ep_and_batch_sharded_attention():
+    from planner.search.search import search
+    plan = load_plan(None, model="deepseek-v3", cluster="h200-sxm", chips=(256,), batches=(64, 256),
+                     weights=("fp8", "bf16"), ffn=("ws2d",), phases=("decode",), output_tokens=256, context=4096)
+    frontier = search(plan).phases[0].frontier
+    assert frontier and all(p.experts == "ep" and p.attention == "batch" for p in frontier)
+
+
+def test_deepseek_v3_in_bf16_does_not_fit_on_8_h200s_and_the_hint_says_what_would():
+    from planner.errors import InfeasibleError
+    from planner.search.search import search
+    plan = load_plan(None, model="deepseek-v3", cluster="h200-sxm", chips=(8,), batches=(1,),
+                     weights=("bf16",), phases=("decode",))
+    with pytest.raises(InfeasibleError) as error:
+        search(plan)
+    # 671.03e9 x 2 B = 1.22 TiB over 126 GiB usable per H200: 10 chips, two nodes; fp8 (1 B) fits on 8
+    assert "at least 10 chips" in str(error.value) and "smallest slice that fits: 16" in str(error.value)
+    assert "or fp8, int8-w8a8 or int8 weights (625 GiB) fit on 8 chips (--weights fp8)" in str(error.value)
+    fp8 = dataclasses.replace(plan, space=dataclasses.replace(plan.space, weights=(WeightFormat.FP8,)))
+    assert search(fp8).phases[0].frontier

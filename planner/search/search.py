@@ -14,6 +14,7 @@ from planner.cost.layouts import ATTENTION_LAYOUTS, EXPERT_LAYOUTS, FFN_LAYOUTS
 from planner.cost.mesh import stage_meshes
 from planner.cost.pipeline import evaluate_pipeline
 from planner.errors import InfeasibleError
+from planner.specs.formats import Formats, WeightFormat
 from planner.specs.plan import Phase, Plan
 from planner.units import fmt_bytes, fmt_percent, fmt_seconds
 
@@ -334,7 +335,25 @@ def weights_hint(plan: Plan) -> str:
         return (text + f", which {searched} chips have; the KV cache (batch x context) and activations "
                 f"are what overflow: use a smaller batch or context{other}.")
     text += f"; smallest slice that fits: {fits[0]}" if fits else "; no slice of this cluster is that large"
-    return text + " (plus room for the KV cache)."
+    return text + " (plus room for the KV cache)" + _smaller_format_hint(plan, smallest, searched) + "."
+
+
+def _smaller_format_hint(plan: Plan, smallest, searched: int) -> str:
+    """', or fp8 weights (625 GiB) fit on 8 chips (--weights fp8)': the widest weight formats the
+    chip runs, smaller than the smallest searched, whose weights fit on the chips searched."""
+    chip = plan.cluster.chip
+    options = [f for f in (Formats(weights=w, sparsity=smallest.sparsity) for w in WeightFormat)
+               if chip.supports(f) and f.weight_bytes < smallest.weight_bytes
+               and plan.model.n_params * f.weight_bytes <= searched * chip.usable_hbm_bytes]
+    if not options:
+        return ""
+    widest = max(f.weight_bytes for f in options)
+    fastest_first = sorted((f for f in options if f.weight_bytes == widest),
+                           key=lambda f: -f.weight_peak_flop_per_s(chip))  # stable: enum order on ties
+    labels = [f.weights.label for f in fastest_first]
+    names = labels[0] if len(labels) == 1 else ", ".join(labels[:-1]) + " or " + labels[-1]
+    return (f"; or {names} weights ({fmt_bytes(plan.model.n_params * widest)}) fit on "
+            f"{searched} chip{'s' if searched != 1 else ''} (--weights {labels[0]})")
 
 
 def explain_infeasible(plan: Plan, phase: Phase, chips: int, batch: int, weights, ffn: str,
