@@ -275,3 +275,46 @@ def test_deepseek_v3_in_bf16_does_not_fit_on_8_h200s_and_the_hint_says_what_woul
     assert "or fp8, int8-w8a8 or int8 weights (625 GiB) fit on 8 chips (--weights fp8)" in str(error.value)
     fp8 = dataclasses.replace(plan, space=dataclasses.replace(plan.space, weights=(WeightFormat.FP8,)))
     assert search(fp8).phases[0].frontier
+
+
+def test_gpt_oss_and_maverick_local_attention_follow_their_configs():
+    gpt = load_model("gpt-oss-120b")  # layer_types: sliding (128) on even layers, full on odd
+    assert (gpt.window_tokens, gpt.local_layers) == (128, tuple(range(0, 36, 2)))
+    maverick = load_model("llama-4-maverick")  # chunked (8192) on RoPE layers; NoPE global when (i+1) % 4 == 0
+    assert maverick.window_tokens == 8192
+    assert maverick.local_layers == tuple(i for i in range(48) if (i + 1) % 4)
+
+
+def test_gpt_oss_120b_plans_and_explains_on_one_h100_in_int4():
+    from planner.errors import InfeasibleError
+    from planner.search.search import best, search
+    plan = load_plan(None, model="gpt-oss-120b", cluster="h100-sxm", chips=(1,), batches=(1, 8),
+                     weights=("int4",), context=8192, output_tokens=1024)
+    result = search(plan)
+    assert all(ph.frontier for ph in result.phases)
+    ev = best(plan, Phase.DECODE, chips=1, batch=8, ffn="ws1d", attention="batch", experts="tp")
+    # 116.83e9 weights x (0.5 + 2/128) B = 60.2e9 B; the KV cache of 8 sequences: 18 global layers at
+    # 8192 tokens and 18 local ones at the 128-token window, K and V of 8 heads of 64 in bf16
+    kv = 8 * (18 * 8192 + 18 * 128) * 2 * 8 * 64 * 2
+    local = next(r for r in ev.rows if r.name.startswith("read KV cache (local"))
+    assert float(local.hbm_bytes[0]) == pytest.approx(8 * 18 * 128 * 2 * 8 * 64 * 2)
+    assert float(ev.hbm_bytes[0]) == pytest.approx(116.83e9 * 0.515625 + kv, rel=2e-3)
+    int8 = dataclasses.replace(plan, space=dataclasses.replace(plan.space, weights=(WeightFormat.INT8,)))
+    with pytest.raises(InfeasibleError, match=r"or int4 weights \(56.1 GiB\) fit on 1 chip \(--weights int4\)"):
+        search(int8)
+
+
+def test_cli_explains_gpt_oss_120b_on_one_h100(monkeypatch, capsys):
+    import sys
+
+    from planner.cli import main as cli
+    monkeypatch.setattr(sys, "argv", ["planner", "explain", "--model", "gpt-oss-120b", "--cluster", "h100-sxm",
+                                      "--chips", "1", "--phase", "decode", "--batch", "8", "--ffn", "ws1d",
+                                      "--attention", "batch", "--experts", "tp", "--weights", "int4",
+                                      "--context", "8k", "--output-tokens", "1k"])
+    with pytest.raises(SystemExit) as exit_:
+        cli.main()
+    out, err = capsys.readouterr()
+    assert exit_.value.code == 0 and err == ""
+    assert "18 of 36 layers attend to the last 128 tokens" in out
+    assert "einsum experts W_in, W_out" in out and "weights 56.1 GiB" in out
