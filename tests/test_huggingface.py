@@ -193,3 +193,109 @@ def test_plan_file_names_a_config_json(tmp_path):
 def test_folder_without_config_json(tmp_path):
     with pytest.raises(ConfigError, match="holds no config.json"):
         load_model(str(tmp_path))
+
+
+# --- mixtures of experts ------------------------------------------------------------------------
+# deepseek-ai/DeepSeek-V3 config.json keys with the values of ../shared/reference/moe-models.yaml
+DEEPSEEK_V3 = {
+    "architectures": ["DeepseekV3ForCausalLM"], "first_k_dense_replace": 3, "hidden_act": "silu",
+    "hidden_size": 7168, "intermediate_size": 18432, "kv_lora_rank": 512, "max_position_embeddings": 163840,
+    "model_type": "deepseek_v3", "moe_intermediate_size": 2048, "moe_layer_freq": 1, "n_group": 8,
+    "n_routed_experts": 256, "n_shared_experts": 1, "norm_topk_prob": True, "num_attention_heads": 128,
+    "num_experts_per_tok": 8, "num_hidden_layers": 61, "num_key_value_heads": 128, "num_nextn_predict_layers": 1,
+    "q_lora_rank": 1536, "qk_nope_head_dim": 128, "qk_rope_head_dim": 64, "routed_scaling_factor": 2.5,
+    "scoring_func": "sigmoid", "tie_word_embeddings": False, "topk_group": 4, "topk_method": "noaux_tc",
+    "torch_dtype": "bfloat16", "v_head_dim": 128, "vocab_size": 129280,
+}
+QWEN3_235B_A22B = {  # the Qwen3-235B-A22B-FP8 copy in ai-dynamo/aiconfigurator, less its quantization_config
+    "architectures": ["Qwen3MoeForCausalLM"], "attention_bias": False, "decoder_sparse_step": 1, "head_dim": 128,
+    "hidden_act": "silu", "hidden_size": 4096, "intermediate_size": 12288, "max_position_embeddings": 40960,
+    "max_window_layers": 94, "mlp_only_layers": [], "model_type": "qwen3_moe", "moe_intermediate_size": 1536,
+    "norm_topk_prob": True, "num_attention_heads": 64, "num_experts": 128, "num_experts_per_tok": 8,
+    "num_hidden_layers": 94, "num_key_value_heads": 4, "rope_scaling": None, "sliding_window": None,
+    "tie_word_embeddings": False, "use_sliding_window": False, "vocab_size": 151936,
+}
+MIXTRAL_8X22B = {  # mistralai/Mixtral-8x22B-v0.1 (copy in ai-dynamo/aiconfigurator)
+    "architectures": ["MixtralForCausalLM"], "hidden_act": "silu", "hidden_size": 6144, "intermediate_size": 16384,
+    "max_position_embeddings": 65536, "model_type": "mixtral", "num_attention_heads": 48, "num_experts_per_tok": 2,
+    "num_hidden_layers": 56, "num_key_value_heads": 8, "num_local_experts": 8, "rope_theta": 1000000,
+    "sliding_window": None, "tie_word_embeddings": False, "vocab_size": 32000,
+}
+LLAMA_4_MAVERICK = {  # meta-llama/Llama-4-Maverick-17B-128E-Instruct (copy in ai-dynamo/aiconfigurator)
+    "architectures": ["Llama4ForConditionalGeneration"], "model_type": "llama4",
+    "text_config": {"attention_bias": False, "attention_chunk_size": 8192, "head_dim": 128, "hidden_act": "silu",
+                    "hidden_size": 5120, "interleave_moe_layer_step": 2, "intermediate_size": 8192,
+                    "intermediate_size_mlp": 16384, "max_position_embeddings": 1048576, "model_type": "llama4_text",
+                    "num_attention_heads": 40, "num_experts_per_tok": 1, "num_hidden_layers": 48,
+                    "num_key_value_heads": 8, "num_local_experts": 128, "rope_scaling": None,
+                    "use_qk_norm": False, "vocab_size": 202048},
+    "torch_dtype": "bfloat16",
+}
+GPT_OSS_120B = {  # openai/gpt-oss-120b (copy in ai-dynamo/aiconfigurator)
+    "architectures": ["GptOssForCausalLM"], "attention_bias": True, "experts_per_token": 4, "head_dim": 64,
+    "hidden_act": "silu", "hidden_size": 2880, "initial_context_length": 4096, "intermediate_size": 2880,
+    "layer_types": ["sliding_attention", "full_attention"] * 18, "max_position_embeddings": 131072,
+    "model_type": "gpt_oss", "num_attention_heads": 64, "num_experts_per_tok": 4, "num_hidden_layers": 36,
+    "num_key_value_heads": 8, "num_local_experts": 128,
+    "quantization_config": {"modules_to_not_convert": ["model.layers.*.self_attn", "model.layers.*.mlp.router",
+                                                       "model.embed_tokens", "lm_head"], "quant_method": "mxfp4"},
+    "rope_scaling": {"beta_fast": 32.0, "beta_slow": 1.0, "factor": 32.0, "original_max_position_embeddings": 4096,
+                     "rope_type": "yarn", "truncate": False},
+    "sliding_window": 128, "swiglu_limit": 7.0, "tie_word_embeddings": False, "vocab_size": 201088,
+}
+MOE = {"deepseek_v3": DEEPSEEK_V3, "qwen3_moe": QWEN3_235B_A22B, "mixtral": MIXTRAL_8X22B,
+       "llama4": LLAMA_4_MAVERICK, "gpt_oss": GPT_OSS_120B}
+
+
+@pytest.mark.parametrize("config,preset", [(DEEPSEEK_V3, "deepseek-v3"), (QWEN3_235B_A22B, "qwen3-235b-a22b"),
+                                           (MIXTRAL_8X22B, "mixtral-8x22b"), (LLAMA_4_MAVERICK, "llama-4-maverick"),
+                                           (GPT_OSS_120B, "gpt-oss-120b")])
+def test_moe_config_json_gives_the_preset(tmp_path, config, preset):
+    model = load_model(str(write_config(tmp_path, config)))
+    assert same_shape(model, load_model(preset)), (model, load_model(preset))
+
+
+def test_deepseek_v3_config_plans_identically_to_the_preset(tmp_path):
+    folder = write_config(tmp_path, DEEPSEEK_V3, "DeepSeek-V3").parent
+    flags = dict(cluster="h200-sxm", chips=(8, 16), batches=(1, 64), weights=("fp8", "bf16"),
+                 ffn=("ws2d", "wg-xyz"), output_tokens=16, context=4096)
+    mine, preset = (search(load_plan(None, model=m, **flags)) for m in (str(folder), "deepseek-v3"))
+
+    def figures(result):
+        return [(ph.phase, [(p.chips, p.batch, p.ffn, p.attention, p.experts, p.weights, p.latency_s, p.mfu,
+                             p.hbm_bytes_per_chip) for p in ph.frontier]) for ph in result.phases]
+    assert figures(mine) == figures(preset) and any(p[4] for p in figures(mine)[1][1])
+
+
+def test_moe_notes_say_what_was_mapped(tmp_path):
+    notes = "\n".join(read_hf_config(write_config(tmp_path, DEEPSEEK_V3)).notes)
+    for expected in ("latent attention: kv heads 1", "576 per token", "d_head 192", "e_score_correction_bias",
+                     "not modelled: group-limited routing", "experts: 256 routed, top 8, each of 2048; 58 of 61"):
+        assert expected in notes, notes
+    notes = "\n".join(read_hf_config(write_config(tmp_path, LLAMA_4_MAVERICK, "m")).notes)
+    assert "chunked attention (8192 tokens) on 36 of 48 layers" in notes and "one shared expert" in notes
+    assert "no_rope_layer_interval=4: absent" in notes
+    notes = "\n".join(read_hf_config(write_config(tmp_path, GPT_OSS_120B, "g")).notes)
+    assert "mxfp4" in notes and "--weights int4" in notes
+
+
+def test_moe_layer_sets_and_chunked_layers_from_explicit_keys(tmp_path):
+    text = dict(LLAMA_4_MAVERICK["text_config"], num_hidden_layers=4, moe_layers=[1, 3],
+                layer_types=["chunked_attention", "full_attention", "chunked_attention", "full_attention"])
+    m = load_model(str(write_config(tmp_path, dict(LLAMA_4_MAVERICK, text_config=text))))
+    assert m.local_layers == (0, 2) and m.experts.n_moe_layers(4) == 2
+    m = load_model(str(write_config(tmp_path, dict(QWEN3_235B_A22B, num_hidden_layers=8, mlp_only_layers=[0, 1]),
+                                    "q")))
+    assert m.experts.first_dense == 2 and m.experts.n_moe_layers(8) == 6
+
+
+@pytest.mark.parametrize("kind", sorted(MOE))
+def test_moe_models_import_round_trips(planner, tmp_path, kind):
+    config = write_config(tmp_path, MOE[kind], kind)
+    out = tmp_path / f"{kind}.yaml"
+    code, stdout, err = planner("models", "import", str(config), "-o", str(out))
+    assert (code, stdout, err) == (0, "", "")
+    assert load_model(str(out)) == load_model(str(config))
+    text = out.read_text()
+    assert "\nexperts: {routed: " in text
+    assert ("\nlatent_attention: {q_rank: 1536, kv_rank: 512" in text) == (kind == "deepseek_v3")

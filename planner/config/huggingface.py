@@ -18,7 +18,8 @@ or Falcon's plain GELU MLP), the block (Falcon `parallel_attn`, else serial), th
 attention (`sliding_window` with `layer_types`, Mistral/Phi-3 on every layer, Qwen's
 `use_sliding_window` from `max_window_layers` on, Gemma 2 every other layer, Gemma 3 every
 `sliding_window_pattern`-th layer global). Biases (Qwen2's q/k/v biases) are not modelled: well
-below 0.1% of the parameters.
+below 0.1% of the parameters. Mixture-of-experts types (deepseek_v3, qwen3_moe, mixtral, llama4,
+gpt_oss) add their experts and latent attention: `planner.config.huggingface_moe`.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from planner.config.huggingface_moe import MOE_TYPES, chunked_window, moe_shapes
 from planner.config.jsonio import JsonObject
 from planner.config.yamlio import MAX_COUNT, MAX_LOCAL_LAYERS
 from planner.errors import ConfigError
@@ -46,7 +48,7 @@ class Family:
     tied_default: bool     # tie_word_embeddings when absent
     kv_default_heads: bool  # num_key_value_heads absent: = num_attention_heads (else required)
     head_dim_derived: bool  # head_dim absent: hidden_size / num_attention_heads (else required)
-    window: str            # "none", "all" (every layer), "qwen", "gemma2", "gemma3"
+    window: str            # "none", "all" (every layer), "qwen", "gemma2"/"alternate", "gemma3", "llama4"
     defaults: dict[str, Any] = field(default_factory=dict)  # class defaults real configs rely on
 
 
@@ -67,8 +69,17 @@ FAMILIES = {
     "falcon": Family("FalconConfig", False, "activation", True, True, True, "none",
                      {"activation": "gelu", "max_position_embeddings": 2048, "parallel_attn": True,
                       "multi_query": True, "new_decoder_architecture": False}),
+    # mixtures of experts (planner.config.huggingface_moe)
+    "deepseek_v3": Family("DeepseekV3Config", True, "hidden_act", False, True, False, "none", {"hidden_act": "silu"}),
+    "qwen3_moe": Family("Qwen3MoeConfig", True, "hidden_act", False, False, False, "qwen", _QWEN),
+    "mixtral": Family("MixtralConfig", True, "hidden_act", False, False, True, "all",
+                      {"hidden_act": "silu", "sliding_window": None}),
+    "llama4_text": Family("Llama4TextConfig", True, "hidden_act", False, False, False, "llama4",
+                          {"hidden_act": "silu", "interleave_moe_layer_step": 1, "no_rope_layer_interval": 4,
+                           "attention_chunk_size": 8192}),
+    "gpt_oss": Family("GptOssConfig", True, "hidden_act", False, False, False, "alternate", {"hidden_act": "silu"}),
 }
-NESTED = {"gemma3": "gemma3_text"}  # multimodal wrappers: the language model is their text_config
+NESTED = {"gemma3": "gemma3_text", "llama4": "llama4_text"}  # multimodal wrappers: the language model is their text_config
 SUPPORTED = tuple(sorted([*FAMILIES, *NESTED]))
 FALCON_ALIASES = {"num_hidden_layers": "n_layer", "num_attention_heads": "n_head", "hidden_size": "n_embed"}
 
@@ -112,6 +123,7 @@ def read_hf_config(path: Path) -> Imported:
 def _map(cfg: JsonObject, fam: Family, model_type: str, name: str, notes: list[str]) -> Imported:
     get = _Getter(cfg, fam, model_type, notes)
     E, n_layers, heads = get.count("hidden_size"), get.count("num_hidden_layers"), get.count("num_attention_heads")
+    moe = moe_shapes(get, model_type, n_layers) if model_type in MOE_TYPES else {}
     if model_type == "falcon":
         d_ff = get.count("ffn_hidden_size", default=4 * E, why="FalconConfig default 4 * hidden_size")
         if get.flag("new_decoder_architecture"):
@@ -124,10 +136,12 @@ def _map(cfg: JsonObject, fam: Family, model_type: str, name: str, notes: list[s
         d_ff = get.count("intermediate_size")
         kv = get.count("num_key_value_heads", default=heads if fam.kv_default_heads else _ABSENT,
                        why=f"{fam.class_name} default: num_attention_heads")
-    if kv > heads or heads % kv:
+    if "n_kv_heads" not in moe and (kv > heads or heads % kv):
         raise cfg.error("num_key_value_heads", f"num_attention_heads ({heads}) must be a multiple of the kv "
                                                f"heads ({kv})")
-    if fam.head_dim_derived and not cfg.has("head_dim"):
+    if "d_head" in moe:
+        d_head = moe["d_head"]
+    elif fam.head_dim_derived and not cfg.has("head_dim"):
         if E % heads:
             raise cfg.error("num_attention_heads", f"hidden_size ({E}) is not a multiple of num_attention_heads "
                                                    f"({heads}), and head_dim is not given")
@@ -137,8 +151,9 @@ def _map(cfg: JsonObject, fam: Family, model_type: str, name: str, notes: list[s
         d_head = get.count("head_dim")
     block = Block.PARALLEL if model_type == "falcon" and get.flag("parallel_attn") else Block.SERIAL
     window, local = _window(get, fam, n_layers)
+    shape = dict(n_layers=n_layers, d_model=E, d_ff=d_ff, n_heads=heads, n_kv_heads=kv, d_head=d_head) | moe
     model = Model(
-        name=name, n_layers=n_layers, d_model=E, d_ff=d_ff, n_heads=heads, n_kv_heads=kv, d_head=d_head,
+        name=name, **shape,
         vocab=get.count("vocab_size"), ffn=_ffn(get, fam), block=block,
         tied_embeddings=get.flag("tie_word_embeddings", default=fam.tied_default),
         max_context=get.count("max_position_embeddings"), window_tokens=window, local_layers=local,
@@ -170,6 +185,8 @@ def _window(get: _Getter, fam: Family, n: int) -> tuple[int | None, tuple[int, .
         return None, ()
     if n > MAX_LOCAL_LAYERS:
         raise cfg.error("num_hidden_layers", f"a model with local attention may have at most {MAX_LOCAL_LAYERS} layers")
+    if fam.window == "llama4":
+        return chunked_window(get, n)
     if cfg.has("layer_types") and fam.window != "all":
         types = cfg.value("layer_types")
         if not isinstance(types, list) or len(types) != n:
@@ -187,8 +204,8 @@ def _window(get: _Getter, fam: Family, n: int) -> tuple[int | None, tuple[int, .
             return None, ()
         first = get.count("max_window_layers")
         local, how = tuple(range(first, n)), f"layers from max_window_layers ({first}) on"
-    elif fam.window == "gemma2":
-        local, how = tuple(range(0, n, 2)), "every other layer from layer 0 (Gemma2Config)"
+    elif fam.window in ("gemma2", "alternate"):
+        local, how = tuple(range(0, n, 2)), f"every other layer from layer 0 ({fam.class_name})"
     else:
         period = get.count("sliding_window_pattern")
         local = tuple(i for i in range(n) if (i + 1) % period)
@@ -242,6 +259,17 @@ class _Getter:
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_COUNT:
             raise self.cfg.error(key, f"expected a positive whole number, found {json.dumps(value)}")
         return value
+
+    def whole(self, key: str) -> int:
+        """A count that may be 0 (no shared experts, no dense layers first)."""
+        key, value = self._raw(key, _ABSENT, None)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_COUNT:
+            raise self.cfg.error(key, f"expected a whole number >= 0, found {json.dumps(value)}")
+        return value
+
+    def value(self, key: str, default: Any = _ABSENT) -> Any:
+        """The raw JSON value (a list, say), or the default (noted)."""
+        return self._raw(key, default, None)[1]
 
     def flag(self, key: str, default: Any = _ABSENT) -> bool:
         key, value = self._raw(key, default, f"{self.fam.class_name} (class default)")

@@ -121,7 +121,7 @@ def import_hf_yaml(path: Path) -> str:
         f"Imported by `planner models import` from {path}.",
         "Review before committing; derived, defaulted or mapped values:",
         *(f"  - {note}" for note in imported.notes),
-        "Not modelled: biases, norms and rotary embeddings (no matmuls worth counting).",
+        "Not modelled: biases (beyond MoE routers' and experts'), norms and rotary embeddings.",
     ])
     return model_yaml(imported.model, comment)
 
@@ -217,9 +217,26 @@ def model_yaml(model: Model, comment: str = "") -> str:
     if model.n_local_layers:
         lines += [f"sliding_window: {model.window_tokens}",
                   f"local_layers: {_local_layers_text(model.local_layers, model.n_layers)}"]
+    if model.latent is not None:
+        a = model.latent
+        lines.append(f"latent_attention: {{q_rank: {a.q_rank}, kv_rank: {a.kv_rank}, qk_nope_dim: {a.qk_nope_dim}, "
+                     f"qk_rope_dim: {a.qk_rope_dim}, v_head_dim: {a.v_head_dim}}}")
+    if model.experts is not None:
+        lines.append(f"experts: {{{_experts_text(model.experts)}}}")
     if model.source:
         lines.append(f"source: {_quoted(model.source)}")
     return "\n".join(lines) + "\n"
+
+
+def _experts_text(x: Experts) -> str:
+    """The experts mapping's fields, those at their default left out."""
+    items = [f"routed: {x.n_experts}", f"top_k: {x.top_k}", f"d_ff: {x.d_ff_expert}"]
+    if x.n_shared:
+        items += [f"shared: {x.n_shared}", f"shared_d_ff: {x.d_ff_shared}"]
+    items += [f"first_dense: {x.first_dense}"] if x.first_dense else []
+    items += [f"every: {x.every}"] if x.every != 1 else []
+    items += [f"{key}: true" for key, on in (("router_bias", x.router_bias), ("expert_bias", x.expert_bias)) if on]
+    return ", ".join(items)
 
 
 def _local_layers_text(local: tuple[int, ...], n_layers: int) -> str:
