@@ -318,3 +318,18 @@ def test_cli_explains_gpt_oss_120b_on_one_h100(monkeypatch, capsys):
     assert exit_.value.code == 0 and err == ""
     assert "18 of 36 layers attend to the last 128 tokens" in out
     assert "einsum experts W_in, W_out" in out and "weights 56.1 GiB" in out
+
+
+def test_dispatch_moves_fp8_with_fp8_weights_and_combine_stays_bf16():
+    from planner.search.search import best
+    plan = load_plan(None, model="deepseek-v3", cluster="h200-sxm", chips=(64,), batches=(64,),
+                     weights=("fp8", "bf16", "int8"), phases=("decode",))
+    rows = {w: {r.name: float(r.comm_bytes[0]) for r in best(plan, Phase.DECODE, chips=64, batch=64, weights=w,
+                                                              ffn="ws2d", attention="batch", experts="ep").rows}
+            for w in (WeightFormat.FP8, WeightFormat.BF16, WeightFormat.INT8)}
+    fp8, bf16, int8 = rows[WeightFormat.FP8], rows[WeightFormat.BF16], rows[WeightFormat.INT8]
+    # 64 tokens over 64 chips, 8 copies of 7168 elements each, 58 MoE layers: bf16 2 B, fp8 1 B
+    assert bf16["dispatch all-to-all"] == pytest.approx(58 * 1 * 8 * 7168 * 2)
+    assert fp8["dispatch all-to-all"] == pytest.approx(bf16["dispatch all-to-all"] / 2)
+    assert int8["dispatch all-to-all"] == bf16["dispatch all-to-all"]  # weight-only int8: bf16 activations
+    assert fp8["combine all-to-all"] == bf16["combine all-to-all"] == bf16["dispatch all-to-all"]

@@ -192,7 +192,8 @@ def evaluate(model: Model, cluster: Cluster, workload: Workload, candidate: Cand
     head = _output_projection(model, c.mesh.chips, batch, wbytes, first, last)
     ffn_repeat, moe = model.n_layers, ()  # MoE: dense layers take the FFN layout, MoE layers these parts
     if model.experts is not None:
-        ffn_repeat, moe = moe_layers(model, c.ffn, c.experts, sizes, shape, wbytes, workload.routing)
+        ffn_repeat, moe = moe_layers(model, c.ffn, c.experts, sizes, shape, wbytes, workload.routing,
+                                     dispatch_bytes=_per_point([f.dispatch_bytes for f in formats], n))
     terms = [(term, repeat if term.layers is None else term.layers)
              for layer_cost, repeat in ((attention, model.n_layers), (ffn, ffn_repeat), *moe, (head, 1))
              if repeat for term in layer_cost.terms]

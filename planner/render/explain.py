@@ -144,6 +144,8 @@ def _formats_line(ev: Evaluation) -> str:
     text = (f"{f.weights.label} weights ({f.weight_bytes:.4g} B per weight: {f.weights.description}), "
             f"{f.kv_cache.label} KV cache ({f.kv_cache.bytes_per_element(d_head):.4g} B per element); "
             "activations and collectives bf16")
+    if ev.model.experts is not None and f.dispatch_bytes == 1:
+        text += " except the MoE dispatch all-to-all: tokens leave for their experts in fp8 (as DeepEP), combine bf16"
     if f.sparsity is Sparsity.TWO_FOUR:
         text += ("; 2:4 sparsity what-if: weight matmuls at the chip's sparse peak, weights at half plus "
                  "2-bit indices; quality is not modelled")

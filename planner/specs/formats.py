@@ -11,7 +11,10 @@ quality (the planner does not model quality).
 - `Sparsity`: a what-if. 2:4 structured sparsity keeps 2 of every 4 weights plus a 2-bit index
   for each kept one (1 bit per dense weight), and runs weight matmuls at the chip's sparse peak.
 
-Activations and their collectives stay bf16 (`ACTIVATION_BYTES`) in every format.
+Activations and their collectives stay bf16 (`ACTIVATION_BYTES`) in every format, except the
+dispatch all-to-all of MoE layers with fp8 W8A8 weights: the tokens are quantised to fp8 before
+they leave for their experts (as DeepEP's fp8 dispatch does; the combine stays bf16),
+`Formats.dispatch_bytes`.
 """
 
 from __future__ import annotations
@@ -123,6 +126,13 @@ class Formats:
         if self.sparsity is Sparsity.TWO_FOUR:
             return w.payload_bytes / 2 + INDEX_BYTES_PER_WEIGHT_2_4 + w.scale_bytes / w.group
         return w.bytes_per_element
+
+    @property
+    def dispatch_bytes(self) -> float:
+        """Bytes per element of the MoE dispatch all-to-all: 1 when the expert matmuls take fp8
+        activations (fp8 W8A8), else bf16. (Per-token scales, 4 B per 128 elements in DeepEP, are
+        not counted.)"""
+        return 1.0 if self.weights.compute is ComputeFormat.FP8 else ACTIVATION_BYTES
 
     def weight_peak_flop_per_s(self, chip) -> float | None:
         """The peak the weight matmuls run at on `chip` (None: the chip has no such peak)."""

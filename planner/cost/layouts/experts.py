@@ -12,7 +12,7 @@ experts; bytes are the Figure 3 convention, the network takes the share that lea
 
     router      W_r[E, M] on its T_c tokens: 2 T_c E M FLOPs (no router with one expert)
     gather      tokens over f (TP inside experts): B L E_(f) -> B L E, T_c |f| E bytes out
-    dispatch    all-to-all over the expert axes: T_c |f| k E bytes
+    dispatch    all-to-all over the expert axes: T_c |f| k E elements (fp8 with fp8 weights)
     experts     W_in[M_ep, E, F_f], W_out[M_ep, F_f, E] on the T k / |ep| / R token-expert pairs the
                 chip receives: 2 (n_in + 1) E F_e k T_c x rho FLOPs (rho: load imbalance on the
                 busiest chip); weight reads: its share of the distinct experts the step touches,
@@ -28,8 +28,9 @@ experts, reading the experts they touch.
 
 Stored per chip: (M + redundant copies) / EP experts of (n_in + 1) E F_e / |f| each, and the router
 (replicated); weight-gathered: the experts sharded over every chip, one layer's gathered as working
-set. Not modelled: the router logits' partial-sum reduction when E is sharded (M values per
-token), fp8 dispatch (activations move in bf16), group-limited routing, token dropping.
+set. The dispatch moves `Formats.dispatch_bytes` per element (fp8 with fp8 W8A8 weights, as
+DeepEP; else bf16), the combine bf16. Not modelled: the router logits' partial-sum reduction when
+E is sharded (M values per token), group-limited routing, token dropping.
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ class ExpertLayout:
         return complement(union(self.expert_axes, self.f_axes, self.gather_axes))
 
     def cost(self, model: Model, ffn: FfnLayout, sizes: dict[str, int], shape: StepShape, weight_bytes,
-             routing: Routing) -> LayerCost:
+             routing: Routing, dispatch_bytes=ACTIVATION_BYTES) -> LayerCost:
         x, E, act = model.experts, model.d_model, ACTIVATION_BYTES
         M, k, F = x.n_experts, x.top_k, x.d_ff_expert
         n = size(sizes, "xyz")
@@ -107,8 +108,8 @@ class ExpertLayout:
         terms += [
             collective_term("gather tokens for expert shards", f"-> {activation(b, ('E', ''))} on {f_x}",
                             AG, f_x, routed * E * act),
-            collective_term("dispatch all-to-all", f"B L k E -> B L k E on the experts' chips ({k} per token)",
-                            A2A, ep_x, routed * k * E * act),
+            collective_term("dispatch all-to-all", f"B L k E -> B L k E on the experts' chips ({k} per token)"
+                            f"{_dispatch_text(dispatch_bytes)}", A2A, ep_x, routed * k * E * dispatch_bytes),
             Term(name="einsum experts W_in, W_out",
                  notation=f"W_e[{sharded('M', ep_x)}, E, {sharded('F', f_x)}]; "
                           f"{_touched_text(touched, held)}"
@@ -140,6 +141,12 @@ def shared_cost(model: Model, ffn: FfnLayout, sizes: dict[str, int], shape: Step
     dense = ffn.cost(replace(model, d_ff=model.experts.shared_d_ff()), sizes, shape, weight_bytes)
     terms = tuple(replace(t, name=f"shared expert: {t.name}") for t in dense.terms)
     return replace(dense, terms=terms)
+
+
+def _dispatch_text(dispatch_bytes) -> str:
+    """', in fp8' when the tokens leave in fp8 (one format costed), else nothing (bf16)."""
+    values = set(np.atleast_1d(dispatch_bytes).tolist())
+    return ", in fp8" if values == {1.0} else ", in fp8 with fp8 weights" if 1.0 in values else ""
 
 
 def _touched_text(touched, held) -> str:
@@ -174,11 +181,12 @@ EXPERT_LAYOUTS = _register(
 
 
 def moe_layers(model: Model, ffn: FfnLayout, experts: ExpertLayout, sizes: dict[str, int], shape: StepShape,
-               weight_bytes, routing: Routing) -> tuple[int, tuple[tuple[LayerCost, int], ...]]:
+               weight_bytes, routing: Routing, dispatch_bytes=ACTIVATION_BYTES
+               ) -> tuple[int, tuple[tuple[LayerCost, int], ...]]:
     """The dense layers' count (they take the FFN layout's cost) and the MoE layers' parts with
     their repeats: the routed experts and, if any, the shared experts."""
     n_moe = model.experts.n_moe_layers(model.n_layers)
-    parts = [(experts.cost(model, ffn, sizes, shape, weight_bytes, routing), n_moe)]
+    parts = [(experts.cost(model, ffn, sizes, shape, weight_bytes, routing, dispatch_bytes), n_moe)]
     if model.experts.n_shared:
         parts.append((shared_cost(model, ffn, sizes, shape, weight_bytes), n_moe))
     return model.n_layers - n_moe, tuple(parts)
