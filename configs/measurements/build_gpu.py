@@ -271,7 +271,7 @@ TensorRT-LLM fp8 tables (v0.9 and the v0.5 H200 launch blog, Llama-2-13B) and ai
 
 def model_entry(key: str) -> dict:
     m = MODELS[key]
-    return {k: m[k] for k in ("layers", "d_model", "d_ff", "heads", "kv_heads", "d_head", "vocab", "ffn",
+    return {"name": key} | {k: m[k] for k in ("layers", "d_model", "d_ff", "heads", "kv_heads", "d_head", "vocab", "ffn",
                               "block", "tied_embeddings")} | {"params": params(key)["total"], "source": m["source"]}
 
 

@@ -48,6 +48,10 @@ def calibrate(
         raise UsageError(f"--bandwidth-model: expected chip or axes, got {bandwidth_model!r}")
     if other_models is not None and report is None:
         raise UsageError("--other-models is used by --report only")
+    from planner.commands.kernel_measurements import is_kernel_file
+    if is_kernel_file(measurements):
+        _calibrate_kernels(measurements, cluster, output, report)
+        return
     data = load_measurements(measurements)
     base, cluster_file, cluster_arg = _cluster(cluster, data)
     command = f"planner calibrate {measurements}" + (f" --cluster {cluster_arg}" if cluster else "")
@@ -78,6 +82,26 @@ def calibrate(
         return
     render = {"markdown": residual_markdown, "csv": residual_csv, "json": residual_json}[fmt]
     typer.echo(render(data, assessment), nl=False)
+
+
+def _calibrate_kernels(measurements: str, cluster: Optional[str], output: Optional[Path],
+                       report: Optional[Path]) -> None:
+    """A file with row kinds (GPU kernel and end-to-end tables): planner.commands.calibrate_kernels."""
+    from planner.commands.calibrate_kernels import fit
+    from planner.commands.kernel_measurements import load_kernel_measurements
+    from planner.render.calibrate_kernels import accuracy_section, cluster_yaml, report_text
+
+    data = load_kernel_measurements(measurements)
+    base, cluster_file, cluster_arg = _cluster(cluster, data)
+    result = fit(base, data)
+    command = f"planner calibrate {measurements}" + (f" --cluster {cluster_arg}" if cluster else "")
+    for warning in result.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    if output is not None:
+        emit(cluster_yaml(cluster_file.read_text(encoding="utf-8"), result, data, command), output)
+    if report is not None:
+        emit(accuracy_section(data, result, command + f" --report {report}"), report)
+    typer.echo(report_text(data, result), nl=False)
 
 
 def _cluster(flag: Optional[str], data):

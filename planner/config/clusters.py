@@ -14,6 +14,7 @@ from planner.config.yamlio import (
     boolean,
     choice,
     count,
+    entries,
     fields,
     fraction,
     list_of,
@@ -38,6 +39,15 @@ CALIBRATION_FIELDS = {
     "overlap": Field(number(inclusive=True, maximum=1.0), required=False),
     "weight_gather_efficiency": Field(EFFICIENCY, required=False),  # absent: network_efficiency
     "matmul_half_rows": Field(number(inclusive=True), required=False),
+    "kernel_overhead_s": Field(LATENCY, required=False),
+    "levels": Field(lambda at: _read_level_calibration(at), required=False),
+}
+LEVEL_CALIBRATION_FIELDS = {
+    "latency_s": Field(LATENCY, required=False),
+    "step_latency_s": Field(LATENCY, required=False),
+    "efficiency": Field(EFFICIENCY, required=False),
+    "bulk_latency_s": Field(LATENCY, required=False),
+    "bulk_efficiency": Field(EFFICIENCY, required=False),
 }
 
 PEAK_FIELDS = {fmt: Field(number("flop_per_s"), required=fmt == "bf16") for fmt in COMPUTE_FORMATS}
@@ -92,6 +102,18 @@ def _read_cluster(root: At) -> Cluster:
     return Cluster(name=f["name"], chip=f["chip"], topology=f["topology"],
                    calibration=f.get("calibration", Calibration()), source=f.get("source", ""),
                    price_usd_per_chip_hour=f.get("price_usd_per_chip_hour"))
+
+
+def _read_level_calibration(at: At) -> dict[str, dict[str, float]]:
+    """`levels: {nvlink: {latency_s: ..., efficiency: ...}, ...}`: per switched level constants."""
+    out = {}
+    for name, _, value_at in entries(at, "per-level constants (level name: its constants)"):
+        v = fields(value_at, LEVEL_CALIBRATION_FIELDS, "a level's constants")
+        if ("bulk_latency_s" in v.values) != ("bulk_efficiency" in v.values):
+            raise v.at.error("give both 'bulk_latency_s' and 'bulk_efficiency' or neither",
+                             hint="they are the bandwidth protocol's line: its fixed time and efficiency")
+        out[name] = dict(v.values)
+    return out
 
 
 def _read_chip(f: Fields) -> Chip:

@@ -13,6 +13,9 @@ Per step (prefill: one forward pass; decode: one token per sequence):
     comm_s    = sum of collective times (planner.cost.network) = k_a + k_w, where
                 k_w: the weight all-gathers of weight-gathered layouts, and k_a: the rest
     step_s    = combine(compute_s, memory_s, comm_s) + n_layers * layer_overhead_s
+                + n_kernels * kernel_overhead_s
+                (n_kernels: the matmul kernels of the step, Term.kernels of every einsum; the
+                 roofline of one matmul plus a fixed time per kernel is what GPU GEMM tables show)
 
 `combine` is the overlap policy, one calibration knob `overlap` = f in [0, 1]:
     local    = max(c, m)
@@ -54,7 +57,7 @@ from planner.cost.layouts import AttentionLayout, CollectiveKind, ExpertLayout, 
 from planner.cost.layouts.experts import moe_layers
 from planner.cost.layouts.base import StepShape, collective_term, size
 from planner.cost.mesh import Mesh
-from planner.cost.network import collective_seconds, ring_steps
+from planner.cost.network import collective_latency_seconds, collective_seconds, ring_steps
 from planner.specs.formats import Formats, KvFormat, Sparsity
 from planner.specs.hardware import ACTIVATION_BYTES, Cluster, WeightFormat
 from planner.specs.model import Model
@@ -117,7 +120,7 @@ class Evaluation:
     overlap: float  # the cluster's overlap fraction used to combine them
     ring_steps: int  # ring steps of all collectives per step; each pays collective_latency_s
     prefetched_ring_steps: int  # those of the prefetched weight all-gathers
-    comm_latency_s: float  # ring_steps * collective_latency_s: the part of comm_s that is latency
+    comm_latency_s: float  # the part of comm_s that is latency: each collective's time at zero bytes
     overhead_s: float
     step_s: np.ndarray
     latency_s: np.ndarray
@@ -201,16 +204,19 @@ def evaluate(model: Model, cluster: Cluster, workload: Workload, candidate: Cand
     zero = np.zeros(batch.shape)
     flops, hbm, comm_s, prefetched_s, steps, prefetched_steps = zero, zero, zero, zero, 0, 0
     activation_flops = zero
+    latency, kernels = 0.0, 0
     for term, repeat in terms:
         if term.activation_matmul:
             activation_flops = activation_flops + repeat * matmul_flops(cal, term)
         else:
             flops = flops + repeat * matmul_flops(cal, term)
+        kernels += repeat * term.kernels * (term.rows is not None)
         hbm = hbm + repeat * term.hbm_bytes
         if term.collective is not None:
             seconds = repeat * collective_seconds(cluster, c.mesh, term.collective)
             hops = repeat * ring_steps(c.mesh, term.collective)
             comm_s, steps = comm_s + seconds, steps + hops
+            latency += repeat * collective_latency_seconds(cluster, c.mesh, term.collective)
             if term.collective.prefetched:
                 prefetched_s, prefetched_steps = prefetched_s + seconds, prefetched_steps + hops
     # flops: padded (matmul_flops)
@@ -222,7 +228,7 @@ def evaluate(model: Model, cluster: Cluster, workload: Workload, candidate: Cand
     memory_s = hbm / (chip.hbm_bytes_per_s * cal.hbm_efficiency)
     rows = tuple(_row(cluster, c.mesh, term, repeat, batch.shape, formats[0]) for term, repeat in terms) \
         if detail else ()
-    overhead_s = model.n_layers * cal.layer_overhead_s
+    overhead_s = model.n_layers * cal.layer_overhead_s + kernels * cal.kernel_overhead_s
     critical_s = critical_path(compute_s, memory_s, comm_s - prefetched_s, cal.overlap)
     step_s = combine(compute_s, memory_s, comm_s, cal.overlap, prefetched_s) + overhead_s
 
@@ -249,7 +255,7 @@ def evaluate(model: Model, cluster: Cluster, workload: Workload, candidate: Cand
     return Evaluation(
         candidate=c, model=model, workload=workload, batch=batch, tokens=tokens, compute_s=compute_s, memory_s=memory_s,
         comm_s=comm_s, prefetched_s=prefetched_s, critical_s=critical_s, overlap=cal.overlap,
-        ring_steps=steps, prefetched_ring_steps=prefetched_steps, comm_latency_s=steps * cal.collective_latency_s,
+        ring_steps=steps, prefetched_ring_steps=prefetched_steps, comm_latency_s=latency,
         overhead_s=overhead_s, step_s=step_s, latency_s=latency_s, mfu=mfu,
         cost_chip_s_per_token=c.mesh.chips * latency_s / tokens, tokens_per_s=tokens / latency_s,
         weight_bytes=weight_bytes, kv_bytes=kv_bytes, activation_bytes=activation_bytes,
@@ -345,3 +351,16 @@ def _row(cluster: Cluster, mesh: Mesh, term: Term, repeat: int, shape: tuple[int
         memory_s=hbm / (chip.hbm_bytes_per_s * cal.hbm_efficiency),
         comm_s=comm_s,
     )
+
+
+def gemm_seconds(cluster: Cluster, m, n: int, k: int, compute: str, weight_bytes: float):
+    """One matmul kernel y[m, n] = x[m, k] W[k, n] (a row of a GEMM table): x and y in bf16,
+    W in `weight_bytes` per element, at the chip's `compute` peak; the roofline of the einsum
+    plus the fixed time of its kernel, as `evaluate` charges every einsum."""
+    cal, chip = cluster.calibration, cluster.chip
+    m = np.asarray(m, dtype=float)
+    term = Term(name="gemm", notation="", flops=2.0 * m * n * k, rows=m,
+                hbm_bytes=ACTIVATION_BYTES * (m * k + m * n) + weight_bytes * k * n)
+    compute_s = matmul_flops(cal, term) / (chip.peak_flop_per_s[compute] * cal.matmul_efficiency)
+    memory_s = term.hbm_bytes / (chip.hbm_bytes_per_s * cal.hbm_efficiency)
+    return np.maximum(compute_s, memory_s) + term.kernels * cal.kernel_overhead_s

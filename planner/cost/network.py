@@ -38,11 +38,29 @@ chips (stages are whole groups of the outermost level, e.g. nodes over InfiniBan
 GPU); on a torus, stages are slices joined face to face along their shortest axis, so only the
 n_s / (shortest extent) chips of the face carry it.
 
-Every collective also pays `collective_latency_s` per ring step (hop): sum over the axes or levels
-it spans of (k_i - 1), since a ring collective is k - 1 dependent transfers (twice that for an
-all-reduce); and all
-bandwidths are scaled by `network_efficiency`, except those of prefetched weight all-gathers
-(`Collective.prefetched`), scaled by `weight_gather_efficiency` (by default the same).
+Latency and efficiency. On a torus every collective pays `collective_latency_s` per ring step
+(hop): sum over the axes it spans of (k_i - 1), since a ring collective is k - 1 dependent
+transfers (twice that for an all-reduce); its bandwidth is scaled by `network_efficiency`.
+
+A switched level is one switch (an NVSwitch island of 8 GPUs, an InfiniBand fabric): a group of
+k_l GPUs of one level is ONE group however the layout's logical axes factor it (TP 8 as 2 x 2 x 2
+is one 8-GPU collective, not three 2-GPU rings), and each level has its own constants
+(`Calibration.levels[name]`; a level not given there takes the cluster-wide ones). Level l, with
+x_l the bytes each GPU moves there (above), costs the faster of two lines, NCCL's own tuning
+model of its latency-bound protocol (LL) and its bandwidth protocol (Simple):
+
+    t_l = min(a_l + s_l * p (k_l - 1) + x_l / (e_l W_l),     a_l: latency_s, s_l: step_latency_s,
+              b_l + x_l / (f_l W_l))                          e_l: efficiency, p: 2 for all-reduce
+                                                              b_l, f_l: bulk_latency_s, bulk_efficiency
+
+(without the bulk pair, the first line alone), and a collective costs the sum over the levels it
+spans. The first line is a fixed cost per collective (kernel launch and synchronisation: about
+5-7 us on NVLink 4) plus a short per-step latency (about 1 us); the second is the pipelined
+protocol, slower to start (tens of us) and faster per byte. Prefetched weight all-gathers
+(`Collective.prefetched`) use `weight_gather_efficiency` in place of the level's efficiencies.
+With only the cluster-wide constants a level costs k_l - 1 ring steps of `collective_latency_s`
+plus its bytes at `network_efficiency`, the torus formula, so an uncalibrated or TPU-fitted
+cluster is unchanged.
 
 Between two pools of chips (disaggregated serving: a prefill pool hands each request's KV cache
 to a decode pool), D bytes cross the scale-out network: the outermost switched level (e.g.
@@ -56,8 +74,8 @@ from __future__ import annotations
 import numpy as np
 
 from planner.cost.layouts.base import Collective, CollectiveKind
-from planner.cost.mesh import Mesh
-from planner.specs.hardware import Cluster, Switched, Torus
+from planner.cost.mesh import Mesh, level_sizes
+from planner.specs.hardware import Calibration, Cluster, Switched, Torus
 
 _PASSES = {
     CollectiveKind.ALL_GATHER: 1.0, CollectiveKind.REDUCE_SCATTER: 1.0,
@@ -66,9 +84,20 @@ _PASSES = {
 
 
 def ring_steps(mesh: Mesh, collective: Collective) -> int:
-    """Ring steps (hops) of a collective: one per extra chip along each axis or level it spans,
-    twice for an all-reduce (a reduce-scatter then an all-gather)."""
-    return int(_PASSES[collective.kind]) * sum(k - 1 for _, k in mesh.pieces(collective.axes))
+    """Ring steps (hops) of a collective: one per extra chip along each torus axis or switched
+    level it spans (a level's sub-axes merged: it is one group), twice for an all-reduce."""
+    return int(_PASSES[collective.kind]) * sum(k - 1 for _, k in _spans(mesh, collective.axes))
+
+
+def _spans(mesh: Mesh, axes: str) -> tuple[tuple[str, int], ...]:
+    """The pieces a collective spans: torus axes as they are, switched levels merged."""
+    pieces = mesh.pieces(axes)
+    if mesh.torus:
+        return pieces
+    spans: dict[str, int] = {}
+    for name, k in pieces:
+        spans[name] = spans.get(name, 1) * k
+    return tuple(spans.items())
 
 
 def collective_seconds(cluster: Cluster, mesh: Mesh, collective: Collective):
@@ -81,10 +110,25 @@ def collective_seconds(cluster: Cluster, mesh: Mesh, collective: Collective):
     topology, cal = cluster.topology, cluster.calibration
     if isinstance(topology, Torus):
         seconds = _torus_seconds(topology, mesh, collective, pieces, chips)
-    else:
-        seconds = _switched_seconds(topology, collective, pieces, chips)
-    efficiency = cal.weight_gather_efficiency if collective.prefetched else cal.network_efficiency
-    return seconds / efficiency + cal.collective_latency_s * ring_steps(mesh, collective)
+        efficiency = cal.weight_gather_efficiency if collective.prefetched else cal.network_efficiency
+        return seconds / efficiency + cal.collective_latency_s * ring_steps(mesh, collective)
+    return _switched_seconds(topology, cal, collective, dict(_spans(mesh, collective.axes)), chips)
+
+
+def collective_latency_seconds(cluster: Cluster, mesh: Mesh, collective: Collective) -> float:
+    """The part of a collective's time that does not depend on its bytes: its time at zero bytes."""
+    zero = Collective(kind=collective.kind, axes=collective.axes, bytes_per_chip=0.0,
+                      prefetched=collective.prefetched)
+    return float(collective_seconds(cluster, mesh, zero))
+
+
+def kernel_collective_seconds(cluster: Cluster, kind: CollectiveKind, bytes_per_chip, gpus: int):
+    """A collective of `bytes_per_chip` over `gpus` GPUs of a switched cluster, filling the inner
+    levels first (one node of 8, then nodes): a row of a collective kernel table."""
+    switched = cluster.topology
+    spans = {name: k for name, k in level_sizes(switched, gpus) if k > 1}
+    return _switched_seconds(switched, cluster.calibration,
+                             Collective(kind=kind, axes="x", bytes_per_chip=bytes_per_chip), spans, gpus)
 
 
 def torus_bandwidth(torus: Torus, mesh: Mesh, pieces) -> float:
@@ -103,20 +147,29 @@ def _torus_seconds(torus: Torus, mesh: Mesh, collective: Collective, pieces, chi
     return moved / torus_bandwidth(torus, mesh, pieces)
 
 
-def _switched_seconds(switched: Switched, collective: Collective, pieces, chips: int):
-    spans: dict[str, int] = {}
-    for name, k in pieces:
-        spans[name] = spans.get(name, 1) * k
+def _switched_seconds(switched: Switched, cal: Calibration, collective: Collective, spans: dict[str, int],
+                     chips: int):
     data = np.asarray(collective.bytes_per_chip, dtype=float)
+    passes = _PASSES[collective.kind]
     seconds, done = 0.0, 1
     for level in reversed(switched.levels):  # outermost (slowest) first
         k = spans.get(level.name, 1)
         if k == 1:
             continue
         if collective.kind is CollectiveKind.ALL_TO_ALL:
-            seconds = seconds + data * (k - 1) / k / level.bandwidth(k)
+            moved = data * (k - 1) / k
+            steps = k - 1
         else:
-            seconds = seconds + data * (k - 1) * done / chips / level.bandwidth(k) * _PASSES[collective.kind]
+            moved = data * (k - 1) * done / chips * passes
+            steps = passes * (k - 1)
+        c = cal.level(level.name)
+        efficiency, bulk = c.efficiency, c.bulk_efficiency
+        if collective.prefetched:
+            efficiency = bulk = cal.weight_gather_efficiency
+        t = c.latency_s + c.step_latency_s * steps + moved / (efficiency * level.bandwidth(k))
+        if c.bulk_latency_s is not None:
+            t = np.minimum(t, c.bulk_latency_s + moved / (bulk * level.bandwidth(k)))
+        seconds = seconds + t
         done *= k
     return seconds
 

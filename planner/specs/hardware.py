@@ -116,10 +116,39 @@ class Calibration:
     overlap: float = 0.0  # share of min(max(compute, memory), activation comm) hidden (0: sum, 1: max)
     weight_gather_efficiency: float | None = None  # achieved / peak link bytes/s of prefetched weight all-gathers
     matmul_half_rows: float = 0.0  # per-chip rows at which a matmul reaches half of matmul_efficiency
+    kernel_overhead_s: float = 0.0  # fixed time of each matmul kernel (einsum) per step
+    # Per switched level (by name): its own collective constants, LEVEL_KEYS (planner.cost.network).
+    levels: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.weight_gather_efficiency is None:
             object.__setattr__(self, "weight_gather_efficiency", self.network_efficiency)
+
+    def level(self, name: str) -> "LevelConstants":
+        """The collective constants of switched level `name`: its own where `levels` gives them,
+        else the cluster-wide ones (no fixed latency, `collective_latency_s` per ring step,
+        `network_efficiency`, one protocol)."""
+        given = self.levels.get(name, {})
+        return LevelConstants(latency_s=given.get("latency_s", 0.0),
+                              step_latency_s=given.get("step_latency_s", self.collective_latency_s),
+                              efficiency=given.get("efficiency", self.network_efficiency),
+                              bulk_latency_s=given.get("bulk_latency_s"),
+                              bulk_efficiency=given.get("bulk_efficiency"))
+
+
+# Keys of one entry of Calibration.levels; the bulk pair is optional (both or neither).
+LEVEL_KEYS = ("latency_s", "step_latency_s", "efficiency", "bulk_latency_s", "bulk_efficiency")
+
+
+@dataclass(frozen=True, kw_only=True)
+class LevelConstants:
+    """A switched level's collective constants (planner.cost.network has the formula)."""
+
+    latency_s: float            # fixed time of a collective that spans the level
+    step_latency_s: float       # per ring step at the level
+    efficiency: float           # achieved / peak bytes/s of the latency-bound protocol
+    bulk_latency_s: float | None = None   # the bandwidth protocol's fixed time (None: no such line)
+    bulk_efficiency: float | None = None  # its achieved / peak bytes/s
 
 
 FIELDS_OF_CALIBRATION = tuple(Calibration.__dataclass_fields__)

@@ -159,7 +159,7 @@ class AttentionLayout:
                  notation=f"W_Q[{sharded('E', ex)}, {sharded('N', fx)} H], "
                           f"W_KV[{sharded('E', ex)}, {sharded('K', fx)} H]{kv_rows}",
                  flops=2.0 * (tokens * qo_params + kv_tokens * kv_params),
-                 hbm_bytes=(qo_params + kv_params) * weight_bytes, rows=tokens),
+                 hbm_bytes=(qo_params + kv_params) * weight_bytes, rows=tokens, kernels=2),
             collective_term("reduce-scatter Q", _q(b, fx) + partial_sum(ex), RS, ex, q_bytes),
             collective_term(f"{reduce_kv.value} new K, V", _kv(b, fx) + partial_sum(ex),
                             reduce_kv, ex, kv_new_bytes),

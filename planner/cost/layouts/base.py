@@ -51,6 +51,9 @@ class Term:
     # An einsum of activations only (QK, AV): it runs at the bf16 peak whatever the weights'
     # format; every other einsum multiplies weights at the weight format's peak.
     activation_matmul: bool = False
+    # Matmul kernels the einsum launches per step (fused Q, K, V then O: 2), each paying
+    # Calibration.kernel_overhead_s; counted for einsums with rows only.
+    kernels: int = 1
 
 
 @dataclass(frozen=True, kw_only=True)
