@@ -191,7 +191,18 @@ def provenance(get: "Reader", data: dict) -> dict:
         obj = get(data, key, dict, "an object")
         return tuple((k, get(obj, k, str if k == "chip" else kind, expected, key))
                      for k in sorted(obj))
-    return {"calibration": pairs("calibration", float, "a number"),
+    def calibration():
+        if "calibration" not in data:
+            return None
+        constants = dict(get(data, "calibration", dict, "an object of calibration constants"))
+        levels = constants.pop("levels", None) or {}  # per switched level: {name: {key: number}}
+        flat = {key: get(constants, key, float, "a number", "calibration") for key in constants}
+        for level_name, level in (levels.items() if isinstance(levels, dict) else ()):
+            for key in (level if isinstance(level, dict) else {}):
+                flat[f"levels.{level_name}.{key}"] = get(level, key, float, "a number",
+                                                         f"calibration.levels.{level_name}")
+        return tuple(sorted(flat.items()))
+    return {"calibration": calibration(),
             "planner_version": get(data, "planner_version", str, "a version") if "planner_version" in data else None,
             "hardware": pairs("hardware", float, "a number (chip: a name)"),
             "model_shape": pairs("model_shape", int, "a whole number")}
