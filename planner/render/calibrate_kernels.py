@@ -82,7 +82,7 @@ def accuracy_section(data, fit, command: str) -> str:
 def cluster_yaml(text: str, fit, data, command: str) -> str:
     """The cluster file with its calibration block replaced by the fitted one."""
     text = re.sub(r"(?m)^# calibration: omitted.*\n", "", text)
-    text = re.sub(r"(?ms)^calibration:\n(?:[ #].*\n|\n)*", "", text)
+    text = re.sub(r"(?m)^calibration:\n(?:[ #].*\n|\n)*", "", text)
     c = fit.cluster.calibration
     block = ["calibration:",
              f"  # Fitted by `{command}` (planner.commands.calibrate_kernels);",
