@@ -66,8 +66,8 @@ def test_plan_table_fits_80_columns_when_piped(planner):
 def test_plan_formats(planner, tmp_path):
     r = planner("plan", *SMALL, "--format", "json")
     data = json.loads(r.out)
-    assert set(data) == {"model", "cluster", "calibration", "calibrated", "workload", "search", "frontier",
-                         "planner_version", "hardware", "model_shape"}
+    assert set(data) == {"model", "cluster", "calibration", "calibrated", "calibration_status", "workload", "search",
+                         "frontier", "planner_version", "hardware", "model_shape"}
     assert set(data["frontier"]) == {"prefill", "decode"}
     csv = planner("plan", *SMALL, "--format", "csv").out.splitlines()
     assert csv[0].startswith("phase,chips,batch,ffn") and len(csv) > 2

@@ -2,9 +2,11 @@
 (Bytes per weight and the peak of every einsum on every layout: tests/test_invariants.py.)"""
 
 import csv
+import dataclasses
 import io
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +20,7 @@ from planner.cost.network import collective_seconds
 from planner.errors import ConfigError, UsageError
 from planner.render.common import markdown_table
 from planner.search.search import search
+from planner.specs.hardware import Calibration
 from planner.units import parse_quantity, parse_tokens
 
 NEW = ("h200-sxm", "b200", "gb200-nvl72", "mi300x", "tpu-v5e", "tpu-v6e", "tpu-v5p", "tpu7x")
@@ -74,8 +77,15 @@ def _all_gather_s_per_byte(cluster, chips):
                                                               bytes_per_chip=1e9))) / 1e9
 
 
+PRESETS = Path(__file__).resolve().parent.parent / "configs" / "clusters"
+
+
+def _ideal(cluster):
+    return dataclasses.replace(cluster, calibration=Calibration(), calibration_borrowed_from=None)
+
+
 def test_mi300x_fully_connected_bandwidth_grows_with_the_peers_spanned():
-    mi300x = load_cluster("mi300x")
+    mi300x = _ideal(load_cluster("mi300x"))  # the bandwidth formula alone (the preset borrows constants)
     two, four, eight = (_all_gather_s_per_byte(mi300x, n) for n in (2, 4, 8))
     assert two > four > eight  # a 2-GPU group has one xGMI link, an 8-GPU group all seven
     # D (k-1)/k over (k-1) links of 64 GB/s: D / (k * 64 GB/s)
@@ -84,7 +94,7 @@ def test_mi300x_fully_connected_bandwidth_grows_with_the_peers_spanned():
     level = mi300x.topology.levels[0]
     assert [level.bandwidth(k) for k in (2, 8)] == [64e9, 448e9]
     # a switched level gives every group the same bandwidth: D (k-1)/k / W
-    h100 = load_cluster("h100-sxm")
+    h100 = _ideal(load_cluster("h100-sxm"))
     assert _all_gather_s_per_byte(h100, 2) < _all_gather_s_per_byte(h100, 8)
 
 
@@ -183,16 +193,62 @@ def test_sparsity_is_a_what_if(planner):
     assert r.code == 2 and "sparse" in r.err
 
 
-def test_uncalibrated_in_every_output_format(planner):
-    args = ("plan", "--model", "llama-3-8b", "--cluster", "h200-sxm", "--chips", "1", "--batch", "1")
+def test_uncalibrated_in_every_output_format(planner, tmp_path):
+    text = (PRESETS / "h200-sxm.yaml").read_text()
+    ideal = tmp_path / "ideal.yaml"
+    ideal.write_text(text[:text.index("calibration:")] + "source: a test\n")
+    args = ("plan", "--model", "llama-3-8b", "--cluster", str(ideal), "--chips", "1", "--batch", "1")
     assert "uncalibrated" in planner(*args).out
-    assert json.loads(planner(*args, "--format", "json").out)["calibrated"] is False
+    data = json.loads(planner(*args, "--format", "json").out)
+    assert data["calibrated"] is False and data["calibration_status"] == "uncalibrated"
     rows = list(csv.DictReader(io.StringIO(planner(*args, "--format", "csv").out)))
     assert rows and {row["calibration"] for row in rows} == {"uncalibrated"}
     assert "uncalibrated" in planner(*args, "--format", "markdown").out
     assert "uncalibrated" in planner(*args, "--plot").out
     fitted = planner("plan", "palm-540b-tpu-v4", "--chips", "64", "--batch", "64", "--format", "csv").out
     assert {row["calibration"] for row in csv.DictReader(io.StringIO(fitted))} == {"calibrated"}
+
+
+BORROWED = {"b200": "h100-sxm", "gb200-nvl72": "h100-sxm", "mi300x": "h100-sxm",
+            "tpu-v5e": "tpu-v4", "tpu-v6e": "tpu-v4", "tpu-v5p": "tpu-v4", "tpu7x": "tpu-v4"}
+
+
+@pytest.mark.parametrize("name", sorted(BORROWED))
+def test_presets_without_measurements_borrow_by_their_rule(name):
+    """Never ideal constants silently: the source preset's fitted constants, levels by position."""
+    cluster, source = load_cluster(name), load_cluster(BORROWED[name])
+    assert cluster.calibration_borrowed_from == BORROWED[name] and not cluster.calibrated
+    assert "not fitted" in cluster.calibration_status and BORROWED[name] in cluster.source
+    mine, theirs = cluster.calibration, source.calibration
+    assert dataclasses.replace(mine, levels={}) == dataclasses.replace(theirs, levels={})
+    if theirs.levels:
+        assert list(mine.levels.values()) == list(theirs.levels.values())
+        assert list(mine.levels) == [level.name for level in cluster.topology.levels]
+    assert (cluster.calibration_confidence == "low") == (name == "mi300x")
+
+
+def test_borrowed_calibration_in_every_output_format(planner):
+    args = ("plan", "--model", "llama-3-8b", "--cluster", "mi300x", "--chips", "1", "--batch", "1")
+    label = "calibration borrowed from h100-sxm (not fitted, low confidence)"
+    assert label in " ".join(planner(*args).out.split())
+    data = json.loads(planner(*args, "--format", "json").out)
+    assert data["calibrated"] is False and data["calibration_status"] == label
+    rows = list(csv.DictReader(io.StringIO(planner(*args, "--format", "csv").out)))
+    assert rows and {row["calibration"] for row in rows} == {label}
+    assert label in " ".join(planner(*args, "--format", "markdown").out.split())
+    assert "borrowed from h100-sxm" in planner(*args, "--plot").out
+    explain = planner("explain", "--model", "llama-3-8b", "--cluster", "b200", "--chips", "8", "--phase", "decode",
+                      "--batch", "1", "--ffn", "ws1d", "--attention", "heads", "--weights", "bf16",
+                      "--format", "json").out
+    assert json.loads(explain)["calibration_status"] == "calibration borrowed from h100-sxm (not fitted)"
+
+
+def test_calibrate_output_drops_the_borrowing_rule():
+    from planner.render.calibrate_kernels import without_borrowed
+    text = (PRESETS / "mi300x.yaml").read_text()
+    out = without_borrowed(text)
+    assert "calibration_borrowed_from" not in out and "calibration_confidence" not in out
+    assert "# Calibration: no published" not in out and out.count("\n") == text.count("\n") - 5
 
 
 # --- units -------------------------------------------------------------------------------------

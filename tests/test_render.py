@@ -151,8 +151,8 @@ def test_presets_table():
 
 def test_json_keys_are_a_contract(result, evaluation):
     data = json.loads(to_json(plan_dict(result)))
-    assert sorted(data) == ["calibrated", "calibration", "cluster", "frontier", "hardware", "model", "model_shape",
-                            "planner_version", "search", "workload"]
+    assert sorted(data) == ["calibrated", "calibration", "calibration_status", "cluster", "frontier", "hardware",
+                            "model", "model_shape", "planner_version", "search", "workload"]
     assert sorted(data["calibration"]) == sorted(FIELDS_OF_CALIBRATION)
     point = data["frontier"]["decode"][0]
     assert sorted(point) == sorted([

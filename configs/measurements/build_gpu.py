@@ -177,7 +177,7 @@ def nccl_public(sec: dict):
             dtype_bytes = v["size_bytes"] // v["count_elements"]
             assert dtype_bytes == 4, v
             rows.append(dict(kind="collective", collective="all-reduce", implementation="nccl", gpus=16,
-                             nodes=2, dtype="float32", elements=v["count_elements"], bytes=v["size_bytes"],
+                             nodes=2, dtype="float32", elements=v["count_elements"], bytes=f"{v['size_bytes']} B",
                              seconds=sig(v["oop_time_us"] / 1e6), **extra, source=src))
     return {"h100-sxm": rows}
 
@@ -202,7 +202,7 @@ def aiconfigurator(sec: dict):
                 for run, ms in enumerate(lat, 1):
                     row = dict(kind="collective", collective=KIND[v["op"]], implementation="nccl",
                                gpus=v["num_gpus"], nodes=1, dtype="fp16", elements=v["message_size_elements"],
-                               bytes=v["message_size_elements"] * DTYPE_BYTES["half"], seconds=sig(ms / 1e3),
+                               bytes=f"{v['message_size_elements'] * DTYPE_BYTES['half']} B", seconds=sig(ms / 1e3),
                                device=t["device"], nccl_version=t["nccl_version_in_rows"][0])
                     if len(lat) > 1:
                         row["run"] = run
@@ -211,7 +211,7 @@ def aiconfigurator(sec: dict):
                 out[cluster].append(dict(
                     kind="collective", collective="all-reduce", implementation="trtllm-custom",
                     gpus=v["num_gpus"], nodes=1, dtype="bf16", elements=v["message_size_elements"],
-                    bytes=v["message_size_elements"] * DTYPE_BYTES["bf16"], seconds=sig(v["latency_ms"] / 1e3),
+                    bytes=f"{v['message_size_elements'] * DTYPE_BYTES['bf16']} B", seconds=sig(v["latency_ms"] / 1e3),
                     device=t["device"], source=src))
             elif name.startswith("gemm"):
                 dtype = "fp8" if name.endswith("fp8") else "bf16"

@@ -42,6 +42,7 @@ from planner.cost.network import kernel_collective_seconds
 from planner.cost.request import decode_request
 from planner.errors import ConfigError
 from planner.search.search import candidates
+from planner.specs.formats import Formats, KvFormat
 from planner.specs.hardware import Calibration, Cluster, Switched, WeightFormat
 from planner.specs.plan import Phase, Plan, SearchSpace, Workload
 
@@ -89,12 +90,12 @@ def end_to_end(cluster: Cluster, row: Row, *, layer_overhead: bool = True) -> fl
     """A model row's time (module docstring): the fastest TP mesh grouping."""
     if not layer_overhead:
         cluster = replace(cluster, calibration=replace(cluster.calibration, layer_overhead_s=0.0))
-    weights = WeightFormat.parse(row["weights"])
+    formats = row_formats(row)
     model, batch, inp = row.model, np.array([row["batch"]]), row["input_tokens"]
     out = row.get("output_tokens", 1)
     plan = Plan(model=model, cluster=cluster, workload=Workload(input_tokens=inp, output_tokens=max(out, 1), context=inp),
                 space=SearchSpace(phases=(Phase.PREFILL,), chips=(row["chips"],), batches=(row["batch"],),
-                                  weights=(weights,), ffn=(row.get("ffn", "ws1d"),),
+                                  weights=(formats.weights,), kv_cache=(formats.kv_cache,), ffn=(row.get("ffn", "ws1d"),),
                                   attention=(row.get("attention", "heads"),)))
     found = candidates(plan, Phase.PREFILL, chips=(row["chips"],))
     if not found:  # one chip: every layout is the same single-chip dataflow
@@ -108,6 +109,14 @@ def end_to_end(cluster: Cluster, row: Row, *, layer_overhead: bool = True) -> fl
             t += float(decode_request(model, cluster, inp, out - 1, d, batch).decode_s[0])
         best = min(best, t)
     return best
+
+
+def row_formats(row: Row) -> Formats:
+    """A model row's number formats: its weights (fp16 read as bf16; fp8: W8A8 at the fp8 peak)
+    and its KV cache (bf16 when the row does not say)."""
+    kv = row.get("kv_cache", "bf16")
+    return Formats(weights=WeightFormat.parse(row["weights"]),
+                   kv_cache=next(f for f in KvFormat if f.label == kv))
 
 
 def _layer_steps(row: Row) -> int:
@@ -204,13 +213,12 @@ def fit(cluster: Cluster, data: KernelMeasurements) -> KernelFit:
     usable, skipped = [], []
     for r in data.of(*MODEL_KINDS):
         try:
-            WeightFormat.parse(r["weights"])
-            usable.append(r)
-        except ValueError:
+            (usable if cluster.chip.supports(row_formats(r)) else skipped).append(r)
+        except (ValueError, StopIteration):
             skipped.append(r)
     if skipped:
-        warnings.append(f"{len(skipped)} end-to-end rows not predicted: this planner has no "
-                        f"{', '.join(sorted({r['weights'] for r in skipped}))} weight format")
+        warnings.append(f"{len(skipped)} end-to-end rows not predicted: {cluster.chip.name} has no peak for "
+                        f"{', '.join(sorted({r['weights'] for r in skipped}))} weights in this planner")
     if usable:
         base_s = np.array([end_to_end(fitted, r, layer_overhead=False) for r in usable])
         per = np.array([_layer_steps(r) for r in usable], dtype=float)
@@ -231,7 +239,7 @@ def fit(cluster: Cluster, data: KernelMeasurements) -> KernelFit:
     fitted_ids = {id(r) for r in inner + outer + gemms + usable}
     for r in data.rows:
         if any(r is s for s in skipped):
-            residuals.append(KernelResidual(row=r, predicted_s=None, fitted=False, why=f"no {r['weights']} format"))
+            residuals.append(KernelResidual(row=r, predicted_s=None, fitted=False, why=f"no {r['weights']} peak"))
             continue
         fitted_row = id(r) in fitted_ids
         why = "" if fitted_row else ("not NCCL: shown, not fitted" if r.kind == "collective" else

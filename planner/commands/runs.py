@@ -82,7 +82,8 @@ def plan_dict(result: SearchResult) -> dict:
     rows = iter(row for row, _ in numbered(result))
     return {
         **provenance_dict(plan),
-        "calibrated": plan.cluster.calibrated,  # false: ideal constants, never fitted to measurements
+        "calibrated": plan.cluster.calibrated,  # false: ideal or borrowed constants, not fitted to measurements
+        "calibration_status": plan.cluster.calibration_status,
         "workload": {"input_tokens": w.input_tokens, "output_tokens": w.output_tokens, "context": w.context},
         "search": {"evaluated": result.evaluated, "feasible": result.feasible,
                    "dropped": dict(result.dropped), "sparsity": plan.space.sparsity.label},

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 from planner.config.presets import locate
@@ -90,6 +91,9 @@ CLUSTER_FIELDS = {
                          required=False),  # the keys are Calibration's fields (tested)
     "source": Field(text, required=False),
     "price_usd_per_chip_hour": Field(number(), required=False),  # cite its source in a comment
+    # a preset without measurements: another preset's fitted constants, by a stated rule (comment)
+    "calibration_borrowed_from": Field(text, required=False),
+    "calibration_confidence": Field(choice({"low": "low", "medium": "medium"}, "confidence"), required=False),
 }
 
 
@@ -99,9 +103,58 @@ def load_cluster(name_or_path: str, *, base: Path | None = None, at: At | None =
 
 def _read_cluster(root: At) -> Cluster:
     f = fields(root, CLUSTER_FIELDS, "a cluster")
+    calibration = f.get("calibration", Calibration())
+    borrowed = f.get("calibration_borrowed_from")
+    if borrowed is not None:
+        calibration = _borrowed_calibration(f, borrowed)
+    elif "calibration_confidence" in f.values:
+        raise f.where["calibration_confidence"].error("calibration_confidence without calibration_borrowed_from",
+                                                      hint="it rates a borrowed calibration; remove it")
+    if isinstance(f["topology"], Switched):
+        _check_level_names(f, calibration)
     return Cluster(name=f["name"], chip=f["chip"], topology=f["topology"],
-                   calibration=f.get("calibration", Calibration()), source=f.get("source", ""),
-                   price_usd_per_chip_hour=f.get("price_usd_per_chip_hour"))
+                   calibration=calibration, source=f.get("source", ""),
+                   price_usd_per_chip_hour=f.get("price_usd_per_chip_hour"),
+                   calibration_borrowed_from=borrowed, calibration_confidence=f.get("calibration_confidence"))
+
+
+def _borrowed_calibration(f: Fields, name: str) -> Calibration:
+    """Another cluster's fitted constants (`calibration_borrowed_from`), its switched levels
+    renamed by position (innermost to innermost): the rule a preset without measurements states."""
+    at = f.where["calibration_borrowed_from"]
+    if "calibration" in f.values:
+        raise at.error("both a calibration block and calibration_borrowed_from",
+                       hint="keep one: fitted constants, or the preset they are borrowed from")
+    source = _read_cluster(load_document(locate("clusters", name, Path(at.file).parent, at)))
+    if source.calibration_borrowed_from is not None or not source.calibrated:
+        raise at.error(f"{name!r} has no fitted calibration of its own",
+                       hint="borrow from a calibrated preset (planner presets lists them)")
+    if isinstance(source.topology, Switched) != isinstance(f["topology"], Switched):
+        raise at.error(f"{name!r} has another kind of topology (torus vs switched)",
+                       hint="borrow from a cluster of the same kind: its constants are per torus or per level")
+    cal = source.calibration
+    if cal.levels:
+        ours, theirs = f["topology"].levels, source.topology.levels
+        if len(ours) != len(theirs):
+            raise at.error(f"{name!r} has {len(theirs)} switched levels, this cluster {len(ours)}",
+                           hint="borrow from a cluster with as many levels")
+        cal = replace(cal, levels={mine.name: cal.levels[other.name]
+                                   for mine, other in zip(ours, theirs) if other.name in cal.levels})
+    return cal
+
+
+def _check_level_names(f: Fields, calibration: Calibration) -> None:
+    """Every `calibration.levels` name must be one of the topology's levels."""
+    names = [level.name for level in f["topology"].levels]
+    if "calibration" not in f.values:
+        return
+    for key, _, levels_at in entries(f.where["calibration"], "calibration"):
+        if key != "levels":
+            continue
+        for name, name_at, _ in entries(levels_at, "per-level constants"):
+            if name not in names:
+                raise name_at.error(f"{name!r} is not a level of this cluster's topology",
+                                    hint=f"its levels: {', '.join(names)}")
 
 
 def _read_level_calibration(at: At) -> dict[str, dict[str, float]]:

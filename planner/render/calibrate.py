@@ -195,9 +195,10 @@ def cluster_yaml(text: str, assessment, data, command: str) -> str:
     """`text` (a cluster YAML) with the bandwidth model and `calibration:` block of the fit; the
     rest of the file (comments included) is kept."""
     from planner.commands.calibrate import CONSTANTS, bandwidth_model
+    from planner.render.calibrate_kernels import without_borrowed
     fit = assessment.fit
     model = bandwidth_model(fit.cluster)
-    lines = text.splitlines(keepends=True)
+    lines = without_borrowed(text).splitlines(keepends=True)
     if lines and not lines[-1].endswith("\n"):
         lines[-1] += "\n"
     root = yaml.compose("".join(lines), Loader=yaml.SafeLoader)

@@ -79,9 +79,16 @@ def accuracy_section(data, fit, command: str) -> str:
     return "\n".join(out)
 
 
+def without_borrowed(text: str) -> str:
+    """A cluster YAML without its borrowed-calibration rule (comment and keys): fitted constants replace it."""
+    text = re.sub(r"(?m)^# Calibration: no published.*\n(?:#.*\n)*", "", text)
+    return re.sub(r"(?m)^calibration_(?:borrowed_from|confidence):.*\n", "", text)
+
+
 def cluster_yaml(text: str, fit, data, command: str) -> str:
     """The cluster file with its calibration block replaced by the fitted one."""
     text = re.sub(r"(?m)^# calibration: omitted.*\n", "", text)
+    text = without_borrowed(text)
     text = re.sub(r"(?m)^calibration:\n(?:[ #].*\n|\n)*", "", text)
     c = fit.cluster.calibration
     block = ["calibration:",

@@ -113,14 +113,22 @@ UNCALIBRATED = "uncalibrated"
 
 
 def calibration_label(cluster) -> str:
-    """'uncalibrated' (ideal constants) or 'calibrated', for CSV columns and one-line notes."""
-    return "calibrated" if cluster.calibrated else UNCALIBRATED
+    """'calibrated', 'uncalibrated' (ideal constants) or 'calibration borrowed from X (not
+    fitted)', for CSV columns and one-line notes."""
+    return cluster.calibration_status
 
 
 def calibration_note(cluster) -> str | None:
-    """A warning for a cluster whose calibration constants were never fitted."""
+    """A warning for a cluster whose calibration constants were never fitted to it."""
     if cluster.calibrated:
         return None
+    if cluster.calibration_borrowed_from is not None:
+        low = (" Low confidence: another vendor's chip and software stack."
+               if cluster.calibration_confidence == "low" else "")
+        return (f"{cluster.name}: {cluster.calibration_status}. No published measurements of this chip are in "
+                f"the calibration sets, so it carries {cluster.calibration_borrowed_from}'s fitted efficiencies "
+                f"and latencies by a stated rule (see its cluster file); expect errors beyond "
+                f"{cluster.calibration_borrowed_from}'s published residuals.{low} Fit it with `planner calibrate`.")
     return (f"{cluster.name} is {UNCALIBRATED}: ideal calibration constants (never fitted to measurements): peak "
             f"FLOP/s and bandwidths with no latency per collective (optimistic: small batches over "
             f"many chips look better than they are), and no overlap of activation collectives with "

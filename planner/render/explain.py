@@ -34,6 +34,7 @@ def explain_dict(ev: Evaluation, cluster=None) -> dict:
     if cluster is not None:
         out["cluster"] = cluster.name
         out["calibrated"] = cluster.calibrated
+        out["calibration_status"] = cluster.calibration_status
     c = ev.candidate
     w = ev.workload
     out["workload"] = ({"input_tokens": w.input_tokens} if c.phase is Phase.PREFILL

@@ -72,7 +72,10 @@ def _legend(result: SearchResult, width: int) -> list:
     table = marks(names)
     lines, line = [], Text("FFN layout: ")
     if not result.plan.cluster.calibrated:  # say so in the plot too, not only in the tables
-        lines.append(Text(f"{result.plan.cluster.name}: uncalibrated (ideal constants)", style="yellow"))
+        cluster = result.plan.cluster
+        status = "uncalibrated (ideal constants)" if cluster.calibration_borrowed_from is None \
+            else cluster.calibration_status
+        lines.append(Text(f"{cluster.name}: {status}", style="yellow"))
     for name in names:
         mark, colour = table[name]
         if len(line.plain) + len(name) + 2 > width and line.plain.strip():

@@ -21,13 +21,14 @@ def presets_table(console, *, ascii_only: bool = False) -> None:
     console.print()
     rows, clusters = [], [(name, load_cluster(name)) for name in list_presets("clusters")]
     for name, c in clusters:
-        rows.append((name + ("" if c.calibrated else "*"), fmt_rate(c.chip.peak_bf16_flop_per_s, "FLOP/s"),
+        rows.append((name + ("" if c.calibrated else "+" if c.calibration_borrowed_from else "*"), fmt_rate(c.chip.peak_bf16_flop_per_s, "FLOP/s"),
                      fmt_bytes(c.chip.hbm_bytes),
                      fmt_rate(c.chip.hbm_bytes_per_s, "B/s"), _topology(c.topology), _counts(c.topology.chip_counts)))
     print_grid(console, [Column("cluster", right=False), Column("bf16 peak"), Column("HBM"),
                          Column("HBM bw"), Column("network", right=False, wrap=True),
                          Column("chips", right=False, wrap=True)], rows, ascii_only=ascii_only)
-    print_wrapped(console, "* uncalibrated: ideal constants, never fitted to measurements.", style="dim")
+    print_wrapped(console, "* uncalibrated: ideal constants, never fitted to measurements. + calibration "
+                  "borrowed from another preset by a stated rule (its file says which), not fitted.", style="dim")
     console.print()
     console.print("Sources", style="bold", highlight=False)
     for name, c in clusters:

@@ -162,8 +162,22 @@ class Cluster:
     calibration: Calibration = field(default_factory=Calibration)
     source: str = ""
     price_usd_per_chip_hour: float | None = None
+    # A preset without measurements of its own: the preset whose fitted constants it carries by a
+    # stated rule (not fitted: "calibration borrowed from ..." in every output), and how much to
+    # trust that rule ("low": another vendor's chip and software).
+    calibration_borrowed_from: str | None = None
+    calibration_confidence: str | None = None
 
     @property
     def calibrated(self) -> bool:
-        """False for ideal constants, never fitted to measurements ("uncalibrated" in every output)."""
-        return self.calibration != Calibration()
+        """True only for constants fitted to measurements of this cluster: False for ideal
+        constants ("uncalibrated") and for borrowed ones (`calibration_status`)."""
+        return self.calibration_borrowed_from is None and self.calibration != Calibration()
+
+    @property
+    def calibration_status(self) -> str:
+        """'calibrated', 'uncalibrated' (ideal constants) or 'calibration borrowed from X (not fitted)'."""
+        if self.calibration_borrowed_from is not None:
+            low = ", low confidence" if self.calibration_confidence == "low" else ""
+            return f"calibration borrowed from {self.calibration_borrowed_from} (not fitted{low})"
+        return "calibrated" if self.calibrated else "uncalibrated"
