@@ -57,7 +57,7 @@ from planner.cost.layouts import AttentionLayout, CollectiveKind, ExpertLayout, 
 from planner.cost.layouts.experts import moe_layers
 from planner.cost.layouts.base import StepShape, collective_term, size
 from planner.cost.mesh import Mesh
-from planner.cost.network import collective_latency_seconds, collective_seconds, ring_steps
+from planner.cost.network import collective_latency_by_level, collective_seconds, ring_steps
 from planner.specs.formats import Formats, KvFormat, Sparsity
 from planner.specs.hardware import ACTIVATION_BYTES, Cluster, WeightFormat
 from planner.specs.model import Model
@@ -121,6 +121,7 @@ class Evaluation:
     ring_steps: int  # ring steps of all collectives per step; each pays collective_latency_s
     prefetched_ring_steps: int  # those of the prefetched weight all-gathers
     comm_latency_s: float  # the part of comm_s that is latency: each collective's time at zero bytes
+    comm_latency_by_level_s: tuple[tuple[str, float], ...]  # comm_latency_s per switched level ("torus": one)
     overhead_s: float
     step_s: np.ndarray
     latency_s: np.ndarray
@@ -204,7 +205,7 @@ def evaluate(model: Model, cluster: Cluster, workload: Workload, candidate: Cand
     zero = np.zeros(batch.shape)
     flops, hbm, comm_s, prefetched_s, steps, prefetched_steps = zero, zero, zero, zero, 0, 0
     activation_flops = zero
-    latency, kernels = 0.0, 0
+    by_level, kernels = {}, 0  # collective latency per switched level (or "torus")
     for term, repeat in terms:
         if term.activation_matmul:
             activation_flops = activation_flops + repeat * matmul_flops(cal, term)
@@ -216,7 +217,8 @@ def evaluate(model: Model, cluster: Cluster, workload: Workload, candidate: Cand
             seconds = repeat * collective_seconds(cluster, c.mesh, term.collective)
             hops = repeat * ring_steps(c.mesh, term.collective)
             comm_s, steps = comm_s + seconds, steps + hops
-            latency += repeat * collective_latency_seconds(cluster, c.mesh, term.collective)
+            for level, t in collective_latency_by_level(cluster, c.mesh, term.collective).items():
+                by_level[level] = by_level.get(level, 0.0) + repeat * t
             if term.collective.prefetched:
                 prefetched_s, prefetched_steps = prefetched_s + seconds, prefetched_steps + hops
     # flops: padded (matmul_flops)
@@ -255,7 +257,8 @@ def evaluate(model: Model, cluster: Cluster, workload: Workload, candidate: Cand
     return Evaluation(
         candidate=c, model=model, workload=workload, batch=batch, tokens=tokens, compute_s=compute_s, memory_s=memory_s,
         comm_s=comm_s, prefetched_s=prefetched_s, critical_s=critical_s, overlap=cal.overlap,
-        ring_steps=steps, prefetched_ring_steps=prefetched_steps, comm_latency_s=latency,
+        ring_steps=steps, prefetched_ring_steps=prefetched_steps, comm_latency_s=sum(by_level.values()),
+        comm_latency_by_level_s=tuple(by_level.items()),
         overhead_s=overhead_s, step_s=step_s, latency_s=latency_s, mfu=mfu,
         cost_chip_s_per_token=c.mesh.chips * latency_s / tokens, tokens_per_s=tokens / latency_s,
         weight_bytes=weight_bytes, kv_bytes=kv_bytes, activation_bytes=activation_bytes,

@@ -122,6 +122,21 @@ def collective_latency_seconds(cluster: Cluster, mesh: Mesh, collective: Collect
     return float(collective_seconds(cluster, mesh, zero))
 
 
+def collective_latency_by_level(cluster: Cluster, mesh: Mesh, collective: Collective) -> dict[str, float]:
+    """`collective_latency_seconds` split by the switched levels it spans (their own constants),
+    or one entry, "torus", on a torus. At zero bytes a level's time does not depend on the others."""
+    zero = Collective(kind=collective.kind, axes=collective.axes, bytes_per_chip=0.0,
+                      prefetched=collective.prefetched)
+    topology = cluster.topology
+    if isinstance(topology, Torus):
+        seconds = float(collective_seconds(cluster, mesh, zero))
+        return {"torus": seconds} if seconds else {}
+    spans = dict(_spans(mesh, collective.axes))
+    return {level.name: float(_switched_seconds(topology, cluster.calibration, zero, {level.name: spans[level.name]},
+                                                spans[level.name]))
+            for level in topology.levels if spans.get(level.name, 1) > 1}
+
+
 def kernel_collective_seconds(cluster: Cluster, kind: CollectiveKind, bytes_per_chip, gpus: int):
     """A collective of `bytes_per_chip` over `gpus` GPUs of a switched cluster, filling the inner
     levels first (one node of 8, then nodes): a row of a collective kernel table."""

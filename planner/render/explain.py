@@ -64,7 +64,8 @@ def explain_dict(ev: Evaluation, cluster=None) -> dict:
                              usable=num(cluster.chip.usable_hbm_bytes))
     out["combine"] = {"overlap": num(ev.overlap), "critical_path_s": num(float(ev.critical_s[0])),
                       "prefetched_comm_s": num(float(ev.prefetched_s[0])), "ring_steps": ev.ring_steps,
-                      "comm_latency_s": num(ev.comm_latency_s)}
+                      "comm_latency_s": num(ev.comm_latency_s),
+                      "comm_latency_by_level_s": {name: num(t) for name, t in ev.comm_latency_by_level_s}}
     return out
 
 
@@ -90,9 +91,12 @@ def combine_lines(ev: Evaluation) -> list[str]:
     lines = []
     if ev.ring_steps:
         latency = ev.comm_latency_s
+        levels = ev.comm_latency_by_level_s
+        per = f"{ev.ring_steps} ring steps x {fmt_seconds(latency / ev.ring_steps)}" if \
+            [name for name, _ in levels] in ([], ["torus"]) else \
+            ", ".join(f"{name} {fmt_seconds(t)}" for name, t in levels) + f"; {ev.ring_steps} ring steps"
         lines.append(f"network  {fmt_seconds(float(ev.comm_s[0]))} = {fmt_seconds(float(ev.comm_s[0]) - latency)} "
-                     f"moving bytes + {fmt_seconds(latency)} latency ({ev.ring_steps} ring steps x "
-                     f"{fmt_seconds(latency / ev.ring_steps)})")
+                     f"moving bytes + {fmt_seconds(latency)} latency ({per})")
     lines += [f"overlap  max(compute {fmt_seconds(float(ev.compute_s[0]))}, memory "
              f"{fmt_seconds(float(ev.memory_s[0]))}) + activation collectives {fmt_seconds(active)} - "
              f"{f:.4g} x the smaller of the two = {fmt_seconds(critical)}"]
