@@ -68,6 +68,9 @@ NOT_MODELLED = """\
   writes in prefill, and memory fragmentation (capacity is weights + KV cache + working set)."""
 
 
+GPU_PAGES = ("a100-80gb", "h100-sxm", "h200-sxm")  # docs/accuracy-gpu-<name>.md
+
+
 def accuracy_page(data, base, assessments: dict, others, command: str) -> str:
     from planner.commands.calibrate import ACCURACY_TARGET as LIMIT
     from planner.commands.calibrate import CONSTANTS, bandwidth_model
@@ -86,6 +89,9 @@ def accuracy_page(data, base, assessments: dict, others, command: str) -> str:
         if shipped else
         f"This page fits the calibration constants of `{base.name}` to the {len(data.points)} "
         f"points of `{data.file}` and shows every residual.",
+        "",
+        "GPU presets have their own pages, written by `planner calibrate` on their measurement "
+        "files: " + ", ".join(f"[`{gpu}`](accuracy-gpu-{gpu}.md)" for gpu in GPU_PAGES) + ".",
         "",
         "## Summary",
         "",
