@@ -256,9 +256,16 @@ def test_mixtral_plans_on_one_to_eight_h100s():
 
 
 def test_deepseek_v3_on_256_h200s_decodes_with_wide_ep_and_batch_sharded_attention():
+    """With ideal constants (the formula alone). With h200-sxm's fitted constants the fixed
+    per-level collective latency makes ep-yz with head-sharded attention the faster at batch 64
+    (34.4 ms per step), so the calibrated preset is replaced by its ideal variant here."""
+    from dataclasses import replace as _replace
+
     from planner.search.search import search
+    from planner.specs.hardware import Calibration
     plan = load_plan(None, model="deepseek-v3", cluster="h200-sxm", chips=(256,), batches=(64, 256),
                      weights=("fp8", "bf16"), ffn=("ws2d",), phases=("decode",), output_tokens=256, context=4096)
+    plan = _replace(plan, cluster=_replace(plan.cluster, calibration=Calibration()))
     frontier = search(plan).phases[0].frontier
     assert frontier and all(p.experts == "ep" and p.attention == "batch" for p in frontier)
 
