@@ -53,6 +53,8 @@ min(senders, receivers) links carry it in parallel:  D / (min(n_send, n_recv) * 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from planner.cost.layouts.base import Collective, CollectiveKind
@@ -71,20 +73,77 @@ def ring_steps(mesh: Mesh, collective: Collective) -> int:
     return int(_PASSES[collective.kind]) * sum(k - 1 for _, k in mesh.pieces(collective.axes))
 
 
+@dataclass(frozen=True)
+class Line:
+    """A collective's time along one path, as data: latency_s + (sum over the levels (or torus
+    axes) it crosses of bytes x a x b / c / d x e x g / f) / efficiency. Factors of 1 and levels
+    of zeros stand for steps a formula does not have, so every collective computes its seconds
+    in one order of operations (the search evaluates many meshes in one numpy pass and must get
+    the bits `collective_seconds` gets). A collective takes the fastest of its lines."""
+
+    latency_s: float
+    efficiency: float
+    levels: tuple[tuple[float, float, float, float, float, float, float], ...]
+
+
 def collective_seconds(cluster: Cluster, mesh: Mesh, collective: Collective):
-    pieces = mesh.pieces(collective.axes)
+    """Seconds of `collective` on `mesh`: the fastest of its `collective_lines`."""
+    lines = collective_lines(cluster, mesh, collective.kind, collective.axes, collective.prefetched)
+    data = np.asarray(collective.bytes_per_chip, dtype=float)
+    times = []
+    for line in lines:
+        seconds = 0.0
+        for a, b, c, d, e, g, f in line.levels:
+            seconds = seconds + data * a * b / c / d * e * g / f
+        times.append(seconds / line.efficiency + line.latency_s)
+    return times[0] if len(times) == 1 else np.minimum.reduce(times)
+
+
+def lines_seconds(factors: np.ndarray, efficiency: np.ndarray, latency_s: np.ndarray, data: np.ndarray):
+    """`collective_seconds` over many collectives at once, in its order of operations: `factors`
+    (..., lines, levels, 7), `efficiency` and `latency_s` (..., lines) stacked from Lines (padded
+    with copies of a line), `data` the bytes per chip broadcast against (..., points)."""
+    data = data[..., None, :]  # against the lines axis
+    seconds = 0.0
+    for j in range(factors.shape[-2]):
+        a, b, c, d, e, g, f = (factors[..., j, k, None] for k in range(7))
+        seconds = seconds + data * a * b / c / d * e * g / f
+    times = seconds / efficiency[..., None] + latency_s[..., None]
+    return times[..., 0, :] if times.shape[-2] == 1 else times.min(axis=-2)
+
+
+def collective_lines(cluster: Cluster, mesh: Mesh, kind: CollectiveKind, axes: str,
+                     prefetched: bool = False) -> tuple[Line, ...]:
+    """The lines of a collective over `axes` of `mesh`: they depend only on the pieces it spans
+    (and the slice's, for a torus), its kind and whether it is prefetched, not on its bytes."""
+    pieces = mesh.pieces(axes)
     chips = 1
     for _, k in pieces:
         chips *= k
     if chips == 1:
-        return 0.0 * np.asarray(collective.bytes_per_chip)
+        return (Line(latency_s=0.0, efficiency=1.0, levels=((0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0),)),)
     topology, cal = cluster.topology, cluster.calibration
     if isinstance(topology, Torus):
-        seconds = _torus_seconds(topology, mesh, collective, pieces, chips)
+        levels = (_torus_factors(topology, mesh, kind, pieces, chips),)
     else:
-        seconds = _switched_seconds(topology, collective, pieces, chips)
-    efficiency = cal.weight_gather_efficiency if collective.prefetched else cal.network_efficiency
-    return seconds / efficiency + cal.collective_latency_s * ring_steps(mesh, collective)
+        levels = _switched_factors(topology, kind, pieces, chips)
+    efficiency = cal.weight_gather_efficiency if prefetched else cal.network_efficiency
+    steps = int(_PASSES[kind]) * sum(k - 1 for _, k in pieces)  # ring_steps
+    return (Line(latency_s=cal.collective_latency_s * steps, efficiency=efficiency, levels=levels),)
+
+
+class LineCache:
+    """`collective_lines` kept per (slice, pieces spanned, kind, prefetched) for a whole search."""
+
+    def __init__(self, cluster: Cluster):
+        self.cluster, self._lines = cluster, {}
+
+    def __call__(self, mesh: Mesh, kind: CollectiveKind, axes: str, prefetched: bool) -> tuple[Line, ...]:
+        key = (mesh.physical, mesh.wraparound, mesh.pieces(axes), kind, prefetched)
+        lines = self._lines.get(key)
+        if lines is None:
+            lines = self._lines[key] = collective_lines(self.cluster, mesh, kind, axes, prefetched)
+        return lines
 
 
 def torus_bandwidth(torus: Torus, mesh: Mesh, pieces) -> float:
@@ -96,29 +155,29 @@ def torus_bandwidth(torus: Torus, mesh: Mesh, pieces) -> float:
     return per_axis * (sum(shares) if shares else 1.0)
 
 
-def _torus_seconds(torus: Torus, mesh: Mesh, collective: Collective, pieces, chips: int):
-    moved = np.asarray(collective.bytes_per_chip) * (chips - 1) / chips * _PASSES[collective.kind]
-    if collective.kind is CollectiveKind.ALL_TO_ALL:
-        moved = moved * max(1.0, sum(k / 4.0 for _, k in pieces))
-    return moved / torus_bandwidth(torus, mesh, pieces)
+def _torus_factors(torus: Torus, mesh: Mesh, kind: CollectiveKind, pieces, chips: int) -> tuple:
+    """D (K-1)/K x passes [x h for an all-to-all] / W, as Line factors."""
+    hops = max(1.0, sum(k / 4.0 for _, k in pieces)) if kind is CollectiveKind.ALL_TO_ALL else 1.0
+    return (chips - 1, 1.0, chips, 1.0, _PASSES[kind], hops, torus_bandwidth(torus, mesh, pieces))
 
 
-def _switched_seconds(switched: Switched, collective: Collective, pieces, chips: int):
+def _switched_factors(switched: Switched, kind: CollectiveKind, pieces, chips: int) -> tuple:
+    """Per level spanned, outermost (slowest) first: D (k-1) P / K / W_l x passes, or for an
+    all-to-all D (k-1) / k / W_l, as Line factors."""
     spans: dict[str, int] = {}
     for name, k in pieces:
         spans[name] = spans.get(name, 1) * k
-    data = np.asarray(collective.bytes_per_chip, dtype=float)
-    seconds, done = 0.0, 1
+    levels, done = [], 1
     for level in reversed(switched.levels):  # outermost (slowest) first
         k = spans.get(level.name, 1)
         if k == 1:
             continue
-        if collective.kind is CollectiveKind.ALL_TO_ALL:
-            seconds = seconds + data * (k - 1) / k / level.bandwidth(k)
+        if kind is CollectiveKind.ALL_TO_ALL:
+            levels.append((k - 1, 1.0, k, level.bandwidth(k), 1.0, 1.0, 1.0))
         else:
-            seconds = seconds + data * (k - 1) * done / chips / level.bandwidth(k) * _PASSES[collective.kind]
+            levels.append((k - 1, done, chips, level.bandwidth(k), _PASSES[kind], 1.0, 1.0))
         done *= k
-    return seconds
+    return tuple(levels)
 
 
 def scale_out_bytes_per_s(cluster: Cluster) -> float:
