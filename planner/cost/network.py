@@ -121,7 +121,7 @@ def collective_lines(cluster: Cluster, mesh: Mesh, kind: CollectiveKind, axes: s
     for _, k in pieces:
         chips *= k
     if chips == 1:
-        return (Line(latency_s=0.0, efficiency=1.0, levels=((0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0),)),)
+        return (Line(latency_s=0.0, efficiency=1.0, levels=(_NO_LEVEL,)),)
     topology, cal = cluster.topology, cluster.calibration
     if isinstance(topology, Torus):
         levels = (_torus_factors(topology, mesh, kind, pieces, chips),)
@@ -136,7 +136,7 @@ class LineCache:
     """`collective_lines` kept per (slice, pieces spanned, kind, prefetched) for a whole search."""
 
     def __init__(self, cluster: Cluster):
-        self.cluster, self._lines = cluster, {}
+        self.cluster, self._lines, self._arrays = cluster, {}, {}
 
     def __call__(self, mesh: Mesh, kind: CollectiveKind, axes: str, prefetched: bool) -> tuple[Line, ...]:
         key = (mesh.physical, mesh.wraparound, mesh.pieces(axes), kind, prefetched)
@@ -144,6 +144,51 @@ class LineCache:
         if lines is None:
             lines = self._lines[key] = collective_lines(self.cluster, mesh, kind, axes, prefetched)
         return lines
+
+    def arrays(self, mesh: Mesh, kind: CollectiveKind, axes: str, prefetched: bool):
+        """The lines as arrays for `lines_seconds`: factors (lines, levels, 7), efficiency and
+        latency_s (lines,); levels padded with zeros to the topology's count."""
+        key = (mesh.physical, mesh.wraparound, mesh.pieces(axes), kind, prefetched)
+        out = self._arrays.get(key)
+        if out is None:
+            lines = self(mesh, kind, axes, prefetched)
+            depth = max(len(line.levels) for line in lines)
+            if isinstance(self.cluster.topology, Switched):
+                depth = max(depth, len(self.cluster.topology.levels))
+            out = self._arrays[key] = (
+                np.array([line.levels + (_NO_LEVEL,) * (depth - len(line.levels)) for line in lines], dtype=float),
+                np.array([line.efficiency for line in lines]), np.array([line.latency_s for line in lines]))
+        return out
+
+
+def network_seconds(lines: LineCache, meshes, collectives, data: np.ndarray, repeats: np.ndarray,
+                    prefetched: np.ndarray):
+    """(comm_s, prefetched_s), each (meshes, points): `collectives` (each with bytes per chip
+    `data` (collectives, points), repeated `repeats` (collectives, 1) times, `prefetched` or not)
+    on each of `meshes` (groupings of the same logical sizes), summed in dataflow order, each
+    term as `collective_seconds` computes it."""
+    shape = (len(meshes), data.shape[-1])
+    if not collectives:
+        return np.zeros(shape), np.zeros(shape)
+    per_mesh = [[lines.arrays(mesh, k.kind, k.axes, k.prefetched) for k in collectives] for mesh in meshes]
+    if len({a[0].shape for row in per_mesh for a in row}) > 1:  # lines of different counts: pad them
+        per_mesh = [[pad_lines(a, per_mesh) for a in row] for row in per_mesh]
+    factors, efficiency, latency_s = (np.array([[a[i] for a in row] for row in per_mesh]) for i in range(3))
+    seconds = repeats * lines_seconds(factors, efficiency, latency_s, data)
+    comm_s = np.add.accumulate(seconds, axis=1)[:, -1]  # in order, as a running sum
+    prefetched_s = np.add.accumulate(np.where(prefetched[:, None], seconds, 0.0), axis=1)[:, -1]
+    return comm_s, prefetched_s
+
+
+_NO_LEVEL = (0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0)  # adds exactly nothing
+
+
+def pad_lines(arrays, rows):
+    """`LineCache.arrays` padded with copies of its last line to the most lines in `rows`."""
+    most = max(a[0].shape[0] for row in rows for a in row)
+    factors, efficiency, latency_s = arrays
+    take = np.minimum(np.arange(most), factors.shape[0] - 1)
+    return factors[take], efficiency[take], latency_s[take]
 
 
 def torus_bandwidth(torus: Torus, mesh: Mesh, pieces) -> float:
