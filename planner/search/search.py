@@ -93,9 +93,12 @@ class SearchResult:
         return tuple(sorted(totals.items()))
 
 
-def candidates(plan: Plan, phase: Phase, chips: tuple[int, ...] | None = None) -> list[Candidate]:
-    """Every distinct discrete choice for `phase` (mesh groupings that cost the same are merged)."""
+def candidates(plan: Plan, phase: Phase, chips: tuple[int, ...] | None = None,
+               formats: tuple | None = None) -> list[Candidate]:
+    """Every distinct discrete choice for `phase` (mesh groupings that cost the same are merged),
+    in each of `formats` (default: the plan's)."""
     space, model = plan.space, plan.model
+    formats = space.formats(plan.cluster.chip) if formats is None else formats
     out, seen = [], set()
     for n, p in ((n, p) for n in chips or space.chips for p in space.stages
                  if p <= model.n_layers and (p == 1 or model.experts is None)):
@@ -119,7 +122,7 @@ def candidates(plan: Plan, phase: Phase, chips: tuple[int, ...] | None = None) -
                         seen.add(key)
                         out.extend(Candidate(phase=phase, mesh=mesh, ffn=ffn, attention=attention, weights=f.weights,
                                              kv_cache=f.kv_cache, sparsity=f.sparsity, experts=experts, stages=p)
-                                   for f in space.formats(plan.cluster.chip))
+                                   for f in formats)
     return out
 
 
@@ -138,7 +141,7 @@ def search(plan: Plan, progress: Callable[[int, int], None] | None = None,
     a frontier: then that phase comes back empty, with the reason in `infeasible`."""
     formats = plan.space.formats(plan.cluster.chip)
     # one evaluation sweeps every batch size and format combination of a layout on a mesh
-    work = [(phase, candidates(plan, phase)[::len(formats)]) for phase in plan.space.phases]
+    work = [(phase, candidates(plan, phase, formats=formats[:1])) for phase in plan.space.phases]
     total, done = sum(len(c) for _, c in work), [0]
 
     def step(count: int = 1) -> None:
