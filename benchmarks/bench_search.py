@@ -41,8 +41,8 @@ def median_time(runs: int, fn) -> float:
 
 def discrete(plan) -> int:
     """Discrete candidates of a plan: what one evaluation covers (all batch sizes and formats)."""
-    per_format = max(1, len(plan.space.weights))
-    return sum(len(candidates(plan, phase)) for phase in plan.space.phases) // per_format
+    first = plan.space.formats(plan.cluster.chip)[:1]
+    return sum(len(candidates(plan, phase, formats=first)) for phase in plan.space.phases)
 
 
 def report_search(label: str, plan, runs: int) -> None:

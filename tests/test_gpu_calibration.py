@@ -174,3 +174,40 @@ def test_switched_level_is_one_group_whatever_its_sub_axes():
     for mesh in meshes(cluster, 8):
         assert ring_steps(mesh, c) == 14
         assert float(collective_seconds(cluster, mesh, c)) == pytest.approx(expected)
+
+
+def test_two_protocol_lines_per_collective():
+    """A collective over both levels of a calibrated preset is two Lines (LL, bulk), each summed
+    over the levels; with the bulk pair on the inner level only, that is the inner level's faster
+    protocol plus the outer level's one line, and its latency split by level is the line fastest
+    at zero bytes."""
+    from dataclasses import replace
+
+    from planner.cost.layouts import CollectiveKind
+    from planner.cost.mesh import meshes
+    from planner.cost.network import collective_lines, kernel_collective_seconds, latency_line
+
+    cluster = load_cluster("h100-sxm")
+    cal = cluster.calibration
+    inner, outer = (cal.level(level.name) for level in cluster.topology.levels)
+    assert inner.bulk_latency_s is not None and outer.bulk_latency_s is None
+    mesh = next(m for m in meshes(cluster, 16) if len(m.pieces("xyz")) > 1)
+    lines = collective_lines(cluster, mesh, CollectiveKind.ALL_REDUCE, "xyz")
+    assert len(lines) == 2
+    nv, ib = (level.bandwidth(k) for level, k in zip(cluster.topology.levels, (8, 2)))
+    for data in (1e3, 1e6, 1e9):  # by hand: ring all-reduce, IB first (2 GPUs), then NVLink (8)
+        x_ib, x_nv = data * 1 * 1 / 16 * 2, data * 7 * 2 / 16 * 2
+        t_ib = outer.latency_s + outer.step_latency_s * 2 + x_ib / (outer.efficiency * ib)
+        t_nv = min(inner.latency_s + inner.step_latency_s * 14 + x_nv / (inner.efficiency * nv),
+                   inner.bulk_latency_s + x_nv / (inner.bulk_efficiency * nv))
+        assert float(kernel_collective_seconds(cluster, CollectiveKind.ALL_REDUCE, data, 16)) == \
+            pytest.approx(t_ib + t_nv, rel=1e-12)
+    fast = latency_line(lines)
+    assert dict(fast.latency_by_level) == pytest.approx(
+        {"nvlink": min(inner.latency_s + inner.step_latency_s * 14, inner.bulk_latency_s),
+         "infiniband": outer.latency_s + outer.step_latency_s * 2})
+    # the bulk pair on both levels: one protocol for the whole collective (NCCL picks one)
+    both = replace(cluster, calibration=replace(cal, levels={**cal.levels, "infiniband": {
+        **cal.levels["infiniband"], "bulk_latency_s": 1.0, "bulk_efficiency": 0.99}}))
+    ll, bulk = collective_lines(both, mesh, CollectiveKind.ALL_REDUCE, "xyz")
+    assert bulk.latency_s > 1.0 and ll.latency_s < 1e-3  # the bulk line pays both levels' bulk latency

@@ -37,7 +37,8 @@ import numpy as np
 
 from planner.commands.calibrate import SIGNIFICANT, _levenberg_marquardt, robust_loss
 from planner.commands.kernel_measurements import MODEL_KINDS, KernelMeasurements, Row
-from planner.cost.costmodel import evaluate, gemm_seconds
+from planner.cost.costmodel import evaluate
+from planner.cost.kernels import gemm_seconds
 from planner.cost.network import kernel_collective_seconds
 from planner.cost.request import decode_request
 from planner.errors import ConfigError

@@ -55,9 +55,10 @@ import numpy as np
 
 from planner.cost.layouts import AttentionLayout, CollectiveKind, ExpertLayout, FfnLayout, LayerCost, Term
 from planner.cost.layouts.experts import moe_layers
-from planner.cost.layouts.base import StepShape, collective_term, size
+from planner.cost.layouts.base import StepShape, collective_term
 from planner.cost.mesh import Mesh
-from planner.cost.network import collective_latency_by_level, collective_seconds, ring_steps
+from planner.cost.kernels import matmul_flops
+from planner.cost.network import LineCache, collective_seconds, latency_line, network_seconds, ring_steps
 from planner.specs.formats import Formats, KvFormat, Sparsity
 from planner.specs.hardware import ACTIVATION_BYTES, Cluster, WeightFormat
 from planner.specs.model import Model
@@ -179,6 +180,63 @@ def evaluate(model: Model, cluster: Cluster, workload: Workload, candidate: Cand
     (planner.cost.pipeline) is `model` with its layers only, holding the input embedding if
     `first` and the output projection if `last`; a whole model is both."""
     c = candidate
+    layer = layer_costs(model, cluster, workload, c, batch, formats, first=first, last=last)
+    batch, formats, terms, cal = layer.batch, layer.formats, layer.terms, cluster.calibration
+    lines, by_level = LineCache(cluster), {}  # collective latency per switched level (or "torus")
+    comm_s, prefetched_s = (a[0] for a in network_costs(cluster, (c.mesh,), layer, lines))
+    for t, repeat in terms:
+        if t.collective is not None:  # the line fastest at zero bytes, split by level
+            for level, seconds in latency_line(lines(c.mesh, t.collective.kind, t.collective.axes,
+                                                     t.collective.prefetched)).latency_by_level:
+                by_level[level] = by_level.get(level, 0.0) + repeat * seconds
+    steps = sum(repeat * ring_steps(c.mesh, t.collective) for t, repeat in terms if t.collective is not None)
+    prefetched_steps = sum(repeat * ring_steps(c.mesh, t.collective) for t, repeat in terms
+                           if t.collective is not None and t.collective.prefetched)
+    rows = tuple(_row(cluster, c.mesh, term, repeat, batch.shape, formats[0]) for term, repeat in terms) \
+        if detail else ()
+    compute_s, memory_s, overhead_s = layer.compute_s, layer.memory_s, layer.overhead_s
+    critical_s, step_s, latency_s, mfu = timing(cluster, workload, layer, comm_s, prefetched_s)
+    tokens, hbm_bytes = layer.tokens, layer.hbm_bytes
+    return Evaluation(
+        candidate=c, model=model, workload=workload, batch=batch, tokens=tokens, compute_s=compute_s, memory_s=memory_s,
+        comm_s=comm_s, prefetched_s=prefetched_s, critical_s=critical_s, overlap=cal.overlap,
+        ring_steps=steps, prefetched_ring_steps=prefetched_steps, comm_latency_s=sum(by_level.values()),
+        comm_latency_by_level_s=tuple(by_level.items()),
+        overhead_s=overhead_s, step_s=step_s, latency_s=latency_s, mfu=mfu,
+        cost_chip_s_per_token=c.mesh.chips * latency_s / tokens, tokens_per_s=tokens / latency_s,
+        weight_bytes=layer.weight_bytes, kv_bytes=layer.kv_bytes, activation_bytes=layer.activation_bytes,
+        hbm_bytes=hbm_bytes, hbm_fraction=hbm_bytes / cluster.chip.hbm_bytes,
+        bound=_bound(compute_s, memory_s, comm_s - prefetched_s, critical_s, comm_s), rows=rows, formats=formats,
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class LayerCosts:
+    """A candidate's costs up to its collectives' seconds: everything its logical mesh sizes set,
+    the same for every mesh grouping with those sizes (which differ only in network time)."""
+
+    candidate: Candidate
+    batch: np.ndarray
+    formats: tuple[Formats, ...]
+    terms: tuple[tuple[Term, int], ...]  # (term, layers it repeats over)
+    collective_bytes: np.ndarray  # (collectives, points): bytes per chip of each collective term
+    repeats: np.ndarray  # (collectives, 1)
+    prefetched: np.ndarray  # (collectives,) bool
+    compute_s: np.ndarray
+    memory_s: np.ndarray
+    overhead_s: float
+    tokens: np.ndarray
+    mfu_flops: np.ndarray  # MFU's numerator (Model.mfu_flops)
+    weight_bytes: np.ndarray | float
+    kv_bytes: np.ndarray
+    activation_bytes: np.ndarray
+    hbm_bytes: np.ndarray
+
+
+def layer_costs(model: Model, cluster: Cluster, workload: Workload, candidate: Candidate, batch: np.ndarray,
+                formats: tuple[Formats, ...] | None = None, *, first: bool = True, last: bool = True) -> LayerCosts:
+    """The part of `evaluate` that does not depend on how logical axes map onto physical pieces."""
+    c = candidate
     batch = np.asarray(batch, dtype=np.int64)
     formats = (c.formats,) if formats is None else \
         tuple(f if isinstance(f, Formats) else Formats(weights=f) for f in formats)  # WeightFormat: bf16 KV
@@ -203,24 +261,15 @@ def evaluate(model: Model, cluster: Cluster, workload: Workload, candidate: Cand
              if repeat for term in layer_cost.terms]
     cal = cluster.calibration
     zero = np.zeros(batch.shape)
-    flops, hbm, comm_s, prefetched_s, steps, prefetched_steps = zero, zero, zero, zero, 0, 0
-    activation_flops = zero
-    by_level, kernels = {}, 0  # collective latency per switched level (or "torus")
+    flops, hbm, activation_flops, kernels = zero, zero, zero, 0
     for term, repeat in terms:
+        kernels += repeat * term.kernels * (term.rows is not None)
         if term.activation_matmul:
             activation_flops = activation_flops + repeat * matmul_flops(cal, term)
         else:
             flops = flops + repeat * matmul_flops(cal, term)
-        kernels += repeat * term.kernels * (term.rows is not None)
         hbm = hbm + repeat * term.hbm_bytes
-        if term.collective is not None:
-            seconds = repeat * collective_seconds(cluster, c.mesh, term.collective)
-            hops = repeat * ring_steps(c.mesh, term.collective)
-            comm_s, steps = comm_s + seconds, steps + hops
-            for level, t in collective_latency_by_level(cluster, c.mesh, term.collective).items():
-                by_level[level] = by_level.get(level, 0.0) + repeat * t
-            if term.collective.prefetched:
-                prefetched_s, prefetched_steps = prefetched_s + seconds, prefetched_steps + hops
+    collectives = [(term.collective, repeat) for term, repeat in terms if term.collective is not None]
     # flops: padded (matmul_flops)
     if not isinstance(weight_peak, np.ndarray) and weight_peak == chip.peak_bf16_flop_per_s:
         compute_s = (flops + activation_flops) / (chip.peak_bf16_flop_per_s * cal.matmul_efficiency)
@@ -228,19 +277,11 @@ def evaluate(model: Model, cluster: Cluster, workload: Workload, candidate: Cand
         compute_s = (flops / (weight_peak * cal.matmul_efficiency)
                      + activation_flops / (chip.peak_bf16_flop_per_s * cal.matmul_efficiency))
     memory_s = hbm / (chip.hbm_bytes_per_s * cal.hbm_efficiency)
-    rows = tuple(_row(cluster, c.mesh, term, repeat, batch.shape, formats[0]) for term, repeat in terms) \
-        if detail else ()
-    overhead_s = model.n_layers * cal.layer_overhead_s + kernels * cal.kernel_overhead_s
-    critical_s = critical_path(compute_s, memory_s, comm_s - prefetched_s, cal.overlap)
-    step_s = combine(compute_s, memory_s, comm_s, cal.overlap, prefetched_s) + overhead_s
-
     if c.phase is Phase.PREFILL:
-        tokens, latency_s = batch * workload.input_tokens, step_s
+        tokens = batch * workload.input_tokens
     else:
-        tokens, latency_s = batch * workload.output_tokens, step_s * workload.output_tokens
-    peak = cluster.chip.peak_bf16_flop_per_s
+        tokens = batch * workload.output_tokens
     logit_tokens = batch * (1 if c.phase is Phase.PREFILL else workload.output_tokens)
-    mfu = model.mfu_flops(tokens, logit_tokens) / (c.mesh.chips * peak * latency_s)
 
     weight_bytes = model.n_layers * (ffn.weight_bytes_stored + attention.weight_bytes_stored) + \
         head.weight_bytes_stored
@@ -253,55 +294,35 @@ def evaluate(model: Model, cluster: Cluster, workload: Workload, candidate: Cand
     if moe:  # one layer's gathered weights at a time: a dense layer's or an MoE layer's
         ffn_working = np.maximum(ffn_working if ffn_repeat else 0.0, sum(part.working_bytes for part, _ in moe))
     activation_bytes = residual + ffn_working + attention.working_bytes
-    hbm_bytes = weight_bytes + kv_bytes + activation_bytes
-    return Evaluation(
-        candidate=c, model=model, workload=workload, batch=batch, tokens=tokens, compute_s=compute_s, memory_s=memory_s,
-        comm_s=comm_s, prefetched_s=prefetched_s, critical_s=critical_s, overlap=cal.overlap,
-        ring_steps=steps, prefetched_ring_steps=prefetched_steps, comm_latency_s=sum(by_level.values()),
-        comm_latency_by_level_s=tuple(by_level.items()),
-        overhead_s=overhead_s, step_s=step_s, latency_s=latency_s, mfu=mfu,
-        cost_chip_s_per_token=c.mesh.chips * latency_s / tokens, tokens_per_s=tokens / latency_s,
+    return LayerCosts(
+        candidate=c, batch=batch, formats=formats, terms=tuple(terms),
+        collective_bytes=np.array([np.broadcast_to(np.asarray(k.bytes_per_chip, dtype=float), batch.shape)
+                                   for k, _ in collectives]).reshape(len(collectives), batch.size),
+        repeats=np.array([[repeat] for _, repeat in collectives], dtype=float).reshape(len(collectives), 1),
+        prefetched=np.array([k.prefetched for k, _ in collectives], dtype=bool),
+        compute_s=compute_s, memory_s=memory_s, overhead_s=model.n_layers * cal.layer_overhead_s + kernels * cal.kernel_overhead_s,
+        tokens=tokens,
+        mfu_flops=model.mfu_flops(tokens, logit_tokens),
         weight_bytes=weight_bytes, kv_bytes=kv_bytes, activation_bytes=activation_bytes,
-        hbm_bytes=hbm_bytes, hbm_fraction=hbm_bytes / cluster.chip.hbm_bytes,
-        bound=_bound(compute_s, memory_s, comm_s - prefetched_s, critical_s, comm_s), rows=rows, formats=formats,
-    )
+        hbm_bytes=weight_bytes + kv_bytes + activation_bytes)
 
 
-@dataclass(frozen=True, kw_only=True)
-class Padding:
-    """Parts of a layout whose batch shards a batch does not fill evenly."""
-
-    parts: tuple[str, ...]  # "FFN", "attention"
-    shards: int             # batch shards
-    per_chip: int           # sequences each chip computes: ceil(batch / shards)
-    wasted: float           # share of that work that is padding: 1 - batch / (per_chip * shards)
+def network_costs(cluster: Cluster, meshes, layer: LayerCosts, lines: LineCache | None = None):
+    """(comm_s, prefetched_s), each (meshes, points): the layer's collectives on each of `meshes`."""
+    return network_seconds(LineCache(cluster) if lines is None else lines, meshes,
+                           [term.collective for term, _ in layer.terms if term.collective is not None],
+                           layer.collective_bytes, layer.repeats, layer.prefetched)
 
 
-def batch_padding(candidate: Candidate, model: Model, batch: int) -> tuple[Padding, ...]:
-    """The padding of the FFN's batch shards and the attention core's (one entry when both
-    have the same shards), for `batch` sequences."""
-    sizes = candidate.mesh.sizes
-    by_shards: dict[int, list[str]] = {}
-    for part, axes in (("FFN", candidate.ffn.batch_axes),
-                       ("attention", candidate.attention.core_axes(model, candidate.ffn, sizes)[0])):
-        shards = size(sizes, axes)
-        if batch % shards:
-            by_shards.setdefault(shards, []).append(part)
-    out = []
-    for shards, parts in by_shards.items():
-        per_chip = -(-batch // shards)
-        out.append(Padding(parts=tuple(parts), shards=shards, per_chip=per_chip,
-                           wasted=1.0 - batch / (per_chip * shards)))
-    return tuple(out)
-
-
-def matmul_flops(cal, term: Term):
-    """A term's FLOPs as its matmuls cost them: FLOPs * (1 + matmul_half_rows / rows), the
-    efficiency curve eff(m) = matmul_efficiency * m / (m + matmul_half_rows) in the per-chip rows
-    m (see the module docstring; exact FLOPs for terms that are no matmul or ideal constants)."""
-    if term.rows is None or not cal.matmul_half_rows:
-        return term.flops
-    return term.flops * (1.0 + cal.matmul_half_rows / np.maximum(term.rows, 1e-300))
+def timing(cluster: Cluster, workload: Workload, layer: LayerCosts, comm_s, prefetched_s):
+    """(critical_s, step_s, latency_s, mfu) from a layer's costs and its network seconds (any
+    shape that broadcasts against the points)."""
+    c, cal = layer.candidate, cluster.calibration
+    critical_s = critical_path(layer.compute_s, layer.memory_s, comm_s - prefetched_s, cal.overlap)
+    step_s = combine(layer.compute_s, layer.memory_s, comm_s, cal.overlap, prefetched_s) + layer.overhead_s
+    latency_s = step_s if c.phase is Phase.PREFILL else step_s * workload.output_tokens
+    mfu = layer.mfu_flops / (c.mesh.chips * cluster.chip.peak_bf16_flop_per_s * latency_s)
+    return critical_s, step_s, latency_s, mfu
 
 
 def _bound(compute_s, memory_s, active_s, critical_s, comm_s):
@@ -354,16 +375,3 @@ def _row(cluster: Cluster, mesh: Mesh, term: Term, repeat: int, shape: tuple[int
         memory_s=hbm / (chip.hbm_bytes_per_s * cal.hbm_efficiency),
         comm_s=comm_s,
     )
-
-
-def gemm_seconds(cluster: Cluster, m, n: int, k: int, compute: str, weight_bytes: float):
-    """One matmul kernel y[m, n] = x[m, k] W[k, n] (a row of a GEMM table): x and y in bf16,
-    W in `weight_bytes` per element, at the chip's `compute` peak; the roofline of the einsum
-    plus the fixed time of its kernel, as `evaluate` charges every einsum."""
-    cal, chip = cluster.calibration, cluster.chip
-    m = np.asarray(m, dtype=float)
-    term = Term(name="gemm", notation="", flops=2.0 * m * n * k, rows=m,
-                hbm_bytes=ACTIVATION_BYTES * (m * k + m * n) + weight_bytes * k * n)
-    compute_s = matmul_flops(cal, term) / (chip.peak_flop_per_s[compute] * cal.matmul_efficiency)
-    memory_s = term.hbm_bytes / (chip.hbm_bytes_per_s * cal.hbm_efficiency)
-    return np.maximum(compute_s, memory_s) + term.kernels * cal.kernel_overhead_s

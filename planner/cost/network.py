@@ -46,21 +46,28 @@ A switched level is one switch (an NVSwitch island of 8 GPUs, an InfiniBand fabr
 k_l GPUs of one level is ONE group however the layout's logical axes factor it (TP 8 as 2 x 2 x 2
 is one 8-GPU collective, not three 2-GPU rings), and each level has its own constants
 (`Calibration.levels[name]`; a level not given there takes the cluster-wide ones). Level l, with
-x_l the bytes each GPU moves there (above), costs the faster of two lines, NCCL's own tuning
-model of its latency-bound protocol (LL) and its bandwidth protocol (Simple):
+x_l the bytes each GPU moves there (above), has two lines, NCCL's own tuning model of its
+latency-bound protocol (LL) and its bandwidth protocol (Simple):
 
-    t_l = min(a_l + s_l * p (k_l - 1) + x_l / (e_l W_l),     a_l: latency_s, s_l: step_latency_s,
-              b_l + x_l / (f_l W_l))                          e_l: efficiency, p: 2 for all-reduce
-                                                              b_l, f_l: bulk_latency_s, bulk_efficiency
+    t_l = a_l + s_l * p (k_l - 1) + x_l / (e_l W_l)     a_l: latency_s, s_l: step_latency_s,
+    u_l = b_l + x_l / (f_l W_l)                         e_l: efficiency, p: 2 for all-reduce
+                                                        b_l, f_l: bulk_latency_s, bulk_efficiency
 
-(without the bulk pair, the first line alone), and a collective costs the sum over the levels it
-spans. The first line is a fixed cost per collective (kernel launch and synchronisation: about
-5-7 us on NVLink 4) plus a short per-step latency (about 1 us); the second is the pipelined
-protocol, slower to start (tens of us) and faster per byte. Prefetched weight all-gathers
-(`Collective.prefetched`) use `weight_gather_efficiency` in place of the level's efficiencies.
+and, as NCCL picks one protocol for a whole collective, the collective costs the faster of the
+two lines summed over the levels it spans, min(sum t_l, sum u_l), where a level without the
+bulk pair has its first line in both (u_l = t_l; with the pair on one level only, as the fitted
+presets have it, that is the level's own faster line). The first line is a fixed cost per
+collective (kernel launch and synchronisation: about 5-7 us on NVLink 4) plus a short per-step
+latency (about 1 us); the second is the pipelined protocol, slower to start (tens of us) and
+faster per byte. Prefetched weight all-gathers (`Collective.prefetched`) use
+`weight_gather_efficiency` in place of the level's efficiencies.
 With only the cluster-wide constants a level costs k_l - 1 ring steps of `collective_latency_s`
 plus its bytes at `network_efficiency`, the torus formula, so an uncalibrated or TPU-fitted
 cluster is unchanged.
+
+A collective's time is data (`Line`): each line a latency (the sum of its levels' fixed and
+per-step latencies), an efficiency and per-level factors, so a search times many meshes in one
+numpy pass (`network_seconds`) and gets the bits `collective_seconds` gets.
 
 Between two pools of chips (disaggregated serving: a prefill pool hands each request's KV cache
 to a decode pool), D bytes cross the scale-out network: the outermost switched level (e.g.
@@ -70,6 +77,8 @@ min(senders, receivers) links carry it in parallel:  D / (min(n_send, n_recv) * 
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -100,50 +109,142 @@ def _spans(mesh: Mesh, axes: str) -> tuple[tuple[str, int], ...]:
     return tuple(spans.items())
 
 
+@dataclass(frozen=True)
+class Line:
+    """A collective's time along one path, as data: latency_s + (sum over the levels (or torus
+    axes) it crosses of bytes x a x b / c / d x e x g / f) / efficiency. Factors of 1 and levels
+    of zeros stand for steps a formula does not have, so every collective computes its seconds
+    in one order of operations (the search evaluates many meshes in one numpy pass and must get
+    the bits `collective_seconds` gets). A collective takes the fastest of its lines: on switched
+    levels NCCL's two protocols (module docstring), each level's efficiency its factor f's."""
+
+    latency_s: float
+    efficiency: float
+    levels: tuple[tuple[float, float, float, float, float, float, float], ...]
+    # latency_s split by the switched levels it crosses, innermost first ("torus": one entry)
+    latency_by_level: tuple[tuple[str, float], ...] = ()
+
+
 def collective_seconds(cluster: Cluster, mesh: Mesh, collective: Collective):
-    pieces = mesh.pieces(collective.axes)
-    chips = 1
-    for _, k in pieces:
-        chips *= k
-    if chips == 1:
-        return 0.0 * np.asarray(collective.bytes_per_chip)
-    topology, cal = cluster.topology, cluster.calibration
-    if isinstance(topology, Torus):
-        seconds = _torus_seconds(topology, mesh, collective, pieces, chips)
-        efficiency = cal.weight_gather_efficiency if collective.prefetched else cal.network_efficiency
-        return seconds / efficiency + cal.collective_latency_s * ring_steps(mesh, collective)
-    return _switched_seconds(topology, cal, collective, dict(_spans(mesh, collective.axes)), chips)
+    """Seconds of `collective` on `mesh`: the fastest of its `collective_lines`."""
+    lines = collective_lines(cluster, mesh, collective.kind, collective.axes, collective.prefetched)
+    return _fastest(lines, collective.bytes_per_chip)
 
 
-def collective_latency_seconds(cluster: Cluster, mesh: Mesh, collective: Collective) -> float:
-    """The part of a collective's time that does not depend on its bytes: its time at zero bytes."""
-    zero = Collective(kind=collective.kind, axes=collective.axes, bytes_per_chip=0.0,
-                      prefetched=collective.prefetched)
-    return float(collective_seconds(cluster, mesh, zero))
+def _fastest(lines: tuple[Line, ...], bytes_per_chip):
+    data = np.asarray(bytes_per_chip, dtype=float)
+    times = []
+    for line in lines:
+        seconds = 0.0
+        for a, b, c, d, e, g, f in line.levels:
+            seconds = seconds + data * a * b / c / d * e * g / f
+        times.append(seconds / line.efficiency + line.latency_s)
+    return times[0] if len(times) == 1 else np.minimum.reduce(times)
 
 
-def collective_latency_by_level(cluster: Cluster, mesh: Mesh, collective: Collective) -> dict[str, float]:
-    """`collective_latency_seconds` split by the switched levels it spans (their own constants),
-    or one entry, "torus", on a torus. At zero bytes a level's time does not depend on the others."""
-    zero = Collective(kind=collective.kind, axes=collective.axes, bytes_per_chip=0.0,
-                      prefetched=collective.prefetched)
-    topology = cluster.topology
-    if isinstance(topology, Torus):
-        seconds = float(collective_seconds(cluster, mesh, zero))
-        return {"torus": seconds} if seconds else {}
-    spans = dict(_spans(mesh, collective.axes))
-    return {level.name: float(_switched_seconds(topology, cluster.calibration, zero, {level.name: spans[level.name]},
-                                                spans[level.name]))
-            for level in topology.levels if spans.get(level.name, 1) > 1}
+def latency_line(lines: tuple[Line, ...]) -> Line:
+    """The line that is fastest at zero bytes: a collective's latency (and its split by level)."""
+    return min(lines, key=lambda line: line.latency_s)
 
 
 def kernel_collective_seconds(cluster: Cluster, kind: CollectiveKind, bytes_per_chip, gpus: int):
     """A collective of `bytes_per_chip` over `gpus` GPUs of a switched cluster, filling the inner
     levels first (one node of 8, then nodes): a row of a collective kernel table."""
-    switched = cluster.topology
-    spans = {name: k for name, k in level_sizes(switched, gpus) if k > 1}
-    return _switched_seconds(switched, cluster.calibration,
-                             Collective(kind=kind, axes="x", bytes_per_chip=bytes_per_chip), spans, gpus)
+    spans = {name: k for name, k in level_sizes(cluster.topology, gpus) if k > 1}
+    return _fastest(_switched_lines(cluster.topology, cluster.calibration, kind, spans, gpus), bytes_per_chip)
+
+
+def lines_seconds(factors: np.ndarray, efficiency: np.ndarray, latency_s: np.ndarray, data: np.ndarray):
+    """`collective_seconds` over many collectives at once, in its order of operations: `factors`
+    (..., lines, levels, 7), `efficiency` and `latency_s` (..., lines) stacked from Lines (padded
+    with copies of a line), `data` the bytes per chip broadcast against (..., points)."""
+    data = data[..., None, :]  # against the lines axis
+    seconds = 0.0
+    for j in range(factors.shape[-2]):
+        a, b, c, d, e, g, f = (factors[..., j, k, None] for k in range(7))
+        seconds = seconds + data * a * b / c / d * e * g / f
+    times = seconds / efficiency[..., None] + latency_s[..., None]
+    return times[..., 0, :] if times.shape[-2] == 1 else times.min(axis=-2)
+
+
+def collective_lines(cluster: Cluster, mesh: Mesh, kind: CollectiveKind, axes: str,
+                     prefetched: bool = False) -> tuple[Line, ...]:
+    """The lines of a collective over `axes` of `mesh`: they depend only on the pieces it spans
+    (and the slice's, for a torus), its kind and whether it is prefetched, not on its bytes."""
+    pieces = mesh.pieces(axes)
+    chips = 1
+    for _, k in pieces:
+        chips *= k
+    if chips == 1:
+        return (Line(latency_s=0.0, efficiency=1.0, levels=(_NO_LEVEL,)),)
+    topology, cal = cluster.topology, cluster.calibration
+    if isinstance(topology, Switched):
+        return _switched_lines(topology, cal, kind, dict(_spans(mesh, axes)), chips, prefetched)
+    efficiency = cal.weight_gather_efficiency if prefetched else cal.network_efficiency
+    steps = int(_PASSES[kind]) * sum(k - 1 for _, k in pieces)  # ring_steps
+    latency_s = cal.collective_latency_s * steps
+    return (Line(latency_s=latency_s, efficiency=efficiency,
+                 levels=(_torus_factors(topology, mesh, kind, pieces, chips),),
+                 latency_by_level=(("torus", latency_s),) if latency_s else ()),)
+
+
+class LineCache:
+    """`collective_lines` kept per (slice, pieces spanned, kind, prefetched) for a whole search."""
+
+    def __init__(self, cluster: Cluster):
+        self.cluster, self._lines, self._arrays = cluster, {}, {}
+
+    def __call__(self, mesh: Mesh, kind: CollectiveKind, axes: str, prefetched: bool) -> tuple[Line, ...]:
+        key = (mesh.physical, mesh.wraparound, mesh.pieces(axes), kind, prefetched)
+        lines = self._lines.get(key)
+        if lines is None:
+            lines = self._lines[key] = collective_lines(self.cluster, mesh, kind, axes, prefetched)
+        return lines
+
+    def arrays(self, mesh: Mesh, kind: CollectiveKind, axes: str, prefetched: bool):
+        """The lines as arrays for `lines_seconds`: factors (lines, levels, 7), efficiency and
+        latency_s (lines,); levels padded with zeros to the topology's count."""
+        key = (mesh.physical, mesh.wraparound, mesh.pieces(axes), kind, prefetched)
+        out = self._arrays.get(key)
+        if out is None:
+            lines = self(mesh, kind, axes, prefetched)
+            depth = max(len(line.levels) for line in lines)
+            if isinstance(self.cluster.topology, Switched):
+                depth = max(depth, len(self.cluster.topology.levels))
+            out = self._arrays[key] = (
+                np.array([line.levels + (_NO_LEVEL,) * (depth - len(line.levels)) for line in lines], dtype=float),
+                np.array([line.efficiency for line in lines]), np.array([line.latency_s for line in lines]))
+        return out
+
+
+def network_seconds(lines: LineCache, meshes, collectives, data: np.ndarray, repeats: np.ndarray,
+                    prefetched: np.ndarray):
+    """(comm_s, prefetched_s), each (meshes, points): `collectives` (each with bytes per chip
+    `data` (collectives, points), repeated `repeats` (collectives, 1) times, `prefetched` or not)
+    on each of `meshes` (groupings of the same logical sizes), summed in dataflow order, each
+    term as `collective_seconds` computes it."""
+    shape = (len(meshes), data.shape[-1])
+    if not collectives:
+        return np.zeros(shape), np.zeros(shape)
+    per_mesh = [[lines.arrays(mesh, k.kind, k.axes, k.prefetched) for k in collectives] for mesh in meshes]
+    if len({a[0].shape for row in per_mesh for a in row}) > 1:  # lines of different counts: pad them
+        per_mesh = [[pad_lines(a, per_mesh) for a in row] for row in per_mesh]
+    factors, efficiency, latency_s = (np.array([[a[i] for a in row] for row in per_mesh]) for i in range(3))
+    seconds = repeats * lines_seconds(factors, efficiency, latency_s, data)
+    comm_s = np.add.accumulate(seconds, axis=1)[:, -1]  # in order, as a running sum
+    prefetched_s = np.add.accumulate(np.where(prefetched[:, None], seconds, 0.0), axis=1)[:, -1]
+    return comm_s, prefetched_s
+
+
+_NO_LEVEL = (0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0)  # adds exactly nothing
+
+
+def pad_lines(arrays, rows):
+    """`LineCache.arrays` padded with copies of its last line to the most lines in `rows`."""
+    most = max(a[0].shape[0] for row in rows for a in row)
+    factors, efficiency, latency_s = arrays
+    take = np.minimum(np.arange(most), factors.shape[0] - 1)
+    return factors[take], efficiency[take], latency_s[take]
 
 
 def torus_bandwidth(torus: Torus, mesh: Mesh, pieces) -> float:
@@ -155,38 +256,43 @@ def torus_bandwidth(torus: Torus, mesh: Mesh, pieces) -> float:
     return per_axis * (sum(shares) if shares else 1.0)
 
 
-def _torus_seconds(torus: Torus, mesh: Mesh, collective: Collective, pieces, chips: int):
-    moved = np.asarray(collective.bytes_per_chip) * (chips - 1) / chips * _PASSES[collective.kind]
-    if collective.kind is CollectiveKind.ALL_TO_ALL:
-        moved = moved * max(1.0, sum(k / 4.0 for _, k in pieces))
-    return moved / torus_bandwidth(torus, mesh, pieces)
+def _torus_factors(torus: Torus, mesh: Mesh, kind: CollectiveKind, pieces, chips: int) -> tuple:
+    """D (K-1)/K x passes [x h for an all-to-all] / W, as Line factors."""
+    hops = max(1.0, sum(k / 4.0 for _, k in pieces)) if kind is CollectiveKind.ALL_TO_ALL else 1.0
+    return (chips - 1, 1.0, chips, 1.0, _PASSES[kind], hops, torus_bandwidth(torus, mesh, pieces))
 
 
-def _switched_seconds(switched: Switched, cal: Calibration, collective: Collective, spans: dict[str, int],
-                     chips: int):
-    data = np.asarray(collective.bytes_per_chip, dtype=float)
-    passes = _PASSES[collective.kind]
-    seconds, done = 0.0, 1
+def _switched_lines(switched: Switched, cal: Calibration, kind: CollectiveKind, spans: dict[str, int],
+                    chips: int, prefetched: bool = False) -> tuple[Line, ...]:
+    """The first (LL) line and, where a level spanned has the bulk pair, the bulk line. Per level
+    spanned, outermost (slowest) first: D (k-1) P / K / W_l x passes / e_l, or for an all-to-all
+    D (k-1) / k / W_l / e_l, as factors; its latency a_l + s_l x ring steps (or b_l)."""
+    first, bulk, done = [], [], 1
     for level in reversed(switched.levels):  # outermost (slowest) first
         k = spans.get(level.name, 1)
         if k == 1:
             continue
-        if collective.kind is CollectiveKind.ALL_TO_ALL:
-            moved = data * (k - 1) / k
-            steps = k - 1
-        else:
-            moved = data * (k - 1) * done / chips * passes
-            steps = passes * (k - 1)
         c = cal.level(level.name)
-        efficiency, bulk = c.efficiency, c.bulk_efficiency
-        if collective.prefetched:
-            efficiency = bulk = cal.weight_gather_efficiency
-        t = c.latency_s + c.step_latency_s * steps + moved / (efficiency * level.bandwidth(k))
-        if c.bulk_latency_s is not None:
-            t = np.minimum(t, c.bulk_latency_s + moved / (bulk * level.bandwidth(k)))
-        seconds = seconds + t
+        efficiency, bulk_efficiency = (cal.weight_gather_efficiency,) * 2 if prefetched else \
+            (c.efficiency, c.bulk_efficiency)
+        if kind is CollectiveKind.ALL_TO_ALL:
+            steps, factors = k - 1, (k - 1, 1.0, k, level.bandwidth(k), 1.0, 1.0)
+        else:
+            steps, factors = _PASSES[kind] * (k - 1), (k - 1, done, chips, level.bandwidth(k), _PASSES[kind], 1.0)
+        first.append((level.name, c.latency_s + c.step_latency_s * steps, factors + (efficiency,)))
+        bulk.append(first[-1] if c.bulk_latency_s is None else
+                    (level.name, c.bulk_latency_s, factors + (bulk_efficiency,)))
         done *= k
-    return seconds
+    return tuple(_line(levels) for levels in ((first, bulk) if bulk != first else (first,)))
+
+
+def _line(levels) -> Line:
+    """A line of (level, latency_s, factors), outermost first; efficiency in the factors."""
+    latency_s = 0.0
+    for _, seconds, _ in levels:
+        latency_s = latency_s + seconds
+    return Line(latency_s=latency_s, efficiency=1.0, levels=tuple(f for _, _, f in levels) or (_NO_LEVEL,),
+                latency_by_level=tuple((name, seconds) for name, seconds, _ in reversed(levels)))
 
 
 def scale_out_bytes_per_s(cluster: Cluster) -> float:

@@ -7,7 +7,8 @@ import csv
 import io
 
 from planner.commands.runs import point_dict
-from planner.cost.costmodel import Evaluation, batch_padding
+from planner.cost.costmodel import Evaluation
+from planner.cost.padding import batch_padding
 from planner.render.common import (
     Column,
     Note,

@@ -15,6 +15,7 @@ from planner.cost.mesh import stage_meshes
 from planner.cost.pipeline import evaluate_pipeline
 from planner.errors import InfeasibleError
 from planner.specs.formats import Formats, WeightFormat
+from planner.search.sweep import Swept, sweep
 from planner.specs.plan import Phase, Plan
 from planner.units import fmt_bytes, fmt_percent, fmt_seconds
 
@@ -92,9 +93,12 @@ class SearchResult:
         return tuple(sorted(totals.items()))
 
 
-def candidates(plan: Plan, phase: Phase, chips: tuple[int, ...] | None = None) -> list[Candidate]:
-    """Every distinct discrete choice for `phase` (mesh groupings that cost the same are merged)."""
+def candidates(plan: Plan, phase: Phase, chips: tuple[int, ...] | None = None,
+               formats: tuple | None = None) -> list[Candidate]:
+    """Every distinct discrete choice for `phase` (mesh groupings that cost the same are merged),
+    in each of `formats` (default: the plan's)."""
     space, model = plan.space, plan.model
+    formats = space.formats(plan.cluster.chip) if formats is None else formats
     out, seen = [], set()
     for n, p in ((n, p) for n in chips or space.chips for p in space.stages
                  if p <= model.n_layers and (p == 1 or model.experts is None)):
@@ -118,7 +122,7 @@ def candidates(plan: Plan, phase: Phase, chips: tuple[int, ...] | None = None) -
                         seen.add(key)
                         out.extend(Candidate(phase=phase, mesh=mesh, ffn=ffn, attention=attention, weights=f.weights,
                                              kv_cache=f.kv_cache, sparsity=f.sparsity, experts=experts, stages=p)
-                                   for f in space.formats(plan.cluster.chip))
+                                   for f in formats)
     return out
 
 
@@ -137,11 +141,11 @@ def search(plan: Plan, progress: Callable[[int, int], None] | None = None,
     a frontier: then that phase comes back empty, with the reason in `infeasible`."""
     formats = plan.space.formats(plan.cluster.chip)
     # one evaluation sweeps every batch size and format combination of a layout on a mesh
-    work = [(phase, candidates(plan, phase)[::len(formats)]) for phase in plan.space.phases]
+    work = [(phase, candidates(plan, phase, formats=formats[:1])) for phase in plan.space.phases]
     total, done = sum(len(c) for _, c in work), [0]
 
-    def step() -> None:
-        done[0] += 1
+    def step(count: int = 1) -> None:
+        done[0] += count
         if progress is not None:
             progress(done[0], total)
 
@@ -152,26 +156,29 @@ def search(plan: Plan, progress: Callable[[int, int], None] | None = None,
     return SearchResult(plan=plan, phases=phases)
 
 
-def _search_phase(plan: Plan, phase: Phase, layouts: list[Candidate], step: Callable[[], None]) -> PhaseResult:
+def _search_phase(plan: Plan, phase: Phase, layouts: list[Candidate], step: Callable[[int], None]) -> PhaseResult:
     batch = np.array(plan.space.batches, dtype=np.int64)
+    formats = plan.space.formats(plan.cluster.chip)
+    swept = sweep(plan, layouts, batch, formats, cost, step)
     dropped = {DOES_NOT_FIT: 0, TOO_SLOW: 0, STEP_TOO_SLOW: 0, LOW_MFU: 0}
-    kept: list[tuple[Evaluation, np.ndarray]] = []
-    evaluated = 0
     reach = _Reach()
-    for candidate in layouts:
-        ev = cost(plan, candidate, batch, formats=plan.space.formats(plan.cluster.chip))
-        step()
-        evaluated += ev.batch.size
-        ok = _feasible(plan, ev, dropped, reach)
-        if ok.any():
-            kept.append((ev, ok))
-    feasible = sum(int(ok.sum()) for _, ok in kept)
+    ok = _feasible(plan, phase, swept, dropped, reach)
+    evaluated, feasible = swept.latency_s.size, int(ok.sum())
     dropped_items = tuple((r, c) for r, c in sorted(dropped.items()) if c)
     if feasible == 0:
         return PhaseResult(phase=phase, evaluated=evaluated, feasible=0, dropped=dropped_items, frontier=(),
                            infeasible=_nothing_feasible(plan, phase, evaluated, dropped, reach))
+    owner, index = np.nonzero(ok)  # candidate and point of each feasible point, in candidate order
+    evaluations: dict[int, Evaluation] = {}
+    points = []
+    for j in _front(swept.latency_s[ok], swept.mfu[ok]):
+        k = int(owner[j])
+        if k not in evaluations:  # the candidate's Evaluation, as explain and compare get it
+            evaluations[k] = cost(plan, layouts[k], batch, formats=formats)
+        points.append((evaluations[k], int(index[j])))
+    points.sort(key=lambda p: order_key(*p))
     return PhaseResult(phase=phase, evaluated=evaluated, feasible=feasible, dropped=dropped_items,
-                       frontier=tuple(frontier(kept)))
+                       frontier=tuple(point(ev, i) for ev, i in points))
 
 
 @dataclass
@@ -184,23 +191,23 @@ class _Reach:
     mfu: float = 0.0
 
 
-def _feasible(plan: Plan, ev: Evaluation, dropped: dict[str, int], reach: _Reach) -> np.ndarray:
-    """Boolean mask over the batch axis; each dropped point is counted under its first reason."""
+def _feasible(plan: Plan, phase: Phase, swept: Swept, dropped: dict[str, int], reach: _Reach) -> np.ndarray:
+    """Boolean mask over (candidates, points); each dropped point is counted under its first reason."""
     limits = plan.constraints
-    ok = ev.hbm_bytes <= plan.cluster.chip.usable_hbm_bytes
+    latency_s, step_s, mfu = swept.latency_s, swept.step_s, swept.mfu
+    ok = swept.hbm_bytes <= plan.cluster.chip.usable_hbm_bytes
     dropped[DOES_NOT_FIT] += int((~ok).sum())
-    step_limit = limits.max_step_latency_s if ev.candidate.phase is Phase.DECODE else None
+    step_limit = limits.max_step_latency_s if phase is Phase.DECODE else None
     if ok.any():
-        i = int(np.argmin(np.where(ok, ev.latency_s, np.inf)))
-        if ev.latency_s[i] < reach.latency_s:
-            reach.latency_s, reach.step_s = float(ev.latency_s[i]), float(ev.step_s[i])
-        fast = ok if limits.max_latency_s is None else ok & (ev.latency_s <= limits.max_latency_s)
-        fast = fast if step_limit is None else fast & (ev.step_s <= step_limit)
+        i = np.unravel_index(int(np.argmin(np.where(ok, latency_s, np.inf))), ok.shape)
+        reach.latency_s, reach.step_s = float(latency_s[i]), float(step_s[i])
+        fast = ok if limits.max_latency_s is None else ok & (latency_s <= limits.max_latency_s)
+        fast = fast if step_limit is None else fast & (step_s <= step_limit)
         if fast.any():
-            reach.mfu = max(reach.mfu, float(ev.mfu[fast].max()))
-    for reason, passes in ((TOO_SLOW, None if limits.max_latency_s is None else ev.latency_s <= limits.max_latency_s),
-                           (STEP_TOO_SLOW, None if step_limit is None else ev.step_s <= step_limit),
-                           (LOW_MFU, None if limits.min_mfu is None else ev.mfu >= limits.min_mfu)):
+            reach.mfu = max(reach.mfu, float(mfu[fast].max()))
+    for reason, passes in ((TOO_SLOW, None if limits.max_latency_s is None else latency_s <= limits.max_latency_s),
+                           (STEP_TOO_SLOW, None if step_limit is None else step_s <= step_limit),
+                           (LOW_MFU, None if limits.min_mfu is None else mfu >= limits.min_mfu)):
         if passes is not None:
             dropped[reason] += int((ok & ~passes).sum())
             ok = ok & passes
@@ -229,15 +236,20 @@ def frontier(kept: list[tuple[Evaluation, np.ndarray]]) -> list[Point]:
     mfu = np.concatenate([ev.mfu[ok] for ev, ok in kept])
     owner = np.concatenate([np.full(int(ok.sum()), k) for k, (_, ok) in enumerate(kept)])
     index = np.concatenate([np.flatnonzero(ok) for _, ok in kept])
+    points = [(kept[owner[j]][0], int(index[j])) for j in _front(latency, mfu)]
+    points.sort(key=lambda p: order_key(*p))
+    return [point(ev, i) for ev, i in points]
+
+
+def _front(latency: np.ndarray, mfu: np.ndarray) -> list[int]:
+    """Positions of the frontier's points (see `frontier`); exact ties keep the first position."""
     order = np.lexsort((-mfu, latency))
     best_before = np.maximum.accumulate(np.concatenate([[-np.inf], mfu[order][:-1]]))
     on_front = list(order[mfu[order] > best_before * (1 + RESOLUTION)])
     for k in range(len(on_front) - 2, -1, -1):  # slower neighbour within resolution: it wins
         if latency[on_front[k + 1]] <= latency[on_front[k]] * (1 + RESOLUTION):
             del on_front[k]
-    points = [(kept[owner[j]][0], int(index[j])) for j in on_front]
-    points.sort(key=lambda p: order_key(*p))
-    return [point(ev, i) for ev, i in points]
+    return on_front
 
 
 def point(ev: Evaluation, i: int) -> Point:

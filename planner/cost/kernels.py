@@ -1,0 +1,32 @@
+"""Matmul kernels: FLOPs as a matmul of m rows costs them (the efficiency curve in the per-chip
+rows) and the time of one kernel, a row of a GEMM table (roofline plus a fixed time per kernel),
+as the cost model (planner.cost.costmodel) charges every einsum."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from planner.cost.layouts import Term
+from planner.specs.hardware import ACTIVATION_BYTES, Cluster
+
+
+def matmul_flops(cal, term: Term):
+    """A term's FLOPs as its matmuls cost them: FLOPs * (1 + matmul_half_rows / rows), the
+    efficiency curve eff(m) = matmul_efficiency * m / (m + matmul_half_rows) in the per-chip rows
+    m (see the module docstring; exact FLOPs for terms that are no matmul or ideal constants)."""
+    if term.rows is None or not cal.matmul_half_rows:
+        return term.flops
+    return term.flops * (1.0 + cal.matmul_half_rows / np.maximum(term.rows, 1e-300))
+
+
+def gemm_seconds(cluster: Cluster, m, n: int, k: int, compute: str, weight_bytes: float):
+    """One matmul kernel y[m, n] = x[m, k] W[k, n] (a row of a GEMM table): x and y in bf16,
+    W in `weight_bytes` per element, at the chip's `compute` peak; the roofline of the einsum
+    plus the fixed time of its kernel, as `evaluate` charges every einsum."""
+    cal, chip = cluster.calibration, cluster.chip
+    m = np.asarray(m, dtype=float)
+    term = Term(name="gemm", notation="", flops=2.0 * m * n * k, rows=m,
+                hbm_bytes=ACTIVATION_BYTES * (m * k + m * n) + weight_bytes * k * n)
+    compute_s = matmul_flops(cal, term) / (chip.peak_flop_per_s[compute] * cal.matmul_efficiency)
+    memory_s = term.hbm_bytes / (chip.hbm_bytes_per_s * cal.hbm_efficiency)
+    return np.maximum(compute_s, memory_s) + term.kernels * cal.kernel_overhead_s

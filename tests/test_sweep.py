@@ -1,0 +1,44 @@
+"""The search's grouped evaluation (planner.search.sweep) gives every candidate exactly the figures
+`evaluate` gives it alone, and the network's Lines exactly `collective_seconds`."""
+
+import numpy as np
+import pytest
+
+from planner.config import load_plan
+from planner.cost.layouts.base import Collective, CollectiveKind
+from planner.cost.network import LineCache, collective_seconds, network_seconds
+from planner.search.search import candidates, cost
+from planner.search.sweep import sweep
+
+
+@pytest.mark.parametrize("name", ["llama-3-70b-h100", "palm-540b-tpu-v4", "deepseek-v3-h200"])
+def test_sweep_is_evaluate_bit_for_bit(name):
+    plan = load_plan(name)
+    formats = plan.space.formats(plan.cluster.chip)
+    batch = np.array(plan.space.batches, dtype=np.int64)
+    for phase in plan.space.phases:
+        layouts = candidates(plan, phase)[::len(formats)]
+        swept = sweep(plan, layouts, batch, formats, cost, lambda n: None)
+        for k in range(0, len(layouts), 7):  # a spread of candidates, every mesh family
+            ev = cost(plan, layouts[k], batch, formats=formats)
+            for mine, theirs in ((swept.latency_s[k], ev.latency_s), (swept.step_s[k], ev.step_s),
+                                 (swept.mfu[k], ev.mfu), (swept.hbm_bytes[k], ev.hbm_bytes)):
+                assert np.array_equal(mine, np.broadcast_to(theirs, mine.shape))
+
+
+@pytest.mark.parametrize("name", ["llama-3-70b-h100", "palm-540b-tpu-v4"])
+def test_network_seconds_is_collective_seconds(name):
+    plan = load_plan(name)
+    meshes = [c.mesh for c in candidates(plan, plan.space.phases[0])]
+    data = np.array([[1.0, 3e6, 7.5e8], [2.0, 5e5, 1e9]])
+    lines = LineCache(plan.cluster)
+    for kind in CollectiveKind:
+        for axes in ("x", "yz", "xyz"):
+            for prefetched in (False, True):
+                collectives = [Collective(kind=kind, axes=axes, bytes_per_chip=d, prefetched=prefetched) for d in data]
+                comm, pre = network_seconds(lines, meshes, collectives, data, np.array([[3.0], [1.0]]),
+                                            np.array([prefetched, False]))
+                for m, mesh in enumerate(meshes):
+                    one = 3.0 * collective_seconds(plan.cluster, mesh, collectives[0])
+                    assert np.array_equal(comm[m], one + 1.0 * collective_seconds(plan.cluster, mesh, collectives[1]))
+                    assert np.array_equal(pre[m], one if prefetched else 0.0 * one)
