@@ -193,6 +193,9 @@ class LineCache:
 
     def __init__(self, cluster: Cluster):
         self.cluster, self._lines, self._arrays = cluster, {}, {}
+        topology = cluster.topology  # lines a collective can have: two where a level has the bulk pair
+        self.count = 2 if isinstance(topology, Switched) and any(
+            cluster.calibration.level(level.name).bulk_latency_s is not None for level in topology.levels) else 1
 
     def __call__(self, mesh: Mesh, kind: CollectiveKind, axes: str, prefetched: bool) -> tuple[Line, ...]:
         key = (mesh.physical, mesh.wraparound, mesh.pieces(axes), kind, prefetched)
@@ -203,11 +206,13 @@ class LineCache:
 
     def arrays(self, mesh: Mesh, kind: CollectiveKind, axes: str, prefetched: bool):
         """The lines as arrays for `lines_seconds`: factors (lines, levels, 7), efficiency and
-        latency_s (lines,); levels padded with zeros to the topology's count."""
+        latency_s (lines,); levels padded with zeros to the topology's count, lines with copies
+        of the last to `count` (every collective of the cluster the same shape)."""
         key = (mesh.physical, mesh.wraparound, mesh.pieces(axes), kind, prefetched)
         out = self._arrays.get(key)
         if out is None:
             lines = self(mesh, kind, axes, prefetched)
+            lines = lines + lines[-1:] * (self.count - len(lines))
             depth = max(len(line.levels) for line in lines)
             if isinstance(self.cluster.topology, Switched):
                 depth = max(depth, len(self.cluster.topology.levels))
@@ -228,7 +233,8 @@ def network_seconds(lines: LineCache, meshes, collectives, data: np.ndarray, rep
         return np.zeros(shape), np.zeros(shape)
     per_mesh = [[lines.arrays(mesh, k.kind, k.axes, k.prefetched) for k in collectives] for mesh in meshes]
     if len({a[0].shape for row in per_mesh for a in row}) > 1:  # lines of different counts: pad them
-        per_mesh = [[pad_lines(a, per_mesh) for a in row] for row in per_mesh]
+        most = max(a[0].shape[0] for row in per_mesh for a in row)
+        per_mesh = [[pad_lines(a, most) for a in row] for row in per_mesh]
     factors, efficiency, latency_s = (np.array([[a[i] for a in row] for row in per_mesh]) for i in range(3))
     seconds = repeats * lines_seconds(factors, efficiency, latency_s, data)
     comm_s = np.add.accumulate(seconds, axis=1)[:, -1]  # in order, as a running sum
@@ -239,9 +245,8 @@ def network_seconds(lines: LineCache, meshes, collectives, data: np.ndarray, rep
 _NO_LEVEL = (0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0)  # adds exactly nothing
 
 
-def pad_lines(arrays, rows):
-    """`LineCache.arrays` padded with copies of its last line to the most lines in `rows`."""
-    most = max(a[0].shape[0] for row in rows for a in row)
+def pad_lines(arrays, most: int):
+    """`LineCache.arrays` padded with copies of its last line to `most` lines."""
     factors, efficiency, latency_s = arrays
     take = np.minimum(np.arange(most), factors.shape[0] - 1)
     return factors[take], efficiency[take], latency_s[take]
