@@ -8,8 +8,8 @@ from planner.commands.compare_serve import FIGURES
 from planner.render.compare import _csv, _num, pair, report_text
 from planner.units import fmt_seconds, signed_percent, to_json
 
-IDENTITY = ("mode", "prefill_chips", "prefill_batch", "prefill_ffn", "prefill_attention", "prefill_weights",
-            "decode_chips", "decode_batch", "decode_ffn", "decode_attention", "decode_weights")
+STAGE_IDENTITY = ("chips", "batch", "ffn", "attention", "weights", "experts", "kv_cache")  # SavedStage.identity
+IDENTITY = ("mode",) + tuple(f"{phase}_{f}" for phase in ("prefill", "decode") for f in STAGE_IDENTITY)
 
 
 def serve_gate_text(report, fmt: str) -> str:
@@ -44,7 +44,8 @@ def _row_dict(r) -> dict | None:
                "output_tokens_per_s_per_chip", "usd_per_million_input_tokens", "usd_per_million_output_tokens",
                "kv_transfer_bytes", "kv_transfer_s", "prefill_pools_per_decode_pool")
     stage = lambda s: {k: getattr(s, k) for k in ("chips", "batch", "ffn", "attention", "weights", "latency_s",
-                                                  "step_latency_s", "mfu", "hbm_fraction", "bound", "context")}
+                                                  "step_latency_s", "mfu", "hbm_fraction", "bound", "context",
+                                                  "kv_cache", "experts")}
     return {**{k: getattr(r, k) for k in figures}, "prefill": stage(r.prefill), "decode": stage(r.decode)}
 
 
