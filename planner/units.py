@@ -161,3 +161,8 @@ def num(x: float) -> float | int:
 
 def to_json(data: dict) -> str:
     return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+
+def fmt_tokens(count: float) -> str:
+    """A token count: whole ('2304') where it is whole, else one decimal ('2176.5', a mean)."""
+    return f"{count:.0f}" if count == int(count) else f"{count:.1f}"

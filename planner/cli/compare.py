@@ -65,7 +65,7 @@ def compare(
     phase: Optional[str] = typer.Option(None, "--phase", metavar="PHASE", help="prefill, decode or both (default: the plan's)."),
     chips: Optional[str] = typer.Option(None, "--chips", metavar="LIST", help="Chip counts, comma list [chips] (default: the plan's)."),
     batch: Optional[str] = typer.Option(None, "--batch", metavar="LIST", help="Batch sizes, comma list [sequences] (default: the plan's)."),
-    weights: Optional[str] = typer.Option(None, "--weights", metavar="LIST", help="Weight formats, comma list: bf16, int8 (default: the plan's)."),
+    weights: Optional[str] = typer.Option(None, "--weights", metavar="LIST", help="Weight formats, comma list: bf16, int8, fp8, int8-w8a8, int4, fp4, or all (default: the plan's)."),
     layouts: Optional[str] = typer.Option(None, "--layouts", "--ffn", metavar="LIST", help="FFN layouts, comma list (ws1d, ws2d, wg-x, wg-xy, wg-xyz); side by side also takes ffn+attention, e.g. ws2d+batch."),
     attention: Optional[str] = typer.Option(None, "--attention", metavar="LIST", help="Attention layouts, comma list: heads, batch (default: the plan's)."),
     latency_tolerance: Optional[float] = typer.Option(None, "--latency-tolerance", metavar="PERCENT", help="Gate: allowed latency rise [%] (default 1)."),

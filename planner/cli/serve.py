@@ -12,7 +12,9 @@ from planner.cli.common import (
     AsciiOpt,
     ClusterOpt,
     FormatOpt,
+    WEIGHTS_HELP,
     InputOpt,
+    KvCacheOpt,
     ModelOpt,
     OutputOpt,
     OutputTokOpt,
@@ -40,11 +42,18 @@ def serve(
                                         help="Chip counts per pool [chips; default: the plan's]."),
     batch: Optional[str] = typer.Option(None, "--batch", metavar="B[,B...]",
                                         help="Batch sizes [sequences; default 1,2,4,...,1024]."),
-    weights: Optional[str] = typer.Option(None, "--weights", metavar="FMT[,FMT...]",
-                                          help="Weight formats: bf16, int8 [default: both]."),
-    ffn: Optional[str] = typer.Option(None, "--ffn", metavar="NAME[,NAME...]", help="FFN layouts [default: all]."),
+    weights: Optional[str] = typer.Option(None, "--weights", metavar="FMT[,FMT...]", help=WEIGHTS_HELP),
+    kv_cache: Optional[str] = KvCacheOpt,
+    ffn: Optional[str] = typer.Option(None, "--ffn", metavar="NAME[,NAME...]",
+                                      help="FFN layouts: ws1d, ws2d, wg-x, wg-xy, wg-xyz [default: all]."),
     attention: Optional[str] = typer.Option(None, "--attention", metavar="NAME[,NAME...]",
                                             help="Attention layouts: heads, batch [default: both]."),
+    experts: Optional[str] = typer.Option(
+        None, "--experts", metavar="NAME[,NAME...]",
+        help="Expert layouts of MoE models: ep, ep-xy+tp-z, ep-x+tp-yz, ep-yz, tp, wg [default: all]."),
+    load_imbalance: Optional[float] = typer.Option(
+        None, "--load-imbalance", metavar="RHO",
+        help="MoE models: the busiest chip's expert work over the mean chip's [>= 1; default 1]."),
     input_tokens: Optional[int] = InputOpt,
     output_tokens: Optional[int] = OutputTokOpt,
     mode: Optional[str] = typer.Option(
@@ -65,8 +74,9 @@ def serve(
     row: Optional[int] = typer.Option(None, "--row", metavar="N",
                                       help="Explain row N (the # column): its prefill and decode layouts."),
     plot: Optional[Path] = typer.Option(None, "--plot", metavar="FILE.svg|FILE.png",
-                                        help="Also draw the frontiers to a picture file (needs the "
-                                             "'plot' extra: pip install 'planner[plot]')."),
+                                        help="Also draw the frontiers to a picture file (needs "
+                                             "matplotlib: pip install matplotlib, or pip install '.[plot]' "
+                                             "in a checkout of planner)."),
     fmt: str = FormatOpt,
     output: Optional[Path] = OutputOpt,
     ascii_only: bool = AsciiOpt,
@@ -78,6 +88,10 @@ def serve(
     Targets (--ttft, --tpot, --e2e) drop deployments before the frontier of output tokens/s per
     chip against tokens/s per user; when nothing meets them, the binding target and the best
     reachable value go to stderr (exit 1).
+
+    Each pool is one pipeline stage (a plan's `stages` are served as 1; `planner plan --stages`
+    plans pipeline parallelism). Rows show each stage's layouts (FFN+attention, +experts for
+    MoE models), weight format and KV-cache format (when not bf16).
 
     \b
     Examples:
@@ -100,7 +114,8 @@ def serve(
         raise UsageError(f"--plot: expected a file name ending in .svg or .png, got {str(plot)!r}")
     spec = load_plan(plan_file, model=model, cluster=cluster, chips=int_list(chips, "--chips"),
                      phases=("prefill", "decode"), batches=int_list(batch, "--batch"), weights=word_list(weights),
-                     ffn=word_list(ffn), attention=word_list(attention), input_tokens=input_tokens,
+                     ffn=word_list(ffn), attention=word_list(attention), experts=word_list(experts),
+                     load_imbalance=load_imbalance, kv_cache=word_list(kv_cache), input_tokens=input_tokens,
                      output_tokens=output_tokens)
     targets = Targets(ttft_s=_positive(ttft, "--ttft", seconds_flag), tpot_s=_positive(tpot, "--tpot", seconds_flag),
                       e2e_s=_positive(e2e, "--e2e", seconds_flag))
@@ -156,24 +171,31 @@ def _positive(text, flag, parse):
 
 def _explain(result, row, explain_row, fmt, output, ascii_only) -> None:
     from planner.render import explain as render_explain
-    from planner.units import to_json
+    from planner.units import num, to_json
 
-    deployment, (prefill, decode) = explain_row(result, row)
+    deployment, (prefill, decode), note = explain_row(result, row)
     cluster = result.request.plan.cluster
     head = f"row {row}: {deployment.mode.label}"
     if fmt == "json":
-        emit(to_json({"row": row, "mode": deployment.mode.label,
+        emit(to_json({"row": row, "mode": deployment.mode.label, "tpot_s": num(deployment.tpot_s),
+                      "decode_step_latency_s": num(deployment.decode.step_latency_s), "decode_note": note,
+                      "calibrated": cluster.calibrated,
                       "prefill": render_explain.explain_dict(prefill, cluster),
                       "decode": render_explain.explain_dict(decode, cluster)}), output)
     elif fmt == "csv":
-        emit(render_explain.explain_csv(prefill) + render_explain.explain_csv(decode), output)
+        emit(render_explain.explain_csv(prefill, cluster) + render_explain.explain_csv(decode, cluster), output)
     elif fmt == "markdown":
-        emit(f"## {head}\n\n" + render_explain.explain_markdown(prefill) + "\n"
-             + render_explain.explain_markdown(decode), output)
+        emit(f"## {head}\n\n" + render_explain.explain_markdown(prefill, cluster) + "\n" + note + "\n\n"
+             + render_explain.explain_markdown(decode, cluster), output)
     else:
+        from planner.render.common import print_wrapped
+
         def draw(console):
             console.print(head, highlight=False, markup=False)
             for ev in (prefill, decode):
                 console.print()
+                if ev is decode:
+                    print_wrapped(console, note, hang=2)
+                    console.print()
                 render_explain.explain_table(ev, cluster, console, ascii_only=ascii_only)
         render_table(draw, output)

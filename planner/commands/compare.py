@@ -230,7 +230,8 @@ def compare_runs(baseline: Run, current: Run, tolerance: Tolerance = Tolerance()
     changes.sort(key=lambda c: (not c.regressed, tuple(-s for s in c.size), c.point.key))
     return Comparison(baseline=baseline, current=current, tolerance=tolerance, changes=tuple(changes),
                       phases=tuple(_phase_best(baseline, current, ph, tolerance)
-                                   for ph in dict.fromkeys(baseline.phases + current.phases)),
+                                   for ph in sorted(set(baseline.phases + current.phases),
+                                                    key=list(Phase).index)),  # prefill first, as plan
                       notes=_notes(baseline, current))
 
 
@@ -250,6 +251,33 @@ def _phase_best(baseline: Run, current: Run, phase: Phase, tol: Tolerance) -> Ph
         regressed = la > lb * (1 + tol.latency) or ma < mb - tol.mfu
     return PhaseBest(phase=phase, latency_before_s=lb, latency_after_s=la, mfu_before=mb, mfu_after=ma,
                      regressed=regressed)
+
+
+def calibrated(run) -> bool | None:
+    """Whether a saved run's cluster was calibrated: its `calibrated` key (serve runs), else from
+    the calibration constants it records (ideal constants: uncalibrated); None when it records
+    neither (older runs)."""
+    from planner.specs.hardware import FIELDS_OF_CALIBRATION, Calibration
+
+    if getattr(run, "calibrated", None) is not None:
+        return run.calibrated
+    if run.calibration is None:
+        return None
+    ideal = Calibration()
+    recorded = dict(run.calibration)
+    return any(name in recorded and recorded[name] != getattr(ideal, name) for name in FIELDS_OF_CALIBRATION)
+
+
+def calibration_words(report) -> str:
+    """A gate's word on calibration (plan and serve runs): which side's cluster is uncalibrated
+    (ideal constants, never fitted: its absolute figures are optimistic), or '' when both are
+    calibrated or neither says. Not one of the report's notes: it does not make two runs differ."""
+    sides = [f"{which} ({run.cluster})" for which, run in (("baseline", report.baseline), ("current", report.current))
+             if calibrated(run) is False]
+    if not sides:
+        return ""
+    return (f"uncalibrated: the cluster of the {' and the '.join(sides)} has ideal calibration constants, never "
+            "fitted to measurements (fit them with `planner calibrate`)")
 
 
 VERSION_NOTE = "planner version"  # a note that alone does not make two runs differ

@@ -84,6 +84,9 @@ class Deployment:
     gaps: tuple[PinGap, ...]
     max_gap: float
     gap_to: str  # one of GAP_REFERENCES
+    cluster: str = ""
+    calibrated: bool = True  # False: the cluster's constants are ideal, never fitted ("uncalibrated")
+    calibration_status: str = "calibrated"  # Cluster.calibration_status (borrowed constants say so)
 
     def gap(self, g: PinGap) -> float:
         return g.layout_gap if self.gap_to == "layout" else g.frontier_gap
@@ -142,7 +145,9 @@ def check_deployment(plan: Plan, max_gap: float = 0.05, gap_to: str = "layout") 
         gaps.append(PinGap(pin=pin, point=pinned, best=fastest,
                            layout_gap=pinned.latency_s / fastest.latency_s - 1,
                            frontier=ref, frontier_gap=pinned.latency_s / ref.latency_s - 1))
-    return Deployment(source=plan.source, gaps=tuple(gaps), max_gap=max_gap, gap_to=gap_to)
+    return Deployment(source=plan.source, gaps=tuple(gaps), max_gap=max_gap, gap_to=gap_to,
+                      cluster=plan.cluster.name, calibrated=plan.cluster.calibrated,
+                      calibration_status=plan.cluster.calibration_status)
 
 
 def _widened(plan: Plan, phases: tuple[Phase, ...] | None = None, **extra) -> Plan:

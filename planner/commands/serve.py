@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from planner.commands.runs import provenance_dict
 from planner.commands.serve_modes import Deployment, Mode, ModeResult, Targets, deployments, mode_result
 from planner.commands.serve_pools import Stage, pools
+from planner.cost.layouts import EXPERT_LAYOUTS
 from planner.errors import InfeasibleError
 from planner.search.search import weights_hint
 from planner.specs.plan import Plan
@@ -28,8 +29,15 @@ SERVING_NAMES = {
     "wg-xyz": "fully sharded data parallel (ZeRO-3 / FSDP: all weights gathered every layer)",
     "heads": "head-parallel attention (tensor parallel attention)",
     "batch": "data parallel attention (batch-sharded attention, KV cache split by sequence)",
+    # expert layouts of MoE models (planner.cost.layouts.experts)
+    "ep": "expert parallelism over all chips (wide EP: all-to-all dispatch and combine)",
+    "ep-xy+tp-z": "expert parallelism over xy, tensor parallelism inside each expert over z",
+    "ep-x+tp-yz": "expert parallelism over x, tensor parallelism inside each expert over yz",
+    "ep-yz": "expert parallelism over yz, experts replicated over x",
+    "tp": "tensor-parallel experts (every expert sharded over all chips, no all-to-all)",
+    "wg": "experts' weights gathered to the tokens (FSDP-style)",
 }
-NOT_MODELLED = "expert parallelism and pipeline stages are not layouts of this planner"
+NOT_MODELLED = "serve plans one pipeline stage: pipeline parallelism is planned by `planner plan --stages`"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -75,7 +83,7 @@ def serve(request: ServeRequest, partial: bool = False) -> ServeResult:
 
 def serving_names(d: Deployment) -> str:
     """'prefill: <ffn>, <attention>; decode: ...' in the serving engineers' words (short form)."""
-    short = lambda s: f"{SERVING_NAMES[s.ffn].split(' (')[0]} + {SERVING_NAMES[s.attention].split(' (')[0]}"
+    short = lambda s: " + ".join(SERVING_NAMES[name].split(" (")[0] for name in (s.ffn, s.attention, s.experts) if name)
     return f"prefill: {short(d.prefill)}; decode: {short(d.decode)}"
 
 
@@ -86,7 +94,8 @@ def stage_dict(s: Stage) -> dict:
     return {"phase": s.phase.value, "chips": s.chips, "batch": s.batch, "ffn": s.ffn,
             "attention": s.attention, "weights": s.weights, "latency_s": num(s.latency_s),
             "step_latency_s": num(s.step_latency_s), "mfu": num(s.mfu), "hbm_fraction": num(s.hbm_fraction),
-            "bound": s.bound, "context": num(s.context)}
+            "bound": s.bound, "context": num(s.context), "kv_cache": s.kv_cache,
+            **({"experts": s.experts} if s.experts else {})}
 
 
 def deployment_dict(d: Deployment, index: int) -> dict:
@@ -120,20 +129,28 @@ def serve_dict(result: ServeResult) -> dict:
     price = req.price_usd_per_chip_s
     return {
         "kind": "serve", **provenance_dict(plan), "all": req.everything,
+        "calibrated": plan.cluster.calibrated,  # false: ideal constants, never fitted to measurements
+        "calibration_status": plan.cluster.calibration_status,  # or borrowed from another preset
         "workload": {"input_tokens": w.input_tokens, "output_tokens": w.output_tokens},
         "search": {"chips": list(plan.space.chips), "batch": list(plan.space.batches),
                    "weights": [f.label for f in plan.space.weights], "ffn": list(plan.space.ffn),
-                   "attention": list(plan.space.attention)},
+                   "attention": list(plan.space.attention), "kv_cache": [kv.label for kv in plan.space.kv_cache],
+                   **({"experts": list(plan.space.experts or EXPERT_LAYOUTS),
+                       "load_imbalance": plan.workload.routing.load_imbalance}
+                      if plan.model.experts is not None else {})},
         "targets": {"ttft_s": t.ttft_s, "tpot_s": t.tpot_s, "e2e_s": t.e2e_s},
         "price_usd_per_chip_hour": None if price is None else num(price * SECONDS_PER_HOUR),
         "modes": out,
     }
 
 
-def explain_row(result: ServeResult, row: int) -> tuple[Deployment, tuple]:
-    """Row `row` (1-based, as printed) and the cost breakdown of its prefill and decode stages
-    (decode at the context its figures are for: the largest for a static batch, the mean for a
-    running one)."""
+def explain_row(result: ServeResult, row: int) -> tuple[Deployment, tuple, str]:
+    """Row `row` (1-based, as printed), the cost breakdown of its prefill and decode stages, and
+    a note that ties the decode breakdown to the row's TPOT. Decode is explained at the mean
+    context of the request's steps, I + (O + 1) / 2: every term of a step is affine in the context
+    (`planner.cost.request`), so the breakdown's compute, memory and network times are exactly
+    the means over the O steps, and its step is the row's mean step (a static batch's TPOT; a
+    running batch's step) unless the bound changes within the request, which the note says."""
     import numpy as np
 
     from planner.cost.costmodel import evaluate
@@ -144,7 +161,37 @@ def explain_row(result: ServeResult, row: int) -> tuple[Deployment, tuple]:
     if not 1 <= row <= len(rows):
         raise UsageError(f"--row: expected a row number from 1 to {len(rows)} (the # column), got {row}")
     d, w = rows[row - 1], result.request.plan.workload
+    mean = w.input_tokens + (w.output_tokens + 1) / 2
+    contexts = (d.prefill.context, int(mean) if mean == int(mean) else mean)
     evs = tuple(evaluate(result.request.plan.model, result.request.plan.cluster,
-                         Workload(input_tokens=w.input_tokens, output_tokens=w.output_tokens, context=s.context),
-                         s.candidate, np.array([s.batch]), detail=True) for s in (d.prefill, d.decode))
-    return d, evs
+                         Workload(input_tokens=w.input_tokens, output_tokens=w.output_tokens, context=context,
+                                  routing=w.routing),
+                         s.candidate, np.array([s.batch]), detail=True)
+                for s, context in zip((d.prefill, d.decode), contexts))
+    return d, evs, decode_note(d, w, float(evs[1].step_s[0]))
+
+
+def decode_note(d: Deployment, w, explained_step_s: float) -> str:
+    """What the decode breakdown is, against the row: the steps its TPOT is the mean of, the mean
+    context it is explained at, and where HBM is held."""
+    from planner.units import fmt_seconds, fmt_tokens
+
+    I, O = w.input_tokens, w.output_tokens
+    mean = I + (O + 1) / 2
+    steps = (f"the {O} decode steps attend to contexts {I + 1} to {I + O}" if O > 1
+             else f"the decode step attends to context {I + 1}")
+    step = d.decode.step_latency_s  # a static batch: decode_s / O; a running batch: its step
+    if d.mode is Mode.STATIC:
+        what = f"TPOT {fmt_seconds(d.tpot_s)} is the mean of their step times"
+    elif d.mode is Mode.COLOCATED:
+        what = (f"TPOT {fmt_seconds(d.tpot_s)} = a running batch's step {fmt_seconds(step)} (sequences at "
+                f"every one of those contexts) + its share of prefill passes {fmt_seconds(d.tpot_s - step)}")
+    else:
+        what = f"TPOT {fmt_seconds(d.tpot_s)} is a running batch's step (sequences at every one of those contexts)"
+    agree = ("" if abs(explained_step_s - step) <= 1e-6 * step else
+             f"; it differs from the row's mean step {fmt_seconds(step)}: the step is not affine in the "
+             "context within this request (its bound changes, or local layers stop growing at their window)")
+    return (f"decode: {steps}; {what}. Below, decode is explained at their mean context, "
+            f"{fmt_tokens(mean)} tokens (step {fmt_seconds(explained_step_s)}: its compute, memory and network "
+            f"times are the steps' means){agree}. Its memory lines hold the KV cache at that mean context; "
+            f"capacity is checked at the largest, {I + O} tokens: {d.decode.hbm_fraction:.1%} of HBM.")

@@ -16,7 +16,8 @@ of a running batch of B sequences at the mean context, k = KV transfer time):
 - disaggregated: a prefill pool (n_p chips, batch b_p) and a decode pool (n_d chips, batch B),
   each with its own layout and weight format, in the ratio that balances their request rates:
   r = (B / (O d)) / (b_p / P) prefill pools per decode pool; TTFT = P + k (the prompt's KV cache
-  crosses the scale-out network, `planner.cost.network.transfer_seconds`), TPOT = d,
+  crosses the scale-out network, `planner.cost.network.transfer_seconds`, in the cache's format,
+  scales included: both pools hold it in the same format), TPOT = d,
   output tokens/s per chip = (B / d) / (n_d + r n_p); chip time as colocated, per pool.
 
 Tokens/s per user = 1 / TPOT. Cost per token = price per chip-second x chip time / tokens.
@@ -32,7 +33,6 @@ import numpy as np
 
 from planner.commands.serve_pools import Pool, Stage
 from planner.cost.network import transfer_seconds
-from planner.specs.hardware import ACTIVATION_BYTES
 from planner.specs.plan import Plan
 from planner.units import fmt_seconds
 
@@ -101,8 +101,11 @@ def deployments(mode: Mode, plan: Plan, prefill: Pool, static: Pool, running: Po
     else:
         decode = running
         for dkey in running.stages:
+            # disaggregated: any prefill pool whose KV cache is in the decode pool's format (the
+            # cache crosses between them as stored)
+            same_cache = lambda k: prefill.formats[k[1]].kv_cache is running.formats[dkey[1]].kv_cache
             pkeys = [k for k in prefill.stages if (k[0], k[1]) == dkey[:2] and batches[k[2]] <= batches[dkey[2]]] \
-                if mode is Mode.COLOCATED else list(prefill.stages)
+                if mode is Mode.COLOCATED else [k for k in prefill.stages if same_cache(k)]
             pairs += [(pkey, dkey) for pkey in pkeys]
     p_idx = tuple(np.array([p[i] for p, _ in pairs], dtype=int) for i in range(3))
     d_idx = tuple(np.array([d[i] for _, d in pairs], dtype=int) for i in range(3))
@@ -121,7 +124,8 @@ def deployments(mode: Mode, plan: Plan, prefill: Pool, static: Pool, running: Po
             tpot = D + (B / O) * P / b_p
             ttft, total_chips = P, n_d
         else:
-            kv_bytes = kv_bytes + plan.model.kv_bytes_per_token(ACTIVATION_BYTES) * I
+            kv_bytes = kv_bytes + np.array([plan.model.kv_bytes_per_token(
+                decode.formats[d].kv_cache.bytes_per_element(plan.model.d_head)) for d in d_idx[1]]) * I
             kv_s = transfer_seconds(plan.cluster, kv_bytes, n_p, n_d)
             ratio = (B / (O * D)) / (b_p / P)
             tpot, ttft, total_chips = D, P + kv_s, n_d + ratio * n_p

@@ -13,6 +13,7 @@ import numpy as np
 from planner.cost.costmodel import BOUNDS, Candidate, Evaluation, evaluate
 from planner.cost.request import decode_request
 from planner.search.search import candidates
+from planner.specs.formats import Formats
 from planner.specs.hardware import WeightFormat
 from planner.specs.plan import Phase, Plan, Workload
 
@@ -29,13 +30,16 @@ class Stage:
     ffn: str
     attention: str
     weights: str
+    kv_cache: str  # the KV cache's format (bf16, fp8, int8)
+    experts: str  # MoE models: the routed experts' layout ("" for a dense model)
     latency_s: float  # prefill: the pass; decode: all output tokens
     step_latency_s: float  # prefill: the pass; decode: the mean step
     mfu: float
     hbm_fraction: float  # at the largest context
     bound: str  # of the step at the largest context
     candidate: Candidate  # for `--row` (explain); not in the JSON
-    context: float  # the decode context the figures are for (prefill: the prompt)
+    context: float  # tokens: the decode context the figures are for (prefill: the prompt); a running
+    # batch's is the mean context, I + (O + 1) / 2, which may be a half
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,6 +49,7 @@ class Pool:
     kind: str  # PREFILL, STATIC_DECODE or RUNNING_DECODE
     chips: tuple[int, ...]
     weights: tuple[WeightFormat, ...]
+    formats: tuple[Formats, ...]  # per format index: weights, KV cache and sparsity
     batches: tuple[int, ...]
     seconds: np.ndarray  # (chips, weights, batch): the figure (inf: nothing fits)
     stages: dict  # (ci, wi, bi) -> Stage, for the finite entries
@@ -98,7 +103,7 @@ def pools(plan: Plan) -> tuple[Pool, Pool, Pool]:
             stages[(int(ci), int(wi), int(bi))] = made[owner[ci, wi, bi]](wi * batch.size + bi)
         evaluated, fits = counts[PREFILL if kind == PREFILL else STATIC_DECODE]
         out.append(Pool(kind=kind, chips=plan.space.chips, weights=tuple(f.weights for f in formats),
-                        batches=plan.space.batches,
+                        formats=formats,                        batches=plan.space.batches,
                         seconds=table, stages=stages, evaluated=evaluated, fits=fits))
     return tuple(out)
 
@@ -106,12 +111,13 @@ def pools(plan: Plan) -> tuple[Pool, Pool, Pool]:
 def _prefill_stage(ev: Evaluation):
     def make(i: int) -> Stage:
         return _stage(ev, i, float(ev.latency_s[i]), float(ev.step_s[i]), float(ev.mfu[i]),
-                      float(ev.workload.input_tokens))
+                      ev.workload.input_tokens)
     return make
 
 
 def _decode_stage(last: Evaluation, latency_s, step_s, mfu, w: Workload, running: bool = False):
-    context = w.input_tokens + (w.output_tokens + 1) / 2 if running else float(w.input_tokens + w.output_tokens)
+    context = w.input_tokens + (w.output_tokens + 1) / 2 if running else w.input_tokens + w.output_tokens
+    context = int(context) if context == int(context) else context  # whole tokens where whole
 
     def make(i: int) -> Stage:
         return _stage(last, i, float(latency_s[i]), float(step_s[i]), float(mfu[i]), context)
@@ -119,9 +125,11 @@ def _decode_stage(last: Evaluation, latency_s, step_s, mfu, w: Workload, running
 
 
 def _stage(ev: Evaluation, i: int, latency_s: float, step_s: float, mfu: float, context: float) -> Stage:
-    c = ev.candidate
+    c, f = ev.candidate, ev.formats_at(i)
     return Stage(phase=c.phase, chips=c.mesh.chips, batch=int(ev.batch[i]), ffn=c.ffn.name,
-                 attention=c.attention.name, weights=ev.weights_at(i).label, latency_s=latency_s,
+                 attention=c.attention.name, weights=f.weights.label, kv_cache=f.kv_cache.label,
+                 experts=c.experts.name if c.experts is not None else "", latency_s=latency_s,
                  step_latency_s=step_s, mfu=mfu, hbm_fraction=float(ev.hbm_fraction[i]),
-                 bound=BOUNDS[int(ev.bound[i])], candidate=replace(c, weights=ev.weights_at(i)),
+                 bound=BOUNDS[int(ev.bound[i])],
+                 candidate=replace(c, weights=f.weights, kv_cache=f.kv_cache, sparsity=f.sparsity),
                  context=context)

@@ -19,6 +19,7 @@ ROW_FIGURES = ("chips", "ttft_s", "tpot_s", "e2e_s", "tokens_per_s_per_user", "o
 OPTIONAL_FIGURES = ("prefill_pools_per_decode_pool", "usd_per_million_input_tokens",
                     "usd_per_million_output_tokens")  # null when they do not apply
 SEARCH_KEYS = (("chips", int), ("batch", int), ("weights", str), ("ffn", str), ("attention", str))
+OPTIONAL_SEARCH_KEYS = (("kv_cache", str), ("experts", str))  # absent from older runs
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -36,13 +37,17 @@ class SavedStage:
     mfu: float
     hbm_fraction: float
     context: float
+    kv_cache: str = "bf16"  # older runs did not record it: they served bf16 caches only
+    experts: str = ""  # MoE models: the routed experts' layout
 
     @property
     def identity(self) -> tuple:
-        return (self.chips, self.batch, self.ffn, self.attention, self.weights)
+        return (self.chips, self.batch, self.ffn, self.attention, self.weights, self.experts, self.kv_cache)
 
     def __str__(self) -> str:
-        return f"{self.chips}x{self.batch} {self.ffn}+{self.attention} {self.weights}"
+        layouts = f"{self.ffn}+{self.attention}" + (f"+{self.experts}" if self.experts else "")
+        kv = f" kv {self.kv_cache}" if self.kv_cache != "bf16" else ""
+        return f"{self.chips}x{self.batch} {layouts} {self.weights}{kv}"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,7 +73,7 @@ class ServeRow:
     @property
     def key(self) -> tuple:
         """What identifies a deployment across two runs: mode, and each stage's chips, batch,
-        layouts and weight format."""
+        layouts (FFN, attention, experts), weight format and KV-cache format."""
         return (self.mode,) + self.prefill.identity + self.decode.identity
 
     def __str__(self) -> str:
@@ -83,13 +88,15 @@ class ServeRun:
     model: str
     cluster: str
     workload: tuple[tuple[str, int], ...]  # input_tokens, output_tokens
-    search: tuple[tuple[str, tuple], ...]  # SEARCH_KEYS: the lists the deployments were drawn from
+    search: tuple[tuple[str, tuple], ...]  # SEARCH_KEYS (and those of OPTIONAL_SEARCH_KEYS recorded)
     targets: tuple[tuple[str, float | None], ...]
     price_usd_per_chip_hour: float | None
     all: bool  # --all: every deployment meeting the targets
     modes: tuple[str, ...]  # modes served, in file order (a mode may have no rows)
     rows: tuple[ServeRow, ...]
     calibration: tuple[tuple[str, float], ...] | None = None
+    calibrated: bool | None = None  # False: ideal constants (None: older runs did not say)
+    load_imbalance: float | None = None  # MoE models: the routing the run was served with
     planner_version: str | None = None
     hardware: tuple[tuple[str, float | str], ...] | None = None
     model_shape: tuple[tuple[str, int], ...] | None = None
@@ -140,7 +147,11 @@ def serve_run_from_dict(data: dict, source: str) -> ServeRun:
         cluster=get(data, "cluster", str, "a cluster name"), **provenance(get, data),
         workload=tuple((k, get(workload, k, int, "a whole number", "workload"))
                        for k in ("input_tokens", "output_tokens")),
-        search=tuple((k, tuple(_items(get, search, k, kind))) for k, kind in SEARCH_KEYS),
+        search=tuple((k, tuple(_items(get, search, k, kind))) for k, kind in SEARCH_KEYS)
+        + tuple((k, tuple(_items(get, search, k, kind))) for k, kind in OPTIONAL_SEARCH_KEYS if k in search),
+        calibrated=_calibrated(get, data),
+        load_imbalance=get(search, "load_imbalance", float, "a number >= 1", "search")
+        if "load_imbalance" in search else None,
         targets=tuple((k, None if targets.get(k) is None else get(targets, k, float, "seconds or null", "targets"))
                       for k in ("ttft_s", "tpot_s", "e2e_s")),
         price_usd_per_chip_hour=None if price is None else get(data, "price_usd_per_chip_hour", float, "a number"),
@@ -155,11 +166,12 @@ def request_for(run: ServeRun, plan: str | None, **overrides) -> ServeRequest:
     from planner.config import load_plan
 
     recorded = dict(run.search)
-    lists = {name: overrides.get(name) or recorded[key] for name, key in
+    lists = {name: overrides.get(name) or recorded.get(key) for name, key in
              (("chips", "chips"), ("batches", "batch"), ("weights", "weights"), ("ffn", "ffn"),
-              ("attention", "attention"))}
+              ("attention", "attention"), ("kv_cache", "kv_cache"), ("experts", "experts"))}
     spec = load_plan(plan, model=overrides.get("model"), cluster=overrides.get("cluster"),
-                     phases=("prefill", "decode"), **lists, **dict(run.workload))
+                     phases=("prefill", "decode"), load_imbalance=overrides.get("load_imbalance", run.load_imbalance),
+                     **lists, **dict(run.workload))
     price = run.price_usd_per_chip_hour
     return ServeRequest(plan=spec, modes=tuple(m for m in Mode if m.label in run.modes),
                         targets=Targets(**dict(run.targets)), everything=run.all,
@@ -171,6 +183,13 @@ def serve_again(run: ServeRun, plan: str | None, **overrides) -> ServeRun:
     """Serve `plan` now with the flags recorded in `run` (a mode with nothing feasible comes back
     with no rows; InfeasibleError when no mode has any)."""
     return serve_run_from_result(serve(request_for(run, plan, **overrides), partial=True), plan or "the flags")
+
+
+def _calibrated(get: Reader, data: dict) -> bool | None:
+    value = data.get("calibrated")
+    if value is not None and not isinstance(value, bool):
+        raise get.error("calibrated", f"expected true or false, found {value!r}")
+    return value
 
 
 def _items(get: Reader, obj: dict, key: str, kind) -> list:
@@ -188,6 +207,8 @@ def _stage(get: Reader, d: object, path: str) -> SavedStage:
     return SavedStage(chips=get(d, "chips", int, "a whole number", path), batch=get(d, "batch", int, "a whole number", path),
                       ffn=text("ffn", "a layout name"), attention=text("attention", "a layout name"),
                       weights=text("weights", "a weight format"), bound=text("bound", "compute, memory or comm"),
+                      **{k: text(k, what) for k, what in (("kv_cache", "a KV-cache format"),
+                                                          ("experts", "an expert layout name")) if k in d},
                       **{k: get(d, k, float, "a number", path) for k in STAGE_FIGURES})
 
 

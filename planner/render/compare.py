@@ -6,7 +6,9 @@ from __future__ import annotations
 import csv
 import io
 
+from planner.commands.compare import calibration_words
 from planner.commands.runs import point_dict
+from planner.search.search import RESOLUTION
 from planner.render import common as render_common
 from planner.units import to_json
 
@@ -25,12 +27,14 @@ def _layout_cells(r) -> tuple[str, ...]:
     if p is None:
         return head + ("-",) * 6 + (r.reason,)
     return head + (fmt_seconds(p.latency_s), percent(p.mfu), fmt_seconds(p.cost_chip_s_per_token), p.bound,
-                   percent(p.hbm_fraction), "best" if r.gap == 0 else signed_percent(r.gap), "")
+                   percent(p.hbm_fraction), "best" if r.gap < RESOLUTION else signed_percent(r.gap), "")
 
 
 def _layouts_summary(spec) -> str:
+    note = render_common.calibration_note(spec.cluster)
     return (f"{spec.model.name} on {spec.cluster.name}: each layout at its best mesh grouping; 'vs best' is "
-            "the latency relative to the fastest row of the same phase, chips and batch.")
+            "the latency relative to the fastest row of the same phase, chips and batch (within 0.1%: best)."
+            + (f"\n{note}" if note else ""))
 
 
 def layouts_text(rows, spec, fmt: str, plan_arg: str) -> str:
@@ -38,21 +42,24 @@ def layouts_text(rows, spec, fmt: str, plan_arg: str) -> str:
     if fmt == "json":  # the plan as named on the command line: an installed preset's path varies
         return to_json({
             "model": spec.model.name, "cluster": spec.cluster.name, "plan": str(plan_arg),
+            "calibrated": spec.cluster.calibrated, "calibration_status": spec.cluster.calibration_status,
             "rows": [{"phase": r.phase.value, "chips": r.chips, "batch": r.batch, "ffn": r.ffn,
                       "attention": r.attention, "weights": r.weights.label,
                       "point": point_dict(r.point) if r.point else None,
                       "gap": None if r.gap is None else _num(r.gap), "reason": r.reason} for r in rows]})
     if fmt == "csv":
+        calibration = render_common.calibration_label(spec.cluster)
         return _csv(("phase", "chips", "batch", "ffn", "attention", "weights", "latency_s", "mfu",
-                     "cost_chip_s_per_token", "bound", "hbm_fraction", "hbm_bytes_per_chip", "gap", "reason"),
+                     "cost_chip_s_per_token", "bound", "hbm_fraction", "hbm_bytes_per_chip", "gap", "reason",
+                     "calibration"),
                     [(r.phase.value, r.chips, r.batch, r.ffn, r.attention, r.weights.label)
                      + ((_num(r.point.latency_s), _num(r.point.mfu),
                          _num(r.point.cost_chip_s_per_token), r.point.bound,
                          _num(r.point.hbm_fraction), _num(r.point.hbm_bytes_per_chip),
                          _num(r.gap)) if r.point else
                         ("", "", "", "", _num(r.need_bytes / spec.cluster.chip.hbm_bytes) if r.need_bytes else "",
-                         _num(r.need_bytes) if r.need_bytes else "", "")) + (r.reason,) for r in rows])
-    return (_layouts_summary(spec) + "\n\n"
+                         _num(r.need_bytes) if r.need_bytes else "", "")) + (r.reason, calibration) for r in rows])
+    return (_md_escape(_layouts_summary(spec)).replace("\n", "\n\n") + "\n\n"
             + render_common.markdown_table(LAYOUT_COLUMNS, [_layout_cells(r) for r in rows], right=(1, 2, 5, 6, 7, 9, 10)) + "\n")
 
 
@@ -61,7 +68,7 @@ def layouts_table(rows, spec, console, ascii_only: bool) -> None:
     line; a row that does not fit shows the HBM it would need, one that does not apply is n/a."""
     from planner.units import fmt_percent as percent
 
-    console.print(_layouts_summary(spec), highlight=False, markup=False)
+    render_common.print_wrapped(console, _layouts_summary(spec), hang=0)
     columns = [render_common.Column(col, right=col not in ("layout", "wts", "bound"))
                for col in LAYOUT_COLUMNS[2:-1]]
     groups: dict[tuple, list] = {}
@@ -81,9 +88,9 @@ def layouts_table(rows, spec, console, ascii_only: bool) -> None:
         console.print()
         render_common.print_grid(console, columns, cells, title=f"{phase}, {chips} chips", ascii_only=ascii_only)
     console.print()
-    console.print("vs best: latency relative to the fastest row at the same batch. no fit: needs more HBM "
-                  "than the chip has (HBM shows how much); n/a: the layout does not apply on this mesh.",
-                  highlight=False, markup=False, style="dim")
+    render_common.print_wrapped(console, "vs best: latency relative to the fastest row at the same batch (within "
+                                "0.1%: best). no fit: needs more HBM than the chip has (HBM shows how much); n/a: "
+                                "the layout does not apply on this mesh.", hang=0, style="dim")
 
 
 # --- rendering: the regression gate ------------------------------------------------------------
@@ -102,10 +109,10 @@ def gate_text(report, fmt: str) -> str:
             finite = lambda x: _num(x) if abs(x) != float("inf") else ""
             rows.append((c.status, c.kind.value, *c.point.key, num(b, "latency_s"), num(a, "latency_s"),
                          finite(c.latency_change), num(b, "mfu"), num(a, "mfu"), _num(c.mfu_change),
-                         c.describe()))
+                         c.describe(), calibration_cell(report)))
         return _csv(("status", "kind", "phase", "chips", "batch", "ffn", "attention", "weights", "latency_before_s",
-                     "latency_after_s", "latency_change", "mfu_before", "mfu_after", "mfu_change", "description"),
-                    rows)
+                     "latency_after_s", "latency_change", "mfu_before", "mfu_after", "mfu_change", "description",
+                     "calibration"), rows)
     return report_text(report, fmt, ("phase", "best latency", "change", "best MFU", "change"),
                        [_phase_cells(p) for p in report.phases], name)
 
@@ -118,7 +125,8 @@ def report_text(report, fmt: str, best_columns: tuple[str, ...], best_rows: list
                f"({report.current.model} on {report.current.cluster})")
     if fmt == "markdown":
         out = [f"**planner compare: {report.verdict()}**", "", _md_escape(sources) + ".", ""]
-        out += [f"- {_md_escape(note)}" for note in report.notes] + ([""] if report.notes else [])
+        notes = list(report.notes) + ([calibration_words(report)] if calibration_words(report) else [])
+        out += [f"- {_md_escape(note)}" for note in notes] + ([""] if notes else [])
         out += [render_common.markdown_table(best_columns, best_rows, right=range(1, 5)), ""]
         if report.changes:
             out += ["Changes, largest first:", "",
@@ -128,6 +136,8 @@ def report_text(report, fmt: str, best_columns: tuple[str, ...], best_rows: list
         return "\n".join(out)
     out = wrapped(report.verdict(), 2) + wrapped(sources, 2)
     out += [line for note in report.notes for line in wrapped(f"note: {note}", 6)]
+    if calibration_words(report):
+        out += wrapped(f"note: {calibration_words(report)}", 6)
     for cells in best_rows:
         out += wrapped(f"{cells[0]}: {best_columns[1]} {cells[1]} ({cells[2]}), "
                        f"{best_columns[3]} {cells[3]} ({cells[4]})", 2)
@@ -137,6 +147,25 @@ def report_text(report, fmt: str, best_columns: tuple[str, ...], best_rows: list
         out += [line for c in report.changes
                 for line in wrapped(f"  {c.status:<{width}}  {name(c.point)}: {c.describe()}", width + 4)]
     return "\n".join(out) + "\n"
+
+
+def calibration_keys(report) -> dict:
+    """A gate's JSON keys on calibration (plan and serve runs): each side's (null: not recorded)."""
+    from planner.commands.compare import calibrated
+
+    return {"calibrated": {"baseline": calibrated(report.baseline), "current": calibrated(report.current)},
+            "calibration_note": calibration_words(report)}
+
+
+def calibration_cell(report) -> str:
+    """A gate's CSV cell on calibration: 'baseline uncalibrated; current calibrated' ('' when unknown)."""
+    from planner.commands.compare import calibrated
+
+    words = {True: "calibrated", False: "uncalibrated", None: ""}
+    cells = [f"{which} {words[calibrated(run)]}" for which, run in (("baseline", report.baseline),
+                                                                      ("current", report.current))
+             if calibrated(run) is not None]
+    return "; ".join(cells)
 
 
 def pair(before, after, show, change) -> tuple[str, str]:
@@ -165,7 +194,7 @@ def _gate_dict(report) -> dict:
         "baseline": report.baseline.source, "current": report.current.source,
         "model": report.current.model, "cluster": report.current.cluster,
         "tolerance": {"latency": report.tolerance.latency, "mfu": report.tolerance.mfu},
-        "notes": list(report.notes),
+        "notes": list(report.notes), **calibration_keys(report),
         "phases": [{"phase": p.phase.value, "regressed": p.regressed, "latency_before_s": p.latency_before_s,
                     "latency_after_s": p.latency_after_s, "mfu_before": p.mfu_before, "mfu_after": p.mfu_after}
                    for p in report.phases],
@@ -196,12 +225,14 @@ def deployment_text(report, fmt: str) -> str:
         if fmt == "json":
             return to_json({"verdict": report.verdict(), "regressed": report.regressed,
                                    "plan": report.source, "max_gap": report.max_gap, "gap_to": report.gap_to,
-                                   "pins": pins})
+                                   "cluster": report.cluster, "calibrated": report.calibrated,
+                                   "calibration_status": report.calibration_status, "pins": pins})
+        calibration = report.calibration_status
         return _csv(("phase", "pinned", "latency_s", "mfu", "reference", "reference_latency_s", "gap",
-                     "layout_gap", "frontier_gap", "description"),
+                     "layout_gap", "frontier_gap", "description", "calibration"),
                     [(g.pin.phase.value, name(g.point), _num(g.point.latency_s), _num(g.point.mfu),
                       name(report.reference(g)), _num(report.reference(g).latency_s),
-                      p["gap"], p["layout_gap"], p["frontier_gap"], p["description"])
+                      p["gap"], p["layout_gap"], p["frontier_gap"], p["description"], calibration)
                      for g, p in zip(report.gaps, pins)])
     if fmt == "markdown":
         from planner.units import fmt_seconds
@@ -211,10 +242,18 @@ def deployment_text(report, fmt: str) -> str:
         return "\n".join([f"**planner compare --deployment: {report.verdict()}**", "",
                           _md_escape(f"Plan {report.source}; gap = pinned latency / {report.gap_to} reference "
                                      "latency - 1."), "",
+                          *([_md_escape(_deployment_calibration(report)), ""] if not report.calibrated else []),
                           render_common.markdown_table(("phase", "pinned", "latency", "MFU", f"{report.gap_to} reference",
                                                  "latency", "MFU", "gap"), rows, right=(2, 3, 5, 6, 7)), ""])
     return "\n".join(wrapped(report.verdict(), 2) +
-                     [line for g in report.gaps for line in wrapped(report.describe(g), 2)]) + "\n"
+                     [line for g in report.gaps for line in wrapped(report.describe(g), 2)] +
+                     (wrapped(_deployment_calibration(report), 2) if not report.calibrated else [])) + "\n"
+
+
+def _deployment_calibration(report) -> str:
+    return (f"note: {report.cluster} is {render_common.UNCALIBRATED}: ideal calibration constants, never fitted to "
+            "measurements; gaps between layouts on the same chips are what the ideal model predicts (fit the "
+            "constants with `planner calibrate`).")
 
 
 # --- helpers ------------------------------------------------------------------------------------

@@ -5,11 +5,11 @@ the serving figures."""
 from __future__ import annotations
 
 from planner.commands.compare_serve import FIGURES
-from planner.render.compare import _csv, _num, pair, report_text
+from planner.render.compare import _csv, _num, calibration_cell, calibration_keys, pair, report_text
 from planner.units import fmt_seconds, signed_percent, to_json
 
-IDENTITY = ("mode", "prefill_chips", "prefill_batch", "prefill_ffn", "prefill_attention", "prefill_weights",
-            "decode_chips", "decode_batch", "decode_ffn", "decode_attention", "decode_weights")
+STAGE_IDENTITY = ("chips", "batch", "ffn", "attention", "weights", "experts", "kv_cache")  # SavedStage.identity
+IDENTITY = ("mode",) + tuple(f"{phase}_{f}" for phase in ("prefill", "decode") for f in STAGE_IDENTITY)
 
 
 def serve_gate_text(report, fmt: str) -> str:
@@ -18,14 +18,15 @@ def serve_gate_text(report, fmt: str) -> str:
     if fmt == "csv":
         header = ("status", "kind", "row_before", "row_after") + IDENTITY + tuple(
             f"{f.removesuffix('_s')}_{side}{'_s' if f.endswith('_s') else ''}"
-            for f, *_ in FIGURES for side in ("before", "after")) + ("tpot_change", "description")
+            for f, *_ in FIGURES for side in ("before", "after")) + ("tpot_change", "description", "calibration")
         rows = []
         for c in report.changes:
             b, a = c.before, c.after
             value = lambda r, f: "" if r is None or getattr(r, f) is None else _num(getattr(r, f))
             finite = "" if abs(c.tpot_change) == float("inf") else _num(c.tpot_change)
             rows.append((c.status, c.kind.value, b.row if b else "", a.row if a else "", *c.point.key,
-                         *(value(r, f) for f, *_ in FIGURES for r in (b, a)), finite, c.describe()))
+                         *(value(r, f) for f, *_ in FIGURES for r in (b, a)), finite, c.describe(),
+                         calibration_cell(report)))
         return _csv(header, rows)
     return report_text(report, fmt, ("mode", "best TPOT", "change", "best tokens/s per chip", "change"),
                        [_mode_cells(m) for m in report.modes], str)
@@ -44,7 +45,8 @@ def _row_dict(r) -> dict | None:
                "output_tokens_per_s_per_chip", "usd_per_million_input_tokens", "usd_per_million_output_tokens",
                "kv_transfer_bytes", "kv_transfer_s", "prefill_pools_per_decode_pool")
     stage = lambda s: {k: getattr(s, k) for k in ("chips", "batch", "ffn", "attention", "weights", "latency_s",
-                                                  "step_latency_s", "mfu", "hbm_fraction", "bound", "context")}
+                                                  "step_latency_s", "mfu", "hbm_fraction", "bound", "context",
+                                                  "kv_cache", "experts")}
     return {**{k: getattr(r, k) for k in figures}, "prefill": stage(r.prefill), "decode": stage(r.decode)}
 
 
@@ -57,7 +59,7 @@ def serve_gate_dict(report) -> dict:
         "baseline": report.baseline.source, "current": report.current.source,
         "model": report.current.model, "cluster": report.current.cluster,
         "tolerance": {"latency": t.latency, "mfu": t.mfu, "throughput": t.throughput},
-        "notes": list(report.notes),
+        "notes": list(report.notes), **calibration_keys(report),
         "modes": [{"mode": m.mode, "regressed": m.regressed, "tpot_before_s": m.tpot_before_s,
                    "tpot_after_s": m.tpot_after_s, "output_tokens_per_s_per_chip_before": m.per_chip_before,
                    "output_tokens_per_s_per_chip_after": m.per_chip_after} for m in report.modes],

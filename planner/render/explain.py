@@ -21,7 +21,7 @@ from planner.render.common import (
 from planner.search.search import capacity, point
 from planner.specs.formats import Sparsity
 from planner.specs.plan import Phase
-from planner.units import fmt_bytes, fmt_percent, fmt_rate, fmt_seconds, num
+from planner.units import fmt_bytes, fmt_percent, fmt_rate, fmt_seconds, fmt_tokens, num
 
 
 def explain_dict(ev: Evaluation, cluster=None) -> dict:
@@ -165,7 +165,8 @@ def _explain_header(ev: Evaluation) -> tuple[str, list[tuple[str, str]]]:
              f"batch {d.batch}, {d.ffn}+{d.attention}{'+' + d.experts if d.experts else ''}, {d.weights} weights")
     tokens = (f"{w.input_tokens} input token{'s' * (w.input_tokens != 1)} per sequence" if c.phase is Phase.PREFILL
               else f"{w.output_tokens} output token{'s' * (w.output_tokens != 1)} per sequence, each step attending "
-                   f"to {w.context} cached tokens")
+                   + (f"to {fmt_tokens(w.context)} cached tokens" if w.context == int(w.context) else
+                      f"to a mean context of {fmt_tokens(w.context)} cached tokens"))
     axes = ", ".join(f"{axis}=[{' '.join(c.mesh.names(axis))}]" for axis in "xyz")
     experts = [("experts", c.experts.notation)] if c.experts is not None else []
     m = ev.model

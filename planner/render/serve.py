@@ -9,7 +9,15 @@ import io
 from planner.commands.serve import NOT_MODELLED, SERVING_NAMES, ServeResult, deployment_dict
 from planner.commands.serve_modes import Deployment, Mode
 from planner.commands.serve_pools import Stage
-from planner.render.common import Column, Note, calibration_note, markdown_table, print_grid, print_wrapped
+from planner.render.common import (
+    Column,
+    Note,
+    calibration_label,
+    calibration_note,
+    markdown_table,
+    print_grid,
+    print_wrapped,
+)
 from planner.units import PER_MILLION, SECONDS_PER_HOUR, fmt_seconds
 
 COLUMNS = ("#", "chips", "TTFT", "TPOT", "tok/s/user", "tok/s/chip", "$/M in", "$/M out")
@@ -18,7 +26,9 @@ NO_PRICE = "no price"
 
 
 def _stage(s: Stage) -> str:
-    return f"{s.chips}x{s.batch} {s.ffn}+{s.attention} {s.weights}"
+    """'32x1 ws2d+heads+tp int8' (MoE: +experts layout), ' kv fp8' when the cache is not bf16."""
+    layouts = f"{s.ffn}+{s.attention}" + (f"+{s.experts}" if s.experts else "")
+    return f"{s.chips}x{s.batch} {layouts} {s.weights}" + (f" kv {s.kv_cache}" if s.kv_cache != "bf16" else "")
 
 
 def _rate(x: float) -> str:
@@ -68,14 +78,20 @@ def _title(m) -> str:
 
 
 def legend(result: ServeResult) -> list[str]:
-    used = sorted({name for d in result.rows() for s in (d.prefill, d.decode) for name in (s.ffn, s.attention)},
-                  key=list(SERVING_NAMES).index)
-    lines = ["Under each row, prefill and decode: chips x batch, layout, weights; chips: per deployment (disaggregated: "
+    used = sorted({name for d in result.rows() for s in (d.prefill, d.decode)
+                   for name in (s.ffn, s.attention, s.experts) if name}, key=list(SERVING_NAMES).index)
+    moe = result.request.plan.model.experts is not None
+    lines = ["Under each row, prefill and decode: chips x batch, layouts (FFN+attention"
+             + ("+experts" if moe else "") + "), weights, and the KV cache's format when not bf16 (kv fp8); "
+             "chips: per deployment (disaggregated: "
              "per decode pool with its share of prefill pools); tok/s/user = 1/TPOT; tok/s/chip: output "
              "tokens; $/M: USD per million input or output tokens.",
              "Layouts as serving engineers name them: "
              + "; ".join(f"{name} = {SERVING_NAMES[name]}" for name in used) + f" ({NOT_MODELLED}).",
              "Explain a row's layouts: add --row N."]
+    if any(m.mode is Mode.DISAGGREGATED for m in result.modes):
+        lines.append("Disaggregated: the prompt's KV cache crosses to the decode pool in the cache's format "
+                     "(both pools hold it in the same format).")
     if result.request.targets.ttft_s is None and any(m.mode is not Mode.STATIC for m in result.modes):
         lines.append("Without --ttft, running-batch modes pick prefill batches for throughput alone.")
     return lines
@@ -102,7 +118,8 @@ def serve_table(result: ServeResult, console, *, ascii_only: bool = False) -> No
 
 
 def serve_markdown(result: ServeResult) -> str:
-    lines = [summary(result), ""]
+    note = calibration_note(result.request.plan.cluster)
+    lines = [summary(result), ""] + ([f"> {note}", ""] if note else [])
     for m, numbers in _numbered(result):
         if m.infeasible:
             lines += [f"### {m.mode.label}: nothing feasible", "", "```", m.infeasible, "```", ""]
@@ -118,17 +135,21 @@ CSV_FIELDS = ("row", "mode", "chips", "prefill_pools_per_decode_pool", "ttft_s",
               "usd_per_million_output_tokens", "kv_transfer_bytes", "kv_transfer_s")
 STAGE_FIELDS = ("chips", "batch", "ffn", "attention", "weights", "latency_s", "step_latency_s", "mfu",
                 "hbm_fraction", "bound", "context")
+NEW_STAGE_FIELDS = ("kv_cache", "experts")  # after serving_names: columns are added at the end
 
 
 def serve_csv(result: ServeResult) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(CSV_FIELDS + tuple(f"{phase}_{f}" for phase in ("prefill", "decode") for f in STAGE_FIELDS)
-                    + ("serving_names",))
+                    + ("serving_names", "calibration")
+                    + tuple(f"{phase}_{f}" for phase in ("prefill", "decode") for f in NEW_STAGE_FIELDS))
+    calibration = calibration_label(result.request.plan.cluster)
     for m, numbers in _numbered(result):
         for d, i in zip(m.frontier, numbers):
             row = deployment_dict(d, i)
             writer.writerow([("" if row[f] is None else row[f]) for f in CSV_FIELDS]
                             + [row[phase][f] for phase in ("prefill", "decode") for f in STAGE_FIELDS]
-                            + [row["serving_names"]])
+                            + [row["serving_names"], calibration]
+                            + [row[phase].get(f, "") for phase in ("prefill", "decode") for f in NEW_STAGE_FIELDS])
     return buf.getvalue()

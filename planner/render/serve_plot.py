@@ -1,6 +1,6 @@
 """`planner serve --plot FILE.svg|.png`: each mode's frontier as a picture for a pull request or
 a design doc (output tokens/s per chip against tokens/s per user, points labelled with chips and
-batch). Needs matplotlib, the optional `plot` extra; the terminal plot of `plan` does not."""
+batch). Needs matplotlib (`pip install matplotlib`, or the `plot` extra from a checkout); the terminal plot of `plan` does not."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ def draw(result, path: Path) -> None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise UsageError("--plot needs matplotlib: pip install 'planner[plot]'") from None
+        raise UsageError("--plot needs matplotlib: pip install matplotlib (or pip install '.[plot]' in a "
+                         "checkout of planner)") from None
     if not path.absolute().parent.is_dir():
         raise UsageError(f"--plot: folder {str(path.absolute().parent)!r} does not exist")
     plan = result.request.plan
