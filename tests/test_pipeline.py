@@ -247,3 +247,41 @@ def test_cli_plan_searches_stages(planner):
     assert "stages" not in planner(*args, "--format", "csv")[1]
     code, out, err = planner(*args, "--stages", "0")
     assert code == 2 and "--stages" in err and out == ""
+
+
+@pytest.mark.parametrize("model, cluster, chips, stages, works", [
+    ("llama-3-8b", "h100-sxm", "8", "2", "2 stages need 16, 32"),
+    ("llama-3-8b", "h100-sxm", "8", "3", "3 stages need chip counts h100-sxm does not offer"),
+    ("palm-62b", "tpu-v4", "64", "3", "64 chips: 2, 4, 8"),
+])
+def test_stages_the_chips_cannot_form_are_refused_when_the_plan_is_read(planner, model, cluster, chips, stages, works):
+    """A stage count no chip count can form is a mistake in the plan (exit 2), not an empty search:
+    the error says which, the rule, and what would form it."""
+    code, out, err = planner("plan", "--model", model, "--cluster", cluster, "--chips", chips, "--stages", stages)
+    assert code == 2 and out == ""
+    assert f"cannot form {stages} pipeline stages from {chips} chips" in err and works in err
+    assert "0 candidates" not in err and "KV cache" not in err
+
+
+def test_a_stage_count_some_chip_count_forms_is_searched(planner):
+    code, out, err = planner("plan", "--model", "llama-3-8b", "--cluster", "h100-sxm", "--chips", "8,16",
+                             "--stages", "1,2", "--phase", "decode", "--format", "csv")
+    assert code == 0, err
+    assert ",2," in out  # a PP2 point on 16 chips
+
+
+def test_a_plan_file_with_unformable_stages_names_its_line(tmp_path, planner):
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("model: llama-3-8b\ncluster: h100-sxm\nworkload: {input_tokens: 2048, output_tokens: 64, context: 2048}\n"
+                    "search:\n  chips: [8]\n  stages: [2]\n")
+    code, out, err = planner("plan", str(plan))
+    assert code == 2 and f"{plan}:6" in err and "cannot form 2 pipeline stages" in err
+
+
+def test_moe_stages_and_nothing_to_evaluate_say_why(planner):
+    code, _, err = planner("plan", "--model", "mixtral-8x7b", "--cluster", "h100-sxm", "--chips", "16",
+                           "--stages", "2")
+    assert code == 2 and "dense models only" in err
+    code, _, err = planner("plan", "--model", "llama-3-8b", "--cluster", "h100-sxm", "--chips", "1",
+                           "--ffn", "ws2d")
+    assert code == 1 and "nothing to evaluate" in err and "0 candidates" not in err and "()" not in err

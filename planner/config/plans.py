@@ -44,6 +44,7 @@ from planner.specs.model import Model
 from planner.specs.moe import Routing
 from planner.specs.plan import Constraints, Phase, Pin, Plan, SearchSpace, Workload
 from planner.config.formats import check_weight_formats, tokens
+from planner.config.stages import check_stages
 
 
 @dataclass(frozen=True)
@@ -217,6 +218,7 @@ def _assemble(model: Model, cluster: Cluster, plan: Fields | None, flags: dict[s
     routing = Routing(load_imbalance=flags.get("load_imbalance", routing.get("load_imbalance", 1.0)),
                       redundant_experts=routing.get("redundant_experts", 0))
     space = _search_space(cluster, section("search"), flags)
+    _check_stages(cluster, model, space, section("search"), flags)
     check_context(model, workload, space.phases, section("workload"), flags)
     _check_flags_apply(space.phases, flags)
     return Plan(
@@ -265,6 +267,15 @@ def _search_space(cluster: Cluster, search: Fields | None, flags: dict[str, Any]
                              f"{', '.join(map(str, offered))})")
         _check_chip_count(n, search.where["chips"].item(i), cluster)
     return SearchSpace(**axes)
+
+
+def _check_stages(cluster: Cluster, model: Model, space: SearchSpace, search: Fields | None,
+                  flags: dict[str, Any]) -> None:
+    def fail(message: str, hint: str) -> Exception:
+        if "stages" in flags or search is None or "stages" not in search.where:
+            return UsageError(f"{FLAGS['stages']}: {message}\n  hint: {hint}")
+        return search.where["stages"].error(message, hint=hint)
+    check_stages(cluster, model, space.chips, space.stages, fail)
 
 
 def _default(axis: str, cluster: Cluster) -> tuple:

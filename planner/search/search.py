@@ -303,6 +303,11 @@ def best(plan: Plan, phase: Phase, chips: int, batch: int, weights=None, ffn=Non
 
 
 def _nothing_feasible(plan: Plan, phase: Phase, evaluated: int, dropped: dict[str, int], reach: _Reach) -> str:
+    if evaluated == 0:  # no mesh, layout and stage count combination applies
+        s = plan.space
+        return (f"{phase.value}: nothing to evaluate: no combination of chips ({', '.join(map(str, s.chips))}), "
+                f"stages ({', '.join(map(str, s.stages))}), --ffn ({', '.join(s.ffn)}) and --attention "
+                f"({', '.join(s.attention)}) forms a layout.\n  hint: allow more chip counts or layouts.")
     reasons = ", ".join(f"{count} {reason}" for reason, count in sorted(dropped.items()) if count)
     text = f"{phase.value}: nothing feasible among {evaluated} candidates ({reasons})."
     if not np.isfinite(reach.latency_s):  # nothing fits in HBM at all

@@ -1,0 +1,67 @@
+"""Checking a plan's pipeline stage counts against its chip counts when the plan is read.
+
+A stage count that no chip count of the plan can form would leave the search with nothing to
+evaluate for it; one that none can form is a mistake in the plan (exit 2), reported with the
+chip counts that would form it and the stage counts the plan's chips allow. The rule is the one
+`planner.cost.mesh.stage_meshes` applies: on switched levels each stage is whole groups of the
+outermost level (n / p chips a multiple of the node size), on a torus each stage is a slice of
+n / p chips that the cluster offers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from planner.cost.mesh import stage_meshes
+from planner.specs.hardware import Cluster, Switched
+from planner.specs.model import Model
+
+
+def formable(cluster: Cluster, chips: int, stages: int) -> bool:
+    """Whether `chips` chips of `cluster` form `stages` pipeline stages."""
+    return bool(stage_meshes(cluster, chips, stages))
+
+
+def stage_rule(cluster: Cluster) -> str:
+    """What a stage must be on this cluster, in words."""
+    topology = cluster.topology
+    if isinstance(topology, Switched):
+        inner = 1
+        for level in topology.levels[:-1]:
+            inner *= level.size or 1
+        group = topology.levels[-2].name if len(topology.levels) > 1 else "chip"
+        return (f"each stage must be whole {group} groups of {inner} chips, joined over "
+                f"{topology.levels[-1].name} (n / stages a multiple of {inner})")
+    slices = ", ".join(map(str, topology.chip_counts))
+    return f"each stage must be a slice of n / stages chips that {cluster.name} offers ({slices})"
+
+
+def check_stages(cluster: Cluster, model: Model, chips: tuple[int, ...], stages: tuple[int, ...],
+                 fail: Callable[[str, str], Exception]) -> None:
+    """Raise `fail(message, hint)` for a stage count above 1 that no chip count can form (or
+    that the model cannot take)."""
+    for p in (p for p in stages if p > 1):
+        if model.experts is not None:
+            raise fail(f"{p} pipeline stages: pipelining is modelled for dense models only, and "
+                       f"{model.name} is a mixture of experts",
+                       "drop the stage count (stages: [1]); shard the experts across the chips instead")
+        if p > model.n_layers:
+            raise fail(f"{p} pipeline stages: {model.name} has only {model.n_layers} layers",
+                       f"use at most {model.n_layers} stages")
+        if any(formable(cluster, n, p) for n in chips):
+            continue
+        counts = ", ".join(map(str, chips))
+        works = [n for n in cluster.topology.chip_counts if formable(cluster, n, p)]
+        per_chips = []
+        for n in chips:
+            ok = [q for q in range(2, min(n, model.n_layers) + 1) if formable(cluster, n, q)]
+            per_chips.append(f"{n} chips: {', '.join(map(str, ok)) if ok else 'none'}")
+        hint = (f"{stage_rule(cluster)}; {p} stages need "
+                + (f"{_listed(works)} chips" if works else f"chip counts {cluster.name} does not offer")
+                + f"; stage counts above 1 that the chips given form: {'; '.join(per_chips)}")
+        raise fail(f"{cluster.name} cannot form {p} pipeline stages from {counts} chips", hint)
+
+
+def _listed(values: list[int], most: int = 6) -> str:
+    shown = ", ".join(map(str, values[:most]))
+    return shown + (", ..." if len(values) > most else "")
