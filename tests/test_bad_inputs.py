@@ -108,7 +108,7 @@ CASES: list[tuple[str, str, list[str]]] = [
     ('plan-workload-typo.yaml', 'plan', [':4:', 'workload.input_token', "did you mean 'input_tokens'"]),
     ('plan-workload-float.yaml', 'plan', [':4:', 'workload.output_tokens', 'whole']),
     ('plan-latency-unit.yaml', 'plan', [':12:', 'constraints.max_latency_s', 'unknown time unit']),
-    ('plan-min-mfu.yaml', 'plan', [':12:', 'constraints.min_mfu', 'fraction in (0, 1]', 'did you mean 1.5%?']),
+    ('plan-min-mfu.yaml', 'plan', [':12:', 'constraints.min_mfu', 'out of reach', 'did you mean 1.5%?']),
     ('plan-deployment-phase.yaml', 'plan', [':14:', 'deployment.decod', "did you mean 'decode'"]),
     ('plan-deployment-chips.yaml', 'plan', [':14:', 'deployment.decode.chips', 'cannot form 48 chips']),
     ('plan-deployment-missing.yaml', 'plan', [':14:', 'deployment.decode.weights', "missing key 'weights'"]),

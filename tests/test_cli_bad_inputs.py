@@ -83,7 +83,7 @@ BAD_FLAGS = [
     (BASE + ["--max-latency", "nan"], ["--max-latency"]),
     (BASE + ["--max-latency", "-1"], ["--max-latency"]),
     (BASE + ["--max-latency", "5 parsecs"], ["--max-latency", "parsecs"]),
-    (BASE + ["--min-mfu", "2"], ["--min-mfu", "1]"]),
+    (BASE + ["--min-mfu", "2"], ["--min-mfu", "out of reach"]),
     (BASE + ["--min-mfu", "lots"], ["--min-mfu", "'lots'"]),
     (BASE + ["-o", "/no/such/folder/out.txt"], ["-o/--output", "/no/such/folder", "does not exist"]),
     (BASE + ["--plot", "--format", "json"], ["--plot", "--format json"]),

@@ -81,7 +81,8 @@ def plan(
         None, "--max-step-latency", metavar="TIME",
         help="Drop decode points whose step (time per output token) is slower than this [s, or '50 ms']."),
     min_mfu: Optional[str] = typer.Option(None, "--min-mfu", metavar="FRACTION",
-                                          help="Drop points below this MFU [fraction 0-1, or '40%']."),
+                                          help="Drop points below this MFU [fraction 0.4 or '40%'; of the bf16 peak, "
+                                               "so fp8/fp4 points may pass 100%]."),
     fmt: str = FormatOpt,
     output: Optional[Path] = OutputOpt,
     plot: bool = typer.Option(

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from planner.config.yamlio import MAX_COUNT, At, Fields, count, scalar
+from planner.config.yamlio import _DECIMAL, MAX_COUNT, At, Fields, count, scalar
 from planner.errors import UsageError
 from planner.specs.hardware import Chip, Cluster, WeightFormat
-from planner.units import parse_tokens
+from planner.units import fmt_percent, parse_fraction, parse_tokens
+
+# MFU is against the bf16 peak, so a point in a faster format can pass 100%: up to the ratio of
+# its peak to bf16's (fp4 2:4 over dense bf16 is 8x on B200). A larger --min-mfu is a mistake.
+MAX_MFU = 8.0
 
 
 def tokens(at: At) -> int:
@@ -56,3 +60,38 @@ def check_weight_formats(cluster: Cluster, weights: tuple[WeightFormat, ...], sp
             raise UsageError(f"{names['weights']}: {message}\n  hint: {hint}")
         raise UsageError(f"{names['sparsity']}: {message}\n  hint: drop --sparsity, or use a cluster that "
                          "declares sparse peaks")
+
+
+def mfu(at: At) -> float:
+    """A minimum MFU in a plan file: a fraction (0.4) or a percentage ('40%'), above 1 allowed
+    (MFU is against the bf16 peak; fp8 and fp4 points can pass 100%) up to MAX_MFU."""
+    expected = "an MFU such as 0.4 or 40% (of the bf16 peak)"
+    raw = scalar(at, expected).strip()
+    if not _DECIMAL.fullmatch(raw.removesuffix("%").strip()):
+        raise at.error(f"expected {expected}, found {raw!r}")
+    value = parse_fraction(raw)
+    if not 0 < value <= MAX_MFU:
+        hint = f"did you mean {raw}%?" if not raw.endswith("%") and 1 < value <= 100 else None
+        raise at.error(f"expected {expected}, at most {fmt_percent(MAX_MFU)}, found {raw!r}", hint=hint)
+    return value
+
+
+def mfu_ceiling(chip: Chip, formats) -> float:
+    """The highest MFU (of the bf16 peak) any of `formats` can reach on `chip`: its weight peak
+    over the bf16 peak (1 for bf16), the matmuls at full efficiency."""
+    return max((f.weight_peak_flop_per_s(chip) or 0.0) / chip.peak_bf16_flop_per_s for f in formats)
+
+
+def check_min_mfu(cluster: Cluster, space, value: float | None, constraints: Fields | None,
+                  flags: dict[str, Any], flag: str) -> None:
+    """A minimum MFU above what every format searched can reach (MFU is of the bf16 peak)."""
+    ceiling = mfu_ceiling(cluster.chip, space.formats(cluster.chip)) if value else 0.0
+    if not value or value <= ceiling:
+        return
+    message = (f"MFU {fmt_percent(value)} is out of reach: MFU is of the bf16 peak, and the weight formats "
+               f"searched on {cluster.chip.name} reach at most {fmt_percent(ceiling)} (their peak over bf16's)")
+    hint = (f"did you mean {value:g}%? " if 1 < value <= 100 else "") + \
+        "lower it, or search faster formats (--weights all)"
+    if "min_mfu" in flags or constraints is None:
+        raise UsageError(f"{flag}: {message}\n  hint: {hint}")
+    raise constraints.where["min_mfu"].error(message, hint=hint)

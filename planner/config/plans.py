@@ -28,7 +28,6 @@ from planner.config.yamlio import (
     choice,
     count,
     fields,
-    fraction,
     list_of,
     load_document,
     names,
@@ -43,7 +42,7 @@ from planner.specs.hardware import Cluster, WeightFormat
 from planner.specs.model import Model
 from planner.specs.moe import Routing
 from planner.specs.plan import Constraints, Phase, Pin, Plan, SearchSpace, Workload
-from planner.config.formats import check_weight_formats, tokens
+from planner.config.formats import MAX_MFU, check_min_mfu, check_weight_formats, mfu, tokens
 from planner.config.stages import check_stages
 
 
@@ -109,7 +108,7 @@ SPARSITY = {s.label: s for s in Sparsity}
 WORKLOAD_KEYS = ("input_tokens", "output_tokens", "context")
 CONSTRAINT_FIELDS = {"max_latency_s": Field(number("seconds"), required=False),
                      "max_step_latency_s": Field(number("seconds"), required=False),
-                     "min_mfu": Field(fraction, required=False)}
+                     "min_mfu": Field(mfu, required=False)}
 # MoE models (planner.specs.moe.Routing); ignored for dense models
 ROUTING_FIELDS = {"load_imbalance": Field(number(minimum=1.0, inclusive=True), required=False),
                   "redundant_experts": Field(count, required=False)}
@@ -219,13 +218,15 @@ def _assemble(model: Model, cluster: Cluster, plan: Fields | None, flags: dict[s
                       redundant_experts=routing.get("redundant_experts", 0))
     space = _search_space(cluster, section("search"), flags)
     _check_stages(cluster, model, space, section("search"), flags)
+    constraints = Constraints(**merge(CONSTRAINT_FIELDS, section("constraints")))
+    check_min_mfu(cluster, space, constraints.min_mfu, section("constraints"), flags, FLAGS["min_mfu"])
     check_context(model, workload, space.phases, section("workload"), flags)
     _check_flags_apply(space.phases, flags)
     return Plan(
         model=model, cluster=cluster,
         workload=Workload(**workload, routing=routing),
         space=space,
-        constraints=Constraints(**merge(CONSTRAINT_FIELDS, section("constraints"))),
+        constraints=constraints,
         deployment=_read_deployment(section("deployment"), cluster),
         source=plan.at.file if plan is not None else "",
     )
@@ -355,10 +356,11 @@ def _read_flag(key: str, value: Any) -> Any:
         return float(_checked(key, (value,), lambda v: _is_real(v) and 1 <= v <= MAX_MAGNITUDE,
                               "a factor >= 1 (the busiest chip's expert work over the mean's)")[0])
     if key == "min_mfu":
-        if _is_real(value) and 1 < value <= 100:
-            raise UsageError(f"{flag}: expected a fraction in (0, 1], found {value:g} (did you mean {value:g}%?)")
-        return float(_checked(key, (value,), lambda v: _is_real(v) and 0 < v <= 1,
-                              "a fraction in (0, 1]")[0])
+        if _is_real(value) and MAX_MFU < value <= 100:
+            raise UsageError(f"{flag}: expected an MFU such as 0.4 or 40% (of the bf16 peak), found {value:g} "
+                             f"(did you mean {value:g}%?)")
+        return float(_checked(key, (value,), lambda v: _is_real(v) and 0 < v <= MAX_MFU,
+                              f"an MFU such as 0.4 or 40% (of the bf16 peak), at most {MAX_MFU:.0%}")[0])
     if not isinstance(value, str) or not value.strip():  # model, cluster
         raise UsageError(f"{flag}: expected a preset name or a path, found {value!r}")
     return value

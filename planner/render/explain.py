@@ -24,6 +24,12 @@ from planner.specs.plan import Phase
 from planner.units import fmt_bytes, fmt_percent, fmt_rate, fmt_seconds, fmt_tokens, num
 
 
+def _mfu_of_format_peak(ev: Evaluation, cluster) -> float:
+    """MFU against the peak of the point's own weight format (MFU itself is of the bf16 peak)."""
+    chip = cluster.chip
+    return float(ev.mfu[0]) * chip.peak_bf16_flop_per_s / ev.formats_at(0).weight_peak_flop_per_s(chip)
+
+
 def explain_dict(ev: Evaluation, cluster=None) -> dict:
     out = point_dict(point(ev, 0))
     out["model"] = ev.model.name
@@ -36,6 +42,7 @@ def explain_dict(ev: Evaluation, cluster=None) -> dict:
         out["cluster"] = cluster.name
         out["calibrated"] = cluster.calibrated
         out["calibration_status"] = cluster.calibration_status
+        out["mfu_of_format_peak"] = num(_mfu_of_format_peak(ev, cluster))
     c = ev.candidate
     w = ev.workload
     out["workload"] = ({"input_tokens": w.input_tokens} if c.phase is Phase.PREFILL
@@ -203,7 +210,10 @@ def _explain_summary(ev: Evaluation, cluster=None) -> list[str]:
         *combine_lines(ev),
         f"step     {fmt_seconds(d.step_latency_s)} (overhead {fmt_seconds(d.overhead_s)}), {latency}, "
         f"{d.bound}-bound",
-        f"MFU      {fmt_percent(d.mfu)} (against the bf16 peak in every format, the paper's convention); "
+        f"MFU      {fmt_percent(d.mfu)} (against the bf16 peak in every format, the paper's convention"
+        + (f"; {fmt_percent(_mfu_of_format_peak(ev, cluster))} of the {ev.formats_at(0).weights.compute.label}"
+           f"{' 2:4' if ev.formats_at(0).sparsity is Sparsity.TWO_FOUR else ''} peak"
+           if cluster is not None and _mfu_of_format_peak(ev, cluster) != d.mfu else "") + "); "
         f"cost {fmt_seconds(d.cost_chip_s_per_token)} of chip time per token; {d.tokens_per_s:,.0f} tokens/s",
         f"memory   weights {fmt_bytes(ev.weight_bytes)} + KV cache {fmt_bytes(float(ev.kv_bytes[0]))} "
         f"+ activations {fmt_bytes(float(ev.activation_bytes[0]))} = {fmt_bytes(d.hbm_bytes_per_chip)} "

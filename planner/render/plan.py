@@ -22,6 +22,14 @@ EXPLAIN_HINT = "#: explain a row with planner explain PLAN --row N (and this com
 COLUMNS = ("#", "chips", "batch", "layout", "wts", "kv", "latency", "step", "MFU", "cost/tok", "HBM", "bound")
 TEXT_COLUMNS = ("layout", "wts", "kv", "bound")
 MFU_NOTE = "MFU is against the bf16 peak in every format (the paper's convention)"
+OVER_100 = ("MFU above 100%: the point's format (fp8, int8, fp4 or 2:4 sparse) has a higher peak than "
+            "bf16's; `explain` gives its share of that format's own peak")
+
+
+def _mfu_note(result: SearchResult) -> str:
+    """MFU_NOTE, and why when a point passes 100%."""
+    over = any(p.mfu > 1 for ph in result.phases for p in ph.frontier)
+    return MFU_NOTE + (f"; {OVER_100}" if over else "")
 
 
 def _cells(p: Point, row: int) -> tuple[str, ...]:
@@ -61,7 +69,7 @@ def plan_markdown(result: SearchResult) -> str:
         lines += [f"### {ph.phase.value} frontier ({len(ph.frontier)} point{'s' * (len(ph.frontier) != 1)})", "",
                   markdown_table([COLUMNS[i] for i in keep], [tuple(_cells(p, rows[p.key])[i] for i in keep) for p in ph.frontier],
                                  right=[k for k, i in enumerate(keep) if COLUMNS[i] not in TEXT_COLUMNS]), ""]
-    lines += [f"{MFU_NOTE}.", "", EXPLAIN_HINT, ""]
+    lines += [f"{_mfu_note(result)}.", "", EXPLAIN_HINT, ""]
     return "\n".join(lines)
 
 
@@ -112,7 +120,7 @@ def plan_table(result: SearchResult, console, *, ascii_only: bool = False) -> No
     note = calibration_note(result.plan.cluster)
     if note:
         print_wrapped(console, note, hang=0, style="yellow")
-    legend = ["cost/tok in chip-seconds per token", "HBM: share of each chip's memory in use", MFU_NOTE,
+    legend = ["cost/tok in chip-seconds per token", "HBM: share of each chip's memory in use", _mfu_note(result),
               EXPLAIN_HINT[:-1]]
     numbers = {p.key: row for row, p in numbered(result)}
     for ph in result.phases:

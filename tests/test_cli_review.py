@@ -1,0 +1,69 @@
+"""CLI behaviour from an expert review: MFU above 100% (fp8 and faster formats against the bf16
+peak), deployment pins, context limits, small flags and messages."""
+
+import json
+import sys
+
+import pytest
+
+from planner.cli import main as cli
+
+
+@pytest.fixture
+def planner(monkeypatch, capsys):
+    """planner(*args) -> (exit code, stdout, stderr), through the console script's entry point."""
+    def run(*args: str):
+        monkeypatch.setattr(sys, "argv", ["planner", *args])
+        with pytest.raises(SystemExit) as exit_:
+            cli.main()
+        out, err = capsys.readouterr()
+        assert "Traceback" not in err
+        return exit_.value.code, out, err
+    return run
+
+
+H100_8B = ("--model", "llama-3-8b", "--cluster", "h100-sxm", "--chips", "8")
+
+
+def test_min_mfu_above_100_percent_is_accepted_when_a_format_searched_reaches_it(planner):
+    code, out, err = planner("plan", *H100_8B, "--phase", "prefill", "--weights", "fp8", "--min-mfu", "140%",
+                             "--format", "json")
+    assert code == 0, err
+    points = json.loads(out)["frontier"]["prefill"]
+    assert points and all(p["mfu"] >= 1.4 for p in points)
+
+
+def test_min_mfu_out_of_reach_of_the_formats_searched_says_so(planner):
+    code, out, err = planner("plan", *H100_8B, "--phase", "prefill", "--weights", "bf16", "--min-mfu", "140%")
+    assert code == 2 and out == ""
+    assert "at most 100.0%" in err and "bf16 peak" in err
+    code, _, err = planner("plan", *H100_8B, "--min-mfu", "40")
+    assert code == 2 and "did you mean 40%?" in err
+
+
+def test_min_mfu_in_a_plan_file_above_100_percent(tmp_path, planner):
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("model: llama-3-8b\ncluster: h100-sxm\n"
+                    "workload: {input_tokens: 2048, output_tokens: 64, context: 2048}\n"
+                    "search: {chips: [8], weights: [bf16], phases: [prefill]}\nconstraints:\n  min_mfu: 150%\n")
+    code, _, err = planner("plan", str(plan))
+    assert code == 2 and f"{plan}:6" in err and "out of reach" in err
+    plan.write_text(plan.read_text().replace("[bf16]", "[fp8]"))
+    assert planner("plan", str(plan))[0] == 0
+
+
+def test_explain_gives_the_share_of_the_formats_own_peak(planner):
+    args = ("explain", *H100_8B, "--phase", "prefill", "--batch", "8", "--ffn", "ws1d", "--attention", "heads")
+    fp8 = json.loads(planner(*args, "--weights", "fp8", "--format", "json")[1])
+    bf16 = json.loads(planner(*args, "--weights", "bf16", "--format", "json")[1])
+    # H100 SXM: dense fp8 1979 TFLOP/s, bf16 989 TFLOP/s (configs/clusters/h100-sxm.yaml)
+    assert fp8["mfu_of_format_peak"] == pytest.approx(fp8["mfu"] * 989 / 1979, rel=1e-5)
+    assert bf16["mfu_of_format_peak"] == bf16["mfu"]
+    assert "of the fp8 peak" in planner(*args, "--weights", "fp8")[1]
+
+
+def test_plan_legend_says_why_mfu_passes_100_percent(planner):
+    out = planner("plan", *H100_8B, "--phase", "prefill", "--weights", "fp8", "--min-mfu", "100%")[1]
+    assert "MFU above 100%" in " ".join(out.split())
+    out = planner("plan", *H100_8B, "--phase", "prefill", "--weights", "bf16")[1]
+    assert "MFU above 100%" not in " ".join(out.split())
