@@ -67,3 +67,16 @@ def test_plan_legend_says_why_mfu_passes_100_percent(planner):
     assert "MFU above 100%" in " ".join(out.split())
     out = planner("plan", *H100_8B, "--phase", "prefill", "--weights", "bf16")[1]
     assert "MFU above 100%" not in " ".join(out.split())
+
+
+def test_llama_3_8b_refuses_a_prompt_beyond_its_8k_context(planner):
+    code, out, err = planner("plan", "--model", "llama-3-8b", "--cluster", "h100-sxm", "--input-tokens", "200k")
+    assert code == 2 and out == "" and "maximum context of 8192" in err
+
+
+def test_presets_say_their_context_where_a_source_gives_it():
+    """Every preset has max_context but PaLM (the paper's tests plan long prompts on it; the paper
+    gives no serving limit) and llama-3-405b (released only as Llama 3.1, with 128k)."""
+    from planner.config import list_presets, load_model
+    without = {name for name in list_presets("models") if load_model(name).max_context is None}
+    assert without == {"palm-8b", "palm-62b", "palm-540b", "llama-3-405b"}

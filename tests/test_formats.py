@@ -154,10 +154,10 @@ def test_done_when_fp8_weights_use_the_fp8_peak_and_an_fp8_cache_doubles_kv_capa
                       "--kv-cache", fmt, "--format", "json").out
         kv[fmt] = json.loads(out)["memory"]["kv_cache"]
     assert kv["fp8"] == pytest.approx(kv["bf16"] / 2, rel=1e-5)  # per sequence: twice the tokens fit
-    # the largest batch that fits with an fp8 cache is twice the bf16 one
+    # the largest batch that fits with an fp8 cache is twice the bf16 one (llama-3.1-70b: the 70B shape with a 128k context)
     largest = {}
     for fmt in ("bf16", "fp8"):
-        plan = load_plan(None, model="llama-3-70b", cluster="h100-sxm", chips=(8,), phases=("decode",),
+        plan = load_plan(None, model="llama-3.1-70b", cluster="h100-sxm", chips=(8,), phases=("decode",),
                          batches=tuple(range(8, 2049, 8)), weights=("fp8",), kv_cache=(fmt,), ffn=("ws2d",),
                          attention=("heads",), context=32768)
         from planner.cost.costmodel import evaluate
@@ -265,7 +265,7 @@ def test_units_people_write():
 
 
 def test_token_counts_and_latency_flags(planner):
-    plan = load_plan(None, model="llama-3-8b", cluster="h100-sxm", input_tokens=parse_tokens("2k"),
+    plan = load_plan(None, model="llama-3.1-8b", cluster="h100-sxm", input_tokens=parse_tokens("2k"),
                      context=parse_tokens("128k"))
     assert (plan.workload.input_tokens, plan.workload.context) == (2048, 131072)
     r = planner("plan", "--model", "llama-3-8b", "--cluster", "h100-sxm", "--chips", "8", "--phase", "decode",
@@ -291,7 +291,7 @@ def test_a_flag_that_does_not_apply_to_the_phase_is_an_error(planner, flags, pha
 
 def test_plan_file_token_counts(tmp_path):
     path = tmp_path / "p.yaml"
-    path.write_text("model: llama-3-8b\ncluster: h100-sxm\nworkload: {input_tokens: 2k, output_tokens: 64, "
+    path.write_text("model: llama-3.1-8b\ncluster: h100-sxm\nworkload: {input_tokens: 2k, output_tokens: 64, "
                     "context: 128k}\nsearch: {kv_cache: [bf16, int8], sparsity: '2:4'}\n")
     plan = load_plan(str(path))
     assert (plan.workload.input_tokens, plan.workload.context) == (2048, 131072)
