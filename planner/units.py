@@ -137,6 +137,11 @@ def fmt_rate(value: float, unit: str) -> str:
     return f"{value:.3g} {unit}"
 
 
+def fmt_chips(n: int) -> str:
+    """'1 chip', '8 chips'."""
+    return f"{n} chip{'s' * (n != 1)}"
+
+
 def fmt_percent(fraction: float) -> str:
     return f"{100.0 * fraction:.1f}%"
 

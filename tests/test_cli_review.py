@@ -80,3 +80,16 @@ def test_presets_say_their_context_where_a_source_gives_it():
     from planner.config import list_presets, load_model
     without = {name for name in list_presets("models") if load_model(name).max_context is None}
     assert without == {"palm-8b", "palm-62b", "palm-540b", "llama-3-405b"}
+
+
+def test_single_chip_explain_lists_no_collectives(planner):
+    """On one chip every collective spans one chip and moves nothing: no row, no bytes on the net."""
+    args = ("explain", "--model", "mistral-7b", "--cluster", "h100-sxm", "--chips", "1", "--phase", "decode",
+            "--batch", "1", "--weights", "bf16", "--ffn", "ws1d", "--attention", "batch")
+    data = json.loads(planner(*args, "--format", "json")[1])
+    assert data["layers"] and all(not row["collective"] and row["comm_bytes"] == 0 for row in data["layers"])
+    out = planner(*args)[1]
+    assert "all-to-all" not in out and "reduce-scatter" not in out and "decode: 1 chip (mesh 1)" in out
+    # on 8 chips the collectives are there
+    multi = json.loads(planner(*args[:6], "8", *args[7:], "--format", "json")[1])
+    assert any(row["collective"] for row in multi["layers"])

@@ -58,6 +58,7 @@ from planner.commands.measurements import (
 )
 from planner.cost.costmodel import Candidate, Evaluation, combine, evaluate
 from planner.search.search import candidates
+from planner.units import fmt_chips
 from planner.specs.hardware import Calibration, Cluster, Torus
 from planner.specs.plan import Plan, SearchSpace
 
@@ -76,12 +77,12 @@ def allowed(cluster: Cluster, m: Measurement) -> list[Evaluation]:
     HBM (an error naming the row if there is none)."""
     offered = cluster.topology.chip_counts
     if m.chips not in offered:
-        raise m.error("chips", f"{cluster.name} cannot form {m.chips} chips",
+        raise m.error("chips", f"{cluster.name} cannot form {fmt_chips(m.chips)}",
                       hint=f"it offers {', '.join(map(str, offered))}")
     plan = _plan(cluster, m, FFN_CHOICES[m.ffn], ATTENTION_CHOICES[m.attention])
     found = candidates(plan, m.phase, chips=(m.chips,))
     if not found:
-        raise m.error("ffn", f"{m.ffn}+{m.attention} does not apply on {m.chips} chips of "
+        raise m.error("ffn", f"{m.ffn}+{m.attention} does not apply on {fmt_chips(m.chips)} of "
                              f"{cluster.name} (its axis groups would be trivial)")
     evs = [evaluate(m.model, cluster, m.workload, c, np.array([m.batch])) for c in found]
     fits = [ev for ev in evs if ev.hbm_bytes[0] <= cluster.chip.usable_hbm_bytes]

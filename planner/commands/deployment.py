@@ -12,7 +12,7 @@ from planner.cost.costmodel import evaluate
 from planner.errors import InfeasibleError, UsageError
 from planner.search.search import DOES_NOT_FIT, Point, best, candidates, order_key, point, search
 from planner.specs.plan import Phase, Pin, Plan
-from planner.units import fmt_bytes, fmt_seconds
+from planner.units import fmt_bytes, fmt_chips, fmt_seconds
 
 # --- layouts side by side -----------------------------------------------------------------------
 
@@ -60,7 +60,7 @@ def _layout_row(evs, i: int, hbm_bytes: float, row: LayoutRow) -> LayoutRow:
         need = min(float(ev.hbm_bytes[i]) for ev in mine)
         return replace(row, need_bytes=need,
                        reason=f"{DOES_NOT_FIT}: needs {fmt_bytes(need)} per chip, has {fmt_bytes(hbm_bytes)}")
-    return replace(row, reason=f"does not apply on {row.chips} chips")
+    return replace(row, reason=f"does not apply on {fmt_chips(row.chips)}")
 
 
 # --- a pinned deployment ------------------------------------------------------------------------

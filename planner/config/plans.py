@@ -44,6 +44,7 @@ from planner.specs.moe import Routing
 from planner.specs.plan import Constraints, Phase, Pin, Plan, SearchSpace, Workload
 from planner.config.formats import MAX_MFU, check_min_mfu, check_weight_formats, mfu, tokens
 from planner.config.stages import check_stages
+from planner.units import fmt_chips
 
 
 @dataclass(frozen=True)
@@ -264,7 +265,7 @@ def _search_space(cluster: Cluster, search: Fields | None, flags: dict[str, Any]
         if n in offered:
             continue
         if "chips" in flags:
-            raise UsageError(f"{FLAGS['chips']}: {cluster.name} cannot form {n} chips (it offers "
+            raise UsageError(f"{FLAGS['chips']}: {cluster.name} cannot form {fmt_chips(n)} (it offers "
                              f"{', '.join(map(str, offered))})")
         _check_chip_count(n, search.where["chips"].item(i), cluster)
     return SearchSpace(**axes)
@@ -311,7 +312,7 @@ def _read_deployment(at: At | None, cluster: Cluster) -> tuple[Pin, ...]:
 def _check_chip_count(n: int, at: At, cluster: Cluster) -> None:
     offered = cluster.topology.chip_counts
     if n not in offered:
-        raise at.error(f"{cluster.name} cannot form {n} chips",
+        raise at.error(f"{cluster.name} cannot form {fmt_chips(n)}",
                        hint=f"it offers {', '.join(map(str, offered))}")
 
 

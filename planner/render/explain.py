@@ -21,7 +21,7 @@ from planner.render.common import (
 from planner.search.search import capacity, point
 from planner.specs.formats import Sparsity
 from planner.specs.plan import Phase
-from planner.units import fmt_bytes, fmt_percent, fmt_rate, fmt_seconds, fmt_tokens, num
+from planner.units import fmt_bytes, fmt_chips, fmt_percent, fmt_rate, fmt_seconds, fmt_tokens, num
 
 
 def _mfu_of_format_peak(ev: Evaluation, cluster) -> float:
@@ -168,7 +168,7 @@ def _formats_line(ev: Evaluation) -> str:
 def _explain_header(ev: Evaluation) -> tuple[str, list[tuple[str, str]]]:
     """The title line and the (label, text) lines under it."""
     d, c, w = point(ev, 0), ev.candidate, ev.workload
-    title = (f"{d.phase.value}: {d.chips} chips (mesh {'x'.join(str(n) for _, n in d.mesh)}), "
+    title = (f"{d.phase.value}: {fmt_chips(d.chips)} (mesh {'x'.join(str(n) for _, n in d.mesh)}), "
              f"batch {d.batch}, {d.ffn}+{d.attention}{'+' + d.experts if d.experts else ''}, {d.weights} weights")
     tokens = (f"{w.input_tokens} input token{'s' * (w.input_tokens != 1)} per sequence" if c.phase is Phase.PREFILL
               else f"{w.output_tokens} output token{'s' * (w.output_tokens != 1)} per sequence, each step attending "

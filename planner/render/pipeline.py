@@ -13,7 +13,7 @@ from planner.render.common import Column, Note, calibration_note, markdown_table
 from planner.render.explain import layer_rows
 from planner.search.search import point
 from planner.specs.plan import Phase
-from planner.units import fmt_bytes, fmt_percent, fmt_rate, fmt_seconds, num
+from planner.units import fmt_bytes, fmt_chips, fmt_percent, fmt_rate, fmt_seconds, num
 
 COLUMNS = ("per micro-batch", "FLOP", "HBM", "net", "compute", "memory", "network", "step")
 
@@ -41,7 +41,7 @@ def _rows(ev: PipelineEvaluation) -> list[tuple[str, tuple[str, ...], str]]:
         times = (float(e.compute_s[0]), float(e.memory_s[0]), float(e.comm_s[0]), float(e.step_s[0]))
         out.append(("stage", (_stage_name(s), _blank(fmt_rate(flops, ""), flops), _blank(fmt_bytes(hbm), hbm),
                               _blank(fmt_bytes(comm), comm), *(_blank(fmt_seconds(t), t) for t in times)),
-                    f"{e.candidate.mesh.chips} chips, {bound_of(e)}-bound"))
+                    f"{fmt_chips(e.candidate.mesh.chips)}, {bound_of(e)}-bound"))
         if s.index < len(stages) - 1:
             out.append(("send", (f"send {s.index + 1} -> {s.index + 2}", "-", "-", fmt_bytes(send_bytes), "-", "-",
                                  fmt_seconds(send_s), fmt_seconds(send_s)),
@@ -57,7 +57,7 @@ def bound_of(e) -> str:
 def _header(ev: PipelineEvaluation) -> tuple[str, list[tuple[str, str]]]:
     d, c, w = point(ev, 0), ev.candidate, ev.workload
     p, m, b = c.stages, int(ev.micro_batches[0]), int(ev.micro_batch[0])
-    title = (f"{d.phase.value}: {d.chips} chips ({p} stages of {c.mesh.chips}, stage mesh "
+    title = (f"{d.phase.value}: {fmt_chips(d.chips)} ({p} stages of {c.mesh.chips}, stage mesh "
              f"{'x'.join(str(n) for _, n in c.mesh.physical)}), batch {d.batch}, PP{p} {d.ffn}+{d.attention}, "
              f"{d.weights} weights")
     tokens = (f"{w.input_tokens} input tokens per sequence" if c.phase is Phase.PREFILL

@@ -17,7 +17,7 @@ from planner.errors import InfeasibleError
 from planner.specs.formats import Formats, WeightFormat
 from planner.search.sweep import Swept, sweep
 from planner.specs.plan import Phase, Plan
-from planner.units import fmt_bytes, fmt_percent, fmt_seconds
+from planner.units import fmt_bytes, fmt_chips, fmt_percent, fmt_seconds
 
 DOES_NOT_FIT = "does not fit in HBM"
 TOO_SLOW = "latency above max_latency_s"
@@ -349,7 +349,7 @@ def weights_hint(plan: Plan) -> str:
     searched = max(plan.space.chips) if plan.space.chips else max(plan.cluster.topology.chip_counts)
     if searched >= at_least:  # the weights fit: the KV cache and activations are what overflow
         other = "" if "batch" in plan.space.attention else ", or the batch attention layout"
-        return (text + f", which {searched} chips have; the KV cache (batch x context) and activations "
+        return (text + f", which {fmt_chips(searched)} {'has' if searched == 1 else 'have'}; the KV cache (batch x context) and activations "
                 f"are what overflow: use a smaller batch or context{other}.")
     text += f"; smallest slice that fits: {fits[0]}" if fits else "; no slice of this cluster is that large"
     return text + " (plus room for the KV cache)" + _smaller_format_hint(plan, smallest, searched) + "."
@@ -381,11 +381,11 @@ def explain_infeasible(plan: Plan, phase: Phase, chips: int, batch: int, weights
            if c.ffn.name == ffn and c.attention.name == attention and c.weights is weights
            and (kv_cache is None or c.kv_cache is kv_cache)]
     if not evs:
-        return (f"{ffn}+{attention} does not apply on {chips} chips of {plan.cluster.name} "
+        return (f"{ffn}+{attention} does not apply on {fmt_chips(chips)} of {plan.cluster.name} "
                 "(its axis groups would be trivial, or it coincides with the other attention layout); "
                 "try another layout or chip count.")
     need = min(float(ev.hbm_bytes[0]) for ev in evs)
-    return (f"{ffn}+{attention} at batch {batch} on {chips} chips does not fit in HBM: needs "
+    return (f"{ffn}+{attention} at batch {batch} on {fmt_chips(chips)} does not fit in HBM: needs "
             f"{fmt_bytes(need)} per chip, has {capacity(plan.cluster.chip)}.\n  hint: "
             + weights_hint(plan) + _other_remedies(batch, attention))
 
