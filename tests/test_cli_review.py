@@ -93,3 +93,19 @@ def test_single_chip_explain_lists_no_collectives(planner):
     # on 8 chips the collectives are there
     multi = json.loads(planner(*args[:6], "8", *args[7:-1], "heads", "--format", "json")[1])
     assert any(row["collective"] for row in multi["layers"])
+
+
+@pytest.mark.parametrize("flags, says", [
+    (("--load-imbalance", "1.3"), "mixtures of experts only"),
+    (("--batch", "1,,2"), "empty item"),
+    (("--chips", "8,"), "empty item"),
+])
+def test_flags_that_do_not_apply_or_are_malformed_are_refused(planner, flags, says):
+    code, out, err = planner("plan", *H100_8B[:4], *flags)
+    assert code == 2 and out == "" and says in err
+
+
+def test_load_imbalance_still_applies_to_moe(planner):
+    code, _, err = planner("plan", "--model", "mixtral-8x7b", "--cluster", "h100-sxm", "--chips", "8",
+                           "--phase", "decode", "--batch", "64", "--load-imbalance", "1.3")
+    assert code == 0, err

@@ -63,8 +63,12 @@ AsciiOpt = typer.Option(False, "--ascii", help="Draw tables and plots with ASCII
 def int_list(text: Optional[str], flag: str) -> Optional[tuple[int, ...]]:
     if text is None:
         return None
+    items = text.split(",")
+    if len(items) > 1 and not all(v.strip() for v in items):
+        raise UsageError(f"{flag}: an empty item in {text!r}; expected whole numbers separated by commas, "
+                         "such as 1,8,64")
     try:
-        return tuple(int(v) for v in text.split(",") if v.strip())
+        return tuple(int(v) for v in items if v.strip())
     except ValueError:
         raise UsageError(f"{flag}: expected whole numbers separated by commas, got {text!r}") from None
 

@@ -223,6 +223,9 @@ def _assemble(model: Model, cluster: Cluster, plan: Fields | None, flags: dict[s
     check_min_mfu(cluster, space, constraints.min_mfu, section("constraints"), flags, FLAGS["min_mfu"])
     check_context(model, workload, space.phases, section("workload"), flags)
     _check_flags_apply(space.phases, flags)
+    if model.experts is None and "load_imbalance" in flags:
+        raise UsageError(f"--load-imbalance applies to mixtures of experts only, and {model.name} is dense\n"
+                         "  hint: drop it")
     return Plan(
         model=model, cluster=cluster,
         workload=Workload(**workload, routing=routing),
