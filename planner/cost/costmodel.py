@@ -51,8 +51,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import math
-
 import numpy as np
 
 from planner.cost.layouts import AttentionLayout, CollectiveKind, ExpertLayout, FfnLayout, LayerCost, Term
@@ -195,7 +193,7 @@ def evaluate(model: Model, cluster: Cluster, workload: Workload, candidate: Cand
     prefetched_steps = sum(repeat * ring_steps(c.mesh, t.collective) for t, repeat in terms
                            if t.collective is not None and t.collective.prefetched)
     rows = tuple(_row(cluster, c.mesh, term, repeat, batch.shape, formats[0]) for term, repeat in terms
-                 if not _moves_nothing(c.mesh, term)) if detail else ()
+                 if not c.mesh.moves_nothing(term)) if detail else ()
     compute_s, memory_s, overhead_s = layer.compute_s, layer.memory_s, layer.overhead_s
     critical_s, step_s, latency_s, mfu = timing(cluster, workload, layer, comm_s, prefetched_s)
     tokens, hbm_bytes = layer.tokens, layer.hbm_bytes
@@ -327,10 +325,6 @@ def timing(cluster: Cluster, workload: Workload, layer: LayerCosts, comm_s, pref
     return critical_s, step_s, latency_s, mfu
 
 
-def _moves_nothing(mesh, term) -> bool:
-    """A collective-only term over axes that span one chip (no row in explain: it moves nothing)."""
-    return (term.collective is not None and math.prod(mesh.sizes[a] for a in term.collective.axes) == 1
-            and not np.any(term.flops) and not np.any(term.hbm_bytes))
 
 
 def _bound(compute_s, memory_s, active_s, critical_s, comm_s):

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from itertools import product
 
+import numpy as np
+
 from planner.specs.hardware import Cluster, Switched, Torus
 
 Piece = tuple[str, int]  # (physical axis or network level, chips along it)
@@ -39,6 +41,11 @@ class Mesh:
     def pieces(self, axes: str) -> tuple[Piece, ...]:
         """The physical pieces spanned by logical axes `axes`, in a canonical order."""
         return _pieces(self.logical, axes)
+
+    def moves_nothing(self, term) -> bool:
+        """A collective-only layout term over axes that span one chip: it moves nothing."""
+        return (term.collective is not None and _product(self.pieces(term.collective.axes)) == 1
+                and not np.any(term.flops) and not np.any(term.hbm_bytes))
 
     def names(self, axes: str) -> list[str]:
         return [name if self.torus else f"{name}:{n}" for name, n in self.pieces(axes)]
