@@ -45,7 +45,7 @@ def test_min_mfu_in_a_plan_file_above_100_percent(tmp_path, planner):
     plan = tmp_path / "plan.yaml"
     plan.write_text("model: llama-3-8b\ncluster: h100-sxm\n"
                     "workload: {input_tokens: 2048, output_tokens: 64, context: 2048}\n"
-                    "search: {chips: [8], weights: [bf16], phases: [prefill]}\nconstraints:\n  min_mfu: 150%\n")
+                    "search: {chips: [8], weights: [bf16], phases: [prefill]}\nconstraints:\n  min_mfu: 140%\n")
     code, _, err = planner("plan", str(plan))
     assert code == 2 and f"{plan}:6" in err and "out of reach" in err
     plan.write_text(plan.read_text().replace("[bf16]", "[fp8]"))
