@@ -370,7 +370,7 @@ def _row(cluster: Cluster, mesh: Mesh, term: Term, repeat: int, shape: tuple[int
     else:
         comm_bytes, comm_s, label = 0.0 * flops, 0.0 * flops, ""
     return Row(
-        name=term.name, notation=term.notation, repeat=repeat, flops=flops, hbm_bytes=hbm,
+        name=term.name, notation=term.text, repeat=repeat, flops=flops, hbm_bytes=hbm,
         comm_bytes=comm_bytes, collective=label, compute_format=compute_format, peak_flop_per_s=peak,
         compute_s=np.broadcast_to(repeat * np.asarray(matmul_flops(cal, term), dtype=float), shape)
         / (peak * cal.matmul_efficiency) if peak else 0.0 * flops,

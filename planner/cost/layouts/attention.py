@@ -156,36 +156,37 @@ class AttentionLayout:
         copies = f" (each kv head on {replicas} chips)" if replicas > 1 else ""
         terms = [
             Term(name="einsum W_Q, W_K, W_V, W_O",
-                 notation=f"W_Q[{sharded('E', ex)}, {sharded('N', fx)} H], "
+                 notation=lambda: f"W_Q[{sharded('E', ex)}, {sharded('N', fx)} H], "
                           f"W_KV[{sharded('E', ex)}, {sharded('K', fx)} H]{kv_rows}",
                  flops=2.0 * (tokens * qo_params + kv_tokens * kv_params),
                  hbm_bytes=(qo_params + kv_params) * weight_bytes, rows=tokens, kernels=2),
-            collective_term("reduce-scatter Q", _q(b, fx) + partial_sum(ex), RS, ex, q_bytes),
-            collective_term(f"{reduce_kv.value} new K, V", _kv(b, fx) + partial_sum(ex),
+            collective_term("reduce-scatter Q", lambda: _q(b, fx) + partial_sum(ex), RS, ex, q_bytes),
+            collective_term(f"{reduce_kv.value} new K, V", lambda: _kv(b, fx) + partial_sum(ex),
                             reduce_kv, ex, kv_new_bytes),
-            collective_term("all-to-all new K, V to the cache", "-> " + _kv(batch_axes, head_axes),
+            collective_term("all-to-all new K, V to the cache", lambda: "-> " + _kv(batch_axes, head_axes),
                             A2A, kv_reshard, kv_new_bytes / e),
         ]
         if self.shards_batch:
-            terms.append(collective_term("all-to-all Q to batch shards", "-> " + _q(batch_axes, head_axes),
+            terms.append(collective_term("all-to-all Q to batch shards", lambda: "-> " + _q(batch_axes, head_axes),
                                      A2A, to_batch, q_bytes / e))
         for (layers, _, which), (flops, _) in zip(groups, cores):
             terms.append(Term(name="einsum QK, AV" + which, layers=layers,
-                              notation=activation(batch_axes, ("S", ""), ("N", head_axes), ("H", "")),
+                              notation=lambda: activation(batch_axes, ("S", ""), ("N", head_axes), ("H", "")),
                               flops=flops,
                               rows=shape.tokens * core_heads / kv_heads_per_chip,  # queries sharing a K, V head
                               activation_matmul=True))
         if shape.reads_cache:
+            def cache() -> str:
+                return f"KV[{sharded('B', batch_axes)}, S, {sharded('K', head_axes)}, H]{copies}"
             for (layers, _, which), (_, kv) in zip(groups, cores):
-                cache = f"KV[{sharded('B', batch_axes)}, S, {sharded('K', head_axes)}, H]{copies}"
                 terms.append(Term(name="read KV cache" + which, notation=cache, hbm_bytes=kv, layers=layers))
         if self.shards_batch:
-            terms.append(collective_term("all-to-all output to head shards", "-> " + _q(b, union(fx, ex)),
+            terms.append(collective_term("all-to-all output to head shards", lambda: "-> " + _q(b, union(fx, ex)),
                                      A2A, to_batch, q_bytes / e))
-        terms.append(collective_term("gather attention output", "-> " + _q(b, fx), AG, ex, q_bytes))
+        terms.append(collective_term("gather attention output", lambda: "-> " + _q(b, fx), AG, ex, q_bytes))
         used_weight_bytes = (qo_params + kv_params) * weight_bytes
         terms.append(collective_term("gather attention weights",
-                                     f"W_QKVO -> [{sharded('E', ex)}, {sharded('N', fx)} H]",
+                                     lambda: f"W_QKVO -> [{sharded('E', ex)}, {sharded('N', fx)} H]",
                                  AG, ffn.gather_axes, used_weight_bytes, prefetched=True))
         if model.block is Block.SERIAL:
             terms.extend(ffn.boundary_collectives(sizes, shape, model))

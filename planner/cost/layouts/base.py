@@ -6,6 +6,7 @@ Logical mesh axes are written as strings of letters: "x", "yz", "xyz"; "" is no 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
@@ -37,10 +38,11 @@ class Collective:
 @dataclass(frozen=True, kw_only=True)
 class Term:
     """One row of a layer's dataflow: an einsum (FLOPs, weight bytes read), an HBM read, or a
-    collective. `notation` is the book's sharding syntax, printed by `explain`."""
+    collective. `notation` is the book's sharding syntax, printed by `explain`: a string, or a
+    zero-argument callable that builds it (the search never prints it; `text` builds it)."""
 
     name: str
-    notation: str
+    notation: str | Callable[[], str]
     flops: Quantity = 0.0
     hbm_bytes: Quantity = 0.0
     collective: Collective | None = None
@@ -55,6 +57,11 @@ class Term:
     # Calibration.kernel_overhead_s; counted for einsums with rows only.
     kernels: int = 1
 
+    @property
+    def text(self) -> str:
+        """The notation as printed."""
+        return notation_text(self.notation)
+
 
 @dataclass(frozen=True, kw_only=True)
 class LayerCost:
@@ -66,12 +73,17 @@ class LayerCost:
     working_bytes: Quantity = 0.0  # transient buffers (gathered weights) per chip
 
 
-def collective_term(name: str, notation: str, kind: CollectiveKind, axes: str, bytes_per_chip,
+def notation_text(notation: str | Callable[[], str]) -> str:
+    """A notation built now, if it was left to `explain` as a callable."""
+    return notation() if callable(notation) else notation
+
+
+def collective_term(name: str, notation: str | Callable[[], str], kind: CollectiveKind, axes: str, bytes_per_chip,
                     prefetched: bool = False) -> Term | None:
     """A dataflow row for a collective, or None when it runs over no axis."""
     if not axes:
         return None
-    return Term(name=name, notation=f"{kind.value}({axes}) {notation}",
+    return Term(name=name, notation=lambda: f"{kind.value}({axes}) {notation_text(notation)}",
                 collective=Collective(kind=kind, axes=axes, bytes_per_chip=bytes_per_chip,
                                       prefetched=prefetched))
 

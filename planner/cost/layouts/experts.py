@@ -98,20 +98,20 @@ class ExpertLayout:
         b, ep_x, f_x = ffn.batch_axes, self.expert_axes, self.f_axes
         terms = []
         if M > 1:
-            terms.append(Term(name="einsum router", notation=f"W_r[E, M] -> {activation(b, ('M', ''))}",
+            terms.append(Term(name="einsum router", notation=lambda: f"W_r[E, M] -> {activation(b, ('M', ''))}",
                               flops=2.0 * local * E * M, hbm_bytes=x.router_params(E) * weight_bytes, rows=local))
         if self.gather_axes:
             terms.append(collective_term("all-to-all tokens to sequence shards",
-                                         f"{activation(b, ('E', fe))} -> {activation(union(b, fe), ('E', ''))}",
+                                         lambda: f"{activation(b, ('E', fe))} -> {activation(union(b, fe), ('E', ''))}",
                                          A2A, fe, tokens * E / size(sizes, fe) * act))
         routed = local * tp  # token-equivalents per chip after the gather over f
         terms += [
-            collective_term("gather tokens for expert shards", f"-> {activation(b, ('E', ''))} on {f_x}",
+            collective_term("gather tokens for expert shards", lambda: f"-> {activation(b, ('E', ''))} on {f_x}",
                             AG, f_x, routed * E * act),
-            collective_term("dispatch all-to-all", f"B L k E -> B L k E on the experts' chips ({k} per token)"
+            collective_term("dispatch all-to-all", lambda: f"B L k E -> B L k E on the experts' chips ({k} per token)"
                             f"{_dispatch_text(dispatch_bytes)}", A2A, ep_x, routed * k * E * dispatch_bytes),
             Term(name="einsum experts W_in, W_out",
-                 notation=f"W_e[{sharded('M', ep_x)}, E, {sharded('F', f_x)}]; "
+                 notation=lambda: f"W_e[{sharded('M', ep_x)}, E, {sharded('F', f_x)}]; "
                           f"{_touched_text(touched, held)}"
                           f"{'' if routing.load_imbalance == 1 else f'; load imbalance x{routing.load_imbalance:g}'}",
                  flops=2.0 * model.ffn.n_matrices * E * (F / tp) * k * routed * routing.load_imbalance,
@@ -119,13 +119,13 @@ class ExpertLayout:
                  # each expert's matmul multiplies the token slots routed to it: this chip's slots
                  # spread over the experts it touches
                  rows=routed * k / np.maximum(touched, 1.0)),
-            collective_term("combine all-to-all", "B L k E back to the tokens' chips" + partial_sum(f_x),
+            collective_term("combine all-to-all", lambda: "B L k E back to the tokens' chips" + partial_sum(f_x),
                             A2A, ep_x, routed * k * E * act),
-            collective_term("reduce-scatter expert output", activation(b, ("E", "")) + partial_sum(f_x),
+            collective_term("reduce-scatter expert output", lambda: activation(b, ("E", "")) + partial_sum(f_x),
                             RS, f_x, routed * E * act),
         ]
         all_experts = M * expert_params * weight_bytes
-        terms.append(collective_term("gather expert weights", f"W_e[M_xyz, E, F] -> W_e[M, E, F] over "
+        terms.append(collective_term("gather expert weights", lambda: f"W_e[M_xyz, E, F] -> W_e[M, E, F] over "
                                      f"{self.gather_axes}", AG, self.gather_axes, all_experts, prefetched=True))
         if self.gather_axes:
             stored = all_experts / n

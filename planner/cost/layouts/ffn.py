@@ -71,22 +71,22 @@ class FfnLayout:
         used_weight_bytes = model.ffn.n_matrices * (E / e) * (F / f) * weight_bytes
         terms = [
             collective_term("gather FFN input",
-                            f"{activation(b, ('E', union(fx, ex)))} -> {activation(b, ('E', ex))}",
+                            lambda: f"{activation(b, ('E', union(fx, ex)))} -> {activation(b, ('E', ex))}",
                             AG, self.f_axes, tokens * (E / e) * act),
-            Term(name="einsum W_in", notation=f"W_in[{sharded('E', ex)}, {sharded('F', fx)}]",
+            Term(name="einsum W_in", notation=lambda: f"W_in[{sharded('E', ex)}, {sharded('F', fx)}]",
                  flops=2.0 * tokens * (E / e) * (F / f) * n_in,
                  hbm_bytes=n_in * (E / e) * (F / f) * weight_bytes, rows=tokens),
-            collective_term("reduce-scatter hidden", activation(b, ("F", fx)) + partial_sum(ex),
+            collective_term("reduce-scatter hidden", lambda: activation(b, ("F", fx)) + partial_sum(ex),
                         RS, self.e_axes, n_in * tokens * (F / f) * act),
-            collective_term("gather hidden", "-> " + activation(b, ("F", fx)),
+            collective_term("gather hidden", lambda: "-> " + activation(b, ("F", fx)),
                         AG, self.e_axes, tokens * (F / f) * act),
-            Term(name="einsum W_out", notation=f"W_out[{sharded('F', fx)}, {sharded('E', ex)}]",
+            Term(name="einsum W_out", notation=lambda: f"W_out[{sharded('F', fx)}, {sharded('E', ex)}]",
                  flops=2.0 * tokens * (F / f) * (E / e),
                  hbm_bytes=(E / e) * (F / f) * weight_bytes, rows=tokens),
-            collective_term("reduce-scatter output", activation(b, ("E", ex)) + partial_sum(fx),
+            collective_term("reduce-scatter output", lambda: activation(b, ("E", ex)) + partial_sum(fx),
                         RS, self.f_axes, tokens * (E / e) * act),
             collective_term("gather FFN weights",
-                            f"W[E_x, F_yz] -> W[{sharded('E', ex)}, {sharded('F', fx)}]",
+                            lambda: f"W[E_x, F_yz] -> W[{sharded('E', ex)}, {sharded('F', fx)}]",
                             AG, self.gather_axes, used_weight_bytes, prefetched=True),
         ]
         return LayerCost(
@@ -101,10 +101,10 @@ class FfnLayout:
         tokens = self.tokens_per_chip(sizes, shape)
         d = tokens * (model.d_model / size(sizes, self.e_axes)) * ACTIVATION_BYTES
         terms = (
-            collective_term("gather attention input", activation(self.batch_axes, ("E", self.e_axes)),
+            collective_term("gather attention input", lambda: activation(self.batch_axes, ("E", self.e_axes)),
                             AG, self.f_axes, d),
             collective_term("reduce-scatter attention output",
-                            activation(self.batch_axes, ("E", self.e_axes)) + partial_sum(self.f_axes),
+                            lambda: activation(self.batch_axes, ("E", self.e_axes)) + partial_sum(self.f_axes),
                             RS, self.f_axes, d),
         )
         return tuple(t for t in terms if t is not None)
