@@ -9,7 +9,7 @@ mesh axes x, y, z that layouts shard over.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from itertools import product
 
 import numpy as np
@@ -34,7 +34,7 @@ class Mesh:
                 return wrap
         return True
 
-    @property
+    @cached_property
     def sizes(self) -> dict[str, int]:
         return {axis: _product(pieces) for axis, pieces in zip("xyz", self.logical)}
 

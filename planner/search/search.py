@@ -11,10 +11,10 @@ import numpy as np
 
 from planner.cost.costmodel import BOUNDS, Candidate, Evaluation, evaluate
 from planner.cost.layouts import ATTENTION_LAYOUTS, EXPERT_LAYOUTS, FFN_LAYOUTS
-from planner.cost.mesh import stage_meshes
 from planner.cost.pipeline import evaluate_pipeline
 from planner.errors import InfeasibleError
 from planner.specs.formats import Formats, WeightFormat
+from planner.search.choices import Choice, choices
 from planner.search.sweep import Swept, sweep
 from planner.specs.plan import Phase, Plan
 from planner.units import fmt_bytes, fmt_chips, fmt_percent, fmt_seconds
@@ -94,44 +94,13 @@ class SearchResult:
 
 
 def candidates(plan: Plan, phase: Phase, chips: tuple[int, ...] | None = None,
-               formats: tuple | None = None) -> list[Candidate]:
+               formats: tuple | None = None, discrete: list[Choice] | None = None) -> list[Candidate]:
     """Every distinct discrete choice for `phase` (mesh groupings that cost the same are merged),
-    in each of `formats` (default: the plan's)."""
-    space, model = plan.space, plan.model
-    formats = space.formats(plan.cluster.chip) if formats is None else formats
-    out, seen = [], set()
-    for n, p in ((n, p) for n in chips or space.chips for p in space.stages
-                 if p <= model.n_layers and (p == 1 or model.experts is None)):
-        for mesh in stage_meshes(plan.cluster, n, p):
-            sizes = mesh.sizes
-            for ffn in (FFN_LAYOUTS[name] for name in space.ffn):
-                if not ffn.applies(sizes):
-                    continue
-                for attention in (ATTENTION_LAYOUTS[name] for name in space.attention):
-                    if not attention.applies(model, ffn, sizes):
-                        continue
-                    core = attention.core_axes(model, ffn, sizes)
-                    for experts in _expert_layouts(plan, sizes):
-                        routed = () if experts is None else (experts.name,) + tuple(
-                            mesh.pieces(axes) for axes in (experts.expert_axes, experts.f_axes, experts.gather_axes))
-                        key = (n, p, ffn.name, attention.name) + tuple(
-                            mesh.pieces(axes) for axes in
-                            (ffn.batch_axes, ffn.f_axes, ffn.e_axes, ffn.gather_axes) + core) + routed
-                        if key in seen:
-                            continue
-                        seen.add(key)
-                        out.extend(Candidate(phase=phase, mesh=mesh, ffn=ffn, attention=attention, weights=f.weights,
-                                             kv_cache=f.kv_cache, sparsity=f.sparsity, experts=experts, stages=p)
-                                   for f in formats)
-    return out
-
-
-def _expert_layouts(plan: Plan, sizes: dict[str, int]) -> list:
-    """The expert layouts that apply on this mesh (MoE models), or [None] for a dense model."""
-    if plan.model.experts is None:
-        return [None]
-    names = plan.space.experts or tuple(EXPERT_LAYOUTS)
-    return [layout for layout in (EXPERT_LAYOUTS[name] for name in names) if layout.applies(plan.model, sizes)]
+    in each of `formats` (default: the plan's); `discrete`: the plan's choices, if already made."""
+    formats = plan.space.formats(plan.cluster.chip) if formats is None else formats
+    return [Candidate(phase=phase, mesh=c.mesh, ffn=c.ffn, attention=c.attention, weights=f.weights,
+                      kv_cache=f.kv_cache, sparsity=f.sparsity, experts=c.experts, stages=c.stages)
+            for c in (choices(plan, chips) if discrete is None else discrete) for f in formats]
 
 
 def search(plan: Plan, progress: Callable[[int, int], None] | None = None,
@@ -141,7 +110,8 @@ def search(plan: Plan, progress: Callable[[int, int], None] | None = None,
     a frontier: then that phase comes back empty, with the reason in `infeasible`."""
     formats = plan.space.formats(plan.cluster.chip)
     # one evaluation sweeps every batch size and format combination of a layout on a mesh
-    work = [(phase, candidates(plan, phase, formats=formats[:1])) for phase in plan.space.phases]
+    discrete = choices(plan)  # the same for every phase
+    work = [(phase, candidates(plan, phase, formats=formats[:1], discrete=discrete)) for phase in plan.space.phases]
     total, done = sum(len(c) for _, c in work), [0]
 
     def step(count: int = 1) -> None:
