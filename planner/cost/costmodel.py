@@ -55,7 +55,7 @@ import numpy as np
 
 from planner.cost.layouts import AttentionLayout, CollectiveKind, ExpertLayout, FfnLayout, LayerCost, Term
 from planner.cost.layouts.experts import moe_layers
-from planner.cost.layouts.base import StepShape, collective_term
+from planner.cost.layouts.base import StepShape, collective_term, stacked
 from planner.cost.mesh import Mesh
 from planner.cost.kernels import matmul_flops
 from planner.cost.network import LineCache, collective_seconds, latency_line, network_seconds, ring_steps
@@ -296,8 +296,7 @@ def layer_costs(model: Model, cluster: Cluster, workload: Workload, candidate: C
     activation_bytes = residual + ffn_working + attention.working_bytes
     return LayerCosts(
         candidate=c, batch=batch, formats=formats, terms=tuple(terms),
-        collective_bytes=np.array([np.broadcast_to(np.asarray(k.bytes_per_chip, dtype=float), batch.shape)
-                                   for k, _ in collectives]).reshape(len(collectives), batch.size),
+        collective_bytes=stacked([k.bytes_per_chip for k, _ in collectives], batch.size),
         repeats=np.array([[repeat] for _, repeat in collectives], dtype=float).reshape(len(collectives), 1),
         prefetched=np.array([k.prefetched for k, _ in collectives], dtype=bool),
         compute_s=compute_s, memory_s=memory_s, overhead_s=model.n_layers * cal.layer_overhead_s + kernels * cal.kernel_overhead_s,

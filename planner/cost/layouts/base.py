@@ -101,6 +101,14 @@ def ceil_div(a: Quantity, b: int) -> Quantity:
     return -(-np.asarray(a) // b) if isinstance(a, np.ndarray) else float(-(-int(a) // b))
 
 
+def stacked(values: list[Quantity], points: int) -> np.ndarray:
+    """(values, points): each value (an array over the points, or a number) as a row of floats."""
+    out = np.empty((len(values), points))
+    for i, value in enumerate(values):
+        out[i] = value
+    return out
+
+
 @dataclass(frozen=True, kw_only=True)
 class StepShape:
     """The shape of one step of one phase; `batch` is the swept numpy axis."""
