@@ -234,9 +234,11 @@ class LayerCosts:
 
 
 def layer_costs(model: Model, cluster: Cluster, workload: Workload, candidate: Candidate, batch: np.ndarray,
-                formats: tuple[Formats, ...] | None = None, *, first: bool = True, last: bool = True) -> LayerCosts:
-    """The part of `evaluate` that does not depend on how logical axes map onto physical pieces."""
-    c = candidate
+                formats: tuple[Formats, ...] | None = None, *, first: bool = True, last: bool = True,
+                shared: dict | None = None) -> LayerCosts:
+    """The part of `evaluate` that does not depend on how logical axes map onto physical pieces;
+    `shared`: parts costed for candidates of the same phase, batch and formats (a sweep's), kept."""
+    c, memo = candidate, {} if shared is None else shared  # parts keyed by what they depend on
     batch = np.asarray(batch, dtype=np.int64)
     formats = (c.formats,) if formats is None else \
         tuple(f if isinstance(f, Formats) else Formats(weights=f) for f in formats)  # WeightFormat: bf16 KV
@@ -245,17 +247,19 @@ def layer_costs(model: Model, cluster: Cluster, workload: Workload, candidate: C
         batch = np.tile(batch, len(formats))
     wbytes = _per_point([f.weight_bytes for f in formats], n)
     kvbytes = _per_point([f.kv_cache.bytes_per_element(model.d_head) for f in formats], n)
-    chip = cluster.chip
+    chip, shape = cluster.chip, step_shape(c.phase, workload, batch)
     weight_peak = _per_point([f.weight_peak_flop_per_s(chip) for f in formats], n)
-    shape = step_shape(c.phase, workload, batch)
-    sizes = c.mesh.sizes
-    ffn = c.ffn.cost(model, sizes, shape, wbytes)
-    attention = c.attention.cost(model, c.ffn, sizes, shape, wbytes, kv_bytes=kvbytes)
-    head = _output_projection(model, c.mesh.chips, batch, wbytes, first, last)
+    sizes, mesh_key = c.mesh.sizes, (c.ffn.name, *c.mesh.sizes.values())
+    ffn = memo.get(mesh_key) or memo.setdefault(mesh_key, c.ffn.cost(model, sizes, shape, wbytes))
+    attention = memo.get((c.attention, *mesh_key)) or memo.setdefault(
+        (c.attention, *mesh_key), c.attention.cost(model, c.ffn, sizes, shape, wbytes, kv_bytes=kvbytes))
+    head = memo.get((c.mesh.chips, first, last)) or memo.setdefault(
+        (c.mesh.chips, first, last), _output_projection(model, c.mesh.chips, batch, wbytes, first, last))
     ffn_repeat, moe = model.n_layers, ()  # MoE: dense layers take the FFN layout, MoE layers these parts
     if model.experts is not None:
-        ffn_repeat, moe = moe_layers(model, c.ffn, c.experts, sizes, shape, wbytes, workload.routing,
-                                     dispatch_bytes=_per_point([f.dispatch_bytes for f in formats], n))
+        ffn_repeat, moe = memo.get((c.experts, *mesh_key)) or memo.setdefault(
+            (c.experts, *mesh_key), moe_layers(model, c.ffn, c.experts, sizes, shape, wbytes, workload.routing,
+                                                    dispatch_bytes=_per_point([f.dispatch_bytes for f in formats], n)))
     terms = [(term, repeat if term.layers is None else term.layers)
              for layer_cost, repeat in ((attention, model.n_layers), (ffn, ffn_repeat), *moe, (head, 1))
              if repeat for term in layer_cost.terms]
@@ -277,10 +281,7 @@ def layer_costs(model: Model, cluster: Cluster, workload: Workload, candidate: C
         compute_s = (flops / (weight_peak * cal.matmul_efficiency)
                      + activation_flops / (chip.peak_bf16_flop_per_s * cal.matmul_efficiency))
     memory_s = hbm / (chip.hbm_bytes_per_s * cal.hbm_efficiency)
-    if c.phase is Phase.PREFILL:
-        tokens = batch * workload.input_tokens
-    else:
-        tokens = batch * workload.output_tokens
+    tokens = batch * (workload.input_tokens if c.phase is Phase.PREFILL else workload.output_tokens)
     logit_tokens = batch * (1 if c.phase is Phase.PREFILL else workload.output_tokens)
 
     weight_bytes = model.n_layers * (ffn.weight_bytes_stored + attention.weight_bytes_stored) + \

@@ -42,14 +42,16 @@ def sweep(plan: Plan, layouts: list[Candidate], batch: np.ndarray, formats, cost
         groups.setdefault(group_key(c) if c.stages == 1 else ("pipeline", i), []).append(i)
     points = batch.size * len(formats)
     out = {name: np.empty((len(layouts), points)) for name in ("latency_s", "step_s", "mfu", "hbm_bytes")}
-    lines = LineCache(plan.cluster)
+    lines, shared, chips = LineCache(plan.cluster), {}, 0
     for members in groups.values():
         first = layouts[members[0]]
         if first.stages > 1:
             ev = cost(plan, first, batch, formats=formats)
             figures = (ev.latency_s, ev.step_s, ev.mfu, ev.hbm_bytes)
-        else:
-            layer = layer_costs(plan.model, plan.cluster, plan.workload, first, batch, formats)
+        else:  # layouts' parts costed once per chip count (meshes of other sizes share none)
+            if first.mesh.chips != chips:
+                shared, chips = {}, first.mesh.chips
+            layer = layer_costs(plan.model, plan.cluster, plan.workload, first, batch, formats, shared=shared)
             comm_s, prefetched_s = network_costs(plan.cluster, [layouts[i].mesh for i in members], layer, lines)
             _, step_s, latency_s, mfu = timing(plan.cluster, plan.workload, layer, comm_s, prefetched_s)
             figures = (latency_s, step_s, mfu, layer.hbm_bytes)
