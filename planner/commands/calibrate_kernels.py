@@ -44,7 +44,7 @@ from planner.cost.request import decode_request
 from planner.errors import ConfigError
 from planner.search.search import candidates
 from planner.specs.formats import Formats, KvFormat
-from planner.specs.hardware import Calibration, Cluster, Switched, WeightFormat
+from planner.specs.hardware import Cluster, Switched, WeightFormat
 from planner.specs.plan import Phase, Plan, SearchSpace, Workload
 
 LEVEL_CONSTANTS = ("latency_s", "step_latency_s", "efficiency", "bulk_latency_s", "bulk_efficiency")
