@@ -12,6 +12,7 @@ import numpy as np
 
 from planner.cost.costmodel import BOUNDS, Candidate, Evaluation, evaluate
 from planner.cost.layouts import ATTENTION_LAYOUTS, EXPERT_LAYOUTS, FFN_LAYOUTS
+from planner.cost.network import LineCache
 from planner.cost.pipeline import evaluate_pipeline
 from planner.errors import InfeasibleError
 from planner.specs.formats import Formats, WeightFormat
@@ -123,7 +124,8 @@ def search(plan: Plan, progress: Callable[[int, int], None] | None = None,
     collecting = gc.isenabled()
     gc.disable()  # the sweep makes many short-lived objects without cycles, which reference counting frees;
     try:  # the cycle collector's passes over every candidate held would find nothing and cost ~10%
-        phases = tuple(_search_phase(plan, phase, c, step) for phase, c in work)
+        lines = LineCache(plan.cluster)  # shared by the phases
+        phases = tuple(_search_phase(plan, phase, c, step, lines) for phase, c in work)
     finally:
         if collecting:
             gc.enable()
@@ -133,10 +135,11 @@ def search(plan: Plan, progress: Callable[[int, int], None] | None = None,
     return SearchResult(plan=plan, phases=phases)
 
 
-def _search_phase(plan: Plan, phase: Phase, layouts: list[Candidate], step: Callable[[int], None]) -> PhaseResult:
+def _search_phase(plan: Plan, phase: Phase, layouts: list[Candidate], step: Callable[[int], None],
+                  lines: LineCache) -> PhaseResult:
     batch = np.array(plan.space.batches, dtype=np.int64)
     formats = plan.space.formats(plan.cluster.chip)
-    swept = sweep(plan, layouts, batch, formats, cost, step)
+    swept = sweep(plan, layouts, batch, formats, cost, step, lines)
     dropped = {DOES_NOT_FIT: 0, TOO_SLOW: 0, STEP_TOO_SLOW: 0, LOW_MFU: 0}
     reach = _Reach()
     ok = _feasible(plan, phase, swept, dropped, reach)

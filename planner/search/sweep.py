@@ -34,15 +34,16 @@ def group_key(c: Candidate) -> tuple:
 
 
 def sweep(plan: Plan, layouts: list[Candidate], batch: np.ndarray, formats, cost: Callable,
-          step: Callable[[int], None]) -> Swept:
+          step: Callable[[int], None], lines: LineCache | None = None) -> Swept:
     """Every candidate's latency, step, MFU and HBM use over the points; `cost(plan, candidate,
-    batch, formats=...)` evaluates a pipelined candidate on its own."""
+    batch, formats=...)` evaluates a pipelined candidate on its own; `lines`: the collectives'
+    lines, kept for the whole search (they depend on neither phase nor batch)."""
     groups: dict[tuple, list[int]] = {}
     for i, c in enumerate(layouts):
         groups.setdefault(group_key(c) if c.stages == 1 else ("pipeline", i), []).append(i)
     points = batch.size * len(formats)
     out = {name: np.empty((len(layouts), points)) for name in ("latency_s", "step_s", "mfu", "hbm_bytes")}
-    lines, shared, chips = LineCache(plan.cluster), {}, 0
+    lines, shared, chips = LineCache(plan.cluster) if lines is None else lines, {}, 0
     for members in groups.values():
         first = layouts[members[0]]
         if first.stages > 1:
