@@ -13,7 +13,6 @@ import numpy as np
 from planner.cost.costmodel import BOUNDS, Candidate, Evaluation, evaluate
 from planner.cost.layouts import ATTENTION_LAYOUTS, EXPERT_LAYOUTS, FFN_LAYOUTS
 from planner.cost.network import LineCache
-from planner.cost.pipeline import evaluate_pipeline
 from planner.errors import InfeasibleError
 from planner.specs.formats import Formats, WeightFormat
 from planner.search.choices import Choice, choices
@@ -258,7 +257,10 @@ def _stacked(physical: tuple[tuple[str, int], ...], stages: int) -> tuple[tuple[
 
 def cost(plan: Plan, candidate: Candidate, batch: np.ndarray, detail: bool = False, formats=None) -> Evaluation:
     """costmodel.evaluate, or pipeline.evaluate_pipeline for a candidate with stages."""
-    run = evaluate if candidate.stages == 1 else evaluate_pipeline
+    run = evaluate
+    if candidate.stages > 1:  # imported here: a plan without stages never loads the pipeline model
+        from planner.cost.pipeline import evaluate_pipeline
+        run = evaluate_pipeline
     return run(plan.model, plan.cluster, plan.workload, candidate, batch, detail=detail, formats=formats)
 
 
