@@ -27,6 +27,7 @@ from planner.config import list_presets, load_plan
 from planner.errors import ConfigError, InfeasibleError, UsageError
 from planner.golden import GOLDEN_DIR
 from planner.search.search import best, point, search
+from planner.specs.formats import KvFormat
 from planner.specs.hardware import WeightFormat
 from planner.specs.plan import Phase
 from planner.units import parse_quantity, to_json
@@ -495,3 +496,59 @@ def test_gate_notes_a_recalibrated_cluster(planner, tmp_path):
     del baseline["calibration"]
     (tmp_path / "old.json").write_text(to_json(baseline))
     assert load_run(str(tmp_path / "old.json")).calibration is None
+
+
+# --- pins name a KV-cache format, an expert layout and pipeline stages ----------------------------
+
+
+def _llama_plan(tmp_path, pin: str) -> Path:
+    path = tmp_path / "llama.yaml"
+    path.write_text("model: llama-3-70b\ncluster: h100-sxm\nworkload: {input_tokens: 2048, output_tokens: 64, "
+                    f"context: 2048}}\ndeployment:\n  {pin}\n")
+    return path
+
+
+def test_pin_takes_kv_cache_and_stages_and_defaults_as_a_plan(tmp_path):
+    pinned = "decode: {chips: 16, batch: 64, ffn: ws1d, attention: heads, weights: fp8, kv_cache: fp8, stages: 2}"
+    spec = load_plan(str(_llama_plan(tmp_path, pinned)))
+    (pin,) = spec.deployment
+    assert (pin.kv_cache, pin.stages, pin.experts, pin.line) == (KvFormat.FP8, 2, "", 5)
+    (g,) = check_deployment(spec).gaps
+    assert (g.point.stages, g.point.kv_cache, g.point.weights) == (2, "fp8", "fp8")
+    assert "fp8 (KV cache fp8) on 16 chips in 2 stages" in check_deployment(spec).describe(g)
+    (plain,) = load_plan(str(_llama_plan(tmp_path, pinned.replace(", kv_cache: fp8, stages: 2", "")))).deployment
+    assert (plain.kv_cache, plain.stages, plain.experts) == (KvFormat.BF16, 1, "")
+
+
+def test_pin_experts_on_a_moe_model_and_refused_on_a_dense_one(planner, tmp_path):
+    dense = _llama_plan(tmp_path, "decode: {chips: 8, batch: 8, ffn: ws1d, attention: heads, weights: bf16, "
+                                  "experts: ep}")
+    code, _, err = planner("compare", "--deployment", dense)
+    assert code == 2 and ":5:" in err and "deployment.decode.experts" in err and "dense" in err
+    stages = _llama_plan(tmp_path, "decode: {chips: 8, batch: 8, ffn: ws1d, attention: heads, weights: bf16, "
+                                   "stages: 3}")
+    code, _, err = planner("compare", "--deployment", stages)
+    assert code == 2 and "deployment.decode.stages" in err and "3 pipeline stages" in err
+
+
+def test_pin_that_does_not_fit_names_its_line_and_the_smaller_formats_that_fit(planner, tmp_path):
+    pin = "decode: {chips: 2, batch: 128, ffn: ws1d, attention: heads, weights: int8}"
+    code, out, err = planner("compare", "--deployment", _llama_plan(tmp_path, pin))
+    assert code == 1 and out == ""
+    assert "llama.yaml:5: deployment.decode: ws1d+heads int8 on 2 chips at batch 128 does not fit" in err
+    assert "int4 weights (they fit)" in err and "int8 weights" not in err.split("hint:")[1]
+    code, _, err = planner("compare", "--deployment", _llama_plan(tmp_path, pin.replace("int8", "fp8")))
+    assert code == 1 and "int4 weights (they fit)" in err and "fp8 weights" not in err.split("hint:")[1]
+
+
+def test_pinned_expert_layout_is_the_one_costed(tmp_path):
+    path = tmp_path / "moe.yaml"
+    path.write_text("model: mixtral-8x7b\ncluster: h100-sxm\nworkload: {input_tokens: 2048, output_tokens: 64, "
+                    "context: 2048}\ndeployment:\n  decode: {chips: 8, batch: 64, ffn: ws1d, attention: heads, "
+                    "weights: bf16, experts: tp}\n")
+    spec = load_plan(str(path))
+    (g,) = check_deployment(spec).gaps
+    assert g.point.experts == "tp" and "ws1d+heads+tp bf16" in check_deployment(spec).describe(g)
+    others = {point(best(spec, Phase.DECODE, 8, 64, WeightFormat.BF16, "ws1d", "heads", experts=e), 0).latency_s
+              for e in ("tp", "ep")}
+    assert len(others) == 2  # the expert layout matters, so pinning it is not a no-op

@@ -10,7 +10,9 @@ import numpy as np
 from planner.commands.compare import _fastest, percent
 from planner.cost.costmodel import evaluate
 from planner.errors import InfeasibleError, UsageError
-from planner.search.search import DOES_NOT_FIT, Point, best, candidates, order_key, point, search
+from planner.search.search import DOES_NOT_FIT, Point, best, candidates, cost, order_key, point, search
+from planner.specs.formats import Formats, KvFormat
+from planner.specs.hardware import WeightFormat
 from planner.specs.plan import Phase, Pin, Plan
 from planner.units import fmt_bytes, fmt_chips, fmt_seconds
 
@@ -119,7 +121,12 @@ class Deployment:
 
 
 def _pin_name(pin: Pin) -> str:
-    return f"{pin.ffn}+{pin.attention} {pin.weights.label} on {pin.chips} chips at batch {pin.batch}"
+    """'ws2d+batch bf16 on 64 chips at batch 512' (the keys a pin may omit only when given)."""
+    experts = f"+{pin.experts}" if pin.experts else ""
+    kv = f" (KV cache {pin.kv_cache.label})" if pin.kv_cache is not KvFormat.BF16 else ""
+    stages = f" in {pin.stages} stages" if pin.stages > 1 else ""
+    return (f"{pin.ffn}+{pin.attention}{experts} {pin.weights.label}{kv} on {pin.chips} chips{stages} "
+            f"at batch {pin.batch}")
 
 
 def check_deployment(plan: Plan, max_gap: float = 0.05, gap_to: str = "layout") -> Deployment:
@@ -131,16 +138,19 @@ def check_deployment(plan: Plan, max_gap: float = 0.05, gap_to: str = "layout") 
         raise UsageError(f"{plan.source or 'the plan'}: no 'deployment:' section to check\n  hint: pin a "
                          "layout per phase, e.g. deployment: {decode: {chips: 64, batch: 512, ffn: ws2d, "
                          "attention: batch, weights: bf16}}")
+    experts = [p.experts for p in pins if p.experts] if plan.space.experts else []  # (): every one
     plan = _widened(plan, phases=tuple(dict.fromkeys(p.phase for p in pins)), ffn=[p.ffn for p in pins],
-                    attention=[p.attention for p in pins], weights=[p.weights for p in pins])
+                    attention=[p.attention for p in pins], weights=[p.weights for p in pins],
+                    kv_cache=[p.kv_cache for p in pins], stages=[p.stages for p in pins], experts=experts)
     frontiers = {ph.phase: ph.frontier for ph in search(plan).phases}
     gaps = []
     for pin in pins:
-        ev = best(plan, pin.phase, pin.chips, pin.batch, pin.weights, pin.ffn, pin.attention)
+        ev = best(plan, pin.phase, pin.chips, pin.batch, pin.weights, pin.ffn, pin.attention,
+                  experts=pin.experts or None, kv_cache=pin.kv_cache, stages=pin.stages)
         if ev is None:
             raise InfeasibleError(_pin_infeasible(plan, pin))
         pinned = point(ev, 0)
-        fastest = point(best(plan, pin.phase, pin.chips, pin.batch, pin.weights), 0)
+        fastest = point(best(plan, pin.phase, pin.chips, pin.batch, pin.weights, kv_cache=pin.kv_cache), 0)
         ref = _fastest(frontiers[pin.phase] + (pinned,), pinned.mfu)
         gaps.append(PinGap(pin=pin, point=pinned, best=fastest,
                            layout_gap=pinned.latency_s / fastest.latency_s - 1,
@@ -159,13 +169,44 @@ def _widened(plan: Plan, phases: tuple[Phase, ...] | None = None, **extra) -> Pl
 
 
 def _pin_infeasible(plan: Plan, pin: Pin) -> str:
-    mine = [c for c in candidates(plan, pin.phase, chips=(pin.chips,))
-            if (c.ffn.name, c.attention.name, c.weights) == (pin.ffn, pin.attention, pin.weights)]
-    where = f"{plan.source or 'the plan'}: deployment.{pin.phase.value}: {_pin_name(pin)}"
-    if not mine:
+    where = f"{plan.source or 'the plan'}{f':{pin.line}' if pin.line else ''}: " \
+            f"deployment.{pin.phase.value}: {_pin_name(pin)}"
+    need = _pinned_need_bytes(plan, pin, Formats(weights=pin.weights, kv_cache=pin.kv_cache,
+                                                 sparsity=plan.space.sparsity))
+    if need is None:
         return f"{where} does not apply (its mesh axis groups would be trivial on {pin.chips} chips)"
-    need = min(float(evaluate(plan.model, plan.cluster, plan.workload, c, np.array([pin.batch])).hbm_bytes[0])
-               for c in mine)
-    return (f"{where} {DOES_NOT_FIT}: needs {fmt_bytes(need)} per chip, has "
-            f"{fmt_bytes(plan.cluster.chip.usable_hbm_bytes)}\n  hint: pin a smaller batch, int8 weights, "
-            "more chips or the batch attention layout")
+    hbm = plan.cluster.chip.usable_hbm_bytes
+    mine = Formats(weights=pin.weights, kv_cache=pin.kv_cache, sparsity=plan.space.sparsity)
+    remedies = (["a smaller batch"] if pin.batch > 1 else []) + _smaller_formats(plan, pin, mine, hbm) + \
+        ["more chips"] + (["the batch attention layout"] if pin.attention != "batch" else [])
+    return (f"{where} {DOES_NOT_FIT}: needs {fmt_bytes(need)} per chip, has {fmt_bytes(hbm)}\n"
+            f"  hint: pin {', '.join(remedies[:-1])} or {remedies[-1]}")
+
+
+def _smaller_formats(plan: Plan, pin: Pin, mine: Formats, hbm_bytes: float) -> list[str]:
+    """['fp8 or int8 weights (they fit)', 'an fp8 KV cache (it fits)']: the widest weight formats
+    the chip runs, smaller than the pin's, in which the pinned layout fits (fastest first, as
+    search's weights hint); likewise KV-cache formats with the pin's weights."""
+    chip, d_head, out = plan.cluster.chip, plan.model.d_head, []
+    for options, size, what in (
+            ([replace(mine, weights=w) for w in WeightFormat], lambda f: f.weight_bytes, "{} weights (they fit)"),
+            ([replace(mine, kv_cache=kv) for kv in KvFormat], lambda f: f.kv_cache.bytes_per_element(d_head),
+             "an {} KV cache (it fits)")):
+        fit = [f for f in options if chip.supports(f) and size(f) < size(mine)
+               and _pinned_need_bytes(plan, pin, f) is not None and _pinned_need_bytes(plan, pin, f) <= hbm_bytes]
+        widest = sorted((f for f in fit if size(f) == max(map(size, fit))),
+                        key=lambda f: -f.weight_peak_flop_per_s(chip))  # stable: enum order on ties
+        labels = list(dict.fromkeys(f.weights.label if "weights" in what else f.kv_cache.label for f in widest))
+        if labels:
+            out.append(what.format(labels[0] if len(labels) == 1 else ", ".join(labels[:-1]) + " or " + labels[-1]))
+    return out
+
+
+def _pinned_need_bytes(plan: Plan, pin: Pin, formats: Formats) -> float | None:
+    """HBM per chip the pinned layout's best mesh grouping needs in `formats` (None: it does not apply)."""
+    mine = [c for c in candidates(plan, pin.phase, chips=(pin.chips,), formats=(formats,))
+            if (c.ffn.name, c.attention.name, c.stages) == (pin.ffn, pin.attention, pin.stages)
+            and (not pin.experts or (c.experts is not None and c.experts.name == pin.experts))]
+    if not mine:
+        return None
+    return min(float(cost(plan, c, np.array([pin.batch])).hbm_bytes[0]) for c in mine)

@@ -18,23 +18,8 @@ from planner.config.clusters import load_cluster
 from planner.config.context import check_context
 from planner.config.models import load_model
 from planner.config.presets import list_presets, locate
-from planner.config.yamlio import (
-    MAX_COUNT,
-    MAX_MAGNITUDE,
-    At,
-    Field,
-    Fields,
-    boolean,
-    choice,
-    count,
-    fields,
-    list_of,
-    load_document,
-    names,
-    number,
-    passthrough,
-    text,
-)
+from planner.config.yamlio import (MAX_COUNT, MAX_MAGNITUDE, At, Field, Fields, boolean, choice, count,
+                                   fields, list_of, load_document, names, number, passthrough, text)
 from planner.cost import layouts
 from planner.errors import ConfigError, UsageError, did_you_mean
 from planner.specs.formats import KvFormat, Sparsity
@@ -231,7 +216,7 @@ def _assemble(model: Model, cluster: Cluster, plan: Fields | None, flags: dict[s
         workload=Workload(**workload, routing=routing),
         space=space,
         constraints=constraints,
-        deployment=_read_deployment(section("deployment"), cluster),
+        deployment=_read_deployment(section("deployment"), cluster, model),
         source=plan.at.file if plan is not None else "",
     )
 
@@ -295,20 +280,29 @@ def _default(axis: str, cluster: Cluster) -> tuple:
     return default
 
 
-def _read_deployment(at: At | None, cluster: Cluster) -> tuple[Pin, ...]:
+def _read_deployment(at: At | None, cluster: Cluster, model: Model) -> tuple[Pin, ...]:
+    """The pins; a key a pin omits defaults as a plan's search does (kv_cache: bf16, stages: 1,
+    experts: the fastest expert layout)."""
     if at is None:
         return ()
-    phases = _named_options()["phases"][0]
-    pin_fields = {"chips": Field(count), "batch": Field(count), "ffn": _choice("ffn"),
-                  "attention": _choice("attention"), "weights": _choice("weights")}
+    phases, kv_formats = _named_options()["phases"][0], _named_options()["kv_cache"][0]
+    pin_fields = {"chips": Field(count), "batch": Field(count), "stages": Field(count, required=False),
+                  **{key: Field(_choice(key).read, required=key not in ("kv_cache", "experts"))
+                     for key in ("ffn", "attention", "weights", "kv_cache", "experts")}}
     entries = fields(at, {name: Field(passthrough, required=False) for name in phases},
                      "the deployment (one entry per phase)")
     pins = []
     for name, pin_at in entries.values.items():
         pin = fields(pin_at, pin_fields, f"the {name} deployment")
         _check_chip_count(pin["chips"], pin.where["chips"], cluster)
-        pins.append(Pin(phase=phases[name], chips=pin["chips"], batch=pin["batch"], ffn=pin["ffn"],
-                        attention=pin["attention"], weights=pin["weights"]))
+        if "experts" in pin.values and model.experts is None:
+            raise pin.where["experts"].error(f"expert layouts apply to mixtures of experts only, and "
+                                             f"{model.name} is dense", hint="drop the experts key")
+        if "stages" in pin.values:
+            check_stages(cluster, model, (pin["chips"],), (pin["stages"],), pin.where["stages"].error)
+        pins.append(Pin(phase=phases[name], line=pin_at.node.start_mark.line + 1, **{
+            **pin.values, "kv_cache": pin.get("kv_cache", kv_formats[PLAN_DEFAULTS.kv_cache[0]]),
+            "stages": pin.get("stages", PLAN_DEFAULTS.stages[0])}))
     return tuple(pins)
 
 

@@ -265,14 +265,15 @@ def cost(plan: Plan, candidate: Candidate, batch: np.ndarray, detail: bool = Fal
 
 
 def best(plan: Plan, phase: Phase, chips: int, batch: int, weights=None, ffn=None, attention=None,
-         experts=None, kv_cache=None) -> Evaluation | None:
+         experts=None, kv_cache=None, stages=None) -> Evaluation | None:
     """The lowest-latency feasible evaluation at one chip count and batch (optionally with a
-    weight or KV-cache format or layout fixed), as a one-element Evaluation; None if nothing fits."""
+    weight or KV-cache format, layout or stage count fixed), as a one-element Evaluation; None if
+    nothing fits."""
     found = None
     for c in candidates(plan, phase, chips=(chips,)):
         if (weights and c.weights is not weights) or (ffn and c.ffn.name != ffn) or \
                 (attention and c.attention.name != attention) or (kv_cache and c.kv_cache is not kv_cache) or \
-                (experts and (c.experts is None or c.experts.name != experts)):
+                (experts and (c.experts is None or c.experts.name != experts)) or (stages and c.stages != stages):
             continue
         ev = cost(plan, c, np.array([batch]))
         if ev.hbm_bytes[0] > plan.cluster.chip.usable_hbm_bytes:

@@ -64,6 +64,9 @@ class Pin:
     attention: str
     weights: WeightFormat
     kv_cache: KvFormat = KvFormat.BF16
+    experts: str = ""  # MoE expert layout; "": the fastest that applies (a plan searches every one)
+    stages: int = 1    # pipeline stages (chips counts all of them); 1: no pipeline
+    line: int = 0      # the plan file's line the pin was read from (0: not read from a file)
 
 
 @dataclass(frozen=True, kw_only=True)
