@@ -16,7 +16,7 @@ from planner.config import load_cluster, load_model, load_plan
 from planner.cost.costmodel import Candidate, evaluate
 from planner.cost.layouts import ATTENTION_LAYOUTS, FFN_LAYOUTS
 from planner.cost.mesh import meshes, stage_meshes
-from planner.cost.network import boundary_bytes_per_s, send_seconds
+from planner.cost.network import boundary_bytes_per_s, send_seconds, transfer_seconds
 from planner.cost.pipeline import evaluate_pipeline, split_layers, stage_views
 from planner.search.search import best, candidates, cost, search
 from planner.specs.hardware import WeightFormat
@@ -72,10 +72,24 @@ def test_stage_meshes_are_whole_nodes_and_offered_slices(h100):
     assert stage_meshes(tpu, 128, 3) == []
 
 
+def _send(h100, bytes_per_gpu: float) -> float:
+    """A send between two 8-GPU H100 stages: every GPU over its own NIC (50 GB/s), a one-step
+    collective of the InfiniBand level with its calibrated constants."""
+    ib = h100.calibration.level("infiniband")
+    return ib.latency_s + ib.step_latency_s + bytes_per_gpu / (50e9 * ib.efficiency)
+
+
 def test_send_crosses_the_outer_level(h100):
     mesh = stage_meshes(h100, 16, 2)[0]
     assert boundary_bytes_per_s(h100, mesh) == 8 * 50e9  # one 400 Gb/s NIC per GPU
-    assert send_seconds(h100, mesh, 1e6) == pytest.approx(1e6 / 50e9)
+    # a one-step InfiniBand collective: the level's fixed and step latency, bytes at its efficiency
+    ib = h100.calibration.levels["infiniband"]
+    assert ib["latency_s"] > 0 and ib["efficiency"] < 1 and "bulk_latency_s" not in ib
+    assert send_seconds(h100, mesh, 1e6) == pytest.approx(_send(h100, 1e6), rel=1e-12)
+    assert send_seconds(h100, mesh, 1e6) == pytest.approx(
+        ib["latency_s"] + ib["step_latency_s"] + 1e6 / (50e9 * ib["efficiency"]), rel=1e-12)
+    # PP2 on 16 H100s, 128 KiB per GPU: not the raw 2.62 us at 50 GB/s
+    assert send_seconds(h100, mesh, 128 * 1024) > 128 * 1024 / 50e9 + ib["latency_s"]
     tpu = load_cluster("tpu-v4")
     cube = stage_meshes(tpu, 128, 2)[0]
     # a 4x4 face carries it, each chip at the scale-out bandwidth (one axis's 2 x 45 GB/s links)
@@ -90,17 +104,17 @@ def test_prefill_pp2_tp8_step_is_hand_arithmetic(llama, h100):
     with the micro-batch count the fastest of 1, 2, 4, 8."""
     c = _tp8(llama, h100, Phase.PREFILL)
     ev = evaluate_pipeline(llama, h100, WORKLOAD, c, np.array([8]))
-    send = 2048 * 16384 * 2 / 8 / 50e9  # one sequence's residual stream, an eighth per GPU, one NIC each
+    send = 2048 * 16384 * 2 / 8  # one sequence's residual stream, an eighth per GPU, one NIC each
     by_m = {}
     for m in (1, 2, 4, 8):
         b = 8 // m
         t1 = _stage(llama, h100, c, 63, b, True, False).step_s[0]
         t2 = _stage(llama, h100, c, 63, b, False, True).step_s[0]
-        by_m[m] = (m + 2 - 1) * max(t1, t2, b * send) + (2 - 1) * b * send
+        by_m[m] = (m + 2 - 1) * max(t1, t2, _send(h100, b * send)) + (2 - 1) * _send(h100, b * send)
     m = min(by_m, key=by_m.get)
     assert int(ev.micro_batches[0]) == m
     assert ev.latency_s[0] == pytest.approx(by_m[m], rel=1e-12)
-    assert ev.send_s[0] == pytest.approx(8 // m * send, rel=1e-12)
+    assert ev.send_s[0] == pytest.approx(_send(h100, 8 // m * send), rel=1e-12)
     t = max(_stage(llama, h100, c, 63, 8 // m, i == 0, i == 1).step_s[0] for i in range(2))
     assert ev.bubble[0] == pytest.approx(1 - m * t / by_m[m])
     chips_peak = 16 * h100.chip.peak_bf16_flop_per_s
@@ -113,7 +127,7 @@ def test_decode_pp2_tp8_step_is_hand_arithmetic(llama, h100):
     ev = evaluate_pipeline(llama, h100, WORKLOAD, c, np.array([64]))
     first = _stage(llama, h100, c, 63, 32, True, False)
     last = _stage(llama, h100, c, 63, 32, False, True)
-    send = 32 * 16384 * 2 / 8 / 50e9
+    send = _send(h100, 32 * 16384 * 2 / 8)
     step = max(first.step_s[0] + last.step_s[0] + send, 2 * max(first.step_s[0], last.step_s[0]))
     assert int(ev.micro_batches[0]) == 2 and int(ev.micro_batch[0]) == 32
     assert ev.step_s[0] == pytest.approx(step, rel=1e-12)
@@ -285,3 +299,14 @@ def test_moe_stages_and_nothing_to_evaluate_say_why(planner):
     code, _, err = planner("plan", "--model", "llama-3-8b", "--cluster", "h100-sxm", "--chips", "1",
                            "--ffn", "ws2d")
     assert code == 1 and "nothing to evaluate" in err and "0 candidates" not in err and "()" not in err
+
+
+def test_pool_transfer_pays_the_outer_level_constants(h100):
+    """serve's KV transfer between pools is the same one-step collective of the outermost level;
+    on a torus it stays bytes at the scale-out bandwidth and `network_efficiency`."""
+    ib = h100.calibration.level("infiniband")
+    assert transfer_seconds(h100, 1e6, 8, 4) == pytest.approx(
+        ib.latency_s + ib.step_latency_s + 1e6 / (4 * 50e9 * ib.efficiency), rel=1e-12)
+    tpu = load_cluster("tpu-v4")
+    assert transfer_seconds(tpu, 1e6, 8, 4) == pytest.approx(
+        1e6 / (4 * 2 * 45e9 * tpu.calibration.network_efficiency), rel=1e-12)

@@ -30,7 +30,7 @@ Point-to-point send between neighbouring pipeline stages (planner.cost.pipeline)
 of a stage sends its shard, D bytes, to its counterpart in the next stage at once, so the send
 moves D * n_s bytes (n_s the stage's chips) across the boundary between the two stages:
 
-    send: D * n_s / W_b + collective_latency_s (one hop)
+    send: D * n_s / W_b + collective_latency_s (one hop; torus)
 
 with W_b the boundary's bandwidth, one direction: the pool-to-pool transfer below between the
 chips that carry it, each at the scale-out bandwidth W_out. On switched levels that is all n_s
@@ -73,7 +73,11 @@ Between two pools of chips (disaggregated serving: a prefill pool hands each req
 to a decode pool), D bytes cross the scale-out network: the outermost switched level (e.g.
 InfiniBand), or on a torus the links of one axis (the face two slices of a pod share; a torus
 file has no data-centre network). Each chip sends its shard over its own link, so
-min(senders, receivers) links carry it in parallel:  D / (min(n_send, n_recv) * W_out).
+min(senders, receivers) links carry it in parallel:  D / (min(n_send, n_recv) * W_out) on a
+torus (at `network_efficiency`). On switched levels the transfer (and so a pipeline send) is a
+one-step collective of the outermost level l and pays its constants like any collective there:
+min(a_l + s_l + x / (e_l W), b_l + x / (f_l W)) with W = min(n_send, n_recv) * W_out; with only
+the cluster-wide constants that is one hop of `collective_latency_s` at `network_efficiency`.
 """
 
 from __future__ import annotations
@@ -309,9 +313,18 @@ def scale_out_bytes_per_s(cluster: Cluster) -> float:
 
 
 def transfer_seconds(cluster: Cluster, bytes_, senders, receivers):
-    """Time to move `bytes_` from a pool of `senders` chips to one of `receivers` chips."""
+    """Time to move `bytes_` from a pool of `senders` chips to one of `receivers` chips: on a
+    torus at `network_efficiency`; on switched levels a one-step collective of the outermost
+    level, its constants' faster line min(a + s + x / (e W), b + x / (f W))."""
     links = np.minimum(senders, receivers)
-    return bytes_ / (links * scale_out_bytes_per_s(cluster) * cluster.calibration.network_efficiency)
+    topology, cal = cluster.topology, cluster.calibration
+    if isinstance(topology, Torus):
+        return bytes_ / (links * scale_out_bytes_per_s(cluster) * cal.network_efficiency)
+    c, rate = cal.level(topology.levels[-1].name), links * scale_out_bytes_per_s(cluster)
+    first = c.latency_s + c.step_latency_s + bytes_ / (rate * c.efficiency)
+    if c.bulk_latency_s is None:
+        return first
+    return np.minimum(first, c.bulk_latency_s + bytes_ / (rate * c.bulk_efficiency))
 
 
 def boundary_chips(cluster: Cluster, mesh: Mesh) -> int:
@@ -332,4 +345,5 @@ def send_seconds(cluster: Cluster, mesh: Mesh, bytes_per_chip):
     pool-to-pool transfer over the boundary's chips, plus one hop of `collective_latency_s`."""
     moved = np.asarray(bytes_per_chip, dtype=float) * mesh.chips
     carriers = boundary_chips(cluster, mesh)
-    return transfer_seconds(cluster, moved, carriers, carriers) + cluster.calibration.collective_latency_s
+    hop_s = cluster.calibration.collective_latency_s if isinstance(cluster.topology, Torus) else 0.0
+    return transfer_seconds(cluster, moved, carriers, carriers) + hop_s  # switched: hop in the transfer
