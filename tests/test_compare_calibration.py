@@ -107,3 +107,19 @@ def test_borrowed_calibration_is_named_not_called_calibrated(capsys):
     assert data["calibrated"] is False and data["calibration_status"] == "calibration borrowed from h100-sxm (not fitted)"
     rows = list(csv.DictReader(io.StringIO(out_of(capsys, args + ["--format", "csv"]))))
     assert rows and {r["calibration"] for r in rows} == {data["calibration_status"]}
+
+
+@pytest.mark.parametrize("command", ["plan", "serve"])
+def test_gate_names_a_borrowed_calibration_not_ideal_constants(capsys, tmp_path, command):
+    """b200 borrows h100-sxm's constants: the gate's note says so (from the run's recorded
+    calibration_status), not that its constants are ideal."""
+    saved = tmp_path / "run.json"
+    extra = ["--phase", "decode"] if command == "plan" else ["--mode", "static"]
+    assert run([command, "llama-3-70b-h100", "--cluster", "b200", "--chips", "8", "--batch", "1,8", *extra,
+                "--format", "json", "-o", str(saved)]) == 0
+    capsys.readouterr()
+    data = json.loads(out_of(capsys, ["compare", str(saved), str(saved), "--format", "json"]))
+    assert data["calibrated"] == {"baseline": False, "current": False}
+    note = data["calibration_note"]
+    assert "calibration borrowed from h100-sxm (not fitted)" in note and "ideal" not in note
+    assert "the cluster of the baseline (b200) and the current (b200)" in note

@@ -270,14 +270,22 @@ def calibrated(run) -> bool | None:
 
 def calibration_words(report) -> str:
     """A gate's word on calibration (plan and serve runs): which side's cluster is uncalibrated
-    (ideal constants, never fitted: its absolute figures are optimistic), or '' when both are
-    calibrated or neither says. Not one of the report's notes: it does not make two runs differ."""
-    sides = [f"{which} ({run.cluster})" for which, run in (("baseline", report.baseline), ("current", report.current))
-             if calibrated(run) is False]
-    if not sides:
+    (ideal constants, or constants borrowed from another cluster, never fitted: its absolute
+    figures are optimistic or another chip's), as the run's recorded `calibration_status` says,
+    or '' when both are calibrated or neither says. Not one of the report's notes: it does not
+    make two runs differ."""
+    ideal = "ideal calibration constants, never fitted to measurements"
+    by_status: dict[str, list[str]] = {}
+    for which, run in (("baseline", report.baseline), ("current", report.current)):
+        if calibrated(run) is False:
+            status = getattr(run, "calibration_status", None)
+            by_status.setdefault(ideal if status in (None, "uncalibrated") else status, []).append(
+                f"{which} ({run.cluster})")
+    if not by_status:
         return ""
-    return (f"uncalibrated: the cluster of the {' and the '.join(sides)} has ideal calibration constants, never "
-            "fitted to measurements (fit them with `planner calibrate`)")
+    return "uncalibrated: " + "; ".join(f"the cluster of the {' and the '.join(sides)} has {status}"
+                                        for status, sides in by_status.items()) + \
+        " (fit them with `planner calibrate`)"
 
 
 VERSION_NOTE = "planner version"  # a note that alone does not make two runs differ

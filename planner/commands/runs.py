@@ -118,6 +118,8 @@ class Run:
     planner_version: str | None = None  # None: older runs, and so are the two below
     hardware: tuple[tuple[str, float | str], ...] | None = None  # the chip's figures
     model_shape: tuple[tuple[str, int], ...] | None = None
+    calibrated: bool | None = None  # the recorded `calibrated` (None: older runs did not say)
+    calibration_status: str | None = None  # e.g. 'calibration borrowed from h100-sxm (not fitted)'
 
     @property
     def phases(self) -> tuple[Phase, ...]:
@@ -185,7 +187,8 @@ def run_from_dict(data: object, source: str) -> Run:
 
 def provenance(get: "Reader", data: dict) -> dict:
     """The optional provenance keys of a saved run (`provenance_dict`; older runs lack them) as
-    keyword arguments of Run and ServeRun: calibration, planner_version, hardware, model_shape."""
+    keyword arguments of Run and ServeRun: calibration, calibrated, calibration_status,
+    planner_version, hardware, model_shape."""
     def pairs(key: str, kind, expected: str):
         if key not in data:
             return None
@@ -203,7 +206,12 @@ def provenance(get: "Reader", data: dict) -> dict:
                 flat[f"levels.{level_name}.{key}"] = get(level, key, float, "a number",
                                                          f"calibration.levels.{level_name}")
         return tuple(sorted(flat.items()))
-    return {"calibration": calibration(),
+    calibrated = data.get("calibrated")
+    if calibrated is not None and not isinstance(calibrated, bool):
+        raise get.error("calibrated", f"expected true or false, found {calibrated!r}")
+    return {"calibration": calibration(), "calibrated": calibrated,
+            "calibration_status": get(data, "calibration_status", str, "a calibration status")
+            if "calibration_status" in data else None,
             "planner_version": get(data, "planner_version", str, "a version") if "planner_version" in data else None,
             "hardware": pairs("hardware", float, "a number (chip: a name)"),
             "model_shape": pairs("model_shape", int, "a whole number")}

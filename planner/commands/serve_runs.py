@@ -95,7 +95,8 @@ class ServeRun:
     modes: tuple[str, ...]  # modes served, in file order (a mode may have no rows)
     rows: tuple[ServeRow, ...]
     calibration: tuple[tuple[str, float], ...] | None = None
-    calibrated: bool | None = None  # False: ideal constants (None: older runs did not say)
+    calibrated: bool | None = None  # False: ideal or borrowed constants (None: older runs did not say)
+    calibration_status: str | None = None  # 'uncalibrated', 'calibration borrowed from ...', ...
     load_imbalance: float | None = None  # MoE models: the routing the run was served with
     planner_version: str | None = None
     hardware: tuple[tuple[str, float | str], ...] | None = None
@@ -149,7 +150,6 @@ def serve_run_from_dict(data: dict, source: str) -> ServeRun:
                        for k in ("input_tokens", "output_tokens")),
         search=tuple((k, tuple(_items(get, search, k, kind))) for k, kind in SEARCH_KEYS)
         + tuple((k, tuple(_items(get, search, k, kind))) for k, kind in OPTIONAL_SEARCH_KEYS if k in search),
-        calibrated=_calibrated(get, data),
         load_imbalance=get(search, "load_imbalance", float, "a number >= 1", "search")
         if "load_imbalance" in search else None,
         targets=tuple((k, None if targets.get(k) is None else get(targets, k, float, "seconds or null", "targets"))
@@ -183,13 +183,6 @@ def serve_again(run: ServeRun, plan: str | None, **overrides) -> ServeRun:
     """Serve `plan` now with the flags recorded in `run` (a mode with nothing feasible comes back
     with no rows; InfeasibleError when no mode has any)."""
     return serve_run_from_result(serve(request_for(run, plan, **overrides), partial=True), plan or "the flags")
-
-
-def _calibrated(get: Reader, data: dict) -> bool | None:
-    value = data.get("calibrated")
-    if value is not None and not isinstance(value, bool):
-        raise get.error("calibrated", f"expected true or false, found {value!r}")
-    return value
 
 
 def _items(get: Reader, obj: dict, key: str, kind) -> list:
