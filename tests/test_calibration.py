@@ -491,3 +491,26 @@ def test_cli_refuses_measurements_of_other_hardware():
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "pope2022-tpu-v4.yaml:" in done.stderr and "cluster: the measurements were taken on tpu-v4" in done.stderr
     assert "hint: pass --cluster tpu-v4" in done.stderr
+
+
+def test_one_chip_takes_any_layout_name_and_says_so(tmp_path):
+    """On one chip every layout is the same single-chip layout: a row naming ws2d+heads (which
+    has no axes to shard over) is predicted as it, not refused; the residual table says so, and
+    MFU is a percentage as everywhere else."""
+    rows = [f"{{name: 'one {ffn}+{attention}', model: llama-3-8b, phase: decode, chips: 1, batch: 8, "
+            f"context: 2048, output_tokens: 64, ffn: {ffn}, attention: {attention}, weights: bf16, "
+            f"latency_s: 1.0, mfu: 0.43}}" for ffn, attention in (("ws2d", "heads"), ("ws1d", "batch"))]
+    path = Path(write(tmp_path, "one.yaml", "cluster: h100-sxm\nmeasurements:\n" +
+                      "\n".join(f"  - {row}" for row in rows) + "\n"))
+    named, plain = cal.predict(load_cluster("h100-sxm"), load_measurements(str(path)).points)
+    assert named.predicted_s == plain.predicted_s
+    assert named.layout.endswith("(one chip: any layout is this one)") and "one chip" not in plain.layout
+    from planner.render.calibrate import _rows
+    from types import SimpleNamespace
+    cells = list(_rows(SimpleNamespace(fit=SimpleNamespace(residuals=(named,)))))[0]
+    assert cells[6] == "43.0%" and cells[7].endswith("%")
+
+
+def test_calibrate_usage_line_has_no_braces():
+    done = run("calibrate", "--help")
+    assert done.returncode == 0 and "Usage: planner calibrate [OPTIONS] MEASUREMENTS" in done.stdout

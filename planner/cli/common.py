@@ -202,3 +202,11 @@ def render_table(draw, output: Optional[Path]) -> None:
 def searching(ascii_only: bool):
     from planner.render.progress import Activity
     return Activity("searching layouts", enabled=sys.stderr.isatty(), ascii_only=ascii_only)
+
+
+class PlainUsage(typer.core.TyperCommand):
+    """A command whose usage line shows a required argument as `NAME`, not typer's `{NAME}`."""
+
+    def collect_usage_pieces(self, ctx) -> list[str]:
+        return [p[1:-1] if p.startswith("{") and p.endswith("}") else p
+                for p in super().collect_usage_pieces(ctx)]

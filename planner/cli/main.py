@@ -14,6 +14,7 @@ from typing import Optional
 import typer
 
 from planner.cli import calibrate, compare, explain, models, plan, presets, serve
+from planner.cli.common import PlainUsage
 from planner.errors import PlannerError
 
 try:  # typer >= 0.20 ships its own copy of click; its exceptions are the ones raised
@@ -43,7 +44,7 @@ app = typer.Typer(
 app.command()(plan.plan)
 app.command()(explain.explain)
 app.command(help=compare.HELP)(compare.compare)
-app.command()(calibrate.calibrate)
+app.command(cls=PlainUsage)(calibrate.calibrate)
 app.command()(presets.presets)
 app.command()(serve.serve)
 app.add_typer(models.app, name="models")

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from planner.cli.common import OutputOpt, emit
+from planner.cli.common import OutputOpt, PlainUsage, emit
 
 app = typer.Typer(
     no_args_is_help=True, rich_markup_mode=None,
@@ -16,7 +16,7 @@ app = typer.Typer(
 )
 
 
-@app.command("import")
+@app.command("import", cls=PlainUsage)
 def import_config(
     config: str = typer.Argument(..., metavar="CONFIG",
                                  help="A Hugging Face config.json, or the model folder holding it."),

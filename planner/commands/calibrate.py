@@ -52,6 +52,7 @@ import numpy as np
 
 from planner.commands.measurements import (
     ATTENTION_CHOICES,
+    BEST,
     FFN_CHOICES,
     Measurement,
     Measurements,
@@ -81,6 +82,8 @@ def allowed(cluster: Cluster, m: Measurement) -> list[Evaluation]:
                       hint=f"it offers {', '.join(map(str, offered))}")
     plan = _plan(cluster, m, FFN_CHOICES[m.ffn], ATTENTION_CHOICES[m.attention])
     found = candidates(plan, m.phase, chips=(m.chips,))
+    if not found and m.chips == 1:  # one chip: every layout is the same single-chip layout
+        found = candidates(_plan(cluster, m, FFN_CHOICES[BEST], ATTENTION_CHOICES[BEST]), m.phase, chips=(1,))
     if not found:
         raise m.error("ffn", f"{m.ffn}+{m.attention} does not apply on {fmt_chips(m.chips)} of "
                              f"{cluster.name} (its axis groups would be trivial)")
@@ -126,8 +129,11 @@ def predict(cluster: Cluster, points: tuple[Measurement, ...]) -> tuple[Residual
 def _residual(m: Measurement, ev: Evaluation) -> Residual:
     c = ev.candidate
     sizes = "x".join(str(n) for n in c.mesh.sizes.values())
+    layout = f"{c.ffn.name}+{c.attention.name} {sizes}"
+    if c.ffn.name not in FFN_CHOICES[m.ffn] or c.attention.name not in ATTENTION_CHOICES[m.attention]:
+        layout += " (one chip: any layout is this one)"  # see allowed()
     return Residual(measurement=m, predicted_s=float(ev.latency_s[0]), predicted_mfu=float(ev.mfu[0]),
-                    layout=f"{c.ffn.name}+{c.attention.name} {sizes}")
+                    layout=layout)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ data, the modelling assumptions and what is known not to be modelled."""
 from __future__ import annotations
 
 from planner.render.calibrate import _constants, _pct, _table, choice_gap
-from planner.units import fmt_seconds
+from planner.units import fmt_percent, fmt_seconds
 
 
 ASSUMPTIONS = """\
@@ -160,7 +160,7 @@ def accuracy_page(data, base, assessments: dict, others, command: str) -> str:
             m, r = e.measurement, e.residual
             rows.append((m.model.name, f"{m.setting.split(' ', 1)[1]} {m.weights.label}",
                          *(("does not fit", "", "") if r is None else
-                           (r.layout, fmt_seconds(r.predicted_s), f"{r.predicted_mfu:.3f}"))))
+                           (r.layout, fmt_seconds(r.predicted_s), fmt_percent(r.predicted_mfu)))))
         out += _table(("model", "setting", "fastest layout", "latency", "MFU"), rows)
     if data.notes:
         out += ["", "## Notes on the data", "", data.notes.strip()]

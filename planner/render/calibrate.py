@@ -25,7 +25,8 @@ def _pct(x: float | None) -> str:
 
 
 def _mfu(x: float | None) -> str:
-    return "" if x is None else f"{x:.3f}"
+    from planner.units import fmt_percent
+    return "" if x is None else fmt_percent(x)
 
 
 def _rows(assessment):
