@@ -150,6 +150,18 @@ def test_help_has_purpose_units_and_example(planner, command):
             assert unit in r.out
 
 
+@pytest.mark.parametrize("command", [(), ("plan",), ("explain",), ("serve",), ("compare",), ("calibrate",)])
+def test_help_examples_fit_80_columns(planner, command):
+    """Example lines are not re-wrapped by the help formatter: each must fit 80 columns itself."""
+    r = planner(*command, "--help")
+    lines, examples = r.out.splitlines(), []
+    for i, line in enumerate(lines):
+        if line.lstrip().startswith(("planner ", "# ")) or (i and lines[i - 1].endswith("\\")):
+            examples.append(line)
+    assert any(line.lstrip().startswith("planner ") for line in examples)
+    assert [line for line in examples if len(line) > 80] == []
+
+
 def test_plan_help_names_every_unit(planner):
     text = planner("plan", "--help").out.split("Options:")[1]
     for flag, unit in (("--max-latency", "[s"), ("--min-mfu", "fraction"), ("--input-tokens", "tokens"),

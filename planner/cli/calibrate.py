@@ -25,7 +25,10 @@ def calibrate(
 ) -> None:
     """Fit a cluster's calibration constants to measured latencies and print the residuals.
 
-    Example: planner calibrate configs/measurements/pope2022-tpu-v4.yaml --cluster tpu-v4 -o my-tpu-v4.yaml
+    \b
+    Example:
+      planner calibrate configs/measurements/pope2022-tpu-v4.yaml \\
+          --cluster tpu-v4 -o my-tpu-v4.yaml
     """
     from planner.commands import assess as checks
     from planner.commands import calibrate as cal

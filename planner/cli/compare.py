@@ -46,8 +46,8 @@ planner compare --deployment PLAN [--max-gap --gap-to]
 
 \b
 Example:
-  planner compare configs/plans/palm-540b-tpu-v4.yaml --phase decode --chips 64 \\
-                  --layouts ws1d,ws2d --attention heads,batch --format markdown
+  planner compare configs/plans/palm-540b-tpu-v4.yaml --phase decode \\
+      --chips 64 --layouts ws1d,ws2d --attention heads,batch --format markdown
 
 Exit codes: 0 ok or no change; 1 a regression, a gap beyond --max-gap or nothing
 feasible; 2 invalid input.

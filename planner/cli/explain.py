@@ -87,9 +87,10 @@ def explain(
 
     \b
     Example:
-      planner explain --model palm-540b --cluster tpu-v4 --chips 64 --phase decode \\
-          --batch 64 --ffn ws2d --attention batch --weights int8
-      planner explain configs/plans/palm-540b-tpu-v4.yaml --row 3    # row 3 of planner plan's output
+      planner explain --model palm-540b --cluster tpu-v4 --chips 64 \\
+          --phase decode --batch 64 --ffn ws2d --attention batch --weights int8
+      # row 3 of `planner plan`'s output:
+      planner explain configs/plans/palm-540b-tpu-v4.yaml --row 3
     """
     from planner.config import load_plan
     from planner.errors import InfeasibleError

@@ -33,8 +33,8 @@ app = typer.Typer(
          "\b\nExamples:\n"
          "  planner plan configs/plans/palm-540b-tpu-v4.yaml\n"
          "  planner plan configs/plans/palm-540b-tpu-v4.yaml --plot\n"
-         "  planner explain --model palm-540b --cluster tpu-v4 --chips 64 --phase decode \\\n"
-         "      --batch 64 --ffn ws2d --attention batch --weights int8\n"
+         "  planner explain --model palm-540b --cluster tpu-v4 --chips 64 \\\n"
+         "      --phase decode --batch 64 --ffn ws2d --attention batch --weights int8\n"
          "  planner presets\n\n"
          "Exit codes: 0 success, 1 nothing feasible, 2 invalid input. Shell completion: "
          "planner --install-completion.",

@@ -95,9 +95,10 @@ def serve(
 
     \b
     Examples:
-      planner serve configs/plans/llama-3-70b-h100.yaml --ttft 500ms --tpot 30ms --price 2.50/h
-      planner serve --model palm-540b --cluster tpu-v4 --chips 64 --input-tokens 60 \\
-          --output-tokens 20 --mode static --all
+      planner serve configs/plans/llama-3-70b-h100.yaml --ttft 500ms \\
+          --tpot 30ms --price 2.50/h
+      planner serve --model palm-540b --cluster tpu-v4 --chips 64 \\
+          --input-tokens 60 --output-tokens 20 --mode static --all
       planner serve llama-3-70b-h100 --row 3
     """
     from planner.commands.serve import ServeRequest, explain_row, serve_dict
