@@ -77,17 +77,21 @@ def parse_price(text: str) -> float:
     return value / SECONDS_PER_HOUR
 
 
-TOKEN_SUFFIX = {"k": 1024, "K": 1024}  # token counts: '2k' = 2048, '128k' = 131072 (as contexts are quoted)
+# token counts: '2k' = 2048, '128k' = 131072 (as contexts are quoted), '1M' = 1024k = 1048576
+TOKEN_SUFFIX = {"k": 1024, "K": 1024, "M": 1024 * 1024}
+TOKEN_FORMS = "2048, 2k, 128k or 1M (k = 1024, M = 1024k), optionally followed by 'tokens'"
 
 
 def parse_tokens(text: str) -> int:
-    """'2048', '2k' or '128k' -> a whole number of tokens (k = 1024); ValueError otherwise."""
+    """'2048', '2k', '128k', '1M' or any of them followed by 'tokens' ('2k tokens') -> a whole
+    number of tokens (k = 1024, M = 1024k); ValueError naming the accepted forms otherwise."""
     raw = str(text).strip()
+    raw = re.sub(r"\s*tokens?$", "", raw) if re.search(r"\d\s*[kKM]?\s*tokens?$", raw) else raw
     factor = TOKEN_SUFFIX.get(raw[-1:], 1) if raw else 1
     digits = raw[:-1].strip() if factor != 1 else raw
     value = float(digits) * factor if re.fullmatch(r"\d+(?:\.\d+)?", digits) else None
-    if value is None or value != int(value):
-        raise ValueError(f"expected a positive whole number of tokens (or with k = 1024: '2k'), found {text!r}")
+    if value is None or value != int(value) or value < 1:
+        raise ValueError(f"expected a positive whole number of tokens: {TOKEN_FORMS}; found {text!r}")
     return int(value)
 
 

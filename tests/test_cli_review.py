@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from planner.cli import main as cli
+from planner.config import load_plan
 
 
 @pytest.fixture
@@ -109,3 +110,23 @@ def test_load_imbalance_still_applies_to_moe(planner):
     code, _, err = planner("plan", "--model", "mixtral-8x7b", "--cluster", "h100-sxm", "--chips", "8",
                            "--phase", "decode", "--batch", "64", "--load-imbalance", "1.3")
     assert code == 0, err
+
+
+@pytest.mark.parametrize("text, tokens", [("2048", 2048), ("2k", 2048), ("2k tokens", 2048), ("2048 tokens", 2048),
+                                          ("1M", 1024 * 1024), ("0.5M tokens", 512 * 1024), ("128K", 131072)])
+def test_token_counts_take_a_tokens_suffix_and_m(text, tokens):
+    from planner.units import parse_tokens
+    assert parse_tokens(text) == tokens
+
+
+def test_token_count_that_cannot_be_read_lists_the_forms(tmp_path, capsys):
+    from planner.cli.main import run
+    plan = tmp_path / "p.yaml"
+    plan.write_text("model: palm-540b\ncluster: tpu-v4\nworkload: {input_tokens: '2 kB', output_tokens: 64}\n")
+    assert run(["plan", str(plan)]) == 2
+    err = capsys.readouterr().err
+    assert "p.yaml:3:" in err and "workload.input_tokens" in err and "2k, 128k or 1M" in err
+    assert run(["plan", "palm-540b-tpu-v4", "--input-tokens", "2m"]) == 2
+    assert "--input-tokens:" in capsys.readouterr().err
+    plan.write_text("model: palm-540b\ncluster: tpu-v4\nworkload: {input_tokens: 2k tokens, output_tokens: 64, context: 1M}\n")
+    assert (load_plan(str(plan)).workload.input_tokens, load_plan(str(plan)).workload.context) == (2048, 1024 * 1024)

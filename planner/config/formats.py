@@ -3,6 +3,7 @@ k = 1024, and the check that every weight format asked for has a peak on the chi
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from planner.config.yamlio import _DECIMAL, MAX_COUNT, At, Fields, count, scalar
@@ -16,9 +17,10 @@ MAX_MFU = 8.0
 
 
 def tokens(at: At) -> int:
-    """A token count in a plan file: a positive whole number, or with k = 1024 ('2k' = 2048, '128k' = 131072)."""
+    """A token count in a plan file: a positive whole number, or with k = 1024 ('2k' = 2048,
+    '128k' = 131072) or M = 1024k ('1M'), optionally followed by 'tokens' ('2k tokens')."""
     raw = scalar(at, "a token count such as 2048 or '2k'").strip()
-    if raw[-1:] not in ("k", "K"):
+    if re.fullmatch(r"[0-9.eE+-]+", raw):  # a plain number (1e+3 is fine, 2.5 is not)
         return count(at)
     try:
         value = parse_tokens(raw)
