@@ -367,6 +367,8 @@ def test_bad_json_names_the_file_and_line(planner, tmp_path):
     (lambda d: d.pop("model"), "model"),
     (lambda d: d["workload"].pop("context"), "workload.context"),
     (lambda d: d["frontier"].update(train=[]), "frontier.train"),
+    (lambda d: d["frontier"]["decode"][0].update(weights="fp6"), "frontier.decode[0].weights"),
+    (lambda d: d["frontier"]["decode"][0].update(kv_cache="fp6"), "frontier.decode[0].kv_cache"),
     (lambda d: d["frontier"]["decode"].append(d["frontier"]["decode"][0]), "frontier.decode[{n_decode}]"),
 ])
 def test_incomplete_run_names_the_key(tmp_path, edit, key):

@@ -180,6 +180,10 @@ def test_runs_of_two_commands_do_not_mix(planner, world):
      "modes.static.frontier[0].decode.batch"),
     (lambda d: d["modes"].update(batchy={}), "modes.batchy"),
     (lambda d: d["search"].pop("chips"), "search.chips"),
+    (lambda d: d["modes"]["static"]["frontier"][0]["prefill"].update(weights="fp6"),
+     "modes.static.frontier[0].prefill.weights"),
+    (lambda d: d["modes"]["static"]["frontier"][0]["decode"].update(kv_cache="fp6"),
+     "modes.static.frontier[0].decode.kv_cache"),
 ])
 def test_a_bad_serve_run_names_the_key(planner, world, edit, key):
     data = json.loads(open(saved(planner, world)).read())

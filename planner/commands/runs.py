@@ -239,6 +239,18 @@ class Reader:
             raise self.error(where, f"expected {expected}, found {json.dumps(value)[:60]}")
         return float(value) if kind is float else value
 
+    def format(self, obj: dict, key: str, path: str = "") -> str:
+        """A weight (`key` 'weights') or KV-cache format label this planner knows."""
+        from planner.specs.formats import KvFormat
+        from planner.specs.hardware import WeightFormat
+
+        kind, what = (WeightFormat, "weight format") if key == "weights" else (KvFormat, "KV-cache format")
+        value = self(obj, key, str, f"a {what}", path)
+        if value not in {f.label for f in kind}:
+            raise self.error(f"{path}.{key}" if path else key, f"unknown {what} {value!r} (expected one of "
+                             f"{', '.join(f.label for f in kind)})")
+        return value
+
 
 def _point(get: Reader, d: object, path: str) -> Point:
     if not isinstance(d, dict):
@@ -258,8 +270,8 @@ def _point(get: Reader, d: object, path: str) -> Point:
                         for group in partition),
         batch=get(d, "batch", int, "a whole number", path), ffn=get(d, "ffn", str, "a layout name", path),
         attention=get(d, "attention", str, "a layout name", path),
-        weights=get(d, "weights", str, "a weight format", path),
-        kv_cache=get(d, "kv_cache", str, "a KV-cache format", path) if "kv_cache" in d else "bf16",
+        weights=get.format(d, "weights", path),
+        kv_cache=get.format(d, "kv_cache", path) if "kv_cache" in d else "bf16",
         latency_s=number("latency_s"),
         step_latency_s=number("step_latency_s"), mfu=number("mfu"),
         cost_chip_s_per_token=number("cost_chip_s_per_token"), tokens_per_s=number("tokens_per_s"),

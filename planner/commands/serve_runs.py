@@ -199,9 +199,9 @@ def _stage(get: Reader, d: object, path: str) -> SavedStage:
     text = lambda key, what: get(d, key, str, what, path)
     return SavedStage(chips=get(d, "chips", int, "a whole number", path), batch=get(d, "batch", int, "a whole number", path),
                       ffn=text("ffn", "a layout name"), attention=text("attention", "a layout name"),
-                      weights=text("weights", "a weight format"), bound=text("bound", "compute, memory or comm"),
-                      **{k: text(k, what) for k, what in (("kv_cache", "a KV-cache format"),
-                                                          ("experts", "an expert layout name")) if k in d},
+                      weights=get.format(d, "weights", path), bound=text("bound", "compute, memory or comm"),
+                      **({"kv_cache": get.format(d, "kv_cache", path)} if "kv_cache" in d else {}),
+                      **({"experts": text("experts", "an expert layout name")} if "experts" in d else {}),
                       **{k: get(d, k, float, "a number", path) for k in STAGE_FIGURES})
 
 
