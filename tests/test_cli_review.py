@@ -130,3 +130,17 @@ def test_token_count_that_cannot_be_read_lists_the_forms(tmp_path, capsys):
     assert "--input-tokens:" in capsys.readouterr().err
     plan.write_text("model: palm-540b\ncluster: tpu-v4\nworkload: {input_tokens: 2k tokens, output_tokens: 64, context: 1M}\n")
     assert (load_plan(str(plan)).workload.input_tokens, load_plan(str(plan)).workload.context) == (2048, 1024 * 1024)
+
+
+def test_min_mfu_hint_follows_what_was_typed(capsys):
+    """--min-mfu 900% is 9 x the bf16 peak, not a bare 9: no 'did you mean 9%?'; a bare 9 or 3
+    still gets it; a percentage out of reach (300% on TPU v4) gets none."""
+    from planner.cli.main import run
+    base = ["plan", "palm-540b-tpu-v4", "--chips", "64", "--batch", "64", "--min-mfu"]
+    cases = {"900%": (["at most 800%", "found 900%"], "did you mean"), "9": (["did you mean 9%?"], None),
+             "300%": (["out of reach"], "did you mean"), "3": (["out of reach", "did you mean 3%?"], None)}
+    for text, (present, absent) in cases.items():
+        assert run(base + [text]) == 2
+        err = capsys.readouterr().err
+        assert all(p in err for p in present), (text, err)
+        assert absent is None or absent not in err, (text, err)

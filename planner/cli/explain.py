@@ -20,7 +20,6 @@ from planner.cli.common import (
     OutputTokOpt,
     check_format,
     emit,
-    fraction_flag,
     int_list,
     phase_list,
     render_table,
@@ -114,7 +113,7 @@ def explain(
                          context=tokens_flag(context, "--context"), allow_short_context=allow_short_context,
                          max_latency_s=seconds_flag(max_latency, "--max-latency"),
                          max_step_latency_s=seconds_flag(max_step_latency, "--max-step-latency"),
-                         min_mfu=fraction_flag(min_mfu, "--min-mfu"), stages=int_list(stages, "--stages"))
+                         min_mfu=min_mfu, stages=int_list(stages, "--stages"))
         with searching(use_ascii(ascii_only)):
             result = search(spec, partial=True)
         p = plan_row(result, row)

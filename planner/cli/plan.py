@@ -23,7 +23,6 @@ from planner.cli.common import (
     check_format,
     complete,
     emit,
-    fraction_flag,
     int_list,
     phase_list,
     render_table,
@@ -122,7 +121,7 @@ def plan(
                      allow_short_context=allow_short_context,
                      max_latency_s=seconds_flag(max_latency, "--max-latency"),
                      max_step_latency_s=seconds_flag(max_step_latency, "--max-step-latency"),
-                     min_mfu=fraction_flag(min_mfu, "--min-mfu"), stages=int_list(stages, "--stages"))
+                     min_mfu=min_mfu, stages=int_list(stages, "--stages"))
     ascii_only = use_ascii(ascii_only)
     with searching(ascii_only) as activity:
         result = _search(search, spec, activity)

@@ -85,15 +85,19 @@ def mfu_ceiling(chip: Chip, formats) -> float:
 
 
 def check_min_mfu(cluster: Cluster, space, value: float | None, constraints: Fields | None,
-                  flags: dict[str, Any], flag: str) -> None:
-    """A minimum MFU above what every format searched can reach (MFU is of the bf16 peak)."""
+                  flags: dict[str, Any], flag: str, bare: bool = True) -> None:
+    """A minimum MFU above what every format searched can reach (MFU is of the bf16 peak).
+    `bare`: the flag was a number, not a percentage (only then may 3 mean 3%)."""
     ceiling = mfu_ceiling(cluster.chip, space.formats(cluster.chip)) if value else 0.0
     if not value or value <= ceiling:
         return
     message = (f"MFU {fmt_percent(value)} is out of reach: MFU is of the bf16 peak, and the weight formats "
                f"searched on {cluster.chip.name} reach at most {fmt_percent(ceiling)} (their peak over bf16's)")
-    hint = (f"did you mean {value:g}%? " if 1 < value <= 100 else "") + \
+    given = "min_mfu" in flags or constraints is None
+    if not given:  # in the file: what it says
+        bare = not str(getattr(constraints.where["min_mfu"].node, "value", "")).strip().endswith("%")
+    hint = (f"did you mean {value:g}%? " if bare and 1 < value <= 100 else "") + \
         "lower it, or search faster formats (--weights all)"
-    if "min_mfu" in flags or constraints is None:
+    if given:
         raise UsageError(f"{flag}: {message}\n  hint: {hint}")
     raise constraints.where["min_mfu"].error(message, hint=hint)

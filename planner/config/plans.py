@@ -29,7 +29,7 @@ from planner.specs.moe import Routing
 from planner.specs.plan import Constraints, Phase, Pin, Plan, SearchSpace, Workload
 from planner.config.formats import MAX_MFU, check_min_mfu, check_weight_formats, mfu, tokens
 from planner.config.stages import check_stages
-from planner.units import fmt_chips
+from planner.units import fmt_chips, parse_fraction
 
 
 @dataclass(frozen=True)
@@ -137,13 +137,15 @@ def load_plan(
     ffn: tuple[str, ...] | None = None, attention: tuple[str, ...] | None = None,
     kv_cache: tuple[str, ...] | None = None, sparsity: str | None = None,
     input_tokens: int | None = None, output_tokens: int | None = None, context: int | None = None,
-    max_latency_s: float | None = None, max_step_latency_s: float | None = None, min_mfu: float | None = None,
+    max_latency_s: float | None = None, max_step_latency_s: float | None = None,
+    min_mfu: float | str | None = None,
     experts: tuple[str, ...] | None = None, load_imbalance: float | None = None,
     stages: tuple[int, ...] | None = None, allow_short_context: bool = False,
 ) -> Plan:
     """A plan from a file (a preset name or a path) and/or flags; a flag overrides the file.
     Without a file, model and cluster are required and the rest is `PLAN_DEFAULTS`.
-    `weights=("all",)` searches every weight format the chip has a peak for."""
+    `weights=("all",)` searches every weight format the chip has a peak for; `min_mfu` is a
+    fraction, or the command line's text ('0.4', '40%')."""
     flags = _read_flags(dict(
         model=model, cluster=cluster, phases=phases, chips=chips, batches=batches, weights=weights,
         ffn=ffn, attention=attention, kv_cache=kv_cache, sparsity=sparsity,
@@ -151,6 +153,8 @@ def load_plan(
         context=context, max_latency_s=max_latency_s, max_step_latency_s=max_step_latency_s, min_mfu=min_mfu,
         experts=experts, load_imbalance=load_imbalance, stages=stages,
         allow_short_context=allow_short_context or None))
+    if isinstance(min_mfu, str):  # what the user typed decides the "did you mean" hints
+        flags["min_mfu_text"] = min_mfu
     if path is None:
         for required in ("model", "cluster"):
             if required not in flags:
@@ -205,7 +209,8 @@ def _assemble(model: Model, cluster: Cluster, plan: Fields | None, flags: dict[s
     space = _search_space(cluster, section("search"), flags)
     _check_stages(cluster, model, space, section("search"), flags)
     constraints = Constraints(**merge(CONSTRAINT_FIELDS, section("constraints")))
-    check_min_mfu(cluster, space, constraints.min_mfu, section("constraints"), flags, FLAGS["min_mfu"])
+    check_min_mfu(cluster, space, constraints.min_mfu, section("constraints"), flags, FLAGS["min_mfu"],
+                  bare=not str(flags.get("min_mfu_text", "")).strip().endswith("%"))
     check_context(model, workload, space.phases, section("workload"), flags)
     _check_flags_apply(space.phases, flags)
     if model.experts is None and "load_imbalance" in flags:
@@ -354,9 +359,16 @@ def _read_flag(key: str, value: Any) -> Any:
         return float(_checked(key, (value,), lambda v: _is_real(v) and 1 <= v <= MAX_MAGNITUDE,
                               "a factor >= 1 (the busiest chip's expert work over the mean's)")[0])
     if key == "min_mfu":
-        if _is_real(value) and MAX_MFU < value <= 100:
-            raise UsageError(f"{flag}: expected an MFU such as 0.4 or 40% (of the bf16 peak), found {value:g} "
-                             f"(did you mean {value:g}%?)")
+        if isinstance(raw := value, str):  # the command line's text: '0.4' or '40%'
+            try:
+                value = parse_fraction(value)
+            except ValueError:
+                raise UsageError(f"{flag}: expected an MFU such as 0.4 or 40% (of the bf16 peak), "
+                                 f"found {raw!r}") from None
+        if _is_real(value) and MAX_MFU < value and (value <= 100 or raw is not value):
+            guess = f" (did you mean {value:g}%?)" if not str(raw).strip().endswith("%") else ""
+            raise UsageError(f"{flag}: expected an MFU such as 0.4 or 40% (of the bf16 peak), at most "
+                             f"{MAX_MFU:.0%}, found {raw.strip() if isinstance(raw, str) else f'{value:g}'}{guess}")
         return float(_checked(key, (value,), lambda v: _is_real(v) and 0 < v <= MAX_MFU,
                               f"an MFU such as 0.4 or 40% (of the bf16 peak), at most {MAX_MFU:.0%}")[0])
     if not isinstance(value, str) or not value.strip():  # model, cluster
