@@ -57,6 +57,18 @@ WEIGHTS_HELP = ("Weight formats: bf16, int8 (weight-only), fp8 (W8A8), int8-w8a8
 AllowShortOpt = typer.Option(
     False, "--allow-short-context",
     help="Allow a decode context shorter than the prompt (a KV cache that intentionally drops tokens).")
+BatchOpt = typer.Option(None, "--batch", metavar="B[,B...]",
+                        help="Batch sizes to search [sequences; default 1,2,4,...,1024].")
+FfnListOpt = typer.Option(None, "--ffn", metavar="NAME[,NAME...]",
+                          help="FFN layouts: ws1d, ws2d, wg-x, wg-xy, wg-xyz [default: all].")
+AttentionListOpt = typer.Option(None, "--attention", metavar="NAME[,NAME...]",
+                                help="Attention layouts: heads, batch [default: both].")
+ExpertsListOpt = typer.Option(
+    None, "--experts", metavar="NAME[,NAME...]",
+    help="Expert layouts of MoE models: ep, ep-xy+tp-z, ep-x+tp-yz, ep-yz, tp, wg [default: all].")
+LoadImbalanceOpt = typer.Option(
+    None, "--load-imbalance", metavar="RHO",
+    help="MoE models: the busiest chip's expert work over the mean chip's [>= 1; default 1].")
 AsciiOpt = typer.Option(False, "--ascii", help="Draw tables and plots with ASCII characters only.")
 
 

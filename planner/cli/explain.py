@@ -9,7 +9,6 @@ import typer
 
 from planner.cli.common import (
     AllowShortOpt,
-    SparsityOpt,
     AsciiOpt,
     ClusterOpt,
     ContextOpt,
@@ -18,6 +17,7 @@ from planner.cli.common import (
     ModelOpt,
     OutputOpt,
     OutputTokOpt,
+    SparsityOpt,
     check_format,
     emit,
     int_list,

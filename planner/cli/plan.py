@@ -8,18 +8,23 @@ from typing import Optional
 import typer
 
 from planner.cli.common import (
+    WEIGHTS_HELP,
     AllowShortOpt,
     AsciiOpt,
+    AttentionListOpt,
+    BatchOpt,
     ClusterOpt,
     ContextOpt,
+    ExpertsListOpt,
+    FfnListOpt,
     FormatOpt,
     InputOpt,
     KvCacheOpt,
+    LoadImbalanceOpt,
     ModelOpt,
     OutputOpt,
     OutputTokOpt,
     SparsityOpt,
-    WEIGHTS_HELP,
     check_format,
     complete,
     emit,
@@ -47,23 +52,14 @@ def plan(
         help="Chip counts to search [chips; default: every slice the cluster offers]."),
     phase: Optional[str] = typer.Option(None, "--phase", metavar="PHASE",
                                         help="prefill, decode or both [default: both]."),
-    batch: Optional[str] = typer.Option(
-        None, "--batch", metavar="B[,B...]",
-        help="Batch sizes to search [sequences; default 1,2,4,...,1024]."),
+    batch: Optional[str] = BatchOpt,
     weights: Optional[str] = typer.Option(None, "--weights", metavar="FMT[,FMT...]", help=WEIGHTS_HELP),
-    ffn: Optional[str] = typer.Option(
-        None, "--ffn", metavar="NAME[,NAME...]",
-        help="FFN layouts: ws1d, ws2d, wg-x, wg-xy, wg-xyz [default: all]."),
-    attention: Optional[str] = typer.Option(None, "--attention", metavar="NAME[,NAME...]",
-                                            help="Attention layouts: heads, batch [default: both]."),
+    ffn: Optional[str] = FfnListOpt,
+    attention: Optional[str] = AttentionListOpt,
     kv_cache: Optional[str] = KvCacheOpt,
     sparsity: Optional[str] = SparsityOpt,
-    experts: Optional[str] = typer.Option(
-        None, "--experts", metavar="NAME[,NAME...]",
-        help="Expert layouts of MoE models: ep, ep-xy+tp-z, ep-x+tp-yz, ep-yz, tp, wg [default: all]."),
-    load_imbalance: Optional[float] = typer.Option(
-        None, "--load-imbalance", metavar="RHO",
-        help="MoE models: the busiest chip's expert work over the mean chip's [>= 1; default 1]."),
+    experts: Optional[str] = ExpertsListOpt,
+    load_imbalance: Optional[float] = LoadImbalanceOpt,
     stages: Optional[str] = typer.Option(
         None, "--stages", metavar="P[,P...]",
         help="Pipeline stage counts to search, over the outermost level (whole nodes; torus slices) "

@@ -9,12 +9,17 @@ from typing import Optional
 import typer
 
 from planner.cli.common import (
-    AsciiOpt,
-    ClusterOpt,
-    FormatOpt,
     WEIGHTS_HELP,
+    AsciiOpt,
+    AttentionListOpt,
+    BatchOpt,
+    ClusterOpt,
+    ExpertsListOpt,
+    FfnListOpt,
+    FormatOpt,
     InputOpt,
     KvCacheOpt,
+    LoadImbalanceOpt,
     ModelOpt,
     OutputOpt,
     OutputTokOpt,
@@ -25,6 +30,7 @@ from planner.cli.common import (
     render_table,
     searching,
     seconds_flag,
+    tokens_flag,
     use_ascii,
     word_list,
 )
@@ -40,22 +46,15 @@ def serve(
     cluster: Optional[str] = ClusterOpt,
     chips: Optional[str] = typer.Option(None, "--chips", metavar="N[,N...]",
                                         help="Chip counts per pool [chips; default: the plan's]."),
-    batch: Optional[str] = typer.Option(None, "--batch", metavar="B[,B...]",
-                                        help="Batch sizes [sequences; default 1,2,4,...,1024]."),
+    batch: Optional[str] = BatchOpt,
     weights: Optional[str] = typer.Option(None, "--weights", metavar="FMT[,FMT...]", help=WEIGHTS_HELP),
     kv_cache: Optional[str] = KvCacheOpt,
-    ffn: Optional[str] = typer.Option(None, "--ffn", metavar="NAME[,NAME...]",
-                                      help="FFN layouts: ws1d, ws2d, wg-x, wg-xy, wg-xyz [default: all]."),
-    attention: Optional[str] = typer.Option(None, "--attention", metavar="NAME[,NAME...]",
-                                            help="Attention layouts: heads, batch [default: both]."),
-    experts: Optional[str] = typer.Option(
-        None, "--experts", metavar="NAME[,NAME...]",
-        help="Expert layouts of MoE models: ep, ep-xy+tp-z, ep-x+tp-yz, ep-yz, tp, wg [default: all]."),
-    load_imbalance: Optional[float] = typer.Option(
-        None, "--load-imbalance", metavar="RHO",
-        help="MoE models: the busiest chip's expert work over the mean chip's [>= 1; default 1]."),
-    input_tokens: Optional[int] = InputOpt,
-    output_tokens: Optional[int] = OutputTokOpt,
+    ffn: Optional[str] = FfnListOpt,
+    attention: Optional[str] = AttentionListOpt,
+    experts: Optional[str] = ExpertsListOpt,
+    load_imbalance: Optional[float] = LoadImbalanceOpt,
+    input_tokens: Optional[str] = InputOpt,
+    output_tokens: Optional[str] = OutputTokOpt,
     mode: Optional[str] = typer.Option(
         None, "--mode", metavar="MODE[,MODE...]",
         help="static, colocated, disaggregated [default: all three]."),
@@ -116,8 +115,9 @@ def serve(
     spec = load_plan(plan_file, model=model, cluster=cluster, chips=int_list(chips, "--chips"),
                      phases=("prefill", "decode"), batches=int_list(batch, "--batch"), weights=word_list(weights),
                      ffn=word_list(ffn), attention=word_list(attention), experts=word_list(experts),
-                     load_imbalance=load_imbalance, kv_cache=word_list(kv_cache), input_tokens=input_tokens,
-                     output_tokens=output_tokens)
+                     load_imbalance=load_imbalance, kv_cache=word_list(kv_cache),
+                     input_tokens=tokens_flag(input_tokens, "--input-tokens"),
+                     output_tokens=tokens_flag(output_tokens, "--output-tokens"))
     targets = Targets(ttft_s=_positive(ttft, "--ttft", seconds_flag), tpot_s=_positive(tpot, "--tpot", seconds_flag),
                       e2e_s=_positive(e2e, "--e2e", seconds_flag))
     price_s, source = None, ""
