@@ -1,12 +1,15 @@
 """The search's grouped evaluation (planner.search.sweep) gives every candidate exactly the figures
 `evaluate` gives it alone, and the network's Lines exactly `collective_seconds`."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from planner.config import load_plan
 from planner.cost.layouts.base import Collective, CollectiveKind
 from planner.cost.network import LineCache, collective_seconds, network_seconds
+from planner.cost.pipeline import evaluate_pipeline
 from planner.search.search import candidates, cost
 from planner.search.sweep import sweep
 
@@ -42,3 +45,26 @@ def test_network_seconds_is_collective_seconds(name):
                     one = 3.0 * collective_seconds(plan.cluster, mesh, collectives[0])
                     assert np.array_equal(comm[m], one + 1.0 * collective_seconds(plan.cluster, mesh, collectives[1]))
                     assert np.array_equal(pre[m], one if prefetched else 0.0 * one)
+
+
+@pytest.mark.parametrize("name, flags", [
+    ("llama-3-70b-h100", {}), ("palm-540b-tpu-v4", {}),
+    (None, {"model": "gemma-3-27b", "cluster": "h100-sxm", "chips": (8, 16)}),  # local layers
+])
+def test_pipelined_sweep_is_evaluate_pipeline_bit_for_bit(name, flags):
+    plan = load_plan(name, **flags)
+    plan = replace(plan, space=replace(plan.space, stages=(1, 2, 3, 4, 8)))
+    formats = plan.space.formats(plan.cluster.chip)
+    batch = np.array(plan.space.batches, dtype=np.int64)
+    checked = 0
+    for phase in plan.space.phases:
+        layouts = candidates(plan, phase)[::len(formats)]
+        swept = sweep(plan, layouts, batch, formats, cost, lambda n: None)
+        pipelined = [k for k, c in enumerate(layouts) if c.stages > 1]
+        for k in pipelined[::5]:  # a spread of pipelined candidates, several per group
+            ev = evaluate_pipeline(plan.model, plan.cluster, plan.workload, layouts[k], batch, formats=formats)
+            for mine, theirs in ((swept.latency_s[k], ev.latency_s), (swept.step_s[k], ev.step_s),
+                                 (swept.mfu[k], ev.mfu), (swept.hbm_bytes[k], ev.hbm_bytes)):
+                assert np.array_equal(mine, np.broadcast_to(theirs, mine.shape))
+            checked += 1
+    assert checked > 0

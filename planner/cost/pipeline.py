@@ -39,9 +39,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from planner.cost.costmodel import Candidate, Evaluation, evaluate
+from planner.cost.costmodel import Candidate, Evaluation, evaluate, layer_costs, network_costs, timing
 from planner.cost.layouts.base import StepShape, size, union
-from planner.cost.network import send_seconds
+from planner.cost.network import LineCache, send_seconds
 from planner.specs.hardware import ACTIVATION_BYTES, Cluster, WeightFormat
 from planner.specs.model import Model
 from planner.specs.plan import Phase, Workload
@@ -156,6 +156,67 @@ def evaluate_pipeline(model: Model, cluster: Cluster, workload: Workload, candid
         send_s=s[rows, choice], stage_hbm_bytes=stage_hbm, slowest=slowest,
         bubble=1.0 - count * slowest_t / step_s,
     )
+
+
+def sweep_pipeline(model: Model, cluster: Cluster, workload: Workload, members: list[Candidate],
+                   batch: np.ndarray, formats: tuple[WeightFormat, ...], lines: LineCache | None = None):
+    """(latency_s, step_s, mfu, hbm_bytes), each (members, points): what `evaluate_pipeline` gives
+    each of `members`, bit for bit, for pipelined candidates that differ only in how logical axes
+    map onto physical pieces (search.sweep's groups): each distinct stage's layer costs once, its
+    collectives on every member's mesh in one pass, the micro-batch choice for all at once."""
+    c, p = members[0], members[0].stages
+    batch = np.asarray(batch, dtype=np.int64)
+    lines = LineCache(cluster) if lines is None else lines
+    meshes = [x.mesh for x in members]
+    m, b = _micro_batches(c.phase, batch, p)
+    sizes = np.unique(np.concatenate([batch, b[b > 0]]))
+    layers = split_layers(model.n_layers, p)
+    cache: dict[tuple[int, bool, bool], tuple] = {}
+    stages = []
+    for i, k in enumerate(layers):
+        stage_model = model.layer_range(sum(layers[:i]), k)
+        key = (k, stage_model.local_layers, i == 0, i == p - 1)
+        if key not in cache:
+            layer = layer_costs(stage_model, cluster, workload, c, sizes, formats, first=key[2], last=key[3])
+            comm_s, prefetched_s = network_costs(cluster, meshes, layer, lines)
+            cache[key] = (layer, timing(cluster, workload, layer, comm_s, prefetched_s)[1])
+        stages.append(cache[key])
+    n_batch, n_sizes = batch.size, sizes.size
+    offset = np.repeat(np.arange(len(formats)) * n_sizes, n_batch)
+    tile = lambda a: np.tile(a, (len(formats),) + (1,) * (a.ndim - 1))  # noqa: E731
+    shape = StepShape(batch=sizes, tokens=workload.input_tokens if c.phase is Phase.PREFILL else 1,
+                      attended=0.0, cached=0, reads_cache=False)
+    send_bytes_sizes = _send_bytes_per_chip(model, c, shape)
+    send_s_sizes = np.stack([send_seconds(cluster, mesh, send_bytes_sizes) for mesh in meshes])
+
+    at_options = offset[:, None] + np.searchsorted(sizes, np.maximum(tile(b), 1))
+    t = np.stack([np.broadcast_to(step_s, (len(members), step_s.shape[-1]))[:, at_options]
+                  for _, step_s in stages])  # (stages, members, points, options)
+    s = np.tile(send_s_sizes, (1, len(formats)))[:, at_options]
+    slot = t.max(axis=0)
+    m_all = tile(m)
+    if c.phase is Phase.PREFILL:
+        latency_options = (m_all + p - 1) * np.maximum(slot, s) + (p - 1) * s
+    else:
+        latency_options = np.maximum(t.sum(axis=0) + (p - 1) * s, m_all * slot)
+    latency_options = np.where(m_all > 0, latency_options, np.inf)
+    choice = np.argmin(latency_options, axis=2)  # (members, points)
+    step_s = np.take_along_axis(latency_options, choice[..., None], axis=2)[..., 0]
+    at = at_options[np.arange(choice.shape[1]), choice]
+    at_batch = offset + np.searchsorted(sizes, np.tile(batch, len(formats)))
+    parts = [(_values(layer, "weight_bytes")[at], layer.kv_bytes[at_batch], _values(layer, "activation_bytes")[at])
+             for layer, _ in stages]
+    fullest = np.argmax(np.stack([w + kv + act for w, kv, act in parts]), axis=0)
+    hbm_bytes = (np.choose(fullest, [w for w, _, _ in parts]) + np.choose(fullest, [kv for _, kv, _ in parts])
+                 + np.choose(fullest, [act for _, _, act in parts]))
+    points_batch = np.tile(batch, len(formats))
+    if c.phase is Phase.PREFILL:
+        tokens, latency_s, logit_tokens = points_batch * workload.input_tokens, step_s, points_batch
+    else:
+        tokens, latency_s = points_batch * workload.output_tokens, step_s * workload.output_tokens
+        logit_tokens = tokens
+    mfu = model.mfu_flops(tokens, logit_tokens) / (c.mesh.chips * p * cluster.chip.peak_bf16_flop_per_s * latency_s)
+    return latency_s, step_s, mfu, hbm_bytes
 
 
 def _values(ev: Evaluation, field: str) -> np.ndarray:

@@ -35,20 +35,21 @@ def group_key(c: Candidate) -> tuple:
 
 def sweep(plan: Plan, layouts: list[Candidate], batch: np.ndarray, formats, cost: Callable,
           step: Callable[[int], None], lines: LineCache | None = None) -> Swept:
-    """Every candidate's latency, step, MFU and HBM use over the points; `cost(plan, candidate,
-    batch, formats=...)` evaluates a pipelined candidate on its own; `lines`: the collectives'
-    lines, kept for the whole search (they depend on neither phase nor batch)."""
+    """Every candidate's latency, step, MFU and HBM use over the points (pipelined groups through
+    pipeline.sweep_pipeline); `cost` is no longer called (kept for callers); `lines`: the
+    collectives' lines, kept for the whole search (they depend on neither phase nor batch)."""
     groups: dict[tuple, list[int]] = {}
     for i, c in enumerate(layouts):
-        groups.setdefault(group_key(c) if c.stages == 1 else ("pipeline", i), []).append(i)
+        groups.setdefault(group_key(c), []).append(i)
     points = batch.size * len(formats)
     out = {name: np.empty((len(layouts), points)) for name in ("latency_s", "step_s", "mfu", "hbm_bytes")}
     lines, shared, chips = LineCache(plan.cluster) if lines is None else lines, {}, 0
     for members in groups.values():
         first = layouts[members[0]]
-        if first.stages > 1:
-            ev = cost(plan, first, batch, formats=formats)
-            figures = (ev.latency_s, ev.step_s, ev.mfu, ev.hbm_bytes)
+        if first.stages > 1:  # imported here: a plan without stages never loads the pipeline model
+            from planner.cost.pipeline import sweep_pipeline
+            figures = sweep_pipeline(plan.model, plan.cluster, plan.workload, [layouts[i] for i in members],
+                                     batch, formats, lines)
         else:  # layouts' parts costed once per chip count (meshes of other sizes share none)
             if first.mesh.chips != chips:
                 shared, chips = {}, first.mesh.chips
