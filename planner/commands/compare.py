@@ -235,20 +235,27 @@ def compare_runs(baseline: Run, current: Run, tolerance: Tolerance = Tolerance()
                       notes=_notes(baseline, current))
 
 
-def _phase_best(baseline: Run, current: Run, phase: Phase, tol: Tolerance) -> PhaseBest:
-    def bests(run):
-        points = run.frontier(phase)
-        if not points:
-            return None, None
-        return min(p.latency_s for p in points), max(p.mfu for p in points)
+def extremes(points, lower, higher) -> tuple:
+    """(the lowest `lower`, the highest `higher`) over `points`, or (None, None) when there are none."""
+    if not points:
+        return None, None
+    return min(lower(p) for p in points), max(higher(p) for p in points)
 
-    (lb, mb), (la, ma) = bests(baseline), bests(current)
-    if lb is None:
-        regressed = False
-    elif la is None:
-        regressed = True
-    else:
-        regressed = la > lb * (1 + tol.latency) or ma < mb - tol.mfu
+
+def best_regressed(before: tuple, after: tuple, worse) -> bool:
+    """Whether a phase's (or mode's) best figures regressed: it had points and has none left, or
+    `worse(before, after)` on their (lowest latency, highest figure of merit)."""
+    if before[0] is None:
+        return False
+    return after[0] is None or worse(before, after)
+
+
+def _phase_best(baseline: Run, current: Run, phase: Phase, tol: Tolerance) -> PhaseBest:
+    before, after = (extremes(run.frontier(phase), lambda p: p.latency_s, lambda p: p.mfu)
+                     for run in (baseline, current))
+    (lb, mb), (la, ma) = before, after
+    regressed = best_regressed(before, after,
+                               lambda b, a: a[0] > b[0] * (1 + tol.latency) or a[1] < b[1] - tol.mfu)
     return PhaseBest(phase=phase, latency_before_s=lb, latency_after_s=la, mfu_before=mb, mfu_after=ma,
                      regressed=regressed)
 

@@ -19,7 +19,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from planner.commands.compare import Kind, Tolerance, match, material, provenance_notes, verdict
+from planner.commands.compare import (
+    Kind, Tolerance, best_regressed, extremes, match, material, provenance_notes, verdict,
+)
 from planner.commands.serve_runs import ServeRow, ServeRun
 from planner.errors import UsageError
 from planner.units import fmt_seconds, signed_percent
@@ -202,19 +204,11 @@ def compare_serve_runs(baseline: ServeRun, current: ServeRun, tolerance: Toleran
 
 
 def _mode_best(baseline: ServeRun, current: ServeRun, mode: str, tol: Tolerance) -> ModeBest:
-    def bests(run):
-        rows = run.frontier(mode)
-        if not rows:
-            return None, None
-        return min(r.tpot_s for r in rows), max(r.output_tokens_per_s_per_chip for r in rows)
-
-    (tb, pb), (ta, pa) = bests(baseline), bests(current)
-    if tb is None:
-        regressed = False
-    elif ta is None:
-        regressed = True
-    else:
-        regressed = ta > tb * (1 + tol.latency) or pa < pb * (1 - tol.throughput)
+    before, after = (extremes(run.frontier(mode), lambda r: r.tpot_s, lambda r: r.output_tokens_per_s_per_chip)
+                     for run in (baseline, current))
+    (tb, pb), (ta, pa) = before, after
+    regressed = best_regressed(before, after,
+                               lambda b, a: a[0] > b[0] * (1 + tol.latency) or a[1] < b[1] * (1 - tol.throughput))
     return ModeBest(mode=mode, tpot_before_s=tb, tpot_after_s=ta, per_chip_before=pb, per_chip_after=pa,
                     regressed=regressed)
 
