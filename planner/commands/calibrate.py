@@ -213,7 +213,10 @@ def fit(cluster: Cluster, data: Measurements) -> Fit:
 
     found = [_levenberg_marquardt(residual, np.clip(_unconstrained(s), lower, upper), lower, upper)
              for s in STARTS]
-    u = min(found, key=lambda pair: pair[1])[0]
+    # the best start; costs within 1e-9 of it tie (a constant the loss is flat in), and a tie
+    # goes to the first start, so rounding noise in the costs cannot move the constants
+    best = min(cost for _, cost in found)
+    u = next(u for u, cost in found if cost <= best * (1 + 1e-9))
     unidentified = _unidentified(terms, _constants(u))
     constants = _rounded(_constants(u))
     defaults = Calibration(network_efficiency=constants[2])

@@ -115,18 +115,28 @@ def _spans(mesh: Mesh, axes: str) -> tuple[tuple[str, int], ...]:
 
 @dataclass(frozen=True)
 class Line:
-    """A collective's time along one path, as data: latency_s + (sum over the levels (or torus
-    axes) it crosses of bytes x a x b / c / d x e x g / f) / efficiency. Factors of 1 and levels
-    of zeros stand for steps a formula does not have, so every collective computes its seconds
-    in one order of operations (the search evaluates many meshes in one numpy pass and must get
-    the bits `collective_seconds` gets). A collective takes the fastest of its lines: on switched
-    levels NCCL's two protocols (module docstring), each level's efficiency its factor f's."""
+    """A collective's time along one path, as data: bytes x (sum over the levels (or torus axes)
+    it crosses of a x b / c / d x e x g / f) / efficiency + latency_s. Factors of 1 and levels of
+    zeros stand for steps a formula does not have, so every collective computes its seconds in
+    one order of operations, bytes x seconds_per_byte + latency_s (the search evaluates many
+    meshes in one numpy pass and must get the bits `collective_seconds` gets). A collective
+    takes the fastest of its lines: on switched levels NCCL's two protocols (module docstring),
+    each level's efficiency its factor f's."""
 
     latency_s: float
     efficiency: float
     levels: tuple[tuple[float, float, float, float, float, float, float], ...]
     # latency_s split by the switched levels it crosses, innermost first ("torus": one entry)
     latency_by_level: tuple[tuple[str, float], ...] = ()
+
+    @property
+    def seconds_per_byte(self) -> float:
+        """The line's slope: (sum over its levels of a x b / c / d x e x g / f) / efficiency, so
+        that its time is bytes x seconds_per_byte + latency_s, two operations per point."""
+        out = 0.0
+        for a, b, c, d, e, g, f in self.levels:
+            out = out + a * b / c / d * e * g / f
+        return out / self.efficiency
 
 
 def collective_seconds(cluster: Cluster, mesh: Mesh, collective: Collective):
@@ -137,12 +147,7 @@ def collective_seconds(cluster: Cluster, mesh: Mesh, collective: Collective):
 
 def _fastest(lines: tuple[Line, ...], bytes_per_chip):
     data = np.asarray(bytes_per_chip, dtype=float)
-    times = []
-    for line in lines:
-        seconds = 0.0
-        for a, b, c, d, e, g, f in line.levels:
-            seconds = seconds + data * a * b / c / d * e * g / f
-        times.append(seconds / line.efficiency + line.latency_s)
+    times = [data * line.seconds_per_byte + line.latency_s for line in lines]
     return times[0] if len(times) == 1 else np.minimum.reduce(times)
 
 
@@ -158,16 +163,11 @@ def kernel_collective_seconds(cluster: Cluster, kind: CollectiveKind, bytes_per_
     return _fastest(_switched_lines(cluster.topology, cluster.calibration, kind, spans, gpus), bytes_per_chip)
 
 
-def lines_seconds(factors: np.ndarray, efficiency: np.ndarray, latency_s: np.ndarray, data: np.ndarray):
-    """`collective_seconds` over many collectives at once, in its order of operations: `factors`
-    (..., lines, levels, 7), `efficiency` and `latency_s` (..., lines) stacked from Lines (padded
-    with copies of a line), `data` the bytes per chip broadcast against (..., points)."""
-    data = data[..., None, :]  # against the lines axis
-    seconds = 0.0
-    for j in range(factors.shape[-2]):
-        a, b, c, d, e, g, f = (factors[..., j, k, None] for k in range(7))
-        seconds = seconds + data * a * b / c / d * e * g / f
-    times = seconds / efficiency[..., None] + latency_s[..., None]
+def lines_seconds(seconds_per_byte: np.ndarray, latency_s: np.ndarray, data: np.ndarray):
+    """`collective_seconds` over many collectives at once, in its order of operations:
+    `seconds_per_byte` and `latency_s` (..., lines) stacked from Lines (padded with copies of a
+    line), `data` the bytes per chip broadcast against (..., points)."""
+    times = data[..., None, :] * seconds_per_byte[..., None] + latency_s[..., None]
     return times[..., 0, :] if times.shape[-2] == 1 else times.min(axis=-2)
 
 
@@ -193,10 +193,11 @@ def collective_lines(cluster: Cluster, mesh: Mesh, kind: CollectiveKind, axes: s
 
 
 class LineCache:
-    """`collective_lines` kept per (slice, pieces spanned, kind, prefetched) for a whole search."""
+    """`collective_lines` kept per (slice, pieces spanned, kind, prefetched) for a whole search,
+    and as arrays per (mesh, collectives) for `network_seconds`."""
 
     def __init__(self, cluster: Cluster):
-        self.cluster, self._lines, self._arrays = cluster, {}, {}
+        self.cluster, self._lines, self._arrays, self._stacks = cluster, {}, {}, {}
         topology = cluster.topology  # lines a collective can have: two where a level has the bulk pair
         self.count = 2 if isinstance(topology, Switched) and any(
             cluster.calibration.level(level.name).bulk_latency_s is not None for level in topology.levels) else 1
@@ -209,51 +210,56 @@ class LineCache:
         return lines
 
     def arrays(self, mesh: Mesh, kind: CollectiveKind, axes: str, prefetched: bool):
-        """The lines as arrays for `lines_seconds`: factors (lines, levels, 7), efficiency and
-        latency_s (lines,); levels padded with zeros to the topology's count, lines with copies
-        of the last to `count` (every collective of the cluster the same shape)."""
+        """The lines as arrays for `lines_seconds`: seconds_per_byte and latency_s (lines,),
+        padded with copies of the last line to `count` (every collective of the cluster the same
+        shape)."""
         key = (mesh.physical, mesh.wraparound, mesh.pieces(axes), kind, prefetched)
         out = self._arrays.get(key)
         if out is None:
             lines = self(mesh, kind, axes, prefetched)
             lines = lines + lines[-1:] * (self.count - len(lines))
-            depth = max(len(line.levels) for line in lines)
-            if isinstance(self.cluster.topology, Switched):
-                depth = max(depth, len(self.cluster.topology.levels))
-            out = self._arrays[key] = (
-                np.array([line.levels + (_NO_LEVEL,) * (depth - len(line.levels)) for line in lines], dtype=float),
-                np.array([line.efficiency for line in lines]), np.array([line.latency_s for line in lines]))
+            out = self._arrays[key] = (np.array([line.seconds_per_byte for line in lines]),
+                                       np.array([line.latency_s for line in lines]))
+        return out
+
+    def stack(self, mesh: Mesh, signature: tuple[tuple[CollectiveKind, str, bool], ...]):
+        """`arrays` of every collective of `signature` ((kind, axes, prefetched) each, in
+        dataflow order) on `mesh`: seconds_per_byte and latency_s, each (collectives, lines)."""
+        key = (mesh, signature)
+        out = self._stacks.get(key)
+        if out is None:
+            rows = [self.arrays(mesh, *collective) for collective in signature]
+            out = self._stacks[key] = (np.array([r[0] for r in rows]).reshape(len(rows), self.count),
+                                       np.array([r[1] for r in rows]).reshape(len(rows), self.count))
         return out
 
 
+def signature(collectives) -> tuple[tuple[CollectiveKind, str, bool], ...]:
+    """What a list of collectives' lines depend on: (kind, axes, prefetched) of each."""
+    return tuple((k.kind, k.axes, k.prefetched) for k in collectives)
+
+
 def network_seconds(lines: LineCache, meshes, collectives, data: np.ndarray, repeats: np.ndarray,
-                    prefetched: np.ndarray):
+                    prefetched: np.ndarray, stacks=None):
     """(comm_s, prefetched_s), each (meshes, points): `collectives` (each with bytes per chip
-    `data` (collectives, points), repeated `repeats` (collectives, 1) times, `prefetched` or not)
-    on each of `meshes` (groupings of the same logical sizes), summed in dataflow order, each
-    term as `collective_seconds` computes it."""
+    `data`, (collectives, points) on every mesh or (meshes, collectives, points) one per mesh,
+    repeated `repeats` (collectives, 1) times, `prefetched` or not) on each of `meshes`, summed
+    in dataflow order, each term as `collective_seconds` computes it. `stacks`: the meshes'
+    `LineCache.stack` arrays, (meshes, collectives, lines) each, if already gathered."""
     shape = (len(meshes), data.shape[-1])
     if not collectives:
         return np.zeros(shape), np.zeros(shape)
-    per_mesh = [[lines.arrays(mesh, k.kind, k.axes, k.prefetched) for k in collectives] for mesh in meshes]
-    if len({a[0].shape for row in per_mesh for a in row}) > 1:  # lines of different counts: pad them
-        most = max(a[0].shape[0] for row in per_mesh for a in row)
-        per_mesh = [[pad_lines(a, most) for a in row] for row in per_mesh]
-    factors, efficiency, latency_s = (np.array([[a[i] for a in row] for row in per_mesh]) for i in range(3))
-    seconds = repeats * lines_seconds(factors, efficiency, latency_s, data)
+    if stacks is None:
+        key = signature(collectives)
+        rows = [lines.stack(mesh, key) for mesh in meshes]
+        stacks = (np.array([r[0] for r in rows]), np.array([r[1] for r in rows]))
+    seconds = repeats * lines_seconds(stacks[0], stacks[1], data)
     comm_s = np.add.accumulate(seconds, axis=1)[:, -1]  # in order, as a running sum
     prefetched_s = np.add.accumulate(np.where(prefetched[:, None], seconds, 0.0), axis=1)[:, -1]
     return comm_s, prefetched_s
 
 
 _NO_LEVEL = (0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0)  # adds exactly nothing
-
-
-def pad_lines(arrays, most: int):
-    """`LineCache.arrays` padded with copies of its last line to `most` lines."""
-    factors, efficiency, latency_s = arrays
-    take = np.minimum(np.arange(most), factors.shape[0] - 1)
-    return factors[take], efficiency[take], latency_s[take]
 
 
 def torus_bandwidth(torus: Torus, mesh: Mesh, pieces) -> float:

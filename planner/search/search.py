@@ -221,7 +221,11 @@ def frontier(kept: list[tuple[Evaluation, np.ndarray]]) -> list[Point]:
 
 
 def _front(latency: np.ndarray, mfu: np.ndarray) -> list[int]:
-    """Positions of the frontier's points (see `frontier`); exact ties keep the first position."""
+    """Positions of the frontier's points (see `frontier`). Points whose latency and MFU agree to
+    12 significant digits (equal figures summed in another order) tie, and a tie keeps the first
+    position: search order, so the widest format (a narrower one that buys nothing is not
+    proposed)."""
+    latency, mfu = _significant(latency), _significant(mfu)
     order = np.lexsort((-mfu, latency))
     best_before = np.maximum.accumulate(np.concatenate([[-np.inf], mfu[order][:-1]]))
     on_front = list(order[mfu[order] > best_before * (1 + RESOLUTION)])
@@ -229,6 +233,13 @@ def _front(latency: np.ndarray, mfu: np.ndarray) -> list[int]:
         if latency[on_front[k + 1]] <= latency[on_front[k]] * (1 + RESOLUTION):
             del on_front[k]
     return on_front
+
+
+def _significant(values: np.ndarray, digits: int = 12) -> np.ndarray:
+    """Positive `values` rounded to `digits` significant digits (zeros stay zero)."""
+    magnitude = np.floor(np.log10(np.where(values > 0, values, 1.0)))
+    scale = 10.0 ** (digits - 1 - magnitude)
+    return np.round(values * scale) / scale
 
 
 def point(ev: Evaluation, i: int) -> Point:
