@@ -54,11 +54,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from planner.cost.layouts import AttentionLayout, CollectiveKind, ExpertLayout, FfnLayout, LayerCost, Term
+from planner.cost.layouts.attention import Core
 from planner.cost.layouts.experts import moe_layers
 from planner.cost.layouts.base import StepShape, collective_term, stacked
 from planner.cost.mesh import Mesh
 from planner.cost.kernels import matmul_flops
-from planner.cost.network import LineCache, collective_seconds, latency_line, network_seconds, ring_steps
+from planner.cost.network import LineCache, latency_line, network_seconds, ring_steps
+from planner.cost.rows import Row, explain_row
 from planner.specs.formats import Formats, KvFormat, Sparsity
 from planner.specs.hardware import ACTIVATION_BYTES, Cluster, WeightFormat
 from planner.specs.model import Model
@@ -84,24 +86,6 @@ class Candidate:
     @property
     def formats(self) -> Formats:
         return Formats(weights=self.weights, kv_cache=self.kv_cache, sparsity=self.sparsity)
-
-
-@dataclass(frozen=True, kw_only=True)
-class Row:
-    """One line of `explain`: a dataflow term with its per-step totals (already x repeat)."""
-
-    name: str
-    notation: str
-    repeat: int  # n_layers for per-layer rows, 1 for the output projection
-    flops: np.ndarray
-    hbm_bytes: np.ndarray
-    comm_bytes: np.ndarray
-    collective: str  # e.g. "all-gather(yz)" or ""
-    compute_format: str  # the peak an einsum runs at ("bf16", "fp8", ...; "" for other rows)
-    peak_flop_per_s: float  # that peak (0 for rows without FLOPs)
-    compute_s: np.ndarray
-    memory_s: np.ndarray
-    comm_s: np.ndarray
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -192,7 +176,7 @@ def evaluate(model: Model, cluster: Cluster, workload: Workload, candidate: Cand
     steps = sum(repeat * ring_steps(c.mesh, t.collective) for t, repeat in terms if t.collective is not None)
     prefetched_steps = sum(repeat * ring_steps(c.mesh, t.collective) for t, repeat in terms
                            if t.collective is not None and t.collective.prefetched)
-    rows = tuple(_row(cluster, c.mesh, term, repeat, batch.shape, formats[0]) for term, repeat in terms
+    rows = tuple(explain_row(cluster, c.mesh, term, repeat, batch.shape, formats[0]) for term, repeat in terms
                  if not c.mesh.moves_nothing(term)) if detail else ()
     compute_s, memory_s, overhead_s = layer.compute_s, layer.memory_s, layer.overhead_s
     critical_s, step_s, latency_s, mfu = timing(cluster, workload, layer, comm_s, prefetched_s)
@@ -211,15 +195,26 @@ def evaluate(model: Model, cluster: Cluster, workload: Workload, candidate: Cand
 
 
 @dataclass(frozen=True, kw_only=True)
+class Grid:
+    """Many meshes' logical sizes at once, as (meshes, 1) arrays, on which a layout's dataflow has
+    one shape (one attention `Core`): `layer_costs` costs them all in one pass, a row each."""
+
+    sizes: dict[str, np.ndarray]
+    chips: np.ndarray
+    core: Core
+
+
+@dataclass(frozen=True, kw_only=True)
 class LayerCosts:
     """A candidate's costs up to its collectives' seconds: everything its logical mesh sizes set,
     the same for every mesh grouping with those sizes (which differ only in network time)."""
 
     candidate: Candidate
+    chips: int | np.ndarray  # the mesh's chips ((meshes, 1) for a Grid)
     batch: np.ndarray
     formats: tuple[Formats, ...]
     terms: tuple[tuple[Term, int], ...]  # (term, layers it repeats over)
-    collective_bytes: np.ndarray  # (collectives, points): bytes per chip of each collective term
+    collective_bytes: np.ndarray  # (collectives, points), or (collectives, meshes, points) for a Grid
     repeats: np.ndarray  # (collectives, 1)
     prefetched: np.ndarray  # (collectives,) bool
     compute_s: np.ndarray
@@ -235,10 +230,12 @@ class LayerCosts:
 
 def layer_costs(model: Model, cluster: Cluster, workload: Workload, candidate: Candidate, batch: np.ndarray,
                 formats: tuple[Formats, ...] | None = None, *, first: bool = True, last: bool = True,
-                shared: dict | None = None) -> LayerCosts:
+                shared: dict | None = None, grid: Grid | None = None) -> LayerCosts:
     """The part of `evaluate` that does not depend on how logical axes map onto physical pieces;
-    `shared`: parts costed for candidates of the same phase, batch and formats (a sweep's), kept."""
-    c, memo = candidate, {} if shared is None else shared  # parts keyed by what they depend on
+    `shared`: parts costed for candidates of the same phase, batch and formats (a sweep's), kept.
+    With `grid`, the candidate's layouts on every mesh of the grid (its mesh is not used): each
+    figure gains a leading axis over the grid's meshes."""
+    c, memo = candidate, {} if shared is None or grid is not None else shared  # parts keyed by what they depend on
     batch = np.asarray(batch, dtype=np.int64)
     formats = (c.formats,) if formats is None else \
         tuple(f if isinstance(f, Formats) else Formats(weights=f) for f in formats)  # WeightFormat: bf16 KV
@@ -249,12 +246,15 @@ def layer_costs(model: Model, cluster: Cluster, workload: Workload, candidate: C
     kvbytes = _per_point([f.kv_cache.bytes_per_element(model.d_head) for f in formats], n)
     chip, shape = cluster.chip, step_shape(c.phase, workload, batch)
     weight_peak = _per_point([f.weight_peak_flop_per_s(chip) for f in formats], n)
-    sizes, mesh_key = c.mesh.sizes, (c.ffn.name, *c.mesh.sizes.values())
+    if grid is None:
+        sizes, chips, core, mesh_key = c.mesh.sizes, c.mesh.chips, None, (c.ffn.name, *c.mesh.sizes.values())
+    else:  # memo is this call's own: keys need not tell meshes apart
+        sizes, chips, core, mesh_key = grid.sizes, grid.chips, grid.core, (c.ffn.name,)
     ffn = memo.get(mesh_key) or memo.setdefault(mesh_key, c.ffn.cost(model, sizes, shape, wbytes))
     attention = memo.get((c.attention, *mesh_key)) or memo.setdefault(
-        (c.attention, *mesh_key), c.attention.cost(model, c.ffn, sizes, shape, wbytes, kv_bytes=kvbytes))
-    head = memo.get((c.mesh.chips, first, last)) or memo.setdefault(
-        (c.mesh.chips, first, last), _output_projection(model, c.mesh.chips, batch, wbytes, first, last))
+        (c.attention, *mesh_key), c.attention.cost(model, c.ffn, sizes, shape, wbytes, kv_bytes=kvbytes, core=core))
+    head_key = (chips if grid is None else "grid", first, last)
+    head = memo.get(head_key) or memo.setdefault(head_key, _output_projection(model, chips, batch, wbytes, first, last))
     ffn_repeat, moe = model.n_layers, ()  # MoE: dense layers take the FFN layout, MoE layers these parts
     if model.experts is not None:
         ffn_repeat, moe = memo.get((c.experts, *mesh_key)) or memo.setdefault(
@@ -296,8 +296,8 @@ def layer_costs(model: Model, cluster: Cluster, workload: Workload, candidate: C
         ffn_working = np.maximum(ffn_working if ffn_repeat else 0.0, sum(part.working_bytes for part, _ in moe))
     activation_bytes = residual + ffn_working + attention.working_bytes
     return LayerCosts(
-        candidate=c, batch=batch, formats=formats, terms=tuple(terms),
-        collective_bytes=stacked([k.bytes_per_chip for k, _ in collectives], batch.size),
+        candidate=c, chips=chips, batch=batch, formats=formats, terms=tuple(terms),
+        collective_bytes=stacked([k.bytes_per_chip for k, _ in collectives], np.broadcast_shapes(batch.shape, np.shape(chips))),
         repeats=np.array([[repeat] for _, repeat in collectives], dtype=float).reshape(len(collectives), 1),
         prefetched=np.array([k.prefetched for k, _ in collectives], dtype=bool),
         compute_s=compute_s, memory_s=memory_s, overhead_s=model.n_layers * cal.layer_overhead_s + kernels * cal.kernel_overhead_s,
@@ -314,15 +314,22 @@ def network_costs(cluster: Cluster, meshes, layer: LayerCosts, lines: LineCache 
                            layer.collective_bytes, layer.repeats, layer.prefetched)
 
 
-def timing(cluster: Cluster, workload: Workload, layer: LayerCosts, comm_s, prefetched_s):
+def timing(cluster: Cluster, workload: Workload, layer: LayerCosts, comm_s, prefetched_s, rows=None):
     """(critical_s, step_s, latency_s, mfu) from a layer's costs and its network seconds (any
-    shape that broadcasts against the points)."""
+    shape that broadcasts against the points); `rows`: for a Grid's costs, the grid row of each
+    row of the network seconds."""
     c, cal = layer.candidate, cluster.calibration
-    critical_s = critical_path(layer.compute_s, layer.memory_s, comm_s - prefetched_s, cal.overlap)
-    step_s = combine(layer.compute_s, layer.memory_s, comm_s, cal.overlap, prefetched_s) + layer.overhead_s
+    compute_s, memory_s, chips = (at_rows(x, rows) for x in (layer.compute_s, layer.memory_s, layer.chips))
+    critical_s = critical_path(compute_s, memory_s, comm_s - prefetched_s, cal.overlap)
+    step_s = combine(compute_s, memory_s, comm_s, cal.overlap, prefetched_s) + layer.overhead_s
     latency_s = step_s if c.phase is Phase.PREFILL else step_s * workload.output_tokens
-    mfu = layer.mfu_flops / (c.mesh.chips * cluster.chip.peak_bf16_flop_per_s * latency_s)
+    mfu = layer.mfu_flops / (chips * cluster.chip.peak_bf16_flop_per_s * latency_s)
     return critical_s, step_s, latency_s, mfu
+
+
+def at_rows(values, rows):
+    """A Grid figure's rows `rows` (figures without the grid's axis as they are; all with no rows)."""
+    return values if rows is None or np.ndim(values) < 2 else values[rows]
 
 
 
@@ -348,32 +355,3 @@ def _output_projection(model: Model, chips: int, batch: np.ndarray, weight_bytes
     # stored: the output projection, and the input embedding table if it is a separate one
     tables = model.embedding_params if first and last else E * V * (int(first) + int(last))
     return LayerCost(terms=(gather, logits) if last else (), weight_bytes_stored=tables * weight_bytes / chips)
-
-
-def _row(cluster: Cluster, mesh: Mesh, term: Term, repeat: int, shape: tuple[int, ...],
-         formats: Formats) -> Row:
-    cal, chip = cluster.calibration, cluster.chip
-    if term.activation_matmul:
-        compute_format, peak = "bf16", chip.peak_bf16_flop_per_s
-    else:
-        compute_format, peak = formats.weights.compute.label, formats.weight_peak_flop_per_s(chip)
-        if formats.sparsity is Sparsity.TWO_FOUR:
-            compute_format += " 2:4"
-    if not np.any(term.flops):
-        compute_format, peak = "", 0.0
-    flops = np.broadcast_to(repeat * np.asarray(term.flops, dtype=float), shape)
-    hbm = np.broadcast_to(repeat * np.asarray(term.hbm_bytes, dtype=float), shape)
-    if term.collective is not None:
-        comm_bytes = np.broadcast_to(repeat * np.asarray(term.collective.bytes_per_chip, dtype=float), shape)
-        comm_s = np.broadcast_to(repeat * collective_seconds(cluster, mesh, term.collective), shape)
-        label = f"{term.collective.kind.value}({term.collective.axes})"
-    else:
-        comm_bytes, comm_s, label = 0.0 * flops, 0.0 * flops, ""
-    return Row(
-        name=term.name, notation=term.text, repeat=repeat, flops=flops, hbm_bytes=hbm,
-        comm_bytes=comm_bytes, collective=label, compute_format=compute_format, peak_flop_per_s=peak,
-        compute_s=np.broadcast_to(repeat * np.asarray(matmul_flops(cal, term), dtype=float), shape)
-        / (peak * cal.matmul_efficiency) if peak else 0.0 * flops,
-        memory_s=hbm / (chip.hbm_bytes_per_s * cal.hbm_efficiency),
-        comm_s=comm_s,
-    )

@@ -56,6 +56,50 @@ def _pieces(logical, axes: str) -> tuple[Piece, ...]:
     return tuple(sorted(p for axis, pieces in zip("xyz", logical) if axis in axes for p in pieces))
 
 
+def piece_names(cluster: Cluster) -> tuple[str, ...]:
+    """Every physical piece a mesh of the cluster can span: torus axes or switched levels."""
+    topology = cluster.topology
+    return tuple(topology.axes) if isinstance(topology, Torus) else tuple(level.name for level in topology.levels)
+
+
+def factor_matrix(meshes: list[Mesh], names: tuple[str, ...]) -> np.ndarray:
+    """(meshes, 3, pieces) int64: the chips of each physical piece (in `names` order) each of the
+    logical axes x, y, z holds, 0 where it holds none of it (a torus axis of one chip assigned to
+    x is 1 in x, 0 in y and z: the axis is still x's piece). A group of logical axes spans, of
+    piece p, the product of its axes' nonzero entries (`spans`)."""
+    index = {name: j for j, name in enumerate(names)}
+    out = np.zeros((len(meshes), 3, len(names)), dtype=np.int64)
+    for m, mesh in enumerate(meshes):
+        for a, pieces in enumerate(mesh.logical):
+            for name, k in pieces:
+                out[m, a, index[name]] = k  # a logical axis holds one factor of each piece
+    return out
+
+
+def first_rows(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(first, inverse) for the rows of a 2-D array of small non-negative integers: the index of
+    each distinct row's first occurrence, in order of first occurrence, and each row's index
+    into `first`. Rows are packed into one integer each where that is exact (np.unique over whole
+    rows is several times slower)."""
+    radix = keys.max(axis=0, initial=0) + 1 if len(keys) else np.ones(keys.shape[1], dtype=np.int64)
+    if float(np.prod(radix.astype(float))) < 2.0 ** 62:
+        strides = np.concatenate([np.cumprod(radix[::-1])[::-1][1:], [1]]).astype(np.int64)
+        _, first, inverse = np.unique(keys @ strides, return_index=True, return_inverse=True)
+    else:
+        _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")  # distinct rows in order of first occurrence
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return first[order], rank[inverse.reshape(-1)]
+
+
+def spans(factors: np.ndarray, axes: str) -> np.ndarray:
+    """(meshes, pieces): the chips of each piece that logical axes `axes` span (1: none), from a
+    `factor_matrix`."""
+    held = factors[:, ["xyz".index(a) for a in axes], :]
+    return np.prod(np.where(held == 0, 1, held), axis=1)
+
+
 def meshes(cluster: Cluster, chips: int) -> list[Mesh]:
     """Every logical mesh the cluster offers on `chips` chips (empty if it cannot form them)."""
     topology = cluster.topology

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from planner.cost.layouts import ATTENTION_LAYOUTS, EXPERT_LAYOUTS, FFN_LAYOUTS
 from planner.cost.layouts.attention import AttentionLayout
 from planner.cost.layouts.experts import ExpertLayout
 from planner.cost.layouts.ffn import FfnLayout
-from planner.cost.mesh import Mesh, stage_meshes
+from planner.cost.mesh import Mesh, factor_matrix, first_rows, piece_names, stage_meshes
 from planner.specs.plan import Plan
 
 
@@ -28,28 +30,68 @@ class Choice:
 
 
 def choices(plan: Plan, chips: tuple[int, ...] | None = None) -> list[Choice]:
-    """Every distinct discrete choice over `chips` (default: the plan's), in search order."""
+    """Every distinct discrete choice over `chips` (default: the plan's), in search order: by
+    chip count and stages, then mesh, then layouts (registry order); of the choices that span
+    the same physical pieces with each of their axis groups, the first mesh's."""
     space, model = plan.space, plan.model
     ffns = [FFN_LAYOUTS[name] for name in space.ffn]
     attentions = [ATTENTION_LAYOUTS[name] for name in space.attention]
+    names = piece_names(plan.cluster)
     by_sizes: dict[tuple[int, ...], list[tuple]] = {}
-    out, seen = [], set()
+    out = []
     for n, p in ((n, p) for n in chips or space.chips for p in space.stages
                  if p <= model.n_layers and (p == 1 or model.experts is None)):
-        for mesh in stage_meshes(plan.cluster, n, p):
-            sizes = mesh.sizes
-            layouts = by_sizes.get(tuple(sizes.values()))
+        meshes = stage_meshes(plan.cluster, n, p)
+        if not meshes:
+            continue
+        factors = factor_matrix(meshes, names)
+        of_sizes: dict[tuple[int, ...], list[int]] = {}  # meshes by logical sizes
+        for m, sizes in enumerate(map(tuple, np.prod(np.where(factors == 0, 1, factors), axis=2).tolist())):
+            of_sizes.setdefault(sizes, []).append(m)
+        entries: dict[tuple, tuple] = {}  # (layout names, axis groups) -> (layout, meshes)
+        for sizes, members in of_sizes.items():
+            layouts = by_sizes.get(sizes)
             if layouts is None:
-                layouts = by_sizes[tuple(sizes.values())] = _layouts(plan, sizes, ffns, attentions)
-            spans: dict[str, tuple] = {}  # the physical pieces each logical axis group spans
-            for names, axes, ffn, attention, experts in layouts:
-                key = (n, p) + names + tuple(spans[a] if a in spans else spans.setdefault(a, mesh.pieces(a))
-                                             for a in axes)
-                if key in seen:
-                    continue
-                seen.add(key)
-                out.append(Choice(stages=p, mesh=mesh, ffn=ffn, attention=attention, experts=experts))
+                layouts = by_sizes[sizes] = _layouts(plan, dict(zip("xyz", sizes)), ffns, attentions)
+            for layout_names, axes, *layout in layouts:
+                entries.setdefault((layout_names, axes), (layout, []))[1].extend(members)
+        kept = [(m, _rank(layout), layout) for m, layout in _first(factors, entries)]
+        kept.sort(key=lambda k: k[:2])
+        out.extend(Choice(stages=p, mesh=meshes[m], ffn=ffn, attention=attention, experts=experts)
+                   for m, _, (ffn, attention, experts) in kept)
     return out
+
+
+def _first(factors: np.ndarray, entries: dict[tuple, tuple]) -> list[tuple[int, list]]:
+    """(mesh, layout) of the first mesh of each distinct key among each layout combination's
+    meshes; the key: the pieces each of its axis groups spans (position by position), as the
+    sorted factors of each piece the group's axes hold (0: none), coded by `first_rows`."""
+    if not entries:
+        return []
+    groups = sorted({g for _, axes in entries for g in axes})
+    held = [np.sort(np.where(np.array([a in g for a in "xyz"])[None, :, None], factors, 0), axis=1)
+            .reshape(len(factors), -1) for g in groups]
+    codes = dict(zip(groups, first_rows(np.concatenate(held))[1].reshape(len(groups), len(factors))))
+    by_names: dict[tuple, list] = {}
+    for (names, axes), (layout, members) in entries.items():
+        members = np.array(members)
+        by_names.setdefault(names, []).append((members, np.stack([codes[g][members] for g in axes], axis=1), layout))
+    out = []
+    for found in by_names.values():
+        owners = np.concatenate([members for members, _, _ in found])
+        order = np.argsort(owners, kind="stable")  # in mesh order: a key's first row is its first mesh
+        keys = np.concatenate([key for _, key, _ in found])[order]
+        dense = np.stack([np.unique(column, return_inverse=True)[1].reshape(-1) for column in keys.T], axis=1)
+        layouts = [layout for members, _, layout in found for _ in range(len(members))]
+        out.extend((int(owners[order[r]]), layouts[order[r]]) for r in first_rows(dense)[0])
+    return out
+
+
+def _rank(layout) -> tuple[int, int, int]:
+    """A layout combination's place in the registries' order."""
+    ffn, attention, experts = layout
+    return (list(FFN_LAYOUTS).index(ffn.name), list(ATTENTION_LAYOUTS).index(attention.name),
+            list(EXPERT_LAYOUTS).index(experts.name) if experts is not None else 0)
 
 
 def _layouts(plan: Plan, sizes: dict[str, int], ffns, attentions) -> list[tuple]:

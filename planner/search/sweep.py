@@ -1,8 +1,10 @@
-"""One phase's discrete candidates evaluated many at a time: candidates that differ only in how
-the logical axes map onto physical pieces (same chips, stages, layouts and logical sizes) share
-their layer costs (costmodel.layer_costs, once per group), and their collectives are timed on all
-their meshes in one numpy pass (costmodel.network_costs). The arrays are those `evaluate` gives
-each candidate, bit for bit; Evaluations are built only for the frontier's points."""
+"""One phase's discrete candidates evaluated many at a time. Candidates of one FFN, attention and
+expert layout whose attention core has one dataflow (`Core`) form a bucket; the bucket's distinct
+logical mesh sizes are a `Grid`, whose layer costs one pass of costmodel.layer_costs computes (a
+row per mesh sizes), and the collectives of all the bucket's candidates (each on its own mesh
+grouping) are timed in one numpy pass (network.network_seconds). The arrays are those `evaluate`
+gives each candidate, bit for bit; Evaluations are built only for the frontier's points.
+Pipelined candidates go through pipeline.sweep_pipeline, in groups of one stage mesh shape."""
 
 from __future__ import annotations
 
@@ -11,9 +13,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from planner.cost.costmodel import Candidate, layer_costs, network_costs, timing
-from planner.cost.network import LineCache
+from planner.cost.costmodel import Candidate, Grid, at_rows, layer_costs, timing
+from planner.cost.network import LineCache, network_seconds, signature
 from planner.specs.plan import Plan
+
+FIGURES = ("latency_s", "step_s", "mfu", "hbm_bytes")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -33,31 +37,67 @@ def group_key(c: Candidate) -> tuple:
             c.mesh.chips, c.mesh.physical, c.mesh.wraparound, tuple(c.mesh.sizes.values()))
 
 
-def sweep(plan: Plan, layouts: list[Candidate], batch: np.ndarray, formats, cost: Callable,
-          step: Callable[[int], None], lines: LineCache | None = None) -> Swept:
-    """Every candidate's latency, step, MFU and HBM use over the points (pipelined groups through
-    pipeline.sweep_pipeline); `cost` is no longer called (kept for callers); `lines`: the
-    collectives' lines, kept for the whole search (they depend on neither phase nor batch)."""
-    groups: dict[tuple, list[int]] = {}
-    for i, c in enumerate(layouts):
-        groups.setdefault(group_key(c), []).append(i)
+def sweep(plan: Plan, layouts: list[Candidate], batch: np.ndarray, formats, cost: Callable | None = None,
+          step: Callable[[int], None] = lambda count: None, lines: LineCache | None = None) -> Swept:
+    """Every candidate's latency, step, MFU and HBM use over the points; `lines`: the
+    collectives' lines, kept for the whole search (they depend on neither phase nor batch).
+    `cost` is not used (kept for callers)."""
     points = batch.size * len(formats)
-    out = {name: np.empty((len(layouts), points)) for name in ("latency_s", "step_s", "mfu", "hbm_bytes")}
-    lines, shared, chips = LineCache(plan.cluster) if lines is None else lines, {}, 0
-    for members in groups.values():
-        first = layouts[members[0]]
-        if first.stages > 1:  # imported here: a plan without stages never loads the pipeline model
-            from planner.cost.pipeline import sweep_pipeline
-            figures = sweep_pipeline(plan.model, plan.cluster, plan.workload, [layouts[i] for i in members],
-                                     batch, formats, lines)
-        else:  # layouts' parts costed once per chip count (meshes of other sizes share none)
-            if first.mesh.chips != chips:
-                shared, chips = {}, first.mesh.chips
-            layer = layer_costs(plan.model, plan.cluster, plan.workload, first, batch, formats, shared=shared)
-            comm_s, prefetched_s = network_costs(plan.cluster, [layouts[i].mesh for i in members], layer, lines)
-            _, step_s, latency_s, mfu = timing(plan.cluster, plan.workload, layer, comm_s, prefetched_s)
-            figures = (latency_s, step_s, mfu, layer.hbm_bytes)
-        for name, values in zip(("latency_s", "step_s", "mfu", "hbm_bytes"), figures):
+    out = {name: np.empty((len(layouts), points)) for name in FIGURES}
+    lines = LineCache(plan.cluster) if lines is None else lines
+    buckets, pipelined = _buckets(plan, layouts)
+    for (_, core), rows in buckets.items():
+        members = [i for ms in rows.values() for i in ms]
+        figures = _bucket(plan, layouts, members, rows, core, batch, formats, lines)
+        for name, values in zip(FIGURES, figures):
+            out[name][members] = values
+        step(len(members))
+    for members in pipelined.values():  # imported here: a plan without stages never loads the pipeline model
+        from planner.cost.pipeline import sweep_pipeline
+        figures = sweep_pipeline(plan.model, plan.cluster, plan.workload, [layouts[i] for i in members],
+                                 batch, formats, lines)
+        for name, values in zip(FIGURES, figures):
             out[name][members] = values
         step(len(members))
     return Swept(**out)
+
+
+def _buckets(plan: Plan, layouts: list[Candidate]):
+    """One-stage candidates by (layouts, attention Core), then by logical mesh sizes; pipelined
+    candidates by group_key."""
+    buckets: dict[tuple, dict[tuple, list[int]]] = {}
+    pipelined: dict[tuple, list[int]] = {}
+    cores: dict[tuple, object] = {}
+    for i, c in enumerate(layouts):
+        if c.stages > 1:
+            pipelined.setdefault(group_key(c), []).append(i)
+            continue
+        sizes = c.mesh.sizes
+        key = (c.ffn.name, c.attention.name, c.experts.name if c.experts is not None else "", *sizes.values())
+        core = cores.get(key)
+        if core is None:
+            core = cores[key] = c.attention.core(plan.model, c.ffn, sizes)
+        buckets.setdefault((key[:3], core), {}).setdefault(key[3:], []).append(i)
+    return buckets, pipelined
+
+
+def _bucket(plan: Plan, layouts: list[Candidate], members: list[int], rows: dict[tuple, list[int]], core,
+            batch: np.ndarray, formats, lines: LineCache):
+    """(latency_s, step_s, mfu, hbm_bytes), each (members, points), of one bucket."""
+    table = np.array(list(rows), dtype=np.int64)  # (meshes, 3): logical sizes x, y, z
+    grid = Grid(sizes={axis: table[:, [j]] for j, axis in enumerate("xyz")},
+                chips=table[:, [0]] * table[:, [1]] * table[:, [2]], core=core)
+    layer = layer_costs(plan.model, plan.cluster, plan.workload, layouts[members[0]], batch, formats, grid=grid)
+    row_of = np.repeat(np.arange(len(rows)), [len(ms) for ms in rows.values()])  # each member's grid row
+    collectives = [term.collective for term, _ in layer.terms if term.collective is not None]
+    meshes = [layouts[i].mesh for i in members]
+    if collectives:
+        stacks = lines.tables(meshes, signature(collectives))
+        data = layer.collective_bytes[:, row_of].swapaxes(0, 1)  # (members, collectives, points)
+    else:
+        stacks, data = None, np.zeros((0, batch.size * len(formats)))
+    comm_s, prefetched_s = network_seconds(lines, meshes, collectives, data, layer.repeats, layer.prefetched, stacks)
+    _, step_s, latency_s, mfu = timing(plan.cluster, plan.workload, layer, comm_s, prefetched_s, rows=row_of)
+    hbm_bytes = at_rows(np.broadcast_to(layer.hbm_bytes, np.broadcast_shapes(np.shape(layer.hbm_bytes),
+                                                                            (len(rows), 1))), row_of)
+    return latency_s, step_s, mfu, hbm_bytes

@@ -16,6 +16,11 @@ Head counts that do not divide their shards are padded (as the paper pads PaLM 5
 to 64 on 64 chips), and the extra parameters are charged in weights, FLOPs and bytes; kv heads
 fewer than their shards are replicated.
 
+What the core's dataflow looks like on a mesh (`Core`: its axes, whether a chip projects K, V
+for its own sequences only, how new K, V reach the cache) is decided from the mesh's logical
+sizes; `cost` then computes its figures with arithmetic alone, so it also runs on many meshes
+at once (sizes as (meshes, 1) arrays) whose dataflow is the same (the search's sweep).
+
 Local (sliding-window) layers attend to at most their window and hold at most that many tokens
 of KV cache per sequence: with local layers the core's rows split into global and local layers
 (each row says how many layers it runs on), and the KV cache per layer is their mean.
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from itertools import combinations
 
 import numpy as np
@@ -54,6 +60,17 @@ AG, RS = CollectiveKind.ALL_GATHER, CollectiveKind.REDUCE_SCATTER
 AR, A2A = CollectiveKind.ALL_REDUCE, CollectiveKind.ALL_TO_ALL
 
 
+@dataclass(frozen=True)
+class Core:
+    """The attention core's dataflow on a mesh, decided from its logical sizes."""
+
+    batch_axes: str  # axes sharding the batch
+    head_axes: str   # axes sharding the heads
+    own_kv: bool     # each chip projects K, V for its own sequences only (its own batch shard)
+    kv_reshard: str  # axes of the all-to-all taking new K, V to the cache ("": none)
+    reduce_kv: CollectiveKind  # how new K, V partial sums over e are reduced
+
+
 @dataclass(frozen=True, kw_only=True)
 class AttentionLayout:
     name: str
@@ -62,10 +79,13 @@ class AttentionLayout:
 
     def core_axes(self, model: Model, ffn: FfnLayout, sizes: dict[str, int]) -> tuple[str, str]:
         """(axes sharding the batch, axes sharding the heads) of the attention core."""
+        return self._core_axes(model.n_kv_heads, ffn, sizes)
+
+    def _core_axes(self, n_kv_heads: int, ffn: FfnLayout, sizes: dict[str, int]) -> tuple[str, str]:
         free = complement(ffn.batch_axes)
         if not self.shards_batch:
             return ffn.batch_axes, free
-        kv_axes = _kv_axes(model.n_kv_heads, free, ffn.f_axes, sizes)
+        kv_axes = _kv_axes(n_kv_heads, free, ffn.f_axes, sizes["x"], sizes["y"], sizes["z"])
         return complement(kv_axes), kv_axes
 
     def applies(self, model: Model, ffn: FfnLayout, sizes: dict[str, int]) -> bool:
@@ -79,18 +99,43 @@ class AttentionLayout:
     def padded_heads(self, model: Model, ffn: FfnLayout, sizes: dict[str, int]) -> int:
         shards = size(sizes, ffn.f_axes)
         if not self.shards_batch:
-            shards = math.lcm(shards, size(sizes, complement(ffn.batch_axes)))
+            shards = _lcm(shards, size(sizes, complement(ffn.batch_axes)))
         return -(-model.n_heads // shards) * shards
 
+    def core(self, model: Model, ffn: FfnLayout, sizes: dict[str, int]) -> Core:
+        """The core's dataflow on a mesh of logical `sizes` (plain ints). New K, V (partial sums
+        over e) reach the cache's sharding. Head-sharded: a reduce-scatter when the chips of an
+        e group need different kv heads of the ones they projected, else an all-reduce (a head
+        every chip of the group needs). Batch-sharded: a reduce-scatter along batch, then, unless
+        the chip already projected exactly its kv heads for its sequences, an all-to-all over
+        the axes the attention re-shards. When every chip holds all kv heads' projection weights
+        and attends only to its batch shard, it projects K, V for those sequences alone."""
+        return _core(self, model.n_kv_heads, ffn, sizes["x"], sizes["y"], sizes["z"])
+
+    def _core(self, K: int, ffn: FfnLayout, sizes: dict[str, int]) -> Core:
+        f, e = size(sizes, ffn.f_axes), size(sizes, ffn.e_axes)
+        batch_axes, head_axes = self._core_axes(K, ffn, sizes)
+        projected = -(-K // f)  # kv heads each chip projects (replicated up to the head shards)
+        kv_heads_per_chip = -(-K // size(sizes, head_axes))
+        if not self.shards_batch:
+            return Core(batch_axes, head_axes, False, "", RS if kv_heads_per_chip * e <= projected else AR)
+        own_kv = not head_axes and projected == K
+        to_batch = "".join(a for a in batch_axes if a not in ffn.batch_axes)
+        aligned = projected == kv_heads_per_chip and _spanned(head_axes, sizes) == _spanned(ffn.f_axes, sizes) \
+            and set(to_batch) <= set(ffn.e_axes)
+        return Core(batch_axes, head_axes, own_kv, "" if own_kv or aligned else union(to_batch, head_axes), RS)
+
     def cost(self, model: Model, ffn: FfnLayout, sizes: dict[str, int], shape: StepShape,
-             weight_bytes, kv_bytes=ACTIVATION_BYTES) -> LayerCost:
-        """`kv_bytes`: stored bytes per KV-cache element (the cache's format; new K, V move in bf16)."""
+             weight_bytes, kv_bytes=ACTIVATION_BYTES, core: Core | None = None) -> LayerCost:
+        """`kv_bytes`: stored bytes per KV-cache element (the cache's format; new K, V move in
+        bf16). `core`: the core's dataflow, given when `sizes` are arrays of many meshes."""
+        core = self.core(model, ffn, sizes) if core is None else core
         n = size(sizes, ALL_AXES)
         E, H, K = model.d_model, model.d_head, model.n_kv_heads
         e, f = size(sizes, ffn.e_axes), size(sizes, ffn.f_axes)
         heads = self.padded_heads(model, ffn, sizes)
         kv_proj = -(-K // f) * f  # kv heads replicated up to the head shards of the projections
-        batch_axes, head_axes = self.core_axes(model, ffn, sizes)
+        batch_axes, head_axes = core.batch_axes, core.head_axes
         core_batch = ceil_div(shape.batch, size(sizes, batch_axes))
         core_heads = heads / size(sizes, head_axes)
         kv_heads_per_chip = -(-K // size(sizes, head_axes))
@@ -102,10 +147,7 @@ class AttentionLayout:
         kv_params = 2 * E * kv_proj * H / (e * f)
         q_bytes = tokens * (heads / f) * H * act
         kv_tokens, kv_rows = tokens, ""
-        if self.shards_batch and not head_axes and kv_proj // f == K:
-            # Every chip holds all kv heads' projection weights and attends only to its batch
-            # shard, so it projects K, V for those sequences alone: its own shard and, for the
-            # partial sums over e, those of the other chips in its e group.
+        if core.own_kv:  # its own batch shard and, for the partial sums over e, its e group's
             kv_tokens = np.minimum(tokens, core_batch * e * shape.tokens)
             kv_rows = " (K, V for own batch shard)"
         kv_new_bytes = kv_tokens * (kv_proj / f) * H * 2 * act
@@ -124,7 +166,7 @@ class AttentionLayout:
             kv_new_bytes, kv_cache, core_flops = mla.kv_new_bytes, mla.kv_cache * kv_bytes / act, mla.core_flops
             stored = mla.stored_params * weight_bytes / n
 
-        def core(s: StepShape) -> tuple:
+        def core_at(s: StepShape) -> tuple:
             """(QK/AV FLOPs, KV cache bytes) of the attention core at step shape `s`."""
             if s is shape:
                 return core_flops, kv_cache
@@ -134,26 +176,11 @@ class AttentionLayout:
                     core_batch * s.cached * 2 * kv_heads_per_chip * H * act)
 
         groups = _layer_groups(model, shape)
-        cores = [core(s) for _, s, _ in groups]
+        cores = [core_at(s) for _, s, _ in groups]
         if groups[0][0] is not None:  # local layers: the KV cache per layer is the mean over layers
             kv_cache = sum(layers * kv for (layers, _, _), (_, kv) in zip(groups, cores)) / model.n_layers
         to_batch = "".join(a for a in batch_axes if a not in b)
-        # New K, V (partial sums over e) reach the cache's sharding. Head-sharded: a
-        # reduce-scatter when the chips of an e group need different kv heads of the ones they
-        # projected, else an all-reduce (a head every chip of the group needs). Batch-sharded: a
-        # reduce-scatter along batch, then, unless the chip already projected exactly its kv
-        # heads for its sequences, an all-to-all over the axes the attention re-shards.
-        projected = kv_proj // f  # kv heads each chip projects
-        if self.shards_batch:
-            reduce_kv = RS
-            aligned = projected == kv_heads_per_chip and _spanned(head_axes, sizes) == _spanned(fx, sizes) \
-                and set(to_batch) <= set(ex)
-            kv_reshard = "" if kv_rows or aligned else union(to_batch, head_axes)
-        else:
-            reduce_kv = RS if kv_heads_per_chip * e <= projected else AR
-            kv_reshard = ""
-        replicas = size(sizes, head_axes) // K if K < size(sizes, head_axes) else 1
-        copies = f" (each kv head on {replicas} chips)" if replicas > 1 else ""
+        reduce_kv, kv_reshard = core.reduce_kv, core.kv_reshard
         terms = [
             Term(name="einsum W_Q, W_K, W_V, W_O",
                  notation=lambda: f"W_Q[{sharded('E', ex)}, {sharded('N', fx)} H], "
@@ -177,6 +204,8 @@ class AttentionLayout:
                               activation_matmul=True))
         if shape.reads_cache:
             def cache() -> str:
+                replicas = size(sizes, head_axes) // K if K < size(sizes, head_axes) else 1
+                copies = f" (each kv head on {replicas} chips)" if replicas > 1 else ""
                 return f"KV[{sharded('B', batch_axes)}, S, {sharded('K', head_axes)}, H]{copies}"
             for (layers, _, which), (_, kv) in zip(groups, cores):
                 terms.append(Term(name="read KV cache" + which, notation=cache, hbm_bytes=kv, layers=layers))
@@ -210,6 +239,11 @@ def _layer_groups(model: Model, shape: StepShape) -> list[tuple[int | None, Step
     return [group for group in groups if group[0]]
 
 
+def _lcm(a, b):
+    """Least common multiple of two chip counts (ints, or arrays over many meshes)."""
+    return np.lcm(a, b) if isinstance(a, np.ndarray) or isinstance(b, np.ndarray) else math.lcm(a, b)
+
+
 def _spanned(axes: str, sizes: dict[str, int]) -> set[str]:
     """The axes of `axes` that span more than one chip."""
     return {a for a in axes if sizes[a] > 1}
@@ -225,9 +259,18 @@ def _kv(batch_axes: str, head_axes: str) -> str:
     return activation(batch_axes, ("K", head_axes), ("H", ""))
 
 
-def _kv_axes(n_kv_heads: int, free: str, f_axes: str, sizes: dict[str, int]) -> str:
+@lru_cache(maxsize=1 << 16)
+def _core(layout: AttentionLayout, n_kv_heads: int, ffn: FfnLayout, x: int, y: int, z: int) -> Core:
+    """AttentionLayout.core, kept per layouts and sizes (a search asks for it once per mesh)."""
+    return layout._core(n_kv_heads, ffn, {"x": x, "y": y, "z": z})
+
+
+@lru_cache(maxsize=1 << 16)
+def _kv_axes(n_kv_heads: int, free: str, f_axes: str, x: int, y: int, z: int) -> str:
     """The largest group of `free` axes whose chip count divides the kv heads (ties: prefer axes
-    the projections already shard heads over, then the last axes)."""
+    the projections already shard heads over, then the last axes), on a mesh of logical sizes
+    x, y, z."""
+    sizes = {"x": x, "y": y, "z": z}
     best, best_key = "", (1, 0, "")
     for r in range(1, len(free) + 1):
         for axes in combinations(free, r):

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
+from functools import lru_cache
 
 import numpy as np
 
@@ -96,14 +97,17 @@ def size(sizes: dict[str, int], axes: str) -> int:
     return out
 
 
-def ceil_div(a: Quantity, b: int) -> Quantity:
-    """ceil(a / b) for arrays of non-negative integers (padding a batch to whole shards)."""
-    return -(-np.asarray(a) // b) if isinstance(a, np.ndarray) else float(-(-int(a) // b))
+def ceil_div(a: Quantity, b) -> Quantity:
+    """ceil(a / b) for non-negative integers, arrays among them (padding a batch to whole
+    shards; `b` an int, or an array of many meshes' shard counts)."""
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return -(-np.asarray(a) // b)
+    return float(-(-int(a) // b))
 
 
-def stacked(values: list[Quantity], points: int) -> np.ndarray:
-    """(values, points): each value (an array over the points, or a number) as a row of floats."""
-    out = np.empty((len(values), points))
+def stacked(values: list[Quantity], shape: tuple[int, ...]) -> np.ndarray:
+    """(values, *shape): each value (an array broadcasting to `shape`, or a number) as floats."""
+    out = np.empty((len(values), *shape))
     for i, value in enumerate(values):
         out[i] = value
     return out
@@ -159,10 +163,12 @@ def partial_sum(axes: str) -> str:
     return f"{{U_{axes}}}" if axes else ""
 
 
+@lru_cache(maxsize=None)  # axis groups are few: letters of "xyz"
 def union(*groups: str) -> str:
     """The axes of several groups, in mesh order."""
     return "".join(a for a in ALL_AXES if any(a in g for g in groups))
 
 
+@lru_cache(maxsize=None)
 def complement(axes: str) -> str:
     return "".join(a for a in ALL_AXES if a not in axes)
