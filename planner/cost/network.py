@@ -288,8 +288,11 @@ def network_seconds(lines: LineCache, meshes, collectives, data: np.ndarray, rep
         rows = [lines.stack(mesh, key) for mesh in meshes]
         stacks = (np.array([r[0] for r in rows]), np.array([r[1] for r in rows]))
     seconds = repeats * lines_seconds(stacks[0], stacks[1], data)
-    comm_s = np.add.accumulate(seconds, axis=1)[:, -1]  # in order, as a running sum
-    prefetched_s = np.add.accumulate(np.where(prefetched[:, None], seconds, 0.0), axis=1)[:, -1]
+    comm_s, prefetched_s = seconds[:, 0], np.zeros(shape)  # summed in dataflow order
+    for k in range(1, len(collectives)):
+        comm_s = comm_s + seconds[:, k]
+    for k in np.flatnonzero(prefetched):
+        prefetched_s = prefetched_s + seconds[:, k]
     return comm_s, prefetched_s
 
 

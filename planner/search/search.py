@@ -16,7 +16,7 @@ from planner.cost.network import LineCache
 from planner.errors import InfeasibleError
 from planner.specs.formats import Formats, WeightFormat
 from planner.search.choices import Choice, choices
-from planner.search.sweep import Swept, sweep
+from planner.search.sweep import Swept, make_buckets, sweep
 from planner.specs.plan import Phase, Plan
 from planner.units import fmt_bytes, fmt_chips, fmt_percent, fmt_seconds
 
@@ -123,8 +123,9 @@ def search(plan: Plan, progress: Callable[[int, int], None] | None = None,
     collecting = gc.isenabled()
     gc.disable()  # the sweep makes many short-lived objects without cycles, which reference counting frees;
     try:  # the cycle collector's passes over every candidate held would find nothing and cost ~10%
-        lines = LineCache(plan.cluster)  # shared by the phases
-        phases = tuple(_search_phase(plan, phase, c, step, lines) for phase, c in work)
+        lines = LineCache(plan.cluster)  # shared by the phases, as are the buckets of their (parallel) candidates
+        buckets = make_buckets(plan, work[0][1]) if work else None
+        phases = tuple(_search_phase(plan, phase, c, step, lines, buckets) for phase, c in work)
     finally:
         if collecting:
             gc.enable()
@@ -135,10 +136,10 @@ def search(plan: Plan, progress: Callable[[int, int], None] | None = None,
 
 
 def _search_phase(plan: Plan, phase: Phase, layouts: list[Candidate], step: Callable[[int], None],
-                  lines: LineCache) -> PhaseResult:
+                  lines: LineCache, buckets: tuple | None = None) -> PhaseResult:
     batch = np.array(plan.space.batches, dtype=np.int64)
     formats = plan.space.formats(plan.cluster.chip)
-    swept = sweep(plan, layouts, batch, formats, cost, step, lines)
+    swept = sweep(plan, layouts, batch, formats, cost, step, lines, buckets)
     dropped = {DOES_NOT_FIT: 0, TOO_SLOW: 0, STEP_TOO_SLOW: 0, LOW_MFU: 0}
     reach = _Reach()
     ok = _feasible(plan, phase, swept, dropped, reach)

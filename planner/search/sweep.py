@@ -38,15 +38,17 @@ def group_key(c: Candidate) -> tuple:
 
 
 def sweep(plan: Plan, layouts: list[Candidate], batch: np.ndarray, formats, cost: Callable | None = None,
-          step: Callable[[int], None] = lambda count: None, lines: LineCache | None = None) -> Swept:
+          step: Callable[[int], None] = lambda count: None, lines: LineCache | None = None,
+          buckets: tuple | None = None) -> Swept:
     """Every candidate's latency, step, MFU and HBM use over the points; `lines`: the
-    collectives' lines, kept for the whole search (they depend on neither phase nor batch).
-    `cost` is not used (kept for callers)."""
+    collectives' lines, kept for the whole search (they depend on neither phase nor batch);
+    `buckets`: `buckets(plan, layouts)`, if made already (the same for every phase's candidates
+    of one set of choices). `cost` is not used (kept for callers)."""
     points = batch.size * len(formats)
     out = {name: np.empty((len(layouts), points)) for name in FIGURES}
     lines = LineCache(plan.cluster) if lines is None else lines
-    buckets, pipelined = _buckets(plan, layouts)
-    for (_, core), rows in buckets.items():
+    one_stage, pipelined = buckets or make_buckets(plan, layouts)
+    for (_, core), rows in one_stage.items():
         members = [i for ms in rows.values() for i in ms]
         figures = _bucket(plan, layouts, members, rows, core, batch, formats, lines)
         for name, values in zip(FIGURES, figures):
@@ -62,7 +64,7 @@ def sweep(plan: Plan, layouts: list[Candidate], batch: np.ndarray, formats, cost
     return Swept(**out)
 
 
-def _buckets(plan: Plan, layouts: list[Candidate]):
+def make_buckets(plan: Plan, layouts: list[Candidate]) -> tuple[dict, dict]:
     """One-stage candidates by (layouts, attention Core), then by logical mesh sizes; pipelined
     candidates by group_key."""
     buckets: dict[tuple, dict[tuple, list[int]]] = {}
