@@ -2,7 +2,8 @@
 residuals, write a calibrated cluster YAML (-o) and the accuracy page (--report). Its renderers
 are in planner.render.calibrate."""
 
-from __future__ import annotations
+# No `from __future__ import annotations`: typer reads the commands' annotations on every run,
+# and evaluating them from strings doubles what building a command costs at start-up.
 
 from pathlib import Path
 from typing import Optional

@@ -7,7 +7,6 @@ import io
 import os
 import stat
 import sys
-import tempfile
 from pathlib import Path
 from typing import Optional
 
@@ -149,6 +148,7 @@ def emit(text: str, output: Optional[Path]) -> None:
         raise UsageError(f"-o/--output: folder {str(folder)!r} does not exist")
     if output.is_dir():
         raise UsageError(f"-o/--output: {str(output)!r} is a folder; give a file name")
+    import tempfile  # only -o needs it: the common case (stdout) starts without it
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=folder)
     except OSError as err:

@@ -4,7 +4,8 @@ This module parses the command line, calls one function of `planner.commands.com
 it returns as a table (text), JSON, CSV or Markdown.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: typer reads the commands' annotations on every run,
+# and evaluating them from strings doubles what building a command costs at start-up.
 
 import sys
 from pathlib import Path

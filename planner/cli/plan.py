@@ -1,6 +1,7 @@
 """`planner plan`: search every layout and print the frontier of each phase."""
 
-from __future__ import annotations
+# No `from __future__ import annotations`: typer reads the commands' annotations on every run,
+# and evaluating them from strings doubles what building a command costs at start-up.
 
 from pathlib import Path
 from typing import Optional
@@ -100,7 +101,6 @@ def plan(
     """
     from planner.commands.runs import plan_dict
     from planner.config import load_plan
-    from planner.render import plan as render_plan
     from planner.search.search import search
     from planner.units import to_json
 
@@ -123,14 +123,16 @@ def plan(
         result = _search(search, spec, activity)
     if fmt == "json":
         emit(to_json(plan_dict(result)), output)
-    elif fmt == "csv":
-        emit(render_plan.plan_csv(result), output)
-    elif fmt == "markdown":
-        emit(render_plan.plan_markdown(result), output)
-    elif plot:
-        render_table(lambda console: _draw_plot(result, console, ascii_only), output)
-    else:
-        render_table(lambda console: render_plan.plan_table(result, console, ascii_only=ascii_only), output)
+    else:  # the renderers are imported only here: `--format json` starts faster without them
+        from planner.render import plan as render_plan
+        if fmt == "csv":
+            emit(render_plan.plan_csv(result), output)
+        elif fmt == "markdown":
+            emit(render_plan.plan_markdown(result), output)
+        elif plot:
+            render_table(lambda console: _draw_plot(result, console, ascii_only), output)
+        else:
+            render_table(lambda console: render_plan.plan_table(result, console, ascii_only=ascii_only), output)
     failed = [ph.infeasible for ph in result.phases if ph.infeasible]
     if failed:  # the other phases are printed; this one's reason goes to stderr, exit 1
         from planner.errors import InfeasibleError

@@ -1,6 +1,7 @@
 """`planner presets`: the bundled models, clusters and plans."""
 
-from __future__ import annotations
+# No `from __future__ import annotations`: typer reads the commands' annotations on every run,
+# and evaluating them from strings doubles what building a command costs at start-up.
 
 from planner.cli.common import AsciiOpt, render_table, use_ascii
 

@@ -1,7 +1,8 @@
 """`planner serve`: whole requests (TTFT, TPOT, tokens/s per user and per chip, $/Mtok) per
 serving mode, with SLO targets."""
 
-from __future__ import annotations
+# No `from __future__ import annotations`: typer reads the commands' annotations on every run,
+# and evaluating them from strings doubles what building a command costs at start-up.
 
 from pathlib import Path
 from typing import Optional

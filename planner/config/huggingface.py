@@ -90,14 +90,6 @@ class Imported:
     notes: tuple[str, ...]  # what was derived, defaulted or mapped, for the reviewer
 
 
-def is_hf_config(path: Path) -> bool:
-    """A .json file or a folder (which must hold a config.json) is read as a Hugging Face config."""
-    try:
-        return path.suffix.lower() == ".json" or path.is_dir()
-    except (OSError, ValueError):
-        return False
-
-
 def read_hf_config(path: Path) -> Imported:
     if _is_dir(path):
         folder, path = path, path / "config.json"
