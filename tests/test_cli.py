@@ -287,9 +287,10 @@ def test_pty_no_color_has_no_escape_codes():
 
 @needs_pty
 def test_pty_json_has_no_progress_or_colour_bytes():
-    # A search of a few seconds (a mixture of experts over every H100 count): the progress line
-    # shows on the terminal (stderr) only.
-    code, screen, out = run_in_pty([PLANNER, "plan", "--model", "deepseek-v3", "--cluster", "h100-sxm",
+    # A search of over a second (Llama 3.1 405B over every H100 count, 1-8 pipeline stages, every
+    # format): the progress line shows on the terminal (stderr) only.
+    code, screen, out = run_in_pty([PLANNER, "plan", "--model", "llama-3.1-405b", "--cluster", "h100-sxm",
+                                    "--stages", "1,2,4,8", "--weights", "all", "--kv-cache", "bf16,fp8,int8",
                                     "--format", "json"], stdout_pipe=True)
     assert code == 0
     assert b"\x1b" not in out and b"\r" not in out and b"searching" not in out
