@@ -33,6 +33,9 @@ RUNTIME_IMPORTS = "import numpy, yaml, rich.console, typer"
 # set, every run would compile planner's sources again: about 40 ms); the first run writes it.
 # Start-up alone (import times, the bare interpreter both ways): benchmarks/bench_startup.py.
 ENV = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
+# planner.cli starts numpy with one BLAS thread (it does no BLAS work); the bare interpreter is
+# timed the same way, the stricter baseline (numpy's default thread pool takes longer to start)
+ONE_THREAD = {**ENV, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 def median_time(runs: int, fn) -> float:
@@ -82,7 +85,11 @@ def main() -> None:
     subprocess.run([sys.executable, "-m", "planner.cli.main", "plan", plans[0], "--format", "json"],
                    check=False, capture_output=True, cwd=ROOT, env=ENV)  # untimed: writes the bytecode caches
     bare = median_time(cli_runs, lambda: subprocess.run([sys.executable, "-c", RUNTIME_IMPORTS], check=True,
-                                                        env=ENV))
+                                                        env=ONE_THREAD))
+    default = median_time(cli_runs, lambda: subprocess.run([sys.executable, "-c", RUNTIME_IMPORTS], check=True,
+                                                           env=ENV))
+    print(f"bare interpreter with the runtime imports: {bare:.3f} s with one BLAS thread (the baseline below), "
+          f"{default:.3f} s with numpy's default thread pool")
     for name in plans:
         path = ROOT / "configs" / "plans" / f"{name}.yaml"
         seconds = median_time(cli_runs, lambda: subprocess.run(
