@@ -77,11 +77,23 @@ def factor_matrix(meshes: list[Mesh], names: tuple[str, ...]) -> np.ndarray:
 
 
 def first_rows(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(first, inverse) for the rows of a 2-D array of small non-negative integers: the index of
-    each distinct row's first occurrence, in order of first occurrence, and each row's index
-    into `first`. Rows are packed into one integer each where that is exact (np.unique over whole
-    rows is several times slower)."""
-    radix = keys.max(axis=0, initial=0) + 1 if len(keys) else np.ones(keys.shape[1], dtype=np.int64)
+    """(first, inverse) for the rows of a 2-D array of non-negative integers: the index of each
+    distinct row's first occurrence, in order of first occurrence, and each row's index into
+    `first`. A few rows go through a dict; many are packed into one integer each where that is
+    exact (columns recoded densely first if need be), as np.unique over whole rows is slow."""
+    if len(keys) <= 64:
+        seen: dict[tuple, int] = {}
+        first, inverse = [], []
+        for i, row in enumerate(map(tuple, keys.tolist())):
+            code = seen.setdefault(row, len(seen))
+            if code == len(first):
+                first.append(i)
+            inverse.append(code)
+        return np.array(first, dtype=np.int64), np.array(inverse, dtype=np.int64)
+    radix = keys.max(axis=0) + 1
+    if float(np.prod(radix.astype(float))) >= 2.0 ** 62:  # dense codes per column: fewer values
+        keys = np.stack([np.unique(column, return_inverse=True)[1].reshape(-1) for column in keys.T], axis=1)
+        radix = keys.max(axis=0) + 1
     if float(np.prod(radix.astype(float))) < 2.0 ** 62:
         strides = np.concatenate([np.cumprod(radix[::-1])[::-1][1:], [1]]).astype(np.int64)
         _, first, inverse = np.unique(keys @ strides, return_index=True, return_inverse=True)

@@ -81,9 +81,8 @@ def _first(factors: np.ndarray, entries: dict[tuple, tuple]) -> list[tuple[int, 
         owners = np.concatenate([members for members, _, _ in found])
         order = np.argsort(owners, kind="stable")  # in mesh order: a key's first row is its first mesh
         keys = np.concatenate([key for _, key, _ in found])[order]
-        dense = np.stack([np.unique(column, return_inverse=True)[1].reshape(-1) for column in keys.T], axis=1)
         layouts = [layout for members, _, layout in found for _ in range(len(members))]
-        out.extend((int(owners[order[r]]), layouts[order[r]]) for r in first_rows(dense)[0])
+        out.extend((int(owners[order[r]]), layouts[order[r]]) for r in first_rows(keys)[0])
     return out
 
 

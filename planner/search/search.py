@@ -16,7 +16,7 @@ from planner.cost.network import LineCache
 from planner.errors import InfeasibleError
 from planner.specs.formats import Formats, WeightFormat
 from planner.search.choices import Choice, choices
-from planner.search.sweep import Swept, make_buckets, sweep
+from planner.search.sweep import Buckets, Swept, make_buckets, sweep
 from planner.specs.plan import Phase, Plan
 from planner.units import fmt_bytes, fmt_chips, fmt_percent, fmt_seconds
 
@@ -136,7 +136,7 @@ def search(plan: Plan, progress: Callable[[int, int], None] | None = None,
 
 
 def _search_phase(plan: Plan, phase: Phase, layouts: list[Candidate], step: Callable[[int], None],
-                  lines: LineCache, buckets: tuple | None = None) -> PhaseResult:
+                  lines: LineCache, buckets: Buckets | None = None) -> PhaseResult:
     batch = np.array(plan.space.batches, dtype=np.int64)
     formats = plan.space.formats(plan.cluster.chip)
     swept = sweep(plan, layouts, batch, formats, cost, step, lines, buckets)

@@ -31,6 +31,18 @@ class Swept:
     hbm_bytes: np.ndarray
 
 
+@dataclass(frozen=True)
+class Buckets:
+    """A phase's candidates sorted for the sweep (the same for every phase of a search: their
+    candidates are parallel lists): one-stage ones by (layouts, attention Core), then by logical
+    mesh sizes; pipelined ones by group_key. `tables`: each bucket's collectives' lines, kept
+    for the next phase (they depend on the meshes only)."""
+
+    one_stage: dict[tuple, dict[tuple, list[int]]]
+    pipelined: dict[tuple, list[int]]
+    tables: dict[tuple, tuple]
+
+
 def group_key(c: Candidate) -> tuple:
     """What a candidate's layer costs depend on: all but how logical axes map onto physical pieces."""
     return (c.stages, c.ffn.name, c.attention.name, c.experts.name if c.experts is not None else "",
@@ -39,7 +51,7 @@ def group_key(c: Candidate) -> tuple:
 
 def sweep(plan: Plan, layouts: list[Candidate], batch: np.ndarray, formats, cost: Callable | None = None,
           step: Callable[[int], None] = lambda count: None, lines: LineCache | None = None,
-          buckets: tuple | None = None) -> Swept:
+          buckets: Buckets | None = None) -> Swept:
     """Every candidate's latency, step, MFU and HBM use over the points; `lines`: the
     collectives' lines, kept for the whole search (they depend on neither phase nor batch);
     `buckets`: `buckets(plan, layouts)`, if made already (the same for every phase's candidates
@@ -47,14 +59,14 @@ def sweep(plan: Plan, layouts: list[Candidate], batch: np.ndarray, formats, cost
     points = batch.size * len(formats)
     out = {name: np.empty((len(layouts), points)) for name in FIGURES}
     lines = LineCache(plan.cluster) if lines is None else lines
-    one_stage, pipelined = buckets or make_buckets(plan, layouts)
-    for (_, core), rows in one_stage.items():
+    buckets = buckets or make_buckets(plan, layouts)
+    for key, rows in buckets.one_stage.items():
         members = [i for ms in rows.values() for i in ms]
-        figures = _bucket(plan, layouts, members, rows, core, batch, formats, lines)
+        figures = _bucket(plan, layouts, members, rows, key, batch, formats, lines, buckets.tables)
         for name, values in zip(FIGURES, figures):
             out[name][members] = values
         step(len(members))
-    for members in pipelined.values():  # imported here: a plan without stages never loads the pipeline model
+    for members in buckets.pipelined.values():  # imported here: a plan without stages never loads the pipeline model
         from planner.cost.pipeline import sweep_pipeline
         figures = sweep_pipeline(plan.model, plan.cluster, plan.workload, [layouts[i] for i in members],
                                  batch, formats, lines)
@@ -64,9 +76,8 @@ def sweep(plan: Plan, layouts: list[Candidate], batch: np.ndarray, formats, cost
     return Swept(**out)
 
 
-def make_buckets(plan: Plan, layouts: list[Candidate]) -> tuple[dict, dict]:
-    """One-stage candidates by (layouts, attention Core), then by logical mesh sizes; pipelined
-    candidates by group_key."""
+def make_buckets(plan: Plan, layouts: list[Candidate]) -> Buckets:
+    """`layouts` sorted into Buckets."""
     buckets: dict[tuple, dict[tuple, list[int]]] = {}
     pipelined: dict[tuple, list[int]] = {}
     cores: dict[tuple, object] = {}
@@ -80,12 +91,13 @@ def make_buckets(plan: Plan, layouts: list[Candidate]) -> tuple[dict, dict]:
         if core is None:
             core = cores[key] = c.attention.core(plan.model, c.ffn, sizes)
         buckets.setdefault((key[:3], core), {}).setdefault(key[3:], []).append(i)
-    return buckets, pipelined
+    return Buckets(buckets, pipelined, {})
 
 
-def _bucket(plan: Plan, layouts: list[Candidate], members: list[int], rows: dict[tuple, list[int]], core,
-            batch: np.ndarray, formats, lines: LineCache):
-    """(latency_s, step_s, mfu, hbm_bytes), each (members, points), of one bucket."""
+def _bucket(plan: Plan, layouts: list[Candidate], members: list[int], rows: dict[tuple, list[int]], key: tuple,
+            batch: np.ndarray, formats, lines: LineCache, tables: dict[tuple, tuple]):
+    """(latency_s, step_s, mfu, hbm_bytes), each (members, points), of the bucket `key`."""
+    core = key[1]
     table = np.array(list(rows), dtype=np.int64)  # (meshes, 3): logical sizes x, y, z
     grid = Grid(sizes={axis: table[:, [j]] for j, axis in enumerate("xyz")},
                 chips=table[:, [0]] * table[:, [1]] * table[:, [2]], core=core)
@@ -94,7 +106,8 @@ def _bucket(plan: Plan, layouts: list[Candidate], members: list[int], rows: dict
     collectives = [term.collective for term, _ in layer.terms if term.collective is not None]
     meshes = [layouts[i].mesh for i in members]
     if collectives:
-        stacks = lines.tables(meshes, signature(collectives))
+        known = (key, signature(collectives))
+        stacks = tables.get(known) or tables.setdefault(known, lines.tables(meshes, known[1]))
         data = layer.collective_bytes[:, row_of].swapaxes(0, 1)  # (members, collectives, points)
     else:
         stacks, data = None, np.zeros((0, batch.size * len(formats)))
