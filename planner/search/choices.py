@@ -37,7 +37,7 @@ def choices(plan: Plan, chips: tuple[int, ...] | None = None) -> list[Choice]:
     ffns = [FFN_LAYOUTS[name] for name in space.ffn]
     attentions = [ATTENTION_LAYOUTS[name] for name in space.attention]
     names = piece_names(plan.cluster)
-    by_sizes: dict[tuple[int, ...], list[tuple]] = {}
+    by_signature: dict[bytes, list[tuple]] = {}
     out = []
     for n, p in ((n, p) for n in chips or space.chips for p in space.stages
                  if p <= model.n_layers and (p == 1 or model.experts is None)):
@@ -45,16 +45,19 @@ def choices(plan: Plan, chips: tuple[int, ...] | None = None) -> list[Choice]:
         if not meshes:
             continue
         factors = factor_matrix(meshes, names)
-        of_sizes: dict[tuple[int, ...], list[int]] = {}  # meshes by logical sizes
-        for m, sizes in enumerate(map(tuple, np.prod(np.where(factors == 0, 1, factors), axis=2).tolist())):
-            of_sizes.setdefault(sizes, []).append(m)
+        sizes = np.prod(np.where(factors == 0, 1, factors), axis=2)  # (meshes, 3): logical x, y, z
+        signatures = _signatures(model, sizes)
+        first, inverse = first_rows(signatures)
+        order = np.argsort(inverse, kind="stable")
         entries: dict[tuple, tuple] = {}  # (layout names, axis groups) -> (layout, meshes)
-        for sizes, members in of_sizes.items():
-            layouts = by_sizes.get(sizes)
+        for u, members in enumerate(np.split(order, np.cumsum(np.bincount(inverse))[:-1])):
+            key = signatures[first[u]].tobytes()
+            layouts = by_signature.get(key)
             if layouts is None:
-                layouts = by_sizes[sizes] = _layouts(plan, dict(zip("xyz", sizes)), ffns, attentions)
+                layouts = by_signature[key] = _layouts(plan, dict(zip("xyz", sizes[first[u]].tolist())), ffns,
+                                                       attentions)
             for layout_names, axes, *layout in layouts:
-                entries.setdefault((layout_names, axes), (layout, []))[1].extend(members)
+                entries.setdefault((layout_names, axes), (layout, []))[1].extend(members.tolist())
         kept = [(m, _rank(layout), layout) for m, layout in _first(factors, entries)]
         kept.sort(key=lambda k: k[:2])
         out.extend(Choice(stages=p, mesh=meshes[m], ffn=ffn, attention=attention, experts=experts)
@@ -91,6 +94,23 @@ def _rank(layout) -> tuple[int, int, int]:
     ffn, attention, experts = layout
     return (list(FFN_LAYOUTS).index(ffn.name), list(ATTENTION_LAYOUTS).index(attention.name),
             list(EXPERT_LAYOUTS).index(experts.name) if experts is not None else 0)
+
+
+GROUPS = ("x", "y", "z", "xy", "xz", "yz", "xyz")
+
+
+def _signatures(model, sizes: np.ndarray) -> np.ndarray:
+    """(meshes, 21): what `_layouts` reads of each mesh's logical sizes, per group of axes g:
+    whether it spans more than one chip, its chip count if that divides the kv heads (0 if not:
+    the batch layout's kv axes are the largest such group) and whether it divides the experts.
+    Meshes alike in these have the same layouts, with the same axis groups."""
+    kv_heads = model.n_kv_heads
+    experts = model.experts.n_experts if model.experts is not None else 1
+    columns = []
+    for g in GROUPS:
+        k = np.prod(sizes[:, ["xyz".index(a) for a in g]], axis=1)
+        columns += [k > 1, np.where(kv_heads % k == 0, k, 0), experts % k == 0]
+    return np.stack(columns, axis=1).astype(np.int64)
 
 
 def _layouts(plan: Plan, sizes: dict[str, int], ffns, attentions) -> list[tuple]:
