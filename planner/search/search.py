@@ -5,7 +5,7 @@ reason; the Pareto frontier of latency against MFU is kept per phase."""
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -104,6 +104,24 @@ def candidates(plan: Plan, phase: Phase, chips: tuple[int, ...] | None = None,
             for c in (choices(plan, chips) if discrete is None else discrete) for f in formats]
 
 
+class PhaseCandidates(Sequence):
+    """`candidates(plan, phase, formats=(first,), discrete=discrete)` made on demand: a search
+    builds the Candidate of only its buckets' first members and its frontier's points."""
+
+    def __init__(self, phase: Phase, discrete: list[Choice], first: Formats):
+        self.phase, self.discrete, self.first = phase, discrete, first
+
+    def __len__(self) -> int:
+        return len(self.discrete)
+
+    def __getitem__(self, k):
+        if isinstance(k, slice):
+            return [self[i] for i in range(*k.indices(len(self)))]
+        c, f = self.discrete[k], self.first
+        return Candidate(phase=self.phase, mesh=c.mesh, ffn=c.ffn, attention=c.attention, weights=f.weights,
+                         kv_cache=f.kv_cache, sparsity=f.sparsity, experts=c.experts, stages=c.stages)
+
+
 def search(plan: Plan, progress: Callable[[int, int], None] | None = None,
            partial: bool = False) -> SearchResult:
     """Search every phase; `progress(done, total)` is called after each evaluation, if given.
@@ -112,7 +130,7 @@ def search(plan: Plan, progress: Callable[[int, int], None] | None = None,
     formats = plan.space.formats(plan.cluster.chip)
     # one evaluation sweeps every batch size and format combination of a layout on a mesh
     discrete = choices(plan)  # the same for every phase
-    work = [(phase, candidates(plan, phase, formats=formats[:1], discrete=discrete)) for phase in plan.space.phases]
+    work = [(phase, PhaseCandidates(phase, discrete, formats[0])) for phase in plan.space.phases]
     total, done = sum(len(c) for _, c in work), [0]
 
     def step(count: int = 1) -> None:
@@ -124,7 +142,7 @@ def search(plan: Plan, progress: Callable[[int, int], None] | None = None,
     gc.disable()  # the sweep makes many short-lived objects without cycles, which reference counting frees;
     try:  # the cycle collector's passes over every candidate held would find nothing and cost ~10%
         lines = LineCache(plan.cluster)  # shared by the phases, as are the buckets of their (parallel) candidates
-        buckets = make_buckets(plan, work[0][1]) if work else None
+        buckets = make_buckets(plan, discrete)
         phases = tuple(_search_phase(plan, phase, c, step, lines, buckets) for phase, c in work)
     finally:
         if collecting:
@@ -135,7 +153,7 @@ def search(plan: Plan, progress: Callable[[int, int], None] | None = None,
     return SearchResult(plan=plan, phases=phases)
 
 
-def _search_phase(plan: Plan, phase: Phase, layouts: list[Candidate], step: Callable[[int], None],
+def _search_phase(plan: Plan, phase: Phase, layouts: Sequence[Candidate], step: Callable[[int], None],
                   lines: LineCache, buckets: Buckets | None = None) -> PhaseResult:
     batch = np.array(plan.space.batches, dtype=np.int64)
     formats = plan.space.formats(plan.cluster.chip)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from planner.cost.costmodel import Candidate, Grid, at_rows, layer_costs, timing
+from planner.cost.mesh import Mesh
 from planner.cost.network import LineCache, network_seconds, signature
 from planner.specs.plan import Plan
 
@@ -32,13 +33,23 @@ class Swept:
 
 
 @dataclass(frozen=True)
+class Bucket:
+    """One-stage candidates of one FFN, attention and expert layout and one attention Core."""
+
+    rows: dict[tuple[int, ...], list[int]]  # by logical mesh sizes: the Grid's rows
+    members: list[int]  # every candidate, row after row
+    meshes: list[Mesh]  # each member's mesh
+    row_of: np.ndarray  # each member's row
+
+
+@dataclass(frozen=True)
 class Buckets:
     """A phase's candidates sorted for the sweep (the same for every phase of a search: their
-    candidates are parallel lists): one-stage ones by (layouts, attention Core), then by logical
-    mesh sizes; pipelined ones by group_key. `tables`: each bucket's collectives' lines, kept
-    for the next phase (they depend on the meshes only)."""
+    candidates are parallel lists): one-stage ones in Buckets; pipelined ones by group_key.
+    `tables`: each bucket's collectives' lines, kept for the next phase (they depend on the
+    meshes only)."""
 
-    one_stage: dict[tuple, dict[tuple, list[int]]]
+    one_stage: dict[tuple, Bucket]
     pipelined: dict[tuple, list[int]]
     tables: dict[tuple, tuple]
 
@@ -60,12 +71,11 @@ def sweep(plan: Plan, layouts: list[Candidate], batch: np.ndarray, formats, cost
     out = {name: np.empty((len(layouts), points)) for name in FIGURES}
     lines = LineCache(plan.cluster) if lines is None else lines
     buckets = buckets or make_buckets(plan, layouts)
-    for key, rows in buckets.one_stage.items():
-        members = [i for ms in rows.values() for i in ms]
-        figures = _bucket(plan, layouts, members, rows, key, batch, formats, lines, buckets.tables)
+    for key, bucket in buckets.one_stage.items():
+        figures = _bucket(plan, layouts[bucket.members[0]], bucket, key, batch, formats, lines, buckets.tables)
         for name, values in zip(FIGURES, figures):
-            out[name][members] = values
-        step(len(members))
+            out[name][bucket.members] = values
+        step(len(bucket.members))
     for members in buckets.pipelined.values():  # imported here: a plan without stages never loads the pipeline model
         from planner.cost.pipeline import sweep_pipeline
         figures = sweep_pipeline(plan.model, plan.cluster, plan.workload, [layouts[i] for i in members],
@@ -76,8 +86,8 @@ def sweep(plan: Plan, layouts: list[Candidate], batch: np.ndarray, formats, cost
     return Swept(**out)
 
 
-def make_buckets(plan: Plan, layouts: list[Candidate]) -> Buckets:
-    """`layouts` sorted into Buckets."""
+def make_buckets(plan: Plan, layouts) -> Buckets:
+    """`layouts` (Candidates, or the Choices they are made of) sorted into Buckets."""
     buckets: dict[tuple, dict[tuple, list[int]]] = {}
     pipelined: dict[tuple, list[int]] = {}
     cores: dict[tuple, object] = {}
@@ -91,20 +101,24 @@ def make_buckets(plan: Plan, layouts: list[Candidate]) -> Buckets:
         if core is None:
             core = cores[key] = c.attention.core(plan.model, c.ffn, sizes)
         buckets.setdefault((key[:3], core), {}).setdefault(key[3:], []).append(i)
-    return Buckets(buckets, pipelined, {})
+    one_stage = {}
+    for key, rows in buckets.items():
+        members = [i for ms in rows.values() for i in ms]
+        one_stage[key] = Bucket(rows=rows, members=members, meshes=[layouts[i].mesh for i in members],
+                                row_of=np.repeat(np.arange(len(rows)), [len(ms) for ms in rows.values()]))
+    return Buckets(one_stage, pipelined, {})
 
 
-def _bucket(plan: Plan, layouts: list[Candidate], members: list[int], rows: dict[tuple, list[int]], key: tuple,
-            batch: np.ndarray, formats, lines: LineCache, tables: dict[tuple, tuple]):
-    """(latency_s, step_s, mfu, hbm_bytes), each (members, points), of the bucket `key`."""
-    core = key[1]
-    table = np.array(list(rows), dtype=np.int64)  # (meshes, 3): logical sizes x, y, z
+def _bucket(plan: Plan, first: Candidate, bucket: Bucket, key: tuple, batch: np.ndarray, formats,
+            lines: LineCache, tables: dict[tuple, tuple]):
+    """(latency_s, step_s, mfu, hbm_bytes), each (members, points), of the bucket `key`, whose
+    first member is `first`."""
+    table = np.array(list(bucket.rows), dtype=np.int64)  # (meshes, 3): logical sizes x, y, z
     grid = Grid(sizes={axis: table[:, [j]] for j, axis in enumerate("xyz")},
-                chips=table[:, [0]] * table[:, [1]] * table[:, [2]], core=core)
-    layer = layer_costs(plan.model, plan.cluster, plan.workload, layouts[members[0]], batch, formats, grid=grid)
-    row_of = np.repeat(np.arange(len(rows)), [len(ms) for ms in rows.values()])  # each member's grid row
+                chips=table[:, [0]] * table[:, [1]] * table[:, [2]], core=key[1])
+    layer = layer_costs(plan.model, plan.cluster, plan.workload, first, batch, formats, grid=grid)
+    row_of, meshes = bucket.row_of, bucket.meshes
     collectives = [term.collective for term, _ in layer.terms if term.collective is not None]
-    meshes = [layouts[i].mesh for i in members]
     if collectives:
         known = (key, signature(collectives))
         stacks = tables.get(known) or tables.setdefault(known, lines.tables(meshes, known[1]))
@@ -114,5 +128,5 @@ def _bucket(plan: Plan, layouts: list[Candidate], members: list[int], rows: dict
     comm_s, prefetched_s = network_seconds(lines, meshes, collectives, data, layer.repeats, layer.prefetched, stacks)
     _, step_s, latency_s, mfu = timing(plan.cluster, plan.workload, layer, comm_s, prefetched_s, rows=row_of)
     hbm_bytes = at_rows(np.broadcast_to(layer.hbm_bytes, np.broadcast_shapes(np.shape(layer.hbm_bytes),
-                                                                            (len(rows), 1))), row_of)
+                                                                            (len(bucket.rows), 1))), row_of)
     return latency_s, step_s, mfu, hbm_bytes
