@@ -6,16 +6,19 @@ layouts' axes span the same physical pieces) are merged."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from planner.cost.costmodel import Candidate
 from planner.cost.layouts import ATTENTION_LAYOUTS, EXPERT_LAYOUTS, FFN_LAYOUTS
 from planner.cost.layouts.attention import AttentionLayout
 from planner.cost.layouts.experts import ExpertLayout
 from planner.cost.layouts.ffn import FfnLayout
 from planner.cost.mesh import Mesh, factor_matrix, first_rows, piece_names, stage_meshes
-from planner.specs.plan import Plan
+from planner.specs.formats import Formats
+from planner.specs.plan import Phase, Plan
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -141,3 +144,31 @@ def _expert_layouts(plan: Plan, sizes: dict[str, int]) -> list:
         return [None]
     names = plan.space.experts or tuple(EXPERT_LAYOUTS)
     return [layout for layout in (EXPERT_LAYOUTS[name] for name in names) if layout.applies(plan.model, sizes)]
+
+
+def candidates(plan: Plan, phase: Phase, chips: tuple[int, ...] | None = None,
+               formats: tuple | None = None, discrete: list[Choice] | None = None) -> list[Candidate]:
+    """Every distinct discrete choice for `phase` (mesh groupings that cost the same are merged),
+    in each of `formats` (default: the plan's); `discrete`: the plan's choices, if already made."""
+    formats = plan.space.formats(plan.cluster.chip) if formats is None else formats
+    return [Candidate(phase=phase, mesh=c.mesh, ffn=c.ffn, attention=c.attention, weights=f.weights,
+                      kv_cache=f.kv_cache, sparsity=f.sparsity, experts=c.experts, stages=c.stages)
+            for c in (choices(plan, chips) if discrete is None else discrete) for f in formats]
+
+
+class PhaseCandidates(Sequence):
+    """`candidates(plan, phase, formats=(first,), discrete=discrete)` made on demand: a search
+    builds the Candidate of only its buckets' first members and its frontier's points."""
+
+    def __init__(self, phase: Phase, discrete: list[Choice], first: Formats):
+        self.phase, self.discrete, self.first = phase, discrete, first
+
+    def __len__(self) -> int:
+        return len(self.discrete)
+
+    def __getitem__(self, k):
+        if isinstance(k, slice):
+            return [self[i] for i in range(*k.indices(len(self)))]
+        c, f = self.discrete[k], self.first
+        return Candidate(phase=self.phase, mesh=c.mesh, ffn=c.ffn, attention=c.attention, weights=f.weights,
+                         kv_cache=f.kv_cache, sparsity=f.sparsity, experts=c.experts, stages=c.stages)

@@ -15,7 +15,7 @@ from planner.cost.layouts import ATTENTION_LAYOUTS, EXPERT_LAYOUTS, FFN_LAYOUTS
 from planner.cost.network import LineCache
 from planner.errors import InfeasibleError
 from planner.specs.formats import Formats, WeightFormat
-from planner.search.choices import Choice, choices
+from planner.search.choices import PhaseCandidates, candidates, choices  # noqa: F401 (candidates: for callers)
 from planner.search.sweep import Buckets, Swept, make_buckets, sweep
 from planner.specs.plan import Phase, Plan
 from planner.units import fmt_bytes, fmt_chips, fmt_percent, fmt_seconds
@@ -92,34 +92,6 @@ class SearchResult:
             for reason, count in phase.dropped:
                 totals[reason] = totals.get(reason, 0) + count
         return tuple(sorted(totals.items()))
-
-
-def candidates(plan: Plan, phase: Phase, chips: tuple[int, ...] | None = None,
-               formats: tuple | None = None, discrete: list[Choice] | None = None) -> list[Candidate]:
-    """Every distinct discrete choice for `phase` (mesh groupings that cost the same are merged),
-    in each of `formats` (default: the plan's); `discrete`: the plan's choices, if already made."""
-    formats = plan.space.formats(plan.cluster.chip) if formats is None else formats
-    return [Candidate(phase=phase, mesh=c.mesh, ffn=c.ffn, attention=c.attention, weights=f.weights,
-                      kv_cache=f.kv_cache, sparsity=f.sparsity, experts=c.experts, stages=c.stages)
-            for c in (choices(plan, chips) if discrete is None else discrete) for f in formats]
-
-
-class PhaseCandidates(Sequence):
-    """`candidates(plan, phase, formats=(first,), discrete=discrete)` made on demand: a search
-    builds the Candidate of only its buckets' first members and its frontier's points."""
-
-    def __init__(self, phase: Phase, discrete: list[Choice], first: Formats):
-        self.phase, self.discrete, self.first = phase, discrete, first
-
-    def __len__(self) -> int:
-        return len(self.discrete)
-
-    def __getitem__(self, k):
-        if isinstance(k, slice):
-            return [self[i] for i in range(*k.indices(len(self)))]
-        c, f = self.discrete[k], self.first
-        return Candidate(phase=self.phase, mesh=c.mesh, ffn=c.ffn, attention=c.attention, weights=f.weights,
-                         kv_cache=f.kv_cache, sparsity=f.sparsity, experts=c.experts, stages=c.stages)
 
 
 def search(plan: Plan, progress: Callable[[int, int], None] | None = None,
