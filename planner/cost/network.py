@@ -198,7 +198,6 @@ class LineCache:
 
     def __init__(self, cluster: Cluster):
         self.cluster, self._lines, self._arrays, self._stacks = cluster, {}, {}, {}
-        self._names, self._factor_rows, self._slices, self._spanned = piece_names(cluster), {}, {}, {}
         topology = cluster.topology  # lines a collective can have: two where a level has the bulk pair
         self.count = 2 if isinstance(topology, Switched) and any(
             cluster.calibration.level(level.name).bulk_latency_s is not None for level in topology.levels) else 1
@@ -235,37 +234,40 @@ class LineCache:
         return out
 
 
-    def tables(self, meshes: list[Mesh], signature: tuple[tuple[CollectiveKind, str, bool], ...]):
-        """`stack` of many meshes at once: seconds_per_byte and latency_s, each (meshes,
-        collectives, lines). A collective's lines depend only on the slice and the chips it spans
-        of each physical piece (and on a torus the slice, whose links a collective's bandwidth
-        counts), so they are made once per distinct (slice, spans) among the meshes, from the
-        first such mesh, and gathered by index."""
-        factors = np.array([self._factors(mesh) for mesh in meshes])  # (meshes, 3, pieces)
-        torus = isinstance(self.cluster.topology, Torus)  # a torus collective's bandwidth is its slice's
-        slices = np.array([self._slices.setdefault((mesh.physical, mesh.wraparound) if torus else (), len(self._slices))
-                           for mesh in meshes])
-        shape = (len(meshes), len(signature), self.count)
-        rate, latency, spans_of = np.empty(shape), np.empty(shape), {}
-        for k, (kind, axes, prefetched) in enumerate(signature):
-            if axes not in spans_of:
-                keys = np.concatenate([slices[:, None], spans(factors, axes)], axis=1)
-                first, inverse = first_rows(keys)
-                spans_of[axes] = ([keys[i].tobytes() for i in first], first, inverse)
-            keys, first, inverse = spans_of[axes]
-            arrays = [self._spanned.get((key, kind, prefetched)) or self._spanned.setdefault(
-                (key, kind, prefetched), self.arrays(meshes[i], kind, axes, prefetched)) for key, i in zip(keys, first)]
-            rate[:, k] = np.array([a[0] for a in arrays])[inverse]
-            latency[:, k] = np.array([a[1] for a in arrays])[inverse]
-        return rate, latency
+class MeshLines:
+    """The collectives' lines of a fixed list of meshes (a search's), gathered by index. A
+    collective's lines depend only on the chips it spans of each physical piece (and on a torus
+    on the slice, whose links its bandwidth counts), so each logical axis group's spans are coded
+    once over all the meshes (`first_rows`), and each (code, kind, prefetched) gets its lines once,
+    from the first mesh with that code."""
 
-    def _factors(self, mesh: Mesh) -> np.ndarray:
-        """The mesh's row of a `factor_matrix`, kept by identity (the mesh is kept with it, so its
-        id is not reused: hashing a Mesh costs more than the lookup)."""
-        kept = self._factor_rows.get(id(mesh))
-        if kept is None:
-            kept = self._factor_rows[id(mesh)] = (mesh, factor_matrix([mesh], self._names)[0])
-        return kept[1]
+    def __init__(self, cluster: Cluster, meshes: list[Mesh]):
+        self.meshes, self.factors = meshes, factor_matrix(meshes, piece_names(cluster))
+        torus, slices = isinstance(cluster.topology, Torus), {}
+        self.slices = np.array([slices.setdefault((m.physical, m.wraparound) if torus else (), len(slices))
+                                for m in meshes], dtype=np.int64)
+        self._codes: dict[str, tuple] = {}
+        self._tables: dict[tuple, tuple] = {}
+
+    def tables(self, lines: LineCache, index: np.ndarray, signature: tuple[tuple[CollectiveKind, str, bool], ...]):
+        """`LineCache.stack` of the meshes `index`, all at once: seconds_per_byte and latency_s,
+        each (meshes, collectives, lines)."""
+        shape = (len(index), len(signature), lines.count)
+        rate, latency = np.empty(shape), np.empty(shape)
+        for k, collective in enumerate(signature):
+            table = self._tables.get(collective)
+            if table is None:
+                kind, axes, prefetched = collective
+                if axes not in self._codes:
+                    self._codes[axes] = first_rows(np.concatenate([self.slices[:, None], spans(self.factors, axes)],
+                                                                  axis=1))
+                first, inverse = self._codes[axes]
+                arrays = [lines.arrays(self.meshes[i], kind, axes, prefetched) for i in first]
+                table = self._tables[collective] = (np.array([a[0] for a in arrays]),
+                                                    np.array([a[1] for a in arrays]), inverse)
+            codes = table[2][index]
+            rate[:, k], latency[:, k] = table[0][codes], table[1][codes]
+        return rate, latency
 
 
 def signature(collectives) -> tuple[tuple[CollectiveKind, str, bool], ...]:

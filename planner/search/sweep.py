@@ -15,7 +15,7 @@ import numpy as np
 
 from planner.cost.costmodel import Candidate, Grid, at_rows, layer_costs, timing
 from planner.cost.mesh import Mesh
-from planner.cost.network import LineCache, network_seconds, signature
+from planner.cost.network import LineCache, MeshLines, network_seconds, signature
 from planner.specs.plan import Plan
 
 FIGURES = ("latency_s", "step_s", "mfu", "hbm_bytes")
@@ -40,6 +40,7 @@ class Bucket:
     members: list[int]  # every candidate, row after row
     meshes: list[Mesh]  # each member's mesh
     row_of: np.ndarray  # each member's row
+    index: np.ndarray  # each member's mesh in Buckets.mesh_lines
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class Buckets:
     one_stage: dict[tuple, Bucket]
     pipelined: dict[tuple, list[int]]
     tables: dict[tuple, tuple]
+    mesh_lines: MeshLines  # the one-stage candidates' meshes
 
 
 def group_key(c: Candidate) -> tuple:
@@ -72,7 +74,7 @@ def sweep(plan: Plan, layouts: list[Candidate], batch: np.ndarray, formats, cost
     lines = LineCache(plan.cluster) if lines is None else lines
     buckets = buckets or make_buckets(plan, layouts)
     for key, bucket in buckets.one_stage.items():
-        figures = _bucket(plan, layouts[bucket.members[0]], bucket, key, batch, formats, lines, buckets.tables)
+        figures = _bucket(plan, layouts[bucket.members[0]], bucket, key, batch, formats, lines, buckets)
         for name, values in zip(FIGURES, figures):
             out[name][bucket.members] = values
         step(len(bucket.members))
@@ -101,16 +103,18 @@ def make_buckets(plan: Plan, layouts) -> Buckets:
         if core is None:
             core = cores[key] = c.attention.core(plan.model, c.ffn, sizes)
         buckets.setdefault((key[:3], core), {}).setdefault(key[3:], []).append(i)
-    one_stage = {}
+    one_stage, distinct = {}, {}  # distinct: the meshes, by identity (choices share them)
     for key, rows in buckets.items():
         members = [i for ms in rows.values() for i in ms]
-        one_stage[key] = Bucket(rows=rows, members=members, meshes=[layouts[i].mesh for i in members],
+        meshes = [layouts[i].mesh for i in members]
+        index = np.array([distinct.setdefault(id(mesh), (len(distinct), mesh))[0] for mesh in meshes], dtype=np.int64)
+        one_stage[key] = Bucket(rows=rows, members=members, meshes=meshes, index=index,
                                 row_of=np.repeat(np.arange(len(rows)), [len(ms) for ms in rows.values()]))
-    return Buckets(one_stage, pipelined, {})
+    return Buckets(one_stage, pipelined, {}, MeshLines(plan.cluster, [mesh for _, mesh in distinct.values()]))
 
 
 def _bucket(plan: Plan, first: Candidate, bucket: Bucket, key: tuple, batch: np.ndarray, formats,
-            lines: LineCache, tables: dict[tuple, tuple]):
+            lines: LineCache, buckets: Buckets):
     """(latency_s, step_s, mfu, hbm_bytes), each (members, points), of the bucket `key`, whose
     first member is `first`."""
     table = np.array(list(bucket.rows), dtype=np.int64)  # (meshes, 3): logical sizes x, y, z
@@ -120,8 +124,8 @@ def _bucket(plan: Plan, first: Candidate, bucket: Bucket, key: tuple, batch: np.
     row_of, meshes = bucket.row_of, bucket.meshes
     collectives = [term.collective for term, _ in layer.terms if term.collective is not None]
     if collectives:
-        known = (key, signature(collectives))
-        stacks = tables.get(known) or tables.setdefault(known, lines.tables(meshes, known[1]))
+        known, tables = (key, signature(collectives)), buckets.tables
+        stacks = tables.get(known) or tables.setdefault(known, buckets.mesh_lines.tables(lines, bucket.index, known[1]))
         data = layer.collective_bytes[:, row_of].swapaxes(0, 1)  # (members, collectives, points)
     else:
         stacks, data = None, np.zeros((0, batch.size * len(formats)))
