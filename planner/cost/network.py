@@ -388,7 +388,17 @@ def boundary_bytes_per_s(cluster: Cluster, mesh: Mesh) -> float:
 def send_seconds(cluster: Cluster, mesh: Mesh, bytes_per_chip):
     """A point-to-point send of `bytes_per_chip` from every chip of a stage to the next stage: the
     pool-to-pool transfer over the boundary's chips, plus one hop of `collective_latency_s`."""
-    moved = np.asarray(bytes_per_chip, dtype=float) * mesh.chips
-    carriers = boundary_chips(cluster, mesh)
+    return _send(cluster, mesh.chips, boundary_chips(cluster, mesh), bytes_per_chip)
+
+
+def send_seconds_many(cluster: Cluster, meshes: list[Mesh], bytes_per_chip: np.ndarray):
+    """`send_seconds` on each of `meshes`, `bytes_per_chip` (meshes, points): (meshes, points)."""
+    chips = np.array([[mesh.chips] for mesh in meshes])
+    carriers = np.array([[boundary_chips(cluster, mesh)] for mesh in meshes])
+    return _send(cluster, chips, carriers, bytes_per_chip)
+
+
+def _send(cluster: Cluster, chips, carriers, bytes_per_chip):
+    moved = np.asarray(bytes_per_chip, dtype=float) * chips
     hop_s = cluster.calibration.collective_latency_s if isinstance(cluster.topology, Torus) else 0.0
     return transfer_seconds(cluster, moved, carriers, carriers) + hop_s  # switched: hop in the transfer

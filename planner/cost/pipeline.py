@@ -35,13 +35,16 @@ in flight keeps its cache), and one micro-batch's activations; a point fits when
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
 
-from planner.cost.costmodel import Candidate, Evaluation, evaluate, layer_costs, network_costs, timing
+from planner.cost.costmodel import Candidate, Evaluation, Grid, evaluate, layer_costs, timing
 from planner.cost.layouts.base import StepShape, size, union
-from planner.cost.network import LineCache, send_seconds
+from planner.cost.layouts.ffn import FfnLayout
+from planner.cost.mesh import Mesh
+from planner.cost.network import send_seconds, send_seconds_many
 from planner.specs.hardware import ACTIVATION_BYTES, Cluster, WeightFormat
 from planner.specs.model import Model
 from planner.specs.plan import Phase, Workload
@@ -99,7 +102,7 @@ def evaluate_pipeline(model: Model, cluster: Cluster, workload: Workload, candid
 
     shape = StepShape(batch=sizes, tokens=workload.input_tokens if c.phase is Phase.PREFILL else 1,
                       attended=0.0, cached=0, reads_cache=False)
-    send_bytes_sizes = _send_bytes_per_chip(model, c, shape)
+    send_bytes_sizes = _send_bytes_per_chip(model, c.ffn, c.mesh.sizes, shape)
     send_s_sizes = send_seconds(cluster, c.mesh, send_bytes_sizes)
 
     at_options = offset[:, None] + np.searchsorted(sizes, np.maximum(tile(b), 1))
@@ -158,16 +161,16 @@ def evaluate_pipeline(model: Model, cluster: Cluster, workload: Workload, candid
     )
 
 
-def sweep_pipeline(model: Model, cluster: Cluster, workload: Workload, members: list[Candidate],
-                   batch: np.ndarray, formats: tuple[WeightFormat, ...], lines: LineCache | None = None):
+def sweep_pipeline(model: Model, cluster: Cluster, workload: Workload, first: Candidate, grid: Grid,
+                   row_of: np.ndarray, meshes: list[Mesh], batch: np.ndarray, formats: tuple[WeightFormat, ...],
+                   network: Callable):
     """(latency_s, step_s, mfu, hbm_bytes), each (members, points): what `evaluate_pipeline` gives
-    each of `members`, bit for bit, for pipelined candidates that differ only in how logical axes
-    map onto physical pieces (search.sweep's groups): each distinct stage's layer costs once, its
-    collectives on every member's mesh in one pass, the micro-batch choice for all at once."""
-    c, p = members[0], members[0].stages
+    each member of a bucket of pipelined candidates (search.sweep: like `first` but on their own
+    stage meshes, of the logical sizes of `grid`'s row `row_of`), bit for bit: each distinct
+    stage's layer costs once on the grid, `network(layer)` its collectives' seconds on every
+    member's mesh, the sends and the micro-batch choice for all members at once."""
+    c, p = first, first.stages
     batch = np.asarray(batch, dtype=np.int64)
-    lines = LineCache(cluster) if lines is None else lines
-    meshes = [x.mesh for x in members]
     m, b = _micro_batches(c.phase, batch, p)
     sizes = np.unique(np.concatenate([batch, b[b > 0]]))
     layers = split_layers(model.n_layers, p)
@@ -177,20 +180,20 @@ def sweep_pipeline(model: Model, cluster: Cluster, workload: Workload, members: 
         stage_model = model.layer_range(sum(layers[:i]), k)
         key = (k, stage_model.local_layers, i == 0, i == p - 1)
         if key not in cache:
-            layer = layer_costs(stage_model, cluster, workload, c, sizes, formats, first=key[2], last=key[3])
-            comm_s, prefetched_s = network_costs(cluster, meshes, layer, lines)
-            cache[key] = (layer, timing(cluster, workload, layer, comm_s, prefetched_s)[1])
+            layer = layer_costs(stage_model, cluster, workload, c, sizes, formats, first=key[2], last=key[3], grid=grid)
+            cache[key] = (layer, timing(cluster, workload, layer, *network(layer), rows=row_of)[1])
         stages.append(cache[key])
-    n_batch, n_sizes = batch.size, sizes.size
+    n_batch, n_sizes, members = batch.size, sizes.size, len(row_of)
     offset = np.repeat(np.arange(len(formats)) * n_sizes, n_batch)
     tile = lambda a: np.tile(a, (len(formats),) + (1,) * (a.ndim - 1))  # noqa: E731
     shape = StepShape(batch=sizes, tokens=workload.input_tokens if c.phase is Phase.PREFILL else 1,
                       attended=0.0, cached=0, reads_cache=False)
-    send_bytes_sizes = _send_bytes_per_chip(model, c, shape)
-    send_s_sizes = np.stack([send_seconds(cluster, mesh, send_bytes_sizes) for mesh in meshes])
+    send_bytes_sizes = np.broadcast_to(_send_bytes_per_chip(model, c.ffn, grid.sizes, shape),
+                                       (len(grid.chips), n_sizes))[row_of]
+    send_s_sizes = send_seconds_many(cluster, meshes, send_bytes_sizes)
 
     at_options = offset[:, None] + np.searchsorted(sizes, np.maximum(tile(b), 1))
-    t = np.stack([np.broadcast_to(step_s, (len(members), step_s.shape[-1]))[:, at_options]
+    t = np.stack([np.broadcast_to(step_s, (members, step_s.shape[-1]))[:, at_options]
                   for _, step_s in stages])  # (stages, members, points, options)
     s = np.tile(send_s_sizes, (1, len(formats)))[:, at_options]
     slot = t.max(axis=0)
@@ -204,7 +207,11 @@ def sweep_pipeline(model: Model, cluster: Cluster, workload: Workload, members: 
     step_s = np.take_along_axis(latency_options, choice[..., None], axis=2)[..., 0]
     at = at_options[np.arange(choice.shape[1]), choice]
     at_batch = offset + np.searchsorted(sizes, np.tile(batch, len(formats)))
-    parts = [(_values(layer, "weight_bytes")[at], layer.kv_bytes[at_batch], _values(layer, "activation_bytes")[at])
+    shape_of = (len(grid.chips), len(formats) * n_sizes)
+    per_member = lambda layer, field: np.broadcast_to(getattr(layer, field), shape_of)[row_of]  # noqa: E731
+    parts = [(np.take_along_axis(per_member(layer, "weight_bytes"), at, axis=1),
+              per_member(layer, "kv_bytes")[:, at_batch],
+              np.take_along_axis(per_member(layer, "activation_bytes"), at, axis=1))
              for layer, _ in stages]
     fullest = np.argmax(np.stack([w + kv + act for w, kv, act in parts]), axis=0)
     hbm_bytes = (np.choose(fullest, [w for w, _, _ in parts]) + np.choose(fullest, [kv for _, kv, _ in parts])
@@ -215,7 +222,8 @@ def sweep_pipeline(model: Model, cluster: Cluster, workload: Workload, members: 
     else:
         tokens, latency_s = points_batch * workload.output_tokens, step_s * workload.output_tokens
         logit_tokens = tokens
-    mfu = model.mfu_flops(tokens, logit_tokens) / (c.mesh.chips * p * cluster.chip.peak_bf16_flop_per_s * latency_s)
+    mfu = model.mfu_flops(tokens, logit_tokens) / (grid.chips[row_of] * p * cluster.chip.peak_bf16_flop_per_s
+                                                   * latency_s)
     return latency_s, step_s, mfu, hbm_bytes
 
 
@@ -238,9 +246,9 @@ def _micro_batches(phase: Phase, batch: np.ndarray, stages: int) -> tuple[np.nda
     return m, b
 
 
-def _send_bytes_per_chip(model: Model, candidate: Candidate, shape: StepShape) -> np.ndarray:
-    """The residual stream each chip holds between layers, B_b L E_(f,e): what it sends on."""
-    ffn, sizes = candidate.ffn, candidate.mesh.sizes
+def _send_bytes_per_chip(model: Model, ffn: FfnLayout, sizes: dict, shape: StepShape) -> np.ndarray:
+    """The residual stream each chip holds between layers, B_b L E_(f,e): what it sends on (on a
+    mesh of logical `sizes`: ints, or a Grid's arrays)."""
     e_shards = size(sizes, union(ffn.f_axes, ffn.e_axes))
     return ffn.tokens_per_chip(sizes, shape) * model.d_model / e_shards * ACTIVATION_BYTES
 

@@ -4,7 +4,8 @@ logical mesh sizes are a `Grid`, whose layer costs one pass of costmodel.layer_c
 row per mesh sizes), and the collectives of all the bucket's candidates (each on its own mesh
 grouping) are timed in one numpy pass (network.network_seconds). The arrays are those `evaluate`
 gives each candidate, bit for bit; Evaluations are built only for the frontier's points.
-Pipelined candidates go through pipeline.sweep_pipeline, in groups of one stage mesh shape."""
+Pipelined candidates are bucketed alike (with their stage count), each bucket through
+pipeline.sweep_pipeline."""
 
 from __future__ import annotations
 
@@ -46,20 +47,13 @@ class Bucket:
 @dataclass(frozen=True)
 class Buckets:
     """A phase's candidates sorted for the sweep (the same for every phase of a search: their
-    candidates are parallel lists): one-stage ones in Buckets; pipelined ones by group_key.
+    candidates are parallel lists), by ((stages, FFN, attention, experts), attention Core).
     `tables`: each bucket's collectives' lines, kept for the next phase (they depend on the
     meshes only)."""
 
-    one_stage: dict[tuple, Bucket]
-    pipelined: dict[tuple, list[int]]
+    buckets: dict[tuple, Bucket]
     tables: dict[tuple, tuple]
-    mesh_lines: MeshLines  # the one-stage candidates' meshes
-
-
-def group_key(c: Candidate) -> tuple:
-    """What a candidate's layer costs depend on: all but how logical axes map onto physical pieces."""
-    return (c.stages, c.ffn.name, c.attention.name, c.experts.name if c.experts is not None else "",
-            c.mesh.chips, c.mesh.physical, c.mesh.wraparound, tuple(c.mesh.sizes.values()))
+    mesh_lines: MeshLines  # the candidates' meshes (one stage's, for pipelined ones)
 
 
 def sweep(plan: Plan, layouts: list[Candidate], batch: np.ndarray, formats, cost: Callable | None = None,
@@ -67,50 +61,40 @@ def sweep(plan: Plan, layouts: list[Candidate], batch: np.ndarray, formats, cost
           buckets: Buckets | None = None) -> Swept:
     """Every candidate's latency, step, MFU and HBM use over the points; `lines`: the
     collectives' lines, kept for the whole search (they depend on neither phase nor batch);
-    `buckets`: `buckets(plan, layouts)`, if made already (the same for every phase's candidates
-    of one set of choices). `cost` is not used (kept for callers)."""
+    `buckets`: `make_buckets(plan, layouts)`, if made already (the same for every phase's
+    candidates of one set of choices). `cost` is not used (kept for callers)."""
     points = batch.size * len(formats)
     out = {name: np.empty((len(layouts), points)) for name in FIGURES}
     lines = LineCache(plan.cluster) if lines is None else lines
     buckets = buckets or make_buckets(plan, layouts)
-    for key, bucket in buckets.one_stage.items():
+    for key, bucket in buckets.buckets.items():
         figures = _bucket(plan, layouts[bucket.members[0]], bucket, key, batch, formats, lines, buckets)
         for name, values in zip(FIGURES, figures):
             out[name][bucket.members] = values
         step(len(bucket.members))
-    for members in buckets.pipelined.values():  # imported here: a plan without stages never loads the pipeline model
-        from planner.cost.pipeline import sweep_pipeline
-        figures = sweep_pipeline(plan.model, plan.cluster, plan.workload, [layouts[i] for i in members],
-                                 batch, formats, lines)
-        for name, values in zip(FIGURES, figures):
-            out[name][members] = values
-        step(len(members))
     return Swept(**out)
 
 
 def make_buckets(plan: Plan, layouts) -> Buckets:
     """`layouts` (Candidates, or the Choices they are made of) sorted into Buckets."""
     buckets: dict[tuple, dict[tuple, list[int]]] = {}
-    pipelined: dict[tuple, list[int]] = {}
     cores: dict[tuple, object] = {}
     for i, c in enumerate(layouts):
-        if c.stages > 1:
-            pipelined.setdefault(group_key(c), []).append(i)
-            continue
         sizes = c.mesh.sizes
-        key = (c.ffn.name, c.attention.name, c.experts.name if c.experts is not None else "", *sizes.values())
-        core = cores.get(key)
+        key = (c.stages, c.ffn.name, c.attention.name, c.experts.name if c.experts is not None else "",
+               *sizes.values())
+        core = cores.get(key[1:])
         if core is None:
-            core = cores[key] = c.attention.core(plan.model, c.ffn, sizes)
-        buckets.setdefault((key[:3], core), {}).setdefault(key[3:], []).append(i)
-    one_stage, distinct = {}, {}  # distinct: the meshes, by identity (choices share them)
+            core = cores[key[1:]] = c.attention.core(plan.model, c.ffn, sizes)
+        buckets.setdefault((key[:4], core), {}).setdefault(key[4:], []).append(i)
+    out, distinct = {}, {}  # distinct: the meshes, by identity (choices share them)
     for key, rows in buckets.items():
         members = [i for ms in rows.values() for i in ms]
         meshes = [layouts[i].mesh for i in members]
         index = np.array([distinct.setdefault(id(mesh), (len(distinct), mesh))[0] for mesh in meshes], dtype=np.int64)
-        one_stage[key] = Bucket(rows=rows, members=members, meshes=meshes, index=index,
-                                row_of=np.repeat(np.arange(len(rows)), [len(ms) for ms in rows.values()]))
-    return Buckets(one_stage, pipelined, {}, MeshLines(plan.cluster, [mesh for _, mesh in distinct.values()]))
+        out[key] = Bucket(rows=rows, members=members, meshes=meshes, index=index,
+                          row_of=np.repeat(np.arange(len(rows)), [len(ms) for ms in rows.values()]))
+    return Buckets(out, {}, MeshLines(plan.cluster, [mesh for _, mesh in distinct.values()]))
 
 
 def _bucket(plan: Plan, first: Candidate, bucket: Bucket, key: tuple, batch: np.ndarray, formats,
@@ -120,17 +104,23 @@ def _bucket(plan: Plan, first: Candidate, bucket: Bucket, key: tuple, batch: np.
     table = np.array(list(bucket.rows), dtype=np.int64)  # (meshes, 3): logical sizes x, y, z
     grid = Grid(sizes={axis: table[:, [j]] for j, axis in enumerate("xyz")},
                 chips=table[:, [0]] * table[:, [1]] * table[:, [2]], core=key[1])
-    layer = layer_costs(plan.model, plan.cluster, plan.workload, first, batch, formats, grid=grid)
-    row_of, meshes = bucket.row_of, bucket.meshes
-    collectives = [term.collective for term, _ in layer.terms if term.collective is not None]
-    if collectives:
+
+    def network(layer):
+        """(comm_s, prefetched_s), (members, points): the layer's collectives on each member's mesh."""
+        collectives = [term.collective for term, _ in layer.terms if term.collective is not None]
+        if not collectives:
+            return network_seconds(lines, bucket.meshes, (), np.zeros((0, layer.batch.size)), None, None)
         known, tables = (key, signature(collectives)), buckets.tables
         stacks = tables.get(known) or tables.setdefault(known, buckets.mesh_lines.tables(lines, bucket.index, known[1]))
-        data = layer.collective_bytes[:, row_of].swapaxes(0, 1)  # (members, collectives, points)
-    else:
-        stacks, data = None, np.zeros((0, batch.size * len(formats)))
-    comm_s, prefetched_s = network_seconds(lines, meshes, collectives, data, layer.repeats, layer.prefetched, stacks)
-    _, step_s, latency_s, mfu = timing(plan.cluster, plan.workload, layer, comm_s, prefetched_s, rows=row_of)
+        data = layer.collective_bytes[:, bucket.row_of].swapaxes(0, 1)  # (members, collectives, points)
+        return network_seconds(lines, bucket.meshes, collectives, data, layer.repeats, layer.prefetched, stacks)
+
+    if first.stages > 1:  # imported here: a plan without stages never loads the pipeline model
+        from planner.cost.pipeline import sweep_pipeline
+        return sweep_pipeline(plan.model, plan.cluster, plan.workload, first, grid, bucket.row_of, bucket.meshes,
+                              batch, formats, network)
+    layer = layer_costs(plan.model, plan.cluster, plan.workload, first, batch, formats, grid=grid)
+    _, step_s, latency_s, mfu = timing(plan.cluster, plan.workload, layer, *network(layer), rows=bucket.row_of)
     hbm_bytes = at_rows(np.broadcast_to(layer.hbm_bytes, np.broadcast_shapes(np.shape(layer.hbm_bytes),
-                                                                            (len(bucket.rows), 1))), row_of)
+                                                                            (len(bucket.rows), 1))), bucket.row_of)
     return latency_s, step_s, mfu, hbm_bytes
