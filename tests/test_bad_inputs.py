@@ -149,6 +149,8 @@ CASES: list[tuple[str, str, list[str]]] = [
     ('cluster-level-name-unknown.yaml', 'cluster', [':17:', 'calibration.levels.nvlnk', 'not a level', 'nvlink, infiniband']),
     ('cluster-level-efficiency-range.yaml', 'cluster', [':16:', 'calibration.levels.nvlink.efficiency', '<= 1']),
     ('cluster-level-bulk-half.yaml', 'cluster', [':16:', 'calibration.levels.nvlink', 'bulk_efficiency']),
+    ('cluster-level-in-switch-half.yaml', 'cluster', [':16:', 'calibration.levels.nvlink', 'in_switch_efficiency']),
+    ('cluster-connected-in-switch.yaml', 'cluster', [':11:', 'levels[0].in_switch_reduction', 'no switch']),
     ('cluster-level-key-typo.yaml', 'cluster', [':16:', 'step_latency', "did you mean 'step_latency_s'"]),
     ('cluster-level-negative-latency.yaml', 'cluster', [':16:', 'calibration.levels.infiniband.latency_s', '>= 0']),
     ('cluster-borrowed-and-calibration.yaml', 'cluster', [':14:', 'calibration_borrowed_from', 'keep one']),

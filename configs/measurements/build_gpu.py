@@ -220,6 +220,7 @@ def aiconfigurator(sec: dict):
                            framework="TensorRT-LLM Linear, CUDA-graph timed, weights > L2")
                 if dtype == "fp8":
                     row["includes"] = "dynamic per-tensor quantisation of x (bf16 in, bf16 out)"
+                    row["activation_quantisation"] = "dynamic-per-tensor"
                 out[cluster].append(dict(**row, source=src))
             else:
                 raise ValueError(name)

@@ -4,14 +4,17 @@ that identify it and then held:
 
 1. Network, from the `collective` rows (NCCL): the innermost switched level's five constants
    (`Calibration.levels[name]`: latency_s, step_latency_s, efficiency, bulk_latency_s,
-   bulk_efficiency; planner.cost.network has the formula) from the one-node rows; the next
+   bulk_efficiency; planner.cost.network has the formula), and, where the level declares
+   `in_switch_reduction`, its in-switch all-reduce's in_switch_latency_s and
+   in_switch_efficiency, all together from the one-node rows; the next
    level's `latency_s` from the rows that span two nodes, with (a stated rule, since no row
    measures its bandwidth) the inner level's step latency and, as its one line, the inner level's
    bulk efficiency. Other implementations (TensorRT-LLM's
    custom all-reduce) are predicted and shown, not fitted: the planner models NCCL.
 2. Matmuls, from the `gemm` rows of the chip's bf16 tables: `matmul_efficiency`,
    `hbm_efficiency` and `kernel_overhead_s` (t = max(F / (peak e), B / (HBM e_h)) + t0, per
-   einsum). fp8 rows are predicted with the same constants (W8A8 at the fp8 peak) and shown.
+   einsum). fp8 rows are predicted with the same constants (W8A8 at the fp8 peak, plus the
+   dynamic quantisation of x where the row's kernel includes it) and shown.
 3. End to end, from the `latency`, `ttft` and `throughput` rows: `layer_overhead_s` (the fixed
    time per layer and step that the kernels above leave unexplained), the others held.
    `overlap` is held at 0 (the tables run NCCL and GEMM kernels back to back on one stream) and
@@ -38,7 +41,7 @@ import numpy as np
 from planner.commands.calibrate import SIGNIFICANT, _levenberg_marquardt, robust_loss
 from planner.commands.kernel_measurements import MODEL_KINDS, KernelMeasurements, Row
 from planner.cost.costmodel import evaluate
-from planner.cost.kernels import gemm_seconds
+from planner.cost.kernels import dynamic_quantisation_seconds, gemm_seconds
 from planner.cost.network import kernel_collective_seconds
 from planner.cost.request import decode_request
 from planner.errors import ConfigError
@@ -48,6 +51,7 @@ from planner.specs.hardware import Cluster, Switched, WeightFormat
 from planner.specs.plan import Phase, Plan, SearchSpace, Workload
 
 LEVEL_CONSTANTS = ("latency_s", "step_latency_s", "efficiency", "bulk_latency_s", "bulk_efficiency")
+IN_SWITCH_CONSTANTS = ("in_switch_latency_s", "in_switch_efficiency")
 GEMM_CONSTANTS = ("matmul_efficiency", "hbm_efficiency", "kernel_overhead_s")
 WEIGHT_BYTES = {"bf16": 2.0, "fp8": 1.0}
 
@@ -83,7 +87,10 @@ def predict(cluster: Cluster, row: Row) -> float:
         return float(kernel_collective_seconds(cluster, row["collective"], row["bytes"], row["gpus"]))
     if row.kind == "gemm":
         compute = row["dtype"] if row["dtype"] in cluster.chip.peak_flop_per_s else "bf16"
-        return float(gemm_seconds(cluster, row["m"], row["n"], row["k"], compute, WEIGHT_BYTES.get(row["dtype"], 2.0)))
+        seconds = gemm_seconds(cluster, row["m"], row["n"], row["k"], compute, WEIGHT_BYTES.get(row["dtype"], 2.0))
+        if row.get("activation_quantisation") == "dynamic-per-tensor":
+            seconds = seconds + dynamic_quantisation_seconds(cluster, row["m"] * row["k"])
+        return float(seconds)
     return end_to_end(cluster, row)
 
 
@@ -171,15 +178,18 @@ def fit(cluster: Cluster, data: KernelMeasurements) -> KernelFit:
     outer = [r for r in nccl if r["nodes"] > 1]
     level_cal: dict[str, dict[str, float]] = {}
     if inner:
-        kinds = ("latency", "latency", "fraction", "latency", "fraction")
+        names, kinds = LEVEL_CONSTANTS, ("latency", "latency", "fraction", "latency", "fraction")
+        starts = [(a, 0.5e-6, e, b, 0.8) for a in (3e-6, 8e-6) for e in (0.3, 0.6) for b in (20e-6, 60e-6)]
+        if levels[0].in_switch_reduction:  # its all-reduce's third line, fitted with the others
+            names, kinds = names + IN_SWITCH_CONSTANTS, kinds + ("latency", "fraction")
+            starts = [s + (c, 0.5) for s in starts for c in (20e-6, 60e-6)]
 
         def times(c):
-            trial = replace(cluster, calibration=replace(cal, levels={levels[0].name: dict(zip(LEVEL_CONSTANTS, c))}))
+            trial = replace(cluster, calibration=replace(cal, levels={levels[0].name: dict(zip(names, c))}))
             return np.array([predict(trial, r) for r in inner]) / np.array([r.measured_s for r in inner])
 
-        starts = [(a, 0.5e-6, e, b, 0.8) for a in (3e-6, 8e-6) for e in (0.3, 0.6) for b in (20e-6, 60e-6)]
         best = _minimise(times, kinds, starts)
-        level_cal[levels[0].name] = {k: _round(v) for k, v in zip(LEVEL_CONSTANTS, best)}
+        level_cal[levels[0].name] = {k: _round(v) for k, v in zip(names, best)}
     else:
         warnings.append(f"no one-node collective rows: the {levels[0].name} constants are not identified (ideal)")
     if len(levels) > 1:

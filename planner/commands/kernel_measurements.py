@@ -9,7 +9,9 @@ Row kinds and what each measures (seconds):
   `latency_s_derived` = batch x output_tokens / `tokens_per_s_total` (a latency row then);
 - `collective`: `seconds` of one `collective` (all-reduce, all-gather, reduce-scatter) of
   `bytes` per GPU (nccl-tests' size: the planner's bytes_per_chip) over `gpus` GPUs on `nodes`;
-- `gemm`: `seconds` of y[m, n] = x[m, k] W[k, n] in `dtype` (bf16, or fp8 weights and inputs).
+- `gemm`: `seconds` of y[m, n] = x[m, k] W[k, n] in `dtype` (bf16, or fp8 weights and inputs);
+  `activation_quantisation: dynamic-per-tensor` where the time includes quantising x to fp8
+  with a scale computed on the fly (planner.cost.kernels.dynamic_quantisation_seconds).
 Other keys (framework, device, source, ...) describe the row and are kept as text.
 """
 
@@ -53,6 +55,8 @@ ROW_FIELDS = {
     "elements": Field(count, required=False), "dtype": Field(text, required=False),
     "m": Field(count, required=False), "n": Field(count, required=False), "k": Field(count, required=False),
     "unit_ambiguous": Field(boolean, required=False), "run": Field(count, required=False),
+    "activation_quantisation": Field(choice({"dynamic-per-tensor": "dynamic-per-tensor"}, "activation quantisation"),
+                                     required=False),
     **{key: _ANY for key in ("framework", "sampling", "device", "network", "caveat", "nccl_version",
                              "includes", "published_as", "published_value", "sku_note",
                              "ttft_resolution_s")},

@@ -49,6 +49,8 @@ LEVEL_CALIBRATION_FIELDS = {
     "efficiency": Field(EFFICIENCY, required=False),
     "bulk_latency_s": Field(LATENCY, required=False),
     "bulk_efficiency": Field(EFFICIENCY, required=False),
+    "in_switch_latency_s": Field(LATENCY, required=False),
+    "in_switch_efficiency": Field(EFFICIENCY, required=False),
 }
 
 PEAK_FIELDS = {fmt: Field(number("flop_per_s"), required=fmt == "bf16") for fmt in COMPUTE_FORMATS}
@@ -77,7 +79,9 @@ LEVEL_FIELDS = {"name": Field(text), "size": Field(count, required=False),
                 # a level without a switch: each GPU has links_per_peer links to every peer
                 "fully_connected": Field(boolean, required=False),
                 "link_bandwidth": Field(number("bytes_per_s"), required=False),
-                "links_per_peer": Field(count, required=False)}
+                "links_per_peer": Field(count, required=False),
+                # the switch reduces all-reduce data itself (NVLink SHARP on NVSwitch gen 3+)
+                "in_switch_reduction": Field(boolean, required=False)}
 SWITCHED_FIELDS = {"levels": Field(list_of(passthrough, unique=False)),
                    "chips": Field(list_of(count))}
 TOPOLOGY_FIELDS = {"torus": Field(passthrough, required=False),
@@ -165,6 +169,9 @@ def _read_level_calibration(at: At) -> dict[str, dict[str, float]]:
         if ("bulk_latency_s" in v.values) != ("bulk_efficiency" in v.values):
             raise v.at.error("give both 'bulk_latency_s' and 'bulk_efficiency' or neither",
                              hint="they are the bandwidth protocol's line: its fixed time and efficiency")
+        if ("in_switch_latency_s" in v.values) != ("in_switch_efficiency" in v.values):
+            raise v.at.error("give both 'in_switch_latency_s' and 'in_switch_efficiency' or neither",
+                             hint="they are the in-switch all-reduce's line: its fixed time and efficiency")
         out[name] = dict(v.values)
     return out
 
@@ -247,6 +254,9 @@ def _level(v: Fields, outermost: bool) -> Level:
     connected = v.get("fully_connected", False)
     need, refuse = (("link_bandwidth", "links_per_peer"), ("bandwidth",)) if connected else \
         (("bandwidth",), ("link_bandwidth", "links_per_peer"))
+    if connected and "in_switch_reduction" in v.values:
+        raise v.where["in_switch_reduction"].error("a fully connected level has no switch to reduce in",
+                                                   hint="remove in_switch_reduction, or describe a switched level")
     for key in refuse:
         if key in v.values:
             raise v.where[key].error(f"{key!r} does not apply to a {'fully connected' if connected else 'switched'} "
@@ -260,7 +270,8 @@ def _level(v: Fields, outermost: bool) -> Level:
         raise v.where["fully_connected"].error("the outermost level joins any number of groups; it cannot "
                                                "be fully connected", hint="add an outer level")
     if not connected:
-        return Level(name=v["name"], size=v.get("size"), bytes_per_s=v["bandwidth"])
+        return Level(name=v["name"], size=v.get("size"), bytes_per_s=v["bandwidth"],
+                     in_switch_reduction=v.get("in_switch_reduction", False))
     link, per_peer = v["link_bandwidth"], v["links_per_peer"]
     return Level(name=v["name"], size=v["size"], bytes_per_s=per_peer * (v["size"] - 1) * link,
                  fully_connected=True, link_bytes_per_s=link, links_per_peer=per_peer)

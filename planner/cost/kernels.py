@@ -1,6 +1,7 @@
 """Matmul kernels: FLOPs as a matmul of m rows costs them (the efficiency curve in the per-chip
 rows) and the time of one kernel, a row of a GEMM table (roofline plus a fixed time per kernel),
-as the cost model (planner.cost.costmodel) charges every einsum."""
+as the cost model (planner.cost.costmodel) charges every einsum; and the dynamic per-tensor
+quantisation of a W8A8 matmul's input, where a GEMM table's kernel includes it."""
 
 from __future__ import annotations
 
@@ -30,3 +31,20 @@ def gemm_seconds(cluster: Cluster, m, n: int, k: int, compute: str, weight_bytes
     compute_s = matmul_flops(cal, term) / (chip.peak_flop_per_s[compute] * cal.matmul_efficiency)
     memory_s = term.hbm_bytes / (chip.hbm_bytes_per_s * cal.hbm_efficiency)
     return np.maximum(compute_s, memory_s) + term.kernels * cal.kernel_overhead_s
+
+
+# Dynamic per-tensor fp8 quantisation of x (TensorRT-LLM quantize_e4m3_per_tensor ->
+# invokeComputeScalesAndQuantizeMatrix, PER_TENSOR, NVIDIA/TensorRT-LLM
+# cpp/tensorrt_llm/common/cudaFp8Utils.cu): one kernel reads x for its absolute maximum (the
+# scale), a second reads x again and writes it in fp8.
+QUANTISATION_KERNELS = 2
+QUANTISED_BYTES = 1.0  # fp8
+
+
+def dynamic_quantisation_seconds(cluster: Cluster, elements):
+    """Time to quantise an activation of `elements` (bf16) to fp8 with a scale computed on the
+    fly: two memory-bound kernels, x read twice and written once in fp8, at the HBM roofline
+    (hbm_efficiency) plus kernel_overhead_s each; no constant of its own."""
+    cal = cluster.calibration
+    hbm_bytes = np.asarray(elements, dtype=float) * (2 * ACTIVATION_BYTES + QUANTISED_BYTES)
+    return hbm_bytes / (cluster.chip.hbm_bytes_per_s * cal.hbm_efficiency) + QUANTISATION_KERNELS * cal.kernel_overhead_s

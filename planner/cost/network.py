@@ -61,6 +61,8 @@ collective (kernel launch and synchronisation: about 5-7 us on NVLink 4) plus a 
 latency (about 1 us); the second is the pipelined protocol, slower to start (tens of us) and
 faster per byte. Prefetched weight all-gathers (`Collective.prefetched`) use
 `weight_gather_efficiency` in place of the level's efficiencies.
+An all-reduce on a level with `in_switch_reduction` (NVLink SHARP, NCCL's NVLS: each GPU sends D once, gets the
+sum once) has a third line, v_l = c_l + D k_l P_l / K / (g_l W_l) (in_switch_latency_s, in_switch_efficiency).
 With only the cluster-wide constants a level costs k_l - 1 ring steps of `collective_latency_s`
 plus its bytes at `network_efficiency`, the torus formula, so an uncalibrated or TPU-fitted
 cluster is unchanged.
@@ -198,9 +200,10 @@ class LineCache:
 
     def __init__(self, cluster: Cluster):
         self.cluster, self._lines, self._arrays, self._stacks = cluster, {}, {}, {}
-        topology = cluster.topology  # lines a collective can have: two where a level has the bulk pair
-        self.count = 2 if isinstance(topology, Switched) and any(
-            cluster.calibration.level(level.name).bulk_latency_s is not None for level in topology.levels) else 1
+        constants = [(level, cluster.calibration.level(level.name)) for level in cluster.topology.levels] \
+            if isinstance(cluster.topology, Switched) else []  # lines: one more per pair a level has
+        self.count = 1 + any(c.bulk_latency_s is not None for _, c in constants) + any(
+            level.in_switch_reduction and c.in_switch_latency_s is not None for level, c in constants)
 
     def __call__(self, mesh: Mesh, kind: CollectiveKind, axes: str, prefetched: bool) -> tuple[Line, ...]:
         key = (mesh.physical, mesh.wraparound, mesh.pieces(axes), kind, prefetched)
@@ -318,10 +321,10 @@ def _torus_factors(torus: Torus, mesh: Mesh, kind: CollectiveKind, pieces, chips
 
 def _switched_lines(switched: Switched, cal: Calibration, kind: CollectiveKind, spans: dict[str, int],
                     chips: int, prefetched: bool = False) -> tuple[Line, ...]:
-    """The first (LL) line and, where a level spanned has the bulk pair, the bulk line. Per level
-    spanned, outermost (slowest) first: D (k-1) P / K / W_l x passes / e_l, or for an all-to-all
-    D (k-1) / k / W_l / e_l, as factors; its latency a_l + s_l x ring steps (or b_l)."""
-    first, bulk, done = [], [], 1
+    """The first (LL), bulk (a level with the bulk pair) and in-switch (an all-reduce, module docstring)
+    lines. Per level, outermost first: D (k-1) P / K / W_l x passes / e_l (all-to-all: D (k-1) / k
+    / W_l / e_l; in-switch: D k P / K / W_l / g_l), as factors; its latency a_l + s_l x steps (b_l, c_l)."""
+    first, bulk, in_switch, done = [], [], [], 1
     for level in reversed(switched.levels):  # outermost (slowest) first
         k = spans.get(level.name, 1)
         if k == 1:
@@ -336,8 +339,11 @@ def _switched_lines(switched: Switched, cal: Calibration, kind: CollectiveKind, 
         first.append((level.name, c.latency_s + c.step_latency_s * steps, factors + (efficiency,)))
         bulk.append(first[-1] if c.bulk_latency_s is None else
                     (level.name, c.bulk_latency_s, factors + (bulk_efficiency,)))
+        reduces = level.in_switch_reduction and c.in_switch_latency_s is not None and kind is CollectiveKind.ALL_REDUCE
+        in_switch.append((level.name, c.in_switch_latency_s, (k, done, chips, level.bandwidth(k), 1.0, 1.0, c.in_switch_efficiency))
+                         if reduces else bulk[-1])
         done *= k
-    return tuple(_line(levels) for levels in ((first, bulk) if bulk != first else (first,)))
+    return tuple(_line(levels) for levels in [first] + [bulk] * (bulk != first) + [in_switch] * (in_switch != bulk))
 
 
 def _line(levels) -> Line:

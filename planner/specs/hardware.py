@@ -72,6 +72,7 @@ class Level:
     fully_connected: bool = False  # no switch: one set of links from each GPU to each peer
     link_bytes_per_s: float = 0.0  # fully connected: one link, per direction
     links_per_peer: int = 1        # fully connected: links between each pair of GPUs
+    in_switch_reduction: bool = False  # the switch reduces (NVLink SHARP): an all-reduce sends D, not 2(k-1)/k D
 
     def bandwidth(self, peers: int) -> float:
         """Per-GPU bytes/s per direction for a group spanning `peers` GPUs of this level: the
@@ -133,11 +134,14 @@ class Calibration:
                               step_latency_s=given.get("step_latency_s", self.collective_latency_s),
                               efficiency=given.get("efficiency", self.network_efficiency),
                               bulk_latency_s=given.get("bulk_latency_s"),
-                              bulk_efficiency=given.get("bulk_efficiency"))
+                              bulk_efficiency=given.get("bulk_efficiency"),
+                              in_switch_latency_s=given.get("in_switch_latency_s"),
+                              in_switch_efficiency=given.get("in_switch_efficiency"))
 
 
-# Keys of one entry of Calibration.levels; the bulk pair is optional (both or neither).
-LEVEL_KEYS = ("latency_s", "step_latency_s", "efficiency", "bulk_latency_s", "bulk_efficiency")
+# Keys of one entry of Calibration.levels; the bulk and in-switch pairs are optional (both or neither).
+LEVEL_KEYS = ("latency_s", "step_latency_s", "efficiency", "bulk_latency_s", "bulk_efficiency",
+              "in_switch_latency_s", "in_switch_efficiency")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -149,6 +153,9 @@ class LevelConstants:
     efficiency: float           # achieved / peak bytes/s of the latency-bound protocol
     bulk_latency_s: float | None = None   # the bandwidth protocol's fixed time (None: no such line)
     bulk_efficiency: float | None = None  # its achieved / peak bytes/s
+    # the in-switch all-reduce's fixed time and efficiency (a level with `in_switch_reduction`)
+    in_switch_latency_s: float | None = None
+    in_switch_efficiency: float | None = None
 
 
 FIELDS_OF_CALIBRATION = tuple(Calibration.__dataclass_fields__)
