@@ -220,8 +220,9 @@ def test_in_switch_line():
     from dataclasses import replace
 
     from planner.cost.layouts import CollectiveKind
+    from planner.cost.line_tables import LineCache
     from planner.cost.mesh import meshes
-    from planner.cost.network import LineCache, collective_lines, kernel_collective_seconds
+    from planner.cost.network import collective_lines, kernel_collective_seconds
 
     h100 = load_cluster("h100-sxm")
     nv = h100.calibration.level("nvlink")

@@ -8,7 +8,8 @@ import pytest
 
 from planner.config import load_plan
 from planner.cost.layouts.base import Collective, CollectiveKind
-from planner.cost.network import LineCache, collective_seconds, network_seconds
+from planner.cost.line_tables import LineCache, network_seconds
+from planner.cost.network import collective_seconds
 from planner.cost.pipeline import evaluate_pipeline
 from planner.search.search import candidates, cost
 from planner.search.sweep import sweep

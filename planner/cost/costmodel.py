@@ -53,13 +53,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from planner.cost.kernels import matmul_flops
 from planner.cost.layouts import AttentionLayout, CollectiveKind, ExpertLayout, FfnLayout, LayerCost, Term
 from planner.cost.layouts.attention import Core
-from planner.cost.layouts.experts import moe_layers
 from planner.cost.layouts.base import StepShape, collective_term, stacked
+from planner.cost.layouts.experts import moe_layers
+from planner.cost.line_tables import LineCache, network_seconds
 from planner.cost.mesh import Mesh
-from planner.cost.kernels import matmul_flops
-from planner.cost.network import LineCache, latency_line, network_seconds, ring_steps
+from planner.cost.network import latency_line, ring_steps
 from planner.cost.rows import Row, explain_row
 from planner.specs.formats import Formats, KvFormat, Sparsity
 from planner.specs.hardware import ACTIVATION_BYTES, Cluster, WeightFormat

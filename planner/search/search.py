@@ -12,11 +12,11 @@ import numpy as np
 
 from planner.cost.costmodel import BOUNDS, Candidate, Evaluation, evaluate
 from planner.cost.layouts import ATTENTION_LAYOUTS, EXPERT_LAYOUTS, FFN_LAYOUTS
-from planner.cost.network import LineCache
+from planner.cost.line_tables import LineCache
 from planner.errors import InfeasibleError
-from planner.specs.formats import Formats, WeightFormat
 from planner.search.choices import PhaseCandidates, candidates, choices  # noqa: F401 (candidates: for callers)
 from planner.search.sweep import Buckets, Swept, make_buckets, sweep
+from planner.specs.formats import Formats, WeightFormat
 from planner.specs.plan import Phase, Plan
 from planner.units import fmt_bytes, fmt_chips, fmt_percent, fmt_seconds
 

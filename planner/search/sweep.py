@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from planner.cost.costmodel import Candidate, Grid, at_rows, layer_costs, timing
+from planner.cost.line_tables import LineCache, MeshLines, network_seconds, signature
 from planner.cost.mesh import Mesh
-from planner.cost.network import LineCache, MeshLines, network_seconds, signature
 from planner.specs.plan import Plan
 
 FIGURES = ("latency_s", "step_s", "mfu", "hbm_bytes")
