@@ -233,10 +233,11 @@ def layer_costs(model: Model, cluster: Cluster, workload: Workload, candidate: C
                 formats: tuple[Formats, ...] | None = None, *, first: bool = True, last: bool = True,
                 shared: dict | None = None, grid: Grid | None = None) -> LayerCosts:
     """The part of `evaluate` that does not depend on how logical axes map onto physical pieces;
-    `shared`: parts costed for candidates of the same phase, batch and formats (a sweep's), kept.
+    `shared`: parts costed for candidates of the same phase, batch and formats (a sweep's), kept
+    (the layers' parts are the same for a pipeline stage's model, but for its local layers).
     With `grid`, the candidate's layouts on every mesh of the grid (its mesh is not used): each
-    figure gains a leading axis over the grid's meshes."""
-    c, memo = candidate, {} if shared is None or grid is not None else shared  # parts keyed by what they depend on
+    figure gains a leading axis over the grid's meshes (`shared` then kept for that grid only)."""
+    c, memo = candidate, {} if shared is None else shared  # parts keyed by what they depend on
     batch = np.asarray(batch, dtype=np.int64)
     formats = (c.formats,) if formats is None else \
         tuple(f if isinstance(f, Formats) else Formats(weights=f) for f in formats)  # WeightFormat: bf16 KV
@@ -249,11 +250,13 @@ def layer_costs(model: Model, cluster: Cluster, workload: Workload, candidate: C
     weight_peak = _per_point([f.weight_peak_flop_per_s(chip) for f in formats], n)
     if grid is None:
         sizes, chips, core, mesh_key = c.mesh.sizes, c.mesh.chips, None, (c.ffn.name, *c.mesh.sizes.values())
-    else:  # memo is this call's own: keys need not tell meshes apart
+    else:  # memo is this grid's own: keys need not tell meshes apart
         sizes, chips, core, mesh_key = grid.sizes, grid.chips, grid.core, (c.ffn.name,)
     ffn = memo.get(mesh_key) or memo.setdefault(mesh_key, c.ffn.cost(model, sizes, shape, wbytes))
-    attention = memo.get((c.attention, *mesh_key)) or memo.setdefault(
-        (c.attention, *mesh_key), c.attention.cost(model, c.ffn, sizes, shape, wbytes, kv_bytes=kvbytes, core=core))
+    local = (model.n_layers, model.local_layers) if model.n_local_layers else ()  # a stage's own local layers
+    attention = memo.get((c.attention, *local, *mesh_key)) or memo.setdefault(
+        (c.attention, *local, *mesh_key),
+        c.attention.cost(model, c.ffn, sizes, shape, wbytes, kv_bytes=kvbytes, core=core))
     head_key = (chips if grid is None else "grid", first, last)
     head = memo.get(head_key) or memo.setdefault(head_key, _output_projection(model, chips, batch, wbytes, first, last))
     ffn_repeat, moe = model.n_layers, ()  # MoE: dense layers take the FFN layout, MoE layers these parts

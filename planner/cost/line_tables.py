@@ -103,20 +103,21 @@ def signature(collectives) -> tuple[tuple[CollectiveKind, str, bool], ...]:
 
 
 def network_seconds(lines: LineCache, meshes, collectives, data: np.ndarray, repeats: np.ndarray,
-                    prefetched: np.ndarray, stacks=None):
+                    prefetched: np.ndarray, stacks=None, times=None):
     """(comm_s, prefetched_s), each (meshes, points): `collectives` (each with bytes per chip
     `data`, (collectives, points) on every mesh or (meshes, collectives, points) one per mesh,
     repeated `repeats` (collectives, 1) times, `prefetched` or not) on each of `meshes`, summed
     in dataflow order, each term as `collective_seconds` computes it. `stacks`: the meshes'
-    `LineCache.stack` arrays, (meshes, collectives, lines) each, if already gathered."""
+    `LineCache.stack` arrays, (meshes, collectives, lines) each, if already gathered; `times`:
+    lines_seconds of them and `data`, if already computed (before the repeats)."""
     shape = (len(meshes), data.shape[-1])
     if not collectives:
         return np.zeros(shape), np.zeros(shape)
-    if stacks is None:
+    if stacks is None and times is None:
         key = signature(collectives)
         rows = [lines.stack(mesh, key) for mesh in meshes]
         stacks = (np.array([r[0] for r in rows]), np.array([r[1] for r in rows]))
-    seconds = repeats * lines_seconds(stacks[0], stacks[1], data)
+    seconds = repeats * (lines_seconds(stacks[0], stacks[1], data) if times is None else times)
     comm_s, prefetched_s = seconds[:, 0], np.zeros(shape)  # summed in dataflow order
     for k in range(1, len(collectives)):
         comm_s = comm_s + seconds[:, k]

@@ -163,24 +163,28 @@ def evaluate_pipeline(model: Model, cluster: Cluster, workload: Workload, candid
 
 def sweep_pipeline(model: Model, cluster: Cluster, workload: Workload, first: Candidate, grid: Grid,
                    row_of: np.ndarray, meshes: list[Mesh], batch: np.ndarray, formats: tuple[WeightFormat, ...],
-                   network: Callable):
+                   network: Callable, memo: dict | None = None):
     """(latency_s, step_s, mfu, hbm_bytes), each (members, points): what `evaluate_pipeline` gives
     each member of a bucket of pipelined candidates (search.sweep: like `first` but on their own
     stage meshes, of the logical sizes of `grid`'s row `row_of`), bit for bit: each distinct
     stage's layer costs once on the grid, `network(layer)` its collectives' seconds on every
-    member's mesh, the sends and the micro-batch choice for all members at once."""
+    member's mesh, the sends and the micro-batch choice for all members at once; `memo`: kept
+    for the search's buckets (stage models, and this grid's layer parts), if given."""
+    memo = {} if memo is None else memo
     c, p = first, first.stages
     batch = np.asarray(batch, dtype=np.int64)
     m, b = _micro_batches(c.phase, batch, p)
     sizes = np.unique(np.concatenate([batch, b[b > 0]]))
     layers = split_layers(model.n_layers, p)
     cache: dict[tuple[int, bool, bool], tuple] = {}
-    stages = []
+    stages, parts = [], {}  # parts: the grid's layer parts, shared by its stages
     for i, k in enumerate(layers):
-        stage_model = model.layer_range(sum(layers[:i]), k)
+        start = sum(layers[:i])
+        stage_model = memo.get(("stage", start, k)) or memo.setdefault(("stage", start, k), model.layer_range(start, k))
         key = (k, stage_model.local_layers, i == 0, i == p - 1)
         if key not in cache:
-            layer = layer_costs(stage_model, cluster, workload, c, sizes, formats, first=key[2], last=key[3], grid=grid)
+            layer = layer_costs(stage_model, cluster, workload, c, sizes, formats, first=key[2], last=key[3], grid=grid,
+                                shared=parts)
             cache[key] = (layer, timing(cluster, workload, layer, *network(layer), rows=row_of)[1])
         stages.append(cache[key])
     n_batch, n_sizes, members = batch.size, sizes.size, len(row_of)

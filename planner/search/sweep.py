@@ -17,6 +17,7 @@ import numpy as np
 from planner.cost.costmodel import Candidate, Grid, at_rows, layer_costs, timing
 from planner.cost.line_tables import LineCache, MeshLines, network_seconds, signature
 from planner.cost.mesh import Mesh
+from planner.cost.network import lines_seconds
 from planner.specs.plan import Plan
 
 FIGURES = ("latency_s", "step_s", "mfu", "hbm_bytes")
@@ -49,7 +50,7 @@ class Buckets:
     """A phase's candidates sorted for the sweep (the same for every phase of a search: their
     candidates are parallel lists), by ((stages, FFN, attention, experts), attention Core).
     `tables`: each bucket's collectives' lines, kept for the next phase (they depend on the
-    meshes only)."""
+    meshes only), and what else the search keeps (pipeline stage models)."""
 
     buckets: dict[tuple, Bucket]
     tables: dict[tuple, tuple]
@@ -104,6 +105,7 @@ def _bucket(plan: Plan, first: Candidate, bucket: Bucket, key: tuple, batch: np.
     table = np.array(list(bucket.rows), dtype=np.int64)  # (meshes, 3): logical sizes x, y, z
     grid = Grid(sizes={axis: table[:, [j]] for j, axis in enumerate("xyz")},
                 chips=table[:, [0]] * table[:, [1]] * table[:, [2]], core=key[1])
+    times: dict[tuple, np.ndarray] = {}  # a pipeline's stages share their collectives' times
 
     def network(layer):
         """(comm_s, prefetched_s), (members, points): the layer's collectives on each member's mesh."""
@@ -113,12 +115,17 @@ def _bucket(plan: Plan, first: Candidate, bucket: Bucket, key: tuple, batch: np.
         known, tables = (key, signature(collectives)), buckets.tables
         stacks = tables.get(known) or tables.setdefault(known, buckets.mesh_lines.tables(lines, bucket.index, known[1]))
         data = layer.collective_bytes[:, bucket.row_of].swapaxes(0, 1)  # (members, collectives, points)
-        return network_seconds(lines, bucket.meshes, collectives, data, layer.repeats, layer.prefetched, stacks)
+        same = (known, layer.collective_bytes.tobytes())
+        seconds = times.get(same)
+        if seconds is None:
+            seconds = times[same] = lines_seconds(stacks[0], stacks[1], data)
+        return network_seconds(lines, bucket.meshes, collectives, data, layer.repeats, layer.prefetched, stacks,
+                               seconds)
 
     if first.stages > 1:  # imported here: a plan without stages never loads the pipeline model
         from planner.cost.pipeline import sweep_pipeline
         return sweep_pipeline(plan.model, plan.cluster, plan.workload, first, grid, bucket.row_of, bucket.meshes,
-                              batch, formats, network)
+                              batch, formats, network, buckets.tables)
     layer = layer_costs(plan.model, plan.cluster, plan.workload, first, batch, formats, grid=grid)
     _, step_s, latency_s, mfu = timing(plan.cluster, plan.workload, layer, *network(layer), rows=bucket.row_of)
     hbm_bytes = at_rows(np.broadcast_to(layer.hbm_bytes, np.broadcast_shapes(np.shape(layer.hbm_bytes),
