@@ -127,16 +127,23 @@ def stage_meshes(cluster: Cluster, chips: int, stages: int) -> list[Mesh]:
     chips with its own shape and wraparound (slices joined face to face, as TPU v4 slices are
     cubes joined by optical switches; cutting one axis of a slice instead would leave that axis
     without its ring)."""
+    per_stage = stage_chips(cluster, chips, stages)
+    return [] if per_stage is None else meshes(cluster, per_stage)
+
+
+def stage_chips(cluster: Cluster, chips: int, stages: int) -> int | None:
+    """Chips per stage when `chips` chips form `stages` stages (see `stage_meshes`), or None if
+    they cannot."""
     if stages == 1:
-        return meshes(cluster, chips)
+        return chips
     if chips % stages:
-        return []
+        return None
     per_stage, topology = chips // stages, cluster.topology
     if isinstance(topology, Switched):
         inner = _product((level.name, level.size or 1) for level in topology.levels[:-1])
         if per_stage % inner:
-            return []
-    return meshes(cluster, per_stage)
+            return None
+    return per_stage
 
 
 def _torus_meshes(torus: Torus, slice_) -> list[Mesh]:

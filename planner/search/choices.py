@@ -16,7 +16,7 @@ from planner.cost.layouts import ATTENTION_LAYOUTS, EXPERT_LAYOUTS, FFN_LAYOUTS
 from planner.cost.layouts.attention import AttentionLayout
 from planner.cost.layouts.experts import ExpertLayout
 from planner.cost.layouts.ffn import FfnLayout
-from planner.cost.mesh import Mesh, factor_matrix, first_rows, piece_names, stage_meshes
+from planner.cost.mesh import Mesh, factor_matrix, first_rows, piece_names, stage_chips, stage_meshes
 from planner.specs.formats import Formats
 from planner.specs.plan import Phase, Plan
 
@@ -35,37 +35,52 @@ class Choice:
 def choices(plan: Plan, chips: tuple[int, ...] | None = None) -> list[Choice]:
     """Every distinct discrete choice over `chips` (default: the plan's), in search order: by
     chip count and stages, then mesh, then layouts (registry order); of the choices that span
-    the same physical pieces with each of their axis groups, the first mesh's."""
+    the same physical pieces with each of their axis groups, the first mesh's. A stage of p
+    stages over n chips has the choices of n / p chips in one stage (and their very meshes)."""
     space, model = plan.space, plan.model
     ffns = [FFN_LAYOUTS[name] for name in space.ffn]
     attentions = [ATTENTION_LAYOUTS[name] for name in space.attention]
     names = piece_names(plan.cluster)
     by_signature: dict[bytes, list[tuple]] = {}
+    made: dict[int, tuple[list[Mesh], list]] = {}  # per-stage chips -> meshes, kept (mesh, layouts)
     out = []
     for n, p in ((n, p) for n in chips or space.chips for p in space.stages
                  if p <= model.n_layers and (p == 1 or model.experts is None)):
-        meshes = stage_meshes(plan.cluster, n, p)
-        if not meshes:
+        per_stage = stage_chips(plan.cluster, n, p)
+        if per_stage is None:
             continue
-        factors = factor_matrix(meshes, names)
-        sizes = np.prod(np.where(factors == 0, 1, factors), axis=2)  # (meshes, 3): logical x, y, z
-        signatures = _signatures(model, sizes)
-        first, inverse = first_rows(signatures)
-        order = np.argsort(inverse, kind="stable")
-        entries: dict[tuple, tuple] = {}  # (layout names, axis groups) -> (layout, meshes)
-        for u, members in enumerate(np.split(order, np.cumsum(np.bincount(inverse))[:-1])):
-            key = signatures[first[u]].tobytes()
-            layouts = by_signature.get(key)
-            if layouts is None:
-                layouts = by_signature[key] = _layouts(plan, dict(zip("xyz", sizes[first[u]].tolist())), ffns,
-                                                       attentions)
-            for layout_names, axes, *layout in layouts:
-                entries.setdefault((layout_names, axes), (layout, []))[1].extend(members.tolist())
-        kept = [(m, _rank(layout), layout) for m, layout in _first(factors, entries)]
-        kept.sort(key=lambda k: k[:2])
+        if per_stage not in made:
+            made[per_stage] = _kept(plan, per_stage, names, ffns, attentions, by_signature)
+        meshes, kept = made[per_stage]
         out.extend(Choice(stages=p, mesh=meshes[m], ffn=ffn, attention=attention, experts=experts)
                    for m, _, (ffn, attention, experts) in kept)
     return out
+
+
+def _kept(plan: Plan, chips: int, names, ffns, attentions, by_signature: dict) -> tuple[list[Mesh], list]:
+    """The meshes of `chips` chips and (mesh, rank, layouts) of the distinct choices on them, in
+    search order."""
+    model = plan.model
+    meshes = stage_meshes(plan.cluster, chips, 1)
+    if not meshes:
+        return [], []
+    factors = factor_matrix(meshes, names)
+    sizes = np.prod(np.where(factors == 0, 1, factors), axis=2)  # (meshes, 3): logical x, y, z
+    signatures = _signatures(model, sizes)
+    first, inverse = first_rows(signatures)
+    order = np.argsort(inverse, kind="stable")
+    entries: dict[tuple, tuple] = {}  # (layout names, axis groups) -> (layout, meshes)
+    for u, members in enumerate(np.split(order, np.cumsum(np.bincount(inverse))[:-1])):
+        key = signatures[first[u]].tobytes()
+        layouts = by_signature.get(key)
+        if layouts is None:
+            layouts = by_signature[key] = _layouts(plan, dict(zip("xyz", sizes[first[u]].tolist())), ffns,
+                                                   attentions)
+        for layout_names, axes, *layout in layouts:
+            entries.setdefault((layout_names, axes), (layout, []))[1].extend(members.tolist())
+    kept = [(m, _rank(layout), layout) for m, layout in _first(factors, entries)]
+    kept.sort(key=lambda k: k[:2])
+    return meshes, kept
 
 
 def _first(factors: np.ndarray, entries: dict[tuple, tuple]) -> list[tuple[int, list]]:
