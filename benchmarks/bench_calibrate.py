@@ -34,7 +34,7 @@ def main() -> None:
     print(f"at a bound: {', '.join(result.at_bound) or 'none'}; "
           f"not identified: {', '.join(result.unidentified) or 'none'}")
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "planner.cli.main", "calibrate", str(DATA), "--cluster", "tpu-v4"],
+    subprocess.run([sys.executable, "-m", "planner", "calibrate", str(DATA), "--cluster", "tpu-v4"],
                    check=True, capture_output=True, cwd=ROOT)
     print(f"end to end: planner calibrate {DATA.name} --cluster tpu-v4: "
           f"{time.perf_counter() - start:.3f} s, interpreter start included")

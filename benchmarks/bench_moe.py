@@ -34,7 +34,7 @@ def main() -> None:
     seconds = best_of(3, lambda: search(plan))
     print(f"search of {PLAN.name} (in process): {result.evaluated} points in {seconds:.3f} s")
     seconds = best_of(5, lambda: subprocess.run(
-        [sys.executable, "-m", "planner.cli.main", "plan", str(PLAN), "--format", "json"],
+        [sys.executable, "-m", "planner", "plan", str(PLAN), "--format", "json"],
         check=True, capture_output=True, cwd=ROOT))
     print(f"end to end: planner plan {PLAN.name} --format json: {seconds:.3f} s (target < 1 s), "
           "interpreter start included")

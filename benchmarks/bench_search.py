@@ -82,7 +82,7 @@ def main() -> None:
     for name in plans:
         report_search(f"search {name}", load_plan(name), runs)
 
-    subprocess.run([sys.executable, "-m", "planner.cli.main", "plan", plans[0], "--format", "json"],
+    subprocess.run([sys.executable, "-m", "planner", "plan", plans[0], "--format", "json"],
                    check=False, capture_output=True, cwd=ROOT, env=ENV)  # untimed: writes the bytecode caches
     bare = median_time(cli_runs, lambda: subprocess.run([sys.executable, "-c", RUNTIME_IMPORTS], check=True,
                                                         env=ONE_THREAD))
@@ -93,13 +93,13 @@ def main() -> None:
     for name in plans:
         path = ROOT / "configs" / "plans" / f"{name}.yaml"
         seconds = median_time(cli_runs, lambda: subprocess.run(
-            [sys.executable, "-m", "planner.cli.main", "plan", str(path), "--format", "json"],
+            [sys.executable, "-m", "planner", "plan", str(path), "--format", "json"],
             check=False, capture_output=True, cwd=ROOT, env=ENV))
         print(f"end to end: planner plan {name} --format json: {seconds:.3f} s = {seconds / bare:.2f}x "
               f"the bare interpreter with the runtime imports ({bare:.3f} s, same run; target < 1.5x)")
         formats = ("--weights", "all", "--kv-cache", "bf16,fp8,int8")  # the number-format axes (issue 11)
         seconds = median_time(cli_runs, lambda: subprocess.run(
-            [sys.executable, "-m", "planner.cli.main", "plan", str(path), "--format", "json", *formats],
+            [sys.executable, "-m", "planner", "plan", str(path), "--format", "json", *formats],
             check=False, capture_output=True, cwd=ROOT, env=ENV))
         print(f"end to end: planner plan {name} {' '.join(formats)} --format json: {seconds:.3f} s = "
               f"{seconds / bare:.2f}x the bare interpreter with the runtime imports")

@@ -26,7 +26,7 @@ def main() -> None:
     imports = best_of(5, [sys.executable, "-c", "import numpy, typer, rich, yaml"])
     print(f"bare interpreter start: {bare:.3f} s; with the runtime imports (numpy, typer, rich, yaml): {imports:.3f} s")
     for plan in sorted((ROOT / "configs" / "plans").glob("*.yaml")):
-        seconds = best_of(5, [sys.executable, "-m", "planner.cli.main", "serve", str(plan), "--format", "json"])
+        seconds = best_of(5, [sys.executable, "-m", "planner", "serve", str(plan), "--format", "json"])
         print(f"planner serve {plan.name} --format json: {seconds:.3f} s (target < 1 s) = "
               f"{seconds / bare:.1f}x the bare interpreter, {seconds / imports:.1f}x the runtime imports")
 

@@ -69,7 +69,7 @@ def variants(root: Path) -> dict[str, tuple[Path, list[str]]]:
             "-c", f"{RUNTIME_IMPORTS}; import {', '.join(PLAN_PATH + RENDERERS)}"],
     }
     for name in plans(root):
-        out[f"plan {name}"] = python + ["-m", "planner.cli.main", "plan",
+        out[f"plan {name}"] = python + ["-m", "planner", "plan",
                                         str(root / "configs" / "plans" / f"{name}.yaml"), "--format", "json"]
     return {label: (root, command) for label, command in out.items()}
 
