@@ -216,11 +216,11 @@ class LayerCosts:
     formats: tuple[Formats, ...]
     terms: tuple[tuple[Term, int], ...]  # (term, layers it repeats over)
     collective_bytes: np.ndarray  # (collectives, points), or (collectives, meshes, points) for a Grid
-    repeats: np.ndarray  # (collectives, 1)
+    repeats: np.ndarray  # (collectives, 1), or (collectives, meshes, 1) for a Grid whose model's layers vary
     prefetched: np.ndarray  # (collectives,) bool
     compute_s: np.ndarray
     memory_s: np.ndarray
-    overhead_s: float
+    overhead_s: float | np.ndarray  # per Grid row where the layers vary (a pipeline's stages)
     tokens: np.ndarray
     mfu_flops: np.ndarray  # MFU's numerator (Model.mfu_flops)
     weight_bytes: np.ndarray | float
@@ -266,7 +266,7 @@ def layer_costs(model: Model, cluster: Cluster, workload: Workload, candidate: C
                                                     dispatch_bytes=_per_point([f.dispatch_bytes for f in formats], n)))
     terms = [(term, repeat if term.layers is None else term.layers)
              for layer_cost, repeat in ((attention, model.n_layers), (ffn, ffn_repeat), *moe, (head, 1))
-             if repeat for term in layer_cost.terms]
+             if np.any(repeat) for term in layer_cost.terms]  # repeats: ints, or a Grid's per row
     cal = cluster.calibration
     zero = np.zeros(batch.shape)
     flops, hbm, activation_flops, kernels = zero, zero, zero, 0
@@ -302,7 +302,8 @@ def layer_costs(model: Model, cluster: Cluster, workload: Workload, candidate: C
     return LayerCosts(
         candidate=c, chips=chips, batch=batch, formats=formats, terms=tuple(terms),
         collective_bytes=stacked([k.bytes_per_chip for k, _ in collectives], np.broadcast_shapes(batch.shape, np.shape(chips))),
-        repeats=np.array([[repeat] for _, repeat in collectives], dtype=float).reshape(len(collectives), 1),
+        repeats=stacked([repeat for _, repeat in collectives],
+                        np.broadcast_shapes((1,), *(np.shape(repeat) for _, repeat in collectives))),
         prefetched=np.array([k.prefetched for k, _ in collectives], dtype=bool),
         compute_s=compute_s, memory_s=memory_s, overhead_s=model.n_layers * cal.layer_overhead_s + kernels * cal.kernel_overhead_s,
         tokens=tokens,
@@ -325,9 +326,9 @@ def timing(cluster: Cluster, workload: Workload, layer: LayerCosts, comm_s, pref
     c, cal = layer.candidate, cluster.calibration
     compute_s, memory_s, chips = (at_rows(x, rows) for x in (layer.compute_s, layer.memory_s, layer.chips))
     critical_s = critical_path(compute_s, memory_s, comm_s - prefetched_s, cal.overlap)
-    step_s = combine(compute_s, memory_s, comm_s, cal.overlap, prefetched_s) + layer.overhead_s
+    step_s = combine(compute_s, memory_s, comm_s, cal.overlap, prefetched_s) + at_rows(layer.overhead_s, rows)
     latency_s = step_s if c.phase is Phase.PREFILL else step_s * workload.output_tokens
-    mfu = layer.mfu_flops / (chips * cluster.chip.peak_bf16_flop_per_s * latency_s)
+    mfu = at_rows(layer.mfu_flops, rows) / (chips * cluster.chip.peak_bf16_flop_per_s * latency_s)
     return critical_s, step_s, latency_s, mfu
 
 

@@ -113,7 +113,10 @@ def evaluate_pipeline(model: Model, cluster: Cluster, workload: Workload, candid
     if c.phase is Phase.PREFILL:
         latency_options = (m_all + p - 1) * np.maximum(slot, s) + (p - 1) * s
     else:
-        latency_options = np.maximum(t.sum(axis=0) + (p - 1) * s, m_all * slot)
+        total = t[0]
+        for x in t[1:]:  # in stage order (search.sweep's sweep_pipeline sums them alike)
+            total = total + x
+        latency_options = np.maximum(total + (p - 1) * s, m_all * slot)
     latency_options = np.where(m_all > 0, latency_options, np.inf)
     choice = np.argmin(latency_options, axis=1)
     rows = np.arange(choice.size)
@@ -162,65 +165,76 @@ def evaluate_pipeline(model: Model, cluster: Cluster, workload: Workload, candid
 
 
 def sweep_pipeline(model: Model, cluster: Cluster, workload: Workload, first: Candidate, grid: Grid,
-                   row_of: np.ndarray, meshes: list[Mesh], batch: np.ndarray, formats: tuple[WeightFormat, ...],
-                   network: Callable, memo: dict | None = None):
+                   stages: np.ndarray, row_of: np.ndarray, meshes: list[Mesh], batch: np.ndarray,
+                   formats: tuple[WeightFormat, ...], network: Callable):
     """(latency_s, step_s, mfu, hbm_bytes), each (members, points): what `evaluate_pipeline` gives
     each member of a bucket of pipelined candidates (search.sweep: like `first` but on their own
-    stage meshes, of the logical sizes of `grid`'s row `row_of`), bit for bit: each distinct
-    stage's layer costs once on the grid, `network(layer)` its collectives' seconds on every
-    member's mesh, the sends and the micro-batch choice for all members at once; `memo`: kept
-    for the search's buckets (stage models, and this grid's layer parts), if given."""
-    memo = {} if memo is None else memo
-    c, p = first, first.stages
+    stage meshes, of the logical sizes and stage counts `stages` of `grid`'s row `row_of`), bit
+    for bit. Stages are costed as variants on the whole grid: without local layers, the first,
+    a longer and a shorter middle, and the last stage, their layers per row (so one bucket holds
+    every stage count); with local layers, each distinct stage of the bucket's one stage count.
+    `network(layer)`: a variant's collectives' seconds on every member's mesh."""
+    c, members = first, len(row_of)
     batch = np.asarray(batch, dtype=np.int64)
-    m, b = _micro_batches(c.phase, batch, p)
+    p = stages[row_of]  # (members, 1)
+    m, b = _micro_batches(c.phase, batch, p)  # (points, options), or (members, points, options)
     sizes = np.unique(np.concatenate([batch, b[b > 0]]))
-    layers = split_layers(model.n_layers, p)
-    cache: dict[tuple[int, bool, bool], tuple] = {}
-    stages, parts = [], {}  # parts: the grid's layer parts, shared by its stages
-    for i, k in enumerate(layers):
-        start = sum(layers[:i])
-        stage_model = memo.get(("stage", start, k)) or memo.setdefault(("stage", start, k), model.layer_range(start, k))
-        key = (k, stage_model.local_layers, i == 0, i == p - 1)
-        if key not in cache:
-            layer = layer_costs(stage_model, cluster, workload, c, sizes, formats, first=key[2], last=key[3], grid=grid,
-                                shared=parts)
-            cache[key] = (layer, timing(cluster, workload, layer, *network(layer), rows=row_of)[1])
-        stages.append(cache[key])
-    n_batch, n_sizes, members = batch.size, sizes.size, len(row_of)
-    offset = np.repeat(np.arange(len(formats)) * n_sizes, n_batch)
-    tile = lambda a: np.tile(a, (len(formats),) + (1,) * (a.ndim - 1))  # noqa: E731
+    variants, stage_variant = _variants(model, stages)
+    parts: dict = {}  # the grid's layer parts, shared by the variants
+    steps, costs = [], []
+    for stage_model, is_first, is_last in variants:
+        layer = layer_costs(stage_model, cluster, workload, c, sizes, formats, first=is_first, last=is_last,
+                            grid=grid, shared=parts)
+        step_s = timing(cluster, workload, layer, *network(layer), rows=row_of)[1]
+        steps.append(np.broadcast_to(step_s, (members, step_s.shape[-1])))
+        costs.append(layer)
+    n_batch, n_sizes, n_formats = batch.size, sizes.size, len(formats)
+    offset = np.repeat(np.arange(n_formats) * n_sizes, n_batch)
+    tile = lambda a: np.tile(a, (1,) * (a.ndim - 2) + (n_formats, 1))  # noqa: E731  (the points axis)
     shape = StepShape(batch=sizes, tokens=workload.input_tokens if c.phase is Phase.PREFILL else 1,
                       attended=0.0, cached=0, reads_cache=False)
     send_bytes_sizes = np.broadcast_to(_send_bytes_per_chip(model, c.ffn, grid.sizes, shape),
                                        (len(grid.chips), n_sizes))[row_of]
     send_s_sizes = send_seconds_many(cluster, meshes, send_bytes_sizes)
 
-    at_options = offset[:, None] + np.searchsorted(sizes, np.maximum(tile(b), 1))
-    t = np.stack([np.broadcast_to(step_s, (members, step_s.shape[-1]))[:, at_options]
-                  for _, step_s in stages])  # (stages, members, points, options)
-    s = np.tile(send_s_sizes, (1, len(formats)))[:, at_options]
-    slot = t.max(axis=0)
+    who = np.arange(members)[:, None, None]
+    at_options = np.broadcast_to(offset[:, None] + np.searchsorted(sizes, np.maximum(tile(b), 1)),
+                                 (members, offset.size, b.shape[-1]))
+    s = np.tile(send_s_sizes, (1, n_formats))[who, at_options]
+    step_stack, t, valid = np.stack(steps), [], []
+    for i in range(stage_variant.shape[0]):  # the members' stage i (masked where they have fewer)
+        v = stage_variant[i][row_of]
+        t.append(step_stack[np.maximum(v, 0), np.arange(members)][who, at_options])
+        valid.append((v >= 0)[:, None, None])
+    slot = np.max([np.where(ok, x, -np.inf) for x, ok in zip(t, valid)], axis=0)
     m_all = tile(m)
     if c.phase is Phase.PREFILL:
-        latency_options = (m_all + p - 1) * np.maximum(slot, s) + (p - 1) * s
+        latency_options = (m_all + p[:, :, None] - 1) * np.maximum(slot, s) + (p[:, :, None] - 1) * s
     else:
-        latency_options = np.maximum(t.sum(axis=0) + (p - 1) * s, m_all * slot)
+        total = t[0]
+        for x, ok in zip(t[1:], valid[1:]):  # in stage order, as evaluate_pipeline sums them
+            total = total + np.where(ok, x, 0.0)
+        latency_options = np.maximum(total + (p[:, :, None] - 1) * s, m_all * slot)
     latency_options = np.where(m_all > 0, latency_options, np.inf)
-    choice = np.argmin(latency_options, axis=2)  # (members, points)
-    step_s = np.take_along_axis(latency_options, choice[..., None], axis=2)[..., 0]
-    at = at_options[np.arange(choice.shape[1]), choice]
-    at_batch = offset + np.searchsorted(sizes, np.tile(batch, len(formats)))
-    shape_of = (len(grid.chips), len(formats) * n_sizes)
+    choice = np.argmin(latency_options, axis=2)[..., None]  # (members, points, 1)
+    step_s = np.take_along_axis(latency_options, choice, axis=2)[..., 0]
+    at = np.take_along_axis(at_options, choice, axis=2)[..., 0]
+    at_batch = offset + np.searchsorted(sizes, np.tile(batch, n_formats))
+    shape_of = (len(grid.chips), n_formats * n_sizes)
     per_member = lambda layer, field: np.broadcast_to(getattr(layer, field), shape_of)[row_of]  # noqa: E731
-    parts = [(np.take_along_axis(per_member(layer, "weight_bytes"), at, axis=1),
-              per_member(layer, "kv_bytes")[:, at_batch],
-              np.take_along_axis(per_member(layer, "activation_bytes"), at, axis=1))
-             for layer, _ in stages]
-    fullest = np.argmax(np.stack([w + kv + act for w, kv, act in parts]), axis=0)
-    hbm_bytes = (np.choose(fullest, [w for w, _, _ in parts]) + np.choose(fullest, [kv for _, kv, _ in parts])
-                 + np.choose(fullest, [act for _, _, act in parts]))
-    points_batch = np.tile(batch, len(formats))
+    fields = [np.stack([per_member(layer, f) for layer in costs]) for f in ("weight_bytes", "kv_bytes",
+                                                                           "activation_bytes")]
+    hbm_parts, totals = [], []
+    for i in range(stage_variant.shape[0]):
+        v = np.maximum(stage_variant[i][row_of], 0)
+        w, kv, act = (field[v, np.arange(members)] for field in fields)
+        w, kv, act = np.take_along_axis(w, at, axis=1), kv[:, at_batch], np.take_along_axis(act, at, axis=1)
+        hbm_parts.append((w, kv, act))
+        totals.append(np.where(valid[i][:, :, 0], w + kv + act, -np.inf))
+    fullest = np.argmax(np.stack(totals), axis=0)
+    hbm_bytes = (np.choose(fullest, [w for w, _, _ in hbm_parts]) + np.choose(fullest, [kv for _, kv, _ in hbm_parts])
+                 + np.choose(fullest, [act for _, _, act in hbm_parts]))
+    points_batch = np.tile(batch, n_formats)
     if c.phase is Phase.PREFILL:
         tokens, latency_s, logit_tokens = points_batch * workload.input_tokens, step_s, points_batch
     else:
@@ -231,17 +245,47 @@ def sweep_pipeline(model: Model, cluster: Cluster, workload: Workload, first: Ca
     return latency_s, step_s, mfu, hbm_bytes
 
 
+def _variants(model: Model, stages: np.ndarray) -> tuple[list[tuple[Model, bool, bool]], np.ndarray]:
+    """The stage variants a bucket's rows (stage counts `stages`, (rows, 1)) need, as (stage model,
+    first, last), and each row's variant of its stage i, (most stages, rows), -1 past its last.
+    Without local layers: four variants whose layers vary by row (first, longer middle, shorter
+    middle, last: split_layers gives stage i base + (i < extra) layers); with local layers the
+    rows share one stage count, and each distinct stage is a variant (its own local layers)."""
+    most = int(stages.max())
+    counts = stages[:, 0]
+    if not model.n_local_layers:
+        base, extra = model.n_layers // stages, model.n_layers % stages
+        variants = [(replace(model, n_layers=k), f, last) for k, f, last in
+                    ((base + (extra > 0), True, False), (base + 1, False, False), (base, False, False),
+                     (base, False, True))]
+        i = np.arange(most)[:, None]
+        middle = np.where(i < extra[:, 0], 1, 2)
+        which = np.where(i == 0, 0, np.where(i == counts - 1, 3, middle))
+        return variants, np.where(i < counts, which, -1)
+    p = int(counts[0])  # with local layers a bucket has one stage count (search.sweep.make_buckets)
+    layers, keys, variants, which = split_layers(model.n_layers, p), {}, [], []
+    for i, k in enumerate(layers):
+        stage_model = model.layer_range(sum(layers[:i]), k)
+        key = (k, stage_model.local_layers, i == 0, i == p - 1)
+        if key not in keys:
+            keys[key] = len(variants)
+            variants.append((stage_model, i == 0, i == p - 1))
+        which.append(keys[key])
+    return variants, np.repeat(np.array(which)[:, None], len(counts), axis=1)
+
+
 def _values(ev: Evaluation, field: str) -> np.ndarray:
     """A field of an Evaluation as an array over its points (weights may be one float)."""
     return np.broadcast_to(np.asarray(getattr(ev, field)), ev.batch.shape)
 
 
-def _micro_batches(phase: Phase, batch: np.ndarray, stages: int) -> tuple[np.ndarray, np.ndarray]:
+def _micro_batches(phase: Phase, batch: np.ndarray, stages) -> tuple[np.ndarray, np.ndarray]:
     """Micro-batch counts m and sizes b = ceil(B / m) to consider per batch size, (points, options);
-    m = 0 marks an option that does not apply. Decode: one option, min(p, B). Prefill: 1, 2, 4, ...
-    up to B, and B itself."""
+    m = 0 marks an option that does not apply. Decode: one option, min(p, B) (with `stages` an
+    array (members, 1) of stage counts: (members, points, 1)). Prefill: 1, 2, 4, ... up to B, and
+    B itself, whatever the stages."""
     if phase is Phase.DECODE:
-        m = np.minimum(stages, batch)[:, None]
+        m = np.minimum(stages, batch)[..., None]
     else:
         powers = 2 ** np.arange(int(np.log2(max(int(batch.max()), 1))) + 1)
         m = np.concatenate([np.broadcast_to(powers, (batch.size, powers.size)), batch[:, None]], axis=1)

@@ -80,14 +80,16 @@ def make_buckets(plan: Plan, layouts) -> Buckets:
     """`layouts` (Candidates, or the Choices they are made of) sorted into Buckets."""
     buckets: dict[tuple, dict[tuple, list[int]]] = {}
     cores: dict[tuple, object] = {}
+    merged = not plan.model.n_local_layers  # pipelines of every stage count in one bucket (see sweep_pipeline)
     for i, c in enumerate(layouts):
         sizes = c.mesh.sizes
-        key = (c.stages, c.ffn.name, c.attention.name, c.experts.name if c.experts is not None else "",
-               *sizes.values())
-        core = cores.get(key[1:])
+        key = (c.ffn.name, c.attention.name, c.experts.name if c.experts is not None else "", *sizes.values())
+        core = cores.get(key)
         if core is None:
-            core = cores[key[1:]] = c.attention.core(plan.model, c.ffn, sizes)
-        buckets.setdefault((key[:4], core), {}).setdefault(key[4:], []).append(i)
+            core = cores[key] = c.attention.core(plan.model, c.ffn, sizes)
+        stages = c.stages if c.stages == 1 or not merged else 2
+        rows = buckets.setdefault(((stages, *key[:3]), core), {})  # rows: sizes, and stages if pipelined
+        rows.setdefault(key[3:] if c.stages == 1 else (*key[3:], c.stages), []).append(i)
     out, distinct = {}, {}  # distinct: the meshes, by identity (choices share them)
     for key, rows in buckets.items():
         members = [i for ms in rows.values() for i in ms]
@@ -102,7 +104,7 @@ def _bucket(plan: Plan, first: Candidate, bucket: Bucket, key: tuple, batch: np.
             lines: LineCache, buckets: Buckets):
     """(latency_s, step_s, mfu, hbm_bytes), each (members, points), of the bucket `key`, whose
     first member is `first`."""
-    table = np.array(list(bucket.rows), dtype=np.int64)  # (meshes, 3): logical sizes x, y, z
+    table = np.array(list(bucket.rows), dtype=np.int64)  # (meshes, 3): logical sizes x, y, z (, stages)
     grid = Grid(sizes={axis: table[:, [j]] for j, axis in enumerate("xyz")},
                 chips=table[:, [0]] * table[:, [1]] * table[:, [2]], core=key[1])
     times: dict[tuple, np.ndarray] = {}  # a pipeline's stages share their collectives' times
@@ -115,17 +117,17 @@ def _bucket(plan: Plan, first: Candidate, bucket: Bucket, key: tuple, batch: np.
         known, tables = (key, signature(collectives)), buckets.tables
         stacks = tables.get(known) or tables.setdefault(known, buckets.mesh_lines.tables(lines, bucket.index, known[1]))
         data = layer.collective_bytes[:, bucket.row_of].swapaxes(0, 1)  # (members, collectives, points)
+        repeats = layer.repeats if layer.repeats.ndim < 3 else layer.repeats[:, bucket.row_of].swapaxes(0, 1)
         same = (known, layer.collective_bytes.tobytes())
         seconds = times.get(same)
         if seconds is None:
             seconds = times[same] = lines_seconds(stacks[0], stacks[1], data)
-        return network_seconds(lines, bucket.meshes, collectives, data, layer.repeats, layer.prefetched, stacks,
-                               seconds)
+        return network_seconds(lines, bucket.meshes, collectives, data, repeats, layer.prefetched, stacks, seconds)
 
     if first.stages > 1:  # imported here: a plan without stages never loads the pipeline model
         from planner.cost.pipeline import sweep_pipeline
-        return sweep_pipeline(plan.model, plan.cluster, plan.workload, first, grid, bucket.row_of, bucket.meshes,
-                              batch, formats, network, buckets.tables)
+        return sweep_pipeline(plan.model, plan.cluster, plan.workload, first, grid, table[:, [3]], bucket.row_of,
+                              bucket.meshes, batch, formats, network)
     layer = layer_costs(plan.model, plan.cluster, plan.workload, first, batch, formats, grid=grid)
     _, step_s, latency_s, mfu = timing(plan.cluster, plan.workload, layer, *network(layer), rows=bucket.row_of)
     hbm_bytes = at_rows(np.broadcast_to(layer.hbm_bytes, np.broadcast_shapes(np.shape(layer.hbm_bytes),
