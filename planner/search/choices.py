@@ -110,8 +110,11 @@ def _first(factors: np.ndarray, entries: dict[tuple, tuple]) -> list[tuple[int, 
 def _rank(layout) -> tuple[int, int, int]:
     """A layout combination's place in the registries' order."""
     ffn, attention, experts = layout
-    return (list(FFN_LAYOUTS).index(ffn.name), list(ATTENTION_LAYOUTS).index(attention.name),
-            list(EXPERT_LAYOUTS).index(experts.name) if experts is not None else 0)
+    return (_ORDER[0][ffn.name], _ORDER[1][attention.name], _ORDER[2][experts.name] if experts is not None else 0)
+
+
+_ORDER = tuple({name: i for i, name in enumerate(registry)} for registry in (FFN_LAYOUTS, ATTENTION_LAYOUTS,
+                                                                             EXPERT_LAYOUTS))
 
 
 GROUPS = ("x", "y", "z", "xy", "xz", "yz", "xyz")
