@@ -74,13 +74,13 @@ def test_pipelined_sweep_is_evaluate_pipeline_bit_for_bit(name, flags):
 def test_frontier_prefilter_changes_nothing(monkeypatch):
     """The frontier's prefilter (points beaten by a faster latency bin) drops only points the
     frontier would drop: the same positions with and without it, ties and near-ties included."""
-    import planner.search.search as search_module
+    import planner.search.frontier as search_module
     rng = np.random.default_rng(7)
     latency = np.exp(rng.normal(0.0, 2.0, 30000))
     mfu = rng.uniform(0.0, 0.6, latency.size) * np.minimum(1.0, latency / 10)  # slower points reach more
     latency[:300] = latency[300:600]  # exact ties
     mfu[:300] = mfu[300:600] * (1 + rng.uniform(-2e-3, 2e-3, 300))  # and near-ties of MFU
-    with_prefilter = search_module._front(latency, mfu)
+    with_prefilter = search_module.front(latency, mfu)
     assert search_module._beaten_by_faster(latency, mfu).sum() > latency.size // 2  # it does drop points
     monkeypatch.setattr(search_module, "_beaten_by_faster", lambda lat, m: np.zeros(lat.shape, dtype=bool))
-    assert with_prefilter == search_module._front(latency, mfu)
+    assert with_prefilter == search_module.front(latency, mfu)

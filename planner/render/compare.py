@@ -8,8 +8,8 @@ import io
 
 from planner.commands.compare import calibration_words
 from planner.commands.runs import point_dict
-from planner.search.search import RESOLUTION
 from planner.render import common as render_common
+from planner.search.frontier import RESOLUTION
 from planner.units import to_json
 
 # --- rendering: layouts side by side -----------------------------------------------------------

@@ -15,6 +15,7 @@ from planner.cost.layouts import ATTENTION_LAYOUTS, EXPERT_LAYOUTS, FFN_LAYOUTS
 from planner.cost.line_tables import LineCache
 from planner.errors import InfeasibleError
 from planner.search.choices import PhaseCandidates, candidates, choices  # noqa: F401 (candidates: for callers)
+from planner.search.frontier import front
 from planner.search.sweep import Buckets, Swept, make_buckets, sweep
 from planner.specs.formats import Formats, WeightFormat
 from planner.specs.plan import Phase, Plan
@@ -141,7 +142,7 @@ def _search_phase(plan: Plan, phase: Phase, layouts: Sequence[Candidate], step: 
     owner, index = np.nonzero(ok)  # candidate and point of each feasible point, in candidate order
     evaluations: dict[int, Evaluation] = {}
     points = []
-    for j in _front(swept.latency_s[ok], swept.mfu[ok]):
+    for j in front(swept.latency_s[ok], swept.mfu[ok]):
         k = int(owner[j])
         if k not in evaluations:  # the candidate's Evaluation, as explain and compare get it
             evaluations[k] = cost(plan, layouts[k], batch, formats=formats)
@@ -194,7 +195,6 @@ def order_key(ev: Evaluation, i: int) -> tuple:
         ((list(EXPERT_LAYOUTS).index(c.experts.name),) if c.experts is not None else ())
 
 
-RESOLUTION = 1e-3  # relative differences below 0.1% are not resolved by the cost model
 
 
 def frontier(kept: list[tuple[Evaluation, np.ndarray]]) -> list[Point]:
@@ -206,52 +206,9 @@ def frontier(kept: list[tuple[Evaluation, np.ndarray]]) -> list[Point]:
     mfu = np.concatenate([ev.mfu[ok] for ev, ok in kept])
     owner = np.concatenate([np.full(int(ok.sum()), k) for k, (_, ok) in enumerate(kept)])
     index = np.concatenate([np.flatnonzero(ok) for _, ok in kept])
-    points = [(kept[owner[j]][0], int(index[j])) for j in _front(latency, mfu)]
+    points = [(kept[owner[j]][0], int(index[j])) for j in front(latency, mfu)]
     points.sort(key=lambda p: order_key(*p))
     return [point(ev, i) for ev, i in points]
-
-
-def _front(latency: np.ndarray, mfu: np.ndarray) -> list[int]:
-    """Positions of the frontier's points (see `frontier`). Points whose latency and MFU agree to
-    12 significant digits (equal figures summed in another order) tie, and a tie keeps the first
-    position: search order, so the widest format (a narrower one that buys nothing is not
-    proposed)."""
-    kept = np.flatnonzero(~_beaten_by_faster(latency, mfu))  # sorting every point is the cost: fewer
-    latency, mfu = _significant(latency[kept]), _significant(mfu[kept])
-    order = np.lexsort((-mfu, latency))
-    best_before = np.maximum.accumulate(np.concatenate([[-np.inf], mfu[order][:-1]]))
-    on_front = list(order[mfu[order] > best_before * (1 + RESOLUTION)])
-    for k in range(len(on_front) - 2, -1, -1):  # slower neighbour within resolution: it wins
-        if latency[on_front[k + 1]] <= latency[on_front[k]] * (1 + RESOLUTION):
-            del on_front[k]
-    return [int(kept[j]) for j in on_front]
-
-
-def _beaten_by_faster(latency: np.ndarray, mfu: np.ndarray, bins: int = 1024) -> np.ndarray:
-    """Points that cannot be on the frontier or change it: a point in a strictly faster latency bin
-    (bins even in log latency) has more MFU by more than the resolution (with a margin for the
-    rounding `_front` does), so the first pass drops them after that point whatever else there
-    is. Only many points are worth it."""
-    beaten = np.zeros(latency.shape, dtype=bool)
-    finite = np.isfinite(latency) & (latency > 0)
-    if latency.size < 4096 or not finite.all():
-        return beaten
-    logs = np.log(latency)
-    low, high = logs.min(), logs.max()
-    if not high > low:
-        return beaten
-    which = ((logs - low) / (high - low) * (bins - 1)).astype(np.int64)
-    best = np.full(bins, -np.inf)
-    np.maximum.at(best, which, mfu)
-    faster = np.maximum.accumulate(np.concatenate([[-np.inf], best[:-1]]))  # best of the faster bins
-    return mfu * (1 + RESOLUTION) * (1 + 1e-9) < faster[which]
-
-
-def _significant(values: np.ndarray, digits: int = 12) -> np.ndarray:
-    """Positive `values` rounded to `digits` significant digits (zeros stay zero)."""
-    magnitude = np.floor(np.log10(np.where(values > 0, values, 1.0)))
-    scale = 10.0 ** (digits - 1 - magnitude)
-    return np.round(values * scale) / scale
 
 
 def point(ev: Evaluation, i: int) -> Point:
