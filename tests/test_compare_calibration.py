@@ -123,3 +123,12 @@ def test_gate_names_a_borrowed_calibration_not_ideal_constants(capsys, tmp_path,
     note = data["calibration_note"]
     assert "calibration borrowed from h100-sxm (not fitted)" in note and "ideal" not in note
     assert "the cluster of the baseline (b200) and the current (b200)" in note
+
+
+def test_pipelined_explain_names_the_calibration_in_json_and_csv(capsys):
+    args = ["explain", "--model", "llama-3-70b", "--cluster", "b200", "--chips", "16", "--phase", "decode",
+            "--batch", "8", "--ffn", "ws1d", "--attention", "heads", "--weights", "bf16", "--stages", "2"]
+    data = json.loads(out_of(capsys, args + ["--format", "json"]))
+    assert data["calibrated"] is False and data["calibration_status"] == "calibration borrowed from h100-sxm (not fitted)"
+    rows = list(csv.DictReader(io.StringIO(out_of(capsys, args + ["--format", "csv"]))))
+    assert len(rows) == 3 and {r["calibration"] for r in rows} == {data["calibration_status"]}

@@ -9,7 +9,8 @@ import io
 from planner.commands.runs import point_dict
 from planner.cost.costmodel import BOUNDS
 from planner.cost.pipeline import PipelineEvaluation, StageView, stage_views
-from planner.render.common import Column, Note, calibration_note, markdown_table, print_grid, print_wrapped
+from planner.render.common import (Column, Note, calibration_label, calibration_note, markdown_table, print_grid,
+                                   print_wrapped)
 from planner.render.explain import layer_rows
 from planner.search.search import point
 from planner.specs.plan import Phase
@@ -134,6 +135,8 @@ def pipeline_dict(ev: PipelineEvaluation, cluster=None) -> dict:
     out["model"] = ev.model.name
     if cluster is not None:
         out["cluster"] = cluster.name
+        out["calibrated"] = cluster.calibrated
+        out["calibration_status"] = cluster.calibration_status
     c, w = ev.candidate, ev.workload
     out["workload"] = ({"input_tokens": w.input_tokens} if c.phase is Phase.PREFILL
                        else {"context": w.context, "output_tokens": w.output_tokens})
@@ -160,15 +163,17 @@ def pipeline_dict(ev: PipelineEvaluation, cluster=None) -> dict:
 def pipeline_csv(ev: PipelineEvaluation, cluster=None) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(("row", "chips", "flops", "hbm_bytes", "comm_bytes", "compute_s", "memory_s", "comm_s", "step_s"))
+    calibration = calibration_label(cluster) if cluster is not None else ""
+    writer.writerow(("row", "chips", "flops", "hbm_bytes", "comm_bytes", "compute_s", "memory_s", "comm_s", "step_s",
+                     "calibration"))
     for s in stage_views(ev):
         e = s.evaluation
         writer.writerow((_stage_name(s), ev.candidate.mesh.chips, *(num(sum(float(getattr(r, f)[0]) for r in e.rows))
                                                                     for f in ("flops", "hbm_bytes", "comm_bytes")),
                          num(float(e.compute_s[0])), num(float(e.memory_s[0])), num(float(e.comm_s[0])),
-                         num(float(e.step_s[0]))))
+                         num(float(e.step_s[0])), calibration))
         if s.index < ev.candidate.stages - 1:
             send = num(float(ev.send_s[0]))
             writer.writerow((f"send {s.index + 1} -> {s.index + 2}", ev.candidate.mesh.chips, 0,
-                             0, num(float(ev.send_bytes[0])), 0, 0, send, send))
+                             0, num(float(ev.send_bytes[0])), 0, 0, send, send, calibration))
     return buf.getvalue()
