@@ -239,3 +239,12 @@ def test_row_finds_the_exact_candidate_of_pipelined_and_moe_points(model, cluste
         assert point(ev, 0) == p
         checked += 1
     assert checked >= 4
+
+
+def test_padded_heads_are_shown():
+    """PaLM 540B's 48 heads padded to 64 over 64 head shards: charged, and explain says so."""
+    from planner.render.explain import _explain_summary  # noqa: PLC0415
+    plan = load_plan("palm-540b-tpu-v4")
+    ev = best(plan, Phase.DECODE, 64, 64, weights=WeightFormat.INT8, ffn="ws2d", attention="heads")
+    assert explain_dict(ev)["heads"] == {"heads": 48, "padded": 64}
+    assert any("48 query heads padded to 64" in line for line in _explain_summary(ev, plan.cluster))

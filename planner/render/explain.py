@@ -64,6 +64,7 @@ def explain_dict(ev: Evaluation, cluster=None) -> dict:
         out["latent_attention"] = {"cache_elements_per_token_per_layer": ev.model.latent.cache_elements}
     out["padding"] = [{"parts": list(p.parts), "batch_shards": p.shards, "sequences_per_chip": p.per_chip,
                        "wasted": num(p.wasted)} for p in batch_padding(c, ev.model, int(ev.batch[0]))]
+    out["heads"] = {"heads": ev.model.n_heads, "padded": c.attention.padded_heads(ev.model, c.ffn, c.mesh.sizes)}
     out["layers"] = layer_rows(ev)
     out["memory"] = {"weights": num(float(ev.weight_bytes)), "kv_cache": num(float(ev.kv_bytes[0])),
                      "activations": num(float(ev.activation_bytes[0]))}
@@ -227,6 +228,10 @@ def _explain_summary(ev: Evaluation, cluster=None) -> list[str]:
         lines.append(f"padding  {' and '.join(p.parts)}: batch {d.batch} over {p.shards} batch shards, so every "
                      f"chip computes {p.per_chip} sequence{'s' * (p.per_chip != 1)}; {fmt_percent(p.wasted)} of "
                      f"that work is padding")
+    heads = c.attention.padded_heads(ev.model, c.ffn, c.mesh.sizes)
+    if heads > ev.model.n_heads:
+        lines.append(f"padding  {ev.model.n_heads} query heads padded to {heads} to fill their head shards: the "
+                     f"extra heads' weights, FLOPs and bytes are charged")
     return lines
 
 
