@@ -257,7 +257,8 @@ def layer_costs(model: Model, cluster: Cluster, workload: Workload, candidate: C
     attention = memo.get((c.attention, *local, *mesh_key)) or memo.setdefault(
         (c.attention, *local, *mesh_key),
         c.attention.cost(model, c.ffn, sizes, shape, wbytes, kv_bytes=kvbytes, core=core))
-    head_key = (chips if grid is None else "grid", first, last)
+    per_row = np.ndim(last) > 0  # a Grid of pipeline stages: first and last per row (its head repeats 0 or 1)
+    head_key = (chips if grid is None else "grid", *((first, last) if not per_row else ("per row",)))
     head = memo.get(head_key) or memo.setdefault(head_key, _output_projection(model, chips, batch, wbytes, first, last))
     ffn_repeat, moe = model.n_layers, ()  # MoE: dense layers take the FFN layout, MoE layers these parts
     if model.experts is not None:
@@ -265,7 +266,8 @@ def layer_costs(model: Model, cluster: Cluster, workload: Workload, candidate: C
             (c.experts, *mesh_key), moe_layers(model, c.ffn, c.experts, sizes, shape, wbytes, workload.routing,
                                                     dispatch_bytes=_per_point([f.dispatch_bytes for f in formats], n)))
     terms = [(term, repeat if term.layers is None else term.layers)
-             for layer_cost, repeat in ((attention, model.n_layers), (ffn, ffn_repeat), *moe, (head, 1))
+             for layer_cost, repeat in ((attention, model.n_layers), (ffn, ffn_repeat), *moe,
+                                        (head, last.astype(np.int64) if per_row else 1))
              if np.any(repeat) for term in layer_cost.terms]  # repeats: ints, or a Grid's per row
     cal = cluster.calibration
     zero = np.zeros(batch.shape)
@@ -351,12 +353,19 @@ def _output_projection(model: Model, chips: int, batch: np.ndarray, weight_bytes
                        last: bool = True) -> LayerCost:
     """Logits for one token per sequence: W_emb[E, V_xyz], after gathering the final hidden states.
     A pipeline's first stage stores the input embedding (a copy of a tied one) and its last the
-    output projection, each one E x V table; a whole model stores `embedding_params`."""
+    output projection, each one E x V table; a whole model stores `embedding_params`. With `first`
+    and `last` arrays (a Grid of stages), the terms are there for every row, and layer_costs
+    repeats them `last` (0 or 1) times."""
     E, V = model.d_model, model.vocab
+    per_row = np.ndim(last) > 0
     gather = collective_term("gather final hidden states", "B E", CollectiveKind.ALL_GATHER, "xyz",
                              batch * E * ACTIVATION_BYTES)
     logits = Term(name="einsum logits", notation="W_emb[E, V_xyz] -> B V_xyz",
                   flops=2.0 * batch * E * V / chips, hbm_bytes=E * V * weight_bytes / chips, rows=batch)
     # stored: the output projection, and the input embedding table if it is a separate one
-    tables = model.embedding_params if first and last else E * V * (int(first) + int(last))
-    return LayerCost(terms=(gather, logits) if last else (), weight_bytes_stored=tables * weight_bytes / chips)
+    if per_row:
+        tables = np.where(first & last, model.embedding_params,
+                          E * V * (first.astype(np.int64) + last.astype(np.int64)))
+    else:
+        tables = model.embedding_params if first and last else E * V * (int(first) + int(last))
+    return LayerCost(terms=(gather, logits) if per_row or last else (), weight_bytes_stored=tables * weight_bytes / chips)

@@ -43,7 +43,7 @@ import numpy as np
 from planner.cost.costmodel import Candidate, Evaluation, Grid, evaluate, layer_costs, timing
 from planner.cost.layouts.base import StepShape, size, union
 from planner.cost.layouts.ffn import FfnLayout
-from planner.cost.mesh import Mesh
+from planner.cost.mesh import Mesh, first_rows
 from planner.cost.network import send_seconds, send_seconds_many
 from planner.specs.hardware import ACTIVATION_BYTES, Cluster, WeightFormat
 from planner.specs.model import Model
@@ -170,24 +170,20 @@ def sweep_pipeline(model: Model, cluster: Cluster, workload: Workload, first: Ca
     """(latency_s, step_s, mfu, hbm_bytes), each (members, points): what `evaluate_pipeline` gives
     each member of a bucket of pipelined candidates (search.sweep: like `first` but on their own
     stage meshes, of the logical sizes and stage counts `stages` of `grid`'s row `row_of`), bit
-    for bit. Stages are costed as variants on the whole grid: without local layers, the first,
-    a longer and a shorter middle, and the last stage, their layers per row (so one bucket holds
-    every stage count); with local layers, each distinct stage of the bucket's one stage count.
-    `network(layer)`: a variant's collectives' seconds on every member's mesh."""
+    for bit. Without local layers every stage of every row is a row of one grid (stage i of row
+    g: the grid's sizes, with its layers, first and last flags), costed in one pass, so one bucket
+    holds every stage count; with local layers the bucket has one stage count and each distinct
+    stage is costed on the grid apart (its own local layers). `network(layer, rows, copies)`: the
+    collectives' seconds on every member's mesh (`copies` times over, the members' rows `rows`)."""
     c, members = first, len(row_of)
     batch = np.asarray(batch, dtype=np.int64)
     p = stages[row_of]  # (members, 1)
     m, b = _micro_batches(c.phase, batch, p)  # (points, options), or (members, points, options)
     sizes = np.unique(np.concatenate([batch, b[b > 0]]))
-    variants, stage_variant = _variants(model, stages)
-    parts: dict = {}  # the grid's layer parts, shared by the variants
-    steps, costs = [], []
-    for stage_model, is_first, is_last in variants:
-        layer = layer_costs(stage_model, cluster, workload, c, sizes, formats, first=is_first, last=is_last,
-                            grid=grid, shared=parts)
-        step_s = timing(cluster, workload, layer, *network(layer), rows=row_of)[1]
-        steps.append(np.broadcast_to(step_s, (members, step_s.shape[-1])))
-        costs.append(layer)
+    most = int(stages.max())
+    valid = np.arange(most)[:, None] < p[:, 0]  # (stages, members): the members' stage i exists
+    cost = (_stages_on_one_grid if not model.n_local_layers else _stages_apart)
+    step_stack, fields = cost(model, cluster, workload, c, grid, stages, row_of, sizes, formats, network)
     n_batch, n_sizes, n_formats = batch.size, sizes.size, len(formats)
     offset = np.repeat(np.arange(n_formats) * n_sizes, n_batch)
     tile = lambda a: np.tile(a, (1,) * (a.ndim - 2) + (n_formats, 1))  # noqa: E731  (the points axis)
@@ -201,11 +197,8 @@ def sweep_pipeline(model: Model, cluster: Cluster, workload: Workload, first: Ca
     at_options = np.broadcast_to(offset[:, None] + np.searchsorted(sizes, np.maximum(tile(b), 1)),
                                  (members, offset.size, b.shape[-1]))
     s = np.tile(send_s_sizes, (1, n_formats))[who, at_options]
-    step_stack, t, valid = np.stack(steps), [], []
-    for i in range(stage_variant.shape[0]):  # the members' stage i (masked where they have fewer)
-        v = stage_variant[i][row_of]
-        t.append(step_stack[np.maximum(v, 0), np.arange(members)][who, at_options])
-        valid.append((v >= 0)[:, None, None])
+    t = [step[who, at_options] for step in step_stack]  # the members' stage i (masked where they have fewer)
+    valid = [ok[:, None, None] for ok in valid]
     slot = np.max([np.where(ok, x, -np.inf) for x, ok in zip(t, valid)], axis=0)
     m_all = tile(m)
     if c.phase is Phase.PREFILL:
@@ -220,14 +213,9 @@ def sweep_pipeline(model: Model, cluster: Cluster, workload: Workload, first: Ca
     step_s = np.take_along_axis(latency_options, choice, axis=2)[..., 0]
     at = np.take_along_axis(at_options, choice, axis=2)[..., 0]
     at_batch = offset + np.searchsorted(sizes, np.tile(batch, n_formats))
-    shape_of = (len(grid.chips), n_formats * n_sizes)
-    per_member = lambda layer, field: np.broadcast_to(getattr(layer, field), shape_of)[row_of]  # noqa: E731
-    fields = [np.stack([per_member(layer, f) for layer in costs]) for f in ("weight_bytes", "kv_bytes",
-                                                                           "activation_bytes")]
     hbm_parts, totals = [], []
-    for i in range(stage_variant.shape[0]):
-        v = np.maximum(stage_variant[i][row_of], 0)
-        w, kv, act = (field[v, np.arange(members)] for field in fields)
+    for i in range(most):
+        w, kv, act = (field[i] for field in fields)
         w, kv, act = np.take_along_axis(w, at, axis=1), kv[:, at_batch], np.take_along_axis(act, at, axis=1)
         hbm_parts.append((w, kv, act))
         totals.append(np.where(valid[i][:, :, 0], w + kv + act, -np.inf))
@@ -245,24 +233,66 @@ def sweep_pipeline(model: Model, cluster: Cluster, workload: Workload, first: Ca
     return latency_s, step_s, mfu, hbm_bytes
 
 
+FIELDS = ("weight_bytes", "kv_bytes", "activation_bytes")
+
+
+def _stages_on_one_grid(model, cluster, workload, c, grid: Grid, stages, row_of, sizes, formats, network):
+    """(step_s, (weight, KV, activation bytes)), each (stages, members, points): every distinct
+    stage of every row (split_layers' layers, base + (i < extra), and first and last flags) costed
+    as a row of one grid (0 past a member's last stage: masked)."""
+    rows, most, members = len(grid.chips), int(stages.max()), len(row_of)
+    i, counts = np.arange(most)[:, None], stages[:, 0]
+    base, extra = model.n_layers // counts, model.n_layers % counts
+    ok = i < counts  # (stages, rows)
+    keys = np.stack([np.broadcast_to(np.arange(rows), ok.shape), base + (i < extra),
+                     np.broadcast_to(i == 0, ok.shape), i == counts - 1], axis=-1)[ok]
+    distinct, inverse = first_rows(keys.astype(np.int64))  # stage 0 of row g is the stacked grid's row g
+    stage_row = np.zeros(ok.shape, dtype=np.int64)
+    stage_row[ok] = inverse  # each row's stage i: its row of the stacked grid
+    g, layers, is_first, is_last = (keys[distinct, j] for j in range(4))
+    stacked = Grid(sizes={axis: v[g] for axis, v in grid.sizes.items()}, chips=grid.chips[g], core=grid.core)
+    layer = layer_costs(replace(model, n_layers=layers[:, None], local_layers=()), cluster, workload, c, sizes,
+                        formats, first=is_first[:, None].astype(bool), last=is_last[:, None].astype(bool),
+                        grid=stacked)
+    valid = i < stages[row_of, 0]  # (stages, members)
+    pairs = np.stack([np.broadcast_to(np.arange(members), valid.shape), stage_row[:, row_of]], axis=-1)[valid]
+    pseudo, where = first_rows(pairs)  # each distinct (member, stacked row)
+    which, at = pairs[pseudo, 0], pairs[pseudo, 1]
+    step_s = timing(cluster, workload, layer, *network(layer, at, which), rows=at)[1]
+    shape = (len(g), len(formats) * sizes.size)
+    out = []
+    for values in (step_s, *(np.broadcast_to(getattr(layer, f), shape)[at] for f in FIELDS)):
+        full = np.zeros((most, members, shape[1]))
+        full[valid] = np.broadcast_to(values, (len(at), shape[1]))[where]
+        out.append(full)
+    return out[0], out[1:]
+
+
+def _stages_apart(model, cluster, workload, c, grid: Grid, stages, row_of, sizes, formats, network):
+    """As `_stages_on_one_grid`, for a model with local layers: each distinct stage of the
+    bucket's one stage count (its own local layers) costed on the grid apart."""
+    variants, stage_variant = _variants(model, stages)
+    parts: dict = {}  # the grid's layer parts, shared by the variants
+    steps, costs = [], []
+    for stage_model, is_first, is_last in variants:
+        layer = layer_costs(stage_model, cluster, workload, c, sizes, formats, first=is_first, last=is_last,
+                            grid=grid, shared=parts)
+        step_s = timing(cluster, workload, layer, *network(layer), rows=row_of)[1]
+        steps.append(np.broadcast_to(step_s, (len(row_of), step_s.shape[-1])))
+        costs.append(layer)
+    shape = (len(grid.chips), len(formats) * sizes.size)
+    which = stage_variant[:, row_of]  # (stages, members)
+    members = np.arange(len(row_of))
+    step_stack = np.stack(steps)[which, members]
+    fields = [np.stack([np.broadcast_to(getattr(layer, f), shape)[row_of] for layer in costs])[which, members]
+              for f in FIELDS]
+    return step_stack, fields
+
+
 def _variants(model: Model, stages: np.ndarray) -> tuple[list[tuple[Model, bool, bool]], np.ndarray]:
-    """The stage variants a bucket's rows (stage counts `stages`, (rows, 1)) need, as (stage model,
-    first, last), and each row's variant of its stage i, (most stages, rows), -1 past its last.
-    Without local layers: four variants whose layers vary by row (first, longer middle, shorter
-    middle, last: split_layers gives stage i base + (i < extra) layers); with local layers the
-    rows share one stage count, and each distinct stage is a variant (its own local layers)."""
-    most = int(stages.max())
-    counts = stages[:, 0]
-    if not model.n_local_layers:
-        base, extra = model.n_layers // stages, model.n_layers % stages
-        variants = [(replace(model, n_layers=k), f, last) for k, f, last in
-                    ((base + (extra > 0), True, False), (base + 1, False, False), (base, False, False),
-                     (base, False, True))]
-        i = np.arange(most)[:, None]
-        middle = np.where(i < extra[:, 0], 1, 2)
-        which = np.where(i == 0, 0, np.where(i == counts - 1, 3, middle))
-        return variants, np.where(i < counts, which, -1)
-    p = int(counts[0])  # with local layers a bucket has one stage count (search.sweep.make_buckets)
+    """The distinct stages (stage model, first, last) of a bucket whose rows share one stage count
+    `stages`, and each row's variant of its stage i, (stages, rows)."""
+    p = int(stages[0, 0])
     layers, keys, variants, which = split_layers(model.n_layers, p), {}, [], []
     for i, k in enumerate(layers):
         stage_model = model.layer_range(sum(layers[:i]), k)
@@ -271,7 +301,7 @@ def _variants(model: Model, stages: np.ndarray) -> tuple[list[tuple[Model, bool,
             keys[key] = len(variants)
             variants.append((stage_model, i == 0, i == p - 1))
         which.append(keys[key])
-    return variants, np.repeat(np.array(which)[:, None], len(counts), axis=1)
+    return variants, np.repeat(np.array(which)[:, None], len(stages), axis=1)
 
 
 def _values(ev: Evaluation, field: str) -> np.ndarray:

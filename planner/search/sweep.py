@@ -109,20 +109,26 @@ def _bucket(plan: Plan, first: Candidate, bucket: Bucket, key: tuple, batch: np.
                 chips=table[:, [0]] * table[:, [1]] * table[:, [2]], core=key[1])
     times: dict[tuple, np.ndarray] = {}  # a pipeline's stages share their collectives' times
 
-    def network(layer):
-        """(comm_s, prefetched_s), (members, points): the layer's collectives on each member's mesh."""
+    def network(layer, rows=None, which=None):
+        """(comm_s, prefetched_s), (members, points): the layer's collectives on each member's mesh
+        at its grid row; with `rows` and `which`, on member which[j]'s mesh at grid row rows[j] (a
+        pipeline's stages as rows of one grid: a member's collectives carry the same bytes at each
+        of its stages, so their seconds are those at its first row, bucket.row_of's)."""
+        rows = bucket.row_of if rows is None else rows
+        which = np.arange(len(bucket.row_of)) if which is None else which
         collectives = [term.collective for term, _ in layer.terms if term.collective is not None]
         if not collectives:
-            return network_seconds(lines, bucket.meshes, (), np.zeros((0, layer.batch.size)), None, None)
+            return network_seconds(lines, which, (), np.zeros((0, layer.batch.size)), None, None)
         known, tables = (key, signature(collectives)), buckets.tables
         stacks = tables.get(known) or tables.setdefault(known, buckets.mesh_lines.tables(lines, bucket.index, known[1]))
         data = layer.collective_bytes[:, bucket.row_of].swapaxes(0, 1)  # (members, collectives, points)
-        repeats = layer.repeats if layer.repeats.ndim < 3 else layer.repeats[:, bucket.row_of].swapaxes(0, 1)
         same = (known, layer.collective_bytes.tobytes())
         seconds = times.get(same)
         if seconds is None:
             seconds = times[same] = lines_seconds(stacks[0], stacks[1], data)
-        return network_seconds(lines, bucket.meshes, collectives, data, repeats, layer.prefetched, stacks, seconds)
+        repeats = layer.repeats if layer.repeats.ndim < 3 else layer.repeats[:, rows].swapaxes(0, 1)
+        return network_seconds(lines, which, collectives, data[which], repeats, layer.prefetched,
+                               tuple(a[which] for a in stacks), seconds[which])
 
     if first.stages > 1:  # imported here: a plan without stages never loads the pipeline model
         from planner.cost.pipeline import sweep_pipeline
