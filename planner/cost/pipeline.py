@@ -197,17 +197,18 @@ def sweep_pipeline(model: Model, cluster: Cluster, workload: Workload, first: Ca
     at_options = np.broadcast_to(offset[:, None] + np.searchsorted(sizes, np.maximum(tile(b), 1)),
                                  (members, offset.size, b.shape[-1]))
     s = np.tile(send_s_sizes, (1, n_formats))[who, at_options]
-    t = [step[who, at_options] for step in step_stack]  # the members' stage i (masked where they have fewer)
-    valid = [ok[:, None, None] for ok in valid]
-    slot = np.max([np.where(ok, x, -np.inf) for x, ok in zip(t, valid)], axis=0)
+    # the slowest stage (and for decode the stages' sum, in stage order, as evaluate_pipeline sums
+    # them) at every micro-batch size, then at each point's options: the same figures, gathered once
+    valid = valid[:, :, None]  # (stages, members, 1): the members' stage i exists
+    slot = np.max(np.where(valid, step_stack, -np.inf), axis=0)[who, at_options]
     m_all = tile(m)
     if c.phase is Phase.PREFILL:
         latency_options = (m_all + p[:, :, None] - 1) * np.maximum(slot, s) + (p[:, :, None] - 1) * s
     else:
-        total = t[0]
-        for x, ok in zip(t[1:], valid[1:]):  # in stage order, as evaluate_pipeline sums them
+        total = step_stack[0]
+        for x, ok in zip(step_stack[1:], valid[1:]):
             total = total + np.where(ok, x, 0.0)
-        latency_options = np.maximum(total + (p[:, :, None] - 1) * s, m_all * slot)
+        latency_options = np.maximum(total[who, at_options] + (p[:, :, None] - 1) * s, m_all * slot)
     latency_options = np.where(m_all > 0, latency_options, np.inf)
     choice = np.argmin(latency_options, axis=2)[..., None]  # (members, points, 1)
     step_s = np.take_along_axis(latency_options, choice, axis=2)[..., 0]
@@ -218,7 +219,7 @@ def sweep_pipeline(model: Model, cluster: Cluster, workload: Workload, first: Ca
         w, kv, act = (field[i] for field in fields)
         w, kv, act = np.take_along_axis(w, at, axis=1), kv[:, at_batch], np.take_along_axis(act, at, axis=1)
         hbm_parts.append((w, kv, act))
-        totals.append(np.where(valid[i][:, :, 0], w + kv + act, -np.inf))
+        totals.append(np.where(valid[i], w + kv + act, -np.inf))
     fullest = np.argmax(np.stack(totals), axis=0)
     hbm_bytes = (np.choose(fullest, [w for w, _, _ in hbm_parts]) + np.choose(fullest, [kv for _, kv, _ in hbm_parts])
                  + np.choose(fullest, [act for _, _, act in hbm_parts]))
