@@ -287,11 +287,11 @@ def test_pty_no_color_has_no_escape_codes():
 
 @needs_pty
 def test_pty_json_has_no_progress_or_colour_bytes():
-    # A search of over a second (Llama 3.1 405B over every H100 count, 1-8 pipeline stages, every
-    # format): the progress line shows on the terminal (stderr) only.
+    # The progress line at once (PLANNER_PROGRESS_DELAY_S=0: searches are now faster than its
+    # usual half-second delay) shows on the terminal (stderr) only.
+    env = {**os.environ, "PLANNER_PROGRESS_DELAY_S": "0"}
     code, screen, out = run_in_pty([PLANNER, "plan", "--model", "llama-3.1-405b", "--cluster", "h100-sxm",
-                                    "--stages", "1,2,4,8", "--weights", "all", "--kv-cache", "bf16,fp8,int8",
-                                    "--format", "json"], stdout_pipe=True)
+                                    "--stages", "1,2,4,8", "--format", "json"], env=env, stdout_pipe=True)
     assert code == 0
     assert b"\x1b" not in out and b"\r" not in out and b"searching" not in out
     json.loads(out)
@@ -378,3 +378,10 @@ def test_max_step_latency_limits_time_per_output_token(planner):
     assert d["frontier"]["prefill"] == json.loads(planner("plan", PALM_PLAN, "--format", "json").out)["frontier"]["prefill"]
     r = planner("plan", PALM_PLAN, "--max-step-latency", "5ms", "--phase", "decode")
     assert r.code == 1 and "the fastest decode step that fits takes" in r.err and "--max-step-latency is 5.00 ms" in r.err
+
+
+def test_progress_delay_from_the_environment(monkeypatch):
+    from planner.render.progress import DELAY_S, Activity
+    for value, expected in (("0", 0.0), ("1.5", 1.5), ("-1", DELAY_S), ("soon", DELAY_S)):
+        monkeypatch.setenv("PLANNER_PROGRESS_DELAY_S", value)
+        assert Activity("searching", enabled=False).delay_s == expected

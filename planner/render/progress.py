@@ -18,18 +18,18 @@ import sys
 import threading
 import time
 
-DELAY_S = 0.5
+DELAY_S = 0.5  # PLANNER_PROGRESS_DELAY_S overrides it (seconds, >= 0; e.g. 0 to see the line on any search)
 SPINNER = "|/-\\"
 
 
 class Activity:
     """Context manager: `with Activity("searching", enabled=sys.stderr.isatty()) as a: ...`."""
 
-    def __init__(self, label: str, *, enabled: bool, delay_s: float = DELAY_S,
+    def __init__(self, label: str, *, enabled: bool, delay_s: float | None = None,
                  ascii_only: bool = False, file=None) -> None:
         self.label = label
         self.enabled = enabled
-        self.delay_s = delay_s
+        self.delay_s = _delay_s() if delay_s is None else delay_s
         self.plain = ascii_only or bool(os.environ.get("NO_COLOR")) or os.environ.get("TERM") == "dumb"
         self.file = file
         self.shown = False
@@ -113,3 +113,12 @@ class Activity:
                 break
         self.file.write("\r" + " " * width + "\r")
         self.file.flush()
+
+
+def _delay_s() -> float:
+    """DELAY_S, or PLANNER_PROGRESS_DELAY_S when it is a number of seconds >= 0 (else ignored)."""
+    try:
+        value = float(os.environ.get("PLANNER_PROGRESS_DELAY_S", DELAY_S))
+    except ValueError:
+        return DELAY_S
+    return value if value >= 0 else DELAY_S
