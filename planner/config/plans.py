@@ -341,9 +341,9 @@ def _read_flag(key: str, value: Any) -> Any:
         values = _several(key, (value,) if isinstance(value, str) else value)
         for name in values:
             if not isinstance(name, str) or name not in choices:
-                hint = did_you_mean(str(name), choices)
-                raise UsageError(f"{flag}: unknown {what} {name!r}; expected one of "
-                                 f"{', '.join(choices)}" + (f" ({hint})" if hint else ""))
+                hint, both = did_you_mean(str(name), choices), " or both" * (key == "phases" and flag[:2] == "--")
+                raise UsageError(f"{flag}: unknown {what} {name!r}; expected one of {', '.join(choices)}{both}"
+                                 + (f" ({hint})" if hint else ""))
         return tuple(choices[name] for name in values)
     if key in ("chips", "batches", "stages"):
         values = (value,) if isinstance(value, int) else tuple(value)

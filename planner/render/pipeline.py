@@ -83,7 +83,7 @@ def _summary(ev: PipelineEvaluation) -> list[str]:
     else:
         how = (f"pipeline step = max(sum of stages + (p - 1) sends, m x slowest stage) = max("
                f"{fmt_seconds(sum(t))} + {p - 1} x {fmt_seconds(send)}, {m} x {fmt_seconds(slowest)}) = "
-               f"{fmt_seconds(d.step_latency_s)} per output token for all {d.batch} sequences; stages idle "
+               f"{fmt_seconds(d.step_latency_s)} per output token for {_all(d.batch)}; stages idle "
                f"{fmt_percent(float(ev.bubble[0]))} of the time")
     latency = f"latency {fmt_seconds(d.latency_s)}" + (" for all output tokens" if c.phase is Phase.DECODE else "")
     lines = [how, f"step     {fmt_seconds(d.step_latency_s)}, {latency}, slowest stage {d.bound}-bound",
@@ -91,7 +91,7 @@ def _summary(ev: PipelineEvaluation) -> list[str]:
              f"{d.tokens_per_s:,.0f} tokens/s"]
     for s in stage_views(ev):
         lines.append(f"memory   stage {s.index + 1}: weights {fmt_bytes(s.weight_bytes)} + KV cache "
-                     f"{fmt_bytes(s.kv_bytes)} (all {d.batch} sequences) + activations "
+                     f"{fmt_bytes(s.kv_bytes)} ({_all(d.batch)}) + activations "
                      f"{fmt_bytes(s.activation_bytes)} (one micro-batch) = {fmt_bytes(s.hbm_bytes)} per chip")
     return lines
 
@@ -177,3 +177,8 @@ def pipeline_csv(ev: PipelineEvaluation, cluster=None) -> str:
             writer.writerow((f"send {s.index + 1} -> {s.index + 2}", ev.candidate.mesh.chips, 0,
                              0, num(float(ev.send_bytes[0])), 0, 0, send, send, calibration))
     return buf.getvalue()
+
+
+def _all(batch: int) -> str:
+    """'all 8 sequences', or 'the one sequence'."""
+    return "the one sequence" if batch == 1 else f"all {batch} sequences"
