@@ -178,6 +178,8 @@ def test_models_import_prints_to_stdout_and_refuses_yaml(planner, tmp_path):
     assert code == 0 and "sliding_window: 4096\nlocal_layers: all\n" in out
     code, out, err = planner("models", "import", "configs/models/palm-8b.yaml")
     assert code == 2 and out == "" and "expected a Hugging Face config.json" in err
+    code, out, err = planner("models", "import", str(tmp_path / "no-such-model"))
+    assert code == 2 and out == "" and "no such file or folder" in err and "config.json" in err
 
 
 def test_plan_file_names_a_config_json(tmp_path):

@@ -123,6 +123,9 @@ def is_hf_config(path: Path) -> bool:
 def import_hf_yaml(path: Path) -> str:
     """The model YAML equivalent to a Hugging Face config.json (or its folder), headed by what
     was derived, defaulted or mapped, for a person to review before committing it."""
+    if not path.exists():
+        raise ConfigError("no such file or folder", file=str(path),
+                          hint="give a Hugging Face model folder (holding config.json) or its config.json")
     if not is_hf_config(path):
         raise ConfigError("expected a Hugging Face config.json or a folder holding one", file=str(path),
                           hint="planner model YAML files are used as they are (--model FILE)")
