@@ -4,6 +4,8 @@ the accuracy page (Markdown)."""
 
 from __future__ import annotations
 
+import textwrap
+
 import re
 
 from planner.commands.calibrate_kernels import summary
@@ -52,13 +54,27 @@ def constants(fit) -> list[str]:
 
 def report_text(data, fit) -> str:
     """The residual report printed by `planner calibrate` (summary per row kind)."""
-    lines = [f"{fit.cluster.name} calibrated from {data.file}", *("  " + s for s in constants(fit))]
+    lines = [f"{fit.cluster.name} calibrated from {data.file}"]
+    lines += [line for s in constants(fit) for line in _packed(s.split(", "), "  ", "      ")]
     for kind, title in KIND_TITLES:
         rows = fit.of(kind)
         if rows:
-            lines.append(f"{title}: {_summary_line(rows)}")
-    lines += [f"warning: {w}" for w in fit.warnings]
+            line = f"{title}: {_summary_line(rows)}"
+            lines += [line] if len(line) <= 80 else [f"{title}:", f"  {_summary_line(rows)}"]
+    lines += [line for w in fit.warnings for line in textwrap.wrap(f"warning: {w}", 80, subsequent_indent="  ")]
     return "\n".join(lines) + "\n"
+
+
+def _packed(items: list[str], first: str, then: str) -> list[str]:
+    """`items` joined by ", " in lines of at most 80 columns, never splitting an item."""
+    lines, line = [], first + items[0]
+    for item in items[1:]:
+        if len(line) + 2 + len(item) > 80:
+            lines.append(line + ",")
+            line = then + item
+        else:
+            line += ", " + item
+    return lines + [line]
 
 
 def accuracy_section(data, fit, command: str) -> str:
