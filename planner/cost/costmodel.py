@@ -61,7 +61,6 @@ from planner.cost.layouts.experts import moe_layers
 from planner.cost.line_tables import LineCache, network_seconds
 from planner.cost.mesh import Mesh
 from planner.cost.network import latency_line, ring_steps
-from planner.cost.rows import Row, explain_row
 from planner.specs.formats import Formats, KvFormat, Sparsity
 from planner.specs.hardware import ACTIVATION_BYTES, Cluster, WeightFormat
 from planner.specs.model import Model
@@ -120,7 +119,7 @@ class Evaluation:
     hbm_bytes: np.ndarray
     hbm_fraction: np.ndarray
     bound: np.ndarray  # index into BOUNDS
-    rows: tuple[Row, ...]  # explain rows (only with evaluate(detail=True))
+    rows: tuple  # planner.cost.rows.Row: explain rows (only with evaluate(detail=True))
     formats: tuple[Formats, ...]  # formats of point i: formats[i * len(formats) // len(batch)]
 
     def formats_at(self, i: int) -> Formats:
@@ -177,6 +176,8 @@ def evaluate(model: Model, cluster: Cluster, workload: Workload, candidate: Cand
     steps = sum(repeat * ring_steps(c.mesh, t.collective) for t, repeat in terms if t.collective is not None)
     prefetched_steps = sum(repeat * ring_steps(c.mesh, t.collective) for t, repeat in terms
                            if t.collective is not None and t.collective.prefetched)
+    if detail:  # imported here: a search never builds explain rows
+        from planner.cost.rows import explain_row
     rows = tuple(explain_row(cluster, c.mesh, term, repeat, batch.shape, formats[0]) for term, repeat in terms
                  if not c.mesh.moves_nothing(term)) if detail else ()
     compute_s, memory_s, overhead_s = layer.compute_s, layer.memory_s, layer.overhead_s

@@ -52,7 +52,6 @@ from planner.cost.layouts.base import (
     windowed,
 )
 from planner.cost.layouts.ffn import FfnLayout
-from planner.cost.layouts.latent import latent_cost
 from planner.specs.hardware import ACTIVATION_BYTES
 from planner.specs.model import Block, Model
 
@@ -156,6 +155,7 @@ class AttentionLayout:
         stored = 2 * E * (heads + kv_proj) * H * weight_bytes / n
 
         def latent_at(s: StepShape):
+            from planner.cost.layouts.latent import latent_cost  # MLA models only: imported when one is costed
             return latent_cost(model, heads=heads, kv_proj=kv_proj, e=e, f=f, tokens=tokens, kv_tokens=kv_tokens,
                                core_batch=core_batch, core_heads=core_heads,
                                kv_heads_per_chip=kv_heads_per_chip, shape=s)
