@@ -304,7 +304,8 @@ def layer_costs(model: Model, cluster: Cluster, workload: Workload, candidate: C
     activation_bytes = residual + ffn_working + attention.working_bytes
     return LayerCosts(
         candidate=c, chips=chips, batch=batch, formats=formats, terms=tuple(terms),
-        collective_bytes=stacked([k.bytes_per_chip for k, _ in collectives], np.broadcast_shapes(batch.shape, np.shape(chips))),
+        collective_bytes=stacked([k.bytes_per_chip for k, _ in collectives],
+                                 np.broadcast_shapes(batch.shape, np.shape(chips))),
         repeats=stacked([repeat for _, repeat in collectives],
                         np.broadcast_shapes((1,), *(np.shape(repeat) for _, repeat in collectives))),
         prefetched=np.array([k.prefetched for k, _ in collectives], dtype=bool),
@@ -369,4 +370,5 @@ def _output_projection(model: Model, chips: int, batch: np.ndarray, weight_bytes
                           E * V * (first.astype(np.int64) + last.astype(np.int64)))
     else:
         tables = model.embedding_params if first and last else E * V * (int(first) + int(last))
-    return LayerCost(terms=(gather, logits) if per_row or last else (), weight_bytes_stored=tables * weight_bytes / chips)
+    return LayerCost(terms=(gather, logits) if per_row or last else (),
+                     weight_bytes_stored=tables * weight_bytes / chips)

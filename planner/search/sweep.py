@@ -2,9 +2,10 @@
 expert layout whose attention core has one dataflow (`Core`) form a bucket; the bucket's distinct
 logical mesh sizes are a `Grid`, whose layer costs one pass of costmodel.layer_costs computes (a
 row per mesh sizes), and the collectives of all the bucket's candidates (each on its own mesh
-grouping) are timed in one numpy pass (network.network_seconds). The arrays are those `evaluate`
-gives each candidate, bit for bit; Evaluations are built only for the frontier's points.
-Pipelined candidates are bucketed alike (with their stage count), each bucket through
+grouping) are timed in one numpy pass (line_tables.network_seconds). The arrays are those
+`evaluate` gives each candidate, bit for bit; Evaluations are built only for the frontier's
+points. Pipelined candidates are bucketed alike, every stage count in one bucket (its rows carry
+the stage count; for a model with local layers, one bucket per stage count), each bucket through
 pipeline.sweep_pipeline."""
 
 from __future__ import annotations
@@ -36,9 +37,10 @@ class Swept:
 
 @dataclass(frozen=True)
 class Bucket:
-    """One-stage candidates of one FFN, attention and expert layout and one attention Core."""
+    """Candidates of one FFN, attention and expert layout and one attention Core (one-stage, or
+    pipelined)."""
 
-    rows: dict[tuple[int, ...], list[int]]  # by logical mesh sizes: the Grid's rows
+    rows: dict[tuple[int, ...], list[int]]  # by logical mesh sizes (and stages, pipelined): the Grid's rows
     members: list[int]  # every candidate, row after row
     meshes: list[Mesh]  # each member's mesh
     row_of: np.ndarray  # each member's row
@@ -48,9 +50,10 @@ class Bucket:
 @dataclass(frozen=True)
 class Buckets:
     """A phase's candidates sorted for the sweep (the same for every phase of a search: their
-    candidates are parallel lists), by ((stages, FFN, attention, experts), attention Core).
-    `tables`: each bucket's collectives' lines, kept for the next phase (they depend on the
-    meshes only), and what else the search keeps (pipeline stage models)."""
+    candidates are parallel lists), by ((stages, FFN, attention, experts), attention Core), with
+    stages 1, or 2 for every pipelined stage count together (a model with local layers: its
+    count). `tables`: each bucket's collectives' lines, kept for the next phase (they depend on
+    the meshes only)."""
 
     buckets: dict[tuple, Bucket]
     tables: dict[tuple, tuple]
