@@ -82,6 +82,21 @@ class KernelFit:
 # Predictions (each by the cost model itself)
 
 
+def predict_all(cluster: Cluster, rows: list[Row]) -> np.ndarray:
+    """`predict` of every row; collective rows of one kind and GPU count share one call (their
+    lines are made once: a fit evaluates every row for each trial of its constants)."""
+    out, groups = np.empty(len(rows)), {}
+    for i, row in enumerate(rows):
+        if row.kind == "collective":
+            groups.setdefault((row["collective"], row["gpus"]), []).append(i)
+        else:
+            out[i] = predict(cluster, row)
+    for (kind, gpus), members in groups.items():
+        out[members] = kernel_collective_seconds(cluster, kind, np.array([rows[i]["bytes"] for i in members],
+                                                                          dtype=float), gpus)
+    return out
+
+
 def predict(cluster: Cluster, row: Row) -> float:
     if row.kind == "collective":
         return float(kernel_collective_seconds(cluster, row["collective"], row["bytes"], row["gpus"]))
@@ -186,7 +201,7 @@ def fit(cluster: Cluster, data: KernelMeasurements) -> KernelFit:
 
         def times(c):
             trial = replace(cluster, calibration=replace(cal, levels={levels[0].name: dict(zip(names, c))}))
-            return np.array([predict(trial, r) for r in inner]) / np.array([r.measured_s for r in inner])
+            return predict_all(trial, inner) / np.array([r.measured_s for r in inner])
 
         best = _minimise(times, kinds, starts)
         level_cal[levels[0].name] = {k: _round(v) for k, v in zip(names, best)}
@@ -200,7 +215,7 @@ def fit(cluster: Cluster, data: KernelMeasurements) -> KernelFit:
         if outer and base:
             def times_outer(c):
                 trial = replace(cluster, calibration=replace(cal, levels={**level_cal, levels[1].name: {**base, "latency_s": c[0]}}))
-                return np.array([predict(trial, r) for r in outer]) / np.array([r.measured_s for r in outer])
+                return predict_all(trial, outer) / np.array([r.measured_s for r in outer])
             base["latency_s"] = _round(_minimise(times_outer, ("latency",), [(10e-6,), (40e-6,)])[0])
             warnings.append(f"{levels[1].name}: only latency_s is fitted ({len(outer)} two-node rows, small "
                             f"messages); its step latency is {levels[0].name}'s and its efficiency {levels[0].name}'s bulk efficiency (rule)")
