@@ -84,3 +84,24 @@ def test_frontier_prefilter_changes_nothing(monkeypatch):
     assert search_module._beaten_by_faster(latency, mfu).sum() > latency.size // 2  # it does drop points
     monkeypatch.setattr(search_module, "_beaten_by_faster", lambda lat, m: np.zeros(lat.shape, dtype=bool))
     assert with_prefilter == search_module.front(latency, mfu)
+
+
+@pytest.mark.parametrize("name", ["llama-3-70b-h100", "palm-540b-tpu-v4", "deepseek-v3-h200"])
+def test_both_phases_in_one_pass_are_evaluate_bit_for_bit(name):
+    """sweep_phases costs a one-stage bucket's prefill and decode in one pass (a Grid of its
+    meshes once per phase): every figure is still `evaluate`'s, bit for bit."""
+    from planner.search.choices import PhaseCandidates, choices
+    from planner.search.sweep import make_buckets, sweep_phases
+    plan = load_plan(name)
+    formats = plan.space.formats(plan.cluster.chip)
+    batch = np.array(plan.space.batches, dtype=np.int64)
+    discrete = choices(plan)
+    layouts = {phase: PhaseCandidates(phase, discrete, formats[0]) for phase in plan.space.phases}
+    swept = sweep_phases(plan, layouts, batch, formats, lambda n: None, LineCache(plan.cluster),
+                         make_buckets(plan, discrete))
+    for phase, candidates_ in layouts.items():
+        for k in range(0, len(candidates_), 5):
+            ev = cost(plan, candidates_[k], batch, formats=formats)
+            for mine, theirs in ((swept[phase].latency_s[k], ev.latency_s), (swept[phase].step_s[k], ev.step_s),
+                                 (swept[phase].mfu[k], ev.mfu), (swept[phase].hbm_bytes[k], ev.hbm_bytes)):
+                assert np.array_equal(mine, np.broadcast_to(theirs, mine.shape))

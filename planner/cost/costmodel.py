@@ -53,10 +53,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from planner.cost.grid import Grid, at_rows, grid_shape, phase_column, step_shape
 from planner.cost.kernels import matmul_flops
-from planner.cost.layouts import AttentionLayout, CollectiveKind, ExpertLayout, FfnLayout, LayerCost, Term
-from planner.cost.layouts.attention import Core
-from planner.cost.layouts.base import StepShape, collective_term, stacked
+from planner.cost.layouts import (
+    AttentionLayout,
+    CollectiveKind,
+    ExpertLayout,
+    FfnLayout,
+    LayerCost,
+    Term,
+)
+from planner.cost.layouts.base import collective_term, stacked
 from planner.cost.layouts.experts import moe_layers
 from planner.cost.line_tables import LineCache, network_seconds
 from planner.cost.mesh import Mesh
@@ -129,14 +136,6 @@ class Evaluation:
         return self.formats_at(i).weights
 
 
-def step_shape(phase: Phase, workload: Workload, batch: np.ndarray) -> StepShape:
-    if phase is Phase.PREFILL:
-        L = workload.input_tokens
-        return StepShape(batch=batch, tokens=L, attended=(L + 1) / 2, cached=L, reads_cache=False)
-    return StepShape(batch=batch, tokens=1, attended=workload.context, cached=workload.context,
-                     reads_cache=True)
-
-
 def critical_path(compute_s, memory_s, active_comm_s, overlap: float):
     """max(c, m) + k_a - f * min(max(c, m), k_a) (see module docstring)."""
     local = np.maximum(compute_s, memory_s)
@@ -197,16 +196,6 @@ def evaluate(model: Model, cluster: Cluster, workload: Workload, candidate: Cand
 
 
 @dataclass(frozen=True, kw_only=True)
-class Grid:
-    """Many meshes' logical sizes at once, as (meshes, 1) arrays, on which a layout's dataflow has
-    one shape (one attention `Core`): `layer_costs` costs them all in one pass, a row each."""
-
-    sizes: dict[str, np.ndarray]
-    chips: np.ndarray
-    core: Core
-
-
-@dataclass(frozen=True, kw_only=True)
 class LayerCosts:
     """A candidate's costs up to its collectives' seconds: everything its logical mesh sizes set,
     the same for every mesh grouping with those sizes (which differ only in network time)."""
@@ -223,6 +212,7 @@ class LayerCosts:
     memory_s: np.ndarray
     overhead_s: float | np.ndarray  # per Grid row where the layers vary (a pipeline's stages)
     tokens: np.ndarray
+    steps: int | np.ndarray  # steps per latency: 1 (prefill) or output_tokens (decode), per row with phases
     mfu_flops: np.ndarray  # MFU's numerator (Model.mfu_flops)
     weight_bytes: np.ndarray | float
     kv_bytes: np.ndarray
@@ -247,7 +237,18 @@ def layer_costs(model: Model, cluster: Cluster, workload: Workload, candidate: C
         batch = np.tile(batch, len(formats))
     wbytes = _per_point([f.weight_bytes for f in formats], n)
     kvbytes = _per_point([f.kv_cache.bytes_per_element(model.d_head) for f in formats], n)
-    chip, shape = cluster.chip, step_shape(c.phase, workload, batch)
+    chip = cluster.chip
+    if grid is not None and grid.phases:  # every phase at once: its shape, tokens and steps per row
+        meshes, prefill = len(grid.chips) // len(grid.phases), [p is Phase.PREFILL for p in grid.phases]
+        shape = grid_shape(grid.phases, workload, batch, meshes)
+        per_sequence = phase_column([workload.input_tokens if f else workload.output_tokens for f in prefill], meshes, int)
+        logits_per_sequence = phase_column([1 if f else workload.output_tokens for f in prefill], meshes, int)
+        steps = phase_column([1 if f else workload.output_tokens for f in prefill], meshes, int)
+    else:
+        shape = step_shape(c.phase, workload, batch)
+        prefill = c.phase is Phase.PREFILL
+        per_sequence = workload.input_tokens if prefill else workload.output_tokens
+        logits_per_sequence, steps = (1, 1) if prefill else (workload.output_tokens, workload.output_tokens)
     weight_peak = _per_point([f.weight_peak_flop_per_s(chip) for f in formats], n)
     if grid is None:
         sizes, chips, core, mesh_key = c.mesh.sizes, c.mesh.chips, None, (c.ffn.name, *c.mesh.sizes.values())
@@ -288,8 +289,7 @@ def layer_costs(model: Model, cluster: Cluster, workload: Workload, candidate: C
         compute_s = (flops / (weight_peak * cal.matmul_efficiency)
                      + activation_flops / (chip.peak_bf16_flop_per_s * cal.matmul_efficiency))
     memory_s = hbm / (chip.hbm_bytes_per_s * cal.hbm_efficiency)
-    tokens = batch * (workload.input_tokens if c.phase is Phase.PREFILL else workload.output_tokens)
-    logit_tokens = batch * (1 if c.phase is Phase.PREFILL else workload.output_tokens)
+    tokens, logit_tokens = batch * per_sequence, batch * logits_per_sequence
 
     weight_bytes = model.n_layers * (ffn.weight_bytes_stored + attention.weight_bytes_stored) + \
         head.weight_bytes_stored
@@ -310,7 +310,7 @@ def layer_costs(model: Model, cluster: Cluster, workload: Workload, candidate: C
                         np.broadcast_shapes((1,), *(np.shape(repeat) for _, repeat in collectives))),
         prefetched=np.array([k.prefetched for k, _ in collectives], dtype=bool),
         compute_s=compute_s, memory_s=memory_s, overhead_s=model.n_layers * cal.layer_overhead_s + kernels * cal.kernel_overhead_s,
-        tokens=tokens,
+        tokens=tokens, steps=steps,
         mfu_flops=model.mfu_flops(tokens, logit_tokens),
         weight_bytes=weight_bytes, kv_bytes=kv_bytes, activation_bytes=activation_bytes,
         hbm_bytes=weight_bytes + kv_bytes + activation_bytes)
@@ -327,20 +327,13 @@ def timing(cluster: Cluster, workload: Workload, layer: LayerCosts, comm_s, pref
     """(critical_s, step_s, latency_s, mfu) from a layer's costs and its network seconds (any
     shape that broadcasts against the points); `rows`: for a Grid's costs, the grid row of each
     row of the network seconds."""
-    c, cal = layer.candidate, cluster.calibration
+    cal = cluster.calibration
     compute_s, memory_s, chips = (at_rows(x, rows) for x in (layer.compute_s, layer.memory_s, layer.chips))
     critical_s = critical_path(compute_s, memory_s, comm_s - prefetched_s, cal.overlap)
     step_s = combine(compute_s, memory_s, comm_s, cal.overlap, prefetched_s) + at_rows(layer.overhead_s, rows)
-    latency_s = step_s if c.phase is Phase.PREFILL else step_s * workload.output_tokens
+    latency_s = step_s if np.ndim(layer.steps) == 0 and layer.steps == 1 else step_s * at_rows(layer.steps, rows)
     mfu = at_rows(layer.mfu_flops, rows) / (chips * cluster.chip.peak_bf16_flop_per_s * latency_s)
     return critical_s, step_s, latency_s, mfu
-
-
-def at_rows(values, rows):
-    """A Grid figure's rows `rows` (figures without the grid's axis as they are; all with no rows)."""
-    return values if rows is None or np.ndim(values) < 2 else values[rows]
-
-
 
 
 def _bound(compute_s, memory_s, active_s, critical_s, comm_s):

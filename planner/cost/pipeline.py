@@ -40,7 +40,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from planner.cost.costmodel import Candidate, Evaluation, Grid, evaluate, layer_costs, timing
+from planner.cost.costmodel import Candidate, Evaluation, evaluate, layer_costs, timing
+from planner.cost.grid import Grid
 from planner.cost.layouts.base import StepShape, size, union
 from planner.cost.layouts.ffn import FfnLayout
 from planner.cost.mesh import Mesh, first_rows
@@ -259,7 +260,7 @@ def _stages_on_one_grid(model, cluster, workload, c, grid: Grid, stages, row_of,
     pairs = np.stack([np.broadcast_to(np.arange(members), valid.shape), stage_row[:, row_of]], axis=-1)[valid]
     pseudo, where = first_rows(pairs)  # each distinct (member, stacked row)
     which, at = pairs[pseudo, 0], pairs[pseudo, 1]
-    step_s = timing(cluster, workload, layer, *network(layer, at, which), rows=at)[1]
+    step_s = timing(cluster, workload, layer, *network(layer, at, which, same_bytes=True), rows=at)[1]
     shape = (len(g), len(formats) * sizes.size)
     out = []
     for values in (step_s, *(np.broadcast_to(getattr(layer, f), shape)[at] for f in FIELDS)):

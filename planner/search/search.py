@@ -16,7 +16,7 @@ from planner.cost.line_tables import LineCache
 from planner.errors import InfeasibleError
 from planner.search.choices import PhaseCandidates, candidates, choices  # noqa: F401 (candidates: for callers)
 from planner.search.frontier import front
-from planner.search.sweep import Buckets, Swept, make_buckets, sweep
+from planner.search.sweep import Swept, make_buckets, sweep_phases
 from planner.specs.formats import Formats, WeightFormat
 from planner.specs.plan import Phase, Plan
 from planner.units import fmt_bytes, fmt_chips, fmt_percent, fmt_seconds
@@ -116,7 +116,9 @@ def search(plan: Plan, progress: Callable[[int, int], None] | None = None,
     try:  # the cycle collector's passes over every candidate held would find nothing and cost ~10%
         lines = LineCache(plan.cluster)  # shared by the phases, as are the buckets of their (parallel) candidates
         buckets = make_buckets(plan, discrete)
-        phases = tuple(_search_phase(plan, phase, c, step, lines, buckets) for phase, c in work)
+        batch = np.array(plan.space.batches, dtype=np.int64)
+        swept = sweep_phases(plan, dict(work), batch, formats, step, lines, buckets)
+        phases = tuple(_search_phase(plan, phase, c, swept[phase]) for phase, c in work)
     finally:
         if collecting:
             gc.enable()
@@ -126,11 +128,9 @@ def search(plan: Plan, progress: Callable[[int, int], None] | None = None,
     return SearchResult(plan=plan, phases=phases)
 
 
-def _search_phase(plan: Plan, phase: Phase, layouts: Sequence[Candidate], step: Callable[[int], None],
-                  lines: LineCache, buckets: Buckets | None = None) -> PhaseResult:
+def _search_phase(plan: Plan, phase: Phase, layouts: Sequence[Candidate], swept: Swept) -> PhaseResult:
     batch = np.array(plan.space.batches, dtype=np.int64)
     formats = plan.space.formats(plan.cluster.chip)
-    swept = sweep(plan, layouts, batch, formats, cost, step, lines, buckets)
     dropped = {DOES_NOT_FIT: 0, TOO_SLOW: 0, STEP_TOO_SLOW: 0, LOW_MFU: 0}
     reach = _Reach()
     ok = _feasible(plan, phase, swept, dropped, reach)

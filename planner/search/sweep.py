@@ -15,11 +15,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from planner.cost.costmodel import Candidate, Grid, at_rows, layer_costs, timing
+from planner.cost.costmodel import Candidate, layer_costs, timing
+from planner.cost.grid import Grid, at_rows
 from planner.cost.line_tables import LineCache, MeshLines, network_seconds, signature
 from planner.cost.mesh import Mesh
 from planner.cost.network import lines_seconds
-from planner.specs.plan import Plan
+from planner.specs.plan import Phase, Plan
 
 FIGURES = ("latency_s", "step_s", "mfu", "hbm_bytes")
 
@@ -79,6 +80,26 @@ def sweep(plan: Plan, layouts: list[Candidate], batch: np.ndarray, formats, cost
     return Swept(**out)
 
 
+def sweep_phases(plan: Plan, layouts: dict[Phase, list[Candidate]], batch: np.ndarray, formats,
+                 step: Callable[[int], None], lines: LineCache, buckets: Buckets) -> dict[Phase, Swept]:
+    """`sweep` of every phase's candidates (parallel lists, sorted into `buckets`), the phases of
+    a one-stage bucket costed in one pass (a model with local layers: phase by phase)."""
+    phases, points = tuple(layouts), batch.size * len(formats)
+    out = {phase: {name: np.empty((len(c), points)) for name in FIGURES} for phase, c in layouts.items()}
+    together = len(phases) > 1 and not plan.model.n_local_layers
+    for key, bucket in buckets.buckets.items():
+        first = [layouts[phase][bucket.members[0]] for phase in phases]
+        if together and key[0][0] == 1:
+            figures = _bucket(plan, first[0], bucket, key, batch, formats, lines, buckets, phases)
+        else:
+            figures = [_bucket(plan, c, bucket, key, batch, formats, lines, buckets) for c in first]
+        for phase, values in zip(phases, figures):
+            for name, value in zip(FIGURES, values):
+                out[phase][name][bucket.members] = value
+            step(len(bucket.members))
+    return {phase: Swept(**figures) for phase, figures in out.items()}
+
+
 def make_buckets(plan: Plan, layouts) -> Buckets:
     """`layouts` (Candidates, or the Choices they are made of) sorted into Buckets."""
     buckets: dict[tuple, dict[tuple, list[int]]] = {}
@@ -104,41 +125,53 @@ def make_buckets(plan: Plan, layouts) -> Buckets:
 
 
 def _bucket(plan: Plan, first: Candidate, bucket: Bucket, key: tuple, batch: np.ndarray, formats,
-            lines: LineCache, buckets: Buckets):
+            lines: LineCache, buckets: Buckets, phases: tuple[Phase, ...] = ()):
     """(latency_s, step_s, mfu, hbm_bytes), each (members, points), of the bucket `key`, whose
-    first member is `first`."""
+    first member is `first`; with `phases` (one-stage buckets), a list of those per phase, all
+    costed in one pass (a Grid of the bucket's meshes once per phase)."""
     table = np.array(list(bucket.rows), dtype=np.int64)  # (meshes, 3): logical sizes x, y, z (, stages)
-    grid = Grid(sizes={axis: table[:, [j]] for j, axis in enumerate("xyz")},
-                chips=table[:, [0]] * table[:, [1]] * table[:, [2]], core=key[1])
-    times: dict[tuple, np.ndarray] = {}  # a pipeline's stages share their collectives' times
+    count = max(len(phases), 1)
+    grid = Grid(sizes={axis: np.tile(table[:, [j]], (count, 1)) for j, axis in enumerate("xyz")},
+                chips=np.tile(table[:, [0]] * table[:, [1]] * table[:, [2]], (count, 1)), core=key[1], phases=phases)
+    times: dict[tuple, np.ndarray] = {}  # a pipeline's stages (costed apart) share their collectives' times
 
-    def network(layer, rows=None, which=None):
+    def network(layer, rows=None, which=None, same_bytes=False):
         """(comm_s, prefetched_s), (members, points): the layer's collectives on each member's mesh
-        at its grid row; with `rows` and `which`, on member which[j]'s mesh at grid row rows[j] (a
-        pipeline's stages as rows of one grid: a member's collectives carry the same bytes at each
-        of its stages, so their seconds are those at its first row, bucket.row_of's)."""
-        rows = bucket.row_of if rows is None else rows
-        which = np.arange(len(bucket.row_of)) if which is None else which
+        at its grid row; with `rows` and `which`, on member which[j]'s mesh at grid row rows[j].
+        `same_bytes`: a member's collectives carry the same bytes at each of its rows (a
+        pipeline's stages), so their seconds are those at its first row, bucket.row_of's."""
+        members = np.arange(len(bucket.row_of))
+        rows, which = (bucket.row_of, members) if rows is None else (rows, which)
         collectives = [term.collective for term, _ in layer.terms if term.collective is not None]
         if not collectives:
             return network_seconds(lines, which, (), np.zeros((0, layer.batch.size)), None, None)
         known, tables = (key, signature(collectives)), buckets.tables
         stacks = tables.get(known) or tables.setdefault(known, buckets.mesh_lines.tables(lines, bucket.index, known[1]))
-        data = layer.collective_bytes[:, bucket.row_of].swapaxes(0, 1)  # (members, collectives, points)
-        same = (known, layer.collective_bytes.tobytes())
-        seconds = times.get(same)
-        if seconds is None:
-            seconds = times[same] = lines_seconds(stacks[0], stacks[1], data)
         repeats = layer.repeats if layer.repeats.ndim < 3 else layer.repeats[:, rows].swapaxes(0, 1)
-        return network_seconds(lines, which, collectives, data[which], repeats, layer.prefetched,
-                               tuple(a[which] for a in stacks), seconds[which])
+        if rows is bucket.row_of or same_bytes:
+            data = layer.collective_bytes[:, bucket.row_of].swapaxes(0, 1)  # (members, collectives, points)
+            same = (known, layer.collective_bytes.tobytes())
+            seconds = times.get(same)
+            if seconds is None:
+                seconds = times[same] = lines_seconds(stacks[0], stacks[1], data)
+            data, seconds = data[which], seconds[which]
+        else:  # every row's own bytes (phases)
+            data = layer.collective_bytes[:, rows].swapaxes(0, 1)
+            seconds = lines_seconds(stacks[0][which], stacks[1][which], data)
+        return network_seconds(lines, which, collectives, data, repeats, layer.prefetched,
+                               tuple(a[which] for a in stacks), seconds)
 
     if first.stages > 1:  # imported here: a plan without stages never loads the pipeline model
         from planner.cost.pipeline import sweep_pipeline
         return sweep_pipeline(plan.model, plan.cluster, plan.workload, first, grid, table[:, [3]], bucket.row_of,
                               bucket.meshes, batch, formats, network)
     layer = layer_costs(plan.model, plan.cluster, plan.workload, first, batch, formats, grid=grid)
-    _, step_s, latency_s, mfu = timing(plan.cluster, plan.workload, layer, *network(layer), rows=bucket.row_of)
+    members, meshes = len(bucket.row_of), len(bucket.rows)
+    rows = (np.arange(count)[:, None] * meshes + bucket.row_of).reshape(-1)
+    which = np.tile(np.arange(members), count)
+    _, step_s, latency_s, mfu = timing(plan.cluster, plan.workload, layer, *network(layer, rows, which), rows=rows)
     hbm_bytes = at_rows(np.broadcast_to(layer.hbm_bytes, np.broadcast_shapes(np.shape(layer.hbm_bytes),
-                                                                            (len(bucket.rows), 1))), bucket.row_of)
-    return latency_s, step_s, mfu, hbm_bytes
+                                                                            (count * meshes, 1))), rows)
+    figures = [tuple(np.broadcast_to(x, (count * members, step_s.shape[-1]))[i * members:(i + 1) * members]
+                     for x in (latency_s, step_s, mfu, hbm_bytes)) for i in range(count)]
+    return figures if phases else figures[0]

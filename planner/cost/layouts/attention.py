@@ -202,13 +202,14 @@ class AttentionLayout:
                               flops=flops,
                               rows=shape.tokens * core_heads / kv_heads_per_chip,  # queries sharing a K, V head
                               activation_matmul=True))
-        if shape.reads_cache:
+        if np.any(shape.reads_cache):  # decode (a Grid of both phases: per row, prefill's read nothing)
             def cache() -> str:
                 replicas = size(sizes, head_axes) // K if K < size(sizes, head_axes) else 1
                 copies = f" (each kv head on {replicas} chips)" if replicas > 1 else ""
                 return f"KV[{sharded('B', batch_axes)}, S, {sharded('K', head_axes)}, H]{copies}"
             for (layers, _, which), (_, kv) in zip(groups, cores):
-                terms.append(Term(name="read KV cache" + which, notation=cache, hbm_bytes=kv, layers=layers))
+                terms.append(Term(name="read KV cache" + which, notation=cache, layers=layers,
+                                  hbm_bytes=kv if np.ndim(shape.reads_cache) == 0 else kv * shape.reads_cache))
         if self.shards_batch:
             terms.append(collective_term("all-to-all output to head shards", lambda: "-> " + _q(b, union(fx, ex)),
                                      A2A, to_batch, q_bytes / e))

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from planner.specs.hardware import ACTIVATION_BYTES
 from planner.specs.model import Model
 
@@ -48,6 +50,7 @@ def latent_cost(model: Model, *, heads: int, kv_proj: int, e: int, f: int, token
         kv_new_bytes=kv_tokens * (kv_proj / f) * mla.cache_elements * act,
         kv_cache=core_batch * shape.cached * kv_heads_per_chip * mla.cache_elements * act,
         core_flops=core_batch * shape.tokens * shape.attended * core_heads *
-        mla.score_flops_per_token(absorbed=shape.reads_cache),
+        (mla.score_flops_per_token(absorbed=shape.reads_cache) if np.ndim(shape.reads_cache) == 0 else
+         np.where(shape.reads_cache, mla.score_flops_per_token(True), mla.score_flops_per_token(False))),
         stored_params=heads * per_head + kv_proj * shared,
     )

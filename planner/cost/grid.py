@@ -1,0 +1,53 @@
+"""Many meshes (and phases) costed at once: a Grid of logical mesh sizes as (rows, 1) arrays, the
+step shape of each phase, and a figure's rows picked for the candidates that share them
+(planner.search.sweep, planner.cost.pipeline)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from planner.cost.layouts.attention import Core
+from planner.cost.layouts.base import StepShape
+from planner.specs.plan import Phase, Workload
+
+
+@dataclass(frozen=True, kw_only=True)
+class Grid:
+    """Many meshes' logical sizes at once, as (meshes, 1) arrays, on which a layout's dataflow has
+    one shape (one attention `Core`): `layer_costs` costs them all in one pass, a row each."""
+
+    sizes: dict[str, np.ndarray]
+    chips: np.ndarray
+    core: Core
+    # with phases, the rows are the meshes once per phase, phase-major, each costed in its phase
+    # (the candidate's own phase is then not used)
+    phases: tuple[Phase, ...] = ()
+
+
+def step_shape(phase: Phase, workload: Workload, batch: np.ndarray) -> StepShape:
+    if phase is Phase.PREFILL:
+        L = workload.input_tokens
+        return StepShape(batch=batch, tokens=L, attended=(L + 1) / 2, cached=L, reads_cache=False)
+    return StepShape(batch=batch, tokens=1, attended=workload.context, cached=workload.context,
+                     reads_cache=True)
+
+
+def phase_column(values: list, rows: int, dtype) -> np.ndarray:
+    """One value per phase of a Grid's phases, as a (phases x rows, 1) column (phase-major)."""
+    return np.repeat(np.array(values, dtype=dtype), rows)[:, None]
+
+
+def grid_shape(phases: tuple[Phase, ...], workload: Workload, batch: np.ndarray, rows: int) -> StepShape:
+    """The step shapes of `phases` as columns over a Grid's rows (`rows` meshes per phase)."""
+    shapes = [step_shape(phase, workload, batch) for phase in phases]
+    return StepShape(batch=batch, tokens=phase_column([s.tokens for s in shapes], rows, np.int64),
+                     attended=phase_column([s.attended for s in shapes], rows, float),
+                     cached=phase_column([s.cached for s in shapes], rows, np.int64),
+                     reads_cache=phase_column([s.reads_cache for s in shapes], rows, bool))
+
+
+def at_rows(values, rows):
+    """A Grid figure's rows `rows` (figures without the grid's axis as they are; all with no rows)."""
+    return values if rows is None or np.ndim(values) < 2 else values[rows]
