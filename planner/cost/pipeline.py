@@ -279,7 +279,8 @@ def _stages_apart(model, cluster, workload, c, grid: Grid, stages, row_of, sizes
     for stage_model, is_first, is_last in variants:
         layer = layer_costs(stage_model, cluster, workload, c, sizes, formats, first=is_first, last=is_last,
                             grid=grid, shared=parts)
-        step_s = timing(cluster, workload, layer, *network(layer), rows=row_of)[1]
+        step_s = timing(cluster, workload, layer, *network(layer, row_of, np.arange(len(row_of)), same_bytes=True),
+                        rows=row_of)[1]
         steps.append(np.broadcast_to(step_s, (len(row_of), step_s.shape[-1])))
         costs.append(layer)
     shape = (len(grid.chips), len(formats) * sizes.size)

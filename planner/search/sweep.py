@@ -137,29 +137,30 @@ def _bucket(plan: Plan, first: Candidate, bucket: Bucket, key: tuple, batch: np.
 
     def network(layer, rows=None, which=None, same_bytes=False):
         """(comm_s, prefetched_s), (members, points): the layer's collectives on each member's mesh
-        at its grid row; with `rows` and `which`, on member which[j]'s mesh at grid row rows[j].
-        `same_bytes`: a member's collectives carry the same bytes at each of its rows (a
-        pipeline's stages), so their seconds are those at its first row, bucket.row_of's."""
-        members = np.arange(len(bucket.row_of))
-        rows, which = (bucket.row_of, members) if rows is None else (rows, which)
+        at its grid row; with `rows` and `which`, on member which[j]'s mesh at grid row rows[j]:
+        either copies of the members' rows (rows[i * members + j] for member j: the phases of a
+        one-stage bucket), each copy with its own bytes, or, `same_bytes`, rows where a member's
+        collectives carry the bytes they carry at its first row (a pipeline's stages)."""
+        members = len(bucket.row_of)
+        rows, which = (bucket.row_of, np.arange(members)) if rows is None else (rows, which)
         collectives = [term.collective for term, _ in layer.terms if term.collective is not None]
         if not collectives:
             return network_seconds(lines, which, (), np.zeros((0, layer.batch.size)), None, None)
         known, tables = (key, signature(collectives)), buckets.tables
         stacks = tables.get(known) or tables.setdefault(known, buckets.mesh_lines.tables(lines, bucket.index, known[1]))
         repeats = layer.repeats if layer.repeats.ndim < 3 else layer.repeats[:, rows].swapaxes(0, 1)
-        if rows is bucket.row_of or same_bytes:
+        if same_bytes:
             data = layer.collective_bytes[:, bucket.row_of].swapaxes(0, 1)  # (members, collectives, points)
             same = (known, layer.collective_bytes.tobytes())
             seconds = times.get(same)
             if seconds is None:
                 seconds = times[same] = lines_seconds(stacks[0], stacks[1], data)
             data, seconds = data[which], seconds[which]
-        else:  # every row's own bytes (phases)
-            data = layer.collective_bytes[:, rows].swapaxes(0, 1)
-            seconds = lines_seconds(stacks[0][which], stacks[1][which], data)
-        return network_seconds(lines, which, collectives, data, repeats, layer.prefetched,
-                               tuple(a[which] for a in stacks), seconds)
+        else:  # each copy of the members' rows with its own bytes, on the members' lines
+            data = [layer.collective_bytes[:, rows[i:i + members]].swapaxes(0, 1) for i in range(0, len(rows), members)]
+            seconds = np.concatenate([lines_seconds(stacks[0], stacks[1], d) for d in data])
+            data = np.concatenate(data)
+        return network_seconds(lines, which, collectives, data, repeats, layer.prefetched, None, seconds)
 
     if first.stages > 1:  # imported here: a plan without stages never loads the pipeline model
         from planner.cost.pipeline import sweep_pipeline
