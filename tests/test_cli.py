@@ -14,7 +14,6 @@ import re
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -27,26 +26,6 @@ SMALL = ["--model", "palm-8b", "--cluster", "tpu-v4", "--chips", "8,16", "--batc
 EXPLAIN = ["explain", "--model", "palm-540b", "--cluster", "tpu-v4", "--chips", "64", "--phase", "decode",
            "--batch", "64", "--ffn", "ws2d", "--attention", "batch", "--weights", "int8"]
 ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
-
-
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-
-@pytest.fixture
-def planner(monkeypatch, capsys):
-    """planner(*args) -> Run, through the console script's entry point, in-process."""
-    def run(*args: str) -> Run:
-        monkeypatch.setattr(sys, "argv", ["planner", *args])
-        with pytest.raises(SystemExit) as exit_:
-            cli.main()
-        out, err = capsys.readouterr()
-        assert "Traceback" not in err
-        return Run(exit_.value.code, out, err)
-    return run
 
 
 def test_plan_table_fits_80_columns_when_piped(planner):

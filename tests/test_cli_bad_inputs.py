@@ -11,12 +11,10 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import sys
 
 import pytest
 from test_bad_inputs import BAD_INPUTS, CASES
 
-from planner.cli import main as cli
 
 
 def command_for(kind: str, path: str) -> list[str]:
@@ -26,17 +24,6 @@ def command_for(kind: str, path: str) -> list[str]:
         "cluster": ["plan", "--cluster", path, "--model", "palm-8b"],
         "plan": ["plan", path],
     }[kind]
-
-
-@pytest.fixture
-def planner(monkeypatch, capsys):
-    def run(*args: str):
-        monkeypatch.setattr(sys, "argv", ["planner", *args])
-        with pytest.raises(SystemExit) as exit_:
-            cli.main()
-        out, err = capsys.readouterr()
-        return exit_.value.code, out, err
-    return run
 
 
 @pytest.mark.parametrize(("name", "kind", "expected"), CASES, ids=[c[0] for c in CASES])

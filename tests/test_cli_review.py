@@ -2,25 +2,10 @@
 peak), deployment pins, context limits, small flags and messages."""
 
 import json
-import sys
 
 import pytest
 
-from planner.cli import main as cli
 from planner.config import load_plan
-
-
-@pytest.fixture
-def planner(monkeypatch, capsys):
-    """planner(*args) -> (exit code, stdout, stderr), through the console script's entry point."""
-    def run(*args: str):
-        monkeypatch.setattr(sys, "argv", ["planner", *args])
-        with pytest.raises(SystemExit) as exit_:
-            cli.main()
-        out, err = capsys.readouterr()
-        assert "Traceback" not in err
-        return exit_.value.code, out, err
-    return run
 
 
 H100_8B = ("--model", "llama-3-8b", "--cluster", "h100-sxm", "--chips", "8")

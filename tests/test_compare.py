@@ -19,7 +19,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from planner.cli import main as cli
 from planner.commands.compare import Kind, Tolerance, compare_runs
 from planner.commands.deployment import check_deployment, side_by_side
 from planner.commands.runs import load_run, name, plan_dict, run_from_dict, run_from_result
@@ -37,19 +36,6 @@ GOLDEN = ROOT / GOLDEN_DIR
 PLANS = ROOT / "configs" / "plans"
 PALM = str(PLANS / "palm-540b-tpu-v4.yaml")
 REGENERATE = "python -m planner.golden --update"
-
-
-@pytest.fixture
-def planner(monkeypatch, capsys):
-    """planner(*args) -> (exit code, stdout, stderr) through the console script's entry point."""
-    def run(*args: str):
-        monkeypatch.setattr(sys, "argv", ["planner", *map(str, args)])
-        with pytest.raises(SystemExit) as exit_:
-            cli.main()
-        out, err = capsys.readouterr()
-        assert "Traceback" not in err
-        return exit_.value.code, out, err
-    return run
 
 
 @pytest.fixture(scope="module")

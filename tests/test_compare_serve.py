@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from dataclasses import replace
 
 import pytest
 
-from planner.cli import main as cli
 from planner.commands.compare import Kind, Tolerance
 from planner.commands.compare_serve import compare_serve_runs
 from planner.commands.serve_runs import load_saved, serve_again
@@ -21,19 +19,6 @@ from planner.errors import ConfigError, UsageError
 
 from test_compare import github_tables
 from test_serve import BOX, TINY
-
-
-@pytest.fixture
-def planner(monkeypatch, capsys):
-    """planner(*args) -> (exit code, stdout, stderr) through the console script's entry point."""
-    def run(*args):
-        monkeypatch.setattr(sys, "argv", ["planner", *map(str, args)])
-        with pytest.raises(SystemExit) as exit_:
-            cli.main()
-        out, err = capsys.readouterr()
-        assert "Traceback" not in err
-        return exit_.value.code, out, err
-    return run
 
 
 @pytest.fixture

@@ -5,14 +5,11 @@ import csv
 import dataclasses
 import io
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from test_cli import Run
 
-from planner.cli import main as cli
 from planner.config import list_presets, load_cluster, load_plan
 from planner.cost.layouts.base import Collective, CollectiveKind
 from planner.cost.mesh import meshes
@@ -24,19 +21,6 @@ from planner.specs.hardware import Calibration
 from planner.units import parse_quantity, parse_tokens
 
 NEW = ("h200-sxm", "b200", "gb200-nvl72", "mi300x", "tpu-v5e", "tpu-v6e", "tpu-v5p", "tpu7x")
-
-
-@pytest.fixture
-def planner(monkeypatch, capsys):
-    """planner(*args) -> Run, in-process, as in test_cli."""
-    def run(*args: str) -> Run:
-        monkeypatch.setattr(sys, "argv", ["planner", *args])
-        with pytest.raises(SystemExit) as exit_:
-            cli.main()
-        out, err = capsys.readouterr()
-        assert "Traceback" not in err
-        return Run(exit_.value.code, out, err)
-    return run
 
 
 DONE_WHEN_1 = ("plan", "--model", "llama-3-70b", "--cluster", "h100-sxm", "--chips", "8",

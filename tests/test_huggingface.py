@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-from planner.cli import main as cli
 from planner.config import load_model, load_plan
 from planner.config.huggingface import read_hf_config
 from planner.errors import ConfigError
@@ -150,17 +148,6 @@ def test_defaults_and_derivations_are_reported(tmp_path):
                      "sliding window 1024 tokens on 52 of 62 layers", "rope_scaling linear x8.0"):
         assert expected in notes, notes
     assert "class defaults: " in imported.model.source and "vocab_size" in imported.model.source
-
-
-@pytest.fixture
-def planner(monkeypatch, capsys):
-    def run(*args: str):
-        monkeypatch.setattr(sys, "argv", ["planner", *args])
-        with pytest.raises(SystemExit) as exit_:
-            cli.main()
-        out, err = capsys.readouterr()
-        return exit_.value.code, out, err
-    return run
 
 
 @pytest.mark.parametrize("kind", sorted(ALL))

@@ -4,13 +4,11 @@ extended to stages, stage meshes and sends, and the CLI."""
 import csv
 import io
 import json
-import sys
 from dataclasses import replace
 
 import numpy as np
 import pytest
 
-from planner.cli import main as cli
 from planner.commands.runs import plan_dict, run_from_dict
 from planner.config import load_cluster, load_model, load_plan
 from planner.cost.costmodel import Candidate, evaluate
@@ -220,19 +218,6 @@ def test_one_stage_plans_write_what_they_wrote_before():
         key = (p["phase"], p["batch"], p["ffn"], p["attention"])
         if p["stages"] == 1 and key in before:
             assert {k: v for k, v in p.items() if k not in ("stages", "micro_batches")} == before[key]
-
-
-@pytest.fixture
-def planner(monkeypatch, capsys):
-    """planner(*args) -> (exit code, stdout, stderr), through the console script's entry point."""
-    def run(*args: str):
-        monkeypatch.setattr(sys, "argv", ["planner", *args])
-        with pytest.raises(SystemExit) as exit_:
-            cli.main()
-        out, err = capsys.readouterr()
-        assert "Traceback" not in err
-        return exit_.value.code, out, err
-    return run
 
 
 def test_cli_explain_shows_two_stages_and_the_send(planner):

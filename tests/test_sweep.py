@@ -22,7 +22,7 @@ def test_sweep_is_evaluate_bit_for_bit(name):
     batch = np.array(plan.space.batches, dtype=np.int64)
     for phase in plan.space.phases:
         layouts = candidates(plan, phase)[::len(formats)]
-        swept = sweep(plan, layouts, batch, formats, cost, lambda n: None)
+        swept = sweep(plan, layouts, batch, formats)
         for k in range(0, len(layouts), 7):  # a spread of candidates, every mesh family
             ev = cost(plan, layouts[k], batch, formats=formats)
             for mine, theirs in ((swept.latency_s[k], ev.latency_s), (swept.step_s[k], ev.step_s),
@@ -60,7 +60,7 @@ def test_pipelined_sweep_is_evaluate_pipeline_bit_for_bit(name, flags):
     checked = 0
     for phase in plan.space.phases:
         layouts = candidates(plan, phase)[::len(formats)]
-        swept = sweep(plan, layouts, batch, formats, cost, lambda n: None)
+        swept = sweep(plan, layouts, batch, formats)
         pipelined = [k for k, c in enumerate(layouts) if c.stages > 1]
         for k in pipelined[::5]:  # a spread of pipelined candidates, several per group
             ev = evaluate_pipeline(plan.model, plan.cluster, plan.workload, layouts[k], batch, formats=formats)

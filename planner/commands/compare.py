@@ -61,6 +61,18 @@ class Kind(Enum):
     DISAPPEARED = "disappeared"
 
 
+def relative_change(kind: Kind, before: float | None, after: float | None, reference: float | None) -> float:
+    """Moved: after / before - 1. Appeared/disappeared: this point's figure relative to its
+    reference's (disappeared: how much slower the cover is; inf when nothing covers it)."""
+    if kind is Kind.MOVED:
+        return after / before - 1
+    if reference is None:
+        return math.inf if kind is Kind.DISAPPEARED else -math.inf
+    if kind is Kind.DISAPPEARED:
+        return reference / before - 1
+    return after / reference - 1
+
+
 @dataclass(frozen=True, kw_only=True)
 class Change:
     kind: Kind
@@ -76,15 +88,9 @@ class Change:
 
     @property
     def latency_change(self) -> float:
-        """Moved: relative latency change. Appeared/disappeared: this point's latency relative to
-        its reference's (disappeared: how much slower the cover is; inf when nothing covers it)."""
-        if self.kind is Kind.MOVED:
-            return self.after.latency_s / self.before.latency_s - 1
-        if self.reference is None:
-            return math.inf if self.kind is Kind.DISAPPEARED else -math.inf
-        if self.kind is Kind.DISAPPEARED:
-            return self.reference.latency_s / self.before.latency_s - 1
-        return self.after.latency_s / self.reference.latency_s - 1
+        """Relative latency change (see relative_change)."""
+        value = lambda p: None if p is None else p.latency_s  # noqa: E731
+        return relative_change(self.kind, value(self.before), value(self.after), value(self.reference))
 
     @property
     def mfu_change(self) -> float:

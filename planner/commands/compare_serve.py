@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass
 
 from planner.commands.compare import (
-    Kind, Tolerance, best_regressed, extremes, match, material, provenance_notes, verdict,
+    Kind, Tolerance, best_regressed, extremes, match, material, provenance_notes, relative_change, verdict,
 )
 from planner.commands.serve_runs import ServeRow, ServeRun
 from planner.errors import UsageError
@@ -73,14 +73,9 @@ class ServeChange:
 
     @property
     def tpot_change(self) -> float:
-        """Moved: relative TPOT change. Appeared/disappeared: against the reference (inf: none)."""
-        if self.kind is Kind.MOVED:
-            return self.after.tpot_s / self.before.tpot_s - 1
-        if self.reference is None:
-            return math.inf if self.kind is Kind.DISAPPEARED else -math.inf
-        if self.kind is Kind.DISAPPEARED:
-            return self.reference.tpot_s / self.before.tpot_s - 1
-        return self.after.tpot_s / self.reference.tpot_s - 1
+        """Relative TPOT change (see compare.relative_change)."""
+        value = lambda row: None if row is None else row.tpot_s  # noqa: E731
+        return relative_change(self.kind, value(self.before), value(self.after), value(self.reference))
 
     @property
     def status(self) -> str:

@@ -53,7 +53,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from planner.cost.grid import Grid, at_rows, grid_shape, phase_column, step_shape
+from planner.cost.grid import Grid, at_rows, grid_shape, phase_column, phase_tokens, step_shape
 from planner.cost.kernels import matmul_flops
 from planner.cost.layouts import (
     AttentionLayout,
@@ -239,16 +239,13 @@ def layer_costs(model: Model, cluster: Cluster, workload: Workload, candidate: C
     kvbytes = _per_point([f.kv_cache.bytes_per_element(model.d_head) for f in formats], n)
     chip = cluster.chip
     if grid is not None and grid.phases:  # every phase at once: its shape, tokens and steps per row
-        meshes, prefill = len(grid.chips) // len(grid.phases), [p is Phase.PREFILL for p in grid.phases]
+        meshes = len(grid.chips) // len(grid.phases)
         shape = grid_shape(grid.phases, workload, batch, meshes)
-        per_sequence = phase_column([workload.input_tokens if f else workload.output_tokens for f in prefill], meshes, int)
-        logits_per_sequence = phase_column([1 if f else workload.output_tokens for f in prefill], meshes, int)
-        steps = phase_column([1 if f else workload.output_tokens for f in prefill], meshes, int)
+        per_phase = zip(*(phase_tokens(phase, workload) for phase in grid.phases))
+        per_sequence, logits_per_sequence, steps = (phase_column(list(v), meshes, int) for v in per_phase)
     else:
         shape = step_shape(c.phase, workload, batch)
-        prefill = c.phase is Phase.PREFILL
-        per_sequence = workload.input_tokens if prefill else workload.output_tokens
-        logits_per_sequence, steps = (1, 1) if prefill else (workload.output_tokens, workload.output_tokens)
+        per_sequence, logits_per_sequence, steps = phase_tokens(c.phase, workload)
     weight_peak = _per_point([f.weight_peak_flop_per_s(chip) for f in formats], n)
     if grid is None:
         sizes, chips, core, mesh_key = c.mesh.sizes, c.mesh.chips, None, (c.ffn.name, *c.mesh.sizes.values())
@@ -331,7 +328,7 @@ def timing(cluster: Cluster, workload: Workload, layer: LayerCosts, comm_s, pref
     compute_s, memory_s, chips = (at_rows(x, rows) for x in (layer.compute_s, layer.memory_s, layer.chips))
     critical_s = critical_path(compute_s, memory_s, comm_s - prefetched_s, cal.overlap)
     step_s = combine(compute_s, memory_s, comm_s, cal.overlap, prefetched_s) + at_rows(layer.overhead_s, rows)
-    latency_s = step_s if np.ndim(layer.steps) == 0 and layer.steps == 1 else step_s * at_rows(layer.steps, rows)
+    latency_s = step_s * at_rows(layer.steps, rows)
     mfu = at_rows(layer.mfu_flops, rows) / (chips * cluster.chip.peak_bf16_flop_per_s * latency_s)
     return critical_s, step_s, latency_s, mfu
 

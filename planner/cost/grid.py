@@ -34,6 +34,14 @@ def step_shape(phase: Phase, workload: Workload, batch: np.ndarray) -> StepShape
                      reads_cache=True)
 
 
+def phase_tokens(phase: Phase, workload: Workload) -> tuple[int, int, int]:
+    """(tokens per sequence, logit tokens per sequence, steps per latency) of a phase: prefill one
+    step of input_tokens (logits for one), decode output_tokens steps of one token each."""
+    if phase is Phase.PREFILL:
+        return workload.input_tokens, 1, 1
+    return workload.output_tokens, workload.output_tokens, workload.output_tokens
+
+
 def phase_column(values: list, rows: int, dtype) -> np.ndarray:
     """One value per phase of a Grid's phases, as a (phases x rows, 1) column (phase-major)."""
     return np.repeat(np.array(values, dtype=dtype), rows)[:, None]

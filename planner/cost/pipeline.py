@@ -174,8 +174,8 @@ def sweep_pipeline(model: Model, cluster: Cluster, workload: Workload, first: Ca
     for bit. Without local layers every stage of every row is a row of one grid (stage i of row
     g: the grid's sizes, with its layers, first and last flags), costed in one pass, so one bucket
     holds every stage count; with local layers the bucket has one stage count and each distinct
-    stage is costed on the grid apart (its own local layers). `network(layer, rows, copies)`: the
-    collectives' seconds on every member's mesh (`copies` times over, the members' rows `rows`)."""
+    stage is costed on the grid apart (its own local layers). `network(layer, rows, which,
+    same_bytes=True)`: the collectives' seconds on member which[j]'s mesh at grid row rows[j]."""
     c, members = first, len(row_of)
     batch = np.asarray(batch, dtype=np.int64)
     p = stages[row_of]  # (members, 1)

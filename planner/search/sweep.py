@@ -61,29 +61,23 @@ class Buckets:
     mesh_lines: MeshLines  # the candidates' meshes (one stage's, for pipelined ones)
 
 
-def sweep(plan: Plan, layouts: list[Candidate], batch: np.ndarray, formats, cost: Callable | None = None,
+def sweep(plan: Plan, layouts: list[Candidate], batch: np.ndarray, formats,
           step: Callable[[int], None] = lambda count: None, lines: LineCache | None = None,
           buckets: Buckets | None = None) -> Swept:
-    """Every candidate's latency, step, MFU and HBM use over the points; `lines`: the
-    collectives' lines, kept for the whole search (they depend on neither phase nor batch);
-    `buckets`: `make_buckets(plan, layouts)`, if made already (the same for every phase's
-    candidates of one set of choices). `cost` is not used (kept for callers)."""
-    points = batch.size * len(formats)
-    out = {name: np.empty((len(layouts), points)) for name in FIGURES}
+    """Every candidate's latency, step, MFU and HBM use over the points, for candidates of one
+    phase: `sweep_phases` of that phase alone."""
     lines = LineCache(plan.cluster) if lines is None else lines
-    buckets = buckets or make_buckets(plan, layouts)
-    for key, bucket in buckets.buckets.items():
-        figures = _bucket(plan, layouts[bucket.members[0]], bucket, key, batch, formats, lines, buckets)
-        for name, values in zip(FIGURES, figures):
-            out[name][bucket.members] = values
-        step(len(bucket.members))
-    return Swept(**out)
+    phase = layouts[0].phase
+    return sweep_phases(plan, {phase: layouts}, batch, formats, step, lines,
+                        buckets or make_buckets(plan, layouts))[phase]
 
 
 def sweep_phases(plan: Plan, layouts: dict[Phase, list[Candidate]], batch: np.ndarray, formats,
                  step: Callable[[int], None], lines: LineCache, buckets: Buckets) -> dict[Phase, Swept]:
-    """`sweep` of every phase's candidates (parallel lists, sorted into `buckets`), the phases of
-    a one-stage bucket costed in one pass (a model with local layers: phase by phase)."""
+    """Every candidate's latency, step, MFU and HBM use over the points, per phase (the phases'
+    candidates are parallel lists, sorted into `buckets`; `lines`: the collectives' lines, kept
+    for the whole search): the phases of a one-stage bucket costed in one pass (a model with local
+    layers: phase by phase)."""
     phases, points = tuple(layouts), batch.size * len(formats)
     out = {phase: {name: np.empty((len(c), points)) for name in FIGURES} for phase, c in layouts.items()}
     together = len(phases) > 1 and not plan.model.n_local_layers
