@@ -86,13 +86,19 @@ def test_frontier_prefilter_changes_nothing(monkeypatch):
     assert with_prefilter == search_module.front(latency, mfu)
 
 
-@pytest.mark.parametrize("name", ["llama-3-70b-h100", "palm-540b-tpu-v4", "deepseek-v3-h200"])
-def test_both_phases_in_one_pass_are_evaluate_bit_for_bit(name):
-    """sweep_phases costs a one-stage bucket's prefill and decode in one pass (a Grid of its
-    meshes once per phase): every figure is still `evaluate`'s, bit for bit."""
+@pytest.mark.parametrize("name, flags, stages", [
+    ("llama-3-70b-h100", {}, (1,)), ("palm-540b-tpu-v4", {}, (1,)), ("deepseek-v3-h200", {}, (1,)),
+    ("llama-3-70b-h100", {}, (1, 2, 3, 4, 8)), ("palm-540b-tpu-v4", {}, (1, 2, 4)),
+    (None, {"model": "gemma-3-27b", "cluster": "h100-sxm", "chips": (8, 16)}, (1, 2)),  # local layers: apart
+])
+def test_both_phases_in_one_pass_are_evaluate_bit_for_bit(name, flags, stages):
+    """sweep_phases costs a bucket's prefill and decode in one pass (a Grid of its meshes once
+    per phase; for pipelines, of their stages once per phase): every figure is still
+    `evaluate`'s (`evaluate_pipeline`'s), bit for bit."""
     from planner.search.choices import PhaseCandidates, choices
     from planner.search.sweep import make_buckets, sweep_phases
-    plan = load_plan(name)
+    plan = load_plan(name, **flags)
+    plan = replace(plan, space=replace(plan.space, stages=stages))
     formats = plan.space.formats(plan.cluster.chip)
     batch = np.array(plan.space.batches, dtype=np.int64)
     discrete = choices(plan)

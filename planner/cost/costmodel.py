@@ -239,10 +239,10 @@ def layer_costs(model: Model, cluster: Cluster, workload: Workload, candidate: C
     kvbytes = _per_point([f.kv_cache.bytes_per_element(model.d_head) for f in formats], n)
     chip = cluster.chip
     if grid is not None and grid.phases:  # every phase at once: its shape, tokens and steps per row
-        meshes = len(grid.chips) // len(grid.phases)
-        shape = grid_shape(grid.phases, workload, batch, meshes)
+        index = grid.phase_index()
+        shape = grid_shape(grid.phases, workload, batch, index)
         per_phase = zip(*(phase_tokens(phase, workload) for phase in grid.phases))
-        per_sequence, logits_per_sequence, steps = (phase_column(list(v), meshes, int) for v in per_phase)
+        per_sequence, logits_per_sequence, steps = (phase_column(list(v), index, int) for v in per_phase)
     else:
         shape = step_shape(c.phase, workload, batch)
         per_sequence, logits_per_sequence, steps = phase_tokens(c.phase, workload)

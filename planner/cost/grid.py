@@ -21,9 +21,16 @@ class Grid:
     sizes: dict[str, np.ndarray]
     chips: np.ndarray
     core: Core
-    # with phases, the rows are the meshes once per phase, phase-major, each costed in its phase
-    # (the candidate's own phase is then not used)
+    # with phases, each row is costed in its phase (the candidate's own phase is then not used):
+    # row i in phases[phase_of[i]], or without phase_of the meshes once per phase, phase-major
     phases: tuple[Phase, ...] = ()
+    phase_of: np.ndarray | None = None
+
+    def phase_index(self) -> np.ndarray:
+        """Each row's phase, an index into `phases`."""
+        if self.phase_of is not None:
+            return self.phase_of
+        return np.repeat(np.arange(len(self.phases)), len(self.chips) // len(self.phases))
 
 
 def step_shape(phase: Phase, workload: Workload, batch: np.ndarray) -> StepShape:
@@ -42,18 +49,18 @@ def phase_tokens(phase: Phase, workload: Workload) -> tuple[int, int, int]:
     return workload.output_tokens, workload.output_tokens, workload.output_tokens
 
 
-def phase_column(values: list, rows: int, dtype) -> np.ndarray:
-    """One value per phase of a Grid's phases, as a (phases x rows, 1) column (phase-major)."""
-    return np.repeat(np.array(values, dtype=dtype), rows)[:, None]
+def phase_column(values: list, index: np.ndarray, dtype) -> np.ndarray:
+    """One value per phase of a Grid's phases, as a (rows, 1) column: row i's is values[index[i]]."""
+    return np.array(values, dtype=dtype)[index][:, None]
 
 
-def grid_shape(phases: tuple[Phase, ...], workload: Workload, batch: np.ndarray, rows: int) -> StepShape:
-    """The step shapes of `phases` as columns over a Grid's rows (`rows` meshes per phase)."""
+def grid_shape(phases: tuple[Phase, ...], workload: Workload, batch: np.ndarray, index: np.ndarray) -> StepShape:
+    """The step shapes of `phases` as columns over a Grid's rows (row i in phases[index[i]])."""
     shapes = [step_shape(phase, workload, batch) for phase in phases]
-    return StepShape(batch=batch, tokens=phase_column([s.tokens for s in shapes], rows, np.int64),
-                     attended=phase_column([s.attended for s in shapes], rows, float),
-                     cached=phase_column([s.cached for s in shapes], rows, np.int64),
-                     reads_cache=phase_column([s.reads_cache for s in shapes], rows, bool))
+    return StepShape(batch=batch, tokens=phase_column([s.tokens for s in shapes], index, np.int64),
+                     attended=phase_column([s.attended for s in shapes], index, float),
+                     cached=phase_column([s.cached for s in shapes], index, np.int64),
+                     reads_cache=phase_column([s.reads_cache for s in shapes], index, bool))
 
 
 def at_rows(values, rows):

@@ -171,36 +171,48 @@ def sweep_pipeline(model: Model, cluster: Cluster, workload: Workload, first: Ca
     """(latency_s, step_s, mfu, hbm_bytes), each (members, points): what `evaluate_pipeline` gives
     each member of a bucket of pipelined candidates (search.sweep: like `first` but on their own
     stage meshes, of the logical sizes and stage counts `stages` of `grid`'s row `row_of`), bit
-    for bit. Without local layers every stage of every row is a row of one grid (stage i of row
-    g: the grid's sizes, with its layers, first and last flags), costed in one pass, so one bucket
-    holds every stage count; with local layers the bucket has one stage count and each distinct
-    stage is costed on the grid apart (its own local layers). `network(layer, rows, which,
-    same_bytes=True)`: the collectives' seconds on member which[j]'s mesh at grid row rows[j]."""
+    for bit; for a grid with phases (its rows the meshes once per phase), a list of those per
+    phase. Without local layers every stage of every row is a row of one grid (stage i of row g:
+    the grid's sizes, with its layers, first and last flags, in its phase), costed in one pass,
+    so one bucket holds every stage count and phase; with local layers the bucket has one stage
+    count and each distinct stage is costed on the grid apart (its own local layers).
+    `network(layer, copies, which, repeat_rows, cache)`: the collectives' seconds on the members'
+    meshes (search.sweep)."""
     c, members = first, len(row_of)
+    phases = grid.phases or (c.phase,)
     batch = np.asarray(batch, dtype=np.int64)
     p = stages[row_of]  # (members, 1)
-    m, b = _micro_batches(c.phase, batch, p)  # (points, options), or (members, points, options)
-    sizes = np.unique(np.concatenate([batch, b[b > 0]]))
-    most = int(stages.max())
-    valid = np.arange(most)[:, None] < p[:, 0]  # (stages, members): the members' stage i exists
+    options = [_micro_batches(phase, batch, p) for phase in phases]  # (points, options), or (members, ...)
+    sizes = np.unique(np.concatenate([batch, *(b[b > 0] for _, b in options)]))
     cost = (_stages_on_one_grid if not model.n_local_layers else _stages_apart)
-    step_stack, fields = cost(model, cluster, workload, c, grid, stages, row_of, sizes, formats, network)
-    n_batch, n_sizes, n_formats = batch.size, sizes.size, len(formats)
+    step_stack, fields = cost(model, cluster, workload, c, grid, np.tile(stages, (len(phases), 1)), row_of, sizes,
+                              formats, network)
+    valid = (np.arange(int(stages.max()))[:, None] < p[:, 0])[:, :, None]  # (stages, members, 1)
+    out = []
+    for k, (phase, (m, b)) in enumerate(zip(phases, options)):
+        copy = slice(k * members, (k + 1) * members)
+        out.append(_pipeline_figures(model, cluster, workload, replace(c, phase=phase), grid, p, row_of, meshes, batch, formats, sizes, m, b, valid, step_stack[:, copy],
+                                     [f[:, copy] for f in fields]))
+    return out if grid.phases else out[0]
+
+
+def _pipeline_figures(model, cluster, workload, c, grid: Grid, p, row_of, meshes, batch, formats, sizes, m, b,
+                      valid, step_stack, fields):
+    """sweep_pipeline's figures of one phase, from its stages' steps and memory at `sizes`."""
+    n_batch, n_sizes, n_formats, members = batch.size, sizes.size, len(formats), len(row_of)
     offset = np.repeat(np.arange(n_formats) * n_sizes, n_batch)
     tile = lambda a: np.tile(a, (1,) * (a.ndim - 2) + (n_formats, 1))  # noqa: E731  (the points axis)
     shape = StepShape(batch=sizes, tokens=workload.input_tokens if c.phase is Phase.PREFILL else 1,
                       attended=0.0, cached=0, reads_cache=False)
-    send_bytes_sizes = np.broadcast_to(_send_bytes_per_chip(model, c.ffn, grid.sizes, shape),
-                                       (len(grid.chips), n_sizes))[row_of]
-    send_s_sizes = send_seconds_many(cluster, meshes, send_bytes_sizes)
-
+    send_bytes = np.broadcast_to(_send_bytes_per_chip(model, c.ffn, grid.sizes, shape),
+                                 (len(grid.chips), n_sizes))[row_of]  # the grid's first phase's rows
+    send_s_sizes = send_seconds_many(cluster, meshes, send_bytes)
     who = np.arange(members)[:, None, None]
     at_options = np.broadcast_to(offset[:, None] + np.searchsorted(sizes, np.maximum(tile(b), 1)),
                                  (members, offset.size, b.shape[-1]))
     s = np.tile(send_s_sizes, (1, n_formats))[who, at_options]
     # the slowest stage (and for decode the stages' sum, in stage order, as evaluate_pipeline sums
     # them) at every micro-batch size, then at each point's options: the same figures, gathered once
-    valid = valid[:, :, None]  # (stages, members, 1): the members' stage i exists
     slot = np.max(np.where(valid, step_stack, -np.inf), axis=0)[who, at_options]
     m_all = tile(m)
     if c.phase is Phase.PREFILL:
@@ -215,15 +227,12 @@ def sweep_pipeline(model: Model, cluster: Cluster, workload: Workload, first: Ca
     step_s = np.take_along_axis(latency_options, choice, axis=2)[..., 0]
     at = np.take_along_axis(at_options, choice, axis=2)[..., 0]
     at_batch = offset + np.searchsorted(sizes, np.tile(batch, n_formats))
-    hbm_parts, totals = [], []
-    for i in range(most):
-        w, kv, act = (field[i] for field in fields)
-        w, kv, act = np.take_along_axis(w, at, axis=1), kv[:, at_batch], np.take_along_axis(act, at, axis=1)
-        hbm_parts.append((w, kv, act))
-        totals.append(np.where(valid[i], w + kv + act, -np.inf))
-    fullest = np.argmax(np.stack(totals), axis=0)
-    hbm_bytes = (np.choose(fullest, [w for w, _, _ in hbm_parts]) + np.choose(fullest, [kv for _, kv, _ in hbm_parts])
-                 + np.choose(fullest, [act for _, _, act in hbm_parts]))
+    # the fullest stage's HBM in use: its weights + KV cache + activations, added in that order
+    weights, kv, activations = fields
+    at_stages = np.broadcast_to(at, (len(weights),) + at.shape)
+    totals = (np.take_along_axis(weights, at_stages, axis=2) + kv[:, :, at_batch]
+              + np.take_along_axis(activations, at_stages, axis=2))
+    hbm_bytes = np.max(np.where(valid, totals, -np.inf), axis=0)
     points_batch = np.tile(batch, n_formats)
     if c.phase is Phase.PREFILL:
         tokens, latency_s, logit_tokens = points_batch * workload.input_tokens, step_s, points_batch
@@ -239,10 +248,13 @@ FIELDS = ("weight_bytes", "kv_bytes", "activation_bytes")
 
 
 def _stages_on_one_grid(model, cluster, workload, c, grid: Grid, stages, row_of, sizes, formats, network):
-    """(step_s, (weight, KV, activation bytes)), each (stages, members, points): every distinct
-    stage of every row (split_layers' layers, base + (i < extra), and first and last flags) costed
-    as a row of one grid (0 past a member's last stage: masked)."""
-    rows, most, members = len(grid.chips), int(stages.max()), len(row_of)
+    """(step_s, (weight, KV, activation bytes)), each (stages, copies, points), a copy per member
+    and phase of the grid (phase-major): every distinct stage of every row (split_layers' layers,
+    base + (i < extra), and first and last flags) costed as a row of one grid (0 past a member's
+    last stage: masked). `stages`: per grid row."""
+    rows, most = len(grid.chips), int(stages.max())
+    meshes = rows // max(len(grid.phases), 1)
+    copies = (np.arange(rows // meshes)[:, None] * meshes + row_of).reshape(-1)  # each copy's grid row
     i, counts = np.arange(most)[:, None], stages[:, 0]
     base, extra = model.n_layers // counts, model.n_layers % counts
     ok = i < counts  # (stages, rows)
@@ -252,19 +264,20 @@ def _stages_on_one_grid(model, cluster, workload, c, grid: Grid, stages, row_of,
     stage_row = np.zeros(ok.shape, dtype=np.int64)
     stage_row[ok] = inverse  # each row's stage i: its row of the stacked grid
     g, layers, is_first, is_last = (keys[distinct, j] for j in range(4))
-    stacked = Grid(sizes={axis: v[g] for axis, v in grid.sizes.items()}, chips=grid.chips[g], core=grid.core)
+    stacked = Grid(sizes={axis: v[g] for axis, v in grid.sizes.items()}, chips=grid.chips[g], core=grid.core,
+                   phases=grid.phases, phase_of=grid.phase_index()[g] if grid.phases else None)
     layer = layer_costs(replace(model, n_layers=layers[:, None], local_layers=()), cluster, workload, c, sizes,
                         formats, first=is_first[:, None].astype(bool), last=is_last[:, None].astype(bool),
                         grid=stacked)
-    valid = i < stages[row_of, 0]  # (stages, members)
-    pairs = np.stack([np.broadcast_to(np.arange(members), valid.shape), stage_row[:, row_of]], axis=-1)[valid]
-    pseudo, where = first_rows(pairs)  # each distinct (member, stacked row)
+    valid = i < stages[copies, 0]  # (stages, copies)
+    pairs = np.stack([np.broadcast_to(np.arange(len(copies)), valid.shape), stage_row[:, copies]], axis=-1)[valid]
+    pseudo, where = first_rows(pairs)  # each distinct (copy, stacked row)
     which, at = pairs[pseudo, 0], pairs[pseudo, 1]
-    step_s = timing(cluster, workload, layer, *network(layer, at, which, same_bytes=True), rows=at)[1]
+    step_s = timing(cluster, workload, layer, *network(layer, copies, which, at), rows=at)[1]
     shape = (len(g), len(formats) * sizes.size)
     out = []
     for values in (step_s, *(np.broadcast_to(getattr(layer, f), shape)[at] for f in FIELDS)):
-        full = np.zeros((most, members, shape[1]))
+        full = np.zeros((most, len(copies), shape[1]))
         full[valid] = np.broadcast_to(values, (len(at), shape[1]))[where]
         out.append(full)
     return out[0], out[1:]
@@ -279,8 +292,7 @@ def _stages_apart(model, cluster, workload, c, grid: Grid, stages, row_of, sizes
     for stage_model, is_first, is_last in variants:
         layer = layer_costs(stage_model, cluster, workload, c, sizes, formats, first=is_first, last=is_last,
                             grid=grid, shared=parts)
-        step_s = timing(cluster, workload, layer, *network(layer, row_of, np.arange(len(row_of)), same_bytes=True),
-                        rows=row_of)[1]
+        step_s = timing(cluster, workload, layer, *network(layer, row_of, cache=True), rows=row_of)[1]
         steps.append(np.broadcast_to(step_s, (len(row_of), step_s.shape[-1])))
         costs.append(layer)
     shape = (len(grid.chips), len(formats) * sizes.size)

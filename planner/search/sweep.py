@@ -83,7 +83,7 @@ def sweep_phases(plan: Plan, layouts: dict[Phase, list[Candidate]], batch: np.nd
     together = len(phases) > 1 and not plan.model.n_local_layers
     for key, bucket in buckets.buckets.items():
         first = [layouts[phase][bucket.members[0]] for phase in phases]
-        if together and key[0][0] == 1:
+        if together:
             figures = _bucket(plan, first[0], bucket, key, batch, formats, lines, buckets, phases)
         else:
             figures = [_bucket(plan, c, bucket, key, batch, formats, lines, buckets) for c in first]
@@ -128,43 +128,42 @@ def _bucket(plan: Plan, first: Candidate, bucket: Bucket, key: tuple, batch: np.
     grid = Grid(sizes={axis: np.tile(table[:, [j]], (count, 1)) for j, axis in enumerate("xyz")},
                 chips=np.tile(table[:, [0]] * table[:, [1]] * table[:, [2]], (count, 1)), core=key[1], phases=phases)
     times: dict[tuple, np.ndarray] = {}  # a pipeline's stages (costed apart) share their collectives' times
+    members = len(bucket.row_of)
 
-    def network(layer, rows=None, which=None, same_bytes=False):
-        """(comm_s, prefetched_s), (members, points): the layer's collectives on each member's mesh
-        at its grid row; with `rows` and `which`, on member which[j]'s mesh at grid row rows[j]:
-        either copies of the members' rows (rows[i * members + j] for member j: the phases of a
-        one-stage bucket), each copy with its own bytes, or, `same_bytes`, rows where a member's
-        collectives carry the bytes they carry at its first row (a pipeline's stages)."""
-        members = len(bucket.row_of)
-        rows, which = (bucket.row_of, np.arange(members)) if rows is None else (rows, which)
+    def network(layer, copies, which=None, repeat_rows=None, cache=False):
+        """(comm_s, prefetched_s), (rows, points): the layer's collectives on the members' meshes.
+        `copies`: grid rows, once or more per member (copies[i] for member i % members), whose
+        collective bytes the copy carries; row j of the result is copy which[j] (default: every
+        copy in order), repeated as at grid row repeat_rows[j] (default: `copies`). `cache`: keep
+        the copies' seconds for layers with the same bytes (a pipeline's stages costed apart)."""
+        which = np.arange(len(copies)) if which is None else which
+        repeat_rows = copies if repeat_rows is None else repeat_rows
         collectives = [term.collective for term, _ in layer.terms if term.collective is not None]
         if not collectives:
             return network_seconds(lines, which, (), np.zeros((0, layer.batch.size)), None, None)
         known, tables = (key, signature(collectives)), buckets.tables
         stacks = tables.get(known) or tables.setdefault(known, buckets.mesh_lines.tables(lines, bucket.index, known[1]))
-        repeats = layer.repeats if layer.repeats.ndim < 3 else layer.repeats[:, rows].swapaxes(0, 1)
-        if same_bytes:
-            data = layer.collective_bytes[:, bucket.row_of].swapaxes(0, 1)  # (members, collectives, points)
-            same = (known, layer.collective_bytes.tobytes())
-            seconds = times.get(same)
-            if seconds is None:
-                seconds = times[same] = lines_seconds(stacks[0], stacks[1], data)
-            data, seconds = data[which], seconds[which]
-        else:  # each copy of the members' rows with its own bytes, on the members' lines
-            data = [layer.collective_bytes[:, rows[i:i + members]].swapaxes(0, 1) for i in range(0, len(rows), members)]
-            seconds = np.concatenate([lines_seconds(stacks[0], stacks[1], d) for d in data])
-            data = np.concatenate(data)
-        return network_seconds(lines, which, collectives, data, repeats, layer.prefetched, None, seconds)
+        repeats = layer.repeats if layer.repeats.ndim < 3 else layer.repeats[:, repeat_rows].swapaxes(0, 1)
+        same = (known, copies.tobytes(), layer.collective_bytes.tobytes()) if cache else None
+        seconds = times.get(same) if cache else None
+        if seconds is None:  # each copy of the members with its own bytes, on the members' lines
+            seconds = np.concatenate([lines_seconds(stacks[0], stacks[1],
+                                                    layer.collective_bytes[:, copies[i:i + members]].swapaxes(0, 1))
+                                      for i in range(0, len(copies), members)])
+            if cache:
+                times[same] = seconds
+        if len(which) != len(seconds) or np.any(which != np.arange(len(seconds))):
+            seconds = seconds[which]
+        return network_seconds(lines, which, collectives, seconds, repeats, layer.prefetched, None, seconds)
 
     if first.stages > 1:  # imported here: a plan without stages never loads the pipeline model
         from planner.cost.pipeline import sweep_pipeline
         return sweep_pipeline(plan.model, plan.cluster, plan.workload, first, grid, table[:, [3]], bucket.row_of,
                               bucket.meshes, batch, formats, network)
     layer = layer_costs(plan.model, plan.cluster, plan.workload, first, batch, formats, grid=grid)
-    members, meshes = len(bucket.row_of), len(bucket.rows)
+    meshes = len(bucket.rows)
     rows = (np.arange(count)[:, None] * meshes + bucket.row_of).reshape(-1)
-    which = np.tile(np.arange(members), count)
-    _, step_s, latency_s, mfu = timing(plan.cluster, plan.workload, layer, *network(layer, rows, which), rows=rows)
+    _, step_s, latency_s, mfu = timing(plan.cluster, plan.workload, layer, *network(layer, rows), rows=rows)
     hbm_bytes = at_rows(np.broadcast_to(layer.hbm_bytes, np.broadcast_shapes(np.shape(layer.hbm_bytes),
                                                                             (count * meshes, 1))), rows)
     figures = [tuple(np.broadcast_to(x, (count * members, step_s.shape[-1]))[i * members:(i + 1) * members]
