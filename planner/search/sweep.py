@@ -98,16 +98,18 @@ def make_buckets(plan: Plan, layouts) -> Buckets:
     """`layouts` (Candidates, or the Choices they are made of) sorted into Buckets."""
     buckets: dict[tuple, dict[tuple, list[int]]] = {}
     cores: dict[tuple, object] = {}
-    merged = not plan.model.n_local_layers  # pipelines of every stage count in one bucket (see sweep_pipeline)
+    # with pipelines, every stage count of a layout in one bucket, one stage included (see
+    # pipeline_sweep); for a model with local layers, one bucket per stage count
+    merged = not plan.model.n_local_layers and any(c.stages > 1 for c in layouts)
     for i, c in enumerate(layouts):
         sizes = c.mesh.sizes
         key = (c.ffn.name, c.attention.name, c.experts.name if c.experts is not None else "", *sizes.values())
         core = cores.get(key)
         if core is None:
             core = cores[key] = c.attention.core(plan.model, c.ffn, sizes)
-        stages = c.stages if c.stages == 1 or not merged else 2
-        rows = buckets.setdefault(((stages, *key[:3]), core), {})  # rows: sizes, and stages if pipelined
-        rows.setdefault(key[3:] if c.stages == 1 else (*key[3:], c.stages), []).append(i)
+        group = 2 if merged else c.stages
+        rows = buckets.setdefault(((group, *key[:3]), core), {})  # rows: sizes, and stages if pipelined
+        rows.setdefault(key[3:] if group == 1 else (*key[3:], c.stages), []).append(i)
     out, distinct = {}, {}  # distinct: the meshes, by identity (choices share them)
     for key, rows in buckets.items():
         members = [i for ms in rows.values() for i in ms]
@@ -130,12 +132,12 @@ def _bucket(plan: Plan, first: Candidate, bucket: Bucket, key: tuple, batch: np.
     times: dict[tuple, np.ndarray] = {}  # a pipeline's stages (costed apart) share their collectives' times
     members = len(bucket.row_of)
 
-    def network(layer, copies, which=None, repeat_rows=None, cache=False):
+    def network(layer, copies, which=None, repeat_rows=None, cache=False, owners=None):
         """(comm_s, prefetched_s), (rows, points): the layer's collectives on the members' meshes.
-        `copies`: grid rows, once or more per member (copies[i] for member i % members), whose
-        collective bytes the copy carries; row j of the result is copy which[j] (default: every
-        copy in order), repeated as at grid row repeat_rows[j] (default: `copies`). `cache`: keep
-        the copies' seconds for layers with the same bytes (a pipeline's stages costed apart)."""
+        Copy i carries the collective bytes of grid row copies[i] on the mesh of member owners[i]
+        (default: member i % members); row j of the result is copy which[j] (default: every copy
+        in order), repeated as at grid row repeat_rows[j] (default: `copies`). `cache`: keep the
+        copies' seconds for layers with the same bytes (a pipeline's stages costed apart)."""
         which = np.arange(len(copies)) if which is None else which
         repeat_rows = copies if repeat_rows is None else repeat_rows
         collectives = [term.collective for term, _ in layer.terms if term.collective is not None]
@@ -146,18 +148,18 @@ def _bucket(plan: Plan, first: Candidate, bucket: Bucket, key: tuple, batch: np.
         repeats = layer.repeats if layer.repeats.ndim < 3 else layer.repeats[:, repeat_rows].swapaxes(0, 1)
         same = (known, copies.tobytes(), layer.collective_bytes.tobytes()) if cache else None
         seconds = times.get(same) if cache else None
-        if seconds is None:  # each copy of the members with its own bytes, on the members' lines
-            seconds = np.concatenate([lines_seconds(stacks[0], stacks[1],
-                                                    layer.collective_bytes[:, copies[i:i + members]].swapaxes(0, 1))
-                                      for i in range(0, len(copies), members)])
+        if seconds is None:  # each copy with its own bytes, on its member's lines
+            owners = np.tile(np.arange(members), len(copies) // members) if owners is None else owners
+            seconds = lines_seconds(stacks[0][owners], stacks[1][owners],
+                                    layer.collective_bytes[:, copies].swapaxes(0, 1))
             if cache:
                 times[same] = seconds
         if len(which) != len(seconds) or np.any(which != np.arange(len(seconds))):
             seconds = seconds[which]
         return network_seconds(lines, which, collectives, seconds, repeats, layer.prefetched, None, seconds)
 
-    if first.stages > 1:  # imported here: a plan without stages never loads the pipeline model
-        from planner.cost.pipeline import sweep_pipeline
+    if table.shape[1] > 3:  # imported here: a plan without stages never loads the pipeline model
+        from planner.cost.pipeline_sweep import sweep_pipeline
         return sweep_pipeline(plan.model, plan.cluster, plan.workload, first, grid, table[:, [3]], bucket.row_of,
                               bucket.meshes, batch, formats, network)
     layer = layer_costs(plan.model, plan.cluster, plan.workload, first, batch, formats, grid=grid)

@@ -1,0 +1,207 @@
+"""Pipelined candidates costed many at a time (planner.search.sweep): what
+`pipeline.evaluate_pipeline` gives each, bit for bit. A bucket's candidates share one FFN,
+attention and expert layout; its Grid's rows are their logical mesh sizes and stage counts (once
+per phase, phase-major, when the phases are costed together). Without local layers every distinct
+stage of every row (split_layers' layers, first and last flags, phase) is a row of one stacked
+grid, costed by one pass of costmodel.layer_costs, so one bucket holds every stage count; and a
+one-stage candidate of the same layout is one stage of the whole model, a row of the same grid,
+timed as `evaluate` times it. With local layers a bucket has one stage count (never one) and each
+distinct stage is costed on the grid apart (its own local layers)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+
+import numpy as np
+
+from planner.cost.costmodel import Candidate, layer_costs, timing
+from planner.cost.grid import Grid
+from planner.cost.layouts.base import StepShape
+from planner.cost.mesh import Mesh, first_rows
+from planner.cost.network import send_seconds_many
+from planner.cost.pipeline import micro_batches, send_bytes_per_chip, split_layers
+from planner.specs.hardware import Cluster, WeightFormat
+from planner.specs.model import Model
+from planner.specs.plan import Phase, Workload
+
+FIELDS = ("weight_bytes", "kv_bytes", "activation_bytes")
+
+
+def sweep_pipeline(model: Model, cluster: Cluster, workload: Workload, first: Candidate, grid: Grid,
+                   stages: np.ndarray, row_of: np.ndarray, meshes: list[Mesh], batch: np.ndarray,
+                   formats: tuple[WeightFormat, ...], network: Callable):
+    """(latency_s, step_s, mfu, hbm_bytes), each (members, points): what `evaluate_pipeline` (for
+    one stage, `evaluate`) gives each member of a bucket (search.sweep: like `first` but on its
+    own stage mesh, of the logical sizes and stage count `stages` of `grid`'s row `row_of`); for
+    a grid with phases, a list of those per phase. `network(layer, copies, which, repeat_rows,
+    cache, owners)`: the collectives' seconds on the members' meshes (search.sweep)."""
+    c, members = first, len(row_of)
+    phases = grid.phases or (c.phase,)
+    batch = np.asarray(batch, dtype=np.int64)
+    p = stages[row_of]  # (members, 1)
+    piped, single = np.flatnonzero(p[:, 0] > 1), np.flatnonzero(p[:, 0] == 1)
+    options = [micro_batches(phase, batch, p[piped]) for phase in phases]  # (points, options), or (members, ...)
+    sizes = np.unique(np.concatenate([batch, *(b[b > 0] for _, b in options)]))
+    cost = _stages_on_one_grid if not model.n_local_layers else _stages_apart
+    step_stack, fields, singles = cost(model, cluster, workload, c, grid, np.tile(stages, (len(phases), 1)), row_of,
+                                       sizes, formats, network, meshes, piped, single)
+    n_formats = len(formats)
+    at_batch = np.repeat(np.arange(n_formats) * sizes.size, batch.size) + np.searchsorted(sizes, np.tile(batch, n_formats))
+    valid = (np.arange(step_stack.shape[0])[:, None] < p[piped, 0])[:, :, None]  # (stages, piped, 1)
+    piped_meshes = [meshes[i] for i in piped]
+    out = []
+    for k, (phase, (m, b)) in enumerate(zip(phases, options)):
+        figures = tuple(np.empty((members, at_batch.size)) for _ in range(4))
+        if piped.size:
+            copy = slice(k * piped.size, (k + 1) * piped.size)
+            values = _pipeline_figures(model, cluster, workload, replace(c, phase=phase), grid, p[piped], row_of[piped],
+                                       piped_meshes, batch, formats, sizes, m, b, valid, step_stack[:, copy],
+                                       [f[:, copy] for f in fields])
+            for figure, value in zip(figures, values):
+                figure[piped] = value
+        if single.size:
+            for figure, value in zip(figures, singles[k]):
+                figure[single] = value[:, at_batch]
+        out.append(figures)
+    return out if grid.phases else out[0]
+
+
+def _pipeline_figures(model, cluster, workload, c, grid: Grid, p, row_of, meshes, batch, formats, sizes, m, b,
+                      valid, step_stack, fields):
+    """sweep_pipeline's figures of one phase for pipelined members, from their stages' steps and
+    memory at `sizes`."""
+    n_batch, n_sizes, n_formats, members = batch.size, sizes.size, len(formats), len(row_of)
+    offset = np.repeat(np.arange(n_formats) * n_sizes, n_batch)
+    tile = lambda a: np.tile(a, (1,) * (a.ndim - 2) + (n_formats, 1))  # noqa: E731  (the points axis)
+    shape = StepShape(batch=sizes, tokens=workload.input_tokens if c.phase is Phase.PREFILL else 1,
+                      attended=0.0, cached=0, reads_cache=False)
+    send_bytes = np.broadcast_to(send_bytes_per_chip(model, c.ffn, grid.sizes, shape),
+                                 (len(grid.chips), n_sizes))[row_of]  # the grid's first phase's rows
+    send_s_sizes = send_seconds_many(cluster, meshes, send_bytes)
+    who = np.arange(members)[:, None, None]
+    at_options = np.broadcast_to(offset[:, None] + np.searchsorted(sizes, np.maximum(tile(b), 1)),
+                                 (members, offset.size, b.shape[-1]))
+    s = np.tile(send_s_sizes, (1, n_formats))[who, at_options]
+    # the slowest stage (and for decode the stages' sum, in stage order, as evaluate_pipeline sums
+    # them) at every micro-batch size, then at each point's options: the same figures, gathered once
+    slot = np.max(np.where(valid, step_stack, -np.inf), axis=0)[who, at_options]
+    m_all = tile(m)
+    if c.phase is Phase.PREFILL:
+        latency_options = (m_all + p[:, :, None] - 1) * np.maximum(slot, s) + (p[:, :, None] - 1) * s
+    else:
+        total = step_stack[0]
+        for x, ok in zip(step_stack[1:], valid[1:]):
+            total = total + np.where(ok, x, 0.0)
+        latency_options = np.maximum(total[who, at_options] + (p[:, :, None] - 1) * s, m_all * slot)
+    latency_options = np.where(m_all > 0, latency_options, np.inf)
+    choice = np.argmin(latency_options, axis=2)[..., None]  # (members, points, 1)
+    step_s = np.take_along_axis(latency_options, choice, axis=2)[..., 0]
+    at = np.take_along_axis(at_options, choice, axis=2)[..., 0]
+    at_batch = offset + np.searchsorted(sizes, np.tile(batch, n_formats))
+    # the fullest stage's HBM in use: its weights + KV cache + activations, added in that order
+    weights, kv, activations = fields
+    at_stages = np.broadcast_to(at, (len(weights),) + at.shape)
+    totals = (np.take_along_axis(weights, at_stages, axis=2) + kv[:, :, at_batch]
+              + np.take_along_axis(activations, at_stages, axis=2))
+    hbm_bytes = np.max(np.where(valid, totals, -np.inf), axis=0)
+    points_batch = np.tile(batch, n_formats)
+    if c.phase is Phase.PREFILL:
+        tokens, latency_s, logit_tokens = points_batch * workload.input_tokens, step_s, points_batch
+    else:
+        tokens, latency_s = points_batch * workload.output_tokens, step_s * workload.output_tokens
+        logit_tokens = tokens
+    mfu = model.mfu_flops(tokens, logit_tokens) / (grid.chips[row_of] * p * cluster.chip.peak_bf16_flop_per_s
+                                                   * latency_s)
+    return latency_s, step_s, mfu, hbm_bytes
+
+
+def _stages_on_one_grid(model, cluster, workload, c, grid: Grid, stages, row_of, sizes, formats, network, meshes,
+                        piped, single):
+    """(step_s, (weight, KV, activation bytes), singles): the first two (stages, copies, points),
+    a copy per pipelined member (`piped`) and phase (phase-major), 0 past its last stage; every
+    distinct stage of every row (split_layers' layers, base + (i < extra), and first and last
+    flags) costed as a row of one stacked grid. `singles`, per phase: (latency_s, step_s, mfu,
+    hbm_bytes) of the one-stage members (`single`), each (members, points), as `evaluate` gives
+    them. `stages`: per grid row. Members on one mesh (one stage and pipelines of every stage
+    count with that stage mesh) carry the same collectives' bytes in a phase: timed once."""
+    rows, most, members = len(grid.chips), int(stages.max()), len(row_of)
+    per_phase = rows // max(len(grid.phases), 1)
+    n_phases = rows // per_phase
+    copies = (np.arange(n_phases)[:, None] * per_phase + row_of).reshape(-1)  # each copy's grid row
+    i, counts = np.arange(most)[:, None], stages[:, 0]
+    base, extra = model.n_layers // counts, model.n_layers % counts
+    ok = i < counts  # (stages, rows)
+    keys = np.stack([np.broadcast_to(np.arange(rows), ok.shape), base + (i < extra),
+                     np.broadcast_to(i == 0, ok.shape), i == counts - 1], axis=-1)[ok]
+    distinct, inverse = first_rows(keys.astype(np.int64))  # stage 0 of row g is the stacked grid's row g
+    stage_row = np.zeros(ok.shape, dtype=np.int64)
+    stage_row[ok] = inverse  # each row's stage i: its row of the stacked grid
+    g, layers, is_first, is_last = (keys[distinct, j] for j in range(4))
+    stacked = Grid(sizes={axis: v[g] for axis, v in grid.sizes.items()}, chips=grid.chips[g], core=grid.core,
+                   phases=grid.phases, phase_of=grid.phase_index()[g] if grid.phases else None)
+    layer = layer_costs(replace(model, n_layers=layers[:, None], local_layers=()), cluster, workload, c, sizes,
+                        formats, first=is_first[:, None].astype(bool), last=is_last[:, None].astype(bool),
+                        grid=stacked)
+    valid = i < stages[copies, 0]  # (stages, copies)
+    pairs = np.stack([np.broadcast_to(np.arange(len(copies)), valid.shape), stage_row[:, copies]], axis=-1)[valid]
+    pseudo, where = first_rows(pairs)  # each distinct (copy, stacked row)
+    which, at = pairs[pseudo, 0], pairs[pseudo, 1]
+    ids: dict[int, int] = {}
+    mesh_of = np.array([ids.setdefault(id(mesh), len(ids)) for mesh in meshes], dtype=np.int64)
+    owners = np.unique(mesh_of, return_index=True)[1]  # each mesh's first member
+    phase_of, member = np.divmod(which, members)
+    timed = (np.arange(n_phases)[:, None] * members + owners).reshape(-1)  # the copies timed
+    _, step_s, latency_s, mfu = timing(cluster, workload, layer, *network(
+        layer, copies[timed], phase_of * len(owners) + mesh_of[member], at, owners=np.tile(owners, n_phases)), rows=at)
+    points = len(formats) * sizes.size
+    pair = np.full(valid.shape, -1)
+    pair[valid] = where  # each (stage, copy): its pair
+    chosen = pair[:, (np.arange(n_phases)[:, None] * members + piped).reshape(-1)]  # (stages, piped copies)
+    there = (chosen >= 0)[..., None]
+    out = [np.where(there, np.broadcast_to(step_s, (len(at), points))[chosen], 0.0)]
+    out += [np.where(there, np.broadcast_to(getattr(layer, f), (len(g), points))[at[chosen]], 0.0) for f in FIELDS]
+    singles = []
+    for k in range(n_phases):
+        q = pair[0, k * members + single]
+        singles.append(tuple(np.broadcast_to(x, (len(at), points))[q] for x in (latency_s, step_s, mfu)) +
+                       (np.broadcast_to(layer.hbm_bytes, (len(g), points))[at[q]],))
+    return out[0], out[1:], singles
+
+
+def _stages_apart(model, cluster, workload, c, grid: Grid, stages, row_of, sizes, formats, network, meshes,
+                  piped, single):
+    """As `_stages_on_one_grid`, for a model with local layers: each distinct stage of the
+    bucket's one stage count (its own local layers) costed on the grid apart; no one-stage member."""
+    assert not single.size, "a model with local layers buckets each stage count apart"
+    variants, stage_variant = _variants(model, stages)
+    parts: dict = {}  # the grid's layer parts, shared by the variants
+    steps, costs = [], []
+    for stage_model, is_first, is_last in variants:
+        layer = layer_costs(stage_model, cluster, workload, c, sizes, formats, first=is_first, last=is_last,
+                            grid=grid, shared=parts)
+        step_s = timing(cluster, workload, layer, *network(layer, row_of, cache=True), rows=row_of)[1]
+        steps.append(np.broadcast_to(step_s, (len(row_of), step_s.shape[-1])))
+        costs.append(layer)
+    shape = (len(grid.chips), len(formats) * sizes.size)
+    which = stage_variant[:, row_of]  # (stages, members)
+    members = np.arange(len(row_of))
+    step_stack = np.stack(steps)[which, members]
+    fields = [np.stack([np.broadcast_to(getattr(layer, f), shape)[row_of] for layer in costs])[which, members]
+              for f in FIELDS]
+    return step_stack, fields, None
+
+
+def _variants(model: Model, stages: np.ndarray) -> tuple[list[tuple[Model, bool, bool]], np.ndarray]:
+    """The distinct stages (stage model, first, last) of a bucket whose rows share one stage count
+    `stages`, and each row's variant of its stage i, (stages, rows)."""
+    p = int(stages[0, 0])
+    layers, keys, variants, which = split_layers(model.n_layers, p), {}, [], []
+    for i, k in enumerate(layers):
+        stage_model = model.layer_range(sum(layers[:i]), k)
+        key = (k, stage_model.local_layers, i == 0, i == p - 1)
+        if key not in keys:
+            keys[key] = len(variants)
+            variants.append((stage_model, i == 0, i == p - 1))
+        which.append(keys[key])
+    return variants, np.repeat(np.array(which)[:, None], len(stages), axis=1)
