@@ -14,12 +14,12 @@ import numpy as np
 
 from planner.cost.layouts.base import CollectiveKind
 from planner.cost.mesh import Mesh, factor_matrix, first_rows, piece_names, spans
-from planner.cost.network import Line, collective_lines, lines_seconds
+from planner.cost.network import Line, collective_lines, collective_spans, lines_seconds
 from planner.specs.hardware import Cluster, Switched, Torus
 
 
 class LineCache:
-    """`collective_lines` kept per (slice, pieces spanned, kind, prefetched) for a whole search,
+    """`collective_lines` kept per (pieces spanned, kind, prefetched; on a torus its slice too) for a whole search,
     and as arrays per (mesh, collectives) for `network_seconds`."""
 
     def __init__(self, cluster: Cluster):
@@ -29,8 +29,16 @@ class LineCache:
         self.count = 1 + any(c.bulk_latency_s is not None for _, c in constants) + any(
             level.in_switch_reduction and c.in_switch_latency_s is not None for level, c in constants)
 
+    @staticmethod
+    def _key(mesh: Mesh, kind: CollectiveKind, axes: str, prefetched: bool) -> tuple:
+        """What a collective's lines depend on: on a torus the slice and the pieces spanned, on a
+        switched cluster the chips spanned per level."""
+        if mesh.torus:
+            return (mesh.physical, mesh.wraparound, mesh.pieces(axes), kind, prefetched)
+        return (collective_spans(mesh, axes), kind, prefetched)
+
     def __call__(self, mesh: Mesh, kind: CollectiveKind, axes: str, prefetched: bool) -> tuple[Line, ...]:
-        key = (mesh.physical, mesh.wraparound, mesh.pieces(axes), kind, prefetched)
+        key = self._key(mesh, kind, axes, prefetched)
         lines = self._lines.get(key)
         if lines is None:
             lines = self._lines[key] = collective_lines(self.cluster, mesh, kind, axes, prefetched)
@@ -40,7 +48,7 @@ class LineCache:
         """The lines as arrays for `lines_seconds`: seconds_per_byte and latency_s (lines,),
         padded with copies of the last line to `count` (every collective of the cluster the same
         shape)."""
-        key = (mesh.physical, mesh.wraparound, mesh.pieces(axes), kind, prefetched)
+        key = self._key(mesh, kind, axes, prefetched)
         out = self._arrays.get(key)
         if out is None:
             lines = self(mesh, kind, axes, prefetched)

@@ -101,10 +101,10 @@ _PASSES = {
 def ring_steps(mesh: Mesh, collective: Collective) -> int:
     """Ring steps (hops) of a collective: one per extra chip along each torus axis or switched
     level it spans (a level's sub-axes merged: it is one group), twice for an all-reduce."""
-    return int(_PASSES[collective.kind]) * sum(k - 1 for _, k in _spans(mesh, collective.axes))
+    return int(_PASSES[collective.kind]) * sum(k - 1 for _, k in collective_spans(mesh, collective.axes))
 
 
-def _spans(mesh: Mesh, axes: str) -> tuple[tuple[str, int], ...]:
+def collective_spans(mesh: Mesh, axes: str) -> tuple[tuple[str, int], ...]:
     """The pieces a collective spans: torus axes as they are, switched levels merged."""
     pieces = mesh.pieces(axes)
     if mesh.torus:
@@ -169,8 +169,10 @@ def lines_seconds(seconds_per_byte: np.ndarray, latency_s: np.ndarray, data: np.
     """`collective_seconds` over many collectives at once, in its order of operations:
     `seconds_per_byte` and `latency_s` (..., lines) stacked from Lines (padded with copies of a
     line), `data` the bytes per chip broadcast against (..., points)."""
-    times = data[..., None, :] * seconds_per_byte[..., None] + latency_s[..., None]
-    return times[..., 0, :] if times.shape[-2] == 1 else times.min(axis=-2)
+    times = data * seconds_per_byte[..., :1] + latency_s[..., :1]
+    for j in range(1, seconds_per_byte.shape[-1]):  # the fastest line (a minimum: exact in any order)
+        times = np.minimum(times, data * seconds_per_byte[..., j:j + 1] + latency_s[..., j:j + 1])
+    return times
 
 
 def collective_lines(cluster: Cluster, mesh: Mesh, kind: CollectiveKind, axes: str,
@@ -185,7 +187,7 @@ def collective_lines(cluster: Cluster, mesh: Mesh, kind: CollectiveKind, axes: s
         return (Line(latency_s=0.0, efficiency=1.0, levels=(_NO_LEVEL,)),)
     topology, cal = cluster.topology, cluster.calibration
     if isinstance(topology, Switched):
-        return _switched_lines(topology, cal, kind, dict(_spans(mesh, axes)), chips, prefetched)
+        return _switched_lines(topology, cal, kind, dict(collective_spans(mesh, axes)), chips, prefetched)
     efficiency = cal.weight_gather_efficiency if prefetched else cal.network_efficiency
     steps = int(_PASSES[kind]) * sum(k - 1 for _, k in pieces)  # ring_steps
     latency_s = cal.collective_latency_s * steps

@@ -7,7 +7,7 @@ layouts' axes span the same physical pieces) are merged."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -21,9 +21,9 @@ from planner.specs.formats import Formats
 from planner.specs.plan import Phase, Plan
 
 
-@dataclass(frozen=True, kw_only=True)
-class Choice:
-    """One discrete choice, before a phase and formats make it a Candidate."""
+class Choice(NamedTuple):
+    """One discrete choice, before a phase and formats make it a Candidate (a tuple: a search
+    makes thousands)."""
 
     stages: int
     mesh: Mesh
