@@ -155,17 +155,18 @@ def _per_point(values: list[float], n: int):
 def evaluate(model: Model, cluster: Cluster, workload: Workload, candidate: Candidate,
              batch: np.ndarray, detail: bool = False,
              formats: tuple[Formats, ...] | None = None, *, first: bool = True,
-             last: bool = True) -> Evaluation:
+             last: bool = True, lines: LineCache | None = None) -> Evaluation:
     """Costs of `candidate` over the batch sizes `batch`; `detail` also keeps the explain rows.
     With `formats`, every combination of number formats is swept too (point i has
     batch[i % len(batch)] and formats[i // len(batch)]), and the candidate's own are ignored.
     Every format must have a peak on the chip (`Chip.supports`). A pipeline stage
     (planner.cost.pipeline) is `model` with its layers only, holding the input embedding if
-    `first` and the output projection if `last`; a whole model is both."""
+    `first` and the output projection if `last`; a whole model is both. `lines`: the collectives'
+    lines, if kept (a search's)."""
     c = candidate
     layer = layer_costs(model, cluster, workload, c, batch, formats, first=first, last=last)
     batch, formats, terms, cal = layer.batch, layer.formats, layer.terms, cluster.calibration
-    lines, by_level = LineCache(cluster), {}  # collective latency per switched level (or "torus")
+    lines, by_level = lines or LineCache(cluster), {}  # collective latency per switched level (or "torus")
     comm_s, prefetched_s = (a[0] for a in network_costs(cluster, (c.mesh,), layer, lines))
     for t, repeat in terms:
         if t.collective is not None:  # the line fastest at zero bytes, split by level
@@ -327,7 +328,7 @@ def timing(cluster: Cluster, workload: Workload, layer: LayerCosts, comm_s, pref
     cal = cluster.calibration
     compute_s, memory_s, chips = (at_rows(x, rows) for x in (layer.compute_s, layer.memory_s, layer.chips))
     critical_s = critical_path(compute_s, memory_s, comm_s - prefetched_s, cal.overlap)
-    step_s = combine(compute_s, memory_s, comm_s, cal.overlap, prefetched_s) + at_rows(layer.overhead_s, rows)
+    step_s = np.maximum(critical_s, comm_s) + at_rows(layer.overhead_s, rows)  # combine's, its critical path once
     latency_s = step_s * at_rows(layer.steps, rows)
     mfu = at_rows(layer.mfu_flops, rows) / (chips * cluster.chip.peak_bf16_flop_per_s * latency_s)
     return critical_s, step_s, latency_s, mfu

@@ -76,7 +76,7 @@ class PipelineEvaluation(Evaluation):
 
 def evaluate_pipeline(model: Model, cluster: Cluster, workload: Workload, candidate: Candidate,
                       batch: np.ndarray, detail: bool = False,
-                      formats: tuple[WeightFormat, ...] | None = None) -> PipelineEvaluation:
+                      formats: tuple[WeightFormat, ...] | None = None, lines=None) -> PipelineEvaluation:
     """Costs of a pipelined `candidate` (its mesh is one stage's) over `batch` (x `formats`, as in
     costmodel.evaluate: point i has batch[i % len(batch)] and formats[i // len(batch)])."""
     c, p = candidate, candidate.stages
@@ -92,7 +92,7 @@ def evaluate_pipeline(model: Model, cluster: Cluster, workload: Workload, candid
         key = (k, stage_model.local_layers, i == 0, i == p - 1)
         if key not in cache:
             cache[key] = evaluate(stage_model, cluster, workload, c, sizes, detail=detail,
-                                  formats=formats, first=key[2], last=key[3])
+                                  formats=formats, first=key[2], last=key[3], lines=lines)
         stages.append(cache[key])
     n_batch, n_sizes = batch.size, sizes.size
     offset = np.repeat(np.arange(len(formats)) * n_sizes, n_batch)  # per point: its format's block

@@ -71,7 +71,7 @@ def _pipeline_figures(model, cluster, workload, c, grid: Grid, p, row_of, meshes
                       valid, step_stack, fields):
     """sweep_pipeline's figures of one phase for pipelined members, from their stages' steps and
     memory at `sizes`."""
-    n_batch, n_sizes, n_formats, members = batch.size, sizes.size, len(formats), len(row_of)
+    n_batch, n_sizes, n_formats = batch.size, sizes.size, len(formats)
     offset = np.repeat(np.arange(n_formats) * n_sizes, n_batch)
     tile = lambda a: np.tile(a, (1,) * (a.ndim - 2) + (n_formats, 1))  # noqa: E731  (the points axis)
     shape = StepShape(batch=sizes, tokens=workload.input_tokens if c.phase is Phase.PREFILL else 1,
@@ -79,27 +79,28 @@ def _pipeline_figures(model, cluster, workload, c, grid: Grid, p, row_of, meshes
     send_bytes = np.broadcast_to(send_bytes_per_chip(model, c.ffn, grid.sizes, shape),
                                  (len(grid.chips), n_sizes))[row_of]  # the grid's first phase's rows
     send_s_sizes = send_seconds_many(cluster, meshes, send_bytes)
-    who = np.arange(members)[:, None, None]
-    at_options = np.broadcast_to(offset[:, None] + np.searchsorted(sizes, np.maximum(tile(b), 1)),
-                                 (members, offset.size, b.shape[-1]))
-    s = np.tile(send_s_sizes, (1, n_formats))[who, at_options]
     # the slowest stage (and for decode the stages' sum, in stage order, as evaluate_pipeline sums
     # them) at every micro-batch size, then at each point's options: the same figures, gathered once
-    slot = np.max(np.where(valid, step_stack, -np.inf), axis=0)[who, at_options]
+    send_s = np.tile(send_s_sizes, (1, n_formats))  # (members, formats x sizes)
+    slowest = np.max(np.where(valid, step_stack, -np.inf), axis=0)
     m_all = tile(m)
-    if c.phase is Phase.PREFILL:
+    at_options = offset[:, None] + np.searchsorted(sizes, np.maximum(tile(b), 1))  # prefill: one for all members
+    if c.phase is Phase.PREFILL:  # options 1, 2, 4, ... micro-batches
+        s, slot = send_s[:, at_options], slowest[:, at_options]  # (members, points, options)
         latency_options = (m_all + p[:, :, None] - 1) * np.maximum(slot, s) + (p[:, :, None] - 1) * s
-    else:
+        latency_options = np.where(m_all > 0, latency_options, np.inf)
+        choice = np.argmin(latency_options, axis=2)  # (members, points)
+        step_s = np.take_along_axis(latency_options, choice[..., None], axis=2)[..., 0]
+        at = at_options[np.arange(at_options.shape[0]), choice]
+    else:  # one option, min(p, B) micro-batches
+        at = at_options[..., 0]  # (members, points)
         total = step_stack[0]
         for x, ok in zip(step_stack[1:], valid[1:]):
             total = total + np.where(ok, x, 0.0)
-        latency_options = np.maximum(total[who, at_options] + (p[:, :, None] - 1) * s, m_all * slot)
-    latency_options = np.where(m_all > 0, latency_options, np.inf)
-    choice = np.argmin(latency_options, axis=2)[..., None]  # (members, points, 1)
-    step_s = np.take_along_axis(latency_options, choice, axis=2)[..., 0]
-    at = np.take_along_axis(at_options, choice, axis=2)[..., 0]
-    at_batch = offset + np.searchsorted(sizes, np.tile(batch, n_formats))
+        s, slot = np.take_along_axis(send_s, at, axis=1), np.take_along_axis(slowest, at, axis=1)
+        step_s = np.maximum(np.take_along_axis(total, at, axis=1) + (p - 1) * s, m_all[..., 0] * slot)
     # the fullest stage's HBM in use: its weights + KV cache + activations, added in that order
+    at_batch = offset + np.searchsorted(sizes, np.tile(batch, n_formats))
     weights, kv, activations = fields
     at_stages = np.broadcast_to(at, (len(weights),) + at.shape)
     totals = (np.take_along_axis(weights, at_stages, axis=2) + kv[:, :, at_batch]

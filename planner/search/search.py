@@ -118,7 +118,7 @@ def search(plan: Plan, progress: Callable[[int, int], None] | None = None,
         buckets = make_buckets(plan, discrete)
         batch = np.array(plan.space.batches, dtype=np.int64)
         swept = sweep_phases(plan, dict(work), batch, formats, step, lines, buckets)
-        phases = tuple(_search_phase(plan, phase, c, swept[phase]) for phase, c in work)
+        phases = tuple(_search_phase(plan, phase, c, swept[phase], lines) for phase, c in work)
     finally:
         if collecting:
             gc.enable()
@@ -128,7 +128,8 @@ def search(plan: Plan, progress: Callable[[int, int], None] | None = None,
     return SearchResult(plan=plan, phases=phases)
 
 
-def _search_phase(plan: Plan, phase: Phase, layouts: Sequence[Candidate], swept: Swept) -> PhaseResult:
+def _search_phase(plan: Plan, phase: Phase, layouts: Sequence[Candidate], swept: Swept,
+                  lines: LineCache | None = None) -> PhaseResult:
     batch = np.array(plan.space.batches, dtype=np.int64)
     formats = plan.space.formats(plan.cluster.chip)
     dropped = {DOES_NOT_FIT: 0, TOO_SLOW: 0, STEP_TOO_SLOW: 0, LOW_MFU: 0}
@@ -145,7 +146,7 @@ def _search_phase(plan: Plan, phase: Phase, layouts: Sequence[Candidate], swept:
     for j in front(swept.latency_s[ok], swept.mfu[ok]):
         k = int(owner[j])
         if k not in evaluations:  # the candidate's Evaluation, as explain and compare get it
-            evaluations[k] = cost(plan, layouts[k], batch, formats=formats)
+            evaluations[k] = cost(plan, layouts[k], batch, formats=formats, lines=lines)
         points.append((evaluations[k], int(index[j])))
     points.sort(key=lambda p: order_key(*p))
     return PhaseResult(phase=phase, evaluated=evaluated, feasible=feasible, dropped=dropped_items,
@@ -235,13 +236,15 @@ def _stacked(physical: tuple[tuple[str, int], ...], stages: int) -> tuple[tuple[
     return physical if stages == 1 else (("stages", stages),) + physical
 
 
-def cost(plan: Plan, candidate: Candidate, batch: np.ndarray, detail: bool = False, formats=None) -> Evaluation:
-    """costmodel.evaluate, or pipeline.evaluate_pipeline for a candidate with stages."""
+def cost(plan: Plan, candidate: Candidate, batch: np.ndarray, detail: bool = False, formats=None,
+         lines: LineCache | None = None) -> Evaluation:
+    """costmodel.evaluate, or pipeline.evaluate_pipeline for a candidate with stages (`lines`: the
+    search's collective lines, if kept)."""
     run = evaluate
     if candidate.stages > 1:  # imported here: a plan without stages never loads the pipeline model
         from planner.cost.pipeline import evaluate_pipeline
         run = evaluate_pipeline
-    return run(plan.model, plan.cluster, plan.workload, candidate, batch, detail=detail, formats=formats)
+    return run(plan.model, plan.cluster, plan.workload, candidate, batch, detail=detail, formats=formats, lines=lines)
 
 
 def best(plan: Plan, phase: Phase, chips: int, batch: int, weights=None, ffn=None, attention=None,
