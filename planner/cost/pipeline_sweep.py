@@ -85,26 +85,24 @@ def _pipeline_figures(model, cluster, workload, c, grid: Grid, p, row_of, meshes
     slowest = np.max(np.where(valid, step_stack, -np.inf), axis=0)
     m_all = tile(m)
     at_options = offset[:, None] + np.searchsorted(sizes, np.maximum(tile(b), 1))  # prefill: one for all members
+    who, points = np.arange(len(row_of))[:, None], np.arange(offset.size)
     if c.phase is Phase.PREFILL:  # options 1, 2, 4, ... micro-batches
         s, slot = send_s[:, at_options], slowest[:, at_options]  # (members, points, options)
         latency_options = (m_all + p[:, :, None] - 1) * np.maximum(slot, s) + (p[:, :, None] - 1) * s
         latency_options = np.where(m_all > 0, latency_options, np.inf)
         choice = np.argmin(latency_options, axis=2)  # (members, points)
-        step_s = np.take_along_axis(latency_options, choice[..., None], axis=2)[..., 0]
-        at = at_options[np.arange(at_options.shape[0]), choice]
+        step_s, at = latency_options[who, points, choice], at_options[points, choice]
     else:  # one option, min(p, B) micro-batches
         at = at_options[..., 0]  # (members, points)
         total = step_stack[0]
         for x, ok in zip(step_stack[1:], valid[1:]):
             total = total + np.where(ok, x, 0.0)
-        s, slot = np.take_along_axis(send_s, at, axis=1), np.take_along_axis(slowest, at, axis=1)
-        step_s = np.maximum(np.take_along_axis(total, at, axis=1) + (p - 1) * s, m_all[..., 0] * slot)
+        s, slot = send_s[who, at], slowest[who, at]
+        step_s = np.maximum(total[who, at] + (p - 1) * s, m_all[..., 0] * slot)
     # the fullest stage's HBM in use: its weights + KV cache + activations, added in that order
     at_batch = offset + np.searchsorted(sizes, np.tile(batch, n_formats))
     weights, kv, activations = fields
-    at_stages = np.broadcast_to(at, (len(weights),) + at.shape)
-    totals = (np.take_along_axis(weights, at_stages, axis=2) + kv[:, :, at_batch]
-              + np.take_along_axis(activations, at_stages, axis=2))
+    totals = weights[:, who, at] + kv[:, :, at_batch] + activations[:, who, at]
     hbm_bytes = np.max(np.where(valid, totals, -np.inf), axis=0)
     points_batch = np.tile(batch, n_formats)
     if c.phase is Phase.PREFILL:
