@@ -49,14 +49,15 @@ def sweep_pipeline(model: Model, cluster: Cluster, workload: Workload, first: Ca
     n_formats = len(formats)
     at_batch = np.repeat(np.arange(n_formats) * sizes.size, batch.size) + np.searchsorted(sizes, np.tile(batch, n_formats))
     valid = (np.arange(step_stack.shape[0])[:, None] < p[piped, 0])[:, :, None]  # (stages, piped, 1)
-    piped_meshes = [meshes[i] for i in piped]
+    sends = _sends(model, cluster, workload, c.ffn, grid, phases, row_of[piped], [meshes[i] for i in piped],
+                   sizes) if piped.size else None
     out = []
     for k, (phase, (m, b)) in enumerate(zip(phases, options)):
         figures = tuple(np.empty((members, at_batch.size)) for _ in range(4))
         if piped.size:
             copy = slice(k * piped.size, (k + 1) * piped.size)
             values = _pipeline_figures(model, cluster, workload, replace(c, phase=phase), grid, p[piped], row_of[piped],
-                                       piped_meshes, batch, formats, sizes, m, b, valid, step_stack[:, copy],
+                                       sends[k], batch, formats, sizes, m, b, valid, step_stack[:, copy],
                                        [f[:, copy] for f in fields])
             for figure, value in zip(figures, values):
                 figure[piped] = value
@@ -67,18 +68,13 @@ def sweep_pipeline(model: Model, cluster: Cluster, workload: Workload, first: Ca
     return out if grid.phases else out[0]
 
 
-def _pipeline_figures(model, cluster, workload, c, grid: Grid, p, row_of, meshes, batch, formats, sizes, m, b,
+def _pipeline_figures(model, cluster, workload, c, grid: Grid, p, row_of, send_s_sizes, batch, formats, sizes, m, b,
                       valid, step_stack, fields):
-    """sweep_pipeline's figures of one phase for pipelined members, from their stages' steps and
-    memory at `sizes`."""
+    """sweep_pipeline's figures of one phase for pipelined members, from their stages' steps,
+    memory and sends at `sizes`."""
     n_batch, n_sizes, n_formats = batch.size, sizes.size, len(formats)
     offset = np.repeat(np.arange(n_formats) * n_sizes, n_batch)
     tile = lambda a: np.tile(a, (1,) * (a.ndim - 2) + (n_formats, 1))  # noqa: E731  (the points axis)
-    shape = StepShape(batch=sizes, tokens=workload.input_tokens if c.phase is Phase.PREFILL else 1,
-                      attended=0.0, cached=0, reads_cache=False)
-    send_bytes = np.broadcast_to(send_bytes_per_chip(model, c.ffn, grid.sizes, shape),
-                                 (len(grid.chips), n_sizes))[row_of]  # the grid's first phase's rows
-    send_s_sizes = send_seconds_many(cluster, meshes, send_bytes)
     # the slowest stage (and for decode the stages' sum, in stage order, as evaluate_pipeline sums
     # them) at every micro-batch size, then at each point's options: the same figures, gathered once
     send_s = np.tile(send_s_sizes, (1, n_formats))  # (members, formats x sizes)
@@ -113,6 +109,18 @@ def _pipeline_figures(model, cluster, workload, c, grid: Grid, p, row_of, meshes
     mfu = model.mfu_flops(tokens, logit_tokens) / (grid.chips[row_of] * p * cluster.chip.peak_bf16_flop_per_s
                                                    * latency_s)
     return latency_s, step_s, mfu, hbm_bytes
+
+
+def _sends(model, cluster, workload, ffn, grid: Grid, phases, row_of, meshes, sizes) -> list[np.ndarray]:
+    """One send between neighbouring stages of each member, (members, sizes), per phase: both
+    phases' bytes in one call."""
+    send_bytes = []
+    for phase in phases:
+        shape = StepShape(batch=sizes, tokens=workload.input_tokens if phase is Phase.PREFILL else 1,
+                          attended=0.0, cached=0, reads_cache=False)
+        send_bytes.append(np.broadcast_to(send_bytes_per_chip(model, ffn, grid.sizes, shape),
+                                          (len(grid.chips), sizes.size))[row_of])  # the grid's first phase's rows
+    return np.split(send_seconds_many(cluster, meshes, np.concatenate(send_bytes, axis=1)), len(phases), axis=1)
 
 
 def _stages_on_one_grid(model, cluster, workload, c, grid: Grid, stages, row_of, sizes, formats, network, meshes,
