@@ -125,10 +125,10 @@ def network_seconds(lines: LineCache, meshes, collectives, data: np.ndarray, rep
         key = signature(collectives)
         rows = [lines.stack(mesh, key) for mesh in meshes]
         stacks = (np.array([r[0] for r in rows]), np.array([r[1] for r in rows]))
-    seconds = repeats * (lines_seconds(stacks[0], stacks[1], data) if times is None else times)
-    comm_s, prefetched_s = seconds[:, 0], np.zeros(shape)  # summed in dataflow order
+    times = lines_seconds(stacks[0], stacks[1], data) if times is None else times
+    comm_s, prefetched_s = repeats[..., 0, :] * times[:, 0], np.zeros(shape)  # summed in dataflow order
     for k in range(1, len(collectives)):
-        comm_s = comm_s + seconds[:, k]
+        comm_s = comm_s + repeats[..., k, :] * times[:, k]
     for k in np.flatnonzero(prefetched):
-        prefetched_s = prefetched_s + seconds[:, k]
+        prefetched_s = prefetched_s + repeats[..., k, :] * times[:, k]
     return comm_s, prefetched_s

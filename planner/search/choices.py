@@ -103,7 +103,8 @@ def _first(factors: np.ndarray, entries: dict[tuple, tuple]) -> list[tuple[int, 
         order = np.argsort(owners, kind="stable")  # in mesh order: a key's first row is its first mesh
         keys = np.concatenate([key for _, key, _ in found])[order]
         layouts = [layout for members, _, layout in found for _ in range(len(members))]
-        out.extend((int(owners[order[r]]), layouts[order[r]]) for r in first_rows(keys)[0])
+        kept = order[first_rows(keys)[0]].tolist()
+        out.extend(zip(owners[kept].tolist(), [layouts[i] for i in kept]))
     return out
 
 
