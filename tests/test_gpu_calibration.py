@@ -134,6 +134,22 @@ def test_known_misses_name_real_rows():
     assert set(KNOWN_MISSES) <= keys
 
 
+def test_narrow_matmul_efficiency_fitted_or_by_rule():
+    """Fitted to the fp8 GEMM rows where a table has them (those rows then fitted rows), else by
+    the stated rule: h200-sxm has H100's chip peaks (the same GH100 die and clocks) and takes its
+    value; a100-80gb matches no calibrated preset: none (matmul_efficiency). Each rule warns."""
+    h100, h200, a100 = (_fit(name) for name in CLUSTERS[1:] + CLUSTERS[:1])
+    fp8 = [r for r in h100.of("gemm") if r.row["dtype"] == "fp8"]
+    assert fp8 and all(r.fitted for r in fp8)
+    narrow = h100.cluster.calibration.narrow_matmul_efficiency
+    assert 0 < narrow <= 1 and not any("narrow_matmul_efficiency" in w for w in h100.warnings)
+    assert h200.cluster.calibration.narrow_matmul_efficiency == narrow == \
+        load_cluster("h100-sxm").calibration.narrow_matmul_efficiency
+    assert any("narrow_matmul_efficiency" in w and "h100-sxm" in w for w in h200.warnings)
+    assert a100.cluster.calibration.narrow_matmul_efficiency is None
+    assert any("narrow_matmul_efficiency: not identified" in w for w in a100.warnings)
+
+
 def test_calibration_points_median_within_target(fitted):
     """Median |error| of the points each preset is fitted to, all kinds together: <= 15%."""
     errors = np.abs([r.error for r in fitted[1].residuals if r.fitted])

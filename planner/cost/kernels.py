@@ -15,8 +15,8 @@ def matmul_flop_per_s(cluster: Cluster, peak_flop_per_s):
     """FLOP/s that large matmuls sustain at `peak_flop_per_s` (the peak of the format they run
     at, a number or an array): matmul_efficiency of it, or narrow_matmul_efficiency where the
     peak is above the chip's dense bf16 peak (fp8, int8 or fp4 on chips that run them faster,
-    2:4 sparse peaks): one rule for every chip, decided by the peak alone (TPU v4's int8 peak
-    equals its bf16 one: matmul_efficiency). Without a narrow_matmul_efficiency, matmul_efficiency."""
+    2:4 sparse peaks): one rule for every chip, decided by the peak alone (a format whose peak
+    equals the bf16 one: matmul_efficiency). Without a narrow_matmul_efficiency, matmul_efficiency."""
     cal = cluster.calibration
     narrow = cal.narrow_matmul_efficiency
     if narrow is None or narrow == cal.matmul_efficiency:
