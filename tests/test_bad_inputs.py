@@ -76,6 +76,7 @@ CASES: list[tuple[str, str, list[str]]] = [
     ('cluster-no-topology.yaml', 'cluster', [':8:', 'topology', 'exactly one']),
     ('cluster-topology-typo.yaml', 'cluster', [':9:', 'topology.torrus', "did you mean 'torus'"]),
     ('cluster-efficiency-range.yaml', 'cluster', [':18:', 'calibration.matmul_efficiency', '<= 1']),
+    ('cluster-narrow-efficiency-range.yaml', 'cluster', [':19:', 'calibration.narrow_matmul_efficiency', '<= 1']),
     ('cluster-negative-latency.yaml', 'cluster', [':19:', 'calibration.collective_latency_s', '>= 0']),
     ('cluster-latency-unit.yaml', 'cluster', [':19:', 'calibration.collective_latency_s', 'unknown time unit']),
     ('cluster-overlap-range.yaml', 'cluster', [':20:', 'calibration.overlap', '<= 1']),

@@ -80,9 +80,12 @@ def test_explain_table_reads_at_80_columns(planner):
     expected = [fmt_rate(w_in["flops"], ""), fmt_bytes(w_in["hbm_bytes"]), "-",
                 fmt_seconds(w_in["seconds"]["compute"]), fmt_seconds(w_in["seconds"]["memory"]), "-"]
     assert lines[row].split()[2:] == " ".join(expected).split()
-    # ... with the format and peak the einsum runs at
-    peak = fmt_rate(w_in["peak_flop_per_s"], "FLOP/s")
-    assert lines[row + 1].strip() == f"x{w_in['repeat']}  {w_in['notation']}  [{w_in['compute_format']} at {peak}]"
+    # ... with the format the einsum runs at, the rate it sustains there and its share of the peak
+    rate = fmt_rate(w_in["sustained_flop_per_s"], "FLOP/s")
+    share = f"{100 * w_in['sustained_flop_per_s'] / w_in['peak_flop_per_s']:.0f}%"
+    assert w_in["sustained_flop_per_s"] < w_in["peak_flop_per_s"]  # calibrated tpu-v4: matmul_efficiency < 1
+    assert lines[row + 1].strip() == \
+        f"x{w_in['repeat']}  {w_in['notation']}  [{w_in['compute_format']} at {rate}: {share} of peak]"
     assert any(line.startswith("total") for line in lines)
     assert f"MFU      {fmt_percent(data['mfu'])}" in r.out
 

@@ -11,7 +11,7 @@ import re
 import pytest
 from rich.console import Console
 
-from planner.commands.runs import plan_dict
+from planner.commands.runs import plan_dict, provenance_dict
 from planner.config import load_cluster, load_plan
 from planner.render import common as render_common
 from planner.render import explain as render_explain
@@ -153,7 +153,10 @@ def test_json_keys_are_a_contract(result, evaluation):
     data = json.loads(to_json(plan_dict(result)))
     assert sorted(data) == ["calibrated", "calibration", "calibration_status", "cluster", "frontier", "hardware",
                             "model", "model_shape", "planner_version", "search", "workload"]
-    assert sorted(data["calibration"]) == sorted(FIELDS_OF_CALIBRATION)
+    # every constant; narrow_matmul_efficiency only where the cluster gives one (absent: matmul_efficiency)
+    assert sorted(data["calibration"]) == sorted(set(FIELDS_OF_CALIBRATION) - {"narrow_matmul_efficiency"})
+    gpu = load_plan(None, model="llama-3-8b", cluster="h100-sxm", chips=(1,), batches=(1,))
+    assert "narrow_matmul_efficiency" in provenance_dict(gpu)["calibration"]
     point = data["frontier"]["decode"][0]
     assert sorted(point) == sorted([
         "phase", "chips", "mesh", "partition", "batch", "ffn", "attention", "weights", "latency_s",
@@ -162,7 +165,8 @@ def test_json_keys_are_a_contract(result, evaluation):
     explain = render_explain.explain_dict(evaluation)
     assert {"layers", "memory", "notation", "formats"} <= set(explain)
     assert sorted(explain["layers"][0]) == ["collective", "comm_bytes", "compute_format", "flops", "hbm_bytes",
-                                            "name", "notation", "peak_flop_per_s", "repeat", "seconds"]
+                                            "name", "notation", "peak_flop_per_s", "repeat", "seconds",
+                                            "sustained_flop_per_s"]
 
 
 def test_markdown_table_right_aligns():

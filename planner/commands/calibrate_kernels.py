@@ -13,8 +13,15 @@ that identify it and then held:
    custom all-reduce) are predicted and shown, not fitted: the planner models NCCL.
 2. Matmuls, from the `gemm` rows of the chip's bf16 tables: `matmul_efficiency`,
    `hbm_efficiency` and `kernel_overhead_s` (t = max(F / (peak e), B / (HBM e_h)) + t0, per
-   einsum). fp8 rows are predicted with the same constants (W8A8 at the fp8 peak, plus the
-   dynamic quantisation of x where the row's kernel includes it) and shown.
+   einsum). Then, those held, `narrow_matmul_efficiency` alone from the rows of formats whose
+   peak is above the bf16 one (fp8: W8A8 at the fp8 peak, plus the dynamic quantisation of x
+   where the row's kernel includes it): e at that peak (planner.cost.kernels.matmul_flop_per_s).
+   In sequence, not jointly: the bf16 rows identify the HBM and per-kernel constants, shared by
+   both formats, and the narrow rows' small-m (HBM-bound) half would otherwise pull them. A
+   cluster without such rows takes it by a rule (`narrow_by_rule`): the value of a calibrated
+   preset whose chip has the same peaks in every format (the same compute die at the same
+   clocks: h200-sxm takes h100-sxm's, both GH100, shared/reference/hardware.yaml; calibrate
+   h100-sxm first), else none (matmul_efficiency: not identified); a warning says which.
 3. End to end, from the `latency`, `ttft` and `throughput` rows: `layer_overhead_s` (the fixed
    time per layer and step that the kernels above leave unexplained), the others held.
    `overlap` is held at 0 (the tables run NCCL and GEMM kernels back to back on one stream) and
@@ -40,6 +47,7 @@ import numpy as np
 
 from planner.commands.calibrate import SIGNIFICANT, _levenberg_marquardt, robust_loss
 from planner.commands.kernel_measurements import MODEL_KINDS, KernelMeasurements, Row
+from planner.config import list_presets, load_cluster
 from planner.cost.costmodel import evaluate
 from planner.cost.kernels import dynamic_quantisation_seconds, gemm_seconds
 from planner.cost.network import kernel_collective_seconds
@@ -226,6 +234,7 @@ def fit(cluster: Cluster, data: KernelMeasurements) -> KernelFit:
             level_cal[levels[1].name] = base
     cal = replace(cal, levels=level_cal)
     gemms = [r for r in data.of("gemm") if r["dtype"] == "bf16"]
+    narrow_gemms = [r for r in data.of("gemm") if _narrow(cluster, r["dtype"])]
     if gemms:
         def gemm_times(c):
             trial = replace(cluster, calibration=replace(cal, **dict(zip(GEMM_CONSTANTS, c))))
@@ -235,6 +244,16 @@ def fit(cluster: Cluster, data: KernelMeasurements) -> KernelFit:
         cal = replace(cal, **{k: (1.0 if v > 1 - 5e-5 else _round(v)) for k, v in zip(GEMM_CONSTANTS, best)})
     else:
         warnings.append("no bf16 gemm rows: matmul_efficiency, hbm_efficiency and kernel_overhead_s are not identified")
+    if narrow_gemms:
+        def narrow_times(c):
+            trial = replace(cluster, calibration=replace(cal, narrow_matmul_efficiency=float(c[0])))
+            return predict_all(trial, narrow_gemms) / np.array([r.measured_s for r in narrow_gemms])
+        e = _minimise(narrow_times, ("fraction",), [(0.5,), (0.8,)])[0]
+        cal = replace(cal, narrow_matmul_efficiency=1.0 if e > 1 - 5e-5 else _round(e))
+    elif any(peak > cluster.chip.peak_bf16_flop_per_s for peak in cluster.chip.peak_flop_per_s.values()):
+        value, why = narrow_by_rule(cluster)
+        cal = replace(cal, narrow_matmul_efficiency=value)
+        warnings.append(why)
     fitted = replace(cluster, calibration=cal)
     usable, skipped = [], []
     for r in data.of(*MODEL_KINDS):
@@ -257,12 +276,12 @@ def fit(cluster: Cluster, data: KernelMeasurements) -> KernelFit:
             warnings.append("layer_overhead_s is at its bound (0): the kernels alone already over-predict")
     else:
         warnings.append("no end-to-end rows the planner can predict: layer_overhead_s is not identified (0)")
-    for name in GEMM_CONSTANTS:
+    for name in GEMM_CONSTANTS + ("narrow_matmul_efficiency",):
         value = getattr(fitted.calibration, name)
-        if value in (0.0, 1.0) and gemms:
+        if value in (0.0, 1.0) and (narrow_gemms if name == "narrow_matmul_efficiency" else gemms):
             warnings.append(f"{name} is at the bound of its range ({value:g})")
     residuals = []
-    fitted_ids = {id(r) for r in inner + outer + gemms + usable}
+    fitted_ids = {id(r) for r in inner + outer + gemms + narrow_gemms + usable}
     for r in data.rows:
         if any(r is s for s in skipped):
             residuals.append(KernelResidual(row=r, predicted_s=None, fitted=False, why=f"no {r['weights']} peak"))
@@ -272,6 +291,31 @@ def fit(cluster: Cluster, data: KernelMeasurements) -> KernelFit:
                                      f"{r.get('dtype')}: shown, not fitted")
         residuals.append(KernelResidual(row=r, predicted_s=predict(fitted, r), fitted=fitted_row, why=why))
     return KernelFit(cluster=fitted, residuals=tuple(residuals), warnings=tuple(warnings))
+
+
+def _narrow(cluster: Cluster, dtype: str) -> bool:
+    """True for a GEMM row whose format runs at a peak above the chip's bf16 one."""
+    return cluster.chip.peak_flop_per_s.get(dtype, 0.0) > cluster.chip.peak_bf16_flop_per_s
+
+
+def narrow_by_rule(cluster: Cluster) -> tuple[float | None, str]:
+    """(narrow_matmul_efficiency, the warning saying why) for a cluster without narrow-format GEMM
+    rows: the value of the first calibrated preset (by name; fitted, not borrowed) that gives one
+    and whose chip has the same dense and sparse peaks in every format (the same compute die at
+    the same clocks), else None (matmul_efficiency: not identified)."""
+    chip = cluster.chip
+    for name in list_presets("clusters"):
+        if name == cluster.name:
+            continue
+        other = load_cluster(name)
+        if (other.calibrated and other.calibration.narrow_matmul_efficiency is not None
+                and other.chip.peak_flop_per_s == chip.peak_flop_per_s
+                and other.chip.sparse_peak_flop_per_s == chip.sparse_peak_flop_per_s):
+            value = other.calibration.narrow_matmul_efficiency
+            return value, (f"narrow_matmul_efficiency: no gemm rows above the bf16 peak; {name}'s fitted {value:g} "
+                           f"(rule: {name}'s chip has the same peaks in every format, the same compute die and clocks)")
+    return None, ("narrow_matmul_efficiency: not identified (no gemm rows above the bf16 peak, no calibrated preset "
+                  "with this chip's peaks): matmul_efficiency (rule)")
 
 
 def summary(residuals) -> tuple[float, float, int]:

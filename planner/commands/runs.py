@@ -59,7 +59,8 @@ def provenance_dict(plan: Plan) -> dict:
     m, chip = plan.model, plan.cluster.chip
     return {
         "planner_version": __version__, "model": m.name, "cluster": plan.cluster.name,
-        "calibration": {name: getattr(plan.cluster.calibration, name) for name in FIELDS_OF_CALIBRATION},
+        "calibration": {name: getattr(plan.cluster.calibration, name) for name in FIELDS_OF_CALIBRATION
+                        if getattr(plan.cluster.calibration, name) is not None},  # None: absent (a default)
         "hardware": {"chip": chip.name, "peak_bf16_flop_per_s": num(chip.peak_bf16_flop_per_s),
                      "hbm_bytes": num(chip.hbm_bytes), "hbm_bytes_per_s": num(chip.hbm_bytes_per_s),
                      "scale_out_bytes_per_s": num(scale_out_bytes_per_s(plan.cluster))},

@@ -41,6 +41,7 @@ CALIBRATION_FIELDS = {
     "weight_gather_efficiency": Field(EFFICIENCY, required=False),  # absent: network_efficiency
     "matmul_half_rows": Field(number(inclusive=True), required=False),
     "kernel_overhead_s": Field(LATENCY, required=False),
+    "narrow_matmul_efficiency": Field(EFFICIENCY, required=False),  # absent: matmul_efficiency
     "levels": Field(lambda at: _read_level_calibration(at), required=False),
 }
 LEVEL_CALIBRATION_FIELDS = {

@@ -3,11 +3,12 @@ memory use, vectorised over the batch axis.
 
 Per step (prefill: one forward pass; decode: one token per sequence):
 
-    compute_s = sum over einsums of FLOPs * (1 + matmul_half_rows / m) / (peak of its format * matmul_efficiency)
+    compute_s = sum over einsums of FLOPs * (1 + matmul_half_rows / m) / (peak of its format * efficiency)
                 (m: the einsum's per-chip rows; a matmul of m rows runs at
-                 matmul_efficiency * m / (m + matmul_half_rows), as if it had matmul_half_rows more;
+                 efficiency * m / (m + matmul_half_rows), as if it had matmul_half_rows more;
                  einsums against weights at the weight format's peak - bf16, fp8, int8 or fp4,
-                 the sparse peak with --sparsity 2:4 - and QK, AV at the bf16 peak)
+                 the sparse peak with --sparsity 2:4 - and QK, AV at the bf16 peak; efficiency:
+                 matmul_efficiency, or narrow_matmul_efficiency at a peak above the bf16 one)
     memory_s  = sum(HBM bytes read) / (hbm_bytes_per_s * hbm_efficiency)
                 (weights each chip reads, gathered or stationary, and in decode the whole KV cache)
     comm_s    = sum of collective times (planner.cost.network) = k_a + k_w, where
@@ -54,7 +55,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from planner.cost.grid import Grid, at_rows, grid_shape, phase_column, phase_tokens, step_shape
-from planner.cost.kernels import matmul_flops
+from planner.cost.kernels import matmul_flop_per_s, matmul_flops
 from planner.cost.layouts import (
     AttentionLayout,
     CollectiveKind,
@@ -284,7 +285,7 @@ def layer_costs(model: Model, cluster: Cluster, workload: Workload, candidate: C
     if not isinstance(weight_peak, np.ndarray) and weight_peak == chip.peak_bf16_flop_per_s:
         compute_s = (flops + activation_flops) / (chip.peak_bf16_flop_per_s * cal.matmul_efficiency)
     else:
-        compute_s = (flops / (weight_peak * cal.matmul_efficiency)
+        compute_s = (flops / matmul_flop_per_s(cluster, weight_peak)
                      + activation_flops / (chip.peak_bf16_flop_per_s * cal.matmul_efficiency))
     memory_s = hbm / (chip.hbm_bytes_per_s * cal.hbm_efficiency)
     tokens, logit_tokens = batch * per_sequence, batch * logits_per_sequence

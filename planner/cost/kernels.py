@@ -1,5 +1,5 @@
-"""Matmul kernels: FLOPs as a matmul of m rows costs them (the efficiency curve in the per-chip
-rows) and the time of one kernel, a row of a GEMM table (roofline plus a fixed time per kernel),
+"""Matmul kernels: the rate large matmuls sustain at a format's peak, FLOPs as a matmul of m rows
+costs them (the efficiency curve in the per-chip rows) and the time of one kernel, a row of a GEMM table (roofline plus a fixed time per kernel),
 as the cost model (planner.cost.costmodel) charges every einsum; and the dynamic per-tensor
 quantisation of a W8A8 matmul's input, where a GEMM table's kernel includes it."""
 
@@ -9,6 +9,20 @@ import numpy as np
 
 from planner.cost.layouts import Term
 from planner.specs.hardware import ACTIVATION_BYTES, Cluster
+
+
+def matmul_flop_per_s(cluster: Cluster, peak_flop_per_s):
+    """FLOP/s that large matmuls sustain at `peak_flop_per_s` (the peak of the format they run
+    at, a number or an array): matmul_efficiency of it, or narrow_matmul_efficiency where the
+    peak is above the chip's dense bf16 peak (fp8, int8 or fp4 on chips that run them faster,
+    2:4 sparse peaks): one rule for every chip, decided by the peak alone (a format whose peak
+    equals the bf16 one: matmul_efficiency). Without a narrow_matmul_efficiency, matmul_efficiency."""
+    cal = cluster.calibration
+    narrow = cal.narrow_matmul_efficiency
+    if narrow is None or narrow == cal.matmul_efficiency:
+        return peak_flop_per_s * cal.matmul_efficiency
+    return peak_flop_per_s * np.where(np.asarray(peak_flop_per_s) > cluster.chip.peak_bf16_flop_per_s,
+                                      narrow, cal.matmul_efficiency)
 
 
 def matmul_flops(cal, term: Term):
@@ -22,13 +36,13 @@ def matmul_flops(cal, term: Term):
 
 def gemm_seconds(cluster: Cluster, m, n: int, k: int, compute: str, weight_bytes: float):
     """One matmul kernel y[m, n] = x[m, k] W[k, n] (a row of a GEMM table): x and y in bf16,
-    W in `weight_bytes` per element, at the chip's `compute` peak; the roofline of the einsum
+    W in `weight_bytes` per element, at the chip's `compute` peak (matmul_flop_per_s); the roofline of the einsum
     plus the fixed time of its kernel, as `evaluate` charges every einsum."""
     cal, chip = cluster.calibration, cluster.chip
     m = np.asarray(m, dtype=float)
     term = Term(name="gemm", notation="", flops=2.0 * m * n * k, rows=m,
                 hbm_bytes=ACTIVATION_BYTES * (m * k + m * n) + weight_bytes * k * n)
-    compute_s = matmul_flops(cal, term) / (chip.peak_flop_per_s[compute] * cal.matmul_efficiency)
+    compute_s = matmul_flops(cal, term) / matmul_flop_per_s(cluster, chip.peak_flop_per_s[compute])
     memory_s = term.hbm_bytes / (chip.hbm_bytes_per_s * cal.hbm_efficiency)
     return np.maximum(compute_s, memory_s) + term.kernels * cal.kernel_overhead_s
 

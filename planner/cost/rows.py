@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from planner.cost.kernels import matmul_flops
+from planner.cost.kernels import matmul_flop_per_s, matmul_flops
 from planner.cost.layouts import Term
 from planner.cost.mesh import Mesh
 from planner.cost.network import collective_seconds
@@ -29,6 +29,7 @@ class Row:
     collective: str  # e.g. "all-gather(yz)" or ""
     compute_format: str  # the peak an einsum runs at ("bf16", "fp8", ...; "" for other rows)
     peak_flop_per_s: float  # that peak (0 for rows without FLOPs)
+    sustained_flop_per_s: float  # what large matmuls sustain at it (planner.cost.kernels.matmul_flop_per_s)
     compute_s: np.ndarray
     memory_s: np.ndarray
     comm_s: np.ndarray
@@ -46,6 +47,7 @@ def explain_row(cluster: Cluster, mesh: Mesh, term: Term, repeat: int, shape: tu
             compute_format += " 2:4"
     if not np.any(term.flops):
         compute_format, peak = "", 0.0
+    sustained = float(matmul_flop_per_s(cluster, peak))
     flops = np.broadcast_to(repeat * np.asarray(term.flops, dtype=float), shape)
     hbm = np.broadcast_to(repeat * np.asarray(term.hbm_bytes, dtype=float), shape)
     if term.collective is not None:
@@ -57,8 +59,9 @@ def explain_row(cluster: Cluster, mesh: Mesh, term: Term, repeat: int, shape: tu
     return Row(
         name=term.name, notation=term.text, repeat=repeat, flops=flops, hbm_bytes=hbm,
         comm_bytes=comm_bytes, collective=label, compute_format=compute_format, peak_flop_per_s=peak,
+        sustained_flop_per_s=sustained,
         compute_s=np.broadcast_to(repeat * np.asarray(matmul_flops(cal, term), dtype=float), shape)
-        / (peak * cal.matmul_efficiency) if peak else 0.0 * flops,
+        / sustained if peak else 0.0 * flops,
         memory_s=hbm / (chip.hbm_bytes_per_s * cal.hbm_efficiency),
         comm_s=comm_s,
     )

@@ -43,7 +43,10 @@ def _summary_line(residuals) -> str:
 
 def constants(fit) -> list[str]:
     c = fit.cluster.calibration
-    out = [f"matmul_efficiency {c.matmul_efficiency:g}", f"hbm_efficiency {c.hbm_efficiency:g}",
+    out = [f"matmul_efficiency {c.matmul_efficiency:g}",
+           *([f"narrow_matmul_efficiency {c.narrow_matmul_efficiency:g}"] if c.narrow_matmul_efficiency is not None
+             else []),
+           f"hbm_efficiency {c.hbm_efficiency:g}",
            f"kernel_overhead_s {fmt_seconds(c.kernel_overhead_s)}", f"layer_overhead_s {fmt_seconds(c.layer_overhead_s)}",
            f"overlap {c.overlap:g}"]
     for name, level in c.levels.items():
@@ -115,9 +118,10 @@ def cluster_yaml(text: str, fit, data, command: str) -> str:
         if rows:
             block.append(f"  # {kind}: {_summary_line(rows)}")
     block += [f"  # warning: {w}" for w in fit.warnings]
-    for name in ("matmul_efficiency", "hbm_efficiency", "network_efficiency", "collective_latency_s",
-                 "layer_overhead_s", "overlap", "kernel_overhead_s"):
-        block.append(f"  {name}: {getattr(c, name):g}")
+    for name in ("matmul_efficiency", "narrow_matmul_efficiency", "hbm_efficiency", "network_efficiency",
+                 "collective_latency_s", "layer_overhead_s", "overlap", "kernel_overhead_s"):
+        if getattr(c, name) is not None:  # narrow_matmul_efficiency: absent where not identified
+            block.append(f"  {name}: {getattr(c, name):g}")
     block.append("  levels:")
     for name, level in c.levels.items():
         block.append(f"    {name}: {{" + ", ".join(f"{k}: {v:g}" for k, v in level.items()) + "}")

@@ -83,6 +83,7 @@ def layer_rows(ev: Evaluation) -> list[dict]:
     return [
         {"name": r.name, "notation": r.notation, "repeat": r.repeat, "collective": r.collective,
          "compute_format": r.compute_format, "peak_flop_per_s": num(r.peak_flop_per_s),
+         "sustained_flop_per_s": num(r.sustained_flop_per_s),
          "flops": num(float(r.flops[0])), "hbm_bytes": num(float(r.hbm_bytes[0])),
          "comm_bytes": num(float(r.comm_bytes[0])),
          "seconds": {"compute": num(float(r.compute_s[0])), "memory": num(float(r.memory_s[0])),
@@ -149,8 +150,15 @@ EXPLAIN_COLUMNS = ("per step", "FLOP", "HBM", "net", "compute", "memory", "netwo
 
 
 def _peak(r) -> str:
-    """'  [fp8 at 1.98 PFLOP/s]': the format and peak an einsum runs at ('' for other rows)."""
-    return f"  [{r.compute_format} at {fmt_rate(r.peak_flop_per_s, 'FLOP/s')}]" if r.compute_format else ""
+    """'  [fp8 at 1.45 PFLOP/s: 73% of peak]': the format an einsum runs at and the rate large
+    matmuls sustain there (planner.cost.kernels.matmul_flop_per_s), with its share of the
+    format's peak ('  [fp8 at 1.98 PFLOP/s]' at the peak itself; '' for other rows)."""
+    if not r.compute_format:
+        return ""
+    rate = f"{r.compute_format} at {fmt_rate(r.sustained_flop_per_s, 'FLOP/s')}"
+    if r.sustained_flop_per_s == r.peak_flop_per_s:
+        return f"  [{rate}]"
+    return f"  [{rate}: {100 * r.sustained_flop_per_s / r.peak_flop_per_s:.0f}% of peak]"
 
 
 def _formats_line(ev: Evaluation) -> str:

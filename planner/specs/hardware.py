@@ -107,6 +107,13 @@ class Calibration:
     per-chip activation operand has m rows (tokens) runs at
         matmul_efficiency * m / (m + matmul_half_rows),
     i.e. it costs as if it had `matmul_half_rows` more rows. 0 (ideal) is size-independent.
+
+    `narrow_matmul_efficiency` takes the place of `matmul_efficiency` for an einsum that runs at
+    a peak above the chip's dense bf16 one (fp8, int8, fp4 and the 2:4 sparse peaks): the share
+    of that higher peak large matmuls sustain, lower where power and clocks limit the narrow
+    formats' tensor-core rate (planner.cost.kernels.matmul_flop_per_s). None (absent): the same
+    as `matmul_efficiency`, resolved where it is used, so `dataclasses.replace` of
+    `matmul_efficiency` carries it along.
     """
 
     matmul_efficiency: float = 1.0   # achieved / peak FLOP/s of a large matmul
@@ -118,6 +125,7 @@ class Calibration:
     weight_gather_efficiency: float | None = None  # achieved / peak link bytes/s of prefetched weight all-gathers
     matmul_half_rows: float = 0.0  # per-chip rows at which a matmul reaches half of matmul_efficiency
     kernel_overhead_s: float = 0.0  # fixed time of each matmul kernel (einsum) per step
+    narrow_matmul_efficiency: float | None = None  # achieved / peak FLOP/s of a large matmul at a peak above bf16's
     # Per switched level (by name): its own collective constants, LEVEL_KEYS (planner.cost.network).
     levels: dict[str, dict[str, float]] = field(default_factory=dict)
 
