@@ -146,17 +146,24 @@ def _bucket(plan: Plan, first: Candidate, bucket: Bucket, key: tuple, batch: np.
         known, tables = (key, signature(collectives)), buckets.tables
         stacks = tables.get(known) or tables.setdefault(known, buckets.mesh_lines.tables(lines, bucket.index, known[1]))
         repeats = layer.repeats if layer.repeats.ndim < 3 else layer.repeats[:, repeat_rows].swapaxes(0, 1)
-        same = (known, copies.tobytes(), layer.collective_bytes.tobytes()) if cache else None
+        data, formats = layer.collective_bytes, len(layer.formats)
+        blocks = data.reshape(data.shape[:-1] + (formats, -1))
+        if formats > 1 and (blocks == blocks[..., :1, :]).all():  # the formats move the same bytes: time one
+            data = blocks[..., 0, :]
+        same = (known, copies.tobytes(), data.tobytes()) if cache else None
         seconds = times.get(same) if cache else None
         if seconds is None:  # each copy with its own bytes, on its member's lines
             owners = np.tile(np.arange(members), len(copies) // members) if owners is None else owners
-            seconds = lines_seconds(stacks[0][owners], stacks[1][owners],
-                                    layer.collective_bytes[:, copies].swapaxes(0, 1))
+            seconds = lines_seconds(stacks[0][owners], stacks[1][owners], data[:, copies].swapaxes(0, 1))
             if cache:
                 times[same] = seconds
         if len(which) != len(seconds) or np.any(which != np.arange(len(seconds))):
             seconds = seconds[which]
-        return network_seconds(lines, which, collectives, seconds, repeats, layer.prefetched, None, seconds)
+        comm_s, prefetched_s = network_seconds(lines, which, collectives, seconds, repeats, layer.prefetched, None,
+                                               seconds)
+        if data is not layer.collective_bytes:  # each format's points: the same seconds
+            comm_s, prefetched_s = np.tile(comm_s, formats), np.tile(prefetched_s, formats)
+        return comm_s, prefetched_s
 
     if table.shape[1] > 3:  # imported here: a plan without stages never loads the pipeline model
         from planner.cost.pipeline_sweep import sweep_pipeline
