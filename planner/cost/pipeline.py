@@ -171,12 +171,14 @@ def micro_batches(phase: Phase, batch: np.ndarray, stages) -> tuple[np.ndarray, 
     """Micro-batch counts m and sizes b = ceil(B / m) to consider per batch size, (points, options);
     m = 0 marks an option that does not apply. Decode: one option, min(p, B) (with `stages` an
     array (members, 1) of stage counts: (members, points, 1)). Prefill: 1, 2, 4, ... up to B, and
-    B itself, whatever the stages."""
+    B itself (a column of its own only where some B is not a power of two), whatever the stages."""
     if phase is Phase.DECODE:
         m = np.minimum(stages, batch)[..., None]
     else:
         powers = 2 ** np.arange(int(np.log2(max(int(batch.max()), 1))) + 1)
-        m = np.concatenate([np.broadcast_to(powers, (batch.size, powers.size)), batch[:, None]], axis=1)
+        m = np.broadcast_to(powers, (batch.size, powers.size))
+        if np.any(batch & (batch - 1)):  # B itself where it is not a power of two (else it is one already)
+            m = np.concatenate([m, np.where(batch & (batch - 1), batch, 0)[:, None]], axis=1)
         m = np.where(m <= batch[:, None], m, 0)
     b = np.where(m > 0, -(-batch[:, None] // np.maximum(m, 1)), 0)
     return m, b
