@@ -273,13 +273,15 @@ def layer_costs(model: Model, cluster: Cluster, workload: Workload, candidate: C
     cal = cluster.calibration
     zero = np.zeros(batch.shape)
     flops, hbm, activation_flops, kernels = zero, zero, zero, 0
-    for term, repeat in terms:
-        kernels += repeat * term.kernels * (term.rows is not None)
+    for term, repeat in terms:  # a term with no FLOPs (no bytes) adds exactly nothing to them: skipped
+        if term.rows is not None:
+            kernels += repeat * term.kernels
         if term.activation_matmul:
             activation_flops = activation_flops + repeat * matmul_flops(cal, term)
-        else:
+        elif not _nothing(term.flops):
             flops = flops + repeat * matmul_flops(cal, term)
-        hbm = hbm + repeat * term.hbm_bytes
+        if not _nothing(term.hbm_bytes):
+            hbm = hbm + repeat * term.hbm_bytes
     collectives = [(term.collective, repeat) for term, repeat in terms if term.collective is not None]
     # flops: padded (matmul_flops)
     if not isinstance(weight_peak, np.ndarray) and weight_peak == chip.peak_bf16_flop_per_s:
@@ -313,6 +315,11 @@ def layer_costs(model: Model, cluster: Cluster, workload: Workload, candidate: C
         mfu_flops=model.mfu_flops(tokens, logit_tokens),
         weight_bytes=weight_bytes, kv_bytes=kv_bytes, activation_bytes=activation_bytes,
         hbm_bytes=weight_bytes + kv_bytes + activation_bytes)
+
+
+def _nothing(quantity) -> bool:
+    """A term's figure that is the plain number 0 (collectives have no FLOPs, most no HBM bytes)."""
+    return not isinstance(quantity, np.ndarray) and quantity == 0
 
 
 def network_costs(cluster: Cluster, meshes, layer: LayerCosts, lines: LineCache | None = None):
