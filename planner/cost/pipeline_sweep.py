@@ -58,7 +58,7 @@ def sweep_pipeline(model: Model, cluster: Cluster, workload: Workload, first: Ca
             copy = slice(k * piped.size, (k + 1) * piped.size)
             values = _pipeline_figures(model, cluster, workload, replace(c, phase=phase), grid, p[piped], row_of[piped],
                                        sends[k], batch, formats, sizes, m, b, valid, step_stack[:, copy],
-                                       [f[:, copy] for f in fields])
+                                       (fields[0], fields[1][:, copy]))
             for figure, value in zip(figures, values):
                 figure[piped] = value
         if single.size:
@@ -97,8 +97,9 @@ def _pipeline_figures(model, cluster, workload, c, grid: Grid, p, row_of, send_s
         step_s = np.maximum(total[who, at] + (p - 1) * s, m_all[..., 0] * slot)
     # the fullest stage's HBM in use: its weights + KV cache + activations, added in that order
     at_batch = offset + np.searchsorted(sizes, np.tile(batch, n_formats))
-    weights, kv, activations = fields
-    totals = weights[:, who, at] + kv[:, :, at_batch] + activations[:, who, at]
+    (weights, kv, activations), rows = fields
+    rows = rows[:, :, None]  # (stages, members, 1): each stage's row of the figures
+    totals = weights[rows, at] + kv[rows, at_batch] + activations[rows, at]
     hbm_bytes = np.max(np.where(valid, totals, -np.inf), axis=0)
     points_batch = np.tile(batch, n_formats)
     if c.phase is Phase.PREFILL:
@@ -125,9 +126,10 @@ def _sends(model, cluster, workload, ffn, grid: Grid, phases, row_of, meshes, si
 
 def _stages_on_one_grid(model, cluster, workload, c, grid: Grid, stages, row_of, sizes, formats, network, meshes,
                         piped, single):
-    """(step_s, (weight, KV, activation bytes), singles): the first two (stages, copies, points),
-    a copy per pipelined member (`piped`) and phase (phase-major), 0 past its last stage; every
-    distinct stage of every row (split_layers' layers, base + (i < extra), and first and last
+    """(step_s, fields, singles): step_s (stages, copies, points), a copy per pipelined member
+    (`piped`) and phase (phase-major), 0 past its last stage; fields ((weight, KV, activation
+    bytes), rows): the figures (rows, points) and each (stage, copy)'s row of them (any past its
+    last stage). Every distinct stage of every row (split_layers' layers, base + (i < extra), and first and last
     flags) costed as a row of one stacked grid. `singles`, per phase: (latency_s, step_s, mfu,
     hbm_bytes) of the one-stage members (`single`), each (members, points), as `evaluate` gives
     them. `stages`: per grid row. Members on one mesh (one stage and pipelines of every stage
@@ -165,15 +167,14 @@ def _stages_on_one_grid(model, cluster, workload, c, grid: Grid, stages, row_of,
     pair = np.full(valid.shape, -1)
     pair[valid] = where  # each (stage, copy): its pair
     chosen = pair[:, (np.arange(n_phases)[:, None] * members + piped).reshape(-1)]  # (stages, piped copies)
-    there = (chosen >= 0)[..., None]
-    out = [np.where(there, np.broadcast_to(step_s, (len(at), points))[chosen], 0.0)]
-    out += [np.where(there, np.broadcast_to(getattr(layer, f), (len(g), points))[at[chosen]], 0.0) for f in FIELDS]
+    step_stack = np.where((chosen >= 0)[..., None], np.broadcast_to(step_s, (len(at), points))[chosen], 0.0)
+    fields = tuple(np.broadcast_to(getattr(layer, f), (len(g), points)) for f in FIELDS), at[chosen]
     singles = []
     for k in range(n_phases):
         q = pair[0, k * members + single]
         singles.append(tuple(np.broadcast_to(x, (len(at), points))[q] for x in (latency_s, step_s, mfu)) +
                        (np.broadcast_to(layer.hbm_bytes, (len(g), points))[at[q]],))
-    return out[0], out[1:], singles
+    return step_stack, fields, singles
 
 
 def _stages_apart(model, cluster, workload, c, grid: Grid, stages, row_of, sizes, formats, network, meshes,
@@ -194,8 +195,8 @@ def _stages_apart(model, cluster, workload, c, grid: Grid, stages, row_of, sizes
     which = stage_variant[:, row_of]  # (stages, members)
     members = np.arange(len(row_of))
     step_stack = np.stack(steps)[which, members]
-    fields = [np.stack([np.broadcast_to(getattr(layer, f), shape)[row_of] for layer in costs])[which, members]
-              for f in FIELDS]
+    fields = (tuple(np.concatenate([np.broadcast_to(getattr(layer, f), shape) for layer in costs]) for f in FIELDS),
+              which * shape[0] + row_of)  # variant v's grid row g: row v x rows + g
     return step_stack, fields, None
 
 
