@@ -78,7 +78,7 @@ def _pipeline_figures(model, cluster, workload, c, grid: Grid, p, row_of, send_s
     # the slowest stage (and for decode the stages' sum, in stage order, as evaluate_pipeline sums
     # them) at every micro-batch size, then at each point's options: the same figures, gathered once
     send_s = np.tile(send_s_sizes, (1, n_formats))  # (members, formats x sizes)
-    slowest = np.max(np.where(valid, step_stack, -np.inf), axis=0)
+    slowest = np.max(step_stack, axis=0)  # 0 past a member's last stage, and every step > 0
     m_all = tile(m)
     at_options = offset[:, None] + np.searchsorted(sizes, np.maximum(tile(b), 1))  # prefill: one for all members
     who, points = np.arange(len(row_of))[:, None], np.arange(offset.size)
@@ -91,8 +91,8 @@ def _pipeline_figures(model, cluster, workload, c, grid: Grid, p, row_of, send_s
     else:  # one option, min(p, B) micro-batches
         at = at_options[..., 0]  # (members, points)
         total = step_stack[0]
-        for x, ok in zip(step_stack[1:], valid[1:]):
-            total = total + np.where(ok, x, 0.0)
+        for x in step_stack[1:]:  # + 0.0 past a member's last stage: exactly nothing
+            total = total + x
         s, slot = send_s[who, at], slowest[who, at]
         step_s = np.maximum(total[who, at] + (p - 1) * s, m_all[..., 0] * slot)
     # the fullest stage's HBM in use: its weights + KV cache + activations, added in that order
