@@ -47,7 +47,8 @@ def sweep_pipeline(model: Model, cluster: Cluster, workload: Workload, first: Ca
     step_stack, fields, singles = cost(model, cluster, workload, c, grid, np.tile(stages, (len(phases), 1)), row_of,
                                        sizes, formats, network, meshes, piped, single)
     n_formats = len(formats)
-    at_batch = np.repeat(np.arange(n_formats) * sizes.size, batch.size) + np.searchsorted(sizes, np.tile(batch, n_formats))
+    at_batch = (np.repeat(np.arange(n_formats) * sizes.size, batch.size)
+                + np.searchsorted(sizes, np.tile(batch, n_formats)))  # each point's column
     valid = (np.arange(step_stack.shape[0])[:, None] < p[piped, 0])[:, :, None]  # (stages, piped, 1)
     sends = _sends(model, cluster, workload, c.ffn, grid, phases, row_of[piped], [meshes[i] for i in piped],
                    sizes) if piped.size else None
@@ -97,9 +98,9 @@ def _pipeline_figures(model, cluster, workload, c, grid: Grid, p, row_of, send_s
         step_s = np.maximum(total[who, at] + (p - 1) * s, m_all[..., 0] * slot)
     # the fullest stage's HBM in use: its weights + KV cache + activations, added in that order
     at_batch = offset + np.searchsorted(sizes, np.tile(batch, n_formats))
-    (weights, kv, activations), rows = fields
-    rows = rows[:, :, None]  # (stages, members, 1): each stage's row of the figures
-    totals = weights[rows, at] + kv[rows, at_batch] + activations[rows, at]
+    (weights, kv, activations), rows = fields  # figures (rows, formats x sizes), flat; each stage's row
+    start = rows[:, :, None] * (n_formats * n_sizes)  # (stages, members, 1)
+    totals = weights[start + at] + kv[start + at_batch] + activations[start + at]
     hbm_bytes = np.max(np.where(valid, totals, -np.inf), axis=0)
     points_batch = np.tile(batch, n_formats)
     if c.phase is Phase.PREFILL:
@@ -128,7 +129,7 @@ def _stages_on_one_grid(model, cluster, workload, c, grid: Grid, stages, row_of,
                         piped, single):
     """(step_s, fields, singles): step_s (stages, copies, points), a copy per pipelined member
     (`piped`) and phase (phase-major), 0 past its last stage; fields ((weight, KV, activation
-    bytes), rows): the figures (rows, points) and each (stage, copy)'s row of them (any past its
+    bytes), rows): the figures (rows, points), flat, and each (stage, copy)'s row of them (any past its
     last stage). Every distinct stage of every row (split_layers' layers, base + (i < extra), and first and last
     flags) costed as a row of one stacked grid. `singles`, per phase: (latency_s, step_s, mfu,
     hbm_bytes) of the one-stage members (`single`), each (members, points), as `evaluate` gives
@@ -168,7 +169,7 @@ def _stages_on_one_grid(model, cluster, workload, c, grid: Grid, stages, row_of,
     pair[valid] = where  # each (stage, copy): its pair
     chosen = pair[:, (np.arange(n_phases)[:, None] * members + piped).reshape(-1)]  # (stages, piped copies)
     step_stack = np.where((chosen >= 0)[..., None], np.broadcast_to(step_s, (len(at), points))[chosen], 0.0)
-    fields = tuple(np.broadcast_to(getattr(layer, f), (len(g), points)) for f in FIELDS), at[chosen]
+    fields = tuple(np.broadcast_to(getattr(layer, f), (len(g), points)).ravel() for f in FIELDS), at[chosen]
     singles = []
     for k in range(n_phases):
         q = pair[0, k * members + single]
@@ -195,7 +196,8 @@ def _stages_apart(model, cluster, workload, c, grid: Grid, stages, row_of, sizes
     which = stage_variant[:, row_of]  # (stages, members)
     members = np.arange(len(row_of))
     step_stack = np.stack(steps)[which, members]
-    fields = (tuple(np.concatenate([np.broadcast_to(getattr(layer, f), shape) for layer in costs]) for f in FIELDS),
+    fields = (tuple(np.concatenate([np.broadcast_to(getattr(layer, f), shape) for layer in costs]).ravel()
+                    for f in FIELDS),
               which * shape[0] + row_of)  # variant v's grid row g: row v x rows + g
     return step_stack, fields, None
 
