@@ -42,7 +42,7 @@ class Bucket:
     pipelined)."""
 
     rows: dict[tuple[int, ...], list[int]]  # by logical mesh sizes (and stages, pipelined): the Grid's rows
-    members: list[int]  # every candidate, row after row
+    members: np.ndarray  # every candidate, row after row
     meshes: list[Mesh]  # each member's mesh
     row_of: np.ndarray  # each member's row
     index: np.ndarray  # each member's mesh in Buckets.mesh_lines
@@ -82,7 +82,7 @@ def sweep_phases(plan: Plan, layouts: dict[Phase, list[Candidate]], batch: np.nd
     out = {phase: {name: np.empty((len(c), points)) for name in FIGURES} for phase, c in layouts.items()}
     together = len(phases) > 1 and not plan.model.n_local_layers
     for key, bucket in buckets.buckets.items():
-        first = [layouts[phase][bucket.members[0]] for phase in phases]
+        first = [layouts[phase][int(bucket.members[0])] for phase in phases]
         if together:
             figures = _bucket(plan, first[0], bucket, key, batch, formats, lines, buckets, phases)
         else:
@@ -115,7 +115,7 @@ def make_buckets(plan: Plan, layouts) -> Buckets:
         members = [i for ms in rows.values() for i in ms]
         meshes = [layouts[i].mesh for i in members]
         index = np.array([distinct.setdefault(id(mesh), (len(distinct), mesh))[0] for mesh in meshes], dtype=np.int64)
-        out[key] = Bucket(rows=rows, members=members, meshes=meshes, index=index,
+        out[key] = Bucket(rows=rows, members=np.array(members, dtype=np.int64), meshes=meshes, index=index,
                           row_of=np.repeat(np.arange(len(rows)), [len(ms) for ms in rows.values()]))
     return Buckets(out, {}, MeshLines(plan.cluster, [mesh for _, mesh in distinct.values()]))
 
@@ -138,7 +138,8 @@ def _bucket(plan: Plan, first: Candidate, bucket: Bucket, key: tuple, batch: np.
         (default: member i % members); row j of the result is copy which[j] (default: every copy
         in order), repeated as at grid row repeat_rows[j] (default: `copies`). `cache`: keep the
         copies' seconds for layers with the same bytes (a pipeline's stages costed apart)."""
-        which = np.arange(len(copies)) if which is None else which
+        every = which is None  # every copy in order
+        which = np.arange(len(copies)) if every else which
         repeat_rows = copies if repeat_rows is None else repeat_rows
         collectives = [term.collective for term, _ in layer.terms if term.collective is not None]
         if not collectives:
@@ -157,7 +158,7 @@ def _bucket(plan: Plan, first: Candidate, bucket: Bucket, key: tuple, batch: np.
             seconds = lines_seconds(stacks[0][owners], stacks[1][owners], data[:, copies].swapaxes(0, 1))
             if cache:
                 times[same] = seconds
-        if len(which) != len(seconds) or np.any(which != np.arange(len(seconds))):
+        if not every:
             seconds = seconds[which]
         comm_s, prefetched_s = network_seconds(lines, which, collectives, seconds, repeats, layer.prefetched, None,
                                                seconds)
