@@ -4,9 +4,9 @@ logical mesh sizes are a `Grid`, whose layer costs one pass of costmodel.layer_c
 row per mesh sizes), and the collectives of all the bucket's candidates (each on its own mesh
 grouping) are timed in one numpy pass (line_tables.network_seconds). The arrays are those
 `evaluate` gives each candidate, bit for bit; Evaluations are built only for the frontier's
-points. Pipelined candidates are bucketed alike, every stage count in one bucket (its rows carry
-the stage count; for a model with local layers, one bucket per stage count), each bucket through
-pipeline.sweep_pipeline."""
+points. With pipelines, a layout's candidates of every stage count, one stage included, form one
+bucket (its rows carry the stage count; for a model with local layers, one bucket per stage
+count), each bucket through pipeline_sweep.sweep_pipeline."""
 
 from __future__ import annotations
 
@@ -51,10 +51,10 @@ class Bucket:
 @dataclass(frozen=True)
 class Buckets:
     """A phase's candidates sorted for the sweep (the same for every phase of a search: their
-    candidates are parallel lists), by ((stages, FFN, attention, experts), attention Core), with
-    stages 1, or 2 for every pipelined stage count together (a model with local layers: its
-    count). `tables`: each bucket's collectives' lines, kept for the next phase (they depend on
-    the meshes only)."""
+    candidates are parallel lists), by ((group, FFN, attention, experts), attention Core), with
+    group 1 in a search without pipelines, else 2 for every stage count together (a model with
+    local layers: its stage count). `tables`: each bucket's collectives' lines, kept for the
+    next phase (they depend on the meshes only)."""
 
     buckets: dict[tuple, Bucket]
     tables: dict[tuple, tuple]
