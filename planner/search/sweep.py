@@ -123,7 +123,7 @@ def make_buckets(plan: Plan, layouts) -> Buckets:
 def _bucket(plan: Plan, first: Candidate, bucket: Bucket, key: tuple, batch: np.ndarray, formats,
             lines: LineCache, buckets: Buckets, phases: tuple[Phase, ...] = ()):
     """(latency_s, step_s, mfu, hbm_bytes), each (members, points), of the bucket `key`, whose
-    first member is `first`; with `phases` (one-stage buckets), a list of those per phase, all
+    first member is `first`; with `phases`, a list of those per phase, all
     costed in one pass (a Grid of the bucket's meshes once per phase)."""
     table = np.array(list(bucket.rows), dtype=np.int64)  # (meshes, 3): logical sizes x, y, z (, stages)
     count = max(len(phases), 1)
