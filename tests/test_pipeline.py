@@ -191,7 +191,7 @@ def test_stage_memory_decides_feasibility():
                      phases=("decode",), batches=(1, 1024))
     for phase in search(plan, partial=True).phases:
         for p in phase.frontier:
-            assert p.hbm_bytes_per_chip <= plan.cluster.chip.hbm_bytes
+            assert p.hbm_bytes_per_chip <= plan.cluster.chip.usable_hbm_bytes  # what the search enforces
             ev = cost(plan, best_candidate(plan, p), np.array([p.batch]))
             assert float(ev.stage_hbm_bytes.max()) == pytest.approx(p.hbm_bytes_per_chip, rel=1e-12)
 
@@ -295,3 +295,24 @@ def test_pool_transfer_pays_the_outer_level_constants(h100):
     tpu = load_cluster("tpu-v4")
     assert transfer_seconds(tpu, 1e6, 8, 4) == pytest.approx(
         1e6 / (4 * 2 * 45e9 * tpu.calibration.network_efficiency), rel=1e-12)
+
+
+def test_compare_shows_pipelined_layouts_side_by_side(tmp_path, planner):
+    """`compare PLAN` costs a pipelined layout by the pipeline model and shows it as a layout of
+    its own (PP2 ...), with `stages` in JSON and CSV; the same figures as `plan`'s."""
+    plan = tmp_path / "pp.yaml"
+    plan.write_text("model: llama-3.1-405b\ncluster: h100-sxm\n"
+                    "workload: {input_tokens: 2048, output_tokens: 64, context: 2048}\n"
+                    "search: {phases: [decode], chips: [16], batch: [32], weights: [bf16], ffn: [ws1d],"
+                    " attention: [heads], stages: [1, 2]}\n")
+    code, out, err = planner("compare", plan)
+    assert code == 0, err
+    assert "PP2 ws1d+heads" in out
+    rows = json.loads(planner("compare", plan, "--format", "json").out)["rows"]
+    by_stages = {r["stages"]: r["point"] for r in rows}
+    assert set(by_stages) == {1, 2}
+    frontier = json.loads(planner("plan", plan, "--format", "json").out)
+    pp2 = [p for p in frontier["frontier"]["decode"] if p.get("stages") == 2]
+    assert pp2 and pp2[0]["latency_s"] == by_stages[2]["latency_s"]
+    csv_rows = list(csv.DictReader(io.StringIO(planner("compare", plan, "--format", "csv").out)))
+    assert sorted(r["stages"] for r in csv_rows) == ["1", "2"]

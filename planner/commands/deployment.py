@@ -8,7 +8,6 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from planner.commands.compare import _fastest, percent
-from planner.cost.costmodel import evaluate
 from planner.errors import InfeasibleError, UsageError
 from planner.search.search import DOES_NOT_FIT, Point, best, candidates, cost, order_key, point, search
 from planner.specs.formats import Formats, KvFormat
@@ -31,7 +30,8 @@ class LayoutRow(Pin):
 
 
 def side_by_side(plan: Plan, layouts: tuple[tuple[str, str], ...]) -> tuple[LayoutRow, ...]:
-    """Each (ffn, attention) layout in every weight format of the plan, at every phase, chip count
+    """Each (ffn, attention) layout in every weight format of the plan, and in each of its stage
+    counts (a pipelined layout is a layout of its own: PP2 ws1d+heads), at every phase, chip count
     and batch of its search space (the rows of one phase, chips and batch are consecutive)."""
     plan = _widened(plan, ffn=[f for f, _ in layouts], attention=[a for _, a in layouts])
     space, hbm = plan.space, plan.cluster.chip.usable_hbm_bytes
@@ -39,12 +39,14 @@ def side_by_side(plan: Plan, layouts: tuple[tuple[str, str], ...]) -> tuple[Layo
     rows: list[LayoutRow] = []
     for phase in space.phases:
         for chips in space.chips:
-            evs = [evaluate(plan.model, plan.cluster, plan.workload, c, batch)
-                   for c in candidates(plan, phase, chips=(chips,)) if (c.ffn.name, c.attention.name) in layouts]
+            picked = [c for c in candidates(plan, phase, chips=(chips,)) if (c.ffn.name, c.attention.name) in layouts]
+            evs = [cost(plan, c, batch) for c in picked]  # pipelined candidates by the pipeline model
+            stage_counts = sorted({c.stages for c in picked}) or [1]
             for i, b in enumerate(space.batches):
                 group = [_layout_row(evs, i, hbm, LayoutRow(phase=phase, chips=chips, batch=b, ffn=ffn,
-                                                            attention=attention, weights=weights, point=None))
-                         for ffn, attention in layouts for weights in space.weights]
+                                                            attention=attention, weights=weights, stages=p,
+                                                            point=None))
+                         for p in stage_counts for ffn, attention in layouts for weights in space.weights]
                 fastest = min((r.point.latency_s for r in group if r.point), default=None)
                 rows += [replace(r, gap=r.point.latency_s / fastest - 1) if r.point else r for r in group]
     return tuple(rows)
@@ -53,8 +55,8 @@ def side_by_side(plan: Plan, layouts: tuple[tuple[str, str], ...]) -> tuple[Layo
 def _layout_row(evs, i: int, hbm_bytes: float, row: LayoutRow) -> LayoutRow:
     """`row` with its point: the fastest of its layout's evaluations (mesh groupings) that fits
     at batch index i; or with the reason there is none."""
-    mine = [ev for ev in evs if (ev.candidate.ffn.name, ev.candidate.attention.name, ev.candidate.weights)
-            == (row.ffn, row.attention, row.weights)]
+    mine = [ev for ev in evs if (ev.candidate.ffn.name, ev.candidate.attention.name, ev.candidate.weights,
+                                 ev.candidate.stages) == (row.ffn, row.attention, row.weights, row.stages)]
     fits = [ev for ev in mine if ev.hbm_bytes[i] <= hbm_bytes]
     if fits:
         return replace(row, point=point(min(fits, key=lambda ev: order_key(ev, i)), i))
@@ -109,8 +111,9 @@ class Deployment:
             return f"{g.pin.phase.value}: the pinned {_pin_name(g.pin)} is {where} ({at(pinned)})"
         where = ("on the same chips, batch and weights" if self.gap_to == "layout"
                  else f"on {ref.chips} chips at batch {ref.batch}, at no lower MFU")
-        return (f"{g.pin.phase.value}: {percent(gap)} slower than {ref.ffn}+{ref.attention} {ref.weights} "
-                f"{where} (pinned {_pin_name(g.pin)}: {at(pinned)}; {ref.ffn}+{ref.attention}: {at(ref)})")
+        name = (f"PP{ref.stages} " if ref.stages > 1 else "") + f"{ref.ffn}+{ref.attention}"
+        return (f"{g.pin.phase.value}: {percent(gap)} slower than {name} {ref.weights} "
+                f"{where} (pinned {_pin_name(g.pin)}: {at(pinned)}; {name}: {at(ref)})")
 
     def verdict(self) -> str:
         worst = max(self.gaps, key=self.gap)

@@ -22,12 +22,22 @@ def _layout_cells(r) -> tuple[str, ...]:
     from planner.units import fmt_percent as percent
     from planner.units import fmt_seconds, signed_percent
 
-    head = (r.phase.value, str(r.chips), str(r.batch), f"{r.ffn}+{r.attention}", r.weights.label)
+    head = (r.phase.value, str(r.chips), str(r.batch), _layout_label(r), r.weights.label)
     p = r.point
     if p is None:
         return head + ("-",) * 6 + (r.reason,)
     return head + (fmt_seconds(p.latency_s), percent(p.mfu), fmt_seconds(p.cost_chip_s_per_token), p.bound,
                    percent(p.hbm_fraction), "best" if r.gap < RESOLUTION else signed_percent(r.gap), "")
+
+
+def _layout_label(r) -> str:
+    """'ws1d+heads', or 'PP2 ws1d+heads' for a pipelined layout (as `plan` names it)."""
+    return (f"PP{r.stages} " if r.stages > 1 else "") + f"{r.ffn}+{r.attention}"
+
+
+def _pipelined(spec) -> bool:
+    """The plan searches pipeline stages: its rows then carry `stages` (JSON, CSV)."""
+    return any(p > 1 for p in spec.space.stages)
 
 
 def _layouts_summary(spec) -> str:
@@ -45,20 +55,23 @@ def layouts_text(rows, spec, fmt: str, plan_arg: str) -> str:
             "calibrated": spec.cluster.calibrated, "calibration_status": spec.cluster.calibration_status,
             "rows": [{"phase": r.phase.value, "chips": r.chips, "batch": r.batch, "ffn": r.ffn,
                       "attention": r.attention, "weights": r.weights.label,
+                      **({"stages": r.stages} if _pipelined(spec) else {}),
                       "point": point_dict(r.point) if r.point else None,
                       "gap": None if r.gap is None else _num(r.gap), "reason": r.reason} for r in rows]})
     if fmt == "csv":
         calibration = render_common.calibration_label(spec.cluster)
+        staged = _pipelined(spec)
         return _csv(("phase", "chips", "batch", "ffn", "attention", "weights", "latency_s", "mfu",
                      "cost_chip_s_per_token", "bound", "hbm_fraction", "hbm_bytes_per_chip", "gap", "reason",
-                     "calibration"),
+                     "calibration") + (("stages",) if staged else ()),
                     [(r.phase.value, r.chips, r.batch, r.ffn, r.attention, r.weights.label)
                      + ((_num(r.point.latency_s), _num(r.point.mfu),
                          _num(r.point.cost_chip_s_per_token), r.point.bound,
                          _num(r.point.hbm_fraction), _num(r.point.hbm_bytes_per_chip),
                          _num(r.gap)) if r.point else
                         ("", "", "", "", _num(r.need_bytes / spec.cluster.chip.hbm_bytes) if r.need_bytes else "",
-                         _num(r.need_bytes) if r.need_bytes else "", "")) + (r.reason, calibration) for r in rows])
+                         _num(r.need_bytes) if r.need_bytes else "", "")) + (r.reason, calibration)
+                     + ((r.stages,) if staged else ()) for r in rows])
     return (_md_escape(_layouts_summary(spec)).replace("\n", "\n\n") + "\n\n"
             + render_common.markdown_table(LAYOUT_COLUMNS, [_layout_cells(r) for r in rows], right=(1, 2, 5, 6, 7, 9, 10)) + "\n")
 

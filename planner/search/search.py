@@ -302,17 +302,31 @@ def capacity(chip) -> str:
             f"{fmt_bytes(chip.memory_reserve_bytes)} runtime reserve)")
 
 
+def _smallest_weights(plan: Plan) -> tuple[Formats, float, int, int]:
+    """(the smallest weight format searched, its weights' bytes, the chips they need at least,
+    the most chips searched)."""
+    chip = plan.cluster.chip
+    smallest = min(plan.space.formats(chip), key=lambda f: f.weight_bytes)
+    need = plan.model.n_params * smallest.weight_bytes
+    searched = max(plan.space.chips) if plan.space.chips else max(plan.cluster.topology.chip_counts)
+    return smallest, need, int(np.ceil(need / chip.usable_hbm_bytes)), searched
+
+
+def _weights_fit(plan: Plan) -> bool:
+    """The smallest weights searched fit on the most chips searched (the KV cache and activations
+    are then what overflows; weights_hint says so)."""
+    _, _, at_least, searched = _smallest_weights(plan)
+    return searched >= at_least
+
+
 def weights_hint(plan: Plan) -> str:
     """How many chips the smallest weight format needs, and the smallest slice that fits."""
-    model, chip = plan.model, plan.cluster.chip
-    smallest = min(plan.space.formats(chip), key=lambda f: f.weight_bytes)
-    need = model.n_params * smallest.weight_bytes
-    at_least = int(np.ceil(need / chip.usable_hbm_bytes))
+    chip = plan.cluster.chip
+    smallest, need, at_least, searched = _smallest_weights(plan)
     fits = [n for n in plan.cluster.topology.chip_counts if n >= at_least]
     text = (f"{smallest.weights.label} weights need {fmt_bytes(need)}: at least {at_least} "
             f"chip{'s' if at_least != 1 else ''} of "
             f"{capacity(chip)}")
-    searched = max(plan.space.chips) if plan.space.chips else max(plan.cluster.topology.chip_counts)
     if searched >= at_least:  # the weights fit: the KV cache and activations are what overflow
         other = "" if "batch" in plan.space.attention else ", or the batch attention layout"
         return (text + f", which {fmt_chips(searched)} {'has' if searched == 1 else 'have'}; the KV cache (batch x context) and activations "
@@ -350,10 +364,18 @@ def explain_infeasible(plan: Plan, phase: Phase, chips: int, batch: int, weights
         return (f"{ffn}+{attention} does not apply on {fmt_chips(chips)} of {plan.cluster.name} "
                 "(its axis groups would be trivial, or it coincides with the other attention layout); "
                 "try another layout or chip count.")
-    need = min(float(ev.hbm_bytes[0]) for ev in evs)
-    return (f"{ffn}+{attention} at batch {batch} on {fmt_chips(chips)} does not fit in HBM: needs "
-            f"{fmt_bytes(need)} per chip, has {capacity(plan.cluster.chip)}.\n  hint: "
-            + weights_hint(plan) + _other_remedies(batch, attention))
+    fewest = min(evs, key=lambda ev: float(ev.hbm_bytes[0]))
+    need, usable = float(fewest.hbm_bytes[0]), plan.cluster.chip.usable_hbm_bytes
+    layout, where = f"{ffn}+{attention}", "per chip"
+    if fewest.candidate.stages > 1:  # a pipeline: its fullest stage
+        fullest = int(np.argmax(fewest.stage_hbm_bytes[:, 0]))
+        layout, where = f"PP{fewest.candidate.stages} {layout}", f"per chip of stage {fullest + 1}"
+    needs = fmt_bytes(need)
+    if needs == fmt_bytes(usable):  # equal when rounded: say by how much
+        needs += f" ({fmt_bytes(need - usable)} more than it has)"
+    return (f"{layout} at batch {batch} on {fmt_chips(chips)} does not fit in HBM: needs "
+            f"{needs} {where}, has {capacity(plan.cluster.chip)}.\n  hint: "
+            + weights_hint(plan) + ("" if _weights_fit(plan) else _other_remedies(batch, attention)))
 
 
 def _other_remedies(batch: int, attention: str) -> str:
