@@ -155,7 +155,8 @@ def test_pp2_tp8_is_searched_and_explained(llama, h100):
 
 
 PIPELINES = [("llama-3-405b", "h100-sxm", 16, 2), ("llama-3-405b", "h100-sxm", 64, 4),
-             ("llama-3-70b", "h100-sxm", 64, 8), ("palm-62b", "tpu-v4", 128, 2), ("mt-nlg-530b", "a100-80gb", 32, 2)]
+             ("llama-3-70b", "h100-sxm", 64, 8), ("palm-62b", "tpu-v4", 128, 2), ("mt-nlg-530b", "a100-80gb", 32, 2),
+             ("mixtral-8x7b", "h100-sxm", 16, 2), ("deepseek-v3", "h200-sxm", 16, 2)]
 
 
 @pytest.mark.parametrize("model_name,cluster_name,chips,stages", PIPELINES)
@@ -250,7 +251,7 @@ def test_cli_plan_searches_stages(planner):
 
 @pytest.mark.parametrize("model, cluster, chips, stages, works", [
     ("llama-3-8b", "h100-sxm", "8", "2", "2 stages need 16, 32"),
-    ("llama-3-8b", "h100-sxm", "8", "3", "3 stages need chip counts h100-sxm does not offer"),
+    ("llama-3-8b", "h100-sxm", "8", "3", "3 stages need 24, 48, 72"),
     ("palm-62b", "tpu-v4", "64", "3", "64 chips: 2, 4, 8"),
 ])
 def test_stages_the_chips_cannot_form_are_refused_when_the_plan_is_read(planner, model, cluster, chips, stages, works):
@@ -277,10 +278,39 @@ def test_a_plan_file_with_unformable_stages_names_its_line(tmp_path, planner):
     assert code == 2 and f"{plan}:6" in err and "cannot form 2 pipeline stages" in err
 
 
-def test_moe_stages_and_nothing_to_evaluate_say_why(planner):
-    code, _, err = planner("plan", "--model", "mixtral-8x7b", "--cluster", "h100-sxm", "--chips", "16",
-                           "--stages", "2")
-    assert code == 2 and "dense models only" in err
+def test_moe_stages_hold_their_own_dense_and_moe_layers():
+    """DeepSeek-V3 (61 layers, the first 3 dense) in 2 stages: 31 layers of which 3 dense and 28
+    MoE, then 30 MoE; each stage's expert layouts shard its own MoE layers (PP2 x EP8 on 16 H200s)
+    and its weights are its own layers' (hand count: parameters per layer type, fp8)."""
+    model = load_model("deepseek-v3")
+    plan = load_plan(None, model="deepseek-v3", cluster="h200-sxm", chips=(16,), stages=(2,), weights=("fp8",),
+                     phases=("decode",), batches=(64,))
+    ev = best(plan, Phase.DECODE, 16, 64, WeightFormat.FP8, "ws1d", "heads")
+    assert ev.candidate.stages == 2 and ev.layers == (31, 30)
+    x = model.experts
+    assert [model.layer_range(0, 31).experts.n_moe_layers(31), model.layer_range(31, 30).experts.n_moe_layers(30)] \
+        == [28, 30]
+    views = stage_views(ev)
+    chips = ev.candidate.mesh.chips  # one stage's
+    routed = x.n_experts * x.params_per_expert(model.ffn.n_input_matrices, model.d_model)
+    moe_layer = routed + x.router_params(model.d_model) + model.ffn.n_matrices * model.d_model * x.shared_d_ff()
+    attention, dense = model.attention_params_per_layer, model.ffn_params_per_layer
+    embed = model.d_model * model.vocab  # untied: the input table on stage 1, the output projection on stage 2
+    for view, (n_dense, n_moe) in zip(views, ((3, 28), (0, 30))):
+        params = (n_dense + n_moe) * attention + n_dense * dense + n_moe * moe_layer + embed
+        assert view.weight_bytes * chips >= params * (1 - 1e-9)  # fp8: a byte per weight, sharded over the stage
+        assert view.weight_bytes * chips <= params * 1.05  # replicated pieces (router, norms-free) at most a few %
+    assert ev.candidate.experts is not None  # an expert layout inside each stage
+
+
+def test_moe_stages_are_searched(planner):
+    code, out, err = planner("plan", "--model", "mixtral-8x7b", "--cluster", "h100-sxm", "--chips", "16",
+                             "--stages", "1,2", "--phase", "decode", "--format", "csv")
+    assert code == 0, err
+    assert "stages" in out.splitlines()[0]
+
+
+def test_nothing_to_evaluate_says_why(planner):
     code, _, err = planner("plan", "--model", "llama-3-8b", "--cluster", "h100-sxm", "--chips", "1",
                            "--ffn", "ws2d")
     assert code == 1 and "nothing to evaluate" in err and "0 candidates" not in err and "()" not in err
@@ -316,3 +346,21 @@ def test_compare_shows_pipelined_layouts_side_by_side(tmp_path, planner):
     assert pp2 and pp2[0]["latency_s"] == by_stages[2]["latency_s"]
     csv_rows = list(csv.DictReader(io.StringIO(planner("compare", plan, "--format", "csv").out)))
     assert sorted(r["stages"] for r in csv_rows) == ["1", "2"]
+
+
+def test_tp8_pp3_on_three_nodes(planner):
+    """FasterTransformer's MT-NLG 530B layout, TP8 x PP3 on 24 A100s: any whole number of nodes
+    can be asked for (the cluster file's `chips` are only the default search), and three stages of
+    one node each are searched and explained (35 layers each)."""
+    code, out, err = planner("plan", "--model", "mt-nlg-530b", "--cluster", "a100-80gb", "--chips", "24",
+                             "--stages", "3", "--weights", "bf16", "--phase", "decode", "--format", "json")
+    assert code == 0, err
+    points = json.loads(out)["frontier"]["decode"]
+    assert points and all(p["stages"] == 3 and p["mesh"]["stages"] == 3 and p["chips"] == 24 for p in points)
+    code, out, err = planner("explain", "--model", "mt-nlg-530b", "--cluster", "a100-80gb", "--chips", "24",
+                             "--stages", "3", "--phase", "decode", "--batch", "8", "--ffn", "ws1d",
+                             "--attention", "heads", "--weights", "bf16")
+    assert code == 0, err
+    assert "send 2 -> 3" in out and "3 stages (35 + 35 + 35 layers)" in out
+    code, _, err = planner("plan", "--model", "llama-3-8b", "--cluster", "h100-sxm", "--chips", "12")
+    assert code == 2 and "any whole number of 8-chip nvlink groups" in err

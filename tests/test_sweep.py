@@ -51,6 +51,9 @@ def test_network_seconds_is_collective_seconds(name):
 @pytest.mark.parametrize("name, flags", [
     ("llama-3-70b-h100", {}), ("palm-540b-tpu-v4", {}),
     (None, {"model": "gemma-3-27b", "cluster": "h100-sxm", "chips": (8, 16)}),  # local layers
+    (None, {"model": "deepseek-v3", "cluster": "h200-sxm", "chips": (16, 32), "weights": ("fp8",)}),  # MoE, MLA
+    (None, {"model": "llama-4-maverick", "cluster": "h100-sxm", "chips": (16, 32), "weights": ("fp8",)}),  # MoE every 2nd
+    (None, {"model": "gpt-oss-120b", "cluster": "h100-sxm", "chips": (8, 16), "weights": ("int4",)}),  # MoE, local
 ])
 def test_pipelined_sweep_is_evaluate_pipeline_bit_for_bit(name, flags):
     plan = load_plan(name, **flags)
@@ -90,6 +93,7 @@ def test_frontier_prefilter_changes_nothing(monkeypatch):
     ("llama-3-70b-h100", {}, (1,)), ("palm-540b-tpu-v4", {}, (1,)), ("deepseek-v3-h200", {}, (1,)),
     ("llama-3-70b-h100", {}, (1, 2, 3, 4, 8)), ("palm-540b-tpu-v4", {}, (1, 2, 4)),
     (None, {"model": "gemma-3-27b", "cluster": "h100-sxm", "chips": (8, 16)}, (1, 2)),  # local layers: apart
+    (None, {"model": "deepseek-v3", "cluster": "h200-sxm", "chips": (16, 32), "weights": ("fp8",)}, (1, 2, 4)),
 ])
 def test_both_phases_in_one_pass_are_evaluate_bit_for_bit(name, flags, stages):
     """sweep_phases costs a bucket's prefill and decode in one pass (a Grid of its meshes once

@@ -57,6 +57,7 @@ from planner.commands.measurements import (
     Measurement,
     Measurements,
 )
+from planner.config.stages import offered_text
 from planner.cost.costmodel import Candidate, Evaluation, combine, evaluate
 from planner.search.search import candidates
 from planner.units import fmt_chips
@@ -76,10 +77,9 @@ def _plan(cluster: Cluster, m: Measurement, ffn: tuple[str, ...], attention: tup
 def allowed(cluster: Cluster, m: Measurement) -> list[Evaluation]:
     """The cost model's evaluation of every candidate a measurement may have used that fits in
     HBM (an error naming the row if there is none)."""
-    offered = cluster.topology.chip_counts
-    if m.chips not in offered:
+    if not cluster.topology.forms(m.chips):
         raise m.error("chips", f"{cluster.name} cannot form {fmt_chips(m.chips)}",
-                      hint=f"it offers {', '.join(map(str, offered))}")
+                      hint=f"it offers {offered_text(cluster)}")
     plan = _plan(cluster, m, FFN_CHOICES[m.ffn], ATTENTION_CHOICES[m.attention])
     found = candidates(plan, m.phase, chips=(m.chips,))
     if not found and m.chips == 1:  # one chip: every layout is the same single-chip layout

@@ -28,7 +28,7 @@ from planner.specs.model import Model
 from planner.specs.moe import Routing
 from planner.specs.plan import Constraints, Phase, Pin, Plan, SearchSpace, Workload
 from planner.config.formats import MAX_MFU, check_min_mfu, check_weight_formats, mfu, tokens
-from planner.config.stages import check_stages
+from planner.config.stages import check_stages, offered_text
 from planner.units import fmt_chips, parse_fraction
 
 
@@ -237,7 +237,6 @@ def _check_flags_apply(phases: tuple[Phase, ...], flags: dict[str, Any]) -> None
 
 
 def _search_space(cluster: Cluster, search: Fields | None, flags: dict[str, Any]) -> SearchSpace:
-    offered = cluster.topology.chip_counts
     axes: dict[str, Any] = {}
     for axis, key in SEARCH_KEYS.items():
         if axis in flags:
@@ -255,11 +254,11 @@ def _search_space(cluster: Cluster, search: Fields | None, flags: dict[str, Any]
         axes["weights"] = cluster.chip.weight_formats(sparse)
     check_weight_formats(cluster, axes["weights"], sparse, search, flags, FLAGS)
     for i, n in enumerate(axes["chips"]):
-        if n in offered:
+        if cluster.topology.forms(n):
             continue
         if "chips" in flags:
             raise UsageError(f"{FLAGS['chips']}: {cluster.name} cannot form {fmt_chips(n)} (it offers "
-                             f"{', '.join(map(str, offered))})")
+                             f"{offered_text(cluster)})")
         _check_chip_count(n, search.where["chips"].item(i), cluster)
     return SearchSpace(**axes)
 
@@ -312,10 +311,8 @@ def _read_deployment(at: At | None, cluster: Cluster, model: Model) -> tuple[Pin
 
 
 def _check_chip_count(n: int, at: At, cluster: Cluster) -> None:
-    offered = cluster.topology.chip_counts
-    if n not in offered:
-        raise at.error(f"{cluster.name} cannot form {fmt_chips(n)}",
-                       hint=f"it offers {', '.join(map(str, offered))}")
+    if not cluster.topology.forms(n):
+        raise at.error(f"{cluster.name} cannot form {fmt_chips(n)}", hint=f"it offers {offered_text(cluster)}")
 
 
 # ---------------------------------------------------------------------------------------------

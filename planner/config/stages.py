@@ -22,6 +22,27 @@ def formable(cluster: Cluster, chips: int, stages: int) -> bool:
     return bool(stage_meshes(cluster, chips, stages))
 
 
+def usable_counts(cluster: Cluster) -> tuple[int, ...]:
+    """Every chip count the cluster can form (Topology.forms): the offered ones, and on switched
+    levels every whole number of outermost groups up to the largest offered."""
+    topology = cluster.topology
+    counts = set(topology.chip_counts)
+    if isinstance(topology, Switched) and len(topology.levels) > 1 and counts:
+        counts |= set(range(topology.group_chips, max(counts) + 1, topology.group_chips))
+    return tuple(sorted(counts))
+
+
+def offered_text(cluster: Cluster) -> str:
+    """'1, 2, 4, 8, 16, 32, 64, 128, 256, or any whole number of 8-chip nvlink groups up to
+    256' (a torus: its slices)."""
+    topology = cluster.topology
+    listed = ", ".join(map(str, topology.chip_counts))
+    if isinstance(topology, Switched) and len(topology.levels) > 1 and topology.chip_counts:
+        return (f"{listed}, or any whole number of {topology.group_chips}-chip {topology.levels[-2].name} "
+                f"groups up to {max(topology.chip_counts)}")
+    return listed
+
+
 def stage_rule(cluster: Cluster) -> str:
     """What a stage must be on this cluster, in words."""
     topology = cluster.topology
@@ -41,17 +62,13 @@ def check_stages(cluster: Cluster, model: Model, chips: tuple[int, ...], stages:
     """Raise `fail(message, hint)` for a stage count above 1 that no chip count can form (or
     that the model cannot take)."""
     for p in (p for p in stages if p > 1):
-        if model.experts is not None:
-            raise fail(f"{p} pipeline stages: pipelining is modelled for dense models only, and "
-                       f"{model.name} is a mixture of experts",
-                       "drop the stage count (stages: [1]); shard the experts across the chips instead")
         if p > model.n_layers:
             raise fail(f"{p} pipeline stages: {model.name} has only {model.n_layers} layers",
                        f"use at most {model.n_layers} stages")
         if any(formable(cluster, n, p) for n in chips):
             continue
         counts = ", ".join(map(str, chips))
-        works = [n for n in cluster.topology.chip_counts if formable(cluster, n, p)]
+        works = [n for n in usable_counts(cluster) if formable(cluster, n, p)]
         per_chips = []
         for n in chips:
             ok = [q for q in range(2, min(n, model.n_layers) + 1) if formable(cluster, n, q)]

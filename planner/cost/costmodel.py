@@ -301,7 +301,9 @@ def layer_costs(model: Model, cluster: Cluster, workload: Workload, candidate: C
     residual = c.ffn.residual_bytes(model, sizes, shape)
     ffn_working = ffn.working_bytes
     if moe:  # one layer's gathered weights at a time: a dense layer's or an MoE layer's
-        ffn_working = np.maximum(ffn_working if ffn_repeat else 0.0, sum(part.working_bytes for part, _ in moe))
+        dense = np.where(ffn_repeat > 0, ffn_working, 0.0) if np.ndim(ffn_repeat) else \
+            (ffn_working if ffn_repeat else 0.0)  # per row for a Grid of pipeline stages
+        ffn_working = np.maximum(dense, sum(part.working_bytes for part, _ in moe))
     activation_bytes = residual + ffn_working + attention.working_bytes
     return LayerCosts(
         candidate=c, chips=chips, batch=batch, formats=formats, terms=tuple(terms),

@@ -125,8 +125,8 @@ def stage_meshes(cluster: Cluster, chips: int, stages: int) -> list[Mesh]:
     level (empty if they cannot): on switched levels, each stage is whole groups of the outermost
     level (whole nodes); on a torus, each stage is a slice the cluster offers, of chips / stages
     chips with its own shape and wraparound (slices joined face to face, as TPU v4 slices are
-    cubes joined by optical switches; cutting one axis of a slice instead would leave that axis
-    without its ring)."""
+    cubes joined by optical switches). Optimistic there: the face links that join two stages
+    are those that would close a stage's ring along that axis (README, pipeline stages)."""
     per_stage = stage_chips(cluster, chips, stages)
     return [] if per_stage is None else meshes(cluster, per_stage)
 

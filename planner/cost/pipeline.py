@@ -48,6 +48,13 @@ from planner.specs.model import Model
 from planner.specs.plan import Phase, Workload
 
 
+def stage_key(stage_model: Model, first: bool, last: bool) -> tuple:
+    """What a stage's costs depend on: its layers, which of them are local (sliding-window) and
+    MoE layers, and whether it holds the input embedding (first) and output projection (last)."""
+    moe = stage_model.experts.n_moe_layers(stage_model.n_layers) if stage_model.experts is not None else 0
+    return stage_model.n_layers, stage_model.local_layers, moe, first, last
+
+
 def split_layers(n_layers: int, stages: int) -> tuple[int, ...]:
     """Layers per stage: contiguous groups, the first n_layers mod stages one layer longer."""
     base, extra = divmod(n_layers, stages)
@@ -85,14 +92,14 @@ def evaluate_pipeline(model: Model, cluster: Cluster, workload: Workload, candid
     m, b = micro_batches(c.phase, batch, p)  # (points, options) each
     sizes = np.unique(np.concatenate([batch, b[b > 0]]))
     layers = split_layers(model.n_layers, p)
-    cache: dict[tuple[int, bool, bool], Evaluation] = {}
+    cache: dict[tuple, Evaluation] = {}
     stages = []
     for i, k in enumerate(layers):
-        stage_model = model.layer_range(sum(layers[:i]), k)  # its own local (sliding-window) layers
-        key = (k, stage_model.local_layers, i == 0, i == p - 1)
+        stage_model = model.layer_range(sum(layers[:i]), k)  # its own local and MoE layers
+        key = stage_key(stage_model, i == 0, i == p - 1)
         if key not in cache:
             cache[key] = evaluate(stage_model, cluster, workload, c, sizes, detail=detail,
-                                  formats=formats, first=key[2], last=key[3], lines=lines)
+                                  formats=formats, first=i == 0, last=i == p - 1, lines=lines)
         stages.append(cache[key])
     n_batch, n_sizes = batch.size, sizes.size
     offset = np.repeat(np.arange(len(formats)) * n_sizes, n_batch)  # per point: its format's block

@@ -20,7 +20,7 @@ from planner.cost.grid import Grid
 from planner.cost.layouts.base import StepShape
 from planner.cost.mesh import Mesh, first_rows
 from planner.cost.network import send_seconds_many
-from planner.cost.pipeline import micro_batches, send_bytes_per_chip, split_layers
+from planner.cost.pipeline import micro_batches, send_bytes_per_chip, split_layers, stage_key
 from planner.specs.hardware import Cluster, WeightFormat
 from planner.specs.model import Model
 from planner.specs.plan import Phase, Workload
@@ -142,16 +142,20 @@ def _stages_on_one_grid(model, cluster, workload, c, grid: Grid, stages, row_of,
     i, counts = np.arange(most)[:, None], stages[:, 0]
     base, extra = model.n_layers // counts, model.n_layers % counts
     ok = i < counts  # (stages, rows)
-    keys = np.stack([np.broadcast_to(np.arange(rows), ok.shape), base + (i < extra),
-                     np.broadcast_to(i == 0, ok.shape), i == counts - 1], axis=-1)[ok]
-    distinct, inverse = first_rows(keys.astype(np.int64))  # stage 0 of row g is the stacked grid's row g
+    start = i * base + np.minimum(i, extra)  # each stage's first layer
+    moe = np.zeros(ok.shape, dtype=np.int64) if model.experts is None else \
+        replace(model.experts, offset=start).n_moe_layers(base + (i < extra))  # each stage's MoE layers
+    keys = np.stack([np.broadcast_to(np.arange(rows), ok.shape), base + (i < extra), moe,
+                     np.broadcast_to(i == 0, ok.shape), i == counts - 1, start], axis=-1)[ok]
+    distinct, inverse = first_rows(keys[:, :5].astype(np.int64))  # stage 0 of row g is the stacked grid's row g
     stage_row = np.zeros(ok.shape, dtype=np.int64)
     stage_row[ok] = inverse  # each row's stage i: its row of the stacked grid
-    g, layers, is_first, is_last = (keys[distinct, j] for j in range(4))
+    g, layers, _, is_first, is_last, first_layer = (keys[distinct, j] for j in range(6))
     stacked = Grid(sizes={axis: v[g] for axis, v in grid.sizes.items()}, chips=grid.chips[g], core=grid.core,
                    phases=grid.phases, phase_of=grid.phase_index()[g] if grid.phases else None)
-    layer = layer_costs(replace(model, n_layers=layers[:, None], local_layers=()), cluster, workload, c, sizes,
-                        formats, first=is_first[:, None].astype(bool), last=is_last[:, None].astype(bool),
+    experts = None if model.experts is None else replace(model.experts, offset=first_layer[:, None])
+    layer = layer_costs(replace(model, n_layers=layers[:, None], local_layers=(), experts=experts), cluster, workload,
+                        c, sizes, formats, first=is_first[:, None].astype(bool), last=is_last[:, None].astype(bool),
                         grid=stacked)
     valid = i < stages[copies, 0]  # (stages, copies)
     pairs = np.stack([np.broadcast_to(np.arange(len(copies)), valid.shape), stage_row[:, copies]], axis=-1)[valid]
@@ -209,7 +213,7 @@ def _variants(model: Model, stages: np.ndarray) -> tuple[list[tuple[Model, bool,
     layers, keys, variants, which = split_layers(model.n_layers, p), {}, [], []
     for i, k in enumerate(layers):
         stage_model = model.layer_range(sum(layers[:i]), k)
-        key = (k, stage_model.local_layers, i == 0, i == p - 1)
+        key = stage_key(stage_model, i == 0, i == p - 1)
         if key not in keys:
             keys[key] = len(variants)
             variants.append((stage_model, i == 0, i == p - 1))

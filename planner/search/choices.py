@@ -44,8 +44,7 @@ def choices(plan: Plan, chips: tuple[int, ...] | None = None) -> list[Choice]:
     by_signature: dict[bytes, list[tuple]] = {}
     made: dict[int, tuple[list[Mesh], list]] = {}  # per-stage chips -> meshes, kept (mesh, layouts)
     out = []
-    for n, p in ((n, p) for n in chips or space.chips for p in space.stages
-                 if p <= model.n_layers and (p == 1 or model.experts is None)):
+    for n, p in ((n, p) for n in chips or space.chips for p in space.stages if p <= model.n_layers):
         per_stage = stage_chips(plan.cluster, n, p)
         if per_stage is None:
             continue

@@ -63,6 +63,10 @@ class Torus:
     def chip_counts(self) -> tuple[int, ...]:
         return tuple(sorted({s.chips for s in self.slices}))
 
+    def forms(self, chips: int) -> bool:
+        """Whether `chips` chips are one of the offered slices."""
+        return chips in self.chip_counts
+
 
 @dataclass(frozen=True, kw_only=True)
 class Level:
@@ -89,7 +93,23 @@ class Switched:
 
     @property
     def chip_counts(self) -> tuple[int, ...]:
+        """The counts a search takes by default (the cluster file's `chips`)."""
         return self.chip_counts_
+
+    @property
+    def group_chips(self) -> int:
+        """GPUs in one group of the outermost level (a node of 8 for NVLink within, IB across)."""
+        inner = 1
+        for level in self.levels[:-1]:
+            inner *= level.size or 1
+        return inner
+
+    def forms(self, chips: int) -> bool:
+        """Whether `chips` GPUs can be used: an offered count, or any whole number of outermost
+        groups (nodes) up to the largest offered count (3 nodes: 24 H100s)."""
+        most = max(self.chip_counts_, default=0)
+        return chips in self.chip_counts_ or (len(self.levels) > 1 and chips % self.group_chips == 0
+                                              and 0 < chips <= most)
 
 
 @dataclass(frozen=True, kw_only=True)

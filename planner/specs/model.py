@@ -73,9 +73,10 @@ class Model:
 
     def layer_range(self, first: int, n_layers: int) -> Model:
         """The model of layers first .. first + n_layers - 1 only (a pipeline stage), its local
-        layers renumbered from 0."""
+        layers renumbered from 0 and its MoE layers those of the whole model's range."""
         local = tuple(i - first for i in self.local_layers if first <= i < first + n_layers)
-        return replace(self, n_layers=n_layers, local_layers=local)
+        experts = None if self.experts is None else replace(self.experts, offset=self.experts.offset + first)
+        return replace(self, n_layers=n_layers, local_layers=local, experts=experts)
 
     @property
     def ffn_params_per_layer(self) -> int:

@@ -9,7 +9,8 @@ and rotary parts of a query/key head, h_v a value head.
 Which layers are MoE: layer i (counting from 0) is an MoE layer when i >= `first_dense` and
 (i + 1) is a multiple of `every` (DeepSeek-V3: first 3 dense, then every layer; Llama 4
 Maverick: every 2nd layer, i.e. layers 1, 3, ..., 47, as transformers' configuration_llama4.py
-builds them); the others are dense FFN layers of size F_d.
+builds them); the others are dense FFN layers of size F_d. A pipeline stage's model counts
+from its first layer, `offset` layers into the whole model.
 
 Parameters are counted as in `../shared/docs/moe-notes.md` section 1.1, less the norms (two
 vectors of E per layer, a few hundred thousand parameters in all), which the planner counts for
@@ -20,6 +21,8 @@ and router biases.
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import numpy as np
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -35,13 +38,23 @@ class Experts:
     every: int = 1        # after those, every n-th layer is an MoE layer (see module docstring)
     router_bias: bool = False  # a bias per expert on the router logits (DeepSeek, gpt-oss)
     expert_bias: bool = False  # biases on every expert matrix (gpt-oss)
+    # layer i of this model is layer i + offset of the model it was cut from (a pipeline stage's
+    # layers: Model.layer_range); an array of offsets for a Grid of stages
+    offset: int = 0
 
     def is_moe(self, layer: int) -> bool:
-        return layer >= self.first_dense and (layer + 1) % self.every == 0
+        whole = layer + self.offset
+        return whole >= self.first_dense and (whole + 1) % self.every == 0
 
-    def n_moe_layers(self, n_layers: int) -> int:
-        """Layers i < n_layers with i >= first_dense and (i + 1) % every == 0."""
-        return max(0, n_layers // self.every - self.first_dense // self.every)
+    def n_moe_layers(self, n_layers):
+        """Layers i < n_layers with i + offset >= first_dense and (i + offset + 1) % every == 0
+        (ints, or arrays of layer counts and offsets alike)."""
+        return self._moe_before(self.offset + n_layers) - self._moe_before(self.offset)
+
+    def _moe_before(self, layers):
+        """MoE layers among the whole model's first `layers`."""
+        count = layers // self.every - self.first_dense // self.every
+        return max(0, count) if isinstance(count, int) else np.maximum(0, count)
 
     def params_per_expert(self, n_input_matrices: int, d_model: int) -> int:
         """(n_in + 1) E F_e, plus biases n_in F_e + E when the experts have them."""
