@@ -1,5 +1,5 @@
 """The latency/MFU frontier drawn as text: one panel per phase, latency on a log x axis, MFU on
-the y axis, one mark per FFN layout. Plain characters (ASCII on request) with optional colour,
+the y axis, one mark per FFN layout (a pipelined point: its stage count). Plain characters (ASCII on request) with optional colour,
 so it reads in any terminal, in a file and in a test.
 
     decode frontier: MFU against latency (13 points)
@@ -86,6 +86,8 @@ def _legend(result: SearchResult, width: int) -> list:
         line.append(f" {name}  ")
     line.rstrip()
     lines.append(line)
+    if any(p.stages > 1 for ph in result.phases for p in ph.frontier):
+        lines.append(Text("2-9: a pipelined point, drawn as its stage count in its FFN layout's colour"))
     return lines
 
 
@@ -105,8 +107,9 @@ def _panel(ph: PhaseResult, *, width: int, rows: int, glyphs: Glyphs) -> list:
     for p in points:  # sorted by latency; a later point never hides an earlier one
         col = round((math.log10(p.latency_s) - lo) / (hi - lo) * (columns - 1))
         row = rows - 1 - round(min(p.mfu / top, 1.0) * (rows - 1))
-        if grid[row][col] is None:
-            grid[row][col] = table[p.ffn]
+        if grid[row][col] is None:  # a pipelined point: its stage count, in its FFN layout's colour
+            mark, colour = table[p.ffn]
+            grid[row][col] = (str(p.stages) if 1 < p.stages < 10 else mark), colour
 
     title = f"{ph.phase.value} frontier: MFU against latency (log scale), {len(points)} point{'s' * (len(points) != 1)}"
     out = [Text(title[:width], style="bold")]
