@@ -110,3 +110,16 @@ def test_narrow_and_short(result):
 def test_ticks_choose_decades_or_1_2_5():
     assert [label for _, label in plot._ticks(-3, 1, 80)] == ["1 ms", "10 ms", "100 ms", "1 s", "10 s"]
     assert [label for _, label in plot._ticks(-0.9, 0.2, 80)] == ["200 ms", "500 ms", "1 s"]
+
+
+def test_pipelined_points_show_their_stage_count():
+    from dataclasses import replace
+
+    from planner.specs.plan import Phase
+    plan = load_plan("palm-540b-tpu-v4")
+    staged = search(replace(plan, space=replace(plan.space, stages=(1, 2, 4), phases=(Phase.DECODE,))))
+    lines = [line.plain for line in plot.frontier_plot(staged, ascii_only=True)]
+    area = "".join(line.split("|", 1)[1] for line in lines if "|" in line)  # right of the y axis
+    counts = {p.stages for p in staged.phases[0].frontier if p.stages > 1}
+    assert counts and all(str(n) in area for n in counts)
+    assert "2-9: a pipelined point" in "\n".join(lines)
