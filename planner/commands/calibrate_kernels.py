@@ -23,7 +23,13 @@ that identify it and then held:
    clocks: h200-sxm takes h100-sxm's, both GH100, shared/reference/hardware.yaml; calibrate
    h100-sxm first), else none (matmul_efficiency: not identified); a warning says which.
 3. End to end, from the `latency`, `ttft` and `throughput` rows: `layer_overhead_s` (the fixed
-   time per layer and step that the kernels above leave unexplained), the others held.
+   time per layer and step that the kernels above leave unexplained), the others held. It is the
+   compute die's and the software's (launches, framework work), not the HBM's, so presets whose
+   chips have the same peaks in every format share it (`_same_die_sets`: h100-sxm and h200-sxm,
+   both GH100 at the same clocks, both sets TensorRT-LLM tables): fitted on the union of their
+   shipped sets' end-to-end rows, each row predicted with its own preset's stage 1-2 constants
+   (fitted from that preset's file in the same run), so either preset's calibration gives the
+   same value. A file other than the preset's shipped set is fitted alone; a warning says which.
    `overlap` is held at 0 (the tables run NCCL and GEMM kernels back to back on one stream) and
    `weight_gather_efficiency` follows the network's (no row gathers weights).
 
@@ -41,13 +47,15 @@ heads attention) on its `chips`, the fastest mesh grouping.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from dataclasses import dataclass, replace
 
 import numpy as np
 
 from planner.commands.calibrate import SIGNIFICANT, _levenberg_marquardt, robust_loss
-from planner.commands.kernel_measurements import MODEL_KINDS, KernelMeasurements, Row
+from planner.commands.kernel_measurements import MODEL_KINDS, KernelMeasurements, Row, load_kernel_measurements
 from planner.config import list_presets, load_cluster
+from planner.config.presets import presets_dir
 from planner.cost.costmodel import evaluate
 from planner.cost.kernels import dynamic_quantisation_seconds, gemm_seconds
 from planner.cost.network import kernel_collective_seconds
@@ -189,7 +197,9 @@ def _round(x: float) -> float:
     return 0.0 if x < 1e-10 else float(f"{x:.{SIGNIFICANT}g}")
 
 
-def fit(cluster: Cluster, data: KernelMeasurements) -> KernelFit:
+def _kernel_stages(cluster: Cluster, data: KernelMeasurements):
+    """Stages 1 and 2 (module docstring): (the cluster with its network and matmul constants,
+    warnings, the rows they were fitted to)."""
     if not isinstance(cluster.topology, Switched):
         raise ConfigError(f"{cluster.name} is not a switched (GPU) cluster: kernel rows calibrate NVLink and "
                           "InfiniBand levels", file=data.file)
@@ -254,24 +264,34 @@ def fit(cluster: Cluster, data: KernelMeasurements) -> KernelFit:
         value, why = narrow_by_rule(cluster)
         cal = replace(cal, narrow_matmul_efficiency=value)
         warnings.append(why)
-    fitted = replace(cluster, calibration=cal)
-    usable, skipped = [], []
-    for r in data.of(*MODEL_KINDS):
-        try:
-            (usable if cluster.chip.supports(row_formats(r)) else skipped).append(r)
-        except (ValueError, StopIteration):
-            skipped.append(r)
+    return replace(cluster, calibration=cal), warnings, (inner, outer, gemms, narrow_gemms)
+
+
+def fit(cluster: Cluster, data: KernelMeasurements) -> KernelFit:
+    fitted, warnings, (inner, outer, gemms, narrow_gemms) = _kernel_stages(cluster, data)
+    usable, skipped = _model_rows(cluster, data)
     if skipped:
         warnings.append(f"{len(skipped)} end-to-end rows not predicted: {cluster.chip.name} has no peak for "
                         f"{', '.join(sorted({r['weights'] for r in skipped}))} weights in this planner")
-    if usable:
-        base_s = np.array([end_to_end(fitted, r, layer_overhead=False) for r in usable])
-        per = np.array([_layer_steps(r) for r in usable], dtype=float)
-        measured = np.log([r.measured_s for r in usable])
+    same_die, shared = _same_die_sets(cluster, data)
+    sets = sorted([(cluster.name, fitted, usable)] + (shared or []), key=lambda s: s[0])  # one order for all
+    if shared:
+        warnings.append(f"layer_overhead_s: shared with {', '.join(same_die)} (rule: the same peaks in every format, "
+                        "the same compute die and clocks), fitted on the end-to-end rows of every such "
+                        f"shipped set ({', '.join(f'{n} {len(rows)}' for n, _, rows in sets)} rows), each predicted "
+                        "with its own preset's other constants")
+    elif same_die:
+        warnings.append(f"layer_overhead_s: fitted on this file's rows alone (the shipped {cluster.name} preset shares "
+                        f"it with {', '.join(same_die)}, the same compute die; another file may be other software)")
+    joined = [(c, r) for _, c, rows in sets for r in rows]
+    if joined:
+        base_s = np.array([end_to_end(c, r, layer_overhead=False) for c, r in joined])
+        per = np.array([_layer_steps(r) for _, r in joined], dtype=float)
+        measured = np.log([r.measured_s for _, r in joined])
         grid = np.concatenate([[0.0], np.geomspace(1e-7, 2e-3, 4000)])
         cost = [float(np.sum(robust_loss(np.log(base_s + per * t) - measured))) for t in grid]
         t = float(grid[int(np.argmin(cost))])
-        fitted = replace(fitted, calibration=replace(cal, layer_overhead_s=_round(t)))
+        fitted = replace(fitted, calibration=replace(fitted.calibration, layer_overhead_s=_round(t)))
         if t == 0.0:
             warnings.append("layer_overhead_s is at its bound (0): the kernels alone already over-predict")
     else:
@@ -293,6 +313,47 @@ def fit(cluster: Cluster, data: KernelMeasurements) -> KernelFit:
     return KernelFit(cluster=fitted, residuals=tuple(residuals), warnings=tuple(warnings))
 
 
+def _model_rows(cluster: Cluster, data: KernelMeasurements) -> tuple[list[Row], list[Row]]:
+    """(end-to-end rows the planner can predict on `cluster`, rows it cannot: no peak for their weights)."""
+    usable, skipped = [], []
+    for r in data.of(*MODEL_KINDS):
+        try:
+            (usable if cluster.chip.supports(row_formats(r)) else skipped).append(r)
+        except (ValueError, StopIteration):
+            skipped.append(r)
+    return usable, skipped
+
+
+def _same_die(a: Cluster, b: Cluster) -> bool:
+    """The same dense and sparse peaks in every format: the same compute die at the same clocks."""
+    return (a.chip.peak_flop_per_s == b.chip.peak_flop_per_s
+            and a.chip.sparse_peak_flop_per_s == b.chip.sparse_peak_flop_per_s)
+
+
+def _same_die_sets(cluster: Cluster, data: KernelMeasurements) -> tuple[list[str], list | None]:
+    """The rule for layer_overhead_s (stage 3): the fixed time per layer and step is kernel launches
+    and framework work on the compute die, not HBM or network time, so presets whose chips have the
+    same peaks in every format (`_same_die`: h100-sxm and h200-sxm, both GH100) share it, fitted on
+    the union of their shipped calibration sets' end-to-end rows, each row predicted with its own
+    preset's stage 1-2 constants (fitted here from its file, so either preset's calibration gives
+    the same value). Only the shipped set of a preset is joined (`data` is
+    configs/measurements/<cluster>.yaml): a user's file may come from other software and is
+    fitted alone. (the other presets of that die with a shipped set, [(preset, its cluster with
+    stage 1-2 constants, its usable end-to-end rows)] or None where `data` is not the shipped set)."""
+    folder = presets_dir() / "measurements"
+    own = folder / f"{cluster.name}.yaml"
+    others = [other for other in (load_cluster(name) for name in list_presets("clusters")
+                                  if name != cluster.name and (folder / f"{name}.yaml").is_file())
+              if _same_die(other, cluster)]
+    if not others or not (own.is_file() and Path(data.file).resolve() == own.resolve()):
+        return [o.name for o in others], None
+    sets = []
+    for other in others:
+        other_data = load_kernel_measurements(str(folder / f"{other.name}.yaml"))
+        sets.append((other.name, _kernel_stages(other, other_data)[0], _model_rows(other, other_data)[0]))
+    return [o.name for o in others], sets
+
+
 def _narrow(cluster: Cluster, dtype: str) -> bool:
     """True for a GEMM row whose format runs at a peak above the chip's bf16 one."""
     return cluster.chip.peak_flop_per_s.get(dtype, 0.0) > cluster.chip.peak_bf16_flop_per_s
@@ -303,14 +364,11 @@ def narrow_by_rule(cluster: Cluster) -> tuple[float | None, str]:
     rows: the value of the first calibrated preset (by name; fitted, not borrowed) that gives one
     and whose chip has the same dense and sparse peaks in every format (the same compute die at
     the same clocks), else None (matmul_efficiency: not identified)."""
-    chip = cluster.chip
     for name in list_presets("clusters"):
         if name == cluster.name:
             continue
         other = load_cluster(name)
-        if (other.calibrated and other.calibration.narrow_matmul_efficiency is not None
-                and other.chip.peak_flop_per_s == chip.peak_flop_per_s
-                and other.chip.sparse_peak_flop_per_s == chip.sparse_peak_flop_per_s):
+        if other.calibrated and other.calibration.narrow_matmul_efficiency is not None and _same_die(other, cluster):
             value = other.calibration.narrow_matmul_efficiency
             return value, (f"narrow_matmul_efficiency: no gemm rows above the bf16 peak; {name}'s fitted {value:g} "
                            f"(rule: {name}'s chip has the same peaks in every format, the same compute die and clocks)")
