@@ -308,6 +308,11 @@ def test_moe_stages_are_searched(planner):
                              "--stages", "1,2", "--phase", "decode", "--format", "csv")
     assert code == 0, err
     assert "stages" in out.splitlines()[0]
+    code, out, err = planner("explain", "--model", "deepseek-v3", "--cluster", "h200-sxm", "--chips", "16",
+                             "--stages", "2", "--phase", "decode", "--batch", "8", "--ffn", "ws1d",
+                             "--attention", "heads", "--weights", "fp8")
+    assert code == 0, err
+    assert "2 stages (31 + 30 layers, 28 + 30 of them MoE)" in out and "experts" in out
 
 
 def test_nothing_to_evaluate_says_why(planner):

@@ -59,15 +59,19 @@ def _header(ev: PipelineEvaluation) -> tuple[str, list[tuple[str, str]]]:
     d, c, w = point(ev, 0), ev.candidate, ev.workload
     p, m, b = c.stages, int(ev.micro_batches[0]), int(ev.micro_batch[0])
     title = (f"{d.phase.value}: {fmt_chips(d.chips)} ({p} stages of {c.mesh.chips}, stage mesh "
-             f"{'x'.join(str(n) for _, n in c.mesh.physical)}), batch {d.batch}, PP{p} {d.ffn}+{d.attention}, "
-             f"{d.weights} weights")
+             f"{'x'.join(str(n) for _, n in c.mesh.physical)}), batch {d.batch}, PP{p} {d.ffn}+{d.attention}"
+             f"{'+' + d.experts if d.experts else ''}, {d.weights} weights")
     tokens = (f"{w.input_tokens} input tokens per sequence" if c.phase is Phase.PREFILL
               else f"{w.output_tokens} output tokens per sequence, each step attending to {w.context} cached tokens")
-    layers = " + ".join(str(k) for k in ev.layers)
+    layers = " + ".join(str(k) for k in ev.layers) + " layers"
+    if ev.model.experts is not None:  # each stage's MoE layers (the first layers of DeepSeek-V3 are dense)
+        layers += ", " + " + ".join(str(s.evaluation.model.experts.n_moe_layers(s.n_layers))
+                                    for s in stage_views(ev)) + " of them MoE"
+    experts = [("experts", c.experts.notation)] if c.experts is not None else []
     return title, [("tokens", tokens),
-                   ("pipeline", f"{p} stages ({layers} layers); {m} micro-batch{'es' * (m != 1)} of {b} "
+                   ("pipeline", f"{p} stages ({layers}); {m} micro-batch{'es' * (m != 1)} of {b} "
                                 f"sequence{'s' * (b != 1)}"),
-                   ("FFN", c.ffn.notation), ("attention", c.attention.notation),
+                   ("FFN", c.ffn.notation), ("attention", c.attention.notation), *experts,
                    ("axes", "each stage: " + ", ".join(f"{a}=[{' '.join(c.mesh.names(a))}]" for a in "xyz"))]
 
 
