@@ -142,18 +142,19 @@ def _stages_on_one_grid(model, cluster, workload, c, grid: Grid, stages, row_of,
     i, counts = np.arange(most)[:, None], stages[:, 0]
     base, extra = model.n_layers // counts, model.n_layers % counts
     ok = i < counts  # (stages, rows)
-    start = i * base + np.minimum(i, extra)  # each stage's first layer
-    moe = np.zeros(ok.shape, dtype=np.int64) if model.experts is None else \
-        replace(model.experts, offset=start).n_moe_layers(base + (i < extra))  # each stage's MoE layers
-    keys = np.stack([np.broadcast_to(np.arange(rows), ok.shape), base + (i < extra), moe,
-                     np.broadcast_to(i == 0, ok.shape), i == counts - 1, start], axis=-1)[ok]
+    columns = [np.broadcast_to(np.arange(rows), ok.shape), base + (i < extra), np.broadcast_to(i == 0, ok.shape),
+               i == counts - 1]
+    if model.experts is not None:  # a stage's MoE layers depend on where it starts; stages alike in count share
+        start = i * base + np.minimum(i, extra)  # each stage's first layer
+        columns += [replace(model.experts, offset=start).n_moe_layers(base + (i < extra)), start]
+    keys = np.stack(columns, axis=-1)[ok]
     distinct, inverse = first_rows(keys[:, :5].astype(np.int64))  # stage 0 of row g is the stacked grid's row g
     stage_row = np.zeros(ok.shape, dtype=np.int64)
     stage_row[ok] = inverse  # each row's stage i: its row of the stacked grid
-    g, layers, _, is_first, is_last, first_layer = (keys[distinct, j] for j in range(6))
+    g, layers, is_first, is_last = (keys[distinct, j] for j in range(4))
     stacked = Grid(sizes={axis: v[g] for axis, v in grid.sizes.items()}, chips=grid.chips[g], core=grid.core,
                    phases=grid.phases, phase_of=grid.phase_index()[g] if grid.phases else None)
-    experts = None if model.experts is None else replace(model.experts, offset=first_layer[:, None])
+    experts = None if model.experts is None else replace(model.experts, offset=keys[distinct, 5][:, None])
     layer = layer_costs(replace(model, n_layers=layers[:, None], local_layers=(), experts=experts), cluster, workload,
                         c, sizes, formats, first=is_first[:, None].astype(bool), last=is_last[:, None].astype(bool),
                         grid=stacked)
