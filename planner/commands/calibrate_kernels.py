@@ -2,15 +2,18 @@
 the GPU calibration sets. Deterministic, in three stages, each constant fitted from the rows
 that identify it and then held:
 
-1. Network, from the `collective` rows (NCCL): the innermost switched level's five constants
-   (`Calibration.levels[name]`: latency_s, step_latency_s, efficiency, bulk_latency_s,
-   bulk_efficiency; planner.cost.network has the formula), and, where the level declares
-   `in_switch_reduction`, its in-switch all-reduce's in_switch_latency_s and
-   in_switch_efficiency, all together from the one-node rows; the next
-   level's `latency_s` from the rows that span two nodes, with (a stated rule, since no row
-   measures its bandwidth) the inner level's step latency and, as its one line, the inner level's
-   bulk efficiency. Other implementations (TensorRT-LLM's
-   custom all-reduce) are predicted and shown, not fitted: the planner models NCCL.
+1. Network, from the `collective` rows (NCCL; planner.commands.calibrate_network): the innermost
+   switched level's five constants (`Calibration.levels[name]`: latency_s, step_latency_s,
+   efficiency, bulk_latency_s, bulk_efficiency; planner.cost.network has the formula), and, where
+   the level declares `in_switch_reduction`, its in-switch all-reduce's in_switch_latency_s and
+   in_switch_efficiency, all together from the one-node rows; the next level's `latency_s` from
+   the rows that span two nodes, with (a stated rule, since no row measures its bandwidth) the
+   inner level's step latency and, as its one line, the inner level's bulk efficiency. A file
+   without two-node rows takes that latency_s by a rule (`outer_latency_by_rule`): the value
+   fitted from the two-node rows of another preset's shipped set (h100-sxm's: NCCL's cross-node
+   latency is the NIC and proxy path, not the GPU), refitted from that file in the same run.
+   Other implementations (TensorRT-LLM's custom all-reduce) are predicted and shown, not fitted:
+   the planner models NCCL.
 2. Matmuls, from the `gemm` rows of the chip's bf16 tables: `matmul_efficiency`,
    `hbm_efficiency` and `kernel_overhead_s` (t = max(F / (peak e), B / (HBM e_h)) + t0, per
    einsum). Then, those held, `narrow_matmul_efficiency` alone from the rows of formats whose
@@ -52,7 +55,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from planner.commands.calibrate import SIGNIFICANT, _levenberg_marquardt, robust_loss
+from planner.commands.calibrate import robust_loss
+from planner.commands.calibrate_network import collective_times, network_stage
+from planner.commands.calibrate_network import minimise as _minimise, round_constant as _round
 from planner.commands.kernel_measurements import MODEL_KINDS, KernelMeasurements, Row, load_kernel_measurements
 from planner.config import list_presets, load_cluster
 from planner.config.presets import presets_dir
@@ -66,8 +71,6 @@ from planner.specs.formats import Formats, KvFormat
 from planner.specs.hardware import Cluster, Switched, WeightFormat
 from planner.specs.plan import Phase, Plan, SearchSpace, Workload
 
-LEVEL_CONSTANTS = ("latency_s", "step_latency_s", "efficiency", "bulk_latency_s", "bulk_efficiency")
-IN_SWITCH_CONSTANTS = ("in_switch_latency_s", "in_switch_efficiency")
 GEMM_CONSTANTS = ("matmul_efficiency", "hbm_efficiency", "kernel_overhead_s")
 WEIGHT_BYTES = {"bf16": 2.0, "fp8": 1.0}
 
@@ -99,17 +102,14 @@ class KernelFit:
 
 
 def predict_all(cluster: Cluster, rows: list[Row]) -> np.ndarray:
-    """`predict` of every row; collective rows of one kind and GPU count share one call (their
-    lines are made once: a fit evaluates every row for each trial of its constants)."""
-    out, groups = np.empty(len(rows)), {}
+    """`predict` of every row; collective rows by `collective_times` (one call per kind and GPU count)."""
+    out = np.empty(len(rows))
+    collective = [i for i, row in enumerate(rows) if row.kind == "collective"]
     for i, row in enumerate(rows):
-        if row.kind == "collective":
-            groups.setdefault((row["collective"], row["gpus"]), []).append(i)
-        else:
+        if row.kind != "collective":
             out[i] = predict(cluster, row)
-    for (kind, gpus), members in groups.items():
-        out[members] = kernel_collective_seconds(cluster, kind, np.array([rows[i]["bytes"] for i in members],
-                                                                          dtype=float), gpus)
+    if collective:
+        out[collective] = collective_times(cluster, [rows[i] for i in collective])
     return out
 
 
@@ -168,81 +168,14 @@ def _layer_steps(row: Row) -> int:
 # The fit
 
 
-def _unconstrained(value: float, kind: str) -> float:
-    return math.log(value / (1 - value)) if kind == "fraction" else math.log(value / 1e-6)
-
-
-def _constrained(u: np.ndarray, kinds: tuple[str, ...]) -> np.ndarray:
-    frac = np.array([k == "fraction" for k in kinds])
-    return np.where(frac, 1.0 / (1.0 + np.exp(-u)), 1e-6 * np.exp(u))
-
-
-def _minimise(loss_residual, kinds: tuple[str, ...], starts) -> np.ndarray:
-    """Robust fit over constants of `kinds` ('fraction' or 'latency') from each start; the best."""
-    lower = np.array([-12.0 if k == "fraction" else -16.0 for k in kinds])
-    upper = -lower
-
-    def residual(u):
-        if u.ndim == 2:
-            return np.stack([residual(u[:, j]) for j in range(u.shape[1])], axis=1)
-        r = np.log(loss_residual(_constrained(u, kinds)))
-        return np.sign(r) * np.sqrt(robust_loss(r))
-
-    found = [_levenberg_marquardt(residual, np.clip([_unconstrained(v, k) for v, k in zip(s, kinds)], lower, upper),
-                                  lower, upper) for s in starts]
-    return _constrained(min(found, key=lambda p: p[1])[0], kinds)
-
-
-def _round(x: float) -> float:
-    return 0.0 if x < 1e-10 else float(f"{x:.{SIGNIFICANT}g}")
-
-
 def _kernel_stages(cluster: Cluster, data: KernelMeasurements):
     """Stages 1 and 2 (module docstring): (the cluster with its network and matmul constants,
     warnings, the rows they were fitted to)."""
     if not isinstance(cluster.topology, Switched):
         raise ConfigError(f"{cluster.name} is not a switched (GPU) cluster: kernel rows calibrate NVLink and "
                           "InfiniBand levels", file=data.file)
-    warnings: list[str] = []
-    cal = replace(cluster.calibration, overlap=0.0)
-    levels = cluster.topology.levels
-    nccl = [r for r in data.of("collective") if r["implementation"] == "nccl"]
-    inner = [r for r in nccl if r["nodes"] == 1]
-    outer = [r for r in nccl if r["nodes"] > 1]
-    level_cal: dict[str, dict[str, float]] = {}
-    if inner:
-        names, kinds = LEVEL_CONSTANTS, ("latency", "latency", "fraction", "latency", "fraction")
-        starts = [(a, 0.5e-6, e, b, 0.8) for a in (3e-6, 8e-6) for e in (0.3, 0.6) for b in (20e-6, 60e-6)]
-        if levels[0].in_switch_reduction:  # its all-reduce's third line, fitted with the others
-            names, kinds = names + IN_SWITCH_CONSTANTS, kinds + ("latency", "fraction")
-            starts = [s + (c, 0.5) for s in starts for c in (20e-6, 60e-6)]
-
-        def times(c):
-            trial = replace(cluster, calibration=replace(cal, levels={levels[0].name: dict(zip(names, c))}))
-            return predict_all(trial, inner) / np.array([r.measured_s for r in inner])
-
-        best = _minimise(times, kinds, starts)
-        level_cal[levels[0].name] = {k: _round(v) for k, v in zip(names, best)}
-    else:
-        warnings.append(f"no one-node collective rows: the {levels[0].name} constants are not identified (ideal)")
-    if len(levels) > 1:
-        # rule: one line (no bulk pair) at the inner level's step latency and bulk efficiency
-        got = level_cal.get(levels[0].name, {})
-        base = {"latency_s": got["latency_s"], "step_latency_s": got["step_latency_s"],
-                "efficiency": got["bulk_efficiency"]} if got else {}
-        if outer and base:
-            def times_outer(c):
-                trial = replace(cluster, calibration=replace(cal, levels={**level_cal, levels[1].name: {**base, "latency_s": c[0]}}))
-                return predict_all(trial, outer) / np.array([r.measured_s for r in outer])
-            base["latency_s"] = _round(_minimise(times_outer, ("latency",), [(10e-6,), (40e-6,)])[0])
-            warnings.append(f"{levels[1].name}: only latency_s is fitted ({len(outer)} two-node rows, small "
-                            f"messages); its step latency is {levels[0].name}'s and its efficiency {levels[0].name}'s bulk efficiency (rule)")
-        elif base:
-            warnings.append(f"{levels[1].name}: no two-node rows; its latencies are {levels[0].name}'s and its efficiency "
-                            f"{levels[0].name}'s bulk efficiency (rule: not identified by this data)")
-        if base:
-            level_cal[levels[1].name] = base
-    cal = replace(cal, levels=level_cal)
+    level_cal, warnings, inner, outer = network_stage(cluster, data)
+    cal = replace(cluster.calibration, overlap=0.0, levels=level_cal)
     gemms = [r for r in data.of("gemm") if r["dtype"] == "bf16"]
     narrow_gemms = [r for r in data.of("gemm") if _narrow(cluster, r["dtype"])]
     if gemms:
