@@ -168,6 +168,56 @@ def test_layer_overhead_shared_by_the_same_compute_die(tmp_path):
     assert alone.cluster.calibration.layer_overhead_s != shared  # its own rows alone pick another value
 
 
+def test_outer_level_latency_by_rule():
+    """A file without two-node rows (a100-80gb, h200-sxm) takes its infiniband latency_s from the
+    preset whose shipped set has them (h100-sxm, refitted from its file: the same value as its
+    preset); its step latency and efficiency stay its own NVLink's (the rule h100-sxm uses too),
+    and its bandwidth the cluster file's. Each says so."""
+    h100 = _fit("h100-sxm")
+    ib = h100.cluster.calibration.levels["infiniband"]
+    assert ib == load_cluster("h100-sxm").calibration.levels["infiniband"]
+    assert any(w.startswith("infiniband: only latency_s is fitted (4 two-node rows") for w in h100.warnings)
+    assert not any("borrowed" in w for w in h100.warnings)
+    for name in ("a100-80gb", "h200-sxm"):
+        result = _fit(name)
+        levels = result.cluster.calibration.levels
+        assert levels["infiniband"] == {"latency_s": ib["latency_s"], "step_latency_s": levels["nvlink"]["step_latency_s"],
+                                        "efficiency": levels["nvlink"]["bulk_efficiency"]}
+        assert levels["infiniband"]["latency_s"] > 3 * levels["nvlink"]["latency_s"]
+        assert any(w.startswith("infiniband: no two-node rows; latency_s borrowed from h100-sxm") and
+                   "configs/measurements/h100-sxm.yaml" in w for w in result.warnings)
+        assert result.cluster.topology.levels[1] == load_cluster(name).topology.levels[1]
+    assert [load_cluster(n).topology.levels[1].bandwidth(2) for n in ("a100-80gb", "h200-sxm")] == [25e9, 50e9]
+
+
+def test_outer_level_rule_reads_data_not_presets(monkeypatch):
+    """The borrowed latency is refitted from h100-sxm's measurements file, whatever its preset
+    holds (presets regenerate in any order); with no preset whose set has two-node rows the level
+    keeps the inner level's latencies, with the former warning."""
+    from dataclasses import replace
+
+    import planner.commands.calibrate_network as network
+
+    real = network.load_cluster
+
+    def scrambled(name):  # h100-sxm's preset with nonsense constants
+        cluster = real(name)
+        levels = {k: {**v, "latency_s": 1.0} for k, v in cluster.calibration.levels.items()}
+        return replace(cluster, calibration=replace(cluster.calibration, levels=levels))
+
+    a100, data = load_cluster("a100-80gb"), _data("a100-80gb")
+    expected = _fit("h100-sxm").cluster.calibration.levels["infiniband"]["latency_s"]
+    monkeypatch.setattr(network, "load_cluster", scrambled)
+    assert network.outer_latency_by_rule(a100, "infiniband") == (expected, "h100-sxm", 4)
+    monkeypatch.setattr(network, "list_presets", lambda kind: ["a100-80gb", "h200-sxm"])
+    assert network.outer_latency_by_rule(a100, "infiniband") is None
+    levels, warnings, _, outer = network.network_stage(a100, data)
+    assert not outer and levels["infiniband"] == {"latency_s": levels["nvlink"]["latency_s"],
+                                                  "step_latency_s": levels["nvlink"]["step_latency_s"],
+                                                  "efficiency": levels["nvlink"]["bulk_efficiency"]}
+    assert any("not identified by this data" in w for w in warnings)
+
+
 def test_calibration_points_median_within_target(fitted):
     """Median |error| of the points each preset is fitted to, all kinds together: <= 15%."""
     errors = np.abs([r.error for r in fitted[1].residuals if r.fitted])
