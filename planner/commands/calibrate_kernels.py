@@ -294,19 +294,28 @@ def _narrow(cluster: Cluster, dtype: str) -> bool:
 
 def narrow_by_rule(cluster: Cluster) -> tuple[float | None, str]:
     """(narrow_matmul_efficiency, the warning saying why) for a cluster without narrow-format GEMM
-    rows: the value of the first calibrated preset (by name; fitted, not borrowed) that gives one
-    and whose chip has the same dense and sparse peaks in every format (the same compute die at
-    the same clocks), else None (matmul_efficiency: not identified)."""
+    rows: the value fitted to the narrow-format GEMM rows of the first preset (by name) whose
+    shipped calibration set has them and whose chip has the same dense and sparse peaks in every
+    format (the same compute die at the same clocks), refitted here from that set (not read from
+    its preset, so the presets regenerate in any order); else None (matmul_efficiency: not
+    identified)."""
+    folder = presets_dir() / "measurements"
     for name in list_presets("clusters"):
-        if name == cluster.name:
+        if name == cluster.name or not (folder / f"{name}.yaml").is_file():
             continue
         other = load_cluster(name)
-        if other.calibrated and other.calibration.narrow_matmul_efficiency is not None and _same_die(other, cluster):
-            value = other.calibration.narrow_matmul_efficiency
-            return value, (f"narrow_matmul_efficiency: no gemm rows above the bf16 peak; {name}'s fitted {value:g} "
-                           f"(rule: {name}'s chip has the same peaks in every format, the same compute die and clocks)")
-    return None, ("narrow_matmul_efficiency: not identified (no gemm rows above the bf16 peak, no calibrated preset "
-                  "with this chip's peaks): matmul_efficiency (rule)")
+        if not _same_die(other, cluster):
+            continue
+        other_data = load_kernel_measurements(str(folder / f"{name}.yaml"))
+        rows = [r for r in other_data.of("gemm") if _narrow(other, r["dtype"])]
+        if not rows:
+            continue
+        value = _kernel_stages(other, other_data)[0].calibration.narrow_matmul_efficiency
+        return value, (f"narrow_matmul_efficiency: no gemm rows above the bf16 peak; {name}'s {value:g}, fitted to "
+                       f"the {len(rows)} such rows of configs/measurements/{name}.yaml (rule: {name}'s chip has "
+                       "the same peaks in every format, the same compute die and clocks)")
+    return None, ("narrow_matmul_efficiency: not identified (no gemm rows above the bf16 peak, no calibration set of "
+                  "a chip with this chip's peaks that has them): matmul_efficiency (rule)")
 
 
 def summary(residuals) -> tuple[float, float, int]:
