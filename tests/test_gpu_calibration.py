@@ -154,16 +154,22 @@ def test_narrow_matmul_efficiency_fitted_or_by_rule():
 def test_layer_overhead_shared_by_the_same_compute_die(tmp_path):
     """h100-sxm and h200-sxm (the same GH100 die and clocks) share layer_overhead_s, fitted on both
     shipped sets' end-to-end rows: either calibration gives the same value, and each says so;
-    a100-80gb has no such sibling. A file other than the shipped set is fitted alone."""
+    a100-80gb has no such sibling. A copy of the shipped set (a checkout's, beside an installed
+    planner's) is the shipped set; any other file is fitted alone."""
     h100, h200, a100 = (_fit(name) for name in CLUSTERS[1:] + CLUSTERS[:1])
     shared = h100.cluster.calibration.layer_overhead_s
     assert shared > 0 and h200.cluster.calibration.layer_overhead_s == shared
     assert any(w.startswith("layer_overhead_s: shared with h200-sxm") for w in h100.warnings)
     assert any(w.startswith("layer_overhead_s: shared with h100-sxm") for w in h200.warnings)
     assert not any(w.startswith("layer_overhead_s:") for w in a100.warnings)
-    copy = tmp_path / "mine.yaml"
-    copy.write_text((ROOT / "configs" / "measurements" / "h200-sxm.yaml").read_text(encoding="utf-8"), encoding="utf-8")
-    alone = fit(load_cluster("h200-sxm"), load_kernel_measurements(str(copy)))
+    shipped = (ROOT / "configs" / "measurements" / "h200-sxm.yaml").read_text(encoding="utf-8")
+    copy = tmp_path / "copy.yaml"
+    copy.write_text(shipped, encoding="utf-8")
+    assert fit(load_cluster("h200-sxm"), load_kernel_measurements(str(copy))).cluster.calibration == \
+        h200.cluster.calibration
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(shipped + "# my own measurements\n", encoding="utf-8")
+    alone = fit(load_cluster("h200-sxm"), load_kernel_measurements(str(mine)))
     assert any("fitted on this file's rows alone" in w for w in alone.warnings)
     assert alone.cluster.calibration.layer_overhead_s != shared  # its own rows alone pick another value
 

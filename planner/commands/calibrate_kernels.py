@@ -270,21 +270,30 @@ def _same_die_sets(cluster: Cluster, data: KernelMeasurements) -> tuple[list[str
     the union of their shipped calibration sets' end-to-end rows, each row predicted with its own
     preset's stage 1-2 constants (fitted here from its file, so either preset's calibration gives
     the same value). Only the shipped set of a preset is joined (`data` is
-    configs/measurements/<cluster>.yaml): a user's file may come from other software and is
-    fitted alone. (the other presets of that die with a shipped set, [(preset, its cluster with
+    configs/measurements/<cluster>.yaml, or a byte-for-byte copy of it): a user's file may come
+    from other software and is fitted alone. (the other presets of that die with a shipped set, [(preset, its cluster with
     stage 1-2 constants, its usable end-to-end rows)] or None where `data` is not the shipped set)."""
     folder = presets_dir() / "measurements"
     own = folder / f"{cluster.name}.yaml"
     others = [other for other in (load_cluster(name) for name in list_presets("clusters")
                                   if name != cluster.name and (folder / f"{name}.yaml").is_file())
               if _same_die(other, cluster)]
-    if not others or not (own.is_file() and Path(data.file).resolve() == own.resolve()):
+    if not others or not (own.is_file() and _same_file(Path(data.file), own)):
         return [o.name for o in others], None
     sets = []
     for other in others:
         other_data = load_kernel_measurements(str(folder / f"{other.name}.yaml"))
         sets.append((other.name, _kernel_stages(other, other_data)[0], _model_rows(other, other_data)[0]))
     return [o.name for o in others], sets
+
+
+def _same_file(path: Path, shipped: Path) -> bool:
+    """`path` is the shipped set: the same file, or a copy of it (a checkout's configs/ while an
+    installed planner ships its own copy)."""
+    try:
+        return path.resolve() == shipped.resolve() or path.read_bytes() == shipped.read_bytes()
+    except OSError:
+        return False
 
 
 def _narrow(cluster: Cluster, dtype: str) -> bool:
