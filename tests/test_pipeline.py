@@ -90,11 +90,14 @@ def test_send_crosses_the_outer_level(h100):
     assert send_seconds(h100, mesh, 128 * 1024) > 128 * 1024 / 50e9 + ib["latency_s"]
     tpu = load_cluster("tpu-v4")
     cube = stage_meshes(tpu, 128, 2)[0]
-    # a 4x4 face carries it, each chip at the scale-out bandwidth (one axis's 2 x 45 GB/s links)
-    assert boundary_bytes_per_s(tpu, cube) == 16 * 2 * 45e9
+    # a 4x4 face carries it, one 45 GB/s link per face chip one way; those links no longer close
+    # the cube's ring along the joined axis (its first shortest: x), the others still wrap
+    assert boundary_bytes_per_s(tpu, cube) == 16 * 45e9
+    assert cube.physical == (("x", 4), ("y", 4), ("z", 4)) and cube.wraparound == (False, True, True)
+    assert meshes(tpu, 64)[0].wraparound == (True, True, True)  # the same cube in one stage
     cal = tpu.calibration
     assert send_seconds(tpu, cube, 1e6) == pytest.approx(
-        64e6 / (16 * 2 * 45e9) / cal.network_efficiency + cal.collective_latency_s)
+        64e6 / (16 * 45e9) / cal.network_efficiency + cal.collective_latency_s)
 
 
 def test_prefill_pp2_tp8_step_is_hand_arithmetic(llama, h100):
@@ -369,3 +372,22 @@ def test_tp8_pp3_on_three_nodes(planner):
     assert "send 2 -> 3" in out and "3 stages (35 + 35 + 35 layers)" in out
     code, _, err = planner("plan", "--model", "llama-3-8b", "--cluster", "h100-sxm", "--chips", "12")
     assert code == 2 and "any whole number of 8-chip nvlink groups" in err
+
+
+def test_torus_stages_are_joined_across_a_face(planner):
+    """PaLM 540B in 2 stages on 128 TPU v4 chips: two 4x4x4 cubes joined along x, whose links
+    there carry the sends, so each stage's x ring is open; slower than the same cubes would be
+    with every ring closed."""
+    args = ("explain", "--model", "palm-540b", "--cluster", "tpu-v4", "--chips", "128", "--stages", "2",
+            "--phase", "decode", "--batch", "64", "--ffn", "ws2d", "--attention", "batch", "--weights", "int8")
+    code, out, err = planner(*args)
+    assert code == 0, err
+    assert "stage mesh 4x4x4, joined along x" in out
+    tpu = load_cluster("tpu-v4")
+    plan = load_plan(None, model="palm-540b", cluster="tpu-v4", chips=(128,), stages=(2,), weights=("int8",),
+                     phases=("decode",), batches=(64,))
+    ev = best(plan, Phase.DECODE, 128, 64, WeightFormat.INT8, "ws2d", "batch")
+    closed = replace(ev.candidate, mesh=replace(ev.candidate.mesh, wraparound=(True, True, True)))
+    assert ev.candidate.mesh.wraparound == (False, True, True)
+    assert float(ev.step_s[0]) > float(evaluate_pipeline(plan.model, tpu, plan.workload, closed,
+                                                         np.array([64]), formats=plan.space.weights).step_s[0])

@@ -8,7 +8,7 @@ mesh axes x, y, z that layouts shard over.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property, lru_cache
 from itertools import product
 
@@ -124,11 +124,32 @@ def stage_meshes(cluster: Cluster, chips: int, stages: int) -> list[Mesh]:
     """The meshes of one pipeline stage when `chips` chips form `stages` stages over the outermost
     level (empty if they cannot): on switched levels, each stage is whole groups of the outermost
     level (whole nodes); on a torus, each stage is a slice the cluster offers, of chips / stages
-    chips with its own shape and wraparound (slices joined face to face, as TPU v4 slices are
-    cubes joined by optical switches). Optimistic there: the face links that join two stages
-    are those that would close a stage's ring along that axis (README, pipeline stages)."""
+    chips (`slice_meshes` as a stage)."""
     per_stage = stage_chips(cluster, chips, stages)
-    return [] if per_stage is None else meshes(cluster, per_stage)
+    return [] if per_stage is None else slice_meshes(cluster, per_stage, stage=stages > 1)
+
+
+def slice_meshes(cluster: Cluster, chips: int, stage: bool = False) -> list[Mesh]:
+    """`meshes` of `chips` chips; `stage`: as one stage of a pipeline. On a torus neighbouring
+    stages are joined across each stage's largest face (along its shortest axis, the first such):
+    the links of that face carry the sends instead of closing the stage's ring along that axis,
+    so a stage has no wraparound there (TPU v4 cubes joined by their optical switches)."""
+    found = meshes(cluster, chips)
+    if not stage or not isinstance(cluster.topology, Torus):
+        return found
+    return [replace(m, wraparound=_cut(m)) for m in found]
+
+
+def joined_axis(mesh: Mesh) -> int:
+    """The physical axis a torus stage is joined to its neighbours along: its shortest (the first)."""
+    extents = [n for _, n in mesh.physical]
+    return extents.index(min(extents))
+
+
+def _cut(mesh: Mesh) -> tuple[bool, ...]:
+    wraps = mesh.wraparound or (True,) * len(mesh.physical)
+    k = joined_axis(mesh)
+    return tuple(w and i != k for i, w in enumerate(wraps))
 
 
 def stage_chips(cluster: Cluster, chips: int, stages: int) -> int | None:

@@ -89,7 +89,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from planner.cost.layouts.base import Collective, CollectiveKind
-from planner.cost.mesh import Mesh, level_sizes
+from planner.cost.mesh import Mesh, joined_axis, level_sizes
 from planner.specs.hardware import Calibration, Cluster, Switched, Torus
 
 _PASSES = {
@@ -275,20 +275,30 @@ def transfer_seconds(cluster: Cluster, bytes_, senders, receivers):
 
 def boundary_chips(cluster: Cluster, mesh: Mesh) -> int:
     """Chips of a stage with a link into the next stage: all of them on switched levels (one NIC
-    each); on a torus the face two slices share (the stage's chips / its shortest extent)."""
+    each); on a torus the face two stages share (the stage's chips / its extent along the axis
+    they are joined on, mesh.joined_axis)."""
     if isinstance(cluster.topology, Torus):
-        return mesh.chips // min(n for _, n in mesh.physical)
+        return mesh.chips // mesh.physical[joined_axis(mesh)][1]
     return mesh.chips
+
+
+def _boundary_link_bytes_per_s(cluster: Cluster) -> float:
+    """One chip's one-way rate into the next stage: a NIC's on switched levels; on a torus one
+    ICI link (the face chip's link along the joined axis)."""
+    topology = cluster.topology
+    return topology.link_bytes_per_s if isinstance(topology, Torus) else scale_out_bytes_per_s(cluster)
 
 
 def boundary_bytes_per_s(cluster: Cluster, mesh: Mesh) -> float:
     """Bytes/s across the boundary between two neighbouring stages of `mesh`'s shape, one direction."""
-    return boundary_chips(cluster, mesh) * scale_out_bytes_per_s(cluster)
+    return boundary_chips(cluster, mesh) * _boundary_link_bytes_per_s(cluster)
 
 
 def send_seconds(cluster: Cluster, mesh: Mesh, bytes_per_chip):
-    """A point-to-point send of `bytes_per_chip` from every chip of a stage to the next stage: the
-    pool-to-pool transfer over the boundary's chips, plus one hop of `collective_latency_s`."""
+    """A point-to-point send of `bytes_per_chip` from every chip of a stage to the next stage: on
+    switched levels the pool-to-pool transfer over the boundary's chips (the outermost level's
+    one-step collective); on a torus the bytes over one ICI link per face chip at
+    `network_efficiency`, plus one hop of `collective_latency_s`."""
     return _send(cluster, mesh.chips, boundary_chips(cluster, mesh), bytes_per_chip)
 
 
@@ -301,5 +311,8 @@ def send_seconds_many(cluster: Cluster, meshes: list[Mesh], bytes_per_chip: np.n
 
 def _send(cluster: Cluster, chips, carriers, bytes_per_chip):
     moved = np.asarray(bytes_per_chip, dtype=float) * chips
-    hop_s = cluster.calibration.collective_latency_s if isinstance(cluster.topology, Torus) else 0.0
-    return transfer_seconds(cluster, moved, carriers, carriers) + hop_s  # switched: hop in the transfer
+    if isinstance(cluster.topology, Torus):  # one ICI link per face chip, one way, plus one hop
+        cal = cluster.calibration
+        return moved / (carriers * _boundary_link_bytes_per_s(cluster) * cal.network_efficiency) + \
+            cal.collective_latency_s
+    return transfer_seconds(cluster, moved, carriers, carriers)  # switched: the hop is in the transfer

@@ -8,6 +8,7 @@ import io
 
 from planner.commands.runs import point_dict
 from planner.cost.costmodel import BOUNDS
+from planner.cost.mesh import joined_axis
 from planner.cost.pipeline import PipelineEvaluation, StageView, stage_views
 from planner.render.common import (Column, Note, calibration_label, calibration_note, markdown_table, print_grid,
                                    print_wrapped)
@@ -58,8 +59,9 @@ def bound_of(e) -> str:
 def _header(ev: PipelineEvaluation) -> tuple[str, list[tuple[str, str]]]:
     d, c, w = point(ev, 0), ev.candidate, ev.workload
     p, m, b = c.stages, int(ev.micro_batches[0]), int(ev.micro_batch[0])
+    joined = f", joined along {c.mesh.physical[joined_axis(c.mesh)][0]}" if c.mesh.torus else ""
     title = (f"{d.phase.value}: {fmt_chips(d.chips)} ({p} stages of {c.mesh.chips}, stage mesh "
-             f"{'x'.join(str(n) for _, n in c.mesh.physical)}), batch {d.batch}, PP{p} {d.ffn}+{d.attention}"
+             f"{'x'.join(str(n) for _, n in c.mesh.physical)}{joined}), batch {d.batch}, PP{p} {d.ffn}+{d.attention}"
              f"{'+' + d.experts if d.experts else ''}, {d.weights} weights")
     tokens = (f"{w.input_tokens} input tokens per sequence" if c.phase is Phase.PREFILL
               else f"{w.output_tokens} output tokens per sequence, each step attending to {w.context} cached tokens")

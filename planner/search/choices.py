@@ -16,7 +16,8 @@ from planner.cost.layouts import ATTENTION_LAYOUTS, EXPERT_LAYOUTS, FFN_LAYOUTS
 from planner.cost.layouts.attention import AttentionLayout
 from planner.cost.layouts.experts import ExpertLayout
 from planner.cost.layouts.ffn import FfnLayout
-from planner.cost.mesh import Mesh, factor_matrix, first_rows, piece_names, stage_chips, stage_meshes
+from planner.cost.mesh import Mesh, factor_matrix, first_rows, piece_names, slice_meshes, stage_chips
+from planner.specs.hardware import Torus
 from planner.specs.formats import Formats
 from planner.specs.plan import Phase, Plan
 
@@ -36,31 +37,35 @@ def choices(plan: Plan, chips: tuple[int, ...] | None = None) -> list[Choice]:
     """Every distinct discrete choice over `chips` (default: the plan's), in search order: by
     chip count and stages, then mesh, then layouts (registry order); of the choices that span
     the same physical pieces with each of their axis groups, the first mesh's. A stage of p
-    stages over n chips has the choices of n / p chips in one stage (and their very meshes)."""
+    stages over n chips has the choices of n / p chips in one stage (and their very meshes; on a
+    torus, those meshes as a stage: mesh.slice_meshes)."""
     space, model = plan.space, plan.model
     ffns = [FFN_LAYOUTS[name] for name in space.ffn]
     attentions = [ATTENTION_LAYOUTS[name] for name in space.attention]
     names = piece_names(plan.cluster)
     by_signature: dict[bytes, list[tuple]] = {}
-    made: dict[int, tuple[list[Mesh], list]] = {}  # per-stage chips -> meshes, kept (mesh, layouts)
+    made: dict[tuple, tuple[list[Mesh], list]] = {}  # (per-stage chips, torus stage) -> meshes, kept
+    torus = isinstance(plan.cluster.topology, Torus)
     out = []
     for n, p in ((n, p) for n in chips or space.chips for p in space.stages if p <= model.n_layers):
         per_stage = stage_chips(plan.cluster, n, p)
         if per_stage is None:
             continue
-        if per_stage not in made:
-            made[per_stage] = _kept(plan, per_stage, names, ffns, attentions, by_signature)
-        meshes, kept = made[per_stage]
+        key = (per_stage, p > 1 and torus)  # a torus stage has its own meshes (slice_meshes)
+        if key not in made:
+            made[key] = _kept(plan, per_stage, names, ffns, attentions, by_signature, stage=key[1])
+        meshes, kept = made[key]
         out.extend(Choice(stages=p, mesh=meshes[m], ffn=ffn, attention=attention, experts=experts)
                    for m, _, (ffn, attention, experts) in kept)
     return out
 
 
-def _kept(plan: Plan, chips: int, names, ffns, attentions, by_signature: dict) -> tuple[list[Mesh], list]:
-    """The meshes of `chips` chips and (mesh, rank, layouts) of the distinct choices on them, in
-    search order."""
+def _kept(plan: Plan, chips: int, names, ffns, attentions, by_signature: dict,
+          stage: bool = False) -> tuple[list[Mesh], list]:
+    """The meshes of `chips` chips (`stage`: as one stage of a pipeline on a torus) and (mesh,
+    rank, layouts) of the distinct choices on them, in search order."""
     model = plan.model
-    meshes = stage_meshes(plan.cluster, chips, 1)
+    meshes = slice_meshes(plan.cluster, chips, stage=stage)
     if not meshes:
         return [], []
     factors = factor_matrix(meshes, names)
