@@ -54,7 +54,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from planner.cost.grid import Grid, at_rows, grid_shape, phase_column, phase_tokens, step_shape
+from planner.cost.grid import Grid, at_rows, expanded, grid_shape, phase_column, phase_tokens, step_shape
 from planner.cost.kernels import matmul_flop_per_s, matmul_flops
 from planner.cost.layouts import (
     AttentionLayout,
@@ -253,19 +253,26 @@ def layer_costs(model: Model, cluster: Cluster, workload: Workload, candidate: C
         sizes, chips, core, mesh_key = c.mesh.sizes, c.mesh.chips, None, (c.ffn.name, *c.mesh.sizes.values())
     else:  # memo is this grid's own: keys need not tell meshes apart
         sizes, chips, core, mesh_key = grid.sizes, grid.chips, grid.core, (c.ffn.name,)
-    ffn = memo.get(mesh_key) or memo.setdefault(mesh_key, c.ffn.cost(model, sizes, shape, wbytes))
+    part_sizes, part_shape, grow = sizes, shape, lambda part: part
+    if grid is not None and grid.base is not None:  # rows repeating base rows: parts costed there, gathered
+        part_sizes = grid.base.sizes
+        part_shape = grid_shape(grid.phases, workload, batch, grid.base.phase_index()) if grid.phases else shape
+        grow = lambda part: expanded(part, len(grid.base.chips), grid.base_rows)  # noqa: E731
+    ffn = memo.get(mesh_key) or memo.setdefault(mesh_key, grow(c.ffn.cost(model, part_sizes, part_shape, wbytes)))
     local = (model.n_layers, model.local_layers) if model.n_local_layers else ()  # a stage's own local layers
     attention = memo.get((c.attention, *local, *mesh_key)) or memo.setdefault(
         (c.attention, *local, *mesh_key),
-        c.attention.cost(model, c.ffn, sizes, shape, wbytes, kv_bytes=kvbytes, core=core))
+        grow(c.attention.cost(model, c.ffn, part_sizes, part_shape, wbytes, kv_bytes=kvbytes, core=core)))
     per_row = np.ndim(last) > 0  # a Grid of pipeline stages: first and last per row (its head repeats 0 or 1)
     head_key = (chips if grid is None else "grid", *((first, last) if not per_row else ("per row",)))
     head = memo.get(head_key) or memo.setdefault(head_key, _output_projection(model, chips, batch, wbytes, first, last))
     ffn_repeat, moe = model.n_layers, ()  # MoE: dense layers take the FFN layout, MoE layers these parts
     if model.experts is not None:
         ffn_repeat, moe = memo.get((c.experts, *mesh_key)) or memo.setdefault(
-            (c.experts, *mesh_key), moe_layers(model, c.ffn, c.experts, sizes, shape, wbytes, workload.routing,
-                                                    dispatch_bytes=_per_point([f.dispatch_bytes for f in formats], n)))
+            (c.experts, *mesh_key), _grown(moe_layers(model, c.ffn, c.experts, part_sizes, part_shape, wbytes,
+                                                      workload.routing,
+                                                      dispatch_bytes=_per_point([f.dispatch_bytes for f in formats], n)),
+                                           grow))
     terms = [(term, repeat if term.layers is None else term.layers)
              for layer_cost, repeat in ((attention, model.n_layers), (ffn, ffn_repeat), *moe,
                                         (head, last.astype(np.int64) if per_row else 1))
@@ -317,6 +324,12 @@ def layer_costs(model: Model, cluster: Cluster, workload: Workload, candidate: C
         mfu_flops=model.mfu_flops(tokens, logit_tokens),
         weight_bytes=weight_bytes, kv_bytes=kv_bytes, activation_bytes=activation_bytes,
         hbm_bytes=weight_bytes + kv_bytes + activation_bytes)
+
+
+def _grown(moe, grow):
+    """moe_layers' (dense layers, parts) with each part gathered by `grow`."""
+    ffn_repeat, parts = moe
+    return ffn_repeat, tuple((grow(part), repeat) for part, repeat in parts)
 
 
 def _nothing(quantity) -> bool:

@@ -4,12 +4,12 @@ step shape of each phase, and a figure's rows picked for the candidates that sha
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from planner.cost.layouts.attention import Core
-from planner.cost.layouts.base import StepShape
+from planner.cost.layouts.base import LayerCost, StepShape
 from planner.specs.plan import Phase, Workload
 
 
@@ -25,6 +25,10 @@ class Grid:
     # row i in phases[phase_of[i]], or without phase_of the meshes once per phase, phase-major
     phases: tuple[Phase, ...] = ()
     phase_of: np.ndarray | None = None
+    # rows that repeat others' sizes and phase (a pipeline's stages): the layers' parts are costed
+    # once on `base` and row i takes base row base_rows[i]'s (planner.cost.pipeline_sweep)
+    base: Grid | None = None
+    base_rows: np.ndarray | None = None
 
     def phase_index(self) -> np.ndarray:
         """Each row's phase, an index into `phases`."""
@@ -66,3 +70,17 @@ def grid_shape(phases: tuple[Phase, ...], workload: Workload, batch: np.ndarray,
 def at_rows(values, rows):
     """A Grid figure's rows `rows` (figures without the grid's axis as they are; all with no rows)."""
     return values if rows is None or np.ndim(values) < 2 else values[rows]
+
+
+def expanded(part: LayerCost, count: int, rows: np.ndarray) -> LayerCost:
+    """A layer part costed on a Grid of `count` rows, at rows `rows` of it: every figure with a
+    leading axis over the grid's rows gathered (the very values costing it on those rows gives)."""
+    def at(q):
+        return q[rows] if isinstance(q, np.ndarray) and q.ndim >= 2 and q.shape[0] == count else q
+
+    terms = tuple(replace(t, flops=at(t.flops), hbm_bytes=at(t.hbm_bytes), rows=at(t.rows),
+                          collective=None if t.collective is None else
+                          replace(t.collective, bytes_per_chip=at(t.collective.bytes_per_chip)))
+                  for t in part.terms)
+    return replace(part, terms=terms, weight_bytes_stored=at(part.weight_bytes_stored),
+                   kv_bytes_stored=at(part.kv_bytes_stored), working_bytes=at(part.working_bytes))

@@ -152,8 +152,13 @@ def _stages_on_one_grid(model, cluster, workload, c, grid: Grid, stages, row_of,
     stage_row = np.zeros(ok.shape, dtype=np.int64)
     stage_row[ok] = inverse  # each row's stage i: its row of the stacked grid
     g, layers, is_first, is_last = (keys[distinct, j] for j in range(4))
+    phase_index = grid.phase_index() if grid.phases else np.zeros(rows, dtype=np.int64)
+    base, base_of = first_rows(np.concatenate([*grid.sizes.values(), phase_index[:, None]], axis=1))
+    base_grid = Grid(sizes={axis: v[base] for axis, v in grid.sizes.items()}, chips=grid.chips[base], core=grid.core,
+                     phases=grid.phases, phase_of=phase_index[base] if grid.phases else None)
     stacked = Grid(sizes={axis: v[g] for axis, v in grid.sizes.items()}, chips=grid.chips[g], core=grid.core,
-                   phases=grid.phases, phase_of=grid.phase_index()[g] if grid.phases else None)
+                   phases=grid.phases, phase_of=phase_index[g] if grid.phases else None,
+                   base=base_grid, base_rows=base_of[g])  # its layers' parts costed once per sizes and phase
     experts = None if model.experts is None else replace(model.experts, offset=keys[distinct, 5][:, None])
     layer = layer_costs(replace(model, n_layers=layers[:, None], local_layers=(), experts=experts), cluster, workload,
                         c, sizes, formats, first=is_first[:, None].astype(bool), last=is_last[:, None].astype(bool),

@@ -107,7 +107,9 @@ def make_buckets(plan: Plan, layouts) -> Buckets:
         core = cores.get(key)
         if core is None:
             core = cores[key] = c.attention.core(plan.model, c.ffn, sizes)
-        group = 2 if merged else c.stages
+        # (stage counts not a power of two split batches into micro-batches of sizes of their own:
+        # a bucket apart, so that the others do not cost those sizes too)
+        group = (2 if not c.stages & (c.stages - 1) else 3) if merged else c.stages
         rows = buckets.setdefault(((group, *key[:3]), core), {})  # rows: sizes, and stages if pipelined
         rows.setdefault(key[3:] if group == 1 else (*key[3:], c.stages), []).append(i)
     out, distinct = {}, {}  # distinct: the meshes, by identity (choices share them)
