@@ -203,6 +203,23 @@ def test_decode_reads_only_the_experts_the_batch_touches():
     assert touched[0] < 0.3 and touched[-1] == pytest.approx(held)
 
 
+def test_replicated_experts_read_for_the_busiest_group_whole_tokens():
+    """ep-yz on 8 chips (x = 4 replica groups of 2 chips): a step of 1 or 2 tokens is served by
+    one or two groups, each reading its token's experts (whole tokens, not a quarter of one
+    spread over the groups); 8 tokens give each group 2."""
+    model, cluster = load_model("deepseek-v3"), load_cluster("h200-sxm")
+    mesh = next(m for m in meshes(cluster, 8) if (m.sizes["x"], m.sizes["y"] * m.sizes["z"]) == (4, 2))
+    c = Candidate(phase=Phase.DECODE, mesh=mesh, ffn=FFN_LAYOUTS["ws1d"], attention=ATTENTION_LAYOUTS["heads"],
+                  weights=WeightFormat.FP8, experts=EXPERT_LAYOUTS["ep-yz"])
+    batch = np.array([1, 2, 8])
+    ev = evaluate(model, cluster, WORKLOAD, c, batch, detail=True)
+    row = next(r for r in ev.rows if r.name == "einsum experts W_in, W_out")
+    per_expert = model.experts.params_per_expert(2, model.d_model)  # fp8: 1 byte per weight
+    touched = row.hbm_bytes / (58 * per_expert)
+    np.testing.assert_allclose(touched, expected_distinct_experts(256, 8, np.array([1, 1, 2]), held=128))
+    assert touched[0] == pytest.approx(128 * 8 / 256, rel=0.02)  # a token's 8 experts over the group's 2 chips
+
+
 def test_redundant_experts_take_memory():
     model, cluster = load_model("deepseek-v3"), load_cluster("h100-sxm")
     mesh = meshes(cluster, 32)[0]

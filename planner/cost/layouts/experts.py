@@ -16,7 +16,9 @@ experts; bytes are the Figure 3 convention, the network takes the share that lea
     experts     W_in[M_ep, E, F_f], W_out[M_ep, F_f, E] on the T k / |ep| / R token-expert pairs the
                 chip receives: 2 (n_in + 1) E F_e k T_c x rho FLOPs (rho: load imbalance on the
                 busiest chip); weight reads: its share of the distinct experts the step touches,
-                (M/EP)(1 - (1 - k/M)^(T/R)) experts of (n_in + 1) E F_e / |f| (planner.cost.moe)
+                (M/EP)(1 - (1 - k/M)^ceil(T/R)) experts of (n_in + 1) E F_e / |f| (planner.cost.moe),
+                for the busiest of the R replica groups: whole tokens (fewer tokens than groups
+                leave groups idle; a token is never split across them)
     combine     all-to-all back over the expert axes: T_c |f| k E bytes
     reduce      partial sums over f: reduce-scatter, T_c |f| E bytes in
     shared      the FFN layout's dataflow with d_ff = S F_s
@@ -90,9 +92,10 @@ class ExpertLayout:
         if self.gather_axes:  # sequences re-sharded over f e: whole tokens per chip
             local = ceil_div(shape.batch, size(sizes, union(ffn.batch_axes, fe))) * shape.tokens
             group_tokens, held = local, M
-        else:
+        else:  # the busiest replica group's tokens, whole: a token is served by one group, so a
+            # step with fewer tokens than groups leaves some idle rather than splitting a token
             local = tokens / size(sizes, fe)
-            group_tokens, held = local * n / size(sizes, self.replica_axes()), M / ep
+            group_tokens, held = np.ceil(np.round(local * n) / size(sizes, self.replica_axes())), M / ep
         touched = expected_distinct_experts(M, k, group_tokens, held=held)
         read_bytes = touched * expert_params / tp * weight_bytes
         b, ep_x, f_x = ffn.batch_axes, self.expert_axes, self.f_axes
