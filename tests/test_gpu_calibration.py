@@ -155,7 +155,7 @@ def test_layer_overhead_shared_by_the_same_compute_die(tmp_path):
     """h100-sxm and h200-sxm (the same GH100 die and clocks) share layer_overhead_s, fitted on both
     shipped sets' end-to-end rows: either calibration gives the same value, and each says so;
     a100-80gb has no such sibling. A copy of the shipped set (a checkout's, beside an installed
-    planner's) is the shipped set; any other file is fitted alone."""
+    planner's; comments aside) is the shipped set; a file with other data is fitted alone."""
     h100, h200, a100 = (_fit(name) for name in CLUSTERS[1:] + CLUSTERS[:1])
     shared = h100.cluster.calibration.layer_overhead_s
     assert shared > 0 and h200.cluster.calibration.layer_overhead_s == shared
@@ -167,8 +167,12 @@ def test_layer_overhead_shared_by_the_same_compute_die(tmp_path):
     copy.write_text(shipped, encoding="utf-8")
     assert fit(load_cluster("h200-sxm"), load_kernel_measurements(str(copy))).cluster.calibration == \
         h200.cluster.calibration
+    commented = tmp_path / "commented.yaml"
+    commented.write_text(shipped + "# my notes: the same data\n", encoding="utf-8")
+    assert fit(load_cluster("h200-sxm"), load_kernel_measurements(str(commented))).cluster.calibration == \
+        h200.cluster.calibration
     mine = tmp_path / "mine.yaml"
-    mine.write_text(shipped + "# my own measurements\n", encoding="utf-8")
+    mine.write_text(shipped.replace("ttft_s: 0.005,", "ttft_s: 0.0051,", 1), encoding="utf-8")  # other data
     alone = fit(load_cluster("h200-sxm"), load_kernel_measurements(str(mine)))
     assert any("fitted on this file's rows alone" in w for w in alone.warnings)
     assert alone.cluster.calibration.layer_overhead_s != shared  # its own rows alone pick another value

@@ -54,6 +54,7 @@ from pathlib import Path
 from dataclasses import dataclass, replace
 
 import numpy as np
+import yaml
 
 from planner.commands.calibrate import robust_loss
 from planner.commands.calibrate_network import collective_times, network_stage
@@ -288,11 +289,15 @@ def _same_die_sets(cluster: Cluster, data: KernelMeasurements) -> tuple[list[str
 
 
 def _same_file(path: Path, shipped: Path) -> bool:
-    """`path` is the shipped set: the same file, or a copy of it (a checkout's configs/ while an
-    installed planner ships its own copy)."""
+    """`path` is the shipped set: the same file, or one with the same data (a checkout's configs/
+    while an installed planner ships its own copy; comments and layout aside)."""
     try:
-        return path.resolve() == shipped.resolve() or path.read_bytes() == shipped.read_bytes()
-    except OSError:
+        if path.resolve() == shipped.resolve() or path.read_bytes() == shipped.read_bytes():
+            return True
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=loader) == \
+            yaml.load(shipped.read_text(encoding="utf-8"), Loader=loader)
+    except (OSError, yaml.YAMLError):
         return False
 
 
