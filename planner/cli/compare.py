@@ -69,6 +69,7 @@ def compare(
     weights: Optional[str] = typer.Option(None, "--weights", metavar="LIST", help="Weight formats, comma list: bf16, int8, fp8, int8-w8a8, int4, fp4, or all (default: the plan's)."),
     layouts: Optional[str] = typer.Option(None, "--layouts", "--ffn", metavar="LIST", help="FFN layouts, comma list (ws1d, ws2d, wg-x, wg-xy, wg-xyz); side by side also takes ffn+attention, e.g. ws2d+batch."),
     attention: Optional[str] = typer.Option(None, "--attention", metavar="LIST", help="Attention layouts, comma list: heads, batch (default: the plan's)."),
+    stages: Optional[str] = typer.Option(None, "--stages", metavar="P[,P...]", help="Pipeline stage counts, comma list; a pipelined layout is shown as PP2 ffn+attention (default: the plan's)."),
     latency_tolerance: Optional[float] = typer.Option(None, "--latency-tolerance", metavar="PERCENT", help="Gate: allowed latency rise [%] (default 1)."),
     mfu_tolerance: Optional[float] = typer.Option(None, "--mfu-tolerance", metavar="POINTS", help="Gate: allowed MFU fall [percentage points] (default 0.5)."),
     throughput_tolerance: Optional[float] = typer.Option(None, "--throughput-tolerance", metavar="PERCENT", help="Gate of serve runs: allowed fall of tokens/s per chip, or rise of $/Mtok [%] (default 1); TTFT and TPOT take --latency-tolerance."),
@@ -87,7 +88,7 @@ def compare(
     check_format(fmt)
     given = lambda **flags: [flag for flag, value in flags.items() if value not in (None, False)]
     plan_flags = dict(model=model, cluster=cluster, phase=phase, chips=chips, batch=batch, weights=weights,
-                      layouts=layouts, attention=attention)
+                      layouts=layouts, attention=attention, stages=stages)
     gate_flags = given(**{"--latency-tolerance": latency_tolerance, "--mfu-tolerance": mfu_tolerance,
                           "--throughput-tolerance": throughput_tolerance,
                           "--allow-different-model": allow_different_model})
@@ -188,7 +189,7 @@ def _percent_flag(value: Optional[float], default: float, flag: str) -> float:
     return value / 100.0
 
 
-def _plan(ref: str, *, pairs_ok: bool, model, cluster, phase, chips, batch, weights, layouts, attention):
+def _plan(ref: str, *, pairs_ok: bool, model, cluster, phase, chips, batch, weights, layouts, attention, stages):
     """The plan with the command line's overrides; --layouts sets the FFN layouts (the FFN half
     of each ffn+attention item, which only side by side takes)."""
     from planner.config import load_plan
@@ -202,7 +203,7 @@ def _plan(ref: str, *, pairs_ok: bool, model, cluster, phase, chips, batch, weig
         ffn = tuple(dict.fromkeys(item.split("+", 1)[0] for item in items))
     return load_plan(ref, model=model, cluster=cluster, phases=phase_list(phase), chips=int_list(chips, "--chips"),
                      batches=int_list(batch, "--batch"), weights=word_list(weights), ffn=ffn,
-                     attention=word_list(attention))
+                     attention=word_list(attention), stages=int_list(stages, "--stages"))
 
 
 def _pairs(layouts: Optional[str], spec, attention_flag: Optional[str] = None) -> tuple[tuple[str, str], ...]:
