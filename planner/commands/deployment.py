@@ -111,7 +111,8 @@ class Deployment:
             return f"{g.pin.phase.value}: the pinned {_pin_name(g.pin)} is {where} ({at(pinned)})"
         where = ("on the same chips, batch and weights" if self.gap_to == "layout"
                  else f"on {ref.chips} chips at batch {ref.batch}, at no lower MFU")
-        name = (f"PP{ref.stages} " if ref.stages > 1 else "") + f"{ref.ffn}+{ref.attention}"
+        name = (f"PP{ref.stages} " if ref.stages > 1 else "") + f"{ref.ffn}+{ref.attention}" + \
+            (f"+{ref.experts}" if ref.experts else "")
         return (f"{g.pin.phase.value}: {percent(gap)} slower than {name} {ref.weights} "
                 f"{where} (pinned {_pin_name(g.pin)}: {at(pinned)}; {name}: {at(ref)})")
 

@@ -31,8 +31,10 @@ def _layout_cells(r) -> tuple[str, ...]:
 
 
 def _layout_label(r) -> str:
-    """'ws1d+heads', or 'PP2 ws1d+heads' for a pipelined layout (as `plan` names it)."""
-    return (f"PP{r.stages} " if r.stages > 1 else "") + f"{r.ffn}+{r.attention}"
+    """'ws1d+heads', 'PP2 ws1d+heads' for a pipelined layout, and an MoE model's expert layout
+    (the fastest) after it: 'ws1d+heads+ep-yz' (as `plan` names them)."""
+    experts = f"+{r.point.experts}" if r.point is not None and r.point.experts else ""
+    return (f"PP{r.stages} " if r.stages > 1 else "") + f"{r.ffn}+{r.attention}{experts}"
 
 
 def _pipelined(spec) -> bool:
@@ -60,10 +62,10 @@ def layouts_text(rows, spec, fmt: str, plan_arg: str) -> str:
                       "gap": None if r.gap is None else _num(r.gap), "reason": r.reason} for r in rows]})
     if fmt == "csv":
         calibration = render_common.calibration_label(spec.cluster)
-        staged = _pipelined(spec)
+        staged, moe = _pipelined(spec), spec.model.experts is not None
         return _csv(("phase", "chips", "batch", "ffn", "attention", "weights", "latency_s", "mfu",
                      "cost_chip_s_per_token", "bound", "hbm_fraction", "hbm_bytes_per_chip", "gap", "reason",
-                     "calibration") + (("stages",) if staged else ()),
+                     "calibration") + (("stages",) if staged else ()) + (("experts",) if moe else ()),
                     [(r.phase.value, r.chips, r.batch, r.ffn, r.attention, r.weights.label)
                      + ((_num(r.point.latency_s), _num(r.point.mfu),
                          _num(r.point.cost_chip_s_per_token), r.point.bound,
@@ -71,7 +73,8 @@ def layouts_text(rows, spec, fmt: str, plan_arg: str) -> str:
                          _num(r.gap)) if r.point else
                         ("", "", "", "", _num(r.need_bytes / spec.cluster.chip.hbm_bytes) if r.need_bytes else "",
                          _num(r.need_bytes) if r.need_bytes else "", "")) + (r.reason, calibration)
-                     + ((r.stages,) if staged else ()) for r in rows])
+                     + ((r.stages,) if staged else ())
+                     + ((r.point.experts if r.point is not None else "",) if moe else ()) for r in rows])
     return (_md_escape(_layouts_summary(spec)).replace("\n", "\n\n") + "\n\n"
             + render_common.markdown_table(LAYOUT_COLUMNS, [_layout_cells(r) for r in rows], right=(1, 2, 5, 6, 7, 9, 10)) + "\n")
 

@@ -81,7 +81,8 @@ def plan_csv(result: SearchResult) -> str:
               "bound", "compute_s", "memory_s", "comm_s", "overhead_s", "mesh", "partition_x",
               "partition_yz", "partition_gather", "kv_cache", "calibration")
     staged = max(result.plan.space.stages) > 1  # the pipeline's columns only when it searches stages
-    writer.writerow(fields + ("row",) + (("stages", "micro_batches") if staged else ()))
+    moe = result.plan.model.experts is not None  # the expert layout's column only for an MoE model
+    writer.writerow(fields + ("row",) + (("stages", "micro_batches") if staged else ()) + (("experts",) if moe else ()))
     calibration = calibration_label(result.plan.cluster)
     for row, p in numbered(result):
         d = point_dict(p)
@@ -90,7 +91,8 @@ def plan_csv(result: SearchResult) -> str:
                          d["hbm_bytes_per_chip"], d["hbm_fraction"], p.bound, d["time_s"]["compute"],
                          d["time_s"]["memory"], d["time_s"]["comm"], d["time_s"]["overhead"],
                          "x".join(str(n) for _, n in p.mesh), *(" ".join(a) for _, a in p.partition),
-                         p.kv_cache, calibration, row, *((p.stages, p.micro_batches) if staged else ())])
+                         p.kv_cache, calibration, row, *((p.stages, p.micro_batches) if staged else ()),
+                         *((p.experts,) if moe else ())])
     return buf.getvalue()
 
 
