@@ -52,8 +52,8 @@ class Bucket:
 class Buckets:
     """A phase's candidates sorted for the sweep (the same for every phase of a search: their
     candidates are parallel lists), by ((group, FFN, attention, experts), attention Core), with
-    group 1 in a search without pipelines, else 2 for every stage count together (a model with
-    local layers: its stage count). `tables`: each bucket's collectives' lines, kept for the
+    group 1 in a search without pipelines, else 2 for the stage counts that are powers of two
+    (one included) and 3 for the others (a model with local layers: its stage count). `tables`: each bucket's collectives' lines, kept for the
     next phase (they depend on the meshes only)."""
 
     buckets: dict[tuple, Bucket]
@@ -83,7 +83,7 @@ def sweep_phases(plan: Plan, layouts: dict[Phase, list[Candidate]], batch: np.nd
     together = len(phases) > 1 and not plan.model.n_local_layers
     for key, bucket in buckets.buckets.items():
         first = [layouts[phase][int(bucket.members[0])] for phase in phases]
-        if together:
+        if together and key[0][0] <= 2:  # group 3 (see make_buckets): phases apart, their sizes differ
             figures = _bucket(plan, first[0], bucket, key, batch, formats, lines, buckets, phases)
         else:
             figures = [_bucket(plan, c, bucket, key, batch, formats, lines, buckets) for c in first]
@@ -107,8 +107,9 @@ def make_buckets(plan: Plan, layouts) -> Buckets:
         core = cores.get(key)
         if core is None:
             core = cores[key] = c.attention.core(plan.model, c.ffn, sizes)
-        # (stage counts not a power of two split batches into micro-batches of sizes of their own:
-        # a bucket apart, so that the others do not cost those sizes too)
+        # stage counts that are not powers of two split power-of-two batches into micro-batches
+        # of sizes of their own (ceil(B/3)): group 3, apart, so that the others do not cost those
+        # sizes too, and costed phase by phase (prefill's micro-batches are powers of two)
         group = (2 if not c.stages & (c.stages - 1) else 3) if merged else c.stages
         rows = buckets.setdefault(((group, *key[:3]), core), {})  # rows: sizes, and stages if pipelined
         rows.setdefault(key[3:] if group == 1 else (*key[3:], c.stages), []).append(i)
