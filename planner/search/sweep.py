@@ -76,8 +76,8 @@ def sweep_phases(plan: Plan, layouts: dict[Phase, list[Candidate]], batch: np.nd
                  step: Callable[[int], None], lines: LineCache, buckets: Buckets) -> dict[Phase, Swept]:
     """Every candidate's latency, step, MFU and HBM use over the points, per phase (the phases'
     candidates are parallel lists, sorted into `buckets`; `lines`: the collectives' lines, kept
-    for the whole search): the phases of a one-stage bucket costed in one pass (a model with local
-    layers: phase by phase)."""
+    for the whole search): a bucket's phases costed in one pass (a model with local layers, and
+    pipelines of stage counts that are not powers of two: phase by phase)."""
     phases, points = tuple(layouts), batch.size * len(formats)
     out = {phase: {name: np.empty((len(c), points)) for name in FIGURES} for phase, c in layouts.items()}
     together = len(phases) > 1 and not plan.model.n_local_layers
