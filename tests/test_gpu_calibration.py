@@ -58,8 +58,8 @@ _A100_TILES = ("A100 bf16 table: m=1024 n=k=4096 takes 204 us, 0.66x the m=2048 
 _SMALL_FT = ("FasterTransformer GPT 350M/1.3B on one GPU at batch 32-64: measured 1.6-2x the predicted time, a "
              "per-token cost growing with batch (sampling, embeddings, norms) that the per-layer constant lacks")
 _BIG_BATCH = ("static batch of 896-1024 sequences at 128/128: predicted time 37-50% below the measured one with "
-              "the fp8 matmul rate of the GEMM table (narrow_matmul_efficiency), where the same models at batch "
-              "56-120 are within 35%: a cost that grows with the batch at short sequences, which the model lacks "
+              "the fp8 matmul rate of the GEMM table (narrow_matmul_efficiency), where most rows of the same models "
+              "at batch 32-120 are within 35%: a cost that grows with the batch at short sequences, which the model lacks "
               "and these rows cannot identify (a gap in the model, not in the data)")
 _GQA = ("TensorRT-LLM v0.9's Mistral 7B (8 KV heads, a quarter of Llama-2-7B's KV bytes) at b120 128/2048 and "
         "b56 2048/2048 runs only 1.07x / 1.10x Llama-2-7B's speed on H200 (1.24x / 1.32x on H100) and only 1.04x "
