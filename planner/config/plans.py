@@ -268,6 +268,8 @@ def _check_stages(cluster: Cluster, model: Model, space: SearchSpace, search: Fi
     def fail(message: str, hint: str) -> Exception:
         if "stages" in flags or search is None or "stages" not in search.where:
             return UsageError(f"{FLAGS['stages']}: {message}\n  hint: {hint}")
+        if "chips" in flags:  # the plan's stages against the command line's chips
+            hint += f"; the chip counts are {FLAGS['chips']}'s: give {FLAGS['stages']} to choose stage counts they form"
         return search.where["stages"].error(message, hint=hint)
     check_stages(cluster, model, space.chips, space.stages, fail)
 
