@@ -58,9 +58,8 @@ import yaml
 
 from planner.commands.calibrate import robust_loss
 from planner.commands.calibrate_network import collective_times, network_stage
-from planner.commands.calibrate_network import minimise as _minimise, round_constant as _round
+from planner.commands.calibrate_network import minimise, round_constant, shipped_sets
 from planner.commands.kernel_measurements import MODEL_KINDS, KernelMeasurements, Row, load_kernel_measurements
-from planner.config import list_presets, load_cluster
 from planner.config.presets import presets_dir
 from planner.cost.costmodel import evaluate
 from planner.cost.kernels import dynamic_quantisation_seconds, gemm_seconds
@@ -183,17 +182,17 @@ def _kernel_stages(cluster: Cluster, data: KernelMeasurements):
         def gemm_times(c):
             trial = replace(cluster, calibration=replace(cal, **dict(zip(GEMM_CONSTANTS, c))))
             return np.array([predict(trial, r) for r in gemms]) / np.array([r.measured_s for r in gemms])
-        best = _minimise(gemm_times, ("fraction", "fraction", "latency"),
+        best = minimise(gemm_times, ("fraction", "fraction", "latency"),
                          [(e, h, t) for e in (0.6, 0.9) for h in (0.7, 0.95) for t in (2e-6, 10e-6)])
-        cal = replace(cal, **{k: (1.0 if v > 1 - 5e-5 else _round(v)) for k, v in zip(GEMM_CONSTANTS, best)})
+        cal = replace(cal, **{k: (1.0 if v > 1 - 5e-5 else round_constant(v)) for k, v in zip(GEMM_CONSTANTS, best)})
     else:
         warnings.append("no bf16 gemm rows: matmul_efficiency, hbm_efficiency and kernel_overhead_s are not identified")
     if narrow_gemms:
         def narrow_times(c):
             trial = replace(cluster, calibration=replace(cal, narrow_matmul_efficiency=float(c[0])))
             return predict_all(trial, narrow_gemms) / np.array([r.measured_s for r in narrow_gemms])
-        e = _minimise(narrow_times, ("fraction",), [(0.5,), (0.8,)])[0]
-        cal = replace(cal, narrow_matmul_efficiency=1.0 if e > 1 - 5e-5 else _round(e))
+        e = minimise(narrow_times, ("fraction",), [(0.5,), (0.8,)])[0]
+        cal = replace(cal, narrow_matmul_efficiency=1.0 if e > 1 - 5e-5 else round_constant(e))
     elif any(peak > cluster.chip.peak_bf16_flop_per_s for peak in cluster.chip.peak_flop_per_s.values()):
         value, why = narrow_by_rule(cluster)
         cal = replace(cal, narrow_matmul_efficiency=value)
@@ -225,7 +224,7 @@ def fit(cluster: Cluster, data: KernelMeasurements) -> KernelFit:
         grid = np.concatenate([[0.0], np.geomspace(1e-7, 2e-3, 4000)])
         cost = [float(np.sum(robust_loss(np.log(base_s + per * t) - measured))) for t in grid]
         t = float(grid[int(np.argmin(cost))])
-        fitted = replace(fitted, calibration=replace(fitted.calibration, layer_overhead_s=_round(t)))
+        fitted = replace(fitted, calibration=replace(fitted.calibration, layer_overhead_s=round_constant(t)))
         if t == 0.0:
             warnings.append("layer_overhead_s is at its bound (0): the kernels alone already over-predict")
     else:
@@ -271,21 +270,20 @@ def _same_die_sets(cluster: Cluster, data: KernelMeasurements) -> tuple[list[str
     the union of their shipped calibration sets' end-to-end rows, each row predicted with its own
     preset's stage 1-2 constants (fitted here from its file, so either preset's calibration gives
     the same value). Only the shipped set of a preset is joined (`data` is
-    configs/measurements/<cluster>.yaml, or a byte-for-byte copy of it): a user's file may come
-    from other software and is fitted alone. (the other presets of that die with a shipped set, [(preset, its cluster with
-    stage 1-2 constants, its usable end-to-end rows)] or None where `data` is not the shipped set)."""
-    folder = presets_dir() / "measurements"
-    own = folder / f"{cluster.name}.yaml"
-    others = [other for other in (load_cluster(name) for name in list_presets("clusters")
-                                  if name != cluster.name and (folder / f"{name}.yaml").is_file())
-              if _same_die(other, cluster)]
+    configs/measurements/<cluster>.yaml, or a file with its data): a user's file may come from
+    other software and is fitted alone. (the other presets of that die with a shipped set,
+    [(preset, its cluster with stage 1-2 constants, its usable end-to-end rows)] or None where
+    `data` is not the shipped set)."""
+    own = presets_dir() / "measurements" / f"{cluster.name}.yaml"
+    others = [(name, other, path) for name, other, path in shipped_sets(cluster) if _same_die(other, cluster)]
+    names = [name for name, _, _ in others]
     if not others or not (own.is_file() and _same_file(Path(data.file), own)):
-        return [o.name for o in others], None
+        return names, None
     sets = []
-    for other in others:
-        other_data = load_kernel_measurements(str(folder / f"{other.name}.yaml"))
-        sets.append((other.name, _kernel_stages(other, other_data)[0], _model_rows(other, other_data)[0]))
-    return [o.name for o in others], sets
+    for name, other, path in others:
+        other_data = load_kernel_measurements(str(path))
+        sets.append((name, _kernel_stages(other, other_data)[0], _model_rows(other, other_data)[0]))
+    return names, sets
 
 
 def _same_file(path: Path, shipped: Path) -> bool:
@@ -313,14 +311,10 @@ def narrow_by_rule(cluster: Cluster) -> tuple[float | None, str]:
     format (the same compute die at the same clocks), refitted here from that set (not read from
     its preset, so the presets regenerate in any order); else None (matmul_efficiency: not
     identified)."""
-    folder = presets_dir() / "measurements"
-    for name in list_presets("clusters"):
-        if name == cluster.name or not (folder / f"{name}.yaml").is_file():
-            continue
-        other = load_cluster(name)
+    for name, other, path in shipped_sets(cluster):
         if not _same_die(other, cluster):
             continue
-        other_data = load_kernel_measurements(str(folder / f"{name}.yaml"))
+        other_data = load_kernel_measurements(str(path))
         rows = [r for r in other_data.of("gemm") if _narrow(other, r["dtype"])]
         if not rows:
             continue

@@ -145,17 +145,22 @@ def network_stage(cluster: Cluster, data: KernelMeasurements, *, by_rule: bool =
     return level_cal, warnings, inner, outer
 
 
+def shipped_sets(cluster: Cluster):
+    """(name, cluster, measurements file) of every other preset with a shipped calibration set
+    (configs/measurements/<name>.yaml), by name: the donors of the by-rule constants."""
+    folder = presets_dir() / "measurements"
+    for name in list_presets("clusters"):
+        path = folder / f"{name}.yaml"
+        if name != cluster.name and path.is_file():
+            yield name, load_cluster(name), path
+
+
 def outer_latency_by_rule(cluster: Cluster, level: str) -> tuple[float, str, int] | None:
     """The rule for an outer level's latency_s (module docstring): (the value, the preset it is
     fitted from, its two-node rows), fitted from the shipped set of the first preset (by name,
     not `cluster`) whose switched topology's second level is named `level` and whose set has
     one-node and two-node NCCL rows; None where no preset's set has them."""
-    folder = presets_dir() / "measurements"
-    for name in list_presets("clusters"):
-        path = folder / f"{name}.yaml"
-        if name == cluster.name or not path.is_file():
-            continue
-        donor = load_cluster(name)
+    for name, donor, path in shipped_sets(cluster):
         if not (isinstance(donor.topology, Switched) and len(donor.topology.levels) > 1
                 and donor.topology.levels[1].name == level):
             continue

@@ -26,10 +26,7 @@ def usable_counts(cluster: Cluster) -> tuple[int, ...]:
     """Every chip count the cluster can form (Topology.forms): the offered ones, and on switched
     levels every whole number of outermost groups up to the largest offered."""
     topology = cluster.topology
-    counts = set(topology.chip_counts)
-    if isinstance(topology, Switched) and len(topology.levels) > 1 and counts:
-        counts |= set(range(topology.group_chips, max(counts) + 1, topology.group_chips))
-    return tuple(sorted(counts))
+    return tuple(n for n in range(1, max(topology.chip_counts, default=0) + 1) if topology.forms(n))
 
 
 def offered_text(cluster: Cluster) -> str:

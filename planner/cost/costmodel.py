@@ -145,7 +145,13 @@ def critical_path(compute_s, memory_s, active_comm_s, overlap: float):
 
 def combine(compute_s, memory_s, comm_s, overlap: float, prefetched_s=0.0):
     """The overlap policy (see module docstring); `comm_s` includes `prefetched_s`."""
-    return np.maximum(critical_path(compute_s, memory_s, comm_s - prefetched_s, overlap), comm_s)
+    return _step(critical_path(compute_s, memory_s, comm_s - prefetched_s, overlap), comm_s)
+
+
+def _step(critical_s, comm_s):
+    """The step before overhead: the critical path, or all the traffic if it lasts longer (the
+    prefetched weight gathers run under the critical path)."""
+    return np.maximum(critical_s, comm_s)
 
 
 def _per_point(values: list[float], n: int):
@@ -351,7 +357,7 @@ def timing(cluster: Cluster, workload: Workload, layer: LayerCosts, comm_s, pref
     cal = cluster.calibration
     compute_s, memory_s, chips = (at_rows(x, rows) for x in (layer.compute_s, layer.memory_s, layer.chips))
     critical_s = critical_path(compute_s, memory_s, comm_s - prefetched_s, cal.overlap)
-    step_s = np.maximum(critical_s, comm_s) + at_rows(layer.overhead_s, rows)  # combine's, its critical path once
+    step_s = _step(critical_s, comm_s) + at_rows(layer.overhead_s, rows)  # combine's, its critical path once
     latency_s = step_s * at_rows(layer.steps, rows)
     mfu = at_rows(layer.mfu_flops, rows) / (chips * cluster.chip.peak_bf16_flop_per_s * latency_s)
     return critical_s, step_s, latency_s, mfu

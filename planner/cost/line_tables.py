@@ -19,8 +19,8 @@ from planner.specs.hardware import Cluster, Switched, Torus
 
 
 class LineCache:
-    """`collective_lines` kept per (pieces spanned, kind, prefetched; on a torus its slice too) for a whole search,
-    and as arrays per (mesh, collectives) for `network_seconds`."""
+    """`collective_lines` kept per (pieces spanned, kind, prefetched; on a torus its slice too)
+    for a whole search, and as arrays per (mesh, collectives) for `network_seconds`."""
 
     def __init__(self, cluster: Cluster):
         self.cluster, self._lines, self._arrays, self._stacks = cluster, {}, {}, {}

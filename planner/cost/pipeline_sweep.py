@@ -58,8 +58,8 @@ def sweep_pipeline(model: Model, cluster: Cluster, workload: Workload, first: Ca
         if piped.size:
             copy = slice(k * piped.size, (k + 1) * piped.size)
             values = _pipeline_figures(model, cluster, workload, replace(c, phase=phase), grid, p[piped], row_of[piped],
-                                       sends[k], batch, formats, sizes, m, b, valid, step_stack[:, copy],
-                                       (fields[0], fields[1][:, copy]))
+                                       sends[k], batch, formats, sizes, at_batch, m, b, valid,
+                                       step_stack[:, copy], (fields[0], fields[1][:, copy]))
             for figure, value in zip(figures, values):
                 figure[piped] = value
         if single.size:
@@ -69,10 +69,10 @@ def sweep_pipeline(model: Model, cluster: Cluster, workload: Workload, first: Ca
     return out if grid.phases else out[0]
 
 
-def _pipeline_figures(model, cluster, workload, c, grid: Grid, p, row_of, send_s_sizes, batch, formats, sizes, m, b,
-                      valid, step_stack, fields):
+def _pipeline_figures(model, cluster, workload, c, grid: Grid, p, row_of, send_s_sizes, batch, formats, sizes,
+                      at_batch, m, b, valid, step_stack, fields):
     """sweep_pipeline's figures of one phase for pipelined members, from their stages' steps,
-    memory and sends at `sizes`."""
+    memory and sends at `sizes` (`at_batch`: each point's column, its whole batch)."""
     n_batch, n_sizes, n_formats = batch.size, sizes.size, len(formats)
     offset = np.repeat(np.arange(n_formats) * n_sizes, n_batch)
     tile = lambda a: np.tile(a, (1,) * (a.ndim - 2) + (n_formats, 1))  # noqa: E731  (the points axis)
@@ -97,7 +97,6 @@ def _pipeline_figures(model, cluster, workload, c, grid: Grid, p, row_of, send_s
         s, slot = send_s[who, at], slowest[who, at]
         step_s = np.maximum(total[who, at] + (p - 1) * s, m_all[..., 0] * slot)
     # the fullest stage's HBM in use: its weights + KV cache + activations, added in that order
-    at_batch = offset + np.searchsorted(sizes, np.tile(batch, n_formats))
     (weights, kv, activations), rows = fields  # figures (rows, formats x sizes), flat; each stage's row
     start = rows[:, :, None] * (n_formats * n_sizes)  # (stages, members, 1)
     totals = weights[start + at] + kv[start + at_batch] + activations[start + at]
@@ -129,9 +128,9 @@ def _stages_on_one_grid(model, cluster, workload, c, grid: Grid, stages, row_of,
                         piped, single):
     """(step_s, fields, singles): step_s (stages, copies, points), a copy per pipelined member
     (`piped`) and phase (phase-major), 0 past its last stage; fields ((weight, KV, activation
-    bytes), rows): the figures (rows, points), flat, and each (stage, copy)'s row of them (any past its
-    last stage). Every distinct stage of every row (split_layers' layers, base + (i < extra), and first and last
-    flags) costed as a row of one stacked grid. `singles`, per phase: (latency_s, step_s, mfu,
+    bytes), rows): the figures (rows, points), flat, and each (stage, copy)'s row of them (any
+    past its last stage). Every distinct stage of every row (split_layers' layers, base + (i <
+    extra), and first and last flags) costed as a row of one stacked grid. `singles`, per phase: (latency_s, step_s, mfu,
     hbm_bytes) of the one-stage members (`single`), each (members, points), as `evaluate` gives
     them. `stages`: per grid row. Members on one mesh (one stage and pipelines of every stage
     count with that stage mesh) carry the same collectives' bytes in a phase: timed once."""
@@ -153,9 +152,9 @@ def _stages_on_one_grid(model, cluster, workload, c, grid: Grid, stages, row_of,
     stage_row[ok] = inverse  # each row's stage i: its row of the stacked grid
     g, layers, is_first, is_last = (keys[distinct, j] for j in range(4))
     phase_index = grid.phase_index() if grid.phases else np.zeros(rows, dtype=np.int64)
-    base, base_of = first_rows(np.concatenate([*grid.sizes.values(), phase_index[:, None]], axis=1))
-    base_grid = Grid(sizes={axis: v[base] for axis, v in grid.sizes.items()}, chips=grid.chips[base], core=grid.core,
-                     phases=grid.phases, phase_of=phase_index[base] if grid.phases else None)
+    alike, base_of = first_rows(np.concatenate([*grid.sizes.values(), phase_index[:, None]], axis=1))
+    base_grid = Grid(sizes={axis: v[alike] for axis, v in grid.sizes.items()}, chips=grid.chips[alike],
+                     core=grid.core, phases=grid.phases, phase_of=phase_index[alike] if grid.phases else None)
     stacked = Grid(sizes={axis: v[g] for axis, v in grid.sizes.items()}, chips=grid.chips[g], core=grid.core,
                    phases=grid.phases, phase_of=phase_index[g] if grid.phases else None,
                    base=base_grid, base_rows=base_of[g])  # its layers' parts costed once per sizes and phase

@@ -53,8 +53,8 @@ class Buckets:
     """A phase's candidates sorted for the sweep (the same for every phase of a search: their
     candidates are parallel lists), by ((group, FFN, attention, experts), attention Core), with
     group 1 in a search without pipelines, else 2 for the stage counts that are powers of two
-    (one included) and 3 for the others (a model with local layers: its stage count). `tables`: each bucket's collectives' lines, kept for the
-    next phase (they depend on the meshes only)."""
+    (one included) and 3 for the others (a model with local layers: its stage count). `tables`:
+    each bucket's collectives' lines, kept for the next phase (they depend on the meshes only)."""
 
     buckets: dict[tuple, Bucket]
     tables: dict[tuple, tuple]
