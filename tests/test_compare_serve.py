@@ -74,17 +74,19 @@ def test_half_hbm_bandwidth_doubles_every_tpot_and_fails_the_gate(planner, world
     report = compare_serve_runs(load_saved(baseline), serve_again(load_saved(baseline), str(world / "plan.yaml"),
                                                                    cluster=str(world / "slow-box.yaml")))
     assert report.changes and all(c.kind is Kind.MOVED and c.regressed for c in report.changes)
-    for c in report.changes:  # HBM-bound steps: twice the time, half the throughput, twice the cost
+    # HBM-bound kernels: twice the time, half the throughput, twice the cost (all but prefill's
+    # attention core, whose FLOPs read no HBM: 0.2% of a prefill pass, so within 1e-3)
+    for c in report.changes:
         changes = c.changes()
-        assert changes["tpot_s"] == pytest.approx(1.0, abs=1e-5)
-        assert changes["output_tokens_per_s_per_chip"] == pytest.approx(-0.5, abs=1e-5)
-        assert changes["usd_per_million_output_tokens"] == pytest.approx(1.0, abs=1e-5)
-        assert c.describe().count("(+100.0%)") >= 2 and "tokens/s per chip" in c.describe()
-    assert all(m.regressed and m.tpot_after_s == pytest.approx(2 * m.tpot_before_s, rel=1e-5)
+        assert changes["tpot_s"] == pytest.approx(1.0, abs=1e-3)
+        assert changes["output_tokens_per_s_per_chip"] == pytest.approx(-0.5, abs=1e-3)
+        assert changes["usd_per_million_output_tokens"] == pytest.approx(1.0, abs=1e-3)
+        assert len(re.findall(r"\(\+(?:99\.[89]|100\.0)%\)", c.describe())) >= 2 and "tokens/s per chip" in c.describe()
+    assert all(m.regressed and m.tpot_after_s == pytest.approx(2 * m.tpot_before_s, rel=1e-3)
                for m in report.modes)
     joined = re.sub(r"\n {6,}", " ", out)
     for c in report.changes:
-        assert re.search(rf"regressed +{re.escape(str(c.point))}: TTFT .*TPOT \S+ \S+ -> \S+ \S+ \(\+100\.0%\)",
+        assert re.search(rf"regressed +{re.escape(str(c.point))}: TTFT .*TPOT \S+ \S+ -> \S+ \S+ \(\+(?:99\.[89]|100\.0)%\)",
                          joined), str(c.point)
     assert max(len(line) for line in out.splitlines()) <= 80
 

@@ -34,7 +34,13 @@ def test_explain_rows_add_up(phase, batch, ffn, attention, weights):
     assert k["prefetched_comm_s"] == pytest.approx(prefetched, rel=1e-5)
     assert (prefetched > 0) == ffn.startswith("wg")
     active = t["comm"] - k["prefetched_comm_s"]
-    local = max(t["compute"], t["memory"])
+    # compute and memory overlap within a kernel: rows sharing a "kernel" are one, the others each their own
+    kernels: dict = {}
+    for i, row in enumerate(d["layers"]):
+        c, m = kernels.get(row.get("kernel", i), (0.0, 0.0))
+        kernels[row.get("kernel", i)] = (c + row["seconds"]["compute"], m + row["seconds"]["memory"])
+    local = sum(max(c, m) for c, m in kernels.values())
+    assert k["kernels_s"] == pytest.approx(local, rel=1e-5) and local >= max(t["compute"], t["memory"]) * (1 - 1e-5)
     assert k["critical_path_s"] == pytest.approx(local + active - k["overlap"] * min(local, active), rel=1e-5)
     assert d["step_latency_s"] == pytest.approx(max(k["critical_path_s"], t["comm"]) + t["overhead"], rel=1e-5)
 
@@ -43,11 +49,10 @@ def test_weight_gathers_are_prefetched_and_activation_collectives_are_not():
     """Weight all-gathers cost time only when the links are busier than the critical path;
     activation collectives sit on it (a share `overlap` of them hidden)."""
     from planner.cost.costmodel import combine
-    assert combine(10.0, 1.0, 4.0, 0.5, prefetched_s=4.0) == 10.0  # gathers hidden under compute
-    assert combine(10.0, 1.0, 14.0, 0.5, prefetched_s=12.0) == 14.0  # links busiest: 2 + 12
-    assert combine(10.0, 1.0, 4.0, 0.5) == 12.0  # the same 4 s as activation collectives
-    assert combine(10.0, 1.0, 4.0, 0.0) == 14.0 and combine(10.0, 1.0, 4.0, 1.0) == 10.0
-    assert combine(2.0, 3.0, 0.0, 0.0) == 3.0  # compute and HBM overlap: a roofline
+    assert combine(10.0, 4.0, 0.5, prefetched_s=4.0) == 10.0  # gathers hidden under the kernels
+    assert combine(10.0, 14.0, 0.5, prefetched_s=12.0) == 14.0  # links busiest: 2 + 12
+    assert combine(10.0, 4.0, 0.5) == 12.0  # the same 4 s as activation collectives
+    assert combine(10.0, 4.0, 0.0) == 14.0 and combine(10.0, 4.0, 1.0) == 10.0
 
 
 def test_explain_json_from_the_command_line():
@@ -248,3 +253,21 @@ def test_padded_heads_are_shown():
     ev = best(plan, Phase.DECODE, 64, 64, weights=WeightFormat.INT8, ffn="ws2d", attention="heads")
     assert explain_dict(ev)["heads"] == {"heads": 48, "padded": 64}
     assert any("48 query heads padded to 64" in line for line in _explain_summary(ev, plan.cluster))
+
+
+def test_kernels_of_different_bounds_add():
+    """A large decode batch: the weight matmuls are compute-bound and the attention core's KV-cache
+    read memory-bound. They are different kernels, so the step pays both (each its own roofline),
+    not the larger of the step's compute and memory totals; the QK, AV FLOPs hide under the read."""
+    plan = load_plan(None, model="mistral-7b", cluster="h200-sxm", chips=(1,), weights=("fp8",), input_tokens=128,
+                     output_tokens=128)
+    ev = best(plan, Phase.DECODE, 1, 896, WeightFormat.parse("fp8"), "ws1d", "batch")
+    rows = {r.name: (float(r.compute_s[0]), float(r.memory_s[0])) for r in ev.rows}
+    attention = [name for name in rows if name.startswith(("einsum QK, AV", "read KV cache"))]
+    assert len(attention) == 2 and len({r.kernel for r in ev.rows if r.name in attention}) == 1
+    core = max(sum(rows[n][0] for n in attention), sum(rows[n][1] for n in attention))
+    assert core == sum(rows[n][1] for n in attention)  # memory-bound: the KV read
+    weights = sum(max(c, m) for name, (c, m) in rows.items() if name not in attention)
+    assert all(c > m for name, (c, m) in rows.items() if name.startswith("einsum W"))  # compute-bound
+    assert float(ev.local_s[0]) == pytest.approx(weights + core, rel=1e-12)
+    assert float(ev.local_s[0]) > 1.1 * max(float(ev.compute_s[0]), float(ev.memory_s[0]))

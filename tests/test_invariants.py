@@ -71,6 +71,15 @@ def test_layout_invariants(model_name, cluster_name, chips):
         rows = ev.rows
         for total, part in ((ev.compute_s, "compute_s"), (ev.memory_s, "memory_s"), (ev.comm_s, "comm_s")):
             np.testing.assert_allclose(sum(getattr(r, part) for r in rows), total, rtol=1e-12)
+        # kernels: rows sharing a `kernel` are one, every other row its own; each its own roofline
+        kernels: dict = {}
+        for i, r in enumerate(rows):
+            c_s, m_s = kernels.get(r.kernel or i, (0.0, 0.0))
+            kernels[r.kernel or i] = (c_s + r.compute_s, m_s + r.memory_s)
+        np.testing.assert_allclose(sum(np.maximum(c_s, m_s) for c_s, m_s in kernels.values()), ev.local_s,
+                                   rtol=1e-12)
+        assert np.all(ev.local_s >= np.maximum(ev.compute_s, ev.memory_s) * (1 - 1e-12))
+        assert np.all(ev.local_s <= (ev.compute_s + ev.memory_s) * (1 + 1e-12))
     assert {ffn for ffn, _ in seen} == set(FFN_LAYOUTS)  # every FFN layout was checked here
 
 

@@ -187,9 +187,8 @@ def test_a_request_crossing_the_window_equals_evaluate_at_every_context():
         steps = [evaluate(plan.model, plan.cluster, replace(plan.workload, context=int(s)), c, batch)
                  for s in contexts(4090, 12)]
         np.testing.assert_allclose(req.decode_s, sum(e.step_s for e in steps), rtol=1e-12)
-        mean = [np.mean([getattr(e, n) for e in steps], axis=0) for n in ("compute_s", "memory_s", "comm_s",
-                                                                          "prefetched_s")]
-        running = combine(*mean[:3], steps[0].overlap, mean[3]) + steps[0].overhead_s
+        mean = [np.mean([getattr(e, n) for e in steps], axis=0) for n in ("local_s", "comm_s", "prefetched_s")]
+        running = combine(*mean[:2], steps[0].overlap, mean[2]) + steps[0].overhead_s
         np.testing.assert_allclose(req.running_step_s, running, rtol=1e-12)
 
 

@@ -29,8 +29,8 @@ vocab: 128
 ffn: gelu
 block: parallel
 """
-# Slow HBM (1 GB/s), so that every step of the tiny model is bound by reading its weights and
-# KV cache: step = bytes / 1e9, which is easy to do by hand.
+# Slow HBM (1 GB/s), so that every kernel of the tiny model but prefill's attention core is bound
+# by reading its weights and KV cache: a decode step = bytes / 1e9, which is easy to do by hand.
 BOX = """name: box
 chip: {name: toy, peak_flop_per_s: {bf16: 1e+11}, hbm: 1e+9 B, hbm_bandwidth: 1e+9}
 topology:
@@ -68,6 +68,15 @@ def by_batches(result, mode):
 # KV cache: 2 layers * 2 (K, V) * 1 kv head * 16 * 2 bytes = 128 bytes per token per sequence.
 WEIGHT_BYTES, KV_PER_TOKEN, HBM = 188416.0, 128.0, 1e9
 I, O = 8, 2
+# Prefill's attention core (QK, AV) reads no HBM, so its compute time adds to the weight reads
+# (kernels run one after another): 2 layers x 2 einsums x 2 FLOPs x 8 queries x 4.5 keys on
+# average (causal) x 4 heads x 16 = 36864 FLOPs per sequence, at 1e11 FLOP/s. In decode it
+# streams the KV cache, and its FLOPs hide under that read (memory-bound).
+ATTENTION_FLOPS, PEAK = 2 * 2 * 2 * I * (I + 1) / 2 * 4 * 16, 1e11
+
+
+def prefill_s(batch):
+    return WEIGHT_BYTES / HBM + batch * ATTENTION_FLOPS / PEAK
 
 
 def step(batch, context):
@@ -76,7 +85,7 @@ def step(batch, context):
 
 def test_static_batch_by_hand(tiny):
     d = by_batches(tiny_result(tiny), Mode.STATIC)[(2, 2)]
-    prefill = WEIGHT_BYTES / HBM  # one pass: the weights (the KV cache is written, not read)
+    prefill = prefill_s(2)  # one pass: the weights (the KV cache is written, not read) and attention
     decode = step(2, I + 1) + step(2, I + 2)  # two steps, context 9 then 10
     assert d.ttft_s == pytest.approx(prefill, rel=1e-12)
     assert d.decode.latency_s == pytest.approx(decode, rel=1e-12)
@@ -92,7 +101,7 @@ def test_static_batch_by_hand(tiny):
 def test_colocated_by_hand(tiny):
     d = by_batches(tiny_result(tiny), Mode.COLOCATED)[(1, 2)]
     running = step(2, I + 1.5)  # a running batch's step: the mean context (9 + 10) / 2
-    prefill = WEIGHT_BYTES / HBM
+    prefill = prefill_s(1)
     tpot = running + (2 / O) * prefill / 1  # B / O prompts per step, in passes of 1
     assert d.ttft_s == pytest.approx(prefill, rel=1e-12)
     assert d.tpot_s == pytest.approx(tpot, rel=1e-12)
@@ -106,7 +115,7 @@ def test_colocated_by_hand(tiny):
 
 def test_two_pools_by_hand(tiny):
     d = by_batches(tiny_result(tiny), Mode.DISAGGREGATED)[(2, 1)]
-    prefill, running = WEIGHT_BYTES / HBM, step(1, I + 1.5)
+    prefill, running = prefill_s(2), step(1, I + 1.5)
     kv_bytes = KV_PER_TOKEN * I  # the prompt's KV cache, per request
     kv_s = kv_bytes / 1e8  # over the outermost level ('net'), one chip to one chip
     pools = (1 / (O * running)) / (2 / prefill)  # prefill pools per decode pool: request rates

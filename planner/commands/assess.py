@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from planner.commands.calibrate import Fit, Residual, _plan, fit, predict
+from planner.commands.calibrate import Fit, Residual, fit, predict
+from planner.commands.calibrate_terms import _plan
 from planner.commands.measurements import ATTENTION_CHOICES, BEST, FFN_CHOICES, Measurement, Measurements
 from planner.cost.layouts import ATTENTION_LAYOUTS, FFN_LAYOUTS
 from planner.errors import ConfigError

@@ -24,17 +24,17 @@ follows `network_efficiency`), the YAML omits it and the report says so. MFU is 
 separately: with the reference convention it is inversely proportional to latency, so its relative
 error follows from the latency's.
 
-It is fast because the cost model is linear in each 1/efficiency, each latency and the
-half-efficiency rows m_half:
+It is fast because each kernel's compute and HBM time is linear in 1/efficiency and in the
+half-efficiency rows m_half, and the collectives' time in each 1/efficiency and each latency:
 
-    step = combine((C + m_half * C_row) / e_matmul, M / e_hbm,
-                   K_a / e_network + n_a * t_collective, f, K_w / e_weights + n_w * t_collective)
-           + n_layers * t_layer
+    local = sum over kernels k of max((C_k + m_half * R_k) / e_matmul, M_k / e_hbm)
+    step  = combine(local, K_a / e_network + n_a * t_collective, f, K_w / e_weights + n_w * t_collective)
+            + n_layers * t_layer
 
 (K and n, the collectives' bytes-time and ring steps, for the activation collectives (a) and the
-prefetched weight all-gathers (w); C_row, the compute time of one more row of every einsum), so
-each candidate layout of each point is evaluated twice by `planner.cost.costmodel.evaluate`
-(at ideal constants, and with m_half = 1 for C_row) and the fit works on those arrays, for many
+prefetched weight all-gathers (w); R_k, the compute time of one more row of kernel k's einsums),
+so each candidate layout of each point is costed twice by `planner.cost.costmodel`
+(at ideal constants, and with m_half = 1 for R_k) and the fit works on those arrays, for many
 sets of constants at once (a Jacobian is one call).
 The final constants are checked against `evaluate` itself.
 
@@ -52,47 +52,16 @@ import numpy as np
 
 from planner.commands.measurements import (
     ATTENTION_CHOICES,
-    BEST,
     FFN_CHOICES,
     Measurement,
     Measurements,
 )
-from planner.config.stages import offered_text
-from planner.cost.costmodel import Candidate, Evaluation, combine, evaluate
-from planner.search.search import candidates
-from planner.units import fmt_chips
+from planner.commands.calibrate_terms import _Terms, allowed
+from planner.cost.costmodel import Evaluation, evaluate
 from planner.specs.hardware import Calibration, Cluster, Torus
-from planner.specs.plan import Plan, SearchSpace
 
 # ---------------------------------------------------------------------------------------------
 # Predictions
-
-
-def _plan(cluster: Cluster, m: Measurement, ffn: tuple[str, ...], attention: tuple[str, ...]) -> Plan:
-    return Plan(model=m.model, cluster=cluster, workload=m.workload,
-                space=SearchSpace(phases=(m.phase,), chips=(m.chips,), batches=(m.batch,),
-                                  weights=(m.weights,), ffn=ffn, attention=attention))
-
-
-def allowed(cluster: Cluster, m: Measurement) -> list[Evaluation]:
-    """The cost model's evaluation of every candidate a measurement may have used that fits in
-    HBM (an error naming the row if there is none)."""
-    if not cluster.topology.forms(m.chips):
-        raise m.error("chips", f"{cluster.name} cannot form {fmt_chips(m.chips)}",
-                      hint=f"it offers {offered_text(cluster)}")
-    plan = _plan(cluster, m, FFN_CHOICES[m.ffn], ATTENTION_CHOICES[m.attention])
-    found = candidates(plan, m.phase, chips=(m.chips,))
-    if not found and m.chips == 1:  # one chip: every layout is the same single-chip layout
-        found = candidates(_plan(cluster, m, FFN_CHOICES[BEST], ATTENTION_CHOICES[BEST]), m.phase, chips=(1,))
-    if not found:
-        raise m.error("ffn", f"{m.ffn}+{m.attention} does not apply on {fmt_chips(m.chips)} of "
-                             f"{cluster.name} (its axis groups would be trivial)")
-    evs = [evaluate(m.model, cluster, m.workload, c, np.array([m.batch])) for c in found]
-    fits = [ev for ev in evs if ev.hbm_bytes[0] <= cluster.chip.usable_hbm_bytes]
-    if not fits:
-        raise m.error("batch", f"{m.layout} at batch {m.batch} does not fit in HBM on {m.chips} "
-                               f"chips of {cluster.name}")
-    return fits
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -251,74 +220,6 @@ def _unidentified(terms: _Terms, constants: np.ndarray) -> tuple[str, ...]:
         if np.allclose(low, high, rtol=1e-9, atol=0.0):
             out.append(name)
     return tuple(out)
-
-
-@dataclass(frozen=True)
-class _Terms:
-    """Every allowed candidate of every point, as the cost model's parts at ideal constants;
-    `start[i]` is where point i's candidates begin. Collectives are split into the activation
-    ones and the prefetched weight all-gathers, which `combine` treats differently."""
-
-    compute_s: np.ndarray
-    row_s: np.ndarray         # compute time of one more row of every einsum (x m_half)
-    memory_s: np.ndarray
-    comm_s: np.ndarray        # activation collectives
-    collectives: np.ndarray   # their ring steps per step, which pay collective_latency_s
-    prefetch_s: np.ndarray    # prefetched weight all-gathers
-    prefetches: np.ndarray    # their ring steps
-    layers: np.ndarray        # layers per step that pay layer_overhead_s
-    steps: np.ndarray         # latency_s / step_s
-    start: np.ndarray
-    row_candidates: tuple[Candidate, ...]  # the candidate of each row
-
-    @staticmethod
-    def build(cluster: Cluster, points: tuple[Measurement, ...]) -> _Terms:
-        ideal = replace(cluster, calibration=Calibration())
-        one_row = replace(cluster, calibration=Calibration(matmul_half_rows=1.0))
-        rows, start, kept = [], [], []
-        for m in points:
-            start.append(len(rows))
-            evs = allowed(ideal, m)
-            padded = [evaluate(m.model, one_row, m.workload, e.candidate, np.array([m.batch])).compute_s[0]
-                      for e in evs]
-            here = np.array([(e.compute_s[0], p - e.compute_s[0], e.memory_s[0], e.comm_s[0] - e.prefetched_s[0],
-                              e.ring_steps - e.prefetched_ring_steps, e.prefetched_s[0],
-                              e.prefetched_ring_steps, m.model.n_layers, e.latency_s[0] / e.step_s[0])
-                             for e, p in zip(evs, padded)], dtype=float)
-            keep = _undominated(here)
-            rows.extend(here[keep])
-            kept.extend(evs[i].candidate for i in keep)
-        a = np.array(rows, dtype=float)
-        return _Terms(*a.T, start=np.array(start), row_candidates=tuple(kept))
-
-    def _rows(self, constants: np.ndarray) -> np.ndarray:
-        """Each row's latency [s]: (rows,) for one set of constants, (k, rows) for a (8, k) array."""
-        matmul, hbm, network, t_collective, t_layer, overlap, weights, half_rows = \
-            (np.asarray(c)[..., None] for c in constants)
-        active = self.comm_s / network + self.collectives * t_collective
-        prefetched = self.prefetch_s / weights + self.prefetches * t_collective
-        step = combine((self.compute_s + half_rows * self.row_s) / matmul, self.memory_s / hbm,
-                       active + prefetched, overlap, prefetched)
-        return (step + self.layers * t_layer) * self.steps
-
-    def latency(self, constants: np.ndarray) -> np.ndarray:
-        """Each point's predicted latency [s] under `constants` (ordered as CONSTANTS): shape
-        (points,) for one set, (points, k) for k sets given as a (8, k) array."""
-        return np.minimum.reduceat(self._rows(constants), self.start, axis=-1).T
-
-    def fastest(self, constants: np.ndarray) -> list[int]:
-        """Each point's fastest row under one set of constants (ties: the first)."""
-        rows = self._rows(constants)
-        ends = list(self.start[1:]) + [rows.size]
-        return [int(a + np.argmin(rows[a:b])) for a, b in zip(self.start, ends)]
-
-
-def _undominated(rows: np.ndarray) -> list[int]:
-    """The candidates some constants may make the fastest: `combine` grows with each of its
-    parts, so a candidate no better than another in every part never wins (ties keep the first)."""
-    return [i for i, row in enumerate(rows)
-            if not any(np.all(other <= row) and (np.any(other < row) or j < i)
-                       for j, other in enumerate(rows) if j != i)]
 
 
 _FRACTION = np.array([kind == "fraction" for _, kind in CONSTANTS])

@@ -11,19 +11,24 @@ Per step (prefill: one forward pass; decode: one token per sequence):
                  matmul_efficiency, or narrow_matmul_efficiency at a peak above the bf16 one)
     memory_s  = sum(HBM bytes read) / (hbm_bytes_per_s * hbm_efficiency)
                 (weights each chip reads, gathered or stationary, and in decode the whole KV cache)
+    local_s   = sum over the step's kernels of max(compute_s of the kernel, memory_s of the kernel)
+                (a kernel: one einsum with the weights it reads, one HBM read, or the attention
+                 core - QK, AV and the KV-cache read it streams; `kernel_seconds`)
     comm_s    = sum of collective times (planner.cost.network) = k_a + k_w, where
                 k_w: the weight all-gathers of weight-gathered layouts, and k_a: the rest
-    step_s    = combine(compute_s, memory_s, comm_s) + n_layers * layer_overhead_s
+    step_s    = combine(local_s, comm_s) + n_layers * layer_overhead_s
                 + n_kernels * kernel_overhead_s
                 (n_kernels: the matmul kernels of the step, Term.kernels of every einsum; the
                  roofline of one matmul plus a fixed time per kernel is what GPU GEMM tables show)
 
 `combine` is the overlap policy, one calibration knob `overlap` = f in [0, 1]:
-    local    = max(c, m)
     critical = local + k_a - f * min(local, k_a)
     step     = max(critical, k_a + k_w)
-Compute and HBM time overlap (a roofline): the matrix units consume operands as HBM streams
-them, so a chip's local time is the larger of the two. Activation collectives (k_a) depend on
+Compute and HBM time overlap within a kernel (a roofline): the matrix units consume operands
+as HBM streams them, so a kernel takes the larger of the two. Kernels run one after another, so
+their times add: a compute-bound matmul does not hide the attention core's KV-cache read, and
+local_s >= max(compute_s, memory_s), equal when every kernel has the same bound (a step that
+only streams weights, or only multiplies). Activation collectives (k_a) depend on
 the step's own data; a share f of the shorter of local time and k_a hides under the other (the
 paper's looped collective einsums): f = 0 adds them, f = 1 takes the max. Weight all-gathers
 (k_w) do not depend on the step's data: weights are known ahead, so they stream
@@ -55,7 +60,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from planner.cost.grid import Grid, at_rows, expanded, grid_shape, phase_column, phase_tokens, step_shape
-from planner.cost.kernels import matmul_flop_per_s, matmul_flops
+from planner.cost.kernels import kernel_seconds, plain_zero
 from planner.cost.layouts import (
     AttentionLayout,
     CollectiveKind,
@@ -107,6 +112,7 @@ class Evaluation:
     tokens: np.ndarray
     compute_s: np.ndarray
     memory_s: np.ndarray
+    local_s: np.ndarray  # compute and memory as the step's kernels combine them (each its max, summed)
     comm_s: np.ndarray
     prefetched_s: np.ndarray  # the part of comm_s that is prefetched weight all-gathers
     critical_s: np.ndarray  # compute, memory and activation collectives combined (before overhead)
@@ -137,15 +143,14 @@ class Evaluation:
         return self.formats_at(i).weights
 
 
-def critical_path(compute_s, memory_s, active_comm_s, overlap: float):
-    """max(c, m) + k_a - f * min(max(c, m), k_a) (see module docstring)."""
-    local = np.maximum(compute_s, memory_s)
-    return local + active_comm_s - overlap * np.minimum(local, active_comm_s)
+def critical_path(local_s, active_comm_s, overlap: float):
+    """local + k_a - f * min(local, k_a) (see module docstring)."""
+    return local_s + active_comm_s - overlap * np.minimum(local_s, active_comm_s)
 
 
-def combine(compute_s, memory_s, comm_s, overlap: float, prefetched_s=0.0):
+def combine(local_s, comm_s, overlap: float, prefetched_s=0.0):
     """The overlap policy (see module docstring); `comm_s` includes `prefetched_s`."""
-    return _step(critical_path(compute_s, memory_s, comm_s - prefetched_s, overlap), comm_s)
+    return _step(critical_path(local_s, comm_s - prefetched_s, overlap), comm_s)
 
 
 def _step(critical_s, comm_s):
@@ -192,6 +197,7 @@ def evaluate(model: Model, cluster: Cluster, workload: Workload, candidate: Cand
     tokens, hbm_bytes = layer.tokens, layer.hbm_bytes
     return Evaluation(
         candidate=c, model=model, workload=workload, batch=batch, tokens=tokens, compute_s=compute_s, memory_s=memory_s,
+        local_s=layer.local_s,
         comm_s=comm_s, prefetched_s=prefetched_s, critical_s=critical_s, overlap=cal.overlap,
         ring_steps=steps, prefetched_ring_steps=prefetched_steps, comm_latency_s=sum(by_level.values()),
         comm_latency_by_level_s=tuple(by_level.items()),
@@ -199,7 +205,8 @@ def evaluate(model: Model, cluster: Cluster, workload: Workload, candidate: Cand
         cost_chip_s_per_token=c.mesh.chips * latency_s / tokens, tokens_per_s=tokens / latency_s,
         weight_bytes=layer.weight_bytes, kv_bytes=layer.kv_bytes, activation_bytes=layer.activation_bytes,
         hbm_bytes=hbm_bytes, hbm_fraction=hbm_bytes / cluster.chip.hbm_bytes,
-        bound=_bound(compute_s, memory_s, comm_s - prefetched_s, critical_s, comm_s), rows=rows, formats=formats,
+        bound=_bound(compute_s, memory_s, layer.local_s, comm_s - prefetched_s, critical_s, comm_s), rows=rows,
+        formats=formats,
     )
 
 
@@ -218,6 +225,7 @@ class LayerCosts:
     prefetched: np.ndarray  # (collectives,) bool
     compute_s: np.ndarray
     memory_s: np.ndarray
+    local_s: np.ndarray  # each kernel's max(compute, memory), summed
     overhead_s: float | np.ndarray  # per Grid row where the layers vary (a pipeline's stages)
     tokens: np.ndarray
     steps: int | np.ndarray  # steps per latency: 1 (prefill) or output_tokens (decode), per row with phases
@@ -285,24 +293,16 @@ def layer_costs(model: Model, cluster: Cluster, workload: Workload, candidate: C
              if np.any(repeat) for term in layer_cost.terms]  # repeats: ints, or a Grid's per row
     cal = cluster.calibration
     zero = np.zeros(batch.shape)
-    flops, hbm, activation_flops, kernels = zero, zero, zero, 0
-    for term, repeat in terms:  # a term with no FLOPs (no bytes) adds exactly nothing to them: skipped
-        if term.rows is not None:
-            kernels += repeat * term.kernels
-        if term.activation_matmul:
-            activation_flops = activation_flops + repeat * matmul_flops(cal, term)
-        elif not _nothing(term.flops):
-            flops = flops + repeat * matmul_flops(cal, term)
-        if not _nothing(term.hbm_bytes):
-            hbm = hbm + repeat * term.hbm_bytes
+    kernels = sum(repeat * term.kernels for term, repeat in terms if term.rows is not None)
+    compute_s, memory_s, local_s = zero, zero, zero
+    for c_s, m_s in kernel_seconds(cluster, terms, weight_peak):  # a kernel's 0 adds exactly nothing: skipped
+        if plain_zero(m_s):
+            compute_s, local_s = compute_s + c_s, local_s + c_s
+        elif plain_zero(c_s):
+            memory_s, local_s = memory_s + m_s, local_s + m_s
+        else:
+            compute_s, memory_s, local_s = compute_s + c_s, memory_s + m_s, local_s + np.maximum(c_s, m_s)
     collectives = [(term.collective, repeat) for term, repeat in terms if term.collective is not None]
-    # flops: padded (matmul_flops)
-    if not isinstance(weight_peak, np.ndarray) and weight_peak == chip.peak_bf16_flop_per_s:
-        compute_s = (flops + activation_flops) / (chip.peak_bf16_flop_per_s * cal.matmul_efficiency)
-    else:
-        compute_s = (flops / matmul_flop_per_s(cluster, weight_peak)
-                     + activation_flops / (chip.peak_bf16_flop_per_s * cal.matmul_efficiency))
-    memory_s = hbm / (chip.hbm_bytes_per_s * cal.hbm_efficiency)
     tokens, logit_tokens = batch * per_sequence, batch * logits_per_sequence
 
     weight_bytes = model.n_layers * (ffn.weight_bytes_stored + attention.weight_bytes_stored) + \
@@ -325,22 +325,24 @@ def layer_costs(model: Model, cluster: Cluster, workload: Workload, candidate: C
         repeats=stacked([repeat for _, repeat in collectives],
                         np.broadcast_shapes((1,), *(np.shape(repeat) for _, repeat in collectives))),
         prefetched=np.array([k.prefetched for k, _ in collectives], dtype=bool),
-        compute_s=compute_s, memory_s=memory_s, overhead_s=model.n_layers * cal.layer_overhead_s + kernels * cal.kernel_overhead_s,
+        compute_s=compute_s, memory_s=memory_s, local_s=local_s, overhead_s=model.n_layers * cal.layer_overhead_s + kernels * cal.kernel_overhead_s,
         tokens=tokens, steps=steps,
         mfu_flops=model.mfu_flops(tokens, logit_tokens),
         weight_bytes=weight_bytes, kv_bytes=kv_bytes, activation_bytes=activation_bytes,
         hbm_bytes=weight_bytes + kv_bytes + activation_bytes)
 
 
+def step_kernels(model: Model, cluster: Cluster, workload: Workload, candidate: Candidate,
+                 batch: np.ndarray) -> list[tuple]:
+    """`kernel_seconds` of `candidate`'s step at `batch` (its own formats): what `local_s` sums."""
+    layer = layer_costs(model, cluster, workload, candidate, batch)
+    return kernel_seconds(cluster, layer.terms, candidate.formats.weight_peak_flop_per_s(cluster.chip))
+
+
 def _grown(moe, grow):
     """moe_layers' (dense layers, parts) with each part gathered by `grow`."""
     ffn_repeat, parts = moe
     return ffn_repeat, tuple((grow(part), repeat) for part, repeat in parts)
-
-
-def _nothing(quantity) -> bool:
-    """A term's figure that is the plain number 0 (collectives have no FLOPs, most no HBM bytes)."""
-    return not isinstance(quantity, np.ndarray) and quantity == 0
 
 
 def network_costs(cluster: Cluster, meshes, layer: LayerCosts, lines: LineCache | None = None):
@@ -355,19 +357,20 @@ def timing(cluster: Cluster, workload: Workload, layer: LayerCosts, comm_s, pref
     shape that broadcasts against the points); `rows`: for a Grid's costs, the grid row of each
     row of the network seconds."""
     cal = cluster.calibration
-    compute_s, memory_s, chips = (at_rows(x, rows) for x in (layer.compute_s, layer.memory_s, layer.chips))
-    critical_s = critical_path(compute_s, memory_s, comm_s - prefetched_s, cal.overlap)
+    local_s, chips = (at_rows(x, rows) for x in (layer.local_s, layer.chips))
+    critical_s = critical_path(local_s, comm_s - prefetched_s, cal.overlap)
     step_s = _step(critical_s, comm_s) + at_rows(layer.overhead_s, rows)  # combine's, its critical path once
     latency_s = step_s * at_rows(layer.steps, rows)
     mfu = at_rows(layer.mfu_flops, rows) / (chips * cluster.chip.peak_bf16_flop_per_s * latency_s)
     return critical_s, step_s, latency_s, mfu
 
 
-def _bound(compute_s, memory_s, active_s, critical_s, comm_s):
+def _bound(compute_s, memory_s, local_s, active_s, critical_s, comm_s):
     """What sets the step (index into BOUNDS): the links when all their traffic outlasts the
-    critical path or the activation collectives outlast the local time; else compute or HBM."""
+    critical path or the activation collectives outlast the local time; else compute or HBM,
+    whichever the step's kernels spend more time on."""
     local = np.where(compute_s >= memory_s, 0, 1)
-    comm = (comm_s > critical_s) | (active_s > np.maximum(compute_s, memory_s))
+    comm = (comm_s > critical_s) | (active_s > local_s)
     return np.where(comm, 2, local)
 
 

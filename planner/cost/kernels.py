@@ -1,6 +1,8 @@
 """Matmul kernels: the rate large matmuls sustain at a format's peak, FLOPs as a matmul of m rows
-costs them (the efficiency curve in the per-chip rows) and the time of one kernel, a row of a GEMM table (roofline plus a fixed time per kernel),
-as the cost model (planner.cost.costmodel) charges every einsum; and the dynamic per-tensor
+costs them (the efficiency curve in the per-chip rows), the compute and HBM seconds of each
+kernel of a step (`kernel_seconds`, each its own roofline in the cost model) and the time of one
+kernel, a row of a GEMM table (roofline plus a fixed time per kernel), as the cost model
+(planner.cost.costmodel) charges every einsum; and the dynamic per-tensor
 quantisation of a W8A8 matmul's input, where a GEMM table's kernel includes it."""
 
 from __future__ import annotations
@@ -45,6 +47,37 @@ def gemm_seconds(cluster: Cluster, m, n: int, k: int, compute: str, weight_bytes
     compute_s = matmul_flops(cal, term) / matmul_flop_per_s(cluster, chip.peak_flop_per_s[compute])
     memory_s = term.hbm_bytes / (chip.hbm_bytes_per_s * cal.hbm_efficiency)
     return np.maximum(compute_s, memory_s) + term.kernels * cal.kernel_overhead_s
+
+
+def kernel_seconds(cluster: Cluster, terms, weight_peak) -> list[tuple]:
+    """(compute_s, memory_s) of each kernel of a step, at `cluster`'s constants: an einsum's or
+    HBM read's row (times its repeat) is a kernel, but rows that share `Term.kernel` (and their
+    layers) are one; collectives are not. A figure the rows do not have is the plain number 0.
+    Compute: FLOPs as the matmuls cost them (`matmul_flops`) at the rate of their format's peak
+    (`matmul_flop_per_s`; QK, AV at the bf16 peak); memory: HBM bytes at the sustained bandwidth."""
+    cal, chip = cluster.calibration, cluster.chip
+    weight_rate = matmul_flop_per_s(cluster, weight_peak)
+    activation_rate = chip.peak_bf16_flop_per_s * cal.matmul_efficiency
+    bandwidth = chip.hbm_bytes_per_s * cal.hbm_efficiency
+    out, fused = [], {}
+    for term, repeat in terms:
+        if term.collective is not None or (plain_zero(term.flops) and plain_zero(term.hbm_bytes)):
+            continue
+        c_s = 0 if plain_zero(term.flops) else \
+            repeat * matmul_flops(cal, term) / (activation_rate if term.activation_matmul else weight_rate)
+        m_s = 0 if plain_zero(term.hbm_bytes) else repeat * term.hbm_bytes / bandwidth
+        if not term.kernel:
+            out.append((c_s, m_s))
+        elif (key := (term.kernel, term.layers)) in fused:
+            fused[key] = (fused[key][0] + c_s, fused[key][1] + m_s)
+        else:
+            fused[key] = (c_s, m_s)
+    return out + list(fused.values())
+
+
+def plain_zero(quantity) -> bool:
+    """A term's figure that is the plain number 0 (collectives have no FLOPs, most no HBM bytes)."""
+    return not isinstance(quantity, np.ndarray) and quantity == 0
 
 
 # Dynamic per-tensor fp8 quantisation of x (TensorRT-LLM quantize_e4m3_per_tensor ->

@@ -153,7 +153,8 @@ def evaluate_pipeline(model: Model, cluster: Cluster, workload: Workload, candid
     hbm_bytes = weight_bytes + kv_bytes + activation_bytes
     return PipelineEvaluation(
         candidate=c, model=model, workload=workload, batch=points_batch, tokens=tokens,
-        compute_s=pick("compute_s", slowest), memory_s=pick("memory_s", slowest), comm_s=pick("comm_s", slowest),
+        compute_s=pick("compute_s", slowest), memory_s=pick("memory_s", slowest), local_s=pick("local_s", slowest),
+        comm_s=pick("comm_s", slowest),
         prefetched_s=pick("prefetched_s", slowest), critical_s=pick("critical_s", slowest),
         overlap=first.overlap, ring_steps=first.ring_steps, prefetched_ring_steps=first.prefetched_ring_steps,
         comm_latency_s=first.comm_latency_s,

@@ -7,12 +7,15 @@ held at the largest context, S_O = input_tokens + output_tokens (capacity).
 
 At a fixed layout and batch, every term of a step is affine in S: attention FLOPs and KV-cache
 bytes grow linearly with it and nothing else depends on it (tests/test_serve.py checks this
-against `evaluate` at every context). So the compute, memory and network seconds of step t are
-exact linear interpolations between the first and the last step, two evaluations. The step time
-itself is *not* affine (the roofline takes a max; the bound can change within a request), so the
-steps are combined one by one with the cost model's own `combine` and summed exactly:
+against `evaluate` at every context). The local time is affine too: each kernel's compute and
+HBM time are, and the one kernel whose figures grow with S, the attention core, grows both in
+proportion (FLOPs and KV bytes per cached position), so its bound does not change with S. So
+the local and network seconds of step t are exact linear interpolations between the first and
+the last step, two evaluations. The step time itself is *not* affine (the collectives' overlap
+takes a min and a max), so the steps are combined one by one with the cost model's own
+`combine` and summed exactly:
 
-    decode_s = sum_t combine(c_t, m_t, k_t) + overhead     (static batch: all sequences in step)
+    decode_s = sum_t combine(local_t, k_t) + overhead     (static batch: all sequences in step)
 
 A running batch (continuous batching) holds sequences at every stage: its one step attends to
 contexts S_1 .. S_O in equal shares, and since each term is affine in S, the step's totals are
@@ -67,26 +70,26 @@ def decode_request(model: Model, cluster: Cluster, input_tokens: int, output_tok
 
     def parts(s) -> tuple:
         lerp = lambda name: getattr(first, name) + s * (getattr(last, name) - getattr(first, name))
-        return tuple(lerp(name) for name in ("compute_s", "memory_s", "comm_s", "prefetched_s"))
+        return tuple(lerp(name) for name in ("local_s", "comm_s", "prefetched_s"))
 
     def step(s):
-        c, m, k, p = parts(s)
-        return combine(c, m, k, last.overlap, p) + last.overhead_s
+        local, k, p = parts(s)
+        return combine(local, k, last.overlap, p) + last.overhead_s
 
     if model.n_local_layers and S[0] < model.window_tokens < S[-1]:
         # Local layers stop growing at their window: the terms are affine on each side of
         # S = window, so each side interpolates between its own two evaluations, and a running
         # batch's step is the mean of the steps' terms (no longer those at the mean context).
         kink = at(float(model.window_tokens))
-        names = ("compute_s", "memory_s", "comm_s", "prefetched_s")
+        names = ("local_s", "comm_s", "prefetched_s")
         below = (S <= model.window_tokens)[:, None]
         lo = ((S - S[0]) / (model.window_tokens - S[0]))[:, None]
         hi = ((S - model.window_tokens) / (S[-1] - model.window_tokens))[:, None]
         terms = [np.where(below, getattr(first, n) + lo * (getattr(kink, n) - getattr(first, n)),
                           getattr(kink, n) + hi * (getattr(last, n) - getattr(kink, n))) for n in names]
-        decode_s = (combine(*terms[:3], last.overlap, terms[3]) + last.overhead_s).sum(axis=0)
-        c, m, k, p = (t.mean(axis=0) for t in terms)
-        running_step_s = combine(c, m, k, last.overlap, p) + last.overhead_s
+        decode_s = (combine(*terms[:2], last.overlap, terms[2]) + last.overhead_s).sum(axis=0)
+        local, k, p = (t.mean(axis=0) for t in terms)
+        running_step_s = combine(local, k, last.overlap, p) + last.overhead_s
     else:
         decode_s = step(share).sum(axis=0)
         running_step_s = step(mean_share)

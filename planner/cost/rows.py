@@ -33,6 +33,7 @@ class Row:
     compute_s: np.ndarray
     memory_s: np.ndarray
     comm_s: np.ndarray
+    kernel: str = ""  # rows sharing a name run as one kernel (Term.kernel); "": its own
 
 
 
@@ -63,5 +64,5 @@ def explain_row(cluster: Cluster, mesh: Mesh, term: Term, repeat: int, shape: tu
         compute_s=np.broadcast_to(repeat * np.asarray(matmul_flops(cal, term), dtype=float), shape)
         / sustained if peak else 0.0 * flops,
         memory_s=hbm / (chip.hbm_bytes_per_s * cal.hbm_efficiency),
-        comm_s=comm_s,
+        comm_s=comm_s, kernel=term.kernel,
     )

@@ -13,7 +13,8 @@ ASSUMPTIONS = """\
   `network_efficiency` scale the chip's peak FLOP/s, HBM bandwidth and link bandwidth;
   `collective_latency_s` is paid per ring step (hop) of every collective, k - 1 for each axis or
   level of k chips it spans; `layer_overhead_s` by every layer of every step. Compute and HBM time
-  overlap as a roofline (`local = max(c, m)`); `overlap` is the share of the shorter of local time
+  overlap within a kernel (a roofline), and kernels add (`local = sum over kernels of max(c_k,
+  m_k)`; the attention core, QK, AV and its KV-cache read, is one kernel); `overlap` is the share of the shorter of local time
   and the activation collectives `k_a` hidden under the other, `critical = local + k_a - overlap *
   min(local, k_a)`. Weight all-gathers (`k_w`, weight-gathered layouts) do not depend on the
   step's data and are prefetched under it: `step = max(critical, k_a + k_w)`. They are a

@@ -72,6 +72,7 @@ def explain_dict(ev: Evaluation, cluster=None) -> dict:
         out["memory"].update(hbm=num(cluster.chip.hbm_bytes), reserve=num(cluster.chip.memory_reserve_bytes),
                              usable=num(cluster.chip.usable_hbm_bytes))
     out["combine"] = {"overlap": num(ev.overlap), "critical_path_s": num(float(ev.critical_s[0])),
+                      "kernels_s": num(float(ev.local_s[0])),
                       "prefetched_comm_s": num(float(ev.prefetched_s[0])), "ring_steps": ev.ring_steps,
                       "comm_latency_s": num(ev.comm_latency_s),
                       "comm_latency_by_level_s": {name: num(t) for name, t in ev.comm_latency_by_level_s}}
@@ -87,7 +88,7 @@ def layer_rows(ev: Evaluation) -> list[dict]:
          "flops": num(float(r.flops[0])), "hbm_bytes": num(float(r.hbm_bytes[0])),
          "comm_bytes": num(float(r.comm_bytes[0])),
          "seconds": {"compute": num(float(r.compute_s[0])), "memory": num(float(r.memory_s[0])),
-                     "comm": num(float(r.comm_s[0]))}}
+                     "comm": num(float(r.comm_s[0]))}, **({"kernel": r.kernel} if r.kernel else {})}
         for r in ev.rows
     ]
 
@@ -107,9 +108,13 @@ def combine_lines(ev: Evaluation) -> list[str]:
             ", ".join(f"{name} {fmt_seconds(t)}" for name, t in levels) + f"; {ev.ring_steps} ring steps"
         lines.append(f"network  {fmt_seconds(float(ev.comm_s[0]))} = {fmt_seconds(float(ev.comm_s[0]) - latency)} "
                      f"moving bytes + {fmt_seconds(latency)} latency ({per})")
-    lines += [f"overlap  max(compute {fmt_seconds(float(ev.compute_s[0]))}, memory "
-             f"{fmt_seconds(float(ev.memory_s[0]))}) + activation collectives {fmt_seconds(active)} - "
-             f"{f:.4g} x the smaller of the two = {fmt_seconds(critical)}"]
+    compute, memory, local = (float(x[0]) for x in (ev.compute_s, ev.memory_s, ev.local_s))
+    stall = "" if local <= max(compute, memory) * (1 + 1e-12) else \
+        f"; {fmt_seconds(local - max(compute, memory))} more than max(compute, memory): kernels of different bounds"
+    lines += [f"kernels  {fmt_seconds(local)}: each kernel the larger of its compute and memory time, summed "
+              f"(compute {fmt_seconds(compute)}, memory {fmt_seconds(memory)}{stall})",
+              f"overlap  kernels {fmt_seconds(local)} + activation collectives {fmt_seconds(active)} - "
+              f"{f:.4g} x the smaller of the two = {fmt_seconds(critical)}"]
     if prefetched > 0:
         links = float(ev.comm_s[0])
         verdict = "hidden under it" if links <= critical else "the links are the bottleneck"

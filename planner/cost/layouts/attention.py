@@ -201,7 +201,7 @@ class AttentionLayout:
                               notation=lambda: activation(batch_axes, ("S", ""), ("N", head_axes), ("H", "")),
                               flops=flops,
                               rows=shape.tokens * core_heads / kv_heads_per_chip,  # queries sharing a K, V head
-                              activation_matmul=True))
+                              activation_matmul=True, kernel="attention" + which))
         if np.any(shape.reads_cache):  # decode (a Grid of both phases: per row, prefill's read nothing)
             def cache() -> str:
                 replicas = size(sizes, head_axes) // K if K < size(sizes, head_axes) else 1
@@ -209,6 +209,7 @@ class AttentionLayout:
                 return f"KV[{sharded('B', batch_axes)}, S, {sharded('K', head_axes)}, H]{copies}"
             for (layers, _, which), (_, kv) in zip(groups, cores):
                 terms.append(Term(name="read KV cache" + which, notation=cache, layers=layers,
+                                  kernel="attention" + which,
                                   hbm_bytes=kv if np.ndim(shape.reads_cache) == 0 else kv * shape.reads_cache))
         if self.shards_batch:
             terms.append(collective_term("all-to-all output to head shards", lambda: "-> " + _q(b, union(fx, ex)),

@@ -57,6 +57,10 @@ class Term:
     # Matmul kernels the einsum launches per step (fused Q, K, V then O: 2), each paying
     # Calibration.kernel_overhead_s; counted for einsums with rows only.
     kernels: int = 1
+    # Rows that run as one kernel share a name here (the attention core: QK, AV and the KV-cache
+    # read it streams); "": the row is its own kernel. Compute and HBM time overlap only within a
+    # kernel (planner.cost.costmodel).
+    kernel: str = ""
 
     @property
     def text(self) -> str:
