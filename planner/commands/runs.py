@@ -46,7 +46,7 @@ def point_dict(p: Point, stages: bool = False) -> dict:
         "hbm_bytes_per_chip": num(p.hbm_bytes_per_chip), "hbm_fraction": num(p.hbm_fraction),
         "bound": p.bound,
         "time_s": {"compute": num(p.compute_s), "memory": num(p.memory_s), "comm": num(p.comm_s),
-                   "overhead": num(p.overhead_s)},
+                   "overhead": num(p.overhead_s), **({"kernels": num(p.kernels_s)} if p.kernels_s is not None else {})},
         **({"experts": p.experts} if p.experts else {}),
         **({"stages": p.stages, "micro_batches": p.micro_batches} if stages or p.stages > 1 else {}),
     }
@@ -280,6 +280,7 @@ def _point(get: Reader, d: object, path: str) -> Point:
         bound=get(d, "bound", str, "compute, memory or comm", path),
         compute_s=number("compute", "time_s"), memory_s=number("memory", "time_s"),
         comm_s=number("comm", "time_s"), overhead_s=number("overhead", "time_s"),
+        kernels_s=number("kernels", "time_s") if "kernels" in d.get("time_s", {}) else None,
         experts=get(d, "experts", str, "an expert layout name", path) if "experts" in d else "",
         **{key: get(d, key, int, "a whole number", path) for key in ("stages", "micro_batches") if key in d},
     )

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -51,6 +51,9 @@ class Point:
     memory_s: float
     comm_s: float
     overhead_s: float
+    # compute and memory as the kernels combine them (saved runs before it: None); not compared:
+    # it follows from the compared figures, and older baselines lack it
+    kernels_s: float | None = field(default=None, compare=False)
     experts: str = ""  # MoE models: the expert layout ("" for a dense model)
     stages: int = 1  # pipeline stages (chips and mesh: all stages; partition: one stage's)
     micro_batches: int = 1
@@ -225,7 +228,7 @@ def point(ev: Evaluation, i: int) -> Point:
         tokens_per_s=float(ev.tokens_per_s[i]), hbm_bytes_per_chip=float(ev.hbm_bytes[i]),
         hbm_fraction=float(ev.hbm_fraction[i]), bound=BOUNDS[int(ev.bound[i])],
         compute_s=float(ev.compute_s[i]), memory_s=float(ev.memory_s[i]),
-        comm_s=float(ev.comm_s[i]), overhead_s=float(ev.overhead_s), stages=c.stages,
+        comm_s=float(ev.comm_s[i]), overhead_s=float(ev.overhead_s), kernels_s=float(ev.local_s[i]), stages=c.stages,
         micro_batches=int(ev.micro_batches[i]) if c.stages > 1 else 1,
         experts=c.experts.name if c.experts is not None else "",
     )
