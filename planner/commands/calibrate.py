@@ -4,6 +4,9 @@ The eight constants of `planner.specs.hardware.Calibration` (matmul, HBM and net
 latency per collective, a fixed time per layer and step, the overlap fraction, the network
 efficiency of prefetched weight all-gathers, and the matmul size at half efficiency) are shared
 by every model and layout on one cluster: there are no per-model, per-layout or per-point factors.
+The constants only kernel and end-to-end rows identify (a fixed time per matmul kernel and per
+token, the narrow formats' matmul rate, the switched levels' collectives) are fitted from a kernel
+file (planner.commands.calibrate_kernels); a points file leaves them at their defaults.
 
 The fit minimises a robust (Cauchy) loss of the log errors over the measured points,
 

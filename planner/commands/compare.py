@@ -33,6 +33,7 @@ from enum import Enum
 from planner.commands.runs import Run, name
 from planner.errors import UsageError
 from planner.search.search import Point
+from planner.specs.hardware import Calibration
 from planner.specs.plan import Phase
 from planner.units import fmt_percent, fmt_rate, fmt_seconds, points_change, signed_percent
 
@@ -331,6 +332,10 @@ def provenance_notes(baseline, current) -> list[str]:
         if b is None or a is None:
             continue
         before, after = dict(b), dict(a)
+        if what == "calibration":  # a constant a run does not record (it predates it) had its default
+            defaults = {k: v for k, v in vars(Calibration()).items() if isinstance(v, (int, float))}
+            before, after = ({k: v for k, v in defaults.items() if k in after} | before,
+                             {k: v for k, v in defaults.items() if k in before} | after)
         for key in sorted(set(before) | set(after)):
             if before.get(key) != after.get(key):
                 old, new = (show(key, d[key]) if key in d else "absent" for d in (before, after))

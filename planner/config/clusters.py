@@ -37,6 +37,7 @@ CALIBRATION_FIELDS = {
     "network_efficiency": Field(EFFICIENCY, required=False),
     "collective_latency_s": Field(LATENCY, required=False),
     "layer_overhead_s": Field(LATENCY, required=False),
+    "token_overhead_s": Field(LATENCY, required=False),
     "overlap": Field(number(inclusive=True, maximum=1.0), required=False),
     "weight_gather_efficiency": Field(EFFICIENCY, required=False),  # absent: network_efficiency
     "matmul_half_rows": Field(number(inclusive=True), required=False),

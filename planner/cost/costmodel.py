@@ -17,7 +17,11 @@ Per step (prefill: one forward pass; decode: one token per sequence):
     comm_s    = sum of collective times (planner.cost.network) = k_a + k_w, where
                 k_w: the weight all-gathers of weight-gathered layouts, and k_a: the rest
     step_s    = combine(local_s, comm_s) + n_layers * layer_overhead_s
-                + n_kernels * kernel_overhead_s
+                + n_kernels * kernel_overhead_s + n_layers * tokens * token_overhead_s
+                (tokens: the step's, batch x tokens per sequence in the step; per-token work
+                 outside the matmuls and the attention core - norms, activations, residual adds,
+                 rotary, quantisation, sampling - paid in full on every chip, as tensor-parallel
+                 frameworks replicate it)
                 (n_kernels: the matmul kernels of the step, Term.kernels of every einsum; the
                  roofline of one matmul plus a fixed time per kernel is what GPU GEMM tables show)
 
@@ -61,21 +65,15 @@ import numpy as np
 
 from planner.cost.grid import Grid, at_rows, expanded, grid_shape, phase_column, phase_tokens, step_shape
 from planner.cost.kernels import kernel_seconds, plain_zero
-from planner.cost.layouts import (
-    AttentionLayout,
-    CollectiveKind,
-    ExpertLayout,
-    FfnLayout,
-    LayerCost,
-    Term,
-)
-from planner.cost.layouts.base import collective_term, stacked
+from planner.cost.layouts import AttentionLayout, ExpertLayout, FfnLayout, Term
+from planner.cost.layouts.base import stacked
 from planner.cost.layouts.experts import moe_layers
+from planner.cost.layouts.head import output_projection
 from planner.cost.line_tables import LineCache, network_seconds
 from planner.cost.mesh import Mesh
 from planner.cost.network import latency_line, ring_steps
 from planner.specs.formats import Formats, KvFormat, Sparsity
-from planner.specs.hardware import ACTIVATION_BYTES, Cluster, WeightFormat
+from planner.specs.hardware import Cluster, WeightFormat
 from planner.specs.model import Model
 from planner.specs.plan import Phase, Workload
 
@@ -121,7 +119,7 @@ class Evaluation:
     prefetched_ring_steps: int  # those of the prefetched weight all-gathers
     comm_latency_s: float  # the part of comm_s that is latency: each collective's time at zero bytes
     comm_latency_by_level_s: tuple[tuple[str, float], ...]  # comm_latency_s per switched level ("torus": one)
-    overhead_s: float
+    overhead_s: float | np.ndarray  # per point with a token_overhead_s
     step_s: np.ndarray
     latency_s: np.ndarray
     mfu: np.ndarray
@@ -226,7 +224,7 @@ class LayerCosts:
     compute_s: np.ndarray
     memory_s: np.ndarray
     local_s: np.ndarray  # each kernel's max(compute, memory), summed
-    overhead_s: float | np.ndarray  # per Grid row where the layers vary (a pipeline's stages)
+    overhead_s: float | np.ndarray  # per point with a token_overhead_s; per Grid row where the layers vary
     tokens: np.ndarray
     steps: int | np.ndarray  # steps per latency: 1 (prefill) or output_tokens (decode), per row with phases
     mfu_flops: np.ndarray  # MFU's numerator (Model.mfu_flops)
@@ -279,7 +277,7 @@ def layer_costs(model: Model, cluster: Cluster, workload: Workload, candidate: C
         grow(c.attention.cost(model, c.ffn, part_sizes, part_shape, wbytes, kv_bytes=kvbytes, core=core)))
     per_row = np.ndim(last) > 0  # a Grid of pipeline stages: first and last per row (its head repeats 0 or 1)
     head_key = (chips if grid is None else "grid", *((first, last) if not per_row else ("per row",)))
-    head = memo.get(head_key) or memo.setdefault(head_key, _output_projection(model, chips, batch, wbytes, first, last))
+    head = memo.get(head_key) or memo.setdefault(head_key, output_projection(model, chips, batch, wbytes, first, last))
     ffn_repeat, moe = model.n_layers, ()  # MoE: dense layers take the FFN layout, MoE layers these parts
     if model.experts is not None:
         ffn_repeat, moe = memo.get((c.experts, *mesh_key)) or memo.setdefault(
@@ -325,7 +323,9 @@ def layer_costs(model: Model, cluster: Cluster, workload: Workload, candidate: C
         repeats=stacked([repeat for _, repeat in collectives],
                         np.broadcast_shapes((1,), *(np.shape(repeat) for _, repeat in collectives))),
         prefetched=np.array([k.prefetched for k, _ in collectives], dtype=bool),
-        compute_s=compute_s, memory_s=memory_s, local_s=local_s, overhead_s=model.n_layers * cal.layer_overhead_s + kernels * cal.kernel_overhead_s,
+        compute_s=compute_s, memory_s=memory_s, local_s=local_s,
+        overhead_s=model.n_layers * cal.layer_overhead_s + kernels * cal.kernel_overhead_s + (
+            model.n_layers * cal.token_overhead_s * tokens / steps if cal.token_overhead_s else 0.0),
         tokens=tokens, steps=steps,
         mfu_flops=model.mfu_flops(tokens, logit_tokens),
         weight_bytes=weight_bytes, kv_bytes=kv_bytes, activation_bytes=activation_bytes,
@@ -372,26 +372,3 @@ def _bound(compute_s, memory_s, local_s, active_s, critical_s, comm_s):
     local = np.where(compute_s >= memory_s, 0, 1)
     comm = (comm_s > critical_s) | (active_s > local_s)
     return np.where(comm, 2, local)
-
-
-def _output_projection(model: Model, chips: int, batch: np.ndarray, weight_bytes: int, first: bool = True,
-                       last: bool = True) -> LayerCost:
-    """Logits for one token per sequence: W_emb[E, V_xyz], after gathering the final hidden states.
-    A pipeline's first stage stores the input embedding (a copy of a tied one) and its last the
-    output projection, each one E x V table; a whole model stores `embedding_params`. With `first`
-    and `last` arrays (a Grid of stages), the terms are there for every row, and layer_costs
-    repeats them `last` (0 or 1) times."""
-    E, V = model.d_model, model.vocab
-    per_row = np.ndim(last) > 0
-    gather = collective_term("gather final hidden states", "B E", CollectiveKind.ALL_GATHER, "xyz",
-                             batch * E * ACTIVATION_BYTES)
-    logits = Term(name="einsum logits", notation="W_emb[E, V_xyz] -> B V_xyz",
-                  flops=2.0 * batch * E * V / chips, hbm_bytes=E * V * weight_bytes / chips, rows=batch)
-    # stored: the output projection, and the input embedding table if it is a separate one
-    if per_row:
-        tables = np.where(first & last, model.embedding_params,
-                          E * V * (first.astype(np.int64) + last.astype(np.int64)))
-    else:
-        tables = model.embedding_params if first and last else E * V * (int(first) + int(last))
-    return LayerCost(terms=(gather, logits) if per_row or last else (),
-                     weight_bytes_stored=tables * weight_bytes / chips)

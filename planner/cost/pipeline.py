@@ -158,7 +158,7 @@ def evaluate_pipeline(model: Model, cluster: Cluster, workload: Workload, candid
         prefetched_s=pick("prefetched_s", slowest), critical_s=pick("critical_s", slowest),
         overlap=first.overlap, ring_steps=first.ring_steps, prefetched_ring_steps=first.prefetched_ring_steps,
         comm_latency_s=first.comm_latency_s,
-        comm_latency_by_level_s=first.comm_latency_by_level_s, overhead_s=max(ev.overhead_s for ev in stages),
+        comm_latency_by_level_s=first.comm_latency_by_level_s, overhead_s=pick("overhead_s", slowest),
         step_s=step_s, latency_s=latency_s, mfu=mfu, cost_chip_s_per_token=chips * latency_s / tokens,
         tokens_per_s=tokens / latency_s, weight_bytes=weight_bytes, kv_bytes=kv_bytes,
         activation_bytes=activation_bytes, hbm_bytes=hbm_bytes, hbm_fraction=hbm_bytes / cluster.chip.hbm_bytes,

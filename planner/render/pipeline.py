@@ -6,6 +6,8 @@ from __future__ import annotations
 import csv
 import io
 
+import numpy as np
+
 from planner.commands.runs import point_dict
 from planner.cost.costmodel import BOUNDS
 from planner.cost.mesh import joined_axis
@@ -157,7 +159,7 @@ def pipeline_dict(ev: PipelineEvaluation, cluster=None) -> dict:
                     "time_s": {"compute": num(float(s.evaluation.compute_s[0])),
                                "memory": num(float(s.evaluation.memory_s[0])),
                                "comm": num(float(s.evaluation.comm_s[0])),
-                               "overhead": num(float(s.evaluation.overhead_s))},
+                               "overhead": num(float(np.ravel(s.evaluation.overhead_s)[0]))},
                     "memory": {"weights": num(s.weight_bytes), "kv_cache": num(s.kv_bytes),
                                "activations": num(s.activation_bytes)},
                     "rows": layer_rows(s.evaluation)}

@@ -228,7 +228,7 @@ def point(ev: Evaluation, i: int) -> Point:
         tokens_per_s=float(ev.tokens_per_s[i]), hbm_bytes_per_chip=float(ev.hbm_bytes[i]),
         hbm_fraction=float(ev.hbm_fraction[i]), bound=BOUNDS[int(ev.bound[i])],
         compute_s=float(ev.compute_s[i]), memory_s=float(ev.memory_s[i]),
-        comm_s=float(ev.comm_s[i]), overhead_s=float(ev.overhead_s), kernels_s=float(ev.local_s[i]), stages=c.stages,
+        comm_s=float(ev.comm_s[i]), overhead_s=float(np.broadcast_to(ev.overhead_s, ev.batch.shape)[i]), kernels_s=float(ev.local_s[i]), stages=c.stages,
         micro_batches=int(ev.micro_batches[i]) if c.stages > 1 else 1,
         experts=c.experts.name if c.experts is not None else "",
     )
