@@ -26,13 +26,17 @@ that identify it and then held:
    clocks: h200-sxm takes h100-sxm's, both GH100, shared/reference/hardware.yaml; calibrate
    h100-sxm first), else none (matmul_efficiency: not identified); a warning says which.
 3. End to end, from the `latency`, `ttft` and `throughput` rows: `layer_overhead_s` (the fixed
-   time per layer and step that the kernels above leave unexplained), the others held. It is the
+   time per layer and step that the kernels above leave unexplained) and `token_overhead_s` (the
+   fixed time per token and layer: the per-token work outside the matmuls and the attention core,
+   norms, activations, residual adds, rotary, quantisation, sampling, spread over the chips),
+   together, the others held; both enter every row linearly (layers x steps, and layers x tokens
+   per chip: batch x input_tokens for the prefill pass, batch per decode step). They are the
    compute die's and the software's (launches, framework work), not the HBM's, so presets whose
-   chips have the same peaks in every format share it (`_same_die_sets`: h100-sxm and h200-sxm,
+   chips have the same peaks in every format share them (`_same_die_sets`: h100-sxm and h200-sxm,
    both GH100 at the same clocks, both sets TensorRT-LLM tables): fitted on the union of their
    shipped sets' end-to-end rows, each row predicted with its own preset's stage 1-2 constants
    (fitted from that preset's file in the same run), so either preset's calibration gives the
-   same value. A file other than the preset's shipped set is fitted alone; a warning says which.
+   same values. A file other than the preset's shipped set is fitted alone; a warning says which.
    `overlap` is held at 0 (the tables run NCCL and GEMM kernels back to back on one stream) and
    `weight_gather_efficiency` follows the network's (no row gathers weights).
 
@@ -56,7 +60,6 @@ from dataclasses import dataclass, replace
 import numpy as np
 import yaml
 
-from planner.commands.calibrate import robust_loss
 from planner.commands.calibrate_network import collective_times, network_stage
 from planner.commands.calibrate_network import minimise, round_constant, shipped_sets
 from planner.commands.kernel_measurements import MODEL_KINDS, KernelMeasurements, Row, load_kernel_measurements
@@ -128,7 +131,7 @@ def predict(cluster: Cluster, row: Row) -> float:
 def end_to_end(cluster: Cluster, row: Row, *, layer_overhead: bool = True) -> float:
     """A model row's time (module docstring): the fastest TP mesh grouping."""
     if not layer_overhead:
-        cluster = replace(cluster, calibration=replace(cluster.calibration, layer_overhead_s=0.0))
+        cluster = replace(cluster, calibration=replace(cluster.calibration, layer_overhead_s=0.0, token_overhead_s=0.0))
     formats = row_formats(row)
     model, batch, inp = row.model, np.array([row["batch"]]), row["input_tokens"]
     out = row.get("output_tokens", 1)
@@ -162,6 +165,13 @@ def _layer_steps(row: Row) -> int:
     """Layers x steps of a model row: what layer_overhead_s multiplies."""
     steps = 1 if row.kind == "ttft" else row.get("output_tokens", 1)
     return row.model.n_layers * steps
+
+
+def _layer_tokens(row: Row) -> float:
+    """Layers x tokens per chip of a model row: what token_overhead_s multiplies (the prefill
+    pass's batch x input_tokens, then batch per decode step, over the row's chips)."""
+    decode_steps = 0 if row.kind == "ttft" else row.get("output_tokens", 1) - 1
+    return row.model.n_layers * row["batch"] * (row["input_tokens"] + decode_steps) / row["chips"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -209,26 +219,29 @@ def fit(cluster: Cluster, data: KernelMeasurements) -> KernelFit:
     same_die, shared = _same_die_sets(cluster, data)
     sets = sorted([(cluster.name, fitted, usable)] + (shared or []), key=lambda s: s[0])  # one order for all
     if shared:
-        warnings.append(f"layer_overhead_s: shared with {', '.join(same_die)} (rule: the same peaks in every format, "
+        warnings.append(f"layer_overhead_s and token_overhead_s: shared with {', '.join(same_die)} (rule: the same peaks in every format, "
                         "the same compute die and clocks), fitted on the end-to-end rows of every such "
                         f"shipped set ({', '.join(f'{n} {len(rows)}' for n, _, rows in sets)} rows), each predicted "
                         "with its own preset's other constants")
     elif same_die:
-        warnings.append(f"layer_overhead_s: fitted on this file's rows alone (the shipped {cluster.name} preset shares "
-                        f"it with {', '.join(same_die)}, the same compute die; another file may be other software)")
+        warnings.append(f"layer_overhead_s and token_overhead_s: fitted on this file's rows alone (the shipped "
+                        f"{cluster.name} preset shares them with {', '.join(same_die)}, the same compute die; another file may be other software)")
     joined = [(c, r) for _, c, rows in sets for r in rows]
     if joined:
         base_s = np.array([end_to_end(c, r, layer_overhead=False) for c, r in joined])
         per = np.array([_layer_steps(r) for _, r in joined], dtype=float)
-        measured = np.log([r.measured_s for _, r in joined])
-        grid = np.concatenate([[0.0], np.geomspace(1e-7, 2e-3, 4000)])
-        cost = [float(np.sum(robust_loss(np.log(base_s + per * t) - measured))) for t in grid]
-        t = float(grid[int(np.argmin(cost))])
-        fitted = replace(fitted, calibration=replace(fitted.calibration, layer_overhead_s=round_constant(t)))
-        if t == 0.0:
-            warnings.append("layer_overhead_s is at its bound (0): the kernels alone already over-predict")
+        tokens = np.array([_layer_tokens(r) for _, r in joined], dtype=float)
+        measured = np.array([r.measured_s for _, r in joined])
+        ratio = lambda c: (base_s + per * c[0] + tokens * c[1]) / measured  # noqa: E731
+        found = minimise(ratio, ("latency", "latency"), [(t, k) for t in (3e-5, 1e-4) for k in (1e-8, 3e-7)])
+        t, k = (round_constant(float(v)) for v in found)
+        fitted = replace(fitted, calibration=replace(fitted.calibration, layer_overhead_s=t, token_overhead_s=k))
+        for name, value in (("layer_overhead_s", t), ("token_overhead_s", k)):
+            if value == 0.0:
+                warnings.append(f"{name} is at its bound (0): the kernels and the other overhead already over-predict")
     else:
-        warnings.append("no end-to-end rows the planner can predict: layer_overhead_s is not identified (0)")
+        warnings.append("no end-to-end rows the planner can predict: layer_overhead_s and token_overhead_s are not "
+                        "identified (0)")
     for name in GEMM_CONSTANTS + ("narrow_matmul_efficiency",):
         value = getattr(fitted.calibration, name)
         if value in (0.0, 1.0) and (narrow_gemms if name == "narrow_matmul_efficiency" else gemms):

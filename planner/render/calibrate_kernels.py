@@ -48,7 +48,7 @@ def constants(fit) -> list[str]:
              else []),
            f"hbm_efficiency {c.hbm_efficiency:g}",
            f"kernel_overhead_s {fmt_seconds(c.kernel_overhead_s)}", f"layer_overhead_s {fmt_seconds(c.layer_overhead_s)}",
-           f"overlap {c.overlap:g}"]
+           f"token_overhead_s {fmt_seconds(c.token_overhead_s)}", f"overlap {c.overlap:g}"]
     for name, level in c.levels.items():
         out.append(f"{name}: " + ", ".join(f"{k} {fmt_seconds(v) if k.endswith('_s') else f'{v:g}'}"
                                            for k, v in level.items()))
@@ -119,7 +119,7 @@ def cluster_yaml(text: str, fit, data, command: str) -> str:
             block.append(f"  # {kind}: {_summary_line(rows)}")
     block += [f"  # warning: {w}" for w in fit.warnings]
     for name in ("matmul_efficiency", "narrow_matmul_efficiency", "hbm_efficiency", "network_efficiency",
-                 "collective_latency_s", "layer_overhead_s", "overlap", "kernel_overhead_s"):
+                 "collective_latency_s", "layer_overhead_s", "token_overhead_s", "overlap", "kernel_overhead_s"):
         if getattr(c, name) is not None:  # narrow_matmul_efficiency: absent where not identified
             block.append(f"  {name}: {getattr(c, name):g}")
     block.append("  levels:")
