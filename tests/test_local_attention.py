@@ -171,15 +171,18 @@ def test_explain_rows_add_up_with_local_layers(phase):
     assert repeats["einsum QK, AV (local layers, window 1024)"] == 52
 
 
-def test_a_request_crossing_the_window_equals_evaluate_at_every_context():
+@pytest.mark.parametrize("kv_cache", ["bf16", "fp8"])
+def test_a_request_crossing_the_window_equals_evaluate_at_every_context(kv_cache):
     """`planner serve`'s growing context: the step terms bend at the window, so a request that
-    crosses it is interpolated piecewise (decode_request against evaluate at every context)."""
+    crosses it is interpolated piecewise (decode_request against evaluate at every context); the
+    cache past the window is read in its own format (fp8: 1 byte per element)."""
     from dataclasses import replace
 
     from planner.cost.costmodel import combine, evaluate
     from planner.cost.request import contexts, decode_request
     from planner.search.search import candidates
     plan = load_plan(None, model="mistral-7b", cluster="h100-sxm", chips=(8,), batches=(1, 8, 64),
+                     kv_cache=(kv_cache,),
                      input_tokens=4090, output_tokens=12, phases=("decode",))
     batch = np.array(plan.space.batches)
     for c in candidates(plan, Phase.DECODE)[:12]:
@@ -214,3 +217,18 @@ def test_pipeline_stages_hold_their_own_local_layers():
     for stage in ev.stage_evaluations:
         kv = float(stage.kv_bytes[list(ev.sizes).index(batch)])
         assert kv == pytest.approx(per_token_per_layer * (5 * context + 26 * 1024), rel=1e-12)
+
+
+def test_a_quantised_cache_past_the_window_is_read_in_its_format():
+    """Past the window a local layer reads a window's worth of cache, in the cache's format: the
+    read does not jump when the context crosses the window (an fp8 cache read as bf16 did)."""
+    plan = load_plan(None, model="gemma-3-27b", cluster="h200-sxm", chips=(1,), weights=("fp8",),
+                     kv_cache=("fp8",), input_tokens=900)
+    window = plan.model.window_tokens
+    reads = []
+    for context in (window, window + 1, 4 * window):
+        ev = best(dataclasses.replace(plan, workload=dataclasses.replace(plan.workload, context=context)),
+                  Phase.DECODE, 1, 64)
+        reads.append({r.name: float(r.hbm_bytes[0]) for r in ev.rows if r.name.startswith("read KV cache (local")})
+    assert reads[0] == reads[1] == reads[2] and reads[0]
+

@@ -368,7 +368,8 @@ def timing(cluster: Cluster, workload: Workload, layer: LayerCosts, comm_s, pref
 def _bound(compute_s, memory_s, local_s, active_s, critical_s, comm_s):
     """What sets the step (index into BOUNDS): the links when all their traffic outlasts the
     critical path or the activation collectives outlast the local time; else compute or HBM,
-    whichever the step's kernels spend more time on."""
+    whichever total is larger (the step's compute against its memory seconds; explain's kernels
+    line says how much kernels of different bounds add on top)."""
     local = np.where(compute_s >= memory_s, 0, 1)
     comm = (comm_s > critical_s) | (active_s > local_s)
     return np.where(comm, 2, local)

@@ -171,9 +171,9 @@ class AttentionLayout:
             if s is shape:
                 return core_flops, kv_cache
             if model.latent is not None:
-                return latent_at(s).core_flops, latent_at(s).kv_cache
+                return latent_at(s).core_flops, latent_at(s).kv_cache * kv_bytes / act
             return (4.0 * core_batch * s.tokens * s.attended * core_heads * H,
-                    core_batch * s.cached * 2 * kv_heads_per_chip * H * act)
+                    core_batch * s.cached * 2 * kv_heads_per_chip * H * kv_bytes)
 
         groups = _layer_groups(model, shape)
         cores = [core_at(s) for _, s, _ in groups]
