@@ -6,6 +6,8 @@ from __future__ import annotations
 import csv
 import io
 
+import numpy as np
+
 from planner.commands.runs import point_dict
 from planner.cost.costmodel import Evaluation
 from planner.cost.padding import batch_padding
@@ -71,12 +73,17 @@ def explain_dict(ev: Evaluation, cluster=None) -> dict:
     if cluster is not None:
         out["memory"].update(hbm=num(cluster.chip.hbm_bytes), reserve=num(cluster.chip.memory_reserve_bytes),
                              usable=num(cluster.chip.usable_hbm_bytes))
-    out["combine"] = {"overlap": num(ev.overlap), "critical_path_s": num(float(ev.critical_s[0])),
-                      "kernels_s": num(float(ev.local_s[0])),
-                      "prefetched_comm_s": num(float(ev.prefetched_s[0])), "ring_steps": ev.ring_steps,
-                      "comm_latency_s": num(ev.comm_latency_s),
-                      "comm_latency_by_level_s": {name: num(t) for name, t in ev.comm_latency_by_level_s}}
+    out["combine"] = combine_dict(ev)
     return out
+
+
+def combine_dict(ev: Evaluation) -> dict:
+    """How a one-point Evaluation's step follows from its columns (the JSON of combine_lines)."""
+    return {"overlap": num(ev.overlap), "critical_path_s": num(float(ev.critical_s[0])),
+            "kernels_s": num(float(ev.local_s[0])),
+            "prefetched_comm_s": num(float(ev.prefetched_s[0])), "ring_steps": ev.ring_steps,
+            "comm_latency_s": num(ev.comm_latency_s),
+            "comm_latency_by_level_s": {name: num(t) for name, t in ev.comm_latency_by_level_s}}
 
 
 def layer_rows(ev: Evaluation) -> list[dict]:
@@ -140,7 +147,7 @@ def explain_table(ev: Evaluation, cluster, console, *, ascii_only: bool = False)
     repeat_width = len(f"x{max(r.repeat for r in ev.rows)}")
     for r in ev.rows:
         rows.append(_explain_cells(r))
-        rows.append(Note(f"{f'x{r.repeat}':<{repeat_width}}  {r.notation}{_peak(r)}".rstrip()))
+        rows.append(Note(f"{f'x{r.repeat}':<{repeat_width}}  {r.notation}{_peak(r)}{_kernel(r, ev)}".rstrip()))
     print_grid(console, columns, rows, total=_explain_total(ev), ascii_only=ascii_only)
     console.print()
     for line in _explain_summary(ev, cluster):
@@ -164,6 +171,13 @@ def _peak(r) -> str:
     if r.sustained_flop_per_s == r.peak_flop_per_s:
         return f"  [{rate}]"
     return f"  [{rate}: {100 * r.sustained_flop_per_s / r.peak_flop_per_s:.0f}% of peak]"
+
+
+def _kernel(r, ev: Evaluation) -> str:
+    """'  {one kernel with: read KV cache}': the rows that run as one kernel with row r (one
+    roofline: their compute and memory overlap); '' for a row that is its own kernel."""
+    others = [o.name for o in ev.rows if r.kernel and o.kernel == r.kernel and o is not r]
+    return f"  {{one kernel with: {', '.join(others)}}}" if others else ""
 
 
 def _formats_line(ev: Evaluation) -> str:
@@ -214,6 +228,23 @@ def _explain_total(ev: Evaluation) -> tuple[str, ...]:
             fmt_seconds(d.memory_s), fmt_seconds(d.comm_s))
 
 
+def _overhead_parts(ev: Evaluation, cluster) -> str:
+    """': 32 layers x 86 us + 128 kernels x 5.83 us + 28,672 tokens per chip x 32 layers x 125 ns':
+    the step's fixed times (costmodel's overhead), each part that is not 0."""
+    if cluster is None:
+        return ""
+    cal, layers = cluster.calibration, ev.model.n_layers
+    tokens = float(ev.tokens[0]) * float(ev.step_s[0]) / float(ev.latency_s[0]) / ev.candidate.mesh.chips
+    token_s = layers * tokens * cal.token_overhead_s
+    kernels = (float(np.ravel(ev.overhead_s)[0]) - layers * cal.layer_overhead_s - token_s) / cal.kernel_overhead_s \
+        if cal.kernel_overhead_s else 0.0
+    parts = [f"{layers} layers x {fmt_seconds(cal.layer_overhead_s)}" if cal.layer_overhead_s else "",
+             f"{round(kernels)} kernels x {fmt_seconds(cal.kernel_overhead_s)}" if round(kernels) else "",
+             f"{tokens:,.4g} tokens per chip x {layers} layers x {fmt_seconds(cal.token_overhead_s)}" if token_s else ""]
+    parts = [p for p in parts if p]
+    return ": " + " + ".join(parts) if parts else ""
+
+
 def _explain_summary(ev: Evaluation, cluster=None) -> list[str]:
     """How the step follows from the columns, the metrics, the memory and any padding."""
     d, c = point(ev, 0), ev.candidate
@@ -222,8 +253,8 @@ def _explain_summary(ev: Evaluation, cluster=None) -> list[str]:
         latency += " for all output tokens"
     lines = [
         *combine_lines(ev),
-        f"step     {fmt_seconds(d.step_latency_s)} (overhead {fmt_seconds(d.overhead_s)}), {latency}, "
-        f"{d.bound}-bound",
+        f"step     {fmt_seconds(d.step_latency_s)} (overhead {fmt_seconds(d.overhead_s)}{_overhead_parts(ev, cluster)}), "
+        f"{latency}, {d.bound}-bound",
         f"MFU      {fmt_percent(d.mfu)} (against the bf16 peak in every format, the paper's convention"
         + (f"; {fmt_percent(_mfu_of_format_peak(ev, cluster))} of the {ev.formats_at(0).weights.compute.label}"
            f"{' 2:4' if ev.formats_at(0).sparsity is Sparsity.TWO_FOUR else ''} peak"
@@ -282,7 +313,7 @@ def explain_markdown(ev: Evaluation, cluster=None) -> str:
     title, header = _explain_header(ev)
     lines = [f"**{title}**", ""] + [f"- {label}: `{text}`" if label != "tokens" else f"- {label}: {text}"
                                     for label, text in header] + [""]
-    rows = [(cells[0], f"`{r.notation}` x{r.repeat}{_peak(r)}", *cells[1:])
+    rows = [(cells[0], f"`{r.notation}` x{r.repeat}{_peak(r)}{_kernel(r, ev)}", *cells[1:])
             for r, cells in ((r, _explain_cells(r)) for r in ev.rows)]
     total = _explain_total(ev)
     rows.append((f"**{total[0]}**", "", *total[1:]))
@@ -300,9 +331,9 @@ def explain_csv(ev: Evaluation, cluster=None) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(("row", "notation", "collective", "repeat", "flops", "hbm_bytes", "comm_bytes",
-                     "compute_s", "memory_s", "comm_s", "compute_format", "peak_flop_per_s", "calibration"))
+                     "compute_s", "memory_s", "comm_s", "compute_format", "peak_flop_per_s", "calibration", "kernel"))
     for r in d["layers"]:
         writer.writerow((r["name"], r["notation"], r["collective"], r["repeat"], r["flops"], r["hbm_bytes"],
                          r["comm_bytes"], r["seconds"]["compute"], r["seconds"]["memory"], r["seconds"]["comm"],
-                         r["compute_format"], r["peak_flop_per_s"], calibration))
+                         r["compute_format"], r["peak_flop_per_s"], calibration, r.get("kernel", "")))
     return buf.getvalue()

@@ -14,7 +14,7 @@ from planner.cost.mesh import joined_axis
 from planner.cost.pipeline import PipelineEvaluation, StageView, stage_views
 from planner.render.common import (Column, Note, calibration_label, calibration_note, markdown_table, print_grid,
                                    print_wrapped)
-from planner.render.explain import layer_rows
+from planner.render.explain import combine_dict, combine_lines, layer_rows
 from planner.search.search import point
 from planner.specs.plan import Phase
 from planner.units import fmt_bytes, fmt_chips, fmt_percent, fmt_rate, fmt_seconds, num
@@ -94,7 +94,10 @@ def _summary(ev: PipelineEvaluation) -> list[str]:
                f"{fmt_seconds(d.step_latency_s)} per output token for {_all(d.batch)}; stages idle "
                f"{fmt_percent(float(ev.bubble[0]))} of the time")
     latency = f"latency {fmt_seconds(d.latency_s)}" + (" for all output tokens" if c.phase is Phase.DECODE else "")
-    lines = [how, f"step     {fmt_seconds(d.step_latency_s)}, {latency}, slowest stage {d.bound}-bound",
+    for s in stage_views(ev):  # each stage's step from its columns, as explain says it for one layout
+        lines_of_stage = combine_lines(s.evaluation)
+        how += "\n" + f"stage {s.index + 1}:\n" + "\n".join(lines_of_stage)
+    lines = [*how.split("\n"), f"step     {fmt_seconds(d.step_latency_s)}, {latency}, slowest stage {d.bound}-bound",
              f"MFU      {fmt_percent(d.mfu)}; cost {fmt_seconds(d.cost_chip_s_per_token)} of chip time per token; "
              f"{d.tokens_per_s:,.0f} tokens/s"]
     for s in stage_views(ev):
@@ -159,7 +162,9 @@ def pipeline_dict(ev: PipelineEvaluation, cluster=None) -> dict:
                     "time_s": {"compute": num(float(s.evaluation.compute_s[0])),
                                "memory": num(float(s.evaluation.memory_s[0])),
                                "comm": num(float(s.evaluation.comm_s[0])),
-                               "overhead": num(float(np.ravel(s.evaluation.overhead_s)[0]))},
+                               "overhead": num(float(np.ravel(s.evaluation.overhead_s)[0])),
+                               "kernels": num(float(s.evaluation.local_s[0]))},
+                    "combine": combine_dict(s.evaluation),
                     "memory": {"weights": num(s.weight_bytes), "kv_cache": num(s.kv_bytes),
                                "activations": num(s.activation_bytes)},
                     "rows": layer_rows(s.evaluation)}
