@@ -167,6 +167,28 @@ def test_interpolated_steps_equal_evaluate_at_every_context(plan_name):
         np.testing.assert_allclose(req.decode_s, exact, rtol=1e-12)
 
 
+@pytest.mark.parametrize("model,cluster,chips,batches", [
+    ("mistral-7b", "h200-sxm", 1, (64, 896)),  # compute-bound matmuls beside a memory-bound KV read
+    ("deepseek-v3", "h200-sxm", 8, (8, 256)),  # latent attention: an absorbed, compute-bound core
+])
+def test_kernel_sums_are_interpolated_exactly(model, cluster, chips, batches):
+    """The kernels' time is affine in the context too (the attention core's FLOPs and KV bytes
+    grow in proportion), also where kernels of different bounds add."""
+    plan = load_plan(None, model=model, cluster=cluster, chips=(chips,), batches=batches, weights=("fp8",),
+                     input_tokens=300, output_tokens=6)
+    batch = np.array(batches)
+    found = candidates(plan, Phase.DECODE)
+    assert found
+    mixed = False
+    for c in found[:8]:
+        req = decode_request(plan.model, plan.cluster, 300, 6, c, batch)
+        steps = [evaluate(plan.model, plan.cluster, replace(plan.workload, context=int(s)), c, batch)
+                 for s in contexts(300, 6)]
+        mixed |= any(np.any(e.local_s > np.maximum(e.compute_s, e.memory_s) * 1.01) for e in steps)
+        np.testing.assert_allclose(req.decode_s, sum(e.step_s for e in steps), rtol=1e-12)
+    assert mixed  # the case this test is for: some step's kernels have different bounds
+
+
 def test_each_term_is_affine_in_context():
     """A running batch's step (sequences at contexts S_1..S_O) equals every sequence at the mean
     context, because every term of the step is affine in the context."""

@@ -13,7 +13,9 @@ Per step (prefill: one forward pass; decode: one token per sequence):
                 (weights each chip reads, gathered or stationary, and in decode the whole KV cache)
     local_s   = sum over the step's kernels of max(compute_s of the kernel, memory_s of the kernel)
                 (a kernel: one einsum with the weights it reads, one HBM read, or the attention
-                 core - QK, AV and the KV-cache read it streams; `kernel_seconds`)
+                 core - QK, AV and the KV-cache read it streams; `kernel_seconds`. An einsum row
+                 that launches several matmuls, Q, K, V then O, is one roofline: they share its
+                 rows, so their bounds differ only where K, V run on fewer tokens)
     comm_s    = sum of collective times (planner.cost.network) = k_a + k_w, where
                 k_w: the weight all-gathers of weight-gathered layouts, and k_a: the rest
     step_s    = combine(local_s, comm_s) + n_layers * layer_overhead_s
