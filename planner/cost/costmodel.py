@@ -327,7 +327,7 @@ def layer_costs(model: Model, cluster: Cluster, workload: Workload, candidate: C
         prefetched=np.array([k.prefetched for k, _ in collectives], dtype=bool),
         compute_s=compute_s, memory_s=memory_s, local_s=local_s,
         overhead_s=model.n_layers * cal.layer_overhead_s + kernels * cal.kernel_overhead_s + (
-            model.n_layers * cal.token_overhead_s * tokens / steps / chips if cal.token_overhead_s else 0.0),
+            model.n_layers * cal.token_overhead_s / (steps * chips) * tokens if cal.token_overhead_s else 0.0),
         tokens=tokens, steps=steps,
         mfu_flops=model.mfu_flops(tokens, logit_tokens),
         weight_bytes=weight_bytes, kv_bytes=kv_bytes, activation_bytes=activation_bytes,

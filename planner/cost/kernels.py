@@ -63,9 +63,11 @@ def kernel_seconds(cluster: Cluster, terms, weight_peak) -> list[tuple]:
     for term, repeat in terms:
         if term.collective is not None or (plain_zero(term.flops) and plain_zero(term.hbm_bytes)):
             continue
+        # the repeat over the rate first: small (a number, or per Grid row or format), then one
+        # product over every point
         c_s = 0 if plain_zero(term.flops) else \
-            repeat * matmul_flops(cal, term) / (activation_rate if term.activation_matmul else weight_rate)
-        m_s = 0 if plain_zero(term.hbm_bytes) else repeat * term.hbm_bytes / bandwidth
+            matmul_flops(cal, term) * (repeat / (activation_rate if term.activation_matmul else weight_rate))
+        m_s = 0 if plain_zero(term.hbm_bytes) else term.hbm_bytes * (repeat / bandwidth)
         if not term.kernel:
             out.append((c_s, m_s))
         elif (key := (term.kernel, term.layers)) in fused:
