@@ -53,17 +53,21 @@ def collective_times(cluster: Cluster, rows: list[Row]) -> np.ndarray:
 # Fitting helpers (every stage)
 
 
+_SCALE = {"latency": 1e-6, "rows": 1.0}  # a latency around 1 us, rows (matmul_half_rows) around 1
+
+
 def _unconstrained(value: float, kind: str) -> float:
-    return math.log(value / (1 - value)) if kind == "fraction" else math.log(value / 1e-6)
+    return math.log(value / (1 - value)) if kind == "fraction" else math.log(value / _SCALE[kind])
 
 
 def _constrained(u: np.ndarray, kinds: tuple[str, ...]) -> np.ndarray:
     frac = np.array([k == "fraction" for k in kinds])
-    return np.where(frac, 1.0 / (1.0 + np.exp(-u)), 1e-6 * np.exp(u))
+    scale = np.array([_SCALE.get(k, 1.0) for k in kinds])
+    return np.where(frac, 1.0 / (1.0 + np.exp(-u)), scale * np.exp(u))
 
 
 def minimise(loss_residual, kinds: tuple[str, ...], starts) -> np.ndarray:
-    """Robust fit over constants of `kinds` ('fraction' or 'latency') from each start; the best."""
+    """Robust fit over constants of `kinds` ('fraction', 'latency' or 'rows') from each start; the best."""
     lower = np.array([-12.0 if k == "fraction" else -16.0 for k in kinds])
     upper = -lower
 

@@ -19,11 +19,12 @@ Per step (prefill: one forward pass; decode: one token per sequence):
     comm_s    = sum of collective times (planner.cost.network) = k_a + k_w, where
                 k_w: the weight all-gathers of weight-gathered layouts, and k_a: the rest
     step_s    = combine(local_s, comm_s) + n_layers * layer_overhead_s
-                + n_kernels * kernel_overhead_s + n_layers * tokens / chips * token_overhead_s
-                (tokens: the step's, batch x tokens per sequence in the step; the per-token work
-                 outside the matmuls and the attention core - norms, activations, residual adds,
-                 rotary, quantisation, sampling - spread over the chips as the layouts spread
-                 the activations)
+                + n_kernels * kernel_overhead_s + n_layers * tokens_per_chip * token_overhead_s
+                (tokens_per_chip: the FFN layout's batch shard times the tokens per sequence in
+                 the step, FfnLayout.tokens_per_chip; the per-token work outside the matmuls and
+                 the attention core - norms, activations, residual adds, rotary, quantisation,
+                 sampling - done for every token a chip holds: a tensor-parallel group repeats
+                 it on every chip, a batch-sharded layout splits it)
                 (n_kernels: the matmul kernels of the step, Term.kernels of every einsum; the
                  roofline of one matmul plus a fixed time per kernel is what GPU GEMM tables show)
 
@@ -327,7 +328,7 @@ def layer_costs(model: Model, cluster: Cluster, workload: Workload, candidate: C
         prefetched=np.array([k.prefetched for k, _ in collectives], dtype=bool),
         compute_s=compute_s, memory_s=memory_s, local_s=local_s,
         overhead_s=model.n_layers * cal.layer_overhead_s + kernels * cal.kernel_overhead_s + (
-            model.n_layers * cal.token_overhead_s / (steps * chips) * tokens if cal.token_overhead_s else 0.0),
+            model.n_layers * cal.token_overhead_s * c.ffn.tokens_per_chip(sizes, shape) if cal.token_overhead_s else 0.0),
         tokens=tokens, steps=steps,
         mfu_flops=model.mfu_flops(tokens, logit_tokens),
         weight_bytes=weight_bytes, kv_bytes=kv_bytes, activation_bytes=activation_bytes,

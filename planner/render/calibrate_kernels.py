@@ -46,7 +46,7 @@ def constants(fit) -> list[str]:
     out = [f"matmul_efficiency {c.matmul_efficiency:g}",
            *([f"narrow_matmul_efficiency {c.narrow_matmul_efficiency:g}"] if c.narrow_matmul_efficiency is not None
              else []),
-           f"hbm_efficiency {c.hbm_efficiency:g}",
+           f"hbm_efficiency {c.hbm_efficiency:g}", f"matmul_half_rows {c.matmul_half_rows:g}",
            f"kernel_overhead_s {fmt_seconds(c.kernel_overhead_s)}", f"layer_overhead_s {fmt_seconds(c.layer_overhead_s)}",
            f"token_overhead_s {fmt_seconds(c.token_overhead_s)}", f"overlap {c.overlap:g}"]
     for name, level in c.levels.items():
@@ -83,9 +83,10 @@ def _packed(items: list[str], first: str, then: str) -> list[str]:
 GPU_ASSUMPTIONS = """\
 - **One set of constants per cluster**, shared by every model, layout and format on it (no
   per-model or per-point factor). A matmul kernel takes the larger of its FLOPs at
-  `matmul_efficiency` of the bf16 peak (`narrow_matmul_efficiency` of a higher fp8/int8/fp4 peak)
-  and its HBM bytes at `hbm_efficiency` of the bandwidth, plus `kernel_overhead_s`: a roofline
-  plus a fixed time, what the GEMM tables show. The attention core (QK, AV and the KV-cache read
+  `matmul_efficiency` of the bf16 peak (`narrow_matmul_efficiency` of a higher fp8/int8/fp4 peak),
+  as if it had `matmul_half_rows` more rows (a matmul of m rows runs at e m / (m + m_h)), and its
+  HBM bytes at `hbm_efficiency` of the bandwidth, plus `kernel_overhead_s`: a roofline plus a
+  fixed time, what the GEMM tables show. The attention core (QK, AV and the KV-cache read
   it streams) is one kernel. Kernels run one after another: their times add.
 - **Collectives** inside a switched level (an NVLink island) are one step at that level, whatever
   logical sub-axes a layout splits them into: the fastest of NCCL's lines (a low-latency protocol
@@ -95,8 +96,13 @@ GPU_ASSUMPTIONS = """\
   InfiniBand level's own latency. Activation
   collectives do not overlap the kernels (`overlap` 0: NCCL and GEMM kernels back to back).
 - **Fixed times**: `layer_overhead_s` per layer and step (launches, framework work) and
-  `token_overhead_s` per token and layer (the step's tokens over its chips: norms, activations,
-  residual adds, rotary, quantisation, sampling), fitted on the end-to-end rows.
+  `token_overhead_s` per token and layer for every token a chip holds (norms, activations,
+  residual adds, rotary, quantisation, sampling: repeated on every GPU of a tensor-parallel group,
+  split by a batch-sharded layout), fitted on the end-to-end rows. Empirical: the rows do not
+  show how the per-token time grows with the model's width. Both come from the software and
+  batch sizes of these rows; applied to other software, batching modes or much larger models
+  they are an extrapolation, which small-batch decode (where they are a large share of a step)
+  depends on most.
 - **End-to-end rows** are static batches: one prefill pass of `input_tokens` per sequence, then
   `output_tokens - 1` decode steps whose context grows by one token each, summed step by step;
   time to first token is the prefill pass alone. The layout is the row's tensor parallelism
@@ -110,6 +116,9 @@ GPU_NOT_MODELLED = """\
   far as the fitted per-layer and per-token times absorb them, for the software each set measured.
 - cuBLAS's per-shape kernel choice (tile shapes, wave quantisation) and NCCL's protocol and channel
   choices inside a line: the A100 GEMM and 2 MiB collective rows that show them are listed as such.
+- Collective constants no row measures: across nodes only the InfiniBand level's fixed latency is
+  fitted (two-node rows of small messages, where a set has them); its step latency and efficiency
+  are taken from NVLink by a stated rule, so multi-node points rest on that rule.
 - TensorRT-LLM's custom all-reduce (shown, not fitted), how a framework's attention kernel treats
   grouped KV heads (TensorRT-LLM v0.9's Mistral 7B runs as fast as Llama-2-7B with a quarter of
   its KV cache), and clocks or power limits that differ between runs.
@@ -157,7 +166,8 @@ def cluster_yaml(text: str, fit, data, command: str) -> str:
             block.append(f"  # {kind}: {_summary_line(rows)}")
     block += [f"  # warning: {w}" for w in fit.warnings]
     for name in ("matmul_efficiency", "narrow_matmul_efficiency", "hbm_efficiency", "network_efficiency",
-                 "collective_latency_s", "layer_overhead_s", "token_overhead_s", "overlap", "kernel_overhead_s"):
+                 "collective_latency_s", "layer_overhead_s", "token_overhead_s", "overlap", "kernel_overhead_s",
+                 "matmul_half_rows"):
         if getattr(c, name) is not None:  # narrow_matmul_efficiency: absent where not identified
             block.append(f"  {name}: {getattr(c, name):g}")
     block.append("  levels:")

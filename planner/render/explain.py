@@ -10,6 +10,7 @@ import numpy as np
 
 from planner.commands.runs import point_dict
 from planner.cost.costmodel import Evaluation
+from planner.cost.layouts.base import size
 from planner.cost.padding import batch_padding
 from planner.render.common import (
     Column,
@@ -229,12 +230,15 @@ def _explain_total(ev: Evaluation) -> tuple[str, ...]:
 
 
 def _overhead_parts(ev: Evaluation, cluster) -> str:
-    """': 32 layers x 86 us + 128 kernels x 5.83 us + 28,672 tokens per chip x 32 layers x 125 ns':
+    """': 32 layers x 86 us + 128 kernels x 5.83 us + 896 tokens per chip x 32 layers x 124 ns':
     the step's fixed times (costmodel's overhead), each part that is not 0."""
     if cluster is None:
         return ""
-    cal, layers = cluster.calibration, ev.model.n_layers
-    tokens = float(ev.tokens[0]) * float(ev.step_s[0]) / float(ev.latency_s[0]) / ev.candidate.mesh.chips
+    cal, layers, c = cluster.calibration, ev.model.n_layers, ev.candidate
+    batch = int(ev.batch[0])
+    per_sequence = float(ev.tokens[0]) / batch * float(ev.step_s[0]) / float(ev.latency_s[0])  # in one step
+    shards = size(c.mesh.sizes, c.ffn.batch_axes)
+    tokens = -(-batch // shards) * per_sequence  # the FFN layout's batch shard (FfnLayout.tokens_per_chip)
     token_s = layers * tokens * cal.token_overhead_s
     kernels = (float(np.ravel(ev.overhead_s)[0]) - layers * cal.layer_overhead_s - token_s) / cal.kernel_overhead_s \
         if cal.kernel_overhead_s else 0.0

@@ -141,7 +141,7 @@ class Calibration:
     network_efficiency: float = 1.0  # achieved / peak link bytes/s (activation collectives)
     collective_latency_s: float = 0.0  # fixed cost of each ring step (hop) of a collective
     layer_overhead_s: float = 0.0      # fixed cost per layer per step
-    token_overhead_s: float = 0.0      # fixed cost per token per layer (the step's tokens over its chips)
+    token_overhead_s: float = 0.0      # fixed cost per token per layer (each token a chip holds)
     overlap: float = 0.0  # share of min(max(compute, memory), activation comm) hidden (0: sum, 1: max)
     weight_gather_efficiency: float | None = None  # achieved / peak link bytes/s of prefetched weight all-gathers
     matmul_half_rows: float = 0.0  # per-chip rows at which a matmul reaches half of matmul_efficiency
