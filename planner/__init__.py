@@ -3,4 +3,4 @@
 Implements the analytical model of Pope et al., "Efficiently Scaling Transformer Inference" (2022).
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

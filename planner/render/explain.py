@@ -229,7 +229,7 @@ def _explain_total(ev: Evaluation) -> tuple[str, ...]:
             fmt_seconds(d.memory_s), fmt_seconds(d.comm_s))
 
 
-def _overhead_parts(ev: Evaluation, cluster) -> str:
+def overhead_parts(ev: Evaluation, cluster) -> str:
     """': 32 layers x 86 us + 128 kernels x 5.83 us + 896 tokens per chip x 32 layers x 124 ns':
     the step's fixed times (costmodel's overhead), each part that is not 0."""
     if cluster is None:
@@ -257,7 +257,7 @@ def _explain_summary(ev: Evaluation, cluster=None) -> list[str]:
         latency += " for all output tokens"
     lines = [
         *combine_lines(ev),
-        f"step     {fmt_seconds(d.step_latency_s)} (overhead {fmt_seconds(d.overhead_s)}{_overhead_parts(ev, cluster)}), "
+        f"step     {fmt_seconds(d.step_latency_s)} (overhead {fmt_seconds(d.overhead_s)}{overhead_parts(ev, cluster)}), "
         f"{latency}, {d.bound}-bound",
         f"MFU      {fmt_percent(d.mfu)} (against the bf16 peak in every format, the paper's convention"
         + (f"; {fmt_percent(_mfu_of_format_peak(ev, cluster))} of the {ev.formats_at(0).weights.compute.label}"

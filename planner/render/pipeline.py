@@ -14,7 +14,7 @@ from planner.cost.mesh import joined_axis
 from planner.cost.pipeline import PipelineEvaluation, StageView, stage_views
 from planner.render.common import (Column, Note, calibration_label, calibration_note, markdown_table, print_grid,
                                    print_wrapped)
-from planner.render.explain import combine_dict, combine_lines, layer_rows
+from planner.render.explain import combine_dict, combine_lines, layer_rows, overhead_parts
 from planner.search.search import point
 from planner.specs.plan import Phase
 from planner.units import fmt_bytes, fmt_chips, fmt_percent, fmt_rate, fmt_seconds, num
@@ -79,7 +79,7 @@ def _header(ev: PipelineEvaluation) -> tuple[str, list[tuple[str, str]]]:
                    ("axes", "each stage: " + ", ".join(f"{a}=[{' '.join(c.mesh.names(a))}]" for a in "xyz"))]
 
 
-def _summary(ev: PipelineEvaluation) -> list[str]:
+def _summary(ev: PipelineEvaluation, cluster=None) -> list[str]:
     d, c = point(ev, 0), ev.candidate
     p, m = c.stages, int(ev.micro_batches[0])
     t = [float(s.evaluation.step_s[0]) for s in stage_views(ev)]
@@ -95,8 +95,10 @@ def _summary(ev: PipelineEvaluation) -> list[str]:
                f"{fmt_percent(float(ev.bubble[0]))} of the time")
     latency = f"latency {fmt_seconds(d.latency_s)}" + (" for all output tokens" if c.phase is Phase.DECODE else "")
     for s in stage_views(ev):  # each stage's step from its columns, as explain says it for one layout
-        lines_of_stage = combine_lines(s.evaluation)
-        how += "\n" + f"stage {s.index + 1}:\n" + "\n".join(lines_of_stage)
+        e = s.evaluation
+        stage_step = (f"step     {fmt_seconds(float(e.step_s[0]))} (overhead "
+                      f"{fmt_seconds(float(np.ravel(e.overhead_s)[0]))}{overhead_parts(e, cluster)})")
+        how += "\n" + f"stage {s.index + 1}:\n" + "\n".join([*combine_lines(e), stage_step])
     lines = [*how.split("\n"), f"step     {fmt_seconds(d.step_latency_s)}, {latency}, slowest stage {d.bound}-bound",
              f"MFU      {fmt_percent(d.mfu)}; cost {fmt_seconds(d.cost_chip_s_per_token)} of chip time per token; "
              f"{d.tokens_per_s:,.0f} tokens/s"]
@@ -124,7 +126,7 @@ def pipeline_table(ev: PipelineEvaluation, cluster, console, *, ascii_only: bool
         rows += [cells, Note(note)]
     print_grid(console, columns, rows, ascii_only=ascii_only)
     console.print()
-    for line in _summary(ev):
+    for line in _summary(ev, cluster):
         print_wrapped(console, line, hang=9)
     print_wrapped(console, FOOTNOTE, style="dim")
     note = calibration_note(cluster)
@@ -137,7 +139,7 @@ def pipeline_markdown(ev: PipelineEvaluation, cluster=None) -> str:
     lines = [f"**{title}**", ""] + [f"- {label}: {text}" for label, text in header] + [""]
     lines += [markdown_table(COLUMNS, [cells for _, cells, _ in _rows(ev)], right=range(1, 8)), ""]
     note = calibration_note(cluster) if cluster is not None else None
-    return "\n".join(lines + [f"- {line}" for line in _summary(ev)] + ["", FOOTNOTE]
+    return "\n".join(lines + [f"- {line}" for line in _summary(ev, cluster)] + ["", FOOTNOTE]
                      + (["", f"**{note}**"] if note else [])) + "\n"
 
 
