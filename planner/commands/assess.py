@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from planner.commands.calibrate import Fit, Residual, fit, predict
-from planner.commands.calibrate_terms import _plan
+from planner.commands.calibrate_terms import measurement_plan
 from planner.commands.measurements import ATTENTION_CHOICES, BEST, FFN_CHOICES, Measurement, Measurements
 from planner.cost.layouts import ATTENTION_LAYOUTS, FFN_LAYOUTS
 from planner.errors import ConfigError
@@ -82,10 +82,10 @@ def choices(cluster: Cluster, points: tuple[Measurement, ...]) -> tuple[Choice, 
     for m in points:
         if not m.chosen:
             continue
-        plan = _plan(cluster, m, tuple(FFN_LAYOUTS), tuple(ATTENTION_LAYOUTS))
+        plan = measurement_plan(cluster, m, tuple(FFN_LAYOUTS), tuple(ATTENTION_LAYOUTS))
         ev = best(plan, m.phase, m.chips, m.batch, m.weights)
         picked = "none fits" if ev is None else f"{ev.candidate.ffn.name}+{ev.candidate.attention.name}"
-        source = _plan(cluster, m, FFN_CHOICES[m.ffn], ATTENTION_CHOICES[m.attention])
+        source = measurement_plan(cluster, m, FFN_CHOICES[m.ffn], ATTENTION_CHOICES[m.attention])
         theirs = best(source, m.phase, m.chips, m.batch, m.weights)
         slower = None if ev is None or theirs is None else float(theirs.latency_s[0] / ev.latency_s[0] - 1.0)
         out.append(Choice(measurement=m, picked=picked, slower=slower))

@@ -18,7 +18,8 @@ from planner.specs.plan import Plan, SearchSpace
 from planner.units import fmt_chips
 
 
-def _plan(cluster: Cluster, m: Measurement, ffn: tuple[str, ...], attention: tuple[str, ...]) -> Plan:
+def measurement_plan(cluster: Cluster, m: Measurement, ffn: tuple[str, ...], attention: tuple[str, ...]) -> Plan:
+    """The search of one measured point's setting over the given layouts."""
     return Plan(model=m.model, cluster=cluster, workload=m.workload,
                 space=SearchSpace(phases=(m.phase,), chips=(m.chips,), batches=(m.batch,),
                                   weights=(m.weights,), ffn=ffn, attention=attention))
@@ -30,10 +31,10 @@ def allowed(cluster: Cluster, m: Measurement) -> list[Evaluation]:
     if not cluster.topology.forms(m.chips):
         raise m.error("chips", f"{cluster.name} cannot form {fmt_chips(m.chips)}",
                       hint=f"it offers {offered_text(cluster)}")
-    plan = _plan(cluster, m, FFN_CHOICES[m.ffn], ATTENTION_CHOICES[m.attention])
+    plan = measurement_plan(cluster, m, FFN_CHOICES[m.ffn], ATTENTION_CHOICES[m.attention])
     found = candidates(plan, m.phase, chips=(m.chips,))
     if not found and m.chips == 1:  # one chip: every layout is the same single-chip layout
-        found = candidates(_plan(cluster, m, FFN_CHOICES[BEST], ATTENTION_CHOICES[BEST]), m.phase, chips=(1,))
+        found = candidates(measurement_plan(cluster, m, FFN_CHOICES[BEST], ATTENTION_CHOICES[BEST]), m.phase, chips=(1,))
     if not found:
         raise m.error("ffn", f"{m.ffn}+{m.attention} does not apply on {fmt_chips(m.chips)} of "
                              f"{cluster.name} (its axis groups would be trivial)")
@@ -82,18 +83,12 @@ class _Terms:
             here = np.array([(e.comm_s[0] - e.prefetched_s[0], e.ring_steps - e.prefetched_ring_steps,
                               e.prefetched_s[0], e.prefetched_ring_steps, m.model.n_layers,
                               e.latency_s[0] / e.step_s[0]) for e in evs], dtype=float)
-            width = max(len(k) for k in here_kernels)
-            parts = np.zeros((len(evs), width, 3))
-            for i, k in enumerate(here_kernels):
-                parts[i, :len(k)] = k
+            parts = _padded(here_kernels)
             keep = _undominated(np.concatenate([parts.reshape(len(evs), -1), here], axis=1))
             rows.extend(here[keep])
-            kernels.extend(parts[i] for i in keep)
+            kernels.extend(here_kernels[i] for i in keep)
             kept.extend(evs[i].candidate for i in keep)
-        width = max(len(k) for k in kernels)
-        per_kernel = np.zeros((len(kernels), width, 3))
-        for i, k in enumerate(kernels):
-            per_kernel[i, :len(k)] = k
+        per_kernel = _padded(kernels)
         a = np.array(rows, dtype=float)
         return _Terms(*per_kernel.transpose(2, 0, 1), *a.T, start=np.array(start), row_candidates=tuple(kept))
 
@@ -118,6 +113,15 @@ class _Terms:
         rows = self._rows(constants)
         ends = list(self.start[1:]) + [rows.size]
         return [int(a + np.argmin(rows[a:b])) for a, b in zip(self.start, ends)]
+
+
+def _padded(kernels: list) -> np.ndarray:
+    """Candidates' lists of per-kernel (compute, row, memory) seconds as one (candidates, kernels,
+    3) array, shorter lists padded with kernels of 0 s (which add nothing)."""
+    out = np.zeros((len(kernels), max(len(k) for k in kernels), 3))
+    for i, k in enumerate(kernels):
+        out[i, :len(k)] = k
+    return out
 
 
 def _scalar(x) -> float:

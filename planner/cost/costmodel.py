@@ -123,6 +123,8 @@ class Evaluation:
     comm_latency_s: float  # the part of comm_s that is latency: each collective's time at zero bytes
     comm_latency_by_level_s: tuple[tuple[str, float], ...]  # comm_latency_s per switched level ("torus": one)
     overhead_s: float | np.ndarray  # per point with a token_overhead_s
+    overhead_kernels: int = 0  # its parts: matmul kernels per step (LayerCosts.kernels) and the tokens
+    overhead_tokens: float | np.ndarray = 0.0  # per chip that pay token_overhead_s per layer
     step_s: np.ndarray
     latency_s: np.ndarray
     mfu: np.ndarray
@@ -202,7 +204,8 @@ def evaluate(model: Model, cluster: Cluster, workload: Workload, candidate: Cand
         comm_s=comm_s, prefetched_s=prefetched_s, critical_s=critical_s, overlap=cal.overlap,
         ring_steps=steps, prefetched_ring_steps=prefetched_steps, comm_latency_s=sum(by_level.values()),
         comm_latency_by_level_s=tuple(by_level.items()),
-        overhead_s=overhead_s, step_s=step_s, latency_s=latency_s, mfu=mfu,
+        overhead_s=overhead_s, overhead_kernels=layer.kernels, overhead_tokens=layer.tokens_per_chip,
+        step_s=step_s, latency_s=latency_s, mfu=mfu,
         cost_chip_s_per_token=c.mesh.chips * latency_s / tokens, tokens_per_s=tokens / latency_s,
         weight_bytes=layer.weight_bytes, kv_bytes=layer.kv_bytes, activation_bytes=layer.activation_bytes,
         hbm_bytes=hbm_bytes, hbm_fraction=hbm_bytes / cluster.chip.hbm_bytes,
@@ -227,6 +230,8 @@ class LayerCosts:
     compute_s: np.ndarray
     memory_s: np.ndarray
     local_s: np.ndarray  # each kernel's max(compute, memory), summed
+    kernels: int | np.ndarray  # matmul kernels per step (Term.kernels), each paying kernel_overhead_s
+    tokens_per_chip: float | np.ndarray  # tokens paying token_overhead_s per layer (0 where it is 0)
     overhead_s: float | np.ndarray  # per point with a token_overhead_s; per Grid row where the layers vary
     tokens: np.ndarray
     steps: int | np.ndarray  # steps per latency: 1 (prefill) or output_tokens (decode), per row with phases
@@ -304,6 +309,8 @@ def layer_costs(model: Model, cluster: Cluster, workload: Workload, candidate: C
         else:
             compute_s, memory_s, local_s = compute_s + c_s, memory_s + m_s, local_s + np.maximum(c_s, m_s)
     collectives = [(term.collective, repeat) for term, repeat in terms if term.collective is not None]
+    # the tokens whose per-token work a chip does (only where it costs something)
+    tokens_per_chip = c.ffn.tokens_per_chip(sizes, shape) if cal.token_overhead_s else 0.0
     tokens, logit_tokens = batch * per_sequence, batch * logits_per_sequence
 
     weight_bytes = model.n_layers * (ffn.weight_bytes_stored + attention.weight_bytes_stored) + \
@@ -326,9 +333,9 @@ def layer_costs(model: Model, cluster: Cluster, workload: Workload, candidate: C
         repeats=stacked([repeat for _, repeat in collectives],
                         np.broadcast_shapes((1,), *(np.shape(repeat) for _, repeat in collectives))),
         prefetched=np.array([k.prefetched for k, _ in collectives], dtype=bool),
-        compute_s=compute_s, memory_s=memory_s, local_s=local_s,
-        overhead_s=model.n_layers * cal.layer_overhead_s + kernels * cal.kernel_overhead_s + (
-            model.n_layers * cal.token_overhead_s * c.ffn.tokens_per_chip(sizes, shape) if cal.token_overhead_s else 0.0),
+        compute_s=compute_s, memory_s=memory_s, local_s=local_s, kernels=kernels, tokens_per_chip=tokens_per_chip,
+        overhead_s=model.n_layers * cal.layer_overhead_s + kernels * cal.kernel_overhead_s
+        + model.n_layers * cal.token_overhead_s * tokens_per_chip,
         tokens=tokens, steps=steps,
         mfu_flops=model.mfu_flops(tokens, logit_tokens),
         weight_bytes=weight_bytes, kv_bytes=kv_bytes, activation_bytes=activation_bytes,

@@ -10,7 +10,6 @@ import numpy as np
 
 from planner.commands.runs import point_dict
 from planner.cost.costmodel import Evaluation
-from planner.cost.layouts.base import size
 from planner.cost.padding import batch_padding
 from planner.render.common import (
     Column,
@@ -234,17 +233,12 @@ def overhead_parts(ev: Evaluation, cluster) -> str:
     the step's fixed times (costmodel's overhead), each part that is not 0."""
     if cluster is None:
         return ""
-    cal, layers, c = cluster.calibration, ev.model.n_layers, ev.candidate
-    batch = int(ev.batch[0])
-    per_sequence = float(ev.tokens[0]) / batch * float(ev.step_s[0]) / float(ev.latency_s[0])  # in one step
-    shards = size(c.mesh.sizes, c.ffn.batch_axes)
-    tokens = -(-batch // shards) * per_sequence  # the FFN layout's batch shard (FfnLayout.tokens_per_chip)
-    token_s = layers * tokens * cal.token_overhead_s
-    kernels = (float(np.ravel(ev.overhead_s)[0]) - layers * cal.layer_overhead_s - token_s) / cal.kernel_overhead_s \
-        if cal.kernel_overhead_s else 0.0
+    cal, layers = cluster.calibration, ev.model.n_layers
+    kernels, tokens = int(ev.overhead_kernels), float(np.ravel(ev.overhead_tokens)[0])
     parts = [f"{layers} layers x {fmt_seconds(cal.layer_overhead_s)}" if cal.layer_overhead_s else "",
-             f"{round(kernels)} kernels x {fmt_seconds(cal.kernel_overhead_s)}" if round(kernels) else "",
-             f"{tokens:,.4g} tokens per chip x {layers} layers x {fmt_seconds(cal.token_overhead_s)}" if token_s else ""]
+             f"{kernels} kernels x {fmt_seconds(cal.kernel_overhead_s)}" if kernels and cal.kernel_overhead_s else "",
+             f"{tokens:,.0f} tokens per chip x {layers} layers x {fmt_seconds(cal.token_overhead_s)}"
+             if tokens and cal.token_overhead_s else ""]
     parts = [p for p in parts if p]
     return ": " + " + ".join(parts) if parts else ""
 
