@@ -24,7 +24,7 @@ from planner.commands.deployment import check_deployment, side_by_side
 from planner.commands.runs import load_run, name, plan_dict, run_from_dict, run_from_result
 from planner.config import list_presets, load_plan
 from planner.errors import ConfigError, InfeasibleError, UsageError
-from planner.golden import GOLDEN_DIR
+from tools.golden import GOLDEN_DIR
 from planner.search.search import best, point, search
 from planner.specs.formats import KvFormat
 from planner.specs.hardware import WeightFormat
@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = ROOT / GOLDEN_DIR
 PLANS = ROOT / "configs" / "plans"
 PALM = str(PLANS / "palm-540b-tpu-v4.yaml")
-REGENERATE = "python -m planner.golden --update"
+REGENERATE = "python -m tests.tools.golden --update"
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,9 @@ from planner.commands.calibrate_kernels import fit
 from planner.commands.kernel_measurements import load_kernel_measurements
 from planner.config import load_cluster
 
+# Every test here fits or reads a fitted GPU set (seconds each): the full tier (CI) runs them.
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 CLUSTERS = ("a100-80gb", "h100-sxm", "h200-sxm")
 

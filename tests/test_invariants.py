@@ -48,8 +48,10 @@ def _every_candidate(model, cluster, chips):
 
 
 @pytest.mark.parametrize("model_name,cluster_name,chips", [
-    ("palm-540b", "tpu-v4", 64), ("palm-62b", "tpu-v4", 16), ("llama-3-70b", "h100-sxm", 16),
-    ("mt-nlg-530b", "a100-80gb", 64), ("llama-3-70b", "b200", 8), ("llama-3-8b", "mi300x", 8),
+    ("palm-540b", "tpu-v4", 64), ("palm-62b", "tpu-v4", 16),
+    pytest.param("llama-3-70b", "h100-sxm", 16, marks=pytest.mark.slow),
+    pytest.param("mt-nlg-530b", "a100-80gb", 64, marks=pytest.mark.slow), ("llama-3-70b", "b200", 8),
+    ("llama-3-8b", "mi300x", 8),
 ])
 def test_layout_invariants(model_name, cluster_name, chips):
     model, cluster = load_model(model_name), load_cluster(cluster_name)
@@ -97,6 +99,7 @@ def test_frontier_points_are_not_dominated():
         assert latencies == sorted(latencies)
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None)
 @given(
     layers=st.integers(1, 8), d_model=st.sampled_from([256, 512, 1024]), ff_mult=st.integers(1, 6),

@@ -135,7 +135,8 @@ def test_one_chip_has_no_communication(experts, phase):
         assert np.all(ev.comm_s == 0)
 
 
-@pytest.mark.parametrize("model_name,chips", [("deepseek-v3", 32), ("mixtral-8x7b", 8), ("llama-4-maverick", 16)])
+@pytest.mark.parametrize("model_name,chips", [pytest.param("deepseek-v3", 32, marks=pytest.mark.slow), ("mixtral-8x7b", 8),
+                                              pytest.param("llama-4-maverick", 16, marks=pytest.mark.slow)])
 def test_expert_layout_invariants(model_name, chips):
     model, cluster = load_model(model_name), load_cluster("h100-sxm")
     seen = set()

@@ -2,7 +2,7 @@
 `planner plan configs/plans/<plan>.yaml --format json` prints. The test suite compares fresh
 results with them through `planner compare`; an intended change rewrites them with
 
-    python -m planner.golden --update      # from the repository root; review the diff, commit
+    python -m tests.tools.golden --update      # from the repository root; review the diff, commit
 
 Without `--update` it checks instead: exit 1 if any fresh result differs from its golden file
 (any change, not only a regression), 0 otherwise.
@@ -65,7 +65,7 @@ def update(folder: Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m planner.golden", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tests.tools.golden", description=__doc__.split("\n\n")[0])
     parser.add_argument("--update", action="store_true", help="rewrite the golden files")
     parser.add_argument("--dir", type=Path, default=GOLDEN_DIR, help=f"folder (default {GOLDEN_DIR})")
     args = parser.parse_args(argv)
