@@ -95,16 +95,9 @@ WORKLOAD_KEYS = ("input_tokens", "output_tokens", "context")
 CONSTRAINT_FIELDS = {"max_latency_s": Field(number("seconds"), required=False),
                      "max_step_latency_s": Field(number("seconds"), required=False),
                      "min_mfu": Field(mfu, required=False)}
-def _copies(at: At) -> int:
-    """Redundant expert copies: a whole number >= 0 (0: none, so only EP sizes that divide the experts)."""
-    if getattr(at.node, "value", None) in ("0", 0):
-        return 0
-    return count(at)
-
-
 # MoE models (planner.specs.moe.Routing); ignored for dense models
 ROUTING_FIELDS = {"load_imbalance": Field(number(minimum=1.0, inclusive=True), required=False),
-                  "redundant_experts": Field(_copies, required=False)}  # absent: the fewest per EP size
+                  "redundant_experts": Field(lambda at: 0 if at.node.value == "0" else count(at), required=False)}
 
 
 def _plan_fields(flags: Mapping[str, Any]) -> dict[str, Field]:
@@ -147,8 +140,7 @@ def load_plan(
     max_latency_s: float | None = None, max_step_latency_s: float | None = None,
     min_mfu: float | str | None = None,
     experts: tuple[str, ...] | None = None, load_imbalance: float | None = None,
-    stages: tuple[int, ...] | None = None, allow_short_context: bool = False,
-    redundant_experts: int | None = None,
+    stages: tuple[int, ...] | None = None, allow_short_context: bool = False, redundant_experts: int | None = None,
 ) -> Plan:
     """A plan from a file (a preset name or a path) and/or flags; a flag overrides the file.
     Without a file, model and cluster are required and the rest is `PLAN_DEFAULTS`.
@@ -221,10 +213,8 @@ def _assemble(model: Model, cluster: Cluster, plan: Fields | None, flags: dict[s
                   bare=not str(flags.get("min_mfu_text", "")).strip().endswith("%"))
     check_context(model, workload, space.phases, section("workload"), flags)
     _check_flags_apply(space.phases, flags)
-    for key in ("load_imbalance", "redundant_experts"):
-        if model.experts is None and key in flags:
-            raise UsageError(f"{FLAGS[key]} applies to mixtures of experts only, and {model.name} is dense\n"
-                             "  hint: drop it")
+    if model.experts is None and (key := next((k for k in ("load_imbalance", "redundant_experts") if k in flags), None)):
+        raise UsageError(f"{FLAGS[key]} applies to mixtures of experts only, and {model.name} is dense\n  hint: drop it")
     return Plan(
         model=model, cluster=cluster,
         workload=Workload(**workload, routing=routing),
@@ -367,8 +357,7 @@ def _read_flag(key: str, value: Any) -> Any:
         return float(_checked(key, (value,), lambda v: _is_real(v) and 1 <= v <= MAX_MAGNITUDE,
                               "a factor >= 1 (the busiest chip's expert work over the mean's)")[0])
     if key == "redundant_experts":
-        return int(_checked(key, (value,), lambda v: isinstance(v, int) and not isinstance(v, bool)
-                            and 0 <= v <= MAX_COUNT, "a whole number of expert copies >= 0")[0])
+        return _checked(key, (value,), lambda v: _is_count(v) or (type(v) is int and v == 0), "a whole number >= 0")[0]
     if key == "min_mfu":
         if isinstance(raw := value, str):  # the command line's text: '0.4' or '40%'
             try:
