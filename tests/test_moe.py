@@ -135,7 +135,8 @@ def test_one_chip_has_no_communication(experts, phase):
         assert np.all(ev.comm_s == 0)
 
 
-@pytest.mark.parametrize("model_name,chips", [("deepseek-v3", 32), ("mixtral-8x7b", 8), ("llama-4-maverick", 16)])
+@pytest.mark.parametrize("model_name,chips", [("deepseek-v3", 32), ("mixtral-8x7b", 8), ("llama-4-maverick", 16),
+                                              ("deepseek-v3", 24)])  # 24: redundant experts (256 + 8)
 def test_expert_layout_invariants(model_name, chips):
     model, cluster = load_model(model_name), load_cluster("h100-sxm")
     seen = set()
@@ -450,3 +451,40 @@ def test_dispatch_moves_fp8_with_fp8_weights_and_combine_stays_bf16():
     assert fp8["dispatch all-to-all"] == pytest.approx(bf16["dispatch all-to-all"] / 2)
     assert int8["dispatch all-to-all"] == bf16["dispatch all-to-all"]  # weight-only int8: bf16 activations
     assert fp8["combine all-to-all"] == bf16["combine all-to-all"] == bf16["dispatch all-to-all"]
+
+
+# --- command line ---------------------------------------------------------------------------------
+
+
+def _cli(monkeypatch, capsys, *args):
+    import sys
+
+    from planner.cli import main as cli
+    monkeypatch.setattr(sys, "argv", ["planner", *args])
+    with pytest.raises(SystemExit) as exit_:
+        cli.main()
+    out, err = capsys.readouterr()
+    return exit_.value.code, out, err
+
+
+def test_cli_plans_deepseek_v3_at_ep72_and_explain_says_the_redundant_experts(monkeypatch, capsys):
+    args = ("--model", "deepseek-v3", "--cluster", "h100-sxm", "--chips", "72", "--phase", "decode",
+            "--weights", "fp8", "--batch", "256")
+    code, out, err = _cli(monkeypatch, capsys, "plan", *args, "--experts", "ep", "--ffn", "dp")
+    assert code == 0 and err == "" and "dp+batch+ep" in out and "redundant experts the fewest" in out
+    code, out, err = _cli(monkeypatch, capsys, "explain", *args, "--row", "1")
+    assert code == 0 and err == ""
+    text = " ".join(out.split())
+    assert "256 + 32 redundant experts (the fewest that make 256 divide over EP72), 4 per expert shard" in text
+    assert "32 redundant experts held (the fewest that make 256 divide over EP72; 4 per expert shard)" in text
+    code, out, err = _cli(monkeypatch, capsys, "plan", *args, "--experts", "ep", "--redundant-experts", "0")
+    assert code == 1  # 256 experts do not divide over 72 chips without copies: nothing applies
+
+
+@pytest.mark.parametrize("flags,message", [
+    (("--model", "llama-3-8b", "--redundant-experts", "8"), "--redundant-experts applies to mixtures of experts only"),
+    (("--model", "deepseek-v3", "--redundant-experts", "-1"), "--redundant-experts: expected a whole number >= 0"),
+])
+def test_cli_rejects_redundant_experts_it_cannot_use(monkeypatch, capsys, flags, message):
+    code, out, err = _cli(monkeypatch, capsys, "plan", "--cluster", "h100-sxm", "--chips", "8", *flags)
+    assert code == 2 and out == "" and message in err and "Traceback" not in err
