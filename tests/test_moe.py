@@ -488,3 +488,10 @@ def test_cli_plans_deepseek_v3_at_ep72_and_explain_says_the_redundant_experts(mo
 def test_cli_rejects_redundant_experts_it_cannot_use(monkeypatch, capsys, flags, message):
     code, out, err = _cli(monkeypatch, capsys, "plan", "--cluster", "h100-sxm", "--chips", "8", *flags)
     assert code == 2 and out == "" and message in err and "Traceback" not in err
+
+
+def test_cli_explains_why_dp_is_not_offered_for_a_dense_model(monkeypatch, capsys):
+    code, out, err = _cli(monkeypatch, capsys, "explain", "--model", "llama-3-8b", "--cluster", "h100-sxm",
+                          "--chips", "8", "--phase", "decode", "--batch", "8", "--ffn", "dp", "--attention", "batch",
+                          "--weights", "bf16")
+    assert code == 1 and "dp applies to mixtures of experts only" in err and "8 one-chip replicas" in err
