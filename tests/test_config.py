@@ -177,7 +177,7 @@ def test_paper_plan():
     assert plan.space.chips == (8, 16, 32, 64, 128, 256)
     assert plan.space.batches == tuple(2**i for i in range(11))
     assert plan.space.weights == (WeightFormat.BF16, WeightFormat.INT8)
-    assert plan.space.ffn == tuple(layouts.FFN_LAYOUTS)
+    assert plan.space.ffn == tuple(n for n, f in layouts.FFN_LAYOUTS.items() if not f.replicated)  # dp: MoE only
     assert plan.space.attention == tuple(layouts.ATTENTION_LAYOUTS)
     assert plan.constraints.max_latency_s is None and plan.constraints.min_mfu is None
     assert plan.deployment == ()

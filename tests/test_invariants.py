@@ -207,3 +207,38 @@ def test_an_fp8_kv_cache_halves_the_cache():
                 phase=Phase.DECODE, mesh=mesh, ffn=ffn, attention=attention, weights=WeightFormat.BF16, kv_cache=kv),
                 BATCH)
             np.testing.assert_allclose(np.split(ev.latency_s, 3)[i], one.latency_s, rtol=1e-12)
+
+
+# --- weight gathers on switched levels ---------------------------------------------------------
+
+
+def test_weight_gathers_on_a_calibrated_switched_level_cost_like_any_all_gather_there():
+    """h100-sxm's levels have fitted constants (NCCL's tables): a prefetched weight all-gather is an
+    all-gather there and costs what the same bytes cost as an activation all-gather, not the
+    ideal link rate (the cluster-wide weight_gather_efficiency, 1). A level's own
+    weight_gather_efficiency (measured weight gathers) replaces its efficiencies; on a torus the
+    fitted cluster-wide one applies."""
+    from planner.cost.layouts import Collective, CollectiveKind
+    from planner.cost.network import collective_seconds
+    cluster = load_cluster("h100-sxm")
+    ag = CollectiveKind.ALL_GATHER
+    data = np.array([1 << 20, 1 << 28])
+    for chips in (8, 16):
+        mesh = next(m for m in meshes(cluster, chips) if m.sizes["x"] == chips)
+        weights = collective_seconds(cluster, mesh, Collective(kind=ag, axes="x", bytes_per_chip=data, prefetched=True))
+        activations = collective_seconds(cluster, mesh, Collective(kind=ag, axes="x", bytes_per_chip=data))
+        np.testing.assert_allclose(weights, activations, rtol=1e-12)
+        ideal = collective_seconds(replace(cluster, calibration=replace(cluster.calibration, levels={})), mesh,
+                                   Collective(kind=ag, axes="x", bytes_per_chip=data, prefetched=True))
+        assert np.all(weights > ideal)
+    mesh = next(m for m in meshes(cluster, 8) if m.sizes["x"] == 8)
+    levels = {**cluster.calibration.levels,
+              "nvlink": {**cluster.calibration.levels["nvlink"], "weight_gather_efficiency": 0.25}}
+    measured = replace(cluster, calibration=replace(cluster.calibration, levels=levels))
+    slow = collective_seconds(measured, mesh, Collective(kind=ag, axes="x", bytes_per_chip=data, prefetched=True))
+    assert slow[1] > 2 * collective_seconds(cluster, mesh, Collective(kind=ag, axes="x", bytes_per_chip=data))[1]
+    tpu = load_cluster("tpu-v4")
+    mesh = next(m for m in meshes(tpu, 64) if m.sizes["x"] > 1)
+    gathered = collective_seconds(tpu, mesh, Collective(kind=ag, axes="x", bytes_per_chip=data, prefetched=True))
+    active = collective_seconds(tpu, mesh, Collective(kind=ag, axes="x", bytes_per_chip=data))
+    assert tpu.calibration.weight_gather_efficiency < tpu.calibration.network_efficiency and np.all(gathered > active)

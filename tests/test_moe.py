@@ -136,7 +136,8 @@ def test_one_chip_has_no_communication(experts, phase):
 
 
 @pytest.mark.parametrize("model_name,chips", [pytest.param("deepseek-v3", 32, marks=pytest.mark.slow), ("mixtral-8x7b", 8),
-                                              pytest.param("llama-4-maverick", 16, marks=pytest.mark.slow)])
+                                              pytest.param("llama-4-maverick", 16, marks=pytest.mark.slow),
+                                              pytest.param("deepseek-v3", 24, marks=pytest.mark.slow)])  # 24: redundant experts (256 + 8)
 def test_expert_layout_invariants(model_name, chips):
     model, cluster = load_model(model_name), load_cluster("h100-sxm")
     seen = set()
@@ -152,7 +153,7 @@ def test_expert_layout_invariants(model_name, chips):
         names = {r.name for r in ev.rows}
         if c.experts.expert_axes and c.mesh.sizes and any(c.mesh.sizes[a] > 1 for a in c.experts.expert_axes):
             assert {"dispatch all-to-all", "combine all-to-all"} <= names, what
-    assert seen == set(EXPERT_LAYOUTS) - ({"ep"} if model.experts.n_experts % chips else set())
+    assert seen == set(EXPERT_LAYOUTS)  # every EP size applies, with the fewest redundant experts
 
 
 def _one_expert(dense):
@@ -221,16 +222,109 @@ def test_replicated_experts_read_for_the_busiest_group_whole_tokens():
     assert touched[0] == pytest.approx(128 * 8 / 256, rel=0.02)  # a token's 8 experts over the group's 2 chips
 
 
-def test_redundant_experts_take_memory():
+def test_redundant_experts_take_memory_and_are_read_at_large_batches():
+    """256 + 32 experts over EP32: 9 per chip, one more than 256 alone. A token's 8 slots land on 8
+    of the 288 copies, so one token reads the same weights (8/32 of an expert per chip) and a
+    large batch reads all 9 held copies, not 8."""
     model, cluster = load_model("deepseek-v3"), load_cluster("h100-sxm")
     mesh = meshes(cluster, 32)[0]
     c = Candidate(phase=Phase.DECODE, mesh=mesh, ffn=FFN_LAYOUTS["ws1d"], attention=ATTENTION_LAYOUTS["batch"],
                   weights=WeightFormat.INT8, experts=EXPERT_LAYOUTS["ep"])
     extra = dataclasses.replace(WORKLOAD, routing=Routing(redundant_experts=32))
-    a, b = evaluate(model, cluster, WORKLOAD, c, BATCH), evaluate(model, cluster, extra, c, BATCH)
+    a, b = (evaluate(model, cluster, w, c, BATCH, detail=True) for w in (WORKLOAD, extra))
     per_expert = model.experts.params_per_expert(2, model.d_model)
     assert b.weight_bytes - a.weight_bytes == pytest.approx(58 * 1 * per_expert)  # one more expert per chip
-    np.testing.assert_allclose(b.step_s, a.step_s)
+    read = [next(r for r in ev.rows if r.name == "einsum experts W_in, W_out").hbm_bytes / (58 * per_expert)
+            for ev in (a, b)]
+    np.testing.assert_allclose(read[1], expected_distinct_experts(288, 8, BATCH, held=9))
+    assert read[0][0] == pytest.approx(read[1][0]) == pytest.approx(8 / 32)
+    assert read[0][-1] == pytest.approx(8) and read[1][-1] == pytest.approx(9)
+    assert np.all(b.step_s >= a.step_s)
+    np.testing.assert_allclose(b.compute_s, a.compute_s)  # the same token-expert pairs per chip
+
+
+def test_any_ep_size_takes_the_fewest_redundant_experts_that_make_it_divide():
+    """EP72 for 256 experts: 32 redundant (288 = 4 x 72), as SGLang's 96-GPU decode runs; EP32
+    needs none. With the plan's own R, an EP size applies only where M + R divides over it."""
+    model, cluster = load_model("deepseek-v3"), load_cluster("h100-sxm")
+    assert Routing().redundant(256, 72) == 32 and Routing().redundant(256, 32) == 0
+    assert Routing().redundant(256, 320) == 64  # DeepSeek's decode EP320 layout: 64 GPUs of copies
+    ep = EXPERT_LAYOUTS["ep"]
+    mesh = next(m for m in meshes(cluster, 72))
+    assert ep.applies(model, mesh.sizes) and ep.redundant(model, mesh.sizes, Routing()) == 32
+    assert not ep.applies(model, mesh.sizes, Routing(redundant_experts=0))
+    assert not ep.applies(model, mesh.sizes, Routing(redundant_experts=16))
+    assert ep.applies(model, mesh.sizes, Routing(redundant_experts=104))  # 360 = 5 x 72
+    assert EXPERT_LAYOUTS["tp"].redundant(model, mesh.sizes, Routing(redundant_experts=32)) == 0
+    c = Candidate(phase=Phase.DECODE, mesh=mesh, ffn=FFN_LAYOUTS["dp"], attention=ATTENTION_LAYOUTS["batch"],
+                  weights=WeightFormat.FP8, experts=ep)
+    ev = evaluate(model, cluster, WORKLOAD, c, BATCH, detail=True)
+    per_expert = model.experts.params_per_expert(2, model.d_model)
+    stored = ev.weight_bytes - _non_expert_bytes(model, 1.0)
+    assert stored == pytest.approx(58 * (4 * per_expert + model.experts.router_params(model.d_model)))
+    row = next(r for r in ev.rows if r.name == "einsum experts W_in, W_out")
+    assert "256 + 32 redundant experts (the fewest that make 256 divide over EP72), 4 per expert shard" in row.notation
+
+
+def _non_expert_bytes(model, weight_bytes):
+    """Every parameter but the routed experts' and the routers' (what `dp` keeps whole on every chip)."""
+    x = model.experts
+    moe = x.n_moe_layers(model.n_layers)
+    experts = moe * (x.n_experts * x.params_per_expert(model.ffn.n_input_matrices, model.d_model)
+                     + x.router_params(model.d_model))
+    return (model.n_params - experts) * weight_bytes
+
+
+# --- replicated (data-parallel) dense parts -------------------------------------------------------
+
+
+@pytest.mark.parametrize("model_name,chips", [("deepseek-v3", 64), ("llama-4-maverick", 16), ("qwen3-30b-a3b", 8)])
+def test_dp_keeps_every_non_expert_weight_whole_on_every_chip(model_name, chips):
+    """SGLang's DP attention + --moe-dense-tp-size 1 + DP LM head: attention, dense FFN layers,
+    shared experts and embedding tables whole on every chip, its batch shard's KV cache, and no
+    collective but the experts' dispatch and combine."""
+    model, cluster = load_model(model_name), load_cluster("h100-sxm")
+    mesh = next(m for m in meshes(cluster, chips) if m.sizes["x"] == 1 and m.sizes["y"] == 1)
+    c = Candidate(phase=Phase.DECODE, mesh=mesh, ffn=FFN_LAYOUTS["dp"], attention=ATTENTION_LAYOUTS["batch"],
+                  weights=WeightFormat.FP8, experts=EXPERT_LAYOUTS["ep"])
+    batch = np.array([chips, 4 * chips])
+    ev = evaluate(model, cluster, WORKLOAD, c, batch, detail=True)
+    x = model.experts
+    per_expert = x.params_per_expert(model.ffn.n_input_matrices, model.d_model)
+    moe = x.n_moe_layers(model.n_layers)
+    held = -(-x.n_experts // chips)
+    expected = _non_expert_bytes(model, 1.0) + moe * (held * per_expert + x.router_params(model.d_model))
+    assert ev.weight_bytes == pytest.approx(expected)
+    one = evaluate(model, cluster, WORKLOAD, dataclasses.replace(c, mesh=ONE_CHIP), batch // chips)
+    np.testing.assert_allclose(ev.kv_bytes, one.kv_bytes)  # each chip its own sequences' cache
+    collectives = {r.name for r in ev.rows if np.any(r.comm_bytes)}
+    assert collectives == {"dispatch all-to-all", "combine all-to-all"}
+    logits = next(r for r in ev.rows if r.name == "einsum logits")
+    np.testing.assert_allclose(logits.flops, 2.0 * (batch // chips) * model.d_model * model.vocab)
+
+
+def test_dp_is_offered_for_mixtures_of_experts_only():
+    """A dense model whole on every chip is n one-chip replicas: the search leaves it out."""
+    from planner.search.choices import choices
+    for model, has in (("llama-3-8b", False), ("mixtral-8x7b", True)):
+        plan = load_plan(None, model=model, cluster="h100-sxm", chips=(8,))
+        assert any(c.ffn.name == "dp" for c in choices(plan)) is has
+
+
+@pytest.mark.parametrize("phase", list(Phase))
+def test_one_expert_with_top_1_under_dp_costs_the_same_as_the_dense_model(phase):
+    """dp with the experts replicated too (ep-yz where y and z span one chip: every chip holds the
+    expert and serves its own tokens) is the dense model under dp."""
+    dense, cluster = load_model("llama-3-8b"), load_cluster("h100-sxm")
+    moe = _one_expert(dense)
+    mesh = next(m for m in meshes(cluster, 8) if m.sizes["x"] == 8)
+    c = Candidate(phase=phase, mesh=mesh, ffn=FFN_LAYOUTS["dp"], attention=ATTENTION_LAYOUTS["batch"],
+                  weights=WeightFormat.BF16)
+    a = evaluate(dense, cluster, WORKLOAD, c, BATCH)
+    b = evaluate(moe, cluster, WORKLOAD, dataclasses.replace(c, experts=EXPERT_LAYOUTS["ep-yz"]), BATCH)
+    for field in ("compute_s", "memory_s", "comm_s", "step_s", "mfu", "hbm_bytes"):
+        np.testing.assert_allclose(getattr(b, field), getattr(a, field), rtol=1e-12, err_msg=field)
+    assert np.all(a.comm_s == 0)
 
 
 # --- latent attention ----------------------------------------------------------------------------
@@ -358,3 +452,47 @@ def test_dispatch_moves_fp8_with_fp8_weights_and_combine_stays_bf16():
     assert fp8["dispatch all-to-all"] == pytest.approx(bf16["dispatch all-to-all"] / 2)
     assert int8["dispatch all-to-all"] == bf16["dispatch all-to-all"]  # weight-only int8: bf16 activations
     assert fp8["combine all-to-all"] == bf16["combine all-to-all"] == bf16["dispatch all-to-all"]
+
+
+# --- command line ---------------------------------------------------------------------------------
+
+
+def _cli(monkeypatch, capsys, *args):
+    import sys
+
+    from planner.cli import main as cli
+    monkeypatch.setattr(sys, "argv", ["planner", *args])
+    with pytest.raises(SystemExit) as exit_:
+        cli.main()
+    out, err = capsys.readouterr()
+    return exit_.value.code, out, err
+
+
+def test_cli_plans_deepseek_v3_at_ep72_and_explain_says_the_redundant_experts(monkeypatch, capsys):
+    args = ("--model", "deepseek-v3", "--cluster", "h100-sxm", "--chips", "72", "--phase", "decode",
+            "--weights", "fp8", "--batch", "256")
+    code, out, err = _cli(monkeypatch, capsys, "plan", *args, "--experts", "ep", "--ffn", "dp")
+    assert code == 0 and err == "" and "dp+batch+ep" in out and "redundant experts the fewest" in out
+    code, out, err = _cli(monkeypatch, capsys, "explain", *args, "--row", "1")
+    assert code == 0 and err == ""
+    text = " ".join(out.split())
+    assert "256 + 32 redundant experts (the fewest that make 256 divide over EP72), 4 per expert shard" in text
+    assert "32 redundant experts held (the fewest that make 256 divide over EP72; 4 per expert shard)" in text
+    code, out, err = _cli(monkeypatch, capsys, "plan", *args, "--experts", "ep", "--redundant-experts", "0")
+    assert code == 1  # 256 experts do not divide over 72 chips without copies: nothing applies
+
+
+@pytest.mark.parametrize("flags,message", [
+    (("--model", "llama-3-8b", "--redundant-experts", "8"), "--redundant-experts applies to mixtures of experts only"),
+    (("--model", "deepseek-v3", "--redundant-experts", "-1"), "--redundant-experts: expected a whole number >= 0"),
+])
+def test_cli_rejects_redundant_experts_it_cannot_use(monkeypatch, capsys, flags, message):
+    code, out, err = _cli(monkeypatch, capsys, "plan", "--cluster", "h100-sxm", "--chips", "8", *flags)
+    assert code == 2 and out == "" and message in err and "Traceback" not in err
+
+
+def test_cli_explains_why_dp_is_not_offered_for_a_dense_model(monkeypatch, capsys):
+    code, out, err = _cli(monkeypatch, capsys, "explain", "--model", "llama-3-8b", "--cluster", "h100-sxm",
+                          "--chips", "8", "--phase", "decode", "--batch", "8", "--ffn", "dp", "--attention", "batch",
+                          "--weights", "bf16")
+    assert code == 1 and "dp applies to mixtures of experts only" in err and "8 one-chip replicas" in err

@@ -9,6 +9,8 @@ from typing import Optional
 import typer
 
 from planner.cli.common import (
+    LOAD_IMBALANCE_HELP,
+    REDUNDANT_HELP,
     AllowShortOpt,
     AsciiOpt,
     ClusterOpt,
@@ -59,9 +61,9 @@ def explain(
     experts: Optional[str] = typer.Option(
         None, "--experts", metavar="NAME",
         help="MoE models: expert layout (ep, ep-xy+tp-z, ep-x+tp-yz, ep-yz, tp, wg) [default: the fastest]."),
-    load_imbalance: Optional[float] = typer.Option(
-        None, "--load-imbalance", metavar="RHO",
-        help="MoE models: the busiest chip's expert work over the mean chip's [>= 1; default 1]."),
+    load_imbalance: Optional[float] = typer.Option(None, "--load-imbalance", metavar="RHO",
+                                                   help=LOAD_IMBALANCE_HELP),
+    redundant_experts: Optional[int] = typer.Option(None, "--redundant-experts", metavar="N", help=REDUNDANT_HELP),
     stages: Optional[str] = typer.Option(None, "--stages", metavar="P",
                                          help="Pipeline stages over the outermost level (nodes; torus slices) "
                                               "[default 1]."),
@@ -108,7 +110,8 @@ def explain(
         spec = load_plan(plan_file, model=model, cluster=cluster, chips=int_list(chips, "--chips"),
                          phases=phase_list(phase), batches=int_list(batch, "--batch"), weights=word_list(weights),
                          ffn=word_list(ffn), attention=word_list(attention), experts=word_list(experts),
-                         load_imbalance=load_imbalance, kv_cache=word_list(kv_cache), sparsity=sparsity,
+                         load_imbalance=load_imbalance, redundant_experts=redundant_experts,
+                         kv_cache=word_list(kv_cache), sparsity=sparsity,
                          input_tokens=tokens_flag(input_tokens, "--input-tokens"),
                          output_tokens=tokens_flag(output_tokens, "--output-tokens"),
                          context=tokens_flag(context, "--context"), allow_short_context=allow_short_context,
@@ -139,6 +142,7 @@ def explain(
                          context=tokens_flag(context, "--context"),
                          kv_cache=_one(word_list(kv_cache), "--kv-cache"), sparsity=sparsity,
                          experts=_one(word_list(experts), "--experts"), load_imbalance=load_imbalance,
+                         redundant_experts=redundant_experts,
                          stages=_one(int_list(stages, "--stages"), "--stages") or (1,),
                          allow_short_context=allow_short_context)
         space = spec.space

@@ -22,6 +22,7 @@ from planner.cli.common import (
     InputOpt,
     KvCacheOpt,
     LoadImbalanceOpt,
+    RedundantExpertsOpt,
     ModelOpt,
     OutputOpt,
     OutputTokOpt,
@@ -61,6 +62,7 @@ def plan(
     sparsity: Optional[str] = SparsityOpt,
     experts: Optional[str] = ExpertsListOpt,
     load_imbalance: Optional[float] = LoadImbalanceOpt,
+    redundant_experts: Optional[int] = RedundantExpertsOpt,
     stages: Optional[str] = typer.Option(
         None, "--stages", metavar="P[,P...]",
         help="Pipeline stage counts to search, over the outermost level (whole nodes; torus slices) "
@@ -110,7 +112,7 @@ def plan(
     spec = load_plan(plan_file, model=model, cluster=cluster, chips=int_list(chips, "--chips"),
                      phases=phase_list(phase), batches=int_list(batch, "--batch"), weights=word_list(weights),
                      ffn=word_list(ffn), attention=word_list(attention), experts=word_list(experts),
-                     load_imbalance=load_imbalance, kv_cache=word_list(kv_cache),
+                     load_imbalance=load_imbalance, redundant_experts=redundant_experts, kv_cache=word_list(kv_cache),
                      sparsity=sparsity, input_tokens=tokens_flag(input_tokens, "--input-tokens"),
                      output_tokens=tokens_flag(output_tokens, "--output-tokens"),
                      context=tokens_flag(context, "--context"),

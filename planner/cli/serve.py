@@ -21,6 +21,7 @@ from planner.cli.common import (
     InputOpt,
     KvCacheOpt,
     LoadImbalanceOpt,
+    RedundantExpertsOpt,
     ModelOpt,
     OutputOpt,
     OutputTokOpt,
@@ -54,6 +55,7 @@ def serve(
     attention: Optional[str] = AttentionListOpt,
     experts: Optional[str] = ExpertsListOpt,
     load_imbalance: Optional[float] = LoadImbalanceOpt,
+    redundant_experts: Optional[int] = RedundantExpertsOpt,
     input_tokens: Optional[str] = InputOpt,
     output_tokens: Optional[str] = OutputTokOpt,
     mode: Optional[str] = typer.Option(
@@ -116,7 +118,7 @@ def serve(
     spec = load_plan(plan_file, model=model, cluster=cluster, chips=int_list(chips, "--chips"),
                      phases=("prefill", "decode"), batches=int_list(batch, "--batch"), weights=word_list(weights),
                      ffn=word_list(ffn), attention=word_list(attention), experts=word_list(experts),
-                     load_imbalance=load_imbalance, kv_cache=word_list(kv_cache),
+                     load_imbalance=load_imbalance, redundant_experts=redundant_experts, kv_cache=word_list(kv_cache),
                      input_tokens=tokens_flag(input_tokens, "--input-tokens"),
                      output_tokens=tokens_flag(output_tokens, "--output-tokens"))
     targets = Targets(ttft_s=_positive(ttft, "--ttft", seconds_flag), tpot_s=_positive(tpot, "--tpot", seconds_flag),

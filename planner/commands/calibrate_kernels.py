@@ -40,8 +40,9 @@ that identify it and then held:
    shipped sets' end-to-end rows, each row predicted with its own preset's stage 1-2 constants
    (fitted from that preset's file in the same run), so either preset's calibration gives the
    same values. A file other than the preset's shipped set is fitted alone; a warning says which.
-   `overlap` is held at 0 (the tables run NCCL and GEMM kernels back to back on one stream) and
-   `weight_gather_efficiency` follows the network's (no row gathers weights).
+   `overlap` is held at 0 (the tables run NCCL and GEMM kernels back to back on one stream), and
+   no row gathers weights, so a weight all-gather over a level is priced with the level's fitted
+   constants, like any all-gather there (planner.cost.network; a warning says so).
 
 Each stage minimises the robust loss of planner.commands.calibrate (Cauchy on log errors, scale
 log 1.15) by the same projected Levenberg-Marquardt from a fixed grid of starts; the lowest cost
@@ -259,6 +260,10 @@ def fit(cluster: Cluster, data: KernelMeasurements) -> KernelFit:
         value = getattr(fitted.calibration, name)
         if value in (0.0, 1.0) and (narrow_gemms if name == "narrow_matmul_efficiency" else gemms):
             warnings.append(f"{name} is at the bound of its range ({value:g})")
+    if fitted.calibration.levels:  # no row gathers weights: the levels' own lines price them (network.py)
+        warnings.append("weight_gather_efficiency: no row gathers weights; a weight all-gather over "
+                        f"{' and '.join(fitted.calibration.levels)} is priced like any all-gather there, with "
+                        "the level's fitted constants (rule; a level's own weight_gather_efficiency would replace it)")
     residuals = []
     fitted_ids = {id(r) for r in inner + outer + gemms + narrow_gemms + usable}
     for r in data.rows:

@@ -53,6 +53,7 @@ LEVEL_CALIBRATION_FIELDS = {
     "bulk_efficiency": Field(EFFICIENCY, required=False),
     "in_switch_latency_s": Field(LATENCY, required=False),
     "in_switch_efficiency": Field(EFFICIENCY, required=False),
+    "weight_gather_efficiency": Field(EFFICIENCY, required=False),  # absent: the level's own lines
 }
 
 PEAK_FIELDS = {fmt: Field(number("flop_per_s"), required=fmt == "bf16") for fmt in COMPUTE_FORMATS}
@@ -118,6 +119,7 @@ def _read_cluster(root: At) -> Cluster:
                                                       hint="it rates a borrowed calibration; remove it")
     if isinstance(f["topology"], Switched):
         _check_level_names(f, calibration)
+        _check_weight_gathers(f, calibration)
     return Cluster(name=f["name"], chip=f["chip"], topology=f["topology"],
                    calibration=calibration, source=f.get("source", ""),
                    price_usd_per_chip_hour=f.get("price_usd_per_chip_hour"),
@@ -147,6 +149,21 @@ def _borrowed_calibration(f: Fields, name: str) -> Calibration:
         cal = replace(cal, levels={mine.name: cal.levels[other.name]
                                    for mine, other in zip(ours, theirs) if other.name in cal.levels})
     return cal
+
+
+def _check_weight_gathers(f: Fields, calibration: Calibration) -> None:
+    """A cluster-wide weight_gather_efficiency that no level would use (every level has constants
+    of its own, which price its weight gathers: planner.cost.network) is a mistake: say where it goes."""
+    if "calibration" not in f.values:
+        return
+    given = {key: key_at for key, key_at, _ in entries(f.where["calibration"], "calibration")}
+    if "weight_gather_efficiency" in given and all(level.name in calibration.levels
+                                                   for level in f["topology"].levels):
+        raise given["weight_gather_efficiency"].error(
+            "a cluster-wide weight_gather_efficiency is not used here: every switched level has constants of its "
+            "own, which price its weight all-gathers",
+            hint="give it per level (levels: {nvlink: {..., weight_gather_efficiency: 0.7}}) if you measured "
+                 "weight gathers there, or drop it")
 
 
 def _check_level_names(f: Fields, calibration: Calibration) -> None:

@@ -60,7 +60,7 @@ FLAGS = {
     "kv_cache": "--kv-cache", "sparsity": "--sparsity",
     "input_tokens": "--input-tokens", "output_tokens": "--output-tokens", "context": "--context",
     "max_latency_s": "--max-latency", "max_step_latency_s": "--max-step-latency", "min_mfu": "--min-mfu",
-    "experts": "--experts", "load_imbalance": "--load-imbalance",
+    "experts": "--experts", "load_imbalance": "--load-imbalance", "redundant_experts": "--redundant-experts",
     "stages": "--stages",
     "allow_short_context": "--allow-short-context",
 }
@@ -97,7 +97,7 @@ CONSTRAINT_FIELDS = {"max_latency_s": Field(number("seconds"), required=False),
                      "min_mfu": Field(mfu, required=False)}
 # MoE models (planner.specs.moe.Routing); ignored for dense models
 ROUTING_FIELDS = {"load_imbalance": Field(number(minimum=1.0, inclusive=True), required=False),
-                  "redundant_experts": Field(count, required=False)}
+                  "redundant_experts": Field(lambda at: 0 if at.node.value == "0" else count(at), required=False)}
 
 
 def _plan_fields(flags: Mapping[str, Any]) -> dict[str, Field]:
@@ -140,7 +140,7 @@ def load_plan(
     max_latency_s: float | None = None, max_step_latency_s: float | None = None,
     min_mfu: float | str | None = None,
     experts: tuple[str, ...] | None = None, load_imbalance: float | None = None,
-    stages: tuple[int, ...] | None = None, allow_short_context: bool = False,
+    stages: tuple[int, ...] | None = None, allow_short_context: bool = False, redundant_experts: int | None = None,
 ) -> Plan:
     """A plan from a file (a preset name or a path) and/or flags; a flag overrides the file.
     Without a file, model and cluster are required and the rest is `PLAN_DEFAULTS`.
@@ -152,7 +152,7 @@ def load_plan(
         input_tokens=input_tokens, output_tokens=output_tokens,
         context=context, max_latency_s=max_latency_s, max_step_latency_s=max_step_latency_s, min_mfu=min_mfu,
         experts=experts, load_imbalance=load_imbalance, stages=stages,
-        allow_short_context=allow_short_context or None))
+        allow_short_context=allow_short_context or None, redundant_experts=redundant_experts))
     if isinstance(min_mfu, str):  # what the user typed decides the "did you mean" hints
         flags["min_mfu_text"] = min_mfu
     if path is None:
@@ -205,7 +205,7 @@ def _assemble(model: Model, cluster: Cluster, plan: Fields | None, flags: dict[s
     routing = section("routing")
     routing = routing.values if routing is not None else {}
     routing = Routing(load_imbalance=flags.get("load_imbalance", routing.get("load_imbalance", 1.0)),
-                      redundant_experts=routing.get("redundant_experts", 0))
+                      redundant_experts=flags.get("redundant_experts", routing.get("redundant_experts")))
     space = _search_space(cluster, section("search"), flags)
     _check_stages(cluster, model, space, section("search"), flags)
     constraints = Constraints(**merge(CONSTRAINT_FIELDS, section("constraints")))
@@ -213,9 +213,8 @@ def _assemble(model: Model, cluster: Cluster, plan: Fields | None, flags: dict[s
                   bare=not str(flags.get("min_mfu_text", "")).strip().endswith("%"))
     check_context(model, workload, space.phases, section("workload"), flags)
     _check_flags_apply(space.phases, flags)
-    if model.experts is None and "load_imbalance" in flags:
-        raise UsageError(f"--load-imbalance applies to mixtures of experts only, and {model.name} is dense\n"
-                         "  hint: drop it")
+    if model.experts is None and (key := next((k for k in ("load_imbalance", "redundant_experts") if k in flags), None)):
+        raise UsageError(f"{FLAGS[key]} applies to mixtures of experts only, and {model.name} is dense\n  hint: drop it")
     return Plan(
         model=model, cluster=cluster,
         workload=Workload(**workload, routing=routing),
@@ -357,6 +356,8 @@ def _read_flag(key: str, value: Any) -> Any:
     if key == "load_imbalance":
         return float(_checked(key, (value,), lambda v: _is_real(v) and 1 <= v <= MAX_MAGNITUDE,
                               "a factor >= 1 (the busiest chip's expert work over the mean's)")[0])
+    if key == "redundant_experts":
+        return _checked(key, (value,), lambda v: _is_count(v) or (type(v) is int and v == 0), "a whole number >= 0")[0]
     if key == "min_mfu":
         if isinstance(raw := value, str):  # the command line's text: '0.4' or '40%'
             try:

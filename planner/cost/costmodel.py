@@ -284,8 +284,9 @@ def layer_costs(model: Model, cluster: Cluster, workload: Workload, candidate: C
         (c.attention, *local, *mesh_key),
         grow(c.attention.cost(model, c.ffn, part_sizes, part_shape, wbytes, kv_bytes=kvbytes, core=core)))
     per_row = np.ndim(last) > 0  # a Grid of pipeline stages: first and last per row (its head repeats 0 or 1)
-    head_key = (chips if grid is None else "grid", *((first, last) if not per_row else ("per row",)))
-    head = memo.get(head_key) or memo.setdefault(head_key, output_projection(model, chips, batch, wbytes, first, last))
+    head_key = (chips if grid is None else "grid", c.ffn.replicated, *((first, last) if not per_row else ("per row",)))
+    head = memo.get(head_key) or memo.setdefault(
+        head_key, output_projection(model, chips, batch, wbytes, first, last, replicated=c.ffn.replicated))
     ffn_repeat, moe = model.n_layers, ()  # MoE: dense layers take the FFN layout, MoE layers these parts
     if model.experts is not None:
         ffn_repeat, moe = memo.get((c.experts, *mesh_key)) or memo.setdefault(

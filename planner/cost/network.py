@@ -59,8 +59,11 @@ bulk pair has its first line in both (u_l = t_l; with the pair on one level only
 presets have it, that is the level's own faster line). The first line is a fixed cost per
 collective (kernel launch and synchronisation: about 5-7 us on NVLink 4) plus a short per-step
 latency (about 1 us); the second is the pipelined protocol, slower to start (tens of us) and
-faster per byte. Prefetched weight all-gathers (`Collective.prefetched`) use
-`weight_gather_efficiency` in place of the level's efficiencies.
+faster per byte. Prefetched weight all-gathers (`Collective.prefetched`) are all-gathers like any
+other on a level with constants of its own (its fitted lines, as NCCL's all-gather tables show
+them), unless the level gives a `weight_gather_efficiency` of its own (measured weight gathers),
+which then takes the place of its efficiencies; a level without constants of its own uses the
+cluster-wide `weight_gather_efficiency` (the torus rule).
 An all-reduce on a level with `in_switch_reduction` (NVLink SHARP, NCCL's NVLS: each GPU sends D once, gets the
 sum once) has a third line, v_l = c_l + D k_l P_l / K / (g_l W_l) (in_switch_latency_s, in_switch_efficiency).
 With only the cluster-wide constants a level costs k_l - 1 ring steps of `collective_latency_s`
@@ -225,8 +228,7 @@ def _switched_lines(switched: Switched, cal: Calibration, kind: CollectiveKind, 
         if k == 1:
             continue
         c = cal.level(level.name)
-        efficiency, bulk_efficiency = (cal.weight_gather_efficiency,) * 2 if prefetched else \
-            (c.efficiency, c.bulk_efficiency)
+        efficiency, bulk_efficiency = _gather_efficiencies(cal, c) if prefetched else (c.efficiency, c.bulk_efficiency)
         if kind is CollectiveKind.ALL_TO_ALL:
             steps, factors = k - 1, (k - 1, 1.0, k, level.bandwidth(k), 1.0, 1.0)
         else:
@@ -239,6 +241,18 @@ def _switched_lines(switched: Switched, cal: Calibration, kind: CollectiveKind, 
                          if reduces else bulk[-1])
         done *= k
     return tuple(_line(levels) for levels in [first] + [bulk] * (bulk != first) + [in_switch] * (in_switch != bulk))
+
+
+def _gather_efficiencies(cal: Calibration, c) -> tuple:
+    """(first, bulk) efficiencies of a prefetched weight all-gather on a switched level: the level's
+    measured weight-gather efficiency if it gives one; else, on a level with constants of its own,
+    its fitted lines (an all-gather like any other there); else the cluster-wide
+    `weight_gather_efficiency` (the torus rule)."""
+    if c.weight_gather_efficiency is not None:
+        return (c.weight_gather_efficiency,) * 2
+    if c.own:
+        return c.efficiency, c.bulk_efficiency
+    return (cal.weight_gather_efficiency,) * 2
 
 
 def _line(levels) -> Line:

@@ -61,7 +61,9 @@ def explain_dict(ev: Evaluation, cluster=None) -> dict:
         out["moe"] = {"moe_layers": x.n_moe_layers(ev.model.n_layers), "routed_experts": x.n_experts,
                       "top_k": x.top_k, "shared_experts": x.n_shared, "params_total": ev.model.n_params,
                       "params_active": ev.model.n_active_params, "mfu_counts": "active parameters",
-                      "load_imbalance": w.routing.load_imbalance, "redundant_experts": w.routing.redundant_experts}
+                      "load_imbalance": w.routing.load_imbalance,
+                      "redundant_experts": c.experts.redundant(ev.model, c.mesh.sizes, w.routing),
+                      "redundant_experts_default": w.routing.redundant_experts is None}
     if ev.model.latent is not None:
         out["latent_attention"] = {"cache_elements_per_token_per_layer": ev.model.latent.cache_elements}
     out["padding"] = [{"parts": list(p.parts), "batch_shards": p.shards, "sequences_per_chip": p.per_chip,
@@ -277,6 +279,17 @@ def _explain_summary(ev: Evaluation, cluster=None) -> list[str]:
     return lines
 
 
+def _redundant_line(ev: Evaluation) -> str:
+    """'; R redundant experts held (why)' where the row's expert layout holds any."""
+    c, r, M = ev.candidate, ev.workload.routing, ev.model.experts.n_experts
+    R = c.experts.redundant(ev.model, c.mesh.sizes, r)
+    if not R:
+        return ""
+    ep = c.experts.ep(c.mesh.sizes)
+    why = "as the plan says" if r.redundant_experts is not None else f"the fewest that make {M} divide over EP{ep}"
+    return f"; {R} redundant experts held ({why}; {(M + R) // ep} per expert shard)"
+
+
 def _moe_lines(ev: Evaluation) -> list[str]:
     """Mixture of experts and latent attention: layers, what MFU counts, routing, the MLA cache."""
     m, lines = ev.model, []
@@ -287,8 +300,7 @@ def _moe_lines(ev: Evaluation) -> list[str]:
         lines.append(f"experts  {moe} MoE layers ({x.n_experts} routed experts, top {x.top_k}{shared}) and "
                      f"{m.n_layers - moe} dense; MFU counts the {m.n_active_params / 1e9:.2f}B active parameters "
                      f"(of {m.n_params / 1e9:.2f}B); load imbalance {r.load_imbalance:g} on the busiest chip's "
-                     f"expert einsums" + (f"; {r.redundant_experts} redundant experts held" if r.redundant_experts
-                                          else ""))
+                     f"expert einsums" + _redundant_line(ev))
     if m.latent is not None:
         _, head_axes = ev.candidate.attention.core_axes(m, ev.candidate.ffn, ev.candidate.mesh.sizes)
         where = ("replicated on every head shard" if any(ev.candidate.mesh.sizes[a] > 1 for a in head_axes)

@@ -112,7 +112,9 @@ def moe_note(model, workload) -> str:
     r = workload.routing
     return (f" Mixture of experts: MFU counts the {model.n_active_params / 1e9:.2f}B active parameters "
             f"(of {model.n_params / 1e9:.2f}B); layouts are FFN+attention+experts; expert load imbalance "
-            f"{r.load_imbalance:g}" + (f", {r.redundant_experts} redundant experts" if r.redundant_experts else "")
+            f"{r.load_imbalance:g}" + (f", {r.redundant_experts} redundant experts" if r.redundant_experts else
+                                        ", redundant experts the fewest that make each EP size divide"
+                                        if r.redundant_experts is None else "")
             + ".")
 
 

@@ -68,7 +68,8 @@ def frontier_plot(result: SearchResult, *, width: int = 80, height: int = 24, as
 def _legend(result: SearchResult, width: int) -> list:
     from rich.text import Text
 
-    names = list(result.plan.space.ffn)
+    dense = result.plan.model.experts is None  # the search offers dp to mixtures of experts only
+    names = [name for name in result.plan.space.ffn if not (dense and FFN_LAYOUTS[name].replicated)]
     table = marks(names)
     lines, line = [], Text("FFN layout: ")
     if not result.plan.cluster.calibrated:  # say so in the plot too, not only in the tables

@@ -70,7 +70,7 @@ def _kept(plan: Plan, chips: int, names, ffns, attentions, by_signature: dict,
         return [], []
     factors = factor_matrix(meshes, names)
     sizes = np.prod(np.where(factors == 0, 1, factors), axis=2)  # (meshes, 3): logical x, y, z
-    signatures = _signatures(model, sizes)
+    signatures = _signatures(plan, sizes)
     first, inverse = first_rows(signatures)
     order = np.argsort(inverse, kind="stable")
     entries: dict[tuple, tuple] = {}  # (layout names, axis groups) -> (layout, meshes)
@@ -125,17 +125,19 @@ _ORDER = tuple({name: i for i, name in enumerate(registry)} for registry in (FFN
 GROUPS = ("x", "y", "z", "xy", "xz", "yz", "xyz")
 
 
-def _signatures(model, sizes: np.ndarray) -> np.ndarray:
+def _signatures(plan: Plan, sizes: np.ndarray) -> np.ndarray:
     """(meshes, 21): what `_layouts` reads of each mesh's logical sizes, per group of axes g:
     whether it spans more than one chip, its chip count if that divides the kv heads (0 if not:
-    the batch layout's kv axes are the largest such group) and whether it divides the experts.
-    Meshes alike in these have the same layouts, with the same axis groups."""
+    the batch layout's kv axes are the largest such group) and whether the experts (with the
+    plan's redundant ones) divide over it. Meshes alike in these have the same layouts, with the
+    same axis groups."""
+    model, routing = plan.model, plan.workload.routing
     kv_heads = model.n_kv_heads
     experts = model.experts.n_experts if model.experts is not None else 1
     columns = []
     for g in GROUPS:
         k = np.prod(sizes[:, ["xyz".index(a) for a in g]], axis=1)
-        columns += [k > 1, np.where(kv_heads % k == 0, k, 0), experts % k == 0]
+        columns += [k > 1, np.where(kv_heads % k == 0, k, 0), routing.divides(experts, k)]
     return np.stack(columns, axis=1).astype(np.int64)
 
 
@@ -144,7 +146,7 @@ def _layouts(plan: Plan, sizes: dict[str, int], ffns, attentions) -> list[tuple]
     a mesh of logical `sizes`; the axis groups are what decides whether two groupings differ."""
     model, out = plan.model, []
     for ffn in ffns:
-        if not ffn.applies(sizes):
+        if not ffn.applies(sizes) or (ffn.replicated and model.experts is None):  # replicas: see FfnLayout
             continue
         for attention in attentions:
             if not attention.applies(model, ffn, sizes):
@@ -166,7 +168,8 @@ def _expert_layouts(plan: Plan, sizes: dict[str, int]) -> list:
     if plan.model.experts is None:
         return [None]
     names = plan.space.experts or tuple(EXPERT_LAYOUTS)
-    return [layout for layout in (EXPERT_LAYOUTS[name] for name in names) if layout.applies(plan.model, sizes)]
+    return [layout for layout in (EXPERT_LAYOUTS[name] for name in names)
+            if layout.applies(plan.model, sizes, plan.workload.routing)]
 
 
 def candidates(plan: Plan, phase: Phase, chips: tuple[int, ...] | None = None,

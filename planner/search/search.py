@@ -363,6 +363,9 @@ def explain_infeasible(plan: Plan, phase: Phase, chips: int, batch: int, weights
            for c in candidates(plan, phase, chips=(chips,))
            if c.ffn.name == ffn and c.attention.name == attention and c.weights is weights
            and (kv_cache is None or c.kv_cache is kv_cache)]
+    if not evs and plan.model.experts is None and FFN_LAYOUTS[ffn].replicated:
+        return (f"{ffn} applies to mixtures of experts only: {plan.model.name} whole on every chip is "
+                f"{chips} one-chip replicas; plan it on 1 chip (or serve replicas).")
     if not evs:
         return (f"{ffn}+{attention} does not apply on {fmt_chips(chips)} of {plan.cluster.name} "
                 "(its axis groups would be trivial, or it coincides with the other attention layout); "

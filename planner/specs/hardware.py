@@ -121,7 +121,11 @@ class Calibration:
     that `network_efficiency` scales (huge, streamed ahead under the einsums, competing with
     them for HBM). Its default, None, means "the same as `network_efficiency`": it is resolved
     when the Calibration is built, so the field always holds a number afterwards (with
-    `dataclasses.replace`, give it again if `network_efficiency` changes).
+    `dataclasses.replace`, give it again if `network_efficiency` changes). It prices the weight
+    gathers of a torus and of switched levels without constants of their own: a level with its
+    own (`levels`, fitted to NCCL's tables) prices a weight all-gather like any all-gather there,
+    with its fitted lines, unless it gives its own `weight_gather_efficiency` (data on weight
+    gathers over that level say otherwise).
 
     `matmul_half_rows` makes matmul efficiency depend on the matmul's size: an einsum whose
     per-chip activation operand has m rows (tokens) runs at
@@ -165,12 +169,13 @@ class Calibration:
                               bulk_latency_s=given.get("bulk_latency_s"),
                               bulk_efficiency=given.get("bulk_efficiency"),
                               in_switch_latency_s=given.get("in_switch_latency_s"),
-                              in_switch_efficiency=given.get("in_switch_efficiency"))
+                              in_switch_efficiency=given.get("in_switch_efficiency"),
+                              weight_gather_efficiency=given.get("weight_gather_efficiency"), own=bool(given))
 
 
 # Keys of one entry of Calibration.levels; the bulk and in-switch pairs are optional (both or neither).
 LEVEL_KEYS = ("latency_s", "step_latency_s", "efficiency", "bulk_latency_s", "bulk_efficiency",
-              "in_switch_latency_s", "in_switch_efficiency")
+              "in_switch_latency_s", "in_switch_efficiency", "weight_gather_efficiency")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -185,6 +190,10 @@ class LevelConstants:
     # the in-switch all-reduce's fixed time and efficiency (a level with `in_switch_reduction`)
     in_switch_latency_s: float | None = None
     in_switch_efficiency: float | None = None
+    # prefetched weight all-gathers: measured on this level (None: its own lines if `own`, else the
+    # cluster-wide weight_gather_efficiency; Calibration's docstring)
+    weight_gather_efficiency: float | None = None
+    own: bool = False  # the level has constants of its own (Calibration.levels)
 
 
 FIELDS_OF_CALIBRATION = tuple(Calibration.__dataclass_fields__)

@@ -36,7 +36,6 @@ from itertools import combinations
 import numpy as np
 
 from planner.cost.layouts.base import (
-    ALL_AXES,
     CollectiveKind,
     LayerCost,
     StepShape,
@@ -129,7 +128,6 @@ class AttentionLayout:
         """`kv_bytes`: stored bytes per KV-cache element (the cache's format; new K, V move in
         bf16). `core`: the core's dataflow, given when `sizes` are arrays of many meshes."""
         core = self.core(model, ffn, sizes) if core is None else core
-        n = size(sizes, ALL_AXES)
         E, H, K = model.d_model, model.d_head, model.n_kv_heads
         e, f = size(sizes, ffn.e_axes), size(sizes, ffn.f_axes)
         heads = self.padded_heads(model, ffn, sizes)
@@ -152,7 +150,8 @@ class AttentionLayout:
         kv_new_bytes = kv_tokens * (kv_proj / f) * H * 2 * act
         kv_cache = core_batch * shape.cached * 2 * kv_heads_per_chip * H * kv_bytes
         core_flops = 4.0 * core_batch * shape.tokens * shape.attended * core_heads * H
-        stored = 2 * E * (heads + kv_proj) * H * weight_bytes / n
+        shards = ffn.weight_shards(sizes)  # every chip, or one (the weights whole on every chip)
+        stored = 2 * E * (heads + kv_proj) * H * weight_bytes / shards
 
         def latent_at(s: StepShape):
             from planner.cost.layouts.latent import latent_cost  # MLA models only: imported when one is costed
@@ -164,7 +163,7 @@ class AttentionLayout:
             mla = latent_at(shape)
             qo_params, kv_params, q_bytes = mla.qo_params, mla.kv_params, mla.q_bytes
             kv_new_bytes, kv_cache, core_flops = mla.kv_new_bytes, mla.kv_cache * kv_bytes / act, mla.core_flops
-            stored = mla.stored_params * weight_bytes / n
+            stored = mla.stored_params * weight_bytes / shards
 
         def core_at(s: StepShape) -> tuple:
             """(QK/AV FLOPs, KV cache bytes) of the attention core at step shape `s`."""

@@ -28,7 +28,13 @@ is re-sharded by sequences over the FFN's f and e axes (an all-to-all), every ex
 all-gathered over `gather_axes` (prefetched), and each chip runs its own tokens through their
 experts, reading the experts they touch.
 
-Stored per chip: (M + redundant copies) / EP experts of (n_in + 1) E F_e / |f| each, and the router
+Redundant experts (`Routing.redundant_experts`, R; by default the fewest that make M + R divide
+over the EP size, so every EP size applies: 32 for 256 experts at EP72) are copies of busy
+experts (EPLB): the M + R copies are placed (M + R) / EP per expert shard, and a token's k slots
+land on k of them, so a chip reads its share of the distinct copies touched,
+((M + R)/EP)(1 - (1 - k/(M + R))^T): the same per token at small T, every held copy at large T.
+
+Stored per chip: (M + R) / EP experts of (n_in + 1) E F_e / |f| each, and the router
 (replicated); weight-gathered: the experts sharded over every chip, one layer's gathered as working
 set. The dispatch moves `Formats.dispatch_bytes` per element (fp8 with fp8 W8A8 weights, as
 DeepEP; else bf16), the combine bf16. Not modelled: the router logits' partial-sum reduction when
@@ -73,9 +79,22 @@ class ExpertLayout:
     gather_axes: str  # expert weights all-gathered over these before use (weight-gathered)
     groups: tuple[str, ...]  # axis groups that must each span > 1 chip for the layout to be distinct
 
-    def applies(self, model: Model, sizes: dict[str, int]) -> bool:
+    def applies(self, model: Model, sizes: dict[str, int], routing: Routing = Routing()) -> bool:
+        """The axis groups span more than one chip each, and the M + R experts split evenly over
+        the EP size (R: the plan's redundant experts, by default the fewest that make it so)."""
         ep = size(sizes, self.expert_axes)
-        return all(size(sizes, g) > 1 for g in self.groups) and model.experts.n_experts % ep == 0
+        return all(size(sizes, g) > 1 for g in self.groups) and routing.divides(model.experts.n_experts, ep)
+
+    def ep(self, sizes: dict[str, int]) -> int:
+        """The EP size: the expert shards the experts are split over."""
+        return size(sizes, self.expert_axes)
+
+    def redundant(self, model: Model, sizes: dict[str, int], routing: Routing) -> int:
+        """R, the redundant expert copies this layout holds on this mesh: only expert-parallel
+        layouts hold copies (none with TP inside every expert alone, or weight-gathered)."""
+        if self.gather_axes or not self.expert_axes:
+            return 0
+        return routing.redundant(model.experts.n_experts, self.ep(sizes))
 
     def replica_axes(self) -> str:
         return complement(union(self.expert_axes, self.f_axes, self.gather_axes))
@@ -89,14 +108,16 @@ class ExpertLayout:
         expert_params = x.params_per_expert(model.ffn.n_input_matrices, E)
         fe = union(ffn.f_axes, ffn.e_axes)
         tokens = ffn.tokens_per_chip(sizes, shape)  # B_b L, with E split over f e
+        copies = M + self.redundant(model, sizes, routing)  # M + R: each copy serves a share of its expert's tokens
         if self.gather_axes:  # sequences re-sharded over f e: whole tokens per chip
             local = ceil_div(shape.batch, size(sizes, union(ffn.batch_axes, fe))) * shape.tokens
             group_tokens, held = local, M
         else:  # the busiest replica group's tokens, whole: a token is served by one group, so a
             # step with fewer tokens than groups leaves some idle rather than splitting a token
             local = tokens / size(sizes, fe)
-            group_tokens, held = np.ceil(np.round(local * n) / size(sizes, self.replica_axes())), M / ep
-        touched = expected_distinct_experts(M, k, group_tokens, held=held)
+            group_tokens, held = np.ceil(np.round(local * n) / size(sizes, self.replica_axes())), copies / ep
+        # the M + R copies as experts of their own: a token's k slots land on k of them
+        touched = expected_distinct_experts(copies, k, group_tokens, held=held)
         read_bytes = touched * expert_params / tp * weight_bytes
         b, ep_x, f_x = ffn.batch_axes, self.expert_axes, self.f_axes
         terms = []
@@ -115,7 +136,7 @@ class ExpertLayout:
                             f"{_dispatch_text(dispatch_bytes)}", A2A, ep_x, routed * k * E * dispatch_bytes),
             Term(name="einsum experts W_in, W_out",
                  notation=lambda: f"W_e[{sharded('M', ep_x)}, E, {sharded('F', f_x)}]; "
-                          f"{_touched_text(touched, held)}"
+                          f"{_touched_text(touched, held, copies)}{_redundant_text(M, copies, ep, routing)}"
                           f"{'' if routing.load_imbalance == 1 else f'; load imbalance x{routing.load_imbalance:g}'}",
                  flops=2.0 * model.ffn.n_matrices * E * (F / tp) * k * routed * routing.load_imbalance,
                  hbm_bytes=read_bytes, kernels=2,
@@ -133,7 +154,7 @@ class ExpertLayout:
         if self.gather_axes:
             stored = all_experts / n
         else:
-            stored = -(-(M + routing.redundant_experts) // ep) * expert_params / tp * weight_bytes
+            stored = -(-copies // ep) * expert_params / tp * weight_bytes
         stored += x.router_params(E) * weight_bytes if M > 1 else 0
         return LayerCost(terms=tuple(t for t in terms if t is not None), weight_bytes_stored=stored,
                          working_bytes=all_experts if self.gather_axes else 0.0)
@@ -152,11 +173,20 @@ def _dispatch_text(dispatch_bytes) -> str:
     return ", in fp8" if values == {1.0} else ", in fp8 with fp8 weights" if 1.0 in values else ""
 
 
-def _touched_text(touched, held) -> str:
+def _redundant_text(M: int, copies: int, ep: int, routing: Routing) -> str:
+    """'; 32 redundant copies (...)' when the layout holds any, saying where R came from."""
+    R = copies - M
+    if not R:
+        return ""
+    why = "the plan's" if routing.redundant_experts is not None else f"the fewest that make {M} divide over EP{ep}"
+    return f"; {M} + {R} redundant experts ({why}), {copies // ep} per expert shard"
+
+
+def _touched_text(touched, held, copies) -> str:
     """The distinct experts a chip reads, with their number when one batch size is costed."""
     if np.size(touched) == 1:
         return f"reads {float(np.asarray(touched).ravel()[0]):.1f} of {held:g} experts per chip"
-    return f"reads {held:g} (1 - (1 - k/M)^T) of {held:g} experts per chip"
+    return f"reads {held:g} (1 - (1 - k/{copies:g})^T) of {held:g} experts per chip"
 
 
 def _register(*layouts: ExpertLayout) -> dict[str, ExpertLayout]:

@@ -10,7 +10,16 @@ tokens (batch) are sharded, F is sharded, E is sharded (partial sums), and weigh
     weights (stored E_x F_yz)  -all-gather(g)-> W[E_e, F_f]
 
 For ws2d this is exactly the paper's dataflow; for ws1d, e is empty; for weight-gathered
-layouts, b = g and e is empty. Communication per chip (two-matrix FFN, bf16, T = B*L tokens) is
+layouts, b = g and e is empty.
+
+`dp` keeps the dense weights whole on every chip (`replicated`): tokens are sharded over every
+axis and nothing is communicated, W_in[E, F] -> B_xyz L F. It is the dense half of the serving
+layout of large mixtures of experts (SGLang's DP attention with `--moe-dense-tp-size 1` and a DP
+LM head; DeepSeek-V3's inference system): attention, dense FFN layers, shared experts and the
+embedding tables whole on every chip, each chip holding its batch shard's KV cache, and only the
+routed experts sharded (the expert layouts). The search offers it for MoE models only: a dense
+model whole on every chip is n one-chip replicas, which the one-chip rows (and `serve`'s
+replicas) already cost. Communication per chip (two-matrix FFN, bf16, T = B*L tokens) is
 the paper's Figure 3: ws2d 2T(E/X + F/YZ)*2 bytes; wg-x (2EF X/n + 2TE/X)*2; wg-xyz 2EF*2.
 """
 
@@ -46,9 +55,15 @@ class FfnLayout:
     e_axes: str       # e: d_model sharded over these inside the matmuls (partial sums)
     gather_axes: str  # g: weights all-gathered over these before use
     groups: tuple[str, ...]  # axis groups that must each span > 1 chip for the layout to be distinct
+    replicated: bool = False  # the dense weights whole on every chip (data-parallel); else one copy over all
 
     def applies(self, sizes: dict[str, int]) -> bool:
         return all(size(sizes, group) > 1 for group in self.groups)
+
+    def weight_shards(self, sizes: dict[str, int]):
+        """The chips one copy of the dense weights (FFN, attention, embeddings) is spread over:
+        every chip, or one when each chip holds them whole."""
+        return 1 if self.replicated else size(sizes, "xyz")
 
     def tokens_per_chip(self, sizes: dict[str, int], shape: StepShape):
         """B_b * L: each chip works on its batch shard (padded to whole shards)."""
@@ -61,7 +76,6 @@ class FfnLayout:
         return 2.0 * self.tokens_per_chip(sizes, shape) * model.d_model / e_shards * ACTIVATION_BYTES
 
     def cost(self, model: Model, sizes: dict[str, int], shape: StepShape, weight_bytes: int) -> LayerCost:
-        n = size(sizes, "xyz")
         E, F = model.d_model, model.d_ff
         e, f = size(sizes, self.e_axes), size(sizes, self.f_axes)
         n_in = model.ffn.n_input_matrices
@@ -91,7 +105,7 @@ class FfnLayout:
         ]
         return LayerCost(
             terms=tuple(t for t in terms if t is not None),
-            weight_bytes_stored=model.ffn_params_per_layer * weight_bytes / n,
+            weight_bytes_stored=model.ffn_params_per_layer * weight_bytes / self.weight_shards(sizes),
             working_bytes=used_weight_bytes if self.gather_axes else 0.0,
         )
 
@@ -125,4 +139,6 @@ FFN_LAYOUTS = _register(
               batch_axes="xy", f_axes="z", e_axes="", gather_axes="xy", groups=("x", "y", "z")),
     FfnLayout(name="wg-xyz", notation="W[E_x, F_yz] -all-gather(xyz)-> W[E, F]; B_xyz L E",
               batch_axes="xyz", f_axes="", e_axes="", gather_axes="xyz", groups=("xyz",)),
+    FfnLayout(name="dp", notation="W_in[E, F], W_out[F, E] whole on every chip (data-parallel); B_xyz L E",
+              batch_axes="xyz", f_axes="", e_axes="", gather_axes="", groups=("xyz",), replicated=True),
 )
