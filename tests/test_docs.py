@@ -146,22 +146,29 @@ def page_medians(page: Path) -> dict[str, float]:
     return medians
 
 
-GPU_PAGES = {"A100": "accuracy-gpu-a100-80gb.md", "H100": "accuracy-gpu-h100-sxm.md",
-             "H200": "accuracy-gpu-h200-sxm.md"}
+GPU_PAGES = {
+    "A100": "accuracy-gpu-a100-80gb.md",
+    "H100": "accuracy-gpu-h100-sxm.md",
+    "H200": "accuracy-gpu-h200-sxm.md",
+}
 
 
 def test_readme_tpu_figures_are_the_pages():
     item = readme_item("TPU")
     median, within, total = re.search(r"median error (\d+\.\d)%, (\d+) of (\d+) points within 15%", item).groups()
     assert "(docs/accuracy.md)" in item
-    summary = re.search(r"^\| `chip` \(shipped\) \| (\d+\.\d)% \|[^|]*\| (\d+) of (\d+) \|",
-                        (DOCS / "accuracy.md").read_text(encoding="utf-8"), re.M)
+    summary = re.search(
+        r"^\| `chip` \(shipped\) \| (\d+\.\d)% \|[^|]*\| (\d+) of (\d+) \|",
+        (DOCS / "accuracy.md").read_text(encoding="utf-8"),
+        re.M,
+    )
     assert summary, "docs/accuracy.md has no summary row for the shipped model"
     assert (median, within, total) == summary.groups()
 
 
-@pytest.mark.parametrize("label, section", [("GPU", "Fixed-batch throughput (as end-to-end time)"),
-                                            ("Serving", "Time to first token")])
+@pytest.mark.parametrize(
+    "label, section", [("GPU", "Fixed-batch throughput (as end-to-end time)"), ("Serving", "Time to first token")]
+)
 def test_readme_gpu_figures_are_the_pages(label, section):
     item = readme_item(label)
     quoted = dict((chip, float(value)) for value, chip in re.findall(r"(\d+\.\d)% on (A100|H100|H200)", item))
@@ -187,8 +194,9 @@ def test_page_medians_are_the_medians_they_say():
     text = (DOCS / GPU_PAGES["H100"]).read_text(encoding="utf-8")
     body = text.split("### Time to first token", 1)[1].split("\n### ", 1)[0]
     errors = [abs(float(e)) for e in re.findall(r"\| ([+-]\d+\.\d)% \|", body)]
-    assert errors and statistics.median(errors) == pytest.approx(page_medians(DOCS / GPU_PAGES["H100"])
-                                                                 ["Time to first token"], abs=0.06)
+    assert errors and statistics.median(errors) == pytest.approx(
+        page_medians(DOCS / GPU_PAGES["H100"])["Time to first token"], abs=0.06
+    )
 
 
 # --- docs/usage.md: generated from the command line -------------------------------------------
@@ -203,6 +211,7 @@ def usage_reference() -> str:
     import typer.main
 
     from planner.cli.main import app
+
     try:
         from typer import _click as click
     except ImportError:  # pragma: no cover - older typer
@@ -273,9 +282,12 @@ def test_usage_page_names_every_option(capsys, monkeypatch):
 TARGET_LAYOUT = (ROOT / "planner" / "commands" / "calibrate").is_dir()
 
 
-@pytest.mark.xfail(not TARGET_LAYOUT, strict=True,
-                   reason="docs/architecture.md describes the feature-package layout of issue 23 "
-                          "(planner/commands/calibrate/, serve/, compare/); passes once the code moves")
+@pytest.mark.xfail(
+    not TARGET_LAYOUT,
+    strict=True,
+    reason="docs/architecture.md describes the feature-package layout of issue 23 "
+    "(planner/commands/calibrate/, serve/, compare/); passes once the code moves",
+)
 def test_architecture_map_matches_the_tree():
     """Every package folder is in docs/architecture.md's table, and every module it names exists."""
     text = (DOCS / "architecture.md").read_text(encoding="utf-8")
@@ -286,8 +298,9 @@ def test_architecture_map_matches_the_tree():
     for folder, description in rows:
         for name in re.findall(r"`(\w+)/?`", description):
             base = ROOT / "planner" / folder / name
-            assert base.with_suffix(".py").exists() or base.is_dir(), \
+            assert base.with_suffix(".py").exists() or base.is_dir(), (
                 f"docs/architecture.md names planner/{folder}/{name}, which does not exist"
+            )
     for package in (ROOT / "planner" / "commands").glob("*/__init__.py"):
         assert f"`planner/commands/{package.parent.name}/`" in section
 
