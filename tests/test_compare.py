@@ -3,8 +3,8 @@
 The issue's done-when checks, each as a real command: plan twice then compare ("no change"); a
 cluster copy with half the HBM bandwidth fails the gate naming the slower decode points; a pinned
 ws1d deployment on 64 TPU v4 chips is reported behind ws2d; Markdown output is a valid GitHub
-table; the README's GitHub Actions job runs as written. Most commands go through
-`planner.cli.main.main` in-process (the console script's code path); the README job runs in bash.
+table; the GitHub Actions job of docs/ci-gate.md runs as written. Most commands go through
+`planner.cli.main.main` in-process (the console script's code path); that job runs in bash.
 """
 
 from __future__ import annotations
@@ -183,8 +183,8 @@ def test_pinned_ws1d_is_behind_ws2d_and_fails_beyond_max_gap(planner, tmp_path):
     code, out, err = planner("compare", "--deployment", plan)
     assert code == 1 and err == ""
     assert f"decode: {100 * gap:.1f}% slower than ws2d+batch bf16" in out
-    readme = " ".join((Path(__file__).resolve().parent.parent / "README.md").read_text().split())
-    assert f"Example: `decode: {100 * gap:.1f}% slower than ws2d+batch bf16 on the same chips" in readme
+    page = " ".join((Path(__file__).resolve().parent.parent / "docs" / "ci-gate.md").read_text().split())
+    assert f"Example: `decode: {100 * gap:.1f}% slower than ws2d+batch bf16 on the same chips" in page
     code, out, _ = planner("compare", "--deployment", plan, "--max-gap", f"{100 * gap + 1:.1f}")
     assert code == 0 and out.startswith("ok")
     code, out, _ = planner("compare", "--deployment", plan, "--format", "markdown")
@@ -400,11 +400,11 @@ def test_unknown_run_names_the_file(tmp_path):
                      load_run(str(GOLDEN / "palm-540b-tpu-v4.json")))
 
 
-# --- the README's GitHub Actions job ------------------------------------------------------------
+# --- the GitHub Actions job of docs/ci-gate.md ------------------------------------------------------------
 
 
 def readme_job() -> dict:
-    text = (ROOT / "README.md").read_text()
+    text = (ROOT / "docs" / "ci-gate.md").read_text()
     section = text[text.index("<!-- compare:start -->"):text.index("<!-- compare:end -->")]
     blocks = re.findall(r"```yaml\n(.*?)```", section, re.S)
     workflows = [yaml.safe_load(block) for block in blocks if "runs-on" in block]

@@ -131,24 +131,3 @@ def test_the_layers_point_one_way():
     wrong = [(a, b) for a, targets in GRAPH.items() for b in targets
              if layer(a) is not None and layer(b) is not None and layer(b) > layer(a)]
     assert not wrong, wrong
-
-
-def test_the_readme_module_map_matches_the_tree():
-    """Every package folder is in the README's 'Where things are' table, and every module the
-    table names exists."""
-    import re
-    readme = (ROOT.parent / "README.md")
-    if not readme.exists():  # installed without the repository
-        pytest.skip("no README beside the package")
-    text = readme.read_text(encoding="utf-8")
-    section = text.split("## Where things are", 1)[1].split("\n## ", 1)[0]
-    folders = set(re.findall(r"^\| `planner/(\w+)/`", section, re.M))
-    packages = {p.parent.name for p in ROOT.glob("*/__init__.py")}
-    assert folders == packages
-    for row in section.splitlines():
-        m = re.match(r"^\| `planner/(\w+)/` \| (.*?) \|", row)
-        if not m:
-            continue
-        for name in re.findall(r"`(\w+)/?`", m.group(2)):
-            assert (ROOT / m.group(1) / f"{name}.py").exists() or (ROOT / m.group(1) / name).is_dir(), \
-                f"README names planner/{m.group(1)}/{name}, which does not exist"
