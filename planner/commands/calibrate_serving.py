@@ -70,10 +70,10 @@ def assess_serving(data: ServingMeasurements) -> ServingAssessment:
                 apart.append((run, "nothing fits in HBM in the pinned layout at this context"))
             else:
                 best.append(found)
-        elif run.spec_decode != "none":
-            apart.append((run, f"speculative decoding ({run.spec_decode}): the planner models none"))
-        elif run.admission_limited:
-            apart.append((run, run.admission_limited))
+        elif run.spec_decode != "none" or run.admission_limited:
+            reasons = ([f"speculative decoding ({run.spec_decode}): the planner models none"]
+                       if run.spec_decode != "none" else []) + ([run.admission_limited] if run.admission_limited else [])
+            apart.append((run, "; ".join(reasons)))
         else:
             steady.append(_steady(run))
     return ServingAssessment(steady=tuple(steady), apart=tuple(apart), max_throughput=tuple(best))
