@@ -99,3 +99,18 @@ def test_a_bad_run_is_named_by_line(planner, tmp_path):
     bad.write_text(text, encoding="utf-8")
     r = planner("calibrate", bad)
     assert r.code == 2 and "serving.yaml:69:" in r.err and "runs[0].policy" in r.err
+
+
+def test_readme_serving_sentence_matches_the_assessment(assessment):
+    import re
+    readme = ROOT / "README.md"
+    if not readme.is_file():
+        pytest.skip("README.md is not in this installation")
+    text = " ".join(readme.read_text(encoding="utf-8").split())
+    found = re.search(r"against (\d+) measured steady-state serving runs .*? median errors of TTFT (\d+\.\d)%, "
+                      r"TPOT (\d+\.\d)% and output tokens/s per GPU (\d+\.\d)% .*? maximum throughput on (\d+) "
+                      r"H100 and H200 runs has median error (\d+\.\d)%", text)
+    assert found, "README's serving accuracy sentence is missing"
+    medians = [f"{100 * assessment.summary(m)[0]:.1f}" for m in ("ttft_s", "tpot_s", "output_tok_s_per_gpu")]
+    best = f"{100 * assessment.summary('output_tok_s_per_gpu', assessment.max_throughput)[0]:.1f}"
+    assert found.groups() == (str(len(assessment.steady)), *medians, str(len(assessment.max_throughput)), best)
