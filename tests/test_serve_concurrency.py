@@ -131,3 +131,11 @@ def test_the_cli_queue_past_max_running_by_hand(planner):
 def test_bad_concurrency_flags(planner, args, message):
     r = planner("serve", "--model", "llama-3-8b", "--cluster", "h100-sxm", "--chips", "1", *args)
     assert r.code == 2 and message in r.err
+
+
+def test_compare_says_a_curve_is_not_a_frontier(planner, tmp_path):
+    saved = tmp_path / "curve.json"
+    assert planner("serve", "--model", "llama-3-8b", "--cluster", "h100-sxm", "--chips", "1", "--concurrency", "1,8",
+                   "--format", "json", "-o", saved).code == 0
+    r = planner("compare", saved, saved)
+    assert r.code == 2 and "--concurrency" in r.err

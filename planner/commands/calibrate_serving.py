@@ -101,7 +101,7 @@ def _name(stage) -> str:
 
 
 def _steady(run: ServingRun) -> ServingResidual:
-    policy = Policy(next(p for p in Policy if p.label == run.policy).value)
+    policy = next(p for p in Policy if p.label == run.policy)
     I, O = run.input_tokens, run.output_tokens_mean
     budget = DEFAULT_TOKEN_BUDGET
     note = NEAREST if (run.prefill.dp_attention or run.decode.dp_attention) else ""
