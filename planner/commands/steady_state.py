@@ -20,8 +20,9 @@ Colocated (one pool of n chips; O output tokens per request):
     step on average) and runs at once as its own pass: TTFT = d(B) / 2 + P(k);
   * chunked prefill under a token budget T (vLLM's `max_num_batched_tokens`, SGLang's
     `chunked_prefill_size`, TensorRT-LLM's `max_num_tokens`): each step holds the B decode tokens
-    and up to T - B prompt tokens, so a prompt spans m = ceil(I / (T - B)) steps:
-    TTFT = d(B) / 2 + m d(B) + p. B is at most T - 1.
+    and up to T - B prompt tokens, so the k prompts that arrive together span
+    m = ceil(k I / (T - B)) steps, and a prompt's first token comes after them:
+    TTFT = d(B) / 2 + m d(B) + P(k). B is at most T - 1.
 - End to end E = TTFT + O TPOT; requests per second X = C / E. Past B_max the other C - B
   requests queue: the system still completes B per E_B, so X = B / E_B and, by Little's law,
   each request spends C / X in it: TTFT = TTFT_B + (C / B - 1) E_B.
@@ -121,8 +122,8 @@ def colocated(*, concurrency: np.ndarray, input_tokens: int, output_tokens: int,
     if policy is Policy.PREFILL_FIRST:
         ttft_b = d / 2 + pass_s
     else:
-        steps = np.ceil(input_tokens / (token_budget - B))
-        ttft_b = d / 2 + steps * d + per_prompt
+        steps = np.ceil(k * input_tokens / (token_budget - B))
+        ttft_b = d / 2 + steps * d + pass_s
     zero = np.zeros_like(C)
     return _queued(C, B / (ttft_b + O * tpot), ttft_b, tpot, O, np.full_like(C, chips), zero, zero)
 
