@@ -54,6 +54,8 @@ def calibrate(
         raise UsageError("--other-models is used by --report only")
     from planner.config.serving_runs import is_serving_file
     if is_serving_file(measurements):
+        if bandwidth_model is not None or other_models is not None:
+            raise UsageError("a serving set is predicted as it is: --bandwidth-model and --other-models do not apply")
         _calibrate_serving(measurements, cluster, output, report, fmt, ascii_only)
         return
     from planner.commands.kernel_measurements import is_kernel_file

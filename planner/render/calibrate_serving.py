@@ -45,8 +45,22 @@ def headline(a: ServingAssessment) -> list[str]:
     return lines
 
 
+def _groups(a: ServingAssessment) -> list[tuple[str, ...]]:
+    """Median |error| per metric for each cluster and mode of the steady runs."""
+    keys = sorted({(r.run.cluster.name, r.run.mode) for r in a.steady})
+    out = []
+    for cluster, mode in keys:
+        rows = tuple(r for r in a.steady if (r.run.cluster.name, r.run.mode) == (cluster, mode))
+        status = rows[0].run.cluster.calibration_status
+        out.append((f"{cluster} ({status})", mode, str(len(rows)),
+                    *(f"{a.summary(metric, rows)[0]:.1%}" for metric, _ in METRICS)))
+    return out
+
+
 def _tables(a: ServingAssessment):
     """(title, header, rows) of each table, in order."""
+    yield ("median |error| by cluster and mode, steady runs without MTP",
+           ("cluster", "mode", "runs") + tuple(label for _, label in METRICS), _groups(a))
     for metric, label in METRICS:
         yield (f"{label}, steady runs without MTP", HEADER, _rows(metric, a.steady))
     if a.max_throughput:
