@@ -28,12 +28,12 @@ Colocated (one pool of n chips; O output tokens per request):
   each request spends C / X in it: TTFT = TTFT_B + (C / B - 1) E_B.
 - Output tokens/s per chip = C O / (TTFT + O TPOT) / n = X O / n (Little's law).
 
-Disaggregated (r prefill pools of n_p chips per decode pool of n_d chips; KV transfer k):
+Disaggregated (r prefill pools of n_p chips per decode pool of n_d chips; KV transfer t_kv):
 the decode pool runs B = min(C, B_max) at TPOT = d(B). Prompts reach the prefill pools at X
 requests per second; passes run back to back once prompts wait, so a pass holds the prompts
 that arrived during the last: k = max(1, X P(k) / r), at most k_max. A pool is busy
 u = X P(k) / (r k) of the time; a prompt arriving during a pass waits for it to end (half a pass
-on average), then runs: TTFT = u P(k) / 2 + P(k) + k_transfer + d(B) / 2 (the request joins the
+on average), then runs: TTFT = u P(k) / 2 + P(k) + t_kv + d(B) / 2 (the request joins the
 decode pool's running batch at its next step). X = B / (TTFT + O TPOT) is solved for (bisection:
 the right side falls as X grows). The prefill pools complete at most r k_max / P(k_max) prompts
 per second: past that the deployment is prefill-limited, X is that rate and the other requests
