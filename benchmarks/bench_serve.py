@@ -29,6 +29,10 @@ def main() -> None:
         seconds = best_of(5, [sys.executable, "-m", "planner", "serve", str(plan), "--format", "json"])
         print(f"planner serve {plan.name} --format json: {seconds:.3f} s (target < 1 s) = "
               f"{seconds / bare:.1f}x the bare interpreter, {seconds / imports:.1f}x the runtime imports")
+    curve = ["serve", "--model", "deepseek-v3", "--cluster", "h200-sxm", "--chips", "8", "--weights", "fp8",
+             "--concurrency", "1,4,16,64,256", "--format", "json"]
+    seconds = best_of(5, [sys.executable, "-m", "planner", *curve])
+    print(f"planner {' '.join(curve)}: {seconds:.3f} s = {seconds / bare:.1f}x the bare interpreter")
 
 
 if __name__ == "__main__":

@@ -167,7 +167,7 @@ def test_readme_tpu_figures_are_the_pages():
 
 
 @pytest.mark.parametrize(
-    "label, section", [("GPU", "Fixed-batch throughput (as end-to-end time)"), ("Serving", "Time to first token")]
+    "label, section", [("GPU", "Fixed-batch throughput (as end-to-end time)")]
 )
 def test_readme_gpu_figures_are_the_pages(label, section):
     item = readme_item(label)

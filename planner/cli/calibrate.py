@@ -52,6 +52,12 @@ def calibrate(
         raise UsageError(f"--bandwidth-model: expected chip or axes, got {bandwidth_model!r}")
     if other_models is not None and report is None:
         raise UsageError("--other-models is used by --report only")
+    from planner.config.serving_runs import is_serving_file
+    if is_serving_file(measurements):
+        if bandwidth_model is not None or other_models is not None:
+            raise UsageError("a serving set is predicted as it is: --bandwidth-model and --other-models do not apply")
+        _calibrate_serving(measurements, cluster, output, report, fmt, ascii_only)
+        return
     from planner.commands.kernel_measurements import is_kernel_file
     if is_kernel_file(measurements):
         _calibrate_kernels(measurements, cluster, output, report)
@@ -86,6 +92,27 @@ def calibrate(
         return
     render = {"markdown": residual_markdown, "csv": residual_csv, "json": residual_json}[fmt]
     typer.echo(render(data, assessment), nl=False)
+
+
+def _calibrate_serving(measurements: str, cluster: Optional[str], output: Optional[Path], report: Optional[Path],
+                       fmt: str, ascii_only: bool) -> None:
+    """A serving set (`format: planner-serving/1`): each run predicted with today's constants
+    (planner.commands.calibrate_serving); nothing is fitted, so there is no cluster to write."""
+    from planner.commands.calibrate_serving import assess_serving
+    from planner.config.serving_runs import load_serving_measurements
+    from planner.render import calibrate_serving as render
+
+    if cluster is not None or output is not None:
+        raise UsageError("a serving set names each run's cluster and fits nothing: --cluster and -o do not apply")
+    data = load_serving_measurements(measurements)
+    assessment = assess_serving(data)
+    if report is not None:
+        emit(render.accuracy_page(data, assessment, f"planner calibrate {measurements} --report {report}"), report)
+    if fmt == "table":
+        render_table(lambda console: render.serving_table(data, assessment, console, use_ascii(ascii_only)), None)
+        return
+    writer = {"markdown": render.serving_markdown, "csv": render.serving_csv, "json": render.serving_json}[fmt]
+    typer.echo(writer(data, assessment), nl=False)
 
 
 def _calibrate_kernels(measurements: str, cluster: Optional[str], output: Optional[Path],

@@ -79,6 +79,18 @@ def serve(
                                         help="Also draw the frontiers to a picture file (needs "
                                              "matplotlib: pip install matplotlib, or pip install '.[plot]' "
                                              "in a checkout of planner)."),
+    concurrency: Optional[str] = typer.Option(
+        None, "--concurrency", metavar="C[,C...]",
+        help="Serve at these concurrencies as engines run it (closed-loop clients, C requests in flight): "
+             "each deployment's curve of TTFT, TPOT, tok/s/user, tok/s/GPU and $/Mtok instead of the frontier."),
+    policy: Optional[str] = typer.Option(
+        None, "--policy", metavar="POLICY",
+        help="With --concurrency, how prompts are scheduled: prefill-first (SGLang's default) or chunked "
+             "(a token budget per step, as vLLM and TensorRT-LLM; chunked:4096 sets the budget) "
+             "[default: prefill-first; budget 8192]."),
+    max_running: Optional[int] = typer.Option(
+        None, "--max-running", metavar="N",
+        help="With --concurrency, an engine's maximum running requests per decode pool [default: what fits in HBM]."),
     fmt: str = FormatOpt,
     output: Optional[Path] = OutputOpt,
     ascii_only: bool = AsciiOpt,
@@ -131,6 +143,10 @@ def serve(
             raise UsageError(f"--price: expected USD per chip-hour such as 2.50/h, got {price!r}") from None
     elif spec.cluster.price_usd_per_chip_hour is not None:
         price_s, source = spec.cluster.price_usd_per_chip_hour / SECONDS_PER_HOUR, f"cluster {spec.cluster.name}"
+    if concurrency is not None or policy is not None or max_running is not None:
+        _curve(spec, concurrency, policy, max_running, modes if mode is not None else None, targets, row, plot,
+               price_s, source, fmt, output, use_ascii(ascii_only))
+        return
     request = ServeRequest(plan=spec, modes=modes, targets=targets, price_usd_per_chip_s=price_s,
                            price_source=source, everything=everything)
     ascii_only = use_ascii(ascii_only)
@@ -152,6 +168,62 @@ def serve(
     failed = [m.infeasible for m in result.modes if m.infeasible]
     if failed:
         raise InfeasibleError("\n".join(failed))
+
+
+def _curve(spec, concurrency, policy, max_running, modes, targets, row, plot, price_s, source, fmt, output,
+           ascii_only) -> None:
+    """`--concurrency`: each deployment's curve (planner.commands.serve_curve)."""
+    from planner.commands.serve_curve import CURVE_MODES, CurveRequest, curve_dict, serve_curve
+    from planner.commands.serve_modes import Mode
+    from planner.commands.steady_state import DEFAULT_TOKEN_BUDGET, Policy
+    from planner.render import serve_curve as render_curve
+    from planner.units import to_json
+
+    if concurrency is None:
+        raise UsageError("--policy and --max-running apply with --concurrency (e.g. --concurrency 1,4,16,64)")
+    levels = int_list(concurrency, "--concurrency")
+    if not levels or min(levels) < 1:
+        raise UsageError(f"--concurrency: expected positive whole numbers such as 1,4,16,64, got {concurrency!r}")
+    if len(set(levels)) != len(levels):
+        raise UsageError(f"--concurrency: a concurrency is given twice in {concurrency!r}")
+    if max_running is not None and max_running < 1:
+        raise UsageError(f"--max-running: expected a positive whole number, got {max_running}")
+    if any(v is not None for v in (targets.ttft_s, targets.tpot_s, targets.e2e_s)) or row is not None:
+        raise UsageError("--ttft, --tpot, --e2e and --row apply to the frontier; with --concurrency every "
+                         "point of each curve is printed (drop them, or drop --concurrency)")
+    if modes is not None and Mode.STATIC in modes:
+        raise UsageError("--mode static: a static batch has no concurrency curve; with --concurrency give "
+                         "colocated and/or disaggregated")
+    chosen, budget = Policy.PREFILL_FIRST, DEFAULT_TOKEN_BUDGET
+    if policy is not None:
+        name, _, given = policy.partition(":")
+        by_label = {p.label: p for p in Policy}
+        if name not in by_label or (given and name != Policy.CHUNKED.label):
+            raise UsageError(f"--policy: expected prefill-first, chunked or chunked:TOKENS (e.g. chunked:8192), "
+                             f"got {policy!r}")
+        chosen = by_label[name]
+        if given:
+            try:
+                budget = int(given)
+            except ValueError:
+                budget = 0
+            if budget < 1:
+                raise UsageError(f"--policy: the token budget must be a positive whole number, got {given!r}")
+    request = CurveRequest(plan=spec, concurrency=levels, modes=modes or CURVE_MODES, policy=chosen,
+                           token_budget=budget, max_running=max_running, price_usd_per_chip_s=price_s,
+                           price_source=source)
+    with searching(ascii_only):
+        result = serve_curve(request)
+    if plot is not None:
+        render_curve.draw(result, plot)
+    if fmt == "json":
+        emit(to_json(curve_dict(result)), output)
+    elif fmt == "csv":
+        emit(render_curve.curve_csv(result), output)
+    elif fmt == "markdown":
+        emit(render_curve.curve_markdown(result), output)
+    else:
+        render_table(lambda console: render_curve.curve_table(result, console, ascii_only=ascii_only), output)
 
 
 def _modes(names, Mode) -> tuple:

@@ -111,6 +111,10 @@ def load_saved(path: str) -> Run | ServeRun:
     data = read_json(path)
     if isinstance(data, dict) and data.get("kind") == "serve":
         return serve_run_from_dict(data, path)
+    if isinstance(data, dict) and data.get("kind") == "serve-curve":
+        from planner.errors import UsageError
+        raise UsageError(f"{path}: a saved `planner serve --concurrency` curve; compare gates plan and serve "
+                         "frontiers, not curves (save the run without --concurrency to gate it)")
     return run_from_dict(data, path)
 
 

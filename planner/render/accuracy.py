@@ -94,6 +94,9 @@ def accuracy_page(data, base, assessments: dict, others, command: str) -> str:
         "GPU presets have their own pages, written by `planner calibrate` on their measurement "
         "files: " + ", ".join(f"[`{gpu}`](accuracy-gpu-{gpu}.md)" for gpu in GPU_PAGES) + ".",
         "",
+        "Whole serving runs (TTFT, TPOT and tokens/s per GPU at a concurrency, with today's constants) "
+        "have their own page: [serving](accuracy-serving.md).",
+        "",
         "## Summary",
         "",
     ]

@@ -9,8 +9,8 @@ from pathlib import Path
 from planner.errors import UsageError
 
 
-def draw(result, path: Path) -> None:
-    """Write the picture; its format follows the file name (.svg or .png)."""
+def pyplot(path: Path):
+    """matplotlib.pyplot on the Agg backend, and a check that the picture's folder exists."""
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -20,6 +20,23 @@ def draw(result, path: Path) -> None:
                          "checkout of planner)") from None
     if not path.absolute().parent.is_dir():
         raise UsageError(f"--plot: folder {str(path.absolute().parent)!r} does not exist")
+    return plt
+
+
+def save(plt, fig, path: Path) -> None:
+    """Write `fig` (no date in an SVG: the same input gives the same file) and close it."""
+    metadata = {"Date": None} if path.suffix.lower() == ".svg" else {}
+    try:
+        fig.savefig(path, format=path.suffix.lower().lstrip("."), metadata=metadata)
+    except OSError as err:
+        raise UsageError(f"--plot: cannot write {str(path)!r}: {err.strerror or err}") from None
+    finally:
+        plt.close(fig)
+
+
+def draw(result, path: Path) -> None:
+    """Write the picture; its format follows the file name (.svg or .png)."""
+    plt = pyplot(path)
     plan = result.request.plan
     fig, ax = plt.subplots(figsize=(8, 5))
     for m, marker in zip(result.modes, "os^"):
@@ -41,10 +58,4 @@ def draw(result, path: Path) -> None:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    metadata = {"Date": None} if path.suffix.lower() == ".svg" else {}
-    try:
-        fig.savefig(path, format=path.suffix.lower().lstrip("."), metadata=metadata)
-    except OSError as err:
-        raise UsageError(f"--plot: cannot write {str(path)!r}: {err.strerror or err}") from None
-    finally:
-        plt.close(fig)
+    save(plt, fig, path)

@@ -1,0 +1,161 @@
+"""Serving runs against the planner (`planner calibrate` on a `planner-serving/1` file): each run
+predicted with today's constants by the steady state at its concurrency
+(`planner.commands.steady_state` on the serve pools), nothing fitted.
+
+A run's layout is pinned as the engine ran it: tensor parallelism over a worker's GPUs is FFN
+`ws1d` with attention `heads`; expert parallelism (ep > 1) the `ep` expert layout, else the
+experts tensor-parallel (`tp`). DP attention (`dp_attention`) runs attention batch-sharded; the
+dense weights replicated beside it are not a layout yet (issue 27), so such runs use the nearest
+layout, FFN `ws1d` with attention `batch`, and say so. A DP-attention prefill pool schedules a
+pass per attention rank: its passes hold tp times the token budget.
+
+Disaggregated runs: the concurrency is spread over the decode workers, each fed by
+prefill workers / decode workers prefill pools. Maximum-throughput runs: the best output
+tokens/s per GPU of the steady state over every running batch that fits (all requests queued,
+the largest batches run), under the chunked policy; a MoE run whose expert-parallel size the
+source does not state takes the fastest expert and attention layout.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from planner.commands.serve_curve import grid
+from planner.commands.serve_pools import pools
+from planner.commands.steady_state import DEFAULT_TOKEN_BUDGET, Policy, colocated, disaggregated, max_running, \
+    prompts_per_pass
+from planner.config import load_plan
+from planner.config.serving_runs import Pool, ServingMeasurements, ServingRun
+from planner.cost.network import transfer_seconds
+from planner.specs.formats import KvFormat
+
+NEAREST = "DP attention with replicated dense weights is not a layout yet (issue 27): nearest layout, ws1d+batch"
+METRICS = (("ttft_s", "TTFT"), ("tpot_s", "TPOT"), ("output_tok_s_per_gpu", "output tok/s per GPU"))
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServingResidual:
+    run: ServingRun
+    predicted: dict  # metric -> seconds or tokens/s (max_throughput: output_tok_s_per_gpu only)
+    layout: str
+    note: str = ""
+
+    def error(self, metric: str) -> float:
+        """predicted / measured - 1"""
+        return self.predicted[metric] / getattr(self.run, metric) - 1.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServingAssessment:
+    steady: tuple[ServingResidual, ...]     # steady runs without MTP, in steady state
+    apart: tuple[tuple[ServingRun, str], ...]  # listed apart, with the reason
+    max_throughput: tuple[ServingResidual, ...]
+
+    def summary(self, metric: str, rows: tuple[ServingResidual, ...] | None = None) -> tuple[float, ServingResidual]:
+        """(median |error|, the worst row) of `metric` over `rows` (default: the steady runs)."""
+        rows = self.steady if rows is None else rows
+        errors = [abs(r.error(metric)) for r in rows]
+        return float(np.median(errors)), max(rows, key=lambda r: abs(r.error(metric)))
+
+
+def assess_serving(data: ServingMeasurements) -> ServingAssessment:
+    steady, apart, best = [], [], []
+    for run in data.runs:
+        if run.kind == "max_throughput":
+            found = _max_throughput(run)
+            if found is None:
+                apart.append((run, "nothing fits in HBM in the pinned layout at this context"))
+            else:
+                best.append(found)
+        elif run.spec_decode != "none" or run.admission_limited:
+            reasons = ([f"speculative decoding ({run.spec_decode}): the planner models none"]
+                       if run.spec_decode != "none" else []) + ([run.admission_limited] if run.admission_limited else [])
+            apart.append((run, "; ".join(reasons)))
+        else:
+            steady.append(_steady(run))
+    return ServingAssessment(steady=tuple(steady), apart=tuple(apart), max_throughput=tuple(best))
+
+
+def _layout(run: ServingRun, pool: Pool) -> dict:
+    if pool.chips == 1:
+        return {}  # one chip: every layout is the same one
+    moe = run.model.experts is not None
+    return {"ffn": ("ws1d",), "attention": ("batch",) if pool.dp_attention else ("heads",),
+            **({"experts": ("ep",) if pool.ep > 1 else ("tp",)} if moe else {})}
+
+
+def _pools(run: ServingRun, pool: Pool, batches: tuple[int, ...], layout: dict | None = None):
+    plan = load_plan(None, model=run.model.name, cluster=run.cluster.name, chips=(pool.chips,),
+                     phases=("prefill", "decode"), batches=batches, weights=(run.weights,),
+                     kv_cache=(run.kv_cache,), input_tokens=run.input_tokens, output_tokens=run.output_tokens_mean,
+                     **(_layout(run, pool) if layout is None else layout))
+    prefill, _, running = pools(plan)
+    return plan, prefill, running
+
+
+def _name(stage) -> str:
+    return f"{stage.ffn}+{stage.attention}" + (f"+{stage.experts}" if stage.experts else "")
+
+
+def _steady(run: ServingRun) -> ServingResidual:
+    policy = next(p for p in Policy if p.label == run.policy)
+    I, O = run.input_tokens, run.output_tokens_mean
+    budget = DEFAULT_TOKEN_BUDGET
+    note = NEAREST if (run.prefill.dp_attention or run.decode.dp_attention) else ""
+    if run.mode == "colocated":
+        k_max = prompts_per_pass(I, budget)
+        plan, prefill, running = _pools(run, run.decode, grid((run.concurrency,), k_max))
+        b = np.array(running.batches)
+        s = colocated(concurrency=np.array([run.concurrency]), input_tokens=I, output_tokens=O, batches=b,
+                      prefill_pass_s=prefill.seconds[0, 0], decode_step_s=running.seconds[0, 0],
+                      max_running_batch=max_running(b, running.seconds[0, 0]), chips=run.decode.chips,
+                      policy=policy, token_budget=budget)
+        stage = running.stages.get((0, 0, int(np.flatnonzero(b == min(run.concurrency, b.max()))[0])))
+        layout = f"{run.decode.chips} GPUs " + (_name(stage) if stage else "nothing fits")
+    else:
+        per_pool = run.concurrency / run.decode.workers
+        pbudget = budget * (run.prefill.tp if run.prefill.dp_attention else 1)
+        k_max = prompts_per_pass(I, pbudget)
+        batches = grid((max(1, math.ceil(per_pool)),), k_max)
+        plan, _, running = _pools(run, run.decode, batches)
+        _, prefill, _ = _pools(run, run.prefill, batches)
+        per_element = next(k for k in KvFormat if k.label == run.kv_cache).bytes_per_element(run.model.d_head)
+        kv_s = float(transfer_seconds(plan.cluster, float(run.model.kv_bytes_per_token(per_element) * I),
+                                      run.prefill.chips, run.decode.chips))
+        b = np.array(running.batches)
+        s = disaggregated(concurrency=np.array([per_pool]), input_tokens=I, output_tokens=O, batches=b,
+                          prefill_pass_s=prefill.seconds[0, 0], decode_step_s=running.seconds[0, 0],
+                          max_running_batch=max_running(b, running.seconds[0, 0]), prefill_chips=run.prefill.chips,
+                          decode_chips=run.decode.chips, kv_transfer_s=kv_s,
+                          prefill_pools=run.prefill.workers / run.decode.workers, token_budget=pbudget)
+        d = running.stages.get((0, 0, int(np.flatnonzero(b == max(1, math.ceil(per_pool)))[0])))
+        p = prefill.stages.get((0, 0, 0))
+        layout = (f"prefill {run.prefill.workers}x{run.prefill.chips} GPUs {_name(p) if p else 'nothing fits'}; "
+                  f"decode {run.decode.workers}x{run.decode.chips} GPUs {_name(d) if d else 'nothing fits'}")
+    predicted = {"ttft_s": float(s.ttft_s[0]), "tpot_s": float(s.tpot_s[0]),
+                 "output_tok_s_per_gpu": float(s.output_tokens_per_s_per_chip[0])}
+    return ServingResidual(run=run, predicted=predicted, layout=layout, note=note)
+
+
+def _max_throughput(run: ServingRun) -> ServingResidual | None:
+    I, O = run.input_tokens, run.output_tokens
+    moe = run.model.experts is not None
+    layout = {"ffn": ("ws1d",), "attention": ("heads", "batch")} if moe and run.decode.chips > 1 else None
+    k_max = prompts_per_pass(I, DEFAULT_TOKEN_BUDGET)
+    _, prefill, running = _pools(run, run.decode, grid((1,), k_max), layout)
+    b = np.array(running.batches)
+    top = max_running(b, running.seconds[0, 0])
+    levels = b[(b >= 1) & (b <= top)]
+    if not levels.size or not np.isfinite(prefill.seconds[0, 0, 0]):
+        return None
+    s = colocated(concurrency=levels, input_tokens=I, output_tokens=O, batches=b,
+                  prefill_pass_s=prefill.seconds[0, 0], decode_step_s=running.seconds[0, 0], max_running_batch=top,
+                  chips=run.decode.chips, policy=Policy.CHUNKED, token_budget=DEFAULT_TOKEN_BUDGET)
+    j = int(np.argmax(s.output_tokens_per_s_per_chip))
+    stage = running.stages[(0, 0, int(np.flatnonzero(b == levels[j])[0]))]
+    note = "expert-parallel size not stated: the fastest expert and attention layout" if moe else ""
+    return ServingResidual(run=run, predicted={"output_tok_s_per_gpu": float(s.output_tokens_per_s_per_chip[j])},
+                           layout=f"{run.decode.chips} GPUs {_name(stage)} at batch {int(levels[j])}", note=note)

@@ -1,0 +1,116 @@
+"""The serving set (configs/measurements/serving.yaml) against the steady state, with today's
+constants: the accuracy page is what `planner calibrate` writes, the set is what its builder
+writes from the shared reference, and the figures the issue asks for."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from planner.commands.calibrate_serving import assess_serving
+from planner.config.serving_runs import load_serving_measurements
+from planner.render.calibrate_serving import accuracy_page
+
+ROOT = Path(__file__).resolve().parent.parent
+SET = "configs/measurements/serving.yaml"
+REFERENCE = next((p / "shared" / "reference" / "serving-measurements.yaml" for p in ROOT.parents
+                  if (p / "shared" / "reference" / "serving-measurements.yaml").exists()), ROOT / "absent")
+
+
+@pytest.fixture(scope="module")
+def data():
+    return load_serving_measurements(str(ROOT / SET))
+
+
+@pytest.fixture(scope="module")
+def assessment(data):
+    return assess_serving(data)
+
+
+def test_accuracy_page_is_up_to_date(monkeypatch):
+    page = ROOT / "docs" / "accuracy-serving.md"
+    monkeypatch.chdir(ROOT)
+    data = load_serving_measurements(SET)
+    text = accuracy_page(data, assess_serving(data), f"planner calibrate {SET} --report docs/accuracy-serving.md")
+    assert page.read_text(encoding="utf-8") == text, \
+        f"regenerate: planner calibrate {SET} --report docs/accuracy-serving.md"
+
+
+def test_the_set_is_what_the_builder_writes():
+    if not REFERENCE.exists():
+        pytest.skip("the shared reference is not beside this checkout")
+    spec = importlib.util.spec_from_file_location("build_serving", ROOT / "configs/measurements/build_serving.py")
+    builder = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(builder)
+    built = builder.build(yaml.safe_load(REFERENCE.read_text(encoding="utf-8")))
+    assert yaml.safe_load((ROOT / SET).read_text(encoding="utf-8")) == built
+
+
+def test_the_steady_rows_are_the_non_mtp_steady_state_runs(data, assessment):
+    steady = [r for r in data.runs if r.kind == "steady"]
+    assert {r.run.name for r in assessment.steady} == {r.name for r in steady if r.steady}
+    apart = {run.name: why for run, why in assessment.apart}
+    assert all(r.name in apart for r in steady if r.spec_decode != "none" or r.admission_limited)
+    assert any("tens of seconds" in why for why in apart.values())
+    assert len(assessment.max_throughput) == len([r for r in data.runs if r.kind == "max_throughput"])
+
+
+def test_dp_attention_runs_say_they_use_the_nearest_layout(assessment):
+    dp = [r for r in assessment.steady if r.run.decode.dp_attention or r.run.prefill.dp_attention]
+    assert dp and all("issue 27" in r.note and "+batch" in r.layout for r in dp)
+
+
+def test_max_throughput_within_15_percent_median(assessment):
+    median, _ = assessment.summary("output_tok_s_per_gpu", assessment.max_throughput)
+    assert median <= 0.15
+
+
+@pytest.mark.xfail(strict=True, reason="TTFT median |error| is 55% with today's constants: the steady state "
+                   "closes the batch-prefill gap (1-17 s before, 70-400 ms now) but engines' request handling and "
+                   "Dynamo's machinery add 30 ms to 1.5 s the planner does not model, and MI300X's constants are "
+                   "borrowed (docs/accuracy-serving.md)")
+def test_ttft_median_within_25_percent(assessment):
+    assert assessment.summary("ttft_s")[0] <= 0.25
+
+
+def test_ttft_is_no_longer_a_batch_prefill(assessment):
+    """The mechanism: colocated TTFT at concurrency C is a prompt's own pass plus its wait, so
+    it stays within a factor of three of the measured (a batch of C prompts was 10x at C=64)."""
+    colocated = [r for r in assessment.steady if r.run.mode == "colocated"]
+    assert all(abs(r.error("ttft_s")) < 0.7 for r in colocated if r.run.ttft_s < 1.0)
+
+
+def test_calibrate_prints_a_residual_table_per_metric(planner):
+    r = planner("calibrate", SET)
+    assert r.code == 0, r.err
+    for title in ("TTFT, steady runs", "TPOT, steady runs", "output tok/s per GPU, steady runs",
+                  "maximum output tok/s per GPU", "listed apart"):
+        assert title in r.out
+    data = json.loads(planner("calibrate", SET, "--format", "json").out)
+    assert set(data["summary"]) >= {"ttft_s", "tpot_s", "output_tok_s_per_gpu"}
+    assert planner("calibrate", SET, "--cluster", "h200-sxm").code == 2
+
+
+def test_a_bad_run_is_named_by_line(planner, tmp_path):
+    text = (ROOT / SET).read_text(encoding="utf-8").replace("  policy: prefill-first\n", "  policy: fifo\n", 1)
+    bad = tmp_path / "serving.yaml"
+    bad.write_text(text, encoding="utf-8")
+    r = planner("calibrate", bad)
+    assert r.code == 2 and "serving.yaml:69:" in r.err and "runs[0].policy" in r.err
+
+
+def test_readme_serving_sentence_matches_the_assessment(assessment):
+    import re
+    readme = ROOT / "README.md"
+    if not readme.is_file():
+        pytest.skip("README.md is not in this installation")
+    text = " ".join(readme.read_text(encoding="utf-8").split())
+    found = re.search(r"against (\d+) measured steady-state serving runs .*? median errors of TTFT (\d+\.\d)%, "
+                      r"TPOT (\d+\.\d)% and output tokens/s per GPU (\d+\.\d)% .*? maximum throughput on (\d+) "
+                      r"H100 and H200 runs has median error (\d+\.\d)%", text)
+    assert found, "README's serving accuracy sentence is missing"
+    medians = [f"{100 * assessment.summary(m)[0]:.1f}" for m in ("ttft_s", "tpot_s", "output_tok_s_per_gpu")]
+    best = f"{100 * assessment.summary('output_tok_s_per_gpu', assessment.max_throughput)[0]:.1f}"
+    assert found.groups() == (str(len(assessment.steady)), *medians, str(len(assessment.max_throughput)), best)
