@@ -106,9 +106,9 @@ def pools(plan: Plan) -> tuple[Pool, Pool, Pool]:
 
     S, window = contexts(I, O), window_crossed(plan.model, I, O)
     prefill = swept(Phase.PREFILL, w)
-    last = swept(Phase.DECODE, context_workload(I, O, float(S[-1])))
-    first = last if O == 1 else swept(Phase.DECODE, context_workload(I, O, float(S[0])))
-    kink = None if window is None else swept(Phase.DECODE, context_workload(I, O, window))
+    last = swept(Phase.DECODE, context_workload(I, O, float(S[-1]), w.routing))
+    first = last if O == 1 else swept(Phase.DECODE, context_workload(I, O, float(S[0]), w.routing))
+    kink = None if window is None else swept(Phase.DECODE, context_workload(I, O, window, w.routing))
     flat = lambda sw: None if sw is None else {n: sw.__dict__[n].reshape(-1) for n in PARTS}  # noqa: E731
     request = RequestParts(first=flat(first), last=flat(last), kink=flat(kink),
                            overhead_s=last.overhead_s.reshape(-1), overlap=plan.cluster.calibration.overlap,

@@ -41,6 +41,7 @@ CHUNK = 1 << 21  # steps x points summed at a time (memory: a few arrays of this
 from planner.cost.costmodel import Candidate, Evaluation, combine, evaluate
 from planner.specs.hardware import Cluster, WeightFormat
 from planner.specs.model import Model
+from planner.specs.moe import Routing
 from planner.specs.plan import Workload
 
 
@@ -61,9 +62,9 @@ def contexts(input_tokens: int, output_tokens: int) -> np.ndarray:
     return input_tokens + np.arange(1, output_tokens + 1, dtype=float)
 
 
-def context_workload(input_tokens: int, output_tokens: int, context: float) -> Workload:
-    """The workload of one decode step of a request, at `context`."""
-    return Workload(input_tokens=input_tokens, output_tokens=output_tokens, context=context)
+def context_workload(input_tokens: int, output_tokens: int, context: float, routing: Routing = Routing()) -> Workload:
+    """The workload of one decode step of a request, at `context` (MoE models: routed as `routing`)."""
+    return Workload(input_tokens=input_tokens, output_tokens=output_tokens, context=context, routing=routing)
 
 
 def window_crossed(model: Model, input_tokens: int, output_tokens: int) -> float | None:
@@ -74,11 +75,11 @@ def window_crossed(model: Model, input_tokens: int, output_tokens: int) -> float
 
 def decode_request(model: Model, cluster: Cluster, input_tokens: int, output_tokens: int,
                    candidate: Candidate, batch: np.ndarray,
-                   formats: tuple[WeightFormat, ...] | None = None) -> DecodeRequest:
+                   formats: tuple[WeightFormat, ...] | None = None, routing: Routing = Routing()) -> DecodeRequest:
     S = contexts(input_tokens, output_tokens)
 
     def at(context: float) -> Evaluation:
-        w = context_workload(input_tokens, output_tokens, context)
+        w = context_workload(input_tokens, output_tokens, context, routing)
         return evaluate(model, cluster, w, candidate, batch, formats=formats)
 
     last = at(float(S[-1]))

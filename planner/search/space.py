@@ -54,13 +54,15 @@ def empty_message(plan: Plan) -> str:
         would = [v for v in widest if v not in _given(plan, field)
                  and choices(replace(plan, space=replace(plan.space, **{field: (*_given(plan, field), v)})))]
         culprits.append((flag, field, would))
-    given = "; ".join(f"{flag} {text(_given(plan, field))}" for flag, field in restricted) or "as given"
+    given = lambda flags: "; ".join(f"{flag} {text(_given(plan, field))}" for flag, field in flags)  # noqa: E731
     if not culprits:
-        return (f"the search space is empty: no layout applies on any chip count searched ({given}), so "
-                "there is nothing to evaluate.\n  hint: widen the search: more chip counts (--chips) or layouts "
-                "(--ffn, --attention).")
-    names = " and ".join(f"{flag} {text(_given(plan, field))}" for flag, field, _ in culprits)
-    hints = "; ".join(f"add {text(would)} to {flag}" if would else f"widen {flag}" for flag, field, would in culprits)
-    return (f"the search space is empty: {names} {'leaves' if len(culprits) == 1 else 'each leave'} no layout "
-            f"to evaluate ({given}).\n  hint: {'' if len(culprits) == 1 else 'any one of: '}{hints} (in a plan "
-            "file, its search key).")
+        return (f"the search space is empty: no layout applies on any chip count searched "
+                f"({given(restricted) or 'the plan as given'}), so there is nothing to evaluate.\n  hint: widen "
+                "the search: more chip counts (--chips) or layouts (--ffn, --attention).")
+    names = [f"{flag} {text(_given(plan, field))}" for flag, field, _ in culprits]
+    names = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+    others = given([(flag, field) for flag, field in restricted if flag not in {c[0] for c in culprits}])
+    hints = "; or ".join(f"add {text(would)} to {flag}" if would else f"widen {flag}" for flag, field, would in culprits)
+    return (f"the search space is empty: {names} {'leaves' if len(culprits) == 1 else 'leave'} no layout to evaluate"
+            f"{f' (also restricted: {others})' if others else ''}.\n  hint: {hints} (in a plan file: its search "
+            "keys).")
