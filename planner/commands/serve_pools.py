@@ -99,16 +99,17 @@ def pools(plan: Plan) -> tuple[Pool, Pool, Pool]:
     batch = np.array(plan.space.batches, dtype=np.int64)
     lines, buckets = LineCache(plan.cluster), make_buckets(plan, discrete)
 
-    def swept(phase: Phase, workload) -> Swept:
-        layouts = {phase: PhaseCandidates(phase, discrete, formats[0])}
-        return sweep_phases(replace(plan, workload=workload), layouts, batch, formats, lambda count: None, lines,
-                            buckets, parts=True)[phase]
+    def swept(phases: tuple[Phase, ...], workload) -> tuple[Swept, ...]:
+        layouts = {phase: PhaseCandidates(phase, discrete, formats[0]) for phase in phases}
+        out = sweep_phases(replace(plan, workload=workload), layouts, batch, formats, lambda count: None, lines,
+                           buckets, parts=True)
+        return tuple(out[phase] for phase in phases)
 
     S, window = contexts(I, O), window_crossed(plan.model, I, O)
-    prefill = swept(Phase.PREFILL, w)
-    last = swept(Phase.DECODE, context_workload(I, O, float(S[-1]), w.routing))
-    first = last if O == 1 else swept(Phase.DECODE, context_workload(I, O, float(S[0]), w.routing))
-    kink = None if window is None else swept(Phase.DECODE, context_workload(I, O, window, w.routing))
+    # prefill does not read the decode context: it is costed in the last step's pass
+    prefill, last = swept((Phase.PREFILL, Phase.DECODE), context_workload(I, O, float(S[-1]), w.routing))
+    first = last if O == 1 else swept((Phase.DECODE,), context_workload(I, O, float(S[0]), w.routing))[0]
+    kink = None if window is None else swept((Phase.DECODE,), context_workload(I, O, window, w.routing))[0]
     flat = lambda sw: None if sw is None else {n: sw.__dict__[n].reshape(-1) for n in PARTS}  # noqa: E731
     request = RequestParts(first=flat(first), last=flat(last), kink=flat(kink),
                            overhead_s=last.overhead_s.reshape(-1), overlap=plan.cluster.calibration.overlap,

@@ -10,6 +10,10 @@ recorded in serve_set.json (beside this file). A change that should not move ser
     python tests/regression/serve_set.py --list     # print the commands
 
 The commands are the same for a given SEED and COUNT (numpy's seeded generator picks them).
+History: recorded from the code before issue 24 (serve's pools costed one `evaluate` per
+candidate); re-recorded after it, which moved only commands 075, 093 and 096: their flags leave
+no layout to search, now invalid input (exit 2) instead of "nothing fits in HBM" (exit 1).
+Outputs carry planner's version (JSON provenance): a version bump moves every JSON command.
 """
 
 from __future__ import annotations
