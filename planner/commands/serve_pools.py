@@ -12,9 +12,9 @@ give each candidate alone. A static batch's sum over its O steps is costed only 
 candidates that can be the fastest at their chip count, format and batch (bounds from the
 steps' extremes); Stages are made only for the entries a mode prints.
 
-The tables are (chips, formats, batch); a further axis (a running batch's concurrency, say)
-would be one more trailing dimension of `seconds` and of the arrays a pool's figures are picked
-from."""
+The tables are (chips, formats, batch), reduced from (candidates, formats, batch) arrays; a
+further axis (a running batch's concurrency, say) is one more trailing dimension of those arrays
+and of the tables (`_Table.best` reduces over the candidates whatever follows)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from planner.cost.costmodel import BOUNDS, Candidate, _bound, critical_path
+from planner.cost.costmodel import _bound  # the step's bound from its parts, as evaluate sets it
+from planner.cost.costmodel import BOUNDS, Candidate, critical_path
 from planner.cost.line_tables import LineCache
 from planner.cost.request import (PARTS, RequestParts, context_workload, contexts, running_step_s,
                                   static_decode_s, window_crossed)
@@ -110,7 +111,7 @@ def pools(plan: Plan) -> tuple[Pool, Pool, Pool]:
     prefill, last = swept((Phase.PREFILL, Phase.DECODE), context_workload(I, O, float(S[-1]), w.routing))
     first = last if O == 1 else swept((Phase.DECODE,), context_workload(I, O, float(S[0]), w.routing))[0]
     kink = None if window is None else swept((Phase.DECODE,), context_workload(I, O, window, w.routing))[0]
-    flat = lambda sw: None if sw is None else {n: sw.__dict__[n].reshape(-1) for n in PARTS}  # noqa: E731
+    flat = lambda sw: None if sw is None else {n: getattr(sw, n).reshape(-1) for n in PARTS}  # noqa: E731
     request = RequestParts(first=flat(first), last=flat(last), kink=flat(kink),
                            overhead_s=last.overhead_s.reshape(-1), overlap=plan.cluster.calibration.overlap,
                            input_tokens=I, output_tokens=O, window=window, pairwise=prefill.latency_s.shape[1] == 1)
@@ -157,22 +158,29 @@ class _Table:
         chip = np.array([chip_index[c.mesh.chips] for c in discrete], dtype=np.int64)
         # the choices come chip count by chip count (choices: in search order)
         self.bounds = np.searchsorted(chip, np.arange(len(plan.space.chips) + 1))
-        self.shape = (len(plan.space.chips), len(formats), batch.size)
+        self.points = (len(formats), batch.size)
 
     def best(self, seconds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(table, owner), each (chips, formats, batch): the least of `seconds` (candidates,
-        points; inf where it does not fit) per chip count, and the first candidate that has it."""
-        table, owner = np.full(self.shape, np.inf), np.full(self.shape, -1, dtype=np.int64)
+        """(table, owner), each (chips, *rest): the least of `seconds` (candidates, *rest; inf
+        where it does not fit) per chip count, and the first candidate that has it (what a pass
+        over the candidates keeping strict improvements keeps). `rest`: formats and batch, and
+        any further axis (a running batch's concurrency) alike."""
+        shape = (len(self.bounds) - 1, *seconds.shape[1:])
+        table, owner = np.full(shape, np.inf), np.full(shape, -1, dtype=np.int64)
         for ci, (lo, hi) in enumerate(zip(self.bounds[:-1], self.bounds[1:])):
             if hi > lo:
-                rows = seconds[lo:hi]
-                first = np.argmin(rows, axis=0)
-                table[ci] = rows[first, np.arange(rows.shape[1])].reshape(self.shape[1:])
-                owner[ci] = (lo + first).reshape(self.shape[1:])
+                first = np.argmin(seconds[lo:hi], axis=0)
+                table[ci] = np.take_along_axis(seconds[lo:hi], first[None], axis=0)[0]
+                owner[ci] = lo + first
         return table, owner
 
+    def chip_of(self) -> np.ndarray:
+        """Each candidate's chip count index."""
+        return np.repeat(np.arange(len(self.bounds) - 1), np.diff(self.bounds))
+
     def pool(self, kind: str, seconds: np.ndarray, fits: np.ndarray, make) -> Pool:
-        table, owner = self.best(seconds)
+        """The pool of `seconds` (candidates, points) where `fits`."""
+        table, owner = self.best(seconds.reshape(-1, *self.points))
         space = self.plan.space
         return Pool(kind=kind, chips=space.chips, weights=tuple(f.weights for f in self.formats),
                     formats=self.formats, batches=space.batches, seconds=table, owner=owner, make=make,
@@ -181,7 +189,7 @@ class _Table:
     def stage(self, phase: Phase, sw: Swept, k: int, i: int, latency_s: float, step_s: float, mfu: float,
               context: float) -> Stage:
         c, f = self.discrete[k], self.formats[i // self.batch.size]
-        bound = _bound(*(sw.__dict__[n][k, i] for n in ("compute_s", "memory_s", "local_s")),
+        bound = _bound(*(getattr(sw, n)[k, i] for n in ("compute_s", "memory_s", "local_s")),
                        sw.comm_s[k, i] - sw.prefetched_s[k, i], sw.critical_s[k, i], sw.comm_s[k, i])
         candidate = Candidate(phase=phase, mesh=c.mesh, ffn=c.ffn, attention=c.attention, weights=f.weights,
                               kv_cache=f.kv_cache, sparsity=f.sparsity, experts=c.experts, stages=c.stages)
@@ -207,9 +215,7 @@ def _static_decode(table: _Table, request: RequestParts, fits: np.ndarray) -> np
         lo, hi = (_step_at(request, ends, pick) * O for pick in (np.minimum, np.maximum))
         lo = np.where(fits, lo.reshape(shape) * (1 - MARGIN), np.inf)
         hi = np.where(fits, hi.reshape(shape) * (1 + MARGIN), np.inf)
-        bound, _ = table.best(hi)
-        chip = np.repeat(np.arange(len(table.bounds) - 1), np.diff(table.bounds))
-        keep &= (lo <= bound.reshape(bound.shape[0], -1)[chip]).reshape(-1)
+        keep &= (lo <= table.best(hi)[0][table.chip_of()]).reshape(-1)
     out = np.full(fits.size, np.inf)
     index = np.flatnonzero(keep)
     if index.size:
