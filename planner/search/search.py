@@ -14,7 +14,7 @@ from planner.cost.costmodel import BOUNDS, Candidate, Evaluation, evaluate
 from planner.cost.layouts import ATTENTION_LAYOUTS, EXPERT_LAYOUTS, FFN_LAYOUTS
 from planner.cost.line_tables import LineCache
 from planner.errors import InfeasibleError
-from planner.search.choices import PhaseCandidates, candidates, choices  # noqa: F401 (candidates: for callers)
+from planner.search.choices import PhaseCandidates, candidates  # noqa: F401 (candidates: for callers)
 from planner.search.frontier import front
 from planner.search.space import nonempty_choices
 from planner.search.sweep import Swept, make_buckets, sweep_phases
