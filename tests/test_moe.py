@@ -479,7 +479,8 @@ def test_cli_plans_deepseek_v3_at_ep72_and_explain_says_the_redundant_experts(mo
     assert "256 + 32 redundant experts (the fewest that make 256 divide over EP72), 4 per expert shard" in text
     assert "32 redundant experts held (the fewest that make 256 divide over EP72; 4 per expert shard)" in text
     code, out, err = _cli(monkeypatch, capsys, "plan", *args, "--experts", "ep", "--redundant-experts", "0")
-    assert code == 1  # 256 experts do not divide over 72 chips without copies: nothing applies
+    # 256 experts do not divide over 72 chips without copies: the flags leave nothing to search
+    assert code == 2 and "--redundant-experts 0" in err and "drop --redundant-experts" in err
 
 
 @pytest.mark.parametrize("flags,message", [

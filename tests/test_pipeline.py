@@ -321,7 +321,8 @@ def test_moe_stages_are_searched(planner):
 def test_nothing_to_evaluate_says_why(planner):
     code, _, err = planner("plan", "--model", "llama-3-8b", "--cluster", "h100-sxm", "--chips", "1",
                            "--ffn", "ws2d")
-    assert code == 1 and "nothing to evaluate" in err and "0 candidates" not in err and "()" not in err
+    # an empty search space is invalid input (issue 24): exit 2, naming the flag that emptied it
+    assert code == 2 and "search space is empty: --ffn ws2d" in err and "0 candidates" not in err and "()" not in err
 
 
 def test_pool_transfer_pays_the_outer_level_constants(h100):

@@ -306,3 +306,35 @@ def test_picture_file(suffix, tmp_path, capsys):
     else:
         import matplotlib.image
         assert matplotlib.image.imread(str(path)).shape[0] > 100
+
+
+@pytest.mark.parametrize("command", ["plan", "serve"])
+def test_an_empty_search_space_is_invalid_input(planner, command):
+    """Flags that leave no layout to search (head-parallel attention on one chip: the heads
+    layout coincides with the batch layout there, so none is enumerated) are the user's mistake,
+    exit 2, naming the flag that emptied the space and what would fill it; not 'nothing fits'."""
+    code, out, err = planner(command, "--model", "mistral-7b", "--cluster", "b200", "--chips", "1",
+                             "--attention", "heads", "--format", "json")
+    assert code == 2 and out == ""
+    assert "search space is empty: --attention heads and --chips 1 leave no layout" in err
+    assert "add batch to --attention" in err and "fits" not in err
+    code, _, err = planner(command, "--model", "llama-3-8b", "--cluster", "h100-sxm", "--chips", "1,2",
+                           "--ffn", "ws2d")
+    assert code == 2 and "search space is empty: --ffn ws2d and --chips 1,2 leave no layout" in err
+    assert "add ws1d,wg-xyz to --ffn" in err
+
+
+def test_decode_pools_are_routed_as_the_plan():
+    """A plan's routing holds for its decode steps as for its prefill: the redundant experts'
+    memory is held in decode too, and the load imbalance slows the busiest chip's expert work
+    (issue 24 found decode costed with balanced routing and no redundant experts whatever the
+    plan said)."""
+    from planner.commands.serve_pools import pools
+    from planner.specs.moe import Routing
+    plan = load_plan("deepseek-v3-h200", chips=(8,), batches=(1024,), weights=("fp8",), experts=("ep",),
+                     phases=("prefill", "decode"))
+    routed = replace(plan, workload=replace(plan.workload, routing=Routing(load_imbalance=1.5, redundant_experts=32)))
+    balanced, skewed = pools(plan), pools(routed)
+    assert skewed[0].seconds[0, 0, 0] > balanced[0].seconds[0, 0, 0]  # prefill: compute-bound expert work
+    for before, after in zip(balanced, skewed):  # every pool holds the redundant experts
+        assert after.stage((0, 0, 0)).hbm_fraction > before.stage((0, 0, 0)).hbm_fraction

@@ -113,7 +113,7 @@ def _steady(run: ServingRun) -> ServingResidual:
                       prefill_pass_s=prefill.seconds[0, 0], decode_step_s=running.seconds[0, 0],
                       max_running_batch=max_running(b, running.seconds[0, 0]), chips=run.decode.chips,
                       policy=policy, token_budget=budget)
-        stage = running.stages.get((0, 0, int(np.flatnonzero(b == min(run.concurrency, b.max()))[0])))
+        stage = running.get((0, 0, int(np.flatnonzero(b == min(run.concurrency, b.max()))[0])))
         layout = f"{run.decode.chips} GPUs " + (_name(stage) if stage else "nothing fits")
     else:
         per_pool = run.concurrency / run.decode.workers
@@ -131,8 +131,8 @@ def _steady(run: ServingRun) -> ServingResidual:
                           max_running_batch=max_running(b, running.seconds[0, 0]), prefill_chips=run.prefill.chips,
                           decode_chips=run.decode.chips, kv_transfer_s=kv_s,
                           prefill_pools=run.prefill.workers / run.decode.workers, token_budget=pbudget)
-        d = running.stages.get((0, 0, int(np.flatnonzero(b == max(1, math.ceil(per_pool)))[0])))
-        p = prefill.stages.get((0, 0, 0))
+        d = running.get((0, 0, int(np.flatnonzero(b == max(1, math.ceil(per_pool)))[0])))
+        p = prefill.get((0, 0, 0))
         layout = (f"prefill {run.prefill.workers}x{run.prefill.chips} GPUs {_name(p) if p else 'nothing fits'}; "
                   f"decode {run.decode.workers}x{run.decode.chips} GPUs {_name(d) if d else 'nothing fits'}")
     predicted = {"ttft_s": float(s.ttft_s[0]), "tpot_s": float(s.tpot_s[0]),
@@ -155,7 +155,7 @@ def _max_throughput(run: ServingRun) -> ServingResidual | None:
                   prefill_pass_s=prefill.seconds[0, 0], decode_step_s=running.seconds[0, 0], max_running_batch=top,
                   chips=run.decode.chips, policy=Policy.CHUNKED, token_budget=DEFAULT_TOKEN_BUDGET)
     j = int(np.argmax(s.output_tokens_per_s_per_chip))
-    stage = running.stages[(0, 0, int(np.flatnonzero(b == levels[j])[0]))]
+    stage = running.stage((0, 0, int(np.flatnonzero(b == levels[j])[0])))
     note = "expert-parallel size not stated: the fastest expert and attention layout" if moe else ""
     return ServingResidual(run=run, predicted={"output_tok_s_per_gpu": float(s.output_tokens_per_s_per_chip[j])},
                            layout=f"{run.decode.chips} GPUs {_name(stage)} at batch {int(levels[j])}", note=note)

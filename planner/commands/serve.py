@@ -65,7 +65,7 @@ def serve(request: ServeRequest, partial: bool = False) -> ServeResult:
     `partial` and another mode has a frontier (then its reason is in `infeasible`)."""
     plan = request.plan
     prefill, static, running = pools(plan)
-    if not prefill.stages or not (static.stages or running.stages):
+    if not prefill.any() or not (static.any() or running.any()):
         raise InfeasibleError("nothing fits in HBM for a whole request "
                               f"(prefill {prefill.fits} of {prefill.evaluated}, decode {static.fits} of "
                               f"{static.evaluated} points fit at context "

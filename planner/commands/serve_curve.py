@@ -171,8 +171,8 @@ def _curve(mode: Mode, request: CurveRequest, s: SteadyState, prefill: Pool, run
             chips=float(s.chips[j]), prefill_pools=float(s.prefill_pools[j]),
             prefill_wait_s=float(s.prefill_wait_s[j]),
             usd_per_million_output_tokens=None if price is None else price / per_chip * PER_MILLION,
-            prefill=prefill.stages[(*pkey, int(np.flatnonzero(batches == pb)[0]))],
-            decode=running.stages[(*dkey, int(np.flatnonzero(batches == b)[0]))]))
+            prefill=prefill.stage((*pkey, int(np.flatnonzero(batches == pb)[0]))),
+            decode=running.stage((*dkey, int(np.flatnonzero(batches == b)[0])))))
     n_p = prefill.chips[pkey[0]]
     return Curve(mode=mode, chips=running.chips[dkey[0]], prefill_chips=n_p, max_running=top,
                  kv_transfer_bytes=kv_bytes, kv_transfer_s=kv_s, points=tuple(points))

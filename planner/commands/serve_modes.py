@@ -26,6 +26,7 @@ Queueing (waiting for a batch to fill or a step to end) is not modelled.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 
@@ -89,31 +90,36 @@ class ModeResult:
 
 
 def deployments(mode: Mode, plan: Plan, prefill: Pool, static: Pool, running: Pool,
-                price_usd_per_chip_s: float | None) -> tuple[dict, list[tuple[Stage, Stage]]]:
+                price_usd_per_chip_s: float | None) -> tuple[dict, Pairs]:
     """Every deployment of `mode` whose stages fit: its figures (name -> array) and stages."""
     I, O = plan.workload.input_tokens, plan.workload.output_tokens
     batches = np.array(prefill.batches, dtype=float)
     chips = np.array(prefill.chips, dtype=float)
-    pairs: list[tuple[tuple, tuple]] = []
+    pkeys = prefill.keys()  # (entries, 3): chip, format and batch index, in C order
     if mode is Mode.STATIC:
-        pairs = [(key, key) for key in static.stages if key in prefill.stages]
         decode = static
+        dkeys = static.keys()
+        p_sel = d_sel = dkeys[np.isfinite(prefill.seconds)[tuple(dkeys.T)]]
     else:
         decode = running
-        for dkey in running.stages:
-            # disaggregated: any prefill pool whose KV cache is in the decode pool's format (the
+        dkeys = running.keys()
+        if mode is Mode.COLOCATED:  # the same chips and format, prefill passes of at most the batch
+            match = (pkeys[None, :, 0] == dkeys[:, None, 0]) & (pkeys[None, :, 1] == dkeys[:, None, 1]) & \
+                (batches[pkeys[:, 2]][None, :] <= batches[dkeys[:, 2]][:, None])
+        else:  # disaggregated: any prefill pool whose KV cache is in the decode pool's format (the
             # cache crosses between them as stored)
-            same_cache = lambda k: prefill.formats[k[1]].kv_cache is running.formats[dkey[1]].kv_cache
-            pkeys = [k for k in prefill.stages if (k[0], k[1]) == dkey[:2] and batches[k[2]] <= batches[dkey[2]]] \
-                if mode is Mode.COLOCATED else [k for k in prefill.stages if same_cache(k)]
-            pairs += [(pkey, dkey) for pkey in pkeys]
-    p_idx = tuple(np.array([p[i] for p, _ in pairs], dtype=int) for i in range(3))
-    d_idx = tuple(np.array([d[i] for _, d in pairs], dtype=int) for i in range(3))
+            cache = {}
+            code = np.array([cache.setdefault(f.kv_cache, len(cache)) for f in prefill.formats], dtype=np.int64)
+            match = code[pkeys[:, 1]][None, :] == code[dkeys[:, 1]][:, None]
+        d_row, p_row = np.nonzero(match)  # decode entry by decode entry, its prefill entries in order
+        p_sel, d_sel = pkeys[p_row], dkeys[d_row]
+    p_idx, d_idx = tuple(p_sel.T), tuple(d_sel.T)
+    n = len(p_sel)
     P, D = prefill.seconds[p_idx], decode.seconds[d_idx]
     n_p, n_d, b_p, B = chips[p_idx[0]], chips[d_idx[0]], batches[p_idx[2]], batches[d_idx[2]]
-    kv_bytes = np.zeros(len(pairs))
-    kv_s = np.zeros(len(pairs))
-    ratio = np.zeros(len(pairs))
+    kv_bytes = np.zeros(n)
+    kv_s = np.zeros(n)
+    ratio = np.zeros(n)
     if mode is Mode.STATIC:
         ttft, tpot, e2e = P, D / O, P + D
         per_chip = B * O / (n_d * e2e)
@@ -124,8 +130,9 @@ def deployments(mode: Mode, plan: Plan, prefill: Pool, static: Pool, running: Po
             tpot = D + (B / O) * P / b_p
             ttft, total_chips = P, n_d
         else:
-            kv_bytes = kv_bytes + np.array([plan.model.kv_bytes_per_token(
-                decode.formats[d].kv_cache.bytes_per_element(plan.model.d_head)) for d in d_idx[1]]) * I
+            per_token = np.array([plan.model.kv_bytes_per_token(f.kv_cache.bytes_per_element(plan.model.d_head))
+                                  for f in decode.formats])
+            kv_bytes = kv_bytes + per_token[d_idx[1]] * I
             kv_s = transfer_seconds(plan.cluster, kv_bytes, n_p, n_d)
             ratio = (B / (O * D)) / (b_p / P)
             tpot, ttft, total_chips = D, P + kv_s, n_d + ratio * n_p
@@ -137,11 +144,23 @@ def deployments(mode: Mode, plan: Plan, prefill: Pool, static: Pool, running: Po
                "kv_bytes": kv_bytes, "kv_s": kv_s,
                "usd_in": None if price_usd_per_chip_s is None else price_usd_per_chip_s * chip_s_in,
                "usd_out": None if price_usd_per_chip_s is None else price_usd_per_chip_s * chip_s_out}
-    stages = [(prefill.stages[p], decode.stages[d]) for p, d in pairs]
-    return figures, stages
+    return figures, Pairs(prefill, decode, p_sel, d_sel)
 
 
-def mode_result(mode: Mode, figures: dict, stages: list, targets: Targets, everything: bool = False) -> ModeResult:
+class Pairs(Sequence):
+    """The (prefill, decode) Stages of each deployment, made when a row is printed."""
+
+    def __init__(self, prefill: Pool, decode: Pool, prefill_keys: np.ndarray, decode_keys: np.ndarray):
+        self.prefill, self.decode, self.prefill_keys, self.decode_keys = prefill, decode, prefill_keys, decode_keys
+
+    def __len__(self) -> int:
+        return len(self.prefill_keys)
+
+    def __getitem__(self, j: int) -> tuple[Stage, Stage]:
+        return self.prefill.stage(self.prefill_keys[j]), self.decode.stage(self.decode_keys[j])
+
+
+def mode_result(mode: Mode, figures: dict, stages: Sequence, targets: Targets, everything: bool = False) -> ModeResult:
     """Apply the targets (each dropped deployment counted under the first it misses), then keep
     the frontier (or, with `everything`, every deployment that meets them)."""
     n = len(stages)
@@ -204,7 +223,7 @@ def binding_message(mode: Mode, figures: dict, targets: Targets, n: int, dropped
     return "\n".join(lines + ["  hint: relax the binding target or allow more chips or smaller batches."])
 
 
-def _deployment(mode: Mode, f: dict, stages: list, j: int) -> Deployment:
+def _deployment(mode: Mode, f: dict, stages: Sequence, j: int) -> Deployment:
     prefill, decode = stages[j]
     cost = lambda key: None if f[key] is None else float(f[key][j])
     return Deployment(

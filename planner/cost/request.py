@@ -22,6 +22,11 @@ contexts S_1 .. S_O in equal shares, and since each term is affine in S, the ste
 exactly those of every sequence at the mean context S_mean = input_tokens + (O + 1) / 2.
 Local (sliding-window) layers make the terms affine on each side of S = window instead: a
 request that crosses its window is interpolated piecewise, with a third evaluation there.
+
+`decode_request` does this for one candidate from its Evaluations; `RequestParts` and
+`static_decode_s` / `running_step_s` do the same arithmetic on arrays of many candidates' parts
+at once (serve's pools, from the search's sweep): every figure the same, bit for bit, the sums
+over the O steps in numpy's own order (`_sum_steps`).
 """
 
 from __future__ import annotations
@@ -30,9 +35,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+PARTS = ("local_s", "comm_s", "prefetched_s")  # the parts of a step interpolated between contexts
+CHUNK = 1 << 21  # steps x points summed at a time (memory: a few arrays of this many floats)
+
 from planner.cost.costmodel import Candidate, Evaluation, combine, evaluate
 from planner.specs.hardware import Cluster, WeightFormat
 from planner.specs.model import Model
+from planner.specs.moe import Routing
 from planner.specs.plan import Workload
 
 
@@ -53,13 +62,24 @@ def contexts(input_tokens: int, output_tokens: int) -> np.ndarray:
     return input_tokens + np.arange(1, output_tokens + 1, dtype=float)
 
 
+def context_workload(input_tokens: int, output_tokens: int, context: float, routing: Routing = Routing()) -> Workload:
+    """The workload of one decode step of a request, at `context` (MoE models: routed as `routing`)."""
+    return Workload(input_tokens=input_tokens, output_tokens=output_tokens, context=context, routing=routing)
+
+
+def window_crossed(model: Model, input_tokens: int, output_tokens: int) -> float | None:
+    """The local layers' window as a context, if the request's steps cross it (else None)."""
+    S = contexts(input_tokens, output_tokens)
+    return float(model.window_tokens) if model.n_local_layers and S[0] < model.window_tokens < S[-1] else None
+
+
 def decode_request(model: Model, cluster: Cluster, input_tokens: int, output_tokens: int,
                    candidate: Candidate, batch: np.ndarray,
-                   formats: tuple[WeightFormat, ...] | None = None) -> DecodeRequest:
+                   formats: tuple[WeightFormat, ...] | None = None, routing: Routing = Routing()) -> DecodeRequest:
     S = contexts(input_tokens, output_tokens)
 
     def at(context: float) -> Evaluation:
-        w = Workload(input_tokens=input_tokens, output_tokens=output_tokens, context=context)
+        w = context_workload(input_tokens, output_tokens, context, routing)
         return evaluate(model, cluster, w, candidate, batch, formats=formats)
 
     last = at(float(S[-1]))
@@ -99,3 +119,81 @@ def decode_request(model: Model, cluster: Cluster, input_tokens: int, output_tok
     return DecodeRequest(last=last, decode_s=decode_s, mfu=mfu, running_step_s=running_step_s,
                          running_mfu=running_mfu)
 
+
+
+@dataclass(frozen=True, kw_only=True)
+class RequestParts:
+    """Many candidates' step parts (PARTS, and overhead_s) at the contexts a request's decode is
+    interpolated between: `first` (S_1), `last` (S_O) and, where the steps cross the local
+    layers' window, `kink` (S = window), each a dict of 1-D arrays over the same points (of
+    many candidates), with the values `decode_request`'s Evaluations hold."""
+
+    first: dict
+    last: dict
+    kink: dict | None
+    overhead_s: np.ndarray
+    overlap: float
+    input_tokens: int
+    output_tokens: int
+    window: float | None
+    pairwise: bool  # decode_request's sums run over (O, 1) arrays: numpy sums those pairwise
+
+    def picked(self, index) -> RequestParts:
+        """The same parts at `index` (an index into the arrays)."""
+        pick = lambda parts: None if parts is None else {n: parts[n][index] for n in PARTS}
+        return RequestParts(first=pick(self.first), last=pick(self.last), kink=pick(self.kink),
+                            overhead_s=self.overhead_s[index],
+                            overlap=self.overlap, input_tokens=self.input_tokens, output_tokens=self.output_tokens,
+                            window=self.window, pairwise=self.pairwise)
+
+    def terms(self) -> list[np.ndarray]:
+        """Every step of the request: each PART, (O, points)."""
+        S = contexts(self.input_tokens, self.output_tokens)
+        column = lambda x: x[:, None]  # noqa: E731
+        if self.kink is None:
+            share = column((S - S[0]) / max(S[-1] - S[0], 1.0))
+            return [self.first[n] + share * (self.last[n] - self.first[n]) for n in PARTS]
+        w = self.window
+        below, down, up = column(S <= w), column((S - S[0]) / (w - S[0])), column((S - w) / (S[-1] - w))
+        return [np.where(below, self.first[n] + down * (self.kink[n] - self.first[n]),
+                         self.kink[n] + up * (self.last[n] - self.kink[n])) for n in PARTS]
+
+
+def static_decode_s(parts: RequestParts) -> np.ndarray:
+    """decode_request's decode_s: the sum of the O steps, each combined on its own."""
+    def one(part: RequestParts) -> np.ndarray:
+        local, k, p = part.terms()
+        return _sum_steps(combine(local, k, part.overlap, p) + part.overhead_s, part.pairwise)
+    return _chunked(parts, one)
+
+
+def running_step_s(parts: RequestParts) -> np.ndarray:
+    """decode_request's running_step_s: one step of a running batch, every sequence at the mean
+    context (crossing the window: the mean of the steps' terms)."""
+    def one(part: RequestParts) -> np.ndarray:
+        if part.kink is None:
+            local, k, p = (part.first[n] + 0.5 * (part.last[n] - part.first[n]) for n in PARTS)
+        else:  # numpy's mean: the sum, over the count
+            local, k, p = (_sum_steps(t, part.pairwise) / part.output_tokens for t in part.terms())
+        return combine(local, k, part.overlap, p) + part.overhead_s
+    return one(parts) if parts.kink is None else _chunked(parts, one)
+
+
+def _chunked(parts: RequestParts, one) -> np.ndarray:
+    """`one(parts)` over 1-D parts, a few million steps x points at a time."""
+    size, step = parts.last["local_s"].size, max(1, CHUNK // parts.output_tokens)
+    if size <= step:
+        return one(parts)
+    return np.concatenate([one(parts.picked(slice(lo, lo + step))) for lo in range(0, size, step)])
+
+
+def _sum_steps(steps: np.ndarray, pairwise: bool) -> np.ndarray:
+    """The sum over the first axis of `steps` (O steps), added as numpy adds decode_request's
+    (O, points) arrays along their first axis: one row after another, or, over (O, 1) arrays
+    (`pairwise`), by numpy's pairwise summation of a contiguous run."""
+    if pairwise:
+        return np.ascontiguousarray(np.moveaxis(steps, 0, -1)).sum(axis=-1)
+    total = steps[0].copy()
+    for row in steps[1:]:
+        total += row
+    return total

@@ -14,8 +14,9 @@ from planner.cost.costmodel import BOUNDS, Candidate, Evaluation, evaluate
 from planner.cost.layouts import ATTENTION_LAYOUTS, EXPERT_LAYOUTS, FFN_LAYOUTS
 from planner.cost.line_tables import LineCache
 from planner.errors import InfeasibleError
-from planner.search.choices import PhaseCandidates, candidates, choices  # noqa: F401 (candidates: for callers)
+from planner.search.choices import PhaseCandidates, candidates  # noqa: F401 (candidates: for callers)
 from planner.search.frontier import front
+from planner.search.space import nonempty_choices
 from planner.search.sweep import Swept, make_buckets, sweep_phases
 from planner.specs.formats import Formats, WeightFormat
 from planner.specs.plan import Phase, Plan
@@ -105,7 +106,7 @@ def search(plan: Plan, progress: Callable[[int, int], None] | None = None,
     a frontier: then that phase comes back empty, with the reason in `infeasible`."""
     formats = plan.space.formats(plan.cluster.chip)
     # one evaluation sweeps every batch size and format combination of a layout on a mesh
-    discrete = choices(plan)  # the same for every phase
+    discrete = nonempty_choices(plan)  # the same for every phase; none: the flags left nothing to search
     work = [(phase, PhaseCandidates(phase, discrete, formats[0])) for phase in plan.space.phases]
     total, done = sum(len(c) for _, c in work), [0]
 
@@ -272,11 +273,6 @@ def best(plan: Plan, phase: Phase, chips: int, batch: int, weights=None, ffn=Non
 
 
 def _nothing_feasible(plan: Plan, phase: Phase, evaluated: int, dropped: dict[str, int], reach: _Reach) -> str:
-    if evaluated == 0:  # no mesh, layout and stage count combination applies
-        s = plan.space
-        return (f"{phase.value}: nothing to evaluate: no combination of chips ({', '.join(map(str, s.chips))}), "
-                f"stages ({', '.join(map(str, s.stages))}), --ffn ({', '.join(s.ffn)}) and --attention "
-                f"({', '.join(s.attention)}) forms a layout.\n  hint: allow more chip counts or layouts.")
     reasons = ", ".join(f"{count} {reason}" for reason, count in sorted(dropped.items()) if count)
     text = f"{phase.value}: nothing feasible among {evaluated} candidates ({reasons})."
     if not np.isfinite(reach.latency_s):  # nothing fits in HBM at all

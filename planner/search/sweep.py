@@ -23,17 +23,27 @@ from planner.cost.network import lines_seconds
 from planner.specs.plan import Phase, Plan
 
 FIGURES = ("latency_s", "step_s", "mfu", "hbm_bytes")
+# the parts of a step `evaluate` combines (sweep_phases(parts=True)): what serve's requests
+# interpolate between contexts (planner.cost.request) and what sets a step's bound
+PARTS = ("local_s", "comm_s", "prefetched_s", "overhead_s", "compute_s", "memory_s", "critical_s")
 
 
 @dataclass(frozen=True, kw_only=True)
 class Swept:
     """Figures of a phase's candidates, one row per candidate (in candidate order), one column
-    per point (batch x formats)."""
+    per point (batch x formats); with parts, the step's parts too (else None)."""
 
     latency_s: np.ndarray
     step_s: np.ndarray
     mfu: np.ndarray
     hbm_bytes: np.ndarray
+    local_s: np.ndarray | None = None
+    comm_s: np.ndarray | None = None
+    prefetched_s: np.ndarray | None = None
+    overhead_s: np.ndarray | None = None
+    compute_s: np.ndarray | None = None
+    memory_s: np.ndarray | None = None
+    critical_s: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -63,32 +73,35 @@ class Buckets:
 
 def sweep(plan: Plan, layouts: list[Candidate], batch: np.ndarray, formats,
           step: Callable[[int], None] = lambda count: None, lines: LineCache | None = None,
-          buckets: Buckets | None = None) -> Swept:
+          buckets: Buckets | None = None, parts: bool = False) -> Swept:
     """Every candidate's latency, step, MFU and HBM use over the points, for candidates of one
     phase: `sweep_phases` of that phase alone."""
     lines = LineCache(plan.cluster) if lines is None else lines
     phase = layouts[0].phase
     return sweep_phases(plan, {phase: layouts}, batch, formats, step, lines,
-                        buckets or make_buckets(plan, layouts))[phase]
+                        buckets or make_buckets(plan, layouts), parts=parts)[phase]
 
 
 def sweep_phases(plan: Plan, layouts: dict[Phase, list[Candidate]], batch: np.ndarray, formats,
-                 step: Callable[[int], None], lines: LineCache, buckets: Buckets) -> dict[Phase, Swept]:
+                 step: Callable[[int], None], lines: LineCache, buckets: Buckets,
+                 parts: bool = False) -> dict[Phase, Swept]:
     """Every candidate's latency, step, MFU and HBM use over the points, per phase (the phases'
     candidates are parallel lists, sorted into `buckets`; `lines`: the collectives' lines, kept
     for the whole search): a bucket's phases costed in one pass (a model with local layers, and
-    pipelines of stage counts that are not powers of two: phase by phase)."""
+    pipelines of stage counts that are not powers of two: phase by phase). `parts`: the step's
+    PARTS too, each as `evaluate` has it (one-stage candidates only)."""
     phases, points = tuple(layouts), batch.size * len(formats)
-    out = {phase: {name: np.empty((len(c), points)) for name in FIGURES} for phase, c in layouts.items()}
+    names = FIGURES + (PARTS if parts else ())
+    out = {phase: {name: np.empty((len(c), points)) for name in names} for phase, c in layouts.items()}
     together = len(phases) > 1 and not plan.model.n_local_layers
     for key, bucket in buckets.buckets.items():
         first = [layouts[phase][int(bucket.members[0])] for phase in phases]
         if together and key[0][0] <= 2:  # group 3 (see make_buckets): phases apart, their sizes differ
-            figures = _bucket(plan, first[0], bucket, key, batch, formats, lines, buckets, phases)
+            figures = _bucket(plan, first[0], bucket, key, batch, formats, lines, buckets, phases, parts)
         else:
-            figures = [_bucket(plan, c, bucket, key, batch, formats, lines, buckets) for c in first]
+            figures = [_bucket(plan, c, bucket, key, batch, formats, lines, buckets, parts=parts) for c in first]
         for phase, values in zip(phases, figures):
-            for name, value in zip(FIGURES, values):
+            for name, value in zip(names, values):
                 out[phase][name][bucket.members] = value
             step(len(bucket.members))
     return {phase: Swept(**figures) for phase, figures in out.items()}
@@ -124,10 +137,10 @@ def make_buckets(plan: Plan, layouts) -> Buckets:
 
 
 def _bucket(plan: Plan, first: Candidate, bucket: Bucket, key: tuple, batch: np.ndarray, formats,
-            lines: LineCache, buckets: Buckets, phases: tuple[Phase, ...] = ()):
+            lines: LineCache, buckets: Buckets, phases: tuple[Phase, ...] = (), parts: bool = False):
     """(latency_s, step_s, mfu, hbm_bytes), each (members, points), of the bucket `key`, whose
-    first member is `first`; with `phases`, a list of those per phase, all
-    costed in one pass (a Grid of the bucket's meshes once per phase)."""
+    first member is `first`, followed with `parts` by the PARTS; with `phases`, a list of those
+    per phase, all costed in one pass (a Grid of the bucket's meshes once per phase)."""
     table = np.array(list(bucket.rows), dtype=np.int64)  # (meshes, 3): logical sizes x, y, z (, stages)
     count = max(len(phases), 1)
     grid = Grid(sizes={axis: np.tile(table[:, [j]], (count, 1)) for j, axis in enumerate("xyz")},
@@ -170,15 +183,21 @@ def _bucket(plan: Plan, first: Candidate, bucket: Bucket, key: tuple, batch: np.
         return comm_s, prefetched_s
 
     if table.shape[1] > 3:  # imported here: a plan without stages never loads the pipeline model
+        assert not parts, "a pipeline's step parts are its stages'"
         from planner.cost.pipeline_sweep import sweep_pipeline
         return sweep_pipeline(plan.model, plan.cluster, plan.workload, first, grid, table[:, [3]], bucket.row_of,
                               bucket.meshes, batch, formats, network)
     layer = layer_costs(plan.model, plan.cluster, plan.workload, first, batch, formats, grid=grid)
     meshes = len(bucket.rows)
     rows = (np.arange(count)[:, None] * meshes + bucket.row_of).reshape(-1)
-    _, step_s, latency_s, mfu = timing(plan.cluster, plan.workload, layer, *network(layer, rows), rows=rows)
+    comm_s, prefetched_s = network(layer, rows)
+    critical_s, step_s, latency_s, mfu = timing(plan.cluster, plan.workload, layer, comm_s, prefetched_s, rows=rows)
     hbm_bytes = at_rows(np.broadcast_to(layer.hbm_bytes, np.broadcast_shapes(np.shape(layer.hbm_bytes),
                                                                             (count * meshes, 1))), rows)
+    values = (latency_s, step_s, mfu, hbm_bytes)
+    if parts:
+        values += (at_rows(layer.local_s, rows), comm_s, prefetched_s, at_rows(layer.overhead_s, rows),
+                   at_rows(layer.compute_s, rows), at_rows(layer.memory_s, rows), critical_s)
     figures = [tuple(np.broadcast_to(x, (count * members, step_s.shape[-1]))[i * members:(i + 1) * members]
-                     for x in (latency_s, step_s, mfu, hbm_bytes)) for i in range(count)]
+                     for x in values) for i in range(count)]
     return figures if phases else figures[0]
