@@ -29,7 +29,7 @@ from planner.specs.model import Model
 from planner.specs.moe import Routing
 from planner.specs.plan import Constraints, Phase, Pin, Plan, SearchSpace, Workload
 from planner.config.formats import check_min_mfu, check_weight_formats, mfu, tokens
-from planner.config.stages import check_stages, offered_text
+from planner.config.stages import check_stages, default_stages, offered_text
 from planner.units import fmt_chips
 
 
@@ -40,16 +40,16 @@ class PlanDefaults:
     phases: tuple[str, ...] = ("prefill", "decode")
     chips: tuple[int, ...] | None = None      # None: every chip count the cluster offers
     batches: tuple[int, ...] = tuple(2**i for i in range(11))  # 1, 2, 4, ..., 1024
-    weights: tuple[str, ...] = ("bf16", "int8")
+    weights: tuple[str, ...] | None = None    # None: the chip's (Chip.native_weights)
     kv_cache: tuple[str, ...] = ("bf16",)
     sparsity: str = "dense"
     ffn: tuple[str, ...] | None = None        # None: every registered FFN layout
     attention: tuple[str, ...] | None = None  # None: every registered attention layout
     experts: tuple[str, ...] | None = None    # None: every registered expert layout (MoE models)
-    stages: tuple[int, ...] = (1,)  # pipeline stage counts; 1 alone: no pipeline
-    input_tokens: int = 2048
-    output_tokens: int = 64
-    context: int | None = None  # None: the input tokens (decode attends to the prompt)
+    stages: tuple[int, ...] | None = None  # None: 1, and those splitting nodes (config.stages.default_stages)
+    input_tokens: int = 1024  # a serving benchmark's request (the paper's plan files say 2048 and 64)
+    output_tokens: int = 1024
+    context: int | None = None  # None: input + output with decode (the longest a request reaches), else input
 
 
 PLAN_DEFAULTS = PlanDefaults()
@@ -159,23 +159,23 @@ def _assemble(model: Model, cluster: Cluster, plan: Fields | None, flags: dict[s
         return {key: flags[key] if key in flags
                 else given.get(key, getattr(PLAN_DEFAULTS, key, None)) for key in keys}
 
+    space, defaults = _search_space(cluster, model, section("search"), flags)
+    _check_stages(cluster, model, space, section("search"), flags)
     workload = merge(WORKLOAD_KEYS, section("workload"))
-    if workload["context"] is None:
-        workload["context"] = workload["input_tokens"]
+    if workload["context"] is None:  # decode's KV cache must hold a whole request
+        defaults += ("context",)
+        workload["context"] = workload["input_tokens"] + \
+            (workload["output_tokens"] if Phase.DECODE in space.phases else 0)
     routing = section("routing")
     routing = routing.values if routing is not None else {}
     routing = Routing(load_imbalance=flags.get("load_imbalance", routing.get("load_imbalance", 1.0)),
                       redundant_experts=routing.get("redundant_experts", 0))
-    space = _search_space(cluster, section("search"), flags)
-    _check_stages(cluster, model, space, section("search"), flags)
     constraints = Constraints(**merge(CONSTRAINT_FIELDS, section("constraints")))
     check_min_mfu(cluster, space, constraints.min_mfu, section("constraints"), flags, FLAGS["min_mfu"],
                   bare=not str(flags.get("min_mfu_text", "")).strip().endswith("%"))
     check_context(model, workload, space.phases, section("workload"), flags)
     _check_flags_apply(space.phases, flags)
-    if model.experts is None and "load_imbalance" in flags:
-        raise UsageError(f"--load-imbalance applies to mixtures of experts only, and {model.name} is dense\n"
-                         "  hint: drop it")
+    _check_moe_flags(model, section("search"), flags)
     return Plan(
         model=model, cluster=cluster,
         workload=Workload(**workload, routing=routing),
@@ -183,7 +183,21 @@ def _assemble(model: Model, cluster: Cluster, plan: Fields | None, flags: dict[s
         constraints=constraints,
         deployment=_read_deployment(section("deployment"), cluster, model),
         source=plan.at.file if plan is not None else "",
+        defaults=defaults,
     )
+
+
+def _check_moe_flags(model: Model, search: Fields | None, flags: dict[str, Any]) -> None:
+    """Expert layouts and load imbalance on a dense model change nothing: a mistake."""
+    if model.experts is not None:
+        return
+    for key in ("experts", "load_imbalance"):
+        if key in flags:
+            raise UsageError(f"{FLAGS[key]} applies to mixtures of experts only, and {model.name} is dense\n"
+                             "  hint: drop it")
+    if search is not None and "experts" in search.where:
+        raise search.where["experts"].error(f"expert layouts apply to mixtures of experts only, and {model.name} "
+                                            "is dense", hint="drop the experts key")
 
 
 def _check_flags_apply(phases: tuple[Phase, ...], flags: dict[str, Any]) -> None:
@@ -196,14 +210,19 @@ def _check_flags_apply(phases: tuple[Phase, ...], flags: dict[str, Any]) -> None
                                  "  hint: drop it, or add --phase decode (or both)")
 
 
-def _search_space(cluster: Cluster, search: Fields | None, flags: dict[str, Any]) -> SearchSpace:
+def _search_space(cluster: Cluster, model: Model, search: Fields | None,
+                  flags: dict[str, Any]) -> tuple[SearchSpace, tuple[str, ...]]:
+    """The search space, and the axes that took their default (neither flag nor file): weights
+    and stages are then the chip's and the topology's, which the header says."""
     axes: dict[str, Any] = {}
+    defaulted = []
     for axis, key in SEARCH_KEYS.items():
         if axis in flags:
             axes[axis] = flags[axis]
         elif search is not None and key in search.values:
             axes[axis] = search[key]
         else:
+            defaulted.append(axis)
             axes[axis] = _default(axis, cluster)
     if "sparsity" in flags:
         axes["sparsity"] = flags["sparsity"]
@@ -220,7 +239,9 @@ def _search_space(cluster: Cluster, search: Fields | None, flags: dict[str, Any]
             raise UsageError(f"{FLAGS['chips']}: {cluster.name} cannot form {fmt_chips(n)} (it offers "
                              f"{offered_text(cluster)})")
         _check_chip_count(n, search.where["chips"].item(i), cluster)
-    return SearchSpace(**axes)
+    if axes["stages"] is None:
+        axes["stages"] = default_stages(cluster, model, axes["chips"])
+    return SearchSpace(**axes), tuple(a for a in defaulted if a in ("weights", "stages"))
 
 
 def _check_stages(cluster: Cluster, model: Model, space: SearchSpace, search: Fields | None,
@@ -239,6 +260,8 @@ def _default(axis: str, cluster: Cluster) -> tuple:
     default = getattr(PLAN_DEFAULTS, axis)
     if axis == "chips":
         return default or cluster.topology.chip_counts
+    if axis == "weights":
+        return cluster.chip.native_weights()
     options = named_options()
     if axis in options:
         choices = options[axis][0]
@@ -268,7 +291,7 @@ def _read_deployment(at: At | None, cluster: Cluster, model: Model) -> tuple[Pin
             check_stages(cluster, model, (pin["chips"],), (pin["stages"],), pin.where["stages"].error)
         pins.append(Pin(phase=phases[name], line=pin_at.node.start_mark.line + 1, **{
             **pin.values, "kv_cache": pin.get("kv_cache", kv_formats[PLAN_DEFAULTS.kv_cache[0]]),
-            "stages": pin.get("stages", PLAN_DEFAULTS.stages[0])}))
+            "stages": pin.get("stages", 1)}))
     return tuple(pins)
 
 

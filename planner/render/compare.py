@@ -44,7 +44,9 @@ def _pipelined(spec) -> bool:
 
 def _layouts_summary(spec) -> str:
     note = render_common.calibration_note(spec.cluster)
-    return (f"{spec.model.name} on {spec.cluster.name}: each layout at its best mesh grouping; 'vs best' is "
+    w = spec.workload
+    return (f"{spec.model.name} on {spec.cluster.name}: input {w.input_tokens}, output {w.output_tokens}, context "
+            f"{w.context} tokens; each layout at its best mesh grouping; 'vs best' is "
             "the latency relative to the fastest row of the same phase, chips and batch (within 0.1%: best)."
             + (f"\n{note}" if note else ""))
 
