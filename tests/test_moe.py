@@ -347,7 +347,7 @@ def test_cli_explains_gpt_oss_120b_on_one_h100(monkeypatch, capsys):
 def test_dispatch_moves_fp8_with_fp8_weights_and_combine_stays_bf16():
     from planner.search.search import best
     plan = load_plan(None, model="deepseek-v3", cluster="h200-sxm", chips=(64,), batches=(64,),
-                     weights=("fp8", "bf16", "int8"), phases=("decode",))
+                     weights=("fp8", "bf16", "int8"), phases=("decode",), stages=(1,))
     rows = {w: {r.name: float(r.comm_bytes[0]) for r in best(plan, Phase.DECODE, chips=64, batch=64, weights=w,
                                                               ffn="ws2d", attention="batch", experts="ep").rows}
             for w in (WeightFormat.FP8, WeightFormat.BF16, WeightFormat.INT8)}

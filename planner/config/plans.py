@@ -163,6 +163,10 @@ def _assemble(model: Model, cluster: Cluster, plan: Fields | None, flags: dict[s
     _check_stages(cluster, model, space, section("search"), flags)
     workload = merge(WORKLOAD_KEYS, section("workload"))
     if workload["context"] is None:  # decode's KV cache must hold a whole request
+        if flags.get("allow_short_context") and Phase.DECODE in space.phases:
+            raise UsageError(f"{FLAGS['allow_short_context']} applies to a context shorter than the prompt, and "
+                             "no context is given (decode holds input + output tokens)\n"
+                             f"  hint: drop it, or give {FLAGS['context']}")
         defaults += ("context",)
         workload["context"] = workload["input_tokens"] + \
             (workload["output_tokens"] if Phase.DECODE in space.phases else 0)
@@ -204,7 +208,7 @@ def _check_flags_apply(phases: tuple[Phase, ...], flags: dict[str, Any]) -> None
     """A flag that changes nothing in the phases planned is a mistake: say so."""
     asked = " and ".join(ph.value for ph in phases)
     if Phase.DECODE not in phases:
-        for key in ("output_tokens", "context", "max_step_latency_s"):
+        for key in ("output_tokens", "context", "max_step_latency_s", "allow_short_context"):
             if key in flags:
                 raise UsageError(f"{FLAGS[key]} applies to decode only, and this plans {asked}\n"
                                  "  hint: drop it, or add --phase decode (or both)")
