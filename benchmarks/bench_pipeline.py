@@ -40,7 +40,8 @@ def measure(label: str, plan) -> None:
 
 
 def main() -> None:
-    plan = load_plan(None, model="llama-3-405b", cluster="h100-sxm", chips=(8, 16, 32, 64, 128, 256))
+    plan = load_plan(None, model="llama-3-405b", cluster="h100-sxm", chips=(8, 16, 32, 64, 128, 256),
+                     weights=("bf16", "int8"), stages=(1,))  # as measured before the defaults of issue 29
     measure("stages 1       ", plan)
     measure("stages 1,2,4,8 ", replace(plan, space=replace(plan.space, stages=(1, 2, 4, 8))))
     measure("stages 1-8     ", replace(plan, space=replace(plan.space, stages=tuple(range(1, 9)))))

@@ -271,7 +271,9 @@ def test_defaults_without_a_file():
     assert plan.space.ffn == tuple(layouts.FFN_LAYOUTS)
     assert plan.space.attention == tuple(layouts.ATTENTION_LAYOUTS)
     assert (plan.workload.input_tokens, plan.workload.output_tokens, plan.workload.context) == (
-        2048, 64, 2048)
+        1024, 1024, 2048)  # a serving benchmark's request; the context holds all of it (issue 29)
+    assert plan.space.stages == (1,)  # a torus plans its chips as one slice
+    assert plan.defaults == ("weights", "stages", "context")
     assert plan.deployment == () and plan.source == ""
 
 
@@ -372,12 +374,15 @@ def test_unknown_preset_lists_the_presets():
     assert "h100-sxm" in str(caught.value) and "tpu-v4" in str(caught.value)
 
 
-def test_decode_context_defaults_to_the_prompt_when_planning_from_flags():
-    """Decode attends to the prompt prefill wrote: without --context (and no plan file), the
-    context follows --input-tokens instead of staying at a fixed 2048."""
+def test_decode_context_defaults_to_the_whole_request_when_planning_from_flags():
+    """Decode attends to the prompt and the tokens generated so far: without --context (and no
+    plan file), the context is input + output, where the KV cache must fit (issue 29); a
+    prefill-only plan's is the prompt."""
     from planner.config import load_plan
-    assert load_plan(None, model="palm-8b", cluster="tpu-v4", input_tokens=8192).workload.context == 8192
+    assert load_plan(None, model="palm-8b", cluster="tpu-v4", input_tokens=8192).workload.context == 8192 + 1024
     assert load_plan(None, model="palm-8b", cluster="tpu-v4").workload.context == 2048
+    assert load_plan(None, model="palm-8b", cluster="tpu-v4", output_tokens=64).workload.context == 1024 + 64
+    assert load_plan(None, model="palm-8b", cluster="tpu-v4", phases=("prefill",)).workload.context == 1024
     assert load_plan(None, model="palm-8b", cluster="tpu-v4", input_tokens=8192,
                      context=1024, allow_short_context=True).workload.context == 1024
     with pytest.raises(UsageError, match="--context: the decode context .1024 tokens. is shorter than the prompt"):

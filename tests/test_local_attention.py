@@ -23,8 +23,8 @@ BF16 = 2  # bytes per K or V element
 
 
 def _decode(model: str, chips: int, batch: int, context: int, attention: str = "heads"):
-    plan = load_plan(None, model=model, cluster="h100-sxm", chips=(chips,), input_tokens=context,
-                     context=context, phases=("decode",))
+    plan = load_plan(None, model=model, cluster="h100-sxm", chips=(chips,), input_tokens=context // 2,
+                     output_tokens=1, context=context, phases=("decode",))
     return best(plan, Phase.DECODE, chips, batch, WeightFormat.BF16, "ws1d", attention)
 
 
@@ -109,7 +109,11 @@ def test_a_prompt_or_context_beyond_the_limit_is_an_error():
     with pytest.raises(UsageError, match="--context: a decode context of 131073 tokens exceeds llama-3.1-8b's "
                                          "maximum context of 131072"):
         load_plan(None, model="llama-3.1-8b", cluster="h100-sxm", context=131073)
-    assert load_plan(None, model="llama-3.1-8b", cluster="h100-sxm", input_tokens=131072).workload.context == 131072
+    # without --context, decode holds the whole request: input + output (issue 29)
+    assert load_plan(None, model="llama-3.1-8b", cluster="h100-sxm", input_tokens=130048).workload.context == 131072
+    with pytest.raises(UsageError, match=r"--output-tokens \(default 1024\): a request of 131072 input \+ 1024 "
+                                         "output tokens = 132096 tokens exceeds llama-3.1-8b's maximum context"):
+        load_plan(None, model="llama-3.1-8b", cluster="h100-sxm", input_tokens=131072)
     # a decode-only plan does not check the default prompt it does not use
     assert load_plan(None, model="qwen3-32b", cluster="h100-sxm", phases=("decode",), context=1024)
 
@@ -159,7 +163,7 @@ def test_context_errors_through_the_cli(capsys):
 def test_explain_rows_add_up_with_local_layers(phase):
     from planner.render.explain import explain_dict
     plan = load_plan(None, model="gemma-3-27b", cluster="h100-sxm", chips=(16,), input_tokens=16384,
-                     context=65536)
+                     context=65536, stages=(1,))
     ev = best(plan, Phase(phase), 16, 8, WeightFormat.BF16, "ws2d", "heads")
     d = explain_dict(ev)
     for part in ("compute", "memory", "comm"):

@@ -442,7 +442,7 @@ def test_cli_explains_gpt_oss_120b_on_one_h100(monkeypatch, capsys):
 def test_dispatch_moves_fp8_with_fp8_weights_and_combine_stays_bf16():
     from planner.search.search import best
     plan = load_plan(None, model="deepseek-v3", cluster="h200-sxm", chips=(64,), batches=(64,),
-                     weights=("fp8", "bf16", "int8"), phases=("decode",))
+                     weights=("fp8", "bf16", "int8"), phases=("decode",), stages=(1,))
     rows = {w: {r.name: float(r.comm_bytes[0]) for r in best(plan, Phase.DECODE, chips=64, batch=64, weights=w,
                                                               ffn="ws2d", attention="batch", experts="ep").rows}
             for w in (WeightFormat.FP8, WeightFormat.BF16, WeightFormat.INT8)}
@@ -472,13 +472,14 @@ def test_cli_plans_deepseek_v3_at_ep72_and_explain_says_the_redundant_experts(mo
     args = ("--model", "deepseek-v3", "--cluster", "h100-sxm", "--chips", "72", "--phase", "decode",
             "--weights", "fp8", "--batch", "256")
     code, out, err = _cli(monkeypatch, capsys, "plan", *args, "--experts", "ep", "--ffn", "dp")
-    assert code == 0 and err == "" and "dp+batch+ep" in out and "redundant experts the fewest" in out
+    assert code == 0 and err == "" and "dp+batch+ep" in out and "redundant experts the fewest" in " ".join(out.split())
     code, out, err = _cli(monkeypatch, capsys, "explain", *args, "--row", "1")
     assert code == 0 and err == ""
     text = " ".join(out.split())
     assert "256 + 32 redundant experts (the fewest that make 256 divide over EP72), 4 per expert shard" in text
     assert "32 redundant experts held (the fewest that make 256 divide over EP72; 4 per expert shard)" in text
-    code, out, err = _cli(monkeypatch, capsys, "plan", *args, "--experts", "ep", "--redundant-experts", "0")
+    code, out, err = _cli(monkeypatch, capsys, "plan", *args, "--experts", "ep", "--redundant-experts", "0",
+                          "--stages", "1")  # PP3 or PP9 would make EP 24 or 8, which divide
     # 256 experts do not divide over 72 chips without copies: the flags leave nothing to search
     assert code == 2 and "--redundant-experts 0" in err and "drop --redundant-experts" in err
 

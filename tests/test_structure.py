@@ -131,3 +131,79 @@ def test_the_layers_point_one_way():
     wrong = [(a, b) for a, targets in GRAPH.items() for b in targets
              if layer(a) is not None and layer(b) is not None and layer(b) > layer(a)]
     assert not wrong, wrong
+
+
+# --- options: one definition per flag (issue 23) ----------------------------------------------
+
+PLANNING_COMMANDS = ("plan", "explain", "serve", "compare")
+
+
+def _typer_parameters(path: Path) -> list[str]:
+    """typer.Option(...) and typer.Argument(...) calls in `path`, as 'file:line'."""
+    return [f"{path.relative_to(ROOT.parent)}:{node.lineno}" for node in ast.walk(ast.parse(path.read_text("utf-8")))
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+            and node.func.attr in ("Option", "Argument") and getattr(node.func.value, "id", "") == "typer"]
+
+
+def test_options_are_declared_in_one_place():
+    """Every option is an entry of planner.config.options.OPTIONS; only planner.cli.options turns
+    entries into typer parameters, so no command declares a parameter of its own (the app's
+    own --version aside)."""
+    assert _typer_parameters(MODULES["planner.cli.options"])  # the check sees what it looks for
+    assert [where for name, path in MODULES.items() if name != "planner.cli.options"
+            for where in _typer_parameters(path)] == [f"planner/cli/main.py:{_version_line()}"]
+
+
+def _version_line() -> int:
+    text = MODULES["planner.cli.main"].read_text(encoding="utf-8")
+    return next(i for i, line in enumerate(text.splitlines(), 1) if '"--version"' in line)
+
+
+def _click_params(command: str, rebuild: bool = False):
+    """The click parameters of `planner COMMAND`; `rebuild`: built from the registry as it is now."""
+    import typer
+
+    from planner.cli import main
+    if not rebuild:
+        return typer.main.get_command(main.new_app([command])).commands[command].params
+    from planner.cli.options import command as build
+    body = getattr(main, command).__dict__[command].body
+    app = typer.Typer()
+    app.command(command)(build(command)(body))
+    app.command("other")(lambda: None)
+    return typer.main.get_command(app).commands[command].params
+
+
+@pytest.mark.parametrize("command", PLANNING_COMMANDS)
+def test_every_planning_command_takes_every_planning_option(command):
+    from planner.config.options import planning
+    taken = {flag for p in _click_params(command) for flag in p.opts}
+    missing = [o.flags for o in planning() if not set(o.flags) <= taken]
+    assert missing == [], f"planner {command} lacks {missing}"
+
+
+def test_the_override_record_has_one_field_per_planning_option():
+    """PlanOverrides (what load_plan takes) and the registry's planning options are one list, in
+    one file: a planning flag is one entry and one field there, its merge in config/plans.py and
+    the spec field it sets - at most three files."""
+    from dataclasses import fields
+
+    from planner.config import options
+    assert [f.name for f in fields(options.PlanOverrides)] and \
+        {f.name for f in fields(options.PlanOverrides)} == {o.name for o in options.planning()}
+    assert options.PlanOverrides.__module__ == options.Option.__module__ == "planner.config.options"
+
+
+def test_a_new_planning_option_reaches_every_planning_command(monkeypatch):
+    """Adding an entry to the registry is all a command needs: each planning command's --help
+    lists it and its record carries it (nothing in planner/cli changes)."""
+    from planner.cli.options import Options
+    from planner.config import options
+    extra = options.Option(name="warmup_tokens", flags=("--warmup-tokens",), metavar="TOKENS",
+                           help="A new planning option.", plans=True)
+    monkeypatch.setattr(options, "OPTIONS", options.OPTIONS + (extra,))
+    monkeypatch.setattr(options, "BY_NAME", {**options.BY_NAME, extra.name: extra})
+    for command in PLANNING_COMMANDS:
+        assert any("--warmup-tokens" in p.opts for p in _click_params(command, rebuild=True)), command
+    opts = Options("plan", {o.name: o.default for o in options.for_command("plan")})
+    assert opts.warmup_tokens is None

@@ -10,19 +10,20 @@ from typing import Optional
 
 import typer
 
-from planner.cli.common import AsciiOpt, ClusterOpt, FormatOpt, emit, render_table, use_ascii, word_list
+from planner.cli.common import emit, render_table, use_ascii, word_list
+from planner.cli.options import param
 from planner.errors import UsageError
 
 
 def calibrate(
-    measurements: str = typer.Argument(..., metavar="MEASUREMENTS", help="Measurements YAML (e.g. configs/measurements/pope2022-tpu-v4.yaml)."),
-    cluster: Optional[str] = ClusterOpt,
-    bandwidth_model: Optional[str] = typer.Option(None, "--bandwidth-model", metavar="MODEL", help="Torus bandwidth model to fit with: chip or axes (default: the cluster's)."),
-    fmt: str = FormatOpt,
-    output: Optional[Path] = typer.Option(None, "-o", "--output", metavar="FILE", help="Write the calibrated cluster YAML to FILE (atomically); the residual report still goes to stdout in --format."),
-    report: Optional[Path] = typer.Option(None, "--report", metavar="FILE", help="Write the accuracy page (Markdown, both bandwidth models) to FILE."),
-    other_models: Optional[str] = typer.Option(None, "--other-models", metavar="NAME[,NAME...]", help="With --report: models to predict with the fitted constants (not fitted), comma list."),
-    ascii_only: bool = AsciiOpt,
+    measurements: str = param("measurements", "calibrate"),
+    cluster: Optional[str] = param("cluster", "calibrate"),
+    bandwidth_model: Optional[str] = param("bandwidth_model", "calibrate"),
+    fmt: str = param("format", "calibrate"),
+    output: Optional[Path] = param("output", "calibrate"),
+    report: Optional[Path] = param("report", "calibrate"),
+    other_models: Optional[str] = param("other_models", "calibrate"),
+    ascii_only: bool = param("ascii", "calibrate"),
 ) -> None:
     """Fit a cluster's calibration constants to measured latencies and print the residuals.
 

@@ -13,27 +13,17 @@ from typing import Optional
 
 import typer
 
-from planner.cli.common import (
-    AsciiOpt,
-    ClusterOpt,
-    FormatOpt,
-    ModelOpt,
-    OutputOpt,
-    check_format,
-    emit,
-    int_list,
-    phase_list,
-    render_table,
-    use_ascii,
-    word_list,
-)
+from planner.cli.common import check_format, emit, render_table, use_ascii, word_list
+from planner.cli.options import Options, command
+from planner.config.options import planning
 from planner.errors import UsageError
 
 HELP = """Compare layouts side by side, gate regressions between two runs, or check a
 pinned deployment. The arguments choose which:
 
 \b
-planner compare PLAN [--phase --chips --batch --layouts --attention --weights]
+planner compare PLAN [--phase --chips --batch --layouts --attention ...]
+planner compare --model NAME --cluster NAME [the same flags]
     per batch, each layout's latency, MFU, cost, bound and HBM use, and its
     latency relative to the fastest layout at that batch
 planner compare BASELINE.json PLAN|CURRENT.json [--latency-tolerance ...]
@@ -55,98 +45,77 @@ feasible; 2 invalid input.
 """
 
 
-def compare(
-    first: Optional[str] = typer.Argument(None, metavar="PLAN|BASELINE.json",
-                                          help="A plan (preset name or YAML path), or the baseline run."),
-    second: Optional[str] = typer.Argument(None, metavar="PLAN|CURRENT.json",
-                                           help="With a baseline: a plan to search now, or a saved run."),
-    deployment: bool = typer.Option(False, "--deployment", help="Check the plan's pinned deployment."),
-    model: Optional[str] = ModelOpt,
-    cluster: Optional[str] = ClusterOpt,
-    phase: Optional[str] = typer.Option(None, "--phase", metavar="PHASE", help="prefill, decode or both (default: the plan's)."),
-    chips: Optional[str] = typer.Option(None, "--chips", metavar="LIST", help="Chip counts, comma list [chips] (default: the plan's)."),
-    batch: Optional[str] = typer.Option(None, "--batch", metavar="LIST", help="Batch sizes, comma list [sequences] (default: the plan's)."),
-    weights: Optional[str] = typer.Option(None, "--weights", metavar="LIST", help="Weight formats, comma list: bf16, int8, fp8, int8-w8a8, int4, fp4, or all (default: the plan's)."),
-    layouts: Optional[str] = typer.Option(None, "--layouts", "--ffn", metavar="LIST", help="FFN layouts, comma list (ws1d, ws2d, wg-x, wg-xy, wg-xyz); side by side also takes ffn+attention, e.g. ws2d+batch."),
-    attention: Optional[str] = typer.Option(None, "--attention", metavar="LIST", help="Attention layouts, comma list: heads, batch (default: the plan's)."),
-    stages: Optional[str] = typer.Option(None, "--stages", metavar="P[,P...]", help="Pipeline stage counts, comma list; a pipelined layout is shown as PP2 ffn+attention (default: the plan's)."),
-    latency_tolerance: Optional[float] = typer.Option(None, "--latency-tolerance", metavar="PERCENT", help="Gate: allowed latency rise [%] (default 1)."),
-    mfu_tolerance: Optional[float] = typer.Option(None, "--mfu-tolerance", metavar="POINTS", help="Gate: allowed MFU fall [percentage points] (default 0.5)."),
-    throughput_tolerance: Optional[float] = typer.Option(None, "--throughput-tolerance", metavar="PERCENT", help="Gate of serve runs: allowed fall of tokens/s per chip, or rise of $/Mtok [%] (default 1); TTFT and TPOT take --latency-tolerance."),
-    allow_different_model: bool = typer.Option(False, "--allow-different-model", help="Gate: compare runs of different models."),
-    max_gap: Optional[float] = typer.Option(None, "--max-gap", metavar="PERCENT", help="Deployment: allowed gap [%] (default 5)."),
-    gap_to: Optional[str] = typer.Option(None, "--gap-to", metavar="REFERENCE", help="Deployment: 'layout' (fastest layout on the pin's chips, batch and weights; default) or 'frontier' (fastest frontier point with at least the pin's MFU)."),
-    fmt: str = FormatOpt,
-    output: Optional[Path] = OutputOpt,
-    ascii_only: bool = AsciiOpt,
-) -> None:
+@command("compare")
+def compare(opts: Options) -> None:
     from planner.commands import compare as gate
     from planner.commands import deployment as layouts_and_pins
     from planner.commands import runs, serve_runs
     from planner.render.compare import deployment_text, gate_text, layouts_table, layouts_text
 
+    fmt, output, first, second = opts.parsed("format"), opts.output, opts.first, opts.second
     check_format(fmt)
-    given = lambda **flags: [flag for flag, value in flags.items() if value not in (None, False)]
-    plan_flags = dict(model=model, cluster=cluster, phase=phase, chips=chips, batch=batch, weights=weights,
-                      layouts=layouts, attention=attention, stages=stages)
-    gate_flags = given(**{"--latency-tolerance": latency_tolerance, "--mfu-tolerance": mfu_tolerance,
-                          "--throughput-tolerance": throughput_tolerance,
-                          "--allow-different-model": allow_different_model})
-    deployment_flags = given(**{"--max-gap": max_gap, "--gap-to": gap_to})
+    given = lambda *names: [opts.flag(name) for name in names if opts.given(name)]
+    plan_flags = given(*(o.name for o in planning()))
+    gate_flags = given("latency_tolerance", "mfu_tolerance", "throughput_tolerance", "allow_different_model")
+    deployment_flags = given("max_gap", "gap_to")
+    flags_only = first is None and opts.given("model") and opts.given("cluster")
 
-    if deployment:
+    if opts.deployment:
         if first is None or second is not None or _is_run(first):
             raise UsageError("--deployment takes exactly one plan (a preset name or YAML path)")
         _only(gate_flags, "a regression gate (two runs)")
-        report = layouts_and_pins.check_deployment(_plan(first, pairs_ok=False, **plan_flags),
-                                       max_gap=_percent_flag(max_gap, 5.0, "--max-gap"), gap_to=gap_to or "layout")
+        report = layouts_and_pins.check_deployment(_plan(first, opts, pairs_ok=False),
+                                                   max_gap=_percent_flag(opts.max_gap, 5.0, "--max-gap"),
+                                                   gap_to=opts.gap_to or "layout")
         _emit_report(deployment_text(report, fmt), report.regressed, report.verdict(), output)
         return
     _only(deployment_flags, "--deployment")
-    if first is None:
+    if first is None and not flags_only:
         raise UsageError("give a plan (layouts side by side), a baseline run and a plan or run (regression "
                          "gate), or --deployment PLAN; see planner compare --help")
     if second is None:
-        if _is_run(first):
+        if first is not None and _is_run(first):
             raise UsageError(f"{first}: a saved run needs a plan or a second run to compare against, e.g. "
                              f"planner compare {first} PLAN.yaml")
         _only(gate_flags, "a regression gate (two runs)")
-        spec = _plan(first, pairs_ok=True, **plan_flags)
-        rows = layouts_and_pins.side_by_side(spec, _pairs(layouts, spec, attention_flag=plan_flags["attention"]))
+        spec = _plan(first, opts, pairs_ok=True)
+        rows = layouts_and_pins.side_by_side(spec, _pairs(opts.ffn, spec, attention_flag=opts.attention))
         if fmt == "table":
-            render_table(lambda console: layouts_table(rows, spec, console, use_ascii(ascii_only)), output)
+            render_table(lambda console: layouts_table(rows, spec, console, use_ascii(opts.ascii)), output)
         else:
-            emit(layouts_text(rows, spec, fmt, first), output)
+            emit(layouts_text(rows, spec, fmt, first if first is not None else "the flags"), output)
         return
     if not _is_run(first):
         raise UsageError(f"{first}: the baseline must be a saved run (.json), as written by "
                          f"planner plan PLAN --format json -o FILE")
-    tolerance = gate.Tolerance(latency=_percent_flag(latency_tolerance, 1.0, "--latency-tolerance"),
-                               mfu=_percent_flag(mfu_tolerance, 0.5, "--mfu-tolerance"),
-                               throughput=_percent_flag(throughput_tolerance, 1.0, "--throughput-tolerance"))
+    tolerance = gate.Tolerance(latency=_percent_flag(opts.latency_tolerance, 1.0, "--latency-tolerance"),
+                               mfu=_percent_flag(opts.mfu_tolerance, 0.5, "--mfu-tolerance"),
+                               throughput=_percent_flag(opts.throughput_tolerance, 1.0, "--throughput-tolerance"))
     baseline, current = serve_runs.load_saved(first), None  # current None: a plan to run now
     if _is_run(second):
-        if given(**plan_flags):
-            raise UsageError(f"{', '.join('--' + f for f in given(**plan_flags))}: only for a plan, not for "
-                             f"the saved run {second}")
+        if plan_flags:
+            raise UsageError(f"{', '.join(plan_flags)}: only for a plan, not for the saved run {second}")
         current = serve_runs.load_saved(second)
         if type(current) is not type(baseline):
             kinds = {serve_runs.ServeRun: "planner serve", runs.Run: "planner plan"}
             raise UsageError(f"{second}: a saved {kinds[type(current)]} run cannot be compared with "
                              f"{first}, a saved {kinds[type(baseline)]} run")
     if isinstance(baseline, serve_runs.ServeRun):
-        _serve_gate(baseline, current or second, tolerance, allow_different_model, fmt, output, plan_flags)
+        _serve_gate(baseline, current or second, tolerance, opts.allow_different_model, fmt, output, opts)
         return
-    if throughput_tolerance is not None:
+    if opts.throughput_tolerance is not None:
         raise UsageError(f"--throughput-tolerance: only for saved serve runs; {first} is a planner plan run")
     if current is None:
         from planner.search.search import search
-        current = runs.run_from_result(search(_plan(second, pairs_ok=False, **plan_flags)), second)
-    report = gate.compare_runs(baseline, current, tolerance, allow_different_model)
+        current = runs.run_from_result(search(_plan(second, opts, pairs_ok=False)), second)
+    report = gate.compare_runs(baseline, current, tolerance, opts.allow_different_model)
     _emit_report(gate_text(report, fmt), report.regressed, report.verdict(), output)
 
 
-def _serve_gate(baseline, current, tolerance, allow_different_model: bool, fmt: str, output, plan_flags) -> None:
+SERVE_AGAIN = ("model", "cluster", "chips", "batches", "weights", "ffn", "attention")  # what serve_again takes
+
+
+def _serve_gate(baseline, current, tolerance, allow_different_model: bool, fmt: str, output, opts: Options) -> None:
     """The gate for request-level results; `current` is a saved serve run or a plan to serve again
     with the flags recorded in the baseline (plan flags given here replace recorded ones)."""
     from planner.commands.compare_serve import compare_serve_runs
@@ -154,17 +123,20 @@ def _serve_gate(baseline, current, tolerance, allow_different_model: bool, fmt: 
     from planner.render.compare_serve import serve_gate_text
 
     if isinstance(current, str):
-        if plan_flags["phase"] is not None:
+        if opts.given("phases"):
             raise UsageError("--phase: a serve run always plans both phases; drop --phase")
-        layouts = word_list(plan_flags["layouts"])
+        layouts = word_list(opts.ffn)
         if layouts and any("+" in item for item in layouts):
             raise UsageError("--layouts: ffn+attention pairs are only for layouts side by side; use "
                              "--layouts FFN,... --attention ATTENTION,...")
-        current = serve_again(baseline, current, model=plan_flags["model"], cluster=plan_flags["cluster"],
-                              chips=int_list(plan_flags["chips"], "--chips"),
-                              batches=int_list(plan_flags["batch"], "--batch"),
-                              weights=word_list(plan_flags["weights"]), ffn=layouts,
-                              attention=word_list(plan_flags["attention"]))
+        others = [o.flag for o in planning() if o.name not in SERVE_AGAIN and opts.given(o.name)]
+        if others:
+            raise UsageError(f"{', '.join(others)}: a serve run is served again with the workload and search "
+                             f"the baseline records; only {', '.join(opts.flag(n) for n in SERVE_AGAIN)} replace "
+                             "them\n  hint: drop it, or save a new baseline with planner serve ... --format json")
+        plan = opts.plan()
+        current = serve_again(baseline, current, model=plan.model, cluster=plan.cluster, chips=plan.chips,
+                              batches=plan.batches, weights=plan.weights, ffn=layouts, attention=plan.attention)
     report = compare_serve_runs(baseline, current, tolerance, allow_different_model)
     _emit_report(serve_gate_text(report, fmt), report.regressed, report.verdict(), output)
 
@@ -189,21 +161,19 @@ def _percent_flag(value: Optional[float], default: float, flag: str) -> float:
     return value / 100.0
 
 
-def _plan(ref: str, *, pairs_ok: bool, model, cluster, phase, chips, batch, weights, layouts, attention, stages):
+def _plan(ref: Optional[str], opts: Options, *, pairs_ok: bool):
     """The plan with the command line's overrides; --layouts sets the FFN layouts (the FFN half
     of each ffn+attention item, which only side by side takes)."""
     from planner.config import load_plan
 
     ffn = None
-    if layouts is not None:
-        items = word_list(layouts)
+    if opts.ffn is not None:
+        items = word_list(opts.ffn)
         if not pairs_ok and any("+" in item for item in items):
-            raise UsageError(f"--layouts: ffn+attention pairs ({layouts!r}) are only for layouts side by "
+            raise UsageError(f"--layouts: ffn+attention pairs ({opts.ffn!r}) are only for layouts side by "
                              "side; use --layouts FFN,... --attention ATTENTION,...")
         ffn = tuple(dict.fromkeys(item.split("+", 1)[0] for item in items))
-    return load_plan(ref, model=model, cluster=cluster, phases=phase_list(phase), chips=int_list(chips, "--chips"),
-                     batches=int_list(batch, "--batch"), weights=word_list(weights), ffn=ffn,
-                     attention=word_list(attention), stages=int_list(stages, "--stages"))
+    return load_plan(ref, opts.plan(ffn=ffn))
 
 
 def _pairs(layouts: Optional[str], spec, attention_flag: Optional[str] = None) -> tuple[tuple[str, str], ...]:

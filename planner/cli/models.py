@@ -8,7 +8,8 @@ from typing import Optional
 
 import typer
 
-from planner.cli.common import OutputOpt, PlainUsage, emit
+from planner.cli.common import PlainUsage, emit
+from planner.cli.options import param
 
 app = typer.Typer(
     no_args_is_help=True, rich_markup_mode=None,
@@ -19,9 +20,8 @@ app = typer.Typer(
 
 @app.command("import", cls=PlainUsage)
 def import_config(
-    config: str = typer.Argument(..., metavar="CONFIG",
-                                 help="A Hugging Face config.json, or the model folder holding it."),
-    output: Optional[Path] = OutputOpt,
+    config: str = param("config", "models"),
+    output: Optional[Path] = param("output", "models"),
 ) -> None:
     """Write the planner model YAML equivalent to a Hugging Face config.json, for review.
 

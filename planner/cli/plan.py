@@ -3,91 +3,13 @@
 # No `from __future__ import annotations`: typer reads the commands' annotations on every run,
 # and evaluating them from strings doubles what building a command costs at start-up.
 
-from pathlib import Path
-from typing import Optional
-
-import typer
-
-from planner.cli.common import (
-    WEIGHTS_HELP,
-    AllowShortOpt,
-    AsciiOpt,
-    AttentionListOpt,
-    BatchOpt,
-    ClusterOpt,
-    ContextOpt,
-    ExpertsListOpt,
-    FfnListOpt,
-    FormatOpt,
-    InputOpt,
-    KvCacheOpt,
-    LoadImbalanceOpt,
-    RedundantExpertsOpt,
-    ModelOpt,
-    OutputOpt,
-    OutputTokOpt,
-    SparsityOpt,
-    check_format,
-    complete,
-    emit,
-    int_list,
-    phase_list,
-    render_table,
-    searching,
-    seconds_flag,
-    tokens_flag,
-    use_ascii,
-    word_list,
-)
+from planner.cli.common import emit, render_table, searching, use_ascii
+from planner.cli.options import Options, command
 from planner.errors import UsageError
 
 
-def plan(
-    plan_file: Optional[str] = typer.Argument(
-        None, metavar="PLAN", autocompletion=complete("plans"),
-        help="Plan: preset name or YAML file. Optional when --model and "
-                                     "--cluster are given; flags override its fields."),
-    model: Optional[str] = ModelOpt,
-    cluster: Optional[str] = ClusterOpt,
-    chips: Optional[str] = typer.Option(
-        None, "--chips", metavar="N[,N...]",
-        help="Chip counts to search [chips; default: every slice the cluster offers]."),
-    phase: Optional[str] = typer.Option(None, "--phase", metavar="PHASE",
-                                        help="prefill, decode or both [default: both]."),
-    batch: Optional[str] = BatchOpt,
-    weights: Optional[str] = typer.Option(None, "--weights", metavar="FMT[,FMT...]", help=WEIGHTS_HELP),
-    ffn: Optional[str] = FfnListOpt,
-    attention: Optional[str] = AttentionListOpt,
-    kv_cache: Optional[str] = KvCacheOpt,
-    sparsity: Optional[str] = SparsityOpt,
-    experts: Optional[str] = ExpertsListOpt,
-    load_imbalance: Optional[float] = LoadImbalanceOpt,
-    redundant_experts: Optional[int] = RedundantExpertsOpt,
-    stages: Optional[str] = typer.Option(
-        None, "--stages", metavar="P[,P...]",
-        help="Pipeline stage counts to search, over the outermost level (whole nodes; torus slices) "
-             "[default 1: no pipeline]."),
-    input_tokens: Optional[str] = InputOpt,
-    output_tokens: Optional[str] = OutputTokOpt,
-    context: Optional[str] = ContextOpt,
-    allow_short_context: bool = AllowShortOpt,
-    max_latency: Optional[str] = typer.Option(
-        None, "--max-latency", metavar="TIME",
-        help="Drop points slower than this [s, or with a unit: '200 ms']: a prefill pass, or all of "
-             "decode's output tokens."),
-    max_step_latency: Optional[str] = typer.Option(
-        None, "--max-step-latency", metavar="TIME",
-        help="Drop decode points whose step (time per output token) is slower than this [s, or '50 ms']."),
-    min_mfu: Optional[str] = typer.Option(None, "--min-mfu", metavar="FRACTION",
-                                          help="Drop points below this MFU [fraction 0.4 or '40%'; of the bf16 peak, "
-                                               "so fp8/fp4 points may pass 100%]."),
-    fmt: str = FormatOpt,
-    output: Optional[Path] = OutputOpt,
-    plot: bool = typer.Option(
-        False, "--plot", help="Draw each phase's frontier (MFU against latency on a log axis, one mark "
-                              "per FFN layout) instead of the tables."),
-    ascii_only: bool = AsciiOpt,
-) -> None:
+@command("plan")
+def plan(opts: Options) -> None:
     """Search every layout and print the latency/MFU Pareto frontier of each phase.
 
     Every chip count, mesh, FFN and attention layout, weight format and batch size is
@@ -106,21 +28,14 @@ def plan(
     from planner.search.search import search
     from planner.units import to_json
 
+    from planner.cli.common import check_format
+
+    fmt, output = opts.parsed("format"), opts.output
     check_format(fmt)
-    if plot and fmt != "table":
+    if opts.plot and fmt != "table":
         raise UsageError(f"--plot draws in the terminal; it cannot be combined with --format {fmt}")
-    spec = load_plan(plan_file, model=model, cluster=cluster, chips=int_list(chips, "--chips"),
-                     phases=phase_list(phase), batches=int_list(batch, "--batch"), weights=word_list(weights),
-                     ffn=word_list(ffn), attention=word_list(attention), experts=word_list(experts),
-                     load_imbalance=load_imbalance, redundant_experts=redundant_experts, kv_cache=word_list(kv_cache),
-                     sparsity=sparsity, input_tokens=tokens_flag(input_tokens, "--input-tokens"),
-                     output_tokens=tokens_flag(output_tokens, "--output-tokens"),
-                     context=tokens_flag(context, "--context"),
-                     allow_short_context=allow_short_context,
-                     max_latency_s=seconds_flag(max_latency, "--max-latency"),
-                     max_step_latency_s=seconds_flag(max_step_latency, "--max-step-latency"),
-                     min_mfu=min_mfu, stages=int_list(stages, "--stages"))
-    ascii_only = use_ascii(ascii_only)
+    spec = load_plan(opts.plan_file, opts.plan())
+    ascii_only = use_ascii(opts.ascii)
     with searching(ascii_only) as activity:
         result = _search(search, spec, activity)
     if fmt == "json":
@@ -131,7 +46,7 @@ def plan(
             emit(render_plan.plan_csv(result), output)
         elif fmt == "markdown":
             emit(render_plan.plan_markdown(result), output)
-        elif plot:
+        elif opts.plot:
             render_table(lambda console: _draw_plot(result, console, ascii_only), output)
         else:
             render_table(lambda console: render_plan.plan_table(result, console, ascii_only=ascii_only), output)

@@ -4,97 +4,13 @@ serving mode, with SLO targets."""
 # No `from __future__ import annotations`: typer reads the commands' annotations on every run,
 # and evaluating them from strings doubles what building a command costs at start-up.
 
-from pathlib import Path
-from typing import Optional
-
-import typer
-
-from planner.cli.common import (
-    WEIGHTS_HELP,
-    AsciiOpt,
-    AttentionListOpt,
-    BatchOpt,
-    ClusterOpt,
-    ExpertsListOpt,
-    FfnListOpt,
-    FormatOpt,
-    InputOpt,
-    KvCacheOpt,
-    LoadImbalanceOpt,
-    RedundantExpertsOpt,
-    ModelOpt,
-    OutputOpt,
-    OutputTokOpt,
-    check_format,
-    complete,
-    emit,
-    int_list,
-    render_table,
-    searching,
-    seconds_flag,
-    tokens_flag,
-    use_ascii,
-    word_list,
-)
+from planner.cli.common import check_format, emit, render_table, searching, seconds_flag, use_ascii
+from planner.cli.options import Options, command
 from planner.errors import UsageError
 
 
-def serve(
-    plan_file: Optional[str] = typer.Argument(
-        None, metavar="PLAN", autocompletion=complete("plans"),
-        help="Plan: preset name or YAML file (its model, cluster, workload and search space; both "
-             "phases are always planned). Optional when --model and --cluster are given."),
-    model: Optional[str] = ModelOpt,
-    cluster: Optional[str] = ClusterOpt,
-    chips: Optional[str] = typer.Option(None, "--chips", metavar="N[,N...]",
-                                        help="Chip counts per pool [chips; default: the plan's]."),
-    batch: Optional[str] = BatchOpt,
-    weights: Optional[str] = typer.Option(None, "--weights", metavar="FMT[,FMT...]", help=WEIGHTS_HELP),
-    kv_cache: Optional[str] = KvCacheOpt,
-    ffn: Optional[str] = FfnListOpt,
-    attention: Optional[str] = AttentionListOpt,
-    experts: Optional[str] = ExpertsListOpt,
-    load_imbalance: Optional[float] = LoadImbalanceOpt,
-    redundant_experts: Optional[int] = RedundantExpertsOpt,
-    input_tokens: Optional[str] = InputOpt,
-    output_tokens: Optional[str] = OutputTokOpt,
-    mode: Optional[str] = typer.Option(
-        None, "--mode", metavar="MODE[,MODE...]",
-        help="static, colocated, disaggregated [default: all three]."),
-    ttft: Optional[str] = typer.Option(None, "--ttft", metavar="TIME",
-                                       help="Target time to first token [s, or '500ms']."),
-    tpot: Optional[str] = typer.Option(None, "--tpot", metavar="TIME",
-                                       help="Target time per output token [s, or '30ms']."),
-    e2e: Optional[str] = typer.Option(None, "--e2e", metavar="TIME",
-                                      help="Target end-to-end request latency [s, or '10s']."),
-    price: Optional[str] = typer.Option(
-        None, "--price", metavar="USD/h",
-        help="Price per chip-hour, e.g. 2.50/h [USD; default: the cluster file's "
-             "price_usd_per_chip_hour, else no cost columns]."),
-    everything: bool = typer.Option(False, "--all", help="Every deployment meeting the targets, not "
-                                                         "only the frontier."),
-    row: Optional[int] = typer.Option(None, "--row", metavar="N",
-                                      help="Explain row N (the # column): its prefill and decode layouts."),
-    plot: Optional[Path] = typer.Option(None, "--plot", metavar="FILE.svg|FILE.png",
-                                        help="Also draw the frontiers to a picture file (needs "
-                                             "matplotlib: pip install matplotlib, or pip install '.[plot]' "
-                                             "in a checkout of planner)."),
-    concurrency: Optional[str] = typer.Option(
-        None, "--concurrency", metavar="C[,C...]",
-        help="Serve at these concurrencies as engines run it (closed-loop clients, C requests in flight): "
-             "each deployment's curve of TTFT, TPOT, tok/s/user, tok/s/GPU and $/Mtok instead of the frontier."),
-    policy: Optional[str] = typer.Option(
-        None, "--policy", metavar="POLICY",
-        help="With --concurrency, how prompts are scheduled: prefill-first (SGLang's default) or chunked "
-             "(a token budget per step, as vLLM and TensorRT-LLM; chunked:4096 sets the budget) "
-             "[default: prefill-first; budget 8192]."),
-    max_running: Optional[int] = typer.Option(
-        None, "--max-running", metavar="N",
-        help="With --concurrency, an engine's maximum running requests per decode pool [default: what fits in HBM]."),
-    fmt: str = FormatOpt,
-    output: Optional[Path] = OutputOpt,
-    ascii_only: bool = AsciiOpt,
-) -> None:
+@command("serve")
+def serve(opts: Options) -> None:
     """Plan a serving deployment for whole requests: TTFT, TPOT, tokens/s per user and per chip,
     and cost per million tokens, per mode (static batch, colocated running batch, disaggregated
     prefill and decode pools).
@@ -123,18 +39,15 @@ def serve(
     from planner.render import serve as render_serve
     from planner.units import SECONDS_PER_HOUR, parse_price, to_json
 
+    fmt, output, plot, price = opts.parsed("format"), opts.output, opts.plot, opts.price
     check_format(fmt)
-    modes = _modes(word_list(mode), Mode)
+    modes = _modes(opts.parsed("mode"), Mode)
     if plot is not None and plot.suffix.lower() not in (".svg", ".png"):
         raise UsageError(f"--plot: expected a file name ending in .svg or .png, got {str(plot)!r}")
-    spec = load_plan(plan_file, model=model, cluster=cluster, chips=int_list(chips, "--chips"),
-                     phases=("prefill", "decode"), batches=int_list(batch, "--batch"), weights=word_list(weights),
-                     ffn=word_list(ffn), attention=word_list(attention), experts=word_list(experts),
-                     load_imbalance=load_imbalance, redundant_experts=redundant_experts, kv_cache=word_list(kv_cache),
-                     input_tokens=tokens_flag(input_tokens, "--input-tokens"),
-                     output_tokens=tokens_flag(output_tokens, "--output-tokens"))
-    targets = Targets(ttft_s=_positive(ttft, "--ttft", seconds_flag), tpot_s=_positive(tpot, "--tpot", seconds_flag),
-                      e2e_s=_positive(e2e, "--e2e", seconds_flag))
+    spec = load_plan(opts.plan_file, opts.plan(phases=_phases(opts), stages=_stages(opts), **_not_served(opts)))
+    targets = Targets(ttft_s=_positive(opts.ttft, "--ttft", seconds_flag),
+                      tpot_s=_positive(opts.tpot, "--tpot", seconds_flag),
+                      e2e_s=_positive(opts.e2e, "--e2e", seconds_flag))
     price_s, source = None, ""
     if price is not None:
         try:
@@ -143,13 +56,14 @@ def serve(
             raise UsageError(f"--price: expected USD per chip-hour such as 2.50/h, got {price!r}") from None
     elif spec.cluster.price_usd_per_chip_hour is not None:
         price_s, source = spec.cluster.price_usd_per_chip_hour / SECONDS_PER_HOUR, f"cluster {spec.cluster.name}"
-    if concurrency is not None or policy is not None or max_running is not None:
-        _curve(spec, concurrency, policy, max_running, modes if mode is not None else None, targets, row, plot,
-               price_s, source, fmt, output, use_ascii(ascii_only))
+    if opts.concurrency is not None or opts.policy is not None or opts.max_running is not None:
+        _curve(spec, opts, modes if opts.given("mode") else None, targets, plot, price_s, source, fmt, output,
+               use_ascii(opts.ascii))
         return
     request = ServeRequest(plan=spec, modes=modes, targets=targets, price_usd_per_chip_s=price_s,
-                           price_source=source, everything=everything)
-    ascii_only = use_ascii(ascii_only)
+                           price_source=source, everything=opts.all)
+    ascii_only = use_ascii(opts.ascii)
+    row = opts.row
     with searching(ascii_only):
         result = run_serve(request, partial=True)
     if plot is not None:
@@ -170,15 +84,48 @@ def serve(
         raise InfeasibleError("\n".join(failed))
 
 
-def _curve(spec, concurrency, policy, max_running, modes, targets, row, plot, price_s, source, fmt, output,
-           ascii_only) -> None:
+def _phases(opts: Options) -> tuple:
+    """Serve plans both phases: --phase may say both, nothing else."""
+    phases = opts.parsed("phases")
+    if phases is not None and set(phases) != {"prefill", "decode"}:
+        raise UsageError(f"{opts.flag('phases')}: serve plans whole requests, so both phases; drop it (or give "
+                         "both)\n  hint: `planner plan --phase` plans one phase")
+    return ("prefill", "decode")
+
+
+def _stages(opts: Options):
+    """Each pool is one pipeline stage: --stages may say 1, nothing else."""
+    stages = opts.parsed("stages")
+    if stages is not None and stages != (1,):
+        raise UsageError(f"{opts.flag('stages')}: serve plans one pipeline stage per pool\n  hint: `planner plan "
+                         "--stages` plans pipeline parallelism; drop --stages here")
+    return stages  # None: the plan's (served as one stage)
+
+
+def _not_served(opts: Options) -> dict:
+    """Planning options whose meaning serve sets itself: a clear error, never ignored."""
+    why = {"context": "the decode contexts are the request's own (input + 1 to input + output tokens); "
+                      "give --input-tokens and --output-tokens",
+           "allow_short_context": "the decode contexts are the request's own (input + 1 to input + output tokens)",
+           "max_latency_s": "serve's targets are --ttft, --tpot and --e2e",
+           "max_step_latency_s": "serve's targets are --ttft, --tpot and --e2e",
+           "min_mfu": "serve's frontier is tokens/s per chip against tokens/s per user"}
+    for key, reason in why.items():
+        if opts.given(key):
+            raise UsageError(f"{opts.flag(key)} does not apply to serve: {reason}\n  hint: drop it")
+    return {}
+
+
+def _curve(spec, opts: Options, modes, targets, plot, price_s, source, fmt, output, ascii_only) -> None:
     """`--concurrency`: each deployment's curve (planner.commands.serve_curve)."""
     from planner.commands.serve_curve import CURVE_MODES, CurveRequest, curve_dict, serve_curve
     from planner.commands.serve_modes import Mode
     from planner.commands.steady_state import DEFAULT_TOKEN_BUDGET, Policy
+    from planner.config.flagtext import int_list
     from planner.render import serve_curve as render_curve
     from planner.units import to_json
 
+    concurrency, policy, max_running = opts.concurrency, opts.policy, opts.max_running
     if concurrency is None:
         raise UsageError("--policy and --max-running apply with --concurrency (e.g. --concurrency 1,4,16,64)")
     levels = int_list(concurrency, "--concurrency")
@@ -188,7 +135,7 @@ def _curve(spec, concurrency, policy, max_running, modes, targets, row, plot, pr
         raise UsageError(f"--concurrency: a concurrency is given twice in {concurrency!r}")
     if max_running is not None and max_running < 1:
         raise UsageError(f"--max-running: expected a positive whole number, got {max_running}")
-    if any(v is not None for v in (targets.ttft_s, targets.tpot_s, targets.e2e_s)) or row is not None:
+    if any(v is not None for v in (targets.ttft_s, targets.tpot_s, targets.e2e_s)) or opts.row is not None:
         raise UsageError("--ttft, --tpot, --e2e and --row apply to the frontier; with --concurrency every "
                          "point of each curve is printed (drop them, or drop --concurrency)")
     if modes is not None and Mode.STATIC in modes:

@@ -24,7 +24,7 @@ from planner.config.yamlio import (
     passthrough,
     text,
 )
-from planner.specs.hardware import Calibration, Chip, Cluster, Level, Slice, Switched, Torus
+from planner.specs.hardware import Calibration, Chip, Cluster, Level, Slice, Switched, Torus, WeightFormat
 from planner.units import parse_quantity
 
 COMPUTE_FORMATS = ("bf16", "fp16", "fp8", "int8", "int4", "fp4", "tf32", "fp32")
@@ -67,6 +67,8 @@ CHIP_FIELDS = {
     "hbm": Field(number("bytes")),
     "hbm_bandwidth": Field(number("bytes_per_s")),
     "memory_reserve": Field(passthrough, required=False),  # '10%' of hbm or a size: read with hbm
+    # the weight formats searched without --weights (absent: Chip.native_weights's rule)
+    "default_weights": Field(list_of(choice({w.label: w for w in WeightFormat}, "weight format")), required=False),
 }
 SLICE_FIELDS = {"chips": Field(count), "shape": Field(list_of(count, unique=False)),
                 "wraparound": Field(passthrough)}  # true/false (every axis) or one per axis
@@ -203,7 +205,12 @@ def _read_chip(f: Fields) -> Chip:
                 raise where.error(f"a sparse {fmt} peak without a dense one",
                                   hint=f"add {fmt} to peak_flop_per_s (dense) or remove it here")
     reserve = _memory_reserve(f.where["memory_reserve"], f["hbm"]) if "memory_reserve" in f.values else 0.0
-    return Chip(name=f["name"], peak_flop_per_s=f["peak_flop_per_s"], hbm_bytes=f["hbm"],
+    for i, w in enumerate(f.get("default_weights", ())):
+        if w.compute.label not in f["peak_flop_per_s"]:
+            raise f.where["default_weights"].item(i).error(
+                f"{w.label} weights need a {w.compute.label} peak, which peak_flop_per_s does not declare",
+                hint=f"add a {w.compute.label} peak, or name formats the chip has a peak for")
+    return Chip(default_weights=tuple(f.get("default_weights", ())), name=f["name"], peak_flop_per_s=f["peak_flop_per_s"], hbm_bytes=f["hbm"],
                 hbm_bytes_per_s=f["hbm_bandwidth"],
                 sparse_peak_flop_per_s=sparse.values if sparse is not None else {},
                 memory_reserve_bytes=reserve)

@@ -1,6 +1,6 @@
-"""A workload against the model's context: the prompt and the decode context must fit in the
-model's maximum context (`Model.max_context`), and a decode context shorter than the prompt must
-be declared intended (`--allow-short-context`, or `allow_short_context: true` in the workload).
+"""A workload against the model's context: the prompt, a whole request (input + output tokens)
+and the decode context must fit in the model's maximum context (`Model.max_context`), and a
+decode context shorter than the prompt must be declared intended (`--allow-short-context`, or `allow_short_context: true` in the workload).
 
 Checked only where it matters: the prompt when prefill is planned or the prompt is given, the
 decode context when decode is planned; the short-context check when both lengths are given."""
@@ -15,7 +15,7 @@ from planner.errors import UsageError
 from planner.specs.model import Model
 from planner.specs.plan import Phase
 
-FLAG = {"input_tokens": "--input-tokens", "context": "--context"}
+FLAG = {"input_tokens": "--input-tokens", "output_tokens": "--output-tokens", "context": "--context"}
 ALLOW = "--allow-short-context"
 
 
@@ -40,6 +40,12 @@ def check_context(model: Model, workload: Mapping[str, int], phases: Iterable[Ph
     if limit is not None and prompt > limit and (Phase.PREFILL in phases or given("input_tokens")):
         fail("input_tokens", f"a prompt of {prompt} tokens exceeds {name}'s maximum context of {limit} tokens",
              f"give at most {limit} input tokens (the model's max_context)")
+    total = prompt + workload["output_tokens"]
+    if limit is not None and decode and total > limit:
+        fail("output_tokens", f"a request of {prompt} input + {workload['output_tokens']} output tokens = {total} "
+                              f"tokens exceeds {name}'s maximum context of {limit} tokens",
+             f"give at most {max(limit - prompt, 0)} output tokens (max_context {limit} less the {prompt}-token "
+             "prompt), or a shorter prompt")
     if limit is not None and decode and context > limit:
         fail("context", f"a decode context of {context} tokens exceeds {name}'s maximum context of {limit} tokens",
              f"give a context of at most {limit} tokens (the model's max_context)")

@@ -40,6 +40,21 @@ def offered_text(cluster: Cluster) -> str:
     return listed
 
 
+def default_stages(cluster: Cluster, model: Model, chips: tuple[int, ...]) -> tuple[int, ...]:
+    """The stage counts searched when neither file nor flag names them: 1, and on switched levels
+    every count that splits a chip count spanning more than one outermost group (node) into whole
+    groups (a divisor of its node count, at most the model's layers). A torus plans its chips as
+    one slice: 1 alone."""
+    topology = cluster.topology
+    if not isinstance(topology, Switched) or len(topology.levels) < 2:
+        return (1,)
+    node = topology.group_chips
+    counts = {p for n in chips if n > node and n % node == 0
+              for p in range(2, min(n // node, model.n_layers) + 1)
+              if (n // node) % p == 0 and formable(cluster, n, p)}
+    return (1, *sorted(counts))
+
+
 def stage_rule(cluster: Cluster) -> str:
     """What a stage must be on this cluster, in words."""
     topology = cluster.topology
@@ -73,7 +88,30 @@ def check_stages(cluster: Cluster, model: Model, chips: tuple[int, ...], stages:
         hint = (f"{stage_rule(cluster)}; {p} stages need "
                 + (f"{_listed(works)} chips" if works else f"chip counts {cluster.name} does not offer")
                 + f"; stage counts above 1 that the chips given form: {'; '.join(per_chips)}")
-        raise fail(f"{cluster.name} cannot form {p} pipeline stages from {counts} chips", hint)
+        raise fail(f"{cluster.name} cannot form {p} pipeline stages from {counts} chips{_too_few_nodes(cluster, chips, p)}",
+                   hint)
+
+
+def _too_few_nodes(cluster: Cluster, chips: tuple[int, ...], p: int) -> str:
+    """When every chip count has fewer outermost groups (nodes) than stages: say that stages split
+    only the outermost level (stages inside a node are not modelled)."""
+    topology = cluster.topology
+    if not isinstance(topology, Switched) or len(topology.levels) < 2:
+        return ""
+    group, name = topology.group_chips, topology.levels[-2].name
+    if any(n // group >= p for n in chips):
+        return ""
+    nodes = "; ".join(f"{n} chips are {_nodes(n, group, name)}" for n in chips)
+    return (f": pipeline stages split only the outermost level ({topology.levels[-1].name}), each stage whole "
+            f"{group}-chip {name} groups, and {nodes}, fewer than {p} (stages inside one {name} group are not "
+            "modelled)")
+
+
+def _nodes(n: int, group: int, name: str) -> str:
+    whole = n // group
+    if whole == 0:
+        return f"less than one {name} group"
+    return f"{whole} {name} group{'s' * (whole != 1)}" + ("" if n % group == 0 else f" and {n % group} chips")
 
 
 def _listed(values: list[int], most: int = 6) -> str:

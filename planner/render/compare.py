@@ -44,7 +44,9 @@ def _pipelined(spec) -> bool:
 
 def _layouts_summary(spec) -> str:
     note = render_common.calibration_note(spec.cluster)
-    return (f"{spec.model.name} on {spec.cluster.name}: each layout at its best mesh grouping; 'vs best' is "
+    w = spec.workload
+    return (f"{spec.model.name} on {spec.cluster.name}: input {w.input_tokens}, output {w.output_tokens}, context "
+            f"{w.context} tokens; each layout at its best mesh grouping; 'vs best' is "
             "the latency relative to the fastest row of the same phase, chips and batch (within 0.1%: best)."
             + (f"\n{note}" if note else ""))
 
@@ -133,12 +135,24 @@ def gate_text(report, fmt: str) -> str:
                        [_phase_cells(p) for p in report.phases], name)
 
 
+def _workload_words(run) -> str:
+    """', input 2048, output 256, context 4096 tokens': the current run's workload (the verdict
+    comes first, then the runs and what they plan)."""
+    w = getattr(run, "workload", None)
+    if w is None:
+        return ""
+    d = w if isinstance(w, dict) else dict(w) if isinstance(w, tuple) else \
+        {"input_tokens": w.input_tokens, "output_tokens": w.output_tokens, "context": w.context}
+    parts = [f"{key} {d[key]}" for key in ("input_tokens", "output_tokens", "context") if d.get(key)]
+    return (", " + ", ".join(p.replace("_tokens", "") for p in parts) + " tokens") if parts else ""
+
+
 def report_text(report, fmt: str, best_columns: tuple[str, ...], best_rows: list[tuple[str, ...]],
                 name) -> str:
     """A gate's report as text or Markdown (both gates): verdict, the runs, notes, the best figures
     per phase or mode (`best_rows`: name, best, change, best, change), then every change in words."""
     sources = (f"baseline {report.baseline.source}, current {report.current.source} "
-               f"({report.current.model} on {report.current.cluster})")
+               f"({report.current.model} on {report.current.cluster}{_workload_words(report.current)})")
     if fmt == "markdown":
         out = [f"**planner compare: {report.verdict()}**", "", _md_escape(sources) + ".", ""]
         notes = list(report.notes) + ([calibration_words(report)] if calibration_words(report) else [])

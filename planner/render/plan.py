@@ -101,8 +101,28 @@ def _summary(result: SearchResult) -> str:
     dropped = ", ".join(f"{c} {r}" for r, c in result.dropped) or "none"
     w = plan.workload
     return (f"{plan.model.name} on {plan.cluster.name}: input {w.input_tokens}, output {w.output_tokens}, "
-            f"context {w.context} tokens. Evaluated {result.evaluated}, feasible {result.feasible}, "
-            f"dropped: {dropped}." + moe_note(plan.model, w))
+            f"context {w.context} tokens{context_note(plan)}. {searched_note(plan)}Evaluated {result.evaluated}, "
+            f"feasible {result.feasible}, dropped: {dropped}." + moe_note(plan.model, w))
+
+
+def context_note(plan) -> str:
+    """Which context the decode steps are timed at, when it was not given."""
+    if "context" not in plan.defaults or not any(ph.value == "decode" for ph in plan.space.phases):
+        return ""
+    return " (input + output: each decode step is timed at, and the KV cache must hold, a whole request)"
+
+
+def searched_note(plan) -> str:
+    """The weight formats searched and, when the chips span nodes, the default stage counts."""
+    weights = ", ".join(w.label for w in plan.space.weights)
+    note = f"Weights: {weights}" + (f" ({plan.cluster.name}'s defaults)" if "weights" in plan.defaults else "")
+    stages = plan.space.stages
+    if "stages" in plan.defaults and max(stages) > 1:
+        note += (f"; pipeline stages {', '.join(map(str, stages))} (by default where the chips span more "
+                 "than one node; --stages 1 for none)")
+    elif max(stages) > 1:
+        note += f"; pipeline stages {', '.join(map(str, stages))}"
+    return note + ". "
 
 
 def moe_note(model, workload) -> str:

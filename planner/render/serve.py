@@ -66,8 +66,10 @@ def summary(result: ServeResult) -> str:
     price = (f"price {req.price_usd_per_chip_s * SECONDS_PER_HOUR:.4g} USD per chip-hour ({req.price_source})"
              if req.price_usd_per_chip_s is not None else
              "no price (give --price 2.50/h or price_usd_per_chip_hour in the cluster file)")
+    weights = ", ".join(f.label for f in plan.space.weights)
+    defaults = f" ({plan.cluster.name}'s defaults)" if "weights" in plan.defaults else ""
     return (f"{plan.model.name} on {plan.cluster.name}: requests of {w.input_tokens} input and "
-            f"{w.output_tokens} output tokens; targets: {targets or 'none'}; {price}.")
+            f"{w.output_tokens} output tokens; targets: {targets or 'none'}; {price}. Weights: {weights}{defaults}.")
 
 
 def _title(m) -> str:

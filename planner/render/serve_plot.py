@@ -9,6 +9,15 @@ from pathlib import Path
 from planner.errors import UsageError
 
 
+STYLES = (("o", "-", 10), ("s", "--", 7), ("^", ":", 4))  # per mode: marker, line, marker size
+
+
+def coincide(a: list[tuple[float, float]], b: list[tuple[float, float]], rel: float = 0.01) -> bool:
+    """Whether two frontiers are the same points (within `rel`), so that one would hide the other."""
+    return len(a) == len(b) and all(abs(x1 - x2) <= rel * abs(x2) and abs(y1 - y2) <= rel * abs(y2)
+                                    for (x1, y1), (x2, y2) in zip(a, b))
+
+
 def pyplot(path: Path):
     """matplotlib.pyplot on the Agg backend, and a check that the picture's folder exists."""
     try:
@@ -39,12 +48,20 @@ def draw(result, path: Path) -> None:
     plt = pyplot(path)
     plan = result.request.plan
     fig, ax = plt.subplots(figsize=(8, 5))
-    for m, marker in zip(result.modes, "os^"):
+    drawn = []  # (label, points) of the modes drawn so far
+    for m, (marker, line, size) in zip(result.modes, STYLES):
         if not m.frontier:
             continue
         xs = [d.tokens_per_s_per_user for d in m.frontier]
         ys = [d.output_tokens_per_s_per_chip for d in m.frontier]
-        ax.plot(xs, ys, marker=marker, label=m.mode.label)
+        same = next((label for label, points in drawn if coincide(points, list(zip(xs, ys)))), None)
+        # Each mode its own marker, size and line: a mode drawn over another's points leaves them
+        # visible (hollow, larger marks first), and the legend says when two frontiers coincide.
+        ax.plot(xs, ys, marker=marker, linestyle=line, markersize=size, markerfacecolor="none",
+                label=m.mode.label + (f" (on {same}'s points, within 1%)" if same else ""))
+        drawn.append((m.mode.label, list(zip(xs, ys))))
+        if same:
+            continue  # its labels are the other mode's
         for d, x, y in zip(m.frontier, xs, ys):
             label = f"{d.decode.chips}x{d.decode.batch}"
             ax.annotate(label, (x, y), textcoords="offset points", xytext=(3, 3), fontsize=7)

@@ -25,6 +25,7 @@ class Chip:
     hbm_bytes_per_s: float
     sparse_peak_flop_per_s: dict[str, float] = field(default_factory=dict)  # 2:4, per format
     memory_reserve_bytes: float = 0.0  # kept by the runtime (context, workspaces): not for the model
+    default_weights: tuple[WeightFormat, ...] = ()  # searched without --weights; (): native_weights()
 
     @property
     def peak_bf16_flop_per_s(self) -> float:
@@ -42,6 +43,15 @@ class Chip:
         """The weight formats this chip has a peak for (dense, or 2:4 sparse)."""
         peaks = self.sparse_peak_flop_per_s if sparse else self.peak_flop_per_s
         return tuple(w for w in WeightFormat if w.compute.label in peaks)
+
+    def native_weights(self) -> tuple[WeightFormat, ...]:
+        """The weight formats served by default: the chip file's `default_weights`, else bf16 and
+        each narrower floating-point format the chip computes in (W8A8 fp8, W4A4 fp4), and int8
+        weight-only where it has no fp8 peak (the paper's TPU v4 choice)."""
+        if self.default_weights:
+            return self.default_weights
+        native = [w for w in WeightFormat if w.label in ("fp8", "fp4") and w.compute.label in self.peak_flop_per_s]
+        return (WeightFormat.BF16, *([] if native else [WeightFormat.INT8]), *native)
 
 
 @dataclass(frozen=True, kw_only=True)

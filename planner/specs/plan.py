@@ -78,3 +78,6 @@ class Plan:
     constraints: Constraints = Constraints()
     deployment: tuple[Pin, ...] = ()
     source: str = ""
+    # settings that took their default, neither file nor flag ("weights", "stages", "context"): the
+    # chip's formats, the stage counts splitting its nodes, input + output; headers say so
+    defaults: tuple[str, ...] = ()
