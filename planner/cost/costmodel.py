@@ -186,7 +186,7 @@ def evaluate(model: Model, cluster: Cluster, workload: Workload, candidate: Cand
     for t, repeat in terms:
         if t.collective is not None:  # the line fastest at zero bytes, split by level
             for level, seconds in latency_line(lines(c.mesh, t.collective.kind, t.collective.axes,
-                                                     t.collective.prefetched)).latency_by_level:
+                                                     t.collective.prefetched, t.collective.routed)).latency_by_level:
                 by_level[level] = by_level.get(level, 0.0) + repeat * seconds
     steps = sum(repeat * ring_steps(c.mesh, t.collective) for t, repeat in terms if t.collective is not None)
     prefetched_steps = sum(repeat * ring_steps(c.mesh, t.collective) for t, repeat in terms

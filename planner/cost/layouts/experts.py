@@ -55,6 +55,7 @@ from planner.cost.layouts.base import (
     size,
     union,
 )
+from planner.cost.dispatch import dispatch_kernels
 from planner.cost.layouts.ffn import FfnLayout
 from planner.cost.moe import expected_distinct_experts
 from planner.specs.hardware import ACTIVATION_BYTES
@@ -111,19 +112,21 @@ class ExpertLayout:
         terms += [
             collective_term("gather tokens for expert shards", lambda: f"-> {activation(b, ('E', ''))} on {f_x}",
                             AG, f_x, routed * E * act),
-            collective_term("dispatch all-to-all", lambda: f"B L k E -> B L k E on the experts' chips ({k} per token)"
-                            f"{_dispatch_text(dispatch_bytes)}", A2A, ep_x, routed * k * E * dispatch_bytes),
+            *(collective_term("dispatch all-to-all", lambda: f"B L k E -> B L k E on the experts' chips ({k} per token)"
+                              f"{_dispatch_text(dispatch_bytes)}", A2A, ep_x, routed * k * E * dispatch_bytes,
+                              routed=kind, layers=layers) for kind, layers in dispatch_kernels(x, model, shape)),
             Term(name="einsum experts W_in, W_out",
                  notation=lambda: f"W_e[{sharded('M', ep_x)}, E, {sharded('F', f_x)}]; "
                           f"{_touched_text(touched, held)}"
                           f"{'' if routing.load_imbalance == 1 else f'; load imbalance x{routing.load_imbalance:g}'}",
                  flops=2.0 * model.ffn.n_matrices * E * (F / tp) * k * routed * routing.load_imbalance,
-                 hbm_bytes=read_bytes, kernels=2,
+                 hbm_bytes=read_bytes, kernels=2, grouped=True,
                  # each expert's matmul multiplies the token slots routed to it: this chip's slots
                  # spread over the experts it touches
                  rows=routed * k / np.maximum(touched, 1.0)),
-            collective_term("combine all-to-all", lambda: "B L k E back to the tokens' chips" + partial_sum(f_x),
-                            A2A, ep_x, routed * k * E * act),
+            *(collective_term("combine all-to-all", lambda: "B L k E back to the tokens' chips" + partial_sum(f_x),
+                              A2A, ep_x, routed * k * E * act, routed=kind, layers=layers)
+              for kind, layers in dispatch_kernels(x, model, shape)),
             collective_term("reduce-scatter expert output", lambda: activation(b, ("E", "")) + partial_sum(f_x),
                             RS, f_x, routed * E * act),
         ]
