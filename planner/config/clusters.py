@@ -115,12 +115,16 @@ def load_cluster(name_or_path: str, *, base: Path | None = None, at: At | None =
     return _read_cluster(load_document(locate("clusters", name_or_path, base, at)))
 
 
-def _read_cluster(root: At) -> Cluster:
+def _read_cluster(root: At, *, donor: bool = False) -> Cluster:
+    """A cluster; `donor`: read only for its own fitted constants (another preset borrows them),
+    without resolving what it borrows in turn (h800-sxm borrows h100-sxm's calibration, h100-sxm
+    its moe_kernels)."""
     f = fields(root, CLUSTER_FIELDS, "a cluster")
     calibration = f.get("calibration", Calibration())
     borrowed = f.get("calibration_borrowed_from")
     if borrowed is not None:
-        calibration = _borrowed_calibration(f, borrowed)
+        if not donor:
+            calibration = _borrowed_calibration(f, borrowed)
     elif "calibration_confidence" in f.values:
         raise f.where["calibration_confidence"].error("calibration_confidence without calibration_borrowed_from",
                                                       hint="it rates a borrowed calibration; remove it")
@@ -130,7 +134,7 @@ def _read_cluster(root: At) -> Cluster:
                    calibration=calibration, source=f.get("source", ""),
                    price_usd_per_chip_hour=f.get("price_usd_per_chip_hour"),
                    calibration_borrowed_from=borrowed, calibration_confidence=f.get("calibration_confidence"),
-                   moe_kernels=_moe_kernels(f))
+                   moe_kernels=None if donor and "moe_kernels" not in f.values else _moe_kernels(f))
 
 
 def _moe_kernels(f: Fields) -> MoeKernels | None:
@@ -141,7 +145,8 @@ def _moe_kernels(f: Fields) -> MoeKernels | None:
                                                 hint="keep one: fitted constants, or the preset they come from")
     if "moe_kernels_from" in f.values:
         at = f.where["moe_kernels_from"]
-        source = _read_cluster(load_document(locate("clusters", f["moe_kernels_from"], Path(at.file).parent, at)))
+        source = _read_cluster(load_document(locate("clusters", f["moe_kernels_from"], Path(at.file).parent, at)),
+                               donor=True)
         if source.moe_kernels is None or source.moe_kernels.borrowed_from is not None:
             raise at.error(f"{f['moe_kernels_from']!r} has no fitted moe_kernels of its own",
                            hint="name the preset whose moe_kernels block was fitted (h800-sxm)")
@@ -181,7 +186,7 @@ def _borrowed_calibration(f: Fields, name: str) -> Calibration:
     if "calibration" in f.values:
         raise at.error("both a calibration block and calibration_borrowed_from",
                        hint="keep one: fitted constants, or the preset they are borrowed from")
-    source = _read_cluster(load_document(locate("clusters", name, Path(at.file).parent, at)))
+    source = _read_cluster(load_document(locate("clusters", name, Path(at.file).parent, at)), donor=True)
     if source.calibration_borrowed_from is not None or not source.calibrated:
         raise at.error(f"{name!r} has no fitted calibration of its own",
                        hint="borrow from a calibrated preset (planner presets lists them)")
