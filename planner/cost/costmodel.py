@@ -62,7 +62,7 @@ runtime's `memory_reserve`. Weights and KV cache are stored in their formats (sc
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -101,6 +101,11 @@ class Candidate:
     def formats(self) -> Formats:
         return Formats(weights=self.weights, kv_cache=self.kv_cache, sparsity=self.sparsity)
 
+    @property
+    def micro_batches(self) -> int:
+        """Micro-batches of two-batch overlap (its expert layout's; 1: none)."""
+        return self.experts.micro_batches if self.experts is not None else 1
+
 
 @dataclass(frozen=True, kw_only=True)
 class Evaluation:
@@ -138,6 +143,11 @@ class Evaluation:
     bound: np.ndarray  # index into BOUNDS
     rows: tuple  # planner.cost.rows.Row: explain rows (only with evaluate(detail=True))
     formats: tuple[Formats, ...]  # formats of point i: formats[i * len(formats) // len(batch)]
+    # two-batch overlap: micro-batches (1: none), and its two chains, each over the whole step
+    # (compute: both micro-batches' kernels; links: both micro-batches' collectives)
+    micro_batches: int = 1
+    compute_chain_s: np.ndarray | None = None
+    comm_chain_s: np.ndarray | None = None
 
     def formats_at(self, i: int) -> Formats:
         return self.formats[i * len(self.formats) // self.batch.size]
@@ -183,13 +193,15 @@ def evaluate(model: Model, cluster: Cluster, workload: Workload, candidate: Cand
     batch, formats, terms, cal = layer.batch, layer.formats, layer.terms, cluster.calibration
     lines, by_level = lines or LineCache(cluster), {}  # collective latency per switched level (or "torus")
     comm_s, prefetched_s = (a[0] for a in network_costs(cluster, (c.mesh,), layer, lines))
+    mb = layer.micro_batches
     for t, repeat in terms:
+        repeat = mb * repeat  # each micro-batch runs every collective
         if t.collective is not None:  # the line fastest at zero bytes, split by level
             for level, seconds in latency_line(lines(c.mesh, t.collective.kind, t.collective.axes,
                                                      t.collective.prefetched, t.collective.routed)).latency_by_level:
                 by_level[level] = by_level.get(level, 0.0) + repeat * seconds
-    steps = sum(repeat * ring_steps(c.mesh, t.collective) for t, repeat in terms if t.collective is not None)
-    prefetched_steps = sum(repeat * ring_steps(c.mesh, t.collective) for t, repeat in terms
+    steps = sum(mb * repeat * ring_steps(c.mesh, t.collective) for t, repeat in terms if t.collective is not None)
+    prefetched_steps = sum(mb * repeat * ring_steps(c.mesh, t.collective) for t, repeat in terms
                            if t.collective is not None and t.collective.prefetched)
     if detail:  # imported here: a search never builds explain rows
         from planner.cost.rows import explain_row
@@ -210,7 +222,8 @@ def evaluate(model: Model, cluster: Cluster, workload: Workload, candidate: Cand
         weight_bytes=layer.weight_bytes, kv_bytes=layer.kv_bytes, activation_bytes=layer.activation_bytes,
         hbm_bytes=hbm_bytes, hbm_fraction=hbm_bytes / cluster.chip.hbm_bytes,
         bound=_bound(compute_s, memory_s, layer.local_s, comm_s - prefetched_s, critical_s, comm_s), rows=rows,
-        formats=formats,
+        formats=formats, micro_batches=mb,
+        compute_chain_s=layer.local_s if mb > 1 else None, comm_chain_s=comm_s if mb > 1 else None,
     )
 
 
@@ -240,6 +253,9 @@ class LayerCosts:
     kv_bytes: np.ndarray
     activation_bytes: np.ndarray
     hbm_bytes: np.ndarray
+    # two-batch overlap: the kernels, collectives and their repeats are one micro-batch's, the
+    # compute, memory and local seconds, kernels and repeats both micro-batches' (`two_batch`)
+    micro_batches: int = 1
 
 
 def layer_costs(model: Model, cluster: Cluster, workload: Workload, candidate: Candidate, batch: np.ndarray,
@@ -250,6 +266,9 @@ def layer_costs(model: Model, cluster: Cluster, workload: Workload, candidate: C
     (the layers' parts are the same for a pipeline stage's model, but for its local layers).
     With `grid`, the candidate's layouts on every mesh of the grid (its mesh is not used): each
     figure gains a leading axis over the grid's meshes (`shared` then kept for that grid only)."""
+    if candidate.micro_batches > 1:
+        return two_batch(model, cluster, workload, candidate, batch, formats, first=first, last=last,
+                         shared=shared, grid=grid)
     c, memo = candidate, {} if shared is None else shared  # parts keyed by what they depend on
     batch = np.asarray(batch, dtype=np.int64)
     formats = (c.formats,) if formats is None else \
@@ -342,6 +361,31 @@ def layer_costs(model: Model, cluster: Cluster, workload: Workload, candidate: C
         hbm_bytes=weight_bytes + kv_bytes + activation_bytes)
 
 
+def two_batch(model: Model, cluster: Cluster, workload: Workload, candidate: Candidate, batch: np.ndarray,
+              formats=None, *, first=True, last=True, shared: dict | None = None, grid: Grid | None = None
+              ) -> LayerCosts:
+    """Two-batch overlap (DeepSeek-V3 report section 3.4; SGLang's two-batch overlap): the step's
+    B sequences run as two micro-batches of ceil(B/2), and while one's dispatch and combine (every
+    collective) cross the links, the other's attention and expert matmuls run. Each micro-batch
+    runs every kernel and reads the weights again (both micro-batches' kernels are summed: the
+    compute chain); each runs every collective (the link chain, `timing`); the step is the longer
+    chain. The per-layer fixed time is paid once per layer (the two micro-batches' layers
+    interleave), the per-kernel time per kernel launched (twice as many), the per-token time for
+    the step's tokens as without overlap. Memory, MFU's FLOPs and tokens are the whole batch's."""
+    one = replace(candidate, experts=replace(candidate.experts, micro_batches=1,
+                                             name=candidate.experts.name.removesuffix("+tbo")))
+    full = layer_costs(model, cluster, workload, one, batch, formats, first=first, last=last, shared=shared, grid=grid)
+    micro = (np.asarray(batch, dtype=np.int64) + 1) // 2
+    half = layer_costs(model, cluster, workload, one, micro, formats, first=first, last=last, grid=grid,
+                       shared=None if shared is None else shared.setdefault("two-batch micro-batch", {}))
+    mb = 2
+    return replace(full, candidate=candidate, terms=half.terms, collective_bytes=half.collective_bytes,
+                   repeats=mb * half.repeats, prefetched=half.prefetched, compute_s=mb * half.compute_s,
+                   memory_s=mb * half.memory_s, local_s=mb * half.local_s, kernels=mb * half.kernels,
+                   overhead_s=full.overhead_s + (mb * half.kernels - full.kernels) * cluster.calibration.kernel_overhead_s,
+                   micro_batches=mb)
+
+
 def step_kernels(model: Model, cluster: Cluster, workload: Workload, candidate: Candidate,
                  batch: np.ndarray) -> list[tuple]:
     """`kernel_seconds` of `candidate`'s step at `batch` (its own formats): what `local_s` sums."""
@@ -368,7 +412,10 @@ def timing(cluster: Cluster, workload: Workload, layer: LayerCosts, comm_s, pref
     row of the network seconds."""
     cal = cluster.calibration
     local_s, chips = (at_rows(x, rows) for x in (layer.local_s, layer.chips))
-    critical_s = critical_path(local_s, comm_s - prefetched_s, cal.overlap)
+    if layer.micro_batches > 1:  # two-batch overlap: the longer of the compute and link chains
+        critical_s = np.maximum(local_s, comm_s - prefetched_s)
+    else:
+        critical_s = critical_path(local_s, comm_s - prefetched_s, cal.overlap)
     step_s = _step(critical_s, comm_s) + at_rows(layer.overhead_s, rows)  # combine's, its critical path once
     latency_s = step_s * at_rows(layer.steps, rows)
     mfu = at_rows(layer.mfu_flops, rows) / (chips * cluster.chip.peak_bf16_flop_per_s * latency_s)

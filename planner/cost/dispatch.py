@@ -32,9 +32,12 @@ a call takes its levels' fixed times plus the longer of their transfers (planner
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from planner.cost.layouts.base import Routed
+if TYPE_CHECKING:  # layouts import this module: Routed is imported where it is built
+    from planner.cost.layouts.base import Routed
 
 
 def distinct_bins(n_experts: float, top_k: int, bins: float) -> float:
@@ -72,6 +75,8 @@ def dispatch_kernels(experts, model, shape) -> tuple[tuple[Routed, object], ...]
     low-latency kernels in decode (a step that reads the KV cache), its normal kernels in
     prefill; `layers` None (every MoE layer). On a Grid of both phases, one per phase with its
     rows' MoE layers (0 on the other phase's rows), so each row pays only its own."""
+    from planner.cost.layouts.base import Routed
+
     def routed(low: bool) -> Routed:
         return Routed(top_k=experts.top_k, n_experts=experts.n_experts, low_latency=low)
 

@@ -73,6 +73,9 @@ class ExpertLayout:
     f_axes: str       # each expert's F_e sharded over these
     gather_axes: str  # expert weights all-gathered over these before use (weight-gathered)
     groups: tuple[str, ...]  # axis groups that must each span > 1 chip for the layout to be distinct
+    # two-batch overlap (planner.cost.costmodel): the step runs as this many micro-batches, one's
+    # dispatch/combine under the other's compute; 1: one batch
+    micro_batches: int = 1
 
     def applies(self, model: Model, sizes: dict[str, int]) -> bool:
         ep = size(sizes, self.expert_axes)
@@ -184,6 +187,13 @@ EXPERT_LAYOUTS = _register(
     ExpertLayout(name="wg", notation="W_e[M_xyz, E, F] -all-gather(xyz)-> W_e[M, E, F]; B_xyz L E",
                  expert_axes="", f_axes="", gather_axes="xyz", groups=("xyz",)),
 )
+
+
+# Two-batch overlap of every layout that dispatches (DeepSeek-V3 report section 3.4, SGLang):
+# the same layout, its step split in two micro-batches (planner.cost.costmodel, two_batch).
+EXPERT_LAYOUTS.update({f"{name}+tbo": replace(layout, name=f"{name}+tbo", micro_batches=2,
+                                              notation=layout.notation + "; two micro-batches overlapped")
+                       for name, layout in list(EXPERT_LAYOUTS.items()) if layout.expert_axes})
 
 
 def moe_layers(model: Model, ffn: FfnLayout, experts: ExpertLayout, sizes: dict[str, int], shape: StepShape,
