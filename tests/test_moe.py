@@ -284,7 +284,8 @@ def test_deepseek_v3_on_256_h200s_decodes_with_wide_ep_and_batch_sharded_attenti
                      weights=("fp8", "bf16"), ffn=("ws2d",), phases=("decode",), output_tokens=256, context=4096)
     plan = _replace(plan, cluster=_replace(plan.cluster, calibration=Calibration()))
     frontier = search(plan).phases[0].frontier
-    assert frontier and all(p.experts == "ep" and p.attention == "batch" for p in frontier)
+    # wide EP, with or without two-batch overlap (issue 27: the overlap wins here)
+    assert frontier and all(p.experts.startswith("ep") and p.attention == "batch" for p in frontier)
 
 
 def test_deepseek_v3_in_bf16_does_not_fit_on_8_h200s_and_the_hint_says_what_would():

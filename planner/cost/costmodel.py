@@ -75,6 +75,7 @@ from planner.cost.layouts.head import output_projection
 from planner.cost.line_tables import LineCache, network_seconds
 from planner.cost.mesh import Mesh
 from planner.cost.network import latency_line, ring_steps
+from planner.cost.overlap import two_batch
 from planner.specs.formats import Formats, KvFormat, Sparsity
 from planner.specs.hardware import Cluster, WeightFormat
 from planner.specs.model import Model
@@ -102,8 +103,7 @@ class Candidate:
         return Formats(weights=self.weights, kv_cache=self.kv_cache, sparsity=self.sparsity)
 
     @property
-    def micro_batches(self) -> int:
-        """Micro-batches of two-batch overlap (its expert layout's; 1: none)."""
+    def micro_batches(self) -> int:  # two-batch overlap: its expert layout's (1: none)
         return self.experts.micro_batches if self.experts is not None else 1
 
 
@@ -143,9 +143,7 @@ class Evaluation:
     bound: np.ndarray  # index into BOUNDS
     rows: tuple  # planner.cost.rows.Row: explain rows (only with evaluate(detail=True))
     formats: tuple[Formats, ...]  # formats of point i: formats[i * len(formats) // len(batch)]
-    # two-batch overlap: micro-batches (1: none), and its two chains, each over the whole step
-    # (compute: both micro-batches' kernels; links: both micro-batches' collectives)
-    micro_batches: int = 1
+    micro_batches: int = 1  # two-batch overlap (planner.cost.overlap): its chains, each the whole step's
     compute_chain_s: np.ndarray | None = None
     comm_chain_s: np.ndarray | None = None
 
@@ -193,9 +191,8 @@ def evaluate(model: Model, cluster: Cluster, workload: Workload, candidate: Cand
     batch, formats, terms, cal = layer.batch, layer.formats, layer.terms, cluster.calibration
     lines, by_level = lines or LineCache(cluster), {}  # collective latency per switched level (or "torus")
     comm_s, prefetched_s = (a[0] for a in network_costs(cluster, (c.mesh,), layer, lines))
-    mb = layer.micro_batches
-    for t, repeat in terms:
-        repeat = mb * repeat  # each micro-batch runs every collective
+    mb = layer.micro_batches  # each micro-batch runs every collective
+    for t, repeat in ((t, mb * r) for t, r in terms):
         if t.collective is not None:  # the line fastest at zero bytes, split by level
             for level, seconds in latency_line(lines(c.mesh, t.collective.kind, t.collective.axes,
                                                      t.collective.prefetched, t.collective.routed)).latency_by_level:
@@ -205,7 +202,7 @@ def evaluate(model: Model, cluster: Cluster, workload: Workload, candidate: Cand
                            if t.collective is not None and t.collective.prefetched)
     if detail:  # imported here: a search never builds explain rows
         from planner.cost.rows import explain_row
-    rows = tuple(explain_row(cluster, c.mesh, term, repeat, batch.shape, formats[0]) for term, repeat in terms
+    rows = tuple(explain_row(cluster, c.mesh, term, mb * repeat, batch.shape, formats[0]) for term, repeat in terms
                  if not c.mesh.moves_nothing(term)) if detail else ()
     compute_s, memory_s, overhead_s = layer.compute_s, layer.memory_s, layer.overhead_s
     critical_s, step_s, latency_s, mfu = timing(cluster, workload, layer, comm_s, prefetched_s)
@@ -253,9 +250,7 @@ class LayerCosts:
     kv_bytes: np.ndarray
     activation_bytes: np.ndarray
     hbm_bytes: np.ndarray
-    # two-batch overlap: the kernels, collectives and their repeats are one micro-batch's, the
-    # compute, memory and local seconds, kernels and repeats both micro-batches' (`two_batch`)
-    micro_batches: int = 1
+    micro_batches: int = 1  # two-batch overlap: terms one micro-batch's, seconds and repeats the step's
 
 
 def layer_costs(model: Model, cluster: Cluster, workload: Workload, candidate: Candidate, batch: np.ndarray,
@@ -267,8 +262,8 @@ def layer_costs(model: Model, cluster: Cluster, workload: Workload, candidate: C
     With `grid`, the candidate's layouts on every mesh of the grid (its mesh is not used): each
     figure gains a leading axis over the grid's meshes (`shared` then kept for that grid only)."""
     if candidate.micro_batches > 1:
-        return two_batch(model, cluster, workload, candidate, batch, formats, first=first, last=last,
-                         shared=shared, grid=grid)
+        return two_batch(layer_costs, model, cluster, workload, candidate, batch, formats, first=first,
+                         last=last, shared=shared, grid=grid)
     c, memo = candidate, {} if shared is None else shared  # parts keyed by what they depend on
     batch = np.asarray(batch, dtype=np.int64)
     formats = (c.formats,) if formats is None else \
@@ -361,31 +356,6 @@ def layer_costs(model: Model, cluster: Cluster, workload: Workload, candidate: C
         hbm_bytes=weight_bytes + kv_bytes + activation_bytes)
 
 
-def two_batch(model: Model, cluster: Cluster, workload: Workload, candidate: Candidate, batch: np.ndarray,
-              formats=None, *, first=True, last=True, shared: dict | None = None, grid: Grid | None = None
-              ) -> LayerCosts:
-    """Two-batch overlap (DeepSeek-V3 report section 3.4; SGLang's two-batch overlap): the step's
-    B sequences run as two micro-batches of ceil(B/2), and while one's dispatch and combine (every
-    collective) cross the links, the other's attention and expert matmuls run. Each micro-batch
-    runs every kernel and reads the weights again (both micro-batches' kernels are summed: the
-    compute chain); each runs every collective (the link chain, `timing`); the step is the longer
-    chain. The per-layer fixed time is paid once per layer (the two micro-batches' layers
-    interleave), the per-kernel time per kernel launched (twice as many), the per-token time for
-    the step's tokens as without overlap. Memory, MFU's FLOPs and tokens are the whole batch's."""
-    one = replace(candidate, experts=replace(candidate.experts, micro_batches=1,
-                                             name=candidate.experts.name.removesuffix("+tbo")))
-    full = layer_costs(model, cluster, workload, one, batch, formats, first=first, last=last, shared=shared, grid=grid)
-    micro = (np.asarray(batch, dtype=np.int64) + 1) // 2
-    half = layer_costs(model, cluster, workload, one, micro, formats, first=first, last=last, grid=grid,
-                       shared=None if shared is None else shared.setdefault("two-batch micro-batch", {}))
-    mb = 2
-    return replace(full, candidate=candidate, terms=half.terms, collective_bytes=half.collective_bytes,
-                   repeats=mb * half.repeats, prefetched=half.prefetched, compute_s=mb * half.compute_s,
-                   memory_s=mb * half.memory_s, local_s=mb * half.local_s, kernels=mb * half.kernels,
-                   overhead_s=full.overhead_s + (mb * half.kernels - full.kernels) * cluster.calibration.kernel_overhead_s,
-                   micro_batches=mb)
-
-
 def step_kernels(model: Model, cluster: Cluster, workload: Workload, candidate: Candidate,
                  batch: np.ndarray) -> list[tuple]:
     """`kernel_seconds` of `candidate`'s step at `batch` (its own formats): what `local_s` sums."""
@@ -412,10 +382,8 @@ def timing(cluster: Cluster, workload: Workload, layer: LayerCosts, comm_s, pref
     row of the network seconds."""
     cal = cluster.calibration
     local_s, chips = (at_rows(x, rows) for x in (layer.local_s, layer.chips))
-    if layer.micro_batches > 1:  # two-batch overlap: the longer of the compute and link chains
-        critical_s = np.maximum(local_s, comm_s - prefetched_s)
-    else:
-        critical_s = critical_path(local_s, comm_s - prefetched_s, cal.overlap)
+    critical_s = np.maximum(local_s, comm_s - prefetched_s) if layer.micro_batches > 1 else \
+        critical_path(local_s, comm_s - prefetched_s, cal.overlap)  # two-batch overlap: the longer chain
     step_s = _step(critical_s, comm_s) + at_rows(layer.overhead_s, rows)  # combine's, its critical path once
     latency_s = step_s * at_rows(layer.steps, rows)
     mfu = at_rows(layer.mfu_flops, rows) / (chips * cluster.chip.peak_bf16_flop_per_s * latency_s)

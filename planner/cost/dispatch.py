@@ -84,4 +84,6 @@ def dispatch_kernels(experts, model, shape) -> tuple[tuple[Routed, object], ...]
     if decode.ndim == 0 or decode.all() or not decode.any():
         return ((routed(bool(decode.flat[0])), None),)
     layers = experts.n_moe_layers(model.n_layers)
+    if np.ndim(layers) and np.shape(layers)[0] != decode.shape[0]:  # a Grid of pipeline stages (not gated
+        return ((routed(False), None),)  # per phase: the normal kernels for both, a stated limit)
     return tuple((routed(low), layers * (decode == low).astype(np.int64)) for low in (False, True))

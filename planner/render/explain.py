@@ -126,8 +126,8 @@ def combine_lines(ev: Evaluation) -> list[str]:
               f"(compute {fmt_seconds(compute)}, memory {fmt_seconds(memory)}{stall})"]
     if ev.micro_batches > 1:
         comm = float(ev.comm_chain_s[0])
-        lines += [f"two-batch overlap  the rows above are one of {ev.micro_batches} micro-batches of "
-                  f"{-(-int(ev.batch[0]) // ev.micro_batches)} sequences; the totals here are the step's",
+        lines += [f"two-batch overlap  {ev.micro_batches} micro-batches of {-(-int(ev.batch[0]) // ev.micro_batches)} "
+                  f"sequences; each row above sums both (its notation is one micro-batch's)",
                   f"  compute chain  {fmt_seconds(local)}: every micro-batch's attention, expert matmuls and other kernels",
                   f"  link chain     {fmt_seconds(comm)}: every micro-batch's dispatch, combine and other collectives",
                   f"  step (before overhead) = the longer chain, {fmt_seconds(max(local, comm))} "

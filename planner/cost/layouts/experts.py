@@ -123,7 +123,7 @@ class ExpertLayout:
                           f"{_touched_text(touched, held)}"
                           f"{'' if routing.load_imbalance == 1 else f'; load imbalance x{routing.load_imbalance:g}'}",
                  flops=2.0 * model.ffn.n_matrices * E * (F / tp) * k * routed * routing.load_imbalance,
-                 hbm_bytes=read_bytes, kernels=2, grouped=True,
+                 hbm_bytes=read_bytes, kernels=2, grouped=M > 1,
                  # each expert's matmul multiplies the token slots routed to it: this chip's slots
                  # spread over the experts it touches
                  rows=routed * k / np.maximum(touched, 1.0)),
