@@ -240,7 +240,11 @@ def test_redundant_experts_take_memory_and_are_read_at_large_batches():
     assert read[0][0] == pytest.approx(read[1][0]) == pytest.approx(8 / 32)
     assert read[0][-1] == pytest.approx(8) and read[1][-1] == pytest.approx(9)
     assert np.all(b.step_s >= a.step_s)
-    np.testing.assert_allclose(b.compute_s, a.compute_s)  # the same token-expert pairs per chip
+    # the same token-expert pairs per chip (FLOPs), spread over more copies: fewer rows per expert
+    # copy, so the grouped GEMM runs at its rate at fewer rows (never faster)
+    flops = [sum(r.flops for r in ev.rows if r.name == "einsum experts W_in, W_out") for ev in (a, b)]
+    np.testing.assert_allclose(flops[1], flops[0])
+    assert np.all(b.compute_s >= a.compute_s)
 
 
 def test_any_ep_size_takes_the_fewest_redundant_experts_that_make_it_divide():
@@ -379,7 +383,8 @@ def test_deepseek_v3_on_256_h200s_decodes_with_wide_ep_and_batch_sharded_attenti
                      weights=("fp8", "bf16"), ffn=("ws2d",), phases=("decode",), output_tokens=256, context=4096)
     plan = _replace(plan, cluster=_replace(plan.cluster, calibration=Calibration()))
     frontier = search(plan).phases[0].frontier
-    assert frontier and all(p.experts == "ep" and p.attention == "batch" for p in frontier)
+    # wide EP, with or without two-batch overlap (issue 27: the overlap wins here)
+    assert frontier and all(p.experts.startswith("ep") and p.attention == "batch" for p in frontier)
 
 
 def test_deepseek_v3_in_bf16_does_not_fit_on_8_h200s_and_the_hint_says_what_would():

@@ -145,7 +145,7 @@ def _serve_plan(name, flags):
 def test_swept_step_parts_are_evaluate_bit_for_bit(name, flags):
     """sweep(parts=True): every part of a step serve's requests are made of (and the bound they
     set) is `evaluate`'s, bit for bit, at the prompt and at a decode context."""
-    from planner.cost.costmodel import _bound
+    from planner.cost.step import bound as _bound
     from planner.cost.request import context_workload
     plan = _serve_plan(name, flags)
     formats = plan.space.formats(plan.cluster.chip)
@@ -254,7 +254,7 @@ def test_request_arrays_are_decode_request_bit_for_bit(name, flags):
     flat = lambda sw: None if sw is None else {n: getattr(sw, n).reshape(-1) for n in ("local_s", "comm_s",
                                                                                        "prefetched_s")}
     parts = RequestParts(first=flat(first), last=flat(last), kink=flat(kink), overhead_s=last.overhead_s.reshape(-1),
-                         overlap=plan.cluster.calibration.overlap, input_tokens=I, output_tokens=O, window=window,
+                         overlap=last.overlap.reshape(-1), input_tokens=I, output_tokens=O, window=window,
                          pairwise=last.local_s.shape[1] == 1)
     static = static_decode_s(parts).reshape(last.local_s.shape)
     running = running_step_s(parts).reshape(last.local_s.shape)

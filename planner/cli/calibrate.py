@@ -53,6 +53,10 @@ def calibrate(
         raise UsageError(f"--bandwidth-model: expected chip or axes, got {bandwidth_model!r}")
     if other_models is not None and report is None:
         raise UsageError("--other-models is used by --report only")
+    from planner.commands.calibrate_moe import is_moe_file
+    if is_moe_file(measurements):
+        _calibrate_moe(measurements, cluster, output)
+        return
     from planner.config.serving_runs import is_serving_file
     if is_serving_file(measurements):
         if bandwidth_model is not None or other_models is not None:
@@ -134,6 +138,26 @@ def _calibrate_kernels(measurements: str, cluster: Optional[str], output: Option
     if report is not None:
         emit(accuracy_section(data, result, command + f" --report {report}"), report)
     typer.echo(report_text(data, result), nl=False)
+
+
+def _calibrate_moe(measurements: str, cluster: Optional[str], output: Optional[Path]) -> None:
+    """A MoE kernel file (DeepEP and DeepGEMM tables): planner.commands.calibrate_moe."""
+    from planner.commands.calibrate_moe import fit_moe, load_moe_tables, moe_yaml_block, with_moe_block
+    from planner.config import load_cluster
+    from planner.config.presets import locate as _locate
+
+    if cluster is None:
+        raise UsageError("--cluster is required with a MoE kernel file (e.g. --cluster h800-sxm)")
+    result = fit_moe(load_cluster(cluster), load_moe_tables(measurements))
+    command = f"planner calibrate {measurements} --cluster {cluster}"
+    for warning in result.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    if output is not None:
+        emit(with_moe_block(_locate("clusters", cluster).read_text(encoding="utf-8"),
+                            moe_yaml_block(result, command)), output)
+    for row in result.rows:
+        typer.echo(f"{row.table}  {row.label}: measured {row.measured_s * 1e6:.1f} us, predicted "
+                   f"{row.predicted_s * 1e6:.1f} us ({100 * row.error:+.1f}%){'' if row.fitted else ', shown'}")
 
 
 def _cluster(flag: Optional[str], data):

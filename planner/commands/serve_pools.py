@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from planner.cost.costmodel import _bound  # the step's bound from its parts, as evaluate sets it
+from planner.cost.step import bound as step_bound  # the step's bound from its parts, as evaluate sets it
 from planner.cost.costmodel import BOUNDS, Candidate, critical_path
 from planner.cost.line_tables import LineCache
 from planner.cost.request import (PARTS, RequestParts, context_workload, contexts, running_step_s,
@@ -117,7 +117,7 @@ def pools(plan: Plan) -> tuple[Pool, Pool, Pool]:
     kink = None if window is None else swept((Phase.DECODE,), context_workload(I, O, window, w.routing))[0]
     flat = lambda sw: None if sw is None else {n: getattr(sw, n).reshape(-1) for n in PARTS}  # noqa: E731
     request = RequestParts(first=flat(first), last=flat(last), kink=flat(kink),
-                           overhead_s=last.overhead_s.reshape(-1), overlap=plan.cluster.calibration.overlap,
+                           overhead_s=last.overhead_s.reshape(-1), overlap=last.overlap.reshape(-1),
                            input_tokens=I, output_tokens=O, window=window, pairwise=prefill.latency_s.shape[1] == 1)
 
     hbm = plan.cluster.chip.usable_hbm_bytes  # HBM less the runtime's reserve
@@ -193,7 +193,7 @@ class _Table:
     def stage(self, phase: Phase, sw: Swept, k: int, i: int, latency_s: float, step_s: float, mfu: float,
               context: float) -> Stage:
         c, f = self.discrete[k], self.formats[i // self.batch.size]
-        bound = _bound(*(getattr(sw, n)[k, i] for n in ("compute_s", "memory_s", "local_s")),
+        bound = step_bound(*(getattr(sw, n)[k, i] for n in ("compute_s", "memory_s", "local_s")),
                        sw.comm_s[k, i] - sw.prefetched_s[k, i], sw.critical_s[k, i], sw.comm_s[k, i])
         candidate = Candidate(phase=phase, mesh=c.mesh, ffn=c.ffn, attention=c.attention, weights=f.weights,
                               kv_cache=f.kv_cache, sparsity=f.sparsity, experts=c.experts, stages=c.stages)
@@ -214,7 +214,7 @@ def _static_decode(table: _Table, request: RequestParts, fits: np.ndarray) -> np
     candidate whose least exceeds another's greatest at the same entry cannot be the fastest."""
     O, shape = request.output_tokens, fits.shape
     keep = fits.reshape(-1).copy()
-    if 0.0 <= request.overlap <= 1.0:
+    if np.all((0.0 <= np.asarray(request.overlap)) & (np.asarray(request.overlap) <= 1.0)):
         ends = [e for e in (request.first, request.last, request.kink) if e is not None]
         lo, hi = (_step_at(request, ends, pick) * O for pick in (np.minimum, np.maximum))
         lo = np.where(fits, lo.reshape(shape) * (1 - MARGIN), np.inf)

@@ -24,7 +24,7 @@ from planner.config.yamlio import (
     passthrough,
     text,
 )
-from planner.specs.hardware import Calibration, Chip, Cluster, Level, Slice, Switched, Torus, WeightFormat
+from planner.specs.hardware import Calibration, Chip, Cluster, Level, MoeKernels, Slice, Switched, Torus, WeightFormat
 from planner.units import parse_quantity
 
 COMPUTE_FORMATS = ("bf16", "fp16", "fp8", "int8", "int4", "fp4", "tf32", "fp32")
@@ -103,19 +103,31 @@ CLUSTER_FIELDS = {
     # a preset without measurements: another preset's fitted constants, by a stated rule (comment)
     "calibration_borrowed_from": Field(text, required=False),
     "calibration_confidence": Field(choice({"low": "low", "medium": "medium"}, "confidence"), required=False),
+    # DeepEP/DeepGEMM constants fitted by planner.commands.calibrate_moe, or the preset that
+    # carries them by a stated rule (comment)
+    "moe_kernels": Field(passthrough, required=False),
+    "moe_kernels_from": Field(text, required=False),
 }
+MOE_KERNEL_FIELDS = {"deepep_normal": Field(passthrough), "deepep_low_latency": Field(passthrough),
+                     "grouped_matmul_efficiency": Field(EFFICIENCY),
+                     "grouped_half_rows": Field(number(inclusive=True))}
+MOE_LEVEL_FIELDS = {"latency_s": Field(LATENCY), "efficiency": Field(EFFICIENCY)}
 
 
 def load_cluster(name_or_path: str, *, base: Path | None = None, at: At | None = None) -> Cluster:
     return _read_cluster(load_document(locate("clusters", name_or_path, base, at)))
 
 
-def _read_cluster(root: At) -> Cluster:
+def _read_cluster(root: At, *, donor: bool = False) -> Cluster:
+    """A cluster; `donor`: read only for its own fitted constants (another preset borrows them),
+    without resolving what it borrows in turn (h800-sxm borrows h100-sxm's calibration, h100-sxm
+    its moe_kernels)."""
     f = fields(root, CLUSTER_FIELDS, "a cluster")
     calibration = f.get("calibration", Calibration())
     borrowed = f.get("calibration_borrowed_from")
     if borrowed is not None:
-        calibration = _borrowed_calibration(f, borrowed)
+        if not donor:
+            calibration = _borrowed_calibration(f, borrowed)
     elif "calibration_confidence" in f.values:
         raise f.where["calibration_confidence"].error("calibration_confidence without calibration_borrowed_from",
                                                       hint="it rates a borrowed calibration; remove it")
@@ -125,7 +137,50 @@ def _read_cluster(root: At) -> Cluster:
     return Cluster(name=f["name"], chip=f["chip"], topology=f["topology"],
                    calibration=calibration, source=f.get("source", ""),
                    price_usd_per_chip_hour=f.get("price_usd_per_chip_hour"),
-                   calibration_borrowed_from=borrowed, calibration_confidence=f.get("calibration_confidence"))
+                   calibration_borrowed_from=borrowed, calibration_confidence=f.get("calibration_confidence"),
+                   moe_kernels=None if donor and "moe_kernels" not in f.values else _moe_kernels(f))
+
+
+def _moe_kernels(f: Fields) -> MoeKernels | None:
+    """`moe_kernels:` (fitted constants, per level by name) or `moe_kernels_from: <preset>` (that
+    preset's, its levels renamed by position, innermost to innermost: the rule its comment states)."""
+    if "moe_kernels" in f.values and "moe_kernels_from" in f.values:
+        raise f.where["moe_kernels_from"].error("both a moe_kernels block and moe_kernels_from",
+                                                hint="keep one: fitted constants, or the preset they come from")
+    if "moe_kernels_from" in f.values:
+        at = f.where["moe_kernels_from"]
+        source = _read_cluster(load_document(locate("clusters", f["moe_kernels_from"], Path(at.file).parent, at)),
+                               donor=True)
+        if source.moe_kernels is None or source.moe_kernels.borrowed_from is not None:
+            raise at.error(f"{f['moe_kernels_from']!r} has no fitted moe_kernels of its own",
+                           hint="name the preset whose moe_kernels block was fitted (h800-sxm)")
+        ours = [level.name for level in f["topology"].levels] if isinstance(f["topology"], Switched) else []
+        theirs = [level.name for level in source.topology.levels]
+        if len(ours) != len(theirs):
+            raise at.error(f"{f['moe_kernels_from']!r} has {len(theirs)} switched levels, this cluster {len(ours)}",
+                           hint="carry them from a cluster with as many switched levels")
+        rename = dict(zip(theirs, ours))
+        m = source.moe_kernels
+        return replace(m, normal=tuple((rename[n], a, e) for n, a, e in m.normal),
+                       low_latency=tuple((rename[n], a, e) for n, a, e in m.low_latency),
+                       borrowed_from=source.name)
+    if "moe_kernels" not in f.values:
+        return None
+    v = fields(f.where["moe_kernels"], MOE_KERNEL_FIELDS, "moe_kernels")
+    names = [level.name for level in f["topology"].levels] if isinstance(f["topology"], Switched) else []
+
+    def per_level(key):
+        out = []
+        for name, name_at, value_at in entries(v.where[key], f"{key} (level name: latency_s, efficiency)"):
+            if name not in names:
+                raise name_at.error(f"{name!r} is not a level of this cluster's topology",
+                                    hint=f"its levels: {', '.join(names) or 'none (a torus)'}")
+            c = fields(value_at, MOE_LEVEL_FIELDS, "a level's kernel constants")
+            out.append((name, c["latency_s"], c["efficiency"]))
+        return tuple(out)
+
+    return MoeKernels(normal=per_level("deepep_normal"), low_latency=per_level("deepep_low_latency"),
+                      grouped_efficiency=v["grouped_matmul_efficiency"], grouped_half_rows=v["grouped_half_rows"])
 
 
 def _borrowed_calibration(f: Fields, name: str) -> Calibration:
@@ -135,7 +190,7 @@ def _borrowed_calibration(f: Fields, name: str) -> Calibration:
     if "calibration" in f.values:
         raise at.error("both a calibration block and calibration_borrowed_from",
                        hint="keep one: fitted constants, or the preset they are borrowed from")
-    source = _read_cluster(load_document(locate("clusters", name, Path(at.file).parent, at)))
+    source = _read_cluster(load_document(locate("clusters", name, Path(at.file).parent, at)), donor=True)
     if source.calibration_borrowed_from is not None or not source.calibrated:
         raise at.error(f"{name!r} has no fitted calibration of its own",
                        hint="borrow from a calibrated preset (planner presets lists them)")

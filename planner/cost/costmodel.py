@@ -28,22 +28,8 @@ Per step (prefill: one forward pass; decode: one token per sequence):
                 (n_kernels: the matmul kernels of the step, Term.kernels of every einsum; the
                  roofline of one matmul plus a fixed time per kernel is what GPU GEMM tables show)
 
-`combine` is the overlap policy, one calibration knob `overlap` = f in [0, 1]:
-    critical = local + k_a - f * min(local, k_a)
-    step     = max(critical, k_a + k_w)
-Compute and HBM time overlap within a kernel (a roofline): the matrix units consume operands
-as HBM streams them, so a kernel takes the larger of the two. Kernels run one after another, so
-their times add: a compute-bound matmul does not hide the attention core's KV-cache read, and
-local_s >= max(compute_s, memory_s), equal when every kernel has the same bound (a step that
-only streams weights, or only multiplies). Activation collectives (k_a) depend on
-the step's own data; a share f of the shorter of local time and k_a hides under the other (the
-paper's looped collective einsums): f = 0 adds them, f = 1 takes the max. Weight all-gathers
-(k_w) do not depend on the step's data: weights are known ahead, so they stream
-in chunks, each gathered while the previous one multiplies (the next layer's first chunk during
-this layer), and cost time only when the links, which carry both kinds, are busier than the
-critical path. The working set is one layer's gathered weights (see Memory below). Ideal
-clusters use f = 0; the calibrated TPU v4 preset carries the fitted f (which is 0: its
-measurements show no hiding of activation collectives beyond the roofline).
+`combine` (planner.cost.step) is the overlap policy: the critical path of local time and the
+activation collectives, or all the traffic if that lasts longer.
 
 Each layer's terms repeat n_layers times; the output projection (logits, W_emb[E, V_xyz]) runs
 once per step for one token per sequence. Metrics follow the reference file's conventions:
@@ -62,7 +48,7 @@ runtime's `memory_reserve`. Weights and KV cache are stored in their formats (sc
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -75,13 +61,12 @@ from planner.cost.layouts.head import output_projection
 from planner.cost.line_tables import LineCache, network_seconds
 from planner.cost.mesh import Mesh
 from planner.cost.network import latency_line, ring_steps
+from planner.cost.overlap import two_batch
+from planner.cost.step import BOUNDS, bound, combine, critical_path, step_overlap, step_time
 from planner.specs.formats import Formats, KvFormat, Sparsity
 from planner.specs.hardware import Cluster, WeightFormat
 from planner.specs.model import Model
 from planner.specs.plan import Phase, Workload
-
-BOUNDS = ("compute", "memory", "comm")
-
 
 @dataclass(frozen=True, kw_only=True)
 class Candidate:
@@ -100,6 +85,10 @@ class Candidate:
     @property
     def formats(self) -> Formats:
         return Formats(weights=self.weights, kv_cache=self.kv_cache, sparsity=self.sparsity)
+
+    @property
+    def micro_batches(self) -> int:  # two-batch overlap: its expert layout's (1: none)
+        return self.experts.micro_batches if self.experts is not None else 1
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -138,28 +127,15 @@ class Evaluation:
     bound: np.ndarray  # index into BOUNDS
     rows: tuple  # planner.cost.rows.Row: explain rows (only with evaluate(detail=True))
     formats: tuple[Formats, ...]  # formats of point i: formats[i * len(formats) // len(batch)]
+    micro_batches: int = 1  # two-batch overlap (planner.cost.overlap): its chains, each the whole step's
+    compute_chain_s: np.ndarray | None = None
+    comm_chain_s: np.ndarray | None = None
 
     def formats_at(self, i: int) -> Formats:
         return self.formats[i * len(self.formats) // self.batch.size]
 
     def weights_at(self, i: int) -> WeightFormat:
         return self.formats_at(i).weights
-
-
-def critical_path(local_s, active_comm_s, overlap: float):
-    """local + k_a - f * min(local, k_a) (see module docstring)."""
-    return local_s + active_comm_s - overlap * np.minimum(local_s, active_comm_s)
-
-
-def combine(local_s, comm_s, overlap: float, prefetched_s=0.0):
-    """The overlap policy (see module docstring); `comm_s` includes `prefetched_s`."""
-    return _step(critical_path(local_s, comm_s - prefetched_s, overlap), comm_s)
-
-
-def _step(critical_s, comm_s):
-    """The step before overhead: the critical path, or all the traffic if it lasts longer (the
-    prefetched weight gathers run under the critical path)."""
-    return np.maximum(critical_s, comm_s)
 
 
 def _per_point(values: list[float], n: int):
@@ -183,17 +159,18 @@ def evaluate(model: Model, cluster: Cluster, workload: Workload, candidate: Cand
     batch, formats, terms, cal = layer.batch, layer.formats, layer.terms, cluster.calibration
     lines, by_level = lines or LineCache(cluster), {}  # collective latency per switched level (or "torus")
     comm_s, prefetched_s = (a[0] for a in network_costs(cluster, (c.mesh,), layer, lines))
-    for t, repeat in terms:
+    mb = layer.micro_batches  # each micro-batch runs every collective
+    for t, repeat in ((t, mb * r) for t, r in terms):
         if t.collective is not None:  # the line fastest at zero bytes, split by level
             for level, seconds in latency_line(lines(c.mesh, t.collective.kind, t.collective.axes,
-                                                     t.collective.prefetched)).latency_by_level:
+                                                     t.collective.prefetched, t.collective.routed)).latency_by_level:
                 by_level[level] = by_level.get(level, 0.0) + repeat * seconds
-    steps = sum(repeat * ring_steps(c.mesh, t.collective) for t, repeat in terms if t.collective is not None)
-    prefetched_steps = sum(repeat * ring_steps(c.mesh, t.collective) for t, repeat in terms
+    steps = sum(mb * repeat * ring_steps(c.mesh, t.collective) for t, repeat in terms if t.collective is not None)
+    prefetched_steps = sum(mb * repeat * ring_steps(c.mesh, t.collective) for t, repeat in terms
                            if t.collective is not None and t.collective.prefetched)
     if detail:  # imported here: a search never builds explain rows
         from planner.cost.rows import explain_row
-    rows = tuple(explain_row(cluster, c.mesh, term, repeat, batch.shape, formats[0]) for term, repeat in terms
+    rows = tuple(explain_row(cluster, c.mesh, term, mb * repeat, batch.shape, formats[0]) for term, repeat in terms
                  if not c.mesh.moves_nothing(term)) if detail else ()
     compute_s, memory_s, overhead_s = layer.compute_s, layer.memory_s, layer.overhead_s
     critical_s, step_s, latency_s, mfu = timing(cluster, workload, layer, comm_s, prefetched_s)
@@ -201,7 +178,7 @@ def evaluate(model: Model, cluster: Cluster, workload: Workload, candidate: Cand
     return Evaluation(
         candidate=c, model=model, workload=workload, batch=batch, tokens=tokens, compute_s=compute_s, memory_s=memory_s,
         local_s=layer.local_s,
-        comm_s=comm_s, prefetched_s=prefetched_s, critical_s=critical_s, overlap=cal.overlap,
+        comm_s=comm_s, prefetched_s=prefetched_s, critical_s=critical_s, overlap=step_overlap(cal, mb),
         ring_steps=steps, prefetched_ring_steps=prefetched_steps, comm_latency_s=sum(by_level.values()),
         comm_latency_by_level_s=tuple(by_level.items()),
         overhead_s=overhead_s, overhead_kernels=layer.kernels, overhead_tokens=layer.tokens_per_chip,
@@ -209,8 +186,9 @@ def evaluate(model: Model, cluster: Cluster, workload: Workload, candidate: Cand
         cost_chip_s_per_token=c.mesh.chips * latency_s / tokens, tokens_per_s=tokens / latency_s,
         weight_bytes=layer.weight_bytes, kv_bytes=layer.kv_bytes, activation_bytes=layer.activation_bytes,
         hbm_bytes=hbm_bytes, hbm_fraction=hbm_bytes / cluster.chip.hbm_bytes,
-        bound=_bound(compute_s, memory_s, layer.local_s, comm_s - prefetched_s, critical_s, comm_s), rows=rows,
-        formats=formats,
+        bound=bound(compute_s, memory_s, layer.local_s, comm_s - prefetched_s, critical_s, comm_s), rows=rows,
+        formats=formats, micro_batches=mb,
+        compute_chain_s=layer.local_s if mb > 1 else None, comm_chain_s=comm_s if mb > 1 else None,
     )
 
 
@@ -240,6 +218,7 @@ class LayerCosts:
     kv_bytes: np.ndarray
     activation_bytes: np.ndarray
     hbm_bytes: np.ndarray
+    micro_batches: int = 1  # two-batch overlap: terms one micro-batch's, seconds and repeats the step's
 
 
 def layer_costs(model: Model, cluster: Cluster, workload: Workload, candidate: Candidate, batch: np.ndarray,
@@ -250,6 +229,9 @@ def layer_costs(model: Model, cluster: Cluster, workload: Workload, candidate: C
     (the layers' parts are the same for a pipeline stage's model, but for its local layers).
     With `grid`, the candidate's layouts on every mesh of the grid (its mesh is not used): each
     figure gains a leading axis over the grid's meshes (`shared` then kept for that grid only)."""
+    if candidate.micro_batches > 1:
+        return two_batch(layer_costs, model, cluster, workload, candidate, batch, formats, first=first,
+                         last=last, shared=shared, grid=grid)
     c, memo = candidate, {} if shared is None else shared  # parts keyed by what they depend on
     batch = np.asarray(batch, dtype=np.int64)
     formats = (c.formats,) if formats is None else \
@@ -369,18 +351,12 @@ def timing(cluster: Cluster, workload: Workload, layer: LayerCosts, comm_s, pref
     row of the network seconds."""
     cal = cluster.calibration
     local_s, chips = (at_rows(x, rows) for x in (layer.local_s, layer.chips))
-    critical_s = critical_path(local_s, comm_s - prefetched_s, cal.overlap)
-    step_s = _step(critical_s, comm_s) + at_rows(layer.overhead_s, rows)  # combine's, its critical path once
+    critical_s = critical_path(local_s, comm_s - prefetched_s, step_overlap(cal, layer.micro_batches))
+    step_s = step_time(critical_s, comm_s) + at_rows(layer.overhead_s, rows)  # combine's, its critical path once
     latency_s = step_s * at_rows(layer.steps, rows)
     mfu = at_rows(layer.mfu_flops, rows) / (chips * cluster.chip.peak_bf16_flop_per_s * latency_s)
     return critical_s, step_s, latency_s, mfu
 
 
-def _bound(compute_s, memory_s, local_s, active_s, critical_s, comm_s):
-    """What sets the step (index into BOUNDS): the links when all their traffic outlasts the
-    critical path or the activation collectives outlast the local time; else compute or HBM,
-    whichever total is larger (the step's compute against its memory seconds; explain's kernels
-    line says how much kernels of different bounds add on top)."""
-    local = np.where(compute_s >= memory_s, 0, 1)
-    comm = (comm_s > critical_s) | (active_s > local_s)
-    return np.where(comm, 2, local)
+__all__ = ["BOUNDS", "Candidate", "Evaluation", "LayerCosts", "combine", "critical_path", "evaluate", "layer_costs",
+           "network_costs", "step_kernels", "step_overlap", "timing"]

@@ -36,6 +36,32 @@ def matmul_flops(cal, term: Term):
     return term.flops * (1.0 + cal.matmul_half_rows / np.maximum(term.rows, 1e-300))
 
 
+def grouped_flops(cluster: Cluster, term: Term):
+    """A grouped GEMM's FLOPs as it costs them at the weight format's full peak, where the cluster
+    has fitted grouped-GEMM constants (`Cluster.moe_kernels`): FLOPs (1 + h_g / m) / e_g, the
+    rate e_g m / (m + h_g) of that peak in the rows per expert m (DeepGEMM's grouped tables,
+    planner.commands.calibrate_moe); None where it has none (the dense matmul curve applies)."""
+    moe = cluster.moe_kernels
+    if moe is None or not term.grouped or term.rows is None:
+        return None
+    return term.flops * (1.0 + moe.grouped_half_rows / np.maximum(term.rows, 1e-300)) / moe.grouped_efficiency
+
+
+def grouped_gemm_seconds(cluster: Cluster, groups: int, m, n: int, k: int, weight_bytes: float,
+                         compute: str = "fp8"):
+    """One grouped GEMM kernel (a row of DeepGEMM's grouped tables): `groups` experts, each
+    y[m, n] = x[m, k] W[k, n], x and y in bf16 in HBM as `gemm_seconds` counts them, W in
+    `weight_bytes` per element, at the `compute` peak and the grouped rate (`grouped_flops`);
+    roofline plus the cluster's kernel_overhead_s."""
+    cal, chip = cluster.calibration, cluster.chip
+    m = np.asarray(m, dtype=float)
+    term = Term(name="grouped gemm", notation="", flops=2.0 * groups * m * n * k, rows=m, grouped=True,
+                hbm_bytes=groups * (ACTIVATION_BYTES * (m * k + m * n) + weight_bytes * k * n))
+    compute_s = grouped_flops(cluster, term) / chip.peak_flop_per_s[compute]
+    memory_s = term.hbm_bytes / (chip.hbm_bytes_per_s * cal.hbm_efficiency)
+    return np.maximum(compute_s, memory_s) + cal.kernel_overhead_s
+
+
 def gemm_seconds(cluster: Cluster, m, n: int, k: int, compute: str, weight_bytes: float):
     """One matmul kernel y[m, n] = x[m, k] W[k, n] (a row of a GEMM table): x and y in bf16,
     W in `weight_bytes` per element, at the chip's `compute` peak (matmul_flop_per_s); the roofline of the einsum
@@ -54,7 +80,9 @@ def kernel_seconds(cluster: Cluster, terms, weight_peak) -> list[tuple]:
     HBM read's row (times its repeat) is a kernel, but rows that share `Term.kernel` (and their
     layers) are one; collectives are not. A figure the rows do not have is the plain number 0.
     Compute: FLOPs as the matmuls cost them (`matmul_flops`) at the rate of their format's peak
-    (`matmul_flop_per_s`; QK, AV at the bf16 peak); memory: HBM bytes at the sustained bandwidth."""
+    (`matmul_flop_per_s`; QK, AV at the bf16 peak; grouped GEMMs at the grouped rate of their
+    format's peak where the cluster has one, `grouped_flops`); memory: HBM bytes at the sustained
+    bandwidth."""
     cal, chip = cluster.calibration, cluster.chip
     weight_rate = matmul_flop_per_s(cluster, weight_peak)
     activation_rate = chip.peak_bf16_flop_per_s * cal.matmul_efficiency
@@ -65,7 +93,9 @@ def kernel_seconds(cluster: Cluster, terms, weight_peak) -> list[tuple]:
             continue
         # the repeat over the rate first: small (a number, or per Grid row or format), then one
         # product over every point
+        grouped = grouped_flops(cluster, term)
         c_s = 0 if plain_zero(term.flops) else \
+            grouped * (repeat / weight_peak) if grouped is not None else \
             matmul_flops(cal, term) * (repeat / (activation_rate if term.activation_matmul else weight_rate))
         m_s = 0 if plain_zero(term.hbm_bytes) else term.hbm_bytes * (repeat / bandwidth)
         if not term.kernel:

@@ -30,28 +30,29 @@ class LineCache:
             level.in_switch_reduction and c.in_switch_latency_s is not None for level, c in constants)
 
     @staticmethod
-    def _key(mesh: Mesh, kind: CollectiveKind, axes: str, prefetched: bool) -> tuple:
+    def _key(mesh: Mesh, kind: CollectiveKind, axes: str, prefetched: bool, routed=None) -> tuple:
         """What a collective's lines depend on: on a torus the slice and the pieces spanned, on a
-        switched cluster the chips spanned per level."""
+        switched cluster the chips spanned per level (and a dispatch's routing)."""
         if mesh.torus:
-            return (mesh.physical, mesh.wraparound, mesh.pieces(axes), kind, prefetched)
-        return (collective_spans(mesh, axes), kind, prefetched)
+            return (mesh.physical, mesh.wraparound, mesh.pieces(axes), kind, prefetched, routed)
+        return (collective_spans(mesh, axes), kind, prefetched, routed)
 
-    def __call__(self, mesh: Mesh, kind: CollectiveKind, axes: str, prefetched: bool) -> tuple[Line, ...]:
-        key = self._key(mesh, kind, axes, prefetched)
+    def __call__(self, mesh: Mesh, kind: CollectiveKind, axes: str, prefetched: bool,
+                 routed=None) -> tuple[Line, ...]:
+        key = self._key(mesh, kind, axes, prefetched, routed)
         lines = self._lines.get(key)
         if lines is None:
-            lines = self._lines[key] = collective_lines(self.cluster, mesh, kind, axes, prefetched)
+            lines = self._lines[key] = collective_lines(self.cluster, mesh, kind, axes, prefetched, routed)
         return lines
 
-    def arrays(self, mesh: Mesh, kind: CollectiveKind, axes: str, prefetched: bool):
+    def arrays(self, mesh: Mesh, kind: CollectiveKind, axes: str, prefetched: bool, routed=None):
         """The lines as arrays for `lines_seconds`: seconds_per_byte and latency_s (lines,),
         padded with copies of the last line to `count` (every collective of the cluster the same
         shape)."""
-        key = self._key(mesh, kind, axes, prefetched)
+        key = self._key(mesh, kind, axes, prefetched, routed)
         out = self._arrays.get(key)
         if out is None:
-            lines = self(mesh, kind, axes, prefetched)
+            lines = self(mesh, kind, axes, prefetched, routed)
             lines = lines + lines[-1:] * (self.count - len(lines))
             out = self._arrays[key] = (np.array([line.seconds_per_byte for line in lines]),
                                        np.array([line.latency_s for line in lines]))
@@ -92,12 +93,12 @@ class MeshLines:
         for k, collective in enumerate(signature):
             table = self._tables.get(collective)
             if table is None:
-                kind, axes, prefetched = collective
+                kind, axes, prefetched, routed = collective
                 if axes not in self._codes:
                     self._codes[axes] = first_rows(np.concatenate([self.slices[:, None], spans(self.factors, axes)],
                                                                   axis=1))
                 first, inverse = self._codes[axes]
-                arrays = [lines.arrays(self.meshes[i], kind, axes, prefetched) for i in first]
+                arrays = [lines.arrays(self.meshes[i], kind, axes, prefetched, routed) for i in first]
                 table = self._tables[collective] = (np.array([a[0] for a in arrays]),
                                                     np.array([a[1] for a in arrays]), inverse)
             codes = table[2][index]
@@ -105,9 +106,9 @@ class MeshLines:
         return rate, latency
 
 
-def signature(collectives) -> tuple[tuple[CollectiveKind, str, bool], ...]:
-    """What a list of collectives' lines depend on: (kind, axes, prefetched) of each."""
-    return tuple((k.kind, k.axes, k.prefetched) for k in collectives)
+def signature(collectives) -> tuple[tuple, ...]:
+    """What a list of collectives' lines depend on: (kind, axes, prefetched, routed) of each."""
+    return tuple((k.kind, k.axes, k.prefetched, k.routed) for k in collectives)
 
 
 def network_seconds(lines: LineCache, meshes, collectives, data: np.ndarray, repeats: np.ndarray,

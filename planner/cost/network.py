@@ -91,7 +91,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from planner.cost.layouts.base import Collective, CollectiveKind
+from planner.cost.dispatch import level_factors
+from planner.cost.layouts.base import Collective, CollectiveKind, Routed
 from planner.cost.mesh import Mesh, joined_axis, level_sizes
 from planner.specs.hardware import Calibration, Cluster, Switched, Torus
 
@@ -146,7 +147,8 @@ class Line:
 
 def collective_seconds(cluster: Cluster, mesh: Mesh, collective: Collective):
     """Seconds of `collective` on `mesh`: the fastest of its `collective_lines`."""
-    lines = collective_lines(cluster, mesh, collective.kind, collective.axes, collective.prefetched)
+    lines = collective_lines(cluster, mesh, collective.kind, collective.axes, collective.prefetched,
+                             collective.routed)
     return _fastest(lines, collective.bytes_per_chip)
 
 
@@ -179,9 +181,10 @@ def lines_seconds(seconds_per_byte: np.ndarray, latency_s: np.ndarray, data: np.
 
 
 def collective_lines(cluster: Cluster, mesh: Mesh, kind: CollectiveKind, axes: str,
-                     prefetched: bool = False) -> tuple[Line, ...]:
+                     prefetched: bool = False, routed: Routed | None = None) -> tuple[Line, ...]:
     """The lines of a collective over `axes` of `mesh`: they depend only on the pieces it spans
-    (and the slice's, for a torus), its kind and whether it is prefetched, not on its bytes."""
+    (and the slice's, for a torus), its kind, whether it is prefetched and, for a dispatch or
+    combine (`routed`), its routing, not on its bytes."""
     pieces = mesh.pieces(axes)
     chips = 1
     for _, k in pieces:
@@ -189,6 +192,8 @@ def collective_lines(cluster: Cluster, mesh: Mesh, kind: CollectiveKind, axes: s
     if chips == 1:
         return (Line(latency_s=0.0, efficiency=1.0, levels=(_NO_LEVEL,)),)
     topology, cal = cluster.topology, cluster.calibration
+    if isinstance(topology, Switched) and routed is not None and cluster.moe_kernels is not None:
+        return (_routed_line(routed_levels(cluster, dict(collective_spans(mesh, axes)), routed)),)
     if isinstance(topology, Switched):
         return _switched_lines(topology, cal, kind, dict(collective_spans(mesh, axes)), chips, prefetched)
     efficiency = cal.weight_gather_efficiency if prefetched else cal.network_efficiency
@@ -262,6 +267,49 @@ def _line(levels) -> Line:
         latency_s = latency_s + seconds
     return Line(latency_s=latency_s, efficiency=1.0, levels=tuple(f for _, _, f in levels) or (_NO_LEVEL,),
                 latency_by_level=tuple((name, seconds) for name, seconds, _ in reversed(levels)))
+
+
+def routed_levels(cluster: Cluster, spans: dict[str, int], routed: Routed) -> tuple[tuple, ...]:
+    """DeepEP's dispatch/combine on a switched cluster with `moe_kernels`: per level it spans,
+    innermost first, (name, factor of the stated bytes it carries (planner.cost.dispatch),
+    latency_s, efficiency, bytes/s per GPU). A call takes the sum of the levels' fixed times plus
+    the longest of their transfers, factor D / (efficiency W): NVLink forwarding and RDMA run at
+    once. Constants: the cluster's `moe_kernels` for the kernels (normal or low-latency); a level
+    it lacks takes the level's collective constants (first line)."""
+    levels, moe = cluster.topology.levels, cluster.moe_kernels
+    gpus = spans.get(levels[0].name, 1)
+    nodes = 1
+    for level in levels[1:]:
+        nodes *= spans.get(level.name, 1)
+    inner, outer = level_factors(routed, gpus, nodes)
+    kernels = "low-latency" if routed.low_latency else "normal"
+    out = []
+    for i, level in enumerate(levels):
+        k = spans.get(level.name, 1)
+        if k == 1:
+            continue
+        constants = moe.level(kernels, level.name)
+        if constants is None:
+            c = cluster.calibration.level(level.name)
+            constants = (c.latency_s, c.efficiency)
+        out.append((level.name, inner if i == 0 else outer, constants[0], constants[1], level.bandwidth(k)))
+    return tuple(out)
+
+
+def _routed_line(levels) -> Line:
+    """`routed_levels` as one Line: the fixed times summed, the steepest level's slope."""
+    latency_s, slope = 0.0, 0.0
+    for _, factor, seconds, efficiency, bandwidth in levels:
+        latency_s, slope = latency_s + seconds, max(slope, factor / (efficiency * bandwidth))
+    return Line(latency_s=latency_s, efficiency=1.0, levels=((slope, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0),),
+                latency_by_level=tuple((name, seconds) for name, _, seconds, _, _ in levels))
+
+
+def routed_seconds(cluster: Cluster, routed: Routed, gpus: int, bytes_per_chip):
+    """A dispatch or combine of `bytes_per_chip` (every copy) over `gpus` GPUs of a switched
+    cluster with `moe_kernels`, filling one node of 8 first: a row of DeepEP's tables."""
+    spans = {name: k for name, k in level_sizes(cluster.topology, gpus) if k > 1}
+    return _fastest((_routed_line(routed_levels(cluster, spans, routed)),), bytes_per_chip)
 
 
 def scale_out_bytes_per_s(cluster: Cluster) -> float:

@@ -132,7 +132,7 @@ class RequestParts:
     last: dict
     kink: dict | None
     overhead_s: np.ndarray
-    overlap: float
+    overlap: np.ndarray | float  # per point (two-batch overlap: 1; costmodel.step_overlap)
     input_tokens: int
     output_tokens: int
     window: float | None
@@ -143,7 +143,8 @@ class RequestParts:
         pick = lambda parts: None if parts is None else {n: parts[n][index] for n in PARTS}
         return RequestParts(first=pick(self.first), last=pick(self.last), kink=pick(self.kink),
                             overhead_s=self.overhead_s[index],
-                            overlap=self.overlap, input_tokens=self.input_tokens, output_tokens=self.output_tokens,
+                            overlap=self.overlap if np.ndim(self.overlap) == 0 else self.overlap[index],
+                            input_tokens=self.input_tokens, output_tokens=self.output_tokens,
                             window=self.window, pairwise=self.pairwise)
 
     def terms(self) -> list[np.ndarray]:

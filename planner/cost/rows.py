@@ -8,10 +8,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from planner.cost.kernels import matmul_flop_per_s, matmul_flops
+from planner.cost.kernels import grouped_flops, matmul_flop_per_s, matmul_flops
 from planner.cost.layouts import Term
 from planner.cost.mesh import Mesh
-from planner.cost.network import collective_seconds
+from planner.cost.network import collective_seconds, collective_spans, routed_levels
+from planner.units import fmt_bytes
 from planner.specs.formats import Formats, Sparsity
 from planner.specs.hardware import Cluster
 
@@ -49,20 +50,34 @@ def explain_row(cluster: Cluster, mesh: Mesh, term: Term, repeat: int, shape: tu
     if not np.any(term.flops):
         compute_format, peak = "", 0.0
     sustained = float(matmul_flop_per_s(cluster, peak))
+    grouped = grouped_flops(cluster, term) if peak else None
+    notation = term.text
+    if grouped is not None:  # the grouped-GEMM rate at this row's rows per expert (its first point)
+        m = float(np.ravel(term.rows)[0])
+        sustained = peak * cluster.moe_kernels.grouped_efficiency * m / (m + cluster.moe_kernels.grouped_half_rows)
+        compute_format += f" grouped GEMM, {m:.4g} rows per expert"
     flops = np.broadcast_to(repeat * np.asarray(term.flops, dtype=float), shape)
     hbm = np.broadcast_to(repeat * np.asarray(term.hbm_bytes, dtype=float), shape)
     if term.collective is not None:
         comm_bytes = np.broadcast_to(repeat * np.asarray(term.collective.bytes_per_chip, dtype=float), shape)
         comm_s = np.broadcast_to(repeat * collective_seconds(cluster, mesh, term.collective), shape)
         label = f"{term.collective.kind.value}({term.collective.axes})"
+        routed = term.collective.routed
+        if routed is not None and cluster.moe_kernels is not None and not mesh.torus:
+            data = float(np.ravel(comm_bytes)[0])
+            levels = routed_levels(cluster, dict(collective_spans(mesh, term.collective.axes)), routed)
+            notation += (f" [DeepEP {'low-latency' if routed.low_latency else 'normal'} kernels: "
+                         + ", ".join(f"{name} {fmt_bytes(factor * data)} at {100 * e:.0f}% of "
+                                     f"{fmt_bytes(w)}/s" for name, factor, _, e, w in levels) + "]")
     else:
         comm_bytes, comm_s, label = 0.0 * flops, 0.0 * flops, ""
     return Row(
-        name=term.name, notation=term.text, repeat=repeat, flops=flops, hbm_bytes=hbm,
+        name=term.name, notation=notation, repeat=repeat, flops=flops, hbm_bytes=hbm,
         comm_bytes=comm_bytes, collective=label, compute_format=compute_format, peak_flop_per_s=peak,
         sustained_flop_per_s=sustained,
-        compute_s=np.broadcast_to(repeat * np.asarray(matmul_flops(cal, term), dtype=float), shape)
-        / sustained if peak else 0.0 * flops,
+        compute_s=(np.broadcast_to(repeat * np.asarray(grouped, dtype=float), shape) / peak if grouped is not None
+                   else np.broadcast_to(repeat * np.asarray(matmul_flops(cal, term), dtype=float), shape)
+                   / sustained) if peak else 0.0 * flops,
         memory_s=hbm / (chip.hbm_bytes_per_s * cal.hbm_efficiency),
         comm_s=comm_s, kernel=term.kernel,
     )

@@ -54,6 +54,10 @@ def explain_dict(ev: Evaluation, cluster=None) -> dict:
     if ev.model.n_local_layers:
         out["local_attention"] = {"layers": ev.model.n_local_layers, "window_tokens": ev.model.window_tokens}
     out["axes"] = {axis: c.mesh.names(axis) for axis in "xyz"}
+    if ev.micro_batches > 1:  # two-batch overlap: its chains (the rows are one micro-batch's)
+        out["two_batch_overlap"] = {"micro_batches": ev.micro_batches,
+                                    "compute_chain_s": num(float(ev.compute_chain_s[0])),
+                                    "link_chain_s": num(float(ev.comm_chain_s[0]))}
     out["notation"] = {"ffn": c.ffn.notation, "attention": c.attention.notation,
                        **({"experts": c.experts.notation} if c.experts is not None else {})}
     if ev.model.experts is not None:
@@ -121,9 +125,18 @@ def combine_lines(ev: Evaluation) -> list[str]:
     stall = "" if local <= max(compute, memory) * (1 + 1e-12) else \
         f"; {fmt_seconds(local - max(compute, memory))} more than max(compute, memory): kernels of different bounds"
     lines += [f"kernels  {fmt_seconds(local)}: each kernel the larger of its compute and memory time, summed "
-              f"(compute {fmt_seconds(compute)}, memory {fmt_seconds(memory)}{stall})",
-              f"overlap  kernels {fmt_seconds(local)} + activation collectives {fmt_seconds(active)} - "
-              f"{f:.4g} x the smaller of the two = {fmt_seconds(critical)}"]
+              f"(compute {fmt_seconds(compute)}, memory {fmt_seconds(memory)}{stall})"]
+    if ev.micro_batches > 1:
+        comm = float(ev.comm_chain_s[0])
+        lines += [f"two-batch overlap  {ev.micro_batches} micro-batches of {-(-int(ev.batch[0]) // ev.micro_batches)} "
+                  f"sequences; each row above sums both (its notation is one micro-batch's)",
+                  f"  compute chain  {fmt_seconds(local)}: every micro-batch's attention, expert matmuls and other kernels",
+                  f"  link chain     {fmt_seconds(comm)}: every micro-batch's dispatch, combine and other collectives",
+                  f"  step (before overhead) = the longer chain, {fmt_seconds(max(local, comm))} "
+                  f"(the sum of the two would be {fmt_seconds(local + comm)})"]
+    else:
+        lines.append(f"overlap  kernels {fmt_seconds(local)} + activation collectives {fmt_seconds(active)} - "
+                     f"{f:.4g} x the smaller of the two = {fmt_seconds(critical)}")
     if prefetched > 0:
         links = float(ev.comm_s[0])
         verdict = "hidden under it" if links <= critical else "the links are the bottleneck"

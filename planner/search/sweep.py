@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from planner.cost.costmodel import Candidate, layer_costs, timing
+from planner.cost.costmodel import Candidate, layer_costs, step_overlap, timing
 from planner.cost.grid import Grid, at_rows
 from planner.cost.line_tables import LineCache, MeshLines, network_seconds, signature
 from planner.cost.mesh import Mesh
@@ -25,7 +25,7 @@ from planner.specs.plan import Phase, Plan
 FIGURES = ("latency_s", "step_s", "mfu", "hbm_bytes")
 # the parts of a step `evaluate` combines (sweep_phases(parts=True)): what serve's requests
 # interpolate between contexts (planner.cost.request) and what sets a step's bound
-PARTS = ("local_s", "comm_s", "prefetched_s", "overhead_s", "compute_s", "memory_s", "critical_s")
+PARTS = ("local_s", "comm_s", "prefetched_s", "overhead_s", "compute_s", "memory_s", "critical_s", "overlap")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,6 +44,7 @@ class Swept:
     compute_s: np.ndarray | None = None
     memory_s: np.ndarray | None = None
     critical_s: np.ndarray | None = None
+    overlap: np.ndarray | None = None  # the step's overlap fraction (costmodel.step_overlap)
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,9 @@ def sweep_phases(plan: Plan, layouts: dict[Phase, list[Candidate]], batch: np.nd
     together = len(phases) > 1 and not plan.model.n_local_layers
     for key, bucket in buckets.buckets.items():
         first = [layouts[phase][int(bucket.members[0])] for phase in phases]
-        if together and key[0][0] <= 2:  # group 3 (see make_buckets): phases apart, their sizes differ
+        # group 3 (see make_buckets): phases apart, their sizes differ; a pipelined MoE bucket too
+        # (its dispatch kernels differ by phase, and a Grid of stages holds one kind: dispatch_kernels)
+        if together and (key[0][0] == 1 or (key[0][0] == 2 and plan.model.experts is None)):
             figures = _bucket(plan, first[0], bucket, key, batch, formats, lines, buckets, phases, parts)
         else:
             figures = [_bucket(plan, c, bucket, key, batch, formats, lines, buckets, parts=parts) for c in first]
@@ -197,7 +200,8 @@ def _bucket(plan: Plan, first: Candidate, bucket: Bucket, key: tuple, batch: np.
     values = (latency_s, step_s, mfu, hbm_bytes)
     if parts:
         values += (at_rows(layer.local_s, rows), comm_s, prefetched_s, at_rows(layer.overhead_s, rows),
-                   at_rows(layer.compute_s, rows), at_rows(layer.memory_s, rows), critical_s)
+                   at_rows(layer.compute_s, rows), at_rows(layer.memory_s, rows), critical_s,
+                   step_overlap(plan.cluster.calibration, layer.micro_batches))
     figures = [tuple(np.broadcast_to(x, (count * members, step_s.shape[-1]))[i * members:(i + 1) * members]
                      for x in values) for i in range(count)]
     return figures if phases else figures[0]

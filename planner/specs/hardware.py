@@ -210,6 +210,26 @@ FIELDS_OF_CALIBRATION = tuple(Calibration.__dataclass_fields__)
 
 
 @dataclass(frozen=True, kw_only=True)
+class MoeKernels:
+    """Fitted constants of the mixture-of-experts kernels (planner.commands.calibrate_moe): DeepEP's
+    dispatch/combine, normal (prefill) and low-latency (decode) kernels, per switched level a
+    fixed time and the share of the level's bandwidth they sustain (planner.cost.network), and
+    DeepGEMM's grouped GEMMs, the share of the weight format's peak a large grouped GEMM sustains
+    and the rows per expert at which it reaches half of it (planner.cost.kernels)."""
+
+    normal: tuple[tuple[str, float, float], ...]       # (level, latency_s, efficiency) per level
+    low_latency: tuple[tuple[str, float, float], ...]  # the same for the low-latency kernels
+    grouped_efficiency: float
+    grouped_half_rows: float
+    borrowed_from: str | None = None  # a preset that carries another's by a stated rule
+
+    def level(self, kernels: str, name: str) -> tuple[float, float] | None:
+        """(latency_s, efficiency) of `kernels` ("normal" or "low-latency") on level `name`."""
+        table = self.normal if kernels == "normal" else self.low_latency
+        return next(((a, e) for level, a, e in table if level == name), None)
+
+
+@dataclass(frozen=True, kw_only=True)
 class Cluster:
     name: str
     chip: Chip
@@ -222,6 +242,9 @@ class Cluster:
     # trust that rule ("low": another vendor's chip and software).
     calibration_borrowed_from: str | None = None
     calibration_confidence: str | None = None
+    # DeepEP/DeepGEMM constants (None: dispatch/combine priced as plain all-to-alls, expert
+    # matmuls as dense ones)
+    moe_kernels: MoeKernels | None = None
 
     @property
     def calibrated(self) -> bool:

@@ -27,6 +27,20 @@ class CollectiveKind(Enum):
 
 
 @dataclass(frozen=True, kw_only=True)
+class Routed:
+    """A dispatch or combine all-to-all of routed tokens: each token goes to `top_k` of
+    `n_experts` experts spread evenly over the collective's chips; its `bytes_per_chip` counts
+    every copy (T k E bytes). The network prices it as DeepEP's kernels move it where the cluster
+    has their constants (planner.cost.dispatch, planner.cost.network): `low_latency` (decode)
+    or normal (prefill) kernels; `node_limit`: at most that many nodes per token (0: no limit)."""
+
+    top_k: int
+    n_experts: int
+    low_latency: bool
+    node_limit: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
 class Collective:
     kind: CollectiveKind
     axes: str  # logical mesh axes it runs over, e.g. "yz"
@@ -34,6 +48,7 @@ class Collective:
     # Prefetched: it moves weights, which do not depend on the step's activations, so it streams
     # ahead of the einsums that use them and runs under compute; activation collectives cannot.
     prefetched: bool = False
+    routed: Routed | None = None  # a dispatch/combine of routed tokens (an all-to-all)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -61,6 +76,9 @@ class Term:
     # read it streams); "": the row is its own kernel. Compute and HBM time overlap only within a
     # kernel (planner.cost.costmodel).
     kernel: str = ""
+    # A grouped GEMM (the routed experts: one kernel over every local expert, `rows` per expert):
+    # it runs at the cluster's grouped-GEMM rate where it has one (planner.cost.kernels).
+    grouped: bool = False
 
     @property
     def text(self) -> str:
@@ -84,13 +102,13 @@ def notation_text(notation: str | Callable[[], str]) -> str:
 
 
 def collective_term(name: str, notation: str | Callable[[], str], kind: CollectiveKind, axes: str, bytes_per_chip,
-                    prefetched: bool = False) -> Term | None:
+                    prefetched: bool = False, routed: Routed | None = None, layers=None) -> Term | None:
     """A dataflow row for a collective, or None when it runs over no axis."""
     if not axes:
         return None
     return Term(name=name, notation=lambda: f"{kind.value}({axes}) {notation_text(notation)}",
                 collective=Collective(kind=kind, axes=axes, bytes_per_chip=bytes_per_chip,
-                                      prefetched=prefetched))
+                                      prefetched=prefetched, routed=routed), layers=layers)
 
 
 def size(sizes: dict[str, int], axes: str) -> int:

@@ -61,6 +61,7 @@ from planner.cost.layouts.base import (
     size,
     union,
 )
+from planner.cost.dispatch import dispatch_kernels
 from planner.cost.layouts.ffn import FfnLayout
 from planner.cost.moe import expected_distinct_experts
 from planner.specs.hardware import ACTIVATION_BYTES
@@ -78,6 +79,9 @@ class ExpertLayout:
     f_axes: str       # each expert's F_e sharded over these
     gather_axes: str  # expert weights all-gathered over these before use (weight-gathered)
     groups: tuple[str, ...]  # axis groups that must each span > 1 chip for the layout to be distinct
+    # two-batch overlap (planner.cost.costmodel): the step runs as this many micro-batches, one's
+    # dispatch/combine under the other's compute; 1: one batch
+    micro_batches: int = 1
 
     def applies(self, model: Model, sizes: dict[str, int], routing: Routing = Routing()) -> bool:
         """The axis groups span more than one chip each, and the M + R experts split evenly over
@@ -132,19 +136,21 @@ class ExpertLayout:
         terms += [
             collective_term("gather tokens for expert shards", lambda: f"-> {activation(b, ('E', ''))} on {f_x}",
                             AG, f_x, routed * E * act),
-            collective_term("dispatch all-to-all", lambda: f"B L k E -> B L k E on the experts' chips ({k} per token)"
-                            f"{_dispatch_text(dispatch_bytes)}", A2A, ep_x, routed * k * E * dispatch_bytes),
+            *(collective_term("dispatch all-to-all", lambda: f"B L k E -> B L k E on the experts' chips ({k} per token)"
+                              f"{_dispatch_text(dispatch_bytes)}", A2A, ep_x, routed * k * E * dispatch_bytes,
+                              routed=kind, layers=layers) for kind, layers in dispatch_kernels(x, model, shape)),
             Term(name="einsum experts W_in, W_out",
                  notation=lambda: f"W_e[{sharded('M', ep_x)}, E, {sharded('F', f_x)}]; "
                           f"{_touched_text(touched, held, copies)}{_redundant_text(M, copies, ep, routing)}"
                           f"{'' if routing.load_imbalance == 1 else f'; load imbalance x{routing.load_imbalance:g}'}",
                  flops=2.0 * model.ffn.n_matrices * E * (F / tp) * k * routed * routing.load_imbalance,
-                 hbm_bytes=read_bytes, kernels=2,
+                 hbm_bytes=read_bytes, kernels=2, grouped=M > 1,
                  # each expert's matmul multiplies the token slots routed to it: this chip's slots
                  # spread over the experts it touches
                  rows=routed * k / np.maximum(touched, 1.0)),
-            collective_term("combine all-to-all", lambda: "B L k E back to the tokens' chips" + partial_sum(f_x),
-                            A2A, ep_x, routed * k * E * act),
+            *(collective_term("combine all-to-all", lambda: "B L k E back to the tokens' chips" + partial_sum(f_x),
+                              A2A, ep_x, routed * k * E * act, routed=kind, layers=layers)
+              for kind, layers in dispatch_kernels(x, model, shape)),
             collective_term("reduce-scatter expert output", lambda: activation(b, ("E", "")) + partial_sum(f_x),
                             RS, f_x, routed * E * act),
         ]
@@ -211,6 +217,13 @@ EXPERT_LAYOUTS = _register(
     ExpertLayout(name="wg", notation="W_e[M_xyz, E, F] -all-gather(xyz)-> W_e[M, E, F]; B_xyz L E",
                  expert_axes="", f_axes="", gather_axes="xyz", groups=("xyz",)),
 )
+
+
+# Two-batch overlap of every layout that dispatches (DeepSeek-V3 report section 3.4, SGLang):
+# the same layout, its step split in two micro-batches (planner.cost.costmodel, two_batch).
+EXPERT_LAYOUTS.update({f"{name}+tbo": replace(layout, name=f"{name}+tbo", micro_batches=2,
+                                              notation=layout.notation + "; two micro-batches overlapped")
+                       for name, layout in list(EXPERT_LAYOUTS.items()) if layout.expert_axes})
 
 
 def moe_layers(model: Model, ffn: FfnLayout, experts: ExpertLayout, sizes: dict[str, int], shape: StepShape,
