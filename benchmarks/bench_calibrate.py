@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from planner.commands import calibrate  # noqa: E402
-from planner.commands.measurements import load_measurements  # noqa: E402
+from planner.config.measurements import load_measurements  # noqa: E402
 from planner.config import load_cluster  # noqa: E402
 
 DATA = ROOT / "configs" / "measurements" / "pope2022-tpu-v4.yaml"

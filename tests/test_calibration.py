@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from planner.commands import calibrate as cal
-from planner.commands.assess import assess, choices, elsewhere
-from planner.commands.measurements import WEIGHT_GATHERED, load_measurements
+from planner.commands.calibrate import fit as cal
+from planner.commands.calibrate.assess import assess, choices, elsewhere
+from planner.config.measurements import WEIGHT_GATHERED, load_measurements
 from planner.config import load_cluster, load_model, load_plan, presets_dir
 from planner.cost.costmodel import evaluate
 from planner.errors import ConfigError
@@ -202,7 +202,7 @@ def test_preset_constants_are_physical(preset):
 
 def test_constants_are_the_calibration_fields():
     # kernel_overhead_s, narrow_matmul_efficiency, token_overhead_s and the per-level constants are
-    # fitted from kernel files only (planner.commands.calibrate_kernels); every other field by this fit
+    # fitted from kernel files only (planner.commands.calibrate.kernels); every other field by this fit
     assert sorted(name for name, _ in cal.CONSTANTS) == sorted(
         set(Calibration.__dataclass_fields__) - {"kernel_overhead_s", "narrow_matmul_efficiency", "token_overhead_s",
                                                  "levels"})
@@ -243,7 +243,7 @@ def test_fit_recovers_constants_that_generated_the_data(preset):
 
 
 def test_linearised_model_matches_the_cost_model(preset):
-    terms = cal._Terms.build(preset, DATA.points)
+    terms = cal.Terms.build(preset, DATA.points)
     c = Calibration(matmul_efficiency=0.7, hbm_efficiency=0.9, network_efficiency=0.3,
                     collective_latency_s=2e-5, layer_overhead_s=1e-4, overlap=0.4,
                     weight_gather_efficiency=0.15, matmul_half_rows=100.0)

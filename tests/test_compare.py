@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from planner.commands.compare import Kind, Tolerance, compare_runs
-from planner.commands.deployment import check_deployment, side_by_side
+from planner.commands.compare.compare import Kind, Tolerance, compare_runs
+from planner.commands.compare.deployment import check_deployment, side_by_side
 from planner.commands.runs import load_run, name, plan_dict, run_from_dict, run_from_result
 from planner.config import list_presets, load_plan
 from planner.errors import ConfigError, InfeasibleError, UsageError

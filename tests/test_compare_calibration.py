@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from planner.cli.main import run
-from planner.commands.deployment import side_by_side
+from planner.commands.compare.deployment import side_by_side
 from planner.config import load_plan
 from planner.render.compare import _layout_cells
 

@@ -12,9 +12,9 @@ from dataclasses import replace
 
 import pytest
 
-from planner.commands.compare import Kind, Tolerance
-from planner.commands.compare_serve import compare_serve_runs
-from planner.commands.serve_runs import load_saved, serve_again
+from planner.commands.compare.compare import Kind, Tolerance
+from planner.commands.compare.serve import compare_serve_runs
+from planner.commands.serve.runs import load_saved, serve_again
 from planner.errors import ConfigError, UsageError
 
 from test_compare import github_tables

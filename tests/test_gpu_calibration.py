@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from planner.commands.calibrate_kernels import fit
-from planner.commands.kernel_measurements import load_kernel_measurements
+from planner.commands.calibrate.kernels import fit
+from planner.config.kernel_measurements import load_kernel_measurements
 from planner.config import load_cluster
 
 # Every test here fits or reads a fitted GPU set (seconds each): the full tier (CI) runs them.
@@ -197,7 +197,7 @@ def test_outer_level_rule_reads_data_not_presets(monkeypatch):
     keeps the inner level's latencies, with the former warning."""
     from dataclasses import replace
 
-    import planner.commands.calibrate_network as network
+    import planner.commands.calibrate.network as network
 
     real = network.load_cluster
 

@@ -13,7 +13,7 @@ from planner.config import load_cluster
 from planner.cost.costmodel import evaluate
 from planner.specs.plan import Phase
 
-from planner.commands.calibrate_moe import MIN_ROWS, fit_moe, load_moe_tables, moe_yaml_block
+from planner.commands.calibrate.moe import MIN_ROWS, fit_moe, load_moe_tables, moe_yaml_block
 from planner.cost.dispatch import distinct_bins, level_factors, token_spread
 from planner.cost.layouts.base import Routed
 

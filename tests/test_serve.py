@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from planner.cli.main import run
-from planner.commands.serve import ServeRequest, serve, serve_dict
-from planner.commands.serve_modes import Mode, Targets
+from planner.commands.serve.serve import ServeRequest, serve, serve_dict
+from planner.commands.serve.modes import Mode, Targets
 from planner.config import load_plan
 from planner.cost.costmodel import evaluate
 from planner.cost.request import contexts, decode_request
@@ -329,7 +329,7 @@ def test_decode_pools_are_routed_as_the_plan():
     memory is held in decode too, and the load imbalance slows the busiest chip's expert work
     (issue 24 found decode costed with balanced routing and no redundant experts whatever the
     plan said)."""
-    from planner.commands.serve_pools import pools
+    from planner.commands.serve.pools import pools
     from planner.specs.moe import Routing
     plan = load_plan("deepseek-v3-h200", chips=(8,), batches=(1024,), weights=("fp8",), experts=("ep",),
                      phases=("prefill", "decode"))

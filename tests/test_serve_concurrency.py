@@ -1,4 +1,4 @@
-"""`planner serve --concurrency` and the steady state under it (planner.commands.steady_state):
+"""`planner serve --concurrency` and the steady state under it (planner.commands.serve.steady_state):
 hand arithmetic on small step-time tables, the CLI in every format, and the queue past the
 running batch that fits."""
 
@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from planner.commands.steady_state import Policy, colocated, disaggregated, max_running
+from planner.commands.serve.steady_state import Policy, colocated, disaggregated, max_running
 
 BATCHES = np.array([1.0, 2.0, 4.0])
 DECODE = 0.010 + 0.001 * BATCHES  # d(b): 11, 12, 14 ms

@@ -10,9 +10,9 @@ import json
 import pytest
 
 from planner.cli.main import run
-from planner.commands.serve import ServeRequest, serve, serve_dict
-from planner.commands.serve_modes import Mode
-from planner.commands.serve_runs import serve_run_from_dict, serve_run_from_result
+from planner.commands.serve.serve import ServeRequest, serve, serve_dict
+from planner.commands.serve.modes import Mode
+from planner.commands.serve.runs import serve_run_from_dict, serve_run_from_result
 from planner.config import load_plan
 from tests.test_serve import BOX, TINY
 

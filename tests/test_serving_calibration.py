@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from planner.commands.calibrate_serving import assess_serving
+from planner.commands.calibrate.serving import assess_serving
 from planner.config.serving_runs import load_serving_measurements
 from planner.render.calibrate_serving import accuracy_page
 

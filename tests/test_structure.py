@@ -207,3 +207,49 @@ def test_a_new_planning_option_reaches_every_planning_command(monkeypatch):
         assert any("--warmup-tokens" in p.opts for p in _click_params(command, rebuild=True)), command
     opts = Options("plan", {o.name: o.default for o in options.for_command("plan")})
     assert opts.warmup_tokens is None
+
+
+# --- private names and feature packages (issue 23) ---------------------------------------------
+
+
+def _private_imports() -> list[tuple[str, str, str]]:
+    """(importer, module, name) for every `from planner... import _name` between modules."""
+    found = []
+    for name, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("planner"):
+                found += [(name, node.module, a.name) for a in node.names
+                          if a.name.startswith("_") and not a.name.startswith("__")]
+    return found
+
+
+def test_no_private_name_crosses_modules():
+    """A name with a leading underscore is its module's own: another module that needs it needs a
+    public name (imported under a private alias is fine: the alias is the importer's)."""
+    assert _private_imports() == []
+
+
+FEATURES = ("planner.commands.calibrate", "planner.commands.serve", "planner.commands.compare")
+# a feature package may read another where the feature is about the other's results
+FEATURE_READS = {"planner.commands.compare": {"planner.commands.serve"},  # the gate on saved serve runs
+                 "planner.commands.calibrate": {"planner.commands.serve"}}  # serving runs predicted as serve does
+
+
+def _feature(module: str) -> str | None:
+    return next((f for f in FEATURES if module == f or module.startswith(f + ".")), None)
+
+
+def test_each_feature_package_is_imported_only_from_the_layers_above_it():
+    """calibrate, serve and compare each live in one package under commands/. Only render/ and cli/
+    (the layers above) and the package itself import it; a feature reads another only where listed."""
+    wrong = []
+    for importer, targets in GRAPH.items():
+        for target in targets:
+            feature = _feature(target)
+            if feature is None or _feature(importer) == feature:
+                continue
+            above = importer.startswith(("planner.render", "planner.cli"))
+            allowed = feature in FEATURE_READS.get(_feature(importer) or "", set())
+            if not (above or allowed):
+                wrong.append((importer, target))
+    assert wrong == []

@@ -170,7 +170,7 @@ def _slow_pools(plan):
     """serve's pools as they were costed before issue 24, one `evaluate` (prefill) and one
     `decode_request` (decode) per candidate, the best kept by strict improvement in candidate
     order: the reference the swept pools must equal."""
-    from planner.commands.serve_pools import Stage
+    from planner.commands.serve.pools import Stage
     from planner.cost.costmodel import BOUNDS, evaluate
     from planner.cost.request import decode_request
     from planner.specs.plan import Phase
@@ -221,7 +221,7 @@ def test_serve_pools_are_the_slow_path_bit_for_bit(name, flags):
     batch's step) and its Stage (figures, layouts, formats, bound, candidate) equals what one
     `evaluate` and `decode_request` per candidate give, bit for bit; the static batch's sums
     skipped for candidates that cannot be fastest change nothing."""
-    from planner.commands.serve_pools import pools
+    from planner.commands.serve.pools import pools
     plan = _serve_plan(name, flags)
     slow = _slow_pools(plan)
     for pool, kind in zip(pools(plan), ("prefill", "decode", "running")):

@@ -1,4 +1,4 @@
-"""`planner calibrate`: fit a cluster's calibration constants (see planner.commands.calibrate), print the
+"""`planner calibrate`: fit a cluster's calibration constants (see planner.commands.calibrate.fit), print the
 residuals, write a calibrated cluster YAML (-o) and the accuracy page (--report). Its renderers
 are in planner.render.calibrate."""
 
@@ -32,9 +32,9 @@ def calibrate(
       planner calibrate configs/measurements/pope2022-tpu-v4.yaml \\
           --cluster tpu-v4 -o my-tpu-v4.yaml
     """
-    from planner.commands import assess as checks
-    from planner.commands import calibrate as cal
-    from planner.commands.measurements import load_measurements
+    from planner.commands.calibrate import assess as checks
+    from planner.commands.calibrate import fit as cal
+    from planner.config.measurements import load_measurements
     from planner.config import load_model
     from planner.render.accuracy import accuracy_page
     from planner.render.calibrate import (
@@ -53,7 +53,7 @@ def calibrate(
         raise UsageError(f"--bandwidth-model: expected chip or axes, got {bandwidth_model!r}")
     if other_models is not None and report is None:
         raise UsageError("--other-models is used by --report only")
-    from planner.commands.calibrate_moe import is_moe_file
+    from planner.commands.calibrate.moe import is_moe_file
     if is_moe_file(measurements):
         _calibrate_moe(measurements, cluster, output)
         return
@@ -63,7 +63,7 @@ def calibrate(
             raise UsageError("a serving set is predicted as it is: --bandwidth-model and --other-models do not apply")
         _calibrate_serving(measurements, cluster, output, report, fmt, ascii_only)
         return
-    from planner.commands.kernel_measurements import is_kernel_file
+    from planner.config.kernel_measurements import is_kernel_file
     if is_kernel_file(measurements):
         _calibrate_kernels(measurements, cluster, output, report)
         return
@@ -102,8 +102,8 @@ def calibrate(
 def _calibrate_serving(measurements: str, cluster: Optional[str], output: Optional[Path], report: Optional[Path],
                        fmt: str, ascii_only: bool) -> None:
     """A serving set (`format: planner-serving/1`): each run predicted with today's constants
-    (planner.commands.calibrate_serving); nothing is fitted, so there is no cluster to write."""
-    from planner.commands.calibrate_serving import assess_serving
+    (planner.commands.calibrate.serving); nothing is fitted, so there is no cluster to write."""
+    from planner.commands.calibrate.serving import assess_serving
     from planner.config.serving_runs import load_serving_measurements
     from planner.render import calibrate_serving as render
 
@@ -122,9 +122,9 @@ def _calibrate_serving(measurements: str, cluster: Optional[str], output: Option
 
 def _calibrate_kernels(measurements: str, cluster: Optional[str], output: Optional[Path],
                        report: Optional[Path]) -> None:
-    """A file with row kinds (GPU kernel and end-to-end tables): planner.commands.calibrate_kernels."""
-    from planner.commands.calibrate_kernels import fit
-    from planner.commands.kernel_measurements import load_kernel_measurements
+    """A file with row kinds (GPU kernel and end-to-end tables): planner.commands.calibrate.kernels."""
+    from planner.commands.calibrate.kernels import fit
+    from planner.config.kernel_measurements import load_kernel_measurements
     from planner.render.calibrate_kernels import accuracy_section, cluster_yaml, report_text
 
     data = load_kernel_measurements(measurements)
@@ -141,8 +141,8 @@ def _calibrate_kernels(measurements: str, cluster: Optional[str], output: Option
 
 
 def _calibrate_moe(measurements: str, cluster: Optional[str], output: Optional[Path]) -> None:
-    """A MoE kernel file (DeepEP and DeepGEMM tables): planner.commands.calibrate_moe."""
-    from planner.commands.calibrate_moe import fit_moe, load_moe_tables, moe_yaml_block, with_moe_block
+    """A MoE kernel file (DeepEP and DeepGEMM tables): planner.commands.calibrate.moe."""
+    from planner.commands.calibrate.moe import fit_moe, load_moe_tables, moe_yaml_block, with_moe_block
     from planner.config import load_cluster
     from planner.config.presets import locate as _locate
 
@@ -184,7 +184,7 @@ def _cluster(flag: Optional[str], data):
 
 
 def _both(base, data, cal) -> dict:
-    from planner.commands import assess as checks
+    from planner.commands.calibrate import assess as checks
     from planner.render.calibrate import BANDWIDTH_MODELS
 
     if cal.bandwidth_model(base) is None:

@@ -1,6 +1,6 @@
-"""`planner compare`: compare layouts and gate regressions (the logic is in planner.commands.compare).
+"""`planner compare`: compare layouts and gate regressions (the logic is in planner.commands.compare.compare).
 
-This module parses the command line, calls one function of `planner.commands.compare`, and renders what
+This module parses the command line, calls one function of `planner.commands.compare.compare`, and renders what
 it returns as a table (text), JSON, CSV or Markdown.
 """
 
@@ -47,9 +47,10 @@ feasible; 2 invalid input.
 
 @command("compare")
 def compare(opts: Options) -> None:
-    from planner.commands import compare as gate
-    from planner.commands import deployment as layouts_and_pins
-    from planner.commands import runs, serve_runs
+    from planner.commands.compare import compare as gate
+    from planner.commands.compare import deployment as layouts_and_pins
+    from planner.commands import runs
+    from planner.commands.serve import runs as serve_runs
     from planner.render.compare import deployment_text, gate_text, layouts_table, layouts_text
 
     fmt, output, first, second = opts.parsed("format"), opts.output, opts.first, opts.second
@@ -118,8 +119,8 @@ SERVE_AGAIN = ("model", "cluster", "chips", "batches", "weights", "ffn", "attent
 def _serve_gate(baseline, current, tolerance, allow_different_model: bool, fmt: str, output, opts: Options) -> None:
     """The gate for request-level results; `current` is a saved serve run or a plan to serve again
     with the flags recorded in the baseline (plan flags given here replace recorded ones)."""
-    from planner.commands.compare_serve import compare_serve_runs
-    from planner.commands.serve_runs import serve_again
+    from planner.commands.compare.serve import compare_serve_runs
+    from planner.commands.serve.runs import serve_again
     from planner.render.compare_serve import serve_gate_text
 
     if isinstance(current, str):

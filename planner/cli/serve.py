@@ -31,9 +31,9 @@ def serve(opts: Options) -> None:
           --input-tokens 60 --output-tokens 20 --mode static --all
       planner serve llama-3-70b-h100 --row 3
     """
-    from planner.commands.serve import ServeRequest, explain_row, serve_dict
-    from planner.commands.serve import serve as run_serve
-    from planner.commands.serve_modes import Mode, Targets
+    from planner.commands.serve.serve import ServeRequest, explain_row, serve_dict
+    from planner.commands.serve.serve import serve as run_serve
+    from planner.commands.serve.modes import Mode, Targets
     from planner.config import load_plan
     from planner.errors import InfeasibleError
     from planner.render import serve as render_serve
@@ -117,10 +117,10 @@ def _not_served(opts: Options) -> dict:
 
 
 def _curve(spec, opts: Options, modes, targets, plot, price_s, source, fmt, output, ascii_only) -> None:
-    """`--concurrency`: each deployment's curve (planner.commands.serve_curve)."""
-    from planner.commands.serve_curve import CURVE_MODES, CurveRequest, curve_dict, serve_curve
-    from planner.commands.serve_modes import Mode
-    from planner.commands.steady_state import DEFAULT_TOKEN_BUDGET, Policy
+    """`--concurrency`: each deployment's curve (planner.commands.serve.curve)."""
+    from planner.commands.serve.curve import CURVE_MODES, CurveRequest, curve_dict, serve_curve
+    from planner.commands.serve.modes import Mode
+    from planner.commands.serve.steady_state import DEFAULT_TOKEN_BUDGET, Policy
     from planner.config.flagtext import int_list
     from planner.render import serve_curve as render_curve
     from planner.units import to_json

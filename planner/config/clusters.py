@@ -103,7 +103,7 @@ CLUSTER_FIELDS = {
     # a preset without measurements: another preset's fitted constants, by a stated rule (comment)
     "calibration_borrowed_from": Field(text, required=False),
     "calibration_confidence": Field(choice({"low": "low", "medium": "medium"}, "confidence"), required=False),
-    # DeepEP/DeepGEMM constants fitted by planner.commands.calibrate_moe, or the preset that
+    # DeepEP/DeepGEMM constants fitted by planner.commands.calibrate.moe, or the preset that
     # carries them by a stated rule (comment)
     "moe_kernels": Field(passthrough, required=False),
     "moe_kernels_from": Field(text, required=False),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from planner.config.yamlio import _DECIMAL, MAX_COUNT, At, Fields, count, scalar
+from planner.config.yamlio import DECIMAL, MAX_COUNT, At, Fields, count, scalar
 from planner.errors import UsageError
 from planner.specs.hardware import Chip, Cluster, WeightFormat
 from planner.units import fmt_percent, parse_fraction, parse_tokens
@@ -69,7 +69,7 @@ def mfu(at: At) -> float:
     (MFU is against the bf16 peak; fp8 and fp4 points can pass 100%) up to MAX_MFU."""
     expected = "an MFU such as 0.4 or 40% (of the bf16 peak)"
     raw = scalar(at, expected).strip()
-    if not _DECIMAL.fullmatch(raw.removesuffix("%").strip()):
+    if not DECIMAL.fullmatch(raw.removesuffix("%").strip()):
         raise at.error(f"expected {expected}, found {raw!r}")
     value = parse_fraction(raw)
     if not 0 < value <= MAX_MFU:

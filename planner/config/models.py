@@ -109,7 +109,7 @@ def load_model(name_or_path: str, *, base: Path | None = None, at: At | None = N
         # JSON reader), and leaving it out saves a bundled plan's start-up a few milliseconds.
         from planner.config.huggingface import read_hf_config
         return read_hf_config(path).model
-    return _read_model(load_document(path))
+    return read_model(load_document(path))
 
 
 def is_hf_config(path: Path) -> bool:
@@ -140,7 +140,7 @@ def import_hf_yaml(path: Path) -> str:
     return model_yaml(imported.model, comment)
 
 
-def _read_model(root: At) -> Model:
+def read_model(root: At) -> Model:
     f = fields(root, MODEL_FIELDS, "a model")
     heads, kv_heads = f["heads"], f["kv_heads"]
     if kv_heads > heads or heads % kv_heads:

@@ -31,7 +31,7 @@ MAX_LOCAL_LAYERS = 10**5  # layers of a model with local attention (each local l
 
 _TAG = "tag:yaml.org,2002:"
 _PLAIN_TAGS = {_TAG + t for t in ("str", "int", "float", "bool", "null", "timestamp", "map", "seq")}
-_DECIMAL = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")
+DECIMAL = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")
 _NON_FINITE = re.compile(r"[-+]?\.?(?:nan|inf|infinity)", re.IGNORECASE)
 _TRUE, _FALSE = ("yes", "true", "on"), ("no", "false", "off")
 
@@ -245,7 +245,7 @@ def _number(at: At, expected: str, kind: str | None) -> float:
     try:
         if kind is not None:
             value = parse_quantity(raw, kind)
-        elif _DECIMAL.fullmatch(raw):
+        elif DECIMAL.fullmatch(raw):
             value = float(raw)
         else:
             raise ValueError("not a decimal number")
@@ -261,7 +261,7 @@ def fraction(at: At) -> float:
     """A fraction in (0, 1], as a number (0.4) or a percentage ('40%')."""
     expected = "a fraction such as 0.4 or 40%"
     raw = scalar(at, expected).strip()
-    if not _DECIMAL.fullmatch(raw.removesuffix("%").strip()):
+    if not DECIMAL.fullmatch(raw.removesuffix("%").strip()):
         raise at.error(f"expected {expected}, found {raw!r}")
     value = parse_fraction(raw)
     if not 0 < value <= 1:

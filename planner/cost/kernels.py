@@ -40,7 +40,7 @@ def grouped_flops(cluster: Cluster, term: Term):
     """A grouped GEMM's FLOPs as it costs them at the weight format's full peak, where the cluster
     has fitted grouped-GEMM constants (`Cluster.moe_kernels`): FLOPs (1 + h_g / m) / e_g, the
     rate e_g m / (m + h_g) of that peak in the rows per expert m (DeepGEMM's grouped tables,
-    planner.commands.calibrate_moe); None where it has none (the dense matmul curve applies)."""
+    planner.commands.calibrate.moe); None where it has none (the dense matmul curve applies)."""
     moe = cluster.moe_kernels
     if moe is None or not term.grouped or term.rows is None:
         return None

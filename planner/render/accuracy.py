@@ -4,7 +4,7 @@ data, the modelling assumptions and what is known not to be modelled."""
 
 from __future__ import annotations
 
-from planner.render.calibrate import _constants, _pct, _table, choice_gap
+from planner.render.calibrate import choice_gap, constant_rows, markdown_table, pct
 from planner.units import fmt_percent, fmt_seconds
 
 
@@ -73,8 +73,8 @@ GPU_PAGES = ("a100-80gb", "h100-sxm", "h200-sxm")  # docs/accuracy-gpu-<name>.md
 
 
 def accuracy_page(data, base, assessments: dict, others, command: str) -> str:
-    from planner.commands.calibrate import ACCURACY_TARGET as LIMIT
-    from planner.commands.calibrate import CONSTANTS, bandwidth_model
+    from planner.commands.calibrate.fit import ACCURACY_TARGET as LIMIT
+    from planner.commands.calibrate.fit import CONSTANTS, bandwidth_model
     shipped = bandwidth_model(base)
     models = list(assessments)
     name = lambda model: f"`{model}`" + (" (shipped)" if model == shipped else "") if model else "fit"
@@ -105,16 +105,16 @@ def accuracy_page(data, base, assessments: dict, others, command: str) -> str:
         fit = a.fit
         within = sum(r.within_target for r in fit.residuals)
         rows.append((name(model), f"{100 * fit.median_error:.1f}%",
-                     f"{_pct(fit.worst.error)} ({fit.worst.measurement.name})",
+                     f"{pct(fit.worst.error)} ({fit.worst.measurement.name})",
                      f"{within} of {len(fit.residuals)}",
                      _of(sum(o.holds for o in a.orderings), len(a.orderings)),
                      _of(sum(c.holds for c in a.choices), len(a.choices))))
-    out += _table(("bandwidth model", "median abs. error", "worst error",
+    out += markdown_table(("bandwidth model", "median abs. error", "worst error",
                    f"within {100 * LIMIT:.0f}% (latency and MFU)", "orderings held",
                    "chosen layouts picked"), rows)
     out += ["", "## Fitted constants", ""]
-    out += _table(["constant"] + [name(m) for m in models],
-                  [[f"`{c}`"] + [dict(_constants(assessments[m]))[c] for m in models] for c, _ in CONSTANTS])
+    out += markdown_table(["constant"] + [name(m) for m in models],
+                  [[f"`{c}`"] + [dict(constant_rows(assessments[m]))[c] for m in models] for c, _ in CONSTANTS])
     out += ["", "## Residuals", "",
             "Error = predicted / measured - 1 (latency; MFU alike). *Predicted as* is the layout "
             "and mesh (x, y, z sizes) the prediction used.", ""]
@@ -127,9 +127,9 @@ def accuracy_page(data, base, assessments: dict, others, command: str) -> str:
         for model in models:
             r = assessments[model].fit.residuals[i]
             flag = "" if r.within_target else " **!**"
-            row += [r.layout, fmt_seconds(r.predicted_s), _pct(r.error) + flag, _pct(r.mfu_error)]
+            row += [r.layout, fmt_seconds(r.predicted_s), pct(r.error) + flag, pct(r.mfu_error)]
         rows.append(row)
-    out += _table(header, rows)
+    out += markdown_table(header, rows)
     out += ["", f"**!**: outside {100 * LIMIT:.0f}%.", "", "## Layout rankings", "",
             "Points of one setting measured with different layouts: is the measured faster one "
             "predicted faster? And where the source chose a layout (`chosen`), does the planner "
@@ -144,7 +144,7 @@ def accuracy_page(data, base, assessments: dict, others, command: str) -> str:
             p = assessments[model].orderings[j]
             row.append(f"{p.predicted_ratio:.2f}" + ("" if p.holds else " **fails**"))
         rows.append(row)
-    out += _table(header, rows) + [""]
+    out += markdown_table(header, rows) + [""]
     header = ["chosen", "layout"] + [f"{m or 'fit'}: planner picks" for m in models]
     rows = []
     for j, c in enumerate(first.choices):
@@ -154,7 +154,7 @@ def accuracy_page(data, base, assessments: dict, others, command: str) -> str:
             row.append(p.picked + ("" if p.same else f" (chosen layout {choice_gap(p)})")
                        + ("" if p.holds else " **fails**"))
         rows.append(row)
-    out += _table(header, rows)
+    out += markdown_table(header, rows)
     if others:
         out += ["", "## Other models with the shipped constants (not fitted)", "",
                 "The same constants, unchanged, at every setting of the data with the planner's "
@@ -165,7 +165,7 @@ def accuracy_page(data, base, assessments: dict, others, command: str) -> str:
             rows.append((m.model.name, f"{m.setting.split(' ', 1)[1]} {m.weights.label}",
                          *(("does not fit", "", "") if r is None else
                            (r.layout, fmt_seconds(r.predicted_s), fmt_percent(r.predicted_mfu)))))
-        out += _table(("model", "setting", "fastest layout", "latency", "MFU"), rows)
+        out += markdown_table(("model", "setting", "fastest layout", "latency", "MFU"), rows)
     if data.notes:
         out += ["", "## Notes on the data", "", data.notes.strip()]
     out += ["", "## Modelling assumptions", "", ASSUMPTIONS, "", "## Known not to be modelled", "",

@@ -19,7 +19,7 @@ BANDWIDTH_MODELS = ("chip", "axes")
 # Residual tables
 
 
-def _pct(x: float | None) -> str:
+def pct(x: float | None) -> str:
     from planner.units import signed_percent
     return "" if x is None else signed_percent(x)
 
@@ -33,8 +33,8 @@ def _rows(assessment):
     for r in assessment.fit.residuals:
         m = r.measurement
         yield (m.name, m.layout, r.layout, fmt_seconds(m.latency_s), fmt_seconds(r.predicted_s),
-               _pct(r.error), _mfu(m.mfu), _mfu(r.predicted_mfu if m.mfu is not None else None),
-               _pct(r.mfu_error))
+               pct(r.error), _mfu(m.mfu), _mfu(r.predicted_mfu if m.mfu is not None else None),
+               pct(r.mfu_error))
 
 
 HEADER = ("point", "measured layout", "predicted as", "measured", "predicted", "error", "MFU",
@@ -42,11 +42,11 @@ HEADER = ("point", "measured layout", "predicted as", "measured", "predicted", "
 
 
 def _summary(assessment) -> list[str]:
-    from planner.commands.calibrate import ACCURACY_TARGET as LIMIT
+    from planner.commands.calibrate.fit import ACCURACY_TARGET as LIMIT
     fit = assessment.fit
     worst = fit.worst
     within = sum(r.within_target for r in fit.residuals)
-    lines = [f"median |error| {100 * fit.median_error:.1f}%; worst {_pct(worst.error)} "
+    lines = [f"median |error| {100 * fit.median_error:.1f}%; worst {pct(worst.error)} "
              f"({worst.measurement.name}); {within} of {len(fit.residuals)} points within "
              f"{100 * LIMIT:.0f}% (latency and MFU)"]
     held = sum(o.holds for o in assessment.orderings)
@@ -76,16 +76,16 @@ def choice_gap(c) -> str:
     return "does not fit" if c.slower is None else f"predicted {100 * c.slower:.1f}% slower"
 
 
-def _constants(assessment) -> list[tuple[str, str]]:
+def constant_rows(assessment) -> list[tuple[str, str]]:
     cal = assessment.fit.cluster.calibration
-    from planner.commands.calibrate import CONSTANTS
+    from planner.commands.calibrate.fit import CONSTANTS
     return [(name, f"{getattr(cal, name):g}" + ("  (at its bound)" if name in assessment.fit.at_bound else "")
              + ("  (not identified: default)" if name in assessment.fit.unidentified else ""))
             for name, _ in CONSTANTS]
 
 
 def _title(data, assessment) -> str:
-    from planner.commands.calibrate import bandwidth_model
+    from planner.commands.calibrate.fit import bandwidth_model
     cluster = assessment.fit.cluster
     model = bandwidth_model(cluster)
     return (f"{cluster.name} calibrated from {data.file}: {len(data.points)} points"
@@ -99,7 +99,7 @@ def residual_table(data, assessment, console, ascii_only: bool = False) -> None:
     from planner.render.common import print_wrapped as _print_wrapped
 
     _print_wrapped(console, _title(data, assessment), hang=2)
-    for name, value in _constants(assessment):
+    for name, value in constant_rows(assessment):
         console.print(f"  {name:<22} {value}", highlight=False, markup=False)
     console.print()
     columns = [Column("point", right=False, wrap=True)] + [Column(h) for h in HEADER[3:]]
@@ -113,15 +113,15 @@ def residual_table(data, assessment, console, ascii_only: bool = False) -> None:
         _print_wrapped(console, line.strip(), indent="  " if line.startswith("  ") else "", hang=2)
 
 
-def _table(header, rows) -> list[str]:
+def markdown_table(header, rows) -> list[str]:
     out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     return out + ["| " + " | ".join(row) + " |" for row in rows]
 
 
 def residual_markdown(data, assessment) -> str:
     lines = [f"**{_title(data, assessment)}**", ""]
-    lines += _table(("constant", "value"), [(f"`{n}`", v) for n, v in _constants(assessment)]) + [""]
-    lines += _table(HEADER, list(_rows(assessment))) + [""]
+    lines += markdown_table(("constant", "value"), [(f"`{n}`", v) for n, v in constant_rows(assessment)]) + [""]
+    lines += markdown_table(HEADER, list(_rows(assessment))) + [""]
     return "\n".join(lines + [line if line.startswith("  ") else f"- {line}" for line in _summary(assessment)]) + "\n"
 
 
@@ -141,7 +141,7 @@ def residual_csv(data, assessment) -> str:
 
 
 def residual_json(data, assessment) -> str:
-    from planner.commands.calibrate import CONSTANTS, bandwidth_model
+    from planner.commands.calibrate.fit import CONSTANTS, bandwidth_model
     fit = assessment.fit
 
     def num(x):
@@ -175,7 +175,7 @@ def residual_json(data, assessment) -> str:
 
 def _record(data, assessment, command: str, prefix: str) -> list[str]:
     """Comment lines recording the fit: command, data, residuals."""
-    from planner.commands.calibrate import bandwidth_model
+    from planner.commands.calibrate.fit import bandwidth_model
     fit = assessment.fit
     model = bandwidth_model(fit.cluster)
     lines = [f"Fitted by `{command}`",
@@ -188,14 +188,14 @@ def _record(data, assessment, command: str, prefix: str) -> list[str]:
     for r in fit.residuals:
         m = r.measurement
         lines.append(f"{fmt_seconds(m.latency_s):>10}  {fmt_seconds(r.predicted_s):>10}  "
-                     f"{_pct(r.error):>7}  {m.name} ({m.line})")
+                     f"{pct(r.error):>7}  {m.name} ({m.line})")
     return [f"{prefix}# {line}".rstrip() + "\n" for line in lines]
 
 
 def cluster_yaml(text: str, assessment, data, command: str) -> str:
     """`text` (a cluster YAML) with the bandwidth model and `calibration:` block of the fit; the
     rest of the file (comments included) is kept."""
-    from planner.commands.calibrate import CONSTANTS, bandwidth_model
+    from planner.commands.calibrate.fit import CONSTANTS, bandwidth_model
     from planner.render.calibrate_kernels import without_borrowed
     fit = assessment.fit
     model = bandwidth_model(fit.cluster)

@@ -1,4 +1,4 @@
-"""Renderers of `planner calibrate` on a file with row kinds (planner.commands.calibrate_kernels):
+"""Renderers of `planner calibrate` on a file with row kinds (planner.commands.calibrate.kernels):
 the residual tables per row kind, the cluster YAML with its fitted `calibration:` block, and
 the accuracy page (Markdown)."""
 
@@ -8,7 +8,7 @@ import textwrap
 
 import re
 
-from planner.commands.calibrate_kernels import summary
+from planner.commands.calibrate.kernels import summary
 from planner.units import fmt_seconds, signed_percent
 
 KIND_TITLES = (("collective", "Collectives (NCCL time against message size and GPUs)"),
@@ -158,7 +158,7 @@ def cluster_yaml(text: str, fit, data, command: str) -> str:
     text = re.sub(r"(?m)^calibration:\n(?:[ #].*\n|\n)*", "", text)
     c = fit.cluster.calibration
     block = ["calibration:",
-             f"  # Fitted by `{command}` (planner.commands.calibrate_kernels);",
+             f"  # Fitted by `{command}` (planner.commands.calibrate.kernels);",
              f"  # regenerate with that command, do not edit by hand. Residuals: docs/accuracy-gpu-{fit.cluster.name}.md."]
     for kind, title in KIND_TITLES:
         rows = fit.of(kind)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import io
 
-from planner.commands.compare import calibration_words
+from planner.commands.compare.compare import calibration_words
 from planner.commands.runs import point_dict
 from planner.render import common as render_common
 from planner.search.frontier import RESOLUTION
@@ -61,20 +61,20 @@ def layouts_text(rows, spec, fmt: str, plan_arg: str) -> str:
                       "attention": r.attention, "weights": r.weights.label,
                       **({"stages": r.stages} if _pipelined(spec) else {}),
                       "point": point_dict(r.point) if r.point else None,
-                      "gap": None if r.gap is None else _num(r.gap), "reason": r.reason} for r in rows]})
+                      "gap": None if r.gap is None else cell_number(r.gap), "reason": r.reason} for r in rows]})
     if fmt == "csv":
         calibration = render_common.calibration_label(spec.cluster)
         staged, moe = _pipelined(spec), spec.model.experts is not None
-        return _csv(("phase", "chips", "batch", "ffn", "attention", "weights", "latency_s", "mfu",
+        return csv_text(("phase", "chips", "batch", "ffn", "attention", "weights", "latency_s", "mfu",
                      "cost_chip_s_per_token", "bound", "hbm_fraction", "hbm_bytes_per_chip", "gap", "reason",
                      "calibration") + (("stages",) if staged else ()) + (("experts",) if moe else ()),
                     [(r.phase.value, r.chips, r.batch, r.ffn, r.attention, r.weights.label)
-                     + ((_num(r.point.latency_s), _num(r.point.mfu),
-                         _num(r.point.cost_chip_s_per_token), r.point.bound,
-                         _num(r.point.hbm_fraction), _num(r.point.hbm_bytes_per_chip),
-                         _num(r.gap)) if r.point else
-                        ("", "", "", "", _num(r.need_bytes / spec.cluster.chip.hbm_bytes) if r.need_bytes else "",
-                         _num(r.need_bytes) if r.need_bytes else "", "")) + (r.reason, calibration)
+                     + ((cell_number(r.point.latency_s), cell_number(r.point.mfu),
+                         cell_number(r.point.cost_chip_s_per_token), r.point.bound,
+                         cell_number(r.point.hbm_fraction), cell_number(r.point.hbm_bytes_per_chip),
+                         cell_number(r.gap)) if r.point else
+                        ("", "", "", "", cell_number(r.need_bytes / spec.cluster.chip.hbm_bytes) if r.need_bytes else "",
+                         cell_number(r.need_bytes) if r.need_bytes else "", "")) + (r.reason, calibration)
                      + ((r.stages,) if staged else ())
                      + ((r.point.experts if r.point is not None else "",) if moe else ()) for r in rows])
     return (_md_escape(_layouts_summary(spec)).replace("\n", "\n\n") + "\n\n"
@@ -123,12 +123,12 @@ def gate_text(report, fmt: str) -> str:
         rows = []
         for c in report.changes:
             b, a = c.before, c.after
-            num = lambda p, field: _num(getattr(p, field)) if p else ""
-            finite = lambda x: _num(x) if abs(x) != float("inf") else ""
+            num = lambda p, field: cell_number(getattr(p, field)) if p else ""
+            finite = lambda x: cell_number(x) if abs(x) != float("inf") else ""
             rows.append((c.status, c.kind.value, *c.point.key, num(b, "latency_s"), num(a, "latency_s"),
-                         finite(c.latency_change), num(b, "mfu"), num(a, "mfu"), _num(c.mfu_change),
+                         finite(c.latency_change), num(b, "mfu"), num(a, "mfu"), cell_number(c.mfu_change),
                          c.describe(), calibration_cell(report)))
-        return _csv(("status", "kind", "phase", "chips", "batch", "ffn", "attention", "weights", "latency_before_s",
+        return csv_text(("status", "kind", "phase", "chips", "batch", "ffn", "attention", "weights", "latency_before_s",
                      "latency_after_s", "latency_change", "mfu_before", "mfu_after", "mfu_change", "description",
                      "calibration"), rows)
     return report_text(report, fmt, ("phase", "best latency", "change", "best MFU", "change"),
@@ -181,7 +181,7 @@ def report_text(report, fmt: str, best_columns: tuple[str, ...], best_rows: list
 
 def calibration_keys(report) -> dict:
     """A gate's JSON keys on calibration (plan and serve runs): each side's (null: not recorded)."""
-    from planner.commands.compare import calibrated
+    from planner.commands.compare.compare import calibrated
 
     return {"calibrated": {"baseline": calibrated(report.baseline), "current": calibrated(report.current)},
             "calibration_note": calibration_words(report)}
@@ -189,7 +189,7 @@ def calibration_keys(report) -> dict:
 
 def calibration_cell(report) -> str:
     """A gate's CSV cell on calibration: 'baseline uncalibrated; current calibrated' ('' when unknown)."""
-    from planner.commands.compare import calibrated
+    from planner.commands.compare.compare import calibrated
 
     words = {True: "calibrated", False: "uncalibrated", None: ""}
     cells = [f"{which} {words[calibrated(run)]}" for which, run in (("baseline", report.baseline),
@@ -233,8 +233,8 @@ def _gate_dict(report) -> dict:
                      "before": point_dict(c.before) if c.before else None,
                      "after": point_dict(c.after) if c.after else None,
                      "reference": point_dict(c.reference) if c.reference else None,
-                     "latency_change": None if abs(c.latency_change) == inf else _num(c.latency_change),
-                     "mfu_change": _num(c.mfu_change), "description": c.describe()}
+                     "latency_change": None if abs(c.latency_change) == inf else cell_number(c.latency_change),
+                     "mfu_change": cell_number(c.mfu_change), "description": c.describe()}
                     for c in report.changes],
     }
 
@@ -247,8 +247,8 @@ def deployment_text(report, fmt: str) -> str:
     from planner.units import fmt_percent as percent
 
     if fmt in ("json", "csv"):
-        pins = [{"phase": g.pin.phase.value, "gap": _num(report.gap(g)),
-                 "layout_gap": _num(g.layout_gap), "frontier_gap": _num(g.frontier_gap),
+        pins = [{"phase": g.pin.phase.value, "gap": cell_number(report.gap(g)),
+                 "layout_gap": cell_number(g.layout_gap), "frontier_gap": cell_number(g.frontier_gap),
                  "pinned": point_dict(g.point), "best_layout": point_dict(g.best),
                  "frontier_reference": point_dict(g.frontier), "description": report.describe(g)}
                 for g in report.gaps]
@@ -258,10 +258,10 @@ def deployment_text(report, fmt: str) -> str:
                                    "cluster": report.cluster, "calibrated": report.calibrated,
                                    "calibration_status": report.calibration_status, "pins": pins})
         calibration = report.calibration_status
-        return _csv(("phase", "pinned", "latency_s", "mfu", "reference", "reference_latency_s", "gap",
+        return csv_text(("phase", "pinned", "latency_s", "mfu", "reference", "reference_latency_s", "gap",
                      "layout_gap", "frontier_gap", "description", "calibration"),
-                    [(g.pin.phase.value, name(g.point), _num(g.point.latency_s), _num(g.point.mfu),
-                      name(report.reference(g)), _num(report.reference(g).latency_s),
+                    [(g.pin.phase.value, name(g.point), cell_number(g.point.latency_s), cell_number(g.point.mfu),
+                      name(report.reference(g)), cell_number(report.reference(g).latency_s),
                       p["gap"], p["layout_gap"], p["frontier_gap"], p["description"], calibration)
                      for g, p in zip(report.gaps, pins)])
     if fmt == "markdown":
@@ -295,12 +295,12 @@ def wrapped(text: str, hang: int) -> list[str]:
     return textwrap.wrap(text, 80, subsequent_indent=" " * hang, break_on_hyphens=False) or [""]
 
 
-def _num(x: float) -> float:
+def cell_number(x: float) -> float:
     """Rounded as `planner plan` rounds (6 significant digits)."""
     return float(f"{x:.6g}")
 
 
-def _csv(header, rows) -> str:
+def csv_text(header, rows) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(header)

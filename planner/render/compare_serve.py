@@ -1,11 +1,11 @@
-"""Renderers of the request-level regression gate (`planner.commands.compare_serve`): text and
+"""Renderers of the request-level regression gate (`planner.commands.compare.serve`): text and
 Markdown as the plan gate's report (`planner.render.compare.report_text`), JSON and CSV with
 the serving figures."""
 
 from __future__ import annotations
 
-from planner.commands.compare_serve import FIGURES
-from planner.render.compare import _csv, _num, calibration_cell, calibration_keys, pair, report_text
+from planner.commands.compare.serve import FIGURES
+from planner.render.compare import csv_text, cell_number, calibration_cell, calibration_keys, pair, report_text
 from planner.units import fmt_seconds, signed_percent, to_json
 
 STAGE_IDENTITY = ("chips", "batch", "ffn", "attention", "weights", "experts", "kv_cache")  # SavedStage.identity
@@ -22,12 +22,12 @@ def serve_gate_text(report, fmt: str) -> str:
         rows = []
         for c in report.changes:
             b, a = c.before, c.after
-            value = lambda r, f: "" if r is None or getattr(r, f) is None else _num(getattr(r, f))
-            finite = "" if abs(c.tpot_change) == float("inf") else _num(c.tpot_change)
+            value = lambda r, f: "" if r is None or getattr(r, f) is None else cell_number(getattr(r, f))
+            finite = "" if abs(c.tpot_change) == float("inf") else cell_number(c.tpot_change)
             rows.append((c.status, c.kind.value, b.row if b else "", a.row if a else "", *c.point.key,
                          *(value(r, f) for f, *_ in FIGURES for r in (b, a)), finite, c.describe(),
                          calibration_cell(report)))
-        return _csv(header, rows)
+        return csv_text(header, rows)
     return report_text(report, fmt, ("mode", "best TPOT", "change", "best tokens/s per chip", "change"),
                        [_mode_cells(m) for m in report.modes], str)
 
@@ -67,7 +67,7 @@ def serve_gate_dict(report) -> dict:
                      "deployment": dict(zip(IDENTITY, c.point.key)),
                      "before": _row_dict(c.before), "after": _row_dict(c.after),
                      "reference": _row_dict(c.reference),
-                     "change": {f: _num(v) if abs(v) != float("inf") else None for f, v in c.changes().items()},
-                     "tpot_change": None if abs(c.tpot_change) == float("inf") else _num(c.tpot_change),
+                     "change": {f: cell_number(v) if abs(v) != float("inf") else None for f, v in c.changes().items()},
+                     "tpot_change": None if abs(c.tpot_change) == float("inf") else cell_number(c.tpot_change),
                      "description": c.describe()} for c in report.changes],
     }

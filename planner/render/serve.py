@@ -1,14 +1,14 @@
 """Renderers of `planner serve`: each mode's frontier as a table, CSV or Markdown (JSON is
-`planner.commands.serve.serve_dict`), and a row's stages explained (`--row`)."""
+`planner.commands.serve.serve.serve_dict`), and a row's stages explained (`--row`)."""
 
 from __future__ import annotations
 
 import csv
 import io
 
-from planner.commands.serve import NOT_MODELLED, SERVING_NAMES, ServeResult, deployment_dict
-from planner.commands.serve_modes import Deployment, Mode
-from planner.commands.serve_pools import Stage
+from planner.commands.serve.serve import NOT_MODELLED, SERVING_NAMES, ServeResult, deployment_dict
+from planner.commands.serve.modes import Deployment, Mode
+from planner.commands.serve.pools import Stage
 from planner.render.common import (
     Column,
     Note,

@@ -1,5 +1,5 @@
 """Renderers of `planner serve --concurrency`: each deployment's curve as a table, CSV, Markdown
-or a plot (JSON is `planner.commands.serve_curve.curve_dict`)."""
+or a plot (JSON is `planner.commands.serve.curve.curve_dict`)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import csv
 import io
 from pathlib import Path
 
-from planner.commands.serve_curve import Curve, CurvePoint, CurveResult, point_dict
-from planner.commands.serve_modes import Mode
-from planner.commands.steady_state import Policy
+from planner.commands.serve.curve import Curve, CurvePoint, CurveResult, point_dict
+from planner.commands.serve.modes import Mode
+from planner.commands.serve.steady_state import Policy
 from planner.render.common import Column, Note, calibration_label, calibration_note, markdown_table, print_grid, \
     print_wrapped
 from planner.units import SECONDS_PER_HOUR, fmt_seconds

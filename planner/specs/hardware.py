@@ -211,7 +211,7 @@ FIELDS_OF_CALIBRATION = tuple(Calibration.__dataclass_fields__)
 
 @dataclass(frozen=True, kw_only=True)
 class MoeKernels:
-    """Fitted constants of the mixture-of-experts kernels (planner.commands.calibrate_moe): DeepEP's
+    """Fitted constants of the mixture-of-experts kernels (planner.commands.calibrate.moe): DeepEP's
     dispatch/combine, normal (prefill) and low-latency (decode) kernels, per switched level a
     fixed time and the share of the level's bandwidth they sustain (planner.cost.network), and
     DeepGEMM's grouped GEMMs, the share of the weight format's peak a large grouped GEMM sustains

@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from planner.commands.compare import compare_runs
+from planner.commands.compare.compare import compare_runs
 from planner.commands.runs import load_run, plan_dict, run_from_result
 from planner.config import list_presets, load_plan
 from planner.errors import PlannerError

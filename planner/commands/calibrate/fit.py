@@ -6,7 +6,7 @@ efficiency of prefetched weight all-gathers, and the matmul size at half efficie
 by every model and layout on one cluster: there are no per-model, per-layout or per-point factors.
 The constants only kernel and end-to-end rows identify (a fixed time per matmul kernel and per
 token, the narrow formats' matmul rate, the switched levels' collectives) are fitted from a kernel
-file (planner.commands.calibrate_kernels); a points file leaves them at their defaults.
+file (planner.commands.calibrate.kernels); a points file leaves them at their defaults.
 
 The fit minimises a robust (Cauchy) loss of the log errors over the measured points,
 
@@ -53,13 +53,14 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from planner.commands.measurements import (
+from planner.config.measurements import (
     ATTENTION_CHOICES,
     FFN_CHOICES,
     Measurement,
     Measurements,
 )
-from planner.commands.calibrate_terms import _Terms, allowed
+from planner.commands.calibrate.solver import levenberg_marquardt
+from planner.commands.calibrate.terms import Terms, allowed
 from planner.cost.costmodel import Evaluation, evaluate
 from planner.specs.hardware import Calibration, Cluster, Torus
 
@@ -168,7 +169,7 @@ def with_bandwidth_model(cluster: Cluster, model: str) -> Cluster:
 def fit(cluster: Cluster, data: Measurements) -> Fit:
     """Fit the constants of `cluster` (CONSTANTS) to `data` (see the module docstring)."""
     points = data.points
-    terms = _Terms.build(cluster, points)  # first: a bad row is reported as such
+    terms = Terms.build(cluster, points)  # first: a bad row is reported as such
     if len(points) < len(CONSTANTS):
         listed = next(v for k, v in data.at.node.value if k.value == "measurements")
         raise data.at.child(listed, "measurements").error(
@@ -183,7 +184,7 @@ def fit(cluster: Cluster, data: Measurements) -> Fit:
         r = np.log(terms.latency(_constants(u))) - (measured if u.ndim == 1 else measured[:, None])
         return np.sign(r) * np.sqrt(robust_loss(r))
 
-    found = [_levenberg_marquardt(residual, np.clip(_unconstrained(s), lower, upper), lower, upper)
+    found = [levenberg_marquardt(residual, np.clip(_unconstrained(s), lower, upper), lower, upper)
              for s in STARTS]
     # the best start; costs within 1e-9 of it tie (a constant the loss is flat in), and a tie
     # goes to the first start, so rounding noise in the costs cannot move the constants
@@ -210,7 +211,7 @@ def fit(cluster: Cluster, data: Measurements) -> Fit:
                starts=len(STARTS), unidentified=unidentified)
 
 
-def _unidentified(terms: _Terms, constants: np.ndarray) -> tuple[str, ...]:
+def _unidentified(terms: Terms, constants: np.ndarray) -> tuple[str, ...]:
     """The constants no point's predicted latency depends on: moved to either end of its range
     (the others as fitted), every prediction stays the same."""
     lowest = _constants(np.array([_BOUNDS[kind][0] for _, kind in CONSTANTS]))
@@ -262,64 +263,3 @@ def _at_bound(constants: tuple[float, ...]) -> tuple[str, ...]:
     """The constants the fit pushed to the edge of their physical range."""
     return tuple(name for value, (name, kind) in zip(constants, CONSTANTS)
                  if value == 0.0 or (kind == "fraction" and value == 1.0))
-
-
-def _levenberg_marquardt(residual, u: np.ndarray, lower: np.ndarray, upper: np.ndarray,
-                         max_iterations: int = 200) -> tuple[np.ndarray, float]:
-    """Minimise |residual(u)|^2 within the box [lower, upper]; returns (u, cost). A parameter
-    on a bound that the gradient pushes outwards is held there (projected steps).
-
-    The arithmetic avoids BLAS and LAPACK (no `@`, no `np.linalg`): their kernels differ by
-    processor (OPENBLAS_CORETYPE), and where the loss is nearly flat in a constant, the last-bit
-    differences move where the fit stops. Elementwise numpy and a small elimination give the same
-    bits everywhere, so `planner calibrate` reproduces a preset on any machine."""
-    r = residual(u)
-    cost = _dot(r, r)
-    damping = 1e-3
-    for _ in range(max_iterations):
-        h = 1e-6 * (1.0 + np.abs(u)) * np.where(u >= upper, -1.0, 1.0)
-        probes = u[:, None] + np.diag(h)  # column j: u with u[j] moved by h[j]
-        jacobian = (residual(probes) - r[:, None]) / h
-        gradient = (jacobian * r[:, None]).sum(axis=0)
-        free = ~(((u <= lower) & (gradient > 0)) | ((u >= upper) & (gradient < 0)))
-        J, g = jacobian[:, free], gradient[free]
-        normal = (J[:, :, None] * J[:, None, :]).sum(axis=0)
-        while True:
-            step = np.zeros_like(u)
-            step[free] = _solve(normal + damping * np.diag(np.diag(normal) + 1e-12), -g)
-            trial = np.clip(u + step, lower, upper)
-            r_trial = residual(trial)
-            cost_trial = _dot(r_trial, r_trial)
-            if cost_trial < cost:
-                break
-            damping *= 4.0
-            if damping > 1e10:
-                return u, cost
-        gain = cost - cost_trial
-        u, r, cost = trial, r_trial, cost_trial
-        damping = max(damping / 3.0, 1e-12)
-        if gain <= 1e-9 * cost:
-            break
-    return u, cost
-
-
-def _dot(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.sum(a * b))
-
-
-def _solve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """x with a x = b, by Gaussian elimination with partial pivoting (a is small: one row and
-    column per constant)."""
-    a, b = a.astype(float), b.astype(float)
-    n = len(b)
-    for k in range(n):
-        p = k + int(np.argmax(np.abs(a[k:, k])))
-        a[[k, p]], b[[k, p]] = a[[p, k]], b[[p, k]]
-        for i in range(k + 1, n):
-            f = a[i, k] / a[k, k]
-            a[i, k:] -= f * a[k, k:]
-            b[i] -= f * b[k]
-    x = np.zeros(n)
-    for k in range(n - 1, -1, -1):
-        x[k] = (b[k] - float(np.sum(a[k, k + 1:] * x[k + 1:]))) / a[k, k]
-    return x

@@ -1,6 +1,6 @@
 """The regression gate for request-level results: a saved `planner serve --format json` run
 against a plan served again with the flags the run records (`serve_runs.request_for`) or against
-a second saved serve run. The same gate as for plans (`planner.commands.compare`: `Tolerance`,
+a second saved serve run. The same gate as for plans (`planner.commands.compare.compare`: `Tolerance`,
 `match`, `verdict`, `provenance_notes`), on deployments instead of frontier points:
 
 - Rows are matched by `ServeRow.key`: mode, and each stage's chips, batch, FFN and attention
@@ -19,10 +19,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from planner.commands.compare import (
+from planner.commands.compare.compare import (
     Kind, Tolerance, best_regressed, extremes, match, material, provenance_notes, relative_change, verdict,
 )
-from planner.commands.serve_runs import ServeRow, ServeRun
+from planner.commands.serve.runs import ServeRow, ServeRun
 from planner.errors import UsageError
 from planner.units import fmt_seconds, signed_percent
 

@@ -17,8 +17,8 @@ DeepEP's test counts (deepseek-ai/DeepEP tests/legacy/test_internode.py: tokens 
 destination nodes, or GPUs within a node, x hidden x bytes), with the distinct counts expected
 under the test's routing (planner.cost.dispatch), over that bandwidth.
 
-Each stage minimises the robust loss of planner.commands.calibrate (Cauchy on log errors) by the
-projected Levenberg-Marquardt of planner.commands.calibrate_network from a fixed grid of starts.
+Each stage minimises the robust loss of planner.commands.calibrate.fit (Cauchy on log errors) by the
+projected Levenberg-Marquardt of planner.commands.calibrate.network from a fixed grid of starts.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from planner.commands.calibrate_network import minimise, round_constant
+from planner.commands.calibrate.network import minimise, round_constant
 from planner.cost.dispatch import token_spread
 from planner.cost.kernels import grouped_gemm_seconds
 from planner.cost.layouts.base import Routed
@@ -211,7 +211,7 @@ def fit_moe(cluster: Cluster, tables: dict) -> MoeFit:
 def moe_yaml_block(fit: MoeFit, command: str) -> str:
     """The cluster file's `moe_kernels:` block for `fit`, with how it was made and its residuals."""
     m = fit.cluster.moe_kernels
-    lines = ["moe_kernels:\n", f"  # Fitted by `{command}` (planner.commands.calibrate_moe);\n",
+    lines = ["moe_kernels:\n", f"  # Fitted by `{command}` (planner.commands.calibrate.moe);\n",
              "  # regenerate with that command, do not edit by hand.\n"]
     for table in ("deepep_normal", "deepep_low_latency", *GROUPED_TABLES):
         errors = np.abs([r.error for r in fit.of(table) if r.fitted])

@@ -1,5 +1,5 @@
 """Layouts side by side, and a pinned deployment's gap to the best alternatives (definitions in
-`planner.commands.compare`)."""
+`planner.commands.compare.compare`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from planner.commands.compare import _fastest, percent
+from planner.commands.compare.compare import fastest, percent
 from planner.errors import InfeasibleError, UsageError
 from planner.search.search import DOES_NOT_FIT, Point, best, candidates, cost, order_key, point, search
 from planner.specs.formats import Formats, KvFormat
@@ -154,10 +154,10 @@ def check_deployment(plan: Plan, max_gap: float = 0.05, gap_to: str = "layout") 
         if ev is None:
             raise InfeasibleError(_pin_infeasible(plan, pin))
         pinned = point(ev, 0)
-        fastest = point(best(plan, pin.phase, pin.chips, pin.batch, pin.weights, kv_cache=pin.kv_cache), 0)
-        ref = _fastest(frontiers[pin.phase] + (pinned,), pinned.mfu)
-        gaps.append(PinGap(pin=pin, point=pinned, best=fastest,
-                           layout_gap=pinned.latency_s / fastest.latency_s - 1,
+        quickest = point(best(plan, pin.phase, pin.chips, pin.batch, pin.weights, kv_cache=pin.kv_cache), 0)
+        ref = fastest(frontiers[pin.phase] + (pinned,), pinned.mfu)
+        gaps.append(PinGap(pin=pin, point=pinned, best=quickest,
+                           layout_gap=pinned.latency_s / quickest.latency_s - 1,
                            frontier=ref, frontier_gap=pinned.latency_s / ref.latency_s - 1))
     return Deployment(source=plan.source, gaps=tuple(gaps), max_gap=max_gap, gap_to=gap_to,
                       cluster=plan.cluster.name, calibrated=plan.cluster.calibrated,

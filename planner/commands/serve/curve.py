@@ -15,9 +15,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from planner.commands.runs import provenance_dict
-from planner.commands.serve_modes import Mode
-from planner.commands.serve_pools import Pool, Stage, pools
-from planner.commands.steady_state import DEFAULT_TOKEN_BUDGET, Policy, SteadyState, colocated, \
+from planner.commands.serve.modes import Mode
+from planner.commands.serve.pools import Pool, Stage, pools
+from planner.commands.serve.steady_state import DEFAULT_TOKEN_BUDGET, Policy, SteadyState, colocated, \
     disaggregated, max_running, prompts_per_pass
 from planner.cost.network import transfer_seconds
 from planner.errors import InfeasibleError, UsageError

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from planner.config.models import _read_model
+from planner.config.models import read_model
 from planner.config.yamlio import At, Field, boolean, choice, count, entries, fields, list_of, load_document, \
     number, passthrough, text
 from planner.cost.layouts import CollectiveKind
@@ -121,7 +121,7 @@ def load_kernel_measurements(path: str) -> KernelMeasurements:
     models: dict[str, Model] = {}
     if "models" in f.values:
         for name, _, at in entries(f["models"], "models (name: shape)"):
-            models[name] = _read_model(at)
+            models[name] = read_model(at)
     rows = []
     for i, row in enumerate(f["measurements"]):
         v = fields(row, ROW_FIELDS, "a measurement")

@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from planner.commands.runs import provenance_dict
-from planner.commands.serve_modes import Deployment, Mode, ModeResult, Targets, deployments, mode_result
-from planner.commands.serve_pools import Stage, pools
+from planner.commands.serve.modes import Deployment, Mode, ModeResult, Targets, deployments, mode_result
+from planner.commands.serve.pools import Stage, pools
 from planner.cost.layouts import EXPERT_LAYOUTS
 from planner.errors import InfeasibleError
 from planner.search.search import weights_hint

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from planner.commands.calibrate import Fit, Residual, fit, predict
-from planner.commands.calibrate_terms import measurement_plan
-from planner.commands.measurements import ATTENTION_CHOICES, BEST, FFN_CHOICES, Measurement, Measurements
+from planner.commands.calibrate.fit import Fit, Residual, fit, predict
+from planner.commands.calibrate.terms import measurement_plan
+from planner.config.measurements import ATTENTION_CHOICES, BEST, FFN_CHOICES, Measurement, Measurements
 from planner.cost.layouts import ATTENTION_LAYOUTS, FFN_LAYOUTS
 from planner.errors import ConfigError
 from planner.search.search import best

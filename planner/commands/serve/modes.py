@@ -32,7 +32,7 @@ from enum import Enum
 
 import numpy as np
 
-from planner.commands.serve_pools import Pool, Stage
+from planner.commands.serve.pools import Pool, Stage
 from planner.cost.network import transfer_seconds
 from planner.specs.plan import Plan
 from planner.units import fmt_seconds

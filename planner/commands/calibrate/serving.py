@@ -1,6 +1,6 @@
 """Serving runs against the planner (`planner calibrate` on a `planner-serving/1` file): each run
 predicted with today's constants by the steady state at its concurrency
-(`planner.commands.steady_state` on the serve pools), nothing fitted.
+(`planner.commands.serve.steady_state` on the serve pools), nothing fitted.
 
 A run's layout is pinned as the engine ran it: tensor parallelism over a worker's GPUs is FFN
 `ws1d` with attention `heads`; expert parallelism (ep > 1) the `ep` expert layout, else the
@@ -23,9 +23,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from planner.commands.serve_curve import grid
-from planner.commands.serve_pools import pools
-from planner.commands.steady_state import DEFAULT_TOKEN_BUDGET, Policy, colocated, disaggregated, max_running, \
+from planner.commands.serve.curve import grid
+from planner.commands.serve.pools import pools
+from planner.commands.serve.steady_state import DEFAULT_TOKEN_BUDGET, Policy, colocated, disaggregated, max_running, \
     prompts_per_pass
 from planner.config import load_plan
 from planner.config.serving_runs import Pool, ServingMeasurements, ServingRun

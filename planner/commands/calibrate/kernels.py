@@ -1,8 +1,8 @@
-"""`planner calibrate` on a measurements file with row kinds (planner.commands.kernel_measurements):
+"""`planner calibrate` on a measurements file with row kinds (planner.config.kernel_measurements):
 the GPU calibration sets. Deterministic, in three stages, each constant fitted from the rows
 that identify it and then held:
 
-1. Network, from the `collective` rows (NCCL; planner.commands.calibrate_network): the innermost
+1. Network, from the `collective` rows (NCCL; planner.commands.calibrate.network): the innermost
    switched level's five constants (`Calibration.levels[name]`: latency_s, step_latency_s,
    efficiency, bulk_latency_s, bulk_efficiency; planner.cost.network has the formula), and, where
    the level declares `in_switch_reduction`, its in-switch all-reduce's in_switch_latency_s and
@@ -44,7 +44,7 @@ that identify it and then held:
    no row gathers weights, so a weight all-gather over a level is priced with the level's fitted
    constants, like any all-gather there (planner.cost.network; a warning says so).
 
-Each stage minimises the robust loss of planner.commands.calibrate (Cauchy on log errors, scale
+Each stage minimises the robust loss of planner.commands.calibrate.fit (Cauchy on log errors, scale
 log 1.15) by the same projected Levenberg-Marquardt from a fixed grid of starts; the lowest cost
 wins. A row whose weight format the planner lacks is predicted as nothing and listed as skipped.
 
@@ -64,9 +64,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 import yaml
 
-from planner.commands.calibrate_network import collective_times, network_stage
-from planner.commands.calibrate_network import minimise, round_constant, shipped_sets
-from planner.commands.kernel_measurements import MODEL_KINDS, KernelMeasurements, Row, load_kernel_measurements
+from planner.commands.calibrate.network import collective_times, network_stage
+from planner.commands.calibrate.network import minimise, round_constant, shipped_sets
+from planner.config.kernel_measurements import MODEL_KINDS, KernelMeasurements, Row, load_kernel_measurements
 from planner.config.presets import presets_dir
 from planner.cost.costmodel import evaluate
 from planner.cost.kernels import dynamic_quantisation_seconds, gemm_seconds

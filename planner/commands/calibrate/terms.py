@@ -1,7 +1,7 @@
 """What `planner calibrate` fits against: the candidates a measured point may have used
-(`allowed`), and every such candidate as the cost model's parts at ideal constants (`_Terms`),
+(`allowed`), and every such candidate as the cost model's parts at ideal constants (`Terms`),
 so that any set of the eight constants prices them by a few array operations (see
-planner.commands.calibrate for the formula)."""
+planner.commands.calibrate.fit for the formula)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from planner.commands.measurements import ATTENTION_CHOICES, BEST, FFN_CHOICES, Measurement
+from planner.config.measurements import ATTENTION_CHOICES, BEST, FFN_CHOICES, Measurement
 from planner.config.stages import offered_text
 from planner.cost.costmodel import Candidate, Evaluation, combine, evaluate, step_kernels
 from planner.search.search import candidates
@@ -47,7 +47,7 @@ def allowed(cluster: Cluster, m: Measurement) -> list[Evaluation]:
 
 
 @dataclass(frozen=True)
-class _Terms:
+class Terms:
     """Every allowed candidate of every point, as the cost model's parts at ideal constants;
     `start[i]` is where point i's candidates begin. Collectives are split into the activation
     ones and the prefetched weight all-gathers, which `combine` treats differently. Per kernel
@@ -67,7 +67,7 @@ class _Terms:
     row_candidates: tuple[Candidate, ...]  # the candidate of each row
 
     @staticmethod
-    def build(cluster: Cluster, points: tuple[Measurement, ...]) -> _Terms:
+    def build(cluster: Cluster, points: tuple[Measurement, ...]) -> Terms:
         ideal = replace(cluster, calibration=Calibration())
         one_row = replace(cluster, calibration=Calibration(matmul_half_rows=1.0))
         rows, kernels, start, kept = [], [], [], []
@@ -90,7 +90,7 @@ class _Terms:
             kept.extend(evs[i].candidate for i in keep)
         per_kernel = _padded(kernels)
         a = np.array(rows, dtype=float)
-        return _Terms(*per_kernel.transpose(2, 0, 1), *a.T, start=np.array(start), row_candidates=tuple(kept))
+        return Terms(*per_kernel.transpose(2, 0, 1), *a.T, start=np.array(start), row_candidates=tuple(kept))
 
     def _rows(self, constants: np.ndarray) -> np.ndarray:
         """Each row's latency [s]: (rows,) for one set of constants, (k, rows) for a (8, k) array."""

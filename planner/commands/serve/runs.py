@@ -8,8 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from planner.commands.runs import Reader, Run, provenance, read_json, run_from_dict
-from planner.commands.serve import ServeRequest, ServeResult, serve, serve_dict
-from planner.commands.serve_modes import Mode, Targets
+from planner.commands.serve.serve import ServeRequest, ServeResult, serve, serve_dict
+from planner.commands.serve.modes import Mode, Targets
 from planner.units import SECONDS_PER_HOUR, to_json
 
 SERVE_RUN_HINT = "a saved serve run is what `planner serve PLAN --format json -o FILE` writes"

@@ -1,4 +1,4 @@
-"""Stage 1 of `planner calibrate` on a file with row kinds (planner.commands.calibrate_kernels):
+"""Stage 1 of `planner calibrate` on a file with row kinds (planner.commands.calibrate.kernels):
 the switched levels' constants from the NCCL `collective` rows, the rule for an outer level whose
 constants the file's rows do not identify, and the fitting helpers every stage shares.
 
@@ -25,8 +25,9 @@ from dataclasses import replace
 
 import numpy as np
 
-from planner.commands.calibrate import SIGNIFICANT, _levenberg_marquardt, robust_loss
-from planner.commands.kernel_measurements import KernelMeasurements, Row, load_kernel_measurements
+from planner.commands.calibrate.fit import SIGNIFICANT, robust_loss
+from planner.commands.calibrate.solver import levenberg_marquardt
+from planner.config.kernel_measurements import KernelMeasurements, Row, load_kernel_measurements
 from planner.config import list_presets, load_cluster
 from planner.config.presets import presets_dir
 from planner.cost.network import kernel_collective_seconds
@@ -77,7 +78,7 @@ def minimise(loss_residual, kinds: tuple[str, ...], starts) -> np.ndarray:
         r = np.log(loss_residual(_constrained(u, kinds)))
         return np.sign(r) * np.sqrt(robust_loss(r))
 
-    found = [_levenberg_marquardt(residual, np.clip([_unconstrained(v, k) for v, k in zip(s, kinds)], lower, upper),
+    found = [levenberg_marquardt(residual, np.clip([_unconstrained(v, k) for v, k in zip(s, kinds)], lower, upper),
                                   lower, upper) for s in starts]
     return _constrained(min(found, key=lambda p: p[1])[0], kinds)
 

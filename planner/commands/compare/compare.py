@@ -1,5 +1,5 @@
 """Compare plan results: two runs (the regression gate, here), layouts side by side and a pinned
-deployment against the best alternatives (`planner.commands.deployment`). Pure functions over
+deployment against the best alternatives (`planner.commands.compare.deployment`). Pure functions over
 search results; `planner.cli.compare` parses the command line and `planner.render.compare`
 renders what these return.
 
@@ -40,7 +40,7 @@ from planner.units import fmt_percent, fmt_rate, fmt_seconds, points_change, sig
 percent = fmt_percent
 
 
-def _fastest(points, min_mfu: float) -> Point | None:
+def fastest(points, min_mfu: float) -> Point | None:
     """The fastest point with MFU >= min_mfu (ties: higher MFU, then key), or None."""
     able = [p for p in points if p.mfu >= min_mfu]
     return min(able, key=lambda p: (p.latency_s, -p.mfu, p.key)) if able else None
@@ -219,7 +219,7 @@ def compare_runs(baseline: Run, current: Run, tolerance: Tolerance = Tolerance()
     shared = set(baseline.phases) & set(current.phases)
 
     def disappeared(b: Point) -> Change:
-        cover = _fastest(current.frontier(b.phase), b.mfu - tolerance.mfu)
+        cover = fastest(current.frontier(b.phase), b.mfu - tolerance.mfu)
         lost = cover is None or cover.latency_s > b.latency_s * (1 + tolerance.latency)
         return Change(kind=Kind.DISAPPEARED, before=b, after=None, reference=cover, regressed=lost)
 
@@ -228,7 +228,7 @@ def compare_runs(baseline: Run, current: Run, tolerance: Tolerance = Tolerance()
         return Change(kind=Kind.MOVED, before=b, after=a, regressed=worse)
 
     def appeared(a: Point) -> Change:
-        ref = _fastest(baseline.frontier(a.phase), a.mfu)
+        ref = fastest(baseline.frontier(a.phase), a.mfu)
         return Change(kind=Kind.APPEARED, before=None, after=a, reference=ref, regressed=False)
 
     changes = match({p.key: p for p in baseline.points if p.phase in shared},
