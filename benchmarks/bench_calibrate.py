@@ -15,8 +15,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from planner.commands import calibrate  # noqa: E402
-from planner.config.measurements import load_measurements  # noqa: E402
 from planner.config import load_cluster  # noqa: E402
+from planner.config.measurements import load_measurements  # noqa: E402
 
 DATA = ROOT / "configs" / "measurements" / "pope2022-tpu-v4.yaml"
 
@@ -29,15 +29,25 @@ def main() -> None:
         start = time.perf_counter()
         result = calibrate.fit(cluster, data)
         times.append(time.perf_counter() - start)
-    print(f"fit: {len(data.points)} points, {len(calibrate.CONSTANTS)} constants, {result.starts} starts: "
-          f"best {min(times):.3f} s, median {sorted(times)[2]:.3f} s (target: well under 1 s)")
-    print(f"at a bound: {', '.join(result.at_bound) or 'none'}; "
-          f"not identified: {', '.join(result.unidentified) or 'none'}")
+    print(
+        f"fit: {len(data.points)} points, {len(calibrate.CONSTANTS)} constants, {result.starts} starts: "
+        f"best {min(times):.3f} s, median {sorted(times)[2]:.3f} s (target: well under 1 s)"
+    )
+    print(
+        f"at a bound: {', '.join(result.at_bound) or 'none'}; "
+        f"not identified: {', '.join(result.unidentified) or 'none'}"
+    )
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "planner", "calibrate", str(DATA), "--cluster", "tpu-v4"],
-                   check=True, capture_output=True, cwd=ROOT)
-    print(f"end to end: planner calibrate {DATA.name} --cluster tpu-v4: "
-          f"{time.perf_counter() - start:.3f} s, interpreter start included")
+    subprocess.run(
+        [sys.executable, "-m", "planner", "calibrate", str(DATA), "--cluster", "tpu-v4"],
+        check=True,
+        capture_output=True,
+        cwd=ROOT,
+    )
+    print(
+        f"end to end: planner calibrate {DATA.name} --cluster tpu-v4: "
+        f"{time.perf_counter() - start:.3f} s, interpreter start included"
+    )
 
 
 if __name__ == "__main__":

@@ -33,11 +33,19 @@ def main() -> None:
     result = search(plan)
     seconds = best_of(3, lambda: search(plan))
     print(f"search of {PLAN.name} (in process): {result.evaluated} points in {seconds:.3f} s")
-    seconds = best_of(5, lambda: subprocess.run(
-        [sys.executable, "-m", "planner", "plan", str(PLAN), "--format", "json"],
-        check=True, capture_output=True, cwd=ROOT))
-    print(f"end to end: planner plan {PLAN.name} --format json: {seconds:.3f} s (target < 1 s), "
-          "interpreter start included")
+    seconds = best_of(
+        5,
+        lambda: subprocess.run(
+            [sys.executable, "-m", "planner", "plan", str(PLAN), "--format", "json"],
+            check=True,
+            capture_output=True,
+            cwd=ROOT,
+        ),
+    )
+    print(
+        f"end to end: planner plan {PLAN.name} --format json: {seconds:.3f} s (target < 1 s), "
+        "interpreter start included"
+    )
     seconds = best_of(5, lambda: subprocess.run([sys.executable, "-c", "pass"], check=True))
     print(f"(bare interpreter start on this machine: {seconds:.3f} s)")
 

@@ -57,9 +57,11 @@ def report_search(label: str, plan, runs: int) -> None:
     n = discrete(plan)
     seconds = median_time(runs, lambda: search(plan, partial=True))
     points = search(plan, partial=True).evaluated
-    print(f"{label}: {n} discrete candidates, {points} points in {seconds * 1e3:.1f} ms "
-          f"(median of {runs}) = {seconds / n * 1e6:.1f} us per candidate, "
-          f"{seconds / points * 1e6:.2f} us per point")
+    print(
+        f"{label}: {n} discrete candidates, {points} points in {seconds * 1e3:.1f} ms "
+        f"(median of {runs}) = {seconds / n * 1e6:.1f} us per candidate, "
+        f"{seconds / points * 1e6:.2f} us per point"
+    )
 
 
 def synthetic(plan_name: str, max_chips: int):
@@ -82,31 +84,59 @@ def main() -> None:
     for name in plans:
         report_search(f"search {name}", load_plan(name), runs)
 
-    subprocess.run([sys.executable, "-m", "planner", "plan", plans[0], "--format", "json"],
-                   check=False, capture_output=True, cwd=ROOT, env=ENV)  # untimed: writes the bytecode caches
-    bare = median_time(cli_runs, lambda: subprocess.run([sys.executable, "-c", RUNTIME_IMPORTS], check=True,
-                                                        env=ONE_THREAD))
-    default = median_time(cli_runs, lambda: subprocess.run([sys.executable, "-c", RUNTIME_IMPORTS], check=True,
-                                                           env=ENV))
-    print(f"bare interpreter with the runtime imports: {bare:.3f} s with one BLAS thread (the baseline below), "
-          f"{default:.3f} s with numpy's default thread pool")
+    subprocess.run(
+        [sys.executable, "-m", "planner", "plan", plans[0], "--format", "json"],
+        check=False,
+        capture_output=True,
+        cwd=ROOT,
+        env=ENV,
+    )  # untimed: writes the bytecode caches
+    bare = median_time(
+        cli_runs, lambda: subprocess.run([sys.executable, "-c", RUNTIME_IMPORTS], check=True, env=ONE_THREAD)
+    )
+    default = median_time(
+        cli_runs, lambda: subprocess.run([sys.executable, "-c", RUNTIME_IMPORTS], check=True, env=ENV)
+    )
+    print(
+        f"bare interpreter with the runtime imports: {bare:.3f} s with one BLAS thread (the baseline below), "
+        f"{default:.3f} s with numpy's default thread pool"
+    )
     for name in plans:
         path = ROOT / "configs" / "plans" / f"{name}.yaml"
-        seconds = median_time(cli_runs, lambda: subprocess.run(
-            [sys.executable, "-m", "planner", "plan", str(path), "--format", "json"],
-            check=False, capture_output=True, cwd=ROOT, env=ENV))
-        print(f"end to end: planner plan {name} --format json: {seconds:.3f} s = {seconds / bare:.2f}x "
-              f"the bare interpreter with the runtime imports ({bare:.3f} s, same run; target < 1.5x)")
+        seconds = median_time(
+            cli_runs,
+            lambda: subprocess.run(
+                [sys.executable, "-m", "planner", "plan", str(path), "--format", "json"],
+                check=False,
+                capture_output=True,
+                cwd=ROOT,
+                env=ENV,
+            ),
+        )
+        print(
+            f"end to end: planner plan {name} --format json: {seconds:.3f} s = {seconds / bare:.2f}x "
+            f"the bare interpreter with the runtime imports ({bare:.3f} s, same run; target < 1.5x)"
+        )
         formats = ("--weights", "all", "--kv-cache", "bf16,fp8,int8")  # the number-format axes (issue 11)
-        seconds = median_time(cli_runs, lambda: subprocess.run(
-            [sys.executable, "-m", "planner", "plan", str(path), "--format", "json", *formats],
-            check=False, capture_output=True, cwd=ROOT, env=ENV))
-        print(f"end to end: planner plan {name} {' '.join(formats)} --format json: {seconds:.3f} s = "
-              f"{seconds / bare:.2f}x the bare interpreter with the runtime imports")
+        seconds = median_time(
+            cli_runs,
+            lambda: subprocess.run(
+                [sys.executable, "-m", "planner", "plan", str(path), "--format", "json", *formats],
+                check=False,
+                capture_output=True,
+                cwd=ROOT,
+                env=ENV,
+            ),
+        )
+        print(
+            f"end to end: planner plan {name} {' '.join(formats)} --format json: {seconds:.3f} s = "
+            f"{seconds / bare:.2f}x the bare interpreter with the runtime imports"
+        )
 
     big = synthetic("llama-3-70b-h100", 384 if args.quick else 1536)
-    report_search("synthetic large search (llama-3-70b-h100, chips 1..%d)" % max(big.space.chips), big,
-                  1 if args.quick else 3)
+    report_search(
+        f"synthetic large search (llama-3-70b-h100, chips 1..{max(big.space.chips)})", big, 1 if args.quick else 3
+    )
 
 
 if __name__ == "__main__":

@@ -51,24 +51,45 @@ def main() -> None:
     print(f"{'command':58s} {'seconds':>8s} {'x plan':>7s}")
     for plan in sorted((ROOT / "configs" / "plans").glob("*.yaml")):
         name = plan.stem
-        group = {"plan": ["plan", name, "--format", "json"], "serve": ["serve", name, "--format", "json"],
-                 **{f"serve --mode {m}": ["serve", name, "--mode", m, "--format", "json"] for m in MODES}}
+        group = {
+            "plan": ["plan", name, "--format", "json"],
+            "serve": ["serve", name, "--format", "json"],
+            **{f"serve --mode {m}": ["serve", name, "--mode", m, "--format", "json"] for m in MODES},
+        }
         medians = interleaved(group, runs)
         for command, median in medians.items():
             print(f"{f'planner {command} {name}':58s} {median:8.3f} {median / medians['plan']:7.2f}")
     flags = " ".join(HEADLINE)
-    medians = interleaved({"plan": ["plan", *HEADLINE, "--format", "json"],
-                           "serve": ["serve", *HEADLINE, "--format", "json"]}, runs)
+    medians = interleaved(
+        {"plan": ["plan", *HEADLINE, "--format", "json"], "serve": ["serve", *HEADLINE, "--format", "json"]}, runs
+    )
     for command, median in medians.items():
         print(f"{f'planner {command} {flags}':58s} {median:8.3f} {median / medians['plan']:7.2f}")
-    curve = ("--model", "deepseek-v3", "--cluster", "h200-sxm", "--chips", "8", "--weights", "fp8",
-             "--concurrency", "1,4,16,64,256")
-    medians = interleaved({"plan": ["plan", *curve[:8], "--format", "json"],
-                           "serve --concurrency": ["serve", *curve, "--format", "json"]}, runs)
+    curve = (
+        "--model",
+        "deepseek-v3",
+        "--cluster",
+        "h200-sxm",
+        "--chips",
+        "8",
+        "--weights",
+        "fp8",
+        "--concurrency",
+        "1,4,16,64,256",
+    )
+    medians = interleaved(
+        {
+            "plan": ["plan", *curve[:8], "--format", "json"],
+            "serve --concurrency": ["serve", *curve, "--format", "json"],
+        },
+        runs,
+    )
     for command, median in medians.items():
         print(f"{f'planner {command} (DeepSeek-V3, 8 H200, fp8)':58s} {median:8.3f} {median / medians['plan']:7.2f}")
-    print(f"target: each bundled plan's serve within 2x of its plan; the DeepSeek-V3 serve (every chip count "
-          f"of h200-sxm) under 2 s")
+    print(
+        "target: each bundled plan's serve within 2x of its plan; the DeepSeek-V3 serve (every chip count "
+        "of h200-sxm) under 2 s"
+    )
 
 
 if __name__ == "__main__":

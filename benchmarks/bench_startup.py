@@ -48,7 +48,7 @@ def timed(cls, *args, **kwargs):
     return out
 dataclasses._process_class = timed
 start = time.perf_counter()
-import {', '.join(PLAN_PATH)}
+import {", ".join(PLAN_PATH)}
 print(len(spent), sum(spent), time.perf_counter() - start)
 """
 
@@ -63,14 +63,19 @@ def variants(root: Path) -> dict[str, tuple[Path, list[str]]]:
     python = [sys.executable]
     out = {
         "import planner.cli.main": python + ["-c", f"{RUNTIME_IMPORTS}; import planner.cli.main"],
-        "import what plan --format json imports": python + [
-            "-c", f"{RUNTIME_IMPORTS}; import {', '.join(PLAN_PATH)}"],
-        "  ... and the table/csv/markdown renderers": python + [
-            "-c", f"{RUNTIME_IMPORTS}; import {', '.join(PLAN_PATH + RENDERERS)}"],
+        "import what plan --format json imports": python + ["-c", f"{RUNTIME_IMPORTS}; import {', '.join(PLAN_PATH)}"],
+        "  ... and the table/csv/markdown renderers": python
+        + ["-c", f"{RUNTIME_IMPORTS}; import {', '.join(PLAN_PATH + RENDERERS)}"],
     }
     for name in plans(root):
-        out[f"plan {name}"] = python + ["-m", "planner", "plan",
-                                        str(root / "configs" / "plans" / f"{name}.yaml"), "--format", "json"]
+        out[f"plan {name}"] = python + [
+            "-m",
+            "planner",
+            "plan",
+            str(root / "configs" / "plans" / f"{name}.yaml"),
+            "--format",
+            "json",
+        ]
     return {label: (root, command) for label, command in out.items()}
 
 
@@ -93,17 +98,25 @@ def measure(commands: dict[str, tuple[Path, list[str]]], rounds: int) -> dict[st
     for _ in range(rounds):
         for label, (cwd, command) in commands.items():
             times[label].append(run_once(cwd, command))
-    return {label: (statistics.median(w for w, _ in values), statistics.median(c for _, c in values))
-            for label, values in times.items()}
+    return {
+        label: (statistics.median(w for w, _ in values), statistics.median(c for _, c in values))
+        for label, values in times.items()
+    }
 
 
 def dataclass_share(rounds: int) -> None:
-    runs = [subprocess.run([sys.executable, "-c", DATACLASS_SHARE], check=True, capture_output=True,
-                           text=True, cwd=ROOT, env=ENV).stdout.split() for _ in range(rounds)]
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", DATACLASS_SHARE], check=True, capture_output=True, text=True, cwd=ROOT, env=ENV
+        ).stdout.split()
+        for _ in range(rounds)
+    ]
     classes = int(runs[0][0])
     share, total = (statistics.median(float(r[i]) for r in runs) * 1e3 for i in (1, 2))
-    print(f"in process: importing what plan --format json imports takes {total:.1f} ms, of which "
-          f"{share:.1f} ms is the dataclass decorator on {classes} classes ({share / classes * 1e3:.0f} us each)")
+    print(
+        f"in process: importing what plan --format json imports takes {total:.1f} ms, of which "
+        f"{share:.1f} ms is the dataclass decorator on {classes} classes ({share / classes * 1e3:.0f} us each)"
+    )
 
 
 def module_times(rounds: int) -> list[tuple[float, str]]:
@@ -111,8 +124,14 @@ def module_times(rounds: int) -> list[tuple[float, str]]:
     code = f"{RUNTIME_IMPORTS}; import {', '.join(PLAN_PATH)}"
     samples: dict[str, list[int]] = {}
     for _ in range(rounds):
-        err = subprocess.run([sys.executable, "-X", "importtime", "-c", code], check=True,
-                             capture_output=True, text=True, cwd=ROOT, env=ENV).stderr
+        err = subprocess.run(
+            [sys.executable, "-X", "importtime", "-c", code],
+            check=True,
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env=ENV,
+        ).stderr
         for match in re.finditer(r"import time:\s+(\d+) \|\s+\d+ \|\s*(planner\S*)", err):
             samples.setdefault(match[2], []).append(int(match[1]))
     return sorted(((statistics.median(us) / 1e3, name) for name, us in samples.items()), reverse=True)
@@ -122,30 +141,44 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=15, help="rounds (median over them)")
     parser.add_argument("--modules", action="store_true", help="also each planner module's import time")
-    parser.add_argument("--against", type=Path, metavar="TREE",
-                        help="another planner source tree (e.g. a worktree of main): its figures too")
+    parser.add_argument(
+        "--against",
+        type=Path,
+        metavar="TREE",
+        help="another planner source tree (e.g. a worktree of main): its figures too",
+    )
     args = parser.parse_args()
 
     trees = {"": ROOT} if args.against is None else {"this tree: ": ROOT, "against: ": args.against.resolve()}
-    commands = {"bare": (ROOT, [sys.executable, "-c", RUNTIME_IMPORTS]),
-                # planner.cli sets these before numpy starts its BLAS thread pool (the search does
-                # no BLAS work): the bare interpreter without that pool, for comparison
-                "bare, one BLAS thread (as planner runs numpy)": (ROOT, [
-                    sys.executable, "-c", f"import os; os.environ.update({BLAS_ONE_THREAD!r}); {RUNTIME_IMPORTS}"])}
+    commands = {
+        "bare": (ROOT, [sys.executable, "-c", RUNTIME_IMPORTS]),
+        # planner.cli sets these before numpy starts its BLAS thread pool (the search does
+        # no BLAS work): the bare interpreter without that pool, for comparison
+        "bare, one BLAS thread (as planner runs numpy)": (
+            ROOT,
+            [sys.executable, "-c", f"import os; os.environ.update({BLAS_ONE_THREAD!r}); {RUNTIME_IMPORTS}"],
+        ),
+    }
     for prefix, root in trees.items():
         commands.update({prefix + label: command for label, command in variants(root).items()})
     medians = measure(commands, args.runs)
     bare, bare_cpu = medians.pop("bare")
-    print(f"bare interpreter with the runtime imports ({RUNTIME_IMPORTS}): {bare * 1e3:.1f} ms "
-          f"(CPU {bare_cpu * 1e3:.1f} ms; medians of {args.runs}, side by side)")
+    print(
+        f"bare interpreter with the runtime imports ({RUNTIME_IMPORTS}): {bare * 1e3:.1f} ms "
+        f"(CPU {bare_cpu * 1e3:.1f} ms; medians of {args.runs}, side by side)"
+    )
     for label, (seconds, cpu) in medians.items():
-        print(f"{label}: {seconds * 1e3:.1f} ms = +{(seconds - bare) * 1e3:.1f} ms over bare, "
-              f"{seconds / bare:.2f}x (CPU +{(cpu - bare_cpu) * 1e3:.1f} ms, {cpu / bare_cpu:.2f}x)")
+        print(
+            f"{label}: {seconds * 1e3:.1f} ms = +{(seconds - bare) * 1e3:.1f} ms over bare, "
+            f"{seconds / bare:.2f}x (CPU +{(cpu - bare_cpu) * 1e3:.1f} ms, {cpu / bare_cpu:.2f}x)"
+        )
     if args.modules:
         rounds = max(3, args.runs // 3)
         dataclass_share(rounds)
         rows = module_times(rounds)
-        print(f"planner modules' own import time (-X importtime, self, median; sum {sum(ms for ms, _ in rows):.1f} ms):")
+        print(
+            f"planner modules' own import time (-X importtime, self, median; sum {sum(ms for ms, _ in rows):.1f} ms):"
+        )
         for ms, name in rows:
             print(f"  {ms:6.2f} ms  {name}")
 

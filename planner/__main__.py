@@ -9,6 +9,7 @@ import gc
 def main() -> None:
     gc.disable()
     from planner.cli.main import main as run
+
     run()
 
 

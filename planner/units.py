@@ -8,8 +8,18 @@ import math
 import re
 
 _PREFIX = {
-    "": 1.0, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15,
-    "Ki": 2.0**10, "Mi": 2.0**20, "Gi": 2.0**30, "Ti": 2.0**40, "Pi": 2.0**50,
+    "": 1.0,
+    "k": 1e3,
+    "K": 1e3,
+    "M": 1e6,
+    "G": 1e9,
+    "T": 1e12,
+    "P": 1e15,
+    "Ki": 2.0**10,
+    "Mi": 2.0**20,
+    "Gi": 2.0**30,
+    "Ti": 2.0**40,
+    "Pi": 2.0**50,
 }
 # unit kind -> accepted base spellings (after the prefix)
 _BASES = {
@@ -41,21 +51,24 @@ def parse_quantity(text: str, kind: str) -> float:
     number, unit = float(match.group(1)), match.group(2)
     if unit == "":
         if kind == "bytes":
-            raise ValueError("a size needs a unit: a bare number is ambiguous (write '80 GB', "
-                             "'80 GiB' or, for bytes, '85045477376 B')")
+            raise ValueError(
+                "a size needs a unit: a bare number is ambiguous (write '80 GB', "
+                "'80 GiB' or, for bytes, '85045477376 B')"
+            )
         if kind in ("bytes_per_s", "flop_per_s") and abs(number) < _MIN_BARE_RATE:
             example = "'3.35 TB/s'" if kind == "bytes_per_s" else "'989 TFLOP/s'"
-            raise ValueError(f"a bare number below {_MIN_BARE_RATE:g} is not a plausible rate: "
-                             f"give a unit, e.g. {example}")
+            raise ValueError(
+                f"a bare number below {_MIN_BARE_RATE:g} is not a plausible rate: give a unit, e.g. {example}"
+            )
         return number
     if kind == "seconds":
         if unit in _SECONDS:
             return number * _SECONDS[unit]
         raise ValueError(f"unknown time unit {unit!r} (use s, ms, us or ns)")
     for prefix in sorted(_PREFIX, key=len, reverse=True):
-        if unit.startswith(prefix) and unit[len(prefix):] in _BASES[kind]:
+        if unit.startswith(prefix) and unit[len(prefix) :] in _BASES[kind]:
             return number * _PREFIX[prefix]
-        if kind == "bytes_per_s" and unit.startswith(prefix) and unit[len(prefix):] in _BITS_PER_S:
+        if kind == "bytes_per_s" and unit.startswith(prefix) and unit[len(prefix) :] in _BITS_PER_S:
             return number * _PREFIX[prefix] / 8
     raise ValueError(f"unknown unit {unit!r} for {kind.replace('_per_', '/')}")
 
@@ -69,7 +82,7 @@ def parse_price(text: str) -> float:
     raw = text.strip().removeprefix("$").replace("USD", "").replace(" ", "")
     for suffix in ("/chip-hour", "/chip-h", "/hour", "/hr", "/h"):
         if raw.endswith(suffix):
-            raw = raw[:-len(suffix)]
+            raw = raw[: -len(suffix)]
             break
     value = float(raw)
     if not math.isfinite(value) or value <= 0:

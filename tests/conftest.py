@@ -38,4 +38,5 @@ def planner(monkeypatch, capsys):
         out, err = capsys.readouterr()
         assert "Traceback" not in err
         return Run(exit_.value.code, out, err)
+
     return run

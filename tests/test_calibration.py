@@ -24,8 +24,8 @@ import pytest
 
 from planner.commands.calibrate import fit as cal
 from planner.commands.calibrate.assess import assess, choices, elsewhere
-from planner.config.measurements import WEIGHT_GATHERED, load_measurements
 from planner.config import load_cluster, load_model, load_plan, presets_dir
+from planner.config.measurements import WEIGHT_GATHERED, load_measurements
 from planner.cost.costmodel import evaluate
 from planner.errors import ConfigError
 from planner.render.accuracy import accuracy_page
@@ -42,21 +42,25 @@ DATA = load_measurements(MEASUREMENTS)
 # Points the cost model misses by more than 15% because the measurements contradict each other
 # (see the notes in the measurements file, printed in docs/accuracy.md; the Fig 6 contradiction
 # is recomputed by test_figure6_64_and_128_chip_gaps_contradict).
-FIG7 = ("Fig 7 weight-gathered is flat from batch 64 to 128 (28.2 s, 29.5 s): a batch-independent "
-        "27 s, the weight all-gather of wg-xyz (4.3 GB per chip per FFN layer, Figure 3); the best "
-        "variant gathers at most half of that (wg-xy, Figure 3) for the same matmuls, which batch 256 "
-        "(43.5 s) bounds at 10.9 s for 131,072 tokens: <= 24 s at batch 64 even unoverlapped, and "
-        "max(21.7 s, 13.5 s) at batch 128 with the overlap batch 512 shows (64.3 s of matmuls at peak "
-        "+ 27 s > 83.6 s measured)")
+FIG7 = (
+    "Fig 7 weight-gathered is flat from batch 64 to 128 (28.2 s, 29.5 s): a batch-independent "
+    "27 s, the weight all-gather of wg-xyz (4.3 GB per chip per FFN layer, Figure 3); the best "
+    "variant gathers at most half of that (wg-xy, Figure 3) for the same matmuls, which batch 256 "
+    "(43.5 s) bounds at 10.9 s for 131,072 tokens: <= 24 s at batch 64 even unoverlapped, and "
+    "max(21.7 s, 13.5 s) at batch 128 with the overlap batch 512 shows (64.3 s of matmuls at peak "
+    "+ 27 s > 83.6 s measured)"
+)
 MISSES = {
     "Fig 6 ws1d 64 chips": "Fig 6's 1D-2D gap grows from 4.1 ms (64 chips) to 20.9 ms (128 chips) per "
-                           "step while 1D's extra bytes grow 1.4x and its ring steps stay 1062 fewer: with "
-                           "matmuls at >= 0.77 of peak (the best measured MFU) that needs links <= 0.18 of "
-                           "270 GB/s, and then the 64-chip gap needs >= 34 us per ring step, i.e. >= 0.24 s "
-                           "of collectives for ws2d on 64 chips against its 92 ms step",
+    "step while 1D's extra bytes grow 1.4x and its ring steps stay 1062 fewer: with "
+    "matmuls at >= 0.77 of peak (the best measured MFU) that needs links <= 0.18 of "
+    "270 GB/s, and then the 64-chip gap needs >= 34 us per ring step, i.e. >= 0.24 s "
+    "of collectives for ws2d on 64 chips against its 92 ms step",
     "Fig 7 weight-gathered batch 64": FIG7,
     "Fig 7 weight-gathered batch 128": FIG7,
 }
+
+
 def _xfail(reasons: dict[str, str], key: str):
     return pytest.mark.xfail(strict=True, reason=reasons[key]) if key in reasons else ()
 
@@ -73,8 +77,7 @@ def residuals(preset):
 
 @pytest.fixture(scope="module")
 def palm_plan(preset):
-    plan = load_plan(None, model="palm-540b", cluster="tpu-v4", input_tokens=2048,
-                     output_tokens=64, context=2048)
+    plan = load_plan(None, model="palm-540b", cluster="tpu-v4", input_tokens=2048, output_tokens=64, context=2048)
     return dataclasses.replace(plan, cluster=preset)
 
 
@@ -87,8 +90,12 @@ def write(folder: Path, name: str, body: str) -> str:
 def run(*args: str) -> subprocess.CompletedProcess:
     """The `planner` command, as a user runs it (commands in their own modules register on
     planner.cli.main.app, which `python -m planner.cli.main` does not see: it runs a second copy as __main__)."""
-    return subprocess.run([sys.executable, "-c", "from planner.cli.main import main; main()", *args],
-                          capture_output=True, text=True, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-c", "from planner.cli.main import main; main()", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -106,8 +113,11 @@ def test_calibration_point_within_15_percent(residuals, name):
 def test_misses_are_the_only_misses_and_the_median_is_small(residuals):
     errors = np.array([abs(r.error) for r in residuals.values()])
     assert np.median(errors) < 0.10
-    assert {n for n, r in residuals.items() if abs(r.error) > LIMIT or
-            (r.mfu_error is not None and abs(r.mfu_error) > LIMIT)} == set(MISSES)
+    assert {
+        n
+        for n, r in residuals.items()
+        if abs(r.error) > LIMIT or (r.mfu_error is not None and abs(r.mfu_error) > LIMIT)
+    } == set(MISSES)
 
 
 # Table 2 layout picks are tested in test_reference.py (with the shipped, calibrated preset).
@@ -120,16 +130,18 @@ def test_table3_picks_the_papers_layout_or_a_near_tie_or_1d_where_the_closed_for
     (reference `closed_forms.ws2d_beats_ws1d`; 16 chips for PaLM 62B)."""
     m = next(p for p in DATA.points if p.name == name)
     choice = next(c for c in choices(preset, (m,)))
-    closed_form = choice.picked.startswith("ws1d+") and m.ffn == "ws2d" and \
-        m.chips <= 4 * m.model.d_ff / m.model.d_model
+    closed_form = (
+        choice.picked.startswith("ws1d+") and m.ffn == "ws2d" and m.chips <= 4 * m.model.d_ff / m.model.d_model
+    )
     assert choice.holds or closed_form, (choice.picked, choice.slower)
 
 
 def test_figure6_ws2d_beats_ws1d_by_a_growing_margin(palm_plan):
     margins = []
     for chips in (64, 128, 256):
-        step = {ffn: best(palm_plan, Phase.DECODE, chips, 512, WeightFormat.BF16, ffn).step_s[0]
-                for ffn in ("ws1d", "ws2d")}
+        step = {
+            ffn: best(palm_plan, Phase.DECODE, chips, 512, WeightFormat.BF16, ffn).step_s[0] for ffn in ("ws1d", "ws2d")
+        }
         margins.append(step["ws1d"] / step["ws2d"])
     assert margins[0] > 1.0 and margins[1] > margins[0] and margins[2] > margins[1], margins
 
@@ -163,8 +175,9 @@ def test_figure6_64_and_128_chip_gaps_contradict(preset):
 
 def _ws2d_over_weight_gathered(plan, batch):
     ws2d = best(plan, Phase.PREFILL, 64, batch, WeightFormat.BF16, "ws2d").latency_s[0]
-    gathered = min(best(plan, Phase.PREFILL, 64, batch, WeightFormat.BF16, ffn).latency_s[0]
-                   for ffn in ("wg-x", "wg-xy", "wg-xyz"))
+    gathered = min(
+        best(plan, Phase.PREFILL, 64, batch, WeightFormat.BF16, ffn).latency_s[0] for ffn in ("wg-x", "wg-xy", "wg-xyz")
+    )
     return ws2d / gathered
 
 
@@ -204,8 +217,9 @@ def test_constants_are_the_calibration_fields():
     # kernel_overhead_s, narrow_matmul_efficiency, token_overhead_s and the per-level constants are
     # fitted from kernel files only (planner.commands.calibrate.kernels); every other field by this fit
     assert sorted(name for name, _ in cal.CONSTANTS) == sorted(
-        set(Calibration.__dataclass_fields__) - {"kernel_overhead_s", "narrow_matmul_efficiency", "token_overhead_s",
-                                                 "levels"})
+        set(Calibration.__dataclass_fields__)
+        - {"kernel_overhead_s", "narrow_matmul_efficiency", "token_overhead_s", "levels"}
+    )
 
 
 def test_accuracy_page_is_up_to_date(preset):
@@ -214,8 +228,10 @@ def test_accuracy_page_is_up_to_date(preset):
         pytest.skip("docs/accuracy.md is not in this installation")
     assessments = {m: assess(cal.with_bandwidth_model(preset, m), DATA) for m in ("chip", "axes")}
     models = (load_model("palm-8b"),)
-    command = ("planner calibrate configs/measurements/pope2022-tpu-v4.yaml --cluster tpu-v4 "
-               "--report docs/accuracy.md --other-models palm-8b")
+    command = (
+        "planner calibrate configs/measurements/pope2022-tpu-v4.yaml --cluster tpu-v4 "
+        "--report docs/accuracy.md --other-models palm-8b"
+    )
     data = dataclasses.replace(DATA, file="configs/measurements/pope2022-tpu-v4.yaml")
     text = accuracy_page(data, preset, assessments, elsewhere(preset, data, models), command)
     assert text == page.read_text(), "regenerate with: " + command
@@ -228,15 +244,23 @@ def test_fit_is_deterministic(preset):
 
 
 def test_fit_recovers_constants_that_generated_the_data(preset):
-    truth = Calibration(matmul_efficiency=0.6, hbm_efficiency=0.8, network_efficiency=0.4,
-                        collective_latency_s=5e-6, layer_overhead_s=5e-5, overlap=0.5,
-                        weight_gather_efficiency=0.025, matmul_half_rows=100.0)
+    truth = Calibration(
+        matmul_efficiency=0.6,
+        hbm_efficiency=0.8,
+        network_efficiency=0.4,
+        collective_latency_s=5e-6,
+        layer_overhead_s=5e-5,
+        overlap=0.5,
+        weight_gather_efficiency=0.025,
+        matmul_half_rows=100.0,
+    )
     # The weight all-gathers cost time only where they outlast the matmuls; the data can tell
     # their efficiency only where the layout is fixed to wg-xyz (Tables 2 and 3, high-throughput
     # prefill), which happens below about 0.037: above, every value that keeps them hidden fits.
     cluster = dataclasses.replace(preset, calibration=truth)
-    synthetic = tuple(dataclasses.replace(r.measurement, latency_s=r.predicted_s)
-                      for r in cal.predict(cluster, DATA.points))
+    synthetic = tuple(
+        dataclasses.replace(r.measurement, latency_s=r.predicted_s) for r in cal.predict(cluster, DATA.points)
+    )
     got = cal.fit(preset, dataclasses.replace(DATA, points=synthetic)).cluster.calibration
     for name, _ in cal.CONSTANTS:
         assert getattr(got, name) == pytest.approx(getattr(truth, name), rel=0.01), name
@@ -244,9 +268,16 @@ def test_fit_recovers_constants_that_generated_the_data(preset):
 
 def test_linearised_model_matches_the_cost_model(preset):
     terms = cal.Terms.build(preset, DATA.points)
-    c = Calibration(matmul_efficiency=0.7, hbm_efficiency=0.9, network_efficiency=0.3,
-                    collective_latency_s=2e-5, layer_overhead_s=1e-4, overlap=0.4,
-                    weight_gather_efficiency=0.15, matmul_half_rows=100.0)
+    c = Calibration(
+        matmul_efficiency=0.7,
+        hbm_efficiency=0.9,
+        network_efficiency=0.3,
+        collective_latency_s=2e-5,
+        layer_overhead_s=1e-4,
+        overlap=0.4,
+        weight_gather_efficiency=0.15,
+        matmul_half_rows=100.0,
+    )
     exact = [r.predicted_s for r in cal.predict(dataclasses.replace(preset, calibration=c), DATA.points)]
     fast = terms.latency(np.array([getattr(c, name) for name, _ in cal.CONSTANTS]))
     assert fast == pytest.approx(exact, rel=1e-12)
@@ -274,22 +305,25 @@ def test_a_constant_no_point_depends_on_is_reported_and_kept_at_its_default(pres
 def test_weight_gathers_have_their_own_efficiency_defaulting_to_the_network_one(preset):
     assert Calibration(network_efficiency=0.3).weight_gather_efficiency == 0.3
     m = next(p for p in DATA.points if p.name == "Table 2 high-throughput prefill")
-    plan = load_plan(None, model="palm-540b", cluster="tpu-v4", input_tokens=2048, output_tokens=64,
-                     context=2048)
-    slow = dataclasses.replace(preset, calibration=dataclasses.replace(
-        preset.calibration, weight_gather_efficiency=preset.calibration.weight_gather_efficiency / 2))
+    plan = load_plan(None, model="palm-540b", cluster="tpu-v4", input_tokens=2048, output_tokens=64, context=2048)
+    slow = dataclasses.replace(
+        preset,
+        calibration=dataclasses.replace(
+            preset.calibration, weight_gather_efficiency=preset.calibration.weight_gather_efficiency / 2
+        ),
+    )
     before = best(dataclasses.replace(plan, cluster=preset), Phase.PREFILL, 64, m.batch, m.weights, "wg-xyz")
     after = best(dataclasses.replace(plan, cluster=slow), Phase.PREFILL, 64, m.batch, m.weights, "wg-xyz")
-    assert after.prefetched_s[0] == pytest.approx(2 * before.prefetched_s[0] - before.prefetched_ring_steps
-                                                  * preset.calibration.collective_latency_s, rel=1e-12)
+    assert after.prefetched_s[0] == pytest.approx(
+        2 * before.prefetched_s[0] - before.prefetched_ring_steps * preset.calibration.collective_latency_s, rel=1e-12
+    )
     assert after.comm_s[0] - after.prefetched_s[0] == pytest.approx(before.comm_s[0] - before.prefetched_s[0])
 
 
 def test_matmul_efficiency_falls_with_rows_per_chip_and_ideal_stays_ideal(preset):
     """eff(m) = matmul_efficiency * m / (m + matmul_half_rows): an einsum of m rows per chip costs
     (1 + m_half / m) times its large-matmul time; m_half 0 (the default) changes nothing."""
-    plan = load_plan(None, model="palm-62b", cluster="tpu-v4", input_tokens=2048, output_tokens=64,
-                     context=2048)
+    plan = load_plan(None, model="palm-62b", cluster="tpu-v4", input_tokens=2048, output_tokens=64, context=2048)
     half = dataclasses.replace(preset, calibration=dataclasses.replace(preset.calibration, matmul_half_rows=64.0))
     zero = dataclasses.replace(preset, calibration=dataclasses.replace(preset.calibration, matmul_half_rows=0.0))
     for phase, batch, rows, attention in ((Phase.DECODE, 32, 32, "batch"), (Phase.PREFILL, 1, 2048, "heads")):
@@ -312,11 +346,21 @@ def test_measurements_are_the_reference_calibration_set(reference):
     for table, model in (("table2_palm540b", "palm-540b"), ("table3_palm62b", "palm-62b")):
         for row in reference[table]:
             m = points[f"Table {table[5]} {row['name']}"]
-            assert (m.model.name, m.phase.value, m.chips, m.batch, m.ffn, m.attention, m.weights.label) == \
-                (model, row["phase"], row["chips"], row["batch"], row["ffn"], row["attention"], row["weights"])
+            assert (m.model.name, m.phase.value, m.chips, m.batch, m.ffn, m.attention, m.weights.label) == (
+                model,
+                row["phase"],
+                row["chips"],
+                row["batch"],
+                row["ffn"],
+                row["attention"],
+                row["weights"],
+            )
             assert (m.latency_s, m.mfu, m.chosen) == (row["latency_s"], row["mfu"], True)
-            tokens = {"input_tokens": m.workload.input_tokens} if m.phase is Phase.PREFILL else \
-                {"context": m.workload.context, "output_tokens": m.workload.output_tokens}
+            tokens = (
+                {"input_tokens": m.workload.input_tokens}
+                if m.phase is Phase.PREFILL
+                else {"context": m.workload.context, "output_tokens": m.workload.output_tokens}
+            )
             assert tokens == {key: row[key] for key in tokens}
     for row in reference["decode_per_token_palm540b_b64"]:
         m = points[f"Sec 4.4 decode per token {row['weights']}"]
@@ -374,8 +418,21 @@ def test_cli_writes_a_cluster_that_plans(tmp_path):
     assert "Table 2 low-latency decode" in done.stdout
     assert load_cluster(str(out)).calibration == load_cluster("tpu-v4").calibration
     assert "# Fitted by `planner calibrate" in out.read_text()
-    planned = run("plan", "--model", "palm-540b", "--cluster", str(out), "--chips", "64",
-                  "--phase", "decode", "--batch", "64", "--weights", "int8")
+    planned = run(
+        "plan",
+        "--model",
+        "palm-540b",
+        "--cluster",
+        str(out),
+        "--chips",
+        "64",
+        "--phase",
+        "decode",
+        "--batch",
+        "64",
+        "--weights",
+        "int8",
+    )
     assert planned.returncode == 0, planned.stderr
 
 
@@ -387,35 +444,70 @@ def test_cli_fits_the_other_bandwidth_model(tmp_path):
     assert load_cluster(str(out)).topology.bandwidth_model == "axes"
 
 
-GOOD_ROW = ("{name: a, model: palm-540b, phase: decode, chips: 64, batch: 64, context: 2048, "
-            "output_tokens: 64, ffn: ws2d, attention: batch, weights: int8, latency_s: 1.82}")
+GOOD_ROW = (
+    "{name: a, model: palm-540b, phase: decode, chips: 64, batch: 64, context: 2048, "
+    "output_tokens: 64, ffn: ws2d, attention: batch, weights: int8, latency_s: 1.82}"
+)
 
 
-@pytest.mark.parametrize("bad, line, key, words", [
-    ("{name: b, model: palm-540b, phase: decode, chips: 64, batch: 64, context: 2048, output_tokens: 64,"
-     " ffn: ws3d, attention: batch, weights: int8, latency_s: 1.82}", 4, "measurements[1].ffn",
-     "unknown FFN layout 'ws3d'"),
-    ("{name: b, model: palm-540b, phase: decode, chips: 64, batch: 64, context: 2048, output_tokens: 64,"
-     " ffn: ws2d, attention: batch, weights: int8, latency_s: -1.82}", 4, "measurements[1].latency_s",
-     "must be > 0"),
-    ("{name: b, model: palm-540b, phase: decode, chips: 64, batch: 64, context: 2048, output_tokens: 64,"
-     " attention: batch, weights: int8, latency_s: 1.82}", 4, "measurements[1].ffn", "missing key 'ffn'"),
-    ("{name: b, model: palm-540b, phase: decode, chips: 64, batch: 64, context: 2048, output_tokens: 64,"
-     " ffn: ws2d, attention: batch, weights: int8}", 4, "measurements[1].latency_s", "missing key 'latency_s'"),
-    ("{name: b, model: palm-540b, phase: prefill, chips: 64, batch: 64, context: 2048,"
-     " ffn: ws2d, attention: batch, weights: int8, latency_s: 1.0}", 4, "measurements[1].context",
-     "not used by a prefill"),
-    ("{name: b, model: palm-540b, phase: decode, chips: 48, batch: 64, context: 2048, output_tokens: 64,"
-     " ffn: ws2d, attention: batch, weights: int8, latency_s: 1.82}", 4, "measurements[1].chips",
-     "cannot form 48 chips"),
-])
+@pytest.mark.parametrize(
+    "bad, line, key, words",
+    [
+        (
+            "{name: b, model: palm-540b, phase: decode, chips: 64, batch: 64, context: 2048, output_tokens: 64,"
+            " ffn: ws3d, attention: batch, weights: int8, latency_s: 1.82}",
+            4,
+            "measurements[1].ffn",
+            "unknown FFN layout 'ws3d'",
+        ),
+        (
+            "{name: b, model: palm-540b, phase: decode, chips: 64, batch: 64, context: 2048, output_tokens: 64,"
+            " ffn: ws2d, attention: batch, weights: int8, latency_s: -1.82}",
+            4,
+            "measurements[1].latency_s",
+            "must be > 0",
+        ),
+        (
+            "{name: b, model: palm-540b, phase: decode, chips: 64, batch: 64, context: 2048, output_tokens: 64,"
+            " attention: batch, weights: int8, latency_s: 1.82}",
+            4,
+            "measurements[1].ffn",
+            "missing key 'ffn'",
+        ),
+        (
+            "{name: b, model: palm-540b, phase: decode, chips: 64, batch: 64, context: 2048, output_tokens: 64,"
+            " ffn: ws2d, attention: batch, weights: int8}",
+            4,
+            "measurements[1].latency_s",
+            "missing key 'latency_s'",
+        ),
+        (
+            "{name: b, model: palm-540b, phase: prefill, chips: 64, batch: 64, context: 2048,"
+            " ffn: ws2d, attention: batch, weights: int8, latency_s: 1.0}",
+            4,
+            "measurements[1].context",
+            "not used by a prefill",
+        ),
+        (
+            "{name: b, model: palm-540b, phase: decode, chips: 48, batch: 64, context: 2048, output_tokens: 64,"
+            " ffn: ws2d, attention: batch, weights: int8, latency_s: 1.82}",
+            4,
+            "measurements[1].chips",
+            "cannot form 48 chips",
+        ),
+    ],
+)
 def test_cli_reports_a_bad_row_with_file_line_and_field(tmp_path, bad, line, key, words):
-    path = write(tmp_path, "bad.yaml", f"""\
+    path = write(
+        tmp_path,
+        "bad.yaml",
+        f"""\
         cluster: tpu-v4
         measurements:
           - {GOOD_ROW}
           - {bad}
-        """)
+        """,
+    )
     done = run("calibrate", path)
     assert done.returncode == 2
     assert f"{path}:{line}:" in done.stderr and key in done.stderr and words in done.stderr, done.stderr
@@ -423,21 +515,29 @@ def test_cli_reports_a_bad_row_with_file_line_and_field(tmp_path, bad, line, key
 
 
 def test_cli_refuses_too_few_points(tmp_path):
-    path = write(tmp_path, "few.yaml", f"""\
+    path = write(
+        tmp_path,
+        "few.yaml",
+        f"""\
         cluster: tpu-v4
         measurements:
           - {GOOD_ROW}
-        """)
+        """,
+    )
     done = run("calibrate", path)
     assert done.returncode == 2 and "cannot determine 8 calibration constants" in done.stderr
     assert f"{path}:3:" in done.stderr and "measurements" in done.stderr
 
 
 def test_cli_needs_a_cluster(tmp_path):
-    path = write(tmp_path, "nocluster.yaml", f"""\
+    path = write(
+        tmp_path,
+        "nocluster.yaml",
+        f"""\
         measurements:
           - {GOOD_ROW}
-        """)
+        """,
+    )
     done = run("calibrate", path)
     assert done.returncode == 2 and "--cluster is required" in done.stderr
 
@@ -457,21 +557,32 @@ def test_readme_accuracy_summary_matches_the_fit(residuals):
 def test_cli_calibrates_a_gpu_cluster_from_a_users_file(tmp_path):
     """A user's own measurements on a switched (NVLink + InfiniBand) cluster: latencies made by
     known constants are fitted back, and the page says there are no orderings to check."""
-    truth = Calibration(matmul_efficiency=0.55, hbm_efficiency=0.85, network_efficiency=0.5,
-                        collective_latency_s=4e-6, layer_overhead_s=2e-5, overlap=0.3,
-                        weight_gather_efficiency=0.35, matmul_half_rows=24.0)
+    truth = Calibration(
+        matmul_efficiency=0.55,
+        hbm_efficiency=0.85,
+        network_efficiency=0.5,
+        collective_latency_s=4e-6,
+        layer_overhead_s=2e-5,
+        overlap=0.3,
+        weight_gather_efficiency=0.35,
+        matmul_half_rows=24.0,
+    )
     h100 = dataclasses.replace(load_cluster("h100-sxm"), calibration=truth)
     rows = []
     for model in ("llama-3-8b", "llama-3-70b"):
         for chips in (8, 16):
             for phase, batch in (("prefill", 1), ("prefill", 16), ("decode", 8), ("decode", 128)):
-                tokens = ("input_tokens: 2048" if phase == "prefill" else
-                          "context: 2048, output_tokens: 64")
-                rows.append(f"{{name: '{model} {phase} {chips}x b{batch}', model: {model}, phase: {phase}, "
-                            f"chips: {chips}, batch: {batch}, {tokens}, ffn: best, attention: best, "
-                            f"weights: bf16, latency_s: 1}}")  # replaced below
-    path = Path(write(tmp_path, "gpu.yaml", "cluster: h100-sxm\nmeasurements:\n" +
-                      "\n".join(f"  - {row}" for row in rows) + "\n"))
+                tokens = "input_tokens: 2048" if phase == "prefill" else "context: 2048, output_tokens: 64"
+                rows.append(
+                    f"{{name: '{model} {phase} {chips}x b{batch}', model: {model}, phase: {phase}, "
+                    f"chips: {chips}, batch: {batch}, {tokens}, ffn: best, attention: best, "
+                    f"weights: bf16, latency_s: 1}}"
+                )  # replaced below
+    path = Path(
+        write(
+            tmp_path, "gpu.yaml", "cluster: h100-sxm\nmeasurements:\n" + "\n".join(f"  - {row}" for row in rows) + "\n"
+        )
+    )
     data = load_measurements(str(path))
     predicted = [r.predicted_s for r in cal.predict(h100, data.points)]
     text = path.read_text()
@@ -498,16 +609,24 @@ def test_one_chip_takes_any_layout_name_and_says_so(tmp_path):
     """On one chip every layout is the same single-chip layout: a row naming ws2d+heads (which
     has no axes to shard over) is predicted as it, not refused; the residual table says so, and
     MFU is a percentage as everywhere else."""
-    rows = [f"{{name: 'one {ffn}+{attention}', model: llama-3-8b, phase: decode, chips: 1, batch: 8, "
-            f"context: 2048, output_tokens: 64, ffn: {ffn}, attention: {attention}, weights: bf16, "
-            f"latency_s: 1.0, mfu: 0.43}}" for ffn, attention in (("ws2d", "heads"), ("ws1d", "batch"))]
-    path = Path(write(tmp_path, "one.yaml", "cluster: h100-sxm\nmeasurements:\n" +
-                      "\n".join(f"  - {row}" for row in rows) + "\n"))
+    rows = [
+        f"{{name: 'one {ffn}+{attention}', model: llama-3-8b, phase: decode, chips: 1, batch: 8, "
+        f"context: 2048, output_tokens: 64, ffn: {ffn}, attention: {attention}, weights: bf16, "
+        f"latency_s: 1.0, mfu: 0.43}}"
+        for ffn, attention in (("ws2d", "heads"), ("ws1d", "batch"))
+    ]
+    path = Path(
+        write(
+            tmp_path, "one.yaml", "cluster: h100-sxm\nmeasurements:\n" + "\n".join(f"  - {row}" for row in rows) + "\n"
+        )
+    )
     named, plain = cal.predict(load_cluster("h100-sxm"), load_measurements(str(path)).points)
     assert named.predicted_s == plain.predicted_s
     assert named.layout.endswith("(one chip: any layout is this one)") and "one chip" not in plain.layout
-    from planner.render.calibrate import _rows
     from types import SimpleNamespace
+
+    from planner.render.calibrate import _rows
+
     cells = list(_rows(SimpleNamespace(fit=SimpleNamespace(residuals=(named,)))))[0]
     assert cells[6] == "43.0%" and cells[7].endswith("%")
 

@@ -23,8 +23,25 @@ from planner.cli import main as cli
 ROOT = Path(__file__).resolve().parent.parent
 PALM_PLAN = str(ROOT / "configs" / "plans" / "palm-540b-tpu-v4.yaml")
 SMALL = ["--model", "palm-8b", "--cluster", "tpu-v4", "--chips", "8,16", "--batch", "1,16,256"]
-EXPLAIN = ["explain", "--model", "palm-540b", "--cluster", "tpu-v4", "--chips", "64", "--phase", "decode",
-           "--batch", "64", "--ffn", "ws2d", "--attention", "batch", "--weights", "int8"]
+EXPLAIN = [
+    "explain",
+    "--model",
+    "palm-540b",
+    "--cluster",
+    "tpu-v4",
+    "--chips",
+    "64",
+    "--phase",
+    "decode",
+    "--batch",
+    "64",
+    "--ffn",
+    "ws2d",
+    "--attention",
+    "batch",
+    "--weights",
+    "int8",
+]
 ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
@@ -45,8 +62,19 @@ def test_plan_table_fits_80_columns_when_piped(planner):
 def test_plan_formats(planner, tmp_path):
     r = planner("plan", *SMALL, "--format", "json")
     data = json.loads(r.out)
-    assert set(data) == {"model", "cluster", "calibration", "calibrated", "calibration_status", "workload", "search",
-                         "frontier", "planner_version", "hardware", "model_shape"}
+    assert set(data) == {
+        "model",
+        "cluster",
+        "calibration",
+        "calibrated",
+        "calibration_status",
+        "workload",
+        "search",
+        "frontier",
+        "planner_version",
+        "hardware",
+        "model_shape",
+    }
     assert set(data["frontier"]) == {"prefill", "decode"}
     csv = planner("plan", *SMALL, "--format", "csv").out.splitlines()
     assert csv[0].startswith("phase,chips,batch,ffn") and len(csv) > 2
@@ -58,8 +86,18 @@ def test_flags_accept_units(planner):
     free = json.loads(planner("plan", *SMALL, "--phase", "decode", "--format", "json").out)["frontier"]["decode"]
     middle = free[len(free) // 2]  # a constraint that keeps some points and drops others
     limit_ms, floor_pct = middle["latency_s"] * 1e3 * 1.01, middle["mfu"] * 100 * 0.99
-    r = planner("plan", *SMALL, "--phase", "decode", "--max-latency", f"{limit_ms:.3f} ms",
-                "--min-mfu", f"{floor_pct:.3f}%", "--format", "json")
+    r = planner(
+        "plan",
+        *SMALL,
+        "--phase",
+        "decode",
+        "--max-latency",
+        f"{limit_ms:.3f} ms",
+        "--min-mfu",
+        f"{floor_pct:.3f}%",
+        "--format",
+        "json",
+    )
     assert r.code == 0, r.err
     points = json.loads(r.out)["frontier"]["decode"]
     assert 0 < len(points) < len(free)
@@ -77,21 +115,30 @@ def test_explain_table_reads_at_80_columns(planner):
     # every row: its name and six numbers on one line, its sharding on the next
     w_in = next(layer for layer in data["layers"] if layer["name"] == "einsum W_in")
     row = next(i for i, line in enumerate(lines) if line.startswith("einsum W_in "))
-    expected = [fmt_rate(w_in["flops"], ""), fmt_bytes(w_in["hbm_bytes"]), "-",
-                fmt_seconds(w_in["seconds"]["compute"]), fmt_seconds(w_in["seconds"]["memory"]), "-"]
+    expected = [
+        fmt_rate(w_in["flops"], ""),
+        fmt_bytes(w_in["hbm_bytes"]),
+        "-",
+        fmt_seconds(w_in["seconds"]["compute"]),
+        fmt_seconds(w_in["seconds"]["memory"]),
+        "-",
+    ]
     assert lines[row].split()[2:] == " ".join(expected).split()
     # ... with the format the einsum runs at, the rate it sustains there and its share of the peak
     rate = fmt_rate(w_in["sustained_flop_per_s"], "FLOP/s")
     share = f"{100 * w_in['sustained_flop_per_s'] / w_in['peak_flop_per_s']:.0f}%"
     assert w_in["sustained_flop_per_s"] < w_in["peak_flop_per_s"]  # calibrated tpu-v4: matmul_efficiency < 1
-    assert lines[row + 1].strip() == \
-        f"x{w_in['repeat']}  {w_in['notation']}  [{w_in['compute_format']} at {rate}: {share} of peak]"
+    assert (
+        lines[row + 1].strip()
+        == f"x{w_in['repeat']}  {w_in['notation']}  [{w_in['compute_format']} at {rate}: {share} of peak]"
+    )
     assert any(line.startswith("total") for line in lines)
     assert f"MFU      {fmt_percent(data['mfu'])}" in r.out
 
 
 def test_explain_formats(planner):
     from planner.units import fmt_percent
+
     data = json.loads(planner(*EXPLAIN, "--format", "json").out)
     assert {"layers", "memory", "notation"} <= set(data)
     assert planner(*EXPLAIN, "--format", "csv").out.startswith("row,notation,collective")
@@ -104,15 +151,27 @@ def test_explain_formats(planner):
 def test_presets_lists_key_figures(planner):
     r = planner("presets")
     assert r.code == 0
-    for word in ("palm-540b", "540.4 B", "tpu-v4", "275 TFLOP/s", "32 GiB", "1.2 TB/s",
-                 "palm-540b-tpu-v4", "nvlink + infiniband"):
+    for word in (
+        "palm-540b",
+        "540.4 B",
+        "tpu-v4",
+        "275 TFLOP/s",
+        "32 GiB",
+        "1.2 TB/s",
+        "palm-540b-tpu-v4",
+        "nvlink + infiniband",
+    ):
         assert word in r.out
     assert max(len(line) for line in r.out.splitlines()) <= 80
 
 
 def test_ascii_output_is_ascii(planner):
-    for args in (("plan", *SMALL, "--ascii"), ("plan", *SMALL, "--ascii", "--plot"), (*EXPLAIN, "--ascii"),
-                 ("presets", "--ascii")):
+    for args in (
+        ("plan", *SMALL, "--ascii"),
+        ("plan", *SMALL, "--ascii", "--plot"),
+        (*EXPLAIN, "--ascii"),
+        ("presets", "--ascii"),
+    ):
         r = planner(*args)
         assert r.code == 0
         r.out.encode("ascii")
@@ -146,9 +205,15 @@ def test_help_examples_fit_80_columns(planner, command):
 
 def test_plan_help_names_every_unit(planner):
     text = planner("plan", "--help").out.split("Options:")[1]
-    for flag, unit in (("--max-latency", "[s"), ("--min-mfu", "fraction"), ("--input-tokens", "tokens"),
-                       ("--output-tokens", "tokens"), ("--context", "tokens"), ("--batch", "sequences"),
-                       ("--chips", "chips")):
+    for flag, unit in (
+        ("--max-latency", "[s"),
+        ("--min-mfu", "fraction"),
+        ("--input-tokens", "tokens"),
+        ("--output-tokens", "tokens"),
+        ("--context", "tokens"),
+        ("--batch", "sequences"),
+        ("--chips", "chips"),
+    ):
         block = text.split(flag, 1)[1].split("\n  -")[0]
         assert unit in block, flag
 
@@ -187,6 +252,7 @@ def test_output_interrupted_leaves_old_file(planner, tmp_path, monkeypatch):
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
+
     monkeypatch.setattr(os, "replace", interrupted)
     r = planner("plan", *SMALL, "--format", "json", "-o", str(target))
     assert r.code == 130 and "interrupted" in r.err
@@ -196,8 +262,21 @@ def test_output_interrupted_leaves_old_file(planner, tmp_path, monkeypatch):
 
 def test_output_error_leaves_no_file(planner, tmp_path):
     target = tmp_path / "plan.csv"
-    r = planner("plan", "--model", "palm-540b", "--cluster", "tpu-v4", "--chips", "8", "--weights", "bf16",
-                "--format", "csv", "-o", str(target))
+    r = planner(
+        "plan",
+        "--model",
+        "palm-540b",
+        "--cluster",
+        "tpu-v4",
+        "--chips",
+        "8",
+        "--weights",
+        "bf16",
+        "--format",
+        "csv",
+        "-o",
+        str(target),
+    )
     assert r.code == 1 and r.out == ""
     assert list(tmp_path.iterdir()) == []
 
@@ -221,8 +300,9 @@ def run_in_pty(args, env=None, stdout_pipe=False, cols=80, rows=24):
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
     base = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "FORCE_COLOR", "COLUMNS", "LINES")}
     env = {**base, "TERM": "xterm-256color", **(env or {})}
-    proc = subprocess.Popen(args, stdin=slave, stdout=subprocess.PIPE if stdout_pipe else slave, stderr=slave,
-                            env=env, close_fds=True)
+    proc = subprocess.Popen(
+        args, stdin=slave, stdout=subprocess.PIPE if stdout_pipe else slave, stderr=slave, env=env, close_fds=True
+    )
     os.close(slave)
     chunks = []
     while True:
@@ -240,8 +320,9 @@ def run_in_pty(args, env=None, stdout_pipe=False, cols=80, rows=24):
 
 
 PLANNER = shutil.which("planner")
-needs_pty = pytest.mark.skipif(sys.platform == "win32" or PLANNER is None,
-                               reason="needs a POSIX pseudo-terminal and the installed command")
+needs_pty = pytest.mark.skipif(
+    sys.platform == "win32" or PLANNER is None, reason="needs a POSIX pseudo-terminal and the installed command"
+)
 
 
 @needs_pty
@@ -254,6 +335,7 @@ def test_pty_80_columns_renders_without_broken_lines():
     rows = [line for line in lines if re.match(r"\s*\d+\s+\d+\s+\d+\s+w", line)]
     from planner.config import load_plan
     from planner.search.search import search
+
     points = sum(len(ph.frontier) for ph in search(load_plan(PALM_PLAN)).phases)
     assert len(rows) == points  # every frontier point on exactly one line
     assert all(re.search(r"(compute|memory|comm)$", row) for row in rows)
@@ -272,8 +354,22 @@ def test_pty_json_has_no_progress_or_colour_bytes():
     # The progress line at once (PLANNER_PROGRESS_DELAY_S=0: searches are now faster than its
     # usual half-second delay) shows on the terminal (stderr) only.
     env = {**os.environ, "PLANNER_PROGRESS_DELAY_S": "0"}
-    code, screen, out = run_in_pty([PLANNER, "plan", "--model", "llama-3.1-405b", "--cluster", "h100-sxm",
-                                    "--stages", "1,2,4,8", "--format", "json"], env=env, stdout_pipe=True)
+    code, screen, out = run_in_pty(
+        [
+            PLANNER,
+            "plan",
+            "--model",
+            "llama-3.1-405b",
+            "--cluster",
+            "h100-sxm",
+            "--stages",
+            "1,2,4,8",
+            "--format",
+            "json",
+        ],
+        env=env,
+        stdout_pipe=True,
+    )
     assert code == 0
     assert b"\x1b" not in out and b"\r" not in out and b"searching" not in out
     json.loads(out)
@@ -292,9 +388,11 @@ def test_pty_plot_fits_80x24():
 def test_completion_offers_presets_and_files(monkeypatch, capsys, tmp_path):
     (tmp_path / "mine.yaml").write_text("x: 1\n")
     monkeypatch.chdir(tmp_path)
-    for words, cword, expected in (("planner pl", "1", {"plan"}),
-                                   ("planner plan --model palm-5", "3", {"palm-540b"}),
-                                   ("planner plan --cluster mine", "3", {"mine.yaml"})):
+    for words, cword, expected in (
+        ("planner pl", "1", {"plan"}),
+        ("planner plan --model palm-5", "3", {"palm-540b"}),
+        ("planner plan --cluster mine", "3", {"mine.yaml"}),
+    ):
         monkeypatch.setenv("_PLANNER_COMPLETE", "complete_bash")
         monkeypatch.setenv("COMP_WORDS", words)
         monkeypatch.setenv("COMP_CWORD", cword)
@@ -357,13 +455,19 @@ def test_max_step_latency_limits_time_per_output_token(planner):
     d = json.loads(r.out)
     assert d["frontier"]["decode"] and all(p["step_latency_s"] <= 0.020 for p in d["frontier"]["decode"])
     assert any(p["latency_s"] > 0.5 for p in d["frontier"]["decode"])  # the request may take longer
-    assert d["frontier"]["prefill"] == json.loads(planner("plan", PALM_PLAN, "--format", "json").out)["frontier"]["prefill"]
+    assert (
+        d["frontier"]["prefill"]
+        == json.loads(planner("plan", PALM_PLAN, "--format", "json").out)["frontier"]["prefill"]
+    )
     r = planner("plan", PALM_PLAN, "--max-step-latency", "5ms", "--phase", "decode")
-    assert r.code == 1 and "the fastest decode step that fits takes" in r.err and "--max-step-latency is 5.00 ms" in r.err
+    assert (
+        r.code == 1 and "the fastest decode step that fits takes" in r.err and "--max-step-latency is 5.00 ms" in r.err
+    )
 
 
 def test_progress_delay_from_the_environment(monkeypatch):
     from planner.render.progress import DELAY_S, Activity
+
     for value, expected in (("0", 0.0), ("1.5", 1.5), ("-1", DELAY_S), ("soon", DELAY_S)):
         monkeypatch.setenv("PLANNER_PROGRESS_DELAY_S", value)
         assert Activity("searching", enabled=False).delay_s == expected

@@ -16,7 +16,6 @@ import pytest
 from test_bad_inputs import BAD_INPUTS, CASES
 
 
-
 def command_for(kind: str, path: str) -> list[str]:
     """How a person would hand this kind of file to the planner."""
     return {
@@ -38,15 +37,48 @@ def test_corpus_through_the_cli(planner, name, kind, expected):
 
 
 def test_explain_reports_the_same_file_errors(planner):
-    code, out, err = planner("explain", "--model", str(BAD_INPUTS / "model-typo-key.yaml"), "--cluster",
-                             "tpu-v4", "--chips", "8", "--phase", "decode", "--batch", "1", "--ffn", "ws2d",
-                             "--attention", "batch", "--weights", "int8")
+    code, out, err = planner(
+        "explain",
+        "--model",
+        str(BAD_INPUTS / "model-typo-key.yaml"),
+        "--cluster",
+        "tpu-v4",
+        "--chips",
+        "8",
+        "--phase",
+        "decode",
+        "--batch",
+        "1",
+        "--ffn",
+        "ws2d",
+        "--attention",
+        "batch",
+        "--weights",
+        "int8",
+    )
     assert code == 2 and out == "" and "did you mean 'd_ff'" in err
 
 
 BASE = ["plan", "--model", "palm-8b", "--cluster", "tpu-v4"]
-EXPLAIN = ["explain", "--model", "palm-8b", "--cluster", "tpu-v4", "--chips", "8", "--phase", "decode",
-           "--batch", "1", "--ffn", "ws2d", "--attention", "batch", "--weights", "int8"]
+EXPLAIN = [
+    "explain",
+    "--model",
+    "palm-8b",
+    "--cluster",
+    "tpu-v4",
+    "--chips",
+    "8",
+    "--phase",
+    "decode",
+    "--batch",
+    "1",
+    "--ffn",
+    "ws2d",
+    "--attention",
+    "batch",
+    "--weights",
+    "int8",
+]
 
 # (arguments, what stderr must say)
 BAD_FLAGS = [
@@ -80,8 +112,10 @@ BAD_FLAGS = [
     (["plan", "--model", "palm-8b", "--cluster", "tpu-v5"], ["tpu-v5", "did you mean 'tpu-v5p'"]),
     (["plan", "--model", "./missing.yaml", "--cluster", "tpu-v4"], ["missing.yaml"]),
     (["plan", "no-such-plan.yaml"], ["no-such-plan.yaml"]),
-    (["plan", str(BAD_INPUTS.parent.parent / "configs" / "models" / "palm-8b.yaml")],
-     ["palm-8b.yaml:", "looks like a model file", "--model"]),
+    (
+        ["plan", str(BAD_INPUTS.parent.parent / "configs" / "models" / "palm-8b.yaml")],
+        ["palm-8b.yaml:", "looks like a model file", "--model"],
+    ),
     (["plan", str(BAD_INPUTS)], ["is a directory"]),
     (["plan", "--model", str(BAD_INPUTS), "--cluster", "tpu-v4"], ["holds no config.json"]),  # a model folder
     (EXPLAIN[:-2], ["Missing option '--weights'"]),
@@ -105,8 +139,7 @@ def test_bad_flags(planner, args, expected):
 
 def test_nothing_feasible_counts_reasons_and_hints(planner):
     # PaLM 540B in bf16 needs about 1 TB of weights: 8 chips of 32 GiB cannot hold it.
-    code, out, err = planner("plan", "--model", "palm-540b", "--cluster", "tpu-v4", "--chips", "8",
-                             "--weights", "bf16")
+    code, out, err = planner("plan", "--model", "palm-540b", "--cluster", "tpu-v4", "--chips", "8", "--weights", "bf16")
     assert code == 1 and out == ""
     assert re.search(r"nothing feasible among (\d+) candidates \(\1 does not fit in HBM\)", err), err
     assert "at least 32 chips of 32 GiB" in err
@@ -120,9 +153,25 @@ def test_nothing_feasible_under_constraints(planner):
 
 
 def test_explain_that_does_not_fit(planner):
-    code, out, err = planner("explain", "--model", "palm-540b", "--cluster", "tpu-v4", "--chips", "8",
-                             "--phase", "decode", "--batch", "1", "--ffn", "ws2d", "--attention", "batch",
-                             "--weights", "bf16")
+    code, out, err = planner(
+        "explain",
+        "--model",
+        "palm-540b",
+        "--cluster",
+        "tpu-v4",
+        "--chips",
+        "8",
+        "--phase",
+        "decode",
+        "--batch",
+        "1",
+        "--ffn",
+        "ws2d",
+        "--attention",
+        "batch",
+        "--weights",
+        "bf16",
+    )
     assert code == 1 and out == ""
     assert "does not fit in HBM" in err and "smallest slice that fits: 32" in err
 
@@ -136,16 +185,22 @@ PLANNER = shutil.which("planner")
 
 
 @pytest.mark.skipif(PLANNER is None, reason="needs the installed command")
-@pytest.mark.parametrize("args, code, expected", [
-    (command_for("model", str(BAD_INPUTS / "model-typo-key.yaml")), 2, "did you mean 'd_ff'"),
-    (command_for("cluster", str(BAD_INPUTS / "cluster-hbm-unit.yaml")), 2, "unknown unit"),
-    (command_for("plan", str(BAD_INPUTS / "plan-chips-cluster.yaml")), 2, "cannot form 12 chips"),
-    (command_for("model", str(BAD_INPUTS / "model-python-tag.yaml")), 2, "not allowed"),
-    (["plan", "--model", "palm-540b", "--cluster", "tpu-v4", "--chips", "8", "--weights", "bf16"], 1,
-     "smallest slice that fits: 32"),
-    (["frobnicate"], 2, "No such command"),
-    (["explain", "--model", "palm-8b"], 2, "Missing option"),
-])
+@pytest.mark.parametrize(
+    "args, code, expected",
+    [
+        (command_for("model", str(BAD_INPUTS / "model-typo-key.yaml")), 2, "did you mean 'd_ff'"),
+        (command_for("cluster", str(BAD_INPUTS / "cluster-hbm-unit.yaml")), 2, "unknown unit"),
+        (command_for("plan", str(BAD_INPUTS / "plan-chips-cluster.yaml")), 2, "cannot form 12 chips"),
+        (command_for("model", str(BAD_INPUTS / "model-python-tag.yaml")), 2, "not allowed"),
+        (
+            ["plan", "--model", "palm-540b", "--cluster", "tpu-v4", "--chips", "8", "--weights", "bf16"],
+            1,
+            "smallest slice that fits: 32",
+        ),
+        (["frobnicate"], 2, "No such command"),
+        (["explain", "--model", "palm-8b"], 2, "Missing option"),
+    ],
+)
 def test_installed_command(args, code, expected):
     done = subprocess.run([PLANNER, *args], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
     assert done.returncode == code
@@ -156,7 +211,12 @@ def test_installed_command(args, code, expected):
 @pytest.mark.skipif(PLANNER is None, reason="needs the installed command")
 def test_closed_pipe_is_quiet():
     # `planner plan ... | head -1`: the reader leaves early; no BrokenPipeError noise.
-    done = subprocess.run(f"'{PLANNER}' plan {BAD_INPUTS.parent.parent}/configs/plans/palm-540b-tpu-v4.yaml "
-                          "--format csv | head -1", shell=True, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        f"'{PLANNER}' plan {BAD_INPUTS.parent.parent}/configs/plans/palm-540b-tpu-v4.yaml --format csv | head -1",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.stdout.startswith("phase,")
     assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr

@@ -68,43 +68,108 @@ def test_mutated_presets(case):
     run_file(kind, encode(text))
 
 
-FLAG_VALUES = st.one_of(st.sampled_from(NASTY), st.text(max_size=12),
-                        st.integers(-10**20, 10**20).map(str), st.floats().map(str),
-                        st.lists(st.integers(-5, 2000), max_size=4).map(lambda v: ",".join(map(str, v))))
-PLAN_FLAGS = ["--chips", "--phase", "--batch", "--weights", "--ffn", "--attention", "--input-tokens",
-              "--output-tokens", "--context", "--max-latency", "--min-mfu", "--format", "--model", "--cluster"]
+FLAG_VALUES = st.one_of(
+    st.sampled_from(NASTY),
+    st.text(max_size=12),
+    st.integers(-(10**20), 10**20).map(str),
+    st.floats().map(str),
+    st.lists(st.integers(-5, 2000), max_size=4).map(lambda v: ",".join(map(str, v))),
+)
+PLAN_FLAGS = [
+    "--chips",
+    "--phase",
+    "--batch",
+    "--weights",
+    "--ffn",
+    "--attention",
+    "--input-tokens",
+    "--output-tokens",
+    "--context",
+    "--max-latency",
+    "--min-mfu",
+    "--format",
+    "--model",
+    "--cluster",
+]
 
 
 @FUZZ
-@given(flags=st.dictionaries(st.sampled_from(PLAN_FLAGS), FLAG_VALUES, min_size=1, max_size=4),
-       plot=st.booleans())
+@given(flags=st.dictionaries(st.sampled_from(PLAN_FLAGS), FLAG_VALUES, min_size=1, max_size=4), plot=st.booleans())
 def test_random_plan_flags(flags, plot):
-    args = {"--model": "palm-8b", "--cluster": "tpu-v4", "--chips": "8", "--phase": "decode",
-            "--batch": "1,64", **flags}
+    args = {
+        "--model": "palm-8b",
+        "--cluster": "tpu-v4",
+        "--chips": "8",
+        "--phase": "decode",
+        "--batch": "1,64",
+        **flags,
+    }
     argv = ["plan", *[part for item in args.items() for part in item]] + (["--plot"] if plot else [])
     check(*run(argv))
 
 
-EXPLAIN_FLAGS = ["--chips", "--phase", "--batch", "--ffn", "--attention", "--weights", "--context",
-                 "--format", "--model", "--cluster"]
+EXPLAIN_FLAGS = [
+    "--chips",
+    "--phase",
+    "--batch",
+    "--ffn",
+    "--attention",
+    "--weights",
+    "--context",
+    "--format",
+    "--model",
+    "--cluster",
+]
 
 
 @FUZZ
 @given(flags=st.dictionaries(st.sampled_from(EXPLAIN_FLAGS), FLAG_VALUES, min_size=1, max_size=3))
 def test_random_explain_flags(flags):
-    args = {"--model": "palm-8b", "--cluster": "tpu-v4", "--chips": "8", "--phase": "decode", "--batch": "8",
-            "--ffn": "ws2d", "--attention": "batch", "--weights": "int8", **flags}
+    args = {
+        "--model": "palm-8b",
+        "--cluster": "tpu-v4",
+        "--chips": "8",
+        "--phase": "decode",
+        "--batch": "8",
+        "--ffn": "ws2d",
+        "--attention": "batch",
+        "--weights": "int8",
+        **flags,
+    }
     check(*run(["explain", *[part for item in args.items() for part in item]]))
 
 
 @FUZZ
-@given(argv=st.lists(st.one_of(st.sampled_from(["plan", "explain", "presets", "--help", "--format", "-o",
-                                                "--plot", "--ascii", "--chips", "--version", "-", "--"]),
-                               st.text(max_size=8)), max_size=5))
+@given(
+    argv=st.lists(
+        st.one_of(
+            st.sampled_from(
+                [
+                    "plan",
+                    "explain",
+                    "presets",
+                    "--help",
+                    "--format",
+                    "-o",
+                    "--plot",
+                    "--ascii",
+                    "--chips",
+                    "--version",
+                    "-",
+                    "--",
+                ]
+            ),
+            st.text(max_size=8),
+        ),
+        max_size=5,
+    )
+)
 def test_random_argument_lists(argv):
     with tempfile.TemporaryDirectory() as folder:  # -o writes land in a scratch folder
-        argv = [str(Path(folder) / a.replace("/", "_")) if i and argv[i - 1] == "-o" and a.strip(".-") else a
-                for i, a in enumerate(argv)]
+        argv = [
+            str(Path(folder) / a.replace("/", "_")) if i and argv[i - 1] == "-o" and a.strip(".-") else a
+            for i, a in enumerate(argv)
+        ]
         code, out, err = run(argv)
     assert code in (0, 1, 2), (argv, code, err)
     assert "Traceback" not in err

@@ -17,15 +17,18 @@ def test_compare_needs_both_model_and_cluster_without_a_plan(planner):
     assert r.code == 2 and "give a plan" in r.err
 
 
-@pytest.mark.parametrize(("flag", "value", "message"), [
-    ("--context", "4k", "--context does not apply to serve"),
-    ("--allow-short-context", None, "--allow-short-context does not apply to serve"),
-    ("--max-latency", "1", "--max-latency does not apply to serve: serve's targets are --ttft"),
-    ("--max-step-latency", "0.05", "--max-step-latency does not apply to serve"),
-    ("--min-mfu", "10%", "--min-mfu does not apply to serve"),
-    ("--stages", "2", "--stages: serve plans one pipeline stage per pool"),
-    ("--phase", "decode", "--phase: serve plans whole requests, so both phases"),
-])
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--context", "4k", "--context does not apply to serve"),
+        ("--allow-short-context", None, "--allow-short-context does not apply to serve"),
+        ("--max-latency", "1", "--max-latency does not apply to serve: serve's targets are --ttft"),
+        ("--max-step-latency", "0.05", "--max-step-latency does not apply to serve"),
+        ("--min-mfu", "10%", "--min-mfu does not apply to serve"),
+        ("--stages", "2", "--stages: serve plans one pipeline stage per pool"),
+        ("--phase", "decode", "--phase: serve plans whole requests, so both phases"),
+    ],
+)
 def test_serve_refuses_planning_flags_it_cannot_use(planner, flag, value, message):
     r = planner("serve", *SMALL, flag, *([value] if value else []))
     assert r.code == 2
@@ -33,8 +36,9 @@ def test_serve_refuses_planning_flags_it_cannot_use(planner, flag, value, messag
 
 
 def test_serve_takes_the_planning_flags_that_apply(planner):
-    r = planner("serve", *SMALL, "--phase", "both", "--stages", "1", "--sparsity", "2:4", "--weights", "fp8",
-                "--format", "json")
+    r = planner(
+        "serve", *SMALL, "--phase", "both", "--stages", "1", "--sparsity", "2:4", "--weights", "fp8", "--format", "json"
+    )
     assert r.code == 0, r.err
 
 

@@ -18,13 +18,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from tools.golden import GOLDEN_DIR
 
 from planner.commands.compare.compare import Kind, Tolerance, compare_runs
 from planner.commands.compare.deployment import check_deployment, side_by_side
 from planner.commands.runs import load_run, name, plan_dict, run_from_dict, run_from_result
 from planner.config import list_presets, load_plan
 from planner.errors import ConfigError, InfeasibleError, UsageError
-from tools.golden import GOLDEN_DIR
 from planner.search.search import best, point, search
 from planner.specs.formats import KvFormat
 from planner.specs.hardware import WeightFormat
@@ -92,8 +92,9 @@ def test_golden_result_matches_fresh_plan(plan):
     assert golden.exists(), f"{golden} missing: run {REGENERATE}"
     report = compare_runs(load_run(str(golden)), run_from_result(search(load_plan(plan)), plan))
     changes = "\n".join(f"  {c.status} {name(c.point)}: {c.describe()}" for c in report.changes)
-    assert report.identical, (f"{plan}: {report.verdict()}\n{changes}\nIf intended, run {REGENERATE} "
-                              "and review the diff.")
+    assert report.identical, (
+        f"{plan}: {report.verdict()}\n{changes}\nIf intended, run {REGENERATE} and review the diff."
+    )
 
 
 def test_golden_files_are_the_bundled_plans():
@@ -123,8 +124,8 @@ def test_half_hbm_bandwidth_fails_the_gate_naming_slower_decode_points(planner, 
     bandwidth = re.search(r"^(\s*hbm_bandwidth:\s*)(.+?)\s*(#.*)?$", cluster, re.M)
     halved = parse_quantity(bandwidth.group(2), "bytes_per_s") / 2
     (tmp_path / "slow-tpu-v4.yaml").write_text(
-        cluster[:bandwidth.start(2)] + f"{halved:.6e}"
-        + cluster[bandwidth.end(2):])
+        cluster[: bandwidth.start(2)] + f"{halved:.6e}" + cluster[bandwidth.end(2) :]
+    )
     plan = re.sub(r"^cluster:.*$", "cluster: slow-tpu-v4.yaml", Path(PALM).read_text(), flags=re.M)
     (tmp_path / "plan.yaml").write_text(plan)
     (tmp_path / "baseline.json").write_text(to_json(plan_dict(search(load_plan(PALM, phases=("decode",))))))
@@ -162,8 +163,10 @@ PIN = "decode: {chips: 64, batch: 512, ffn: ws1d, attention: batch, weights: bf1
 
 def _deployment_plan(tmp_path, pin: str = PIN) -> Path:
     path = tmp_path / "service.yaml"
-    path.write_text("model: palm-540b\ncluster: tpu-v4\nworkload: {input_tokens: 2048, output_tokens: 64, "
-                    f"context: 2048}}\ndeployment:\n  {pin}\n")
+    path.write_text(
+        "model: palm-540b\ncluster: tpu-v4\nworkload: {input_tokens: 2048, output_tokens: 64, "
+        f"context: 2048}}\ndeployment:\n  {pin}\n"
+    )
     return path
 
 
@@ -235,8 +238,9 @@ def test_side_by_side_rows_are_the_best_of_each_layout(decode_plan):
 
 
 def test_side_by_side_table_fits_80_columns(planner):
-    code, out, err = planner("compare", PALM, "--phase", "decode", "--chips", "64", "--layouts", "ws1d,ws2d",
-                             "--attention", "heads,batch")
+    code, out, err = planner(
+        "compare", PALM, "--phase", "decode", "--chips", "64", "--layouts", "ws1d,ws2d", "--attention", "heads,batch"
+    )
     assert (code, err) == (0, "")
     assert max(len(line) for line in out.splitlines()) <= 80
     rows = [line for line in out.splitlines() if re.match(r"\s*512\s+ws", line)]
@@ -246,8 +250,20 @@ def test_side_by_side_table_fits_80_columns(planner):
 
 
 def test_side_by_side_markdown_csv_json(planner):
-    args = ("compare", PALM, "--phase", "decode", "--chips", "8,64", "--batch", "1,512",
-            "--layouts", "ws1d,ws2d+batch", "--attention", "batch")
+    args = (
+        "compare",
+        PALM,
+        "--phase",
+        "decode",
+        "--chips",
+        "8,64",
+        "--batch",
+        "1,512",
+        "--layouts",
+        "ws1d,ws2d+batch",
+        "--attention",
+        "batch",
+    )
     code, out, _ = planner(*args, "--format", "markdown")
     assert code == 0
     (table,) = github_tables(out)
@@ -269,15 +285,24 @@ def _scaled(p, latency=1.0, mfu=0.0):
 
 def test_tolerances_decide_what_regressed(decode_run):
     target = decode_run.points[5]
-    for latency, mfu, regressed in ((1.009, 0, False), (1.011, 0, True), (1, -0.004, False), (1, -0.006, True),
-                                    (0.9, 0.01, False)):
-        current = replace(decode_run, points=tuple(_scaled(p, latency, mfu) if p is target else p
-                                                   for p in decode_run.points))
+    for latency, mfu, regressed in (
+        (1.009, 0, False),
+        (1.011, 0, True),
+        (1, -0.004, False),
+        (1, -0.006, True),
+        (0.9, 0.01, False),
+    ):
+        current = replace(
+            decode_run, points=tuple(_scaled(p, latency, mfu) if p is target else p for p in decode_run.points)
+        )
         report = compare_runs(decode_run, current)
         (change,) = report.changes
         assert change.kind is Kind.MOVED and change.regressed is regressed and report.regressed is regressed
-    loose = compare_runs(decode_run, replace(decode_run, points=tuple(
-        _scaled(p, 1.05) for p in decode_run.points)), Tolerance(latency=0.06))
+    loose = compare_runs(
+        decode_run,
+        replace(decode_run, points=tuple(_scaled(p, 1.05) for p in decode_run.points)),
+        Tolerance(latency=0.06),
+    )
     assert not loose.regressed and loose.verdict().startswith("ok")
 
 
@@ -322,8 +347,7 @@ def test_gate_markdown_is_a_valid_table_even_with_pipes_in_names(planner, tmp_pa
     data["frontier"]["decode"][0]["ffn"] = "ws|odd"  # disappears, and its name holds a pipe
     data["frontier"]["decode"][1]["latency_s"] *= 0.5  # the current run is slower there
     (tmp_path / "baseline.json").write_text(json.dumps(data))
-    code, out, _ = planner("compare", tmp_path / "baseline.json", PALM, "--phase", "decode",
-                           "--format", "markdown")
+    code, out, _ = planner("compare", tmp_path / "baseline.json", PALM, "--phase", "decode", "--format", "markdown")
     assert code == 1 and out.startswith("**planner compare: REGRESSION")
     phases, changes = github_tables(out)
     assert phases[0] == ["phase", "best latency", "change", "best MFU", "change"]
@@ -347,16 +371,19 @@ def test_bad_json_names_the_file_and_line(planner, tmp_path):
     assert f"{bad}:2:" in err and "not valid JSON" in err
 
 
-@pytest.mark.parametrize("edit,key", [
-    (lambda d: d["frontier"]["decode"][3].pop("latency_s"), "frontier.decode[3].latency_s"),
-    (lambda d: d["frontier"]["decode"][0].update(mfu="high"), "frontier.decode[0].mfu"),
-    (lambda d: d.pop("model"), "model"),
-    (lambda d: d["workload"].pop("context"), "workload.context"),
-    (lambda d: d["frontier"].update(train=[]), "frontier.train"),
-    (lambda d: d["frontier"]["decode"][0].update(weights="fp6"), "frontier.decode[0].weights"),
-    (lambda d: d["frontier"]["decode"][0].update(kv_cache="fp6"), "frontier.decode[0].kv_cache"),
-    (lambda d: d["frontier"]["decode"].append(d["frontier"]["decode"][0]), "frontier.decode[{n_decode}]"),
-])
+@pytest.mark.parametrize(
+    "edit,key",
+    [
+        (lambda d: d["frontier"]["decode"][3].pop("latency_s"), "frontier.decode[3].latency_s"),
+        (lambda d: d["frontier"]["decode"][0].update(mfu="high"), "frontier.decode[0].mfu"),
+        (lambda d: d.pop("model"), "model"),
+        (lambda d: d["workload"].pop("context"), "workload.context"),
+        (lambda d: d["frontier"].update(train=[]), "frontier.train"),
+        (lambda d: d["frontier"]["decode"][0].update(weights="fp6"), "frontier.decode[0].weights"),
+        (lambda d: d["frontier"]["decode"][0].update(kv_cache="fp6"), "frontier.decode[0].kv_cache"),
+        (lambda d: d["frontier"]["decode"].append(d["frontier"]["decode"][0]), "frontier.decode[{n_decode}]"),
+    ],
+)
 def test_incomplete_run_names_the_key(tmp_path, edit, key):
     data = json.loads((GOLDEN / "palm-540b-tpu-v4.json").read_text())
     key = key.format(n_decode=len(data["frontier"]["decode"]))  # the appended duplicate's index
@@ -376,17 +403,20 @@ def test_a_different_model_needs_allow_different_model(planner, tmp_path):
     assert code == 1 and "note: model llama-3-70b -> palm-540b" in out
 
 
-@pytest.mark.parametrize("args,message", [
-    (["compare"], "give a plan"),
-    (["compare", "run.json"], "needs a plan or a second run"),
-    (["compare", PALM, PALM], "the baseline must be a saved run"),
-    (["compare", PALM, "--max-gap", "3"], "--max-gap: only for --deployment"),
-    (["compare", PALM, "--latency-tolerance", "3"], "only for a regression gate"),
-    (["compare", "a.json", "b.json", "--latency-tolerance", "-1"], "--latency-tolerance: expected a percentage"),
-    (["compare", "--deployment", PALM, "--gap-to", "nearest"], "--gap-to: expected one of layout, frontier"),
-    (["compare", PALM, "--layouts", "ws2d+head"], "did you mean 'heads'"),
-    (["compare", PALM, "--layouts", "ws2d+batch", "--attention", "heads"], "drop one of the two"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["compare"], "give a plan"),
+        (["compare", "run.json"], "needs a plan or a second run"),
+        (["compare", PALM, PALM], "the baseline must be a saved run"),
+        (["compare", PALM, "--max-gap", "3"], "--max-gap: only for --deployment"),
+        (["compare", PALM, "--latency-tolerance", "3"], "only for a regression gate"),
+        (["compare", "a.json", "b.json", "--latency-tolerance", "-1"], "--latency-tolerance: expected a percentage"),
+        (["compare", "--deployment", PALM, "--gap-to", "nearest"], "--gap-to: expected one of layout, frontier"),
+        (["compare", PALM, "--layouts", "ws2d+head"], "did you mean 'heads'"),
+        (["compare", PALM, "--layouts", "ws2d+batch", "--attention", "heads"], "drop one of the two"),
+    ],
+)
 def test_usage_errors(planner, args, message):
     code, out, err = planner(*args)
     assert code == 2 and out == "" and message in err
@@ -396,8 +426,10 @@ def test_unknown_run_names_the_file(tmp_path):
     with pytest.raises(ConfigError, match="no such file"):
         load_run(str(tmp_path / "missing.json"))
     with pytest.raises(UsageError, match="--allow-different-model"):
-        compare_runs(run_from_dict(json.loads((GOLDEN / "llama-3-70b-h100.json").read_text()), "a"),
-                     load_run(str(GOLDEN / "palm-540b-tpu-v4.json")))
+        compare_runs(
+            run_from_dict(json.loads((GOLDEN / "llama-3-70b-h100.json").read_text()), "a"),
+            load_run(str(GOLDEN / "palm-540b-tpu-v4.json")),
+        )
 
 
 # --- the GitHub Actions job of docs/ci-gate.md ------------------------------------------------------------
@@ -405,7 +437,7 @@ def test_unknown_run_names_the_file(tmp_path):
 
 def readme_job() -> dict:
     text = (ROOT / "docs" / "ci-gate.md").read_text()
-    section = text[text.index("<!-- compare:start -->"):text.index("<!-- compare:end -->")]
+    section = text[text.index("<!-- compare:start -->") : text.index("<!-- compare:end -->")]
     blocks = re.findall(r"```yaml\n(.*?)```", section, re.S)
     workflows = [yaml.safe_load(block) for block in blocks if "runs-on" in block]
     assert len(workflows) == 1, "the compare section shows one GitHub Actions workflow"
@@ -423,14 +455,24 @@ def run_job_steps(job: dict, cwd: Path, tmp_path: Path) -> tuple[int, str, str]:
     shim.chmod(0o755)
     summary = tmp_path / "summary.md"
     summary.write_text("")
-    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "GITHUB_STEP_SUMMARY": str(summary), "HOME": str(tmp_path),
-           "PYTHONPATH": str(ROOT)}
+    env = {
+        "PATH": f"{bin_dir}:/usr/bin:/bin",
+        "GITHUB_STEP_SUMMARY": str(summary),
+        "HOME": str(tmp_path),
+        "PYTHONPATH": str(ROOT),
+    }
     for step in job["steps"]:
         if "run" not in step or step["run"].strip() == "pip install .":
             continue
         flags = ["-eo", "pipefail"] if step.get("shell") == "bash" else ["-e"]
-        done = subprocess.run(["bash", "--noprofile", "--norc", *flags, "-c", step["run"]], cwd=cwd, env=env,
-                              capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            ["bash", "--noprofile", "--norc", *flags, "-c", step["run"]],
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         if done.returncode:
             return done.returncode, summary.read_text(), done.stderr
     return 0, summary.read_text(), ""
@@ -491,8 +533,10 @@ def test_gate_notes_a_recalibrated_cluster(planner, tmp_path):
 
 def _llama_plan(tmp_path, pin: str) -> Path:
     path = tmp_path / "llama.yaml"
-    path.write_text("model: llama-3-70b\ncluster: h100-sxm\nworkload: {input_tokens: 2048, output_tokens: 64, "
-                    f"context: 2048}}\ndeployment:\n  {pin}\n")
+    path.write_text(
+        "model: llama-3-70b\ncluster: h100-sxm\nworkload: {input_tokens: 2048, output_tokens: 64, "
+        f"context: 2048}}\ndeployment:\n  {pin}\n"
+    )
     return path
 
 
@@ -509,12 +553,14 @@ def test_pin_takes_kv_cache_and_stages_and_defaults_as_a_plan(tmp_path):
 
 
 def test_pin_experts_on_a_moe_model_and_refused_on_a_dense_one(planner, tmp_path):
-    dense = _llama_plan(tmp_path, "decode: {chips: 8, batch: 8, ffn: ws1d, attention: heads, weights: bf16, "
-                                  "experts: ep}")
+    dense = _llama_plan(
+        tmp_path, "decode: {chips: 8, batch: 8, ffn: ws1d, attention: heads, weights: bf16, experts: ep}"
+    )
     code, _, err = planner("compare", "--deployment", dense)
     assert code == 2 and ":5:" in err and "deployment.decode.experts" in err and "dense" in err
-    stages = _llama_plan(tmp_path, "decode: {chips: 8, batch: 8, ffn: ws1d, attention: heads, weights: bf16, "
-                                   "stages: 3}")
+    stages = _llama_plan(
+        tmp_path, "decode: {chips: 8, batch: 8, ffn: ws1d, attention: heads, weights: bf16, stages: 3}"
+    )
     code, _, err = planner("compare", "--deployment", stages)
     assert code == 2 and "deployment.decode.stages" in err and "3 pipeline stages" in err
 
@@ -531,12 +577,16 @@ def test_pin_that_does_not_fit_names_its_line_and_the_smaller_formats_that_fit(p
 
 def test_pinned_expert_layout_is_the_one_costed(tmp_path):
     path = tmp_path / "moe.yaml"
-    path.write_text("model: mixtral-8x7b\ncluster: h100-sxm\nworkload: {input_tokens: 2048, output_tokens: 64, "
-                    "context: 2048}\ndeployment:\n  decode: {chips: 8, batch: 64, ffn: ws1d, attention: heads, "
-                    "weights: bf16, experts: tp}\n")
+    path.write_text(
+        "model: mixtral-8x7b\ncluster: h100-sxm\nworkload: {input_tokens: 2048, output_tokens: 64, "
+        "context: 2048}\ndeployment:\n  decode: {chips: 8, batch: 64, ffn: ws1d, attention: heads, "
+        "weights: bf16, experts: tp}\n"
+    )
     spec = load_plan(str(path))
     (g,) = check_deployment(spec).gaps
     assert g.point.experts == "tp" and "ws1d+heads+tp bf16" in check_deployment(spec).describe(g)
-    others = {point(best(spec, Phase.DECODE, 8, 64, WeightFormat.BF16, "ws1d", "heads", experts=e), 0).latency_s
-              for e in ("tp", "ep")}
+    others = {
+        point(best(spec, Phase.DECODE, 8, 64, WeightFormat.BF16, "ws1d", "heads", experts=e), 0).latency_s
+        for e in ("tp", "ep")
+    }
     assert len(others) == 2  # the expert layout matters, so pinning it is not a no-op

@@ -42,8 +42,15 @@ def out_of(capsys, args) -> str:
 
 @pytest.mark.parametrize("plan, uncalibrated", [(H100, True), (TPU, False)])
 def test_side_by_side_in_every_format(capsys, ideal, plan, uncalibrated):
-    args = ["compare", *plan, *(["--cluster", ideal] if uncalibrated else []), "--phase", "decode",
-            "--layouts", "ws1d,ws2d"]
+    args = [
+        "compare",
+        *plan,
+        *(["--cluster", ideal] if uncalibrated else []),
+        "--phase",
+        "decode",
+        "--layouts",
+        "ws1d,ws2d",
+    ]
     for fmt in ("table", "markdown"):
         assert ("uncalibrated" in out_of(capsys, args + ["--format", fmt])) == uncalibrated
     assert json.loads(out_of(capsys, args + ["--format", "json"]))["calibrated"] is not uncalibrated
@@ -83,9 +90,12 @@ def test_gate_on_a_calibrated_cluster_says_nothing_and_lists_prefill_first(capsy
 
 def test_deployment_check_in_every_format(capsys, tmp_path, ideal):
     plan = tmp_path / "service.yaml"
-    plan.write_text(f"model: llama-3-70b\ncluster: {ideal}\n" "workload: {input_tokens: 2048, output_tokens: 64, "
-                    "context: 2048}\ndeployment:\n  decode: {chips: 8, batch: 8, ffn: ws2d, attention: heads, "
-                    "weights: bf16}\n")
+    plan.write_text(
+        f"model: llama-3-70b\ncluster: {ideal}\n"
+        "workload: {input_tokens: 2048, output_tokens: 64, "
+        "context: 2048}\ndeployment:\n  decode: {chips: 8, batch: 8, ffn: ws2d, attention: heads, "
+        "weights: bf16}\n"
+    )
     args = ["compare", "--deployment", str(plan), "--max-gap", "1000"]
     for fmt in ("table", "markdown"):
         assert "uncalibrated" in out_of(capsys, args + ["--format", fmt])
@@ -104,7 +114,9 @@ def test_a_tie_within_resolution_is_best():
 def test_borrowed_calibration_is_named_not_called_calibrated(capsys):
     args = ["compare", *H100, "--cluster", "b200", "--phase", "decode", "--layouts", "ws1d,ws2d"]
     data = json.loads(out_of(capsys, args + ["--format", "json"]))
-    assert data["calibrated"] is False and data["calibration_status"] == "calibration borrowed from h100-sxm (not fitted)"
+    assert (
+        data["calibrated"] is False and data["calibration_status"] == "calibration borrowed from h100-sxm (not fitted)"
+    )
     rows = list(csv.DictReader(io.StringIO(out_of(capsys, args + ["--format", "csv"]))))
     assert rows and {r["calibration"] for r in rows} == {data["calibration_status"]}
 
@@ -115,8 +127,26 @@ def test_gate_names_a_borrowed_calibration_not_ideal_constants(capsys, tmp_path,
     calibration_status), not that its constants are ideal."""
     saved = tmp_path / "run.json"
     extra = ["--phase", "decode"] if command == "plan" else ["--mode", "static"]
-    assert run([command, "llama-3-70b-h100", "--cluster", "b200", "--chips", "8", "--batch", "1,8", *extra,
-                "--format", "json", "-o", str(saved)]) == 0
+    assert (
+        run(
+            [
+                command,
+                "llama-3-70b-h100",
+                "--cluster",
+                "b200",
+                "--chips",
+                "8",
+                "--batch",
+                "1,8",
+                *extra,
+                "--format",
+                "json",
+                "-o",
+                str(saved),
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     data = json.loads(out_of(capsys, ["compare", str(saved), str(saved), "--format", "json"]))
     assert data["calibrated"] == {"baseline": False, "current": False}
@@ -126,9 +156,30 @@ def test_gate_names_a_borrowed_calibration_not_ideal_constants(capsys, tmp_path,
 
 
 def test_pipelined_explain_names_the_calibration_in_json_and_csv(capsys):
-    args = ["explain", "--model", "llama-3-70b", "--cluster", "b200", "--chips", "16", "--phase", "decode",
-            "--batch", "8", "--ffn", "ws1d", "--attention", "heads", "--weights", "bf16", "--stages", "2"]
+    args = [
+        "explain",
+        "--model",
+        "llama-3-70b",
+        "--cluster",
+        "b200",
+        "--chips",
+        "16",
+        "--phase",
+        "decode",
+        "--batch",
+        "8",
+        "--ffn",
+        "ws1d",
+        "--attention",
+        "heads",
+        "--weights",
+        "bf16",
+        "--stages",
+        "2",
+    ]
     data = json.loads(out_of(capsys, args + ["--format", "json"]))
-    assert data["calibrated"] is False and data["calibration_status"] == "calibration borrowed from h100-sxm (not fitted)"
+    assert (
+        data["calibrated"] is False and data["calibration_status"] == "calibration borrowed from h100-sxm (not fitted)"
+    )
     rows = list(csv.DictReader(io.StringIO(out_of(capsys, args + ["--format", "csv"]))))
     assert len(rows) == 3 and {r["calibration"] for r in rows} == {data["calibration_status"]}

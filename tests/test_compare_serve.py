@@ -11,14 +11,13 @@ import re
 from dataclasses import replace
 
 import pytest
+from test_compare import github_tables
+from test_serve import BOX, TINY
 
 from planner.commands.compare.compare import Kind, Tolerance
 from planner.commands.compare.serve import compare_serve_runs
 from planner.commands.serve.runs import load_saved, serve_again
 from planner.errors import ConfigError, UsageError
-
-from test_compare import github_tables
-from test_serve import BOX, TINY
 
 
 @pytest.fixture
@@ -31,14 +30,28 @@ def world(tmp_path):
     (tmp_path / "plan.yaml").write_text(
         f"model: {tmp_path / 'tiny.yaml'}\ncluster: {tmp_path / 'box.yaml'}\n"
         "workload: {input_tokens: 8, output_tokens: 2, context: 10}\n"
-        "search: {chips: [1, 2], batch: [1, 2, 4], weights: [bf16], ffn: [ws1d, ws2d], attention: [heads, batch]}\n")
+        "search: {chips: [1, 2], batch: [1, 2, 4], weights: [bf16], ffn: [ws1d, ws2d], attention: [heads, batch]}\n"
+    )
     return tmp_path
 
 
 def saved(planner, world, *flags) -> str:
     path = world / "baseline.json"
-    code, _, err = planner("serve", world / "plan.yaml", "--chips", "1", "--batch", "1,2", "--price", "3.6/h",
-                           *flags, "--format", "json", "-o", path)
+    code, _, err = planner(
+        "serve",
+        world / "plan.yaml",
+        "--chips",
+        "1",
+        "--batch",
+        "1,2",
+        "--price",
+        "3.6/h",
+        *flags,
+        "--format",
+        "json",
+        "-o",
+        path,
+    )
     assert code == 0, err
     return str(path)
 
@@ -71,8 +84,10 @@ def test_half_hbm_bandwidth_doubles_every_tpot_and_fails_the_gate(planner, world
     assert out.startswith("REGRESSION")
     assert "note: hardware hbm_bytes_per_s 1 GB/s -> 500 MB/s" in out
     assert "note: cluster box -> box" not in out  # same name: only the figure that moved is named
-    report = compare_serve_runs(load_saved(baseline), serve_again(load_saved(baseline), str(world / "plan.yaml"),
-                                                                   cluster=str(world / "slow-box.yaml")))
+    report = compare_serve_runs(
+        load_saved(baseline),
+        serve_again(load_saved(baseline), str(world / "plan.yaml"), cluster=str(world / "slow-box.yaml")),
+    )
     assert report.changes and all(c.kind is Kind.MOVED and c.regressed for c in report.changes)
     # HBM-bound kernels: twice the time, half the throughput, twice the cost (all but prefill's
     # attention core, whose FLOPs read no HBM: 0.2% of a prefill pass, so within 1e-3)
@@ -82,12 +97,12 @@ def test_half_hbm_bandwidth_doubles_every_tpot_and_fails_the_gate(planner, world
         assert changes["output_tokens_per_s_per_chip"] == pytest.approx(-0.5, abs=1e-3)
         assert changes["usd_per_million_output_tokens"] == pytest.approx(1.0, abs=1e-3)
         assert len(re.findall(r"\(\+(?:99\.[89]|100\.0)%\)", c.describe())) >= 2 and "tokens/s per chip" in c.describe()
-    assert all(m.regressed and m.tpot_after_s == pytest.approx(2 * m.tpot_before_s, rel=1e-3)
-               for m in report.modes)
+    assert all(m.regressed and m.tpot_after_s == pytest.approx(2 * m.tpot_before_s, rel=1e-3) for m in report.modes)
     joined = re.sub(r"\n {6,}", " ", out)
     for c in report.changes:
-        assert re.search(rf"regressed +{re.escape(str(c.point))}: TTFT .*TPOT \S+ \S+ -> \S+ \S+ \(\+(?:99\.[89]|100\.0)%\)",
-                         joined), str(c.point)
+        assert re.search(
+            rf"regressed +{re.escape(str(c.point))}: TTFT .*TPOT \S+ \S+ -> \S+ \S+ \(\+(?:99\.[89]|100\.0)%\)", joined
+        ), str(c.point)
     assert max(len(line) for line in out.splitlines()) <= 80
 
 
@@ -95,17 +110,23 @@ def test_tolerances_decide_what_regressed(planner, world):
     run = load_saved(saved(planner, world))
     target = run.rows[0]
     for tpot, per_chip, tolerance, regressed in (
-            (1.009, 1, Tolerance(), False), (1.011, 1, Tolerance(), True),
-            (1, 0.991, Tolerance(), False), (1, 0.989, Tolerance(), True),
-            (1, 0.95, Tolerance(throughput=0.06), False), (1.05, 1, Tolerance(latency=0.06), False),
-            (0.9, 1.1, Tolerance(), False)):
-        moved = replace(target, tpot_s=target.tpot_s * tpot,
-                        output_tokens_per_s_per_chip=target.output_tokens_per_s_per_chip * per_chip)
+        (1.009, 1, Tolerance(), False),
+        (1.011, 1, Tolerance(), True),
+        (1, 0.991, Tolerance(), False),
+        (1, 0.989, Tolerance(), True),
+        (1, 0.95, Tolerance(throughput=0.06), False),
+        (1.05, 1, Tolerance(latency=0.06), False),
+        (0.9, 1.1, Tolerance(), False),
+    ):
+        moved = replace(
+            target,
+            tpot_s=target.tpot_s * tpot,
+            output_tokens_per_s_per_chip=target.output_tokens_per_s_per_chip * per_chip,
+        )
         report = compare_serve_runs(run, replace(run, rows=(moved,) + run.rows[1:]), tolerance)
         (change,) = report.changes
         assert change.kind is Kind.MOVED and change.regressed is regressed, (tpot, per_chip)
-        assert change.status == ("regressed" if regressed else "improved" if tpot <= 1 and per_chip >= 1
-                                 else "changed")
+        assert change.status == ("regressed" if regressed else "improved" if tpot <= 1 and per_chip >= 1 else "changed")
     dearer = replace(target, usd_per_million_output_tokens=target.usd_per_million_output_tokens * 1.02)
     (change,) = compare_serve_runs(run, replace(run, rows=(dearer,) + run.rows[1:])).changes
     assert change.regressed and "$/M output" in change.describe() and "(+2.0%)" in change.describe()
@@ -143,8 +164,20 @@ def test_notes_say_why_from_the_recorded_version_shape_and_request(planner, worl
     assert code == 1
     assert "note: model shape d_ff 256 -> 512" in out and "note: search batch 1,2 -> 1" in out
     (world / "tiny.yaml").write_text(TINY)
-    code, out, _ = planner("serve", world / "plan.yaml", "--chips", "1", "--batch", "1,2", "--tpot", "1s",
-                           "--format", "json", "-o", world / "current.json")
+    code, out, _ = planner(
+        "serve",
+        world / "plan.yaml",
+        "--chips",
+        "1",
+        "--batch",
+        "1,2",
+        "--tpot",
+        "1s",
+        "--format",
+        "json",
+        "-o",
+        world / "current.json",
+    )
     code, out, _ = planner("compare", path, world / "current.json")
     assert "note: targets tpot_s none -> 1.00 s" in out and "note: price 3.6 -> none USD per chip-hour" in out
 
@@ -161,17 +194,26 @@ def test_runs_of_two_commands_do_not_mix(planner, world):
     assert code == 2 and "--phase" in err
 
 
-@pytest.mark.parametrize("edit,key", [
-    (lambda d: d["modes"]["static"]["frontier"][0].pop("tpot_s"), "modes.static.frontier[0].tpot_s"),
-    (lambda d: d["modes"]["static"]["frontier"][0]["decode"].update(batch="two"),
-     "modes.static.frontier[0].decode.batch"),
-    (lambda d: d["modes"].update(batchy={}), "modes.batchy"),
-    (lambda d: d["search"].pop("chips"), "search.chips"),
-    (lambda d: d["modes"]["static"]["frontier"][0]["prefill"].update(weights="fp6"),
-     "modes.static.frontier[0].prefill.weights"),
-    (lambda d: d["modes"]["static"]["frontier"][0]["decode"].update(kv_cache="fp6"),
-     "modes.static.frontier[0].decode.kv_cache"),
-])
+@pytest.mark.parametrize(
+    "edit,key",
+    [
+        (lambda d: d["modes"]["static"]["frontier"][0].pop("tpot_s"), "modes.static.frontier[0].tpot_s"),
+        (
+            lambda d: d["modes"]["static"]["frontier"][0]["decode"].update(batch="two"),
+            "modes.static.frontier[0].decode.batch",
+        ),
+        (lambda d: d["modes"].update(batchy={}), "modes.batchy"),
+        (lambda d: d["search"].pop("chips"), "search.chips"),
+        (
+            lambda d: d["modes"]["static"]["frontier"][0]["prefill"].update(weights="fp6"),
+            "modes.static.frontier[0].prefill.weights",
+        ),
+        (
+            lambda d: d["modes"]["static"]["frontier"][0]["decode"].update(kv_cache="fp6"),
+            "modes.static.frontier[0].decode.kv_cache",
+        ),
+    ],
+)
 def test_a_bad_serve_run_names_the_key(planner, world, edit, key):
     data = json.loads(open(saved(planner, world)).read())
     edit(data)
@@ -187,7 +229,9 @@ def test_a_different_model_needs_allow_different_model(planner, world):
     run = load_saved(saved(planner, world))
     with pytest.raises(UsageError, match="--allow-different-model"):
         compare_serve_runs(run, replace(run, model="other"))
-    assert "model tiny -> other" in compare_serve_runs(run, replace(run, model="other"), allow_different_model=True).notes
+    assert (
+        "model tiny -> other" in compare_serve_runs(run, replace(run, model="other"), allow_different_model=True).notes
+    )
 
 
 def test_a_plan_run_records_what_its_figures_depend_on(planner, world):
@@ -196,17 +240,21 @@ def test_a_plan_run_records_what_its_figures_depend_on(planner, world):
     data = json.loads((world / "plan-run.json").read_text())
     assert data["hardware"]["hbm_bytes_per_s"] == 1e9 and data["model_shape"]["d_ff"] == 256
     assert data["planner_version"]
-    code, out, _ = planner("compare", world / "plan-run.json", world / "plan.yaml", "--cluster", world / "slow-box.yaml")
+    code, out, _ = planner(
+        "compare", world / "plan-run.json", world / "plan.yaml", "--cluster", world / "slow-box.yaml"
+    )
     assert code == 1 and "note: hardware hbm_bytes_per_s 1 GB/s -> 500 MB/s" in out
 
 
 def test_readme_example_is_what_the_gate_prints(planner, tmp_path):
     """docs/ci-gate.md's serve-gate example: PaLM 540B on 64 TPU v4 chips, HBM bandwidth halved."""
     from pathlib import Path
+
     root = Path(__file__).resolve().parent.parent
     readme = " ".join((root / "docs" / "ci-gate.md").read_text().split())
-    note, line = re.search(r"`(note: hardware hbm_bytes_per_s [^`]+)` and, among (\d+) regressions, `(regressed [^`]+)`",
-                           readme).group(1, 3)
+    note, line = re.search(
+        r"`(note: hardware hbm_bytes_per_s [^`]+)` and, among (\d+) regressions, `(regressed [^`]+)`", readme
+    ).group(1, 3)
     cluster = (root / "configs" / "clusters" / "tpu-v4.yaml").read_text()
     (tmp_path / "slow.yaml").write_text(re.sub(r"(?m)^(\s*hbm_bandwidth:\s*)\S+.*$", r"\g<1>0.6 TB/s", cluster))
     code, _, _ = planner("serve", "palm-540b-tpu-v4", "--chips", "64", "--format", "json", "-o", tmp_path / "b.json")

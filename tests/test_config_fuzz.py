@@ -22,12 +22,64 @@ FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCh
 
 # Values that stress the readers: wrong types, units, signs, magnitudes and YAML oddities.
 NASTY = [
-    "", "~", "null", "yes", "no", "on", "true", "0", "-1", "2.5", "'2.5'", "1e+3", "1e3", "1e999",
-    "-1e999", ".nan", ".inf", "-.inf", "0x10", "1_000", "1e+40", "32 GiB", "1.2 TB/s",
-    "275 TFLOP/s", "5 us", "-5 us", "5 parsecs", "[]", "[1, 2]", "{}", "{a: 1}", "&a 1", "*a",
-    "!!python/object/apply:os.system ['true']", "!custom 3", "'", '"', "[", "{", "- a", "? x",
-    "2022-01-01", "\"\\0\"", "\"\\x00\"", "ws2d", "batch", "decode", "palm-540b", "tpu-v4",
-    "./missing.yaml", "/", "..", "x" * 300, "| \n  block", "> \n  folded", "@", "`", "%",
+    "",
+    "~",
+    "null",
+    "yes",
+    "no",
+    "on",
+    "true",
+    "0",
+    "-1",
+    "2.5",
+    "'2.5'",
+    "1e+3",
+    "1e3",
+    "1e999",
+    "-1e999",
+    ".nan",
+    ".inf",
+    "-.inf",
+    "0x10",
+    "1_000",
+    "1e+40",
+    "32 GiB",
+    "1.2 TB/s",
+    "275 TFLOP/s",
+    "5 us",
+    "-5 us",
+    "5 parsecs",
+    "[]",
+    "[1, 2]",
+    "{}",
+    "{a: 1}",
+    "&a 1",
+    "*a",
+    "!!python/object/apply:os.system ['true']",
+    "!custom 3",
+    "'",
+    '"',
+    "[",
+    "{",
+    "- a",
+    "? x",
+    "2022-01-01",
+    '"\\0"',
+    '"\\x00"',
+    "ws2d",
+    "batch",
+    "decode",
+    "palm-540b",
+    "tpu-v4",
+    "./missing.yaml",
+    "/",
+    "..",
+    "x" * 300,
+    "| \n  block",
+    "> \n  folded",
+    "@",
+    "`",
+    "%",
 ]
 
 
@@ -60,22 +112,51 @@ def test_random_bytes(kind, data):
 
 
 @FUZZ
-@given(kind=st.sampled_from(list(LOADERS)),
-       text=st.text(alphabet=st.sampled_from(list(":-[]{},&*!#|>'\"\n \t%@`?ab_xyz019.e+~\\/")),
-                    max_size=200))
+@given(
+    kind=st.sampled_from(list(LOADERS)),
+    text=st.text(alphabet=st.sampled_from(list(":-[]{},&*!#|>'\"\n \t%@`?ab_xyz019.e+~\\/")), max_size=200),
+)
 def test_yaml_flavoured_text(kind, text):
     load(kind, encode(text))
 
 
-SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-10**12, 10**12),
-                    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=20),
-                    st.sampled_from(NASTY))
-KEYS = st.sampled_from(["name", "layers", "d_model", "chip", "hbm", "topology", "torus",
-                        "switched", "slices", "model", "cluster", "workload", "search", "chips",
-                        "batch", "deployment", "decode", "levels", "size", "x"])
-TREES = st.recursive(SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=4),
-                                                      st.dictionaries(KEYS, inner, max_size=5)),
-                     max_leaves=20)
+SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**12), 10**12),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=20),
+    st.sampled_from(NASTY),
+)
+KEYS = st.sampled_from(
+    [
+        "name",
+        "layers",
+        "d_model",
+        "chip",
+        "hbm",
+        "topology",
+        "torus",
+        "switched",
+        "slices",
+        "model",
+        "cluster",
+        "workload",
+        "search",
+        "chips",
+        "batch",
+        "deployment",
+        "decode",
+        "levels",
+        "size",
+        "x",
+    ]
+)
+TREES = st.recursive(
+    SCALARS,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(KEYS, inner, max_size=5)),
+    max_leaves=20,
+)
 
 
 @FUZZ

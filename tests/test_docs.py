@@ -166,9 +166,7 @@ def test_readme_tpu_figures_are_the_pages():
     assert (median, within, total) == summary.groups()
 
 
-@pytest.mark.parametrize(
-    "label, section", [("GPU", "Fixed-batch throughput (as end-to-end time)")]
-)
+@pytest.mark.parametrize("label, section", [("GPU", "Fixed-batch throughput (as end-to-end time)")])
 def test_readme_gpu_figures_are_the_pages(label, section):
     item = readme_item(label)
     quoted = dict((chip, float(value)) for value, chip in re.findall(r"(\d+\.\d)% on (A100|H100|H200)", item))

@@ -14,10 +14,15 @@ from planner.specs.hardware import WeightFormat
 from planner.specs.plan import Phase
 
 
-@pytest.mark.parametrize("phase,batch,ffn,attention,weights", [
-    ("decode", 64, "ws2d", "batch", "int8"), ("prefill", 512, "wg-xyz", "batch", "bf16"),
-    ("prefill", 1, "ws1d", "heads", "bf16"), ("decode", 512, "ws2d", "batch", "bf16"),
-])
+@pytest.mark.parametrize(
+    "phase,batch,ffn,attention,weights",
+    [
+        ("decode", 64, "ws2d", "batch", "int8"),
+        ("prefill", 512, "wg-xyz", "batch", "bf16"),
+        ("prefill", 1, "ws1d", "heads", "bf16"),
+        ("decode", 512, "ws2d", "batch", "bf16"),
+    ],
+)
 def test_explain_rows_add_up(phase, batch, ffn, attention, weights):
     plan = load_plan(None, model="palm-540b", cluster="tpu-v4")
     ev = best(plan, Phase(phase), 64, batch, WeightFormat.parse(weights), ffn, attention)
@@ -29,8 +34,11 @@ def test_explain_rows_add_up(phase, batch, ffn, attention, weights):
     assert d["ffn"] == ffn and d["attention"] == attention and d["weights"] == weights
     # the step follows from the columns by the overlap policy that `combine` reports
     t, k = d["time_s"], d["combine"]
-    prefetched = sum(row["seconds"]["comm"] for row in d["layers"] if row["name"].startswith("gather") and
-                     row["name"].endswith("weights"))
+    prefetched = sum(
+        row["seconds"]["comm"]
+        for row in d["layers"]
+        if row["name"].startswith("gather") and row["name"].endswith("weights")
+    )
     assert k["prefetched_comm_s"] == pytest.approx(prefetched, rel=1e-5)
     assert (prefetched > 0) == ffn.startswith("wg")
     active = t["comm"] - k["prefetched_comm_s"]
@@ -49,6 +57,7 @@ def test_weight_gathers_are_prefetched_and_activation_collectives_are_not():
     """Weight all-gathers cost time only when the links are busier than the critical path;
     activation collectives sit on it (a share `overlap` of them hidden)."""
     from planner.cost.costmodel import combine
+
     assert combine(10.0, 4.0, 0.5, prefetched_s=4.0) == 10.0  # gathers hidden under the kernels
     assert combine(10.0, 14.0, 0.5, prefetched_s=12.0) == 14.0  # links busiest: 2 + 12
     assert combine(10.0, 4.0, 0.5) == 12.0  # the same 4 s as activation collectives
@@ -57,10 +66,38 @@ def test_weight_gathers_are_prefetched_and_activation_collectives_are_not():
 
 def test_explain_json_from_the_command_line():
     out = subprocess.run(
-        [sys.executable, "-m", "planner.cli.main", "explain", "--model", "palm-540b", "--cluster", "tpu-v4",
-         "--chips", "64", "--phase", "decode", "--batch", "64", "--ffn", "ws2d", "--attention", "batch",
-         "--weights", "int8", "--context", "2048", "--output-tokens", "64", "--format", "json"],
-        capture_output=True, text=True, check=True)
+        [
+            sys.executable,
+            "-m",
+            "planner.cli.main",
+            "explain",
+            "--model",
+            "palm-540b",
+            "--cluster",
+            "tpu-v4",
+            "--chips",
+            "64",
+            "--phase",
+            "decode",
+            "--batch",
+            "64",
+            "--ffn",
+            "ws2d",
+            "--attention",
+            "batch",
+            "--weights",
+            "int8",
+            "--context",
+            "2048",
+            "--output-tokens",
+            "64",
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     d = json.loads(out.stdout)
     assert d["latency_s"] == pytest.approx(64 * d["step_latency_s"], rel=1e-5)
     assert {"layers", "memory", "time_s", "partition", "mesh"} <= set(d)
@@ -78,7 +115,9 @@ def test_explain_counts_ring_steps_and_their_latency():
     assert [n for _, n in ev.candidate.mesh.sizes.items()] == [4, 16, 1]
     k = explain_dict(ev)["combine"]
     assert k["ring_steps"] == 118 * 45 + 9
-    assert k["comm_latency_s"] == pytest.approx(k["ring_steps"] * plan.cluster.calibration.collective_latency_s, rel=1e-5)
+    assert k["comm_latency_s"] == pytest.approx(
+        k["ring_steps"] * plan.cluster.calibration.collective_latency_s, rel=1e-5
+    )
     assert k["comm_latency_s"] < explain_dict(ev)["time_s"]["comm"]
 
 
@@ -92,6 +131,7 @@ def test_notation_has_no_empty_subscripts(model, cluster):
 
     from planner.cost.costmodel import evaluate
     from planner.search.search import candidates
+
     plan = load_plan(None, model=model, cluster=cluster)
     seen = set()
     for phase in (Phase.PREFILL, Phase.DECODE):
@@ -108,12 +148,16 @@ def _rows(model, cluster, chips, phase, ffn, attention, mesh=None):
 
     from planner.cost.costmodel import evaluate
     from planner.search.search import candidates
+
     plan = load_plan(None, model=model, cluster=cluster)
     for c in candidates(plan, Phase(phase), chips=(chips,)):
-        if (c.ffn.name, c.attention.name, c.weights.label) == (ffn, attention, "bf16") and \
-                (mesh is None or c.mesh.sizes == mesh):
-            return {r.name: r for r in evaluate(plan.model, plan.cluster, plan.workload, c,
-                                                 np.array([64]), detail=True).rows}
+        if (c.ffn.name, c.attention.name, c.weights.label) == (ffn, attention, "bf16") and (
+            mesh is None or c.mesh.sizes == mesh
+        ):
+            return {
+                r.name: r
+                for r in evaluate(plan.model, plan.cluster, plan.workload, c, np.array([64]), detail=True).rows
+            }
     raise AssertionError("no such candidate")
 
 
@@ -147,12 +191,43 @@ def test_residual_stream_counts_padded_batch_shards():
 
 def test_explain_says_when_a_batch_is_padded():
     out = subprocess.run(
-        [sys.executable, "-m", "planner.cli.main", "explain", "--model", "llama-3-70b", "--cluster", "h100-sxm",
-         "--chips", "16", "--phase", "prefill", "--batch", "1", "--ffn", "wg-xyz", "--attention", "batch",
-         "--weights", "bf16"], capture_output=True, text=True, check=True, env={**os.environ, "COLUMNS": "200"})
+        [
+            sys.executable,
+            "-m",
+            "planner.cli.main",
+            "explain",
+            "--model",
+            "llama-3-70b",
+            "--cluster",
+            "h100-sxm",
+            "--chips",
+            "16",
+            "--phase",
+            "prefill",
+            "--batch",
+            "1",
+            "--ffn",
+            "wg-xyz",
+            "--attention",
+            "batch",
+            "--weights",
+            "bf16",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
     assert "padding  FFN and attention: batch 1 over 16 batch shards" in out.stdout
-    ev = best(load_plan(None, model="palm-540b", cluster="tpu-v4"), Phase("decode"), 64, 64,
-              WeightFormat.parse("int8"), "ws2d", "batch")
+    ev = best(
+        load_plan(None, model="palm-540b", cluster="tpu-v4"),
+        Phase("decode"),
+        64,
+        64,
+        WeightFormat.parse("int8"),
+        "ws2d",
+        "batch",
+    )
     assert explain_dict(ev)["padding"] == []  # 64 sequences fill 64 batch shards
 
 
@@ -163,9 +238,11 @@ SMALL = ["--model", "palm-8b", "--cluster", "tpu-v4", "--chips", "8,16", "--batc
 
 
 def _cli(*args):
-    from planner.cli.main import run
     import contextlib
     import io
+
+    from planner.cli.main import run
+
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = run(list(args))
@@ -188,8 +265,24 @@ def test_row_explains_the_printed_point_of_plan():
             assert d[key] == p[key], key
         assert d["latency_s"] == p["latency_s"] and d["mfu"] == p["mfu"]
         # the same breakdown as explain with the point's values typed out
-        typed = ["--model", "palm-8b", "--cluster", "tpu-v4", "--chips", str(p["chips"]), "--phase", p["phase"],
-                 "--batch", str(p["batch"]), "--ffn", p["ffn"], "--attention", p["attention"], "--weights", p["weights"]]
+        typed = [
+            "--model",
+            "palm-8b",
+            "--cluster",
+            "tpu-v4",
+            "--chips",
+            str(p["chips"]),
+            "--phase",
+            p["phase"],
+            "--batch",
+            str(p["batch"]),
+            "--ffn",
+            p["ffn"],
+            "--attention",
+            p["attention"],
+            "--weights",
+            p["weights"],
+        ]
         code, out, _ = _cli("explain", *typed, "--format", "json")
         assert {**json.loads(out), "row": p["row"]} == d
     code, out, _ = _cli("explain", *SMALL, "--row", "2")
@@ -199,8 +292,9 @@ def test_row_explains_the_printed_point_of_plan():
 def test_plan_prints_the_row_numbers_in_every_format():
     code, out, _ = _cli("plan", *SMALL, "--format", "csv")
     lines = out.splitlines()
-    assert lines[0].endswith(",row") and [int(line.rsplit(",", 1)[1]) for line in lines[1:]] == \
-        list(range(1, len(lines)))
+    assert lines[0].endswith(",row") and [int(line.rsplit(",", 1)[1]) for line in lines[1:]] == list(
+        range(1, len(lines))
+    )
     code, out, _ = _cli("plan", *SMALL, "--format", "markdown")
     assert "| # | chips | batch |" in out and "| 1 | " in out and "--row N" in out
     code, out, _ = _cli("plan", *SMALL)
@@ -214,18 +308,38 @@ def test_row_respects_the_plans_constraints_and_bad_rows_are_usage_errors():
     first = json.loads(out)["frontier"]["decode"][0]
     code, out, _ = _cli("explain", *SMALL, "--phase", "decode", "--min-mfu", "10%", "--row", "1", "--format", "json")
     assert code == 0 and (json.loads(out)["batch"], json.loads(out)["ffn"]) == (first["batch"], first["ffn"])
-    for args, message in ((["--row", "999"], "--row: expected a row number from 1 to"),
-                          (["--row", "0"], "--row: expected a row number"),
-                          (["--phase", "decode", "--batch", "16", "--ffn", "ws2d", "--attention", "batch",
-                            "--weights", "int8"], "--chips: one value without --row"),
-                          (["--phase", "decode", "--batch", "16", "--ffn", "ws2d", "--attention", "batch",
-                            "--weights", "int8", "--min-mfu", "10%"], "--min-mfu: only with --row")):
+    for args, message in (
+        (["--row", "999"], "--row: expected a row number from 1 to"),
+        (["--row", "0"], "--row: expected a row number"),
+        (
+            ["--phase", "decode", "--batch", "16", "--ffn", "ws2d", "--attention", "batch", "--weights", "int8"],
+            "--chips: one value without --row",
+        ),
+        (
+            [
+                "--phase",
+                "decode",
+                "--batch",
+                "16",
+                "--ffn",
+                "ws2d",
+                "--attention",
+                "batch",
+                "--weights",
+                "int8",
+                "--min-mfu",
+                "10%",
+            ],
+            "--min-mfu: only with --row",
+        ),
+    ):
         code, out, err = _cli("explain", *SMALL, *args)
         assert code == 2 and out == "" and message in err, (args, err)
 
 
-@pytest.mark.parametrize("model,cluster,chips,stages", [("llama-3-405b", "h100-sxm", 32, (2,)),
-                                                        ("deepseek-v3", "h100-sxm", 32, (1,))])
+@pytest.mark.parametrize(
+    "model,cluster,chips,stages", [("llama-3-405b", "h100-sxm", 32, (2,)), ("deepseek-v3", "h100-sxm", 32, (1,))]
+)
 def test_row_finds_the_exact_candidate_of_pipelined_and_moe_points(model, cluster, chips, stages):
     """--row re-evaluates a point on the candidate it came from: stages, expert layout and mesh
     grouping included. Candidates whose point names the same layouts are the hard case (explain
@@ -236,8 +350,16 @@ def test_row_finds_the_exact_candidate_of_pipelined_and_moe_points(model, cluste
     from planner.commands.explain_row import explain_point
     from planner.search.search import SearchResult, candidates, cost, point
 
-    plan = load_plan(None, model=model, cluster=cluster, chips=(chips,), batches=(8,), weights=("bf16",),
-                     phases=("decode",), stages=stages)
+    plan = load_plan(
+        None,
+        model=model,
+        cluster=cluster,
+        chips=(chips,),
+        batches=(8,),
+        weights=("bf16",),
+        phases=("decode",),
+        stages=stages,
+    )
     result = SearchResult(plan=plan, phases=())
     groups: dict[tuple, list] = {}
     for c in candidates(plan, Phase.DECODE):
@@ -256,6 +378,7 @@ def test_row_finds_the_exact_candidate_of_pipelined_and_moe_points(model, cluste
 def test_padded_heads_are_shown():
     """PaLM 540B's 48 heads padded to 64 over 64 head shards: charged, and explain says so."""
     from planner.render.explain import _explain_summary  # noqa: PLC0415
+
     plan = load_plan("palm-540b-tpu-v4")
     ev = best(plan, Phase.DECODE, 64, 64, weights=WeightFormat.INT8, ffn="ws2d", attention="heads")
     assert explain_dict(ev)["heads"] == {"heads": 48, "padded": 64}
@@ -266,8 +389,9 @@ def test_kernels_of_different_bounds_add():
     """A large decode batch: the weight matmuls are compute-bound and the attention core's KV-cache
     read memory-bound. They are different kernels, so the step pays both (each its own roofline),
     not the larger of the step's compute and memory totals; the QK, AV FLOPs hide under the read."""
-    plan = load_plan(None, model="mistral-7b", cluster="h200-sxm", chips=(1,), weights=("fp8",), input_tokens=128,
-                     output_tokens=128)
+    plan = load_plan(
+        None, model="mistral-7b", cluster="h200-sxm", chips=(1,), weights=("fp8",), input_tokens=128, output_tokens=128
+    )
     ev = best(plan, Phase.DECODE, 1, 896, WeightFormat.parse("fp8"), "ws1d", "batch")
     rows = {r.name: (float(r.compute_s[0]), float(r.memory_s[0])) for r in ev.rows}
     attention = [name for name in rows if name.startswith(("einsum QK, AV", "read KV cache"))]

@@ -23,8 +23,19 @@ from planner.units import parse_quantity, parse_tokens
 NEW = ("h200-sxm", "b200", "gb200-nvl72", "mi300x", "tpu-v5e", "tpu-v6e", "tpu-v5p", "tpu7x")
 
 
-DONE_WHEN_1 = ("plan", "--model", "llama-3-70b", "--cluster", "h100-sxm", "--chips", "8",
-               "--weights", "bf16,fp8", "--kv-cache", "bf16,fp8")
+DONE_WHEN_1 = (
+    "plan",
+    "--model",
+    "llama-3-70b",
+    "--cluster",
+    "h100-sxm",
+    "--chips",
+    "8",
+    "--weights",
+    "bf16,fp8",
+    "--kv-cache",
+    "bf16,fp8",
+)
 
 
 # --- presets ---------------------------------------------------------------------------------
@@ -40,8 +51,16 @@ def test_every_new_preset_loads_plans_and_cites_sources(name):
     for fmt, sparse in chip.sparse_peak_flop_per_s.items():  # dense peaks, never sparse ones
         assert sparse == pytest.approx(2 * chip.peak_flop_per_s[fmt], rel=1e-3)
     chips = min(n for n in cluster.topology.chip_counts if n * chip.usable_hbm_bytes > 20e9)
-    plan = load_plan(None, model="llama-3-8b", cluster=name, chips=(chips,), batches=(1, 8),
-                     weights=("all",), input_tokens=512, output_tokens=8)
+    plan = load_plan(
+        None,
+        model="llama-3-8b",
+        cluster=name,
+        chips=(chips,),
+        batches=(1, 8),
+        weights=("all",),
+        input_tokens=512,
+        output_tokens=8,
+    )
     result = search(plan)
     assert all(ph.frontier for ph in result.phases)
 
@@ -57,8 +76,12 @@ def test_presets_prints_every_source(planner):
 
 def _all_gather_s_per_byte(cluster, chips):
     mesh = next(m for m in meshes(cluster, chips) if m.sizes["x"] == chips)
-    return float(collective_seconds(cluster, mesh, Collective(kind=CollectiveKind.ALL_GATHER, axes="x",
-                                                              bytes_per_chip=1e9))) / 1e9
+    return (
+        float(
+            collective_seconds(cluster, mesh, Collective(kind=CollectiveKind.ALL_GATHER, axes="x", bytes_per_chip=1e9))
+        )
+        / 1e9
+    )
 
 
 PRESETS = Path(__file__).resolve().parent.parent / "configs" / "clusters"
@@ -101,18 +124,57 @@ def test_memory_reserve_decides_feasibility(planner):
     from planner.cost.costmodel import evaluate
     from planner.errors import InfeasibleError
     from planner.search.search import candidates
-    plan = load_plan(None, model="llama-3-70b", cluster="h100-sxm", chips=(2,), phases=("decode",),
-                     batches=tuple(range(1, 257)), weights=("bf16",), ffn=("ws1d",), attention=("heads",))
-    ev = evaluate(plan.model, plan.cluster, plan.workload, candidates(plan, plan.space.phases[0])[0],
-                  np.array(plan.space.batches))
+
+    plan = load_plan(
+        None,
+        model="llama-3-70b",
+        cluster="h100-sxm",
+        chips=(2,),
+        phases=("decode",),
+        batches=tuple(range(1, 257)),
+        weights=("bf16",),
+        ffn=("ws1d",),
+        attention=("heads",),
+    )
+    ev = evaluate(
+        plan.model, plan.cluster, plan.workload, candidates(plan, plan.space.phases[0])[0], np.array(plan.space.batches)
+    )
     # a batch whose memory fits in the 79.2 GiB of HBM but not in the 71.3 GiB left after the reserve
     between = ev.batch[(ev.hbm_bytes > h100.chip.usable_hbm_bytes) & (ev.hbm_bytes <= h100.chip.hbm_bytes)]
     assert between.size
     with pytest.raises(InfeasibleError, match="runtime reserve"):
-        search(load_plan(None, model="llama-3-70b", cluster="h100-sxm", chips=(2,), phases=("decode",),
-                         batches=(int(between[0]),), weights=("bf16",), ffn=("ws1d",), attention=("heads",)))
-    r = planner("explain", "--model", "llama-3-8b", "--cluster", "h100-sxm", "--chips", "8", "--phase", "decode",
-                "--batch", "8", "--ffn", "ws2d", "--attention", "heads", "--weights", "bf16")
+        search(
+            load_plan(
+                None,
+                model="llama-3-70b",
+                cluster="h100-sxm",
+                chips=(2,),
+                phases=("decode",),
+                batches=(int(between[0]),),
+                weights=("bf16",),
+                ffn=("ws1d",),
+                attention=("heads",),
+            )
+        )
+    r = planner(
+        "explain",
+        "--model",
+        "llama-3-8b",
+        "--cluster",
+        "h100-sxm",
+        "--chips",
+        "8",
+        "--phase",
+        "decode",
+        "--batch",
+        "8",
+        "--ffn",
+        "ws2d",
+        "--attention",
+        "heads",
+        "--weights",
+        "bf16",
+    )
     assert "7.92 GiB runtime reserve" in " ".join(r.out.split())
 
 
@@ -126,28 +188,83 @@ def test_done_when_fp8_weights_use_the_fp8_peak_and_an_fp8_cache_doubles_kv_capa
     points = [p for ph in data["frontier"].values() for p in ph]
     assert {p["weights"] for p in points} == {"fp8"} and {"bf16", "fp8"} >= {p["kv_cache"] for p in points}
     assert any(p["kv_cache"] == "fp8" for p in data["frontier"]["decode"])
-    r = planner("explain", "--model", "llama-3-70b", "--cluster", "h100-sxm", "--chips", "8", "--phase", "decode",
-                "--batch", "64", "--ffn", "ws2d", "--attention", "heads", "--weights", "fp8", "--format", "json")
+    r = planner(
+        "explain",
+        "--model",
+        "llama-3-70b",
+        "--cluster",
+        "h100-sxm",
+        "--chips",
+        "8",
+        "--phase",
+        "decode",
+        "--batch",
+        "64",
+        "--ffn",
+        "ws2d",
+        "--attention",
+        "heads",
+        "--weights",
+        "fp8",
+        "--format",
+        "json",
+    )
     layers = {row["name"]: row for row in json.loads(r.out)["layers"]}
     assert layers["einsum W_in"]["compute_format"] == "fp8" and layers["einsum W_in"]["peak_flop_per_s"] == 1.979e15
     assert layers["einsum QK, AV"]["compute_format"] == "bf16"
     kv = {}
     for fmt in ("bf16", "fp8"):
-        out = planner("explain", "--model", "llama-3-70b", "--cluster", "h100-sxm", "--chips", "8", "--phase",
-                      "decode", "--batch", "64", "--ffn", "ws2d", "--attention", "heads", "--weights", "fp8",
-                      "--kv-cache", fmt, "--format", "json").out
+        out = planner(
+            "explain",
+            "--model",
+            "llama-3-70b",
+            "--cluster",
+            "h100-sxm",
+            "--chips",
+            "8",
+            "--phase",
+            "decode",
+            "--batch",
+            "64",
+            "--ffn",
+            "ws2d",
+            "--attention",
+            "heads",
+            "--weights",
+            "fp8",
+            "--kv-cache",
+            fmt,
+            "--format",
+            "json",
+        ).out
         kv[fmt] = json.loads(out)["memory"]["kv_cache"]
     assert kv["fp8"] == pytest.approx(kv["bf16"] / 2, rel=1e-5)  # per sequence: twice the tokens fit
     # the largest batch that fits with an fp8 cache is twice the bf16 one (llama-3.1-70b: the 70B shape with a 128k context)
     largest = {}
     for fmt in ("bf16", "fp8"):
-        plan = load_plan(None, model="llama-3.1-70b", cluster="h100-sxm", chips=(8,), phases=("decode",),
-                         batches=tuple(range(8, 2049, 8)), weights=("fp8",), kv_cache=(fmt,), ffn=("ws2d",),
-                         attention=("heads",), context=32768)
+        plan = load_plan(
+            None,
+            model="llama-3.1-70b",
+            cluster="h100-sxm",
+            chips=(8,),
+            phases=("decode",),
+            batches=tuple(range(8, 2049, 8)),
+            weights=("fp8",),
+            kv_cache=(fmt,),
+            ffn=("ws2d",),
+            attention=("heads",),
+            context=32768,
+        )
         from planner.cost.costmodel import evaluate
         from planner.search.search import candidates
-        ev = evaluate(plan.model, plan.cluster, plan.workload, candidates(plan, plan.space.phases[0])[0],
-                      np.array(plan.space.batches))
+
+        ev = evaluate(
+            plan.model,
+            plan.cluster,
+            plan.workload,
+            candidates(plan, plan.space.phases[0])[0],
+            np.array(plan.space.batches),
+        )
         largest[fmt] = int(ev.batch[ev.hbm_bytes <= plan.cluster.chip.usable_hbm_bytes].max())
     assert largest["fp8"] / largest["bf16"] == pytest.approx(2, rel=0.1)
 
@@ -159,13 +276,36 @@ def test_a_format_the_chip_has_no_peak_for(planner):
     # not asked for explicitly: not searched (all = every format the chip has a peak for)
     plan = load_plan(None, model="llama-3-8b", cluster="a100-80gb", weights=("all",))
     assert [w.label for w in plan.space.weights] == ["bf16", "int8", "int8-w8a8", "int4"]
-    assert [w.label for w in load_plan(None, model="llama-3-8b", cluster="b200", weights=("all",)).space.weights] \
-        == ["bf16", "int8", "fp8", "int8-w8a8", "int4", "fp4"]
+    assert [w.label for w in load_plan(None, model="llama-3-8b", cluster="b200", weights=("all",)).space.weights] == [
+        "bf16",
+        "int8",
+        "fp8",
+        "int8-w8a8",
+        "int4",
+        "fp4",
+    ]
 
 
 def test_sparsity_is_a_what_if(planner):
-    base = ("explain", "--model", "llama-3-8b", "--cluster", "h100-sxm", "--chips", "8", "--phase", "prefill",
-            "--batch", "4", "--ffn", "ws1d", "--attention", "heads", "--weights", "fp8")
+    base = (
+        "explain",
+        "--model",
+        "llama-3-8b",
+        "--cluster",
+        "h100-sxm",
+        "--chips",
+        "8",
+        "--phase",
+        "prefill",
+        "--batch",
+        "4",
+        "--ffn",
+        "ws1d",
+        "--attention",
+        "heads",
+        "--weights",
+        "fp8",
+    )
     dense = json.loads(planner(*base, "--format", "json").out)
     sparse_run = planner(*base, "--sparsity", "2:4")
     assert "quality is not modelled" in " ".join(sparse_run.out.split())
@@ -180,7 +320,7 @@ def test_sparsity_is_a_what_if(planner):
 def test_uncalibrated_in_every_output_format(planner, tmp_path):
     text = (PRESETS / "h200-sxm.yaml").read_text()
     ideal = tmp_path / "ideal.yaml"
-    ideal.write_text(text[:text.index("calibration:")] + "source: a test\n")
+    ideal.write_text(text[: text.index("calibration:")] + "source: a test\n")
     args = ("plan", "--model", "llama-3-8b", "--cluster", str(ideal), "--chips", "1", "--batch", "1")
     assert "uncalibrated" in planner(*args).out
     data = json.loads(planner(*args, "--format", "json").out)
@@ -193,8 +333,15 @@ def test_uncalibrated_in_every_output_format(planner, tmp_path):
     assert {row["calibration"] for row in csv.DictReader(io.StringIO(fitted))} == {"calibrated"}
 
 
-BORROWED = {"b200": "h100-sxm", "gb200-nvl72": "h100-sxm", "mi300x": "h100-sxm",
-            "tpu-v5e": "tpu-v4", "tpu-v6e": "tpu-v4", "tpu-v5p": "tpu-v4", "tpu7x": "tpu-v4"}
+BORROWED = {
+    "b200": "h100-sxm",
+    "gb200-nvl72": "h100-sxm",
+    "mi300x": "h100-sxm",
+    "tpu-v5e": "tpu-v4",
+    "tpu-v6e": "tpu-v4",
+    "tpu-v5p": "tpu-v4",
+    "tpu7x": "tpu-v4",
+}
 
 
 @pytest.mark.parametrize("name", sorted(BORROWED))
@@ -221,14 +368,33 @@ def test_borrowed_calibration_in_every_output_format(planner):
     assert rows and {row["calibration"] for row in rows} == {label}
     assert label in " ".join(planner(*args, "--format", "markdown").out.split())
     assert "borrowed from h100-sxm" in planner(*args, "--plot").out
-    explain = planner("explain", "--model", "llama-3-8b", "--cluster", "b200", "--chips", "8", "--phase", "decode",
-                      "--batch", "1", "--ffn", "ws1d", "--attention", "heads", "--weights", "bf16",
-                      "--format", "json").out
+    explain = planner(
+        "explain",
+        "--model",
+        "llama-3-8b",
+        "--cluster",
+        "b200",
+        "--chips",
+        "8",
+        "--phase",
+        "decode",
+        "--batch",
+        "1",
+        "--ffn",
+        "ws1d",
+        "--attention",
+        "heads",
+        "--weights",
+        "bf16",
+        "--format",
+        "json",
+    ).out
     assert json.loads(explain)["calibration_status"] == "calibration borrowed from h100-sxm (not fitted)"
 
 
 def test_calibrate_output_drops_the_borrowing_rule():
     from planner.render.calibrate_kernels import without_borrowed
+
     text = (PRESETS / "mi300x.yaml").read_text()
     out = without_borrowed(text)
     assert "calibration_borrowed_from" not in out and "calibration_confidence" not in out
@@ -249,23 +415,54 @@ def test_units_people_write():
 
 
 def test_token_counts_and_latency_flags(planner):
-    plan = load_plan(None, model="llama-3.1-8b", cluster="h100-sxm", input_tokens=parse_tokens("2k"),
-                     context=parse_tokens("128k"))
+    plan = load_plan(
+        None, model="llama-3.1-8b", cluster="h100-sxm", input_tokens=parse_tokens("2k"), context=parse_tokens("128k")
+    )
     assert (plan.workload.input_tokens, plan.workload.context) == (2048, 131072)
-    r = planner("plan", "--model", "llama-3-8b", "--cluster", "h100-sxm", "--chips", "8", "--phase", "decode",
-                "--batch", "1", "--context", "8k", "--format", "json")
+    r = planner(
+        "plan",
+        "--model",
+        "llama-3-8b",
+        "--cluster",
+        "h100-sxm",
+        "--chips",
+        "8",
+        "--phase",
+        "decode",
+        "--batch",
+        "1",
+        "--context",
+        "8k",
+        "--format",
+        "json",
+    )
     assert r.code == 0 and json.loads(r.out)["workload"]["context"] == 8192
     r = planner("plan", "--model", "llama-3-8b", "--cluster", "h100-sxm", "--max-step-latency", "30")
     assert r.code == 2 and "'30 s' or '30 ms'" in r.err
-    ok = planner("plan", "--model", "llama-3-8b", "--cluster", "h100-sxm", "--chips", "8", "--batch", "1",
-                 "--max-step-latency", "0.05")
+    ok = planner(
+        "plan",
+        "--model",
+        "llama-3-8b",
+        "--cluster",
+        "h100-sxm",
+        "--chips",
+        "8",
+        "--batch",
+        "1",
+        "--max-step-latency",
+        "0.05",
+    )
     assert ok.code == 0
 
 
-@pytest.mark.parametrize("flags, phase", [
-    (("--context", "4k"), "prefill"), (("--output-tokens", "16"), "prefill"),
-    (("--max-step-latency", "50ms"), "prefill"),
-])
+@pytest.mark.parametrize(
+    "flags, phase",
+    [
+        (("--context", "4k"), "prefill"),
+        (("--output-tokens", "16"), "prefill"),
+        (("--max-step-latency", "50ms"), "prefill"),
+    ],
+)
 def test_a_flag_that_does_not_apply_to_the_phase_is_an_error(planner, flags, phase):
     r = planner("plan", "--model", "llama-3-8b", "--cluster", "h100-sxm", "--phase", phase, *flags)
     assert r.code == 2 and flags[0] in r.err and "applies to" in r.err
@@ -275,8 +472,10 @@ def test_a_flag_that_does_not_apply_to_the_phase_is_an_error(planner, flags, pha
 
 def test_plan_file_token_counts(tmp_path):
     path = tmp_path / "p.yaml"
-    path.write_text("model: llama-3.1-8b\ncluster: h100-sxm\nworkload: {input_tokens: 2k, output_tokens: 64, "
-                    "context: 128k}\nsearch: {kv_cache: [bf16, int8], sparsity: '2:4'}\n")
+    path.write_text(
+        "model: llama-3.1-8b\ncluster: h100-sxm\nworkload: {input_tokens: 2k, output_tokens: 64, "
+        "context: 128k}\nsearch: {kv_cache: [bf16, int8], sparsity: '2:4'}\n"
+    )
     plan = load_plan(str(path))
     assert (plan.workload.input_tokens, plan.workload.context) == (2048, 131072)
     assert [kv.label for kv in plan.space.kv_cache] == ["bf16", "int8"] and plan.space.sparsity.label == "2:4"
@@ -286,6 +485,7 @@ def test_plan_file_token_counts(tmp_path):
 
 def load_cluster_text():
     from pathlib import Path
+
     return (Path(__file__).resolve().parent.parent / "configs" / "clusters" / "h100-sxm.yaml").read_text()
 
 
@@ -298,8 +498,9 @@ def _write(tmp_path, name, text):
 def test_markdown_tables_left_align_text_columns(planner):
     text = markdown_table(("layout", "latency", "wts"), [("ws2d+heads", "28.4 ms", "bf16"), ("ws1d+batch", "-", "fp8")])
     assert text.splitlines()[1] == "|:---|---:|:---|"
-    out = planner("plan", "--model", "llama-3-8b", "--cluster", "h100-sxm", "--chips", "8", "--batch", "1",
-                  "--format", "markdown").out
+    out = planner(
+        "plan", "--model", "llama-3-8b", "--cluster", "h100-sxm", "--chips", "8", "--batch", "1", "--format", "markdown"
+    ).out
     header = next(line for line in out.splitlines() if line.startswith("| # | chips"))
     rule = out.splitlines()[out.splitlines().index(header) + 1]
     cells = dict(zip(header.strip("|").split("|"), rule.strip("|").split("|")))

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from planner.commands.calibrate.kernels import fit
-from planner.config.kernel_measurements import load_kernel_measurements
 from planner.config import load_cluster
+from planner.config.kernel_measurements import load_kernel_measurements
 
 # Every test here fits or reads a fitted GPU set (seconds each): the full tier (CI) runs them.
 pytestmark = pytest.mark.slow
@@ -32,8 +32,9 @@ def _errors(result, kind, **where):
 
 def test_calibrate_reproduces_the_shipped_preset(fitted):
     name, result = fitted
-    assert result.cluster.calibration == load_cluster(name).calibration, \
+    assert result.cluster.calibration == load_cluster(name).calibration, (
         f"regenerate with: planner calibrate configs/measurements/{name}.yaml --cluster {name} -o configs/clusters/{name}.yaml"
+    )
 
 
 def test_constants_are_physical(fitted):
@@ -49,20 +50,28 @@ def test_constants_are_physical(fitted):
 # data show (docs/accuracy-gpu-<cluster>.md lists every residual): the NCCL lines and the roofline
 # plus a fixed time per kernel cannot follow these rows, and no constant is tuned to them.
 NCCL_TARGET, GEMM_TARGET, POINT_MEDIAN, POINT_WORST = 0.25, 0.20, 0.15, 0.35
-_DIP = ("A100 2 MiB: 8 GPUs take 33.4 us (all-gather) / 34.2 us (reduce-scatter), 4 GPUs 52.9 / 48.7 us and 2 GPUs "
-        "38.1 / 34.9 us, not monotone in the GPU count (a protocol or channel choice inside NCCL); "
-        "every line here is monotone in it: 45.9 us at 4 GPUs, 47.3 us at 8")
-_RS_FAST = ("8-GPU 2 MiB reduce-scatter runs 18-19% faster than the all-gather of the same size (H100 18.1 vs 22.0 us, "
-            "H200 19.7 vs 24.3 us), where a ring moves the same bytes in the same steps; every line here charges "
-            "them alike (23.0 / 24.7 us), as would an LL128 line; the in-switch line (65 us fixed) is far slower at 2 MiB")
-_A100_TILES = ("A100 bf16 table: m=1024 n=k=4096 takes 204 us, 2.25x the m=512 time (90.6 us) and 0.66x the "
-               "m=2048 time (307 us): a time per FLOP that falls from m=1024 to m=2048, cuBLAS's per-shape kernel "
-               "choice. The efficiency curve in m (matmul_half_rows, fitted 93 rows) rises monotonically and "
-               "follows the m=128-512 and m=2048 rows of the same shape within 12%")
-_GQA = ("TensorRT-LLM v0.9's Mistral 7B (8 KV heads: a quarter of Llama-2-7B's KV bytes, 1.3x its FFN) runs "
-        "about as fast as Llama-2-7B at the same setting: Llama-2-7B takes 0.99-1.10x Mistral's time on H200 "
-        "(1.03-1.32x on H100), where the KV reads the planner charges make it 1.21-1.85x (1.33-2.07x); "
-        "the Llama-2-7B rows of these settings are within 15% (-14% to +14%)")
+_DIP = (
+    "A100 2 MiB: 8 GPUs take 33.4 us (all-gather) / 34.2 us (reduce-scatter), 4 GPUs 52.9 / 48.7 us and 2 GPUs "
+    "38.1 / 34.9 us, not monotone in the GPU count (a protocol or channel choice inside NCCL); "
+    "every line here is monotone in it: 45.9 us at 4 GPUs, 47.3 us at 8"
+)
+_RS_FAST = (
+    "8-GPU 2 MiB reduce-scatter runs 18-19% faster than the all-gather of the same size (H100 18.1 vs 22.0 us, "
+    "H200 19.7 vs 24.3 us), where a ring moves the same bytes in the same steps; every line here charges "
+    "them alike (23.0 / 24.7 us), as would an LL128 line; the in-switch line (65 us fixed) is far slower at 2 MiB"
+)
+_A100_TILES = (
+    "A100 bf16 table: m=1024 n=k=4096 takes 204 us, 2.25x the m=512 time (90.6 us) and 0.66x the "
+    "m=2048 time (307 us): a time per FLOP that falls from m=1024 to m=2048, cuBLAS's per-shape kernel "
+    "choice. The efficiency curve in m (matmul_half_rows, fitted 93 rows) rises monotonically and "
+    "follows the m=128-512 and m=2048 rows of the same shape within 12%"
+)
+_GQA = (
+    "TensorRT-LLM v0.9's Mistral 7B (8 KV heads: a quarter of Llama-2-7B's KV bytes, 1.3x its FFN) runs "
+    "about as fast as Llama-2-7B at the same setting: Llama-2-7B takes 0.99-1.10x Mistral's time on H200 "
+    "(1.03-1.32x on H100), where the KV reads the planner charges make it 1.21-1.85x (1.33-2.07x); "
+    "the Llama-2-7B rows of these settings are within 15% (-14% to +14%)"
+)
 KNOWN_MISSES = {
     ("a100-80gb", "collective", "all-gather", 8, 2097152.0, None): _DIP,
     ("a100-80gb", "collective", "reduce-scatter", 8, 2097152.0, None): _DIP,
@@ -98,8 +107,9 @@ def _target_rows():
     out = []
     for name in CLUSTERS:
         for i, row in enumerate(_data(name).rows):
-            if row.kind == "collective" and not (row["implementation"] == "nccl" and row["nodes"] == 1
-                                                 and 8192 <= row["bytes"] <= 512 * 2 ** 20):
+            if row.kind == "collective" and not (
+                row["implementation"] == "nccl" and row["nodes"] == 1 and 8192 <= row["bytes"] <= 512 * 2**20
+            ):
                 continue
             if row.kind == "gemm" and row["m"] < 8:
                 continue
@@ -133,8 +143,11 @@ def test_narrow_matmul_efficiency_fitted_or_by_rule():
     assert fp8 and all(r.fitted for r in fp8)
     narrow = h100.cluster.calibration.narrow_matmul_efficiency
     assert 0 < narrow <= 1 and not any("narrow_matmul_efficiency" in w for w in h100.warnings)
-    assert h200.cluster.calibration.narrow_matmul_efficiency == narrow == \
-        load_cluster("h100-sxm").calibration.narrow_matmul_efficiency
+    assert (
+        h200.cluster.calibration.narrow_matmul_efficiency
+        == narrow
+        == load_cluster("h100-sxm").calibration.narrow_matmul_efficiency
+    )
     assert any("narrow_matmul_efficiency" in w and "h100-sxm" in w for w in h200.warnings)
     assert a100.cluster.calibration.narrow_matmul_efficiency is None
     assert any("narrow_matmul_efficiency: not identified" in w for w in a100.warnings)
@@ -156,12 +169,16 @@ def test_layer_overhead_shared_by_the_same_compute_die(tmp_path):
     shipped = (ROOT / "configs" / "measurements" / "h200-sxm.yaml").read_text(encoding="utf-8")
     copy = tmp_path / "copy.yaml"
     copy.write_text(shipped, encoding="utf-8")
-    assert fit(load_cluster("h200-sxm"), load_kernel_measurements(str(copy))).cluster.calibration == \
-        h200.cluster.calibration
+    assert (
+        fit(load_cluster("h200-sxm"), load_kernel_measurements(str(copy))).cluster.calibration
+        == h200.cluster.calibration
+    )
     commented = tmp_path / "commented.yaml"
     commented.write_text(shipped + "# my notes: the same data\n", encoding="utf-8")
-    assert fit(load_cluster("h200-sxm"), load_kernel_measurements(str(commented))).cluster.calibration == \
-        h200.cluster.calibration
+    assert (
+        fit(load_cluster("h200-sxm"), load_kernel_measurements(str(commented))).cluster.calibration
+        == h200.cluster.calibration
+    )
     mine = tmp_path / "mine.yaml"
     mine.write_text(shipped.replace("ttft_s: 0.005,", "ttft_s: 0.0051,", 1), encoding="utf-8")  # other data
     alone = fit(load_cluster("h200-sxm"), load_kernel_measurements(str(mine)))
@@ -182,11 +199,17 @@ def test_outer_level_latency_by_rule():
     for name in ("a100-80gb", "h200-sxm"):
         result = _fit(name)
         levels = result.cluster.calibration.levels
-        assert levels["infiniband"] == {"latency_s": ib["latency_s"], "step_latency_s": levels["nvlink"]["step_latency_s"],
-                                        "efficiency": levels["nvlink"]["bulk_efficiency"]}
+        assert levels["infiniband"] == {
+            "latency_s": ib["latency_s"],
+            "step_latency_s": levels["nvlink"]["step_latency_s"],
+            "efficiency": levels["nvlink"]["bulk_efficiency"],
+        }
         assert levels["infiniband"]["latency_s"] > 3 * levels["nvlink"]["latency_s"]
-        assert any(w.startswith("infiniband: no two-node rows; latency_s borrowed from h100-sxm") and
-                   "configs/measurements/h100-sxm.yaml" in w for w in result.warnings)
+        assert any(
+            w.startswith("infiniband: no two-node rows; latency_s borrowed from h100-sxm")
+            and "configs/measurements/h100-sxm.yaml" in w
+            for w in result.warnings
+        )
         assert result.cluster.topology.levels[1] == load_cluster(name).topology.levels[1]
     assert [load_cluster(n).topology.levels[1].bandwidth(2) for n in ("a100-80gb", "h200-sxm")] == [25e9, 50e9]
 
@@ -213,9 +236,11 @@ def test_outer_level_rule_reads_data_not_presets(monkeypatch):
     monkeypatch.setattr(network, "list_presets", lambda kind: ["a100-80gb", "h200-sxm"])
     assert network.outer_latency_by_rule(a100, "infiniband") is None
     levels, warnings, _, outer = network.network_stage(a100, data)
-    assert not outer and levels["infiniband"] == {"latency_s": levels["nvlink"]["latency_s"],
-                                                  "step_latency_s": levels["nvlink"]["step_latency_s"],
-                                                  "efficiency": levels["nvlink"]["bulk_efficiency"]}
+    assert not outer and levels["infiniband"] == {
+        "latency_s": levels["nvlink"]["latency_s"],
+        "step_latency_s": levels["nvlink"]["step_latency_s"],
+        "efficiency": levels["nvlink"]["bulk_efficiency"],
+    }
     assert any("not identified by this data" in w for w in warnings)
 
 
@@ -234,13 +259,16 @@ def test_nccl_tables_median(fitted):
 def test_accuracy_page_is_up_to_date(name):
     """docs/accuracy-gpu-<cluster>.md is what `planner calibrate ... --report` writes today."""
     from planner.render.calibrate_kernels import accuracy_section
+
     page = ROOT / "docs" / f"accuracy-gpu-{name}.md"
     if not page.exists():
         pytest.skip(f"{page.name} is not in this installation")
-    command = (f"planner calibrate configs/measurements/{name}.yaml --cluster {name}"
-               f" --report docs/accuracy-gpu-{name}.md")
-    assert page.read_text(encoding="utf-8") == accuracy_section(_data(name), _fit(name), command), \
+    command = (
+        f"planner calibrate configs/measurements/{name}.yaml --cluster {name} --report docs/accuracy-gpu-{name}.md"
+    )
+    assert page.read_text(encoding="utf-8") == accuracy_section(_data(name), _fit(name), command), (
         f"regenerate with: {command}"
+    )
 
 
 def test_switched_level_is_one_group_whatever_its_sub_axes():
@@ -281,18 +309,32 @@ def test_two_protocol_lines_per_collective():
     for data in (1e3, 1e6, 1e9):  # by hand: ring all-reduce, IB first (2 GPUs), then NVLink (8)
         x_ib, x_nv = data * 1 * 1 / 16 * 2, data * 7 * 2 / 16 * 2
         t_ib = outer.latency_s + outer.step_latency_s * 2 + x_ib / (outer.efficiency * ib)
-        t_nv = min(inner.latency_s + inner.step_latency_s * 14 + x_nv / (inner.efficiency * nv),
-                   inner.bulk_latency_s + x_nv / (inner.bulk_efficiency * nv),
-                   inner.in_switch_latency_s + data / (inner.in_switch_efficiency * nv))
-        assert float(kernel_collective_seconds(cluster, CollectiveKind.ALL_REDUCE, data, 16)) == \
-            pytest.approx(t_ib + t_nv, rel=1e-12)
+        t_nv = min(
+            inner.latency_s + inner.step_latency_s * 14 + x_nv / (inner.efficiency * nv),
+            inner.bulk_latency_s + x_nv / (inner.bulk_efficiency * nv),
+            inner.in_switch_latency_s + data / (inner.in_switch_efficiency * nv),
+        )
+        assert float(kernel_collective_seconds(cluster, CollectiveKind.ALL_REDUCE, data, 16)) == pytest.approx(
+            t_ib + t_nv, rel=1e-12
+        )
     fast = latency_line(lines)
     assert dict(fast.latency_by_level) == pytest.approx(
-        {"nvlink": min(inner.latency_s + inner.step_latency_s * 14, inner.bulk_latency_s),
-         "infiniband": outer.latency_s + outer.step_latency_s * 2})
+        {
+            "nvlink": min(inner.latency_s + inner.step_latency_s * 14, inner.bulk_latency_s),
+            "infiniband": outer.latency_s + outer.step_latency_s * 2,
+        }
+    )
     # the bulk pair on both levels: one protocol for the whole collective (NCCL picks one)
-    both = replace(cluster, calibration=replace(cal, levels={**cal.levels, "infiniband": {
-        **cal.levels["infiniband"], "bulk_latency_s": 1.0, "bulk_efficiency": 0.99}}))
+    both = replace(
+        cluster,
+        calibration=replace(
+            cal,
+            levels={
+                **cal.levels,
+                "infiniband": {**cal.levels["infiniband"], "bulk_latency_s": 1.0, "bulk_efficiency": 0.99},
+            },
+        ),
+    )
     ll, bulk = collective_lines(both, mesh, CollectiveKind.ALL_GATHER, "xyz")
     assert bulk.latency_s > 1.0 and ll.latency_s < 1e-3  # the bulk line pays both levels' bulk latency
 
@@ -314,19 +356,27 @@ def test_in_switch_line():
     assert h100.topology.levels[0].in_switch_reduction and nv.in_switch_latency_s is not None
     w = h100.topology.levels[0].bandwidth(8)
     for gpus in (2, 4, 8):
-        ring = replace(h100, topology=replace(h100.topology, levels=(
-            replace(h100.topology.levels[0], in_switch_reduction=False),) + h100.topology.levels[1:]))
+        ring = replace(
+            h100,
+            topology=replace(
+                h100.topology,
+                levels=(replace(h100.topology.levels[0], in_switch_reduction=False),) + h100.topology.levels[1:],
+            ),
+        )
         for data in (1e4, 1e7, 1e9):
             sharp = nv.in_switch_latency_s + data / (nv.in_switch_efficiency * w)
             t = float(kernel_collective_seconds(h100, CollectiveKind.ALL_REDUCE, data, gpus))
-            assert t == pytest.approx(min(sharp, float(kernel_collective_seconds(ring, CollectiveKind.ALL_REDUCE,
-                                                                                  data, gpus))), rel=1e-12)
+            assert t == pytest.approx(
+                min(sharp, float(kernel_collective_seconds(ring, CollectiveKind.ALL_REDUCE, data, gpus))), rel=1e-12
+            )
             for kind in (CollectiveKind.ALL_GATHER, CollectiveKind.REDUCE_SCATTER):
-                assert float(kernel_collective_seconds(h100, kind, data, gpus)) == \
-                    float(kernel_collective_seconds(ring, kind, data, gpus))
+                assert float(kernel_collective_seconds(h100, kind, data, gpus)) == float(
+                    kernel_collective_seconds(ring, kind, data, gpus)
+                )
     # large 8-GPU all-reduces take it, small ones do not
-    assert float(kernel_collective_seconds(h100, CollectiveKind.ALL_REDUCE, 5e8, 8)) == \
-        pytest.approx(nv.in_switch_latency_s + 5e8 / (nv.in_switch_efficiency * w))
+    assert float(kernel_collective_seconds(h100, CollectiveKind.ALL_REDUCE, 5e8, 8)) == pytest.approx(
+        nv.in_switch_latency_s + 5e8 / (nv.in_switch_efficiency * w)
+    )
     assert float(kernel_collective_seconds(h100, CollectiveKind.ALL_REDUCE, 1e4, 8)) < nv.in_switch_latency_s
     mesh = next(iter(meshes(h100, 8)))
     assert LineCache(h100).count == 3

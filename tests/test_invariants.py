@@ -34,8 +34,13 @@ def tpu():
 @pytest.mark.parametrize("phase", list(Phase))
 def test_one_chip_has_no_communication(ffn, attention, phase, tpu):
     model = load_model("palm-8b")
-    ev = evaluate(model, tpu, WORKLOAD, Candidate(phase=phase, mesh=ONE_CHIP, ffn=ffn, attention=attention,
-                                                  weights=WeightFormat.BF16), BATCH)
+    ev = evaluate(
+        model,
+        tpu,
+        WORKLOAD,
+        Candidate(phase=phase, mesh=ONE_CHIP, ffn=ffn, attention=attention, weights=WeightFormat.BF16),
+        BATCH,
+    )
     assert np.all(ev.comm_s == 0)
 
 
@@ -47,12 +52,17 @@ def _every_candidate(model, cluster, chips):
                     yield Candidate(phase=phase, mesh=mesh, ffn=ffn, attention=attention, weights=weights)
 
 
-@pytest.mark.parametrize("model_name,cluster_name,chips", [
-    ("palm-540b", "tpu-v4", 64), ("palm-62b", "tpu-v4", 16),
-    pytest.param("llama-3-70b", "h100-sxm", 16, marks=pytest.mark.slow),
-    pytest.param("mt-nlg-530b", "a100-80gb", 64, marks=pytest.mark.slow), ("llama-3-70b", "b200", 8),
-    ("llama-3-8b", "mi300x", 8),
-])
+@pytest.mark.parametrize(
+    "model_name,cluster_name,chips",
+    [
+        ("palm-540b", "tpu-v4", 64),
+        ("palm-62b", "tpu-v4", 16),
+        pytest.param("llama-3-70b", "h100-sxm", 16, marks=pytest.mark.slow),
+        pytest.param("mt-nlg-530b", "a100-80gb", 64, marks=pytest.mark.slow),
+        ("llama-3-70b", "b200", 8),
+        ("llama-3-8b", "mi300x", 8),
+    ],
+)
 def test_layout_invariants(model_name, cluster_name, chips):
     model, cluster = load_model(model_name), load_cluster(cluster_name)
     seen = set()
@@ -78,8 +88,7 @@ def test_layout_invariants(model_name, cluster_name, chips):
         for i, r in enumerate(rows):
             c_s, m_s = kernels.get(r.kernel or i, (0.0, 0.0))
             kernels[r.kernel or i] = (c_s + r.compute_s, m_s + r.memory_s)
-        np.testing.assert_allclose(sum(np.maximum(c_s, m_s) for c_s, m_s in kernels.values()), ev.local_s,
-                                   rtol=1e-12)
+        np.testing.assert_allclose(sum(np.maximum(c_s, m_s) for c_s, m_s in kernels.values()), ev.local_s, rtol=1e-12)
         assert np.all(ev.local_s >= np.maximum(ev.compute_s, ev.memory_s) * (1 - 1e-12))
         assert np.all(ev.local_s <= (ev.compute_s + ev.memory_s) * (1 + 1e-12))
     assert {ffn for ffn, _ in seen} == set(FFN_LAYOUTS)  # every FFN layout was checked here
@@ -92,8 +101,9 @@ def test_frontier_points_are_not_dominated():
         assert points
         for p in points:
             for q in points:
-                dominated = q.latency_s <= p.latency_s and q.mfu >= p.mfu and \
-                    (q.latency_s < p.latency_s or q.mfu > p.mfu)
+                dominated = (
+                    q.latency_s <= p.latency_s and q.mfu >= p.mfu and (q.latency_s < p.latency_s or q.mfu > p.mfu)
+                )
                 assert not dominated, (p, q)
         latencies = [p.latency_s for p in points]
         assert latencies == sorted(latencies)
@@ -102,19 +112,37 @@ def test_frontier_points_are_not_dominated():
 @pytest.mark.slow
 @settings(max_examples=60, deadline=None)
 @given(
-    layers=st.integers(1, 8), d_model=st.sampled_from([256, 512, 1024]), ff_mult=st.integers(1, 6),
-    heads=st.sampled_from([4, 8, 12, 16, 48]), kv_div=st.sampled_from([1, 2, 4]),
-    ffn_kind=st.sampled_from(list(FfnKind)), block=st.sampled_from(list(Block)),
-    chips=st.sampled_from([8, 16, 64]), phase=st.sampled_from(list(Phase)),
-    window=st.one_of(st.none(), st.sampled_from([1, 100, 600, 5000])), local_every=st.integers(1, 3),
+    layers=st.integers(1, 8),
+    d_model=st.sampled_from([256, 512, 1024]),
+    ff_mult=st.integers(1, 6),
+    heads=st.sampled_from([4, 8, 12, 16, 48]),
+    kv_div=st.sampled_from([1, 2, 4]),
+    ffn_kind=st.sampled_from(list(FfnKind)),
+    block=st.sampled_from(list(Block)),
+    chips=st.sampled_from([8, 16, 64]),
+    phase=st.sampled_from(list(Phase)),
+    window=st.one_of(st.none(), st.sampled_from([1, 100, 600, 5000])),
+    local_every=st.integers(1, 3),
 )
-def test_cost_model_invariants_on_random_models(layers, d_model, ff_mult, heads, kv_div, ffn_kind, block,
-                                                chips, phase, window, local_every):
+def test_cost_model_invariants_on_random_models(
+    layers, d_model, ff_mult, heads, kv_div, ffn_kind, block, chips, phase, window, local_every
+):
     kv = heads // kv_div if heads % kv_div == 0 else heads
     local = tuple(range(0, layers, local_every)) if window else ()  # sliding-window layers, if any
-    model = Model(name="random", n_layers=layers, d_model=d_model, d_ff=d_model * ff_mult, n_heads=heads,
-                  n_kv_heads=kv, d_head=64, vocab=1000, ffn=ffn_kind, block=block, window_tokens=window,
-                  local_layers=local)
+    model = Model(
+        name="random",
+        n_layers=layers,
+        d_model=d_model,
+        d_ff=d_model * ff_mult,
+        n_heads=heads,
+        n_kv_heads=kv,
+        d_head=64,
+        vocab=1000,
+        ffn=ffn_kind,
+        block=block,
+        window_tokens=window,
+        local_layers=local,
+    )
     cluster = load_cluster("tpu-v4")
     for c in _every_candidate(model, cluster, chips):
         if c.phase is not phase:
@@ -134,16 +162,28 @@ def test_cost_model_invariants_on_random_models(layers, d_model, ff_mult, heads,
 
 
 def test_bytes_per_weight_of_every_format_include_their_scales():
-    expected = {"bf16": 2, "int8": 1, "fp8": 1, "int8-w8a8": 1,
-                "int4": 0.5 + 2 / 128,   # one 16-bit scale per group of 128 weights
-                "fp4": 0.5 + 1 / 16}     # NVFP4: one fp8 scale per block of 16
+    expected = {
+        "bf16": 2,
+        "int8": 1,
+        "fp8": 1,
+        "int8-w8a8": 1,
+        "int4": 0.5 + 2 / 128,  # one 16-bit scale per group of 128 weights
+        "fp4": 0.5 + 1 / 16,
+    }  # NVFP4: one fp8 scale per block of 16
     assert {w.label: w.bytes_per_element for w in WeightFormat} == pytest.approx(expected)
     assert {w.label: Formats(weights=w).weight_bytes for w in WeightFormat} == pytest.approx(expected)
     # 2:4 keeps half the payload plus a 2-bit index per kept weight (1 bit per dense weight)
     sparse = {w.label: Formats(weights=w, sparsity=Sparsity.TWO_FOUR).weight_bytes for w in WeightFormat}
-    assert sparse == pytest.approx({"bf16": 1 + 1 / 8, "int8": 0.5 + 1 / 8, "fp8": 0.5 + 1 / 8,
-                                    "int8-w8a8": 0.5 + 1 / 8, "int4": 0.25 + 1 / 8 + 2 / 128,
-                                    "fp4": 0.25 + 1 / 8 + 1 / 16})
+    assert sparse == pytest.approx(
+        {
+            "bf16": 1 + 1 / 8,
+            "int8": 0.5 + 1 / 8,
+            "fp8": 0.5 + 1 / 8,
+            "int8-w8a8": 0.5 + 1 / 8,
+            "int4": 0.25 + 1 / 8 + 2 / 128,
+            "fp4": 0.25 + 1 / 8 + 1 / 16,
+        }
+    )
     # KV cache: int8 carries a 16-bit scale and zero point per token and kv head (d_head elements)
     assert [kv.bytes_per_element(128) for kv in KvFormat] == pytest.approx([2, 1, 1 + 4 / 128])
 
@@ -154,8 +194,9 @@ COMPUTE = {"bf16": "bf16", "int8": "bf16", "int4": "bf16", "fp8": "fp8", "int8-w
 def _applying(model, cluster, chips):
     """(ffn, attention, mesh) for every registered pair that applies on some mesh of `chips`."""
     for ffn, attention in PAIRS:
-        mesh = next((m for m in meshes(cluster, chips)
-                     if ffn.applies(m.sizes) and attention.applies(model, ffn, m.sizes)), None)
+        mesh = next(
+            (m for m in meshes(cluster, chips) if ffn.applies(m.sizes) and attention.applies(model, ffn, m.sizes)), None
+        )
         if mesh is not None:
             yield ffn, attention, mesh
 
@@ -174,8 +215,9 @@ def test_each_einsum_runs_at_its_formats_peak(sparsity):
         seen.add((ffn.name, attention.name))
         base = None
         for weights in WeightFormat:
-            c = Candidate(phase=Phase.DECODE, mesh=mesh, ffn=ffn, attention=attention, weights=weights,
-                          sparsity=sparsity)
+            c = Candidate(
+                phase=Phase.DECODE, mesh=mesh, ffn=ffn, attention=attention, weights=weights, sparsity=sparsity
+            )
             ev = evaluate(model, cluster, WORKLOAD, c, BATCH, detail=True)
             for r in ev.rows:
                 if not np.any(r.flops):
@@ -203,9 +245,15 @@ def test_an_fp8_kv_cache_halves_the_cache():
         np.testing.assert_allclose(fp8, bf16 / 2, rtol=1e-12)
         np.testing.assert_allclose(int8, bf16 / 2 * (1 + 4 / model.d_head), rtol=1e-12)
         for i, kv in enumerate(KvFormat):  # the sweep gives what one evaluation per format gives
-            one = evaluate(model, cluster, WORKLOAD, Candidate(
-                phase=Phase.DECODE, mesh=mesh, ffn=ffn, attention=attention, weights=WeightFormat.BF16, kv_cache=kv),
-                BATCH)
+            one = evaluate(
+                model,
+                cluster,
+                WORKLOAD,
+                Candidate(
+                    phase=Phase.DECODE, mesh=mesh, ffn=ffn, attention=attention, weights=WeightFormat.BF16, kv_cache=kv
+                ),
+                BATCH,
+            )
             np.testing.assert_allclose(np.split(ev.latency_s, 3)[i], one.latency_s, rtol=1e-12)
 
 
@@ -220,6 +268,7 @@ def test_weight_gathers_on_a_calibrated_switched_level_cost_like_any_all_gather_
     fitted cluster-wide one applies."""
     from planner.cost.layouts import Collective, CollectiveKind
     from planner.cost.network import collective_seconds
+
     cluster = load_cluster("h100-sxm")
     ag = CollectiveKind.ALL_GATHER
     data = np.array([1 << 20, 1 << 28])
@@ -228,12 +277,17 @@ def test_weight_gathers_on_a_calibrated_switched_level_cost_like_any_all_gather_
         weights = collective_seconds(cluster, mesh, Collective(kind=ag, axes="x", bytes_per_chip=data, prefetched=True))
         activations = collective_seconds(cluster, mesh, Collective(kind=ag, axes="x", bytes_per_chip=data))
         np.testing.assert_allclose(weights, activations, rtol=1e-12)
-        ideal = collective_seconds(replace(cluster, calibration=replace(cluster.calibration, levels={})), mesh,
-                                   Collective(kind=ag, axes="x", bytes_per_chip=data, prefetched=True))
+        ideal = collective_seconds(
+            replace(cluster, calibration=replace(cluster.calibration, levels={})),
+            mesh,
+            Collective(kind=ag, axes="x", bytes_per_chip=data, prefetched=True),
+        )
         assert np.all(weights > ideal)
     mesh = next(m for m in meshes(cluster, 8) if m.sizes["x"] == 8)
-    levels = {**cluster.calibration.levels,
-              "nvlink": {**cluster.calibration.levels["nvlink"], "weight_gather_efficiency": 0.25}}
+    levels = {
+        **cluster.calibration.levels,
+        "nvlink": {**cluster.calibration.levels["nvlink"], "weight_gather_efficiency": 0.25},
+    }
     measured = replace(cluster, calibration=replace(cluster.calibration, levels=levels))
     slow = collective_seconds(measured, mesh, Collective(kind=ag, axes="x", bytes_per_chip=data, prefetched=True))
     assert slow[1] > 2 * collective_seconds(cluster, mesh, Collective(kind=ag, axes="x", bytes_per_chip=data))[1]

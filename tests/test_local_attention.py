@@ -23,8 +23,16 @@ BF16 = 2  # bytes per K or V element
 
 
 def _decode(model: str, chips: int, batch: int, context: int, attention: str = "heads"):
-    plan = load_plan(None, model=model, cluster="h100-sxm", chips=(chips,), input_tokens=context // 2,
-                     output_tokens=1, context=context, phases=("decode",))
+    plan = load_plan(
+        None,
+        model=model,
+        cluster="h100-sxm",
+        chips=(chips,),
+        input_tokens=context // 2,
+        output_tokens=1,
+        context=context,
+        phases=("decode",),
+    )
     return best(plan, Phase.DECODE, chips, batch, WeightFormat.BF16, "ws1d", attention)
 
 
@@ -42,7 +50,8 @@ def test_gemma_3_kv_cache_per_chip_by_hand(context):
     assert rows["read KV cache (global layers)"].repeat == 10
     assert rows["read KV cache (local layers, window 1024)"].repeat == 52
     assert float(rows["read KV cache (local layers, window 1024)"].hbm_bytes[0]) == pytest.approx(
-        per_token_per_layer * 52 * min(context, 1024), rel=1e-12)
+        per_token_per_layer * 52 * min(context, 1024), rel=1e-12
+    )
 
 
 @pytest.mark.parametrize("context", [2048, 4096, 32768])
@@ -60,8 +69,7 @@ def test_mistral_prefill_attention_flops_by_hand():
     # the tokens attended sum to 4096 * 4097 / 2 + 4096 * 4096. QK and AV: 4 FLOPs per query,
     # attended token, head and d_head; 32 heads over 8 chips.
     L, w, batch, chips = 8192, 4096, 2, 8
-    plan = load_plan(None, model="mistral-7b", cluster="h100-sxm", chips=(chips,), input_tokens=L,
-                     phases=("prefill",))
+    plan = load_plan(None, model="mistral-7b", cluster="h100-sxm", chips=(chips,), input_tokens=L, phases=("prefill",))
     ev = best(plan, Phase.PREFILL, chips, batch, WeightFormat.BF16, "ws1d", "heads")
     row = next(r for r in ev.rows if r.name.startswith("einsum QK, AV"))
     attended = w * (w + 1) / 2 + (L - w) * w
@@ -70,8 +78,7 @@ def test_mistral_prefill_attention_flops_by_hand():
 
 def test_a_window_never_costs_more():
     gemma = load_model("gemma-3-27b")
-    plan = load_plan(None, model="gemma-3-27b", cluster="h100-sxm", chips=(16,), input_tokens=32768,
-                     phases=("decode",))
+    plan = load_plan(None, model="gemma-3-27b", cluster="h100-sxm", chips=(16,), input_tokens=32768, phases=("decode",))
     unbounded = dataclasses.replace(plan, model=dataclasses.replace(gemma, window_tokens=None, local_layers=()))
     checked = 0
     for ffn in ("ws1d", "ws2d", "wg-xyz"):
@@ -103,16 +110,23 @@ def test_windowed_shape_matches_a_brute_force_sum(tokens, before, window):
 
 
 def test_a_prompt_or_context_beyond_the_limit_is_an_error():
-    with pytest.raises(UsageError, match="--input-tokens: a prompt of 40000 tokens exceeds mistral-7b's maximum "
-                                         "context of 32768 tokens"):
+    with pytest.raises(
+        UsageError,
+        match="--input-tokens: a prompt of 40000 tokens exceeds mistral-7b's maximum context of 32768 tokens",
+    ):
         load_plan(None, model="mistral-7b", cluster="h100-sxm", input_tokens=40000)
-    with pytest.raises(UsageError, match="--context: a decode context of 131073 tokens exceeds llama-3.1-8b's "
-                                         "maximum context of 131072"):
+    with pytest.raises(
+        UsageError,
+        match="--context: a decode context of 131073 tokens exceeds llama-3.1-8b's maximum context of 131072",
+    ):
         load_plan(None, model="llama-3.1-8b", cluster="h100-sxm", context=131073)
     # without --context, decode holds the whole request: input + output (issue 29)
     assert load_plan(None, model="llama-3.1-8b", cluster="h100-sxm", input_tokens=130048).workload.context == 131072
-    with pytest.raises(UsageError, match=r"--output-tokens \(default 1024\): a request of 131072 input \+ 1024 "
-                                         "output tokens = 132096 tokens exceeds llama-3.1-8b's maximum context"):
+    with pytest.raises(
+        UsageError,
+        match=r"--output-tokens \(default 1024\): a request of 131072 input \+ 1024 "
+        "output tokens = 132096 tokens exceeds llama-3.1-8b's maximum context",
+    ):
         load_plan(None, model="llama-3.1-8b", cluster="h100-sxm", input_tokens=131072)
     # a decode-only plan does not check the default prompt it does not use
     assert load_plan(None, model="qwen3-32b", cluster="h100-sxm", phases=("decode",), context=1024)
@@ -120,8 +134,9 @@ def test_a_prompt_or_context_beyond_the_limit_is_an_error():
 
 def test_the_limit_points_at_the_plan_file(tmp_path):
     path = tmp_path / "plan.yaml"
-    path.write_text("model: qwen3-32b\ncluster: h100-sxm\n"
-                    "workload:\n  input_tokens: 4096\n  output_tokens: 64\n  context: 65536\n")
+    path.write_text(
+        "model: qwen3-32b\ncluster: h100-sxm\nworkload:\n  input_tokens: 4096\n  output_tokens: 64\n  context: 65536\n"
+    )
     with pytest.raises(ConfigError) as caught:
         load_plan(str(path))
     assert caught.value.line == 6 and caught.value.key == "workload.context"
@@ -130,8 +145,9 @@ def test_the_limit_points_at_the_plan_file(tmp_path):
 
 def test_a_short_context_must_be_intended(tmp_path):
     path = tmp_path / "plan.yaml"
-    path.write_text("model: palm-8b\ncluster: tpu-v4\n"
-                    "workload: {input_tokens: 2048, output_tokens: 64, context: 1024}\n")
+    path.write_text(
+        "model: palm-8b\ncluster: tpu-v4\nworkload: {input_tokens: 2048, output_tokens: 64, context: 1024}\n"
+    )
     with pytest.raises(ConfigError, match="shorter than the prompt") as caught:
         load_plan(str(path))
     assert caught.value.key == "workload.context" and "--allow-short-context" in str(caught.value)
@@ -140,8 +156,10 @@ def test_a_short_context_must_be_intended(tmp_path):
     assert load_plan(str(path)).workload.context == 1024
     # prefill alone does not read the context: a file's short context is no error there (as a
     # flag, --context with prefill alone is refused: it would change nothing)
-    path.write_text("model: palm-8b\ncluster: tpu-v4\nsearch: {phases: [prefill]}\n"
-                    "workload: {input_tokens: 2048, output_tokens: 64, context: 16}\n")
+    path.write_text(
+        "model: palm-8b\ncluster: tpu-v4\nsearch: {phases: [prefill]}\n"
+        "workload: {input_tokens: 2048, output_tokens: 64, context: 16}\n"
+    )
     assert load_plan(str(path)).workload.context == 16
     with pytest.raises(UsageError, match="applies to decode only"):
         load_plan(None, model="palm-8b", cluster="tpu-v4", phases=("prefill",), input_tokens=2048, context=16)
@@ -149,12 +167,33 @@ def test_a_short_context_must_be_intended(tmp_path):
 
 def test_context_errors_through_the_cli(capsys):
     from planner.cli.main import run
+
     code = run(["plan", "--model", "gemma-3-27b", "--cluster", "h100-sxm", "--input-tokens", "200000"])
     out, err = capsys.readouterr()
     assert code == 2 and out == "" and "maximum context of 131072 tokens" in err and "Traceback" not in err
-    base = ["explain", "--model", "palm-8b", "--cluster", "tpu-v4", "--chips", "8", "--phase", "decode",
-            "--batch", "8", "--ffn", "ws2d", "--attention", "heads", "--weights", "bf16",
-            "--input-tokens", "2048", "--context", "512"]
+    base = [
+        "explain",
+        "--model",
+        "palm-8b",
+        "--cluster",
+        "tpu-v4",
+        "--chips",
+        "8",
+        "--phase",
+        "decode",
+        "--batch",
+        "8",
+        "--ffn",
+        "ws2d",
+        "--attention",
+        "heads",
+        "--weights",
+        "bf16",
+        "--input-tokens",
+        "2048",
+        "--context",
+        "512",
+    ]
     assert run(base) == 2 and "shorter than the prompt" in capsys.readouterr().err
     assert run(base + ["--allow-short-context"]) == 0
 
@@ -162,8 +201,10 @@ def test_context_errors_through_the_cli(capsys):
 @pytest.mark.parametrize("phase", ["prefill", "decode"])
 def test_explain_rows_add_up_with_local_layers(phase):
     from planner.render.explain import explain_dict
-    plan = load_plan(None, model="gemma-3-27b", cluster="h100-sxm", chips=(16,), input_tokens=16384,
-                     context=65536, stages=(1,))
+
+    plan = load_plan(
+        None, model="gemma-3-27b", cluster="h100-sxm", chips=(16,), input_tokens=16384, context=65536, stages=(1,)
+    )
     ev = best(plan, Phase(phase), 16, 8, WeightFormat.BF16, "ws2d", "heads")
     d = explain_dict(ev)
     for part in ("compute", "memory", "comm"):
@@ -185,14 +226,25 @@ def test_a_request_crossing_the_window_equals_evaluate_at_every_context(kv_cache
     from planner.cost.costmodel import combine, evaluate
     from planner.cost.request import contexts, decode_request
     from planner.search.search import candidates
-    plan = load_plan(None, model="mistral-7b", cluster="h100-sxm", chips=(8,), batches=(1, 8, 64),
-                     kv_cache=(kv_cache,),
-                     input_tokens=4090, output_tokens=12, phases=("decode",))
+
+    plan = load_plan(
+        None,
+        model="mistral-7b",
+        cluster="h100-sxm",
+        chips=(8,),
+        batches=(1, 8, 64),
+        kv_cache=(kv_cache,),
+        input_tokens=4090,
+        output_tokens=12,
+        phases=("decode",),
+    )
     batch = np.array(plan.space.batches)
     for c in candidates(plan, Phase.DECODE)[:12]:
         req = decode_request(plan.model, plan.cluster, 4090, 12, c, batch)
-        steps = [evaluate(plan.model, plan.cluster, replace(plan.workload, context=int(s)), c, batch)
-                 for s in contexts(4090, 12)]
+        steps = [
+            evaluate(plan.model, plan.cluster, replace(plan.workload, context=int(s)), c, batch)
+            for s in contexts(4090, 12)
+        ]
         np.testing.assert_allclose(req.decode_s, sum(e.step_s for e in steps), rtol=1e-12)
         mean = [np.mean([getattr(e, n) for e in steps], axis=0) for n in ("local_s", "comm_s", "prefetched_s")]
         running = combine(*mean[:2], steps[0].overlap, mean[2]) + steps[0].overhead_s
@@ -207,16 +259,26 @@ def test_pipeline_stages_hold_their_own_local_layers():
     from planner.cost.mesh import stage_meshes
     from planner.cost.pipeline import evaluate_pipeline
     from planner.specs.plan import Workload
+
     gemma = load_model("gemma-3-27b")
-    assert [(s.n_global_layers, s.n_local_layers) for s in (gemma.layer_range(0, 31), gemma.layer_range(31, 31))] \
-        == [(5, 26), (5, 26)]
+    assert [(s.n_global_layers, s.n_local_layers) for s in (gemma.layer_range(0, 31), gemma.layer_range(31, 31))] == [
+        (5, 26),
+        (5, 26),
+    ]
     cluster = load_cluster("h100-sxm")
     (mesh,) = [m for m in stage_meshes(cluster, 16, 2) if m.sizes == {"x": 1, "y": 1, "z": 8}]
-    c = Candidate(phase=Phase.DECODE, mesh=mesh, ffn=FFN_LAYOUTS["ws1d"], attention=ATTENTION_LAYOUTS["heads"],
-                  weights=WeightFormat.BF16, stages=2)
+    c = Candidate(
+        phase=Phase.DECODE,
+        mesh=mesh,
+        ffn=FFN_LAYOUTS["ws1d"],
+        attention=ATTENTION_LAYOUTS["heads"],
+        weights=WeightFormat.BF16,
+        stages=2,
+    )
     context, batch = 32768, 8
-    ev = evaluate_pipeline(gemma, cluster, Workload(input_tokens=context, output_tokens=8, context=context), c,
-                           np.array([batch]))
+    ev = evaluate_pipeline(
+        gemma, cluster, Workload(input_tokens=context, output_tokens=8, context=context), c, np.array([batch])
+    )
     per_token_per_layer = batch * 2 * (16 // 8) * 128 * BF16
     for stage in ev.stage_evaluations:
         kv = float(stage.kv_bytes[list(ev.sizes).index(batch)])
@@ -226,13 +288,14 @@ def test_pipeline_stages_hold_their_own_local_layers():
 def test_a_quantised_cache_past_the_window_is_read_in_its_format():
     """Past the window a local layer reads a window's worth of cache, in the cache's format: the
     read does not jump when the context crosses the window (an fp8 cache read as bf16 did)."""
-    plan = load_plan(None, model="gemma-3-27b", cluster="h200-sxm", chips=(1,), weights=("fp8",),
-                     kv_cache=("fp8",), input_tokens=900)
+    plan = load_plan(
+        None, model="gemma-3-27b", cluster="h200-sxm", chips=(1,), weights=("fp8",), kv_cache=("fp8",), input_tokens=900
+    )
     window = plan.model.window_tokens
     reads = []
     for context in (window, window + 1, 4 * window):
-        ev = best(dataclasses.replace(plan, workload=dataclasses.replace(plan.workload, context=context)),
-                  Phase.DECODE, 1, 64)
+        ev = best(
+            dataclasses.replace(plan, workload=dataclasses.replace(plan.workload, context=context)), Phase.DECODE, 1, 64
+        )
         reads.append({r.name: float(r.hbm_bytes[0]) for r in ev.rows if r.name.startswith("read KV cache (local")})
     assert reads[0] == reads[1] == reads[2] and reads[0]
-

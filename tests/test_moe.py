@@ -19,8 +19,12 @@ PRESETS = {
     "qwen3-30b-a3b": ("qwen3-30b-a3b", "total_params", "active_params_incl_emb_and_unemb", True),
     "mixtral-8x7b": ("mixtral-8x7b", "total_params", "active_params_incl_emb_and_unemb", True),
     "mixtral-8x22b": ("mixtral-8x22b", "total_params", "active_params_incl_emb_and_unemb", True),
-    "llama-4-maverick": ("llama-4-maverick-17b-128e", "text_total_params",
-                         "text_active_params_incl_emb_and_unemb", True),
+    "llama-4-maverick": (
+        "llama-4-maverick-17b-128e",
+        "text_total_params",
+        "text_active_params_incl_emb_and_unemb",
+        True,
+    ),
     "gpt-oss-120b": ("gpt-oss-120b", "total_params", "active_params_model_card_convention", False),
 }
 
@@ -42,10 +46,18 @@ def test_presets_follow_their_reference_shapes(preset):
     entry = REFERENCE[PRESETS[preset][0]]
     model = load_model(preset)
     x = model.experts
-    assert (model.n_layers, model.d_model, model.n_heads, model.vocab) == \
-        (entry["layers"], entry["hidden"], entry["heads"], entry["vocab"])
-    assert (x.n_experts, x.top_k, x.d_ff_expert, x.n_shared) == \
-        (entry["routed_experts"], entry["top_k"], entry["expert_intermediate"], entry["shared_experts"])
+    assert (model.n_layers, model.d_model, model.n_heads, model.vocab) == (
+        entry["layers"],
+        entry["hidden"],
+        entry["heads"],
+        entry["vocab"],
+    )
+    assert (x.n_experts, x.top_k, x.d_ff_expert, x.n_shared) == (
+        entry["routed_experts"],
+        entry["top_k"],
+        entry["expert_intermediate"],
+        entry["shared_experts"],
+    )
     assert model.source
 
 
@@ -75,9 +87,10 @@ def _monte_carlo_distinct(n_experts, top_k, tokens, trials, rng):
     return counts
 
 
-@pytest.mark.parametrize("n_experts,top_k,tokens", [
-    (256, 8, 1), (256, 8, 8), (256, 8, 32), (256, 8, 128), (128, 4, 16), (8, 2, 3), (128, 1, 64), (16, 16, 2),
-])
+@pytest.mark.parametrize(
+    "n_experts,top_k,tokens",
+    [(256, 8, 1), (256, 8, 8), (256, 8, 32), (256, 8, 128), (128, 4, 16), (8, 2, 3), (128, 1, 64), (16, 16, 2)],
+)
 def test_expected_distinct_experts_matches_a_monte_carlo_count(n_experts, top_k, tokens):
     rng = np.random.default_rng(20260214)
     counts = _monte_carlo_distinct(n_experts, top_k, tokens, 4000, rng)
@@ -117,12 +130,14 @@ ONE_CHIP = Mesh(chips=1, physical=(("x", 1),), logical=((), (), ()), torus=True)
 def _candidates(model, cluster, chips):
     for mesh in meshes(cluster, chips):
         sizes = mesh.sizes
-        for ffn, attention, experts in itertools.product(FFN_LAYOUTS.values(), ATTENTION_LAYOUTS.values(),
-                                                          EXPERT_LAYOUTS.values()):
+        for ffn, attention, experts in itertools.product(
+            FFN_LAYOUTS.values(), ATTENTION_LAYOUTS.values(), EXPERT_LAYOUTS.values()
+        ):
             if ffn.applies(sizes) and attention.applies(model, ffn, sizes) and experts.applies(model, sizes):
                 for phase in Phase:
-                    yield Candidate(phase=phase, mesh=mesh, ffn=ffn, attention=attention,
-                                    weights=WeightFormat.INT8, experts=experts)
+                    yield Candidate(
+                        phase=phase, mesh=mesh, ffn=ffn, attention=attention, weights=WeightFormat.INT8, experts=experts
+                    )
 
 
 @pytest.mark.parametrize("experts", EXPERT_LAYOUTS.values(), ids=list(EXPERT_LAYOUTS))
@@ -130,14 +145,27 @@ def _candidates(model, cluster, chips):
 def test_one_chip_has_no_communication(experts, phase):
     model, cluster = load_model("qwen3-30b-a3b"), load_cluster("h100-sxm")
     for ffn, attention in itertools.product(FFN_LAYOUTS.values(), ATTENTION_LAYOUTS.values()):
-        ev = evaluate(model, cluster, WORKLOAD, Candidate(phase=phase, mesh=ONE_CHIP, ffn=ffn, attention=attention,
-                                                          weights=WeightFormat.BF16, experts=experts), BATCH)
+        ev = evaluate(
+            model,
+            cluster,
+            WORKLOAD,
+            Candidate(
+                phase=phase, mesh=ONE_CHIP, ffn=ffn, attention=attention, weights=WeightFormat.BF16, experts=experts
+            ),
+            BATCH,
+        )
         assert np.all(ev.comm_s == 0)
 
 
-@pytest.mark.parametrize("model_name,chips", [pytest.param("deepseek-v3", 32, marks=pytest.mark.slow), ("mixtral-8x7b", 8),
-                                              pytest.param("llama-4-maverick", 16, marks=pytest.mark.slow),
-                                              pytest.param("deepseek-v3", 24, marks=pytest.mark.slow)])  # 24: redundant experts (256 + 8)
+@pytest.mark.parametrize(
+    "model_name,chips",
+    [
+        pytest.param("deepseek-v3", 32, marks=pytest.mark.slow),
+        ("mixtral-8x7b", 8),
+        pytest.param("llama-4-maverick", 16, marks=pytest.mark.slow),
+        pytest.param("deepseek-v3", 24, marks=pytest.mark.slow),
+    ],
+)  # 24: redundant experts (256 + 8)
 def test_expert_layout_invariants(model_name, chips):
     model, cluster = load_model(model_name), load_cluster("h100-sxm")
     seen = set()
@@ -180,8 +208,14 @@ def test_one_expert_with_top_1_costs_the_same_as_the_dense_model(ffn, experts, p
 def test_load_imbalance_scales_the_expert_einsums_only():
     model, cluster = load_model("mixtral-8x7b"), load_cluster("h100-sxm")
     mesh = meshes(cluster, 8)[0]
-    c = Candidate(phase=Phase.PREFILL, mesh=mesh, ffn=FFN_LAYOUTS["ws1d"], attention=ATTENTION_LAYOUTS["batch"],
-                  weights=WeightFormat.BF16, experts=EXPERT_LAYOUTS["tp"])
+    c = Candidate(
+        phase=Phase.PREFILL,
+        mesh=mesh,
+        ffn=FFN_LAYOUTS["ws1d"],
+        attention=ATTENTION_LAYOUTS["batch"],
+        weights=WeightFormat.BF16,
+        experts=EXPERT_LAYOUTS["tp"],
+    )
     skewed = dataclasses.replace(WORKLOAD, routing=Routing(load_imbalance=1.5))
     a = evaluate(model, cluster, WORKLOAD, c, BATCH, detail=True)
     b = evaluate(model, cluster, skewed, c, BATCH, detail=True)
@@ -194,8 +228,14 @@ def test_load_imbalance_scales_the_expert_einsums_only():
 def test_decode_reads_only_the_experts_the_batch_touches():
     model, cluster = load_model("deepseek-v3"), load_cluster("h100-sxm")
     mesh = next(m for m in meshes(cluster, 32) if m.sizes["x"] == 32)
-    c = Candidate(phase=Phase.DECODE, mesh=mesh, ffn=FFN_LAYOUTS["ws1d"], attention=ATTENTION_LAYOUTS["batch"],
-                  weights=WeightFormat.INT8, experts=EXPERT_LAYOUTS["ep"])
+    c = Candidate(
+        phase=Phase.DECODE,
+        mesh=mesh,
+        ffn=FFN_LAYOUTS["ws1d"],
+        attention=ATTENTION_LAYOUTS["batch"],
+        weights=WeightFormat.INT8,
+        experts=EXPERT_LAYOUTS["ep"],
+    )
     ev = evaluate(model, cluster, WORKLOAD, c, np.array([1, 8, 1024]), detail=True)
     row = next(r for r in ev.rows if r.name == "einsum experts W_in, W_out")
     per_expert = model.experts.params_per_expert(2, model.d_model)  # int8: 1 byte per weight
@@ -211,8 +251,14 @@ def test_replicated_experts_read_for_the_busiest_group_whole_tokens():
     spread over the groups); 8 tokens give each group 2."""
     model, cluster = load_model("deepseek-v3"), load_cluster("h200-sxm")
     mesh = next(m for m in meshes(cluster, 8) if (m.sizes["x"], m.sizes["y"] * m.sizes["z"]) == (4, 2))
-    c = Candidate(phase=Phase.DECODE, mesh=mesh, ffn=FFN_LAYOUTS["ws1d"], attention=ATTENTION_LAYOUTS["heads"],
-                  weights=WeightFormat.FP8, experts=EXPERT_LAYOUTS["ep-yz"])
+    c = Candidate(
+        phase=Phase.DECODE,
+        mesh=mesh,
+        ffn=FFN_LAYOUTS["ws1d"],
+        attention=ATTENTION_LAYOUTS["heads"],
+        weights=WeightFormat.FP8,
+        experts=EXPERT_LAYOUTS["ep-yz"],
+    )
     batch = np.array([1, 2, 8])
     ev = evaluate(model, cluster, WORKLOAD, c, batch, detail=True)
     row = next(r for r in ev.rows if r.name == "einsum experts W_in, W_out")
@@ -228,14 +274,22 @@ def test_redundant_experts_take_memory_and_are_read_at_large_batches():
     large batch reads all 9 held copies, not 8."""
     model, cluster = load_model("deepseek-v3"), load_cluster("h100-sxm")
     mesh = meshes(cluster, 32)[0]
-    c = Candidate(phase=Phase.DECODE, mesh=mesh, ffn=FFN_LAYOUTS["ws1d"], attention=ATTENTION_LAYOUTS["batch"],
-                  weights=WeightFormat.INT8, experts=EXPERT_LAYOUTS["ep"])
+    c = Candidate(
+        phase=Phase.DECODE,
+        mesh=mesh,
+        ffn=FFN_LAYOUTS["ws1d"],
+        attention=ATTENTION_LAYOUTS["batch"],
+        weights=WeightFormat.INT8,
+        experts=EXPERT_LAYOUTS["ep"],
+    )
     extra = dataclasses.replace(WORKLOAD, routing=Routing(redundant_experts=32))
     a, b = (evaluate(model, cluster, w, c, BATCH, detail=True) for w in (WORKLOAD, extra))
     per_expert = model.experts.params_per_expert(2, model.d_model)
     assert b.weight_bytes - a.weight_bytes == pytest.approx(58 * 1 * per_expert)  # one more expert per chip
-    read = [next(r for r in ev.rows if r.name == "einsum experts W_in, W_out").hbm_bytes / (58 * per_expert)
-            for ev in (a, b)]
+    read = [
+        next(r for r in ev.rows if r.name == "einsum experts W_in, W_out").hbm_bytes / (58 * per_expert)
+        for ev in (a, b)
+    ]
     np.testing.assert_allclose(read[1], expected_distinct_experts(288, 8, BATCH, held=9))
     assert read[0][0] == pytest.approx(read[1][0]) == pytest.approx(8 / 32)
     assert read[0][-1] == pytest.approx(8) and read[1][-1] == pytest.approx(9)
@@ -260,8 +314,14 @@ def test_any_ep_size_takes_the_fewest_redundant_experts_that_make_it_divide():
     assert not ep.applies(model, mesh.sizes, Routing(redundant_experts=16))
     assert ep.applies(model, mesh.sizes, Routing(redundant_experts=104))  # 360 = 5 x 72
     assert EXPERT_LAYOUTS["tp"].redundant(model, mesh.sizes, Routing(redundant_experts=32)) == 0
-    c = Candidate(phase=Phase.DECODE, mesh=mesh, ffn=FFN_LAYOUTS["dp"], attention=ATTENTION_LAYOUTS["batch"],
-                  weights=WeightFormat.FP8, experts=ep)
+    c = Candidate(
+        phase=Phase.DECODE,
+        mesh=mesh,
+        ffn=FFN_LAYOUTS["dp"],
+        attention=ATTENTION_LAYOUTS["batch"],
+        weights=WeightFormat.FP8,
+        experts=ep,
+    )
     ev = evaluate(model, cluster, WORKLOAD, c, BATCH, detail=True)
     per_expert = model.experts.params_per_expert(2, model.d_model)
     stored = ev.weight_bytes - _non_expert_bytes(model, 1.0)
@@ -274,8 +334,9 @@ def _non_expert_bytes(model, weight_bytes):
     """Every parameter but the routed experts' and the routers' (what `dp` keeps whole on every chip)."""
     x = model.experts
     moe = x.n_moe_layers(model.n_layers)
-    experts = moe * (x.n_experts * x.params_per_expert(model.ffn.n_input_matrices, model.d_model)
-                     + x.router_params(model.d_model))
+    experts = moe * (
+        x.n_experts * x.params_per_expert(model.ffn.n_input_matrices, model.d_model) + x.router_params(model.d_model)
+    )
     return (model.n_params - experts) * weight_bytes
 
 
@@ -289,8 +350,14 @@ def test_dp_keeps_every_non_expert_weight_whole_on_every_chip(model_name, chips)
     collective but the experts' dispatch and combine."""
     model, cluster = load_model(model_name), load_cluster("h100-sxm")
     mesh = next(m for m in meshes(cluster, chips) if m.sizes["x"] == 1 and m.sizes["y"] == 1)
-    c = Candidate(phase=Phase.DECODE, mesh=mesh, ffn=FFN_LAYOUTS["dp"], attention=ATTENTION_LAYOUTS["batch"],
-                  weights=WeightFormat.FP8, experts=EXPERT_LAYOUTS["ep"])
+    c = Candidate(
+        phase=Phase.DECODE,
+        mesh=mesh,
+        ffn=FFN_LAYOUTS["dp"],
+        attention=ATTENTION_LAYOUTS["batch"],
+        weights=WeightFormat.FP8,
+        experts=EXPERT_LAYOUTS["ep"],
+    )
     batch = np.array([chips, 4 * chips])
     ev = evaluate(model, cluster, WORKLOAD, c, batch, detail=True)
     x = model.experts
@@ -310,6 +377,7 @@ def test_dp_keeps_every_non_expert_weight_whole_on_every_chip(model_name, chips)
 def test_dp_is_offered_for_mixtures_of_experts_only():
     """A dense model whole on every chip is n one-chip replicas: the search leaves it out."""
     from planner.search.choices import choices
+
     for model, has in (("llama-3-8b", False), ("mixtral-8x7b", True)):
         plan = load_plan(None, model=model, cluster="h100-sxm", chips=(8,))
         assert any(c.ffn.name == "dp" for c in choices(plan)) is has
@@ -322,8 +390,9 @@ def test_one_expert_with_top_1_under_dp_costs_the_same_as_the_dense_model(phase)
     dense, cluster = load_model("llama-3-8b"), load_cluster("h100-sxm")
     moe = _one_expert(dense)
     mesh = next(m for m in meshes(cluster, 8) if m.sizes["x"] == 8)
-    c = Candidate(phase=phase, mesh=mesh, ffn=FFN_LAYOUTS["dp"], attention=ATTENTION_LAYOUTS["batch"],
-                  weights=WeightFormat.BF16)
+    c = Candidate(
+        phase=phase, mesh=mesh, ffn=FFN_LAYOUTS["dp"], attention=ATTENTION_LAYOUTS["batch"], weights=WeightFormat.BF16
+    )
     a = evaluate(dense, cluster, WORKLOAD, c, BATCH)
     b = evaluate(moe, cluster, WORKLOAD, dataclasses.replace(c, experts=EXPERT_LAYOUTS["ep-yz"]), BATCH)
     for field in ("compute_s", "memory_s", "comm_s", "step_s", "mfu", "hbm_bytes"):
@@ -338,12 +407,25 @@ def test_mla_cache_is_replicated_on_head_shards_and_split_by_sequences():
     model, cluster = load_model("deepseek-v3"), load_cluster("h100-sxm")
     mesh = next(m for m in meshes(cluster, 8) if m.sizes["x"] == 8)
     batch = np.array([64])
-    evs = {a: evaluate(model, cluster, WORKLOAD,
-                       Candidate(phase=Phase.DECODE, mesh=mesh, ffn=FFN_LAYOUTS["ws1d"], attention=ATTENTION_LAYOUTS[a],
-                                 weights=WeightFormat.INT8, experts=EXPERT_LAYOUTS["ep"]), batch)
-           for a in ("heads", "batch")}
+    evs = {
+        a: evaluate(
+            model,
+            cluster,
+            WORKLOAD,
+            Candidate(
+                phase=Phase.DECODE,
+                mesh=mesh,
+                ffn=FFN_LAYOUTS["ws1d"],
+                attention=ATTENTION_LAYOUTS[a],
+                weights=WeightFormat.INT8,
+                experts=EXPERT_LAYOUTS["ep"],
+            ),
+            batch,
+        )
+        for a in ("heads", "batch")
+    }
     per_sequence = 61 * 576 * 2 * WORKLOAD.context
-    assert float(evs["heads"].kv_bytes[0]) == pytest.approx(64 * per_sequence)      # every head shard: all
+    assert float(evs["heads"].kv_bytes[0]) == pytest.approx(64 * per_sequence)  # every head shard: all
     assert float(evs["batch"].kv_bytes[0]) == pytest.approx(64 * per_sequence / 8)  # its sequences only
 
 
@@ -351,8 +433,14 @@ def test_mla_attention_flops_absorbed_in_decode_expanded_in_prefill():
     model, cluster = load_model("deepseek-v3"), load_cluster("h100-sxm")
     mesh = meshes(cluster, 1)[0]
     for phase, per_token in ((Phase.DECODE, 2 * 576 + 2 * 512), (Phase.PREFILL, 2 * 192 + 2 * 128)):
-        c = Candidate(phase=phase, mesh=mesh, ffn=FFN_LAYOUTS["ws1d"], attention=ATTENTION_LAYOUTS["batch"],
-                      weights=WeightFormat.INT8, experts=EXPERT_LAYOUTS["tp"])
+        c = Candidate(
+            phase=phase,
+            mesh=mesh,
+            ffn=FFN_LAYOUTS["ws1d"],
+            attention=ATTENTION_LAYOUTS["batch"],
+            weights=WeightFormat.INT8,
+            experts=EXPERT_LAYOUTS["tp"],
+        )
         ev = evaluate(model, cluster, WORKLOAD, c, np.array([2]), detail=True)
         row = next(r for r in ev.rows if r.name == "einsum QK, AV")
         tokens, attended = (1, WORKLOAD.context) if phase is Phase.DECODE else (512, 513 / 2)
@@ -366,6 +454,7 @@ def test_mixtral_plans_on_one_to_eight_h100s():
     for chips in (1, 2, 4, 8):
         plan = load_plan(None, model="mixtral-8x7b", cluster="h100-sxm", chips=(chips,), batches=(1, 16, 128))
         from planner.search.search import search
+
         result = search(plan)
         assert all(ph.frontier for ph in result.phases)
         assert all(p.experts in EXPERT_LAYOUTS for ph in result.phases for p in ph.frontier)
@@ -379,8 +468,19 @@ def test_deepseek_v3_on_256_h200s_decodes_with_wide_ep_and_batch_sharded_attenti
 
     from planner.search.search import search
     from planner.specs.hardware import Calibration
-    plan = load_plan(None, model="deepseek-v3", cluster="h200-sxm", chips=(256,), batches=(64, 256),
-                     weights=("fp8", "bf16"), ffn=("ws2d",), phases=("decode",), output_tokens=256, context=4096)
+
+    plan = load_plan(
+        None,
+        model="deepseek-v3",
+        cluster="h200-sxm",
+        chips=(256,),
+        batches=(64, 256),
+        weights=("fp8", "bf16"),
+        ffn=("ws2d",),
+        phases=("decode",),
+        output_tokens=256,
+        context=4096,
+    )
     plan = _replace(plan, cluster=_replace(plan.cluster, calibration=Calibration()))
     frontier = search(plan).phases[0].frontier
     # wide EP, with or without two-batch overlap (issue 27: the overlap wins here)
@@ -390,8 +490,10 @@ def test_deepseek_v3_on_256_h200s_decodes_with_wide_ep_and_batch_sharded_attenti
 def test_deepseek_v3_in_bf16_does_not_fit_on_8_h200s_and_the_hint_says_what_would():
     from planner.errors import InfeasibleError
     from planner.search.search import search
-    plan = load_plan(None, model="deepseek-v3", cluster="h200-sxm", chips=(8,), batches=(1,),
-                     weights=("bf16",), phases=("decode",))
+
+    plan = load_plan(
+        None, model="deepseek-v3", cluster="h200-sxm", chips=(8,), batches=(1,), weights=("bf16",), phases=("decode",)
+    )
     with pytest.raises(InfeasibleError) as error:
         search(plan)
     # 671.03e9 x 2 B = 1.22 TiB over 126 GiB usable per H200: 10 chips, two nodes; fp8 (1 B) fits on 8
@@ -412,8 +514,17 @@ def test_gpt_oss_and_maverick_local_attention_follow_their_configs():
 def test_gpt_oss_120b_plans_and_explains_on_one_h100_in_int4():
     from planner.errors import InfeasibleError
     from planner.search.search import best, search
-    plan = load_plan(None, model="gpt-oss-120b", cluster="h100-sxm", chips=(1,), batches=(1, 8),
-                     weights=("int4",), context=8192, output_tokens=1024)
+
+    plan = load_plan(
+        None,
+        model="gpt-oss-120b",
+        cluster="h100-sxm",
+        chips=(1,),
+        batches=(1, 8),
+        weights=("int4",),
+        context=8192,
+        output_tokens=1024,
+    )
     result = search(plan)
     assert all(ph.frontier for ph in result.phases)
     ev = best(plan, Phase.DECODE, chips=1, batch=8, ffn="ws1d", attention="batch", experts="tp")
@@ -432,10 +543,37 @@ def test_cli_explains_gpt_oss_120b_on_one_h100(monkeypatch, capsys):
     import sys
 
     from planner.cli import main as cli
-    monkeypatch.setattr(sys, "argv", ["planner", "explain", "--model", "gpt-oss-120b", "--cluster", "h100-sxm",
-                                      "--chips", "1", "--phase", "decode", "--batch", "8", "--ffn", "ws1d",
-                                      "--attention", "batch", "--experts", "tp", "--weights", "int4",
-                                      "--context", "8k", "--output-tokens", "1k"])
+
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [
+            "planner",
+            "explain",
+            "--model",
+            "gpt-oss-120b",
+            "--cluster",
+            "h100-sxm",
+            "--chips",
+            "1",
+            "--phase",
+            "decode",
+            "--batch",
+            "8",
+            "--ffn",
+            "ws1d",
+            "--attention",
+            "batch",
+            "--experts",
+            "tp",
+            "--weights",
+            "int4",
+            "--context",
+            "8k",
+            "--output-tokens",
+            "1k",
+        ],
+    )
     with pytest.raises(SystemExit) as exit_:
         cli.main()
     out, err = capsys.readouterr()
@@ -446,11 +584,26 @@ def test_cli_explains_gpt_oss_120b_on_one_h100(monkeypatch, capsys):
 
 def test_dispatch_moves_fp8_with_fp8_weights_and_combine_stays_bf16():
     from planner.search.search import best
-    plan = load_plan(None, model="deepseek-v3", cluster="h200-sxm", chips=(64,), batches=(64,),
-                     weights=("fp8", "bf16", "int8"), phases=("decode",), stages=(1,))
-    rows = {w: {r.name: float(r.comm_bytes[0]) for r in best(plan, Phase.DECODE, chips=64, batch=64, weights=w,
-                                                              ffn="ws2d", attention="batch", experts="ep").rows}
-            for w in (WeightFormat.FP8, WeightFormat.BF16, WeightFormat.INT8)}
+
+    plan = load_plan(
+        None,
+        model="deepseek-v3",
+        cluster="h200-sxm",
+        chips=(64,),
+        batches=(64,),
+        weights=("fp8", "bf16", "int8"),
+        phases=("decode",),
+        stages=(1,),
+    )
+    rows = {
+        w: {
+            r.name: float(r.comm_bytes[0])
+            for r in best(
+                plan, Phase.DECODE, chips=64, batch=64, weights=w, ffn="ws2d", attention="batch", experts="ep"
+            ).rows
+        }
+        for w in (WeightFormat.FP8, WeightFormat.BF16, WeightFormat.INT8)
+    }
     fp8, bf16, int8 = rows[WeightFormat.FP8], rows[WeightFormat.BF16], rows[WeightFormat.INT8]
     # 64 tokens over 64 chips, 8 copies of 7168 elements each, 58 MoE layers: bf16 2 B, fp8 1 B
     assert bf16["dispatch all-to-all"] == pytest.approx(58 * 1 * 8 * 7168 * 2)
@@ -466,6 +619,7 @@ def _cli(monkeypatch, capsys, *args):
     import sys
 
     from planner.cli import main as cli
+
     monkeypatch.setattr(sys, "argv", ["planner", *args])
     with pytest.raises(SystemExit) as exit_:
         cli.main()
@@ -474,8 +628,20 @@ def _cli(monkeypatch, capsys, *args):
 
 
 def test_cli_plans_deepseek_v3_at_ep72_and_explain_says_the_redundant_experts(monkeypatch, capsys):
-    args = ("--model", "deepseek-v3", "--cluster", "h100-sxm", "--chips", "72", "--phase", "decode",
-            "--weights", "fp8", "--batch", "256")
+    args = (
+        "--model",
+        "deepseek-v3",
+        "--cluster",
+        "h100-sxm",
+        "--chips",
+        "72",
+        "--phase",
+        "decode",
+        "--weights",
+        "fp8",
+        "--batch",
+        "256",
+    )
     code, out, err = _cli(monkeypatch, capsys, "plan", *args, "--experts", "ep", "--ffn", "dp")
     assert code == 0 and err == "" and "dp+batch+ep" in out and "redundant experts the fewest" in " ".join(out.split())
     code, out, err = _cli(monkeypatch, capsys, "explain", *args, "--row", "1")
@@ -483,23 +649,48 @@ def test_cli_plans_deepseek_v3_at_ep72_and_explain_says_the_redundant_experts(mo
     text = " ".join(out.split())
     assert "256 + 32 redundant experts (the fewest that make 256 divide over EP72), 4 per expert shard" in text
     assert "32 redundant experts held (the fewest that make 256 divide over EP72; 4 per expert shard)" in text
-    code, out, err = _cli(monkeypatch, capsys, "plan", *args, "--experts", "ep", "--redundant-experts", "0",
-                          "--stages", "1")  # PP3 or PP9 would make EP 24 or 8, which divide
+    code, out, err = _cli(
+        monkeypatch, capsys, "plan", *args, "--experts", "ep", "--redundant-experts", "0", "--stages", "1"
+    )  # PP3 or PP9 would make EP 24 or 8, which divide
     # 256 experts do not divide over 72 chips without copies: the flags leave nothing to search
     assert code == 2 and "--redundant-experts 0" in err and "drop --redundant-experts" in err
 
 
-@pytest.mark.parametrize("flags,message", [
-    (("--model", "llama-3-8b", "--redundant-experts", "8"), "--redundant-experts applies to mixtures of experts only"),
-    (("--model", "deepseek-v3", "--redundant-experts", "-1"), "--redundant-experts: expected a whole number >= 0"),
-])
+@pytest.mark.parametrize(
+    "flags,message",
+    [
+        (
+            ("--model", "llama-3-8b", "--redundant-experts", "8"),
+            "--redundant-experts applies to mixtures of experts only",
+        ),
+        (("--model", "deepseek-v3", "--redundant-experts", "-1"), "--redundant-experts: expected a whole number >= 0"),
+    ],
+)
 def test_cli_rejects_redundant_experts_it_cannot_use(monkeypatch, capsys, flags, message):
     code, out, err = _cli(monkeypatch, capsys, "plan", "--cluster", "h100-sxm", "--chips", "8", *flags)
     assert code == 2 and out == "" and message in err and "Traceback" not in err
 
 
 def test_cli_explains_why_dp_is_not_offered_for_a_dense_model(monkeypatch, capsys):
-    code, out, err = _cli(monkeypatch, capsys, "explain", "--model", "llama-3-8b", "--cluster", "h100-sxm",
-                          "--chips", "8", "--phase", "decode", "--batch", "8", "--ffn", "dp", "--attention", "batch",
-                          "--weights", "bf16")
+    code, out, err = _cli(
+        monkeypatch,
+        capsys,
+        "explain",
+        "--model",
+        "llama-3-8b",
+        "--cluster",
+        "h100-sxm",
+        "--chips",
+        "8",
+        "--phase",
+        "decode",
+        "--batch",
+        "8",
+        "--ffn",
+        "dp",
+        "--attention",
+        "batch",
+        "--weights",
+        "bf16",
+    )
     assert code == 1 and "dp applies to mixtures of experts only" in err and "8 one-chip replicas" in err

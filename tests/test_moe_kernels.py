@@ -9,13 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from planner.commands.calibrate.moe import MIN_ROWS, fit_moe, load_moe_tables, moe_yaml_block
 from planner.config import load_cluster
 from planner.cost.costmodel import evaluate
-from planner.specs.plan import Phase
-
-from planner.commands.calibrate.moe import MIN_ROWS, fit_moe, load_moe_tables, moe_yaml_block
 from planner.cost.dispatch import distinct_bins, level_factors, token_spread
 from planner.cost.layouts.base import Routed
+from planner.specs.plan import Phase
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "configs" / "measurements" / "h800-sxm-moe.yaml"
@@ -28,8 +27,9 @@ def fitted():
 
 
 def test_the_preset_is_the_fit(fitted):
-    assert fitted.cluster.moe_kernels == load_cluster("h800-sxm").moe_kernels, \
+    assert fitted.cluster.moe_kernels == load_cluster("h800-sxm").moe_kernels, (
         "regenerate with: planner calibrate configs/measurements/h800-sxm-moe.yaml --cluster h800-sxm -o configs/clusters/h800-sxm.yaml"
+    )
     text = (ROOT / "configs" / "clusters" / "h800-sxm.yaml").read_text()
     assert moe_yaml_block(fitted, "planner calibrate configs/measurements/h800-sxm-moe.yaml --cluster h800-sxm") in text
 
@@ -60,7 +60,11 @@ def test_h100_and_h200_carry_h800s_constants_by_rule():
     for name in ("h100-sxm", "h200-sxm"):
         m = load_cluster(name).moe_kernels
         assert m.borrowed_from == "h800-sxm"
-        assert (m.normal, m.low_latency, m.grouped_efficiency) == (h800.normal, h800.low_latency, h800.grouped_efficiency)
+        assert (m.normal, m.low_latency, m.grouped_efficiency) == (
+            h800.normal,
+            h800.low_latency,
+            h800.grouped_efficiency,
+        )
     assert load_cluster("a100-80gb").moe_kernels is None
 
 
@@ -89,8 +93,18 @@ def test_normal_kernels_send_each_token_once_per_node():
 def test_two_batch_overlap_between_longest_chain_and_sum(phase):
     from planner.config.plans import load_plan
     from planner.search.search import candidates
-    plan = load_plan(None, model="deepseek-v3", cluster="h100-sxm", phases=(phase.value,), chips=(32,),
-                     batches=(64, 1024), weights=("fp8",), ffn=("ws1d",), attention=("batch",))
+
+    plan = load_plan(
+        None,
+        model="deepseek-v3",
+        cluster="h100-sxm",
+        phases=(phase.value,),
+        chips=(32,),
+        batches=(64, 1024),
+        weights=("fp8",),
+        ffn=("ws1d",),
+        attention=("batch",),
+    )
     model, cluster = plan.model, plan.cluster
     batch = np.array([64, 1024])
     checked = 0

@@ -35,13 +35,23 @@ def test_the_narrow_rate_applies_above_the_bf16_peak_only():
     tpu = load_cluster("tpu-v4")
     assert tpu.calibration.narrow_matmul_efficiency is None
     equal = replace(tpu, chip=replace(tpu.chip, peak_flop_per_s={"bf16": 275e12, "int8": 275e12}))
-    assert matmul_flop_per_s(_with(equal, narrow_matmul_efficiency=0.1), equal.chip.peak_flop_per_s["int8"]) == \
-        matmul_flop_per_s(equal, equal.chip.peak_flop_per_s["bf16"])
+    assert matmul_flop_per_s(
+        _with(equal, narrow_matmul_efficiency=0.1), equal.chip.peak_flop_per_s["int8"]
+    ) == matmul_flop_per_s(equal, equal.chip.peak_flop_per_s["bf16"])
 
 
 def _prefill(cluster, weights: str):
-    plan = load_plan(None, model="llama-3-8b", cluster="h100-sxm", chips=(8,), phases=("prefill",), batches=(4,),
-                     weights=(weights,), ffn=("ws1d",), attention=("heads",))
+    plan = load_plan(
+        None,
+        model="llama-3-8b",
+        cluster="h100-sxm",
+        chips=(8,),
+        phases=("prefill",),
+        batches=(4,),
+        weights=(weights,),
+        ffn=("ws1d",),
+        attention=("heads",),
+    )
     c = candidates(plan, plan.space.phases[0])[0]
     return evaluate(plan.model, cluster, plan.workload, c, np.array([4]), detail=True)
 
@@ -58,7 +68,9 @@ def test_evaluate_runs_weight_einsums_at_the_narrow_rate():
         factor = 2.0 if r.compute_format == "fp8" else 1.0
         assert rows_half[r.name].compute_s == pytest.approx(factor * r.compute_s, rel=1e-12), r.name
         if r.compute_format == "fp8":
-            assert rows_half[r.name].sustained_flop_per_s == pytest.approx(r.peak_flop_per_s * cal.matmul_efficiency / 2)
+            assert rows_half[r.name].sustained_flop_per_s == pytest.approx(
+                r.peak_flop_per_s * cal.matmul_efficiency / 2
+            )
     assert any(r.compute_format == "bf16" and r.compute_s[0] > 0 for r in fp8_plain.rows)
     # the step's compute is the rows' (evaluate and explain charge alike)
     assert fp8_half.compute_s[0] == pytest.approx(sum(r.compute_s[0] for r in fp8_half.rows), rel=1e-9)
@@ -71,15 +83,33 @@ def test_a_gemm_kernel_at_the_narrow_rate():
     h100 = _with(load_cluster("h100-sxm"), kernel_overhead_s=0.0)
     big = dict(m=8192, n=8192, k=8192)
     fp8 = gemm_seconds(h100, compute="fp8", weight_bytes=1.0, **big)
-    assert fp8 == pytest.approx(2.0 * 8192 ** 3 / (1979e12 * h100.calibration.narrow_matmul_efficiency))
+    assert fp8 == pytest.approx(2.0 * 8192**3 / (1979e12 * h100.calibration.narrow_matmul_efficiency))
     bf16 = gemm_seconds(h100, compute="bf16", weight_bytes=2.0, **big)
-    assert bf16 == pytest.approx(2.0 * 8192 ** 3 / (989e12 * h100.calibration.matmul_efficiency))
+    assert bf16 == pytest.approx(2.0 * 8192**3 / (989e12 * h100.calibration.matmul_efficiency))
 
 
 def test_explain_shows_the_sustained_rate(planner):
     from planner.units import fmt_rate
-    args = ("explain", "--model", "llama-3-8b", "--cluster", "h100-sxm", "--chips", "8", "--phase", "prefill",
-            "--batch", "4", "--ffn", "ws1d", "--attention", "heads", "--weights", "fp8")
+
+    args = (
+        "explain",
+        "--model",
+        "llama-3-8b",
+        "--cluster",
+        "h100-sxm",
+        "--chips",
+        "8",
+        "--phase",
+        "prefill",
+        "--batch",
+        "4",
+        "--ffn",
+        "ws1d",
+        "--attention",
+        "heads",
+        "--weights",
+        "fp8",
+    )
     layers = {row["name"]: row for row in json.loads(planner(*args, "--format", "json").out)["layers"]}
     w_in, qk = layers["einsum W_in"], layers["einsum QK, AV"]
     cal = load_cluster("h100-sxm").calibration

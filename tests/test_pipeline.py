@@ -38,14 +38,22 @@ def h100():
 def _tp8(model, cluster, phase, ffn="ws1d", attention="heads"):
     """PP2 x TP8 on 16 H100s: each stage one node, its 8 GPUs over NVLink."""
     (mesh,) = [m for m in stage_meshes(cluster, 16, 2) if m.sizes == {"x": 1, "y": 1, "z": 8}]
-    return Candidate(phase=phase, mesh=mesh, ffn=FFN_LAYOUTS[ffn], attention=ATTENTION_LAYOUTS[attention],
-                     weights=BF16, stages=2)
+    return Candidate(
+        phase=phase, mesh=mesh, ffn=FFN_LAYOUTS[ffn], attention=ATTENTION_LAYOUTS[attention], weights=BF16, stages=2
+    )
 
 
 def _stage(model, cluster, c, layers, batch, first, last):
     """The existing one-stage cost model on one stage's layers (a pipeline stage is that)."""
-    return evaluate(replace(model, n_layers=layers), cluster, WORKLOAD, replace(c, stages=1),
-                    np.array([batch]), first=first, last=last)
+    return evaluate(
+        replace(model, n_layers=layers),
+        cluster,
+        WORKLOAD,
+        replace(c, stages=1),
+        np.array([batch]),
+        first=first,
+        last=last,
+    )
 
 
 def test_split_layers_is_contiguous_and_charges_the_slowest():
@@ -85,7 +93,8 @@ def test_send_crosses_the_outer_level(h100):
     assert ib["latency_s"] > 0 and ib["efficiency"] < 1 and "bulk_latency_s" not in ib
     assert send_seconds(h100, mesh, 1e6) == pytest.approx(_send(h100, 1e6), rel=1e-12)
     assert send_seconds(h100, mesh, 1e6) == pytest.approx(
-        ib["latency_s"] + ib["step_latency_s"] + 1e6 / (50e9 * ib["efficiency"]), rel=1e-12)
+        ib["latency_s"] + ib["step_latency_s"] + 1e6 / (50e9 * ib["efficiency"]), rel=1e-12
+    )
     # PP2 on 16 H100s, 128 KiB per GPU: not the raw 2.62 us at 50 GB/s
     assert send_seconds(h100, mesh, 128 * 1024) > 128 * 1024 / 50e9 + ib["latency_s"]
     tpu = load_cluster("tpu-v4")
@@ -97,7 +106,8 @@ def test_send_crosses_the_outer_level(h100):
     assert meshes(tpu, 64)[0].wraparound == (True, True, True)  # the same cube in one stage
     cal = tpu.calibration
     assert send_seconds(tpu, cube, 1e6) == pytest.approx(
-        64e6 / (16 * 45e9) / cal.network_efficiency + cal.collective_latency_s)
+        64e6 / (16 * 45e9) / cal.network_efficiency + cal.collective_latency_s
+    )
 
 
 def test_prefill_pp2_tp8_step_is_hand_arithmetic(llama, h100):
@@ -143,8 +153,9 @@ def test_decode_pp2_tp8_step_is_hand_arithmetic(llama, h100):
 
 
 def test_pp2_tp8_is_searched_and_explained(llama, h100):
-    plan = load_plan(None, model="llama-3-405b", cluster="h100-sxm", chips=(16,), weights=("bf16",),
-                     stages=(1, 2), batches=(8, 64))
+    plan = load_plan(
+        None, model="llama-3-405b", cluster="h100-sxm", chips=(16,), weights=("bf16",), stages=(1, 2), batches=(8, 64)
+    )
     found = [c for c in candidates(plan, Phase.DECODE) if c.stages == 2]
     assert found and all(c.mesh.chips == 8 and c.mesh.physical == (("nvlink", 8),) for c in found)
     ev = best(plan, Phase.DECODE, 16, 64, BF16, "ws1d", "heads")
@@ -153,13 +164,21 @@ def test_pp2_tp8_is_searched_and_explained(llama, h100):
     ev = best(plan2, Phase.DECODE, 16, 64, BF16, "ws1d", "heads")
     views = stage_views(ev)
     assert [(v.first_layer, v.n_layers, v.holds) for v in views] == [
-        (1, 63, ("input embedding",)), (64, 63, ("output projection",))]
+        (1, 63, ("input embedding",)),
+        (64, 63, ("output projection",)),
+    ]
     assert all(v.evaluation.rows for v in views)
 
 
-PIPELINES = [("llama-3-405b", "h100-sxm", 16, 2), ("llama-3-405b", "h100-sxm", 64, 4),
-             ("llama-3-70b", "h100-sxm", 64, 8), ("palm-62b", "tpu-v4", 128, 2), ("mt-nlg-530b", "a100-80gb", 32, 2),
-             ("mixtral-8x7b", "h100-sxm", 16, 2), ("deepseek-v3", "h200-sxm", 16, 2)]
+PIPELINES = [
+    ("llama-3-405b", "h100-sxm", 16, 2),
+    ("llama-3-405b", "h100-sxm", 64, 4),
+    ("llama-3-70b", "h100-sxm", 64, 8),
+    ("palm-62b", "tpu-v4", 128, 2),
+    ("mt-nlg-530b", "a100-80gb", 32, 2),
+    ("mixtral-8x7b", "h100-sxm", 16, 2),
+    ("deepseek-v3", "h200-sxm", 16, 2),
+]
 
 
 @pytest.mark.parametrize("model_name,cluster_name,chips,stages", PIPELINES)
@@ -177,8 +196,10 @@ def test_pipeline_invariants(model_name, cluster_name, chips, stages):
             for f, fmt in enumerate(plan.space.weights):
                 part = slice(f * batch.size, (f + 1) * batch.size)
                 need = model.n_params * fmt.bytes_per_element
-                stored = sum(float(np.broadcast_to(s.weight_bytes, s.batch.shape)[ev.at[part][0]]) * c.mesh.chips
-                             for s in ev.stage_evaluations)
+                stored = sum(
+                    float(np.broadcast_to(s.weight_bytes, s.batch.shape)[ev.at[part][0]]) * c.mesh.chips
+                    for s in ev.stage_evaluations
+                )
                 assert stored >= need * (1 - 1e-9)
                 assert np.all(ev.weight_bytes[part] * chips >= need * (1 - 1e-9))
                 latency = ev.latency_s[part]
@@ -191,8 +212,16 @@ def test_pipeline_invariants(model_name, cluster_name, chips, stages):
 
 
 def test_stage_memory_decides_feasibility():
-    plan = load_plan(None, model="llama-3-405b", cluster="h100-sxm", chips=(16,), stages=(2,), weights=("bf16",),
-                     phases=("decode",), batches=(1, 1024))
+    plan = load_plan(
+        None,
+        model="llama-3-405b",
+        cluster="h100-sxm",
+        chips=(16,),
+        stages=(2,),
+        weights=("bf16",),
+        phases=("decode",),
+        batches=(1, 1024),
+    )
     for phase in search(plan, partial=True).phases:
         for p in phase.frontier:
             assert p.hbm_bytes_per_chip <= plan.cluster.chip.usable_hbm_bytes  # what the search enforces
@@ -201,9 +230,15 @@ def test_stage_memory_decides_feasibility():
 
 
 def best_candidate(plan, p):
-    return next(c for c in candidates(plan, p.phase) if c.ffn.name == p.ffn and c.attention.name == p.attention
-                and c.stages == p.stages and tuple(c.mesh.names("x")) == p.partition[0][1]
-                and tuple(c.mesh.names("yz")) == p.partition[1][1])
+    return next(
+        c
+        for c in candidates(plan, p.phase)
+        if c.ffn.name == p.ffn
+        and c.attention.name == p.attention
+        and c.stages == p.stages
+        and tuple(c.mesh.names("x")) == p.partition[0][1]
+        and tuple(c.mesh.names("yz")) == p.partition[1][1]
+    )
 
 
 def test_one_stage_plans_write_what_they_wrote_before():
@@ -216,8 +251,11 @@ def test_one_stage_plans_write_what_they_wrote_before():
     run = run_from_dict(data, "test")
     assert {p.stages for p in run.points} <= {1, 2}
     # a one-stage point's figures are the same whether or not the plan also searches stages
-    before = {(p["phase"], p["batch"], p["ffn"], p["attention"]): p
-              for ph in json.loads(to_json(plan_dict(search(plan))))["frontier"].values() for p in ph}
+    before = {
+        (p["phase"], p["batch"], p["ffn"], p["attention"]): p
+        for ph in json.loads(to_json(plan_dict(search(plan))))["frontier"].values()
+        for p in ph
+    }
     for p in points:
         key = (p["phase"], p["batch"], p["ffn"], p["attention"])
         if p["stages"] == 1 and key in before:
@@ -225,8 +263,27 @@ def test_one_stage_plans_write_what_they_wrote_before():
 
 
 def test_cli_explain_shows_two_stages_and_the_send(planner):
-    args = ["explain", "--model", "llama-3-405b", "--cluster", "h100-sxm", "--chips", "16", "--stages", "2",
-            "--phase", "decode", "--batch", "64", "--ffn", "ws1d", "--attention", "heads", "--weights", "bf16"]
+    args = [
+        "explain",
+        "--model",
+        "llama-3-405b",
+        "--cluster",
+        "h100-sxm",
+        "--chips",
+        "16",
+        "--stages",
+        "2",
+        "--phase",
+        "decode",
+        "--batch",
+        "64",
+        "--ffn",
+        "ws1d",
+        "--attention",
+        "heads",
+        "--weights",
+        "bf16",
+    ]
     code, out, err = planner(*args)
     assert code == 0, err
     assert "stage 1: layers 1-63" in out and "stage 2: layers 64-126" in out
@@ -237,13 +294,29 @@ def test_cli_explain_shows_two_stages_and_the_send(planner):
     assert data["pipeline"]["send"]["bytes_per_chip"] == 32 * 16384 * 2 / 8
     csv_rows = list(csv.reader(io.StringIO(planner(*args, "--format", "csv")[1])))
     assert [r[0] for r in csv_rows[1:]] == [
-        "stage 1: layers 1-63, input embedding", "send 1 -> 2", "stage 2: layers 64-126, output projection"]
+        "stage 1: layers 1-63, input embedding",
+        "send 1 -> 2",
+        "stage 2: layers 64-126, output projection",
+    ]
     assert "| send 1 -> 2 |" in planner(*args, "--format", "markdown")[1]
 
 
 def test_cli_plan_searches_stages(planner):
-    args = ["plan", "--model", "llama-3-405b", "--cluster", "h100-sxm", "--chips", "16", "--weights", "bf16",
-            "--batch", "8,512", "--phase", "decode"]
+    args = [
+        "plan",
+        "--model",
+        "llama-3-405b",
+        "--cluster",
+        "h100-sxm",
+        "--chips",
+        "16",
+        "--weights",
+        "bf16",
+        "--batch",
+        "8,512",
+        "--phase",
+        "decode",
+    ]
     code, out, err = planner(*args, "--stages", "1,2", "--format", "csv")
     assert code == 0, err
     assert out.splitlines()[0].endswith(",stages,micro_batches")
@@ -254,11 +327,14 @@ def test_cli_plan_searches_stages(planner):
     assert code == 2 and "--stages" in err and out == ""
 
 
-@pytest.mark.parametrize("model, cluster, chips, stages, works", [
-    ("llama-3-8b", "h100-sxm", "8", "2", "2 stages need 16, 32"),
-    ("llama-3-8b", "h100-sxm", "8", "3", "3 stages need 24, 48, 72"),
-    ("palm-62b", "tpu-v4", "64", "3", "64 chips: 2, 4, 8"),
-])
+@pytest.mark.parametrize(
+    "model, cluster, chips, stages, works",
+    [
+        ("llama-3-8b", "h100-sxm", "8", "2", "2 stages need 16, 32"),
+        ("llama-3-8b", "h100-sxm", "8", "3", "3 stages need 24, 48, 72"),
+        ("palm-62b", "tpu-v4", "64", "3", "64 chips: 2, 4, 8"),
+    ],
+)
 def test_stages_the_chips_cannot_form_are_refused_when_the_plan_is_read(planner, model, cluster, chips, stages, works):
     """A stage count no chip count can form is a mistake in the plan (exit 2), not an empty search:
     the error says which, the rule, and what would form it."""
@@ -269,16 +345,31 @@ def test_stages_the_chips_cannot_form_are_refused_when_the_plan_is_read(planner,
 
 
 def test_a_stage_count_some_chip_count_forms_is_searched(planner):
-    code, out, err = planner("plan", "--model", "llama-3-8b", "--cluster", "h100-sxm", "--chips", "8,16",
-                             "--stages", "1,2", "--phase", "decode", "--format", "csv")
+    code, out, err = planner(
+        "plan",
+        "--model",
+        "llama-3-8b",
+        "--cluster",
+        "h100-sxm",
+        "--chips",
+        "8,16",
+        "--stages",
+        "1,2",
+        "--phase",
+        "decode",
+        "--format",
+        "csv",
+    )
     assert code == 0, err
     assert ",2," in out  # a PP2 point on 16 chips
 
 
 def test_a_plan_file_with_unformable_stages_names_its_line(tmp_path, planner):
     plan = tmp_path / "plan.yaml"
-    plan.write_text("model: llama-3-8b\ncluster: h100-sxm\nworkload: {input_tokens: 2048, output_tokens: 64, context: 2048}\n"
-                    "search:\n  chips: [8]\n  stages: [2]\n")
+    plan.write_text(
+        "model: llama-3-8b\ncluster: h100-sxm\nworkload: {input_tokens: 2048, output_tokens: 64, context: 2048}\n"
+        "search:\n  chips: [8]\n  stages: [2]\n"
+    )
     code, out, err = planner("plan", str(plan))
     assert code == 2 and f"{plan}:6" in err and "cannot form 2 pipeline stages" in err
 
@@ -288,13 +379,23 @@ def test_moe_stages_hold_their_own_dense_and_moe_layers():
     MoE, then 30 MoE; each stage's expert layouts shard its own MoE layers (PP2 x EP8 on 16 H200s)
     and its weights are its own layers' (hand count: parameters per layer type, fp8)."""
     model = load_model("deepseek-v3")
-    plan = load_plan(None, model="deepseek-v3", cluster="h200-sxm", chips=(16,), stages=(2,), weights=("fp8",),
-                     phases=("decode",), batches=(64,))
+    plan = load_plan(
+        None,
+        model="deepseek-v3",
+        cluster="h200-sxm",
+        chips=(16,),
+        stages=(2,),
+        weights=("fp8",),
+        phases=("decode",),
+        batches=(64,),
+    )
     ev = best(plan, Phase.DECODE, 16, 64, WeightFormat.FP8, "ws1d", "heads")
     assert ev.candidate.stages == 2 and ev.layers == (31, 30)
     x = model.experts
-    assert [model.layer_range(0, 31).experts.n_moe_layers(31), model.layer_range(31, 30).experts.n_moe_layers(30)] \
-        == [28, 30]
+    assert [model.layer_range(0, 31).experts.n_moe_layers(31), model.layer_range(31, 30).experts.n_moe_layers(30)] == [
+        28,
+        30,
+    ]
     views = stage_views(ev)
     chips = ev.candidate.mesh.chips  # one stage's
     routed = x.n_experts * x.params_per_expert(model.ffn.n_input_matrices, model.d_model)
@@ -309,20 +410,50 @@ def test_moe_stages_hold_their_own_dense_and_moe_layers():
 
 
 def test_moe_stages_are_searched(planner):
-    code, out, err = planner("plan", "--model", "mixtral-8x7b", "--cluster", "h100-sxm", "--chips", "16",
-                             "--stages", "1,2", "--phase", "decode", "--format", "csv")
+    code, out, err = planner(
+        "plan",
+        "--model",
+        "mixtral-8x7b",
+        "--cluster",
+        "h100-sxm",
+        "--chips",
+        "16",
+        "--stages",
+        "1,2",
+        "--phase",
+        "decode",
+        "--format",
+        "csv",
+    )
     assert code == 0, err
     assert "stages" in out.splitlines()[0]
-    code, out, err = planner("explain", "--model", "deepseek-v3", "--cluster", "h200-sxm", "--chips", "16",
-                             "--stages", "2", "--phase", "decode", "--batch", "8", "--ffn", "ws1d",
-                             "--attention", "heads", "--weights", "fp8")
+    code, out, err = planner(
+        "explain",
+        "--model",
+        "deepseek-v3",
+        "--cluster",
+        "h200-sxm",
+        "--chips",
+        "16",
+        "--stages",
+        "2",
+        "--phase",
+        "decode",
+        "--batch",
+        "8",
+        "--ffn",
+        "ws1d",
+        "--attention",
+        "heads",
+        "--weights",
+        "fp8",
+    )
     assert code == 0, err
     assert "2 stages (31 + 30 layers, 28 + 30 of them MoE)" in out and "experts" in out
 
 
 def test_nothing_to_evaluate_says_why(planner):
-    code, _, err = planner("plan", "--model", "llama-3-8b", "--cluster", "h100-sxm", "--chips", "1",
-                           "--ffn", "ws2d")
+    code, _, err = planner("plan", "--model", "llama-3-8b", "--cluster", "h100-sxm", "--chips", "1", "--ffn", "ws2d")
     # an empty search space is invalid input (issue 24): exit 2, naming the flag that emptied it
     assert code == 2 and "search space is empty: --ffn ws2d" in err and "0 candidates" not in err and "()" not in err
 
@@ -332,20 +463,24 @@ def test_pool_transfer_pays_the_outer_level_constants(h100):
     on a torus it stays bytes at the scale-out bandwidth and `network_efficiency`."""
     ib = h100.calibration.level("infiniband")
     assert transfer_seconds(h100, 1e6, 8, 4) == pytest.approx(
-        ib.latency_s + ib.step_latency_s + 1e6 / (4 * 50e9 * ib.efficiency), rel=1e-12)
+        ib.latency_s + ib.step_latency_s + 1e6 / (4 * 50e9 * ib.efficiency), rel=1e-12
+    )
     tpu = load_cluster("tpu-v4")
     assert transfer_seconds(tpu, 1e6, 8, 4) == pytest.approx(
-        1e6 / (4 * 2 * 45e9 * tpu.calibration.network_efficiency), rel=1e-12)
+        1e6 / (4 * 2 * 45e9 * tpu.calibration.network_efficiency), rel=1e-12
+    )
 
 
 def test_compare_shows_pipelined_layouts_side_by_side(tmp_path, planner):
     """`compare PLAN` costs a pipelined layout by the pipeline model and shows it as a layout of
     its own (PP2 ...), with `stages` in JSON and CSV; the same figures as `plan`'s."""
     plan = tmp_path / "pp.yaml"
-    plan.write_text("model: llama-3.1-405b\ncluster: h100-sxm\n"
-                    "workload: {input_tokens: 2048, output_tokens: 64, context: 2048}\n"
-                    "search: {phases: [decode], chips: [16], batch: [32], weights: [bf16], ffn: [ws1d],"
-                    " attention: [heads], stages: [1, 2]}\n")
+    plan.write_text(
+        "model: llama-3.1-405b\ncluster: h100-sxm\n"
+        "workload: {input_tokens: 2048, output_tokens: 64, context: 2048}\n"
+        "search: {phases: [decode], chips: [16], batch: [32], weights: [bf16], ffn: [ws1d],"
+        " attention: [heads], stages: [1, 2]}\n"
+    )
     code, out, err = planner("compare", plan)
     assert code == 0, err
     assert "PP2 ws1d+heads" in out
@@ -363,14 +498,47 @@ def test_tp8_pp3_on_three_nodes(planner):
     """FasterTransformer's MT-NLG 530B layout, TP8 x PP3 on 24 A100s: any whole number of nodes
     can be asked for (the cluster file's `chips` are only the default search), and three stages of
     one node each are searched and explained (35 layers each)."""
-    code, out, err = planner("plan", "--model", "mt-nlg-530b", "--cluster", "a100-80gb", "--chips", "24",
-                             "--stages", "3", "--weights", "bf16", "--phase", "decode", "--format", "json")
+    code, out, err = planner(
+        "plan",
+        "--model",
+        "mt-nlg-530b",
+        "--cluster",
+        "a100-80gb",
+        "--chips",
+        "24",
+        "--stages",
+        "3",
+        "--weights",
+        "bf16",
+        "--phase",
+        "decode",
+        "--format",
+        "json",
+    )
     assert code == 0, err
     points = json.loads(out)["frontier"]["decode"]
     assert points and all(p["stages"] == 3 and p["mesh"]["stages"] == 3 and p["chips"] == 24 for p in points)
-    code, out, err = planner("explain", "--model", "mt-nlg-530b", "--cluster", "a100-80gb", "--chips", "24",
-                             "--stages", "3", "--phase", "decode", "--batch", "8", "--ffn", "ws1d",
-                             "--attention", "heads", "--weights", "bf16")
+    code, out, err = planner(
+        "explain",
+        "--model",
+        "mt-nlg-530b",
+        "--cluster",
+        "a100-80gb",
+        "--chips",
+        "24",
+        "--stages",
+        "3",
+        "--phase",
+        "decode",
+        "--batch",
+        "8",
+        "--ffn",
+        "ws1d",
+        "--attention",
+        "heads",
+        "--weights",
+        "bf16",
+    )
     assert code == 0, err
     assert "send 2 -> 3" in out and "3 stages (35 + 35 + 35 layers)" in out
     code, _, err = planner("plan", "--model", "llama-3-8b", "--cluster", "h100-sxm", "--chips", "12")
@@ -381,16 +549,44 @@ def test_torus_stages_are_joined_across_a_face(planner):
     """PaLM 540B in 2 stages on 128 TPU v4 chips: two 4x4x4 cubes joined along x, whose links
     there carry the sends, so each stage's x ring is open; slower than the same cubes would be
     with every ring closed."""
-    args = ("explain", "--model", "palm-540b", "--cluster", "tpu-v4", "--chips", "128", "--stages", "2",
-            "--phase", "decode", "--batch", "64", "--ffn", "ws2d", "--attention", "batch", "--weights", "int8")
+    args = (
+        "explain",
+        "--model",
+        "palm-540b",
+        "--cluster",
+        "tpu-v4",
+        "--chips",
+        "128",
+        "--stages",
+        "2",
+        "--phase",
+        "decode",
+        "--batch",
+        "64",
+        "--ffn",
+        "ws2d",
+        "--attention",
+        "batch",
+        "--weights",
+        "int8",
+    )
     code, out, err = planner(*args)
     assert code == 0, err
     assert "stage mesh 4x4x4, joined along x" in out
     tpu = load_cluster("tpu-v4")
-    plan = load_plan(None, model="palm-540b", cluster="tpu-v4", chips=(128,), stages=(2,), weights=("int8",),
-                     phases=("decode",), batches=(64,))
+    plan = load_plan(
+        None,
+        model="palm-540b",
+        cluster="tpu-v4",
+        chips=(128,),
+        stages=(2,),
+        weights=("int8",),
+        phases=("decode",),
+        batches=(64,),
+    )
     ev = best(plan, Phase.DECODE, 128, 64, WeightFormat.INT8, "ws2d", "batch")
     closed = replace(ev.candidate, mesh=replace(ev.candidate.mesh, wraparound=(True, True, True)))
     assert ev.candidate.mesh.wraparound == (False, True, True)
-    assert float(ev.step_s[0]) > float(evaluate_pipeline(plan.model, tpu, plan.workload, closed,
-                                                         np.array([64]), formats=plan.space.weights).step_s[0])
+    assert float(ev.step_s[0]) > float(
+        evaluate_pipeline(plan.model, tpu, plan.workload, closed, np.array([64]), formats=plan.space.weights).step_s[0]
+    )

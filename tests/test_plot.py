@@ -41,7 +41,7 @@ def test_fits_80_by_24(lines):
 def test_one_mark_per_point_and_layout(result, lines):
     table = plot.marks(result.plan.space.ffn)
     for (title, axis), phase in zip(panels(lines), result.phases):
-        body = "".join(line[6:] for line in lines[title + 1:axis])
+        body = "".join(line[6:] for line in lines[title + 1 : axis])
         used = {p.ffn for p in phase.frontier}
         for name in used:
             assert table[name][0] in body, name
@@ -54,7 +54,7 @@ def test_one_mark_per_point_and_layout(result, lines):
 
 def test_y_axis_is_mfu_from_zero(result, lines):
     for (title, axis), phase in zip(panels(lines), result.phases):
-        labels = [line[:5].strip() for line in lines[title + 1:axis]]
+        labels = [line[:5].strip() for line in lines[title + 1 : axis]]
         assert labels[-1] == "0%"
         top = int(labels[0].rstrip("%"))
         assert max(p.mfu for p in phase.frontier) * 100 <= top < max(p.mfu for p in phase.frontier) * 100 + 10
@@ -80,7 +80,7 @@ def test_points_sit_where_their_latency_says(result, lines):
     (title, axis), _ = panels(lines)
     phase = result.phases[0]
     fastest, slowest = phase.frontier[0], phase.frontier[-1]
-    rows = lines[title + 1:axis]
+    rows = lines[title + 1 : axis]
     cols = [i for line in rows for i, ch in enumerate(line) if i > 5 and ch not in " \u2502"]
     assert min(cols) < 20 and max(cols) > 60  # 77 ms .. 261 s spread over the width
     best_row = next(i for i, line in enumerate(rows) if len(line.rstrip()) > 6)
@@ -116,6 +116,7 @@ def test_pipelined_points_show_their_stage_count():
     from dataclasses import replace
 
     from planner.specs.plan import Phase
+
     plan = load_plan("palm-540b-tpu-v4")
     staged = search(replace(plan, space=replace(plan.space, stages=(1, 2, 4), phases=(Phase.DECODE,))))
     lines = [line.plain for line in plot.frontier_plot(staged, ascii_only=True)]

@@ -27,21 +27,34 @@ ESCAPE = re.compile(r"\x1b\[")
 
 @pytest.fixture(scope="module")
 def result():
-    spec = load_plan(None, model="palm-540b", cluster="tpu-v4", chips=(64, 128, 256),
-                     batches=(1, 4, 16, 64, 256, 1024))
+    spec = load_plan(None, model="palm-540b", cluster="tpu-v4", chips=(64, 128, 256), batches=(1, 4, 16, 64, 256, 1024))
     return search(spec)
 
 
 @pytest.fixture(scope="module")
 def evaluation():
-    spec = load_plan(None, model="palm-540b", cluster="tpu-v4", chips=(64,), phases=("decode",), batches=(64,),
-                     weights=("int8",), ffn=("ws2d",), attention=("batch",))
+    spec = load_plan(
+        None,
+        model="palm-540b",
+        cluster="tpu-v4",
+        chips=(64,),
+        phases=("decode",),
+        batches=(64,),
+        weights=("int8",),
+        ffn=("ws2d",),
+        attention=("batch",),
+    )
     return best(spec, spec.space.phases[0], 64, 64, spec.space.weights[0], "ws2d", "batch")
 
 
 def console(width: int = 80, colour: bool = False) -> Console:
-    return Console(file=io.StringIO(), width=width, color_system="truecolor" if colour else None,
-                   force_terminal=colour, highlight=False)
+    return Console(
+        file=io.StringIO(),
+        width=width,
+        color_system="truecolor" if colour else None,
+        force_terminal=colour,
+        highlight=False,
+    )
 
 
 def text_of(c: Console) -> str:
@@ -74,8 +87,14 @@ def test_grid_tightens_then_wraps_when_narrow():
 
 def test_grid_ascii_title_total_and_notes():
     c = console()
-    print_grid(c, COLUMNS, [ROWS[0], Note("W_in[E_x, F_yz]"), ROWS[1]], title="a title",
-               total=("total", "12346", "3 s"), ascii_only=True)
+    print_grid(
+        c,
+        COLUMNS,
+        [ROWS[0], Note("W_in[E_x, F_yz]"), ROWS[1]],
+        title="a title",
+        total=("total", "12346", "3 s"),
+        ascii_only=True,
+    )
     text = text_of(c)
     text.encode("ascii")
     lines = text.splitlines()
@@ -120,8 +139,10 @@ def test_explain_table(evaluation):
     assert max(len(line) for line in lines) <= 80
     assert "FFN        W_in[E_x, F_yz], W_out[F_yz, E_x]; BLE_xyz" in text
     w = evaluation.workload  # the header says which tokens the step processes and which axes are which
-    assert f"tokens     {w.output_tokens} output tokens per sequence, each step attending to {w.context}" in text \
+    assert (
+        f"tokens     {w.output_tokens} output tokens per sequence, each step attending to {w.context}" in text
         or f"tokens     {w.input_tokens} input tokens per sequence" in text
+    )
     assert "axes       x=[x], y=[y z], z=[]" in text
     names = [r.name for r in evaluation.rows]
     for name in names:  # every row's name starts a line (long ones may wrap at 80 columns)
@@ -151,22 +172,62 @@ def test_presets_table():
 
 def test_json_keys_are_a_contract(result, evaluation):
     data = json.loads(to_json(plan_dict(result)))
-    assert sorted(data) == ["calibrated", "calibration", "calibration_status", "cluster", "frontier", "hardware",
-                            "model", "model_shape", "planner_version", "search", "workload"]
+    assert sorted(data) == [
+        "calibrated",
+        "calibration",
+        "calibration_status",
+        "cluster",
+        "frontier",
+        "hardware",
+        "model",
+        "model_shape",
+        "planner_version",
+        "search",
+        "workload",
+    ]
     # every constant; narrow_matmul_efficiency only where the cluster gives one (absent: matmul_efficiency)
     assert sorted(data["calibration"]) == sorted(set(FIELDS_OF_CALIBRATION) - {"narrow_matmul_efficiency"})
     gpu = load_plan(None, model="llama-3-8b", cluster="h100-sxm", chips=(1,), batches=(1,))
     assert "narrow_matmul_efficiency" in provenance_dict(gpu)["calibration"]
     point = data["frontier"]["decode"][0]
-    assert sorted(point) == sorted([
-        "phase", "chips", "mesh", "partition", "batch", "ffn", "attention", "weights", "latency_s",
-        "step_latency_s", "mfu", "cost_chip_s_per_token", "tokens_per_s", "hbm_bytes_per_chip",
-        "hbm_fraction", "bound", "time_s", "kv_cache", "row"])
+    assert sorted(point) == sorted(
+        [
+            "phase",
+            "chips",
+            "mesh",
+            "partition",
+            "batch",
+            "ffn",
+            "attention",
+            "weights",
+            "latency_s",
+            "step_latency_s",
+            "mfu",
+            "cost_chip_s_per_token",
+            "tokens_per_s",
+            "hbm_bytes_per_chip",
+            "hbm_fraction",
+            "bound",
+            "time_s",
+            "kv_cache",
+            "row",
+        ]
+    )
     explain = render_explain.explain_dict(evaluation)
     assert {"layers", "memory", "notation", "formats"} <= set(explain)
-    assert sorted(explain["layers"][0]) == ["collective", "comm_bytes", "compute_format", "flops", "hbm_bytes",
-                                            "name", "notation", "peak_flop_per_s", "repeat", "seconds",
-                                            "sustained_flop_per_s"]
+    assert sorted(explain["layers"][0]) == [
+        "collective",
+        "comm_bytes",
+        "compute_format",
+        "flops",
+        "hbm_bytes",
+        "name",
+        "notation",
+        "peak_flop_per_s",
+        "repeat",
+        "seconds",
+        "sustained_flop_per_s",
+    ]
 
 
 def test_markdown_table_right_aligns():
@@ -176,6 +237,7 @@ def test_markdown_table_right_aligns():
 
 def test_an_uncalibrated_cluster_is_flagged_in_the_table(evaluation):
     from planner.specs.hardware import Calibration
+
     ideal = dataclasses.replace(load_cluster("tpu-v4"), calibration=Calibration())
     assert render_common.calibration_note(load_cluster("tpu-v4")) is None  # the shipped preset is fitted
     c = console()

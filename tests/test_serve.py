@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from planner.cli.main import run
-from planner.commands.serve.serve import ServeRequest, serve, serve_dict
 from planner.commands.serve.modes import Mode, Targets
+from planner.commands.serve.serve import ServeRequest, serve, serve_dict
 from planner.config import load_plan
 from planner.cost.costmodel import evaluate
 from planner.cost.request import contexts, decode_request
@@ -52,10 +52,22 @@ def tiny(tmp_path_factory):
 
 
 def tiny_result(tiny, **targets):
-    plan = load_plan(None, model=str(tiny / "tiny.yaml"), cluster=str(tiny / "box.yaml"), chips=(1,),
-                     batches=(1, 2), weights=("bf16",), input_tokens=8, output_tokens=2)
-    return serve(ServeRequest(plan=plan, targets=Targets(**targets), everything=True,
-                              price_usd_per_chip_s=PRICE_PER_HOUR / 3600), partial=True)
+    plan = load_plan(
+        None,
+        model=str(tiny / "tiny.yaml"),
+        cluster=str(tiny / "box.yaml"),
+        chips=(1,),
+        batches=(1, 2),
+        weights=("bf16",),
+        input_tokens=8,
+        output_tokens=2,
+    )
+    return serve(
+        ServeRequest(
+            plan=plan, targets=Targets(**targets), everything=True, price_usd_per_chip_s=PRICE_PER_HOUR / 3600
+        ),
+        partial=True,
+    )
 
 
 def by_batches(result, mode):
@@ -142,8 +154,16 @@ def test_targets_drop_and_name_the_binding_one(tiny):
 
 
 def test_no_price_no_cost(tiny):
-    plan = load_plan(None, model=str(tiny / "tiny.yaml"), cluster=str(tiny / "box.yaml"), chips=(1,),
-                     batches=(1,), weights=("bf16",), input_tokens=8, output_tokens=2)
+    plan = load_plan(
+        None,
+        model=str(tiny / "tiny.yaml"),
+        cluster=str(tiny / "box.yaml"),
+        chips=(1,),
+        batches=(1,),
+        weights=("bf16",),
+        input_tokens=8,
+        output_tokens=2,
+    )
     result = serve(ServeRequest(plan=plan), partial=True)
     data = serve_dict(result)
     assert data["price_usd_per_chip_hour"] is None
@@ -160,30 +180,52 @@ def test_no_price_no_cost(tiny):
 def test_interpolated_steps_equal_evaluate_at_every_context(plan_name):
     plan = load_plan(plan_name, chips=(8, 16), batches=(1, 8, 64), input_tokens=100, output_tokens=5)
     formats = plan.space.weights
-    for c in candidates(plan, Phase.DECODE)[::len(formats)][:40]:
+    for c in candidates(plan, Phase.DECODE)[:: len(formats)][:40]:
         req = decode_request(plan.model, plan.cluster, 100, 5, c, np.array(plan.space.batches), formats)
-        exact = sum(evaluate(plan.model, plan.cluster, replace(plan.workload, context=int(s)), c,
-                             np.array(plan.space.batches), formats=formats).step_s for s in contexts(100, 5))
+        exact = sum(
+            evaluate(
+                plan.model,
+                plan.cluster,
+                replace(plan.workload, context=int(s)),
+                c,
+                np.array(plan.space.batches),
+                formats=formats,
+            ).step_s
+            for s in contexts(100, 5)
+        )
         np.testing.assert_allclose(req.decode_s, exact, rtol=1e-12)
 
 
-@pytest.mark.parametrize("model,cluster,chips,batches", [
-    ("mistral-7b", "h200-sxm", 1, (64, 896)),  # compute-bound matmuls beside a memory-bound KV read
-    ("deepseek-v3", "h200-sxm", 8, (8, 256)),  # latent attention: an absorbed, compute-bound core
-])
+@pytest.mark.parametrize(
+    "model,cluster,chips,batches",
+    [
+        ("mistral-7b", "h200-sxm", 1, (64, 896)),  # compute-bound matmuls beside a memory-bound KV read
+        ("deepseek-v3", "h200-sxm", 8, (8, 256)),  # latent attention: an absorbed, compute-bound core
+    ],
+)
 def test_kernel_sums_are_interpolated_exactly(model, cluster, chips, batches):
     """The kernels' time is affine in the context too (the attention core's FLOPs and KV bytes
     grow in proportion), also where kernels of different bounds add."""
-    plan = load_plan(None, model=model, cluster=cluster, chips=(chips,), batches=batches, weights=("fp8",),
-                     input_tokens=300, output_tokens=6)
+    plan = load_plan(
+        None,
+        model=model,
+        cluster=cluster,
+        chips=(chips,),
+        batches=batches,
+        weights=("fp8",),
+        input_tokens=300,
+        output_tokens=6,
+    )
     batch = np.array(batches)
     found = candidates(plan, Phase.DECODE)
     assert found
     mixed = False
     for c in found[:8]:
         req = decode_request(plan.model, plan.cluster, 300, 6, c, batch)
-        steps = [evaluate(plan.model, plan.cluster, replace(plan.workload, context=int(s)), c, batch)
-                 for s in contexts(300, 6)]
+        steps = [
+            evaluate(plan.model, plan.cluster, replace(plan.workload, context=int(s)), c, batch)
+            for s in contexts(300, 6)
+        ]
         mixed |= any(np.any(e.local_s > np.maximum(e.compute_s, e.memory_s) * 1.01) for e in steps)
         np.testing.assert_allclose(req.decode_s, sum(e.step_s for e in steps), rtol=1e-12)
     assert mixed  # the case this test is for: some step's kernels have different bounds
@@ -194,8 +236,10 @@ def test_each_term_is_affine_in_context():
     context, because every term of the step is affine in the context."""
     plan = load_plan("llama-3-70b-h100", chips=(16,), batches=(4,))
     for c in candidates(plan, Phase.DECODE)[:30]:
-        rows = [evaluate(plan.model, plan.cluster, replace(plan.workload, context=s), c, np.array([4]),
-                         detail=True).rows for s in (1000, 2000, 3000)]
+        rows = [
+            evaluate(plan.model, plan.cluster, replace(plan.workload, context=s), c, np.array([4]), detail=True).rows
+            for s in (1000, 2000, 3000)
+        ]
         for a, b, z in zip(*rows):
             for field in ("flops", "hbm_bytes", "comm_bytes"):
                 np.testing.assert_allclose(2 * getattr(b, field), getattr(a, field) + getattr(z, field), rtol=1e-12)
@@ -203,24 +247,65 @@ def test_each_term_is_affine_in_context():
 
 # --- the paper's request setting ----------------------------------------------------------------
 
-PAPER = ["serve", "--model", "palm-540b", "--cluster", "tpu-v4", "--chips", "64", "--input-tokens", "60",
-         "--output-tokens", "20", "--mode", "static", "--all"]
+PAPER = [
+    "serve",
+    "--model",
+    "palm-540b",
+    "--cluster",
+    "tpu-v4",
+    "--chips",
+    "64",
+    "--input-tokens",
+    "60",
+    "--output-tokens",
+    "20",
+    "--mode",
+    "static",
+    "--all",
+]
 
 
 def test_paper_request_setting_matches_plan(capsys):
     assert run(PAPER + ["--weights", "int8", "--format", "json"]) == 0
     rows = json.loads(capsys.readouterr().out)["modes"]["static"]["frontier"]
-    assert [r["prefill"]["batch"] for r in rows] == [2 ** i for i in range(11)]
+    assert [r["prefill"]["batch"] for r in rows] == [2**i for i in range(11)]
     for r in rows[::3]:
         p, d = r["prefill"], r["decode"]
         fixed = dict(model="palm-540b", cluster="tpu-v4", chips=(64,), weights=("int8",), input_tokens=60)
-        [pre] = search(load_plan(None, phases=("prefill",), batches=(p["batch"],), ffn=(p["ffn"],),
-                                 attention=(p["attention"],), **fixed)).phases[0].frontier
+        [pre] = (
+            search(
+                load_plan(
+                    None,
+                    phases=("prefill",),
+                    batches=(p["batch"],),
+                    ffn=(p["ffn"],),
+                    attention=(p["attention"],),
+                    **fixed,
+                )
+            )
+            .phases[0]
+            .frontier
+        )
         assert p["latency_s"] == pytest.approx(pre.latency_s, rel=1e-5)
         assert p["mfu"] == pytest.approx(pre.mfu, rel=1e-5)
-        steps = [search(load_plan(None, phases=("decode",), batches=(d["batch"],), ffn=(d["ffn"],),
-                                  attention=(d["attention"],), output_tokens=1, context=60 + t, **fixed)
-                        ).phases[0].frontier[0].latency_s for t in range(1, 21)]
+        steps = [
+            search(
+                load_plan(
+                    None,
+                    phases=("decode",),
+                    batches=(d["batch"],),
+                    ffn=(d["ffn"],),
+                    attention=(d["attention"],),
+                    output_tokens=1,
+                    context=60 + t,
+                    **fixed,
+                )
+            )
+            .phases[0]
+            .frontier[0]
+            .latency_s
+            for t in range(1, 21)
+        ]
         assert d["latency_s"] == pytest.approx(sum(steps), rel=1e-5)
         assert r["ttft_s"] == pytest.approx(pre.latency_s, rel=1e-5)
         assert r["tpot_s"] == pytest.approx(sum(steps) / 20, rel=1e-5)
@@ -239,9 +324,20 @@ def test_json_is_deterministic_and_documented(capsys):
     assert data["price_usd_per_chip_hour"] == 2.5
     assert {"planner_version", "hardware", "model_shape", "workload", "calibration", "modes"} <= set(data)
     row = data["modes"]["disaggregated"]["frontier"][0]
-    assert {"ttft_s", "tpot_s", "e2e_s", "tokens_per_s_per_user", "output_tokens_per_s_per_chip",
-            "usd_per_million_input_tokens", "usd_per_million_output_tokens", "kv_transfer_s", "row",
-            "prefill", "decode", "serving_names"} <= set(row)
+    assert {
+        "ttft_s",
+        "tpot_s",
+        "e2e_s",
+        "tokens_per_s_per_user",
+        "output_tokens_per_s_per_chip",
+        "usd_per_million_input_tokens",
+        "usd_per_million_output_tokens",
+        "kv_transfer_s",
+        "row",
+        "prefill",
+        "decode",
+        "serving_names",
+    } <= set(row)
 
 
 @pytest.mark.parametrize("fmt", ["table", "csv", "markdown"])
@@ -257,11 +353,19 @@ def test_nothing_meets_the_targets_exit_1(capsys):
     assert "TPOT binds" in err and "--tpot is 1.00 us" in err
 
 
-@pytest.mark.parametrize("args, named", [
-    (["--price", "cheap"], "--price"), (["--price", "-2/h"], "--price"), (["--mode", "batchy"], "--mode"),
-    (["--ttft", "soon"], "--ttft"), (["--tpot", "0"], "--tpot"), (["--plot", "x.pdf"], "--plot"),
-    (["--row", "9999"], "--row"), (["--chips", "3"], "--chips"),
-])
+@pytest.mark.parametrize(
+    "args, named",
+    [
+        (["--price", "cheap"], "--price"),
+        (["--price", "-2/h"], "--price"),
+        (["--mode", "batchy"], "--mode"),
+        (["--ttft", "soon"], "--ttft"),
+        (["--tpot", "0"], "--tpot"),
+        (["--plot", "x.pdf"], "--plot"),
+        (["--row", "9999"], "--row"),
+        (["--chips", "3"], "--chips"),
+    ],
+)
 def test_bad_flags_exit_2(args, named, capsys):
     chips = [] if named == "--chips" else ["--chips", "64"]
     assert run(["serve", "palm-540b-tpu-v4"] + chips + args) == 2
@@ -271,8 +375,23 @@ def test_bad_flags_exit_2(args, named, capsys):
 
 def test_cluster_price_field(tiny, tmp_path, capsys):
     (tmp_path / "priced.yaml").write_text(BOX + "price_usd_per_chip_hour: 3.6  # source: a test\n")
-    args = ["serve", "--model", str(tiny / "tiny.yaml"), "--cluster", str(tmp_path / "priced.yaml"),
-            "--chips", "1", "--batch", "1", "--input-tokens", "8", "--output-tokens", "2", "--format", "json"]
+    args = [
+        "serve",
+        "--model",
+        str(tiny / "tiny.yaml"),
+        "--cluster",
+        str(tmp_path / "priced.yaml"),
+        "--chips",
+        "1",
+        "--batch",
+        "1",
+        "--input-tokens",
+        "8",
+        "--output-tokens",
+        "2",
+        "--format",
+        "json",
+    ]
     assert run(args) == 0
     assert json.loads(capsys.readouterr().out)["price_usd_per_chip_hour"] == 3.6
     (tmp_path / "bad.yaml").write_text(BOX + "price_usd_per_chip_hour: free\n")
@@ -284,8 +403,9 @@ def test_cluster_price_field(tiny, tmp_path, capsys):
 def test_row_explains_both_stages(capsys):
     assert run(["serve", "palm-540b-tpu-v4", "--chips", "64", "--mode", "static", "--format", "json"]) == 0
     row = json.loads(capsys.readouterr().out)["modes"]["static"]["frontier"][1]
-    assert run(["serve", "palm-540b-tpu-v4", "--chips", "64", "--mode", "static", "--row", "2",
-                "--format", "json"]) == 0
+    assert (
+        run(["serve", "palm-540b-tpu-v4", "--chips", "64", "--mode", "static", "--row", "2", "--format", "json"]) == 0
+    )
     explained = json.loads(capsys.readouterr().out)
     assert explained["row"] == 2
     for phase in ("prefill", "decode"):
@@ -300,11 +420,13 @@ def test_picture_file(suffix, tmp_path, capsys):
     assert run(["serve", "llama-3-70b-h100", "--chips", "8,16", "--plot", str(path)]) == 0
     if suffix == ".svg":
         import xml.etree.ElementTree as ET
+
         root = ET.parse(path).getroot()
         assert root.tag.endswith("svg")
         assert "tokens/s per user" in path.read_text()
     else:
         import matplotlib.image
+
         assert matplotlib.image.imread(str(path)).shape[0] > 100
 
 
@@ -313,13 +435,23 @@ def test_an_empty_search_space_is_invalid_input(planner, command):
     """Flags that leave no layout to search (head-parallel attention on one chip: the heads
     layout coincides with the batch layout there, so none is enumerated) are the user's mistake,
     exit 2, naming the flag that emptied the space and what would fill it; not 'nothing fits'."""
-    code, out, err = planner(command, "--model", "mistral-7b", "--cluster", "b200", "--chips", "1",
-                             "--attention", "heads", "--format", "json")
+    code, out, err = planner(
+        command,
+        "--model",
+        "mistral-7b",
+        "--cluster",
+        "b200",
+        "--chips",
+        "1",
+        "--attention",
+        "heads",
+        "--format",
+        "json",
+    )
     assert code == 2 and out == ""
     assert "search space is empty: --attention heads and --chips 1 leave no layout" in err
     assert "add batch to --attention" in err and "fits" not in err
-    code, _, err = planner(command, "--model", "llama-3-8b", "--cluster", "h100-sxm", "--chips", "1,2",
-                           "--ffn", "ws2d")
+    code, _, err = planner(command, "--model", "llama-3-8b", "--cluster", "h100-sxm", "--chips", "1,2", "--ffn", "ws2d")
     assert code == 2 and "search space is empty: --ffn ws2d and --chips 1,2 leave no layout" in err
     assert "add ws1d,wg-xyz to --ffn" in err
 
@@ -331,8 +463,10 @@ def test_decode_pools_are_routed_as_the_plan():
     plan said)."""
     from planner.commands.serve.pools import pools
     from planner.specs.moe import Routing
-    plan = load_plan("deepseek-v3-h200", chips=(8,), batches=(1024,), weights=("fp8",), experts=("ep",),
-                     phases=("prefill", "decode"))
+
+    plan = load_plan(
+        "deepseek-v3-h200", chips=(8,), batches=(1024,), weights=("fp8",), experts=("ep",), phases=("prefill", "decode")
+    )
     routed = replace(plan, workload=replace(plan.workload, routing=Routing(load_imbalance=1.5, redundant_experts=32)))
     balanced, skewed = pools(plan), pools(routed)
     assert skewed[0].seconds[0, 0, 0] > balanced[0].seconds[0, 0, 0]  # prefill: compute-bound expert work

@@ -13,12 +13,20 @@ from planner.commands.serve.steady_state import Policy, colocated, disaggregated
 
 BATCHES = np.array([1.0, 2.0, 4.0])
 DECODE = 0.010 + 0.001 * BATCHES  # d(b): 11, 12, 14 ms
-PREFILL = 0.100 * BATCHES         # P(k): 100 ms a prompt
+PREFILL = 0.100 * BATCHES  # P(k): 100 ms a prompt
 
 
 def test_prefill_first_by_hand():
-    s = colocated(concurrency=np.array([1, 2]), input_tokens=1000, output_tokens=10, batches=BATCHES,
-                  prefill_pass_s=PREFILL, decode_step_s=DECODE, max_running_batch=4, chips=2)
+    s = colocated(
+        concurrency=np.array([1, 2]),
+        input_tokens=1000,
+        output_tokens=10,
+        batches=BATCHES,
+        prefill_pass_s=PREFILL,
+        decode_step_s=DECODE,
+        max_running_batch=4,
+        chips=2,
+    )
     # C = 2: B = 2, k = max(1, 2/10) = 1, TPOT = d(2) + (2/10) P(1) = 12 + 20 ms
     assert s.tpot_s[1] == pytest.approx(0.032)
     # TTFT = half the running step + the prompt's own pass: 6 + 100 ms
@@ -30,8 +38,16 @@ def test_prefill_first_by_hand():
 
 
 def test_past_the_batch_that_fits_ttft_grows_with_the_queue():
-    s = colocated(concurrency=np.array([2, 4, 8]), input_tokens=1000, output_tokens=10, batches=BATCHES,
-                  prefill_pass_s=PREFILL, decode_step_s=DECODE, max_running_batch=2, chips=2)
+    s = colocated(
+        concurrency=np.array([2, 4, 8]),
+        input_tokens=1000,
+        output_tokens=10,
+        batches=BATCHES,
+        prefill_pass_s=PREFILL,
+        decode_step_s=DECODE,
+        max_running_batch=2,
+        chips=2,
+    )
     e2e_2 = 0.106 + 10 * 0.032  # the batch that runs: 2 requests, 0.426 s each
     # C = 4: two requests run, two wait one whole request's time: TTFT = 0.106 + (4/2 - 1) 0.426
     assert s.running.tolist() == pytest.approx([2, 2, 2])
@@ -44,9 +60,18 @@ def test_past_the_batch_that_fits_ttft_grows_with_the_queue():
 
 
 def test_chunked_prefill_by_hand():
-    s = colocated(concurrency=np.array([4]), input_tokens=1000, output_tokens=10, batches=BATCHES,
-                  prefill_pass_s=PREFILL, decode_step_s=DECODE, max_running_batch=4, chips=1,
-                  policy=Policy.CHUNKED, token_budget=504)
+    s = colocated(
+        concurrency=np.array([4]),
+        input_tokens=1000,
+        output_tokens=10,
+        batches=BATCHES,
+        prefill_pass_s=PREFILL,
+        decode_step_s=DECODE,
+        max_running_batch=4,
+        chips=1,
+        policy=Policy.CHUNKED,
+        token_budget=504,
+    )
     # budget 504 - 4 decode tokens = 500 prompt tokens a step: 2 steps; k = 1, p = 100 ms
     tpot = 0.014 + 0.4 * 0.100
     assert s.tpot_s[0] == pytest.approx(tpot)
@@ -54,8 +79,18 @@ def test_chunked_prefill_by_hand():
 
 
 def test_disaggregated_by_hand_and_prefill_limited():
-    kw = dict(input_tokens=1000, output_tokens=10, batches=BATCHES, prefill_pass_s=PREFILL, decode_step_s=DECODE,
-              max_running_batch=4, prefill_chips=1, decode_chips=1, kv_transfer_s=0.002, token_budget=1000)
+    kw = dict(
+        input_tokens=1000,
+        output_tokens=10,
+        batches=BATCHES,
+        prefill_pass_s=PREFILL,
+        decode_step_s=DECODE,
+        max_running_batch=4,
+        prefill_chips=1,
+        decode_chips=1,
+        kv_transfer_s=0.002,
+        token_budget=1000,
+    )
     s = disaggregated(concurrency=np.array([1.0]), prefill_pools=1.0, **kw)
     # one request: TTFT = wait + P(1) + transfer + d(1)/2; X = 1 / (TTFT + O d(1)); wait = u P / 2, u = X P
     ttft = float(s.ttft_s[0])
@@ -75,8 +110,19 @@ def test_max_running_is_the_largest_fitting_batch():
     assert max_running(BATCHES, np.full(3, np.inf)) == 0
 
 
-DONE_WHEN = ("serve", "--model", "deepseek-v3", "--cluster", "h200-sxm", "--chips", "8", "--weights", "fp8",
-             "--concurrency", "1,4,16,64,256")
+DONE_WHEN = (
+    "serve",
+    "--model",
+    "deepseek-v3",
+    "--cluster",
+    "h200-sxm",
+    "--chips",
+    "8",
+    "--weights",
+    "fp8",
+    "--concurrency",
+    "1,4,16,64,256",
+)
 
 
 def test_the_curve_in_every_format(planner, tmp_path):
@@ -90,7 +136,8 @@ def test_the_curve_in_every_format(planner, tmp_path):
         for p in curve["points"]:
             o = data["workload"]["output_tokens"]
             assert p["output_tokens_per_s_per_chip"] == pytest.approx(
-                p["concurrency"] * o / (p["ttft_s"] + o * p["tpot_s"]) / p["chips"], rel=1e-5)
+                p["concurrency"] * o / (p["ttft_s"] + o * p["tpot_s"]) / p["chips"], rel=1e-5
+            )
             assert p["tokens_per_s_per_user"] == pytest.approx(1 / p["tpot_s"], rel=1e-5)
     rows = list(csv.DictReader(io.StringIO(planner(*DONE_WHEN, "--format", "csv").out)))
     assert len(rows) == 5 * len(data["curves"])
@@ -106,9 +153,27 @@ def test_the_curve_in_every_format(planner, tmp_path):
 
 
 def test_the_cli_queue_past_max_running_by_hand(planner):
-    out = planner("serve", "--model", "llama-3-8b", "--cluster", "h100-sxm", "--chips", "1", "--mode", "colocated",
-                  "--input-tokens", "512", "--output-tokens", "128", "--concurrency", "16,32,64", "--max-running", "16",
-                  "--format", "json").out
+    out = planner(
+        "serve",
+        "--model",
+        "llama-3-8b",
+        "--cluster",
+        "h100-sxm",
+        "--chips",
+        "1",
+        "--mode",
+        "colocated",
+        "--input-tokens",
+        "512",
+        "--output-tokens",
+        "128",
+        "--concurrency",
+        "16,32,64",
+        "--max-running",
+        "16",
+        "--format",
+        "json",
+    ).out
     p16, p32, p64 = json.loads(out)["curves"][0]["points"]
     assert (p16["running"], p32["running"], p64["running"]) == (16, 16, 16)
     assert (p32["queued"], p64["queued"]) == (16, 48)
@@ -118,16 +183,19 @@ def test_the_cli_queue_past_max_running_by_hand(planner):
     assert p64["output_tokens_per_s_per_chip"] == pytest.approx(p16["output_tokens_per_s_per_chip"], rel=1e-5)
 
 
-@pytest.mark.parametrize("args, message", [
-    (("--concurrency", "0,4"), "--concurrency"),
-    (("--concurrency", "4,4"), "twice"),
-    (("--concurrency", "4", "--policy", "fifo"), "--policy"),
-    (("--concurrency", "4", "--policy", "chunked:zero"), "token budget"),
-    (("--policy", "chunked"), "apply with --concurrency"),
-    (("--concurrency", "4", "--mode", "static"), "static"),
-    (("--concurrency", "4", "--ttft", "1s"), "--concurrency"),
-    (("--concurrency", "4", "--max-running", "0"), "--max-running"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("--concurrency", "0,4"), "--concurrency"),
+        (("--concurrency", "4,4"), "twice"),
+        (("--concurrency", "4", "--policy", "fifo"), "--policy"),
+        (("--concurrency", "4", "--policy", "chunked:zero"), "token budget"),
+        (("--policy", "chunked"), "apply with --concurrency"),
+        (("--concurrency", "4", "--mode", "static"), "static"),
+        (("--concurrency", "4", "--ttft", "1s"), "--concurrency"),
+        (("--concurrency", "4", "--max-running", "0"), "--max-running"),
+    ],
+)
 def test_bad_concurrency_flags(planner, args, message):
     r = planner("serve", "--model", "llama-3-8b", "--cluster", "h100-sxm", "--chips", "1", *args)
     assert r.code == 2 and message in r.err
@@ -135,7 +203,23 @@ def test_bad_concurrency_flags(planner, args, message):
 
 def test_compare_says_a_curve_is_not_a_frontier(planner, tmp_path):
     saved = tmp_path / "curve.json"
-    assert planner("serve", "--model", "llama-3-8b", "--cluster", "h100-sxm", "--chips", "1", "--concurrency", "1,8",
-                   "--format", "json", "-o", saved).code == 0
+    assert (
+        planner(
+            "serve",
+            "--model",
+            "llama-3-8b",
+            "--cluster",
+            "h100-sxm",
+            "--chips",
+            "1",
+            "--concurrency",
+            "1,8",
+            "--format",
+            "json",
+            "-o",
+            saved,
+        ).code
+        == 0
+    )
     r = planner("compare", saved, saved)
     assert r.code == 2 and "--concurrency" in r.err

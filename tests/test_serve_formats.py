@@ -10,9 +10,9 @@ import json
 import pytest
 
 from planner.cli.main import run
-from planner.commands.serve.serve import ServeRequest, serve, serve_dict
 from planner.commands.serve.modes import Mode
 from planner.commands.serve.runs import serve_run_from_dict, serve_run_from_result
+from planner.commands.serve.serve import ServeRequest, serve, serve_dict
 from planner.config import load_plan
 from tests.test_serve import BOX, TINY
 
@@ -29,8 +29,17 @@ def tiny(tmp_path_factory):
 
 
 def served(tiny, kv_cache=("bf16",), modes=tuple(Mode)):
-    plan = load_plan(None, model=str(tiny / "tiny.yaml"), cluster=str(tiny / "box.yaml"), chips=(1,),
-                     batches=(1, 2), weights=("bf16",), kv_cache=kv_cache, input_tokens=I, output_tokens=O)
+    plan = load_plan(
+        None,
+        model=str(tiny / "tiny.yaml"),
+        cluster=str(tiny / "box.yaml"),
+        chips=(1,),
+        batches=(1, 2),
+        weights=("bf16",),
+        kv_cache=kv_cache,
+        input_tokens=I,
+        output_tokens=O,
+    )
     return serve(ServeRequest(plan=plan, modes=modes, everything=True), partial=True)
 
 
@@ -75,8 +84,22 @@ def test_gate_identity_has_the_cache_and_reads_older_runs(tiny):
 
 
 def test_moe_rows_show_experts_and_kv(capsys):
-    args = ["serve", "deepseek-v3-h200", "--chips", "8", "--batch", "1", "--weights", "fp8", "--kv-cache", "fp8",
-            "--experts", "ep", "--load-imbalance", "1.5"]
+    args = [
+        "serve",
+        "deepseek-v3-h200",
+        "--chips",
+        "8",
+        "--batch",
+        "1",
+        "--weights",
+        "fp8",
+        "--kv-cache",
+        "fp8",
+        "--experts",
+        "ep",
+        "--load-imbalance",
+        "1.5",
+    ]
     assert run(args + ["--format", "json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["search"]["experts"] == ["ep"] and data["search"]["load_imbalance"] == 1.5
@@ -98,8 +121,22 @@ def test_moe_rows_show_experts_and_kv(capsys):
 
 
 def test_static_row_explained_at_its_mean_context(tiny, capsys):
-    args = ["serve", "--model", str(tiny / "tiny.yaml"), "--cluster", str(tiny / "box.yaml"), "--chips", "1",
-            "--batch", "1,2", "--input-tokens", str(I), "--output-tokens", str(O), "--all"]
+    args = [
+        "serve",
+        "--model",
+        str(tiny / "tiny.yaml"),
+        "--cluster",
+        str(tiny / "box.yaml"),
+        "--chips",
+        "1",
+        "--batch",
+        "1,2",
+        "--input-tokens",
+        str(I),
+        "--output-tokens",
+        str(O),
+        "--all",
+    ]
     assert run(args + ["--format", "json"]) == 0
     rows = [r for mode in json.loads(capsys.readouterr().out)["modes"].values() for r in mode["frontier"]]
     for r in rows:
@@ -123,8 +160,21 @@ def test_static_row_explained_at_its_mean_context(tiny, capsys):
 
 
 def test_uncalibrated_in_every_format(tiny, capsys):
-    args = ["serve", "--model", str(tiny / "tiny.yaml"), "--cluster", str(tiny / "box.yaml"), "--chips", "1",
-            "--batch", "1", "--input-tokens", str(I), "--output-tokens", str(O)]
+    args = [
+        "serve",
+        "--model",
+        str(tiny / "tiny.yaml"),
+        "--cluster",
+        str(tiny / "box.yaml"),
+        "--chips",
+        "1",
+        "--batch",
+        "1",
+        "--input-tokens",
+        str(I),
+        "--output-tokens",
+        str(O),
+    ]
     assert run(args + ["--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out)["calibrated"] is False
     assert run(args + ["--format", "csv"]) == 0
@@ -138,7 +188,16 @@ def test_uncalibrated_in_every_format(tiny, capsys):
 def test_help_names_every_format_and_the_plot_install(capsys):
     assert run(["serve", "--help"]) == 0
     text = " ".join(capsys.readouterr().out.split())
-    for word in ("fp8", "int8-w8a8", "int4", "fp4", "--kv-cache", "--experts", "--load-imbalance",
-                 "pip install matplotlib", "one pipeline stage"):
+    for word in (
+        "fp8",
+        "int8-w8a8",
+        "int4",
+        "fp4",
+        "--kv-cache",
+        "--experts",
+        "--load-imbalance",
+        "pip install matplotlib",
+        "one pipeline stage",
+    ):
         assert word in text
     assert "planner[plot]" not in text and "[default: both]" not in text.split("--weights")[1].split("--")[0]

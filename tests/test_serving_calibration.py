@@ -15,8 +15,14 @@ from planner.render.calibrate_serving import accuracy_page
 
 ROOT = Path(__file__).resolve().parent.parent
 SET = "configs/measurements/serving.yaml"
-REFERENCE = next((p / "shared" / "reference" / "serving-measurements.yaml" for p in ROOT.parents
-                  if (p / "shared" / "reference" / "serving-measurements.yaml").exists()), ROOT / "absent")
+REFERENCE = next(
+    (
+        p / "shared" / "reference" / "serving-measurements.yaml"
+        for p in ROOT.parents
+        if (p / "shared" / "reference" / "serving-measurements.yaml").exists()
+    ),
+    ROOT / "absent",
+)
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +40,9 @@ def test_accuracy_page_is_up_to_date(monkeypatch):
     monkeypatch.chdir(ROOT)
     data = load_serving_measurements(SET)
     text = accuracy_page(data, assess_serving(data), f"planner calibrate {SET} --report docs/accuracy-serving.md")
-    assert page.read_text(encoding="utf-8") == text, \
+    assert page.read_text(encoding="utf-8") == text, (
         f"regenerate: planner calibrate {SET} --report docs/accuracy-serving.md"
+    )
 
 
 def test_the_set_is_what_the_builder_writes():
@@ -67,10 +74,13 @@ def test_max_throughput_within_15_percent_median(assessment):
     assert median <= 0.15
 
 
-@pytest.mark.xfail(strict=True, reason="TTFT median |error| is 55% with today's constants: the steady state "
-                   "closes the batch-prefill gap (1-17 s before, 70-400 ms now) but engines' request handling and "
-                   "Dynamo's machinery add 30 ms to 1.5 s the planner does not model, and MI300X's constants are "
-                   "borrowed (docs/accuracy-serving.md)")
+@pytest.mark.xfail(
+    strict=True,
+    reason="TTFT median |error| is 55% with today's constants: the steady state "
+    "closes the batch-prefill gap (1-17 s before, 70-400 ms now) but engines' request handling and "
+    "Dynamo's machinery add 30 ms to 1.5 s the planner does not model, and MI300X's constants are "
+    "borrowed (docs/accuracy-serving.md)",
+)
 def test_ttft_median_within_25_percent(assessment):
     assert assessment.summary("ttft_s")[0] <= 0.25
 
@@ -85,8 +95,13 @@ def test_ttft_is_no_longer_a_batch_prefill(assessment):
 def test_calibrate_prints_a_residual_table_per_metric(planner):
     r = planner("calibrate", SET)
     assert r.code == 0, r.err
-    for title in ("TTFT, steady runs", "TPOT, steady runs", "output tok/s per GPU, steady runs",
-                  "maximum output tok/s per GPU", "listed apart"):
+    for title in (
+        "TTFT, steady runs",
+        "TPOT, steady runs",
+        "output tok/s per GPU, steady runs",
+        "maximum output tok/s per GPU",
+        "listed apart",
+    ):
         assert title in r.out
     data = json.loads(planner("calibrate", SET, "--format", "json").out)
     assert set(data["summary"]) >= {"ttft_s", "tpot_s", "output_tok_s_per_gpu"}
@@ -103,13 +118,17 @@ def test_a_bad_run_is_named_by_line(planner, tmp_path):
 
 def test_readme_serving_sentence_matches_the_assessment(assessment):
     import re
+
     readme = ROOT / "README.md"
     if not readme.is_file():
         pytest.skip("README.md is not in this installation")
     text = " ".join(readme.read_text(encoding="utf-8").split())
-    found = re.search(r"against (\d+) measured steady-state serving runs .*? median errors of TTFT (\d+\.\d)%, "
-                      r"TPOT (\d+\.\d)% and output tokens/s per GPU (\d+\.\d)% .*? maximum throughput on (\d+) "
-                      r"H100 and H200 runs has median error (\d+\.\d)%", text)
+    found = re.search(
+        r"against (\d+) measured steady-state serving runs .*? median errors of TTFT (\d+\.\d)%, "
+        r"TPOT (\d+\.\d)% and output tokens/s per GPU (\d+\.\d)% .*? maximum throughput on (\d+) "
+        r"H100 and H200 runs has median error (\d+\.\d)%",
+        text,
+    )
     assert found, "README's serving accuracy sentence is missing"
     medians = [f"{100 * assessment.summary(m)[0]:.1f}" for m in ("ttft_s", "tpot_s", "output_tok_s_per_gpu")]
     best = f"{100 * assessment.summary('output_tok_s_per_gpu', assessment.max_throughput)[0]:.1f}"

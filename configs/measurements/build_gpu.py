@@ -41,7 +41,6 @@ import math
 from pathlib import Path
 
 import yaml
-
 from gpu_models import MODELS, model_of, params
 
 HERE = Path(__file__).resolve().parent  # configs/measurements
@@ -77,16 +76,33 @@ def fastertransformer(sec: dict):
         for r in t["rows"]:
             b, inp, out = r[0], r[1], r[2]
             for (col, tp), v in zip(tp_cols, r[3:]):
-                base = dict(model=model, chips=tp, tp=tp, pp=1, batch=b, input_tokens=inp,
-                            output_tokens=out, weights="fp16", kv_cache="fp16", **TP_LAYOUT,
-                            framework="FasterTransformer (version not stated)", sampling="top_p 0.9")
+                base = dict(
+                    model=model,
+                    chips=tp,
+                    tp=tp,
+                    pp=1,
+                    batch=b,
+                    input_tokens=inp,
+                    output_tokens=out,
+                    weights="fp16",
+                    kv_cache="fp16",
+                    **TP_LAYOUT,
+                    framework="FasterTransformer (version not stated)",
+                    sampling="top_p 0.9",
+                )
                 src = f"{where}, table {t['table']}, column {col})"
                 if v == "OOM" or v is None:
-                    infeasible.append(dict(kind="latency", **base, result="OOM" if v == "OOM" else "null",
-                                           source=src))
+                    infeasible.append(dict(kind="latency", **base, result="OOM" if v == "OOM" else "null", source=src))
                     continue
-                rows.append(dict(kind="latency", name=f"FT {t['model']['name']} tp{tp} b{b} {inp}/{out}",
-                                 **base, latency_s=sig(v / 1e3), source=src))
+                rows.append(
+                    dict(
+                        kind="latency",
+                        name=f"FT {t['model']['name']} tp{tp} b{b} {inp}/{out}",
+                        **base,
+                        latency_s=sig(v / 1e3),
+                        source=src,
+                    )
+                )
     return {"a100-80gb": rows}, {"a100-80gb": infeasible}
 
 
@@ -94,9 +110,12 @@ TRT_UNITS = {
     # table: (published_as, how to get per-GPU and total, note)
     "v0_5_throughput": ("out tok/s (total; every row is tp 1, so total = per GPU)", "total"),
     "v0_6_1_peak_throughput": ("out tok/s/GPU", "per_gpu"),
-    "v0_6_1_peak_throughput A100": ("'(out tok/s)' in commit 138f96d4, '(out tok/s/GPU)' in the cited "
-                                    "commit 77d24b5f; read as per GPU (only that reading gives the tp 2 "
-                                    "rows the HBM efficiency of the tp 1 rows, see the unit_ambiguous flag)", "per_gpu"),
+    "v0_6_1_peak_throughput A100": (
+        "'(out tok/s)' in commit 138f96d4, '(out tok/s/GPU)' in the cited "
+        "commit 77d24b5f; read as per GPU (only that reading gives the tp 2 "
+        "rows the HBM efficiency of the tp 1 rows, see the unit_ambiguous flag)",
+        "per_gpu",
+    ),
     "v0_9_peak_throughput": ("out tok/s/GPU", "per_gpu"),
     "h200_launch_blog_v0_5": ("out tok/s/GPU", "per_gpu"),
 }
@@ -111,7 +130,7 @@ def tensorrt_llm(sec: dict):
         "v0_9_peak_throughput": f"NVIDIA/TensorRT-LLM v0.9.0:{vers['v0_9_0']['path']}",
         "v0_9_first_token_latency": f"NVIDIA/TensorRT-LLM v0.9.0:{vers['v0_9_0']['path']}",
         "h200_launch_blog_v0_5": f"NVIDIA/TensorRT-LLM@{short_commit(vers['h200_launch_blog']['commit'])}:"
-                                 f"{vers['h200_launch_blog']['path']}",
+        f"{vers['h200_launch_blog']['path']}",
     }
     out: dict[str, list] = {c: [] for c in CLUSTERS}
     for t in sec["tables"]:
@@ -122,34 +141,50 @@ def tensorrt_llm(sec: dict):
             cluster = GPU_TO_CLUSTER[v["gpu"]]
             fmt = v["precision"]
             model = model_of(v["model"])
-            base = dict(model=model, chips=v["tp"], tp=v["tp"], pp=1, batch=v["batch"],
-                        input_tokens=v["input_tokens"])
-            common = dict(weights=fmt, activations=fmt, kv_cache=fmt, **TP_LAYOUT,
-                          framework=t["framework"] + " gptSessionBenchmark (static batch)")
+            base = dict(model=model, chips=v["tp"], tp=v["tp"], pp=1, batch=v["batch"], input_tokens=v["input_tokens"])
+            common = dict(
+                weights=fmt,
+                activations=fmt,
+                kv_cache=fmt,
+                **TP_LAYOUT,
+                framework=t["framework"] + " gptSessionBenchmark (static batch)",
+            )
             if cluster == "a100-80gb":
                 common["sku_note"] = "A100 80GB, SXM presumed (not stated by the source)"
             src = f"{where[name]} (table {name})"
             if "ttft_ms" in v:
-                out[cluster].append(dict(
-                    kind="ttft", name=f"TRT-LLM {name[:4]} {v['gpu']} {v['model']} ttft in {v['input_tokens']}",
-                    **base, **common, ttft_s=sig(v["ttft_ms"] / 1e3),
-                    ttft_resolution_s=1e-3 if isinstance(v["ttft_ms"], int) else 1e-4,
-                    includes="context phase + first sampling step (batch 1, output length 1)",
-                    source=src))
+                out[cluster].append(
+                    dict(
+                        kind="ttft",
+                        name=f"TRT-LLM {name[:4]} {v['gpu']} {v['model']} ttft in {v['input_tokens']}",
+                        **base,
+                        **common,
+                        ttft_s=sig(v["ttft_ms"] / 1e3),
+                        ttft_resolution_s=1e-3 if isinstance(v["ttft_ms"], int) else 1e-4,
+                        includes="context phase + first sampling step (batch 1, output length 1)",
+                        source=src,
+                    )
+                )
                 continue
             published, how = TRT_UNITS.get(f"{name} {v['gpu']}", TRT_UNITS[name])
             value = next(v[c] for c in cols if c.startswith("out_tok_per_s"))
             tp = v["tp"]
             total = value if how == "total" else value * tp
             per_gpu = total / tp
-            row = dict(kind="throughput",
-                       name=f"TRT-LLM {name[:4]} {v['gpu']} {v['model']} tp{tp} b{v['batch']} "
-                            f"{v['input_tokens']}/{v['output_tokens']}",
-                       **base, output_tokens=v["output_tokens"], **common,
-                       tokens_per_s_total=sig(total), tokens_per_s_per_gpu=sig(per_gpu),
-                       published_value=value, published_as=published,
-                       latency_s_derived=sig(v["batch"] * v["output_tokens"] / total, 6),
-                       source=src)
+            row = dict(
+                kind="throughput",
+                name=f"TRT-LLM {name[:4]} {v['gpu']} {v['model']} tp{tp} b{v['batch']} "
+                f"{v['input_tokens']}/{v['output_tokens']}",
+                **base,
+                output_tokens=v["output_tokens"],
+                **common,
+                tokens_per_s_total=sig(total),
+                tokens_per_s_per_gpu=sig(per_gpu),
+                published_value=value,
+                published_as=published,
+                latency_s_derived=sig(v["batch"] * v["output_tokens"] / total, 6),
+                source=src,
+            )
             if name == "v0_6_1_peak_throughput" and v["gpu"] == "A100" and tp > 1:
                 row["unit_ambiguous"] = True
             out[cluster].append(row)
@@ -165,20 +200,38 @@ def nccl_public(sec: dict):
             continue  # TCPXO, not InfiniBand (see the module docstring)
             s = srcs[0]
             src = f"{s['repo']}@{short_commit(s['commit'])}:{s['path']} (nccl-tests all_reduce_perf, out-of-place)"
-            extra = dict(device="H100 80GB HBM3", network="GCP A3 Mega GPUDirect-TCPXO (not InfiniBand; "
-                         "inferred from the platform), 8 NICs x 200 Gb/s per node = 25 GB/s per GPU",
-                         caveat="inter-node fabric differs from the h100-sxm preset (400 Gb/s IB per GPU)")
+            extra = dict(
+                device="H100 80GB HBM3",
+                network="GCP A3 Mega GPUDirect-TCPXO (not InfiniBand; "
+                "inferred from the platform), 8 NICs x 200 Gb/s per node = 25 GB/s per GPU",
+                caveat="inter-node fabric differs from the h100-sxm preset (400 Gb/s IB per GPU)",
+            )
         else:
             src = f"{srcs[1]['url']} (nccl-tests, NCCL 2.21.5, NCCL_ALGO=NVLSTree, out-of-place)"
-            extra = dict(device="H20 (Hopper, NVLink4/NVSwitch)", network="16 x ConnectX-7 IB NDR per 2 nodes",
-                         caveat="H20 is not H100: proxy for the IB small-message latency only (uncertain)")
+            extra = dict(
+                device="H20 (Hopper, NVLink4/NVSwitch)",
+                network="16 x ConnectX-7 IB NDR per 2 nodes",
+                caveat="H20 is not H100: proxy for the IB small-message latency only (uncertain)",
+            )
         for r in t["rows"]:
             v = dict(zip(cols, r))
             dtype_bytes = v["size_bytes"] // v["count_elements"]
             assert dtype_bytes == 4, v
-            rows.append(dict(kind="collective", collective="all-reduce", implementation="nccl", gpus=16,
-                             nodes=2, dtype="float32", elements=v["count_elements"], bytes=f"{v['size_bytes']} B",
-                             seconds=sig(v["oop_time_us"] / 1e6), **extra, source=src))
+            rows.append(
+                dict(
+                    kind="collective",
+                    collective="all-reduce",
+                    implementation="nccl",
+                    gpus=16,
+                    nodes=2,
+                    dtype="float32",
+                    elements=v["count_elements"],
+                    bytes=f"{v['size_bytes']} B",
+                    seconds=sig(v["oop_time_us"] / 1e6),
+                    **extra,
+                    source=src,
+                )
+            )
     return {"h100-sxm": rows}
 
 
@@ -200,24 +253,50 @@ def aiconfigurator(sec: dict):
             if name.startswith("nccl"):
                 lat = v["latency_ms"] if isinstance(v["latency_ms"], list) else [v["latency_ms"]]
                 for run, ms in enumerate(lat, 1):
-                    row = dict(kind="collective", collective=KIND[v["op"]], implementation="nccl",
-                               gpus=v["num_gpus"], nodes=1, dtype="fp16", elements=v["message_size_elements"],
-                               bytes=f"{v['message_size_elements'] * DTYPE_BYTES['half']} B", seconds=sig(ms / 1e3),
-                               device=t["device"], nccl_version=t["nccl_version_in_rows"][0])
+                    row = dict(
+                        kind="collective",
+                        collective=KIND[v["op"]],
+                        implementation="nccl",
+                        gpus=v["num_gpus"],
+                        nodes=1,
+                        dtype="fp16",
+                        elements=v["message_size_elements"],
+                        bytes=f"{v['message_size_elements'] * DTYPE_BYTES['half']} B",
+                        seconds=sig(ms / 1e3),
+                        device=t["device"],
+                        nccl_version=t["nccl_version_in_rows"][0],
+                    )
                     if len(lat) > 1:
                         row["run"] = run
                     out[cluster].append(dict(**row, source=src))
             elif name.startswith("trtllm_custom_allreduce"):
-                out[cluster].append(dict(
-                    kind="collective", collective="all-reduce", implementation="trtllm-custom",
-                    gpus=v["num_gpus"], nodes=1, dtype="bf16", elements=v["message_size_elements"],
-                    bytes=f"{v['message_size_elements'] * DTYPE_BYTES['bf16']} B", seconds=sig(v["latency_ms"] / 1e3),
-                    device=t["device"], source=src))
+                out[cluster].append(
+                    dict(
+                        kind="collective",
+                        collective="all-reduce",
+                        implementation="trtllm-custom",
+                        gpus=v["num_gpus"],
+                        nodes=1,
+                        dtype="bf16",
+                        elements=v["message_size_elements"],
+                        bytes=f"{v['message_size_elements'] * DTYPE_BYTES['bf16']} B",
+                        seconds=sig(v["latency_ms"] / 1e3),
+                        device=t["device"],
+                        source=src,
+                    )
+                )
             elif name.startswith("gemm"):
                 dtype = "fp8" if name.endswith("fp8") else "bf16"
-                row = dict(kind="gemm", m=v["m"], n=v["n"], k=v["k"], dtype=dtype,
-                           seconds=sig(v["latency_ms"] / 1e3), device=t["device"],
-                           framework="TensorRT-LLM Linear, CUDA-graph timed, weights > L2")
+                row = dict(
+                    kind="gemm",
+                    m=v["m"],
+                    n=v["n"],
+                    k=v["k"],
+                    dtype=dtype,
+                    seconds=sig(v["latency_ms"] / 1e3),
+                    device=t["device"],
+                    framework="TensorRT-LLM Linear, CUDA-graph timed, weights > L2",
+                )
                 if dtype == "fp8":
                     row["includes"] = "dynamic per-tensor quantisation of x (bf16 in, bf16 out)"
                     row["activation_quantisation"] = "dynamic-per-tensor"
@@ -234,16 +313,16 @@ def aiconfigurator(sec: dict):
 CONVENTIONS = {
     "times": "seconds",
     "latency": "latency_s = one fixed batch end to end: prefill of input_tokens then decode of output_tokens "
-               "(FasterTransformer: whether the first output token comes from the prefill pass is not stated)",
+    "(FasterTransformer: whether the first output token comes from the prefill pass is not stated)",
     "ttft": "ttft_s = batch 1, output length 1: prefill + first sampling step",
     "throughput": "output tokens/s of one fixed batch; tokens_per_s_total over all `chips`, tokens_per_s_per_gpu "
-                  "= total / chips; latency_s_derived = batch * output_tokens / tokens_per_s_total (derived)",
+    "= total / chips; latency_s_derived = batch * output_tokens / tokens_per_s_total (derived)",
     "collective_bytes": "full buffer per GPU as nccl-tests sizes it (all-reduce: the buffer; all-gather: the "
-                        "gathered output; reduce-scatter: the unreduced input) = planner bytes_per_chip D; "
-                        "ring traffic per GPU = D(k-1)/k (all-gather, reduce-scatter) or 2D(k-1)/k (all-reduce)",
+    "gathered output; reduce-scatter: the unreduced input) = planner bytes_per_chip D; "
+    "ring traffic per GPU = D(k-1)/k (all-gather, reduce-scatter) or 2D(k-1)/k (all-reduce)",
     "gemm": "y[m,n] = x[m,k] @ W[k,n]; m = tokens; FLOPs = 2mnk",
     "weights": "fp16 is the planner's bf16 (2 bytes, same peak); fp8 = weights, activations and KV cache in fp8 "
-               "(the planner has no fp8 weight format yet)",
+    "(the planner has no fp8 weight format yet)",
     "layout": "ffn ws1d + attention heads = Megatron tensor parallelism over `tp` GPUs (pp 1 throughout)",
 }
 
@@ -272,8 +351,25 @@ TensorRT-LLM fp8 tables (v0.9 and the v0.5 H200 launch blog, Llama-2-13B) and ai
 
 def model_entry(key: str) -> dict:
     m = MODELS[key]
-    return {"name": key} | {k: m[k] for k in ("layers", "d_model", "d_ff", "heads", "kv_heads", "d_head", "vocab", "ffn",
-                              "block", "tied_embeddings")} | {"params": params(key)["total"], "source": m["source"]}
+    return (
+        {"name": key}
+        | {
+            k: m[k]
+            for k in (
+                "layers",
+                "d_model",
+                "d_ff",
+                "heads",
+                "kv_heads",
+                "d_head",
+                "vocab",
+                "ffn",
+                "block",
+                "tied_embeddings",
+            )
+        }
+        | {"params": params(key)["total"], "source": m["source"]}
+    )
 
 
 def flow(obj) -> str:
@@ -290,7 +386,8 @@ def write_file(path: Path, cluster: str, rows: list[dict], infeasible: list[dict
     header = [
         f"# GPU calibration measurements for {cluster}: written by configs/measurements/build_gpu.py",
         f"# from {Path(ref_path).name} of the shared reference; do not edit by hand. Rows: "
-        + ", ".join(f"{n} {k}" for k, n in kinds.items()) + f"; {len(infeasible)} infeasible (OOM).",
+        + ", ".join(f"{n} {k}" for k, n in kinds.items())
+        + f"; {len(infeasible)} infeasible (OOM).",
         "# Format version 2 extends configs/measurements/pope2022-tpu-v4.yaml: each row has `kind`",
         "# (latency | ttft | throughput | collective | gemm) and `source`; see `conventions`.",
     ]
@@ -298,7 +395,7 @@ def write_file(path: Path, cluster: str, rows: list[dict], infeasible: list[dict
         "format": "planner-measurements/2",
         "cluster": cluster,
         "source": "NVIDIA FasterTransformer and TensorRT-LLM docs, ai-dynamo/aiconfigurator kernel data, "
-                  "public nccl-tests runs (per row)",
+        "public nccl-tests runs (per row)",
         "notes": NOTES[cluster],
     }
     lines = header + [f"{k}: {flow(v)}" for k, v in doc_head.items() if k != "notes"]
@@ -341,8 +438,12 @@ def main(argv=None):
     rows = {c: [] for c in CLUSTERS}
     infeasible = {c: [] for c in CLUSTERS}
     ft_rows, ft_inf = fastertransformer(ref["fastertransformer_gpt_guide"])
-    for part in (ft_rows, tensorrt_llm(ref["tensorrt_llm_static_batch_docs"]),
-                 nccl_public(ref["nccl_tests_public_runs"]), aiconfigurator(ref["aiconfigurator_measured_kernels"])):
+    for part in (
+        ft_rows,
+        tensorrt_llm(ref["tensorrt_llm_static_batch_docs"]),
+        nccl_public(ref["nccl_tests_public_runs"]),
+        aiconfigurator(ref["aiconfigurator_measured_kernels"]),
+    ):
         for c, rs in part.items():
             rows[c] += rs
     for c, rs in ft_inf.items():

@@ -44,12 +44,19 @@ import yaml
 
 HERE = Path(__file__).resolve().parent
 CLUSTERS = {"h100": "h100-sxm", "h200": "h200-sxm", "mi300x": "mi300x"}
-MODELS = {"deepseek-r1-0528": "deepseek-v3", "llama-3.3-70b-instruct": "llama-3.1-70b",
-          "llama-3.1-405b-instruct": "llama-3.1-405b", "llama-3.1-8b-instruct": "llama-3.1-8b",
-          "qwen3-235b-a22b": "qwen3-235b-a22b"}
-ENGINES = {"sglang": ("SGLang", "prefill-first"), "trt": ("TensorRT-LLM (trtllm-serve)", "chunked"),
-           "dynamo-sglang": ("NVIDIA Dynamo disaggregated over SGLang", "prefill-first"),
-           "dynamo-trt": ("NVIDIA Dynamo disaggregated over TensorRT-LLM", "chunked")}
+MODELS = {
+    "deepseek-r1-0528": "deepseek-v3",
+    "llama-3.3-70b-instruct": "llama-3.1-70b",
+    "llama-3.1-405b-instruct": "llama-3.1-405b",
+    "llama-3.1-8b-instruct": "llama-3.1-8b",
+    "qwen3-235b-a22b": "qwen3-235b-a22b",
+}
+ENGINES = {
+    "sglang": ("SGLang", "prefill-first"),
+    "trt": ("TensorRT-LLM (trtllm-serve)", "chunked"),
+    "dynamo-sglang": ("NVIDIA Dynamo disaggregated over SGLang", "prefill-first"),
+    "dynamo-trt": ("NVIDIA Dynamo disaggregated over TensorRT-LLM", "chunked"),
+}
 ADMISSION_TTFT_S = 10.0
 INFERENCEX, TRT = "inferencex_deepseek_r1", "tensorrt_llm_max_throughput"
 
@@ -69,39 +76,67 @@ def steady(row: dict) -> dict:
     engine, policy = ENGINES[row["framework"]]
     disagg = row["mode"] == "disagg"
     total = row["derived_output_tok_s_total"]
-    out = {"kind": "steady",
-           "name": f"{row['framework']} {row['gpu']} {row['spec_decode']} {row['isl']}/{row['osl']} "
-                   f"C{row['concurrency']} {row['num_gpus']} GPUs",
-           "source": f"{INFERENCEX} run {row['run']} ({row['date']})", "engine": engine, "framework": row["framework"],
-           "image": row["image"], "policy": policy, "cluster": CLUSTERS[row["gpu"]], "model": MODELS[row["model"]],
-           "model_published": row["model"], "weights": row["precision"], "kv_cache": "bf16",
-           "mode": "disaggregated" if disagg else "colocated", "gpus": row["num_gpus"]}
+    out = {
+        "kind": "steady",
+        "name": f"{row['framework']} {row['gpu']} {row['spec_decode']} {row['isl']}/{row['osl']} "
+        f"C{row['concurrency']} {row['num_gpus']} GPUs",
+        "source": f"{INFERENCEX} run {row['run']} ({row['date']})",
+        "engine": engine,
+        "framework": row["framework"],
+        "image": row["image"],
+        "policy": policy,
+        "cluster": CLUSTERS[row["gpu"]],
+        "model": MODELS[row["model"]],
+        "model_published": row["model"],
+        "weights": row["precision"],
+        "kv_cache": "bf16",
+        "mode": "disaggregated" if disagg else "colocated",
+        "gpus": row["num_gpus"],
+    }
     if disagg:
         for phase in ("prefill", "decode"):
             p = row[phase]
             out[phase] = {"chips": p["gpus"] // p["workers"], "workers": p["workers"], **_pool(p)}
     else:
         out.update(_pool(row["parallel"], chips=row["num_gpus"]))
-    out.update({"input_tokens": row["isl"], "output_tokens": row["osl"],
-                "output_tokens_mean_derived": round(total * row["mean_e2el_s"] / row["concurrency"]),
-                "concurrency": row["concurrency"], "spec_decode": row["spec_decode"],
-                "ttft_s": row["median_ttft_s"], "tpot_s": row["median_tpot_s"],
-                "output_tok_s_per_gpu": row["derived_output_tok_s_per_gpu_all"] if disagg
-                else row["output_tput_per_gpu"]})
+    out.update(
+        {
+            "input_tokens": row["isl"],
+            "output_tokens": row["osl"],
+            "output_tokens_mean_derived": round(total * row["mean_e2el_s"] / row["concurrency"]),
+            "concurrency": row["concurrency"],
+            "spec_decode": row["spec_decode"],
+            "ttft_s": row["median_ttft_s"],
+            "tpot_s": row["median_tpot_s"],
+            "output_tok_s_per_gpu": row["derived_output_tok_s_per_gpu_all"] if disagg else row["output_tput_per_gpu"],
+        }
+    )
     if row["median_ttft_s"] >= ADMISSION_TTFT_S:
-        out["admission_limited"] = (f"median TTFT {row['median_ttft_s']:.3g} s, tens of seconds: requests wait "
-                                    "for admission (the source's note), not steady state")
+        out["admission_limited"] = (
+            f"median TTFT {row['median_ttft_s']:.3g} s, tens of seconds: requests wait "
+            "for admission (the source's note), not steady state"
+        )
     return out
 
 
 def max_throughput(row: dict) -> dict:
-    return {"kind": "max_throughput",
-            "name": f"TRT-LLM {row['model']} {row['gpu']} tp{row['parallel']['tp']} {row['isl']}/{row['osl']}",
-            "source": TRT, "engine": "TensorRT-LLM v1.0 trtllm-bench (offline, all requests queued)",
-            "policy": "chunked", "cluster": CLUSTERS[row["gpu"]], "model": MODELS[row["model"]],
-            "model_published": row["model"], "weights": row["precision"], "kv_cache": "fp8",
-            "chips": row["num_gpus"], "tp": row["parallel"]["tp"], "input_tokens": row["isl"],
-            "output_tokens": row["osl"], "output_tok_s_per_gpu": sig(row["output_tok_s_total"] / row["num_gpus"])}
+    return {
+        "kind": "max_throughput",
+        "name": f"TRT-LLM {row['model']} {row['gpu']} tp{row['parallel']['tp']} {row['isl']}/{row['osl']}",
+        "source": TRT,
+        "engine": "TensorRT-LLM v1.0 trtllm-bench (offline, all requests queued)",
+        "policy": "chunked",
+        "cluster": CLUSTERS[row["gpu"]],
+        "model": MODELS[row["model"]],
+        "model_published": row["model"],
+        "weights": row["precision"],
+        "kv_cache": "fp8",
+        "chips": row["num_gpus"],
+        "tp": row["parallel"]["tp"],
+        "input_tokens": row["isl"],
+        "output_tokens": row["osl"],
+        "output_tok_s_per_gpu": sig(row["output_tok_s_total"] / row["num_gpus"]),
+    }
 
 
 def build(reference: dict) -> dict:
@@ -114,21 +149,20 @@ def build(reference: dict) -> dict:
     return {
         "format": "planner-serving/1",
         "source": "SemiAnalysis InferenceX nightly serving runs (DeepSeek-R1-0528 on H200 and MI300X) and the "
-                  "TensorRT-LLM perf-overview maximum-throughput tables (H100, H200), via the shared reference",
+        "TensorRT-LLM perf-overview maximum-throughput tables (H100, H200), via the shared reference",
         "notes": "Measured serving runs of current engines. The planner is assessed on them with today's "
-                 "constants (nothing is fitted to them). Runs with MTP speculative decoding and admission-limited "
-                 "runs are listed apart. Runs whose layout needs DP attention with replicated dense weights are "
-                 "assessed with the nearest layout the planner has (attention batch-sharded).",
+        "constants (nothing is fitted to them). Runs with MTP speculative decoding and admission-limited "
+        "runs are listed apart. Runs whose layout needs DP attention with replicated dense weights are "
+        "assessed with the nearest layout the planner has (attention batch-sharded).",
         "conventions": {
             "times": "seconds; ttft_s and tpot_s are the run's medians",
             "output_tok_s_per_gpu": "output tokens/s over all the system's GPUs (disaggregated: prefill and "
-                                    "decode GPUs)",
+            "decode GPUs)",
             "output_tokens_mean_derived": "Little's law: output tokens/s x mean end-to-end latency / concurrency",
             "chips": "GPUs per worker (one tensor-parallel group); workers: replicas of it",
             "admission_ttft_s": ADMISSION_TTFT_S,
         },
-        "sources": {INFERENCEX: {"about": reference[INFERENCEX]["about"]},
-                    TRT: {"about": reference[TRT]["about"]}},
+        "sources": {INFERENCEX: {"about": reference[INFERENCEX]["about"]}, TRT: {"about": reference[TRT]["about"]}},
         "runs": runs,
     }
 
@@ -140,9 +174,11 @@ def main() -> None:
     args = parser.parse_args()
     data = build(yaml.safe_load(Path(args.reference).read_text(encoding="utf-8")))
     steady_runs = [r for r in data["runs"] if r["kind"] == "steady"]
-    header = (f"# Serving calibration set: written by configs/measurements/build_serving.py from\n"
-              f"# serving-measurements.yaml of the shared reference; do not edit by hand. Runs: {len(steady_runs)} "
-              f"steady, {len(data['runs']) - len(steady_runs)} max_throughput.\n")
+    header = (
+        f"# Serving calibration set: written by configs/measurements/build_serving.py from\n"
+        f"# serving-measurements.yaml of the shared reference; do not edit by hand. Runs: {len(steady_runs)} "
+        f"steady, {len(data['runs']) - len(steady_runs)} max_throughput.\n"
+    )
     body = yaml.safe_dump(data, sort_keys=False, width=120, allow_unicode=True)
     (Path(args.out) / "serving.yaml").write_text(header + body, encoding="utf-8")
 

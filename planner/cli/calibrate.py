@@ -6,7 +6,6 @@ are in planner.render.calibrate."""
 # and evaluating them from strings doubles what building a command costs at start-up.
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -17,12 +16,12 @@ from planner.errors import UsageError
 
 def calibrate(
     measurements: str = param("measurements", "calibrate"),
-    cluster: Optional[str] = param("cluster", "calibrate"),
-    bandwidth_model: Optional[str] = param("bandwidth_model", "calibrate"),
+    cluster: str | None = param("cluster", "calibrate"),
+    bandwidth_model: str | None = param("bandwidth_model", "calibrate"),
     fmt: str = param("format", "calibrate"),
-    output: Optional[Path] = param("output", "calibrate"),
-    report: Optional[Path] = param("report", "calibrate"),
-    other_models: Optional[str] = param("other_models", "calibrate"),
+    output: Path | None = param("output", "calibrate"),
+    report: Path | None = param("report", "calibrate"),
+    other_models: str | None = param("other_models", "calibrate"),
     ascii_only: bool = param("ascii", "calibrate"),
 ) -> None:
     """Fit a cluster's calibration constants to measured latencies and print the residuals.
@@ -34,8 +33,8 @@ def calibrate(
     """
     from planner.commands.calibrate import assess as checks
     from planner.commands.calibrate import fit as cal
-    from planner.config.measurements import load_measurements
     from planner.config import load_model
+    from planner.config.measurements import load_measurements
     from planner.render.accuracy import accuracy_page
     from planner.render.calibrate import (
         BANDWIDTH_MODELS,
@@ -54,16 +53,19 @@ def calibrate(
     if other_models is not None and report is None:
         raise UsageError("--other-models is used by --report only")
     from planner.commands.calibrate.moe import is_moe_file
+
     if is_moe_file(measurements):
         _calibrate_moe(measurements, cluster, output)
         return
     from planner.config.serving_runs import is_serving_file
+
     if is_serving_file(measurements):
         if bandwidth_model is not None or other_models is not None:
             raise UsageError("a serving set is predicted as it is: --bandwidth-model and --other-models do not apply")
         _calibrate_serving(measurements, cluster, output, report, fmt, ascii_only)
         return
     from planner.config.kernel_measurements import is_kernel_file
+
     if is_kernel_file(measurements):
         _calibrate_kernels(measurements, cluster, output, report)
         return
@@ -80,18 +82,29 @@ def calibrate(
         assessments = _both(base, data, cal)
         shipped = cal.bandwidth_model(base)
         assessment = assessments.get(shipped) or checks.assess(base, data)
-        page_command = f"planner calibrate {measurements}" + (f" --cluster {cluster_arg}" if cluster else "") + \
-            f" --report {report}" + (f" --other-models {other_models}" if other_models else "")
-        emit(accuracy_page(data, base, assessments, checks.elsewhere(assessment.fit.cluster, data, models),
-                            page_command), report)
+        page_command = (
+            f"planner calibrate {measurements}"
+            + (f" --cluster {cluster_arg}" if cluster else "")
+            + f" --report {report}"
+            + (f" --other-models {other_models}" if other_models else "")
+        )
+        emit(
+            accuracy_page(
+                data, base, assessments, checks.elsewhere(assessment.fit.cluster, data, models), page_command
+            ),
+            report,
+        )
     else:
         assessment = checks.assess(base, data)
     for name in assessment.fit.unidentified:
-        typer.echo(f"warning: the data cannot identify {name} (no prediction depends on it); "
-                   f"it keeps its default", err=True)
+        typer.echo(
+            f"warning: the data cannot identify {name} (no prediction depends on it); it keeps its default", err=True
+        )
     if output is not None:
-        emit(checked_yaml(cluster_yaml(cluster_file.read_text(encoding="utf-8"), assessment, data,
-                                         command), assessment), output)
+        emit(
+            checked_yaml(cluster_yaml(cluster_file.read_text(encoding="utf-8"), assessment, data, command), assessment),
+            output,
+        )
     if fmt == "table":
         render_table(lambda console: residual_table(data, assessment, console, use_ascii(ascii_only)), None)
         return
@@ -99,8 +112,9 @@ def calibrate(
     typer.echo(render(data, assessment), nl=False)
 
 
-def _calibrate_serving(measurements: str, cluster: Optional[str], output: Optional[Path], report: Optional[Path],
-                       fmt: str, ascii_only: bool) -> None:
+def _calibrate_serving(
+    measurements: str, cluster: str | None, output: Path | None, report: Path | None, fmt: str, ascii_only: bool
+) -> None:
     """A serving set (`format: planner-serving/1`): each run predicted with today's constants
     (planner.commands.calibrate.serving); nothing is fitted, so there is no cluster to write."""
     from planner.commands.calibrate.serving import assess_serving
@@ -120,8 +134,7 @@ def _calibrate_serving(measurements: str, cluster: Optional[str], output: Option
     typer.echo(writer(data, assessment), nl=False)
 
 
-def _calibrate_kernels(measurements: str, cluster: Optional[str], output: Optional[Path],
-                       report: Optional[Path]) -> None:
+def _calibrate_kernels(measurements: str, cluster: str | None, output: Path | None, report: Path | None) -> None:
     """A file with row kinds (GPU kernel and end-to-end tables): planner.commands.calibrate.kernels."""
     from planner.commands.calibrate.kernels import fit
     from planner.config.kernel_measurements import load_kernel_measurements
@@ -140,7 +153,7 @@ def _calibrate_kernels(measurements: str, cluster: Optional[str], output: Option
     typer.echo(report_text(data, result), nl=False)
 
 
-def _calibrate_moe(measurements: str, cluster: Optional[str], output: Optional[Path]) -> None:
+def _calibrate_moe(measurements: str, cluster: str | None, output: Path | None) -> None:
     """A MoE kernel file (DeepEP and DeepGEMM tables): planner.commands.calibrate.moe."""
     from planner.commands.calibrate.moe import fit_moe, load_moe_tables, moe_yaml_block, with_moe_block
     from planner.config import load_cluster
@@ -153,14 +166,18 @@ def _calibrate_moe(measurements: str, cluster: Optional[str], output: Optional[P
     for warning in result.warnings:
         typer.echo(f"warning: {warning}", err=True)
     if output is not None:
-        emit(with_moe_block(_locate("clusters", cluster).read_text(encoding="utf-8"),
-                            moe_yaml_block(result, command)), output)
+        emit(
+            with_moe_block(_locate("clusters", cluster).read_text(encoding="utf-8"), moe_yaml_block(result, command)),
+            output,
+        )
     for row in result.rows:
-        typer.echo(f"{row.table}  {row.label}: measured {row.measured_s * 1e6:.1f} us, predicted "
-                   f"{row.predicted_s * 1e6:.1f} us ({100 * row.error:+.1f}%){'' if row.fitted else ', shown'}")
+        typer.echo(
+            f"{row.table}  {row.label}: measured {row.measured_s * 1e6:.1f} us, predicted "
+            f"{row.predicted_s * 1e6:.1f} us ({100 * row.error:+.1f}%){'' if row.fitted else ', shown'}"
+        )
 
 
-def _cluster(flag: Optional[str], data):
+def _cluster(flag: str | None, data):
     """(cluster, its file, how it was named): from --cluster, else the measurements file's."""
     from planner.config import load_cluster
     from planner.config.presets import locate as _locate
@@ -176,10 +193,11 @@ def _cluster(flag: Optional[str], data):
             return named, _locate("clusters", data.cluster, folder, at), data.cluster
     given = load_cluster(flag)
     if named is not None and (given.chip != named.chip or type(given.topology) is not type(named.topology)):
-        raise at.error(f"the measurements were taken on {named.name} ({named.chip.name}), but --cluster "
-                       f"{flag} is other hardware ({given.chip.name})",
-                       hint=f"pass --cluster {data.cluster}, or a cluster file of that hardware (e.g. one it "
-                            f"wrote with -o)")
+        raise at.error(
+            f"the measurements were taken on {named.name} ({named.chip.name}), but --cluster "
+            f"{flag} is other hardware ({given.chip.name})",
+            hint=f"pass --cluster {data.cluster}, or a cluster file of that hardware (e.g. one it wrote with -o)",
+        )
     return given, _locate("clusters", flag), flag
 
 

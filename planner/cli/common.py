@@ -9,12 +9,10 @@ import os
 import stat
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
-from planner.config.flagtext import (fraction_flag, int_list, phase_list, seconds_flag,  # noqa: F401
-                                     tokens_flag, word_list)
+from planner.config.flagtext import fraction_flag, int_list, phase_list, seconds_flag, tokens_flag, word_list  # noqa: F401
 from planner.errors import UsageError
 
 NON_TTY_WIDTH = 80  # tables and plots written to a pipe or a file
@@ -23,7 +21,7 @@ NON_TTY_WIDTH = 80  # tables and plots written to a pipe or a file
 # --- output -----------------------------------------------------------------------------------
 
 
-def emit(text: str, output: Optional[Path]) -> None:
+def emit(text: str, output: Path | None) -> None:
     """Write to stdout, or atomically to `output`: a temporary file in the same folder, renamed
     over the target once complete, so an error or Ctrl-C leaves the old file or none."""
     if output is None or str(output) == "-":
@@ -36,6 +34,7 @@ def emit(text: str, output: Optional[Path]) -> None:
     if output.is_dir():
         raise UsageError(f"-o/--output: {str(output)!r} is a folder; give a file name")
     import tempfile  # only -o needs it: the common case (stdout) starts without it
+
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=folder)
     except OSError as err:
@@ -65,6 +64,7 @@ def mode_for(output: Path) -> int:
 
 def check_format(fmt: str) -> None:
     from planner.render.common import FORMATS
+
     if fmt not in FORMATS:
         raise UsageError(f"--format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
 
@@ -75,21 +75,34 @@ def use_ascii(requested: bool) -> bool:
     return requested or not encoding.startswith("utf")
 
 
-def console_for(output: Optional[Path]):
+def console_for(output: Path | None):
     """A console on stdout (terminal width, colour unless NO_COLOR) or, for pipes and -o files,
     a fixed 80 columns without any escape codes."""
     from rich.console import Console
 
     if output is not None:
-        return Console(file=io.StringIO(), width=NON_TTY_WIDTH, color_system=None, highlight=False,
-                       emoji=False, force_terminal=False, legacy_windows=False)
+        return Console(
+            file=io.StringIO(),
+            width=NON_TTY_WIDTH,
+            color_system=None,
+            highlight=False,
+            emoji=False,
+            force_terminal=False,
+            legacy_windows=False,
+        )
     tty = sys.stdout.isatty()
     colour = tty and not os.environ.get("NO_COLOR")
-    return Console(file=sys.stdout, width=None if tty else NON_TTY_WIDTH, highlight=False, emoji=False,
-                   color_system="auto" if colour else None, legacy_windows=False)
+    return Console(
+        file=sys.stdout,
+        width=None if tty else NON_TTY_WIDTH,
+        highlight=False,
+        emoji=False,
+        color_system="auto" if colour else None,
+        legacy_windows=False,
+    )
 
 
-def render_table(draw, output: Optional[Path]) -> None:
+def render_table(draw, output: Path | None) -> None:
     """Call `draw(console)`; to stdout, or rendered as plain text and written atomically."""
     if output is not None and str(output) == "-":
         output = None
@@ -101,6 +114,7 @@ def render_table(draw, output: Optional[Path]) -> None:
 
 def searching(ascii_only: bool):
     from planner.render.progress import Activity
+
     return Activity("searching layouts", enabled=sys.stderr.isatty(), ascii_only=ascii_only)
 
 
@@ -108,5 +122,4 @@ class PlainUsage(typer.core.TyperCommand):
     """A command whose usage line shows a required argument as `NAME`, not typer's `{NAME}`."""
 
     def collect_usage_pieces(self, ctx) -> list[str]:
-        return [p[1:-1] if p.startswith("{") and p.endswith("}") else p
-                for p in super().collect_usage_pieces(ctx)]
+        return [p[1:-1] if p.startswith("{") and p.endswith("}") else p for p in super().collect_usage_pieces(ctx)]

@@ -9,7 +9,6 @@ it returns as a table (text), JSON, CSV or Markdown.
 
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -47,11 +46,12 @@ feasible; 2 invalid input.
 
 @command("compare")
 def compare(opts: Options) -> None:
+    from planner.commands import runs
     from planner.commands.compare import compare as gate
     from planner.commands.compare import deployment as layouts_and_pins
-    from planner.commands import runs
     from planner.commands.serve import runs as serve_runs
-    from planner.render.compare import deployment_text, gate_text, layouts_table, layouts_text
+    from planner.render.compare import gate_text, layouts_table, layouts_text
+    from planner.render.deployment import deployment_text
 
     fmt, output, first, second = opts.parsed("format"), opts.output, opts.first, opts.second
     check_format(fmt)
@@ -65,19 +65,25 @@ def compare(opts: Options) -> None:
         if first is None or second is not None or _is_run(first):
             raise UsageError("--deployment takes exactly one plan (a preset name or YAML path)")
         _only(gate_flags, "a regression gate (two runs)")
-        report = layouts_and_pins.check_deployment(_plan(first, opts, pairs_ok=False),
-                                                   max_gap=_percent_flag(opts.max_gap, 5.0, "--max-gap"),
-                                                   gap_to=opts.gap_to or "layout")
+        report = layouts_and_pins.check_deployment(
+            _plan(first, opts, pairs_ok=False),
+            max_gap=_percent_flag(opts.max_gap, 5.0, "--max-gap"),
+            gap_to=opts.gap_to or "layout",
+        )
         _emit_report(deployment_text(report, fmt), report.regressed, report.verdict(), output)
         return
     _only(deployment_flags, "--deployment")
     if first is None and not flags_only:
-        raise UsageError("give a plan (layouts side by side), a baseline run and a plan or run (regression "
-                         "gate), or --deployment PLAN; see planner compare --help")
+        raise UsageError(
+            "give a plan (layouts side by side), a baseline run and a plan or run (regression "
+            "gate), or --deployment PLAN; see planner compare --help"
+        )
     if second is None:
         if first is not None and _is_run(first):
-            raise UsageError(f"{first}: a saved run needs a plan or a second run to compare against, e.g. "
-                             f"planner compare {first} PLAN.yaml")
+            raise UsageError(
+                f"{first}: a saved run needs a plan or a second run to compare against, e.g. "
+                f"planner compare {first} PLAN.yaml"
+            )
         _only(gate_flags, "a regression gate (two runs)")
         spec = _plan(first, opts, pairs_ok=True)
         rows = layouts_and_pins.side_by_side(spec, _pairs(opts.ffn, spec, attention_flag=opts.attention))
@@ -87,11 +93,14 @@ def compare(opts: Options) -> None:
             emit(layouts_text(rows, spec, fmt, first if first is not None else "the flags"), output)
         return
     if not _is_run(first):
-        raise UsageError(f"{first}: the baseline must be a saved run (.json), as written by "
-                         f"planner plan PLAN --format json -o FILE")
-    tolerance = gate.Tolerance(latency=_percent_flag(opts.latency_tolerance, 1.0, "--latency-tolerance"),
-                               mfu=_percent_flag(opts.mfu_tolerance, 0.5, "--mfu-tolerance"),
-                               throughput=_percent_flag(opts.throughput_tolerance, 1.0, "--throughput-tolerance"))
+        raise UsageError(
+            f"{first}: the baseline must be a saved run (.json), as written by planner plan PLAN --format json -o FILE"
+        )
+    tolerance = gate.Tolerance(
+        latency=_percent_flag(opts.latency_tolerance, 1.0, "--latency-tolerance"),
+        mfu=_percent_flag(opts.mfu_tolerance, 0.5, "--mfu-tolerance"),
+        throughput=_percent_flag(opts.throughput_tolerance, 1.0, "--throughput-tolerance"),
+    )
     baseline, current = serve_runs.load_saved(first), None  # current None: a plan to run now
     if _is_run(second):
         if plan_flags:
@@ -99,8 +108,10 @@ def compare(opts: Options) -> None:
         current = serve_runs.load_saved(second)
         if type(current) is not type(baseline):
             kinds = {serve_runs.ServeRun: "planner serve", runs.Run: "planner plan"}
-            raise UsageError(f"{second}: a saved {kinds[type(current)]} run cannot be compared with "
-                             f"{first}, a saved {kinds[type(baseline)]} run")
+            raise UsageError(
+                f"{second}: a saved {kinds[type(current)]} run cannot be compared with "
+                f"{first}, a saved {kinds[type(baseline)]} run"
+            )
     if isinstance(baseline, serve_runs.ServeRun):
         _serve_gate(baseline, current or second, tolerance, opts.allow_different_model, fmt, output, opts)
         return
@@ -108,6 +119,7 @@ def compare(opts: Options) -> None:
         raise UsageError(f"--throughput-tolerance: only for saved serve runs; {first} is a planner plan run")
     if current is None:
         from planner.search.search import search
+
         current = runs.run_from_result(search(_plan(second, opts, pairs_ok=False)), second)
     report = gate.compare_runs(baseline, current, tolerance, opts.allow_different_model)
     _emit_report(gate_text(report, fmt), report.regressed, report.verdict(), output)
@@ -128,16 +140,29 @@ def _serve_gate(baseline, current, tolerance, allow_different_model: bool, fmt: 
             raise UsageError("--phase: a serve run always plans both phases; drop --phase")
         layouts = word_list(opts.ffn)
         if layouts and any("+" in item for item in layouts):
-            raise UsageError("--layouts: ffn+attention pairs are only for layouts side by side; use "
-                             "--layouts FFN,... --attention ATTENTION,...")
+            raise UsageError(
+                "--layouts: ffn+attention pairs are only for layouts side by side; use "
+                "--layouts FFN,... --attention ATTENTION,..."
+            )
         others = [o.flag for o in planning() if o.name not in SERVE_AGAIN and opts.given(o.name)]
         if others:
-            raise UsageError(f"{', '.join(others)}: a serve run is served again with the workload and search "
-                             f"the baseline records; only {', '.join(opts.flag(n) for n in SERVE_AGAIN)} replace "
-                             "them\n  hint: drop it, or save a new baseline with planner serve ... --format json")
+            raise UsageError(
+                f"{', '.join(others)}: a serve run is served again with the workload and search "
+                f"the baseline records; only {', '.join(opts.flag(n) for n in SERVE_AGAIN)} replace "
+                "them\n  hint: drop it, or save a new baseline with planner serve ... --format json"
+            )
         plan = opts.plan()
-        current = serve_again(baseline, current, model=plan.model, cluster=plan.cluster, chips=plan.chips,
-                              batches=plan.batches, weights=plan.weights, ffn=layouts, attention=plan.attention)
+        current = serve_again(
+            baseline,
+            current,
+            model=plan.model,
+            cluster=plan.cluster,
+            chips=plan.chips,
+            batches=plan.batches,
+            weights=plan.weights,
+            ffn=layouts,
+            attention=plan.attention,
+        )
     report = compare_serve_runs(baseline, current, tolerance, allow_different_model)
     _emit_report(serve_gate_text(report, fmt), report.regressed, report.verdict(), output)
 
@@ -154,7 +179,7 @@ def _only(flags: list[str], where: str) -> None:
         raise UsageError(f"{', '.join(flags)}: only for {where}")
 
 
-def _percent_flag(value: Optional[float], default: float, flag: str) -> float:
+def _percent_flag(value: float | None, default: float, flag: str) -> float:
     """A percentage (or percentage points) from the command line, as a fraction."""
     value = default if value is None else value
     if not 0 <= value < 1e6:
@@ -162,7 +187,7 @@ def _percent_flag(value: Optional[float], default: float, flag: str) -> float:
     return value / 100.0
 
 
-def _plan(ref: Optional[str], opts: Options, *, pairs_ok: bool):
+def _plan(ref: str | None, opts: Options, *, pairs_ok: bool):
     """The plan with the command line's overrides; --layouts sets the FFN layouts (the FFN half
     of each ffn+attention item, which only side by side takes)."""
     from planner.config import load_plan
@@ -171,13 +196,15 @@ def _plan(ref: Optional[str], opts: Options, *, pairs_ok: bool):
     if opts.ffn is not None:
         items = word_list(opts.ffn)
         if not pairs_ok and any("+" in item for item in items):
-            raise UsageError(f"--layouts: ffn+attention pairs ({opts.ffn!r}) are only for layouts side by "
-                             "side; use --layouts FFN,... --attention ATTENTION,...")
+            raise UsageError(
+                f"--layouts: ffn+attention pairs ({opts.ffn!r}) are only for layouts side by "
+                "side; use --layouts FFN,... --attention ATTENTION,..."
+            )
         ffn = tuple(dict.fromkeys(item.split("+", 1)[0] for item in items))
     return load_plan(ref, opts.plan(ffn=ffn))
 
 
-def _pairs(layouts: Optional[str], spec, attention_flag: Optional[str] = None) -> tuple[tuple[str, str], ...]:
+def _pairs(layouts: str | None, spec, attention_flag: str | None = None) -> tuple[tuple[str, str], ...]:
     """The (ffn, attention) layouts to show: each ffn+attention item as given, each plain ffn item
     crossed with every attention layout of the plan (after --attention)."""
     from planner.cost.layouts import ATTENTION_LAYOUTS
@@ -186,19 +213,27 @@ def _pairs(layouts: Optional[str], spec, attention_flag: Optional[str] = None) -
     pairs = []
     for item in word_list(layouts) if layouts is not None else spec.space.ffn:
         ffn, plus, attention = item.partition("+")
-        if plus and attention_flag is not None and attention not in spec.space.attention and \
-                attention in ATTENTION_LAYOUTS:
-            raise UsageError(f"--layouts: {item!r} names attention {attention!r}, but --attention allows only "
-                             f"{', '.join(spec.space.attention)}; drop one of the two")
+        if (
+            plus
+            and attention_flag is not None
+            and attention not in spec.space.attention
+            and attention in ATTENTION_LAYOUTS
+        ):
+            raise UsageError(
+                f"--layouts: {item!r} names attention {attention!r}, but --attention allows only "
+                f"{', '.join(spec.space.attention)}; drop one of the two"
+            )
         if plus and attention not in ATTENTION_LAYOUTS:
             hint = did_you_mean(attention, ATTENTION_LAYOUTS)
-            raise UsageError(f"--layouts: unknown attention layout {attention!r} in {item!r}; expected one of "
-                             f"{', '.join(ATTENTION_LAYOUTS)}" + (f" ({hint})" if hint else ""))
+            raise UsageError(
+                f"--layouts: unknown attention layout {attention!r} in {item!r}; expected one of "
+                f"{', '.join(ATTENTION_LAYOUTS)}" + (f" ({hint})" if hint else "")
+            )
         pairs += [(ffn, attention)] if plus else [(ffn, a) for a in spec.space.attention]
     return tuple(dict.fromkeys(pairs))
 
 
-def _emit_report(text: str, failed: bool, verdict: str, output: Optional[Path]) -> None:
+def _emit_report(text: str, failed: bool, verdict: str, output: Path | None) -> None:
     emit(text, output)
     if failed:
         if output is not None:

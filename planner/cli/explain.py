@@ -43,7 +43,9 @@ def explain(opts: Options) -> None:
         p = plan_row(result, row)
         ev, head, pipelined = explain_point(result, p), f"row {row}: {name(p)}", p.stages > 1
     else:
-        missing = [opts.flag(key) for key in ("phases", "batches", "ffn", "attention", "weights") if not opts.given(key)]
+        missing = [
+            opts.flag(key) for key in ("phases", "batches", "ffn", "attention", "weights") if not opts.given(key)
+        ]
         if missing:
             raise UsageError(f"Missing option '{missing[0]}' (or give --row N: a row of `planner plan`'s # column)")
         if not opts.given("chips"):
@@ -51,27 +53,56 @@ def explain(opts: Options) -> None:
         limits = [opts.flag(key) for key in ("max_latency_s", "max_step_latency_s", "min_mfu") if opts.given(key)]
         if limits:
             raise UsageError(f"{limits[0]}: only with --row (it decides which points the plan's frontier holds)")
-        one = {key: _one(opts.parsed(key), opts.flag(key))
-               for key in ("chips", "batches", "weights", "ffn", "attention", "kv_cache", "experts", "stages")}
+        one = {
+            key: _one(opts.parsed(key), opts.flag(key))
+            for key in ("chips", "batches", "weights", "ffn", "attention", "kv_cache", "experts", "stages")
+        }
         one["stages"] = one["stages"] or (1,)
         spec = load_plan(opts.plan_file, opts.plan(phases=(opts.phases,), **one))
         space = spec.space
         kv = space.kv_cache[0]
-        ev = best(spec, space.phases[0], space.chips[0], space.batches[0], space.weights[0], space.ffn[0],
-                  space.attention[0], opts.experts, kv_cache=kv)
+        ev = best(
+            spec,
+            space.phases[0],
+            space.chips[0],
+            space.batches[0],
+            space.weights[0],
+            space.ffn[0],
+            space.attention[0],
+            opts.experts,
+            kv_cache=kv,
+        )
         if ev is None:
-            raise InfeasibleError(explain_infeasible(spec, space.phases[0], space.chips[0], space.batches[0],
-                                                     space.weights[0], space.ffn[0], space.attention[0],
-                                                     kv_cache=kv))
+            raise InfeasibleError(
+                explain_infeasible(
+                    spec,
+                    space.phases[0],
+                    space.chips[0],
+                    space.batches[0],
+                    space.weights[0],
+                    space.ffn[0],
+                    space.attention[0],
+                    kv_cache=kv,
+                )
+            )
         pipelined = space.stages[0] > 1
     ascii_only = use_ascii(opts.ascii)
     if pipelined:  # a row per stage and per send between stages
         from planner.render import pipeline as render_pipeline
-        to_dict, to_csv, to_markdown, to_table = (render_pipeline.pipeline_dict, render_pipeline.pipeline_csv,
-                                                  render_pipeline.pipeline_markdown, render_pipeline.pipeline_table)
+
+        to_dict, to_csv, to_markdown, to_table = (
+            render_pipeline.pipeline_dict,
+            render_pipeline.pipeline_csv,
+            render_pipeline.pipeline_markdown,
+            render_pipeline.pipeline_table,
+        )
     else:
-        to_dict, to_csv, to_markdown, to_table = (render_explain.explain_dict, render_explain.explain_csv,
-                                                  render_explain.explain_markdown, render_explain.explain_table)
+        to_dict, to_csv, to_markdown, to_table = (
+            render_explain.explain_dict,
+            render_explain.explain_csv,
+            render_explain.explain_markdown,
+            render_explain.explain_table,
+        )
     if fmt == "json":
         emit(to_json({**to_dict(ev, spec.cluster), **({"row": row} if head else {})}), output)
     elif fmt == "csv":
@@ -79,10 +110,12 @@ def explain(opts: Options) -> None:
     elif fmt == "markdown":
         emit((f"## {head}\n\n" if head else "") + to_markdown(ev, spec.cluster), output)
     else:
+
         def draw(console):
             if head:
                 console.print(head, highlight=False, markup=False)
             to_table(ev, spec.cluster, console, ascii_only=ascii_only)
+
         render_table(draw, output)
 
 

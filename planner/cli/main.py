@@ -8,7 +8,6 @@ usage; 130 interrupted. Results go to stdout (or atomically to -o FILE), everyth
 import gc
 import os
 import sys
-from typing import Optional
 
 import typer
 
@@ -52,6 +51,7 @@ COMMANDS = {
 def _version(value: bool) -> None:
     if value:
         from importlib.metadata import PackageNotFoundError, version
+
         try:
             print(f"planner {version('planner')}")
         except PackageNotFoundError:  # pragma: no cover - running from a source tree
@@ -59,16 +59,24 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                       help="Print the version and exit.")) -> None:
+def _main(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
     pass
 
 
 def new_app(commands=COMMANDS) -> typer.Typer:
     """The `planner` app with `commands` (names in COMMANDS) registered, in COMMANDS' order."""
     app = typer.Typer(
-        add_completion=True, no_args_is_help=True, rich_markup_mode=None, pretty_exceptions_enable=False,
-        context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 88}, help=HELP)
+        add_completion=True,
+        no_args_is_help=True,
+        rich_markup_mode=None,
+        pretty_exceptions_enable=False,
+        context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 88},
+        help=HELP,
+    )
     for name in COMMANDS:
         if name in commands:
             COMMANDS[name](app)
@@ -90,7 +98,7 @@ def _app_for(args: list[str]) -> typer.Typer:
     return app
 
 
-def run(args: Optional[list[str]] = None) -> int:
+def run(args: list[str] | None = None) -> int:
     """Run the command line on `args` (default: sys.argv[1:]) and return the exit code."""
     args = sys.argv[1:] if args is None else list(args)
     try:

@@ -4,7 +4,6 @@
 # and evaluating them from strings doubles what building a command costs at start-up.
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -12,17 +11,15 @@ from planner.cli.common import PlainUsage, emit
 from planner.cli.options import param
 
 app = typer.Typer(
-    no_args_is_help=True, rich_markup_mode=None,
+    no_args_is_help=True,
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 88},
     help="Models: bring a Hugging Face config.json into the planner's model YAML.",
 )
 
 
 @app.command("import", cls=PlainUsage)
-def import_config(
-    config: str = param("config", "models"),
-    output: Optional[Path] = param("output", "models"),
-) -> None:
+def import_config(config: str = param("config", "models"), output: Path | None = param("output", "models")) -> None:
     """Write the planner model YAML equivalent to a Hugging Face config.json, for review.
 
     Read offline. The YAML starts with a comment listing every value that was derived (head

@@ -8,9 +8,10 @@ Adding an option happens in `planner.config.options` (see its docstring); nothin
 # No `from __future__ import annotations`: typer reads the built signatures' annotations.
 
 import inspect
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Optional
 
 import typer
 
@@ -61,19 +62,22 @@ class Options:
 
 def _complete(kind: str):
     """Shell completion for --model/--cluster/PLAN: preset names, then YAML files and folders."""
+
     def complete(incomplete: str) -> list[str]:
         import glob
         import os
 
         from planner.config import list_presets
+
         names = [n for n in list_presets(kind) if n.startswith(incomplete)]
         paths = [p + "/" if os.path.isdir(p) else p for p in sorted(glob.glob(glob.escape(incomplete) + "*"))]
         return names + [p for p in paths if p.endswith((".yaml", ".yml", ".json", "/"))]
+
     return complete
 
 
 def annotation(o: Option) -> Any:
-    return bool if o.kind is bool else Optional[o.kind] if o.default is None else o.kind
+    return bool if o.kind is bool else Optional[o.kind] if o.default is None else o.kind  # noqa: UP045 (typer reads it)
 
 
 def param(name: str, command: str) -> Any:
@@ -94,20 +98,25 @@ def _param(o: Option) -> Any:
 
 def command(name: str) -> Callable[[Callable[[Options], None]], Callable[..., None]]:
     """`body(opts)` as a typer command taking every option the registry gives command `name`."""
+
     def wrap(body: Callable[[Options], None]) -> Callable[..., None]:
         taken = for_command(name)
 
         def run(**values: Any) -> None:
             body(Options(name, values))
 
-        run.__signature__ = inspect.Signature([
-            inspect.Parameter(o.name, inspect.Parameter.KEYWORD_ONLY, default=_param(o), annotation=annotation(o))
-            for o in taken])
+        run.__signature__ = inspect.Signature(
+            [
+                inspect.Parameter(o.name, inspect.Parameter.KEYWORD_ONLY, default=_param(o), annotation=annotation(o))
+                for o in taken
+            ]
+        )
         run.__annotations__ = {o.name: annotation(o) for o in taken}
         run.__name__, run.__qualname__, run.__doc__ = body.__name__, body.__qualname__, body.__doc__
         run.__module__ = body.__module__
         run.body = body  # the command itself, for a test that rebuilds it from the registry
         return run
+
     return wrap
 
 

@@ -23,12 +23,11 @@ def plan(opts: Options) -> None:
       planner plan --model palm-540b --cluster tpu-v4 --chips 64 --phase decode \\
           --batch 64 --weights int8 --format json -o frontier.json
     """
+    from planner.cli.common import check_format
     from planner.commands.runs import plan_dict
     from planner.config import load_plan
     from planner.search.search import search
     from planner.units import to_json
-
-    from planner.cli.common import check_format
 
     fmt, output = opts.parsed("format"), opts.output
     check_format(fmt)
@@ -42,6 +41,7 @@ def plan(opts: Options) -> None:
         emit(to_json(plan_dict(result)), output)
     else:  # the renderers are imported only here: `--format json` starts faster without them
         from planner.render import plan as render_plan
+
         if fmt == "csv":
             emit(render_plan.plan_csv(result), output)
         elif fmt == "markdown":
@@ -53,6 +53,7 @@ def plan(opts: Options) -> None:
     failed = [ph.infeasible for ph in result.phases if ph.infeasible]
     if failed:  # the other phases are printed; this one's reason goes to stderr, exit 1
         from planner.errors import InfeasibleError
+
         raise InfeasibleError("\n".join(failed))
 
 
@@ -60,6 +61,7 @@ def _search(search, spec, activity):
     """Run the search, feeding the progress line when the search reports progress; a phase with
     nothing feasible comes back empty while another phase has a frontier."""
     import inspect
+
     if "progress" in inspect.signature(search).parameters:
         return search(spec, progress=activity.update, partial=True)
     return search(spec)
@@ -67,5 +69,6 @@ def _search(search, spec, activity):
 
 def _draw_plot(result, console, ascii_only: bool) -> None:
     from planner.render.plot import frontier_plot
+
     for line in frontier_plot(result, width=min(console.width, 120), height=24, ascii_only=ascii_only):
         console.print(line, soft_wrap=True)

@@ -31,9 +31,9 @@ def serve(opts: Options) -> None:
           --input-tokens 60 --output-tokens 20 --mode static --all
       planner serve llama-3-70b-h100 --row 3
     """
+    from planner.commands.serve.modes import Mode, Targets
     from planner.commands.serve.serve import ServeRequest, explain_row, serve_dict
     from planner.commands.serve.serve import serve as run_serve
-    from planner.commands.serve.modes import Mode, Targets
     from planner.config import load_plan
     from planner.errors import InfeasibleError
     from planner.render import serve as render_serve
@@ -45,9 +45,11 @@ def serve(opts: Options) -> None:
     if plot is not None and plot.suffix.lower() not in (".svg", ".png"):
         raise UsageError(f"--plot: expected a file name ending in .svg or .png, got {str(plot)!r}")
     spec = load_plan(opts.plan_file, opts.plan(phases=_phases(opts), stages=_stages(opts), **_not_served(opts)))
-    targets = Targets(ttft_s=_positive(opts.ttft, "--ttft", seconds_flag),
-                      tpot_s=_positive(opts.tpot, "--tpot", seconds_flag),
-                      e2e_s=_positive(opts.e2e, "--e2e", seconds_flag))
+    targets = Targets(
+        ttft_s=_positive(opts.ttft, "--ttft", seconds_flag),
+        tpot_s=_positive(opts.tpot, "--tpot", seconds_flag),
+        e2e_s=_positive(opts.e2e, "--e2e", seconds_flag),
+    )
     price_s, source = None, ""
     if price is not None:
         try:
@@ -57,17 +59,29 @@ def serve(opts: Options) -> None:
     elif spec.cluster.price_usd_per_chip_hour is not None:
         price_s, source = spec.cluster.price_usd_per_chip_hour / SECONDS_PER_HOUR, f"cluster {spec.cluster.name}"
     if opts.concurrency is not None or opts.policy is not None or opts.max_running is not None:
-        _curve(spec, opts, modes if opts.given("mode") else None, targets, plot, price_s, source, fmt, output,
-               use_ascii(opts.ascii))
+        _curve(
+            spec,
+            opts,
+            modes if opts.given("mode") else None,
+            targets,
+            plot,
+            price_s,
+            source,
+            fmt,
+            output,
+            use_ascii(opts.ascii),
+        )
         return
-    request = ServeRequest(plan=spec, modes=modes, targets=targets, price_usd_per_chip_s=price_s,
-                           price_source=source, everything=opts.all)
+    request = ServeRequest(
+        plan=spec, modes=modes, targets=targets, price_usd_per_chip_s=price_s, price_source=source, everything=opts.all
+    )
     ascii_only = use_ascii(opts.ascii)
     row = opts.row
     with searching(ascii_only):
         result = run_serve(request, partial=True)
     if plot is not None:
         from planner.render.serve_plot import draw
+
         draw(result, plot)
     if row is not None:
         _explain(result, row, explain_row, fmt, output, ascii_only)
@@ -88,8 +102,10 @@ def _phases(opts: Options) -> tuple:
     """Serve plans both phases: --phase may say both, nothing else."""
     phases = opts.parsed("phases")
     if phases is not None and set(phases) != {"prefill", "decode"}:
-        raise UsageError(f"{opts.flag('phases')}: serve plans whole requests, so both phases; drop it (or give "
-                         "both)\n  hint: `planner plan --phase` plans one phase")
+        raise UsageError(
+            f"{opts.flag('phases')}: serve plans whole requests, so both phases; drop it (or give "
+            "both)\n  hint: `planner plan --phase` plans one phase"
+        )
     return ("prefill", "decode")
 
 
@@ -97,19 +113,23 @@ def _stages(opts: Options):
     """Each pool is one pipeline stage: --stages may say 1, nothing else."""
     stages = opts.parsed("stages")
     if stages is not None and stages != (1,):
-        raise UsageError(f"{opts.flag('stages')}: serve plans one pipeline stage per pool\n  hint: `planner plan "
-                         "--stages` plans pipeline parallelism; drop --stages here")
+        raise UsageError(
+            f"{opts.flag('stages')}: serve plans one pipeline stage per pool\n  hint: `planner plan "
+            "--stages` plans pipeline parallelism; drop --stages here"
+        )
     return stages  # None: the plan's (served as one stage)
 
 
 def _not_served(opts: Options) -> dict:
     """Planning options whose meaning serve sets itself: a clear error, never ignored."""
-    why = {"context": "the decode contexts are the request's own (input + 1 to input + output tokens); "
-                      "give --input-tokens and --output-tokens",
-           "allow_short_context": "the decode contexts are the request's own (input + 1 to input + output tokens)",
-           "max_latency_s": "serve's targets are --ttft, --tpot and --e2e",
-           "max_step_latency_s": "serve's targets are --ttft, --tpot and --e2e",
-           "min_mfu": "serve's frontier is tokens/s per chip against tokens/s per user"}
+    why = {
+        "context": "the decode contexts are the request's own (input + 1 to input + output tokens); "
+        "give --input-tokens and --output-tokens",
+        "allow_short_context": "the decode contexts are the request's own (input + 1 to input + output tokens)",
+        "max_latency_s": "serve's targets are --ttft, --tpot and --e2e",
+        "max_step_latency_s": "serve's targets are --ttft, --tpot and --e2e",
+        "min_mfu": "serve's frontier is tokens/s per chip against tokens/s per user",
+    }
     for key, reason in why.items():
         if opts.given(key):
             raise UsageError(f"{opts.flag(key)} does not apply to serve: {reason}\n  hint: drop it")
@@ -136,18 +156,23 @@ def _curve(spec, opts: Options, modes, targets, plot, price_s, source, fmt, outp
     if max_running is not None and max_running < 1:
         raise UsageError(f"--max-running: expected a positive whole number, got {max_running}")
     if any(v is not None for v in (targets.ttft_s, targets.tpot_s, targets.e2e_s)) or opts.row is not None:
-        raise UsageError("--ttft, --tpot, --e2e and --row apply to the frontier; with --concurrency every "
-                         "point of each curve is printed (drop them, or drop --concurrency)")
+        raise UsageError(
+            "--ttft, --tpot, --e2e and --row apply to the frontier; with --concurrency every "
+            "point of each curve is printed (drop them, or drop --concurrency)"
+        )
     if modes is not None and Mode.STATIC in modes:
-        raise UsageError("--mode static: a static batch has no concurrency curve; with --concurrency give "
-                         "colocated and/or disaggregated")
+        raise UsageError(
+            "--mode static: a static batch has no concurrency curve; with --concurrency give "
+            "colocated and/or disaggregated"
+        )
     chosen, budget = Policy.PREFILL_FIRST, DEFAULT_TOKEN_BUDGET
     if policy is not None:
         name, _, given = policy.partition(":")
         by_label = {p.label: p for p in Policy}
         if name not in by_label or (given and name != Policy.CHUNKED.label):
-            raise UsageError(f"--policy: expected prefill-first, chunked or chunked:TOKENS (e.g. chunked:8192), "
-                             f"got {policy!r}")
+            raise UsageError(
+                f"--policy: expected prefill-first, chunked or chunked:TOKENS (e.g. chunked:8192), got {policy!r}"
+            )
         chosen = by_label[name]
         if given:
             try:
@@ -156,9 +181,16 @@ def _curve(spec, opts: Options, modes, targets, plot, price_s, source, fmt, outp
                 budget = 0
             if budget < 1:
                 raise UsageError(f"--policy: the token budget must be a positive whole number, got {given!r}")
-    request = CurveRequest(plan=spec, concurrency=levels, modes=modes or CURVE_MODES, policy=chosen,
-                           token_budget=budget, max_running=max_running, price_usd_per_chip_s=price_s,
-                           price_source=source)
+    request = CurveRequest(
+        plan=spec,
+        concurrency=levels,
+        modes=modes or CURVE_MODES,
+        policy=chosen,
+        token_budget=budget,
+        max_running=max_running,
+        price_usd_per_chip_s=price_s,
+        price_source=source,
+    )
     with searching(ascii_only):
         result = serve_curve(request)
     if plot is not None:
@@ -200,16 +232,33 @@ def _explain(result, row, explain_row, fmt, output, ascii_only) -> None:
     cluster = result.request.plan.cluster
     head = f"row {row}: {deployment.mode.label}"
     if fmt == "json":
-        emit(to_json({"row": row, "mode": deployment.mode.label, "tpot_s": num(deployment.tpot_s),
-                      "decode_step_latency_s": num(deployment.decode.step_latency_s), "decode_note": note,
-                      "calibrated": cluster.calibrated,
-                      "prefill": render_explain.explain_dict(prefill, cluster),
-                      "decode": render_explain.explain_dict(decode, cluster)}), output)
+        emit(
+            to_json(
+                {
+                    "row": row,
+                    "mode": deployment.mode.label,
+                    "tpot_s": num(deployment.tpot_s),
+                    "decode_step_latency_s": num(deployment.decode.step_latency_s),
+                    "decode_note": note,
+                    "calibrated": cluster.calibrated,
+                    "prefill": render_explain.explain_dict(prefill, cluster),
+                    "decode": render_explain.explain_dict(decode, cluster),
+                }
+            ),
+            output,
+        )
     elif fmt == "csv":
         emit(render_explain.explain_csv(prefill, cluster) + render_explain.explain_csv(decode, cluster), output)
     elif fmt == "markdown":
-        emit(f"## {head}\n\n" + render_explain.explain_markdown(prefill, cluster) + "\n" + note + "\n\n"
-             + render_explain.explain_markdown(decode, cluster), output)
+        emit(
+            f"## {head}\n\n"
+            + render_explain.explain_markdown(prefill, cluster)
+            + "\n"
+            + note
+            + "\n\n"
+            + render_explain.explain_markdown(decode, cluster),
+            output,
+        )
     else:
         from planner.render.common import print_wrapped
 
@@ -221,4 +270,5 @@ def _explain(result, row, explain_row, fmt, output, ascii_only) -> None:
                     print_wrapped(console, note, hang=2)
                     console.print()
                 render_explain.explain_table(ev, cluster, console, ascii_only=ascii_only)
+
         render_table(draw, output)

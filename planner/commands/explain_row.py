@@ -16,8 +16,10 @@ def plan_row(result: SearchResult, row: int) -> Point:
     """Row `row` (1-based, as printed) of a plan's frontiers; a number outside them is a usage error."""
     rows = numbered(result)
     if not 1 <= row <= len(rows):
-        raise UsageError(f"--row: expected a row number from 1 to {len(rows)} (the # column of planner plan "
-                         f"with the same flags), got {row}")
+        raise UsageError(
+            f"--row: expected a row number from 1 to {len(rows)} (the # column of planner plan "
+            f"with the same flags), got {row}"
+        )
     return rows[row - 1][1]
 
 

@@ -7,8 +7,13 @@ command line can read `options` without loading the schemas."""
 
 from importlib import import_module
 
-_WHERE = {"load_cluster": "clusters", "load_model": "models", "load_plan": "plans",
-          "list_presets": "presets", "presets_dir": "presets"}
+_WHERE = {
+    "load_cluster": "clusters",
+    "load_model": "models",
+    "load_plan": "plans",
+    "list_presets": "presets",
+    "presets_dir": "presets",
+}
 
 __all__ = ["list_presets", "load_cluster", "load_model", "load_plan", "presets_dir"]
 

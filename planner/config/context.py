@@ -19,8 +19,9 @@ FLAG = {"input_tokens": "--input-tokens", "output_tokens": "--output-tokens", "c
 ALLOW = "--allow-short-context"
 
 
-def check_context(model: Model, workload: Mapping[str, int], phases: Iterable[Phase], part: Fields | None,
-                  flags: Mapping[str, Any]) -> None:
+def check_context(
+    model: Model, workload: Mapping[str, int], phases: Iterable[Phase], part: Fields | None, flags: Mapping[str, Any]
+) -> None:
     """Raise (exit 2) when the workload does not fit the model's context; `part` is the plan
     file's workload section (for file and line), `flags` the command-line values given."""
     phases = tuple(phases)
@@ -38,20 +39,32 @@ def check_context(model: Model, workload: Mapping[str, int], phases: Iterable[Ph
     limit, name = model.max_context, model.name
     prompt, context = workload["input_tokens"], workload["context"]
     if limit is not None and prompt > limit and (Phase.PREFILL in phases or given("input_tokens")):
-        fail("input_tokens", f"a prompt of {prompt} tokens exceeds {name}'s maximum context of {limit} tokens",
-             f"give at most {limit} input tokens (the model's max_context)")
+        fail(
+            "input_tokens",
+            f"a prompt of {prompt} tokens exceeds {name}'s maximum context of {limit} tokens",
+            f"give at most {limit} input tokens (the model's max_context)",
+        )
     total = prompt + workload["output_tokens"]
     if limit is not None and decode and total > limit:
-        fail("output_tokens", f"a request of {prompt} input + {workload['output_tokens']} output tokens = {total} "
-                              f"tokens exceeds {name}'s maximum context of {limit} tokens",
-             f"give at most {max(limit - prompt, 0)} output tokens (max_context {limit} less the {prompt}-token "
-             "prompt), or a shorter prompt")
+        fail(
+            "output_tokens",
+            f"a request of {prompt} input + {workload['output_tokens']} output tokens = {total} "
+            f"tokens exceeds {name}'s maximum context of {limit} tokens",
+            f"give at most {max(limit - prompt, 0)} output tokens (max_context {limit} less the {prompt}-token "
+            "prompt), or a shorter prompt",
+        )
     if limit is not None and decode and context > limit:
-        fail("context", f"a decode context of {context} tokens exceeds {name}'s maximum context of {limit} tokens",
-             f"give a context of at most {limit} tokens (the model's max_context)")
+        fail(
+            "context",
+            f"a decode context of {context} tokens exceeds {name}'s maximum context of {limit} tokens",
+            f"give a context of at most {limit} tokens (the model's max_context)",
+        )
     allowed = flags.get("allow_short_context") or (part is not None and part.get("allow_short_context"))
     if decode and context < prompt and given("context") and given("input_tokens") and not allowed:
-        fail("context", f"the decode context ({context} tokens) is shorter than the prompt ({prompt} input "
-                        "tokens), so decode would not attend to all of the prompt",
-             f"give a context of at least {prompt} tokens, or {ALLOW} (in a plan file: "
-             "workload: {allow_short_context: true}) if a shorter KV cache is intended")
+        fail(
+            "context",
+            f"the decode context ({context} tokens) is shorter than the prompt ({prompt} input "
+            "tokens), so decode would not attend to all of the prompt",
+            f"give a context of at least {prompt} tokens, or {ALLOW} (in a plan file: "
+            "workload: {allow_short_context: true}) if a shorter KV cache is intended",
+        )

@@ -31,17 +31,24 @@ def tokens(at: At) -> int:
     return value
 
 
-
 def format_names(chip: Chip, sparse: bool = False) -> str:
     """'bf16, int8, int8-w8a8, int4 (peaks: bf16, int8)': the weight formats a chip runs."""
     peaks = chip.sparse_peak_flop_per_s if sparse else chip.peak_flop_per_s
     kind = "2:4 sparse peaks" if sparse else "peaks"
-    return (f"{', '.join(w.label for w in chip.weight_formats(sparse)) or 'none'} "
-            f"({kind}: {', '.join(peaks) or 'none declared'})")
+    return (
+        f"{', '.join(w.label for w in chip.weight_formats(sparse)) or 'none'} "
+        f"({kind}: {', '.join(peaks) or 'none declared'})"
+    )
 
 
-def check_weight_formats(cluster: Cluster, weights: tuple[WeightFormat, ...], sparse: bool,
-                          search: Fields | None, flags: dict[str, Any], names: dict[str, str]) -> None:
+def check_weight_formats(
+    cluster: Cluster,
+    weights: tuple[WeightFormat, ...],
+    sparse: bool,
+    search: Fields | None,
+    flags: dict[str, Any],
+    names: dict[str, str],
+) -> None:
     """A weight format asked for explicitly must have a peak on the chip (with 2:4, a sparse one);
     from the defaults, one without is just not searched - unless none is left."""
     chip = cluster.chip
@@ -51,17 +58,23 @@ def check_weight_formats(cluster: Cluster, weights: tuple[WeightFormat, ...], sp
     missing = [(i, w) for i, w in enumerate(weights) if w not in supported]
     if missing and (explicit or len(missing) == len(weights)):
         i, w = missing[0]
-        peak = f"a sparse {w.compute.label} peak (sparse_peak_flop_per_s)" if sparse else \
-            f"the chip's {w.compute.label} peak"
-        message = (f"{w.label} weights need {peak}, which {chip.name} ({cluster.name}) does not have; its "
-                   f"formats: {format_names(chip, sparse)}")
+        peak = (
+            f"a sparse {w.compute.label} peak (sparse_peak_flop_per_s)"
+            if sparse
+            else f"the chip's {w.compute.label} peak"
+        )
+        message = (
+            f"{w.label} weights need {peak}, which {chip.name} ({cluster.name}) does not have; its "
+            f"formats: {format_names(chip, sparse)}"
+        )
         hint = "choose one of its formats, or --weights all for every one it has"
         if in_file:
             raise search.where["weights"].item(i).error(message, hint=hint)
         if "weights" in flags:
             raise UsageError(f"{names['weights']}: {message}\n  hint: {hint}")
-        raise UsageError(f"{names['sparsity']}: {message}\n  hint: drop --sparsity, or use a cluster that "
-                         "declares sparse peaks")
+        raise UsageError(
+            f"{names['sparsity']}: {message}\n  hint: drop --sparsity, or use a cluster that declares sparse peaks"
+        )
 
 
 def mfu(at: At) -> float:
@@ -84,20 +97,30 @@ def mfu_ceiling(chip: Chip, formats) -> float:
     return max((f.weight_peak_flop_per_s(chip) or 0.0) / chip.peak_bf16_flop_per_s for f in formats)
 
 
-def check_min_mfu(cluster: Cluster, space, value: float | None, constraints: Fields | None,
-                  flags: dict[str, Any], flag: str, bare: bool = True) -> None:
+def check_min_mfu(
+    cluster: Cluster,
+    space,
+    value: float | None,
+    constraints: Fields | None,
+    flags: dict[str, Any],
+    flag: str,
+    bare: bool = True,
+) -> None:
     """A minimum MFU above what every format searched can reach (MFU is of the bf16 peak).
     `bare`: the flag was a number, not a percentage (only then may 3 mean 3%)."""
     ceiling = mfu_ceiling(cluster.chip, space.formats(cluster.chip)) if value else 0.0
     if not value or value <= ceiling:
         return
-    message = (f"MFU {fmt_percent(value)} is out of reach: MFU is of the bf16 peak, and the weight formats "
-               f"searched on {cluster.chip.name} reach at most {fmt_percent(ceiling)} (their peak over bf16's)")
+    message = (
+        f"MFU {fmt_percent(value)} is out of reach: MFU is of the bf16 peak, and the weight formats "
+        f"searched on {cluster.chip.name} reach at most {fmt_percent(ceiling)} (their peak over bf16's)"
+    )
     given = "min_mfu" in flags or constraints is None
     if not given:  # in the file: what it says
         bare = not str(getattr(constraints.where["min_mfu"].node, "value", "")).strip().endswith("%")
-    hint = (f"did you mean {value:g}%? " if bare and 1 < value <= 100 else "") + \
-        "lower it, or search faster formats (--weights all)"
+    hint = (
+        f"did you mean {value:g}%? " if bare and 1 < value <= 100 else ""
+    ) + "lower it, or search faster formats (--weights all)"
     if given:
         raise UsageError(f"{flag}: {message}\n  hint: {hint}")
     raise constraints.where["min_mfu"].error(message, hint=hint)

@@ -42,44 +42,95 @@ _ABSENT = object()
 class Family:
     """How one `model_type` maps to a Model."""
 
-    class_name: str        # the transformers configuration class, for notes and errors
-    gated: bool            # gate, up and down projections (SwiGLU/GeGLU) rather than up and down
+    class_name: str  # the transformers configuration class, for notes and errors
+    gated: bool  # gate, up and down projections (SwiGLU/GeGLU) rather than up and down
     activation_key: str
-    tied_default: bool     # tie_word_embeddings when absent
+    tied_default: bool  # tie_word_embeddings when absent
     kv_default_heads: bool  # num_key_value_heads absent: = num_attention_heads (else required)
     head_dim_derived: bool  # head_dim absent: hidden_size / num_attention_heads (else required)
-    window: str            # "none", "all" (every layer), "qwen", "gemma2"/"alternate", "gemma3", "llama4"
+    window: str  # "none", "all" (every layer), "qwen", "gemma2"/"alternate", "gemma3", "llama4"
     defaults: dict[str, Any] = field(default_factory=dict)  # class defaults real configs rely on
 
 
 _QWEN = {"hidden_act": "silu", "use_sliding_window": False, "sliding_window": 4096, "max_window_layers": 28}
 FAMILIES = {
     "llama": Family("LlamaConfig", True, "hidden_act", False, True, True, "none", {"hidden_act": "silu"}),
-    "mistral": Family("MistralConfig", True, "hidden_act", False, False, True, "all",
-                      {"hidden_act": "silu", "sliding_window": 4096}),
+    "mistral": Family(
+        "MistralConfig", True, "hidden_act", False, False, True, "all", {"hidden_act": "silu", "sliding_window": 4096}
+    ),
     "qwen2": Family("Qwen2Config", True, "hidden_act", False, True, True, "qwen", _QWEN),
     "qwen3": Family("Qwen3Config", True, "hidden_act", False, False, False, "qwen", _QWEN),
-    "gemma2": Family("Gemma2Config", True, "hidden_activation", True, False, False, "gemma2",
-                     {"hidden_activation": "gelu_pytorch_tanh"}),
-    "gemma3_text": Family("Gemma3TextConfig", True, "hidden_activation", True, False, False, "gemma3",
-                          {"hidden_activation": "gelu_pytorch_tanh", "vocab_size": 262208,
-                           "max_position_embeddings": 131072, "sliding_window_pattern": 6}),
-    "phi3": Family("Phi3Config", True, "hidden_act", False, True, True, "all",
-                   {"hidden_act": "silu", "sliding_window": None}),
-    "falcon": Family("FalconConfig", False, "activation", True, True, True, "none",
-                     {"activation": "gelu", "max_position_embeddings": 2048, "parallel_attn": True,
-                      "multi_query": True, "new_decoder_architecture": False}),
+    "gemma2": Family(
+        "Gemma2Config",
+        True,
+        "hidden_activation",
+        True,
+        False,
+        False,
+        "gemma2",
+        {"hidden_activation": "gelu_pytorch_tanh"},
+    ),
+    "gemma3_text": Family(
+        "Gemma3TextConfig",
+        True,
+        "hidden_activation",
+        True,
+        False,
+        False,
+        "gemma3",
+        {
+            "hidden_activation": "gelu_pytorch_tanh",
+            "vocab_size": 262208,
+            "max_position_embeddings": 131072,
+            "sliding_window_pattern": 6,
+        },
+    ),
+    "phi3": Family(
+        "Phi3Config", True, "hidden_act", False, True, True, "all", {"hidden_act": "silu", "sliding_window": None}
+    ),
+    "falcon": Family(
+        "FalconConfig",
+        False,
+        "activation",
+        True,
+        True,
+        True,
+        "none",
+        {
+            "activation": "gelu",
+            "max_position_embeddings": 2048,
+            "parallel_attn": True,
+            "multi_query": True,
+            "new_decoder_architecture": False,
+        },
+    ),
     # mixtures of experts (planner.config.huggingface_moe)
     "deepseek_v3": Family("DeepseekV3Config", True, "hidden_act", False, True, False, "none", {"hidden_act": "silu"}),
     "qwen3_moe": Family("Qwen3MoeConfig", True, "hidden_act", False, False, False, "qwen", _QWEN),
-    "mixtral": Family("MixtralConfig", True, "hidden_act", False, False, True, "all",
-                      {"hidden_act": "silu", "sliding_window": None}),
-    "llama4_text": Family("Llama4TextConfig", True, "hidden_act", False, False, False, "llama4",
-                          {"hidden_act": "silu", "interleave_moe_layer_step": 1, "no_rope_layer_interval": 4,
-                           "attention_chunk_size": 8192}),
+    "mixtral": Family(
+        "MixtralConfig", True, "hidden_act", False, False, True, "all", {"hidden_act": "silu", "sliding_window": None}
+    ),
+    "llama4_text": Family(
+        "Llama4TextConfig",
+        True,
+        "hidden_act",
+        False,
+        False,
+        False,
+        "llama4",
+        {
+            "hidden_act": "silu",
+            "interleave_moe_layer_step": 1,
+            "no_rope_layer_interval": 4,
+            "attention_chunk_size": 8192,
+        },
+    ),
     "gpt_oss": Family("GptOssConfig", True, "hidden_act", False, False, False, "alternate", {"hidden_act": "silu"}),
 }
-NESTED = {"gemma3": "gemma3_text", "llama4": "llama4_text"}  # multimodal wrappers: the language model is their text_config
+NESTED = {
+    "gemma3": "gemma3_text",
+    "llama4": "llama4_text",
+}  # multimodal wrappers: the language model is their text_config
 SUPPORTED = tuple(sorted([*FAMILIES, *NESTED]))
 FALCON_ALIASES = {"num_hidden_layers": "n_layer", "num_attention_heads": "n_head", "hidden_size": "n_embed"}
 
@@ -94,8 +145,11 @@ def read_hf_config(path: Path) -> Imported:
     if _is_dir(path):
         folder, path = path, path / "config.json"
         if not path.is_file():
-            raise ConfigError(f"folder {str(folder)!r} holds no config.json", file=str(folder),
-                              hint="give a Hugging Face model folder (with config.json) or the file itself")
+            raise ConfigError(
+                f"folder {str(folder)!r} holds no config.json",
+                file=str(folder),
+                hint="give a Hugging Face model folder (with config.json) or the file itself",
+            )
     top = JsonObject.parse(path)
     model_type = top.text("model_type", hint=f"supported model types: {', '.join(SUPPORTED)}")
     cfg, notes = top, []
@@ -104,9 +158,12 @@ def read_hf_config(path: Path) -> Imported:
         notes.append(f"model_type {model_type}: the language model is text_config")
         model_type = NESTED[model_type]
     elif model_type not in FAMILIES:
-        raise top.error("model_type", f"unsupported model_type {model_type!r}",
-                        hint=f"supported model types: {', '.join(SUPPORTED)}; or write a planner model "
-                             "YAML by hand (see configs/models/)")
+        raise top.error(
+            "model_type",
+            f"unsupported model_type {model_type!r}",
+            hint=f"supported model types: {', '.join(SUPPORTED)}; or write a planner model "
+            "YAML by hand (see configs/models/)",
+        )
     family = FAMILIES[model_type]
     name = path.parent.name if path.name == "config.json" and path.parent.name else path.stem
     return _map(cfg, family, model_type, name or "model", notes)
@@ -126,17 +183,23 @@ def _map(cfg: JsonObject, fam: Family, model_type: str, name: str, notes: list[s
             notes.append(f"kv heads {kv}: multi_query is {str(kv == 1).lower()}")
     else:
         d_ff = get.count("intermediate_size")
-        kv = get.count("num_key_value_heads", default=heads if fam.kv_default_heads else _ABSENT,
-                       why=f"{fam.class_name} default: num_attention_heads")
+        kv = get.count(
+            "num_key_value_heads",
+            default=heads if fam.kv_default_heads else _ABSENT,
+            why=f"{fam.class_name} default: num_attention_heads",
+        )
     if "n_kv_heads" not in moe and (kv > heads or heads % kv):
-        raise cfg.error("num_key_value_heads", f"num_attention_heads ({heads}) must be a multiple of the kv "
-                                               f"heads ({kv})")
+        raise cfg.error(
+            "num_key_value_heads", f"num_attention_heads ({heads}) must be a multiple of the kv heads ({kv})"
+        )
     if "d_head" in moe:
         d_head = moe["d_head"]
     elif fam.head_dim_derived and not cfg.has("head_dim"):
         if E % heads:
-            raise cfg.error("num_attention_heads", f"hidden_size ({E}) is not a multiple of num_attention_heads "
-                                                   f"({heads}), and head_dim is not given")
+            raise cfg.error(
+                "num_attention_heads",
+                f"hidden_size ({E}) is not a multiple of num_attention_heads ({heads}), and head_dim is not given",
+            )
         d_head = E // heads
         notes.append(f"d_head {d_head}: hidden_size / num_attention_heads ({fam.class_name} derives it)")
     else:
@@ -145,10 +208,15 @@ def _map(cfg: JsonObject, fam: Family, model_type: str, name: str, notes: list[s
     window, local = _window(get, fam, n_layers)
     shape = dict(n_layers=n_layers, d_model=E, d_ff=d_ff, n_heads=heads, n_kv_heads=kv, d_head=d_head) | moe
     model = Model(
-        name=name, **shape,
-        vocab=get.count("vocab_size"), ffn=_ffn(get, fam), block=block,
+        name=name,
+        **shape,
+        vocab=get.count("vocab_size"),
+        ffn=_ffn(get, fam),
+        block=block,
         tied_embeddings=get.flag("tie_word_embeddings", default=fam.tied_default),
-        max_context=get.count("max_position_embeddings"), window_tokens=window, local_layers=local,
+        max_context=get.count("max_position_embeddings"),
+        window_tokens=window,
+        local_layers=local,
         source=_source(cfg, model_type, fam, notes),
     )
     return Imported(model=model, notes=tuple(notes))
@@ -185,8 +253,9 @@ def _window(get: _Getter, fam: Family, n: int) -> tuple[int | None, tuple[int, .
             raise cfg.error("layer_types", f"expected a list of {n} layer types (one per layer)")
         for t in types:
             if t not in ("sliding_attention", "full_attention"):
-                raise cfg.error("layer_types", f"unsupported layer type {t!r}; expected sliding_attention "
-                                               "or full_attention")
+                raise cfg.error(
+                    "layer_types", f"unsupported layer type {t!r}; expected sliding_attention or full_attention"
+                )
         local = tuple(i for i, t in enumerate(types) if t == "sliding_attention")
         how = "layer_types"
     elif fam.window == "all":
@@ -238,9 +307,12 @@ class _Getter:
         if default is _ABSENT and key in self.fam.defaults:
             default, why = self.fam.defaults[key], None
         if default is _ABSENT:
-            raise self.cfg.error(key, f"missing key {key!r} (model_type {self.model_type} needs it)",
-                                 hint=f"{self.fam.class_name} has no default the planner can use for it; "
-                                      f"supported model types: {', '.join(SUPPORTED)}")
+            raise self.cfg.error(
+                key,
+                f"missing key {key!r} (model_type {self.model_type} needs it)",
+                hint=f"{self.fam.class_name} has no default the planner can use for it; "
+                f"supported model types: {', '.join(SUPPORTED)}",
+            )
         self.notes.append(f"{key}={default}: absent, " + (why or f"{self.fam.class_name} (class default)"))
         return key, default
 

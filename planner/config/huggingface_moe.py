@@ -46,64 +46,106 @@ def moe_shapes(get: Any, model_type: str, n_layers: int) -> dict:
     if model_type == "deepseek_v3":
         freq = get.count("moe_layer_freq", default=1, why="DeepseekV3Config default")
         if freq != 1:
-            raise get.cfg.error("moe_layer_freq", f"moe_layer_freq {freq} is not supported (expected 1: "
-                                                  "every layer after first_k_dense_replace is MoE)")
+            raise get.cfg.error(
+                "moe_layer_freq",
+                f"moe_layer_freq {freq} is not supported (expected 1: every layer after first_k_dense_replace is MoE)",
+            )
         d_ff_e = get.count("moe_intermediate_size")
         shared = get.whole("n_shared_experts")
-        experts = Experts(n_experts=get.count("n_routed_experts"), top_k=get.count("num_experts_per_tok"),
-                          d_ff_expert=d_ff_e, n_shared=shared, d_ff_shared=d_ff_e if shared else 0,
-                          first_dense=get.whole("first_k_dense_replace"), router_bias=True)
-        latent = LatentAttention(q_rank=get.count("q_lora_rank", nullable=True) or 0,
-                                 kv_rank=get.count("kv_lora_rank"), qk_nope_dim=get.count("qk_nope_head_dim"),
-                                 qk_rope_dim=get.count("qk_rope_head_dim"), v_head_dim=get.count("v_head_dim"))
+        experts = Experts(
+            n_experts=get.count("n_routed_experts"),
+            top_k=get.count("num_experts_per_tok"),
+            d_ff_expert=d_ff_e,
+            n_shared=shared,
+            d_ff_shared=d_ff_e if shared else 0,
+            first_dense=get.whole("first_k_dense_replace"),
+            router_bias=True,
+        )
+        latent = LatentAttention(
+            q_rank=get.count("q_lora_rank", nullable=True) or 0,
+            kv_rank=get.count("kv_lora_rank"),
+            qk_nope_dim=get.count("qk_nope_head_dim"),
+            qk_rope_dim=get.count("qk_rope_head_dim"),
+            v_head_dim=get.count("v_head_dim"),
+        )
         out.update(latent=latent, n_kv_heads=1, d_head=latent.qk_head_dim)
-        get.notes += [f"latent attention: kv heads 1 (one latent of kv_lora_rank + qk_rope_head_dim = "
-                      f"{latent.cache_elements} per token; num_key_value_heads is unused), d_head "
-                      f"{latent.qk_head_dim} = qk_nope_head_dim + qk_rope_head_dim",
-                      f"{shared} shared expert(s) of moe_intermediate_size; router bias "
-                      "(e_score_correction_bias)",
-                      "not modelled: group-limited routing (n_group, topk_group), the multi-token-prediction "
-                      "layer (num_nextn_predict_layers)"]
+        get.notes += [
+            f"latent attention: kv heads 1 (one latent of kv_lora_rank + qk_rope_head_dim = "
+            f"{latent.cache_elements} per token; num_key_value_heads is unused), d_head "
+            f"{latent.qk_head_dim} = qk_nope_head_dim + qk_rope_head_dim",
+            f"{shared} shared expert(s) of moe_intermediate_size; router bias (e_score_correction_bias)",
+            "not modelled: group-limited routing (n_group, topk_group), the multi-token-prediction "
+            "layer (num_nextn_predict_layers)",
+        ]
     elif model_type == "qwen3_moe":
         mlp_only = get.value("mlp_only_layers", default=[])
         if not isinstance(mlp_only, list) or mlp_only != list(range(len(mlp_only))):
-            raise get.cfg.error("mlp_only_layers", f"expected the first layers ([0, 1, ..., k - 1]), found "
-                                                   f"{mlp_only!r}", hint="the planner's dense layers come first")
-        experts = Experts(n_experts=get.count("num_experts"), top_k=get.count("num_experts_per_tok"),
-                          d_ff_expert=get.count("moe_intermediate_size"), first_dense=len(mlp_only),
-                          every=get.count("decoder_sparse_step", default=1, why="Qwen3MoeConfig default"))
+            raise get.cfg.error(
+                "mlp_only_layers",
+                f"expected the first layers ([0, 1, ..., k - 1]), found {mlp_only!r}",
+                hint="the planner's dense layers come first",
+            )
+        experts = Experts(
+            n_experts=get.count("num_experts"),
+            top_k=get.count("num_experts_per_tok"),
+            d_ff_expert=get.count("moe_intermediate_size"),
+            first_dense=len(mlp_only),
+            every=get.count("decoder_sparse_step", default=1, why="Qwen3MoeConfig default"),
+        )
     elif model_type == "mixtral":
         d_ff_e = get.count("intermediate_size")
-        experts = Experts(n_experts=get.count("num_local_experts"), top_k=get.count("num_experts_per_tok"),
-                          d_ff_expert=d_ff_e)
+        experts = Experts(
+            n_experts=get.count("num_local_experts"), top_k=get.count("num_experts_per_tok"), d_ff_expert=d_ff_e
+        )
         get.notes.append("every layer MoE; intermediate_size is each expert's")
     elif model_type == "llama4_text":
         d_ff_e, every = get.count("intermediate_size"), get.count("interleave_moe_layer_step")
         moe_layers = get.cfg.value("moe_layers") if get.cfg.has("moe_layers") else None
         if moe_layers is not None and moe_layers != list(range(every - 1, n_layers, every)):
-            raise get.cfg.error("moe_layers", f"expected every {every}th layer from layer {every - 1} "
-                                              "(interleave_moe_layer_step)", hint="other MoE layer sets are not supported")
-        experts = Experts(n_experts=get.count("num_local_experts"), top_k=get.count("num_experts_per_tok"),
-                          d_ff_expert=d_ff_e, n_shared=1, d_ff_shared=d_ff_e, every=every)
+            raise get.cfg.error(
+                "moe_layers",
+                f"expected every {every}th layer from layer {every - 1} (interleave_moe_layer_step)",
+                hint="other MoE layer sets are not supported",
+            )
+        experts = Experts(
+            n_experts=get.count("num_local_experts"),
+            top_k=get.count("num_experts_per_tok"),
+            d_ff_expert=d_ff_e,
+            n_shared=1,
+            d_ff_shared=d_ff_e,
+            every=every,
+        )
         out["d_ff"] = get.count("intermediate_size_mlp")
-        get.notes.append("one shared expert of intermediate_size (modeling_llama4 Llama4TextMoe always "
-                         "builds it); dense layers of intermediate_size_mlp")
+        get.notes.append(
+            "one shared expert of intermediate_size (modeling_llama4 Llama4TextMoe always "
+            "builds it); dense layers of intermediate_size_mlp"
+        )
     else:  # gpt_oss
         top_k_key = "num_experts_per_tok" if get.cfg.has("num_experts_per_tok") else "experts_per_token"
-        experts = Experts(n_experts=get.count("num_local_experts"), top_k=get.count(top_k_key),
-                          d_ff_expert=get.count("intermediate_size"), router_bias=True, expert_bias=True)
+        experts = Experts(
+            n_experts=get.count("num_local_experts"),
+            top_k=get.count(top_k_key),
+            d_ff_expert=get.count("intermediate_size"),
+            router_bias=True,
+            expert_bias=True,
+        )
         quant = get.cfg.value("quantization_config") if get.cfg.has("quantization_config") else {}
         if isinstance(quant, dict) and quant.get("quant_method") == "mxfp4":
-            get.notes.append("quantization_config mxfp4: experts stored in MXFP4 (0.53 B per weight), the rest "
-                             "bf16; the planner has one weight format: --weights int4 costs it on chips without "
-                             "an fp4 peak")
+            get.notes.append(
+                "quantization_config mxfp4: experts stored in MXFP4 (0.53 B per weight), the rest "
+                "bf16; the planner has one weight format: --weights int4 costs it on chips without "
+                "an fp4 peak"
+            )
     if experts.top_k > experts.n_experts:
-        raise get.cfg.error("num_experts_per_tok", f"{experts.top_k} experts per token exceed the "
-                                                   f"{experts.n_experts} routed experts")
+        raise get.cfg.error(
+            "num_experts_per_tok", f"{experts.top_k} experts per token exceed the {experts.n_experts} routed experts"
+        )
     if experts.n_moe_layers(n_layers) == 0:
         raise get.cfg.error("num_hidden_layers", f"no layer of {n_layers} is an MoE layer")
-    get.notes.append(f"experts: {experts.n_experts} routed, top {experts.top_k}, each of {experts.d_ff_expert}; "
-                     f"{experts.n_moe_layers(n_layers)} of {n_layers} layers MoE")
+    get.notes.append(
+        f"experts: {experts.n_experts} routed, top {experts.top_k}, each of {experts.d_ff_expert}; "
+        f"{experts.n_moe_layers(n_layers)} of {n_layers} layers MoE"
+    )
     out["experts"] = experts
     return out
 
@@ -113,10 +155,14 @@ def chunked_window(get: Any, n: int) -> tuple[int | None, tuple[int, ...]]:
     cfg = get.cfg
     if cfg.has("layer_types"):
         types = cfg.value("layer_types")
-        if not isinstance(types, list) or len(types) != n or \
-                any(t not in ("chunked_attention", "full_attention") for t in types):
-            raise cfg.error("layer_types", f"expected a list of {n} layer types, each chunked_attention or "
-                                           "full_attention")
+        if (
+            not isinstance(types, list)
+            or len(types) != n
+            or any(t not in ("chunked_attention", "full_attention") for t in types)
+        ):
+            raise cfg.error(
+                "layer_types", f"expected a list of {n} layer types, each chunked_attention or full_attention"
+            )
         local, how = tuple(i for i, t in enumerate(types) if t == "chunked_attention"), "layer_types"
     elif cfg.has("no_rope_layers"):
         flags = cfg.value("no_rope_layers")
@@ -130,6 +176,8 @@ def chunked_window(get: Any, n: int) -> tuple[int | None, tuple[int, ...]]:
     chunk = get.count("attention_chunk_size", nullable=True)
     if chunk is None or not local:
         return None, ()
-    get.notes.append(f"chunked attention ({chunk} tokens) on {len(local)} of {n} layers ({how}), costed as a "
-                     "sliding window of the chunk: the same KV cache held, attention FLOPs an upper bound")
+    get.notes.append(
+        f"chunked attention ({chunk} tokens) on {len(local)} of {n} layers ({how}), costed as a "
+        "sliding window of the chunk: the same KV cache held, attention FLOPs an upper bound"
+    )
     return chunk, local

@@ -32,32 +32,39 @@ class JsonObject:
     def parse(path: Path) -> JsonObject:
         shown = str(path)
         try:
-            raw = path.read_bytes()[:MAX_FILE_BYTES + 1]
+            raw = path.read_bytes()[: MAX_FILE_BYTES + 1]
         except FileNotFoundError:
             raise ConfigError("no such file", file=shown) from None
         except OSError as err:
             raise ConfigError(f"cannot read the file: {err.strerror or err}", file=shown) from None
         if len(raw) > MAX_FILE_BYTES:
-            raise ConfigError(f"the file is larger than {MAX_FILE_BYTES} bytes; a config.json is a page "
-                              "of text", file=shown)
+            raise ConfigError(
+                f"the file is larger than {MAX_FILE_BYTES} bytes; a config.json is a page of text", file=shown
+            )
         try:
             text = raw.decode("utf-8-sig")
         except UnicodeDecodeError as err:
-            raise ConfigError(f"the file is not UTF-8 (byte {err.start})", file=shown,
-                              line=raw[:err.start].count(b"\n") + 1) from None
+            raise ConfigError(
+                f"the file is not UTF-8 (byte {err.start})", file=shown, line=raw[: err.start].count(b"\n") + 1
+            ) from None
         try:
             data = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
         except json.JSONDecodeError as err:
-            raise ConfigError(f"not valid JSON: {err.msg}", file=shown, line=err.lineno, column=err.colno,
-                              hint="a Hugging Face config.json is one JSON object") from None
+            raise ConfigError(
+                f"not valid JSON: {err.msg}",
+                file=shown,
+                line=err.lineno,
+                column=err.colno,
+                hint="a Hugging Face config.json is one JSON object",
+            ) from None
         except _Duplicate as dup:
             second = [m.start() for m in _key_pattern(dup.key).finditer(text)][1:2] or [0]
             line, column = _line_column(text, second[0])
-            raise ConfigError(f"duplicate key {dup.key!r}", file=shown, line=line, column=column,
-                              key=dup.key) from None
+            raise ConfigError(f"duplicate key {dup.key!r}", file=shown, line=line, column=column, key=dup.key) from None
         except _Constant as bad:
-            raise ConfigError(f"{bad.name} is not a valid JSON number", file=shown,
-                              line=_line_column(text, text.find(bad.name))[0]) from None
+            raise ConfigError(
+                f"{bad.name} is not a valid JSON number", file=shown, line=_line_column(text, text.find(bad.name))[0]
+            ) from None
         if not isinstance(data, dict):
             raise ConfigError("expected a JSON object (a mapping of keys)", file=shown, line=1)
         return JsonObject(data=data, doc=_Document(file=shown, text=text), start=max(text.find("{"), 0))
@@ -84,8 +91,7 @@ class JsonObject:
 
     def error(self, key: str, message: str, hint: str | None = None) -> ConfigError:
         line, column = _line_column(self.doc.text, self._position(key) if key in self.data else self.start)
-        return ConfigError(message, file=self.doc.file, line=line, column=column, key=self.prefix + key,
-                           hint=hint)
+        return ConfigError(message, file=self.doc.file, line=line, column=column, key=self.prefix + key, hint=hint)
 
     def _position(self, key: str) -> int:
         match = _key_pattern(key).search(self.doc.text, self.start)

@@ -21,8 +21,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from planner.config.models import read_model
-from planner.config.yamlio import At, Field, boolean, choice, count, entries, fields, list_of, load_document, \
-    number, passthrough, text
+from planner.config.yamlio import (
+    At,
+    Field,
+    boolean,
+    choice,
+    count,
+    entries,
+    fields,
+    list_of,
+    load_document,
+    number,
+    passthrough,
+    text,
+)
 from planner.cost.layouts import CollectiveKind
 from planner.errors import ConfigError
 from planner.specs.model import Model
@@ -31,45 +43,89 @@ FORMAT = "planner-measurements/2"
 MODEL_KINDS = ("latency", "ttft", "throughput")
 KERNEL_KINDS = ("collective", "gemm")
 KINDS = MODEL_KINDS + KERNEL_KINDS
-WEIGHTS = {"fp16": "bf16", "bf16": "bf16", "fp8": "fp8", "int8": "int8"}  # fp16: the planner's bf16 (2 bytes, same peak)
-COLLECTIVES = {k.value: k for k in (CollectiveKind.ALL_REDUCE, CollectiveKind.ALL_GATHER, CollectiveKind.REDUCE_SCATTER)}
+WEIGHTS = {
+    "fp16": "bf16",
+    "bf16": "bf16",
+    "fp8": "fp8",
+    "int8": "int8",
+}  # fp16: the planner's bf16 (2 bytes, same peak)
+COLLECTIVES = {
+    k.value: k for k in (CollectiveKind.ALL_REDUCE, CollectiveKind.ALL_GATHER, CollectiveKind.REDUCE_SCATTER)
+}
 _S = number("seconds")
 _ANY = Field(passthrough, required=False)
 ROW_FIELDS = {
     "kind": Field(choice({k: k for k in KINDS}, "row kind")),
-    "name": Field(text, required=False), "source": Field(text),
-    "model": Field(text, required=False), "chips": Field(count, required=False),
-    "tp": Field(count, required=False), "pp": Field(count, required=False),
-    "batch": Field(count, required=False), "input_tokens": Field(count, required=False),
+    "name": Field(text, required=False),
+    "source": Field(text),
+    "model": Field(text, required=False),
+    "chips": Field(count, required=False),
+    "tp": Field(count, required=False),
+    "pp": Field(count, required=False),
+    "batch": Field(count, required=False),
+    "input_tokens": Field(count, required=False),
     "output_tokens": Field(count, required=False),
     "weights": Field(choice(WEIGHTS, "format"), required=False),
     "activations": Field(choice(WEIGHTS, "format"), required=False),
     "kv_cache": Field(choice(WEIGHTS, "format"), required=False),
-    "ffn": Field(text, required=False), "attention": Field(text, required=False),
-    "latency_s": Field(_S, required=False), "ttft_s": Field(_S, required=False),
-    "latency_s_derived": Field(_S, required=False), "seconds": Field(_S, required=False),
-    "tokens_per_s_total": Field(number(), required=False), "tokens_per_s_per_gpu": Field(number(), required=False),
+    "ffn": Field(text, required=False),
+    "attention": Field(text, required=False),
+    "latency_s": Field(_S, required=False),
+    "ttft_s": Field(_S, required=False),
+    "latency_s_derived": Field(_S, required=False),
+    "seconds": Field(_S, required=False),
+    "tokens_per_s_total": Field(number(), required=False),
+    "tokens_per_s_per_gpu": Field(number(), required=False),
     "collective": Field(choice(COLLECTIVES, "collective"), required=False),
-    "implementation": Field(text, required=False), "gpus": Field(count, required=False),
-    "nodes": Field(count, required=False), "bytes": Field(number("bytes"), required=False),
-    "elements": Field(count, required=False), "dtype": Field(text, required=False),
-    "m": Field(count, required=False), "n": Field(count, required=False), "k": Field(count, required=False),
-    "unit_ambiguous": Field(boolean, required=False), "run": Field(count, required=False),
-    "activation_quantisation": Field(choice({"dynamic-per-tensor": "dynamic-per-tensor"}, "activation quantisation"),
-                                     required=False),
-    **{key: _ANY for key in ("framework", "sampling", "device", "network", "caveat", "nccl_version",
-                             "includes", "published_as", "published_value", "sku_note",
-                             "ttft_resolution_s")},
+    "implementation": Field(text, required=False),
+    "gpus": Field(count, required=False),
+    "nodes": Field(count, required=False),
+    "bytes": Field(number("bytes"), required=False),
+    "elements": Field(count, required=False),
+    "dtype": Field(text, required=False),
+    "m": Field(count, required=False),
+    "n": Field(count, required=False),
+    "k": Field(count, required=False),
+    "unit_ambiguous": Field(boolean, required=False),
+    "run": Field(count, required=False),
+    "activation_quantisation": Field(
+        choice({"dynamic-per-tensor": "dynamic-per-tensor"}, "activation quantisation"), required=False
+    ),
+    **{
+        key: _ANY
+        for key in (
+            "framework",
+            "sampling",
+            "device",
+            "network",
+            "caveat",
+            "nccl_version",
+            "includes",
+            "published_as",
+            "published_value",
+            "sku_note",
+            "ttft_resolution_s",
+        )
+    },
 }
-NEEDS = {"latency": ("model", "chips", "batch", "input_tokens", "output_tokens", "weights", "latency_s"),
-         "ttft": ("model", "chips", "batch", "input_tokens", "weights", "ttft_s"),
-         "throughput": ("model", "chips", "batch", "input_tokens", "output_tokens", "weights", "latency_s_derived"),
-         "collective": ("collective", "implementation", "gpus", "nodes", "bytes", "seconds"),
-         "gemm": ("m", "n", "k", "dtype", "seconds")}
-FILE_FIELDS = {"format": Field(text), "cluster": Field(text, required=False), "source": Field(text, required=False),
-               "notes": Field(text, required=False), "conventions": _ANY, "sources": _ANY,
-               "models": Field(passthrough, required=False),
-               "measurements": Field(list_of(passthrough, unique=False)), "infeasible": _ANY}
+NEEDS = {
+    "latency": ("model", "chips", "batch", "input_tokens", "output_tokens", "weights", "latency_s"),
+    "ttft": ("model", "chips", "batch", "input_tokens", "weights", "ttft_s"),
+    "throughput": ("model", "chips", "batch", "input_tokens", "output_tokens", "weights", "latency_s_derived"),
+    "collective": ("collective", "implementation", "gpus", "nodes", "bytes", "seconds"),
+    "gemm": ("m", "n", "k", "dtype", "seconds"),
+}
+FILE_FIELDS = {
+    "format": Field(text),
+    "cluster": Field(text, required=False),
+    "source": Field(text, required=False),
+    "notes": Field(text, required=False),
+    "conventions": _ANY,
+    "sources": _ANY,
+    "models": Field(passthrough, required=False),
+    "measurements": Field(list_of(passthrough, unique=False)),
+    "infeasible": _ANY,
+}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -131,12 +187,26 @@ def load_kernel_measurements(path: str) -> KernelMeasurements:
         model = None
         if "model" in v.values:
             if v["model"] not in models:
-                raise v.where["model"].error(f"model {v['model']!r} is not in the file's `models:`",
-                                             hint=f"known: {', '.join(models) or 'none'}")
+                raise v.where["model"].error(
+                    f"model {v['model']!r} is not in the file's `models:`", hint=f"known: {', '.join(models) or 'none'}"
+                )
             model = models[v["model"]]
-        rows.append(Row(kind=v["kind"], name=v.get("name", f"row {i + 1}"), line=row.node.start_mark.line + 1,
-                        values=dict(v.values), model=model))
+        rows.append(
+            Row(
+                kind=v["kind"],
+                name=v.get("name", f"row {i + 1}"),
+                line=row.node.start_mark.line + 1,
+                values=dict(v.values),
+                model=model,
+            )
+        )
     if not rows:
         raise ConfigError("no measurements", file=path)
-    return KernelMeasurements(file=path, cluster=f.get("cluster"), source=f.get("source", ""),
-                              notes=f.get("notes", ""), rows=tuple(rows), at=root)
+    return KernelMeasurements(
+        file=path,
+        cluster=f.get("cluster"),
+        source=f.get("source", ""),
+        notes=f.get("notes", ""),
+        rows=tuple(rows),
+        at=root,
+    )

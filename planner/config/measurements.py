@@ -27,10 +27,12 @@ from planner.specs.model import Model
 from planner.specs.plan import Phase, Workload
 
 WEIGHT_GATHERED = "weight-gathered"  # the fastest of the wg-* layouts
-BEST = "best"                        # the fastest layout
-FFN_CHOICES = {**{name: (name,) for name in FFN_LAYOUTS},
-               WEIGHT_GATHERED: tuple(n for n, layout in FFN_LAYOUTS.items() if layout.gather_axes),
-               BEST: tuple(FFN_LAYOUTS)}
+BEST = "best"  # the fastest layout
+FFN_CHOICES = {
+    **{name: (name,) for name in FFN_LAYOUTS},
+    WEIGHT_GATHERED: tuple(n for n, layout in FFN_LAYOUTS.items() if layout.gather_axes),
+    BEST: tuple(FFN_LAYOUTS),
+}
 ATTENTION_CHOICES = {**{name: (name,) for name in ATTENTION_LAYOUTS}, BEST: tuple(ATTENTION_LAYOUTS)}
 
 
@@ -50,12 +52,12 @@ class Measurement:
     chips: int
     batch: int
     workload: Workload
-    ffn: str        # a layout, `weight-gathered` or `best`
+    ffn: str  # a layout, `weight-gathered` or `best`
     attention: str  # a layout or `best`
     weights: WeightFormat
     latency_s: float
     mfu: float | None
-    chosen: bool    # the layout the authors chose here; the checks ask the planner to pick it too
+    chosen: bool  # the layout the authors chose here; the checks ask the planner to pick it too
 
     @property
     def line(self) -> int:
@@ -69,8 +71,7 @@ class Measurement:
     def setting(self) -> str:
         """Everything but the layout: points with the same setting are compared with each other."""
         w = self.workload
-        tokens = f"in {w.input_tokens}" if self.phase is Phase.PREFILL else \
-            f"ctx {w.context} out {w.output_tokens}"
+        tokens = f"in {w.input_tokens}" if self.phase is Phase.PREFILL else f"ctx {w.context} out {w.output_tokens}"
         return f"{self.model.name} {self.phase.value} {self.chips} chips batch {self.batch} {tokens}"
 
     def error(self, key: str, message: str, hint: str | None = None) -> ConfigError:
@@ -132,28 +133,48 @@ def load_measurements(path: str) -> Measurements:
         phase = v["phase"]
         for key in (k for other, keys in PHASE_KEYS.items() if other is not phase for k in keys):
             if key in v.values:
-                raise v.where[key].error(f"{key!r} is not used by a {phase.value} measurement",
-                                         hint=f"a {phase.value} measurement gives "
-                                              f"{' and '.join(PHASE_KEYS[phase])}")
+                raise v.where[key].error(
+                    f"{key!r} is not used by a {phase.value} measurement",
+                    hint=f"a {phase.value} measurement gives {' and '.join(PHASE_KEYS[phase])}",
+                )
         for key in PHASE_KEYS[phase]:
             if key not in v.values:
                 raise row.child(row.node, key).error(f"missing key {key!r} in a {phase.value} measurement")
-        workload = Workload(input_tokens=v.get("input_tokens", 1), context=v.get("context", 1),
-                            output_tokens=v.get("output_tokens", 1))
+        workload = Workload(
+            input_tokens=v.get("input_tokens", 1), context=v.get("context", 1), output_tokens=v.get("output_tokens", 1)
+        )
         given = [key for key in ("latency_s", "step_latency_s") if key in v.values]
         if len(given) != 1:
             where = v.where[given[1]] if given else row.child(row.node, "latency_s")
-            raise where.error("give exactly one of 'latency_s' (the whole request) and "
-                              "'step_latency_s' (one step)" if given else
-                              "missing key 'latency_s' (or 'step_latency_s') in a measurement")
+            raise where.error(
+                "give exactly one of 'latency_s' (the whole request) and 'step_latency_s' (one step)"
+                if given
+                else "missing key 'latency_s' (or 'step_latency_s') in a measurement"
+            )
         steps = workload.output_tokens if phase is Phase.DECODE else 1
         latency = v["latency_s"] if "latency_s" in v.values else v["step_latency_s"] * steps
-        points.append(Measurement(
-            name=name, row=row, model=models[v["model"]], phase=phase, chips=v["chips"],
-            batch=v["batch"], workload=workload, ffn=v["ffn"], attention=v["attention"],
-            weights=v["weights"], latency_s=latency, mfu=v.get("mfu"), chosen=v.get("chosen", False),
-        ))
-    return Measurements(file=path, cluster=f.get("cluster"), source=f.get("source", ""),
-                        notes=f.get("notes", ""), points=tuple(points), at=root)
-
-
+        points.append(
+            Measurement(
+                name=name,
+                row=row,
+                model=models[v["model"]],
+                phase=phase,
+                chips=v["chips"],
+                batch=v["batch"],
+                workload=workload,
+                ffn=v["ffn"],
+                attention=v["attention"],
+                weights=v["weights"],
+                latency_s=latency,
+                mfu=v.get("mfu"),
+                chosen=v.get("chosen", False),
+            )
+        )
+    return Measurements(
+        file=path,
+        cluster=f.get("cluster"),
+        source=f.get("source", ""),
+        notes=f.get("notes", ""),
+        points=tuple(points),
+        at=root,
+    )

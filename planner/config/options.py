@@ -24,8 +24,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from planner.config.flagtext import (int_list, lower, phase_list, same, seconds_flag, tokens_flag,
-                                     word_list)
+from planner.config.flagtext import int_list, lower, phase_list, same, seconds_flag, tokens_flag, word_list
 
 PLANNING = frozenset({"plan", "explain", "serve", "compare"})  # commands that plan: every planning option
 
@@ -34,16 +33,16 @@ PLANNING = frozenset({"plan", "explain", "serve", "compare"})  # commands that p
 class Option:
     """One command-line option (or positional argument)."""
 
-    name: str                      # the record's attribute; a planning option's PlanOverrides field
-    flags: tuple[str, ...] = ()    # () for a positional argument
+    name: str  # the record's attribute; a planning option's PlanOverrides field
+    flags: tuple[str, ...] = ()  # () for a positional argument
     metavar: str | None = None
     help: str = ""
     parse: Callable[[Any, str], Any] = same  # (text as typed, flag) -> value; UsageError naming the flag
-    kind: type = str               # str, int, float, bool (a switch) or Path
+    kind: type = str  # str, int, float, bool (a switch) or Path
     default: Any = None
     commands: frozenset[str] = PLANNING
-    plans: bool = False            # sets the PlanOverrides field `name`
-    complete: str | None = None    # shell completion: preset kind ("models", "clusters", "plans")
+    plans: bool = False  # sets the PlanOverrides field `name`
+    complete: str | None = None  # shell completion: preset kind ("models", "clusters", "plans")
     per_command: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # command -> fields
 
     @property
@@ -56,8 +55,7 @@ class Option:
 
 
 def _opt(name: str, flags: str | tuple[str, ...], metavar: str | None, help: str, **more: Any) -> Option:
-    return Option(name=name, flags=(flags,) if isinstance(flags, str) else flags, metavar=metavar, help=help,
-                  **more)
+    return Option(name=name, flags=(flags,) if isinstance(flags, str) else flags, metavar=metavar, help=help, **more)
 
 
 def _plan(name: str, flag: str, metavar: str | None, help: str, **more: Any) -> Option:
@@ -65,168 +63,485 @@ def _plan(name: str, flag: str, metavar: str | None, help: str, **more: Any) -> 
 
 
 _ONE = "explain"  # explain without --row takes one value per axis
-WEIGHTS_HELP = ("Weight formats: bf16, int8 (weight-only), fp8 (W8A8), int8-w8a8, int4 (weight-only), "
-                "fp4 (W4A4), or all (every one the chip has a peak for) [default: bf16,int8].")
+WEIGHTS_HELP = (
+    "Weight formats: bf16, int8 (weight-only), fp8 (W8A8), int8-w8a8, int4 (weight-only), "
+    "fp4 (W4A4), or all (every one the chip has a peak for) [default: bf16,int8]."
+)
 _WITH_ROW = "With --row: as in `planner plan`"
 _NOT_SERVE = "Not for serve: a request's decode steps attend to input + 1 to input + output tokens."
 _SERVE_TARGETS = "Not for serve: its targets are --ttft, --tpot and --e2e."
 
 OPTIONS: tuple[Option, ...] = (
     # positional arguments
-    Option(name="plan_file", metavar="PLAN", complete="plans", commands=frozenset({"plan", "explain", "serve"}),
-           help="Plan: preset name or YAML file. Optional when --model and --cluster are given; flags "
-                "override its fields.",
-           per_command={"explain": {"help": "Plan: preset name or YAML file (optional; flags override it).",
-                                    "complete": None},
-                        "serve": {"help": "Plan: preset name or YAML file (its model, cluster, workload and "
-                                          "search space; both phases are always planned). Optional when "
-                                          "--model and --cluster are given."}}),
-    Option(name="first", metavar="PLAN|BASELINE.json", commands=frozenset({"compare"}),
-           help="A plan (preset name or YAML path), or the baseline run; optional when --model and "
-                "--cluster are given."),
-    Option(name="second", metavar="PLAN|CURRENT.json", commands=frozenset({"compare"}),
-           help="With a baseline: a plan to search now, or a saved run."),
-    Option(name="measurements", metavar="MEASUREMENTS", default=..., commands=frozenset({"calibrate"}),
-           help="Measurements YAML (e.g. configs/measurements/pope2022-tpu-v4.yaml)."),
-    Option(name="config", metavar="CONFIG", default=..., commands=frozenset({"models"}),
-           help="A Hugging Face config.json, or the model folder holding it."),
-    _opt("deployment", "--deployment", None, "Check the plan's pinned deployment.", kind=bool, default=False,
-         commands=frozenset({"compare"})),
+    Option(
+        name="plan_file",
+        metavar="PLAN",
+        complete="plans",
+        commands=frozenset({"plan", "explain", "serve"}),
+        help="Plan: preset name or YAML file. Optional when --model and --cluster are given; flags "
+        "override its fields.",
+        per_command={
+            "explain": {"help": "Plan: preset name or YAML file (optional; flags override it).", "complete": None},
+            "serve": {
+                "help": "Plan: preset name or YAML file (its model, cluster, workload and "
+                "search space; both phases are always planned). Optional when "
+                "--model and --cluster are given."
+            },
+        },
+    ),
+    Option(
+        name="first",
+        metavar="PLAN|BASELINE.json",
+        commands=frozenset({"compare"}),
+        help="A plan (preset name or YAML path), or the baseline run; optional when --model and --cluster are given.",
+    ),
+    Option(
+        name="second",
+        metavar="PLAN|CURRENT.json",
+        commands=frozenset({"compare"}),
+        help="With a baseline: a plan to search now, or a saved run.",
+    ),
+    Option(
+        name="measurements",
+        metavar="MEASUREMENTS",
+        default=...,
+        commands=frozenset({"calibrate"}),
+        help="Measurements YAML (e.g. configs/measurements/pope2022-tpu-v4.yaml).",
+    ),
+    Option(
+        name="config",
+        metavar="CONFIG",
+        default=...,
+        commands=frozenset({"models"}),
+        help="A Hugging Face config.json, or the model folder holding it.",
+    ),
+    _opt(
+        "deployment",
+        "--deployment",
+        None,
+        "Check the plan's pinned deployment.",
+        kind=bool,
+        default=False,
+        commands=frozenset({"compare"}),
+    ),
     # the plan: model, cluster, search space, workload, constraints
-    _plan("model", "--model", "NAME|FILE", "Model: preset name (see 'planner presets'), YAML file, or a Hugging "
-          "Face config.json (or the folder holding it).", complete="models"),
-    _plan("cluster", "--cluster", "NAME|FILE", "Cluster: preset name (see 'planner presets') or YAML file.",
-          complete="clusters", commands=PLANNING | {"calibrate"}),
-    _opt("row", "--row", "N", "", kind=int, commands=frozenset({"explain", "serve"}), per_command={
-        "explain": {"help": "Explain row N (the # column) of `planner plan` run with the same plan and flags; "
-                            "then --chips, --phase, --batch, --ffn, --attention, --weights, --experts, --stages "
-                            "and the constraints take lists and limits as in `planner plan`."},
-        "serve": {"help": "Explain row N (the # column): its prefill and decode layouts."}}),
-    _plan("chips", "--chips", "N[,N...]", "Chip counts to search [chips; default: every slice the cluster offers].",
-          parse=int_list, per_command={
-              _ONE: {"metavar": "N", "help": "Chip count [chips; required without --row]."},
-              "serve": {"help": "Chip counts per pool [chips; default: the plan's]."},
-              "compare": {"metavar": "LIST", "help": "Chip counts, comma list [chips] (default: the plan's)."}}),
-    _plan("phases", "--phase", "PHASE", "prefill, decode or both [default: both].", parse=phase_list,
-          per_command={_ONE: {"help": "prefill or decode."},
-                       "serve": {"help": "Both phases are always served (both is accepted) [default: both]."},
-                       "compare": {"help": "prefill, decode or both (default: the plan's)."}}),
-    _plan("batches", "--batch", "B[,B...]", "Batch sizes to search [sequences; default 1,2,4,...,1024].",
-          parse=int_list, per_command={
-              _ONE: {"metavar": "B", "help": "Batch size [sequences]."},
-              "compare": {"metavar": "LIST", "help": "Batch sizes, comma list [sequences] (default: the plan's)."}}),
-    _plan("weights", "--weights", "FMT[,FMT...]", WEIGHTS_HELP, parse=word_list, per_command={
-        _ONE: {"metavar": "FMT", "help": "Weight format: bf16, int8, fp8, int8-w8a8, int4 or fp4."},
-        "compare": {"metavar": "LIST", "help": "Weight formats, comma list: bf16, int8, fp8, int8-w8a8, int4, "
-                                               "fp4, or all (default: the plan's)."}}),
-    _plan("ffn", "--ffn", "NAME[,NAME...]", "FFN layouts: ws1d, ws2d, wg-x, wg-xy, wg-xyz, dp (MoE models) [default: all].",
-          parse=word_list, per_command={
-              _ONE: {"metavar": "NAME", "help": "FFN layout: ws1d, ws2d, wg-x, wg-xy, wg-xyz or dp (MoE models)."},
-              "compare": {"flags": ("--layouts", "--ffn"), "metavar": "LIST",
-                          "help": "FFN layouts, comma list (ws1d, ws2d, wg-x, wg-xy, wg-xyz, dp); side by side also "
-                                  "takes ffn+attention, e.g. ws2d+batch."}}),
-    _plan("attention", "--attention", "NAME[,NAME...]", "Attention layouts: heads, batch [default: both].",
-          parse=word_list, per_command={
-              _ONE: {"metavar": "NAME", "help": "Attention layout: heads or batch."},
-              "compare": {"metavar": "LIST", "help": "Attention layouts, comma list: heads, batch (default: the "
-                                                     "plan's)."}}),
-    _plan("kv_cache", "--kv-cache", "FMT[,FMT...]", "KV-cache formats: bf16, fp8, int8 (scales included) "
-          "[default: bf16].", parse=word_list,
-          per_command={_ONE: {"metavar": "FMT", "help": "KV-cache format: bf16, fp8 or int8 [default: bf16]."}}),
-    _plan("sparsity", "--sparsity", "dense|2:4", "2:4: what-if of 2:4 structured sparsity (weight matmuls at the "
-          "chip's sparse peak, weights at half plus indices; quality not modelled)."),
-    _plan("experts", "--experts", "NAME[,NAME...]", "Expert layouts of MoE models: ep, ep-xy+tp-z, ep-x+tp-yz, "
-          "ep-yz, tp, wg [default: all].", parse=word_list, per_command={
-              _ONE: {"metavar": "NAME", "help": "MoE models: expert layout (ep, ep-xy+tp-z, ep-x+tp-yz, ep-yz, "
-                                                "tp, wg) [default: the fastest]."}}),
-    _plan("load_imbalance", "--load-imbalance", "RHO", "MoE models: the busiest chip's expert work over the mean "
-          "chip's (1 / SGLang's balancedness) [>= 1; default 1, balanced as DeepSeek's profiles]. Published for "
-          "DeepSeek-V3 on H100s: EPLB gave 1.49x prefill and 2.54x decode throughput over none at EP32-72, "
-          "perfect balance 1.18x more in prefill (lmsys.org/blog/2025-05-05-large-scale-ep): about 1.2 with "
-          "EPLB, 1.2-1.5 or more without.", kind=float),
-    _plan("redundant_experts", "--redundant-experts", "N", "MoE models: redundant expert copies held for load "
-          "balancing (EPLB); experts + N must divide over each EP size [default: the fewest that make it "
-          "divide, e.g. 32 for 256 experts at EP72; 0 where it divides].", kind=int),
-    _plan("stages", "--stages", "P[,P...]", "Pipeline stage counts to search, over the outermost level (whole "
-          "nodes; torus slices) [default 1: no pipeline].", parse=int_list, per_command={
-              _ONE: {"metavar": "P", "help": "Pipeline stages over the outermost level (nodes; torus slices) "
-                                             "[default 1]."},
-              "serve": {"help": "Pipeline stages per pool: serve plans one (1 is accepted) [default 1]."},
-              "compare": {"help": "Pipeline stage counts, comma list; a pipelined layout is shown as PP2 "
-                                  "ffn+attention (default: the plan's)."}}),
-    _plan("input_tokens", "--input-tokens", "TOKENS", "Prompt length processed by prefill [tokens per sequence, "
-          "k = 1024, M = 1024k: 2048, 2k or '2k tokens'; default 2048].", parse=tokens_flag),
-    _plan("output_tokens", "--output-tokens", "TOKENS", "Tokens generated by decode [tokens per sequence; default "
-          "64]. Decode only.", parse=tokens_flag),
-    _plan("context", "--context", "TOKENS", "KV-cache length a decode step attends to [tokens, e.g. 128k; default: "
-          "the input tokens]. Decode only.", parse=tokens_flag, per_command={"serve": {"help": _NOT_SERVE}}),
-    _plan("allow_short_context", "--allow-short-context", None, "Allow a decode context shorter than the prompt "
-          "(a KV cache that intentionally drops tokens).", kind=bool, default=False,
-          per_command={"serve": {"help": _NOT_SERVE}}),
-    _plan("max_latency_s", "--max-latency", "TIME", "Drop points slower than this [s, or with a unit: '200 ms']: "
-          "a prefill pass, or all of decode's output tokens.", parse=seconds_flag,
-          per_command={_ONE: {"help": f"{_WITH_ROW} [s]."}, "serve": {"help": _SERVE_TARGETS}}),
-    _plan("max_step_latency_s", "--max-step-latency", "TIME", "Drop decode points whose step (time per output "
-          "token) is slower than this [s, or '50 ms'].", parse=seconds_flag,
-          per_command={_ONE: {"help": f"{_WITH_ROW} [s]."}, "serve": {"help": _SERVE_TARGETS}}),
-    _plan("min_mfu", "--min-mfu", "FRACTION", "Drop points below this MFU [fraction 0.4 or '40%'; of the bf16 "
-          "peak, so fp8/fp4 points may pass 100%].", per_command={_ONE: {"help": f"{_WITH_ROW} [fraction]."},
-                                                              "serve": {"help": _SERVE_TARGETS}}),
+    _plan(
+        "model",
+        "--model",
+        "NAME|FILE",
+        "Model: preset name (see 'planner presets'), YAML file, or a Hugging "
+        "Face config.json (or the folder holding it).",
+        complete="models",
+    ),
+    _plan(
+        "cluster",
+        "--cluster",
+        "NAME|FILE",
+        "Cluster: preset name (see 'planner presets') or YAML file.",
+        complete="clusters",
+        commands=PLANNING | {"calibrate"},
+    ),
+    _opt(
+        "row",
+        "--row",
+        "N",
+        "",
+        kind=int,
+        commands=frozenset({"explain", "serve"}),
+        per_command={
+            "explain": {
+                "help": "Explain row N (the # column) of `planner plan` run with the same plan and flags; "
+                "then --chips, --phase, --batch, --ffn, --attention, --weights, --experts, --stages "
+                "and the constraints take lists and limits as in `planner plan`."
+            },
+            "serve": {"help": "Explain row N (the # column): its prefill and decode layouts."},
+        },
+    ),
+    _plan(
+        "chips",
+        "--chips",
+        "N[,N...]",
+        "Chip counts to search [chips; default: every slice the cluster offers].",
+        parse=int_list,
+        per_command={
+            _ONE: {"metavar": "N", "help": "Chip count [chips; required without --row]."},
+            "serve": {"help": "Chip counts per pool [chips; default: the plan's]."},
+            "compare": {"metavar": "LIST", "help": "Chip counts, comma list [chips] (default: the plan's)."},
+        },
+    ),
+    _plan(
+        "phases",
+        "--phase",
+        "PHASE",
+        "prefill, decode or both [default: both].",
+        parse=phase_list,
+        per_command={
+            _ONE: {"help": "prefill or decode."},
+            "serve": {"help": "Both phases are always served (both is accepted) [default: both]."},
+            "compare": {"help": "prefill, decode or both (default: the plan's)."},
+        },
+    ),
+    _plan(
+        "batches",
+        "--batch",
+        "B[,B...]",
+        "Batch sizes to search [sequences; default 1,2,4,...,1024].",
+        parse=int_list,
+        per_command={
+            _ONE: {"metavar": "B", "help": "Batch size [sequences]."},
+            "compare": {"metavar": "LIST", "help": "Batch sizes, comma list [sequences] (default: the plan's)."},
+        },
+    ),
+    _plan(
+        "weights",
+        "--weights",
+        "FMT[,FMT...]",
+        WEIGHTS_HELP,
+        parse=word_list,
+        per_command={
+            _ONE: {"metavar": "FMT", "help": "Weight format: bf16, int8, fp8, int8-w8a8, int4 or fp4."},
+            "compare": {
+                "metavar": "LIST",
+                "help": "Weight formats, comma list: bf16, int8, fp8, int8-w8a8, int4, "
+                "fp4, or all (default: the plan's).",
+            },
+        },
+    ),
+    _plan(
+        "ffn",
+        "--ffn",
+        "NAME[,NAME...]",
+        "FFN layouts: ws1d, ws2d, wg-x, wg-xy, wg-xyz, dp (MoE models) [default: all].",
+        parse=word_list,
+        per_command={
+            _ONE: {"metavar": "NAME", "help": "FFN layout: ws1d, ws2d, wg-x, wg-xy, wg-xyz or dp (MoE models)."},
+            "compare": {
+                "flags": ("--layouts", "--ffn"),
+                "metavar": "LIST",
+                "help": "FFN layouts, comma list (ws1d, ws2d, wg-x, wg-xy, wg-xyz, dp); side by side also "
+                "takes ffn+attention, e.g. ws2d+batch.",
+            },
+        },
+    ),
+    _plan(
+        "attention",
+        "--attention",
+        "NAME[,NAME...]",
+        "Attention layouts: heads, batch [default: both].",
+        parse=word_list,
+        per_command={
+            _ONE: {"metavar": "NAME", "help": "Attention layout: heads or batch."},
+            "compare": {
+                "metavar": "LIST",
+                "help": "Attention layouts, comma list: heads, batch (default: the plan's).",
+            },
+        },
+    ),
+    _plan(
+        "kv_cache",
+        "--kv-cache",
+        "FMT[,FMT...]",
+        "KV-cache formats: bf16, fp8, int8 (scales included) [default: bf16].",
+        parse=word_list,
+        per_command={_ONE: {"metavar": "FMT", "help": "KV-cache format: bf16, fp8 or int8 [default: bf16]."}},
+    ),
+    _plan(
+        "sparsity",
+        "--sparsity",
+        "dense|2:4",
+        "2:4: what-if of 2:4 structured sparsity (weight matmuls at the "
+        "chip's sparse peak, weights at half plus indices; quality not modelled).",
+    ),
+    _plan(
+        "experts",
+        "--experts",
+        "NAME[,NAME...]",
+        "Expert layouts of MoE models: ep, ep-xy+tp-z, ep-x+tp-yz, ep-yz, tp, wg [default: all].",
+        parse=word_list,
+        per_command={
+            _ONE: {
+                "metavar": "NAME",
+                "help": "MoE models: expert layout (ep, ep-xy+tp-z, ep-x+tp-yz, ep-yz, tp, wg) [default: the fastest].",
+            }
+        },
+    ),
+    _plan(
+        "load_imbalance",
+        "--load-imbalance",
+        "RHO",
+        "MoE models: the busiest chip's expert work over the mean "
+        "chip's (1 / SGLang's balancedness) [>= 1; default 1, balanced as DeepSeek's profiles]. Published for "
+        "DeepSeek-V3 on H100s: EPLB gave 1.49x prefill and 2.54x decode throughput over none at EP32-72, "
+        "perfect balance 1.18x more in prefill (lmsys.org/blog/2025-05-05-large-scale-ep): about 1.2 with "
+        "EPLB, 1.2-1.5 or more without.",
+        kind=float,
+    ),
+    _plan(
+        "redundant_experts",
+        "--redundant-experts",
+        "N",
+        "MoE models: redundant expert copies held for load "
+        "balancing (EPLB); experts + N must divide over each EP size [default: the fewest that make it "
+        "divide, e.g. 32 for 256 experts at EP72; 0 where it divides].",
+        kind=int,
+    ),
+    _plan(
+        "stages",
+        "--stages",
+        "P[,P...]",
+        "Pipeline stage counts to search, over the outermost level (whole "
+        "nodes; torus slices) [default 1: no pipeline].",
+        parse=int_list,
+        per_command={
+            _ONE: {
+                "metavar": "P",
+                "help": "Pipeline stages over the outermost level (nodes; torus slices) [default 1].",
+            },
+            "serve": {"help": "Pipeline stages per pool: serve plans one (1 is accepted) [default 1]."},
+            "compare": {
+                "help": "Pipeline stage counts, comma list; a pipelined layout is shown as PP2 "
+                "ffn+attention (default: the plan's)."
+            },
+        },
+    ),
+    _plan(
+        "input_tokens",
+        "--input-tokens",
+        "TOKENS",
+        "Prompt length processed by prefill [tokens per sequence, "
+        "k = 1024, M = 1024k: 2048, 2k or '2k tokens'; default 2048].",
+        parse=tokens_flag,
+    ),
+    _plan(
+        "output_tokens",
+        "--output-tokens",
+        "TOKENS",
+        "Tokens generated by decode [tokens per sequence; default 64]. Decode only.",
+        parse=tokens_flag,
+    ),
+    _plan(
+        "context",
+        "--context",
+        "TOKENS",
+        "KV-cache length a decode step attends to [tokens, e.g. 128k; default: the input tokens]. Decode only.",
+        parse=tokens_flag,
+        per_command={"serve": {"help": _NOT_SERVE}},
+    ),
+    _plan(
+        "allow_short_context",
+        "--allow-short-context",
+        None,
+        "Allow a decode context shorter than the prompt (a KV cache that intentionally drops tokens).",
+        kind=bool,
+        default=False,
+        per_command={"serve": {"help": _NOT_SERVE}},
+    ),
+    _plan(
+        "max_latency_s",
+        "--max-latency",
+        "TIME",
+        "Drop points slower than this [s, or with a unit: '200 ms']: a prefill pass, or all of decode's output tokens.",
+        parse=seconds_flag,
+        per_command={_ONE: {"help": f"{_WITH_ROW} [s]."}, "serve": {"help": _SERVE_TARGETS}},
+    ),
+    _plan(
+        "max_step_latency_s",
+        "--max-step-latency",
+        "TIME",
+        "Drop decode points whose step (time per output token) is slower than this [s, or '50 ms'].",
+        parse=seconds_flag,
+        per_command={_ONE: {"help": f"{_WITH_ROW} [s]."}, "serve": {"help": _SERVE_TARGETS}},
+    ),
+    _plan(
+        "min_mfu",
+        "--min-mfu",
+        "FRACTION",
+        "Drop points below this MFU [fraction 0.4 or '40%'; of the bf16 peak, so fp8/fp4 points may pass 100%].",
+        per_command={_ONE: {"help": f"{_WITH_ROW} [fraction]."}, "serve": {"help": _SERVE_TARGETS}},
+    ),
     # serve
-    _opt("mode", "--mode", "MODE[,MODE...]", "static, colocated, disaggregated [default: all three].",
-         parse=word_list, commands=frozenset({"serve"})),
+    _opt(
+        "mode",
+        "--mode",
+        "MODE[,MODE...]",
+        "static, colocated, disaggregated [default: all three].",
+        parse=word_list,
+        commands=frozenset({"serve"}),
+    ),
     _opt("ttft", "--ttft", "TIME", "Target time to first token [s, or '500ms'].", commands=frozenset({"serve"})),
     _opt("tpot", "--tpot", "TIME", "Target time per output token [s, or '30ms'].", commands=frozenset({"serve"})),
     _opt("e2e", "--e2e", "TIME", "Target end-to-end request latency [s, or '10s'].", commands=frozenset({"serve"})),
-    _opt("price", "--price", "USD/h", "Price per chip-hour, e.g. 2.50/h [USD; default: the cluster file's "
-         "price_usd_per_chip_hour, else no cost columns].", commands=frozenset({"serve"})),
-    _opt("all", "--all", None, "Every deployment meeting the targets, not only the frontier.", kind=bool,
-         default=False, commands=frozenset({"serve"})),
-    _opt("concurrency", "--concurrency", "C[,C...]", "Serve at these concurrencies as engines run it (closed-loop "
-         "clients, C requests in flight): each deployment's curve of TTFT, TPOT, tok/s/user, tok/s/GPU and "
-         "$/Mtok instead of the frontier.", commands=frozenset({"serve"})),
-    _opt("policy", "--policy", "POLICY", "With --concurrency, how prompts are scheduled: prefill-first (SGLang's "
-         "default) or chunked (a token budget per step, as vLLM and TensorRT-LLM; chunked:4096 sets the budget) "
-         "[default: prefill-first; budget 8192].", commands=frozenset({"serve"})),
-    _opt("max_running", "--max-running", "N", "With --concurrency, an engine's maximum running requests per decode "
-         "pool [default: what fits in HBM].", kind=int, commands=frozenset({"serve"})),
+    _opt(
+        "price",
+        "--price",
+        "USD/h",
+        "Price per chip-hour, e.g. 2.50/h [USD; default: the cluster file's "
+        "price_usd_per_chip_hour, else no cost columns].",
+        commands=frozenset({"serve"}),
+    ),
+    _opt(
+        "all",
+        "--all",
+        None,
+        "Every deployment meeting the targets, not only the frontier.",
+        kind=bool,
+        default=False,
+        commands=frozenset({"serve"}),
+    ),
+    _opt(
+        "concurrency",
+        "--concurrency",
+        "C[,C...]",
+        "Serve at these concurrencies as engines run it (closed-loop "
+        "clients, C requests in flight): each deployment's curve of TTFT, TPOT, tok/s/user, tok/s/GPU and "
+        "$/Mtok instead of the frontier.",
+        commands=frozenset({"serve"}),
+    ),
+    _opt(
+        "policy",
+        "--policy",
+        "POLICY",
+        "With --concurrency, how prompts are scheduled: prefill-first (SGLang's "
+        "default) or chunked (a token budget per step, as vLLM and TensorRT-LLM; chunked:4096 sets the budget) "
+        "[default: prefill-first; budget 8192].",
+        commands=frozenset({"serve"}),
+    ),
+    _opt(
+        "max_running",
+        "--max-running",
+        "N",
+        "With --concurrency, an engine's maximum running requests per decode pool [default: what fits in HBM].",
+        kind=int,
+        commands=frozenset({"serve"}),
+    ),
     # compare
-    _opt("latency_tolerance", "--latency-tolerance", "PERCENT", "Gate: allowed latency rise [%] (default 1).",
-         kind=float, commands=frozenset({"compare"})),
-    _opt("mfu_tolerance", "--mfu-tolerance", "POINTS", "Gate: allowed MFU fall [percentage points] (default 0.5).",
-         kind=float, commands=frozenset({"compare"})),
-    _opt("throughput_tolerance", "--throughput-tolerance", "PERCENT", "Gate of serve runs: allowed fall of "
-         "tokens/s per chip, or rise of $/Mtok [%] (default 1); TTFT and TPOT take --latency-tolerance.",
-         kind=float, commands=frozenset({"compare"})),
-    _opt("allow_different_model", "--allow-different-model", None, "Gate: compare runs of different models.",
-         kind=bool, default=False, commands=frozenset({"compare"})),
-    _opt("max_gap", "--max-gap", "PERCENT", "Deployment: allowed gap [%] (default 5).", kind=float,
-         commands=frozenset({"compare"})),
-    _opt("gap_to", "--gap-to", "REFERENCE", "Deployment: 'layout' (fastest layout on the pin's chips, batch and "
-         "weights; default) or 'frontier' (fastest frontier point with at least the pin's MFU).",
-         commands=frozenset({"compare"})),
+    _opt(
+        "latency_tolerance",
+        "--latency-tolerance",
+        "PERCENT",
+        "Gate: allowed latency rise [%] (default 1).",
+        kind=float,
+        commands=frozenset({"compare"}),
+    ),
+    _opt(
+        "mfu_tolerance",
+        "--mfu-tolerance",
+        "POINTS",
+        "Gate: allowed MFU fall [percentage points] (default 0.5).",
+        kind=float,
+        commands=frozenset({"compare"}),
+    ),
+    _opt(
+        "throughput_tolerance",
+        "--throughput-tolerance",
+        "PERCENT",
+        "Gate of serve runs: allowed fall of "
+        "tokens/s per chip, or rise of $/Mtok [%] (default 1); TTFT and TPOT take --latency-tolerance.",
+        kind=float,
+        commands=frozenset({"compare"}),
+    ),
+    _opt(
+        "allow_different_model",
+        "--allow-different-model",
+        None,
+        "Gate: compare runs of different models.",
+        kind=bool,
+        default=False,
+        commands=frozenset({"compare"}),
+    ),
+    _opt(
+        "max_gap",
+        "--max-gap",
+        "PERCENT",
+        "Deployment: allowed gap [%] (default 5).",
+        kind=float,
+        commands=frozenset({"compare"}),
+    ),
+    _opt(
+        "gap_to",
+        "--gap-to",
+        "REFERENCE",
+        "Deployment: 'layout' (fastest layout on the pin's chips, batch and "
+        "weights; default) or 'frontier' (fastest frontier point with at least the pin's MFU).",
+        commands=frozenset({"compare"}),
+    ),
     # calibrate
-    _opt("bandwidth_model", "--bandwidth-model", "MODEL", "Torus bandwidth model to fit with: chip or axes "
-         "(default: the cluster's).", commands=frozenset({"calibrate"})),
+    _opt(
+        "bandwidth_model",
+        "--bandwidth-model",
+        "MODEL",
+        "Torus bandwidth model to fit with: chip or axes (default: the cluster's).",
+        commands=frozenset({"calibrate"}),
+    ),
     # output
-    _opt("format", "--format", "FORMAT", "Output format: table, json, csv or markdown.", parse=lower,
-         default="table", commands=PLANNING | {"calibrate"}),
-    _opt("output", ("-o", "--output"), "FILE", "Write to FILE instead of stdout (atomically: a complete file or "
-         "none).", kind=Path, commands=PLANNING | {"models", "calibrate"}, per_command={
-             "calibrate": {"help": "Write the calibrated cluster YAML to FILE (atomically); the residual report "
-                                   "still goes to stdout in --format."}}),
-    _opt("report", "--report", "FILE", "Write the accuracy page (Markdown, both bandwidth models) to FILE.",
-         kind=Path, commands=frozenset({"calibrate"})),
-    _opt("other_models", "--other-models", "NAME[,NAME...]", "With --report: models to predict with the fitted "
-         "constants (not fitted), comma list.", commands=frozenset({"calibrate"})),
-    _opt("plot", "--plot", None, "Draw each phase's frontier (MFU against latency on a log axis, one mark per FFN "
-         "layout) instead of the tables.", kind=bool, default=False, commands=frozenset({"plan", "serve"}),
-         per_command={"serve": {"kind": Path, "default": None, "metavar": "FILE.svg|FILE.png",
-                                "help": "Also draw the frontiers to a picture file (needs matplotlib: pip install "
-                                        "matplotlib, or pip install '.[plot]' in a checkout of planner)."}}),
-    _opt("ascii", "--ascii", None, "Draw tables and plots with ASCII characters only.", kind=bool, default=False,
-         commands=PLANNING | {"calibrate", "presets"}),
+    _opt(
+        "format",
+        "--format",
+        "FORMAT",
+        "Output format: table, json, csv or markdown.",
+        parse=lower,
+        default="table",
+        commands=PLANNING | {"calibrate"},
+    ),
+    _opt(
+        "output",
+        ("-o", "--output"),
+        "FILE",
+        "Write to FILE instead of stdout (atomically: a complete file or none).",
+        kind=Path,
+        commands=PLANNING | {"models", "calibrate"},
+        per_command={
+            "calibrate": {
+                "help": "Write the calibrated cluster YAML to FILE (atomically); the residual report "
+                "still goes to stdout in --format."
+            }
+        },
+    ),
+    _opt(
+        "report",
+        "--report",
+        "FILE",
+        "Write the accuracy page (Markdown, both bandwidth models) to FILE.",
+        kind=Path,
+        commands=frozenset({"calibrate"}),
+    ),
+    _opt(
+        "other_models",
+        "--other-models",
+        "NAME[,NAME...]",
+        "With --report: models to predict with the fitted constants (not fitted), comma list.",
+        commands=frozenset({"calibrate"}),
+    ),
+    _opt(
+        "plot",
+        "--plot",
+        None,
+        "Draw each phase's frontier (MFU against latency on a log axis, one mark per FFN "
+        "layout) instead of the tables.",
+        kind=bool,
+        default=False,
+        commands=frozenset({"plan", "serve"}),
+        per_command={
+            "serve": {
+                "kind": Path,
+                "default": None,
+                "metavar": "FILE.svg|FILE.png",
+                "help": "Also draw the frontiers to a picture file (needs matplotlib: pip install "
+                "matplotlib, or pip install '.[plot]' in a checkout of planner).",
+            }
+        },
+    ),
+    _opt(
+        "ascii",
+        "--ascii",
+        None,
+        "Draw tables and plots with ASCII characters only.",
+        kind=bool,
+        default=False,
+        commands=PLANNING | {"calibrate", "presets"},
+    ),
 )
+
 
 @dataclass(frozen=True, kw_only=True)
 class PlanOverrides:
@@ -257,8 +572,11 @@ class PlanOverrides:
 
     def given(self) -> dict[str, Any]:
         """The fields given (not None; a switch when on), by name."""
-        return {f.name: getattr(self, f.name) for f in fields(self)
-                if getattr(self, f.name) is not None and getattr(self, f.name) is not False}
+        return {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if getattr(self, f.name) is not None and getattr(self, f.name) is not False
+        }
 
 
 BY_NAME: Mapping[str, Option] = {option.name: option for option in OPTIONS}

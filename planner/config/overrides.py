@@ -41,6 +41,8 @@ def read_overrides(overrides: PlanOverrides) -> dict[str, Any]:
     if isinstance(overrides.min_mfu, str):  # what the user typed decides the "did you mean" hints
         flags["min_mfu_text"] = overrides.min_mfu
     return flags
+
+
 def _read_flag(key: str, value: Any) -> Any:
     flag = FLAGS[key]
     options = named_options()
@@ -56,8 +58,10 @@ def _read_flag(key: str, value: Any) -> Any:
         for name in values:
             if not isinstance(name, str) or name not in choices:
                 hint, both = did_you_mean(str(name), choices), " or both" * (key == "phases" and flag[:2] == "--")
-                raise UsageError(f"{flag}: unknown {what} {name!r}; expected one of {', '.join(choices)}{both}"
-                                 + (f" ({hint})" if hint else ""))
+                raise UsageError(
+                    f"{flag}: unknown {what} {name!r}; expected one of {', '.join(choices)}{both}"
+                    + (f" ({hint})" if hint else "")
+                )
         return tuple(choices[name] for name in values)
     if key in ("chips", "batches", "stages"):
         values = (value,) if isinstance(value, int) else tuple(value)
@@ -67,11 +71,18 @@ def _read_flag(key: str, value: Any) -> Any:
     if key in WORKLOAD_KEYS:
         return _checked(key, (value,), _is_count, f"a positive whole number up to {MAX_COUNT:g}")[0]
     if key in ("max_latency_s", "max_step_latency_s"):
-        return float(_checked(key, (value,), lambda v: _is_real(v) and 0 < v <= MAX_MAGNITUDE,
-                              "a positive time in seconds")[0])
+        return float(
+            _checked(key, (value,), lambda v: _is_real(v) and 0 < v <= MAX_MAGNITUDE, "a positive time in seconds")[0]
+        )
     if key == "load_imbalance":
-        return float(_checked(key, (value,), lambda v: _is_real(v) and 1 <= v <= MAX_MAGNITUDE,
-                              "a factor >= 1 (the busiest chip's expert work over the mean's)")[0])
+        return float(
+            _checked(
+                key,
+                (value,),
+                lambda v: _is_real(v) and 1 <= v <= MAX_MAGNITUDE,
+                "a factor >= 1 (the busiest chip's expert work over the mean's)",
+            )[0]
+        )
     if key == "redundant_experts":
         return _checked(key, (value,), lambda v: _is_count(v) or (type(v) is int and v == 0), "a whole number >= 0")[0]
     if key == "min_mfu":
@@ -79,14 +90,23 @@ def _read_flag(key: str, value: Any) -> Any:
             try:
                 value = parse_fraction(value)
             except ValueError:
-                raise UsageError(f"{flag}: expected an MFU such as 0.4 or 40% (of the bf16 peak), "
-                                 f"found {raw!r}") from None
+                raise UsageError(
+                    f"{flag}: expected an MFU such as 0.4 or 40% (of the bf16 peak), found {raw!r}"
+                ) from None
         if _is_real(value) and MAX_MFU < value and (value <= 100 or raw is not value):
             guess = f" (did you mean {value:g}%?)" if not str(raw).strip().endswith("%") else ""
-            raise UsageError(f"{flag}: expected an MFU such as 0.4 or 40% (of the bf16 peak), at most "
-                             f"{MAX_MFU:.0%}, found {raw.strip() if isinstance(raw, str) else f'{value:g}'}{guess}")
-        return float(_checked(key, (value,), lambda v: _is_real(v) and 0 < v <= MAX_MFU,
-                              f"an MFU such as 0.4 or 40% (of the bf16 peak), at most {MAX_MFU:.0%}")[0])
+            raise UsageError(
+                f"{flag}: expected an MFU such as 0.4 or 40% (of the bf16 peak), at most "
+                f"{MAX_MFU:.0%}, found {raw.strip() if isinstance(raw, str) else f'{value:g}'}{guess}"
+            )
+        return float(
+            _checked(
+                key,
+                (value,),
+                lambda v: _is_real(v) and 0 < v <= MAX_MFU,
+                f"an MFU such as 0.4 or 40% (of the bf16 peak), at most {MAX_MFU:.0%}",
+            )[0]
+        )
     if not isinstance(value, str) or not value.strip():  # model, cluster
         raise UsageError(f"{flag}: expected a preset name or a path, found {value!r}")
     return value

@@ -15,21 +15,32 @@ from typing import Any
 
 from planner.config.clusters import load_cluster
 from planner.config.context import check_context
+from planner.config.formats import check_min_mfu, check_weight_formats, mfu, tokens
 from planner.config.models import load_model
-from planner.config.presets import list_presets, locate
 from planner.config.options import FLAGS, PlanOverrides
-from planner.config.overrides import (SPARSITY, WORKLOAD_KEYS, named_options,
-                                      read_overrides)
-from planner.config.yamlio import (At, Field, Fields, boolean, choice, count, fields, list_of, load_document,
-                                   number, passthrough, text)
+from planner.config.overrides import SPARSITY, WORKLOAD_KEYS, named_options, read_overrides
+from planner.config.presets import list_presets, locate
+from planner.config.stages import check_stages, default_stages, offered_text
+from planner.config.yamlio import (
+    At,
+    Field,
+    Fields,
+    boolean,
+    choice,
+    count,
+    fields,
+    list_of,
+    load_document,
+    number,
+    passthrough,
+    text,
+)
 from planner.errors import ConfigError, UsageError
 from planner.specs.formats import Sparsity
 from planner.specs.hardware import Cluster
 from planner.specs.model import Model
 from planner.specs.moe import Routing
 from planner.specs.plan import Constraints, Phase, Pin, Plan, SearchSpace, Workload
-from planner.config.formats import check_min_mfu, check_weight_formats, mfu, tokens
-from planner.config.stages import check_stages, default_stages, offered_text
 from planner.units import fmt_chips
 
 
@@ -38,14 +49,14 @@ class PlanDefaults:
     """What a plan searches when neither its file nor a flag says otherwise."""
 
     phases: tuple[str, ...] = ("prefill", "decode")
-    chips: tuple[int, ...] | None = None      # None: every chip count the cluster offers
+    chips: tuple[int, ...] | None = None  # None: every chip count the cluster offers
     batches: tuple[int, ...] = tuple(2**i for i in range(11))  # 1, 2, 4, ..., 1024
-    weights: tuple[str, ...] | None = None    # None: the chip's (Chip.native_weights)
+    weights: tuple[str, ...] | None = None  # None: the chip's (Chip.native_weights)
     kv_cache: tuple[str, ...] = ("bf16",)
     sparsity: str = "dense"
-    ffn: tuple[str, ...] | None = None        # None: every registered FFN layout
+    ffn: tuple[str, ...] | None = None  # None: every registered FFN layout
     attention: tuple[str, ...] | None = None  # None: every registered attention layout
-    experts: tuple[str, ...] | None = None    # None: every registered expert layout (MoE models)
+    experts: tuple[str, ...] | None = None  # None: every registered expert layout (MoE models)
     stages: tuple[int, ...] | None = None  # None: 1, and those splitting nodes (config.stages.default_stages)
     input_tokens: int = 1024  # a serving benchmark's request (the paper's plan files say 2048 and 64)
     output_tokens: int = 1024
@@ -63,22 +74,36 @@ def _choice(key: str) -> Field:
 
 
 # search axis (a SearchSpace field and a load_plan keyword) -> its key in a plan file
-SEARCH_KEYS = {"phases": "phases", "chips": "chips", "batches": "batch", "weights": "weights",
-               "ffn": "ffn", "attention": "attention", "experts": "experts", "stages": "stages",
-               "kv_cache": "kv_cache"}
-CONSTRAINT_FIELDS = {"max_latency_s": Field(number("seconds"), required=False),
-                     "max_step_latency_s": Field(number("seconds"), required=False),
-                     "min_mfu": Field(mfu, required=False)}
+SEARCH_KEYS = {
+    "phases": "phases",
+    "chips": "chips",
+    "batches": "batch",
+    "weights": "weights",
+    "ffn": "ffn",
+    "attention": "attention",
+    "experts": "experts",
+    "stages": "stages",
+    "kv_cache": "kv_cache",
+}
+CONSTRAINT_FIELDS = {
+    "max_latency_s": Field(number("seconds"), required=False),
+    "max_step_latency_s": Field(number("seconds"), required=False),
+    "min_mfu": Field(mfu, required=False),
+}
 # MoE models (planner.specs.moe.Routing); ignored for dense models
-ROUTING_FIELDS = {"load_imbalance": Field(number(minimum=1.0, inclusive=True), required=False),
-                  "redundant_experts": Field(lambda at: 0 if at.node.value == "0" else count(at), required=False)}
+ROUTING_FIELDS = {
+    "load_imbalance": Field(number(minimum=1.0, inclusive=True), required=False),
+    "redundant_experts": Field(lambda at: 0 if at.node.value == "0" else count(at), required=False),
+}
 
 
 def _plan_fields(flags: Mapping[str, Any]) -> dict[str, Field]:
     """The plan schema; what a flag gives, the file may omit."""
     options = named_options()
-    search = {key: Field(list_of(choice(*options[axis]) if axis in options else count),
-                         required=False) for axis, key in SEARCH_KEYS.items()}
+    search = {
+        key: Field(list_of(choice(*options[axis]) if axis in options else count), required=False)
+        for axis, key in SEARCH_KEYS.items()
+    }
     search["phases"] = Field(_phases, required=False)
     search["sparsity"] = Field(choice(SPARSITY, "sparsity"), required=False)
     workload = {key: Field(tokens, required=key not in flags) for key in WORKLOAD_KEYS}
@@ -86,11 +111,11 @@ def _plan_fields(flags: Mapping[str, Any]) -> dict[str, Field]:
     return {
         "model": Field(text, required="model" not in flags),
         "cluster": Field(text, required="cluster" not in flags),
-        "workload": Field(lambda at: fields(at, workload, "the workload"),
-                          required=not all(key in flags for key in WORKLOAD_KEYS)),
+        "workload": Field(
+            lambda at: fields(at, workload, "the workload"), required=not all(key in flags for key in WORKLOAD_KEYS)
+        ),
         "search": Field(lambda at: fields(at, search, "the search space"), required=False),
-        "constraints": Field(lambda at: fields(at, CONSTRAINT_FIELDS, "constraints"),
-                             required=False),
+        "constraints": Field(lambda at: fields(at, CONSTRAINT_FIELDS, "constraints"), required=False),
         "deployment": Field(passthrough, required=False),  # read once the cluster is known
         "routing": Field(lambda at: fields(at, ROUTING_FIELDS, "the routing"), required=False),
     }
@@ -118,8 +143,10 @@ def load_plan(path: str | None = None, overrides: PlanOverrides | None = None, *
     if path is None:
         for required in ("model", "cluster"):
             if required not in flags:
-                raise UsageError(f"{FLAGS[required]} is required when no plan file is given "
-                                 f"(presets: {', '.join(list_presets(required + 's'))})")
+                raise UsageError(
+                    f"{FLAGS[required]} is required when no plan file is given "
+                    f"(presets: {', '.join(list_presets(required + 's'))})"
+                )
         return _assemble(load_model(model), load_cluster(cluster), None, flags)
     root = load_document(locate("plans", path))
     try:
@@ -133,8 +160,7 @@ def load_plan(path: str | None = None, overrides: PlanOverrides | None = None, *
         """The flag's preset or path if given, else the file's (resolved against the file)."""
         return load(flag) if flag else load(plan[key], base=base, at=plan.where[key])
 
-    return _assemble(named(load_model, model, "model"), named(load_cluster, cluster, "cluster"),
-                     plan, flags)
+    return _assemble(named(load_model, model, "model"), named(load_cluster, cluster, "cluster"), plan, flags)
 
 
 def _other_kind_hint(root: At) -> str | None:
@@ -144,8 +170,10 @@ def _other_kind_hint(root: At) -> str | None:
     keys = {getattr(key, "value", None) for key, _ in root.node.value}
     for kind, marks in (("model", {"layers", "d_model", "d_ff"}), ("cluster", {"chip", "topology"})):
         if keys & marks and not keys & {"model", "cluster", "workload"}:
-            return (f"this looks like a {kind} file, not a plan: pass it as --{kind} {root.file} "
-                    f"(with --{'cluster' if kind == 'model' else 'model'} NAME)")
+            return (
+                f"this looks like a {kind} file, not a plan: pass it as --{kind} {root.file} "
+                f"(with --{'cluster' if kind == 'model' else 'model'} NAME)"
+            )
     return None
 
 
@@ -156,32 +184,44 @@ def _assemble(model: Model, cluster: Cluster, plan: Fields | None, flags: dict[s
     def merge(keys: Iterable[str], part: Fields | None) -> dict[str, Any]:
         """Each key from its flag, else from the file, else from PLAN_DEFAULTS (or None)."""
         given = part.values if part is not None else {}
-        return {key: flags[key] if key in flags
-                else given.get(key, getattr(PLAN_DEFAULTS, key, None)) for key in keys}
+        return {key: flags[key] if key in flags else given.get(key, getattr(PLAN_DEFAULTS, key, None)) for key in keys}
 
     space, defaults = _search_space(cluster, model, section("search"), flags)
     _check_stages(cluster, model, space, section("search"), flags)
     workload = merge(WORKLOAD_KEYS, section("workload"))
     if workload["context"] is None:  # decode's KV cache must hold a whole request
         if flags.get("allow_short_context") and Phase.DECODE in space.phases:
-            raise UsageError(f"{FLAGS['allow_short_context']} applies to a context shorter than the prompt, and "
-                             "no context is given (decode holds input + output tokens)\n"
-                             f"  hint: drop it, or give {FLAGS['context']}")
+            raise UsageError(
+                f"{FLAGS['allow_short_context']} applies to a context shorter than the prompt, and "
+                "no context is given (decode holds input + output tokens)\n"
+                f"  hint: drop it, or give {FLAGS['context']}"
+            )
         defaults += ("context",)
-        workload["context"] = workload["input_tokens"] + \
-            (workload["output_tokens"] if Phase.DECODE in space.phases else 0)
+        workload["context"] = workload["input_tokens"] + (
+            workload["output_tokens"] if Phase.DECODE in space.phases else 0
+        )
     routing = section("routing")
     routing = routing.values if routing is not None else {}
-    routing = Routing(load_imbalance=flags.get("load_imbalance", routing.get("load_imbalance", 1.0)),
-                      redundant_experts=flags.get("redundant_experts", routing.get("redundant_experts")))
+    routing = Routing(
+        load_imbalance=flags.get("load_imbalance", routing.get("load_imbalance", 1.0)),
+        redundant_experts=flags.get("redundant_experts", routing.get("redundant_experts")),
+    )
     constraints = Constraints(**merge(CONSTRAINT_FIELDS, section("constraints")))
-    check_min_mfu(cluster, space, constraints.min_mfu, section("constraints"), flags, FLAGS["min_mfu"],
-                  bare=not str(flags.get("min_mfu_text", "")).strip().endswith("%"))
+    check_min_mfu(
+        cluster,
+        space,
+        constraints.min_mfu,
+        section("constraints"),
+        flags,
+        FLAGS["min_mfu"],
+        bare=not str(flags.get("min_mfu_text", "")).strip().endswith("%"),
+    )
     check_context(model, workload, space.phases, section("workload"), flags)
     _check_flags_apply(space.phases, flags)
     _check_moe_flags(model, section("search"), flags)
     return Plan(
-        model=model, cluster=cluster,
+        model=model,
+        cluster=cluster,
         workload=Workload(**workload, routing=routing),
         space=space,
         constraints=constraints,
@@ -197,11 +237,13 @@ def _check_moe_flags(model: Model, search: Fields | None, flags: dict[str, Any])
         return
     for key in ("experts", "load_imbalance", "redundant_experts"):
         if key in flags:
-            raise UsageError(f"{FLAGS[key]} applies to mixtures of experts only, and {model.name} is dense\n"
-                             "  hint: drop it")
+            raise UsageError(
+                f"{FLAGS[key]} applies to mixtures of experts only, and {model.name} is dense\n  hint: drop it"
+            )
     if search is not None and "experts" in search.where:
-        raise search.where["experts"].error(f"expert layouts apply to mixtures of experts only, and {model.name} "
-                                            "is dense", hint="drop the experts key")
+        raise search.where["experts"].error(
+            f"expert layouts apply to mixtures of experts only, and {model.name} is dense", hint="drop the experts key"
+        )
 
 
 def _check_flags_apply(phases: tuple[Phase, ...], flags: dict[str, Any]) -> None:
@@ -210,12 +252,15 @@ def _check_flags_apply(phases: tuple[Phase, ...], flags: dict[str, Any]) -> None
     if Phase.DECODE not in phases:
         for key in ("output_tokens", "context", "max_step_latency_s", "allow_short_context"):
             if key in flags:
-                raise UsageError(f"{FLAGS[key]} applies to decode only, and this plans {asked}\n"
-                                 "  hint: drop it, or add --phase decode (or both)")
+                raise UsageError(
+                    f"{FLAGS[key]} applies to decode only, and this plans {asked}\n"
+                    "  hint: drop it, or add --phase decode (or both)"
+                )
 
 
-def _search_space(cluster: Cluster, model: Model, search: Fields | None,
-                  flags: dict[str, Any]) -> tuple[SearchSpace, tuple[str, ...]]:
+def _search_space(
+    cluster: Cluster, model: Model, search: Fields | None, flags: dict[str, Any]
+) -> tuple[SearchSpace, tuple[str, ...]]:
     """The search space, and the axes that took their default (neither flag nor file): weights
     and stages are then the chip's and the topology's, which the header says."""
     axes: dict[str, Any] = {}
@@ -240,22 +285,25 @@ def _search_space(cluster: Cluster, model: Model, search: Fields | None,
         if cluster.topology.forms(n):
             continue
         if "chips" in flags:
-            raise UsageError(f"{FLAGS['chips']}: {cluster.name} cannot form {fmt_chips(n)} (it offers "
-                             f"{offered_text(cluster)})")
+            raise UsageError(
+                f"{FLAGS['chips']}: {cluster.name} cannot form {fmt_chips(n)} (it offers {offered_text(cluster)})"
+            )
         _check_chip_count(n, search.where["chips"].item(i), cluster)
     if axes["stages"] is None:
         axes["stages"] = default_stages(cluster, model, axes["chips"])
     return SearchSpace(**axes), tuple(a for a in defaulted if a in ("weights", "stages"))
 
 
-def _check_stages(cluster: Cluster, model: Model, space: SearchSpace, search: Fields | None,
-                  flags: dict[str, Any]) -> None:
+def _check_stages(
+    cluster: Cluster, model: Model, space: SearchSpace, search: Fields | None, flags: dict[str, Any]
+) -> None:
     def fail(message: str, hint: str) -> Exception:
         if "stages" in flags or search is None or "stages" not in search.where:
             return UsageError(f"{FLAGS['stages']}: {message}\n  hint: {hint}")
         if "chips" in flags:  # the plan's stages against the command line's chips
             hint += f"; the chip counts are {FLAGS['chips']}'s: give {FLAGS['stages']} to choose stage counts they form"
         return search.where["stages"].error(message, hint=hint)
+
     check_stages(cluster, model, space.chips, space.stages, fail)
 
 
@@ -279,23 +327,40 @@ def _read_deployment(at: At | None, cluster: Cluster, model: Model) -> tuple[Pin
     if at is None:
         return ()
     phases, kv_formats = named_options()["phases"][0], named_options()["kv_cache"][0]
-    pin_fields = {"chips": Field(count), "batch": Field(count), "stages": Field(count, required=False),
-                  **{key: Field(_choice(key).read, required=key not in ("kv_cache", "experts"))
-                     for key in ("ffn", "attention", "weights", "kv_cache", "experts")}}
-    entries = fields(at, {name: Field(passthrough, required=False) for name in phases},
-                     "the deployment (one entry per phase)")
+    pin_fields = {
+        "chips": Field(count),
+        "batch": Field(count),
+        "stages": Field(count, required=False),
+        **{
+            key: Field(_choice(key).read, required=key not in ("kv_cache", "experts"))
+            for key in ("ffn", "attention", "weights", "kv_cache", "experts")
+        },
+    }
+    entries = fields(
+        at, {name: Field(passthrough, required=False) for name in phases}, "the deployment (one entry per phase)"
+    )
     pins = []
     for name, pin_at in entries.values.items():
         pin = fields(pin_at, pin_fields, f"the {name} deployment")
         _check_chip_count(pin["chips"], pin.where["chips"], cluster)
         if "experts" in pin.values and model.experts is None:
-            raise pin.where["experts"].error(f"expert layouts apply to mixtures of experts only, and "
-                                             f"{model.name} is dense", hint="drop the experts key")
+            raise pin.where["experts"].error(
+                f"expert layouts apply to mixtures of experts only, and {model.name} is dense",
+                hint="drop the experts key",
+            )
         if "stages" in pin.values:
             check_stages(cluster, model, (pin["chips"],), (pin["stages"],), pin.where["stages"].error)
-        pins.append(Pin(phase=phases[name], line=pin_at.node.start_mark.line + 1, **{
-            **pin.values, "kv_cache": pin.get("kv_cache", kv_formats[PLAN_DEFAULTS.kv_cache[0]]),
-            "stages": pin.get("stages", 1)}))
+        pins.append(
+            Pin(
+                phase=phases[name],
+                line=pin_at.node.start_mark.line + 1,
+                **{
+                    **pin.values,
+                    "kv_cache": pin.get("kv_cache", kv_formats[PLAN_DEFAULTS.kv_cache[0]]),
+                    "stages": pin.get("stages", 1),
+                },
+            )
+        )
     return tuple(pins)
 
 

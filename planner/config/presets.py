@@ -42,8 +42,7 @@ def locate(kind: str, ref: str, base: Path | None = None, at: At | None = None) 
         message, hint = f"no {singular} file {str(path)!r}", None
     else:
         message, hint = f"unknown {singular} {ref!r}", did_you_mean(ref, presets)
-    hint = (hint + " " if hint else "") + (f"presets: {', '.join(presets) or '(none)'}; "
-                                           "or give a path to a YAML file")
+    hint = (hint + " " if hint else "") + (f"presets: {', '.join(presets) or '(none)'}; or give a path to a YAML file")
     if at is not None:
         raise at.error(message, hint=hint)
     raise UsageError(f"{message}\n  hint: {hint}")

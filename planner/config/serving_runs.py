@@ -18,8 +18,20 @@ from pathlib import Path
 
 from planner.config.clusters import load_cluster
 from planner.config.models import load_model
-from planner.config.yamlio import At, Field, boolean, choice, count, fields, list_of, load_document, names, \
-    number, passthrough, text
+from planner.config.yamlio import (
+    At,
+    Field,
+    boolean,
+    choice,
+    count,
+    fields,
+    list_of,
+    load_document,
+    names,
+    number,
+    passthrough,
+    text,
+)
 from planner.errors import ConfigError
 from planner.specs.hardware import Cluster
 from planner.specs.model import Model
@@ -28,25 +40,50 @@ FORMAT = "planner-serving/1"
 KINDS = ("steady", "max_throughput")
 POLICIES = ("prefill-first", "chunked")
 _ANY = Field(passthrough, required=False)
-POOL_FIELDS = {"chips": Field(count), "workers": Field(count, required=False), "tp": Field(count),
-               "ep": Field(count, required=False), "dp_attention": Field(boolean, required=False)}
+POOL_FIELDS = {
+    "chips": Field(count),
+    "workers": Field(count, required=False),
+    "tp": Field(count),
+    "ep": Field(count, required=False),
+    "dp_attention": Field(boolean, required=False),
+}
 RUN_FIELDS = {
-    "kind": Field(choice(names(KINDS), "run kind")), "name": Field(text), "source": Field(text),
-    "engine": Field(text), "policy": Field(choice(names(POLICIES), "prefill policy")),
-    "cluster": Field(text), "model": Field(text), "weights": Field(text), "kv_cache": Field(text),
+    "kind": Field(choice(names(KINDS), "run kind")),
+    "name": Field(text),
+    "source": Field(text),
+    "engine": Field(text),
+    "policy": Field(choice(names(POLICIES), "prefill policy")),
+    "cluster": Field(text),
+    "model": Field(text),
+    "weights": Field(text),
+    "kv_cache": Field(text),
     "mode": Field(choice(names(("colocated", "disaggregated")), "mode"), required=False),
-    "chips": Field(count, required=False), "tp": Field(count, required=False), "ep": Field(count, required=False),
-    "dp_attention": Field(boolean, required=False), "prefill": Field(passthrough, required=False),
-    "decode": Field(passthrough, required=False), "input_tokens": Field(count), "output_tokens": Field(count),
-    "output_tokens_mean_derived": Field(count, required=False), "concurrency": Field(count, required=False),
-    "spec_decode": Field(text, required=False), "ttft_s": Field(number("seconds"), required=False),
-    "tpot_s": Field(number("seconds"), required=False), "output_tok_s_per_gpu": Field(number()),
+    "chips": Field(count, required=False),
+    "tp": Field(count, required=False),
+    "ep": Field(count, required=False),
+    "dp_attention": Field(boolean, required=False),
+    "prefill": Field(passthrough, required=False),
+    "decode": Field(passthrough, required=False),
+    "input_tokens": Field(count),
+    "output_tokens": Field(count),
+    "output_tokens_mean_derived": Field(count, required=False),
+    "concurrency": Field(count, required=False),
+    "spec_decode": Field(text, required=False),
+    "ttft_s": Field(number("seconds"), required=False),
+    "tpot_s": Field(number("seconds"), required=False),
+    "output_tok_s_per_gpu": Field(number()),
     "admission_limited": Field(text, required=False),
     **{key: _ANY for key in ("framework", "image", "model_published", "gpus")},
 }
 NEEDS = {"steady": ("mode", "concurrency", "ttft_s", "tpot_s", "spec_decode"), "max_throughput": ("chips", "tp")}
-FILE_FIELDS = {"format": Field(text), "source": Field(text, required=False), "notes": Field(text, required=False),
-               "conventions": _ANY, "sources": _ANY, "runs": Field(list_of(passthrough, unique=False))}
+FILE_FIELDS = {
+    "format": Field(text),
+    "source": Field(text, required=False),
+    "notes": Field(text, required=False),
+    "conventions": _ANY,
+    "sources": _ANY,
+    "runs": Field(list_of(passthrough, unique=False)),
+}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -102,16 +139,24 @@ class ServingMeasurements:
 def is_serving_file(path: str) -> bool:
     """Whether `path` says `format: planner-serving/1`."""
     root = load_document(Path(path), shown=path)
-    return any(getattr(k, "value", None) == "format" and getattr(v, "value", None) == FORMAT
-               for k, v in getattr(root.node, "value", ()) if hasattr(k, "value"))
+    return any(
+        getattr(k, "value", None) == "format" and getattr(v, "value", None) == FORMAT
+        for k, v in getattr(root.node, "value", ())
+        if hasattr(k, "value")
+    )
 
 
 def _pool(at: At, workers_required: bool) -> Pool:
     v = fields(at, POOL_FIELDS, "a pool (chips, workers, tp, ep, dp_attention)")
     if workers_required and "workers" not in v.values:
         raise at.child(at.node, "workers").error("missing key 'workers' in a disaggregated pool")
-    return Pool(chips=v["chips"], workers=v.get("workers", 1), tp=v["tp"], ep=v.get("ep", 1),
-                dp_attention=v.get("dp_attention", False))
+    return Pool(
+        chips=v["chips"],
+        workers=v.get("workers", 1),
+        tp=v["tp"],
+        ep=v.get("ep", 1),
+        dp_attention=v.get("dp_attention", False),
+    )
 
 
 def load_serving_measurements(path: str) -> ServingMeasurements:
@@ -141,17 +186,35 @@ def load_serving_measurements(path: str) -> ServingMeasurements:
         else:
             if "chips" not in v.values or "tp" not in v.values:
                 raise row.child(row.node, "chips").error("a colocated run gives 'chips' and 'tp'")
-            prefill = decode = Pool(chips=v["chips"], workers=1, tp=v["tp"], ep=v.get("ep", 1),
-                                    dp_attention=v.get("dp_attention", False))
-        runs.append(ServingRun(
-            kind=v["kind"], name=v["name"], line=row.node.start_mark.line + 1, source=v["source"],
-            engine=v["engine"], policy=v["policy"], cluster=clusters[v["cluster"]], model=models[v["model"]],
-            weights=v["weights"], kv_cache=v["kv_cache"], mode=mode, prefill=prefill, decode=decode,
-            input_tokens=v["input_tokens"], output_tokens=v["output_tokens"],
-            output_tokens_mean=v.get("output_tokens_mean_derived", v["output_tokens"]),
-            concurrency=v.get("concurrency"), spec_decode=v.get("spec_decode", "none"), ttft_s=v.get("ttft_s"),
-            tpot_s=v.get("tpot_s"), output_tok_s_per_gpu=v["output_tok_s_per_gpu"],
-            admission_limited=v.get("admission_limited", "")))
+            prefill = decode = Pool(
+                chips=v["chips"], workers=1, tp=v["tp"], ep=v.get("ep", 1), dp_attention=v.get("dp_attention", False)
+            )
+        runs.append(
+            ServingRun(
+                kind=v["kind"],
+                name=v["name"],
+                line=row.node.start_mark.line + 1,
+                source=v["source"],
+                engine=v["engine"],
+                policy=v["policy"],
+                cluster=clusters[v["cluster"]],
+                model=models[v["model"]],
+                weights=v["weights"],
+                kv_cache=v["kv_cache"],
+                mode=mode,
+                prefill=prefill,
+                decode=decode,
+                input_tokens=v["input_tokens"],
+                output_tokens=v["output_tokens"],
+                output_tokens_mean=v.get("output_tokens_mean_derived", v["output_tokens"]),
+                concurrency=v.get("concurrency"),
+                spec_decode=v.get("spec_decode", "none"),
+                ttft_s=v.get("ttft_s"),
+                tpot_s=v.get("tpot_s"),
+                output_tok_s_per_gpu=v["output_tok_s_per_gpu"],
+                admission_limited=v.get("admission_limited", ""),
+            )
+        )
     if not runs:
         raise ConfigError("no serving runs", file=path)
     return ServingMeasurements(file=path, source=f.get("source", ""), notes=f.get("notes", ""), runs=tuple(runs))

@@ -35,8 +35,10 @@ def offered_text(cluster: Cluster) -> str:
     topology = cluster.topology
     listed = ", ".join(map(str, topology.chip_counts))
     if isinstance(topology, Switched) and len(topology.levels) > 1 and topology.chip_counts:
-        return (f"{listed}, or any whole number of {topology.group_chips}-chip {topology.levels[-2].name} "
-                f"groups up to {max(topology.chip_counts)}")
+        return (
+            f"{listed}, or any whole number of {topology.group_chips}-chip {topology.levels[-2].name} "
+            f"groups up to {max(topology.chip_counts)}"
+        )
     return listed
 
 
@@ -49,9 +51,13 @@ def default_stages(cluster: Cluster, model: Model, chips: tuple[int, ...]) -> tu
     if not isinstance(topology, Switched) or len(topology.levels) < 2:
         return (1,)
     node = topology.group_chips
-    counts = {p for n in chips if n > node and n % node == 0
-              for p in range(2, min(n // node, model.n_layers) + 1)
-              if (n // node) % p == 0 and formable(cluster, n, p)}
+    counts = {
+        p
+        for n in chips
+        if n > node and n % node == 0
+        for p in range(2, min(n // node, model.n_layers) + 1)
+        if (n // node) % p == 0 and formable(cluster, n, p)
+    }
     return (1, *sorted(counts))
 
 
@@ -63,20 +69,29 @@ def stage_rule(cluster: Cluster) -> str:
         for level in topology.levels[:-1]:
             inner *= level.size or 1
         group = topology.levels[-2].name if len(topology.levels) > 1 else "chip"
-        return (f"each stage must be whole {group} groups of {inner} chips, joined over "
-                f"{topology.levels[-1].name} (n / stages a multiple of {inner})")
+        return (
+            f"each stage must be whole {group} groups of {inner} chips, joined over "
+            f"{topology.levels[-1].name} (n / stages a multiple of {inner})"
+        )
     slices = ", ".join(map(str, topology.chip_counts))
     return f"each stage must be a slice of n / stages chips that {cluster.name} offers ({slices})"
 
 
-def check_stages(cluster: Cluster, model: Model, chips: tuple[int, ...], stages: tuple[int, ...],
-                 fail: Callable[[str, str], Exception]) -> None:
+def check_stages(
+    cluster: Cluster,
+    model: Model,
+    chips: tuple[int, ...],
+    stages: tuple[int, ...],
+    fail: Callable[[str, str], Exception],
+) -> None:
     """Raise `fail(message, hint)` for a stage count above 1 that no chip count can form (or
     that the model cannot take)."""
     for p in (p for p in stages if p > 1):
         if p > model.n_layers:
-            raise fail(f"{p} pipeline stages: {model.name} has only {model.n_layers} layers",
-                       f"use at most {model.n_layers} stages")
+            raise fail(
+                f"{p} pipeline stages: {model.name} has only {model.n_layers} layers",
+                f"use at most {model.n_layers} stages",
+            )
         if any(formable(cluster, n, p) for n in chips):
             continue
         counts = ", ".join(map(str, chips))
@@ -85,11 +100,15 @@ def check_stages(cluster: Cluster, model: Model, chips: tuple[int, ...], stages:
         for n in chips:
             ok = [q for q in range(2, min(n, model.n_layers) + 1) if formable(cluster, n, q)]
             per_chips.append(f"{n} chips: {', '.join(map(str, ok)) if ok else 'none'}")
-        hint = (f"{stage_rule(cluster)}; {p} stages need "
-                + (f"{_listed(works)} chips" if works else f"chip counts {cluster.name} does not offer")
-                + f"; stage counts above 1 that the chips given form: {'; '.join(per_chips)}")
-        raise fail(f"{cluster.name} cannot form {p} pipeline stages from {counts} chips{_too_few_nodes(cluster, chips, p)}",
-                   hint)
+        hint = (
+            f"{stage_rule(cluster)}; {p} stages need "
+            + (f"{_listed(works)} chips" if works else f"chip counts {cluster.name} does not offer")
+            + f"; stage counts above 1 that the chips given form: {'; '.join(per_chips)}"
+        )
+        raise fail(
+            f"{cluster.name} cannot form {p} pipeline stages from {counts} chips{_too_few_nodes(cluster, chips, p)}",
+            hint,
+        )
 
 
 def _too_few_nodes(cluster: Cluster, chips: tuple[int, ...], p: int) -> str:
@@ -102,9 +121,11 @@ def _too_few_nodes(cluster: Cluster, chips: tuple[int, ...], p: int) -> str:
     if any(n // group >= p for n in chips):
         return ""
     nodes = "; ".join(f"{n} chips are {_nodes(n, group, name)}" for n in chips)
-    return (f": pipeline stages split only the outermost level ({topology.levels[-1].name}), each stage whole "
-            f"{group}-chip {name} groups, and {nodes}, fewer than {p} (stages inside one {name} group are not "
-            "modelled)")
+    return (
+        f": pipeline stages split only the outermost level ({topology.levels[-1].name}), each stage whole "
+        f"{group}-chip {name} groups, and {nodes}, fewer than {p} (stages inside one {name} group are not "
+        "modelled)"
+    )
 
 
 def _nodes(n: int, group: int, name: str) -> str:

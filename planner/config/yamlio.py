@@ -24,9 +24,9 @@ from planner.units import EXAMPLES, parse_fraction, parse_quantity
 T = TypeVar("T")
 
 MAX_FILE_BYTES = 1 << 20  # a config is a page of text; anything larger is a mistake
-MAX_DEPTH = 16            # nesting of lists and mappings
-MAX_COUNT = 10**9         # largest plausible count (layers, chips, batch, tokens, ...)
-MAX_MAGNITUDE = 1e30      # largest plausible quantity in SI units (FLOP/s, bytes, ...)
+MAX_DEPTH = 16  # nesting of lists and mappings
+MAX_COUNT = 10**9  # largest plausible count (layers, chips, batch, tokens, ...)
+MAX_MAGNITUDE = 1e30  # largest plausible quantity in SI units (FLOP/s, bytes, ...)
 MAX_LOCAL_LAYERS = 10**5  # layers of a model with local attention (each local layer is listed)
 
 _TAG = "tag:yaml.org,2002:"
@@ -55,8 +55,9 @@ class At:
 
     def error(self, message: str, hint: str | None = None) -> ConfigError:
         mark = self.node.start_mark
-        return ConfigError(message, file=self.file, line=mark.line + 1, column=mark.column + 1,
-                           key=self.key or None, hint=hint)
+        return ConfigError(
+            message, file=self.file, line=mark.line + 1, column=mark.column + 1, key=self.key or None, hint=hint
+        )
 
 
 Reader = Callable[[At], T]
@@ -81,8 +82,12 @@ def load_document(path: Path, shown: str | None = None) -> At:
         except yaml.YAMLError as err:  # the scan has seen every parse error; this is a safety net
             raise _parse_error(err, shown, text) from None
     if root is None:
-        raise ConfigError("the file is empty (no YAML content)", file=shown, line=1,
-                          hint="a config is a mapping of keys; see the presets for examples")
+        raise ConfigError(
+            "the file is empty (no YAML content)",
+            file=shown,
+            line=1,
+            hint="a config is a mapping of keys; see the presets for examples",
+        )
     _check_tree(At(root, shown))
     return At(root, shown)
 
@@ -96,17 +101,16 @@ def _read_text(path: Path, shown: str) -> str:
     except FileNotFoundError:
         raise ConfigError("no such file", file=shown) from None
     except (OSError, ValueError) as err:  # ValueError: a NUL byte in the name
-        raise ConfigError(f"cannot read the file ({getattr(err, 'strerror', None) or err})",
-                          file=shown) from None
+        raise ConfigError(f"cannot read the file ({getattr(err, 'strerror', None) or err})", file=shown) from None
     if len(data) > MAX_FILE_BYTES:
-        raise ConfigError(f"file too large for a config (the limit is {MAX_FILE_BYTES} bytes)",
-                          file=shown)
+        raise ConfigError(f"file too large for a config (the limit is {MAX_FILE_BYTES} bytes)", file=shown)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as err:
         line = data[: err.start].count(b"\n") + 1
-        raise ConfigError(f"not UTF-8 text (byte 0x{data[err.start]:02x})", file=shown, line=line,
-                          hint="save the file as UTF-8") from None
+        raise ConfigError(
+            f"not UTF-8 text (byte 0x{data[err.start]:02x})", file=shown, line=line, hint="save the file as UTF-8"
+        ) from None
 
 
 _C_LOADER = getattr(yaml, "CSafeLoader", None)  # None without libyaml
@@ -120,16 +124,23 @@ def _scan(text: str, shown: str, loader=yaml.SafeLoader) -> None:
             mark = event.start_mark
             where = {"file": shown, "line": mark.line + 1, "column": mark.column + 1}
             if isinstance(event, yaml.AliasEvent):
-                raise ConfigError(f"alias '*{event.anchor}' is not supported",
-                                  hint="write the value out in full", **where)
+                raise ConfigError(
+                    f"alias '*{event.anchor}' is not supported", hint="write the value out in full", **where
+                )
             if getattr(event, "anchor", None):
-                raise ConfigError(f"anchor '&{event.anchor}' is not supported",
-                                  hint="remove it and write repeated values out in full", **where)
+                raise ConfigError(
+                    f"anchor '&{event.anchor}' is not supported",
+                    hint="remove it and write repeated values out in full",
+                    **where,
+                )
             if isinstance(event, yaml.DocumentStartEvent):
                 documents += 1
                 if documents > 1:
-                    raise ConfigError("several YAML documents in one file; expected one", **where,
-                                      hint="remove the '---' line and what follows it")
+                    raise ConfigError(
+                        "several YAML documents in one file; expected one",
+                        **where,
+                        hint="remove the '---' line and what follows it",
+                    )
             elif isinstance(event, yaml.CollectionStartEvent):
                 depth += 1
                 if depth > MAX_DEPTH:
@@ -151,35 +162,46 @@ def _parse_error(err: yaml.YAMLError, shown: str, text: str) -> ConfigError:
     if isinstance(err, yaml.reader.ReaderError):
         char = err.character
         char = f"U+{char:04X}" if isinstance(char, int) else repr(char)
-        return ConfigError(f"not valid YAML: character {char} is not allowed", file=shown,
-                           line=line, column=column, hint="remove control characters from the file")
+        return ConfigError(
+            f"not valid YAML: character {char} is not allowed",
+            file=shown,
+            line=line,
+            column=column,
+            hint="remove control characters from the file",
+        )
     problem = getattr(err, "problem", None) or str(err)
     context = getattr(err, "context", None)
     detail = f"{problem} ({context})" if context else problem
-    return ConfigError(f"not valid YAML: {detail}", file=shown, line=line, column=column,
-                       hint=_yaml_hint(problem))
+    return ConfigError(f"not valid YAML: {detail}", file=shown, line=line, column=column, hint=_yaml_hint(problem))
 
 
 def _yaml_hint(problem: str) -> str | None:
     """Plain words for the YAML mistakes people make most."""
     if "'\\t'" in problem:  # PyYAML shows the tab escaped
         return "YAML does not allow tabs for indentation: use spaces"
-    if "expected <block end>" in problem or "mapping values are not allowed" in problem \
-            or "could not find expected ':'" in problem:
-        return "check the indentation (keys of one mapping start in the same column, indented with spaces)" \
+    if (
+        "expected <block end>" in problem
+        or "mapping values are not allowed" in problem
+        or "could not find expected ':'" in problem
+    ):
+        return (
+            "check the indentation (keys of one mapping start in the same column, indented with spaces)"
             " and that every key is followed by ': '"
+        )
     return None
 
 
 def _show_tag(tag: str) -> str:
-    return "!!" + tag[len(_TAG):] if tag.startswith(_TAG) else tag
+    return "!!" + tag[len(_TAG) :] if tag.startswith(_TAG) else tag
 
 
 def _check_tree(at: At) -> None:
     """Refuse explicit non-plain tags, non-scalar keys and duplicate keys anywhere in the tree."""
     if at.node.tag not in _PLAIN_TAGS:
-        raise at.error(f"tag {_show_tag(at.node.tag)} is not allowed",
-                       hint="configs hold plain values, lists and mappings only; remove the tag")
+        raise at.error(
+            f"tag {_show_tag(at.node.tag)} is not allowed",
+            hint="configs hold plain values, lists and mappings only; remove the tag",
+        )
     if isinstance(at.node, yaml.SequenceNode):
         for i, item in enumerate(at.node.value):
             _check_tree(at.child(item, i))
@@ -193,8 +215,9 @@ def _check_tree(at: At) -> None:
             name = key_node.value
             key_at = at.child(key_node, name)
             if name in first_line:
-                raise key_at.error(f"duplicate key '{name}' (first given on line "
-                                   f"{first_line[name]})", hint="keep only one of them")
+                raise key_at.error(
+                    f"duplicate key '{name}' (first given on line {first_line[name]})", hint="keep only one of them"
+                )
             first_line[name] = key_node.start_mark.line + 1
             _check_tree(at.child(value_node, name))
 
@@ -221,8 +244,10 @@ def scalar(at: At, expected: str) -> str:
     if node.tag == _TAG + "null" or not node.value.strip():
         raise at.error(f"no value given; expected {expected}")
     if node.tag == _TAG + "bool":
-        raise at.error(f"expected {expected}, found the boolean {node.value!r}",
-                       hint="YAML reads yes/no/on/off/true/false as booleans; quote text")
+        raise at.error(
+            f"expected {expected}, found the boolean {node.value!r}",
+            hint="YAML reads yes/no/on/off/true/false as booleans; quote text",
+        )
     return node.value
 
 
@@ -252,8 +277,7 @@ def _number(at: At, expected: str, kind: str | None) -> float:
     except ValueError as err:
         raise at.error(f"expected {expected}, found {raw!r} ({err})") from None
     if not math.isfinite(value) or abs(value) > MAX_MAGNITUDE:
-        raise at.error(f"{raw!r} is out of range (magnitudes above {MAX_MAGNITUDE:g} are not "
-                       "plausible)")
+        raise at.error(f"{raw!r} is out of range (magnitudes above {MAX_MAGNITUDE:g} are not plausible)")
     return value
 
 
@@ -279,13 +303,13 @@ def count(at: At) -> int:
     if value < 1:
         raise at.error(f"expected {expected}, found {at.node.value!r}")
     if value > MAX_COUNT:
-        raise at.error(f"{at.node.value!r} is out of range (counts above {MAX_COUNT:g} are not "
-                       "plausible)")
+        raise at.error(f"{at.node.value!r} is out of range (counts above {MAX_COUNT:g} are not plausible)")
     return int(value)
 
 
-def number(kind: str | None = None, *, minimum: float = 0.0, inclusive: bool = False,
-           maximum: float = MAX_MAGNITUDE) -> Reader[float]:
+def number(
+    kind: str | None = None, *, minimum: float = 0.0, inclusive: bool = False, maximum: float = MAX_MAGNITUDE
+) -> Reader[float]:
     """A reader for a number above `minimum` (or at least it, if `inclusive`) and at most
     `maximum`; `kind` ('bytes', 'bytes_per_s', 'flop_per_s', 'seconds') allows human units."""
     expected = EXAMPLES[kind] if kind else "a number"
@@ -308,8 +332,9 @@ def choice(options: Mapping[str, T], what: str) -> Reader[T]:
     def read(at: At) -> T:
         name = scalar(at, f"a {what} name")
         if name not in options:
-            raise at.error(f"unknown {what} {name!r}; expected one of {', '.join(options)}",
-                           hint=did_you_mean(name, options))
+            raise at.error(
+                f"unknown {what} {name!r}; expected one of {', '.join(options)}", hint=did_you_mean(name, options)
+            )
         return options[name]
 
     return read
@@ -329,8 +354,10 @@ def list_of(item: Reader[T], *, unique: bool = True) -> Reader[tuple[T, ...]]:
 
     def read(at: At) -> tuple[T, ...]:
         if not isinstance(at.node, yaml.SequenceNode):
-            raise at.error(f"expected a list, found {_found(at.node)}",
-                           hint="write a list as [a, b] or as lines starting with '- '")
+            raise at.error(
+                f"expected a list, found {_found(at.node)}",
+                hint="write a list as [a, b] or as lines starting with '- '",
+            )
         if not at.node.value:
             raise at.error("empty list; give at least one value")
         values: list[T] = []
@@ -388,8 +415,8 @@ def fields(at: At, schema: Mapping[str, Field], what: str) -> Fields:
         listed = ", ".join(repr(name) for name in missing)
         required = ", ".join(name for name, field in schema.items() if field.required)
         raise at.child(at.node, missing[0]).error(
-            f"missing key{'s' * (len(missing) > 1)} {listed} in {what}",
-            hint=f"required keys: {required}")
+            f"missing key{'s' * (len(missing) > 1)} {listed} in {what}", hint=f"required keys: {required}"
+        )
     return Fields(at, values, where)
 
 

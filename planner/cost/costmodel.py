@@ -48,7 +48,7 @@ runtime's `memory_reserve`. Weights and KV cache are stored in their formats (sc
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -67,6 +67,7 @@ from planner.specs.formats import Formats, KvFormat, Sparsity
 from planner.specs.hardware import Cluster, WeightFormat
 from planner.specs.model import Model
 from planner.specs.plan import Phase, Workload
+
 
 @dataclass(frozen=True, kw_only=True)
 class Candidate:
@@ -143,10 +144,19 @@ def _per_point(values: list[float], n: int):
     return values[0] if len(set(values)) == 1 else np.repeat(values, n)
 
 
-def evaluate(model: Model, cluster: Cluster, workload: Workload, candidate: Candidate,
-             batch: np.ndarray, detail: bool = False,
-             formats: tuple[Formats, ...] | None = None, *, first: bool = True,
-             last: bool = True, lines: LineCache | None = None) -> Evaluation:
+def evaluate(
+    model: Model,
+    cluster: Cluster,
+    workload: Workload,
+    candidate: Candidate,
+    batch: np.ndarray,
+    detail: bool = False,
+    formats: tuple[Formats, ...] | None = None,
+    *,
+    first: bool = True,
+    last: bool = True,
+    lines: LineCache | None = None,
+) -> Evaluation:
     """Costs of `candidate` over the batch sizes `batch`; `detail` also keeps the explain rows.
     With `formats`, every combination of number formats is swept too (point i has
     batch[i % len(batch)] and formats[i // len(batch)]), and the candidate's own are ignored.
@@ -162,33 +172,66 @@ def evaluate(model: Model, cluster: Cluster, workload: Workload, candidate: Cand
     mb = layer.micro_batches  # each micro-batch runs every collective
     for t, repeat in ((t, mb * r) for t, r in terms):
         if t.collective is not None:  # the line fastest at zero bytes, split by level
-            for level, seconds in latency_line(lines(c.mesh, t.collective.kind, t.collective.axes,
-                                                     t.collective.prefetched, t.collective.routed)).latency_by_level:
+            for level, seconds in latency_line(
+                lines(c.mesh, t.collective.kind, t.collective.axes, t.collective.prefetched, t.collective.routed)
+            ).latency_by_level:
                 by_level[level] = by_level.get(level, 0.0) + repeat * seconds
     steps = sum(mb * repeat * ring_steps(c.mesh, t.collective) for t, repeat in terms if t.collective is not None)
-    prefetched_steps = sum(mb * repeat * ring_steps(c.mesh, t.collective) for t, repeat in terms
-                           if t.collective is not None and t.collective.prefetched)
+    prefetched_steps = sum(
+        mb * repeat * ring_steps(c.mesh, t.collective)
+        for t, repeat in terms
+        if t.collective is not None and t.collective.prefetched
+    )
     if detail:  # imported here: a search never builds explain rows
         from planner.cost.rows import explain_row
-    rows = tuple(explain_row(cluster, c.mesh, term, mb * repeat, batch.shape, formats[0]) for term, repeat in terms
-                 if not c.mesh.moves_nothing(term)) if detail else ()
+    rows = (
+        tuple(
+            explain_row(cluster, c.mesh, term, mb * repeat, batch.shape, formats[0])
+            for term, repeat in terms
+            if not c.mesh.moves_nothing(term)
+        )
+        if detail
+        else ()
+    )
     compute_s, memory_s, overhead_s = layer.compute_s, layer.memory_s, layer.overhead_s
     critical_s, step_s, latency_s, mfu = timing(cluster, workload, layer, comm_s, prefetched_s)
     tokens, hbm_bytes = layer.tokens, layer.hbm_bytes
     return Evaluation(
-        candidate=c, model=model, workload=workload, batch=batch, tokens=tokens, compute_s=compute_s, memory_s=memory_s,
+        candidate=c,
+        model=model,
+        workload=workload,
+        batch=batch,
+        tokens=tokens,
+        compute_s=compute_s,
+        memory_s=memory_s,
         local_s=layer.local_s,
-        comm_s=comm_s, prefetched_s=prefetched_s, critical_s=critical_s, overlap=step_overlap(cal, mb),
-        ring_steps=steps, prefetched_ring_steps=prefetched_steps, comm_latency_s=sum(by_level.values()),
+        comm_s=comm_s,
+        prefetched_s=prefetched_s,
+        critical_s=critical_s,
+        overlap=step_overlap(cal, mb),
+        ring_steps=steps,
+        prefetched_ring_steps=prefetched_steps,
+        comm_latency_s=sum(by_level.values()),
         comm_latency_by_level_s=tuple(by_level.items()),
-        overhead_s=overhead_s, overhead_kernels=layer.kernels, overhead_tokens=layer.tokens_per_chip,
-        step_s=step_s, latency_s=latency_s, mfu=mfu,
-        cost_chip_s_per_token=c.mesh.chips * latency_s / tokens, tokens_per_s=tokens / latency_s,
-        weight_bytes=layer.weight_bytes, kv_bytes=layer.kv_bytes, activation_bytes=layer.activation_bytes,
-        hbm_bytes=hbm_bytes, hbm_fraction=hbm_bytes / cluster.chip.hbm_bytes,
-        bound=bound(compute_s, memory_s, layer.local_s, comm_s - prefetched_s, critical_s, comm_s), rows=rows,
-        formats=formats, micro_batches=mb,
-        compute_chain_s=layer.local_s if mb > 1 else None, comm_chain_s=comm_s if mb > 1 else None,
+        overhead_s=overhead_s,
+        overhead_kernels=layer.kernels,
+        overhead_tokens=layer.tokens_per_chip,
+        step_s=step_s,
+        latency_s=latency_s,
+        mfu=mfu,
+        cost_chip_s_per_token=c.mesh.chips * latency_s / tokens,
+        tokens_per_s=tokens / latency_s,
+        weight_bytes=layer.weight_bytes,
+        kv_bytes=layer.kv_bytes,
+        activation_bytes=layer.activation_bytes,
+        hbm_bytes=hbm_bytes,
+        hbm_fraction=hbm_bytes / cluster.chip.hbm_bytes,
+        bound=bound(compute_s, memory_s, layer.local_s, comm_s - prefetched_s, critical_s, comm_s),
+        rows=rows,
+        formats=formats,
+        micro_batches=mb,
+        compute_chain_s=layer.local_s if mb > 1 else None,
+        comm_chain_s=comm_s if mb > 1 else None,
     )
 
 
@@ -221,21 +264,43 @@ class LayerCosts:
     micro_batches: int = 1  # two-batch overlap: terms one micro-batch's, seconds and repeats the step's
 
 
-def layer_costs(model: Model, cluster: Cluster, workload: Workload, candidate: Candidate, batch: np.ndarray,
-                formats: tuple[Formats, ...] | None = None, *, first: bool = True, last: bool = True,
-                shared: dict | None = None, grid: Grid | None = None) -> LayerCosts:
+def layer_costs(
+    model: Model,
+    cluster: Cluster,
+    workload: Workload,
+    candidate: Candidate,
+    batch: np.ndarray,
+    formats: tuple[Formats, ...] | None = None,
+    *,
+    first: bool = True,
+    last: bool = True,
+    shared: dict | None = None,
+    grid: Grid | None = None,
+) -> LayerCosts:
     """The part of `evaluate` that does not depend on how logical axes map onto physical pieces;
     `shared`: parts costed for candidates of the same phase, batch and formats (a sweep's), kept
     (the layers' parts are the same for a pipeline stage's model, but for its local layers).
     With `grid`, the candidate's layouts on every mesh of the grid (its mesh is not used): each
     figure gains a leading axis over the grid's meshes (`shared` then kept for that grid only)."""
     if candidate.micro_batches > 1:
-        return two_batch(layer_costs, model, cluster, workload, candidate, batch, formats, first=first,
-                         last=last, shared=shared, grid=grid)
+        return two_batch(
+            layer_costs,
+            model,
+            cluster,
+            workload,
+            candidate,
+            batch,
+            formats,
+            first=first,
+            last=last,
+            shared=shared,
+            grid=grid,
+        )
     c, memo = candidate, {} if shared is None else shared  # parts keyed by what they depend on
     batch = np.asarray(batch, dtype=np.int64)
-    formats = (c.formats,) if formats is None else \
-        tuple(f if isinstance(f, Formats) else Formats(weights=f) for f in formats)  # WeightFormat: bf16 KV
+    formats = (
+        (c.formats,) if formats is None else tuple(f if isinstance(f, Formats) else Formats(weights=f) for f in formats)
+    )  # WeightFormat: bf16 KV
     n = batch.size
     if len(formats) > 1:
         batch = np.tile(batch, len(formats))
@@ -264,22 +329,42 @@ def layer_costs(model: Model, cluster: Cluster, workload: Workload, candidate: C
     local = (model.n_layers, model.local_layers) if model.n_local_layers else ()  # a stage's own local layers
     attention = memo.get((c.attention, *local, *mesh_key)) or memo.setdefault(
         (c.attention, *local, *mesh_key),
-        grow(c.attention.cost(model, c.ffn, part_sizes, part_shape, wbytes, kv_bytes=kvbytes, core=core)))
+        grow(c.attention.cost(model, c.ffn, part_sizes, part_shape, wbytes, kv_bytes=kvbytes, core=core)),
+    )
     per_row = np.ndim(last) > 0  # a Grid of pipeline stages: first and last per row (its head repeats 0 or 1)
     head_key = (chips if grid is None else "grid", c.ffn.replicated, *((first, last) if not per_row else ("per row",)))
     head = memo.get(head_key) or memo.setdefault(
-        head_key, output_projection(model, chips, batch, wbytes, first, last, replicated=c.ffn.replicated))
+        head_key, output_projection(model, chips, batch, wbytes, first, last, replicated=c.ffn.replicated)
+    )
     ffn_repeat, moe = model.n_layers, ()  # MoE: dense layers take the FFN layout, MoE layers these parts
     if model.experts is not None:
         ffn_repeat, moe = memo.get((c.experts, *mesh_key)) or memo.setdefault(
-            (c.experts, *mesh_key), _grown(moe_layers(model, c.ffn, c.experts, part_sizes, part_shape, wbytes,
-                                                      workload.routing,
-                                                      dispatch_bytes=_per_point([f.dispatch_bytes for f in formats], n)),
-                                           grow))
-    terms = [(term, repeat if term.layers is None else term.layers)
-             for layer_cost, repeat in ((attention, model.n_layers), (ffn, ffn_repeat), *moe,
-                                        (head, last.astype(np.int64) if per_row else 1))
-             if np.any(repeat) for term in layer_cost.terms]  # repeats: ints, or a Grid's per row
+            (c.experts, *mesh_key),
+            _grown(
+                moe_layers(
+                    model,
+                    c.ffn,
+                    c.experts,
+                    part_sizes,
+                    part_shape,
+                    wbytes,
+                    workload.routing,
+                    dispatch_bytes=_per_point([f.dispatch_bytes for f in formats], n),
+                ),
+                grow,
+            ),
+        )
+    terms = [
+        (term, repeat if term.layers is None else term.layers)
+        for layer_cost, repeat in (
+            (attention, model.n_layers),
+            (ffn, ffn_repeat),
+            *moe,
+            (head, last.astype(np.int64) if per_row else 1),
+        )
+        if np.any(repeat)
+        for term in layer_cost.terms
+    ]  # repeats: ints, or a Grid's per row
     cal = cluster.calibration
     zero = np.zeros(batch.shape)
     kernels = sum(repeat * term.kernels for term, repeat in terms if term.rows is not None)
@@ -296,37 +381,58 @@ def layer_costs(model: Model, cluster: Cluster, workload: Workload, candidate: C
     tokens_per_chip = c.ffn.tokens_per_chip(sizes, shape) if cal.token_overhead_s else 0.0
     tokens, logit_tokens = batch * per_sequence, batch * logits_per_sequence
 
-    weight_bytes = model.n_layers * (ffn.weight_bytes_stored + attention.weight_bytes_stored) + \
-        head.weight_bytes_stored
+    weight_bytes = model.n_layers * (ffn.weight_bytes_stored + attention.weight_bytes_stored) + head.weight_bytes_stored
     if moe:
-        weight_bytes = model.n_layers * attention.weight_bytes_stored + ffn_repeat * ffn.weight_bytes_stored + \
-            sum(repeat * part.weight_bytes_stored for part, repeat in moe) + head.weight_bytes_stored
+        weight_bytes = (
+            model.n_layers * attention.weight_bytes_stored
+            + ffn_repeat * ffn.weight_bytes_stored
+            + sum(repeat * part.weight_bytes_stored for part, repeat in moe)
+            + head.weight_bytes_stored
+        )
     kv_bytes = model.n_layers * attention.kv_bytes_stored + zero
     residual = c.ffn.residual_bytes(model, sizes, shape)
     ffn_working = ffn.working_bytes
     if moe:  # one layer's gathered weights at a time: a dense layer's or an MoE layer's
-        dense = np.where(ffn_repeat > 0, ffn_working, 0.0) if np.ndim(ffn_repeat) else \
-            (ffn_working if ffn_repeat else 0.0)  # per row for a Grid of pipeline stages
+        dense = (
+            np.where(ffn_repeat > 0, ffn_working, 0.0) if np.ndim(ffn_repeat) else (ffn_working if ffn_repeat else 0.0)
+        )  # per row for a Grid of pipeline stages
         ffn_working = np.maximum(dense, sum(part.working_bytes for part, _ in moe))
     activation_bytes = residual + ffn_working + attention.working_bytes
     return LayerCosts(
-        candidate=c, chips=chips, batch=batch, formats=formats, terms=tuple(terms),
-        collective_bytes=stacked([k.bytes_per_chip for k, _ in collectives],
-                                 np.broadcast_shapes(batch.shape, np.shape(chips))),
-        repeats=stacked([repeat for _, repeat in collectives],
-                        np.broadcast_shapes((1,), *(np.shape(repeat) for _, repeat in collectives))),
+        candidate=c,
+        chips=chips,
+        batch=batch,
+        formats=formats,
+        terms=tuple(terms),
+        collective_bytes=stacked(
+            [k.bytes_per_chip for k, _ in collectives], np.broadcast_shapes(batch.shape, np.shape(chips))
+        ),
+        repeats=stacked(
+            [repeat for _, repeat in collectives],
+            np.broadcast_shapes((1,), *(np.shape(repeat) for _, repeat in collectives)),
+        ),
         prefetched=np.array([k.prefetched for k, _ in collectives], dtype=bool),
-        compute_s=compute_s, memory_s=memory_s, local_s=local_s, kernels=kernels, tokens_per_chip=tokens_per_chip,
-        overhead_s=model.n_layers * cal.layer_overhead_s + kernels * cal.kernel_overhead_s
+        compute_s=compute_s,
+        memory_s=memory_s,
+        local_s=local_s,
+        kernels=kernels,
+        tokens_per_chip=tokens_per_chip,
+        overhead_s=model.n_layers * cal.layer_overhead_s
+        + kernels * cal.kernel_overhead_s
         + model.n_layers * cal.token_overhead_s * tokens_per_chip,
-        tokens=tokens, steps=steps,
+        tokens=tokens,
+        steps=steps,
         mfu_flops=model.mfu_flops(tokens, logit_tokens),
-        weight_bytes=weight_bytes, kv_bytes=kv_bytes, activation_bytes=activation_bytes,
-        hbm_bytes=weight_bytes + kv_bytes + activation_bytes)
+        weight_bytes=weight_bytes,
+        kv_bytes=kv_bytes,
+        activation_bytes=activation_bytes,
+        hbm_bytes=weight_bytes + kv_bytes + activation_bytes,
+    )
 
 
-def step_kernels(model: Model, cluster: Cluster, workload: Workload, candidate: Candidate,
-                 batch: np.ndarray) -> list[tuple]:
+def step_kernels(
+    model: Model, cluster: Cluster, workload: Workload, candidate: Candidate, batch: np.ndarray
+) -> list[tuple]:
     """`kernel_seconds` of `candidate`'s step at `batch` (its own formats): what `local_s` sums."""
     layer = layer_costs(model, cluster, workload, candidate, batch)
     return kernel_seconds(cluster, layer.terms, candidate.formats.weight_peak_flop_per_s(cluster.chip))
@@ -340,9 +446,14 @@ def _grown(moe, grow):
 
 def network_costs(cluster: Cluster, meshes, layer: LayerCosts, lines: LineCache | None = None):
     """(comm_s, prefetched_s), each (meshes, points): the layer's collectives on each of `meshes`."""
-    return network_seconds(LineCache(cluster) if lines is None else lines, meshes,
-                           [term.collective for term, _ in layer.terms if term.collective is not None],
-                           layer.collective_bytes, layer.repeats, layer.prefetched)
+    return network_seconds(
+        LineCache(cluster) if lines is None else lines,
+        meshes,
+        [term.collective for term, _ in layer.terms if term.collective is not None],
+        layer.collective_bytes,
+        layer.repeats,
+        layer.prefetched,
+    )
 
 
 def timing(cluster: Cluster, workload: Workload, layer: LayerCosts, comm_s, prefetched_s, rows=None):
@@ -358,5 +469,17 @@ def timing(cluster: Cluster, workload: Workload, layer: LayerCosts, comm_s, pref
     return critical_s, step_s, latency_s, mfu
 
 
-__all__ = ["BOUNDS", "Candidate", "Evaluation", "LayerCosts", "combine", "critical_path", "evaluate", "layer_costs",
-           "network_costs", "step_kernels", "step_overlap", "timing"]
+__all__ = [
+    "BOUNDS",
+    "Candidate",
+    "Evaluation",
+    "LayerCosts",
+    "combine",
+    "critical_path",
+    "evaluate",
+    "layer_costs",
+    "network_costs",
+    "step_kernels",
+    "step_overlap",
+    "timing",
+]

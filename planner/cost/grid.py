@@ -41,8 +41,7 @@ def step_shape(phase: Phase, workload: Workload, batch: np.ndarray) -> StepShape
     if phase is Phase.PREFILL:
         L = workload.input_tokens
         return StepShape(batch=batch, tokens=L, attended=(L + 1) / 2, cached=L, reads_cache=False)
-    return StepShape(batch=batch, tokens=1, attended=workload.context, cached=workload.context,
-                     reads_cache=True)
+    return StepShape(batch=batch, tokens=1, attended=workload.context, cached=workload.context, reads_cache=True)
 
 
 def phase_tokens(phase: Phase, workload: Workload) -> tuple[int, int, int]:
@@ -61,10 +60,13 @@ def phase_column(values: list, index: np.ndarray, dtype) -> np.ndarray:
 def grid_shape(phases: tuple[Phase, ...], workload: Workload, batch: np.ndarray, index: np.ndarray) -> StepShape:
     """The step shapes of `phases` as columns over a Grid's rows (row i in phases[index[i]])."""
     shapes = [step_shape(phase, workload, batch) for phase in phases]
-    return StepShape(batch=batch, tokens=phase_column([s.tokens for s in shapes], index, np.int64),
-                     attended=phase_column([s.attended for s in shapes], index, float),
-                     cached=phase_column([s.cached for s in shapes], index, np.int64),
-                     reads_cache=phase_column([s.reads_cache for s in shapes], index, bool))
+    return StepShape(
+        batch=batch,
+        tokens=phase_column([s.tokens for s in shapes], index, np.int64),
+        attended=phase_column([s.attended for s in shapes], index, float),
+        cached=phase_column([s.cached for s in shapes], index, np.int64),
+        reads_cache=phase_column([s.reads_cache for s in shapes], index, bool),
+    )
 
 
 def at_rows(values, rows):
@@ -75,12 +77,26 @@ def at_rows(values, rows):
 def expanded(part: LayerCost, count: int, rows: np.ndarray) -> LayerCost:
     """A layer part costed on a Grid of `count` rows, at rows `rows` of it: every figure with a
     leading axis over the grid's rows gathered (the very values costing it on those rows gives)."""
+
     def at(q):
         return q[rows] if isinstance(q, np.ndarray) and q.ndim >= 2 and q.shape[0] == count else q
 
-    terms = tuple(replace(t, flops=at(t.flops), hbm_bytes=at(t.hbm_bytes), rows=at(t.rows),
-                          collective=None if t.collective is None else
-                          replace(t.collective, bytes_per_chip=at(t.collective.bytes_per_chip)))
-                  for t in part.terms)
-    return replace(part, terms=terms, weight_bytes_stored=at(part.weight_bytes_stored),
-                   kv_bytes_stored=at(part.kv_bytes_stored), working_bytes=at(part.working_bytes))
+    terms = tuple(
+        replace(
+            t,
+            flops=at(t.flops),
+            hbm_bytes=at(t.hbm_bytes),
+            rows=at(t.rows),
+            collective=None
+            if t.collective is None
+            else replace(t.collective, bytes_per_chip=at(t.collective.bytes_per_chip)),
+        )
+        for t in part.terms
+    )
+    return replace(
+        part,
+        terms=terms,
+        weight_bytes_stored=at(part.weight_bytes_stored),
+        kv_bytes_stored=at(part.kv_bytes_stored),
+        working_bytes=at(part.working_bytes),
+    )

@@ -23,8 +23,9 @@ def matmul_flop_per_s(cluster: Cluster, peak_flop_per_s):
     narrow = cal.narrow_matmul_efficiency
     if narrow is None or narrow == cal.matmul_efficiency:
         return peak_flop_per_s * cal.matmul_efficiency
-    return peak_flop_per_s * np.where(np.asarray(peak_flop_per_s) > cluster.chip.peak_bf16_flop_per_s,
-                                      narrow, cal.matmul_efficiency)
+    return peak_flop_per_s * np.where(
+        np.asarray(peak_flop_per_s) > cluster.chip.peak_bf16_flop_per_s, narrow, cal.matmul_efficiency
+    )
 
 
 def matmul_flops(cal, term: Term):
@@ -47,16 +48,21 @@ def grouped_flops(cluster: Cluster, term: Term):
     return term.flops * (1.0 + moe.grouped_half_rows / np.maximum(term.rows, 1e-300)) / moe.grouped_efficiency
 
 
-def grouped_gemm_seconds(cluster: Cluster, groups: int, m, n: int, k: int, weight_bytes: float,
-                         compute: str = "fp8"):
+def grouped_gemm_seconds(cluster: Cluster, groups: int, m, n: int, k: int, weight_bytes: float, compute: str = "fp8"):
     """One grouped GEMM kernel (a row of DeepGEMM's grouped tables): `groups` experts, each
     y[m, n] = x[m, k] W[k, n], x and y in bf16 in HBM as `gemm_seconds` counts them, W in
     `weight_bytes` per element, at the `compute` peak and the grouped rate (`grouped_flops`);
     roofline plus the cluster's kernel_overhead_s."""
     cal, chip = cluster.calibration, cluster.chip
     m = np.asarray(m, dtype=float)
-    term = Term(name="grouped gemm", notation="", flops=2.0 * groups * m * n * k, rows=m, grouped=True,
-                hbm_bytes=groups * (ACTIVATION_BYTES * (m * k + m * n) + weight_bytes * k * n))
+    term = Term(
+        name="grouped gemm",
+        notation="",
+        flops=2.0 * groups * m * n * k,
+        rows=m,
+        grouped=True,
+        hbm_bytes=groups * (ACTIVATION_BYTES * (m * k + m * n) + weight_bytes * k * n),
+    )
     compute_s = grouped_flops(cluster, term) / chip.peak_flop_per_s[compute]
     memory_s = term.hbm_bytes / (chip.hbm_bytes_per_s * cal.hbm_efficiency)
     return np.maximum(compute_s, memory_s) + cal.kernel_overhead_s
@@ -68,8 +74,13 @@ def gemm_seconds(cluster: Cluster, m, n: int, k: int, compute: str, weight_bytes
     plus the fixed time of its kernel, as `evaluate` charges every einsum."""
     cal, chip = cluster.calibration, cluster.chip
     m = np.asarray(m, dtype=float)
-    term = Term(name="gemm", notation="", flops=2.0 * m * n * k, rows=m,
-                hbm_bytes=ACTIVATION_BYTES * (m * k + m * n) + weight_bytes * k * n)
+    term = Term(
+        name="gemm",
+        notation="",
+        flops=2.0 * m * n * k,
+        rows=m,
+        hbm_bytes=ACTIVATION_BYTES * (m * k + m * n) + weight_bytes * k * n,
+    )
     compute_s = matmul_flops(cal, term) / matmul_flop_per_s(cluster, chip.peak_flop_per_s[compute])
     memory_s = term.hbm_bytes / (chip.hbm_bytes_per_s * cal.hbm_efficiency)
     return np.maximum(compute_s, memory_s) + term.kernels * cal.kernel_overhead_s
@@ -94,9 +105,13 @@ def kernel_seconds(cluster: Cluster, terms, weight_peak) -> list[tuple]:
         # the repeat over the rate first: small (a number, or per Grid row or format), then one
         # product over every point
         grouped = grouped_flops(cluster, term)
-        c_s = 0 if plain_zero(term.flops) else \
-            grouped * (repeat / weight_peak) if grouped is not None else \
-            matmul_flops(cal, term) * (repeat / (activation_rate if term.activation_matmul else weight_rate))
+        c_s = (
+            0
+            if plain_zero(term.flops)
+            else grouped * (repeat / weight_peak)
+            if grouped is not None
+            else matmul_flops(cal, term) * (repeat / (activation_rate if term.activation_matmul else weight_rate))
+        )
         m_s = 0 if plain_zero(term.hbm_bytes) else term.hbm_bytes * (repeat / bandwidth)
         if not term.kernel:
             out.append((c_s, m_s))
@@ -126,4 +141,6 @@ def dynamic_quantisation_seconds(cluster: Cluster, elements):
     (hbm_efficiency) plus kernel_overhead_s each; no constant of its own."""
     cal = cluster.calibration
     hbm_bytes = np.asarray(elements, dtype=float) * (2 * ACTIVATION_BYTES + QUANTISED_BYTES)
-    return hbm_bytes / (cluster.chip.hbm_bytes_per_s * cal.hbm_efficiency) + QUANTISATION_KERNELS * cal.kernel_overhead_s
+    return (
+        hbm_bytes / (cluster.chip.hbm_bytes_per_s * cal.hbm_efficiency) + QUANTISATION_KERNELS * cal.kernel_overhead_s
+    )

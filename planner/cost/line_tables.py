@@ -24,10 +24,16 @@ class LineCache:
 
     def __init__(self, cluster: Cluster):
         self.cluster, self._lines, self._arrays, self._stacks = cluster, {}, {}, {}
-        constants = [(level, cluster.calibration.level(level.name)) for level in cluster.topology.levels] \
-            if isinstance(cluster.topology, Switched) else []  # lines: one more per pair a level has
-        self.count = 1 + any(c.bulk_latency_s is not None for _, c in constants) + any(
-            level.in_switch_reduction and c.in_switch_latency_s is not None for level, c in constants)
+        constants = (
+            [(level, cluster.calibration.level(level.name)) for level in cluster.topology.levels]
+            if isinstance(cluster.topology, Switched)
+            else []
+        )  # lines: one more per pair a level has
+        self.count = (
+            1
+            + any(c.bulk_latency_s is not None for _, c in constants)
+            + any(level.in_switch_reduction and c.in_switch_latency_s is not None for level, c in constants)
+        )
 
     @staticmethod
     def _key(mesh: Mesh, kind: CollectiveKind, axes: str, prefetched: bool, routed=None) -> tuple:
@@ -37,8 +43,7 @@ class LineCache:
             return (mesh.physical, mesh.wraparound, mesh.pieces(axes), kind, prefetched, routed)
         return (collective_spans(mesh, axes), kind, prefetched, routed)
 
-    def __call__(self, mesh: Mesh, kind: CollectiveKind, axes: str, prefetched: bool,
-                 routed=None) -> tuple[Line, ...]:
+    def __call__(self, mesh: Mesh, kind: CollectiveKind, axes: str, prefetched: bool, routed=None) -> tuple[Line, ...]:
         key = self._key(mesh, kind, axes, prefetched, routed)
         lines = self._lines.get(key)
         if lines is None:
@@ -54,8 +59,10 @@ class LineCache:
         if out is None:
             lines = self(mesh, kind, axes, prefetched, routed)
             lines = lines + lines[-1:] * (self.count - len(lines))
-            out = self._arrays[key] = (np.array([line.seconds_per_byte for line in lines]),
-                                       np.array([line.latency_s for line in lines]))
+            out = self._arrays[key] = (
+                np.array([line.seconds_per_byte for line in lines]),
+                np.array([line.latency_s for line in lines]),
+            )
         return out
 
     def stack(self, mesh: Mesh, signature: tuple[tuple[CollectiveKind, str, bool], ...]):
@@ -65,8 +72,10 @@ class LineCache:
         out = self._stacks.get(key)
         if out is None:
             rows = [self.arrays(mesh, *collective) for collective in signature]
-            out = self._stacks[key] = (np.array([r[0] for r in rows]).reshape(len(rows), self.count),
-                                       np.array([r[1] for r in rows]).reshape(len(rows), self.count))
+            out = self._stacks[key] = (
+                np.array([r[0] for r in rows]).reshape(len(rows), self.count),
+                np.array([r[1] for r in rows]).reshape(len(rows), self.count),
+            )
         return out
 
 
@@ -80,8 +89,10 @@ class MeshLines:
     def __init__(self, cluster: Cluster, meshes: list[Mesh]):
         self.meshes, self.factors = meshes, factor_matrix(meshes, piece_names(cluster))
         torus, slices = isinstance(cluster.topology, Torus), {}
-        self.slices = np.array([slices.setdefault((m.physical, m.wraparound) if torus else (), len(slices))
-                                for m in meshes], dtype=np.int64)
+        self.slices = np.array(
+            [slices.setdefault((m.physical, m.wraparound) if torus else (), len(slices)) for m in meshes],
+            dtype=np.int64,
+        )
         self._codes: dict[str, tuple] = {}
         self._tables: dict[tuple, tuple] = {}
 
@@ -95,12 +106,16 @@ class MeshLines:
             if table is None:
                 kind, axes, prefetched, routed = collective
                 if axes not in self._codes:
-                    self._codes[axes] = first_rows(np.concatenate([self.slices[:, None], spans(self.factors, axes)],
-                                                                  axis=1))
+                    self._codes[axes] = first_rows(
+                        np.concatenate([self.slices[:, None], spans(self.factors, axes)], axis=1)
+                    )
                 first, inverse = self._codes[axes]
                 arrays = [lines.arrays(self.meshes[i], kind, axes, prefetched, routed) for i in first]
-                table = self._tables[collective] = (np.array([a[0] for a in arrays]),
-                                                    np.array([a[1] for a in arrays]), inverse)
+                table = self._tables[collective] = (
+                    np.array([a[0] for a in arrays]),
+                    np.array([a[1] for a in arrays]),
+                    inverse,
+                )
             codes = table[2][index]
             rate[:, k], latency[:, k] = table[0][codes], table[1][codes]
         return rate, latency
@@ -111,8 +126,16 @@ def signature(collectives) -> tuple[tuple, ...]:
     return tuple((k.kind, k.axes, k.prefetched, k.routed) for k in collectives)
 
 
-def network_seconds(lines: LineCache, meshes, collectives, data: np.ndarray, repeats: np.ndarray,
-                    prefetched: np.ndarray, stacks=None, times=None):
+def network_seconds(
+    lines: LineCache,
+    meshes,
+    collectives,
+    data: np.ndarray,
+    repeats: np.ndarray,
+    prefetched: np.ndarray,
+    stacks=None,
+    times=None,
+):
     """(comm_s, prefetched_s), each (meshes, points): `collectives` (each with bytes per chip
     `data`, (collectives, points) on every mesh or (meshes, collectives, points) one per mesh,
     repeated `repeats` (collectives, 1) times, `prefetched` or not) on each of `meshes`, summed

@@ -44,8 +44,12 @@ class Mesh:
 
     def moves_nothing(self, term) -> bool:
         """A collective-only layout term over axes that span one chip: it moves nothing."""
-        return (term.collective is not None and _product(self.pieces(term.collective.axes)) == 1
-                and not np.any(term.flops) and not np.any(term.hbm_bytes))
+        return (
+            term.collective is not None
+            and _product(self.pieces(term.collective.axes)) == 1
+            and not np.any(term.flops)
+            and not np.any(term.hbm_bytes)
+        )
 
     def names(self, axes: str) -> list[str]:
         return [name if self.torus else f"{name}:{n}" for name, n in self.pieces(axes)]
@@ -91,10 +95,10 @@ def first_rows(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             inverse.append(code)
         return np.array(first, dtype=np.int64), np.array(inverse, dtype=np.int64)
     radix = keys.max(axis=0) + 1
-    if float(np.prod(radix.astype(float))) >= 2.0 ** 62:  # dense codes per column: fewer values
+    if float(np.prod(radix.astype(float))) >= 2.0**62:  # dense codes per column: fewer values
         keys = np.stack([np.unique(column, return_inverse=True)[1].reshape(-1) for column in keys.T], axis=1)
         radix = keys.max(axis=0) + 1
-    if float(np.prod(radix.astype(float))) < 2.0 ** 62:
+    if float(np.prod(radix.astype(float))) < 2.0**62:
         strides = np.concatenate([np.cumprod(radix[::-1])[::-1][1:], [1]]).astype(np.int64)
         _, first, inverse = np.unique(keys @ strides, return_index=True, return_inverse=True)
     else:
@@ -172,8 +176,9 @@ def _torus_meshes(torus: Torus, slice_) -> list[Mesh]:
     out = []
     for assignment in product(range(3), repeat=len(physical)):
         logical = tuple(tuple(p for p, a in zip(physical, assignment) if a == i) for i in range(3))
-        out.append(Mesh(chips=slice_.chips, physical=physical, logical=logical, torus=True,
-                        wraparound=slice_.wraparound))
+        out.append(
+            Mesh(chips=slice_.chips, physical=physical, logical=logical, torus=True, wraparound=slice_.wraparound)
+        )
     return out
 
 

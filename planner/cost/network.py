@@ -97,8 +97,10 @@ from planner.cost.mesh import Mesh, joined_axis, level_sizes
 from planner.specs.hardware import Calibration, Cluster, Switched, Torus
 
 _PASSES = {
-    CollectiveKind.ALL_GATHER: 1.0, CollectiveKind.REDUCE_SCATTER: 1.0,
-    CollectiveKind.ALL_REDUCE: 2.0, CollectiveKind.ALL_TO_ALL: 1.0,
+    CollectiveKind.ALL_GATHER: 1.0,
+    CollectiveKind.REDUCE_SCATTER: 1.0,
+    CollectiveKind.ALL_REDUCE: 2.0,
+    CollectiveKind.ALL_TO_ALL: 1.0,
 }
 
 
@@ -147,8 +149,7 @@ class Line:
 
 def collective_seconds(cluster: Cluster, mesh: Mesh, collective: Collective):
     """Seconds of `collective` on `mesh`: the fastest of its `collective_lines`."""
-    lines = collective_lines(cluster, mesh, collective.kind, collective.axes, collective.prefetched,
-                             collective.routed)
+    lines = collective_lines(cluster, mesh, collective.kind, collective.axes, collective.prefetched, collective.routed)
     return _fastest(lines, collective.bytes_per_chip)
 
 
@@ -176,12 +177,18 @@ def lines_seconds(seconds_per_byte: np.ndarray, latency_s: np.ndarray, data: np.
     line), `data` the bytes per chip broadcast against (..., points)."""
     times = data * seconds_per_byte[..., :1] + latency_s[..., :1]
     for j in range(1, seconds_per_byte.shape[-1]):  # the fastest line (a minimum: exact in any order)
-        times = np.minimum(times, data * seconds_per_byte[..., j:j + 1] + latency_s[..., j:j + 1])
+        times = np.minimum(times, data * seconds_per_byte[..., j : j + 1] + latency_s[..., j : j + 1])
     return times
 
 
-def collective_lines(cluster: Cluster, mesh: Mesh, kind: CollectiveKind, axes: str,
-                     prefetched: bool = False, routed: Routed | None = None) -> tuple[Line, ...]:
+def collective_lines(
+    cluster: Cluster,
+    mesh: Mesh,
+    kind: CollectiveKind,
+    axes: str,
+    prefetched: bool = False,
+    routed: Routed | None = None,
+) -> tuple[Line, ...]:
     """The lines of a collective over `axes` of `mesh`: they depend only on the pieces it spans
     (and the slice's, for a torus), its kind, whether it is prefetched and, for a dispatch or
     combine (`routed`), its routing, not on its bytes."""
@@ -199,9 +206,14 @@ def collective_lines(cluster: Cluster, mesh: Mesh, kind: CollectiveKind, axes: s
     efficiency = cal.weight_gather_efficiency if prefetched else cal.network_efficiency
     steps = int(_PASSES[kind]) * sum(k - 1 for _, k in pieces)  # ring_steps
     latency_s = cal.collective_latency_s * steps
-    return (Line(latency_s=latency_s, efficiency=efficiency,
-                 levels=(_torus_factors(topology, mesh, kind, pieces, chips),),
-                 latency_by_level=(("torus", latency_s),) if latency_s else ()),)
+    return (
+        Line(
+            latency_s=latency_s,
+            efficiency=efficiency,
+            levels=(_torus_factors(topology, mesh, kind, pieces, chips),),
+            latency_by_level=(("torus", latency_s),) if latency_s else (),
+        ),
+    )
 
 
 _NO_LEVEL = (0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0)  # adds exactly nothing
@@ -222,8 +234,14 @@ def _torus_factors(torus: Torus, mesh: Mesh, kind: CollectiveKind, pieces, chips
     return (chips - 1, 1.0, chips, 1.0, _PASSES[kind], hops, torus_bandwidth(torus, mesh, pieces))
 
 
-def _switched_lines(switched: Switched, cal: Calibration, kind: CollectiveKind, spans: dict[str, int],
-                    chips: int, prefetched: bool = False) -> tuple[Line, ...]:
+def _switched_lines(
+    switched: Switched,
+    cal: Calibration,
+    kind: CollectiveKind,
+    spans: dict[str, int],
+    chips: int,
+    prefetched: bool = False,
+) -> tuple[Line, ...]:
     """The first (LL), bulk (a level with the bulk pair) and in-switch (an all-reduce, module docstring)
     lines. Per level, outermost first: D (k-1) P / K / W_l x passes / e_l (all-to-all: D (k-1) / k
     / W_l / e_l; in-switch: D k P / K / W_l / g_l), as factors; its latency a_l + s_l x steps (b_l, c_l)."""
@@ -239,11 +257,15 @@ def _switched_lines(switched: Switched, cal: Calibration, kind: CollectiveKind, 
         else:
             steps, factors = _PASSES[kind] * (k - 1), (k - 1, done, chips, level.bandwidth(k), _PASSES[kind], 1.0)
         first.append((level.name, c.latency_s + c.step_latency_s * steps, factors + (efficiency,)))
-        bulk.append(first[-1] if c.bulk_latency_s is None else
-                    (level.name, c.bulk_latency_s, factors + (bulk_efficiency,)))
+        bulk.append(
+            first[-1] if c.bulk_latency_s is None else (level.name, c.bulk_latency_s, factors + (bulk_efficiency,))
+        )
         reduces = level.in_switch_reduction and c.in_switch_latency_s is not None and kind is CollectiveKind.ALL_REDUCE
-        in_switch.append((level.name, c.in_switch_latency_s, (k, done, chips, level.bandwidth(k), 1.0, 1.0, c.in_switch_efficiency))
-                         if reduces else bulk[-1])
+        in_switch.append(
+            (level.name, c.in_switch_latency_s, (k, done, chips, level.bandwidth(k), 1.0, 1.0, c.in_switch_efficiency))
+            if reduces
+            else bulk[-1]
+        )
         done *= k
     return tuple(_line(levels) for levels in [first] + [bulk] * (bulk != first) + [in_switch] * (in_switch != bulk))
 
@@ -265,8 +287,12 @@ def _line(levels) -> Line:
     latency_s = 0.0
     for _, seconds, _ in levels:
         latency_s = latency_s + seconds
-    return Line(latency_s=latency_s, efficiency=1.0, levels=tuple(f for _, _, f in levels) or (_NO_LEVEL,),
-                latency_by_level=tuple((name, seconds) for name, seconds, _ in reversed(levels)))
+    return Line(
+        latency_s=latency_s,
+        efficiency=1.0,
+        levels=tuple(f for _, _, f in levels) or (_NO_LEVEL,),
+        latency_by_level=tuple((name, seconds) for name, seconds, _ in reversed(levels)),
+    )
 
 
 def routed_levels(cluster: Cluster, spans: dict[str, int], routed: Routed) -> tuple[tuple, ...]:
@@ -301,8 +327,12 @@ def _routed_line(levels) -> Line:
     latency_s, slope = 0.0, 0.0
     for _, factor, seconds, efficiency, bandwidth in levels:
         latency_s, slope = latency_s + seconds, max(slope, factor / (efficiency * bandwidth))
-    return Line(latency_s=latency_s, efficiency=1.0, levels=((slope, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0),),
-                latency_by_level=tuple((name, seconds) for name, _, seconds, _, _ in levels))
+    return Line(
+        latency_s=latency_s,
+        efficiency=1.0,
+        levels=((slope, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0),),
+        latency_by_level=tuple((name, seconds) for name, _, seconds, _, _ in levels),
+    )
 
 
 def routed_seconds(cluster: Cluster, routed: Routed, gpus: int, bytes_per_chip):
@@ -375,6 +405,7 @@ def _send(cluster: Cluster, chips, carriers, bytes_per_chip):
     moved = np.asarray(bytes_per_chip, dtype=float) * chips
     if isinstance(cluster.topology, Torus):  # one ICI link per face chip, one way, plus one hop
         cal = cluster.calibration
-        return moved / (carriers * _boundary_link_bytes_per_s(cluster) * cal.network_efficiency) + \
-            cal.collective_latency_s
+        return (
+            moved / (carriers * _boundary_link_bytes_per_s(cluster) * cal.network_efficiency) + cal.collective_latency_s
+        )
     return transfer_seconds(cluster, moved, carriers, carriers)  # switched: the hop is in the transfer

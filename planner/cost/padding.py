@@ -15,9 +15,9 @@ class Padding:
     """Parts of a layout whose batch shards a batch does not fill evenly."""
 
     parts: tuple[str, ...]  # "FFN", "attention"
-    shards: int             # batch shards
-    per_chip: int           # sequences each chip computes: ceil(batch / shards)
-    wasted: float           # share of that work that is padding: 1 - batch / (per_chip * shards)
+    shards: int  # batch shards
+    per_chip: int  # sequences each chip computes: ceil(batch / shards)
+    wasted: float  # share of that work that is padding: 1 - batch / (per_chip * shards)
 
 
 def batch_padding(candidate: Candidate, model: Model, batch: int) -> tuple[Padding, ...]:
@@ -25,14 +25,17 @@ def batch_padding(candidate: Candidate, model: Model, batch: int) -> tuple[Paddi
     have the same shards), for `batch` sequences."""
     sizes = candidate.mesh.sizes
     by_shards: dict[int, list[str]] = {}
-    for part, axes in (("FFN", candidate.ffn.batch_axes),
-                       ("attention", candidate.attention.core_axes(model, candidate.ffn, sizes)[0])):
+    for part, axes in (
+        ("FFN", candidate.ffn.batch_axes),
+        ("attention", candidate.attention.core_axes(model, candidate.ffn, sizes)[0]),
+    ):
         shards = size(sizes, axes)
         if batch % shards:
             by_shards.setdefault(shards, []).append(part)
     out = []
     for shards, parts in by_shards.items():
         per_chip = -(-batch // shards)
-        out.append(Padding(parts=tuple(parts), shards=shards, per_chip=per_chip,
-                           wasted=1.0 - batch / (per_chip * shards)))
+        out.append(
+            Padding(parts=tuple(parts), shards=shards, per_chip=per_chip, wasted=1.0 - batch / (per_chip * shards))
+        )
     return tuple(out)

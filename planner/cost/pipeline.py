@@ -67,23 +67,30 @@ class PipelineEvaluation(Evaluation):
     MFU, cost) and, for compute/memory/comm/overhead, bound and HBM use, the stage that sets them
     (the slowest stage at its micro-batch; the stage with the most HBM in use)."""
 
-    layers: tuple[int, ...]             # layers per stage
+    layers: tuple[int, ...]  # layers per stage
     stage_evaluations: tuple[Evaluation, ...]  # per stage, over `sizes` (x formats)
-    sizes: np.ndarray                   # the micro-batch and batch sizes the stages were evaluated at
-    at: np.ndarray                      # per point: index into a stage evaluation at its micro-batch
-    at_batch: np.ndarray                # per point: index at the whole batch (its KV cache)
-    micro_batches: np.ndarray           # m per point
-    micro_batch: np.ndarray             # b = ceil(B / m) sequences per micro-batch
-    send_bytes: np.ndarray              # per chip, one send between neighbouring stages
-    send_s: np.ndarray                  # one send between neighbouring stages
-    stage_hbm_bytes: np.ndarray         # (stages, points): HBM in use per chip of each stage
-    slowest: np.ndarray                 # per point: index of the slowest stage
-    bubble: np.ndarray                  # the slowest stage's idle share of the latency (or step)
+    sizes: np.ndarray  # the micro-batch and batch sizes the stages were evaluated at
+    at: np.ndarray  # per point: index into a stage evaluation at its micro-batch
+    at_batch: np.ndarray  # per point: index at the whole batch (its KV cache)
+    micro_batches: np.ndarray  # m per point
+    micro_batch: np.ndarray  # b = ceil(B / m) sequences per micro-batch
+    send_bytes: np.ndarray  # per chip, one send between neighbouring stages
+    send_s: np.ndarray  # one send between neighbouring stages
+    stage_hbm_bytes: np.ndarray  # (stages, points): HBM in use per chip of each stage
+    slowest: np.ndarray  # per point: index of the slowest stage
+    bubble: np.ndarray  # the slowest stage's idle share of the latency (or step)
 
 
-def evaluate_pipeline(model: Model, cluster: Cluster, workload: Workload, candidate: Candidate,
-                      batch: np.ndarray, detail: bool = False,
-                      formats: tuple[WeightFormat, ...] | None = None, lines=None) -> PipelineEvaluation:
+def evaluate_pipeline(
+    model: Model,
+    cluster: Cluster,
+    workload: Workload,
+    candidate: Candidate,
+    batch: np.ndarray,
+    detail: bool = False,
+    formats: tuple[WeightFormat, ...] | None = None,
+    lines=None,
+) -> PipelineEvaluation:
     """Costs of a pipelined `candidate` (its mesh is one stage's) over `batch` (x `formats`, as in
     costmodel.evaluate: point i has batch[i % len(batch)] and formats[i // len(batch)])."""
     c, p = candidate, candidate.stages
@@ -98,15 +105,30 @@ def evaluate_pipeline(model: Model, cluster: Cluster, workload: Workload, candid
         stage_model = model.layer_range(sum(layers[:i]), k)  # its own local and MoE layers
         key = stage_key(stage_model, i == 0, i == p - 1)
         if key not in cache:
-            cache[key] = evaluate(stage_model, cluster, workload, c, sizes, detail=detail,
-                                  formats=formats, first=i == 0, last=i == p - 1, lines=lines)
+            cache[key] = evaluate(
+                stage_model,
+                cluster,
+                workload,
+                c,
+                sizes,
+                detail=detail,
+                formats=formats,
+                first=i == 0,
+                last=i == p - 1,
+                lines=lines,
+            )
         stages.append(cache[key])
     n_batch, n_sizes = batch.size, sizes.size
     offset = np.repeat(np.arange(len(formats)) * n_sizes, n_batch)  # per point: its format's block
     tile = lambda a: np.tile(a, (len(formats),) + (1,) * (a.ndim - 1))  # noqa: E731
 
-    shape = StepShape(batch=sizes, tokens=workload.input_tokens if c.phase is Phase.PREFILL else 1,
-                      attended=0.0, cached=0, reads_cache=False)
+    shape = StepShape(
+        batch=sizes,
+        tokens=workload.input_tokens if c.phase is Phase.PREFILL else 1,
+        attended=0.0,
+        cached=0,
+        reads_cache=False,
+    )
     send_bytes_sizes = send_bytes_per_chip(model, c.ffn, c.mesh.sizes, shape)
     send_s_sizes = send_seconds(cluster, c.mesh, send_bytes_sizes)
 
@@ -134,8 +156,9 @@ def evaluate_pipeline(model: Model, cluster: Cluster, workload: Workload, candid
         """`field` of stage index[j] at point j (at its micro-batch, or at `where`)."""
         return np.choose(index, [_values(ev, field)[where] for ev in stages])
 
-    stage_hbm = np.stack([_values(ev, "weight_bytes")[at] + ev.kv_bytes[at_batch] + ev.activation_bytes[at]
-                          for ev in stages])
+    stage_hbm = np.stack(
+        [_values(ev, "weight_bytes")[at] + ev.kv_bytes[at_batch] + ev.activation_bytes[at] for ev in stages]
+    )
     fullest = np.argmax(stage_hbm, axis=0)
     points_batch = np.tile(batch, len(formats))
     if c.phase is Phase.PREFILL:
@@ -152,20 +175,47 @@ def evaluate_pipeline(model: Model, cluster: Cluster, workload: Workload, candid
     kv_bytes = pick("kv_bytes", fullest, at_batch)
     hbm_bytes = weight_bytes + kv_bytes + activation_bytes
     return PipelineEvaluation(
-        candidate=c, model=model, workload=workload, batch=points_batch, tokens=tokens,
-        compute_s=pick("compute_s", slowest), memory_s=pick("memory_s", slowest), local_s=pick("local_s", slowest),
+        candidate=c,
+        model=model,
+        workload=workload,
+        batch=points_batch,
+        tokens=tokens,
+        compute_s=pick("compute_s", slowest),
+        memory_s=pick("memory_s", slowest),
+        local_s=pick("local_s", slowest),
         comm_s=pick("comm_s", slowest),
-        prefetched_s=pick("prefetched_s", slowest), critical_s=pick("critical_s", slowest),
-        overlap=first.overlap, ring_steps=first.ring_steps, prefetched_ring_steps=first.prefetched_ring_steps,
+        prefetched_s=pick("prefetched_s", slowest),
+        critical_s=pick("critical_s", slowest),
+        overlap=first.overlap,
+        ring_steps=first.ring_steps,
+        prefetched_ring_steps=first.prefetched_ring_steps,
         comm_latency_s=first.comm_latency_s,
-        comm_latency_by_level_s=first.comm_latency_by_level_s, overhead_s=pick("overhead_s", slowest),
-        step_s=step_s, latency_s=latency_s, mfu=mfu, cost_chip_s_per_token=chips * latency_s / tokens,
-        tokens_per_s=tokens / latency_s, weight_bytes=weight_bytes, kv_bytes=kv_bytes,
-        activation_bytes=activation_bytes, hbm_bytes=hbm_bytes, hbm_fraction=hbm_bytes / cluster.chip.hbm_bytes,
-        bound=pick("bound", slowest), rows=(), formats=formats,
-        layers=layers, stage_evaluations=tuple(stages), sizes=sizes, at=at, at_batch=at_batch,
-        micro_batches=count, micro_batch=micro, send_bytes=np.tile(send_bytes_sizes, len(formats))[at],
-        send_s=s[rows, choice], stage_hbm_bytes=stage_hbm, slowest=slowest,
+        comm_latency_by_level_s=first.comm_latency_by_level_s,
+        overhead_s=pick("overhead_s", slowest),
+        step_s=step_s,
+        latency_s=latency_s,
+        mfu=mfu,
+        cost_chip_s_per_token=chips * latency_s / tokens,
+        tokens_per_s=tokens / latency_s,
+        weight_bytes=weight_bytes,
+        kv_bytes=kv_bytes,
+        activation_bytes=activation_bytes,
+        hbm_bytes=hbm_bytes,
+        hbm_fraction=hbm_bytes / cluster.chip.hbm_bytes,
+        bound=pick("bound", slowest),
+        rows=(),
+        formats=formats,
+        layers=layers,
+        stage_evaluations=tuple(stages),
+        sizes=sizes,
+        at=at,
+        at_batch=at_batch,
+        micro_batches=count,
+        micro_batch=micro,
+        send_bytes=np.tile(send_bytes_sizes, len(formats))[at],
+        send_s=s[rows, choice],
+        stage_hbm_bytes=stage_hbm,
+        slowest=slowest,
         bubble=1.0 - count * slowest_t / step_s,
     )
 
@@ -204,13 +254,13 @@ class StageView:
     """One stage of one pipelined point, as `explain` shows it: its own Evaluation at the point's
     micro-batch (rows too, if evaluated with detail) and its memory with the whole batch's KV cache."""
 
-    index: int             # 0-based
-    first_layer: int       # 1-based
+    index: int  # 0-based
+    first_layer: int  # 1-based
     n_layers: int
     holds: tuple[str, ...]  # "input embedding", "output projection"
     evaluation: Evaluation  # one point: the stage at its micro-batch
     weight_bytes: float
-    kv_bytes: float        # the KV cache of all the batch's sequences for this stage's layers
+    kv_bytes: float  # the KV cache of all the batch's sequences for this stage's layers
     activation_bytes: float
     hbm_bytes: float
 
@@ -224,9 +274,19 @@ def stage_views(pev: PipelineEvaluation, point: int = 0) -> tuple[StageView, ...
         holds = (("input embedding",) if i == 0 else ()) + (("output projection",) if i == p - 1 else ())
         weights = float(_values(ev, "weight_bytes")[at])
         kv, act = float(ev.kv_bytes[at_batch]), float(ev.activation_bytes[at])
-        out.append(StageView(index=i, first_layer=first_layer, n_layers=k, holds=holds,
-                             evaluation=_one_point(ev, at), weight_bytes=weights, kv_bytes=kv,
-                             activation_bytes=act, hbm_bytes=weights + kv + act))
+        out.append(
+            StageView(
+                index=i,
+                first_layer=first_layer,
+                n_layers=k,
+                holds=holds,
+                evaluation=_one_point(ev, at),
+                weight_bytes=weights,
+                kv_bytes=kv,
+                activation_bytes=act,
+                hbm_bytes=weights + kv + act,
+            )
+        )
         first_layer += k
     return tuple(out)
 
@@ -234,9 +294,16 @@ def stage_views(pev: PipelineEvaluation, point: int = 0) -> tuple[StageView, ...
 def _one_point(ev: Evaluation, j: int) -> Evaluation:
     """`ev` cut down to its point j (a one-element Evaluation, rows included)."""
     n = ev.batch.shape
-    cut = lambda a: a[j:j + 1] if isinstance(a, np.ndarray) and a.shape == n else a  # noqa: E731
-    rows = tuple(replace(r, **{f: cut(np.broadcast_to(getattr(r, f), n)) for f in
-                              ("flops", "hbm_bytes", "comm_bytes", "compute_s", "memory_s", "comm_s")})
-                 for r in ev.rows)
+    cut = lambda a: a[j : j + 1] if isinstance(a, np.ndarray) and a.shape == n else a  # noqa: E731
+    rows = tuple(
+        replace(
+            r,
+            **{
+                f: cut(np.broadcast_to(getattr(r, f), n))
+                for f in ("flops", "hbm_bytes", "comm_bytes", "compute_s", "memory_s", "comm_s")
+            },
+        )
+        for r in ev.rows
+    )
     fields = {f: cut(getattr(ev, f)) for f in ev.__dataclass_fields__ if f not in ("rows", "formats")}
     return replace(ev, **fields, rows=rows, formats=(ev.formats_at(j),))

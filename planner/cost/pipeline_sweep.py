@@ -28,9 +28,19 @@ from planner.specs.plan import Phase, Workload
 FIELDS = ("weight_bytes", "kv_bytes", "activation_bytes")
 
 
-def sweep_pipeline(model: Model, cluster: Cluster, workload: Workload, first: Candidate, grid: Grid,
-                   stages: np.ndarray, row_of: np.ndarray, meshes: list[Mesh], batch: np.ndarray,
-                   formats: tuple[WeightFormat, ...], network: Callable):
+def sweep_pipeline(
+    model: Model,
+    cluster: Cluster,
+    workload: Workload,
+    first: Candidate,
+    grid: Grid,
+    stages: np.ndarray,
+    row_of: np.ndarray,
+    meshes: list[Mesh],
+    batch: np.ndarray,
+    formats: tuple[WeightFormat, ...],
+    network: Callable,
+):
     """(latency_s, step_s, mfu, hbm_bytes), each (members, points): what `evaluate_pipeline` (for
     one stage, `evaluate`) gives each member of a bucket (search.sweep: like `first` but on its
     own stage mesh, of the logical sizes and stage count `stages` of `grid`'s row `row_of`); for
@@ -44,22 +54,55 @@ def sweep_pipeline(model: Model, cluster: Cluster, workload: Workload, first: Ca
     options = [micro_batches(phase, batch, p[piped]) for phase in phases]  # (points, options), or (members, ...)
     sizes = np.unique(np.concatenate([batch, *(b[b > 0] for _, b in options)]))
     cost = _stages_on_one_grid if not model.n_local_layers else _stages_apart
-    step_stack, fields, singles = cost(model, cluster, workload, c, grid, np.tile(stages, (len(phases), 1)), row_of,
-                                       sizes, formats, network, meshes, piped, single)
+    step_stack, fields, singles = cost(
+        model,
+        cluster,
+        workload,
+        c,
+        grid,
+        np.tile(stages, (len(phases), 1)),
+        row_of,
+        sizes,
+        formats,
+        network,
+        meshes,
+        piped,
+        single,
+    )
     n_formats = len(formats)
-    at_batch = (np.repeat(np.arange(n_formats) * sizes.size, batch.size)
-                + np.searchsorted(sizes, np.tile(batch, n_formats)))  # each point's column
+    at_batch = np.repeat(np.arange(n_formats) * sizes.size, batch.size) + np.searchsorted(
+        sizes, np.tile(batch, n_formats)
+    )  # each point's column
     valid = (np.arange(step_stack.shape[0])[:, None] < p[piped, 0])[:, :, None]  # (stages, piped, 1)
-    sends = _sends(model, cluster, workload, c.ffn, grid, phases, row_of[piped], [meshes[i] for i in piped],
-                   sizes) if piped.size else None
+    sends = (
+        _sends(model, cluster, workload, c.ffn, grid, phases, row_of[piped], [meshes[i] for i in piped], sizes)
+        if piped.size
+        else None
+    )
     out = []
     for k, (phase, (m, b)) in enumerate(zip(phases, options)):
         figures = tuple(np.empty((members, at_batch.size)) for _ in range(4))
         if piped.size:
             copy = slice(k * piped.size, (k + 1) * piped.size)
-            values = _pipeline_figures(model, cluster, workload, replace(c, phase=phase), grid, p[piped], row_of[piped],
-                                       sends[k], batch, formats, sizes, at_batch, m, b, valid,
-                                       step_stack[:, copy], (fields[0], fields[1][:, copy]))
+            values = _pipeline_figures(
+                model,
+                cluster,
+                workload,
+                replace(c, phase=phase),
+                grid,
+                p[piped],
+                row_of[piped],
+                sends[k],
+                batch,
+                formats,
+                sizes,
+                at_batch,
+                m,
+                b,
+                valid,
+                step_stack[:, copy],
+                (fields[0], fields[1][:, copy]),
+            )
             for figure, value in zip(figures, values):
                 figure[piped] = value
         if single.size:
@@ -69,8 +112,25 @@ def sweep_pipeline(model: Model, cluster: Cluster, workload: Workload, first: Ca
     return out if grid.phases else out[0]
 
 
-def _pipeline_figures(model, cluster, workload, c, grid: Grid, p, row_of, send_s_sizes, batch, formats, sizes,
-                      at_batch, m, b, valid, step_stack, fields):
+def _pipeline_figures(
+    model,
+    cluster,
+    workload,
+    c,
+    grid: Grid,
+    p,
+    row_of,
+    send_s_sizes,
+    batch,
+    formats,
+    sizes,
+    at_batch,
+    m,
+    b,
+    valid,
+    step_stack,
+    fields,
+):
     """sweep_pipeline's figures of one phase for pipelined members, from their stages' steps,
     memory and sends at `sizes` (`at_batch`: each point's column, its whole batch)."""
     n_batch, n_sizes, n_formats = batch.size, sizes.size, len(formats)
@@ -107,8 +167,9 @@ def _pipeline_figures(model, cluster, workload, c, grid: Grid, p, row_of, send_s
     else:
         tokens, latency_s = points_batch * workload.output_tokens, step_s * workload.output_tokens
         logit_tokens = tokens
-    mfu = model.mfu_flops(tokens, logit_tokens) / (grid.chips[row_of] * p * cluster.chip.peak_bf16_flop_per_s
-                                                   * latency_s)
+    mfu = model.mfu_flops(tokens, logit_tokens) / (
+        grid.chips[row_of] * p * cluster.chip.peak_bf16_flop_per_s * latency_s
+    )
     return latency_s, step_s, mfu, hbm_bytes
 
 
@@ -117,15 +178,22 @@ def _sends(model, cluster, workload, ffn, grid: Grid, phases, row_of, meshes, si
     phases' bytes in one call."""
     send_bytes = []
     for phase in phases:
-        shape = StepShape(batch=sizes, tokens=workload.input_tokens if phase is Phase.PREFILL else 1,
-                          attended=0.0, cached=0, reads_cache=False)
-        send_bytes.append(np.broadcast_to(send_bytes_per_chip(model, ffn, grid.sizes, shape),
-                                          (len(grid.chips), sizes.size))[row_of])  # the grid's first phase's rows
+        shape = StepShape(
+            batch=sizes,
+            tokens=workload.input_tokens if phase is Phase.PREFILL else 1,
+            attended=0.0,
+            cached=0,
+            reads_cache=False,
+        )
+        send_bytes.append(
+            np.broadcast_to(send_bytes_per_chip(model, ffn, grid.sizes, shape), (len(grid.chips), sizes.size))[row_of]
+        )  # the grid's first phase's rows
     return np.split(send_seconds_many(cluster, meshes, np.concatenate(send_bytes, axis=1)), len(phases), axis=1)
 
 
-def _stages_on_one_grid(model, cluster, workload, c, grid: Grid, stages, row_of, sizes, formats, network, meshes,
-                        piped, single):
+def _stages_on_one_grid(
+    model, cluster, workload, c, grid: Grid, stages, row_of, sizes, formats, network, meshes, piped, single
+):
     """(step_s, fields, singles): step_s (stages, copies, points), a copy per pipelined member
     (`piped`) and phase (phase-major), 0 past its last stage; fields ((weight, KV, activation
     bytes), rows): the figures (rows, points), flat, and each (stage, copy)'s row of them (any
@@ -141,8 +209,12 @@ def _stages_on_one_grid(model, cluster, workload, c, grid: Grid, stages, row_of,
     i, counts = np.arange(most)[:, None], stages[:, 0]
     base, extra = model.n_layers // counts, model.n_layers % counts
     ok = i < counts  # (stages, rows)
-    columns = [np.broadcast_to(np.arange(rows), ok.shape), base + (i < extra), np.broadcast_to(i == 0, ok.shape),
-               i == counts - 1]
+    columns = [
+        np.broadcast_to(np.arange(rows), ok.shape),
+        base + (i < extra),
+        np.broadcast_to(i == 0, ok.shape),
+        i == counts - 1,
+    ]
     if model.experts is not None:  # a stage's MoE layers depend on where it starts; stages alike in count share
         start = i * base + np.minimum(i, extra)  # each stage's first layer
         columns += [replace(model.experts, offset=start).n_moe_layers(base + (i < extra)), start]
@@ -153,15 +225,34 @@ def _stages_on_one_grid(model, cluster, workload, c, grid: Grid, stages, row_of,
     g, layers, is_first, is_last = (keys[distinct, j] for j in range(4))
     phase_index = grid.phase_index() if grid.phases else np.zeros(rows, dtype=np.int64)
     alike, base_of = first_rows(np.concatenate([*grid.sizes.values(), phase_index[:, None]], axis=1))
-    base_grid = Grid(sizes={axis: v[alike] for axis, v in grid.sizes.items()}, chips=grid.chips[alike],
-                     core=grid.core, phases=grid.phases, phase_of=phase_index[alike] if grid.phases else None)
-    stacked = Grid(sizes={axis: v[g] for axis, v in grid.sizes.items()}, chips=grid.chips[g], core=grid.core,
-                   phases=grid.phases, phase_of=phase_index[g] if grid.phases else None,
-                   base=base_grid, base_rows=base_of[g])  # its layers' parts costed once per sizes and phase
+    base_grid = Grid(
+        sizes={axis: v[alike] for axis, v in grid.sizes.items()},
+        chips=grid.chips[alike],
+        core=grid.core,
+        phases=grid.phases,
+        phase_of=phase_index[alike] if grid.phases else None,
+    )
+    stacked = Grid(
+        sizes={axis: v[g] for axis, v in grid.sizes.items()},
+        chips=grid.chips[g],
+        core=grid.core,
+        phases=grid.phases,
+        phase_of=phase_index[g] if grid.phases else None,
+        base=base_grid,
+        base_rows=base_of[g],
+    )  # its layers' parts costed once per sizes and phase
     experts = None if model.experts is None else replace(model.experts, offset=keys[distinct, 5][:, None])
-    layer = layer_costs(replace(model, n_layers=layers[:, None], local_layers=(), experts=experts), cluster, workload,
-                        c, sizes, formats, first=is_first[:, None].astype(bool), last=is_last[:, None].astype(bool),
-                        grid=stacked)
+    layer = layer_costs(
+        replace(model, n_layers=layers[:, None], local_layers=(), experts=experts),
+        cluster,
+        workload,
+        c,
+        sizes,
+        formats,
+        first=is_first[:, None].astype(bool),
+        last=is_last[:, None].astype(bool),
+        grid=stacked,
+    )
     valid = i < stages[copies, 0]  # (stages, copies)
     pairs = np.stack([np.broadcast_to(np.arange(len(copies)), valid.shape), stage_row[:, copies]], axis=-1)[valid]
     pseudo, where = first_rows(pairs)  # each distinct (copy, stacked row)
@@ -171,8 +262,13 @@ def _stages_on_one_grid(model, cluster, workload, c, grid: Grid, stages, row_of,
     owners = np.unique(mesh_of, return_index=True)[1]  # each mesh's first member
     phase_of, member = np.divmod(which, members)
     timed = (np.arange(n_phases)[:, None] * members + owners).reshape(-1)  # the copies timed
-    _, step_s, latency_s, mfu = timing(cluster, workload, layer, *network(
-        layer, copies[timed], phase_of * len(owners) + mesh_of[member], at, owners=np.tile(owners, n_phases)), rows=at)
+    _, step_s, latency_s, mfu = timing(
+        cluster,
+        workload,
+        layer,
+        *network(layer, copies[timed], phase_of * len(owners) + mesh_of[member], at, owners=np.tile(owners, n_phases)),
+        rows=at,
+    )
     points = len(formats) * sizes.size
     pair = np.full(valid.shape, -1)
     pair[valid] = where  # each (stage, copy): its pair
@@ -182,13 +278,16 @@ def _stages_on_one_grid(model, cluster, workload, c, grid: Grid, stages, row_of,
     singles = []
     for k in range(n_phases):
         q = pair[0, k * members + single]
-        singles.append(tuple(np.broadcast_to(x, (len(at), points))[q] for x in (latency_s, step_s, mfu)) +
-                       (np.broadcast_to(layer.hbm_bytes, (len(g), points))[at[q]],))
+        singles.append(
+            tuple(np.broadcast_to(x, (len(at), points))[q] for x in (latency_s, step_s, mfu))
+            + (np.broadcast_to(layer.hbm_bytes, (len(g), points))[at[q]],)
+        )
     return step_stack, fields, singles
 
 
-def _stages_apart(model, cluster, workload, c, grid: Grid, stages, row_of, sizes, formats, network, meshes,
-                  piped, single):
+def _stages_apart(
+    model, cluster, workload, c, grid: Grid, stages, row_of, sizes, formats, network, meshes, piped, single
+):
     """As `_stages_on_one_grid`, for a model with local layers: each distinct stage of the
     bucket's one stage count (its own local layers) costed on the grid apart; no one-stage member."""
     assert not single.size, "a model with local layers buckets each stage count apart"
@@ -196,8 +295,9 @@ def _stages_apart(model, cluster, workload, c, grid: Grid, stages, row_of, sizes
     parts: dict = {}  # the grid's layer parts, shared by the variants
     steps, costs = [], []
     for stage_model, is_first, is_last in variants:
-        layer = layer_costs(stage_model, cluster, workload, c, sizes, formats, first=is_first, last=is_last,
-                            grid=grid, shared=parts)
+        layer = layer_costs(
+            stage_model, cluster, workload, c, sizes, formats, first=is_first, last=is_last, grid=grid, shared=parts
+        )
         step_s = timing(cluster, workload, layer, *network(layer, row_of, cache=True), rows=row_of)[1]
         steps.append(np.broadcast_to(step_s, (len(row_of), step_s.shape[-1])))
         costs.append(layer)
@@ -205,9 +305,10 @@ def _stages_apart(model, cluster, workload, c, grid: Grid, stages, row_of, sizes
     which = stage_variant[:, row_of]  # (stages, members)
     members = np.arange(len(row_of))
     step_stack = np.stack(steps)[which, members]
-    fields = (tuple(np.concatenate([np.broadcast_to(getattr(layer, f), shape) for layer in costs]).ravel()
-                    for f in FIELDS),
-              which * shape[0] + row_of)  # variant v's grid row g: row v x rows + g
+    fields = (
+        tuple(np.concatenate([np.broadcast_to(getattr(layer, f), shape) for layer in costs]).ravel() for f in FIELDS),
+        which * shape[0] + row_of,
+    )  # variant v's grid row g: row v x rows + g
     return step_stack, fields, None
 
 

@@ -35,14 +35,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-PARTS = ("local_s", "comm_s", "prefetched_s")  # the parts of a step interpolated between contexts
-CHUNK = 1 << 21  # steps x points summed at a time (memory: a few arrays of this many floats)
-
 from planner.cost.costmodel import Candidate, Evaluation, combine, evaluate
 from planner.specs.hardware import Cluster, WeightFormat
 from planner.specs.model import Model
 from planner.specs.moe import Routing
 from planner.specs.plan import Workload
+
+PARTS = ("local_s", "comm_s", "prefetched_s")  # the parts of a step interpolated between contexts
+CHUNK = 1 << 21  # steps x points summed at a time (memory: a few arrays of this many floats)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,11 +50,11 @@ class DecodeRequest:
     """One decode candidate over a whole request, each figure an array over the batch axis
     (and weight formats, as `evaluate` sweeps them)."""
 
-    last: Evaluation        # the step at the largest context (capacity: HBM use)
-    decode_s: np.ndarray    # sum of the O steps (static batch)
-    mfu: np.ndarray         # MFU of those O steps
+    last: Evaluation  # the step at the largest context (capacity: HBM use)
+    decode_s: np.ndarray  # sum of the O steps (static batch)
+    mfu: np.ndarray  # MFU of those O steps
     running_step_s: np.ndarray  # one step of a running batch (mean context)
-    running_mfu: np.ndarray     # its MFU
+    running_mfu: np.ndarray  # its MFU
 
 
 def contexts(input_tokens: int, output_tokens: int) -> np.ndarray:
@@ -73,9 +73,16 @@ def window_crossed(model: Model, input_tokens: int, output_tokens: int) -> float
     return float(model.window_tokens) if model.n_local_layers and S[0] < model.window_tokens < S[-1] else None
 
 
-def decode_request(model: Model, cluster: Cluster, input_tokens: int, output_tokens: int,
-                   candidate: Candidate, batch: np.ndarray,
-                   formats: tuple[WeightFormat, ...] | None = None, routing: Routing = Routing()) -> DecodeRequest:
+def decode_request(
+    model: Model,
+    cluster: Cluster,
+    input_tokens: int,
+    output_tokens: int,
+    candidate: Candidate,
+    batch: np.ndarray,
+    formats: tuple[WeightFormat, ...] | None = None,
+    routing: Routing = Routing(),
+) -> DecodeRequest:
     S = contexts(input_tokens, output_tokens)
 
     def at(context: float) -> Evaluation:
@@ -105,8 +112,14 @@ def decode_request(model: Model, cluster: Cluster, input_tokens: int, output_tok
         below = (S <= model.window_tokens)[:, None]
         lo = ((S - S[0]) / (model.window_tokens - S[0]))[:, None]
         hi = ((S - model.window_tokens) / (S[-1] - model.window_tokens))[:, None]
-        terms = [np.where(below, getattr(first, n) + lo * (getattr(kink, n) - getattr(first, n)),
-                          getattr(kink, n) + hi * (getattr(last, n) - getattr(kink, n))) for n in names]
+        terms = [
+            np.where(
+                below,
+                getattr(first, n) + lo * (getattr(kink, n) - getattr(first, n)),
+                getattr(kink, n) + hi * (getattr(last, n) - getattr(kink, n)),
+            )
+            for n in names
+        ]
         decode_s = (combine(*terms[:2], last.overlap, terms[2]) + last.overhead_s).sum(axis=0)
         local, k, p = (t.mean(axis=0) for t in terms)
         running_step_s = combine(local, k, last.overlap, p) + last.overhead_s
@@ -116,9 +129,7 @@ def decode_request(model: Model, cluster: Cluster, input_tokens: int, output_tok
     # MFU is inversely proportional to the time taken for the same tokens on the same chips
     mfu = last.mfu * last.latency_s / decode_s
     running_mfu = last.mfu * last.step_s / running_step_s
-    return DecodeRequest(last=last, decode_s=decode_s, mfu=mfu, running_step_s=running_step_s,
-                         running_mfu=running_mfu)
-
+    return DecodeRequest(last=last, decode_s=decode_s, mfu=mfu, running_step_s=running_step_s, running_mfu=running_mfu)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -141,11 +152,17 @@ class RequestParts:
     def picked(self, index) -> RequestParts:
         """The same parts at `index` (an index into the arrays)."""
         pick = lambda parts: None if parts is None else {n: parts[n][index] for n in PARTS}
-        return RequestParts(first=pick(self.first), last=pick(self.last), kink=pick(self.kink),
-                            overhead_s=self.overhead_s[index],
-                            overlap=self.overlap if np.ndim(self.overlap) == 0 else self.overlap[index],
-                            input_tokens=self.input_tokens, output_tokens=self.output_tokens,
-                            window=self.window, pairwise=self.pairwise)
+        return RequestParts(
+            first=pick(self.first),
+            last=pick(self.last),
+            kink=pick(self.kink),
+            overhead_s=self.overhead_s[index],
+            overlap=self.overlap if np.ndim(self.overlap) == 0 else self.overlap[index],
+            input_tokens=self.input_tokens,
+            output_tokens=self.output_tokens,
+            window=self.window,
+            pairwise=self.pairwise,
+        )
 
     def terms(self) -> list[np.ndarray]:
         """Every step of the request: each PART, (O, points)."""
@@ -156,27 +173,37 @@ class RequestParts:
             return [self.first[n] + share * (self.last[n] - self.first[n]) for n in PARTS]
         w = self.window
         below, down, up = column(S <= w), column((S - S[0]) / (w - S[0])), column((S - w) / (S[-1] - w))
-        return [np.where(below, self.first[n] + down * (self.kink[n] - self.first[n]),
-                         self.kink[n] + up * (self.last[n] - self.kink[n])) for n in PARTS]
+        return [
+            np.where(
+                below,
+                self.first[n] + down * (self.kink[n] - self.first[n]),
+                self.kink[n] + up * (self.last[n] - self.kink[n]),
+            )
+            for n in PARTS
+        ]
 
 
 def static_decode_s(parts: RequestParts) -> np.ndarray:
     """decode_request's decode_s: the sum of the O steps, each combined on its own."""
+
     def one(part: RequestParts) -> np.ndarray:
         local, k, p = part.terms()
         return _sum_steps(combine(local, k, part.overlap, p) + part.overhead_s, part.pairwise)
+
     return _chunked(parts, one)
 
 
 def running_step_s(parts: RequestParts) -> np.ndarray:
     """decode_request's running_step_s: one step of a running batch, every sequence at the mean
     context (crossing the window: the mean of the steps' terms)."""
+
     def one(part: RequestParts) -> np.ndarray:
         if part.kink is None:
             local, k, p = (part.first[n] + 0.5 * (part.last[n] - part.first[n]) for n in PARTS)
         else:  # numpy's mean: the sum, over the count
             local, k, p = (_sum_steps(t, part.pairwise) / part.output_tokens for t in part.terms())
         return combine(local, k, part.overlap, p) + part.overhead_s
+
     return one(parts) if parts.kink is None else _chunked(parts, one)
 
 

@@ -12,9 +12,9 @@ from planner.cost.kernels import grouped_flops, matmul_flop_per_s, matmul_flops
 from planner.cost.layouts import Term
 from planner.cost.mesh import Mesh
 from planner.cost.network import collective_seconds, collective_spans, routed_levels
-from planner.units import fmt_bytes
 from planner.specs.formats import Formats, Sparsity
 from planner.specs.hardware import Cluster
+from planner.units import fmt_bytes
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -37,9 +37,7 @@ class Row:
     kernel: str = ""  # rows sharing a name run as one kernel (Term.kernel); "": its own
 
 
-
-def explain_row(cluster: Cluster, mesh: Mesh, term: Term, repeat: int, shape: tuple[int, ...],
-         formats: Formats) -> Row:
+def explain_row(cluster: Cluster, mesh: Mesh, term: Term, repeat: int, shape: tuple[int, ...], formats: Formats) -> Row:
     cal, chip = cluster.calibration, cluster.chip
     if term.activation_matmul:
         compute_format, peak = "bf16", chip.peak_bf16_flop_per_s
@@ -66,18 +64,35 @@ def explain_row(cluster: Cluster, mesh: Mesh, term: Term, repeat: int, shape: tu
         if routed is not None and cluster.moe_kernels is not None and not mesh.torus:
             data = float(np.ravel(comm_bytes)[0])
             levels = routed_levels(cluster, dict(collective_spans(mesh, term.collective.axes)), routed)
-            notation += (f" [DeepEP {'low-latency' if routed.low_latency else 'normal'} kernels: "
-                         + ", ".join(f"{name} {fmt_bytes(factor * data)} at {100 * e:.0f}% of "
-                                     f"{fmt_bytes(w)}/s" for name, factor, _, e, w in levels) + "]")
+            notation += (
+                f" [DeepEP {'low-latency' if routed.low_latency else 'normal'} kernels: "
+                + ", ".join(
+                    f"{name} {fmt_bytes(factor * data)} at {100 * e:.0f}% of {fmt_bytes(w)}/s"
+                    for name, factor, _, e, w in levels
+                )
+                + "]"
+            )
     else:
         comm_bytes, comm_s, label = 0.0 * flops, 0.0 * flops, ""
     return Row(
-        name=term.name, notation=notation, repeat=repeat, flops=flops, hbm_bytes=hbm,
-        comm_bytes=comm_bytes, collective=label, compute_format=compute_format, peak_flop_per_s=peak,
+        name=term.name,
+        notation=notation,
+        repeat=repeat,
+        flops=flops,
+        hbm_bytes=hbm,
+        comm_bytes=comm_bytes,
+        collective=label,
+        compute_format=compute_format,
+        peak_flop_per_s=peak,
         sustained_flop_per_s=sustained,
-        compute_s=(np.broadcast_to(repeat * np.asarray(grouped, dtype=float), shape) / peak if grouped is not None
-                   else np.broadcast_to(repeat * np.asarray(matmul_flops(cal, term), dtype=float), shape)
-                   / sustained) if peak else 0.0 * flops,
+        compute_s=(
+            np.broadcast_to(repeat * np.asarray(grouped, dtype=float), shape) / peak
+            if grouped is not None
+            else np.broadcast_to(repeat * np.asarray(matmul_flops(cal, term), dtype=float), shape) / sustained
+        )
+        if peak
+        else 0.0 * flops,
         memory_s=hbm / (chip.hbm_bytes_per_s * cal.hbm_efficiency),
-        comm_s=comm_s, kernel=term.kernel,
+        comm_s=comm_s,
+        kernel=term.kernel,
     )

@@ -7,7 +7,6 @@ from __future__ import annotations
 from planner.render.calibrate import choice_gap, constant_rows, markdown_table, pct
 from planner.units import fmt_percent, fmt_seconds
 
-
 ASSUMPTIONS = """\
 - **One set of constants per cluster.** `matmul_efficiency`, `hbm_efficiency` and
   `network_efficiency` scale the chip's peak FLOP/s, HBM bandwidth and link bandwidth;
@@ -75,6 +74,7 @@ GPU_PAGES = ("a100-80gb", "h100-sxm", "h200-sxm")  # docs/accuracy-gpu-<name>.md
 def accuracy_page(data, base, assessments: dict, others, command: str) -> str:
     from planner.commands.calibrate.fit import ACCURACY_TARGET as LIMIT
     from planner.commands.calibrate.fit import CONSTANTS, bandwidth_model
+
     shipped = bandwidth_model(base)
     models = list(assessments)
     name = lambda model: f"`{model}`" + (" (shipped)" if model == shipped else "") if model else "fit"
@@ -87,8 +87,8 @@ def accuracy_page(data, base, assessments: dict, others, command: str) -> str:
         f"calibration constants of `{base.name}` to the {len(data.points)} points of "
         f"`{data.file}` ({data.source or 'no source given'}) with each torus bandwidth model "
         f"and shows every residual. The cluster preset carries the `{shipped}` fit."
-        if shipped else
-        f"This page fits the calibration constants of `{base.name}` to the {len(data.points)} "
+        if shipped
+        else f"This page fits the calibration constants of `{base.name}` to the {len(data.points)} "
         f"points of `{data.file}` and shows every residual.",
         "",
         "GPU presets have their own pages, written by `planner calibrate` on their measurement "
@@ -104,20 +104,40 @@ def accuracy_page(data, base, assessments: dict, others, command: str) -> str:
     for model, a in assessments.items():
         fit = a.fit
         within = sum(r.within_target for r in fit.residuals)
-        rows.append((name(model), f"{100 * fit.median_error:.1f}%",
-                     f"{pct(fit.worst.error)} ({fit.worst.measurement.name})",
-                     f"{within} of {len(fit.residuals)}",
-                     _of(sum(o.holds for o in a.orderings), len(a.orderings)),
-                     _of(sum(c.holds for c in a.choices), len(a.choices))))
-    out += markdown_table(("bandwidth model", "median abs. error", "worst error",
-                   f"within {100 * LIMIT:.0f}% (latency and MFU)", "orderings held",
-                   "chosen layouts picked"), rows)
+        rows.append(
+            (
+                name(model),
+                f"{100 * fit.median_error:.1f}%",
+                f"{pct(fit.worst.error)} ({fit.worst.measurement.name})",
+                f"{within} of {len(fit.residuals)}",
+                _of(sum(o.holds for o in a.orderings), len(a.orderings)),
+                _of(sum(c.holds for c in a.choices), len(a.choices)),
+            )
+        )
+    out += markdown_table(
+        (
+            "bandwidth model",
+            "median abs. error",
+            "worst error",
+            f"within {100 * LIMIT:.0f}% (latency and MFU)",
+            "orderings held",
+            "chosen layouts picked",
+        ),
+        rows,
+    )
     out += ["", "## Fitted constants", ""]
-    out += markdown_table(["constant"] + [name(m) for m in models],
-                  [[f"`{c}`"] + [dict(constant_rows(assessments[m]))[c] for m in models] for c, _ in CONSTANTS])
-    out += ["", "## Residuals", "",
-            "Error = predicted / measured - 1 (latency; MFU alike). *Predicted as* is the layout "
-            "and mesh (x, y, z sizes) the prediction used.", ""]
+    out += markdown_table(
+        ["constant"] + [name(m) for m in models],
+        [[f"`{c}`"] + [dict(constant_rows(assessments[m]))[c] for m in models] for c, _ in CONSTANTS],
+    )
+    out += [
+        "",
+        "## Residuals",
+        "",
+        "Error = predicted / measured - 1 (latency; MFU alike). *Predicted as* is the layout "
+        "and mesh (x, y, z sizes) the prediction used.",
+        "",
+    ]
     header = ["point", "layout", "measured"]
     for model in models:
         header += [f"{model or 'fit'}: predicted as", "predicted", "error", "MFU error"]
@@ -130,11 +150,18 @@ def accuracy_page(data, base, assessments: dict, others, command: str) -> str:
             row += [r.layout, fmt_seconds(r.predicted_s), pct(r.error) + flag, pct(r.mfu_error)]
         rows.append(row)
     out += markdown_table(header, rows)
-    out += ["", f"**!**: outside {100 * LIMIT:.0f}%.", "", "## Layout rankings", "",
-            "Points of one setting measured with different layouts: is the measured faster one "
-            "predicted faster? And where the source chose a layout (`chosen`), does the planner "
-            "pick it as the fastest at that setting and weight format, or a layout the chosen one "
-            "is predicted within 5% of (a near tie the data cannot rank)?", ""]
+    out += [
+        "",
+        f"**!**: outside {100 * LIMIT:.0f}%.",
+        "",
+        "## Layout rankings",
+        "",
+        "Points of one setting measured with different layouts: is the measured faster one "
+        "predicted faster? And where the source chose a layout (`chosen`), does the planner "
+        "pick it as the fastest at that setting and weight format, or a layout the chosen one "
+        "is predicted within 5% of (a near tie the data cannot rank)?",
+        "",
+    ]
     first = assessments[models[0]]
     header = ["faster (measured)", "slower", "measured ratio"] + [f"{m or 'fit'}: predicted ratio" for m in models]
     rows = []
@@ -151,25 +178,38 @@ def accuracy_page(data, base, assessments: dict, others, command: str) -> str:
         row = [c.measurement.name, c.measurement.layout]
         for model in models:
             p = assessments[model].choices[j]
-            row.append(p.picked + ("" if p.same else f" (chosen layout {choice_gap(p)})")
-                       + ("" if p.holds else " **fails**"))
+            row.append(
+                p.picked + ("" if p.same else f" (chosen layout {choice_gap(p)})") + ("" if p.holds else " **fails**")
+            )
         rows.append(row)
     out += markdown_table(header, rows)
     if others:
-        out += ["", "## Other models with the shipped constants (not fitted)", "",
-                "The same constants, unchanged, at every setting of the data with the planner's "
-                "fastest layout: this is how generalisation is judged.", ""]
+        out += [
+            "",
+            "## Other models with the shipped constants (not fitted)",
+            "",
+            "The same constants, unchanged, at every setting of the data with the planner's "
+            "fastest layout: this is how generalisation is judged.",
+            "",
+        ]
         rows = []
         for e in others:
             m, r = e.measurement, e.residual
-            rows.append((m.model.name, f"{m.setting.split(' ', 1)[1]} {m.weights.label}",
-                         *(("does not fit", "", "") if r is None else
-                           (r.layout, fmt_seconds(r.predicted_s), fmt_percent(r.predicted_mfu)))))
+            rows.append(
+                (
+                    m.model.name,
+                    f"{m.setting.split(' ', 1)[1]} {m.weights.label}",
+                    *(
+                        ("does not fit", "", "")
+                        if r is None
+                        else (r.layout, fmt_seconds(r.predicted_s), fmt_percent(r.predicted_mfu))
+                    ),
+                )
+            )
         out += markdown_table(("model", "setting", "fastest layout", "latency", "MFU"), rows)
     if data.notes:
         out += ["", "## Notes on the data", "", data.notes.strip()]
-    out += ["", "## Modelling assumptions", "", ASSUMPTIONS, "", "## Known not to be modelled", "",
-            NOT_MODELLED, ""]
+    out += ["", "## Modelling assumptions", "", ASSUMPTIONS, "", "## Known not to be modelled", "", NOT_MODELLED, ""]
     return "\n".join(out)
 
 

@@ -25,16 +25,26 @@ def _rows(metric: str, residuals) -> list[tuple[str, ...]]:
     out = []
     for r in residuals:
         layout = r.layout + (f" ({r.note})" if r.note else "")
-        out.append((r.run.name, str(r.run.line), _value(metric, getattr(r.run, metric)),
-                    _value(metric, r.predicted[metric]), f"{r.error(metric):+.1%}", layout))
+        out.append(
+            (
+                r.run.name,
+                str(r.run.line),
+                _value(metric, getattr(r.run, metric)),
+                _value(metric, r.predicted[metric]),
+                f"{r.error(metric):+.1%}",
+                layout,
+            )
+        )
     return out
 
 
 def _summary(a: ServingAssessment, metric: str, label: str, rows=None) -> str:
     rows = a.steady if rows is None else rows
     median, worst = a.summary(metric, rows)
-    return (f"{label}: median |error| {median:.1%} over {len(rows)} runs, worst {worst.error(metric):+.1%} "
-            f"({worst.run.name})")
+    return (
+        f"{label}: median |error| {median:.1%} over {len(rows)} runs, worst {worst.error(metric):+.1%} "
+        f"({worst.run.name})"
+    )
 
 
 def headline(a: ServingAssessment) -> list[str]:
@@ -52,15 +62,24 @@ def _groups(a: ServingAssessment) -> list[tuple[str, ...]]:
     for cluster, mode in keys:
         rows = tuple(r for r in a.steady if (r.run.cluster.name, r.run.mode) == (cluster, mode))
         status = rows[0].run.cluster.calibration_status
-        out.append((f"{cluster} ({status})", mode, str(len(rows)),
-                    *(f"{a.summary(metric, rows)[0]:.1%}" for metric, _ in METRICS)))
+        out.append(
+            (
+                f"{cluster} ({status})",
+                mode,
+                str(len(rows)),
+                *(f"{a.summary(metric, rows)[0]:.1%}" for metric, _ in METRICS),
+            )
+        )
     return out
 
 
 def _tables(a: ServingAssessment):
     """(title, header, rows) of each table, in order."""
-    yield ("median |error| by cluster and mode, steady runs without MTP",
-           ("cluster", "mode", "runs") + tuple(label for _, label in METRICS), _groups(a))
+    yield (
+        "median |error| by cluster and mode, steady runs without MTP",
+        ("cluster", "mode", "runs") + tuple(label for _, label in METRICS),
+        _groups(a),
+    )
     for metric, label in METRICS:
         yield (f"{label}, steady runs without MTP", HEADER, _rows(metric, a.steady))
     if a.max_throughput:
@@ -70,41 +89,67 @@ def _tables(a: ServingAssessment):
 
 
 def serving_table(data: ServingMeasurements, a: ServingAssessment, console, ascii_only: bool = False) -> None:
-    print_wrapped(console, f"{data.file}: {len(data.runs)} serving runs, predicted with today's constants "
-                           "(nothing fitted).", hang=0)
+    print_wrapped(
+        console,
+        f"{data.file}: {len(data.runs)} serving runs, predicted with today's constants (nothing fitted).",
+        hang=0,
+    )
     for line in headline(a):
         print_wrapped(console, line, hang=2)
     for title, header, rows in _tables(a):
         console.print()
-        print_grid(console, [Column(h, right=h in ("line", "measured", "predicted", "error"),
-                                    wrap=h in ("layout (planner)", "reason")) for h in header],
-                   rows, title=title, ascii_only=ascii_only)
+        print_grid(
+            console,
+            [
+                Column(
+                    h, right=h in ("line", "measured", "predicted", "error"), wrap=h in ("layout (planner)", "reason")
+                )
+                for h in header
+            ],
+            rows,
+            title=title,
+            ascii_only=ascii_only,
+        )
 
 
 def serving_markdown(data: ServingMeasurements, a: ServingAssessment) -> str:
-    lines = [f"{len(data.runs)} serving runs from `{data.file}`, predicted with today's constants (nothing "
-             "fitted).", ""] + [f"- {line}" for line in headline(a)] + [""]
+    lines = (
+        [f"{len(data.runs)} serving runs from `{data.file}`, predicted with today's constants (nothing fitted).", ""]
+        + [f"- {line}" for line in headline(a)]
+        + [""]
+    )
     for title, header, rows in _tables(a):
         lines += [f"### {title}", "", markdown_table(header, rows), ""]
     return "\n".join(lines)
 
 
 def _residual_dict(r: ServingResidual) -> dict:
-    return {"run": r.run.name, "line": r.run.line, "layout": r.layout, "note": r.note,
-            "measured": {m: num(getattr(r.run, m)) for m in r.predicted},
-            "predicted": {m: num(v) for m, v in r.predicted.items()},
-            "error": {m: num(r.error(m)) for m in r.predicted}}
+    return {
+        "run": r.run.name,
+        "line": r.run.line,
+        "layout": r.layout,
+        "note": r.note,
+        "measured": {m: num(getattr(r.run, m)) for m in r.predicted},
+        "predicted": {m: num(v) for m, v in r.predicted.items()},
+        "error": {m: num(r.error(m)) for m in r.predicted},
+    }
 
 
 def serving_json(data: ServingMeasurements, a: ServingAssessment) -> str:
-    summary = {metric: {"median_abs_error": num(a.summary(metric)[0]), "worst": _residual_dict(a.summary(metric)[1])}
-               for metric, _ in METRICS}
+    summary = {
+        metric: {"median_abs_error": num(a.summary(metric)[0]), "worst": _residual_dict(a.summary(metric)[1])}
+        for metric, _ in METRICS
+    }
     if a.max_throughput:
         summary["max_output_tok_s_per_gpu"] = {"median_abs_error": num(a.summary(TPUT, a.max_throughput)[0])}
-    out = {"kind": "calibrate-serving", "file": data.file, "summary": summary,
-           "steady": [_residual_dict(r) for r in a.steady],
-           "max_throughput": [_residual_dict(r) for r in a.max_throughput],
-           "apart": [{"run": run.name, "line": run.line, "reason": why} for run, why in a.apart]}
+    out = {
+        "kind": "calibrate-serving",
+        "file": data.file,
+        "summary": summary,
+        "steady": [_residual_dict(r) for r in a.steady],
+        "max_throughput": [_residual_dict(r) for r in a.max_throughput],
+        "apart": [{"run": run.name, "line": run.line, "reason": why} for run, why in a.apart],
+    }
     return json.dumps(out, indent=2, sort_keys=True) + "\n"
 
 
@@ -112,12 +157,25 @@ def serving_csv(data: ServingMeasurements, a: ServingAssessment) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(("table", "run", "line", "metric", "measured", "predicted", "error", "layout", "note"))
-    for table, residuals, metrics in (("steady", a.steady, [m for m, _ in METRICS]),
-                                      ("max_throughput", a.max_throughput, [TPUT])):
+    for table, residuals, metrics in (
+        ("steady", a.steady, [m for m, _ in METRICS]),
+        ("max_throughput", a.max_throughput, [TPUT]),
+    ):
         for r in residuals:
             for m in metrics:
-                writer.writerow((table, r.run.name, r.run.line, m, num(getattr(r.run, m)), num(r.predicted[m]),
-                                 num(r.error(m)), r.layout, r.note))
+                writer.writerow(
+                    (
+                        table,
+                        r.run.name,
+                        r.run.line,
+                        m,
+                        num(getattr(r.run, m)),
+                        num(r.predicted[m]),
+                        num(r.error(m)),
+                        r.layout,
+                        r.note,
+                    )
+                )
     for run, why in a.apart:
         writer.writerow(("apart", run.name, run.line, "", "", "", "", "", why))
     return buf.getvalue()
@@ -125,18 +183,27 @@ def serving_csv(data: ServingMeasurements, a: ServingAssessment) -> str:
 
 def accuracy_page(data: ServingMeasurements, a: ServingAssessment, command: str) -> str:
     """docs/accuracy-serving.md: what `command` writes."""
-    head = ["# Serving accuracy: whole serving runs against `planner serve --concurrency`", "",
-            f"Generated by `{command}`; do not edit by hand.", "",
-            "Each run is predicted by the steady state at its concurrency (`planner/commands/serve/steady_state.py`: "
-            "closed-loop clients, prefill-first or chunked prefill, the queue past the running batch that fits, "
-            "disaggregated prefill pools with their wait), in the layout the engine ran, with each cluster "
-            "preset's constants as they are: nothing here is fitted. TTFT and TPOT are the runs' medians; "
-            "output tokens/s per GPU counts all the system's GPUs. The real mean output length (Little's law on "
-            "the measured throughput and mean latency) replaces the nominal one.", "",
-            "What the residuals show: TTFT is predicted from the prefill pass engines run for each arriving "
-            "prompt (tens of milliseconds at 1k tokens on 8 H200s), not a batch of C prompts; what the planner "
-            "does not model (request handling, tokenisation, streaming, Dynamo's routing and KV transfer "
-            "machinery; MI300X's borrowed constants) shows as TTFT under-predicted. TPOT at low concurrency is "
-            "slower than SGLang's (the second part of the serving work, engine profiles, takes that on).", "",
-            "## Notes of the set", "", data.notes, ""]
+    head = [
+        "# Serving accuracy: whole serving runs against `planner serve --concurrency`",
+        "",
+        f"Generated by `{command}`; do not edit by hand.",
+        "",
+        "Each run is predicted by the steady state at its concurrency (`planner/commands/serve/steady_state.py`: "
+        "closed-loop clients, prefill-first or chunked prefill, the queue past the running batch that fits, "
+        "disaggregated prefill pools with their wait), in the layout the engine ran, with each cluster "
+        "preset's constants as they are: nothing here is fitted. TTFT and TPOT are the runs' medians; "
+        "output tokens/s per GPU counts all the system's GPUs. The real mean output length (Little's law on "
+        "the measured throughput and mean latency) replaces the nominal one.",
+        "",
+        "What the residuals show: TTFT is predicted from the prefill pass engines run for each arriving "
+        "prompt (tens of milliseconds at 1k tokens on 8 H200s), not a batch of C prompts; what the planner "
+        "does not model (request handling, tokenisation, streaming, Dynamo's routing and KV transfer "
+        "machinery; MI300X's borrowed constants) shows as TTFT under-predicted. TPOT at low concurrency is "
+        "slower than SGLang's (the second part of the serving work, engine profiles, takes that on).",
+        "",
+        "## Notes of the set",
+        "",
+        data.notes,
+        "",
+    ]
     return "\n".join(head) + "\n## Residuals\n\n" + serving_markdown(data, a)

@@ -19,11 +19,14 @@ FORMATS = ("table", "json", "csv", "markdown")
 def markdown_table(header, rows, right=None) -> str:
     """A GitHub table; columns listed in `right` align right (default: the columns whose cells
     all read as figures, '28.4 ms', '76.1%', '-'; text columns align left)."""
-    right = {i for i in range(len(header)) if all(_figure(str(row[i])) for row in rows)} if right is None \
-        else set(right)
+    right = (
+        {i for i in range(len(header)) if all(_figure(str(row[i])) for row in rows)} if right is None else set(right)
+    )
     esc = lambda s: str(s).replace("|", "\\|")
-    out = ["| " + " | ".join(esc(h) for h in header) + " |",
-           "|" + "|".join("---:" if i in right else ":---" for i in range(len(header))) + "|"]
+    out = [
+        "| " + " | ".join(esc(h) for h in header) + " |",
+        "|" + "|".join("---:" if i in right else ":---" for i in range(len(header))) + "|",
+    ]
     out += ["| " + " | ".join(esc(c) for c in row) + " |" for row in rows]
     return "\n".join(out)
 
@@ -37,8 +40,8 @@ def _figure(cell: str) -> bool:
 @dataclass(frozen=True)
 class Column:
     header: str
-    right: bool = True   # numbers align right
-    wrap: bool = False   # may wrap onto several lines when the table is too wide
+    right: bool = True  # numbers align right
+    wrap: bool = False  # may wrap onto several lines when the table is too wide
 
 
 @dataclass(frozen=True)
@@ -48,8 +51,9 @@ class Note:
     text: str
 
 
-def print_grid(console, columns, rows, *, title: str | None = None, ascii_only: bool = False,
-               total: tuple[str, ...] | None = None) -> None:
+def print_grid(
+    console, columns, rows, *, title: str | None = None, ascii_only: bool = False, total: tuple[str, ...] | None = None
+) -> None:
     """A plain table: bold header, one rule, rows, an optional total under a second rule.
 
     Columns are two spaces apart, or one when that is what it takes to fit `console.width`;
@@ -70,14 +74,20 @@ def print_grid(console, columns, rows, *, title: str | None = None, ascii_only: 
     rule = ("-" if ascii_only else "\u2500") * line_width
 
     def lines_of(row) -> list[str]:
-        parts = [textwrap.wrap(cell, widths[i], break_on_hyphens=False) or [""]
-                 if columns[i].wrap and len(cell) > widths[i] else [cell]
-                 for i, cell in enumerate(row)]
+        parts = [
+            textwrap.wrap(cell, widths[i], break_on_hyphens=False) or [""]
+            if columns[i].wrap and len(cell) > widths[i]
+            else [cell]
+            for i, cell in enumerate(row)
+        ]
         out = []
         for k in range(max(len(p) for p in parts)):
             texts = [(p[k] if k < len(p) else "") for p in parts]
-            out.append((" " * gap).join(t.rjust(w) if c.right else t.ljust(w)
-                                         for t, w, c in zip(texts, widths, columns)).rstrip())
+            out.append(
+                (" " * gap)
+                .join(t.rjust(w) if c.right else t.ljust(w) for t, w, c in zip(texts, widths, columns))
+                .rstrip()
+            )
         return out
 
     if title:
@@ -103,9 +113,14 @@ def print_wrapped(console, text: str, *, style: str = "", indent: str = "", hang
 
     width = max(console.width, 20)
     for paragraph in text.split("\n"):
-        for line in textwrap.wrap(paragraph, width, initial_indent=indent,
-                                  subsequent_indent=indent + " " * hang,
-                                  break_on_hyphens=False, break_long_words=True) or [""]:
+        for line in textwrap.wrap(
+            paragraph,
+            width,
+            initial_indent=indent,
+            subsequent_indent=indent + " " * hang,
+            break_on_hyphens=False,
+            break_long_words=True,
+        ) or [""]:
             console.print(Text(line, style=style), soft_wrap=True)
 
 
@@ -123,13 +138,20 @@ def calibration_note(cluster) -> str | None:
     if cluster.calibrated:
         return None
     if cluster.calibration_borrowed_from is not None:
-        low = (" Low confidence: another vendor's chip and software stack."
-               if cluster.calibration_confidence == "low" else "")
-        return (f"{cluster.name}: {cluster.calibration_status}. No published measurements of this chip are in "
-                f"the calibration sets, so it carries {cluster.calibration_borrowed_from}'s fitted efficiencies "
-                f"and latencies by a stated rule (see its cluster file); expect errors beyond "
-                f"{cluster.calibration_borrowed_from}'s published residuals.{low} Fit it with `planner calibrate`.")
-    return (f"{cluster.name} is {UNCALIBRATED}: ideal calibration constants (never fitted to measurements): peak "
-            f"FLOP/s and bandwidths with no latency per collective (optimistic: small batches over "
-            f"many chips look better than they are), and no overlap of activation collectives with "
-            f"compute (pessimistic). Fit them with `planner calibrate`.")
+        low = (
+            " Low confidence: another vendor's chip and software stack."
+            if cluster.calibration_confidence == "low"
+            else ""
+        )
+        return (
+            f"{cluster.name}: {cluster.calibration_status}. No published measurements of this chip are in "
+            f"the calibration sets, so it carries {cluster.calibration_borrowed_from}'s fitted efficiencies "
+            f"and latencies by a stated rule (see its cluster file); expect errors beyond "
+            f"{cluster.calibration_borrowed_from}'s published residuals.{low} Fit it with `planner calibrate`."
+        )
+    return (
+        f"{cluster.name} is {UNCALIBRATED}: ideal calibration constants (never fitted to measurements): peak "
+        f"FLOP/s and bandwidths with no latency per collective (optimistic: small batches over "
+        f"many chips look better than they are), and no overlap of activation collectives with "
+        f"compute (pessimistic). Fit them with `planner calibrate`."
+    )

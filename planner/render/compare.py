@@ -14,8 +14,20 @@ from planner.units import to_json
 
 # --- rendering: layouts side by side -----------------------------------------------------------
 
-LAYOUT_COLUMNS = ("phase", "chips", "batch", "layout", "wts", "latency", "MFU", "cost/tok", "bound", "HBM",
-                  "vs best", "note")
+LAYOUT_COLUMNS = (
+    "phase",
+    "chips",
+    "batch",
+    "layout",
+    "wts",
+    "latency",
+    "MFU",
+    "cost/tok",
+    "bound",
+    "HBM",
+    "vs best",
+    "note",
+)
 
 
 def _layout_cells(r) -> tuple[str, ...]:
@@ -26,8 +38,15 @@ def _layout_cells(r) -> tuple[str, ...]:
     p = r.point
     if p is None:
         return head + ("-",) * 6 + (r.reason,)
-    return head + (fmt_seconds(p.latency_s), percent(p.mfu), fmt_seconds(p.cost_chip_s_per_token), p.bound,
-                   percent(p.hbm_fraction), "best" if r.gap < RESOLUTION else signed_percent(r.gap), "")
+    return head + (
+        fmt_seconds(p.latency_s),
+        percent(p.mfu),
+        fmt_seconds(p.cost_chip_s_per_token),
+        p.bound,
+        percent(p.hbm_fraction),
+        "best" if r.gap < RESOLUTION else signed_percent(r.gap),
+        "",
+    )
 
 
 def _layout_label(r) -> str:
@@ -45,40 +64,99 @@ def _pipelined(spec) -> bool:
 def _layouts_summary(spec) -> str:
     note = render_common.calibration_note(spec.cluster)
     w = spec.workload
-    return (f"{spec.model.name} on {spec.cluster.name}: input {w.input_tokens}, output {w.output_tokens}, context "
-            f"{w.context} tokens; each layout at its best mesh grouping; 'vs best' is "
-            "the latency relative to the fastest row of the same phase, chips and batch (within 0.1%: best)."
-            + (f"\n{note}" if note else ""))
+    return (
+        f"{spec.model.name} on {spec.cluster.name}: input {w.input_tokens}, output {w.output_tokens}, context "
+        f"{w.context} tokens; each layout at its best mesh grouping; 'vs best' is "
+        "the latency relative to the fastest row of the same phase, chips and batch (within 0.1%: best)."
+        + (f"\n{note}" if note else "")
+    )
 
 
 def layouts_text(rows, spec, fmt: str, plan_arg: str) -> str:
 
     if fmt == "json":  # the plan as named on the command line: an installed preset's path varies
-        return to_json({
-            "model": spec.model.name, "cluster": spec.cluster.name, "plan": str(plan_arg),
-            "calibrated": spec.cluster.calibrated, "calibration_status": spec.cluster.calibration_status,
-            "rows": [{"phase": r.phase.value, "chips": r.chips, "batch": r.batch, "ffn": r.ffn,
-                      "attention": r.attention, "weights": r.weights.label,
-                      **({"stages": r.stages} if _pipelined(spec) else {}),
-                      "point": point_dict(r.point) if r.point else None,
-                      "gap": None if r.gap is None else cell_number(r.gap), "reason": r.reason} for r in rows]})
+        return to_json(
+            {
+                "model": spec.model.name,
+                "cluster": spec.cluster.name,
+                "plan": str(plan_arg),
+                "calibrated": spec.cluster.calibrated,
+                "calibration_status": spec.cluster.calibration_status,
+                "rows": [
+                    {
+                        "phase": r.phase.value,
+                        "chips": r.chips,
+                        "batch": r.batch,
+                        "ffn": r.ffn,
+                        "attention": r.attention,
+                        "weights": r.weights.label,
+                        **({"stages": r.stages} if _pipelined(spec) else {}),
+                        "point": point_dict(r.point) if r.point else None,
+                        "gap": None if r.gap is None else cell_number(r.gap),
+                        "reason": r.reason,
+                    }
+                    for r in rows
+                ],
+            }
+        )
     if fmt == "csv":
         calibration = render_common.calibration_label(spec.cluster)
         staged, moe = _pipelined(spec), spec.model.experts is not None
-        return csv_text(("phase", "chips", "batch", "ffn", "attention", "weights", "latency_s", "mfu",
-                     "cost_chip_s_per_token", "bound", "hbm_fraction", "hbm_bytes_per_chip", "gap", "reason",
-                     "calibration") + (("stages",) if staged else ()) + (("experts",) if moe else ()),
-                    [(r.phase.value, r.chips, r.batch, r.ffn, r.attention, r.weights.label)
-                     + ((cell_number(r.point.latency_s), cell_number(r.point.mfu),
-                         cell_number(r.point.cost_chip_s_per_token), r.point.bound,
-                         cell_number(r.point.hbm_fraction), cell_number(r.point.hbm_bytes_per_chip),
-                         cell_number(r.gap)) if r.point else
-                        ("", "", "", "", cell_number(r.need_bytes / spec.cluster.chip.hbm_bytes) if r.need_bytes else "",
-                         cell_number(r.need_bytes) if r.need_bytes else "", "")) + (r.reason, calibration)
-                     + ((r.stages,) if staged else ())
-                     + ((r.point.experts if r.point is not None else "",) if moe else ()) for r in rows])
-    return (_md_escape(_layouts_summary(spec)).replace("\n", "\n\n") + "\n\n"
-            + render_common.markdown_table(LAYOUT_COLUMNS, [_layout_cells(r) for r in rows], right=(1, 2, 5, 6, 7, 9, 10)) + "\n")
+        return csv_text(
+            (
+                "phase",
+                "chips",
+                "batch",
+                "ffn",
+                "attention",
+                "weights",
+                "latency_s",
+                "mfu",
+                "cost_chip_s_per_token",
+                "bound",
+                "hbm_fraction",
+                "hbm_bytes_per_chip",
+                "gap",
+                "reason",
+                "calibration",
+            )
+            + (("stages",) if staged else ())
+            + (("experts",) if moe else ()),
+            [
+                (r.phase.value, r.chips, r.batch, r.ffn, r.attention, r.weights.label)
+                + (
+                    (
+                        cell_number(r.point.latency_s),
+                        cell_number(r.point.mfu),
+                        cell_number(r.point.cost_chip_s_per_token),
+                        r.point.bound,
+                        cell_number(r.point.hbm_fraction),
+                        cell_number(r.point.hbm_bytes_per_chip),
+                        cell_number(r.gap),
+                    )
+                    if r.point
+                    else (
+                        "",
+                        "",
+                        "",
+                        "",
+                        cell_number(r.need_bytes / spec.cluster.chip.hbm_bytes) if r.need_bytes else "",
+                        cell_number(r.need_bytes) if r.need_bytes else "",
+                        "",
+                    )
+                )
+                + (r.reason, calibration)
+                + ((r.stages,) if staged else ())
+                + ((r.point.experts if r.point is not None else "",) if moe else ())
+                for r in rows
+            ],
+        )
+    return (
+        md_escape(_layouts_summary(spec)).replace("\n", "\n\n")
+        + "\n\n"
+        + render_common.markdown_table(LAYOUT_COLUMNS, [_layout_cells(r) for r in rows], right=(1, 2, 5, 6, 7, 9, 10))
+        + "\n"
+    )
 
 
 def layouts_table(rows, spec, console, ascii_only: bool) -> None:
@@ -87,8 +165,7 @@ def layouts_table(rows, spec, console, ascii_only: bool) -> None:
     from planner.units import fmt_percent as percent
 
     render_common.print_wrapped(console, _layouts_summary(spec), hang=0)
-    columns = [render_common.Column(col, right=col not in ("layout", "wts", "bound"))
-               for col in LAYOUT_COLUMNS[2:-1]]
+    columns = [render_common.Column(col, right=col not in ("layout", "wts", "bound")) for col in LAYOUT_COLUMNS[2:-1]]
     groups: dict[tuple, list] = {}
     for r in rows:
         groups.setdefault((r.phase.value, r.chips), []).append(r)
@@ -106,9 +183,14 @@ def layouts_table(rows, spec, console, ascii_only: bool) -> None:
         console.print()
         render_common.print_grid(console, columns, cells, title=f"{phase}, {chips} chips", ascii_only=ascii_only)
     console.print()
-    render_common.print_wrapped(console, "vs best: latency relative to the fastest row at the same batch (within "
-                                "0.1%: best). no fit: needs more HBM than the chip has (HBM shows how much); n/a: "
-                                "the layout does not apply on this mesh.", hang=0, style="dim")
+    render_common.print_wrapped(
+        console,
+        "vs best: latency relative to the fastest row at the same batch (within "
+        "0.1%: best). no fit: needs more HBM than the chip has (HBM shows how much); n/a: "
+        "the layout does not apply on this mesh.",
+        hang=0,
+        style="dim",
+    )
 
 
 # --- rendering: the regression gate ------------------------------------------------------------
@@ -125,14 +207,49 @@ def gate_text(report, fmt: str) -> str:
             b, a = c.before, c.after
             num = lambda p, field: cell_number(getattr(p, field)) if p else ""
             finite = lambda x: cell_number(x) if abs(x) != float("inf") else ""
-            rows.append((c.status, c.kind.value, *c.point.key, num(b, "latency_s"), num(a, "latency_s"),
-                         finite(c.latency_change), num(b, "mfu"), num(a, "mfu"), cell_number(c.mfu_change),
-                         c.describe(), calibration_cell(report)))
-        return csv_text(("status", "kind", "phase", "chips", "batch", "ffn", "attention", "weights", "latency_before_s",
-                     "latency_after_s", "latency_change", "mfu_before", "mfu_after", "mfu_change", "description",
-                     "calibration"), rows)
-    return report_text(report, fmt, ("phase", "best latency", "change", "best MFU", "change"),
-                       [_phase_cells(p) for p in report.phases], name)
+            rows.append(
+                (
+                    c.status,
+                    c.kind.value,
+                    *c.point.key,
+                    num(b, "latency_s"),
+                    num(a, "latency_s"),
+                    finite(c.latency_change),
+                    num(b, "mfu"),
+                    num(a, "mfu"),
+                    cell_number(c.mfu_change),
+                    c.describe(),
+                    calibration_cell(report),
+                )
+            )
+        return csv_text(
+            (
+                "status",
+                "kind",
+                "phase",
+                "chips",
+                "batch",
+                "ffn",
+                "attention",
+                "weights",
+                "latency_before_s",
+                "latency_after_s",
+                "latency_change",
+                "mfu_before",
+                "mfu_after",
+                "mfu_change",
+                "description",
+                "calibration",
+            ),
+            rows,
+        )
+    return report_text(
+        report,
+        fmt,
+        ("phase", "best latency", "change", "best MFU", "change"),
+        [_phase_cells(p) for p in report.phases],
+        name,
+    )
 
 
 def _workload_words(run) -> str:
@@ -141,41 +258,57 @@ def _workload_words(run) -> str:
     w = getattr(run, "workload", None)
     if w is None:
         return ""
-    d = w if isinstance(w, dict) else dict(w) if isinstance(w, tuple) else \
-        {"input_tokens": w.input_tokens, "output_tokens": w.output_tokens, "context": w.context}
+    d = (
+        w
+        if isinstance(w, dict)
+        else dict(w)
+        if isinstance(w, tuple)
+        else {"input_tokens": w.input_tokens, "output_tokens": w.output_tokens, "context": w.context}
+    )
     parts = [f"{key} {d[key]}" for key in ("input_tokens", "output_tokens", "context") if d.get(key)]
     return (", " + ", ".join(p.replace("_tokens", "") for p in parts) + " tokens") if parts else ""
 
 
-def report_text(report, fmt: str, best_columns: tuple[str, ...], best_rows: list[tuple[str, ...]],
-                name) -> str:
+def report_text(report, fmt: str, best_columns: tuple[str, ...], best_rows: list[tuple[str, ...]], name) -> str:
     """A gate's report as text or Markdown (both gates): verdict, the runs, notes, the best figures
     per phase or mode (`best_rows`: name, best, change, best, change), then every change in words."""
-    sources = (f"baseline {report.baseline.source}, current {report.current.source} "
-               f"({report.current.model} on {report.current.cluster}{_workload_words(report.current)})")
+    sources = (
+        f"baseline {report.baseline.source}, current {report.current.source} "
+        f"({report.current.model} on {report.current.cluster}{_workload_words(report.current)})"
+    )
     if fmt == "markdown":
-        out = [f"**planner compare: {report.verdict()}**", "", _md_escape(sources) + ".", ""]
+        out = [f"**planner compare: {report.verdict()}**", "", md_escape(sources) + ".", ""]
         notes = list(report.notes) + ([calibration_words(report)] if calibration_words(report) else [])
-        out += [f"- {_md_escape(note)}" for note in notes] + ([""] if notes else [])
+        out += [f"- {md_escape(note)}" for note in notes] + ([""] if notes else [])
         out += [render_common.markdown_table(best_columns, best_rows, right=range(1, 5)), ""]
         if report.changes:
-            out += ["Changes, largest first:", "",
-                    render_common.markdown_table(("status", "point", "change"),
-                                          [(c.status, name(c.point), c.describe()) for c in report.changes],
-                                          right=()), ""]
+            out += [
+                "Changes, largest first:",
+                "",
+                render_common.markdown_table(
+                    ("status", "point", "change"),
+                    [(c.status, name(c.point), c.describe()) for c in report.changes],
+                    right=(),
+                ),
+                "",
+            ]
         return "\n".join(out)
     out = wrapped(report.verdict(), 2) + wrapped(sources, 2)
     out += [line for note in report.notes for line in wrapped(f"note: {note}", 6)]
     if calibration_words(report):
         out += wrapped(f"note: {calibration_words(report)}", 6)
     for cells in best_rows:
-        out += wrapped(f"{cells[0]}: {best_columns[1]} {cells[1]} ({cells[2]}), "
-                       f"{best_columns[3]} {cells[3]} ({cells[4]})", 2)
+        out += wrapped(
+            f"{cells[0]}: {best_columns[1]} {cells[1]} ({cells[2]}), {best_columns[3]} {cells[3]} ({cells[4]})", 2
+        )
     if report.changes:
         out.append("changes, largest first:")
         width = max(len(c.status) for c in report.changes)
-        out += [line for c in report.changes
-                for line in wrapped(f"  {c.status:<{width}}  {name(c.point)}: {c.describe()}", width + 4)]
+        out += [
+            line
+            for c in report.changes
+            for line in wrapped(f"  {c.status:<{width}}  {name(c.point)}: {c.describe()}", width + 4)
+        ]
     return "\n".join(out) + "\n"
 
 
@@ -183,8 +316,10 @@ def calibration_keys(report) -> dict:
     """A gate's JSON keys on calibration (plan and serve runs): each side's (null: not recorded)."""
     from planner.commands.compare.compare import calibrated
 
-    return {"calibrated": {"baseline": calibrated(report.baseline), "current": calibrated(report.current)},
-            "calibration_note": calibration_words(report)}
+    return {
+        "calibrated": {"baseline": calibrated(report.baseline), "current": calibrated(report.current)},
+        "calibration_note": calibration_words(report),
+    }
 
 
 def calibration_cell(report) -> str:
@@ -192,9 +327,11 @@ def calibration_cell(report) -> str:
     from planner.commands.compare.compare import calibrated
 
     words = {True: "calibrated", False: "uncalibrated", None: ""}
-    cells = [f"{which} {words[calibrated(run)]}" for which, run in (("baseline", report.baseline),
-                                                                      ("current", report.current))
-             if calibrated(run) is not None]
+    cells = [
+        f"{which} {words[calibrated(run)]}"
+        for which, run in (("baseline", report.baseline), ("current", report.current))
+        if calibrated(run) is not None
+    ]
     return "; ".join(cells)
 
 
@@ -220,78 +357,49 @@ def _gate_dict(report) -> dict:
 
     inf = float("inf")
     return {
-        "verdict": report.verdict(), "regressed": report.regressed, "identical": report.identical,
-        "baseline": report.baseline.source, "current": report.current.source,
-        "model": report.current.model, "cluster": report.current.cluster,
+        "verdict": report.verdict(),
+        "regressed": report.regressed,
+        "identical": report.identical,
+        "baseline": report.baseline.source,
+        "current": report.current.source,
+        "model": report.current.model,
+        "cluster": report.current.cluster,
         "tolerance": {"latency": report.tolerance.latency, "mfu": report.tolerance.mfu},
-        "notes": list(report.notes), **calibration_keys(report),
-        "phases": [{"phase": p.phase.value, "regressed": p.regressed, "latency_before_s": p.latency_before_s,
-                    "latency_after_s": p.latency_after_s, "mfu_before": p.mfu_before, "mfu_after": p.mfu_after}
-                   for p in report.phases],
-        "changes": [{"status": c.status, "kind": c.kind.value, "regressed": c.regressed,
-                     "point": dict(zip(("phase", "chips", "batch", "ffn", "attention", "weights"), c.point.key)),
-                     "before": point_dict(c.before) if c.before else None,
-                     "after": point_dict(c.after) if c.after else None,
-                     "reference": point_dict(c.reference) if c.reference else None,
-                     "latency_change": None if abs(c.latency_change) == inf else cell_number(c.latency_change),
-                     "mfu_change": cell_number(c.mfu_change), "description": c.describe()}
-                    for c in report.changes],
+        "notes": list(report.notes),
+        **calibration_keys(report),
+        "phases": [
+            {
+                "phase": p.phase.value,
+                "regressed": p.regressed,
+                "latency_before_s": p.latency_before_s,
+                "latency_after_s": p.latency_after_s,
+                "mfu_before": p.mfu_before,
+                "mfu_after": p.mfu_after,
+            }
+            for p in report.phases
+        ],
+        "changes": [
+            {
+                "status": c.status,
+                "kind": c.kind.value,
+                "regressed": c.regressed,
+                "point": dict(zip(("phase", "chips", "batch", "ffn", "attention", "weights"), c.point.key)),
+                "before": point_dict(c.before) if c.before else None,
+                "after": point_dict(c.after) if c.after else None,
+                "reference": point_dict(c.reference) if c.reference else None,
+                "latency_change": None if abs(c.latency_change) == inf else cell_number(c.latency_change),
+                "mfu_change": cell_number(c.mfu_change),
+                "description": c.describe(),
+            }
+            for c in report.changes
+        ],
     }
-
-
-# --- rendering: a pinned deployment ------------------------------------------------------------
-
-
-def deployment_text(report, fmt: str) -> str:
-    from planner.commands.runs import name
-    from planner.units import fmt_percent as percent
-
-    if fmt in ("json", "csv"):
-        pins = [{"phase": g.pin.phase.value, "gap": cell_number(report.gap(g)),
-                 "layout_gap": cell_number(g.layout_gap), "frontier_gap": cell_number(g.frontier_gap),
-                 "pinned": point_dict(g.point), "best_layout": point_dict(g.best),
-                 "frontier_reference": point_dict(g.frontier), "description": report.describe(g)}
-                for g in report.gaps]
-        if fmt == "json":
-            return to_json({"verdict": report.verdict(), "regressed": report.regressed,
-                                   "plan": report.source, "max_gap": report.max_gap, "gap_to": report.gap_to,
-                                   "cluster": report.cluster, "calibrated": report.calibrated,
-                                   "calibration_status": report.calibration_status, "pins": pins})
-        calibration = report.calibration_status
-        return csv_text(("phase", "pinned", "latency_s", "mfu", "reference", "reference_latency_s", "gap",
-                     "layout_gap", "frontier_gap", "description", "calibration"),
-                    [(g.pin.phase.value, name(g.point), cell_number(g.point.latency_s), cell_number(g.point.mfu),
-                      name(report.reference(g)), cell_number(report.reference(g).latency_s),
-                      p["gap"], p["layout_gap"], p["frontier_gap"], p["description"], calibration)
-                     for g, p in zip(report.gaps, pins)])
-    if fmt == "markdown":
-        from planner.units import fmt_seconds
-        rows = [(g.pin.phase.value, name(g.point), fmt_seconds(g.point.latency_s), percent(g.point.mfu),
-                 name(report.reference(g)), fmt_seconds(report.reference(g).latency_s),
-                 percent(report.reference(g).mfu), percent(report.gap(g))) for g in report.gaps]
-        return "\n".join([f"**planner compare --deployment: {report.verdict()}**", "",
-                          _md_escape(f"Plan {report.source}; gap = pinned latency / {report.gap_to} reference "
-                                     "latency - 1."), "",
-                          *([_md_escape(_deployment_calibration(report)), ""] if not report.calibrated else []),
-                          render_common.markdown_table(("phase", "pinned", "latency", "MFU", f"{report.gap_to} reference",
-                                                 "latency", "MFU", "gap"), rows, right=(2, 3, 5, 6, 7)), ""])
-    return "\n".join(wrapped(report.verdict(), 2) +
-                     [line for g in report.gaps for line in wrapped(report.describe(g), 2)] +
-                     (wrapped(_deployment_calibration(report), 2) if not report.calibrated else [])) + "\n"
-
-
-def _deployment_calibration(report) -> str:
-    return (f"note: {report.cluster} is {render_common.UNCALIBRATED}: ideal calibration constants, never fitted to "
-            "measurements; gaps between layouts on the same chips are what the ideal model predicts (fit the "
-            "constants with `planner calibrate`).")
-
-
-# --- helpers ------------------------------------------------------------------------------------
 
 
 def wrapped(text: str, hang: int) -> list[str]:
     """`text` as plain-text lines 80 columns wide, continuation lines indented `hang`."""
     import textwrap
+
     return textwrap.wrap(text, 80, subsequent_indent=" " * hang, break_on_hyphens=False) or [""]
 
 
@@ -308,7 +416,7 @@ def csv_text(header, rows) -> str:
     return buf.getvalue()
 
 
-def _md_escape(text: str) -> str:
+def md_escape(text: str) -> str:
     """Text outside a table: keep file names and arrows from turning into Markdown."""
     for ch in "\\`*_[]<>|":
         text = text.replace(ch, "\\" + ch)

@@ -74,8 +74,11 @@ def _legend(result: SearchResult, width: int) -> list:
     lines, line = [], Text("FFN layout: ")
     if not result.plan.cluster.calibrated:  # say so in the plot too, not only in the tables
         cluster = result.plan.cluster
-        status = "uncalibrated (ideal constants)" if cluster.calibration_borrowed_from is None \
+        status = (
+            "uncalibrated (ideal constants)"
+            if cluster.calibration_borrowed_from is None
             else cluster.calibration_status
+        )
         lines.append(Text(f"{cluster.name}: {status}", style="yellow"))
     for name in names:
         mark, colour = table[name]
@@ -134,7 +137,7 @@ def _panel(ph: PhaseResult, *, width: int, rows: int, glyphs: Glyphs) -> list:
         axis[col] = glyphs.tick
         start = max(0, min(col - len(text) // 2, columns + 1 - len(text)))
         if start > end:  # leave a space between labels (end is exclusive); skip one that would touch
-            labels[start:start + len(text)] = text
+            labels[start : start + len(text)] = text
             end = start + len(text)
     out.append(Text(" " * LABEL_WIDTH + glyphs.corner + "".join(axis)))
     out.append(Text((" " * (LABEL_WIDTH + 1) + "".join(labels)).rstrip()))
@@ -163,5 +166,5 @@ def _ticks(lo: float, hi: float, columns: int) -> list[tuple[int, str]]:
             value = math.log10(step) + decade
             if lo <= value <= hi:
                 col = round((value - lo) / (hi - lo) * (columns - 1))
-                out.append((col, fmt_seconds(10 ** value, pad=False)))
+                out.append((col, fmt_seconds(10**value, pad=False)))
     return out

@@ -25,8 +25,9 @@ SPINNER = "|/-\\"
 class Activity:
     """Context manager: `with Activity("searching", enabled=sys.stderr.isatty()) as a: ...`."""
 
-    def __init__(self, label: str, *, enabled: bool, delay_s: float | None = None,
-                 ascii_only: bool = False, file=None) -> None:
+    def __init__(
+        self, label: str, *, enabled: bool, delay_s: float | None = None, ascii_only: bool = False, file=None
+    ) -> None:
         self.label = label
         self.enabled = enabled
         self.delay_s = _delay_s() if delay_s is None else delay_s
@@ -41,7 +42,7 @@ class Activity:
         self._last: tuple[int, int] | None = None
         self._plain: threading.Thread | None = None
 
-    def __enter__(self) -> "Activity":
+    def __enter__(self) -> Activity:
         if self.enabled:
             self.file = self.file or sys.stderr
             if not self.plain:
@@ -80,21 +81,20 @@ class Activity:
 
     def _rich_progress(self):
         from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            Progress,
-            SpinnerColumn,
-            TaskProgressColumn,
-            TextColumn,
-            TimeElapsedColumn,
-        )
+        from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
         console = Console(file=self.file, highlight=False)
-        progress = Progress(SpinnerColumn("dots"), TextColumn(self.label, markup=False),
-                            BarColumn(bar_width=30),
-                            TaskProgressColumn(text_format="{task.percentage:>3.0f} %"),  # blank without a total
-                            TimeElapsedColumn(), console=console, transient=True, redirect_stdout=False,
-                            redirect_stderr=False)
+        progress = Progress(
+            SpinnerColumn("dots"),
+            TextColumn(self.label, markup=False),
+            BarColumn(bar_width=30),
+            TaskProgressColumn(text_format="{task.percentage:>3.0f} %"),  # blank without a total
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+            redirect_stdout=False,
+            redirect_stderr=False,
+        )
         done, total = self._last or (0, None)
         self._task = progress.add_task(self.label, total=total, completed=done)
         return progress

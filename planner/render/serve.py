@@ -6,9 +6,9 @@ from __future__ import annotations
 import csv
 import io
 
-from planner.commands.serve.serve import NOT_MODELLED, SERVING_NAMES, ServeResult, deployment_dict
 from planner.commands.serve.modes import Deployment, Mode
 from planner.commands.serve.pools import Stage
+from planner.commands.serve.serve import NOT_MODELLED, SERVING_NAMES, ServeResult, deployment_dict
 from planner.render.common import (
     Column,
     Note,
@@ -41,9 +41,16 @@ def _usd(x: float | None) -> str:
 
 def _cells(d: Deployment, index: int) -> tuple[str, ...]:
     chips = f"{d.chips:.0f}" if d.chips == int(d.chips) else f"{d.chips:.1f}"
-    return (str(index), chips, fmt_seconds(d.ttft_s),
-            fmt_seconds(d.tpot_s), _rate(d.tokens_per_s_per_user), _rate(d.output_tokens_per_s_per_chip),
-            _usd(d.usd_per_input_token), _usd(d.usd_per_output_token))
+    return (
+        str(index),
+        chips,
+        fmt_seconds(d.ttft_s),
+        fmt_seconds(d.tpot_s),
+        _rate(d.tokens_per_s_per_user),
+        _rate(d.output_tokens_per_s_per_chip),
+        _usd(d.usd_per_input_token),
+        _usd(d.usd_per_output_token),
+    )
 
 
 def _md_cells(d: Deployment, index: int) -> tuple[str, ...]:
@@ -61,39 +68,59 @@ def _numbered(result: ServeResult):
 def summary(result: ServeResult) -> str:
     req = result.request
     plan, w, t = req.plan, req.plan.workload, req.targets
-    targets = ", ".join(f"{name} <= {fmt_seconds(v)}" for name, v in
-                        (("TTFT", t.ttft_s), ("TPOT", t.tpot_s), ("end-to-end", t.e2e_s)) if v is not None)
-    price = (f"price {req.price_usd_per_chip_s * SECONDS_PER_HOUR:.4g} USD per chip-hour ({req.price_source})"
-             if req.price_usd_per_chip_s is not None else
-             "no price (give --price 2.50/h or price_usd_per_chip_hour in the cluster file)")
+    targets = ", ".join(
+        f"{name} <= {fmt_seconds(v)}"
+        for name, v in (("TTFT", t.ttft_s), ("TPOT", t.tpot_s), ("end-to-end", t.e2e_s))
+        if v is not None
+    )
+    price = (
+        f"price {req.price_usd_per_chip_s * SECONDS_PER_HOUR:.4g} USD per chip-hour ({req.price_source})"
+        if req.price_usd_per_chip_s is not None
+        else "no price (give --price 2.50/h or price_usd_per_chip_hour in the cluster file)"
+    )
     weights = ", ".join(f.label for f in plan.space.weights)
     defaults = f" ({plan.cluster.name}'s defaults)" if "weights" in plan.defaults else ""
-    return (f"{plan.model.name} on {plan.cluster.name}: requests of {w.input_tokens} input and "
-            f"{w.output_tokens} output tokens; targets: {targets or 'none'}; {price}. Weights: {weights}{defaults}.")
+    return (
+        f"{plan.model.name} on {plan.cluster.name}: requests of {w.input_tokens} input and "
+        f"{w.output_tokens} output tokens; targets: {targets or 'none'}; {price}. Weights: {weights}{defaults}."
+    )
 
 
 def _title(m) -> str:
     n = len(m.frontier)
     dropped = "; dropped: " + ", ".join(f"{c} {r}" for r, c in m.dropped) if m.dropped else ""
-    return (f"{m.mode.label} ({m.mode.description}): {n} point{'s' * (n != 1)} of {m.evaluated} "
-            f"that fit{dropped}")
+    return f"{m.mode.label} ({m.mode.description}): {n} point{'s' * (n != 1)} of {m.evaluated} that fit{dropped}"
 
 
 def legend(result: ServeResult) -> list[str]:
-    used = sorted({name for d in result.rows() for s in (d.prefill, d.decode)
-                   for name in (s.ffn, s.attention, s.experts) if name}, key=list(SERVING_NAMES).index)
+    used = sorted(
+        {
+            name
+            for d in result.rows()
+            for s in (d.prefill, d.decode)
+            for name in (s.ffn, s.attention, s.experts)
+            if name
+        },
+        key=list(SERVING_NAMES).index,
+    )
     moe = result.request.plan.model.experts is not None
-    lines = ["Under each row, prefill and decode: chips x batch, layouts (FFN+attention"
-             + ("+experts" if moe else "") + "), weights, and the KV cache's format when not bf16 (kv fp8); "
-             "chips: per deployment (disaggregated: "
-             "per decode pool with its share of prefill pools); tok/s/user = 1/TPOT; tok/s/chip: output "
-             "tokens; $/M: USD per million input or output tokens.",
-             "Layouts as serving engineers name them: "
-             + "; ".join(f"{name} = {SERVING_NAMES[name]}" for name in used) + f" ({NOT_MODELLED}).",
-             "Explain a row's layouts: add --row N."]
+    lines = [
+        "Under each row, prefill and decode: chips x batch, layouts (FFN+attention"
+        + ("+experts" if moe else "")
+        + "), weights, and the KV cache's format when not bf16 (kv fp8); "
+        "chips: per deployment (disaggregated: "
+        "per decode pool with its share of prefill pools); tok/s/user = 1/TPOT; tok/s/chip: output "
+        "tokens; $/M: USD per million input or output tokens.",
+        "Layouts as serving engineers name them: "
+        + "; ".join(f"{name} = {SERVING_NAMES[name]}" for name in used)
+        + f" ({NOT_MODELLED}).",
+        "Explain a row's layouts: add --row N.",
+    ]
     if any(m.mode is Mode.DISAGGREGATED for m in result.modes):
-        lines.append("Disaggregated: the prompt's KV cache crosses to the decode pool in the cache's format "
-                     "(both pools hold it in the same format).")
+        lines.append(
+            "Disaggregated: the prompt's KV cache crosses to the decode pool in the cache's format "
+            "(both pools hold it in the same format)."
+        )
     if result.request.targets.ttft_s is None and any(m.mode is not Mode.STATIC for m in result.modes):
         lines.append("Without --ttft, running-batch modes pick prefill batches for throughput alone.")
     return lines
@@ -126,32 +153,65 @@ def serve_markdown(result: ServeResult) -> str:
         if m.infeasible:
             lines += [f"### {m.mode.label}: nothing feasible", "", "```", m.infeasible, "```", ""]
             continue
-        lines += [f"### {_title(m)}", "",
-                  markdown_table(MD_COLUMNS, [_md_cells(d, i) for d, i in zip(m.frontier, numbers)],
-                                 right=(0, 1, 4, 5, 6, 7, 8, 9)), ""]
+        lines += [
+            f"### {_title(m)}",
+            "",
+            markdown_table(
+                MD_COLUMNS, [_md_cells(d, i) for d, i in zip(m.frontier, numbers)], right=(0, 1, 4, 5, 6, 7, 8, 9)
+            ),
+            "",
+        ]
     return "\n".join(lines + [" ".join(legend(result)), ""])
 
 
-CSV_FIELDS = ("row", "mode", "chips", "prefill_pools_per_decode_pool", "ttft_s", "tpot_s", "e2e_s",
-              "tokens_per_s_per_user", "output_tokens_per_s_per_chip", "usd_per_million_input_tokens",
-              "usd_per_million_output_tokens", "kv_transfer_bytes", "kv_transfer_s")
-STAGE_FIELDS = ("chips", "batch", "ffn", "attention", "weights", "latency_s", "step_latency_s", "mfu",
-                "hbm_fraction", "bound", "context")
+CSV_FIELDS = (
+    "row",
+    "mode",
+    "chips",
+    "prefill_pools_per_decode_pool",
+    "ttft_s",
+    "tpot_s",
+    "e2e_s",
+    "tokens_per_s_per_user",
+    "output_tokens_per_s_per_chip",
+    "usd_per_million_input_tokens",
+    "usd_per_million_output_tokens",
+    "kv_transfer_bytes",
+    "kv_transfer_s",
+)
+STAGE_FIELDS = (
+    "chips",
+    "batch",
+    "ffn",
+    "attention",
+    "weights",
+    "latency_s",
+    "step_latency_s",
+    "mfu",
+    "hbm_fraction",
+    "bound",
+    "context",
+)
 NEW_STAGE_FIELDS = ("kv_cache", "experts")  # after serving_names: columns are added at the end
 
 
 def serve_csv(result: ServeResult) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(CSV_FIELDS + tuple(f"{phase}_{f}" for phase in ("prefill", "decode") for f in STAGE_FIELDS)
-                    + ("serving_names", "calibration")
-                    + tuple(f"{phase}_{f}" for phase in ("prefill", "decode") for f in NEW_STAGE_FIELDS))
+    writer.writerow(
+        CSV_FIELDS
+        + tuple(f"{phase}_{f}" for phase in ("prefill", "decode") for f in STAGE_FIELDS)
+        + ("serving_names", "calibration")
+        + tuple(f"{phase}_{f}" for phase in ("prefill", "decode") for f in NEW_STAGE_FIELDS)
+    )
     calibration = calibration_label(result.request.plan.cluster)
     for m, numbers in _numbered(result):
         for d, i in zip(m.frontier, numbers):
             row = deployment_dict(d, i)
-            writer.writerow([("" if row[f] is None else row[f]) for f in CSV_FIELDS]
-                            + [row[phase][f] for phase in ("prefill", "decode") for f in STAGE_FIELDS]
-                            + [row["serving_names"], calibration]
-                            + [row[phase].get(f, "") for phase in ("prefill", "decode") for f in NEW_STAGE_FIELDS])
+            writer.writerow(
+                [("" if row[f] is None else row[f]) for f in CSV_FIELDS]
+                + [row[phase][f] for phase in ("prefill", "decode") for f in STAGE_FIELDS]
+                + [row["serving_names"], calibration]
+                + [row[phase].get(f, "") for phase in ("prefill", "decode") for f in NEW_STAGE_FIELDS]
+            )
     return buf.getvalue()

@@ -8,25 +8,27 @@ from pathlib import Path
 
 from planner.errors import UsageError
 
-
 STYLES = (("o", "-", 10), ("s", "--", 7), ("^", ":", 4))  # per mode: marker, line, marker size
 
 
 def coincide(a: list[tuple[float, float]], b: list[tuple[float, float]], rel: float = 0.01) -> bool:
     """Whether two frontiers are the same points (within `rel`), so that one would hide the other."""
-    return len(a) == len(b) and all(abs(x1 - x2) <= rel * abs(x2) and abs(y1 - y2) <= rel * abs(y2)
-                                    for (x1, y1), (x2, y2) in zip(a, b))
+    return len(a) == len(b) and all(
+        abs(x1 - x2) <= rel * abs(x2) and abs(y1 - y2) <= rel * abs(y2) for (x1, y1), (x2, y2) in zip(a, b)
+    )
 
 
 def pyplot(path: Path):
     """matplotlib.pyplot on the Agg backend, and a check that the picture's folder exists."""
     try:
         import matplotlib
+
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise UsageError("--plot needs matplotlib: pip install matplotlib (or pip install '.[plot]' in a "
-                         "checkout of planner)") from None
+        raise UsageError(
+            "--plot needs matplotlib: pip install matplotlib (or pip install '.[plot]' in a checkout of planner)"
+        ) from None
     if not path.absolute().parent.is_dir():
         raise UsageError(f"--plot: folder {str(path.absolute().parent)!r} does not exist")
     return plt
@@ -57,8 +59,15 @@ def draw(result, path: Path) -> None:
         same = next((label for label, points in drawn if coincide(points, list(zip(xs, ys)))), None)
         # Each mode its own marker, size and line: a mode drawn over another's points leaves them
         # visible (hollow, larger marks first), and the legend says when two frontiers coincide.
-        ax.plot(xs, ys, marker=marker, linestyle=line, markersize=size, markerfacecolor="none",
-                label=m.mode.label + (f" (on {same}'s points, within 1%)" if same else ""))
+        ax.plot(
+            xs,
+            ys,
+            marker=marker,
+            linestyle=line,
+            markersize=size,
+            markerfacecolor="none",
+            label=m.mode.label + (f" (on {same}'s points, within 1%)" if same else ""),
+        )
         drawn.append((m.mode.label, list(zip(xs, ys))))
         if same:
             continue  # its labels are the other mode's
@@ -70,8 +79,11 @@ def draw(result, path: Path) -> None:
     ax.set_xlabel("tokens/s per user (1 / time per output token)")
     ax.set_ylabel("output tokens/s per chip")
     w = plan.workload
-    ax.set_title(f"{plan.model.name} on {plan.cluster.name}: {w.input_tokens} in, {w.output_tokens} out "
-                 "(labels: decode chips x batch)", fontsize=9)
+    ax.set_title(
+        f"{plan.model.name} on {plan.cluster.name}: {w.input_tokens} in, {w.output_tokens} out "
+        "(labels: decode chips x batch)",
+        fontsize=9,
+    )
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()

@@ -17,8 +17,8 @@ from planner.cost.layouts.attention import AttentionLayout
 from planner.cost.layouts.experts import ExpertLayout
 from planner.cost.layouts.ffn import FfnLayout
 from planner.cost.mesh import Mesh, factor_matrix, first_rows, piece_names, slice_meshes, stage_chips
-from planner.specs.hardware import Torus
 from planner.specs.formats import Formats
+from planner.specs.hardware import Torus
 from planner.specs.plan import Phase, Plan
 
 
@@ -55,16 +55,18 @@ def choices(plan: Plan, chips: tuple[int, ...] | None = None) -> list[Choice]:
         if key not in made:
             made[key] = _kept(plan, per_stage, names, ffns, attentions, by_signature, stage=key[1])
         meshes, kept = made[key]
-        out.extend(Choice(stages=p, mesh=meshes[m], ffn=ffn, attention=attention, experts=experts)
-                   for m, _, (ffn, attention, experts) in kept)
+        out.extend(
+            Choice(stages=p, mesh=meshes[m], ffn=ffn, attention=attention, experts=experts)
+            for m, _, (ffn, attention, experts) in kept
+        )
     return out
 
 
-def _kept(plan: Plan, chips: int, names, ffns, attentions, by_signature: dict,
-          stage: bool = False) -> tuple[list[Mesh], list]:
+def _kept(
+    plan: Plan, chips: int, names, ffns, attentions, by_signature: dict, stage: bool = False
+) -> tuple[list[Mesh], list]:
     """The meshes of `chips` chips (`stage`: as one stage of a pipeline on a torus) and (mesh,
     rank, layouts) of the distinct choices on them, in search order."""
-    model = plan.model
     meshes = slice_meshes(plan.cluster, chips, stage=stage)
     if not meshes:
         return [], []
@@ -78,8 +80,7 @@ def _kept(plan: Plan, chips: int, names, ffns, attentions, by_signature: dict,
         key = signatures[first[u]].tobytes()
         layouts = by_signature.get(key)
         if layouts is None:
-            layouts = by_signature[key] = _layouts(plan, dict(zip("xyz", sizes[first[u]].tolist())), ffns,
-                                                   attentions)
+            layouts = by_signature[key] = _layouts(plan, dict(zip("xyz", sizes[first[u]].tolist())), ffns, attentions)
         for layout_names, axes, *layout in layouts:
             entries.setdefault((layout_names, axes), (layout, []))[1].extend(members.tolist())
     kept = [(m, _rank(layout), layout) for m, layout in _first(factors, entries)]
@@ -94,8 +95,12 @@ def _first(factors: np.ndarray, entries: dict[tuple, tuple]) -> list[tuple[int, 
     if not entries:
         return []
     groups = sorted({g for _, axes in entries for g in axes})
-    held = [np.sort(np.where(np.array([a in g for a in "xyz"])[None, :, None], factors, 0), axis=1)
-            .reshape(len(factors), -1) for g in groups]
+    held = [
+        np.sort(np.where(np.array([a in g for a in "xyz"])[None, :, None], factors, 0), axis=1).reshape(
+            len(factors), -1
+        )
+        for g in groups
+    ]
     codes = dict(zip(groups, first_rows(np.concatenate(held))[1].reshape(len(groups), len(factors))))
     by_names: dict[tuple, list] = {}
     for (names, axes), (layout, members) in entries.items():
@@ -118,8 +123,9 @@ def _rank(layout) -> tuple[int, int, int]:
     return (_ORDER[0][ffn.name], _ORDER[1][attention.name], _ORDER[2][experts.name] if experts is not None else 0)
 
 
-_ORDER = tuple({name: i for i, name in enumerate(registry)} for registry in (FFN_LAYOUTS, ATTENTION_LAYOUTS,
-                                                                             EXPERT_LAYOUTS))
+_ORDER = tuple(
+    {name: i for i, name in enumerate(registry)} for registry in (FFN_LAYOUTS, ATTENTION_LAYOUTS, EXPERT_LAYOUTS)
+)
 
 
 GROUPS = ("x", "y", "z", "xy", "xz", "yz", "xyz")
@@ -151,15 +157,20 @@ def _layouts(plan: Plan, sizes: dict[str, int], ffns, attentions) -> list[tuple]
         for attention in attentions:
             if not attention.applies(model, ffn, sizes):
                 continue
-            axes = (ffn.batch_axes, ffn.f_axes, ffn.e_axes, ffn.gather_axes) + \
-                attention.core_axes(model, ffn, sizes)
+            axes = (ffn.batch_axes, ffn.f_axes, ffn.e_axes, ffn.gather_axes) + attention.core_axes(model, ffn, sizes)
             for experts in _expert_layouts(plan, sizes):
                 if experts is None:
                     out.append(((ffn.name, attention.name), axes, ffn, attention, None))
                 else:
-                    out.append(((ffn.name, attention.name, experts.name),
-                                axes + (experts.expert_axes, experts.f_axes, experts.gather_axes),
-                                ffn, attention, experts))
+                    out.append(
+                        (
+                            (ffn.name, attention.name, experts.name),
+                            axes + (experts.expert_axes, experts.f_axes, experts.gather_axes),
+                            ffn,
+                            attention,
+                            experts,
+                        )
+                    )
     return out
 
 
@@ -168,18 +179,38 @@ def _expert_layouts(plan: Plan, sizes: dict[str, int]) -> list:
     if plan.model.experts is None:
         return [None]
     names = plan.space.experts or tuple(EXPERT_LAYOUTS)
-    return [layout for layout in (EXPERT_LAYOUTS[name] for name in names)
-            if layout.applies(plan.model, sizes, plan.workload.routing)]
+    return [
+        layout
+        for layout in (EXPERT_LAYOUTS[name] for name in names)
+        if layout.applies(plan.model, sizes, plan.workload.routing)
+    ]
 
 
-def candidates(plan: Plan, phase: Phase, chips: tuple[int, ...] | None = None,
-               formats: tuple | None = None, discrete: list[Choice] | None = None) -> list[Candidate]:
+def candidates(
+    plan: Plan,
+    phase: Phase,
+    chips: tuple[int, ...] | None = None,
+    formats: tuple | None = None,
+    discrete: list[Choice] | None = None,
+) -> list[Candidate]:
     """Every distinct discrete choice for `phase` (mesh groupings that cost the same are merged),
     in each of `formats` (default: the plan's); `discrete`: the plan's choices, if already made."""
     formats = plan.space.formats(plan.cluster.chip) if formats is None else formats
-    return [Candidate(phase=phase, mesh=c.mesh, ffn=c.ffn, attention=c.attention, weights=f.weights,
-                      kv_cache=f.kv_cache, sparsity=f.sparsity, experts=c.experts, stages=c.stages)
-            for c in (choices(plan, chips) if discrete is None else discrete) for f in formats]
+    return [
+        Candidate(
+            phase=phase,
+            mesh=c.mesh,
+            ffn=c.ffn,
+            attention=c.attention,
+            weights=f.weights,
+            kv_cache=f.kv_cache,
+            sparsity=f.sparsity,
+            experts=c.experts,
+            stages=c.stages,
+        )
+        for c in (choices(plan, chips) if discrete is None else discrete)
+        for f in formats
+    ]
 
 
 class PhaseCandidates(Sequence):
@@ -196,5 +227,14 @@ class PhaseCandidates(Sequence):
         if isinstance(k, slice):
             return [self[i] for i in range(*k.indices(len(self)))]
         c, f = self.discrete[k], self.first
-        return Candidate(phase=self.phase, mesh=c.mesh, ffn=c.ffn, attention=c.attention, weights=f.weights,
-                         kv_cache=f.kv_cache, sparsity=f.sparsity, experts=c.experts, stages=c.stages)
+        return Candidate(
+            phase=self.phase,
+            mesh=c.mesh,
+            ffn=c.ffn,
+            attention=c.attention,
+            weights=f.weights,
+            kv_cache=f.kv_cache,
+            sparsity=f.sparsity,
+            experts=c.experts,
+            stages=c.stages,
+        )

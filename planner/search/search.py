@@ -63,8 +63,11 @@ class Point:
     @property
     def key(self) -> tuple:
         """What identifies a point across two runs (compare matches on this)."""
-        return (self.phase.value, self.chips, self.batch, self.ffn, self.attention, self.weights, self.kv_cache) + \
-            ((self.experts,) if self.experts else ()) + ((self.stages,) if self.stages > 1 else ())
+        return (
+            (self.phase.value, self.chips, self.batch, self.ffn, self.attention, self.weights, self.kv_cache)
+            + ((self.experts,) if self.experts else ())
+            + ((self.stages,) if self.stages > 1 else ())
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -99,8 +102,7 @@ class SearchResult:
         return tuple(sorted(totals.items()))
 
 
-def search(plan: Plan, progress: Callable[[int, int], None] | None = None,
-           partial: bool = False) -> SearchResult:
+def search(plan: Plan, progress: Callable[[int, int], None] | None = None, partial: bool = False) -> SearchResult:
     """Search every phase; `progress(done, total)` is called after each evaluation, if given.
     A phase with nothing feasible raises InfeasibleError, unless `partial` and another phase has
     a frontier: then that phase comes back empty, with the reason in `infeasible`."""
@@ -132,8 +134,9 @@ def search(plan: Plan, progress: Callable[[int, int], None] | None = None,
     return SearchResult(plan=plan, phases=phases)
 
 
-def _search_phase(plan: Plan, phase: Phase, layouts: Sequence[Candidate], swept: Swept,
-                  lines: LineCache | None = None) -> PhaseResult:
+def _search_phase(
+    plan: Plan, phase: Phase, layouts: Sequence[Candidate], swept: Swept, lines: LineCache | None = None
+) -> PhaseResult:
     batch = np.array(plan.space.batches, dtype=np.int64)
     formats = plan.space.formats(plan.cluster.chip)
     dropped = {DOES_NOT_FIT: 0, TOO_SLOW: 0, STEP_TOO_SLOW: 0, LOW_MFU: 0}
@@ -142,8 +145,14 @@ def _search_phase(plan: Plan, phase: Phase, layouts: Sequence[Candidate], swept:
     evaluated, feasible = swept.latency_s.size, int(ok.sum())
     dropped_items = tuple((r, c) for r, c in sorted(dropped.items()) if c)
     if feasible == 0:
-        return PhaseResult(phase=phase, evaluated=evaluated, feasible=0, dropped=dropped_items, frontier=(),
-                           infeasible=_nothing_feasible(plan, phase, evaluated, dropped, reach))
+        return PhaseResult(
+            phase=phase,
+            evaluated=evaluated,
+            feasible=0,
+            dropped=dropped_items,
+            frontier=(),
+            infeasible=_nothing_feasible(plan, phase, evaluated, dropped, reach),
+        )
     owner, index = np.nonzero(ok)  # candidate and point of each feasible point, in candidate order
     evaluations: dict[int, Evaluation] = {}
     points = []
@@ -153,8 +162,13 @@ def _search_phase(plan: Plan, phase: Phase, layouts: Sequence[Candidate], swept:
             evaluations[k] = cost(plan, layouts[k], batch, formats=formats, lines=lines)
         points.append((evaluations[k], int(index[j])))
     points.sort(key=lambda p: order_key(*p))
-    return PhaseResult(phase=phase, evaluated=evaluated, feasible=feasible, dropped=dropped_items,
-                       frontier=tuple(point(ev, i) for ev, i in points))
+    return PhaseResult(
+        phase=phase,
+        evaluated=evaluated,
+        feasible=feasible,
+        dropped=dropped_items,
+        frontier=tuple(point(ev, i) for ev, i in points),
+    )
 
 
 @dataclass
@@ -181,9 +195,11 @@ def _feasible(plan: Plan, phase: Phase, swept: Swept, dropped: dict[str, int], r
         fast = fast if step_limit is None else fast & (step_s <= step_limit)
         if fast.any():
             reach.mfu = max(reach.mfu, float(mfu[fast].max()))
-    for reason, passes in ((TOO_SLOW, None if limits.max_latency_s is None else latency_s <= limits.max_latency_s),
-                           (STEP_TOO_SLOW, None if step_limit is None else step_s <= step_limit),
-                           (LOW_MFU, None if limits.min_mfu is None else mfu >= limits.min_mfu)):
+    for reason, passes in (
+        (TOO_SLOW, None if limits.max_latency_s is None else latency_s <= limits.max_latency_s),
+        (STEP_TOO_SLOW, None if step_limit is None else step_s <= step_limit),
+        (LOW_MFU, None if limits.min_mfu is None else mfu >= limits.min_mfu),
+    ):
         if passes is not None:
             dropped[reason] += int((ok & ~passes).sum())
             ok = ok & passes
@@ -193,13 +209,19 @@ def _feasible(plan: Plan, phase: Phase, swept: Swept, dropped: dict[str, int], r
 def order_key(ev: Evaluation, i: int) -> tuple:
     """Lowest latency first; ties go to higher MFU, then less traffic, then registry order."""
     c = ev.candidate
-    return (float(ev.latency_s[i]), -float(ev.mfu[i]), float(ev.comm_s[i]), float(ev.memory_s[i]),
-            list(FFN_LAYOUTS).index(c.ffn.name), list(ATTENTION_LAYOUTS).index(c.attention.name),
-            c.mesh.chips * c.stages, int(ev.batch[i]), ev.formats_at(i).weight_bytes,
-            ev.formats_at(i).kv_cache.bytes_per_element(ev.model.d_head), c.stages) + \
-        ((list(EXPERT_LAYOUTS).index(c.experts.name),) if c.experts is not None else ())
-
-
+    return (
+        float(ev.latency_s[i]),
+        -float(ev.mfu[i]),
+        float(ev.comm_s[i]),
+        float(ev.memory_s[i]),
+        list(FFN_LAYOUTS).index(c.ffn.name),
+        list(ATTENTION_LAYOUTS).index(c.attention.name),
+        c.mesh.chips * c.stages,
+        int(ev.batch[i]),
+        ev.formats_at(i).weight_bytes,
+        ev.formats_at(i).kv_cache.bytes_per_element(ev.model.d_head),
+        c.stages,
+    ) + ((list(EXPERT_LAYOUTS).index(c.experts.name),) if c.experts is not None else ())
 
 
 def frontier(kept: list[tuple[Evaluation, np.ndarray]]) -> list[Point]:
@@ -219,17 +241,33 @@ def frontier(kept: list[tuple[Evaluation, np.ndarray]]) -> list[Point]:
 def point(ev: Evaluation, i: int) -> Point:
     c, mesh = ev.candidate, ev.candidate.mesh
     return Point(
-        phase=c.phase, chips=mesh.chips * c.stages, mesh=_stacked(mesh.physical, c.stages),
-        partition=(("x", tuple(mesh.names("x"))), ("yz", tuple(mesh.names("yz"))),
-                   ("gather", tuple(mesh.names(c.ffn.gather_axes)))),
-        batch=int(ev.batch[i]), ffn=c.ffn.name, attention=c.attention.name, weights=ev.weights_at(i).label,
+        phase=c.phase,
+        chips=mesh.chips * c.stages,
+        mesh=_stacked(mesh.physical, c.stages),
+        partition=(
+            ("x", tuple(mesh.names("x"))),
+            ("yz", tuple(mesh.names("yz"))),
+            ("gather", tuple(mesh.names(c.ffn.gather_axes))),
+        ),
+        batch=int(ev.batch[i]),
+        ffn=c.ffn.name,
+        attention=c.attention.name,
+        weights=ev.weights_at(i).label,
         kv_cache=ev.formats_at(i).kv_cache.label,
-        latency_s=float(ev.latency_s[i]), step_latency_s=float(ev.step_s[i]), mfu=float(ev.mfu[i]),
+        latency_s=float(ev.latency_s[i]),
+        step_latency_s=float(ev.step_s[i]),
+        mfu=float(ev.mfu[i]),
         cost_chip_s_per_token=float(ev.cost_chip_s_per_token[i]),
-        tokens_per_s=float(ev.tokens_per_s[i]), hbm_bytes_per_chip=float(ev.hbm_bytes[i]),
-        hbm_fraction=float(ev.hbm_fraction[i]), bound=BOUNDS[int(ev.bound[i])],
-        compute_s=float(ev.compute_s[i]), memory_s=float(ev.memory_s[i]),
-        comm_s=float(ev.comm_s[i]), overhead_s=float(np.broadcast_to(ev.overhead_s, ev.batch.shape)[i]), kernels_s=float(ev.local_s[i]), stages=c.stages,
+        tokens_per_s=float(ev.tokens_per_s[i]),
+        hbm_bytes_per_chip=float(ev.hbm_bytes[i]),
+        hbm_fraction=float(ev.hbm_fraction[i]),
+        bound=BOUNDS[int(ev.bound[i])],
+        compute_s=float(ev.compute_s[i]),
+        memory_s=float(ev.memory_s[i]),
+        comm_s=float(ev.comm_s[i]),
+        overhead_s=float(np.broadcast_to(ev.overhead_s, ev.batch.shape)[i]),
+        kernels_s=float(ev.local_s[i]),
+        stages=c.stages,
         micro_batches=int(ev.micro_batches[i]) if c.stages > 1 else 1,
         experts=c.experts.name if c.experts is not None else "",
     )
@@ -240,27 +278,49 @@ def _stacked(physical: tuple[tuple[str, int], ...], stages: int) -> tuple[tuple[
     return physical if stages == 1 else (("stages", stages),) + physical
 
 
-def cost(plan: Plan, candidate: Candidate, batch: np.ndarray, detail: bool = False, formats=None,
-         lines: LineCache | None = None) -> Evaluation:
+def cost(
+    plan: Plan,
+    candidate: Candidate,
+    batch: np.ndarray,
+    detail: bool = False,
+    formats=None,
+    lines: LineCache | None = None,
+) -> Evaluation:
     """costmodel.evaluate, or pipeline.evaluate_pipeline for a candidate with stages (`lines`: the
     search's collective lines, if kept)."""
     run = evaluate
     if candidate.stages > 1:  # imported here: a plan without stages never loads the pipeline model
         from planner.cost.pipeline import evaluate_pipeline
+
         run = evaluate_pipeline
     return run(plan.model, plan.cluster, plan.workload, candidate, batch, detail=detail, formats=formats, lines=lines)
 
 
-def best(plan: Plan, phase: Phase, chips: int, batch: int, weights=None, ffn=None, attention=None,
-         experts=None, kv_cache=None, stages=None) -> Evaluation | None:
+def best(
+    plan: Plan,
+    phase: Phase,
+    chips: int,
+    batch: int,
+    weights=None,
+    ffn=None,
+    attention=None,
+    experts=None,
+    kv_cache=None,
+    stages=None,
+) -> Evaluation | None:
     """The lowest-latency feasible evaluation at one chip count and batch (optionally with a
     weight or KV-cache format, layout or stage count fixed), as a one-element Evaluation; None if
     nothing fits."""
     found = None
     for c in candidates(plan, phase, chips=(chips,)):
-        if (weights and c.weights is not weights) or (ffn and c.ffn.name != ffn) or \
-                (attention and c.attention.name != attention) or (kv_cache and c.kv_cache is not kv_cache) or \
-                (experts and (c.experts is None or c.experts.name != experts)) or (stages and c.stages != stages):
+        if (
+            (weights and c.weights is not weights)
+            or (ffn and c.ffn.name != ffn)
+            or (attention and c.attention.name != attention)
+            or (kv_cache and c.kv_cache is not kv_cache)
+            or (experts and (c.experts is None or c.experts.name != experts))
+            or (stages and c.stages != stages)
+        ):
             continue
         ev = cost(plan, c, np.array([batch]))
         if ev.hbm_bytes[0] > plan.cluster.chip.usable_hbm_bytes:
@@ -279,17 +339,27 @@ def _nothing_feasible(plan: Plan, phase: Phase, evaluated: int, dropped: dict[st
         return text + "\n  hint: " + weights_hint(plan)
     limits = plan.constraints
     if dropped[TOO_SLOW]:
-        steps = (f" ({fmt_seconds(reach.step_s)} per step for {plan.workload.output_tokens} output tokens: "
-                 f"--max-latency covers the whole request)" if phase is Phase.DECODE else "")
-        text += (f"\n  hint: the fastest {phase.value} that fits takes {fmt_seconds(reach.latency_s)}{steps}; "
-                 f"--max-latency is {fmt_seconds(limits.max_latency_s)}.")
+        steps = (
+            f" ({fmt_seconds(reach.step_s)} per step for {plan.workload.output_tokens} output tokens: "
+            f"--max-latency covers the whole request)"
+            if phase is Phase.DECODE
+            else ""
+        )
+        text += (
+            f"\n  hint: the fastest {phase.value} that fits takes {fmt_seconds(reach.latency_s)}{steps}; "
+            f"--max-latency is {fmt_seconds(limits.max_latency_s)}."
+        )
     if dropped[STEP_TOO_SLOW]:
-        text += (f"\n  hint: the fastest decode step that fits takes {fmt_seconds(reach.step_s)}; "
-                 f"--max-step-latency is {fmt_seconds(limits.max_step_latency_s)}.")
+        text += (
+            f"\n  hint: the fastest decode step that fits takes {fmt_seconds(reach.step_s)}; "
+            f"--max-step-latency is {fmt_seconds(limits.max_step_latency_s)}."
+        )
     if dropped[LOW_MFU] and reach.mfu > 0:
         within = " within the latency limits" if limits.max_latency_s or limits.max_step_latency_s else ""
-        text += (f"\n  hint: the highest MFU that fits{within} is {fmt_percent(reach.mfu)}; "
-                 f"--min-mfu is {fmt_percent(limits.min_mfu)}.")
+        text += (
+            f"\n  hint: the highest MFU that fits{within} is {fmt_percent(reach.mfu)}; "
+            f"--min-mfu is {fmt_percent(limits.min_mfu)}."
+        )
     return text + "\n  hint: relax the constraints (--max-latency, --max-step-latency, --min-mfu) or allow more chips."
 
 
@@ -297,8 +367,10 @@ def capacity(chip) -> str:
     """What a chip offers the model: '71.3 GiB (79.2 GiB HBM less 7.92 GiB runtime reserve)'."""
     if not chip.memory_reserve_bytes:
         return fmt_bytes(chip.hbm_bytes)
-    return (f"{fmt_bytes(chip.usable_hbm_bytes)} ({fmt_bytes(chip.hbm_bytes)} HBM less "
-            f"{fmt_bytes(chip.memory_reserve_bytes)} runtime reserve)")
+    return (
+        f"{fmt_bytes(chip.usable_hbm_bytes)} ({fmt_bytes(chip.hbm_bytes)} HBM less "
+        f"{fmt_bytes(chip.memory_reserve_bytes)} runtime reserve)"
+    )
 
 
 def _smallest_weights(plan: Plan) -> tuple[Formats, float, int, int]:
@@ -323,13 +395,18 @@ def weights_hint(plan: Plan) -> str:
     chip = plan.cluster.chip
     smallest, need, at_least, searched = _smallest_weights(plan)
     fits = [n for n in plan.cluster.topology.chip_counts if n >= at_least]
-    text = (f"{smallest.weights.label} weights need {fmt_bytes(need)}: at least {at_least} "
-            f"chip{'s' if at_least != 1 else ''} of "
-            f"{capacity(chip)}")
+    text = (
+        f"{smallest.weights.label} weights need {fmt_bytes(need)}: at least {at_least} "
+        f"chip{'s' if at_least != 1 else ''} of "
+        f"{capacity(chip)}"
+    )
     if searched >= at_least:  # the weights fit: the KV cache and activations are what overflow
         other = "" if "batch" in plan.space.attention else ", or the batch attention layout"
-        return (text + f", which {fmt_chips(searched)} {'has' if searched == 1 else 'have'}; the KV cache (batch x context) and activations "
-                f"are what overflow: use a smaller batch or context{other}.")
+        return (
+            text
+            + f", which {fmt_chips(searched)} {'has' if searched == 1 else 'have'}; the KV cache (batch x context) and activations "
+            f"are what overflow: use a smaller batch or context{other}."
+        )
     text += f"; smallest slice that fits: {fits[0]}" if fits else "; no slice of this cluster is that large"
     return text + " (plus room for the KV cache)" + _smaller_format_hint(plan, smallest, searched) + "."
 
@@ -338,34 +415,50 @@ def _smaller_format_hint(plan: Plan, smallest, searched: int) -> str:
     """', or fp8 weights (625 GiB) fit on 8 chips (--weights fp8)': the widest weight formats the
     chip runs, smaller than the smallest searched, whose weights fit on the chips searched."""
     chip = plan.cluster.chip
-    options = [f for f in (Formats(weights=w, sparsity=smallest.sparsity) for w in WeightFormat)
-               if chip.supports(f) and f.weight_bytes < smallest.weight_bytes
-               and plan.model.n_params * f.weight_bytes <= searched * chip.usable_hbm_bytes]
+    options = [
+        f
+        for f in (Formats(weights=w, sparsity=smallest.sparsity) for w in WeightFormat)
+        if chip.supports(f)
+        and f.weight_bytes < smallest.weight_bytes
+        and plan.model.n_params * f.weight_bytes <= searched * chip.usable_hbm_bytes
+    ]
     if not options:
         return ""
     widest = max(f.weight_bytes for f in options)
-    fastest_first = sorted((f for f in options if f.weight_bytes == widest),
-                           key=lambda f: -f.weight_peak_flop_per_s(chip))  # stable: enum order on ties
+    fastest_first = sorted(
+        (f for f in options if f.weight_bytes == widest), key=lambda f: -f.weight_peak_flop_per_s(chip)
+    )  # stable: enum order on ties
     labels = [f.weights.label for f in fastest_first]
     names = labels[0] if len(labels) == 1 else ", ".join(labels[:-1]) + " or " + labels[-1]
-    return (f"; or {names} weights ({fmt_bytes(plan.model.n_params * widest)}) fit on "
-            f"{searched} chip{'s' if searched != 1 else ''} (--weights {labels[0]})")
+    return (
+        f"; or {names} weights ({fmt_bytes(plan.model.n_params * widest)}) fit on "
+        f"{searched} chip{'s' if searched != 1 else ''} (--weights {labels[0]})"
+    )
 
 
-def explain_infeasible(plan: Plan, phase: Phase, chips: int, batch: int, weights, ffn: str,
-                       attention: str, kv_cache=None) -> str:
+def explain_infeasible(
+    plan: Plan, phase: Phase, chips: int, batch: int, weights, ffn: str, attention: str, kv_cache=None
+) -> str:
     """Why one layout cannot be explained: it does not apply on this mesh, or does not fit."""
-    evs = [cost(plan, c, np.array([batch]))
-           for c in candidates(plan, phase, chips=(chips,))
-           if c.ffn.name == ffn and c.attention.name == attention and c.weights is weights
-           and (kv_cache is None or c.kv_cache is kv_cache)]
+    evs = [
+        cost(plan, c, np.array([batch]))
+        for c in candidates(plan, phase, chips=(chips,))
+        if c.ffn.name == ffn
+        and c.attention.name == attention
+        and c.weights is weights
+        and (kv_cache is None or c.kv_cache is kv_cache)
+    ]
     if not evs and plan.model.experts is None and FFN_LAYOUTS[ffn].replicated:
-        return (f"{ffn} applies to mixtures of experts only: {plan.model.name} whole on every chip is "
-                f"{chips} one-chip replicas; plan it on 1 chip (or serve replicas).")
+        return (
+            f"{ffn} applies to mixtures of experts only: {plan.model.name} whole on every chip is "
+            f"{chips} one-chip replicas; plan it on 1 chip (or serve replicas)."
+        )
     if not evs:
-        return (f"{ffn}+{attention} does not apply on {fmt_chips(chips)} of {plan.cluster.name} "
-                "(its axis groups would be trivial, or it coincides with the other attention layout); "
-                "try another layout or chip count.")
+        return (
+            f"{ffn}+{attention} does not apply on {fmt_chips(chips)} of {plan.cluster.name} "
+            "(its axis groups would be trivial, or it coincides with the other attention layout); "
+            "try another layout or chip count."
+        )
     fewest = min(evs, key=lambda ev: float(ev.hbm_bytes[0]))
     need, usable = float(fewest.hbm_bytes[0]), plan.cluster.chip.usable_hbm_bytes
     layout, where = f"{ffn}+{attention}", "per chip"
@@ -375,11 +468,16 @@ def explain_infeasible(plan: Plan, phase: Phase, chips: int, batch: int, weights
     needs = fmt_bytes(need)
     if needs == fmt_bytes(usable):  # equal when rounded: say by how much
         needs += f" ({fmt_bytes(need - usable)} more than it has)"
-    return (f"{layout} at batch {batch} on {fmt_chips(chips)} does not fit in HBM: needs "
-            f"{needs} {where}, has {capacity(plan.cluster.chip)}.\n  hint: "
-            + weights_hint(plan) + ("" if _weights_fit(plan) else _other_remedies(batch, attention)))
+    return (
+        f"{layout} at batch {batch} on {fmt_chips(chips)} does not fit in HBM: needs "
+        f"{needs} {where}, has {capacity(plan.cluster.chip)}.\n  hint: "
+        + weights_hint(plan)
+        + ("" if _weights_fit(plan) else _other_remedies(batch, attention))
+    )
 
 
 def _other_remedies(batch: int, attention: str) -> str:
-    remedies = (["a smaller batch"] if batch > 1 else []) + (["the batch attention layout"] if attention != "batch" else [])
+    remedies = (["a smaller batch"] if batch > 1 else []) + (
+        ["the batch attention layout"] if attention != "batch" else []
+    )
     return f" Or use {' or '.join(remedies)}." if remedies else ""

@@ -72,20 +72,35 @@ class Buckets:
     mesh_lines: MeshLines  # the candidates' meshes (one stage's, for pipelined ones)
 
 
-def sweep(plan: Plan, layouts: list[Candidate], batch: np.ndarray, formats,
-          step: Callable[[int], None] = lambda count: None, lines: LineCache | None = None,
-          buckets: Buckets | None = None, parts: bool = False) -> Swept:
+def sweep(
+    plan: Plan,
+    layouts: list[Candidate],
+    batch: np.ndarray,
+    formats,
+    step: Callable[[int], None] = lambda count: None,
+    lines: LineCache | None = None,
+    buckets: Buckets | None = None,
+    parts: bool = False,
+) -> Swept:
     """Every candidate's latency, step, MFU and HBM use over the points, for candidates of one
     phase: `sweep_phases` of that phase alone."""
     lines = LineCache(plan.cluster) if lines is None else lines
     phase = layouts[0].phase
-    return sweep_phases(plan, {phase: layouts}, batch, formats, step, lines,
-                        buckets or make_buckets(plan, layouts), parts=parts)[phase]
+    return sweep_phases(
+        plan, {phase: layouts}, batch, formats, step, lines, buckets or make_buckets(plan, layouts), parts=parts
+    )[phase]
 
 
-def sweep_phases(plan: Plan, layouts: dict[Phase, list[Candidate]], batch: np.ndarray, formats,
-                 step: Callable[[int], None], lines: LineCache, buckets: Buckets,
-                 parts: bool = False) -> dict[Phase, Swept]:
+def sweep_phases(
+    plan: Plan,
+    layouts: dict[Phase, list[Candidate]],
+    batch: np.ndarray,
+    formats,
+    step: Callable[[int], None],
+    lines: LineCache,
+    buckets: Buckets,
+    parts: bool = False,
+) -> dict[Phase, Swept]:
     """Every candidate's latency, step, MFU and HBM use over the points, per phase (the phases'
     candidates are parallel lists, sorted into `buckets`; `lines`: the collectives' lines, kept
     for the whole search): a bucket's phases costed in one pass (a model with local layers, and
@@ -134,20 +149,39 @@ def make_buckets(plan: Plan, layouts) -> Buckets:
         members = [i for ms in rows.values() for i in ms]
         meshes = [layouts[i].mesh for i in members]
         index = np.array([distinct.setdefault(id(mesh), (len(distinct), mesh))[0] for mesh in meshes], dtype=np.int64)
-        out[key] = Bucket(rows=rows, members=np.array(members, dtype=np.int64), meshes=meshes, index=index,
-                          row_of=np.repeat(np.arange(len(rows)), [len(ms) for ms in rows.values()]))
+        out[key] = Bucket(
+            rows=rows,
+            members=np.array(members, dtype=np.int64),
+            meshes=meshes,
+            index=index,
+            row_of=np.repeat(np.arange(len(rows)), [len(ms) for ms in rows.values()]),
+        )
     return Buckets(out, {}, MeshLines(plan.cluster, [mesh for _, mesh in distinct.values()]))
 
 
-def _bucket(plan: Plan, first: Candidate, bucket: Bucket, key: tuple, batch: np.ndarray, formats,
-            lines: LineCache, buckets: Buckets, phases: tuple[Phase, ...] = (), parts: bool = False):
+def _bucket(
+    plan: Plan,
+    first: Candidate,
+    bucket: Bucket,
+    key: tuple,
+    batch: np.ndarray,
+    formats,
+    lines: LineCache,
+    buckets: Buckets,
+    phases: tuple[Phase, ...] = (),
+    parts: bool = False,
+):
     """(latency_s, step_s, mfu, hbm_bytes), each (members, points), of the bucket `key`, whose
     first member is `first`, followed with `parts` by the PARTS; with `phases`, a list of those
     per phase, all costed in one pass (a Grid of the bucket's meshes once per phase)."""
     table = np.array(list(bucket.rows), dtype=np.int64)  # (meshes, 3): logical sizes x, y, z (, stages)
     count = max(len(phases), 1)
-    grid = Grid(sizes={axis: np.tile(table[:, [j]], (count, 1)) for j, axis in enumerate("xyz")},
-                chips=np.tile(table[:, [0]] * table[:, [1]] * table[:, [2]], (count, 1)), core=key[1], phases=phases)
+    grid = Grid(
+        sizes={axis: np.tile(table[:, [j]], (count, 1)) for j, axis in enumerate("xyz")},
+        chips=np.tile(table[:, [0]] * table[:, [1]] * table[:, [2]], (count, 1)),
+        core=key[1],
+        phases=phases,
+    )
     times: dict[tuple, np.ndarray] = {}  # a pipeline's stages (costed apart) share their collectives' times
     members = len(bucket.row_of)
 
@@ -179,8 +213,9 @@ def _bucket(plan: Plan, first: Candidate, bucket: Bucket, key: tuple, batch: np.
                 times[same] = seconds
         if not every:
             seconds = seconds[which]
-        comm_s, prefetched_s = network_seconds(lines, which, collectives, seconds, repeats, layer.prefetched, None,
-                                               seconds)
+        comm_s, prefetched_s = network_seconds(
+            lines, which, collectives, seconds, repeats, layer.prefetched, None, seconds
+        )
         if data is not layer.collective_bytes:  # each format's points: the same seconds
             comm_s, prefetched_s = np.tile(comm_s, formats), np.tile(prefetched_s, formats)
         return comm_s, prefetched_s
@@ -188,20 +223,42 @@ def _bucket(plan: Plan, first: Candidate, bucket: Bucket, key: tuple, batch: np.
     if table.shape[1] > 3:  # imported here: a plan without stages never loads the pipeline model
         assert not parts, "a pipeline's step parts are its stages'"
         from planner.cost.pipeline_sweep import sweep_pipeline
-        return sweep_pipeline(plan.model, plan.cluster, plan.workload, first, grid, table[:, [3]], bucket.row_of,
-                              bucket.meshes, batch, formats, network)
+
+        return sweep_pipeline(
+            plan.model,
+            plan.cluster,
+            plan.workload,
+            first,
+            grid,
+            table[:, [3]],
+            bucket.row_of,
+            bucket.meshes,
+            batch,
+            formats,
+            network,
+        )
     layer = layer_costs(plan.model, plan.cluster, plan.workload, first, batch, formats, grid=grid)
     meshes = len(bucket.rows)
     rows = (np.arange(count)[:, None] * meshes + bucket.row_of).reshape(-1)
     comm_s, prefetched_s = network(layer, rows)
     critical_s, step_s, latency_s, mfu = timing(plan.cluster, plan.workload, layer, comm_s, prefetched_s, rows=rows)
-    hbm_bytes = at_rows(np.broadcast_to(layer.hbm_bytes, np.broadcast_shapes(np.shape(layer.hbm_bytes),
-                                                                            (count * meshes, 1))), rows)
+    hbm_bytes = at_rows(
+        np.broadcast_to(layer.hbm_bytes, np.broadcast_shapes(np.shape(layer.hbm_bytes), (count * meshes, 1))), rows
+    )
     values = (latency_s, step_s, mfu, hbm_bytes)
     if parts:
-        values += (at_rows(layer.local_s, rows), comm_s, prefetched_s, at_rows(layer.overhead_s, rows),
-                   at_rows(layer.compute_s, rows), at_rows(layer.memory_s, rows), critical_s,
-                   step_overlap(plan.cluster.calibration, layer.micro_batches))
-    figures = [tuple(np.broadcast_to(x, (count * members, step_s.shape[-1]))[i * members:(i + 1) * members]
-                     for x in values) for i in range(count)]
+        values += (
+            at_rows(layer.local_s, rows),
+            comm_s,
+            prefetched_s,
+            at_rows(layer.overhead_s, rows),
+            at_rows(layer.compute_s, rows),
+            at_rows(layer.memory_s, rows),
+            critical_s,
+            step_overlap(plan.cluster.calibration, layer.micro_batches),
+        )
+    figures = [
+        tuple(np.broadcast_to(x, (count * members, step_s.shape[-1]))[i * members : (i + 1) * members] for x in values)
+        for i in range(count)
+    ]
     return figures if phases else figures[0]

@@ -48,19 +48,50 @@ class WeightFormat(Enum):
     those formats are exactly 1 byte per weight; group-wise and block scales are counted."""
 
     BF16 = ("bf16", 2.0, 0, 1, ComputeFormat.BF16, "bf16 weights and matmuls")
-    INT8 = ("int8", 1.0, 0, 1, ComputeFormat.BF16,
-            "int8 weights (per-channel scales), dequantised: matmuls at the bf16 peak")
-    FP8 = ("fp8", 1.0, 0, 1, ComputeFormat.FP8,
-           "W8A8: fp8 weights and activations (per-tensor scales), matmuls at the fp8 peak")
-    INT8_W8A8 = ("int8-w8a8", 1.0, 0, 1, ComputeFormat.INT8,
-                 "W8A8 (SmoothQuant-style): int8 weights and activations, matmuls at the int8 peak")
-    INT4 = ("int4", 0.5, 2, 128, ComputeFormat.BF16,
-            "int4 weights, one 16-bit scale per group of 128, dequantised: matmuls at the bf16 peak")
-    FP4 = ("fp4", 0.5, 1, 16, ComputeFormat.FP4,
-           "W4A4 (NVFP4): fp4 weights and activations, one fp8 scale per block of 16, fp4 peak")
+    INT8 = (
+        "int8",
+        1.0,
+        0,
+        1,
+        ComputeFormat.BF16,
+        "int8 weights (per-channel scales), dequantised: matmuls at the bf16 peak",
+    )
+    FP8 = (
+        "fp8",
+        1.0,
+        0,
+        1,
+        ComputeFormat.FP8,
+        "W8A8: fp8 weights and activations (per-tensor scales), matmuls at the fp8 peak",
+    )
+    INT8_W8A8 = (
+        "int8-w8a8",
+        1.0,
+        0,
+        1,
+        ComputeFormat.INT8,
+        "W8A8 (SmoothQuant-style): int8 weights and activations, matmuls at the int8 peak",
+    )
+    INT4 = (
+        "int4",
+        0.5,
+        2,
+        128,
+        ComputeFormat.BF16,
+        "int4 weights, one 16-bit scale per group of 128, dequantised: matmuls at the bf16 peak",
+    )
+    FP4 = (
+        "fp4",
+        0.5,
+        1,
+        16,
+        ComputeFormat.FP4,
+        "W4A4 (NVFP4): fp4 weights and activations, one fp8 scale per block of 16, fp4 peak",
+    )
 
-    def __init__(self, label: str, payload_bytes: float, scale_bytes: int, group: int,
-                 compute: ComputeFormat, description: str) -> None:
+    def __init__(
+        self, label: str, payload_bytes: float, scale_bytes: int, group: int, compute: ComputeFormat, description: str
+    ) -> None:
         self.label = label
         self.payload_bytes = payload_bytes
         self.scale_bytes = scale_bytes
@@ -74,7 +105,7 @@ class WeightFormat(Enum):
         return self.payload_bytes + self.scale_bytes / self.group
 
     @classmethod
-    def parse(cls, label: str) -> "WeightFormat":
+    def parse(cls, label: str) -> WeightFormat:
         for fmt in cls:
             if fmt.label == label:
                 return fmt
@@ -141,5 +172,6 @@ class Formats:
 
     @property
     def label(self) -> str:
-        return f"{self.weights.label} weights, {self.kv_cache.label} KV cache" + \
-            (f", {self.sparsity.label} sparse" if self.sparsity is not Sparsity.DENSE else "")
+        return f"{self.weights.label} weights, {self.kv_cache.label} KV cache" + (
+            f", {self.sparsity.label} sparse" if self.sparsity is not Sparsity.DENSE else ""
+        )

@@ -85,7 +85,7 @@ class Level:
     bytes_per_s: float  # per GPU, per direction (fully connected: with every peer of the level)
     fully_connected: bool = False  # no switch: one set of links from each GPU to each peer
     link_bytes_per_s: float = 0.0  # fully connected: one link, per direction
-    links_per_peer: int = 1        # fully connected: links between each pair of GPUs
+    links_per_peer: int = 1  # fully connected: links between each pair of GPUs
     in_switch_reduction: bool = False  # the switch reduces (NVLink SHARP): an all-reduce sends D, not 2(k-1)/k D
 
     def bandwidth(self, peers: int) -> float:
@@ -118,8 +118,9 @@ class Switched:
         """Whether `chips` GPUs can be used: an offered count, or any whole number of outermost
         groups (nodes) up to the largest offered count (3 nodes: 24 H100s)."""
         most = max(self.chip_counts_, default=0)
-        return chips in self.chip_counts_ or (len(self.levels) > 1 and chips % self.group_chips == 0
-                                              and 0 < chips <= most)
+        return chips in self.chip_counts_ or (
+            len(self.levels) > 1 and chips % self.group_chips == 0 and 0 < chips <= most
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -150,12 +151,12 @@ class Calibration:
     `matmul_efficiency` carries it along.
     """
 
-    matmul_efficiency: float = 1.0   # achieved / peak FLOP/s of a large matmul
-    hbm_efficiency: float = 1.0      # achieved / peak HBM bytes/s
+    matmul_efficiency: float = 1.0  # achieved / peak FLOP/s of a large matmul
+    hbm_efficiency: float = 1.0  # achieved / peak HBM bytes/s
     network_efficiency: float = 1.0  # achieved / peak link bytes/s (activation collectives)
     collective_latency_s: float = 0.0  # fixed cost of each ring step (hop) of a collective
-    layer_overhead_s: float = 0.0      # fixed cost per layer per step
-    token_overhead_s: float = 0.0      # fixed cost per token per layer (each token a chip holds)
+    layer_overhead_s: float = 0.0  # fixed cost per layer per step
+    token_overhead_s: float = 0.0  # fixed cost per token per layer (each token a chip holds)
     overlap: float = 0.0  # share of min(max(compute, memory), activation comm) hidden (0: sum, 1: max)
     weight_gather_efficiency: float | None = None  # achieved / peak link bytes/s of prefetched weight all-gathers
     matmul_half_rows: float = 0.0  # per-chip rows at which a matmul reaches half of matmul_efficiency
@@ -168,34 +169,45 @@ class Calibration:
         if self.weight_gather_efficiency is None:
             object.__setattr__(self, "weight_gather_efficiency", self.network_efficiency)
 
-    def level(self, name: str) -> "LevelConstants":
+    def level(self, name: str) -> LevelConstants:
         """The collective constants of switched level `name`: its own where `levels` gives them,
         else the cluster-wide ones (no fixed latency, `collective_latency_s` per ring step,
         `network_efficiency`, one protocol)."""
         given = self.levels.get(name, {})
-        return LevelConstants(latency_s=given.get("latency_s", 0.0),
-                              step_latency_s=given.get("step_latency_s", self.collective_latency_s),
-                              efficiency=given.get("efficiency", self.network_efficiency),
-                              bulk_latency_s=given.get("bulk_latency_s"),
-                              bulk_efficiency=given.get("bulk_efficiency"),
-                              in_switch_latency_s=given.get("in_switch_latency_s"),
-                              in_switch_efficiency=given.get("in_switch_efficiency"),
-                              weight_gather_efficiency=given.get("weight_gather_efficiency"), own=bool(given))
+        return LevelConstants(
+            latency_s=given.get("latency_s", 0.0),
+            step_latency_s=given.get("step_latency_s", self.collective_latency_s),
+            efficiency=given.get("efficiency", self.network_efficiency),
+            bulk_latency_s=given.get("bulk_latency_s"),
+            bulk_efficiency=given.get("bulk_efficiency"),
+            in_switch_latency_s=given.get("in_switch_latency_s"),
+            in_switch_efficiency=given.get("in_switch_efficiency"),
+            weight_gather_efficiency=given.get("weight_gather_efficiency"),
+            own=bool(given),
+        )
 
 
 # Keys of one entry of Calibration.levels; the bulk and in-switch pairs are optional (both or neither).
-LEVEL_KEYS = ("latency_s", "step_latency_s", "efficiency", "bulk_latency_s", "bulk_efficiency",
-              "in_switch_latency_s", "in_switch_efficiency", "weight_gather_efficiency")
+LEVEL_KEYS = (
+    "latency_s",
+    "step_latency_s",
+    "efficiency",
+    "bulk_latency_s",
+    "bulk_efficiency",
+    "in_switch_latency_s",
+    "in_switch_efficiency",
+    "weight_gather_efficiency",
+)
 
 
 @dataclass(frozen=True, kw_only=True)
 class LevelConstants:
     """A switched level's collective constants (planner.cost.network has the formula)."""
 
-    latency_s: float            # fixed time of a collective that spans the level
-    step_latency_s: float       # per ring step at the level
-    efficiency: float           # achieved / peak bytes/s of the latency-bound protocol
-    bulk_latency_s: float | None = None   # the bandwidth protocol's fixed time (None: no such line)
+    latency_s: float  # fixed time of a collective that spans the level
+    step_latency_s: float  # per ring step at the level
+    efficiency: float  # achieved / peak bytes/s of the latency-bound protocol
+    bulk_latency_s: float | None = None  # the bandwidth protocol's fixed time (None: no such line)
     bulk_efficiency: float | None = None  # its achieved / peak bytes/s
     # the in-switch all-reduce's fixed time and efficiency (a level with `in_switch_reduction`)
     in_switch_latency_s: float | None = None
@@ -217,7 +229,7 @@ class MoeKernels:
     DeepGEMM's grouped GEMMs, the share of the weight format's peak a large grouped GEMM sustains
     and the rows per expert at which it reaches half of it (planner.cost.kernels)."""
 
-    normal: tuple[tuple[str, float, float], ...]       # (level, latency_s, efficiency) per level
+    normal: tuple[tuple[str, float, float], ...]  # (level, latency_s, efficiency) per level
     low_latency: tuple[tuple[str, float, float], ...]  # the same for the low-latency kernels
     grouped_efficiency: float
     grouped_half_rows: float

@@ -20,9 +20,9 @@ from planner.specs.moe import Experts, LatentAttention
 class FfnKind(Enum):
     """Feedforward variant; carries how many E x F input matrices it has."""
 
-    GELU = ("gelu", 1)      # W_in[E, F], W_out[F, E]
+    GELU = ("gelu", 1)  # W_in[E, F], W_out[F, E]
     SWIGLU = ("swiglu", 2)  # W_gate[E, F], W_in[E, F], W_out[F, E]
-    GEGLU = ("geglu", 2)    # gated GELU (Gemma): the same matrices as swiglu, another nonlinearity
+    GEGLU = ("geglu", 2)  # gated GELU (Gemma): the same matrices as swiglu, another nonlinearity
 
     def __init__(self, label: str, n_input_matrices: int) -> None:
         self.label = label
@@ -86,8 +86,7 @@ class Model:
     def attention_params_per_layer(self) -> int:
         """W_Q[E, N*H] + W_O[N*H, E] + W_K, W_V[E, K*H] (no biases); MLA: see LatentAttention."""
         if self.latent is not None:
-            return self.n_heads * self.latent.per_head_params(self.d_model) + \
-                self.latent.shared_params(self.d_model)
+            return self.n_heads * self.latent.per_head_params(self.d_model) + self.latent.shared_params(self.d_model)
         q_and_o = 2 * self.d_model * self.n_heads * self.d_head
         k_and_v = 2 * self.d_model * self.n_kv_heads * self.d_head
         return q_and_o + k_and_v
@@ -115,14 +114,20 @@ class Model:
     def moe_layer_params(self, routed: int) -> int:
         """One MoE layer's FFN parameters with `routed` routed experts, shared experts and router."""
         x = self.experts
-        return routed * x.params_per_expert(self.ffn.n_input_matrices, self.d_model) + \
-            x.router_params(self.d_model) + self.ffn.n_matrices * self.d_model * x.shared_d_ff()
+        return (
+            routed * x.params_per_expert(self.ffn.n_input_matrices, self.d_model)
+            + x.router_params(self.d_model)
+            + self.ffn.n_matrices * self.d_model * x.shared_d_ff()
+        )
 
     def _moe_params(self, routed: int) -> int:
         moe = self.experts.n_moe_layers(self.n_layers)
-        return self.n_layers * self.attention_params_per_layer + \
-            (self.n_layers - moe) * self.ffn_params_per_layer + moe * self.moe_layer_params(routed) + \
-            self.embedding_params
+        return (
+            self.n_layers * self.attention_params_per_layer
+            + (self.n_layers - moe) * self.ffn_params_per_layer
+            + moe * self.moe_layer_params(routed)
+            + self.embedding_params
+        )
 
     def mfu_flops(self, tokens, logit_tokens):
         """FLOPs the MFU numerator credits for `tokens` processed, of which `logit_tokens` produce

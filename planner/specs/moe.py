@@ -29,13 +29,13 @@ import numpy as np
 class Experts:
     """Routed (and shared) experts of the MoE layers."""
 
-    n_experts: int        # M
-    top_k: int            # k: distinct experts each token is routed to
-    d_ff_expert: int      # F_e
-    n_shared: int = 0     # S: experts every token goes through
+    n_experts: int  # M
+    top_k: int  # k: distinct experts each token is routed to
+    d_ff_expert: int  # F_e
+    n_shared: int = 0  # S: experts every token goes through
     d_ff_shared: int = 0  # F_s (each shared expert)
     first_dense: int = 0  # the first layers are dense FFN layers
-    every: int = 1        # after those, every n-th layer is an MoE layer (see module docstring)
+    every: int = 1  # after those, every n-th layer is an MoE layer (see module docstring)
     router_bias: bool = False  # a bias per expert on the router logits (DeepSeek, gpt-oss)
     expert_bias: bool = False  # biases on every expert matrix (gpt-oss)
     # layer i of this model is layer i + offset of the model it was cut from (a pipeline stage's
@@ -82,11 +82,11 @@ class LatentAttention:
     per head and cached token, 2 (r_kv + h_r) FLOPs for scores and 2 r_kv for values. Prefill runs
     the expanded heads: 2 (h_n + h_r) + 2 h_v per head and attended token."""
 
-    q_rank: int   # r_q (0: queries projected from E directly)
+    q_rank: int  # r_q (0: queries projected from E directly)
     kv_rank: int  # r_kv
     qk_nope_dim: int  # h_n
     qk_rope_dim: int  # h_r
-    v_head_dim: int   # h_v
+    v_head_dim: int  # h_v
 
     @property
     def cache_elements(self) -> int:
@@ -101,8 +101,7 @@ class LatentAttention:
         """What one query head owns: W_UQ[r_q, h_n + h_r], W_UK and W_UV[r_kv, h_n + h_v],
         W_O[h_v, E]."""
         q_in = self.q_rank or d_model
-        return q_in * self.qk_head_dim + self.kv_rank * (self.qk_nope_dim + self.v_head_dim) + \
-            self.v_head_dim * d_model
+        return q_in * self.qk_head_dim + self.kv_rank * (self.qk_nope_dim + self.v_head_dim) + self.v_head_dim * d_model
 
     def shared_params(self, d_model: int) -> int:
         """What all heads share: W_DQ[E, r_q] and W_DKV[E, r_kv + h_r], with their norms."""

@@ -14,14 +14,14 @@ from planner.specs.moe import Routing
 
 class Phase(Enum):
     PREFILL = "prefill"  # one forward pass over input_tokens per sequence
-    DECODE = "decode"    # output_tokens steps of one token per sequence
+    DECODE = "decode"  # output_tokens steps of one token per sequence
 
 
 @dataclass(frozen=True, kw_only=True)
 class Workload:
-    input_tokens: int   # prefill: tokens per sequence processed in one pass
+    input_tokens: int  # prefill: tokens per sequence processed in one pass
     output_tokens: int  # decode: tokens generated per sequence
-    context: int        # decode: KV-cache length each decode step attends to (and must hold)
+    context: int  # decode: KV-cache length each decode step attends to (and must hold)
     routing: Routing = Routing()  # MoE models: load imbalance and redundant experts
 
 
@@ -41,14 +41,15 @@ class SearchSpace:
     def formats(self, chip: Chip) -> tuple[Formats, ...]:
         """Every combination of weight and KV-cache format, weights first, that `chip` has a
         peak for (a format without one is not searched on it)."""
-        combos = (Formats(weights=w, kv_cache=kv, sparsity=self.sparsity)
-                  for w, kv in product(self.weights, self.kv_cache))
+        combos = (
+            Formats(weights=w, kv_cache=kv, sparsity=self.sparsity) for w, kv in product(self.weights, self.kv_cache)
+        )
         return tuple(f for f in combos if chip.supports(f))
 
 
 @dataclass(frozen=True, kw_only=True)
 class Constraints:
-    max_latency_s: float | None = None       # per request: prefill pass, or all decode steps
+    max_latency_s: float | None = None  # per request: prefill pass, or all decode steps
     max_step_latency_s: float | None = None  # per decode step (time per output token)
     min_mfu: float | None = None
 
@@ -65,8 +66,8 @@ class Pin:
     weights: WeightFormat
     kv_cache: KvFormat = KvFormat.BF16
     experts: str = ""  # MoE expert layout; "": the fastest that applies (a plan searches every one)
-    stages: int = 1    # pipeline stages (chips counts all of them); 1: no pipeline
-    line: int = 0      # the plan file's line the pin was read from (0: not read from a file)
+    stages: int = 1  # pipeline stages (chips counts all of them); 1: no pipeline
+    line: int = 0  # the plan file's line the pin was read from (0: not read from a file)
 
 
 @dataclass(frozen=True, kw_only=True)

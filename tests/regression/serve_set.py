@@ -92,10 +92,16 @@ def commands(seed: int = SEED, count: int = COUNT) -> list[list[str]]:
         args = ["serve", "--model", model, "--cluster", cluster]
         if model not in SMALL or rng.random() < 0.8:  # else the cluster's every chip count
             args += ["--chips", ",".join(map(str, pick(rng, chip_choices, int(rng.integers(1, 3)))))]
-        args += ["--weights", ",".join(pick(rng, list(weights), int(rng.integers(1, 3))))] \
-            if rng.random() < 0.7 or model in ("deepseek-v3", "llama-4-maverick") else []
+        args += (
+            ["--weights", ",".join(pick(rng, list(weights), int(rng.integers(1, 3))))]
+            if rng.random() < 0.7 or model in ("deepseek-v3", "llama-4-maverick")
+            else []
+        )
         if rng.random() < 0.6:
-            args += ["--batch", ",".join(map(str, pick(rng, [1, 2, 4, 8, 16, 32, 64, 128, 256], int(rng.integers(2, 6)))))]
+            args += [
+                "--batch",
+                ",".join(map(str, pick(rng, [1, 2, 4, 8, 16, 32, 64, 128, 256], int(rng.integers(2, 6))))),
+            ]
         if rng.random() < 0.6:
             args += ["--input-tokens", str(pick(rng, [1, 60, 128, 512, 2048, 8192]))]
         if rng.random() < 0.6:

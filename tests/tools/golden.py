@@ -41,8 +41,9 @@ def check(folder: Path) -> list[str]:
         report = compare_runs(load_run(str(path)), run_from_result(search(load_plan(plan)), plan))
         if not report.identical:
             problems.append(f"{path}: {report.verdict()}")
-    problems += [f"{path}: no bundled plan {path.stem!r}" for path in sorted(folder.glob("*.json"))
-                 if path.stem not in plans]
+    problems += [
+        f"{path}: no bundled plan {path.stem!r}" for path in sorted(folder.glob("*.json")) if path.stem not in plans
+    ]
     return problems
 
 

@@ -66,14 +66,16 @@ class Choice:
 def orderings(residuals: tuple[Residual, ...]) -> tuple[Ordering, ...]:
     out = []
     for i, a in enumerate(residuals):
-        for b in residuals[i + 1:]:
+        for b in residuals[i + 1 :]:
             ma, mb = a.measurement, b.measurement
             same = (ma.setting, ma.weights) == (mb.setting, mb.weights)
-            disjoint = not set(FFN_CHOICES[ma.ffn]) & set(FFN_CHOICES[mb.ffn]) or \
-                not set(ATTENTION_CHOICES[ma.attention]) & set(ATTENTION_CHOICES[mb.attention])
+            disjoint = not set(FFN_CHOICES[ma.ffn]) & set(FFN_CHOICES[mb.ffn]) or not set(
+                ATTENTION_CHOICES[ma.attention]
+            ) & set(ATTENTION_CHOICES[mb.attention])
             if same and disjoint and ma.latency_s != mb.latency_s:
-                out.append(Ordering(faster=a, slower=b) if ma.latency_s < mb.latency_s else
-                           Ordering(faster=b, slower=a))
+                out.append(
+                    Ordering(faster=a, slower=b) if ma.latency_s < mb.latency_s else Ordering(faster=b, slower=a)
+                )
     return tuple(out)
 
 
@@ -103,8 +105,7 @@ class Assessment:
 
 def assess(cluster: Cluster, data: Measurements) -> Assessment:
     result = fit(cluster, data)
-    return Assessment(fit=result, orderings=orderings(result.residuals),
-                      choices=choices(result.cluster, data.points))
+    return Assessment(fit=result, orderings=orderings(result.residuals), choices=choices(result.cluster, data.points))
 
 
 @dataclass(frozen=True, kw_only=True)

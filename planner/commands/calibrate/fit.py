@@ -53,14 +53,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from planner.config.measurements import (
-    ATTENTION_CHOICES,
-    FFN_CHOICES,
-    Measurement,
-    Measurements,
-)
 from planner.commands.calibrate.solver import levenberg_marquardt
 from planner.commands.calibrate.terms import Terms, allowed
+from planner.config.measurements import ATTENTION_CHOICES, FFN_CHOICES, Measurement, Measurements
 from planner.cost.costmodel import Evaluation, evaluate
 from planner.specs.hardware import Calibration, Cluster, Torus
 
@@ -90,8 +85,7 @@ class Residual:
     @property
     def within_target(self) -> bool:
         """Latency, and MFU where measured, within ACCURACY_TARGET."""
-        return abs(self.error) <= ACCURACY_TARGET and (
-            self.mfu_error is None or abs(self.mfu_error) <= ACCURACY_TARGET)
+        return abs(self.error) <= ACCURACY_TARGET and (self.mfu_error is None or abs(self.mfu_error) <= ACCURACY_TARGET)
 
 
 def predict(cluster: Cluster, points: tuple[Measurement, ...]) -> tuple[Residual, ...]:
@@ -105,8 +99,7 @@ def _residual(m: Measurement, ev: Evaluation) -> Residual:
     layout = f"{c.ffn.name}+{c.attention.name} {sizes}"
     if c.ffn.name not in FFN_CHOICES[m.ffn] or c.attention.name not in ATTENTION_CHOICES[m.attention]:
         layout += " (one chip: any layout is this one)"  # see allowed()
-    return Residual(measurement=m, predicted_s=float(ev.latency_s[0]), predicted_mfu=float(ev.mfu[0]),
-                    layout=layout)
+    return Residual(measurement=m, predicted_s=float(ev.latency_s[0]), predicted_mfu=float(ev.mfu[0]), layout=layout)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -114,17 +107,29 @@ def _residual(m: Measurement, ev: Evaluation) -> Residual:
 
 # (Calibration field, kind): efficiencies in (0, 1] and the overlap in [0, 1] go through a
 # logit, latencies (>= 0) through a log around LATENCY_SCALE_S, rows (>= 0) through a log.
-CONSTANTS = (("matmul_efficiency", "fraction"), ("hbm_efficiency", "fraction"),
-             ("network_efficiency", "fraction"), ("collective_latency_s", "latency"),
-             ("layer_overhead_s", "latency"), ("overlap", "fraction"),
-             ("weight_gather_efficiency", "fraction"), ("matmul_half_rows", "rows"))
+CONSTANTS = (
+    ("matmul_efficiency", "fraction"),
+    ("hbm_efficiency", "fraction"),
+    ("network_efficiency", "fraction"),
+    ("collective_latency_s", "latency"),
+    ("layer_overhead_s", "latency"),
+    ("overlap", "fraction"),
+    ("weight_gather_efficiency", "fraction"),
+    ("matmul_half_rows", "rows"),
+)
 LATENCY_SCALE_S = 1e-6
 # latency 1e-13 s .. 0.16 s; rows 1e-7 .. 1.6e5
 _BOUNDS = {"fraction": (-12.0, 12.0), "latency": (-16.0, 12.0), "rows": (-16.0, 12.0)}
 # Starting points: matmul efficiency x network efficiencies (activations, weights) x overlap x
 # both latencies x rows at half matmul efficiency.
-STARTS = tuple((mm, 0.8, net, lat, lat, f, net, rows) for mm in (0.5, 0.9) for net in (0.15, 0.6)
-               for f in (0.1, 0.9) for lat in (1e-6, 3e-5) for rows in (4.0, 256.0))
+STARTS = tuple(
+    (mm, 0.8, net, lat, lat, f, net, rows)
+    for mm in (0.5, 0.9)
+    for net in (0.15, 0.6)
+    for f in (0.1, 0.9)
+    for lat in (1e-6, 3e-5)
+    for rows in (4.0, 256.0)
+)
 SIGNIFICANT = 4  # digits kept in the fitted constants (the preset records these)
 ACCURACY_TARGET = 0.15  # predicted within 15% of measured (latency, and MFU where measured)
 LOSS_SCALE = math.log1p(ACCURACY_TARGET)  # s of the Cauchy loss: the target, in log latency
@@ -132,14 +137,14 @@ LOSS_SCALE = math.log1p(ACCURACY_TARGET)  # s of the Cauchy loss: the target, in
 
 def robust_loss(r: np.ndarray) -> np.ndarray:
     """s^2 log(1 + (r/s)^2): r^2 for small log errors r, logarithmic for large ones."""
-    return LOSS_SCALE ** 2 * np.log1p((r / LOSS_SCALE) ** 2)
+    return LOSS_SCALE**2 * np.log1p((r / LOSS_SCALE) ** 2)
 
 
 @dataclass(frozen=True, kw_only=True)
 class Fit:
     cluster: Cluster  # the input cluster with the fitted (rounded) calibration
     residuals: tuple[Residual, ...]  # with the rounded constants, from the cost model itself
-    cost: float       # the robust loss (see the module docstring)
+    cost: float  # the robust loss (see the module docstring)
     at_bound: tuple[str, ...]  # constants the fit pushed to a bound of their physical range
     starts: int
     unidentified: tuple[str, ...] = ()  # constants no point depends on: kept at their default
@@ -174,7 +179,8 @@ def fit(cluster: Cluster, data: Measurements) -> Fit:
         listed = next(v for k, v in data.at.node.value if k.value == "measurements")
         raise data.at.child(listed, "measurements").error(
             f"{len(points)} measured point{'s' * (len(points) != 1)} cannot determine "
-            f"{len(CONSTANTS)} calibration constants; give at least {len(CONSTANTS)}")
+            f"{len(CONSTANTS)} calibration constants; give at least {len(CONSTANTS)}"
+        )
     measured = np.log([m.latency_s for m in points])
     lower = np.array([_BOUNDS[kind][0] for _, kind in CONSTANTS])
     upper = np.array([_BOUNDS[kind][1] for _, kind in CONSTANTS])
@@ -184,8 +190,7 @@ def fit(cluster: Cluster, data: Measurements) -> Fit:
         r = np.log(terms.latency(_constants(u))) - (measured if u.ndim == 1 else measured[:, None])
         return np.sign(r) * np.sqrt(robust_loss(r))
 
-    found = [levenberg_marquardt(residual, np.clip(_unconstrained(s), lower, upper), lower, upper)
-             for s in STARTS]
+    found = [levenberg_marquardt(residual, np.clip(_unconstrained(s), lower, upper), lower, upper) for s in STARTS]
     # the best start; costs within 1e-9 of it tie (a constant the loss is flat in), and a tie
     # goes to the first start, so rounding noise in the costs cannot move the constants
     best = min(cost for _, cost in found)
@@ -193,22 +198,26 @@ def fit(cluster: Cluster, data: Measurements) -> Fit:
     unidentified = _unidentified(terms, _constants(u))
     constants = _rounded(_constants(u))
     defaults = Calibration(network_efficiency=constants[2])
-    constants = tuple(getattr(defaults, name) if name in unidentified else value
-                      for value, (name, _) in zip(constants, CONSTANTS))
+    constants = tuple(
+        getattr(defaults, name) if name in unidentified else value for value, (name, _) in zip(constants, CONSTANTS)
+    )
     calibration = Calibration(**dict(zip((name for name, _ in CONSTANTS), constants)))
     fitted = replace(cluster, calibration=calibration)
     # Each point's fastest candidate under the fitted constants, evaluated by the cost model itself
     surrogate = terms.latency(np.array(constants))
     chosen = terms.fastest(np.array(constants))
-    residuals = tuple(_residual(m, evaluate(m.model, fitted, m.workload, terms.row_candidates[i], np.array([m.batch])))
-                      for m, i in zip(points, chosen))
+    residuals = tuple(
+        _residual(m, evaluate(m.model, fitted, m.workload, terms.row_candidates[i], np.array([m.batch])))
+        for m, i in zip(points, chosen)
+    )
     exact = np.array([r.predicted_s for r in residuals])
     if not np.allclose(surrogate, exact, rtol=1e-9, atol=0.0):  # a bug, not a user mistake
         raise RuntimeError("the fit's linearised cost model disagrees with planner.cost.costmodel")
     cost = float(np.sum(robust_loss(np.log(exact) - measured)))
     at_bound = tuple(name for name in _at_bound(constants) if name not in unidentified)
-    return Fit(cluster=fitted, residuals=residuals, cost=cost, at_bound=at_bound,
-               starts=len(STARTS), unidentified=unidentified)
+    return Fit(
+        cluster=fitted, residuals=residuals, cost=cost, at_bound=at_bound, starts=len(STARTS), unidentified=unidentified
+    )
 
 
 def _unidentified(terms: Terms, constants: np.ndarray) -> tuple[str, ...]:
@@ -240,8 +249,12 @@ def _constants(u: np.ndarray) -> np.ndarray:
 
 
 def _unconstrained(constants) -> np.ndarray:
-    return np.array([math.log(c / (1.0 - c)) if kind == "fraction" else math.log(c / scale)
-                     for c, (_, kind), scale in zip(constants, CONSTANTS, _SCALE)])
+    return np.array(
+        [
+            math.log(c / (1.0 - c)) if kind == "fraction" else math.log(c / scale)
+            for c, (_, kind), scale in zip(constants, CONSTANTS, _SCALE)
+        ]
+    )
 
 
 def _rounded(constants: np.ndarray) -> tuple[float, ...]:
@@ -261,5 +274,8 @@ def _rounded(constants: np.ndarray) -> tuple[float, ...]:
 
 def _at_bound(constants: tuple[float, ...]) -> tuple[str, ...]:
     """The constants the fit pushed to the edge of their physical range."""
-    return tuple(name for value, (name, kind) in zip(constants, CONSTANTS)
-                 if value == 0.0 or (kind == "fraction" and value == 1.0))
+    return tuple(
+        name
+        for value, (name, kind) in zip(constants, CONSTANTS)
+        if value == 0.0 or (kind == "fraction" and value == 1.0)
+    )

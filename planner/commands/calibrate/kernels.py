@@ -58,14 +58,13 @@ heads attention) on its `chips`, the fastest mesh grouping.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import yaml
 
-from planner.commands.calibrate.network import collective_times, network_stage
-from planner.commands.calibrate.network import minimise, round_constant, shipped_sets
+from planner.commands.calibrate.network import collective_times, minimise, network_stage, round_constant, shipped_sets
 from planner.config.kernel_measurements import MODEL_KINDS, KernelMeasurements, Row, load_kernel_measurements
 from planner.config.presets import presets_dir
 from planner.cost.costmodel import evaluate
@@ -139,10 +138,20 @@ def end_to_end(cluster: Cluster, row: Row, *, layer_overhead: bool = True) -> fl
     formats = row_formats(row)
     model, batch, inp = row.model, np.array([row["batch"]]), row["input_tokens"]
     out = row.get("output_tokens", 1)
-    plan = Plan(model=model, cluster=cluster, workload=Workload(input_tokens=inp, output_tokens=max(out, 1), context=inp),
-                space=SearchSpace(phases=(Phase.PREFILL,), chips=(row["chips"],), batches=(row["batch"],),
-                                  weights=(formats.weights,), kv_cache=(formats.kv_cache,), ffn=(row.get("ffn", "ws1d"),),
-                                  attention=(row.get("attention", "heads"),)))
+    plan = Plan(
+        model=model,
+        cluster=cluster,
+        workload=Workload(input_tokens=inp, output_tokens=max(out, 1), context=inp),
+        space=SearchSpace(
+            phases=(Phase.PREFILL,),
+            chips=(row["chips"],),
+            batches=(row["batch"],),
+            weights=(formats.weights,),
+            kv_cache=(formats.kv_cache,),
+            ffn=(row.get("ffn", "ws1d"),),
+            attention=(row.get("attention", "heads"),),
+        ),
+    )
     found = candidates(plan, Phase.PREFILL, chips=(row["chips"],))
     if not found:  # one chip: every layout is the same single-chip dataflow
         plan = replace(plan, space=replace(plan.space, ffn=("ws1d", "ws2d"), attention=("heads", "batch")))
@@ -161,8 +170,7 @@ def row_formats(row: Row) -> Formats:
     """A model row's number formats: its weights (fp16 read as bf16; fp8: W8A8 at the fp8 peak)
     and its KV cache (bf16 when the row does not say)."""
     kv = row.get("kv_cache", "bf16")
-    return Formats(weights=WeightFormat.parse(row["weights"]),
-                   kv_cache=next(f for f in KvFormat if f.label == kv))
+    return Formats(weights=WeightFormat.parse(row["weights"]), kv_cache=next(f for f in KvFormat if f.label == kv))
 
 
 def _layer_steps(row: Row) -> int:
@@ -187,29 +195,44 @@ def _kernel_stages(cluster: Cluster, data: KernelMeasurements):
     """Stages 1 and 2 (module docstring): (the cluster with its network and matmul constants,
     warnings, the rows they were fitted to)."""
     if not isinstance(cluster.topology, Switched):
-        raise ConfigError(f"{cluster.name} is not a switched (GPU) cluster: kernel rows calibrate NVLink and "
-                          "InfiniBand levels", file=data.file)
+        raise ConfigError(
+            f"{cluster.name} is not a switched (GPU) cluster: kernel rows calibrate NVLink and InfiniBand levels",
+            file=data.file,
+        )
     level_cal, warnings, inner, outer = network_stage(cluster, data)
     cal = replace(cluster.calibration, overlap=0.0, levels=level_cal)
     gemms = [r for r in data.of("gemm") if r["dtype"] == "bf16"]
     narrow_gemms = [r for r in data.of("gemm") if _narrow(cluster, r["dtype"])]
     if gemms:
+
         def gemm_times(c):
             trial = replace(cluster, calibration=replace(cal, **dict(zip(GEMM_CONSTANTS, c))))
             return np.array([predict(trial, r) for r in gemms]) / np.array([r.measured_s for r in gemms])
-        best = minimise(gemm_times, ("fraction", "fraction", "latency", "rows"),
-                        [(e, h, t, m) for e in (0.6, 0.9) for h in (0.7, 0.95) for t in (2e-6, 10e-6)
-                         for m in (4.0, 64.0)])
+
+        best = minimise(
+            gemm_times,
+            ("fraction", "fraction", "latency", "rows"),
+            [(e, h, t, m) for e in (0.6, 0.9) for h in (0.7, 0.95) for t in (2e-6, 10e-6) for m in (4.0, 64.0)],
+        )
         best[3] = 0.0 if best[3] < 1e-3 else best[3]  # rows: below a thousandth of a row, at the bound
-        cal = replace(cal, **{k: (1.0 if k.endswith("efficiency") and v > 1 - 5e-5 else round_constant(v))
-                              for k, v in zip(GEMM_CONSTANTS, best)})
+        cal = replace(
+            cal,
+            **{
+                k: (1.0 if k.endswith("efficiency") and v > 1 - 5e-5 else round_constant(v))
+                for k, v in zip(GEMM_CONSTANTS, best)
+            },
+        )
     else:
-        warnings.append("no bf16 gemm rows: matmul_efficiency, hbm_efficiency, kernel_overhead_s and "
-                        "matmul_half_rows are not identified")
+        warnings.append(
+            "no bf16 gemm rows: matmul_efficiency, hbm_efficiency, kernel_overhead_s and "
+            "matmul_half_rows are not identified"
+        )
     if narrow_gemms:
+
         def narrow_times(c):
             trial = replace(cluster, calibration=replace(cal, narrow_matmul_efficiency=float(c[0])))
             return predict_all(trial, narrow_gemms) / np.array([r.measured_s for r in narrow_gemms])
+
         e = minimise(narrow_times, ("fraction",), [(0.5,), (0.8,)])[0]
         cal = replace(cal, narrow_matmul_efficiency=1.0 if e > 1 - 5e-5 else round_constant(e))
     elif any(peak > cluster.chip.peak_bf16_flop_per_s for peak in cluster.chip.peak_flop_per_s.values()):
@@ -223,18 +246,24 @@ def fit(cluster: Cluster, data: KernelMeasurements) -> KernelFit:
     fitted, warnings, (inner, outer, gemms, narrow_gemms) = _kernel_stages(cluster, data)
     usable, skipped = _model_rows(cluster, data)
     if skipped:
-        warnings.append(f"{len(skipped)} end-to-end rows not predicted: {cluster.chip.name} has no peak for "
-                        f"{', '.join(sorted({r['weights'] for r in skipped}))} weights in this planner")
+        warnings.append(
+            f"{len(skipped)} end-to-end rows not predicted: {cluster.chip.name} has no peak for "
+            f"{', '.join(sorted({r['weights'] for r in skipped}))} weights in this planner"
+        )
     same_die, shared = _same_die_sets(cluster, data)
     sets = sorted([(cluster.name, fitted, usable)] + (shared or []), key=lambda s: s[0])  # one order for all
     if shared:
-        warnings.append(f"layer_overhead_s and token_overhead_s: shared with {', '.join(same_die)} (rule: the same peaks in every format, "
-                        "the same compute die and clocks), fitted on the end-to-end rows of every such "
-                        f"shipped set ({', '.join(f'{n} {len(rows)}' for n, _, rows in sets)} rows), each predicted "
-                        "with its own preset's other constants")
+        warnings.append(
+            f"layer_overhead_s and token_overhead_s: shared with {', '.join(same_die)} (rule: the same peaks in every format, "
+            "the same compute die and clocks), fitted on the end-to-end rows of every such "
+            f"shipped set ({', '.join(f'{n} {len(rows)}' for n, _, rows in sets)} rows), each predicted "
+            "with its own preset's other constants"
+        )
     elif same_die:
-        warnings.append(f"layer_overhead_s and token_overhead_s: fitted on this file's rows alone (the shipped "
-                        f"{cluster.name} preset shares them with {', '.join(same_die)}, the same compute die; another file may be other software)")
+        warnings.append(
+            f"layer_overhead_s and token_overhead_s: fitted on this file's rows alone (the shipped "
+            f"{cluster.name} preset shares them with {', '.join(same_die)}, the same compute die; another file may be other software)"
+        )
     joined = [(c, r) for _, c, rows in sets for r in rows]
     if joined:
         base_s = np.array([end_to_end(c, r, layer_overhead=False) for c, r in joined])
@@ -246,24 +275,29 @@ def fit(cluster: Cluster, data: KernelMeasurements) -> KernelFit:
         t, k = (round_constant(float(v)) for v in found)
         fitted = replace(fitted, calibration=replace(fitted.calibration, layer_overhead_s=t, token_overhead_s=k))
         if k and all(r["chips"] == 1 for _, r in joined):
-            warnings.append("token_overhead_s: every end-to-end row runs on one GPU, so how the per-token time "
-                            "splits over a tensor-parallel group is not identified (rule: each chip pays it for "
-                            "every token it holds, repeated across tensor parallelism, as the a100-80gb set's "
-                            "TP 2-8 rows show)")
+            warnings.append(
+                "token_overhead_s: every end-to-end row runs on one GPU, so how the per-token time "
+                "splits over a tensor-parallel group is not identified (rule: each chip pays it for "
+                "every token it holds, repeated across tensor parallelism, as the a100-80gb set's "
+                "TP 2-8 rows show)"
+            )
         for name, value in (("layer_overhead_s", t), ("token_overhead_s", k)):
             if value == 0.0:
                 warnings.append(f"{name} is at its bound (0): the kernels and the other overhead already over-predict")
     else:
-        warnings.append("no end-to-end rows the planner can predict: layer_overhead_s and token_overhead_s are not "
-                        "identified (0)")
+        warnings.append(
+            "no end-to-end rows the planner can predict: layer_overhead_s and token_overhead_s are not identified (0)"
+        )
     for name in GEMM_CONSTANTS + ("narrow_matmul_efficiency",):
         value = getattr(fitted.calibration, name)
         if value in (0.0, 1.0) and (narrow_gemms if name == "narrow_matmul_efficiency" else gemms):
             warnings.append(f"{name} is at the bound of its range ({value:g})")
     if fitted.calibration.levels:  # no row gathers weights: the levels' own lines price them (network.py)
-        warnings.append("weight_gather_efficiency: no row gathers weights; a weight all-gather over "
-                        f"{' and '.join(fitted.calibration.levels)} is priced like any all-gather there, with "
-                        "the level's fitted constants (rule; a level's own weight_gather_efficiency would replace it)")
+        warnings.append(
+            "weight_gather_efficiency: no row gathers weights; a weight all-gather over "
+            f"{' and '.join(fitted.calibration.levels)} is priced like any all-gather there, with "
+            "the level's fitted constants (rule; a level's own weight_gather_efficiency would replace it)"
+        )
     residuals = []
     fitted_ids = {id(r) for r in inner + outer + gemms + narrow_gemms + usable}
     for r in data.rows:
@@ -271,8 +305,11 @@ def fit(cluster: Cluster, data: KernelMeasurements) -> KernelFit:
             residuals.append(KernelResidual(row=r, predicted_s=None, fitted=False, why=f"no {r['weights']} peak"))
             continue
         fitted_row = id(r) in fitted_ids
-        why = "" if fitted_row else ("not NCCL: shown, not fitted" if r.kind == "collective" else
-                                     f"{r.get('dtype')}: shown, not fitted")
+        why = (
+            ""
+            if fitted_row
+            else ("not NCCL: shown, not fitted" if r.kind == "collective" else f"{r.get('dtype')}: shown, not fitted")
+        )
         residuals.append(KernelResidual(row=r, predicted_s=predict(fitted, r), fitted=fitted_row, why=why))
     return KernelFit(cluster=fitted, residuals=tuple(residuals), warnings=tuple(warnings))
 
@@ -290,8 +327,10 @@ def _model_rows(cluster: Cluster, data: KernelMeasurements) -> tuple[list[Row], 
 
 def _same_die(a: Cluster, b: Cluster) -> bool:
     """The same dense and sparse peaks in every format: the same compute die at the same clocks."""
-    return (a.chip.peak_flop_per_s == b.chip.peak_flop_per_s
-            and a.chip.sparse_peak_flop_per_s == b.chip.sparse_peak_flop_per_s)
+    return (
+        a.chip.peak_flop_per_s == b.chip.peak_flop_per_s
+        and a.chip.sparse_peak_flop_per_s == b.chip.sparse_peak_flop_per_s
+    )
 
 
 def _same_die_sets(cluster: Cluster, data: KernelMeasurements) -> tuple[list[str], list | None]:
@@ -324,8 +363,9 @@ def _same_file(path: Path, shipped: Path) -> bool:
         if path.resolve() == shipped.resolve() or path.read_bytes() == shipped.read_bytes():
             return True
         loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-        return yaml.load(path.read_text(encoding="utf-8"), Loader=loader) == \
-            yaml.load(shipped.read_text(encoding="utf-8"), Loader=loader)
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=loader) == yaml.load(
+            shipped.read_text(encoding="utf-8"), Loader=loader
+        )
     except (OSError, yaml.YAMLError):
         return False
 
@@ -350,11 +390,15 @@ def narrow_by_rule(cluster: Cluster) -> tuple[float | None, str]:
         if not rows:
             continue
         value = _kernel_stages(other, other_data)[0].calibration.narrow_matmul_efficiency
-        return value, (f"narrow_matmul_efficiency: no gemm rows above the bf16 peak; {name}'s {value:g}, fitted to "
-                       f"the {len(rows)} such rows of configs/measurements/{name}.yaml (rule: {name}'s chip has "
-                       "the same peaks in every format, the same compute die and clocks)")
-    return None, ("narrow_matmul_efficiency: not identified (no gemm rows above the bf16 peak, no calibration set of "
-                  "a chip with this chip's peaks that has them): matmul_efficiency (rule)")
+        return value, (
+            f"narrow_matmul_efficiency: no gemm rows above the bf16 peak; {name}'s {value:g}, fitted to "
+            f"the {len(rows)} such rows of configs/measurements/{name}.yaml (rule: {name}'s chip has "
+            "the same peaks in every format, the same compute die and clocks)"
+        )
+    return None, (
+        "narrow_matmul_efficiency: not identified (no gemm rows above the bf16 peak, no calibration set of "
+        "a chip with this chip's peaks that has them): matmul_efficiency (rule)"
+    )
 
 
 def summary(residuals) -> tuple[float, float, int]:
@@ -363,4 +407,3 @@ def summary(residuals) -> tuple[float, float, int]:
     if not errors.size:
         return float("nan"), float("nan"), 0
     return float(np.median(errors)), float(errors.max()), int(errors.size)
-

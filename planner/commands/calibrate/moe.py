@@ -80,19 +80,30 @@ def load_moe_tables(path: str) -> dict:
     """The file's tables, each checked for the keys the fit reads."""
     root = yaml.safe_load(Path(path).read_text())
     tables = root.get("tables") if isinstance(root, dict) else None
-    need = {"deepep_normal": ("tokens_per_rank", "hidden", "experts", "top_k", "gpus_per_node", "rows"),
-            "deepep_low_latency": ("tokens_per_rank", "hidden", "experts", "top_k", "gpus_per_node", "rows"),
-            "deepgemm_contiguous": ("rows",), "deepgemm_masked": ("rows",)}
+    need = {
+        "deepep_normal": ("tokens_per_rank", "hidden", "experts", "top_k", "gpus_per_node", "rows"),
+        "deepep_low_latency": ("tokens_per_rank", "hidden", "experts", "top_k", "gpus_per_node", "rows"),
+        "deepgemm_contiguous": ("rows",),
+        "deepgemm_masked": ("rows",),
+    }
     if not isinstance(tables, dict):
         raise ConfigError("no 'tables' mapping", file=path, key="tables", hint=f"a {KIND} file lists its tables")
     for name, keys in need.items():
         if name not in tables:
-            raise ConfigError(f"table {name!r} is missing", file=path, key=f"tables.{name}",
-                              hint=f"a {KIND} file has the tables {', '.join(need)}")
+            raise ConfigError(
+                f"table {name!r} is missing",
+                file=path,
+                key=f"tables.{name}",
+                hint=f"a {KIND} file has the tables {', '.join(need)}",
+            )
         for key in keys:
             if key not in tables[name]:
-                raise ConfigError(f"{key!r} is missing", file=path, key=f"tables.{name}.{key}",
-                                  hint="see configs/measurements/h800-sxm-moe.yaml")
+                raise ConfigError(
+                    f"{key!r} is missing",
+                    file=path,
+                    key=f"tables.{name}.{key}",
+                    hint="see configs/measurements/h800-sxm-moe.yaml",
+                )
     return tables
 
 
@@ -103,16 +114,25 @@ def load_moe_tables(path: str) -> dict:
 def _normal_rows(table) -> list[tuple[str, int, str, float, float, Routed]]:
     """(label, ep, link, stated bytes per chip, measured seconds, routing) of each normal row, both ways."""
     T, H, g = table["tokens_per_rank"], table["hidden"], table["gpus_per_node"]
-    routed = Routed(top_k=table["top_k"], n_experts=table["experts"], low_latency=False,
-                    node_limit=table.get("top_k_groups", 0))
+    routed = Routed(
+        top_k=table["top_k"], n_experts=table["experts"], low_latency=False, node_limit=table.get("top_k_groups", 0)
+    )
     out = []
     for row in table["rows"]:
         ep = row["ep"]
         d_nodes, d_ranks = token_spread(routed, min(ep, g), max(1, ep // g))
         counted = d_ranks if row["link"] == "nvlink" else d_nodes  # per token, as DeepEP's test counts
         for way, b in (("dispatch", H * FP8_SCALED), ("combine", H * BF16)):
-            out.append((f"{way} EP{ep}", ep, row["link"], T * routed.top_k * b,
-                        T * counted * b / (row[f"{way}_GBps"] * 1e9), routed))
+            out.append(
+                (
+                    f"{way} EP{ep}",
+                    ep,
+                    row["link"],
+                    T * routed.top_k * b,
+                    T * counted * b / (row[f"{way}_GBps"] * 1e9),
+                    routed,
+                )
+            )
     return out
 
 
@@ -163,22 +183,41 @@ def fit_moe(cluster: Cluster, tables: dict) -> MoeFit:
 
     def grouped_ratio(c):
         trial = _with(cluster, grouped_efficiency=c[0], grouped_half_rows=c[1])
-        return np.array([float(grouped_gemm_seconds(trial, *r[2], weight_bytes=1.0)) for r in fitted_grouped]) / measured
+        return (
+            np.array([float(grouped_gemm_seconds(trial, *r[2], weight_bytes=1.0)) for r in fitted_grouped]) / measured
+        )
 
-    e_g, h_g = (round_constant(v) for v in minimise(grouped_ratio, ("fraction", "rows"),
-                                                    [(e, h) for e in (0.6, 0.8) for h in (16.0, 128.0, 512.0)]))
+    e_g, h_g = (
+        round_constant(v)
+        for v in minimise(
+            grouped_ratio, ("fraction", "rows"), [(e, h) for e in (0.6, 0.8) for h in (16.0, 128.0, 512.0)]
+        )
+    )
     cluster = _with(cluster, grouped_efficiency=e_g, grouped_half_rows=h_g)
     smallest = min(r[2][1] for r in fitted_grouped)
-    warnings.append(f"grouped_half_rows: the tables start at {smallest} rows per expert; below that (decode at "
-                    f"small batch) the curve e_g m / (m + h_g) is extrapolated, not measured")
-    warnings.append("grouped_matmul_efficiency: fitted to fp8 tables only; other formats take the same share of "
-                    "their own peak (rule)")
+    warnings.append(
+        f"grouped_half_rows: the tables start at {smallest} rows per expert; below that (decode at "
+        f"small batch) the curve e_g m / (m + h_g) is extrapolated, not measured"
+    )
+    warnings.append(
+        "grouped_matmul_efficiency: fitted to fp8 tables only; other formats take the same share of "
+        "their own peak (rule)"
+    )
 
-    out_rows = [MoeRow(table=name, label=label, measured_s=t, fitted=shape[1] >= MIN_ROWS,
-                       predicted_s=float(grouped_gemm_seconds(cluster, *shape, weight_bytes=1.0)))
-                for name, label, shape, t in grouped]
-    for table, rows_of, key in (("deepep_low_latency", _low_latency_rows, "low_latency"),
-                                ("deepep_normal", _normal_rows, "normal")):
+    out_rows = [
+        MoeRow(
+            table=name,
+            label=label,
+            measured_s=t,
+            fitted=shape[1] >= MIN_ROWS,
+            predicted_s=float(grouped_gemm_seconds(cluster, *shape, weight_bytes=1.0)),
+        )
+        for name, label, shape, t in grouped
+    ]
+    for table, rows_of, key in (
+        ("deepep_low_latency", _low_latency_rows, "low_latency"),
+        ("deepep_normal", _normal_rows, "normal"),
+    ):
         rows = rows_of(tables[table])
         constants: list[tuple[str, float, float]] = []
         for level in (nv, ib):
@@ -192,38 +231,51 @@ def fit_moe(cluster: Cluster, tables: dict) -> MoeFit:
                 trial = _with(cluster, **{key: tuple(constants) + ((level, c[0], c[1]),)})
                 return _predict_routed(trial, mine) / times
 
-            a, e = (round_constant(v) for v in minimise(ratio, ("latency", "fraction"),
-                                                        [(s, f) for s in (5e-6, 30e-6) for f in (0.4, 0.8)]))
+            a, e = (
+                round_constant(v)
+                for v in minimise(ratio, ("latency", "fraction"), [(s, f) for s in (5e-6, 30e-6) for f in (0.4, 0.8)])
+            )
             constants.append((level, a, e))
             if a == 0.0:
                 warnings.append(f"{table}: {level} latency_s is at its bound (0)")
         cluster = _with(cluster, **{key: tuple(constants)})
         if table == "deepep_normal":
-            warnings.append("deepep_normal: every row moves 4096 tokens per GPU, so each level's fixed time and "
-                            "efficiency are told apart only by the dispatch (fp8) and combine (bf16) bytes: the "
-                            "fixed time is weakly identified")
+            warnings.append(
+                "deepep_normal: every row moves 4096 tokens per GPU, so each level's fixed time and "
+                "efficiency are told apart only by the dispatch (fp8) and combine (bf16) bytes: the "
+                "fixed time is weakly identified"
+            )
         predicted = _predict_routed(cluster, rows)
-        out_rows += [MoeRow(table=table, label=r[0], measured_s=r[4], predicted_s=float(p), fitted=True)
-                     for r, p in zip(rows, predicted)]
+        out_rows += [
+            MoeRow(table=table, label=r[0], measured_s=r[4], predicted_s=float(p), fitted=True)
+            for r, p in zip(rows, predicted)
+        ]
     return MoeFit(cluster=cluster, rows=tuple(out_rows), warnings=tuple(warnings))
 
 
 def moe_yaml_block(fit: MoeFit, command: str) -> str:
     """The cluster file's `moe_kernels:` block for `fit`, with how it was made and its residuals."""
     m = fit.cluster.moe_kernels
-    lines = ["moe_kernels:\n", f"  # Fitted by `{command}` (planner.commands.calibrate.moe);\n",
-             "  # regenerate with that command, do not edit by hand.\n"]
+    lines = [
+        "moe_kernels:\n",
+        f"  # Fitted by `{command}` (planner.commands.calibrate.moe);\n",
+        "  # regenerate with that command, do not edit by hand.\n",
+    ]
     for table in ("deepep_normal", "deepep_low_latency", *GROUPED_TABLES):
         errors = np.abs([r.error for r in fit.of(table) if r.fitted])
         if errors.size:
-            lines.append(f"  # {table}: {errors.size} fitted rows: median |error| {100 * np.median(errors):.1f}%, "
-                         f"worst {100 * errors.max():.1f}%\n")
+            lines.append(
+                f"  # {table}: {errors.size} fitted rows: median |error| {100 * np.median(errors):.1f}%, "
+                f"worst {100 * errors.max():.1f}%\n"
+            )
     lines += [f"  # warning: {w}\n" for w in fit.warnings]
     for key, table in (("deepep_normal", m.normal), ("deepep_low_latency", m.low_latency)):
         lines.append(f"  {key}:\n")
         lines += [f"    {name}: {{latency_s: {a:g}, efficiency: {e:g}}}\n" for name, a, e in table]
-    lines += [f"  grouped_matmul_efficiency: {m.grouped_efficiency:g}\n",
-              f"  grouped_half_rows: {m.grouped_half_rows:g}\n"]
+    lines += [
+        f"  grouped_matmul_efficiency: {m.grouped_efficiency:g}\n",
+        f"  grouped_half_rows: {m.grouped_half_rows:g}\n",
+    ]
     return "".join(lines)
 
 

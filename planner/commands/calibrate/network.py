@@ -27,8 +27,8 @@ import numpy as np
 
 from planner.commands.calibrate.fit import SIGNIFICANT, robust_loss
 from planner.commands.calibrate.solver import levenberg_marquardt
-from planner.config.kernel_measurements import KernelMeasurements, Row, load_kernel_measurements
 from planner.config import list_presets, load_cluster
+from planner.config.kernel_measurements import KernelMeasurements, Row, load_kernel_measurements
 from planner.config.presets import presets_dir
 from planner.cost.network import kernel_collective_seconds
 from planner.specs.hardware import Calibration, Cluster, Switched
@@ -45,8 +45,9 @@ def collective_times(cluster: Cluster, rows: list[Row]) -> np.ndarray:
     for i, row in enumerate(rows):
         groups.setdefault((row["collective"], row["gpus"]), []).append(i)
     for (kind, gpus), members in groups.items():
-        out[members] = kernel_collective_seconds(cluster, kind, np.array([rows[i]["bytes"] for i in members],
-                                                                          dtype=float), gpus)
+        out[members] = kernel_collective_seconds(
+            cluster, kind, np.array([rows[i]["bytes"] for i in members], dtype=float), gpus
+        )
     return out
 
 
@@ -78,8 +79,12 @@ def minimise(loss_residual, kinds: tuple[str, ...], starts) -> np.ndarray:
         r = np.log(loss_residual(_constrained(u, kinds)))
         return np.sign(r) * np.sqrt(robust_loss(r))
 
-    found = [levenberg_marquardt(residual, np.clip([_unconstrained(v, k) for v, k in zip(s, kinds)], lower, upper),
-                                  lower, upper) for s in starts]
+    found = [
+        levenberg_marquardt(
+            residual, np.clip([_unconstrained(v, k) for v, k in zip(s, kinds)], lower, upper), lower, upper
+        )
+        for s in starts
+    ]
     return _constrained(min(found, key=lambda p: p[1])[0], kinds)
 
 
@@ -126,25 +131,36 @@ def network_stage(cluster: Cluster, data: KernelMeasurements, *, by_rule: bool =
     # rule: one line (no bulk pair) at the inner level's step latency and bulk efficiency
     nv, ib = levels[0].name, levels[1].name
     got = level_cal.get(nv, {})
-    base = {"latency_s": got["latency_s"], "step_latency_s": got["step_latency_s"],
-            "efficiency": got["bulk_efficiency"]} if got else {}
+    base = (
+        {"latency_s": got["latency_s"], "step_latency_s": got["step_latency_s"], "efficiency": got["bulk_efficiency"]}
+        if got
+        else {}
+    )
     borrowed = outer_latency_by_rule(cluster, ib) if (base and not outer and by_rule) else None
     if outer and base:
+
         def times_outer(c):
             trial = replace(cluster, calibration=replace(cal, levels={**level_cal, ib: {**base, "latency_s": c[0]}}))
             return collective_times(trial, outer) / np.array([r.measured_s for r in outer])
+
         base["latency_s"] = round_constant(minimise(times_outer, ("latency",), [(10e-6,), (40e-6,)])[0])
-        warnings.append(f"{ib}: only latency_s is fitted ({len(outer)} two-node rows, small "
-                        f"messages); its step latency is {nv}'s and its efficiency {nv}'s bulk efficiency (rule)")
+        warnings.append(
+            f"{ib}: only latency_s is fitted ({len(outer)} two-node rows, small "
+            f"messages); its step latency is {nv}'s and its efficiency {nv}'s bulk efficiency (rule)"
+        )
     elif borrowed:
         base["latency_s"], donor, rows = borrowed
-        warnings.append(f"{ib}: no two-node rows; latency_s borrowed from {donor} ({fmt_seconds(base['latency_s'])}, "
-                        f"fitted to the {rows} two-node rows of configs/measurements/{donor}.yaml; rule: NCCL's "
-                        f"cross-node latency is the NIC and proxy path, not the GPU); its step latency is {nv}'s and "
-                        f"its efficiency {nv}'s bulk efficiency (rule, as on {donor}); its bandwidth the cluster file's")
+        warnings.append(
+            f"{ib}: no two-node rows; latency_s borrowed from {donor} ({fmt_seconds(base['latency_s'])}, "
+            f"fitted to the {rows} two-node rows of configs/measurements/{donor}.yaml; rule: NCCL's "
+            f"cross-node latency is the NIC and proxy path, not the GPU); its step latency is {nv}'s and "
+            f"its efficiency {nv}'s bulk efficiency (rule, as on {donor}); its bandwidth the cluster file's"
+        )
     elif base:
-        warnings.append(f"{ib}: no two-node rows; its latencies are {nv}'s and its efficiency "
-                        f"{nv}'s bulk efficiency (rule: not identified by this data)")
+        warnings.append(
+            f"{ib}: no two-node rows; its latencies are {nv}'s and its efficiency "
+            f"{nv}'s bulk efficiency (rule: not identified by this data)"
+        )
     if base:
         level_cal[ib] = base
     return level_cal, warnings, inner, outer
@@ -166,8 +182,11 @@ def outer_latency_by_rule(cluster: Cluster, level: str) -> tuple[float, str, int
     not `cluster`) whose switched topology's second level is named `level` and whose set has
     one-node and two-node NCCL rows; None where no preset's set has them."""
     for name, donor, path in shipped_sets(cluster):
-        if not (isinstance(donor.topology, Switched) and len(donor.topology.levels) > 1
-                and donor.topology.levels[1].name == level):
+        if not (
+            isinstance(donor.topology, Switched)
+            and len(donor.topology.levels) > 1
+            and donor.topology.levels[1].name == level
+        ):
             continue
         data = load_kernel_measurements(str(path))
         inner, outer = nccl_rows(data)

@@ -25,8 +25,14 @@ import numpy as np
 
 from planner.commands.serve.curve import grid
 from planner.commands.serve.pools import pools
-from planner.commands.serve.steady_state import DEFAULT_TOKEN_BUDGET, Policy, colocated, disaggregated, max_running, \
-    prompts_per_pass
+from planner.commands.serve.steady_state import (
+    DEFAULT_TOKEN_BUDGET,
+    Policy,
+    colocated,
+    disaggregated,
+    max_running,
+    prompts_per_pass,
+)
 from planner.config import load_plan
 from planner.config.serving_runs import Pool, ServingMeasurements, ServingRun
 from planner.cost.network import transfer_seconds
@@ -50,7 +56,7 @@ class ServingResidual:
 
 @dataclass(frozen=True, kw_only=True)
 class ServingAssessment:
-    steady: tuple[ServingResidual, ...]     # steady runs without MTP, in steady state
+    steady: tuple[ServingResidual, ...]  # steady runs without MTP, in steady state
     apart: tuple[tuple[ServingRun, str], ...]  # listed apart, with the reason
     max_throughput: tuple[ServingResidual, ...]
 
@@ -71,8 +77,11 @@ def assess_serving(data: ServingMeasurements) -> ServingAssessment:
             else:
                 best.append(found)
         elif run.spec_decode != "none" or run.admission_limited:
-            reasons = ([f"speculative decoding ({run.spec_decode}): the planner models none"]
-                       if run.spec_decode != "none" else []) + ([run.admission_limited] if run.admission_limited else [])
+            reasons = (
+                [f"speculative decoding ({run.spec_decode}): the planner models none"]
+                if run.spec_decode != "none"
+                else []
+            ) + ([run.admission_limited] if run.admission_limited else [])
             apart.append((run, "; ".join(reasons)))
         else:
             steady.append(_steady(run))
@@ -83,15 +92,27 @@ def _layout(run: ServingRun, pool: Pool) -> dict:
     if pool.chips == 1:
         return {}  # one chip: every layout is the same one
     moe = run.model.experts is not None
-    return {"ffn": ("ws1d",), "attention": ("batch",) if pool.dp_attention else ("heads",),
-            **({"experts": ("ep",) if pool.ep > 1 else ("tp",)} if moe else {})}
+    return {
+        "ffn": ("ws1d",),
+        "attention": ("batch",) if pool.dp_attention else ("heads",),
+        **({"experts": ("ep",) if pool.ep > 1 else ("tp",)} if moe else {}),
+    }
 
 
 def _pools(run: ServingRun, pool: Pool, batches: tuple[int, ...], layout: dict | None = None):
-    plan = load_plan(None, model=run.model.name, cluster=run.cluster.name, chips=(pool.chips,),
-                     phases=("prefill", "decode"), batches=batches, weights=(run.weights,),
-                     kv_cache=(run.kv_cache,), input_tokens=run.input_tokens, output_tokens=run.output_tokens_mean,
-                     **(_layout(run, pool) if layout is None else layout))
+    plan = load_plan(
+        None,
+        model=run.model.name,
+        cluster=run.cluster.name,
+        chips=(pool.chips,),
+        phases=("prefill", "decode"),
+        batches=batches,
+        weights=(run.weights,),
+        kv_cache=(run.kv_cache,),
+        input_tokens=run.input_tokens,
+        output_tokens=run.output_tokens_mean,
+        **(_layout(run, pool) if layout is None else layout),
+    )
     prefill, _, running = pools(plan)
     return plan, prefill, running
 
@@ -109,10 +130,18 @@ def _steady(run: ServingRun) -> ServingResidual:
         k_max = prompts_per_pass(I, budget)
         plan, prefill, running = _pools(run, run.decode, grid((run.concurrency,), k_max))
         b = np.array(running.batches)
-        s = colocated(concurrency=np.array([run.concurrency]), input_tokens=I, output_tokens=O, batches=b,
-                      prefill_pass_s=prefill.seconds[0, 0], decode_step_s=running.seconds[0, 0],
-                      max_running_batch=max_running(b, running.seconds[0, 0]), chips=run.decode.chips,
-                      policy=policy, token_budget=budget)
+        s = colocated(
+            concurrency=np.array([run.concurrency]),
+            input_tokens=I,
+            output_tokens=O,
+            batches=b,
+            prefill_pass_s=prefill.seconds[0, 0],
+            decode_step_s=running.seconds[0, 0],
+            max_running_batch=max_running(b, running.seconds[0, 0]),
+            chips=run.decode.chips,
+            policy=policy,
+            token_budget=budget,
+        )
         stage = running.get((0, 0, int(np.flatnonzero(b == min(run.concurrency, b.max()))[0])))
         layout = f"{run.decode.chips} GPUs " + (_name(stage) if stage else "nothing fits")
     else:
@@ -123,20 +152,37 @@ def _steady(run: ServingRun) -> ServingResidual:
         plan, _, running = _pools(run, run.decode, batches)
         _, prefill, _ = _pools(run, run.prefill, batches)
         per_element = next(k for k in KvFormat if k.label == run.kv_cache).bytes_per_element(run.model.d_head)
-        kv_s = float(transfer_seconds(plan.cluster, float(run.model.kv_bytes_per_token(per_element) * I),
-                                      run.prefill.chips, run.decode.chips))
+        kv_s = float(
+            transfer_seconds(
+                plan.cluster, float(run.model.kv_bytes_per_token(per_element) * I), run.prefill.chips, run.decode.chips
+            )
+        )
         b = np.array(running.batches)
-        s = disaggregated(concurrency=np.array([per_pool]), input_tokens=I, output_tokens=O, batches=b,
-                          prefill_pass_s=prefill.seconds[0, 0], decode_step_s=running.seconds[0, 0],
-                          max_running_batch=max_running(b, running.seconds[0, 0]), prefill_chips=run.prefill.chips,
-                          decode_chips=run.decode.chips, kv_transfer_s=kv_s,
-                          prefill_pools=run.prefill.workers / run.decode.workers, token_budget=pbudget)
+        s = disaggregated(
+            concurrency=np.array([per_pool]),
+            input_tokens=I,
+            output_tokens=O,
+            batches=b,
+            prefill_pass_s=prefill.seconds[0, 0],
+            decode_step_s=running.seconds[0, 0],
+            max_running_batch=max_running(b, running.seconds[0, 0]),
+            prefill_chips=run.prefill.chips,
+            decode_chips=run.decode.chips,
+            kv_transfer_s=kv_s,
+            prefill_pools=run.prefill.workers / run.decode.workers,
+            token_budget=pbudget,
+        )
         d = running.get((0, 0, int(np.flatnonzero(b == max(1, math.ceil(per_pool)))[0])))
         p = prefill.get((0, 0, 0))
-        layout = (f"prefill {run.prefill.workers}x{run.prefill.chips} GPUs {_name(p) if p else 'nothing fits'}; "
-                  f"decode {run.decode.workers}x{run.decode.chips} GPUs {_name(d) if d else 'nothing fits'}")
-    predicted = {"ttft_s": float(s.ttft_s[0]), "tpot_s": float(s.tpot_s[0]),
-                 "output_tok_s_per_gpu": float(s.output_tokens_per_s_per_chip[0])}
+        layout = (
+            f"prefill {run.prefill.workers}x{run.prefill.chips} GPUs {_name(p) if p else 'nothing fits'}; "
+            f"decode {run.decode.workers}x{run.decode.chips} GPUs {_name(d) if d else 'nothing fits'}"
+        )
+    predicted = {
+        "ttft_s": float(s.ttft_s[0]),
+        "tpot_s": float(s.tpot_s[0]),
+        "output_tok_s_per_gpu": float(s.output_tokens_per_s_per_chip[0]),
+    }
     return ServingResidual(run=run, predicted=predicted, layout=layout, note=note)
 
 
@@ -151,11 +197,24 @@ def _max_throughput(run: ServingRun) -> ServingResidual | None:
     levels = b[(b >= 1) & (b <= top)]
     if not levels.size or not np.isfinite(prefill.seconds[0, 0, 0]):
         return None
-    s = colocated(concurrency=levels, input_tokens=I, output_tokens=O, batches=b,
-                  prefill_pass_s=prefill.seconds[0, 0], decode_step_s=running.seconds[0, 0], max_running_batch=top,
-                  chips=run.decode.chips, policy=Policy.CHUNKED, token_budget=DEFAULT_TOKEN_BUDGET)
+    s = colocated(
+        concurrency=levels,
+        input_tokens=I,
+        output_tokens=O,
+        batches=b,
+        prefill_pass_s=prefill.seconds[0, 0],
+        decode_step_s=running.seconds[0, 0],
+        max_running_batch=top,
+        chips=run.decode.chips,
+        policy=Policy.CHUNKED,
+        token_budget=DEFAULT_TOKEN_BUDGET,
+    )
     j = int(np.argmax(s.output_tokens_per_s_per_chip))
     stage = running.stage((0, 0, int(np.flatnonzero(b == levels[j])[0])))
     note = "expert-parallel size not stated: the fastest expert and attention layout" if moe else ""
-    return ServingResidual(run=run, predicted={"output_tok_s_per_gpu": float(s.output_tokens_per_s_per_chip[j])},
-                           layout=f"{run.decode.chips} GPUs {_name(stage)} at batch {int(levels[j])}", note=note)
+    return ServingResidual(
+        run=run,
+        predicted={"output_tok_s_per_gpu": float(s.output_tokens_per_s_per_chip[j])},
+        layout=f"{run.decode.chips} GPUs {_name(stage)} at batch {int(levels[j])}",
+        note=note,
+    )

@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 
 
-def levenberg_marquardt(residual, u: np.ndarray, lower: np.ndarray, upper: np.ndarray,
-                         max_iterations: int = 200) -> tuple[np.ndarray, float]:
+def levenberg_marquardt(
+    residual, u: np.ndarray, lower: np.ndarray, upper: np.ndarray, max_iterations: int = 200
+) -> tuple[np.ndarray, float]:
     """Minimise |residual(u)|^2 within the box [lower, upper]; returns (u, cost). A parameter
     on a bound that the gradient pushes outwards is held there (projected steps).
 
@@ -63,5 +64,5 @@ def _solve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
             b[i] -= f * b[k]
     x = np.zeros(n)
     for k in range(n - 1, -1, -1):
-        x[k] = (b[k] - float(np.sum(a[k, k + 1:] * x[k + 1:]))) / a[k, k]
+        x[k] = (b[k] - float(np.sum(a[k, k + 1 :] * x[k + 1 :]))) / a[k, k]
     return x

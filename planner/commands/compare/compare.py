@@ -52,7 +52,7 @@ def fastest(points, min_mfu: float) -> Point | None:
 @dataclass(frozen=True, kw_only=True)
 class Tolerance:
     latency: float = 0.01  # relative rise of latency (serve: TTFT, TPOT) that still passes
-    mfu: float = 0.005     # absolute fall of MFU that still passes (0.005 = 0.5 percentage points)
+    mfu: float = 0.005  # absolute fall of MFU that still passes (0.005 = 0.5 percentage points)
     throughput: float = 0.01  # serve: relative fall of tokens/s per chip (rise of $/Mtok) that passes
 
 
@@ -78,7 +78,7 @@ def relative_change(kind: Kind, before: float | None, after: float | None, refer
 class Change:
     kind: Kind
     before: Point | None  # None when the point appeared
-    after: Point | None   # None when it disappeared
+    after: Point | None  # None when it disappeared
     # appeared/disappeared: the other run's fastest point with at least this point's MFU
     reference: Point | None = None
     regressed: bool
@@ -118,19 +118,32 @@ class Change:
             b, a = self.before, self.after
             parts = []
             if a.latency_s != b.latency_s:
-                parts.append(f"latency {fmt_seconds(b.latency_s)} -> {fmt_seconds(a.latency_s)} "
-                             f"({signed_percent(self.latency_change)})")
+                parts.append(
+                    f"latency {fmt_seconds(b.latency_s)} -> {fmt_seconds(a.latency_s)} "
+                    f"({signed_percent(self.latency_change)})"
+                )
             if a.mfu != b.mfu:
                 parts.append(f"MFU {percent(b.mfu)} -> {percent(a.mfu)} ({points_change(self.mfu_change)})")
             if a.bound != b.bound:
                 parts.append(f"bound {b.bound} -> {a.bound}")
             if a.hbm_fraction != b.hbm_fraction:
                 parts.append(f"HBM {percent(b.hbm_fraction)} -> {percent(a.hbm_fraction)}")
-            others = [words for f, words in (
-                ("mesh", "mesh"), ("partition", "axis groups"), ("step_latency_s", "step time"),
-                ("cost_chip_s_per_token", "cost per token"), ("tokens_per_s", "tokens/s"),
-                ("hbm_bytes_per_chip", "HBM bytes"), ("compute_s", "compute time"), ("memory_s", "memory time"),
-                ("comm_s", "network time"), ("overhead_s", "overhead")) if getattr(a, f) != getattr(b, f)]
+            others = [
+                words
+                for f, words in (
+                    ("mesh", "mesh"),
+                    ("partition", "axis groups"),
+                    ("step_latency_s", "step time"),
+                    ("cost_chip_s_per_token", "cost per token"),
+                    ("tokens_per_s", "tokens/s"),
+                    ("hbm_bytes_per_chip", "HBM bytes"),
+                    ("compute_s", "compute time"),
+                    ("memory_s", "memory time"),
+                    ("comm_s", "network time"),
+                    ("overhead_s", "overhead"),
+                )
+                if getattr(a, f) != getattr(b, f)
+            ]
             if others and not parts:
                 parts.append("changed: " + ", ".join(others))
             return "; ".join(parts)
@@ -139,14 +152,18 @@ class Change:
         if self.kind is Kind.APPEARED:
             if ref is None:
                 return f"joined the frontier ({at}); no baseline point reached that MFU"
-            return (f"joined the frontier ({at}); {percent(abs(self.latency_change))} "
-                    f"{'faster' if self.latency_change <= 0 else 'slower'} than the baseline's fastest "
-                    f"point with at least its MFU ({name(ref)}, {fmt_seconds(ref.latency_s)})")
+            return (
+                f"joined the frontier ({at}); {percent(abs(self.latency_change))} "
+                f"{'faster' if self.latency_change <= 0 else 'slower'} than the baseline's fastest "
+                f"point with at least its MFU ({name(ref)}, {fmt_seconds(ref.latency_s)})"
+            )
         if ref is None:
             return f"left the frontier (was {at}); no current point reaches its MFU"
-        return (f"left the frontier (was {at}); the current fastest point with at least its MFU "
-                f"({name(ref)}, {fmt_seconds(ref.latency_s)}) is {percent(abs(self.latency_change))} "
-                f"{'slower' if self.latency_change > 0 else 'faster'}")
+        return (
+            f"left the frontier (was {at}); the current fastest point with at least its MFU "
+            f"({name(ref)}, {fmt_seconds(ref.latency_s)}) is {percent(abs(self.latency_change))} "
+            f"{'slower' if self.latency_change > 0 else 'faster'}"
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -168,7 +185,7 @@ class Comparison:
     tolerance: Tolerance
     changes: tuple[Change, ...]  # regressions first, then the rest; largest change first in each
     phases: tuple[PhaseBest, ...]
-    notes: tuple[str, ...]       # model, cluster or workload differences
+    notes: tuple[str, ...]  # model, cluster or workload differences
 
     @property
     def regressions(self) -> tuple[Change, ...]:
@@ -180,12 +197,10 @@ class Comparison:
 
     @property
     def identical(self) -> bool:
-        return (not self.changes and not material(self.notes)
-                and self.baseline.phases == self.current.phases)
+        return not self.changes and not material(self.notes) and self.baseline.phases == self.current.phases
 
     def verdict(self) -> str:
-        limits = (f"latency {signed_percent(self.tolerance.latency)}, "
-                  f"MFU {points_change(-self.tolerance.mfu)}")
+        limits = f"latency {signed_percent(self.tolerance.latency)}, MFU {points_change(-self.tolerance.mfu)}"
         return verdict(self, [p.phase.value for p in self.phases if p.regressed], "frontier points", limits)
 
 
@@ -204,17 +219,21 @@ def verdict(report, regressed_groups: list[str], what: str, limits: str) -> str:
 def match(before: dict, after: dict, *, moved, disappeared, appeared) -> list:
     """The changes between two runs' keyed items (both gates match this way): `moved(b, a)` for a
     key in both whose item differs, `disappeared(b)` and `appeared(a)` for a key in one run only."""
-    changes = [disappeared(b) if key not in after else moved(b, after[key])
-               for key, b in before.items() if after.get(key) != b]
+    changes = [
+        disappeared(b) if key not in after else moved(b, after[key]) for key, b in before.items() if after.get(key) != b
+    ]
     return changes + [appeared(a) for key, a in after.items() if key not in before]
 
 
-def compare_runs(baseline: Run, current: Run, tolerance: Tolerance = Tolerance(),
-                 allow_different_model: bool = False) -> Comparison:
+def compare_runs(
+    baseline: Run, current: Run, tolerance: Tolerance = Tolerance(), allow_different_model: bool = False
+) -> Comparison:
     """Match the frontiers of two runs point by point and judge every change."""
     if baseline.model != current.model and not allow_different_model:
-        raise UsageError(f"{baseline.source}: model: {baseline.model!r}, but {current.source} plans "
-                         f"{current.model!r}\n  hint: pass --allow-different-model to compare anyway")
+        raise UsageError(
+            f"{baseline.source}: model: {baseline.model!r}, but {current.source} plans "
+            f"{current.model!r}\n  hint: pass --allow-different-model to compare anyway"
+        )
     # A phase only one run has is a note and a phase verdict, not a list of its every point.
     shared = set(baseline.phases) & set(current.phases)
 
@@ -231,15 +250,25 @@ def compare_runs(baseline: Run, current: Run, tolerance: Tolerance = Tolerance()
         ref = fastest(baseline.frontier(a.phase), a.mfu)
         return Change(kind=Kind.APPEARED, before=None, after=a, reference=ref, regressed=False)
 
-    changes = match({p.key: p for p in baseline.points if p.phase in shared},
-                    {p.key: p for p in current.points if p.phase in shared},
-                    moved=moved, disappeared=disappeared, appeared=appeared)
+    changes = match(
+        {p.key: p for p in baseline.points if p.phase in shared},
+        {p.key: p for p in current.points if p.phase in shared},
+        moved=moved,
+        disappeared=disappeared,
+        appeared=appeared,
+    )
     changes.sort(key=lambda c: (not c.regressed, tuple(-s for s in c.size), c.point.key))
-    return Comparison(baseline=baseline, current=current, tolerance=tolerance, changes=tuple(changes),
-                      phases=tuple(_phase_best(baseline, current, ph, tolerance)
-                                   for ph in sorted(set(baseline.phases + current.phases),
-                                                    key=list(Phase).index)),  # prefill first, as plan
-                      notes=_notes(baseline, current))
+    return Comparison(
+        baseline=baseline,
+        current=current,
+        tolerance=tolerance,
+        changes=tuple(changes),
+        phases=tuple(
+            _phase_best(baseline, current, ph, tolerance)
+            for ph in sorted(set(baseline.phases + current.phases), key=list(Phase).index)
+        ),  # prefill first, as plan
+        notes=_notes(baseline, current),
+    )
 
 
 def extremes(points, lower, higher) -> tuple:
@@ -258,13 +287,14 @@ def best_regressed(before: tuple, after: tuple, worse) -> bool:
 
 
 def _phase_best(baseline: Run, current: Run, phase: Phase, tol: Tolerance) -> PhaseBest:
-    before, after = (extremes(run.frontier(phase), lambda p: p.latency_s, lambda p: p.mfu)
-                     for run in (baseline, current))
+    before, after = (
+        extremes(run.frontier(phase), lambda p: p.latency_s, lambda p: p.mfu) for run in (baseline, current)
+    )
     (lb, mb), (la, ma) = before, after
-    regressed = best_regressed(before, after,
-                               lambda b, a: a[0] > b[0] * (1 + tol.latency) or a[1] < b[1] - tol.mfu)
-    return PhaseBest(phase=phase, latency_before_s=lb, latency_after_s=la, mfu_before=mb, mfu_after=ma,
-                     regressed=regressed)
+    regressed = best_regressed(before, after, lambda b, a: a[0] > b[0] * (1 + tol.latency) or a[1] < b[1] - tol.mfu)
+    return PhaseBest(
+        phase=phase, latency_before_s=lb, latency_after_s=la, mfu_before=mb, mfu_after=ma, regressed=regressed
+    )
 
 
 def calibrated(run) -> bool | None:
@@ -294,12 +324,15 @@ def calibration_words(report) -> str:
         if calibrated(run) is False:
             status = getattr(run, "calibration_status", None)
             by_status.setdefault(ideal if status in (None, "uncalibrated") else status, []).append(
-                f"{which} ({run.cluster})")
+                f"{which} ({run.cluster})"
+            )
     if not by_status:
         return ""
-    return "uncalibrated: " + "; ".join(f"the cluster of the {' and the '.join(sides)} has {status}"
-                                        for status, sides in by_status.items()) + \
-        " (fit them with `planner calibrate`)"
+    return (
+        "uncalibrated: "
+        + "; ".join(f"the cluster of the {' and the '.join(sides)} has {status}" for status, sides in by_status.items())
+        + " (fit them with `planner calibrate`)"
+    )
 
 
 VERSION_NOTE = "planner version"  # a note that alone does not make two runs differ
@@ -324,18 +357,26 @@ def provenance_notes(baseline, current) -> list[str]:
     """Why figures may have moved, from what both saved runs record (`runs.provenance_dict`):
     model, cluster, calibration constants, chip figures, model shape, planner version. A run that
     lacks a record (older runs) says nothing about it."""
-    notes = [f"{what} {getattr(baseline, what)} -> {getattr(current, what)}" for what in ("model", "cluster")
-             if getattr(baseline, what) != getattr(current, what)]
-    for what, show in (("calibration", lambda k, v: str(v)), ("hardware", _figure),
-                       ("model_shape", lambda k, v: str(v))):
+    notes = [
+        f"{what} {getattr(baseline, what)} -> {getattr(current, what)}"
+        for what in ("model", "cluster")
+        if getattr(baseline, what) != getattr(current, what)
+    ]
+    for what, show in (
+        ("calibration", lambda k, v: str(v)),
+        ("hardware", _figure),
+        ("model_shape", lambda k, v: str(v)),
+    ):
         b, a = getattr(baseline, what), getattr(current, what)
         if b is None or a is None:
             continue
         before, after = dict(b), dict(a)
         if what == "calibration":  # a constant a run does not record (it predates it) had its default
             defaults = {k: v for k, v in vars(Calibration()).items() if isinstance(v, (int, float))}
-            before, after = ({k: v for k, v in defaults.items() if k in after} | before,
-                             {k: v for k, v in defaults.items() if k in before} | after)
+            before, after = (
+                {k: v for k, v in defaults.items() if k in after} | before,
+                {k: v for k, v in defaults.items() if k in before} | after,
+            )
         for key in sorted(set(before) | set(after)):
             if before.get(key) != after.get(key):
                 old, new = (show(key, d[key]) if key in d else "absent" for d in (before, after))
@@ -359,5 +400,3 @@ def _notes(baseline: Run, current: Run) -> tuple[str, ...]:
         if ph not in baseline.phases:
             notes.append(f"phase {ph.value} is in {current.source} but not in {baseline.source}")
     return tuple(notes)
-
-

@@ -23,8 +23,8 @@ class LayoutRow(Pin):
     """One layout (best mesh grouping) at one phase, chip count, batch and weight format: the
     layout as a pin would name it, with its point or the reason there is none."""
 
-    point: Point | None   # None when the layout does not apply or does not fit
-    reason: str = ""      # why there is no point
+    point: Point | None  # None when the layout does not apply or does not fit
+    reason: str = ""  # why there is no point
     need_bytes: float | None = None  # HBM per chip the best grouping needs, when it does not fit
     gap: float | None = None  # latency / fastest row's latency at the same phase, chips, batch - 1
 
@@ -43,10 +43,26 @@ def side_by_side(plan: Plan, layouts: tuple[tuple[str, str], ...]) -> tuple[Layo
             evs = [cost(plan, c, batch) for c in picked]  # pipelined candidates by the pipeline model
             stage_counts = sorted({c.stages for c in picked}) or [1]
             for i, b in enumerate(space.batches):
-                group = [_layout_row(evs, i, hbm, LayoutRow(phase=phase, chips=chips, batch=b, ffn=ffn,
-                                                            attention=attention, weights=weights, stages=p,
-                                                            point=None))
-                         for p in stage_counts for ffn, attention in layouts for weights in space.weights]
+                group = [
+                    _layout_row(
+                        evs,
+                        i,
+                        hbm,
+                        LayoutRow(
+                            phase=phase,
+                            chips=chips,
+                            batch=b,
+                            ffn=ffn,
+                            attention=attention,
+                            weights=weights,
+                            stages=p,
+                            point=None,
+                        ),
+                    )
+                    for p in stage_counts
+                    for ffn, attention in layouts
+                    for weights in space.weights
+                ]
                 fastest = min((r.point.latency_s for r in group if r.point), default=None)
                 rows += [replace(r, gap=r.point.latency_s / fastest - 1) if r.point else r for r in group]
     return tuple(rows)
@@ -55,15 +71,20 @@ def side_by_side(plan: Plan, layouts: tuple[tuple[str, str], ...]) -> tuple[Layo
 def _layout_row(evs, i: int, hbm_bytes: float, row: LayoutRow) -> LayoutRow:
     """`row` with its point: the fastest of its layout's evaluations (mesh groupings) that fits
     at batch index i; or with the reason there is none."""
-    mine = [ev for ev in evs if (ev.candidate.ffn.name, ev.candidate.attention.name, ev.candidate.weights,
-                                 ev.candidate.stages) == (row.ffn, row.attention, row.weights, row.stages)]
+    mine = [
+        ev
+        for ev in evs
+        if (ev.candidate.ffn.name, ev.candidate.attention.name, ev.candidate.weights, ev.candidate.stages)
+        == (row.ffn, row.attention, row.weights, row.stages)
+    ]
     fits = [ev for ev in mine if ev.hbm_bytes[i] <= hbm_bytes]
     if fits:
         return replace(row, point=point(min(fits, key=lambda ev: order_key(ev, i)), i))
     if mine:
         need = min(float(ev.hbm_bytes[i]) for ev in mine)
-        return replace(row, need_bytes=need,
-                       reason=f"{DOES_NOT_FIT}: needs {fmt_bytes(need)} per chip, has {fmt_bytes(hbm_bytes)}")
+        return replace(
+            row, need_bytes=need, reason=f"{DOES_NOT_FIT}: needs {fmt_bytes(need)} per chip, has {fmt_bytes(hbm_bytes)}"
+        )
     return replace(row, reason=f"does not apply on {fmt_chips(row.chips)}")
 
 
@@ -75,11 +96,11 @@ GAP_REFERENCES = ("layout", "frontier")
 @dataclass(frozen=True, kw_only=True)
 class PinGap:
     pin: Pin
-    point: Point              # the pinned layout (its best mesh grouping)
-    best: Point               # fastest layout at the pin's phase, chips, batch and weights
-    layout_gap: float         # point.latency / best.latency - 1
-    frontier: Point           # fastest of the phase's frontier (and the pin) with MFU >= the pin's
-    frontier_gap: float       # point.latency / frontier.latency - 1
+    point: Point  # the pinned layout (its best mesh grouping)
+    best: Point  # fastest layout at the pin's phase, chips, batch and weights
+    layout_gap: float  # point.latency / best.latency - 1
+    frontier: Point  # fastest of the phase's frontier (and the pin) with MFU >= the pin's
+    frontier_gap: float  # point.latency / frontier.latency - 1
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -106,15 +127,24 @@ class Deployment:
         ref, gap, pinned = self.reference(g), self.gap(g), g.point
         at = lambda p: f"{fmt_seconds(p.latency_s)} at {percent(p.mfu)} MFU"
         if gap <= 0:
-            where = ("the fastest layout on its chips, batch and weights" if self.gap_to == "layout"
-                     else "on the frontier")
+            where = (
+                "the fastest layout on its chips, batch and weights" if self.gap_to == "layout" else "on the frontier"
+            )
             return f"{g.pin.phase.value}: the pinned {_pin_name(g.pin)} is {where} ({at(pinned)})"
-        where = ("on the same chips, batch and weights" if self.gap_to == "layout"
-                 else f"on {ref.chips} chips at batch {ref.batch}, at no lower MFU")
-        name = (f"PP{ref.stages} " if ref.stages > 1 else "") + f"{ref.ffn}+{ref.attention}" + \
-            (f"+{ref.experts}" if ref.experts else "")
-        return (f"{g.pin.phase.value}: {percent(gap)} slower than {name} {ref.weights} "
-                f"{where} (pinned {_pin_name(g.pin)}: {at(pinned)}; {name}: {at(ref)})")
+        where = (
+            "on the same chips, batch and weights"
+            if self.gap_to == "layout"
+            else f"on {ref.chips} chips at batch {ref.batch}, at no lower MFU"
+        )
+        name = (
+            (f"PP{ref.stages} " if ref.stages > 1 else "")
+            + f"{ref.ffn}+{ref.attention}"
+            + (f"+{ref.experts}" if ref.experts else "")
+        )
+        return (
+            f"{g.pin.phase.value}: {percent(gap)} slower than {name} {ref.weights} "
+            f"{where} (pinned {_pin_name(g.pin)}: {at(pinned)}; {name}: {at(ref)})"
+        )
 
     def verdict(self) -> str:
         worst = max(self.gaps, key=self.gap)
@@ -129,8 +159,9 @@ def _pin_name(pin: Pin) -> str:
     experts = f"+{pin.experts}" if pin.experts else ""
     kv = f" (KV cache {pin.kv_cache.label})" if pin.kv_cache is not KvFormat.BF16 else ""
     stages = f" in {pin.stages} stages" if pin.stages > 1 else ""
-    return (f"{pin.ffn}+{pin.attention}{experts} {pin.weights.label}{kv} on {pin.chips} chips{stages} "
-            f"at batch {pin.batch}")
+    return (
+        f"{pin.ffn}+{pin.attention}{experts} {pin.weights.label}{kv} on {pin.chips} chips{stages} at batch {pin.batch}"
+    )
 
 
 def check_deployment(plan: Plan, max_gap: float = 0.05, gap_to: str = "layout") -> Deployment:
@@ -139,52 +170,95 @@ def check_deployment(plan: Plan, max_gap: float = 0.05, gap_to: str = "layout") 
         raise UsageError(f"--gap-to: expected one of {', '.join(GAP_REFERENCES)}, got {gap_to!r}")
     pins = plan.deployment
     if not pins:
-        raise UsageError(f"{plan.source or 'the plan'}: no 'deployment:' section to check\n  hint: pin a "
-                         "layout per phase, e.g. deployment: {decode: {chips: 64, batch: 512, ffn: ws2d, "
-                         "attention: batch, weights: bf16}}")
+        raise UsageError(
+            f"{plan.source or 'the plan'}: no 'deployment:' section to check\n  hint: pin a "
+            "layout per phase, e.g. deployment: {decode: {chips: 64, batch: 512, ffn: ws2d, "
+            "attention: batch, weights: bf16}}"
+        )
     experts = [p.experts for p in pins if p.experts] if plan.space.experts else []  # (): every one
-    plan = _widened(plan, phases=tuple(dict.fromkeys(p.phase for p in pins)), ffn=[p.ffn for p in pins],
-                    attention=[p.attention for p in pins], weights=[p.weights for p in pins],
-                    kv_cache=[p.kv_cache for p in pins], stages=[p.stages for p in pins], experts=experts)
+    plan = _widened(
+        plan,
+        phases=tuple(dict.fromkeys(p.phase for p in pins)),
+        ffn=[p.ffn for p in pins],
+        attention=[p.attention for p in pins],
+        weights=[p.weights for p in pins],
+        kv_cache=[p.kv_cache for p in pins],
+        stages=[p.stages for p in pins],
+        experts=experts,
+    )
     frontiers = {ph.phase: ph.frontier for ph in search(plan).phases}
     gaps = []
     for pin in pins:
-        ev = best(plan, pin.phase, pin.chips, pin.batch, pin.weights, pin.ffn, pin.attention,
-                  experts=pin.experts or None, kv_cache=pin.kv_cache, stages=pin.stages)
+        ev = best(
+            plan,
+            pin.phase,
+            pin.chips,
+            pin.batch,
+            pin.weights,
+            pin.ffn,
+            pin.attention,
+            experts=pin.experts or None,
+            kv_cache=pin.kv_cache,
+            stages=pin.stages,
+        )
         if ev is None:
             raise InfeasibleError(_pin_infeasible(plan, pin))
         pinned = point(ev, 0)
         quickest = point(best(plan, pin.phase, pin.chips, pin.batch, pin.weights, kv_cache=pin.kv_cache), 0)
         ref = fastest(frontiers[pin.phase] + (pinned,), pinned.mfu)
-        gaps.append(PinGap(pin=pin, point=pinned, best=quickest,
-                           layout_gap=pinned.latency_s / quickest.latency_s - 1,
-                           frontier=ref, frontier_gap=pinned.latency_s / ref.latency_s - 1))
-    return Deployment(source=plan.source, gaps=tuple(gaps), max_gap=max_gap, gap_to=gap_to,
-                      cluster=plan.cluster.name, calibrated=plan.cluster.calibrated,
-                      calibration_status=plan.cluster.calibration_status)
+        gaps.append(
+            PinGap(
+                pin=pin,
+                point=pinned,
+                best=quickest,
+                layout_gap=pinned.latency_s / quickest.latency_s - 1,
+                frontier=ref,
+                frontier_gap=pinned.latency_s / ref.latency_s - 1,
+            )
+        )
+    return Deployment(
+        source=plan.source,
+        gaps=tuple(gaps),
+        max_gap=max_gap,
+        gap_to=gap_to,
+        cluster=plan.cluster.name,
+        calibrated=plan.cluster.calibrated,
+        calibration_status=plan.cluster.calibration_status,
+    )
 
 
 def _widened(plan: Plan, phases: tuple[Phase, ...] | None = None, **extra) -> Plan:
     """`plan` whose search space also holds the `extra` names per axis (ffn, attention, weights)."""
     space = plan.space
-    axes = {axis: getattr(space, axis) + tuple(v for v in dict.fromkeys(values) if v not in getattr(space, axis))
-            for axis, values in extra.items()}
+    axes = {
+        axis: getattr(space, axis) + tuple(v for v in dict.fromkeys(values) if v not in getattr(space, axis))
+        for axis, values in extra.items()
+    }
     return replace(plan, space=replace(space, phases=phases or space.phases, **axes))
 
 
 def _pin_infeasible(plan: Plan, pin: Pin) -> str:
-    where = f"{plan.source or 'the plan'}{f':{pin.line}' if pin.line else ''}: " \
-            f"deployment.{pin.phase.value}: {_pin_name(pin)}"
-    need = _pinned_need_bytes(plan, pin, Formats(weights=pin.weights, kv_cache=pin.kv_cache,
-                                                 sparsity=plan.space.sparsity))
+    where = (
+        f"{plan.source or 'the plan'}{f':{pin.line}' if pin.line else ''}: "
+        f"deployment.{pin.phase.value}: {_pin_name(pin)}"
+    )
+    need = _pinned_need_bytes(
+        plan, pin, Formats(weights=pin.weights, kv_cache=pin.kv_cache, sparsity=plan.space.sparsity)
+    )
     if need is None:
         return f"{where} does not apply (its mesh axis groups would be trivial on {pin.chips} chips)"
     hbm = plan.cluster.chip.usable_hbm_bytes
     mine = Formats(weights=pin.weights, kv_cache=pin.kv_cache, sparsity=plan.space.sparsity)
-    remedies = (["a smaller batch"] if pin.batch > 1 else []) + _smaller_formats(plan, pin, mine, hbm) + \
-        ["more chips"] + (["the batch attention layout"] if pin.attention != "batch" else [])
-    return (f"{where} {DOES_NOT_FIT}: needs {fmt_bytes(need)} per chip, has {fmt_bytes(hbm)}\n"
-            f"  hint: pin {', '.join(remedies[:-1])} or {remedies[-1]}")
+    remedies = (
+        (["a smaller batch"] if pin.batch > 1 else [])
+        + _smaller_formats(plan, pin, mine, hbm)
+        + ["more chips"]
+        + (["the batch attention layout"] if pin.attention != "batch" else [])
+    )
+    return (
+        f"{where} {DOES_NOT_FIT}: needs {fmt_bytes(need)} per chip, has {fmt_bytes(hbm)}\n"
+        f"  hint: pin {', '.join(remedies[:-1])} or {remedies[-1]}"
+    )
 
 
 def _smaller_formats(plan: Plan, pin: Pin, mine: Formats, hbm_bytes: float) -> list[str]:
@@ -193,13 +267,24 @@ def _smaller_formats(plan: Plan, pin: Pin, mine: Formats, hbm_bytes: float) -> l
     search's weights hint); likewise KV-cache formats with the pin's weights."""
     chip, d_head, out = plan.cluster.chip, plan.model.d_head, []
     for options, size, what in (
-            ([replace(mine, weights=w) for w in WeightFormat], lambda f: f.weight_bytes, "{} weights (they fit)"),
-            ([replace(mine, kv_cache=kv) for kv in KvFormat], lambda f: f.kv_cache.bytes_per_element(d_head),
-             "an {} KV cache (it fits)")):
-        fit = [f for f in options if chip.supports(f) and size(f) < size(mine)
-               and _pinned_need_bytes(plan, pin, f) is not None and _pinned_need_bytes(plan, pin, f) <= hbm_bytes]
-        widest = sorted((f for f in fit if size(f) == max(map(size, fit))),
-                        key=lambda f: -f.weight_peak_flop_per_s(chip))  # stable: enum order on ties
+        ([replace(mine, weights=w) for w in WeightFormat], lambda f: f.weight_bytes, "{} weights (they fit)"),
+        (
+            [replace(mine, kv_cache=kv) for kv in KvFormat],
+            lambda f: f.kv_cache.bytes_per_element(d_head),
+            "an {} KV cache (it fits)",
+        ),
+    ):
+        fit = [
+            f
+            for f in options
+            if chip.supports(f)
+            and size(f) < size(mine)
+            and _pinned_need_bytes(plan, pin, f) is not None
+            and _pinned_need_bytes(plan, pin, f) <= hbm_bytes
+        ]
+        widest = sorted(
+            (f for f in fit if size(f) == max(map(size, fit))), key=lambda f: -f.weight_peak_flop_per_s(chip)
+        )  # stable: enum order on ties
         labels = list(dict.fromkeys(f.weights.label if "weights" in what else f.kv_cache.label for f in widest))
         if labels:
             out.append(what.format(labels[0] if len(labels) == 1 else ", ".join(labels[:-1]) + " or " + labels[-1]))
@@ -208,9 +293,12 @@ def _smaller_formats(plan: Plan, pin: Pin, mine: Formats, hbm_bytes: float) -> l
 
 def _pinned_need_bytes(plan: Plan, pin: Pin, formats: Formats) -> float | None:
     """HBM per chip the pinned layout's best mesh grouping needs in `formats` (None: it does not apply)."""
-    mine = [c for c in candidates(plan, pin.phase, chips=(pin.chips,), formats=(formats,))
-            if (c.ffn.name, c.attention.name, c.stages) == (pin.ffn, pin.attention, pin.stages)
-            and (not pin.experts or (c.experts is not None and c.experts.name == pin.experts))]
+    mine = [
+        c
+        for c in candidates(plan, pin.phase, chips=(pin.chips,), formats=(formats,))
+        if (c.ffn.name, c.attention.name, c.stages) == (pin.ffn, pin.attention, pin.stages)
+        and (not pin.experts or (c.experts is not None and c.experts.name == pin.experts))
+    ]
     if not mine:
         return None
     return min(float(cost(plan, c, np.array([pin.batch])).hbm_bytes[0]) for c in mine)

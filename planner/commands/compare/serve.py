@@ -20,7 +20,15 @@ import math
 from dataclasses import dataclass
 
 from planner.commands.compare.compare import (
-    Kind, Tolerance, best_regressed, extremes, match, material, provenance_notes, relative_change, verdict,
+    Kind,
+    Tolerance,
+    best_regressed,
+    extremes,
+    match,
+    material,
+    provenance_notes,
+    relative_change,
+    verdict,
 )
 from planner.commands.serve.runs import ServeRow, ServeRun
 from planner.errors import UsageError
@@ -35,8 +43,13 @@ FIGURES = (
     ("usd_per_million_input_tokens", "$/M input", -1, "throughput", _usd),
     ("usd_per_million_output_tokens", "$/M output", -1, "throughput", _usd),
 )
-OTHER_FIGURES = (("e2e_s", "end-to-end"), ("chips", "chips"), ("prefill_pools_per_decode_pool", "pool ratio"),
-                 ("kv_transfer_s", "KV transfer time"), ("tokens_per_s_per_user", "tokens/s per user"))
+OTHER_FIGURES = (
+    ("e2e_s", "end-to-end"),
+    ("chips", "chips"),
+    ("prefill_pools_per_decode_pool", "pool ratio"),
+    ("kv_transfer_s", "KV transfer time"),
+    ("tokens_per_s_per_user", "tokens/s per user"),
+)
 
 
 def _change(before: float | None, after: float | None) -> float | None:
@@ -56,7 +69,7 @@ def _fastest(rows, min_per_chip: float) -> ServeRow | None:
 class ServeChange:
     kind: Kind
     before: ServeRow | None  # None when the row appeared
-    after: ServeRow | None   # None when it disappeared
+    after: ServeRow | None  # None when it disappeared
     reference: ServeRow | None = None  # appeared/disappeared: the other run's fastest cover
     regressed: bool
 
@@ -99,14 +112,20 @@ class ServeChange:
         r = self.point
         if self.kind is Kind.MOVED:
             b, a, changes = self.before, self.after, self.changes()
-            parts = [f"{words} {show(getattr(b, f))} -> {show(getattr(a, f))} ({signed_percent(changes[f])})"
-                     for f, words, _, _, show in FIGURES if changes.get(f)]
+            parts = [
+                f"{words} {show(getattr(b, f))} -> {show(getattr(a, f))} ({signed_percent(changes[f])})"
+                for f, words, _, _, show in FIGURES
+                if changes.get(f)
+            ]
             if (b.usd_per_million_output_tokens is None) != (a.usd_per_million_output_tokens is None):
                 parts.append("price " + ("added" if b.usd_per_million_output_tokens is None else "removed"))
             others = [words for f, words in OTHER_FIGURES if getattr(a, f) != getattr(b, f)]
-            others += [f"{s} {words}" for s in ("prefill", "decode") for f, words in
-                       (("mfu", "MFU"), ("hbm_fraction", "HBM"), ("bound", "bound"), ("latency_s", "latency"))
-                       if getattr(getattr(a, s), f) != getattr(getattr(b, s), f)]
+            others += [
+                f"{s} {words}"
+                for s in ("prefill", "decode")
+                for f, words in (("mfu", "MFU"), ("hbm_fraction", "HBM"), ("bound", "bound"), ("latency_s", "latency"))
+                if getattr(getattr(a, s), f) != getattr(getattr(b, s), f)
+            ]
             if others and not parts:
                 parts.append("changed: " + ", ".join(others))
             return "; ".join(parts)
@@ -115,12 +134,16 @@ class ServeChange:
         if self.kind is Kind.APPEARED:
             if ref is None:
                 return f"joined the frontier ({at}); no baseline row reached that throughput per chip"
-            return (f"joined the frontier ({at}); TPOT {signed_percent(self.tpot_change)} against the "
-                    f"baseline's fastest row with at least its tokens/s per chip ({ref})")
+            return (
+                f"joined the frontier ({at}); TPOT {signed_percent(self.tpot_change)} against the "
+                f"baseline's fastest row with at least its tokens/s per chip ({ref})"
+            )
         if ref is None:
             return f"left the frontier (was {at}); no current row reaches its tokens/s per chip"
-        return (f"left the frontier (was {at}); the current fastest row with at least its tokens/s per "
-                f"chip ({ref}) has TPOT {signed_percent(self.tpot_change)}")
+        return (
+            f"left the frontier (was {at}); the current fastest row with at least its tokens/s per "
+            f"chip ({ref}) has TPOT {signed_percent(self.tpot_change)}"
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -158,17 +181,22 @@ class ServeComparison:
 
     def verdict(self) -> str:
         t = self.tolerance
-        limits = (f"TTFT and TPOT {signed_percent(t.latency)}, tokens/s per chip {signed_percent(-t.throughput)}, "
-                  f"$/Mtok {signed_percent(t.throughput)}")
+        limits = (
+            f"TTFT and TPOT {signed_percent(t.latency)}, tokens/s per chip {signed_percent(-t.throughput)}, "
+            f"$/Mtok {signed_percent(t.throughput)}"
+        )
         return verdict(self, [m.mode for m in self.modes if m.regressed], "deployments", limits)
 
 
-def compare_serve_runs(baseline: ServeRun, current: ServeRun, tolerance: Tolerance = Tolerance(),
-                       allow_different_model: bool = False) -> ServeComparison:
+def compare_serve_runs(
+    baseline: ServeRun, current: ServeRun, tolerance: Tolerance = Tolerance(), allow_different_model: bool = False
+) -> ServeComparison:
     """Match the deployments of two serve runs row by row and judge every change."""
     if baseline.model != current.model and not allow_different_model:
-        raise UsageError(f"{baseline.source}: model: {baseline.model!r}, but {current.source} serves "
-                         f"{current.model!r}\n  hint: pass --allow-different-model to compare anyway")
+        raise UsageError(
+            f"{baseline.source}: model: {baseline.model!r}, but {current.source} serves "
+            f"{current.model!r}\n  hint: pass --allow-different-model to compare anyway"
+        )
     shared = set(baseline.modes) & set(current.modes)
 
     def worse(b: ServeRow, a: ServeRow) -> bool:
@@ -187,25 +215,37 @@ def compare_serve_runs(baseline: ServeRun, current: ServeRun, tolerance: Toleran
         ref = _fastest(baseline.frontier(a.mode), a.output_tokens_per_s_per_chip)
         return ServeChange(kind=Kind.APPEARED, before=None, after=a, reference=ref, regressed=False)
 
-    changes = match({r.key: r for r in baseline.rows if r.mode in shared},
-                    {r.key: r for r in current.rows if r.mode in shared},
-                    moved=lambda b, a: ServeChange(kind=Kind.MOVED, before=b, after=a, regressed=worse(b, a)),
-                    disappeared=disappeared, appeared=appeared)
+    changes = match(
+        {r.key: r for r in baseline.rows if r.mode in shared},
+        {r.key: r for r in current.rows if r.mode in shared},
+        moved=lambda b, a: ServeChange(kind=Kind.MOVED, before=b, after=a, regressed=worse(b, a)),
+        disappeared=disappeared,
+        appeared=appeared,
+    )
     changes.sort(key=lambda c: (not c.regressed, tuple(-s for s in c.size), c.point.key))
     modes = [m for m in baseline.modes] + [m for m in current.modes if m not in baseline.modes]
-    return ServeComparison(baseline=baseline, current=current, tolerance=tolerance, changes=tuple(changes),
-                           modes=tuple(_mode_best(baseline, current, m, tolerance) for m in modes),
-                           notes=tuple(_notes(baseline, current)))
+    return ServeComparison(
+        baseline=baseline,
+        current=current,
+        tolerance=tolerance,
+        changes=tuple(changes),
+        modes=tuple(_mode_best(baseline, current, m, tolerance) for m in modes),
+        notes=tuple(_notes(baseline, current)),
+    )
 
 
 def _mode_best(baseline: ServeRun, current: ServeRun, mode: str, tol: Tolerance) -> ModeBest:
-    before, after = (extremes(run.frontier(mode), lambda r: r.tpot_s, lambda r: r.output_tokens_per_s_per_chip)
-                     for run in (baseline, current))
+    before, after = (
+        extremes(run.frontier(mode), lambda r: r.tpot_s, lambda r: r.output_tokens_per_s_per_chip)
+        for run in (baseline, current)
+    )
     (tb, pb), (ta, pa) = before, after
-    regressed = best_regressed(before, after,
-                               lambda b, a: a[0] > b[0] * (1 + tol.latency) or a[1] < b[1] * (1 - tol.throughput))
-    return ModeBest(mode=mode, tpot_before_s=tb, tpot_after_s=ta, per_chip_before=pb, per_chip_after=pa,
-                    regressed=regressed)
+    regressed = best_regressed(
+        before, after, lambda b, a: a[0] > b[0] * (1 + tol.latency) or a[1] < b[1] * (1 - tol.throughput)
+    )
+    return ModeBest(
+        mode=mode, tpot_before_s=tb, tpot_after_s=ta, per_chip_before=pb, per_chip_after=pa, regressed=regressed
+    )
 
 
 def _notes(baseline: ServeRun, current: ServeRun) -> list[str]:
@@ -220,14 +260,21 @@ def _notes(baseline: ServeRun, current: ServeRun) -> list[str]:
                 notes.append(f"{what} {key} {b} -> {a}{unit}")
     b, a = baseline.price_usd_per_chip_hour, current.price_usd_per_chip_hour
     if b != a:
-        notes.append(f"price {'none' if b is None else f'{b:g}'} -> {'none' if a is None else f'{a:g}'} "
-                     "USD per chip-hour")
+        notes.append(
+            f"price {'none' if b is None else f'{b:g}'} -> {'none' if a is None else f'{a:g}'} USD per chip-hour"
+        )
     if baseline.all != current.all:
         notes.append(f"--all {'on' if baseline.all else 'off'} -> {'on' if current.all else 'off'}")
-    notes += [f"mode {m} is in {baseline.source} but not in {current.source}"
-              for m in baseline.modes if m not in current.modes]
-    notes += [f"mode {m} is in {current.source} but not in {baseline.source}"
-              for m in current.modes if m not in baseline.modes]
+    notes += [
+        f"mode {m} is in {baseline.source} but not in {current.source}"
+        for m in baseline.modes
+        if m not in current.modes
+    ]
+    notes += [
+        f"mode {m} is in {current.source} but not in {baseline.source}"
+        for m in current.modes
+        if m not in baseline.modes
+    ]
     for m in baseline.modes:
         if m in current.modes and baseline.frontier(m) and not current.frontier(m):
             notes.append(f"mode {m}: nothing meets the targets in {current.source}")

@@ -89,8 +89,9 @@ class ModeResult:
     infeasible: str = ""
 
 
-def deployments(mode: Mode, plan: Plan, prefill: Pool, static: Pool, running: Pool,
-                price_usd_per_chip_s: float | None) -> tuple[dict, Pairs]:
+def deployments(
+    mode: Mode, plan: Plan, prefill: Pool, static: Pool, running: Pool, price_usd_per_chip_s: float | None
+) -> tuple[dict, Pairs]:
     """Every deployment of `mode` whose stages fit: its figures (name -> array) and stages."""
     I, O = plan.workload.input_tokens, plan.workload.output_tokens
     batches = np.array(prefill.batches, dtype=float)
@@ -104,8 +105,11 @@ def deployments(mode: Mode, plan: Plan, prefill: Pool, static: Pool, running: Po
         decode = running
         dkeys = running.keys()
         if mode is Mode.COLOCATED:  # the same chips and format, prefill passes of at most the batch
-            match = (pkeys[None, :, 0] == dkeys[:, None, 0]) & (pkeys[None, :, 1] == dkeys[:, None, 1]) & \
-                (batches[pkeys[:, 2]][None, :] <= batches[dkeys[:, 2]][:, None])
+            match = (
+                (pkeys[None, :, 0] == dkeys[:, None, 0])
+                & (pkeys[None, :, 1] == dkeys[:, None, 1])
+                & (batches[pkeys[:, 2]][None, :] <= batches[dkeys[:, 2]][:, None])
+            )
         else:  # disaggregated: any prefill pool whose KV cache is in the decode pool's format (the
             # cache crosses between them as stored)
             cache = {}
@@ -130,8 +134,9 @@ def deployments(mode: Mode, plan: Plan, prefill: Pool, static: Pool, running: Po
             tpot = D + (B / O) * P / b_p
             ttft, total_chips = P, n_d
         else:
-            per_token = np.array([plan.model.kv_bytes_per_token(f.kv_cache.bytes_per_element(plan.model.d_head))
-                                  for f in decode.formats])
+            per_token = np.array(
+                [plan.model.kv_bytes_per_token(f.kv_cache.bytes_per_element(plan.model.d_head)) for f in decode.formats]
+            )
             kv_bytes = kv_bytes + per_token[d_idx[1]] * I
             kv_s = transfer_seconds(plan.cluster, kv_bytes, n_p, n_d)
             ratio = (B / (O * D)) / (b_p / P)
@@ -139,11 +144,19 @@ def deployments(mode: Mode, plan: Plan, prefill: Pool, static: Pool, running: Po
         e2e = ttft + O * tpot
         per_chip = B / (tpot * total_chips)
         chip_s_in, chip_s_out = n_p * P / (b_p * I), n_d * D / B
-    figures = {"ttft_s": ttft, "tpot_s": tpot, "e2e_s": e2e, "tokens_per_s_per_user": 1.0 / tpot,
-               "output_tokens_per_s_per_chip": per_chip, "chips": total_chips, "ratio": ratio,
-               "kv_bytes": kv_bytes, "kv_s": kv_s,
-               "usd_in": None if price_usd_per_chip_s is None else price_usd_per_chip_s * chip_s_in,
-               "usd_out": None if price_usd_per_chip_s is None else price_usd_per_chip_s * chip_s_out}
+    figures = {
+        "ttft_s": ttft,
+        "tpot_s": tpot,
+        "e2e_s": e2e,
+        "tokens_per_s_per_user": 1.0 / tpot,
+        "output_tokens_per_s_per_chip": per_chip,
+        "chips": total_chips,
+        "ratio": ratio,
+        "kv_bytes": kv_bytes,
+        "kv_s": kv_s,
+        "usd_in": None if price_usd_per_chip_s is None else price_usd_per_chip_s * chip_s_in,
+        "usd_out": None if price_usd_per_chip_s is None else price_usd_per_chip_s * chip_s_out,
+    }
     return figures, Pairs(prefill, decode, p_sel, d_sel)
 
 
@@ -176,16 +189,27 @@ def mode_result(mode: Mode, figures: dict, stages: Sequence, targets: Targets, e
             dropped.append((f"{label} above target", count))
         ok &= passes
     if n == 0:
-        return ModeResult(mode=mode, evaluated=0, dropped=(), frontier=(),
-                          infeasible=f"{mode.label}: no deployment fits in HBM.")
+        return ModeResult(
+            mode=mode, evaluated=0, dropped=(), frontier=(), infeasible=f"{mode.label}: no deployment fits in HBM."
+        )
     if not ok.any():
-        return ModeResult(mode=mode, evaluated=n, dropped=tuple(dropped), frontier=(),
-                          infeasible=binding_message(mode, figures, targets, n, dropped))
+        return ModeResult(
+            mode=mode,
+            evaluated=n,
+            dropped=tuple(dropped),
+            frontier=(),
+            infeasible=binding_message(mode, figures, targets, n, dropped),
+        )
     keep = np.flatnonzero(ok) if everything else frontier(figures, ok)
-    order = sorted(keep, key=lambda j: (-figures["tokens_per_s_per_user"][j],
-                                        -figures["output_tokens_per_s_per_chip"][j], j))
-    return ModeResult(mode=mode, evaluated=n, dropped=tuple(dropped),
-                      frontier=tuple(_deployment(mode, figures, stages, j) for j in order))
+    order = sorted(
+        keep, key=lambda j: (-figures["tokens_per_s_per_user"][j], -figures["output_tokens_per_s_per_chip"][j], j)
+    )
+    return ModeResult(
+        mode=mode,
+        evaluated=n,
+        dropped=tuple(dropped),
+        frontier=tuple(_deployment(mode, figures, stages, j) for j in order),
+    )
 
 
 def frontier(figures: dict, ok: np.ndarray) -> np.ndarray:
@@ -215,11 +239,14 @@ def binding_message(mode: Mode, figures: dict, targets: Targets, n: int, dropped
         limit = getattr(targets, key)
         alone = float(figures[key].min())
         if alone > limit:
-            lines.append(f"  {label} binds: the best reachable is {fmt_seconds(alone)}; {flag} is "
-                         f"{fmt_seconds(limit)}.")
+            lines.append(
+                f"  {label} binds: the best reachable is {fmt_seconds(alone)}; {flag} is {fmt_seconds(limit)}."
+            )
         elif others.any() and float(figures[key][others].min()) > limit:
-            lines.append(f"  {label} binds: the best {label} among deployments that meet the other targets "
-                         f"is {fmt_seconds(float(figures[key][others].min()))}; {flag} is {fmt_seconds(limit)}.")
+            lines.append(
+                f"  {label} binds: the best {label} among deployments that meet the other targets "
+                f"is {fmt_seconds(float(figures[key][others].min()))}; {flag} is {fmt_seconds(limit)}."
+            )
     return "\n".join(lines + ["  hint: relax the binding target or allow more chips or smaller batches."])
 
 
@@ -227,11 +254,18 @@ def _deployment(mode: Mode, f: dict, stages: Sequence, j: int) -> Deployment:
     prefill, decode = stages[j]
     cost = lambda key: None if f[key] is None else float(f[key][j])
     return Deployment(
-        mode=mode, prefill=prefill, decode=decode, chips=float(f["chips"][j]),
+        mode=mode,
+        prefill=prefill,
+        decode=decode,
+        chips=float(f["chips"][j]),
         prefill_pools_per_decode_pool=float(f["ratio"][j]) if mode is Mode.DISAGGREGATED else None,
-        ttft_s=float(f["ttft_s"][j]), tpot_s=float(f["tpot_s"][j]), e2e_s=float(f["e2e_s"][j]),
+        ttft_s=float(f["ttft_s"][j]),
+        tpot_s=float(f["tpot_s"][j]),
+        e2e_s=float(f["e2e_s"][j]),
         tokens_per_s_per_user=float(f["tokens_per_s_per_user"][j]),
         output_tokens_per_s_per_chip=float(f["output_tokens_per_s_per_chip"][j]),
-        usd_per_input_token=cost("usd_in"), usd_per_output_token=cost("usd_out"),
-        kv_transfer_bytes=float(f["kv_bytes"][j]), kv_transfer_s=float(f["kv_s"][j]),
+        usd_per_input_token=cost("usd_in"),
+        usd_per_output_token=cost("usd_out"),
+        kv_transfer_bytes=float(f["kv_bytes"][j]),
+        kv_transfer_s=float(f["kv_s"][j]),
     )

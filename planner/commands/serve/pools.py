@@ -23,11 +23,18 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from planner.cost.step import bound as step_bound  # the step's bound from its parts, as evaluate sets it
 from planner.cost.costmodel import BOUNDS, Candidate, critical_path
 from planner.cost.line_tables import LineCache
-from planner.cost.request import (PARTS, RequestParts, context_workload, contexts, running_step_s,
-                                  static_decode_s, window_crossed)
+from planner.cost.request import (
+    PARTS,
+    RequestParts,
+    context_workload,
+    contexts,
+    running_step_s,
+    static_decode_s,
+    window_crossed,
+)
+from planner.cost.step import bound as step_bound  # the step's bound from its parts, as evaluate sets it
 from planner.search.choices import Choice, PhaseCandidates
 from planner.search.space import nonempty_choices
 from planner.search.sweep import Swept, make_buckets, sweep_phases
@@ -106,8 +113,9 @@ def pools(plan: Plan) -> tuple[Pool, Pool, Pool]:
 
     def swept(phases: tuple[Phase, ...], workload) -> tuple[Swept, ...]:
         layouts = {phase: PhaseCandidates(phase, discrete, formats[0]) for phase in phases}
-        out = sweep_phases(replace(plan, workload=workload), layouts, batch, formats, lambda count: None, lines,
-                           buckets, parts=True)
+        out = sweep_phases(
+            replace(plan, workload=workload), layouts, batch, formats, lambda count: None, lines, buckets, parts=True
+        )
         return tuple(out[phase] for phase in phases)
 
     S, window = contexts(I, O), window_crossed(plan.model, I, O)
@@ -116,9 +124,17 @@ def pools(plan: Plan) -> tuple[Pool, Pool, Pool]:
     first = last if O == 1 else swept((Phase.DECODE,), context_workload(I, O, float(S[0]), w.routing))[0]
     kink = None if window is None else swept((Phase.DECODE,), context_workload(I, O, window, w.routing))[0]
     flat = lambda sw: None if sw is None else {n: getattr(sw, n).reshape(-1) for n in PARTS}  # noqa: E731
-    request = RequestParts(first=flat(first), last=flat(last), kink=flat(kink),
-                           overhead_s=last.overhead_s.reshape(-1), overlap=last.overlap.reshape(-1),
-                           input_tokens=I, output_tokens=O, window=window, pairwise=prefill.latency_s.shape[1] == 1)
+    request = RequestParts(
+        first=flat(first),
+        last=flat(last),
+        kink=flat(kink),
+        overhead_s=last.overhead_s.reshape(-1),
+        overlap=last.overlap.reshape(-1),
+        input_tokens=I,
+        output_tokens=O,
+        window=window,
+        pairwise=prefill.latency_s.shape[1] == 1,
+    )
 
     hbm = plan.cluster.chip.usable_hbm_bytes  # HBM less the runtime's reserve
     table = _Table(plan, discrete, formats, batch)
@@ -131,24 +147,50 @@ def pools(plan: Plan) -> tuple[Pool, Pool, Pool]:
 
         def make(k: int, i: int) -> Stage:
             if (k, i) not in made:
-                made[k, i] = table.stage(phase, sw, k, i, float(latency_s(k, i)), float(step_s(k, i)),
-                                         float(mfu(k, i)), context)
+                made[k, i] = table.stage(
+                    phase, sw, k, i, float(latency_s(k, i)), float(step_s(k, i)), float(mfu(k, i)), context
+                )
             return made[k, i]
+
         return make
 
     decode_context = I + O
     mean = I + (O + 1) / 2
     mean = int(mean) if mean == int(mean) else mean  # whole tokens where whole
-    at = lambda x: (lambda k, i: x[k, i])  # noqa: E731
+    at = lambda x: lambda k, i: x[k, i]  # noqa: E731
     return (
-        table.pool(PREFILL, np.where(pre_fits, prefill.latency_s, np.inf), pre_fits,
-                   stage(Phase.PREFILL, prefill, at(prefill.latency_s), at(prefill.step_s), at(prefill.mfu), I)),
-        table.pool(STATIC_DECODE, static, fits,
-                   stage(Phase.DECODE, last, at(static), lambda k, i: static[k, i] / O,
-                         lambda k, i: last.mfu[k, i] * last.latency_s[k, i] / static[k, i], decode_context)),
-        table.pool(RUNNING_DECODE, running, fits,
-                   stage(Phase.DECODE, last, lambda k, i: running[k, i] * O, at(running),
-                         lambda k, i: last.mfu[k, i] * last.step_s[k, i] / running[k, i], mean)),
+        table.pool(
+            PREFILL,
+            np.where(pre_fits, prefill.latency_s, np.inf),
+            pre_fits,
+            stage(Phase.PREFILL, prefill, at(prefill.latency_s), at(prefill.step_s), at(prefill.mfu), I),
+        ),
+        table.pool(
+            STATIC_DECODE,
+            static,
+            fits,
+            stage(
+                Phase.DECODE,
+                last,
+                at(static),
+                lambda k, i: static[k, i] / O,
+                lambda k, i: last.mfu[k, i] * last.latency_s[k, i] / static[k, i],
+                decode_context,
+            ),
+        ),
+        table.pool(
+            RUNNING_DECODE,
+            running,
+            fits,
+            stage(
+                Phase.DECODE,
+                last,
+                lambda k, i: running[k, i] * O,
+                at(running),
+                lambda k, i: last.mfu[k, i] * last.step_s[k, i] / running[k, i],
+                mean,
+            ),
+        ),
     )
 
 
@@ -186,23 +228,57 @@ class _Table:
         """The pool of `seconds` (candidates, points) where `fits`."""
         table, owner = self.best(seconds.reshape(-1, *self.points))
         space = self.plan.space
-        return Pool(kind=kind, chips=space.chips, weights=tuple(f.weights for f in self.formats),
-                    formats=self.formats, batches=space.batches, seconds=table, owner=owner, make=make,
-                    evaluated=fits.size, fits=int(fits.sum()))
+        return Pool(
+            kind=kind,
+            chips=space.chips,
+            weights=tuple(f.weights for f in self.formats),
+            formats=self.formats,
+            batches=space.batches,
+            seconds=table,
+            owner=owner,
+            make=make,
+            evaluated=fits.size,
+            fits=int(fits.sum()),
+        )
 
-    def stage(self, phase: Phase, sw: Swept, k: int, i: int, latency_s: float, step_s: float, mfu: float,
-              context: float) -> Stage:
+    def stage(
+        self, phase: Phase, sw: Swept, k: int, i: int, latency_s: float, step_s: float, mfu: float, context: float
+    ) -> Stage:
         c, f = self.discrete[k], self.formats[i // self.batch.size]
-        bound = step_bound(*(getattr(sw, n)[k, i] for n in ("compute_s", "memory_s", "local_s")),
-                       sw.comm_s[k, i] - sw.prefetched_s[k, i], sw.critical_s[k, i], sw.comm_s[k, i])
-        candidate = Candidate(phase=phase, mesh=c.mesh, ffn=c.ffn, attention=c.attention, weights=f.weights,
-                              kv_cache=f.kv_cache, sparsity=f.sparsity, experts=c.experts, stages=c.stages)
-        return Stage(phase=phase, chips=c.mesh.chips, batch=int(self.batch[i % self.batch.size]), ffn=c.ffn.name,
-                     attention=c.attention.name, weights=f.weights.label, kv_cache=f.kv_cache.label,
-                     experts=c.experts.name if c.experts is not None else "", latency_s=latency_s,
-                     step_latency_s=step_s, mfu=mfu,
-                     hbm_fraction=float(sw.hbm_bytes[k, i] / self.plan.cluster.chip.hbm_bytes),
-                     bound=BOUNDS[int(bound)], candidate=candidate, context=context)
+        bound = step_bound(
+            *(getattr(sw, n)[k, i] for n in ("compute_s", "memory_s", "local_s")),
+            sw.comm_s[k, i] - sw.prefetched_s[k, i],
+            sw.critical_s[k, i],
+            sw.comm_s[k, i],
+        )
+        candidate = Candidate(
+            phase=phase,
+            mesh=c.mesh,
+            ffn=c.ffn,
+            attention=c.attention,
+            weights=f.weights,
+            kv_cache=f.kv_cache,
+            sparsity=f.sparsity,
+            experts=c.experts,
+            stages=c.stages,
+        )
+        return Stage(
+            phase=phase,
+            chips=c.mesh.chips,
+            batch=int(self.batch[i % self.batch.size]),
+            ffn=c.ffn.name,
+            attention=c.attention.name,
+            weights=f.weights.label,
+            kv_cache=f.kv_cache.label,
+            experts=c.experts.name if c.experts is not None else "",
+            latency_s=latency_s,
+            step_latency_s=step_s,
+            mfu=mfu,
+            hbm_fraction=float(sw.hbm_bytes[k, i] / self.plan.cluster.chip.hbm_bytes),
+            bound=BOUNDS[int(bound)],
+            candidate=candidate,
+            context=context,
+        )
 
 
 def _static_decode(table: _Table, request: RequestParts, fits: np.ndarray) -> np.ndarray:
@@ -230,8 +306,11 @@ def _static_decode(table: _Table, request: RequestParts, fits: np.ndarray) -> np
 def _step_at(request: RequestParts, ends: list[dict], pick) -> np.ndarray:
     """A step at each part's least (pick=np.minimum) or greatest (np.maximum) value over `ends`."""
     value = lambda f: _reduce(pick, [f(e) for e in ends])  # noqa: E731
-    local, k, active = value(lambda e: e["local_s"]), value(lambda e: e["comm_s"]), \
-        value(lambda e: e["comm_s"] - e["prefetched_s"])
+    local, k, active = (
+        value(lambda e: e["local_s"]),
+        value(lambda e: e["comm_s"]),
+        value(lambda e: e["comm_s"] - e["prefetched_s"]),
+    )
     return np.maximum(critical_path(local, active, request.overlap), k) + request.overhead_s
 
 

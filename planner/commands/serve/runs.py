@@ -8,16 +8,27 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from planner.commands.runs import Reader, Run, provenance, read_json, run_from_dict
-from planner.commands.serve.serve import ServeRequest, ServeResult, serve, serve_dict
 from planner.commands.serve.modes import Mode, Targets
+from planner.commands.serve.serve import ServeRequest, ServeResult, serve, serve_dict
 from planner.units import SECONDS_PER_HOUR, to_json
 
 SERVE_RUN_HINT = "a saved serve run is what `planner serve PLAN --format json -o FILE` writes"
 STAGE_FIGURES = ("latency_s", "step_latency_s", "mfu", "hbm_fraction", "context")
-ROW_FIGURES = ("chips", "ttft_s", "tpot_s", "e2e_s", "tokens_per_s_per_user", "output_tokens_per_s_per_chip",
-               "kv_transfer_bytes", "kv_transfer_s")
-OPTIONAL_FIGURES = ("prefill_pools_per_decode_pool", "usd_per_million_input_tokens",
-                    "usd_per_million_output_tokens")  # null when they do not apply
+ROW_FIGURES = (
+    "chips",
+    "ttft_s",
+    "tpot_s",
+    "e2e_s",
+    "tokens_per_s_per_user",
+    "output_tokens_per_s_per_chip",
+    "kv_transfer_bytes",
+    "kv_transfer_s",
+)
+OPTIONAL_FIGURES = (
+    "prefill_pools_per_decode_pool",
+    "usd_per_million_input_tokens",
+    "usd_per_million_output_tokens",
+)  # null when they do not apply
 SEARCH_KEYS = (("chips", int), ("batch", int), ("weights", str), ("ffn", str), ("attention", str))
 OPTIONAL_SEARCH_KEYS = (("kv_cache", str), ("experts", str))  # absent from older runs
 
@@ -113,14 +124,18 @@ def load_saved(path: str) -> Run | ServeRun:
         return serve_run_from_dict(data, path)
     if isinstance(data, dict) and data.get("kind") == "serve-curve":
         from planner.errors import UsageError
-        raise UsageError(f"{path}: a saved `planner serve --concurrency` curve; compare gates plan and serve "
-                         "frontiers, not curves (save the run without --concurrency to gate it)")
+
+        raise UsageError(
+            f"{path}: a saved `planner serve --concurrency` curve; compare gates plan and serve "
+            "frontiers, not curves (save the run without --concurrency to gate it)"
+        )
     return run_from_dict(data, path)
 
 
 def serve_run_from_result(result: ServeResult, source: str) -> ServeRun:
     """A fresh serve run as a ServeRun, rounded exactly as its saved JSON would be."""
     import json
+
     return serve_run_from_dict(json.loads(to_json(serve_dict(result))), source)
 
 
@@ -132,7 +147,7 @@ def serve_run_from_dict(data: dict, source: str) -> ServeRun:
     modes = get(data, "modes", dict, "an object with one entry per mode")
     labels = [m.label for m in Mode]
     rows = []
-    for label, entry in modes.items():
+    for label in modes:
         if label not in labels:
             raise get.error(f"modes.{label}", f"unknown mode; expected one of {', '.join(labels)}")
         where = f"modes.{label}"
@@ -148,19 +163,27 @@ def serve_run_from_dict(data: dict, source: str) -> ServeRun:
             rows.append(row)
     price = data.get("price_usd_per_chip_hour")
     return ServeRun(
-        source=source, model=get(data, "model", str, "a model name"),
-        cluster=get(data, "cluster", str, "a cluster name"), **provenance(get, data),
-        workload=tuple((k, get(workload, k, int, "a whole number", "workload"))
-                       for k in ("input_tokens", "output_tokens")),
+        source=source,
+        model=get(data, "model", str, "a model name"),
+        cluster=get(data, "cluster", str, "a cluster name"),
+        **provenance(get, data),
+        workload=tuple(
+            (k, get(workload, k, int, "a whole number", "workload")) for k in ("input_tokens", "output_tokens")
+        ),
         search=tuple((k, tuple(_items(get, search, k, kind))) for k, kind in SEARCH_KEYS)
         + tuple((k, tuple(_items(get, search, k, kind))) for k, kind in OPTIONAL_SEARCH_KEYS if k in search),
         load_imbalance=get(search, "load_imbalance", float, "a number >= 1", "search")
-        if "load_imbalance" in search else None,
-        targets=tuple((k, None if targets.get(k) is None else get(targets, k, float, "seconds or null", "targets"))
-                      for k in ("ttft_s", "tpot_s", "e2e_s")),
+        if "load_imbalance" in search
+        else None,
+        targets=tuple(
+            (k, None if targets.get(k) is None else get(targets, k, float, "seconds or null", "targets"))
+            for k in ("ttft_s", "tpot_s", "e2e_s")
+        ),
         price_usd_per_chip_hour=None if price is None else get(data, "price_usd_per_chip_hour", float, "a number"),
-        all=bool(data.get("all", False)), modes=tuple(m for m in labels if m in modes),
-        rows=tuple(sorted(rows, key=lambda r: r.row)))
+        all=bool(data.get("all", False)),
+        modes=tuple(m for m in labels if m in modes),
+        rows=tuple(sorted(rows, key=lambda r: r.row)),
+    )
 
 
 def request_for(run: ServeRun, plan: str | None, **overrides) -> ServeRequest:
@@ -170,17 +193,36 @@ def request_for(run: ServeRun, plan: str | None, **overrides) -> ServeRequest:
     from planner.config import load_plan
 
     recorded = dict(run.search)
-    lists = {name: overrides.get(name) or recorded.get(key) for name, key in
-             (("chips", "chips"), ("batches", "batch"), ("weights", "weights"), ("ffn", "ffn"),
-              ("attention", "attention"), ("kv_cache", "kv_cache"), ("experts", "experts"))}
-    spec = load_plan(plan, model=overrides.get("model"), cluster=overrides.get("cluster"),
-                     phases=("prefill", "decode"), load_imbalance=overrides.get("load_imbalance", run.load_imbalance),
-                     **lists, **dict(run.workload))
+    lists = {
+        name: overrides.get(name) or recorded.get(key)
+        for name, key in (
+            ("chips", "chips"),
+            ("batches", "batch"),
+            ("weights", "weights"),
+            ("ffn", "ffn"),
+            ("attention", "attention"),
+            ("kv_cache", "kv_cache"),
+            ("experts", "experts"),
+        )
+    }
+    spec = load_plan(
+        plan,
+        model=overrides.get("model"),
+        cluster=overrides.get("cluster"),
+        phases=("prefill", "decode"),
+        load_imbalance=overrides.get("load_imbalance", run.load_imbalance),
+        **lists,
+        **dict(run.workload),
+    )
     price = run.price_usd_per_chip_hour
-    return ServeRequest(plan=spec, modes=tuple(m for m in Mode if m.label in run.modes),
-                        targets=Targets(**dict(run.targets)), everything=run.all,
-                        price_usd_per_chip_s=None if price is None else price / SECONDS_PER_HOUR,
-                        price_source=f"recorded in {run.source}")
+    return ServeRequest(
+        plan=spec,
+        modes=tuple(m for m in Mode if m.label in run.modes),
+        targets=Targets(**dict(run.targets)),
+        everything=run.all,
+        price_usd_per_chip_s=None if price is None else price / SECONDS_PER_HOUR,
+        price_source=f"recorded in {run.source}",
+    )
 
 
 def serve_again(run: ServeRun, plan: str | None, **overrides) -> ServeRun:
@@ -201,21 +243,30 @@ def _stage(get: Reader, d: object, path: str) -> SavedStage:
     if not isinstance(d, dict):
         raise get.error(path, "expected an object (a stage)")
     text = lambda key, what: get(d, key, str, what, path)
-    return SavedStage(chips=get(d, "chips", int, "a whole number", path), batch=get(d, "batch", int, "a whole number", path),
-                      ffn=text("ffn", "a layout name"), attention=text("attention", "a layout name"),
-                      weights=get.format(d, "weights", path), bound=text("bound", "compute, memory or comm"),
-                      **({"kv_cache": get.format(d, "kv_cache", path)} if "kv_cache" in d else {}),
-                      **({"experts": text("experts", "an expert layout name")} if "experts" in d else {}),
-                      **{k: get(d, k, float, "a number", path) for k in STAGE_FIGURES})
+    return SavedStage(
+        chips=get(d, "chips", int, "a whole number", path),
+        batch=get(d, "batch", int, "a whole number", path),
+        ffn=text("ffn", "a layout name"),
+        attention=text("attention", "a layout name"),
+        weights=get.format(d, "weights", path),
+        bound=text("bound", "compute, memory or comm"),
+        **({"kv_cache": get.format(d, "kv_cache", path)} if "kv_cache" in d else {}),
+        **({"experts": text("experts", "an expert layout name")} if "experts" in d else {}),
+        **{k: get(d, k, float, "a number", path) for k in STAGE_FIGURES},
+    )
 
 
 def _row(get: Reader, d: object, path: str) -> ServeRow:
     if not isinstance(d, dict):
         raise get.error(path, "expected an object (a frontier row)")
     figures = [(k, get(d, k, float, "a number", path)) for k in ROW_FIGURES]
-    figures += [(k, None if d.get(k, 0) is None else get(d, k, float, "a number or null", path))
-                for k in OPTIONAL_FIGURES]
-    return ServeRow(row=get(d, "row", int, "a whole number", path), mode=get(d, "mode", str, "a mode", path),
-                    prefill=_stage(get, d.get("prefill"), f"{path}.prefill"),
-                    decode=_stage(get, d.get("decode"), f"{path}.decode"), **dict(figures))
-
+    figures += [
+        (k, None if d.get(k, 0) is None else get(d, k, float, "a number or null", path)) for k in OPTIONAL_FIGURES
+    ]
+    return ServeRow(
+        row=get(d, "row", int, "a whole number", path),
+        mode=get(d, "mode", str, "a mode", path),
+        prefill=_stage(get, d.get("prefill"), f"{path}.prefill"),
+        decode=_stage(get, d.get("decode"), f"{path}.decode"),
+        **dict(figures),
+    )

@@ -66,11 +66,12 @@ def serve(request: ServeRequest, partial: bool = False) -> ServeResult:
     plan = request.plan
     prefill, static, running = pools(plan)
     if not prefill.any() or not (static.any() or running.any()):
-        raise InfeasibleError("nothing fits in HBM for a whole request "
-                              f"(prefill {prefill.fits} of {prefill.evaluated}, decode {static.fits} of "
-                              f"{static.evaluated} points fit at context "
-                              f"{plan.workload.input_tokens + plan.workload.output_tokens}).\n  hint: "
-                              + weights_hint(plan))
+        raise InfeasibleError(
+            "nothing fits in HBM for a whole request "
+            f"(prefill {prefill.fits} of {prefill.evaluated}, decode {static.fits} of "
+            f"{static.evaluated} points fit at context "
+            f"{plan.workload.input_tokens + plan.workload.output_tokens}).\n  hint: " + weights_hint(plan)
+        )
     results = []
     for mode in request.modes:
         figures, stages = deployments(mode, plan, prefill, static, running, request.price_usd_per_chip_s)
@@ -91,26 +92,45 @@ def serving_names(d: Deployment) -> str:
 
 
 def stage_dict(s: Stage) -> dict:
-    return {"phase": s.phase.value, "chips": s.chips, "batch": s.batch, "ffn": s.ffn,
-            "attention": s.attention, "weights": s.weights, "latency_s": num(s.latency_s),
-            "step_latency_s": num(s.step_latency_s), "mfu": num(s.mfu), "hbm_fraction": num(s.hbm_fraction),
-            "bound": s.bound, "context": num(s.context), "kv_cache": s.kv_cache,
-            **({"experts": s.experts} if s.experts else {})}
+    return {
+        "phase": s.phase.value,
+        "chips": s.chips,
+        "batch": s.batch,
+        "ffn": s.ffn,
+        "attention": s.attention,
+        "weights": s.weights,
+        "latency_s": num(s.latency_s),
+        "step_latency_s": num(s.step_latency_s),
+        "mfu": num(s.mfu),
+        "hbm_fraction": num(s.hbm_fraction),
+        "bound": s.bound,
+        "context": num(s.context),
+        "kv_cache": s.kv_cache,
+        **({"experts": s.experts} if s.experts else {}),
+    }
 
 
 def deployment_dict(d: Deployment, index: int) -> dict:
     per_m = lambda v: None if v is None else num(v * PER_MILLION)
     return {
-        "row": index, "mode": d.mode.label, "chips": num(d.chips),
-        "prefill_pools_per_decode_pool": None if d.prefill_pools_per_decode_pool is None
+        "row": index,
+        "mode": d.mode.label,
+        "chips": num(d.chips),
+        "prefill_pools_per_decode_pool": None
+        if d.prefill_pools_per_decode_pool is None
         else num(d.prefill_pools_per_decode_pool),
-        "ttft_s": num(d.ttft_s), "tpot_s": num(d.tpot_s), "e2e_s": num(d.e2e_s),
+        "ttft_s": num(d.ttft_s),
+        "tpot_s": num(d.tpot_s),
+        "e2e_s": num(d.e2e_s),
         "tokens_per_s_per_user": num(d.tokens_per_s_per_user),
         "output_tokens_per_s_per_chip": num(d.output_tokens_per_s_per_chip),
         "usd_per_million_input_tokens": per_m(d.usd_per_input_token),
         "usd_per_million_output_tokens": per_m(d.usd_per_output_token),
-        "kv_transfer_bytes": num(d.kv_transfer_bytes), "kv_transfer_s": num(d.kv_transfer_s),
-        "prefill": stage_dict(d.prefill), "decode": stage_dict(d.decode), "serving_names": serving_names(d),
+        "kv_transfer_bytes": num(d.kv_transfer_bytes),
+        "kv_transfer_s": num(d.kv_transfer_s),
+        "prefill": stage_dict(d.prefill),
+        "decode": stage_dict(d.decode),
+        "serving_names": serving_names(d),
     }
 
 
@@ -122,22 +142,37 @@ def serve_dict(result: ServeResult) -> dict:
     w, t = plan.workload, req.targets
     out, index = {}, 1
     for mr in result.modes:
-        out[mr.mode.label] = {"evaluated": mr.evaluated, "dropped": dict(mr.dropped),
-                              "frontier": [deployment_dict(d, index + k) for k, d in enumerate(mr.frontier)],
-                              **({"infeasible": mr.infeasible} if mr.infeasible else {})}
+        out[mr.mode.label] = {
+            "evaluated": mr.evaluated,
+            "dropped": dict(mr.dropped),
+            "frontier": [deployment_dict(d, index + k) for k, d in enumerate(mr.frontier)],
+            **({"infeasible": mr.infeasible} if mr.infeasible else {}),
+        }
         index += len(mr.frontier)
     price = req.price_usd_per_chip_s
     return {
-        "kind": "serve", **provenance_dict(plan), "all": req.everything,
+        "kind": "serve",
+        **provenance_dict(plan),
+        "all": req.everything,
         "calibrated": plan.cluster.calibrated,  # false: ideal constants, never fitted to measurements
         "calibration_status": plan.cluster.calibration_status,  # or borrowed from another preset
         "workload": {"input_tokens": w.input_tokens, "output_tokens": w.output_tokens},
-        "search": {"chips": list(plan.space.chips), "batch": list(plan.space.batches),
-                   "weights": [f.label for f in plan.space.weights], "ffn": list(plan.space.ffn),
-                   "attention": list(plan.space.attention), "kv_cache": [kv.label for kv in plan.space.kv_cache],
-                   **({"experts": list(plan.space.experts or EXPERT_LAYOUTS),
-                       "load_imbalance": plan.workload.routing.load_imbalance}
-                      if plan.model.experts is not None else {})},
+        "search": {
+            "chips": list(plan.space.chips),
+            "batch": list(plan.space.batches),
+            "weights": [f.label for f in plan.space.weights],
+            "ffn": list(plan.space.ffn),
+            "attention": list(plan.space.attention),
+            "kv_cache": [kv.label for kv in plan.space.kv_cache],
+            **(
+                {
+                    "experts": list(plan.space.experts or EXPERT_LAYOUTS),
+                    "load_imbalance": plan.workload.routing.load_imbalance,
+                }
+                if plan.model.experts is not None
+                else {}
+            ),
+        },
         "targets": {"ttft_s": t.ttft_s, "tpot_s": t.tpot_s, "e2e_s": t.e2e_s},
         "price_usd_per_chip_hour": None if price is None else num(price * SECONDS_PER_HOUR),
         "modes": out,
@@ -163,11 +198,17 @@ def explain_row(result: ServeResult, row: int) -> tuple[Deployment, tuple, str]:
     d, w = rows[row - 1], result.request.plan.workload
     mean = w.input_tokens + (w.output_tokens + 1) / 2
     contexts = (d.prefill.context, int(mean) if mean == int(mean) else mean)
-    evs = tuple(evaluate(result.request.plan.model, result.request.plan.cluster,
-                         Workload(input_tokens=w.input_tokens, output_tokens=w.output_tokens, context=context,
-                                  routing=w.routing),
-                         s.candidate, np.array([s.batch]), detail=True)
-                for s, context in zip((d.prefill, d.decode), contexts))
+    evs = tuple(
+        evaluate(
+            result.request.plan.model,
+            result.request.plan.cluster,
+            Workload(input_tokens=w.input_tokens, output_tokens=w.output_tokens, context=context, routing=w.routing),
+            s.candidate,
+            np.array([s.batch]),
+            detail=True,
+        )
+        for s, context in zip((d.prefill, d.decode), contexts)
+    )
     return d, evs, decode_note(d, w, float(evs[1].step_s[0]))
 
 
@@ -178,20 +219,30 @@ def decode_note(d: Deployment, w, explained_step_s: float) -> str:
 
     I, O = w.input_tokens, w.output_tokens
     mean = I + (O + 1) / 2
-    steps = (f"the {O} decode steps attend to contexts {I + 1} to {I + O}" if O > 1
-             else f"the decode step attends to context {I + 1}")
+    steps = (
+        f"the {O} decode steps attend to contexts {I + 1} to {I + O}"
+        if O > 1
+        else f"the decode step attends to context {I + 1}"
+    )
     step = d.decode.step_latency_s  # a static batch: decode_s / O; a running batch: its step
     if d.mode is Mode.STATIC:
         what = f"TPOT {fmt_seconds(d.tpot_s)} is the mean of their step times"
     elif d.mode is Mode.COLOCATED:
-        what = (f"TPOT {fmt_seconds(d.tpot_s)} = a running batch's step {fmt_seconds(step)} (sequences at "
-                f"every one of those contexts) + its share of prefill passes {fmt_seconds(d.tpot_s - step)}")
+        what = (
+            f"TPOT {fmt_seconds(d.tpot_s)} = a running batch's step {fmt_seconds(step)} (sequences at "
+            f"every one of those contexts) + its share of prefill passes {fmt_seconds(d.tpot_s - step)}"
+        )
     else:
         what = f"TPOT {fmt_seconds(d.tpot_s)} is a running batch's step (sequences at every one of those contexts)"
-    agree = ("" if abs(explained_step_s - step) <= 1e-6 * step else
-             f"; it differs from the row's mean step {fmt_seconds(step)}: the step is not affine in the "
-             "context within this request (its bound changes, or local layers stop growing at their window)")
-    return (f"decode: {steps}; {what}. Below, decode is explained at their mean context, "
-            f"{fmt_tokens(mean)} tokens (step {fmt_seconds(explained_step_s)}: its compute, memory and network "
-            f"times are the steps' means){agree}. Its memory lines hold the KV cache at that mean context; "
-            f"capacity is checked at the largest, {I + O} tokens: {d.decode.hbm_fraction:.1%} of HBM.")
+    agree = (
+        ""
+        if abs(explained_step_s - step) <= 1e-6 * step
+        else f"; it differs from the row's mean step {fmt_seconds(step)}: the step is not affine in the "
+        "context within this request (its bound changes, or local layers stop growing at their window)"
+    )
+    return (
+        f"decode: {steps}; {what}. Below, decode is explained at their mean context, "
+        f"{fmt_tokens(mean)} tokens (step {fmt_seconds(explained_step_s)}: its compute, memory and network "
+        f"times are the steps' means){agree}. Its memory lines hold the KV cache at that mean context; "
+        f"capacity is checked at the largest, {I + O} tokens: {d.decode.hbm_fraction:.1%} of HBM."
+    )

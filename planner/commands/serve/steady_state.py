@@ -68,17 +68,17 @@ class SteadyState:
     """Figures per concurrency (arrays of the same length as `concurrency`)."""
 
     concurrency: np.ndarray
-    running: np.ndarray          # the decode batch that runs, min(C, max running)
-    queued: np.ndarray           # requests waiting for a slot, C - running
-    ttft_s: np.ndarray           # queue included
-    queue_s: np.ndarray          # the part of TTFT spent waiting for a slot
+    running: np.ndarray  # the decode batch that runs, min(C, max running)
+    queued: np.ndarray  # requests waiting for a slot, C - running
+    ttft_s: np.ndarray  # queue included
+    queue_s: np.ndarray  # the part of TTFT spent waiting for a slot
     tpot_s: np.ndarray
-    e2e_s: np.ndarray            # TTFT + O TPOT
-    requests_per_s: np.ndarray   # X
+    e2e_s: np.ndarray  # TTFT + O TPOT
+    requests_per_s: np.ndarray  # X
     output_tokens_per_s_per_chip: np.ndarray
-    chips: np.ndarray            # all the deployment's chips (disaggregated: n_d + r n_p)
-    prefill_pools: np.ndarray    # r per decode pool (disaggregated; 0 colocated)
-    prefill_wait_s: np.ndarray   # disaggregated: the wait for a prefill pool (0 colocated)
+    chips: np.ndarray  # all the deployment's chips (disaggregated: n_d + r n_p)
+    prefill_pools: np.ndarray  # r per decode pool (disaggregated; 0 colocated)
+    prefill_wait_s: np.ndarray  # disaggregated: the wait for a prefill pool (0 colocated)
 
     @property
     def tokens_per_s_per_user(self) -> np.ndarray:
@@ -106,9 +106,19 @@ def prompts_per_pass(input_tokens: int, token_budget: int) -> int:
     return max(1, token_budget // input_tokens)
 
 
-def colocated(*, concurrency: np.ndarray, input_tokens: int, output_tokens: int, batches: np.ndarray,
-              prefill_pass_s: np.ndarray, decode_step_s: np.ndarray, max_running_batch: int, chips: float,
-              policy: Policy = Policy.PREFILL_FIRST, token_budget: int = DEFAULT_TOKEN_BUDGET) -> SteadyState:
+def colocated(
+    *,
+    concurrency: np.ndarray,
+    input_tokens: int,
+    output_tokens: int,
+    batches: np.ndarray,
+    prefill_pass_s: np.ndarray,
+    decode_step_s: np.ndarray,
+    max_running_batch: int,
+    chips: float,
+    policy: Policy = Policy.PREFILL_FIRST,
+    token_budget: int = DEFAULT_TOKEN_BUDGET,
+) -> SteadyState:
     """One pool running both phases at each concurrency (see the module docstring)."""
     C = np.asarray(concurrency, dtype=float)
     top = max_running_batch if policy is Policy.PREFILL_FIRST else min(max_running_batch, token_budget - 1)
@@ -128,10 +138,21 @@ def colocated(*, concurrency: np.ndarray, input_tokens: int, output_tokens: int,
     return _queued(C, B / (ttft_b + O * tpot), ttft_b, tpot, O, np.full_like(C, chips), zero, zero)
 
 
-def disaggregated(*, concurrency: np.ndarray, input_tokens: int, output_tokens: int, batches: np.ndarray,
-                  prefill_pass_s: np.ndarray, decode_step_s: np.ndarray, max_running_batch: int,
-                  prefill_chips: float, decode_chips: float, kv_transfer_s: float,
-                  prefill_pools: float | None = None, token_budget: int = DEFAULT_TOKEN_BUDGET) -> SteadyState:
+def disaggregated(
+    *,
+    concurrency: np.ndarray,
+    input_tokens: int,
+    output_tokens: int,
+    batches: np.ndarray,
+    prefill_pass_s: np.ndarray,
+    decode_step_s: np.ndarray,
+    max_running_batch: int,
+    prefill_chips: float,
+    decode_chips: float,
+    kv_transfer_s: float,
+    prefill_pools: float | None = None,
+    token_budget: int = DEFAULT_TOKEN_BUDGET,
+) -> SteadyState:
     """A decode pool at each concurrency fed by r prefill pools (see the module docstring)."""
     C = np.asarray(concurrency, dtype=float)
     B = np.minimum(C, max_running_batch)
@@ -174,6 +195,17 @@ def _queued(C, x, ttft_b, tpot, O, chips, prefill_pools, prefill_wait) -> Steady
     ttft = ttft_b + queue
     e2e = ttft + O * tpot
     running = np.minimum(C, x * (ttft_b + O * tpot))
-    return SteadyState(concurrency=C, running=running, queued=C - running, ttft_s=ttft, queue_s=queue,
-                       tpot_s=tpot, e2e_s=e2e, requests_per_s=x, output_tokens_per_s_per_chip=x * O / chips,
-                       chips=chips, prefill_pools=prefill_pools, prefill_wait_s=prefill_wait)
+    return SteadyState(
+        concurrency=C,
+        running=running,
+        queued=C - running,
+        ttft_s=ttft,
+        queue_s=queue,
+        tpot_s=tpot,
+        e2e_s=e2e,
+        requests_per_s=x,
+        output_tokens_per_s_per_chip=x * O / chips,
+        chips=chips,
+        prefill_pools=prefill_pools,
+        prefill_wait_s=prefill_wait,
+    )

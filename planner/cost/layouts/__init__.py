@@ -15,7 +15,14 @@ from planner.cost.layouts.experts import EXPERT_LAYOUTS, ExpertLayout
 from planner.cost.layouts.ffn import FFN_LAYOUTS, FfnLayout
 
 __all__ = [
-    "ATTENTION_LAYOUTS", "AttentionLayout", "Collective", "CollectiveKind", "EXPERT_LAYOUTS", "ExpertLayout",
+    "ATTENTION_LAYOUTS",
+    "AttentionLayout",
+    "Collective",
+    "CollectiveKind",
+    "EXPERT_LAYOUTS",
+    "ExpertLayout",
     "FFN_LAYOUTS",
-    "FfnLayout", "LayerCost", "Term",
+    "FfnLayout",
+    "LayerCost",
+    "Term",
 ]

@@ -63,8 +63,8 @@ class Core:
     """The attention core's dataflow on a mesh, decided from its logical sizes."""
 
     batch_axes: str  # axes sharding the batch
-    head_axes: str   # axes sharding the heads
-    own_kv: bool     # each chip projects K, V for its own sequences only (its own batch shard)
+    head_axes: str  # axes sharding the heads
+    own_kv: bool  # each chip projects K, V for its own sequences only (its own batch shard)
     kv_reshard: str  # axes of the all-to-all taking new K, V to the cache ("": none)
     reduce_kv: CollectiveKind  # how new K, V partial sums over e are reduced
 
@@ -119,12 +119,23 @@ class AttentionLayout:
             return Core(batch_axes, head_axes, False, "", RS if kv_heads_per_chip * e <= projected else AR)
         own_kv = not head_axes and projected == K
         to_batch = "".join(a for a in batch_axes if a not in ffn.batch_axes)
-        aligned = projected == kv_heads_per_chip and _spanned(head_axes, sizes) == _spanned(ffn.f_axes, sizes) \
+        aligned = (
+            projected == kv_heads_per_chip
+            and _spanned(head_axes, sizes) == _spanned(ffn.f_axes, sizes)
             and set(to_batch) <= set(ffn.e_axes)
+        )
         return Core(batch_axes, head_axes, own_kv, "" if own_kv or aligned else union(to_batch, head_axes), RS)
 
-    def cost(self, model: Model, ffn: FfnLayout, sizes: dict[str, int], shape: StepShape,
-             weight_bytes, kv_bytes=ACTIVATION_BYTES, core: Core | None = None) -> LayerCost:
+    def cost(
+        self,
+        model: Model,
+        ffn: FfnLayout,
+        sizes: dict[str, int],
+        shape: StepShape,
+        weight_bytes,
+        kv_bytes=ACTIVATION_BYTES,
+        core: Core | None = None,
+    ) -> LayerCost:
         """`kv_bytes`: stored bytes per KV-cache element (the cache's format; new K, V move in
         bf16). `core`: the core's dataflow, given when `sizes` are arrays of many meshes."""
         core = self.core(model, ffn, sizes) if core is None else core
@@ -155,9 +166,20 @@ class AttentionLayout:
 
         def latent_at(s: StepShape):
             from planner.cost.layouts.latent import latent_cost  # MLA models only: imported when one is costed
-            return latent_cost(model, heads=heads, kv_proj=kv_proj, e=e, f=f, tokens=tokens, kv_tokens=kv_tokens,
-                               core_batch=core_batch, core_heads=core_heads,
-                               kv_heads_per_chip=kv_heads_per_chip, shape=s)
+
+            return latent_cost(
+                model,
+                heads=heads,
+                kv_proj=kv_proj,
+                e=e,
+                f=f,
+                tokens=tokens,
+                kv_tokens=kv_tokens,
+                core_batch=core_batch,
+                core_heads=core_heads,
+                kv_heads_per_chip=kv_heads_per_chip,
+                shape=s,
+            )
 
         if model.latent is not None:  # multi-head latent attention (planner.cost.layouts.latent)
             mla = latent_at(shape)
@@ -171,8 +193,10 @@ class AttentionLayout:
                 return core_flops, kv_cache
             if model.latent is not None:
                 return latent_at(s).core_flops, latent_at(s).kv_cache * kv_bytes / act
-            return (4.0 * core_batch * s.tokens * s.attended * core_heads * H,
-                    core_batch * s.cached * 2 * kv_heads_per_chip * H * kv_bytes)
+            return (
+                4.0 * core_batch * s.tokens * s.attended * core_heads * H,
+                core_batch * s.cached * 2 * kv_heads_per_chip * H * kv_bytes,
+            )
 
         groups = _layer_groups(model, shape)
         cores = [core_at(s) for _, s, _ in groups]
@@ -181,43 +205,86 @@ class AttentionLayout:
         to_batch = "".join(a for a in batch_axes if a not in b)
         reduce_kv, kv_reshard = core.reduce_kv, core.kv_reshard
         terms = [
-            Term(name="einsum W_Q, W_K, W_V, W_O",
-                 notation=lambda: f"W_Q[{sharded('E', ex)}, {sharded('N', fx)} H], "
-                          f"W_KV[{sharded('E', ex)}, {sharded('K', fx)} H]{kv_rows}",
-                 flops=2.0 * (tokens * qo_params + kv_tokens * kv_params),
-                 hbm_bytes=(qo_params + kv_params) * weight_bytes, rows=tokens, kernels=2),
+            Term(
+                name="einsum W_Q, W_K, W_V, W_O",
+                notation=lambda: (
+                    f"W_Q[{sharded('E', ex)}, {sharded('N', fx)} H], "
+                    f"W_KV[{sharded('E', ex)}, {sharded('K', fx)} H]{kv_rows}"
+                ),
+                flops=2.0 * (tokens * qo_params + kv_tokens * kv_params),
+                hbm_bytes=(qo_params + kv_params) * weight_bytes,
+                rows=tokens,
+                kernels=2,
+            ),
             collective_term("reduce-scatter Q", lambda: _q(b, fx) + partial_sum(ex), RS, ex, q_bytes),
-            collective_term(f"{reduce_kv.value} new K, V", lambda: _kv(b, fx) + partial_sum(ex),
-                            reduce_kv, ex, kv_new_bytes),
-            collective_term("all-to-all new K, V to the cache", lambda: "-> " + _kv(batch_axes, head_axes),
-                            A2A, kv_reshard, kv_new_bytes / e),
+            collective_term(
+                f"{reduce_kv.value} new K, V", lambda: _kv(b, fx) + partial_sum(ex), reduce_kv, ex, kv_new_bytes
+            ),
+            collective_term(
+                "all-to-all new K, V to the cache",
+                lambda: "-> " + _kv(batch_axes, head_axes),
+                A2A,
+                kv_reshard,
+                kv_new_bytes / e,
+            ),
         ]
         if self.shards_batch:
-            terms.append(collective_term("all-to-all Q to batch shards", lambda: "-> " + _q(batch_axes, head_axes),
-                                     A2A, to_batch, q_bytes / e))
+            terms.append(
+                collective_term(
+                    "all-to-all Q to batch shards",
+                    lambda: "-> " + _q(batch_axes, head_axes),
+                    A2A,
+                    to_batch,
+                    q_bytes / e,
+                )
+            )
         for (layers, _, which), (flops, _) in zip(groups, cores):
-            terms.append(Term(name="einsum QK, AV" + which, layers=layers,
-                              notation=lambda: activation(batch_axes, ("S", ""), ("N", head_axes), ("H", "")),
-                              flops=flops,
-                              rows=shape.tokens * core_heads / kv_heads_per_chip,  # queries sharing a K, V head
-                              activation_matmul=True, kernel="attention" + which))
+            terms.append(
+                Term(
+                    name="einsum QK, AV" + which,
+                    layers=layers,
+                    notation=lambda: activation(batch_axes, ("S", ""), ("N", head_axes), ("H", "")),
+                    flops=flops,
+                    rows=shape.tokens * core_heads / kv_heads_per_chip,  # queries sharing a K, V head
+                    activation_matmul=True,
+                    kernel="attention" + which,
+                )
+            )
         if np.any(shape.reads_cache):  # decode (a Grid of both phases: per row, prefill's read nothing)
+
             def cache() -> str:
                 replicas = size(sizes, head_axes) // K if K < size(sizes, head_axes) else 1
                 copies = f" (each kv head on {replicas} chips)" if replicas > 1 else ""
                 return f"KV[{sharded('B', batch_axes)}, S, {sharded('K', head_axes)}, H]{copies}"
+
             for (layers, _, which), (_, kv) in zip(groups, cores):
-                terms.append(Term(name="read KV cache" + which, notation=cache, layers=layers,
-                                  kernel="attention" + which,
-                                  hbm_bytes=kv if np.ndim(shape.reads_cache) == 0 else kv * shape.reads_cache))
+                terms.append(
+                    Term(
+                        name="read KV cache" + which,
+                        notation=cache,
+                        layers=layers,
+                        kernel="attention" + which,
+                        hbm_bytes=kv if np.ndim(shape.reads_cache) == 0 else kv * shape.reads_cache,
+                    )
+                )
         if self.shards_batch:
-            terms.append(collective_term("all-to-all output to head shards", lambda: "-> " + _q(b, union(fx, ex)),
-                                     A2A, to_batch, q_bytes / e))
+            terms.append(
+                collective_term(
+                    "all-to-all output to head shards", lambda: "-> " + _q(b, union(fx, ex)), A2A, to_batch, q_bytes / e
+                )
+            )
         terms.append(collective_term("gather attention output", lambda: "-> " + _q(b, fx), AG, ex, q_bytes))
         used_weight_bytes = (qo_params + kv_params) * weight_bytes
-        terms.append(collective_term("gather attention weights",
-                                     lambda: f"W_QKVO -> [{sharded('E', ex)}, {sharded('N', fx)} H]",
-                                 AG, ffn.gather_axes, used_weight_bytes, prefetched=True))
+        terms.append(
+            collective_term(
+                "gather attention weights",
+                lambda: f"W_QKVO -> [{sharded('E', ex)}, {sharded('N', fx)} H]",
+                AG,
+                ffn.gather_axes,
+                used_weight_bytes,
+                prefetched=True,
+            )
+        )
         if model.block is Block.SERIAL:
             terms.extend(ffn.boundary_collectives(sizes, shape, model))
         return LayerCost(
@@ -235,8 +302,10 @@ def _layer_groups(model: Model, shape: StepShape) -> list[tuple[int | None, Step
     if not model.n_local_layers:
         return [(None, shape, "")]
     local = windowed(shape, model.window_tokens)
-    groups = [(model.n_global_layers, shape, " (global layers)"),
-              (model.n_local_layers, local, f" (local layers, window {model.window_tokens})")]
+    groups = [
+        (model.n_global_layers, shape, " (global layers)"),
+        (model.n_local_layers, local, f" (local layers, window {model.window_tokens})"),
+    ]
     return [group for group in groups if group[0]]
 
 
@@ -287,9 +356,11 @@ def _kv_axes(n_kv_heads: int, free: str, f_axes: str, x: int, y: int, z: int) ->
 ATTENTION_LAYOUTS = {
     layout.name: layout
     for layout in (
-        AttentionLayout(name="heads", notation="B_b L N_rest H; KV heads split like N (replicated if fewer)",
-                        shards_batch=False),
-        AttentionLayout(name="batch", notation="all-to-all Q -> B_rest L N_kv H; KV cache B_rest L K_kv H",
-                        shards_batch=True),
+        AttentionLayout(
+            name="heads", notation="B_b L N_rest H; KV heads split like N (replicated if fewer)", shards_batch=False
+        ),
+        AttentionLayout(
+            name="batch", notation="all-to-all Q -> B_rest L N_kv H; KV cache B_rest L K_kv H", shards_batch=True
+        ),
     )
 }

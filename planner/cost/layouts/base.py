@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
@@ -20,10 +20,10 @@ class CollectiveKind(Enum):
     """A collective and how its `bytes_per_chip` is measured (the paper's Figure 3 convention:
     the per-chip size of the larger side, without the (K-1)/K factor)."""
 
-    ALL_GATHER = "all-gather"          # bytes: per-chip output
+    ALL_GATHER = "all-gather"  # bytes: per-chip output
     REDUCE_SCATTER = "reduce-scatter"  # bytes: per-chip input
-    ALL_REDUCE = "all-reduce"          # bytes: per-chip input (= reduce-scatter + all-gather)
-    ALL_TO_ALL = "all-to-all"          # bytes: per-chip shard sent and received
+    ALL_REDUCE = "all-reduce"  # bytes: per-chip input (= reduce-scatter + all-gather)
+    ALL_TO_ALL = "all-to-all"  # bytes: per-chip shard sent and received
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -101,14 +101,27 @@ def notation_text(notation: str | Callable[[], str]) -> str:
     return notation() if callable(notation) else notation
 
 
-def collective_term(name: str, notation: str | Callable[[], str], kind: CollectiveKind, axes: str, bytes_per_chip,
-                    prefetched: bool = False, routed: Routed | None = None, layers=None) -> Term | None:
+def collective_term(
+    name: str,
+    notation: str | Callable[[], str],
+    kind: CollectiveKind,
+    axes: str,
+    bytes_per_chip,
+    prefetched: bool = False,
+    routed: Routed | None = None,
+    layers=None,
+) -> Term | None:
     """A dataflow row for a collective, or None when it runs over no axis."""
     if not axes:
         return None
-    return Term(name=name, notation=lambda: f"{kind.value}({axes}) {notation_text(notation)}",
-                collective=Collective(kind=kind, axes=axes, bytes_per_chip=bytes_per_chip,
-                                      prefetched=prefetched, routed=routed), layers=layers)
+    return Term(
+        name=name,
+        notation=lambda: f"{kind.value}({axes}) {notation_text(notation)}",
+        collective=Collective(
+            kind=kind, axes=axes, bytes_per_chip=bytes_per_chip, prefetched=prefetched, routed=routed
+        ),
+        layers=layers,
+    )
 
 
 def size(sizes: dict[str, int], axes: str) -> int:
@@ -140,9 +153,9 @@ class StepShape:
     """The shape of one step of one phase; `batch` is the swept numpy axis."""
 
     batch: np.ndarray  # B, int64
-    tokens: int        # L: tokens per sequence in this step (prefill: input tokens; decode: 1)
-    attended: float    # mean KV length a query attends to (prefill: causal (L+1)/2; decode: S)
-    cached: int        # S: KV-cache length held per sequence
+    tokens: int  # L: tokens per sequence in this step (prefill: input tokens; decode: 1)
+    attended: float  # mean KV length a query attends to (prefill: causal (L+1)/2; decode: S)
+    cached: int  # S: KV-cache length held per sequence
     reads_cache: bool  # decode reads the whole KV cache every step; prefill writes it
 
 
@@ -156,8 +169,13 @@ def windowed(shape: StepShape, window: int) -> StepShape:
     top = min(before + L, window)
     below = (top * (top + 1) - before * (before + 1)) / 2 if top > before else 0.0
     capped = max(0, before + L - max(before, window))  # queries that see a full window
-    return StepShape(batch=shape.batch, tokens=L, attended=(below + window * capped) / L, cached=window,
-                     reads_cache=shape.reads_cache)
+    return StepShape(
+        batch=shape.batch,
+        tokens=L,
+        attended=(below + window * capped) / L,
+        cached=window,
+        reads_cache=shape.reads_cache,
+    )
 
 
 ALL_AXES = "xyz"
@@ -185,12 +203,12 @@ def partial_sum(axes: str) -> str:
     return f"{{U_{axes}}}" if axes else ""
 
 
-@lru_cache(maxsize=None)  # axis groups are few: letters of "xyz"
+@cache  # axis groups are few: letters of "xyz"
 def union(*groups: str) -> str:
     """The axes of several groups, in mesh order."""
     return "".join(a for a in ALL_AXES if any(a in g for g in groups))
 
 
-@lru_cache(maxsize=None)
+@cache
 def complement(axes: str) -> str:
     return "".join(a for a in ALL_AXES if a not in axes)

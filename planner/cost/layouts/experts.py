@@ -47,6 +47,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from planner.cost.dispatch import dispatch_kernels
 from planner.cost.layouts.base import (
     CollectiveKind,
     LayerCost,
@@ -61,7 +62,6 @@ from planner.cost.layouts.base import (
     size,
     union,
 )
-from planner.cost.dispatch import dispatch_kernels
 from planner.cost.layouts.ffn import FfnLayout
 from planner.cost.moe import expected_distinct_experts
 from planner.specs.hardware import ACTIVATION_BYTES
@@ -76,7 +76,7 @@ class ExpertLayout:
     name: str
     notation: str
     expert_axes: str  # ep: experts sharded over these (expert parallelism)
-    f_axes: str       # each expert's F_e sharded over these
+    f_axes: str  # each expert's F_e sharded over these
     gather_axes: str  # expert weights all-gathered over these before use (weight-gathered)
     groups: tuple[str, ...]  # axis groups that must each span > 1 chip for the layout to be distinct
     # two-batch overlap (planner.cost.costmodel): the step runs as this many micro-batches, one's
@@ -103,8 +103,16 @@ class ExpertLayout:
     def replica_axes(self) -> str:
         return complement(union(self.expert_axes, self.f_axes, self.gather_axes))
 
-    def cost(self, model: Model, ffn: FfnLayout, sizes: dict[str, int], shape: StepShape, weight_bytes,
-             routing: Routing, dispatch_bytes=ACTIVATION_BYTES) -> LayerCost:
+    def cost(
+        self,
+        model: Model,
+        ffn: FfnLayout,
+        sizes: dict[str, int],
+        shape: StepShape,
+        weight_bytes,
+        routing: Routing,
+        dispatch_bytes=ACTIVATION_BYTES,
+    ) -> LayerCost:
         x, E, act = model.experts, model.d_model, ACTIVATION_BYTES
         M, k, F = x.n_experts, x.top_k, x.d_ff_expert
         n = size(sizes, "xyz")
@@ -126,44 +134,102 @@ class ExpertLayout:
         b, ep_x, f_x = ffn.batch_axes, self.expert_axes, self.f_axes
         terms = []
         if M > 1:
-            terms.append(Term(name="einsum router", notation=lambda: f"W_r[E, M] -> {activation(b, ('M', ''))}",
-                              flops=2.0 * local * E * M, hbm_bytes=x.router_params(E) * weight_bytes, rows=local))
+            terms.append(
+                Term(
+                    name="einsum router",
+                    notation=lambda: f"W_r[E, M] -> {activation(b, ('M', ''))}",
+                    flops=2.0 * local * E * M,
+                    hbm_bytes=x.router_params(E) * weight_bytes,
+                    rows=local,
+                )
+            )
         if self.gather_axes:
-            terms.append(collective_term("all-to-all tokens to sequence shards",
-                                         lambda: f"{activation(b, ('E', fe))} -> {activation(union(b, fe), ('E', ''))}",
-                                         A2A, fe, tokens * E / size(sizes, fe) * act))
+            terms.append(
+                collective_term(
+                    "all-to-all tokens to sequence shards",
+                    lambda: f"{activation(b, ('E', fe))} -> {activation(union(b, fe), ('E', ''))}",
+                    A2A,
+                    fe,
+                    tokens * E / size(sizes, fe) * act,
+                )
+            )
         routed = local * tp  # token-equivalents per chip after the gather over f
         terms += [
-            collective_term("gather tokens for expert shards", lambda: f"-> {activation(b, ('E', ''))} on {f_x}",
-                            AG, f_x, routed * E * act),
-            *(collective_term("dispatch all-to-all", lambda: f"B L k E -> B L k E on the experts' chips ({k} per token)"
-                              f"{_dispatch_text(dispatch_bytes)}", A2A, ep_x, routed * k * E * dispatch_bytes,
-                              routed=kind, layers=layers) for kind, layers in dispatch_kernels(x, model, shape)),
-            Term(name="einsum experts W_in, W_out",
-                 notation=lambda: f"W_e[{sharded('M', ep_x)}, E, {sharded('F', f_x)}]; "
-                          f"{_touched_text(touched, held, copies)}{_redundant_text(M, copies, ep, routing)}"
-                          f"{'' if routing.load_imbalance == 1 else f'; load imbalance x{routing.load_imbalance:g}'}",
-                 flops=2.0 * model.ffn.n_matrices * E * (F / tp) * k * routed * routing.load_imbalance,
-                 hbm_bytes=read_bytes, kernels=2, grouped=M > 1,
-                 # each expert's matmul multiplies the token slots routed to it: this chip's slots
-                 # spread over the experts it touches
-                 rows=routed * k / np.maximum(touched, 1.0)),
-            *(collective_term("combine all-to-all", lambda: "B L k E back to the tokens' chips" + partial_sum(f_x),
-                              A2A, ep_x, routed * k * E * act, routed=kind, layers=layers)
-              for kind, layers in dispatch_kernels(x, model, shape)),
-            collective_term("reduce-scatter expert output", lambda: activation(b, ("E", "")) + partial_sum(f_x),
-                            RS, f_x, routed * E * act),
+            collective_term(
+                "gather tokens for expert shards",
+                lambda: f"-> {activation(b, ('E', ''))} on {f_x}",
+                AG,
+                f_x,
+                routed * E * act,
+            ),
+            *(
+                collective_term(
+                    "dispatch all-to-all",
+                    lambda: f"B L k E -> B L k E on the experts' chips ({k} per token){_dispatch_text(dispatch_bytes)}",
+                    A2A,
+                    ep_x,
+                    routed * k * E * dispatch_bytes,
+                    routed=kind,
+                    layers=layers,
+                )
+                for kind, layers in dispatch_kernels(x, model, shape)
+            ),
+            Term(
+                name="einsum experts W_in, W_out",
+                notation=lambda: (
+                    f"W_e[{sharded('M', ep_x)}, E, {sharded('F', f_x)}]; "
+                    f"{_touched_text(touched, held, copies)}{_redundant_text(M, copies, ep, routing)}"
+                    f"{'' if routing.load_imbalance == 1 else f'; load imbalance x{routing.load_imbalance:g}'}"
+                ),
+                flops=2.0 * model.ffn.n_matrices * E * (F / tp) * k * routed * routing.load_imbalance,
+                hbm_bytes=read_bytes,
+                kernels=2,
+                grouped=M > 1,
+                # each expert's matmul multiplies the token slots routed to it: this chip's slots
+                # spread over the experts it touches
+                rows=routed * k / np.maximum(touched, 1.0),
+            ),
+            *(
+                collective_term(
+                    "combine all-to-all",
+                    lambda: "B L k E back to the tokens' chips" + partial_sum(f_x),
+                    A2A,
+                    ep_x,
+                    routed * k * E * act,
+                    routed=kind,
+                    layers=layers,
+                )
+                for kind, layers in dispatch_kernels(x, model, shape)
+            ),
+            collective_term(
+                "reduce-scatter expert output",
+                lambda: activation(b, ("E", "")) + partial_sum(f_x),
+                RS,
+                f_x,
+                routed * E * act,
+            ),
         ]
         all_experts = M * expert_params * weight_bytes
-        terms.append(collective_term("gather expert weights", lambda: f"W_e[M_xyz, E, F] -> W_e[M, E, F] over "
-                                     f"{self.gather_axes}", AG, self.gather_axes, all_experts, prefetched=True))
+        terms.append(
+            collective_term(
+                "gather expert weights",
+                lambda: f"W_e[M_xyz, E, F] -> W_e[M, E, F] over {self.gather_axes}",
+                AG,
+                self.gather_axes,
+                all_experts,
+                prefetched=True,
+            )
+        )
         if self.gather_axes:
             stored = all_experts / n
         else:
             stored = -(-copies // ep) * expert_params / tp * weight_bytes
         stored += x.router_params(E) * weight_bytes if M > 1 else 0
-        return LayerCost(terms=tuple(t for t in terms if t is not None), weight_bytes_stored=stored,
-                         working_bytes=all_experts if self.gather_axes else 0.0)
+        return LayerCost(
+            terms=tuple(t for t in terms if t is not None),
+            weight_bytes_stored=stored,
+            working_bytes=all_experts if self.gather_axes else 0.0,
+        )
 
 
 def shared_cost(model: Model, ffn: FfnLayout, sizes: dict[str, int], shape: StepShape, weight_bytes) -> LayerCost:
@@ -202,33 +268,82 @@ def _register(*layouts: ExpertLayout) -> dict[str, ExpertLayout]:
 EXPERT_LAYOUTS = _register(
     # wide EP: every chip holds M/n experts (with attention batch-sharded: DeepSeek's and SGLang's
     # attention data-parallel + wide EP)
-    ExpertLayout(name="ep", notation="W_e[M_xyz, E, F]; tokens dispatched to their experts' chips",
-                 expert_axes="xyz", f_axes="", gather_axes="", groups=("xyz",)),
-    ExpertLayout(name="ep-xy+tp-z", notation="W_e[M_xy, E, F_z]; dispatch over xy, TP inside experts over z",
-                 expert_axes="xy", f_axes="z", gather_axes="", groups=("xy", "z")),
-    ExpertLayout(name="ep-x+tp-yz", notation="W_e[M_x, E, F_yz]; dispatch over x, TP inside experts over yz",
-                 expert_axes="x", f_axes="yz", gather_axes="", groups=("x", "yz")),
-    ExpertLayout(name="ep-yz", notation="W_e[M_yz, E, F] replicated over x; each x group serves its tokens",
-                 expert_axes="yz", f_axes="", gather_axes="", groups=("x", "yz")),
+    ExpertLayout(
+        name="ep",
+        notation="W_e[M_xyz, E, F]; tokens dispatched to their experts' chips",
+        expert_axes="xyz",
+        f_axes="",
+        gather_axes="",
+        groups=("xyz",),
+    ),
+    ExpertLayout(
+        name="ep-xy+tp-z",
+        notation="W_e[M_xy, E, F_z]; dispatch over xy, TP inside experts over z",
+        expert_axes="xy",
+        f_axes="z",
+        gather_axes="",
+        groups=("xy", "z"),
+    ),
+    ExpertLayout(
+        name="ep-x+tp-yz",
+        notation="W_e[M_x, E, F_yz]; dispatch over x, TP inside experts over yz",
+        expert_axes="x",
+        f_axes="yz",
+        gather_axes="",
+        groups=("x", "yz"),
+    ),
+    ExpertLayout(
+        name="ep-yz",
+        notation="W_e[M_yz, E, F] replicated over x; each x group serves its tokens",
+        expert_axes="yz",
+        f_axes="",
+        gather_axes="",
+        groups=("x", "yz"),
+    ),
     # pure TP: every chip holds a slice of every expert; no all-to-all
-    ExpertLayout(name="tp", notation="W_e[M, E, F_xyz]; tokens gathered over xyz, no dispatch",
-                 expert_axes="", f_axes="xyz", gather_axes="", groups=()),
+    ExpertLayout(
+        name="tp",
+        notation="W_e[M, E, F_xyz]; tokens gathered over xyz, no dispatch",
+        expert_axes="",
+        f_axes="xyz",
+        gather_axes="",
+        groups=(),
+    ),
     # weight-gathered experts: weights come to the tokens (prefill at large batch)
-    ExpertLayout(name="wg", notation="W_e[M_xyz, E, F] -all-gather(xyz)-> W_e[M, E, F]; B_xyz L E",
-                 expert_axes="", f_axes="", gather_axes="xyz", groups=("xyz",)),
+    ExpertLayout(
+        name="wg",
+        notation="W_e[M_xyz, E, F] -all-gather(xyz)-> W_e[M, E, F]; B_xyz L E",
+        expert_axes="",
+        f_axes="",
+        gather_axes="xyz",
+        groups=("xyz",),
+    ),
 )
 
 
 # Two-batch overlap of every layout that dispatches (DeepSeek-V3 report section 3.4, SGLang):
 # the same layout, its step split in two micro-batches (planner.cost.costmodel, two_batch).
-EXPERT_LAYOUTS.update({f"{name}+tbo": replace(layout, name=f"{name}+tbo", micro_batches=2,
-                                              notation=layout.notation + "; two micro-batches overlapped")
-                       for name, layout in list(EXPERT_LAYOUTS.items()) if layout.expert_axes})
+EXPERT_LAYOUTS.update(
+    {
+        f"{name}+tbo": replace(
+            layout, name=f"{name}+tbo", micro_batches=2, notation=layout.notation + "; two micro-batches overlapped"
+        )
+        for name, layout in list(EXPERT_LAYOUTS.items())
+        if layout.expert_axes
+    }
+)
 
 
-def moe_layers(model: Model, ffn: FfnLayout, experts: ExpertLayout, sizes: dict[str, int], shape: StepShape,
-               weight_bytes, routing: Routing, dispatch_bytes=ACTIVATION_BYTES
-               ) -> tuple[int, tuple[tuple[LayerCost, int], ...]]:
+def moe_layers(
+    model: Model,
+    ffn: FfnLayout,
+    experts: ExpertLayout,
+    sizes: dict[str, int],
+    shape: StepShape,
+    weight_bytes,
+    routing: Routing,
+    dispatch_bytes=ACTIVATION_BYTES,
+) -> tuple[int, tuple[tuple[LayerCost, int], ...]]:
     """The dense layers' count (they take the FFN layout's cost) and the MoE layers' parts with
     their repeats: the routed experts and, if any, the shared experts."""
     n_moe = model.experts.n_moe_layers(model.n_layers)

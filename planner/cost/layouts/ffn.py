@@ -50,9 +50,9 @@ AG, RS = CollectiveKind.ALL_GATHER, CollectiveKind.REDUCE_SCATTER
 class FfnLayout:
     name: str
     notation: str
-    batch_axes: str   # b: tokens (batch) sharded over these axes
-    f_axes: str       # f: d_ff (and heads, for attention projections) sharded over these
-    e_axes: str       # e: d_model sharded over these inside the matmuls (partial sums)
+    batch_axes: str  # b: tokens (batch) sharded over these axes
+    f_axes: str  # f: d_ff (and heads, for attention projections) sharded over these
+    e_axes: str  # e: d_model sharded over these inside the matmuls (partial sums)
     gather_axes: str  # g: weights all-gathered over these before use
     groups: tuple[str, ...]  # axis groups that must each span > 1 chip for the layout to be distinct
     replicated: bool = False  # the dense weights whole on every chip (data-parallel); else one copy over all
@@ -84,24 +84,52 @@ class FfnLayout:
         b, fx, ex = self.batch_axes, self.f_axes, self.e_axes
         used_weight_bytes = model.ffn.n_matrices * (E / e) * (F / f) * weight_bytes
         terms = [
-            collective_term("gather FFN input",
-                            lambda: f"{activation(b, ('E', union(fx, ex)))} -> {activation(b, ('E', ex))}",
-                            AG, self.f_axes, tokens * (E / e) * act),
-            Term(name="einsum W_in", notation=lambda: f"W_in[{sharded('E', ex)}, {sharded('F', fx)}]",
-                 flops=2.0 * tokens * (E / e) * (F / f) * n_in,
-                 hbm_bytes=n_in * (E / e) * (F / f) * weight_bytes, rows=tokens),
-            collective_term("reduce-scatter hidden", lambda: activation(b, ("F", fx)) + partial_sum(ex),
-                        RS, self.e_axes, n_in * tokens * (F / f) * act),
-            collective_term("gather hidden", lambda: "-> " + activation(b, ("F", fx)),
-                        AG, self.e_axes, tokens * (F / f) * act),
-            Term(name="einsum W_out", notation=lambda: f"W_out[{sharded('F', fx)}, {sharded('E', ex)}]",
-                 flops=2.0 * tokens * (F / f) * (E / e),
-                 hbm_bytes=(E / e) * (F / f) * weight_bytes, rows=tokens),
-            collective_term("reduce-scatter output", lambda: activation(b, ("E", ex)) + partial_sum(fx),
-                        RS, self.f_axes, tokens * (E / e) * act),
-            collective_term("gather FFN weights",
-                            lambda: f"W[E_x, F_yz] -> W[{sharded('E', ex)}, {sharded('F', fx)}]",
-                            AG, self.gather_axes, used_weight_bytes, prefetched=True),
+            collective_term(
+                "gather FFN input",
+                lambda: f"{activation(b, ('E', union(fx, ex)))} -> {activation(b, ('E', ex))}",
+                AG,
+                self.f_axes,
+                tokens * (E / e) * act,
+            ),
+            Term(
+                name="einsum W_in",
+                notation=lambda: f"W_in[{sharded('E', ex)}, {sharded('F', fx)}]",
+                flops=2.0 * tokens * (E / e) * (F / f) * n_in,
+                hbm_bytes=n_in * (E / e) * (F / f) * weight_bytes,
+                rows=tokens,
+            ),
+            collective_term(
+                "reduce-scatter hidden",
+                lambda: activation(b, ("F", fx)) + partial_sum(ex),
+                RS,
+                self.e_axes,
+                n_in * tokens * (F / f) * act,
+            ),
+            collective_term(
+                "gather hidden", lambda: "-> " + activation(b, ("F", fx)), AG, self.e_axes, tokens * (F / f) * act
+            ),
+            Term(
+                name="einsum W_out",
+                notation=lambda: f"W_out[{sharded('F', fx)}, {sharded('E', ex)}]",
+                flops=2.0 * tokens * (F / f) * (E / e),
+                hbm_bytes=(E / e) * (F / f) * weight_bytes,
+                rows=tokens,
+            ),
+            collective_term(
+                "reduce-scatter output",
+                lambda: activation(b, ("E", ex)) + partial_sum(fx),
+                RS,
+                self.f_axes,
+                tokens * (E / e) * act,
+            ),
+            collective_term(
+                "gather FFN weights",
+                lambda: f"W[E_x, F_yz] -> W[{sharded('E', ex)}, {sharded('F', fx)}]",
+                AG,
+                self.gather_axes,
+                used_weight_bytes,
+                prefetched=True,
+            ),
         ]
         return LayerCost(
             terms=tuple(t for t in terms if t is not None),
@@ -115,11 +143,16 @@ class FfnLayout:
         tokens = self.tokens_per_chip(sizes, shape)
         d = tokens * (model.d_model / size(sizes, self.e_axes)) * ACTIVATION_BYTES
         terms = (
-            collective_term("gather attention input", lambda: activation(self.batch_axes, ("E", self.e_axes)),
-                            AG, self.f_axes, d),
-            collective_term("reduce-scatter attention output",
-                            lambda: activation(self.batch_axes, ("E", self.e_axes)) + partial_sum(self.f_axes),
-                            RS, self.f_axes, d),
+            collective_term(
+                "gather attention input", lambda: activation(self.batch_axes, ("E", self.e_axes)), AG, self.f_axes, d
+            ),
+            collective_term(
+                "reduce-scatter attention output",
+                lambda: activation(self.batch_axes, ("E", self.e_axes)) + partial_sum(self.f_axes),
+                RS,
+                self.f_axes,
+                d,
+            ),
         )
         return tuple(t for t in terms if t is not None)
 
@@ -129,16 +162,59 @@ def _register(*layouts: FfnLayout) -> dict[str, FfnLayout]:
 
 
 FFN_LAYOUTS = _register(
-    FfnLayout(name="ws1d", notation="W_in[E, F_xyz], W_out[F_xyz, E]; BLE_xyz",
-              batch_axes="", f_axes="xyz", e_axes="", gather_axes="", groups=()),
-    FfnLayout(name="ws2d", notation="W_in[E_x, F_yz], W_out[F_yz, E_x]; BLE_xyz",
-              batch_axes="", f_axes="yz", e_axes="x", gather_axes="", groups=("x", "yz")),
-    FfnLayout(name="wg-x", notation="W[E_x, F_yz] -all-gather(x)-> W[E, F_yz]; B_x L E_yz",
-              batch_axes="x", f_axes="yz", e_axes="", gather_axes="x", groups=("x", "yz")),
-    FfnLayout(name="wg-xy", notation="W[E_x, F_yz] -all-gather(xy)-> W[E, F_z]; B_xy L E_z",
-              batch_axes="xy", f_axes="z", e_axes="", gather_axes="xy", groups=("x", "y", "z")),
-    FfnLayout(name="wg-xyz", notation="W[E_x, F_yz] -all-gather(xyz)-> W[E, F]; B_xyz L E",
-              batch_axes="xyz", f_axes="", e_axes="", gather_axes="xyz", groups=("xyz",)),
-    FfnLayout(name="dp", notation="W_in[E, F], W_out[F, E] whole on every chip (data-parallel); B_xyz L E",
-              batch_axes="xyz", f_axes="", e_axes="", gather_axes="", groups=("xyz",), replicated=True),
+    FfnLayout(
+        name="ws1d",
+        notation="W_in[E, F_xyz], W_out[F_xyz, E]; BLE_xyz",
+        batch_axes="",
+        f_axes="xyz",
+        e_axes="",
+        gather_axes="",
+        groups=(),
+    ),
+    FfnLayout(
+        name="ws2d",
+        notation="W_in[E_x, F_yz], W_out[F_yz, E_x]; BLE_xyz",
+        batch_axes="",
+        f_axes="yz",
+        e_axes="x",
+        gather_axes="",
+        groups=("x", "yz"),
+    ),
+    FfnLayout(
+        name="wg-x",
+        notation="W[E_x, F_yz] -all-gather(x)-> W[E, F_yz]; B_x L E_yz",
+        batch_axes="x",
+        f_axes="yz",
+        e_axes="",
+        gather_axes="x",
+        groups=("x", "yz"),
+    ),
+    FfnLayout(
+        name="wg-xy",
+        notation="W[E_x, F_yz] -all-gather(xy)-> W[E, F_z]; B_xy L E_z",
+        batch_axes="xy",
+        f_axes="z",
+        e_axes="",
+        gather_axes="xy",
+        groups=("x", "y", "z"),
+    ),
+    FfnLayout(
+        name="wg-xyz",
+        notation="W[E_x, F_yz] -all-gather(xyz)-> W[E, F]; B_xyz L E",
+        batch_axes="xyz",
+        f_axes="",
+        e_axes="",
+        gather_axes="xyz",
+        groups=("xyz",),
+    ),
+    FfnLayout(
+        name="dp",
+        notation="W_in[E, F], W_out[F, E] whole on every chip (data-parallel); B_xyz L E",
+        batch_axes="xyz",
+        f_axes="",
+        e_axes="",
+        gather_axes="",
+        groups=("xyz",),
+        replicated=True,
+    ),
 )

@@ -10,8 +10,15 @@ from planner.specs.hardware import ACTIVATION_BYTES
 from planner.specs.model import Model
 
 
-def output_projection(model: Model, chips: int, batch: np.ndarray, weight_bytes: int, first: bool = True,
-                       last: bool = True, replicated: bool = False) -> LayerCost:
+def output_projection(
+    model: Model,
+    chips: int,
+    batch: np.ndarray,
+    weight_bytes: int,
+    first: bool = True,
+    last: bool = True,
+    replicated: bool = False,
+) -> LayerCost:
     """Logits for one token per sequence: W_emb[E, V_xyz], after gathering the final hidden states;
     `replicated` (a data-parallel LM head, the `dp` layout's): W_emb[E, V] whole on every chip,
     each chip its own sequences' logits, nothing gathered.
@@ -23,18 +30,36 @@ def output_projection(model: Model, chips: int, batch: np.ndarray, weight_bytes:
     per_row = np.ndim(last) > 0
     if replicated:
         sequences = ceil_div(batch, chips)
-        terms = (Term(name="einsum logits", notation="W_emb[E, V] on every chip -> B_xyz V",
-                      flops=2.0 * sequences * E * V, hbm_bytes=E * V * weight_bytes, rows=sequences),)
+        terms = (
+            Term(
+                name="einsum logits",
+                notation="W_emb[E, V] on every chip -> B_xyz V",
+                flops=2.0 * sequences * E * V,
+                hbm_bytes=E * V * weight_bytes,
+                rows=sequences,
+            ),
+        )
     else:
-        gather = collective_term("gather final hidden states", "B E", CollectiveKind.ALL_GATHER, "xyz",
-                                 batch * E * ACTIVATION_BYTES)
-        terms = (gather, Term(name="einsum logits", notation="W_emb[E, V_xyz] -> B V_xyz",
-                              flops=2.0 * batch * E * V / chips, hbm_bytes=E * V * weight_bytes / chips, rows=batch))
+        gather = collective_term(
+            "gather final hidden states", "B E", CollectiveKind.ALL_GATHER, "xyz", batch * E * ACTIVATION_BYTES
+        )
+        terms = (
+            gather,
+            Term(
+                name="einsum logits",
+                notation="W_emb[E, V_xyz] -> B V_xyz",
+                flops=2.0 * batch * E * V / chips,
+                hbm_bytes=E * V * weight_bytes / chips,
+                rows=batch,
+            ),
+        )
     # stored: the output projection, and the input embedding table if it is a separate one
     if per_row:
-        tables = np.where(first & last, model.embedding_params,
-                          E * V * (first.astype(np.int64) + last.astype(np.int64)))
+        tables = np.where(
+            first & last, model.embedding_params, E * V * (first.astype(np.int64) + last.astype(np.int64))
+        )
     else:
         tables = model.embedding_params if first and last else E * V * (int(first) + int(last))
-    return LayerCost(terms=terms if per_row or last else (),
-                     weight_bytes_stored=tables * weight_bytes / (1 if replicated else chips))
+    return LayerCost(
+        terms=terms if per_row or last else (), weight_bytes_stored=tables * weight_bytes / (1 if replicated else chips)
+    )

@@ -30,17 +30,29 @@ from planner.specs.model import Model
 
 @dataclass(frozen=True, kw_only=True)
 class LatentCost:
-    qo_params: float     # per chip: the query heads' weights
-    kv_params: float     # per chip: the shared down-projections
-    q_bytes: object      # Q (or the output) of the chip's tokens and heads
+    qo_params: float  # per chip: the query heads' weights
+    kv_params: float  # per chip: the shared down-projections
+    q_bytes: object  # Q (or the output) of the chip's tokens and heads
     kv_new_bytes: object  # new latents to write
-    kv_cache: object     # latent cache per chip
-    core_flops: object   # scores and values per chip
+    kv_cache: object  # latent cache per chip
+    core_flops: object  # scores and values per chip
     stored_params: float  # per layer, all chips: heads' weights + each replicated down-projection
 
 
-def latent_cost(model: Model, *, heads: int, kv_proj: int, e: int, f: int, tokens, kv_tokens, core_batch,
-                core_heads: float, kv_heads_per_chip: int, shape) -> LatentCost:
+def latent_cost(
+    model: Model,
+    *,
+    heads: int,
+    kv_proj: int,
+    e: int,
+    f: int,
+    tokens,
+    kv_tokens,
+    core_batch,
+    core_heads: float,
+    kv_heads_per_chip: int,
+    shape,
+) -> LatentCost:
     mla, E, act = model.latent, model.d_model, ACTIVATION_BYTES
     per_head, shared = mla.per_head_params(E), mla.shared_params(E)
     return LatentCost(
@@ -49,8 +61,14 @@ def latent_cost(model: Model, *, heads: int, kv_proj: int, e: int, f: int, token
         q_bytes=tokens * (heads / f) * mla.qk_head_dim * act,
         kv_new_bytes=kv_tokens * (kv_proj / f) * mla.cache_elements * act,
         kv_cache=core_batch * shape.cached * kv_heads_per_chip * mla.cache_elements * act,
-        core_flops=core_batch * shape.tokens * shape.attended * core_heads *
-        (mla.score_flops_per_token(absorbed=shape.reads_cache) if np.ndim(shape.reads_cache) == 0 else
-         np.where(shape.reads_cache, mla.score_flops_per_token(True), mla.score_flops_per_token(False))),
+        core_flops=core_batch
+        * shape.tokens
+        * shape.attended
+        * core_heads
+        * (
+            mla.score_flops_per_token(absorbed=shape.reads_cache)
+            if np.ndim(shape.reads_cache) == 0
+            else np.where(shape.reads_cache, mla.score_flops_per_token(True), mla.score_flops_per_token(False))
+        ),
         stored_params=heads * per_head + kv_proj * shared,
     )

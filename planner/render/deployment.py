@@ -1,0 +1,125 @@
+"""Renderer of `planner compare --deployment`: a pinned deployment's gap to the best alternatives,
+as a table (text), JSON, CSV or Markdown."""
+
+from __future__ import annotations
+
+from planner.commands.runs import point_dict
+from planner.render import common as render_common
+from planner.render.compare import cell_number, csv_text, md_escape, wrapped
+from planner.units import to_json
+
+
+def deployment_text(report, fmt: str) -> str:
+    from planner.commands.runs import name
+    from planner.units import fmt_percent as percent
+
+    if fmt in ("json", "csv"):
+        pins = [
+            {
+                "phase": g.pin.phase.value,
+                "gap": cell_number(report.gap(g)),
+                "layout_gap": cell_number(g.layout_gap),
+                "frontier_gap": cell_number(g.frontier_gap),
+                "pinned": point_dict(g.point),
+                "best_layout": point_dict(g.best),
+                "frontier_reference": point_dict(g.frontier),
+                "description": report.describe(g),
+            }
+            for g in report.gaps
+        ]
+        if fmt == "json":
+            return to_json(
+                {
+                    "verdict": report.verdict(),
+                    "regressed": report.regressed,
+                    "plan": report.source,
+                    "max_gap": report.max_gap,
+                    "gap_to": report.gap_to,
+                    "cluster": report.cluster,
+                    "calibrated": report.calibrated,
+                    "calibration_status": report.calibration_status,
+                    "pins": pins,
+                }
+            )
+        calibration = report.calibration_status
+        return csv_text(
+            (
+                "phase",
+                "pinned",
+                "latency_s",
+                "mfu",
+                "reference",
+                "reference_latency_s",
+                "gap",
+                "layout_gap",
+                "frontier_gap",
+                "description",
+                "calibration",
+            ),
+            [
+                (
+                    g.pin.phase.value,
+                    name(g.point),
+                    cell_number(g.point.latency_s),
+                    cell_number(g.point.mfu),
+                    name(report.reference(g)),
+                    cell_number(report.reference(g).latency_s),
+                    p["gap"],
+                    p["layout_gap"],
+                    p["frontier_gap"],
+                    p["description"],
+                    calibration,
+                )
+                for g, p in zip(report.gaps, pins)
+            ],
+        )
+    if fmt == "markdown":
+        from planner.units import fmt_seconds
+
+        rows = [
+            (
+                g.pin.phase.value,
+                name(g.point),
+                fmt_seconds(g.point.latency_s),
+                percent(g.point.mfu),
+                name(report.reference(g)),
+                fmt_seconds(report.reference(g).latency_s),
+                percent(report.reference(g).mfu),
+                percent(report.gap(g)),
+            )
+            for g in report.gaps
+        ]
+        return "\n".join(
+            [
+                f"**planner compare --deployment: {report.verdict()}**",
+                "",
+                md_escape(f"Plan {report.source}; gap = pinned latency / {report.gap_to} reference latency - 1."),
+                "",
+                *([md_escape(_deployment_calibration(report)), ""] if not report.calibrated else []),
+                render_common.markdown_table(
+                    ("phase", "pinned", "latency", "MFU", f"{report.gap_to} reference", "latency", "MFU", "gap"),
+                    rows,
+                    right=(2, 3, 5, 6, 7),
+                ),
+                "",
+            ]
+        )
+    return (
+        "\n".join(
+            wrapped(report.verdict(), 2)
+            + [line for g in report.gaps for line in wrapped(report.describe(g), 2)]
+            + (wrapped(_deployment_calibration(report), 2) if not report.calibrated else [])
+        )
+        + "\n"
+    )
+
+
+def _deployment_calibration(report) -> str:
+    return (
+        f"note: {report.cluster} is {render_common.UNCALIBRATED}: ideal calibration constants, never fitted to "
+        "measurements; gaps between layouts on the same chips are what the ideal model predicts (fit the "
+        "constants with `planner calibrate`)."
+    )
+
+
+# --- helpers ------------------------------------------------------------------------------------
