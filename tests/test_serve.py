@@ -472,3 +472,21 @@ def test_decode_pools_are_routed_as_the_plan():
     assert skewed[0].seconds[0, 0, 0] > balanced[0].seconds[0, 0, 0]  # prefill: compute-bound expert work
     for before, after in zip(balanced, skewed):  # every pool holds the redundant experts
         assert after.stage((0, 0, 0)).hbm_fraction > before.stage((0, 0, 0)).hbm_fraction
+
+
+def test_every_registered_layout_has_a_serving_name():
+    """serve names each row's layouts as serving engineers do: every FFN, attention and expert
+    layout the search may pick has a name (a two-batch overlap variant: its base's, and so)."""
+    from planner.commands.serve.serve import serving_name
+    from planner.cost.layouts import ATTENTION_LAYOUTS, EXPERT_LAYOUTS, FFN_LAYOUTS
+
+    for name in (*FFN_LAYOUTS, *ATTENTION_LAYOUTS, *EXPERT_LAYOUTS):
+        assert serving_name(name)
+    assert serving_name("ep+tbo").startswith(serving_name("ep")) and "two-batch" in serving_name("ep+tbo")
+
+
+def test_bundled_moe_plan_serves_in_every_format(planner):
+    """The DeepSeek-V3 plan's rows use dp and two-batch layouts: every format names them."""
+    for fmt in ("json", "table"):
+        r = planner("serve", "deepseek-v3-h200", "--format", fmt)
+        assert r.code == 0, r.err

@@ -8,7 +8,7 @@ import io
 
 from planner.commands.serve.modes import Deployment, Mode
 from planner.commands.serve.pools import Stage
-from planner.commands.serve.serve import NOT_MODELLED, SERVING_NAMES, ServeResult, deployment_dict
+from planner.commands.serve.serve import NOT_MODELLED, ServeResult, deployment_dict, serving_name, serving_order
 from planner.render.common import (
     Column,
     Note,
@@ -101,7 +101,7 @@ def legend(result: ServeResult) -> list[str]:
             for name in (s.ffn, s.attention, s.experts)
             if name
         },
-        key=list(SERVING_NAMES).index,
+        key=serving_order,
     )
     moe = result.request.plan.model.experts is not None
     lines = [
@@ -112,7 +112,7 @@ def legend(result: ServeResult) -> list[str]:
         "per decode pool with its share of prefill pools); tok/s/user = 1/TPOT; tok/s/chip: output "
         "tokens; $/M: USD per million input or output tokens.",
         "Layouts as serving engineers name them: "
-        + "; ".join(f"{name} = {SERVING_NAMES[name]}" for name in used)
+        + "; ".join(f"{name} = {serving_name(name)}" for name in used)
         + f" ({NOT_MODELLED}).",
         "Explain a row's layouts: add --row N.",
     ]

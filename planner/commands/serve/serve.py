@@ -27,6 +27,8 @@ SERVING_NAMES = {
     "wg-x": "data parallel over x with weights gathered (FSDP-style), tensor parallel over yz",
     "wg-xy": "data parallel over xy with weights gathered (FSDP-style), tensor parallel over z",
     "wg-xyz": "fully sharded data parallel (ZeRO-3 / FSDP: all weights gathered every layer)",
+    "dp": "data parallel dense parts (attention, dense layers, shared experts and the head whole on every "
+    "chip: SGLang's DP attention with --moe-dense-tp-size 1)",
     "heads": "head-parallel attention (tensor parallel attention)",
     "batch": "data parallel attention (batch-sharded attention, KV cache split by sequence)",
     # expert layouts of MoE models (planner.cost.layouts.experts)
@@ -37,6 +39,21 @@ SERVING_NAMES = {
     "tp": "tensor-parallel experts (every expert sharded over all chips, no all-to-all)",
     "wg": "experts' weights gathered to the tokens (FSDP-style)",
 }
+TWO_BATCH = "+tbo"  # an expert layout's two-batch overlap variant (planner.cost.overlap)
+
+
+def serving_name(layout: str) -> str:
+    """A layout as serving engineers name it (a two-batch overlap variant: its base's, and so)."""
+    base = layout.removesuffix(TWO_BATCH)
+    overlap = " with two-batch overlap (one micro-batch's dispatch and combine under the other's compute)"
+    return SERVING_NAMES[base] + (overlap if layout != base else "")
+
+
+def serving_order(layout: str) -> tuple[int, bool]:
+    """Where a layout's name goes in a legend: its base's place, a two-batch variant after it."""
+    return list(SERVING_NAMES).index(layout.removesuffix(TWO_BATCH)), layout.endswith(TWO_BATCH)
+
+
 NOT_MODELLED = "serve plans one pipeline stage: pipeline parallelism is planned by `planner plan --stages`"
 
 
@@ -84,7 +101,7 @@ def serve(request: ServeRequest, partial: bool = False) -> ServeResult:
 
 def serving_names(d: Deployment) -> str:
     """'prefill: <ffn>, <attention>; decode: ...' in the serving engineers' words (short form)."""
-    short = lambda s: " + ".join(SERVING_NAMES[name].split(" (")[0] for name in (s.ffn, s.attention, s.experts) if name)
+    short = lambda s: " + ".join(serving_name(name).split(" (")[0] for name in (s.ffn, s.attention, s.experts) if name)
     return f"prefill: {short(d.prefill)}; decode: {short(d.decode)}"
 
 
