@@ -118,3 +118,11 @@ def test_two_batch_overlap_between_longest_chain_and_sum(phase):
         assert np.all(over >= chains * (1 - 1e-12)) and np.all(over <= parts * (1 + 1e-12))
         checked += 1
     assert checked
+
+
+@pytest.mark.parametrize("cluster, says", [("h100-sxm", "was measured on h800-sxm"), ("tpu-v4", "was measured on")])
+def test_the_tables_fit_only_the_cluster_they_were_measured_on(planner, cluster, says):
+    """H800 tables fitted to an H100 would give H100's NVLink H800's speed; a torus has no such
+    links. Both are a user's mistake: exit 2, never a traceback."""
+    r = planner("calibrate", str(DATA), "--cluster", cluster)
+    assert r.code == 2 and says in r.err and "--cluster h800-sxm" in r.err and "Traceback" not in r.err

@@ -155,13 +155,15 @@ def _calibrate_kernels(measurements: str, cluster: str | None, output: Path | No
 
 def _calibrate_moe(measurements: str, cluster: str | None, output: Path | None) -> None:
     """A MoE kernel file (DeepEP and DeepGEMM tables): planner.commands.calibrate.moe."""
-    from planner.commands.calibrate.moe import fit_moe, load_moe_tables, moe_yaml_block, with_moe_block
+    from planner.commands.calibrate.moe import check_cluster, fit_moe, load_moe_tables, moe_yaml_block, with_moe_block
     from planner.config import load_cluster
     from planner.config.presets import locate as _locate
 
     if cluster is None:
         raise UsageError("--cluster is required with a MoE kernel file (e.g. --cluster h800-sxm)")
-    result = fit_moe(load_cluster(cluster), load_moe_tables(measurements))
+    base = load_cluster(cluster)
+    check_cluster(base, measurements)
+    result = fit_moe(base, load_moe_tables(measurements))
     command = f"planner calibrate {measurements} --cluster {cluster}"
     for warning in result.warnings:
         typer.echo(f"warning: {warning}", err=True)

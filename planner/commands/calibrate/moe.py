@@ -34,7 +34,7 @@ from planner.cost.dispatch import token_spread
 from planner.cost.kernels import grouped_gemm_seconds
 from planner.cost.layouts.base import Routed
 from planner.cost.network import routed_seconds
-from planner.errors import ConfigError
+from planner.errors import ConfigError, UsageError
 from planner.specs.hardware import Cluster, MoeKernels
 
 KIND = "moe-kernels"
@@ -74,6 +74,23 @@ def is_moe_file(path: str) -> bool:
     except (OSError, yaml.YAMLError):
         return False
     return isinstance(root, dict) and root.get("kind") == KIND
+
+
+def check_cluster(cluster: Cluster, path: str) -> None:
+    """The tables fit the links of the cluster they were measured on: a file naming its cluster
+    fits that one only, and a cluster without switched levels (a torus) has no such links."""
+    root = yaml.safe_load(Path(path).read_text())
+    measured_on = root.get("cluster") if isinstance(root, dict) else None
+    if measured_on is not None and measured_on != cluster.name:
+        raise UsageError(
+            f"--cluster {cluster.name}: {path} was measured on {measured_on}, and its fit is that cluster's "
+            f"links\n  hint: --cluster {measured_on}; other GPUs take its constants by the rule their preset states"
+        )
+    if not hasattr(cluster.topology, "levels"):
+        raise UsageError(
+            f"--cluster {cluster.name}: a {KIND} file fits NVLink and InfiniBand levels, and {cluster.name} is a "
+            "torus\n  hint: give a GPU cluster with switched levels"
+        )
 
 
 def load_moe_tables(path: str) -> dict:
