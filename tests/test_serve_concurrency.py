@@ -27,14 +27,19 @@ def test_prefill_first_by_hand():
         max_running_batch=4,
         chips=2,
     )
-    # C = 2: B = 2, k = max(1, 2/10) = 1, TPOT = d(2) + (2/10) P(1) = 12 + 20 ms
-    assert s.tpot_s[1] == pytest.approx(0.032)
+    # C = 1: one client alone, nothing else runs: TTFT = P(1), TPOT = d(1) (its own prompt is in
+    # its TTFT, and no other request's prompt interleaves)
+    assert (s.ttft_s[0], s.tpot_s[0]) == pytest.approx((0.100, 0.011))
+    assert s.output_tokens_per_s_per_chip[0] == pytest.approx(10 / (0.100 + 10 * 0.011) / 2)
+    # C = 2: B = 2, k = max(1, 2/10) = 1; the other request's prompt interleaves once in O steps:
+    # TPOT = d(2) + (1/10) P(1) = 12 + 10 ms
+    assert s.tpot_s[1] == pytest.approx(0.022)
     # TTFT = half the running step + the prompt's own pass: 6 + 100 ms
     assert s.ttft_s[1] == pytest.approx(0.106)
     assert s.queue_s[1] == pytest.approx(0.0)
     # Little's law: C O / (TTFT + O TPOT) / chips
-    assert s.output_tokens_per_s_per_chip[1] == pytest.approx(2 * 10 / (0.106 + 10 * 0.032) / 2)
-    assert s.tokens_per_s_per_user[1] == pytest.approx(1 / 0.032)
+    assert s.output_tokens_per_s_per_chip[1] == pytest.approx(2 * 10 / (0.106 + 10 * 0.022) / 2)
+    assert s.tokens_per_s_per_user[1] == pytest.approx(1 / 0.022)
 
 
 def test_past_the_batch_that_fits_ttft_grows_with_the_queue():
@@ -48,15 +53,15 @@ def test_past_the_batch_that_fits_ttft_grows_with_the_queue():
         max_running_batch=2,
         chips=2,
     )
-    e2e_2 = 0.106 + 10 * 0.032  # the batch that runs: 2 requests, 0.426 s each
-    # C = 4: two requests run, two wait one whole request's time: TTFT = 0.106 + (4/2 - 1) 0.426
+    e2e_2 = 0.106 + 10 * 0.022  # the batch that runs: 2 requests, 0.326 s each
+    # C = 4: two requests run, two wait one whole request's time: TTFT = 0.106 + (4/2 - 1) 0.326
     assert s.running.tolist() == pytest.approx([2, 2, 2])
     assert s.queue_s[1] == pytest.approx(e2e_2)
     assert s.ttft_s[1] == pytest.approx(0.106 + e2e_2)
     assert s.ttft_s[2] == pytest.approx(0.106 + 3 * e2e_2)
     # throughput stays that of the largest batch that runs
     assert s.output_tokens_per_s_per_chip == pytest.approx(np.full(3, 2 * 10 / e2e_2 / 2))
-    assert s.tpot_s == pytest.approx(np.full(3, 0.032))
+    assert s.tpot_s == pytest.approx(np.full(3, 0.022))
 
 
 def test_chunked_prefill_by_hand():
@@ -72,10 +77,30 @@ def test_chunked_prefill_by_hand():
         policy=Policy.CHUNKED,
         token_budget=504,
     )
-    # budget 504 - 4 decode tokens = 500 prompt tokens a step: 2 steps; k = 1, p = 100 ms
-    tpot = 0.014 + 0.4 * 0.100
+    # budget 504 - 4 decode tokens = 500 prompt tokens a step: 2 steps; k = 1, p = 100 ms; the
+    # three other requests' prompts interleave in O = 10 steps
+    tpot = 0.014 + 0.3 * 0.100
     assert s.tpot_s[0] == pytest.approx(tpot)
     assert s.ttft_s[0] == pytest.approx(0.014 / 2 + 2 * 0.014 + 0.100)
+
+
+def test_chunked_prefill_runs_no_more_than_its_budget_keeps_up_with():
+    """A step holds the B decode tokens and the prompt tokens of the B / O requests that arrive
+    per step: B (1 + I / O) <= T. With I = 1000 and O = 10, a budget of 303 tokens keeps up with
+    3 running requests though 4 fit in HBM (the rest queue); a budget of 8192 runs the 4."""
+    kw = dict(
+        input_tokens=1000,
+        output_tokens=10,
+        batches=BATCHES,
+        prefill_pass_s=PREFILL,
+        decode_step_s=DECODE,
+        chips=1,
+        policy=Policy.CHUNKED,
+    )
+    s = colocated(concurrency=np.array([8]), max_running_batch=4, token_budget=303, **kw)
+    assert s.running[0] == pytest.approx(3)  # floor(303 / 101) = 3 < 4
+    assert s.queue_s[0] > 0
+    assert colocated(concurrency=np.array([8]), max_running_batch=4, token_budget=8192, **kw).running[0] == 4
 
 
 def test_disaggregated_by_hand_and_prefill_limited():

@@ -25,6 +25,7 @@ from planner.commands.serve.steady_state import (
     disaggregated,
     max_running,
     prompts_per_pass,
+    running_limit,
 )
 from planner.cost.network import transfer_seconds
 from planner.errors import InfeasibleError, UsageError
@@ -151,6 +152,7 @@ def _colocated(plan: Plan, request: CurveRequest, prefill: Pool, running: Pool) 
                 policy=request.policy,
                 token_budget=request.token_budget,
             )
+            top = running_limit(top, w.input_tokens, w.output_tokens, request.policy, request.token_budget)
             out.append(_curve(Mode.COLOCATED, request, s, prefill, running, (ci, fi), (ci, fi), top, 0.0, 0.0))
     return out
 
@@ -209,7 +211,9 @@ def _curve(
     points = []
     for j, c in enumerate(request.concurrency):
         b = int(min(c, top))  # the batch that runs (its layout is printed)
-        prompts = max(1.0, b / request.plan.workload.output_tokens) if mode is Mode.COLOCATED else 1.0
+        w = request.plan.workload
+        k_max = prompts_per_pass(w.input_tokens, request.token_budget)
+        prompts = min(max(1.0, b / w.output_tokens), k_max) if mode is Mode.COLOCATED else 1.0
         pb = int(batches[batches <= prompts].max())  # the prefill pass's layout: the grid batch at or below
         per_chip = float(s.output_tokens_per_s_per_chip[j])
         points.append(

@@ -14,15 +14,18 @@ Colocated (one pool of n chips; O output tokens per request):
 - B / O requests finish per step, and as many arrive (closed loop). Their prompts are prefilled
   in passes of k = max(1, B / O) prompts, at most k_max = max(1, floor(T / I)) (a token budget T
   bounds a pass too: SGLang's `chunked_prefill_size`); each prompt costs p = P(k) / k.
-- TPOT = d(B) + (B / O) p: the decode step plus the prefill work interleaved per step. Both
+- TPOT = d(B) + ((B - 1) / O) p: the decode step plus the other requests' prefill work
+  interleaved per step (a request's own prompt is in its TTFT; one client alone sees none). Both
   policies do the same work per step; they differ in when a prompt's first token comes:
   * prefill-first (SGLang's default): a new prompt waits for the running step to end (half a
-    step on average) and runs at once as its own pass: TTFT = d(B) / 2 + P(k);
+    step on average, when other requests run) and runs at once as its own pass:
+    TTFT = w + P(k), w = d(B) / 2 if B > 1 else 0;
   * chunked prefill under a token budget T (vLLM's `max_num_batched_tokens`, SGLang's
     `chunked_prefill_size`, TensorRT-LLM's `max_num_tokens`): each step holds the B decode tokens
     and up to T - B prompt tokens, so the k prompts that arrive together span
-    m = ceil(k I / (T - B)) steps, and a prompt's first token comes after them:
-    TTFT = d(B) / 2 + m d(B) + P(k). B is at most T - 1.
+    m = ceil(k I / (T - B)) steps (none when it runs alone), and a prompt's first token comes
+    after them: TTFT = w + m d(B) + P(k). To keep up, a step must hold the B / O prompts that
+    arrive per step: B (1 + I / O) <= T, so B is at most floor(T / (1 + I / O)).
 - End to end E = TTFT + O TPOT; requests per second X = C / E. Past B_max the other C - B
   requests queue: the system still completes B per E_B, so X = B / E_B and, by Little's law,
   each request spends C / X in it: TTFT = TTFT_B + (C / B - 1) E_B.
@@ -101,6 +104,17 @@ def max_running(batches: np.ndarray, decode_step_s: np.ndarray, limit: int | Non
     return top if limit is None else min(top, limit)
 
 
+def running_limit(
+    max_running_batch: int, input_tokens: int, output_tokens: int, policy: Policy, token_budget: int
+) -> int:
+    """The most requests that run at once: what fits in HBM (or an engine's maximum), and under
+    chunked prefill what the token budget keeps up with. A step holds the B decode tokens and the
+    prompt tokens of the B / O requests that arrive per step: B (1 + I / O) <= T."""
+    if policy is Policy.PREFILL_FIRST:
+        return max_running_batch
+    return min(max_running_batch, max(1, int(token_budget // (1 + input_tokens / output_tokens))))
+
+
 def prompts_per_pass(input_tokens: int, token_budget: int) -> int:
     """k_max: the prompts one prefill pass may hold under the token budget (at least one)."""
     return max(1, token_budget // input_tokens)
@@ -121,19 +135,20 @@ def colocated(
 ) -> SteadyState:
     """One pool running both phases at each concurrency (see the module docstring)."""
     C = np.asarray(concurrency, dtype=float)
-    top = max_running_batch if policy is Policy.PREFILL_FIRST else min(max_running_batch, token_budget - 1)
-    B = np.minimum(C, top)
     O = float(output_tokens)
+    B = np.minimum(C, running_limit(max_running_batch, input_tokens, output_tokens, policy, token_budget))
     d = at_batch(batches, decode_step_s, B)
     k = np.clip(B / O, 1.0, prompts_per_pass(input_tokens, token_budget))
     pass_s = at_batch(batches, prefill_pass_s, k)
     per_prompt = pass_s / k
-    tpot = d + (B / O) * per_prompt
+    others = np.maximum(B - 1.0, 0.0)  # a request's own prompt is in its TTFT, not its TPOT
+    tpot = d + (others / O) * per_prompt
+    wait = np.where(others > 0, d / 2, 0.0)  # a running step to finish first: only if others run
     if policy is Policy.PREFILL_FIRST:
-        ttft_b = d / 2 + pass_s
+        ttft_b = wait + pass_s
     else:
-        steps = np.ceil(k * input_tokens / (token_budget - B))
-        ttft_b = d / 2 + steps * d + pass_s
+        steps = np.where(others > 0, np.ceil(k * input_tokens / (token_budget - B)), 0.0)
+        ttft_b = wait + steps * d + pass_s
     zero = np.zeros_like(C)
     return _queued(C, B / (ttft_b + O * tpot), ttft_b, tpot, O, np.full_like(C, chips), zero, zero)
 
