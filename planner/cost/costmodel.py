@@ -95,13 +95,17 @@ class Candidate:
 
 @dataclass(frozen=True, kw_only=True)
 class Evaluation:
-    """Costs of one candidate, each an array over `batch`."""
+    """Costs of one candidate, each an array over `batch` (kept flat: pipeline.py builds, picks and
+    cuts these fields by name, and the renderers read them by name)."""
 
+    # what was costed: point i has batch[i] and formats_at(i)
     candidate: Candidate
     model: Model
     workload: Workload
     batch: np.ndarray
+    formats: tuple[Formats, ...]  # formats of point i: formats[i * len(formats) // len(batch)]
     tokens: np.ndarray
+    # one step's time and its parts (the module docstring's formula)
     compute_s: np.ndarray
     memory_s: np.ndarray
     local_s: np.ndarray  # compute and memory as the step's kernels combine them (each its max, summed)
@@ -109,29 +113,32 @@ class Evaluation:
     prefetched_s: np.ndarray  # the part of comm_s that is prefetched weight all-gathers
     critical_s: np.ndarray  # compute, memory and activation collectives combined (before overhead)
     overlap: float  # the cluster's overlap fraction used to combine them
-    ring_steps: int  # ring steps of all collectives per step; each pays collective_latency_s
-    prefetched_ring_steps: int  # those of the prefetched weight all-gathers
-    comm_latency_s: float  # the part of comm_s that is latency: each collective's time at zero bytes
-    comm_latency_by_level_s: tuple[tuple[str, float], ...]  # comm_latency_s per switched level ("torus": one)
     overhead_s: float | np.ndarray  # per point with a token_overhead_s
     overhead_kernels: int = 0  # its parts: matmul kernels per step (LayerCosts.kernels) and the tokens
     overhead_tokens: float | np.ndarray = 0.0  # per chip that pay token_overhead_s per layer
     step_s: np.ndarray
+    bound: np.ndarray  # index into BOUNDS
+    micro_batches: int = 1  # two-batch overlap (planner.cost.overlap): its chains, each the whole step's
+    compute_chain_s: np.ndarray | None = None
+    comm_chain_s: np.ndarray | None = None
+    # the collectives' fixed latency
+    ring_steps: int  # ring steps of all collectives per step; each pays collective_latency_s
+    prefetched_ring_steps: int  # those of the prefetched weight all-gathers
+    comm_latency_s: float  # the part of comm_s that is latency: each collective's time at zero bytes
+    comm_latency_by_level_s: tuple[tuple[str, float], ...]  # comm_latency_s per switched level ("torus": one)
+    # per latency (prefill: one step; decode: output_tokens steps)
     latency_s: np.ndarray
     mfu: np.ndarray
     cost_chip_s_per_token: np.ndarray
     tokens_per_s: np.ndarray
+    # memory per chip
     weight_bytes: np.ndarray | float
     kv_bytes: np.ndarray
     activation_bytes: np.ndarray
     hbm_bytes: np.ndarray
     hbm_fraction: np.ndarray
-    bound: np.ndarray  # index into BOUNDS
-    rows: tuple  # planner.cost.rows.Row: explain rows (only with evaluate(detail=True))
-    formats: tuple[Formats, ...]  # formats of point i: formats[i * len(formats) // len(batch)]
-    micro_batches: int = 1  # two-batch overlap (planner.cost.overlap): its chains, each the whole step's
-    compute_chain_s: np.ndarray | None = None
-    comm_chain_s: np.ndarray | None = None
+    # explain's rows (planner.cost.rows.Row), only with evaluate(detail=True)
+    rows: tuple
 
     def formats_at(self, i: int) -> Formats:
         return self.formats[i * len(self.formats) // self.batch.size]
