@@ -59,8 +59,9 @@ def step_parts(
     shared: dict | None = None,
     grid: Grid | None = None,
 ) -> StepParts:
-    """`candidate`'s parts at `batch` (costmodel.layer_costs says what `formats`, `first`, `last`,
-    `shared` and `grid` mean); parts are looked up in `shared` by what they depend on."""
+    """The parts of `candidate` (a costmodel.Candidate) at `batch`; costmodel.layer_costs says
+    what `formats`, `first`, `last`, `shared` and `grid` mean. Parts are kept in `shared` under
+    keys of what they depend on."""
     c, memo = candidate, {} if shared is None else shared  # parts keyed by what they depend on
     batch = np.asarray(batch, dtype=np.int64)
     formats = (
