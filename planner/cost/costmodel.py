@@ -28,8 +28,11 @@ Per step (prefill: one forward pass; decode: one token per sequence):
                 (n_kernels: the matmul kernels of the step, Term.kernels of every einsum; the
                  roofline of one matmul plus a fixed time per kernel is what GPU GEMM tables show)
 
-`combine` (planner.cost.step) is the overlap policy: the critical path of local time and the
-activation collectives, or all the traffic if that lasts longer.
+In code, `step_costs` is this formula top to bottom, from a step's parts (each layout's terms,
+which planner.cost.step_parts supplies: formats, parts shared between candidates, a Grid's rows);
+`evaluate` adds the collectives' seconds and combines them. `combine` (planner.cost.step) is the
+overlap policy: the critical path of local time and the activation collectives, or all the
+traffic if that lasts longer.
 
 Each layer's terms repeat n_layers times; the output projection (logits, W_emb[E, V_xyz]) runs
 once per step for one token per sequence. Metrics follow the reference file's conventions:
@@ -52,17 +55,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from planner.cost.grid import Grid, at_rows, expanded, grid_shape, phase_column, phase_tokens, step_shape
-from planner.cost.kernels import kernel_seconds, plain_zero
+from planner.cost.grid import Grid, at_rows
+from planner.cost.kernels import kernel_seconds, step_seconds
 from planner.cost.layouts import AttentionLayout, ExpertLayout, FfnLayout, Term
-from planner.cost.layouts.base import stacked
-from planner.cost.layouts.experts import moe_layers
-from planner.cost.layouts.head import output_projection
 from planner.cost.line_tables import LineCache, network_seconds
 from planner.cost.mesh import Mesh
 from planner.cost.network import latency_line, ring_steps
 from planner.cost.overlap import two_batch
 from planner.cost.step import BOUNDS, bound, combine, critical_path, step_overlap, step_time
+from planner.cost.step_parts import StepParts, collective_arrays, on_layers, repeated, step_parts
 from planner.specs.formats import Formats, KvFormat, Sparsity
 from planner.specs.hardware import Cluster, WeightFormat
 from planner.specs.model import Model
@@ -94,13 +95,17 @@ class Candidate:
 
 @dataclass(frozen=True, kw_only=True)
 class Evaluation:
-    """Costs of one candidate, each an array over `batch`."""
+    """Costs of one candidate, each an array over `batch` (kept flat: pipeline.py builds, picks and
+    cuts these fields by name, and the renderers read them by name)."""
 
+    # what was costed: point i has batch[i] and formats_at(i)
     candidate: Candidate
     model: Model
     workload: Workload
     batch: np.ndarray
+    formats: tuple[Formats, ...]  # formats of point i: formats[i * len(formats) // len(batch)]
     tokens: np.ndarray
+    # one step's time and its parts (the module docstring's formula)
     compute_s: np.ndarray
     memory_s: np.ndarray
     local_s: np.ndarray  # compute and memory as the step's kernels combine them (each its max, summed)
@@ -108,40 +113,38 @@ class Evaluation:
     prefetched_s: np.ndarray  # the part of comm_s that is prefetched weight all-gathers
     critical_s: np.ndarray  # compute, memory and activation collectives combined (before overhead)
     overlap: float  # the cluster's overlap fraction used to combine them
-    ring_steps: int  # ring steps of all collectives per step; each pays collective_latency_s
-    prefetched_ring_steps: int  # those of the prefetched weight all-gathers
-    comm_latency_s: float  # the part of comm_s that is latency: each collective's time at zero bytes
-    comm_latency_by_level_s: tuple[tuple[str, float], ...]  # comm_latency_s per switched level ("torus": one)
     overhead_s: float | np.ndarray  # per point with a token_overhead_s
     overhead_kernels: int = 0  # its parts: matmul kernels per step (LayerCosts.kernels) and the tokens
     overhead_tokens: float | np.ndarray = 0.0  # per chip that pay token_overhead_s per layer
     step_s: np.ndarray
+    bound: np.ndarray  # index into BOUNDS
+    micro_batches: int = 1  # two-batch overlap (planner.cost.overlap): its chains, each the whole step's
+    compute_chain_s: np.ndarray | None = None
+    comm_chain_s: np.ndarray | None = None
+    # the collectives' fixed latency
+    ring_steps: int  # ring steps of all collectives per step; each pays collective_latency_s
+    prefetched_ring_steps: int  # those of the prefetched weight all-gathers
+    comm_latency_s: float  # the part of comm_s that is latency: each collective's time at zero bytes
+    comm_latency_by_level_s: tuple[tuple[str, float], ...]  # comm_latency_s per switched level ("torus": one)
+    # per latency (prefill: one step; decode: output_tokens steps)
     latency_s: np.ndarray
     mfu: np.ndarray
     cost_chip_s_per_token: np.ndarray
     tokens_per_s: np.ndarray
+    # memory per chip
     weight_bytes: np.ndarray | float
     kv_bytes: np.ndarray
     activation_bytes: np.ndarray
     hbm_bytes: np.ndarray
     hbm_fraction: np.ndarray
-    bound: np.ndarray  # index into BOUNDS
-    rows: tuple  # planner.cost.rows.Row: explain rows (only with evaluate(detail=True))
-    formats: tuple[Formats, ...]  # formats of point i: formats[i * len(formats) // len(batch)]
-    micro_batches: int = 1  # two-batch overlap (planner.cost.overlap): its chains, each the whole step's
-    compute_chain_s: np.ndarray | None = None
-    comm_chain_s: np.ndarray | None = None
+    # explain's rows (planner.cost.rows.Row), only with evaluate(detail=True)
+    rows: tuple
 
     def formats_at(self, i: int) -> Formats:
         return self.formats[i * len(self.formats) // self.batch.size]
 
     def weights_at(self, i: int) -> WeightFormat:
         return self.formats_at(i).weights
-
-
-def _per_point(values: list[float], n: int):
-    """One value per format, as a scalar when all agree (the common case) or repeated per point."""
-    return values[0] if len(set(values)) == 1 else np.repeat(values, n)
 
 
 def evaluate(
@@ -277,7 +280,8 @@ def layer_costs(
     shared: dict | None = None,
     grid: Grid | None = None,
 ) -> LayerCosts:
-    """The part of `evaluate` that does not depend on how logical axes map onto physical pieces;
+    """The part of `evaluate` that does not depend on how logical axes map onto physical pieces:
+    `step_costs` of the candidate's parts (planner.cost.step_parts supplies them);
     `shared`: parts costed for candidates of the same phase, batch and formats (a sweep's), kept
     (the layers' parts are the same for a pipeline stage's model, but for its local layers).
     With `grid`, the candidate's layouts on every mesh of the grid (its mesh is not used): each
@@ -296,133 +300,76 @@ def layer_costs(
             shared=shared,
             grid=grid,
         )
-    c, memo = candidate, {} if shared is None else shared  # parts keyed by what they depend on
-    batch = np.asarray(batch, dtype=np.int64)
-    formats = (
-        (c.formats,) if formats is None else tuple(f if isinstance(f, Formats) else Formats(weights=f) for f in formats)
-    )  # WeightFormat: bf16 KV
-    n = batch.size
-    if len(formats) > 1:
-        batch = np.tile(batch, len(formats))
-    wbytes = _per_point([f.weight_bytes for f in formats], n)
-    kvbytes = _per_point([f.kv_cache.bytes_per_element(model.d_head) for f in formats], n)
-    chip = cluster.chip
-    if grid is not None and grid.phases:  # every phase at once: its shape, tokens and steps per row
-        index = grid.phase_index()
-        shape = grid_shape(grid.phases, workload, batch, index)
-        per_phase = zip(*(phase_tokens(phase, workload) for phase in grid.phases))
-        per_sequence, logits_per_sequence, steps = (phase_column(list(v), index, int) for v in per_phase)
-    else:
-        shape = step_shape(c.phase, workload, batch)
-        per_sequence, logits_per_sequence, steps = phase_tokens(c.phase, workload)
-    weight_peak = _per_point([f.weight_peak_flop_per_s(chip) for f in formats], n)
-    if grid is None:
-        sizes, chips, core, mesh_key = c.mesh.sizes, c.mesh.chips, None, (c.ffn.name, *c.mesh.sizes.values())
-    else:  # memo is this grid's own: keys need not tell meshes apart
-        sizes, chips, core, mesh_key = grid.sizes, grid.chips, grid.core, (c.ffn.name,)
-    part_sizes, part_shape, grow = sizes, shape, lambda part: part
-    if grid is not None and grid.base is not None:  # rows repeating base rows: parts costed there, gathered
-        part_sizes = grid.base.sizes
-        part_shape = grid_shape(grid.phases, workload, batch, grid.base.phase_index()) if grid.phases else shape
-        grow = lambda part: expanded(part, len(grid.base.chips), grid.base_rows)  # noqa: E731
-    ffn = memo.get(mesh_key) or memo.setdefault(mesh_key, grow(c.ffn.cost(model, part_sizes, part_shape, wbytes)))
-    local = (model.n_layers, model.local_layers) if model.n_local_layers else ()  # a stage's own local layers
-    attention = memo.get((c.attention, *local, *mesh_key)) or memo.setdefault(
-        (c.attention, *local, *mesh_key),
-        grow(c.attention.cost(model, c.ffn, part_sizes, part_shape, wbytes, kv_bytes=kvbytes, core=core)),
+    parts = step_parts(
+        model, cluster, workload, candidate, batch, formats, first=first, last=last, shared=shared, grid=grid
     )
-    per_row = np.ndim(last) > 0  # a Grid of pipeline stages: first and last per row (its head repeats 0 or 1)
-    head_key = (chips if grid is None else "grid", c.ffn.replicated, *((first, last) if not per_row else ("per row",)))
-    head = memo.get(head_key) or memo.setdefault(
-        head_key, output_projection(model, chips, batch, wbytes, first, last, replicated=c.ffn.replicated)
-    )
-    ffn_repeat, moe = model.n_layers, ()  # MoE: dense layers take the FFN layout, MoE layers these parts
-    if model.experts is not None:
-        ffn_repeat, moe = memo.get((c.experts, *mesh_key)) or memo.setdefault(
-            (c.experts, *mesh_key),
-            _grown(
-                moe_layers(
-                    model,
-                    c.ffn,
-                    c.experts,
-                    part_sizes,
-                    part_shape,
-                    wbytes,
-                    workload.routing,
-                    dispatch_bytes=_per_point([f.dispatch_bytes for f in formats], n),
-                ),
-                grow,
-            ),
-        )
-    terms = [
-        (term, repeat if term.layers is None else term.layers)
-        for layer_cost, repeat in (
-            (attention, model.n_layers),
-            (ffn, ffn_repeat),
-            *moe,
-            (head, last.astype(np.int64) if per_row else 1),
-        )
-        if np.any(repeat)
-        for term in layer_cost.terms
-    ]  # repeats: ints, or a Grid's per row
-    cal = cluster.calibration
-    zero = np.zeros(batch.shape)
-    kernels = sum(repeat * term.kernels for term, repeat in terms if term.rows is not None)
-    compute_s, memory_s, local_s = zero, zero, zero
-    for c_s, m_s in kernel_seconds(cluster, terms, weight_peak):  # a kernel's 0 adds exactly nothing: skipped
-        if plain_zero(m_s):
-            compute_s, local_s = compute_s + c_s, local_s + c_s
-        elif plain_zero(c_s):
-            memory_s, local_s = memory_s + m_s, local_s + m_s
-        else:
-            compute_s, memory_s, local_s = compute_s + c_s, memory_s + m_s, local_s + np.maximum(c_s, m_s)
-    collectives = [(term.collective, repeat) for term, repeat in terms if term.collective is not None]
-    # the tokens whose per-token work a chip does (only where it costs something)
-    tokens_per_chip = c.ffn.tokens_per_chip(sizes, shape) if cal.token_overhead_s else 0.0
-    tokens, logit_tokens = batch * per_sequence, batch * logits_per_sequence
+    return step_costs(model, cluster, candidate, parts)
 
-    weight_bytes = model.n_layers * (ffn.weight_bytes_stored + attention.weight_bytes_stored) + head.weight_bytes_stored
-    if moe:
+
+def step_costs(model: Model, cluster: Cluster, candidate: Candidate, p: StepParts) -> LayerCosts:
+    """One step from its parts, per chip: the formula of this module's docstring, top to bottom
+    (docs/cost-model.md's notation: c_k, h_k a kernel's compute and HBM seconds, layers the
+    model's, T_chip the tokens a chip holds). Figures are arrays over the points, with a Grid's
+    rows first where `p` has them."""
+    c, cal, layers = candidate, cluster.calibration, model.n_layers
+    # the step's rows: attention on every layer, the FFN layout on the dense layers, the MoE
+    # layers' parts (routed and shared experts), the output projection once (0 on a pipeline's
+    # stages but the last)
+    terms = repeated(((p.attention, layers), (p.ffn, p.dense_layers), *p.moe, (p.head, p.head_repeat)))
+
+    # local = sum over kernels k of max(c_k, h_k); compute_s, memory_s: sum of c_k, of h_k
+    compute_s, memory_s, local_s = step_seconds(kernel_seconds(cluster, terms, p.weight_peak), p.batch.shape)
+    kernels = sum(repeat * term.kernels for term, repeat in terms if term.rows is not None)  # matmul kernels
+
+    # fixed times: per layer, per matmul kernel, and per layer for each token a chip holds (T_chip,
+    # only where it costs something)
+    tokens_per_chip = c.ffn.tokens_per_chip(p.sizes, p.shape) if cal.token_overhead_s else 0.0
+    overhead_s = (
+        model.n_layers * cal.layer_overhead_s
+        + kernels * cal.kernel_overhead_s
+        + model.n_layers * cal.token_overhead_s * tokens_per_chip
+    )
+
+    # memory per chip: stored weights, the KV cache, and one layer's working set (the residual
+    # stream in and out; gathered weights of a dense or an MoE layer, whichever is larger)
+    if p.moe:
         weight_bytes = (
-            model.n_layers * attention.weight_bytes_stored
-            + ffn_repeat * ffn.weight_bytes_stored
-            + sum(repeat * part.weight_bytes_stored for part, repeat in moe)
-            + head.weight_bytes_stored
+            layers * p.attention.weight_bytes_stored
+            + p.dense_layers * p.ffn.weight_bytes_stored
+            + sum(repeat * part.weight_bytes_stored for part, repeat in p.moe)
+            + p.head.weight_bytes_stored
         )
-    kv_bytes = model.n_layers * attention.kv_bytes_stored + zero
-    residual = c.ffn.residual_bytes(model, sizes, shape)
-    ffn_working = ffn.working_bytes
-    if moe:  # one layer's gathered weights at a time: a dense layer's or an MoE layer's
-        dense = (
-            np.where(ffn_repeat > 0, ffn_working, 0.0) if np.ndim(ffn_repeat) else (ffn_working if ffn_repeat else 0.0)
-        )  # per row for a Grid of pipeline stages
-        ffn_working = np.maximum(dense, sum(part.working_bytes for part, _ in moe))
-    activation_bytes = residual + ffn_working + attention.working_bytes
+        ffn_working = np.maximum(
+            on_layers(p.dense_layers, p.ffn.working_bytes), sum(part.working_bytes for part, _ in p.moe)
+        )
+    else:  # the same with dense_layers = layers, summed in the order it always was (to the last bit)
+        weight_bytes = (
+            layers * (p.ffn.weight_bytes_stored + p.attention.weight_bytes_stored) + p.head.weight_bytes_stored
+        )
+        ffn_working = p.ffn.working_bytes
+    kv_bytes = layers * p.attention.kv_bytes_stored + np.zeros(p.batch.shape)
+    activation_bytes = c.ffn.residual_bytes(model, p.sizes, p.shape) + ffn_working + p.attention.working_bytes
+
+    tokens = p.batch * p.tokens_per_sequence
+    collective_bytes, repeats, prefetched = collective_arrays(terms, p.batch, p.chips)
     return LayerCosts(
         candidate=c,
-        chips=chips,
-        batch=batch,
-        formats=formats,
+        chips=p.chips,
+        batch=p.batch,
+        formats=p.formats,
         terms=tuple(terms),
-        collective_bytes=stacked(
-            [k.bytes_per_chip for k, _ in collectives], np.broadcast_shapes(batch.shape, np.shape(chips))
-        ),
-        repeats=stacked(
-            [repeat for _, repeat in collectives],
-            np.broadcast_shapes((1,), *(np.shape(repeat) for _, repeat in collectives)),
-        ),
-        prefetched=np.array([k.prefetched for k, _ in collectives], dtype=bool),
+        collective_bytes=collective_bytes,
+        repeats=repeats,
+        prefetched=prefetched,
         compute_s=compute_s,
         memory_s=memory_s,
         local_s=local_s,
         kernels=kernels,
         tokens_per_chip=tokens_per_chip,
-        overhead_s=model.n_layers * cal.layer_overhead_s
-        + kernels * cal.kernel_overhead_s
-        + model.n_layers * cal.token_overhead_s * tokens_per_chip,
+        overhead_s=overhead_s,
         tokens=tokens,
-        steps=steps,
-        mfu_flops=model.mfu_flops(tokens, logit_tokens),
+        steps=p.steps,
+        mfu_flops=model.mfu_flops(tokens, p.batch * p.logits_per_sequence),
         weight_bytes=weight_bytes,
         kv_bytes=kv_bytes,
         activation_bytes=activation_bytes,
@@ -436,12 +383,6 @@ def step_kernels(
     """`kernel_seconds` of `candidate`'s step at `batch` (its own formats): what `local_s` sums."""
     layer = layer_costs(model, cluster, workload, candidate, batch)
     return kernel_seconds(cluster, layer.terms, candidate.formats.weight_peak_flop_per_s(cluster.chip))
-
-
-def _grown(moe, grow):
-    """moe_layers' (dense layers, parts) with each part gathered by `grow`."""
-    ffn_repeat, parts = moe
-    return ffn_repeat, tuple((grow(part), repeat) for part, repeat in parts)
 
 
 def network_costs(cluster: Cluster, meshes, layer: LayerCosts, lines: LineCache | None = None):

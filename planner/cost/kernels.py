@@ -122,6 +122,22 @@ def kernel_seconds(cluster: Cluster, terms, weight_peak) -> list[tuple]:
     return out + list(fused.values())
 
 
+def step_seconds(kernels: list[tuple], shape: tuple) -> tuple:
+    """(compute_s, memory_s, local_s) over the points (`shape`) of a step's kernels
+    (`kernel_seconds`): the sums of c_k and of h_k, and local = sum over k of max(c_k, h_k). A
+    kernel's plain 0 adds exactly nothing, so it is skipped."""
+    zero = np.zeros(shape)
+    compute_s, memory_s, local_s = zero, zero, zero
+    for c_s, m_s in kernels:
+        if plain_zero(m_s):
+            compute_s, local_s = compute_s + c_s, local_s + c_s
+        elif plain_zero(c_s):
+            memory_s, local_s = memory_s + m_s, local_s + m_s
+        else:
+            compute_s, memory_s, local_s = compute_s + c_s, memory_s + m_s, local_s + np.maximum(c_s, m_s)
+    return compute_s, memory_s, local_s
+
+
 def plain_zero(quantity) -> bool:
     """A term's figure that is the plain number 0 (collectives have no FLOPs, most no HBM bytes)."""
     return not isinstance(quantity, np.ndarray) and quantity == 0
