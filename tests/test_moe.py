@@ -664,6 +664,7 @@ def test_cli_plans_deepseek_v3_at_ep72_and_explain_says_the_redundant_experts(mo
             "--redundant-experts applies to mixtures of experts only",
         ),
         (("--model", "deepseek-v3", "--redundant-experts", "-1"), "--redundant-experts: expected a whole number >= 0"),
+        (("--model", "llama-3-8b", "--ffn", "dp"), "--ffn dp: keeps the dense parts whole"),
     ],
 )
 def test_cli_rejects_redundant_experts_it_cannot_use(monkeypatch, capsys, flags, message):
@@ -693,4 +694,5 @@ def test_cli_explains_why_dp_is_not_offered_for_a_dense_model(monkeypatch, capsy
         "--weights",
         "bf16",
     )
-    assert code == 1 and "dp applies to mixtures of experts only" in err and "8 one-chip replicas" in err
+    assert code == 2 and "dp: keeps the dense parts whole" in err and "mixtures of experts only" in err
+    assert "one-chip replicas" in err and "Traceback" not in err

@@ -207,7 +207,7 @@ def _plan(ref: str | None, opts: Options, *, pairs_ok: bool):
 def _pairs(layouts: str | None, spec, attention_flag: str | None = None) -> tuple[tuple[str, str], ...]:
     """The (ffn, attention) layouts to show: each ffn+attention item as given, each plain ffn item
     crossed with every attention layout of the plan (after --attention)."""
-    from planner.cost.layouts import ATTENTION_LAYOUTS
+    from planner.cost.layouts import ATTENTION_LAYOUTS, FFN_LAYOUTS
     from planner.errors import did_you_mean
 
     pairs = []
@@ -230,6 +230,8 @@ def _pairs(layouts: str | None, spec, attention_flag: str | None = None) -> tupl
                 f"{', '.join(ATTENTION_LAYOUTS)}" + (f" ({hint})" if hint else "")
             )
         pairs += [(ffn, attention)] if plus else [(ffn, a) for a in spec.space.attention]
+    if spec.model.experts is None:  # dp applies to MoE models only (the plan refuses it by name)
+        pairs = [(f, a) for f, a in pairs if not FFN_LAYOUTS[f].replicated] if layouts is None else pairs
     return tuple(dict.fromkeys(pairs))
 
 

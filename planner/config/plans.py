@@ -35,6 +35,7 @@ from planner.config.yamlio import (
     passthrough,
     text,
 )
+from planner.cost.layouts import FFN_LAYOUTS
 from planner.errors import ConfigError, UsageError
 from planner.specs.formats import Sparsity
 from planner.specs.hardware import Cluster
@@ -235,6 +236,13 @@ def _check_moe_flags(model: Model, search: Fields | None, flags: dict[str, Any])
     """Expert layouts and load imbalance on a dense model change nothing: a mistake."""
     if model.experts is not None:
         return
+    replicated = [name for name in flags.get("ffn", ()) if FFN_LAYOUTS[name].replicated]
+    if replicated:  # n whole copies of a dense model are n one-chip replicas: plan one chip
+        raise UsageError(
+            f"{FLAGS['ffn']} {replicated[0]}: keeps the dense parts whole beside sharded experts, so it "
+            f"applies to mixtures of experts only, and {model.name} is dense\n  hint: drop it; copies of a "
+            "dense model are one-chip replicas: plan one with --chips 1"
+        )
     for key in ("experts", "load_imbalance", "redundant_experts"):
         if key in flags:
             raise UsageError(
