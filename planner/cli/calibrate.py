@@ -30,6 +30,7 @@ def calibrate(
     Example:
       planner calibrate configs/measurements/pope2022-tpu-v4.yaml \\
           --cluster tpu-v4 -o my-tpu-v4.yaml
+      planner calibrate vllm-result.json   # reads vllm-result.json.planner.yaml
     """
     from planner.commands.calibrate import assess as checks
     from planner.commands.calibrate import fit as cal
@@ -52,6 +53,15 @@ def calibrate(
         raise UsageError(f"--bandwidth-model: expected chip or axes, got {bandwidth_model!r}")
     if other_models is not None and report is None:
         raise UsageError("--other-models is used by --report only")
+    from planner.config.bench_results import is_bench_file, is_result_file
+
+    if is_result_file(measurements) or is_bench_file(measurements):
+        if bandwidth_model is not None or other_models is not None:
+            raise UsageError(
+                "benchmark results are predicted as they are: --bandwidth-model and --other-models do not apply"
+            )
+        _calibrate_serving(measurements, cluster, output, report, fmt, ascii_only, bench=True)
+        return
     from planner.commands.calibrate.moe import is_moe_file
 
     if is_moe_file(measurements):
@@ -113,17 +123,26 @@ def calibrate(
 
 
 def _calibrate_serving(
-    measurements: str, cluster: str | None, output: Path | None, report: Path | None, fmt: str, ascii_only: bool
+    measurements: str,
+    cluster: str | None,
+    output: Path | None,
+    report: Path | None,
+    fmt: str,
+    ascii_only: bool,
+    bench: bool = False,
 ) -> None:
-    """A serving set (`format: planner-serving/1`): each run predicted with today's constants
-    (planner.commands.calibrate.serving); nothing is fitted, so there is no cluster to write."""
+    """A serving set (`format: planner-serving/1`), or benchmark result files with their sidecar
+    (`format: planner-bench/1`, planner.config.bench_results): each run predicted with today's
+    constants (planner.commands.calibrate.serving); nothing is fitted, so there is no cluster to write."""
     from planner.commands.calibrate.serving import assess_serving
+    from planner.config.bench_results import load_bench_results
     from planner.config.serving_runs import load_serving_measurements
     from planner.render import calibrate_serving as render
 
     if cluster is not None or output is not None:
-        raise UsageError("a serving set names each run's cluster and fits nothing: --cluster and -o do not apply")
-    data = load_serving_measurements(measurements)
+        what = "a benchmark sidecar names the cluster" if bench else "a serving set names each run's cluster"
+        raise UsageError(f"{what} and fits nothing: --cluster and -o do not apply")
+    data = (load_bench_results if bench else load_serving_measurements)(measurements)
     assessment = assess_serving(data)
     if report is not None:
         emit(render.accuracy_page(data, assessment, f"planner calibrate {measurements} --report {report}"), report)

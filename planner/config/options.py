@@ -106,7 +106,11 @@ OPTIONS: tuple[Option, ...] = (
         metavar="MEASUREMENTS",
         default=...,
         commands=frozenset({"calibrate"}),
-        help="Measurements YAML (e.g. configs/measurements/pope2022-tpu-v4.yaml).",
+        help=(
+            "Measurements YAML (e.g. configs/measurements/pope2022-tpu-v4.yaml), or benchmark results: a result "
+            "file of vllm bench serve, SGLang bench_serving, genai-perf, AIPerf or InferenceX with its sidecar "
+            "<file>.planner.yaml, or a sidecar (format: planner-bench/1) listing result files."
+        ),
     ),
     Option(
         name="config",
