@@ -477,6 +477,15 @@ OPTIONS: tuple[Option, ...] = (
         "Torus bandwidth model to fit with: chip or axes (default: the cluster's).",
         commands=frozenset({"calibrate"}),
     ),
+    _opt(
+        "fit",
+        "--fit",
+        "NAME[,NAME...]",
+        "Refine, not replace: refit only these calibration constants of --cluster to a points "
+        "file (from one point up), keeping every other constant of the cluster as it is "
+        "(e.g. --fit layer_overhead_s).",
+        commands=frozenset({"calibrate"}),
+    ),
     # output
     _opt(
         "format",
