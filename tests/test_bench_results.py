@@ -145,3 +145,46 @@ def test_a_sidecar_needs_its_results_listed(tmp_path):
     sidecar.write_text((HERE / "sglang.planner.yaml").read_text().split("results:")[0])
     with pytest.raises(ConfigError, match="missing key 'results'"):
         load_bench_results(str(sidecar))
+
+
+def test_inferencex_multinode_rows_are_disaggregated_runs(tmp_path):
+    row = json.loads((HERE / "agg_inferencex.json").read_text())[0]
+    for key in ("tp", "pp", "ep", "dp_attention", "dcp_size", "pcp_size"):
+        row.pop(key)
+    row |= {
+        "is_multinode": True,
+        "disagg": True,
+        "spec_decoding": "mtp",
+        "prefill_tp": 8,
+        "prefill_ep": 8,
+        "prefill_dp_attention": "true",
+        "prefill_num_workers": 2,
+        "num_prefill_gpu": 16,
+        "decode_tp": 16,
+        "decode_ep": 16,
+        "decode_dp_attention": "true",
+        "decode_num_workers": 1,
+        "num_decode_gpu": 16,
+        "output_tput_per_gpu": 300.0,  # per decode GPU, as process_result.py divides
+    }
+    (tmp_path / "agg.json").write_text(json.dumps([row], indent=2))
+    (tmp_path / "agg.json.planner.yaml").write_text((HERE / "agg_inferencex.json.planner.yaml").read_text())
+    (run,) = load_bench_results(str(tmp_path / "agg.json")).runs
+    assert run.mode == "disaggregated" and run.spec_decode == "mtp"
+    assert (run.prefill.chips, run.prefill.workers, run.prefill.dp_attention) == (8, 2, True)
+    assert (run.decode.chips, run.decode.workers, run.decode.ep) == (16, 1, 16)
+    assert run.output_tok_s_per_gpu == pytest.approx(300.0 * 16 / 32)  # over every GPU of the system
+
+
+def test_a_precision_other_than_the_sidecars_weights_is_refused(planner, tmp_path):
+    result = _copy(tmp_path, "inferencex")
+    _edit(result, lambda d: d.__setitem__("precision", "fp4"))
+    run = planner("calibrate", result)
+    assert run.code == 2 and "precision:" in run.err and "'fp4'" in run.err
+
+
+def test_a_listed_result_file_that_is_missing_names_the_sidecar_line(planner, tmp_path):
+    sidecar = tmp_path / "runs.yaml"
+    sidecar.write_text((HERE / "sglang.planner.yaml").read_text().replace("sglang.jsonl", "absent.jsonl"))
+    run = planner("calibrate", sidecar)
+    assert run.code == 2 and "runs.yaml:13:" in run.err and "no such result file" in run.err

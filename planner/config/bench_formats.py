@@ -15,6 +15,8 @@ Each reader follows the writer's source at a stated commit (field names only; no
   per run appended), sgl-project/sglang `python/sglang/bench_serving.py` at
   0033168f0f58b2bc05aa0273bd475d9c01bafb1c (the same names as vLLM's, and `random_input_len`,
   `random_output_len`).
+- `genai-perf` and `aiperf`: their `inter_token_latency` is per request (end-to-end latency less
+  TTFT) over (output tokens - 1), vLLM's TPOT; its median is read as TPOT.
 - `genai-perf`: `profile_export_genai_perf.json`, triton-inference-server/perf_analyzer
   `genai-perf/genai_perf/export_data/json_exporter.py` at
   263c5f6e0c7a6c15472a54409174981f67930cfe (one statistics object per metric, `unit`, `avg`,
@@ -80,6 +82,8 @@ class Measured:
     output_tok_s_per_gpu: float | None = None
     layout: tuple[PoolLayout, PoolLayout] | None = None  # (prefill, decode); colocated: the same
     disaggregated: bool = False
+    spec_decode: str | None = None  # where the file states it (InferenceX `spec_decoding`)
+    precision: str | None = None  # the weights' format where the file states it (InferenceX)
 
 
 @dataclass(frozen=True)
@@ -308,6 +312,8 @@ def _inferencex(r: Record, label: str) -> Measured:
         output_tok_s_per_gpu=per_gpu,
         layout=(prefill, decode),
         disaggregated=multinode,
+        spec_decode=str(r.get("spec_decoding")),
+        precision=str(r.get("precision")),
     )
 
 

@@ -106,6 +106,8 @@ def load_bench_results(path: str) -> ServingMeasurements:
     """The serving runs of a sidecar's result files (or of one result file and its sidecar)."""
     only = None
     if is_result_file(path):
+        if not Path(path).is_file():
+            raise ConfigError("no such file", file=path)
         only, path = path, sidecar_of(path)
     root = load_document(Path(path), shown=path)
     f = fields(root, SIDECAR_FIELDS, "a benchmark sidecar")
@@ -116,8 +118,11 @@ def load_bench_results(path: str) -> ServingMeasurements:
     cluster = load_cluster(f["cluster"], base=base, at=f.where["cluster"])
     runs = []
     for file, reader, at in _files(f, only, base):
-        for measured in read_results(base / file if only is None else Path(file), file, reader):
-            runs.append(_run(f, at, reader, measured, model, cluster))
+        result = base / file if only is None else Path(file)
+        if not result.is_file():
+            raise at.error(f"no such result file {str(result)!r}", hint="paths are relative to the sidecar")
+        for measured in read_results(result, file, reader):
+            runs.append(_run(f, reader, measured, model, cluster))
     return ServingMeasurements(
         file=path,
         source=f.get("source", f"benchmark results read by planner ({FORMAT})"),
@@ -143,7 +148,7 @@ def _files(f, only: str | None, base: Path) -> list[tuple[str, str, At]]:
     return found
 
 
-def _pool(f, at: At, measured: Measured) -> Pool | None:
+def _pool(f, measured: Measured) -> Pool | None:
     """The sidecar's pool; None where the result file states the layout (InferenceX)."""
     given = [key for key in LAYOUT if key in f.values]
     if measured.layout is not None:
@@ -160,8 +165,16 @@ def _pool(f, at: At, measured: Measured) -> Pool | None:
     return Pool(chips=f["chips"], workers=1, tp=f["tp"], ep=f.get("ep", 1), dp_attention=f.get("dp_attention", False))
 
 
-def _run(f, at: At, reader: str, m: Measured, model, cluster) -> ServingRun:
-    pool = _pool(f, at, m)
+def _run(f, reader: str, m: Measured, model, cluster) -> ServingRun:
+    pool = _pool(f, m)
+    if m.precision is not None and m.precision != f["weights"]:
+        raise ConfigError(
+            f"the run's precision is {m.precision!r}, the sidecar's weights {f['weights']!r}",
+            file=m.file,
+            line=m.line,
+            key="precision",
+            hint="give the sidecar the weights the run used (one sidecar per precision)",
+        )
     if pool is None:
         prefill, decode = (Pool(**vars(p)) for p in m.layout)
     else:
@@ -195,7 +208,7 @@ def _run(f, at: At, reader: str, m: Measured, model, cluster) -> ServingRun:
         output_tokens=f.get("output_tokens", nominal[1]),
         output_tokens_mean=max(1, round(m.output_tokens_mean)),
         concurrency=concurrency,
-        spec_decode=f.get("spec_decode", "none"),
+        spec_decode=f.get("spec_decode", m.spec_decode or "none"),
         ttft_s=m.ttft_s,
         tpot_s=m.tpot_s,
         output_tok_s_per_gpu=m.output_tok_s_per_gpu if m.output_tok_s is None else m.output_tok_s / gpus,
