@@ -161,6 +161,16 @@ OPTIONS: tuple[Option, ...] = (
             "serve": {"help": "Explain row N (the # column): its prefill and decode layouts."},
         },
     ),
+    _opt(
+        "emit",
+        "--emit",
+        "ENGINE",
+        "With --row: print what runs the row on ENGINE (vllm): each pool's launch command at the "
+        "pinned flags, the layout the engine runs where it cannot run the row's (and its figures "
+        "beside), and the engine's benchmark command and result sidecar for `planner calibrate`.",
+        parse=lower,
+        commands=frozenset({"serve"}),
+    ),
     _plan(
         "chips",
         "--chips",

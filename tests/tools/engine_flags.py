@@ -28,7 +28,8 @@ from pathlib import Path
 
 # engine -> (repository, ((path, how), ...)); `how` as in the module docstring
 SOURCES = {
-    "vllm": ("vllm-project/vllm", (("vllm/engine/arg_utils.py", "argparse"), ("vllm/benchmarks/serve.py", "argparse"))),
+    "vllm": ("vllm-project/vllm", (("vllm/engine/arg_utils.py", "fields:EngineArgs"),)),
+    "vllm-bench": ("vllm-project/vllm", (("vllm/benchmarks/serve.py", "argparse"),)),
     "sglang": (
         "sgl-project/sglang",
         (("python/sglang/srt/server_args.py", "argparse"), ("python/sglang/bench_serving.py", "argparse")),
