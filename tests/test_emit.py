@@ -99,3 +99,18 @@ def test_disaggregated_rows_launch_both_pools(served):
 def test_what_is_not_emitted_exits_2(planner, args, words):
     run = planner("serve", *args)
     assert run.code == 2 and words in run.err, run.err
+
+
+def test_the_emitted_sidecar_reads_the_benchmarks_result_file(planner, tmp_path):
+    """The loop closes: the result file the emitted benchmark writes, with the emitted sidecar
+    beside it, is read by calibrate (a hand-written vLLM result stands in for the run)."""
+    run = planner(
+        "serve", "llama-3-70b-h100", "--mode", "colocated", "--row", "1", "--emit", "vllm", "--format", "json"
+    )
+    emission = json.loads(run.out)["emit"]
+    result = tmp_path / emission["result_file"]
+    result.write_text((Path(__file__).resolve().parent / "bench_results" / "vllm-c16.json").read_text())
+    (tmp_path / (result.name + ".planner.yaml")).write_text(emission["sidecar"])
+    run = planner("calibrate", result, "--format", "json")
+    assert run.code == 0, run.err
+    assert json.loads(run.out)["steady"][0]["run"] == result.name

@@ -142,8 +142,9 @@ def _launch(result, stage, role: str, count: float, prefill_tokens: int, max_len
         argv += ["--dtype", "bfloat16"]
     if kv is KvFormat.FP8:
         argv += ["--kv-cache-dtype", "fp8"]
-    running = max(1, math.ceil(stage.batch / dp))
-    argv += ["--max-num-seqs", str(running), "--max-num-batched-tokens", str(prefill_tokens)]
+    running = max(1, math.ceil(stage.batch / dp))  # per data-parallel rank
+    budget = max(DEFAULT_TOKEN_BUDGET, math.ceil(prefill_tokens / dp))
+    argv += ["--max-num-seqs", str(running), "--max-num-batched-tokens", str(budget)]
     argv += ["--max-model-len", str(max_len)]
     if role != "server":
         argv += ["--kv-transfer-config", json.dumps({"kv_connector": "NixlConnector", "kv_role": "kv_both"})]
@@ -182,7 +183,7 @@ def emit_row(result, d, engine: str, row: int) -> Emission:
     I, O = w.input_tokens, w.output_tokens
     max_len = I + O
     notes = []
-    prefill_tokens = max(DEFAULT_TOKEN_BUDGET, d.prefill.batch * I)
+    prefill_tokens = d.prefill.batch * I  # one prefill pass of the row
     if d.mode is Mode.DISAGGREGATED:
         launches = (
             _launch(result, d.prefill, "prefill", d.prefill_pools_per_decode_pool or 1.0, prefill_tokens, max_len),
