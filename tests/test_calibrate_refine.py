@@ -119,3 +119,15 @@ def test_bad_fit_names_exit_2(planner, tmp_path, names, words):
     points = _points(tmp_path, [20.0], ROWS[:1])
     run = planner("calibrate", points, "--cluster", "h100-sxm", "--fit", names)
     assert run.code == 2 and words in run.err.lower().replace("did you mean", "did you mean"), run.err
+
+
+def test_fit_with_benchmark_results_says_what_it_needs(planner):
+    run = planner(
+        "calibrate",
+        ROOT / "tests" / "bench_results" / "vllm-c16.json",
+        "--cluster",
+        "h100-sxm",
+        "--fit",
+        "layer_overhead_s",
+    )
+    assert run.code == 2 and "points file" in run.err

@@ -224,6 +224,13 @@ def _refine(measurements: str, cluster: str | None, names_text: str, output: Pat
             raise UsageError(f"--fit: {name!r} is not a constant calibrate can refit\n  hint: {hint}")
     if len(set(names)) != len(names):
         raise UsageError("--fit: a constant is named twice")
+    from planner.config.bench_results import is_bench_file, is_result_file
+
+    if is_result_file(measurements) or is_bench_file(measurements):
+        raise UsageError(
+            "--fit refits constants to a points file (model, phase, chips, batch, layout, latency); "
+            "benchmark results are read without --fit\n  hint: see docs/serving-loop.md, step 4"
+        )
     data = load_measurements(measurements)
     base, cluster_file, cluster_arg = _cluster(cluster, data)
     result = refine(base, data.points, names)
