@@ -18,6 +18,7 @@ def calibrate(
     measurements: str = param("measurements", "calibrate"),
     cluster: str | None = param("cluster", "calibrate"),
     bandwidth_model: str | None = param("bandwidth_model", "calibrate"),
+    fit: str | None = param("fit", "calibrate"),
     fmt: str = param("format", "calibrate"),
     output: Path | None = param("output", "calibrate"),
     report: Path | None = param("report", "calibrate"),
@@ -30,6 +31,7 @@ def calibrate(
     Example:
       planner calibrate configs/measurements/pope2022-tpu-v4.yaml \\
           --cluster tpu-v4 -o my-tpu-v4.yaml
+      planner calibrate vllm-result.json   # reads vllm-result.json.planner.yaml
     """
     from planner.commands.calibrate import assess as checks
     from planner.commands.calibrate import fit as cal
@@ -52,6 +54,22 @@ def calibrate(
         raise UsageError(f"--bandwidth-model: expected chip or axes, got {bandwidth_model!r}")
     if other_models is not None and report is None:
         raise UsageError("--other-models is used by --report only")
+    if fit is not None:
+        if bandwidth_model is not None or report is not None or other_models is not None:
+            raise UsageError(
+                "--fit refines a cluster's constants: --bandwidth-model, --report and --other-models do not apply"
+            )
+        _refine(measurements, cluster, fit, output, fmt)
+        return
+    from planner.config.bench_results import is_bench_file, is_result_file
+
+    if is_result_file(measurements) or is_bench_file(measurements):
+        if bandwidth_model is not None or other_models is not None:
+            raise UsageError(
+                "benchmark results are predicted as they are: --bandwidth-model and --other-models do not apply"
+            )
+        _calibrate_serving(measurements, cluster, output, report, fmt, ascii_only, bench=True)
+        return
     from planner.commands.calibrate.moe import is_moe_file
 
     if is_moe_file(measurements):
@@ -113,17 +131,26 @@ def calibrate(
 
 
 def _calibrate_serving(
-    measurements: str, cluster: str | None, output: Path | None, report: Path | None, fmt: str, ascii_only: bool
+    measurements: str,
+    cluster: str | None,
+    output: Path | None,
+    report: Path | None,
+    fmt: str,
+    ascii_only: bool,
+    bench: bool = False,
 ) -> None:
-    """A serving set (`format: planner-serving/1`): each run predicted with today's constants
-    (planner.commands.calibrate.serving); nothing is fitted, so there is no cluster to write."""
+    """A serving set (`format: planner-serving/1`), or benchmark result files with their sidecar
+    (`format: planner-bench/1`, planner.config.bench_results): each run predicted with today's
+    constants (planner.commands.calibrate.serving); nothing is fitted, so there is no cluster to write."""
     from planner.commands.calibrate.serving import assess_serving
+    from planner.config.bench_results import load_bench_results
     from planner.config.serving_runs import load_serving_measurements
     from planner.render import calibrate_serving as render
 
     if cluster is not None or output is not None:
-        raise UsageError("a serving set names each run's cluster and fits nothing: --cluster and -o do not apply")
-    data = load_serving_measurements(measurements)
+        what = "a benchmark sidecar names the cluster" if bench else "a serving set names each run's cluster"
+        raise UsageError(f"{what} and fits nothing: --cluster and -o do not apply")
+    data = (load_bench_results if bench else load_serving_measurements)(measurements)
     assessment = assess_serving(data)
     if report is not None:
         emit(render.accuracy_page(data, assessment, f"planner calibrate {measurements} --report {report}"), report)
@@ -177,6 +204,54 @@ def _calibrate_moe(measurements: str, cluster: str | None, output: Path | None) 
             f"{row.table}  {row.label}: measured {row.measured_s * 1e6:.1f} us, predicted "
             f"{row.predicted_s * 1e6:.1f} us ({100 * row.error:+.1f}%){'' if row.fitted else ', shown'}"
         )
+
+
+def _refine(measurements: str, cluster: str | None, names_text: str, output: Path | None, fmt: str) -> None:
+    """`--fit NAMES`: refit only the named constants of --cluster to a points file
+    (planner.commands.calibrate.refine); every other constant kept as the cluster file has it."""
+    from planner.commands.calibrate.refine import REFINABLE, refine
+    from planner.config.flagtext import word_list
+    from planner.config.measurements import load_measurements
+    from planner.errors import did_you_mean
+    from planner.render.calibrate_refine import refined_yaml, report_json, report_text
+
+    if fmt not in ("table", "json"):
+        raise UsageError(f"--format: --fit writes table or json, got {fmt!r}")
+    names = word_list(names_text) or ()
+    if not names:
+        raise UsageError(f"--fit: name at least one constant ({', '.join(REFINABLE)})")
+    for name in names:
+        if name not in REFINABLE:
+            hint = did_you_mean(name, REFINABLE) or f"one of {', '.join(REFINABLE)}"
+            raise UsageError(f"--fit: {name!r} is not a constant calibrate can refit\n  hint: {hint}")
+    if len(set(names)) != len(names):
+        raise UsageError("--fit: a constant is named twice")
+    from planner.config.bench_results import is_bench_file, is_result_file
+
+    if is_result_file(measurements) or is_bench_file(measurements):
+        raise UsageError(
+            "--fit refits constants to a points file (model, phase, chips, batch, layout, latency); "
+            "benchmark results are read without --fit\n  hint: see docs/serving-loop.md, step 4"
+        )
+    data = load_measurements(measurements)
+    base, cluster_file, cluster_arg = _cluster(cluster, data)
+    result = refine(base, data.points, names)
+    command = f"planner calibrate {measurements} --cluster {cluster_arg} --fit {','.join(names)}"
+    for name in result.unidentified:
+        typer.echo(
+            f"warning: the points cannot identify {name} (no prediction depends on it); it keeps the cluster's value",
+            err=True,
+        )
+    if result.underdetermined:
+        typer.echo(
+            f"warning: {len(data.points)} point(s) for {len(result.fitted)} constants: the fit is underdetermined "
+            "(the constants move from the cluster's values only as far as the points need)",
+            err=True,
+        )
+    typer.echo(f"kept as {base.name} has them: {', '.join(result.kept)}", err=True)
+    if output is not None:
+        emit(refined_yaml(cluster_file.read_text(encoding="utf-8"), result, command), output)
+    typer.echo((report_json if fmt == "json" else report_text)(data, result, names), nl=False)
 
 
 def _cluster(flag: str | None, data):

@@ -77,6 +77,16 @@ def serve(opts: Options) -> None:
     )
     ascii_only = use_ascii(opts.ascii)
     row = opts.row
+    if opts.given("emit"):
+        from planner.commands.serve.emit import ENGINES
+
+        if row is None:
+            raise UsageError(f"{opts.flag('emit')} prints what runs one row: give --row N too")
+        if opts.parsed("emit") not in ENGINES:
+            raise UsageError(
+                f"{opts.flag('emit')}: expected one of {', '.join(ENGINES)}, got {opts.emit!r}\n  hint: sglang, "
+                "trtllm, dynamo, vllm-tpu and jetstream are not emitted yet"
+            )
     with searching(ascii_only):
         result = run_serve(request, partial=True)
     if plot is not None:
@@ -84,7 +94,7 @@ def serve(opts: Options) -> None:
 
         draw(result, plot)
     if row is not None:
-        _explain(result, row, explain_row, fmt, output, ascii_only)
+        _explain(result, row, explain_row, fmt, output, ascii_only, opts.parsed("emit"))
     elif fmt == "json":
         emit(to_json(serve_dict(result)), output)
     elif fmt == "csv":
@@ -224,11 +234,30 @@ def _positive(text, flag, parse):
     return value
 
 
-def _explain(result, row, explain_row, fmt, output, ascii_only) -> None:
+def _emission_text(emission) -> str:
+    from planner.render.emit import emission_text
+
+    return emission_text(emission)
+
+
+def _emission_dict(emission) -> dict:
+    from planner.commands.serve.emit import emission_dict
+
+    return emission_dict(emission)
+
+
+def _explain(result, row, explain_row, fmt, output, ascii_only, engine=None) -> None:
     from planner.render import explain as render_explain
     from planner.units import num, to_json
 
     deployment, (prefill, decode), note = explain_row(result, row)
+    emission = None
+    if engine is not None:
+        from planner.commands.serve.emit import emit_row
+
+        if fmt == "csv":
+            raise UsageError("--emit: write it as table, json or markdown (not csv)")
+        emission = emit_row(result, deployment, engine, row)
     cluster = result.request.plan.cluster
     head = f"row {row}: {deployment.mode.label}"
     if fmt == "json":
@@ -243,6 +272,7 @@ def _explain(result, row, explain_row, fmt, output, ascii_only) -> None:
                     "calibrated": cluster.calibrated,
                     "prefill": render_explain.explain_dict(prefill, cluster),
                     "decode": render_explain.explain_dict(decode, cluster),
+                    **({"emit": _emission_dict(emission)} if emission is not None else {}),
                 }
             ),
             output,
@@ -256,7 +286,8 @@ def _explain(result, row, explain_row, fmt, output, ascii_only) -> None:
             + "\n"
             + note
             + "\n\n"
-            + render_explain.explain_markdown(decode, cluster),
+            + render_explain.explain_markdown(decode, cluster)
+            + (f"\n```\n{_emission_text(emission)}\n```\n" if emission is not None else ""),
             output,
         )
     else:
@@ -270,5 +301,10 @@ def _explain(result, row, explain_row, fmt, output, ascii_only) -> None:
                     print_wrapped(console, note, hang=2)
                     console.print()
                 render_explain.explain_table(ev, cluster, console, ascii_only=ascii_only)
+            if emission is not None:
+                from planner.render.emit import emission_text
+
+                console.print()
+                console.print(emission_text(emission), highlight=False, markup=False, soft_wrap=True)
 
         render_table(draw, output)

@@ -106,7 +106,11 @@ OPTIONS: tuple[Option, ...] = (
         metavar="MEASUREMENTS",
         default=...,
         commands=frozenset({"calibrate"}),
-        help="Measurements YAML (e.g. configs/measurements/pope2022-tpu-v4.yaml).",
+        help=(
+            "Measurements YAML (e.g. configs/measurements/pope2022-tpu-v4.yaml), or benchmark results: a result "
+            "file of vllm bench serve, SGLang bench_serving, genai-perf, AIPerf or InferenceX with its sidecar "
+            "<file>.planner.yaml, or a sidecar (format: planner-bench/1) listing result files."
+        ),
     ),
     Option(
         name="config",
@@ -156,6 +160,16 @@ OPTIONS: tuple[Option, ...] = (
             },
             "serve": {"help": "Explain row N (the # column): its prefill and decode layouts."},
         },
+    ),
+    _opt(
+        "emit",
+        "--emit",
+        "ENGINE",
+        "With --row: print what runs the row on ENGINE (vllm): each pool's launch command at the "
+        "pinned flags, the layout the engine runs where it cannot run the row's (and its figures "
+        "beside), and the engine's benchmark command and result sidecar for `planner calibrate`.",
+        parse=lower,
+        commands=frozenset({"serve"}),
     ),
     _plan(
         "chips",
@@ -471,6 +485,15 @@ OPTIONS: tuple[Option, ...] = (
         "--bandwidth-model",
         "MODEL",
         "Torus bandwidth model to fit with: chip or axes (default: the cluster's).",
+        commands=frozenset({"calibrate"}),
+    ),
+    _opt(
+        "fit",
+        "--fit",
+        "NAME[,NAME...]",
+        "Refine, not replace: refit only these calibration constants of --cluster to a points "
+        "file (from one point up), keeping every other constant of the cluster as it is "
+        "(e.g. --fit layer_overhead_s).",
         commands=frozenset({"calibrate"}),
     ),
     # output

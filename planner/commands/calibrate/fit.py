@@ -90,10 +90,10 @@ class Residual:
 
 def predict(cluster: Cluster, points: tuple[Measurement, ...]) -> tuple[Residual, ...]:
     """Each point predicted by the cost model itself (the fastest allowed candidate)."""
-    return tuple(_residual(m, min(allowed(cluster, m), key=lambda e: float(e.latency_s[0]))) for m in points)
+    return tuple(residual_of(m, min(allowed(cluster, m), key=lambda e: float(e.latency_s[0]))) for m in points)
 
 
-def _residual(m: Measurement, ev: Evaluation) -> Residual:
+def residual_of(m: Measurement, ev: Evaluation) -> Residual:
     c = ev.candidate
     sizes = "x".join(str(n) for n in c.mesh.sizes.values())
     layout = f"{c.ffn.name}+{c.attention.name} {sizes}"
@@ -207,7 +207,7 @@ def fit(cluster: Cluster, data: Measurements) -> Fit:
     surrogate = terms.latency(np.array(constants))
     chosen = terms.fastest(np.array(constants))
     residuals = tuple(
-        _residual(m, evaluate(m.model, fitted, m.workload, terms.row_candidates[i], np.array([m.batch])))
+        residual_of(m, evaluate(m.model, fitted, m.workload, terms.row_candidates[i], np.array([m.batch])))
         for m, i in zip(points, chosen)
     )
     exact = np.array([r.predicted_s for r in residuals])

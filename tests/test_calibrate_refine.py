@@ -1,0 +1,133 @@
+"""Refine, not replace (issue 28): `planner calibrate POINTS --cluster h100-sxm --fit NAMES` refits
+only the named constants of a shipped preset, keeping every other one byte for byte."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from planner.commands.calibrate.fit import predict
+from planner.config import load_cluster
+from planner.config.measurements import load_measurements
+
+ROOT = Path(__file__).resolve().parent.parent
+PRESET = ROOT / "configs" / "clusters" / "h100-sxm.yaml"
+ROWS = (
+    "{name: decode b16, model: llama-3-70b, phase: decode, chips: 8, batch: 16, context: 1024, "
+    "output_tokens: 1024, ffn: ws1d, attention: heads, weights: fp8, latency_s: %r}",
+    "{name: decode b64, model: llama-3-70b, phase: decode, chips: 8, batch: 64, context: 1024, "
+    "output_tokens: 1024, ffn: ws1d, attention: heads, weights: fp8, latency_s: %r}",
+    "{name: decode b8 tp4, model: llama-3-70b, phase: decode, chips: 4, batch: 8, context: 2048, "
+    "output_tokens: 256, ffn: ws1d, attention: heads, weights: fp8, latency_s: %r}",
+)
+
+
+def _points(tmp_path: Path, latencies, rows=ROWS) -> Path:
+    path = tmp_path / "points.yaml"
+    body = "".join(f"  - {row % (float(t),)}\n" for row, t in zip(rows, latencies))
+    path.write_text(
+        f"cluster: h100-sxm\nsource: synthetic (the preset with one constant changed)\nmeasurements:\n{body}"
+    )
+    return path
+
+
+def _synthetic(tmp_path: Path, **truth) -> Path:
+    """Points the preset would predict if `truth` held: only those constants differ."""
+    preset = load_cluster("h100-sxm")
+    true = dataclasses.replace(preset, calibration=dataclasses.replace(preset.calibration, **truth))
+    placeholder = load_measurements(str(_points(tmp_path, [1.0] * len(ROWS))))
+    return _points(tmp_path, [r.predicted_s for r in predict(true, placeholder.points)])
+
+
+def test_refining_one_constant_keeps_every_other_byte_for_byte(planner, tmp_path):
+    preset = load_cluster("h100-sxm").calibration
+    truth = round(preset.layer_overhead_s * 1.5, 10)
+    points = _synthetic(tmp_path, layer_overhead_s=truth)
+    out = tmp_path / "refined.yaml"
+    run = planner(
+        "calibrate", points, "--cluster", "h100-sxm", "--fit", "layer_overhead_s", "-o", out, "--format", "json"
+    )
+    assert run.code == 0, run.err
+    report = json.loads(run.out)
+    assert report["refitted"] == ["layer_overhead_s"]
+    assert "levels.nvlink" in report["kept"] and "kernel_overhead_s" in report["kept"]
+    assert "kept as h100-sxm has them:" in run.err
+    fitted = report["constants"]["layer_overhead_s"]["after"]
+    assert fitted == pytest.approx(truth, rel=1e-3) and fitted != preset.layer_overhead_s  # it moved, to the truth
+    old, new = PRESET.read_text().splitlines(), out.read_text().splitlines()
+    changed = [line for line in new if line not in old]
+    assert len(changed) == 2  # the refitted constant's line and the comment saying so
+    assert changed[0].lstrip().startswith("# Refined by `planner calibrate") and "kept as it was" in changed[0]
+    assert changed[1] == f"  layer_overhead_s: {fitted:g}"
+    assert [line for line in old if line not in new] == [f"  layer_overhead_s: {preset.layer_overhead_s:g}"]
+    # loaded back: every other constant (network levels, kernel fits, MoE kernels) as the preset's
+    back = load_cluster(str(out))
+    assert back.calibration == dataclasses.replace(preset, layer_overhead_s=fitted)
+    assert back.moe_kernels == load_cluster("h100-sxm").moe_kernels
+    assert (
+        yaml.safe_load(out.read_text())["calibration"]["levels"]
+        == yaml.safe_load(PRESET.read_text())["calibration"]["levels"]
+    )
+
+
+def test_one_point_is_enough_for_one_constant(planner, tmp_path):
+    points = _points(tmp_path, [20.0], ROWS[:1])
+    run = planner("calibrate", points, "--cluster", "h100-sxm", "--fit", "layer_overhead_s")
+    assert run.code == 0, run.err
+    assert "refitted layer_overhead_s" in run.out and "+0.0%" in run.out  # one point, one constant: met
+
+
+def test_a_constant_no_point_depends_on_keeps_its_value_with_a_warning(planner, tmp_path):
+    points = _synthetic(tmp_path)
+    run = planner(
+        "calibrate",
+        points,
+        "--cluster",
+        "h100-sxm",
+        "--fit",
+        "weight_gather_efficiency,layer_overhead_s",
+        "--format",
+        "json",
+    )
+    assert run.code == 0, run.err
+    assert "cannot identify weight_gather_efficiency" in run.err
+    report = json.loads(run.out)
+    assert report["unidentified"] == ["weight_gather_efficiency"]
+    c = report["constants"]["weight_gather_efficiency"]
+    assert c["before"] == c["after"]
+
+
+def test_more_constants_than_points_warns(planner, tmp_path):
+    points = _points(tmp_path, [20.0], ROWS[:1])
+    run = planner("calibrate", points, "--cluster", "h100-sxm", "--fit", "layer_overhead_s,hbm_efficiency")
+    assert run.code == 0 and "underdetermined" in run.err
+
+
+@pytest.mark.parametrize(
+    "names, words",
+    [
+        ("layer_overhed_s", "did you mean 'layer_overhead_s'"),
+        ("levels", "not a constant calibrate can refit"),
+        (",", "name at least one"),
+    ],
+)
+def test_bad_fit_names_exit_2(planner, tmp_path, names, words):
+    points = _points(tmp_path, [20.0], ROWS[:1])
+    run = planner("calibrate", points, "--cluster", "h100-sxm", "--fit", names)
+    assert run.code == 2 and words in run.err.lower().replace("did you mean", "did you mean"), run.err
+
+
+def test_fit_with_benchmark_results_says_what_it_needs(planner):
+    run = planner(
+        "calibrate",
+        ROOT / "tests" / "bench_results" / "vllm-c16.json",
+        "--cluster",
+        "h100-sxm",
+        "--fit",
+        "layer_overhead_s",
+    )
+    assert run.code == 2 and "points file" in run.err
