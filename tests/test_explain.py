@@ -338,7 +338,8 @@ def test_row_respects_the_plans_constraints_and_bad_rows_are_usage_errors():
 
 
 @pytest.mark.parametrize(
-    "model,cluster,chips,stages", [("llama-3-405b", "h100-sxm", 32, (2,)), ("deepseek-v3", "h100-sxm", 32, (1,))]
+    "model,cluster,chips,stages",
+    [("llama-3-405b", "h100-sxm", 32, (2,)), pytest.param("deepseek-v3", "h100-sxm", 32, (1,), marks=pytest.mark.slow)],
 )
 def test_row_finds_the_exact_candidate_of_pipelined_and_moe_points(model, cluster, chips, stages):
     """--row re-evaluates a point on the candidate it came from: stages, expert layout and mesh

@@ -13,6 +13,9 @@ from planner.commands.calibrate.serving import assess_serving
 from planner.config.serving_runs import load_serving_measurements
 from planner.render.calibrate_serving import accuracy_page
 
+# The serving set is predicted once per module (seconds): the full tier (CI) runs these.
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parent.parent
 SET = "configs/measurements/serving.yaml"
 REFERENCE = next(

@@ -67,6 +67,7 @@ def test_network_seconds_is_collective_seconds(name):
         (None, {"model": "gpt-oss-120b", "cluster": "h100-sxm", "chips": (8, 16), "weights": ("int4",)}),  # MoE, local
     ],
 )
+@pytest.mark.slow
 def test_pipelined_sweep_is_evaluate_pipeline_bit_for_bit(name, flags):
     plan = load_plan(name, **flags)
     plan = replace(plan, space=replace(plan.space, stages=(1, 2, 3, 4, 8)))
@@ -118,6 +119,7 @@ def test_frontier_prefilter_changes_nothing(monkeypatch):
         (None, {"model": "deepseek-v3", "cluster": "h200-sxm", "chips": (16, 32), "weights": ("fp8",)}, (1, 2, 4)),
     ],
 )
+@pytest.mark.slow
 def test_both_phases_in_one_pass_are_evaluate_bit_for_bit(name, flags, stages):
     """sweep_phases costs a bucket's prefill and decode in one pass (a Grid of its meshes once
     per phase; for pipelines, of their stages once per phase): every figure is still
