@@ -115,16 +115,17 @@ def calibrate(
 def _calibrate_serving(
     measurements: str, cluster: str | None, output: Path | None, report: Path | None, fmt: str, ascii_only: bool
 ) -> None:
-    """A serving set (`format: planner-serving/1`): each run predicted with today's constants
-    (planner.commands.calibrate.serving); nothing is fitted, so there is no cluster to write."""
-    from planner.commands.calibrate.serving import assess_serving
+    """A serving set (`format: planner-serving/1`): the engine profiles and MTP's accepted length
+    fitted (planner.commands.calibrate.engines), then each run predicted with its engine's profile
+    (planner.commands.calibrate.serving); the profiles are printed as configs/engines/ ships them."""
+    from planner.commands.calibrate.engines import fit_serving
     from planner.config.serving_runs import load_serving_measurements
     from planner.render import calibrate_serving as render
 
     if cluster is not None or output is not None:
         raise UsageError("a serving set names each run's cluster and fits nothing: --cluster and -o do not apply")
     data = load_serving_measurements(measurements)
-    assessment = assess_serving(data)
+    assessment = fit_serving(data)
     if report is not None:
         emit(render.accuracy_page(data, assessment, f"planner calibrate {measurements} --report {report}"), report)
     if fmt == "table":

@@ -49,7 +49,7 @@ def _summary(a: ServingAssessment, metric: str, label: str, rows=None) -> str:
 
 def headline(a: ServingAssessment) -> list[str]:
     """One line per metric, and the maximum-throughput line."""
-    lines = [_summary(a, metric, label) for metric, label in METRICS]
+    lines = [*a.fitted, *(_summary(a, metric, label) for metric, label in METRICS)]
     if a.max_throughput:
         lines.append(_summary(a, TPUT, "maximum output tok/s per GPU (TensorRT-LLM)", a.max_throughput))
     return lines
@@ -91,7 +91,7 @@ def _tables(a: ServingAssessment):
 def serving_table(data: ServingMeasurements, a: ServingAssessment, console, ascii_only: bool = False) -> None:
     print_wrapped(
         console,
-        f"{data.file}: {len(data.runs)} serving runs, predicted with today's constants (nothing fitted).",
+        f"{data.file}: {len(data.runs)} serving runs, predicted with the engine profiles fitted to it.",
         hang=0,
     )
     for line in headline(a):
@@ -114,7 +114,7 @@ def serving_table(data: ServingMeasurements, a: ServingAssessment, console, asci
 
 def serving_markdown(data: ServingMeasurements, a: ServingAssessment) -> str:
     lines = (
-        [f"{len(data.runs)} serving runs from `{data.file}`, predicted with today's constants (nothing fitted).", ""]
+        [f"{len(data.runs)} serving runs from `{data.file}`, predicted with the engine profiles fitted to it.", ""]
         + [f"- {line}" for line in headline(a)]
         + [""]
     )

@@ -257,6 +257,9 @@ class Cluster:
     # DeepEP/DeepGEMM constants (None: dispatch/combine priced as plain all-to-alls, expert
     # matmuls as dense ones)
     moe_kernels: MoeKernels | None = None
+    # The engine profile whose constants replaced the file's engine fields (planner.specs.engine;
+    # "": none applied, the file's own)
+    engine: str = ""
 
     @property
     def calibrated(self) -> bool:
@@ -269,5 +272,7 @@ class Cluster:
         """'calibrated', 'uncalibrated' (ideal constants) or 'calibration borrowed from X (not fitted)'."""
         if self.calibration_borrowed_from is not None:
             low = ", low confidence" if self.calibration_confidence == "low" else ""
-            return f"calibration borrowed from {self.calibration_borrowed_from} (not fitted{low})"
-        return "calibrated" if self.calibrated else "uncalibrated"
+            status = f"calibration borrowed from {self.calibration_borrowed_from} (not fitted{low})"
+        else:
+            status = "calibrated" if self.calibrated else "uncalibrated"
+        return f"{status}, engine profile {self.engine}" if self.engine else status
