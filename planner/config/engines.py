@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from planner.config.presets import list_presets, locate
 from planner.config.yamlio import At, Field, fields, load_document, number, text
-from planner.errors import UsageError
 from planner.specs.engine import STATIC, EngineProfile
-from planner.specs.hardware import Cluster, Torus
+from planner.specs.hardware import Calibration, Cluster, Torus
 
 DEFAULT_GPU_ENGINE = "sglang"  # fitted to the serving set's newest rows (SGLang v0.5.12, 2026)
 
@@ -47,21 +46,17 @@ def _read_engine(root: At, donor: bool = False) -> EngineProfile:
 
 
 def default_engine(cluster: Cluster) -> str:
-    """The profile a cluster takes without --engine: a TPU its file's, a GPU DEFAULT_GPU_ENGINE."""
-    return STATIC if isinstance(cluster.topology, Torus) or not cluster.calibrated else DEFAULT_GPU_ENGINE
+    """The profile a cluster takes without --engine: a TPU its file's, a GPU with fitted or borrowed
+    constants DEFAULT_GPU_ENGINE, a cluster with ideal constants its file's (fixed times on an
+    ideal chip would be half a fit)."""
+    ideal = cluster.calibration == Calibration()
+    return STATIC if isinstance(cluster.topology, Torus) or ideal else DEFAULT_GPU_ENGINE
 
 
 def with_engine(cluster: Cluster, name: str | None) -> Cluster:
-    """`cluster` with profile `name` applied (None: its default). An uncalibrated cluster (ideal
-    constants) takes no profile but static-batch: fixed times on an ideal chip would be half a fit."""
-    name = name or default_engine(cluster)
-    if name not in list_presets("engines") and "/" not in name and not name.endswith((".yaml", ".yml")):
-        locate("engines", name)  # the unknown-name message with its suggestion
-    return load_engine(name).apply(cluster)
+    """`cluster` with profile `name` applied (None: its default, `default_engine`)."""
+    return load_engine(name or default_engine(cluster)).apply(cluster)
 
 
 def engine_names() -> list[str]:
     return list_presets("engines")
-
-
-__all__ = ["DEFAULT_GPU_ENGINE", "UsageError", "default_engine", "engine_names", "load_engine", "with_engine"]

@@ -292,7 +292,8 @@ OPTIONS: tuple[Option, ...] = (
         "Engine profile: the serving software's fixed times per layer and per token and whether "
         "collectives hide under compute (configs/engines/): sglang, trtllm (fitted to the serving set), vllm "
         "(sglang's by rule), static-batch (the cluster file's own, fitted to static-batch runs), or a path "
-        "[default: sglang on a calibrated GPU; a TPU or an uncalibrated cluster static-batch].",
+        "[default: sglang on a GPU with fitted or borrowed constants; static-batch on a TPU or with ideal "
+        "constants].",
     ),
     _plan(
         "stages",

@@ -76,12 +76,12 @@ def _groups(a: ServingAssessment) -> list[tuple[str, ...]]:
 def _tables(a: ServingAssessment):
     """(title, header, rows) of each table, in order."""
     yield (
-        "median |error| by cluster and mode, steady runs without MTP",
+        "median |error| by cluster and mode, steady runs (MTP runs with speculation)",
         ("cluster", "mode", "runs") + tuple(label for _, label in METRICS),
         _groups(a),
     )
     for metric, label in METRICS:
-        yield (f"{label}, steady runs without MTP", HEADER, _rows(metric, a.steady))
+        yield (f"{label}, steady runs (MTP runs with speculation)", HEADER, _rows(metric, a.steady))
     if a.max_throughput:
         yield ("maximum output tok/s per GPU, TensorRT-LLM offline runs", HEADER, _rows(TPUT, a.max_throughput))
     if a.apart:
@@ -191,15 +191,19 @@ def accuracy_page(data: ServingMeasurements, a: ServingAssessment, command: str)
         "Each run is predicted by the steady state at its concurrency (`planner/commands/serve/steady_state.py`: "
         "closed-loop clients, prefill-first or chunked prefill, the queue past the running batch that fits, "
         "disaggregated prefill pools with their wait), in the layout the engine ran, with each cluster "
-        "preset's constants as they are: nothing here is fitted. TTFT and TPOT are the runs' medians; "
-        "output tokens/s per GPU counts all the system's GPUs. The real mean output length (Little's law on "
-        "the measured throughput and mean latency) replaces the nominal one.",
+        "preset's chip constants and its engine's profile (configs/engines/: sglang for SGLang and Dynamo over "
+        "SGLang, trtllm for TensorRT-LLM and Dynamo over it). The profiles are fitted here, on log TPOT over "
+        "each engine's steady H200 runs without MTP; then the mean accepted length of DeepSeek's MTP at 3 draft "
+        "tokens per step on the MTP runs, which are then assessed with speculation (a step verifies 4 tokens "
+        "per sequence plus the drafter's 3 one-layer passes; TPOT = step / accepted length). TTFT and TPOT "
+        "are the runs' medians; output tokens/s per GPU counts all the system's GPUs. The real mean output "
+        "length (Little's law on the measured throughput and mean latency) replaces the nominal one.",
         "",
-        "What the residuals show: TTFT is predicted from the prefill pass engines run for each arriving "
-        "prompt (tens of milliseconds at 1k tokens on 8 H200s), not a batch of C prompts; what the planner "
+        "What the residuals show: TPOT and output tokens/s per GPU on H200 follow the engines once their "
+        "fixed times are the engines' own. TTFT is not fitted and stays under-predicted: what the planner "
         "does not model (request handling, tokenisation, streaming, Dynamo's routing and KV transfer "
-        "machinery; MI300X's borrowed constants) shows as TTFT under-predicted. TPOT at low concurrency is "
-        "slower than SGLang's (the second part of the serving work, engine profiles, takes that on).",
+        "machinery) shows there, and no engine constant closes it honestly. MI300X carries H100's chip "
+        "constants (low confidence) and SGLang's H200 profile by rule, and is the worst group.",
         "",
         "## Notes of the set",
         "",

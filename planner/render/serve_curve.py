@@ -73,7 +73,7 @@ def summary(result: CurveResult) -> str:
         else ""
     )
     return (
-        f"{plan.model.name} on {plan.cluster.name} ({plan.cluster.calibration_status}): {w.input_tokens} input "
+        f"{plan.model.name} on {plan.cluster.name} ({plan.cluster.engine_note or plan.cluster.calibration_status}): {w.input_tokens} input "
         f"and {w.output_tokens} output tokens per request, closed-loop clients at each concurrency C; prefill "
         f"policy {policy}{limit}{drafts}; {price}."
     )

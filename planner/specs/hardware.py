@@ -272,7 +272,10 @@ class Cluster:
         """'calibrated', 'uncalibrated' (ideal constants) or 'calibration borrowed from X (not fitted)'."""
         if self.calibration_borrowed_from is not None:
             low = ", low confidence" if self.calibration_confidence == "low" else ""
-            status = f"calibration borrowed from {self.calibration_borrowed_from} (not fitted{low})"
-        else:
-            status = "calibrated" if self.calibrated else "uncalibrated"
-        return f"{status}, engine profile {self.engine}" if self.engine else status
+            return f"calibration borrowed from {self.calibration_borrowed_from} (not fitted{low})"
+        return "calibrated" if self.calibrated else "uncalibrated"
+
+    @property
+    def engine_note(self) -> str:
+        """'engine profile NAME' (planner.specs.engine), or '' where none was applied."""
+        return f"engine profile {self.engine}" if self.engine else ""
