@@ -1,6 +1,7 @@
 """Serving runs against the planner (`planner calibrate` on a `planner-serving/1` file): each run
-predicted with today's constants by the steady state at its concurrency
-(`planner.commands.serve.steady_state` on the serve pools), nothing fitted.
+predicted by the steady state at its concurrency (`planner.commands.serve.steady_state` on the
+serve pools) with its engine's profile (planner.commands.calibrate.engines fits them), MTP runs
+with speculation (`planner.commands.serve.curve.speculative_steps`).
 
 A run's layout is pinned as the engine ran it: tensor parallelism over a worker's GPUs is FFN
 `ws1d` with attention `heads`; expert parallelism (ep > 1) the `ep` expert layout, else the
