@@ -146,3 +146,11 @@ def test_speculative_step_by_hand():
 def test_speculative_flags_checked(planner, flags, message):
     r = planner("serve", "--model", "llama-3-8b", "--cluster", "h100-sxm", "--chips", "1", *flags)
     assert r.code == 2 and message in r.err, r.err
+
+
+def test_a_saved_serve_run_is_served_again_with_its_engine(planner, tmp_path):
+    saved = tmp_path / "trtllm.json"
+    saved.write_text(planner("serve", "llama-3-70b-h100", "--engine", "trtllm", "--format", "json").out)
+    assert json.loads(saved.read_text())["engine"] == "trtllm"
+    assert planner("compare", saved, "llama-3-70b-h100").code == 0
+    assert planner("compare", saved, "llama-3-70b-h100", "--engine", "sglang").code == 1

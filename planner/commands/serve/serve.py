@@ -27,6 +27,7 @@ SERVING_NAMES = {
     "wg-x": "data parallel over x with weights gathered (FSDP-style), tensor parallel over yz",
     "wg-xy": "data parallel over xy with weights gathered (FSDP-style), tensor parallel over z",
     "wg-xyz": "fully sharded data parallel (ZeRO-3 / FSDP: all weights gathered every layer)",
+    "dp": "data parallel (dense weights replicated on every chip, the batch split)",
     "heads": "head-parallel attention (tensor parallel attention)",
     "batch": "data parallel attention (batch-sharded attention, KV cache split by sequence)",
     # expert layouts of MoE models (planner.cost.layouts.experts)
@@ -36,6 +37,12 @@ SERVING_NAMES = {
     "ep-yz": "expert parallelism over yz, experts replicated over x",
     "tp": "tensor-parallel experts (every expert sharded over all chips, no all-to-all)",
     "wg": "experts' weights gathered to the tokens (FSDP-style)",
+}
+# two-batch overlap variants of the expert layouts (planner.cost.overlap): the same, in two micro-batches
+SERVING_NAMES |= {
+    f"{name}+tbo": f"{text}, two micro-batches overlapped"
+    for name, text in list(SERVING_NAMES.items())
+    if name in ("ep", "ep-xy+tp-z", "ep-x+tp-yz", "ep-yz", "tp", "wg")
 }
 NOT_MODELLED = "serve plans one pipeline stage: pipeline parallelism is planned by `planner plan --stages`"
 
