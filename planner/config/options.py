@@ -294,6 +294,7 @@ OPTIONS: tuple[Option, ...] = (
         "(sglang's by rule), static-batch (the cluster file's own, fitted to static-batch runs), or a path "
         "[default: sglang on a GPU with fitted or borrowed constants; static-batch on a TPU or with ideal "
         "constants].",
+        complete="engines",
     ),
     _plan(
         "stages",
