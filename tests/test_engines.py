@@ -154,3 +154,33 @@ def test_a_saved_serve_run_is_served_again_with_its_engine(planner, tmp_path):
     assert json.loads(saved.read_text())["engine"] == "trtllm"
     assert planner("compare", saved, "llama-3-70b-h100").code == 0
     assert planner("compare", saved, "llama-3-70b-h100", "--engine", "sglang").code == 1
+
+
+def test_a_profile_file_by_path_and_a_bad_one(planner, tmp_path):
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("name: mine\nsource: my runs\nlayer_overhead_s: 20 us\n")
+    data = json.loads(
+        planner(
+            "plan",
+            "--model",
+            "llama-3-8b",
+            "--cluster",
+            "h100-sxm",
+            "--chips",
+            "1",
+            "--engine",
+            mine,
+            "--format",
+            "json",
+        ).out
+    )
+    assert data["engine"] == "mine" and abs(data["calibration"]["layer_overhead_s"] - 20e-6) < 1e-12
+    mine.write_text("name: mine\nsource: my runs\noverlap: 2\n")
+    r = planner("plan", "--model", "llama-3-8b", "--cluster", "h100-sxm", "--engine", mine)
+    assert r.code == 2 and "mine.yaml:3" in r.err and "overlap" in r.err
+
+
+def test_calibrate_json_gives_the_profiles(planner):
+    data = json.loads(planner("calibrate", "configs/measurements/serving.yaml", "--format", "json").out)
+    assert data["engine_profiles"]["trtllm"] == load_engine("trtllm").constants()
+    assert data["speculation"]["accepted_length"] == 2.013

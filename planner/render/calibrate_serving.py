@@ -149,6 +149,11 @@ def serving_json(data: ServingMeasurements, a: ServingAssessment) -> str:
         "steady": [_residual_dict(r) for r in a.steady],
         "max_throughput": [_residual_dict(r) for r in a.max_throughput],
         "apart": [{"run": run.name, "line": run.line, "reason": why} for run, why in a.apart],
+        "fitted": list(a.fitted),
+        "engine_profiles": {p.name: p.constants() for p in a.profiles},
+        "speculation": None
+        if a.speculation is None
+        else {"draft_tokens": a.speculation.draft_tokens, "accepted_length": a.speculation.accepted},
     }
     return json.dumps(out, indent=2, sort_keys=True) + "\n"
 

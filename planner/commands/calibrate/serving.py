@@ -67,6 +67,8 @@ class ServingAssessment:
     apart: tuple[tuple[ServingRun, str], ...]  # listed apart, with the reason
     max_throughput: tuple[ServingResidual, ...]
     fitted: tuple[str, ...] = ()  # lines saying what was fitted (engine profiles, MTP acceptance)
+    profiles: tuple[EngineProfile, ...] = ()  # the profiles the runs were predicted with
+    speculation: Speculation | None = None  # the MTP runs' (None: listed apart)
 
     def summary(self, metric: str, rows: tuple[ServingResidual, ...] | None = None) -> tuple[float, ServingResidual]:
         """(median |error|, the worst row) of `metric` over `rows` (default: the steady runs)."""
@@ -100,7 +102,13 @@ def assess_serving(
             apart.append((run, "; ".join(reasons)))
         else:
             steady.append(predict_steady(run, profile, speculation if run.spec_decode != "none" else None))
-    return ServingAssessment(steady=tuple(steady), apart=tuple(apart), max_throughput=tuple(best))
+    return ServingAssessment(
+        steady=tuple(steady),
+        apart=tuple(apart),
+        max_throughput=tuple(best),
+        profiles=tuple(profiles.values()) if profiles else (),
+        speculation=speculation,
+    )
 
 
 def _layout(run: ServingRun, pool: Pool) -> dict:
