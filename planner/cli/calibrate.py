@@ -123,7 +123,10 @@ def _calibrate_serving(
     from planner.render import calibrate_serving as render
 
     if cluster is not None or output is not None:
-        raise UsageError("a serving set names each run's cluster and fits nothing: --cluster and -o do not apply")
+        raise UsageError(
+            "a serving set names each run's cluster and fits engine profiles, not a cluster: --cluster and -o "
+            "do not apply (the profiles are printed as configs/engines/ ships them)"
+        )
     data = load_serving_measurements(measurements)
     assessment = fit_serving(data)
     if report is not None:
