@@ -74,6 +74,7 @@ def test_plan_formats(planner, tmp_path):
         "planner_version",
         "hardware",
         "model_shape",
+        "engine",
     }
     assert set(data["frontier"]) == {"prefill", "decode"}
     csv = planner("plan", *SMALL, "--format", "csv").out.splitlines()

@@ -177,6 +177,7 @@ def test_json_keys_are_a_contract(result, evaluation):
         "calibration",
         "calibration_status",
         "cluster",
+        "engine",
         "frontier",
         "hardware",
         "model",

@@ -1,6 +1,7 @@
-"""The serving set (configs/measurements/serving.yaml) against the steady state, with today's
-constants: the accuracy page is what `planner calibrate` writes, the set is what its builder
-writes from the shared reference, and the figures the issue asks for."""
+"""The serving set (configs/measurements/serving.yaml) against the steady state, with the engine
+profiles fitted to it: the accuracy page is what `planner calibrate` writes, the shipped profiles
+are what it fits, the set is what its builder writes from the shared reference, and the figures
+the issues ask for."""
 
 import importlib.util
 import json
@@ -9,7 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from planner.commands.calibrate.engines import FITTED_ENGINES, MTP_DRAFT_TOKENS, fit_serving
 from planner.commands.calibrate.serving import assess_serving
+from planner.commands.serve import curve
+from planner.config.engines import load_engine
 from planner.config.serving_runs import load_serving_measurements
 from planner.render.calibrate_serving import accuracy_page
 
@@ -35,14 +39,52 @@ def data():
 
 @pytest.fixture(scope="module")
 def assessment(data):
-    return assess_serving(data)
+    return fit_serving(data)
+
+
+def test_calibrate_reproduces_the_shipped_engine_profiles(data, assessment):
+    """The fit's lines give each profile as configs/engines/<name>.yaml ships it, and MTP's
+    accepted length as serve's default; predicting with the shipped files gives the same figures."""
+    for name in FITTED_ENGINES:
+        shipped = load_engine(name).constants()
+        line = next(x for x in assessment.fitted if x.startswith(f"engine profile {name}:"))
+        assert ", ".join(f"{k}: {v:.4g}" for k, v in shipped.items()) in line
+    assert f"MTP mean accepted length: {curve.MTP_ACCEPTED:.4g} tokens per step" in "\n".join(assessment.fitted)
+    assert curve.MTP_DRAFT_TOKENS == MTP_DRAFT_TOKENS
+    spec = curve.Speculation(draft_tokens=MTP_DRAFT_TOKENS, accepted=curve.MTP_ACCEPTED)
+    again = assess_serving(data, {name: load_engine(name) for name in FITTED_ENGINES}, spec)
+    assert [r.predicted for r in again.steady] == [r.predicted for r in assessment.steady]
+
+
+def test_vllm_carries_sglang_by_rule():
+    vllm = load_engine("vllm")
+    assert vllm.borrowed_from == "sglang" and vllm.constants() == load_engine("sglang").constants()
+
+
+def test_throughput_median_within_15_and_tpot_within_20_percent(assessment):
+    assert assessment.summary("output_tok_s_per_gpu")[0] <= 0.15
+    assert assessment.summary("tpot_s")[0] <= 0.20
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the engine-profile target is not met honestly: TTFT median 59.9% (worst +103.4%), TPOT "
+    "median 15.6% (worst +80.4%, TensorRT-LLM MTP at 8k/1k C256), output tok/s per GPU median 13.3% "
+    "(worst +183.9%, SGLang on MI300X, whose chip constants are borrowed). TTFT is not set by an "
+    "engine's per-step constants (request handling, tokenisation, Dynamo's routing and KV transfer are "
+    "not modelled), and fitting it would bend the TPOT constants; docs/accuracy-serving.md",
+)
+def test_every_metric_median_15_worst_40_percent(assessment):
+    for metric in ("ttft_s", "tpot_s", "output_tok_s_per_gpu"):
+        median, worst = assessment.summary(metric)
+        assert median <= 0.15 and abs(worst.error(metric)) <= 0.40, metric
 
 
 def test_accuracy_page_is_up_to_date(monkeypatch):
     page = ROOT / "docs" / "accuracy-serving.md"
     monkeypatch.chdir(ROOT)
     data = load_serving_measurements(SET)
-    text = accuracy_page(data, assess_serving(data), f"planner calibrate {SET} --report docs/accuracy-serving.md")
+    text = accuracy_page(data, fit_serving(data), f"planner calibrate {SET} --report docs/accuracy-serving.md")
     assert page.read_text(encoding="utf-8") == text, (
         f"regenerate: planner calibrate {SET} --report docs/accuracy-serving.md"
     )
@@ -58,11 +100,12 @@ def test_the_set_is_what_the_builder_writes():
     assert yaml.safe_load((ROOT / SET).read_text(encoding="utf-8")) == built
 
 
-def test_the_steady_rows_are_the_non_mtp_steady_state_runs(data, assessment):
+def test_the_steady_rows_are_the_steady_state_runs(data, assessment):
     steady = [r for r in data.runs if r.kind == "steady"]
-    assert {r.run.name for r in assessment.steady} == {r.name for r in steady if r.steady}
+    assert {r.run.name for r in assessment.steady} == {r.name for r in steady if not r.admission_limited}
     apart = {run.name: why for run, why in assessment.apart}
-    assert all(r.name in apart for r in steady if r.spec_decode != "none" or r.admission_limited)
+    assert all(r.name in apart for r in steady if r.admission_limited)
+    assert {r.run.spec_decode for r in assessment.steady} == {"none", "mtp"}
     assert any("tens of seconds" in why for why in apart.values())
     assert len(assessment.max_throughput) == len([r for r in data.runs if r.kind == "max_throughput"])
 
@@ -79,7 +122,7 @@ def test_max_throughput_within_15_percent_median(assessment):
 
 @pytest.mark.xfail(
     strict=True,
-    reason="TTFT median |error| is 55% with today's constants: the steady state "
+    reason="TTFT median |error| is 60% with the engine profiles (55% with the static-batch constants): the steady state "
     "closes the batch-prefill gap (1-17 s before, 70-400 ms now) but engines' request handling and "
     "Dynamo's machinery add 30 ms to 1.5 s the planner does not model, and MI300X's constants are "
     "borrowed (docs/accuracy-serving.md)",
@@ -91,7 +134,7 @@ def test_ttft_median_within_25_percent(assessment):
 def test_ttft_is_no_longer_a_batch_prefill(assessment):
     """The mechanism: colocated TTFT at concurrency C is a prompt's own pass plus its wait, so
     it stays within a factor of three of the measured (a batch of C prompts was 10x at C=64)."""
-    colocated = [r for r in assessment.steady if r.run.mode == "colocated"]
+    colocated = [r for r in assessment.steady if r.run.mode == "colocated" and r.run.spec_decode == "none"]
     assert all(abs(r.error("ttft_s")) < 0.7 for r in colocated if r.run.ttft_s < 1.0)
 
 

@@ -139,19 +139,24 @@ def _calibrate_serving(
     ascii_only: bool,
     bench: bool = False,
 ) -> None:
-    """A serving set (`format: planner-serving/1`), or benchmark result files with their sidecar
-    (`format: planner-bench/1`, planner.config.bench_results): each run predicted with today's
-    constants (planner.commands.calibrate.serving); nothing is fitted, so there is no cluster to write."""
-    from planner.commands.calibrate.serving import assess_serving
+    """A serving set (`format: planner-serving/1`): the engine profiles and MTP's accepted length
+    fitted (planner.commands.calibrate.engines), then each run predicted with its engine's profile
+    (planner.commands.calibrate.serving); the profiles are printed as configs/engines/ ships them.
+    Benchmark result files with their sidecar (`format: planner-bench/1`, planner.config.bench_results)
+    are predicted with the shipped profiles: nothing is fitted to them."""
+    from planner.commands.calibrate.engines import fit_serving, shipped_assessment
     from planner.config.bench_results import load_bench_results
     from planner.config.serving_runs import load_serving_measurements
     from planner.render import calibrate_serving as render
 
     if cluster is not None or output is not None:
         what = "a benchmark sidecar names the cluster" if bench else "a serving set names each run's cluster"
-        raise UsageError(f"{what} and fits nothing: --cluster and -o do not apply")
+        raise UsageError(
+            f"{what} and fits engine profiles, not a cluster: --cluster and -o do not apply (the profiles "
+            "are printed as configs/engines/ ships them)"
+        )
     data = (load_bench_results if bench else load_serving_measurements)(measurements)
-    assessment = assess_serving(data)
+    assessment = shipped_assessment(data) if bench else fit_serving(data)
     if report is not None:
         emit(render.accuracy_page(data, assessment, f"planner calibrate {measurements} --report {report}"), report)
     if fmt == "table":

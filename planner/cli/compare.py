@@ -125,7 +125,16 @@ def compare(opts: Options) -> None:
     _emit_report(gate_text(report, fmt), report.regressed, report.verdict(), output)
 
 
-SERVE_AGAIN = ("model", "cluster", "chips", "batches", "weights", "ffn", "attention")  # what serve_again takes
+SERVE_AGAIN = (
+    "model",
+    "cluster",
+    "chips",
+    "batches",
+    "weights",
+    "ffn",
+    "attention",
+    "engine",
+)  # what serve_again takes
 
 
 def _serve_gate(baseline, current, tolerance, allow_different_model: bool, fmt: str, output, opts: Options) -> None:
@@ -162,6 +171,7 @@ def _serve_gate(baseline, current, tolerance, allow_different_model: bool, fmt: 
             weights=plan.weights,
             ffn=layouts,
             attention=plan.attention,
+            engine=plan.engine,
         )
     report = compare_serve_runs(baseline, current, tolerance, allow_different_model)
     _emit_report(serve_gate_text(report, fmt), report.regressed, report.verdict(), output)

@@ -58,7 +58,9 @@ def serve(opts: Options) -> None:
             raise UsageError(f"--price: expected USD per chip-hour such as 2.50/h, got {price!r}") from None
     elif spec.cluster.price_usd_per_chip_hour is not None:
         price_s, source = spec.cluster.price_usd_per_chip_hour / SECONDS_PER_HOUR, f"cluster {spec.cluster.name}"
-    if opts.concurrency is not None or opts.policy is not None or opts.max_running is not None:
+    if any(
+        getattr(opts, k) is not None for k in ("concurrency", "policy", "max_running", "speculative", "accepted_length")
+    ):
         _curve(
             spec,
             opts,
@@ -157,7 +159,10 @@ def _curve(spec, opts: Options, modes, targets, plot, price_s, source, fmt, outp
 
     concurrency, policy, max_running = opts.concurrency, opts.policy, opts.max_running
     if concurrency is None:
-        raise UsageError("--policy and --max-running apply with --concurrency (e.g. --concurrency 1,4,16,64)")
+        raise UsageError(
+            "--policy, --max-running, --speculative and --accepted-length apply with --concurrency "
+            "(e.g. --concurrency 1,4,16,64)"
+        )
     levels = int_list(concurrency, "--concurrency")
     if not levels or min(levels) < 1:
         raise UsageError(f"--concurrency: expected positive whole numbers such as 1,4,16,64, got {concurrency!r}")
@@ -193,6 +198,7 @@ def _curve(spec, opts: Options, modes, targets, plot, price_s, source, fmt, outp
                 raise UsageError(f"--policy: the token budget must be a positive whole number, got {given!r}")
     request = CurveRequest(
         plan=spec,
+        speculation=_speculation(opts.speculative, opts.accepted_length),
         concurrency=levels,
         modes=modes or CURVE_MODES,
         policy=chosen,
@@ -308,3 +314,25 @@ def _explain(result, row, explain_row, fmt, output, ascii_only, engine=None) -> 
                 console.print(emission_text(emission), highlight=False, markup=False, soft_wrap=True)
 
         render_table(draw, output)
+
+
+def _speculation(k: int | None, accepted: float | None):
+    """--speculative K and --accepted-length A (planner.commands.serve.curve.Speculation)."""
+    from planner.commands.serve.curve import MTP_ACCEPTED, MTP_DRAFT_TOKENS, Speculation
+
+    if k is None:
+        if accepted is not None:
+            raise UsageError("--accepted-length applies with --speculative K\n  hint: add --speculative 3")
+        return None
+    if k < 1:
+        raise UsageError(f"--speculative: expected a positive number of draft tokens, got {k}")
+    if accepted is None:
+        if k != MTP_DRAFT_TOKENS:
+            raise UsageError(
+                f"--speculative {k}: the default accepted length ({MTP_ACCEPTED}, MTP) is fitted at "
+                f"{MTP_DRAFT_TOKENS} draft tokens only\n  hint: give --accepted-length A (1 to {k + 1})"
+            )
+        accepted = MTP_ACCEPTED
+    if not 1.0 <= accepted <= k + 1:
+        raise UsageError(f"--accepted-length: expected 1 to K + 1 = {k + 1} tokens per step, got {accepted:g}")
+    return Speculation(draft_tokens=k, accepted=accepted)

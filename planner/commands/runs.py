@@ -76,6 +76,7 @@ def provenance_dict(plan: Plan) -> dict:
         "planner_version": __version__,
         "model": m.name,
         "cluster": plan.cluster.name,
+        "engine": plan.cluster.engine,  # the engine profile applied (planner.specs.engine)
         "calibration": {
             name: getattr(plan.cluster.calibration, name)
             for name in FIELDS_OF_CALIBRATION

@@ -300,6 +300,17 @@ OPTIONS: tuple[Option, ...] = (
         kind=int,
     ),
     _plan(
+        "engine",
+        "--engine",
+        "NAME",
+        "Engine profile: the serving software's fixed times per layer and per token and whether "
+        "collectives hide under compute (configs/engines/): sglang, trtllm (fitted to the serving set), vllm "
+        "(sglang's by rule), static-batch (the cluster file's own, fitted to static-batch runs), or a path "
+        "[default: sglang on a GPU with fitted or borrowed constants; static-batch on a TPU or with ideal "
+        "constants].",
+        complete="engines",
+    ),
+    _plan(
         "stages",
         "--stages",
         "P[,P...]",
@@ -426,6 +437,25 @@ OPTIONS: tuple[Option, ...] = (
         "N",
         "With --concurrency, an engine's maximum running requests per decode pool [default: what fits in HBM].",
         kind=int,
+        commands=frozenset({"serve"}),
+    ),
+    _opt(
+        "speculative",
+        "--speculative",
+        "K",
+        "With --concurrency, speculative decoding: K draft tokens per step (MTP or EAGLE: a drafter of one "
+        "layer of the model's shape). A step verifies K + 1 tokens per sequence at the decode step's cost plus "
+        "the drafter's K passes; TPOT = step / the mean accepted length.",
+        kind=int,
+        commands=frozenset({"serve"}),
+    ),
+    _opt(
+        "accepted_length",
+        "--accepted-length",
+        "A",
+        "With --speculative, mean tokens accepted per step (1 to K + 1) [default: MTP's 2.038 at K = 3, fitted "
+        "to the serving set's DeepSeek-R1 MTP runs; EAGLE or a draft model: give it].",
+        kind=float,
         commands=frozenset({"serve"}),
     ),
     # compare
@@ -592,6 +622,7 @@ class PlanOverrides:
     redundant_experts: int | None = None
     stages: tuple[int, ...] | None = None
     allow_short_context: bool = False
+    engine: str | None = None
 
     def given(self) -> dict[str, Any]:
         """The fields given (not None; a switch when on), by name."""

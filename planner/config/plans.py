@@ -15,6 +15,7 @@ from typing import Any
 
 from planner.config.clusters import load_cluster
 from planner.config.context import check_context
+from planner.config.engines import with_engine
 from planner.config.formats import check_min_mfu, check_weight_formats, mfu, tokens
 from planner.config.models import load_model
 from planner.config.options import FLAGS, PlanOverrides
@@ -179,6 +180,8 @@ def _other_kind_hint(root: At) -> str | None:
 
 
 def _assemble(model: Model, cluster: Cluster, plan: Fields | None, flags: dict[str, Any]) -> Plan:
+    cluster = with_engine(cluster, flags.get("engine"))
+
     def section(name: str) -> Fields | None:
         return plan.get(name) if plan is not None else None
 

@@ -8,7 +8,7 @@ import planner
 from planner.config.yamlio import At
 from planner.errors import UsageError, did_you_mean
 
-KINDS = ("models", "clusters", "plans")
+KINDS = ("models", "clusters", "plans", "engines")
 
 
 def presets_dir() -> Path:

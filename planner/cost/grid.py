@@ -41,7 +41,8 @@ def step_shape(phase: Phase, workload: Workload, batch: np.ndarray) -> StepShape
     if phase is Phase.PREFILL:
         L = workload.input_tokens
         return StepShape(batch=batch, tokens=L, attended=(L + 1) / 2, cached=L, reads_cache=False)
-    return StepShape(batch=batch, tokens=1, attended=workload.context, cached=workload.context, reads_cache=True)
+    L = workload.decode_tokens  # 1, or the K + 1 tokens a speculative step verifies
+    return StepShape(batch=batch, tokens=L, attended=workload.context, cached=workload.context, reads_cache=True)
 
 
 def phase_tokens(phase: Phase, workload: Workload) -> tuple[int, int, int]:

@@ -62,9 +62,18 @@ def contexts(input_tokens: int, output_tokens: int) -> np.ndarray:
     return input_tokens + np.arange(1, output_tokens + 1, dtype=float)
 
 
-def context_workload(input_tokens: int, output_tokens: int, context: float, routing: Routing = Routing()) -> Workload:
-    """The workload of one decode step of a request, at `context` (MoE models: routed as `routing`)."""
-    return Workload(input_tokens=input_tokens, output_tokens=output_tokens, context=context, routing=routing)
+def context_workload(
+    input_tokens: int, output_tokens: int, context: float, routing: Routing = Routing(), decode_tokens: int = 1
+) -> Workload:
+    """The workload of one decode step of a request, at `context` (MoE models: routed as `routing`;
+    `decode_tokens` per sequence a step runs: K + 1 where it verifies K draft tokens)."""
+    return Workload(
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        context=context,
+        routing=routing,
+        decode_tokens=decode_tokens,
+    )
 
 
 def window_crossed(model: Model, input_tokens: int, output_tokens: int) -> float | None:

@@ -94,7 +94,7 @@ def accuracy_page(data, base, assessments: dict, others, command: str) -> str:
         "GPU presets have their own pages, written by `planner calibrate` on their measurement "
         "files: " + ", ".join(f"[`{gpu}`](accuracy-gpu-{gpu}.md)" for gpu in GPU_PAGES) + ".",
         "",
-        "Whole serving runs (TTFT, TPOT and tokens/s per GPU at a concurrency, with today's constants) "
+        "Whole serving runs (TTFT, TPOT and tokens/s per GPU at a concurrency, with the engine profiles fitted to them) "
         "have their own page: [serving](accuracy-serving.md).",
         "",
         "## Summary",

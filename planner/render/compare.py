@@ -66,7 +66,8 @@ def _layouts_summary(spec) -> str:
     w = spec.workload
     return (
         f"{spec.model.name} on {spec.cluster.name}: input {w.input_tokens}, output {w.output_tokens}, context "
-        f"{w.context} tokens; each layout at its best mesh grouping; 'vs best' is "
+        f"{w.context} tokens{'; ' + spec.cluster.engine_note if spec.cluster.engine_note else ''}; each "
+        "layout at its best mesh grouping; 'vs best' is "
         "the latency relative to the fastest row of the same phase, chips and batch (within 0.1%: best)."
         + (f"\n{note}" if note else "")
     )
@@ -82,6 +83,7 @@ def layouts_text(rows, spec, fmt: str, plan_arg: str) -> str:
                 "plan": str(plan_arg),
                 "calibrated": spec.cluster.calibrated,
                 "calibration_status": spec.cluster.calibration_status,
+                "engine": spec.cluster.engine,
                 "rows": [
                     {
                         "phase": r.phase.value,

@@ -51,6 +51,7 @@ def explain_dict(ev: Evaluation, cluster=None) -> dict:
         out["cluster"] = cluster.name
         out["calibrated"] = cluster.calibrated
         out["calibration_status"] = cluster.calibration_status
+        out["engine"] = cluster.engine
         out["mfu_of_format_peak"] = num(_mfu_of_format_peak(ev, cluster))
     c = ev.candidate
     w = ev.workload
@@ -356,7 +357,8 @@ def overhead_parts(ev: Evaluation, cluster) -> str:
         else "",
     ]
     parts = [p for p in parts if p]
-    return ": " + " + ".join(parts) if parts else ""
+    engine = f"; {cluster.engine_note}'s layer and token times" if cluster.engine_note else ""
+    return (": " + " + ".join(parts) if parts else "") + engine
 
 
 def _explain_summary(ev: Evaluation, cluster=None) -> list[str]:

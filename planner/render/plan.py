@@ -185,7 +185,8 @@ def searched_note(plan) -> str:
         )
     elif max(stages) > 1:
         note += f"; pipeline stages {', '.join(map(str, stages))}"
-    return note + ". "
+    engine = plan.cluster.engine_note
+    return note + ". " + (f"{engine[0].upper()}{engine[1:]}. " if engine else "")
 
 
 def moe_note(model, workload) -> str:

@@ -82,7 +82,8 @@ def summary(result: ServeResult) -> str:
     defaults = f" ({plan.cluster.name}'s defaults)" if "weights" in plan.defaults else ""
     return (
         f"{plan.model.name} on {plan.cluster.name}: requests of {w.input_tokens} input and "
-        f"{w.output_tokens} output tokens; targets: {targets or 'none'}; {price}. Weights: {weights}{defaults}."
+        f"{w.output_tokens} output tokens; targets: {targets or 'none'}; {price}. Weights: {weights}{defaults}"
+        + (f". Engine profile {plan.cluster.engine}." if plan.cluster.engine else ".")
     )
 
 

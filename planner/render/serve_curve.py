@@ -66,9 +66,16 @@ def summary(result: CurveResult) -> str:
         else "no price"
     )
     limit = f"; at most {req.max_running} running requests" if req.max_running else ""
+    spec = req.speculation
+    drafts = (
+        f"; speculative decoding: {spec.draft_tokens} draft tokens per step, {spec.accepted:g} accepted on average"
+        if spec is not None
+        else ""
+    )
     return (
-        f"{plan.model.name} on {plan.cluster.name}: {w.input_tokens} input and {w.output_tokens} output tokens "
-        f"per request, closed-loop clients at each concurrency C; prefill policy {policy}{limit}; {price}."
+        f"{plan.model.name} on {plan.cluster.name} ({plan.cluster.engine_note or plan.cluster.calibration_status}): {w.input_tokens} input "
+        f"and {w.output_tokens} output tokens per request, closed-loop clients at each concurrency C; prefill "
+        f"policy {policy}{limit}{drafts}; {price}."
     )
 
 

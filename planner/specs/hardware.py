@@ -257,6 +257,9 @@ class Cluster:
     # DeepEP/DeepGEMM constants (None: dispatch/combine priced as plain all-to-alls, expert
     # matmuls as dense ones)
     moe_kernels: MoeKernels | None = None
+    # The engine profile whose constants replaced the file's engine fields (planner.specs.engine;
+    # "": none applied, the file's own)
+    engine: str = ""
 
     @property
     def calibrated(self) -> bool:
@@ -271,3 +274,8 @@ class Cluster:
             low = ", low confidence" if self.calibration_confidence == "low" else ""
             return f"calibration borrowed from {self.calibration_borrowed_from} (not fitted{low})"
         return "calibrated" if self.calibrated else "uncalibrated"
+
+    @property
+    def engine_note(self) -> str:
+        """'engine profile NAME' (planner.specs.engine), or '' where none was applied."""
+        return f"engine profile {self.engine}" if self.engine else ""

@@ -23,6 +23,8 @@ class Workload:
     output_tokens: int  # decode: tokens generated per sequence
     context: int  # decode: KV-cache length each decode step attends to (and must hold)
     routing: Routing = Routing()  # MoE models: load imbalance and redundant experts
+    # decode: tokens per sequence a step runs (1; K + 1 where a step verifies K draft tokens)
+    decode_tokens: int = 1
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -13,6 +13,9 @@ The commands are the same for a given SEED and COUNT (numpy's seeded generator p
 History: recorded from the code before issue 24 (serve's pools costed one `evaluate` per
 candidate); re-recorded after it, which moved only commands 075, 093 and 096: their flags leave
 no layout to search, now invalid input (exit 2) instead of "nothing fits in HBM" (exit 1).
+Re-recorded after issue 26: GPU commands move with the engine profile (sglang by default, its fixed
+times in place of the static-batch ones), JSON outputs carry the new `engine` key, and commands 006-008
+(deepseek-v3-h200), which had failed with a KeyError on the `dp` layout's serving name, now run.
 Outputs carry planner's version (JSON provenance): a version bump moves every JSON command.
 """
 

@@ -1,6 +1,7 @@
 """Serving runs against the planner (`planner calibrate` on a `planner-serving/1` file): each run
-predicted with today's constants by the steady state at its concurrency
-(`planner.commands.serve.steady_state` on the serve pools), nothing fitted.
+predicted by the steady state at its concurrency (`planner.commands.serve.steady_state` on the
+serve pools) with its engine's profile (planner.commands.calibrate.engines fits them), MTP runs
+with speculation (`planner.commands.serve.curve.speculative_steps`).
 
 A run's layout is pinned as the engine ran it: tensor parallelism over a worker's GPUs is FFN
 `ws1d` with attention `heads`; expert parallelism (ep > 1) the `ep` expert layout, else the
@@ -19,11 +20,11 @@ source does not state takes the fastest expert and attention layout.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from planner.commands.serve.curve import grid
+from planner.commands.serve.curve import Speculation, grid, speculative_steps
 from planner.commands.serve.pools import pools
 from planner.commands.serve.steady_state import (
     DEFAULT_TOKEN_BUDGET,
@@ -36,10 +37,16 @@ from planner.commands.serve.steady_state import (
 from planner.config import load_plan
 from planner.config.serving_runs import Pool, ServingMeasurements, ServingRun
 from planner.cost.network import transfer_seconds
+from planner.specs.engine import EngineProfile
 from planner.specs.formats import KvFormat
 
 NEAREST = "DP attention with replicated dense weights is not a layout yet (issue 27): nearest layout, ws1d+batch"
 METRICS = (("ttft_s", "TTFT"), ("tpot_s", "TPOT"), ("output_tok_s_per_gpu", "output tok/s per GPU"))
+
+
+def engine_of(run: ServingRun) -> str:
+    """The engine profile a run's software has: sglang (SGLang, Dynamo over SGLang) or trtllm."""
+    return "sglang" if "sglang" in run.engine.lower() else "trtllm"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -59,6 +66,9 @@ class ServingAssessment:
     steady: tuple[ServingResidual, ...]  # steady runs without MTP, in steady state
     apart: tuple[tuple[ServingRun, str], ...]  # listed apart, with the reason
     max_throughput: tuple[ServingResidual, ...]
+    fitted: tuple[str, ...] = ()  # lines saying what was fitted (engine profiles, MTP acceptance)
+    profiles: tuple[EngineProfile, ...] = ()  # the profiles the runs were predicted with
+    speculation: Speculation | None = None  # the MTP runs' (None: listed apart)
 
     def summary(self, metric: str, rows: tuple[ServingResidual, ...] | None = None) -> tuple[float, ServingResidual]:
         """(median |error|, the worst row) of `metric` over `rows` (default: the steady runs)."""
@@ -67,25 +77,38 @@ class ServingAssessment:
         return float(np.median(errors)), max(rows, key=lambda r: abs(r.error(metric)))
 
 
-def assess_serving(data: ServingMeasurements) -> ServingAssessment:
+def assess_serving(
+    data: ServingMeasurements,
+    profiles: dict[str, EngineProfile] | None = None,
+    speculation: Speculation | None = None,
+) -> ServingAssessment:
+    """Every run predicted with its engine's profile (`profiles`, by engine_of; None: the
+    cluster files' own constants); MTP runs with `speculation` (None: listed apart)."""
     steady, apart, best = [], [], []
     for run in data.runs:
+        profile = profiles.get(engine_of(run)) if profiles else None
         if run.kind == "max_throughput":
-            found = _max_throughput(run)
+            found = _max_throughput(run, profile)
             if found is None:
                 apart.append((run, "nothing fits in HBM in the pinned layout at this context"))
             else:
                 best.append(found)
-        elif run.spec_decode != "none" or run.admission_limited:
+        elif (run.spec_decode != "none" and speculation is None) or run.admission_limited:
             reasons = (
-                [f"speculative decoding ({run.spec_decode}): the planner models none"]
-                if run.spec_decode != "none"
+                [f"speculative decoding ({run.spec_decode}): assessed with --speculative only"]
+                if run.spec_decode != "none" and speculation is None
                 else []
             ) + ([run.admission_limited] if run.admission_limited else [])
             apart.append((run, "; ".join(reasons)))
         else:
-            steady.append(_steady(run))
-    return ServingAssessment(steady=tuple(steady), apart=tuple(apart), max_throughput=tuple(best))
+            steady.append(predict_steady(run, profile, speculation if run.spec_decode != "none" else None))
+    return ServingAssessment(
+        steady=tuple(steady),
+        apart=tuple(apart),
+        max_throughput=tuple(best),
+        profiles=tuple(profiles.values()) if profiles else (),
+        speculation=speculation,
+    )
 
 
 def _layout(run: ServingRun, pool: Pool) -> dict:
@@ -99,8 +122,23 @@ def _layout(run: ServingRun, pool: Pool) -> dict:
     }
 
 
-def _pools(run: ServingRun, pool: Pool, batches: tuple[int, ...], layout: dict | None = None):
-    plan = load_plan(
+def _pools(run: ServingRun, pool: Pool, batches: tuple[int, ...], layout: dict | None = None, profile=None):
+    """The run's pools at `batches` with `profile`'s constants (None: the cluster file's)."""
+    key = (run.name, run.line, pool, batches, None if layout is None else tuple(sorted(layout.items())))
+    if key not in _PLANS:
+        _PLANS[key] = _plan(run, pool, batches, key[-1])
+    plan = _PLANS[key]
+    if profile is not None:
+        plan = replace(plan, cluster=profile.apply(plan.cluster))
+    prefill, _, running = pools(plan)
+    return plan, prefill, running
+
+
+_PLANS: dict = {}  # a run's plans, read once: the engine fits predict each run many times
+
+
+def _plan(run: ServingRun, pool: Pool, batches: tuple[int, ...], layout: tuple | None):
+    return load_plan(
         None,
         model=run.model.name,
         cluster=run.cluster.name,
@@ -111,24 +149,33 @@ def _pools(run: ServingRun, pool: Pool, batches: tuple[int, ...], layout: dict |
         kv_cache=(run.kv_cache,),
         input_tokens=run.input_tokens,
         output_tokens=run.output_tokens_mean,
-        **(_layout(run, pool) if layout is None else layout),
+        engine="static-batch",
+        **(_layout(run, pool) if layout is None else dict(layout)),
     )
-    prefill, _, running = pools(plan)
-    return plan, prefill, running
 
 
 def _name(stage) -> str:
     return f"{stage.ffn}+{stage.attention}" + (f"+{stage.experts}" if stage.experts else "")
 
 
-def _steady(run: ServingRun) -> ServingResidual:
+def _decode_steps(run, pool, batches, profile, speculation):
+    """(plan, prefill pool, decode step seconds over the batches, the running pool): with
+    speculation a step verifies K + 1 tokens per sequence and the drafter runs K passes of its
+    layers, and the step's seconds per accepted token take the step's place (TPOT = step / A)."""
+    plan, prefill, running = _pools(run, pool, batches, profile=profile)
+    return plan, prefill, speculative_steps(plan, running, speculation).seconds[0, 0], running
+
+
+def predict_steady(run: ServingRun, profile=None, speculation: Speculation | None = None) -> ServingResidual:
     policy = next(p for p in Policy if p.label == run.policy)
     I, O = run.input_tokens, run.output_tokens_mean
     budget = DEFAULT_TOKEN_BUDGET
     note = NEAREST if (run.prefill.dp_attention or run.decode.dp_attention) else ""
     if run.mode == "colocated":
         k_max = prompts_per_pass(I, budget)
-        plan, prefill, running = _pools(run, run.decode, grid((run.concurrency,), k_max))
+        plan, prefill, step, running = _decode_steps(
+            run, run.decode, grid((run.concurrency,), k_max), profile, speculation
+        )
         b = np.array(running.batches)
         s = colocated(
             concurrency=np.array([run.concurrency]),
@@ -136,8 +183,8 @@ def _steady(run: ServingRun) -> ServingResidual:
             output_tokens=O,
             batches=b,
             prefill_pass_s=prefill.seconds[0, 0],
-            decode_step_s=running.seconds[0, 0],
-            max_running_batch=max_running(b, running.seconds[0, 0]),
+            decode_step_s=step,
+            max_running_batch=max_running(b, step),
             chips=run.decode.chips,
             policy=policy,
             token_budget=budget,
@@ -149,8 +196,8 @@ def _steady(run: ServingRun) -> ServingResidual:
         pbudget = budget * (run.prefill.tp if run.prefill.dp_attention else 1)
         k_max = prompts_per_pass(I, pbudget)
         batches = grid((max(1, math.ceil(per_pool)),), k_max)
-        plan, _, running = _pools(run, run.decode, batches)
-        _, prefill, _ = _pools(run, run.prefill, batches)
+        plan, _, step, running = _decode_steps(run, run.decode, batches, profile, speculation)
+        _, prefill, _ = _pools(run, run.prefill, batches, profile=profile)
         per_element = next(k for k in KvFormat if k.label == run.kv_cache).bytes_per_element(run.model.d_head)
         kv_s = float(
             transfer_seconds(
@@ -164,8 +211,8 @@ def _steady(run: ServingRun) -> ServingResidual:
             output_tokens=O,
             batches=b,
             prefill_pass_s=prefill.seconds[0, 0],
-            decode_step_s=running.seconds[0, 0],
-            max_running_batch=max_running(b, running.seconds[0, 0]),
+            decode_step_s=step,
+            max_running_batch=max_running(b, step),
             prefill_chips=run.prefill.chips,
             decode_chips=run.decode.chips,
             kv_transfer_s=kv_s,
@@ -186,12 +233,12 @@ def _steady(run: ServingRun) -> ServingResidual:
     return ServingResidual(run=run, predicted=predicted, layout=layout, note=note)
 
 
-def _max_throughput(run: ServingRun) -> ServingResidual | None:
+def _max_throughput(run: ServingRun, profile=None) -> ServingResidual | None:
     I, O = run.input_tokens, run.output_tokens
     moe = run.model.experts is not None
     layout = {"ffn": ("ws1d",), "attention": ("heads", "batch")} if moe and run.decode.chips > 1 else None
     k_max = prompts_per_pass(I, DEFAULT_TOKEN_BUDGET)
-    _, prefill, running = _pools(run, run.decode, grid((1,), k_max), layout)
+    _, prefill, running = _pools(run, run.decode, grid((1,), k_max), layout, profile)
     b = np.array(running.batches)
     top = max_running(b, running.seconds[0, 0])
     levels = b[(b >= 1) & (b <= top)]

@@ -46,6 +46,35 @@ class CurveRequest:
     max_running: int | None = None  # an engine's maximum running requests (None: what fits in HBM)
     price_usd_per_chip_s: float | None = None
     price_source: str = ""
+    speculation: Speculation | None = None  # speculative decoding (None: none)
+
+
+MTP_ACCEPTED = 2.038  # MTP's mean accepted length at 3 draft tokens: `planner calibrate` on the serving set
+MTP_DRAFT_TOKENS = 3
+
+
+@dataclass(frozen=True, kw_only=True)
+class Speculation:
+    """Speculative decoding: K draft tokens per step, A accepted per step on average; the drafter
+    runs K passes of `draft_layers` layers of the target's shape (MTP, EAGLE: one)."""
+
+    draft_tokens: int
+    accepted: float
+    draft_layers: int = 1
+
+
+def speculative_steps(plan: Plan, running: Pool, speculation: Speculation | None) -> Pool:
+    """`running` with each decode step's seconds per accepted token: a step verifies K + 1 tokens
+    per sequence (the decode step at K + 1 tokens each: weights and KV cache read once, K + 1 times
+    the FLOPs) plus the drafter's K passes, each draft_layers / n_layers of a one-token step;
+    divided by A, so TPOT = step / A."""
+    if speculation is None:
+        return running
+    k = speculation.draft_tokens
+    verify = replace(plan, workload=replace(plan.workload, decode_tokens=k + 1))
+    _, _, checked = pools(verify)
+    draft = k * running.seconds * speculation.draft_layers / plan.model.n_layers
+    return replace(running, seconds=(checked.seconds + draft) / speculation.accepted)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -117,6 +146,7 @@ def serve_curve(request: CurveRequest) -> CurveResult:
         ),
     )
     prefill, _, running = pools(plan)
+    running = speculative_steps(plan, running, request.speculation)
     curves = []
     for mode in request.modes:
         curves += (
@@ -298,6 +328,9 @@ def curve_dict(result: CurveResult) -> dict:
         "policy": req.policy.label,
         "token_budget": req.token_budget if req.policy is Policy.CHUNKED else None,
         "max_running": req.max_running,
+        "speculative": None
+        if req.speculation is None
+        else {"draft_tokens": req.speculation.draft_tokens, "accepted_length": req.speculation.accepted},
         "price_usd_per_chip_hour": None if price is None else num(price * SECONDS_PER_HOUR),
         "curves": [
             {

@@ -120,9 +120,17 @@ def pools(plan: Plan) -> tuple[Pool, Pool, Pool]:
 
     S, window = contexts(I, O), window_crossed(plan.model, I, O)
     # prefill does not read the decode context: it is costed in the last step's pass
-    prefill, last = swept((Phase.PREFILL, Phase.DECODE), context_workload(I, O, float(S[-1]), w.routing))
-    first = last if O == 1 else swept((Phase.DECODE,), context_workload(I, O, float(S[0]), w.routing))[0]
-    kink = None if window is None else swept((Phase.DECODE,), context_workload(I, O, window, w.routing))[0]
+    prefill, last = swept(
+        (Phase.PREFILL, Phase.DECODE), context_workload(I, O, float(S[-1]), w.routing, w.decode_tokens)
+    )
+    first = (
+        last if O == 1 else swept((Phase.DECODE,), context_workload(I, O, float(S[0]), w.routing, w.decode_tokens))[0]
+    )
+    kink = (
+        None
+        if window is None
+        else swept((Phase.DECODE,), context_workload(I, O, window, w.routing, w.decode_tokens))[0]
+    )
     flat = lambda sw: None if sw is None else {n: getattr(sw, n).reshape(-1) for n in PARTS}  # noqa: E731
     request = RequestParts(
         first=flat(first),

@@ -109,6 +109,7 @@ class ServeRun:
     calibrated: bool | None = None  # False: ideal or borrowed constants (None: older runs did not say)
     calibration_status: str | None = None  # 'uncalibrated', 'calibration borrowed from ...', ...
     load_imbalance: float | None = None  # MoE models: the routing the run was served with
+    engine: str | None = None  # the engine profile it was served with (None: runs before profiles)
     planner_version: str | None = None
     hardware: tuple[tuple[str, float | str], ...] | None = None
     model_shape: tuple[tuple[str, int], ...] | None = None
@@ -175,6 +176,7 @@ def serve_run_from_dict(data: dict, source: str) -> ServeRun:
         load_imbalance=get(search, "load_imbalance", float, "a number >= 1", "search")
         if "load_imbalance" in search
         else None,
+        engine=get(data, "engine", str, "an engine profile name") if data.get("engine") else None,
         targets=tuple(
             (k, None if targets.get(k) is None else get(targets, k, float, "seconds or null", "targets"))
             for k in ("ttft_s", "tpot_s", "e2e_s")
@@ -211,6 +213,7 @@ def request_for(run: ServeRun, plan: str | None, **overrides) -> ServeRequest:
         cluster=overrides.get("cluster"),
         phases=("prefill", "decode"),
         load_imbalance=overrides.get("load_imbalance", run.load_imbalance),
+        engine=overrides.get("engine") or run.engine,
         **lists,
         **dict(run.workload),
     )

@@ -1,0 +1,186 @@
+"""Engine profiles (configs/engines/, planner.specs.engine) and speculative decoding on serve:
+the flag on every planning command, the defaults per cluster, the record in saved runs, and the
+speculative step's arithmetic."""
+
+import json
+
+import numpy as np
+import pytest
+
+from planner.commands.serve.curve import Speculation, speculative_steps
+from planner.commands.serve.pools import pools
+from planner.config import load_cluster, load_plan
+from planner.config.engines import default_engine, load_engine, with_engine
+from planner.specs.engine import ENGINE_FIELDS
+
+DSV3 = ("--model", "deepseek-v3", "--cluster", "h200-sxm", "--chips", "8", "--weights", "fp8")
+
+
+def test_a_profile_replaces_only_the_engine_constants():
+    cluster = load_cluster("h200-sxm")
+    applied = with_engine(cluster, "trtllm")
+    profile = load_engine("trtllm")
+    for name in ENGINE_FIELDS:
+        assert getattr(applied.calibration, name) == getattr(profile, name)
+    assert applied.calibration.kernel_overhead_s == cluster.calibration.kernel_overhead_s
+    assert applied.calibration.levels == cluster.calibration.levels
+    assert applied.engine == "trtllm"
+
+
+def test_defaults_tpu_keeps_its_constants_gpu_takes_sglang():
+    tpu = load_cluster("tpu-v4")
+    assert default_engine(tpu) == "static-batch" and with_engine(tpu, None).calibration == tpu.calibration
+    assert default_engine(load_cluster("h100-sxm")) == "sglang"
+    assert default_engine(load_cluster("mi300x")) == "sglang"  # borrowed constants: the GPU rule
+    static = with_engine(load_cluster("h100-sxm"), "static-batch")
+    assert static.calibration == load_cluster("h100-sxm").calibration
+
+
+@pytest.mark.parametrize("command", ["plan", "serve"])
+def test_engine_flag_is_named_in_text_and_json(planner, command):
+    args = (command, "--model", "llama-3-8b", "--cluster", "h100-sxm", "--chips", "1")
+    text = " ".join(planner(*args, "--engine", "trtllm").out.split())
+    assert "ngine profile trtllm" in text
+    data = json.loads(planner(*args, "--engine", "trtllm", "--format", "json").out)
+    assert (
+        data["engine"] == "trtllm" and data["calibration"]["layer_overhead_s"] == load_engine("trtllm").layer_overhead_s
+    )
+    default = json.loads(planner(*args, "--format", "json").out)
+    assert default["engine"] == "sglang"
+
+
+def test_explain_and_compare_take_the_engine(planner):
+    r = planner(
+        "explain",
+        *DSV3,
+        "--batch",
+        "4",
+        "--phase",
+        "decode",
+        "--ffn",
+        "ws1d",
+        "--attention",
+        "heads",
+        "--engine",
+        "trtllm",
+    )
+    assert r.code == 0, r.err
+    assert "engine profile trtllm" in " ".join(r.out.split())
+    r = planner(
+        "compare",
+        "--model",
+        "llama-3-8b",
+        "--cluster",
+        "h100-sxm",
+        "--chips",
+        "2",
+        "--phase",
+        "decode",
+        "--batch",
+        "1",
+        "--engine",
+        "static-batch",
+    )
+    assert r.code == 0 and "engine profile static-batch" in " ".join(r.out.split())
+
+
+def test_unknown_engine_is_a_usage_error(planner):
+    r = planner("plan", "--model", "llama-3-8b", "--cluster", "h100-sxm", "--engine", "sglng")
+    assert r.code == 2 and "unknown engine 'sglng'" in r.err and "sglang" in r.err
+
+
+def test_tpu_plan_is_as_before(planner):
+    """The paper's reproduction: the TPU preset's constants are its profile."""
+    data = json.loads(planner("plan", "palm-540b-tpu-v4", "--format", "json").out)
+    assert data["engine"] == "static-batch"
+    assert data["calibration"]["layer_overhead_s"] == load_cluster("tpu-v4").calibration.layer_overhead_s
+
+
+def test_serve_curve_with_an_engine_and_speculation(planner):
+    base = (*DSV3, "--concurrency", "1,4,16,64,256", "--engine", "sglang", "--mode", "colocated")
+    plain = json.loads(planner("serve", *base, "--format", "json").out)
+    spec = json.loads(planner("serve", *base, "--speculative", "3", "--format", "json").out)
+    assert plain["speculative"] is None
+    assert spec["speculative"] == {"draft_tokens": 3, "accepted_length": 2.038}
+    tpot = [[p["tpot_s"] for p in d["curves"][0]["points"]] for d in (plain, spec)]
+    assert len(tpot[0]) == 5 and all(s < p for p, s in zip(*tpot, strict=True))
+    text = planner("serve", *base, "--speculative", "3")
+    assert text.code == 0 and "3 draft tokens per step" in " ".join(text.out.split())
+
+
+def test_speculative_step_by_hand():
+    """step = (decode step at K + 1 tokens per sequence + K x step / layers) / A."""
+    plan = load_plan(
+        None,
+        model="deepseek-v3",
+        cluster="h200-sxm",
+        chips=(8,),
+        batches=(1, 4),
+        weights=("fp8",),
+        phases=("prefill", "decode"),
+        ffn=("ws1d",),
+        attention=("heads",),
+        experts=("tp",),
+    )
+    _, _, running = pools(plan)
+    from dataclasses import replace
+
+    _, _, verify = pools(replace(plan, workload=replace(plan.workload, decode_tokens=3)))
+    got = speculative_steps(plan, running, Speculation(draft_tokens=2, accepted=1.5)).seconds
+    want = (verify.seconds + 2 * running.seconds / plan.model.n_layers) / 1.5
+    assert np.allclose(got, want, rtol=0, atol=0)
+    assert np.all(verify.seconds > running.seconds)  # K + 1 tokens cost more, not K + 1 times more
+    assert np.all(verify.seconds < 3 * running.seconds)
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (("--speculative", "3"), "apply with --concurrency"),
+        (("--concurrency", "4", "--accepted-length", "2"), "applies with --speculative"),
+        (("--concurrency", "4", "--speculative", "2"), "give --accepted-length"),
+        (("--concurrency", "4", "--speculative", "3", "--accepted-length", "5"), "1 to K + 1"),
+        (("--concurrency", "4", "--speculative", "0"), "positive number of draft tokens"),
+    ],
+)
+def test_speculative_flags_checked(planner, flags, message):
+    r = planner("serve", "--model", "llama-3-8b", "--cluster", "h100-sxm", "--chips", "1", *flags)
+    assert r.code == 2 and message in r.err, r.err
+
+
+def test_a_saved_serve_run_is_served_again_with_its_engine(planner, tmp_path):
+    saved = tmp_path / "trtllm.json"
+    saved.write_text(planner("serve", "llama-3-70b-h100", "--engine", "trtllm", "--format", "json").out)
+    assert json.loads(saved.read_text())["engine"] == "trtllm"
+    assert planner("compare", saved, "llama-3-70b-h100").code == 0
+    assert planner("compare", saved, "llama-3-70b-h100", "--engine", "sglang").code == 1
+
+
+def test_a_profile_file_by_path_and_a_bad_one(planner, tmp_path):
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("name: mine\nsource: my runs\nlayer_overhead_s: 20 us\n")
+    data = json.loads(
+        planner(
+            "plan",
+            "--model",
+            "llama-3-8b",
+            "--cluster",
+            "h100-sxm",
+            "--chips",
+            "1",
+            "--engine",
+            mine,
+            "--format",
+            "json",
+        ).out
+    )
+    assert data["engine"] == "mine" and abs(data["calibration"]["layer_overhead_s"] - 20e-6) < 1e-12
+    mine.write_text("name: mine\nsource: my runs\noverlap: 2\n")
+    r = planner("plan", "--model", "llama-3-8b", "--cluster", "h100-sxm", "--engine", mine)
+    assert r.code == 2 and "mine.yaml:3" in r.err and "overlap" in r.err
+
+
+def test_calibrate_json_gives_the_profiles(planner):
+    data = json.loads(planner("calibrate", "configs/measurements/serving.yaml", "--format", "json").out)
+    assert data["engine_profiles"]["trtllm"] == load_engine("trtllm").constants()
+    assert data["speculation"]["accepted_length"] == 2.038
