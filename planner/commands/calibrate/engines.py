@@ -1,10 +1,13 @@
 """Engine profiles fitted to the serving set (`planner calibrate` on a `planner-serving/1` file).
 
 Per engine (sglang: SGLang and Dynamo over SGLang; trtllm: TensorRT-LLM and Dynamo over it), the
-profile's constants (planner.specs.engine.ENGINE_FIELDS) are fitted by least squares on log TPOT
-over the engine's steady H200 runs without speculation (the decode step is what a step's fixed
-times set; TTFT and throughput are checked, not fitted), with every chip constant the cluster
-file's. The MI300X runs are not fitted: that preset's chip constants are borrowed at low
+profile's fixed time per layer and its overlap are fitted by least squares on log TPOT over the
+engine's steady H200 runs without speculation (the decode step is what a step's fixed times set;
+TTFT and throughput are checked, not fitted), with every chip constant the cluster file's. The
+fixed time per token is held at the cluster file's static-batch fit, which TTFT rows identify:
+decode rows (a few tokens per chip) cannot tell it from the time per layer, and fitted there it
+would be carried by prefill's thousands of tokens per chip (a first fit that freed it put the whole
+fixed time in it, 250 ns, and slowed GPU prefill 15-18%). The MI300X runs are not fitted: that preset's chip constants are borrowed at low
 confidence, and a profile fitted on H200 applies to every GPU as it is (planner.specs.engine).
 Then the mean accepted length of DeepSeek's MTP is fitted on the MTP runs (both engines, each
 with its fitted profile), at MTP_DRAFT_TOKENS draft tokens per step. Deterministic: the same
@@ -59,6 +62,16 @@ def profile_of(name: str, u: np.ndarray, rows: int, source: str = "", digits: bo
     )
 
 
+def _bounds() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(start, lower, upper): token_overhead_s held (lower = upper) at the fit cluster's value."""
+    from planner.config import load_cluster
+
+    token = load_cluster(FIT_CLUSTER).calibration.token_overhead_s / _SCALE[1]
+    start, lower, upper = _START.copy(), _LOWER.copy(), _UPPER.copy()
+    start[1] = lower[1] = upper[1] = token
+    return start, lower, upper
+
+
 def fit_engine(data: ServingMeasurements, name: str) -> EngineFit:
     runs = [
         r
@@ -72,7 +85,8 @@ def fit_engine(data: ServingMeasurements, name: str) -> EngineFit:
         profile = profile_of(name, u, len(runs), "trial", digits=False)
         return np.array([np.log(predict_steady(r, profile).predicted["tpot_s"] / r.tpot_s) for r in runs])
 
-    u, _ = levenberg_marquardt(residual, _START.copy(), _LOWER, _UPPER, max_iterations=40)
+    start, lower, upper = _bounds()
+    u, _ = levenberg_marquardt(residual, start, lower, upper, max_iterations=40)
     profile = profile_of(name, u, len(runs))
     errors = np.abs(np.exp(residual(u)) - 1.0)
     return EngineFit(
@@ -80,7 +94,11 @@ def fit_engine(data: ServingMeasurements, name: str) -> EngineFit:
         rows=len(runs),
         median_error=float(np.median(errors)),
         worst_error=float(errors.max()),
-        warnings=_warnings(residual, u),
+        warnings=(
+            f"token_overhead_s held at {FIT_CLUSTER}'s static-batch fit ({u[1] * _SCALE[1]:.4g} s): "
+            "decode TPOT does not tell it from the time per layer",
+            *_warnings(residual, u),
+        ),
     )
 
 
@@ -90,13 +108,18 @@ def _warnings(residual, u: np.ndarray) -> tuple[str, ...]:
     h = 1e-3 * (1.0 + np.abs(u))
     jac = (residual(u[:, None] + np.diag(h)) - residual(u)[:, None]) / h
     out = []
+    _, lower, upper = _bounds()
     for i, name in enumerate(_NAMES):
-        if u[i] <= _LOWER[i] or u[i] >= _UPPER[i]:
+        if lower[i] == upper[i]:
+            continue  # held, and said so
+        if u[i] <= lower[i] or u[i] >= upper[i]:
             out.append(f"{name} is at the bound of its range ({u[i] * _SCALE[i]:.4g})")
         if not np.any(jac[:, i]):
             out.append(f"{name}: no fitted row depends on it (not identified; it takes the bound)")
     for i in range(len(_NAMES)):
         for j in range(i + 1, len(_NAMES)):
+            if lower[i] == upper[i] or lower[j] == upper[j]:
+                continue
             a, b = jac[:, i], jac[:, j]
             if np.any(a) and np.any(b):
                 cos = abs(float(np.sum(a * b)) / float(np.sqrt(np.sum(a * a) * np.sum(b * b))))
