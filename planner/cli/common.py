@@ -112,6 +112,16 @@ def render_table(draw, output: Path | None) -> None:
         emit(console.file.getvalue(), output)
 
 
+def emit_format(fmt: str, output: Path | None, *, json, csv, markdown, table) -> None:
+    """--format: the JSON, CSV or Markdown text (callables, so only the one asked for is rendered),
+    else the table `table(console)` draws."""
+    text = {"json": json, "csv": csv, "markdown": markdown}.get(fmt)
+    if text is not None:
+        emit(text(), output)
+    else:
+        render_table(table, output)
+
+
 def searching(ascii_only: bool):
     from planner.render.progress import Activity
 

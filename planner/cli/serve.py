@@ -4,7 +4,7 @@ serving mode, with SLO targets."""
 # No `from __future__ import annotations`: typer reads the commands' annotations on every run,
 # and evaluating them from strings doubles what building a command costs at start-up.
 
-from planner.cli.common import check_format, emit, render_table, searching, seconds_flag, use_ascii
+from planner.cli.common import check_format, emit, emit_format, render_table, searching, seconds_flag, use_ascii
 from planner.cli.options import Options, command
 from planner.errors import UsageError
 
@@ -97,14 +97,15 @@ def serve(opts: Options) -> None:
         draw(result, plot)
     if row is not None:
         _explain(result, row, explain_row, fmt, output, ascii_only, opts.parsed("emit"))
-    elif fmt == "json":
-        emit(to_json(serve_dict(result)), output)
-    elif fmt == "csv":
-        emit(render_serve.serve_csv(result), output)
-    elif fmt == "markdown":
-        emit(render_serve.serve_markdown(result), output)
     else:
-        render_table(lambda console: render_serve.serve_table(result, console, ascii_only=ascii_only), output)
+        emit_format(
+            fmt,
+            output,
+            json=lambda: to_json(serve_dict(result)),
+            csv=lambda: render_serve.serve_csv(result),
+            markdown=lambda: render_serve.serve_markdown(result),
+            table=lambda console: render_serve.serve_table(result, console, ascii_only=ascii_only),
+        )
     failed = [m.infeasible for m in result.modes if m.infeasible]
     if failed:
         raise InfeasibleError("\n".join(failed))
@@ -211,14 +212,14 @@ def _curve(spec, opts: Options, modes, targets, plot, price_s, source, fmt, outp
         result = serve_curve(request)
     if plot is not None:
         render_curve.draw(result, plot)
-    if fmt == "json":
-        emit(to_json(curve_dict(result)), output)
-    elif fmt == "csv":
-        emit(render_curve.curve_csv(result), output)
-    elif fmt == "markdown":
-        emit(render_curve.curve_markdown(result), output)
-    else:
-        render_table(lambda console: render_curve.curve_table(result, console, ascii_only=ascii_only), output)
+    emit_format(
+        fmt,
+        output,
+        json=lambda: to_json(curve_dict(result)),
+        csv=lambda: render_curve.curve_csv(result),
+        markdown=lambda: render_curve.curve_markdown(result),
+        table=lambda console: render_curve.curve_table(result, console, ascii_only=ascii_only),
+    )
 
 
 def _modes(names, Mode) -> tuple:

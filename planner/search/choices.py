@@ -32,6 +32,20 @@ class Choice(NamedTuple):
     attention: AttentionLayout
     experts: ExpertLayout | None
 
+    def candidate(self, phase: Phase, f: Formats) -> Candidate:
+        """This choice in `phase` and formats `f`."""
+        return Candidate(
+            phase=phase,
+            mesh=self.mesh,
+            ffn=self.ffn,
+            attention=self.attention,
+            weights=f.weights,
+            kv_cache=f.kv_cache,
+            sparsity=f.sparsity,
+            experts=self.experts,
+            stages=self.stages,
+        )
+
 
 def choices(plan: Plan, chips: tuple[int, ...] | None = None) -> list[Choice]:
     """Every distinct discrete choice over `chips` (default: the plan's), in search order: by
@@ -196,21 +210,7 @@ def candidates(
     """Every distinct discrete choice for `phase` (mesh groupings that cost the same are merged),
     in each of `formats` (default: the plan's); `discrete`: the plan's choices, if already made."""
     formats = plan.space.formats(plan.cluster.chip) if formats is None else formats
-    return [
-        Candidate(
-            phase=phase,
-            mesh=c.mesh,
-            ffn=c.ffn,
-            attention=c.attention,
-            weights=f.weights,
-            kv_cache=f.kv_cache,
-            sparsity=f.sparsity,
-            experts=c.experts,
-            stages=c.stages,
-        )
-        for c in (choices(plan, chips) if discrete is None else discrete)
-        for f in formats
-    ]
+    return [c.candidate(phase, f) for c in (choices(plan, chips) if discrete is None else discrete) for f in formats]
 
 
 class PhaseCandidates(Sequence):

@@ -259,17 +259,7 @@ class _Table:
             sw.critical_s[k, i],
             sw.comm_s[k, i],
         )
-        candidate = Candidate(
-            phase=phase,
-            mesh=c.mesh,
-            ffn=c.ffn,
-            attention=c.attention,
-            weights=f.weights,
-            kv_cache=f.kv_cache,
-            sparsity=f.sparsity,
-            experts=c.experts,
-            stages=c.stages,
-        )
+        candidate = c.candidate(phase, f)
         return Stage(
             phase=phase,
             chips=c.mesh.chips,
