@@ -208,7 +208,11 @@ def accuracy_page(data: ServingMeasurements, a: ServingAssessment, command: str)
         "fixed times are the engines' own. TTFT is not fitted and stays under-predicted: what the planner "
         "does not model (request handling, tokenisation, streaming, Dynamo's routing and KV transfer "
         "machinery) shows there, and no engine constant closes it honestly. MI300X carries H100's chip "
-        "constants (low confidence) and SGLang's H200 profile by rule, and is the worst group.",
+        "constants (low confidence) and SGLang's H200 profile by rule, and is the worst group. Runs with DP "
+        "attention run FFN `dp` with attention `batch` (the dense weights replicated, as TensorRT-LLM and "
+        "SGLang's production commands do); colocated at 256 clients with chunked prefill they are the worst "
+        "TPOT rows: the steady state puts each interleaved prompt's attention and dense FFN on one attention "
+        "rank while the others wait, which the engines' schedulers evidently spread better.",
         "",
         "## Notes of the set",
         "",

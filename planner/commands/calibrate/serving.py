@@ -5,9 +5,10 @@ with speculation (`planner.commands.serve.curve.speculative_steps`).
 
 A run's layout is pinned as the engine ran it: tensor parallelism over a worker's GPUs is FFN
 `ws1d` with attention `heads`; expert parallelism (ep > 1) the `ep` expert layout, else the
-experts tensor-parallel (`tp`). DP attention (`dp_attention`) runs attention batch-sharded; the
-dense weights replicated beside it are not a layout yet (issue 27), so such runs use the nearest
-layout, FFN `ws1d` with attention `batch`, and say so. A DP-attention prefill pool schedules a
+experts tensor-parallel (`tp`). DP attention (`dp_attention`) runs attention batch-sharded with
+the dense FFN replicated beside it: FFN `dp`, attention `batch` (TensorRT-LLM's DeepSeek model
+gives its dense MLP a tensor-parallel size of 1 under attention DP; SGLang's production commands
+set `--moe-dense-tp-size 1`; docs/moe-notes.md). A DP-attention prefill pool schedules a
 pass per attention rank: its passes hold tp times the token budget.
 
 Disaggregated runs: the concurrency is spread over the decode workers, each fed by
@@ -40,7 +41,6 @@ from planner.cost.network import transfer_seconds
 from planner.specs.engine import EngineProfile
 from planner.specs.formats import KvFormat
 
-NEAREST = "DP attention with replicated dense weights is not a layout yet (issue 27): nearest layout, ws1d+batch"
 METRICS = (("ttft_s", "TTFT"), ("tpot_s", "TPOT"), ("output_tok_s_per_gpu", "output tok/s per GPU"))
 
 
@@ -116,7 +116,7 @@ def _layout(run: ServingRun, pool: Pool) -> dict:
         return {}  # one chip: every layout is the same one
     moe = run.model.experts is not None
     return {
-        "ffn": ("ws1d",),
+        "ffn": ("dp",) if pool.dp_attention else ("ws1d",),
         "attention": ("batch",) if pool.dp_attention else ("heads",),
         **({"experts": ("ep",) if pool.ep > 1 else ("tp",)} if moe else {}),
     }
@@ -170,7 +170,6 @@ def predict_steady(run: ServingRun, profile=None, speculation: Speculation | Non
     policy = next(p for p in Policy if p.label == run.policy)
     I, O = run.input_tokens, run.output_tokens_mean
     budget = DEFAULT_TOKEN_BUDGET
-    note = NEAREST if (run.prefill.dp_attention or run.decode.dp_attention) else ""
     if run.mode == "colocated":
         k_max = prompts_per_pass(I, budget)
         plan, prefill, step, running = _decode_steps(
@@ -230,7 +229,7 @@ def predict_steady(run: ServingRun, profile=None, speculation: Speculation | Non
         "tpot_s": float(s.tpot_s[0]),
         "output_tok_s_per_gpu": float(s.output_tokens_per_s_per_chip[0]),
     }
-    return ServingResidual(run=run, predicted=predicted, layout=layout, note=note)
+    return ServingResidual(run=run, predicted=predicted, layout=layout)
 
 
 def _max_throughput(run: ServingRun, profile=None) -> ServingResidual | None:
