@@ -319,10 +319,10 @@ def test_cli_plan_searches_stages(planner):
     ]
     code, out, err = planner(*args, "--stages", "1,2", "--format", "csv")
     assert code == 0, err
-    assert out.splitlines()[0].endswith(",stages,micro_batches")
+    assert out.splitlines()[0].endswith(",stages,micro_batches,engine")
     assert "stages" not in planner(*args, "--stages", "1", "--format", "csv")[1]
     # 16 H100s span two nodes: without --stages, 2 stages are searched too (issue 29)
-    assert planner(*args, "--format", "csv")[1].splitlines()[0].endswith(",stages,micro_batches")
+    assert planner(*args, "--format", "csv")[1].splitlines()[0].endswith(",stages,micro_batches,engine")
     code, out, err = planner(*args, "--stages", "0")
     assert code == 2 and "--stages" in err and out == ""
 

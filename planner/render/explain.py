@@ -456,6 +456,7 @@ def explain_csv(ev: Evaluation, cluster=None) -> str:
             "peak_flop_per_s",
             "calibration",
             "kernel",
+            "engine",
         )
     )
     for r in d["layers"]:
@@ -475,6 +476,7 @@ def explain_csv(ev: Evaluation, cluster=None) -> str:
                 r["peak_flop_per_s"],
                 calibration,
                 r.get("kernel", ""),
+                cluster.engine if cluster is not None else "",
             )
         )
     return buf.getvalue()

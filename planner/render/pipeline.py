@@ -259,8 +259,21 @@ def pipeline_csv(ev: PipelineEvaluation, cluster=None) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     calibration = calibration_label(cluster) if cluster is not None else ""
+    engine = cluster.engine if cluster is not None else ""
     writer.writerow(
-        ("row", "chips", "flops", "hbm_bytes", "comm_bytes", "compute_s", "memory_s", "comm_s", "step_s", "calibration")
+        (
+            "row",
+            "chips",
+            "flops",
+            "hbm_bytes",
+            "comm_bytes",
+            "compute_s",
+            "memory_s",
+            "comm_s",
+            "step_s",
+            "calibration",
+            "engine",
+        )
     )
     for s in stage_views(ev):
         e = s.evaluation
@@ -274,6 +287,7 @@ def pipeline_csv(ev: PipelineEvaluation, cluster=None) -> str:
                 num(float(e.comm_s[0])),
                 num(float(e.step_s[0])),
                 calibration,
+                engine,
             )
         )
         if s.index < ev.candidate.stages - 1:
@@ -290,6 +304,7 @@ def pipeline_csv(ev: PipelineEvaluation, cluster=None) -> str:
                     send,
                     send,
                     calibration,
+                    engine,
                 )
             )
     return buf.getvalue()

@@ -119,7 +119,13 @@ def plan_csv(result: SearchResult) -> str:
     )
     staged = max(result.plan.space.stages) > 1  # the pipeline's columns only when it searches stages
     moe = result.plan.model.experts is not None  # the expert layout's column only for an MoE model
-    writer.writerow(fields + ("row",) + (("stages", "micro_batches") if staged else ()) + (("experts",) if moe else ()))
+    writer.writerow(
+        fields
+        + ("row",)
+        + (("stages", "micro_batches") if staged else ())
+        + (("experts",) if moe else ())
+        + ("engine",)
+    )
     calibration = calibration_label(result.plan.cluster)
     for row, p in numbered(result):
         d = point_dict(p)
@@ -150,6 +156,7 @@ def plan_csv(result: SearchResult) -> str:
                 row,
                 *((p.stages, p.micro_batches) if staged else ()),
                 *((p.experts,) if moe else ()),
+                result.plan.cluster.engine,
             ]
         )
     return buf.getvalue()

@@ -204,6 +204,7 @@ def serve_csv(result: ServeResult) -> str:
         + tuple(f"{phase}_{f}" for phase in ("prefill", "decode") for f in STAGE_FIELDS)
         + ("serving_names", "calibration")
         + tuple(f"{phase}_{f}" for phase in ("prefill", "decode") for f in NEW_STAGE_FIELDS)
+        + ("engine",)
     )
     calibration = calibration_label(result.request.plan.cluster)
     for m, numbers in _numbered(result):
@@ -214,5 +215,6 @@ def serve_csv(result: ServeResult) -> str:
                 + [row[phase][f] for phase in ("prefill", "decode") for f in STAGE_FIELDS]
                 + [row["serving_names"], calibration]
                 + [row[phase].get(f, "") for phase in ("prefill", "decode") for f in NEW_STAGE_FIELDS]
+                + [result.request.plan.cluster.engine]
             )
     return buf.getvalue()

@@ -150,7 +150,7 @@ def curve_csv(result: CurveResult) -> str:
         ("deployment", "mode")
         + CSV_FIELDS
         + tuple(f"{phase}_{f}" for phase in ("prefill", "decode") for f in STAGE_FIELDS)
-        + ("policy", "calibration")
+        + ("policy", "calibration", "engine")
     )
     calibration = calibration_label(result.request.plan.cluster)
     for c in result.curves:
@@ -160,7 +160,7 @@ def curve_csv(result: CurveResult) -> str:
                 [c.name, c.mode.label]
                 + [("" if row[f] is None else row[f]) for f in CSV_FIELDS]
                 + [row[phase].get(f, "") for phase in ("prefill", "decode") for f in STAGE_FIELDS]
-                + [result.request.policy.label, calibration]
+                + [result.request.policy.label, calibration, result.request.plan.cluster.engine]
             )
     return buf.getvalue()
 
