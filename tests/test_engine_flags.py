@@ -49,6 +49,8 @@ def test_argparse_and_click_literals():
 
 def test_dataclass_fields_become_flags():
     assert engine_flags.flags_in(FIELDS, "fields:EngineArgs") == {"--tensor-parallel-size", "--enable-expert-parallel"}
+    both = engine_flags.flags_in(FIELDS, "fields:EngineArgs,Other")
+    assert both == {"--tensor-parallel-size", "--enable-expert-parallel", "--ignored"}
 
 
 def test_extract_reads_the_pinned_commit(tmp_path, monkeypatch):

@@ -16,7 +16,8 @@ source is read one of these ways; the first three give flags, the last two give 
   Dynamo's `add_argument`/`add_negatable_bool_argument` helpers; a flag made with
   `action=...BooleanOptionalAction` or `add_negatable_bool_argument` also gets its `--no-` form
   (vLLM/SGLang benchmarks, trtllm-serve, Dynamo);
-- `fields:Class`: the fields of dataclass `Class`, each as `--field-name` (vLLM's `EngineArgs`);
+- `fields:Class[,Class2...]`: the fields of the dataclasses, each as `--field-name` (vLLM's
+  `EngineArgs`, and `FrontendArgs` with its base `BaseFrontendArgs` for `--host`/`--port`);
 - `annotated-fields:Class`: the fields of `Class` annotated `A[T, "help", ...]` or
   `A[T, Arg(...), ...]` (SGLang's `ServerArgs`, whose flags are generated from them): the flag is
   `Arg(cli_name=...)` or `--field-name`, plus `Arg(aliases=[...])`; `Arg(no_cli=True)` and fields
@@ -46,8 +47,18 @@ import yaml
 
 # engine -> (repository, ((path, how), ...)); `how` as in the module docstring
 SOURCES = {
-    "vllm": ("vllm-project/vllm", (("vllm/engine/arg_utils.py", "fields:EngineArgs"),)),
-    "vllm-bench": ("vllm-project/vllm", (("vllm/benchmarks/serve.py", "argparse"),)),
+    "vllm": (
+        "vllm-project/vllm",
+        (
+            ("vllm/engine/arg_utils.py", "fields:EngineArgs"),
+            ("vllm/entrypoints/openai/cli_args.py", "fields:FrontendArgs,BaseFrontendArgs"),
+            ("vllm/entrypoints/openai/cli_args.py", "argparse"),
+        ),
+    ),
+    "vllm-bench": (
+        "vllm-project/vllm",
+        (("vllm/benchmarks/serve.py", "argparse"), ("vllm/benchmarks/datasets.py", "argparse")),
+    ),
     "sglang": (
         "sgl-project/sglang",
         (
@@ -214,10 +225,12 @@ def flags_in(source: str, how: str) -> set[str]:
         return _argparse_flags(ast.parse(source))
     if kind == "fields" and cls:
         found: set[str] = set()
-        for item in _class(ast.parse(source), cls).body:
-            if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name):
-                if not item.target.id.startswith("_"):
-                    found.add("--" + item.target.id.replace("_", "-"))
+        tree = ast.parse(source)
+        for name in cls.split(","):
+            for item in _class(tree, name).body:
+                if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name):
+                    if not item.target.id.startswith("_"):
+                        found.add("--" + item.target.id.replace("_", "-"))
         return found
     if kind == "annotated-fields" and cls:
         return _annotated_field_flags(ast.parse(source), cls)
