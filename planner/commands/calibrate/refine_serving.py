@@ -1,0 +1,164 @@
+"""Refine an engine profile, not replace it (`planner calibrate RUNS --engine PROFILE --fit NAMES`):
+refit only the named constants of an engine profile (planner.specs.engine ENGINE_FIELDS:
+layer_overhead_s, token_overhead_s, overlap) to a user's serving runs (a `planner-serving/1`
+file, or benchmark result files with their sidecar), from one run upwards, on top of the named
+profile (a shipped name or a profile YAML) and each run's cluster preset. Every other constant of
+the profile and every constant of the cluster stays exactly as their files have them.
+
+Each run is predicted exactly as `planner calibrate` assesses a serving set
+(planner.commands.calibrate.serving.predict_steady: the steady state at the run's concurrency,
+its layout pinned as the engine ran it), with the trial profile in place of the named one. The
+runs that assessment lists apart (maximum-throughput runs, speculative decoding, admission-limited
+runs) and runs with nothing that fits in HBM are not fitted, and the report says why.
+
+Which metric drives the fit: TPOT for every named constant, as the shipped profiles are fitted
+(planner.commands.calibrate.engines): a decode step is what an engine's fixed times and overlap
+set. TTFT joins the fit only when token_overhead_s is named: decode TPOT (a few tokens per chip)
+cannot tell the per-token time from the per-layer time, while a prefill pass holds thousands of
+tokens per chip. TTFT is not fitted otherwise because the steady state predicts it worst (queueing
+and scheduling it does not model: a median error near 60% over the shipped serving set), and the
+fit would chase that. Output tokens/s per GPU is shown before and after, never fitted.
+
+The machinery is the cluster refine's (planner.commands.calibrate.refine.solve): the robust loss
+of the log errors, Levenberg-Marquardt from the profile's own values, 4 significant digits. A
+named constant no prediction depends on (moved to either end of its range, every fitted
+prediction stays the same: the overlap on one-GPU runs) keeps the profile's value and a warning
+says so; fewer runs than constants fitted is underdetermined, and a warning says that too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from planner.commands.calibrate.refine import solve
+from planner.commands.calibrate.serving import ServingResidual, predict_steady
+from planner.config.serving_runs import ServingMeasurements, ServingRun
+from planner.errors import ConfigError
+from planner.specs.engine import ENGINE_FIELDS, ENGINES, EngineProfile
+
+FITTABLE = ENGINE_FIELDS  # the constants --fit may name with --engine
+SHOWN = ("ttft_s", "tpot_s", "output_tok_s_per_gpu")  # every steady run's metrics, before and after
+
+
+def fit_metrics(names: tuple[str, ...]) -> tuple[str, ...]:
+    """The metrics that drive the fit of `names` (the module docstring says why)."""
+    return ("tpot_s", "ttft_s") if "token_overhead_s" in names else ("tpot_s",)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServingRefinement:
+    profile: EngineProfile  # the named profile with the fitted constants refitted (rounded)
+    base: EngineProfile  # the named profile as loaded (a borrowed profile with its donor's constants)
+    start: dict[str, float]  # each named constant in effect before: the profile's, else the cluster's
+    fitted: tuple[str, ...]  # the named constants the runs identify, refitted
+    unidentified: tuple[str, ...]  # named, but no fitted prediction depends on them: the profile's value kept
+    kept: tuple[str, ...]  # the profile's other constants, as it has them
+    clusters: tuple[str, ...]  # the runs' clusters: every constant of each kept as its file has it
+    metrics: tuple[str, ...]  # the metrics fitted (fit_metrics)
+    before: tuple[ServingResidual, ...]  # the fitted runs with the named profile
+    after: tuple[ServingResidual, ...]  # and with the refined one
+    apart: tuple[tuple[ServingRun, str], ...]  # runs not fitted, with the reason
+    warnings: tuple[str, ...]  # a run of another engine than the profile's
+    underdetermined: bool  # fewer runs than constants fitted
+
+    def median_error(self, metric: str, rows: tuple[ServingResidual, ...] | None = None) -> float:
+        """Median |predicted / measured - 1| of `metric` over `rows` (default: after the fit)."""
+        rows = self.after if rows is None else rows
+        return float(np.median([abs(r.error(metric)) for r in rows]))
+
+
+def engine_family(text: str) -> str | None:
+    """The profile an engine's free-text name belongs to (vllm, sglang, trtllm), None if unknown."""
+    t = text.lower()
+    if "sglang" in t:
+        return "sglang"
+    if "tensorrt" in t or "trt" in t:
+        return "trtllm"
+    return "vllm" if "vllm" in t else None
+
+
+def refine_profile(
+    data: ServingMeasurements, base: EngineProfile, names: tuple[str, ...], name: str | None = None
+) -> ServingRefinement:
+    """Refit `names` of profile `base` to `data`'s steady runs, every other constant held; the
+    result is called `name` (default: `base`'s name + '-refined')."""
+    apart = [(r, _apart(r)) for r in data.runs if not r.steady]
+    runs = []
+    for run in (r for r in data.runs if r.steady):
+        predicted = predict_steady(run, base).predicted
+        if all(np.isfinite(v) and v > 0 for v in predicted.values()):
+            runs.append(run)
+        else:
+            apart.append((run, "nothing fits in HBM in the pinned layout"))
+    if not runs:
+        raise ConfigError(
+            "no serving run to refit a profile to: every run is listed apart ("
+            + "; ".join(sorted({why for _, why in apart}))
+            + ")",
+            file=data.file,
+            key="runs",
+            hint="give steady runs at a concurrency without speculative decoding (kind: steady, spec_decode: none)",
+        )
+    metrics = fit_metrics(names)
+    cluster = runs[0].cluster.calibration
+    start = {n: getattr(base, n) if getattr(base, n) is not None else getattr(cluster, n) for n in names}
+
+    def trial(constants) -> EngineProfile:
+        return replace(base, **{n: float(c) for n, c in zip(names, constants)})
+
+    def predictions(constants) -> np.ndarray:
+        profile = trial(constants)
+        return np.array([predict_steady(r, profile).predicted[m] for r in runs for m in metrics])
+
+    measured = np.array([getattr(r, m) for r in runs for m in metrics])
+    constants, unidentified = solve(predictions, measured, names, np.array([start[n] for n in names]))
+    fitted = tuple(n for n in names if n not in unidentified)
+    refined = replace(
+        base,
+        name=name or f"{base.name.removesuffix('-refined')}-refined",
+        source=(
+            f"{base.name} with {', '.join(fitted) or 'nothing'} refitted to {len(runs)} serving "
+            f"run{'s' * (len(runs) != 1)} of {data.file}; its other constants as {base.name} has them"
+        ),
+        borrowed_from=None,
+        **{n: float(c) for n, c in zip(names, constants) if n in fitted},
+    )
+    kept = tuple(n for n in ENGINE_FIELDS if n not in fitted and getattr(base, n) is not None)
+    return ServingRefinement(
+        profile=refined,
+        base=base,
+        start=start,
+        fitted=fitted,
+        unidentified=unidentified,
+        kept=kept,
+        clusters=tuple(dict.fromkeys(r.cluster.name for r in runs)),
+        metrics=metrics,
+        before=tuple(predict_steady(r, base) for r in runs),
+        after=tuple(predict_steady(r, refined) for r in runs),
+        apart=tuple(apart),
+        warnings=_other_engines(runs, base),
+        underdetermined=len(runs) < len(fitted),
+    )
+
+
+def _apart(run: ServingRun) -> str:
+    """Why a run is not fitted (the serving assessment lists the same runs apart)."""
+    if run.kind == "max_throughput":
+        return "maximum throughput (every request queued): no steady TTFT or TPOT to fit"
+    reasons = [f"speculative decoding ({run.spec_decode})"] if run.spec_decode != "none" else []
+    return "; ".join(reasons + ([run.admission_limited] if run.admission_limited else []))
+
+
+def _other_engines(runs: list[ServingRun], base: EngineProfile) -> tuple[str, ...]:
+    """A run whose engine is not the shipped profile's (a vllm profile refitted to SGLang runs)."""
+    out = []
+    for run in runs:
+        family = engine_family(run.engine)
+        if base.name in ENGINES and family is not None and family != base.name:
+            out.append(
+                f"run {run.name!r} (line {run.line}) was served by {run.engine}, not {base.name}: "
+                f"its figures are fitted into {base.name}'s profile all the same"
+            )
+    return tuple(out)
