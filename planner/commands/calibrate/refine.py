@@ -146,6 +146,14 @@ def solve(
     return constants, unidentified
 
 
+def bound_of(name: str, constant: float) -> str | None:
+    """'lower' or 'upper' where a fitted constant (rounded) lies at that end of the range `solve`
+    fits it in (a fixed time's lower end is a few times 1e-13 s: no fixed time), else None."""
+    kind = REFINABLE[name]
+    ends = _rounded(_constants(np.array(_BOUNDS[kind]), [kind, kind]), [kind, kind])
+    return next((e for e, end in zip(("lower", "upper"), ends) if math.isclose(constant, end, rel_tol=1e-9)), None)
+
+
 def _predicted(cluster: Cluster, points, found) -> tuple[Residual, ...]:
     out = []
     for m, cands in zip(points, found):

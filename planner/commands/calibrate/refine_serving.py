@@ -32,7 +32,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from planner.commands.calibrate.refine import solve
+from planner.commands.calibrate.refine import REFINABLE, bound_of, solve
 from planner.commands.calibrate.serving import ServingResidual, predict_steady
 from planner.config.serving_runs import ServingMeasurements, ServingRun
 from planner.errors import ConfigError
@@ -60,7 +60,7 @@ class ServingRefinement:
     before: tuple[ServingResidual, ...]  # the fitted runs with the named profile
     after: tuple[ServingResidual, ...]  # and with the refined one
     apart: tuple[tuple[ServingRun, str], ...]  # runs not fitted, with the reason
-    warnings: tuple[str, ...]  # a run of another engine than the profile's
+    warnings: tuple[str, ...]  # a fitted constant at the end of its range; a run of another engine
     underdetermined: bool  # fewer runs than constants fitted
 
     def median_error(self, metric: str, rows: tuple[ServingResidual, ...] | None = None) -> float:
@@ -115,6 +115,10 @@ def refine_profile(
     measured = np.array([getattr(r, m) for r in runs for m in metrics])
     constants, unidentified = solve(predictions, measured, names, np.array([start[n] for n in names]))
     fitted = tuple(n for n in names if n not in unidentified)
+    values = {n: float(c) for n, c in zip(names, constants) if n in fitted}
+    ends = {n: bound_of(n, v) for n, v in values.items()}
+    # a fixed time at the floor of its range is no fixed time
+    values.update({n: 0.0 for n, end in ends.items() if end == "lower" and REFINABLE[n] == "latency"})
     refined = replace(
         base,
         name=name or f"{base.name.removesuffix('-refined')}-refined",
@@ -123,7 +127,7 @@ def refine_profile(
             f"run{'s' * (len(runs) != 1)} of {data.file}; its other constants as {base.name} has them"
         ),
         borrowed_from=None,
-        **{n: float(c) for n, c in zip(names, constants) if n in fitted},
+        **values,
     )
     kept = tuple(n for n in ENGINE_FIELDS if n not in fitted and getattr(base, n) is not None)
     return ServingRefinement(
@@ -138,9 +142,18 @@ def refine_profile(
         before=tuple(predict_steady(r, base) for r in runs),
         after=tuple(predict_steady(r, refined) for r in runs),
         apart=tuple(apart),
-        warnings=_other_engines(runs, base),
+        warnings=tuple(_at_end(n, end, values[n]) for n, end in ends.items() if end) + _other_engines(runs, base),
         underdetermined=len(runs) < len(fitted),
     )
+
+
+def _at_end(name: str, end: str, value: float) -> str:
+    if value == 0.0:
+        return (
+            f"{name} is at the floor of its range, 0: the runs are faster than the profile predicts "
+            "with no such fixed time (see the residuals)"
+        )
+    return f"{name} is at the {end} end of its range ({value:g}): the runs ask for more (see the residuals)"
 
 
 def _apart(run: ServingRun) -> str:
