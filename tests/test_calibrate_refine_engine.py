@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from planner.commands.calibrate.refine_serving import Constants
 from planner.commands.calibrate.serving import predict_steady
 from planner.config import load_cluster
 from planner.config.engines import load_engine
@@ -41,14 +42,19 @@ def _write(path: Path, shapes, figures) -> Path:
     return path
 
 
-def _runs(tmp_path: Path, shapes=SHAPES, **truth) -> Path:
-    """Runs as the steady state predicts them with vllm's profile, `truth` in place of its constants."""
+def _runs(tmp_path: Path, shapes=SHAPES, chip=None, **truth) -> Path:
+    """Runs as the steady state predicts them with vllm's profile, `truth` in place of its constants
+    (and `chip` in place of h100-sxm's)."""
     path = tmp_path / "runs.yaml"
     placeholder = load_serving_measurements(str(_write(path, shapes, [(1.0, 1.0, 1.0)] * len(shapes))))
-    profile = dataclasses.replace(load_engine("vllm"), **truth)
+    h100 = load_cluster("h100-sxm").calibration
+    constants = Constants(
+        profile=dataclasses.replace(load_engine("vllm"), **truth),
+        calibration=dataclasses.replace(h100, **chip) if chip else None,
+    )
     figures = []
     for run in placeholder.runs:
-        p = predict_steady(run, profile).predicted
+        p = predict_steady(run, constants).predicted
         figures.append((p["ttft_s"], p["tpot_s"], p["output_tok_s_per_gpu"]))
     return _write(path, shapes, figures)
 
@@ -162,11 +168,10 @@ def test_benchmark_results_refine_a_profile(planner):
     ("args", "expected"),
     [
         (("--fit", "layer_overhead"), "did you mean 'layer_overhead_s'?"),
-        (("--fit", "matmul_efficiency"), "'matmul_efficiency' is a chip constant of the cluster"),
-        (("--fit", "layer_overhead_s,kernel_overhead_s"), "'kernel_overhead_s' is a chip constant"),
+        (("--fit", "layer_overhead_s,hbm_efficiency", "-o", "x.yaml"), "hbm_efficiency is a chip constant"),
+        (("--fit", "layer_overhead_s", "--engine", "vllm", "--cluster", "h200-sxm"), "other hardware than h200-sxm"),
         (("--fit", "layer_overhead_s,layer_overhead_s"), "named twice"),
         (("--fit", "layer_overhead_s", "--engine", "nope"), "unknown engine 'nope'"),
-        (("--fit", "layer_overhead_s", "--engine", "vllm", "--cluster", "h200-sxm"), "line 4 ran on h100-sxm"),
         (("--engine", "vllm"), "--engine: calibrate takes a profile only to refine it"),
     ],
 )
@@ -195,3 +200,47 @@ def test_no_steady_run_exits_2_naming_the_file(planner, tmp_path):
     assert run.code == 2
     assert f"{path}: runs: no serving run to refit a profile to" in run.err and "speculative decoding (mtp)" in run.err
     assert "hint:" in run.err
+
+
+PRESET = ROOT / "configs" / "clusters" / "h100-sxm.yaml"
+
+
+def test_a_chip_constant_refits_the_cluster_keeping_every_other_line(planner, tmp_path):
+    """hbm_efficiency from TPOT: -o writes h100-sxm's file with only that line (and a comment)
+    changed; the profile is the shipped one, untouched."""
+    runs = _runs(tmp_path, chip={"hbm_efficiency": 0.75})
+    out = tmp_path / "my-h100.yaml"
+    run = planner("calibrate", runs, "--engine", "vllm", "--fit", "hbm_efficiency", "-o", out, "--format", "json")
+    assert run.code == 0, run.err
+    report = json.loads(run.out)
+    fitted = report["constants"]["hbm_efficiency"]["after"]
+    assert fitted == pytest.approx(0.75, rel=1e-3) and report["constants"]["hbm_efficiency"]["before"] == 0.8528
+    assert "levels.nvlink" in report["kept_cluster"] and "matmul_efficiency" in report["kept_cluster"]
+    old, new = PRESET.read_text().splitlines(), out.read_text().splitlines()
+    assert [line for line in old if line not in new] == ["  hbm_efficiency: 0.8528"]
+    added = [line for line in new if line not in old]
+    assert (
+        added[0].lstrip().startswith("# Refined by `planner calibrate") and added[1] == f"  hbm_efficiency: {fitted:g}"
+    )
+    preset = load_cluster("h100-sxm")
+    assert load_cluster(str(out)).calibration == dataclasses.replace(preset.calibration, hbm_efficiency=fitted)
+    assert load_cluster(str(out)).moe_kernels == preset.moe_kernels
+
+
+def test_the_refined_cluster_then_carries_a_profile_refit(planner, tmp_path):
+    """Two steps: the chip constant into a cluster file, then the profile's on top of that file."""
+    runs = _runs(tmp_path, chip={"hbm_efficiency": 0.75}, layer_overhead_s=TRUTH)
+    mine = tmp_path / "my-h100.yaml"
+    both = planner(
+        "calibrate", runs, "--engine", "vllm", "--fit", "hbm_efficiency,layer_overhead_s", "--format", "json"
+    )
+    assert both.code == 0, both.err  # both at once, without -o: one joint fit
+    constants = json.loads(both.out)["constants"]
+    assert constants["hbm_efficiency"]["after"] == pytest.approx(0.75, rel=2e-3)
+    assert constants["layer_overhead_s"]["after"] == pytest.approx(TRUTH, rel=2e-2)
+    mine.write_text(PRESET.read_text().replace("hbm_efficiency: 0.8528", "hbm_efficiency: 0.75"))
+    run = planner(
+        "calibrate", runs, "--cluster", mine, "--engine", "vllm", "--fit", "layer_overhead_s", "--format", "json"
+    )
+    assert run.code == 0, run.err
+    assert json.loads(run.out)["constants"]["layer_overhead_s"]["after"] == pytest.approx(TRUTH, rel=1e-3)

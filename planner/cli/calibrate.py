@@ -284,45 +284,62 @@ def _refine_profile(
     bench: bool,
 ) -> None:
     """`--engine PROFILE --fit NAMES` on serving runs or benchmark results: refit only the named
-    constants of the profile (planner.commands.calibrate.refine_serving); every other constant of
-    the profile and of the runs' clusters kept as their files have them; -o writes the profile."""
-    from planner.commands.calibrate.refine import REFINABLE
-    from planner.commands.calibrate.refine_serving import FITTABLE, refine_profile
+    constants of the profile (and chip constants of the cluster, if named;
+    planner.commands.calibrate.refine_serving); every other constant of both kept as their files
+    have them; -o writes the refined profile (or, for chip constants, the refined cluster)."""
+    from planner.commands.calibrate.refine_serving import CHIP, FITTABLE, refine_profile, same_hardware
+    from planner.config import load_cluster
     from planner.config.bench_results import load_bench_results
     from planner.config.engines import engine_names, load_engine
     from planner.config.presets import locate as _locate
     from planner.config.serving_runs import load_serving_measurements
     from planner.errors import did_you_mean
-    from planner.render.calibrate_refine_serving import profile_yaml, report_json, report_text, scalar_texts
+    from planner.render.calibrate_refine_serving import (
+        cluster_yaml,
+        profile_yaml,
+        report_json,
+        report_text,
+        scalar_texts,
+    )
+    from planner.specs.engine import ENGINE_FIELDS
 
     what = "benchmark results" if bench else "a serving-runs file"
     for name in names:
-        if name in REFINABLE and name not in FITTABLE:
-            raise UsageError(
-                f"--fit: {name!r} is a chip constant of the cluster; from {what} calibrate refits engine-profile "
-                f"constants ({', '.join(FITTABLE)})\n  hint: refit {name} from kernel or static-batch points: "
-                f"planner calibrate POINTS --cluster NAME --fit {name}"
-            )
         if name not in FITTABLE:
             hint = did_you_mean(name, FITTABLE) or f"one of {', '.join(FITTABLE)}"
-            raise UsageError(f"--fit: {name!r} is not an engine-profile constant calibrate can refit\n  hint: {hint}")
+            raise UsageError(f"--fit: {name!r} is not a constant calibrate can refit\n  hint: {hint}")
+    chip = [n for n in names if n in CHIP]
+    if chip and len(chip) < len(names) and output is not None:
+        raise UsageError(
+            f"--fit: {', '.join(chip)} {'is a chip constant' if len(chip) == 1 else 'are chip constants'} of the "
+            "cluster and the others the engine profile's; -o writes one file\n  hint: refit the chip constants "
+            "first (-o my-cluster.yaml), then the profile's with --cluster my-cluster.yaml"
+        )
     if engine is None:
         raise UsageError(
-            f"--engine is required with --fit on {what}: the profile whose constants are refitted\n"
-            f"  hint: --engine {' | '.join(n for n in engine_names() if n != 'static-batch')} (the engine that ran them), "
-            "or a profile YAML"
+            f"--engine is required with --fit on {what}: the profile the runs are predicted with (and whose "
+            f"constants {', '.join(ENGINE_FIELDS)} are refitted)\n"
+            f"  hint: --engine {' | '.join(n for n in engine_names() if n != 'static-batch')} (the engine that "
+            "ran them), or a profile YAML"
         )
     data = (load_bench_results if bench else load_serving_measurements)(measurements)
+    given = None
     if cluster is not None:
-        other = next((r for r in data.runs if r.cluster.name != cluster), None)
+        given = load_cluster(cluster)
+        other = next((r for r in data.runs if not same_hardware(r.cluster, given)), None)
         if other is not None:
             raise UsageError(
-                f"--cluster {cluster}: {data.file} line {other.line} ran on {other.cluster.name}; the runs name "
-                "their cluster, whose constants are kept as its file has them\n"
-                f"  hint: pass --cluster {other.cluster.name}, or leave --cluster out"
+                f"--cluster {cluster}: {data.file} line {other.line} ran on {other.cluster.name}, other hardware "
+                f"than {given.name}\n  hint: pass --cluster {other.cluster.name}, a cluster file of that hardware "
+                "(e.g. one calibrate wrote with -o), or leave --cluster out"
             )
+    elif chip and len({r.cluster.name for r in data.runs if r.steady}) > 1:
+        raise UsageError(
+            f"--fit {', '.join(chip)}: the runs of {data.file} ran on several clusters; a chip constant is one "
+            "cluster's\n  hint: pass --cluster NAME and runs of that cluster only"
+        )
     base = load_engine(engine)
-    result = refine_profile(data, base, names)
+    result = refine_profile(data, base, names, given)
     command = (
         f"planner calibrate {measurements}"
         + (f" --cluster {cluster}" if cluster else "")
@@ -331,31 +348,35 @@ def _refine_profile(
     )
     for name in result.unidentified:
         typer.echo(
-            f"warning: the runs cannot identify {name} (no fitted prediction depends on it); it keeps "
-            f"{base.name}'s value",
+            f"warning: the runs cannot identify {name} (no fitted prediction depends on it); it keeps its value",
             err=True,
         )
     if result.underdetermined:
         typer.echo(
             f"warning: {len(result.after)} run(s) for {len(result.fitted)} constants: the fit is underdetermined "
-            f"(the constants move from {base.name}'s values only as far as the runs need)",
+            "(the constants move from their values only as far as the runs need)",
             err=True,
         )
     for warning in result.warnings:
         typer.echo(f"warning: {warning}", err=True)
     kept = ", ".join(result.kept) or "none"
     typer.echo(
-        f"kept as {base.name} has them: {kept}; every constant of {', '.join(result.clusters)} as its file has it",
+        f"kept as {base.name} has them: {kept}; "
+        + (
+            f"of {result.cluster.name}, as its file has them: {', '.join(result.kept_cluster)}"
+            if result.cluster is not None
+            else f"every constant of {', '.join(result.clusters)} as its file has it"
+        ),
         err=True,
     )
-    if output is not None:
-        source = _locate("engines", engine)
-        texts = (
-            scalar_texts(_locate("engines", base.borrowed_from).read_text(encoding="utf-8"))
-            if base.borrowed_from
-            else {}
-        )
-        texts.update(scalar_texts(source.read_text(encoding="utf-8")))
+    if output is not None and chip:
+        source = _locate("clusters", cluster or result.clusters[0])
+        emit(cluster_yaml(source.read_text(encoding="utf-8"), result, command), output)
+    elif output is not None:
+        texts = {}
+        if base.borrowed_from:
+            texts = scalar_texts(_locate("engines", base.borrowed_from).read_text(encoding="utf-8"))
+        texts.update(scalar_texts(_locate("engines", engine).read_text(encoding="utf-8")))
         emit(profile_yaml(result, texts, command, str(output)), output)
     typer.echo((report_json if fmt == "json" else report_text)(data, result, names), nl=False)
 

@@ -27,6 +27,8 @@ def _kept_line(r) -> str:
     profile = (
         f"{', '.join(r.kept)} as {r.base.name} has them{rule}" if r.kept else f"no other constant of {r.base.name}"
     )
+    if r.cluster is not None:
+        return f"kept: {profile}; of {r.cluster.name}, {', '.join(r.kept_cluster)} as its file has them"
     unset = [n for n in ENGINE_FIELDS if n not in r.fitted and n not in r.kept]
     cluster = f"every constant of {', '.join(r.clusters)} (its cluster file{'s' * (len(r.clusters) != 1)})"
     if unset:
@@ -36,16 +38,24 @@ def _kept_line(r) -> str:
     return f"kept: {profile}; {cluster}"
 
 
+def _medians(r) -> str:
+    return ", ".join(
+        f"{_LABEL[m]} {100 * r.median_error(m, r.before):.1f}% -> {100 * r.median_error(m):.1f}%" for m in r.metrics
+    )
+
+
 def report_text(data, r, names: tuple[str, ...]) -> str:
     n = len(r.after)
     fitted_on = " and ".join(_LABEL[m] for m in r.metrics)
     lines = [
-        f"{data.file}: {n} serving run{'s' * (n != 1)} fitted; profile {r.base.name} -> {r.profile.name}: "
-        f"refitted {', '.join(r.fitted) or 'nothing'} on {fitted_on}, every other constant kept.",
+        f"{data.file}: {n} serving run{'s' * (n != 1)} fitted; engine profile {r.base.name}"
+        + (f" -> {r.profile.name}" if r.profile is not r.base else "")
+        + (f", cluster {r.cluster.name}" if r.cluster is not None else "")
+        + f": refitted {', '.join(r.fitted) or 'nothing'} on {fitted_on}, every other constant kept.",
     ]
     for name in names:
         state = "refitted" if name in r.fitted else "not identified, kept"
-        lines.append(f"  {name}: {_g(r.start[name])} -> {_g(getattr(r.profile, name))} ({state})")
+        lines.append(f"  {name}: {_g(r.constant(name, after=False))} -> {_g(r.constant(name))} ({state})")
     lines.append(_kept_line(r))
     for run, why in r.apart:
         lines.append(f"not fitted: {run.name} (line {run.line}): {why}")
@@ -84,7 +94,8 @@ def report_json(data, r, names: tuple[str, ...]) -> str:
         "kept": list(r.kept),
         "underdetermined": r.underdetermined,
         "warnings": list(r.warnings),
-        "constants": {name: {"before": r.start[name], "after": getattr(r.profile, name)} for name in names},
+        "constants": {name: {"before": r.constant(name, after=False), "after": r.constant(name)} for name in names},
+        "kept_cluster": list(r.kept_cluster),
         "median_error": {
             m: {"before": round(r.median_error(m, r.before), 6), "after": round(r.median_error(m), 6)}
             for m, _ in METRICS
@@ -122,9 +133,7 @@ def profile_yaml(r, texts: dict[str, str], command: str, used_as: str) -> str:
     constant the profile sets written as `texts` (its file's, or its donor's) has it."""
     n = len(r.after)
     fitted_on = " and ".join(_LABEL[m] for m in r.metrics)
-    medians = ", ".join(
-        f"{_LABEL[m]} {100 * r.median_error(m, r.before):.1f}% -> {100 * r.median_error(m):.1f}%" for m in r.metrics
-    )
+    medians = _medians(r)
     header = [
         f"Refined by `{command}`:",
         f"{', '.join(r.fitted) or 'nothing'} refitted on {fitted_on} to {n} serving run{'s' * (n != 1)} "
@@ -141,3 +150,14 @@ def profile_yaml(r, texts: dict[str, str], command: str, used_as: str) -> str:
             continue
         lines.append(f"{name}: {_g(value) if name in r.fitted else texts.get(name, repr(value))}")
     return "\n".join(lines) + "\n"
+
+
+def cluster_yaml(text: str, r, command: str) -> str:
+    """The cluster file `text` with the refitted chip constants' lines changed and a comment saying
+    what was refitted and kept (planner.render.calibrate_refine.with_refitted)."""
+    from planner.render.calibrate_refine import with_refitted
+
+    n = len(r.after)
+    fitted_on = " and ".join(_LABEL[m] for m in r.metrics)
+    to = f"{fitted_on} of {n} serving run{'s' * (n != 1)} with engine profile {r.base.name} (median |error| {_medians(r)})"
+    return with_refitted(text, r.cluster.calibration, r.fitted, r.kept_cluster, to, command)

@@ -123,7 +123,9 @@ def _layout(run: ServingRun, pool: Pool) -> dict:
 
 
 def _pools(run: ServingRun, pool: Pool, batches: tuple[int, ...], layout: dict | None = None, profile=None):
-    """The run's pools at `batches` with `profile`'s constants (None: the cluster file's)."""
+    """The run's pools at `batches` with `profile`'s constants (None: the cluster file's). A
+    profile is anything with `apply(cluster) -> cluster`: an EngineProfile, or the constants a
+    refine tries (planner.commands.calibrate.refine_serving.Constants)."""
     pinned = None if layout is None else tuple(sorted(layout.items()))
     # everything _plan reads: two files' runs of one name and line are not one plan
     key = (
