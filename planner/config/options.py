@@ -532,7 +532,7 @@ OPTIONS: tuple[Option, ...] = (
         "Refine, not replace: refit only these calibration constants of --cluster to a points "
         "file (from one point up), keeping every other constant of the cluster as it is "
         "(e.g. --fit layer_overhead_s); with --engine PROFILE on serving runs or benchmark results, "
-        "refit that profile's constants (layer_overhead_s, token_overhead_s, overlap) instead.",
+        "refit that profile's constants (layer_overhead_s, token_overhead_s, overlap) and any chip constant named.",
         commands=frozenset({"calibrate"}),
     ),
     # output
