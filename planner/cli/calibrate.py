@@ -33,7 +33,8 @@ def calibrate(
       planner calibrate configs/measurements/pope2022-tpu-v4.yaml \\
           --cluster tpu-v4 -o my-tpu-v4.yaml
       planner calibrate vllm-result.json   # reads vllm-result.json.planner.yaml
-      planner calibrate my-runs.yaml --engine vllm --fit layer_overhead_s -o my-vllm.yaml
+      planner calibrate my-runs.yaml --engine vllm \\
+          --fit layer_overhead_s -o my-vllm.yaml
     """
     from planner.commands.calibrate import assess as checks
     from planner.commands.calibrate import fit as cal
