@@ -130,4 +130,5 @@ def test_fit_with_benchmark_results_says_what_it_needs(planner):
         "--fit",
         "layer_overhead_s",
     )
-    assert run.code == 2 and "points file" in run.err
+    # benchmark results refine an engine profile (tests/test_calibrate_refine_engine.py): which one
+    assert run.code == 2 and "--engine is required with --fit on benchmark results" in run.err

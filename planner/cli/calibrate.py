@@ -19,6 +19,7 @@ def calibrate(
     cluster: str | None = param("cluster", "calibrate"),
     bandwidth_model: str | None = param("bandwidth_model", "calibrate"),
     fit: str | None = param("fit", "calibrate"),
+    engine: str | None = param("engine", "calibrate"),
     fmt: str = param("format", "calibrate"),
     output: Path | None = param("output", "calibrate"),
     report: Path | None = param("report", "calibrate"),
@@ -32,6 +33,8 @@ def calibrate(
       planner calibrate configs/measurements/pope2022-tpu-v4.yaml \\
           --cluster tpu-v4 -o my-tpu-v4.yaml
       planner calibrate vllm-result.json   # reads vllm-result.json.planner.yaml
+      planner calibrate my-runs.yaml --engine vllm \\
+          --fit layer_overhead_s -o my-vllm.yaml
     """
     from planner.commands.calibrate import assess as checks
     from planner.commands.calibrate import fit as cal
@@ -59,8 +62,13 @@ def calibrate(
             raise UsageError(
                 "--fit refines a cluster's constants: --bandwidth-model, --report and --other-models do not apply"
             )
-        _refine(measurements, cluster, fit, output, fmt)
+        _refine(measurements, cluster, fit, output, fmt, engine)
         return
+    if engine is not None:
+        raise UsageError(
+            "--engine: calibrate takes a profile only to refine it, with --fit NAMES on serving runs\n"
+            "  hint: planner calibrate RUNS --engine vllm --fit layer_overhead_s -o my-vllm.yaml"
+        )
     from planner.config.bench_results import is_bench_file, is_result_file
 
     if is_result_file(measurements) or is_bench_file(measurements):
@@ -211,12 +219,17 @@ def _calibrate_moe(measurements: str, cluster: str | None, output: Path | None) 
         )
 
 
-def _refine(measurements: str, cluster: str | None, names_text: str, output: Path | None, fmt: str) -> None:
+def _refine(
+    measurements: str, cluster: str | None, names_text: str, output: Path | None, fmt: str, engine: str | None
+) -> None:
     """`--fit NAMES`: refit only the named constants of --cluster to a points file
-    (planner.commands.calibrate.refine); every other constant kept as the cluster file has it."""
+    (planner.commands.calibrate.refine); every other constant kept as the cluster file has it.
+    Serving runs or benchmark results refine an engine profile instead (`_refine_profile`)."""
     from planner.commands.calibrate.refine import REFINABLE, refine
+    from planner.config.bench_results import is_bench_file, is_result_file
     from planner.config.flagtext import word_list
     from planner.config.measurements import load_measurements
+    from planner.config.serving_runs import is_serving_file
     from planner.errors import did_you_mean
     from planner.render.calibrate_refine import refined_yaml, report_json, report_text
 
@@ -225,19 +238,22 @@ def _refine(measurements: str, cluster: str | None, names_text: str, output: Pat
     names = word_list(names_text) or ()
     if not names:
         raise UsageError(f"--fit: name at least one constant ({', '.join(REFINABLE)})")
+    if len(set(names)) != len(names):
+        raise UsageError("--fit: a constant is named twice")
+    bench = is_result_file(measurements) or is_bench_file(measurements)
+    if bench or is_serving_file(measurements):
+        _refine_profile(measurements, cluster, names, output, fmt, engine, bench)
+        return
+    if engine is not None:
+        raise UsageError(
+            f"--engine: {measurements} is a points file, whose --fit refits the cluster's constants; an engine "
+            "profile is refitted from serving runs (a planner-serving/1 file or benchmark results)\n"
+            "  hint: drop --engine, or see docs/calibration.md, 'Refining an engine profile'"
+        )
     for name in names:
         if name not in REFINABLE:
             hint = did_you_mean(name, REFINABLE) or f"one of {', '.join(REFINABLE)}"
             raise UsageError(f"--fit: {name!r} is not a constant calibrate can refit\n  hint: {hint}")
-    if len(set(names)) != len(names):
-        raise UsageError("--fit: a constant is named twice")
-    from planner.config.bench_results import is_bench_file, is_result_file
-
-    if is_result_file(measurements) or is_bench_file(measurements):
-        raise UsageError(
-            "--fit refits constants to a points file (model, phase, chips, batch, layout, latency); "
-            "benchmark results are read without --fit\n  hint: see docs/serving-loop.md, step 4"
-        )
     data = load_measurements(measurements)
     base, cluster_file, cluster_arg = _cluster(cluster, data)
     result = refine(base, data.points, names)
@@ -256,6 +272,113 @@ def _refine(measurements: str, cluster: str | None, names_text: str, output: Pat
     typer.echo(f"kept as {base.name} has them: {', '.join(result.kept)}", err=True)
     if output is not None:
         emit(refined_yaml(cluster_file.read_text(encoding="utf-8"), result, command), output)
+    typer.echo((report_json if fmt == "json" else report_text)(data, result, names), nl=False)
+
+
+def _refine_profile(
+    measurements: str,
+    cluster: str | None,
+    names: tuple[str, ...],
+    output: Path | None,
+    fmt: str,
+    engine: str | None,
+    bench: bool,
+) -> None:
+    """`--engine PROFILE --fit NAMES` on serving runs or benchmark results: refit only the named
+    constants of the profile (and chip constants of the cluster, if named;
+    planner.commands.calibrate.refine_serving); every other constant of both kept as their files
+    have them; -o writes the refined profile (or, for chip constants, the refined cluster)."""
+    from planner.commands.calibrate.refine_serving import CHIP, FITTABLE, refine_profile, same_hardware
+    from planner.config import load_cluster
+    from planner.config.bench_results import load_bench_results
+    from planner.config.engines import engine_names, load_engine
+    from planner.config.presets import locate as _locate
+    from planner.config.serving_runs import load_serving_measurements
+    from planner.errors import did_you_mean
+    from planner.render.calibrate_refine_serving import (
+        cluster_yaml,
+        profile_yaml,
+        report_json,
+        report_text,
+        scalar_texts,
+    )
+    from planner.specs.engine import ENGINE_FIELDS
+
+    what = "benchmark results" if bench else "a serving-runs file"
+    for name in names:
+        if name not in FITTABLE:
+            hint = did_you_mean(name, FITTABLE) or f"one of {', '.join(FITTABLE)}"
+            raise UsageError(f"--fit: {name!r} is not a constant calibrate can refit\n  hint: {hint}")
+    chip = [n for n in names if n in CHIP]
+    if chip and len(chip) < len(names) and output is not None:
+        raise UsageError(
+            f"--fit: {', '.join(chip)} {'is a chip constant' if len(chip) == 1 else 'are chip constants'} of the "
+            "cluster and the others the engine profile's; -o writes one file\n  hint: refit the chip constants "
+            "first (-o my-cluster.yaml), then the profile's with --cluster my-cluster.yaml"
+        )
+    if engine is None:
+        raise UsageError(
+            f"--engine is required with --fit on {what}: the profile the runs are predicted with (and whose "
+            f"constants {', '.join(ENGINE_FIELDS)} are refitted)\n"
+            f"  hint: --engine {' | '.join(n for n in engine_names() if n != 'static-batch')} (the engine that "
+            "ran them), or a profile YAML"
+        )
+    data = (load_bench_results if bench else load_serving_measurements)(measurements)
+    given = None
+    if cluster is not None:
+        given = load_cluster(cluster)
+        other = next((r for r in data.runs if not same_hardware(r.cluster, given)), None)
+        if other is not None:
+            raise UsageError(
+                f"--cluster {cluster}: {data.file} line {other.line} ran on {other.cluster.name}, other hardware "
+                f"than {given.name}\n  hint: pass --cluster {other.cluster.name}, a cluster file of that hardware "
+                "(e.g. one calibrate wrote with -o), or leave --cluster out"
+            )
+    elif chip and len({r.cluster.name for r in data.runs if r.steady}) > 1:
+        raise UsageError(
+            f"--fit {', '.join(chip)}: the runs of {data.file} ran on several clusters; a chip constant is one "
+            "cluster's\n  hint: pass --cluster NAME and runs of that cluster only"
+        )
+    base = load_engine(engine)
+    result = refine_profile(data, base, names, given)
+    command = (
+        f"planner calibrate {measurements}"
+        + (f" --cluster {cluster}" if cluster else "")
+        + f" --engine {engine} --fit {','.join(names)}"
+        + (f" -o {output}" if output is not None else "")
+    )
+    for name in result.unidentified:
+        typer.echo(
+            f"warning: the runs cannot identify {name} (no fitted prediction depends on it); it keeps its value",
+            err=True,
+        )
+    if result.underdetermined:
+        typer.echo(
+            f"warning: {len(result.after)} run(s) for {len(result.fitted)} constants: the fit is underdetermined "
+            "(the constants move from their values only as far as the runs need)",
+            err=True,
+        )
+    for warning in result.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    kept = ", ".join(result.kept) or "none"
+    typer.echo(
+        f"kept as {base.name} has them: {kept}; "
+        + (
+            f"of {result.cluster.name}, as its file has them: {', '.join(result.kept_cluster)}"
+            if result.cluster is not None
+            else f"every constant of {', '.join(result.clusters)} as its file has it"
+        ),
+        err=True,
+    )
+    if output is not None and chip:
+        source = _locate("clusters", cluster or result.clusters[0])
+        emit(cluster_yaml(source.read_text(encoding="utf-8"), result, command), output)
+    elif output is not None:
+        texts = {}
+        if base.borrowed_from:
+            texts = scalar_texts(_locate("engines", base.borrowed_from).read_text(encoding="utf-8"))
+        texts.update(scalar_texts(_locate("engines", engine).read_text(encoding="utf-8")))
+        emit(profile_yaml(result, texts, command, str(output)), output)
     typer.echo((report_json if fmt == "json" else report_text)(data, result, names), nl=False)
 
 

@@ -309,6 +309,14 @@ OPTIONS: tuple[Option, ...] = (
         "[default: sglang on a GPU with fitted or borrowed constants; static-batch on a TPU or with ideal "
         "constants].",
         complete="engines",
+        commands=PLANNING | {"calibrate"},
+        per_command={
+            "calibrate": {
+                "help": "With --fit on serving runs or benchmark results: the engine profile (a name in "
+                "configs/engines/ or a path) whose named constants are refitted, every other constant kept; "
+                "-o writes the refined profile for --engine."
+            }
+        },
     ),
     _plan(
         "stages",
@@ -523,7 +531,8 @@ OPTIONS: tuple[Option, ...] = (
         "NAME[,NAME...]",
         "Refine, not replace: refit only these calibration constants of --cluster to a points "
         "file (from one point up), keeping every other constant of the cluster as it is "
-        "(e.g. --fit layer_overhead_s).",
+        "(e.g. --fit layer_overhead_s); with --engine PROFILE on serving runs or benchmark results, "
+        "refit that profile's constants (layer_overhead_s, token_overhead_s, overlap) and any chip constant named.",
         commands=frozenset({"calibrate"}),
     ),
     # output
@@ -545,8 +554,8 @@ OPTIONS: tuple[Option, ...] = (
         commands=PLANNING | {"models", "calibrate"},
         per_command={
             "calibrate": {
-                "help": "Write the calibrated cluster YAML to FILE (atomically); the residual report "
-                "still goes to stdout in --format."
+                "help": "Write the calibrated cluster YAML to FILE (atomically; with --engine and --fit, "
+                "the refined engine profile); the residual report still goes to stdout in --format."
             }
         },
     ),

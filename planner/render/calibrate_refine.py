@@ -70,6 +70,19 @@ def report_json(data, r, names: tuple[str, ...]) -> str:
 def refined_yaml(text: str, r, command: str) -> str:
     """`text` (the cluster YAML) with the refitted constants' lines changed and a comment saying
     what was refitted and what kept; every other line is kept byte for byte."""
+    return with_refitted(
+        text,
+        r.cluster.calibration,
+        r.fitted,
+        r.kept,
+        f"{len(r.residuals)} point(s) (median |error| {100 * r.median_error:.1f}%)",
+        command,
+    )
+
+
+def with_refitted(text: str, calibration, fitted: tuple[str, ...], kept: tuple[str, ...], to: str, command: str) -> str:
+    """`text` (a cluster YAML) with `fitted` constants' lines set to `calibration`'s values and a
+    comment saying they were refitted `to` what, and what was kept; every other line byte for byte."""
     lines = text.splitlines(keepends=True)
     if lines and not lines[-1].endswith("\n"):
         lines[-1] += "\n"
@@ -77,10 +90,10 @@ def refined_yaml(text: str, r, command: str) -> str:
     block = next((v for k, v in root.value if k.value == "calibration"), None)
     key = next((k for k, _ in root.value if k.value == "calibration"), None)
     note = [
-        f"  # Refined by `{command}`: {', '.join(r.fitted)} refitted to {len(r.residuals)} point(s) "
-        f"(median |error| {100 * r.median_error:.1f}%); every other constant kept as it was: {', '.join(r.kept)}.\n"
+        f"  # Refined by `{command}`: {', '.join(fitted)} refitted to {to}; every other constant kept as it "
+        f"was: {', '.join(kept)}.\n"
     ]
-    values = {name: f"{getattr(r.cluster.calibration, name):g}" for name in r.fitted}
+    values = {name: f"{getattr(calibration, name):g}" for name in fitted}
     if block is None:
         at = next((k.start_mark.line for k, _ in root.value if k.value == "source"), len(lines))
         lines[at:at] = ["calibration:\n", *note, *(f"  {n}: {v}\n" for n, v in values.items())]

@@ -81,15 +81,10 @@ def value(calibration: Calibration, name: str) -> float:
 def refine(cluster: Cluster, points: tuple[Measurement, ...], names: tuple[str, ...]) -> Refinement:
     """Refit `names` of `cluster`'s calibration to `points`, every other constant held."""
     base = cluster.calibration
-    kinds = [REFINABLE[n] for n in names]
     found = [[ev.candidate for ev in allowed(cluster, m)] for m in points]
-    measured = np.log([m.latency_s for m in points])
-
-    def calibrated(constants) -> Cluster:
-        return replace(cluster, calibration=replace(base, **{n: float(c) for n, c in zip(names, constants)}))
 
     def latencies(constants) -> np.ndarray:
-        c = calibrated(constants)
+        c = replace(cluster, calibration=replace(base, **{n: float(v) for n, v in zip(names, constants)}))
         return np.array(
             [
                 min(float(evaluate(m.model, c, m.workload, cand, np.array([m.batch])).latency_s[0]) for cand in cands)
@@ -97,30 +92,9 @@ def refine(cluster: Cluster, points: tuple[Measurement, ...], names: tuple[str, 
             ]
         )
 
-    def residual(u: np.ndarray) -> np.ndarray:
-        if u.ndim == 2:
-            return np.stack([residual(u[:, j]) for j in range(u.shape[1])], axis=1)
-        r = np.log(latencies(_constants(u, kinds))) - measured
-        return np.sign(r) * np.sqrt(robust_loss(r))
-
     start = np.array([value(base, n) for n in names])
-    lower = np.array([_BOUNDS[k][0] for k in kinds])
-    upper = np.array([_BOUNDS[k][1] for k in kinds])
-    unidentified = _unidentified(latencies, start, kinds, names)
+    constants, unidentified = solve(latencies, np.array([m.latency_s for m in points]), names, start)
     free = [i for i, n in enumerate(names) if n not in unidentified]
-    constants = start.copy()
-    if free:
-        sub = [kinds[i] for i in free]
-
-        def sub_residual(v: np.ndarray) -> np.ndarray:
-            u = np.repeat(_unconstrained(start, kinds)[:, None], 1 if v.ndim == 1 else v.shape[1], axis=1)
-            u[free] = v if v.ndim == 2 else v[:, None]
-            return residual(u if v.ndim == 2 else u[:, 0])
-
-        v, _ = levenberg_marquardt(
-            sub_residual, np.clip(_unconstrained(start[free], sub), lower[free], upper[free]), lower[free], upper[free]
-        )
-        constants[free] = _rounded(_constants(v, sub), sub)
     # the unidentified keep the cluster's value exactly as set (an unset one stays unset)
     refined = replace(cluster, calibration=replace(base, **{names[i]: float(constants[i]) for i in free}))
     fitted = tuple(names[i] for i in free)
@@ -134,6 +108,50 @@ def refine(cluster: Cluster, points: tuple[Measurement, ...], names: tuple[str, 
         residuals=_predicted(refined, points, found),
         underdetermined=len(points) < len(fitted),
     )
+
+
+def solve(
+    predict, measured: np.ndarray, names: tuple[str, ...], start: np.ndarray
+) -> tuple[np.ndarray, tuple[str, ...]]:
+    """The named constants (REFINABLE) fitted so that `predict(constants)` (positive figures, one
+    per entry of `measured`) meets `measured`: the robust loss of the log errors, minimised by
+    Levenberg-Marquardt from `start` within each kind's range, the result rounded to SIGNIFICANT
+    digits. Returns (constants, the names no prediction depends on); those keep their start."""
+    kinds = [REFINABLE[n] for n in names]
+    log_measured = np.log(measured)
+
+    def residual(u: np.ndarray) -> np.ndarray:
+        if u.ndim == 2:
+            return np.stack([residual(u[:, j]) for j in range(u.shape[1])], axis=1)
+        r = np.log(predict(_constants(u, kinds))) - log_measured
+        return np.sign(r) * np.sqrt(robust_loss(r))
+
+    lower = np.array([_BOUNDS[k][0] for k in kinds])
+    upper = np.array([_BOUNDS[k][1] for k in kinds])
+    unidentified = _unidentified(predict, start, kinds, names)
+    free = [i for i, n in enumerate(names) if n not in unidentified]
+    constants = np.array(start, dtype=float)
+    if free:
+        sub = [kinds[i] for i in free]
+
+        def sub_residual(v: np.ndarray) -> np.ndarray:
+            u = np.repeat(_unconstrained(start, kinds)[:, None], 1 if v.ndim == 1 else v.shape[1], axis=1)
+            u[free] = v if v.ndim == 2 else v[:, None]
+            return residual(u if v.ndim == 2 else u[:, 0])
+
+        v, _ = levenberg_marquardt(
+            sub_residual, np.clip(_unconstrained(start[free], sub), lower[free], upper[free]), lower[free], upper[free]
+        )
+        constants[free] = _rounded(_constants(v, sub), sub)
+    return constants, unidentified
+
+
+def bound_of(name: str, constant: float) -> str | None:
+    """'lower' or 'upper' where a fitted constant (rounded) lies at that end of the range `solve`
+    fits it in (a fixed time's lower end is a few times 1e-13 s: no fixed time), else None."""
+    kind = REFINABLE[name]
+    ends = _rounded(_constants(np.array(_BOUNDS[kind]), [kind, kind]), [kind, kind])
+    return next((e for e, end in zip(("lower", "upper"), ends) if math.isclose(constant, end, rel_tol=1e-9)), None)
 
 
 def _predicted(cluster: Cluster, points, found) -> tuple[Residual, ...]:

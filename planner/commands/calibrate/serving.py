@@ -123,10 +123,25 @@ def _layout(run: ServingRun, pool: Pool) -> dict:
 
 
 def _pools(run: ServingRun, pool: Pool, batches: tuple[int, ...], layout: dict | None = None, profile=None):
-    """The run's pools at `batches` with `profile`'s constants (None: the cluster file's)."""
-    key = (run.name, run.line, pool, batches, None if layout is None else tuple(sorted(layout.items())))
+    """The run's pools at `batches` with `profile`'s constants (None: the cluster file's). A
+    profile is anything with `apply(cluster) -> cluster`: an EngineProfile, or the constants a
+    refine tries (planner.commands.calibrate.refine_serving.Constants)."""
+    pinned = None if layout is None else tuple(sorted(layout.items()))
+    # everything _plan reads: two files' runs of one name and line are not one plan
+    key = (
+        run.model.name,
+        run.cluster.name,
+        run.weights,
+        run.kv_cache,
+        run.input_tokens,
+        run.output_tokens_mean,
+        run.model.experts is not None,
+        pool,
+        batches,
+        pinned,
+    )
     if key not in _PLANS:
-        _PLANS[key] = _plan(run, pool, batches, key[-1])
+        _PLANS[key] = _plan(run, pool, batches, pinned)
     plan = _PLANS[key]
     if profile is not None:
         plan = replace(plan, cluster=profile.apply(plan.cluster))
@@ -134,7 +149,7 @@ def _pools(run: ServingRun, pool: Pool, batches: tuple[int, ...], layout: dict |
     return plan, prefill, running
 
 
-_PLANS: dict = {}  # a run's plans, read once: the engine fits predict each run many times
+_PLANS: dict = {}  # the runs' plans, read once: the engine fits predict each run many times
 
 
 def _plan(run: ServingRun, pool: Pool, batches: tuple[int, ...], layout: tuple | None):
