@@ -134,6 +134,7 @@ SERVE_AGAIN = (
     "ffn",
     "attention",
     "engine",
+    "runnable_on",
 )  # what serve_again takes
 
 
@@ -172,6 +173,7 @@ def _serve_gate(baseline, current, tolerance, allow_different_model: bool, fmt: 
             ffn=layouts,
             attention=plan.attention,
             engine=plan.engine,
+            runnable_on=plan.runnable_on,
         )
     report = compare_serve_runs(baseline, current, tolerance, allow_different_model)
     _emit_report(serve_gate_text(report, fmt), report.regressed, report.verdict(), output)

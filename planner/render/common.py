@@ -13,6 +13,13 @@ from dataclasses import dataclass
 FORMATS = ("table", "json", "csv", "markdown")
 
 
+def runnable_note(plan) -> str:
+    """'Only what vLLM runs as it is (--runnable-on vllm). ' when the search was restricted to an
+    engine; empty (the output unchanged) when not."""
+    e = plan.space.engine
+    return f"Only what {e.label} runs as it is (--runnable-on {e.name}). " if e is not None else ""
+
+
 # --- tables ---------------------------------------------------------------------------------
 
 
