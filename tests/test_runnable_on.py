@@ -151,6 +151,8 @@ def test_every_format_says_it_was_applied_and_nothing_changes_without_it(planner
     csv_ = planner("plan", *SMALL, "--runnable-on", "vllm", "--format", "csv").out.splitlines()
     assert csv_[0].endswith(",runnable_on") and all(line.endswith(",vllm") for line in csv_[1:])
     assert json.loads(planner("plan", *SMALL, "--runnable-on", "vllm", "--format", "json").out)["runnable_on"] == "vllm"
+    plot = planner("plan", *SMALL, "--runnable-on", "vllm", "--plot").out
+    assert "Only what vLLM runs as it is (--runnable-on vllm)." in plot and "ws2d" not in plot
     for fmt in ("table", "markdown", "csv", "json"):
         out = planner("plan", *SMALL, "--format", fmt).out
         assert "runnable" not in out.lower(), fmt
