@@ -261,3 +261,12 @@ def test_a_saved_serve_run_is_served_again_restricted(planner, tmp_path):
 def test_help_names_it(planner, command):
     run = planner(command, "--help")
     assert run.code == 0 and "--runnable-on" in run.out
+
+
+def test_pipelined_plans_keep_to_the_engine_too(planner):
+    args = ("--model", "llama-3-70b", "--cluster", "h100-sxm", "--chips", "16", "--stages", "2", "--phase", "decode")
+    run = planner("plan", *args, "--runnable-on", "trtllm", "--format", "json")
+    rows = json.loads(run.out)["frontier"]["decode"]
+    assert rows and all(r["stages"] == 2 and _runs(ENGINE_LAYOUTS["trtllm"], r) for r in rows)
+    free = json.loads(planner("plan", *args, "--format", "json").out)["frontier"]["decode"]
+    assert any(not _runs(ENGINE_LAYOUTS["trtllm"], r) for r in free)  # the restriction removed something
