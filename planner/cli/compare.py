@@ -86,7 +86,10 @@ def compare(opts: Options) -> None:
             )
         _only(gate_flags, "a regression gate (two runs)")
         spec = _plan(first, opts, pairs_ok=True)
-        rows = layouts_and_pins.side_by_side(spec, _pairs(opts.ffn, spec, attention_flag=opts.attention))
+        pairs = _pairs(opts.ffn, spec, attention_flag=opts.attention)
+        if spec.space.runnable_on:
+            spec, pairs = _runnable(spec, pairs, explicit=opts.ffn is not None)
+        rows = layouts_and_pins.side_by_side(spec, pairs)
         if fmt == "table":
             render_table(lambda console: layouts_table(rows, spec, console, use_ascii(opts.ascii)), output)
         else:
@@ -134,6 +137,7 @@ SERVE_AGAIN = (
     "ffn",
     "attention",
     "engine",
+    "runnable_on",
 )  # what serve_again takes
 
 
@@ -172,6 +176,7 @@ def _serve_gate(baseline, current, tolerance, allow_different_model: bool, fmt: 
             ffn=layouts,
             attention=plan.attention,
             engine=plan.engine,
+            runnable_on=plan.runnable_on,
         )
     report = compare_serve_runs(baseline, current, tolerance, allow_different_model)
     _emit_report(serve_gate_text(report, fmt), report.regressed, report.verdict(), output)
@@ -243,6 +248,34 @@ def _pairs(layouts: str | None, spec, attention_flag: str | None = None) -> tupl
     if spec.model.experts is None:  # dp applies to MoE models only (the plan refuses it by name)
         pairs = [(f, a) for f, a in pairs if not FFN_LAYOUTS[f].replicated] if layouts is None else pairs
     return tuple(dict.fromkeys(pairs))
+
+
+def _runnable(spec, pairs: tuple[tuple[str, str], ...], explicit: bool):
+    """Layouts side by side with --runnable-on: the pairs and weight formats the engine runs; a
+    pair named in --layouts that it does not run is a mistake, said with the engine's reason."""
+    from dataclasses import replace
+
+    from planner.specs.formats import Formats
+
+    space, e = spec.space, spec.space.engine
+    kept = tuple((f, a) for f, a in pairs if space.runs_layout(f, a))
+    dropped = [(f, a) for f, a in pairs if (f, a) not in kept]
+    if (explicit and dropped) or not kept:
+        f, a = dropped[0]
+        why = "; ".join(e.reasons(f, a, "", sorted(e.kv_cache)[0], sorted(e.weights)[0]))
+        raise UsageError(
+            f"--runnable-on {e.name}: {e.label} does not run {f}+{a} ({why})\n  hint: compare layouts it runs "
+            f"({', '.join(f'{x}+{y}' for x, y in sorted(e.dense))}), or drop --runnable-on"
+        )
+    weights = tuple(
+        w for w in space.weights if any(space.runs_formats(Formats(weights=w, kv_cache=kv)) for kv in space.kv_cache)
+    )
+    if not weights:
+        raise UsageError(
+            f"--runnable-on {e.name}: {e.label} serves none of the weight formats compared "
+            f"({', '.join(w.label for w in space.weights)})\n  hint: --weights {','.join(sorted(e.weights))}, or drop --runnable-on"
+        )
+    return replace(spec, space=replace(space, weights=weights)), kept
 
 
 def _emit_report(text: str, failed: bool, verdict: str, output: Path | None) -> None:

@@ -83,6 +83,7 @@ def explain(opts: Options) -> None:
                     space.ffn[0],
                     space.attention[0],
                     kv_cache=kv,
+                    experts=opts.experts,
                 )
             )
         pipelined = space.stages[0] > 1
@@ -103,10 +104,21 @@ def explain(opts: Options) -> None:
             render_explain.explain_markdown,
             render_explain.explain_table,
         )
+    runnable = spec.space.runnable_on  # --runnable-on: each format says the search was kept to the engine
+    if runnable:
+        from planner.render.common import runnable_note
+
+        head = f"{head}; {runnable_note(spec).rstrip()}" if head else runnable_note(spec).rstrip()
     if fmt == "json":
-        emit(to_json({**to_dict(ev, spec.cluster), **({"row": row} if head else {})}), output)
+        extra = {**({"row": row} if row is not None else {}), **({"runnable_on": runnable} if runnable else {})}
+        emit(to_json({**to_dict(ev, spec.cluster), **extra}), output)
     elif fmt == "csv":
-        emit(to_csv(ev, spec.cluster), output)
+        text = to_csv(ev, spec.cluster)
+        if runnable:
+            from planner.render.common import with_csv_column
+
+            text = with_csv_column(text, "runnable_on", runnable)
+        emit(text, output)
     elif fmt == "markdown":
         emit((f"## {head}\n\n" if head else "") + to_markdown(ev, spec.cluster), output)
     else:

@@ -77,6 +77,8 @@ def provenance_dict(plan: Plan) -> dict:
         "model": m.name,
         "cluster": plan.cluster.name,
         "engine": plan.cluster.engine,  # the engine profile applied (planner.specs.engine)
+        # --runnable-on: the search kept to what this engine runs (absent: every layout searched)
+        **({"runnable_on": plan.space.runnable_on} if plan.space.runnable_on else {}),
         "calibration": {
             name: getattr(plan.cluster.calibration, name)
             for name in FIELDS_OF_CALIBRATION
@@ -169,6 +171,7 @@ class Run:
     model_shape: tuple[tuple[str, int], ...] | None = None
     calibrated: bool | None = None  # the recorded `calibrated` (None: older runs did not say)
     calibration_status: str | None = None  # e.g. 'calibration borrowed from h100-sxm (not fitted)'
+    runnable_on: str | None = None  # --runnable-on: the engine the search was kept to (None: none, or older runs)
 
     @property
     def phases(self) -> tuple[Phase, ...]:
@@ -248,7 +251,7 @@ def run_from_dict(data: object, source: str) -> Run:
 def provenance(get: Reader, data: dict) -> dict:
     """The optional provenance keys of a saved run (`provenance_dict`; older runs lack them) as
     keyword arguments of Run and ServeRun: calibration, calibrated, calibration_status,
-    planner_version, hardware, model_shape."""
+    planner_version, hardware, model_shape, runnable_on."""
 
     def pairs(key: str, kind, expected: str):
         if key not in data:
@@ -281,7 +284,21 @@ def provenance(get: Reader, data: dict) -> dict:
         "planner_version": get(data, "planner_version", str, "a version") if "planner_version" in data else None,
         "hardware": pairs("hardware", float, "a number (chip: a name)"),
         "model_shape": pairs("model_shape", int, "a whole number"),
+        "runnable_on": _runnable_on(get, data),
     }
+
+
+def _runnable_on(get: Reader, data: dict) -> str | None:
+    """The recorded --runnable-on engine (None: the search was not restricted; runs before the flag
+    never were)."""
+    if "runnable_on" not in data:
+        return None
+    from planner.specs.engine_layouts import ENGINE_LAYOUTS
+
+    value = get(data, "runnable_on", str, "an engine name")
+    if value not in ENGINE_LAYOUTS:
+        raise get.error("runnable_on", f"unknown engine {value!r} (expected one of {', '.join(ENGINE_LAYOUTS)})")
+    return value
 
 
 class Reader:

@@ -108,8 +108,11 @@ def check_min_mfu(
 ) -> None:
     """A minimum MFU above what every format searched can reach (MFU is of the bf16 peak).
     `bare`: the flag was a number, not a percentage (only then may 3 mean 3%)."""
-    ceiling = mfu_ceiling(cluster.chip, space.formats(cluster.chip)) if value else 0.0
-    if not value or value <= ceiling:
+    formats = space.formats(cluster.chip)
+    if not value or not formats:  # none searched (--runnable-on): the search says why
+        return
+    ceiling = mfu_ceiling(cluster.chip, formats)
+    if value <= ceiling:
         return
     message = (
         f"MFU {fmt_percent(value)} is out of reach: MFU is of the bf16 peak, and the weight formats "

@@ -319,6 +319,15 @@ OPTIONS: tuple[Option, ...] = (
         },
     ),
     _plan(
+        "runnable_on",
+        "--runnable-on",
+        "ENGINE",
+        "Search only what ENGINE runs as it is: its layouts (FFN+attention pairs, expert layouts) and its "
+        "weight and KV-cache formats (planner/specs/engine_layouts.py): vllm, sglang, trtllm on GPUs, vllm-tpu, "
+        "jetstream on TPUs [default: every layout; a plan file's search key runnable_on].",
+        parse=lower,
+    ),
+    _plan(
         "stages",
         "--stages",
         "P[,P...]",
@@ -632,6 +641,7 @@ class PlanOverrides:
     stages: tuple[int, ...] | None = None
     allow_short_context: bool = False
     engine: str | None = None
+    runnable_on: str | None = None
 
     def given(self) -> dict[str, Any]:
         """The fields given (not None; a switch when on), by name."""

@@ -13,6 +13,7 @@ from planner.config.options import FLAGS, PlanOverrides
 from planner.config.yamlio import MAX_COUNT, MAX_MAGNITUDE, names
 from planner.cost import layouts
 from planner.errors import UsageError, did_you_mean
+from planner.specs.engine_layouts import ENGINE_LAYOUTS
 from planner.specs.formats import KvFormat, Sparsity
 from planner.specs.hardware import WeightFormat
 from planner.specs.plan import Phase
@@ -107,6 +108,14 @@ def _read_flag(key: str, value: Any) -> Any:
                 f"an MFU such as 0.4 or 40% (of the bf16 peak), at most {MAX_MFU:.0%}",
             )[0]
         )
+    if key == "runnable_on":
+        if value not in ENGINE_LAYOUTS:
+            hint = did_you_mean(str(value), ENGINE_LAYOUTS)
+            raise UsageError(
+                f"{flag}: unknown engine {value!r}; expected one of {', '.join(ENGINE_LAYOUTS)}\n  hint: "
+                + (hint or f"drop {flag} to search every layout")
+            )
+        return value
     if not isinstance(value, str) or not value.strip():  # model, cluster
         raise UsageError(f"{flag}: expected a preset name or a path, found {value!r}")
     return value

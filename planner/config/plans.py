@@ -34,12 +34,14 @@ from planner.config.yamlio import (
     load_document,
     number,
     passthrough,
+    scalar,
     text,
 )
 from planner.cost.layouts import FFN_LAYOUTS
-from planner.errors import ConfigError, UsageError
+from planner.errors import ConfigError, UsageError, did_you_mean
+from planner.specs.engine_layouts import ENGINE_LAYOUTS
 from planner.specs.formats import Sparsity
-from planner.specs.hardware import Cluster
+from planner.specs.hardware import Cluster, Torus
 from planner.specs.model import Model
 from planner.specs.moe import Routing
 from planner.specs.plan import Constraints, Phase, Pin, Plan, SearchSpace, Workload
@@ -108,6 +110,7 @@ def _plan_fields(flags: Mapping[str, Any]) -> dict[str, Field]:
     }
     search["phases"] = Field(_phases, required=False)
     search["sparsity"] = Field(choice(SPARSITY, "sparsity"), required=False)
+    search["runnable_on"] = Field(_engine, required=False)
     workload = {key: Field(tokens, required=key not in flags) for key in WORKLOAD_KEYS}
     workload["allow_short_context"] = Field(boolean, required=False)
     return {
@@ -128,6 +131,17 @@ def _phases(at: At) -> tuple[Phase, ...]:
     if getattr(at.node, "value", None) == "both":
         return (Phase.PREFILL, Phase.DECODE)
     return list_of(choice(*named_options()["phases"]))(at)
+
+
+def _engine(at: At) -> str:
+    """`runnable_on` in a plan's search: an engine of planner.specs.engine_layouts."""
+    name = scalar(at, "an engine name")
+    if name not in ENGINE_LAYOUTS:
+        raise at.error(
+            f"unknown engine {name!r}; expected one of {', '.join(ENGINE_LAYOUTS)}",
+            hint=did_you_mean(name, ENGINE_LAYOUTS) or "drop the key to search every layout",
+        )
+    return name
 
 
 def load_plan(path: str | None = None, overrides: PlanOverrides | None = None, **keywords: Any) -> Plan:
@@ -289,6 +303,7 @@ def _search_space(
     else:
         axes["sparsity"] = search.get("sparsity", Sparsity.DENSE) if search is not None else Sparsity.DENSE
     sparse = axes["sparsity"] is Sparsity.TWO_FOUR
+    axes["runnable_on"] = _runnable_on(cluster, search, flags)
     if axes["weights"] == "all":
         axes["weights"] = cluster.chip.weight_formats(sparse)
     check_weight_formats(cluster, axes["weights"], sparse, search, flags, FLAGS)
@@ -303,6 +318,25 @@ def _search_space(
     if axes["stages"] is None:
         axes["stages"] = default_stages(cluster, model, axes["chips"])
     return SearchSpace(**axes), tuple(a for a in defaulted if a in ("weights", "stages"))
+
+
+def _runnable_on(cluster: Cluster, search: Fields | None, flags: dict[str, Any]) -> str:
+    """The engine the search is restricted to (flag, else the file's search key; "": none), which
+    must run on the cluster's kind of chip: a GPU engine on GPUs, a TPU engine on TPUs."""
+    in_file = "runnable_on" not in flags and search is not None and "runnable_on" in search.values
+    name = flags.get("runnable_on") or (search["runnable_on"] if in_file else "")
+    if not name:
+        return ""
+    engine, tpu = ENGINE_LAYOUTS[name], isinstance(cluster.topology, Torus)
+    if engine.tpu == tpu:
+        return name
+    kind = "TPU" if tpu else "GPU"
+    fits = ", ".join(e.name for e in ENGINE_LAYOUTS.values() if e.tpu == tpu)
+    message = f"{engine.label} runs on {'TPUs' if engine.tpu else 'GPUs'}, and {cluster.name} is a {kind} cluster"
+    hint = f"restrict to a {kind} engine ({fits}), or drop it"
+    if in_file:
+        raise search.where["runnable_on"].error(message, hint=hint)
+    raise UsageError(f"{FLAGS['runnable_on']} {name}: {message}\n  hint: {hint}")
 
 
 def _check_stages(

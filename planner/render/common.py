@@ -13,6 +13,25 @@ from dataclasses import dataclass
 FORMATS = ("table", "json", "csv", "markdown")
 
 
+def runnable_note(plan) -> str:
+    """'Only what vLLM runs as it is (--runnable-on vllm). ' when the search was restricted to an
+    engine; empty (the output unchanged) when not."""
+    e = plan.space.engine
+    return f"Only what {e.label} runs as it is (--runnable-on {e.name}). " if e is not None else ""
+
+
+def with_csv_column(text: str, name: str, value: str) -> str:
+    """CSV `text` with one more column, `name`, holding `value` on every row."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    for i, row in enumerate(csv.reader(io.StringIO(text))):
+        writer.writerow([*row, name if i == 0 else value])
+    return buf.getvalue()
+
+
 # --- tables ---------------------------------------------------------------------------------
 
 

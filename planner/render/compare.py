@@ -69,6 +69,7 @@ def _layouts_summary(spec) -> str:
         f"{w.context} tokens{'; ' + spec.cluster.engine_note if spec.cluster.engine_note else ''}; each "
         "layout at its best mesh grouping; 'vs best' is "
         "the latency relative to the fastest row of the same phase, chips and batch (within 0.1%: best)."
+        + (f" {render_common.runnable_note(spec).rstrip()}" if spec.space.runnable_on else "")
         + (f"\n{note}" if note else "")
     )
 
@@ -84,6 +85,7 @@ def layouts_text(rows, spec, fmt: str, plan_arg: str) -> str:
                 "calibrated": spec.cluster.calibrated,
                 "calibration_status": spec.cluster.calibration_status,
                 "engine": spec.cluster.engine,
+                **({"runnable_on": spec.space.runnable_on} if spec.space.runnable_on else {}),
                 "rows": [
                     {
                         "phase": r.phase.value,
@@ -104,6 +106,7 @@ def layouts_text(rows, spec, fmt: str, plan_arg: str) -> str:
     if fmt == "csv":
         calibration = render_common.calibration_label(spec.cluster)
         staged, moe = _pipelined(spec), spec.model.experts is not None
+        runnable = spec.space.runnable_on  # its column only when the layouts were kept to an engine
         return csv_text(
             (
                 "phase",
@@ -123,7 +126,8 @@ def layouts_text(rows, spec, fmt: str, plan_arg: str) -> str:
                 "calibration",
             )
             + (("stages",) if staged else ())
-            + (("experts",) if moe else ()),
+            + (("experts",) if moe else ())
+            + (("runnable_on",) if runnable else ()),
             [
                 (r.phase.value, r.chips, r.batch, r.ffn, r.attention, r.weights.label)
                 + (
@@ -150,6 +154,7 @@ def layouts_text(rows, spec, fmt: str, plan_arg: str) -> str:
                 + (r.reason, calibration)
                 + ((r.stages,) if staged else ())
                 + ((r.point.experts if r.point is not None else "",) if moe else ())
+                + ((runnable,) if runnable else ())
                 for r in rows
             ],
         )

@@ -39,6 +39,7 @@ def deployment_text(report, fmt: str) -> str:
                     "calibrated": report.calibrated,
                     "calibration_status": report.calibration_status,
                     "pins": pins,
+                    **({"runnable_on": report.runnable_on} if report.runnable_on else {}),
                 }
             )
         calibration = report.calibration_status
@@ -55,7 +56,8 @@ def deployment_text(report, fmt: str) -> str:
                 "frontier_gap",
                 "description",
                 "calibration",
-            ),
+            )
+            + (("runnable_on",) if report.runnable_on else ()),
             [
                 (
                     g.pin.phase.value,
@@ -70,6 +72,7 @@ def deployment_text(report, fmt: str) -> str:
                     p["description"],
                     calibration,
                 )
+                + ((report.runnable_on,) if report.runnable_on else ())
                 for g, p in zip(report.gaps, pins)
             ],
         )
@@ -93,7 +96,10 @@ def deployment_text(report, fmt: str) -> str:
             [
                 f"**planner compare --deployment: {report.verdict()}**",
                 "",
-                md_escape(f"Plan {report.source}; gap = pinned latency / {report.gap_to} reference latency - 1."),
+                md_escape(
+                    f"Plan {report.source}; gap = pinned latency / {report.gap_to} reference latency - 1."
+                    + _runnable(report)
+                ),
                 "",
                 *([md_escape(_deployment_calibration(report)), ""] if not report.calibrated else []),
                 render_common.markdown_table(
@@ -108,10 +114,21 @@ def deployment_text(report, fmt: str) -> str:
         "\n".join(
             wrapped(report.verdict(), 2)
             + [line for g in report.gaps for line in wrapped(report.describe(g), 2)]
+            + (wrapped(_runnable(report).strip(), 2) if report.runnable_on else [])
             + (wrapped(_deployment_calibration(report), 2) if not report.calibrated else [])
         )
         + "\n"
     )
+
+
+def _runnable(report) -> str:
+    """' References: only what vLLM runs as it is (--runnable-on vllm).' ('' without it)."""
+    if not report.runnable_on:
+        return ""
+    from planner.specs.engine_layouts import ENGINE_LAYOUTS
+
+    label = ENGINE_LAYOUTS[report.runnable_on].label
+    return f" References: only what {label} runs as it is (--runnable-on {report.runnable_on})."
 
 
 def _deployment_calibration(report) -> str:

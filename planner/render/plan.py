@@ -6,7 +6,15 @@ import csv
 import io
 
 from planner.commands.runs import numbered, point_dict
-from planner.render.common import Column, calibration_label, calibration_note, markdown_table, print_grid, print_wrapped
+from planner.render.common import (
+    Column,
+    calibration_label,
+    calibration_note,
+    markdown_table,
+    print_grid,
+    print_wrapped,
+    runnable_note,
+)
 from planner.search.search import Point, SearchResult
 from planner.specs.plan import Phase
 from planner.units import fmt_percent, fmt_seconds
@@ -119,12 +127,14 @@ def plan_csv(result: SearchResult) -> str:
     )
     staged = max(result.plan.space.stages) > 1  # the pipeline's columns only when it searches stages
     moe = result.plan.model.experts is not None  # the expert layout's column only for an MoE model
+    runnable = result.plan.space.runnable_on  # the engine's column only when the search was restricted to it
     writer.writerow(
         fields
         + ("row",)
         + (("stages", "micro_batches") if staged else ())
         + (("experts",) if moe else ())
         + ("engine",)
+        + (("runnable_on",) if runnable else ())
     )
     calibration = calibration_label(result.plan.cluster)
     for row, p in numbered(result):
@@ -157,6 +167,7 @@ def plan_csv(result: SearchResult) -> str:
                 *((p.stages, p.micro_batches) if staged else ()),
                 *((p.experts,) if moe else ()),
                 result.plan.cluster.engine,
+                *((runnable,) if runnable else ()),
             ]
         )
     return buf.getvalue()
@@ -193,7 +204,7 @@ def searched_note(plan) -> str:
     elif max(stages) > 1:
         note += f"; pipeline stages {', '.join(map(str, stages))}"
     engine = plan.cluster.engine_note
-    return note + ". " + (f"{engine[0].upper()}{engine[1:]}. " if engine else "")
+    return note + ". " + (f"{engine[0].upper()}{engine[1:]}. " if engine else "") + runnable_note(plan)
 
 
 def moe_note(model, workload) -> str:

@@ -69,7 +69,12 @@ def _legend(result: SearchResult, width: int) -> list:
     from rich.text import Text
 
     dense = result.plan.model.experts is None  # the search offers dp to mixtures of experts only
-    names = [name for name in result.plan.space.ffn if not (dense and FFN_LAYOUTS[name].replicated)]
+    space = result.plan.space
+    names = [
+        name
+        for name in space.ffn
+        if not (dense and FFN_LAYOUTS[name].replicated) and any(space.runs_layout(name, a) for a in space.attention)
+    ]
     table = marks(names)
     lines, line = [], Text("FFN layout: ")
     if not result.plan.cluster.calibrated:  # say so in the plot too, not only in the tables
@@ -80,6 +85,10 @@ def _legend(result: SearchResult, width: int) -> list:
             else cluster.calibration_status
         )
         lines.append(Text(f"{cluster.name}: {status}", style="yellow"))
+    if result.plan.space.runnable_on:  # the search was kept to an engine: the plot says so too
+        from planner.render.common import runnable_note
+
+        lines.append(Text(runnable_note(result.plan).rstrip()))
     for name in names:
         mark, colour = table[name]
         if len(line.plain) + len(name) + 2 > width and line.plain.strip():

@@ -17,6 +17,7 @@ from planner.render.common import (
     markdown_table,
     print_grid,
     print_wrapped,
+    runnable_note,
 )
 from planner.units import PER_MILLION, SECONDS_PER_HOUR, fmt_seconds
 
@@ -84,6 +85,7 @@ def summary(result: ServeResult) -> str:
         f"{plan.model.name} on {plan.cluster.name}: requests of {w.input_tokens} input and "
         f"{w.output_tokens} output tokens; targets: {targets or 'none'}; {price}. Weights: {weights}{defaults}"
         + (f". Engine profile {plan.cluster.engine}." if plan.cluster.engine else ".")
+        + (" " + runnable_note(plan).rstrip() if plan.space.runnable_on else "")
     )
 
 
@@ -197,6 +199,7 @@ NEW_STAGE_FIELDS = ("kv_cache", "experts")  # after serving_names: columns are a
 
 
 def serve_csv(result: ServeResult) -> str:
+    runnable = result.request.plan.space.runnable_on  # its column only when the search was restricted
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(
@@ -205,6 +208,7 @@ def serve_csv(result: ServeResult) -> str:
         + ("serving_names", "calibration")
         + tuple(f"{phase}_{f}" for phase in ("prefill", "decode") for f in NEW_STAGE_FIELDS)
         + ("engine",)
+        + (("runnable_on",) if runnable else ())
     )
     calibration = calibration_label(result.request.plan.cluster)
     for m, numbers in _numbered(result):
@@ -216,5 +220,6 @@ def serve_csv(result: ServeResult) -> str:
                 + [row["serving_names"], calibration]
                 + [row[phase].get(f, "") for phase in ("prefill", "decode") for f in NEW_STAGE_FIELDS]
                 + [result.request.plan.cluster.engine]
+                + ([runnable] if runnable else [])
             )
     return buf.getvalue()

@@ -18,6 +18,7 @@ from planner.render.common import (
     markdown_table,
     print_grid,
     print_wrapped,
+    runnable_note,
 )
 from planner.units import SECONDS_PER_HOUR, fmt_seconds
 
@@ -76,6 +77,7 @@ def summary(result: CurveResult) -> str:
         f"{plan.model.name} on {plan.cluster.name} ({plan.cluster.engine_note or plan.cluster.calibration_status}): {w.input_tokens} input "
         f"and {w.output_tokens} output tokens per request, closed-loop clients at each concurrency C; prefill "
         f"policy {policy}{limit}{drafts}; {price}."
+        + (" " + runnable_note(plan).rstrip() if plan.space.runnable_on else "")
     )
 
 
@@ -144,6 +146,7 @@ STAGE_FIELDS = ("chips", "batch", "ffn", "attention", "experts", "weights", "kv_
 
 
 def curve_csv(result: CurveResult) -> str:
+    runnable = result.request.plan.space.runnable_on  # its column only when the search was restricted
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(
@@ -151,6 +154,7 @@ def curve_csv(result: CurveResult) -> str:
         + CSV_FIELDS
         + tuple(f"{phase}_{f}" for phase in ("prefill", "decode") for f in STAGE_FIELDS)
         + ("policy", "calibration", "engine")
+        + (("runnable_on",) if runnable else ())
     )
     calibration = calibration_label(result.request.plan.cluster)
     for c in result.curves:
@@ -161,6 +165,7 @@ def curve_csv(result: CurveResult) -> str:
                 + [("" if row[f] is None else row[f]) for f in CSV_FIELDS]
                 + [row[phase].get(f, "") for phase in ("prefill", "decode") for f in STAGE_FIELDS]
                 + [result.request.policy.label, calibration, result.request.plan.cluster.engine]
+                + ([runnable] if runnable else [])
             )
     return buf.getvalue()
 

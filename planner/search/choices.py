@@ -163,7 +163,8 @@ def _signatures(plan: Plan, sizes: np.ndarray) -> np.ndarray:
 
 def _layouts(plan: Plan, sizes: dict[str, int], ffns, attentions) -> list[tuple]:
     """(names, axis groups, ffn, attention, experts) of every layout combination that applies on
-    a mesh of logical `sizes`; the axis groups are what decides whether two groupings differ."""
+    a mesh of logical `sizes` (and, with --runnable-on, that the engine runs); the axis groups are
+    what decides whether two groupings differ."""
     model, out = plan.model, []
     for ffn in ffns:
         if not ffn.applies(sizes) or (ffn.replicated and model.experts is None):  # replicas: see FfnLayout
@@ -173,6 +174,8 @@ def _layouts(plan: Plan, sizes: dict[str, int], ffns, attentions) -> list[tuple]
                 continue
             axes = (ffn.batch_axes, ffn.f_axes, ffn.e_axes, ffn.gather_axes) + attention.core_axes(model, ffn, sizes)
             for experts in _expert_layouts(plan, sizes):
+                if not plan.space.runs_layout(ffn.name, attention.name, experts.name if experts is not None else ""):
+                    continue  # --runnable-on: the engine does not run it
                 if experts is None:
                     out.append(((ffn.name, attention.name), axes, ffn, attention, None))
                 else:

@@ -437,9 +437,20 @@ def _smaller_format_hint(plan: Plan, smallest, searched: int) -> str:
 
 
 def explain_infeasible(
-    plan: Plan, phase: Phase, chips: int, batch: int, weights, ffn: str, attention: str, kv_cache=None
+    plan: Plan, phase: Phase, chips: int, batch: int, weights, ffn: str, attention: str, kv_cache=None, experts=None
 ) -> str:
-    """Why one layout cannot be explained: it does not apply on this mesh, or does not fit."""
+    """Why one layout cannot be explained: the engine of --runnable-on does not run it, it does not
+    apply on this mesh, or it does not fit."""
+    e = plan.space.engine
+    kv = (kv_cache or plan.space.kv_cache[0]).label
+    if e is not None and e.reasons(ffn, attention, experts or "", kv, weights.label):
+        why = "; ".join(e.reasons(ffn, attention, experts or "", kv, weights.label))
+        near = "+".join(x for x in e.nearest(ffn, attention, experts or "", kv)[:3] if x)
+        return (
+            f"--runnable-on {e.name}: {e.label} does not run {ffn}+{attention}{'+' + experts if experts else ''} "
+            f"with {weights.label} weights and a {kv} KV cache as it is ({why}).\n  hint: explain a layout it runs "
+            f"(the nearest: {near}, KV cache {e.nearest(ffn, attention, experts or '', kv)[3]}), or drop --runnable-on."
+        )
     evs = [
         cost(plan, c, np.array([batch]))
         for c in candidates(plan, phase, chips=(chips,))

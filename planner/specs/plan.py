@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from enum import Enum
 from itertools import product
 
+from planner.specs.engine_layouts import ENGINE_LAYOUTS, EngineLayouts
 from planner.specs.formats import Formats, KvFormat, Sparsity
 from planner.specs.hardware import Chip, Cluster, WeightFormat
 from planner.specs.model import Model
@@ -39,14 +40,37 @@ class SearchSpace:
     stages: tuple[int, ...] = (1,)  # pipeline stage counts (planner.cost.pipeline); 1: no pipeline
     kv_cache: tuple[KvFormat, ...] = (KvFormat.BF16,)
     sparsity: Sparsity = Sparsity.DENSE
+    # --runnable-on: an engine of planner.specs.engine_layouts; only what it runs as it is is
+    # searched ("": every layout and format)
+    runnable_on: str = ""
 
     def formats(self, chip: Chip) -> tuple[Formats, ...]:
         """Every combination of weight and KV-cache format, weights first, that `chip` has a
-        peak for (a format without one is not searched on it)."""
+        peak for (a format without one is not searched on it) and, with `runnable_on`, that the
+        engine serves."""
         combos = (
             Formats(weights=w, kv_cache=kv, sparsity=self.sparsity) for w, kv in product(self.weights, self.kv_cache)
         )
-        return tuple(f for f in combos if chip.supports(f))
+        return tuple(f for f in combos if chip.supports(f) and self.runs_formats(f))
+
+    @property
+    def engine(self) -> EngineLayouts | None:
+        """The engine the search is restricted to (None: no restriction)."""
+        return ENGINE_LAYOUTS[self.runnable_on] if self.runnable_on else None
+
+    # The engine's table (EngineLayouts.runs) asks layout and formats together; its limits on the
+    # layouts and on the formats are independent (tests/test_runnable_on.py checks it for every
+    # name), so the search crosses the layouts it runs with the formats it runs, and the product
+    # is exactly the candidates it runs.
+    def runs_layout(self, ffn: str, attention: str, experts: str = "") -> bool:
+        """Whether the engine runs this (FFN, attention, experts) layout in a format it serves."""
+        e = self.engine
+        return e is None or any(e.runs(ffn, attention, experts, kv, w) for kv in e.kv_cache for w in e.weights)
+
+    def runs_formats(self, f: Formats) -> bool:
+        """Whether the engine serves these weight and KV-cache formats in a layout it runs."""
+        e = self.engine
+        return e is None or any(e.runs(ffn, att, "", f.kv_cache.label, f.weights.label) for ffn, att in e.dense)
 
 
 @dataclass(frozen=True, kw_only=True)

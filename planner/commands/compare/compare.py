@@ -381,6 +381,9 @@ def provenance_notes(baseline, current) -> list[str]:
             if before.get(key) != after.get(key):
                 old, new = (show(key, d[key]) if key in d else "absent" for d in (before, after))
                 notes.append(f"{what.replace('_', ' ')} {key} {old} -> {new}")
+    b, a = baseline.runnable_on, current.runnable_on  # None: every layout searched (and older runs)
+    if b != a:
+        notes.append(f"search kept to what an engine runs (--runnable-on) {b or 'none'} -> {a or 'none'}")
     b, a = baseline.planner_version, current.planner_version
     if b is not None and a is not None and b != a:
         notes.append(f"{VERSION_NOTE} {b} -> {a}")

@@ -112,6 +112,7 @@ class Deployment:
     cluster: str = ""
     calibrated: bool = True  # False: the cluster's constants are ideal, never fitted ("uncalibrated")
     calibration_status: str = "calibrated"  # Cluster.calibration_status (borrowed constants say so)
+    runnable_on: str = ""  # --runnable-on: the references are what this engine runs ("": every layout)
 
     def gap(self, g: PinGap) -> float:
         return g.layout_gap if self.gap_to == "layout" else g.frontier_gap
@@ -175,6 +176,7 @@ def check_deployment(plan: Plan, max_gap: float = 0.05, gap_to: str = "layout") 
             "layout per phase, e.g. deployment: {decode: {chips: 64, batch: 512, ffn: ws2d, "
             "attention: batch, weights: bf16}}"
         )
+    _check_runnable(plan, pins)
     experts = [p.experts for p in pins if p.experts] if plan.space.experts else []  # (): every one
     plan = _widened(
         plan,
@@ -224,7 +226,23 @@ def check_deployment(plan: Plan, max_gap: float = 0.05, gap_to: str = "layout") 
         cluster=plan.cluster.name,
         calibrated=plan.cluster.calibrated,
         calibration_status=plan.cluster.calibration_status,
+        runnable_on=plan.space.runnable_on,
     )
+
+
+def _check_runnable(plan: Plan, pins: tuple[Pin, ...]) -> None:
+    """With --runnable-on, each pin must be a layout the engine runs as it is (the references are)."""
+    e = plan.space.engine
+    for pin in pins if e is not None else ():
+        layout = (pin.ffn, pin.attention, pin.experts, pin.kv_cache.label)
+        why = e.reasons(*layout, pin.weights.label)
+        if why:
+            near = e.nearest(*layout)
+            raise UsageError(
+                f"--runnable-on {e.name}: the pinned {pin.phase.value} layout ({_pin_name(pin)}; "
+                f"{plan.source}:{pin.line}) is not one {e.label} runs as it is ({'; '.join(why)})\n  hint: pin the "
+                f"nearest it runs ({'+'.join(x for x in near[:3] if x)}, KV cache {near[3]}), or drop --runnable-on"
+            )
 
 
 def _widened(plan: Plan, phases: tuple[Phase, ...] | None = None, **extra) -> Plan:

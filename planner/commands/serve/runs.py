@@ -113,6 +113,7 @@ class ServeRun:
     planner_version: str | None = None
     hardware: tuple[tuple[str, float | str], ...] | None = None
     model_shape: tuple[tuple[str, int], ...] | None = None
+    runnable_on: str | None = None  # --runnable-on: the engine the search was kept to (None: none)
 
     def frontier(self, mode: str) -> tuple[ServeRow, ...]:
         return tuple(r for r in self.rows if r.mode == mode)
@@ -214,6 +215,7 @@ def request_for(run: ServeRun, plan: str | None, **overrides) -> ServeRequest:
         phases=("prefill", "decode"),
         load_imbalance=overrides.get("load_imbalance", run.load_imbalance),
         engine=overrides.get("engine") or run.engine,
+        runnable_on=overrides.get("runnable_on") or run.runnable_on,
         **lists,
         **dict(run.workload),
     )
