@@ -263,3 +263,23 @@ def test_readme_example_is_what_the_gate_prints(planner, tmp_path):
     assert code == 1 and note in joined and " ".join(line.split()) in joined
     count = re.search(r"among (\d+) regressions", readme).group(1)
     assert joined.startswith(f"REGRESSION: {count} of ")
+
+
+def test_a_dense_serve_run_with_the_default_layouts_is_served_again(planner, tmp_path):
+    """A dense model never runs the replicated FFN (dp): its saved run does not list it, and a run
+    saved when it did is served again without it (it used to exit 2: --ffn dp on a dense model)."""
+    plan = tmp_path / "dense.yaml"
+    plan.write_text(
+        "model: llama-3-8b\ncluster: h100-sxm\nworkload: {input_tokens: 1024, output_tokens: 256, context: 1280}\n"
+        "search:\n  chips: [1, 2]\n",
+        encoding="utf-8",
+    )
+    saved = tmp_path / "run.json"
+    saved.write_text(planner("serve", plan, "--format", "json").out, encoding="utf-8")
+    doc = json.loads(saved.read_text(encoding="utf-8"))
+    assert "dp" not in doc["search"]["ffn"] and "ws1d" in doc["search"]["ffn"]
+    assert planner("compare", saved, plan).code == 0
+    doc["search"]["ffn"].append("dp")  # as runs saved before recorded it
+    saved.write_text(json.dumps(doc), encoding="utf-8")
+    again = planner("compare", saved, plan)
+    assert again.code == 0, again.err

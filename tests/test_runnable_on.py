@@ -127,11 +127,13 @@ def test_a_search_it_leaves_empty_is_exit_1_with_the_engines_limits_and_a_remedy
     assert "--runnable-on vllm keeps only what vLLM runs as it is (ws1d+heads, dp+batch;" in err
     assert "none of the layouts searched is (vLLM has no ws2d FFN" in err and "vLLM has no wg-x FFN" in err
     assert "hint: add ws1d to --ffn" in err and "drop --runnable-on vllm" in err
-    run = planner("serve", *SMALL[:4], "--chips", "8", "--weights", "int4", "--runnable-on", "vllm")
+    run = planner("serve", *SMALL[:4], "--chips", "8", "--weights", "int4", "--runnable-on", "vllm-tpu")
+    assert run.code == 2  # a TPU engine on GPUs
+    run = planner("serve", *SMALL[:4], "--chips", "8", "--kv-cache", "int8", "--runnable-on", "vllm")
     assert run.code == 1
     err = " ".join(run.err.split())
-    assert "none of the formats searched is (vLLM serves no int4 weights)" in err
-    assert "(--weights bf16,int8,fp8)" in err
+    assert "none of the formats searched is (vLLM has no int8 KV cache)" in err, err
+    assert "(--kv-cache bf16,fp8)" in err
     # experts: none of those given is one vLLM runs
     run = planner("plan", MOE, "--phase", "decode", "--experts", "wg,ep-xy+tp-z", "--runnable-on", "vllm")
     assert run.code == 1 and "vLLM runs experts as ep, ep+tbo, tp: not wg" in run.err

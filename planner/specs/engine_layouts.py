@@ -66,6 +66,9 @@ class EngineLayouts:
 
 
 _GPU_KV = frozenset({"bf16", "fp8"})
+# weights the GPU engines serve from a quantised checkpoint or flag: int8 and int4 weight-only
+# (GPTQ/AWQ), int8 weights and activations (w8a8), fp8, and fp4 (NVFP4, on Blackwell)
+_GPU_WEIGHTS = frozenset({"bf16", "fp8", "int8", "int8-w8a8", "int4", "fp4"})
 ENGINE_LAYOUTS = {
     e.name: e
     for e in (
@@ -75,7 +78,7 @@ ENGINE_LAYOUTS = {
             dense=frozenset({("ws1d", "heads"), ("dp", "batch")}),
             experts=frozenset({"tp", "ep", "ep+tbo"}),
             kv_cache=_GPU_KV,
-            weights=frozenset({"bf16", "fp8", "int8"}),
+            weights=_GPU_WEIGHTS,
             fallback_kv="fp8",
         ),
         EngineLayouts(
@@ -84,7 +87,7 @@ ENGINE_LAYOUTS = {
             dense=frozenset({("ws1d", "heads"), ("ws1d", "batch"), ("dp", "batch")}),
             experts=frozenset({"tp", "ep", "ep+tbo"}),
             kv_cache=_GPU_KV,
-            weights=frozenset({"bf16", "fp8", "int8"}),
+            weights=_GPU_WEIGHTS,
             fallback_kv="fp8",
         ),
         EngineLayouts(
@@ -93,7 +96,7 @@ ENGINE_LAYOUTS = {
             dense=frozenset({("ws1d", "heads"), ("dp", "batch")}),
             experts=frozenset({"tp", "ep"}),
             kv_cache=_GPU_KV,
-            weights=frozenset({"bf16", "fp8", "int8", "fp4"}),
+            weights=frozenset({"bf16", "fp8", "int8", "int8-w8a8", "int4", "fp4"}),
             fallback_kv="fp8",
         ),
         EngineLayouts(

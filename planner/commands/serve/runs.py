@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from planner.commands.runs import Reader, Run, provenance, read_json, run_from_dict
 from planner.commands.serve.modes import Mode, Targets
 from planner.commands.serve.serve import ServeRequest, ServeResult, serve, serve_dict
+from planner.cost.layouts import FFN_LAYOUTS
 from planner.units import SECONDS_PER_HOUR, to_json
 
 SERVE_RUN_HINT = "a saved serve run is what `planner serve PLAN --format json -o FILE` writes"
@@ -196,6 +197,8 @@ def request_for(run: ServeRun, plan: str | None, **overrides) -> ServeRequest:
     from planner.config import load_plan
 
     recorded = dict(run.search)
+    if "experts" not in recorded and "ffn" in recorded:  # a dense model's run: runs saved before this
+        recorded["ffn"] = tuple(f for f in recorded["ffn"] if not FFN_LAYOUTS[f].replicated)  # listed dp
     lists = {
         name: overrides.get(name) or recorded.get(key)
         for name, key in (

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from planner.commands.runs import provenance_dict
 from planner.commands.serve.modes import Deployment, Mode, ModeResult, Targets, deployments, mode_result
 from planner.commands.serve.pools import Stage, pools
-from planner.cost.layouts import EXPERT_LAYOUTS
+from planner.cost.layouts import EXPERT_LAYOUTS, FFN_LAYOUTS
 from planner.errors import InfeasibleError
 from planner.search.search import weights_hint
 from planner.specs.plan import Plan
@@ -178,7 +178,8 @@ def serve_dict(result: ServeResult) -> dict:
             "chips": list(plan.space.chips),
             "batch": list(plan.space.batches),
             "weights": [f.label for f in plan.space.weights],
-            "ffn": list(plan.space.ffn),
+            # what was searched: a dense model runs no replicated FFN (dp), whatever the list said
+            "ffn": [f for f in plan.space.ffn if plan.model.experts is not None or not FFN_LAYOUTS[f].replicated],
             "attention": list(plan.space.attention),
             "kv_cache": [kv.label for kv in plan.space.kv_cache],
             **(
