@@ -150,10 +150,10 @@ def build(reference: dict) -> dict:
         "format": "planner-serving/1",
         "source": "SemiAnalysis InferenceX nightly serving runs (DeepSeek-R1-0528 on H200 and MI300X) and the "
         "TensorRT-LLM perf-overview maximum-throughput tables (H100, H200), via the shared reference",
-        "notes": "Measured serving runs of current engines. The planner is assessed on them with today's "
-        "constants (nothing is fitted to them). Runs with MTP speculative decoding and admission-limited "
-        "runs are listed apart. Runs whose layout needs DP attention with replicated dense weights are "
-        "assessed with the nearest layout the planner has (attention batch-sharded).",
+        "notes": "Measured serving runs of current engines. `planner calibrate` fits the engine profiles "
+        "(configs/engines/) to the TPOT of the steady H200 runs without MTP, then MTP's mean accepted length; "
+        "TTFT and output tokens/s are not fitted. Admission-limited runs are listed apart. Runs with DP "
+        "attention run FFN dp with attention batch (the dense weights replicated, as the engines do).",
         "conventions": {
             "times": "seconds; ttft_s and tpot_s are the run's medians",
             "output_tok_s_per_gpu": "output tokens/s over all the system's GPUs (disaggregated: prefill and "
