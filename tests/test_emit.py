@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from planner.commands.emit.core import emission_dict
+from planner.commands.emit.core import emission_dict, whole_counts
 from planner.commands.emit.emit import emit_row
 from planner.commands.serve.modes import Mode, Targets
 from planner.commands.serve.serve import ServeRequest, serve
@@ -88,7 +88,8 @@ def test_the_benchmark_runs_at_the_rows_workload_and_writes_a_file_calibrate_rea
         d = result.rows()[i - 1]
         words = " ".join(e.benchmark)
         assert str(w.input_tokens) in words and str(w.output_tokens) in words
-        assert str(d.decode.batch) in e.benchmark  # closed loop at the row's running batch
+        pools = whole_counts(d.prefill_pools_per_decode_pool)[1] if d.mode is Mode.DISAGGREGATED else 1
+        assert str(d.decode.batch * pools) in e.benchmark  # closed loop at the row's running batch
         assert e.reader and e.sidecar.count("format: planner-bench/1") == 1
         assert f"reader: {e.reader}" in e.sidecar
 

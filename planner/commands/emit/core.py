@@ -258,8 +258,11 @@ def launch(engine: Engine, pool: Pool, ctx: Context) -> Launch:
 
 
 def whole_counts(ratio: float) -> tuple[int, int]:
-    """(prefill, decode) pool counts, up to 8 decode pools, nearest the row's prefill-to-decode ratio."""
-    return min(((max(1, round(ratio * m)), m) for m in range(1, 9)), key=lambda pm: (abs(pm[0] / pm[1] - ratio), pm[1]))
+    """(prefill, decode) pool counts, up to 32 decode pools, nearest the row's prefill-to-decode ratio
+    (within 5% where a count up to 32 gets there: the fewest pools that do)."""
+    counts = [(max(1, round(ratio * m)), m) for m in range(1, 33)]
+    close = [pm for pm in counts if abs(pm[0] / pm[1] / ratio - 1) <= 0.05]
+    return close[0] if close else min(counts, key=lambda pm: (abs(pm[0] / pm[1] - ratio), pm[1]))
 
 
 def _differs(pool: Pool, run: Runnable) -> bool:

@@ -12,7 +12,7 @@ planner.specs.engine_layouts.
 from __future__ import annotations
 
 from planner.commands.emit import sglang, trtllm, vllm
-from planner.commands.emit.core import Bench, Command, Context, Engine, File, Launch, Pool, Runnable, whole_counts
+from planner.commands.emit.core import Bench, Command, Context, Engine, File, Launch, Pool, Runnable
 
 VERSION = "NVIDIA Dynamo at the commit tests/data/engine_flags/dynamo.json records"
 PINNED = "Dynamo flags: components/src/dynamo/{frontend,vllm,sglang,trtllm} argument definitions (dynamo.json)"
@@ -73,12 +73,7 @@ def _front(launches: tuple[Launch, ...], ctx: Context) -> tuple[tuple[Launch, ..
         nearest=(),
         flags=("dynamo",),
     )
-    notes = []
-    if ctx.disaggregated:
-        prefill = next(x for x in launches if x.role == "prefill")
-        p, d = whole_counts(prefill.count)
-        notes.append(f"disaggregated: launch {p} prefill and {d} decode workers (the row's ratio {prefill.count:.3g})")
-    return (frontend, *launches), tuple(notes)
+    return (frontend, *launches), ()
 
 
 def over(base: Engine) -> Engine:

@@ -139,8 +139,8 @@ def _counts(ratio: float) -> str:
     """Whole pool counts nearest the row's prefill-to-decode ratio, up to 8 decode pools."""
     best = whole_counts(ratio)
     return (
-        f"the row runs {ratio:.3g} prefill pools per decode pool: {best[0]} prefill and {best[1]} decode pools "
-        f"give {best[0] / best[1]:.3g}"
+        f"the row runs {ratio:.3g} prefill pools per decode pool: launch {best[0]} prefill and {best[1]} decode "
+        f"pools ({best[0] / best[1]:.3g}); the benchmark's concurrency is the {best[1]} decode pools' running batch"
     )
 
 
@@ -185,7 +185,8 @@ def emit_pools(plan: Plan, pools: tuple[Pool, ...], notes: tuple[str, ...], name
     )
     launches = tuple(launch(engine, p, ctx) for p in pools)
     launches, front_notes = engine.front(launches, ctx)
-    concurrency = max(1, math.ceil(pools[-1].running))
+    decode_pools = whole_counts(pools[0].count)[1] if ctx.disaggregated else 1
+    concurrency = max(1, math.ceil(pools[-1].running)) * decode_pools  # every decode pool's running batch
     bench, result_file = engine.benchmark(bench_of(engine, tag, ctx, concurrency))
     runs = tuple(runnable(p, engine.table) for p in pools)
     extra = [] if ctx.draft_tokens else ["the row plans no speculative decoding: no draft-model flags"]
