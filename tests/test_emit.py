@@ -6,6 +6,7 @@ figures beside the row's, and what cannot be emitted exits 2."""
 from __future__ import annotations
 
 import json
+import re
 from functools import cache
 from pathlib import Path
 
@@ -26,19 +27,36 @@ TRTLLM_FILES = ("extra-llm-api-",)  # files whose top-level keys are TorchLlmArg
 
 
 @cache
-def flag_list(name: str) -> frozenset[str]:
+def _pinned(name: str) -> dict:
     path = FLAGS / f"{name}.json"
     assert path.exists(), f"no pinned flag list {path.name}: an emitted command names it"
-    return frozenset(json.loads(path.read_text())["flags"])
+    return json.loads(path.read_text())
 
 
-def _flags(argv) -> set[str]:
-    return {w.split("=")[0] for w in argv if w.startswith("--")}
+def flag_list(name: str) -> frozenset[str]:
+    return frozenset(_pinned(name)["flags"])
 
 
-def _in_lists(argv, lists) -> set[str]:
-    known = frozenset().union(*(flag_list(n) for n in lists))
-    return _flags(argv) - known
+def key_list(name: str) -> frozenset[str]:
+    """Configuration keys (MaxText's key=value words, TensorRT-LLM's YAML keys, dotted when nested)."""
+    return frozenset(_pinned(name).get("keys", ()))
+
+
+def _unknown(argv, lists) -> set[str]:
+    """The words of `argv` that name a flag (--x) or a key (x=...) none of `lists` holds."""
+    flags = frozenset().union(*(flag_list(n) for n in lists))
+    keys = frozenset().union(*(key_list(n) for n in lists))
+    found = {w for w in argv if w.startswith("--") and w not in flags}
+    return found | {w.split("=")[0] for w in argv if re.fullmatch(r"[a-z_]+=\S*", w) and w.split("=")[0] not in keys}
+
+
+def _dotted(data: dict, prefix: str = "") -> set[str]:
+    out = set()
+    for k, v in data.items():
+        out.add(prefix + k)
+        if isinstance(v, dict):
+            out |= _dotted(v, prefix + k + ".")
+    return out
 
 
 @cache
@@ -65,17 +83,14 @@ def test_every_emitted_flag_is_in_the_pinned_flag_list(plan_name, engine):
     for i, e in _emissions(plan_name, engine):
         for launch in e.launches:
             assert launch.flags, (i, launch.role)
-            assert not _in_lists(launch.command, launch.flags), (
-                i,
-                launch.role,
-                _in_lists(launch.command, launch.flags),
-            )
+            unknown = _unknown(launch.command, launch.flags)
+            assert not unknown, (i, launch.role, unknown)
             for f in launch.files:
-                if f.name.startswith(TRTLLM_FILES):
-                    keys = {"--" + k.replace("_", "-") for k in f.data}
-                    assert keys <= flag_list("trtllm"), (i, keys - flag_list("trtllm"))
+                if f.name.startswith(TRTLLM_FILES):  # TensorRT-LLM's extra options, nested keys dotted
+                    assert _dotted(f.data) <= key_list("trtllm"), (i, _dotted(f.data) - key_list("trtllm"))
         assert e.benchmark_flags
-        assert not _in_lists(e.benchmark, e.benchmark_flags), (i, _in_lists(e.benchmark, e.benchmark_flags))
+        unknown = _unknown(e.benchmark, e.benchmark_flags)
+        assert not unknown, (i, unknown)
         assert e.version and e.pinned
 
 
@@ -91,6 +106,7 @@ def test_the_benchmark_runs_at_the_rows_workload_and_writes_a_file_calibrate_rea
         pools = whole_counts(d.prefill_pools_per_decode_pool)[1] if d.mode is Mode.DISAGGREGATED else 1
         assert str(d.decode.batch * pools) in e.benchmark  # closed loop at the row's running batch
         assert e.reader and e.sidecar.count("format: planner-bench/1") == 1
+        assert e.result_file in " ".join(e.benchmark)
         assert f"reader: {e.reader}" in e.sidecar
 
 

@@ -1,10 +1,11 @@
 """NVIDIA Dynamo over an engine: the OpenAI front end (`python -m dynamo.frontend`) and the
 engine's workers (`python -m dynamo.vllm`, `dynamo.sglang`, `dynamo.trtllm`), prefill and decode
-workers with their counts for disaggregated rows, benchmarked with AIPerf (`aiperf profile`, whose
-`profile_export_aiperf.json` `planner calibrate` reads).
+workers with their counts for disaggregated rows, benchmarked by the row's engine's own client
+against the front end (AIPerf's flags are in no pinned list yet: the notes name it).
 
 The vLLM and SGLang workers take their engine's own flags (the pinned vllm.json / sglang.json)
-beside Dynamo's (dynamo.json); the TensorRT-LLM worker has its own flags and reads the same extra
+beside Dynamo's (dynamo.json; `--disaggregation-mode` of the vLLM worker is
+components/src/dynamo/vllm/backend_args.py's, which dynamo.json does not read but names); the TensorRT-LLM worker has its own flags and reads the same extra
 options YAML as `trtllm-serve`. What a worker runs is its engine's entry of
 planner.specs.engine_layouts.
 """
@@ -14,16 +15,19 @@ from __future__ import annotations
 from planner.commands.emit import sglang, trtllm, vllm
 from planner.commands.emit.core import Bench, Command, Context, Engine, File, Launch, Pool, Runnable
 
-VERSION = "NVIDIA Dynamo at the commit tests/data/engine_flags/dynamo.json records"
-PINNED = "Dynamo flags: components/src/dynamo/{frontend,vllm,sglang,trtllm} argument definitions (dynamo.json)"
+VERSION = "ai-dynamo/dynamo@0243c51b (frontend; worker arguments at the commits dynamo.json records)"
+PINNED = (
+    "Dynamo flags: components/src/dynamo/frontend/frontend_args.py at ai-dynamo/dynamo@0243c51b, the common "
+    "runtime and router groups and the sglang and trtllm backend_args.py (tests/data/engine_flags/dynamo.json)"
+)
 PORT = 8000
 
 
 def _worker(base: str, pool: Pool, run: Runnable, ctx: Context) -> Command:
     if base == "vllm":
         argv, notes = vllm.args(pool, run, ctx)
-        if pool.role == "prefill":
-            argv += ["--is-prefill-worker"]
+        if pool.role in ("prefill", "decode"):
+            argv += ["--disaggregation-mode", pool.role, "--kv-transfer-config", vllm.NIXL]
         return Command(
             argv=("python", "-m", "dynamo.vllm", "--model", "$MODEL", *argv),
             flags=("dynamo", "vllm"),
@@ -51,15 +55,18 @@ def _worker(base: str, pool: Pool, run: Runnable, ctx: Context) -> Command:
     )
 
 
-def bench_command(b: Bench) -> tuple[Command, str]:
-    """`aiperf profile` against the front end at the row's ISL/OSL, closed loop at its concurrency."""
-    argv = ["aiperf", "profile", "--model", "$MODEL", "--url", f"http://localhost:{PORT}"]
-    argv += ["--endpoint-type", "chat", "--streaming"]
-    argv += ["--synthetic-input-tokens-mean", str(b.input_tokens), "--synthetic-input-tokens-stddev", "0"]
-    argv += ["--output-tokens-mean", str(b.output_tokens), "--output-tokens-stddev", "0"]
-    argv += ["--extra-inputs", "ignore_eos:true", "--concurrency", str(b.concurrency)]
-    argv += ["--request-count", str(b.prompts), "--artifact-dir", b.tag]
-    return Command(argv=tuple(argv), flags=("aiperf",)), f"{b.tag}/profile_export_aiperf.json"
+def _bench(base: str, b: Bench) -> tuple[Command, str]:
+    """The row's engine's own client against the front end (OpenAI-compatible), so that the result
+    file is one `planner calibrate` reads and every flag is in a pinned list."""
+    url = f"http://localhost:{PORT}"
+    cmd, result_file = {"vllm": vllm.bench_command, "sglang": sglang.bench_command, "trtllm": trtllm.bench_command}[
+        base
+    ](b, url)
+    note = (
+        "the benchmark talks to Dynamo's front end; AIPerf (`aiperf profile`, its profile_export_aiperf.json read as "
+        "aiperf) measures the same, but its flags are not in the pinned lists, so it is not emitted"
+    )
+    return Command(argv=cmd.argv, flags=cmd.flags, notes=(*cmd.notes, note)), result_file
 
 
 def _front(launches: tuple[Launch, ...], ctx: Context) -> tuple[tuple[Launch, ...], tuple[str, ...]]:
@@ -89,10 +96,10 @@ def over(base: Engine) -> Engine:
         version=f"{VERSION}; workers {base.version}",
         pinned=f"{PINNED}; {base.pinned}",
         tpu=False,
-        reader="aiperf",
+        reader=base.reader,
         policy=base.policy,
         launch=launch,
-        benchmark=bench_command,
+        benchmark=lambda b: _bench(base.name, b),
         front=_front,
         over=base.name,
     )

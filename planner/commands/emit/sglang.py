@@ -71,8 +71,8 @@ def bench_command(b: Bench, base_url: str | None = None) -> tuple[Command, str]:
     """`sglang.bench_serving` at the row's ISL/OSL (random prompts of exactly that length), closed
     loop at its concurrency, appending one JSONL line to its output file."""
     result_file = f"{b.tag}.jsonl"
-    argv = ["python", "-m", "sglang.bench_serving", "--backend", "sglang"]
-    if base_url:
+    argv = ["python", "-m", "sglang.bench_serving", "--backend", "sglang-oai" if base_url else "sglang"]
+    if base_url:  # another server's OpenAI-compatible completions endpoint
         argv += ["--base-url", base_url]
     argv += ["--dataset-name", "random", "--random-input-len", str(b.input_tokens)]
     argv += ["--random-output-len", str(b.output_tokens), "--random-range-ratio", "1"]

@@ -3,7 +3,7 @@ and JetStream (MaxText's `maxengine_server`, benchmarked by JetStream's `benchma
 
 vLLM on TPU takes vLLM's flags (the pinned vllm.json) and runs tensor parallelism over the slice
 (FFN `ws1d`, attention `heads`). JetStream serves MaxText, configured by `key=value` overrides of
-`MaxText/configs/base.yml`: `ici_tensor_parallelism` is the same layout, `ici_expert_parallelism`
+`src/MaxText/configs/base.yml`: `ici_tensor_parallelism` is the same layout, `ici_expert_parallelism`
 puts MoE experts expert-parallel (`ep`), `quantization=int8` and `quantize_kvcache` store int8
 weights and KV cache. What each runs is its entry of planner.specs.engine_layouts.
 """
@@ -13,10 +13,10 @@ from __future__ import annotations
 from planner.commands.emit import vllm
 from planner.commands.emit.core import Bench, Command, Context, Engine, Launch, Pool, Runnable
 
-JETSTREAM_VERSION = "JetStream and MaxText at the commits tests/data/engine_flags/jetstream.json records"
+JETSTREAM_VERSION = "AI-Hypercomputer/maxtext@09d2025b (server), AI-Hypercomputer/JetStream@07a443b3 (benchmark)"
 JETSTREAM_PINNED = (
-    "JetStream flags: benchmarks/benchmark_serving.py (argparse) and MaxText/configs/base.yml keys, "
-    "as tests/data/engine_flags/jetstream.json records them"
+    "MaxText keys: src/MaxText/configs/base.yml at AI-Hypercomputer/maxtext@09d2025b; JetStream benchmark flags: "
+    "benchmarks/benchmark_serving.py at AI-Hypercomputer/JetStream@07a443b3"
 )
 
 
@@ -60,7 +60,7 @@ VLLM_TPU = Engine(
 def _jetstream(pool: Pool, run: Runnable, ctx: Context) -> Command:
     n = run.per_stage
     notes = []
-    argv = ["python", "-m", "MaxText.maxengine_server", "MaxText/configs/base.yml", "model_name=$MODEL"]
+    argv = ["python", "-m", "MaxText.maxengine_server", "src/MaxText/configs/base.yml", "model_name=$MODEL"]
     argv += ["tokenizer_path=$TOKENIZER", "load_parameters_path=$CHECKPOINT", "scan_layers=false"]
     argv += ["ici_fsdp_parallelism=1", "ici_autoregressive_parallelism=1", f"ici_tensor_parallelism={n}"]
     if run.expert_parallel:
@@ -99,7 +99,7 @@ def _jetstream_bench(b: Bench) -> tuple[Command, str]:
         "median TTFT and TPOT (first token excluded) into a serving-runs file (planner-serving/1), or benchmark "
         "JetStream's OpenAI-compatible endpoint with `vllm bench serve`",
     )
-    return Command(argv=tuple(argv), flags=("jetstream",), notes=notes), "JetStream-infqps-$MODEL-DATE.json"
+    return Command(argv=tuple(argv), flags=("jetstream-bench",), notes=notes), "JetStream-infqps-$MODEL-DATE.json"
 
 
 JETSTREAM = Engine(
