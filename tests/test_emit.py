@@ -5,6 +5,7 @@ figures beside the row's, and what cannot be emitted exits 2."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from functools import cache
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from planner.commands.emit.core import emission_dict, whole_counts
-from planner.commands.emit.emit import emit_row
+from planner.commands.emit.emit import emit_pools, emit_row, serve_pools
 from planner.commands.serve.modes import Mode, Targets
 from planner.commands.serve.serve import ServeRequest, serve
 from planner.config import load_plan
@@ -204,6 +205,8 @@ def test_explain_emits_the_layout_it_shows(planner):
     assert f"{data['chips']} GPUs" in server["layout"]
     run = planner(*args, "--emit", "trtllm")
     assert run.code == 0 and "trtllm-serve serve $MODEL" in run.out
+    run = planner(*args, "--emit", "dynamo", "--format", "markdown")
+    assert run.code == 0 and "```\ndynamo over sglang: " in run.out
     run = planner(
         "explain", "--model", "llama-3-70b", "--cluster", "h100-sxm", "--chips", "8", "--phase", "decode",
         "--batch", "64", "--ffn", "ws2d", "--attention", "heads", "--weights", "bf16", "--emit", "vllm",
@@ -256,3 +259,45 @@ def test_the_emitted_sidecar_reads_the_benchmarks_result_file(planner, tmp_path,
     run = planner("calibrate", result, "--format", "json")
     assert run.code == 0, run.err
     assert json.loads(run.out)["steady"][0]["run"].startswith(result.name)
+
+
+@pytest.mark.parametrize("engine", ("vllm", "sglang", "trtllm", "dynamo"))
+def test_speculative_decoding_is_launched_when_the_plan_verifies_draft_tokens(engine):
+    """A plan whose decode steps verify K draft tokens (workload decode_tokens K + 1) launches the
+    engine's MTP speculative decoding with K draft tokens, in flags the pinned lists hold."""
+    result = served("deepseek-v3-h200")
+    plan = result.request.plan
+    spec = dataclasses.replace(plan, workload=dataclasses.replace(plan.workload, decode_tokens=4))
+    pools, notes = serve_pools(spec, result.rows()[0])
+    e = emit_pools(spec, pools, notes, engine, "row1")
+    text = " ".join(w for x in e.launches for w in x.command)
+    data = [f.data for x in e.launches for f in x.files]
+    expected = {
+        "vllm": '"num_speculative_tokens": 3',
+        "sglang": "--speculative-num-steps 3",
+        "dynamo": "--speculative-num-steps 3",  # the default profile is sglang: SGLang workers
+    }
+    if engine in expected:
+        assert expected[engine] in text
+    else:
+        assert all(d["speculative_config"] == {"decoding_type": "MTP", "max_draft_len": 3} for d in data)
+    assert not any("no speculative decoding" in n for n in e.notes)
+    for x in e.launches:
+        assert not _unknown(x.command, x.flags)
+        for f in x.files:
+            if f.name.startswith(TRTLLM_FILES):
+                assert _dotted(f.data) <= key_list("trtllm")
+
+
+def test_a_pipelined_layout_launches_pipeline_parallel_stages(planner):
+    run = planner(
+        "explain", "--model", "llama-3-70b", "--cluster", "h100-sxm", "--chips", "16", "--stages", "2",
+        "--phase", "decode", "--batch", "64", "--ffn", "ws1d", "--attention", "heads", "--weights", "bf16",
+        "--emit", "vllm", "--format", "json",
+    )  # fmt: skip
+    assert run.code == 0, run.err
+    emission = json.loads(run.out)["emit"]
+    argv = emission["launches"][0]["command"]
+    assert argv[argv.index("--tensor-parallel-size") + 1] == "8"
+    assert argv[argv.index("--pipeline-parallel-size") + 1] == "2"
+    assert emission["sidecar"] == "" and any("pipeline stages" in n for n in emission["notes"])

@@ -41,6 +41,10 @@ def explain(opts: Options) -> None:
         from planner.search.search import search
 
         spec = load_plan(opts.plan_file, opts.plan())
+        if opts.given("emit"):  # a bad engine fails before the search
+            from planner.commands.emit.emit import check
+
+            check(opts.parsed("emit"), spec, opts.flag("emit"))
         with searching(use_ascii(opts.ascii)):
             result = search(spec, partial=True)
         p = plan_row(result, row)

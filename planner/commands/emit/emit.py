@@ -190,17 +190,24 @@ def emit_pools(plan: Plan, pools: tuple[Pool, ...], notes: tuple[str, ...], name
     bench, result_file = engine.benchmark(bench_of(engine, tag, ctx, concurrency))
     runs = tuple(runnable(p, engine.table) for p in pools)
     extra = [] if ctx.draft_tokens else ["the row plans no speculative decoding: no draft-model flags"]
+    reader, side = engine.reader, sidecar(engine, ctx, pools, runs, concurrency)
+    if any(p.stages > 1 for p in pools) and reader:
+        reader, side = "", ""
+        extra.append(
+            "pipeline stages: `planner calibrate` predicts serving runs of one stage per pool, so no sidecar is "
+            "written for this run's result file"
+        )
     return Emission(
         engine=engine.name,
         pinned=engine.pinned,
         launches=launches,
         benchmark=bench.argv,
         result_file=result_file,
-        sidecar=sidecar(engine, ctx, pools, runs, concurrency),
+        sidecar=side,
         notes=tuple(n for n in (note, *notes, *front_notes, *bench.notes, *extra) if n),
         version=engine.version,
         benchmark_flags=bench.flags,
-        reader=engine.reader,
+        reader=reader,
         over=engine.over,
     )
 
