@@ -2,7 +2,8 @@
 
 Flags are the names of vLLM's `EngineArgs` fields at vllm-project/vllm
 99d7eb5d6a512cfcc5a2b104f24ebf2d6cda772b (`vllm/engine/arg_utils.py`) and of `vllm bench serve`
-at def9ce85ba1079af970a58ed3d42dd861ae35d58 (`vllm/benchmarks/serve.py`); tests/data/engine_flags/
+at def9ce85ba1079af970a58ed3d42dd861ae35d58 (`vllm/benchmarks/serve.py` with the dataset flags of
+`vllm/benchmarks/datasets.py`); tests/data/engine_flags/
 lists them and a test checks every emitted flag is there.
 
 In the planner's words: tensor parallelism over a worker's GPUs is FFN `ws1d` with attention
@@ -73,8 +74,10 @@ def bench_command(b: Bench, base_url: str | None = None) -> tuple[Command, str]:
     argv = ["vllm", "bench", "serve", "--model", "$MODEL"]
     if base_url:
         argv += ["--base-url", base_url]
-    argv += ["--input-len", str(b.input_tokens), "--output-len", str(b.output_tokens)]
-    argv += ["--max-concurrency", str(b.concurrency), "--ignore-eos", "--percentile-metrics", "ttft,tpot,itl,e2el"]
+    argv += ["--dataset-name", "random", "--random-input-len", str(b.input_tokens)]
+    argv += ["--random-output-len", str(b.output_tokens), "--random-range-ratio", "0"]  # 0: every prompt that long
+    argv += ["--num-prompts", str(b.prompts), "--max-concurrency", str(b.concurrency), "--ignore-eos"]
+    argv += ["--percentile-metrics", "ttft,tpot,itl,e2el"]
     argv += ["--save-result", "--result-filename", result_file]
     return Command(argv=tuple(argv), flags=("vllm-bench",)), result_file
 
