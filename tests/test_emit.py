@@ -1,116 +1,303 @@
-"""`serve --row N --emit vllm` (issue 28): every emitted flag is one the pinned vLLM defines
-(tests/data/engine_flags/, written by tests/tools/engine_flags.py), the JSON carries the emission,
-and a row vLLM cannot run says so with the nearest runnable layout's figures beside the row's."""
+"""`--emit ENGINE` on `serve --row N` and `explain` (issue 28): every emitted flag is one the pinned
+engine defines (tests/data/engine_flags/, written by tests/tools/engine_flags.py), the JSON carries
+the emission as data, a layout an engine cannot run says so with the nearest runnable layout's
+figures beside the row's, and what cannot be emitted exits 2."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
+from functools import cache
 from pathlib import Path
 
 import pytest
 
-from planner.commands.serve.emit import emission_dict, emit_row
+from planner.commands.emit.core import emission_dict, whole_counts
+from planner.commands.emit.emit import emit_pools, emit_row, serve_pools
 from planner.commands.serve.modes import Mode, Targets
 from planner.commands.serve.serve import ServeRequest, serve
 from planner.config import load_plan
 
 FLAGS = Path(__file__).resolve().parent / "data" / "engine_flags"
-ENGINE = set(json.loads((FLAGS / "vllm.json").read_text())["flags"])
-BENCH = set(json.loads((FLAGS / "vllm-bench.json").read_text())["flags"])
 GPU_PLANS = ("llama-3-70b-h100", "deepseek-v3-h200")
+TPU_PLANS = ("palm-540b-tpu-v4",)
+GPU_ENGINES = ("vllm", "sglang", "trtllm", "dynamo")
+TPU_ENGINES = ("vllm-tpu", "jetstream")
+TRTLLM_FILES = ("extra-llm-api-",)  # files whose top-level keys are TorchLlmArgs fields
 
 
-def _flags(argv) -> set[str]:
-    return {w for w in argv if w.startswith("--")}
+@cache
+def _pinned(name: str) -> dict:
+    path = FLAGS / f"{name}.json"
+    assert path.exists(), f"no pinned flag list {path.name}: an emitted command names it"
+    return json.loads(path.read_text())
 
 
-@pytest.fixture(scope="module", params=GPU_PLANS)
-def served(request):
-    plan = load_plan(request.param)
-    result = serve(
+def flag_list(name: str) -> frozenset[str]:
+    return frozenset(_pinned(name)["flags"])
+
+
+def key_list(name: str) -> frozenset[str]:
+    """Configuration keys (MaxText's key=value words, TensorRT-LLM's YAML keys, dotted when nested)."""
+    return frozenset(_pinned(name).get("keys", ()))
+
+
+def _unknown(argv, lists) -> set[str]:
+    """The words of `argv` that name a flag (--x) or a key (x=...) none of `lists` holds."""
+    flags = frozenset().union(*(flag_list(n) for n in lists))
+    keys = frozenset().union(*(key_list(n) for n in lists))
+    found = {w for w in argv if w.startswith("--") and w not in flags}
+    return found | {w.split("=")[0] for w in argv if re.fullmatch(r"[a-z_]+=\S*", w) and w.split("=")[0] not in keys}
+
+
+def _dotted(data: dict, prefix: str = "") -> set[str]:
+    out = set()
+    for k, v in data.items():
+        out.add(prefix + k)
+        if isinstance(v, dict):
+            out |= _dotted(v, prefix + k + ".")
+    return out
+
+
+@cache
+def served(plan_name: str):
+    plan = load_plan(plan_name)
+    return serve(
         ServeRequest(plan=plan, modes=tuple(Mode), targets=Targets(), price_usd_per_chip_s=None, price_source=""),
         partial=True,
     )
-    return result
 
 
-def test_every_emitted_flag_is_in_the_pinned_flag_list(served):
-    rows = served.rows()
+def _emissions(plan_name: str, engine: str):
+    result = served(plan_name)
+    rows = result.rows()
     assert rows
-    for i, d in enumerate(rows, start=1):
-        e = emit_row(served, d, "vllm", i)
+    return [(i, emit_row(result, d, engine, i)) for i, d in enumerate(rows, start=1)]
+
+
+@pytest.mark.parametrize(
+    "plan_name, engine",
+    [(p, e) for p in GPU_PLANS for e in GPU_ENGINES] + [(p, e) for p in TPU_PLANS for e in TPU_ENGINES],
+)
+def test_every_emitted_flag_is_in_the_pinned_flag_list(plan_name, engine):
+    for i, e in _emissions(plan_name, engine):
         for launch in e.launches:
-            assert launch.command[:3] == ("vllm", "serve", "$MODEL")
-            assert _flags(launch.command) <= ENGINE, (i, _flags(launch.command) - ENGINE)
-        assert e.benchmark[:3] == ("vllm", "bench", "serve")
-        assert _flags(e.benchmark) <= BENCH, (i, _flags(e.benchmark) - BENCH)
-        assert "--max-concurrency" in e.benchmark and "--save-result" in e.benchmark
+            assert launch.flags, (i, launch.role)
+            unknown = _unknown(launch.command, launch.flags)
+            assert not unknown, (i, launch.role, unknown)
+            for f in launch.files:
+                if f.name.startswith(TRTLLM_FILES):  # TensorRT-LLM's extra options, nested keys dotted
+                    assert _dotted(f.data) <= key_list("trtllm"), (i, _dotted(f.data) - key_list("trtllm"))
+        assert e.benchmark_flags
+        unknown = _unknown(e.benchmark, e.benchmark_flags)
+        assert not unknown, (i, unknown)
+        assert e.version and e.pinned
 
 
-def test_a_layout_vllm_cannot_run_says_so_with_the_nearest_layouts_figures(served):
+@pytest.mark.parametrize("engine", GPU_ENGINES)
+def test_the_benchmark_runs_at_the_rows_workload_and_writes_a_file_calibrate_reads(engine):
+    plan = load_plan("llama-3-70b-h100")
+    w = plan.workload
+    result = served("llama-3-70b-h100")
+    for i, e in _emissions("llama-3-70b-h100", engine):
+        d = result.rows()[i - 1]
+        words = " ".join(e.benchmark)
+        assert str(w.input_tokens) in words and str(w.output_tokens) in words
+        pools = whole_counts(d.prefill_pools_per_decode_pool)[1] if d.mode is Mode.DISAGGREGATED else 1
+        assert str(d.decode.batch * pools) in e.benchmark  # closed loop at the row's running batch
+        assert e.reader and e.sidecar.count("format: planner-bench/1") == 1
+        assert e.result_file in " ".join(e.benchmark)
+        assert f"reader: {e.reader}" in e.sidecar
+
+
+@pytest.mark.parametrize("engine", GPU_ENGINES + TPU_ENGINES)
+def test_a_layout_the_engine_cannot_run_names_the_nearest_with_its_figures(engine):
+    plans = TPU_PLANS if engine in TPU_ENGINES else GPU_PLANS
     found = 0
-    for i, d in enumerate(served.rows(), start=1):
-        for launch in emit_row(served, d, "vllm", i).launches:
-            for n in launch.nearest:
-                found += 1
-                assert n["layout"] != n["row_layout"] or n["kv_cache"] != "int8"
-                assert n["step_s"] > 0 and n["row_step_s"] > 0
-                assert n["slower"] == pytest.approx(n["step_s"] / n["row_step_s"] - 1)
-            if any(x in launch.layout for x in ("ws2d", "wg-x", "ep-xy", "ep-x+", "ep-yz")):
-                assert launch.notes and launch.runnable != launch.layout
-    assert found  # the bundled plans' rows include layouts vLLM does not have
+    for plan_name in plans:
+        for _, e in _emissions(plan_name, engine):
+            for launch in e.launches:
+                for n in launch.nearest:
+                    found += 1
+                    assert (n["layout"], n["kv_cache"]) != (n["row_layout"], n["row_kv_cache"])
+                    assert n["step_s"] > 0 and n["row_step_s"] > 0
+                    assert n["slower"] == pytest.approx(n["step_s"] / n["row_step_s"] - 1)
+                    assert launch.notes and n["layout"] in launch.runnable
+                if any(x in launch.layout for x in ("ws2d", "wg-x", "ep-xy", "ep-x+", "ep-yz")):
+                    assert launch.nearest and launch.runnable != launch.layout
+    assert found  # the bundled plans' rows include layouts no engine runs on GPUs (ws2d, wg-*)
 
 
-def test_json_carries_the_emission(planner):
+def _disaggregated(plan_name: str):
+    result = served(plan_name)
+    rows = [d for d in result.rows() if d.mode is Mode.DISAGGREGATED]
+    assert rows
+    return result, rows[0], result.rows().index(rows[0]) + 1
+
+
+def test_disaggregated_rows_launch_each_engines_own_prefill_and_decode_pools():
+    result, d, i = _disaggregated("deepseek-v3-h200")
+    roles = {}
+    for engine in GPU_ENGINES:
+        e = emission_dict(emit_row(result, d, engine, i))
+        roles[engine] = [x["role"] for x in e["launches"]]
+        by_role = {x["role"]: x for x in e["launches"]}
+        assert by_role["prefill"]["count"] == pytest.approx(d.prefill_pools_per_decode_pool)
+        if engine == "vllm":
+            assert all("--kv-transfer-config" in by_role[r]["command"] for r in ("prefill", "decode"))
+        if engine in ("sglang", "dynamo"):  # the default profile is sglang: dynamo's workers are SGLang's
+            for r in ("prefill", "decode"):
+                argv = by_role[r]["command"]
+                assert argv[argv.index("--disaggregation-mode") + 1] == r
+        if engine == "trtllm":
+            (config,) = by_role["frontend"]["files"]
+            assert config["data"]["context_servers"]["num_instances"] >= 1
+            assert by_role["frontend"]["command"][:2] == ["trtllm-serve", "disaggregated"]
+    assert roles["dynamo"] == ["frontend", "prefill", "decode"]
+    assert roles["sglang"] == ["prefill", "decode"]
+
+
+def test_dynamo_runs_the_workers_of_the_rows_engine(planner):
+    for profile, module in (("trtllm", "dynamo.trtllm"), ("vllm", "dynamo.vllm"), ("sglang", "dynamo.sglang")):
+        run = planner(
+            "serve", "llama-3-70b-h100", "--engine", profile, "--row", "1", "--emit", "dynamo", "--format", "json"
+        )
+        assert run.code == 0, run.err
+        emission = json.loads(run.out)["emit"]
+        assert emission["over"] == profile
+        assert emission["launches"][0]["command"][:3] == ["python", "-m", "dynamo.frontend"]
+        assert emission["launches"][1]["command"][2] == module
+
+
+def test_json_carries_the_emission_as_data(planner):
     run = planner(
-        "serve", "llama-3-70b-h100", "--mode", "colocated", "--row", "1", "--emit", "vllm", "--format", "json"
+        "serve", "deepseek-v3-h200", "--mode", "colocated", "--row", "1", "--emit", "trtllm", "--format", "json"
     )
     assert run.code == 0, run.err
     emission = json.loads(run.out)["emit"]
-    assert emission["engine"] == "vllm" and "99d7eb5d" in emission["pinned"]
-    assert emission["launches"][0]["command"][:2] == ["vllm", "serve"]
-    assert emission["sidecar"].startswith("format: planner-bench/1")
+    assert emission["engine"] == "trtllm" and "TensorRT-LLM" in emission["version"]
+    (server,) = emission["launches"]
+    assert server["command"][:3] == ["trtllm-serve", "serve", "$MODEL"]
+    (extra,) = server["files"]
+    assert extra["name"] == server["command"][server["command"].index("--extra_llm_api_options") + 1]
+    assert isinstance(extra["data"]["enable_attention_dp"], bool)
+    assert emission["sidecar"].startswith("format: planner-bench/1") and emission["reader"] == "vllm"
 
 
-def test_the_table_shows_the_launch_and_benchmark(planner):
-    run = planner("serve", "llama-3-70b-h100", "--mode", "colocated", "--row", "1", "--emit", "vllm")
+def test_the_table_and_markdown_show_the_launch_and_benchmark(planner):
+    run = planner("serve", "llama-3-70b-h100", "--mode", "colocated", "--row", "1", "--emit", "sglang")
     assert run.code == 0, run.err
-    assert "vllm serve $MODEL" in run.out and "vllm bench serve" in run.out and "planner-bench/1" in run.out
+    assert "python -m sglang.launch_server" in run.out and "sglang.bench_serving" in run.out
+    assert "planner-bench/1" in run.out
+    run = planner("serve", "llama-3-70b-h100", "--row", "1", "--emit", "vllm", "--format", "markdown")
+    assert run.code == 0 and "```\nvllm: " in run.out
 
 
-def test_disaggregated_rows_launch_both_pools(served):
-    rows = [d for d in served.rows() if d.mode is Mode.DISAGGREGATED]
-    if not rows:
-        pytest.skip("no disaggregated row")
-    i = served.rows().index(rows[0]) + 1
-    e = emission_dict(emit_row(served, rows[0], "vllm", i))
-    assert [x["role"] for x in e["launches"]] == ["prefill", "decode"]
-    assert all("--kv-transfer-config" in x["command"] for x in e["launches"])
+def test_explain_emits_the_layout_it_shows(planner):
+    args = ("explain", "llama-3-70b-h100", "--row", "1")
+    run = planner(*args, "--emit", "sglang", "--format", "json")
+    assert run.code == 0, run.err
+    data = json.loads(run.out)
+    emission = data["emit"]
+    (server,) = emission["launches"]
+    assert server["command"][:3] == ["python", "-m", "sglang.launch_server"]
+    assert f"{data['chips']} GPUs" in server["layout"]
+    run = planner(*args, "--emit", "trtllm")
+    assert run.code == 0 and "trtllm-serve serve $MODEL" in run.out
+    run = planner(*args, "--emit", "dynamo", "--format", "markdown")
+    assert run.code == 0 and "```\ndynamo over sglang: " in run.out
+    run = planner(
+        "explain", "--model", "llama-3-70b", "--cluster", "h100-sxm", "--chips", "8", "--phase", "decode",
+        "--batch", "64", "--ffn", "ws2d", "--attention", "heads", "--weights", "bf16", "--emit", "vllm",
+    )  # fmt: skip
+    assert run.code == 0, run.err
+    assert "not the row's ws2d+heads" in run.out  # what vLLM cannot run, with the nearest layout's figures
+
+
+def test_the_tpu_plan_emits_for_the_tpu_engines(planner):
+    run = planner("serve", "palm-540b-tpu-v4", "--row", "1", "--emit", "jetstream", "--format", "json")
+    assert run.code == 0, run.err
+    emission = json.loads(run.out)["emit"]
+    assert emission["launches"][0]["command"][:3] == ["python", "-m", "MaxText.maxengine_server"]
+    assert emission["reader"] == "" and emission["sidecar"] == ""
+    assert any("no reader" in n for n in emission["notes"])  # said, not pretended
+    run = planner("serve", "palm-540b-tpu-v4", "--row", "1", "--emit", "vllm-tpu", "--format", "json")
+    assert run.code == 0, run.err
+    assert json.loads(run.out)["emit"]["reader"] == "vllm"
 
 
 @pytest.mark.parametrize(
     "args, words",
     [
-        (("llama-3-70b-h100", "--emit", "vllm"), "give --row N"),
-        (("llama-3-70b-h100", "--row", "1", "--emit", "sglang"), "not emitted yet"),
-        (("palm-540b-tpu-v4", "--row", "1", "--emit", "vllm"), "TPU cluster"),
+        (("serve", "llama-3-70b-h100", "--emit", "vllm"), "give --row N"),
+        (("serve", "llama-3-70b-h100", "--row", "1", "--emit", "tgi"), "expected one of"),
+        (("serve", "palm-540b-tpu-v4", "--row", "1", "--emit", "sglang"), "TPU cluster"),
+        (("serve", "llama-3-70b-h100", "--row", "1", "--emit", "jetstream"), "GPU cluster"),
+        (("serve", "llama-3-70b-h100", "--row", "1", "--emit", "vllm", "--format", "csv"), "not csv"),
+        (("explain", "llama-3-70b-h100", "--row", "1", "--emit", "vllm-tpu"), "GPU cluster"),
+        (("explain", "llama-3-70b-h100", "--row", "1", "--emit", "nope"), "expected one of"),
     ],
 )
 def test_what_is_not_emitted_exits_2(planner, args, words):
-    run = planner("serve", *args)
+    run = planner(*args)
     assert run.code == 2 and words in run.err, run.err
+    assert "Traceback" not in run.err
 
 
-def test_the_emitted_sidecar_reads_the_benchmarks_result_file(planner, tmp_path):
+@pytest.mark.parametrize("engine, fixture", [("vllm", "vllm-c16.json"), ("sglang", "sglang.jsonl")])
+def test_the_emitted_sidecar_reads_the_benchmarks_result_file(planner, tmp_path, engine, fixture):
     """The loop closes: the result file the emitted benchmark writes, with the emitted sidecar
-    beside it, is read by calibrate (a hand-written vLLM result stands in for the run)."""
+    beside it, is read by calibrate (a hand-written result stands in for the run)."""
     run = planner(
-        "serve", "llama-3-70b-h100", "--mode", "colocated", "--row", "1", "--emit", "vllm", "--format", "json"
+        "serve", "llama-3-70b-h100", "--mode", "colocated", "--row", "1", "--emit", engine, "--format", "json"
     )
     emission = json.loads(run.out)["emit"]
     result = tmp_path / emission["result_file"]
-    result.write_text((Path(__file__).resolve().parent / "bench_results" / "vllm-c16.json").read_text())
+    result.write_text((Path(__file__).resolve().parent / "bench_results" / fixture).read_text())
     (tmp_path / (result.name + ".planner.yaml")).write_text(emission["sidecar"])
     run = planner("calibrate", result, "--format", "json")
     assert run.code == 0, run.err
-    assert json.loads(run.out)["steady"][0]["run"] == result.name
+    assert json.loads(run.out)["steady"][0]["run"].startswith(result.name)
+
+
+@pytest.mark.parametrize("engine", ("vllm", "sglang", "trtllm", "dynamo"))
+def test_speculative_decoding_is_launched_when_the_plan_verifies_draft_tokens(engine):
+    """A plan whose decode steps verify K draft tokens (workload decode_tokens K + 1) launches the
+    engine's MTP speculative decoding with K draft tokens, in flags the pinned lists hold."""
+    result = served("deepseek-v3-h200")
+    plan = result.request.plan
+    spec = dataclasses.replace(plan, workload=dataclasses.replace(plan.workload, decode_tokens=4))
+    pools, notes = serve_pools(spec, result.rows()[0])
+    e = emit_pools(spec, pools, notes, engine, "row1")
+    text = " ".join(w for x in e.launches for w in x.command)
+    data = [f.data for x in e.launches for f in x.files]
+    expected = {
+        "vllm": '"num_speculative_tokens": 3',
+        "sglang": "--speculative-num-steps 3",
+        "dynamo": "--speculative-num-steps 3",  # the default profile is sglang: SGLang workers
+    }
+    if engine in expected:
+        assert expected[engine] in text
+    else:
+        assert all(d["speculative_config"] == {"decoding_type": "MTP", "max_draft_len": 3} for d in data)
+    assert not any("no speculative decoding" in n for n in e.notes)
+    for x in e.launches:
+        assert not _unknown(x.command, x.flags)
+        for f in x.files:
+            if f.name.startswith(TRTLLM_FILES):
+                assert _dotted(f.data) <= key_list("trtllm")
+
+
+def test_a_pipelined_layout_launches_pipeline_parallel_stages(planner):
+    run = planner(
+        "explain", "--model", "llama-3-70b", "--cluster", "h100-sxm", "--chips", "16", "--stages", "2",
+        "--phase", "decode", "--batch", "64", "--ffn", "ws1d", "--attention", "heads", "--weights", "bf16",
+        "--emit", "vllm", "--format", "json",
+    )  # fmt: skip
+    assert run.code == 0, run.err
+    emission = json.loads(run.out)["emit"]
+    argv = emission["launches"][0]["command"]
+    assert argv[argv.index("--tensor-parallel-size") + 1] == "8"
+    assert argv[argv.index("--pipeline-parallel-size") + 1] == "2"
+    assert emission["sidecar"] == "" and any("pipeline stages" in n for n in emission["notes"])

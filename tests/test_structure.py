@@ -256,11 +256,12 @@ def test_no_private_name_crosses_modules():
     assert _private_imports() == []
 
 
-FEATURES = ("planner.commands.calibrate", "planner.commands.serve", "planner.commands.compare")
+FEATURES = ("planner.commands.calibrate", "planner.commands.serve", "planner.commands.compare", "planner.commands.emit")
 # a feature package may read another where the feature is about the other's results
 FEATURE_READS = {
     "planner.commands.compare": {"planner.commands.serve"},  # the gate on saved serve runs
     "planner.commands.calibrate": {"planner.commands.serve"},
+    "planner.commands.emit": {"planner.commands.serve"},  # launches serve's rows
 }  # serving runs predicted as serve does
 
 

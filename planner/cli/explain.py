@@ -26,11 +26,14 @@ def explain(opts: Options) -> None:
     from planner.config import load_plan
     from planner.errors import InfeasibleError
     from planner.render import explain as render_explain
+    from planner.render.emit import emission_json, emission_markdown, print_emission
     from planner.search.search import best, explain_infeasible
     from planner.units import to_json
 
     fmt, output, row = opts.parsed("format"), opts.output, opts.row
     check_format(fmt)
+    if opts.given("emit") and fmt == "csv":
+        raise UsageError(f"{opts.flag('emit')}: write it as table, json or markdown (not csv)")
     head = None
     if row is not None:  # the plan's flags, as `planner plan` takes them
         from planner.commands.explain_row import explain_point, plan_row
@@ -38,6 +41,10 @@ def explain(opts: Options) -> None:
         from planner.search.search import search
 
         spec = load_plan(opts.plan_file, opts.plan())
+        if opts.given("emit"):  # a bad engine fails before the search
+            from planner.commands.emit.emit import check
+
+            check(opts.parsed("emit"), spec, opts.flag("emit"))
         with searching(use_ascii(opts.ascii)):
             result = search(spec, partial=True)
         p = plan_row(result, row)
@@ -88,6 +95,7 @@ def explain(opts: Options) -> None:
             )
         pipelined = space.stages[0] > 1
     ascii_only = use_ascii(opts.ascii)
+    emission = _emission(opts, spec, ev, row)
     if pipelined:  # a row per stage and per send between stages
         from planner.render import pipeline as render_pipeline
 
@@ -111,7 +119,7 @@ def explain(opts: Options) -> None:
         head = f"{head}; {runnable_note(spec).rstrip()}" if head else runnable_note(spec).rstrip()
     if fmt == "json":
         extra = {**({"row": row} if row is not None else {}), **({"runnable_on": runnable} if runnable else {})}
-        emit(to_json({**to_dict(ev, spec.cluster), **extra}), output)
+        emit(to_json({**to_dict(ev, spec.cluster), **extra, **emission_json(emission)}), output)
     elif fmt == "csv":
         text = to_csv(ev, spec.cluster)
         if runnable:
@@ -120,15 +128,25 @@ def explain(opts: Options) -> None:
             text = with_csv_column(text, "runnable_on", runnable)
         emit(text, output)
     elif fmt == "markdown":
-        emit((f"## {head}\n\n" if head else "") + to_markdown(ev, spec.cluster), output)
+        emit((f"## {head}\n\n" if head else "") + to_markdown(ev, spec.cluster) + emission_markdown(emission), output)
     else:
 
         def draw(console):
             if head:
                 console.print(head, highlight=False, markup=False)
             to_table(ev, spec.cluster, console, ascii_only=ascii_only)
+            print_emission(console, emission)
 
         render_table(draw, output)
+
+
+def _emission(opts: Options, spec, ev, row):
+    """`--emit ENGINE`: what runs the explained layout on the engine (planner.commands.emit)."""
+    if not opts.given("emit"):
+        return None
+    from planner.commands.emit.emit import emit_explained
+
+    return emit_explained(spec, ev, opts.parsed("emit"), row)
 
 
 def _one(values, flag: str):

@@ -80,15 +80,11 @@ def serve(opts: Options) -> None:
     ascii_only = use_ascii(opts.ascii)
     row = opts.row
     if opts.given("emit"):
-        from planner.commands.serve.emit import ENGINES
+        from planner.commands.emit.emit import check
 
         if row is None:
             raise UsageError(f"{opts.flag('emit')} prints what runs one row: give --row N too")
-        if opts.parsed("emit") not in ENGINES:
-            raise UsageError(
-                f"{opts.flag('emit')}: expected one of {', '.join(ENGINES)}, got {opts.emit!r}\n  hint: sglang, "
-                "trtllm, dynamo, vllm-tpu and jetstream are not emitted yet"
-            )
+        check(opts.parsed("emit"), spec, opts.flag("emit"))
     with searching(ascii_only):
         result = run_serve(request, partial=True)
     if plot is not None:
@@ -241,26 +237,15 @@ def _positive(text, flag, parse):
     return value
 
 
-def _emission_text(emission) -> str:
-    from planner.render.emit import emission_text
-
-    return emission_text(emission)
-
-
-def _emission_dict(emission) -> dict:
-    from planner.commands.serve.emit import emission_dict
-
-    return emission_dict(emission)
-
-
 def _explain(result, row, explain_row, fmt, output, ascii_only, engine=None) -> None:
     from planner.render import explain as render_explain
+    from planner.render.emit import emission_json, emission_markdown, print_emission
     from planner.units import num, to_json
 
     deployment, (prefill, decode), note = explain_row(result, row)
     emission = None
     if engine is not None:
-        from planner.commands.serve.emit import emit_row
+        from planner.commands.emit.emit import emit_row
 
         if fmt == "csv":
             raise UsageError("--emit: write it as table, json or markdown (not csv)")
@@ -279,7 +264,7 @@ def _explain(result, row, explain_row, fmt, output, ascii_only, engine=None) -> 
                     "calibrated": cluster.calibrated,
                     "prefill": render_explain.explain_dict(prefill, cluster),
                     "decode": render_explain.explain_dict(decode, cluster),
-                    **({"emit": _emission_dict(emission)} if emission is not None else {}),
+                    **emission_json(emission),
                 }
             ),
             output,
@@ -294,7 +279,7 @@ def _explain(result, row, explain_row, fmt, output, ascii_only, engine=None) -> 
             + note
             + "\n\n"
             + render_explain.explain_markdown(decode, cluster)
-            + (f"\n```\n{_emission_text(emission)}\n```\n" if emission is not None else ""),
+            + emission_markdown(emission),
             output,
         )
     else:
@@ -308,11 +293,7 @@ def _explain(result, row, explain_row, fmt, output, ascii_only, engine=None) -> 
                     print_wrapped(console, note, hang=2)
                     console.print()
                 render_explain.explain_table(ev, cluster, console, ascii_only=ascii_only)
-            if emission is not None:
-                from planner.render.emit import emission_text
-
-                console.print()
-                console.print(emission_text(emission), highlight=False, markup=False, soft_wrap=True)
+            print_emission(console, emission)
 
         render_table(draw, output)
 

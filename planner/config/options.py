@@ -165,11 +165,20 @@ OPTIONS: tuple[Option, ...] = (
         "emit",
         "--emit",
         "ENGINE",
-        "With --row: print what runs the row on ENGINE (vllm): each pool's launch command at the "
-        "pinned flags, the layout the engine runs where it cannot run the row's (and its figures "
-        "beside), and the engine's benchmark command and result sidecar for `planner calibrate`.",
+        "With --row: print what runs the row on ENGINE (vllm, sglang, trtllm, dynamo; on TPUs "
+        "vllm-tpu, jetstream): each pool's launch command at the pinned flags, the layout the engine "
+        "runs where it cannot run the row's (and its figures beside), and the engine's benchmark "
+        "command and result sidecar for `planner calibrate`.",
         parse=lower,
-        commands=frozenset({"serve"}),
+        commands=frozenset({"serve", "explain"}),
+        per_command={
+            "explain": {
+                "help": "Print what runs the explained layout on ENGINE (vllm, sglang, trtllm, dynamo; on "
+                "TPUs vllm-tpu, jetstream): its launch command at the pinned flags, the layout the engine "
+                "runs where it cannot run this one (and its figures beside), and the engine's benchmark "
+                "command and result sidecar for `planner calibrate`."
+            }
+        },
     ),
     _plan(
         "chips",

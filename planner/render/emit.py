@@ -1,18 +1,22 @@
-"""`serve --row N --emit ENGINE` as text: each pool's launch command, what the engine cannot run
-and the nearest layout's figures beside the row's, the benchmark command and the result sidecar."""
+"""`--emit ENGINE` (serve --row N, explain) as text: each pool's launch command and the files it
+reads, what the engine cannot run and the nearest layout's figures beside the row's, the benchmark
+command and the result sidecar; the same as a Markdown code block and as the JSON key `emit`."""
 
 from __future__ import annotations
 
 import shlex
 
+import yaml
+
+from planner.commands.emit.core import emission_dict
 from planner.units import fmt_seconds
 
 
 def _command(argv) -> str:
-    words = [w if w == "$MODEL" else shlex.quote(w) for w in argv]
+    words = [w if "$" in w and "'" not in w and " " not in w else shlex.quote(w) for w in argv]
     lines, line = [], []
     for w in words:  # a flag and its value on one line
-        if w.startswith("--") and line:
+        if (w.startswith("--") or ("=" in w and not w.startswith(("{", "'")))) and line:
             lines.append(" ".join(line))
             line = []
         line.append(w)
@@ -20,25 +24,53 @@ def _command(argv) -> str:
     return " \\\n      ".join(lines)
 
 
+def _file(f) -> list[str]:
+    text = yaml.safe_dump(f.data, sort_keys=True, default_flow_style=False)
+    return [f"  file {f.name}:"] + ["    " + line for line in text.splitlines()]
+
+
 def emission_text(e) -> str:
-    out = [f"{e.engine}: {e.pinned}"]
+    out = [f"{e.engine}" + (f" over {e.over}" if e.over else "") + f": {e.version}", f"flags: {e.pinned}"]
     for x in e.launches:
-        count = f" x{x.count:g} per decode pool" if x.role == "prefill" else ""
-        out.append(f"{x.role}{count}: row layout {x.layout}; runs {x.runnable}")
+        count = f" x{x.count:.3g} per decode pool" if x.role == "prefill" else ""
+        where = f": row layout {x.layout}; runs {x.runnable}" if x.layout else ""
+        out.append(f"{x.role}{count}{where}")
         out.append("  " + _command(x.command))
+        for f in x.files:
+            out.extend(_file(f))
         for note in x.notes:
             out.append(f"  note: {note}")
         for n in x.nearest:
             what = "pass" if n["phase"] == "prefill" else "step"
             out.append(
-                f"  {n['phase']}: the engine runs {n['layout']} (KV {n['kv_cache']}), not the row's {n['row_layout']}: "
-                f"{what} {fmt_seconds(n['step_s'])} against {fmt_seconds(n['row_step_s'])} ({100 * n['slower']:+.1f}%)"
+                f"  {n['phase']}: the engine runs {n['layout']} (KV {n['kv_cache']}), not the row's {n['row_layout']}"
+                f" (KV {n['row_kv_cache']}): {what} {fmt_seconds(n['step_s'])} against "
+                f"{fmt_seconds(n['row_step_s'])} ({100 * n['slower']:+.1f}%)"
                 + ("" if n["fits"] else "; it does not fit in HBM at this batch")
             )
     for note in e.notes:
         out.append(f"note: {note}")
-    out.append("benchmark (writes the result file `planner calibrate` reads):")
+    if e.reader:
+        out.append(f"benchmark (writes {e.result_file}, which `planner calibrate` reads as {e.reader}):")
+    else:
+        out.append("benchmark (its result file has no `planner calibrate` reader; see the notes):")
     out.append("  " + _command(e.benchmark))
-    out.append(f"sidecar {e.result_file}.planner.yaml:")
-    out.extend("  " + line for line in e.sidecar.splitlines())
+    if e.sidecar:
+        out.append(f"sidecar {e.result_file}.planner.yaml:")
+        out.extend("  " + line for line in e.sidecar.splitlines())
     return "\n".join(out)
+
+
+def emission_json(e) -> dict:
+    """{"emit": ...} for a JSON document, or {} without an emission."""
+    return {"emit": emission_dict(e)} if e is not None else {}
+
+
+def emission_markdown(e) -> str:
+    return f"\n```\n{emission_text(e)}\n```\n" if e is not None else ""
+
+
+def print_emission(console, e) -> None:
+    if e is not None:
+        console.print()
+        console.print(emission_text(e), highlight=False, markup=False, soft_wrap=True)

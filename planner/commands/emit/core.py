@@ -1,0 +1,339 @@
+"""What realises a planned layout on a serving engine, engine-neutral: the records an emission is
+made of, the layout each engine runs instead of one it cannot (planner.specs.engine_layouts) with
+that layout's figures beside the row's by the cost model, the sidecar `planner calibrate` reads a
+benchmark's result file with, and the emission's JSON (a contract: add keys, never rename).
+
+Each engine family has its module (vllm, sglang, trtllm, dynamo, tpu) with one `Engine` record:
+how it spells a pool's launch, its benchmark client and, for prefill/decode pools, its own
+disaggregation. `planner.commands.emit.emit` builds the pools of a serve row or an explained layout.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from planner.cost.costmodel import Candidate, evaluate
+from planner.cost.layouts import ATTENTION_LAYOUTS, EXPERT_LAYOUTS, FFN_LAYOUTS
+from planner.specs.engine_layouts import ENGINE_LAYOUTS
+from planner.specs.formats import KvFormat
+from planner.specs.plan import Plan, Workload
+
+
+@dataclass(frozen=True, kw_only=True)
+class Step:
+    """One phase a pool runs, as the row costed it: for the nearest layout's figures beside it."""
+
+    phase: str  # "prefill" or "decode"
+    candidate: Candidate
+    batch: int
+    workload: Workload  # the context the row's figures are at
+    step_s: float  # the row's step (decode) or pass (prefill)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Pool:
+    """One pool of the row, engine-neutral."""
+
+    role: str  # "server" (both phases), "prefill" or "decode" (disaggregated)
+    count: float  # pools of it per decode pool (disaggregated prefill); 1 otherwise
+    chips: int  # GPUs (TPU chips) of one pool, every pipeline stage
+    stages: int  # pipeline stages
+    ffn: str
+    attention: str
+    experts: str  # "" for a dense model
+    weights: str
+    kv_cache: str
+    running: int  # sequences the pool runs at once (the row's batch)
+    batched_tokens: int  # tokens one step or prefill pass batches (at least the engines' 8192 default)
+    steps: tuple[Step, ...]
+
+    @property
+    def layout(self) -> str:
+        return _label(self.ffn, self.attention, self.experts)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Runnable:
+    """The layout a pool runs on one engine: the row's where the engine runs it, else its nearest."""
+
+    chips: int
+    stages: int
+    ffn: str
+    attention: str
+    experts: str
+    kv_cache: str
+    why: tuple[str, ...]  # why the row's layout is not run as it is (empty: it is)
+
+    @property
+    def per_stage(self) -> int:
+        """GPUs of one pipeline stage: the tensor/expert/data-parallel group."""
+        return self.chips // self.stages
+
+    @property
+    def dp_attention(self) -> bool:
+        return self.attention == "batch"
+
+    @property
+    def dense_replicated(self) -> bool:
+        """The dense FFN whole on every GPU beside DP attention (FFN `dp`)."""
+        return self.ffn == "dp"
+
+    @property
+    def expert_parallel(self) -> bool:
+        return self.experts.startswith("ep")
+
+    @property
+    def two_batch_overlap(self) -> bool:
+        return self.experts.endswith("+tbo")
+
+    @property
+    def layout(self) -> str:
+        return _label(self.ffn, self.attention, self.experts)
+
+
+@dataclass(frozen=True, kw_only=True)
+class File:
+    """A file a command reads (TensorRT-LLM's extra options, a disaggregation config), as data."""
+
+    name: str
+    data: dict
+
+
+@dataclass(frozen=True, kw_only=True)
+class Command:
+    argv: tuple[str, ...]  # the model as $MODEL
+    flags: tuple[str, ...]  # the pinned flag lists (tests/data/engine_flags/NAME.json) its flags are in
+    files: tuple[File, ...] = ()
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Launch:
+    """One pool's launch: how many of it, the command's words and flags, and what it cannot say."""
+
+    role: str  # "server", "prefill", "decode", or a front end ("frontend", "proxy")
+    count: float  # per decode pool (disaggregated prefill); 1 otherwise
+    layout: str  # the row's layout of this pool
+    runnable: str  # the layout the command runs (the same when the engine can express it)
+    command: tuple[str, ...]
+    notes: tuple[str, ...]
+    nearest: tuple[dict, ...]  # per phase where the runnable layout differs: its figures beside the row's
+    flags: tuple[str, ...] = ()
+    files: tuple[File, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Emission:
+    engine: str
+    pinned: str
+    launches: tuple[Launch, ...]
+    benchmark: tuple[str, ...]
+    result_file: str
+    sidecar: str  # the sidecar YAML `planner calibrate RESULT` reads the result with
+    notes: tuple[str, ...]
+    version: str = ""  # the engine versions the flags are pinned at, in words
+    benchmark_flags: tuple[str, ...] = ()
+    reader: str = ""  # the `calibrate` reader of the result file ("" where none reads it)
+    over: str = ""  # dynamo: the engine its workers run
+
+
+@dataclass(frozen=True, kw_only=True)
+class Context:
+    """What every launch of one emission shares."""
+
+    plan: Plan
+    disaggregated: bool
+    input_tokens: int
+    output_tokens: int
+    draft_tokens: int  # speculative decoding's draft tokens per step (0: none)
+
+    @property
+    def max_len(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    @property
+    def moe(self) -> bool:
+        return self.plan.model.experts is not None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Bench:
+    """The benchmark client's run: at the row's workload, closed loop at its concurrency."""
+
+    input_tokens: int
+    output_tokens: int
+    concurrency: int
+    prompts: int  # requests the run sends (ten rounds of the concurrency, at least 100)
+    tag: str  # the result file's stem, e.g. row3-sglang-c64
+
+
+@dataclass(frozen=True, kw_only=True)
+class Engine:
+    """One `--emit` engine: how it spells a pool, its benchmark client and its disaggregation."""
+
+    name: str  # the --emit name
+    table: str  # its ENGINE_LAYOUTS entry
+    label: str
+    version: str  # the pinned versions, in words
+    pinned: str  # where the flag names come from
+    tpu: bool
+    reader: str  # calibrate's reader of the benchmark's result file ("" where none reads it)
+    policy: str  # the sidecar's prefill policy (the engine's scheduling as emitted)
+    launch: Callable[[Pool, Runnable, Context], Command]
+    benchmark: Callable[[Bench], tuple[Command, str]]  # the command and the result file it writes
+    front: Callable[[tuple[Launch, ...], Context], tuple[tuple[Launch, ...], tuple[str, ...]]]
+    over: str = ""
+
+
+def _label(ffn: str, attention: str, experts: str) -> str:
+    return f"{ffn}+{attention}" + (f"+{experts}" if experts else "")
+
+
+def runnable(pool: Pool, table: str) -> Runnable:
+    """The layout `table`'s engine runs for `pool`, with why it differs from the row's."""
+    t = ENGINE_LAYOUTS[table]
+    why = t.reasons(pool.ffn, pool.attention, pool.experts, pool.kv_cache, pool.weights)
+    ffn, attention, experts, kv = t.nearest(pool.ffn, pool.attention, pool.experts, pool.kv_cache)
+    return Runnable(
+        chips=pool.chips, stages=pool.stages, ffn=ffn, attention=attention, experts=experts, kv_cache=kv, why=why
+    )
+
+
+def figures(plan: Plan, step: Step, run: Runnable, row_layout: str, row_kv: str) -> dict:
+    """The step (or pass) at the runnable layout, beside the row's, by the cost model."""
+    kv = next(k for k in KvFormat if k.label == run.kv_cache)
+    c = dataclasses.replace(
+        step.candidate,
+        ffn=FFN_LAYOUTS[run.ffn],
+        attention=ATTENTION_LAYOUTS[run.attention],
+        experts=EXPERT_LAYOUTS[run.experts] if run.experts else step.candidate.experts,
+        kv_cache=kv,
+    )
+    evaluate_at = evaluate
+    if c.stages > 1:
+        from planner.cost.pipeline import evaluate_pipeline
+
+        evaluate_at = evaluate_pipeline
+    ev = evaluate_at(plan.model, plan.cluster, step.workload, c, np.array([step.batch]))
+    seconds = float(ev.step_s[0])
+    return {
+        "phase": step.phase,
+        "row_layout": row_layout,
+        "row_kv_cache": row_kv,
+        "layout": run.layout,
+        "kv_cache": run.kv_cache,
+        "step_s": seconds,
+        "row_step_s": step.step_s,
+        "slower": seconds / step.step_s - 1.0,
+        "fits": bool(ev.hbm_bytes[0] <= plan.cluster.chip.usable_hbm_bytes),
+    }
+
+
+def launch(engine: Engine, pool: Pool, ctx: Context) -> Launch:
+    """One pool's launch on `engine`, with the nearest runnable layout's figures where it differs."""
+    run = runnable(pool, engine.table)
+    cmd = engine.launch(pool, run, ctx)
+    unit = "chips" if engine.tpu else "GPUs"
+    nearest = tuple(
+        figures(ctx.plan, s, run, pool.layout, pool.kv_cache) for s in pool.steps if run.why and _differs(pool, run)
+    )
+    kv = f" KV {pool.kv_cache}" if pool.kv_cache != "bf16" else ""
+    stages = f" x{pool.stages} stages" if pool.stages > 1 else ""
+    return Launch(
+        role=pool.role,
+        count=pool.count,
+        layout=f"{pool.chips} {unit}{stages} {pool.layout} {pool.weights}{kv}",
+        runnable=f"{pool.chips} {unit}{stages} {run.layout}"
+        + (f" KV {run.kv_cache}" if run.kv_cache != "bf16" else ""),
+        command=cmd.argv,
+        notes=run.why + cmd.notes,
+        nearest=nearest,
+        flags=cmd.flags,
+        files=cmd.files,
+    )
+
+
+def whole_counts(ratio: float) -> tuple[int, int]:
+    """(prefill, decode) pool counts, up to 32 decode pools, nearest the row's prefill-to-decode ratio
+    (within 5% where a count up to 32 gets there: the fewest pools that do)."""
+    counts = [(max(1, round(ratio * m)), m) for m in range(1, 33)]
+    close = [pm for pm in counts if abs(pm[0] / pm[1] / ratio - 1) <= 0.05]
+    return close[0] if close else min(counts, key=lambda pm: (abs(pm[0] / pm[1] - ratio), pm[1]))
+
+
+def _differs(pool: Pool, run: Runnable) -> bool:
+    return pool.layout != run.layout or pool.kv_cache != run.kv_cache
+
+
+def bench_of(engine: Engine, row: str, ctx: Context, concurrency: int) -> Bench:
+    tag = f"{row}-{engine.name}-c{concurrency}"
+    return Bench(
+        input_tokens=ctx.input_tokens,
+        output_tokens=ctx.output_tokens,
+        concurrency=concurrency,
+        prompts=max(100, 10 * concurrency),
+        tag=tag,
+    )
+
+
+def sidecar(engine: Engine, ctx: Context, pools: tuple[Pool, ...], runs: tuple[Runnable, ...], concurrency: int) -> str:
+    """The sidecar YAML beside the result file: what the file lacks (model, cluster, formats, layout);
+    "" where no `planner calibrate` reader reads the engine's result file."""
+    if not engine.reader:
+        return ""
+    decode, run = pools[-1], runs[-1]
+    lines = [
+        "format: planner-bench/1",
+        f"reader: {engine.reader}",
+        f"engine: {engine.label}, {engine.version}",
+        f"policy: {engine.policy}",
+        f"cluster: {ctx.plan.cluster.name}",
+        f"model: {ctx.plan.model.name}",
+        f"weights: {decode.weights}",
+        f"kv_cache: {run.kv_cache}",
+        f"chips: {decode.chips}",
+        f"tp: {run.per_stage}",
+    ]
+    if ctx.moe:
+        lines.append(f"ep: {run.per_stage if run.expert_parallel else 1}")
+        lines.append(f"dp_attention: {'true' if run.dp_attention else 'false'}")
+    if ctx.draft_tokens:
+        lines.append(f"spec_decode: mtp-{ctx.draft_tokens}")
+    if ctx.disaggregated:
+        lines.insert(0, "# a disaggregated run: write its pools in a serving-runs file (planner-serving/1) instead")
+    return "\n".join(lines) + "\n"
+
+
+def _launch_dict(x: Launch) -> dict:
+    return {
+        "role": x.role,
+        "count": x.count,
+        "layout": x.layout,
+        "runnable": x.runnable,
+        "command": list(x.command),
+        "notes": list(x.notes),
+        "nearest": list(x.nearest),
+        "flag_lists": list(x.flags),
+        "files": [{"name": f.name, "data": f.data} for f in x.files],
+    }
+
+
+def emission_dict(e: Emission) -> dict:
+    """The JSON of an emission (keys are a contract: add, never rename)."""
+    return {
+        "engine": e.engine,
+        "pinned": e.pinned,
+        "version": e.version,
+        "over": e.over,
+        "launches": [_launch_dict(x) for x in e.launches],
+        "benchmark": list(e.benchmark),
+        "benchmark_flag_lists": list(e.benchmark_flags),
+        "result_file": e.result_file,
+        "reader": e.reader,
+        "sidecar": e.sidecar,
+        "notes": list(e.notes),
+    }

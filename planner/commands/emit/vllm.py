@@ -1,0 +1,112 @@
+"""vLLM: `vllm serve` per pool and `vllm bench serve` (issue 28).
+
+Flags are the names of vLLM's `EngineArgs` fields at vllm-project/vllm
+99d7eb5d6a512cfcc5a2b104f24ebf2d6cda772b (`vllm/engine/arg_utils.py`) and of `vllm bench serve`
+at def9ce85ba1079af970a58ed3d42dd861ae35d58 (`vllm/benchmarks/serve.py` with the dataset flags of
+`vllm/benchmarks/datasets.py`); tests/data/engine_flags/
+lists them and a test checks every emitted flag is there.
+
+In the planner's words: tensor parallelism over a worker's GPUs is FFN `ws1d` with attention
+`heads`; `--data-parallel-size` replicates the dense weights and splits the batch (FFN `dp`,
+attention `batch`); `--enable-expert-parallel` puts the experts expert-parallel over every GPU of
+the worker (`ep`; tensor parallel otherwise, `tp`); `--enable-dbo` overlaps two micro-batches
+(`+tbo`). What it cannot run is planner.specs.engine_layouts' `vllm` entry.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+from planner.commands.emit.core import Bench, Command, Context, Engine, Launch, Pool, Runnable
+
+VERSION = "vllm-project/vllm@99d7eb5d (engine), @def9ce85 (vllm bench serve)"
+PINNED = (
+    "vLLM flags: vllm/engine/arg_utils.py EngineArgs at vllm-project/vllm@99d7eb5d; "
+    "vllm bench serve: vllm/benchmarks/serve.py at vllm-project/vllm@def9ce85"
+)
+NIXL = json.dumps({"kv_connector": "NixlConnector", "kv_role": "kv_both"})
+
+
+def args(pool: Pool, run: Runnable, ctx: Context) -> tuple[list[str], list[str]]:
+    """vLLM's engine flags for the pool (after the model), and notes on what they cannot say."""
+    notes = []
+    n = run.per_stage
+    dp = n if run.dense_replicated and run.dp_attention else 1
+    argv = ["--tensor-parallel-size", str(n // dp)]
+    if dp > 1:
+        argv += ["--data-parallel-size", str(dp)]
+    if run.stages > 1:
+        argv += ["--pipeline-parallel-size", str(run.stages)]
+    if run.expert_parallel:
+        argv += ["--enable-expert-parallel"]
+    if run.two_batch_overlap:
+        argv += ["--enable-dbo"]
+    if pool.weights == "fp8":
+        argv += ["--quantization", "fp8"]
+    elif pool.weights == "int8":
+        notes.append("int8 weights: serve an int8 checkpoint (vLLM reads its quantisation config; no flag)")
+    else:
+        argv += ["--dtype", "bfloat16"]
+    if run.kv_cache == "fp8":
+        argv += ["--kv-cache-dtype", "fp8"]
+    running = max(1, math.ceil(pool.running / dp))  # per data-parallel rank
+    budget = max(8192, math.ceil(pool.batched_tokens / dp))
+    argv += ["--max-num-seqs", str(running), "--max-num-batched-tokens", str(budget)]
+    argv += ["--enable-chunked-prefill", "--max-model-len", str(ctx.max_len)]
+    if ctx.draft_tokens:
+        spec = {"method": "mtp", "num_speculative_tokens": ctx.draft_tokens}
+        argv += ["--speculative-config", json.dumps(spec, sort_keys=True)]
+        notes.append("speculative decoding: the model's own MTP head; another draft model goes in --speculative-config")
+    return argv, notes
+
+
+def _launch(pool: Pool, run: Runnable, ctx: Context) -> Command:
+    argv, notes = args(pool, run, ctx)
+    if pool.role in ("prefill", "decode"):
+        argv += ["--kv-transfer-config", NIXL]
+    return Command(argv=("vllm", "serve", "$MODEL", *argv), flags=("vllm",), notes=tuple(notes))
+
+
+def bench_command(b: Bench, base_url: str | None = None) -> tuple[Command, str]:
+    """`vllm bench serve` at the row's ISL/OSL, closed loop at its concurrency, saving its result."""
+    result_file = f"{b.tag}.json"
+    argv = ["vllm", "bench", "serve", "--model", "$MODEL"]
+    if base_url:
+        argv += ["--base-url", base_url]
+    argv += ["--dataset-name", "random", "--random-input-len", str(b.input_tokens)]
+    argv += ["--random-output-len", str(b.output_tokens), "--random-range-ratio", "0"]  # 0: every prompt that long
+    argv += ["--num-prompts", str(b.prompts), "--max-concurrency", str(b.concurrency), "--ignore-eos"]
+    argv += ["--percentile-metrics", "ttft,tpot,itl,e2el"]
+    argv += ["--save-result", "--result-filename", result_file]
+    return Command(argv=tuple(argv), flags=("vllm-bench",)), result_file
+
+
+def _benchmark(b: Bench) -> tuple[Command, str]:
+    return bench_command(b)
+
+
+def _front(launches: tuple[Launch, ...], ctx: Context) -> tuple[tuple[Launch, ...], tuple[str, ...]]:
+    if not ctx.disaggregated:
+        return launches, ()
+    return launches, (
+        "disaggregated: the prefill and decode instances exchange KV caches over NIXL "
+        "(--kv-transfer-config); put vLLM's disaggregated-serving proxy "
+        "(examples/online_serving/disaggregated_serving) or NVIDIA Dynamo (--emit dynamo) in front; "
+        "the benchmark talks to the proxy",
+    )
+
+
+ENGINE = Engine(
+    name="vllm",
+    table="vllm",
+    label="vLLM",
+    version=VERSION,
+    pinned=PINNED,
+    tpu=False,
+    reader="vllm",
+    policy="chunked",
+    launch=_launch,
+    benchmark=_benchmark,
+    front=_front,
+)
