@@ -163,7 +163,8 @@ def test_a_bad_run_is_named_by_line(planner, tmp_path):
     bad = tmp_path / "serving.yaml"
     bad.write_text(text, encoding="utf-8")
     r = planner("calibrate", bad)
-    assert r.code == 2 and "serving.yaml:69:" in r.err and "runs[0].policy" in r.err
+    line = text.splitlines().index("  policy: fifo") + 1
+    assert r.code == 2 and f"serving.yaml:{line}:" in r.err and "runs[0].policy" in r.err
 
 
 def test_readme_serving_sentence_matches_the_assessment(assessment):
