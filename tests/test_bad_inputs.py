@@ -172,7 +172,7 @@ CASES: list[tuple[str, str, list[str]]] = [
     ("cluster-connected-in-switch.yaml", "cluster", [":11:", "levels[0].in_switch_reduction", "no switch"]),
     ("cluster-level-key-typo.yaml", "cluster", [":16:", "step_latency", "did you mean 'step_latency_s'"]),
     ("cluster-level-negative-latency.yaml", "cluster", [":16:", "calibration.levels.infiniband.latency_s", ">= 0"]),
-    ("cluster-borrowed-and-calibration.yaml", "cluster", [":14:", "calibration_borrowed_from", "keep one"]),
+    ("cluster-borrowed-and-calibration.yaml", "cluster", [":17:", "calibration.levels", "drop it and give"]),
     ("cluster-borrowed-torus.yaml", "cluster", [":14:", "calibration_borrowed_from", "torus vs switched"]),
     ("cluster-borrowed-not-fitted.yaml", "cluster", [":14:", "calibration_borrowed_from", "no fitted calibration"]),
     (

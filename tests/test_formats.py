@@ -351,7 +351,10 @@ def test_presets_without_measurements_borrow_by_their_rule(name):
     assert cluster.calibration_borrowed_from == BORROWED[name] and not cluster.calibrated
     assert "not fitted" in cluster.calibration_status and BORROWED[name] in cluster.source
     mine, theirs = cluster.calibration, source.calibration
-    assert dataclasses.replace(mine, levels={}) == dataclasses.replace(theirs, levels={})
+    # what its own serving runs identify replaces the borrowed value (MI300X: fit_borrowed_chips)
+    refitted = {n: getattr(theirs, n) for n in cluster.calibration_refitted}
+    assert set(cluster.calibration_refitted) == ({"hbm_efficiency", "kernel_overhead_s"} if name == "mi300x" else set())
+    assert dataclasses.replace(mine, levels={}, **refitted) == dataclasses.replace(theirs, levels={})
     if theirs.levels:
         assert list(mine.levels.values()) == list(theirs.levels.values())
         assert list(mine.levels) == [level.name for level in cluster.topology.levels]
@@ -360,7 +363,10 @@ def test_presets_without_measurements_borrow_by_their_rule(name):
 
 def test_borrowed_calibration_in_every_output_format(planner):
     args = ("plan", "--model", "llama-3-8b", "--cluster", "mi300x", "--chips", "1", "--batch", "1")
-    label = "calibration borrowed from h100-sxm (not fitted, low confidence)"
+    label = (
+        "calibration borrowed from h100-sxm (hbm_efficiency, kernel_overhead_s fitted to this chip's serving runs, "
+        "the rest not fitted, low confidence)"
+    )
     assert label in " ".join(planner(*args).out.split())
     data = json.loads(planner(*args, "--format", "json").out)
     assert data["calibrated"] is False and data["calibration_status"] == label

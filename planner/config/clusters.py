@@ -133,9 +133,10 @@ def _read_cluster(root: At, *, donor: bool = False) -> Cluster:
     f = fields(root, CLUSTER_FIELDS, "a cluster")
     calibration = f.get("calibration", Calibration())
     borrowed = f.get("calibration_borrowed_from")
+    refitted: tuple[str, ...] = ()
     if borrowed is not None:
         if not donor:
-            calibration = _borrowed_calibration(f, borrowed)
+            calibration, refitted = _borrowed_calibration(f, borrowed)
     elif "calibration_confidence" in f.values:
         raise f.where["calibration_confidence"].error(
             "calibration_confidence without calibration_borrowed_from",
@@ -153,6 +154,7 @@ def _read_cluster(root: At, *, donor: bool = False) -> Cluster:
         price_usd_per_chip_hour=f.get("price_usd_per_chip_hour"),
         calibration_borrowed_from=borrowed,
         calibration_confidence=f.get("calibration_confidence"),
+        calibration_refitted=refitted,
         moe_kernels=None if donor and "moe_kernels" not in f.values else _moe_kernels(f),
     )
 
@@ -215,15 +217,21 @@ def _moe_kernels(f: Fields) -> MoeKernels | None:
     )
 
 
-def _borrowed_calibration(f: Fields, name: str) -> Calibration:
+def _borrowed_calibration(f: Fields, name: str) -> tuple[Calibration, tuple[str, ...]]:
     """Another cluster's fitted constants (`calibration_borrowed_from`), its switched levels
-    renamed by position (innermost to innermost): the rule a preset without measurements states."""
+    renamed by position (innermost to innermost): the rule a preset without measurements states;
+    a calibration block beside it holds the constants fitted to this chip's own measurements
+    (`planner calibrate ... --fit NAMES -o FILE`), which replace the borrowed ones (names returned)."""
     at = f.where["calibration_borrowed_from"]
+    refitted: dict = {}
     if "calibration" in f.values:
-        raise at.error(
-            "both a calibration block and calibration_borrowed_from",
-            hint="keep one: fitted constants, or the preset they are borrowed from",
-        )
+        given = {key: key_at for key, key_at, _ in entries(f.where["calibration"], "calibration")}
+        if "levels" in given:
+            raise given["levels"].error(
+                "a borrowed calibration's levels are the donor's, renamed by position",
+                hint="refit scalar constants only beside calibration_borrowed_from, or drop it and give the whole calibration",
+            )
+        refitted = {key: getattr(f["calibration"], key) for key in given}
     source = _read_cluster(load_document(locate("clusters", name, Path(at.file).parent, at)), donor=True)
     if source.calibration_borrowed_from is not None or not source.calibrated:
         raise at.error(
@@ -247,7 +255,7 @@ def _borrowed_calibration(f: Fields, name: str) -> Calibration:
             cal,
             levels={mine.name: cal.levels[other.name] for mine, other in zip(ours, theirs) if other.name in cal.levels},
         )
-    return cal
+    return replace(cal, **refitted), tuple(refitted)
 
 
 def _check_weight_gathers(f: Fields, calibration: Calibration) -> None:

@@ -254,6 +254,9 @@ class Cluster:
     # trust that rule ("low": another vendor's chip and software).
     calibration_borrowed_from: str | None = None
     calibration_confidence: str | None = None
+    # of a borrowed calibration, the constants fitted to this chip's own measurements (its file's
+    # calibration block, written by `planner calibrate`): they replace the borrowed values
+    calibration_refitted: tuple[str, ...] = ()
     # DeepEP/DeepGEMM constants (None: dispatch/combine priced as plain all-to-alls, expert
     # matmuls as dense ones)
     moe_kernels: MoeKernels | None = None
@@ -272,6 +275,12 @@ class Cluster:
         """'calibrated', 'uncalibrated' (ideal constants) or 'calibration borrowed from X (not fitted)'."""
         if self.calibration_borrowed_from is not None:
             low = ", low confidence" if self.calibration_confidence == "low" else ""
+            if self.calibration_refitted:
+                refitted = ", ".join(self.calibration_refitted)
+                return (
+                    f"calibration borrowed from {self.calibration_borrowed_from} ({refitted} fitted to this chip's "
+                    f"serving runs, the rest not fitted{low})"
+                )
             return f"calibration borrowed from {self.calibration_borrowed_from} (not fitted{low})"
         return "calibrated" if self.calibrated else "uncalibrated"
 

@@ -7,8 +7,11 @@ TTFT and throughput are checked, not fitted), with every chip constant the clust
 fixed time per token is held at the cluster file's static-batch fit, which TTFT rows identify:
 decode rows (a few tokens per chip) cannot tell it from the time per layer, and fitted there it
 would be carried by prefill's thousands of tokens per chip (a first fit that freed it put the whole
-fixed time in it, 250 ns, and slowed GPU prefill 15-18%). The MI300X runs are not fitted: that preset's chip constants are borrowed at low
-confidence, and a profile fitted on H200 applies to every GPU as it is (planner.specs.engine).
+fixed time in it, 250 ns, and slowed GPU prefill 15-18%). A profile fitted on H200 applies to every
+GPU as it is (planner.specs.engine). A cluster whose calibration is borrowed (MI300X borrows
+H100's) and that has steady runs of its own then gets CHIP_REFIT refitted to their TPOT with its
+engine's fitted profile (planner.commands.calibrate.refine_serving), from the borrowed values; the
+cluster file ships them in its calibration block and every other constant stays borrowed.
 Then the mean accepted length of DeepSeek's MTP is fitted on the MTP runs (both engines, each
 with its fitted profile), at MTP_DRAFT_TOKENS draft tokens per step. Deterministic: the same
 solver as every calibration stage (planner.commands.calibrate.solver), from fixed starts.
@@ -32,6 +35,9 @@ from planner.config.serving_runs import ServingMeasurements
 from planner.specs.engine import EngineProfile
 
 FITTED_ENGINES = ("sglang", "trtllm")
+# what decode TPOT identifies of a chip: the HBM bandwidth its kernels reach and the fixed time per
+# kernel (the engine's fixed times are the profile's, fitted on H200)
+CHIP_REFIT = ("hbm_efficiency", "kernel_overhead_s")
 FIT_CLUSTER = "h200-sxm"
 # DeepSeek MTP as InferenceX's recipes run it: 3 draft tokens a step (SGLang speculative-num-steps
 # 3, TensorRT-LLM num_nextn_predict_layers 3); an assumption, the rows do not record it
@@ -158,6 +164,7 @@ def fit_serving(data: ServingMeasurements) -> ServingAssessment:
     profiles = {name: f.profile for name, f in fits.items()}
     accepted, rows, median = fit_acceptance(data, profiles)
     lines = []
+    chips = fit_borrowed_chips(data, profiles)
     for name, f in fits.items():
         constants = ", ".join(f"{k}: {v:.4g}" for k, v in f.profile.constants().items())
         lines.append(
@@ -165,12 +172,41 @@ def fit_serving(data: ServingMeasurements) -> ServingAssessment:
             f"{f.median_error:.1%}, worst {f.worst_error:.1%})"
         )
         lines += [f"  warning: {w}" for w in f.warnings]
+    lines += chips
     lines.append(
         f"MTP mean accepted length: {accepted:.4g} tokens per step at {MTP_DRAFT_TOKENS} draft tokens "
         f"(TPOT over {rows} MTP runs: median |error| {median:.1%})"
     )
     assessment = assess_serving(data, profiles, Speculation(draft_tokens=MTP_DRAFT_TOKENS, accepted=accepted))
     return replace(assessment, fitted=tuple(lines))
+
+
+def fit_borrowed_chips(data: ServingMeasurements, profiles: dict[str, EngineProfile]) -> list[str]:
+    """CHIP_REFIT of every cluster whose calibration is borrowed, fitted to its own steady runs
+    (those of its first run's engine) from the borrowed values: the lines its file ships."""
+    from planner.commands.calibrate.refine import value
+    from planner.commands.calibrate.refine_serving import refine_profile
+    from planner.config import load_cluster
+
+    lines = []
+    for name in dict.fromkeys(r.cluster.name for r in data.runs if r.steady):
+        runs = [r for r in data.runs if r.steady and r.cluster.name == name]
+        cluster = runs[0].cluster
+        if cluster.calibration_borrowed_from is None:
+            continue
+        engine = engine_of(runs[0])
+        runs = [r for r in runs if engine_of(r) == engine]
+        donor = load_cluster(cluster.calibration_borrowed_from).calibration
+        base = replace(cluster, calibration=replace(cluster.calibration, **{n: value(donor, n) for n in CHIP_REFIT}))
+        r = refine_profile(replace(data, runs=tuple(runs)), profiles[engine], CHIP_REFIT, cluster=base)
+        constants = ", ".join(f"{n}: {value(base.calibration, n):.4g} -> {r.constant(n):.4g}" for n in r.fitted)
+        lines.append(
+            f"chip constants of {name} (the rest borrowed from {cluster.calibration_borrowed_from}): {constants} "
+            f"(TPOT over {len(r.after)} {engine} runs: median |error| {r.median_error('tpot_s', r.before):.1%} -> "
+            f"{r.median_error('tpot_s'):.1%})"
+        )
+        lines += [f"  warning: {w}" for w in r.warnings]
+    return lines
 
 
 def shipped_assessment(data: ServingMeasurements) -> ServingAssessment:

@@ -82,6 +82,7 @@ def same_hardware(a: Cluster, b: Cluster) -> bool:
             price_usd_per_chip_hour=None,
             calibration_borrowed_from=None,
             calibration_confidence=None,
+            calibration_refitted=(),
             engine="",
         )
 
