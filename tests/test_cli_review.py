@@ -187,3 +187,17 @@ def test_min_mfu_hint_follows_what_was_typed(capsys):
         err = capsys.readouterr().err
         assert all(p in err for p in present), (text, err)
         assert absent is None or absent not in err, (text, err)
+
+
+def test_both_stands_alone_in_a_phase_list(planner):
+    run = planner("plan", "llama-3-70b-h100", "--phase", "both,decode")
+    assert run.code == 2 and "'both' stands alone" in run.err and "give --phase both" in run.err
+
+
+def test_a_prompt_that_fills_the_context_asks_for_a_shorter_prompt(planner):
+    run = planner(
+        "plan", "--model", "llama-3-8b", "--cluster", "h100-sxm", "--chips", "1", "--batch", "1",
+        "--input-tokens", "8192", "--context", "8192",
+    )  # fmt: skip
+    assert run.code == 2 and "at most 0 output tokens" not in run.err
+    assert "give at most 8191 input tokens" in run.err

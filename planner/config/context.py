@@ -50,8 +50,11 @@ def check_context(
             "output_tokens",
             f"a request of {prompt} input + {workload['output_tokens']} output tokens = {total} "
             f"tokens exceeds {name}'s maximum context of {limit} tokens",
-            f"give at most {max(limit - prompt, 0)} output tokens (max_context {limit} less the {prompt}-token "
-            "prompt), or a shorter prompt",
+            f"give at most {limit - prompt} output tokens (max_context {limit} less the {prompt}-token "
+            "prompt), or a shorter prompt"
+            if prompt < limit
+            else f"the {prompt}-token prompt fills the {limit}-token context: give at most {limit - 1} input tokens "
+            "to leave room for output",
         )
     if limit is not None and decode and context > limit:
         fail(

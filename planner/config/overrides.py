@@ -57,6 +57,8 @@ def _read_flag(key: str, value: Any) -> Any:
         choices, what = options[key]
         values = _several(key, (value,) if isinstance(value, str) else value)
         for name in values:
+            if key == "phases" and name == "both" and len(values) > 1:  # 'both' is already every phase
+                raise UsageError(f"{flag}: 'both' stands alone\n  hint: give {flag} both, or a list of prefill, decode")
             if not isinstance(name, str) or name not in choices:
                 hint, both = did_you_mean(str(name), choices), " or both" * (key == "phases" and flag[:2] == "--")
                 raise UsageError(
