@@ -31,7 +31,7 @@ from planner.cost.network import transfer_seconds
 from planner.errors import InfeasibleError, UsageError
 from planner.search.search import weights_hint
 from planner.specs.plan import Plan
-from planner.units import PER_MILLION, SECONDS_PER_HOUR, num
+from planner.units import PER_MILLION, SECONDS_PER_HOUR, fmt_chips, num
 
 CURVE_MODES = (Mode.COLOCATED, Mode.DISAGGREGATED)
 
@@ -110,10 +110,10 @@ class Curve:
     def name(self) -> str:
         d = self.points[0].decode
         if self.mode is Mode.COLOCATED:
-            return f"colocated {self.chips} chips {d.weights} (KV {d.kv_cache})"
+            return f"colocated {fmt_chips(self.chips)} {d.weights} (KV {d.kv_cache})"
         return (
-            f"disaggregated prefill {self.prefill_chips} chips {self.points[0].prefill.weights} + decode "
-            f"{self.chips} chips {d.weights} (KV {d.kv_cache})"
+            f"disaggregated prefill {fmt_chips(self.prefill_chips)} {self.points[0].prefill.weights} + decode "
+            f"{fmt_chips(self.chips)} {d.weights} (KV {d.kv_cache})"
         )
 
 
