@@ -101,7 +101,7 @@ def test_serve_curve_with_an_engine_and_speculation(planner):
     plain = json.loads(planner("serve", *base, "--format", "json").out)
     spec = json.loads(planner("serve", *base, "--speculative", "3", "--format", "json").out)
     assert plain["speculative"] is None
-    assert spec["speculative"] == {"draft_tokens": 3, "accepted_length": MTP_ACCEPTED}
+    assert spec["speculative"] == {"draft_tokens": 3, "accepted_length": MTP_ACCEPTED, "draft_model": None}
     tpot = [[p["tpot_s"] for p in d["curves"][0]["points"]] for d in (plain, spec)]
     assert len(tpot[0]) == 5 and all(s < p for p, s in zip(*tpot, strict=True))
     text = planner("serve", *base, "--speculative", "3")
@@ -133,6 +133,28 @@ def test_speculative_step_by_hand():
     assert np.all(verify.seconds < 3 * running.seconds)
 
 
+def test_a_draft_model_drafts_with_its_own_decode_steps(planner):
+    """step = (decode step at K + 1 tokens per sequence + K x the draft model's decode step on the
+    same chips, tensor-parallel) / A; the draft model is searched in ws1d+heads only."""
+    from dataclasses import replace
+
+    common = dict(cluster="h100-sxm", chips=(8,), batches=(1, 16), weights=("fp8",), phases=("prefill", "decode"))
+    plan = load_plan(None, model="llama-3-70b", ffn=("ws1d",), attention=("heads",), **common)
+    draft_plan = load_plan(None, model="llama-3-8b", ffn=("ws1d",), attention=("heads",), **common)
+    _, _, running = pools(plan)
+    _, _, verify = pools(replace(plan, workload=replace(plan.workload, decode_tokens=3)))
+    _, _, drafter = pools(draft_plan)
+    spec = Speculation(draft_tokens=2, accepted=1.5, draft_model=draft_plan.model)
+    got = speculative_steps(plan, running, spec).seconds
+    assert np.allclose(got, (verify.seconds + 2 * drafter.seconds) / 1.5, rtol=1e-12, atol=0)
+    # an 8B drafter costs more than one layer of the 70B model's shape
+    assert np.all(got > speculative_steps(plan, running, replace(spec, draft_model=None)).seconds)
+    flags = ("--model", "llama-3-70b", "--cluster", "h100-sxm", "--chips", "8", "--weights", "fp8")
+    flags += ("--concurrency", "1,16", "--speculative", "2", "--accepted-length", "1.5", "--format", "json")
+    doc = json.loads(planner("serve", *flags, "--draft-model", "llama-3-8b").out)
+    assert doc["speculative"] == {"draft_tokens": 2, "accepted_length": 1.5, "draft_model": "llama-3-8b"}
+
+
 @pytest.mark.parametrize(
     "flags, message",
     [
@@ -141,6 +163,9 @@ def test_speculative_step_by_hand():
         (("--concurrency", "4", "--speculative", "2"), "give --accepted-length"),
         (("--concurrency", "4", "--speculative", "3", "--accepted-length", "5"), "1 to K + 1"),
         (("--concurrency", "4", "--speculative", "0"), "positive number of draft tokens"),
+        (("--concurrency", "4", "--draft-model", "llama-3-8b"), "--draft-model applies with --speculative"),
+        (("--concurrency", "4", "--speculative", "3", "--draft-model", "llama-3-8b"), "give --accepted-length"),
+        (("--concurrency", "4", "--speculative", "3", "--accepted-length", "2", "--draft-model", "nope"), "nope"),
     ],
 )
 def test_speculative_flags_checked(planner, flags, message):

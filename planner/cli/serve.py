@@ -59,7 +59,8 @@ def serve(opts: Options) -> None:
     elif spec.cluster.price_usd_per_chip_hour is not None:
         price_s, source = spec.cluster.price_usd_per_chip_hour / SECONDS_PER_HOUR, f"cluster {spec.cluster.name}"
     if any(
-        getattr(opts, k) is not None for k in ("concurrency", "policy", "max_running", "speculative", "accepted_length")
+        getattr(opts, k) is not None
+        for k in ("concurrency", "policy", "max_running", "speculative", "accepted_length", "draft_model")
     ):
         _curve(
             spec,
@@ -157,7 +158,7 @@ def _curve(spec, opts: Options, modes, targets, plot, price_s, source, fmt, outp
     concurrency, policy, max_running = opts.concurrency, opts.policy, opts.max_running
     if concurrency is None:
         raise UsageError(
-            "--policy, --max-running, --speculative and --accepted-length apply with --concurrency "
+            "--policy, --max-running, --speculative, --accepted-length and --draft-model apply with --concurrency "
             "(e.g. --concurrency 1,4,16,64)"
         )
     levels = int_list(concurrency, "--concurrency")
@@ -195,7 +196,7 @@ def _curve(spec, opts: Options, modes, targets, plot, price_s, source, fmt, outp
                 raise UsageError(f"--policy: the token budget must be a positive whole number, got {given!r}")
     request = CurveRequest(
         plan=spec,
-        speculation=_speculation(opts.speculative, opts.accepted_length),
+        speculation=_speculation(opts.speculative, opts.accepted_length, opts.draft_model),
         concurrency=levels,
         modes=modes or CURVE_MODES,
         policy=chosen,
@@ -298,14 +299,22 @@ def _explain(result, row, explain_row, fmt, output, ascii_only, engine=None) -> 
         render_table(draw, output)
 
 
-def _speculation(k: int | None, accepted: float | None):
-    """--speculative K and --accepted-length A (planner.commands.serve.curve.Speculation)."""
+def _speculation(k: int | None, accepted: float | None, draft_model: str | None = None):
+    """--speculative K, --accepted-length A and --draft-model (planner.commands.serve.curve.Speculation)."""
     from planner.commands.serve.curve import MTP_ACCEPTED, MTP_DRAFT_TOKENS, Speculation
+    from planner.config.models import load_model
 
     if k is None:
         if accepted is not None:
             raise UsageError("--accepted-length applies with --speculative K\n  hint: add --speculative 3")
+        if draft_model is not None:
+            raise UsageError("--draft-model applies with --speculative K\n  hint: add --speculative 4")
         return None
+    if draft_model is not None and accepted is None:
+        raise UsageError(
+            f"--draft-model {draft_model}: a draft model's accepted length depends on the pair and the data\n"
+            f"  hint: give --accepted-length A (1 to {k + 1}), measured or from the draft model's card"
+        )
     if k < 1:
         raise UsageError(f"--speculative: expected a positive number of draft tokens, got {k}")
     if accepted is None:
@@ -317,4 +326,5 @@ def _speculation(k: int | None, accepted: float | None):
         accepted = MTP_ACCEPTED
     if not 1.0 <= accepted <= k + 1:
         raise UsageError(f"--accepted-length: expected 1 to K + 1 = {k + 1} tokens per step, got {accepted:g}")
-    return Speculation(draft_tokens=k, accepted=accepted)
+    drafter = None if draft_model is None else load_model(draft_model)
+    return Speculation(draft_tokens=k, accepted=accepted, draft_model=drafter)

@@ -484,6 +484,15 @@ OPTIONS: tuple[Option, ...] = (
         kind=float,
         commands=frozenset({"serve"}),
     ),
+    _opt(
+        "draft_model",
+        "--draft-model",
+        "NAME|CONFIG",
+        "With --speculative, a separate draft model (a preset or a Hugging Face config.json): the drafter is K "
+        "of its decode steps on the same chips (tensor-parallel) instead of one layer of the model's shape; "
+        "give --accepted-length. Its weights' HBM is not taken from the target's.",
+        commands=frozenset({"serve"}),
+    ),
     # compare
     _opt(
         "latency_tolerance",

@@ -69,7 +69,9 @@ def summary(result: CurveResult) -> str:
     limit = f"; at most {req.max_running} running requests" if req.max_running else ""
     spec = req.speculation
     drafts = (
-        f"; speculative decoding: {spec.draft_tokens} draft tokens per step, {spec.accepted:g} accepted on average"
+        f"; speculative decoding: {spec.draft_tokens} draft tokens per step"
+        + (f" by draft model {spec.draft_model.name}" if spec.draft_model is not None else "")
+        + f", {spec.accepted:g} accepted on average"
         if spec is not None
         else ""
     )

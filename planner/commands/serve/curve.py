@@ -30,6 +30,7 @@ from planner.commands.serve.steady_state import (
 from planner.cost.network import transfer_seconds
 from planner.errors import InfeasibleError, UsageError
 from planner.search.search import weights_hint
+from planner.specs.model import Model
 from planner.specs.plan import Plan
 from planner.units import PER_MILLION, SECONDS_PER_HOUR, fmt_chips, num
 
@@ -56,11 +57,14 @@ MTP_DRAFT_TOKENS = 3
 @dataclass(frozen=True, kw_only=True)
 class Speculation:
     """Speculative decoding: K draft tokens per step, A accepted per step on average; the drafter
-    runs K passes of `draft_layers` layers of the target's shape (MTP, EAGLE: one)."""
+    runs K passes of `draft_layers` layers of the target's shape (MTP, EAGLE: one), or, given a
+    `draft_model`, K decode steps of that model on the same chips (tensor-parallel, `ws1d+heads`,
+    as vLLM and SGLang run a draft model beside the target)."""
 
     draft_tokens: int
     accepted: float
     draft_layers: int = 1
+    draft_model: Model | None = None  # a separate draft model (None: layers of the target's shape)
 
 
 def speculative_steps(plan: Plan, running: Pool, speculation: Speculation | None) -> Pool:
@@ -73,7 +77,12 @@ def speculative_steps(plan: Plan, running: Pool, speculation: Speculation | None
     k = speculation.draft_tokens
     verify = replace(plan, workload=replace(plan.workload, decode_tokens=k + 1))
     _, _, checked = pools(verify)
-    draft = k * running.seconds * speculation.draft_layers / plan.model.n_layers
+    if speculation.draft_model is None:
+        draft = k * running.seconds * speculation.draft_layers / plan.model.n_layers
+    else:  # the draft model's own decode step at the same chips, formats and batches, K times
+        space = replace(plan.space, ffn=("ws1d",), attention=("heads",), experts=(), runnable_on=None)
+        _, _, drafter = pools(replace(plan, model=speculation.draft_model, space=space))
+        draft = k * drafter.seconds
     return replace(running, seconds=(checked.seconds + draft) / speculation.accepted)
 
 
@@ -330,7 +339,11 @@ def curve_dict(result: CurveResult) -> dict:
         "max_running": req.max_running,
         "speculative": None
         if req.speculation is None
-        else {"draft_tokens": req.speculation.draft_tokens, "accepted_length": req.speculation.accepted},
+        else {
+            "draft_tokens": req.speculation.draft_tokens,
+            "accepted_length": req.speculation.accepted,
+            "draft_model": None if req.speculation.draft_model is None else req.speculation.draft_model.name,
+        },
         "price_usd_per_chip_hour": None if price is None else num(price * SECONDS_PER_HOUR),
         "curves": [
             {
