@@ -211,3 +211,17 @@ def test_calibrate_json_gives_the_profiles(planner):
     data = json.loads(planner("calibrate", "configs/measurements/serving.yaml", "--format", "json").out)
     assert data["engine_profiles"]["trtllm"] == load_engine("trtllm").constants()
     assert data["speculation"]["accepted_length"] == MTP_ACCEPTED
+
+
+def test_compare_deployment_says_which_engine_profile(planner, tmp_path):
+    plan = tmp_path / "pinned.yaml"
+    plan.write_text(
+        "model: llama-3-70b\ncluster: h100-sxm\nworkload: {input_tokens: 2048, output_tokens: 256, context: 2304}\n"
+        "deployment:\n  decode: {chips: 8, batch: 64, ffn: ws1d, attention: heads, weights: fp8}\n",
+        encoding="utf-8",
+    )
+    text = planner("compare", "--deployment", plan, "--engine", "trtllm")
+    assert text.code == 0 and "(engine profile trtllm)" in " ".join(text.out.split())
+    assert json.loads(planner("compare", "--deployment", plan, "--format", "json").out)["engine"] == "sglang"
+    header = planner("compare", "--deployment", plan, "--format", "csv").out.splitlines()[0]
+    assert header.endswith(",calibration,engine")

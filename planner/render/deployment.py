@@ -38,6 +38,7 @@ def deployment_text(report, fmt: str) -> str:
                     "cluster": report.cluster,
                     "calibrated": report.calibrated,
                     "calibration_status": report.calibration_status,
+                    "engine": report.engine,
                     "pins": pins,
                     **({"runnable_on": report.runnable_on} if report.runnable_on else {}),
                 }
@@ -56,6 +57,7 @@ def deployment_text(report, fmt: str) -> str:
                 "frontier_gap",
                 "description",
                 "calibration",
+                "engine",
             )
             + (("runnable_on",) if report.runnable_on else ()),
             [
@@ -71,6 +73,7 @@ def deployment_text(report, fmt: str) -> str:
                     p["frontier_gap"],
                     p["description"],
                     calibration,
+                    report.engine,
                 )
                 + ((report.runnable_on,) if report.runnable_on else ())
                 for g, p in zip(report.gaps, pins)
@@ -97,8 +100,8 @@ def deployment_text(report, fmt: str) -> str:
                 f"**planner compare --deployment: {report.verdict()}**",
                 "",
                 md_escape(
-                    f"Plan {report.source}; gap = pinned latency / {report.gap_to} reference latency - 1."
-                    + _runnable(report)
+                    f"Plan {report.source}{_engine(report)}; gap = pinned latency / {report.gap_to} reference "
+                    "latency - 1." + _runnable(report)
                 ),
                 "",
                 *([md_escape(_deployment_calibration(report)), ""] if not report.calibrated else []),
@@ -112,13 +115,18 @@ def deployment_text(report, fmt: str) -> str:
         )
     return (
         "\n".join(
-            wrapped(report.verdict(), 2)
+            wrapped(report.verdict() + _engine(report), 2)
             + [line for g in report.gaps for line in wrapped(report.describe(g), 2)]
             + (wrapped(_runnable(report).strip(), 2) if report.runnable_on else [])
             + (wrapped(_deployment_calibration(report), 2) if not report.calibrated else [])
         )
         + "\n"
     )
+
+
+def _engine(report) -> str:
+    """' (engine profile sglang)', or '' where none was applied."""
+    return f" (engine profile {report.engine})" if report.engine else ""
 
 
 def _runnable(report) -> str:

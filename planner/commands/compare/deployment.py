@@ -113,6 +113,7 @@ class Deployment:
     calibrated: bool = True  # False: the cluster's constants are ideal, never fitted ("uncalibrated")
     calibration_status: str = "calibrated"  # Cluster.calibration_status (borrowed constants say so)
     runnable_on: str = ""  # --runnable-on: the references are what this engine runs ("": every layout)
+    engine: str = ""  # the engine profile the figures used (planner.specs.engine)
 
     def gap(self, g: PinGap) -> float:
         return g.layout_gap if self.gap_to == "layout" else g.frontier_gap
@@ -227,6 +228,7 @@ def check_deployment(plan: Plan, max_gap: float = 0.05, gap_to: str = "layout") 
         calibrated=plan.cluster.calibrated,
         calibration_status=plan.cluster.calibration_status,
         runnable_on=plan.space.runnable_on,
+        engine=plan.cluster.engine,
     )
 
 
