@@ -280,7 +280,8 @@ def test_speculative_decoding_is_launched_when_the_plan_verifies_draft_tokens(en
     if engine in expected:
         assert expected[engine] in text
     else:
-        assert all(d["speculative_config"] == {"decoding_type": "MTP", "max_draft_len": 3} for d in data)
+        # TensorRT-LLM's MTP validator sets max_draft_len from num_nextn_predict_layers (default 1)
+        assert all(d["speculative_config"] == {"decoding_type": "MTP", "num_nextn_predict_layers": 3} for d in data)
     assert not any("no speculative decoding" in n for n in e.notes)
     for x in e.launches:
         assert not _unknown(x.command, x.flags)
@@ -301,3 +302,22 @@ def test_a_pipelined_layout_launches_pipeline_parallel_stages(planner):
     assert argv[argv.index("--tensor-parallel-size") + 1] == "8"
     assert argv[argv.index("--pipeline-parallel-size") + 1] == "2"
     assert emission["sidecar"] == "" and any("pipeline stages" in n for n in emission["notes"])
+
+
+def _value(argv, flag: str) -> str:
+    return argv[list(argv).index(flag) + 1]
+
+
+def test_trtllm_benchmark_runs_fixed_lengths_of_random_ids():
+    """TensorRT-LLM's random dataset draws lengths from [X(1-r), X(1+r)], rejects r >= 1, and asserts
+    a --download-path dataset unless --random-ids is given."""
+    for _, e in _emissions("llama-3-70b-h100", "trtllm"):
+        assert _value(e.benchmark, "--random-range-ratio") == "0"
+        assert "--random-ids" in e.benchmark and "--random-ids" in flag_list("trtllm-bench")
+
+
+@pytest.mark.parametrize("engine, policy", [("sglang", "prefill-first"), ("vllm", "chunked"), ("trtllm", "chunked")])
+def test_the_sidecar_names_the_engines_own_scheduling(engine, policy):
+    """SGLang's default scheduling is prefill-first (the planner's --policy help, steady_state)."""
+    sidecars = [e.sidecar for _, e in _emissions("llama-3-70b-h100", engine) if e.sidecar]
+    assert sidecars and all(f"policy: {policy}\n" in s for s in sidecars)

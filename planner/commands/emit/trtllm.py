@@ -45,8 +45,9 @@ def options(pool: Pool, run: Runnable, ctx: Context) -> tuple[dict, int, list[st
         "kv_cache_config": {"dtype": "fp8" if run.kv_cache == "fp8" else "auto"},
     }
     if ctx.draft_tokens:
-        extra["speculative_config"] = {"decoding_type": "MTP", "max_draft_len": ctx.draft_tokens}
-        notes.append("speculative decoding: the model's own MTP layers (max_draft_len of them)")
+        # TensorRT-LLM's MTP config sets max_draft_len from num_nextn_predict_layers (default 1)
+        extra["speculative_config"] = {"decoding_type": "MTP", "num_nextn_predict_layers": ctx.draft_tokens}
+        notes.append("speculative decoding: the model's own MTP layers (num_nextn_predict_layers draft tokens)")
     if pool.role in ("prefill", "decode"):
         extra["cache_transceiver_config"] = {"backend": "DEFAULT"}
     if pool.role == "prefill":
@@ -82,7 +83,9 @@ def bench_command(b: Bench, base_url: str | None = None) -> tuple[Command, str]:
     if base_url:
         argv += ["--base-url", base_url]
     argv += ["--backend", "openai", "--dataset-name", "random", "--random-input-len", str(b.input_tokens)]
-    argv += ["--random-output-len", str(b.output_tokens), "--random-range-ratio", "1"]
+    # every prompt exactly that long: TensorRT-LLM's random dataset draws lengths from [X(1-r), X(1+r)] and
+    # rejects r >= 1; --random-ids samples token ids (without it, it asserts a --download-path dataset)
+    argv += ["--random-output-len", str(b.output_tokens), "--random-range-ratio", "0", "--random-ids"]
     argv += ["--num-prompts", str(b.prompts), "--max-concurrency", str(b.concurrency), "--ignore-eos"]
     argv += ["--percentile-metrics", "ttft,tpot,itl,e2el", "--save-result", "--result-filename", result_file]
     return Command(argv=tuple(argv), flags=("trtllm-bench",)), result_file
