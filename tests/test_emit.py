@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from planner.commands.emit.core import emission_dict, whole_counts
+from planner.commands.emit.core import MAX_TOKENS_PER_RANK, emission_dict, whole_counts
 from planner.commands.emit.emit import emit_pools, emit_row, serve_pools
 from planner.commands.serve.modes import Mode, Targets
 from planner.commands.serve.serve import ServeRequest, serve
@@ -321,3 +321,42 @@ def test_the_sidecar_names_the_engines_own_scheduling(engine, policy):
     """SGLang's default scheduling is prefill-first (the planner's --policy help, steady_state)."""
     sidecars = [e.sidecar for _, e in _emissions("llama-3-70b-h100", engine) if e.sidecar]
     assert sidecars and all(f"policy: {policy}\n" in s for s in sidecars)
+
+
+_BUDGET_FLAGS = {
+    "vllm": "--max-num-batched-tokens",
+    "trtllm": "--max_num_tokens",
+    "sglang": "--max-prefill-tokens",
+    "dynamo": "--max-prefill-tokens",  # the default profile is sglang: SGLang workers
+}
+
+
+@pytest.mark.parametrize("engine", GPU_ENGINES)
+def test_a_steps_token_budget_is_per_rank_and_capped(engine):
+    """A prefill pool's whole pass (2M tokens on DeepSeek's widest rows) is not one step: the
+    budget per rank with a scheduler of its own is at most MAX_TOKENS_PER_RANK, said where capped."""
+    capped = 0
+    for plan_name in GPU_PLANS:
+        for i, e in _emissions(plan_name, engine):
+            for x in e.launches:
+                if _BUDGET_FLAGS[engine] not in x.command:
+                    continue
+                per_rank = int(_value(x.command, _BUDGET_FLAGS[engine]))
+                assert 8192 <= per_rank <= MAX_TOKENS_PER_RANK, (plan_name, i, x.role, per_rank)
+                if "--chunked-prefill-size" in x.command:  # SGLang's: the server's, divided by --dp-size
+                    ranks = int(_value(x.command, "--dp-size")) if "--dp-size" in x.command else 1
+                    assert int(_value(x.command, "--chunked-prefill-size")) == per_rank * ranks
+                if per_rank == MAX_TOKENS_PER_RANK and any("capped at 16384" in n for n in x.notes):
+                    capped += 1
+    assert capped  # DeepSeek's prefill pools batch more than 16384 tokens per rank
+
+
+def test_trtllm_max_num_tokens_is_per_attention_rank_like_max_batch_size():
+    """DeepSeek row 11 (colocated, 16 GPUs, DP attention, batch 64 of 2048 tokens): 4 sequences and
+    131072 / 16 = 8192 tokens per attention rank."""
+    result = served("deepseek-v3-h200")
+    e = emit_row(result, result.rows()[10], "trtllm", 11)
+    (server,) = e.launches
+    assert server.files[0].data["enable_attention_dp"]
+    assert _value(server.command, "--max_batch_size") == "4"
+    assert _value(server.command, "--max_num_tokens") == "8192"

@@ -11,16 +11,25 @@ disaggregation. `planner.commands.emit.emit` builds the pools of a serve row or 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
+from planner.commands.serve.steady_state import DEFAULT_TOKEN_BUDGET
 from planner.cost.costmodel import Candidate, evaluate
 from planner.cost.layouts import ATTENTION_LAYOUTS, EXPERT_LAYOUTS, FFN_LAYOUTS
 from planner.specs.engine_layouts import ENGINE_LAYOUTS
 from planner.specs.formats import KvFormat
 from planner.specs.plan import Plan, Workload
+
+# The most tokens one rank's step batches (a chunk of prefill with the running decodes). A row's
+# prefill pass can batch far more (a prefill pool's whole batch of prompts: 2M tokens); engines
+# chunk long prompts, so that pass runs as several chunks of this size, each a step. 16384 is
+# SGLang's default max_prefill_tokens and within what vLLM and TensorRT-LLM deployments set; a
+# larger step mostly holds more activation memory.
+MAX_TOKENS_PER_RANK = 16384
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -76,6 +85,11 @@ class Runnable:
     @property
     def dp_attention(self) -> bool:
         return self.attention == "batch"
+
+    @property
+    def attention_ranks(self) -> int:
+        """Ranks with a scheduler of their own: the DP-attention ranks (1 without DP attention)."""
+        return self.per_stage if self.dp_attention else 1
 
     @property
     def dense_replicated(self) -> bool:
@@ -187,6 +201,35 @@ class Engine:
     benchmark: Callable[[Bench], tuple[Command, str]]  # the command and the result file it writes
     front: Callable[[tuple[Launch, ...], Context], tuple[tuple[Launch, ...], tuple[str, ...]]]
     over: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Budget:
+    """Tokens one step batches, per rank with a scheduler of its own, and what capping it means."""
+
+    per_rank: int
+    ranks: int
+    note: str  # "" where the row's tokens fit in one step
+
+    @property
+    def total(self) -> int:
+        return self.per_rank * self.ranks
+
+
+def token_budget(pool: Pool, ranks: int) -> Budget:
+    """The step's token budget of `pool` over `ranks` schedulers: the row's tokens per rank (at
+    least the engines' default), capped at MAX_TOKENS_PER_RANK."""
+    want = max(DEFAULT_TOKEN_BUDGET, math.ceil(pool.batched_tokens / ranks))
+    per_rank = min(MAX_TOKENS_PER_RANK, want)
+    note = ""
+    if want > per_rank:
+        chunks = math.ceil(pool.batched_tokens / (per_rank * ranks))
+        where = f" on each of {ranks} ranks" if ranks > 1 else ""
+        note = (
+            f"the row's prefill pass batches {pool.batched_tokens} tokens; the step's token budget is capped at "
+            f"{per_rank}{where} (the engine chunks long prompts): the pass runs as {chunks} chunked steps"
+        )
+    return Budget(per_rank=per_rank, ranks=ranks, note=note)
 
 
 def _label(ffn: str, attention: str, experts: str) -> str:

@@ -42,11 +42,11 @@ def _worker(base: str, pool: Pool, run: Runnable, ctx: Context) -> Command:
             flags=("dynamo", "sglang"),
             notes=tuple(notes),
         )
-    extra, running, notes = trtllm.options(pool, run, ctx)
+    extra, running, tokens, notes = trtllm.options(pool, run, ctx)
     tp, pp, ep = trtllm.sizes(run)
     argv = ["python", "-m", "dynamo.trtllm", "--model-path", "$MODEL", "--tensor-parallel-size", str(tp)]
     argv += ["--pipeline-parallel-size", str(pp), "--expert-parallel-size", str(ep)]
-    argv += ["--max-batch-size", str(running), "--max-num-tokens", str(pool.batched_tokens)]
+    argv += ["--max-batch-size", str(running), "--max-num-tokens", str(tokens)]
     argv += ["--max-seq-len", str(ctx.max_len), "--extra-engine-args", trtllm.extra_file(pool)]
     if pool.role in ("prefill", "decode"):
         argv += ["--disaggregation-mode", pool.role]

@@ -12,7 +12,7 @@ attention `heads`; `--enable-dp-attention --dp-size N` splits the batch over att
 
 from __future__ import annotations
 
-from planner.commands.emit.core import Bench, Command, Context, Engine, Launch, Pool, Runnable
+from planner.commands.emit.core import Bench, Command, Context, Engine, Launch, Pool, Runnable, token_budget
 
 COMMIT, BENCH_COMMIT = "001067ff", "0033168f"
 VERSION = f"sgl-project/sglang@{COMMIT} (server), @{BENCH_COMMIT} (bench_serving)"
@@ -46,7 +46,11 @@ def args(pool: Pool, run: Runnable, ctx: Context) -> tuple[list[str], list[str]]
     if run.kv_cache == "fp8":
         argv += ["--kv-cache-dtype", "fp8_e4m3"]
     argv += ["--max-running-requests", str(max(1, pool.running))]
-    argv += ["--chunked-prefill-size", str(pool.batched_tokens), "--max-prefill-tokens", str(pool.batched_tokens)]
+    # --chunked-prefill-size is the server's: SGLang divides it by --dp-size under DP attention;
+    # --max-prefill-tokens is each rank's scheduler's
+    budget = token_budget(pool, run.attention_ranks)
+    argv += ["--chunked-prefill-size", str(budget.total), "--max-prefill-tokens", str(budget.per_rank)]
+    notes += [budget.note] if budget.note else []
     argv += ["--context-length", str(ctx.max_len)]
     if ctx.draft_tokens:
         k = ctx.draft_tokens

@@ -11,7 +11,7 @@ weights and KV cache. What each runs is its entry of planner.specs.engine_layout
 from __future__ import annotations
 
 from planner.commands.emit import vllm
-from planner.commands.emit.core import Bench, Command, Context, Engine, Launch, Pool, Runnable
+from planner.commands.emit.core import Bench, Command, Context, Engine, Launch, Pool, Runnable, token_budget
 
 JETSTREAM_VERSION = "AI-Hypercomputer/maxtext@09d2025b (server), AI-Hypercomputer/JetStream@07a443b3 (benchmark)"
 JETSTREAM_PINNED = (
@@ -29,7 +29,9 @@ def _vllm_tpu(pool: Pool, run: Runnable, ctx: Context) -> Command:
         argv += ["--quantization", "tpu_int8"]
     else:
         argv += ["--dtype", "bfloat16"]
-    argv += ["--max-num-seqs", str(max(1, pool.running)), "--max-num-batched-tokens", str(pool.batched_tokens)]
+    budget = token_budget(pool, 1)
+    argv += ["--max-num-seqs", str(max(1, pool.running)), "--max-num-batched-tokens", str(budget.per_rank)]
+    notes += [budget.note] if budget.note else []
     argv += ["--enable-chunked-prefill", "--max-model-len", str(ctx.max_len)]
     if pool.role in ("prefill", "decode"):
         notes.append("vLLM on TPU has no prefill/decode disaggregation: this pool runs as a server of its own")

@@ -15,7 +15,18 @@ from __future__ import annotations
 
 import math
 
-from planner.commands.emit.core import Bench, Command, Context, Engine, File, Launch, Pool, Runnable, whole_counts
+from planner.commands.emit.core import (
+    Bench,
+    Command,
+    Context,
+    Engine,
+    File,
+    Launch,
+    Pool,
+    Runnable,
+    token_budget,
+    whole_counts,
+)
 
 SERVE_COMMIT, ARGS_COMMIT = "00209af1", "00043967"
 VERSION = f"NVIDIA/TensorRT-LLM@{SERVE_COMMIT} (trtllm-serve), @{ARGS_COMMIT} (llm_args), PyTorch backend"
@@ -33,11 +44,14 @@ _CHECKPOINT = {
 }
 
 
-def options(pool: Pool, run: Runnable, ctx: Context) -> tuple[dict, int, list[str]]:
-    """The extra options (TorchLlmArgs keys), the running sequences per rank, and notes."""
+def options(pool: Pool, run: Runnable, ctx: Context) -> tuple[dict, int, int, list[str]]:
+    """The extra options (TorchLlmArgs keys), the running sequences and the step's tokens per
+    attention rank (max_batch_size and max_num_tokens are each rank's), and notes."""
     notes = [_CHECKPOINT[pool.weights]] if pool.weights in _CHECKPOINT else []
-    ranks = run.per_stage if run.dp_attention else 1
+    ranks = run.attention_ranks
     running = max(1, math.ceil(pool.running / ranks))  # max_batch_size is per attention rank
+    budget = token_budget(pool, ranks)  # max_num_tokens too
+    notes += [budget.note] if budget.note else []
     extra: dict = {
         "enable_attention_dp": run.dp_attention,
         "enable_chunked_prefill": True,
@@ -52,7 +66,7 @@ def options(pool: Pool, run: Runnable, ctx: Context) -> tuple[dict, int, list[st
         extra["cache_transceiver_config"] = {"backend": "DEFAULT"}
     if pool.role == "prefill":
         extra["disable_overlap_scheduler"] = True
-    return extra, running, notes
+    return extra, running, budget.per_rank, notes
 
 
 def sizes(run: Runnable) -> tuple[int, int, int]:
@@ -66,10 +80,10 @@ def extra_file(pool: Pool) -> str:
 
 
 def _launch(pool: Pool, run: Runnable, ctx: Context) -> Command:
-    extra, running, notes = options(pool, run, ctx)
+    extra, running, tokens, notes = options(pool, run, ctx)
     tp, pp, ep = sizes(run)
     argv = ["trtllm-serve", "serve", "$MODEL", "--backend", "pytorch", "--tp_size", str(tp), "--pp_size", str(pp)]
-    argv += ["--ep_size", str(ep), "--max_batch_size", str(running), "--max_num_tokens", str(pool.batched_tokens)]
+    argv += ["--ep_size", str(ep), "--max_batch_size", str(running), "--max_num_tokens", str(tokens)]
     argv += ["--max_seq_len", str(ctx.max_len), "--extra_llm_api_options", extra_file(pool)]
     return Command(
         argv=tuple(argv), flags=("trtllm",), files=(File(name=extra_file(pool), data=extra),), notes=tuple(notes)

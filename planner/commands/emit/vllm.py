@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import math
 
-from planner.commands.emit.core import Bench, Command, Context, Engine, Launch, Pool, Runnable
+from planner.commands.emit.core import Bench, Command, Context, Engine, Launch, Pool, Runnable, token_budget
 
 VERSION = "vllm-project/vllm@99d7eb5d (engine), @def9ce85 (vllm bench serve)"
 PINNED = (
@@ -51,8 +51,9 @@ def args(pool: Pool, run: Runnable, ctx: Context) -> tuple[list[str], list[str]]
     if run.kv_cache == "fp8":
         argv += ["--kv-cache-dtype", "fp8"]
     running = max(1, math.ceil(pool.running / dp))  # per data-parallel rank
-    budget = max(8192, math.ceil(pool.batched_tokens / dp))
-    argv += ["--max-num-seqs", str(running), "--max-num-batched-tokens", str(budget)]
+    budget = token_budget(pool, dp)  # per data-parallel rank
+    argv += ["--max-num-seqs", str(running), "--max-num-batched-tokens", str(budget.per_rank)]
+    notes += [budget.note] if budget.note else []
     argv += ["--enable-chunked-prefill", "--max-model-len", str(ctx.max_len)]
     if ctx.draft_tokens:
         spec = {"method": "mtp", "num_speculative_tokens": ctx.draft_tokens}
