@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from planner.commands.emit.core import MAX_TOKENS_PER_RANK, emission_dict, whole_counts
+from planner.commands.emit.core import MAX_TOKENS_PER_RANK, emission_dict, figures, runnable, whole_counts
 from planner.commands.emit.emit import emit_pools, emit_row, serve_pools
 from planner.commands.serve.modes import Mode, Targets
 from planner.commands.serve.serve import ServeRequest, serve
 from planner.config import load_plan
+from planner.specs.engine_layouts import ENGINE_LAYOUTS
 
 FLAGS = Path(__file__).resolve().parent / "data" / "engine_flags"
 GPU_PLANS = ("llama-3-70b-h100", "deepseek-v3-h200")
@@ -118,9 +119,12 @@ def test_a_layout_the_engine_cannot_run_names_the_nearest_with_its_figures(engin
     for plan_name in plans:
         for _, e in _emissions(plan_name, engine):
             for launch in e.launches:
+                if launch.nearest:  # every phase's figures, where one phase's layout differs from the runnable's
+                    assert any(
+                        (n["layout"], n["kv_cache"]) != (n["row_layout"], n["row_kv_cache"]) for n in launch.nearest
+                    )
                 for n in launch.nearest:
                     found += 1
-                    assert (n["layout"], n["kv_cache"]) != (n["row_layout"], n["row_kv_cache"])
                     assert n["step_s"] > 0 and n["row_step_s"] > 0
                     assert n["slower"] == pytest.approx(n["step_s"] / n["row_step_s"] - 1)
                     assert launch.notes and n["layout"] in launch.runnable
@@ -360,3 +364,56 @@ def test_trtllm_max_num_tokens_is_per_attention_rank_like_max_batch_size():
     assert server.files[0].data["enable_attention_dp"]
     assert _value(server.command, "--max_batch_size") == "4"
     assert _value(server.command, "--max_num_tokens") == "8192"
+
+
+def test_the_runnable_layout_is_the_fastest_that_fits_not_a_fixed_fallback():
+    """DeepSeek row 20's prefill pool (wg-xyz+batch+wg) on SGLang: the tensor-parallel fallback
+    (ws1d+heads+ep) does not fit in HBM at its batch and is 3x slower; DP attention with expert
+    parallelism does fit, and the cost model prices it near the row's pass."""
+    result = served("deepseek-v3-h200")
+    d = result.rows()[19]
+    assert d.mode is Mode.DISAGGREGATED
+    pools, _ = serve_pools(result.request.plan, d)
+    run = runnable(pools[0], "sglang", result.request.plan)
+    assert (run.ffn, run.attention) == ("dp", "batch") and run.expert_parallel
+    (chosen,) = [figures(result.request.plan, s, run) for s in pools[0].steps]
+    fallback = dataclasses.replace(run, ffn="ws1d", attention="heads", experts="ep")
+    (tp,) = [figures(result.request.plan, s, fallback) for s in pools[0].steps]
+    assert chosen["fits"] and not tp["fits"] and chosen["step_s"] < tp["step_s"]
+    for engine in ("sglang", "vllm", "trtllm"):  # of every engine's runnable layouts, none that fits is faster
+        t = ENGINE_LAYOUTS[engine]
+        run = runnable(pools[0], engine, result.request.plan)
+        best = figures(result.request.plan, pools[0].steps[0], run)["step_s"]
+        for f, a in t.dense:
+            for x in t.experts:
+                other = figures(
+                    result.request.plan, pools[0].steps[0], dataclasses.replace(run, ffn=f, attention=a, experts=x)
+                )
+                assert not other["fits"] or other["step_s"] >= best, (engine, f, a, x)
+
+
+def test_a_colocated_row_with_two_layouts_shows_each_phase_at_the_one_the_server_runs():
+    """Llama row 14 runs prefill wg-xyz+batch and decode ws1d+heads; DeepSeek row 8 prefill
+    ws2d+heads+ep and decode ws2d+heads+tp: one server runs one layout, so both phases get
+    figures, each beside its own layout (experts included)."""
+    for plan_name, row, prefill, decode in (
+        ("llama-3-70b-h100", 14, "wg-xyz+batch", "ws1d+heads"),
+        ("deepseek-v3-h200", 8, "ws2d+heads+ep", "ws2d+heads+tp"),
+    ):
+        result = served(plan_name)
+        d = result.rows()[row - 1]
+        assert d.mode is Mode.COLOCATED
+        e = emit_row(result, d, "vllm", row)
+        (server,) = e.launches
+        by_phase = {n["phase"]: n for n in server.nearest}
+        assert by_phase["prefill"]["row_layout"] == prefill and by_phase["decode"]["row_layout"] == decode
+        assert f"prefill {prefill}, decode {decode}" in server.layout
+        assert any(f"({prefill}) differs from its decode layout ({decode})" in n for n in e.notes)
+        assert any("one server runs one layout" in n for n in server.notes)
+
+
+def test_jetstream_runs_the_experts_tensor_parallel_as_its_table_says():
+    """MaxText's expert axis is a mesh axis of its own: the emitted launch runs experts `tp`, and so
+    does the table --runnable-on jetstream reads."""
+    t = ENGINE_LAYOUTS["jetstream"]
+    assert t.runs("ws1d", "heads", "tp", "bf16", "bf16") and not t.runs("ws1d", "heads", "ep", "bf16", "bf16")

@@ -42,6 +42,20 @@ class Step:
     workload: Workload  # the context the row's figures are at
     step_s: float  # the row's step (decode) or pass (prefill)
 
+    @property
+    def parts(self) -> tuple[str, str, str]:
+        """(FFN, attention, experts) of the phase as the row costed it ("" experts: a dense model)."""
+        c = self.candidate
+        return c.ffn.name, c.attention.name, c.experts.name if c.experts else ""
+
+    @property
+    def layout(self) -> str:
+        return _label(*self.parts)
+
+    @property
+    def kv_cache(self) -> str:
+        return self.candidate.kv_cache.label
+
 
 @dataclass(frozen=True, kw_only=True)
 class Pool:
@@ -61,7 +75,15 @@ class Pool:
     steps: tuple[Step, ...]
 
     @property
+    def phases_differ(self) -> bool:
+        """A colocated row whose prefill and decode layouts differ (one server runs one of them)."""
+        return len({s.parts for s in self.steps}) > 1
+
+    @property
     def layout(self) -> str:
+        """The row's layout, each phase's own where they differ."""
+        if self.phases_differ:
+            return ", ".join(f"{s.phase} {s.layout}" for s in self.steps)
         return _label(self.ffn, self.attention, self.experts)
 
 
@@ -236,18 +258,61 @@ def _label(ffn: str, attention: str, experts: str) -> str:
     return f"{ffn}+{attention}" + (f"+{experts}" if experts else "")
 
 
-def runnable(pool: Pool, table: str) -> Runnable:
-    """The layout `table`'s engine runs for `pool`, with why it differs from the row's."""
+def _why(pool: Pool, table: str) -> list[str]:
+    """Why the engine cannot run the pool as the row planned it: each phase's reasons (prefixed by
+    the phase where only that phase's layout has it), and one server for two layouts."""
     t = ENGINE_LAYOUTS[table]
-    why = t.reasons(pool.ffn, pool.attention, pool.experts, pool.kv_cache, pool.weights)
+    steps = pool.steps or ()
+    per_phase = [(s.phase, t.reasons(*s.parts, pool.kv_cache, pool.weights)) for s in steps]
+    if not per_phase:
+        return list(t.reasons(pool.ffn, pool.attention, pool.experts, pool.kv_cache, pool.weights))
+    common = set(per_phase[0][1]).intersection(*(set(r) for _, r in per_phase[1:]))
+    why = [r for r in per_phase[0][1] if r in common]
+    why += [f"{phase}: {r}" for phase, reasons in per_phase for r in reasons if r not in common]
+    if pool.phases_differ:
+        why.append(f"one server runs one layout for both phases: the row's are {pool.layout}")
+    return why
+
+
+def runnable(pool: Pool, table: str, plan: Plan) -> Runnable:
+    """The layout `table`'s engine runs for `pool`, with why it differs from the row's: the row's
+    where the engine runs it, else of the engine's (FFN, attention) pairs and expert layouts the
+    one whose steps (every phase the pool runs, relative to the row's) the cost model predicts
+    fastest and that fits in HBM; where none fits, the table's fallback (`nearest`)."""
+    t = ENGINE_LAYOUTS[table]
+    why = _why(pool, table)
     ffn, attention, experts, kv = t.nearest(pool.ffn, pool.attention, pool.experts, pool.kv_cache)
+    if not why:
+        return Runnable(
+            chips=pool.chips, stages=pool.stages, ffn=ffn, attention=attention, experts=experts, kv_cache=kv, why=()
+        )
+    scored = []
+    for f, a in sorted(t.dense):
+        for e in sorted(t.experts) if pool.experts else [""]:
+            run = Runnable(chips=pool.chips, stages=pool.stages, ffn=f, attention=a, experts=e, kv_cache=kv, why=())
+            figs = [figures(plan, s, run) for s in pool.steps]
+            if figs and all(x["fits"] for x in figs):
+                scored.append((sum(x["step_s"] / x["row_step_s"] for x in figs), f, a, e))
+    if scored:
+        _, ffn, attention, experts = min(scored)
+        why.append(
+            f"it runs {_label(ffn, attention, experts)}: of the {t.label} layouts that fit in HBM, the one the cost "
+            "model predicts fastest"
+            + (" (summed over both phases, each relative to the row's)" if len(pool.steps) > 1 else "")
+        )
+    else:
+        why.append(
+            f"no {t.label} layout fits in HBM at the row's batch: it runs {_label(ffn, attention, experts)}, its "
+            "fallback (the tensor-parallel layout)"
+        )
     return Runnable(
-        chips=pool.chips, stages=pool.stages, ffn=ffn, attention=attention, experts=experts, kv_cache=kv, why=why
+        chips=pool.chips, stages=pool.stages, ffn=ffn, attention=attention, experts=experts, kv_cache=kv, why=tuple(why)
     )
 
 
-def figures(plan: Plan, step: Step, run: Runnable, row_layout: str, row_kv: str) -> dict:
-    """The step (or pass) at the runnable layout, beside the row's, by the cost model."""
+def figures(plan: Plan, step: Step, run: Runnable) -> dict:
+    """The step (or pass) of `step`'s phase at the runnable layout, beside the row's (the phase's
+    own layout), by the cost model."""
     kv = next(k for k in KvFormat if k.label == run.kv_cache)
     c = dataclasses.replace(
         step.candidate,
@@ -265,8 +330,8 @@ def figures(plan: Plan, step: Step, run: Runnable, row_layout: str, row_kv: str)
     seconds = float(ev.step_s[0])
     return {
         "phase": step.phase,
-        "row_layout": row_layout,
-        "row_kv_cache": row_kv,
+        "row_layout": step.layout,
+        "row_kv_cache": step.kv_cache,
         "layout": run.layout,
         "kv_cache": run.kv_cache,
         "step_s": seconds,
@@ -276,14 +341,13 @@ def figures(plan: Plan, step: Step, run: Runnable, row_layout: str, row_kv: str)
     }
 
 
-def launch(engine: Engine, pool: Pool, ctx: Context) -> Launch:
-    """One pool's launch on `engine`, with the nearest runnable layout's figures where it differs."""
-    run = runnable(pool, engine.table)
+def launch(engine: Engine, pool: Pool, run: Runnable, ctx: Context) -> Launch:
+    """One pool's launch on `engine` at `run` (`runnable`), with the runnable layout's figures for
+    every phase beside the row's where it differs from a phase's."""
     cmd = engine.launch(pool, run, ctx)
     unit = "chips" if engine.tpu else "GPUs"
-    nearest = tuple(
-        figures(ctx.plan, s, run, pool.layout, pool.kv_cache) for s in pool.steps if run.why and _differs(pool, run)
-    )
+    differs = run.why and any((s.layout, s.kv_cache) != (run.layout, run.kv_cache) for s in pool.steps)
+    nearest = tuple(figures(ctx.plan, s, run) for s in pool.steps) if differs else ()
     kv = f" KV {pool.kv_cache}" if pool.kv_cache != "bf16" else ""
     stages = f" x{pool.stages} stages" if pool.stages > 1 else ""
     return Launch(
@@ -306,10 +370,6 @@ def whole_counts(ratio: float) -> tuple[int, int]:
     counts = [(max(1, round(ratio * m)), m) for m in range(1, 33)]
     close = [pm for pm in counts if abs(pm[0] / pm[1] / ratio - 1) <= 0.05]
     return close[0] if close else min(counts, key=lambda pm: (abs(pm[0] / pm[1] - ratio), pm[1]))
-
-
-def _differs(pool: Pool, run: Runnable) -> bool:
-    return pool.layout != run.layout or pool.kv_cache != run.kv_cache
 
 
 def bench_of(engine: Engine, row: str, ctx: Context, concurrency: int) -> Bench:

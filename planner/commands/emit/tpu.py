@@ -3,8 +3,10 @@ and JetStream (MaxText's `maxengine_server`, benchmarked by JetStream's `benchma
 
 vLLM on TPU takes vLLM's flags (the pinned vllm.json) and runs tensor parallelism over the slice
 (FFN `ws1d`, attention `heads`). JetStream serves MaxText, configured by `key=value` overrides of
-`src/MaxText/configs/base.yml`: `ici_tensor_parallelism` is the same layout, `ici_expert_parallelism`
-puts MoE experts expert-parallel (`ep`), `quantization=int8` and `quantize_kvcache` store int8
+`src/MaxText/configs/base.yml`: `ici_tensor_parallelism` is the same layout, with MoE experts
+tensor-parallel (`tp`: MaxText's `ici_expert_parallelism` is a mesh axis of its own, whose product
+with `ici_tensor_parallelism` is the slice, so expert parallelism over the whole slice beside
+tensor-parallel attention is not emitted), `quantization=int8` and `quantize_kvcache` store int8
 weights and KV cache. What each runs is its entry of planner.specs.engine_layouts.
 """
 
@@ -65,12 +67,6 @@ def _jetstream(pool: Pool, run: Runnable, ctx: Context) -> Command:
     argv = ["python", "-m", "MaxText.maxengine_server", "src/MaxText/configs/base.yml", "model_name=$MODEL"]
     argv += ["tokenizer_path=$TOKENIZER", "load_parameters_path=$CHECKPOINT", "scan_layers=false"]
     argv += ["ici_fsdp_parallelism=1", "ici_autoregressive_parallelism=1", f"ici_tensor_parallelism={n}"]
-    if run.expert_parallel:
-        notes.append(
-            "MaxText puts experts on a mesh axis of their own (ici_expert_parallelism), whose product with "
-            "ici_tensor_parallelism is the slice: expert parallelism over the whole slice is not emitted, the "
-            "experts run tensor-parallel"
-        )
     per_chip = pool.running / n
     argv += [f"per_device_batch_size={per_chip:g}"]
     argv += [f"max_prefill_predict_length={ctx.input_tokens}", f"max_target_length={ctx.max_len}"]
