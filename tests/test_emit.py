@@ -417,3 +417,30 @@ def test_jetstream_runs_the_experts_tensor_parallel_as_its_table_says():
     does the table --runnable-on jetstream reads."""
     t = ENGINE_LAYOUTS["jetstream"]
     assert t.runs("ws1d", "heads", "tp", "bf16", "bf16") and not t.runs("ws1d", "heads", "ep", "bf16", "bf16")
+
+
+@pytest.mark.parametrize("engine", ("vllm", "sglang", "trtllm"))
+def test_expert_parallel_pools_name_a_deepep_style_all_to_all(engine):
+    """The planner prices `ep` as wide EP with DeepEP-style dispatch/combine; each engine's default
+    MoE all-to-all is something else, so the launch names it (normal/high-throughput kernels for
+    prefill pools, low-latency for decode pools)."""
+    spelled = {
+        "vllm": ("--all2all-backend", {"prefill": "deepep_high_throughput", "decode": "deepep_low_latency"}),
+        "sglang": ("--deepep-mode", {"prefill": "normal", "decode": "low_latency", "server": "auto"}),
+    }
+    seen = set()
+    for _, e in _emissions("deepseek-v3-h200", engine):
+        for x in e.launches:
+            if engine == "trtllm":
+                if "--ep_size" in x.command and _value(x.command, "--ep_size") != "1":
+                    assert x.files[0].data["moe_config"] == {"backend": "WIDEEP"}
+                    seen.add(x.role)
+                continue
+            if "--enable-expert-parallel" in x.command or "--ep-size" in x.command:
+                flag, values = spelled[engine]
+                if engine == "sglang":
+                    assert _value(x.command, "--moe-a2a-backend") == "deepep"
+                if x.role in values:
+                    assert _value(x.command, flag) == values[x.role], (x.role, x.command)
+                seen.add(x.role)
+    assert {"prefill", "decode", "server"} <= seen

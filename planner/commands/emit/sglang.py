@@ -20,6 +20,7 @@ PINNED = (
     f"SGLang flags: python/sglang/srt/server_args.py ServerArgs at sgl-project/sglang@{COMMIT}; "
     f"bench_serving: python/sglang/bench_serving.py at sgl-project/sglang@{BENCH_COMMIT}"
 )
+_DEEPEP_MODE = {"prefill": "normal", "decode": "low_latency", "server": "auto"}
 
 
 def args(pool: Pool, run: Runnable, ctx: Context) -> tuple[list[str], list[str]]:
@@ -34,7 +35,9 @@ def args(pool: Pool, run: Runnable, ctx: Context) -> tuple[list[str], list[str]]
         if run.dense_replicated:
             argv += ["--moe-dense-tp-size", "1"]
     if run.expert_parallel:
-        argv += ["--ep-size", str(n)]
+        # the planner prices `ep` as wide EP with DeepEP's dispatch and combine: its normal kernels
+        # for prefill, low-latency for decode, each by batch on a server running both
+        argv += ["--ep-size", str(n), "--moe-a2a-backend", "deepep", "--deepep-mode", _DEEPEP_MODE[pool.role]]
     if run.two_batch_overlap:
         argv += ["--enable-two-batch-overlap"]
     if pool.weights == "fp8":

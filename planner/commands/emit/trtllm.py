@@ -58,6 +58,10 @@ def options(pool: Pool, run: Runnable, ctx: Context) -> tuple[dict, int, int, li
         "cuda_graph_config": {"enable_padding": True, "max_batch_size": running},
         "kv_cache_config": {"dtype": "fp8" if run.kv_cache == "fp8" else "auto"},
     }
+    if run.expert_parallel:
+        # the planner prices `ep` as wide EP with DeepEP-style dispatch and combine: TensorRT-LLM's
+        # WIDEEP MoE backend (its own all-to-all; the default CUTLASS backend all-gathers tokens)
+        extra["moe_config"] = {"backend": "WIDEEP"}
     if ctx.draft_tokens:
         # TensorRT-LLM's MTP config sets max_draft_len from num_nextn_predict_layers (default 1)
         extra["speculative_config"] = {"decoding_type": "MTP", "num_nextn_predict_layers": ctx.draft_tokens}

@@ -25,6 +25,7 @@ PINNED = (
     "vLLM flags: vllm/engine/arg_utils.py EngineArgs at vllm-project/vllm@99d7eb5d; "
     "vllm bench serve: vllm/benchmarks/serve.py at vllm-project/vllm@def9ce85"
 )
+_ALL2ALL = {"prefill": "deepep_high_throughput", "decode": "deepep_low_latency", "server": "deepep_high_throughput"}
 NIXL = json.dumps({"kv_connector": "NixlConnector", "kv_role": "kv_both"})
 
 
@@ -39,7 +40,15 @@ def args(pool: Pool, run: Runnable, ctx: Context) -> tuple[list[str], list[str]]
     if run.stages > 1:
         argv += ["--pipeline-parallel-size", str(run.stages)]
     if run.expert_parallel:
-        argv += ["--enable-expert-parallel"]
+        # the planner prices `ep` as wide EP with DeepEP's all-to-all (vLLM's default is all-gather and
+        # reduce-scatter): its high-throughput kernels for prefill, low-latency for decode
+        argv += ["--enable-expert-parallel", "--all2all-backend", _ALL2ALL[pool.role]]
+        if pool.role == "server":
+            notes.append(
+                "all-to-all deepep_high_throughput: a colocated step carries a prefill chunk (up to the token budget "
+                "per rank), more than DeepEP's low-latency kernels dispatch (they suit decode-only steps: "
+                "deepep_low_latency for a decode-heavy mix)"
+            )
     if run.two_batch_overlap:
         argv += ["--enable-dbo"]
     if pool.weights == "fp8":
