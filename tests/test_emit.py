@@ -444,3 +444,37 @@ def test_expert_parallel_pools_name_a_deepep_style_all_to_all(engine):
                     assert _value(x.command, flag) == values[x.role], (x.role, x.command)
                 seen.add(x.role)
     assert {"prefill", "decode", "server"} <= seen
+
+
+@pytest.mark.parametrize("engine", GPU_ENGINES)
+def test_a_pool_over_more_gpus_than_a_node_launches_over_its_nodes(engine):
+    """DeepSeek's 16- and 32-GPU pools span nodes of 8 (h200-sxm's NVLink level): the launch takes
+    the engine's multi-node flags with placeholders and a note gives the node count; a pool within
+    one node has neither."""
+    multi = 0
+    for i, e in _emissions("deepseek-v3-h200", engine):
+        pools, _ = serve_pools(served("deepseek-v3-h200").request.plan, served("deepseek-v3-h200").rows()[i - 1])
+        workers = [x for x in e.launches if x.role in ("server", "prefill", "decode")]
+        for pool, x in zip(pools, workers, strict=True):
+            nodes = -(-pool.chips // 8)
+            said = [n for n in x.notes if n.startswith("multi-node:")]
+            if nodes == 1:
+                assert not said and "$HEAD_IP" not in " ".join(x.command) + " ".join(x.notes)
+                continue
+            multi += 1
+            assert len(said) == 1 and f"span {nodes} nodes of 8" in said[0]
+            words = x.command
+            if "sglang.launch_server" in words or "dynamo.sglang" in words:  # the default profile is sglang
+                assert _value(words, "--nnodes") == str(nodes) and _value(words, "--node-rank") == "$NODE_RANK"
+                assert _value(words, "--dist-init-addr").startswith("$HEAD_IP")
+            elif words[0] == "vllm":
+                if "--data-parallel-size" in words:
+                    assert _value(words, "--data-parallel-size-local") == str(
+                        int(_value(words, "--data-parallel-size")) // nodes
+                    )
+                    assert _value(words, "--data-parallel-address") == "$HEAD_IP" and "--headless" in said[0]
+                else:
+                    assert _value(words, "--distributed-executor-backend") == "ray"
+            else:
+                assert _value(words, "--gpus_per_node") == "8" and "trtllm-llmapi-launch" in said[0]
+    assert multi

@@ -22,6 +22,7 @@ from planner.cost.costmodel import Candidate, evaluate
 from planner.cost.layouts import ATTENTION_LAYOUTS, EXPERT_LAYOUTS, FFN_LAYOUTS
 from planner.specs.engine_layouts import ENGINE_LAYOUTS
 from planner.specs.formats import KvFormat
+from planner.specs.hardware import Switched
 from planner.specs.plan import Plan, Workload
 
 # The most tokens one rank's step batches (a chunk of prefill with the running decodes). A row's
@@ -194,6 +195,25 @@ class Context:
     @property
     def moe(self) -> bool:
         return self.plan.model.experts is not None
+
+    @property
+    def node_gpus(self) -> int:
+        """GPUs of one node: the cluster's first switched level (NVLink); 0 on a TPU slice."""
+        topology = self.plan.cluster.topology
+        return (topology.levels[0].size or 0) if isinstance(topology, Switched) else 0
+
+    def nodes(self, pool: Pool) -> int:
+        """Nodes one of `pool`'s servers spans (1 where it fits in one)."""
+        return math.ceil(pool.chips / self.node_gpus) if self.node_gpus else 1
+
+    def nodes_note(self, pool: Pool, how: str) -> str:
+        """What a multi-node launch means: its node count, and `how` the engine runs over them."""
+        n = self.nodes(pool)
+        level = self.plan.cluster.topology.levels[0].name if self.node_gpus else ""
+        return (
+            f"multi-node: {pool.chips} GPUs span {n} nodes of {self.node_gpus} ({self.plan.cluster.name}'s {level} "
+            f"level; count hosts instead where a host holds fewer GPUs); {how}"
+        )
 
 
 @dataclass(frozen=True, kw_only=True)

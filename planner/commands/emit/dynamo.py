@@ -50,6 +50,9 @@ def _worker(base: str, pool: Pool, run: Runnable, ctx: Context) -> Command:
     argv += ["--max-seq-len", str(ctx.max_len), "--extra-engine-args", trtllm.extra_file(pool)]
     if pool.role in ("prefill", "decode"):
         argv += ["--disaggregation-mode", pool.role]
+    if ctx.nodes(pool) > 1:
+        argv += ["--gpus-per-node", str(ctx.node_gpus)]
+        notes.append(trtllm.multi_node_note(pool, ctx))
     return Command(
         argv=tuple(argv), flags=("dynamo",), files=(File(name=trtllm.extra_file(pool), data=extra),), notes=tuple(notes)
     )

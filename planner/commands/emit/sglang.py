@@ -55,6 +55,13 @@ def args(pool: Pool, run: Runnable, ctx: Context) -> tuple[list[str], list[str]]
     argv += ["--chunked-prefill-size", str(budget.total), "--max-prefill-tokens", str(budget.per_rank)]
     notes += [budget.note] if budget.note else []
     argv += ["--context-length", str(ctx.max_len)]
+    if ctx.nodes(pool) > 1:
+        argv += ["--nnodes", str(ctx.nodes(pool)), "--node-rank", "$NODE_RANK", "--dist-init-addr", "$HEAD_IP:5000"]
+        how = (
+            f"run this command on every node with $NODE_RANK 0 to {ctx.nodes(pool) - 1}; $HEAD_IP is node 0's "
+            "address, where the server listens"
+        )
+        notes.append(ctx.nodes_note(pool, how))
     if ctx.draft_tokens:
         k = ctx.draft_tokens
         argv += ["--speculative-algorithm", "EAGLE", "--speculative-num-steps", str(k)]

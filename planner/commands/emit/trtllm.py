@@ -79,6 +79,15 @@ def sizes(run: Runnable) -> tuple[int, int, int]:
     return n, run.stages, n if run.expert_parallel else 1
 
 
+def multi_node_note(pool: Pool, ctx: Context) -> str:
+    how = (
+        f"TensorRT-LLM runs over them under MPI, one rank per GPU: `mpirun -np {pool.chips} --hostfile HOSTS "
+        f"trtllm-llmapi-launch` before this command (Slurm: `srun -N {ctx.nodes(pool)} --ntasks-per-node "
+        f"{ctx.node_gpus} trtllm-llmapi-launch ...`)"
+    )
+    return ctx.nodes_note(pool, how)
+
+
 def extra_file(pool: Pool) -> str:
     return f"extra-llm-api-{pool.role}.yaml"
 
@@ -89,6 +98,9 @@ def _launch(pool: Pool, run: Runnable, ctx: Context) -> Command:
     argv = ["trtllm-serve", "serve", "$MODEL", "--backend", "pytorch", "--tp_size", str(tp), "--pp_size", str(pp)]
     argv += ["--ep_size", str(ep), "--max_batch_size", str(running), "--max_num_tokens", str(tokens)]
     argv += ["--max_seq_len", str(ctx.max_len), "--extra_llm_api_options", extra_file(pool)]
+    if ctx.nodes(pool) > 1:
+        argv += ["--gpus_per_node", str(ctx.node_gpus)]
+        notes.append(multi_node_note(pool, ctx))
     return Command(
         argv=tuple(argv), flags=("trtllm",), files=(File(name=extra_file(pool), data=extra),), notes=tuple(notes)
     )

@@ -64,11 +64,34 @@ def args(pool: Pool, run: Runnable, ctx: Context) -> tuple[list[str], list[str]]
     argv += ["--max-num-seqs", str(running), "--max-num-batched-tokens", str(budget.per_rank)]
     notes += [budget.note] if budget.note else []
     argv += ["--enable-chunked-prefill", "--max-model-len", str(ctx.max_len)]
+    argv += _multi_node(pool, ctx, dp, notes)
     if ctx.draft_tokens:
         spec = {"method": "mtp", "num_speculative_tokens": ctx.draft_tokens}
         argv += ["--speculative-config", json.dumps(spec, sort_keys=True)]
         notes.append("speculative decoding: the model's own MTP head; another draft model goes in --speculative-config")
     return argv, notes
+
+
+def _multi_node(pool: Pool, ctx: Context, dp: int, notes: list[str]) -> list[str]:
+    """Flags of a pool spanning nodes (appending its note): data-parallel ranks spread over the
+    nodes (the head node's command; the others run it headless), else Ray over the nodes."""
+    nodes = ctx.nodes(pool)
+    if nodes == 1:
+        return []
+    if dp > 1 and dp % nodes == 0:
+        local = dp // nodes
+        how = (
+            f"this is the head node's command ({local} data-parallel ranks on each node; $HEAD_IP is its address); "
+            f"on node k = 1..{nodes - 1} run it with --headless --data-parallel-start-rank (its first rank, {local} x k) added"
+        )
+        notes.append(ctx.nodes_note(pool, how))
+        return ["--data-parallel-size-local", str(local), "--data-parallel-address", "$HEAD_IP"]
+    how = (
+        "vLLM runs tensor and pipeline parallelism across nodes over Ray: `ray start --head` on the head node "
+        "($HEAD_IP), `ray start --address $HEAD_IP:6379` on the others, then this command on the head node"
+    )
+    notes.append(ctx.nodes_note(pool, how))
+    return ["--distributed-executor-backend", "ray"]
 
 
 def _launch(pool: Pool, run: Runnable, ctx: Context) -> Command:
