@@ -107,8 +107,11 @@ def test_the_benchmark_runs_at_the_rows_workload_and_writes_a_file_calibrate_rea
         assert str(w.input_tokens) in words and str(w.output_tokens) in words
         pools = whole_counts(d.prefill_pools_per_decode_pool)[1] if d.mode is Mode.DISAGGREGATED else 1
         assert str(d.decode.batch * pools) in e.benchmark  # closed loop at the row's running batch
-        assert e.reader and e.sidecar.count("format: planner-bench/1") == 1
-        assert e.result_file in " ".join(e.benchmark)
+        assert e.reader and e.result_file in " ".join(e.benchmark)
+        if d.mode is Mode.DISAGGREGATED:  # a sidecar describes one pool: none, and the notes say what to do
+            assert e.sidecar == "" and any("planner-serving/1" in n for n in e.notes)
+            continue
+        assert e.sidecar.count("format: planner-bench/1") == 1
         assert f"reader: {e.reader}" in e.sidecar
 
 
@@ -478,3 +481,33 @@ def test_a_pool_over_more_gpus_than_a_node_launches_over_its_nodes(engine):
             else:
                 assert _value(words, "--gpus_per_node") == "8" and "trtllm-llmapi-launch" in said[0]
     assert multi
+
+
+def test_trtllm_context_and_generation_servers_listen_where_the_disaggregated_config_finds_them(planner):
+    result, d, i = _disaggregated("deepseek-v3-h200")
+    e = emit_row(result, d, "trtllm", i)
+    by_role = {x.role: x for x in e.launches}
+    config = by_role["frontend"].files[0].data
+    for role, servers in (("prefill", "context_servers"), ("decode", "generation_servers")):
+        port = _value(by_role[role].command, "--port")
+        assert all(url.endswith(f":{port}") for url in config[servers]["urls"])
+    assert emission_dict(e)["sidecar"] == ""  # the JSON keeps the key
+
+
+def test_a_disaggregated_dynamo_emission_gives_its_gpu_count(planner):
+    run = planner(
+        "serve", "deepseek-v3-h200", "--mode", "disaggregated", "--ffn", "dp", "--attention", "batch",
+        "--experts", "ep", "--weights", "fp8", "--engine", "trtllm", "--row", "3", "--emit", "dynamo",
+        "--format", "json",
+    )  # fmt: skip
+    assert run.code == 0, run.err
+    emission = json.loads(run.out)["emit"]
+    workers = {x["role"]: x for x in emission["launches"]}
+    p, d = whole_counts(workers["prefill"]["count"])
+    total = p * workers["prefill"]["chips"] + d * workers["decode"]["chips"]
+    assert any(n.startswith("in all:") and n.endswith(f", {total} GPUs") for n in emission["notes"])
+    for role in ("prefill", "decode"):  # TensorRT-LLM workers: max_num_tokens per attention rank too
+        argv = workers[role]["command"]
+        (extra,) = workers[role]["files"]
+        if extra["data"]["enable_attention_dp"]:
+            assert int(_value(argv, "--max-num-tokens")) <= MAX_TOKENS_PER_RANK

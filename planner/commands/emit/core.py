@@ -161,6 +161,7 @@ class Launch:
     nearest: tuple[dict, ...]  # per phase where the runnable layout differs: its figures beside the row's
     flags: tuple[str, ...] = ()
     files: tuple[File, ...] = ()
+    chips: int = 0  # GPUs (TPU chips) of one of it; 0 for a front end
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -381,6 +382,7 @@ def launch(engine: Engine, pool: Pool, run: Runnable, ctx: Context) -> Launch:
         nearest=nearest,
         flags=cmd.flags,
         files=cmd.files,
+        chips=pool.chips,
     )
 
 
@@ -403,10 +405,17 @@ def bench_of(engine: Engine, row: str, ctx: Context, concurrency: int) -> Bench:
     )
 
 
+DISAGGREGATED_SIDECAR = (
+    "no sidecar: a sidecar describes one pool, and this run has prefill and decode pools; to read its result "
+    "file with `planner calibrate`, write the run in a serving-runs file (format: planner-serving/1, "
+    "docs/calibration.md) with both pools' layouts and counts, and its measured TTFT, TPOT and throughput"
+)
+
+
 def sidecar(engine: Engine, ctx: Context, pools: tuple[Pool, ...], runs: tuple[Runnable, ...], concurrency: int) -> str:
     """The sidecar YAML beside the result file: what the file lacks (model, cluster, formats, layout);
     "" where no `planner calibrate` reader reads the engine's result file."""
-    if not engine.reader:
+    if not engine.reader or ctx.disaggregated:  # a sidecar describes one pool (DISAGGREGATED_SIDECAR)
         return ""
     decode, run = pools[-1], runs[-1]
     lines = [
@@ -426,8 +435,6 @@ def sidecar(engine: Engine, ctx: Context, pools: tuple[Pool, ...], runs: tuple[R
         lines.append(f"dp_attention: {'true' if run.dp_attention else 'false'}")
     if ctx.draft_tokens:
         lines.append(f"spec_decode: mtp-{ctx.draft_tokens}")
-    if ctx.disaggregated:
-        lines.insert(0, "# a disaggregated run: write its pools in a serving-runs file (planner-serving/1) instead")
     return "\n".join(lines) + "\n"
 
 
@@ -442,6 +449,7 @@ def _launch_dict(x: Launch) -> dict:
         "nearest": list(x.nearest),
         "flag_lists": list(x.flags),
         "files": [{"name": f.name, "data": f.data} for f in x.files],
+        "chips": x.chips,
     }
 
 

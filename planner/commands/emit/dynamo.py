@@ -13,7 +13,7 @@ planner.specs.engine_layouts.
 from __future__ import annotations
 
 from planner.commands.emit import sglang, trtllm, vllm
-from planner.commands.emit.core import Bench, Command, Context, Engine, File, Launch, Pool, Runnable
+from planner.commands.emit.core import Bench, Command, Context, Engine, File, Launch, Pool, Runnable, whole_counts
 
 VERSION = "ai-dynamo/dynamo@0243c51b (frontend; worker arguments at the commits dynamo.json records)"
 PINNED = (
@@ -83,7 +83,16 @@ def _front(launches: tuple[Launch, ...], ctx: Context) -> tuple[tuple[Launch, ..
         nearest=(),
         flags=("dynamo",),
     )
-    return (frontend, *launches), ()
+    if not ctx.disaggregated:
+        return (frontend, *launches), ()
+    prefill = next(x for x in launches if x.role == "prefill")
+    decode = next(x for x in launches if x.role == "decode")
+    p, d = whole_counts(prefill.count)
+    total = p * prefill.chips + d * decode.chips
+    return (frontend, *launches), (
+        f"in all: {p} prefill worker(s) of {prefill.chips} GPUs and {d} decode worker(s) of {decode.chips} GPUs, "
+        f"{total} GPUs",
+    )
 
 
 def over(base: Engine) -> Engine:

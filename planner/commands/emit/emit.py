@@ -13,6 +13,7 @@ import math
 
 from planner.commands.emit import dynamo, sglang, tpu, trtllm, vllm
 from planner.commands.emit.core import (
+    DISAGGREGATED_SIDECAR,
     Context,
     Emission,
     Engine,
@@ -190,6 +191,8 @@ def emit_pools(plan: Plan, pools: tuple[Pool, ...], notes: tuple[str, ...], name
     concurrency = max(1, math.ceil(pools[-1].running)) * decode_pools  # every decode pool's running batch
     bench, result_file = engine.benchmark(bench_of(engine, tag, ctx, concurrency))
     extra = [] if ctx.draft_tokens else ["the row plans no speculative decoding: no draft-model flags"]
+    if ctx.disaggregated and engine.reader:
+        extra.append(DISAGGREGATED_SIDECAR)
     reader, side = engine.reader, sidecar(engine, ctx, pools, runs, concurrency)
     if any(p.stages > 1 for p in pools) and reader:
         reader, side = "", ""

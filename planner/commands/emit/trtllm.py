@@ -35,6 +35,7 @@ PINNED = (
     f"tensorrt_llm/llmapi/llm_args.py TorchLlmArgs (extra options keys) at @{ARGS_COMMIT}; benchmark_serving: "
     "tensorrt_llm/serve/scripts/benchmark_serving.py (tests/data/engine_flags/trtllm-bench.json)"
 )
+PORTS = {"prefill": 8001, "decode": 8002}  # the context and generation servers, as disagg-config.yaml names them
 _CHECKPOINT = {
     "fp8": "fp8 weights: serve an FP8 checkpoint (ModelOpt, or the model's own FP8 release); TensorRT-LLM reads its "
     "quantisation config, no flag",
@@ -98,6 +99,8 @@ def _launch(pool: Pool, run: Runnable, ctx: Context) -> Command:
     argv = ["trtllm-serve", "serve", "$MODEL", "--backend", "pytorch", "--tp_size", str(tp), "--pp_size", str(pp)]
     argv += ["--ep_size", str(ep), "--max_batch_size", str(running), "--max_num_tokens", str(tokens)]
     argv += ["--max_seq_len", str(ctx.max_len), "--extra_llm_api_options", extra_file(pool)]
+    if pool.role in PORTS:  # where the disaggregated server's config finds it
+        argv += ["--host", "0.0.0.0", "--port", str(PORTS[pool.role])]
     if ctx.nodes(pool) > 1:
         argv += ["--gpus_per_node", str(ctx.node_gpus)]
         notes.append(multi_node_note(pool, ctx))
@@ -135,8 +138,8 @@ def _front(launches: tuple[Launch, ...], ctx: Context) -> tuple[tuple[Launch, ..
         "hostname": "localhost",
         "port": 8000,
         "backend": "pytorch",
-        "context_servers": {"num_instances": p, "urls": [f"CONTEXT{i}:8001" for i in range(p)]},
-        "generation_servers": {"num_instances": d, "urls": [f"GENERATION{i}:8002" for i in range(d)]},
+        "context_servers": {"num_instances": p, "urls": [f"CONTEXT{i}:{PORTS['prefill']}" for i in range(p)]},
+        "generation_servers": {"num_instances": d, "urls": [f"GENERATION{i}:{PORTS['decode']}" for i in range(d)]},
     }
     front = Launch(
         role="frontend",
@@ -144,7 +147,10 @@ def _front(launches: tuple[Launch, ...], ctx: Context) -> tuple[tuple[Launch, ..
         layout="",
         runnable="",
         command=("trtllm-serve", "disaggregated", "--config_file", "disagg-config.yaml"),
-        notes=("the context and generation servers listen on the urls the config names (--host/--port of each)",),
+        notes=(
+            f"the context servers listen on port {PORTS['prefill']}, the generation servers on {PORTS['decode']} "
+            "(their --port); write each one's host in the config's urls (CONTEXTi, GENERATIONi)",
+        ),
         nearest=(),
         flags=("trtllm",),
         files=(File(name="disagg-config.yaml", data=config),),
