@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from planner.commands.emit.core import emission_dict, whole_counts
+from planner.commands.emit.core import MAX_TOKENS_PER_RANK, emission_dict, figures, runnable, whole_counts
 from planner.commands.emit.emit import emit_pools, emit_row, serve_pools
 from planner.commands.serve.modes import Mode, Targets
 from planner.commands.serve.serve import ServeRequest, serve
 from planner.config import load_plan
+from planner.specs.engine_layouts import ENGINE_LAYOUTS
 
 FLAGS = Path(__file__).resolve().parent / "data" / "engine_flags"
 GPU_PLANS = ("llama-3-70b-h100", "deepseek-v3-h200")
@@ -106,8 +107,11 @@ def test_the_benchmark_runs_at_the_rows_workload_and_writes_a_file_calibrate_rea
         assert str(w.input_tokens) in words and str(w.output_tokens) in words
         pools = whole_counts(d.prefill_pools_per_decode_pool)[1] if d.mode is Mode.DISAGGREGATED else 1
         assert str(d.decode.batch * pools) in e.benchmark  # closed loop at the row's running batch
-        assert e.reader and e.sidecar.count("format: planner-bench/1") == 1
-        assert e.result_file in " ".join(e.benchmark)
+        assert e.reader and e.result_file in " ".join(e.benchmark)
+        if d.mode is Mode.DISAGGREGATED:  # a sidecar describes one pool: none, and the notes say what to do
+            assert e.sidecar == "" and any("planner-serving/1" in n for n in e.notes)
+            continue
+        assert e.sidecar.count("format: planner-bench/1") == 1
         assert f"reader: {e.reader}" in e.sidecar
 
 
@@ -118,9 +122,12 @@ def test_a_layout_the_engine_cannot_run_names_the_nearest_with_its_figures(engin
     for plan_name in plans:
         for _, e in _emissions(plan_name, engine):
             for launch in e.launches:
+                if launch.nearest:  # every phase's figures, where one phase's layout differs from the runnable's
+                    assert any(
+                        (n["layout"], n["kv_cache"]) != (n["row_layout"], n["row_kv_cache"]) for n in launch.nearest
+                    )
                 for n in launch.nearest:
                     found += 1
-                    assert (n["layout"], n["kv_cache"]) != (n["row_layout"], n["row_kv_cache"])
                     assert n["step_s"] > 0 and n["row_step_s"] > 0
                     assert n["slower"] == pytest.approx(n["step_s"] / n["row_step_s"] - 1)
                     assert launch.notes and n["layout"] in launch.runnable
@@ -280,7 +287,8 @@ def test_speculative_decoding_is_launched_when_the_plan_verifies_draft_tokens(en
     if engine in expected:
         assert expected[engine] in text
     else:
-        assert all(d["speculative_config"] == {"decoding_type": "MTP", "max_draft_len": 3} for d in data)
+        # TensorRT-LLM's MTP validator sets max_draft_len from num_nextn_predict_layers (default 1)
+        assert all(d["speculative_config"] == {"decoding_type": "MTP", "num_nextn_predict_layers": 3} for d in data)
     assert not any("no speculative decoding" in n for n in e.notes)
     for x in e.launches:
         assert not _unknown(x.command, x.flags)
@@ -301,3 +309,205 @@ def test_a_pipelined_layout_launches_pipeline_parallel_stages(planner):
     assert argv[argv.index("--tensor-parallel-size") + 1] == "8"
     assert argv[argv.index("--pipeline-parallel-size") + 1] == "2"
     assert emission["sidecar"] == "" and any("pipeline stages" in n for n in emission["notes"])
+
+
+def _value(argv, flag: str) -> str:
+    return argv[list(argv).index(flag) + 1]
+
+
+def test_trtllm_benchmark_runs_fixed_lengths_of_random_ids():
+    """TensorRT-LLM's random dataset draws lengths from [X(1-r), X(1+r)], rejects r >= 1, and asserts
+    a --download-path dataset unless --random-ids is given."""
+    for _, e in _emissions("llama-3-70b-h100", "trtllm"):
+        assert _value(e.benchmark, "--random-range-ratio") == "0"
+        assert "--random-ids" in e.benchmark and "--random-ids" in flag_list("trtllm-bench")
+
+
+@pytest.mark.parametrize("engine, policy", [("sglang", "prefill-first"), ("vllm", "chunked"), ("trtllm", "chunked")])
+def test_the_sidecar_names_the_engines_own_scheduling(engine, policy):
+    """SGLang's default scheduling is prefill-first (the planner's --policy help, steady_state)."""
+    sidecars = [e.sidecar for _, e in _emissions("llama-3-70b-h100", engine) if e.sidecar]
+    assert sidecars and all(f"policy: {policy}\n" in s for s in sidecars)
+
+
+_BUDGET_FLAGS = {
+    "vllm": "--max-num-batched-tokens",
+    "trtllm": "--max_num_tokens",
+    "sglang": "--max-prefill-tokens",
+    "dynamo": "--max-prefill-tokens",  # the default profile is sglang: SGLang workers
+}
+
+
+@pytest.mark.parametrize("engine", GPU_ENGINES)
+def test_a_steps_token_budget_is_per_rank_and_capped(engine):
+    """A prefill pool's whole pass (2M tokens on DeepSeek's widest rows) is not one step: the
+    budget per rank with a scheduler of its own is at most MAX_TOKENS_PER_RANK, said where capped."""
+    capped = 0
+    for plan_name in GPU_PLANS:
+        for i, e in _emissions(plan_name, engine):
+            for x in e.launches:
+                if _BUDGET_FLAGS[engine] not in x.command:
+                    continue
+                per_rank = int(_value(x.command, _BUDGET_FLAGS[engine]))
+                assert 8192 <= per_rank <= MAX_TOKENS_PER_RANK, (plan_name, i, x.role, per_rank)
+                if "--chunked-prefill-size" in x.command:  # SGLang's: the server's, divided by --dp-size
+                    ranks = int(_value(x.command, "--dp-size")) if "--dp-size" in x.command else 1
+                    assert int(_value(x.command, "--chunked-prefill-size")) == per_rank * ranks
+                if per_rank == MAX_TOKENS_PER_RANK and any("capped at 16384" in n for n in x.notes):
+                    capped += 1
+    assert capped  # DeepSeek's prefill pools batch more than 16384 tokens per rank
+
+
+def test_trtllm_max_num_tokens_is_per_attention_rank_like_max_batch_size():
+    """DeepSeek row 11 (colocated, 16 GPUs, DP attention, batch 64 of 2048 tokens): 4 sequences and
+    131072 / 16 = 8192 tokens per attention rank."""
+    result = served("deepseek-v3-h200")
+    e = emit_row(result, result.rows()[10], "trtllm", 11)
+    (server,) = e.launches
+    assert server.files[0].data["enable_attention_dp"]
+    assert _value(server.command, "--max_batch_size") == "4"
+    assert _value(server.command, "--max_num_tokens") == "8192"
+
+
+def test_the_runnable_layout_is_the_fastest_that_fits_not_a_fixed_fallback():
+    """DeepSeek row 20's prefill pool (wg-xyz+batch+wg) on SGLang: the tensor-parallel fallback
+    (ws1d+heads+ep) does not fit in HBM at its batch and is 3x slower; DP attention with expert
+    parallelism does fit, and the cost model prices it near the row's pass."""
+    result = served("deepseek-v3-h200")
+    d = result.rows()[19]
+    assert d.mode is Mode.DISAGGREGATED
+    pools, _ = serve_pools(result.request.plan, d)
+    run = runnable(pools[0], "sglang", result.request.plan)
+    assert (run.ffn, run.attention) == ("dp", "batch") and run.expert_parallel
+    (chosen,) = [figures(result.request.plan, s, run) for s in pools[0].steps]
+    fallback = dataclasses.replace(run, ffn="ws1d", attention="heads", experts="ep")
+    (tp,) = [figures(result.request.plan, s, fallback) for s in pools[0].steps]
+    assert chosen["fits"] and not tp["fits"] and chosen["step_s"] < tp["step_s"]
+    for engine in ("sglang", "vllm", "trtllm"):  # of every engine's runnable layouts, none that fits is faster
+        t = ENGINE_LAYOUTS[engine]
+        run = runnable(pools[0], engine, result.request.plan)
+        best = figures(result.request.plan, pools[0].steps[0], run)["step_s"]
+        for f, a in t.dense:
+            for x in t.experts:
+                other = figures(
+                    result.request.plan, pools[0].steps[0], dataclasses.replace(run, ffn=f, attention=a, experts=x)
+                )
+                assert not other["fits"] or other["step_s"] >= best, (engine, f, a, x)
+
+
+def test_a_colocated_row_with_two_layouts_shows_each_phase_at_the_one_the_server_runs():
+    """Llama row 14 runs prefill wg-xyz+batch and decode ws1d+heads; DeepSeek row 8 prefill
+    ws2d+heads+ep and decode ws2d+heads+tp: one server runs one layout, so both phases get
+    figures, each beside its own layout (experts included)."""
+    for plan_name, row, prefill, decode in (
+        ("llama-3-70b-h100", 14, "wg-xyz+batch", "ws1d+heads"),
+        ("deepseek-v3-h200", 8, "ws2d+heads+ep", "ws2d+heads+tp"),
+    ):
+        result = served(plan_name)
+        d = result.rows()[row - 1]
+        assert d.mode is Mode.COLOCATED
+        e = emit_row(result, d, "vllm", row)
+        (server,) = e.launches
+        by_phase = {n["phase"]: n for n in server.nearest}
+        assert by_phase["prefill"]["row_layout"] == prefill and by_phase["decode"]["row_layout"] == decode
+        assert f"prefill {prefill}, decode {decode}" in server.layout
+        assert any(f"({prefill}) differs from its decode layout ({decode})" in n for n in e.notes)
+        assert any("one server runs one layout" in n for n in server.notes)
+
+
+def test_jetstream_runs_the_experts_tensor_parallel_as_its_table_says():
+    """MaxText's expert axis is a mesh axis of its own: the emitted launch runs experts `tp`, and so
+    does the table --runnable-on jetstream reads."""
+    t = ENGINE_LAYOUTS["jetstream"]
+    assert t.runs("ws1d", "heads", "tp", "bf16", "bf16") and not t.runs("ws1d", "heads", "ep", "bf16", "bf16")
+
+
+@pytest.mark.parametrize("engine", ("vllm", "sglang", "trtllm"))
+def test_expert_parallel_pools_name_a_deepep_style_all_to_all(engine):
+    """The planner prices `ep` as wide EP with DeepEP-style dispatch/combine; each engine's default
+    MoE all-to-all is something else, so the launch names it (normal/high-throughput kernels for
+    prefill pools, low-latency for decode pools)."""
+    spelled = {
+        "vllm": ("--all2all-backend", {"prefill": "deepep_high_throughput", "decode": "deepep_low_latency"}),
+        "sglang": ("--deepep-mode", {"prefill": "normal", "decode": "low_latency", "server": "auto"}),
+    }
+    seen = set()
+    for _, e in _emissions("deepseek-v3-h200", engine):
+        for x in e.launches:
+            if engine == "trtllm":
+                if "--ep_size" in x.command and _value(x.command, "--ep_size") != "1":
+                    assert x.files[0].data["moe_config"] == {"backend": "WIDEEP"}
+                    seen.add(x.role)
+                continue
+            if "--enable-expert-parallel" in x.command or "--ep-size" in x.command:
+                flag, values = spelled[engine]
+                if engine == "sglang":
+                    assert _value(x.command, "--moe-a2a-backend") == "deepep"
+                if x.role in values:
+                    assert _value(x.command, flag) == values[x.role], (x.role, x.command)
+                seen.add(x.role)
+    assert {"prefill", "decode", "server"} <= seen
+
+
+@pytest.mark.parametrize("engine", GPU_ENGINES)
+def test_a_pool_over_more_gpus_than_a_node_launches_over_its_nodes(engine):
+    """DeepSeek's 16- and 32-GPU pools span nodes of 8 (h200-sxm's NVLink level): the launch takes
+    the engine's multi-node flags with placeholders and a note gives the node count; a pool within
+    one node has neither."""
+    multi = 0
+    for i, e in _emissions("deepseek-v3-h200", engine):
+        pools, _ = serve_pools(served("deepseek-v3-h200").request.plan, served("deepseek-v3-h200").rows()[i - 1])
+        workers = [x for x in e.launches if x.role in ("server", "prefill", "decode")]
+        for pool, x in zip(pools, workers, strict=True):
+            nodes = -(-pool.chips // 8)
+            said = [n for n in x.notes if n.startswith("multi-node:")]
+            if nodes == 1:
+                assert not said and "$HEAD_IP" not in " ".join(x.command) + " ".join(x.notes)
+                continue
+            multi += 1
+            assert len(said) == 1 and f"span {nodes} nodes of 8" in said[0]
+            words = x.command
+            if "sglang.launch_server" in words or "dynamo.sglang" in words:  # the default profile is sglang
+                assert _value(words, "--nnodes") == str(nodes) and _value(words, "--node-rank") == "$NODE_RANK"
+                assert _value(words, "--dist-init-addr").startswith("$HEAD_IP")
+            elif words[0] == "vllm":
+                if "--data-parallel-size" in words:
+                    assert _value(words, "--data-parallel-size-local") == str(
+                        int(_value(words, "--data-parallel-size")) // nodes
+                    )
+                    assert _value(words, "--data-parallel-address") == "$HEAD_IP" and "--headless" in said[0]
+                else:
+                    assert _value(words, "--distributed-executor-backend") == "ray"
+            else:
+                assert _value(words, "--gpus_per_node") == "8" and "trtllm-llmapi-launch" in said[0]
+    assert multi
+
+
+def test_trtllm_context_and_generation_servers_listen_where_the_disaggregated_config_finds_them(planner):
+    result, d, i = _disaggregated("deepseek-v3-h200")
+    e = emit_row(result, d, "trtllm", i)
+    by_role = {x.role: x for x in e.launches}
+    config = by_role["frontend"].files[0].data
+    for role, servers in (("prefill", "context_servers"), ("decode", "generation_servers")):
+        port = _value(by_role[role].command, "--port")
+        assert all(url.endswith(f":{port}") for url in config[servers]["urls"])
+    assert emission_dict(e)["sidecar"] == ""  # the JSON keeps the key
+
+
+def test_a_disaggregated_dynamo_emission_gives_its_gpu_count(planner):
+    run = planner(
+        "serve", "deepseek-v3-h200", "--mode", "disaggregated", "--ffn", "dp", "--attention", "batch",
+        "--experts", "ep", "--weights", "fp8", "--engine", "trtllm", "--row", "3", "--emit", "dynamo",
+        "--format", "json",
+    )  # fmt: skip
+    assert run.code == 0, run.err
+    emission = json.loads(run.out)["emit"]
+    workers = {x["role"]: x for x in emission["launches"]}
+    p, d = whole_counts(workers["prefill"]["count"])
+    total = p * workers["prefill"]["chips"] + d * workers["decode"]["chips"]
+    assert any(n.startswith("in all:") and n.endswith(f", {total} GPUs") for n in emission["notes"])
+    for role in ("prefill", "decode"):  # TensorRT-LLM workers: max_num_tokens per attention rank too
+        argv = workers[role]["command"]
+        (extra,) = workers[role]["files"]
+        if extra["data"]["enable_attention_dp"]:
+            assert int(_value(argv, "--max-num-tokens")) <= MAX_TOKENS_PER_RANK

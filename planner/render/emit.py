@@ -43,8 +43,13 @@ def emission_text(e) -> str:
         for n in x.nearest:
             what = "pass" if n["phase"] == "prefill" else "step"
             out.append(
-                f"  {n['phase']}: the engine runs {n['layout']} (KV {n['kv_cache']}), not the row's {n['row_layout']}"
-                f" (KV {n['row_kv_cache']}): {what} {fmt_seconds(n['step_s'])} against "
+                f"  {n['phase']}: the engine runs {n['layout']} (KV {n['kv_cache']}), "
+                + (
+                    "the row's layout of this phase"
+                    if (n["layout"], n["kv_cache"]) == (n["row_layout"], n["row_kv_cache"])
+                    else f"not the row's {n['row_layout']} (KV {n['row_kv_cache']})"
+                )
+                + f": {what} {fmt_seconds(n['step_s'])} against "
                 f"{fmt_seconds(n['row_step_s'])} ({100 * n['slower']:+.1f}%)"
                 + ("" if n["fits"] else "; it does not fit in HBM at this batch")
             )

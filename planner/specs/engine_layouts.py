@@ -1,6 +1,8 @@
 """What each serving engine can run, in the planner's layout names (issue 28): the (FFN, attention)
-pairs, expert layouts, KV-cache and weight formats its launch flags express. `--emit` names the
-nearest runnable layout of a row the engine cannot run; `--runnable-on` keeps the search to these.
+pairs, expert layouts, KV-cache and weight formats its launch flags express. `--emit` runs, for a
+row the engine cannot run, the runnable layout the cost model predicts fastest that fits in HBM
+(planner.commands.emit.core.runnable), `nearest` where none fits; `--runnable-on` keeps the
+search to these.
 
 One table, read the same way for every engine; how each engine spells a layout is in
 planner.commands.emit. The rules, in the planner's words:
@@ -52,7 +54,8 @@ class EngineLayouts:
         return not self.reasons(ffn, attention, experts, kv_cache, weights)
 
     def nearest(self, ffn: str, attention: str, experts: str, kv_cache: str) -> tuple[str, str, str, str]:
-        """(FFN, attention, experts, KV cache) of the nearest layout it runs: the same where it can,
+        """(FFN, attention, experts, KV cache) of a layout it runs, without the cost model (`--emit`'s
+        fallback where no runnable layout fits in HBM; its KV format everywhere): the same where it can,
         else its tensor-parallel layout, expert parallelism over the whole worker (kept overlapped
         where it overlaps), and its nearest KV format."""
         if (ffn, attention) not in self.dense:
@@ -112,7 +115,9 @@ ENGINE_LAYOUTS = {
             name="jetstream",
             label="JetStream (MaxText)",
             dense=frozenset({("ws1d", "heads")}),
-            experts=frozenset({"tp", "ep"}),
+            # MaxText's expert axis (ici_expert_parallelism) is a mesh axis of its own beside the tensor
+            # axis: the emitted launch runs the experts tensor-parallel over the slice
+            experts=frozenset({"tp"}),
             kv_cache=frozenset({"bf16", "int8"}),
             weights=frozenset({"bf16", "int8"}),
             tpu=True,

@@ -11,16 +11,26 @@ disaggregation. `planner.commands.emit.emit` builds the pools of a serve row or 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
+from planner.commands.serve.steady_state import DEFAULT_TOKEN_BUDGET
 from planner.cost.costmodel import Candidate, evaluate
 from planner.cost.layouts import ATTENTION_LAYOUTS, EXPERT_LAYOUTS, FFN_LAYOUTS
 from planner.specs.engine_layouts import ENGINE_LAYOUTS
 from planner.specs.formats import KvFormat
+from planner.specs.hardware import Switched
 from planner.specs.plan import Plan, Workload
+
+# The most tokens one rank's step batches (a chunk of prefill with the running decodes). A row's
+# prefill pass can batch far more (a prefill pool's whole batch of prompts: 2M tokens); engines
+# chunk long prompts, so that pass runs as several chunks of this size, each a step. 16384 is
+# SGLang's default max_prefill_tokens and within what vLLM and TensorRT-LLM deployments set; a
+# larger step mostly holds more activation memory.
+MAX_TOKENS_PER_RANK = 16384
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -32,6 +42,20 @@ class Step:
     batch: int
     workload: Workload  # the context the row's figures are at
     step_s: float  # the row's step (decode) or pass (prefill)
+
+    @property
+    def parts(self) -> tuple[str, str, str]:
+        """(FFN, attention, experts) of the phase as the row costed it ("" experts: a dense model)."""
+        c = self.candidate
+        return c.ffn.name, c.attention.name, c.experts.name if c.experts else ""
+
+    @property
+    def layout(self) -> str:
+        return _label(*self.parts)
+
+    @property
+    def kv_cache(self) -> str:
+        return self.candidate.kv_cache.label
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -52,7 +76,15 @@ class Pool:
     steps: tuple[Step, ...]
 
     @property
+    def phases_differ(self) -> bool:
+        """A colocated row whose prefill and decode layouts differ (one server runs one of them)."""
+        return len({s.parts for s in self.steps}) > 1
+
+    @property
     def layout(self) -> str:
+        """The row's layout, each phase's own where they differ."""
+        if self.phases_differ:
+            return ", ".join(f"{s.phase} {s.layout}" for s in self.steps)
         return _label(self.ffn, self.attention, self.experts)
 
 
@@ -76,6 +108,11 @@ class Runnable:
     @property
     def dp_attention(self) -> bool:
         return self.attention == "batch"
+
+    @property
+    def attention_ranks(self) -> int:
+        """Ranks with a scheduler of their own: the DP-attention ranks (1 without DP attention)."""
+        return self.per_stage if self.dp_attention else 1
 
     @property
     def dense_replicated(self) -> bool:
@@ -124,6 +161,7 @@ class Launch:
     nearest: tuple[dict, ...]  # per phase where the runnable layout differs: its figures beside the row's
     flags: tuple[str, ...] = ()
     files: tuple[File, ...] = ()
+    chips: int = 0  # GPUs (TPU chips) of one of it; 0 for a front end
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -159,6 +197,25 @@ class Context:
     def moe(self) -> bool:
         return self.plan.model.experts is not None
 
+    @property
+    def node_gpus(self) -> int:
+        """GPUs of one node: the cluster's first switched level (NVLink); 0 on a TPU slice."""
+        topology = self.plan.cluster.topology
+        return (topology.levels[0].size or 0) if isinstance(topology, Switched) else 0
+
+    def nodes(self, pool: Pool) -> int:
+        """Nodes one of `pool`'s servers spans (1 where it fits in one)."""
+        return math.ceil(pool.chips / self.node_gpus) if self.node_gpus else 1
+
+    def nodes_note(self, pool: Pool, how: str) -> str:
+        """What a multi-node launch means: its node count, and `how` the engine runs over them."""
+        n = self.nodes(pool)
+        level = self.plan.cluster.topology.levels[0].name if self.node_gpus else ""
+        return (
+            f"multi-node: {pool.chips} GPUs span {n} nodes of {self.node_gpus} ({self.plan.cluster.name}'s {level} "
+            f"level; count hosts instead where a host holds fewer GPUs); {how}"
+        )
+
 
 @dataclass(frozen=True, kw_only=True)
 class Bench:
@@ -189,22 +246,94 @@ class Engine:
     over: str = ""
 
 
+@dataclass(frozen=True, kw_only=True)
+class Budget:
+    """Tokens one step batches, per rank with a scheduler of its own, and what capping it means."""
+
+    per_rank: int
+    ranks: int
+    note: str  # "" where the row's tokens fit in one step
+
+    @property
+    def total(self) -> int:
+        return self.per_rank * self.ranks
+
+
+def token_budget(pool: Pool, ranks: int) -> Budget:
+    """The step's token budget of `pool` over `ranks` schedulers: the row's tokens per rank (at
+    least the engines' default), capped at MAX_TOKENS_PER_RANK."""
+    want = max(DEFAULT_TOKEN_BUDGET, math.ceil(pool.batched_tokens / ranks))
+    per_rank = min(MAX_TOKENS_PER_RANK, want)
+    note = ""
+    if want > per_rank:
+        chunks = math.ceil(pool.batched_tokens / (per_rank * ranks))
+        where = f" on each of {ranks} ranks" if ranks > 1 else ""
+        note = (
+            f"the row's prefill pass batches {pool.batched_tokens} tokens; the step's token budget is capped at "
+            f"{per_rank}{where} (the engine chunks long prompts): the pass runs as {chunks} chunked steps"
+        )
+    return Budget(per_rank=per_rank, ranks=ranks, note=note)
+
+
 def _label(ffn: str, attention: str, experts: str) -> str:
     return f"{ffn}+{attention}" + (f"+{experts}" if experts else "")
 
 
-def runnable(pool: Pool, table: str) -> Runnable:
-    """The layout `table`'s engine runs for `pool`, with why it differs from the row's."""
+def _why(pool: Pool, table: str) -> list[str]:
+    """Why the engine cannot run the pool as the row planned it: each phase's reasons (prefixed by
+    the phase where only that phase's layout has it), and one server for two layouts."""
     t = ENGINE_LAYOUTS[table]
-    why = t.reasons(pool.ffn, pool.attention, pool.experts, pool.kv_cache, pool.weights)
+    steps = pool.steps or ()
+    per_phase = [(s.phase, t.reasons(*s.parts, pool.kv_cache, pool.weights)) for s in steps]
+    if not per_phase:
+        return list(t.reasons(pool.ffn, pool.attention, pool.experts, pool.kv_cache, pool.weights))
+    common = set(per_phase[0][1]).intersection(*(set(r) for _, r in per_phase[1:]))
+    why = [r for r in per_phase[0][1] if r in common]
+    why += [f"{phase}: {r}" for phase, reasons in per_phase for r in reasons if r not in common]
+    if pool.phases_differ:
+        why.append(f"one server runs one layout for both phases: the row's are {pool.layout}")
+    return why
+
+
+def runnable(pool: Pool, table: str, plan: Plan) -> Runnable:
+    """The layout `table`'s engine runs for `pool`, with why it differs from the row's: the row's
+    where the engine runs it, else of the engine's (FFN, attention) pairs and expert layouts the
+    one whose steps (every phase the pool runs, relative to the row's) the cost model predicts
+    fastest and that fits in HBM; where none fits, the table's fallback (`nearest`)."""
+    t = ENGINE_LAYOUTS[table]
+    why = _why(pool, table)
     ffn, attention, experts, kv = t.nearest(pool.ffn, pool.attention, pool.experts, pool.kv_cache)
+    if not why:
+        return Runnable(
+            chips=pool.chips, stages=pool.stages, ffn=ffn, attention=attention, experts=experts, kv_cache=kv, why=()
+        )
+    scored = []
+    for f, a in sorted(t.dense):
+        for e in sorted(t.experts) if pool.experts else [""]:
+            run = Runnable(chips=pool.chips, stages=pool.stages, ffn=f, attention=a, experts=e, kv_cache=kv, why=())
+            figs = [figures(plan, s, run) for s in pool.steps]
+            if figs and all(x["fits"] for x in figs):
+                scored.append((sum(x["step_s"] / x["row_step_s"] for x in figs), f, a, e))
+    if scored:
+        _, ffn, attention, experts = min(scored)
+        why.append(
+            f"it runs {_label(ffn, attention, experts)}: of the {t.label} layouts that fit in HBM, the one the cost "
+            "model predicts fastest"
+            + (" (summed over both phases, each relative to the row's)" if len(pool.steps) > 1 else "")
+        )
+    else:
+        why.append(
+            f"no {t.label} layout fits in HBM at the row's batch: it runs {_label(ffn, attention, experts)}, its "
+            "fallback (the tensor-parallel layout)"
+        )
     return Runnable(
-        chips=pool.chips, stages=pool.stages, ffn=ffn, attention=attention, experts=experts, kv_cache=kv, why=why
+        chips=pool.chips, stages=pool.stages, ffn=ffn, attention=attention, experts=experts, kv_cache=kv, why=tuple(why)
     )
 
 
-def figures(plan: Plan, step: Step, run: Runnable, row_layout: str, row_kv: str) -> dict:
-    """The step (or pass) at the runnable layout, beside the row's, by the cost model."""
+def figures(plan: Plan, step: Step, run: Runnable) -> dict:
+    """The step (or pass) of `step`'s phase at the runnable layout, beside the row's (the phase's
+    own layout), by the cost model."""
     kv = next(k for k in KvFormat if k.label == run.kv_cache)
     c = dataclasses.replace(
         step.candidate,
@@ -222,8 +351,8 @@ def figures(plan: Plan, step: Step, run: Runnable, row_layout: str, row_kv: str)
     seconds = float(ev.step_s[0])
     return {
         "phase": step.phase,
-        "row_layout": row_layout,
-        "row_kv_cache": row_kv,
+        "row_layout": step.layout,
+        "row_kv_cache": step.kv_cache,
         "layout": run.layout,
         "kv_cache": run.kv_cache,
         "step_s": seconds,
@@ -233,14 +362,13 @@ def figures(plan: Plan, step: Step, run: Runnable, row_layout: str, row_kv: str)
     }
 
 
-def launch(engine: Engine, pool: Pool, ctx: Context) -> Launch:
-    """One pool's launch on `engine`, with the nearest runnable layout's figures where it differs."""
-    run = runnable(pool, engine.table)
+def launch(engine: Engine, pool: Pool, run: Runnable, ctx: Context) -> Launch:
+    """One pool's launch on `engine` at `run` (`runnable`), with the runnable layout's figures for
+    every phase beside the row's where it differs from a phase's."""
     cmd = engine.launch(pool, run, ctx)
     unit = "chips" if engine.tpu else "GPUs"
-    nearest = tuple(
-        figures(ctx.plan, s, run, pool.layout, pool.kv_cache) for s in pool.steps if run.why and _differs(pool, run)
-    )
+    differs = run.why and any((s.layout, s.kv_cache) != (run.layout, run.kv_cache) for s in pool.steps)
+    nearest = tuple(figures(ctx.plan, s, run) for s in pool.steps) if differs else ()
     kv = f" KV {pool.kv_cache}" if pool.kv_cache != "bf16" else ""
     stages = f" x{pool.stages} stages" if pool.stages > 1 else ""
     return Launch(
@@ -254,6 +382,7 @@ def launch(engine: Engine, pool: Pool, ctx: Context) -> Launch:
         nearest=nearest,
         flags=cmd.flags,
         files=cmd.files,
+        chips=pool.chips,
     )
 
 
@@ -263,10 +392,6 @@ def whole_counts(ratio: float) -> tuple[int, int]:
     counts = [(max(1, round(ratio * m)), m) for m in range(1, 33)]
     close = [pm for pm in counts if abs(pm[0] / pm[1] / ratio - 1) <= 0.05]
     return close[0] if close else min(counts, key=lambda pm: (abs(pm[0] / pm[1] - ratio), pm[1]))
-
-
-def _differs(pool: Pool, run: Runnable) -> bool:
-    return pool.layout != run.layout or pool.kv_cache != run.kv_cache
 
 
 def bench_of(engine: Engine, row: str, ctx: Context, concurrency: int) -> Bench:
@@ -280,10 +405,17 @@ def bench_of(engine: Engine, row: str, ctx: Context, concurrency: int) -> Bench:
     )
 
 
+DISAGGREGATED_SIDECAR = (
+    "no sidecar: a sidecar describes one pool, and this run has prefill and decode pools; to read its result "
+    "file with `planner calibrate`, write the run in a serving-runs file (format: planner-serving/1, "
+    "docs/calibration.md) with both pools' layouts and counts, and its measured TTFT, TPOT and throughput"
+)
+
+
 def sidecar(engine: Engine, ctx: Context, pools: tuple[Pool, ...], runs: tuple[Runnable, ...], concurrency: int) -> str:
     """The sidecar YAML beside the result file: what the file lacks (model, cluster, formats, layout);
     "" where no `planner calibrate` reader reads the engine's result file."""
-    if not engine.reader:
+    if not engine.reader or ctx.disaggregated:  # a sidecar describes one pool (DISAGGREGATED_SIDECAR)
         return ""
     decode, run = pools[-1], runs[-1]
     lines = [
@@ -303,8 +435,6 @@ def sidecar(engine: Engine, ctx: Context, pools: tuple[Pool, ...], runs: tuple[R
         lines.append(f"dp_attention: {'true' if run.dp_attention else 'false'}")
     if ctx.draft_tokens:
         lines.append(f"spec_decode: mtp-{ctx.draft_tokens}")
-    if ctx.disaggregated:
-        lines.insert(0, "# a disaggregated run: write its pools in a serving-runs file (planner-serving/1) instead")
     return "\n".join(lines) + "\n"
 
 
@@ -319,6 +449,7 @@ def _launch_dict(x: Launch) -> dict:
         "nearest": list(x.nearest),
         "flag_lists": list(x.flags),
         "files": [{"name": f.name, "data": f.data} for f in x.files],
+        "chips": x.chips,
     }
 
 

@@ -13,7 +13,7 @@ planner.specs.engine_layouts.
 from __future__ import annotations
 
 from planner.commands.emit import sglang, trtllm, vllm
-from planner.commands.emit.core import Bench, Command, Context, Engine, File, Launch, Pool, Runnable
+from planner.commands.emit.core import Bench, Command, Context, Engine, File, Launch, Pool, Runnable, whole_counts
 
 VERSION = "ai-dynamo/dynamo@0243c51b (frontend; worker arguments at the commits dynamo.json records)"
 PINNED = (
@@ -42,14 +42,17 @@ def _worker(base: str, pool: Pool, run: Runnable, ctx: Context) -> Command:
             flags=("dynamo", "sglang"),
             notes=tuple(notes),
         )
-    extra, running, notes = trtllm.options(pool, run, ctx)
+    extra, running, tokens, notes = trtllm.options(pool, run, ctx)
     tp, pp, ep = trtllm.sizes(run)
     argv = ["python", "-m", "dynamo.trtllm", "--model-path", "$MODEL", "--tensor-parallel-size", str(tp)]
     argv += ["--pipeline-parallel-size", str(pp), "--expert-parallel-size", str(ep)]
-    argv += ["--max-batch-size", str(running), "--max-num-tokens", str(pool.batched_tokens)]
+    argv += ["--max-batch-size", str(running), "--max-num-tokens", str(tokens)]
     argv += ["--max-seq-len", str(ctx.max_len), "--extra-engine-args", trtllm.extra_file(pool)]
     if pool.role in ("prefill", "decode"):
         argv += ["--disaggregation-mode", pool.role]
+    if ctx.nodes(pool) > 1:
+        argv += ["--gpus-per-node", str(ctx.node_gpus)]
+        notes.append(trtllm.multi_node_note(pool, ctx))
     return Command(
         argv=tuple(argv), flags=("dynamo",), files=(File(name=trtllm.extra_file(pool), data=extra),), notes=tuple(notes)
     )
@@ -80,7 +83,16 @@ def _front(launches: tuple[Launch, ...], ctx: Context) -> tuple[tuple[Launch, ..
         nearest=(),
         flags=("dynamo",),
     )
-    return (frontend, *launches), ()
+    if not ctx.disaggregated:
+        return (frontend, *launches), ()
+    prefill = next(x for x in launches if x.role == "prefill")
+    decode = next(x for x in launches if x.role == "decode")
+    p, d = whole_counts(prefill.count)
+    total = p * prefill.chips + d * decode.chips
+    return (frontend, *launches), (
+        f"in all: {p} prefill worker(s) of {prefill.chips} GPUs and {d} decode worker(s) of {decode.chips} GPUs, "
+        f"{total} GPUs",
+    )
 
 
 def over(base: Engine) -> Engine:

@@ -13,6 +13,7 @@ import math
 
 from planner.commands.emit import dynamo, sglang, tpu, trtllm, vllm
 from planner.commands.emit.core import (
+    DISAGGREGATED_SIDECAR,
     Context,
     Emission,
     Engine,
@@ -123,11 +124,11 @@ def serve_pools(plan: Plan, d) -> tuple[tuple[Pool, ...], tuple[str, ...]]:
         )
         return pools, (_counts(ratio),)
     notes = []
-    if (d.prefill.ffn, d.prefill.attention, d.prefill.experts) != (d.decode.ffn, d.decode.attention, d.decode.experts):
+    if pre.layout != dec.layout:
         notes.append(
-            f"the row's prefill layout ({d.prefill.ffn}+{d.prefill.attention}) differs from its decode layout: one "
-            "server runs one layout for both; `planner serve --ffn/--attention/--experts` with one value each plans "
-            "rows an engine runs as they are"
+            f"the row's prefill layout ({pre.layout}) differs from its decode layout ({dec.layout}): one server runs "
+            "one layout for both; `planner serve --ffn/--attention/--experts` with one value each plans rows an "
+            "engine runs as they are"
         )
     if d.mode is Mode.STATIC:
         notes.append("engines schedule a running batch: the row's static batch is the server's running sequences")
@@ -183,13 +184,15 @@ def emit_pools(plan: Plan, pools: tuple[Pool, ...], notes: tuple[str, ...], name
         output_tokens=w.output_tokens,
         draft_tokens=w.decode_tokens - 1,
     )
-    launches = tuple(launch(engine, p, ctx) for p in pools)
+    runs = tuple(runnable(p, engine.table, plan) for p in pools)
+    launches = tuple(launch(engine, p, r, ctx) for p, r in zip(pools, runs, strict=True))
     launches, front_notes = engine.front(launches, ctx)
     decode_pools = whole_counts(pools[0].count)[1] if ctx.disaggregated else 1
     concurrency = max(1, math.ceil(pools[-1].running)) * decode_pools  # every decode pool's running batch
     bench, result_file = engine.benchmark(bench_of(engine, tag, ctx, concurrency))
-    runs = tuple(runnable(p, engine.table) for p in pools)
     extra = [] if ctx.draft_tokens else ["the row plans no speculative decoding: no draft-model flags"]
+    if ctx.disaggregated and engine.reader:
+        extra.append(DISAGGREGATED_SIDECAR)
     reader, side = engine.reader, sidecar(engine, ctx, pools, runs, concurrency)
     if any(p.stages > 1 for p in pools) and reader:
         reader, side = "", ""

@@ -12,7 +12,7 @@ attention `heads`; `--enable-dp-attention --dp-size N` splits the batch over att
 
 from __future__ import annotations
 
-from planner.commands.emit.core import Bench, Command, Context, Engine, Launch, Pool, Runnable
+from planner.commands.emit.core import Bench, Command, Context, Engine, Launch, Pool, Runnable, token_budget
 
 COMMIT, BENCH_COMMIT = "001067ff", "0033168f"
 VERSION = f"sgl-project/sglang@{COMMIT} (server), @{BENCH_COMMIT} (bench_serving)"
@@ -20,6 +20,7 @@ PINNED = (
     f"SGLang flags: python/sglang/srt/server_args.py ServerArgs at sgl-project/sglang@{COMMIT}; "
     f"bench_serving: python/sglang/bench_serving.py at sgl-project/sglang@{BENCH_COMMIT}"
 )
+_DEEPEP_MODE = {"prefill": "normal", "decode": "low_latency", "server": "auto"}
 
 
 def args(pool: Pool, run: Runnable, ctx: Context) -> tuple[list[str], list[str]]:
@@ -34,7 +35,9 @@ def args(pool: Pool, run: Runnable, ctx: Context) -> tuple[list[str], list[str]]
         if run.dense_replicated:
             argv += ["--moe-dense-tp-size", "1"]
     if run.expert_parallel:
-        argv += ["--ep-size", str(n)]
+        # the planner prices `ep` as wide EP with DeepEP's dispatch and combine: its normal kernels
+        # for prefill, low-latency for decode, each by batch on a server running both
+        argv += ["--ep-size", str(n), "--moe-a2a-backend", "deepep", "--deepep-mode", _DEEPEP_MODE[pool.role]]
     if run.two_batch_overlap:
         argv += ["--enable-two-batch-overlap"]
     if pool.weights == "fp8":
@@ -46,8 +49,19 @@ def args(pool: Pool, run: Runnable, ctx: Context) -> tuple[list[str], list[str]]
     if run.kv_cache == "fp8":
         argv += ["--kv-cache-dtype", "fp8_e4m3"]
     argv += ["--max-running-requests", str(max(1, pool.running))]
-    argv += ["--chunked-prefill-size", str(pool.batched_tokens), "--max-prefill-tokens", str(pool.batched_tokens)]
+    # --chunked-prefill-size is the server's: SGLang divides it by --dp-size under DP attention;
+    # --max-prefill-tokens is each rank's scheduler's
+    budget = token_budget(pool, run.attention_ranks)
+    argv += ["--chunked-prefill-size", str(budget.total), "--max-prefill-tokens", str(budget.per_rank)]
+    notes += [budget.note] if budget.note else []
     argv += ["--context-length", str(ctx.max_len)]
+    if ctx.nodes(pool) > 1:
+        argv += ["--nnodes", str(ctx.nodes(pool)), "--node-rank", "$NODE_RANK", "--dist-init-addr", "$HEAD_IP:5000"]
+        how = (
+            f"run this command on every node with $NODE_RANK 0 to {ctx.nodes(pool) - 1}; $HEAD_IP is node 0's "
+            "address, where the server listens"
+        )
+        notes.append(ctx.nodes_note(pool, how))
     if ctx.draft_tokens:
         k = ctx.draft_tokens
         argv += ["--speculative-algorithm", "EAGLE", "--speculative-num-steps", str(k)]
@@ -104,7 +118,7 @@ ENGINE = Engine(
     pinned=PINNED,
     tpu=False,
     reader="sglang",
-    policy="chunked",
+    policy="prefill-first",  # SGLang's scheduler runs a waiting prefill before decode steps (the planner's --policy)
     launch=_launch,
     benchmark=_benchmark,
     front=_front,

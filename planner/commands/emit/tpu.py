@@ -3,15 +3,17 @@ and JetStream (MaxText's `maxengine_server`, benchmarked by JetStream's `benchma
 
 vLLM on TPU takes vLLM's flags (the pinned vllm.json) and runs tensor parallelism over the slice
 (FFN `ws1d`, attention `heads`). JetStream serves MaxText, configured by `key=value` overrides of
-`src/MaxText/configs/base.yml`: `ici_tensor_parallelism` is the same layout, `ici_expert_parallelism`
-puts MoE experts expert-parallel (`ep`), `quantization=int8` and `quantize_kvcache` store int8
+`src/MaxText/configs/base.yml`: `ici_tensor_parallelism` is the same layout, with MoE experts
+tensor-parallel (`tp`: MaxText's `ici_expert_parallelism` is a mesh axis of its own, whose product
+with `ici_tensor_parallelism` is the slice, so expert parallelism over the whole slice beside
+tensor-parallel attention is not emitted), `quantization=int8` and `quantize_kvcache` store int8
 weights and KV cache. What each runs is its entry of planner.specs.engine_layouts.
 """
 
 from __future__ import annotations
 
 from planner.commands.emit import vllm
-from planner.commands.emit.core import Bench, Command, Context, Engine, Launch, Pool, Runnable
+from planner.commands.emit.core import Bench, Command, Context, Engine, Launch, Pool, Runnable, token_budget
 
 JETSTREAM_VERSION = "AI-Hypercomputer/maxtext@09d2025b (server), AI-Hypercomputer/JetStream@07a443b3 (benchmark)"
 JETSTREAM_PINNED = (
@@ -29,7 +31,9 @@ def _vllm_tpu(pool: Pool, run: Runnable, ctx: Context) -> Command:
         argv += ["--quantization", "tpu_int8"]
     else:
         argv += ["--dtype", "bfloat16"]
-    argv += ["--max-num-seqs", str(max(1, pool.running)), "--max-num-batched-tokens", str(pool.batched_tokens)]
+    budget = token_budget(pool, 1)
+    argv += ["--max-num-seqs", str(max(1, pool.running)), "--max-num-batched-tokens", str(budget.per_rank)]
+    notes += [budget.note] if budget.note else []
     argv += ["--enable-chunked-prefill", "--max-model-len", str(ctx.max_len)]
     if pool.role in ("prefill", "decode"):
         notes.append("vLLM on TPU has no prefill/decode disaggregation: this pool runs as a server of its own")
@@ -63,12 +67,6 @@ def _jetstream(pool: Pool, run: Runnable, ctx: Context) -> Command:
     argv = ["python", "-m", "MaxText.maxengine_server", "src/MaxText/configs/base.yml", "model_name=$MODEL"]
     argv += ["tokenizer_path=$TOKENIZER", "load_parameters_path=$CHECKPOINT", "scan_layers=false"]
     argv += ["ici_fsdp_parallelism=1", "ici_autoregressive_parallelism=1", f"ici_tensor_parallelism={n}"]
-    if run.expert_parallel:
-        notes.append(
-            "MaxText puts experts on a mesh axis of their own (ici_expert_parallelism), whose product with "
-            "ici_tensor_parallelism is the slice: expert parallelism over the whole slice is not emitted, the "
-            "experts run tensor-parallel"
-        )
     per_chip = pool.running / n
     argv += [f"per_device_batch_size={per_chip:g}"]
     argv += [f"max_prefill_predict_length={ctx.input_tokens}", f"max_target_length={ctx.max_len}"]

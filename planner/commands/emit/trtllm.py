@@ -15,7 +15,18 @@ from __future__ import annotations
 
 import math
 
-from planner.commands.emit.core import Bench, Command, Context, Engine, File, Launch, Pool, Runnable, whole_counts
+from planner.commands.emit.core import (
+    Bench,
+    Command,
+    Context,
+    Engine,
+    File,
+    Launch,
+    Pool,
+    Runnable,
+    token_budget,
+    whole_counts,
+)
 
 SERVE_COMMIT, ARGS_COMMIT = "00209af1", "00043967"
 VERSION = f"NVIDIA/TensorRT-LLM@{SERVE_COMMIT} (trtllm-serve), @{ARGS_COMMIT} (llm_args), PyTorch backend"
@@ -24,6 +35,7 @@ PINNED = (
     f"tensorrt_llm/llmapi/llm_args.py TorchLlmArgs (extra options keys) at @{ARGS_COMMIT}; benchmark_serving: "
     "tensorrt_llm/serve/scripts/benchmark_serving.py (tests/data/engine_flags/trtllm-bench.json)"
 )
+PORTS = {"prefill": 8001, "decode": 8002}  # the context and generation servers, as disagg-config.yaml names them
 _CHECKPOINT = {
     "fp8": "fp8 weights: serve an FP8 checkpoint (ModelOpt, or the model's own FP8 release); TensorRT-LLM reads its "
     "quantisation config, no flag",
@@ -33,25 +45,33 @@ _CHECKPOINT = {
 }
 
 
-def options(pool: Pool, run: Runnable, ctx: Context) -> tuple[dict, int, list[str]]:
-    """The extra options (TorchLlmArgs keys), the running sequences per rank, and notes."""
+def options(pool: Pool, run: Runnable, ctx: Context) -> tuple[dict, int, int, list[str]]:
+    """The extra options (TorchLlmArgs keys), the running sequences and the step's tokens per
+    attention rank (max_batch_size and max_num_tokens are each rank's), and notes."""
     notes = [_CHECKPOINT[pool.weights]] if pool.weights in _CHECKPOINT else []
-    ranks = run.per_stage if run.dp_attention else 1
+    ranks = run.attention_ranks
     running = max(1, math.ceil(pool.running / ranks))  # max_batch_size is per attention rank
+    budget = token_budget(pool, ranks)  # max_num_tokens too
+    notes += [budget.note] if budget.note else []
     extra: dict = {
         "enable_attention_dp": run.dp_attention,
         "enable_chunked_prefill": True,
         "cuda_graph_config": {"enable_padding": True, "max_batch_size": running},
         "kv_cache_config": {"dtype": "fp8" if run.kv_cache == "fp8" else "auto"},
     }
+    if run.expert_parallel:
+        # the planner prices `ep` as wide EP with DeepEP-style dispatch and combine: TensorRT-LLM's
+        # WIDEEP MoE backend (its own all-to-all; the default CUTLASS backend all-gathers tokens)
+        extra["moe_config"] = {"backend": "WIDEEP"}
     if ctx.draft_tokens:
-        extra["speculative_config"] = {"decoding_type": "MTP", "max_draft_len": ctx.draft_tokens}
-        notes.append("speculative decoding: the model's own MTP layers (max_draft_len of them)")
+        # TensorRT-LLM's MTP config sets max_draft_len from num_nextn_predict_layers (default 1)
+        extra["speculative_config"] = {"decoding_type": "MTP", "num_nextn_predict_layers": ctx.draft_tokens}
+        notes.append("speculative decoding: the model's own MTP layers (num_nextn_predict_layers draft tokens)")
     if pool.role in ("prefill", "decode"):
         extra["cache_transceiver_config"] = {"backend": "DEFAULT"}
     if pool.role == "prefill":
         extra["disable_overlap_scheduler"] = True
-    return extra, running, notes
+    return extra, running, budget.per_rank, notes
 
 
 def sizes(run: Runnable) -> tuple[int, int, int]:
@@ -60,16 +80,30 @@ def sizes(run: Runnable) -> tuple[int, int, int]:
     return n, run.stages, n if run.expert_parallel else 1
 
 
+def multi_node_note(pool: Pool, ctx: Context) -> str:
+    how = (
+        f"TensorRT-LLM runs over them under MPI, one rank per GPU: `mpirun -np {pool.chips} --hostfile HOSTS "
+        f"trtllm-llmapi-launch` before this command (Slurm: `srun -N {ctx.nodes(pool)} --ntasks-per-node "
+        f"{ctx.node_gpus} trtllm-llmapi-launch ...`)"
+    )
+    return ctx.nodes_note(pool, how)
+
+
 def extra_file(pool: Pool) -> str:
     return f"extra-llm-api-{pool.role}.yaml"
 
 
 def _launch(pool: Pool, run: Runnable, ctx: Context) -> Command:
-    extra, running, notes = options(pool, run, ctx)
+    extra, running, tokens, notes = options(pool, run, ctx)
     tp, pp, ep = sizes(run)
     argv = ["trtllm-serve", "serve", "$MODEL", "--backend", "pytorch", "--tp_size", str(tp), "--pp_size", str(pp)]
-    argv += ["--ep_size", str(ep), "--max_batch_size", str(running), "--max_num_tokens", str(pool.batched_tokens)]
+    argv += ["--ep_size", str(ep), "--max_batch_size", str(running), "--max_num_tokens", str(tokens)]
     argv += ["--max_seq_len", str(ctx.max_len), "--extra_llm_api_options", extra_file(pool)]
+    if pool.role in PORTS:  # where the disaggregated server's config finds it
+        argv += ["--host", "0.0.0.0", "--port", str(PORTS[pool.role])]
+    if ctx.nodes(pool) > 1:
+        argv += ["--gpus_per_node", str(ctx.node_gpus)]
+        notes.append(multi_node_note(pool, ctx))
     return Command(
         argv=tuple(argv), flags=("trtllm",), files=(File(name=extra_file(pool), data=extra),), notes=tuple(notes)
     )
@@ -82,7 +116,9 @@ def bench_command(b: Bench, base_url: str | None = None) -> tuple[Command, str]:
     if base_url:
         argv += ["--base-url", base_url]
     argv += ["--backend", "openai", "--dataset-name", "random", "--random-input-len", str(b.input_tokens)]
-    argv += ["--random-output-len", str(b.output_tokens), "--random-range-ratio", "1"]
+    # every prompt exactly that long: TensorRT-LLM's random dataset draws lengths from [X(1-r), X(1+r)] and
+    # rejects r >= 1; --random-ids samples token ids (without it, it asserts a --download-path dataset)
+    argv += ["--random-output-len", str(b.output_tokens), "--random-range-ratio", "0", "--random-ids"]
     argv += ["--num-prompts", str(b.prompts), "--max-concurrency", str(b.concurrency), "--ignore-eos"]
     argv += ["--percentile-metrics", "ttft,tpot,itl,e2el", "--save-result", "--result-filename", result_file]
     return Command(argv=tuple(argv), flags=("trtllm-bench",)), result_file
@@ -102,8 +138,8 @@ def _front(launches: tuple[Launch, ...], ctx: Context) -> tuple[tuple[Launch, ..
         "hostname": "localhost",
         "port": 8000,
         "backend": "pytorch",
-        "context_servers": {"num_instances": p, "urls": [f"CONTEXT{i}:8001" for i in range(p)]},
-        "generation_servers": {"num_instances": d, "urls": [f"GENERATION{i}:8002" for i in range(d)]},
+        "context_servers": {"num_instances": p, "urls": [f"CONTEXT{i}:{PORTS['prefill']}" for i in range(p)]},
+        "generation_servers": {"num_instances": d, "urls": [f"GENERATION{i}:{PORTS['decode']}" for i in range(d)]},
     }
     front = Launch(
         role="frontend",
@@ -111,7 +147,10 @@ def _front(launches: tuple[Launch, ...], ctx: Context) -> tuple[tuple[Launch, ..
         layout="",
         runnable="",
         command=("trtllm-serve", "disaggregated", "--config_file", "disagg-config.yaml"),
-        notes=("the context and generation servers listen on the urls the config names (--host/--port of each)",),
+        notes=(
+            f"the context servers listen on port {PORTS['prefill']}, the generation servers on {PORTS['decode']} "
+            "(their --port); write each one's host in the config's urls (CONTEXTi, GENERATIONi)",
+        ),
         nearest=(),
         flags=("trtllm",),
         files=(File(name="disagg-config.yaml", data=config),),

@@ -18,13 +18,14 @@ from __future__ import annotations
 import json
 import math
 
-from planner.commands.emit.core import Bench, Command, Context, Engine, Launch, Pool, Runnable
+from planner.commands.emit.core import Bench, Command, Context, Engine, Launch, Pool, Runnable, token_budget
 
 VERSION = "vllm-project/vllm@99d7eb5d (engine), @def9ce85 (vllm bench serve)"
 PINNED = (
     "vLLM flags: vllm/engine/arg_utils.py EngineArgs at vllm-project/vllm@99d7eb5d; "
     "vllm bench serve: vllm/benchmarks/serve.py at vllm-project/vllm@def9ce85"
 )
+_ALL2ALL = {"prefill": "deepep_high_throughput", "decode": "deepep_low_latency", "server": "deepep_high_throughput"}
 NIXL = json.dumps({"kv_connector": "NixlConnector", "kv_role": "kv_both"})
 
 
@@ -39,7 +40,15 @@ def args(pool: Pool, run: Runnable, ctx: Context) -> tuple[list[str], list[str]]
     if run.stages > 1:
         argv += ["--pipeline-parallel-size", str(run.stages)]
     if run.expert_parallel:
-        argv += ["--enable-expert-parallel"]
+        # the planner prices `ep` as wide EP with DeepEP's all-to-all (vLLM's default is all-gather and
+        # reduce-scatter): its high-throughput kernels for prefill, low-latency for decode
+        argv += ["--enable-expert-parallel", "--all2all-backend", _ALL2ALL[pool.role]]
+        if pool.role == "server":
+            notes.append(
+                "all-to-all deepep_high_throughput: a colocated step carries a prefill chunk (up to the token budget "
+                "per rank), more than DeepEP's low-latency kernels dispatch (they suit decode-only steps: "
+                "deepep_low_latency for a decode-heavy mix)"
+            )
     if run.two_batch_overlap:
         argv += ["--enable-dbo"]
     if pool.weights == "fp8":
@@ -51,14 +60,38 @@ def args(pool: Pool, run: Runnable, ctx: Context) -> tuple[list[str], list[str]]
     if run.kv_cache == "fp8":
         argv += ["--kv-cache-dtype", "fp8"]
     running = max(1, math.ceil(pool.running / dp))  # per data-parallel rank
-    budget = max(8192, math.ceil(pool.batched_tokens / dp))
-    argv += ["--max-num-seqs", str(running), "--max-num-batched-tokens", str(budget)]
+    budget = token_budget(pool, dp)  # per data-parallel rank
+    argv += ["--max-num-seqs", str(running), "--max-num-batched-tokens", str(budget.per_rank)]
+    notes += [budget.note] if budget.note else []
     argv += ["--enable-chunked-prefill", "--max-model-len", str(ctx.max_len)]
+    argv += _multi_node(pool, ctx, dp, notes)
     if ctx.draft_tokens:
         spec = {"method": "mtp", "num_speculative_tokens": ctx.draft_tokens}
         argv += ["--speculative-config", json.dumps(spec, sort_keys=True)]
         notes.append("speculative decoding: the model's own MTP head; another draft model goes in --speculative-config")
     return argv, notes
+
+
+def _multi_node(pool: Pool, ctx: Context, dp: int, notes: list[str]) -> list[str]:
+    """Flags of a pool spanning nodes (appending its note): data-parallel ranks spread over the
+    nodes (the head node's command; the others run it headless), else Ray over the nodes."""
+    nodes = ctx.nodes(pool)
+    if nodes == 1:
+        return []
+    if dp > 1 and dp % nodes == 0:
+        local = dp // nodes
+        how = (
+            f"this is the head node's command ({local} data-parallel ranks on each node; $HEAD_IP is its address); "
+            f"on node k = 1..{nodes - 1} run it with --headless --data-parallel-start-rank (its first rank, {local} x k) added"
+        )
+        notes.append(ctx.nodes_note(pool, how))
+        return ["--data-parallel-size-local", str(local), "--data-parallel-address", "$HEAD_IP"]
+    how = (
+        "vLLM runs tensor and pipeline parallelism across nodes over Ray: `ray start --head` on the head node "
+        "($HEAD_IP), `ray start --address $HEAD_IP:6379` on the others, then this command on the head node"
+    )
+    notes.append(ctx.nodes_note(pool, how))
+    return ["--distributed-executor-backend", "ray"]
 
 
 def _launch(pool: Pool, run: Runnable, ctx: Context) -> Command:
