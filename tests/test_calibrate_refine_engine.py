@@ -244,3 +244,19 @@ def test_the_refined_cluster_then_carries_a_profile_refit(planner, tmp_path):
     )
     assert run.code == 0, run.err
     assert json.loads(run.out)["constants"]["layer_overhead_s"]["after"] == pytest.approx(TRUTH, rel=1e-3)
+
+
+@pytest.mark.parametrize(
+    "edit, key, words",
+    [
+        (lambda t: t.replace("tp: 2,", "tp: 4,", 1), "tp", "tp: 4 on a worker of chips: 2: expected 2"),
+        (lambda t: t.replace("tp: 2,", "tp: 2, ep: 2,", 1), "ep", "ep: 2 on llama-3-8b, a dense model"),
+    ],
+)
+def test_a_serving_file_with_an_inconsistent_layout_exits_2(planner, tmp_path, edit, key, words):
+    """A planner-serving/1 run is checked as a benchmark sidecar is (planner.config.serving_runs.check_layout)."""
+    path = _write(tmp_path / "runs.yaml", SHAPES, [(0.1, 0.01, 100.0)] * len(SHAPES))
+    path.write_text(edit(path.read_text()))
+    for args in ((), ("--engine", "vllm", "--fit", "layer_overhead_s")):
+        run = planner("calibrate", path, *args)
+        assert run.code == 2 and "runs.yaml:4:" in run.err and words in run.err and "hint:" in run.err, run.err

@@ -38,7 +38,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from planner.commands.calibrate.refine import REFINABLE, bound_of, kept_names, solve, value
-from planner.commands.calibrate.serving import ServingResidual, predict_steady
+from planner.commands.calibrate.serving import ServingResidual, does_not_fit, engine_family, predict_steady
 from planner.config.serving_runs import ServingMeasurements, ServingRun
 from planner.errors import ConfigError
 from planner.specs.engine import ENGINE_FIELDS, ENGINES, EngineProfile
@@ -123,16 +123,6 @@ class ServingRefinement:
         return float(np.median([abs(r.error(metric)) for r in rows]))
 
 
-def engine_family(text: str) -> str | None:
-    """The profile an engine's free-text name belongs to (vllm, sglang, trtllm), None if unknown."""
-    t = text.lower()
-    if "sglang" in t:
-        return "sglang"
-    if "tensorrt" in t or "trt" in t:
-        return "trtllm"
-    return "vllm" if "vllm" in t else None
-
-
 def refine_profile(
     data: ServingMeasurements,
     base: EngineProfile,
@@ -152,7 +142,7 @@ def refine_profile(
         if all(np.isfinite(v) and v > 0 for v in predicted.values()):
             runs.append(run)
         else:
-            apart.append((run, "nothing fits in HBM in the pinned layout"))
+            apart.append((run, does_not_fit(run)))
     if not runs:
         raise ConfigError(
             "no serving run to refit a profile to: every run is listed apart ("
