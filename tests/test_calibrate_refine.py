@@ -82,6 +82,9 @@ def test_one_point_is_enough_for_one_constant(planner, tmp_path):
 
 
 def test_a_constant_no_point_depends_on_keeps_its_value_with_a_warning(planner, tmp_path):
+    """Decode points are memory-bound at H100's matmul efficiency: moved a step either way it
+    changes no prediction (only far below would compute bind), so it is not identified and kept,
+    not reported refitted at the value it started from."""
     points = _synthetic(tmp_path)
     run = planner(
         "calibrate",
@@ -89,16 +92,44 @@ def test_a_constant_no_point_depends_on_keeps_its_value_with_a_warning(planner, 
         "--cluster",
         "h100-sxm",
         "--fit",
-        "weight_gather_efficiency,layer_overhead_s",
+        "matmul_efficiency,layer_overhead_s",
         "--format",
         "json",
     )
     assert run.code == 0, run.err
-    assert "cannot identify weight_gather_efficiency" in run.err
+    assert "cannot identify matmul_efficiency" in run.err
     report = json.loads(run.out)
-    assert report["unidentified"] == ["weight_gather_efficiency"]
-    c = report["constants"]["weight_gather_efficiency"]
+    assert report["unidentified"] == ["matmul_efficiency"] and report["refitted"] == ["layer_overhead_s"]
+    c = report["constants"]["matmul_efficiency"]
     assert c["before"] == c["after"]
+
+
+def test_a_constant_the_clusters_levels_replace_exits_2_and_is_not_offered(planner, tmp_path):
+    """h100-sxm's switched levels carry their own latency and efficiency: the cluster-wide
+    collective constants are not used there, so --fit refuses them and the hint does not offer them."""
+    points = _synthetic(tmp_path)
+    for name in ("network_efficiency", "collective_latency_s", "weight_gather_efficiency"):
+        run = planner("calibrate", points, "--cluster", "h100-sxm", "--fit", name)
+        assert run.code == 2 and f"--fit: {name} is not used by h100-sxm's cost model" in run.err, run.err
+        assert "levels.nvlink, levels.infiniband" in run.err
+    run = planner("calibrate", points, "--cluster", "h100-sxm", "--fit", "nope")
+    offered = run.err.split("hint: one of ")[1]
+    assert "hbm_efficiency" in offered and "network_efficiency" not in offered
+    assert "collective_latency_s" not in offered
+
+
+def test_a_fraction_fitted_to_an_end_of_its_range_warns(planner, tmp_path):
+    """Points far faster than the preset: overlap runs to 1, its upper end, and says so (as a fixed
+    time at its floor does)."""
+    points = _points(tmp_path, [0.0105 * 1024, 0.0125 * 1024, 0.0095 * 256])
+    run = planner("calibrate", points, "--cluster", "h100-sxm", "--fit", "overlap", "--format", "json")
+    assert run.code == 0, run.err
+    assert json.loads(run.out)["constants"]["overlap"]["after"] == 1.0
+    assert "warning: overlap is at the upper end of its range (1)" in run.err
+    points = _points(tmp_path, [0.005 * 1024, 0.006 * 1024, 0.004 * 256])
+    run = planner("calibrate", points, "--cluster", "h100-sxm", "--fit", "layer_overhead_s", "--format", "json")
+    assert json.loads(run.out)["constants"]["layer_overhead_s"]["after"] == 0.0
+    assert "warning: layer_overhead_s is at the floor of its range, 0" in run.err
 
 
 def test_more_constants_than_points_warns(planner, tmp_path):

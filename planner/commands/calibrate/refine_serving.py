@@ -37,7 +37,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from planner.commands.calibrate.refine import REFINABLE, bound_of, kept_names, solve, value
+from planner.commands.calibrate.refine import REFINABLE, at_end, bound_of, kept_names, solve, value
 from planner.commands.calibrate.serving import ServingResidual, does_not_fit, engine_family, predict_steady
 from planner.config.serving_runs import ServingMeasurements, ServingRun
 from planner.errors import ConfigError
@@ -219,18 +219,10 @@ def refine_profile(
         before=tuple(predict_steady(r, before_constants) for r in runs),
         after=tuple(predict_steady(r, after_constants) for r in runs),
         apart=tuple(apart),
-        warnings=tuple(_at_end(n, end, values[n]) for n, end in ends.items() if end) + _other_engines(runs, base),
+        warnings=tuple(at_end(n, end, values[n], "runs") for n, end in ends.items() if end)
+        + _other_engines(runs, base),
         underdetermined=len(runs) < len(fitted),
     )
-
-
-def _at_end(name: str, end: str, value: float) -> str:
-    if value == 0.0:
-        return (
-            f"{name} is at the floor of its range, 0: the runs are faster than the profile predicts "
-            "with no such fixed time (see the residuals)"
-        )
-    return f"{name} is at the {end} end of its range ({value:g}): the runs ask for more (see the residuals)"
 
 
 def _apart(run: ServingRun) -> str:
