@@ -60,10 +60,23 @@ def test_refining_one_constant_keeps_every_other_byte_for_byte(planner, tmp_path
     assert fitted == pytest.approx(truth, rel=1e-3) and fitted != preset.layer_overhead_s  # it moved, to the truth
     old, new = PRESET.read_text().splitlines(), out.read_text().splitlines()
     changed = [line for line in new if line not in old]
-    assert len(changed) == 2  # the refitted constant's line and the comment saying so
-    assert changed[0].lstrip().startswith("# Refined by `planner calibrate") and "kept as it was" in changed[0]
-    assert changed[1] == f"  layer_overhead_s: {fitted:g}"
-    assert [line for line in old if line not in new] == [f"  layer_overhead_s: {preset.layer_overhead_s:g}"]
+    # its name (no longer the preset's), the comment saying what was refitted, the preset's comment
+    # on its own fit of that constant marked as such, the comment above the refitted line, the line
+    assert len(changed) == 5, changed
+    assert changed[0] == "name: h100-sxm-refined"
+    assert changed[1].lstrip().startswith("# Refined by `planner calibrate") and "kept as it was" in changed[1]
+    assert changed[2].startswith("  # (h100-sxm's fit) warning: layer_overhead_s and token_overhead_s: shared")
+    assert changed[3] == (
+        f"  # layer_overhead_s refitted by `{' '.join(['planner', 'calibrate', str(points)])} --cluster h100-sxm "
+        f"--fit layer_overhead_s` to 3 point(s) (median |error| 0.0%) (h100-sxm has {preset.layer_overhead_s:g})"
+    )
+    assert changed[4] == f"  layer_overhead_s: {fitted:g}"
+    stale = [line for line in old if line not in new]
+    assert stale == [
+        "name: h100-sxm",
+        changed[2].replace("# (h100-sxm's fit) ", "# "),
+        f"  layer_overhead_s: {preset.layer_overhead_s:g}",
+    ]
     # loaded back: every other constant (network levels, kernel fits, MoE kernels) as the preset's
     back = load_cluster(str(out))
     assert back.calibration == dataclasses.replace(preset, layer_overhead_s=fitted)

@@ -217,11 +217,16 @@ def test_a_chip_constant_refits_the_cluster_keeping_every_other_line(planner, tm
     assert fitted == pytest.approx(0.75, rel=1e-3) and report["constants"]["hbm_efficiency"]["before"] == 0.8528
     assert "levels.nvlink" in report["kept_cluster"] and "matmul_efficiency" in report["kept_cluster"]
     old, new = PRESET.read_text().splitlines(), out.read_text().splitlines()
-    assert [line for line in old if line not in new] == ["  hbm_efficiency: 0.8528"]
+    assert [line for line in old if line not in new] == ["name: h100-sxm", "  hbm_efficiency: 0.8528"]
     added = [line for line in new if line not in old]
+    assert added[0] == "name: h100-sxm-refined"  # no longer the preset
+    assert added[1].lstrip().startswith("# Refined by `planner calibrate")
+    # the comment above the refitted line says what refitted it, to what, and the preset's value
     assert (
-        added[0].lstrip().startswith("# Refined by `planner calibrate") and added[1] == f"  hbm_efficiency: {fitted:g}"
+        added[2].startswith("  # hbm_efficiency refitted by `planner calibrate")
+        and "TPOT of 3 serving runs" in added[2]
     )
+    assert added[2].endswith("(h100-sxm has 0.8528)") and added[3] == f"  hbm_efficiency: {fitted:g}"
     preset = load_cluster("h100-sxm")
     assert load_cluster(str(out)).calibration == dataclasses.replace(preset.calibration, hbm_efficiency=fitted)
     assert load_cluster(str(out)).moe_kernels == preset.moe_kernels
