@@ -176,3 +176,18 @@ def test_fit_with_benchmark_results_says_what_it_needs(planner):
     )
     # benchmark results refine an engine profile (tests/test_calibrate_refine_engine.py): which one
     assert run.code == 2 and "--engine is required with --fit on benchmark results" in run.err
+
+
+def test_the_points_table_shows_the_measured_quantity_as_given_with_units(planner, tmp_path):
+    """A point given as step_latency_s is shown per step (10.5 ms), not as the request's seconds."""
+    rows = tuple(row.replace("latency_s: %r", "step_latency_s: %r") for row in ROWS)
+    points = _points(tmp_path, [0.0105, 0.013, 0.0095], rows)
+    run = planner("calibrate", points, "--cluster", "h100-sxm", "--fit", "layer_overhead_s")
+    assert run.code == 0, run.err
+    line = next(x for x in run.out.splitlines() if x.startswith("decode b16 "))
+    assert line.split()[2:4] == ["10.5", "ms"] and "step_latency_s (a decode step; x 1024 steps)" in line
+    assert "10.75" not in run.out  # 0.0105 s x 1024 steps, the request's seconds
+    given = _points(tmp_path, [10.75], ROWS[:1])
+    run = planner("calibrate", given, "--cluster", "h100-sxm", "--fit", "layer_overhead_s", "--format", "json")
+    point = json.loads(run.out)["points"][0]
+    assert point["measured_as"] == "latency_s" and point["steps"] == 1 and point["measured_s"] == 10.75

@@ -8,6 +8,7 @@ import json
 import yaml
 
 from planner.errors import UsageError
+from planner.units import fmt_seconds
 
 
 def _g(value: float) -> str:
@@ -29,11 +30,14 @@ def report_text(data, r, names: tuple[str, ...]) -> str:
         lines.append(f"  {name}: {_g(old)} -> {_g(new)} ({state})")
     lines.append(f"kept: {', '.join(r.kept)}")
     lines.append("")
-    lines.append(f"{'point':40} {'measured':>10} {'before':>10} {'after':>10} {'error':>8}")
+    lines.append(f"{'point':40} {'measured':>10} {'before':>10} {'after':>10} {'error':>8}  as given")
     for b, a in zip(before, after):
         m = a.measurement
+        per = m.steps or 1  # a step's time where the file gave step_latency_s
+        given = f"step_latency_s (a decode step; x {m.steps} steps)" if m.steps else "latency_s (the request)"
         lines.append(
-            f"{m.name[:40]:40} {m.latency_s:10.4g} {b.predicted_s:10.4g} {a.predicted_s:10.4g} {100 * a.error:+7.1f}%"
+            f"{m.name[:40]:40} {fmt_seconds(m.given_s):>10} {fmt_seconds(b.predicted_s / per):>10} "
+            f"{fmt_seconds(a.predicted_s / per):>10} {100 * a.error:+7.1f}%  {given}"
         )
     return "\n".join(lines) + "\n"
 
@@ -60,6 +64,8 @@ def report_json(data, r, names: tuple[str, ...]) -> str:
                 "after_s": a.predicted_s,
                 "error": round(a.error, 6),
                 "layout": a.layout,
+                "measured_as": "step_latency_s" if a.measurement.steps else "latency_s",
+                "steps": a.measurement.steps or 1,
             }
             for b, a in zip(r.before, r.residuals)
         ],
