@@ -9,8 +9,11 @@ cluster's own values (and each named constant's end of the grid of the points fi
 predicted by the cost model itself at every step (`evaluate` on the candidates the point allows
 that fit in HBM, the fastest one), which is slower than the points fit's linearised model but
 exact for every constant of `Calibration`. A named constant no point depends on (moved to either
-end of its range, every prediction stays the same) is not identified: it keeps the cluster's
-value and a warning says so. With fewer points than named constants the fit is underdetermined
+end of its range, or a step either way from its value, every prediction stays the same: a matmul
+efficiency on memory-bound decode points) is not identified: it keeps the cluster's value and a
+warning says so. A constant fitted to within reach of either end of its range warns (a fixed time
+at its floor is 0). Constants the cluster's cost model does not use (`unused`: the cluster-wide
+collective constants where every switched level carries its own) cannot be named. With fewer points than named constants the fit is underdetermined
 and a warning says that too; the result is the cluster's values moved as little as the loss
 needs (the start is the cluster's own values).
 """

@@ -25,8 +25,8 @@ tokens/s per GPU is shown before and after, never fitted.
 
 The machinery is the cluster refine's (planner.commands.calibrate.refine.solve): the robust loss
 of the log errors, Levenberg-Marquardt from the constants' own values, 4 significant digits. A
-named constant no prediction depends on (moved to either end of its range, every fitted
-prediction stays the same: the overlap on one-GPU runs) keeps its value and a warning says so; a
+named constant no prediction depends on (moved to either end of its range, or a step either way
+from its value, every fitted prediction stays the same: the overlap on one-GPU runs) keeps its value and a warning says so; a
 constant fitted to an end of its range warns (a fixed time at its floor is 0); fewer runs than
 constants fitted is underdetermined, and a warning says that too.
 """
