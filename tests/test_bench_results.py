@@ -188,3 +188,82 @@ def test_a_listed_result_file_that_is_missing_names_the_sidecar_line(planner, tm
     sidecar.write_text((HERE / "sglang.planner.yaml").read_text().replace("sglang.jsonl", "absent.jsonl"))
     run = planner("calibrate", sidecar)
     assert run.code == 2 and "runs.yaml:13:" in run.err and "no such result file" in run.err
+
+
+def test_a_vllm_run_is_predicted_with_the_vllm_profile(planner):
+    """Each run's engine picks its shipped profile (a vLLM run is not predicted as TensorRT-LLM),
+    and the header says which shipped profile predicted which engine's runs."""
+    from planner.commands.calibrate.refine_serving import refine_profile
+    from planner.commands.calibrate.serving import predict_steady
+    from planner.config.engines import load_engine
+
+    data = load_bench_results(str(HERE / FILES["vllm"]))
+    run = planner("calibrate", HERE / FILES["vllm"], "--format", "json")
+    out = json.loads(run.out)
+    expected = predict_steady(data.runs[0], load_engine("vllm")).predicted["tpot_s"]
+    assert out["steady"][0]["predicted"]["tpot_s"] == pytest.approx(expected, rel=1e-4)
+    # the before column of `--engine vllm --fit` is the same prediction
+    before = refine_profile(data, load_engine("vllm"), ("layer_overhead_s",)).before[0].predicted["tpot_s"]
+    assert before == pytest.approx(expected, rel=1e-12)
+    assert expected != pytest.approx(predict_steady(data.runs[0], load_engine("trtllm")).predicted["tpot_s"])
+    assert "configs/engines/vllm.yaml (sglang's constants, borrowed) for vLLM" in out["predicted_with"]
+    table = planner("calibrate", HERE / FILES["vllm"])
+    assert "shipped engine profiles, not fitted to it" in " ".join(table.out.split())
+    assert "fitted to it." not in " ".join(table.out.split())
+
+
+def test_a_run_of_an_unknown_engine_says_which_profile_predicted_it(planner, tmp_path):
+    result = _copy(tmp_path, "vllm")
+    sidecar = tmp_path / (result.name + ".planner.yaml")
+    sidecar.write_text(sidecar.read_text().replace("engine: vLLM", "engine: MyServe 2"))
+    run = planner("calibrate", result, "--format", "json")
+    assert run.code == 0, run.err
+    note = json.loads(run.out)["steady"][0]["note"]
+    assert "engine 'MyServe 2' is none of vllm, sglang, trtllm: predicted with the sglang profile" in note
+
+
+def _sidecar(tmp_path: Path, change) -> Path:
+    result = _copy(tmp_path, "vllm")
+    sidecar = tmp_path / (result.name + ".planner.yaml")
+    sidecar.write_text(change(sidecar.read_text()))
+    return result
+
+
+@pytest.mark.parametrize(
+    "change, key, words, hint",
+    [
+        (lambda t: t.replace("tp: 8", "tp: 16"), "tp", "16 on a worker of chips: 8: expected 8", "give chips: 16"),
+        (lambda t: t + "ep: 8\n", "ep", "8 on llama-3-70b, a dense model (no experts): expected 1", "remove ep"),
+        (
+            lambda t: t.replace("llama-3-70b", "deepseek-v3") + "ep: 4\n",
+            "ep",
+            "4 on a worker of chips: 8: expected 1 or 8",
+            "ep: 8",
+        ),
+    ],
+)
+def test_an_inconsistent_layout_exits_2_naming_the_sidecar_key(planner, tmp_path, change, key, words, hint):
+    result = _sidecar(tmp_path, change)
+    run = planner("calibrate", result)
+    sidecar = result.name + ".planner.yaml"
+    line = next(i for i, t in enumerate((tmp_path / sidecar).read_text().splitlines(), 1) if t.startswith(f"{key}:"))
+    assert run.code == 2, run.out
+    assert f"{sidecar}:{line}:" in run.err and f"{key}: {words}" in run.err and f"hint: {hint}" in run.err
+
+
+def test_a_layout_that_does_not_fit_is_listed_apart_without_nan(planner, tmp_path):
+    """DeepSeek-V3 on 8 H100s holds no batch: listed apart with the reason; alone, exit 1 saying
+    why and what would help; no nan, no numpy warning."""
+    result = _sidecar(tmp_path, lambda t: t.replace("llama-3-70b", "deepseek-v3"))
+    run = planner("calibrate", result)
+    assert run.code == 1, run.out
+    assert "no run left to assess" in run.err and "does not fit in HBM: deepseek-v3 (fp8 weights) on 8 GPUs" in run.err
+    assert "hint:" in run.err and "Warning" not in run.err and "nan" not in run.out + run.err
+    # beside a run that fits, it is listed apart and the other is assessed
+    from planner.commands.calibrate.engines import shipped_assessment
+    from planner.config.serving_runs import ServingMeasurements
+
+    fits, big = load_bench_results(str(HERE / FILES["vllm"])), load_bench_results(str(result))
+    both = shipped_assessment(ServingMeasurements(file="both", source="", notes="", runs=fits.runs + big.runs))
+    assert [r.run.model.name for r in both.steady] == ["llama-3-70b"]
+    assert [why.split(":")[0] for _, why in both.apart] == ["does not fit in HBM"]

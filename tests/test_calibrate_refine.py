@@ -60,10 +60,23 @@ def test_refining_one_constant_keeps_every_other_byte_for_byte(planner, tmp_path
     assert fitted == pytest.approx(truth, rel=1e-3) and fitted != preset.layer_overhead_s  # it moved, to the truth
     old, new = PRESET.read_text().splitlines(), out.read_text().splitlines()
     changed = [line for line in new if line not in old]
-    assert len(changed) == 2  # the refitted constant's line and the comment saying so
-    assert changed[0].lstrip().startswith("# Refined by `planner calibrate") and "kept as it was" in changed[0]
-    assert changed[1] == f"  layer_overhead_s: {fitted:g}"
-    assert [line for line in old if line not in new] == [f"  layer_overhead_s: {preset.layer_overhead_s:g}"]
+    # its name (no longer the preset's), the comment saying what was refitted, the preset's comment
+    # on its own fit of that constant marked as such, the comment above the refitted line, the line
+    assert len(changed) == 5, changed
+    assert changed[0] == "name: h100-sxm-refined"
+    assert changed[1].lstrip().startswith("# Refined by `planner calibrate") and "kept as it was" in changed[1]
+    assert changed[2].startswith("  # (h100-sxm's fit) warning: layer_overhead_s and token_overhead_s: shared")
+    assert changed[3] == (
+        f"  # layer_overhead_s refitted by `{' '.join(['planner', 'calibrate', str(points)])} --cluster h100-sxm "
+        f"--fit layer_overhead_s` to 3 point(s) (median |error| 0.0%) (h100-sxm has {preset.layer_overhead_s:g})"
+    )
+    assert changed[4] == f"  layer_overhead_s: {fitted:g}"
+    stale = [line for line in old if line not in new]
+    assert stale == [
+        "name: h100-sxm",
+        changed[2].replace("# (h100-sxm's fit) ", "# "),
+        f"  layer_overhead_s: {preset.layer_overhead_s:g}",
+    ]
     # loaded back: every other constant (network levels, kernel fits, MoE kernels) as the preset's
     back = load_cluster(str(out))
     assert back.calibration == dataclasses.replace(preset, layer_overhead_s=fitted)
@@ -82,6 +95,9 @@ def test_one_point_is_enough_for_one_constant(planner, tmp_path):
 
 
 def test_a_constant_no_point_depends_on_keeps_its_value_with_a_warning(planner, tmp_path):
+    """Decode points are memory-bound at H100's matmul efficiency: moved a step either way it
+    changes no prediction (only far below would compute bind), so it is not identified and kept,
+    not reported refitted at the value it started from."""
     points = _synthetic(tmp_path)
     run = planner(
         "calibrate",
@@ -89,16 +105,44 @@ def test_a_constant_no_point_depends_on_keeps_its_value_with_a_warning(planner, 
         "--cluster",
         "h100-sxm",
         "--fit",
-        "weight_gather_efficiency,layer_overhead_s",
+        "matmul_efficiency,layer_overhead_s",
         "--format",
         "json",
     )
     assert run.code == 0, run.err
-    assert "cannot identify weight_gather_efficiency" in run.err
+    assert "cannot identify matmul_efficiency" in run.err
     report = json.loads(run.out)
-    assert report["unidentified"] == ["weight_gather_efficiency"]
-    c = report["constants"]["weight_gather_efficiency"]
+    assert report["unidentified"] == ["matmul_efficiency"] and report["refitted"] == ["layer_overhead_s"]
+    c = report["constants"]["matmul_efficiency"]
     assert c["before"] == c["after"]
+
+
+def test_a_constant_the_clusters_levels_replace_exits_2_and_is_not_offered(planner, tmp_path):
+    """h100-sxm's switched levels carry their own latency and efficiency: the cluster-wide
+    collective constants are not used there, so --fit refuses them and the hint does not offer them."""
+    points = _synthetic(tmp_path)
+    for name in ("network_efficiency", "collective_latency_s", "weight_gather_efficiency"):
+        run = planner("calibrate", points, "--cluster", "h100-sxm", "--fit", name)
+        assert run.code == 2 and f"--fit: {name} is not used by h100-sxm's cost model" in run.err, run.err
+        assert "levels.nvlink, levels.infiniband" in run.err
+    run = planner("calibrate", points, "--cluster", "h100-sxm", "--fit", "nope")
+    offered = run.err.split("hint: one of ")[1]
+    assert "hbm_efficiency" in offered and "network_efficiency" not in offered
+    assert "collective_latency_s" not in offered
+
+
+def test_a_fraction_fitted_to_an_end_of_its_range_warns(planner, tmp_path):
+    """Points far faster than the preset: overlap runs to 1, its upper end, and says so (as a fixed
+    time at its floor does)."""
+    points = _points(tmp_path, [0.0105 * 1024, 0.0125 * 1024, 0.0095 * 256])
+    run = planner("calibrate", points, "--cluster", "h100-sxm", "--fit", "overlap", "--format", "json")
+    assert run.code == 0, run.err
+    assert json.loads(run.out)["constants"]["overlap"]["after"] == 1.0
+    assert "warning: overlap is at the upper end of its range (1)" in run.err
+    points = _points(tmp_path, [0.005 * 1024, 0.006 * 1024, 0.004 * 256])
+    run = planner("calibrate", points, "--cluster", "h100-sxm", "--fit", "layer_overhead_s", "--format", "json")
+    assert json.loads(run.out)["constants"]["layer_overhead_s"]["after"] == 0.0
+    assert "warning: layer_overhead_s is at the floor of its range, 0" in run.err
 
 
 def test_more_constants_than_points_warns(planner, tmp_path):
@@ -132,3 +176,18 @@ def test_fit_with_benchmark_results_says_what_it_needs(planner):
     )
     # benchmark results refine an engine profile (tests/test_calibrate_refine_engine.py): which one
     assert run.code == 2 and "--engine is required with --fit on benchmark results" in run.err
+
+
+def test_the_points_table_shows_the_measured_quantity_as_given_with_units(planner, tmp_path):
+    """A point given as step_latency_s is shown per step (10.5 ms), not as the request's seconds."""
+    rows = tuple(row.replace("latency_s: %r", "step_latency_s: %r") for row in ROWS)
+    points = _points(tmp_path, [0.0105, 0.013, 0.0095], rows)
+    run = planner("calibrate", points, "--cluster", "h100-sxm", "--fit", "layer_overhead_s")
+    assert run.code == 0, run.err
+    line = next(x for x in run.out.splitlines() if x.startswith("decode b16 "))
+    assert line.split()[2:4] == ["10.5", "ms"] and "step_latency_s (a decode step; x 1024 steps)" in line
+    assert "10.75" not in run.out  # 0.0105 s x 1024 steps, the request's seconds
+    given = _points(tmp_path, [10.75], ROWS[:1])
+    run = planner("calibrate", given, "--cluster", "h100-sxm", "--fit", "layer_overhead_s", "--format", "json")
+    point = json.loads(run.out)["points"][0]
+    assert point["measured_as"] == "latency_s" and point["steps"] == 1 and point["measured_s"] == 10.75

@@ -217,11 +217,16 @@ def test_a_chip_constant_refits_the_cluster_keeping_every_other_line(planner, tm
     assert fitted == pytest.approx(0.75, rel=1e-3) and report["constants"]["hbm_efficiency"]["before"] == 0.8528
     assert "levels.nvlink" in report["kept_cluster"] and "matmul_efficiency" in report["kept_cluster"]
     old, new = PRESET.read_text().splitlines(), out.read_text().splitlines()
-    assert [line for line in old if line not in new] == ["  hbm_efficiency: 0.8528"]
+    assert [line for line in old if line not in new] == ["name: h100-sxm", "  hbm_efficiency: 0.8528"]
     added = [line for line in new if line not in old]
+    assert added[0] == "name: h100-sxm-refined"  # no longer the preset
+    assert added[1].lstrip().startswith("# Refined by `planner calibrate")
+    # the comment above the refitted line says what refitted it, to what, and the preset's value
     assert (
-        added[0].lstrip().startswith("# Refined by `planner calibrate") and added[1] == f"  hbm_efficiency: {fitted:g}"
+        added[2].startswith("  # hbm_efficiency refitted by `planner calibrate")
+        and "TPOT of 3 serving runs" in added[2]
     )
+    assert added[2].endswith("(h100-sxm has 0.8528)") and added[3] == f"  hbm_efficiency: {fitted:g}"
     preset = load_cluster("h100-sxm")
     assert load_cluster(str(out)).calibration == dataclasses.replace(preset.calibration, hbm_efficiency=fitted)
     assert load_cluster(str(out)).moe_kernels == preset.moe_kernels
@@ -244,3 +249,19 @@ def test_the_refined_cluster_then_carries_a_profile_refit(planner, tmp_path):
     )
     assert run.code == 0, run.err
     assert json.loads(run.out)["constants"]["layer_overhead_s"]["after"] == pytest.approx(TRUTH, rel=1e-3)
+
+
+@pytest.mark.parametrize(
+    "edit, key, words",
+    [
+        (lambda t: t.replace("tp: 2,", "tp: 4,", 1), "tp", "tp: 4 on a worker of chips: 2: expected 2"),
+        (lambda t: t.replace("tp: 2,", "tp: 2, ep: 2,", 1), "ep", "ep: 2 on llama-3-8b, a dense model"),
+    ],
+)
+def test_a_serving_file_with_an_inconsistent_layout_exits_2(planner, tmp_path, edit, key, words):
+    """A planner-serving/1 run is checked as a benchmark sidecar is (planner.config.serving_runs.check_layout)."""
+    path = _write(tmp_path / "runs.yaml", SHAPES, [(0.1, 0.01, 100.0)] * len(SHAPES))
+    path.write_text(edit(path.read_text()))
+    for args in ((), ("--engine", "vllm", "--fit", "layer_overhead_s")):
+        run = planner("calibrate", path, *args)
+        assert run.code == 2 and "runs.yaml:4:" in run.err and words in run.err and "hint:" in run.err, run.err

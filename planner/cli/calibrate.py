@@ -225,12 +225,11 @@ def _refine(
     """`--fit NAMES`: refit only the named constants of --cluster to a points file
     (planner.commands.calibrate.refine); every other constant kept as the cluster file has it.
     Serving runs or benchmark results refine an engine profile instead (`_refine_profile`)."""
-    from planner.commands.calibrate.refine import REFINABLE, refine
+    from planner.commands.calibrate.refine import REFINABLE, refine, unused, usable
     from planner.config.bench_results import is_bench_file, is_result_file
     from planner.config.flagtext import word_list
     from planner.config.measurements import load_measurements
     from planner.config.serving_runs import is_serving_file
-    from planner.errors import did_you_mean
     from planner.render.calibrate_refine import refined_yaml, report_json, report_text
 
     if fmt not in ("table", "json"):
@@ -250,19 +249,19 @@ def _refine(
             "profile is refitted from serving runs (a planner-serving/1 file or benchmark results)\n"
             "  hint: drop --engine, or see docs/calibration.md, 'Refining an engine profile'"
         )
-    for name in names:
-        if name not in REFINABLE:
-            hint = did_you_mean(name, REFINABLE) or f"one of {', '.join(REFINABLE)}"
-            raise UsageError(f"--fit: {name!r} is not a constant calibrate can refit\n  hint: {hint}")
     data = load_measurements(measurements)
     base, cluster_file, cluster_arg = _cluster(cluster, data)
+    _check_names(names, usable(base), unused(base), base.name)
     result = refine(base, data.points, names)
     command = f"planner calibrate {measurements} --cluster {cluster_arg} --fit {','.join(names)}"
     for name in result.unidentified:
         typer.echo(
-            f"warning: the points cannot identify {name} (no prediction depends on it); it keeps the cluster's value",
+            f"warning: the points cannot identify {name} (no prediction depends on it across its range or near its "
+            "value); it keeps the cluster's value",
             err=True,
         )
+    for warning in result.warnings:
+        typer.echo(f"warning: {warning}", err=True)
     if result.underdetermined:
         typer.echo(
             f"warning: {len(data.points)} point(s) for {len(result.fitted)} constants: the fit is underdetermined "
@@ -273,6 +272,21 @@ def _refine(
     if output is not None:
         emit(refined_yaml(cluster_file.read_text(encoding="utf-8"), result, command), output)
     typer.echo((report_json if fmt == "json" else report_text)(data, result, names), nl=False)
+
+
+def _check_names(names, allowed, unused: dict, cluster: str) -> None:
+    """Exit 2 on a --fit name that is not a constant, or one `cluster`'s cost model does not use."""
+    from planner.errors import did_you_mean
+
+    for name in names:
+        if name in unused:
+            raise UsageError(
+                f"--fit: {name} is not used by {cluster}'s cost model: {unused[name]}\n"
+                f"  hint: one of {', '.join(allowed)} (a level's constants are fitted to collective tables)"
+            )
+        if name not in allowed:
+            hint = did_you_mean(name, allowed) or f"one of {', '.join(allowed)}"
+            raise UsageError(f"--fit: {name!r} is not a constant calibrate can refit\n  hint: {hint}")
 
 
 def _refine_profile(
@@ -288,6 +302,7 @@ def _refine_profile(
     constants of the profile (and chip constants of the cluster, if named;
     planner.commands.calibrate.refine_serving); every other constant of both kept as their files
     have them; -o writes the refined profile (or, for chip constants, the refined cluster)."""
+    from planner.commands.calibrate.refine import unused
     from planner.commands.calibrate.refine_serving import CHIP, FITTABLE, refine_profile, same_hardware
     from planner.config import load_cluster
     from planner.config.bench_results import load_bench_results
@@ -339,6 +354,10 @@ def _refine_profile(
             f"--fit {', '.join(chip)}: the runs of {data.file} ran on several clusters; a chip constant is one "
             "cluster's\n  hint: pass --cluster NAME and runs of that cluster only"
         )
+    on = given or next((r.cluster for r in data.runs if r.steady), None)
+    if chip and on is not None:
+        skip = unused(on)
+        _check_names(names, tuple(n for n in FITTABLE if n not in skip), skip, on.name)
     base = load_engine(engine)
     result = refine_profile(data, base, names, given)
     command = (

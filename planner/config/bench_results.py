@@ -29,7 +29,7 @@ from pathlib import Path
 from planner.config.bench_formats import READERS, Measured, read_results
 from planner.config.clusters import load_cluster
 from planner.config.models import load_model
-from planner.config.serving_runs import POLICIES, Pool, ServingMeasurements, ServingRun
+from planner.config.serving_runs import POLICIES, Pool, ServingMeasurements, ServingRun, check_layout
 from planner.config.yamlio import (
     At,
     Field,
@@ -167,6 +167,8 @@ def _pool(f, measured: Measured) -> Pool | None:
 
 def _run(f, reader: str, m: Measured, model, cluster) -> ServingRun:
     pool = _pool(f, m)
+    if pool is not None:
+        check_layout(pool, model, f.where)
     if m.precision is not None and m.precision != f["weights"]:
         raise ConfigError(
             f"the run's precision is {m.precision!r}, the sidecar's weights {f['weights']!r}",

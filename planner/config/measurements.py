@@ -58,6 +58,12 @@ class Measurement:
     latency_s: float
     mfu: float | None
     chosen: bool  # the layout the authors chose here; the checks ask the planner to pick it too
+    steps: int | None = None  # the file gave `step_latency_s`: latency_s is it times these steps
+
+    @property
+    def given_s(self) -> float:
+        """The measured time as the file gives it: one step (step_latency_s) or the whole request."""
+        return self.latency_s / self.steps if self.steps else self.latency_s
 
     @property
     def line(self) -> int:
@@ -168,6 +174,7 @@ def load_measurements(path: str) -> Measurements:
                 latency_s=latency,
                 mfu=v.get("mfu"),
                 chosen=v.get("chosen", False),
+                steps=steps if "step_latency_s" in v.values else None,
             )
         )
     return Measurements(

@@ -146,17 +146,43 @@ def is_serving_file(path: str) -> bool:
     )
 
 
-def _pool(at: At, workers_required: bool) -> Pool:
+def check_layout(pool: Pool, model: Model, where: dict[str, At]) -> None:
+    """A worker's layout the planner can pin (planner.commands.calibrate.serving): tensor
+    parallelism over all the worker's GPUs (tp = chips), experts parallel over all of them or not
+    at all (ep 1 or chips), and ep only on a MoE model. `where`: the At of each key given."""
+    if pool.tp != pool.chips:
+        raise where["tp"].error(
+            f"{pool.tp} on a worker of chips: {pool.chips}: expected {pool.chips} (a worker is one engine "
+            "instance, tensor-parallel over all its GPUs)",
+            hint=f"give chips: {pool.tp}, tp: {pool.tp} for one instance of tp {pool.tp}"
+            + ("" if pool.tp > pool.chips else " (replicas: one run per instance, or workers in a pool)"),
+        )
+    if pool.ep > 1 and model.experts is None:
+        raise where["ep"].error(
+            f"{pool.ep} on {model.name}, a dense model (no experts): expected 1",
+            hint="remove ep (expert parallelism is for MoE models)",
+        )
+    if pool.ep not in (1, pool.chips):
+        raise where["ep"].error(
+            f"{pool.ep} on a worker of chips: {pool.chips}: expected 1 or {pool.chips} (experts "
+            "parallel over all the worker's GPUs, or tensor-parallel)",
+            hint=f"ep: {pool.chips}, or remove ep",
+        )
+
+
+def _pool(at: At, workers_required: bool, model: Model) -> Pool:
     v = fields(at, POOL_FIELDS, "a pool (chips, workers, tp, ep, dp_attention)")
     if workers_required and "workers" not in v.values:
         raise at.child(at.node, "workers").error("missing key 'workers' in a disaggregated pool")
-    return Pool(
+    pool = Pool(
         chips=v["chips"],
         workers=v.get("workers", 1),
         tp=v["tp"],
         ep=v.get("ep", 1),
         dp_attention=v.get("dp_attention", False),
     )
+    check_layout(pool, model, v.where)
+    return pool
 
 
 def load_serving_measurements(path: str) -> ServingMeasurements:
@@ -182,13 +208,15 @@ def load_serving_measurements(path: str) -> ServingMeasurements:
             for phase in ("prefill", "decode"):
                 if phase not in v.values:
                     raise row.child(row.node, phase).error(f"missing key {phase!r} in a disaggregated run")
-            prefill, decode = _pool(v["prefill"], True), _pool(v["decode"], True)
+            model = models[v["model"]]
+            prefill, decode = _pool(v["prefill"], True, model), _pool(v["decode"], True, model)
         else:
             if "chips" not in v.values or "tp" not in v.values:
                 raise row.child(row.node, "chips").error("a colocated run gives 'chips' and 'tp'")
             prefill = decode = Pool(
                 chips=v["chips"], workers=1, tp=v["tp"], ep=v.get("ep", 1), dp_attention=v.get("dp_attention", False)
             )
+            check_layout(prefill, models[v["model"]], v.where)
         runs.append(
             ServingRun(
                 kind=v["kind"],

@@ -160,4 +160,5 @@ def cluster_yaml(text: str, r, command: str) -> str:
     n = len(r.after)
     fitted_on = " and ".join(_LABEL[m] for m in r.metrics)
     to = f"{fitted_on} of {n} serving run{'s' * (n != 1)} with engine profile {r.base.name} (median |error| {_medians(r)})"
-    return with_refitted(text, r.cluster.calibration, r.fitted, r.kept_cluster, to, command)
+    before = {n: r.start[n] for n in r.fitted}
+    return with_refitted(text, r.cluster.calibration, r.fitted, r.kept_cluster, to, command, before)

@@ -47,9 +47,26 @@ def _summary(a: ServingAssessment, metric: str, label: str, rows=None) -> str:
     )
 
 
+def predicted_with(a: ServingAssessment) -> str:
+    """What the runs were predicted with: the profiles fitted here, or the shipped ones by engine."""
+    if not a.shipped:
+        return "the engine profiles fitted to it"
+    by_profile: dict[str, list[str]] = {}
+    for engine, name in a.engines:
+        by_profile.setdefault(name, []).append(engine)
+    borrowed = {p.name: p.borrowed_from for p in a.profiles if p.borrowed_from}
+    parts = [
+        f"configs/engines/{name}.yaml"
+        + (f" ({borrowed[name]}'s constants, borrowed)" if name in borrowed else "")
+        + f" for {', '.join(engines)}"
+        for name, engines in by_profile.items()
+    ]
+    return "the shipped engine profiles, not fitted to it: " + "; ".join(parts)
+
+
 def headline(a: ServingAssessment) -> list[str]:
     """One line per metric, and the maximum-throughput line."""
-    lines = [*a.fitted, *(_summary(a, metric, label) for metric, label in METRICS)]
+    lines = [*a.fitted, *(_summary(a, metric, label) for metric, label in METRICS if a.steady)]
     if a.max_throughput:
         lines.append(_summary(a, TPUT, "maximum output tok/s per GPU (TensorRT-LLM)", a.max_throughput))
     return lines
@@ -91,7 +108,7 @@ def _tables(a: ServingAssessment):
 def serving_table(data: ServingMeasurements, a: ServingAssessment, console, ascii_only: bool = False) -> None:
     print_wrapped(
         console,
-        f"{data.file}: {len(data.runs)} serving runs, predicted with the engine profiles fitted to it.",
+        f"{data.file}: {len(data.runs)} serving runs, predicted with {predicted_with(a)}.",
         hang=0,
     )
     for line in headline(a):
@@ -114,7 +131,7 @@ def serving_table(data: ServingMeasurements, a: ServingAssessment, console, asci
 
 def serving_markdown(data: ServingMeasurements, a: ServingAssessment) -> str:
     lines = (
-        [f"{len(data.runs)} serving runs from `{data.file}`, predicted with the engine profiles fitted to it.", ""]
+        [f"{len(data.runs)} serving runs from `{data.file}`, predicted with {predicted_with(a)}.", ""]
         + [f"- {line}" for line in headline(a)]
         + [""]
     )
@@ -139,6 +156,7 @@ def serving_json(data: ServingMeasurements, a: ServingAssessment) -> str:
     summary = {
         metric: {"median_abs_error": num(a.summary(metric)[0]), "worst": _residual_dict(a.summary(metric)[1])}
         for metric, _ in METRICS
+        if a.steady
     }
     if a.max_throughput:
         summary["max_output_tok_s_per_gpu"] = {"median_abs_error": num(a.summary(TPUT, a.max_throughput)[0])}
@@ -151,6 +169,7 @@ def serving_json(data: ServingMeasurements, a: ServingAssessment) -> str:
         "apart": [{"run": run.name, "line": run.line, "reason": why} for run, why in a.apart],
         "fitted": list(a.fitted),
         "engine_profiles": {p.name: p.constants() for p in a.profiles},
+        "predicted_with": predicted_with(a),
         "speculation": None
         if a.speculation is None
         else {"draft_tokens": a.speculation.draft_tokens, "accepted_length": a.speculation.accepted},

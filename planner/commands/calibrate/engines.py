@@ -31,6 +31,7 @@ from planner.commands.calibrate.serving import (
     predict_steady,
 )
 from planner.commands.calibrate.solver import levenberg_marquardt
+from planner.config.engines import load_engine
 from planner.config.serving_runs import ServingMeasurements
 from planner.specs.engine import EngineProfile
 
@@ -163,6 +164,8 @@ def fit_serving(data: ServingMeasurements) -> ServingAssessment:
     fits = {name: fit_engine(data, name) for name in FITTED_ENGINES}
     profiles = {name: f.profile for name, f in fits.items()}
     accepted, rows, median = fit_acceptance(data, profiles)
+    # a run of another engine (vllm) with its shipped profile, a borrowed one with the donor's fit
+    others = {_borrowing(load_engine(n), profiles) for n in {engine_of(r) for r in data.runs} - set(profiles)}
     lines = []
     chips = fit_borrowed_chips(data, profiles)
     for name, f in fits.items():
@@ -177,8 +180,18 @@ def fit_serving(data: ServingMeasurements) -> ServingAssessment:
         f"MTP mean accepted length: {accepted:.4g} tokens per step at {MTP_DRAFT_TOKENS} draft tokens "
         f"(TPOT over {rows} MTP runs: median |error| {median:.1%})"
     )
-    assessment = assess_serving(data, profiles, Speculation(draft_tokens=MTP_DRAFT_TOKENS, accepted=accepted))
+    assessment = assess_serving(
+        data,
+        profiles | {p.name: p for p in sorted(others, key=lambda p: p.name)},
+        Speculation(draft_tokens=MTP_DRAFT_TOKENS, accepted=accepted),
+    )
     return replace(assessment, fitted=tuple(lines))
+
+
+def _borrowing(profile: EngineProfile, fitted: dict[str, EngineProfile]) -> EngineProfile:
+    """A shipped profile that borrows a profile fitted here carries the fitted constants."""
+    donor = fitted.get(profile.borrowed_from or "")
+    return profile if donor is None else replace(profile, **donor.constants())
 
 
 def fit_borrowed_chips(data: ServingMeasurements, profiles: dict[str, EngineProfile]) -> list[str]:
@@ -210,10 +223,10 @@ def fit_borrowed_chips(data: ServingMeasurements, profiles: dict[str, EngineProf
 
 
 def shipped_assessment(data: ServingMeasurements) -> ServingAssessment:
-    """Every run predicted with the shipped profiles (configs/engines/) and MTP's shipped accepted
-    length: a user's few runs are checked against them, not fitted."""
+    """Every run predicted with its engine's shipped profile (configs/engines/; engine_of) and MTP's
+    shipped accepted length: a user's few runs are checked against them, not fitted."""
     from planner.commands.serve.curve import MTP_ACCEPTED
-    from planner.config.engines import load_engine
 
-    profiles = {name: load_engine(name) for name in FITTED_ENGINES}
-    return assess_serving(data, profiles, Speculation(draft_tokens=MTP_DRAFT_TOKENS, accepted=MTP_ACCEPTED))
+    profiles = {name: load_engine(name) for name in sorted({engine_of(r) for r in data.runs})}
+    assessment = assess_serving(data, profiles, Speculation(draft_tokens=MTP_DRAFT_TOKENS, accepted=MTP_ACCEPTED))
+    return replace(assessment, shipped=True)

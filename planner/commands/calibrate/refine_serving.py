@@ -25,8 +25,8 @@ tokens/s per GPU is shown before and after, never fitted.
 
 The machinery is the cluster refine's (planner.commands.calibrate.refine.solve): the robust loss
 of the log errors, Levenberg-Marquardt from the constants' own values, 4 significant digits. A
-named constant no prediction depends on (moved to either end of its range, every fitted
-prediction stays the same: the overlap on one-GPU runs) keeps its value and a warning says so; a
+named constant no prediction depends on (moved to either end of its range, or a step either way
+from its value, every fitted prediction stays the same: the overlap on one-GPU runs) keeps its value and a warning says so; a
 constant fitted to an end of its range warns (a fixed time at its floor is 0); fewer runs than
 constants fitted is underdetermined, and a warning says that too.
 """
@@ -37,8 +37,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from planner.commands.calibrate.refine import REFINABLE, bound_of, kept_names, solve, value
-from planner.commands.calibrate.serving import ServingResidual, predict_steady
+from planner.commands.calibrate.refine import REFINABLE, at_end, bound_of, kept_names, solve, value
+from planner.commands.calibrate.serving import ServingResidual, does_not_fit, engine_family, predict_steady
 from planner.config.serving_runs import ServingMeasurements, ServingRun
 from planner.errors import ConfigError
 from planner.specs.engine import ENGINE_FIELDS, ENGINES, EngineProfile
@@ -123,16 +123,6 @@ class ServingRefinement:
         return float(np.median([abs(r.error(metric)) for r in rows]))
 
 
-def engine_family(text: str) -> str | None:
-    """The profile an engine's free-text name belongs to (vllm, sglang, trtllm), None if unknown."""
-    t = text.lower()
-    if "sglang" in t:
-        return "sglang"
-    if "tensorrt" in t or "trt" in t:
-        return "trtllm"
-    return "vllm" if "vllm" in t else None
-
-
 def refine_profile(
     data: ServingMeasurements,
     base: EngineProfile,
@@ -152,7 +142,7 @@ def refine_profile(
         if all(np.isfinite(v) and v > 0 for v in predicted.values()):
             runs.append(run)
         else:
-            apart.append((run, "nothing fits in HBM in the pinned layout"))
+            apart.append((run, does_not_fit(run)))
     if not runs:
         raise ConfigError(
             "no serving run to refit a profile to: every run is listed apart ("
@@ -229,18 +219,10 @@ def refine_profile(
         before=tuple(predict_steady(r, before_constants) for r in runs),
         after=tuple(predict_steady(r, after_constants) for r in runs),
         apart=tuple(apart),
-        warnings=tuple(_at_end(n, end, values[n]) for n, end in ends.items() if end) + _other_engines(runs, base),
+        warnings=tuple(at_end(n, end, values[n], "runs") for n, end in ends.items() if end)
+        + _other_engines(runs, base),
         underdetermined=len(runs) < len(fitted),
     )
-
-
-def _at_end(name: str, end: str, value: float) -> str:
-    if value == 0.0:
-        return (
-            f"{name} is at the floor of its range, 0: the runs are faster than the profile predicts "
-            "with no such fixed time (see the residuals)"
-        )
-    return f"{name} is at the {end} end of its range ({value:g}): the runs ask for more (see the residuals)"
 
 
 def _apart(run: ServingRun) -> str:

@@ -36,17 +36,39 @@ from planner.commands.serve.steady_state import (
     prompts_per_pass,
 )
 from planner.config import load_plan
+from planner.config.engines import DEFAULT_GPU_ENGINE
 from planner.config.serving_runs import Pool, ServingMeasurements, ServingRun
 from planner.cost.network import transfer_seconds
-from planner.specs.engine import EngineProfile
+from planner.errors import InfeasibleError
+from planner.specs.engine import ENGINES, EngineProfile
 from planner.specs.formats import KvFormat
+from planner.units import fmt_bytes
 
 METRICS = (("ttft_s", "TTFT"), ("tpot_s", "TPOT"), ("output_tok_s_per_gpu", "output tok/s per GPU"))
 
 
+def engine_family(text: str) -> str | None:
+    """The profile an engine's free-text name belongs to (vllm, sglang, trtllm; Dynamo over SGLang
+    or TensorRT-LLM is that engine's), None if unknown."""
+    t = text.lower()
+    if "sglang" in t:
+        return "sglang"
+    if "tensorrt" in t or "trt" in t:
+        return "trtllm"
+    return "vllm" if "vllm" in t else None
+
+
 def engine_of(run: ServingRun) -> str:
-    """The engine profile a run's software has: sglang (SGLang, Dynamo over SGLang) or trtllm."""
-    return "sglang" if "sglang" in run.engine.lower() else "trtllm"
+    """The engine profile a run is predicted with: its engine's (engine_family), else a GPU's
+    default profile (planner.config.engines.DEFAULT_GPU_ENGINE), which `unknown_engine` says."""
+    return engine_family(run.engine) or DEFAULT_GPU_ENGINE
+
+
+def unknown_engine(run: ServingRun) -> str:
+    """The note of a run whose engine is none of ENGINES ("" if it is one)."""
+    if engine_family(run.engine) is not None:
+        return ""
+    return f"engine {run.engine!r} is none of {', '.join(ENGINES)}: predicted with the {DEFAULT_GPU_ENGINE} profile"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,6 +90,9 @@ class ServingAssessment:
     max_throughput: tuple[ServingResidual, ...]
     fitted: tuple[str, ...] = ()  # lines saying what was fitted (engine profiles, MTP acceptance)
     profiles: tuple[EngineProfile, ...] = ()  # the profiles the runs were predicted with
+    shipped: bool = False  # the profiles are configs/engines/'s as shipped (False: fitted here)
+    # (a run's engine as its file names it, the profile it was predicted with), once each
+    engines: tuple[tuple[str, str], ...] = ()
     speculation: Speculation | None = None  # the MTP runs' (None: listed apart)
 
     def summary(self, metric: str, rows: tuple[ServingResidual, ...] | None = None) -> tuple[float, ServingResidual]:
@@ -87,12 +112,13 @@ def assess_serving(
     steady, apart, best = [], [], []
     for run in data.runs:
         profile = profiles.get(engine_of(run)) if profiles else None
+        note = unknown_engine(run) if profiles else ""
         if run.kind == "max_throughput":
             found = _max_throughput(run, profile)
             if found is None:
                 apart.append((run, "nothing fits in HBM in the pinned layout at this context"))
             else:
-                best.append(found)
+                best.append(_noted(found, note))
         elif (run.spec_decode != "none" and speculation is None) or run.admission_limited:
             reasons = (
                 [f"speculative decoding ({run.spec_decode}): assessed with --speculative only"]
@@ -101,14 +127,50 @@ def assess_serving(
             ) + ([run.admission_limited] if run.admission_limited else [])
             apart.append((run, "; ".join(reasons)))
         else:
-            steady.append(predict_steady(run, profile, speculation if run.spec_decode != "none" else None))
+            found = predict_steady(run, profile, speculation if run.spec_decode != "none" else None)
+            if all(np.isfinite(v) and v > 0 for v in found.predicted.values()):
+                steady.append(_noted(found, note))
+            else:
+                apart.append((run, does_not_fit(run)))
+    if not steady and not best:
+        raise InfeasibleError(nothing_to_assess(data.file, apart))
     return ServingAssessment(
         steady=tuple(steady),
         apart=tuple(apart),
         max_throughput=tuple(best),
         profiles=tuple(profiles.values()) if profiles else (),
         speculation=speculation,
+        engines=tuple(dict.fromkeys((r.engine, engine_of(r)) for r in data.runs)) if profiles else (),
     )
+
+
+def nothing_to_assess(file: str, apart) -> str:
+    """Why no run is left to assess, each run's reason, and what would help."""
+    fit = any(why.startswith("does not fit") for _, why in apart)
+    return (
+        f"{file}: no run left to assess; every run is listed apart:\n"
+        + "\n".join(f"  {run.name} (line {run.line}): {why}" for run, why in apart)
+        + (
+            "\n  hint: a layout that does not fit needs more GPUs per worker (chips and tp) or a chip with more HBM"
+            if fit
+            else "\n  hint: give steady runs at a concurrency without speculative decoding (kind: steady, spec_decode: none)"
+        )
+    )
+
+
+def does_not_fit(run: ServingRun) -> str:
+    """Why a run whose pinned layout holds no running batch is listed apart."""
+    pools = (run.decode,) if run.mode == "colocated" else (run.prefill, run.decode)
+    gpus = " and ".join(f"{p.chips} GPUs (tp {p.tp}" + (f", ep {p.ep}" if p.ep > 1 else "") + ")" for p in pools)
+    return (
+        f"does not fit in HBM: {run.model.name} ({run.weights} weights) on {gpus} of "
+        f"{fmt_bytes(run.cluster.chip.hbm_bytes)} each "
+        f"holds no running batch at {run.input_tokens}+{run.output_tokens} tokens: nothing to predict"
+    )
+
+
+def _noted(r: ServingResidual, note: str) -> ServingResidual:
+    return replace(r, note="; ".join(n for n in (r.note, note) if n)) if note else r
 
 
 def _layout(run: ServingRun, pool: Pool) -> dict:
@@ -182,6 +244,13 @@ def _decode_steps(run, pool, batches, profile, speculation):
 
 
 def predict_steady(run: ServingRun, profile=None, speculation: Speculation | None = None) -> ServingResidual:
+    """The run predicted at its concurrency; a pinned layout that holds no batch predicts nan
+    (no numpy warning): callers list the run apart (does_not_fit)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return _predict_steady(run, profile, speculation)
+
+
+def _predict_steady(run: ServingRun, profile, speculation: Speculation | None) -> ServingResidual:
     policy = next(p for p in Policy if p.label == run.policy)
     I, O = run.input_tokens, run.output_tokens_mean
     budget = DEFAULT_TOKEN_BUDGET
