@@ -511,3 +511,35 @@ def test_a_disaggregated_dynamo_emission_gives_its_gpu_count(planner):
         (extra,) = workers[role]["files"]
         if extra["data"]["enable_attention_dp"]:
             assert int(_value(argv, "--max-num-tokens")) <= MAX_TOKENS_PER_RANK
+
+
+def test_the_expected_figures_are_what_calibrate_predicts_for_the_result(planner, tmp_path):
+    """The emission's prediction for its benchmark is the figure `planner calibrate` compares the
+    result file with: write a result at the emitted concurrency with the emitted sidecar, read it."""
+    plan = Path(__file__).resolve().parents[1] / "configs" / "plans" / "llama-3-70b-h100.yaml"
+    doc = json.loads(planner("serve", plan, "--row", "5", "--emit", "vllm", "--format", "json").out)
+    e = doc["emit"]
+    x = e["expected"]
+    assert x and x["concurrency"] > 0 and x["policy"] == "chunked" and x["profile"] == "vllm"
+    result = json.loads((Path(__file__).resolve().parent / "bench_results" / "vllm-c16.json").read_text())
+    n = 10 * x["concurrency"]
+    result.update(
+        max_concurrency=x["concurrency"],
+        max_concurrent_requests=x["concurrency"],
+        num_prompts=n,
+        completed=n,
+        total_input_tokens=n * 2048,
+        total_output_tokens=n * 256,
+    )
+    path = tmp_path / e["result_file"]
+    path.write_text(json.dumps(result), encoding="utf-8")
+    (tmp_path / (e["result_file"] + ".planner.yaml")).write_text(e["sidecar"], encoding="utf-8")
+    run = planner("calibrate", path, "--format", "json")
+    assert run.code == 0, run.err
+    predicted = json.loads(run.out)["steady"][0]["predicted"]
+    for metric in ("ttft_s", "tpot_s", "output_tok_s_per_gpu"):
+        assert predicted[metric] == pytest.approx(x[metric], rel=1e-5), metric  # JSON: 6 significant digits
+    text = planner("serve", plan, "--row", "5", "--emit", "vllm").out
+    assert "predicted for this benchmark" in " ".join(text.split())
+    disaggregated = json.loads(planner("serve", plan, "--row", "24", "--emit", "vllm", "--format", "json").out)
+    assert disaggregated["emit"]["sidecar"] or disaggregated["emit"]["expected"] is None

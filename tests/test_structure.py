@@ -261,7 +261,8 @@ FEATURES = ("planner.commands.calibrate", "planner.commands.serve", "planner.com
 FEATURE_READS = {
     "planner.commands.compare": {"planner.commands.serve"},  # the gate on saved serve runs
     "planner.commands.calibrate": {"planner.commands.serve"},
-    "planner.commands.emit": {"planner.commands.serve"},  # launches serve's rows
+    # launches serve's rows; predicts its benchmark as calibrate will read the result
+    "planner.commands.emit": {"planner.commands.serve", "planner.commands.calibrate"},
 }  # serving runs predicted as serve does
 
 

@@ -60,6 +60,14 @@ def emission_text(e) -> str:
     else:
         out.append("benchmark (its result file has no `planner calibrate` reader; see the notes):")
     out.append("  " + _command(e.benchmark))
+    x = e.expected
+    if x:
+        out.append(
+            f"predicted for this benchmark (as `planner calibrate` will predict its result; closed loop at "
+            f"{x['concurrency']}, {x['policy']}, engine profile {x['profile']}, {x['layout']}): TTFT "
+            f"{fmt_seconds(x['ttft_s'])}, TPOT {fmt_seconds(x['tpot_s'])}, output tokens/s per GPU "
+            f"{x['output_tok_s_per_gpu']:.4g}"
+        )
     if e.sidecar:
         out.append(f"sidecar {e.result_file}.planner.yaml:")
         out.extend("  " + line for line in e.sidecar.splitlines())

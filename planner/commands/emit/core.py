@@ -177,6 +177,8 @@ class Emission:
     benchmark_flags: tuple[str, ...] = ()
     reader: str = ""  # the `calibrate` reader of the result file ("" where none reads it)
     over: str = ""  # dynamo: the engine its workers run
+    # what `planner calibrate` will predict for the benchmark's result (planner.commands.emit.expected)
+    expected: dict | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -467,4 +469,5 @@ def emission_dict(e: Emission) -> dict:
         "reader": e.reader,
         "sidecar": e.sidecar,
         "notes": list(e.notes),
+        "expected": e.expected,
     }

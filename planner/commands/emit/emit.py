@@ -25,6 +25,7 @@ from planner.commands.emit.core import (
     sidecar,
     whole_counts,
 )
+from planner.commands.emit.expected import expected_figures
 from planner.commands.serve.modes import Mode
 from planner.commands.serve.steady_state import DEFAULT_TOKEN_BUDGET
 from planner.errors import UsageError
@@ -212,6 +213,7 @@ def emit_pools(plan: Plan, pools: tuple[Pool, ...], notes: tuple[str, ...], name
         benchmark_flags=bench.flags,
         reader=reader,
         over=engine.over,
+        expected=expected_figures(plan, side, concurrency) if side and not ctx.draft_tokens else None,
     )
 
 
