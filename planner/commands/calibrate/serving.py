@@ -121,7 +121,10 @@ def assess_serving(
                 best.append(_noted(found, note))
         elif (run.spec_decode != "none" and speculation is None) or run.admission_limited:
             reasons = (
-                [f"speculative decoding ({run.spec_decode}): assessed with --speculative only"]
+                [
+                    f"speculative decoding ({run.spec_decode}): not assessed here; `planner serve --concurrency C "
+                    "--speculative K` predicts it"
+                ]
                 if run.spec_decode != "none" and speculation is None
                 else []
             ) + ([run.admission_limited] if run.admission_limited else [])

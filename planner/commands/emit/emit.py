@@ -140,9 +140,11 @@ def serve_pools(plan: Plan, d) -> tuple[tuple[Pool, ...], tuple[str, ...]]:
 def _counts(ratio: float) -> str:
     """Whole pool counts nearest the row's prefill-to-decode ratio, up to 8 decode pools."""
     best = whole_counts(ratio)
+    pools = lambda n: f"{n} pool{'s' * (n != 1)}"  # noqa: E731
     return (
-        f"the row runs {ratio:.3g} prefill pools per decode pool: launch {best[0]} prefill and {best[1]} decode "
-        f"pools ({best[0] / best[1]:.3g}); the benchmark's concurrency is the {best[1]} decode pools' running batch"
+        f"the row runs {ratio:.3g} prefill pools per decode pool: launch {pools(best[0])} of prefill and "
+        f"{pools(best[1])} of decode (ratio {best[0] / best[1]:.3g}); the benchmark's concurrency is the running "
+        f"batch of {'every decode pool' if best[1] != 1 else 'the decode pool'}"
     )
 
 
