@@ -248,6 +248,15 @@ class Engine:
     over: str = ""
 
 
+def front_note(text: str) -> Callable[[tuple[Launch, ...], Context], tuple[tuple[Launch, ...], tuple[str, ...]]]:
+    """An engine's `front` whose disaggregated front end is a note (`text`), not a launch."""
+
+    def front(launches: tuple[Launch, ...], ctx: Context) -> tuple[tuple[Launch, ...], tuple[str, ...]]:
+        return launches, ((text,) if ctx.disaggregated else ())
+
+    return front
+
+
 @dataclass(frozen=True, kw_only=True)
 class Budget:
     """Tokens one step batches, per rank with a scheduler of its own, and what capping it means."""

@@ -12,7 +12,7 @@ attention `heads`; `--enable-dp-attention --dp-size N` splits the batch over att
 
 from __future__ import annotations
 
-from planner.commands.emit.core import Bench, Command, Context, Engine, Launch, Pool, Runnable, token_budget
+from planner.commands.emit.core import Bench, Command, Context, Engine, Pool, Runnable, front_note, token_budget
 
 COMMIT, BENCH_COMMIT = "001067ff", "0033168f"
 VERSION = f"sgl-project/sglang@{COMMIT} (server), @{BENCH_COMMIT} (bench_serving)"
@@ -95,21 +95,6 @@ def bench_command(b: Bench, base_url: str | None = None) -> tuple[Command, str]:
     return Command(argv=tuple(argv), flags=("sglang-bench",)), result_file
 
 
-def _benchmark(b: Bench) -> tuple[Command, str]:
-    return bench_command(b)
-
-
-def _front(launches: tuple[Launch, ...], ctx: Context) -> tuple[tuple[Launch, ...], tuple[str, ...]]:
-    if not ctx.disaggregated:
-        return launches, ()
-    return launches, (
-        "disaggregated: launch the prefill and decode servers (KV over NIXL), then SGLang's router in front: "
-        "`python -m sglang_router.launch_router --pd-disaggregation --prefill http://PREFILL:30000 "
-        "--decode http://DECODE:30000` (one --prefill/--decode per server; the router's flags are not in the "
-        "pinned lists); the benchmark talks to the router",
-    )
-
-
 ENGINE = Engine(
     name="sglang",
     table="sglang",
@@ -120,6 +105,11 @@ ENGINE = Engine(
     reader="sglang",
     policy="prefill-first",  # SGLang's scheduler runs a waiting prefill before decode steps (the planner's --policy)
     launch=_launch,
-    benchmark=_benchmark,
-    front=_front,
+    benchmark=bench_command,
+    front=front_note(
+        "disaggregated: launch the prefill and decode servers (KV over NIXL), then SGLang's router in front: "
+        "`python -m sglang_router.launch_router --pd-disaggregation --prefill http://PREFILL:30000 "
+        "--decode http://DECODE:30000` (one --prefill/--decode per server; the router's flags are not in the "
+        "pinned lists); the benchmark talks to the router"
+    ),
 )

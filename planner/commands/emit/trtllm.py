@@ -124,10 +124,6 @@ def bench_command(b: Bench, base_url: str | None = None) -> tuple[Command, str]:
     return Command(argv=tuple(argv), flags=("trtllm-bench",)), result_file
 
 
-def _benchmark(b: Bench) -> tuple[Command, str]:
-    return bench_command(b)
-
-
 def _front(launches: tuple[Launch, ...], ctx: Context) -> tuple[tuple[Launch, ...], tuple[str, ...]]:
     """Disaggregated rows: `trtllm-serve disaggregated` over the context and generation servers."""
     if not ctx.disaggregated:
@@ -171,6 +167,6 @@ ENGINE = Engine(
     reader="vllm",
     policy="chunked",
     launch=_launch,
-    benchmark=_benchmark,
+    benchmark=bench_command,
     front=_front,
 )

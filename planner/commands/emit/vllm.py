@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import math
 
-from planner.commands.emit.core import Bench, Command, Context, Engine, Launch, Pool, Runnable, token_budget
+from planner.commands.emit.core import Bench, Command, Context, Engine, Pool, Runnable, front_note, token_budget
 
 VERSION = "vllm-project/vllm@99d7eb5d (engine), @def9ce85 (vllm bench serve)"
 PINNED = (
@@ -115,21 +115,6 @@ def bench_command(b: Bench, base_url: str | None = None) -> tuple[Command, str]:
     return Command(argv=tuple(argv), flags=("vllm-bench",)), result_file
 
 
-def _benchmark(b: Bench) -> tuple[Command, str]:
-    return bench_command(b)
-
-
-def _front(launches: tuple[Launch, ...], ctx: Context) -> tuple[tuple[Launch, ...], tuple[str, ...]]:
-    if not ctx.disaggregated:
-        return launches, ()
-    return launches, (
-        "disaggregated: the prefill and decode instances exchange KV caches over NIXL "
-        "(--kv-transfer-config); put vLLM's disaggregated-serving proxy "
-        "(examples/online_serving/disaggregated_serving) or NVIDIA Dynamo (--emit dynamo) in front; "
-        "the benchmark talks to the proxy",
-    )
-
-
 ENGINE = Engine(
     name="vllm",
     table="vllm",
@@ -140,6 +125,11 @@ ENGINE = Engine(
     reader="vllm",
     policy="chunked",
     launch=_launch,
-    benchmark=_benchmark,
-    front=_front,
+    benchmark=bench_command,
+    front=front_note(
+        "disaggregated: the prefill and decode instances exchange KV caches over NIXL "
+        "(--kv-transfer-config); put vLLM's disaggregated-serving proxy "
+        "(examples/online_serving/disaggregated_serving) or NVIDIA Dynamo (--emit dynamo) in front; "
+        "the benchmark talks to the proxy"
+    ),
 )
