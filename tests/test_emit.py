@@ -359,10 +359,16 @@ def test_a_steps_token_budget_is_per_rank_and_capped(engine):
 
 
 def test_trtllm_max_num_tokens_is_per_attention_rank_like_max_batch_size():
-    """DeepSeek row 11 (colocated, 16 GPUs, DP attention, batch 64 of 2048 tokens): 4 sequences and
-    131072 / 16 = 8192 tokens per attention rank."""
+    """A DeepSeek row colocated on 16 GPUs with DP attention at batch 64 of 2048 tokens: 4 sequences
+    and 131072 / 16 = 8192 tokens per attention rank."""
     result = served("deepseek-v3-h200")
-    e = emit_row(result, result.rows()[10], "trtllm", 11)
+    row, d = next(
+        (i, d)
+        for i, d in enumerate(result.rows(), 1)
+        if d.mode is Mode.COLOCATED and d.decode.attention == "batch" and (d.decode.chips, d.decode.batch) == (16, 64)
+    )
+    assert d.prefill.batch == 64
+    e = emit_row(result, d, "trtllm", row)
     (server,) = e.launches
     assert server.files[0].data["enable_attention_dp"]
     assert _value(server.command, "--max_batch_size") == "4"
@@ -374,8 +380,8 @@ def test_the_runnable_layout_is_the_fastest_that_fits_not_a_fixed_fallback():
     (ws1d+heads+ep) does not fit in HBM at its batch and is 3x slower; DP attention with expert
     parallelism does fit, and the cost model prices it near the row's pass."""
     result = served("deepseek-v3-h200")
-    d = result.rows()[19]
-    assert d.mode is Mode.DISAGGREGATED
+    d = next(d for d in result.rows() if d.mode is Mode.DISAGGREGATED and d.prefill.experts == "wg")
+    assert (d.prefill.chips, d.prefill.batch, d.prefill.ffn) == (8, 1024, "wg-xyz")
     pools, _ = serve_pools(result.request.plan, d)
     run = runnable(pools[0], "sglang", result.request.plan)
     assert (run.ffn, run.attention) == ("dp", "batch") and run.expert_parallel
@@ -396,16 +402,21 @@ def test_the_runnable_layout_is_the_fastest_that_fits_not_a_fixed_fallback():
 
 
 def test_a_colocated_row_with_two_layouts_shows_each_phase_at_the_one_the_server_runs():
-    """Llama row 14 runs prefill wg-xyz+batch and decode ws1d+heads; DeepSeek row 8 prefill
-    ws2d+heads+ep and decode ws2d+heads+tp: one server runs one layout, so both phases get
+    """A colocated row whose phases run different layouts (Llama 3 70B: prefill wg-xyz+batch, decode
+    ws1d+heads; DeepSeek-V3: experts differ too): one server runs one layout, so both phases get
     figures, each beside its own layout (experts included)."""
-    for plan_name, row, prefill, decode in (
-        ("llama-3-70b-h100", 14, "wg-xyz+batch", "ws1d+heads"),
-        ("deepseek-v3-h200", 8, "ws2d+heads+ep", "ws2d+heads+tp"),
-    ):
+
+    def name(stage) -> str:
+        return f"{stage.ffn}+{stage.attention}" + (f"+{stage.experts}" if stage.experts else "")
+
+    for plan_name in ("llama-3-70b-h100", "deepseek-v3-h200"):
         result = served(plan_name)
-        d = result.rows()[row - 1]
-        assert d.mode is Mode.COLOCATED
+        row, d = next(
+            (i, d)
+            for i, d in enumerate(result.rows(), 1)
+            if d.mode is Mode.COLOCATED and name(d.prefill) != name(d.decode)
+        )
+        prefill, decode = name(d.prefill), name(d.decode)
         e = emit_row(result, d, "vllm", row)
         (server,) = e.launches
         by_phase = {n["phase"]: n for n in server.nearest}

@@ -696,3 +696,25 @@ def test_cli_explains_why_dp_is_not_offered_for_a_dense_model(monkeypatch, capsy
     )
     assert code == 2 and "dp: keeps the dense parts whole" in err and "mixtures of experts only" in err
     assert "one-chip replicas" in err and "Traceback" not in err
+
+
+def test_a_batch_smaller_than_the_dp_ranks_sends_only_its_own_tokens_to_the_experts():
+    """dp+batch on 8 chips with experts over all 8: one prompt sits on one attention rank, and its
+    tokens spread over the 8 expert shards, so each chip's experts serve 1/8 of one prompt (the
+    batch's ceil share on the other ranks is no token of theirs): B = 1 to 8 scale the expert work
+    and the experts touched, while the attention on the busiest rank stays one prompt's."""
+    model, cluster = load_model("deepseek-v3"), load_cluster("h200-sxm")
+    mesh = next(m for m in meshes(cluster, 8) if m.sizes["x"] == 8)
+    c = Candidate(
+        phase=Phase.PREFILL,
+        mesh=mesh,
+        ffn=FFN_LAYOUTS["dp"],
+        attention=ATTENTION_LAYOUTS["batch"],
+        experts=EXPERT_LAYOUTS["ep"],
+        weights=WeightFormat.FP8,
+    )
+    ev = evaluate(model, cluster, WORKLOAD, c, np.array([1, 2, 8]), detail=True)
+    experts = next(r for r in ev.rows if r.name == "einsum experts W_in, W_out")
+    np.testing.assert_allclose(experts.flops / experts.flops[-1], [1 / 8, 2 / 8, 1.0], rtol=1e-12)
+    attention = next(r for r in ev.rows if r.name.startswith("einsum W_Q"))
+    np.testing.assert_allclose(attention.flops, attention.flops[0])  # one prompt per busiest rank

@@ -479,7 +479,7 @@ OPTIONS: tuple[Option, ...] = (
         "accepted_length",
         "--accepted-length",
         "A",
-        "With --speculative, mean tokens accepted per step (1 to K + 1) [default: MTP's 1.895 at K = 3, fitted "
+        "With --speculative, mean tokens accepted per step (1 to K + 1) [default: MTP's 1.889 at K = 3, fitted "
         "to the serving set's DeepSeek-R1 MTP runs; EAGLE or a draft model: give it].",
         kind=float,
         commands=frozenset({"serve"}),

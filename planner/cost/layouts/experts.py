@@ -125,9 +125,13 @@ class ExpertLayout:
             local = ceil_div(shape.batch, size(sizes, union(ffn.batch_axes, fe))) * shape.tokens
             group_tokens, held = local, M
         else:  # the busiest replica group's tokens, whole: a token is served by one group, so a
-            # step with fewer tokens than groups leaves some idle rather than splitting a token
+            # step with fewer tokens than groups leaves some idle rather than splitting a token.
+            # A group serves its own chips' tokens, at most the step's B L: a batch sharded over
+            # more chips than it has sequences leaves chips without any (one prompt on 8 DP ranks
+            # is one rank's tokens spread over the 8 expert shards, not 8 prompts' worth)
             local = tokens / size(sizes, fe)
-            group_tokens, held = np.ceil(np.round(local * n) / size(sizes, self.replica_axes())), copies / ep
+            group = np.minimum(np.round(local * n) / size(sizes, self.replica_axes()), shape.batch * shape.tokens)
+            group_tokens, held = np.ceil(group), copies / ep
         # the M + R copies as experts of their own: a token's k slots land on k of them
         touched = expected_distinct_experts(copies, k, group_tokens, held=held)
         read_bytes = touched * expert_params / tp * weight_bytes
@@ -154,6 +158,9 @@ class ExpertLayout:
                 )
             )
         routed = local * tp  # token-equivalents per chip after the gather over f
+        # the token-equivalents each chip's experts serve: its group's tokens over the expert
+        # shards (the same as `routed` when every chip holds tokens; fewer when some hold none)
+        served = routed if self.gather_axes else np.minimum(routed, group_tokens / ep)
         terms += [
             collective_term(
                 "gather tokens for expert shards",
@@ -181,13 +188,13 @@ class ExpertLayout:
                     f"{_touched_text(touched, held, copies)}{_redundant_text(M, copies, ep, routing)}"
                     f"{'' if routing.load_imbalance == 1 else f'; load imbalance x{routing.load_imbalance:g}'}"
                 ),
-                flops=2.0 * model.ffn.n_matrices * E * (F / tp) * k * routed * routing.load_imbalance,
+                flops=2.0 * model.ffn.n_matrices * E * (F / tp) * k * served * routing.load_imbalance,
                 hbm_bytes=read_bytes,
                 kernels=2,
                 grouped=M > 1,
                 # each expert's matmul multiplies the token slots routed to it: this chip's slots
                 # spread over the experts it touches
-                rows=routed * k / np.maximum(touched, 1.0),
+                rows=served * k / np.maximum(touched, 1.0),
             ),
             *(
                 collective_term(
