@@ -73,7 +73,7 @@ def test_gate_in_every_format_and_still_no_change(capsys, tmp_path, ideal, comma
     assert data["identical"] and data["calibrated"] == {"baseline": False, "current": False}
     assert "uncalibrated" in data["calibration_note"]
     header = out_of(capsys, ["compare", str(saved), str(saved), "--format", "csv"]).splitlines()[0]
-    assert header.split(",")[-1] == "calibration"
+    assert header.split(",")[-2:] == ["calibration", "engine"]
 
 
 def test_gate_on_a_calibrated_cluster_says_nothing_and_lists_prefill_first(capsys, tmp_path):

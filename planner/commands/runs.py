@@ -172,6 +172,7 @@ class Run:
     calibrated: bool | None = None  # the recorded `calibrated` (None: older runs did not say)
     calibration_status: str | None = None  # e.g. 'calibration borrowed from h100-sxm (not fitted)'
     runnable_on: str | None = None  # --runnable-on: the engine the search was kept to (None: none, or older runs)
+    engine: str | None = None  # the engine profile it was planned with (None: runs before profiles)
 
     @property
     def phases(self) -> tuple[Phase, ...]:
@@ -238,6 +239,7 @@ def run_from_dict(data: object, source: str) -> Run:
         model=get(data, "model", str, "a model name"),
         cluster=get(data, "cluster", str, "a cluster name"),
         **provenance(get, data),
+        engine=get(data, "engine", str, "an engine profile name") if data.get("engine") else None,
         workload=Workload(
             **{
                 k: get(workload, k, int, "a whole number", "workload")

@@ -78,16 +78,25 @@ def _groups(a: ServingAssessment) -> list[tuple[str, ...]]:
     out = []
     for cluster, mode in keys:
         rows = tuple(r for r in a.steady if (r.run.cluster.name, r.run.mode) == (cluster, mode))
-        status = rows[0].run.cluster.calibration_status
         out.append(
             (
-                f"{cluster} ({status})",
+                f"{cluster} ({_short_status(rows[0].run.cluster)})",
                 mode,
                 str(len(rows)),
                 *(f"{a.summary(metric, rows)[0]:.1%}" for metric, _ in METRICS),
             )
         )
     return out
+
+
+def _short_status(cluster) -> str:
+    """A cluster's calibration in a table cell: 'calibrated', 'borrowed from h100-sxm, 2 constants
+    refitted' (the note under the report says which and how)."""
+    if cluster.calibration_borrowed_from is None:
+        return cluster.calibration_status
+    n = len(cluster.calibration_refitted)
+    refitted = f", {n} constant{'s' * (n != 1)} refitted" if n else ""
+    return f"borrowed from {cluster.calibration_borrowed_from}{refitted}"
 
 
 def _tables(a: ServingAssessment):

@@ -162,6 +162,17 @@ def calibration_note(cluster) -> str | None:
             if cluster.calibration_confidence == "low"
             else ""
         )
+        if cluster.calibration_refitted:  # part fitted to its own serving runs, the rest borrowed
+            fitted = cluster.calibration_refitted
+            names = ", ".join(fitted[:-1]) + " and " + fitted[-1] if len(fitted) > 1 else fitted[0]
+            donor = cluster.calibration_borrowed_from
+            return (
+                f"{cluster.name}: {cluster.calibration_status}. {names} {'were' if len(fitted) > 1 else 'was'} "
+                f"fitted to this chip's steady serving runs in the calibration sets, each predicted with the "
+                f"profile of the engine that served it (see its cluster file); every other constant is "
+                f"{donor}'s fitted efficiencies and latencies, carried by a stated rule: expect errors beyond "
+                f"{donor}'s published residuals.{low} Fit it with `planner calibrate`."
+            )
         return (
             f"{cluster.name}: {cluster.calibration_status}. No published measurements of this chip are in "
             f"the calibration sets, so it carries {cluster.calibration_borrowed_from}'s fitted efficiencies "

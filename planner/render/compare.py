@@ -127,6 +127,7 @@ def layouts_text(rows, spec, fmt: str, plan_arg: str) -> str:
             )
             + (("stages",) if staged else ())
             + (("experts",) if moe else ())
+            + ("engine",)
             + (("runnable_on",) if runnable else ()),
             [
                 (r.phase.value, r.chips, r.batch, r.ffn, r.attention, r.weights.label)
@@ -154,6 +155,7 @@ def layouts_text(rows, spec, fmt: str, plan_arg: str) -> str:
                 + (r.reason, calibration)
                 + ((r.stages,) if staged else ())
                 + ((r.point.experts if r.point is not None else "",) if moe else ())
+                + (spec.cluster.engine,)
                 + ((runnable,) if runnable else ())
                 for r in rows
             ],
@@ -218,7 +220,9 @@ def gate_text(report, fmt: str) -> str:
                 (
                     c.status,
                     c.kind.value,
-                    *c.point.key,
+                    *c.point.key[:7],  # phase .. weights, kv_cache (the key's experts and stages vary in length)
+                    c.point.experts,
+                    c.point.stages,
                     num(b, "latency_s"),
                     num(a, "latency_s"),
                     finite(c.latency_change),
@@ -227,6 +231,7 @@ def gate_text(report, fmt: str) -> str:
                     cell_number(c.mfu_change),
                     c.describe(),
                     calibration_cell(report),
+                    engine_cell(report),
                 )
             )
         return csv_text(
@@ -239,6 +244,9 @@ def gate_text(report, fmt: str) -> str:
                 "ffn",
                 "attention",
                 "weights",
+                "kv_cache",
+                "experts",
+                "stages",
                 "latency_before_s",
                 "latency_after_s",
                 "latency_change",
@@ -247,6 +255,7 @@ def gate_text(report, fmt: str) -> str:
                 "mfu_change",
                 "description",
                 "calibration",
+                "engine",
             ),
             rows,
         )
@@ -340,6 +349,16 @@ def calibration_cell(report) -> str:
         if calibrated(run) is not None
     ]
     return "; ".join(cells)
+
+
+def engine_cell(report) -> str:
+    """A gate's CSV cell on the engine profile: its name when both runs used it, else 'baseline
+    vllm; current sglang' (a side that did not record one, older runs, is left out)."""
+    sides = [(which, run.engine) for which, run in (("baseline", report.baseline), ("current", report.current))]
+    known = [(which, e) for which, e in sides if e]
+    if len(known) == 2 and known[0][1] == known[1][1]:
+        return known[0][1]
+    return "; ".join(f"{which} {e}" for which, e in known)
 
 
 def pair(before, after, show, change) -> tuple[str, str]:

@@ -5,7 +5,15 @@ the serving figures."""
 from __future__ import annotations
 
 from planner.commands.compare.serve import FIGURES
-from planner.render.compare import calibration_cell, calibration_keys, cell_number, csv_text, pair, report_text
+from planner.render.compare import (
+    calibration_cell,
+    calibration_keys,
+    cell_number,
+    csv_text,
+    engine_cell,
+    pair,
+    report_text,
+)
 from planner.units import fmt_seconds, signed_percent, to_json
 
 STAGE_IDENTITY = ("chips", "batch", "ffn", "attention", "weights", "experts", "kv_cache")  # SavedStage.identity
@@ -24,7 +32,7 @@ def serve_gate_text(report, fmt: str) -> str:
                 for f, *_ in FIGURES
                 for side in ("before", "after")
             )
-            + ("tpot_change", "description", "calibration")
+            + ("tpot_change", "description", "calibration", "engine")
         )
         rows = []
         for c in report.changes:
@@ -42,6 +50,7 @@ def serve_gate_text(report, fmt: str) -> str:
                     finite,
                     c.describe(),
                     calibration_cell(report),
+                    engine_cell(report),
                 )
             )
         return csv_text(header, rows)

@@ -11,7 +11,9 @@ Each run is predicted exactly as `planner calibrate` assesses a serving set
 (planner.commands.calibrate.serving.predict_steady: the steady state at the run's concurrency,
 its layout pinned as the engine ran it), with the trial constants in place of the named ones. The
 runs that assessment lists apart (maximum-throughput runs, speculative decoding, admission-limited
-runs) and runs with nothing that fits in HBM are not fitted, and the report says why.
+runs), runs with nothing that fits in HBM and runs another engine served (a shipped profile's
+family, planner.commands.calibrate.serving.engine_of; runs on several clusters are fine) are not
+fitted, and the report says why.
 
 Which metric drives the fit: TPOT for every named constant, as the shipped profiles are fitted
 (planner.commands.calibrate.engines): a decode step is what an engine's fixed times and overlap
@@ -38,10 +40,16 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from planner.commands.calibrate.refine import REFINABLE, at_end, bound_of, kept_names, solve, value
-from planner.commands.calibrate.serving import ServingResidual, does_not_fit, engine_family, predict_steady
+from planner.commands.calibrate.serving import (
+    ServingResidual,
+    does_not_fit,
+    engine_family,
+    engine_of,
+    predict_steady,
+)
 from planner.config.serving_runs import ServingMeasurements, ServingRun
 from planner.errors import ConfigError
-from planner.specs.engine import ENGINE_FIELDS, ENGINES, EngineProfile
+from planner.specs.engine import ENGINE_FIELDS, EngineProfile
 from planner.specs.hardware import Calibration, Cluster
 
 CHIP = tuple(n for n in REFINABLE if n not in ENGINE_FIELDS)  # the cluster's constants --fit may name too
@@ -105,7 +113,7 @@ class ServingRefinement:
     before: tuple[ServingResidual, ...]  # the fitted runs with the named profile and cluster
     after: tuple[ServingResidual, ...]  # and with the refined ones
     apart: tuple[tuple[ServingRun, str], ...]  # runs not fitted, with the reason
-    warnings: tuple[str, ...]  # a fitted constant at the end of its range; a run of another engine
+    warnings: tuple[str, ...]  # a fitted constant at the end of its range
     underdetermined: bool  # fewer runs than constants fitted
 
     def constant(self, name: str, after: bool = True) -> float:
@@ -135,9 +143,10 @@ def refine_profile(
     the refined profile is called `name` (default: `base`'s name + '-refined')."""
     calibration = None if cluster is None else cluster.calibration
     before_constants = Constants(profile=base, calibration=calibration)
-    apart = [(r, _apart(r)) for r in data.runs if not r.steady]
+    own, other = _own_engine(data, base)
+    apart = [(r, _apart(r)) for r in own if not r.steady] + other
     runs = []
-    for run in (r for r in data.runs if r.steady):
+    for run in (r for r in own if r.steady):
         predicted = predict_steady(run, before_constants).predicted
         if all(np.isfinite(v) and v > 0 for v in predicted.values()):
             runs.append(run)
@@ -219,8 +228,7 @@ def refine_profile(
         before=tuple(predict_steady(r, before_constants) for r in runs),
         after=tuple(predict_steady(r, after_constants) for r in runs),
         apart=tuple(apart),
-        warnings=tuple(at_end(n, end, values[n], "runs") for n, end in ends.items() if end)
-        + _other_engines(runs, base),
+        warnings=tuple(at_end(n, end, values[n], "runs") for n, end in ends.items() if end),
         underdetermined=len(runs) < len(fitted),
     )
 
@@ -233,14 +241,24 @@ def _apart(run: ServingRun) -> str:
     return "; ".join(reasons + ([run.admission_limited] if run.admission_limited else []))
 
 
-def _other_engines(runs: list[ServingRun], base: EngineProfile) -> tuple[str, ...]:
-    """A run whose engine is not the shipped profile's (a vllm profile refitted to SGLang runs)."""
-    out = []
-    for run in runs:
-        family = engine_family(run.engine)
-        if base.name in ENGINES and family is not None and family != base.name:
-            out.append(
-                f"run {run.name!r} (line {run.line}) was served by {run.engine}, not {base.name}: "
-                f"its figures are fitted into {base.name}'s profile all the same"
-            )
-    return tuple(out)
+def _own_engine(data: ServingMeasurements, base: EngineProfile) -> tuple[list, list]:
+    """(runs of the profile's engine family, [(run, why) for the others]): a profile is refitted
+    only to the runs its engine served (engine_of: Dynamo over SGLang is SGLang's; a run of an
+    unknown engine is the GPU default's), on any cluster. A profile whose name is no engine family's
+    (a profile YAML of its own name) takes every run. None of its engine's: exit 2."""
+    family = engine_family(base.name)  # sglang-refined, a refined file's name, is sglang's
+    if family is None:
+        return list(data.runs), []
+    own = [r for r in data.runs if engine_of(r) == family]
+    other = [(r, f"another engine's run: {r.engine}, not {family}") for r in data.runs if engine_of(r) != family]
+    if not own:
+        engines = sorted({engine_of(r) for r in data.runs})
+        raise ConfigError(
+            f"no serving run of {family} to refit the {base.name} profile to: every run was served by "
+            f"another engine ({', '.join(sorted({r.engine for r in data.runs}))})",
+            file=data.file,
+            key="runs",
+            hint=f"give runs {family} served (a run's engine names it), or refine the profile of the engine "
+            f"that served them (--engine {' or --engine '.join(engines)})",
+        )
+    return own, other

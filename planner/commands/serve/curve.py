@@ -261,7 +261,7 @@ def _curve(
                 running=b,
                 queued=c - b,
                 ttft_s=float(s.ttft_s[j]),
-                queue_s=float(s.queue_s[j]),
+                queue_s=_no_noise(float(s.queue_s[j]), float(s.e2e_s[j])),
                 tpot_s=float(s.tpot_s[j]),
                 e2e_s=float(s.e2e_s[j]),
                 tokens_per_s_per_user=float(s.tokens_per_s_per_user[j]),
@@ -359,3 +359,12 @@ def curve_dict(result: CurveResult) -> dict:
             for c in result.curves
         ],
     }
+
+
+NOISE = 1e-9  # relative to a request's time: far above a difference's rounding (1e-16), far below any wait
+
+
+def _no_noise(queue_s: float, e2e_s: float) -> float:
+    """A wait that is rounding in C / x - O tpot - TTFT (about 1e-16 s below saturation) as 0, as the
+    table prints it ('-'); a real wait as it is."""
+    return queue_s if queue_s > NOISE * e2e_s else 0.0

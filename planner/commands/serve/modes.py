@@ -92,7 +92,12 @@ class ModeResult:
 def deployments(
     mode: Mode, plan: Plan, prefill: Pool, static: Pool, running: Pool, price_usd_per_chip_s: float | None
 ) -> tuple[dict, Pairs]:
-    """Every deployment of `mode` whose stages fit: its figures (name -> array) and stages."""
+    """Every deployment of `mode` whose stages fit: its figures (name -> array) and stages.
+    With --runnable-on, a colocated or static deployment is one engine server, which runs one
+    layout (FFN, attention, experts) and one KV format for both phases: its prefill and decode are
+    then paired candidate by candidate (the pools' by_layout); disaggregated pools may differ."""
+    if mode is not Mode.DISAGGREGATED and prefill.by_layout is not None:
+        prefill, static, running = prefill.by_layout, static.by_layout, running.by_layout
     I, O = plan.workload.input_tokens, plan.workload.output_tokens
     batches = np.array(prefill.batches, dtype=float)
     chips = np.array(prefill.chips, dtype=float)

@@ -73,7 +73,7 @@ class Pool:
     """The fastest fitting layout per (chip count, weight format, batch) for one figure."""
 
     kind: str  # PREFILL, STATIC_DECODE or RUNNING_DECODE
-    chips: tuple[int, ...]
+    chips: tuple[int, ...]  # per row: a chip count (by_layout's rows: each candidate's)
     weights: tuple[WeightFormat, ...]
     formats: tuple[Formats, ...]  # per format index: weights, KV cache and sparsity
     batches: tuple[int, ...]
@@ -82,6 +82,10 @@ class Pool:
     make: Callable[[int, int], Stage]  # (candidate, point) -> its Stage
     evaluated: int  # layout x batch x format points evaluated
     fits: int  # of which fit in HBM
+    # with --runnable-on: the same figure with one row per candidate (its layouts at its chip count)
+    # instead of per chip count, so that colocated and static deployments pair a prefill and a
+    # decode of one layout (one engine server runs one layout for both phases); None otherwise
+    by_layout: Pool | None = None
 
     def any(self) -> bool:
         """Whether anything fits."""
@@ -149,6 +153,8 @@ def pools(plan: Plan) -> tuple[Pool, Pool, Pool]:
     pre_fits, fits = prefill.hbm_bytes <= hbm, last.hbm_bytes <= hbm
     running = np.where(fits, running_step_s(request).reshape(fits.shape), np.inf)
     static = _static_decode(table, request, fits)
+    joint = bool(plan.space.runnable_on)  # pools by layout too (Pool.by_layout)
+    static_all = _static_decode(table, request, fits, prune=False) if joint else None
 
     def stage(phase: Phase, sw: Swept, latency_s, step_s, mfu, context):
         made: dict[tuple[int, int], Stage] = {}  # a stage is in many deployments
@@ -163,6 +169,17 @@ def pools(plan: Plan) -> tuple[Pool, Pool, Pool]:
         return make
 
     decode_context = I + O
+
+    def static_stage(sums: np.ndarray):
+        return stage(
+            Phase.DECODE,
+            last,
+            at(sums),
+            lambda k, i: sums[k, i] / O,
+            lambda k, i: last.mfu[k, i] * last.latency_s[k, i] / sums[k, i],
+            decode_context,
+        )
+
     mean = I + (O + 1) / 2
     mean = int(mean) if mean == int(mean) else mean  # whole tokens where whole
     at = lambda x: lambda k, i: x[k, i]  # noqa: E731
@@ -172,19 +189,15 @@ def pools(plan: Plan) -> tuple[Pool, Pool, Pool]:
             np.where(pre_fits, prefill.latency_s, np.inf),
             pre_fits,
             stage(Phase.PREFILL, prefill, at(prefill.latency_s), at(prefill.step_s), at(prefill.mfu), I),
+            joint,
         ),
         table.pool(
             STATIC_DECODE,
             static,
             fits,
-            stage(
-                Phase.DECODE,
-                last,
-                at(static),
-                lambda k, i: static[k, i] / O,
-                lambda k, i: last.mfu[k, i] * last.latency_s[k, i] / static[k, i],
-                decode_context,
-            ),
+            static_stage(static),
+            joint,
+            None if static_all is None else (static_all, static_stage(static_all)),
         ),
         table.pool(
             RUNNING_DECODE,
@@ -198,6 +211,7 @@ def pools(plan: Plan) -> tuple[Pool, Pool, Pool]:
                 lambda k, i: last.mfu[k, i] * last.step_s[k, i] / running[k, i],
                 mean,
             ),
+            joint,
         ),
     )
 
@@ -232,22 +246,31 @@ class _Table:
         """Each candidate's chip count index."""
         return np.repeat(np.arange(len(self.bounds) - 1), np.diff(self.bounds))
 
-    def pool(self, kind: str, seconds: np.ndarray, fits: np.ndarray, make) -> Pool:
-        """The pool of `seconds` (candidates, points) where `fits`."""
+    def pool(self, kind: str, seconds: np.ndarray, fits: np.ndarray, make, by_layout=False, every=None) -> Pool:
+        """The pool of `seconds` (candidates, points) where `fits`; with `by_layout`, its
+        by_layout pool too, of `every` ((seconds, make) of every fitting candidate) if given."""
         table, owner = self.best(seconds.reshape(-1, *self.points))
         space = self.plan.space
-        return Pool(
+        common = dict(
             kind=kind,
-            chips=space.chips,
             weights=tuple(f.weights for f in self.formats),
             formats=self.formats,
             batches=space.batches,
-            seconds=table,
-            owner=owner,
-            make=make,
             evaluated=fits.size,
             fits=int(fits.sum()),
         )
+        joint = None
+        if by_layout:
+            all_s, all_make = every if every is not None else (seconds, make)
+            per = all_s.reshape(-1, *self.points)
+            joint = Pool(
+                chips=tuple(c.mesh.chips for c in self.discrete),
+                seconds=per,
+                owner=np.broadcast_to(np.arange(per.shape[0])[:, None, None], per.shape),
+                make=all_make,
+                **common,
+            )
+        return Pool(chips=space.chips, seconds=table, owner=owner, make=make, by_layout=joint, **common)
 
     def stage(
         self, phase: Phase, sw: Swept, k: int, i: int, latency_s: float, step_s: float, mfu: float, context: float
@@ -279,16 +302,17 @@ class _Table:
         )
 
 
-def _static_decode(table: _Table, request: RequestParts, fits: np.ndarray) -> np.ndarray:
+def _static_decode(table: _Table, request: RequestParts, fits: np.ndarray, prune: bool = True) -> np.ndarray:
     """A static batch's decode seconds (candidates, points): the exact sum of the O steps where
     a candidate fits and may be the fastest at its chip count, format and batch; inf elsewhere.
     Each step's parts lie between their values at the contexts interpolated between, and a step
     grows with each part (combine is monotone in local time and both kinds of collectives for an
     overlap in [0, 1]), so O steps at the parts' least and greatest values bound the sum; a
-    candidate whose least exceeds another's greatest at the same entry cannot be the fastest."""
+    candidate whose least exceeds another's greatest at the same entry cannot be the fastest.
+    Without `prune`: every candidate where it fits (--runnable-on pairs phases by layout)."""
     O, shape = request.output_tokens, fits.shape
     keep = fits.reshape(-1).copy()
-    if np.all((0.0 <= np.asarray(request.overlap)) & (np.asarray(request.overlap) <= 1.0)):
+    if prune and np.all((0.0 <= np.asarray(request.overlap)) & (np.asarray(request.overlap) <= 1.0)):
         ends = [e for e in (request.first, request.last, request.kink) if e is not None]
         lo, hi = (_step_at(request, ends, pick) * O for pick in (np.minimum, np.maximum))
         lo = np.where(fits, lo.reshape(shape) * (1 - MARGIN), np.inf)
