@@ -13,7 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from planner.commands.emit.core import MAX_TOKENS_PER_RANK, emission_dict, figures, runnable, whole_counts
+from planner.commands.emit.core import (
+    MAX_TOKENS_PER_RANK,
+    emission_dict,
+    figures,
+    per_request_s,
+    runnable,
+    whole_counts,
+)
 from planner.commands.emit.emit import emit_pools, emit_row, serve_pools
 from planner.commands.serve.modes import Mode, Targets
 from planner.commands.serve.serve import ServeRequest, serve
@@ -543,3 +550,43 @@ def test_the_expected_figures_are_what_calibrate_predicts_for_the_result(planner
     assert "predicted for this benchmark" in " ".join(text.split())
     disaggregated = json.loads(planner("serve", plan, "--row", "24", "--emit", "vllm", "--format", "json").out)
     assert disaggregated["emit"]["sidecar"] or disaggregated["emit"]["expected"] is None
+
+
+def test_tensor_parallel_attention_runs_only_where_tp_divides_the_heads(planner):
+    """Llama 3 8B has 32 query heads: vLLM refuses TP 64, so 64 GPUs of ws1d+heads run DP attention;
+    PaLM 540B's 48 heads on a 64-chip slice have no layout the TPU engines run, and the notes say so."""
+    run = planner(
+        "explain", "--model", "llama-3-8b", "--cluster", "h100-sxm", "--chips", "64", "--phase", "decode",
+        "--batch", "64", "--ffn", "ws1d", "--attention", "heads", "--weights", "bf16", "--emit", "vllm",
+        "--format", "json",
+    )  # fmt: skip
+    assert run.code == 0, run.err
+    (server,) = json.loads(run.out)["emit"]["launches"]
+    assert _value(server["command"], "--tensor-parallel-size") in ("1", "2", "4", "8", "16", "32")
+    assert any("32 query heads do not divide by 64" in n for n in server["notes"])
+    for engine in ("vllm-tpu", "jetstream"):
+        run = planner("serve", "palm-540b-tpu-v4", "--row", "2", "--emit", engine, "--format", "json")
+        assert run.code == 0, run.err
+        emission = json.loads(run.out)["emit"]
+        notes = " ".join(emission["launches"][0]["notes"])
+        assert "48 query heads do not divide by 64" in notes and "will not start" in notes
+        assert "64 chips per stage" in notes and "1, 2, 3, 4, 6, 8, 12, 16, 24, 48" in notes
+        assert emission["expected"] is None  # no prediction for a server that does not start
+
+
+def test_a_colocated_runnable_layout_is_weighed_per_request():
+    """DeepSeek row 10 on SGLang: dp+batch+ep+tbo passes prefill 35% faster but decodes 31% slower
+    than the row; a request is one prefill share and 1024 decode steps, so dp+batch+ep (decode +3.7%)
+    serves it in fewer pool-seconds."""
+    result = served("deepseek-v3-h200")
+    plan, d = result.request.plan, result.rows()[9]
+    (pool,), _ = serve_pools(plan, d)
+    run = runnable(pool, "sglang", plan)
+    assert run.layout == "dp+batch+ep"
+    tbo = dataclasses.replace(run, experts="ep+tbo")
+    per_request = lambda r: sum(  # noqa: E731
+        per_request_s(plan, s, figures(plan, s, r)["step_s"]) for s in pool.steps
+    )
+    assert per_request(run) < per_request(tbo)
+    pre, dec = (figures(plan, s, tbo) for s in pool.steps)
+    assert pre["slower"] < 0 < dec["slower"]  # the old sum of ratios chose tbo

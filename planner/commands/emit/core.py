@@ -306,13 +306,53 @@ def _why(pool: Pool, table: str) -> list[str]:
     return why
 
 
+def heads_reason(plan: Plan, attention: str, tp: int) -> str:
+    """Why tensor-parallel attention (`heads`) over `tp` GPUs does not run the model ("" where it
+    does): engines split the query heads evenly over the TP ranks, and the KV heads too, or
+    replicate them where TP is a multiple of the KV heads."""
+    if attention != "heads" or tp <= 1:
+        return ""
+    q, kv = plan.model.n_heads, plan.model.n_kv_heads
+    if q % tp:
+        return f"tensor-parallel attention over {tp} ranks: {plan.model.name}'s {q} query heads do not divide by {tp}"
+    if kv % tp and tp % kv:
+        return (
+            f"tensor-parallel attention over {tp} ranks: {plan.model.name}'s {kv} KV heads neither divide by {tp} "
+            "nor divide it"
+        )
+    return ""
+
+
+def per_request_s(plan: Plan, step: Step, step_s: float) -> float:
+    """Seconds of the pool per request in `step`'s phase: one prefill pass per its batch of prompts,
+    or the request's decode steps (output tokens over tokens per step) per the running batch."""
+    if step.phase == "prefill":
+        return step_s / step.batch
+    return step.workload.output_tokens / max(1, plan.workload.decode_tokens) * step_s / step.batch
+
+
+def unit(plan: Plan) -> str:
+    """What the cluster's chips are called: "chips" on a TPU slice, "GPUs" on a switched cluster."""
+    return "GPUs" if isinstance(plan.cluster.topology, Switched) else "chips"
+
+
+def _divisors(n: int) -> str:
+    return ", ".join(str(d) for d in range(1, n + 1) if n % d == 0)
+
+
 def runnable(pool: Pool, table: str, plan: Plan) -> Runnable:
     """The layout `table`'s engine runs for `pool`, with why it differs from the row's: the row's
     where the engine runs it, else of the engine's (FFN, attention) pairs and expert layouts the
-    one whose steps (every phase the pool runs, relative to the row's) the cost model predicts
-    fastest and that fits in HBM; where none fits, the table's fallback (`nearest`)."""
+    one that fits in HBM, whose tensor-parallel attention divides the model's heads, and whose
+    pool-seconds per request (every phase the pool runs: a prefill pass per prompt of its batch
+    and the request's decode steps per running sequence) the cost model predicts fewest; where
+    none fits, the table's fallback (`nearest`), said not to run where the heads forbid it."""
     t = ENGINE_LAYOUTS[table]
+    tp = pool.chips // pool.stages
     why = _why(pool, table)
+    heads = heads_reason(plan, pool.attention, tp)
+    if heads:
+        why.append(heads)
     ffn, attention, experts, kv = t.nearest(pool.ffn, pool.attention, pool.experts, pool.kv_cache)
     if not why:
         return Runnable(
@@ -320,17 +360,37 @@ def runnable(pool: Pool, table: str, plan: Plan) -> Runnable:
         )
     scored = []
     for f, a in sorted(t.dense):
+        if heads_reason(plan, a, tp):
+            continue
         for e in sorted(t.experts) if pool.experts else [""]:
             run = Runnable(chips=pool.chips, stages=pool.stages, ffn=f, attention=a, experts=e, kv_cache=kv, why=())
             figs = [figures(plan, s, run) for s in pool.steps]
             if figs and all(x["fits"] for x in figs):
-                scored.append((sum(x["step_s"] / x["row_step_s"] for x in figs), f, a, e))
+                seconds = sum(per_request_s(plan, s, x["step_s"]) for s, x in zip(pool.steps, figs, strict=True))
+                scored.append((seconds, f, a, e))
     if scored:
         _, ffn, attention, experts = min(scored)
         why.append(
             f"it runs {_label(ffn, attention, experts)}: of the {t.label} layouts that fit in HBM, the one the cost "
             "model predicts fastest"
-            + (" (summed over both phases, each relative to the row's)" if len(pool.steps) > 1 else "")
+            + (
+                " (per request: a prefill pass per prompt of the pass's batch plus the request's decode steps per "
+                "running sequence)"
+                if len(pool.steps) > 1
+                else ""
+            )
+        )
+    elif heads_reason(plan, attention, tp):
+        why.append(
+            f"no {t.label} layout runs {tp} {unit(plan)} per stage of {plan.model.name}: tensor "
+            f"parallelism needs a TP size dividing its {plan.model.n_heads} heads ({_divisors(plan.model.n_heads)})"
+            + (
+                ", or DP attention (attention `batch`) that fits in HBM"
+                if any(a == "batch" for _, a in t.dense)
+                else f", and {t.label} has no DP attention"
+            )
+            + f"; the command below ({_label(ffn, attention, experts)}) will not start as it is: plan a pool of one of "
+            "those sizes per stage (replicas of it for more GPUs)"
         )
     else:
         why.append(

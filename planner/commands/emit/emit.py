@@ -20,6 +20,7 @@ from planner.commands.emit.core import (
     Pool,
     Step,
     bench_of,
+    heads_reason,
     launch,
     runnable,
     sidecar,
@@ -188,6 +189,7 @@ def emit_pools(plan: Plan, pools: tuple[Pool, ...], notes: tuple[str, ...], name
         draft_tokens=w.decode_tokens - 1,
     )
     runs = tuple(runnable(p, engine.table, plan) for p in pools)
+    starts = not any(heads_reason(plan, r.attention, r.per_stage) for r in runs)  # else no prediction
     launches = tuple(launch(engine, p, r, ctx) for p, r in zip(pools, runs, strict=True))
     launches, front_notes = engine.front(launches, ctx)
     decode_pools = whole_counts(pools[0].count)[1] if ctx.disaggregated else 1
@@ -215,7 +217,7 @@ def emit_pools(plan: Plan, pools: tuple[Pool, ...], notes: tuple[str, ...], name
         benchmark_flags=bench.flags,
         reader=reader,
         over=engine.over,
-        expected=expected_figures(plan, side, concurrency) if side and not ctx.draft_tokens else None,
+        expected=expected_figures(plan, side, concurrency) if side and not ctx.draft_tokens and starts else None,
     )
 
 
