@@ -590,3 +590,40 @@ def test_a_colocated_runnable_layout_is_weighed_per_request():
     assert per_request(run) < per_request(tbo)
     pre, dec = (figures(plan, s, tbo) for s in pool.steps)
     assert pre["slower"] < 0 < dec["slower"]  # the old sum of ratios chose tbo
+
+
+def _explain_moe(planner, cluster, engine, ffn="dp", attention="batch", *more):
+    return planner(
+        "explain", "--model", "deepseek-v3", "--cluster", cluster, "--chips", "16", "--phase", "decode",
+        "--batch", "256", "--ffn", ffn, "--attention", attention, "--experts", "ep", "--weights", "fp8",
+        "--emit", engine, *more,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("more", [(), ("--engine", "trtllm")])
+def test_nvidia_only_software_is_not_emitted_for_amd_gpus(planner, more):
+    """TensorRT-LLM (and Dynamo over it) runs on NVIDIA GPUs only; DeepEP too, so SGLang and vLLM
+    with expert parallelism on MI300X name no all-to-all backend and say why."""
+    run = _explain_moe(planner, "mi300x", "trtllm" if not more else "dynamo", "dp", "batch", *more)
+    assert run.code == 2 and "NVIDIA GPUs only" in run.err and "hint: --emit vllm or --emit sglang" in run.err
+    for engine, expert_flag in (("sglang", "--ep-size"), ("vllm", "--enable-expert-parallel")):
+        run = _explain_moe(planner, "mi300x", engine, "dp", "batch", "--format", "json")
+        assert run.code == 0, run.err
+        (server,) = json.loads(run.out)["emit"]["launches"]
+        assert expert_flag in server["command"]
+        assert not any("deepep" in w for w in server["command"]), server["command"]
+        assert "--moe-a2a-backend" not in server["command"] and "--all2all-backend" not in server["command"]
+        assert any("DeepEP" in n and "NVIDIA GPUs only" in n for n in server["notes"])
+        nvidia = _explain_moe(planner, "h200-sxm", engine, "dp", "batch", "--format", "json")
+        assert any("deepep" in w for w in json.loads(nvidia.out)["emit"]["launches"][0]["command"])
+
+
+def test_vllm_expert_parallelism_without_data_parallelism_names_no_all_to_all(planner):
+    """vLLM's all-to-all kernels act only with --data-parallel-size above 1: TP + EP gets no
+    --all2all-backend, and a note says the planner's `ep` figures assume DeepEP's dispatch."""
+    run = _explain_moe(planner, "h200-sxm", "vllm", "ws1d", "heads", "--format", "json")
+    assert run.code == 0, run.err
+    (server,) = json.loads(run.out)["emit"]["launches"]
+    assert "--enable-expert-parallel" in server["command"] and "--data-parallel-size" not in server["command"]
+    assert "--all2all-backend" not in server["command"]
+    assert any("runs no all-to-all" in n for n in server["notes"])

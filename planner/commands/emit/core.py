@@ -181,6 +181,22 @@ class Emission:
     expected: dict | None = None
 
 
+AMD_CHIP_WORDS = ("instinct", "amd", "mi300", "mi325", "mi355")
+
+
+def amd(plan: Plan) -> bool:
+    """An AMD GPU cluster (ROCm software): the chip's or cluster's name says so (the cluster file has
+    no vendor key; configs/clusters/mi300x.yaml's chip is "Instinct MI300X")."""
+    names = f"{plan.cluster.chip.name} {plan.cluster.name}".lower()
+    return any(w in names for w in AMD_CHIP_WORDS)
+
+
+NO_DEEPEP_NOTE = (
+    "no all-to-all backend flag: DeepEP (which the planner prices `ep` with) runs on NVIDIA GPUs only; {engine} on "
+    "ROCm uses its default all-to-all for expert parallelism, which the planner's `ep` figures do not price"
+)
+
+
 @dataclass(frozen=True, kw_only=True)
 class Context:
     """What every launch of one emission shares."""
@@ -198,6 +214,11 @@ class Context:
     @property
     def moe(self) -> bool:
         return self.plan.model.experts is not None
+
+    @property
+    def nvidia(self) -> bool:
+        """NVIDIA GPUs (DeepEP, TensorRT-LLM): not AMD's (`amd`) nor a TPU slice."""
+        return isinstance(self.plan.cluster.topology, Switched) and not amd(self.plan)
 
     @property
     def node_gpus(self) -> int:

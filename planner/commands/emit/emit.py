@@ -19,6 +19,7 @@ from planner.commands.emit.core import (
     Engine,
     Pool,
     Step,
+    amd,
     bench_of,
     heads_reason,
     launch,
@@ -52,6 +53,11 @@ def check(name: str, plan: Plan, flag: str = "--emit") -> None:
             f"{flag} {name}: {plan.cluster.name} is a TPU cluster and {name} runs on GPUs\n  hint: --emit vllm-tpu "
             "or --emit jetstream"
         )
+    if name == "trtllm" and amd(plan):
+        raise UsageError(
+            f"{flag} {name}: {plan.cluster.name} is an AMD GPU cluster and TensorRT-LLM runs on NVIDIA GPUs only\n"
+            "  hint: --emit vllm or --emit sglang (both run on ROCm)"
+        )
     if not on_tpu and name in TPU:
         raise UsageError(
             f"{flag} {name}: {plan.cluster.name} is a GPU cluster and {name} runs on TPU slices\n  hint: --emit "
@@ -67,6 +73,12 @@ def engine_for(name: str, plan: Plan) -> tuple[Engine, str]:
     if name != "dynamo":
         return BASES[name], ""
     base, note = plan.cluster.engine, ""
+    if base == "trtllm" and amd(plan):
+        raise UsageError(
+            f"--emit dynamo: the row's engine profile is trtllm and {plan.cluster.name} is an AMD GPU cluster: "
+            "TensorRT-LLM runs on NVIDIA GPUs only\n  hint: --emit vllm or --emit sglang, or plan with --engine "
+            "vllm or --engine sglang for Dynamo's workers"
+        )
     if base not in BASES:
         note = (
             f"dynamo runs {BASES[DYNAMO_DEFAULT].label} workers: the row's engine profile "
