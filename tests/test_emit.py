@@ -627,3 +627,15 @@ def test_vllm_expert_parallelism_without_data_parallelism_names_no_all_to_all(pl
     assert "--enable-expert-parallel" in server["command"] and "--data-parallel-size" not in server["command"]
     assert "--all2all-backend" not in server["command"]
     assert any("runs no all-to-all" in n for n in server["notes"])
+
+
+def test_a_two_batch_overlap_server_gets_no_expected_figure():
+    """The sidecar and the steady state cannot express two-batch overlap: DeepSeek row 5 on vLLM
+    runs dp+batch+ep+tbo, so its emission gives no predicted figure, and says why."""
+    result = served("deepseek-v3-h200")
+    e = emit_row(result, result.rows()[4], "vllm", 5)
+    assert e.launches[0].runnable.endswith("+tbo") and "--enable-dbo" in e.launches[0].command
+    assert e.sidecar and e.expected is None
+    assert any("two-batch overlap" in n and "without the overlap" in n for n in e.notes)
+    plain = emit_row(result, result.rows()[2], "vllm", 3)
+    assert not plain.launches[0].runnable.endswith("+tbo") and plain.expected is not None

@@ -217,6 +217,13 @@ def emit_pools(plan: Plan, pools: tuple[Pool, ...], notes: tuple[str, ...], name
             "pipeline stages: `planner calibrate` predicts serving runs of one stage per pool, so no sidecar is "
             "written for this run's result file"
         )
+    overlap = any(r.two_batch_overlap for r in runs)
+    if overlap and side:
+        extra.append(
+            "two-batch overlap (+tbo): a sidecar has no key for it and the steady state does not model it, so "
+            "`planner calibrate` reads this result as the layout without the overlap; no predicted figure is given "
+            "for it"
+        )
     return Emission(
         engine=engine.name,
         pinned=engine.pinned,
@@ -229,7 +236,9 @@ def emit_pools(plan: Plan, pools: tuple[Pool, ...], notes: tuple[str, ...], name
         benchmark_flags=bench.flags,
         reader=reader,
         over=engine.over,
-        expected=expected_figures(plan, side, concurrency) if side and not ctx.draft_tokens and starts else None,
+        expected=expected_figures(plan, side, concurrency)
+        if side and not ctx.draft_tokens and starts and not overlap
+        else None,
     )
 
 
