@@ -639,3 +639,27 @@ def test_a_two_batch_overlap_server_gets_no_expected_figure():
     assert any("two-batch overlap" in n and "without the overlap" in n for n in e.notes)
     plain = emit_row(result, result.rows()[2], "vllm", 3)
     assert not plain.launches[0].runnable.endswith("+tbo") and plain.expected is not None
+
+
+def test_tpu_emissions_predict_with_the_slices_constants_and_count_chips_and_hosts(planner):
+    """On a TPU slice the expected figure takes the cluster's own constants (static-batch), not a
+    GPU-fitted engine profile, the text says chips, and a slice over 4 chips spans TPU hosts."""
+    from planner.config.clusters import load_cluster
+    from planner.config.engines import default_engine
+
+    args = (
+        "explain", "--model", "llama-3-8b", "--cluster", "tpu-v4", "--chips", "8", "--phase", "decode",
+        "--batch", "64", "--ffn", "ws1d", "--attention", "heads", "--weights", "bf16",
+    )  # fmt: skip
+    run = planner(*args, "--emit", "vllm-tpu", "--format", "json")
+    assert run.code == 0, run.err
+    emission = json.loads(run.out)["emit"]
+    x = emission["expected"]
+    assert x["profile"] == default_engine(load_cluster("tpu-v4")) == "static-batch" and x["unit"] == "chip"
+    assert "8 chips" in x["layout"] and "GPU" not in x["layout"]
+    assert any("multi-host: 8 chips span 2 TPU hosts of 4" in n for n in emission["launches"][0]["notes"])
+    text = planner(*args, "--emit", "vllm-tpu").out
+    assert "output tokens/s per chip" in text and "engine profile static-batch" in text
+    assert "64 GPUs" not in text and "per GPU" not in text.split("vllm: ")[-1]
+    run = planner(*args, "--emit", "jetstream", "--format", "json")
+    assert any("multi-host" in n and "every host" in n for n in json.loads(run.out)["emit"]["launches"][0]["notes"])

@@ -62,10 +62,16 @@ def emission_text(e) -> str:
     out.append("  " + _command(e.benchmark))
     x = e.expected
     if x:
+        how = "as `planner calibrate` will predict its result"
+        if x.get("calibrate_profile", x["profile"]) != x["profile"]:
+            how = (
+                f"with the cluster's own constants: `planner calibrate` predicts its result with engine profile "
+                f"{x['calibrate_profile']}, fitted to GPUs"
+            )
         out.append(
-            f"predicted for this benchmark (as `planner calibrate` will predict its result; closed loop at "
+            f"predicted for this benchmark ({how}; closed loop at "
             f"{x['concurrency']}, {x['policy']}, engine profile {x['profile']}, {x['layout']}): TTFT "
-            f"{fmt_seconds(x['ttft_s'])}, TPOT {fmt_seconds(x['tpot_s'])}, output tokens/s per GPU "
+            f"{fmt_seconds(x['ttft_s'])}, TPOT {fmt_seconds(x['tpot_s'])}, output tokens/s per {x.get('unit', 'GPU')} "
             f"{x['output_tok_s_per_gpu']:.4g}"
         )
     if e.sidecar:

@@ -197,6 +197,11 @@ NO_DEEPEP_NOTE = (
 )
 
 
+# Chips of one TPU VM host in a multi-host slice (TPU v4 and v5p hosts hold 4; v5e and v6e multi-host
+# slices too): the cluster files do not say, so emissions state it as an assumption
+TPU_CHIPS_PER_HOST = 4
+
+
 @dataclass(frozen=True, kw_only=True)
 class Context:
     """What every launch of one emission shares."""
@@ -229,6 +234,18 @@ class Context:
     def nodes(self, pool: Pool) -> int:
         """Nodes one of `pool`'s servers spans (1 where it fits in one)."""
         return math.ceil(pool.chips / self.node_gpus) if self.node_gpus else 1
+
+    def hosts(self, pool: Pool) -> int:
+        """TPU hosts one of `pool`'s servers spans (TPU_CHIPS_PER_HOST chips each; 1 on GPUs)."""
+        return 1 if self.node_gpus else math.ceil(pool.chips / TPU_CHIPS_PER_HOST)
+
+    def hosts_note(self, pool: Pool, how: str) -> str:
+        """What a multi-host TPU launch means: its host count, and `how` the engine runs over them."""
+        return (
+            f"multi-host: {pool.chips} chips span {self.hosts(pool)} TPU hosts of {TPU_CHIPS_PER_HOST} chips (assumed: "
+            f"{self.plan.cluster.name}'s file does not say; a multi-host TPU VM slice holds {TPU_CHIPS_PER_HOST} "
+            f"chips per host); {how}"
+        )
 
     def nodes_note(self, pool: Pool, how: str) -> str:
         """What a multi-node launch means: its node count, and `how` the engine runs over them."""
@@ -411,7 +428,7 @@ def runnable(pool: Pool, table: str, plan: Plan) -> Runnable:
                 else f", and {t.label} has no DP attention"
             )
             + f"; the command below ({_label(ffn, attention, experts)}) will not start as it is: plan a pool of one of "
-            "those sizes per stage (replicas of it for more GPUs)"
+            f"those sizes per stage (replicas of it for more {unit(plan)})"
         )
     else:
         why.append(
