@@ -663,3 +663,19 @@ def test_tpu_emissions_predict_with_the_slices_constants_and_count_chips_and_hos
     assert "64 GPUs" not in text and "per GPU" not in text.split("vllm: ")[-1]
     run = planner(*args, "--emit", "jetstream", "--format", "json")
     assert any("multi-host" in n and "every host" in n for n in json.loads(run.out)["emit"]["launches"][0]["notes"])
+
+
+@pytest.mark.parametrize("engine", ("trtllm", "dynamo", "sglang"))
+def test_each_launch_says_how_many_of_it_to_launch(planner, engine):
+    """DeepSeek row 19 runs 0.293 prefill pools per decode pool: JSON keeps that ratio as `count`
+    and gives the whole pools launched as `instances` (2 prefill, 7 decode), as the text says."""
+    run = planner("serve", "deepseek-v3-h200", "--row", "19", "--emit", engine, "--format", "json")
+    assert run.code == 0, run.err
+    launches = json.loads(run.out)["emit"]["launches"]
+    by_role = {x["role"]: x for x in launches}
+    assert round(by_role["prefill"]["count"], 3) == 0.293 and by_role["decode"]["count"] == 1.0
+    assert (by_role["prefill"]["instances"], by_role["decode"]["instances"]) == whole_counts(0.2926125705910602)
+    assert whole_counts(0.2926125705910602) == (2, 7)
+    assert all(x["instances"] == 1 for x in launches if x["role"] not in ("prefill", "decode"))
+    text = planner("serve", "deepseek-v3-h200", "--row", "19", "--emit", engine).out
+    assert "prefill x0.293 per decode pool (launch 2)" in text and "decode (launch 7)" in text

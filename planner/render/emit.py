@@ -33,6 +33,7 @@ def emission_text(e) -> str:
     out = [f"{e.engine}" + (f" over {e.over}" if e.over else "") + f": {e.version}", f"flags: {e.pinned}"]
     for x in e.launches:
         count = f" x{x.count:.3g} per decode pool" if x.role == "prefill" else ""
+        count += f" (launch {x.instances})" if x.role in ("prefill", "decode") else ""
         where = f": row layout {x.layout}; runs {x.runnable}" if x.layout else ""
         out.append(f"{x.role}{count}{where}")
         out.append("  " + _command(x.command))

@@ -162,6 +162,7 @@ class Launch:
     flags: tuple[str, ...] = ()
     files: tuple[File, ...] = ()
     chips: int = 0  # GPUs (TPU chips) of one of it; 0 for a front end
+    instances: int = 1  # how many of it to launch: whole pool counts nearest the row's ratio (whole_counts)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -559,6 +560,7 @@ def _launch_dict(x: Launch) -> dict:
         "flag_lists": list(x.flags),
         "files": [{"name": f.name, "data": f.data} for f in x.files],
         "chips": x.chips,
+        "instances": x.instances,
     }
 
 

@@ -9,6 +9,7 @@ the notes), and on TPU slices `vllm-tpu` and `jetstream`.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 from planner.commands.emit import dynamo, sglang, tpu, trtllm, vllm
@@ -203,6 +204,9 @@ def emit_pools(plan: Plan, pools: tuple[Pool, ...], notes: tuple[str, ...], name
     runs = tuple(runnable(p, engine.table, plan) for p in pools)
     starts = not any(heads_reason(plan, r.attention, r.per_stage) for r in runs)  # else no prediction
     launches = tuple(launch(engine, p, r, ctx) for p, r in zip(pools, runs, strict=True))
+    if ctx.disaggregated:
+        whole = dict(zip(("prefill", "decode"), whole_counts(pools[0].count), strict=True))
+        launches = tuple(dataclasses.replace(x, instances=whole.get(x.role, 1)) for x in launches)
     launches, front_notes = engine.front(launches, ctx)
     decode_pools = whole_counts(pools[0].count)[1] if ctx.disaggregated else 1
     concurrency = max(1, math.ceil(pools[-1].running)) * decode_pools  # every decode pool's running batch
