@@ -305,17 +305,22 @@ def test_speculative_decoding_is_launched_when_the_plan_verifies_draft_tokens(en
 
 
 def test_a_pipelined_layout_launches_pipeline_parallel_stages(planner):
-    run = planner(
+    args = (
         "explain", "--model", "llama-3-70b", "--cluster", "h100-sxm", "--chips", "16", "--stages", "2",
         "--phase", "decode", "--batch", "64", "--ffn", "ws1d", "--attention", "heads", "--weights", "bf16",
         "--emit", "vllm", "--format", "json",
     )  # fmt: skip
+    run = planner(*args)
     assert run.code == 0, run.err
     emission = json.loads(run.out)["emit"]
     argv = emission["launches"][0]["command"]
     assert argv[argv.index("--tensor-parallel-size") + 1] == "8"
     assert argv[argv.index("--pipeline-parallel-size") + 1] == "2"
     assert emission["sidecar"] == "" and any("pipeline stages" in n for n in emission["notes"])
+    assert "16 GPUs (2 pipeline stages of 8)" in emission["launches"][0]["layout"]
+    text = planner(*args[:-2]).out
+    assert "x2 stages" not in text and "has no `planner calibrate` reader" not in text
+    assert "benchmark (pipeline stages: no sidecar" in text
 
 
 def _value(argv, flag: str) -> str:

@@ -59,7 +59,8 @@ def emission_text(e) -> str:
     if e.reader:
         out.append(f"benchmark (writes {e.result_file}, which `planner calibrate` reads as {e.reader}):")
     else:
-        out.append("benchmark (its result file has no `planner calibrate` reader; see the notes):")
+        why = e.unread or "its result file has no `planner calibrate` reader"
+        out.append(f"benchmark ({why}; see the notes):")
     out.append("  " + _command(e.benchmark))
     x = e.expected
     if x:

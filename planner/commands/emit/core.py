@@ -180,6 +180,8 @@ class Emission:
     over: str = ""  # dynamo: the engine its workers run
     # what `planner calibrate` will predict for the benchmark's result (planner.commands.emit.expected)
     expected: dict | None = None
+    # why the benchmark's result gets no sidecar where the engine's reader would read it ("" else)
+    unread: str = ""
 
 
 AMD_CHIP_WORDS = ("instinct", "amd", "mi300", "mi325", "mi355")
@@ -480,7 +482,7 @@ def launch(engine: Engine, pool: Pool, run: Runnable, ctx: Context) -> Launch:
     differs = run.why and any((s.layout, s.kv_cache) != (run.layout, run.kv_cache) for s in pool.steps)
     nearest = tuple(figures(ctx.plan, s, run) for s in pool.steps) if differs else ()
     kv = f" KV {pool.kv_cache}" if pool.kv_cache != "bf16" else ""
-    stages = f" x{pool.stages} stages" if pool.stages > 1 else ""
+    stages = f" ({pool.stages} pipeline stages of {pool.chips // pool.stages})" if pool.stages > 1 else ""
     return Launch(
         role=pool.role,
         count=pool.count,

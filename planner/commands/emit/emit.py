@@ -215,8 +215,10 @@ def emit_pools(plan: Plan, pools: tuple[Pool, ...], notes: tuple[str, ...], name
     if ctx.disaggregated and engine.reader:
         extra.append(DISAGGREGATED_SIDECAR)
     reader, side = engine.reader, sidecar(engine, ctx, pools, runs, concurrency)
+    unread = ""
     if any(p.stages > 1 for p in pools) and reader:
         reader, side = "", ""
+        unread = "pipeline stages: no sidecar, as `planner calibrate` predicts serving runs of one stage per pool"
         extra.append(
             "pipeline stages: `planner calibrate` predicts serving runs of one stage per pool, so no sidecar is "
             "written for this run's result file"
@@ -240,6 +242,7 @@ def emit_pools(plan: Plan, pools: tuple[Pool, ...], notes: tuple[str, ...], name
         benchmark_flags=bench.flags,
         reader=reader,
         over=engine.over,
+        unread=unread,
         expected=expected_figures(plan, side, concurrency)
         if side and not ctx.draft_tokens and starts and not overlap
         else None,
