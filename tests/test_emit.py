@@ -13,14 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from planner.commands.emit.core import (
-    MAX_TOKENS_PER_RANK,
-    emission_dict,
-    figures,
-    per_request_s,
-    runnable,
-    whole_counts,
-)
+from planner.commands.emit.choose import figures, per_request_s, runnable
+from planner.commands.emit.core import MAX_TOKENS_PER_RANK, emission_dict, whole_counts
 from planner.commands.emit.emit import emit_pools, emit_row, serve_pools
 from planner.commands.serve.modes import Mode, Targets
 from planner.commands.serve.serve import ServeRequest, serve

@@ -13,6 +13,7 @@ import dataclasses
 import math
 
 from planner.commands.emit import dynamo, sglang, tpu, trtllm, vllm
+from planner.commands.emit.choose import heads_reason, launch, runnable
 from planner.commands.emit.core import (
     DISAGGREGATED_SIDECAR,
     Context,
@@ -22,9 +23,6 @@ from planner.commands.emit.core import (
     Step,
     amd,
     bench_of,
-    heads_reason,
-    launch,
-    runnable,
     sidecar,
     whole_counts,
 )
