@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from planner.commands.emit.core import MAX_TOKENS_PER_RANK, emission_dict, figures, runnable, whole_counts
+from planner.commands.emit.choose import figures, per_request_s, runnable
+from planner.commands.emit.core import MAX_TOKENS_PER_RANK, emission_dict, whole_counts
 from planner.commands.emit.emit import emit_pools, emit_row, serve_pools
 from planner.commands.serve.modes import Mode, Targets
 from planner.commands.serve.serve import ServeRequest, serve
@@ -298,17 +299,22 @@ def test_speculative_decoding_is_launched_when_the_plan_verifies_draft_tokens(en
 
 
 def test_a_pipelined_layout_launches_pipeline_parallel_stages(planner):
-    run = planner(
+    args = (
         "explain", "--model", "llama-3-70b", "--cluster", "h100-sxm", "--chips", "16", "--stages", "2",
         "--phase", "decode", "--batch", "64", "--ffn", "ws1d", "--attention", "heads", "--weights", "bf16",
         "--emit", "vllm", "--format", "json",
     )  # fmt: skip
+    run = planner(*args)
     assert run.code == 0, run.err
     emission = json.loads(run.out)["emit"]
     argv = emission["launches"][0]["command"]
     assert argv[argv.index("--tensor-parallel-size") + 1] == "8"
     assert argv[argv.index("--pipeline-parallel-size") + 1] == "2"
     assert emission["sidecar"] == "" and any("pipeline stages" in n for n in emission["notes"])
+    assert "16 GPUs (2 pipeline stages of 8)" in emission["launches"][0]["layout"]
+    text = planner(*args[:-2]).out
+    assert "x2 stages" not in text and "has no `planner calibrate` reader" not in text
+    assert "benchmark (pipeline stages: no sidecar" in text
 
 
 def _value(argv, flag: str) -> str:
@@ -554,3 +560,132 @@ def test_the_expected_figures_are_what_calibrate_predicts_for_the_result(planner
     assert "predicted for this benchmark" in " ".join(text.split())
     disaggregated = json.loads(planner("serve", plan, "--row", "24", "--emit", "vllm", "--format", "json").out)
     assert disaggregated["emit"]["sidecar"] or disaggregated["emit"]["expected"] is None
+
+
+def test_tensor_parallel_attention_runs_only_where_tp_divides_the_heads(planner):
+    """Llama 3 8B has 32 query heads: vLLM refuses TP 64, so 64 GPUs of ws1d+heads run DP attention;
+    PaLM 540B's 48 heads on a 64-chip slice have no layout the TPU engines run, and the notes say so."""
+    run = planner(
+        "explain", "--model", "llama-3-8b", "--cluster", "h100-sxm", "--chips", "64", "--phase", "decode",
+        "--batch", "64", "--ffn", "ws1d", "--attention", "heads", "--weights", "bf16", "--emit", "vllm",
+        "--format", "json",
+    )  # fmt: skip
+    assert run.code == 0, run.err
+    (server,) = json.loads(run.out)["emit"]["launches"]
+    assert _value(server["command"], "--tensor-parallel-size") in ("1", "2", "4", "8", "16", "32")
+    assert any("32 query heads do not divide by 64" in n for n in server["notes"])
+    for engine in ("vllm-tpu", "jetstream"):
+        run = planner("serve", "palm-540b-tpu-v4", "--row", "2", "--emit", engine, "--format", "json")
+        assert run.code == 0, run.err
+        emission = json.loads(run.out)["emit"]
+        notes = " ".join(emission["launches"][0]["notes"])
+        assert "48 query heads do not divide by 64" in notes and "will not start" in notes
+        assert "64 chips per stage" in notes and "1, 2, 3, 4, 6, 8, 12, 16, 24, 48" in notes
+        assert emission["expected"] is None  # no prediction for a server that does not start
+
+
+def test_a_colocated_runnable_layout_is_weighed_per_request():
+    """DeepSeek row 10 on SGLang: dp+batch+ep+tbo passes prefill 35% faster but decodes 31% slower
+    than the row; a request is one prefill share and 1024 decode steps, so dp+batch+ep (decode +3.7%)
+    serves it in fewer pool-seconds."""
+    result = served("deepseek-v3-h200")
+    plan, d = result.request.plan, result.rows()[9]
+    (pool,), _ = serve_pools(plan, d)
+    run = runnable(pool, "sglang", plan)
+    assert run.layout == "dp+batch+ep"
+    tbo = dataclasses.replace(run, experts="ep+tbo")
+    per_request = lambda r: sum(  # noqa: E731
+        per_request_s(plan, s, figures(plan, s, r)["step_s"]) for s in pool.steps
+    )
+    assert per_request(run) < per_request(tbo)
+    pre, dec = (figures(plan, s, tbo) for s in pool.steps)
+    assert pre["slower"] < 0 < dec["slower"]  # the old sum of ratios chose tbo
+
+
+def _explain_moe(planner, cluster, engine, ffn="dp", attention="batch", *more):
+    return planner(
+        "explain", "--model", "deepseek-v3", "--cluster", cluster, "--chips", "16", "--phase", "decode",
+        "--batch", "256", "--ffn", ffn, "--attention", attention, "--experts", "ep", "--weights", "fp8",
+        "--emit", engine, *more,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("more", [(), ("--engine", "trtllm")])
+def test_nvidia_only_software_is_not_emitted_for_amd_gpus(planner, more):
+    """TensorRT-LLM (and Dynamo over it) runs on NVIDIA GPUs only; DeepEP too, so SGLang and vLLM
+    with expert parallelism on MI300X name no all-to-all backend and say why."""
+    run = _explain_moe(planner, "mi300x", "trtllm" if not more else "dynamo", "dp", "batch", *more)
+    assert run.code == 2 and "NVIDIA GPUs only" in run.err and "hint: --emit vllm or --emit sglang" in run.err
+    for engine, expert_flag in (("sglang", "--ep-size"), ("vllm", "--enable-expert-parallel")):
+        run = _explain_moe(planner, "mi300x", engine, "dp", "batch", "--format", "json")
+        assert run.code == 0, run.err
+        (server,) = json.loads(run.out)["emit"]["launches"]
+        assert expert_flag in server["command"]
+        assert not any("deepep" in w for w in server["command"]), server["command"]
+        assert "--moe-a2a-backend" not in server["command"] and "--all2all-backend" not in server["command"]
+        assert any("DeepEP" in n and "NVIDIA GPUs only" in n for n in server["notes"])
+        nvidia = _explain_moe(planner, "h200-sxm", engine, "dp", "batch", "--format", "json")
+        assert any("deepep" in w for w in json.loads(nvidia.out)["emit"]["launches"][0]["command"])
+
+
+def test_vllm_expert_parallelism_without_data_parallelism_names_no_all_to_all(planner):
+    """vLLM's all-to-all kernels act only with --data-parallel-size above 1: TP + EP gets no
+    --all2all-backend, and a note says the planner's `ep` figures assume DeepEP's dispatch."""
+    run = _explain_moe(planner, "h200-sxm", "vllm", "ws1d", "heads", "--format", "json")
+    assert run.code == 0, run.err
+    (server,) = json.loads(run.out)["emit"]["launches"]
+    assert "--enable-expert-parallel" in server["command"] and "--data-parallel-size" not in server["command"]
+    assert "--all2all-backend" not in server["command"]
+    assert any("runs no all-to-all" in n for n in server["notes"])
+
+
+def test_a_two_batch_overlap_server_gets_no_expected_figure():
+    """The sidecar and the steady state cannot express two-batch overlap: DeepSeek row 5 on vLLM
+    runs dp+batch+ep+tbo, so its emission gives no predicted figure, and says why."""
+    result = served("deepseek-v3-h200")
+    e = emit_row(result, result.rows()[4], "vllm", 5)
+    assert e.launches[0].runnable.endswith("+tbo") and "--enable-dbo" in e.launches[0].command
+    assert e.sidecar and e.expected is None
+    assert any("two-batch overlap" in n and "without the overlap" in n for n in e.notes)
+    plain = emit_row(result, result.rows()[2], "vllm", 3)
+    assert not plain.launches[0].runnable.endswith("+tbo") and plain.expected is not None
+
+
+def test_tpu_emissions_predict_with_the_slices_constants_and_count_chips_and_hosts(planner):
+    """On a TPU slice the expected figure takes the cluster's own constants (static-batch), not a
+    GPU-fitted engine profile, the text says chips, and a slice over 4 chips spans TPU hosts."""
+    from planner.config.clusters import load_cluster
+    from planner.config.engines import default_engine
+
+    args = (
+        "explain", "--model", "llama-3-8b", "--cluster", "tpu-v4", "--chips", "8", "--phase", "decode",
+        "--batch", "64", "--ffn", "ws1d", "--attention", "heads", "--weights", "bf16",
+    )  # fmt: skip
+    run = planner(*args, "--emit", "vllm-tpu", "--format", "json")
+    assert run.code == 0, run.err
+    emission = json.loads(run.out)["emit"]
+    x = emission["expected"]
+    assert x["profile"] == default_engine(load_cluster("tpu-v4")) == "static-batch" and x["unit"] == "chip"
+    assert "8 chips" in x["layout"] and "GPU" not in x["layout"]
+    assert any("multi-host: 8 chips span 2 TPU hosts of 4" in n for n in emission["launches"][0]["notes"])
+    text = planner(*args, "--emit", "vllm-tpu").out
+    assert "output tokens/s per chip" in text and "engine profile static-batch" in text
+    assert "64 GPUs" not in text and "per GPU" not in text.split("vllm: ")[-1]
+    run = planner(*args, "--emit", "jetstream", "--format", "json")
+    assert any("multi-host" in n and "every host" in n for n in json.loads(run.out)["emit"]["launches"][0]["notes"])
+
+
+@pytest.mark.parametrize("engine", ("trtllm", "dynamo", "sglang"))
+def test_each_launch_says_how_many_of_it_to_launch(planner, engine):
+    """DeepSeek row 19 runs 0.293 prefill pools per decode pool: JSON keeps that ratio as `count`
+    and gives the whole pools launched as `instances` (2 prefill, 7 decode), as the text says."""
+    run = planner("serve", "deepseek-v3-h200", "--row", "19", "--emit", engine, "--format", "json")
+    assert run.code == 0, run.err
+    launches = json.loads(run.out)["emit"]["launches"]
+    by_role = {x["role"]: x for x in launches}
+    assert round(by_role["prefill"]["count"], 3) == 0.293 and by_role["decode"]["count"] == 1.0
+    assert (by_role["prefill"]["instances"], by_role["decode"]["instances"]) == whole_counts(0.2926125705910602)
+    assert whole_counts(0.2926125705910602) == (2, 7)
+    assert all(x["instances"] == 1 for x in launches if x["role"] not in ("prefill", "decode"))
+    text = planner("serve", "deepseek-v3-h200", "--row", "19", "--emit", engine).out
+    assert "prefill x0.293 per decode pool (launch 2)" in text and "decode (launch 7)" in text

@@ -33,6 +33,7 @@ def emission_text(e) -> str:
     out = [f"{e.engine}" + (f" over {e.over}" if e.over else "") + f": {e.version}", f"flags: {e.pinned}"]
     for x in e.launches:
         count = f" x{x.count:.3g} per decode pool" if x.role == "prefill" else ""
+        count += f" (launch {x.instances})" if x.role in ("prefill", "decode") else ""
         where = f": row layout {x.layout}; runs {x.runnable}" if x.layout else ""
         out.append(f"{x.role}{count}{where}")
         out.append("  " + _command(x.command))
@@ -58,14 +59,21 @@ def emission_text(e) -> str:
     if e.reader:
         out.append(f"benchmark (writes {e.result_file}, which `planner calibrate` reads as {e.reader}):")
     else:
-        out.append("benchmark (its result file has no `planner calibrate` reader; see the notes):")
+        why = e.unread or "its result file has no `planner calibrate` reader"
+        out.append(f"benchmark ({why}; see the notes):")
     out.append("  " + _command(e.benchmark))
     x = e.expected
     if x:
+        how = "as `planner calibrate` will predict its result"
+        if x.get("calibrate_profile", x["profile"]) != x["profile"]:
+            how = (
+                f"with the cluster's own constants: `planner calibrate` predicts its result with engine profile "
+                f"{x['calibrate_profile']}, fitted to GPUs"
+            )
         out.append(
-            f"predicted for this benchmark (as `planner calibrate` will predict its result; closed loop at "
+            f"predicted for this benchmark ({how}; closed loop at "
             f"{x['concurrency']}, {x['policy']}, engine profile {x['profile']}, {x['layout']}): TTFT "
-            f"{fmt_seconds(x['ttft_s'])}, TPOT {fmt_seconds(x['tpot_s'])}, output tokens/s per GPU "
+            f"{fmt_seconds(x['ttft_s'])}, TPOT {fmt_seconds(x['tpot_s'])}, output tokens/s per {x.get('unit', 'GPU')} "
             f"{x['output_tok_s_per_gpu']:.4g}"
         )
     if e.sidecar:

@@ -1,6 +1,6 @@
 """What realises a planned layout on a serving engine, engine-neutral: the records an emission is
-made of, the layout each engine runs instead of one it cannot (planner.specs.engine_layouts) with
-that layout's figures beside the row's by the cost model, the sidecar `planner calibrate` reads a
+made of (the layout each engine runs instead of one it cannot is planner.commands.emit.choose's),
+the sidecar `planner calibrate` reads a
 benchmark's result file with, and the emission's JSON (a contract: add keys, never rename).
 
 Each engine family has its module (vllm, sglang, trtllm, dynamo, tpu) with one `Engine` record:
@@ -10,18 +10,12 @@ disaggregation. `planner.commands.emit.emit` builds the pools of a serve row or 
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
-
 from planner.commands.serve.steady_state import DEFAULT_TOKEN_BUDGET
-from planner.cost.costmodel import Candidate, evaluate
-from planner.cost.layouts import ATTENTION_LAYOUTS, EXPERT_LAYOUTS, FFN_LAYOUTS
-from planner.specs.engine_layouts import ENGINE_LAYOUTS
-from planner.specs.formats import KvFormat
+from planner.cost.costmodel import Candidate
 from planner.specs.hardware import Switched
 from planner.specs.plan import Plan, Workload
 
@@ -51,7 +45,7 @@ class Step:
 
     @property
     def layout(self) -> str:
-        return _label(*self.parts)
+        return layout_label(*self.parts)
 
     @property
     def kv_cache(self) -> str:
@@ -85,7 +79,7 @@ class Pool:
         """The row's layout, each phase's own where they differ."""
         if self.phases_differ:
             return ", ".join(f"{s.phase} {s.layout}" for s in self.steps)
-        return _label(self.ffn, self.attention, self.experts)
+        return layout_label(self.ffn, self.attention, self.experts)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -129,7 +123,7 @@ class Runnable:
 
     @property
     def layout(self) -> str:
-        return _label(self.ffn, self.attention, self.experts)
+        return layout_label(self.ffn, self.attention, self.experts)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -162,6 +156,7 @@ class Launch:
     flags: tuple[str, ...] = ()
     files: tuple[File, ...] = ()
     chips: int = 0  # GPUs (TPU chips) of one of it; 0 for a front end
+    instances: int = 1  # how many of it to launch: whole pool counts nearest the row's ratio (whole_counts)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -179,6 +174,29 @@ class Emission:
     over: str = ""  # dynamo: the engine its workers run
     # what `planner calibrate` will predict for the benchmark's result (planner.commands.emit.expected)
     expected: dict | None = None
+    # why the benchmark's result gets no sidecar where the engine's reader would read it ("" else)
+    unread: str = ""
+
+
+AMD_CHIP_WORDS = ("instinct", "amd", "mi300", "mi325", "mi355")
+
+
+def amd(plan: Plan) -> bool:
+    """An AMD GPU cluster (ROCm software): the chip's or cluster's name says so (the cluster file has
+    no vendor key; configs/clusters/mi300x.yaml's chip is "Instinct MI300X")."""
+    names = f"{plan.cluster.chip.name} {plan.cluster.name}".lower()
+    return any(w in names for w in AMD_CHIP_WORDS)
+
+
+NO_DEEPEP_NOTE = (
+    "no all-to-all backend flag: DeepEP (which the planner prices `ep` with) runs on NVIDIA GPUs only; {engine} on "
+    "ROCm uses its default all-to-all for expert parallelism, which the planner's `ep` figures do not price"
+)
+
+
+# Chips of one TPU VM host in a multi-host slice (TPU v4 and v5p hosts hold 4; v5e and v6e multi-host
+# slices too): the cluster files do not say, so emissions state it as an assumption
+TPU_CHIPS_PER_HOST = 4
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -200,6 +218,11 @@ class Context:
         return self.plan.model.experts is not None
 
     @property
+    def nvidia(self) -> bool:
+        """NVIDIA GPUs (DeepEP, TensorRT-LLM): not AMD's (`amd`) nor a TPU slice."""
+        return isinstance(self.plan.cluster.topology, Switched) and not amd(self.plan)
+
+    @property
     def node_gpus(self) -> int:
         """GPUs of one node: the cluster's first switched level (NVLink); 0 on a TPU slice."""
         topology = self.plan.cluster.topology
@@ -208,6 +231,18 @@ class Context:
     def nodes(self, pool: Pool) -> int:
         """Nodes one of `pool`'s servers spans (1 where it fits in one)."""
         return math.ceil(pool.chips / self.node_gpus) if self.node_gpus else 1
+
+    def hosts(self, pool: Pool) -> int:
+        """TPU hosts one of `pool`'s servers spans (TPU_CHIPS_PER_HOST chips each; 1 on GPUs)."""
+        return 1 if self.node_gpus else math.ceil(pool.chips / TPU_CHIPS_PER_HOST)
+
+    def hosts_note(self, pool: Pool, how: str) -> str:
+        """What a multi-host TPU launch means: its host count, and `how` the engine runs over them."""
+        return (
+            f"multi-host: {pool.chips} chips span {self.hosts(pool)} TPU hosts of {TPU_CHIPS_PER_HOST} chips (assumed: "
+            f"{self.plan.cluster.name}'s file does not say; a multi-host TPU VM slice holds {TPU_CHIPS_PER_HOST} "
+            f"chips per host); {how}"
+        )
 
     def nodes_note(self, pool: Pool, how: str) -> str:
         """What a multi-node launch means: its node count, and `how` the engine runs over them."""
@@ -286,115 +321,8 @@ def token_budget(pool: Pool, ranks: int) -> Budget:
     return Budget(per_rank=per_rank, ranks=ranks, note=note)
 
 
-def _label(ffn: str, attention: str, experts: str) -> str:
+def layout_label(ffn: str, attention: str, experts: str) -> str:
     return f"{ffn}+{attention}" + (f"+{experts}" if experts else "")
-
-
-def _why(pool: Pool, table: str) -> list[str]:
-    """Why the engine cannot run the pool as the row planned it: each phase's reasons (prefixed by
-    the phase where only that phase's layout has it), and one server for two layouts."""
-    t = ENGINE_LAYOUTS[table]
-    steps = pool.steps or ()
-    per_phase = [(s.phase, t.reasons(*s.parts, pool.kv_cache, pool.weights)) for s in steps]
-    if not per_phase:
-        return list(t.reasons(pool.ffn, pool.attention, pool.experts, pool.kv_cache, pool.weights))
-    common = set(per_phase[0][1]).intersection(*(set(r) for _, r in per_phase[1:]))
-    why = [r for r in per_phase[0][1] if r in common]
-    why += [f"{phase}: {r}" for phase, reasons in per_phase for r in reasons if r not in common]
-    if pool.phases_differ:
-        why.append(f"one server runs one layout for both phases: the row's are {pool.layout}")
-    return why
-
-
-def runnable(pool: Pool, table: str, plan: Plan) -> Runnable:
-    """The layout `table`'s engine runs for `pool`, with why it differs from the row's: the row's
-    where the engine runs it, else of the engine's (FFN, attention) pairs and expert layouts the
-    one whose steps (every phase the pool runs, relative to the row's) the cost model predicts
-    fastest and that fits in HBM; where none fits, the table's fallback (`nearest`)."""
-    t = ENGINE_LAYOUTS[table]
-    why = _why(pool, table)
-    ffn, attention, experts, kv = t.nearest(pool.ffn, pool.attention, pool.experts, pool.kv_cache)
-    if not why:
-        return Runnable(
-            chips=pool.chips, stages=pool.stages, ffn=ffn, attention=attention, experts=experts, kv_cache=kv, why=()
-        )
-    scored = []
-    for f, a in sorted(t.dense):
-        for e in sorted(t.experts) if pool.experts else [""]:
-            run = Runnable(chips=pool.chips, stages=pool.stages, ffn=f, attention=a, experts=e, kv_cache=kv, why=())
-            figs = [figures(plan, s, run) for s in pool.steps]
-            if figs and all(x["fits"] for x in figs):
-                scored.append((sum(x["step_s"] / x["row_step_s"] for x in figs), f, a, e))
-    if scored:
-        _, ffn, attention, experts = min(scored)
-        why.append(
-            f"it runs {_label(ffn, attention, experts)}: of the {t.label} layouts that fit in HBM, the one the cost "
-            "model predicts fastest"
-            + (" (summed over both phases, each relative to the row's)" if len(pool.steps) > 1 else "")
-        )
-    else:
-        why.append(
-            f"no {t.label} layout fits in HBM at the row's batch: it runs {_label(ffn, attention, experts)}, its "
-            "fallback (the tensor-parallel layout)"
-        )
-    return Runnable(
-        chips=pool.chips, stages=pool.stages, ffn=ffn, attention=attention, experts=experts, kv_cache=kv, why=tuple(why)
-    )
-
-
-def figures(plan: Plan, step: Step, run: Runnable) -> dict:
-    """The step (or pass) of `step`'s phase at the runnable layout, beside the row's (the phase's
-    own layout), by the cost model."""
-    kv = next(k for k in KvFormat if k.label == run.kv_cache)
-    c = dataclasses.replace(
-        step.candidate,
-        ffn=FFN_LAYOUTS[run.ffn],
-        attention=ATTENTION_LAYOUTS[run.attention],
-        experts=EXPERT_LAYOUTS[run.experts] if run.experts else step.candidate.experts,
-        kv_cache=kv,
-    )
-    evaluate_at = evaluate
-    if c.stages > 1:
-        from planner.cost.pipeline import evaluate_pipeline
-
-        evaluate_at = evaluate_pipeline
-    ev = evaluate_at(plan.model, plan.cluster, step.workload, c, np.array([step.batch]))
-    seconds = float(ev.step_s[0])
-    return {
-        "phase": step.phase,
-        "row_layout": step.layout,
-        "row_kv_cache": step.kv_cache,
-        "layout": run.layout,
-        "kv_cache": run.kv_cache,
-        "step_s": seconds,
-        "row_step_s": step.step_s,
-        "slower": seconds / step.step_s - 1.0,
-        "fits": bool(ev.hbm_bytes[0] <= plan.cluster.chip.usable_hbm_bytes),
-    }
-
-
-def launch(engine: Engine, pool: Pool, run: Runnable, ctx: Context) -> Launch:
-    """One pool's launch on `engine` at `run` (`runnable`), with the runnable layout's figures for
-    every phase beside the row's where it differs from a phase's."""
-    cmd = engine.launch(pool, run, ctx)
-    unit = "chips" if engine.tpu else "GPUs"
-    differs = run.why and any((s.layout, s.kv_cache) != (run.layout, run.kv_cache) for s in pool.steps)
-    nearest = tuple(figures(ctx.plan, s, run) for s in pool.steps) if differs else ()
-    kv = f" KV {pool.kv_cache}" if pool.kv_cache != "bf16" else ""
-    stages = f" x{pool.stages} stages" if pool.stages > 1 else ""
-    return Launch(
-        role=pool.role,
-        count=pool.count,
-        layout=f"{pool.chips} {unit}{stages} {pool.layout} {pool.weights}{kv}",
-        runnable=f"{pool.chips} {unit}{stages} {run.layout}"
-        + (f" KV {run.kv_cache}" if run.kv_cache != "bf16" else ""),
-        command=cmd.argv,
-        notes=run.why + cmd.notes,
-        nearest=nearest,
-        flags=cmd.flags,
-        files=cmd.files,
-        chips=pool.chips,
-    )
 
 
 def whole_counts(ratio: float) -> tuple[int, int]:
@@ -461,6 +389,7 @@ def _launch_dict(x: Launch) -> dict:
         "flag_lists": list(x.flags),
         "files": [{"name": f.name, "data": f.data} for f in x.files],
         "chips": x.chips,
+        "instances": x.instances,
     }
 
 

@@ -9,9 +9,11 @@ the notes), and on TPU slices `vllm-tpu` and `jetstream`.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 from planner.commands.emit import dynamo, sglang, tpu, trtllm, vllm
+from planner.commands.emit.choose import heads_reason, launch, runnable
 from planner.commands.emit.core import (
     DISAGGREGATED_SIDECAR,
     Context,
@@ -19,9 +21,8 @@ from planner.commands.emit.core import (
     Engine,
     Pool,
     Step,
+    amd,
     bench_of,
-    launch,
-    runnable,
     sidecar,
     whole_counts,
 )
@@ -51,6 +52,11 @@ def check(name: str, plan: Plan, flag: str = "--emit") -> None:
             f"{flag} {name}: {plan.cluster.name} is a TPU cluster and {name} runs on GPUs\n  hint: --emit vllm-tpu "
             "or --emit jetstream"
         )
+    if name == "trtllm" and amd(plan):
+        raise UsageError(
+            f"{flag} {name}: {plan.cluster.name} is an AMD GPU cluster and TensorRT-LLM runs on NVIDIA GPUs only\n"
+            "  hint: --emit vllm or --emit sglang (both run on ROCm)"
+        )
     if not on_tpu and name in TPU:
         raise UsageError(
             f"{flag} {name}: {plan.cluster.name} is a GPU cluster and {name} runs on TPU slices\n  hint: --emit "
@@ -66,6 +72,12 @@ def engine_for(name: str, plan: Plan) -> tuple[Engine, str]:
     if name != "dynamo":
         return BASES[name], ""
     base, note = plan.cluster.engine, ""
+    if base == "trtllm" and amd(plan):
+        raise UsageError(
+            f"--emit dynamo: the row's engine profile is trtllm and {plan.cluster.name} is an AMD GPU cluster: "
+            "TensorRT-LLM runs on NVIDIA GPUs only\n  hint: --emit vllm or --emit sglang, or plan with --engine "
+            "vllm or --engine sglang for Dynamo's workers"
+        )
     if base not in BASES:
         note = (
             f"dynamo runs {BASES[DYNAMO_DEFAULT].label} workers: the row's engine profile "
@@ -188,7 +200,11 @@ def emit_pools(plan: Plan, pools: tuple[Pool, ...], notes: tuple[str, ...], name
         draft_tokens=w.decode_tokens - 1,
     )
     runs = tuple(runnable(p, engine.table, plan) for p in pools)
+    starts = not any(heads_reason(plan, r.attention, r.per_stage) for r in runs)  # else no prediction
     launches = tuple(launch(engine, p, r, ctx) for p, r in zip(pools, runs, strict=True))
+    if ctx.disaggregated:
+        whole = dict(zip(("prefill", "decode"), whole_counts(pools[0].count), strict=True))
+        launches = tuple(dataclasses.replace(x, instances=whole.get(x.role, 1)) for x in launches)
     launches, front_notes = engine.front(launches, ctx)
     decode_pools = whole_counts(pools[0].count)[1] if ctx.disaggregated else 1
     concurrency = max(1, math.ceil(pools[-1].running)) * decode_pools  # every decode pool's running batch
@@ -197,11 +213,20 @@ def emit_pools(plan: Plan, pools: tuple[Pool, ...], notes: tuple[str, ...], name
     if ctx.disaggregated and engine.reader:
         extra.append(DISAGGREGATED_SIDECAR)
     reader, side = engine.reader, sidecar(engine, ctx, pools, runs, concurrency)
+    unread = ""
     if any(p.stages > 1 for p in pools) and reader:
         reader, side = "", ""
+        unread = "pipeline stages: no sidecar, as `planner calibrate` predicts serving runs of one stage per pool"
         extra.append(
             "pipeline stages: `planner calibrate` predicts serving runs of one stage per pool, so no sidecar is "
             "written for this run's result file"
+        )
+    overlap = any(r.two_batch_overlap for r in runs)
+    if overlap and side:
+        extra.append(
+            "two-batch overlap (+tbo): a sidecar has no key for it and the steady state does not model it, so "
+            "`planner calibrate` reads this result as the layout without the overlap; no predicted figure is given "
+            "for it"
         )
     return Emission(
         engine=engine.name,
@@ -215,7 +240,10 @@ def emit_pools(plan: Plan, pools: tuple[Pool, ...], notes: tuple[str, ...], name
         benchmark_flags=bench.flags,
         reader=reader,
         over=engine.over,
-        expected=expected_figures(plan, side, concurrency) if side and not ctx.draft_tokens else None,
+        unread=unread,
+        expected=expected_figures(plan, side, concurrency)
+        if side and not ctx.draft_tokens and starts and not overlap
+        else None,
     )
 
 

@@ -15,14 +15,16 @@ import math
 
 import yaml
 
+from planner.specs.hardware import Torus
 from planner.specs.plan import Plan
 
 
 def expected_figures(plan: Plan, sidecar: str, concurrency: int) -> dict | None:
-    """{ttft_s, tpot_s, output_tok_s_per_gpu, concurrency, policy, profile, layout} or None (no
-    sidecar, or nothing fits in the sidecar's layout)."""
+    """{ttft_s, tpot_s, output_tok_s_per_gpu, concurrency, policy, profile, layout, unit} or None (no
+    sidecar, or nothing fits in the sidecar's layout). On a TPU slice the profile is the cluster's
+    own (planner.config.engines.default_engine), and `unit` says "chip"."""
     from planner.commands.calibrate.serving import engine_of, predict_steady
-    from planner.config.engines import load_engine
+    from planner.config.engines import default_engine, load_engine
     from planner.config.serving_runs import Pool, ServingRun
 
     if not sidecar:
@@ -60,8 +62,11 @@ def expected_figures(plan: Plan, sidecar: str, concurrency: int) -> dict | None:
         output_tok_s_per_gpu=0.0,
         admission_limited="",
     )
-    profile = engine_of(run)
+    tpu = isinstance(plan.cluster.topology, Torus)
+    # a TPU slice: its cluster's own constants (no engine profile is fitted to TPU serving)
+    profile = default_engine(plan.cluster) if tpu else engine_of(run)
     predicted = predict_steady(run, load_engine(profile))
+    layout = predicted.layout.replace(" GPUs ", " chips ", 1) if tpu else predicted.layout
     if not all(math.isfinite(v) and v > 0 for v in predicted.predicted.values()):
         return None
     return {
@@ -69,5 +74,7 @@ def expected_figures(plan: Plan, sidecar: str, concurrency: int) -> dict | None:
         "concurrency": concurrency,
         "policy": run.policy,
         "profile": profile,
-        "layout": predicted.layout,
+        "layout": layout,
+        "unit": "chip" if tpu else "GPU",
+        "calibrate_profile": engine_of(run),  # the profile `planner calibrate` predicts the result with
     }

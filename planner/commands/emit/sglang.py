@@ -12,7 +12,17 @@ attention `heads`; `--enable-dp-attention --dp-size N` splits the batch over att
 
 from __future__ import annotations
 
-from planner.commands.emit.core import Bench, Command, Context, Engine, Pool, Runnable, front_note, token_budget
+from planner.commands.emit.core import (
+    NO_DEEPEP_NOTE,
+    Bench,
+    Command,
+    Context,
+    Engine,
+    Pool,
+    Runnable,
+    front_note,
+    token_budget,
+)
 
 COMMIT, BENCH_COMMIT = "001067ff", "0033168f"
 VERSION = f"sgl-project/sglang@{COMMIT} (server), @{BENCH_COMMIT} (bench_serving)"
@@ -37,7 +47,11 @@ def args(pool: Pool, run: Runnable, ctx: Context) -> tuple[list[str], list[str]]
     if run.expert_parallel:
         # the planner prices `ep` as wide EP with DeepEP's dispatch and combine: its normal kernels
         # for prefill, low-latency for decode, each by batch on a server running both
-        argv += ["--ep-size", str(n), "--moe-a2a-backend", "deepep", "--deepep-mode", _DEEPEP_MODE[pool.role]]
+        argv += ["--ep-size", str(n)]
+        if ctx.nvidia:
+            argv += ["--moe-a2a-backend", "deepep", "--deepep-mode", _DEEPEP_MODE[pool.role]]
+        else:
+            notes.append(NO_DEEPEP_NOTE.format(engine="SGLang"))
     if run.two_batch_overlap:
         argv += ["--enable-two-batch-overlap"]
     if pool.weights == "fp8":

@@ -35,6 +35,12 @@ def _vllm_tpu(pool: Pool, run: Runnable, ctx: Context) -> Command:
     argv += ["--max-num-seqs", str(max(1, pool.running)), "--max-num-batched-tokens", str(budget.per_rank)]
     notes += [budget.note] if budget.note else []
     argv += ["--enable-chunked-prefill", "--max-model-len", str(ctx.max_len)]
+    if ctx.hosts(pool) > 1:
+        how = (
+            "vLLM on TPU runs a slice over its hosts with Ray: `ray start --head` on host 0 ($HEAD_IP), `ray start "
+            "--address $HEAD_IP:6379` on the others, then this command on host 0"
+        )
+        notes.append(ctx.hosts_note(pool, how))
     if pool.role in ("prefill", "decode"):
         notes.append("vLLM on TPU has no prefill/decode disaggregation: this pool runs as a server of its own")
     return Command(argv=tuple(argv), flags=("vllm",), notes=tuple(notes))
@@ -74,6 +80,9 @@ def _jetstream(pool: Pool, run: Runnable, ctx: Context) -> Command:
         argv += ["quantization=int8"]
     if run.kv_cache == "int8":
         argv += ["quantize_kvcache=true", "kv_quant_dtype=int8"]
+    if ctx.hosts(pool) > 1:
+        how = "run this command on every host of the slice (JAX's multi-host runtime joins them: e.g. --worker=all)"
+        notes.append(ctx.hosts_note(pool, how))
     if run.stages > 1:
         notes.append("JetStream (MaxText) has no pipeline parallelism for serving: the stages run as one slice")
     if not per_chip.is_integer():

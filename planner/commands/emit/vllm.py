@@ -18,7 +18,17 @@ from __future__ import annotations
 import json
 import math
 
-from planner.commands.emit.core import Bench, Command, Context, Engine, Pool, Runnable, front_note, token_budget
+from planner.commands.emit.core import (
+    NO_DEEPEP_NOTE,
+    Bench,
+    Command,
+    Context,
+    Engine,
+    Pool,
+    Runnable,
+    front_note,
+    token_budget,
+)
 
 VERSION = "vllm-project/vllm@99d7eb5d (engine), @def9ce85 (vllm bench serve)"
 PINNED = (
@@ -40,15 +50,25 @@ def args(pool: Pool, run: Runnable, ctx: Context) -> tuple[list[str], list[str]]
     if run.stages > 1:
         argv += ["--pipeline-parallel-size", str(run.stages)]
     if run.expert_parallel:
-        # the planner prices `ep` as wide EP with DeepEP's all-to-all (vLLM's default is all-gather and
-        # reduce-scatter): its high-throughput kernels for prefill, low-latency for decode
-        argv += ["--enable-expert-parallel", "--all2all-backend", _ALL2ALL[pool.role]]
-        if pool.role == "server":
+        argv += ["--enable-expert-parallel"]
+        if dp == 1:
             notes.append(
-                "all-to-all deepep_high_throughput: a colocated step carries a prefill chunk (up to the token budget "
-                "per rank), more than DeepEP's low-latency kernels dispatch (they suit decode-only steps: "
-                "deepep_low_latency for a decode-heavy mix)"
+                "expert parallelism without data parallelism: vLLM runs no all-to-all (its all-to-all kernels act "
+                "only with --data-parallel-size above 1), so no --all2all-backend; the planner prices `ep` with "
+                "DeepEP's dispatch and combine"
             )
+        elif not ctx.nvidia:
+            notes.append(NO_DEEPEP_NOTE.format(engine="vLLM"))
+        else:
+            # the planner prices `ep` as wide EP with DeepEP's all-to-all (vLLM's default is all-gather and
+            # reduce-scatter): its high-throughput kernels for prefill, low-latency for decode
+            argv += ["--all2all-backend", _ALL2ALL[pool.role]]
+            if pool.role == "server":
+                notes.append(
+                    "all-to-all deepep_high_throughput: a colocated step carries a prefill chunk (up to the token "
+                    "budget per rank), more than DeepEP's low-latency kernels dispatch (they suit decode-only "
+                    "steps: deepep_low_latency for a decode-heavy mix)"
+                )
     if run.two_batch_overlap:
         argv += ["--enable-dbo"]
     if pool.weights == "fp8":
