@@ -707,3 +707,39 @@ def test_each_launch_says_how_many_of_it_to_launch(planner, engine):
     assert all(x["instances"] == 1 for x in launches if x["role"] not in ("prefill", "decode"))
     text = planner("serve", "deepseek-v3-h200", "--row", str(row), "--emit", engine).out
     assert f"prefill x{ratio:.3g} per decode pool (launch {p})" in text and f"decode (launch {q})" in text
+
+
+def test_tensorrt_llm_is_no_search_restriction_on_amd(planner):
+    run = planner("serve", "--model", "deepseek-v3", "--cluster", "mi300x", "--chips", "8", "--runnable-on", "trtllm")
+    assert run.code == 2 and "NVIDIA GPUs only" in run.err and "restrict to vllm or sglang" in run.err
+
+
+def test_a_tpu_benchmark_is_predicted_by_calibrate_with_the_slices_own_constants(planner, tmp_path):
+    """vllm-tpu's emitted figure and `planner calibrate` on its result agree: both take the TPU
+    slice's own constants, not a GPU-fitted engine profile."""
+    args = (
+        "explain", "--model", "llama-3-8b", "--cluster", "tpu-v4", "--chips", "8", "--phase", "decode",
+        "--batch", "64", "--ffn", "ws1d", "--attention", "heads", "--weights", "bf16",
+    )  # fmt: skip
+    e = json.loads(planner(*args, "--emit", "vllm-tpu", "--format", "json").out)["emit"]
+    x = e["expected"]
+    assert x and x["calibrate_profile"] == x["profile"] == "static-batch"
+    result = json.loads((Path(__file__).resolve().parent / "bench_results" / "vllm-c16.json").read_text())
+    bench = e["benchmark"]
+    i, o = (int(bench[bench.index(flag) + 1]) for flag in ("--random-input-len", "--random-output-len"))
+    n = 10 * x["concurrency"]
+    result.update(
+        max_concurrency=x["concurrency"],
+        max_concurrent_requests=x["concurrency"],
+        num_prompts=n,
+        completed=n,
+        total_input_tokens=n * i,
+        total_output_tokens=n * o,
+    )
+    path = tmp_path / e["result_file"]
+    path.write_text(json.dumps(result), encoding="utf-8")
+    (tmp_path / (e["result_file"] + ".planner.yaml")).write_text(e["sidecar"], encoding="utf-8")
+    run = planner("calibrate", path, "--format", "json")
+    assert run.code == 0, run.err
+    predicted = json.loads(run.out)["steady"][0]["predicted"]
+    assert predicted["tpot_s"] == pytest.approx(x["tpot_s"], rel=1e-5)

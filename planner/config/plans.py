@@ -39,7 +39,7 @@ from planner.config.yamlio import (
 )
 from planner.cost.layouts import FFN_LAYOUTS
 from planner.errors import ConfigError, UsageError, did_you_mean
-from planner.specs.engine_layouts import ENGINE_LAYOUTS
+from planner.specs.engine_layouts import ENGINE_LAYOUTS, is_amd
 from planner.specs.formats import Sparsity
 from planner.specs.hardware import Cluster, Torus
 from planner.specs.model import Model
@@ -328,6 +328,14 @@ def _runnable_on(cluster: Cluster, search: Fields | None, flags: dict[str, Any])
     if not name:
         return ""
     engine, tpu = ENGINE_LAYOUTS[name], isinstance(cluster.topology, Torus)
+    if engine.tpu == tpu and engine.nvidia_only and is_amd(cluster.chip.name, cluster.name):
+        message, hint = (
+            f"{engine.label} runs on NVIDIA GPUs only, and {cluster.name} is AMD's",
+            "restrict to vllm or sglang",
+        )
+        if in_file:
+            raise search.where["runnable_on"].error(message, hint=hint)
+        raise UsageError(f"{FLAGS['runnable_on']} {name}: {message}\n  hint: {hint}")
     if engine.tpu == tpu:
         return name
     kind = "TPU" if tpu else "GPU"

@@ -1,7 +1,7 @@
 """What each serving engine can run, in the planner's layout names (issue 28): the (FFN, attention)
 pairs, expert layouts, KV-cache and weight formats its launch flags express. `--emit` runs, for a
 row the engine cannot run, the runnable layout the cost model predicts fastest that fits in HBM
-(planner.commands.emit.core.runnable), `nearest` where none fits; `--runnable-on` keeps the
+(planner.commands.emit.choose.runnable), `nearest` where none fits; `--runnable-on` keeps the
 search to these.
 
 One table, read the same way for every engine; how each engine spells a layout is in
@@ -31,6 +31,7 @@ class EngineLayouts:
     kv_cache: frozenset[str]  # KV-cache format labels it stores
     weights: frozenset[str]  # weight format labels it serves
     tpu: bool = False  # runs on TPU slices (else GPUs)
+    nvidia_only: bool = False  # runs on NVIDIA GPUs only (TensorRT-LLM)
     fallback_dense: tuple[str, str] = ("ws1d", "heads")  # nearest (FFN, attention) for any other pair
     fallback_kv: str = "bf16"
 
@@ -68,6 +69,16 @@ class EngineLayouts:
         return ffn, attention, experts, kv_cache
 
 
+AMD_CHIP_WORDS = ("instinct", "amd", "mi300", "mi325", "mi355")
+
+
+def is_amd(chip_name: str, cluster_name: str = "") -> bool:
+    """An AMD GPU (ROCm software): the chip's or cluster's name says so (a cluster file has no
+    vendor key; configs/clusters/mi300x.yaml's chip is "Instinct MI300X")."""
+    names = f"{chip_name} {cluster_name}".lower()
+    return any(w in names for w in AMD_CHIP_WORDS)
+
+
 _GPU_KV = frozenset({"bf16", "fp8"})
 # weights the GPU engines serve from a quantised checkpoint or flag: int8 and int4 weight-only
 # (GPTQ/AWQ), int8 weights and activations (w8a8), fp8, and fp4 (NVFP4, on Blackwell)
@@ -101,6 +112,7 @@ ENGINE_LAYOUTS = {
             kv_cache=_GPU_KV,
             weights=frozenset({"bf16", "fp8", "int8", "int8-w8a8", "int4", "fp4"}),
             fallback_kv="fp8",
+            nvidia_only=True,
         ),
         EngineLayouts(
             name="vllm-tpu",

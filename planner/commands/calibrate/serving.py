@@ -42,6 +42,7 @@ from planner.cost.network import transfer_seconds
 from planner.errors import InfeasibleError
 from planner.specs.engine import ENGINES, EngineProfile
 from planner.specs.formats import KvFormat
+from planner.specs.hardware import Torus
 from planner.units import fmt_bytes
 
 METRICS = (("ttft_s", "TTFT"), ("tpot_s", "TPOT"), ("output_tok_s_per_gpu", "output tok/s per GPU"))
@@ -111,7 +112,9 @@ def assess_serving(
     cluster files' own constants); MTP runs with `speculation` (None: listed apart)."""
     steady, apart, best = [], [], []
     for run in data.runs:
-        profile = profiles.get(engine_of(run)) if profiles else None
+        # a TPU slice keeps its own constants (planner.config.engines.default_engine): no GPU profile
+        tpu = isinstance(run.cluster.topology, Torus)
+        profile = profiles.get(engine_of(run)) if profiles and not tpu else None
         note = unknown_engine(run) if profiles else ""
         if run.kind == "max_throughput":
             found = _max_throughput(run, profile)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from planner.commands.serve.steady_state import DEFAULT_TOKEN_BUDGET
 from planner.cost.costmodel import Candidate
+from planner.specs.engine_layouts import is_amd
 from planner.specs.hardware import Switched
 from planner.specs.plan import Plan, Workload
 
@@ -178,14 +179,9 @@ class Emission:
     unread: str = ""
 
 
-AMD_CHIP_WORDS = ("instinct", "amd", "mi300", "mi325", "mi355")
-
-
 def amd(plan: Plan) -> bool:
-    """An AMD GPU cluster (ROCm software): the chip's or cluster's name says so (the cluster file has
-    no vendor key; configs/clusters/mi300x.yaml's chip is "Instinct MI300X")."""
-    names = f"{plan.cluster.chip.name} {plan.cluster.name}".lower()
-    return any(w in names for w in AMD_CHIP_WORDS)
+    """An AMD GPU cluster (ROCm software; planner.specs.engine_layouts.is_amd)."""
+    return is_amd(plan.cluster.chip.name, plan.cluster.name)
 
 
 NO_DEEPEP_NOTE = (

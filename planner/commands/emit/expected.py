@@ -76,5 +76,6 @@ def expected_figures(plan: Plan, sidecar: str, concurrency: int) -> dict | None:
         "profile": profile,
         "layout": layout,
         "unit": "chip" if tpu else "GPU",
-        "calibrate_profile": engine_of(run),  # the profile `planner calibrate` predicts the result with
+        # the profile `planner calibrate` predicts the result with (a TPU slice: its own constants too)
+        "calibrate_profile": profile,
     }
