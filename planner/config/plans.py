@@ -328,20 +328,17 @@ def _runnable_on(cluster: Cluster, search: Fields | None, flags: dict[str, Any])
     if not name:
         return ""
     engine, tpu = ENGINE_LAYOUTS[name], isinstance(cluster.topology, Torus)
-    if engine.tpu == tpu and engine.nvidia_only and is_amd(cluster.chip.name, cluster.name):
-        message, hint = (
-            f"{engine.label} runs on NVIDIA GPUs only, and {cluster.name} is AMD's",
-            "restrict to vllm or sglang",
-        )
-        if in_file:
-            raise search.where["runnable_on"].error(message, hint=hint)
-        raise UsageError(f"{FLAGS['runnable_on']} {name}: {message}\n  hint: {hint}")
-    if engine.tpu == tpu:
+    amd = not tpu and is_amd(cluster.chip.name, cluster.name)
+    if engine.tpu == tpu and not (engine.nvidia_only and amd):
         return name
     kind = "TPU" if tpu else "GPU"
-    fits = ", ".join(e.name for e in ENGINE_LAYOUTS.values() if e.tpu == tpu)
-    message = f"{engine.label} runs on {'TPUs' if engine.tpu else 'GPUs'}, and {cluster.name} is a {kind} cluster"
-    hint = f"restrict to a {kind} engine ({fits}), or drop it"
+    if engine.tpu == tpu:  # an NVIDIA-only engine on AMD GPUs
+        others = " or ".join(e.name for e in ENGINE_LAYOUTS.values() if not (e.tpu or e.nvidia_only))
+        message, hint = f"{engine.label} runs on NVIDIA GPUs only, and {cluster.name} is AMD's", f"restrict to {others}"
+    else:
+        fits = ", ".join(e.name for e in ENGINE_LAYOUTS.values() if e.tpu == tpu)
+        message = f"{engine.label} runs on {'TPUs' if engine.tpu else 'GPUs'}, and {cluster.name} is a {kind} cluster"
+        hint = f"restrict to a {kind} engine ({fits}), or drop it"
     if in_file:
         raise search.where["runnable_on"].error(message, hint=hint)
     raise UsageError(f"{FLAGS['runnable_on']} {name}: {message}\n  hint: {hint}")

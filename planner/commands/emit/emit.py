@@ -30,6 +30,7 @@ from planner.commands.emit.expected import expected_figures
 from planner.commands.serve.modes import Mode
 from planner.commands.serve.steady_state import DEFAULT_TOKEN_BUDGET
 from planner.errors import UsageError
+from planner.specs.engine_layouts import ENGINE_LAYOUTS
 from planner.specs.hardware import Torus
 from planner.specs.plan import Plan, Workload
 
@@ -52,7 +53,7 @@ def check(name: str, plan: Plan, flag: str = "--emit") -> None:
             f"{flag} {name}: {plan.cluster.name} is a TPU cluster and {name} runs on GPUs\n  hint: --emit vllm-tpu "
             "or --emit jetstream"
         )
-    if name == "trtllm" and amd(plan):
+    if _nvidia_only(name) and amd(plan):
         raise UsageError(
             f"{flag} {name}: {plan.cluster.name} is an AMD GPU cluster and TensorRT-LLM runs on NVIDIA GPUs only\n"
             "  hint: --emit vllm or --emit sglang (both run on ROCm)"
@@ -64,6 +65,11 @@ def check(name: str, plan: Plan, flag: str = "--emit") -> None:
         )
 
 
+def _nvidia_only(name: str) -> bool:
+    """Whether the engine table says `name` runs on NVIDIA GPUs only (TensorRT-LLM)."""
+    return name in ENGINE_LAYOUTS and ENGINE_LAYOUTS[name].nvidia_only
+
+
 def engine_for(name: str, plan: Plan) -> tuple[Engine, str]:
     """The engine record, and a note where dynamo's workers take a stated default."""
     check(name, plan)
@@ -72,7 +78,7 @@ def engine_for(name: str, plan: Plan) -> tuple[Engine, str]:
     if name != "dynamo":
         return BASES[name], ""
     base, note = plan.cluster.engine, ""
-    if base == "trtllm" and amd(plan):
+    if _nvidia_only(base) and amd(plan):
         raise UsageError(
             f"--emit dynamo: the row's engine profile is trtllm and {plan.cluster.name} is an AMD GPU cluster: "
             "TensorRT-LLM runs on NVIDIA GPUs only\n  hint: --emit vllm or --emit sglang, or plan with --engine "
